@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""Trims a pinned upstream OpenAPI document to the operations the adapter calls.
+
+Keeps each selected operation byte-for-byte (as parsed data), the path-level parameters of its
+path, and exactly the components those operations reference, transitively. Nothing is rewritten,
+so tests can prove every kept operation and schema is identical to the upstream document.
+
+Usage: scripts/trim-openapi.py waldur|langflow [--check]
+"""
+import gzip
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+UPSTREAM = ROOT / "openapi" / "upstream"  # byte-exact pinned copies (see each SOURCE.txt)
+
+SPECS = {
+    "waldur": {
+        "source": "waldur/waldur-openapi-schema-8.0.5.yaml.gz",
+        "target": "openapi/waldur.yaml",
+        "operations": [
+            # Orders
+            "marketplace_orders_list",
+            "marketplace_orders_retrieve",
+            "marketplace_orders_approve_by_provider",
+            "marketplace_orders_reject_by_provider",
+            "marketplace_orders_set_state_done",
+            "marketplace_orders_set_state_erred",
+            # Provider resources
+            "marketplace_provider_resources_list",
+            "marketplace_provider_resources_retrieve",
+            "marketplace_provider_resources_set_backend_id",
+            "marketplace_provider_resources_set_backend_metadata",
+            "marketplace_provider_resources_submit_report",
+            "marketplace_provider_resources_team_list",
+            # Usage
+            "marketplace_component_usages_list",
+            "marketplace_component_usages_set_usage",
+            # Offerings
+            "marketplace_provider_offerings_retrieve",
+            # Site-agent identity and events
+            "marketplace_site_agent_identities_list",
+            "marketplace_site_agent_identities_create",
+            "marketplace_site_agent_identities_register_event_subscription",
+            "event_subscriptions_create_queue",
+            # Health
+            "users_me_retrieve",
+        ],
+    },
+    "langflow": {
+        "source": "langflow/openapi.json",
+        "target": "openapi/langflow.json",
+        "operations": [],
+    },
+}
+
+
+def load(path: Path):
+    if path.suffix == ".gz":
+        text = gzip.decompress(path.read_bytes()).decode("utf-8")
+    else:
+        text = path.read_text(encoding="utf-8")
+    if path.name.endswith(".json"):
+        return json.loads(text)
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+def refs(node, found: set):
+    """Collects every local $ref below node."""
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/components/"):
+            found.add(ref)
+        for value in node.values():
+            refs(value, found)
+    elif isinstance(node, list):
+        for value in node:
+            refs(value, found)
+
+
+def trim(spec: dict, operation_ids: list) -> dict:
+    wanted = set(operation_ids)
+    paths = {}
+    for path, item in spec["paths"].items():
+        kept = {}
+        for key, value in item.items():
+            if isinstance(value, dict) and value.get("operationId") in wanted:
+                kept[key] = value
+                wanted.discard(value["operationId"])
+        if kept:
+            if "parameters" in item:
+                kept = {"parameters": item["parameters"], **kept}
+            paths[path] = kept
+    if wanted:
+        sys.exit(f"operations not in the upstream spec: {sorted(wanted)}")
+
+    components = spec.get("components", {})
+    pending, seen = set(), set()
+    refs(paths, pending)
+    security_schemes = set()
+    for item in paths.values():
+        for op in item.values():
+            if isinstance(op, dict):
+                for requirement in op.get("security", []):
+                    security_schemes.update(requirement.keys())
+    while pending:
+        ref = pending.pop()
+        if ref in seen:
+            continue
+        seen.add(ref)
+        _, _, section, name = ref.split("/", 3)
+        refs(components[section][name], pending)
+
+    kept_components = {}
+    for section in components:
+        names = [r.split("/", 3)[3] for r in seen if r.split("/")[2] == section]
+        if section == "securitySchemes":
+            names = sorted(set(names) | (security_schemes & set(components[section])))
+        if names:
+            kept_components[section] = {n: components[section][n] for n in sorted(names)}
+
+    out = {k: v for k, v in spec.items() if k not in ("paths", "components", "tags", "x-tagGroups")}
+    out["paths"] = paths
+    out["components"] = kept_components
+    return out
+
+
+def render(data: dict, target: Path) -> str:
+    if target.suffix == ".json":
+        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    header = f"# Trimmed from the pinned upstream spec by scripts/trim-openapi.py; do not edit by hand.\n"
+    return header + yaml.dump(data, sort_keys=False, allow_unicode=True, width=1_000_000,
+                              Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper))
+
+
+def main():
+    if len(sys.argv) < 2 or sys.argv[1] not in SPECS:
+        sys.exit(__doc__)
+    config = SPECS[sys.argv[1]]
+    spec = load(UPSTREAM / config["source"])
+    trimmed = trim(spec, config["operations"])
+    target = ROOT / config["target"]
+    text = render(trimmed, target)
+    if "--check" in sys.argv:
+        if not target.exists() or target.read_text(encoding="utf-8") != text:
+            sys.exit(f"{target} is stale: run scripts/trim-openapi.py {sys.argv[1]}")
+        return
+    target.write_text(text, encoding="utf-8")
+    ops = sum(1 for item in trimmed["paths"].values() for v in item.values() if isinstance(v, dict) and "operationId" in v)
+    schemas = len(trimmed["components"].get("schemas", {}))
+    print(f"{target.relative_to(ROOT)}: {ops} operations, {schemas} schemas")
+
+
+if __name__ == "__main__":
+    main()

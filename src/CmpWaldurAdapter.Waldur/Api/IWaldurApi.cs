@@ -1,0 +1,102 @@
+using CmpWaldurAdapter.Waldur.Contracts;
+using Refit;
+
+namespace CmpWaldurAdapter.Waldur.Api;
+
+/// <summary>
+/// The Waldur operations the adapter calls, over the DTOs NSwag generates from <c>openapi/waldur.yaml</c>.
+/// Paths keep Waldur's trailing slashes exactly.
+/// </summary>
+[Headers("Accept: application/json")]
+public interface IWaldurApi
+{
+    // Orders
+
+    [Get("/api/marketplace-orders/")]
+    Task<List<OrderDetails>> ListOrdersAsync(
+        [AliasAs("offering_uuid")] Guid offeringUuid,
+        [AliasAs("state")][Query(CollectionFormat.Multi)] IEnumerable<string> states,
+        [AliasAs("page")] int page,
+        [AliasAs("page_size")] int pageSize,
+        CancellationToken cancellationToken);
+
+    [Get("/api/marketplace-orders/{uuid}/")]
+    Task<OrderDetails> GetOrderAsync(Guid uuid, CancellationToken cancellationToken);
+
+    [Post("/api/marketplace-orders/{uuid}/approve_by_provider/")]
+    Task ApproveByProviderAsync(Guid uuid, [Body] OrderApproveByProviderRequest request, CancellationToken cancellationToken);
+
+    [Post("/api/marketplace-orders/{uuid}/reject_by_provider/")]
+    Task RejectByProviderAsync(Guid uuid, [Body] OrderProviderRejectionRequest request, CancellationToken cancellationToken);
+
+    [Post("/api/marketplace-orders/{uuid}/set_state_done/")]
+    Task SetStateDoneAsync(Guid uuid, CancellationToken cancellationToken);
+
+    [Post("/api/marketplace-orders/{uuid}/set_state_erred/")]
+    Task SetStateErredAsync(Guid uuid, [Body] OrderErrorDetailsRequest request, CancellationToken cancellationToken);
+
+    // Provider resources
+
+    [Get("/api/marketplace-provider-resources/")]
+    Task<List<Resource>> ListProviderResourcesAsync(
+        [AliasAs("offering_uuid")] Guid offeringUuid,
+        [AliasAs("state")][Query(CollectionFormat.Multi)] IEnumerable<string> states,
+        [AliasAs("page")] int page,
+        [AliasAs("page_size")] int pageSize,
+        CancellationToken cancellationToken);
+
+    [Get("/api/marketplace-provider-resources/{uuid}/")]
+    Task<Resource> GetProviderResourceAsync(Guid uuid, CancellationToken cancellationToken);
+
+    [Post("/api/marketplace-provider-resources/{uuid}/set_backend_id/")]
+    Task SetResourceBackendIdAsync(Guid uuid, [Body] ResourceBackendIDRequest request, CancellationToken cancellationToken);
+
+    [Post("/api/marketplace-provider-resources/{uuid}/set_backend_metadata/")]
+    Task SetResourceBackendMetadataAsync(Guid uuid, [Body] ResourceBackendMetadataRequest request, CancellationToken cancellationToken);
+
+    [Post("/api/marketplace-provider-resources/{uuid}/submit_report/")]
+    Task SubmitResourceReportAsync(Guid uuid, [Body] ResourceReportRequest request, CancellationToken cancellationToken);
+
+    [Get("/api/marketplace-provider-resources/{uuid}/team/")]
+    Task<List<ProjectUser>> GetResourceTeamAsync(Guid uuid, CancellationToken cancellationToken);
+
+    // Usage
+
+    [Get("/api/marketplace-component-usages/")]
+    Task<List<ComponentUsageRecord>> ListComponentUsagesAsync(
+        [AliasAs("resource_uuid")] Guid resourceUuid,
+        [AliasAs("billing_period")] string billingPeriod,
+        [AliasAs("page")] int page,
+        [AliasAs("page_size")] int pageSize,
+        CancellationToken cancellationToken);
+
+    [Post("/api/marketplace-component-usages/set_usage/")]
+    Task SetUsageAsync([Body] ComponentUsageCreateRequest request, CancellationToken cancellationToken);
+
+    // Offerings
+
+    [Get("/api/marketplace-provider-offerings/{uuid}/")]
+    Task<ProviderOfferingDetails> GetProviderOfferingAsync(Guid uuid, CancellationToken cancellationToken);
+
+    // Site-agent identity and event subscriptions
+
+    [Get("/api/marketplace-site-agent-identities/")]
+    Task<List<AgentIdentity>> ListAgentIdentitiesAsync(
+        [AliasAs("offering_uuid")] string offeringUuid,
+        [AliasAs("name")] string name,
+        CancellationToken cancellationToken);
+
+    [Post("/api/marketplace-site-agent-identities/")]
+    Task<AgentIdentity> CreateAgentIdentityAsync([Body] AgentIdentityRequest request, CancellationToken cancellationToken);
+
+    [Post("/api/marketplace-site-agent-identities/{uuid}/register_event_subscription/")]
+    Task<EventSubscription> RegisterEventSubscriptionAsync(Guid uuid, [Body] AgentEventSubscriptionCreateRequest request, CancellationToken cancellationToken);
+
+    [Post("/api/event-subscriptions/{uuid}/create_queue/")]
+    Task<EventSubscriptionQueue> CreateQueueAsync(Guid uuid, [Body] EventSubscriptionQueueCreateRequest request, CancellationToken cancellationToken);
+
+    // Health
+
+    [Get("/api/users/me/?field=uuid")]
+    Task<User> GetCurrentUserAsync(CancellationToken cancellationToken);
+}

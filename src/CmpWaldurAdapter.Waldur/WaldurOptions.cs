@@ -1,0 +1,31 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace CmpWaldurAdapter.Waldur;
+
+/// <summary>How the adapter reaches Waldur (configuration section <c>Waldur</c>).</summary>
+public sealed class WaldurOptions
+{
+    public const string SectionName = "Waldur";
+
+    /// <summary>Waldur's base address, without <c>/api</c> (e.g. https://waldur.example.org/).</summary>
+    [Required]
+    public Uri? BaseUrl { get; set; }
+
+    /// <summary>API token of the service-provider account (sent as <c>Authorization: Token …</c>). A secret.</summary>
+    [Required]
+    public string? Token { get; set; }
+
+    /// <summary>Time allowed for one HTTP attempt.</summary>
+    public TimeSpan AttemptTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Retries of one call on transient failures (5xx, 408, 429, network) before the caller sees it.</summary>
+    [Range(0, 10)]
+    public int RetryAttempts { get; set; } = 3;
+
+    /// <summary>First retry delay; later ones grow exponentially with jitter.</summary>
+    public TimeSpan RetryDelay { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Page size for list calls.</summary>
+    [Range(1, 500)]
+    public int PageSize { get; set; } = 100;
+}

@@ -1,0 +1,44 @@
+using System.CommandLine;
+using Microsoft.Extensions.Options;
+
+namespace CmpWaldurAdapter.Cli;
+
+/// <summary>The <c>cmp-adapter</c> command line: nouns, then verbs, each with --help.</summary>
+public static class AdapterCli
+{
+    public static RootCommand Build(CommandContext context)
+    {
+        var root = new RootCommand("CmpWaldurAdapter: the service-provider side of an AI-agent marketplace on Waldur.")
+        {
+            CommandContext.ConfigOption,
+            CommandContext.OutputOption,
+            ServeCommand.Build(context),
+            DbCommands.Build(context),
+            OrdersCommands.Build(context),
+        };
+        return root;
+    }
+
+    public static async Task<int> RunAsync(string[] args, CommandContext context, CancellationToken cancellationToken = default)
+    {
+        var parse = Build(context).Parse(args);
+        try
+        {
+            return await parse.InvokeAsync(new InvocationConfiguration { Output = context.Output, Error = context.Error, EnableDefaultExceptionHandler = false }, cancellationToken);
+        }
+        catch (OptionsValidationException exception)
+        {
+            await context.Error.WriteLineAsync("Configuration error: " + string.Join("; ", exception.Failures));
+            return ExitCodes.Error;
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            return ExitCodes.Success;
+        }
+        catch (Exception exception) when (exception is HttpRequestException or Refit.ApiException or TimeoutException or InvalidOperationException or Npgsql.NpgsqlException or Microsoft.Data.Sqlite.SqliteException)
+        {
+            await context.Error.WriteLineAsync($"{parse.CommandResult.Command.Name}: {Waldur.Api.UpstreamFailures.Describe(exception)}");
+            return ExitCodes.Error;
+        }
+    }
+}

@@ -1,0 +1,29 @@
+namespace CmpWaldurAdapter.Events;
+
+/// <summary>Waldur's event channel for site agents: STOMP over WebSocket (configuration section <c>Events</c>).</summary>
+public sealed class EventsOptions
+{
+    public const string SectionName = "Events";
+
+    /// <summary>Off: polling-only mode, no broker needed.</summary>
+    public bool Enabled { get; set; }
+
+    /// <summary>RabbitMQ web-STOMP endpoint, e.g. <c>wss://waldur.example.org/rmqws-stomp</c>.</summary>
+    public Uri? WebSocketUrl { get; set; }
+
+    /// <summary>Heart-beat interval both ways; RabbitMQ drops sockets without them.</summary>
+    public TimeSpan Heartbeat { get; set; } = TimeSpan.FromSeconds(10);
+
+    public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>A connection that stayed up this long resets the reconnect backoff.</summary>
+    public TimeSpan StableAfter { get; set; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>Reconnect backoff: 1 s doubling to this, with up to 25 % jitter.</summary>
+    public TimeSpan MaxReconnectDelay { get; set; } = TimeSpan.FromMinutes(2);
+
+    public TimeSpan InitialReconnectDelay { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>How often paused and downscaled flags are re-read for every subscription (events can be lost).</summary>
+    public TimeSpan ResourceSyncInterval { get; set; } = TimeSpan.FromMinutes(5);
+}

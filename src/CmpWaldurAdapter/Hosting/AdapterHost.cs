@@ -1,0 +1,154 @@
+using CmpWaldurAdapter.Events;
+using CmpWaldurAdapter.Offerings;
+using CmpWaldurAdapter.Orders;
+using CmpWaldurAdapter.Persistence;
+using CmpWaldurAdapter.Provisioning;
+using CmpWaldurAdapter.Reports;
+using CmpWaldurAdapter.Web;
+using Microsoft.Extensions.Options;
+using Quartz;
+using Serilog;
+using Serilog.Formatting.Compact;
+
+namespace CmpWaldurAdapter.Hosting;
+
+/// <summary>
+/// The composition root. <see cref="AddAdapterServices"/> registers everything the CLI and the web host
+/// share; <see cref="AddAdapterWorkers"/> adds the background workers only <c>serve</c> runs.
+/// </summary>
+public static class AdapterHost
+{
+    /// <summary>Builds the web host that <c>cmp-adapter serve</c> runs: endpoints plus workers.</summary>
+    public static WebApplication BuildServer(string[] args, string? configFile, Action<WebApplicationBuilder>? configure = null)
+    {
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
+        AddConfiguration(builder.Configuration, configFile);
+        configure?.Invoke(builder);
+        builder.Services.AddAdapterLogging(builder.Configuration, toStandardError: false);
+        builder.Services.AddAdapterServices(builder.Configuration);
+        builder.Services.AddAdapterWorkers(builder.Configuration);
+
+        var app = builder.Build();
+        app.UseSerilogRequestLogging();
+        app.MapHealthEndpoints();
+        return app;
+    }
+
+    /// <summary>Builds the host operator commands run in: the same services, no workers, logs on stderr.</summary>
+    public static IHost BuildCommandHost(string? configFile, Action<HostApplicationBuilder>? configure = null)
+    {
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { ContentRootPath = AppContext.BaseDirectory });
+        AddConfiguration(builder.Configuration, configFile);
+        configure?.Invoke(builder);
+        builder.Services.AddAdapterLogging(builder.Configuration, toStandardError: true);
+        builder.Services.AddAdapterServices(builder.Configuration);
+        return builder.Build();
+    }
+
+    internal static void AddConfiguration(IConfigurationManager configuration, string? configFile)
+    {
+        if (!string.IsNullOrEmpty(configFile))
+        {
+            configuration.AddJsonFile(Path.GetFullPath(configFile), optional: false, reloadOnChange: false);
+        }
+
+        // Environment variables win over files (Waldur__Token=…), as operators and Kubernetes expect.
+        configuration.AddEnvironmentVariables();
+    }
+
+    public static IServiceCollection AddAdapterLogging(this IServiceCollection services, IConfiguration configuration, bool toStandardError)
+    {
+        services.AddSerilog((_, logger) =>
+        {
+            logger.ReadFrom.Configuration(configuration)
+                .Enrich.FromLogContext()
+                .Enrich.WithProperty("Application", "cmp-adapter");
+            if (!configuration.GetSection("Serilog:WriteTo").Exists())
+            {
+                // Structured JSON lines by default; commands keep stdout for their own output.
+                logger.WriteTo.Console(new RenderedCompactJsonFormatter(), standardErrorFromLevel: toStandardError ? Serilog.Events.LogEventLevel.Verbose : null);
+            }
+        });
+        return services;
+    }
+
+    public static IServiceCollection AddAdapterServices(this IServiceCollection services, IConfiguration configuration)
+    {
+        services.AddSingleton(TimeProvider.System);
+        services.AddSingleton<AdapterInstance>();
+        services.AddAdapterPersistence(configuration);
+        services.AddWaldurClient(configuration);
+
+        services.Configure<List<OfferingBinding>>(configuration.GetSection("Offerings"));
+        services.AddSingleton<OfferingCatalog>();
+
+        services.AddOptions<OrdersOptions>().Bind(configuration.GetSection(OrdersOptions.SectionName)).ValidateDataAnnotations().ValidateOnStart();
+        services.AddSingleton<OrderInbox>();
+        services.AddSingleton<OrderLeases>();
+        services.AddSingleton<OrderProcessor>();
+        services.AddSingleton<OrderPoller>();
+        services.AddSingleton<SubscriptionReporter>();
+        services.AddSingleton<ITenantProvisioner, RecordOnlyProvisioner>();
+
+        services.Configure<EventsOptions>(configuration.GetSection(EventsOptions.SectionName));
+        services.AddSingleton<EventChannelRegistrar>();
+        services.AddSingleton<ResourceStateSync>();
+
+        services.AddAdapterHealthChecks();
+        return services;
+    }
+
+    public static IServiceCollection AddAdapterWorkers(this IServiceCollection services, IConfiguration configuration)
+    {
+        services.AddHostedService<OrderInboxWorker>();
+        services.AddHostedService<StartupOrderPoll>();
+
+        var orders = configuration.GetSection(OrdersOptions.SectionName).Get<OrdersOptions>() ?? new OrdersOptions();
+        var events = configuration.GetSection(EventsOptions.SectionName).Get<EventsOptions>() ?? new EventsOptions();
+        var database = configuration.GetSection(DatabaseOptions.SectionName).Get<DatabaseOptions>() ?? new DatabaseOptions();
+
+        services.AddQuartz(quartz =>
+        {
+            quartz.ConfigureScheduler(scheduler =>
+            {
+                scheduler.InstanceName = "cmp-adapter";
+                scheduler.GenerateInstanceId = true;
+            });
+            if (database.Provider == DatabaseProvider.Postgres)
+            {
+                // Clustered on the shared database: each job runs on exactly one replica per firing.
+                quartz.UsePersistentStore(store =>
+                {
+                    store.UsePostgres(database.ConnectionString);
+                    store.UseClustering();
+                    store.UseSystemTextJsonSerializer();
+                    store.ProvisionSchema();
+                });
+            }
+            else
+            {
+                quartz.UseInMemoryStore();
+            }
+
+            Every<RefeedStuckOrdersJob>(quartz, RefeedStuckOrdersJob.Key, orders.StuckCheckInterval);
+            Every<SyncResourceStatesJob>(quartz, SyncResourceStatesJob.Key, events.ResourceSyncInterval);
+            if (!events.Enabled)
+            {
+                Every<PollOrdersJob>(quartz, PollOrdersJob.Key, orders.PollInterval);
+            }
+        });
+        services.AddQuartzHostedService(quartz => quartz.WaitForJobsToComplete = true);
+        return services;
+    }
+
+    private static void Every<TJob>(IQuartzBuilder quartz, JobKey key, TimeSpan interval)
+        where TJob : IJob
+    {
+        quartz.AddJob<TJob>(job => job.WithIdentity(key).StoreDurably());
+        quartz.AddTrigger(trigger => trigger
+            .ForJob(key)
+            .WithIdentity(key.Name + "-trigger", key.Group)
+            .StartAt(DateTimeOffset.UtcNow + interval)
+            .WithSimpleSchedule(schedule => schedule.WithInterval(interval).RepeatForever().WithMisfireInstruction(SimpleTriggerMisfireInstruction.NextWithRemainingCount)));
+    }
+}

@@ -1,0 +1,135 @@
+using System.Threading.Channels;
+using CmpWaldurAdapter.Core.Orders;
+using CmpWaldurAdapter.Persistence;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
+namespace CmpWaldurAdapter.Orders;
+
+/// <summary>
+/// The durable queue of orders to look at. Writers (events, polls, operators) only insert; the unique
+/// (order, state) index turns duplicates into no-ops, whichever replica or channel they came from.
+/// </summary>
+public sealed class OrderInbox(IDbContextFactory<AdapterDbContext> dbs, TimeProvider clock, IOptionsMonitor<OrdersOptions> options)
+{
+    /// <summary>The state recorded for announcements that did not say which state the order was in.</summary>
+    public const string UnknownState = "unknown";
+
+    private readonly Channel<bool> _wake = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
+
+    /// <summary>
+    /// Records that an order needs a look. With <paramref name="refeed"/>, an order already seen in this
+    /// state is made due again (stuck-order recovery, operator request). Returns whether anything changed.
+    /// </summary>
+    public async Task<bool> EnqueueAsync(Guid orderUuid, string? orderState, string source, bool refeed, CancellationToken cancellationToken)
+    {
+        var now = clock.GetUtcNow();
+        var state = string.IsNullOrWhiteSpace(orderState) ? UnknownState : orderState;
+        await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
+        {
+            db.OrderInbox.Add(new OrderInboxEntry
+            {
+                OrderUuid = orderUuid,
+                OrderState = state,
+                Source = source,
+                Status = InboxStatus.Pending,
+                ReceivedAt = now,
+                NextAttemptAt = now,
+            });
+            try
+            {
+                await db.SaveChangesAsync(cancellationToken);
+                Wake();
+                return true;
+            }
+            catch (DbUpdateException exception) when (DbErrors.IsUniqueViolation(exception))
+            {
+                // Already known: a duplicate message, another replica, or a poll racing an event.
+            }
+        }
+
+        if (!refeed)
+        {
+            return false;
+        }
+
+        await using var again = await dbs.CreateDbContextAsync(cancellationToken);
+        var changed = await again.OrderInbox
+            .Where(e => e.OrderUuid == orderUuid && e.OrderState == state && (e.Status == InboxStatus.Done || e.NextAttemptAt > now))
+            .ExecuteUpdateAsync(set => set
+                .SetProperty(e => e.Status, InboxStatus.Pending)
+                .SetProperty(e => e.NextAttemptAt, now)
+                .SetProperty(e => e.ReceivedAt, now)
+                .SetProperty(e => e.Source, source), cancellationToken);
+        if (changed > 0)
+        {
+            Wake();
+        }
+
+        return changed > 0;
+    }
+
+    /// <summary>Orders with an announcement that is due now, oldest first.</summary>
+    public async Task<IReadOnlyList<Guid>> DueAsync(int max, CancellationToken cancellationToken)
+    {
+        var now = clock.GetUtcNow();
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        var due = await db.OrderInbox.AsNoTracking()
+            .Where(e => e.Status == InboxStatus.Pending && e.NextAttemptAt <= now)
+            .OrderBy(e => e.NextAttemptAt)
+            .Select(e => e.OrderUuid)
+            .Take(max * 4)
+            .ToListAsync(cancellationToken);
+        return due.Distinct().Take(max).ToList();
+    }
+
+    /// <summary>Marks every announcement of the order received up to <paramref name="seenUpTo"/> as handled.</summary>
+    public async Task CompleteAsync(Guid orderUuid, DateTimeOffset seenUpTo, CancellationToken cancellationToken)
+    {
+        var now = clock.GetUtcNow();
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        await db.OrderInbox
+            .Where(e => e.OrderUuid == orderUuid && e.Status == InboxStatus.Pending && e.ReceivedAt <= seenUpTo)
+            .ExecuteUpdateAsync(set => set
+                .SetProperty(e => e.Status, InboxStatus.Done)
+                .SetProperty(e => e.CompletedAt, now)
+                .SetProperty(e => e.LastError, (string?)null), cancellationToken);
+    }
+
+    /// <summary>Schedules the order's pending announcements for a later attempt, backing off exponentially.</summary>
+    public async Task DeferAsync(Guid orderUuid, string reason, TimeSpan? fixedDelay, CancellationToken cancellationToken)
+    {
+        var now = clock.GetUtcNow();
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        var attempts = await db.OrderInbox
+            .Where(e => e.OrderUuid == orderUuid && e.Status == InboxStatus.Pending)
+            .Select(e => (int?)e.Attempts)
+            .MaxAsync(cancellationToken) ?? 0;
+        var settings = options.CurrentValue;
+        var delay = fixedDelay ?? new RetrySchedule(settings.RetryInitial, settings.RetryMaximum).DelayFor(attempts, Random.Shared.NextDouble());
+        var next = now + delay;
+        var truncated = reason.Length > 2000 ? reason[..2000] : reason;
+        await db.OrderInbox
+            .Where(e => e.OrderUuid == orderUuid && e.Status == InboxStatus.Pending)
+            .ExecuteUpdateAsync(set => set
+                .SetProperty(e => e.Attempts, e => e.Attempts + (fixedDelay == null ? 1 : 0))
+                .SetProperty(e => e.NextAttemptAt, next)
+                .SetProperty(e => e.LastError, truncated), cancellationToken);
+    }
+
+    /// <summary>Waits until something was enqueued in this process or the timeout passes.</summary>
+    public async Task WaitForWorkAsync(TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        using var timer = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timer.CancelAfter(timeout);
+        try
+        {
+            await _wake.Reader.ReadAsync(timer.Token);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+        }
+    }
+
+    private void Wake() => _wake.Writer.TryWrite(true);
+}

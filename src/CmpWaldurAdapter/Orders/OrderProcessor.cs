@@ -1,0 +1,492 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using CmpWaldurAdapter.Core.Forms;
+using CmpWaldurAdapter.Core.Orders;
+using CmpWaldurAdapter.Core.Subscriptions;
+using CmpWaldurAdapter.Offerings;
+using CmpWaldurAdapter.Persistence;
+using CmpWaldurAdapter.Provisioning;
+using CmpWaldurAdapter.Reports;
+using CmpWaldurAdapter.Tenants;
+using CmpWaldurAdapter.Waldur.Api;
+using CmpWaldurAdapter.Waldur.Contracts;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+using Refit;
+
+namespace CmpWaldurAdapter.Orders;
+
+/// <summary>What became of one look at an order.</summary>
+public enum OrderOutcome
+{
+    /// <summary>Provisioned (or changed, or removed) and set to done in Waldur.</summary>
+    Completed,
+
+    /// <summary>Rejected for invalid input, with a comment for the buyer.</summary>
+    Rejected,
+
+    /// <summary>Failed permanently after approval and marked erred with a message.</summary>
+    Erred,
+
+    /// <summary>Not the provider's turn (pending consumer, project or start date).</summary>
+    Waiting,
+
+    /// <summary>Not an order of ours, or already final: nothing to do.</summary>
+    Ignored,
+
+    /// <summary>Another process holds the order's lease right now.</summary>
+    Busy,
+}
+
+/// <summary>A transient failure: the order stays as it is in Waldur and is tried again later.</summary>
+public sealed class OrderDeferredException(string reason, Exception? inner = null) : Exception(reason, inner);
+
+/// <summary>
+/// Takes one Waldur order from <c>pending-provider</c> to <c>done</c>: validate → approve (or reject) →
+/// persisted provisioning steps → backend id → report → done, only from <c>executing</c>. Every phase
+/// and step is saved before the next begins, so a crash resumes where it stopped and repeats nothing.
+/// </summary>
+public sealed class OrderProcessor(
+    IWaldurApi waldur,
+    IDbContextFactory<AdapterDbContext> dbs,
+    OfferingCatalog catalog,
+    OrderLeases leases,
+    IEnumerable<ITenantProvisioner> provisioners,
+    SubscriptionReporter reporter,
+    TimeProvider clock,
+    IOptionsMonitor<OrdersOptions> options,
+    ILogger<OrderProcessor> logger)
+{
+    internal const string RecordSubscriptionStep = "record-subscription";
+    internal const string SetBackendIdStep = "set-backend-id";
+    internal const string ActivateStep = "activate";
+    internal const string ApplyConfigurationStep = "apply-configuration";
+    internal const string BeginTerminationStep = "begin-termination";
+    internal const string FinishTerminationStep = "finish-termination";
+    internal const string SubmitReportStep = "submit-report";
+
+    public async Task<OrderOutcome> ProcessAsync(Guid orderUuid, CancellationToken cancellationToken)
+    {
+        using var scope = logger.BeginScope(new Dictionary<string, object> { ["OrderUuid"] = orderUuid });
+        OrderDetails order;
+        try
+        {
+            order = await waldur.GetOrderAsync(orderUuid, cancellationToken);
+        }
+        catch (ApiException exception) when (UpstreamFailures.IsNotFound(exception))
+        {
+            logger.LogWarning("Order {OrderUuid} does not exist in Waldur (or is not visible to the adapter); skipping", orderUuid);
+            return OrderOutcome.Ignored;
+        }
+        catch (Exception exception) when (IsTransient(exception, cancellationToken))
+        {
+            throw new OrderDeferredException("Waldur could not be read: " + UpstreamFailures.Describe(exception), exception);
+        }
+
+        if (!catalog.Serves(order.Offering_uuid))
+        {
+            logger.LogDebug("Order {OrderUuid} belongs to offering {OfferingUuid}, which this adapter does not serve", orderUuid, order.Offering_uuid);
+            return OrderOutcome.Ignored;
+        }
+
+        var state = Wire(order.State);
+        if (!WaldurOrderStates.IsActionable(state))
+        {
+            logger.LogDebug("Order {OrderUuid} is {OrderState}: nothing for the provider to do", orderUuid, state);
+            return WaldurOrderStates.IsFinal(state) ? OrderOutcome.Ignored : OrderOutcome.Waiting;
+        }
+
+        var type = MapType(order.Type);
+        var resourceUuid = order.Marketplace_resource_uuid ?? order.Resource_uuid
+            ?? throw new OrderDeferredException($"Order {orderUuid} names no resource yet.");
+        await leases.EnsureRecordAsync(orderUuid, type, resourceUuid, order.Offering_uuid!.Value, cancellationToken);
+        if (!await leases.TryAcquireAsync(orderUuid, cancellationToken))
+        {
+            logger.LogInformation("Order {OrderUuid} is being processed by another process", orderUuid);
+            return OrderOutcome.Busy;
+        }
+
+        try
+        {
+            return await ProcessLeasedAsync(order, type, state!, resourceUuid, cancellationToken);
+        }
+        finally
+        {
+            await leases.ReleaseAsync(orderUuid);
+        }
+    }
+
+    private async Task<OrderOutcome> ProcessLeasedAsync(OrderDetails order, OrderType type, string state, Guid resourceUuid, CancellationToken cancellationToken)
+    {
+        var orderUuid = order.Uuid!.Value;
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        var record = await db.Orders.SingleAsync(o => o.OrderUuid == orderUuid, cancellationToken);
+
+        if (record.Phase == OrderPhase.Erred)
+        {
+            // The failure was decided earlier but Waldur was not told (it was unreachable then).
+            await MarkErredInWaldurAsync(orderUuid, record.LastError ?? "Provisioning failed.", cancellationToken);
+            return OrderOutcome.Erred;
+        }
+
+        try
+        {
+            var forms = await catalog.GetFormsAsync(order.Offering_uuid!.Value, cancellationToken);
+            var existing = await db.Subscriptions.SingleOrDefaultAsync(s => s.ResourceUuid == resourceUuid, cancellationToken);
+            var validation = Validate(type, order, forms, existing);
+
+            if (state == WaldurOrderStates.PendingProvider)
+            {
+                if (!validation.IsValid)
+                {
+                    await waldur.RejectByProviderAsync(orderUuid, new OrderProviderRejectionRequest { Provider_rejection_comment = validation.Summary }, cancellationToken);
+                    await SaveAsync(db, record, OrderPhase.Rejected, cancellationToken);
+                    logger.LogInformation("Rejected order {OrderUuid}: {Reason}", orderUuid, validation.Summary);
+                    return OrderOutcome.Rejected;
+                }
+
+                if (!await ApproveAsync(orderUuid, cancellationToken))
+                {
+                    return OrderOutcome.Waiting;
+                }
+
+                logger.LogInformation("Approved {OrderType} order {OrderUuid}", type, orderUuid);
+            }
+
+            if (record.Phase == OrderPhase.Received)
+            {
+                await SaveAsync(db, record, OrderPhase.Approved, cancellationToken);
+            }
+
+            if (!validation.IsValid)
+            {
+                // Approved elsewhere (or the form changed since): the input cannot be provisioned.
+                throw new PermanentProvisioningException(validation.Summary);
+            }
+
+            var subscription = type switch
+            {
+                OrderType.Create or OrderType.Restore => await CreateAsync(db, record, order, existing, validation.Values, cancellationToken),
+                OrderType.Update => await UpdateAsync(db, record, order, existing, validation.Values, cancellationToken),
+                OrderType.Terminate => await TerminateAsync(db, record, order, existing, cancellationToken),
+                _ => throw new ArgumentOutOfRangeException(nameof(type), type, "Unknown order type."),
+            };
+
+            if (!record.HasCompleted(SubmitReportStep))
+            {
+                if (subscription is not null)
+                {
+                    await reporter.SubmitAsync(subscription, record, forms.OfferingName, cancellationToken);
+                }
+
+                record.MarkCompleted(SubmitReportStep);
+                await SaveAsync(db, record, OrderPhase.Reported, cancellationToken);
+            }
+
+            // Waldur only accepts done from executing; someone may have finished or cancelled it meanwhile.
+            var latest = await waldur.GetOrderAsync(orderUuid, cancellationToken);
+            if (Wire(latest.State) == WaldurOrderStates.Executing)
+            {
+                await waldur.SetStateDoneAsync(orderUuid, cancellationToken);
+            }
+
+            record.CompletedAt = clock.GetUtcNow();
+            record.LastError = null;
+            await SaveAsync(db, record, OrderPhase.Completed, cancellationToken);
+            logger.LogInformation("Order {OrderUuid} ({OrderType}) is done", orderUuid, type);
+            return OrderOutcome.Completed;
+        }
+        catch (Exception exception) when (IsTransient(exception, cancellationToken))
+        {
+            record.Attempts++;
+            record.LastError = UpstreamFailures.Describe(exception);
+            await SaveAsync(db, record, record.Phase, CancellationToken.None);
+            logger.LogWarning(exception, "Order {OrderUuid} hit a transient failure and will be retried: {Reason}", orderUuid, record.LastError);
+            throw new OrderDeferredException(record.LastError, exception);
+        }
+        catch (Exception exception) when (exception is not OrderDeferredException && !cancellationToken.IsCancellationRequested)
+        {
+            var message = BuyerMessage(orderUuid, exception);
+            logger.LogError(exception, "Order {OrderUuid} failed permanently", orderUuid);
+            record.LastError = message;
+            await db.Subscriptions.Where(s => s.ResourceUuid == resourceUuid && s.State == SubscriptionState.Provisioning)
+                .ExecuteUpdateAsync(set => set.SetProperty(s => s.State, SubscriptionState.Erred), CancellationToken.None);
+            await SaveAsync(db, record, OrderPhase.Erred, CancellationToken.None);
+            await MarkErredInWaldurAsync(orderUuid, message, cancellationToken);
+            return OrderOutcome.Erred;
+        }
+    }
+
+    /// <summary>Approves the order. Returns false when Waldur refused and the order is not executing either.</summary>
+    private async Task<bool> ApproveAsync(Guid orderUuid, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await waldur.ApproveByProviderAsync(orderUuid, new OrderApproveByProviderRequest(), cancellationToken);
+            return true;
+        }
+        catch (ApiException exception) when (!UpstreamFailures.IsTransient(exception))
+        {
+            // A retried approve may have succeeded the first time: Waldur's current state decides.
+            var fresh = await waldur.GetOrderAsync(orderUuid, cancellationToken);
+            if (Wire(fresh.State) == WaldurOrderStates.Executing)
+            {
+                return true;
+            }
+
+            // Nothing was provisioned, so the order must not be marked erred: leave it for the operator.
+            logger.LogError(exception, "Waldur refused to approve order {OrderUuid}; leaving it pending", orderUuid);
+            throw new OrderDeferredException("Waldur refused the approval: " + UpstreamFailures.Describe(exception), exception);
+        }
+    }
+
+    private async Task<Subscription> CreateAsync(AdapterDbContext db, OrderRecord record, OrderDetails order, Subscription? existing, JsonObject configuration, CancellationToken cancellationToken)
+    {
+        var subscription = existing;
+        if (!record.HasCompleted(RecordSubscriptionStep) || subscription is null)
+        {
+            subscription = await RecordSubscriptionAsync(db, order, existing, configuration, cancellationToken);
+            record.SubscriptionId = subscription.Id;
+            record.MarkCompleted(RecordSubscriptionStep);
+            await SaveAsync(db, record, record.Phase, cancellationToken);
+        }
+
+        if (!record.HasCompleted(SetBackendIdStep))
+        {
+            // As early as possible: an erred Create without a backend id makes Waldur drop the resource.
+            await waldur.SetResourceBackendIdAsync(subscription.ResourceUuid, new ResourceBackendIDRequest { Backend_id = subscription.Id.ToString() }, cancellationToken);
+            record.MarkCompleted(SetBackendIdStep);
+            await SaveAsync(db, record, record.Phase, cancellationToken);
+        }
+
+        await RunProvisionerStepsAsync(db, record, order, subscription, configuration, cancellationToken);
+
+        if (!record.HasCompleted(ActivateStep))
+        {
+            subscription.State = SubscriptionState.Active;
+            subscription.UpdatedAt = clock.GetUtcNow();
+            record.MarkCompleted(ActivateStep);
+            await SaveAsync(db, record, OrderPhase.Provisioned, cancellationToken);
+        }
+
+        return subscription;
+    }
+
+    private async Task<Subscription> UpdateAsync(AdapterDbContext db, OrderRecord record, OrderDetails order, Subscription? subscription, JsonObject configuration, CancellationToken cancellationToken)
+    {
+        if (subscription is null || subscription.State is SubscriptionState.Terminated or SubscriptionState.Terminating)
+        {
+            throw new PermanentProvisioningException("This subscription is not active on the provider's side, so its settings cannot be changed.");
+        }
+
+        if (!record.HasCompleted(ApplyConfigurationStep))
+        {
+            subscription.Configuration = configuration.ToJsonString();
+            subscription.ConfigurationVersion++;
+            subscription.PlanUuid = order.New_plan_uuid ?? subscription.PlanUuid;
+            subscription.UpdatedAt = clock.GetUtcNow();
+            record.SubscriptionId = subscription.Id;
+            record.MarkCompleted(ApplyConfigurationStep);
+            await SaveAsync(db, record, record.Phase, cancellationToken);
+        }
+
+        await RunProvisionerStepsAsync(db, record, order, subscription, configuration, cancellationToken);
+        await SaveAsync(db, record, OrderPhase.Provisioned, cancellationToken);
+        return subscription;
+    }
+
+    private async Task<Subscription?> TerminateAsync(AdapterDbContext db, OrderRecord record, OrderDetails order, Subscription? subscription, CancellationToken cancellationToken)
+    {
+        if (subscription is null)
+        {
+            // Never provisioned here (or already purged): there is nothing to remove.
+            record.MarkCompleted(FinishTerminationStep);
+            await SaveAsync(db, record, OrderPhase.Provisioned, cancellationToken);
+            return null;
+        }
+
+        if (!record.HasCompleted(BeginTerminationStep))
+        {
+            subscription.State = SubscriptionState.Terminating;
+            subscription.UpdatedAt = clock.GetUtcNow();
+            record.SubscriptionId = subscription.Id;
+            record.MarkCompleted(BeginTerminationStep);
+            await SaveAsync(db, record, record.Phase, cancellationToken);
+        }
+
+        var configuration = JsonNode.Parse(subscription.Configuration) as JsonObject ?? [];
+        await RunProvisionerStepsAsync(db, record, order, subscription, configuration, cancellationToken);
+
+        if (!record.HasCompleted(FinishTerminationStep))
+        {
+            subscription.State = SubscriptionState.Terminated;
+            subscription.TerminatedAt = clock.GetUtcNow();
+            subscription.UpdatedAt = subscription.TerminatedAt.Value;
+            record.MarkCompleted(FinishTerminationStep);
+            await SaveAsync(db, record, OrderPhase.Provisioned, cancellationToken);
+        }
+
+        return subscription;
+    }
+
+    private async Task RunProvisionerStepsAsync(AdapterDbContext db, OrderRecord record, OrderDetails order, Subscription subscription, JsonObject configuration, CancellationToken cancellationToken)
+    {
+        var workspace = await db.Workspaces.SingleAsync(w => w.Id == subscription.WorkspaceId, cancellationToken);
+        var notes = record.Notes.Split('\n', StringSplitOptions.RemoveEmptyEntries).ToList();
+        var context = new ProvisioningContext
+        {
+            Db = db,
+            Order = order,
+            Subscription = subscription,
+            Workspace = workspace,
+            Configuration = configuration,
+            Notes = notes,
+        };
+
+        foreach (var step in provisioners.SelectMany(p => p.StepsFor(record.Type)))
+        {
+            if (record.HasCompleted(step.Name))
+            {
+                continue;
+            }
+
+            logger.LogInformation("Order {OrderUuid}: running step {Step}", record.OrderUuid, step.Name);
+            await step.ExecuteAsync(context, cancellationToken);
+            subscription.UpdatedAt = clock.GetUtcNow();
+            record.Notes = string.Join('\n', notes);
+            record.MarkCompleted(step.Name);
+            await SaveAsync(db, record, record.Phase, cancellationToken);
+        }
+    }
+
+    private async Task<Subscription> RecordSubscriptionAsync(AdapterDbContext db, OrderDetails order, Subscription? existing, JsonObject configuration, CancellationToken cancellationToken)
+    {
+        var now = clock.GetUtcNow();
+        var customerId = order.Customer_uuid ?? throw new PermanentProvisioningException("The order names no organization.");
+        var projectId = order.Project_uuid ?? throw new PermanentProvisioningException("The order names no project.");
+
+        if (await db.Customers.FindAsync([customerId], cancellationToken) is null)
+        {
+            db.Customers.Add(new Customer { Id = customerId, Name = order.Customer_name ?? string.Empty, CreatedAt = now, UpdatedAt = now });
+        }
+
+        if (await db.Workspaces.FindAsync([projectId], cancellationToken) is null)
+        {
+            db.Workspaces.Add(new Workspace { Id = projectId, CustomerId = customerId, Name = order.Project_name ?? string.Empty, CreatedAt = now, UpdatedAt = now });
+        }
+
+        if (existing is not null)
+        {
+            // Restore of a terminated subscription, or a resumed Create: provision it again under the same id.
+            existing.State = SubscriptionState.Provisioning;
+            existing.TerminatedAt = null;
+            existing.Configuration = configuration.ToJsonString();
+            existing.UpdatedAt = now;
+            await db.SaveChangesAsync(cancellationToken);
+            return existing;
+        }
+
+        var subscription = new Subscription
+        {
+            Id = Guid.NewGuid(),
+            ResourceUuid = order.Marketplace_resource_uuid ?? order.Resource_uuid!.Value,
+            OfferingUuid = order.Offering_uuid!.Value,
+            CustomerId = customerId,
+            WorkspaceId = projectId,
+            PlanUuid = order.Plan_uuid,
+            Name = order.Resource_name ?? string.Empty,
+            State = SubscriptionState.Provisioning,
+            Configuration = configuration.ToJsonString(),
+            ConfigurationVersion = 1,
+            CreatedAt = now,
+            UpdatedAt = now,
+        };
+        db.Subscriptions.Add(subscription);
+        try
+        {
+            await db.SaveChangesAsync(cancellationToken);
+            return subscription;
+        }
+        catch (DbUpdateException exception) when (DbErrors.IsUniqueViolation(exception))
+        {
+            // The resource (or its organization or project) was recorded concurrently: use what is there.
+            db.ChangeTracker.Clear();
+            return await db.Subscriptions.SingleAsync(s => s.ResourceUuid == subscription.ResourceUuid, cancellationToken);
+        }
+    }
+
+    private static FormValidation Validate(OrderType type, OrderDetails order, OfferingForms forms, Subscription? existing)
+    {
+        var attributes = ToJsonObject(order.Attributes);
+        switch (type)
+        {
+            case OrderType.Create or OrderType.Restore:
+                return forms.OrderForm.ValidateComplete(attributes);
+            case OrderType.Update:
+                var current = existing is null ? [] : JsonNode.Parse(existing.Configuration) as JsonObject ?? [];
+                // Only the options the offering lets buyers change later; fall back to the order form.
+                var form = forms.ResourceOptionsForm.Fields.Count > 0 ? forms.ResourceOptionsForm : forms.OrderForm;
+                return form.ValidateChange(attributes, current);
+            case OrderType.Terminate:
+                return new FormValidation([], []);
+            default:
+                throw new ArgumentOutOfRangeException(nameof(type), type, "Unknown order type.");
+        }
+    }
+
+    internal static JsonObject ToJsonObject(object? attributes) => attributes switch
+    {
+        null => [],
+        JsonObject json => json,
+        JsonElement { ValueKind: JsonValueKind.Object } element => JsonObject.Create(element) ?? [],
+        JsonElement => [],
+        _ => JsonSerializer.SerializeToNode(attributes) as JsonObject ?? [],
+    };
+
+    private async Task MarkErredInWaldurAsync(Guid orderUuid, string message, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var latest = await waldur.GetOrderAsync(orderUuid, cancellationToken);
+            if (Wire(latest.State) == WaldurOrderStates.Executing)
+            {
+                await waldur.SetStateErredAsync(orderUuid, new OrderErrorDetailsRequest { Error_message = message }, cancellationToken);
+            }
+        }
+        catch (Exception exception) when (IsTransient(exception, cancellationToken))
+        {
+            throw new OrderDeferredException("Waldur could not be told the order failed: " + UpstreamFailures.Describe(exception), exception);
+        }
+    }
+
+    private string BuyerMessage(Guid orderUuid, Exception exception)
+    {
+        var lead = exception is PermanentProvisioningException ? exception.Message : "The agent could not be provisioned.";
+        var details = options.CurrentValue.ExposeErrorDetails && exception is not PermanentProvisioningException
+            ? " Details: " + UpstreamFailures.Describe(exception)
+            : string.Empty;
+        return $"{lead}{details} Reference: order {orderUuid}.";
+    }
+
+    private async Task SaveAsync(AdapterDbContext db, OrderRecord record, OrderPhase phase, CancellationToken cancellationToken)
+    {
+        record.Phase = phase;
+        record.UpdatedAt = clock.GetUtcNow();
+        await db.SaveChangesAsync(cancellationToken);
+    }
+
+    private static bool IsTransient(Exception exception, CancellationToken cancellationToken) =>
+        !cancellationToken.IsCancellationRequested
+        && (exception is TransientProvisioningException || (exception is not PermanentProvisioningException && UpstreamFailures.IsTransient(exception)));
+
+    internal static string? Wire(OrderState? state) => WaldurEnums.ToWire(state);
+
+    private static OrderType MapType(RequestTypes? type) => type switch
+    {
+        RequestTypes.Create => OrderType.Create,
+        RequestTypes.Update => OrderType.Update,
+        RequestTypes.Terminate => OrderType.Terminate,
+        RequestTypes.Restore => OrderType.Restore,
+        _ => throw new OrderDeferredException($"Unknown order type '{type}'."),
+    };
+}

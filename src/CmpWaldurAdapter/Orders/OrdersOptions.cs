@@ -1,0 +1,39 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace CmpWaldurAdapter.Orders;
+
+/// <summary>How orders are found and retried (configuration section <c>Orders</c>).</summary>
+public sealed class OrdersOptions
+{
+    public const string SectionName = "Orders";
+
+    /// <summary>How often the inbox is checked when no event woke it.</summary>
+    public TimeSpan InboxCheckInterval { get; set; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>Polling-only mode: how often all actionable orders are listed from Waldur.</summary>
+    public TimeSpan PollInterval { get; set; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>An order left in pending-provider or executing longer than this is fed to the inbox again.</summary>
+    public TimeSpan StuckAfter { get; set; } = TimeSpan.FromMinutes(15);
+
+    /// <summary>How often stuck orders are looked for.</summary>
+    public TimeSpan StuckCheckInterval { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>First wait after a transient failure; later waits double up to <see cref="RetryMaximum"/>.</summary>
+    public TimeSpan RetryInitial { get; set; } = TimeSpan.FromSeconds(5);
+
+    public TimeSpan RetryMaximum { get; set; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>How long one process may hold an order before another may take it over (a crashed holder).</summary>
+    public TimeSpan LeaseDuration { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>Orders processed at the same time by one process.</summary>
+    [Range(1, 64)]
+    public int Concurrency { get; set; } = 4;
+
+    /// <summary>
+    /// Whether raw upstream error text goes into Waldur's error_message (visible to buyers). Off by default:
+    /// buyers get a clear message and the order reference, operators get the details in logs.
+    /// </summary>
+    public bool ExposeErrorDetails { get; set; }
+}

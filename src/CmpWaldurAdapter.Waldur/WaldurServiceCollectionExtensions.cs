@@ -28,7 +28,7 @@ public static class WaldurServiceCollectionExtensions
             .ValidateOnStart();
         services.AddTransient<WaldurTokenHandler>();
 
-        services.AddRefitClient<IWaldurApi>(new RefitSettings(new SystemTextJsonContentSerializer(WaldurJson)))
+        services.AddRefitGeneratedClient<IWaldurApi>(new RefitSettings(new SystemTextJsonContentSerializer(WaldurJson)))
             .ConfigureHttpClient((sp, http) =>
             {
                 var options = sp.GetRequiredService<IOptions<WaldurOptions>>().Value;

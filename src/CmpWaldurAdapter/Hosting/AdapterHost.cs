@@ -58,12 +58,18 @@ public static class AdapterHost
 
     public static IServiceCollection AddAdapterLogging(this IServiceCollection services, IConfiguration configuration, bool toStandardError)
     {
-        services.AddSerilog((_, logger) =>
+        services.AddSerilog((sp, logger) =>
         {
             logger.ReadFrom.Configuration(configuration)
                 .Enrich.FromLogContext()
                 .Enrich.WithProperty("Application", "cmp-adapter");
-            if (!configuration.GetSection("Serilog:WriteTo").Exists())
+            var sinks = sp.GetServices<Serilog.Core.ILogEventSink>().ToList();
+            foreach (var sink in sinks)
+            {
+                logger.WriteTo.Sink(sink);
+            }
+
+            if (sinks.Count == 0 && !configuration.GetSection("Serilog:WriteTo").Exists())
             {
                 // Structured JSON lines by default; commands keep stdout for their own output.
                 logger.WriteTo.Console(new RenderedCompactJsonFormatter(), standardErrorFromLevel: toStandardError ? Serilog.Events.LogEventLevel.Verbose : null);

@@ -16,6 +16,12 @@ public static class DatabaseMigrations
             await db.Database.MigrateAsync(cancellationToken);
         }
 
+        if (db.Database.IsSqlite())
+        {
+            // Write-ahead logging lets readers proceed while a writer commits; the setting persists in the file.
+            await db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;", cancellationToken);
+        }
+
         return pending;
     }
 

@@ -1,0 +1,246 @@
+using System.Text.Json.Nodes;
+using CmpWaldurAdapter.Core.Subscriptions;
+using CmpWaldurAdapter.Orders;
+using CmpWaldurAdapter.Testing.Fakes;
+using Microsoft.EntityFrameworkCore;
+
+namespace CmpWaldurAdapter.IntegrationTests.Orders;
+
+public sealed class OrderLifecycleTests : IAsyncLifetime
+{
+    private OrderTestBed _bed = null!;
+
+    public async Task InitializeAsync()
+    {
+        _bed = await OrderTestBed.CreateAsync();
+        await _bed.StartServicesAsync();
+    }
+
+    public async Task DisposeAsync() => await _bed.DisposeAsync();
+
+    [Fact]
+    public async Task Create_order_is_approved_provisioned_reported_and_done()
+    {
+        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes("Ada"));
+        var resource = _bed.Waldur.ResourceOf(order);
+
+        var outcome = await _bed.Processor.ProcessAsync(order, CancellationToken.None);
+
+        Assert.Equal(OrderOutcome.Completed, outcome);
+        Assert.Equal("done", _bed.Waldur.OrderState(order));
+        var subscription = await _bed.QueryAsync(db => db.Subscriptions.SingleAsync());
+        Assert.Equal(resource, subscription.ResourceUuid);
+        Assert.Equal(SubscriptionState.Active, subscription.State);
+        var configuration = JsonNode.Parse(subscription.Configuration)!.AsObject();
+        Assert.Equal("Ada", configuration["agent_name"]!.GetValue<string>());
+        Assert.Equal("friendly", configuration["tone"]!.GetValue<string>()); // the form's default
+        Assert.Equal(3, configuration["escalate_after"]!.GetValue<long>());
+        Assert.False(configuration.ContainsKey("name"), "Waldur's generic keys are not agent settings");
+
+        var waldurResource = _bed.Waldur.Resource(resource);
+        Assert.Equal(subscription.Id.ToString(), waldurResource["backend_id"]!.GetValue<string>());
+        var report = waldurResource["report"]!.AsArray();
+        Assert.Equal("Your agent is ready", report[0]!["header"]!.GetValue<string>());
+        Assert.Contains("Customer Support Agent is provisioned", report[0]!["body"]!.GetValue<string>());
+        Assert.DoesNotContain(WaldurFake.Token, waldurResource.ToJsonString());
+        Assert.All(ScriptedProvisioner.CreateSteps, step => Assert.Equal(1, _bed.Provisioner.Runs(step)));
+
+        // The exact provider-side sequence: approve before anything, backend id before the steps'
+        // results are reported, and done last, after re-reading the order.
+        var calls = _bed.Waldur.Requests.Where(r => r.Method != "GET" || r.Path.Contains("/marketplace-orders/", StringComparison.Ordinal))
+            .Select(r => $"{r.Method} {r.Path.Replace(order.ToString(), "{order}").Replace(resource.ToString(), "{resource}")}").ToList();
+        Assert.Equal(
+            [
+                "GET /api/marketplace-orders/{order}/",
+                "POST /api/marketplace-orders/{order}/approve_by_provider/",
+                "POST /api/marketplace-provider-resources/{resource}/set_backend_id/",
+                "POST /api/marketplace-provider-resources/{resource}/submit_report/",
+                "GET /api/marketplace-orders/{order}/",
+                "POST /api/marketplace-orders/{order}/set_state_done/",
+            ], calls);
+    }
+
+    [Fact]
+    public async Task Update_order_applies_changed_options_to_the_stored_configuration()
+    {
+        var create = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes("Ada"));
+        Assert.Equal(OrderOutcome.Completed, await _bed.Processor.ProcessAsync(create, CancellationToken.None));
+        var resource = _bed.Waldur.ResourceOf(create);
+
+        var update = _bed.Waldur.PlaceOrder("Update", _bed.Offering, resource, new JsonObject { ["tone"] = "formal" });
+        Assert.Equal(OrderOutcome.Completed, await _bed.Processor.ProcessAsync(update, CancellationToken.None));
+
+        Assert.Equal("done", _bed.Waldur.OrderState(update));
+        var subscription = await _bed.QueryAsync(db => db.Subscriptions.SingleAsync());
+        var configuration = JsonNode.Parse(subscription.Configuration)!.AsObject();
+        Assert.Equal("formal", configuration["tone"]!.GetValue<string>());
+        Assert.Equal("Ada", configuration["agent_name"]!.GetValue<string>());
+        Assert.Equal(2, subscription.ConfigurationVersion);
+        Assert.Equal(1, _bed.Provisioner.Runs("update-agent"));
+        Assert.Equal("Settings updated", _bed.Waldur.Resource(resource)["report"]![0]!["header"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task Update_order_with_an_invalid_value_is_rejected_and_changes_nothing()
+    {
+        var create = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes("Ada"));
+        await _bed.Processor.ProcessAsync(create, CancellationToken.None);
+        var resource = _bed.Waldur.ResourceOf(create);
+
+        var update = _bed.Waldur.PlaceOrder("Update", _bed.Offering, resource, new JsonObject { ["escalate_after"] = 99 });
+        Assert.Equal(OrderOutcome.Rejected, await _bed.Processor.ProcessAsync(update, CancellationToken.None));
+
+        Assert.Equal("rejected", _bed.Waldur.OrderState(update));
+        Assert.Contains("between 1 and 10", _bed.Waldur.Order(update)["provider_rejection_comment"]!.GetValue<string>());
+        var subscription = await _bed.QueryAsync(db => db.Subscriptions.SingleAsync());
+        Assert.Equal(3, JsonNode.Parse(subscription.Configuration)!["escalate_after"]!.GetValue<long>());
+    }
+
+    [Fact]
+    public async Task Terminate_order_removes_the_tenant_and_reports_what_was_removed()
+    {
+        var create = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
+        await _bed.Processor.ProcessAsync(create, CancellationToken.None);
+        var resource = _bed.Waldur.ResourceOf(create);
+
+        var terminate = _bed.Waldur.PlaceOrder("Terminate", _bed.Offering, resource);
+        Assert.Equal(OrderOutcome.Completed, await _bed.Processor.ProcessAsync(terminate, CancellationToken.None));
+
+        Assert.Equal("done", _bed.Waldur.OrderState(terminate));
+        Assert.Equal("Terminated", _bed.Waldur.Resource(resource)["state"]!.GetValue<string>());
+        var subscription = await _bed.QueryAsync(db => db.Subscriptions.SingleAsync());
+        Assert.Equal(SubscriptionState.Terminated, subscription.State);
+        Assert.NotNull(subscription.TerminatedAt);
+        var report = _bed.Waldur.Resource(resource)["report"]![0]!;
+        Assert.Equal("Subscription closed", report["header"]!.GetValue<string>());
+        Assert.Contains("remove-runtime done", report["body"]!.GetValue<string>());
+        Assert.Contains("remove-knowledge-base done", report["body"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task Invalid_attributes_are_rejected_with_a_readable_comment_and_nothing_is_provisioned()
+    {
+        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, new JsonObject { ["tone"] = "sarcastic", ["escalate_after"] = "many", ["colour"] = "red" });
+
+        Assert.Equal(OrderOutcome.Rejected, await _bed.Processor.ProcessAsync(order, CancellationToken.None));
+
+        Assert.Equal("rejected", _bed.Waldur.OrderState(order));
+        var comment = _bed.Waldur.Order(order)["provider_rejection_comment"]!.GetValue<string>();
+        Assert.Contains("Agent name is required.", comment);
+        Assert.Contains("Tone must be one of: friendly, formal.", comment);
+        Assert.Contains("must be a whole number", comment);
+        Assert.Contains("'colour' is not a setting of this offering.", comment);
+        Assert.Equal(0, _bed.Waldur.Count("POST", ".*/approve_by_provider/"));
+        Assert.Equal(0, _bed.Provisioner.TotalRuns);
+        Assert.False(await _bed.QueryAsync(db => db.Subscriptions.AnyAsync()));
+    }
+
+    [Fact]
+    public async Task A_storm_of_503s_delays_the_order_but_never_errs_it()
+    {
+        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
+        // More failures than one call's retries: the processor must defer, then succeed.
+        _bed.Waldur.Fail("POST", "/api/marketplace-orders/.*/approve_by_provider/", 503, times: 7);
+        _bed.Waldur.Fail("POST", "/api/marketplace-provider-resources/.*/set_backend_id/", 503, times: 5);
+        _bed.Waldur.Fail("POST", "/api/marketplace-orders/.*/set_state_done/", 429, times: 4);
+        _bed.Provisioner.FailTransiently("create-knowledge-base", times: 3);
+
+        var deferrals = 0;
+        OrderOutcome outcome;
+        while (true)
+        {
+            try
+            {
+                outcome = await _bed.Processor.ProcessAsync(order, CancellationToken.None);
+                break;
+            }
+            catch (OrderDeferredException)
+            {
+                deferrals++;
+                Assert.True(deferrals < 30, "the order never completed");
+            }
+        }
+
+        Assert.Equal(OrderOutcome.Completed, outcome);
+        Assert.True(deferrals >= 4, $"expected the storm to defer the order several times, got {deferrals}");
+        Assert.Equal("done", _bed.Waldur.OrderState(order));
+        Assert.Equal(0, _bed.Waldur.Count("POST", ".*/set_state_erred/"));
+        Assert.Equal(1, _bed.Provisioner.Runs("create-runtime"));
+        Assert.Equal(1, _bed.Provisioner.Runs("configure-agent"));
+        Assert.Equal(SubscriptionState.Active, (await _bed.QueryAsync(db => db.Subscriptions.SingleAsync())).State);
+    }
+
+    [Fact]
+    public async Task A_permanent_provisioning_error_marks_the_order_erred_with_a_clear_message()
+    {
+        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
+        _bed.Provisioner.FailPermanently("create-knowledge-base", "The knowledge base could not be created: the template is invalid.");
+
+        Assert.Equal(OrderOutcome.Erred, await _bed.Processor.ProcessAsync(order, CancellationToken.None));
+
+        Assert.Equal("erred", _bed.Waldur.OrderState(order));
+        var message = _bed.Waldur.Order(order)["error_message"]!.GetValue<string>();
+        Assert.Contains("The knowledge base could not be created: the template is invalid.", message);
+        Assert.Contains(order.ToString(), message);
+        // backend_id was set before the failure, so Waldur keeps the resource as Erred rather than dropping it.
+        Assert.False(string.IsNullOrEmpty(_bed.Waldur.Resource(_bed.Waldur.ResourceOf(order))["backend_id"]!.GetValue<string>()));
+        Assert.Equal(0, _bed.Provisioner.Runs("configure-agent"));
+        Assert.Equal(SubscriptionState.Erred, (await _bed.QueryAsync(db => db.Subscriptions.SingleAsync())).State);
+
+        // Looking at it again does nothing more: the order is final.
+        Assert.Equal(OrderOutcome.Ignored, await _bed.Processor.ProcessAsync(order, CancellationToken.None));
+        Assert.Equal(1, _bed.Waldur.Count("POST", ".*/set_state_erred/"));
+    }
+
+    [Fact]
+    public async Task An_unexpected_upstream_rejection_hides_raw_details_from_the_buyer()
+    {
+        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
+        _bed.Waldur.Fail("POST", "/api/marketplace-provider-resources/.*/set_backend_id/", 400, body: "{\"detail\":\"internal column backend_id overflow at db-7\"}");
+
+        Assert.Equal(OrderOutcome.Erred, await _bed.Processor.ProcessAsync(order, CancellationToken.None));
+
+        var message = _bed.Waldur.Order(order)["error_message"]!.GetValue<string>();
+        Assert.StartsWith("The agent could not be provisioned.", message);
+        Assert.DoesNotContain("db-7", message);
+        Assert.Contains(_bed.Logs.Lines, line => line.Contains("db-7", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Orders_of_other_offerings_and_orders_waiting_for_the_buyer_are_left_alone()
+    {
+        var foreign = _bed.Waldur.AddOffering("Someone else's VM");
+        var foreignOrder = _bed.Waldur.PlaceCreateOrder(foreign, new JsonObject());
+        var waiting = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes(), state: "pending-consumer");
+
+        Assert.Equal(OrderOutcome.Ignored, await _bed.Processor.ProcessAsync(foreignOrder, CancellationToken.None));
+        Assert.Equal(OrderOutcome.Waiting, await _bed.Processor.ProcessAsync(waiting, CancellationToken.None));
+        Assert.Equal(OrderOutcome.Ignored, await _bed.Processor.ProcessAsync(Guid.NewGuid(), CancellationToken.None));
+
+        Assert.Equal("pending-provider", _bed.Waldur.OrderState(foreignOrder));
+        Assert.Equal("pending-consumer", _bed.Waldur.OrderState(waiting));
+        Assert.Equal(0, _bed.Waldur.Count("POST", ".*"));
+    }
+
+    [Fact]
+    public async Task Duplicate_announcements_and_racing_processors_provision_exactly_once()
+    {
+        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
+        var inbox = (OrderInbox)_bed.Services.GetService(typeof(OrderInbox))!;
+
+        // The same message five times, from the broker, a poll and an operator.
+        var inserted = await Task.WhenAll(Enumerable.Range(0, 5).Select(i =>
+            inbox.EnqueueAsync(order, "pending-provider", i % 2 == 0 ? "event" : "poll", refeed: false, CancellationToken.None)));
+        Assert.Equal(1, inserted.Count(x => x));
+
+        // Eight processors (think replicas) race for the same order.
+        var outcomes = await Task.WhenAll(Enumerable.Range(0, 8).Select(_ => Task.Run(() => _bed.ProcessUntilSettledAsync(order))));
+
+        Assert.Equal(1, outcomes.Count(o => o == OrderOutcome.Completed));
+        Assert.All(outcomes, o => Assert.Contains(o, new[] { OrderOutcome.Completed, OrderOutcome.Busy, OrderOutcome.Ignored }));
+        Assert.All(ScriptedProvisioner.CreateSteps, step => Assert.Equal(1, _bed.Provisioner.Runs(step)));
+        Assert.Equal(1, _bed.Waldur.Count("POST", ".*/approve_by_provider/"));
+        Assert.Equal(1, _bed.Waldur.Count("POST", ".*/set_state_done/"));
+        Assert.Equal(1, await _bed.QueryAsync(db => db.Subscriptions.CountAsync()));
+    }
+}

@@ -1,0 +1,69 @@
+using System.Collections.Concurrent;
+using CmpWaldurAdapter.Core.Orders;
+using CmpWaldurAdapter.Provisioning;
+
+namespace CmpWaldurAdapter.Testing.Fakes;
+
+/// <summary>
+/// A provisioner whose steps count their runs and fail on demand (transiently, permanently, or by
+/// "crashing" the process mid-step), to test the order pipeline's promises without an agent runtime.
+/// </summary>
+public sealed class ScriptedProvisioner : ITenantProvisioner
+{
+    private readonly ConcurrentDictionary<string, int> _runs = new();
+    private readonly ConcurrentDictionary<string, Func<ProvisioningContext, Exception?>> _failures = new();
+
+    public static readonly string[] CreateSteps = ["create-runtime", "create-knowledge-base", "configure-agent"];
+    public static readonly string[] UpdateSteps = ["update-agent"];
+    public static readonly string[] TerminateSteps = ["remove-knowledge-base", "remove-runtime"];
+
+    /// <summary>Cancelled by a step that simulates the process dying after its side effect.</summary>
+    public CancellationTokenSource? Crash { get; set; }
+
+    public int Runs(string step) => _runs.TryGetValue(step, out var n) ? n : 0;
+
+    public int TotalRuns => _runs.Values.Sum();
+
+    public void FailTransiently(string step, int times)
+    {
+        var left = times;
+        _failures[step] = _ => Interlocked.Decrement(ref left) >= 0 ? new TransientProvisioningException($"{step}: upstream unavailable") : null;
+    }
+
+    public void FailPermanently(string step, string message) =>
+        _failures[step] = _ => new PermanentProvisioningException(message);
+
+    /// <summary>The step does its work, then the process "dies" before the completion is saved.</summary>
+    public void CrashAfter(string step)
+    {
+        var once = 1;
+        _failures[step] = _ =>
+        {
+            if (Interlocked.Exchange(ref once, 0) == 1)
+            {
+                Crash!.Cancel();
+                return new OperationCanceledException(Crash.Token);
+            }
+
+            return null;
+        };
+    }
+
+    public IReadOnlyList<ProvisioningStep> StepsFor(OrderType type) => (type switch
+    {
+        OrderType.Create or OrderType.Restore => CreateSteps,
+        OrderType.Update => UpdateSteps,
+        OrderType.Terminate => TerminateSteps,
+        _ => [],
+    }).Select(name => new ProvisioningStep(name, (context, _) =>
+    {
+        _runs.AddOrUpdate(name, 1, (_, n) => n + 1);
+        context.Note($"{name} done");
+        if (_failures.TryGetValue(name, out var fail) && fail(context) is { } exception)
+        {
+            throw exception;
+        }
+
+        return Task.CompletedTask;
+    })).ToList();
+}

@@ -1,0 +1,386 @@
+using System.Globalization;
+using System.Text.Json.Nodes;
+
+namespace CmpWaldurAdapter.Testing.Fakes;
+
+/// <summary>
+/// A stateful Waldur for tests: orders move through Waldur's states exactly as the provider actions
+/// allow (approve only from pending-provider, done only from executing), resources keep what the
+/// adapter sets on them, and usages are upserted per resource, component and month.
+/// </summary>
+public sealed class WaldurFake : FakeUpstream
+{
+    public const string Token = "waldur-test-token-0123456789abcdef";
+
+    private readonly Dictionary<Guid, JsonObject> _orders = [];
+    private readonly Dictionary<Guid, JsonObject> _resources = [];
+    private readonly Dictionary<Guid, JsonObject> _offerings = [];
+    private readonly Dictionary<Guid, JsonObject> _identities = [];
+    private readonly Dictionary<(Guid Identity, string Type), JsonObject> _subscriptions = [];
+    private readonly List<JsonObject> _usages = [];
+    private DateTimeOffset _clock = DateTimeOffset.UtcNow;
+
+    public WaldurFake()
+    {
+        UserUuid = Guid.NewGuid();
+        RegisterRoutes();
+    }
+
+    public Guid UserUuid { get; }
+
+    /// <summary>Called when the adapter asks Waldur for a queue (the e2e tests create it in RabbitMQ).</summary>
+    public Action<string, string>? OnQueueCreated { get; set; }
+
+    /// <summary>Requests without the right token are refused, as Waldur does.</summary>
+    public bool RequireToken { get; set; } = true;
+
+    public Guid AddOffering(string name, JsonObject? options = null, JsonObject? resourceOptions = null, Guid? uuid = null)
+    {
+        var id = uuid ?? Guid.NewGuid();
+        lock (Sync)
+        {
+            _offerings[id] = new JsonObject
+            {
+                ["uuid"] = id.ToString(),
+                ["name"] = name,
+                ["type"] = "Marketplace.Slurm",
+                ["state"] = "Active",
+                ["options"] = options ?? new JsonObject { ["order"] = new JsonArray(), ["options"] = new JsonObject() },
+                ["resource_options"] = resourceOptions ?? new JsonObject { ["order"] = new JsonArray(), ["options"] = new JsonObject() },
+            };
+        }
+
+        return id;
+    }
+
+    /// <summary>Places a Create order (and its resource, as Waldur does) in pending-provider.</summary>
+    public Guid PlaceCreateOrder(Guid offering, JsonObject? attributes = null, Guid? customer = null, Guid? project = null, string state = "pending-provider")
+    {
+        var resource = Guid.NewGuid();
+        var customerId = customer ?? Guid.NewGuid();
+        var projectId = project ?? Guid.NewGuid();
+        lock (Sync)
+        {
+            _resources[resource] = new JsonObject
+            {
+                ["uuid"] = resource.ToString(),
+                ["name"] = "agent-" + resource.ToString("N")[..6],
+                ["offering_uuid"] = offering.ToString(),
+                ["project_uuid"] = projectId.ToString(),
+                ["customer_uuid"] = customerId.ToString(),
+                ["state"] = "Creating",
+                ["backend_id"] = "",
+                ["paused"] = false,
+                ["downscaled"] = false,
+                ["attributes"] = attributes?.DeepClone() ?? new JsonObject(),
+            };
+        }
+
+        return PlaceOrder("Create", offering, resource, attributes, state);
+    }
+
+    /// <summary>Places an Update or Terminate order for an existing resource.</summary>
+    public Guid PlaceOrder(string type, Guid offering, Guid resource, JsonObject? attributes = null, string state = "pending-provider")
+    {
+        var id = Guid.NewGuid();
+        lock (Sync)
+        {
+            var owner = _resources[resource];
+            _orders[id] = new JsonObject
+            {
+                ["uuid"] = id.ToString(),
+                ["type"] = type,
+                ["state"] = state,
+                ["offering_uuid"] = offering.ToString(),
+                ["offering_name"] = _offerings.TryGetValue(offering, out var o) ? o["name"]?.DeepClone() : "offering",
+                ["marketplace_resource_uuid"] = resource.ToString(),
+                ["resource_uuid"] = resource.ToString(),
+                ["resource_name"] = owner["name"]!.DeepClone(),
+                ["attributes"] = attributes?.DeepClone() ?? new JsonObject(),
+                ["customer_uuid"] = owner["customer_uuid"]!.DeepClone(),
+                ["customer_name"] = "Buyer organization",
+                ["project_uuid"] = owner["project_uuid"]!.DeepClone(),
+                ["project_name"] = "Buyer project",
+                ["created"] = Now(),
+                ["modified"] = Now(),
+                ["error_message"] = "",
+            };
+        }
+
+        return id;
+    }
+
+    public string OrderState(Guid order)
+    {
+        lock (Sync)
+        {
+            return _orders[order]["state"]!.GetValue<string>();
+        }
+    }
+
+    public JsonObject Order(Guid order)
+    {
+        lock (Sync)
+        {
+            return (JsonObject)_orders[order].DeepClone();
+        }
+    }
+
+    public JsonObject Resource(Guid resource)
+    {
+        lock (Sync)
+        {
+            return (JsonObject)_resources[resource].DeepClone();
+        }
+    }
+
+    public Guid ResourceOf(Guid order) => Guid.Parse(Order(order)["marketplace_resource_uuid"]!.GetValue<string>());
+
+    public void SetResourceFlags(Guid resource, bool paused, bool downscaled)
+    {
+        lock (Sync)
+        {
+            _resources[resource]["paused"] = paused;
+            _resources[resource]["downscaled"] = downscaled;
+        }
+    }
+
+    /// <summary>Makes an order look old, as if it had sat unmodified for <paramref name="age"/>.</summary>
+    public void Age(Guid order, TimeSpan age)
+    {
+        lock (Sync)
+        {
+            _orders[order]["modified"] = (DateTimeOffset.UtcNow - age).ToString("O", CultureInfo.InvariantCulture);
+        }
+    }
+
+    public IReadOnlyList<JsonObject> Usages
+    {
+        get
+        {
+            lock (Sync)
+            {
+                return _usages.Select(u => (JsonObject)u.DeepClone()).ToList();
+            }
+        }
+    }
+
+    private string Now()
+    {
+        _clock = _clock.AddMilliseconds(1);
+        return _clock.ToString("O", CultureInfo.InvariantCulture);
+    }
+
+    protected override FakeResponse NotFound(WireMock.IRequestMessage request) => FakeResponse.Error(404, "Not found.");
+
+    private void RegisterRoutes()
+    {
+        Route("GET", "/api/users/me/", request => Authorized(request, () => FakeResponse.Json(new JsonObject { ["uuid"] = UserUuid.ToString() })));
+
+        Route("GET", "/api/marketplace-orders/", request => Authorized(request, () =>
+        {
+            var offering = request.Query("offering_uuid");
+            var states = request.QueryAll("state");
+            var matching = _orders.Values
+                .Where(o => offering is null || o["offering_uuid"]!.GetValue<string>() == offering)
+                .Where(o => states.Count == 0 || states.Contains(o["state"]!.GetValue<string>()))
+                .OrderBy(o => o["created"]!.GetValue<string>(), StringComparer.Ordinal)
+                .ToList();
+            return Page(request, matching);
+        }));
+
+        Route("GET", "/api/marketplace-orders/{uuid}/", request => Authorized(request, () =>
+            _orders.TryGetValue(request.Id(), out var order) ? FakeResponse.Json(order) : FakeResponse.Error(404, "Not found.")));
+
+        Route("POST", "/api/marketplace-orders/{uuid}/approve_by_provider/", request => Transition(request, "pending-provider", "executing"));
+        Route("POST", "/api/marketplace-orders/{uuid}/reject_by_provider/", request => Transition(request, "pending-provider", "rejected",
+            order => order["provider_rejection_comment"] = request.JsonObject["provider_rejection_comment"]?.DeepClone()));
+        Route("POST", "/api/marketplace-orders/{uuid}/set_state_done/", request => Transition(request, "executing", "done", order =>
+        {
+            var resource = _resources[Guid.Parse(order["marketplace_resource_uuid"]!.GetValue<string>())];
+            resource["state"] = order["type"]!.GetValue<string>() == "Terminate" ? "Terminated" : "OK";
+        }));
+        Route("POST", "/api/marketplace-orders/{uuid}/set_state_erred/", request => Transition(request, null, "erred",
+            order => order["error_message"] = request.JsonObject["error_message"]?.DeepClone()));
+
+        Route("GET", "/api/marketplace-provider-resources/", request => Authorized(request, () =>
+        {
+            var offering = request.Query("offering_uuid");
+            var states = request.QueryAll("state");
+            var matching = _resources.Values
+                .Where(r => offering is null || r["offering_uuid"]!.GetValue<string>() == offering)
+                .Where(r => states.Count == 0 || states.Contains(r["state"]!.GetValue<string>()))
+                .ToList();
+            return Page(request, matching);
+        }));
+        Route("GET", "/api/marketplace-provider-resources/{uuid}/", request => Authorized(request, () =>
+            _resources.TryGetValue(request.Id(), out var resource) ? FakeResponse.Json(resource) : FakeResponse.Error(404, "Not found.")));
+        Route("POST", "/api/marketplace-provider-resources/{uuid}/set_backend_id/", request => OnResource(request, r => r["backend_id"] = request.JsonObject["backend_id"]?.DeepClone()));
+        Route("POST", "/api/marketplace-provider-resources/{uuid}/set_backend_metadata/", request => OnResource(request, r => r["backend_metadata"] = request.JsonObject["backend_metadata"]?.DeepClone()));
+        Route("POST", "/api/marketplace-provider-resources/{uuid}/submit_report/", request => OnResource(request, r => r["report"] = request.JsonObject["report"]?.DeepClone()));
+        Route("GET", "/api/marketplace-provider-resources/{uuid}/team/", request => Authorized(request, () => FakeResponse.Json(new JsonArray())));
+
+        Route("GET", "/api/marketplace-component-usages/", request => Authorized(request, () =>
+        {
+            var resource = request.Query("resource_uuid");
+            var period = request.Query("billing_period");
+            var matching = _usages
+                .Where(u => resource is null || u["resource_uuid"]!.GetValue<string>() == resource)
+                .Where(u => period is null || u["billing_period"]!.GetValue<string>() == period)
+                .ToList();
+            return Page(request, matching);
+        }));
+        Route("POST", "/api/marketplace-component-usages/set_usage/", request => Authorized(request, () =>
+        {
+            var body = request.JsonObject;
+            var resource = body["resource"]!.GetValue<string>();
+            var date = DateTimeOffset.Parse(body["date"]!.GetValue<string>(), CultureInfo.InvariantCulture);
+            var period = new DateOnly(date.Year, date.Month, 1).ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
+            foreach (var item in body["usages"]!.AsArray())
+            {
+                var type = item!["type"]!.GetValue<string>();
+                var existing = _usages.FirstOrDefault(u => u["resource_uuid"]!.GetValue<string>() == resource && u["type"]!.GetValue<string>() == type && u["billing_period"]!.GetValue<string>() == period);
+                if (existing is null)
+                {
+                    existing = new JsonObject { ["uuid"] = Guid.NewGuid().ToString(), ["resource_uuid"] = resource, ["type"] = type, ["billing_period"] = period };
+                    _usages.Add(existing);
+                }
+
+                existing["usage"] = item["amount"]!.GetValue<string>();
+                existing["date"] = body["date"]!.DeepClone();
+            }
+
+            return FakeResponse.Empty(201);
+        }));
+
+        Route("GET", "/api/marketplace-provider-offerings/{uuid}/", request => Authorized(request, () =>
+            _offerings.TryGetValue(request.Id(), out var offering) ? FakeResponse.Json(offering) : FakeResponse.Error(404, "Not found.")));
+
+        Route("GET", "/api/marketplace-site-agent-identities/", request => Authorized(request, () =>
+        {
+            var name = request.Query("name");
+            return FakeResponse.Json(new JsonArray(_identities.Values.Where(i => name is null || i["name"]!.GetValue<string>() == name).Select(i => (JsonNode)i.DeepClone()).ToArray()));
+        }));
+        Route("POST", "/api/marketplace-site-agent-identities/", request => Authorized(request, () =>
+        {
+            var body = request.JsonObject;
+            var id = Guid.NewGuid();
+            var identity = new JsonObject
+            {
+                ["uuid"] = id.ToString(),
+                ["url"] = $"{Url}api/marketplace-site-agent-identities/{id}/",
+                ["offering"] = body["offering"]!.DeepClone(),
+                ["name"] = body["name"]!.DeepClone(),
+                ["version"] = body["version"]?.DeepClone(),
+                ["created"] = Now(),
+                ["modified"] = Now(),
+                ["services"] = new JsonArray(),
+            };
+            _identities[id] = identity;
+            return FakeResponse.Json(identity, 201);
+        }));
+        Route("POST", "/api/marketplace-site-agent-identities/{uuid}/register_event_subscription/", request => Authorized(request, () =>
+        {
+            var identity = request.Id();
+            var type = request.JsonObject["observable_object_type"]!.GetValue<string>();
+            var created = false;
+            if (!_subscriptions.TryGetValue((identity, type), out var subscription))
+            {
+                var id = Guid.NewGuid();
+                subscription = new JsonObject
+                {
+                    ["uuid"] = id.ToString(),
+                    ["url"] = $"{Url}api/event-subscriptions/{id}/",
+                    ["user"] = $"{Url}api/users/{UserUuid}/",
+                    ["user_uuid"] = UserUuid.ToString(),
+                    ["user_username"] = "provider",
+                    ["user_full_name"] = "Provider",
+                    ["observable_objects"] = new JsonArray(new JsonObject { ["object_type"] = type }),
+                    ["created"] = Now(),
+                    ["modified"] = Now(),
+                    ["source_ip"] = null,
+                };
+                _subscriptions[(identity, type)] = subscription;
+                created = true;
+            }
+
+            return FakeResponse.Json(subscription, created ? 201 : 200);
+        }));
+        Route("POST", "/api/event-subscriptions/{uuid}/create_queue/", request => Authorized(request, () =>
+        {
+            var subscription = request.Id();
+            var body = request.JsonObject;
+            var offering = Guid.Parse(body["offering_uuid"]!.GetValue<string>());
+            var type = body["object_type"]!.GetValue<string>();
+            var queueName = $"subscription_{subscription:N}_offering_{offering:N}_{type}";
+            var vhost = UserUuid.ToString("N");
+            OnQueueCreated?.Invoke(vhost, queueName);
+            return FakeResponse.Json(new JsonObject
+            {
+                ["uuid"] = Guid.NewGuid().ToString(),
+                ["url"] = $"{Url}api/event-subscription-queues/{queueName}/",
+                ["event_subscription"] = $"{Url}api/event-subscriptions/{subscription}/",
+                ["event_subscription_uuid"] = subscription.ToString("N"),
+                ["offering_uuid"] = offering.ToString("N"),
+                ["object_type"] = type,
+                ["queue_name"] = queueName,
+                ["vhost"] = vhost,
+                ["created"] = Now(),
+            }, 201);
+        }));
+    }
+
+    private FakeResponse Authorized(RouteRequest request, Func<FakeResponse> handler)
+    {
+        if (RequireToken && request.Header("Authorization") != "Token " + Token)
+        {
+            return FakeResponse.Error(401, "Invalid token.");
+        }
+
+        lock (Sync)
+        {
+            return handler();
+        }
+    }
+
+    private FakeResponse Transition(RouteRequest request, string? from, string to, Action<JsonObject>? also = null) => Authorized(request, () =>
+    {
+        if (!_orders.TryGetValue(request.Id(), out var order))
+        {
+            return FakeResponse.Error(404, "Not found.");
+        }
+
+        var state = order["state"]!.GetValue<string>();
+        if (from is not null && state != from)
+        {
+            return FakeResponse.Json(new JsonArray($"Order must be in {from} state, it is {state}."), 400);
+        }
+
+        order["state"] = to;
+        order["modified"] = Now();
+        also?.Invoke(order);
+        return to == "executing" ? FakeResponse.Json(new JsonObject { ["detail"] = "Order has been approved." }) : FakeResponse.Empty(200);
+    });
+
+    private FakeResponse OnResource(RouteRequest request, Action<JsonObject> change) => Authorized(request, () =>
+    {
+        if (!_resources.TryGetValue(request.Id(), out var resource))
+        {
+            return FakeResponse.Error(404, "Not found.");
+        }
+
+        change(resource);
+        return FakeResponse.Json(new JsonObject { ["status"] = "OK" });
+    });
+
+    private static FakeResponse Page(RouteRequest request, IReadOnlyList<JsonObject> items)
+    {
+        var page = int.TryParse(request.Query("page"), out var p) ? Math.Max(p, 1) : 1;
+        var size = int.TryParse(request.Query("page_size"), out var s) ? Math.Max(s, 1) : 10;
+        var slice = items.Skip((page - 1) * size).Take(size).Select(i => (JsonNode)i.DeepClone()).ToArray();
+        return FakeResponse.Json(new JsonArray(slice)) with
+        {
+            Headers = new Dictionary<string, string> { ["X-Result-Count"] = items.Count.ToString(CultureInfo.InvariantCulture) },
+        };
+    }
+}

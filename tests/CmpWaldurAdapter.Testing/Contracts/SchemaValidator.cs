@@ -22,7 +22,8 @@ internal sealed partial class SchemaValidator(OpenApiDocument document)
     private static readonly ConcurrentDictionary<string, Regex?> Patterns = new(StringComparer.Ordinal);
     private static readonly TimeSpan PatternTimeout = TimeSpan.FromSeconds(1);
 
-    internal readonly record struct Error(string Location, string Message);
+    /// <summary>A violation; <paramref name="IsTypeMismatch"/> marks "wrong type here", used to pick the relevant anyOf branch.</summary>
+    internal readonly record struct Error(string Location, string Message, bool IsTypeMismatch = false);
 
     /// <summary>Validates a JSON value against a schema, appending every violation found.</summary>
     public void Validate(JsonNode? instance, JsonNode? schema, string location, List<Error> errors) =>
@@ -232,7 +233,7 @@ internal sealed partial class SchemaValidator(OpenApiDocument document)
         var types = TypesOf(s);
         if (types is not null && !types.Any(t => MatchesType(t, instance, kind)))
         {
-            errors.Add(new(location, $"expected {string.Join(" or ", types)}, got {Describe(instance)}"));
+            errors.Add(new(location, $"expected {string.Join(" or ", types)}, got {Describe(instance)}", IsTypeMismatch: true));
             return false;
         }
 
@@ -441,6 +442,15 @@ internal sealed partial class SchemaValidator(OpenApiDocument document)
 
         if (failures.Count == 0)
         {
+            return;
+        }
+
+        // anyOf [X, null] and friends: when only one branch has the right type, its own errors
+        // (with their deeper locations) say more than a summary of every branch.
+        var typed = failures.Where(f => !f.All(e => e.IsTypeMismatch && e.Location == location)).ToList();
+        if (typed.Count == 1)
+        {
+            errors.AddRange(typed[0]);
             return;
         }
 

@@ -186,7 +186,7 @@ internal sealed partial class SchemaValidator(OpenApiDocument document)
                         }
                         else
                         {
-                            attempt.Add(new(location, $"expected {type}, got '{raw}'"));
+                            attempt.Add(new(location, $"expected {type}, got '{raw}'", IsTypeMismatch: true));
                         }
 
                         break;

@@ -46,7 +46,10 @@ public sealed class LangflowUpstreamContractTests
 
         Assert.Empty(Langflow.Validate(new HttpRequestRecord("GET", $"/api/v1/flows/?folder_id={FlowId}&size=100&get_all=false") { Headers = headers }));
         var violations = Langflow.Validate(new HttpRequestRecord("GET", "/api/v1/flows/?folder_id=inbox&size=101") { Headers = headers });
-        Assert.Equal(["query.folder_id", "query.size"], violations.Select(v => v.Location).Order(StringComparer.Ordinal));
+        Assert.Collection(
+            violations.OrderBy(v => v.Location, StringComparer.Ordinal),
+            v => Assert.Equal(("query.folder_id", "query parameter 'folder_id': 'inbox' is not a valid uuid"), (v.Location, v.Message)),
+            v => Assert.Equal(("query.size", "query parameter 'size': 101 is above the maximum 100"), (v.Location, v.Message)));
     }
 
     private static HttpRequestRecord RunFlow(string body, string query = "?stream=false") =>

@@ -44,6 +44,10 @@ public sealed class OrderLeases(IDbContextFactory<AdapterDbContext> dbs, Adapter
         }
     }
 
+    /// <summary>
+    /// Takes the order if nobody holds it, or the holder's lease ran out (it crashed). Not re-entrant:
+    /// two workers of the same process are as exclusive as two replicas.
+    /// </summary>
     public async Task<bool> TryAcquireAsync(Guid orderUuid, CancellationToken cancellationToken)
     {
         var now = clock.GetUtcNow();
@@ -51,7 +55,7 @@ public sealed class OrderLeases(IDbContextFactory<AdapterDbContext> dbs, Adapter
         var owner = Owner;
         await using var db = await dbs.CreateDbContextAsync(cancellationToken);
         var taken = await db.Orders
-            .Where(o => o.OrderUuid == orderUuid && (o.LeaseOwner == null || o.LeaseOwner == owner || o.LeaseExpiresAt < now))
+            .Where(o => o.OrderUuid == orderUuid && (o.LeaseOwner == null || o.LeaseExpiresAt < now))
             .ExecuteUpdateAsync(set => set.SetProperty(o => o.LeaseOwner, owner).SetProperty(o => o.LeaseExpiresAt, until), cancellationToken);
         return taken == 1;
     }

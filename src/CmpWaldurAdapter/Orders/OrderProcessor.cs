@@ -122,6 +122,26 @@ public sealed class OrderProcessor(
         await using var db = await dbs.CreateDbContextAsync(cancellationToken);
         var record = await db.Orders.SingleAsync(o => o.OrderUuid == orderUuid, cancellationToken);
 
+        if (record.Phase != OrderPhase.Received)
+        {
+            // Someone worked on this order since it was read (another replica, or this one before a
+            // crash): act on Waldur's current state, not on the copy read before the lease was taken.
+            try
+            {
+                order = await waldur.GetOrderAsync(orderUuid, cancellationToken);
+            }
+            catch (Exception exception) when (IsTransient(exception, cancellationToken))
+            {
+                throw new OrderDeferredException("Waldur could not be read: " + UpstreamFailures.Describe(exception), exception);
+            }
+
+            state = Wire(order.State)!;
+            if (!WaldurOrderStates.IsActionable(state))
+            {
+                return WaldurOrderStates.IsFinal(state) ? OrderOutcome.Ignored : OrderOutcome.Waiting;
+            }
+        }
+
         if (record.Phase == OrderPhase.Erred)
         {
             // The failure was decided earlier but Waldur was not told (it was unreachable then).
@@ -207,7 +227,7 @@ public sealed class OrderProcessor(
         catch (Exception exception) when (exception is not OrderDeferredException && !cancellationToken.IsCancellationRequested)
         {
             var message = BuyerMessage(orderUuid, exception);
-            logger.LogError(exception, "Order {OrderUuid} failed permanently", orderUuid);
+            logger.LogError(exception, "Order {OrderUuid} failed permanently: {Reason}", orderUuid, UpstreamFailures.Describe(exception));
             record.LastError = message;
             await db.Subscriptions.Where(s => s.ResourceUuid == resourceUuid && s.State == SubscriptionState.Provisioning)
                 .ExecuteUpdateAsync(set => set.SetProperty(s => s.State, SubscriptionState.Erred), CancellationToken.None);

@@ -108,7 +108,14 @@ public sealed class OrderTestBed : IAsyncDisposable
             Host.Dispose();
         }
 
-        Waldur.Dispose();
-        await Database.DisposeAsync();
+        try
+        {
+            Waldur.AssertRequestsConformToSpec();
+        }
+        finally
+        {
+            Waldur.Dispose();
+            await Database.DisposeAsync();
+        }
     }
 }

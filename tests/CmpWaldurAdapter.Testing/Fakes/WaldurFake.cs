@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json.Nodes;
+using CmpWaldurAdapter.Testing.Contracts;
 
 namespace CmpWaldurAdapter.Testing.Fakes;
 
@@ -27,6 +28,9 @@ public sealed class WaldurFake : FakeUpstream
     }
 
     public Guid UserUuid { get; }
+
+    /// <summary>Fails the test if any request the adapter sent is not allowed by the pinned Waldur spec.</summary>
+    public void AssertRequestsConformToSpec() => Server.AssertRequestsConform(UpstreamSpecs.Waldur.WithAuthEnforced());
 
     /// <summary>Called when the adapter asks Waldur for a queue (the e2e tests create it in RabbitMQ).</summary>
     public Action<string, string>? OnQueueCreated { get; set; }

@@ -93,6 +93,7 @@ public sealed class OrderProcessor(
         if (!WaldurOrderStates.IsActionable(state))
         {
             logger.LogDebug("Order {OrderUuid} is {OrderState}: nothing for the provider to do", orderUuid, state);
+            await RecordSettledAsync(orderUuid, state, cancellationToken);
             return WaldurOrderStates.IsFinal(state) ? OrderOutcome.Ignored : OrderOutcome.Waiting;
         }
 
@@ -235,6 +236,29 @@ public sealed class OrderProcessor(
             await MarkErredInWaldurAsync(orderUuid, message, cancellationToken);
             return OrderOutcome.Erred;
         }
+    }
+
+    /// <summary>Keeps the adapter's record in step when Waldur finished an order without us (or after a crash).</summary>
+    private async Task RecordSettledAsync(Guid orderUuid, string? state, CancellationToken cancellationToken)
+    {
+        OrderPhase? phase = state switch
+        {
+            WaldurOrderStates.Done => OrderPhase.Completed,
+            WaldurOrderStates.Erred => OrderPhase.Erred,
+            WaldurOrderStates.Rejected => OrderPhase.Rejected,
+            WaldurOrderStates.Canceled => OrderPhase.Skipped,
+            _ => null,
+        };
+        if (phase is not { } settled)
+        {
+            return;
+        }
+
+        var now = clock.GetUtcNow();
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        await db.Orders
+            .Where(o => o.OrderUuid == orderUuid && o.Phase != OrderPhase.Completed && o.Phase != OrderPhase.Erred && o.Phase != OrderPhase.Rejected && o.Phase != OrderPhase.Skipped)
+            .ExecuteUpdateAsync(set => set.SetProperty(o => o.Phase, settled).SetProperty(o => o.UpdatedAt, now).SetProperty(o => o.CompletedAt, now), cancellationToken);
     }
 
     /// <summary>Approves the order. Returns false when Waldur refused and the order is not executing either.</summary>

@@ -1,18 +1,24 @@
 using System.Text.Json.Nodes;
 using CmpWaldurAdapter.Core.Subscriptions;
 using CmpWaldurAdapter.Orders;
+using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Testing.Fakes;
 using Microsoft.EntityFrameworkCore;
 
 namespace CmpWaldurAdapter.IntegrationTests.Orders;
 
-public sealed class OrderLifecycleTests : IAsyncLifetime
+public sealed class OrderLifecycleOnSqliteTests() : OrderLifecycleTests(DatabaseProvider.Sqlite);
+
+public sealed class OrderLifecycleOnPostgresTests() : OrderLifecycleTests(DatabaseProvider.Postgres);
+
+/// <summary>The whole order lifecycle against a WireMock Waldur, on each database the adapter supports.</summary>
+public abstract class OrderLifecycleTests(DatabaseProvider provider) : IAsyncLifetime
 {
     private OrderTestBed _bed = null!;
 
     public async Task InitializeAsync()
     {
-        _bed = await OrderTestBed.CreateAsync();
+        _bed = await OrderTestBed.CreateAsync(provider);
         await _bed.StartServicesAsync();
     }
 

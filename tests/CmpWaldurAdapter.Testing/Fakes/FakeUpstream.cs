@@ -94,6 +94,9 @@ public abstract class FakeUpstream : IDisposable
     /// <summary>Every matching request fails until <see cref="Heal"/>.</summary>
     public void Break(string method, string pathPattern, int status, TimeSpan? delay = null) => Fail(method, pathPattern, status, int.MaxValue, delay);
 
+    /// <summary>Called after a route answered (e.g. to simulate the adapter dying right after an upstream call).</summary>
+    public Action<RouteRequest, FakeResponse>? Observe { get; set; }
+
     public void Heal()
     {
         lock (_faultLock)
@@ -154,6 +157,7 @@ public abstract class FakeUpstream : IDisposable
                 await Task.Delay(delay);
             }
 
+            Observe?.Invoke(new RouteRequest(request, values), response);
             return ToMessage(response);
         }
 

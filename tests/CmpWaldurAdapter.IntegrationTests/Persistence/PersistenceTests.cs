@@ -1,0 +1,212 @@
+using CmpWaldurAdapter.Core.Orders;
+using CmpWaldurAdapter.Core.Subscriptions;
+using CmpWaldurAdapter.Hosting;
+using CmpWaldurAdapter.Orders;
+using CmpWaldurAdapter.Persistence;
+using CmpWaldurAdapter.Tenants;
+using CmpWaldurAdapter.Testing.Fakes;
+using CmpWaldurAdapter.Testing.Hosting;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+
+namespace CmpWaldurAdapter.IntegrationTests.Persistence;
+
+public sealed class PersistenceOnSqliteTests() : PersistenceTests(DatabaseProvider.Sqlite);
+
+public sealed class PersistenceOnPostgresTests() : PersistenceTests(DatabaseProvider.Postgres);
+
+/// <summary>The guarantees the adapter takes from its database, proven on PostgreSQL and on SQLite alike.</summary>
+public abstract class PersistenceTests(DatabaseProvider provider) : IAsyncLifetime
+{
+    private readonly WaldurFake _waldur = new();
+    private TestDatabase _database = null!;
+    private IHost _host = null!;
+
+    private IServiceProvider Services => _host.Services;
+
+    private IDbContextFactory<AdapterDbContext> Dbs => Services.GetRequiredService<IDbContextFactory<AdapterDbContext>>();
+
+    public async Task InitializeAsync()
+    {
+        _database = await TestDatabase.CreateAsync(provider);
+        _host = await AdapterTestHost.StartServicesAsync(AdapterTestHost.Settings(_waldur, _database));
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _host.StopAsync();
+        _host.Dispose();
+        _waldur.Dispose();
+        await _database.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task Migrations_create_the_schema_once_and_then_have_nothing_left_to_apply()
+    {
+        var again = await Services.MigrateAsync(CancellationToken.None);
+
+        Assert.Empty(again);
+        await using var db = await Dbs.CreateDbContextAsync();
+        Assert.Empty(await db.Database.GetPendingMigrationsAsync());
+        Assert.NotEmpty(await db.Database.GetAppliedMigrationsAsync());
+        Assert.False(await db.Subscriptions.AnyAsync());
+    }
+
+    [Fact]
+    public async Task A_resource_can_have_only_one_subscription()
+    {
+        var resource = Guid.NewGuid();
+        var (customer, workspace) = await SeedTenantAsync();
+
+        await using var first = await Dbs.CreateDbContextAsync();
+        await using var second = await Dbs.CreateDbContextAsync();
+        first.Subscriptions.Add(NewSubscription(resource, customer, workspace));
+        second.Subscriptions.Add(NewSubscription(resource, customer, workspace));
+        await first.SaveChangesAsync();
+
+        var refused = await Assert.ThrowsAsync<DbUpdateException>(() => second.SaveChangesAsync());
+        Assert.True(DbErrors.IsUniqueViolation(refused));
+    }
+
+    [Fact]
+    public async Task Concurrent_announcements_of_the_same_order_and_state_make_one_inbox_row()
+    {
+        var inbox = Services.GetRequiredService<OrderInbox>();
+        var order = Guid.NewGuid();
+
+        var results = await Task.WhenAll(Enumerable.Range(0, 24).Select(i =>
+            Task.Run(() => inbox.EnqueueAsync(order, i % 3 == 0 ? "executing" : "pending-provider", "event", refeed: false, CancellationToken.None))));
+
+        Assert.Equal(2, results.Count(inserted => inserted));
+        await using var db = await Dbs.CreateDbContextAsync();
+        Assert.Equal(2, await db.OrderInbox.CountAsync(e => e.OrderUuid == order));
+    }
+
+    [Fact]
+    public async Task Deferred_orders_come_due_again_and_completed_ones_stay_done_until_refed()
+    {
+        var inbox = Services.GetRequiredService<OrderInbox>();
+        var early = Guid.NewGuid();
+        var later = Guid.NewGuid();
+        await inbox.EnqueueAsync(early, "pending-provider", "event", false, CancellationToken.None);
+        await inbox.EnqueueAsync(later, "pending-provider", "poll", false, CancellationToken.None);
+
+        Assert.Equal([early, later], await inbox.DueAsync(10, CancellationToken.None));
+
+        await inbox.DeferAsync(early, "Waldur answered 503", TimeSpan.FromMinutes(5), CancellationToken.None);
+        Assert.Equal([later], await inbox.DueAsync(10, CancellationToken.None));
+
+        await inbox.CompleteAsync(later, DateTimeOffset.UtcNow, CancellationToken.None);
+        Assert.Empty(await inbox.DueAsync(10, CancellationToken.None));
+        Assert.False(await inbox.EnqueueAsync(later, "pending-provider", "poll", refeed: false, CancellationToken.None));
+
+        Assert.True(await inbox.EnqueueAsync(early, "pending-provider", "refeed", refeed: true, CancellationToken.None));
+        Assert.True(await inbox.EnqueueAsync(later, "pending-provider", "refeed", refeed: true, CancellationToken.None));
+        Assert.Equal(2, (await inbox.DueAsync(10, CancellationToken.None)).Count);
+
+        await using var db = await Dbs.CreateDbContextAsync();
+        var deferred = await db.OrderInbox.SingleAsync(e => e.OrderUuid == early);
+        Assert.Equal("Waldur answered 503", deferred.LastError);
+    }
+
+    [Fact]
+    public async Task Backoff_grows_with_each_failed_attempt()
+    {
+        var inbox = Services.GetRequiredService<OrderInbox>();
+        var order = Guid.NewGuid();
+        await inbox.EnqueueAsync(order, "executing", "event", false, CancellationToken.None);
+
+        var waits = new List<TimeSpan>();
+        for (var i = 0; i < 4; i++)
+        {
+            var before = DateTimeOffset.UtcNow;
+            await inbox.DeferAsync(order, "timeout", null, CancellationToken.None);
+            await using var db = await Dbs.CreateDbContextAsync();
+            var entry = await db.OrderInbox.SingleAsync(e => e.OrderUuid == order);
+            waits.Add(entry.NextAttemptAt - before);
+            Assert.Equal(i + 1, entry.Attempts);
+        }
+
+        // 50 ms doubling (test settings), capped at 400 ms, jitter up to 25 %.
+        Assert.InRange(waits[0].TotalMilliseconds, 40, 80);
+        Assert.True(waits[2] > waits[0], "later attempts wait longer");
+        Assert.InRange(waits[3].TotalMilliseconds, 300, 520);
+    }
+
+    [Fact]
+    public async Task Only_one_of_many_processes_gets_an_order_lease_until_it_expires()
+    {
+        var order = Guid.NewGuid();
+        var clock = Services.GetRequiredService<TimeProvider>();
+        var options = Services.GetRequiredService<IOptionsMonitor<OrdersOptions>>();
+        var replicas = Enumerable.Range(0, 16).Select(_ => new OrderLeases(Dbs, new AdapterInstance(), clock, options)).ToList();
+        await replicas[0].EnsureRecordAsync(order, OrderType.Create, Guid.NewGuid(), Guid.NewGuid(), CancellationToken.None);
+
+        var won = await Task.WhenAll(replicas.Select(r => Task.Run(() => r.TryAcquireAsync(order, CancellationToken.None))));
+
+        Assert.Equal(1, won.Count(w => w));
+        var winner = replicas[Array.IndexOf(won, true)];
+        Assert.False(await winner.TryAcquireAsync(order, CancellationToken.None), "a lease is not re-entrant");
+
+        await winner.ReleaseAsync(order);
+        Assert.True(await replicas[(Array.IndexOf(won, true) + 1) % replicas.Count].TryAcquireAsync(order, CancellationToken.None));
+
+        await using var db = await Dbs.CreateDbContextAsync();
+        await db.Orders.ExecuteUpdateAsync(set => set.SetProperty(o => o.LeaseExpiresAt, DateTimeOffset.UtcNow.AddMinutes(-1)));
+        Assert.True(await winner.TryAcquireAsync(order, CancellationToken.None), "an expired lease (a dead holder) can be taken over");
+    }
+
+    [Fact]
+    public async Task Concurrent_edits_of_a_subscription_are_detected_not_lost()
+    {
+        var (customer, workspace) = await SeedTenantAsync();
+        var id = Guid.NewGuid();
+        await using (var db = await Dbs.CreateDbContextAsync())
+        {
+            var subscription = NewSubscription(Guid.NewGuid(), customer, workspace);
+            subscription.Id = id;
+            db.Subscriptions.Add(subscription);
+            await db.SaveChangesAsync();
+        }
+
+        await using var first = await Dbs.CreateDbContextAsync();
+        await using var second = await Dbs.CreateDbContextAsync();
+        var a = await first.Subscriptions.SingleAsync(s => s.Id == id);
+        var b = await second.Subscriptions.SingleAsync(s => s.Id == id);
+        a.Configuration = """{"tone":"formal"}""";
+        b.Configuration = """{"tone":"friendly"}""";
+        await first.SaveChangesAsync();
+
+        await Assert.ThrowsAsync<DbUpdateConcurrencyException>(() => second.SaveChangesAsync());
+        await using var check = await Dbs.CreateDbContextAsync();
+        var stored = await check.Subscriptions.SingleAsync(s => s.Id == id);
+        Assert.Equal("""{"tone":"formal"}""", stored.Configuration);
+        Assert.Equal(1, stored.Version);
+    }
+
+    private async Task<(Guid Customer, Guid Workspace)> SeedTenantAsync()
+    {
+        var now = DateTimeOffset.UtcNow;
+        var customer = new Customer { Id = Guid.NewGuid(), Name = "Org", CreatedAt = now, UpdatedAt = now };
+        var workspace = new Workspace { Id = Guid.NewGuid(), CustomerId = customer.Id, Name = "Project", CreatedAt = now, UpdatedAt = now };
+        await using var db = await Dbs.CreateDbContextAsync();
+        db.Customers.Add(customer);
+        db.Workspaces.Add(workspace);
+        await db.SaveChangesAsync();
+        return (customer.Id, workspace.Id);
+    }
+
+    private static Subscription NewSubscription(Guid resource, Guid customer, Guid workspace) => new()
+    {
+        Id = Guid.NewGuid(),
+        ResourceUuid = resource,
+        OfferingUuid = Guid.NewGuid(),
+        CustomerId = customer,
+        WorkspaceId = workspace,
+        State = SubscriptionState.Provisioning,
+        CreatedAt = DateTimeOffset.UtcNow,
+        UpdatedAt = DateTimeOffset.UtcNow,
+    };
+}

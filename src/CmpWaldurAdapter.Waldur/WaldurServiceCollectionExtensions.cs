@@ -42,7 +42,13 @@ public static class WaldurServiceCollectionExtensions
             {
                 var options = sp.GetRequiredService<IOptions<WaldurOptions>>().Value;
                 resilience.AttemptTimeout.Timeout = options.AttemptTimeout;
-                resilience.Retry.MaxRetryAttempts = Math.Max(options.RetryAttempts, 0);
+                resilience.Retry.MaxRetryAttempts = Math.Max(options.RetryAttempts, 1);
+                if (options.RetryAttempts == 0)
+                {
+                    // Polly needs at least one attempt configured; "no retries" means handling nothing.
+                    resilience.Retry.ShouldHandle = _ => ValueTask.FromResult(false);
+                }
+
                 resilience.Retry.Delay = options.RetryDelay;
                 resilience.Retry.BackoffType = DelayBackoffType.Exponential;
                 resilience.Retry.UseJitter = true;

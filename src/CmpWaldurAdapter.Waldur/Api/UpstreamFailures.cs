@@ -14,6 +14,8 @@ public static class UpstreamFailures
     public static bool IsTransient(Exception exception) => exception switch
     {
         ApiException api => IsTransientStatus(api.StatusCode),
+        // No response at all (connection refused, reset, DNS): the network, not the request.
+        ApiRequestException => true,
         HttpRequestException http => http.StatusCode is null || IsTransientStatus(http.StatusCode.Value),
         TimeoutRejectedException or BrokenCircuitException or TimeoutException => true,
         TaskCanceledException or OperationCanceledException => true,

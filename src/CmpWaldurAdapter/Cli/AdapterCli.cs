@@ -22,6 +22,17 @@ public static class AdapterCli
     public static async Task<int> RunAsync(string[] args, CommandContext context, CancellationToken cancellationToken = default)
     {
         var parse = Build(context).Parse(args);
+        if (parse.Errors.Count > 0)
+        {
+            foreach (var error in parse.Errors)
+            {
+                await context.Error.WriteLineAsync(error.Message);
+            }
+
+            await context.Error.WriteLineAsync("Run with --help to see the usage.");
+            return ExitCodes.Error;
+        }
+
         try
         {
             return await parse.InvokeAsync(new InvocationConfiguration { Output = context.Output, Error = context.Error, EnableDefaultExceptionHandler = false }, cancellationToken);
@@ -35,7 +46,7 @@ public static class AdapterCli
         {
             return ExitCodes.Success;
         }
-        catch (Exception exception) when (exception is HttpRequestException or Refit.ApiException or TimeoutException or InvalidOperationException or Npgsql.NpgsqlException or Microsoft.Data.Sqlite.SqliteException)
+        catch (Exception exception) when (exception is HttpRequestException or Refit.ApiExceptionBase or TimeoutException or InvalidOperationException or System.Data.Common.DbException)
         {
             await context.Error.WriteLineAsync($"{parse.CommandResult.Command.Name}: {Waldur.Api.UpstreamFailures.Describe(exception)}");
             return ExitCodes.Error;

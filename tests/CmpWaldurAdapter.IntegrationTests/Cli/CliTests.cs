@@ -1,0 +1,132 @@
+using System.Text.Json.Nodes;
+using CmpWaldurAdapter.Cli;
+using CmpWaldurAdapter.IntegrationTests.Orders;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Serilog.Core;
+
+namespace CmpWaldurAdapter.IntegrationTests.Cli;
+
+/// <summary>Runs <c>cmp-adapter</c> commands in-process, with the parser and exit codes operators get.</summary>
+public sealed class CliTests : IAsyncLifetime
+{
+    private OrderTestBed _bed = null!;
+
+    public async Task InitializeAsync() => _bed = await OrderTestBed.CreateAsync();
+
+    public async Task DisposeAsync() => await _bed.DisposeAsync();
+
+    private async Task<(int Exit, string Output, string Error)> RunAsync(params string[] args)
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        var context = new CommandContext(output, error, builder =>
+        {
+            builder.Configuration.AddInMemoryCollection(_bed.Settings);
+            builder.Services.AddSingleton<ILogEventSink>(_bed.Logs);
+            _bed.UseProvisioner(builder.Services);
+        });
+        var exit = await AdapterCli.RunAsync(args, context);
+        return (exit, output.ToString(), error.ToString());
+    }
+
+    [Theory]
+    [InlineData]
+    [InlineData("serve")]
+    [InlineData("db")]
+    [InlineData("db", "migrate")]
+    [InlineData("orders")]
+    [InlineData("orders", "list")]
+    [InlineData("orders", "process")]
+    public async Task Every_command_explains_itself(params string[] command)
+    {
+        var (exit, output, _) = await RunAsync([.. command, "--help"]);
+
+        Assert.Equal(ExitCodes.Success, exit);
+        Assert.Contains("Usage:", output);
+        Assert.Contains(string.Join(' ', command), output);
+    }
+
+    [Fact]
+    public async Task Bad_arguments_exit_with_2_and_say_why()
+    {
+        var (exit, _, error) = await RunAsync("orders", "process", "--order", "not-a-uuid");
+
+        Assert.Equal(ExitCodes.Error, exit);
+        Assert.Contains("not-a-uuid", error);
+        Assert.Contains("--help", error);
+    }
+
+    [Fact]
+    public async Task Db_migrate_applies_the_schema_once()
+    {
+        var first = await RunAsync("db", "migrate");
+        var second = await RunAsync("db", "migrate");
+
+        Assert.Equal(ExitCodes.Success, first.Exit);
+        Assert.Contains("Applied 1 migration(s)", first.Output);
+        Assert.Equal(ExitCodes.Success, second.Exit);
+        Assert.Contains("up to date", second.Output);
+    }
+
+    [Fact]
+    public async Task Orders_list_shows_what_waits_for_the_provider_as_a_table_or_json()
+    {
+        await RunAsync("db", "migrate");
+        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
+
+        var table = await RunAsync("orders", "list");
+        var json = await RunAsync("orders", "list", "--output", "json");
+
+        Assert.Equal(ExitCodes.Success, table.Exit);
+        Assert.Contains("1 order(s) wait for the provider", table.Output);
+        Assert.Contains(order.ToString(), table.Output);
+        Assert.Contains("pending-provider", table.Output);
+        var rows = JsonNode.Parse(json.Output)!.AsArray();
+        Assert.Equal(order.ToString(), rows.Single()!["uuid"]!.GetValue<string>());
+        Assert.Equal("not seen", rows.Single()!["progress"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task Orders_process_runs_the_pipeline_now_and_reports_each_outcome()
+    {
+        var good = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
+        var bad = _bed.Waldur.PlaceCreateOrder(_bed.Offering, []);
+
+        var (exit, output, _) = await RunAsync("orders", "process");
+        var single = await RunAsync("orders", "process", "--order", good.ToString(), "--output", "json");
+
+        Assert.Equal(ExitCodes.Success, exit);
+        Assert.Contains($"{good}  Completed", output);
+        Assert.Contains($"{bad}  Rejected", output);
+        Assert.Equal("done", _bed.Waldur.OrderState(good));
+        Assert.Equal("rejected", _bed.Waldur.OrderState(bad));
+        Assert.Equal("Ignored", JsonNode.Parse(single.Output)![0]!["outcome"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task An_unreachable_waldur_is_a_clear_error_not_a_stack_trace()
+    {
+        _bed.Settings["Waldur:BaseUrl"] = "http://127.0.0.1:9/";
+        _bed.Settings["Waldur:RetryAttempts"] = "0";
+
+        var (exit, output, error) = await RunAsync("orders", "list");
+
+        Assert.Equal(ExitCodes.Error, exit);
+        Assert.Contains("list:", error);
+        Assert.DoesNotContain("   at ", error);
+        Assert.Equal(string.Empty, output);
+    }
+
+    [Fact]
+    public async Task Missing_configuration_is_reported_by_name()
+    {
+        _bed.Settings.Remove("Waldur:Token");
+
+        var (exit, _, error) = await RunAsync("orders", "list");
+
+        Assert.Equal(ExitCodes.Error, exit);
+        Assert.Contains("Configuration error", error);
+        Assert.Contains("Token", error);
+    }
+}

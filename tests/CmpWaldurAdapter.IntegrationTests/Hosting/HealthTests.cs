@@ -1,0 +1,58 @@
+using System.Net;
+using System.Text.Json.Nodes;
+using CmpWaldurAdapter.IntegrationTests.Orders;
+using CmpWaldurAdapter.Testing.Fakes;
+using CmpWaldurAdapter.Testing.Hosting;
+
+namespace CmpWaldurAdapter.IntegrationTests.Hosting;
+
+public sealed class HealthTests : IAsyncLifetime
+{
+    private OrderTestBed _bed = null!;
+    private RunningAdapter _server = null!;
+
+    public async Task InitializeAsync()
+    {
+        _bed = await OrderTestBed.CreateAsync();
+        _server = await AdapterTestHost.StartServerAsync(_bed.Settings, _bed.Logs, _bed.UseProvisioner);
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _server.DisposeAsync();
+        await _bed.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task Liveness_answers_without_touching_dependencies()
+    {
+        _bed.Waldur.Break("GET", ".*", 503);
+        using var client = _server.CreateClient();
+
+        var response = await client.GetAsync("/healthz");
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("healthy", JsonNode.Parse(await response.Content.ReadAsStringAsync())!["status"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task Readiness_needs_the_database_and_waldur()
+    {
+        using var client = _server.CreateClient();
+
+        var ready = await client.GetAsync("/readyz");
+        var body = JsonNode.Parse(await ready.Content.ReadAsStringAsync())!;
+        Assert.Equal(HttpStatusCode.OK, ready.StatusCode);
+        Assert.Equal("healthy", body["checks"]!["database"]!.GetValue<string>());
+        Assert.Equal("healthy", body["checks"]!["waldur"]!.GetValue<string>());
+        Assert.Contains(_bed.Waldur.Requests, r => r.Path == "/api/users/me/" && r.Query!["field"].Contains("uuid"));
+
+        _bed.Waldur.Break("GET", "/api/users/me/", 503);
+        var notReady = await client.GetAsync("/readyz");
+        var failing = JsonNode.Parse(await notReady.Content.ReadAsStringAsync())!;
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, notReady.StatusCode);
+        Assert.Equal("unhealthy", failing["checks"]!["waldur"]!.GetValue<string>());
+        Assert.Equal("healthy", failing["checks"]!["database"]!.GetValue<string>());
+        Assert.DoesNotContain(WaldurFake.Token, failing.ToJsonString());
+    }
+}

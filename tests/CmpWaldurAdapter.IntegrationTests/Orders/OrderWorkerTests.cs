@@ -1,0 +1,88 @@
+using System.Net;
+using CmpWaldurAdapter.Orders;
+using CmpWaldurAdapter.Testing.Hosting;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace CmpWaldurAdapter.IntegrationTests.Orders;
+
+/// <summary>The running server: the inbox worker, the start-up poll and the re-feed job, end to end.</summary>
+public sealed class OrderWorkerTests : IAsyncLifetime
+{
+    private OrderTestBed _bed = null!;
+
+    public async Task InitializeAsync() => _bed = await OrderTestBed.CreateAsync();
+
+    public async Task DisposeAsync() => await _bed.DisposeAsync();
+
+    [Fact]
+    public async Task An_announced_order_is_done_within_seconds()
+    {
+        await using var server = await AdapterTestHost.StartServerAsync(_bed.Settings, _bed.Logs, _bed.UseProvisioner);
+        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
+
+        var started = DateTime.UtcNow;
+        await server.Services.GetRequiredService<OrderInbox>().EnqueueAsync(order, "pending-provider", "event", false, CancellationToken.None);
+
+        await Eventually.TrueAsync(() => _bed.Waldur.OrderState(order) == "done", TimeSpan.FromSeconds(10), "the order reaches done");
+        Assert.True(DateTime.UtcNow - started < TimeSpan.FromSeconds(5), "announcement to done takes seconds, not a poll interval");
+    }
+
+    [Fact]
+    public async Task Pending_orders_are_found_by_the_start_up_poll_without_any_event()
+    {
+        var first = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes("One"));
+        var second = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes("Two"));
+        _bed.Settings["Waldur:PageSize"] = "1"; // forces paging through the order list
+
+        await using var server = await AdapterTestHost.StartServerAsync(_bed.Settings, _bed.Logs, _bed.UseProvisioner);
+
+        await Eventually.TrueAsync(() => _bed.Waldur.OrderState(first) == "done" && _bed.Waldur.OrderState(second) == "done", TimeSpan.FromSeconds(15));
+    }
+
+    [Fact]
+    public async Task Polling_only_mode_keeps_finding_new_orders_on_its_schedule()
+    {
+        _bed.Settings["Orders:PollInterval"] = "00:00:00.300";
+        await using var server = await AdapterTestHost.StartServerAsync(_bed.Settings, _bed.Logs, _bed.UseProvisioner);
+        await Task.Delay(200);
+
+        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
+
+        await Eventually.TrueAsync(() => _bed.Waldur.OrderState(order) == "done", TimeSpan.FromSeconds(10), "the poll job picks the order up");
+    }
+
+    [Fact]
+    public async Task Transient_failures_are_retried_with_backoff_by_the_worker_and_never_err()
+    {
+        await using var server = await AdapterTestHost.StartServerAsync(_bed.Settings, _bed.Logs, _bed.UseProvisioner);
+        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
+        _bed.Waldur.Break("POST", "/api/marketplace-orders/.*/approve_by_provider/", 503);
+
+        await server.Services.GetRequiredService<OrderInbox>().EnqueueAsync(order, "pending-provider", "event", false, CancellationToken.None);
+        await Eventually.TrueAsync(() => _bed.Waldur.Count("POST", ".*/approve_by_provider/") >= 9, TimeSpan.FromSeconds(10), "the worker keeps retrying");
+        Assert.Equal("pending-provider", _bed.Waldur.OrderState(order));
+
+        _bed.Waldur.Heal();
+        await Eventually.TrueAsync(() => _bed.Waldur.OrderState(order) == "done", TimeSpan.FromSeconds(10));
+        Assert.Equal(0, _bed.Waldur.Count("POST", ".*/set_state_erred/"));
+    }
+
+    [Fact]
+    public async Task An_order_stuck_longer_than_the_configured_age_is_fed_again()
+    {
+        _bed.Settings["Orders:StuckAfter"] = "00:00:01";
+        _bed.Settings["Orders:StuckCheckInterval"] = "00:00:00.300";
+        _bed.Settings["Orders:RetryInitial"] = "01:00:00"; // a deferred order would otherwise wait an hour
+        _bed.Settings["Orders:RetryMaximum"] = "01:00:00";
+        await using var server = await AdapterTestHost.StartServerAsync(_bed.Settings, _bed.Logs, _bed.UseProvisioner);
+        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
+        _bed.Waldur.Fail("POST", "/api/marketplace-orders/.*/approve_by_provider/", 503, times: 3);
+
+        await server.Services.GetRequiredService<OrderInbox>().EnqueueAsync(order, "pending-provider", "event", false, CancellationToken.None);
+        await Eventually.TrueAsync(() => _bed.Waldur.Count("POST", ".*/approve_by_provider/") == 3, TimeSpan.FromSeconds(5));
+        Assert.Equal("pending-provider", _bed.Waldur.OrderState(order));
+
+        _bed.Waldur.Age(order, TimeSpan.FromMinutes(5));
+        await Eventually.TrueAsync(() => _bed.Waldur.OrderState(order) == "done", TimeSpan.FromSeconds(10), "the stuck-order job re-feeds it");
+    }
+}

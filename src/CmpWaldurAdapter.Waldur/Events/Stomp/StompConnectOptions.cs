@@ -19,7 +19,7 @@ public sealed class StompConnectOptions
     /// <summary>cy: how often this client wants heart-beats from the server. Zero: never.</summary>
     public TimeSpan HeartbeatReceiveInterval { get; set; } = TimeSpan.FromSeconds(10);
 
-    /// <summary>The connection is declared dead after this many negotiated server intervals of silence.</summary>
+    /// <summary>The connection is declared dead after this many negotiated server intervals of silence (1–100).</summary>
     public double HeartbeatTolerance { get; set; } = 2.0;
 
     /// <summary>Covers the WebSocket handshake and the wait for CONNECTED.</summary>
@@ -45,9 +45,9 @@ public sealed class StompConnectOptions
         ArgumentException.ThrowIfNullOrEmpty(Host, nameof(Host));
         ValidateInterval(HeartbeatSendInterval, nameof(HeartbeatSendInterval));
         ValidateInterval(HeartbeatReceiveInterval, nameof(HeartbeatReceiveInterval));
-        if (!(HeartbeatTolerance >= 1.0) || double.IsInfinity(HeartbeatTolerance))
+        if (!(HeartbeatTolerance is >= 1.0 and <= 100.0))
         {
-            throw new ArgumentOutOfRangeException(nameof(HeartbeatTolerance), HeartbeatTolerance, "Must be a finite number of at least 1.");
+            throw new ArgumentOutOfRangeException(nameof(HeartbeatTolerance), HeartbeatTolerance, "Must be between 1 and 100.");
         }
 
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(ConnectTimeout, TimeSpan.Zero, nameof(ConnectTimeout));

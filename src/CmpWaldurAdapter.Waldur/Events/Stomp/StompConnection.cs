@@ -29,6 +29,29 @@ public enum StompConnectionState
 /// called concurrently. MESSAGE frames are buffered without bound until read; for flow control
 /// subscribe with <c>ack:client-individual</c> and a broker prefetch limit.
 /// </remarks>
+/// <example>
+/// The consumer loop this type is built for:
+/// <code>
+/// var backoff = new StompReconnectBackoff();
+/// while (!stoppingToken.IsCancellationRequested)
+/// {
+///     try
+///     {
+///         await using var connection = new StompConnection(logger, timeProvider);
+///         await connection.ConnectAsync(uri, options, stoppingToken);
+///         await connection.SubscribeAsync(destination, "waldur-events", awaitReceipt: true, cancellationToken: stoppingToken);
+///         backoff.MarkConnected();
+///         await foreach (var message in connection.ReadMessagesAsync(stoppingToken)) { /* handle */ }
+///     }
+///     catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
+///     {
+///         logger.LogWarning(ex, "STOMP consumer failed");
+///     }
+///
+///     await backoff.DelayAsync(stoppingToken);
+/// }
+/// </code>
+/// </example>
 public sealed class StompConnection : IAsyncDisposable
 {
     public const string ProtocolVersion = "1.2";
@@ -376,17 +399,18 @@ public sealed class StompConnection : IAsyncDisposable
         return new StompFrame(StompCommands.Connect, headers);
     }
 
-    private static (long ServerSends, long ServerWants) ParseHeartbeat(string? header)
+    private static (int ServerSends, int ServerWants) ParseHeartbeat(string? header)
     {
         if (header is null)
         {
             return (0, 0);
         }
 
+        // int bounds the intervals to ~24 days, which keeps every later TimeSpan sum in range.
         var parts = header.Split(',');
         if (parts.Length == 2
-            && long.TryParse(parts[0].Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var sx)
-            && long.TryParse(parts[1].Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var sy))
+            && int.TryParse(parts[0].Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var sx)
+            && int.TryParse(parts[1].Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var sy))
         {
             return (sx, sy);
         }
@@ -689,7 +713,7 @@ public sealed class StompConnection : IAsyncDisposable
                 break;
 
             case StompCommands.Error:
-                throw new StompServerErrorException(frame);
+                throw StompServerErrorException.FromFrame(frame, _options.Passcode);
 
             case StompCommands.Message when connected:
                 var message = new StompMessage(frame);
@@ -759,7 +783,9 @@ public sealed class StompConnection : IAsyncDisposable
                     wait = TimeSpan.FromTicks(Math.Min(wait.Ticks, (outgoing - idle).Ticks));
                 }
 
-                await Task.Delay(TimeSpan.FromTicks(Math.Max(wait.Ticks, TimeSpan.TicksPerMillisecond)), _timeProvider, token);
+                // Bounded below to avoid spinning, above to stay within Task.Delay's range.
+                var delay = Math.Clamp(wait.Ticks, TimeSpan.TicksPerMillisecond, TimeSpan.TicksPerHour);
+                await Task.Delay(TimeSpan.FromTicks(delay), _timeProvider, token);
             }
         }
         catch (OperationCanceledException) when (token.IsCancellationRequested)

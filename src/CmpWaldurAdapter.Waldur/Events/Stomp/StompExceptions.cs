@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Text;
 
 namespace CmpWaldurAdapter.Waldur.Events.Stomp;
@@ -58,10 +59,15 @@ public sealed class StompServerErrorException : StompException
     }
 
     public StompServerErrorException(StompFrame errorFrame)
-        : base(Describe(errorFrame))
+        : this(errorFrame, secret: null)
     {
-        ServerMessage = errorFrame.GetHeader(StompHeaderNames.Message);
-        ServerDetails = errorFrame.Body.IsEmpty ? null : errorFrame.GetBodyAsString();
+    }
+
+    private StompServerErrorException(StompFrame errorFrame, string? secret)
+        : base(Redact(Describe(errorFrame), secret))
+    {
+        ServerMessage = Redact(errorFrame.GetHeader(StompHeaderNames.Message), secret);
+        ServerDetails = errorFrame.Body.IsEmpty ? null : Redact(errorFrame.GetBodyAsString(), secret);
         ReceiptId = errorFrame.GetHeader(StompHeaderNames.ReceiptId);
         Headers = errorFrame.Headers;
     }
@@ -76,6 +82,16 @@ public sealed class StompServerErrorException : StompException
     public string? ReceiptId { get; }
 
     public IReadOnlyList<KeyValuePair<string, string>> Headers { get; } = [];
+
+    /// <summary>
+    /// Builds the exception with every occurrence of <paramref name="secret"/> masked: some brokers
+    /// echo the offending frame in the ERROR body, and this message ends up in logs.
+    /// </summary>
+    public static StompServerErrorException FromFrame(StompFrame errorFrame, string? secret) => new(errorFrame, secret);
+
+    [return: NotNullIfNotNull(nameof(text))]
+    private static string? Redact(string? text, string? secret) =>
+        text is null || string.IsNullOrEmpty(secret) ? text : text.Replace(secret, "***", StringComparison.Ordinal);
 
     private static string Describe(StompFrame frame)
     {

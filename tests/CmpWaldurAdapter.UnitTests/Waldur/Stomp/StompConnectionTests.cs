@@ -193,22 +193,28 @@ public sealed class StompConnectionTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task Server_ERROR_during_CONNECT_throws_the_server_error()
+    public async Task Server_ERROR_during_CONNECT_throws_the_server_error_with_any_echoed_passcode_masked()
     {
-        var client = NewClient();
-        var connecting = client.ConnectAsync(_server.Uri, Options());
+        var logger = new CapturingLogger<StompConnection>();
+        var client = NewClient(logger);
+        var connecting = client.ConnectAsync(_server.Uri, Options(o => o.Passcode = "pw-9f8e7d"));
         var session = await _server.AcceptAsync();
         await session.ExpectFrameAsync(StompCommands.Connect);
 
         await session.SendFrameAsync(
-            StompCommands.Error, [new("message", "Access refused for user 'guest'")], "Login or password incorrect");
+            StompCommands.Error,
+            [new("message", "Access refused for user 'guest'")],
+            "Login or password incorrect\npasscode:pw-9f8e7d");
 
         var error = await Assert.ThrowsAsync<StompServerErrorException>(() => connecting.WaitAsync(Timeout));
         Assert.Equal("Access refused for user 'guest'", error.ServerMessage);
-        Assert.Equal("Login or password incorrect", error.ServerDetails);
+        Assert.Equal("Login or password incorrect\npasscode:***", error.ServerDetails);
         Assert.Contains("Access refused", error.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("pw-9f8e7d", error.Message, StringComparison.Ordinal);
         Assert.Equal(StompConnectionState.Failed, client.State);
         Assert.IsType<StompServerErrorException>((await DrainAsync(client)).End);
+        Assert.Contains(logger.Lines, line => line.Contains("Access refused", StringComparison.Ordinal));
+        Assert.DoesNotContain(logger.Lines, line => line.Contains("pw-9f8e7d", StringComparison.Ordinal));
     }
 
     [Fact]

@@ -99,6 +99,7 @@ public static class AdapterHost
         services.Configure<EventsOptions>(configuration.GetSection(EventsOptions.SectionName));
         services.AddSingleton<EventChannelRegistrar>();
         services.AddSingleton<ResourceStateSync>();
+        services.AddSingleton<EventChannelStatus>();
 
         services.AddAdapterHealthChecks();
         return services;
@@ -108,6 +109,7 @@ public static class AdapterHost
     {
         services.AddHostedService<OrderInboxWorker>();
         services.AddHostedService<StartupOrderPoll>();
+        services.AddHostedService<WaldurEventListener>();
 
         var orders = configuration.GetSection(OrdersOptions.SectionName).Get<OrdersOptions>() ?? new OrdersOptions();
         var events = configuration.GetSection(EventsOptions.SectionName).Get<EventsOptions>() ?? new EventsOptions();

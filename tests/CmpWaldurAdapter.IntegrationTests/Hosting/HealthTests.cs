@@ -14,14 +14,10 @@ public sealed class HealthTests : IAsyncLifetime
     public async Task InitializeAsync()
     {
         _bed = await OrderTestBed.CreateAsync();
-        _server = await AdapterTestHost.StartServerAsync(_bed.Settings, _bed.Logs, _bed.UseProvisioner);
+        _server = await _bed.StartServerAsync();
     }
 
-    public async Task DisposeAsync()
-    {
-        await _server.DisposeAsync();
-        await _bed.DisposeAsync();
-    }
+    public async Task DisposeAsync() => await _bed.DisposeAsync();
 
     [Fact]
     public async Task Liveness_answers_without_touching_dependencies()

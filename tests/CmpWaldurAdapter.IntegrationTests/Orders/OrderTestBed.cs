@@ -58,6 +58,8 @@ public sealed class OrderTestBed : IAsyncDisposable
 
     public IHost? Host { get; private set; }
 
+    private RunningAdapter? _server;
+
     public IServiceProvider Services => (Host ?? throw new InvalidOperationException("Start the services first.")).Services;
 
     public OrderProcessor Processor => Services.GetRequiredService<OrderProcessor>();
@@ -73,6 +75,14 @@ public sealed class OrderTestBed : IAsyncDisposable
     {
         Host = await AdapterTestHost.StartServicesAsync(Settings, Logs, UseProvisioner);
         return Host;
+    }
+
+    /// <summary>Starts the whole server (workers included); the test bed stops it when disposed.</summary>
+    public async Task<RunningAdapter> StartServerAsync()
+    {
+        _server = await AdapterTestHost.StartServerAsync(Settings, Logs, UseProvisioner);
+        Host = _server.App;
+        return _server;
     }
 
     public void UseProvisioner(IServiceCollection services) => services.Replace(ServiceDescriptor.Singleton<ITenantProvisioner>(Provisioner));
@@ -102,7 +112,11 @@ public sealed class OrderTestBed : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        if (Host is not null)
+        if (_server is not null)
+        {
+            await _server.DisposeAsync();
+        }
+        else if (Host is not null)
         {
             await Host.StopAsync();
             Host.Dispose();

@@ -17,7 +17,7 @@ public sealed class OrderWorkerTests : IAsyncLifetime
     [Fact]
     public async Task An_announced_order_is_done_within_seconds()
     {
-        await using var server = await AdapterTestHost.StartServerAsync(_bed.Settings, _bed.Logs, _bed.UseProvisioner);
+        var server = await _bed.StartServerAsync();
         var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
 
         var started = DateTime.UtcNow;
@@ -34,7 +34,7 @@ public sealed class OrderWorkerTests : IAsyncLifetime
         var second = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes("Two"));
         _bed.Settings["Waldur:PageSize"] = "1"; // forces paging through the order list
 
-        await using var server = await AdapterTestHost.StartServerAsync(_bed.Settings, _bed.Logs, _bed.UseProvisioner);
+        var server = await _bed.StartServerAsync();
 
         await Eventually.TrueAsync(() => _bed.Waldur.OrderState(first) == "done" && _bed.Waldur.OrderState(second) == "done", TimeSpan.FromSeconds(15));
     }
@@ -43,7 +43,7 @@ public sealed class OrderWorkerTests : IAsyncLifetime
     public async Task Polling_only_mode_keeps_finding_new_orders_on_its_schedule()
     {
         _bed.Settings["Orders:PollInterval"] = "00:00:00.300";
-        await using var server = await AdapterTestHost.StartServerAsync(_bed.Settings, _bed.Logs, _bed.UseProvisioner);
+        var server = await _bed.StartServerAsync();
         await Task.Delay(200);
 
         var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
@@ -54,7 +54,7 @@ public sealed class OrderWorkerTests : IAsyncLifetime
     [Fact]
     public async Task Transient_failures_are_retried_with_backoff_by_the_worker_and_never_err()
     {
-        await using var server = await AdapterTestHost.StartServerAsync(_bed.Settings, _bed.Logs, _bed.UseProvisioner);
+        var server = await _bed.StartServerAsync();
         var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
         _bed.Waldur.Break("POST", "/api/marketplace-orders/.*/approve_by_provider/", 503);
 
@@ -74,7 +74,7 @@ public sealed class OrderWorkerTests : IAsyncLifetime
         _bed.Settings["Orders:StuckCheckInterval"] = "00:00:00.300";
         _bed.Settings["Orders:RetryInitial"] = "01:00:00"; // a deferred order would otherwise wait an hour
         _bed.Settings["Orders:RetryMaximum"] = "01:00:00";
-        await using var server = await AdapterTestHost.StartServerAsync(_bed.Settings, _bed.Logs, _bed.UseProvisioner);
+        var server = await _bed.StartServerAsync();
         var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
         _bed.Waldur.Fail("POST", "/api/marketplace-orders/.*/approve_by_provider/", 503, times: 3);
 

@@ -1,0 +1,230 @@
+using System.Text.Json;
+using CmpWaldurAdapter.Core.Orders;
+using CmpWaldurAdapter.Orders;
+using CmpWaldurAdapter.Waldur;
+using CmpWaldurAdapter.Waldur.Events.Stomp;
+using Microsoft.Extensions.Options;
+
+namespace CmpWaldurAdapter.Events;
+
+/// <summary>What the event channel is doing, for health and metrics.</summary>
+public sealed class EventChannelStatus
+{
+    private int _connected;
+    private long _reconnects;
+    private long _messages;
+
+    public int ConnectedQueues => Volatile.Read(ref _connected);
+
+    public long Reconnects => Interlocked.Read(ref _reconnects);
+
+    public long Messages => Interlocked.Read(ref _messages);
+
+    internal void Connected() => Interlocked.Increment(ref _connected);
+
+    internal void Disconnected() => Interlocked.Decrement(ref _connected);
+
+    internal void Reconnecting() => Interlocked.Increment(ref _reconnects);
+
+    internal void Received() => Interlocked.Increment(ref _messages);
+}
+
+/// <summary>
+/// Listens to Waldur's event queues over STOMP (one connection per queue) and turns messages into
+/// inbox entries. Messages are only triggers: orders are always re-read over REST. A message is
+/// acknowledged after it is safely in the inbox, so a crash before that gets it redelivered; after
+/// every (re)connect a full poll covers anything sent while the connection was down.
+/// </summary>
+public sealed class WaldurEventListener(
+    EventChannelRegistrar registrar,
+    OrderInbox inbox,
+    OrderPoller poller,
+    ResourceStateSync resources,
+    EventChannelStatus status,
+    IOptionsMonitor<EventsOptions> options,
+    IOptionsMonitor<WaldurOptions> waldurOptions,
+    TimeProvider clock,
+    ILoggerFactory loggers) : BackgroundService
+{
+    private readonly ILogger _logger = loggers.CreateLogger<WaldurEventListener>();
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var settings = options.CurrentValue;
+        if (!settings.Enabled)
+        {
+            _logger.LogInformation("Events are off: orders are found by polling only");
+            return;
+        }
+
+        if (settings.WebSocketUrl is null)
+        {
+            _logger.LogError("Events:Enabled is set but Events:WebSocketUrl is not; orders are found by polling only");
+            return;
+        }
+
+        var queues = await RegisterAsync(stoppingToken);
+        if (queues is null)
+        {
+            return;
+        }
+
+        await Task.WhenAll(queues.Select(queue => ConsumeAsync(settings.WebSocketUrl, queue, stoppingToken)));
+    }
+
+    private async Task<IReadOnlyList<EventQueueBinding>?> RegisterAsync(CancellationToken stoppingToken)
+    {
+        var backoff = NewBackoff();
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                var queues = await registrar.RegisterAsync(stoppingToken);
+                _logger.LogInformation("Registered {Count} Waldur event queues", queues.Count);
+                return queues;
+            }
+            catch (Exception exception) when (!stoppingToken.IsCancellationRequested)
+            {
+                _logger.LogWarning(exception, "Could not register the event channel with Waldur; retrying");
+                await ((Task)backoff.DelayAsync(stoppingToken)).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            }
+        }
+
+        return null;
+    }
+
+    private async Task ConsumeAsync(Uri endpoint, EventQueueBinding queue, CancellationToken stoppingToken)
+    {
+        using var scope = _logger.BeginScope(new Dictionary<string, object> { ["Queue"] = queue.QueueName });
+        var backoff = NewBackoff();
+        var first = true;
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            var connected = false;
+            try
+            {
+                if (!first)
+                {
+                    status.Reconnecting();
+                }
+
+                first = false;
+                var settings = options.CurrentValue;
+                await using var connection = new StompConnection(loggers.CreateLogger<StompConnection>(), clock);
+                await connection.ConnectAsync(endpoint, new StompConnectOptions
+                {
+                    Host = queue.VirtualHost,
+                    Login = queue.SubscriptionUuid.ToString("N"),
+                    Passcode = waldurOptions.CurrentValue.Token,
+                    HeartbeatSendInterval = settings.Heartbeat,
+                    HeartbeatReceiveInterval = settings.Heartbeat,
+                    ConnectTimeout = settings.ConnectTimeout,
+                }, stoppingToken);
+                // /amq/queue/ uses the queue Waldur declared; /queue/ would redeclare it with other arguments.
+                await connection.SubscribeAsync($"/amq/queue/{queue.QueueName}", queue.QueueName, ack: "client-individual", awaitReceipt: true, cancellationToken: stoppingToken);
+                connected = true;
+                status.Connected();
+                backoff.MarkConnected();
+                _logger.LogInformation("Listening to Waldur {ObjectType} events", queue.ObjectType);
+                if (queue.ObjectType == "order")
+                {
+                    _ = CatchUpAsync(stoppingToken);
+                }
+
+                await foreach (var message in connection.ReadMessagesAsync(stoppingToken))
+                {
+                    status.Received();
+                    await HandleAsync(queue, message, stoppingToken);
+                    await connection.AckAsync(message, cancellationToken: stoppingToken);
+                }
+
+                _logger.LogWarning("The event connection was closed; reconnecting");
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                break;
+            }
+            catch (Exception exception)
+            {
+                _logger.LogWarning("The event connection failed ({Reason}); reconnecting", exception.Message);
+            }
+            finally
+            {
+                if (connected)
+                {
+                    status.Disconnected();
+                }
+            }
+
+            await ((Task)backoff.DelayAsync(stoppingToken)).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        }
+    }
+
+    private async Task HandleAsync(EventQueueBinding queue, StompMessage message, CancellationToken cancellationToken)
+    {
+        EventPayload? payload;
+        try
+        {
+            payload = JsonSerializer.Deserialize<EventPayload>(message.Body.Span, PayloadJson);
+        }
+        catch (JsonException)
+        {
+            _logger.LogWarning("Ignoring an event that is not JSON on {Queue}", queue.QueueName);
+            return;
+        }
+
+        switch (queue.ObjectType)
+        {
+            case "order" when Guid.TryParse(payload?.OrderUuid, out var order):
+                if (WaldurOrderStates.IsActionable(payload!.OrderState))
+                {
+                    await inbox.EnqueueAsync(order, payload.OrderState, "event", refeed: false, cancellationToken);
+                }
+
+                break;
+            case "resource" when Guid.TryParse(payload?.ResourceUuid, out var resource):
+                try
+                {
+                    await resources.SyncAsync(resource, cancellationToken);
+                }
+                catch (Exception exception) when (!cancellationToken.IsCancellationRequested)
+                {
+                    // The periodic sweep will pick the change up; the channel must keep flowing.
+                    _logger.LogWarning(exception, "Could not refresh resource {ResourceUuid} after its event", resource);
+                }
+
+                break;
+            default:
+                _logger.LogWarning("Ignoring an event without the expected fields on {Queue}", queue.QueueName);
+                break;
+        }
+    }
+
+    private async Task CatchUpAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await poller.PollAsync(cancellationToken);
+        }
+        catch (Exception exception) when (!cancellationToken.IsCancellationRequested)
+        {
+            _logger.LogWarning(exception, "Catch-up poll after connecting failed; the stuck-order job will cover it");
+        }
+    }
+
+    private StompReconnectBackoff NewBackoff()
+    {
+        var settings = options.CurrentValue;
+        return new StompReconnectBackoff(new StompReconnectBackoffOptions
+        {
+            InitialDelay = settings.InitialReconnectDelay,
+            MaxDelay = settings.MaxReconnectDelay,
+            StablePeriod = settings.StableAfter,
+        }, clock);
+    }
+
+    private static readonly JsonSerializerOptions PayloadJson = new(JsonSerializerDefaults.Web) { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
+
+    /// <summary>Waldur sends UUIDs as 32 hex digits; strings keep both spellings parseable.</summary>
+    private sealed record EventPayload(string? OrderUuid, string? OrderState, string? ResourceUuid);
+}

@@ -1,0 +1,121 @@
+using System.Collections.Concurrent;
+using System.Text.Json.Nodes;
+using CmpWaldurAdapter.Events;
+using CmpWaldurAdapter.IntegrationTests.Orders;
+using CmpWaldurAdapter.Testing.Fakes;
+using CmpWaldurAdapter.Testing.Hosting;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace CmpWaldurAdapter.IntegrationTests.Events;
+
+/// <summary>
+/// End to end with the real RabbitMQ web-STOMP broker: the adapter registers its event channel with a
+/// WireMock Waldur, subscribes to the queue Waldur "created", and reacts to published messages.
+/// </summary>
+[Collection(RabbitMqCollection.Name)]
+public sealed class EventChannelTests : IAsyncLifetime
+{
+    private readonly RabbitMqBroker _broker = new();
+    private readonly ConcurrentDictionary<string, string> _queues = new();
+    private OrderTestBed _bed = null!;
+    private RunningAdapter _server = null!;
+
+    public async Task InitializeAsync()
+    {
+        _bed = await OrderTestBed.CreateAsync();
+        _bed.Waldur.OnQueueCreated = (vhost, queue) =>
+        {
+            // Waldur creates the vhost, the login (the subscription UUID) and the queue in its broker.
+            var login = queue.Split('_')[1];
+            _broker.ProvisionQueueAsync(vhost, login, WaldurFake.Token, queue).GetAwaiter().GetResult();
+            _queues[queue.EndsWith("_order", StringComparison.Ordinal) ? "order" : "resource"] = queue;
+        };
+        _bed.Settings["Events:Enabled"] = "true";
+        _bed.Settings["Events:WebSocketUrl"] = _broker.WebSocketUrl.ToString();
+        _bed.Settings["Events:InitialReconnectDelay"] = "00:00:00.200";
+        _bed.Settings["Events:MaxReconnectDelay"] = "00:00:02";
+        _bed.Settings["Orders:StuckCheckInterval"] = "01:00:00";
+        _server = await _bed.StartServerAsync();
+        await Eventually.TrueAsync(() => Status.ConnectedQueues == 2, TimeSpan.FromSeconds(20), "both queues are subscribed");
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _bed.DisposeAsync();
+        _broker.Dispose();
+    }
+
+    private EventChannelStatus Status => _server.Services.GetRequiredService<EventChannelStatus>();
+
+    private string Vhost => _bed.Waldur.UserUuid.ToString("N");
+
+    [Fact]
+    public async Task The_channel_is_registered_through_waldurs_api_for_orders_and_resources()
+    {
+        Assert.Equal(1, _bed.Waldur.Count("POST", "/api/marketplace-site-agent-identities/"));
+        Assert.Equal(2, _bed.Waldur.Count("POST", "/api/marketplace-site-agent-identities/.*/register_event_subscription/"));
+        Assert.Equal(2, _bed.Waldur.Count("POST", "/api/event-subscriptions/.*/create_queue/"));
+        // The management API refreshes its statistics every few seconds.
+        await Eventually.TrueAsync(async () => await _broker.ConsumerCountAsync(Vhost, _queues["order"]) == 1
+            && await _broker.ConsumerCountAsync(Vhost, _queues["resource"]) == 1, TimeSpan.FromSeconds(15), "one consumer per queue");
+    }
+
+    [Fact]
+    public async Task A_message_on_the_order_queue_makes_the_order_done()
+    {
+        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
+
+        await _broker.PublishAsync(Vhost, _queues["order"], new JsonObject { ["order_uuid"] = order.ToString("N"), ["order_state"] = "pending-provider" });
+
+        await Eventually.TrueAsync(() => _bed.Waldur.OrderState(order) == "done", TimeSpan.FromSeconds(10), "the event drives the order to done");
+        Assert.True(Status.Messages >= 1);
+    }
+
+    [Fact]
+    public async Task Messages_about_states_that_are_not_the_providers_turn_are_ignored()
+    {
+        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes(), state: "pending-consumer");
+
+        await _broker.PublishAsync(Vhost, _queues["order"], new JsonObject { ["order_uuid"] = order.ToString(), ["order_state"] = "pending-consumer" });
+        await _broker.PublishAsync(Vhost, _queues["order"], new JsonObject { ["not"] = "an order event" });
+        await Eventually.TrueAsync(() => Status.Messages >= 2, TimeSpan.FromSeconds(10));
+
+        Assert.Equal(0, _bed.Waldur.Count("GET", $"/api/marketplace-orders/{order}/"));
+        Assert.Equal(2, Status.ConnectedQueues);
+    }
+
+    [Fact]
+    public async Task A_resource_message_updates_the_paused_state_of_the_subscription()
+    {
+        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
+        await _broker.PublishAsync(Vhost, _queues["order"], new JsonObject { ["order_uuid"] = order.ToString(), ["order_state"] = "pending-provider" });
+        await Eventually.TrueAsync(() => _bed.Waldur.OrderState(order) == "done", TimeSpan.FromSeconds(10));
+        var resource = _bed.Waldur.ResourceOf(order);
+
+        _bed.Waldur.SetResourceFlags(resource, paused: true, downscaled: false);
+        await _broker.PublishAsync(Vhost, _queues["resource"], new JsonObject { ["resource_uuid"] = resource.ToString() });
+
+        await Eventually.TrueAsync(async () => (await _bed.QueryAsync(db => db.Subscriptions.SingleAsync())).Paused, TimeSpan.FromSeconds(10), "the subscription is paused");
+        Assert.False((await _bed.QueryAsync(db => db.Subscriptions.SingleAsync())).IsServable);
+    }
+
+    [Fact]
+    public async Task After_a_broker_restart_the_adapter_reconnects_and_processes_new_messages()
+    {
+        await _broker.RestartAsync();
+
+        await Eventually.TrueAsync(() => Status.Reconnects >= 2 && Status.ConnectedQueues == 2, TimeSpan.FromSeconds(30), "both queues are subscribed again");
+        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
+        await _broker.PublishAsync(Vhost, _queues["order"], new JsonObject { ["order_uuid"] = order.ToString(), ["order_state"] = "pending-provider" });
+
+        await Eventually.TrueAsync(() => _bed.Waldur.OrderState(order) == "done", TimeSpan.FromSeconds(10), "a message published after the restart is processed");
+        Assert.True(Status.Reconnects < 20, $"no reconnect storm ({Status.Reconnects} reconnects)");
+    }
+}
+
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class RabbitMqCollection
+{
+    public const string Name = "RabbitMQ broker";
+}

@@ -30,9 +30,9 @@ services_start() {
   local dir="$1"
   services_install
   mkdir -p "$dir" && chmod 755 "$dir"
-  local pg_port amqp stomp api dist node
+  local pg_port amqp stomp plain_stomp api dist node
   pg_port="$(services_free_port)"; amqp="$(services_free_port)"; stomp="$(services_free_port)"
-  api="$(services_free_port)"; dist="$(services_free_port)"
+  plain_stomp="$(services_free_port)"; api="$(services_free_port)"; dist="$(services_free_port)"
   node="cmptest$$@localhost"
 
   services_log "starting PostgreSQL on 127.0.0.1:$pg_port"
@@ -44,6 +44,7 @@ services_start() {
   mkdir -p "$dir/rmq"
   cat > "$dir/rmq/rabbitmq.conf" <<CONF
 listeners.tcp.default = 127.0.0.1:$amqp
+stomp.listeners.tcp.1 = 127.0.0.1:$plain_stomp
 web_stomp.tcp.ip = 127.0.0.1
 web_stomp.tcp.port = $stomp
 management.tcp.ip = 127.0.0.1
@@ -62,7 +63,7 @@ ENV
   ( . "$dir/rmq/env"; rabbitmq-server -detached; rabbitmqctl wait "$dir/rmq/pid" --timeout 120 >/dev/null
     rabbitmqctl add_user cmp-test cmp-test >/dev/null
     rabbitmqctl set_user_tags cmp-test administrator >/dev/null
-    rabbitmqctl set_permissions -p / cmp-test '.*' '.*' '.*' >/dev/null )
+    rabbitmqctl set_permissions --vhost / cmp-test '.*' '.*' '.*' >/dev/null )
 
   cat > "$dir/env" <<ENV
 export CMP_TEST_POSTGRES="Host=127.0.0.1;Port=$pg_port;Username=postgres;Database=postgres"

@@ -39,8 +39,26 @@ SPECS = {
             # Usage
             "marketplace_component_usages_list",
             "marketplace_component_usages_set_usage",
-            # Offerings
+            # Offerings and their registration from the catalogue
             "marketplace_provider_offerings_retrieve",
+            "marketplace_provider_offerings_list",
+            "marketplace_provider_offerings_create",
+            "marketplace_provider_offerings_activate",
+            "marketplace_provider_offerings_update_description",
+            "marketplace_provider_offerings_update_overview",
+            "marketplace_provider_offerings_update_options",
+            "marketplace_provider_offerings_update_resource_options",
+            "marketplace_provider_offerings_update_integration",
+            "marketplace_provider_offerings_create_offering_component",
+            "marketplace_provider_offerings_update_offering_component",
+            "marketplace_categories_list",
+            "marketplace_categories_create",
+            "marketplace_plans_list",
+            "marketplace_plans_create",
+            "marketplace_plans_update_prices",
+            "marketplace_service_providers_list",
+            # Organization credits (money), for the Waldur-funded balance mode
+            "customer_credits_list",
             # Site-agent identity and events
             "marketplace_site_agent_identities_list",
             "marketplace_site_agent_identities_create",

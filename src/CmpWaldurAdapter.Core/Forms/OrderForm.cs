@@ -28,7 +28,8 @@ public sealed record FormField(
     long? Min = null,
     long? Max = null,
     string? Default = null,
-    int? MaxLength = null);
+    int? MaxLength = null,
+    string? HelpText = null);
 
 /// <summary>The outcome of checking buyer input against a form: normalised values or buyer-readable errors.</summary>
 public sealed record FormValidation(JsonObject Values, IReadOnlyList<string> Errors)

@@ -11,7 +11,7 @@ public sealed record EventQueueBinding(Guid OfferingUuid, string ObjectType, Gui
 /// Sets up Waldur's event channel through its API, as the site agent does: an agent identity per
 /// offering, an event subscription per object type, then the queue. All three calls are idempotent.
 /// </summary>
-public sealed class EventChannelRegistrar(IWaldurApi waldur, OfferingCatalog catalog, TimeProvider clock)
+public sealed class EventChannelRegistrar(IWaldurApi waldur, ServedOfferings catalog, TimeProvider clock)
 {
     public static readonly IReadOnlyList<ObservableObjectTypeEnum> ObjectTypes = [ObservableObjectTypeEnum.Order, ObservableObjectTypeEnum.Resource];
 

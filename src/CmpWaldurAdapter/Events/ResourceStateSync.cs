@@ -13,7 +13,7 @@ namespace CmpWaldurAdapter.Events;
 /// Mirrors Waldur's paused and downscaled flags (set by budget policies or staff) onto subscriptions, so
 /// a paused resource stops being served and charged. Driven by RESOURCE events and a periodic sweep.
 /// </summary>
-public sealed class ResourceStateSync(IWaldurApi waldur, IDbContextFactory<AdapterDbContext> dbs, OfferingCatalog catalog, TimeProvider clock, IOptionsMonitor<WaldurOptions> waldurOptions, ILogger<ResourceStateSync> logger)
+public sealed class ResourceStateSync(IWaldurApi waldur, IDbContextFactory<AdapterDbContext> dbs, ServedOfferings catalog, TimeProvider clock, IOptionsMonitor<WaldurOptions> waldurOptions, ILogger<ResourceStateSync> logger)
 {
     public async Task SyncAsync(Guid resourceUuid, CancellationToken cancellationToken)
     {

@@ -86,7 +86,7 @@ public static class AdapterHost
         services.AddWaldurClient(configuration);
 
         services.Configure<List<OfferingBinding>>(configuration.GetSection("Offerings"));
-        services.AddSingleton<OfferingCatalog>();
+        services.AddSingleton<ServedOfferings>();
 
         services.AddOptions<OrdersOptions>().Bind(configuration.GetSection(OrdersOptions.SectionName)).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<OrderInbox>();

@@ -11,7 +11,7 @@ namespace CmpWaldurAdapter.Orders;
 /// Finds actionable orders by asking Waldur, for when events are off, were lost while disconnected, or
 /// never came (older Waldur versions emit nothing for executing orders).
 /// </summary>
-public sealed class OrderPoller(IWaldurApi waldur, OfferingCatalog catalog, OrderInbox inbox, TimeProvider clock, IOptionsMonitor<WaldurOptions> waldurOptions, IOptionsMonitor<OrdersOptions> options, ILogger<OrderPoller> logger)
+public sealed class OrderPoller(IWaldurApi waldur, ServedOfferings catalog, OrderInbox inbox, TimeProvider clock, IOptionsMonitor<WaldurOptions> waldurOptions, IOptionsMonitor<OrdersOptions> options, ILogger<OrderPoller> logger)
 {
     private static readonly string[] ActionableStates = [WaldurOrderStates.PendingProvider, WaldurOrderStates.Executing];
 

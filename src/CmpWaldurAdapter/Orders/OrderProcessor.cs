@@ -49,7 +49,7 @@ public sealed class OrderDeferredException(string reason, Exception? inner = nul
 public sealed class OrderProcessor(
     IWaldurApi waldur,
     IDbContextFactory<AdapterDbContext> dbs,
-    OfferingCatalog catalog,
+    ServedOfferings catalog,
     OrderLeases leases,
     IEnumerable<ITenantProvisioner> provisioners,
     SubscriptionReporter reporter,

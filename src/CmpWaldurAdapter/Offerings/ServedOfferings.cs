@@ -11,7 +11,7 @@ namespace CmpWaldurAdapter.Offerings;
 /// offering's <c>options</c> and <c>resource_options</c>), so validation matches what HomePort showed
 /// the buyer; they are cached briefly because every order needs them.
 /// </summary>
-public sealed class OfferingCatalog(IWaldurApi waldur, IOptionsMonitor<List<OfferingBinding>> bindings, TimeProvider clock)
+public sealed class ServedOfferings(IWaldurApi waldur, IOptionsMonitor<List<OfferingBinding>> bindings, TimeProvider clock)
 {
     public static readonly TimeSpan FormCacheLifetime = TimeSpan.FromMinutes(5);
 

@@ -94,7 +94,7 @@ public static class AdapterHost
         services.AddSingleton<OrderProcessor>();
         services.AddSingleton<OrderPoller>();
         services.AddSingleton<SubscriptionReporter>();
-        services.AddSingleton<ITenantProvisioner, RecordOnlyProvisioner>();
+        services.AddTenantProvisioning(configuration);
 
         services.Configure<EventsOptions>(configuration.GetSection(EventsOptions.SectionName));
         services.AddSingleton<EventChannelRegistrar>();

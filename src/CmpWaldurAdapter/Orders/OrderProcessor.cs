@@ -519,9 +519,11 @@ public sealed class OrderProcessor(
         await db.SaveChangesAsync(cancellationToken);
     }
 
+    // A concurrency conflict means another order of the same project changed its workspace meanwhile: retry.
     private static bool IsTransient(Exception exception, CancellationToken cancellationToken) =>
         !cancellationToken.IsCancellationRequested
-        && (exception is TransientProvisioningException || (exception is not PermanentProvisioningException && UpstreamFailures.IsTransient(exception)));
+        && (exception is TransientProvisioningException or DbUpdateConcurrencyException
+            || (exception is not PermanentProvisioningException && UpstreamFailures.IsTransient(exception)));
 
     internal static string? Wire(OrderState? state) => WaldurEnums.ToWire(state);
 

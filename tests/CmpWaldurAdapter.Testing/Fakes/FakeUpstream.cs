@@ -166,6 +166,10 @@ public abstract class FakeUpstream : IDisposable
 
     protected virtual FakeResponse NotFound(IRequestMessage request) => FakeResponse.Error(404, $"No route for {request.Method} {request.Path}");
 
+    /// <summary>Whether some route answers this method and path (for fakes that redirect near misses).</summary>
+    protected bool HasRoute(string method, string path) =>
+        _routes.Any(r => r.Method.Equals(method, StringComparison.OrdinalIgnoreCase) && r.Pattern.IsMatch(path));
+
     private Fault? TakeFault(IRequestMessage request)
     {
         lock (_faultLock)

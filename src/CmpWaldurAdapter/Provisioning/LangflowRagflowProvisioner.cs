@@ -82,7 +82,8 @@ public sealed class LangflowRagflowProvisioner(LangflowTenant langflow, RagflowT
             new PermanentProvisioningException($"{failure}: the knowledge-base service refused the request (code {ragflow.Code}).", ragflow),
         ApiException { StatusCode: HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden } api =>
             new PermanentProvisioningException($"{failure}: the agent runtime refused the provider's credentials; the provider has to correct the adapter's configuration.", api),
-        ApiException api when UpstreamFailures.IsTransient(api) =>
+        // A 2xx that cannot be read is a garbled or cut-off answer (a proxy, a restart), not a refusal.
+        ApiException api when UpstreamFailures.IsTransient(api) || (int)api.StatusCode < 300 =>
             new TransientProvisioningException($"{failure}: the agent runtime is unavailable ({UpstreamFailures.Describe(api)}).", api),
         ApiException api =>
             new PermanentProvisioningException($"{failure}: the agent runtime refused the request (HTTP {(int)api.StatusCode}).", api),

@@ -56,7 +56,7 @@ public sealed class LangflowTenant(
             password = UpstreamCredentials.NewPassword();
             try
             {
-                user = await superuser.CallAsync(su => langflow.CreateUserAsync(new UserCreate { Username = username, Password = password }, su, cancellationToken), cancellationToken);
+                user = Answered(await superuser.CallAsync(su => langflow.CreateUserAsync(new UserCreate { Username = username, Password = password }, su, cancellationToken), cancellationToken));
                 logger.LogInformation("Created Langflow user {LangflowUsername} ({LangflowUserId}) for project {ProjectUuid}", username, user.Id, workspace.Id);
             }
             catch (ApiException exception) when (exception.StatusCode == HttpStatusCode.BadRequest)
@@ -77,13 +77,13 @@ public sealed class LangflowTenant(
         if (password is null)
         {
             password = UpstreamCredentials.NewPassword();
-            user = await superuser.CallAsync(su => langflow.UpdateUserAsync(userId, new UserUpdate { Password = password, Is_active = true }, su, cancellationToken), cancellationToken);
+            user = Answered(await superuser.CallAsync(su => langflow.UpdateUserAsync(userId, new UserUpdate { Password = password, Is_active = true }, su, cancellationToken), cancellationToken));
             logger.LogInformation("Reset the password of Langflow user {LangflowUsername}, whose password the adapter did not hold", username);
         }
         else if (!user.Is_active)
         {
             // New users are inactive until a superuser activates them (LANGFLOW_NEW_USER_IS_ACTIVE=false).
-            user = await superuser.CallAsync(su => langflow.UpdateUserAsync(userId, new UserUpdate { Is_active = true }, su, cancellationToken), cancellationToken);
+            user = Answered(await superuser.CallAsync(su => langflow.UpdateUserAsync(userId, new UserUpdate { Is_active = true }, su, cancellationToken), cancellationToken));
         }
 
         if (workspace.LangflowUserId != userId.ToString())
@@ -112,13 +112,13 @@ public sealed class LangflowTenant(
         }
 
         var session = await LoginAsTenantAsync(workspace, cancellationToken);
-        var existing = await langflow.ListApiKeysAsync(session, cancellationToken);
+        var existing = Answered(await langflow.ListApiKeysAsync(session, cancellationToken));
         foreach (var orphan in existing.Api_keys.Where(k => k.Name == TenantNames.ApiKeyName))
         {
             await IgnoreMissingAsync(() => langflow.DeleteApiKeyAsync(orphan.Id, session, cancellationToken));
         }
 
-        var key = await langflow.CreateApiKeyAsync(new ApiKeyCreate { Name = TenantNames.ApiKeyName }, session, cancellationToken);
+        var key = Answered(await langflow.CreateApiKeyAsync(new ApiKeyCreate { Name = TenantNames.ApiKeyName }, session, cancellationToken));
         workspace.LangflowApiKeyId = key.Id.ToString();
         workspace.LangflowApiKeyCipher = credentials.Protect(key.Api_key);
         logger.LogInformation("Created the API key of Langflow user {LangflowUsername}", workspace.LangflowUsername);
@@ -130,11 +130,11 @@ public sealed class LangflowTenant(
         var key = TenantKey(context.Workspace);
         var subscription = context.Subscription;
         var name = TenantNames.LangflowProject(subscription.ResourceUuid);
-        var projects = await langflow.ListProjectsAsync(key, cancellationToken);
+        var projects = Answered(await langflow.ListProjectsAsync(key, cancellationToken));
         var project = projects.FirstOrDefault(p => p.Name == name);
         if (project is null)
         {
-            var created = await langflow.CreateProjectAsync(new FolderCreate { Name = name, Description = $"Waldur resource {subscription.ResourceUuid}" }, key, cancellationToken);
+            var created = Answered(await langflow.CreateProjectAsync(new FolderCreate { Name = name, Description = $"Waldur resource {subscription.ResourceUuid}" }, key, cancellationToken));
             if (created.Name == name)
             {
                 project = created;
@@ -143,7 +143,7 @@ public sealed class LangflowTenant(
             {
                 // Renamed to "name (1)": ours appeared meanwhile. Keep the original, drop the twin just made.
                 await IgnoreMissingAsync(() => langflow.DeleteProjectAsync(created.Id, key, cancellationToken));
-                projects = await langflow.ListProjectsAsync(key, cancellationToken);
+                projects = Answered(await langflow.ListProjectsAsync(key, cancellationToken));
                 project = projects.FirstOrDefault(p => p.Name == name)
                     ?? throw new TransientProvisioningException($"Langflow renamed project {name} to {created.Name}, but no project has the name.");
             }
@@ -168,7 +168,7 @@ public sealed class LangflowTenant(
         var projectId = Guid.Parse(subscription.LangflowProjectId ?? throw new InvalidOperationException("The Langflow project step has not run."));
         var entry = Entry(subscription);
         var name = TenantNames.Flow(entry.Name, subscription.ResourceUuid);
-        var flows = await langflow.ListFlowHeadersAsync(key, cancellationToken);
+        var flows = Answered(await langflow.ListFlowHeadersAsync(key, cancellationToken));
         var flow = flows.FirstOrDefault(f => f.Name == name);
         Guid flowId;
         if (flow is not null)
@@ -178,7 +178,7 @@ public sealed class LangflowTenant(
         else
         {
             var template = templates.For(entry);
-            var created = await langflow.CreateFlowAsync(
+            var created = Answered(await langflow.CreateFlowAsync(
                 new FlowCreate
                 {
                     Name = name,
@@ -191,7 +191,7 @@ public sealed class LangflowTenant(
                     Webhook = false,
                 },
                 key,
-                cancellationToken);
+                cancellationToken));
             if (created.Name == name)
             {
                 flowId = created.Id;
@@ -199,7 +199,7 @@ public sealed class LangflowTenant(
             else
             {
                 await IgnoreMissingAsync(() => langflow.DeleteFlowAsync(created.Id, key, cancellationToken));
-                flows = await langflow.ListFlowHeadersAsync(key, cancellationToken);
+                flows = Answered(await langflow.ListFlowHeadersAsync(key, cancellationToken));
                 flowId = flows.FirstOrDefault(f => f.Name == name)?.Id
                     ?? throw new TransientProvisioningException($"Langflow renamed flow {name} to {created.Name}, but no flow has the name.");
             }
@@ -235,7 +235,7 @@ public sealed class LangflowTenant(
         var key = TenantKey(context.Workspace);
         var flowId = Guid.Parse(flowText);
         var desired = FlowTemplates.Build(templates.For(Entry(subscription)), context.Configuration);
-        var current = await langflow.GetFlowAsync(flowId, key, cancellationToken);
+        var current = Answered(await langflow.GetFlowAsync(flowId, key, cancellationToken));
         if (FlowTemplates.PromptDiffers(current.Data, desired))
         {
             await langflow.UpdateFlowAsync(flowId, new FlowUpdate { Data = desired }, key, cancellationToken);
@@ -256,7 +256,7 @@ public sealed class LangflowTenant(
         var subscription = context.Subscription;
         if (await TenantCredentialAsync(context.Workspace, cancellationToken) is { } credential)
         {
-            var targets = (await langflow.ListFlowHeadersAsync(credential, cancellationToken))
+            var targets = Answered(await langflow.ListFlowHeadersAsync(credential, cancellationToken))
                 .Where(f => TenantNames.IsFlowOf(f.Name, subscription.ResourceUuid)).Select(f => f.Id).ToHashSet();
             if (Guid.TryParse(subscription.LangflowFlowId, out var recorded))
             {
@@ -281,7 +281,7 @@ public sealed class LangflowTenant(
         if (await TenantCredentialAsync(context.Workspace, cancellationToken) is { } credential)
         {
             var name = TenantNames.LangflowProject(subscription.ResourceUuid);
-            var targets = (await langflow.ListProjectsAsync(credential, cancellationToken))
+            var targets = Answered(await langflow.ListProjectsAsync(credential, cancellationToken))
                 .Where(p => p.Name == name || TenantNames.IsLangflowTwin(p.Name, name)).Select(p => p.Id).ToHashSet();
             if (Guid.TryParse(subscription.LangflowProjectId, out var recorded))
             {
@@ -344,7 +344,7 @@ public sealed class LangflowTenant(
     {
         for (var skip = 0; ; skip += UserPageSize)
         {
-            var page = await superuser.CallAsync(su => langflow.ListUsersAsync(skip, UserPageSize, su, cancellationToken), cancellationToken);
+            var page = Answered(await superuser.CallAsync(su => langflow.ListUsersAsync(skip, UserPageSize, su, cancellationToken), cancellationToken));
             if (page.Users.FirstOrDefault(u => u.Username == username) is { } user)
             {
                 return user;
@@ -390,7 +390,7 @@ public sealed class LangflowTenant(
         var password = credentials.Unprotect(workspace.LangflowPasswordCipher ?? throw new InvalidOperationException("The Langflow user step has not run."));
         try
         {
-            var token = await langflow.LoginAsync(LangflowSuperuser.LoginForm(username, password), cancellationToken);
+            var token = Answered(await langflow.LoginAsync(LangflowSuperuser.LoginForm(username, password), cancellationToken));
             return LangflowCredential.FromToken(token.Access_token);
         }
         catch (ApiException exception) when (exception.StatusCode is HttpStatusCode.Unauthorized or HttpStatusCode.BadRequest)
@@ -399,7 +399,7 @@ public sealed class LangflowTenant(
             password = UpstreamCredentials.NewPassword();
             await superuser.CallAsync(su => langflow.UpdateUserAsync(userId, new UserUpdate { Password = password, Is_active = true }, su, cancellationToken), cancellationToken);
             workspace.LangflowPasswordCipher = credentials.Protect(password);
-            var token = await langflow.LoginAsync(LangflowSuperuser.LoginForm(username, password), cancellationToken);
+            var token = Answered(await langflow.LoginAsync(LangflowSuperuser.LoginForm(username, password), cancellationToken));
             return LangflowCredential.FromToken(token.Access_token);
         }
     }
@@ -416,6 +416,11 @@ public sealed class LangflowTenant(
             ? await LoginAsTenantAsync(workspace, cancellationToken)
             : null;
     }
+
+    /// <summary>An empty 2xx body (a proxy's doing) deserializes to null: treat it as a failed call, worth retrying.</summary>
+    private static T Answered<T>(T? answer)
+        where T : class =>
+        answer ?? throw new TransientProvisioningException($"Langflow answered with an empty body where a {typeof(T).Name} was expected.");
 
     /// <summary>Deleting what is already gone is success.</summary>
     private static async Task<bool> IgnoreMissingAsync(Func<Task> delete)

@@ -44,8 +44,8 @@ public sealed class RagflowTenant(IRagflowApi ragflow, ILogger<RagflowTenant> lo
         var dataset = await FindAsync(name, cancellationToken);
         if (dataset is null)
         {
-            var created = (await ragflow.CreateDatasetAsync(CreateRequest(name, subscription.ResourceUuid), cancellationToken)).Data
-                ?? throw new TransientProvisioningException("RAGFlow created a dataset but returned none.");
+            var created = (await ragflow.CreateDatasetAsync(CreateRequest(name, subscription.ResourceUuid), cancellationToken))?.Data
+                ?? throw new TransientProvisioningException("RAGFlow answered the create with no dataset.");
             if (string.Equals(created.Name, name, StringComparison.OrdinalIgnoreCase))
             {
                 dataset = created;
@@ -107,7 +107,7 @@ public sealed class RagflowTenant(IRagflowApi ragflow, ILogger<RagflowTenant> lo
         try
         {
             var found = await ragflow.FindDatasetByNameAsync(name, cancellationToken);
-            return found.Data?.FirstOrDefault(d => string.Equals(d.Name, name, StringComparison.OrdinalIgnoreCase));
+            return found?.Data?.FirstOrDefault(d => string.Equals(d.Name, name, StringComparison.OrdinalIgnoreCase));
         }
         catch (Exception exception) when (RagflowException.Find(exception) is { IsNotFound: true })
         {

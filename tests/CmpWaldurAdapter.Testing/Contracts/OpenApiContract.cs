@@ -642,7 +642,8 @@ public sealed partial class OpenApiContract
     [GeneratedRegex(@"\{(?<name>[^}/]+)\}", RegexOptions.CultureInvariant)]
     private static partial Regex TemplateParameter();
 
-    [GeneratedRegex(@"^Content-Disposition:[^\r\n]*?\bname=""(?<name>[^""]*)""", RegexOptions.CultureInvariant | RegexOptions.IgnoreCase | RegexOptions.Multiline)]
+    // Content-Disposition parameters are tokens or quoted strings; .NET's MultipartFormDataContent writes bare tokens.
+    [GeneratedRegex(@"^Content-Disposition:[^\r\n]*?\bname=(?:""(?<name>[^""]*)""|(?<name>[^;\s""]+))", RegexOptions.CultureInvariant | RegexOptions.IgnoreCase | RegexOptions.Multiline)]
     private static partial Regex MultipartFieldName();
 
     private sealed record PathTemplate(string Template, Regex Regex, string[] ParameterNames, JsonObject Item, int LiteralLength);

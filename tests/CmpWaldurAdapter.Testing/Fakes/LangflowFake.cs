@@ -87,6 +87,9 @@ public sealed partial class LangflowFake : FakeUpstream
 
     public JsonObject Flow(Guid id) => Snapshot(() => (JsonObject)_flows[id].DeepClone());
 
+    /// <summary>The user a login token belongs to, if it exists.</summary>
+    public Guid? TokenOwner(string token) => Snapshot(() => _tokens.TryGetValue(token, out var user) ? user : (Guid?)null);
+
     /// <summary>The user an API key belongs to, if it exists.</summary>
     public Guid? KeyOwner(string secret) => Snapshot(() => _keys.Values.FirstOrDefault(k => k.Secret == secret)?.UserId);
 

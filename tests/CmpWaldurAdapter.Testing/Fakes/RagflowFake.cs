@@ -55,6 +55,15 @@ public sealed partial class RagflowFake : FakeUpstream
         }
     }
 
+    /// <summary>Stores a dataset as if someone (an earlier, crashed attempt) had created it; returns its id.</summary>
+    public string AddDataset(string name)
+    {
+        lock (Sync)
+        {
+            return NewDataset(new JsonObject { ["name"] = name, ["permission"] = "me" })["id"]!.GetValue<string>();
+        }
+    }
+
     /// <summary>Every RUNNING document of the dataset finishes parsing.</summary>
     public void FinishParsing(string datasetId)
     {

@@ -32,14 +32,16 @@ public sealed class TrimmedSpecTests
         var waldur = Assert.Single(specs, s => s.Name == "waldur");
         Assert.Equal(UpstreamSpecs.WaldurPath, waldur.TrimmedPath);
         Assert.Equal(UpstreamSpecs.WaldurUpstreamPath, waldur.UpstreamPath);
-        Assert.Equal(20, waldur.OperationIds.Count);
+        Assert.Equal(37, waldur.OperationIds.Count);
         Assert.Equal("marketplace_orders_list", waldur.OperationIds[0]);
         Assert.Equal("users_me_retrieve", waldur.OperationIds[^1]);
 
         var langflow = Assert.Single(specs, s => s.Name == "langflow");
         Assert.Equal(UpstreamSpecs.LangflowPath, langflow.TrimmedPath);
         Assert.Equal(UpstreamSpecs.LangflowUpstreamPath, langflow.UpstreamPath);
-        Assert.Empty(langflow.OperationIds); // Not trimmed yet; becomes a theory row once it is.
+        Assert.Equal(18, langflow.OperationIds.Count);
+        Assert.Equal("login_to_get_access_token_api_v1_login_post", langflow.OperationIds[0]);
+        Assert.Equal("health_check_health_check_get", langflow.OperationIds[^1]);
     }
 
     [Theory]

@@ -1,6 +1,8 @@
 using CmpWaldurAdapter.Core.Subscriptions;
 using CmpWaldurAdapter.Orders;
 using CmpWaldurAdapter.Testing.Fakes;
+using CmpWaldurAdapter.Testing.Hosting;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace CmpWaldurAdapter.IntegrationTests.Tenants;
 
@@ -55,6 +57,24 @@ public sealed class TenantFaultTests : IAsyncLifetime
         Assert.Single(_bed.Langflow.Users);
         Assert.Single(_bed.Langflow.ApiKeys);
         Assert.Single(_bed.Langflow.Flows);
+        Assert.Single(_bed.Ragflow.Datasets);
+    }
+
+    [Fact]
+    public async Task The_running_server_retries_an_order_stuck_on_an_upstream_outage_until_it_recovers()
+    {
+        var server = await _bed.StartServerAsync();
+        _bed.Ragflow.Break("POST", "/api/v1/datasets", 503);
+        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, TenantTestBed.Attributes());
+
+        await server.Services.GetRequiredService<OrderInbox>().EnqueueAsync(order, "pending-provider", "event", false, CancellationToken.None);
+        await Eventually.TrueAsync(() => _bed.Ragflow.Count("POST", "/api/v1/datasets") >= 4, TimeSpan.FromSeconds(15), "the worker keeps retrying the dataset");
+        Assert.Equal("executing", _bed.Waldur.OrderState(order));
+        Assert.Equal(1, _bed.Langflow.Count("POST", "/api/v1/flows/")); // finished steps are not repeated
+
+        _bed.Ragflow.Heal();
+        await Eventually.TrueAsync(() => _bed.Waldur.OrderState(order) == "done", TimeSpan.FromSeconds(15));
+        Assert.Equal(0, _bed.Waldur.Count("POST", ".*/set_state_erred/"));
         Assert.Single(_bed.Ragflow.Datasets);
     }
 

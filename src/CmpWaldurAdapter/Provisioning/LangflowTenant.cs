@@ -30,8 +30,9 @@ public sealed class LangflowTenant(
     // ---- Create ----------------------------------------------------------------------------------------
 
     /// <summary>
-    /// <c>langflow-user</c>: the project's user exists, is active, and the adapter knows its password. A user
-    /// whose password was lost (a crash between creating it and saving) gets a new one from the superuser.
+    /// <c>langflow-user</c>: the project's user exists, is active, and the adapter holds a password that logs in.
+    /// A user whose password does not work (lost in a crash between creating the user and saving, or reset by a
+    /// concurrent order of the same project) gets a fresh one from the superuser.
     /// </summary>
     public async Task EnsureUserAsync(ProvisioningContext context, CancellationToken cancellationToken)
     {
@@ -44,19 +45,15 @@ public sealed class LangflowTenant(
             return;
         }
 
+        var password = UpstreamCredentials.NewPassword();
         var user = await FindUserAsync(username, cancellationToken);
-        string? password = null;
-        if (user is not null && workspace.LangflowPasswordCipher is { } cipher && workspace.LangflowUserId == user.Id?.ToString())
-        {
-            password = credentials.Unprotect(cipher);
-        }
-
+        var created = false;
         if (user is null)
         {
-            password = UpstreamCredentials.NewPassword();
             try
             {
                 user = Answered(await superuser.CallAsync(su => langflow.CreateUserAsync(new UserCreate { Username = username, Password = password }, su, cancellationToken), cancellationToken));
+                created = true;
                 logger.LogInformation("Created Langflow user {LangflowUsername} ({LangflowUserId}) for project {ProjectUuid}", username, user.Id, workspace.Id);
             }
             catch (ApiException exception) when (exception.StatusCode == HttpStatusCode.BadRequest)
@@ -69,16 +66,14 @@ public sealed class LangflowTenant(
                 }
 
                 user = raced;
-                password = null;
             }
         }
 
         var userId = user.Id ?? throw new TransientProvisioningException("Langflow returned a user without an id.");
-        if (password is null)
+        if (!created)
         {
-            password = UpstreamCredentials.NewPassword();
             user = Answered(await superuser.CallAsync(su => langflow.UpdateUserAsync(userId, new UserUpdate { Password = password, Is_active = true }, su, cancellationToken), cancellationToken));
-            logger.LogInformation("Reset the password of Langflow user {LangflowUsername}, whose password the adapter did not hold", username);
+            logger.LogInformation("Set a new password for Langflow user {LangflowUsername}: the stored one did not log in", username);
         }
         else if (!user.Is_active)
         {
@@ -101,7 +96,8 @@ public sealed class LangflowTenant(
 
     /// <summary>
     /// <c>langflow-user-key</c>: the user logs in once and creates its own API key (Langflow mints keys only for
-    /// the caller). Keys of ours whose secret was lost in a crash are deleted first, so exactly one remains.
+    /// the caller). A key whose secret was lost (a crash before saving) is removed later, by
+    /// <see cref="RemoveUnstoredKeysAsync"/>, once this one is stored.
     /// </summary>
     public async Task EnsureUserKeyAsync(ProvisioningContext context, CancellationToken cancellationToken)
     {
@@ -112,12 +108,6 @@ public sealed class LangflowTenant(
         }
 
         var session = await LoginAsTenantAsync(workspace, cancellationToken);
-        var existing = Answered(await langflow.ListApiKeysAsync(session, cancellationToken));
-        foreach (var orphan in existing.Api_keys.Where(k => k.Name == TenantNames.ApiKeyName))
-        {
-            await IgnoreMissingAsync(() => langflow.DeleteApiKeyAsync(orphan.Id, session, cancellationToken));
-        }
-
         var key = Answered(await langflow.CreateApiKeyAsync(new ApiKeyCreate { Name = TenantNames.ApiKeyName }, session, cancellationToken));
         workspace.LangflowApiKeyId = key.Id.ToString();
         workspace.LangflowApiKeyCipher = credentials.Protect(key.Api_key);
@@ -128,6 +118,7 @@ public sealed class LangflowTenant(
     public async Task EnsureProjectAsync(ProvisioningContext context, CancellationToken cancellationToken)
     {
         var key = TenantKey(context.Workspace);
+        await RemoveUnstoredKeysAsync(context.Workspace, key, cancellationToken);
         var subscription = context.Subscription;
         var name = TenantNames.LangflowProject(subscription.ResourceUuid);
         var projects = Answered(await langflow.ListProjectsAsync(key, cancellationToken));
@@ -354,6 +345,23 @@ public sealed class LangflowTenant(
             {
                 return null;
             }
+        }
+    }
+
+    /// <summary>
+    /// Deletes the user's adapter keys other than the stored one: keys minted by an attempt that crashed before
+    /// saving, or by a concurrent order of the same project that lost the race to store its key. Only safe once
+    /// a key is stored: any attempt that minted another one read the workspace before that, so it cannot store
+    /// its own any more (its save conflicts).
+    /// </summary>
+    private async Task RemoveUnstoredKeysAsync(Workspace workspace, LangflowCredential key, CancellationToken cancellationToken)
+    {
+        var stored = workspace.LangflowApiKeyId;
+        var keys = Answered(await langflow.ListApiKeysAsync(key, cancellationToken));
+        foreach (var orphan in keys.Api_keys.Where(k => k.Name == TenantNames.ApiKeyName && k.Id.ToString() != stored))
+        {
+            await IgnoreMissingAsync(() => langflow.DeleteApiKeyAsync(orphan.Id, key, cancellationToken));
+            logger.LogWarning("Deleted API key {LangflowApiKeyId} of Langflow user {LangflowUsername}: its secret was never stored", orphan.Id, workspace.LangflowUsername);
         }
     }
 

@@ -95,11 +95,12 @@ public abstract class TenantLifecycleTests(DatabaseProvider provider) : IAsyncLi
                 "langflow: PATCH /api/v1/users/{user}",
                 // langflow-user-key: the user logs in once and mints its own key
                 "langflow: POST /api/v1/login",
-                "langflow: GET /api/v1/api_key/",
                 "langflow: POST /api/v1/api_key/",
-                // langflow-project and langflow-flow: look first, then create, with the tenant's key
+                // langflow-project (with the tenant's key): drop keys never stored, look first, then create
+                "langflow: GET /api/v1/api_key/",
                 "langflow: GET /api/v1/projects/",
                 "langflow: POST /api/v1/projects/",
+                // langflow-flow: look first, then create, with the tenant's key
                 "langflow: GET /api/v1/flows/?get_all=true&header_flows=true",
                 "langflow: POST /api/v1/flows/",
                 // ragflow-dataset: look up the name (code 102 = none), create, look for renamed twins
@@ -214,6 +215,31 @@ public abstract class TenantLifecycleTests(DatabaseProvider provider) : IAsyncLi
         Assert.Empty(_bed.Langflow.Users);
         Assert.Empty(_bed.Ragflow.Datasets);
         Assert.Contains("agent runtime", _bed.Waldur.Resource(second)["report"]![0]!["body"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task Subscriptions_of_one_project_ordered_at_once_end_up_sharing_one_user_and_one_key()
+    {
+        var (customer, project) = (Guid.NewGuid(), Guid.NewGuid());
+        var orders = Enumerable.Range(0, 3)
+            .Select(i => _bed.Waldur.PlaceCreateOrder(_bed.Offering, TenantTestBed.Attributes($"Agent {i}"), customer, project))
+            .ToList();
+
+        var outcomes = await Task.WhenAll(orders.Select(order => Task.Run(() => _bed.ProcessUntilSettledAsync(order, maxAttempts: 60))));
+
+        Assert.All(outcomes, o => Assert.Equal(OrderOutcome.Completed, o.Outcome));
+        var user = Assert.Single(_bed.Langflow.Users);
+        var key = Assert.Single(_bed.Langflow.ApiKeys);
+        var workspace = await _bed.WorkspaceAsync(project);
+        Assert.Equal((user.Id.ToString(), key.Secret), (workspace.LangflowUserId, _bed.Credentials.Unprotect(workspace.LangflowApiKeyCipher!)));
+        Assert.Equal(3, _bed.Langflow.Flows.Count);
+        Assert.All(_bed.Langflow.Flows, f => Assert.Equal(user.Id, f.UserId));
+        Assert.Equal(3, _bed.Ragflow.Datasets.Count);
+        foreach (var order in orders)
+        {
+            var subscription = await _bed.SubscriptionAsync(_bed.Waldur.ResourceOf(order));
+            Assert.Contains(_bed.Langflow.Flows, f => f.Id.ToString() == subscription.LangflowFlowId);
+        }
     }
 
     [Fact]

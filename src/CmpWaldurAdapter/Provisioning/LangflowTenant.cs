@@ -407,8 +407,16 @@ public sealed class LangflowTenant(
             password = UpstreamCredentials.NewPassword();
             await superuser.CallAsync(su => langflow.UpdateUserAsync(userId, new UserUpdate { Password = password, Is_active = true }, su, cancellationToken), cancellationToken);
             workspace.LangflowPasswordCipher = credentials.Protect(password);
-            var token = Answered(await langflow.LoginAsync(LangflowSuperuser.LoginForm(username, password), cancellationToken));
-            return LangflowCredential.FromToken(token.Access_token);
+            try
+            {
+                var token = Answered(await langflow.LoginAsync(LangflowSuperuser.LoginForm(username, password), cancellationToken));
+                return LangflowCredential.FromToken(token.Access_token);
+            }
+            catch (ApiException again) when (again.StatusCode is HttpStatusCode.Unauthorized or HttpStatusCode.BadRequest)
+            {
+                // Another order of the project set a password in between: not an operator problem, retry later.
+                throw new TransientProvisioningException("The tenant's password was changed concurrently.", again);
+            }
         }
     }
 

@@ -74,7 +74,7 @@ public static class AdapterHost
                 // Structured JSON lines by default; commands keep stdout for their own output.
                 logger.WriteTo.Console(new RenderedCompactJsonFormatter(), standardErrorFromLevel: toStandardError ? Serilog.Events.LogEventLevel.Verbose : null);
             }
-        });
+        }, preserveStaticLogger: true); // each host its own logger: no process-wide state
         return services;
     }
 

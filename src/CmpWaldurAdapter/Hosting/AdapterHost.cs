@@ -1,3 +1,4 @@
+using CmpWaldurAdapter.Catalogue;
 using CmpWaldurAdapter.Events;
 using CmpWaldurAdapter.Offerings;
 using CmpWaldurAdapter.Orders;
@@ -87,6 +88,11 @@ public static class AdapterHost
 
         services.Configure<List<OfferingBinding>>(configuration.GetSection("Offerings"));
         services.AddSingleton<ServedOfferings>();
+        services.Configure<CatalogueOptions>(configuration.GetSection(CatalogueOptions.SectionName));
+        services.AddSingleton<OfferingCatalogue>();
+        services.Configure<RegistrationOptions>(configuration.GetSection(RegistrationOptions.SectionName));
+        services.AddSingleton<OfferingRegistrar>();
+        services.Configure<WebOptions>(configuration.GetSection(WebOptions.SectionName));
 
         services.AddOptions<OrdersOptions>().Bind(configuration.GetSection(OrdersOptions.SectionName)).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<OrderInbox>();

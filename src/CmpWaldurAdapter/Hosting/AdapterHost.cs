@@ -1,3 +1,5 @@
+using CmpWaldurAdapter.ApiKeys;
+using Microsoft.AspNetCore.DataProtection;
 using CmpWaldurAdapter.Catalogue;
 using CmpWaldurAdapter.Events;
 using CmpWaldurAdapter.Offerings;
@@ -32,6 +34,7 @@ public static class AdapterHost
         var app = builder.Build();
         app.UseSerilogRequestLogging();
         app.MapHealthEndpoints();
+        app.MapApiKeyEndpoints();
         return app;
     }
 
@@ -101,6 +104,11 @@ public static class AdapterHost
         services.AddSingleton<OrderPoller>();
         services.AddSingleton<SubscriptionReporter>();
         services.AddSingleton<ITenantProvisioner, RecordOnlyProvisioner>();
+        services.AddDataProtection()
+            .SetApplicationName("CmpWaldurAdapter")
+            .PersistKeysToDbContext<AdapterDbContext>();
+        services.AddSingleton<ApiKeyService>();
+        services.AddSingleton<ITenantProvisioner, ApiKeyProvisioner>();
 
         services.Configure<EventsOptions>(configuration.GetSection(EventsOptions.SectionName));
         services.AddSingleton<EventChannelRegistrar>();

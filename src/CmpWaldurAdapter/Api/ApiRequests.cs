@@ -24,15 +24,23 @@ public static class ApiRequests
     public static async Task<(T? Body, IResult? Error)> ReadJsonAsync<T>(HttpContext http, int maxBytes = DefaultMaxBytes, bool allowUnknownMembers = false)
         where T : class
     {
+        var (body, _, error) = await ReadJsonWithBytesAsync<T>(http, maxBytes, allowUnknownMembers);
+        return (body, error);
+    }
+
+    /// <summary>As <see cref="ReadJsonAsync{T}"/>, also returning the raw bytes (for request fingerprints).</summary>
+    public static async Task<(T? Body, byte[] Bytes, IResult? Error)> ReadJsonWithBytesAsync<T>(HttpContext http, int maxBytes = DefaultMaxBytes, bool allowUnknownMembers = false)
+        where T : class
+    {
         var request = http.Request;
         if (request.ContentLength is > 0 && request.ContentType is { } contentType && !contentType.StartsWith("application/json", StringComparison.OrdinalIgnoreCase))
         {
-            return (null, ApiErrors.Problem(StatusCodes.Status415UnsupportedMediaType, "Send the body as JSON with Content-Type: application/json.", "invalid_request_error", "unsupported_media_type"));
+            return (null, [], ApiErrors.Problem(StatusCodes.Status415UnsupportedMediaType, "Send the body as JSON with Content-Type: application/json.", "invalid_request_error", "unsupported_media_type"));
         }
 
         if (request.ContentLength > maxBytes)
         {
-            return (null, TooLarge(maxBytes));
+            return (null, [], TooLarge(maxBytes));
         }
 
         using var buffer = new MemoryStream();
@@ -42,7 +50,7 @@ public static class ApiRequests
         {
             if (buffer.Length + read > maxBytes)
             {
-                return (null, TooLarge(maxBytes));
+                return (null, [], TooLarge(maxBytes));
             }
 
             buffer.Write(chunk, 0, read);
@@ -50,13 +58,14 @@ public static class ApiRequests
 
         if (buffer.Length == 0)
         {
-            return (null, ApiErrors.InvalidRequest("The request body is empty; send a JSON object."));
+            return (null, [], ApiErrors.InvalidRequest("The request body is empty; send a JSON object."));
         }
 
+        var bytes = buffer.ToArray();
         try
         {
-            var body = JsonSerializer.Deserialize<T>(buffer.GetBuffer().AsSpan(0, (int)buffer.Length), allowUnknownMembers ? Lenient : Strict);
-            return body is null ? (null, ApiErrors.InvalidRequest("The request body must be a JSON object.")) : (body, null);
+            var body = JsonSerializer.Deserialize<T>(bytes, allowUnknownMembers ? Lenient : Strict);
+            return body is null ? (null, bytes, ApiErrors.InvalidRequest("The request body must be a JSON object.")) : (body, bytes, null);
         }
         catch (JsonException exception)
         {
@@ -64,7 +73,7 @@ public static class ApiRequests
             var detail = exception.Message.Contains("could not be mapped", StringComparison.Ordinal)
                 ? $"Unknown field{where}."
                 : $"The body is not valid JSON{where} (line {exception.LineNumber + 1}, position {exception.BytePositionInLine + 1}).";
-            return (null, ApiErrors.InvalidRequest(detail, exception.Path?.TrimStart('$', '.'), "invalid_json"));
+            return (null, bytes, ApiErrors.InvalidRequest(detail, exception.Path?.TrimStart('$', '.'), "invalid_json"));
         }
     }
 

@@ -1,4 +1,5 @@
 using CmpWaldurAdapter.ApiKeys;
+using CmpWaldurAdapter.Chat;
 using CmpWaldurAdapter.Orders;
 using CmpWaldurAdapter.Tenants;
 using Microsoft.AspNetCore.DataProtection.EntityFrameworkCore;
@@ -28,6 +29,8 @@ public abstract class AdapterDbContext(DbContextOptions options) : DbContext(opt
     public DbSet<ApiKey> ApiKeys => Set<ApiKey>();
 
     public DbSet<KeyReveal> KeyReveals => Set<KeyReveal>();
+
+    public DbSet<IdempotentRequest> IdempotentRequests => Set<IdempotentRequest>();
 
     public override int SaveChanges(bool acceptAllChangesOnSuccess)
     {
@@ -118,6 +121,17 @@ public abstract class AdapterDbContext(DbContextOptions options) : DbContext(opt
             key.HasIndex(k => k.Prefix).IsUnique();
             key.HasIndex(k => k.SubscriptionId);
             key.HasOne<Subscription>().WithMany().HasForeignKey(k => k.SubscriptionId).OnDelete(DeleteBehavior.Cascade);
+        });
+
+        modelBuilder.Entity<IdempotentRequest>(request =>
+        {
+            request.HasKey(r => r.Id);
+            request.Property(r => r.Id).ValueGeneratedNever();
+            request.Property(r => r.Key).HasMaxLength(IdempotencyStore.MaxKeyLength);
+            request.Property(r => r.RequestHash).HasMaxLength(64);
+            request.Property(r => r.ContentType).HasMaxLength(100);
+            request.HasIndex(r => new { r.ApiKeyId, r.Key }).IsUnique();
+            request.HasIndex(r => r.ExpiresAt);
         });
 
         modelBuilder.Entity<KeyReveal>(reveal =>

@@ -6,7 +6,7 @@ using Microsoft.EntityFrameworkCore.Migrations;
 namespace CmpWaldurAdapter.Persistence.Migrations.Postgres
 {
     /// <inheritdoc />
-    public partial class ApiKeys : Migration
+    public partial class ApiKeysAndIdempotency : Migration
     {
         /// <inheritdoc />
         protected override void Up(MigrationBuilder migrationBuilder)
@@ -34,6 +34,26 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Postgres
                         principalTable: "subscriptions",
                         principalColumn: "id",
                         onDelete: ReferentialAction.Cascade);
+                });
+
+            migrationBuilder.CreateTable(
+                name: "idempotent_requests",
+                columns: table => new
+                {
+                    id = table.Column<Guid>(type: "uuid", nullable: false),
+                    api_key_id = table.Column<Guid>(type: "uuid", nullable: false),
+                    key = table.Column<string>(type: "character varying(255)", maxLength: 255, nullable: false),
+                    request_hash = table.Column<string>(type: "character varying(64)", maxLength: 64, nullable: false),
+                    completed = table.Column<bool>(type: "boolean", nullable: false),
+                    status_code = table.Column<int>(type: "integer", nullable: false),
+                    content_type = table.Column<string>(type: "character varying(100)", maxLength: 100, nullable: true),
+                    response_body = table.Column<string>(type: "text", nullable: true),
+                    created_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false),
+                    expires_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("pk_idempotent_requests", x => x.id);
                 });
 
             migrationBuilder.CreateTable(
@@ -71,6 +91,17 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Postgres
                 column: "subscription_id");
 
             migrationBuilder.CreateIndex(
+                name: "ix_idempotent_requests_api_key_id_key",
+                table: "idempotent_requests",
+                columns: new[] { "api_key_id", "key" },
+                unique: true);
+
+            migrationBuilder.CreateIndex(
+                name: "ix_idempotent_requests_expires_at",
+                table: "idempotent_requests",
+                column: "expires_at");
+
+            migrationBuilder.CreateIndex(
                 name: "ix_key_reveals_api_key_id",
                 table: "key_reveals",
                 column: "api_key_id");
@@ -85,6 +116,9 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Postgres
         /// <inheritdoc />
         protected override void Down(MigrationBuilder migrationBuilder)
         {
+            migrationBuilder.DropTable(
+                name: "idempotent_requests");
+
             migrationBuilder.DropTable(
                 name: "key_reveals");
 

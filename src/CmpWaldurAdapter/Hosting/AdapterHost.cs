@@ -2,13 +2,17 @@ using CmpWaldurAdapter.ApiKeys;
 using Microsoft.AspNetCore.DataProtection;
 using CmpWaldurAdapter.Catalogue;
 using CmpWaldurAdapter.Events;
+using CmpWaldurAdapter.Observability;
 using CmpWaldurAdapter.Offerings;
 using CmpWaldurAdapter.Orders;
 using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Provisioning;
 using CmpWaldurAdapter.Reports;
 using CmpWaldurAdapter.Web;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Http;
 using Microsoft.Extensions.Options;
+using Prometheus;
 using Quartz;
 using Serilog;
 using Serilog.Formatting.Compact;
@@ -34,6 +38,7 @@ public static class AdapterHost
         var app = builder.Build();
         app.UseSerilogRequestLogging();
         app.MapHealthEndpoints();
+        app.MapMetrics("/metrics", app.Services.GetRequiredService<AdapterMetrics>().Registry);
         app.MapApiKeyEndpoints();
         return app;
     }
@@ -85,6 +90,8 @@ public static class AdapterHost
     public static IServiceCollection AddAdapterServices(this IServiceCollection services, IConfiguration configuration)
     {
         services.AddSingleton(TimeProvider.System);
+        services.AddSingleton<AdapterMetrics>();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHttpMessageHandlerBuilderFilter, UpstreamMetricsFilter>());
         services.AddSingleton<AdapterInstance>();
         services.AddAdapterPersistence(configuration);
         services.AddWaldurClient(configuration);

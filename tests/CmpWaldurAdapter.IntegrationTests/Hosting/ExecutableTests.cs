@@ -90,7 +90,7 @@ public sealed class ExecutableTests : IAsyncLifetime
                 throw;
             }
 
-            using var _ = json;
+            using var parsed = json;
             Assert.True(json.RootElement.TryGetProperty("@t", out _), line);
             Assert.True(json.RootElement.TryGetProperty("@m", out _), line);
             Assert.DoesNotContain(WaldurFake.Token, line, StringComparison.Ordinal);

@@ -12,10 +12,14 @@ public static class ApiKeyEndpoints
     public static void MapApiKeyEndpoints(this IEndpointRouteBuilder endpoints)
     {
         var keys = endpoints.MapGroup("/v1/keys").WithTags("API keys");
-        keys.MapGet("", ListAsync).WithName("ListKeys").WithSummary("List the subscription's live keys (without their secret values).");
-        keys.MapPost("", CreateAsync).WithName("CreateKey").WithSummary("Create a key; its value is returned once.");
-        keys.MapPost("/{id:guid}/regenerate", RegenerateAsync).WithName("RegenerateKey").WithSummary("Give a key a new value; the old value stops working at once.");
-        keys.MapDelete("/{id:guid}", DeleteAsync).WithName("DeleteKey").WithSummary("Revoke a key.");
+        keys.MapGet("", ListAsync).WithName("ListKeys").WithSummary("List the subscription's live keys (without their secret values).")
+            .Produces<KeyList>().Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(403);
+        keys.MapPost("", CreateAsync).WithName("CreateKey").WithSummary("Create a key; its value is returned once.")
+            .Accepts<CreateKeyRequest>("application/json").Produces<KeyView>(201).Produces<ApiErrorBody>(400).Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(409);
+        keys.MapPost("/{id:guid}/regenerate", RegenerateAsync).WithName("RegenerateKey").WithSummary("Give a key a new value; the old value stops working at once.")
+            .Produces<KeyView>().Produces<ApiErrorBody>(404);
+        keys.MapDelete("/{id:guid}", DeleteAsync).WithName("DeleteKey").WithSummary("Revoke a key.")
+            .Produces(204).Produces<ApiErrorBody>(404);
 
         endpoints.MapGet("/keys/reveal/{token}", RevealAsync).ExcludeFromDescription();
     }

@@ -35,11 +35,21 @@ public static class AdapterHost
         builder.Services.AddAdapterServices(builder.Configuration);
         builder.Services.AddAdapterWorkers(builder.Configuration);
 
+        builder.Services.AddOpenApi("v1", options => options.AddDocumentTransformer((document, _, _) =>
+        {
+            document.Info.Title = "CmpWaldurAdapter API";
+            document.Info.Description = "OpenAI-compatible chat, API keys, usage and knowledge base of marketplace subscriptions. Authenticate with a subscription's secret key: Authorization: Bearer sk_live_…";
+            document.Info.Version = typeof(AdapterHost).Assembly.GetName().Version?.ToString(3) ?? "0.0.0";
+            document.Servers = [];
+            return Task.CompletedTask;
+        }));
+
         var app = builder.Build();
         app.UseSerilogRequestLogging();
         app.MapHealthEndpoints();
         app.MapMetrics("/metrics", app.Services.GetRequiredService<AdapterMetrics>().Registry);
         app.MapApiKeyEndpoints();
+        app.MapOpenApi("/openapi/{documentName}.json");
         return app;
     }
 

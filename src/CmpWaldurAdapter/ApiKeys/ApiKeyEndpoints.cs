@@ -15,7 +15,7 @@ public static class ApiKeyEndpoints
         keys.MapGet("", ListAsync).WithName("ListKeys").WithSummary("List the subscription's live keys (without their secret values).")
             .Produces<KeyList>().Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(403);
         keys.MapPost("", CreateAsync).WithName("CreateKey").WithSummary("Create a key; its value is returned once.")
-            .Accepts<CreateKeyRequest>("application/json").Produces<KeyView>(201).Produces<ApiErrorBody>(400).Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(409);
+            .DocumentsBody<CreateKeyRequest>().Produces<KeyView>(201).Produces<ApiErrorBody>(400).Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(409);
         keys.MapPost("/{id:guid}/regenerate", RegenerateAsync).WithName("RegenerateKey").WithSummary("Give a key a new value; the old value stops working at once.")
             .Produces<KeyView>().Produces<ApiErrorBody>(404);
         keys.MapDelete("/{id:guid}", DeleteAsync).WithName("DeleteKey").WithSummary("Revoke a key.")
@@ -130,7 +130,14 @@ public static class ApiKeyEndpoints
         + "<style>body{font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem}pre{background:#f3f4f6;padding:1rem;overflow-wrap:anywhere;white-space:pre-wrap}</style>"
         + $"</head><body><h1>{title}</h1>{body}</body></html>";
 
-    private sealed record CreateKeyRequest(string? Name, string? Kind);
+    private sealed class CreateKeyRequest
+    {
+        /// <summary>A label for the key, e.g. the server that uses it.</summary>
+        public string? Name { get; set; }
+
+        /// <summary><c>secret</c> (default) or <c>publishable</c> (widget only).</summary>
+        public string? Kind { get; set; }
+    }
 
     private sealed record KeyList([property: JsonPropertyName("data")] IReadOnlyList<KeyView> Data, [property: JsonPropertyName("object")] string Object = "list");
 

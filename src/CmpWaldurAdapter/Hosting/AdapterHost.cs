@@ -1,3 +1,4 @@
+using CmpWaldurAdapter.Api;
 using CmpWaldurAdapter.ApiKeys;
 using Microsoft.AspNetCore.DataProtection;
 using CmpWaldurAdapter.Catalogue;
@@ -42,7 +43,7 @@ public static class AdapterHost
             document.Info.Version = typeof(AdapterHost).Assembly.GetName().Version?.ToString(3) ?? "0.0.0";
             document.Servers = [];
             return Task.CompletedTask;
-        }));
+        }).AddRequestBodyDocumentation());
 
         var app = builder.Build();
         app.UseSerilogRequestLogging();

@@ -1,11 +1,19 @@
+using CmpWaldurAdapter.Api;
+using CmpWaldurAdapter.ApiKeys;
+using Microsoft.AspNetCore.DataProtection;
+using CmpWaldurAdapter.Catalogue;
 using CmpWaldurAdapter.Events;
+using CmpWaldurAdapter.Observability;
 using CmpWaldurAdapter.Offerings;
 using CmpWaldurAdapter.Orders;
 using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Provisioning;
 using CmpWaldurAdapter.Reports;
 using CmpWaldurAdapter.Web;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Http;
 using Microsoft.Extensions.Options;
+using Prometheus;
 using Quartz;
 using Serilog;
 using Serilog.Formatting.Compact;
@@ -28,9 +36,21 @@ public static class AdapterHost
         builder.Services.AddAdapterServices(builder.Configuration);
         builder.Services.AddAdapterWorkers(builder.Configuration);
 
+        builder.Services.AddOpenApi("v1", options => options.AddDocumentTransformer((document, _, _) =>
+        {
+            document.Info.Title = "CmpWaldurAdapter API";
+            document.Info.Description = "OpenAI-compatible chat, API keys, usage and knowledge base of marketplace subscriptions. Authenticate with a subscription's secret key: Authorization: Bearer sk_live_…";
+            document.Info.Version = typeof(AdapterHost).Assembly.GetName().Version?.ToString(3) ?? "0.0.0";
+            document.Servers = [];
+            return Task.CompletedTask;
+        }).AddRequestBodyDocumentation());
+
         var app = builder.Build();
         app.UseSerilogRequestLogging();
         app.MapHealthEndpoints();
+        app.MapMetrics("/metrics", app.Services.GetRequiredService<AdapterMetrics>().Registry);
+        app.MapApiKeyEndpoints();
+        app.MapOpenApi("/openapi/{documentName}.json");
         return app;
     }
 
@@ -74,19 +94,26 @@ public static class AdapterHost
                 // Structured JSON lines by default; commands keep stdout for their own output.
                 logger.WriteTo.Console(new RenderedCompactJsonFormatter(), standardErrorFromLevel: toStandardError ? Serilog.Events.LogEventLevel.Verbose : null);
             }
-        }, preserveStaticLogger: true); // each host logs through its own logger, not the static one (tests run several hosts per process)
+        }, preserveStaticLogger: true); // each host its own logger: no process-wide state
         return services;
     }
 
     public static IServiceCollection AddAdapterServices(this IServiceCollection services, IConfiguration configuration)
     {
         services.AddSingleton(TimeProvider.System);
+        services.AddSingleton<AdapterMetrics>();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHttpMessageHandlerBuilderFilter, UpstreamMetricsFilter>());
         services.AddSingleton<AdapterInstance>();
         services.AddAdapterPersistence(configuration);
         services.AddWaldurClient(configuration);
 
         services.Configure<List<OfferingBinding>>(configuration.GetSection("Offerings"));
         services.AddSingleton<ServedOfferings>();
+        services.Configure<CatalogueOptions>(configuration.GetSection(CatalogueOptions.SectionName));
+        services.AddSingleton<OfferingCatalogue>();
+        services.Configure<RegistrationOptions>(configuration.GetSection(RegistrationOptions.SectionName));
+        services.AddSingleton<OfferingRegistrar>();
+        services.Configure<WebOptions>(configuration.GetSection(WebOptions.SectionName));
 
         services.AddOptions<OrdersOptions>().Bind(configuration.GetSection(OrdersOptions.SectionName)).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<OrderInbox>();
@@ -94,7 +121,12 @@ public static class AdapterHost
         services.AddSingleton<OrderProcessor>();
         services.AddSingleton<OrderPoller>();
         services.AddSingleton<SubscriptionReporter>();
+        services.AddDataProtection()
+            .SetApplicationName("CmpWaldurAdapter")
+            .PersistKeysToDbContext<AdapterDbContext>();
         services.AddTenantProvisioning(configuration);
+        services.AddSingleton<ApiKeyService>();
+        services.AddSingleton<ITenantProvisioner, ApiKeyProvisioner>();
 
         services.Configure<EventsOptions>(configuration.GetSection(EventsOptions.SectionName));
         services.AddSingleton<EventChannelRegistrar>();

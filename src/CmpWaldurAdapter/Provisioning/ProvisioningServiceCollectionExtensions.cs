@@ -1,9 +1,6 @@
-using CmpWaldurAdapter.Catalogue;
 using CmpWaldurAdapter.Langflow;
-using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Provisioning;
 using CmpWaldurAdapter.Web;
-using Microsoft.AspNetCore.DataProtection;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 
@@ -11,24 +8,16 @@ namespace Microsoft.Extensions.DependencyInjection;
 
 public static class ProvisioningServiceCollectionExtensions
 {
-    /// <summary>The Data Protection application name: every replica must share it to read each other's ciphers.</summary>
-    public const string DataProtectionApplicationName = "cmp-adapter";
-
     /// <summary>
     /// Registers the provisioning seam: tenants on Langflow and RAGFlow when <c>Langflow:BaseUrl</c> is configured
     /// (then RAGFlow must be configured too), otherwise <see cref="RecordOnlyProvisioner"/>. Upstream credentials
-    /// are encrypted with Data Protection keys kept in the adapter's database.
+    /// are encrypted with the host's Data Protection (keys kept in the adapter's database).
     /// </summary>
     public static IServiceCollection AddTenantProvisioning(this IServiceCollection services, IConfiguration configuration)
     {
-        services.AddDataProtection()
-            .SetApplicationName(DataProtectionApplicationName)
-            .PersistKeysToDbContext<AdapterDbContext>();
         services.AddSingleton<UpstreamCredentials>();
 
-        services.AddOptions<CatalogueOptions>().Bind(configuration.GetSection(CatalogueOptions.SectionName));
-        services.TryAddSingleton<OfferingCatalogue>();
-        services.TryAddSingleton<FlowTemplates>();
+        services.TryAddSingleton<FlowTemplates>(); // over the OfferingCatalogue the host registers
 
         if (string.IsNullOrWhiteSpace(configuration[$"{LangflowOptions.SectionName}:BaseUrl"]))
         {

@@ -183,6 +183,9 @@ public abstract class TenantLifecycleTests(DatabaseProvider provider) : IAsyncLi
         Assert.Contains("- The agent, with its conversation history.", removed);
         Assert.Contains("- The agent's private workspace.", removed);
         Assert.Contains("- Your project's private agent runtime", removed);
+        // The adapter's own keys for the subscription go too (the API keys' revoke-adapter-keys step).
+        Assert.Contains("- 1 API key was revoked.", removed);
+        Assert.True(await _bed.QueryAsync(db => db.ApiKeys.Where(k => k.SubscriptionId == terminated.Id).AllAsync(k => k.RevokedAt != null)));
         Assert.Equal(0, _bed.Ragflow.UnscopedDeletes);
     }
 

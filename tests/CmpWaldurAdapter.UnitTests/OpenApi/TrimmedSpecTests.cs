@@ -32,16 +32,18 @@ public sealed class TrimmedSpecTests
         var waldur = Assert.Single(specs, s => s.Name == "waldur");
         Assert.Equal(UpstreamSpecs.WaldurPath, waldur.TrimmedPath);
         Assert.Equal(UpstreamSpecs.WaldurUpstreamPath, waldur.UpstreamPath);
-        Assert.Equal(37, waldur.OperationIds.Count);
         Assert.Equal("marketplace_orders_list", waldur.OperationIds[0]);
-        Assert.Equal("users_me_retrieve", waldur.OperationIds[^1]);
+        Assert.Contains("marketplace_component_usages_set_usage", waldur.OperationIds);
+        Assert.Contains("users_me_retrieve", waldur.OperationIds);
+        Assert.Equal(waldur.OperationIds.Count, waldur.OperationIds.Distinct().Count());
 
         var langflow = Assert.Single(specs, s => s.Name == "langflow");
         Assert.Equal(UpstreamSpecs.LangflowPath, langflow.TrimmedPath);
         Assert.Equal(UpstreamSpecs.LangflowUpstreamPath, langflow.UpstreamPath);
-        Assert.Equal(18, langflow.OperationIds.Count);
         Assert.Equal("login_to_get_access_token_api_v1_login_post", langflow.OperationIds[0]);
-        Assert.Equal("health_check_health_check_get", langflow.OperationIds[^1]);
+        Assert.Contains("create_api_key_route_api_v1_api_key__post", langflow.OperationIds);
+        Assert.Contains("health_check_health_check_get", langflow.OperationIds);
+        Assert.Equal(langflow.OperationIds.Count, langflow.OperationIds.Distinct().Count());
     }
 
     [Theory]

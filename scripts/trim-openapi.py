@@ -6,13 +6,17 @@ path, and exactly the components those operations reference, transitively. Nothi
 so tests can prove every kept operation and schema is identical to the upstream document.
 
 Usage: scripts/trim-openapi.py waldur|langflow [--check]
+       scripts/trim-openapi.py langflow --nswag-copy OUT
+
+--nswag-copy writes an OpenAPI 3.0 rendering of the committed trimmed file to OUT (the build puts it
+under obj/): NSwag turns 3.1's `anyOf: [X, {type: null}]` into wrapper classes, so generation reads
+`X` + `nullable: true` instead. The committed file stays identical to upstream. Needs only the
+standard library.
 """
 import gzip
 import json
 import sys
 from pathlib import Path
-
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 UPSTREAM = ROOT / "openapi" / "upstream"  # byte-exact pinned copies (see each SOURCE.txt)
@@ -71,7 +75,33 @@ SPECS = {
     "langflow": {
         "source": "langflow/openapi.json",
         "target": "openapi/langflow.json",
-        "operations": [],
+        "operations": [
+            # Superuser and tenant login (form-encoded)
+            "login_to_get_access_token_api_v1_login_post",
+            # Tenant users (one per Waldur project), managed by the superuser
+            "add_user_api_v1_users__post",
+            "read_all_users_api_v1_users__get",
+            "patch_user_api_v1_users__user_id__patch",
+            "delete_user_api_v1_users__user_id__delete",
+            # The tenant's own API key (created by the tenant, for the tenant only)
+            "get_api_keys_route_api_v1_api_key__get",
+            "create_api_key_route_api_v1_api_key__post",
+            "delete_api_key_route_api_v1_api_key__api_key_id__delete",
+            # One Langflow project per subscription
+            "read_projects_api_v1_projects__get",
+            "create_project_api_v1_projects__post",
+            "delete_project_api_v1_projects__project_id__delete",
+            # One flow per subscription, cloned from the offering's template
+            "read_flows_api_v1_flows__get",
+            "create_flow_api_v1_flows__post",
+            "read_flow_api_v1_flows__flow_id__get",
+            "update_flow_api_v1_flows__flow_id__patch",
+            "delete_flow_api_v1_flows__flow_id__delete",
+            # Running a flow (the chat path)
+            "simplified_run_flow_api_v1_run__flow_id_or_name__post",
+            # Readiness
+            "health_check_health_check_get",
+        ],
     },
 }
 
@@ -83,6 +113,8 @@ def load(path: Path):
         text = path.read_text(encoding="utf-8")
     if path.name.endswith(".json"):
         return json.loads(text)
+    import yaml  # only YAML specs need PyYAML; the build's --nswag-copy path does not
+
     return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
@@ -149,15 +181,57 @@ def trim(spec: dict, operation_ids: list) -> dict:
 def render(data: dict, target: Path) -> str:
     if target.suffix == ".json":
         return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    import yaml
+
     header = f"# Trimmed from the pinned upstream spec by scripts/trim-openapi.py; do not edit by hand.\n"
     return header + yaml.dump(data, sort_keys=False, allow_unicode=True, width=1_000_000,
                               Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper))
+
+
+def to_openapi30(node):
+    """Rewrites the 3.1 constructs FastAPI emits into their 3.0 equivalents (for code generation only)."""
+    if isinstance(node, list):
+        return [to_openapi30(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = {key: to_openapi30(value) for key, value in node.items()}
+    any_of = node.get("anyOf")
+    if isinstance(any_of, list):
+        others = [s for s in any_of if s != {"type": "null"}]
+        nullable = len(others) < len(any_of)
+        rest = {k: v for k, v in node.items() if k != "anyOf"}
+        if len(others) == 1 and "$ref" in others[0]:
+            # 3.0 ignores siblings of $ref, so the reference moves into allOf.
+            node = {**rest, "allOf": [others[0]]}
+        elif len(others) == 1:
+            node = {**others[0], **rest}
+        elif others and all(s.get("type") == "string" for s in others):
+            node = {**rest, "type": "string"}
+        else:
+            node = rest  # a union the generator cannot express: any value
+        if nullable:
+            node["nullable"] = True
+    node.pop("examples", None)
+    if "const" in node:
+        node["enum"] = [node.pop("const")]
+    return node
+
+
+def nswag_copy(config, out: Path):
+    spec = load(ROOT / config["target"])
+    spec = to_openapi30(spec)
+    spec["openapi"] = "3.0.3"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(spec, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def main():
     if len(sys.argv) < 2 or sys.argv[1] not in SPECS:
         sys.exit(__doc__)
     config = SPECS[sys.argv[1]]
+    if "--nswag-copy" in sys.argv:
+        nswag_copy(config, Path(sys.argv[sys.argv.index("--nswag-copy") + 1]))
+        return
     spec = load(UPSTREAM / config["source"])
     trimmed = trim(spec, config["operations"])
     target = ROOT / config["target"]

@@ -121,10 +121,10 @@ public static class AdapterHost
         services.AddSingleton<OrderProcessor>();
         services.AddSingleton<OrderPoller>();
         services.AddSingleton<SubscriptionReporter>();
-        services.AddSingleton<ITenantProvisioner, RecordOnlyProvisioner>();
         services.AddDataProtection()
             .SetApplicationName("CmpWaldurAdapter")
             .PersistKeysToDbContext<AdapterDbContext>();
+        services.AddTenantProvisioning(configuration);
         services.AddSingleton<ApiKeyService>();
         services.AddSingleton<ITenantProvisioner, ApiKeyProvisioner>();
 

@@ -226,6 +226,14 @@ public sealed class OrderProcessor(
             logger.LogInformation("Order {OrderUuid} ({OrderType}) is done", orderUuid, type);
             return OrderOutcome.Completed;
         }
+        catch (DbUpdateConcurrencyException exception) when (!cancellationToken.IsCancellationRequested)
+        {
+            // Another order changed a shared row meanwhile (two subscriptions of one project share its
+            // workspace). Nothing of this attempt is saved, so the interrupted step runs again from what the
+            // database holds; steps are idempotent.
+            logger.LogWarning("Order {OrderUuid} met a concurrent change and will be retried", orderUuid);
+            throw new OrderDeferredException("A concurrent change to the same project; retrying.", exception);
+        }
         catch (Exception exception) when (IsTransient(exception, cancellationToken))
         {
             record.Attempts++;
@@ -462,9 +470,16 @@ public sealed class OrderProcessor(
         }
         catch (DbUpdateException exception) when (DbErrors.IsUniqueViolation(exception))
         {
-            // The resource (or its organization or project) was recorded concurrently: use what is there.
-            db.ChangeTracker.Clear();
-            return await db.Subscriptions.SingleAsync(s => s.ResourceUuid == subscription.ResourceUuid, cancellationToken);
+            // The resource, or its organization or project, was recorded concurrently (another order of the
+            // same project): drop this attempt's inserts (keeping the order's own record tracked) and use
+            // what is there now, recording the subscription again if it was not the one inserted.
+            foreach (var entry in db.ChangeTracker.Entries().Where(e => e.State == EntityState.Added).ToList())
+            {
+                entry.State = EntityState.Detached;
+            }
+
+            return await db.Subscriptions.SingleOrDefaultAsync(s => s.ResourceUuid == subscription.ResourceUuid, cancellationToken)
+                ?? await RecordSubscriptionAsync(db, order, existing, configuration, cancellationToken);
         }
     }
 

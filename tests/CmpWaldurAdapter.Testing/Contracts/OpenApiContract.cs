@@ -79,6 +79,22 @@ public sealed partial class OpenApiContract
     /// <summary>The same spec with <see cref="OpenApiContractOptions.EnforceAuth"/> on.</summary>
     public OpenApiContract WithAuthEnforced() => WithOptions(Options with { EnforceAuth = true });
 
+    /// <summary>
+    /// Every way a JSON value (an example response, a serialized DTO) breaks a schema of this document,
+    /// named by reference (e.g. <c>#/components/schemas/Envelope</c>); empty when it fits.
+    /// </summary>
+    public IReadOnlyList<string> ValidateInstance(JsonNode? instance, string schemaReference)
+    {
+        if (!Document.TryResolve(schemaReference, out var schema) || schema is null)
+        {
+            throw new ArgumentException($"{Name} has no schema at {schemaReference}", nameof(schemaReference));
+        }
+
+        var errors = new List<SchemaValidator.Error>();
+        _validator.Validate(instance, new JsonObject { ["$ref"] = schemaReference }, "$", errors);
+        return errors.Select(e => $"{e.Location}: {e.Message}").ToList();
+    }
+
     /// <summary>Throws <see cref="ContractViolationException"/> when the request breaks the spec.</summary>
     public void AssertConforms(HttpRequestRecord request)
     {
@@ -642,7 +658,8 @@ public sealed partial class OpenApiContract
     [GeneratedRegex(@"\{(?<name>[^}/]+)\}", RegexOptions.CultureInvariant)]
     private static partial Regex TemplateParameter();
 
-    [GeneratedRegex(@"^Content-Disposition:[^\r\n]*?\bname=""(?<name>[^""]*)""", RegexOptions.CultureInvariant | RegexOptions.IgnoreCase | RegexOptions.Multiline)]
+    // Content-Disposition parameters are tokens or quoted strings; .NET's MultipartFormDataContent writes bare tokens.
+    [GeneratedRegex(@"^Content-Disposition:[^\r\n]*?\bname=(?:""(?<name>[^""]*)""|(?<name>[^;\s""]+))", RegexOptions.CultureInvariant | RegexOptions.IgnoreCase | RegexOptions.Multiline)]
     private static partial Regex MultipartFieldName();
 
     private sealed record PathTemplate(string Template, Regex Regex, string[] ParameterNames, JsonObject Item, int LiteralLength);

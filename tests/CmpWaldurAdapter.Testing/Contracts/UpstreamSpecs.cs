@@ -8,8 +8,7 @@ namespace CmpWaldurAdapter.Testing.Contracts;
 /// <remarks>
 /// Adding a spec: put the file under openapi/ (trimmed ones via scripts/trim-openapi.py), add a
 /// path constant and a property here, and the trimmed-vs-upstream tests pick it up from the
-/// script's SPECS table. <see cref="Langflow"/> and <see cref="Ragflow"/> are those extension
-/// points: they throw <see cref="FileNotFoundException"/> until their files exist.
+/// script's SPECS table.
 /// </remarks>
 public static class UpstreamSpecs
 {
@@ -19,7 +18,7 @@ public static class UpstreamSpecs
     /// <summary>Pinned full Waldur 8.0.5 spec (gzip).</summary>
     public const string WaldurUpstreamPath = "openapi/upstream/waldur/waldur-openapi-schema-8.0.5.yaml.gz";
 
-    /// <summary>Trimmed Langflow spec (not generated yet: the script's operation list is empty).</summary>
+    /// <summary>Trimmed Langflow 1.4.2 spec (OpenAPI 3.1), what the adapter may call.</summary>
     public const string LangflowPath = "openapi/langflow.json";
 
     /// <summary>Pinned full Langflow 1.4.2 spec.</summary>
@@ -48,10 +47,10 @@ public static class UpstreamSpecs
     /// <summary>Full pinned Langflow contract.</summary>
     public static OpenApiContract LangflowUpstream => Contract(LangflowUpstreamPath);
 
-    /// <summary>Trimmed Langflow contract; extension point, throws until openapi/langflow.json exists.</summary>
+    /// <summary>Trimmed Langflow contract (openapi/langflow.json), auth not enforced.</summary>
     public static OpenApiContract Langflow => Contract(LangflowPath);
 
-    /// <summary>RAGFlow contract; extension point, throws until openapi/ragflow.yaml exists.</summary>
+    /// <summary>Hand-written RAGFlow contract (openapi/ragflow.yaml), auth not enforced.</summary>
     public static OpenApiContract Ragflow => Contract(RagflowPath);
 
     /// <summary>Absolute path of a repository-relative path such as <c>openapi/waldur.yaml</c>.</summary>

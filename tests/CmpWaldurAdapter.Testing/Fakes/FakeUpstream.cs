@@ -82,7 +82,7 @@ public abstract class FakeUpstream : IDisposable
     public int Count(string method, string pathPattern) =>
         Requests.Count(r => r.Method.Equals(method, StringComparison.OrdinalIgnoreCase) && Regex.IsMatch(r.Path, "^" + pathPattern + "$"));
 
-    /// <summary>The next <paramref name="times"/> matching requests fail with <paramref name="status"/> (0 = drop the connection).</summary>
+    /// <summary>The next <paramref name="times"/> matching requests fail with <paramref name="status"/> (0 = a garbled answer: an OK status line, then garbage).</summary>
     public void Fail(string method, string pathPattern, int status, int times = 1, TimeSpan? delay = null, string? body = null)
     {
         lock (_faultLock)
@@ -124,7 +124,7 @@ public abstract class FakeUpstream : IDisposable
             }
 
             return fault.Status == 0
-                ? new ResponseMessage { FaultType = FaultType.EMPTY_RESPONSE, StatusCode = 200 }
+                ? new ResponseMessage { FaultType = FaultType.MALFORMED_RESPONSE_CHUNK, StatusCode = 200 }
                 : ToMessage(new FakeResponse(fault.Status, fault.Body ?? "{\"detail\":\"injected failure\"}"));
         }
 
@@ -165,6 +165,10 @@ public abstract class FakeUpstream : IDisposable
     }
 
     protected virtual FakeResponse NotFound(IRequestMessage request) => FakeResponse.Error(404, $"No route for {request.Method} {request.Path}");
+
+    /// <summary>Whether some route answers this method and path (for fakes that redirect near misses).</summary>
+    protected bool HasRoute(string method, string path) =>
+        _routes.Any(r => r.Method.Equals(method, StringComparison.OrdinalIgnoreCase) && r.Pattern.IsMatch(path));
 
     private Fault? TakeFault(IRequestMessage request)
     {

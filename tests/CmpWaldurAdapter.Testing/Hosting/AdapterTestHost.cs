@@ -51,6 +51,26 @@ public static class AdapterTestHost
         return settings;
     }
 
+    /// <summary>
+    /// Points the adapter at fakes of Langflow and RAGFlow, which makes it provision real tenants (the
+    /// provisioner production registers when <c>Langflow:BaseUrl</c> is set), with short timeouts.
+    /// </summary>
+    public static Dictionary<string, string?> WithUpstreams(this Dictionary<string, string?> settings, LangflowFake langflow, RagflowFake ragflow)
+    {
+        settings["Langflow:BaseUrl"] = langflow.Url.ToString();
+        settings["Langflow:SuperuserUsername"] = LangflowFake.SuperuserUsername;
+        settings["Langflow:SuperuserPassword"] = LangflowFake.SuperuserPassword;
+        settings["Langflow:RetryAttempts"] = "2";
+        settings["Langflow:RetryDelay"] = "00:00:00.020";
+        settings["Langflow:AttemptTimeout"] = "00:00:01";
+        settings["Ragflow:BaseUrl"] = ragflow.Url.ToString();
+        settings["Ragflow:ApiKey"] = RagflowFake.ApiKey;
+        settings["Ragflow:RetryAttempts"] = "2";
+        settings["Ragflow:RetryDelay"] = "00:00:00.020";
+        settings["Ragflow:AttemptTimeout"] = "00:00:01";
+        return settings;
+    }
+
     /// <summary>The services only (what CLI commands get): no workers, nothing runs by itself.</summary>
     public static async Task<IHost> StartServicesAsync(IDictionary<string, string?> settings, CapturedLogs? logs = null, Action<IServiceCollection>? services = null)
     {

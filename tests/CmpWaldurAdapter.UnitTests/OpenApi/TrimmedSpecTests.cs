@@ -40,7 +40,10 @@ public sealed class TrimmedSpecTests
         var langflow = Assert.Single(specs, s => s.Name == "langflow");
         Assert.Equal(UpstreamSpecs.LangflowPath, langflow.TrimmedPath);
         Assert.Equal(UpstreamSpecs.LangflowUpstreamPath, langflow.UpstreamPath);
-        Assert.Empty(langflow.OperationIds); // Not trimmed yet; becomes a theory row once it is.
+        Assert.Equal("login_to_get_access_token_api_v1_login_post", langflow.OperationIds[0]);
+        Assert.Contains("create_api_key_route_api_v1_api_key__post", langflow.OperationIds);
+        Assert.Contains("health_check_health_check_get", langflow.OperationIds);
+        Assert.Equal(langflow.OperationIds.Count, langflow.OperationIds.Distinct().Count());
     }
 
     [Theory]

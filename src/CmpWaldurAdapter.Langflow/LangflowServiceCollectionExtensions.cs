@@ -1,0 +1,69 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using CmpWaldurAdapter.Langflow;
+using CmpWaldurAdapter.Langflow.Api;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Http.Resilience;
+using Microsoft.Extensions.Options;
+using Polly;
+using Refit;
+
+namespace Microsoft.Extensions.DependencyInjection;
+
+public static class LangflowServiceCollectionExtensions
+{
+    /// <summary>JSON as Langflow speaks it: snake_case names come from the contracts; nulls are not sent (PATCH means "unchanged").</summary>
+    public static readonly JsonSerializerOptions LangflowJson = new(JsonSerializerDefaults.Web)
+    {
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+        NumberHandling = JsonNumberHandling.AllowReadingFromString,
+    };
+
+    /// <summary>
+    /// Registers <see cref="ILangflowApi"/> with per-request credentials and exactly one resilience pipeline,
+    /// plus the superuser's session.
+    /// </summary>
+    public static IServiceCollection AddLangflowClient(this IServiceCollection services, IConfiguration configuration)
+    {
+        services.AddOptions<LangflowOptions>()
+            .Bind(configuration.GetSection(LangflowOptions.SectionName))
+            .ValidateDataAnnotations()
+            .ValidateOnStart();
+        services.AddTransient<LangflowAuthHandler>();
+        services.AddSingleton<LangflowSuperuser>();
+
+        services.AddRefitGeneratedClient<ILangflowApi>(new RefitSettings(new SystemTextJsonContentSerializer(LangflowJson)))
+            .ConfigureHttpClient((sp, http) =>
+            {
+                http.BaseAddress = sp.GetRequiredService<IOptions<LangflowOptions>>().Value.BaseUrl;
+                // The resilience pipeline owns timeouts.
+                http.Timeout = Timeout.InfiniteTimeSpan;
+            })
+            // A redirect means a path with the wrong trailing slash: fail loudly instead of following it
+            // (a redirected POST can lose its body and auth).
+            .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { AllowAutoRedirect = false, PooledConnectionLifetime = TimeSpan.FromMinutes(5) })
+            .AddHttpMessageHandler<LangflowAuthHandler>()
+            .AddStandardResilienceHandler()
+            .Configure((HttpStandardResilienceOptions resilience, IServiceProvider sp) =>
+            {
+                var options = sp.GetRequiredService<IOptions<LangflowOptions>>().Value;
+                resilience.AttemptTimeout.Timeout = options.AttemptTimeout;
+                resilience.Retry.MaxRetryAttempts = Math.Max(options.RetryAttempts, 1);
+                if (options.RetryAttempts == 0)
+                {
+                    // Polly needs at least one attempt configured; "no retries" means handling nothing.
+                    resilience.Retry.ShouldHandle = _ => ValueTask.FromResult(false);
+                }
+
+                resilience.Retry.Delay = options.RetryDelay;
+                resilience.Retry.BackoffType = DelayBackoffType.Exponential;
+                resilience.Retry.UseJitter = true;
+                // A retried create whose first answer was lost makes a renamed twin ("Name (1)"); creates are
+                // reconciled by name on the order's next attempt instead.
+                resilience.Retry.DisableFor(HttpMethod.Post);
+                resilience.TotalRequestTimeout.Timeout = (options.AttemptTimeout * (options.RetryAttempts + 1)) + (options.RetryDelay * 60);
+                resilience.CircuitBreaker.SamplingDuration = options.AttemptTimeout * 2;
+            });
+        return services;
+    }
+}

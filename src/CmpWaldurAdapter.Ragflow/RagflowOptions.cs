@@ -1,0 +1,30 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace CmpWaldurAdapter.Ragflow;
+
+/// <summary>How the adapter reaches the shared RAGFlow (configuration section <c>Ragflow</c>).</summary>
+public sealed class RagflowOptions
+{
+    public const string SectionName = "Ragflow";
+
+    /// <summary>RAGFlow's API base address (e.g. http://ragflow:9380/). Never reachable by buyers.</summary>
+    [Required]
+    public Uri? BaseUrl { get; set; }
+
+    /// <summary>
+    /// The service account's API key ("ragflow-…"). A secret: one key for every buyer's dataset, so the
+    /// adapter alone keeps buyers apart (dataset ids come only from the adapter's own records).
+    /// </summary>
+    [Required]
+    public string? ApiKey { get; set; }
+
+    /// <summary>Time allowed for one HTTP attempt.</summary>
+    public TimeSpan AttemptTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Retries of one read or delete on transient failures; creates are reconciled by name instead.</summary>
+    [Range(0, 10)]
+    public int RetryAttempts { get; set; } = 3;
+
+    /// <summary>First retry delay; later ones grow exponentially with jitter.</summary>
+    public TimeSpan RetryDelay { get; set; } = TimeSpan.FromSeconds(1);
+}

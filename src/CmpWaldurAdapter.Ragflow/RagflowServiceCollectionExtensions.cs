@@ -1,0 +1,67 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using CmpWaldurAdapter.Ragflow;
+using CmpWaldurAdapter.Ragflow.Api;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Http.Resilience;
+using Microsoft.Extensions.Options;
+using Polly;
+using Refit;
+
+namespace Microsoft.Extensions.DependencyInjection;
+
+public static class RagflowServiceCollectionExtensions
+{
+    /// <summary>
+    /// JSON as RAGFlow speaks it. Nulls are never sent: RAGFlow's request models are strict and reject null
+    /// enums and unknown fields. Similarities can be NaN.
+    /// </summary>
+    public static readonly JsonSerializerOptions RagflowJson = new(JsonSerializerDefaults.Web)
+    {
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+        NumberHandling = JsonNumberHandling.AllowReadingFromString | JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
+
+    /// <summary>Registers <see cref="IRagflowApi"/> with the service account's key, envelope errors and exactly one resilience pipeline.</summary>
+    public static IServiceCollection AddRagflowClient(this IServiceCollection services, IConfiguration configuration)
+    {
+        services.AddOptions<RagflowOptions>()
+            .Bind(configuration.GetSection(RagflowOptions.SectionName))
+            .ValidateDataAnnotations()
+            .ValidateOnStart();
+        services.AddTransient<RagflowAuthHandler>();
+        services.AddTransient<RagflowEnvelopeHandler>();
+
+        var client = services.AddRefitGeneratedClient<IRagflowApi>(new RefitSettings(new SystemTextJsonContentSerializer(RagflowJson)))
+            .ConfigureHttpClient((sp, http) =>
+            {
+                http.BaseAddress = sp.GetRequiredService<IOptions<RagflowOptions>>().Value.BaseUrl;
+                // The resilience pipeline owns timeouts.
+                http.Timeout = Timeout.InfiniteTimeSpan;
+            })
+            .AddHttpMessageHandler<RagflowAuthHandler>();
+        client.AddStandardResilienceHandler()
+            .Configure((HttpStandardResilienceOptions resilience, IServiceProvider sp) =>
+            {
+                var options = sp.GetRequiredService<IOptions<RagflowOptions>>().Value;
+                resilience.AttemptTimeout.Timeout = options.AttemptTimeout;
+                resilience.Retry.MaxRetryAttempts = Math.Max(options.RetryAttempts, 1);
+                // Besides 5xx and network failures, the envelope's transient codes (100, the 102 catch-alls).
+                resilience.Retry.ShouldHandle = args => ValueTask.FromResult(
+                    options.RetryAttempts > 0
+                    && (HttpClientResiliencePredicates.IsTransient(args.Outcome) || args.Outcome.Exception is RagflowException { IsTransient: true }));
+                resilience.Retry.Delay = options.RetryDelay;
+                resilience.Retry.BackoffType = DelayBackoffType.Exponential;
+                resilience.Retry.UseJitter = true;
+                // A retried create whose first answer was lost makes a renamed twin ("name(1)"), and a retried
+                // upload a second document; those are reconciled by looking first instead.
+                resilience.Retry.DisableFor(HttpMethod.Post);
+                resilience.TotalRequestTimeout.Timeout = (options.AttemptTimeout * (options.RetryAttempts + 1)) + (options.RetryDelay * 60);
+                resilience.CircuitBreaker.SamplingDuration = options.AttemptTimeout * 2;
+            });
+
+        // Inside the pipeline, so its retry sees envelope errors as exceptions.
+        client.AddHttpMessageHandler<RagflowEnvelopeHandler>();
+        return services;
+    }
+}

@@ -1,0 +1,454 @@
+using System.Net;
+using System.Text.Json.Nodes;
+using CmpWaldurAdapter.Catalogue;
+using CmpWaldurAdapter.Core.Catalogue;
+using CmpWaldurAdapter.Core.Subscriptions;
+using CmpWaldurAdapter.Langflow.Api;
+using CmpWaldurAdapter.Langflow.Contracts;
+using CmpWaldurAdapter.Offerings;
+using CmpWaldurAdapter.Tenants;
+using Microsoft.EntityFrameworkCore;
+using Refit;
+
+namespace CmpWaldurAdapter.Provisioning;
+
+/// <summary>
+/// The Langflow side of a tenant. The superuser only manages users; everything inside a tenant runs with
+/// that tenant's own API key, so Langflow's per-user scoping is a second wall between buyers.
+/// </summary>
+public sealed class LangflowTenant(
+    ILangflowApi langflow,
+    LangflowSuperuser superuser,
+    UpstreamCredentials credentials,
+    FlowTemplates templates,
+    OfferingCatalogue catalogue,
+    ServedOfferings offerings,
+    ILogger<LangflowTenant> logger)
+{
+    private const int UserPageSize = 100;
+
+    // ---- Create ----------------------------------------------------------------------------------------
+
+    /// <summary>
+    /// <c>langflow-user</c>: the project's user exists, is active, and the adapter holds a password that logs in.
+    /// A user whose password does not work (lost in a crash between creating the user and saving, or reset by a
+    /// concurrent order of the same project) gets a fresh one from the superuser.
+    /// </summary>
+    public async Task EnsureUserAsync(ProvisioningContext context, CancellationToken cancellationToken)
+    {
+        var workspace = context.Workspace;
+        var username = TenantNames.LangflowUsername(workspace.Id);
+        if (await CanLogInAsync(workspace, cancellationToken))
+        {
+            // The project's earlier subscription made it, and it works: nothing to change.
+            context.Note("Your project has its own private agent runtime.");
+            return;
+        }
+
+        var password = UpstreamCredentials.NewPassword();
+        var user = await FindUserAsync(username, cancellationToken);
+        var created = false;
+        if (user is null)
+        {
+            try
+            {
+                user = Answered(await superuser.CallAsync(su => langflow.CreateUserAsync(new UserCreate { Username = username, Password = password }, su, cancellationToken), cancellationToken));
+                created = true;
+                logger.LogInformation("Created Langflow user {LangflowUsername} ({LangflowUserId}) for project {ProjectUuid}", username, user.Id, workspace.Id);
+            }
+            catch (ApiException exception) when (exception.StatusCode == HttpStatusCode.BadRequest)
+            {
+                // "This username is unavailable": another order of the same project created it meanwhile.
+                var raced = await FindUserAsync(username, cancellationToken);
+                if (raced is null)
+                {
+                    throw;
+                }
+
+                user = raced;
+            }
+        }
+
+        var userId = user.Id ?? throw new TransientProvisioningException("Langflow returned a user without an id.");
+        if (!created)
+        {
+            user = Answered(await superuser.CallAsync(su => langflow.UpdateUserAsync(userId, new UserUpdate { Password = password, Is_active = true }, su, cancellationToken), cancellationToken));
+            logger.LogInformation("Set a new password for Langflow user {LangflowUsername}: the stored one did not log in", username);
+        }
+        else if (!user.Is_active)
+        {
+            // New users are inactive until a superuser activates them (LANGFLOW_NEW_USER_IS_ACTIVE=false).
+            user = Answered(await superuser.CallAsync(su => langflow.UpdateUserAsync(userId, new UserUpdate { Is_active = true }, su, cancellationToken), cancellationToken));
+        }
+
+        if (workspace.LangflowUserId != userId.ToString())
+        {
+            // A different (new) user: any key stored for the old one is worthless.
+            workspace.LangflowApiKeyId = null;
+            workspace.LangflowApiKeyCipher = null;
+        }
+
+        workspace.LangflowUserId = userId.ToString();
+        workspace.LangflowUsername = username;
+        workspace.LangflowPasswordCipher = credentials.Protect(password);
+        context.Note("Your project has its own private agent runtime.");
+    }
+
+    /// <summary>
+    /// <c>langflow-user-key</c>: the user logs in once and creates its own API key (Langflow mints keys only for
+    /// the caller). A key whose secret was lost (a crash before saving) is removed later, by
+    /// <see cref="RemoveUnstoredKeysAsync"/>, once this one is stored.
+    /// </summary>
+    public async Task EnsureUserKeyAsync(ProvisioningContext context, CancellationToken cancellationToken)
+    {
+        var workspace = context.Workspace;
+        if (workspace.LangflowApiKeyId is not null && workspace.LangflowApiKeyCipher is not null)
+        {
+            return; // The project's earlier subscription minted it.
+        }
+
+        var session = await LoginAsTenantAsync(workspace, cancellationToken);
+        var key = Answered(await langflow.CreateApiKeyAsync(new ApiKeyCreate { Name = TenantNames.ApiKeyName }, session, cancellationToken));
+        workspace.LangflowApiKeyId = key.Id.ToString();
+        workspace.LangflowApiKeyCipher = credentials.Protect(key.Api_key);
+        logger.LogInformation("Created the API key of Langflow user {LangflowUsername}", workspace.LangflowUsername);
+    }
+
+    /// <summary><c>langflow-project</c>: the subscription's own Langflow project inside the tenant user.</summary>
+    public async Task EnsureProjectAsync(ProvisioningContext context, CancellationToken cancellationToken)
+    {
+        var key = TenantKey(context.Workspace);
+        await RemoveUnstoredKeysAsync(context.Workspace, key, cancellationToken);
+        var subscription = context.Subscription;
+        var name = TenantNames.LangflowProject(subscription.ResourceUuid);
+        var projects = Answered(await langflow.ListProjectsAsync(key, cancellationToken));
+        var project = projects.FirstOrDefault(p => p.Name == name);
+        if (project is null)
+        {
+            var created = Answered(await langflow.CreateProjectAsync(new FolderCreate { Name = name, Description = $"Waldur resource {subscription.ResourceUuid}" }, key, cancellationToken));
+            if (created.Name == name)
+            {
+                project = created;
+            }
+            else
+            {
+                // Renamed to "name (1)": ours appeared meanwhile. Keep the original, drop the twin just made.
+                await IgnoreMissingAsync(() => langflow.DeleteProjectAsync(created.Id, key, cancellationToken));
+                projects = Answered(await langflow.ListProjectsAsync(key, cancellationToken));
+                project = projects.FirstOrDefault(p => p.Name == name)
+                    ?? throw new TransientProvisioningException($"Langflow renamed project {name} to {created.Name}, but no project has the name.");
+            }
+
+            logger.LogInformation("Langflow project {LangflowProjectId} holds subscription {SubscriptionId}", project.Id, subscription.Id);
+        }
+
+        foreach (var twin in projects.Where(p => p.Id != project.Id && TenantNames.IsLangflowTwin(p.Name, name)))
+        {
+            logger.LogWarning("Deleting Langflow project {LangflowProjectId} ({Name}), a renamed twin of {Expected}", twin.Id, twin.Name, name);
+            await IgnoreMissingAsync(() => langflow.DeleteProjectAsync(twin.Id, key, cancellationToken));
+        }
+
+        subscription.LangflowProjectId = project.Id.ToString();
+    }
+
+    /// <summary><c>langflow-flow</c>: the subscription's flow, cloned from the offering's template with the buyer's settings.</summary>
+    public async Task EnsureFlowAsync(ProvisioningContext context, CancellationToken cancellationToken)
+    {
+        var key = TenantKey(context.Workspace);
+        var subscription = context.Subscription;
+        var projectId = Guid.Parse(subscription.LangflowProjectId ?? throw new InvalidOperationException("The Langflow project step has not run."));
+        var entry = Entry(subscription);
+        var name = TenantNames.Flow(entry.Name, subscription.ResourceUuid);
+        var flows = Answered(await langflow.ListFlowHeadersAsync(key, cancellationToken));
+        var flow = flows.FirstOrDefault(f => f.Name == name);
+        Guid flowId;
+        if (flow is not null)
+        {
+            flowId = flow.Id;
+        }
+        else
+        {
+            var template = templates.For(entry);
+            var created = Answered(await langflow.CreateFlowAsync(
+                new FlowCreate
+                {
+                    Name = name,
+                    Description = template.Description,
+                    Data = FlowTemplates.Build(template, context.Configuration),
+                    Folder_id = projectId,
+                    Access_type = AccessTypeEnum.PRIVATE,
+                    Mcp_enabled = false,
+                    Is_component = false,
+                    Webhook = false,
+                },
+                key,
+                cancellationToken));
+            if (created.Name == name)
+            {
+                flowId = created.Id;
+            }
+            else
+            {
+                await IgnoreMissingAsync(() => langflow.DeleteFlowAsync(created.Id, key, cancellationToken));
+                flows = Answered(await langflow.ListFlowHeadersAsync(key, cancellationToken));
+                flowId = flows.FirstOrDefault(f => f.Name == name)?.Id
+                    ?? throw new TransientProvisioningException($"Langflow renamed flow {name} to {created.Name}, but no flow has the name.");
+            }
+
+            logger.LogInformation("Langflow flow {LangflowFlowId} serves subscription {SubscriptionId}", flowId, subscription.Id);
+        }
+
+        foreach (var twin in flows.Where(f => f.Id != flowId && TenantNames.IsFlowOf(f.Name, subscription.ResourceUuid)))
+        {
+            logger.LogWarning("Deleting Langflow flow {LangflowFlowId} ({Name}), a renamed twin of {Expected}", twin.Id, twin.Name, name);
+            await IgnoreMissingAsync(() => langflow.DeleteFlowAsync(twin.Id, key, cancellationToken));
+        }
+
+        subscription.LangflowFlowId = flowId.ToString();
+        context.Note($"Your agent is set up from the {entry.Name} template with your settings.");
+    }
+
+    // ---- Update ----------------------------------------------------------------------------------------
+
+    /// <summary>
+    /// <c>langflow-flow-config</c>: the flow's prompt follows the new settings. Only settings the prompt names
+    /// change the flow; the rest live in the stored configuration, which the order pipeline already updated.
+    /// </summary>
+    public async Task ApplyConfigurationAsync(ProvisioningContext context, CancellationToken cancellationToken)
+    {
+        var subscription = context.Subscription;
+        if (subscription.LangflowFlowId is not { } flowText || context.Workspace.LangflowApiKeyCipher is null)
+        {
+            context.Note("Your new settings were saved.");
+            return;
+        }
+
+        var key = TenantKey(context.Workspace);
+        var flowId = Guid.Parse(flowText);
+        var desired = FlowTemplates.Build(templates.For(Entry(subscription)), context.Configuration);
+        var current = Answered(await langflow.GetFlowAsync(flowId, key, cancellationToken));
+        if (FlowTemplates.PromptDiffers(current.Data, desired))
+        {
+            await langflow.UpdateFlowAsync(flowId, new FlowUpdate { Data = desired }, key, cancellationToken);
+            logger.LogInformation("Updated Langflow flow {LangflowFlowId} to configuration version {ConfigurationVersion}", flowId, subscription.ConfigurationVersion);
+            context.Note("Your agent was updated with your new settings.");
+        }
+        else
+        {
+            context.Note("Your new settings were saved.");
+        }
+    }
+
+    // ---- Terminate -------------------------------------------------------------------------------------
+
+    /// <summary><c>langflow-flow-delete</c>: the recorded flow and any flow named for this resource ("already gone" is fine).</summary>
+    public async Task DeleteFlowAsync(ProvisioningContext context, CancellationToken cancellationToken)
+    {
+        var subscription = context.Subscription;
+        if (await TenantCredentialAsync(context.Workspace, cancellationToken) is { } credential)
+        {
+            var targets = Answered(await langflow.ListFlowHeadersAsync(credential, cancellationToken))
+                .Where(f => TenantNames.IsFlowOf(f.Name, subscription.ResourceUuid)).Select(f => f.Id).ToHashSet();
+            if (Guid.TryParse(subscription.LangflowFlowId, out var recorded))
+            {
+                targets.Add(recorded);
+            }
+
+            foreach (var flowId in targets)
+            {
+                await IgnoreMissingAsync(() => langflow.DeleteFlowAsync(flowId, credential, cancellationToken));
+                logger.LogInformation("Deleted Langflow flow {LangflowFlowId} of subscription {SubscriptionId}", flowId, subscription.Id);
+            }
+        }
+
+        subscription.LangflowFlowId = null;
+        context.Note("The agent, with its conversation history.");
+    }
+
+    /// <summary><c>langflow-project-delete</c>: the recorded project and any project named for this resource.</summary>
+    public async Task DeleteProjectAsync(ProvisioningContext context, CancellationToken cancellationToken)
+    {
+        var subscription = context.Subscription;
+        if (await TenantCredentialAsync(context.Workspace, cancellationToken) is { } credential)
+        {
+            var name = TenantNames.LangflowProject(subscription.ResourceUuid);
+            var targets = Answered(await langflow.ListProjectsAsync(credential, cancellationToken))
+                .Where(p => p.Name == name || TenantNames.IsLangflowTwin(p.Name, name)).Select(p => p.Id).ToHashSet();
+            if (Guid.TryParse(subscription.LangflowProjectId, out var recorded))
+            {
+                targets.Add(recorded);
+            }
+
+            foreach (var projectId in targets)
+            {
+                await IgnoreMissingAsync(() => langflow.DeleteProjectAsync(projectId, credential, cancellationToken));
+                logger.LogInformation("Deleted Langflow project {LangflowProjectId} of subscription {SubscriptionId}", projectId, subscription.Id);
+            }
+        }
+
+        subscription.LangflowProjectId = null;
+        context.Note("The agent's private workspace.");
+    }
+
+    /// <summary>
+    /// <c>langflow-user-delete-if-last</c>: when no other subscription of the Waldur project is still alive, its
+    /// Langflow user (and with it the user's API key) is deleted and forgotten.
+    /// </summary>
+    public async Task DeleteUserIfLastAsync(ProvisioningContext context, CancellationToken cancellationToken)
+    {
+        var workspace = context.Workspace;
+        var subscription = context.Subscription;
+        var othersAlive = await context.Db.Subscriptions
+            .AnyAsync(s => s.WorkspaceId == workspace.Id && s.Id != subscription.Id && s.State != SubscriptionState.Terminated, cancellationToken);
+        if (othersAlive)
+        {
+            return;
+        }
+
+        var username = TenantNames.LangflowUsername(workspace.Id);
+        var userId = Guid.TryParse(workspace.LangflowUserId, out var recorded) ? recorded : (await FindUserAsync(username, cancellationToken))?.Id;
+        if (userId is { } id)
+        {
+            await superuser.CallAsync(su => IgnoreMissingAsync(() => langflow.DeleteUserAsync(id, su, cancellationToken)), cancellationToken);
+            logger.LogInformation("Deleted Langflow user {LangflowUsername} ({LangflowUserId}): project {ProjectUuid} has no subscription left", username, id, workspace.Id);
+            context.Note("Your project's private agent runtime (no other agent of the project uses it).");
+        }
+
+        workspace.LangflowUserId = null;
+        workspace.LangflowUsername = null;
+        workspace.LangflowPasswordCipher = null;
+        workspace.LangflowApiKeyId = null;
+        workspace.LangflowApiKeyCipher = null;
+    }
+
+    // ---- Helpers ---------------------------------------------------------------------------------------
+
+    private CatalogueEntry Entry(Subscription subscription)
+    {
+        var slug = offerings.Find(subscription.OfferingUuid)?.Slug
+            ?? throw new PermanentProvisioningException("This offering is no longer served by the provider.");
+        return catalogue.Find(slug)
+            ?? throw new PermanentProvisioningException($"The provider's catalogue has no agent template for this offering ('{slug}').");
+    }
+
+    private async Task<UserRead?> FindUserAsync(string username, CancellationToken cancellationToken)
+    {
+        for (var skip = 0; ; skip += UserPageSize)
+        {
+            var page = Answered(await superuser.CallAsync(su => langflow.ListUsersAsync(skip, UserPageSize, su, cancellationToken), cancellationToken));
+            if (page.Users.FirstOrDefault(u => u.Username == username) is { } user)
+            {
+                return user;
+            }
+
+            if (page.Users.Count < UserPageSize || skip + UserPageSize >= page.Total_count)
+            {
+                return null;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Deletes the user's adapter keys other than the stored one: keys minted by an attempt that crashed before
+    /// saving, or by a concurrent order of the same project that lost the race to store its key. Only safe once
+    /// a key is stored: any attempt that minted another one read the workspace before that, so it cannot store
+    /// its own any more (its save conflicts).
+    /// </summary>
+    private async Task RemoveUnstoredKeysAsync(Workspace workspace, LangflowCredential key, CancellationToken cancellationToken)
+    {
+        var stored = workspace.LangflowApiKeyId;
+        var keys = Answered(await langflow.ListApiKeysAsync(key, cancellationToken));
+        foreach (var orphan in keys.Api_keys.Where(k => k.Name == TenantNames.ApiKeyName && k.Id.ToString() != stored))
+        {
+            await IgnoreMissingAsync(() => langflow.DeleteApiKeyAsync(orphan.Id, key, cancellationToken));
+            logger.LogWarning("Deleted API key {LangflowApiKeyId} of Langflow user {LangflowUsername}: its secret was never stored", orphan.Id, workspace.LangflowUsername);
+        }
+    }
+
+    /// <summary>Whether the stored user and password still log in (the user exists, is active, and the password is right).</summary>
+    private async Task<bool> CanLogInAsync(Workspace workspace, CancellationToken cancellationToken)
+    {
+        if (workspace.LangflowUserId is null || workspace.LangflowUsername is null || workspace.LangflowPasswordCipher is null)
+        {
+            return false;
+        }
+
+        try
+        {
+            await langflow.LoginAsync(LangflowSuperuser.LoginForm(workspace.LangflowUsername, credentials.Unprotect(workspace.LangflowPasswordCipher)), cancellationToken);
+            return true;
+        }
+        catch (ApiException exception) when (exception.StatusCode is HttpStatusCode.Unauthorized or HttpStatusCode.BadRequest)
+        {
+            return false; // Wrong password or inactive ("Waiting for approval"): repair below.
+        }
+    }
+
+    private LangflowCredential TenantKey(Workspace workspace) =>
+        LangflowCredential.FromApiKey(credentials.Unprotect(
+            workspace.LangflowApiKeyCipher ?? throw new InvalidOperationException("The tenant's API key has not been created yet.")));
+
+    /// <summary>
+    /// The tenant's bearer token from its own login. A refused login means the stored password is stale (two
+    /// orders of one project raced): the superuser sets a fresh one and the login is repeated once.
+    /// </summary>
+    private async Task<LangflowCredential> LoginAsTenantAsync(Workspace workspace, CancellationToken cancellationToken)
+    {
+        var username = workspace.LangflowUsername ?? throw new InvalidOperationException("The Langflow user step has not run.");
+        var password = credentials.Unprotect(workspace.LangflowPasswordCipher ?? throw new InvalidOperationException("The Langflow user step has not run."));
+        try
+        {
+            var token = Answered(await langflow.LoginAsync(LangflowSuperuser.LoginForm(username, password), cancellationToken));
+            return LangflowCredential.FromToken(token.Access_token);
+        }
+        catch (ApiException exception) when (exception.StatusCode is HttpStatusCode.Unauthorized or HttpStatusCode.BadRequest)
+        {
+            var userId = Guid.Parse(workspace.LangflowUserId!);
+            password = UpstreamCredentials.NewPassword();
+            await superuser.CallAsync(su => langflow.UpdateUserAsync(userId, new UserUpdate { Password = password, Is_active = true }, su, cancellationToken), cancellationToken);
+            workspace.LangflowPasswordCipher = credentials.Protect(password);
+            try
+            {
+                var token = Answered(await langflow.LoginAsync(LangflowSuperuser.LoginForm(username, password), cancellationToken));
+                return LangflowCredential.FromToken(token.Access_token);
+            }
+            catch (ApiException again) when (again.StatusCode is HttpStatusCode.Unauthorized or HttpStatusCode.BadRequest)
+            {
+                // Another order of the project set a password in between: not an operator problem, retry later.
+                throw new TransientProvisioningException("The tenant's password was changed concurrently.", again);
+            }
+        }
+    }
+
+    /// <summary>Teardown credentials: the key if the tenant has one, else a login; null when the project has no Langflow user.</summary>
+    private async Task<LangflowCredential?> TenantCredentialAsync(Workspace workspace, CancellationToken cancellationToken)
+    {
+        if (workspace.LangflowApiKeyCipher is not null)
+        {
+            return TenantKey(workspace);
+        }
+
+        return workspace.LangflowPasswordCipher is not null && workspace.LangflowUserId is not null
+            ? await LoginAsTenantAsync(workspace, cancellationToken)
+            : null;
+    }
+
+    /// <summary>An empty 2xx body (a proxy's doing) deserializes to null: treat it as a failed call, worth retrying.</summary>
+    private static T Answered<T>(T? answer)
+        where T : class =>
+        answer ?? throw new TransientProvisioningException($"Langflow answered with an empty body where a {typeof(T).Name} was expected.");
+
+    /// <summary>Deleting what is already gone is success.</summary>
+    private static async Task<bool> IgnoreMissingAsync(Func<Task> delete)
+    {
+        try
+        {
+            await delete();
+            return true;
+        }
+        catch (ApiException exception) when (exception.StatusCode == HttpStatusCode.NotFound)
+        {
+            return false;
+        }
+    }
+}

@@ -1,0 +1,146 @@
+using CmpWaldurAdapter.Ragflow.Api;
+using CmpWaldurAdapter.Ragflow.Contracts;
+
+namespace CmpWaldurAdapter.Provisioning;
+
+/// <summary>
+/// The RAGFlow side of a tenant: one dataset per subscription under the adapter's service account. RAGFlow
+/// cannot keep buyers apart (one key reaches every dataset), so dataset ids come only from subscription rows
+/// and every lookup is by the name derived from the subscription's own resource.
+/// </summary>
+public sealed class RagflowTenant(IRagflowApi ragflow, ILogger<RagflowTenant> logger)
+{
+    /// <summary>How many "name(n)" twins a lookup probes: RAGFlow numbers them from 1 without gaps.</summary>
+    private const int MaxTwins = 10;
+
+    /// <summary>
+    /// The dataset settings sent on every create: RAGFlow's own default turns RAPTOR and GraphRAG on (LLM-heavy
+    /// and slow), so the parser configuration is always explicit.
+    /// </summary>
+    public static CreateDatasetRequest CreateRequest(string name, Guid resourceUuid) => new()
+    {
+        Name = name,
+        Description = $"Knowledge base of Waldur resource {resourceUuid}",
+        Permission = CreateDatasetRequestPermission.Me,
+        Chunk_method = CreateDatasetRequestChunk_method.Naive,
+        Parser_config = new ParserConfig
+        {
+            Chunk_token_num = 512,
+            Delimiter = "\n",
+            Auto_keywords = 0,
+            Auto_questions = 0,
+            Layout_recognize = "DeepDOC",
+            Html4excel = false,
+            Raptor = new RaptorConfig { Use_raptor = false },
+            Graphrag = new GraphragConfig { Use_graphrag = false },
+        },
+    };
+
+    /// <summary><c>ragflow-dataset</c>: the subscription's dataset exists once, under its deterministic name.</summary>
+    public async Task EnsureDatasetAsync(ProvisioningContext context, CancellationToken cancellationToken)
+    {
+        var subscription = context.Subscription;
+        var name = TenantNames.Dataset(subscription.ResourceUuid);
+        var dataset = await FindAsync(name, cancellationToken);
+        if (dataset is null)
+        {
+            var created = (await ragflow.CreateDatasetAsync(CreateRequest(name, subscription.ResourceUuid), cancellationToken))?.Data
+                ?? throw new TransientProvisioningException("RAGFlow answered the create with no dataset.");
+            if (string.Equals(created.Name, name, StringComparison.OrdinalIgnoreCase))
+            {
+                dataset = created;
+            }
+            else
+            {
+                // Renamed to "name(1)": the name was taken meanwhile. Keep the original, drop the twin just made.
+                await DeleteAsync(created.Id, cancellationToken);
+                dataset = await FindAsync(name, cancellationToken)
+                    ?? throw new TransientProvisioningException($"RAGFlow renamed dataset {name} to {created.Name}, but no dataset has the name.");
+            }
+
+            logger.LogInformation("RAGFlow dataset {RagflowDatasetId} serves subscription {SubscriptionId}", dataset.Id, subscription.Id);
+        }
+
+        foreach (var twin in await FindTwinsAsync(name, cancellationToken))
+        {
+            if (twin.Id != dataset.Id)
+            {
+                logger.LogWarning("Deleting RAGFlow dataset {RagflowDatasetId} ({Name}), a renamed twin of {Expected}", twin.Id, twin.Name, name);
+                await DeleteAsync(twin.Id, cancellationToken);
+            }
+        }
+
+        subscription.RagflowDatasetId = dataset.Id;
+        context.Note("Your private knowledge base is ready for your documents.");
+    }
+
+    /// <summary><c>ragflow-dataset-delete</c>: the recorded dataset, and any dataset named for this resource, with all documents.</summary>
+    public async Task DeleteDatasetAsync(ProvisioningContext context, CancellationToken cancellationToken)
+    {
+        var subscription = context.Subscription;
+        var name = TenantNames.Dataset(subscription.ResourceUuid);
+        var targets = new List<string>();
+        if (subscription.RagflowDatasetId is { Length: > 0 } recorded)
+        {
+            targets.Add(recorded);
+        }
+
+        if (await FindAsync(name, cancellationToken) is { } named)
+        {
+            targets.Add(named.Id);
+        }
+
+        targets.AddRange((await FindTwinsAsync(name, cancellationToken)).Select(t => t.Id));
+        foreach (var id in targets.Distinct(StringComparer.Ordinal))
+        {
+            await DeleteAsync(id, cancellationToken);
+            logger.LogInformation("Deleted RAGFlow dataset {RagflowDatasetId} of subscription {SubscriptionId}", id, subscription.Id);
+        }
+
+        subscription.RagflowDatasetId = null;
+        context.Note("The knowledge base, with all its documents.");
+    }
+
+    /// <summary>The dataset with exactly this name, or null (RAGFlow answers an unknown name with code 102).</summary>
+    private async Task<Dataset?> FindAsync(string name, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var found = await ragflow.FindDatasetByNameAsync(name, cancellationToken);
+            return found?.Data?.FirstOrDefault(d => string.Equals(d.Name, name, StringComparison.OrdinalIgnoreCase));
+        }
+        catch (Exception exception) when (RagflowException.Find(exception) is { IsNotFound: true })
+        {
+            return null;
+        }
+    }
+
+    private async Task<List<Dataset>> FindTwinsAsync(string name, CancellationToken cancellationToken)
+    {
+        var twins = new List<Dataset>();
+        for (var number = 1; number <= MaxTwins; number++)
+        {
+            if (await FindAsync(TenantNames.RagflowTwin(name, number), cancellationToken) is not { } twin)
+            {
+                break;
+            }
+
+            twins.Add(twin);
+        }
+
+        return twins;
+    }
+
+    /// <summary>Deletes one dataset by id; one id per call, because one missing id makes RAGFlow delete none. Gone is success.</summary>
+    private async Task DeleteAsync(string id, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await ragflow.DeleteDatasetsAsync(new DeleteByIdsRequest { Ids = [id] }, cancellationToken);
+        }
+        catch (Exception exception) when (RagflowException.Find(exception) is { IsNotFound: true })
+        {
+            // Already gone.
+        }
+    }
+}

@@ -1,0 +1,149 @@
+using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
+using CmpWaldurAdapter.Orders;
+using CmpWaldurAdapter.Testing.Contracts;
+using CmpWaldurAdapter.Testing.Fakes;
+using WireMock;
+
+namespace CmpWaldurAdapter.IntegrationTests.Tenants;
+
+/// <summary>
+/// Two buyers (different organizations and projects), each with a subscription. Every upstream call made for
+/// buyer A's orders names only A's user key, flow, project and dataset (the superuser appears only on user
+/// administration), and nothing of buyer B's, and the other way round.
+/// </summary>
+public sealed partial class TenantIsolationTests : IAsyncLifetime
+{
+    private TenantTestBed _bed = null!;
+
+    public async Task InitializeAsync()
+    {
+        _bed = await TenantTestBed.CreateAsync();
+        await _bed.StartServicesAsync();
+    }
+
+    public async Task DisposeAsync() => await _bed.DisposeAsync();
+
+    [Fact]
+    public async Task Every_call_made_for_one_buyer_names_only_that_buyers_tenant()
+    {
+        var (aCreate, a) = await SubscribeAsync("Ada");
+        var (bCreate, b) = await SubscribeAsync("Bob");
+        var aUpdate = await RunAsync(_bed.Waldur.PlaceOrder("Update", _bed.Offering, a.Resource, new JsonObject { ["tone"] = "concise" }));
+        var bUpdate = await RunAsync(_bed.Waldur.PlaceOrder("Update", _bed.Offering, b.Resource, new JsonObject { ["tone"] = "professional" }));
+        var aTerminate = await RunAsync(_bed.Waldur.PlaceOrder("Terminate", _bed.Offering, a.Resource));
+
+        Assert.NotEqual(a.User, b.User);
+        Assert.Equal(b.User, _bed.Langflow.KeyOwner(b.Key));
+        Assert.Null(_bed.Langflow.KeyOwner(a.Key));
+        Assert.All(_bed.Langflow.Flows, f => Assert.Equal(b.User, f.UserId));
+        Assert.Equal([b.Dataset], _bed.Ragflow.Datasets.Select(d => d["id"]!.GetValue<string>()));
+
+        foreach (var window in new[] { aCreate, aUpdate, aTerminate })
+        {
+            AssertOnlyOwnTenant(window, a, b);
+        }
+
+        foreach (var window in new[] { bCreate, bUpdate })
+        {
+            AssertOnlyOwnTenant(window, b, a);
+        }
+    }
+
+    private async Task<(Window Window, Tenant Tenant)> SubscribeAsync(string agentName)
+    {
+        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, TenantTestBed.Attributes(agentName), Guid.NewGuid(), Guid.NewGuid());
+        var window = await RunAsync(order);
+        var resource = _bed.Waldur.ResourceOf(order);
+        var subscription = await _bed.SubscriptionAsync(resource);
+        var workspace = await _bed.WorkspaceAsync(subscription.WorkspaceId);
+        var tenant = new Tenant(
+            resource,
+            Guid.Parse(workspace.LangflowUserId!),
+            workspace.LangflowUsername!,
+            _bed.Credentials.Unprotect(workspace.LangflowApiKeyCipher!),
+            Guid.Parse(subscription.LangflowProjectId!),
+            Guid.Parse(subscription.LangflowFlowId!),
+            subscription.RagflowDatasetId!);
+        return (window, tenant);
+    }
+
+    private async Task<Window> RunAsync(Guid order)
+    {
+        var start = DateTime.UtcNow;
+        Assert.Equal(OrderOutcome.Completed, (await _bed.ProcessUntilSettledAsync(order)).Outcome);
+        return new Window(start, DateTime.UtcNow);
+    }
+
+    private void AssertOnlyOwnTenant(Window window, Tenant own, Tenant other)
+    {
+        var requests = _bed.Langflow.Requests.Select(r => (Upstream: "langflow", Request: r))
+            .Concat(_bed.Ragflow.Requests.Select(r => (Upstream: "ragflow", Request: r)))
+            .Where(x => x.Request.DateTime >= window.Start && x.Request.DateTime <= window.End)
+            .ToList();
+        Assert.NotEmpty(requests);
+        foreach (var (upstream, request) in requests)
+        {
+            var where = $"{upstream} {request.Method} {request.Path} (made for {own.Username})";
+            var everything = string.Join('\n', Content(request), string.Join('\n', request.Headers!.Select(h => $"{h.Key}: {string.Join(",", h.Value)}")));
+            foreach (var foreign in other.Identifiers)
+            {
+                Assert.False(everything.Contains(foreign, StringComparison.OrdinalIgnoreCase), $"{where} names {foreign}, which belongs to the other buyer");
+            }
+
+            if (upstream == "ragflow")
+            {
+                // One service key for everyone: the dataset named is what keeps buyers apart.
+                Assert.Equal($"Bearer {RagflowFake.ApiKey}", request.Headers!["Authorization"].Single());
+                foreach (var id in HexIds().Matches(Content(request)).Select(m => m.Value).Where(id => id != own.Resource.ToString("N")))
+                {
+                    Assert.True(id == own.Dataset, $"{where} names dataset {id}, not the buyer's own {own.Dataset}");
+                }
+
+                continue;
+            }
+
+            var key = request.Headers!.TryGetValue("x-api-key", out var keys) ? keys.Single() : null;
+            var bearer = request.Headers.TryGetValue("Authorization", out var authorization) ? authorization.Single()["Bearer ".Length..] : null;
+            if (request.Path.StartsWith("/api/v1/users/", StringComparison.Ordinal))
+            {
+                Assert.True(_bed.Langflow.SuperuserId == _bed.Langflow.TokenOwner(bearer!), $"{where} must run as the superuser");
+                foreach (var id in Guids().Matches(request.Path).Select(m => Guid.Parse(m.Value)))
+                {
+                    Assert.True(id == own.User, $"{where} names user {id}, not the buyer's own");
+                }
+            }
+            else if (request.Path.StartsWith("/api/v1/api_key/", StringComparison.Ordinal))
+            {
+                Assert.True(bearer is not null ? own.User == _bed.Langflow.TokenOwner(bearer) : own.Key == key, $"{where} must run as the buyer's own user");
+            }
+            else if (request.Path != "/api/v1/login")
+            {
+                Assert.True(own.Key == key, $"{where} must carry the buyer's own key");
+                Assert.Null(bearer);
+                foreach (var id in Guids().Matches(Content(request)).Select(m => Guid.Parse(m.Value)))
+                {
+                    Assert.True(id == own.Flow || id == own.Project || id == own.Resource, $"{where} names {id}, not the buyer's own flow or project");
+                }
+            }
+        }
+    }
+
+    /// <summary>Path, query and body as sent (decoded), without headers (trace ids are hex too).</summary>
+    private static string Content(IRequestMessage request) =>
+        Uri.UnescapeDataString(request.ToHttpRequestRecord().PathAndQuery) + "\n" + (request.Body ?? string.Empty);
+
+    [GeneratedRegex("[0-9a-f]{32}")]
+    private static partial Regex HexIds();
+
+    [GeneratedRegex("[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")]
+    private static partial Regex Guids();
+
+    private sealed record Window(DateTime Start, DateTime End);
+
+    private sealed record Tenant(Guid Resource, Guid User, string Username, string Key, Guid Project, Guid Flow, string Dataset)
+    {
+        public IEnumerable<string> Identifiers =>
+            [User.ToString(), User.ToString("N"), Username, Key, Project.ToString(), Project.ToString("N"), Flow.ToString(), Flow.ToString("N"), Dataset, Resource.ToString("N"), Resource.ToString()];
+    }
+}

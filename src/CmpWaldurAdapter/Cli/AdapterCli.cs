@@ -15,6 +15,8 @@ public static class AdapterCli
             ServeCommand.Build(context),
             DbCommands.Build(context),
             OrdersCommands.Build(context),
+            CreditsCommands.Build(context),
+            UsageCommands.Build(context),
         };
         return root;
     }

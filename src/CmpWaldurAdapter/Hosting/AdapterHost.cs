@@ -1,10 +1,13 @@
+using CmpWaldurAdapter.Credits;
 using CmpWaldurAdapter.Events;
 using CmpWaldurAdapter.Offerings;
 using CmpWaldurAdapter.Orders;
 using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Provisioning;
 using CmpWaldurAdapter.Reports;
+using CmpWaldurAdapter.Usage;
 using CmpWaldurAdapter.Web;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using Quartz;
 using Serilog;
@@ -31,6 +34,7 @@ public static class AdapterHost
         var app = builder.Build();
         app.UseSerilogRequestLogging();
         app.MapHealthEndpoints();
+        app.MapUsageEndpoints();
         return app;
     }
 
@@ -80,7 +84,8 @@ public static class AdapterHost
 
     public static IServiceCollection AddAdapterServices(this IServiceCollection services, IConfiguration configuration)
     {
-        services.AddSingleton(TimeProvider.System);
+        // TryAdd: a test host registers its own clock first.
+        services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton<AdapterInstance>();
         services.AddAdapterPersistence(configuration);
         services.AddWaldurClient(configuration);
@@ -95,6 +100,8 @@ public static class AdapterHost
         services.AddSingleton<OrderPoller>();
         services.AddSingleton<SubscriptionReporter>();
         services.AddSingleton<ITenantProvisioner, RecordOnlyProvisioner>();
+        services.AddAdapterCredits(configuration);
+        services.AddAdapterUsage(configuration);
 
         services.Configure<EventsOptions>(configuration.GetSection(EventsOptions.SectionName));
         services.AddSingleton<EventChannelRegistrar>();
@@ -114,6 +121,8 @@ public static class AdapterHost
         var orders = configuration.GetSection(OrdersOptions.SectionName).Get<OrdersOptions>() ?? new OrdersOptions();
         var events = configuration.GetSection(EventsOptions.SectionName).Get<EventsOptions>() ?? new EventsOptions();
         var database = configuration.GetSection(DatabaseOptions.SectionName).Get<DatabaseOptions>() ?? new DatabaseOptions();
+        var credits = configuration.GetSection(CreditsOptions.SectionName).Get<CreditsOptions>() ?? new CreditsOptions();
+        var usage = configuration.GetSection(UsageOptions.SectionName).Get<UsageOptions>() ?? new UsageOptions();
 
         services.AddQuartz(quartz =>
         {
@@ -140,6 +149,8 @@ public static class AdapterHost
 
             Every<RefeedStuckOrdersJob>(quartz, RefeedStuckOrdersJob.Key, orders.StuckCheckInterval);
             Every<SyncResourceStatesJob>(quartz, SyncResourceStatesJob.Key, events.ResourceSyncInterval);
+            Every<ReportUsageJob>(quartz, ReportUsageJob.Key, usage.ReportInterval);
+            Every<ReleaseExpiredHoldsJob>(quartz, ReleaseExpiredHoldsJob.Key, credits.ReservationSweepInterval);
             if (!events.Enabled)
             {
                 Every<PollOrdersJob>(quartz, PollOrdersJob.Key, orders.PollInterval);

@@ -1,3 +1,4 @@
+using CmpWaldurAdapter.Credits;
 using CmpWaldurAdapter.Orders;
 using CmpWaldurAdapter.Tenants;
 using Microsoft.AspNetCore.DataProtection.EntityFrameworkCore;
@@ -23,6 +24,12 @@ public abstract class AdapterDbContext(DbContextOptions options) : DbContext(opt
     public DbSet<OrderRecord> Orders => Set<OrderRecord>();
 
     public DbSet<DataProtectionKey> DataProtectionKeys => Set<DataProtectionKey>();
+
+    public DbSet<CreditAccount> CreditAccounts => Set<CreditAccount>();
+
+    public DbSet<LedgerEntry> LedgerEntries => Set<LedgerEntry>();
+
+    public DbSet<CreditReservation> CreditReservations => Set<CreditReservation>();
 
     public override int SaveChanges(bool acceptAllChangesOnSuccess)
     {
@@ -101,6 +108,8 @@ public abstract class AdapterDbContext(DbContextOptions options) : DbContext(opt
             order.HasIndex(o => o.ResourceUuid);
             order.Ignore(o => o.Steps);
         });
+
+        CreditsModel.Configure(modelBuilder);
     }
 
     /// <summary>Optimistic concurrency for entities two workers could touch: every update bumps Version.</summary>

@@ -11,14 +11,22 @@ public static class CreditsCommands
     public static Command Build(CommandContext context)
     {
         var customer = new Option<Guid>("--customer") { Description = "The organization (Waldur customer UUID).", Required = true };
-        var amount = new Option<long>("--amount") { Description = "Credits to add (a positive whole number).", Required = true };
-        amount.Validators.Add(result =>
+        var amount = new Option<long>("--amount")
         {
-            if (result.GetValueOrDefault<long>() <= 0)
+            Description = "Credits to add (a positive whole number).",
+            Required = true,
+            CustomParser = result =>
             {
-                result.AddError("--amount must be a positive whole number of credits.");
-            }
-        });
+                var text = result.Tokens.Count == 1 ? result.Tokens[0].Value : null;
+                if (long.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var credits) && credits > 0)
+                {
+                    return credits;
+                }
+
+                result.AddError($"--amount must be a positive whole number of credits, not '{text}'.");
+                return 0;
+            },
+        };
         var reason = new Option<string>("--reason") { Description = "Why (kept in the ledger).", Required = true };
         var requestId = new Option<string?>("--request-id") { Description = "Idempotency key: running the same grant again with it adds nothing more." };
 

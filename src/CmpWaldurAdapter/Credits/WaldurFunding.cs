@@ -31,6 +31,9 @@ public sealed class WaldurFunding(
     /// <summary>After a failed read, how long charges use the last known funding before Waldur is asked again.</summary>
     public static readonly TimeSpan RetryAfterFailure = TimeSpan.FromSeconds(10);
 
+    /// <summary>After a failed first read (nothing to fall back on), how long charges are refused before Waldur is asked again.</summary>
+    public static readonly TimeSpan RetryAfterFirstFailure = TimeSpan.FromSeconds(1);
+
     private readonly ConcurrentDictionary<Guid, State> _states = new();
 
     /// <summary>
@@ -85,7 +88,7 @@ public sealed class WaldurFunding(
         catch (Exception exception) when (!cancellationToken.IsCancellationRequested && (UpstreamFailures.IsTransient(exception) || exception is Refit.ApiException))
         {
             var known = state.Known || await HasFundingAsync(customerId, cancellationToken);
-            state.Failed(now + RetryAfterFailure, known);
+            state.Failed(now + (known ? RetryAfterFailure : RetryAfterFirstFailure), known);
             logger.LogWarning("Could not read the customer credits of organization {CustomerId} from Waldur ({Reason}); {Consequence}",
                 customerId, UpstreamFailures.Describe(exception),
                 known ? "charging continues against the last funding read" : "its charges are refused until Waldur answers");

@@ -64,7 +64,7 @@ public sealed class CliTests : IAsyncLifetime
         var second = await RunAsync("db", "migrate");
 
         Assert.Equal(ExitCodes.Success, first.Exit);
-        Assert.Contains("Applied 1 migration(s)", first.Output);
+        Assert.Matches(@"Applied \d+ migration\(s\)", first.Output);
         Assert.Equal(ExitCodes.Success, second.Exit);
         Assert.Contains("up to date", second.Output);
     }

@@ -7,7 +7,6 @@ using CmpWaldurAdapter.Testing.Hosting;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Time.Testing;
 
 namespace CmpWaldurAdapter.Testing.Credits;
 
@@ -17,7 +16,7 @@ namespace CmpWaldurAdapter.Testing.Credits;
 /// </summary>
 public sealed class CreditTestBed : IAsyncDisposable
 {
-    private CreditTestBed(DatabaseProvider provider, TestDatabase database, FakeTimeProvider? clock)
+    private CreditTestBed(DatabaseProvider provider, TestDatabase database, TestClock? clock)
     {
         Provider = provider;
         Database = database;
@@ -37,7 +36,7 @@ public sealed class CreditTestBed : IAsyncDisposable
     public TestCatalogue Catalogue { get; } = new();
 
     /// <summary>The controllable clock, when the bed was created with one.</summary>
-    public FakeTimeProvider? Clock { get; }
+    public TestClock? Clock { get; }
 
     public Guid Offering { get; }
 
@@ -55,24 +54,36 @@ public sealed class CreditTestBed : IAsyncDisposable
     public bool CheckContractOnDispose { get; set; } = true;
 
     public static async Task<CreditTestBed> CreateAsync(DatabaseProvider provider, DateTimeOffset? now = null) =>
-        new(provider, await TestDatabase.CreateAsync(provider), now is { } start ? new FakeTimeProvider(start) : null);
+        new(provider, await TestDatabase.CreateAsync(provider), now is { } start ? new TestClock(start) : null);
 
     public async Task<IHost> StartAsync(Action<IServiceCollection>? services = null)
     {
-        Host = await AdapterTestHost.StartServicesAsync(Settings, Logs, collection =>
-        {
-            if (Clock is not null)
-            {
-                collection.AddSingleton<TimeProvider>(Clock);
-            }
-
-            services?.Invoke(collection);
-        });
+        Host = await AdapterTestHost.StartServicesAsync(Settings, Logs, collection => Configure(collection, services));
         return Host;
     }
 
+    /// <summary>The whole server (endpoints and workers) on a free loopback port.</summary>
+    public async Task<RunningAdapter> StartServerAsync(Action<IServiceCollection>? services = null)
+    {
+        _server = await AdapterTestHost.StartServerAsync(Settings, Logs, collection => Configure(collection, services));
+        Host = _server.App;
+        return _server;
+    }
+
+    private RunningAdapter? _server;
+
+    private void Configure(IServiceCollection collection, Action<IServiceCollection>? services)
+    {
+        if (Clock is not null)
+        {
+            collection.AddSingleton<TimeProvider>(Clock);
+        }
+
+        services?.Invoke(collection);
+    }
+
     /// <summary>An organization with one project and an active subscription (optionally for a Waldur resource the fake knows).</summary>
-    public async Task<Subscription> AddSubscriptionAsync(Guid? customer = null, Guid? resource = null, SubscriptionState state = SubscriptionState.Active)
+    public async Task<Subscription> AddSubscriptionAsync(Guid? customer = null, Guid? resource = null, SubscriptionState state = SubscriptionState.Active, Guid? id = null)
     {
         var customerId = customer ?? Guid.NewGuid();
         var now = DateTimeOffset.UtcNow;
@@ -85,7 +96,7 @@ public sealed class CreditTestBed : IAsyncDisposable
         var workspace = new Workspace { Id = Guid.NewGuid(), CustomerId = customerId, Name = "Project", CreatedAt = now, UpdatedAt = now };
         var subscription = new Subscription
         {
-            Id = Guid.NewGuid(),
+            Id = id ?? Guid.NewGuid(),
             ResourceUuid = resource ?? Guid.NewGuid(),
             OfferingUuid = Offering,
             CustomerId = customerId,
@@ -109,7 +120,11 @@ public sealed class CreditTestBed : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        if (Host is not null)
+        if (_server is not null)
+        {
+            await _server.DisposeAsync();
+        }
+        else if (Host is not null)
         {
             await Host.StopAsync();
             Host.Dispose();

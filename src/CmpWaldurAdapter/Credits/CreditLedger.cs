@@ -32,7 +32,8 @@ public sealed class CreditLedger(ICreditStore store, WaldurFunding funding, IDbC
         var now = _clock.GetUtcNow();
         var result = await _store.ReserveAsync(request, Guid.CreateVersion7(now), now, now + _options.CurrentValue.ReservationTimeout, cancellationToken);
         LogRefusal(result.Refusal, request);
-        return result;
+        // Holds can exceed a Waldur-funded balance that Waldur lowered: show 0, not a negative figure.
+        return result with { Available = Math.Max(0, result.Available) };
     }
 
     /// <summary>Charges the hold: its full amount, or <paramref name="actualCredits"/> (0 to the held amount); the rest is given back.</summary>
@@ -64,7 +65,7 @@ public sealed class CreditLedger(ICreditStore store, WaldurFunding funding, IDbC
         var now = _clock.GetUtcNow();
         var result = await _store.ChargeAsync(request, Guid.CreateVersion7(now), now, cancellationToken);
         LogRefusal(result.Refusal, request);
-        return result;
+        return result with { Available = Math.Max(0, result.Available) };
     }
 
     /// <summary>

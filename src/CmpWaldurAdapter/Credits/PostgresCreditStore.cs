@@ -22,7 +22,7 @@ namespace CmpWaldurAdapter.Credits;
 /// </list>
 /// Grants and funding refreshes (rare) use EF Core inside a transaction that locks the account row first.
 /// </summary>
-internal sealed class PostgresCreditStore : CreditStoreBase, IAsyncDisposable
+internal sealed partial class PostgresCreditStore : CreditStoreBase, IAsyncDisposable
 {
     private const int UniqueRetries = 3;
 
@@ -124,10 +124,12 @@ internal sealed class PostgresCreditStore : CreditStoreBase, IAsyncDisposable
         """;
 
     private readonly NpgsqlDataSource _dataSource;
+    private readonly ChargeLanes _lanes;
 
     public PostgresCreditStore(IDbContextFactory<AdapterDbContext> dbs, string connectionString)
         : base(dbs)
     {
+        _lanes = new ChargeLanes(this);
         var builder = new NpgsqlConnectionStringBuilder(connectionString);
         // Each statement is planned once per connection and reused: planning the CTEs costs more than running them.
         if (builder.MaxAutoPrepare == 0)
@@ -141,7 +143,11 @@ internal sealed class PostgresCreditStore : CreditStoreBase, IAsyncDisposable
         _dataSource = NpgsqlDataSource.Create(builder);
     }
 
-    public override async Task<ChargeResult> ChargeAsync(ChargeRequest request, Guid entryId, DateTimeOffset now, CancellationToken cancellationToken)
+    /// <summary>One charge, one statement. Concurrent charges of one organization are batched (<see cref="ChargeLanes"/>).</summary>
+    public override Task<ChargeResult> ChargeAsync(ChargeRequest request, Guid entryId, DateTimeOffset now, CancellationToken cancellationToken) =>
+        _lanes.ChargeAsync(new PendingCharge(request, entryId, now), cancellationToken);
+
+    private async Task<ChargeResult> ChargeOneAsync(ChargeRequest request, Guid entryId, DateTimeOffset now, CancellationToken cancellationToken)
     {
         for (var attempt = 0; ; attempt++)
         {

@@ -260,6 +260,32 @@ public abstract class CreditLedgerTests(DatabaseProvider provider) : IAsyncLifet
         Assert.Equal(6, (await Ledger.BalanceAsync(subscription.CustomerId)).Balance);
     }
 
+    [Fact]
+    public async Task Concurrent_charges_of_servable_and_unservable_subscriptions_replays_and_new_requests_are_told_apart()
+    {
+        var active = await _bed.AddSubscriptionAsync();
+        var paused = await _bed.AddSubscriptionAsync(customer: active.CustomerId);
+        await _bed.QueryAsync(async db =>
+        {
+            (await db.Subscriptions.FindAsync(paused.Id))!.Paused = true;
+            return await db.SaveChangesAsync();
+        });
+        await Ledger.GrantAsync(active.CustomerId, 1000, "test funding");
+        await Ledger.ChargeAsync(active.CustomerId, active.Id, ActionClass.ChatMessage, 2, 3, "mixed-1");
+
+        var results = await Task.WhenAll(Enumerable.Range(0, 300).Select(i => Task.Run(() => i % 3 == 0
+            ? Ledger.ChargeAsync(paused.CustomerId, paused.Id, ActionClass.ChatMessage, 2, 3, $"paused-{i}")
+            : Ledger.ChargeAsync(active.CustomerId, active.Id, ActionClass.ChatMessage, 2, 3, $"mixed-{i % 150}"))));
+
+        Assert.All(results.Where((_, i) => i % 3 == 0), r => Assert.Equal(CreditRefusal.SubscriptionNotServable, r.Refusal));
+        var forActive = results.Where((_, i) => i % 3 != 0).ToList();
+        // 100 distinct request ids (one charged before), each sent twice: 99 new charges, the rest replays.
+        Assert.Equal(99, forActive.Count(r => r.Status == ChargeStatus.Charged));
+        Assert.Equal(101, forActive.Count(r => r.Status == ChargeStatus.Replayed));
+        Assert.Equal(1000 - 200, (await Ledger.BalanceAsync(active.CustomerId)).Balance);
+        Assert.Equal(100, await _bed.QueryAsync(db => db.LedgerEntries.CountAsync(e => e.Kind == LedgerEntryKind.Charge)));
+    }
+
     [Theory]
     [InlineData(SubscriptionState.Provisioning)]
     [InlineData(SubscriptionState.Terminating)]

@@ -87,6 +87,58 @@ public interface IWaldurApi
     [Get("/api/marketplace-provider-offerings/{uuid}/")]
     Task<ProviderOfferingDetails> GetProviderOfferingAsync(Guid uuid, CancellationToken cancellationToken);
 
+    [Get("/api/marketplace-provider-offerings/")]
+    Task<List<ProviderOfferingDetails>> ListProviderOfferingsAsync(
+        [AliasAs("customer_uuid")] Guid customerUuid,
+        [AliasAs("page")] int page,
+        [AliasAs("page_size")] int pageSize,
+        CancellationToken cancellationToken);
+
+    [Post("/api/marketplace-provider-offerings/")]
+    Task<ProviderOfferingDetails> CreateProviderOfferingAsync([Body] OfferingCreateRequest request, CancellationToken cancellationToken);
+
+    [Post("/api/marketplace-provider-offerings/{uuid}/activate/")]
+    Task ActivateProviderOfferingAsync(Guid uuid, CancellationToken cancellationToken);
+
+    [Post("/api/marketplace-provider-offerings/{uuid}/update_overview/")]
+    Task UpdateOfferingOverviewAsync(Guid uuid, [Body] OfferingOverviewUpdateRequest request, CancellationToken cancellationToken);
+
+    [Post("/api/marketplace-provider-offerings/{uuid}/update_description/")]
+    Task UpdateOfferingCategoryAsync(Guid uuid, [Body] OfferingDescriptionUpdateRequest request, CancellationToken cancellationToken);
+
+    [Post("/api/marketplace-provider-offerings/{uuid}/update_options/")]
+    Task UpdateOfferingOptionsAsync(Guid uuid, [Body] OfferingOptionsUpdateRequest request, CancellationToken cancellationToken);
+
+    [Post("/api/marketplace-provider-offerings/{uuid}/update_resource_options/")]
+    Task UpdateOfferingResourceOptionsAsync(Guid uuid, [Body] OfferingResourceOptionsUpdateRequest request, CancellationToken cancellationToken);
+
+    [Post("/api/marketplace-provider-offerings/{uuid}/update_integration/")]
+    Task UpdateOfferingIntegrationAsync(Guid uuid, [Body] OfferingIntegrationUpdateRequest request, CancellationToken cancellationToken);
+
+    [Post("/api/marketplace-provider-offerings/{uuid}/create_offering_component/")]
+    Task CreateOfferingComponentAsync(Guid uuid, [Body] OfferingComponentRequest request, CancellationToken cancellationToken);
+
+    [Post("/api/marketplace-provider-offerings/{uuid}/update_offering_component/")]
+    Task UpdateOfferingComponentAsync(Guid uuid, [Body] UpdateOfferingComponentRequest request, CancellationToken cancellationToken);
+
+    [Get("/api/marketplace-categories/")]
+    Task<List<MarketplaceCategory>> ListCategoriesAsync([AliasAs("title")] string title, CancellationToken cancellationToken);
+
+    [Post("/api/marketplace-categories/")]
+    Task<MarketplaceCategory> CreateCategoryAsync([Body] MarketplaceCategoryRequest request, CancellationToken cancellationToken);
+
+    [Get("/api/marketplace-plans/")]
+    Task<List<ProviderPlanDetails>> ListPlansAsync([AliasAs("offering_uuid")] Guid offeringUuid, CancellationToken cancellationToken);
+
+    [Post("/api/marketplace-plans/")]
+    Task<ProviderPlanDetails> CreatePlanAsync([Body] ProviderPlanDetailsRequest request, CancellationToken cancellationToken);
+
+    [Post("/api/marketplace-plans/{uuid}/update_prices/")]
+    Task UpdatePlanPricesAsync(Guid uuid, [Body] PricesUpdateRequest request, CancellationToken cancellationToken);
+
+    [Get("/api/marketplace-service-providers/")]
+    Task<List<ServiceProvider>> ListServiceProvidersAsync([AliasAs("customer_uuid")] Guid customerUuid, CancellationToken cancellationToken);
+
     // Site-agent identity and event subscriptions
 
     [Get("/api/marketplace-site-agent-identities/")]

@@ -11,6 +11,9 @@ public static class WaldurEnums
     public static string ToWire<TEnum>(TEnum value)
         where TEnum : struct, Enum => JsonSerializer.Serialize(value, Options).Trim('"');
 
+    public static TEnum FromWire<TEnum>(string wire)
+        where TEnum : struct, Enum => JsonSerializer.Deserialize<TEnum>($"\"{wire}\"", Options);
+
     public static string? ToWire<TEnum>(TEnum? value)
         where TEnum : struct, Enum => value is { } v ? ToWire(v) : null;
 }

@@ -15,6 +15,7 @@ public static class AdapterCli
             ServeCommand.Build(context),
             DbCommands.Build(context),
             OrdersCommands.Build(context),
+            OfferingsCommands.Build(context),
             CreditsCommands.Build(context),
             UsageCommands.Build(context),
         };

@@ -1,4 +1,3 @@
-using CmpWaldurAdapter.Catalogue;
 using CmpWaldurAdapter.Credits;
 using CmpWaldurAdapter.Persistence;
 using Microsoft.EntityFrameworkCore;
@@ -12,8 +11,7 @@ public static class CreditsServiceCollectionExtensions
     public static IServiceCollection AddAdapterCredits(this IServiceCollection services, IConfiguration configuration)
     {
         services.AddOptions<CreditsOptions>().Bind(configuration.GetSection(CreditsOptions.SectionName)).ValidateDataAnnotations().ValidateOnStart();
-        services.AddOptions<CatalogueOptions>().Bind(configuration.GetSection(CatalogueOptions.SectionName));
-        services.TryAddSingleton<OfferingCatalogue>();
+        // The catalogue (price books, components) is registered by the host.
         services.AddSingleton<PriceBooks>();
 
         var database = configuration.GetSection(DatabaseOptions.SectionName).Get<DatabaseOptions>() ?? new DatabaseOptions();
@@ -22,6 +20,8 @@ public static class CreditsServiceCollectionExtensions
             : new SqliteCreditStore(sp.GetRequiredService<IDbContextFactory<AdapterDbContext>>()));
         services.AddSingleton<WaldurFunding>();
         services.AddSingleton<CreditLedger>();
+        // The chat pipeline's credit seam (TryAdd: a test host may script it).
+        services.TryAddSingleton<CmpWaldurAdapter.Chat.IChatCredits, LedgerChatCredits>();
         return services;
     }
 }

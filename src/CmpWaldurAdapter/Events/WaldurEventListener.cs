@@ -1,5 +1,6 @@
 using System.Text.Json;
 using CmpWaldurAdapter.Core.Orders;
+using CmpWaldurAdapter.Observability;
 using CmpWaldurAdapter.Orders;
 using CmpWaldurAdapter.Waldur;
 using CmpWaldurAdapter.Waldur.Events.Stomp;
@@ -41,6 +42,7 @@ public sealed class WaldurEventListener(
     OrderPoller poller,
     ResourceStateSync resources,
     EventChannelStatus status,
+    AdapterMetrics metrics,
     IOptionsMonitor<EventsOptions> options,
     IOptionsMonitor<WaldurOptions> waldurOptions,
     TimeProvider clock,
@@ -106,6 +108,7 @@ public sealed class WaldurEventListener(
                 if (!first)
                 {
                     status.Reconnecting();
+                    metrics.EventReconnects.Inc();
                 }
 
                 first = false;
@@ -124,6 +127,7 @@ public sealed class WaldurEventListener(
                 await connection.SubscribeAsync($"/amq/queue/{queue.QueueName}", queue.QueueName, ack: "client-individual", awaitReceipt: true, cancellationToken: stoppingToken);
                 connected = true;
                 status.Connected();
+                metrics.EventChannelConnected.Inc();
                 backoff.MarkConnected();
                 _logger.LogInformation("Listening to Waldur {ObjectType} events", queue.ObjectType);
                 if (queue.ObjectType == "order")
@@ -134,6 +138,7 @@ public sealed class WaldurEventListener(
                 await foreach (var message in connection.ReadMessagesAsync(stoppingToken))
                 {
                     status.Received();
+                    metrics.EventMessages.WithLabels(queue.ObjectType).Inc();
                     await HandleAsync(queue, message, stoppingToken);
                     await connection.AckAsync(message, cancellationToken: stoppingToken);
                 }
@@ -153,6 +158,7 @@ public sealed class WaldurEventListener(
                 if (connected)
                 {
                     status.Disconnected();
+                    metrics.EventChannelConnected.Dec();
                 }
             }
 

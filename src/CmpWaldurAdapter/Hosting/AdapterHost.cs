@@ -1,5 +1,10 @@
+using CmpWaldurAdapter.Api;
+using CmpWaldurAdapter.ApiKeys;
+using Microsoft.AspNetCore.DataProtection;
+using CmpWaldurAdapter.Catalogue;
 using CmpWaldurAdapter.Credits;
 using CmpWaldurAdapter.Events;
+using CmpWaldurAdapter.Observability;
 using CmpWaldurAdapter.Offerings;
 using CmpWaldurAdapter.Orders;
 using CmpWaldurAdapter.Persistence;
@@ -8,7 +13,9 @@ using CmpWaldurAdapter.Reports;
 using CmpWaldurAdapter.Usage;
 using CmpWaldurAdapter.Web;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Http;
 using Microsoft.Extensions.Options;
+using Prometheus;
 using Quartz;
 using Serilog;
 using Serilog.Formatting.Compact;
@@ -31,9 +38,21 @@ public static class AdapterHost
         builder.Services.AddAdapterServices(builder.Configuration);
         builder.Services.AddAdapterWorkers(builder.Configuration);
 
+        builder.Services.AddOpenApi("v1", options => options.AddDocumentTransformer((document, _, _) =>
+        {
+            document.Info.Title = "CmpWaldurAdapter API";
+            document.Info.Description = "OpenAI-compatible chat, API keys, usage and knowledge base of marketplace subscriptions. Authenticate with a subscription's secret key: Authorization: Bearer sk_live_…";
+            document.Info.Version = typeof(AdapterHost).Assembly.GetName().Version?.ToString(3) ?? "0.0.0";
+            document.Servers = [];
+            return Task.CompletedTask;
+        }).AddRequestBodyDocumentation());
+
         var app = builder.Build();
         app.UseSerilogRequestLogging();
         app.MapHealthEndpoints();
+        app.MapMetrics("/metrics", app.Services.GetRequiredService<AdapterMetrics>().Registry);
+        app.MapApiKeyEndpoints();
+        app.MapOpenApi("/openapi/{documentName}.json");
         app.MapUsageEndpoints();
         return app;
     }
@@ -78,7 +97,7 @@ public static class AdapterHost
                 // Structured JSON lines by default; commands keep stdout for their own output.
                 logger.WriteTo.Console(new RenderedCompactJsonFormatter(), standardErrorFromLevel: toStandardError ? Serilog.Events.LogEventLevel.Verbose : null);
             }
-        });
+        }, preserveStaticLogger: true); // each host its own logger: no process-wide state
         return services;
     }
 
@@ -86,12 +105,19 @@ public static class AdapterHost
     {
         // TryAdd: a test host registers its own clock first.
         services.TryAddSingleton(TimeProvider.System);
+        services.AddSingleton<AdapterMetrics>();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHttpMessageHandlerBuilderFilter, UpstreamMetricsFilter>());
         services.AddSingleton<AdapterInstance>();
         services.AddAdapterPersistence(configuration);
         services.AddWaldurClient(configuration);
 
         services.Configure<List<OfferingBinding>>(configuration.GetSection("Offerings"));
         services.AddSingleton<ServedOfferings>();
+        services.Configure<CatalogueOptions>(configuration.GetSection(CatalogueOptions.SectionName));
+        services.AddSingleton<OfferingCatalogue>();
+        services.Configure<RegistrationOptions>(configuration.GetSection(RegistrationOptions.SectionName));
+        services.AddSingleton<OfferingRegistrar>();
+        services.Configure<WebOptions>(configuration.GetSection(WebOptions.SectionName));
 
         services.AddOptions<OrdersOptions>().Bind(configuration.GetSection(OrdersOptions.SectionName)).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<OrderInbox>();
@@ -100,6 +126,11 @@ public static class AdapterHost
         services.AddSingleton<OrderPoller>();
         services.AddSingleton<SubscriptionReporter>();
         services.AddSingleton<ITenantProvisioner, RecordOnlyProvisioner>();
+        services.AddDataProtection()
+            .SetApplicationName("CmpWaldurAdapter")
+            .PersistKeysToDbContext<AdapterDbContext>();
+        services.AddSingleton<ApiKeyService>();
+        services.AddSingleton<ITenantProvisioner, ApiKeyProvisioner>();
         services.AddAdapterCredits(configuration);
         services.AddAdapterUsage(configuration);
 

@@ -83,6 +83,14 @@ public sealed class OrderInbox(IDbContextFactory<AdapterDbContext> dbs, TimeProv
         return due.Distinct().Take(max).ToList();
     }
 
+    /// <summary>When the order was first announced (for the announcement-to-done latency), if it was.</summary>
+    public async Task<DateTimeOffset?> FirstAnnouncedAsync(Guid orderUuid, CancellationToken cancellationToken)
+    {
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        var times = await db.OrderInbox.Where(e => e.OrderUuid == orderUuid).Select(e => e.ReceivedAt).ToListAsync(cancellationToken);
+        return times.Count == 0 ? null : times.Min();
+    }
+
     /// <summary>Marks every announcement of the order received up to <paramref name="seenUpTo"/> as handled.</summary>
     public async Task CompleteAsync(Guid orderUuid, DateTimeOffset seenUpTo, CancellationToken cancellationToken)
     {

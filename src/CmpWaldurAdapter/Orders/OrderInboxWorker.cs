@@ -1,3 +1,4 @@
+using CmpWaldurAdapter.Observability;
 using Microsoft.Extensions.Options;
 
 namespace CmpWaldurAdapter.Orders;
@@ -6,7 +7,7 @@ namespace CmpWaldurAdapter.Orders;
 /// Drains the order inbox: wakes when an event arrives in this process, or every few seconds for
 /// work written by other replicas and for retries that came due.
 /// </summary>
-public sealed class OrderInboxWorker(OrderInbox inbox, OrderProcessor processor, TimeProvider clock, IOptionsMonitor<OrdersOptions> options, ILogger<OrderInboxWorker> logger)
+public sealed class OrderInboxWorker(OrderInbox inbox, OrderProcessor processor, AdapterMetrics metrics, TimeProvider clock, IOptionsMonitor<OrdersOptions> options, ILogger<OrderInboxWorker> logger)
     : BackgroundService
 {
     /// <summary>How soon an order held by another process is looked at again.</summary>
@@ -64,6 +65,11 @@ public sealed class OrderInboxWorker(OrderInbox inbox, OrderProcessor processor,
             }
             else
             {
+                if (outcome == OrderOutcome.Completed && await inbox.FirstAnnouncedAsync(orderUuid, cancellationToken) is { } announced)
+                {
+                    metrics.OrderEventToDone.Observe((clock.GetUtcNow() - announced).TotalSeconds);
+                }
+
                 await inbox.CompleteAsync(orderUuid, started, cancellationToken);
             }
         }

@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using CmpWaldurAdapter.Core.Forms;
 using CmpWaldurAdapter.Core.Orders;
 using CmpWaldurAdapter.Core.Subscriptions;
+using CmpWaldurAdapter.Observability;
 using CmpWaldurAdapter.Offerings;
 using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Provisioning;
@@ -53,6 +54,7 @@ public sealed class OrderProcessor(
     OrderLeases leases,
     IEnumerable<ITenantProvisioner> provisioners,
     SubscriptionReporter reporter,
+    AdapterMetrics metrics,
     TimeProvider clock,
     IOptionsMonitor<OrdersOptions> options,
     ILogger<OrderProcessor> logger)
@@ -109,7 +111,14 @@ public sealed class OrderProcessor(
 
         try
         {
-            return await ProcessLeasedAsync(order, type, state!, resourceUuid, cancellationToken);
+            var outcome = await ProcessLeasedAsync(order, type, state!, resourceUuid, cancellationToken);
+            metrics.OrdersProcessed.WithLabels(type.ToString(), outcome.ToString()).Inc();
+            return outcome;
+        }
+        catch (OrderDeferredException)
+        {
+            metrics.OrdersProcessed.WithLabels(type.ToString(), "Deferred").Inc();
+            throw;
         }
         finally
         {

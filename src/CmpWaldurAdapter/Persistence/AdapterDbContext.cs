@@ -1,3 +1,5 @@
+using CmpWaldurAdapter.ApiKeys;
+using CmpWaldurAdapter.Chat;
 using CmpWaldurAdapter.Credits;
 using CmpWaldurAdapter.Orders;
 using CmpWaldurAdapter.Tenants;
@@ -24,6 +26,12 @@ public abstract class AdapterDbContext(DbContextOptions options) : DbContext(opt
     public DbSet<OrderRecord> Orders => Set<OrderRecord>();
 
     public DbSet<DataProtectionKey> DataProtectionKeys => Set<DataProtectionKey>();
+
+    public DbSet<ApiKey> ApiKeys => Set<ApiKey>();
+
+    public DbSet<KeyReveal> KeyReveals => Set<KeyReveal>();
+
+    public DbSet<IdempotentRequest> IdempotentRequests => Set<IdempotentRequest>();
 
     public DbSet<CreditAccount> CreditAccounts => Set<CreditAccount>();
 
@@ -107,6 +115,39 @@ public abstract class AdapterDbContext(DbContextOptions options) : DbContext(opt
             order.Property(o => o.LeaseOwner).HasMaxLength(200);
             order.HasIndex(o => o.ResourceUuid);
             order.Ignore(o => o.Steps);
+        });
+
+        modelBuilder.Entity<ApiKey>(key =>
+        {
+            key.HasKey(k => k.Id);
+            key.Property(k => k.Id).ValueGeneratedNever();
+            key.Property(k => k.Kind).HasConversion<string>().HasMaxLength(20);
+            key.Property(k => k.Name).HasMaxLength(100);
+            key.Property(k => k.Prefix).HasMaxLength(32);
+            key.Property(k => k.Hash).HasMaxLength(64);
+            key.HasIndex(k => k.Prefix).IsUnique();
+            key.HasIndex(k => k.SubscriptionId);
+            key.HasOne<Subscription>().WithMany().HasForeignKey(k => k.SubscriptionId).OnDelete(DeleteBehavior.Cascade);
+        });
+
+        modelBuilder.Entity<IdempotentRequest>(request =>
+        {
+            request.HasKey(r => r.Id);
+            request.Property(r => r.Id).ValueGeneratedNever();
+            request.Property(r => r.Key).HasMaxLength(IdempotencyStore.MaxKeyLength);
+            request.Property(r => r.RequestHash).HasMaxLength(64);
+            request.Property(r => r.ContentType).HasMaxLength(100);
+            request.HasIndex(r => new { r.ApiKeyId, r.Key }).IsUnique();
+            request.HasIndex(r => r.ExpiresAt);
+        });
+
+        modelBuilder.Entity<KeyReveal>(reveal =>
+        {
+            reveal.HasKey(r => r.Id);
+            reveal.Property(r => r.Id).ValueGeneratedNever();
+            reveal.Property(r => r.TokenHash).HasMaxLength(64);
+            reveal.HasIndex(r => r.TokenHash).IsUnique();
+            reveal.HasOne<ApiKey>().WithMany().HasForeignKey(r => r.ApiKeyId).OnDelete(DeleteBehavior.Cascade);
         });
 
         CreditsModel.Configure(modelBuilder);

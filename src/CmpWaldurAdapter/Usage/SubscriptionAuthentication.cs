@@ -1,54 +1,20 @@
-using System.Security.Cryptography;
-using System.Text;
-using Microsoft.Extensions.Options;
+using CmpWaldurAdapter.ApiKeys;
 
 namespace CmpWaldurAdapter.Usage;
 
 /// <summary>
-/// Turns a bearer token into the subscription it may act for. The seam the agent runtime backs with
-/// subscription API keys; until then <see cref="ConfiguredTokenAuthenticator"/> serves it.
+/// Turns a bearer token into the subscription it may act for: the seam <c>GET /v1/usage</c> depends on,
+/// so the endpoint does not care how keys are stored. Backed by <see cref="ApiKeySubscriptionAuthenticator"/>.
 /// </summary>
 public interface ISubscriptionAuthenticator
 {
-    /// <summary>The subscription id the token belongs to, or null when the token is unknown or revoked.</summary>
+    /// <summary>The subscription id the token belongs to, or null when the token is unknown, revoked or not a secret key.</summary>
     ValueTask<Guid?> AuthenticateAsync(string token, CancellationToken cancellationToken);
 }
 
-/// <summary>
-/// Tokens from configuration (<c>Usage:ApiTokens</c>): only SHA-256 hashes are configured, compared
-/// in constant time, so neither the config nor a timing probe reveals a token.
-/// </summary>
-public sealed class ConfiguredTokenAuthenticator(IOptionsMonitor<UsageOptions> options) : ISubscriptionAuthenticator
+/// <summary>Subscription secret keys (<c>sk_live_…</c>, hashed at rest); publishable widget keys do not open the usage API.</summary>
+public sealed class ApiKeySubscriptionAuthenticator(ApiKeyService keys) : ISubscriptionAuthenticator
 {
-    public ValueTask<Guid?> AuthenticateAsync(string token, CancellationToken cancellationToken)
-    {
-        var presented = SHA256.HashData(Encoding.UTF8.GetBytes(token));
-        Guid? match = null;
-        foreach (var candidate in options.CurrentValue.ApiTokens)
-        {
-            if (TryHex(candidate.Sha256, out var expected) && CryptographicOperations.FixedTimeEquals(presented, expected))
-            {
-                match ??= candidate.Subscription;
-            }
-        }
-
-        return ValueTask.FromResult(match);
-    }
-
-    /// <summary>The hex SHA-256 to configure for <paramref name="token"/>.</summary>
-    public static string HashOf(string token) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(token)));
-
-    private static bool TryHex(string text, out byte[] bytes)
-    {
-        try
-        {
-            bytes = Convert.FromHexString(text);
-            return bytes.Length == 32;
-        }
-        catch (FormatException)
-        {
-            bytes = [];
-            return false;
-        }
-    }
+    public async ValueTask<Guid?> AuthenticateAsync(string token, CancellationToken cancellationToken) =>
+        await keys.AuthenticateAsync(token, cancellationToken) is { Key.Kind: ApiKeyKind.Secret } caller ? caller.Subscription.Id : null;
 }

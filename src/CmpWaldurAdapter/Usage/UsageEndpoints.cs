@@ -1,4 +1,5 @@
 using System.Text.Json.Serialization;
+using CmpWaldurAdapter.Api;
 using CmpWaldurAdapter.Core.Credits;
 using CmpWaldurAdapter.Credits;
 using CmpWaldurAdapter.Persistence;
@@ -7,16 +8,21 @@ using Microsoft.EntityFrameworkCore;
 namespace CmpWaldurAdapter.Usage;
 
 /// <summary>
-/// <c>GET /v1/usage[?period=YYYY-MM]</c> with <c>Authorization: Bearer &lt;token&gt;</c>: the subscription's
-/// credits this month (or in <c>period</c>) by component, their total, and the organization's available
-/// balance, as the console and the Run page show them. Errors use the OpenAI shape.
+/// <c>GET /v1/usage[?period=YYYY-MM]</c> with a subscription's secret key: its credits this month (or in
+/// <c>period</c>) by component, their total, and the organization's available balance, as the console
+/// and the Run page show them. Works while the subscription is paused: seeing usage is not being served.
 /// </summary>
 public static class UsageEndpoints
 {
-    public static void MapUsageEndpoints(this IEndpointRouteBuilder endpoints) => endpoints.MapGet("/v1/usage", GetUsageAsync);
+    public static void MapUsageEndpoints(this IEndpointRouteBuilder endpoints) =>
+        endpoints.MapGet("/v1/usage", GetUsageAsync)
+            .WithTags("Usage").WithName("GetUsage")
+            .WithSummary("This month's credits of the key's subscription by component, and the organization's available balance.")
+            .Produces<UsageResponse>().Produces<ApiErrorBody>(400).Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(404);
 
     private static async Task<IResult> GetUsageAsync(
         HttpContext http,
+        [Microsoft.AspNetCore.Mvc.FromQuery(Name = "period")] string? period,
         ISubscriptionAuthenticator authenticator,
         IDbContextFactory<AdapterDbContext> dbs,
         PriceBooks priceBooks,
@@ -26,21 +32,17 @@ public static class UsageEndpoints
     {
         var header = http.Request.Headers.Authorization.ToString();
         const string scheme = "Bearer ";
-        if (!header.StartsWith(scheme, StringComparison.OrdinalIgnoreCase) || header.Length == scheme.Length)
+        if (!header.StartsWith(scheme, StringComparison.OrdinalIgnoreCase)
+            || await authenticator.AuthenticateAsync(header[scheme.Length..].Trim(), cancellationToken) is not { } subscriptionId)
         {
-            return Error(StatusCodes.Status401Unauthorized, "Send your API key as 'Authorization: Bearer <key>'.", "invalid_request_error", "missing_api_key", http);
+            // Never echoes the presented key (LiteLLM #18731).
+            return ApiErrors.InvalidKey();
         }
 
-        if (await authenticator.AuthenticateAsync(header[scheme.Length..].Trim(), cancellationToken) is not { } subscriptionId)
+        var month = BillingPeriod.Of(clock.GetUtcNow());
+        if (period is not null && !BillingPeriod.TryParse(period, out month))
         {
-            // Never echo the presented key back (LiteLLM #18731).
-            return Error(StatusCodes.Status401Unauthorized, "The API key is not valid.", "invalid_request_error", "invalid_api_key", http);
-        }
-
-        var period = BillingPeriod.Of(clock.GetUtcNow());
-        if (http.Request.Query.TryGetValue("period", out var requested) && !BillingPeriod.TryParse(requested.ToString(), out period))
-        {
-            return Error(StatusCodes.Status400BadRequest, "period must be a month as YYYY-MM.", "invalid_request_error", "invalid_period", http, "period");
+            return ApiErrors.InvalidRequest("period must be a month as YYYY-MM.", "period", "invalid_period");
         }
 
         await using var db = await dbs.CreateDbContextAsync(cancellationToken);
@@ -50,10 +52,10 @@ public static class UsageEndpoints
             .FirstOrDefaultAsync(cancellationToken);
         if (subscription is null)
         {
-            return Error(StatusCodes.Status404NotFound, "The subscription does not exist.", "invalid_request_error", "subscription_not_found", http);
+            return ApiErrors.NotFound("The subscription does not exist.", "subscription_not_found");
         }
 
-        var used = await UsageTotals.ForSubscriptionAsync(db, subscription.Id, period, cancellationToken);
+        var used = await UsageTotals.ForSubscriptionAsync(db, subscription.Id, month, cancellationToken);
         var components = new SortedDictionary<string, long>(StringComparer.Ordinal);
         foreach (var component in SafeComponents(priceBooks, subscription.OfferingUuid))
         {
@@ -66,7 +68,7 @@ public static class UsageEndpoints
         }
 
         var balance = await ledger.BalanceAsync(subscription.CustomerId, cancellationToken);
-        return Results.Json(new UsageResponse(subscription.Id, period.ToString(), components, components.Values.Sum(), balance.Available));
+        return Results.Json(new UsageResponse(subscription.Id, month.ToString(), components, components.Values.Sum(), balance.Available), ApiJson.Options);
     }
 
     private static IReadOnlyList<string> SafeComponents(PriceBooks priceBooks, Guid offeringUuid)
@@ -82,28 +84,11 @@ public static class UsageEndpoints
         }
     }
 
-    private static IResult Error(int status, string message, string type, string code, HttpContext http, string? param = null)
-    {
-        if (status == StatusCodes.Status401Unauthorized)
-        {
-            http.Response.Headers.WWWAuthenticate = "Bearer";
-        }
-
-        return Results.Json(new ErrorResponse(new ErrorBody(message, type, code, param)), statusCode: status);
-    }
-
-    private sealed record UsageResponse(
+    /// <summary>A subscription's usage in one month, in credits.</summary>
+    public sealed record UsageResponse(
         [property: JsonPropertyName("subscription")] Guid Subscription,
         [property: JsonPropertyName("period")] string Period,
         [property: JsonPropertyName("components")] IReadOnlyDictionary<string, long> Components,
         [property: JsonPropertyName("total")] long Total,
         [property: JsonPropertyName("balance")] long Balance);
-
-    private sealed record ErrorResponse([property: JsonPropertyName("error")] ErrorBody Error);
-
-    private sealed record ErrorBody(
-        [property: JsonPropertyName("message")] string Message,
-        [property: JsonPropertyName("type")] string Type,
-        [property: JsonPropertyName("code")] string Code,
-        [property: JsonPropertyName("param")] string? Param);
 }

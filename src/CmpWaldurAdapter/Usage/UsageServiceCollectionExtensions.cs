@@ -15,7 +15,7 @@ public static class UsageServiceCollectionExtensions
         services.AddOptions<UsageOptions>().Bind(configuration.GetSection(UsageOptions.SectionName)).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<UsageReporter>();
         services.AddSingleton<ITenantProvisioner, FinalUsageReportProvisioner>();
-        services.TryAddSingleton<ISubscriptionAuthenticator, ConfiguredTokenAuthenticator>();
+        services.TryAddSingleton<ISubscriptionAuthenticator, ApiKeySubscriptionAuthenticator>();
         return services;
     }
 }

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using CmpWaldurAdapter.Chat;
 using CmpWaldurAdapter.Core.Catalogue;
 using CmpWaldurAdapter.Core.Credits;
 using CmpWaldurAdapter.Core.Subscriptions;
@@ -407,6 +408,31 @@ public abstract class CreditLedgerTests(DatabaseProvider provider) : IAsyncLifet
         Assert.Equal(["chat_credits", "image_credits", "rag_credits", "voice_credits"], entries.Select(e => e.Component!).Order());
         Assert.All(entries, e => Assert.Equal(TestCatalogue.PriceBookVersion, e.PriceBookVersion));
         Assert.Equal(81, (await Ledger.BalanceAsync(subscription.CustomerId)).Balance);
+    }
+
+    [Fact]
+    public async Task The_chat_pipeline_holds_the_offerings_chat_price_and_settles_or_releases_it()
+    {
+        var chat = _bed.Services.GetRequiredService<IChatCredits>();
+        var subscription = await _bed.AddSubscriptionAsync();
+        await Ledger.GrantAsync(subscription.CustomerId, 5, "test funding");
+
+        var answered = await chat.HoldAsync(subscription, "chat-1", CancellationToken.None);
+        var charged = await chat.SettleAsync(answered!, CancellationToken.None);
+        var replay = await chat.HoldAsync(subscription, "chat-1", CancellationToken.None);
+        var replayCharged = await chat.SettleAsync(replay!, CancellationToken.None);
+        var failed = await chat.HoldAsync(subscription, "chat-2", CancellationToken.None);
+        await chat.ReleaseAsync(failed!, CancellationToken.None);
+        var last = await chat.HoldAsync(subscription, "chat-3", CancellationToken.None);
+        var broke = await chat.HoldAsync(subscription, "chat-4", CancellationToken.None);
+
+        Assert.IsType<LedgerChatCredits>(chat);
+        Assert.Equal((2L, 2L), (answered!.Credits, charged));
+        Assert.Equal(0, replayCharged);
+        Assert.NotNull(last);
+        Assert.Null(broke);
+        var balance = await Ledger.BalanceAsync(subscription.CustomerId);
+        Assert.Equal((3L, 2L, 1L), (balance.Balance, balance.Reserved, balance.Available));
     }
 
     [Fact]

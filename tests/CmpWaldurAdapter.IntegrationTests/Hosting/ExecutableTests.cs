@@ -79,7 +79,18 @@ public sealed class ExecutableTests : IAsyncLifetime
         Assert.NotEmpty(captured);
         foreach (var line in captured)
         {
-            using var json = JsonDocument.Parse(line); // every stdout line is one JSON object
+            JsonDocument json;
+            try
+            {
+                json = JsonDocument.Parse(line); // every stdout line is one JSON object
+            }
+            catch (JsonException)
+            {
+                Assert.Fail("A stdout line is not JSON: " + line);
+                throw;
+            }
+
+            using var parsed = json;
             Assert.True(json.RootElement.TryGetProperty("@t", out _), line);
             Assert.True(json.RootElement.TryGetProperty("@m", out _), line);
             Assert.DoesNotContain(WaldurFake.Token, line, StringComparison.Ordinal);

@@ -19,6 +19,8 @@ public sealed class WaldurFake : FakeUpstream
     private readonly Dictionary<Guid, JsonObject> _identities = [];
     private readonly Dictionary<(Guid Identity, string Type), JsonObject> _subscriptions = [];
     private readonly List<JsonObject> _usages = [];
+    private readonly Dictionary<Guid, JsonObject> _categories = [];
+    private readonly Dictionary<Guid, JsonObject> _plans = [];
     private readonly Dictionary<Guid, JsonObject> _customerCredits = [];
     private DateTimeOffset _clock = DateTimeOffset.UtcNow;
 
@@ -29,6 +31,32 @@ public sealed class WaldurFake : FakeUpstream
     }
 
     public Guid UserUuid { get; }
+
+    /// <summary>The service-provider organization that registers offerings.</summary>
+    public Guid ProviderCustomerUuid { get; } = Guid.NewGuid();
+
+    /// <summary>Offerings created through the API (registration), with their plans.</summary>
+    public IReadOnlyList<JsonObject> RegisteredOfferings
+    {
+        get
+        {
+            lock (Sync)
+            {
+                return _offerings.Values.Where(o => o.ContainsKey("backend_id")).Select(o => WithPlans((JsonObject)o.DeepClone())).ToList();
+            }
+        }
+    }
+
+    public IReadOnlyList<JsonObject> Categories
+    {
+        get
+        {
+            lock (Sync)
+            {
+                return _categories.Values.Select(c => (JsonObject)c.DeepClone()).ToList();
+            }
+        }
+    }
 
     /// <summary>Fails the test if any request the adapter sent is not allowed by the pinned Waldur spec.</summary>
     public void AssertRequestsConformToSpec() => Server.AssertRequestsConform(UpstreamSpecs.Waldur.WithAuthEnforced());
@@ -331,6 +359,8 @@ public sealed class WaldurFake : FakeUpstream
         Route("GET", "/api/marketplace-provider-offerings/{uuid}/", request => Authorized(request, () =>
             _offerings.TryGetValue(request.Id(), out var offering) ? FakeResponse.Json(offering) : FakeResponse.Error(404, "Not found.")));
 
+        RegisterCatalogueRoutes();
+
         Route("GET", "/api/marketplace-site-agent-identities/", request => Authorized(request, () =>
         {
             var name = request.Query("name");
@@ -404,6 +434,180 @@ public sealed class WaldurFake : FakeUpstream
             }, 201);
         }));
     }
+
+    private void RegisterCatalogueRoutes()
+    {
+        Route("GET", "/api/marketplace-service-providers/", request => Authorized(request, () =>
+            FakeResponse.Json(request.Query("customer_uuid") == ProviderCustomerUuid.ToString()
+                ? new JsonArray(new JsonObject { ["uuid"] = Guid.NewGuid().ToString(), ["customer_uuid"] = ProviderCustomerUuid.ToString() })
+                : new JsonArray())));
+
+        Route("GET", "/api/marketplace-categories/", request => Authorized(request, () =>
+        {
+            var title = request.Query("title");
+            return FakeResponse.Json(new JsonArray(_categories.Values.Where(c => title is null || c["title"]!.GetValue<string>() == title).Select(c => (JsonNode)c.DeepClone()).ToArray()));
+        }));
+        Route("POST", "/api/marketplace-categories/", request => Authorized(request, () =>
+        {
+            var id = Guid.NewGuid();
+            var category = new JsonObject
+            {
+                ["uuid"] = id.ToString(),
+                ["url"] = $"{Url}api/marketplace-categories/{id}/",
+                ["title"] = request.JsonObject["title"]!.DeepClone(),
+                ["description"] = request.JsonObject["description"]?.DeepClone(),
+            };
+            _categories[id] = category;
+            return FakeResponse.Json(category, 201);
+        }));
+
+        Route("GET", "/api/marketplace-provider-offerings/", request => Authorized(request, () =>
+        {
+            var customer = request.Query("customer_uuid");
+            var matching = _offerings.Values.Where(o => customer is null || o["customer_uuid"]?.GetValue<string>() == customer).Select(o => WithPlans((JsonObject)o.DeepClone())).ToList();
+            return Page(request, matching);
+        }));
+        Route("POST", "/api/marketplace-provider-offerings/", request => Authorized(request, () =>
+        {
+            var body = request.JsonObject;
+            var id = Guid.NewGuid();
+            var categoryUrl = body["category"]!.GetValue<string>();
+            var category = _categories.Values.FirstOrDefault(c => c["url"]!.GetValue<string>() == categoryUrl);
+            if (category is null)
+            {
+                return FakeResponse.Error(400, "Invalid category.");
+            }
+
+            var offering = new JsonObject
+            {
+                ["uuid"] = id.ToString(),
+                ["url"] = $"{Url}api/marketplace-provider-offerings/{id}/",
+                ["name"] = body["name"]!.DeepClone(),
+                ["description"] = body["description"]?.DeepClone() ?? "",
+                ["full_description"] = body["full_description"]?.DeepClone() ?? "",
+                ["customer_uuid"] = ProviderCustomerUuid.ToString(),
+                ["category"] = categoryUrl,
+                ["category_uuid"] = category["uuid"]!.DeepClone(),
+                ["category_title"] = category["title"]!.DeepClone(),
+                ["type"] = body["type"]!.DeepClone(),
+                ["state"] = "Draft",
+                ["backend_id"] = body["backend_id"]?.DeepClone() ?? "",
+                ["options"] = body["options"]?.DeepClone() ?? new JsonObject { ["order"] = new JsonArray(), ["options"] = new JsonObject() },
+                ["resource_options"] = body["resource_options"]?.DeepClone() ?? new JsonObject { ["order"] = new JsonArray(), ["options"] = new JsonObject() },
+                ["plugin_options"] = body["plugin_options"]?.DeepClone() ?? new JsonObject(),
+                ["components"] = new JsonArray((body["components"]?.AsArray() ?? []).Select(c => (JsonNode)WithUuid((JsonObject)c!.DeepClone())).ToArray()),
+            };
+            _offerings[id] = offering;
+            return FakeResponse.Json(WithPlans((JsonObject)offering.DeepClone()), 201);
+        }));
+        Route("POST", "/api/marketplace-provider-offerings/{uuid}/activate/", request => OnOffering(request, o => o["state"] = "Active"));
+        Route("POST", "/api/marketplace-provider-offerings/{uuid}/update_overview/", request => OnOffering(request, o =>
+        {
+            foreach (var key in new[] { "name", "description", "full_description" })
+            {
+                if (request.JsonObject[key] is { } value)
+                {
+                    o[key] = value.DeepClone();
+                }
+            }
+        }));
+        Route("POST", "/api/marketplace-provider-offerings/{uuid}/update_description/", request => OnOffering(request, o =>
+        {
+            var category = _categories.Values.First(c => c["url"]!.GetValue<string>() == request.JsonObject["category"]!.GetValue<string>());
+            o["category"] = category["url"]!.DeepClone();
+            o["category_uuid"] = category["uuid"]!.DeepClone();
+        }));
+        Route("POST", "/api/marketplace-provider-offerings/{uuid}/update_options/", request => OnOffering(request, o => o["options"] = request.JsonObject["options"]!.DeepClone()));
+        Route("POST", "/api/marketplace-provider-offerings/{uuid}/update_resource_options/", request => OnOffering(request, o => o["resource_options"] = request.JsonObject["resource_options"]!.DeepClone()));
+        Route("POST", "/api/marketplace-provider-offerings/{uuid}/update_integration/", request => OnOffering(request, o =>
+        {
+            if (request.JsonObject["plugin_options"] is { } options)
+            {
+                o["plugin_options"] = options.DeepClone();
+            }
+        }));
+        Route("POST", "/api/marketplace-provider-offerings/{uuid}/create_offering_component/", request => OnOffering(request, o =>
+            o["components"]!.AsArray().Add(WithUuid((JsonObject)request.JsonObject.DeepClone())), status: 201));
+        Route("POST", "/api/marketplace-provider-offerings/{uuid}/update_offering_component/", request => OnOffering(request, o =>
+        {
+            var components = o["components"]!.AsArray();
+            var index = components.ToList().FindIndex(c => c!["uuid"]!.GetValue<string>() == request.JsonObject["uuid"]!.GetValue<string>());
+            components[index] = request.JsonObject.DeepClone();
+        }));
+
+        Route("GET", "/api/marketplace-plans/", request => Authorized(request, () =>
+        {
+            var offering = request.Query("offering_uuid");
+            return FakeResponse.Json(new JsonArray(_plans.Values.Where(p => offering is null || p["offering_uuid"]!.GetValue<string>() == offering).Select(p => (JsonNode)p.DeepClone()).ToArray()));
+        }));
+        Route("POST", "/api/marketplace-plans/", request => Authorized(request, () =>
+        {
+            var offeringUrl = request.JsonObject["offering"]!.GetValue<string>();
+            var offering = _offerings.Values.First(o => o["url"]?.GetValue<string>() == offeringUrl);
+            var id = Guid.NewGuid();
+            var plan = new JsonObject
+            {
+                ["uuid"] = id.ToString(),
+                ["url"] = $"{Url}api/marketplace-plans/{id}/",
+                ["name"] = request.JsonObject["name"]!.DeepClone(),
+                ["description"] = request.JsonObject["description"]?.DeepClone() ?? "",
+                ["unit"] = request.JsonObject["unit"]?.DeepClone() ?? "month",
+                ["offering"] = offeringUrl,
+                ["offering_uuid"] = offering["uuid"]!.DeepClone(),
+                ["is_active"] = true,
+                ["init_price"] = 0,
+                ["switch_price"] = 0,
+                ["organization_groups"] = new JsonArray(),
+                ["components"] = new JsonArray(),
+                ["prices"] = new JsonObject(),
+                ["future_prices"] = new JsonObject(),
+                ["quotas"] = new JsonObject(),
+                ["resources_count"] = 0,
+                ["plan_type"] = "usage-based",
+                ["minimal_price"] = 0,
+            };
+            _plans[id] = plan;
+            return FakeResponse.Json(plan, 201);
+        }));
+        Route("POST", "/api/marketplace-plans/{uuid}/update_prices/", request => Authorized(request, () =>
+        {
+            if (!_plans.TryGetValue(request.Id(), out var plan))
+            {
+                return FakeResponse.Error(404, "Not found.");
+            }
+
+            foreach (var (component, price) in request.JsonObject["prices"]!.AsObject())
+            {
+                plan["prices"]![component] = double.Parse(price!.GetValue<string>(), CultureInfo.InvariantCulture);
+            }
+
+            return FakeResponse.Empty(200);
+        }));
+    }
+
+    private JsonObject WithPlans(JsonObject offering)
+    {
+        offering["plans"] = new JsonArray(_plans.Values.Where(p => p["offering_uuid"]!.GetValue<string>() == offering["uuid"]!.GetValue<string>())
+            .Select(p => (JsonNode)p.DeepClone()).ToArray());
+        return offering;
+    }
+
+    private static JsonObject WithUuid(JsonObject component)
+    {
+        component["uuid"] = Guid.NewGuid().ToString();
+        return component;
+    }
+
+    private FakeResponse OnOffering(RouteRequest request, Action<JsonObject> change, int status = 200) => Authorized(request, () =>
+    {
+        if (!_offerings.TryGetValue(request.Id(), out var offering))
+        {
+            return FakeResponse.Error(404, "Not found.");
+        }
+
+        change(offering);
+        return status == 200 ? FakeResponse.Json(new JsonObject { ["status"] = "OK" }) : FakeResponse.Empty(status);
+    });
 
     private FakeResponse Authorized(RouteRequest request, Func<FakeResponse> handler)
     {

@@ -32,9 +32,10 @@ public sealed class TrimmedSpecTests
         var waldur = Assert.Single(specs, s => s.Name == "waldur");
         Assert.Equal(UpstreamSpecs.WaldurPath, waldur.TrimmedPath);
         Assert.Equal(UpstreamSpecs.WaldurUpstreamPath, waldur.UpstreamPath);
-        Assert.Equal(20, waldur.OperationIds.Count);
         Assert.Equal("marketplace_orders_list", waldur.OperationIds[0]);
-        Assert.Equal("users_me_retrieve", waldur.OperationIds[^1]);
+        Assert.Contains("marketplace_component_usages_set_usage", waldur.OperationIds);
+        Assert.Contains("users_me_retrieve", waldur.OperationIds);
+        Assert.Equal(waldur.OperationIds.Count, waldur.OperationIds.Distinct().Count());
 
         var langflow = Assert.Single(specs, s => s.Name == "langflow");
         Assert.Equal(UpstreamSpecs.LangflowPath, langflow.TrimmedPath);

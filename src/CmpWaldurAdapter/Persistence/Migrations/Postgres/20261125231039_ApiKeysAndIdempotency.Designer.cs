@@ -12,8 +12,8 @@ using Npgsql.EntityFrameworkCore.PostgreSQL.Metadata;
 namespace CmpWaldurAdapter.Persistence.Migrations.Postgres
 {
     [DbContext(typeof(PostgresAdapterDbContext))]
-    [Migration("20261125230929_Credits")]
-    partial class Credits
+    [Migration("20261125231039_ApiKeysAndIdempotency")]
+    partial class ApiKeysAndIdempotency
     {
         /// <inheritdoc />
         protected override void BuildTargetModel(ModelBuilder modelBuilder)
@@ -25,150 +25,21 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Postgres
 
             NpgsqlModelBuilderExtensions.UseIdentityByDefaultColumns(modelBuilder);
 
-            modelBuilder.Entity("CmpWaldurAdapter.Credits.CreditAccount", b =>
-                {
-                    b.Property<Guid>("CustomerId")
-                        .HasColumnType("uuid")
-                        .HasColumnName("customer_id");
-
-                    b.Property<long>("Balance")
-                        .HasColumnType("bigint")
-                        .HasColumnName("balance");
-
-                    b.Property<DateTimeOffset>("CreatedAt")
-                        .HasColumnType("timestamp with time zone")
-                        .HasColumnName("created_at");
-
-                    b.Property<DateTimeOffset?>("FundedAt")
-                        .HasColumnType("timestamp with time zone")
-                        .HasColumnName("funded_at");
-
-                    b.Property<long?>("FundedCredits")
-                        .HasColumnType("bigint")
-                        .HasColumnName("funded_credits");
-
-                    b.Property<DateOnly?>("FundedFrom")
-                        .HasColumnType("date")
-                        .HasColumnName("funded_from");
-
-                    b.Property<long>("Reserved")
-                        .HasColumnType("bigint")
-                        .HasColumnName("reserved");
-
-                    b.Property<DateTimeOffset>("UpdatedAt")
-                        .HasColumnType("timestamp with time zone")
-                        .HasColumnName("updated_at");
-
-                    b.Property<long>("Version")
-                        .HasColumnType("bigint")
-                        .HasColumnName("version");
-
-                    b.HasKey("CustomerId")
-                        .HasName("pk_credit_accounts");
-
-                    b.ToTable("credit_accounts", null, t =>
-                        {
-                            t.HasCheckConstraint("ck_credit_accounts_balance", "balance >= 0");
-
-                            t.HasCheckConstraint("ck_credit_accounts_reserved", "reserved >= 0");
-                        });
-                });
-
-            modelBuilder.Entity("CmpWaldurAdapter.Credits.CreditReservation", b =>
+            modelBuilder.Entity("CmpWaldurAdapter.ApiKeys.ApiKey", b =>
                 {
                     b.Property<Guid>("Id")
                         .HasColumnType("uuid")
                         .HasColumnName("id");
 
-                    b.Property<string>("ActionClass")
-                        .IsRequired()
-                        .HasMaxLength(40)
-                        .HasColumnType("character varying(40)")
-                        .HasColumnName("action_class");
-
-                    b.Property<string>("Component")
-                        .IsRequired()
-                        .HasMaxLength(64)
-                        .HasColumnType("character varying(64)")
-                        .HasColumnName("component");
-
                     b.Property<DateTimeOffset>("CreatedAt")
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("created_at");
 
-                    b.Property<long>("Credits")
-                        .HasColumnType("bigint")
-                        .HasColumnName("credits");
-
-                    b.Property<Guid>("CustomerId")
-                        .HasColumnType("uuid")
-                        .HasColumnName("customer_id");
-
-                    b.Property<DateTimeOffset>("ExpiresAt")
-                        .HasColumnType("timestamp with time zone")
-                        .HasColumnName("expires_at");
-
-                    b.Property<int>("PriceBookVersion")
-                        .HasColumnType("integer")
-                        .HasColumnName("price_book_version");
-
-                    b.Property<string>("RequestId")
+                    b.Property<string>("Hash")
                         .IsRequired()
-                        .HasMaxLength(200)
-                        .HasColumnType("character varying(200)")
-                        .HasColumnName("request_id");
-
-                    b.Property<Guid>("ResourceUuid")
-                        .HasColumnType("uuid")
-                        .HasColumnName("resource_uuid");
-
-                    b.Property<Guid>("SubscriptionId")
-                        .HasColumnType("uuid")
-                        .HasColumnName("subscription_id");
-
-                    b.HasKey("Id")
-                        .HasName("pk_credit_reservations");
-
-                    b.HasIndex("ExpiresAt")
-                        .HasDatabaseName("ix_credit_reservations_expires_at");
-
-                    b.HasIndex("SubscriptionId", "RequestId")
-                        .IsUnique()
-                        .HasDatabaseName("ix_credit_reservations_subscription_id_request_id");
-
-                    b.ToTable("credit_reservations", null, t =>
-                        {
-                            t.HasCheckConstraint("ck_credit_reservations_credits", "credits > 0");
-                        });
-                });
-
-            modelBuilder.Entity("CmpWaldurAdapter.Credits.LedgerEntry", b =>
-                {
-                    b.Property<Guid>("Id")
-                        .HasColumnType("uuid")
-                        .HasColumnName("id");
-
-                    b.Property<string>("ActionClass")
-                        .HasMaxLength(40)
-                        .HasColumnType("character varying(40)")
-                        .HasColumnName("action_class");
-
-                    b.Property<long>("BalanceAfter")
-                        .HasColumnType("bigint")
-                        .HasColumnName("balance_after");
-
-                    b.Property<string>("Component")
                         .HasMaxLength(64)
                         .HasColumnType("character varying(64)")
-                        .HasColumnName("component");
-
-                    b.Property<long>("Credits")
-                        .HasColumnType("bigint")
-                        .HasColumnName("credits");
-
-                    b.Property<Guid>("CustomerId")
-                        .HasColumnType("uuid")
-                        .HasColumnName("customer_id");
+                        .HasColumnName("hash");
 
                     b.Property<string>("Kind")
                         .IsRequired()
@@ -176,66 +47,146 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Postgres
                         .HasColumnType("character varying(20)")
                         .HasColumnName("kind");
 
-                    b.Property<DateTimeOffset>("OccurredAt")
+                    b.Property<DateTimeOffset?>("LastUsedAt")
                         .HasColumnType("timestamp with time zone")
-                        .HasColumnName("occurred_at");
+                        .HasColumnName("last_used_at");
 
-                    b.Property<DateOnly>("Period")
-                        .HasColumnType("date")
-                        .HasColumnName("period");
+                    b.Property<string>("Name")
+                        .IsRequired()
+                        .HasMaxLength(100)
+                        .HasColumnType("character varying(100)")
+                        .HasColumnName("name");
 
-                    b.Property<int?>("PriceBookVersion")
-                        .HasColumnType("integer")
-                        .HasColumnName("price_book_version");
+                    b.Property<string>("Prefix")
+                        .IsRequired()
+                        .HasMaxLength(32)
+                        .HasColumnType("character varying(32)")
+                        .HasColumnName("prefix");
 
-                    b.Property<string>("Reason")
-                        .HasMaxLength(500)
-                        .HasColumnType("character varying(500)")
-                        .HasColumnName("reason");
+                    b.Property<DateTimeOffset?>("RevokedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("revoked_at");
 
-                    b.Property<string>("RequestId")
-                        .HasMaxLength(200)
-                        .HasColumnType("character varying(200)")
-                        .HasColumnName("request_id");
-
-                    b.Property<Guid?>("ReservationId")
-                        .HasColumnType("uuid")
-                        .HasColumnName("reservation_id");
-
-                    b.Property<Guid?>("ResourceUuid")
-                        .HasColumnType("uuid")
-                        .HasColumnName("resource_uuid");
-
-                    b.Property<Guid>("ScopeId")
-                        .HasColumnType("uuid")
-                        .HasColumnName("scope_id");
-
-                    b.Property<Guid?>("SubscriptionId")
+                    b.Property<Guid>("SubscriptionId")
                         .HasColumnType("uuid")
                         .HasColumnName("subscription_id");
 
                     b.HasKey("Id")
-                        .HasName("pk_credit_ledger_entries");
+                        .HasName("pk_api_keys");
 
-                    b.HasIndex("ReservationId")
-                        .HasDatabaseName("ix_credit_ledger_entries_reservation_id")
-                        .HasFilter("reservation_id IS NOT NULL");
-
-                    b.HasIndex("CustomerId", "Period")
-                        .HasDatabaseName("ix_credit_ledger_entries_customer_id_period");
-
-                    b.HasIndex("Period", "ResourceUuid")
-                        .HasDatabaseName("ix_credit_ledger_entries_period_resource_uuid");
-
-                    b.HasIndex("ScopeId", "RequestId")
+                    b.HasIndex("Prefix")
                         .IsUnique()
-                        .HasDatabaseName("ix_credit_ledger_entries_scope_id_request_id")
-                        .HasFilter("kind IN ('Charge', 'Grant')");
+                        .HasDatabaseName("ix_api_keys_prefix");
 
-                    b.ToTable("credit_ledger_entries", null, t =>
-                        {
-                            t.HasCheckConstraint("ck_credit_ledger_entries_credits", "credits >= 0");
-                        });
+                    b.HasIndex("SubscriptionId")
+                        .HasDatabaseName("ix_api_keys_subscription_id");
+
+                    b.ToTable("api_keys", (string)null);
+                });
+
+            modelBuilder.Entity("CmpWaldurAdapter.ApiKeys.KeyReveal", b =>
+                {
+                    b.Property<Guid>("Id")
+                        .HasColumnType("uuid")
+                        .HasColumnName("id");
+
+                    b.Property<Guid>("ApiKeyId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("api_key_id");
+
+                    b.Property<DateTimeOffset>("CreatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("created_at");
+
+                    b.Property<DateTimeOffset>("ExpiresAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("expires_at");
+
+                    b.Property<string>("KeyCipher")
+                        .HasColumnType("text")
+                        .HasColumnName("key_cipher");
+
+                    b.Property<DateTimeOffset?>("RevealedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("revealed_at");
+
+                    b.Property<string>("TokenHash")
+                        .IsRequired()
+                        .HasMaxLength(64)
+                        .HasColumnType("character varying(64)")
+                        .HasColumnName("token_hash");
+
+                    b.HasKey("Id")
+                        .HasName("pk_key_reveals");
+
+                    b.HasIndex("ApiKeyId")
+                        .HasDatabaseName("ix_key_reveals_api_key_id");
+
+                    b.HasIndex("TokenHash")
+                        .IsUnique()
+                        .HasDatabaseName("ix_key_reveals_token_hash");
+
+                    b.ToTable("key_reveals", (string)null);
+                });
+
+            modelBuilder.Entity("CmpWaldurAdapter.Chat.IdempotentRequest", b =>
+                {
+                    b.Property<Guid>("Id")
+                        .HasColumnType("uuid")
+                        .HasColumnName("id");
+
+                    b.Property<Guid>("ApiKeyId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("api_key_id");
+
+                    b.Property<bool>("Completed")
+                        .HasColumnType("boolean")
+                        .HasColumnName("completed");
+
+                    b.Property<string>("ContentType")
+                        .HasMaxLength(100)
+                        .HasColumnType("character varying(100)")
+                        .HasColumnName("content_type");
+
+                    b.Property<DateTimeOffset>("CreatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("created_at");
+
+                    b.Property<DateTimeOffset>("ExpiresAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("expires_at");
+
+                    b.Property<string>("Key")
+                        .IsRequired()
+                        .HasMaxLength(255)
+                        .HasColumnType("character varying(255)")
+                        .HasColumnName("key");
+
+                    b.Property<string>("RequestHash")
+                        .IsRequired()
+                        .HasMaxLength(64)
+                        .HasColumnType("character varying(64)")
+                        .HasColumnName("request_hash");
+
+                    b.Property<string>("ResponseBody")
+                        .HasColumnType("text")
+                        .HasColumnName("response_body");
+
+                    b.Property<int>("StatusCode")
+                        .HasColumnType("integer")
+                        .HasColumnName("status_code");
+
+                    b.HasKey("Id")
+                        .HasName("pk_idempotent_requests");
+
+                    b.HasIndex("ExpiresAt")
+                        .HasDatabaseName("ix_idempotent_requests_expires_at");
+
+                    b.HasIndex("ApiKeyId", "Key")
+                        .IsUnique()
+                        .HasDatabaseName("ix_idempotent_requests_api_key_id_key");
+
+                    b.ToTable("idempotent_requests", (string)null);
                 });
 
             modelBuilder.Entity("CmpWaldurAdapter.Orders.OrderInboxEntry", b =>
@@ -601,14 +552,24 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Postgres
                     b.ToTable("data_protection_keys", (string)null);
                 });
 
-            modelBuilder.Entity("CmpWaldurAdapter.Credits.CreditAccount", b =>
+            modelBuilder.Entity("CmpWaldurAdapter.ApiKeys.ApiKey", b =>
                 {
-                    b.HasOne("CmpWaldurAdapter.Tenants.Customer", null)
-                        .WithOne()
-                        .HasForeignKey("CmpWaldurAdapter.Credits.CreditAccount", "CustomerId")
-                        .OnDelete(DeleteBehavior.Restrict)
+                    b.HasOne("CmpWaldurAdapter.Tenants.Subscription", null)
+                        .WithMany()
+                        .HasForeignKey("SubscriptionId")
+                        .OnDelete(DeleteBehavior.Cascade)
                         .IsRequired()
-                        .HasConstraintName("fk_credit_accounts_customers_customer_id");
+                        .HasConstraintName("fk_api_keys_subscriptions_subscription_id");
+                });
+
+            modelBuilder.Entity("CmpWaldurAdapter.ApiKeys.KeyReveal", b =>
+                {
+                    b.HasOne("CmpWaldurAdapter.ApiKeys.ApiKey", null)
+                        .WithMany()
+                        .HasForeignKey("ApiKeyId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_key_reveals_api_keys_api_key_id");
                 });
 
             modelBuilder.Entity("CmpWaldurAdapter.Tenants.Subscription", b =>

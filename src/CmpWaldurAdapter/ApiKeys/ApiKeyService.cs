@@ -1,0 +1,180 @@
+using System.Collections.Concurrent;
+using CmpWaldurAdapter.Persistence;
+using CmpWaldurAdapter.Tenants;
+using Microsoft.AspNetCore.DataProtection;
+using Microsoft.EntityFrameworkCore;
+
+namespace CmpWaldurAdapter.ApiKeys;
+
+/// <summary>A key just created: the only moment its plain text exists outside the caller.</summary>
+public sealed record CreatedKey(ApiKey Key, string Plaintext);
+
+/// <summary>A presented key that matched, with its subscription as stored right now.</summary>
+public sealed record AuthenticatedKey(ApiKey Key, Subscription Subscription);
+
+/// <summary>
+/// Creates, lists, regenerates and revokes subscription API keys, and checks presented keys. Every
+/// check reads the database, so a revoked or regenerated key stops working at once on every replica.
+/// </summary>
+public sealed class ApiKeyService(IDbContextFactory<AdapterDbContext> dbs, IDataProtectionProvider protection, TimeProvider clock)
+{
+    /// <summary>How many live keys one subscription may have.</summary>
+    public const int MaxKeysPerSubscription = 25;
+
+    private const string RevealPurpose = "CmpWaldurAdapter.ApiKeys.Reveal";
+
+    /// <summary>Last-used times are written at most this often per key, so a busy key costs no extra writes.</summary>
+    private static readonly TimeSpan LastUsedResolution = TimeSpan.FromMinutes(1);
+
+    private readonly ConcurrentDictionary<Guid, DateTimeOffset> _lastUsedWritten = new();
+
+    public async Task<CreatedKey> CreateAsync(Guid subscriptionId, ApiKeyKind kind, string name, CancellationToken cancellationToken)
+    {
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        var live = await db.ApiKeys.CountAsync(k => k.SubscriptionId == subscriptionId && k.RevokedAt == null, cancellationToken);
+        if (live >= MaxKeysPerSubscription)
+        {
+            throw new InvalidOperationException($"A subscription can have at most {MaxKeysPerSubscription} keys; delete one first.");
+        }
+
+        var plaintext = ApiKeyFormat.Generate(kind);
+        var prefix = ApiKeyFormat.PrefixOf(plaintext);
+        var key = new ApiKey
+        {
+            Id = Guid.NewGuid(),
+            SubscriptionId = subscriptionId,
+            Kind = kind,
+            Name = string.IsNullOrWhiteSpace(name) ? DefaultName(kind) : name.Trim(),
+            Prefix = prefix,
+            Hash = ApiKeyFormat.Hash(plaintext),
+            CreatedAt = clock.GetUtcNow(),
+        };
+        db.ApiKeys.Add(key);
+        await db.SaveChangesAsync(cancellationToken);
+        return new CreatedKey(key, plaintext);
+    }
+
+    /// <summary>Gives the key a new value; the old value stops working with this call.</summary>
+    public async Task<CreatedKey?> RegenerateAsync(Guid subscriptionId, Guid keyId, CancellationToken cancellationToken)
+    {
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        var key = await db.ApiKeys.SingleOrDefaultAsync(k => k.Id == keyId && k.SubscriptionId == subscriptionId && k.RevokedAt == null, cancellationToken);
+        if (key is null)
+        {
+            return null;
+        }
+
+        var plaintext = ApiKeyFormat.Generate(key.Kind);
+        key.Prefix = ApiKeyFormat.PrefixOf(plaintext);
+        key.Hash = ApiKeyFormat.Hash(plaintext);
+        key.LastUsedAt = null;
+        await db.SaveChangesAsync(cancellationToken);
+        return new CreatedKey(key, plaintext);
+    }
+
+    public async Task<bool> RevokeAsync(Guid subscriptionId, Guid keyId, CancellationToken cancellationToken)
+    {
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        var now = clock.GetUtcNow();
+        return await db.ApiKeys.Where(k => k.Id == keyId && k.SubscriptionId == subscriptionId && k.RevokedAt == null)
+            .ExecuteUpdateAsync(set => set.SetProperty(k => k.RevokedAt, now), cancellationToken) == 1;
+    }
+
+    /// <summary>Revokes every key of a subscription (it ended). Returns how many were live.</summary>
+    public async Task<int> RevokeAllAsync(Guid subscriptionId, CancellationToken cancellationToken)
+    {
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        var now = clock.GetUtcNow();
+        await db.KeyReveals.Where(r => db.ApiKeys.Any(k => k.Id == r.ApiKeyId && k.SubscriptionId == subscriptionId))
+            .ExecuteUpdateAsync(set => set.SetProperty(r => r.KeyCipher, (string?)null), cancellationToken);
+        return await db.ApiKeys.Where(k => k.SubscriptionId == subscriptionId && k.RevokedAt == null)
+            .ExecuteUpdateAsync(set => set.SetProperty(k => k.RevokedAt, now), cancellationToken);
+    }
+
+    public async Task<IReadOnlyList<ApiKey>> ListAsync(Guid subscriptionId, CancellationToken cancellationToken)
+    {
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        return await db.ApiKeys.AsNoTracking()
+            .Where(k => k.SubscriptionId == subscriptionId && k.RevokedAt == null)
+            .OrderBy(k => k.CreatedAt)
+            .ToListAsync(cancellationToken);
+    }
+
+    /// <summary>The key and its subscription, or null for anything that is not a live key (malformed, unknown, revoked).</summary>
+    public async Task<AuthenticatedKey?> AuthenticateAsync(string? presented, CancellationToken cancellationToken)
+    {
+        if (!ApiKeyFormat.TryParse(presented, out _, out var prefix))
+        {
+            return null;
+        }
+
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        var match = await db.ApiKeys.AsNoTracking()
+            .Where(k => k.Prefix == prefix && k.RevokedAt == null)
+            .Join(db.Subscriptions.AsNoTracking(), k => k.SubscriptionId, s => s.Id, (k, s) => new { Key = k, Subscription = s })
+            .FirstOrDefaultAsync(cancellationToken);
+        if (match is null || !ApiKeyFormat.HashesEqual(match.Key.Hash, ApiKeyFormat.Hash(presented!)))
+        {
+            return null;
+        }
+
+        await TouchAsync(db, match.Key, cancellationToken);
+        return new AuthenticatedKey(match.Key, match.Subscription);
+    }
+
+    /// <summary>Keeps a key for a one-time link; returns the link's token (shown only in the link).</summary>
+    public async Task<string> CreateRevealAsync(CreatedKey created, TimeSpan lifetime, CancellationToken cancellationToken)
+    {
+        var token = ApiKeyFormat.RandomToken();
+        var now = clock.GetUtcNow();
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        db.KeyReveals.Add(new KeyReveal
+        {
+            Id = Guid.NewGuid(),
+            TokenHash = ApiKeyFormat.Hash(token),
+            ApiKeyId = created.Key.Id,
+            KeyCipher = protection.CreateProtector(RevealPurpose).Protect(created.Plaintext),
+            CreatedAt = now,
+            ExpiresAt = now + lifetime,
+        });
+        await db.SaveChangesAsync(cancellationToken);
+        return token;
+    }
+
+    /// <summary>The key behind a one-time link, exactly once; null when used, expired, revoked or unknown.</summary>
+    public async Task<string?> RevealAsync(string token, CancellationToken cancellationToken)
+    {
+        var hash = ApiKeyFormat.Hash(token);
+        var now = clock.GetUtcNow();
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        var reveal = await db.KeyReveals.SingleOrDefaultAsync(r => r.TokenHash == hash, cancellationToken);
+        if (reveal?.KeyCipher is null || reveal.ExpiresAt < now)
+        {
+            return null;
+        }
+
+        // Claim the reveal with a conditional update so two simultaneous clicks cannot both see the key.
+        var claimed = await db.KeyReveals.Where(r => r.Id == reveal.Id && r.RevealedAt == null)
+            .ExecuteUpdateAsync(set => set.SetProperty(r => r.RevealedAt, now).SetProperty(r => r.KeyCipher, (string?)null), cancellationToken);
+        if (claimed != 1 || !await db.ApiKeys.AnyAsync(k => k.Id == reveal.ApiKeyId && k.RevokedAt == null, cancellationToken))
+        {
+            return null;
+        }
+
+        return protection.CreateProtector(RevealPurpose).Unprotect(reveal.KeyCipher);
+    }
+
+    private async Task TouchAsync(AdapterDbContext db, ApiKey key, CancellationToken cancellationToken)
+    {
+        var now = clock.GetUtcNow();
+        if (_lastUsedWritten.TryGetValue(key.Id, out var written) && now - written < LastUsedResolution)
+        {
+            return;
+        }
+
+        _lastUsedWritten[key.Id] = now;
+        await db.ApiKeys.Where(k => k.Id == key.Id).ExecuteUpdateAsync(set => set.SetProperty(k => k.LastUsedAt, now), cancellationToken);
+    }
+
+    private static string DefaultName(ApiKeyKind kind) => kind == ApiKeyKind.Secret ? "Secret key" : "Widget key";
+}

@@ -1,0 +1,115 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace CmpWaldurAdapter.Chat;
+
+/// <summary>
+/// The request of <c>POST /v1/chat/completions</c>: OpenAI's shape (unknown fields are ignored, as OpenAI
+/// clients send many), or the simple <c>{"message": "…"}</c> for curl users.
+/// </summary>
+public sealed class ChatCompletionRequest
+{
+    [JsonPropertyName("model")]
+    public string? Model { get; set; }
+
+    [JsonPropertyName("messages")]
+    public List<ChatMessage>? Messages { get; set; }
+
+    [JsonPropertyName("message")]
+    public string? Message { get; set; }
+
+    [JsonPropertyName("stream")]
+    public bool? Stream { get; set; }
+
+    [JsonPropertyName("stream_options")]
+    public StreamOptions? StreamOptions { get; set; }
+
+    [JsonPropertyName("user")]
+    public string? User { get; set; }
+
+    [JsonPropertyName("max_tokens")]
+    public int? MaxTokens { get; set; }
+
+    [JsonPropertyName("max_completion_tokens")]
+    public int? MaxCompletionTokens { get; set; }
+
+    [JsonPropertyName("temperature")]
+    public double? Temperature { get; set; }
+}
+
+public sealed class StreamOptions
+{
+    [JsonPropertyName("include_usage")]
+    public bool? IncludeUsage { get; set; }
+}
+
+public sealed class ChatMessage
+{
+    [JsonPropertyName("role")]
+    public string? Role { get; set; }
+
+    /// <summary>A string, or an array of content parts (only text parts are used).</summary>
+    [JsonPropertyName("content")]
+    public JsonElement Content { get; set; }
+
+    public string? Text => Content.ValueKind switch
+    {
+        JsonValueKind.String => Content.GetString(),
+        JsonValueKind.Array => string.Concat(Content.EnumerateArray()
+            .Where(p => p.ValueKind == JsonValueKind.Object && p.TryGetProperty("type", out var t) && t.GetString() == "text" && p.TryGetProperty("text", out _))
+            .Select(p => p.GetProperty("text").GetString())),
+        _ => null,
+    };
+}
+
+public sealed record ChatCompletion(
+    [property: JsonPropertyName("id")] string Id,
+    [property: JsonPropertyName("object")] string Object,
+    [property: JsonPropertyName("created")] long Created,
+    [property: JsonPropertyName("model")] string Model,
+    [property: JsonPropertyName("choices")] IReadOnlyList<ChatChoice> Choices,
+    [property: JsonPropertyName("usage")] ChatUsage Usage,
+    [property: JsonPropertyName("system_fingerprint")] string? SystemFingerprint = null);
+
+public sealed record ChatChoice(
+    [property: JsonPropertyName("index")] int Index,
+    [property: JsonPropertyName("message")] AssistantMessage Message,
+    [property: JsonPropertyName("finish_reason")] string FinishReason);
+
+public sealed record AssistantMessage(
+    [property: JsonPropertyName("role")] string Role,
+    [property: JsonPropertyName("content")] string Content);
+
+/// <summary>OpenAI's usage block, plus the credits this request cost (an extension field clients ignore).</summary>
+public sealed record ChatUsage(
+    [property: JsonPropertyName("prompt_tokens")] int PromptTokens,
+    [property: JsonPropertyName("completion_tokens")] int CompletionTokens,
+    [property: JsonPropertyName("total_tokens")] int TotalTokens,
+    [property: JsonPropertyName("credits_charged")] long CreditsCharged);
+
+public sealed record ChatCompletionChunk(
+    [property: JsonPropertyName("id")] string Id,
+    [property: JsonPropertyName("object")] string Object,
+    [property: JsonPropertyName("created")] long Created,
+    [property: JsonPropertyName("model")] string Model,
+    [property: JsonPropertyName("choices")] IReadOnlyList<ChunkChoice> Choices,
+    [property: JsonPropertyName("usage")] ChatUsage? Usage);
+
+public sealed record ChunkChoice(
+    [property: JsonPropertyName("index")] int Index,
+    [property: JsonPropertyName("delta")] ChunkDelta Delta,
+    [property: JsonPropertyName("finish_reason")] string? FinishReason);
+
+public sealed record ChunkDelta(
+    [property: JsonPropertyName("role")] string? Role = null,
+    [property: JsonPropertyName("content")] string? Content = null);
+
+public sealed record ModelList(
+    [property: JsonPropertyName("object")] string Object,
+    [property: JsonPropertyName("data")] IReadOnlyList<ModelCard> Data);
+
+public sealed record ModelCard(
+    [property: JsonPropertyName("id")] string Id,
+    [property: JsonPropertyName("object")] string Object,
+    [property: JsonPropertyName("created")] long Created,
+    [property: JsonPropertyName("owned_by")] string OwnedBy);

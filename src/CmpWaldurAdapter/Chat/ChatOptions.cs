@@ -1,0 +1,31 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace CmpWaldurAdapter.Chat;
+
+/// <summary>Limits of the chat API (configuration section <c>Chat</c>).</summary>
+public sealed class ChatOptions
+{
+    public const string SectionName = "Chat";
+
+    /// <summary>Longest accepted user message, in characters.</summary>
+    [Range(1, 1_000_000)]
+    public int MaxMessageChars { get; set; } = 8_000;
+
+    /// <summary>Most messages in one request (the history the client sends).</summary>
+    [Range(1, 10_000)]
+    public int MaxMessages { get; set; } = 200;
+
+    /// <summary>Largest accepted request body.</summary>
+    [Range(1024, 64 * 1024 * 1024)]
+    public int MaxBodyBytes { get; set; } = 512 * 1024;
+
+    /// <summary>Requests per minute per API key (a token bucket; bursts up to the same number).</summary>
+    [Range(1, 1_000_000)]
+    public int RequestsPerMinute { get; set; } = 120;
+
+    /// <summary>How long an Idempotency-Key's answer is kept and replayed.</summary>
+    public TimeSpan IdempotencyWindow { get; set; } = TimeSpan.FromHours(24);
+
+    /// <summary>How long one agent run may take before the request fails with 504-like 503.</summary>
+    public TimeSpan RunTimeout { get; set; } = TimeSpan.FromMinutes(2);
+}

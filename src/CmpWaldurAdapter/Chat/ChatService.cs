@@ -1,0 +1,410 @@
+using System.Diagnostics;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
+using CmpWaldurAdapter.Api;
+using CmpWaldurAdapter.ApiKeys;
+using CmpWaldurAdapter.Catalogue;
+using CmpWaldurAdapter.Core.Catalogue;
+using CmpWaldurAdapter.Offerings;
+using CmpWaldurAdapter.Persistence;
+using CmpWaldurAdapter.Tenants;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
+namespace CmpWaldurAdapter.Chat;
+
+/// <summary>Builds the per-run settings of a subscription's flow from its configuration and retrieved context.</summary>
+public interface IAgentTweaks
+{
+    IReadOnlyDictionary<string, IReadOnlyDictionary<string, object?>> Build(Subscription subscription, CatalogueEntry offering, JsonObject configuration, IReadOnlyList<KnowledgeChunk> context, string? clientInstructions);
+}
+
+/// <summary>
+/// The chat pipeline: authenticate → subscription state → per-key rate limit → idempotency → hold
+/// credits → retrieve from the subscription's own knowledge base → run its own flow → answer → settle.
+/// Any failure before the answer releases the hold: a failed request costs nothing.
+/// </summary>
+public sealed partial class ChatService(
+    ApiKeyService keys,
+    KeyRateLimiter limiter,
+    IdempotencyStore idempotency,
+    IChatCredits credits,
+    IAgentRuntime runtime,
+    IKnowledgeRetriever retriever,
+    IAgentTweaks tweaks,
+    ServedOfferings offerings,
+    OfferingCatalogue catalogue,
+    IDbContextFactory<AdapterDbContext> dbs,
+    IOptions<ChatOptions> options,
+    TimeProvider clock,
+    ILogger<ChatService> logger)
+{
+    public const string ConversationHeader = "X-Conversation-Id";
+
+    // The streaming result runs after the endpoint returns; it reaches the pipeline's parts through these.
+    private TimeProvider Clock => clock;
+
+    private ChatOptions Settings => options.Value;
+
+    private IAgentRuntime Runtime => runtime;
+
+    private IChatCredits Credits => credits;
+
+    private IdempotencyStore Idempotency => idempotency;
+
+    private ILogger Logger => logger;
+
+    public async Task<IResult> ListModelsAsync(HttpContext http, CancellationToken cancellationToken)
+    {
+        var (caller, refusal) = await ApiCaller.AuthenticateSecretAsync(http, keys, cancellationToken);
+        if (refusal is not null)
+        {
+            return refusal;
+        }
+
+        var offering = OfferingOf(caller!.Subscription);
+        return Results.Json(new ModelList("list", [new ModelCard(offering?.Slug ?? "agent", "model", caller.Subscription.CreatedAt.ToUnixTimeSeconds(), "cmp-waldur-adapter")]), ApiJson.Options);
+    }
+
+    public async Task<IResult> CompleteAsync(HttpContext http, CancellationToken cancellationToken)
+    {
+        var (caller, refusal) = await ApiCaller.AuthenticateSecretAsync(http, keys, cancellationToken);
+        if (refusal is not null)
+        {
+            return refusal;
+        }
+
+        if (!limiter.TryAcquire(caller!.Key.Id.ToString("N"), out var retryAfter))
+        {
+            var seconds = Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds));
+            return ApiErrors.Problem(StatusCodes.Status429TooManyRequests, $"Rate limit of {options.Value.RequestsPerMinute} requests per minute for this key reached; retry in {seconds} s.",
+                "requests", "rate_limit_exceeded", headers: r => r.Headers.RetryAfter = seconds.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        }
+
+        var (request, bytes, error) = await ApiRequests.ReadJsonWithBytesAsync<ChatCompletionRequest>(http, options.Value.MaxBodyBytes, allowUnknownMembers: true);
+        if (error is not null)
+        {
+            return error;
+        }
+
+        var subscription = caller.Subscription;
+        var offering = OfferingOf(subscription);
+        if (offering is null)
+        {
+            return ApiErrors.Problem(StatusCodes.Status503ServiceUnavailable, "This agent's offering is not served by this adapter right now.", "server_error", "offering_unavailable");
+        }
+
+        if (Validate(request!, offering) is { } invalid)
+        {
+            return invalid;
+        }
+
+        var conversation = http.Request.Headers[ConversationHeader].FirstOrDefault() ?? request!.User ?? Guid.NewGuid().ToString("N");
+        if (!ConversationPattern().IsMatch(conversation))
+        {
+            return ApiErrors.InvalidRequest("The conversation id (X-Conversation-Id or user) may only use letters, digits and . _ : - and be at most 100 characters.", "user");
+        }
+
+        http.Response.Headers[ConversationHeader] = conversation;
+
+        IdempotentRequest? remembered = null;
+        var idempotencyKey = http.Request.Headers["Idempotency-Key"].FirstOrDefault();
+        if (idempotencyKey is not null)
+        {
+            if (idempotencyKey.Length is 0 or > IdempotencyStore.MaxKeyLength)
+            {
+                return ApiErrors.InvalidRequest($"Idempotency-Key must be 1 to {IdempotencyStore.MaxKeyLength} characters.", "Idempotency-Key");
+            }
+
+            var (decision, entry) = await idempotency.BeginAsync(caller.Key.Id, idempotencyKey, Convert.ToHexStringLower(SHA256.HashData(bytes)), cancellationToken);
+            switch (decision)
+            {
+                case IdempotencyDecision.Replay:
+                    http.Response.Headers["Idempotent-Replayed"] = "true";
+                    return Results.Content(entry.ResponseBody, entry.ContentType, Encoding.UTF8, entry.StatusCode);
+                case IdempotencyDecision.InFlight:
+                    return ApiErrors.Problem(StatusCodes.Status409Conflict, "A request with this Idempotency-Key is still being processed.", "invalid_request_error", "idempotency_key_in_use");
+                case IdempotencyDecision.Mismatch:
+                    return ApiErrors.Problem(StatusCodes.Status422UnprocessableEntity, "This Idempotency-Key was used with a different request body.", "invalid_request_error", "idempotency_key_reused");
+                case IdempotencyDecision.Proceed:
+                    remembered = entry;
+                    break;
+                default:
+                    throw new UnreachableException();
+            }
+        }
+
+        var requestId = remembered is null ? Guid.NewGuid().ToString("N") : $"idem:{caller.Key.Id:N}:{idempotencyKey}";
+        var run = new ChatRun(http, caller, subscription, offering, request!, conversation, requestId, remembered);
+        try
+        {
+            return await RunAsync(run, cancellationToken);
+        }
+        catch
+        {
+            if (remembered is not null)
+            {
+                await idempotency.AbandonAsync(remembered);
+            }
+
+            throw;
+        }
+    }
+
+    private async Task<IResult> RunAsync(ChatRun run, CancellationToken cancellationToken)
+    {
+        var hold = await credits.HoldAsync(run.Subscription, run.RequestId, cancellationToken);
+        if (hold is null)
+        {
+            return await FinishAsync(run, ApiErrors.Problem(StatusCodes.Status402PaymentRequired,
+                $"Your organization has not enough credits left for this message ({run.Offering.Pricing.PriceOf(ActionClass.ChatMessage)} credits). Ask your organization's owner to add credits.",
+                "insufficient_quota", "insufficient_credits", headers: r => r.Headers["x-should-retry"] = "false"), StatusCodes.Status402PaymentRequired);
+        }
+
+        var settled = false;
+        try
+        {
+            var agent = await PrepareAsync(run, cancellationToken);
+            if (run.Request.Stream == true)
+            {
+                return new StreamingAnswer(this, run, agent, hold);
+            }
+
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(options.Value.RunTimeout);
+            var answer = await runtime.RunAsync(agent, timeout.Token);
+            var charged = await credits.SettleAsync(hold, CancellationToken.None);
+            settled = true;
+            var completion = Completion(run, answer, charged);
+            return await FinishAsync(run, Results.Json(completion, ApiJson.Options), StatusCodes.Status200OK, JsonSerializer.Serialize(completion, ApiJson.Options));
+        }
+        catch (AgentUnavailableException unavailable)
+        {
+            logger.LogWarning("Agent run failed for subscription {SubscriptionId}: {Reason}", run.Subscription.Id, unavailable.Message);
+            return Unavailable(unavailable);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            return Unavailable(new AgentUnavailableException("The agent did not answer in time.", transient: true));
+        }
+        finally
+        {
+            if (!settled && run.Request.Stream != true)
+            {
+                await credits.ReleaseAsync(hold, CancellationToken.None);
+            }
+        }
+    }
+
+    /// <summary>Everything the run needs from the subscription: its workspace, configuration, knowledge and settings.</summary>
+    private async Task<AgentRequest> PrepareAsync(ChatRun run, CancellationToken cancellationToken)
+    {
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        var workspace = await db.Workspaces.AsNoTracking().SingleAsync(w => w.Id == run.Subscription.WorkspaceId, cancellationToken);
+        var configuration = JsonNode.Parse(run.Subscription.Configuration) as JsonObject ?? [];
+        var input = run.Input;
+        IReadOnlyList<KnowledgeChunk> context = [];
+        if (run.Offering.Has(Capability.KnowledgeBase) && run.Subscription.RagflowDatasetId is not null)
+        {
+            context = await retriever.RetrieveAsync(run.Subscription, input, cancellationToken);
+        }
+
+        var instructions = run.Request.Messages?.Where(m => m.Role is "system" or "developer").Select(m => m.Text).Where(t => !string.IsNullOrWhiteSpace(t)).ToList();
+        var settings = tweaks.Build(run.Subscription, run.Offering, configuration, context, instructions is { Count: > 0 } ? string.Join("\n", instructions) : null);
+        var sessionId = $"{run.Subscription.ResourceUuid:N}:{run.Conversation}";
+        return new AgentRequest(run.Subscription, workspace, sessionId, input, settings);
+    }
+
+    private IResult? Validate(ChatCompletionRequest request, CatalogueEntry offering)
+    {
+        if (request.Model is { Length: > 0 } model && model != offering.Slug)
+        {
+            return ApiErrors.NotFound($"The model '{Truncate(model)}' does not exist for this key; this key's agent is '{offering.Slug}' (see GET /v1/models).", "model_not_found", "model");
+        }
+
+        if (request.Messages is { Count: > 0 } messages && messages.Count > options.Value.MaxMessages)
+        {
+            return ApiErrors.InvalidRequest($"At most {options.Value.MaxMessages} messages per request.", "messages");
+        }
+
+        var input = InputOf(request);
+        if (string.IsNullOrWhiteSpace(input))
+        {
+            return ApiErrors.InvalidRequest(request.Messages is null && request.Message is null
+                ? "Send \"messages\" (OpenAI format) or \"message\" (a string)."
+                : "The last user message is empty.", request.Message is null ? "messages" : "message", "empty_message");
+        }
+
+        if (input.Length > options.Value.MaxMessageChars)
+        {
+            return ApiErrors.InvalidRequest($"The message is {input.Length} characters long; the limit is {options.Value.MaxMessageChars}.", request.Message is null ? "messages" : "message", "message_too_long");
+        }
+
+        return null;
+    }
+
+    internal static string? InputOf(ChatCompletionRequest request) =>
+        request.Message ?? request.Messages?.LastOrDefault(m => m.Role == "user")?.Text;
+
+    private ChatCompletion Completion(ChatRun run, string answer, long charged) => new(
+        run.CompletionId,
+        "chat.completion",
+        clock.GetUtcNow().ToUnixTimeSeconds(),
+        run.Offering.Slug,
+        [new ChatChoice(0, new AssistantMessage("assistant", answer), "stop")],
+        Usage(run, answer, charged));
+
+    internal static ChatUsage Usage(ChatRun run, string answer, long charged)
+    {
+        var prompt = EstimateTokens(run.Request.Messages?.Sum(m => m.Text?.Length ?? 0) ?? run.Input.Length);
+        var completion = EstimateTokens(answer.Length);
+        return new ChatUsage(prompt, completion, prompt + completion, charged);
+    }
+
+    /// <summary>About four characters per token: the agent runtime reports no token counts.</summary>
+    private static int EstimateTokens(int characters) => characters == 0 ? 0 : Math.Max(1, (characters + 3) / 4);
+
+    private static IResult Unavailable(AgentUnavailableException exception) => exception.Transient
+        ? ApiErrors.Problem(StatusCodes.Status503ServiceUnavailable, "The agent is temporarily unavailable; nothing was charged. Retry shortly.", "server_error", "agent_unavailable",
+            headers: r => r.Headers.RetryAfter = "5")
+        : ApiErrors.Problem(StatusCodes.Status502BadGateway, "The agent failed to answer; nothing was charged.", "server_error", "agent_failed",
+            headers: r => r.Headers.RetryAfter = "5");
+
+    private async Task<IResult> FinishAsync(ChatRun run, IResult result, int status, string? body = null)
+    {
+        if (run.Idempotency is { } entry)
+        {
+            var stored = body ?? await RenderAsync(result);
+            await idempotency.CompleteAsync(entry, status, "application/json", stored, CancellationToken.None);
+        }
+
+        return result;
+    }
+
+    private static async Task<string> RenderAsync(IResult result)
+    {
+        var context = new DefaultHttpContext();
+        using var buffer = new MemoryStream();
+        context.Response.Body = buffer;
+        await result.ExecuteAsync(context);
+        return Encoding.UTF8.GetString(buffer.ToArray());
+    }
+
+    private CatalogueEntry? OfferingOf(Subscription subscription) =>
+        offerings.Find(subscription.OfferingUuid) is { } binding ? catalogue.Find(binding.Slug) : null;
+
+    private static string Truncate(string text) => text.Length <= 60 ? text : text[..60] + "…";
+
+    [GeneratedRegex("^[A-Za-z0-9._:-]{1,100}$")]
+    private static partial Regex ConversationPattern();
+
+    /// <summary>One request on its way through the pipeline.</summary>
+    internal sealed record ChatRun(HttpContext Http, AuthenticatedKey Caller, Subscription Subscription, CatalogueEntry Offering, ChatCompletionRequest Request, string Conversation, string RequestId, IdempotentRequest? Idempotency)
+    {
+        public string CompletionId { get; } = "chatcmpl-" + Guid.NewGuid().ToString("N");
+
+        public string Input => InputOf(Request)!;
+    }
+
+    /// <summary>
+    /// Streams the answer as OpenAI chunks. Charging rule: the message is charged once its first piece
+    /// reached the client; a failure or a disconnect before that releases the hold. A failure after it
+    /// ends the stream with an error event and <c>[DONE]</c>.
+    /// </summary>
+    private sealed class StreamingAnswer(ChatService service, ChatRun run, AgentRequest agent, ChatHold hold) : IResult
+    {
+        public async Task ExecuteAsync(HttpContext httpContext)
+        {
+            var response = httpContext.Response;
+            response.StatusCode = StatusCodes.Status200OK;
+            response.ContentType = "text/event-stream";
+            response.Headers.CacheControl = "no-cache";
+            response.Headers["X-Accel-Buffering"] = "no";
+            var aborted = httpContext.RequestAborted;
+            var created = service.Clock.GetUtcNow().ToUnixTimeSeconds();
+            var answer = new StringBuilder();
+            long charged = 0;
+            var settled = false;
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(aborted);
+            timeout.CancelAfter(service.Settings.RunTimeout);
+            try
+            {
+                await WriteAsync(response, Chunk(created, new ChunkDelta(Role: "assistant", Content: string.Empty), null), aborted);
+                await foreach (var piece in service.Runtime.StreamAsync(agent, timeout.Token))
+                {
+                    if (piece.Length == 0)
+                    {
+                        continue;
+                    }
+
+                    await WriteAsync(response, Chunk(created, new ChunkDelta(Content: piece), null), aborted);
+                    answer.Append(piece);
+                    if (!settled)
+                    {
+                        charged = await service.Credits.SettleAsync(hold, CancellationToken.None);
+                        settled = true;
+                    }
+                }
+
+                if (!settled)
+                {
+                    // The agent answered with nothing at all: still an answer, so it is charged.
+                    charged = await service.Credits.SettleAsync(hold, CancellationToken.None);
+                    settled = true;
+                }
+
+                await WriteAsync(response, Chunk(created, new ChunkDelta(), "stop"), aborted);
+                if (run.Request.StreamOptions?.IncludeUsage == true)
+                {
+                    await WriteAsync(response, new ChatCompletionChunk(run.CompletionId, "chat.completion.chunk", created, run.Offering.Slug, [], Usage(run, answer.ToString(), charged)), aborted);
+                }
+
+                await response.WriteAsync("data: [DONE]\n\n", aborted);
+                await response.Body.FlushAsync(aborted);
+            }
+            catch (OperationCanceledException) when (aborted.IsCancellationRequested)
+            {
+                service.Logger.LogInformation("The client left a stream of subscription {SubscriptionId}; the run was cancelled", run.Subscription.Id);
+            }
+            catch (Exception exception) when (exception is AgentUnavailableException or OperationCanceledException)
+            {
+                var message = exception is AgentUnavailableException ? "The agent failed while answering." : "The agent did not finish in time.";
+                service.Logger.LogWarning("Stream of subscription {SubscriptionId} failed: {Reason}", run.Subscription.Id, exception.Message);
+                var error = new ApiErrorBody(new ApiError(message + (settled ? string.Empty : " Nothing was charged."), "server_error", "agent_failed", null));
+                await response.WriteAsync($"data: {JsonSerializer.Serialize(error, ApiJson.Options)}\n\ndata: [DONE]\n\n", CancellationToken.None);
+            }
+            finally
+            {
+                if (!settled)
+                {
+                    await service.Credits.ReleaseAsync(hold, CancellationToken.None);
+                }
+
+                if (run.Idempotency is { } entry)
+                {
+                    if (settled)
+                    {
+                        var replay = JsonSerializer.Serialize(service.Completion(run, answer.ToString(), charged), ApiJson.Options);
+                        await service.Idempotency.CompleteAsync(entry, StatusCodes.Status200OK, "application/json", replay, CancellationToken.None);
+                    }
+                    else
+                    {
+                        await service.Idempotency.AbandonAsync(entry);
+                    }
+                }
+            }
+        }
+
+        private ChatCompletionChunk Chunk(long created, ChunkDelta delta, string? finish) =>
+            new(run.CompletionId, "chat.completion.chunk", created, run.Offering.Slug, [new ChunkChoice(0, delta, finish)], null);
+
+        private static async Task WriteAsync(HttpResponse response, ChatCompletionChunk chunk, CancellationToken cancellationToken)
+        {
+            await response.WriteAsync("data: " + JsonSerializer.Serialize(chunk, ApiJson.Options) + "\n\n", cancellationToken);
+            await response.Body.FlushAsync(cancellationToken);
+        }
+    }
+}

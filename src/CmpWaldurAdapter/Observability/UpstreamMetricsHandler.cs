@@ -1,0 +1,58 @@
+using Microsoft.Extensions.Http;
+using Prometheus;
+
+namespace CmpWaldurAdapter.Observability;
+
+/// <summary>Counts every upstream HTTP attempt by upstream and outcome (2xx, 4xx, 5xx, network, timeout).</summary>
+internal sealed class UpstreamMetricsHandler(AdapterMetrics metrics, string upstream) : DelegatingHandler
+{
+    protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    {
+        using var timer = metrics.UpstreamDuration.WithLabels(upstream).NewTimer();
+        try
+        {
+            var response = await base.SendAsync(request, cancellationToken);
+            Record((int)response.StatusCode switch
+            {
+                < 400 => "success",
+                < 500 => "client_error",
+                _ => "server_error",
+            });
+            return response;
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            Record("timeout");
+            throw;
+        }
+        catch (HttpRequestException)
+        {
+            Record("network_error");
+            throw;
+        }
+    }
+
+    private void Record(string outcome) => metrics.UpstreamRequests.WithLabels(upstream, outcome).Inc();
+}
+
+/// <summary>Puts the metrics handler innermost (per attempt, under the retry pipeline) in every upstream client.</summary>
+internal sealed class UpstreamMetricsFilter(AdapterMetrics metrics) : IHttpMessageHandlerBuilderFilter
+{
+    public Action<HttpMessageHandlerBuilder> Configure(Action<HttpMessageHandlerBuilder> next) => builder =>
+    {
+        next(builder);
+        if (UpstreamOf(builder.Name) is { } upstream)
+        {
+            builder.AdditionalHandlers.Add(new UpstreamMetricsHandler(metrics, upstream));
+        }
+    };
+
+    internal static string? UpstreamOf(string? clientName) => clientName switch
+    {
+        null => null,
+        _ when clientName.Contains("Waldur", StringComparison.OrdinalIgnoreCase) => "waldur",
+        _ when clientName.Contains("Langflow", StringComparison.OrdinalIgnoreCase) => "langflow",
+        _ when clientName.Contains("Ragflow", StringComparison.OrdinalIgnoreCase) => "ragflow",
+        _ => null,
+    };
+}

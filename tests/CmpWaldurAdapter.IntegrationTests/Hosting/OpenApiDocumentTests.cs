@@ -1,0 +1,38 @@
+using System.Text.Json.Nodes;
+using CmpWaldurAdapter.IntegrationTests.Orders;
+using CmpWaldurAdapter.Testing.Contracts;
+
+namespace CmpWaldurAdapter.IntegrationTests.Hosting;
+
+/// <summary>
+/// <c>openapi/cmp-adapter.json</c> describes the API the running adapter serves. Regenerate it with
+/// <c>scripts/generate-openapi.sh</c> (this test with CMP_UPDATE_OPENAPI=1).
+/// </summary>
+public sealed class OpenApiDocumentTests : IAsyncLifetime
+{
+    private OrderTestBed _bed = null!;
+
+    public async Task InitializeAsync() => _bed = await OrderTestBed.CreateAsync();
+
+    public async Task DisposeAsync() => await _bed.DisposeAsync();
+
+    [Fact]
+    public async Task The_committed_api_description_matches_the_endpoints()
+    {
+        var server = await _bed.StartServerAsync();
+        using var client = server.CreateClient();
+        var served = JsonNode.Parse(await client.GetStringAsync("/openapi/v1.json"))!;
+        var path = UpstreamSpecs.PathOf("openapi/cmp-adapter.json");
+        var rendered = served.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }) + "\n";
+
+        if (Environment.GetEnvironmentVariable("CMP_UPDATE_OPENAPI") == "1")
+        {
+            await File.WriteAllTextAsync(path, rendered);
+        }
+
+        Assert.True(File.Exists(path), "openapi/cmp-adapter.json is missing: run scripts/generate-openapi.sh");
+        var committed = JsonNode.Parse(await File.ReadAllTextAsync(path));
+        Assert.True(JsonNode.DeepEquals(committed, served), "openapi/cmp-adapter.json is stale: run scripts/generate-openapi.sh and commit the result");
+        Assert.Contains("/v1/keys", served["paths"]!.AsObject().Select(p => p.Key));
+    }
+}

@@ -73,6 +73,15 @@ public interface IWaldurApi
     [Post("/api/marketplace-component-usages/set_usage/")]
     Task SetUsageAsync([Body] ComponentUsageCreateRequest request, CancellationToken cancellationToken);
 
+    // Organization credits (money), for the Waldur-funded balance
+
+    [Get("/api/customer-credits/")]
+    Task<List<CustomerCredit>> ListCustomerCreditsAsync(
+        [AliasAs("customer_uuid")] Guid customerUuid,
+        [AliasAs("page")] int page,
+        [AliasAs("page_size")] int pageSize,
+        CancellationToken cancellationToken);
+
     // Offerings
 
     [Get("/api/marketplace-provider-offerings/{uuid}/")]

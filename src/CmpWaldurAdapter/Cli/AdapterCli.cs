@@ -16,6 +16,8 @@ public static class AdapterCli
             DbCommands.Build(context),
             OrdersCommands.Build(context),
             OfferingsCommands.Build(context),
+            CreditsCommands.Build(context),
+            UsageCommands.Build(context),
         };
         return root;
     }

@@ -2,6 +2,7 @@ using CmpWaldurAdapter.Api;
 using CmpWaldurAdapter.ApiKeys;
 using Microsoft.AspNetCore.DataProtection;
 using CmpWaldurAdapter.Catalogue;
+using CmpWaldurAdapter.Credits;
 using CmpWaldurAdapter.Events;
 using CmpWaldurAdapter.Observability;
 using CmpWaldurAdapter.Offerings;
@@ -9,6 +10,7 @@ using CmpWaldurAdapter.Orders;
 using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Provisioning;
 using CmpWaldurAdapter.Reports;
+using CmpWaldurAdapter.Usage;
 using CmpWaldurAdapter.Web;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Http;
@@ -51,6 +53,7 @@ public static class AdapterHost
         app.MapMetrics("/metrics", app.Services.GetRequiredService<AdapterMetrics>().Registry);
         app.MapApiKeyEndpoints();
         app.MapOpenApi("/openapi/{documentName}.json");
+        app.MapUsageEndpoints();
         return app;
     }
 
@@ -100,7 +103,8 @@ public static class AdapterHost
 
     public static IServiceCollection AddAdapterServices(this IServiceCollection services, IConfiguration configuration)
     {
-        services.AddSingleton(TimeProvider.System);
+        // TryAdd: a test host registers its own clock first.
+        services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton<AdapterMetrics>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHttpMessageHandlerBuilderFilter, UpstreamMetricsFilter>());
         services.AddSingleton<AdapterInstance>();
@@ -127,6 +131,8 @@ public static class AdapterHost
         services.AddTenantProvisioning(configuration);
         services.AddSingleton<ApiKeyService>();
         services.AddSingleton<ITenantProvisioner, ApiKeyProvisioner>();
+        services.AddAdapterCredits(configuration);
+        services.AddAdapterUsage(configuration);
 
         services.Configure<EventsOptions>(configuration.GetSection(EventsOptions.SectionName));
         services.AddSingleton<EventChannelRegistrar>();
@@ -146,6 +152,8 @@ public static class AdapterHost
         var orders = configuration.GetSection(OrdersOptions.SectionName).Get<OrdersOptions>() ?? new OrdersOptions();
         var events = configuration.GetSection(EventsOptions.SectionName).Get<EventsOptions>() ?? new EventsOptions();
         var database = configuration.GetSection(DatabaseOptions.SectionName).Get<DatabaseOptions>() ?? new DatabaseOptions();
+        var credits = configuration.GetSection(CreditsOptions.SectionName).Get<CreditsOptions>() ?? new CreditsOptions();
+        var usage = configuration.GetSection(UsageOptions.SectionName).Get<UsageOptions>() ?? new UsageOptions();
 
         services.AddQuartz(quartz =>
         {
@@ -172,6 +180,8 @@ public static class AdapterHost
 
             Every<RefeedStuckOrdersJob>(quartz, RefeedStuckOrdersJob.Key, orders.StuckCheckInterval);
             Every<SyncResourceStatesJob>(quartz, SyncResourceStatesJob.Key, events.ResourceSyncInterval);
+            Every<ReportUsageJob>(quartz, ReportUsageJob.Key, usage.ReportInterval);
+            Every<ReleaseExpiredHoldsJob>(quartz, ReleaseExpiredHoldsJob.Key, credits.ReservationSweepInterval);
             if (!events.Enabled)
             {
                 Every<PollOrdersJob>(quartz, PollOrdersJob.Key, orders.PollInterval);

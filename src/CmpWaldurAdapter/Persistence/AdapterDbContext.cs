@@ -1,5 +1,6 @@
 using CmpWaldurAdapter.ApiKeys;
 using CmpWaldurAdapter.Chat;
+using CmpWaldurAdapter.Credits;
 using CmpWaldurAdapter.Orders;
 using CmpWaldurAdapter.Tenants;
 using Microsoft.AspNetCore.DataProtection.EntityFrameworkCore;
@@ -31,6 +32,12 @@ public abstract class AdapterDbContext(DbContextOptions options) : DbContext(opt
     public DbSet<KeyReveal> KeyReveals => Set<KeyReveal>();
 
     public DbSet<IdempotentRequest> IdempotentRequests => Set<IdempotentRequest>();
+
+    public DbSet<CreditAccount> CreditAccounts => Set<CreditAccount>();
+
+    public DbSet<LedgerEntry> LedgerEntries => Set<LedgerEntry>();
+
+    public DbSet<CreditReservation> CreditReservations => Set<CreditReservation>();
 
     public override int SaveChanges(bool acceptAllChangesOnSuccess)
     {
@@ -142,6 +149,8 @@ public abstract class AdapterDbContext(DbContextOptions options) : DbContext(opt
             reveal.HasIndex(r => r.TokenHash).IsUnique();
             reveal.HasOne<ApiKey>().WithMany().HasForeignKey(r => r.ApiKeyId).OnDelete(DeleteBehavior.Cascade);
         });
+
+        CreditsModel.Configure(modelBuilder);
     }
 
     /// <summary>Optimistic concurrency for entities two workers could touch: every update bumps Version.</summary>

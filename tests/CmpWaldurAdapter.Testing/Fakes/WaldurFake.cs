@@ -21,6 +21,7 @@ public sealed class WaldurFake : FakeUpstream
     private readonly List<JsonObject> _usages = [];
     private readonly Dictionary<Guid, JsonObject> _categories = [];
     private readonly Dictionary<Guid, JsonObject> _plans = [];
+    private readonly Dictionary<Guid, JsonObject> _customerCredits = [];
     private DateTimeOffset _clock = DateTimeOffset.UtcNow;
 
     public WaldurFake()
@@ -197,6 +198,67 @@ public sealed class WaldurFake : FakeUpstream
         }
     }
 
+    /// <summary>Adds an organization credit (money), as Waldur staff would; <paramref name="offerings"/> limits it to those offerings.</summary>
+    public Guid AddCustomerCredit(Guid customer, decimal value, IEnumerable<Guid>? offerings = null, DateOnly? endDate = null)
+    {
+        var id = Guid.NewGuid();
+        lock (Sync)
+        {
+            _customerCredits[id] = new JsonObject
+            {
+                ["uuid"] = id.ToString(),
+                ["url"] = $"{Url}api/customer-credits/{id}/",
+                ["value"] = value.ToString("0.00###", CultureInfo.InvariantCulture),
+                ["customer"] = $"{Url}api/customers/{customer}/",
+                ["customer_name"] = "Buyer organization",
+                ["customer_uuid"] = customer.ToString(),
+                ["customer_slug"] = "buyer",
+                ["offerings"] = new JsonArray((offerings ?? []).Select(o => (JsonNode)new JsonObject
+                {
+                    ["uuid"] = o.ToString(),
+                    ["url"] = $"{Url}api/marketplace-provider-offerings/{o}/",
+                    ["type"] = "Marketplace.Slurm",
+                    ["name"] = "offering",
+                }).ToArray()),
+                ["end_date"] = endDate?.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture),
+                ["expected_consumption"] = "0.00",
+                ["minimal_consumption"] = 0.0,
+                ["minimal_consumption_logic"] = "fixed",
+                ["grace_coefficient"] = "0",
+                ["apply_as_minimal_consumption"] = false,
+                ["allocated_to_projects"] = 0.0,
+                ["consumption_last_month"] = 0.0,
+            };
+        }
+
+        return id;
+    }
+
+    /// <summary>Changes a credit's remaining money (Waldur reduces it when it finalizes an invoice).</summary>
+    public void SetCustomerCreditValue(Guid credit, decimal value)
+    {
+        lock (Sync)
+        {
+            _customerCredits[credit]["value"] = value.ToString("0.00###", CultureInfo.InvariantCulture);
+        }
+    }
+
+    /// <summary>Records a usage as if another reporter (or an earlier run) had set it.</summary>
+    public void SeedUsage(Guid resource, string type, DateOnly billingPeriod, string usage)
+    {
+        lock (Sync)
+        {
+            _usages.Add(new JsonObject
+            {
+                ["uuid"] = Guid.NewGuid().ToString(),
+                ["resource_uuid"] = resource.ToString(),
+                ["type"] = type,
+                ["billing_period"] = billingPeriod.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture),
+                ["usage"] = usage,
+            });
+        }
+    }
+
     private string Now()
     {
         _clock = _clock.AddMilliseconds(1);
@@ -283,6 +345,15 @@ public sealed class WaldurFake : FakeUpstream
             }
 
             return FakeResponse.Empty(201);
+        }));
+
+        Route("GET", "/api/customer-credits/", request => Authorized(request, () =>
+        {
+            var customer = request.Query("customer_uuid");
+            var matching = _customerCredits.Values
+                .Where(c => customer is null || c["customer_uuid"]!.GetValue<string>() == customer)
+                .ToList();
+            return Page(request, matching);
         }));
 
         Route("GET", "/api/marketplace-provider-offerings/{uuid}/", request => Authorized(request, () =>

@@ -186,6 +186,219 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Postgres
                     b.ToTable("idempotent_requests", (string)null);
                 });
 
+            modelBuilder.Entity("CmpWaldurAdapter.Credits.CreditAccount", b =>
+                {
+                    b.Property<Guid>("CustomerId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("customer_id");
+
+                    b.Property<long>("Balance")
+                        .HasColumnType("bigint")
+                        .HasColumnName("balance");
+
+                    b.Property<DateTimeOffset>("CreatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("created_at");
+
+                    b.Property<DateTimeOffset?>("FundedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("funded_at");
+
+                    b.Property<long?>("FundedCredits")
+                        .HasColumnType("bigint")
+                        .HasColumnName("funded_credits");
+
+                    b.Property<DateOnly?>("FundedFrom")
+                        .HasColumnType("date")
+                        .HasColumnName("funded_from");
+
+                    b.Property<long>("Reserved")
+                        .HasColumnType("bigint")
+                        .HasColumnName("reserved");
+
+                    b.Property<DateTimeOffset>("UpdatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("updated_at");
+
+                    b.Property<long>("Version")
+                        .HasColumnType("bigint")
+                        .HasColumnName("version");
+
+                    b.HasKey("CustomerId")
+                        .HasName("pk_credit_accounts");
+
+                    b.ToTable("credit_accounts", null, t =>
+                        {
+                            t.HasCheckConstraint("ck_credit_accounts_balance", "balance >= 0");
+
+                            t.HasCheckConstraint("ck_credit_accounts_reserved", "reserved >= 0");
+                        });
+                });
+
+            modelBuilder.Entity("CmpWaldurAdapter.Credits.CreditReservation", b =>
+                {
+                    b.Property<Guid>("Id")
+                        .HasColumnType("uuid")
+                        .HasColumnName("id");
+
+                    b.Property<string>("ActionClass")
+                        .IsRequired()
+                        .HasMaxLength(40)
+                        .HasColumnType("character varying(40)")
+                        .HasColumnName("action_class");
+
+                    b.Property<string>("Component")
+                        .IsRequired()
+                        .HasMaxLength(64)
+                        .HasColumnType("character varying(64)")
+                        .HasColumnName("component");
+
+                    b.Property<DateTimeOffset>("CreatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("created_at");
+
+                    b.Property<long>("Credits")
+                        .HasColumnType("bigint")
+                        .HasColumnName("credits");
+
+                    b.Property<Guid>("CustomerId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("customer_id");
+
+                    b.Property<DateTimeOffset>("ExpiresAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("expires_at");
+
+                    b.Property<int>("PriceBookVersion")
+                        .HasColumnType("integer")
+                        .HasColumnName("price_book_version");
+
+                    b.Property<string>("RequestId")
+                        .IsRequired()
+                        .HasMaxLength(200)
+                        .HasColumnType("character varying(200)")
+                        .HasColumnName("request_id");
+
+                    b.Property<Guid>("ResourceUuid")
+                        .HasColumnType("uuid")
+                        .HasColumnName("resource_uuid");
+
+                    b.Property<Guid>("SubscriptionId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("subscription_id");
+
+                    b.HasKey("Id")
+                        .HasName("pk_credit_reservations");
+
+                    b.HasIndex("ExpiresAt")
+                        .HasDatabaseName("ix_credit_reservations_expires_at");
+
+                    b.HasIndex("SubscriptionId", "RequestId")
+                        .IsUnique()
+                        .HasDatabaseName("ix_credit_reservations_subscription_id_request_id");
+
+                    b.ToTable("credit_reservations", null, t =>
+                        {
+                            t.HasCheckConstraint("ck_credit_reservations_credits", "credits > 0");
+                        });
+                });
+
+            modelBuilder.Entity("CmpWaldurAdapter.Credits.LedgerEntry", b =>
+                {
+                    b.Property<Guid>("Id")
+                        .HasColumnType("uuid")
+                        .HasColumnName("id");
+
+                    b.Property<string>("ActionClass")
+                        .HasMaxLength(40)
+                        .HasColumnType("character varying(40)")
+                        .HasColumnName("action_class");
+
+                    b.Property<long>("BalanceAfter")
+                        .HasColumnType("bigint")
+                        .HasColumnName("balance_after");
+
+                    b.Property<string>("Component")
+                        .HasMaxLength(64)
+                        .HasColumnType("character varying(64)")
+                        .HasColumnName("component");
+
+                    b.Property<long>("Credits")
+                        .HasColumnType("bigint")
+                        .HasColumnName("credits");
+
+                    b.Property<Guid>("CustomerId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("customer_id");
+
+                    b.Property<string>("Kind")
+                        .IsRequired()
+                        .HasMaxLength(20)
+                        .HasColumnType("character varying(20)")
+                        .HasColumnName("kind");
+
+                    b.Property<DateTimeOffset>("OccurredAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("occurred_at");
+
+                    b.Property<DateOnly>("Period")
+                        .HasColumnType("date")
+                        .HasColumnName("period");
+
+                    b.Property<int?>("PriceBookVersion")
+                        .HasColumnType("integer")
+                        .HasColumnName("price_book_version");
+
+                    b.Property<string>("Reason")
+                        .HasMaxLength(500)
+                        .HasColumnType("character varying(500)")
+                        .HasColumnName("reason");
+
+                    b.Property<string>("RequestId")
+                        .HasMaxLength(200)
+                        .HasColumnType("character varying(200)")
+                        .HasColumnName("request_id");
+
+                    b.Property<Guid?>("ReservationId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("reservation_id");
+
+                    b.Property<Guid?>("ResourceUuid")
+                        .HasColumnType("uuid")
+                        .HasColumnName("resource_uuid");
+
+                    b.Property<Guid>("ScopeId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("scope_id");
+
+                    b.Property<Guid?>("SubscriptionId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("subscription_id");
+
+                    b.HasKey("Id")
+                        .HasName("pk_credit_ledger_entries");
+
+                    b.HasIndex("ReservationId")
+                        .HasDatabaseName("ix_credit_ledger_entries_reservation_id")
+                        .HasFilter("reservation_id IS NOT NULL");
+
+                    b.HasIndex("CustomerId", "Period")
+                        .HasDatabaseName("ix_credit_ledger_entries_customer_id_period");
+
+                    b.HasIndex("Period", "ResourceUuid")
+                        .HasDatabaseName("ix_credit_ledger_entries_period_resource_uuid");
+
+                    b.HasIndex("ScopeId", "RequestId")
+                        .IsUnique()
+                        .HasDatabaseName("ix_credit_ledger_entries_scope_id_request_id")
+                        .HasFilter("kind IN ('Charge', 'Grant')");
+
+                    b.ToTable("credit_ledger_entries", null, t =>
+                        {
+                            t.HasCheckConstraint("ck_credit_ledger_entries_credits", "credits >= 0");
+                        });
+                });
+
             modelBuilder.Entity("CmpWaldurAdapter.Orders.OrderInboxEntry", b =>
                 {
                     b.Property<long>("Id")
@@ -567,6 +780,16 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Postgres
                         .OnDelete(DeleteBehavior.Cascade)
                         .IsRequired()
                         .HasConstraintName("fk_key_reveals_api_keys_api_key_id");
+                });
+
+            modelBuilder.Entity("CmpWaldurAdapter.Credits.CreditAccount", b =>
+                {
+                    b.HasOne("CmpWaldurAdapter.Tenants.Customer", null)
+                        .WithOne()
+                        .HasForeignKey("CmpWaldurAdapter.Credits.CreditAccount", "CustomerId")
+                        .OnDelete(DeleteBehavior.Restrict)
+                        .IsRequired()
+                        .HasConstraintName("fk_credit_accounts_customers_customer_id");
                 });
 
             modelBuilder.Entity("CmpWaldurAdapter.Tenants.Subscription", b =>

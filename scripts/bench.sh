@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Credit-ledger benchmark on PostgreSQL: charges per second through the real CreditLedger, with the
+# exactness invariant (2,000 concurrent 2-credit charges against 1,000 credits → exactly 500) checked
+# before and after. Starts its own throwaway PostgreSQL cluster on loopback with durable defaults
+# (fsync on), runs once with synchronous_commit=on and once with it off, appends the results (date,
+# machine, command) to docs/benchmarks.md, and stops the cluster. Needs root, like scripts/test.sh.
+#
+#   scripts/bench.sh [--charges N] [--workers N] [--customers 1,64] [--no-record]
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+. scripts/services.sh
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
+
+CHARGES=30000 WORKERS=16 CUSTOMERS=1,64 RECORD=docs/benchmarks.md
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --charges) CHARGES="$2"; shift 2 ;;
+    --workers) WORKERS="$2"; shift 2 ;;
+    --customers) CUSTOMERS="$2"; shift 2 ;;
+    --no-record) RECORD=""; shift ;;
+    *) echo "unknown argument: $1" >&2; exit 2 ;;
+  esac
+done
+
+log() { printf '[bench.sh] %s\n' "$*" >&2; }
+
+[ -x "$PG_BIN/initdb" ] || { log "installing postgresql-15"; DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null; apt-get install -y -qq --no-install-recommends postgresql-15 >/dev/null; }
+
+WORK="$(mktemp -d /tmp/cmp-adapter-bench.XXXXXX)"
+chmod 755 "$WORK"
+stop() {
+  [ -f "$WORK/pg/data/postmaster.pid" ] && su postgres -s /bin/sh -c "$PG_BIN/pg_ctl -D $WORK/pg/data -m fast stop" >/dev/null 2>&1
+  rm -rf "$WORK"
+}
+trap stop EXIT
+
+PORT="$(services_free_port)"
+PG_SETTINGS="-p $PORT -k $WORK/pg -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=256MB"
+log "starting PostgreSQL on 127.0.0.1:$PORT ($PG_SETTINGS)"
+mkdir -p "$WORK/pg" && chown postgres "$WORK/pg"
+su postgres -s /bin/sh -c "$PG_BIN/initdb -D $WORK/pg/data -A trust -U postgres >/dev/null"
+su postgres -s /bin/sh -c "$PG_BIN/pg_ctl -D $WORK/pg/data -l $WORK/pg/log -w -o \"$PG_SETTINGS\" start >/dev/null"
+SERVER="Host=127.0.0.1;Port=$PORT;Username=postgres;Database=postgres"
+
+log "building the benchmark (Release)"
+dotnet build tests/CmpWaldurAdapter.Benchmarks -c Release --nologo -v q -clp:ErrorsOnly
+BENCH=tests/CmpWaldurAdapter.Benchmarks/bin/Release/net10.0/CmpWaldurAdapter.Benchmarks.dll
+
+status=0
+for commit in on off; do
+  args=(--server "$SERVER" --charges "$CHARGES" --workers "$WORKERS" --customers "$CUSTOMERS" --synchronous-commit "$commit"
+        --label "credit ledger, synchronous_commit=$commit")
+  [ -n "$RECORD" ] && args+=(--record "$RECORD")
+  log "running with synchronous_commit=$commit"
+  BENCH_COMMAND="scripts/bench.sh --charges $CHARGES --workers $WORKERS --customers $CUSTOMERS" dotnet "$BENCH" "${args[@]}" || status=1
+done
+exit $status

@@ -1,0 +1,51 @@
+namespace CmpWaldurAdapter.Core.Credits;
+
+/// <summary>One Waldur customer credit as the funding formula sees it.</summary>
+/// <param name="Value">Remaining money (Waldur reduces it when it finalizes a month's invoice).</param>
+/// <param name="Offerings">Offerings the credit is limited to; empty = every offering.</param>
+/// <param name="EndDate">Expiry; a credit that has ended funds nothing new.</param>
+public sealed record FundingCredit(decimal Value, IReadOnlyCollection<Guid> Offerings, DateOnly? EndDate);
+
+/// <summary>
+/// The Waldur-funded balance (README "Waldur-funded balance"):
+/// <code>
+/// balance   = max(0, floor(money / credit_price) − uninvoiced)
+/// money     = Σ value of the organization's customer credits that apply to a served offering and have not ended
+/// uninvoiced = settled charges of the organization in periods Waldur has not invoiced yet (from <see cref="FirstUninvoicedPeriod"/>)
+/// available = balance − holds
+/// </code>
+/// </summary>
+public static class WaldurFundingRules
+{
+    /// <summary>The money of the credits that can pay for the served offerings at <paramref name="today"/>.</summary>
+    public static decimal Money(IEnumerable<FundingCredit> credits, IReadOnlyCollection<Guid> servedOfferings, DateOnly today) =>
+        credits
+            .Where(c => c.EndDate is null || c.EndDate > today)
+            .Where(c => c.Offerings.Count == 0 || c.Offerings.Any(servedOfferings.Contains))
+            .Sum(c => Math.Max(0m, c.Value));
+
+    /// <summary>Whole credits the money buys; a fraction of a credit buys nothing.</summary>
+    public static long FundedCredits(decimal money, decimal creditPrice)
+    {
+        if (creditPrice <= 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(creditPrice), creditPrice, "The credit price must be positive.");
+        }
+
+        var credits = decimal.Floor(Math.Max(0m, money) / creditPrice);
+        return credits >= CreditRules.MaxAmount ? CreditRules.MaxAmount : (long)credits;
+    }
+
+    /// <summary>
+    /// The oldest month whose usage Waldur has not yet taken off the customer credits. Waldur finalizes
+    /// the previous month's invoice at midnight on the 1st (UTC here), or <paramref name="finalizationGrace"/>
+    /// later (its <c>INVOICE_FINALIZATION_GRACE_PERIOD_HOURS</c>); until then that month is still open.
+    /// </summary>
+    public static BillingPeriod FirstUninvoicedPeriod(DateTimeOffset now, TimeSpan finalizationGrace)
+    {
+        var current = BillingPeriod.Of(now);
+        return now < current.Start + finalizationGrace ? current.Previous : current;
+    }
+
+    public static long Balance(long fundedCredits, long uninvoicedCredits) => Math.Max(0, fundedCredits - uninvoicedCredits);
+}

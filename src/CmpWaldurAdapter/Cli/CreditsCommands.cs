@@ -1,0 +1,118 @@
+using System.CommandLine;
+using System.Text.Json;
+using CmpWaldurAdapter.Credits;
+using CmpWaldurAdapter.Persistence;
+
+namespace CmpWaldurAdapter.Cli;
+
+/// <summary><c>credits grant</c> and <c>credits balance</c>: an organization's credits.</summary>
+public static class CreditsCommands
+{
+    public static Command Build(CommandContext context)
+    {
+        var customer = new Option<Guid>("--customer") { Description = "The organization (Waldur customer UUID).", Required = true };
+        var amount = new Option<long>("--amount")
+        {
+            Description = "Credits to add (a positive whole number).",
+            Required = true,
+            CustomParser = result =>
+            {
+                var text = result.Tokens.Count == 1 ? result.Tokens[0].Value : null;
+                if (long.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var credits) && credits > 0)
+                {
+                    return credits;
+                }
+
+                result.AddError($"--amount must be a positive whole number of credits, not '{text}'.");
+                return 0;
+            },
+        };
+        var reason = new Option<string>("--reason") { Description = "Why (kept in the ledger).", Required = true };
+        var requestId = new Option<string?>("--request-id") { Description = "Idempotency key: running the same grant again with it adds nothing more." };
+
+        var grant = new Command("grant", "Add credits to an organization's balance (ledger funding). Prints the new balance.") { customer, amount, reason, requestId };
+        grant.SetAction((parse, cancellationToken) => GrantAsync(context, parse, parse.GetValue(customer), parse.GetValue(amount), parse.GetValue(reason)!, parse.GetValue(requestId), cancellationToken));
+
+        var balanceCustomer = new Option<Guid>("--customer") { Description = "The organization (Waldur customer UUID).", Required = true };
+        var balance = new Command("balance", "Show an organization's credits: balance, held by requests in progress, and available.") { balanceCustomer };
+        balance.SetAction((parse, cancellationToken) => BalanceAsync(context, parse, parse.GetValue(balanceCustomer), cancellationToken));
+
+        return new Command("credits", "Organization credit balances.") { grant, balance };
+    }
+
+    private static async Task<int> GrantAsync(CommandContext context, ParseResult parse, Guid customer, long amount, string reason, string? requestId, CancellationToken cancellationToken)
+    {
+        if (string.IsNullOrWhiteSpace(reason))
+        {
+            await context.Error.WriteLineAsync("grant: --reason must say why the credits are granted.");
+            return ExitCodes.Error;
+        }
+
+        using var host = context.BuildHost(parse);
+        await host.Services.MigrateEmbeddedDatabaseAsync(cancellationToken);
+        GrantResult result;
+        try
+        {
+            result = await host.Services.GetRequiredService<CreditLedger>().GrantAsync(customer, amount, reason, requestId, cancellationToken);
+        }
+        catch (Exception exception) when (exception is CreditFundingException or ArgumentException)
+        {
+            await context.Error.WriteLineAsync("grant: " + exception.Message);
+            return ExitCodes.Error;
+        }
+
+        if (parse.GetValue(CommandContext.OutputOption) == OutputFormat.Json)
+        {
+            await context.Output.WriteLineAsync(JsonSerializer.Serialize(new
+            {
+                customer,
+                granted = result.Granted,
+                credits = result.Credits,
+                entry = result.EntryId,
+                balance = result.Balance,
+                available = result.Available,
+            }, CliJson.Options));
+        }
+        else
+        {
+            await context.Output.WriteLineAsync(result.Granted
+                ? $"Granted {result.Credits} credits to {customer}. Balance {result.Balance}, available {result.Available}."
+                : $"This grant was made before (request id {requestId}): nothing added. Balance {result.Balance}, available {result.Available}.");
+        }
+
+        return ExitCodes.Success;
+    }
+
+    private static async Task<int> BalanceAsync(CommandContext context, ParseResult parse, Guid customer, CancellationToken cancellationToken)
+    {
+        using var host = context.BuildHost(parse);
+        await host.Services.MigrateEmbeddedDatabaseAsync(cancellationToken);
+        var balance = await host.Services.GetRequiredService<CreditLedger>().BalanceAsync(customer, cancellationToken);
+
+        if (parse.GetValue(CommandContext.OutputOption) == OutputFormat.Json)
+        {
+            await context.Output.WriteLineAsync(JsonSerializer.Serialize(new
+            {
+                customer,
+                balance = balance.Balance,
+                reserved = balance.Reserved,
+                available = balance.Available,
+                funding = balance.Funding,
+                fundedAt = balance.FundedAt,
+                exists = balance.Exists,
+            }, CliJson.Options));
+            return ExitCodes.Success;
+        }
+
+        if (!balance.Exists)
+        {
+            await context.Output.WriteLineAsync($"Organization {customer} has no credits yet.");
+        }
+
+        await Table.WriteAsync(context.Output, ["CUSTOMER", "BALANCE", "RESERVED", "AVAILABLE", "FUNDING"],
+            [[customer.ToString(), Number(balance.Balance), Number(balance.Reserved), Number(balance.Available), balance.Funding.ToString()]]);
+        return ExitCodes.Success;
+    }
+
+    private static string Number(long value) => value.ToString(System.Globalization.CultureInfo.InvariantCulture);
+}

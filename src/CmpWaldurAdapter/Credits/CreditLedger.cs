@@ -1,0 +1,150 @@
+using CmpWaldurAdapter.Core.Catalogue;
+using CmpWaldurAdapter.Core.Credits;
+using CmpWaldurAdapter.Persistence;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
+namespace CmpWaldurAdapter.Credits;
+
+/// <summary>
+/// The organization's credit ledger: reserve → settle → release, atomic in the database, never below
+/// zero, never refusing while enough credits remain, idempotent per request id. A failed upstream call
+/// is released, not charged; a hold nobody closes is released when it expires.
+/// </summary>
+public sealed class CreditLedger(ICreditStore store, WaldurFunding funding, IDbContextFactory<AdapterDbContext> dbs, TimeProvider clock, IOptionsMonitor<CreditsOptions> options, ILogger<CreditLedger> logger)
+{
+    private readonly ICreditStore _store = store;
+    private readonly WaldurFunding _funding = funding;
+    private readonly IDbContextFactory<AdapterDbContext> _dbs = dbs;
+    private readonly TimeProvider _clock = clock;
+    private readonly IOptionsMonitor<CreditsOptions> _options = options;
+    private readonly ILogger<CreditLedger> _logger = logger;
+
+    /// <summary>Sets <paramref name="credits"/> aside for an action about to run; settle or release the hold afterwards.</summary>
+    public async Task<ReservationResult> ReserveAsync(Guid customerId, Guid subscriptionId, ActionClass action, long credits, int priceBookVersion, string requestId, CancellationToken cancellationToken = default)
+    {
+        var request = Request(customerId, subscriptionId, action, credits, priceBookVersion, requestId);
+        if (!await _funding.EnsureFundedAsync(customerId, cancellationToken))
+        {
+            return new ReservationResult(ReservationStatus.Refused, null, 0, 0, CreditRefusal.FundingUnavailable);
+        }
+
+        var now = _clock.GetUtcNow();
+        var result = await _store.ReserveAsync(request, Guid.CreateVersion7(now), now, now + _options.CurrentValue.ReservationTimeout, cancellationToken);
+        LogRefusal(result.Refusal, request);
+        // Holds can exceed a Waldur-funded balance that Waldur lowered: show 0, not a negative figure.
+        return result with { Available = Math.Max(0, result.Available) };
+    }
+
+    /// <summary>Charges the hold: its full amount, or <paramref name="actualCredits"/> (0 to the held amount); the rest is given back.</summary>
+    public Task<SettleResult> SettleAsync(Guid reservationId, long? actualCredits = null, CancellationToken cancellationToken = default)
+    {
+        var now = _clock.GetUtcNow();
+        return _store.SettleAsync(reservationId, actualCredits, Guid.CreateVersion7(now), now, cancellationToken);
+    }
+
+    /// <summary>Gives the hold back without charging (the upstream call failed or was cancelled).</summary>
+    public Task<ReleaseResult> ReleaseAsync(Guid reservationId, string reason = "the action failed", CancellationToken cancellationToken = default)
+    {
+        var now = _clock.GetUtcNow();
+        return _store.ReleaseAsync(reservationId, Truncate(reason), Guid.CreateVersion7(now), now, cancellationToken);
+    }
+
+    /// <summary>
+    /// Reserve and settle in one: charges <paramref name="credits"/> now if the organization has them. The
+    /// database does both in one atomic step (no hold row), so a fast action costs one round trip.
+    /// </summary>
+    public async Task<ChargeResult> ChargeAsync(Guid customerId, Guid subscriptionId, ActionClass action, long credits, int priceBookVersion, string requestId, CancellationToken cancellationToken = default)
+    {
+        var request = Request(customerId, subscriptionId, action, credits, priceBookVersion, requestId);
+        if (!await _funding.EnsureFundedAsync(customerId, cancellationToken))
+        {
+            return new ChargeResult(ChargeStatus.Refused, 0, 0, CreditRefusal.FundingUnavailable);
+        }
+
+        var now = _clock.GetUtcNow();
+        var result = await _store.ChargeAsync(request, Guid.CreateVersion7(now), now, cancellationToken);
+        LogRefusal(result.Refusal, request);
+        return result with { Available = Math.Max(0, result.Available) };
+    }
+
+    /// <summary>
+    /// Adds credits to the organization (ledger funding only). The same <paramref name="requestId"/> grants once.
+    /// </summary>
+    public async Task<GrantResult> GrantAsync(Guid customerId, long credits, string reason, string? requestId = null, CancellationToken cancellationToken = default)
+    {
+        CreditRules.RequirePositive(credits);
+        if (string.IsNullOrWhiteSpace(reason))
+        {
+            throw new ArgumentException("A grant needs a reason (it is kept in the ledger).", nameof(reason));
+        }
+
+        if (_options.CurrentValue.Funding != CreditFunding.Ledger)
+        {
+            throw new CreditFundingException("Credits:Funding is WaldurCustomerCredits: the balance comes from the organization's customer credits in Waldur, so grant money there instead.");
+        }
+
+        var now = _clock.GetUtcNow();
+        var id = requestId is null ? Guid.NewGuid().ToString() : CreditRules.RequireRequestId(requestId);
+        var result = await _store.GrantAsync(customerId, credits, Truncate(reason), id, Guid.CreateVersion7(now), now, cancellationToken);
+        _logger.LogInformation("Granted {Credits} credits to organization {CustomerId} ({Reason}); balance {Balance}{Replay}",
+            credits, customerId, reason, result.Balance, result.Granted ? string.Empty : " (replayed request: nothing added)");
+        return result;
+    }
+
+    /// <summary>The organization's balance, holds and spendable credits (refreshed from Waldur first in Waldur-funded mode).</summary>
+    public async Task<CreditBalance> BalanceAsync(Guid customerId, CancellationToken cancellationToken = default)
+    {
+        await _funding.EnsureFundedAsync(customerId, cancellationToken);
+        await using var db = await _dbs.CreateDbContextAsync(cancellationToken);
+        var account = await db.CreditAccounts.AsNoTracking().SingleOrDefaultAsync(a => a.CustomerId == customerId, cancellationToken);
+        var funding = _options.CurrentValue.Funding;
+        return account is null
+            ? new CreditBalance(customerId, 0, 0, 0, funding, Exists: false)
+            : new CreditBalance(customerId, account.Balance, account.Reserved, CreditRules.Available(account.Balance, account.Reserved), funding, Exists: true, account.FundedAt);
+    }
+
+    /// <summary>Releases holds that outlived <see cref="CreditsOptions.ReservationTimeout"/>. Returns how many.</summary>
+    public async Task<int> ReleaseExpiredAsync(CancellationToken cancellationToken = default)
+    {
+        var released = 0;
+        while (true)
+        {
+            var expired = await _store.ExpiredReservationsAsync(_clock.GetUtcNow(), 200, cancellationToken);
+            foreach (var id in expired)
+            {
+                var result = await ReleaseAsync(id, "the hold expired before it was settled", cancellationToken);
+                released += result.Status == ReleaseStatus.Released ? 1 : 0;
+            }
+
+            if (expired.Count < 200)
+            {
+                break;
+            }
+        }
+
+        if (released > 0)
+        {
+            _logger.LogWarning("Released {Count} expired credit hold(s): their requests never settled", released);
+        }
+
+        return released;
+    }
+
+    private static ChargeRequest Request(Guid customerId, Guid subscriptionId, ActionClass action, long credits, int priceBookVersion, string requestId)
+    {
+        CreditRules.RequirePositive(credits);
+        CreditRules.RequireRequestId(requestId);
+        return new ChargeRequest(customerId, subscriptionId, action, credits, priceBookVersion, requestId);
+    }
+
+    private void LogRefusal(CreditRefusal? refusal, ChargeRequest request)
+    {
+        if (refusal is { } reason)
+        {
+            _logger.LogDebug("Refused {Credits} credits for subscription {SubscriptionId} ({Refusal})", request.Credits, request.SubscriptionId, reason);
+        }
+    }
+
+    private static string Truncate(string text) => text.Length <= 500 ? text : text[..500];
+}

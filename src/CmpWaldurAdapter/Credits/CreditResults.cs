@@ -1,0 +1,91 @@
+using CmpWaldurAdapter.Core.Catalogue;
+using CmpWaldurAdapter.Core.Credits;
+
+namespace CmpWaldurAdapter.Credits;
+
+/// <summary>What a subscription's action costs and under which price book.</summary>
+/// <param name="RequestId">Idempotency key, unique per subscription: the same id never charges twice.</param>
+public sealed record ChargeRequest(Guid CustomerId, Guid SubscriptionId, ActionClass Action, long Credits, int PriceBookVersion, string RequestId)
+{
+    public string Component => ActionClasses.Component(Action);
+}
+
+public enum ChargeStatus
+{
+    /// <summary>Charged now.</summary>
+    Charged,
+
+    /// <summary>This request id was charged before: nothing more was charged.</summary>
+    Replayed,
+
+    /// <summary>Not charged; see <see cref="ChargeResult.Refusal"/>.</summary>
+    Refused,
+}
+
+/// <param name="Credits">Credits charged by this request id (now or originally); 0 when refused.</param>
+/// <param name="Available">The organization's spendable credits after the call (as last seen when refused).</param>
+public sealed record ChargeResult(ChargeStatus Status, long Credits, long Available, CreditRefusal? Refusal = null, Guid? EntryId = null)
+{
+    public bool IsCharged => Status is ChargeStatus.Charged or ChargeStatus.Replayed;
+}
+
+public enum ReservationStatus
+{
+    /// <summary>The credits are set aside now.</summary>
+    Held,
+
+    /// <summary>This request id already holds credits: the same hold is returned.</summary>
+    AlreadyHeld,
+
+    /// <summary>This request id was already charged: do not run the action again.</summary>
+    AlreadyCharged,
+
+    Refused,
+}
+
+public sealed record ReservationResult(ReservationStatus Status, Guid? ReservationId, long Credits, long Available, CreditRefusal? Refusal = null)
+{
+    public bool IsHeld => Status is ReservationStatus.Held or ReservationStatus.AlreadyHeld;
+}
+
+public enum SettleStatus
+{
+    Settled,
+
+    /// <summary>Settled before (a retried settle charges nothing more).</summary>
+    AlreadySettled,
+
+    /// <summary>The hold was released (or expired) before: nothing was charged.</summary>
+    AlreadyReleased,
+
+    /// <summary>The request id had been charged by another path; the hold was released instead.</summary>
+    AlreadyCharged,
+
+    NotFound,
+}
+
+public sealed record SettleResult(SettleStatus Status, long Credits, long Available);
+
+public enum ReleaseStatus
+{
+    Released,
+
+    AlreadyReleased,
+
+    /// <summary>The hold was settled before: a release cannot undo a charge.</summary>
+    AlreadySettled,
+
+    NotFound,
+}
+
+public sealed record ReleaseResult(ReleaseStatus Status, long Credits, long Available);
+
+/// <param name="Granted">False when the request id was granted before (nothing was added).</param>
+public sealed record GrantResult(bool Granted, Guid EntryId, long Credits, long Balance, long Available);
+
+/// <summary>An organization's credits now.</summary>
+/// <param name="Exists">False when the organization has never been funded (all figures 0).</param>
+public sealed record CreditBalance(Guid CustomerId, long Balance, long Reserved, long Available, CreditFunding Funding, bool Exists, DateTimeOffset? FundedAt = null);
+
+/// <summary>The operation cannot run in the configured funding mode (e.g. a grant when Waldur funds the balance).</summary>
+public sealed class CreditFundingException(string message) : InvalidOperationException(message);

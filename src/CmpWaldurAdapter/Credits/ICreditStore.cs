@@ -1,0 +1,26 @@
+using CmpWaldurAdapter.Core.Credits;
+
+namespace CmpWaldurAdapter.Credits;
+
+/// <summary>
+/// The credit operations as the database runs them, each one atomic. Two implementations keep the
+/// same promises: <see cref="PostgresCreditStore"/> (one statement per operation, row lock on the
+/// account) and <see cref="SqliteCreditStore"/> (one serialized write transaction per operation).
+/// </summary>
+public interface ICreditStore
+{
+    Task<ChargeResult> ChargeAsync(ChargeRequest request, Guid entryId, DateTimeOffset now, CancellationToken cancellationToken);
+
+    Task<ReservationResult> ReserveAsync(ChargeRequest request, Guid reservationId, DateTimeOffset now, DateTimeOffset expiresAt, CancellationToken cancellationToken);
+
+    Task<SettleResult> SettleAsync(Guid reservationId, long? actualCredits, Guid entryId, DateTimeOffset now, CancellationToken cancellationToken);
+
+    Task<ReleaseResult> ReleaseAsync(Guid reservationId, string reason, Guid entryId, DateTimeOffset now, CancellationToken cancellationToken);
+
+    Task<GrantResult> GrantAsync(Guid customerId, long credits, string reason, string requestId, Guid entryId, DateTimeOffset now, CancellationToken cancellationToken);
+
+    /// <summary>Waldur-funded mode: balance := max(0, funded − charges since <paramref name="firstUninvoiced"/>), under the account lock.</summary>
+    Task<CreditAccount> RefreshFundingAsync(Guid customerId, long fundedCredits, BillingPeriod firstUninvoiced, DateTimeOffset now, CancellationToken cancellationToken);
+
+    Task<IReadOnlyList<Guid>> ExpiredReservationsAsync(DateTimeOffset now, int limit, CancellationToken cancellationToken);
+}

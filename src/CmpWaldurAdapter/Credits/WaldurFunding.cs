@@ -1,0 +1,181 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using CmpWaldurAdapter.Core.Credits;
+using CmpWaldurAdapter.Offerings;
+using CmpWaldurAdapter.Persistence;
+using CmpWaldurAdapter.Waldur;
+using CmpWaldurAdapter.Waldur.Api;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
+namespace CmpWaldurAdapter.Credits;
+
+/// <summary>
+/// Waldur-funded mode: keeps each organization's account balance equal to
+/// <c>floor(customer credits / credit price) − uninvoiced charges</c> (see <see cref="WaldurFundingRules"/>).
+/// Reads are cached for <see cref="CreditsOptions.FundingCacheLifetime"/> and refreshed when a new
+/// month opens; a charge waits for Waldur at most <see cref="CreditsOptions.FundingTimeout"/>. When
+/// Waldur is slow or down the last funding read keeps applying (the balance still falls with every
+/// charge, so nothing is overspent); an organization whose funding was never read is refused
+/// (<see cref="CreditRefusal.FundingUnavailable"/>) until Waldur answers. In ledger mode this does nothing.
+/// </summary>
+public sealed class WaldurFunding(
+    ICreditStore store,
+    IServiceProvider services,
+    ServedOfferings offerings,
+    IDbContextFactory<AdapterDbContext> dbs,
+    TimeProvider clock,
+    IOptionsMonitor<CreditsOptions> options,
+    ILogger<WaldurFunding> logger)
+{
+    /// <summary>After a failed read, how long charges use the last known funding before Waldur is asked again.</summary>
+    public static readonly TimeSpan RetryAfterFailure = TimeSpan.FromSeconds(10);
+
+    /// <summary>After a failed first read (nothing to fall back on), how long charges are refused before Waldur is asked again.</summary>
+    public static readonly TimeSpan RetryAfterFirstFailure = TimeSpan.FromSeconds(1);
+
+    private readonly ConcurrentDictionary<Guid, State> _states = new();
+
+    /// <summary>
+    /// Makes sure the organization's balance reflects Waldur recently enough. Returns false only when its
+    /// funding is unknown: never read, and Waldur does not answer now.
+    /// </summary>
+    public async ValueTask<bool> EnsureFundedAsync(Guid customerId, CancellationToken cancellationToken)
+    {
+        var settings = options.CurrentValue;
+        if (settings.Funding != CreditFunding.WaldurCustomerCredits)
+        {
+            return true;
+        }
+
+        var now = clock.GetUtcNow();
+        var firstUninvoiced = WaldurFundingRules.FirstUninvoicedPeriod(now, settings.InvoiceFinalizationGrace);
+        var state = _states.GetOrAdd(customerId, _ => new State());
+        if (state.Answer(now, firstUninvoiced, settings.FundingCacheLifetime) is { } cached)
+        {
+            return cached;
+        }
+
+        // One read per organization at a time; the others wait for it instead of asking Waldur too.
+        await state.Gate.WaitAsync(cancellationToken);
+        try
+        {
+            if (state.Answer(now, firstUninvoiced, settings.FundingCacheLifetime) is { } fresh)
+            {
+                return fresh;
+            }
+
+            return await RefreshAsync(customerId, state, now, firstUninvoiced, settings, cancellationToken);
+        }
+        finally
+        {
+            state.Gate.Release();
+        }
+    }
+
+    /// <summary>Forgets cached reads (tests and the CLI use it to force a fresh read).</summary>
+    public void Invalidate(Guid customerId) => _states.TryRemove(customerId, out _);
+
+    private async Task<bool> RefreshAsync(Guid customerId, State state, DateTimeOffset now, BillingPeriod firstUninvoiced, CreditsOptions settings, CancellationToken cancellationToken)
+    {
+        long funded;
+        try
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(settings.FundingTimeout);
+            funded = await ReadFundedCreditsAsync(customerId, now, settings.CreditPrice, timeout.Token);
+        }
+        catch (Exception exception) when (!cancellationToken.IsCancellationRequested && (UpstreamFailures.IsTransient(exception) || exception is Refit.ApiException))
+        {
+            var known = state.Known || await HasFundingAsync(customerId, cancellationToken);
+            state.Failed(now + (known ? RetryAfterFailure : RetryAfterFirstFailure), known);
+            logger.LogWarning("Could not read the customer credits of organization {CustomerId} from Waldur ({Reason}); {Consequence}",
+                customerId, UpstreamFailures.Describe(exception),
+                known ? "charging continues against the last funding read" : "its charges are refused until Waldur answers");
+            return known;
+        }
+
+        var account = await store.RefreshFundingAsync(customerId, funded, firstUninvoiced, now, cancellationToken);
+        state.Refreshed(now, firstUninvoiced);
+        logger.LogDebug("Organization {CustomerId} is funded with {Funded} credits; balance {Balance} after uninvoiced charges since {Period}",
+            customerId, funded, account.Balance, firstUninvoiced);
+        return true;
+    }
+
+    private async Task<long> ReadFundedCreditsAsync(Guid customerId, DateTimeOffset now, decimal creditPrice, CancellationToken cancellationToken)
+    {
+        // Resolved here, not injected: ledger-funded deployments and commands never need a Waldur client.
+        var waldur = services.GetRequiredService<IWaldurApi>();
+        var pageSize = services.GetRequiredService<IOptions<WaldurOptions>>().Value.PageSize;
+        var credits = new List<FundingCredit>();
+        for (var page = 1; ; page++)
+        {
+            var batch = await waldur.ListCustomerCreditsAsync(customerId, page, pageSize, cancellationToken);
+            credits.AddRange(batch
+                .Where(c => c.Customer_uuid == customerId)
+                .Select(c => new FundingCredit(
+                    decimal.TryParse(c.Value, NumberStyles.Number, CultureInfo.InvariantCulture, out var value) ? value : 0m,
+                    (c.Offerings ?? []).Select(o => o.Uuid).ToList(),
+                    c.End_date)));
+            if (batch.Count < pageSize)
+            {
+                break;
+            }
+        }
+
+        var served = offerings.Offerings.Select(o => o.Uuid).ToList();
+        var money = WaldurFundingRules.Money(credits, served, DateOnly.FromDateTime(now.UtcDateTime));
+        return WaldurFundingRules.FundedCredits(money, creditPrice);
+    }
+
+    private async Task<bool> HasFundingAsync(Guid customerId, CancellationToken cancellationToken)
+    {
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        return await db.CreditAccounts.AnyAsync(a => a.CustomerId == customerId && a.FundedAt != null, cancellationToken);
+    }
+
+    private sealed class State
+    {
+        private DateTimeOffset _refreshedAt = DateTimeOffset.MinValue;
+        private BillingPeriod _firstUninvoiced;
+        private DateTimeOffset _retryAt = DateTimeOffset.MinValue;
+
+        public SemaphoreSlim Gate { get; } = new(1, 1);
+
+        public bool Known { get; private set; }
+
+        /// <summary>The cached answer, or null when Waldur must be asked.</summary>
+        public bool? Answer(DateTimeOffset now, BillingPeriod firstUninvoiced, TimeSpan lifetime)
+        {
+            lock (Gate)
+            {
+                if (Known && _firstUninvoiced == firstUninvoiced && now < _refreshedAt + lifetime)
+                {
+                    return true;
+                }
+
+                return now < _retryAt ? Known : null;
+            }
+        }
+
+        public void Refreshed(DateTimeOffset now, BillingPeriod firstUninvoiced)
+        {
+            lock (Gate)
+            {
+                _refreshedAt = now;
+                _firstUninvoiced = firstUninvoiced;
+                _retryAt = DateTimeOffset.MinValue;
+                Known = true;
+            }
+        }
+
+        public void Failed(DateTimeOffset retryAt, bool known)
+        {
+            lock (Gate)
+            {
+                _retryAt = retryAt;
+                Known = known;
+            }
+        }
+    }
+}

@@ -1,0 +1,43 @@
+using CmpWaldurAdapter.Core.Orders;
+using CmpWaldurAdapter.Provisioning;
+using Quartz;
+
+namespace CmpWaldurAdapter.Usage;
+
+/// <summary>The periodic usage report (clustered on PostgreSQL: one replica per firing).</summary>
+[DisallowConcurrentExecution]
+public sealed class ReportUsageJob(UsageReporter reporter) : IJob
+{
+    public static readonly JobKey Key = new("report-usage", "usage");
+
+    public async ValueTask Execute(IJobExecutionContext context, CancellationToken cancellationToken) =>
+        await reporter.ReportAsync(cancellationToken: cancellationToken);
+}
+
+/// <summary>
+/// Adds the final usage report to every Terminate order, after the tenant is removed (its steps run
+/// after the runtime provisioner's) and before the order is set done. A failure defers the order, so
+/// the report is retried with it.
+/// </summary>
+public sealed class FinalUsageReportProvisioner(UsageReporter reporter) : ITenantProvisioner
+{
+    public const string StepName = "report-final-usage";
+
+    public IReadOnlyList<ProvisioningStep> StepsFor(OrderType type) =>
+        type == OrderType.Terminate ? [new ProvisioningStep(StepName, ReportAsync)] : [];
+
+    private async Task ReportAsync(ProvisioningContext context, CancellationToken cancellationToken)
+    {
+        var rows = await reporter.ReportResourceAsync(context.Subscription.ResourceUuid, cancellationToken);
+        if (rows.FirstOrDefault(r => r.Action is UsageAction.Failed or UsageAction.Skipped) is { } unfinished)
+        {
+            throw new TransientProvisioningException($"The final usage report did not reach Waldur ({unfinished.Detail}).");
+        }
+
+        var sent = rows.Where(r => r.Action == UsageAction.Posted).Select(r => $"{r.Component} {r.Ours:0.##} ({r.Period})").ToList();
+        if (sent.Count > 0)
+        {
+            context.Note("Final usage reported: " + string.Join(", ", sent) + ".");
+        }
+    }
+}

@@ -1,0 +1,16 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace CmpWaldurAdapter.Usage;
+
+/// <summary>Usage reporting to Waldur and the usage API (configuration section <c>Usage</c>).</summary>
+public sealed class UsageOptions
+{
+    public const string SectionName = "Usage";
+
+    /// <summary>How often month-to-date totals are compared with Waldur and sent where they differ.</summary>
+    public TimeSpan ReportInterval { get; set; } = TimeSpan.FromMinutes(30);
+
+    /// <summary>Months each report covers: the current one and the ones before it (late settlements).</summary>
+    [Range(1, 12)]
+    public int ReportingPeriods { get; set; } = 2;
+}

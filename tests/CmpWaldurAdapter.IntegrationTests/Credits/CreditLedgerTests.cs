@@ -1,0 +1,453 @@
+using System.Collections.Concurrent;
+using CmpWaldurAdapter.Chat;
+using CmpWaldurAdapter.Core.Catalogue;
+using CmpWaldurAdapter.Core.Credits;
+using CmpWaldurAdapter.Core.Subscriptions;
+using CmpWaldurAdapter.Credits;
+using CmpWaldurAdapter.Events;
+using CmpWaldurAdapter.Persistence;
+using CmpWaldurAdapter.Tenants;
+using CmpWaldurAdapter.Testing.Credits;
+using CmpWaldurAdapter.Testing.Hosting;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace CmpWaldurAdapter.IntegrationTests.Credits;
+
+public sealed class CreditLedgerOnPostgresTests() : CreditLedgerTests(DatabaseProvider.Postgres);
+
+public sealed class CreditLedgerOnSqliteTests() : CreditLedgerTests(DatabaseProvider.Sqlite);
+
+/// <summary>The ledger's promises, proven on PostgreSQL and on SQLite alike.</summary>
+public abstract class CreditLedgerTests(DatabaseProvider provider) : IAsyncLifetime
+{
+    private static readonly DateTimeOffset Start = new(2026, 3, 10, 12, 0, 0, TimeSpan.Zero);
+
+    private CreditTestBed _bed = null!;
+
+    private CreditLedger Ledger => _bed.Ledger;
+
+    public async Task InitializeAsync()
+    {
+        _bed = await CreditTestBed.CreateAsync(provider, Start);
+        await _bed.StartAsync();
+    }
+
+    public async Task DisposeAsync() => await _bed.DisposeAsync();
+
+    [Fact]
+    public async Task Two_thousand_concurrent_charges_against_a_thousand_credits_charge_exactly_five_hundred()
+    {
+        var subscription = await _bed.AddSubscriptionAsync();
+        await Ledger.GrantAsync(subscription.CustomerId, 1000, "test funding");
+        var requests = Enumerable.Range(0, 2000).Select(i => $"message-{i}").ToList();
+
+        var lowest = long.MaxValue;
+        using var watching = new CancellationTokenSource();
+        var watcher = Task.Run(async () =>
+        {
+            while (!watching.IsCancellationRequested)
+            {
+                var seen = await Ledger.BalanceAsync(subscription.CustomerId);
+                Interlocked.Exchange(ref lowest, Math.Min(Interlocked.Read(ref lowest), seen.Balance - seen.Reserved));
+            }
+        });
+
+        var first = await ChargeAllAsync(subscription, requests);
+        await watching.CancelAsync();
+        await watcher;
+
+        Assert.Equal(500, first.Count(r => r.Status == ChargeStatus.Charged));
+        Assert.Equal(1500, first.Count(r => r is { Status: ChargeStatus.Refused, Refusal: CreditRefusal.InsufficientCredits }));
+        Assert.True(lowest >= 0, $"The available balance was seen at {lowest}.");
+        var balance = await Ledger.BalanceAsync(subscription.CustomerId);
+        Assert.Equal((0L, 0L, 0L), (balance.Balance, balance.Reserved, balance.Available));
+
+        // Each charge saw the balance its predecessor left: one entry per even balance from 998 down to 0.
+        var trail = await _bed.QueryAsync(db => db.LedgerEntries.Where(e => e.Kind == LedgerEntryKind.Charge).Select(e => e.BalanceAfter).ToListAsync());
+        Assert.Equal(Enumerable.Range(0, 500).Select(i => (long)(i * 2)), trail.Order());
+
+        var replay = await ChargeAllAsync(subscription, requests);
+
+        Assert.Equal(500, replay.Count(r => r.Status == ChargeStatus.Replayed));
+        Assert.Equal(1500, replay.Count(r => r.Status == ChargeStatus.Refused));
+        Assert.All(replay.Where(r => r.Status == ChargeStatus.Replayed), r => Assert.Equal(2, r.Credits));
+        Assert.Equal(500, await _bed.QueryAsync(db => db.LedgerEntries.CountAsync(e => e.Kind == LedgerEntryKind.Charge)));
+        Assert.Equal(0, (await Ledger.BalanceAsync(subscription.CustomerId)).Balance);
+    }
+
+    [Fact]
+    public async Task Concurrent_copies_of_one_request_charge_it_once()
+    {
+        var subscription = await _bed.AddSubscriptionAsync();
+        await Ledger.GrantAsync(subscription.CustomerId, 100, "test funding");
+
+        var charges = await Task.WhenAll(Enumerable.Range(0, 40).Select(_ => Task.Run(() =>
+            Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 3, 1, "same-request"))));
+        var holds = await Task.WhenAll(Enumerable.Range(0, 40).Select(_ => Task.Run(() =>
+            Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.ImageGeneration, 10, 1, "same-hold"))));
+
+        Assert.Single(charges, c => c.Status == ChargeStatus.Charged);
+        Assert.Equal(39, charges.Count(c => c.Status == ChargeStatus.Replayed));
+        Assert.Single(holds, h => h.Status == ReservationStatus.Held);
+        Assert.Equal(39, holds.Count(h => h.Status == ReservationStatus.AlreadyHeld));
+        Assert.Single(holds.Select(h => h.ReservationId).Distinct());
+        var balance = await Ledger.BalanceAsync(subscription.CustomerId);
+        Assert.Equal((97L, 10L, 87L), (balance.Balance, balance.Reserved, balance.Available));
+    }
+
+    [Fact]
+    public async Task Reserve_then_settle_charges_the_actual_amount_and_gives_back_the_rest()
+    {
+        var subscription = await _bed.AddSubscriptionAsync();
+        await Ledger.GrantAsync(subscription.CustomerId, 100, "test funding");
+
+        var hold = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 10, 3, "chat-1");
+        var whileHeld = await Ledger.BalanceAsync(subscription.CustomerId);
+        var settled = await Ledger.SettleAsync(hold.ReservationId!.Value, actualCredits: 7);
+        var again = await Ledger.SettleAsync(hold.ReservationId.Value);
+        var releaseAfter = await Ledger.ReleaseAsync(hold.ReservationId.Value);
+
+        Assert.Equal(ReservationStatus.Held, hold.Status);
+        Assert.Equal((100L, 10L, 90L), (whileHeld.Balance, whileHeld.Reserved, whileHeld.Available));
+        Assert.Equal((SettleStatus.Settled, 7L, 93L), (settled.Status, settled.Credits, settled.Available));
+        Assert.Equal((SettleStatus.AlreadySettled, 7L), (again.Status, again.Credits));
+        Assert.Equal(ReleaseStatus.AlreadySettled, releaseAfter.Status);
+        var balance = await Ledger.BalanceAsync(subscription.CustomerId);
+        Assert.Equal((93L, 0L, 93L), (balance.Balance, balance.Reserved, balance.Available));
+
+        var charge = await _bed.QueryAsync(db => db.LedgerEntries.SingleAsync(e => e.Kind == LedgerEntryKind.Charge));
+        Assert.Equal((7L, "chat_credits", 3, ActionClass.ChatMessage), (charge.Credits, charge.Component, charge.PriceBookVersion!.Value, charge.ActionClass!.Value));
+        Assert.Equal((subscription.Id, subscription.ResourceUuid, hold.ReservationId), (charge.SubscriptionId!.Value, charge.ResourceUuid!.Value, charge.ReservationId));
+        Assert.Equal((new DateOnly(2026, 3, 1), Start, 93L), (charge.Period, charge.OccurredAt, charge.BalanceAfter));
+        Assert.Empty(await _bed.QueryAsync(db => db.CreditReservations.ToListAsync()));
+    }
+
+    [Fact]
+    public async Task A_failed_upstream_call_is_released_not_charged_and_may_be_tried_again()
+    {
+        var subscription = await _bed.AddSubscriptionAsync();
+        await Ledger.GrantAsync(subscription.CustomerId, 20, "test funding");
+
+        var hold = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.ImageGeneration, 10, 3, "image-1");
+        var released = await Ledger.ReleaseAsync(hold.ReservationId!.Value, "image service answered 502");
+        var twice = await Ledger.ReleaseAsync(hold.ReservationId.Value);
+        var settleAfter = await Ledger.SettleAsync(hold.ReservationId.Value);
+        var retry = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.ImageGeneration, 10, 3, "image-1");
+
+        Assert.Equal((ReleaseStatus.Released, 10L, 20L), (released.Status, released.Credits, released.Available));
+        Assert.Equal(ReleaseStatus.AlreadyReleased, twice.Status);
+        Assert.Equal(SettleStatus.AlreadyReleased, settleAfter.Status);
+        Assert.Equal(ReservationStatus.Held, retry.Status);
+        Assert.NotEqual(hold.ReservationId, retry.ReservationId);
+        var entry = await _bed.QueryAsync(db => db.LedgerEntries.SingleAsync(e => e.Kind == LedgerEntryKind.Release));
+        Assert.Equal(("image service answered 502", 10L, 20L), (entry.Reason, entry.Credits, entry.BalanceAfter));
+        Assert.Equal(20, (await Ledger.BalanceAsync(subscription.CustomerId)).Balance);
+    }
+
+    [Fact]
+    public async Task Replays_of_a_settled_request_charge_nothing_more()
+    {
+        var subscription = await _bed.AddSubscriptionAsync();
+        await Ledger.GrantAsync(subscription.CustomerId, 50, "test funding");
+
+        var charged = await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.RagDocument, 5, 3, "doc-1");
+        var replayed = await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.RagDocument, 5, 3, "doc-1");
+        var hold = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.RagDocument, 5, 3, "doc-1");
+        var viaHold = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.VoiceInteraction, 2, 3, "voice-1");
+        await Ledger.SettleAsync(viaHold.ReservationId!.Value);
+        var chargeAfterSettle = await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.VoiceInteraction, 2, 3, "voice-1");
+
+        Assert.Equal(ChargeStatus.Charged, charged.Status);
+        Assert.Equal((ChargeStatus.Replayed, 5L, charged.EntryId), (replayed.Status, replayed.Credits, replayed.EntryId));
+        Assert.Equal((ReservationStatus.AlreadyCharged, 5L), (hold.Status, hold.Credits));
+        Assert.Equal((ChargeStatus.Replayed, 2L), (chargeAfterSettle.Status, chargeAfterSettle.Credits));
+        Assert.Equal(43, (await Ledger.BalanceAsync(subscription.CustomerId)).Balance);
+    }
+
+    [Fact]
+    public async Task A_direct_charge_of_a_held_request_id_releases_the_hold_at_settle()
+    {
+        var subscription = await _bed.AddSubscriptionAsync();
+        await Ledger.GrantAsync(subscription.CustomerId, 50, "test funding");
+
+        var hold = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 3, "mixed");
+        await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 3, "mixed");
+        var settled = await Ledger.SettleAsync(hold.ReservationId!.Value);
+
+        Assert.Equal(SettleStatus.AlreadyCharged, settled.Status);
+        var balance = await Ledger.BalanceAsync(subscription.CustomerId);
+        Assert.Equal((48L, 0L), (balance.Balance, balance.Reserved));
+        Assert.Equal(1, await _bed.QueryAsync(db => db.LedgerEntries.CountAsync(e => e.Kind == LedgerEntryKind.Charge)));
+    }
+
+    [Fact]
+    public async Task Holds_are_spoken_for_so_a_charge_cannot_spend_them_and_a_settle_cannot_exceed_them()
+    {
+        var subscription = await _bed.AddSubscriptionAsync();
+        await Ledger.GrantAsync(subscription.CustomerId, 10, "test funding");
+
+        var hold = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 8, 3, "long-answer");
+        var tooMuch = await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 4, 3, "other");
+        var fits = await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 3, "small");
+        var over = await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => Ledger.SettleAsync(hold.ReservationId!.Value, actualCredits: 9));
+        var exact = await Ledger.SettleAsync(hold.ReservationId!.Value, actualCredits: 8);
+
+        Assert.Equal((ChargeStatus.Refused, CreditRefusal.InsufficientCredits, 2L), (tooMuch.Status, tooMuch.Refusal, tooMuch.Available));
+        Assert.Equal((ChargeStatus.Charged, 0L), (fits.Status, fits.Available));
+        Assert.Contains("0–8", over.Message);
+        Assert.Equal((SettleStatus.Settled, 0L), (exact.Status, exact.Available));
+        Assert.Equal(0, (await Ledger.BalanceAsync(subscription.CustomerId)).Balance);
+    }
+
+    [Fact]
+    public async Task An_organization_never_funded_is_refused_not_overdrawn()
+    {
+        var subscription = await _bed.AddSubscriptionAsync();
+
+        var charge = await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 1, 3, "first");
+        var balance = await Ledger.BalanceAsync(subscription.CustomerId);
+
+        Assert.Equal((ChargeStatus.Refused, CreditRefusal.InsufficientCredits), (charge.Status, charge.Refusal));
+        Assert.False(balance.Exists);
+    }
+
+    [Fact]
+    public async Task The_balance_is_shared_by_every_project_and_subscription_of_the_organization()
+    {
+        var first = await _bed.AddSubscriptionAsync();
+        var second = await _bed.AddSubscriptionAsync(customer: first.CustomerId);
+        var stranger = await _bed.AddSubscriptionAsync();
+        await Ledger.GrantAsync(first.CustomerId, 10, "test funding");
+
+        var a = await Ledger.ChargeAsync(first.CustomerId, first.Id, ActionClass.ImageGeneration, 6, 3, "same-id");
+        var b = await Ledger.ChargeAsync(second.CustomerId, second.Id, ActionClass.ChatMessage, 4, 3, "same-id");
+        var c = await Ledger.ChargeAsync(second.CustomerId, second.Id, ActionClass.ChatMessage, 1, 3, "another");
+        var foreign = await Ledger.ChargeAsync(first.CustomerId, stranger.Id, ActionClass.ChatMessage, 1, 3, "not-yours");
+
+        Assert.Equal(ChargeStatus.Charged, a.Status);
+        Assert.Equal(ChargeStatus.Charged, b.Status);
+        Assert.Equal((ChargeStatus.Refused, CreditRefusal.InsufficientCredits), (c.Status, c.Refusal));
+        Assert.Equal((ChargeStatus.Refused, CreditRefusal.SubscriptionNotServable), (foreign.Status, foreign.Refusal));
+    }
+
+    [Theory]
+    [InlineData(true, false)]
+    [InlineData(false, true)]
+    public async Task Paused_or_downscaled_resources_are_refused_until_waldur_restores_them(bool paused, bool downscaled)
+    {
+        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering);
+        var resource = _bed.Waldur.ResourceOf(order);
+        var subscription = await _bed.AddSubscriptionAsync(resource: resource);
+        await Ledger.GrantAsync(subscription.CustomerId, 10, "test funding");
+        var hold = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 3, "in-flight");
+        var sync = _bed.Services.GetRequiredService<ResourceStateSync>();
+
+        _bed.Waldur.SetResourceFlags(resource, paused, downscaled);
+        await sync.SyncAsync(resource, CancellationToken.None);
+        var refusedCharge = await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 3, "while-paused");
+        var refusedHold = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 3, "while-paused-2");
+        // Work that started before the pause is still settled: it was done.
+        var settled = await Ledger.SettleAsync(hold.ReservationId!.Value);
+
+        _bed.Waldur.SetResourceFlags(resource, false, false);
+        await sync.SyncAsync(resource, CancellationToken.None);
+        var afterRestore = await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 3, "while-paused");
+
+        Assert.Equal((ChargeStatus.Refused, CreditRefusal.SubscriptionNotServable), (refusedCharge.Status, refusedCharge.Refusal));
+        Assert.Equal((ReservationStatus.Refused, CreditRefusal.SubscriptionNotServable), (refusedHold.Status, refusedHold.Refusal));
+        Assert.Equal(SettleStatus.Settled, settled.Status);
+        Assert.Equal(ChargeStatus.Charged, afterRestore.Status);
+        Assert.Equal(6, (await Ledger.BalanceAsync(subscription.CustomerId)).Balance);
+    }
+
+    [Fact]
+    public async Task Concurrent_charges_of_servable_and_unservable_subscriptions_replays_and_new_requests_are_told_apart()
+    {
+        var active = await _bed.AddSubscriptionAsync();
+        var paused = await _bed.AddSubscriptionAsync(customer: active.CustomerId);
+        await _bed.QueryAsync(async db =>
+        {
+            (await db.Subscriptions.FindAsync(paused.Id))!.Paused = true;
+            return await db.SaveChangesAsync();
+        });
+        await Ledger.GrantAsync(active.CustomerId, 1000, "test funding");
+        await Ledger.ChargeAsync(active.CustomerId, active.Id, ActionClass.ChatMessage, 2, 3, "mixed-1");
+
+        var results = await Task.WhenAll(Enumerable.Range(0, 300).Select(i => Task.Run(() => i % 3 == 0
+            ? Ledger.ChargeAsync(paused.CustomerId, paused.Id, ActionClass.ChatMessage, 2, 3, $"paused-{i}")
+            : Ledger.ChargeAsync(active.CustomerId, active.Id, ActionClass.ChatMessage, 2, 3, $"mixed-{i % 150}"))));
+
+        Assert.All(results.Where((_, i) => i % 3 == 0), r => Assert.Equal(CreditRefusal.SubscriptionNotServable, r.Refusal));
+        var forActive = results.Where((_, i) => i % 3 != 0).ToList();
+        // 100 distinct request ids (one charged before), each sent twice: 99 new charges, the rest replays.
+        Assert.Equal(99, forActive.Count(r => r.Status == ChargeStatus.Charged));
+        Assert.Equal(101, forActive.Count(r => r.Status == ChargeStatus.Replayed));
+        Assert.Equal(1000 - 200, (await Ledger.BalanceAsync(active.CustomerId)).Balance);
+        Assert.Equal(100, await _bed.QueryAsync(db => db.LedgerEntries.CountAsync(e => e.Kind == LedgerEntryKind.Charge)));
+    }
+
+    [Theory]
+    [InlineData(SubscriptionState.Provisioning)]
+    [InlineData(SubscriptionState.Terminating)]
+    [InlineData(SubscriptionState.Terminated)]
+    public async Task Subscriptions_that_are_not_active_are_not_charged(SubscriptionState state)
+    {
+        var subscription = await _bed.AddSubscriptionAsync(state: state);
+        await Ledger.GrantAsync(subscription.CustomerId, 10, "test funding");
+
+        var charge = await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 3, "r");
+
+        Assert.Equal(CreditRefusal.SubscriptionNotServable, charge.Refusal);
+    }
+
+    [Fact]
+    public async Task Holds_nobody_settles_are_released_when_they_expire()
+    {
+        var subscription = await _bed.AddSubscriptionAsync();
+        await Ledger.GrantAsync(subscription.CustomerId, 10, "test funding");
+        var abandoned = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 4, 3, "crashed");
+        _bed.Clock!.Advance(TimeSpan.FromMinutes(10));
+        var recent = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 3, "running");
+
+        _bed.Clock.Advance(TimeSpan.FromMinutes(6));
+        var released = await Ledger.ReleaseExpiredAsync();
+
+        Assert.Equal(1, released);
+        Assert.Equal(SettleStatus.AlreadyReleased, (await Ledger.SettleAsync(abandoned.ReservationId!.Value)).Status);
+        Assert.Equal(SettleStatus.Settled, (await Ledger.SettleAsync(recent.ReservationId!.Value)).Status);
+        var balance = await Ledger.BalanceAsync(subscription.CustomerId);
+        Assert.Equal((8L, 0L), (balance.Balance, balance.Reserved));
+        Assert.Contains(await _bed.QueryAsync(db => db.LedgerEntries.Where(e => e.Kind == LedgerEntryKind.Release).Select(e => e.Reason).ToListAsync()), r => r!.Contains("expired"));
+    }
+
+    [Fact]
+    public async Task A_storm_of_holds_settled_and_released_at_random_adds_up_exactly()
+    {
+        var subscription = await _bed.AddSubscriptionAsync();
+        await Ledger.GrantAsync(subscription.CustomerId, 500, "test funding");
+        var charged = 0L;
+
+        await Task.WhenAll(Enumerable.Range(0, 400).Select(i => Task.Run(async () =>
+        {
+            var hold = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 3, 3, $"storm-{i}");
+            if (!hold.IsHeld)
+            {
+                return;
+            }
+
+            switch (i % 3)
+            {
+                case 0:
+                    Interlocked.Add(ref charged, (await Ledger.SettleAsync(hold.ReservationId!.Value)).Credits);
+                    break;
+                case 1:
+                    Interlocked.Add(ref charged, (await Ledger.SettleAsync(hold.ReservationId!.Value, 1)).Credits);
+                    break;
+                default:
+                    await Ledger.ReleaseAsync(hold.ReservationId!.Value);
+                    break;
+            }
+        })));
+
+        var balance = await Ledger.BalanceAsync(subscription.CustomerId);
+        var ledgerCharges = await _bed.QueryAsync(db => db.LedgerEntries.Where(e => e.Kind == LedgerEntryKind.Charge).SumAsync(e => e.Credits));
+        Assert.Equal(0, balance.Reserved);
+        Assert.Equal(500 - charged, balance.Balance);
+        Assert.Equal(charged, ledgerCharges);
+        Assert.True(charged > 0);
+    }
+
+    [Fact]
+    public async Task Grants_add_once_per_request_id_and_explain_themselves()
+    {
+        var customer = Guid.NewGuid();
+
+        var first = await Ledger.GrantAsync(customer, 300, "welcome credits", "grant-1");
+        var again = await Ledger.GrantAsync(customer, 300, "welcome credits", "grant-1");
+        var second = await Ledger.GrantAsync(customer, 50, "top-up");
+
+        Assert.True(first.Granted);
+        Assert.False(again.Granted);
+        Assert.Equal(first.EntryId, again.EntryId);
+        Assert.Equal(350, second.Balance);
+        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => Ledger.GrantAsync(customer, 0, "nothing"));
+        await Assert.ThrowsAsync<ArgumentException>(() => Ledger.GrantAsync(customer, 5, " "));
+        var grants = await _bed.QueryAsync(db => db.LedgerEntries.Where(e => e.Kind == LedgerEntryKind.Grant).OrderBy(e => e.BalanceAfter).ToListAsync());
+        Assert.Equal([(300L, "welcome credits"), (50L, "top-up")], grants.Select(g => (g.Credits, g.Reason!)));
+    }
+
+    [Fact]
+    public async Task Concurrent_first_grants_of_a_new_organization_both_count()
+    {
+        var customer = Guid.NewGuid();
+
+        await Task.WhenAll(Enumerable.Range(0, 10).Select(i => Task.Run(() => Ledger.GrantAsync(customer, 10, "parallel", $"g-{i}"))));
+
+        Assert.Equal(100, (await Ledger.BalanceAsync(customer)).Balance);
+    }
+
+    [Fact]
+    public async Task The_price_book_of_the_offering_prices_each_action_class()
+    {
+        var prices = _bed.Services.GetRequiredService<PriceBooks>();
+        var subscription = await _bed.AddSubscriptionAsync();
+        await Ledger.GrantAsync(subscription.CustomerId, 100, "test funding");
+
+        var quotes = Enum.GetValues<ActionClass>().Where(a => a != ActionClass.AutomationRun).Select(a => prices.Quote(_bed.Offering, a)).ToList();
+        foreach (var quote in quotes)
+        {
+            await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, quote.Action, quote.Credits, quote.PriceBookVersion, "priced-" + quote.Action);
+        }
+
+        Assert.Equal([2L, 5L, 10L, 2L], quotes.Select(q => q.Credits));
+        Assert.All(quotes, q => Assert.Equal(TestCatalogue.PriceBookVersion, q.PriceBookVersion));
+        Assert.Throws<InvalidOperationException>(() => prices.Quote(_bed.Offering, ActionClass.AutomationRun));
+        Assert.Throws<InvalidOperationException>(() => prices.Quote(Guid.NewGuid(), ActionClass.ChatMessage));
+        var entries = await _bed.QueryAsync(db => db.LedgerEntries.Where(e => e.Kind == LedgerEntryKind.Charge).ToListAsync());
+        Assert.Equal(["chat_credits", "image_credits", "rag_credits", "voice_credits"], entries.Select(e => e.Component!).Order());
+        Assert.All(entries, e => Assert.Equal(TestCatalogue.PriceBookVersion, e.PriceBookVersion));
+        Assert.Equal(81, (await Ledger.BalanceAsync(subscription.CustomerId)).Balance);
+    }
+
+    [Fact]
+    public async Task The_chat_pipeline_holds_the_offerings_chat_price_and_settles_or_releases_it()
+    {
+        var chat = _bed.Services.GetRequiredService<IChatCredits>();
+        var subscription = await _bed.AddSubscriptionAsync();
+        await Ledger.GrantAsync(subscription.CustomerId, 5, "test funding");
+
+        var answered = await chat.HoldAsync(subscription, "chat-1", CancellationToken.None);
+        var charged = await chat.SettleAsync(answered!, CancellationToken.None);
+        var replay = await chat.HoldAsync(subscription, "chat-1", CancellationToken.None);
+        var replayCharged = await chat.SettleAsync(replay!, CancellationToken.None);
+        var failed = await chat.HoldAsync(subscription, "chat-2", CancellationToken.None);
+        await chat.ReleaseAsync(failed!, CancellationToken.None);
+        var last = await chat.HoldAsync(subscription, "chat-3", CancellationToken.None);
+        var broke = await chat.HoldAsync(subscription, "chat-4", CancellationToken.None);
+
+        Assert.IsType<LedgerChatCredits>(chat);
+        Assert.Equal((2L, 2L), (answered!.Credits, charged));
+        Assert.Equal(0, replayCharged);
+        Assert.NotNull(last);
+        Assert.Null(broke);
+        var balance = await Ledger.BalanceAsync(subscription.CustomerId);
+        Assert.Equal((3L, 2L, 1L), (balance.Balance, balance.Reserved, balance.Available));
+    }
+
+    [Fact]
+    public async Task The_database_itself_refuses_a_negative_balance()
+    {
+        var customer = Guid.NewGuid();
+        await Ledger.GrantAsync(customer, 5, "test funding");
+
+        await using var db = await _bed.Services.GetRequiredService<IDbContextFactory<AdapterDbContext>>().CreateDbContextAsync();
+        var refused = await Record.ExceptionAsync(() => db.CreditAccounts.Where(a => a.CustomerId == customer).ExecuteUpdateAsync(s => s.SetProperty(a => a.Balance, -1)));
+
+        Assert.NotNull(refused);
+    }
+
+    private Task<ChargeResult[]> ChargeAllAsync(Subscription subscription, IReadOnlyList<string> requests) =>
+        Task.WhenAll(requests.Select(request => Task.Run(() =>
+            Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, TestCatalogue.PriceBookVersion, request))));
+}

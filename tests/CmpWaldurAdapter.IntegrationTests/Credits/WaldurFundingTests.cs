@@ -1,0 +1,197 @@
+using System.Diagnostics;
+using CmpWaldurAdapter.Core.Catalogue;
+using CmpWaldurAdapter.Core.Credits;
+using CmpWaldurAdapter.Credits;
+using CmpWaldurAdapter.Persistence;
+using CmpWaldurAdapter.Tenants;
+using CmpWaldurAdapter.Testing.Credits;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace CmpWaldurAdapter.IntegrationTests.Credits;
+
+public sealed class WaldurFundingOnPostgresTests() : WaldurFundingTests(DatabaseProvider.Postgres);
+
+public sealed class WaldurFundingOnSqliteTests() : WaldurFundingTests(DatabaseProvider.Sqlite);
+
+/// <summary>
+/// The Waldur-funded balance against a WireMock Waldur:
+/// balance = floor(Σ applicable customer-credit value / credit price) − uninvoiced charges.
+/// </summary>
+public abstract class WaldurFundingTests(DatabaseProvider provider) : IAsyncLifetime
+{
+    private const string CreditsPath = "/api/customer-credits/";
+    private static readonly DateTimeOffset March10 = new(2026, 3, 10, 12, 0, 0, TimeSpan.Zero);
+
+    private CreditTestBed _bed = null!;
+    private Subscription _subscription = null!;
+
+    private CreditLedger Ledger => _bed.Ledger;
+
+    public async Task InitializeAsync() => _bed = await CreditTestBed.CreateAsync(provider, March10);
+
+    public async Task DisposeAsync() => await _bed.DisposeAsync();
+
+    private async Task StartAsync(string grace = "00:00:00")
+    {
+        _bed.Settings["Credits:Funding"] = "WaldurCustomerCredits";
+        _bed.Settings["Credits:CreditPrice"] = "0.01";
+        _bed.Settings["Credits:FundingCacheLifetime"] = "00:01:00";
+        _bed.Settings["Credits:FundingTimeout"] = "00:00:02";
+        _bed.Settings["Credits:InvoiceFinalizationGrace"] = grace;
+        await _bed.StartAsync();
+        _subscription = await _bed.AddSubscriptionAsync();
+    }
+
+    [Fact]
+    public async Task The_balance_is_the_applicable_money_in_credits_minus_what_waldur_has_not_invoiced()
+    {
+        await StartAsync();
+        var customer = _subscription.CustomerId;
+        var general = _bed.Waldur.AddCustomerCredit(customer, 100.00m);
+        _bed.Waldur.AddCustomerCredit(customer, 25.505m, offerings: [_bed.Offering]);
+        _bed.Waldur.AddCustomerCredit(customer, 40m, offerings: [Guid.NewGuid()]);
+        _bed.Waldur.AddCustomerCredit(customer, 1000m, endDate: new DateOnly(2026, 3, 1));
+        _bed.Waldur.AddCustomerCredit(Guid.NewGuid(), 500m);
+
+        var funded = await Ledger.BalanceAsync(customer);
+        for (var i = 0; i < 25; i++)
+        {
+            await ChargeAsync($"m{i}", 2);
+        }
+
+        var afterCharges = await Ledger.BalanceAsync(customer);
+        _bed.Clock!.Advance(TimeSpan.FromMinutes(2));
+        var reread = await Ledger.BalanceAsync(customer);
+        _bed.Waldur.AddCustomerCredit(customer, 10m);
+        _bed.Clock.Advance(TimeSpan.FromMinutes(2));
+        var toppedUp = await Ledger.BalanceAsync(customer);
+
+        // Waldur finalizes March at midnight on 1 April and takes its 50 credits (0.50) off the credit.
+        _bed.Clock.SetUtcNow(new DateTimeOffset(2026, 4, 1, 0, 5, 0, TimeSpan.Zero));
+        _bed.Waldur.SetCustomerCreditValue(general, 99.50m);
+        var april = await Ledger.BalanceAsync(customer);
+
+        Assert.Equal(12550, funded.Balance);
+        Assert.Equal(12500, afterCharges.Balance);
+        Assert.Equal(12500, reread.Balance);
+        Assert.Equal(13500, toppedUp.Balance);
+        Assert.Equal(13500, april.Balance);
+        Assert.Equal(CreditFunding.WaldurCustomerCredits, april.Funding);
+        Assert.Equal(april.FundedAt, _bed.Clock.GetUtcNow());
+    }
+
+    [Fact]
+    public async Task Within_the_finalization_grace_the_previous_month_still_counts_as_uninvoiced()
+    {
+        await StartAsync(grace: "02:00:00");
+        var customer = _subscription.CustomerId;
+        var credit = _bed.Waldur.AddCustomerCredit(customer, 1.00m);
+        await ChargeAsync("march", 30);
+
+        _bed.Clock!.SetUtcNow(new DateTimeOffset(2026, 4, 1, 0, 30, 0, TimeSpan.Zero));
+        var beforeFinalization = await Ledger.BalanceAsync(customer);
+        _bed.Clock.SetUtcNow(new DateTimeOffset(2026, 4, 1, 2, 30, 0, TimeSpan.Zero));
+        _bed.Waldur.SetCustomerCreditValue(credit, 0.70m);
+        var afterFinalization = await Ledger.BalanceAsync(customer);
+
+        Assert.Equal(70, beforeFinalization.Balance);
+        Assert.Equal(70, afterFinalization.Balance);
+    }
+
+    [Fact]
+    public async Task Many_concurrent_first_charges_read_waldur_once_and_stay_exact()
+    {
+        await StartAsync();
+        _bed.Waldur.AddCustomerCredit(_subscription.CustomerId, 1.00m);
+
+        var results = await Task.WhenAll(Enumerable.Range(0, 200).Select(i => Task.Run(() => ChargeOrRefuseAsync($"c{i}", 2))));
+
+        Assert.Equal(50, results.Count(r => r.Status == ChargeStatus.Charged));
+        Assert.Equal(150, results.Count(r => r.Refusal == CreditRefusal.InsufficientCredits));
+        Assert.Equal(1, _bed.Waldur.Count("GET", CreditsPath));
+        Assert.Equal(0, (await Ledger.BalanceAsync(_subscription.CustomerId)).Balance);
+    }
+
+    [Fact]
+    public async Task Refreshing_while_charges_run_never_loses_or_double_counts_a_charge()
+    {
+        await StartAsync();
+        var customer = _subscription.CustomerId;
+        _bed.Waldur.AddCustomerCredit(customer, 10.00m);
+        var funding = _bed.Services.GetRequiredService<WaldurFunding>();
+        await Ledger.BalanceAsync(customer);
+
+        using var stop = new CancellationTokenSource();
+        var refresher = Task.Run(async () =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                funding.Invalidate(customer);
+                Assert.True((await Ledger.BalanceAsync(customer)).Balance >= 0);
+            }
+        });
+        var results = await Task.WhenAll(Enumerable.Range(0, 400).Select(i => Task.Run(() => ChargeOrRefuseAsync($"r{i}", 3))));
+        await stop.CancelAsync();
+        await refresher;
+        funding.Invalidate(customer);
+        var final = await Ledger.BalanceAsync(customer);
+
+        var charged = results.Count(r => r.Status == ChargeStatus.Charged) * 3;
+        Assert.Equal(333 * 3, charged);
+        Assert.Equal(1000 - charged, final.Balance);
+    }
+
+    [Fact]
+    public async Task When_waldur_is_down_charging_continues_against_the_last_funding_read()
+    {
+        await StartAsync();
+        _bed.Waldur.AddCustomerCredit(_subscription.CustomerId, 0.10m);
+        Assert.Equal(ChargeStatus.Charged, (await ChargeOrRefuseAsync("before", 2)).Status);
+
+        _bed.Waldur.Break("GET", CreditsPath, 503);
+        _bed.Clock!.Advance(TimeSpan.FromMinutes(5));
+        var during = new List<ChargeResult>();
+        for (var i = 0; i < 6; i++)
+        {
+            during.Add(await ChargeOrRefuseAsync($"down-{i}", 2));
+        }
+
+        Assert.Equal(4, during.Count(r => r.Status == ChargeStatus.Charged));
+        Assert.Equal(2, during.Count(r => r.Refusal == CreditRefusal.InsufficientCredits));
+        // One failed read, then the last funding is used without asking again for a while.
+        Assert.Equal(1 + 3, _bed.Waldur.Count("GET", CreditsPath));
+        Assert.Equal(0, (await Ledger.BalanceAsync(_subscription.CustomerId)).Balance);
+    }
+
+    [Fact]
+    public async Task An_organization_waldur_never_answered_for_is_refused_and_a_slow_waldur_does_not_hold_charges()
+    {
+        await StartAsync();
+        _bed.Waldur.Break("GET", CreditsPath, 503, delay: TimeSpan.FromSeconds(8));
+
+        var watch = Stopwatch.StartNew();
+        var charge = await ChargeOrRefuseAsync("first", 2);
+        var hold = await Ledger.ReserveAsync(_subscription.CustomerId, _subscription.Id, ActionClass.ChatMessage, 2, 3, "second");
+        watch.Stop();
+
+        Assert.Equal(CreditRefusal.FundingUnavailable, charge.Refusal);
+        Assert.Equal(CreditRefusal.FundingUnavailable, hold.Refusal);
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(4.5), $"Charging waited {watch.Elapsed} for Waldur.");
+    }
+
+    [Fact]
+    public async Task Grants_are_refused_because_the_money_lives_in_waldur()
+    {
+        await StartAsync();
+
+        var refused = await Assert.ThrowsAsync<CreditFundingException>(() => Ledger.GrantAsync(_subscription.CustomerId, 100, "bonus"));
+
+        Assert.Contains("Waldur", refused.Message);
+    }
+
+    private async Task ChargeAsync(string request, long credits) =>
+        Assert.Equal(ChargeStatus.Charged, (await ChargeOrRefuseAsync(request, credits)).Status);
+
+    private Task<ChargeResult> ChargeOrRefuseAsync(string request, long credits) =>
+        Ledger.ChargeAsync(_subscription.CustomerId, _subscription.Id, ActionClass.ChatMessage, credits, 3, request);
+}

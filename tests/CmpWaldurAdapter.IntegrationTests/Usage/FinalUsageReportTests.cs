@@ -1,0 +1,73 @@
+using CmpWaldurAdapter.Core.Catalogue;
+using CmpWaldurAdapter.Credits;
+using CmpWaldurAdapter.IntegrationTests.Orders;
+using CmpWaldurAdapter.Orders;
+using CmpWaldurAdapter.Usage;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace CmpWaldurAdapter.IntegrationTests.Usage;
+
+/// <summary>A Terminate order reports the subscription's final usage before the order is set done.</summary>
+public sealed class FinalUsageReportTests : IAsyncLifetime
+{
+    private OrderTestBed _bed = null!;
+
+    public async Task InitializeAsync()
+    {
+        _bed = await OrderTestBed.CreateAsync();
+        await _bed.StartServicesAsync();
+    }
+
+    public async Task DisposeAsync() => await _bed.DisposeAsync();
+
+    [Fact]
+    public async Task Terminating_reports_the_final_usage_then_finishes_the_order()
+    {
+        var resource = await SubscribeAndChargeAsync();
+
+        var terminate = _bed.Waldur.PlaceOrder("Terminate", _bed.Offering, resource);
+        var outcome = await _bed.ProcessUntilSettledAsync(terminate);
+
+        Assert.Equal(OrderOutcome.Completed, outcome);
+        Assert.Equal("done", _bed.Waldur.OrderState(terminate));
+        var usage = Assert.Single(_bed.Waldur.Usages);
+        Assert.Equal(("chat_credits", "6.00"), (usage["type"]!.GetValue<string>(), usage["usage"]!.GetValue<string>()));
+        var requests = _bed.Waldur.Requests.OrderBy(r => r.DateTime).Select(r => r.Path).ToList();
+        Assert.True(requests.LastIndexOf("/api/marketplace-component-usages/set_usage/") < requests.LastIndexOf($"/api/marketplace-orders/{terminate}/set_state_done/"));
+        var report = _bed.Waldur.Resource(resource)["report"]!.ToJsonString();
+        Assert.Contains("Final usage reported: chat_credits 6", report);
+    }
+
+    [Fact]
+    public async Task When_waldur_refuses_the_final_report_the_order_waits_and_loses_nothing()
+    {
+        var resource = await SubscribeAndChargeAsync();
+        var terminate = _bed.Waldur.PlaceOrder("Terminate", _bed.Offering, resource);
+        _bed.Waldur.Break("POST", "/api/marketplace-component-usages/set_usage/", 503);
+
+        await Assert.ThrowsAsync<OrderDeferredException>(() => _bed.Processor.ProcessAsync(terminate, CancellationToken.None));
+        Assert.Equal("executing", _bed.Waldur.OrderState(terminate));
+
+        _bed.Waldur.Heal();
+        Assert.Equal(OrderOutcome.Completed, await _bed.ProcessUntilSettledAsync(terminate));
+        Assert.Equal("6.00", Assert.Single(_bed.Waldur.Usages)["usage"]!.GetValue<string>());
+        Assert.Equal(1, _bed.Provisioner.Runs("remove-runtime"));
+    }
+
+    private async Task<Guid> SubscribeAndChargeAsync()
+    {
+        var create = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
+        Assert.Equal(OrderOutcome.Completed, await _bed.ProcessUntilSettledAsync(create));
+        var resource = _bed.Waldur.ResourceOf(create);
+        var subscription = await _bed.QueryAsync(db => db.Subscriptions.SingleAsync(s => s.ResourceUuid == resource));
+        var ledger = _bed.Services.GetRequiredService<CreditLedger>();
+        await ledger.GrantAsync(subscription.CustomerId, 100, "test funding");
+        for (var i = 0; i < 3; i++)
+        {
+            await ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 1, $"m{i}");
+        }
+
+        return resource;
+    }
+}

@@ -1,0 +1,64 @@
+using CmpWaldurAdapter.Core.Credits;
+
+namespace CmpWaldurAdapter.UnitTests.Credits;
+
+public sealed class WaldurFundingRulesTests
+{
+    private static readonly Guid Ours = Guid.NewGuid();
+    private static readonly Guid Theirs = Guid.NewGuid();
+    private static readonly DateOnly Today = new(2026, 3, 10);
+
+    [Fact]
+    public void Money_counts_credits_for_any_offering_or_ours_that_have_not_ended()
+    {
+        FundingCredit[] credits =
+        [
+            new(100.00m, [], null),
+            new(25.50m, [Ours, Theirs], new DateOnly(2026, 4, 1)),
+            new(40m, [Theirs], null),
+            new(1000m, [], new DateOnly(2026, 3, 10)),
+            new(-5m, [], null),
+        ];
+
+        Assert.Equal(125.50m, WaldurFundingRules.Money(credits, [Ours], Today));
+    }
+
+    [Theory]
+    [InlineData("125.50", "0.01", 12550)]
+    [InlineData("0.019", "0.01", 1)]
+    [InlineData("0.009", "0.01", 0)]
+    [InlineData("10", "0.03", 333)]
+    [InlineData("-4", "0.01", 0)]
+    public void Money_buys_whole_credits_only(string money, string price, long credits)
+    {
+        Assert.Equal(credits, WaldurFundingRules.FundedCredits(Parse(money), Parse(price)));
+    }
+
+    [Fact]
+    public void A_credit_price_must_be_positive()
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => WaldurFundingRules.FundedCredits(10m, 0m));
+    }
+
+    [Theory]
+    [InlineData("2026-03-15T12:00:00Z", 0, "2026-03")]
+    [InlineData("2026-04-01T00:00:00Z", 0, "2026-04")]
+    [InlineData("2026-04-01T01:59:59Z", 2, "2026-03")]
+    [InlineData("2026-04-01T02:00:00Z", 2, "2026-04")]
+    [InlineData("2027-01-01T10:00:00Z", 24, "2026-12")]
+    public void The_previous_month_stays_uninvoiced_until_waldur_finalizes_it(string now, int graceHours, string firstUninvoiced)
+    {
+        var period = WaldurFundingRules.FirstUninvoicedPeriod(DateTimeOffset.Parse(now, System.Globalization.CultureInfo.InvariantCulture), TimeSpan.FromHours(graceHours));
+
+        Assert.Equal(firstUninvoiced, period.ToString());
+    }
+
+    [Fact]
+    public void The_balance_is_funded_minus_uninvoiced_and_never_negative()
+    {
+        Assert.Equal(12500, WaldurFundingRules.Balance(12550, 50));
+        Assert.Equal(0, WaldurFundingRules.Balance(10, 50));
+    }
+
+    private static decimal Parse(string text) => decimal.Parse(text, System.Globalization.CultureInfo.InvariantCulture);
+}

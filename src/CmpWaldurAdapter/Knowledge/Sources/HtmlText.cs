@@ -474,6 +474,10 @@ internal static class HtmlText
                 table.Cells = 0;
                 Literal("|");
             }
+            else
+            {
+                _out.Append(" |");
+            }
 
             table.Cells++;
             _out.Append(' ');

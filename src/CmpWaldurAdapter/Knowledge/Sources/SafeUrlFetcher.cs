@@ -5,6 +5,7 @@ using System.Text;
 using System.Text.RegularExpressions;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using Polly.Timeout;
 
 namespace CmpWaldurAdapter.Knowledge.Sources;
 
@@ -53,10 +54,24 @@ public sealed partial class SafeUrlFetcher
         {
             return await FetchAsync(original, options, linked.Token);
         }
-        catch (Exception exception) when (!cancellationToken.IsCancellationRequested && timeout.IsCancellationRequested && exception is not SourceRejectedException)
+        catch (Exception exception) when (!cancellationToken.IsCancellationRequested && IsTimeout(exception, timeout.IsCancellationRequested))
         {
             throw new SourceUnavailableException(SourceKind.Url, $"{original.Host} did not answer within {options.Timeout.TotalSeconds:0.#} seconds; try again later.", exception);
         }
+    }
+
+    // Our own deadline or the pipeline's (whichever fires first): either way the site was too slow.
+    private static bool IsTimeout(Exception exception, bool deadlinePassed)
+    {
+        for (var current = exception; current is not null; current = current.InnerException)
+        {
+            if (current is TimeoutRejectedException)
+            {
+                return true;
+            }
+        }
+
+        return deadlinePassed && exception is not (SourceRejectedException or SourceNotFoundException or SourceAccessDeniedException);
     }
 
     private async Task<SourceDocument> FetchAsync(Uri original, UrlSourceOptions options, CancellationToken cancellationToken)
@@ -168,7 +183,8 @@ public sealed partial class SafeUrlFetcher
             var html = Decode(body, response.Content.Headers.ContentType);
             var converted = HtmlText.Convert(html);
             var title = converted.Title ?? final.Host + final.AbsolutePath.TrimEnd('/');
-            var text = converted.Text.StartsWith("# ", StringComparison.Ordinal) || converted.Title is null
+            // The title leads the text once, so chunks near the top carry it.
+            var text = converted.Title is null || converted.Text.StartsWith($"# {converted.Title}\n", StringComparison.Ordinal)
                 ? converted.Text
                 : $"# {converted.Title}\n\n{converted.Text}";
             return new SourceDocument(externalId, title, SourceHttp.FileName(title, null, "md"), "text/markdown", SourceHttp.Utf8(text), version, updatedAt, final);

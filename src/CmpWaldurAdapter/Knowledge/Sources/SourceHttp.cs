@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Net;
 using System.Runtime.ExceptionServices;
 using System.Text;
@@ -94,17 +93,20 @@ internal static class SourceHttp
     public static string Truncate(string text, int max = 300) =>
         text.Length <= max ? text : string.Concat(text.AsSpan(0, max), "…");
 
-    /// <summary>A file name safe everywhere: lower-case ASCII letters, digits and dashes, then a suffix and extension.</summary>
+    /// <summary>
+    /// A file name safe in paths and headers: lower-case letters (any script, so non-Latin titles stay
+    /// readable), digits and single dashes, then a suffix and extension.
+    /// </summary>
     public static string FileName(string title, string? suffix, string extension)
     {
         var slug = new StringBuilder();
-        foreach (var c in title.Normalize(NormalizationForm.FormD))
+        foreach (var c in title)
         {
-            if (char.IsAsciiLetterOrDigit(c))
+            if (char.IsLetterOrDigit(c) && !char.IsSurrogate(c))
             {
                 slug.Append(char.ToLowerInvariant(c));
             }
-            else if (CharUnicodeInfo.GetUnicodeCategory(c) != UnicodeCategory.NonSpacingMark && slug.Length > 0 && slug[^1] != '-')
+            else if (slug.Length > 0 && slug[^1] != '-')
             {
                 slug.Append('-');
             }

@@ -135,7 +135,7 @@ public sealed class ConfluenceFake : FakeUpstream
                 return Error(404, "Not Found", $"No space found with key : {key}");
             }
 
-            return FakeResponse.Json(new JsonObject
+            return Ok(new JsonObject
             {
                 ["id"] = 98_304 + space.Key.Length,
                 ["key"] = space.Key,
@@ -181,7 +181,7 @@ public sealed class ConfluenceFake : FakeUpstream
                 links["next"] = $"/rest/api/content?spaceKey={key}&type={type}&status={status}&expand={string.Join(',', expand)}&limit={limit}&start={start + limit}";
             }
 
-            return FakeResponse.Json(new JsonObject
+            return Ok(new JsonObject
             {
                 ["results"] = new JsonArray([.. slice.Select(p => (JsonNode)ContentJson(p, expand))]),
                 ["start"] = start,
@@ -249,6 +249,12 @@ public sealed class ConfluenceFake : FakeUpstream
     }
 
     private string Base => Url.ToString().TrimEnd('/') + "/wiki";
+
+    /// <summary>Answers set the XSRF cookie, as Confluence Cloud does: a client must not send it back for another tenant.</summary>
+    private static FakeResponse Ok(JsonObject body) => FakeResponse.Json(body) with
+    {
+        Headers = new Dictionary<string, string> { ["Set-Cookie"] = $"atlassian.xsrf.token={Guid.NewGuid():N}_lin; Path=/; SameSite=None; Secure" },
+    };
 
     private static FakeResponse Unauthorized() => Error(401, "Unauthorized", "Client must be authenticated to access this resource.");
 

@@ -243,7 +243,7 @@ public sealed class NotionFake : FakeUpstream
             }
 
             return _pages.TryGetValue(id, out var page) && page.Token == TokenOf(request)
-                ? FakeResponse.Json(PageJson(page))
+                ? Ok(PageJson(page))
                 : Error(404, "object_not_found", $"Could not find page with ID: {id}. Make sure the relevant pages and databases are shared with your integration.");
         }
     }
@@ -317,7 +317,7 @@ public sealed class NotionFake : FakeUpstream
 
         var slice = items.Skip(start).Take(pageSize).ToList();
         var hasMore = start + slice.Count < items.Count;
-        return FakeResponse.Json(new JsonObject
+        return Ok(new JsonObject
         {
             ["object"] = "list",
             ["results"] = new JsonArray([.. slice]),
@@ -328,6 +328,12 @@ public sealed class NotionFake : FakeUpstream
             ["request_id"] = Guid.NewGuid().ToString(),
         });
     }
+
+    /// <summary>Answers set a cookie, as the CDN in front of api.notion.com does: a client must not send it back for another tenant.</summary>
+    private static FakeResponse Ok(JsonObject body) => FakeResponse.Json(body) with
+    {
+        Headers = new Dictionary<string, string> { ["Set-Cookie"] = $"__cf_bm={Guid.NewGuid():N}; path=/; domain=127.0.0.1; HttpOnly" },
+    };
 
     private static FakeResponse Error(int status, string code, string message) => FakeResponse.Json(
         new JsonObject

@@ -23,7 +23,8 @@ public static class KnowledgeSourcesServiceCollectionExtensions
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<IHostAddressResolver, DnsHostAddressResolver>();
 
-        // Buyer-chosen hosts: the SSRF-guarded handler; no circuit breaker, one bad site must not pause the others.
+        // Buyer-chosen hosts: the SSRF-guarded handler (no proxy, no cookies, no automatic redirects);
+        // no circuit breaker, one bad site must not pause the others.
         services.AddHttpClient<SafeUrlFetcher>(http =>
             {
                 http.Timeout = Timeout.InfiniteTimeSpan;
@@ -40,10 +41,14 @@ public static class KnowledgeSourcesServiceCollectionExtensions
 
         services.AddHttpClient<NotionSource>((sp, http) =>
             {
-                http.BaseAddress = sp.GetRequiredService<IOptions<NotionSourceOptions>>().Value.BaseUrl;
+                var baseUrl = sp.GetRequiredService<IOptions<NotionSourceOptions>>().Value.BaseUrl;
+                // Relative paths resolve under the base only when it ends in a slash.
+                http.BaseAddress = baseUrl.AbsoluteUri.EndsWith('/') ? baseUrl : new Uri(baseUrl.AbsoluteUri + "/");
                 http.Timeout = Timeout.InfiniteTimeSpan;
                 http.DefaultRequestHeaders.UserAgent.ParseAdd(UserAgent);
             })
+            // One client serves every tenant: no cookie jar (it would carry one tenant's cookies to the next), no redirects.
+            .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { UseCookies = false, AllowAutoRedirect = false, PooledConnectionLifetime = TimeSpan.FromMinutes(5) })
             .AddStandardResilienceHandler()
             .Configure((HttpStandardResilienceOptions resilience, IServiceProvider sp) =>
             {

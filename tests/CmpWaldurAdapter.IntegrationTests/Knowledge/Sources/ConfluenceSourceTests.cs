@@ -229,6 +229,7 @@ public sealed class ConfluenceSourceTests : IDisposable
             var space = request.Path.StartsWith("/wiki/rest/api/space/", StringComparison.Ordinal) ? request.Path.Split('/')[^1] : request.Query!["spaceKey"].Single();
             var credentials = ConfluenceFake.Credentials(request.Headers!["Authorization"].Single());
             Assert.Equal(space == "ENG" ? (EmailA, TokenA) : (EmailB, TokenB), credentials);
+            Assert.False(request.Headers.ContainsKey("Cookie"), "a cookie set for one tenant's call must not travel with another's");
         }
 
         Assert.DoesNotContain(_logs.Lines, line => line.Contains(TokenA, StringComparison.Ordinal) || line.Contains(TokenB, StringComparison.Ordinal));

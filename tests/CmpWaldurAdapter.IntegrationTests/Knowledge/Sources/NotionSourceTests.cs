@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text;
 using CmpWaldurAdapter.Knowledge.Sources;
 using CmpWaldurAdapter.Testing.Fakes;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using static CmpWaldurAdapter.Testing.Fakes.NotionFake;
 
@@ -305,11 +306,31 @@ public sealed class NotionSourceTests : IDisposable
             var id = request.Path.Split('/')[3];
             Assert.Equal("Bearer " + _notion.OwnerToken(id), request.Headers!["Authorization"].Single());
             Assert.Equal("2022-06-28", request.Headers["Notion-Version"].Single());
+            Assert.False(request.Headers.ContainsKey("Cookie"), "a cookie set for one tenant's call must not travel with another's");
         }
 
         var before = _notion.Requests.Count();
         await source.ListAsync(TokenB, [pageB], CancellationToken.None);
         Assert.All(_notion.Requests.Skip(before), r => Assert.Equal("Bearer " + TokenB, r.Headers!["Authorization"].Single()));
         Assert.DoesNotContain(_logs.Lines, line => line.Contains(TokenA, StringComparison.Ordinal) || line.Contains(TokenB, StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task The_defaults_compose_and_work()
+    {
+        var database = DatabaseWithPages(TokenA, 2);
+        var services = new ServiceCollection();
+        services.AddLogging();
+        var configuration = new ConfigurationBuilder()
+            .AddInMemoryCollection(new Dictionary<string, string?> { ["Knowledge:Notion:BaseUrl"] = _notion.Url.ToString().TrimEnd('/') })
+            .Build();
+        services.AddKnowledgeSources(configuration);
+        using var provider = services.BuildServiceProvider(new ServiceProviderOptions { ValidateOnBuild = true });
+
+        var documents = await provider.GetRequiredService<NotionSource>().ListAsync(TokenA, [database], CancellationToken.None);
+
+        Assert.Equal(2, documents.Count);
+        Assert.NotNull(provider.GetRequiredService<SafeUrlFetcher>());
+        Assert.NotNull(provider.GetRequiredService<ConfluenceSource>());
     }
 }

@@ -64,8 +64,10 @@ public sealed partial class ConfluenceSource
             documents.AddRange(results.Select(page => ToDocument(site, page)).OfType<SourceDocument>());
 
             var size = list.TryGetProperty("size", out var s) && s.TryGetInt32(out var n) ? n : results.Count;
+            // Confluence may lower the limit (it caps expanded bodies); the answer's limit is the one that counts.
+            var granted = list.TryGetProperty("limit", out var g) && g.TryGetInt32(out var m) && m > 0 ? m : limit;
             var hasNext = list.TryGetProperty("_links", out var links) && SourceJson.Str(links, "next") is not null;
-            if (size == 0 || size < limit || !hasNext)
+            if (size == 0 || size < granted || !hasNext)
             {
                 break;
             }

@@ -81,6 +81,18 @@ public sealed class ConfluenceSourceTests : IDisposable
     }
 
     [Fact]
+    public async Task A_limit_lowered_by_confluence_still_reads_every_page()
+    {
+        AddPages("ENG", 5);
+        _confluence.MaxLimit = 2;
+
+        var documents = await Source(settings: ("Knowledge:Confluence:PageSize", "3")).ListAsync(_confluence.Url, EmailA, TokenA, "ENG", CancellationToken.None);
+
+        Assert.Equal(5, documents.Count);
+        Assert.Equal([0, 2, 4], Starts());
+    }
+
+    [Fact]
     public async Task The_export_view_becomes_markdown()
     {
         _confluence.AddPage(

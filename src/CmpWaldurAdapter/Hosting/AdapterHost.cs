@@ -133,6 +133,7 @@ public static class AdapterHost
         services.AddSingleton<ITenantProvisioner, ApiKeyProvisioner>();
         services.AddAdapterCredits(configuration);
         services.AddAdapterUsage(configuration);
+        services.AddKnowledgeSources(configuration);
 
         services.Configure<EventsOptions>(configuration.GetSection(EventsOptions.SectionName));
         services.AddSingleton<EventChannelRegistrar>();

@@ -18,6 +18,9 @@ public static class AdapterCli
             OfferingsCommands.Build(context),
             CreditsCommands.Build(context),
             UsageCommands.Build(context),
+            SubscriptionsCommands.Build(context),
+            KeysCommands.Build(context),
+            ReconcileCommand.Build(context),
         };
         return root;
     }

@@ -134,6 +134,7 @@ public static class AdapterHost
         services.AddAdapterCredits(configuration);
         services.AddAdapterUsage(configuration);
         services.AddKnowledgeSources(configuration);
+        services.AddSingleton<CmpWaldurAdapter.Reconciliation.Reconciler>();
 
         services.Configure<EventsOptions>(configuration.GetSection(EventsOptions.SectionName));
         services.AddSingleton<EventChannelRegistrar>();

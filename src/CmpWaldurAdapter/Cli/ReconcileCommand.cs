@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Text.Json;
 using CmpWaldurAdapter.Offerings;
 using CmpWaldurAdapter.Persistence;
+using CmpWaldurAdapter.Ragflow.Api;
 using CmpWaldurAdapter.Reconciliation;
 
 namespace CmpWaldurAdapter.Cli;
@@ -42,7 +43,21 @@ public static class ReconcileCommand
 
         var json = parse.GetValue(CommandContext.OutputOption) == OutputFormat.Json;
         using var bar = TerminalProgressBar.ForConsole(context, enabled: !json);
-        var report = await host.Services.GetRequiredService<Reconciler>().RunAsync(new ReconcileRequest(offeringUuid, dryRun, prune), bar, cancellationToken);
+        ReconcileReport report;
+        try
+        {
+            report = await host.Services.GetRequiredService<Reconciler>().RunAsync(new ReconcileRequest(offeringUuid, dryRun, prune), bar, cancellationToken);
+        }
+        catch (Exception exception) when (!cancellationToken.IsCancellationRequested
+            && (RagflowException.Find(exception) is not null || Waldur.Api.UpstreamFailures.IsTransient(exception)))
+        {
+            // An upstream that cannot be read makes the comparison meaningless: nothing is judged, nothing changed after this point.
+            bar?.Dispose();
+            var detail = RagflowException.Find(exception) is { } ragflow ? $"RAGFlow answered code {ragflow.Code}: {ragflow.Message}" : Waldur.Api.UpstreamFailures.Describe(exception);
+            await context.Error.WriteLineAsync($"reconcile: an upstream could not be read ({detail}).");
+            return ExitCodes.Error;
+        }
+
         bar?.Dispose();
 
         if (json)

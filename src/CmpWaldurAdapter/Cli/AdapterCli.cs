@@ -21,6 +21,7 @@ public static class AdapterCli
             SubscriptionsCommands.Build(context),
             KeysCommands.Build(context),
             ReconcileCommand.Build(context),
+            SandboxCommand.Build(context),
         };
         return root;
     }

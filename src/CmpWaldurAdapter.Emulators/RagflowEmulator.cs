@@ -533,8 +533,22 @@ public sealed partial class RagflowEmulator : Emulator
 
     private static readonly HashSet<string> StopWords = ["the", "and", "for", "are", "but", "not", "you", "your", "with", "this", "that", "what", "how", "can", "does", "from", "have", "has", "was", "who", "why", "when", "where", "which", "will", "there", "their", "about", "into", "our", "its"];
 
+    /// <summary>The text's content words, lower-cased and crudely stemmed ("refunds", "refunded" → "refund").</summary>
     private static HashSet<string> Words(string text) =>
-        [.. Regex.Matches(text.ToLowerInvariant(), @"\p{L}[\p{L}\p{N}]+").Select(m => m.Value).Where(w => w.Length >= 3 && !StopWords.Contains(w))];
+        [.. Regex.Matches(text.ToLowerInvariant(), @"\p{L}[\p{L}\p{N}]+").Select(m => m.Value).Where(w => w.Length >= 3 && !StopWords.Contains(w)).Select(Stem)];
+
+    private static string Stem(string word)
+    {
+        foreach (var suffix in (string[])["ing", "ed", "es", "s"])
+        {
+            if (word.EndsWith(suffix, StringComparison.Ordinal) && word.Length - suffix.Length >= 4)
+            {
+                return word[..^suffix.Length];
+            }
+        }
+
+        return word;
+    }
 
     /// <summary>The share of the question's words the chunk contains (0 to 1).</summary>
     private static double Overlap(HashSet<string> question, HashSet<string> chunk) =>

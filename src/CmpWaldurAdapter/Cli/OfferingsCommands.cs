@@ -3,6 +3,7 @@ using System.Text.Json;
 using CmpWaldurAdapter.Catalogue;
 using CmpWaldurAdapter.Core.Catalogue;
 using CmpWaldurAdapter.Offerings;
+using CmpWaldurAdapter.Persistence;
 
 namespace CmpWaldurAdapter.Cli;
 
@@ -56,6 +57,8 @@ public static class OfferingsCommands
             return ExitCodes.Error;
         }
 
+        // Demo flow ids are stored in the adapter's database (the embedded one is migrated here, as by every command).
+        await host.Services.MigrateEmbeddedDatabaseAsync(cancellationToken);
         var results = await host.Services.GetRequiredService<OfferingRegistrar>().RegisterAsync(entries, dryRun, cancellationToken);
 
         if (parse.GetValue(CommandContext.OutputOption) == OutputFormat.Json)

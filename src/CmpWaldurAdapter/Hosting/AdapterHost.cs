@@ -117,6 +117,7 @@ public static class AdapterHost
         services.AddSingleton<OfferingCatalogue>();
         services.Configure<RegistrationOptions>(configuration.GetSection(RegistrationOptions.SectionName));
         services.AddSingleton<OfferingRegistrar>();
+        services.AddSingleton<DemoFlowPublisher>();
         services.Configure<WebOptions>(configuration.GetSection(WebOptions.SectionName));
 
         services.AddOptions<OrdersOptions>().Bind(configuration.GetSection(OrdersOptions.SectionName)).ValidateDataAnnotations().ValidateOnStart();

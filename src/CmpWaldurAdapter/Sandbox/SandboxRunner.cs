@@ -124,6 +124,7 @@ public sealed partial class SandboxRunner(TextWriter output, TextWriter error, A
     private static async Task<IReadOnlyList<RegisteredOffering>> RegisterCatalogueAsync(Dictionary<string, string?> settings, CancellationToken cancellationToken)
     {
         using var host = AdapterHost.BuildCommandHost(null, builder => builder.Configuration.AddInMemoryCollection(settings));
+        await host.Services.MigrateAsync(cancellationToken); // demo flow ids are stored
         var entries = host.Services.GetRequiredService<OfferingCatalogue>().Entries.OrderBy(e => e.Slug, StringComparer.Ordinal).ToList();
         return await host.Services.GetRequiredService<OfferingRegistrar>().RegisterAsync(entries, dryRun: false, cancellationToken);
     }

@@ -129,7 +129,8 @@ public sealed class EmulatorContractTests : IAsyncLifetime
         Assert.Equal("Refunds: a purchase is refunded within 30 days.", best.Content);
 
         // Runs: the answer comes from the retrieved passage the run's tweaks carry; the stream ends with the result.
-        var key = LangflowCredential.FromApiKey(_host.Services.GetRequiredService<UpstreamCredentials>().Unprotect(workspace.LangflowApiKeyCipher!));
+        var tenantKey = _host.Services.GetRequiredService<UpstreamCredentials>().Unprotect(workspace.LangflowApiKeyCipher!);
+        var key = LangflowCredential.FromApiKey(tenantKey);
         var run = await _host.Services.GetRequiredService<ILangflowApi>().RunAsync(Guid.Parse(subscription.LangflowFlowId!), new SimplifiedAPIRequest
         {
             Input_value = "How do refunds work?",
@@ -143,7 +144,7 @@ public sealed class EmulatorContractTests : IAsyncLifetime
         {
             Content = new StringContent("""{"input_value": "Hello", "session_id": "s1"}""", Encoding.UTF8, "application/json"),
         };
-        streamRequest.Headers.Add("x-api-key", _langflow.ApiKeys.Single().Secret);
+        streamRequest.Headers.Add("x-api-key", tenantKey);
         using var streamed = await client.SendAsync(streamRequest, HttpCompletionOption.ResponseHeadersRead);
         Assert.Equal("text/event-stream", streamed.Content.Headers.ContentType?.MediaType);
         var events = (await streamed.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries).Select(e => JsonNode.Parse(e)!).ToList();

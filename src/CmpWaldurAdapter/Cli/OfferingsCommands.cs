@@ -63,7 +63,7 @@ public static class OfferingsCommands
 
         if (parse.GetValue(CommandContext.OutputOption) == OutputFormat.Json)
         {
-            await context.Output.WriteLineAsync(JsonSerializer.Serialize(new { dryRun, offerings = results }, CliJson.Options));
+            await context.Output.WriteLineAsync(JsonSerializer.Serialize(new { dryRun, changed = results.Any(r => r.Changed), offerings = results }, CliJson.Options));
             return ExitCodes.Success;
         }
 

@@ -125,6 +125,10 @@ public sealed class DemoFlowRegistrationTests : IAsyncLifetime
         Assert.Contains("Nothing to change: Waldur already matches the catalogue.", second.Output);
         Assert.Equal(langflowWrites, LangflowWrites);
         Assert.Equal(4, _langflow.Flows.Count);
+
+        var third = await RunAsync("offerings", "register", "--all", "--output", "json");
+        Assert.False(JsonNode.Parse(third.Output)!["changed"]!.GetValue<bool>());
+        Assert.True(JsonNode.Parse(first.Output)!["changed"]!.GetValue<bool>());
     }
 
     [Fact]

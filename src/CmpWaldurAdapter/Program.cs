@@ -1,6 +1,8 @@
 using CmpWaldurAdapter.Cli;
 
-using var stop = new CancellationTokenSource();
+// Not disposed: cancelling runs the commands' continuations inline on the signal thread, and a disposed source
+// would make the signal handler throw once Main returns from within that same call.
+var stop = new CancellationTokenSource();
 Console.CancelKeyPress += (_, e) =>
 {
     // First Ctrl-C stops gracefully; a second one kills.

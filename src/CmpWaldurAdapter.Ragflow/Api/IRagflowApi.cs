@@ -27,6 +27,10 @@ public interface IRagflowApi
     [Get("/api/v1/datasets")]
     Task<DatasetListEnvelope> FindDatasetByIdAsync([AliasAs("id")] string id, CancellationToken cancellationToken);
 
+    /// <summary>One page of every dataset the service account owns, oldest first (reconciliation looks for orphans).</summary>
+    [Get("/api/v1/datasets?orderby=create_time&desc=false")]
+    Task<DatasetListEnvelope> ListDatasetsAsync([AliasAs("page")] int page, [AliasAs("page_size")] int pageSize, CancellationToken cancellationToken);
+
     /// <summary>Deletes datasets by id. Never called without ids: upstream's bulk forms delete every buyer's datasets.</summary>
     [Delete("/api/v1/datasets")]
     Task<DeleteEnvelope> DeleteDatasetsAsync([Body] DeleteByIdsRequest request, CancellationToken cancellationToken);

@@ -18,6 +18,10 @@ public static class AdapterCli
             OfferingsCommands.Build(context),
             CreditsCommands.Build(context),
             UsageCommands.Build(context),
+            SubscriptionsCommands.Build(context),
+            KeysCommands.Build(context),
+            ReconcileCommand.Build(context),
+            SandboxCommand.Build(context),
         };
         return root;
     }

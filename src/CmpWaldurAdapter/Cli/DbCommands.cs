@@ -13,6 +13,12 @@ public static class DbCommands
         {
             using var host = context.BuildHost(parse);
             var applied = await host.Services.MigrateAsync(cancellationToken);
+            if (parse.GetValue(CommandContext.OutputOption) == OutputFormat.Json)
+            {
+                await context.Output.WriteLineAsync(System.Text.Json.JsonSerializer.Serialize(new { applied }, CliJson.Options));
+                return ExitCodes.Success;
+            }
+
             await context.Output.WriteLineAsync(applied.Count == 0
                 ? "The database schema is up to date."
                 : $"Applied {applied.Count} migration(s): {string.Join(", ", applied)}");

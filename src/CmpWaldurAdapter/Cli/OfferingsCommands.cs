@@ -3,6 +3,7 @@ using System.Text.Json;
 using CmpWaldurAdapter.Catalogue;
 using CmpWaldurAdapter.Core.Catalogue;
 using CmpWaldurAdapter.Offerings;
+using CmpWaldurAdapter.Persistence;
 
 namespace CmpWaldurAdapter.Cli;
 
@@ -56,11 +57,13 @@ public static class OfferingsCommands
             return ExitCodes.Error;
         }
 
+        // Demo flow ids are stored in the adapter's database (the embedded one is migrated here, as by every command).
+        await host.Services.MigrateEmbeddedDatabaseAsync(cancellationToken);
         var results = await host.Services.GetRequiredService<OfferingRegistrar>().RegisterAsync(entries, dryRun, cancellationToken);
 
         if (parse.GetValue(CommandContext.OutputOption) == OutputFormat.Json)
         {
-            await context.Output.WriteLineAsync(JsonSerializer.Serialize(new { dryRun, offerings = results }, CliJson.Options));
+            await context.Output.WriteLineAsync(JsonSerializer.Serialize(new { dryRun, changed = results.Any(r => r.Changed), offerings = results }, CliJson.Options));
             return ExitCodes.Success;
         }
 

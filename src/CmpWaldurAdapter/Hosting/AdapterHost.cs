@@ -117,6 +117,7 @@ public static class AdapterHost
         services.AddSingleton<OfferingCatalogue>();
         services.Configure<RegistrationOptions>(configuration.GetSection(RegistrationOptions.SectionName));
         services.AddSingleton<OfferingRegistrar>();
+        services.AddSingleton<DemoFlowPublisher>();
         services.Configure<WebOptions>(configuration.GetSection(WebOptions.SectionName));
 
         services.AddOptions<OrdersOptions>().Bind(configuration.GetSection(OrdersOptions.SectionName)).ValidateDataAnnotations().ValidateOnStart();
@@ -134,6 +135,7 @@ public static class AdapterHost
         services.AddAdapterCredits(configuration);
         services.AddAdapterUsage(configuration);
         services.AddKnowledgeSources(configuration);
+        services.AddSingleton<CmpWaldurAdapter.Reconciliation.Reconciler>();
 
         services.Configure<EventsOptions>(configuration.GetSection(EventsOptions.SectionName));
         services.AddSingleton<EventChannelRegistrar>();

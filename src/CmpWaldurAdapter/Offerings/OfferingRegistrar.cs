@@ -22,6 +22,12 @@ public sealed class RegistrationOptions
 /// <summary>One offering's registration outcome: its Waldur UUID and what changed (nothing, on a second run).</summary>
 public sealed record RegisteredOffering(string Slug, Guid? Uuid, IReadOnlyList<string> Changes)
 {
+    /// <summary>The public try page linked from the offering's description.</summary>
+    public Uri? TryUrl { get; init; }
+
+    /// <summary>The Langflow id of the shared demo flow the try page runs (null without Langflow, or in a dry run that would create it).</summary>
+    public string? DemoFlowId { get; init; }
+
     public bool Changed => Changes.Count > 0;
 }
 
@@ -30,7 +36,7 @@ public sealed record RegisteredOffering(string Slug, Guid? Uuid, IReadOnlyList<s
 /// Marketplace.Slurm, the site-agent type), order form, editable options, usage components, plan and
 /// prices, active state. Every call is preceded by a read, so a second run changes nothing.
 /// </summary>
-public sealed class OfferingRegistrar(IWaldurApi waldur, IOptions<RegistrationOptions> options, IOptions<WebOptions> web, IOptions<WaldurOptions> waldurOptions, ILogger<OfferingRegistrar> logger)
+public sealed class OfferingRegistrar(IWaldurApi waldur, IOptions<RegistrationOptions> options, IOptions<WebOptions> web, IOptions<WaldurOptions> waldurOptions, DemoFlowPublisher demoFlows, ILogger<OfferingRegistrar> logger)
 {
     public const string OfferingType = "Marketplace.Slurm";
 
@@ -79,8 +85,12 @@ public sealed class OfferingRegistrar(IWaldurApi waldur, IOptions<RegistrationOp
                 }
             }
 
+            // The try page's shared demo flow (with Langflow configured), under the dedicated demo user.
+            var (demoChanges, demoFlowId) = await demoFlows.PublishAsync(entry, dryRun, cancellationToken);
+            changes.AddRange(demoChanges);
+
             logger.LogInformation("Offering {Slug}: {Changes}", entry.Slug, changes.Count == 0 ? "unchanged" : string.Join(", ", changes));
-            results.Add(new RegisteredOffering(entry.Slug, uuid, changes));
+            results.Add(new RegisteredOffering(entry.Slug, uuid, changes) { TryUrl = TryUrl(entry), DemoFlowId = demoFlowId });
         }
 
         return results;
@@ -257,7 +267,7 @@ public sealed class OfferingRegistrar(IWaldurApi waldur, IOptions<RegistrationOp
 
     private OfferingOverviewUpdateRequest Overview(CatalogueEntry entry)
     {
-        var tryUrl = new Uri(web.Value.PublicBaseUrl, $"try/{entry.Slug}");
+        var tryUrl = TryUrl(entry);
         var prices = string.Join(", ", entry.Pricing.Credits.Select(p => $"{p.Value} credits per {ActionClasses.Key(p.Key).Replace('_', ' ')}"));
         return new OfferingOverviewUpdateRequest
         {
@@ -267,6 +277,8 @@ public sealed class OfferingRegistrar(IWaldurApi waldur, IOptions<RegistrationOp
                 + $"<p><a href=\"{tryUrl}\">Try it now</a>: five free messages, no subscription needed.</p>",
         };
     }
+
+    private Uri TryUrl(CatalogueEntry entry) => new(web.Value.PublicBaseUrl, $"try/{entry.Slug}");
 
     private static MergedPluginOptionsRequest PluginOptions() => new()
     {

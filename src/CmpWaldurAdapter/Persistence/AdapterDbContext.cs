@@ -1,6 +1,7 @@
 using CmpWaldurAdapter.ApiKeys;
 using CmpWaldurAdapter.Chat;
 using CmpWaldurAdapter.Credits;
+using CmpWaldurAdapter.Offerings;
 using CmpWaldurAdapter.Orders;
 using CmpWaldurAdapter.Tenants;
 using Microsoft.AspNetCore.DataProtection.EntityFrameworkCore;
@@ -38,6 +39,10 @@ public abstract class AdapterDbContext(DbContextOptions options) : DbContext(opt
     public DbSet<LedgerEntry> LedgerEntries => Set<LedgerEntry>();
 
     public DbSet<CreditReservation> CreditReservations => Set<CreditReservation>();
+
+    public DbSet<DemoFlow> DemoFlows => Set<DemoFlow>();
+
+    public DbSet<DemoRuntime> DemoRuntimes => Set<DemoRuntime>();
 
     public override int SaveChanges(bool acceptAllChangesOnSuccess)
     {
@@ -139,6 +144,22 @@ public abstract class AdapterDbContext(DbContextOptions options) : DbContext(opt
             request.Property(r => r.ContentType).HasMaxLength(100);
             request.HasIndex(r => new { r.ApiKeyId, r.Key }).IsUnique();
             request.HasIndex(r => r.ExpiresAt);
+        });
+
+        modelBuilder.Entity<DemoFlow>(demo =>
+        {
+            demo.HasKey(d => d.Slug);
+            demo.Property(d => d.Slug).HasMaxLength(100);
+            demo.Property(d => d.LangflowFlowId).HasMaxLength(64);
+            demo.Property(d => d.ContentHash).HasMaxLength(64);
+        });
+
+        modelBuilder.Entity<DemoRuntime>(runtime =>
+        {
+            runtime.HasKey(r => r.Username);
+            runtime.Property(r => r.Username).HasMaxLength(100);
+            runtime.Property(r => r.LangflowUserId).HasMaxLength(64);
+            runtime.Property(r => r.ApiKeyId).HasMaxLength(64);
         });
 
         modelBuilder.Entity<KeyReveal>(reveal =>

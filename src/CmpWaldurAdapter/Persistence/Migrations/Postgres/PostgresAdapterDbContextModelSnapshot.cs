@@ -399,6 +399,70 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Postgres
                         });
                 });
 
+            modelBuilder.Entity("CmpWaldurAdapter.Offerings.DemoFlow", b =>
+                {
+                    b.Property<string>("Slug")
+                        .HasMaxLength(100)
+                        .HasColumnType("character varying(100)")
+                        .HasColumnName("slug");
+
+                    b.Property<string>("ContentHash")
+                        .IsRequired()
+                        .HasMaxLength(64)
+                        .HasColumnType("character varying(64)")
+                        .HasColumnName("content_hash");
+
+                    b.Property<string>("LangflowFlowId")
+                        .IsRequired()
+                        .HasMaxLength(64)
+                        .HasColumnType("character varying(64)")
+                        .HasColumnName("langflow_flow_id");
+
+                    b.Property<DateTimeOffset>("UpdatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("updated_at");
+
+                    b.HasKey("Slug")
+                        .HasName("pk_demo_flows");
+
+                    b.ToTable("demo_flows", (string)null);
+                });
+
+            modelBuilder.Entity("CmpWaldurAdapter.Offerings.DemoRuntime", b =>
+                {
+                    b.Property<string>("Username")
+                        .HasMaxLength(100)
+                        .HasColumnType("character varying(100)")
+                        .HasColumnName("username");
+
+                    b.Property<string>("ApiKeyCipher")
+                        .HasColumnType("text")
+                        .HasColumnName("api_key_cipher");
+
+                    b.Property<string>("ApiKeyId")
+                        .HasMaxLength(64)
+                        .HasColumnType("character varying(64)")
+                        .HasColumnName("api_key_id");
+
+                    b.Property<string>("LangflowUserId")
+                        .HasMaxLength(64)
+                        .HasColumnType("character varying(64)")
+                        .HasColumnName("langflow_user_id");
+
+                    b.Property<string>("PasswordCipher")
+                        .HasColumnType("text")
+                        .HasColumnName("password_cipher");
+
+                    b.Property<DateTimeOffset>("UpdatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("updated_at");
+
+                    b.HasKey("Username")
+                        .HasName("pk_demo_runtimes");
+
+                    b.ToTable("demo_runtimes", (string)null);
+                });
+
             modelBuilder.Entity("CmpWaldurAdapter.Orders.OrderInboxEntry", b =>
                 {
                     b.Property<long>("Id")

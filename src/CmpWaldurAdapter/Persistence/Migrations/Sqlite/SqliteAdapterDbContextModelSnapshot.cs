@@ -394,6 +394,70 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Sqlite
                         });
                 });
 
+            modelBuilder.Entity("CmpWaldurAdapter.Offerings.DemoFlow", b =>
+                {
+                    b.Property<string>("Slug")
+                        .HasMaxLength(100)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("slug");
+
+                    b.Property<string>("ContentHash")
+                        .IsRequired()
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("content_hash");
+
+                    b.Property<string>("LangflowFlowId")
+                        .IsRequired()
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("langflow_flow_id");
+
+                    b.Property<long>("UpdatedAt")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("updated_at");
+
+                    b.HasKey("Slug")
+                        .HasName("pk_demo_flows");
+
+                    b.ToTable("demo_flows", (string)null);
+                });
+
+            modelBuilder.Entity("CmpWaldurAdapter.Offerings.DemoRuntime", b =>
+                {
+                    b.Property<string>("Username")
+                        .HasMaxLength(100)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("username");
+
+                    b.Property<string>("ApiKeyCipher")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("api_key_cipher");
+
+                    b.Property<string>("ApiKeyId")
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("api_key_id");
+
+                    b.Property<string>("LangflowUserId")
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("langflow_user_id");
+
+                    b.Property<string>("PasswordCipher")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("password_cipher");
+
+                    b.Property<long>("UpdatedAt")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("updated_at");
+
+                    b.HasKey("Username")
+                        .HasName("pk_demo_runtimes");
+
+                    b.ToTable("demo_runtimes", (string)null);
+                });
+
             modelBuilder.Entity("CmpWaldurAdapter.Orders.OrderInboxEntry", b =>
                 {
                     b.Property<long>("Id")

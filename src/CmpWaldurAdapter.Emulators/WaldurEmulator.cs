@@ -1,0 +1,661 @@
+using System.Globalization;
+using System.Text.Json.Nodes;
+
+namespace CmpWaldurAdapter.Emulators;
+
+/// <summary>
+/// A stateful Waldur for the sandbox and end-to-end tests: orders move through Waldur's states exactly as the provider actions
+/// allow (approve only from pending-provider, done only from executing), resources keep what the
+/// adapter sets on them, and usages are upserted per resource, component and month.
+/// </summary>
+public sealed class WaldurEmulator : Emulator
+{
+    public const string Token = "waldur-test-token-0123456789abcdef";
+
+    private readonly Dictionary<Guid, JsonObject> _orders = [];
+    private readonly Dictionary<Guid, JsonObject> _resources = [];
+    private readonly Dictionary<Guid, JsonObject> _offerings = [];
+    private readonly Dictionary<Guid, JsonObject> _identities = [];
+    private readonly Dictionary<(Guid Identity, string Type), JsonObject> _subscriptions = [];
+    private readonly List<JsonObject> _usages = [];
+    private readonly Dictionary<Guid, JsonObject> _categories = [];
+    private readonly Dictionary<Guid, JsonObject> _plans = [];
+    private readonly Dictionary<Guid, JsonObject> _customerCredits = [];
+    private DateTimeOffset _clock = DateTimeOffset.UtcNow;
+
+    public WaldurEmulator()
+    {
+        UserUuid = Guid.NewGuid();
+        RegisterRoutes();
+    }
+
+    public Guid UserUuid { get; }
+
+    /// <summary>The service-provider organization that registers offerings.</summary>
+    public Guid ProviderCustomerUuid { get; } = Guid.NewGuid();
+
+    /// <summary>Offerings created through the API (registration), with their plans.</summary>
+    public IReadOnlyList<JsonObject> RegisteredOfferings
+    {
+        get
+        {
+            lock (Sync)
+            {
+                return _offerings.Values.Where(o => o.ContainsKey("backend_id")).Select(o => WithPlans((JsonObject)o.DeepClone())).ToList();
+            }
+        }
+    }
+
+    public IReadOnlyList<JsonObject> Categories
+    {
+        get
+        {
+            lock (Sync)
+            {
+                return _categories.Values.Select(c => (JsonObject)c.DeepClone()).ToList();
+            }
+        }
+    }
+
+    /// <summary>Called when the adapter asks Waldur for a queue (the e2e tests create it in RabbitMQ).</summary>
+    public Action<string, string>? OnQueueCreated { get; set; }
+
+    /// <summary>Requests without the right token are refused, as Waldur does.</summary>
+    public bool RequireToken { get; set; } = true;
+
+    public Guid AddOffering(string name, JsonObject? options = null, JsonObject? resourceOptions = null, Guid? uuid = null)
+    {
+        var id = uuid ?? Guid.NewGuid();
+        lock (Sync)
+        {
+            _offerings[id] = new JsonObject
+            {
+                ["uuid"] = id.ToString(),
+                ["name"] = name,
+                ["type"] = "Marketplace.Slurm",
+                ["state"] = "Active",
+                ["options"] = options ?? new JsonObject { ["order"] = new JsonArray(), ["options"] = new JsonObject() },
+                ["resource_options"] = resourceOptions ?? new JsonObject { ["order"] = new JsonArray(), ["options"] = new JsonObject() },
+            };
+        }
+
+        return id;
+    }
+
+    /// <summary>Places a Create order (and its resource, as Waldur does) in pending-provider.</summary>
+    public Guid PlaceCreateOrder(Guid offering, JsonObject? attributes = null, Guid? customer = null, Guid? project = null, string state = "pending-provider")
+    {
+        var resource = Guid.NewGuid();
+        var customerId = customer ?? Guid.NewGuid();
+        var projectId = project ?? Guid.NewGuid();
+        lock (Sync)
+        {
+            _resources[resource] = new JsonObject
+            {
+                ["uuid"] = resource.ToString(),
+                ["name"] = "agent-" + resource.ToString("N")[..6],
+                ["offering_uuid"] = offering.ToString(),
+                ["project_uuid"] = projectId.ToString(),
+                ["customer_uuid"] = customerId.ToString(),
+                ["state"] = "Creating",
+                ["backend_id"] = "",
+                ["paused"] = false,
+                ["downscaled"] = false,
+                ["attributes"] = attributes?.DeepClone() ?? new JsonObject(),
+            };
+        }
+
+        return PlaceOrder("Create", offering, resource, attributes, state);
+    }
+
+    /// <summary>Places an Update or Terminate order for an existing resource.</summary>
+    public Guid PlaceOrder(string type, Guid offering, Guid resource, JsonObject? attributes = null, string state = "pending-provider")
+    {
+        var id = Guid.NewGuid();
+        lock (Sync)
+        {
+            var owner = _resources[resource];
+            _orders[id] = new JsonObject
+            {
+                ["uuid"] = id.ToString(),
+                ["type"] = type,
+                ["state"] = state,
+                ["offering_uuid"] = offering.ToString(),
+                ["offering_name"] = _offerings.TryGetValue(offering, out var o) ? o["name"]?.DeepClone() : "offering",
+                ["marketplace_resource_uuid"] = resource.ToString(),
+                ["resource_uuid"] = resource.ToString(),
+                ["resource_name"] = owner["name"]!.DeepClone(),
+                ["attributes"] = attributes?.DeepClone() ?? new JsonObject(),
+                ["customer_uuid"] = owner["customer_uuid"]!.DeepClone(),
+                ["customer_name"] = "Buyer organization",
+                ["project_uuid"] = owner["project_uuid"]!.DeepClone(),
+                ["project_name"] = "Buyer project",
+                ["created"] = Now(),
+                ["modified"] = Now(),
+                ["error_message"] = "",
+            };
+        }
+
+        return id;
+    }
+
+    public string OrderState(Guid order)
+    {
+        lock (Sync)
+        {
+            return _orders[order]["state"]!.GetValue<string>();
+        }
+    }
+
+    public JsonObject Order(Guid order)
+    {
+        lock (Sync)
+        {
+            return (JsonObject)_orders[order].DeepClone();
+        }
+    }
+
+    public JsonObject Resource(Guid resource)
+    {
+        lock (Sync)
+        {
+            return (JsonObject)_resources[resource].DeepClone();
+        }
+    }
+
+    public Guid ResourceOf(Guid order) => Guid.Parse(Order(order)["marketplace_resource_uuid"]!.GetValue<string>());
+
+    public void SetResourceFlags(Guid resource, bool paused, bool downscaled)
+    {
+        lock (Sync)
+        {
+            _resources[resource]["paused"] = paused;
+            _resources[resource]["downscaled"] = downscaled;
+        }
+    }
+
+    /// <summary>Makes an order look old, as if it had sat unmodified for <paramref name="age"/>.</summary>
+    public void Age(Guid order, TimeSpan age)
+    {
+        lock (Sync)
+        {
+            _orders[order]["modified"] = (DateTimeOffset.UtcNow - age).ToString("O", CultureInfo.InvariantCulture);
+        }
+    }
+
+    public IReadOnlyList<JsonObject> Usages
+    {
+        get
+        {
+            lock (Sync)
+            {
+                return _usages.Select(u => (JsonObject)u.DeepClone()).ToList();
+            }
+        }
+    }
+
+    /// <summary>Adds an organization credit (money), as Waldur staff would; <paramref name="offerings"/> limits it to those offerings.</summary>
+    public Guid AddCustomerCredit(Guid customer, decimal value, IEnumerable<Guid>? offerings = null, DateOnly? endDate = null)
+    {
+        var id = Guid.NewGuid();
+        lock (Sync)
+        {
+            _customerCredits[id] = new JsonObject
+            {
+                ["uuid"] = id.ToString(),
+                ["url"] = $"{Url}api/customer-credits/{id}/",
+                ["value"] = value.ToString("0.00###", CultureInfo.InvariantCulture),
+                ["customer"] = $"{Url}api/customers/{customer}/",
+                ["customer_name"] = "Buyer organization",
+                ["customer_uuid"] = customer.ToString(),
+                ["customer_slug"] = "buyer",
+                ["offerings"] = new JsonArray((offerings ?? []).Select(o => (JsonNode)new JsonObject
+                {
+                    ["uuid"] = o.ToString(),
+                    ["url"] = $"{Url}api/marketplace-provider-offerings/{o}/",
+                    ["type"] = "Marketplace.Slurm",
+                    ["name"] = "offering",
+                }).ToArray()),
+                ["end_date"] = endDate?.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture),
+                ["expected_consumption"] = "0.00",
+                ["minimal_consumption"] = 0.0,
+                ["minimal_consumption_logic"] = "fixed",
+                ["grace_coefficient"] = "0",
+                ["apply_as_minimal_consumption"] = false,
+                ["allocated_to_projects"] = 0.0,
+                ["consumption_last_month"] = 0.0,
+            };
+        }
+
+        return id;
+    }
+
+    /// <summary>Changes a credit's remaining money (Waldur reduces it when it finalizes an invoice).</summary>
+    public void SetCustomerCreditValue(Guid credit, decimal value)
+    {
+        lock (Sync)
+        {
+            _customerCredits[credit]["value"] = value.ToString("0.00###", CultureInfo.InvariantCulture);
+        }
+    }
+
+    /// <summary>Records a usage as if another reporter (or an earlier run) had set it.</summary>
+    public void SeedUsage(Guid resource, string type, DateOnly billingPeriod, string usage)
+    {
+        lock (Sync)
+        {
+            _usages.Add(new JsonObject
+            {
+                ["uuid"] = Guid.NewGuid().ToString(),
+                ["resource_uuid"] = resource.ToString(),
+                ["type"] = type,
+                ["billing_period"] = billingPeriod.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture),
+                ["usage"] = usage,
+            });
+        }
+    }
+
+    private string Now()
+    {
+        _clock = _clock.AddMilliseconds(1);
+        return _clock.ToString("O", CultureInfo.InvariantCulture);
+    }
+
+    protected override EmulatorResponse NotFound(EmulatorMessage request) => EmulatorResponse.Error(404, "Not found.");
+
+    private void RegisterRoutes()
+    {
+        Route("GET", "/api/users/me/", request => Authorized(request, () => EmulatorResponse.Json(new JsonObject { ["uuid"] = UserUuid.ToString() })));
+
+        Route("GET", "/api/marketplace-orders/", request => Authorized(request, () =>
+        {
+            var offering = request.Query("offering_uuid");
+            var states = request.QueryAll("state");
+            var matching = _orders.Values
+                .Where(o => offering is null || o["offering_uuid"]!.GetValue<string>() == offering)
+                .Where(o => states.Count == 0 || states.Contains(o["state"]!.GetValue<string>()))
+                .OrderBy(o => o["created"]!.GetValue<string>(), StringComparer.Ordinal)
+                .ToList();
+            return Page(request, matching);
+        }));
+
+        Route("GET", "/api/marketplace-orders/{uuid}/", request => Authorized(request, () =>
+            _orders.TryGetValue(request.Id(), out var order) ? EmulatorResponse.Json(order) : EmulatorResponse.Error(404, "Not found.")));
+
+        Route("POST", "/api/marketplace-orders/{uuid}/approve_by_provider/", request => Transition(request, "pending-provider", "executing"));
+        Route("POST", "/api/marketplace-orders/{uuid}/reject_by_provider/", request => Transition(request, "pending-provider", "rejected",
+            order => order["provider_rejection_comment"] = request.JsonObject["provider_rejection_comment"]?.DeepClone()));
+        Route("POST", "/api/marketplace-orders/{uuid}/set_state_done/", request => Transition(request, "executing", "done", order =>
+        {
+            var resource = _resources[Guid.Parse(order["marketplace_resource_uuid"]!.GetValue<string>())];
+            resource["state"] = order["type"]!.GetValue<string>() == "Terminate" ? "Terminated" : "OK";
+        }));
+        Route("POST", "/api/marketplace-orders/{uuid}/set_state_erred/", request => Transition(request, null, "erred",
+            order => order["error_message"] = request.JsonObject["error_message"]?.DeepClone()));
+
+        Route("GET", "/api/marketplace-provider-resources/", request => Authorized(request, () =>
+        {
+            var offering = request.Query("offering_uuid");
+            var states = request.QueryAll("state");
+            var matching = _resources.Values
+                .Where(r => offering is null || r["offering_uuid"]!.GetValue<string>() == offering)
+                .Where(r => states.Count == 0 || states.Contains(r["state"]!.GetValue<string>()))
+                .ToList();
+            return Page(request, matching);
+        }));
+        Route("GET", "/api/marketplace-provider-resources/{uuid}/", request => Authorized(request, () =>
+            _resources.TryGetValue(request.Id(), out var resource) ? EmulatorResponse.Json(resource) : EmulatorResponse.Error(404, "Not found.")));
+        Route("POST", "/api/marketplace-provider-resources/{uuid}/set_backend_id/", request => OnResource(request, r => r["backend_id"] = request.JsonObject["backend_id"]?.DeepClone()));
+        Route("POST", "/api/marketplace-provider-resources/{uuid}/set_backend_metadata/", request => OnResource(request, r => r["backend_metadata"] = request.JsonObject["backend_metadata"]?.DeepClone()));
+        Route("POST", "/api/marketplace-provider-resources/{uuid}/submit_report/", request => OnResource(request, r => r["report"] = request.JsonObject["report"]?.DeepClone()));
+        Route("GET", "/api/marketplace-provider-resources/{uuid}/team/", request => Authorized(request, () => EmulatorResponse.Json(new JsonArray())));
+
+        Route("GET", "/api/marketplace-component-usages/", request => Authorized(request, () =>
+        {
+            var resource = request.Query("resource_uuid");
+            var period = request.Query("billing_period");
+            var matching = _usages
+                .Where(u => resource is null || u["resource_uuid"]!.GetValue<string>() == resource)
+                .Where(u => period is null || u["billing_period"]!.GetValue<string>() == period)
+                .ToList();
+            return Page(request, matching);
+        }));
+        Route("POST", "/api/marketplace-component-usages/set_usage/", request => Authorized(request, () =>
+        {
+            var body = request.JsonObject;
+            var resource = body["resource"]!.GetValue<string>();
+            var date = DateTimeOffset.Parse(body["date"]!.GetValue<string>(), CultureInfo.InvariantCulture);
+            var period = new DateOnly(date.Year, date.Month, 1).ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
+            foreach (var item in body["usages"]!.AsArray())
+            {
+                var type = item!["type"]!.GetValue<string>();
+                var existing = _usages.FirstOrDefault(u => u["resource_uuid"]!.GetValue<string>() == resource && u["type"]!.GetValue<string>() == type && u["billing_period"]!.GetValue<string>() == period);
+                if (existing is null)
+                {
+                    existing = new JsonObject { ["uuid"] = Guid.NewGuid().ToString(), ["resource_uuid"] = resource, ["type"] = type, ["billing_period"] = period };
+                    _usages.Add(existing);
+                }
+
+                existing["usage"] = item["amount"]!.GetValue<string>();
+                existing["date"] = body["date"]!.DeepClone();
+            }
+
+            return EmulatorResponse.Empty(201);
+        }));
+
+        Route("GET", "/api/customer-credits/", request => Authorized(request, () =>
+        {
+            var customer = request.Query("customer_uuid");
+            var matching = _customerCredits.Values
+                .Where(c => customer is null || c["customer_uuid"]!.GetValue<string>() == customer)
+                .ToList();
+            return Page(request, matching);
+        }));
+
+        Route("GET", "/api/marketplace-provider-offerings/{uuid}/", request => Authorized(request, () =>
+            _offerings.TryGetValue(request.Id(), out var offering) ? EmulatorResponse.Json(offering) : EmulatorResponse.Error(404, "Not found.")));
+
+        RegisterCatalogueRoutes();
+
+        Route("GET", "/api/marketplace-site-agent-identities/", request => Authorized(request, () =>
+        {
+            var name = request.Query("name");
+            return EmulatorResponse.Json(new JsonArray(_identities.Values.Where(i => name is null || i["name"]!.GetValue<string>() == name).Select(i => (JsonNode)i.DeepClone()).ToArray()));
+        }));
+        Route("POST", "/api/marketplace-site-agent-identities/", request => Authorized(request, () =>
+        {
+            var body = request.JsonObject;
+            var id = Guid.NewGuid();
+            var identity = new JsonObject
+            {
+                ["uuid"] = id.ToString(),
+                ["url"] = $"{Url}api/marketplace-site-agent-identities/{id}/",
+                ["offering"] = body["offering"]!.DeepClone(),
+                ["name"] = body["name"]!.DeepClone(),
+                ["version"] = body["version"]?.DeepClone(),
+                ["created"] = Now(),
+                ["modified"] = Now(),
+                ["services"] = new JsonArray(),
+            };
+            _identities[id] = identity;
+            return EmulatorResponse.Json(identity, 201);
+        }));
+        Route("POST", "/api/marketplace-site-agent-identities/{uuid}/register_event_subscription/", request => Authorized(request, () =>
+        {
+            var identity = request.Id();
+            var type = request.JsonObject["observable_object_type"]!.GetValue<string>();
+            var created = false;
+            if (!_subscriptions.TryGetValue((identity, type), out var subscription))
+            {
+                var id = Guid.NewGuid();
+                subscription = new JsonObject
+                {
+                    ["uuid"] = id.ToString(),
+                    ["url"] = $"{Url}api/event-subscriptions/{id}/",
+                    ["user"] = $"{Url}api/users/{UserUuid}/",
+                    ["user_uuid"] = UserUuid.ToString(),
+                    ["user_username"] = "provider",
+                    ["user_full_name"] = "Provider",
+                    ["observable_objects"] = new JsonArray(new JsonObject { ["object_type"] = type }),
+                    ["created"] = Now(),
+                    ["modified"] = Now(),
+                    ["source_ip"] = null,
+                };
+                _subscriptions[(identity, type)] = subscription;
+                created = true;
+            }
+
+            return EmulatorResponse.Json(subscription, created ? 201 : 200);
+        }));
+        Route("POST", "/api/event-subscriptions/{uuid}/create_queue/", request => Authorized(request, () =>
+        {
+            var subscription = request.Id();
+            var body = request.JsonObject;
+            var offering = Guid.Parse(body["offering_uuid"]!.GetValue<string>());
+            var type = body["object_type"]!.GetValue<string>();
+            var queueName = $"subscription_{subscription:N}_offering_{offering:N}_{type}";
+            var vhost = UserUuid.ToString("N");
+            OnQueueCreated?.Invoke(vhost, queueName);
+            return EmulatorResponse.Json(new JsonObject
+            {
+                ["uuid"] = Guid.NewGuid().ToString(),
+                ["url"] = $"{Url}api/event-subscription-queues/{queueName}/",
+                ["event_subscription"] = $"{Url}api/event-subscriptions/{subscription}/",
+                ["event_subscription_uuid"] = subscription.ToString("N"),
+                ["offering_uuid"] = offering.ToString("N"),
+                ["object_type"] = type,
+                ["queue_name"] = queueName,
+                ["vhost"] = vhost,
+                ["created"] = Now(),
+            }, 201);
+        }));
+    }
+
+    private void RegisterCatalogueRoutes()
+    {
+        Route("GET", "/api/marketplace-service-providers/", request => Authorized(request, () =>
+            EmulatorResponse.Json(request.Query("customer_uuid") == ProviderCustomerUuid.ToString()
+                ? new JsonArray(new JsonObject { ["uuid"] = Guid.NewGuid().ToString(), ["customer_uuid"] = ProviderCustomerUuid.ToString() })
+                : new JsonArray())));
+
+        Route("GET", "/api/marketplace-categories/", request => Authorized(request, () =>
+        {
+            var title = request.Query("title");
+            return EmulatorResponse.Json(new JsonArray(_categories.Values.Where(c => title is null || c["title"]!.GetValue<string>() == title).Select(c => (JsonNode)c.DeepClone()).ToArray()));
+        }));
+        Route("POST", "/api/marketplace-categories/", request => Authorized(request, () =>
+        {
+            var id = Guid.NewGuid();
+            var category = new JsonObject
+            {
+                ["uuid"] = id.ToString(),
+                ["url"] = $"{Url}api/marketplace-categories/{id}/",
+                ["title"] = request.JsonObject["title"]!.DeepClone(),
+                ["description"] = request.JsonObject["description"]?.DeepClone(),
+            };
+            _categories[id] = category;
+            return EmulatorResponse.Json(category, 201);
+        }));
+
+        Route("GET", "/api/marketplace-provider-offerings/", request => Authorized(request, () =>
+        {
+            var customer = request.Query("customer_uuid");
+            var matching = _offerings.Values.Where(o => customer is null || o["customer_uuid"]?.GetValue<string>() == customer).Select(o => WithPlans((JsonObject)o.DeepClone())).ToList();
+            return Page(request, matching);
+        }));
+        Route("POST", "/api/marketplace-provider-offerings/", request => Authorized(request, () =>
+        {
+            var body = request.JsonObject;
+            var id = Guid.NewGuid();
+            var categoryUrl = body["category"]!.GetValue<string>();
+            var category = _categories.Values.FirstOrDefault(c => c["url"]!.GetValue<string>() == categoryUrl);
+            if (category is null)
+            {
+                return EmulatorResponse.Error(400, "Invalid category.");
+            }
+
+            var offering = new JsonObject
+            {
+                ["uuid"] = id.ToString(),
+                ["url"] = $"{Url}api/marketplace-provider-offerings/{id}/",
+                ["name"] = body["name"]!.DeepClone(),
+                ["description"] = body["description"]?.DeepClone() ?? "",
+                ["full_description"] = body["full_description"]?.DeepClone() ?? "",
+                ["customer_uuid"] = ProviderCustomerUuid.ToString(),
+                ["category"] = categoryUrl,
+                ["category_uuid"] = category["uuid"]!.DeepClone(),
+                ["category_title"] = category["title"]!.DeepClone(),
+                ["type"] = body["type"]!.DeepClone(),
+                ["state"] = "Draft",
+                ["backend_id"] = body["backend_id"]?.DeepClone() ?? "",
+                ["options"] = body["options"]?.DeepClone() ?? new JsonObject { ["order"] = new JsonArray(), ["options"] = new JsonObject() },
+                ["resource_options"] = body["resource_options"]?.DeepClone() ?? new JsonObject { ["order"] = new JsonArray(), ["options"] = new JsonObject() },
+                ["plugin_options"] = body["plugin_options"]?.DeepClone() ?? new JsonObject(),
+                ["components"] = new JsonArray((body["components"]?.AsArray() ?? []).Select(c => (JsonNode)WithUuid((JsonObject)c!.DeepClone())).ToArray()),
+            };
+            _offerings[id] = offering;
+            return EmulatorResponse.Json(WithPlans((JsonObject)offering.DeepClone()), 201);
+        }));
+        Route("POST", "/api/marketplace-provider-offerings/{uuid}/activate/", request => OnOffering(request, o => o["state"] = "Active"));
+        Route("POST", "/api/marketplace-provider-offerings/{uuid}/update_overview/", request => OnOffering(request, o =>
+        {
+            foreach (var key in new[] { "name", "description", "full_description" })
+            {
+                if (request.JsonObject[key] is { } value)
+                {
+                    o[key] = value.DeepClone();
+                }
+            }
+        }));
+        Route("POST", "/api/marketplace-provider-offerings/{uuid}/update_description/", request => OnOffering(request, o =>
+        {
+            var category = _categories.Values.First(c => c["url"]!.GetValue<string>() == request.JsonObject["category"]!.GetValue<string>());
+            o["category"] = category["url"]!.DeepClone();
+            o["category_uuid"] = category["uuid"]!.DeepClone();
+        }));
+        Route("POST", "/api/marketplace-provider-offerings/{uuid}/update_options/", request => OnOffering(request, o => o["options"] = request.JsonObject["options"]!.DeepClone()));
+        Route("POST", "/api/marketplace-provider-offerings/{uuid}/update_resource_options/", request => OnOffering(request, o => o["resource_options"] = request.JsonObject["resource_options"]!.DeepClone()));
+        Route("POST", "/api/marketplace-provider-offerings/{uuid}/update_integration/", request => OnOffering(request, o =>
+        {
+            if (request.JsonObject["plugin_options"] is { } options)
+            {
+                o["plugin_options"] = options.DeepClone();
+            }
+        }));
+        Route("POST", "/api/marketplace-provider-offerings/{uuid}/create_offering_component/", request => OnOffering(request, o =>
+            o["components"]!.AsArray().Add(WithUuid((JsonObject)request.JsonObject.DeepClone())), status: 201));
+        Route("POST", "/api/marketplace-provider-offerings/{uuid}/update_offering_component/", request => OnOffering(request, o =>
+        {
+            var components = o["components"]!.AsArray();
+            var index = components.ToList().FindIndex(c => c!["uuid"]!.GetValue<string>() == request.JsonObject["uuid"]!.GetValue<string>());
+            components[index] = request.JsonObject.DeepClone();
+        }));
+
+        Route("GET", "/api/marketplace-plans/", request => Authorized(request, () =>
+        {
+            var offering = request.Query("offering_uuid");
+            return EmulatorResponse.Json(new JsonArray(_plans.Values.Where(p => offering is null || p["offering_uuid"]!.GetValue<string>() == offering).Select(p => (JsonNode)p.DeepClone()).ToArray()));
+        }));
+        Route("POST", "/api/marketplace-plans/", request => Authorized(request, () =>
+        {
+            var offeringUrl = request.JsonObject["offering"]!.GetValue<string>();
+            var offering = _offerings.Values.First(o => o["url"]?.GetValue<string>() == offeringUrl);
+            var id = Guid.NewGuid();
+            var plan = new JsonObject
+            {
+                ["uuid"] = id.ToString(),
+                ["url"] = $"{Url}api/marketplace-plans/{id}/",
+                ["name"] = request.JsonObject["name"]!.DeepClone(),
+                ["description"] = request.JsonObject["description"]?.DeepClone() ?? "",
+                ["unit"] = request.JsonObject["unit"]?.DeepClone() ?? "month",
+                ["offering"] = offeringUrl,
+                ["offering_uuid"] = offering["uuid"]!.DeepClone(),
+                ["is_active"] = true,
+                ["init_price"] = 0,
+                ["switch_price"] = 0,
+                ["organization_groups"] = new JsonArray(),
+                ["components"] = new JsonArray(),
+                ["prices"] = new JsonObject(),
+                ["future_prices"] = new JsonObject(),
+                ["quotas"] = new JsonObject(),
+                ["resources_count"] = 0,
+                ["plan_type"] = "usage-based",
+                ["minimal_price"] = 0,
+            };
+            _plans[id] = plan;
+            return EmulatorResponse.Json(plan, 201);
+        }));
+        Route("POST", "/api/marketplace-plans/{uuid}/update_prices/", request => Authorized(request, () =>
+        {
+            if (!_plans.TryGetValue(request.Id(), out var plan))
+            {
+                return EmulatorResponse.Error(404, "Not found.");
+            }
+
+            foreach (var (component, price) in request.JsonObject["prices"]!.AsObject())
+            {
+                plan["prices"]![component] = double.Parse(price!.GetValue<string>(), CultureInfo.InvariantCulture);
+            }
+
+            return EmulatorResponse.Empty(200);
+        }));
+    }
+
+    private JsonObject WithPlans(JsonObject offering)
+    {
+        offering["plans"] = new JsonArray(_plans.Values.Where(p => p["offering_uuid"]!.GetValue<string>() == offering["uuid"]!.GetValue<string>())
+            .Select(p => (JsonNode)p.DeepClone()).ToArray());
+        return offering;
+    }
+
+    private static JsonObject WithUuid(JsonObject component)
+    {
+        component["uuid"] = Guid.NewGuid().ToString();
+        return component;
+    }
+
+    private EmulatorResponse OnOffering(RouteRequest request, Action<JsonObject> change, int status = 200) => Authorized(request, () =>
+    {
+        if (!_offerings.TryGetValue(request.Id(), out var offering))
+        {
+            return EmulatorResponse.Error(404, "Not found.");
+        }
+
+        change(offering);
+        return status == 200 ? EmulatorResponse.Json(new JsonObject { ["status"] = "OK" }) : EmulatorResponse.Empty(status);
+    });
+
+    private EmulatorResponse Authorized(RouteRequest request, Func<EmulatorResponse> handler)
+    {
+        if (RequireToken && request.Header("Authorization") != "Token " + Token)
+        {
+            return EmulatorResponse.Error(401, "Invalid token.");
+        }
+
+        lock (Sync)
+        {
+            return handler();
+        }
+    }
+
+    private EmulatorResponse Transition(RouteRequest request, string? from, string to, Action<JsonObject>? also = null) => Authorized(request, () =>
+    {
+        if (!_orders.TryGetValue(request.Id(), out var order))
+        {
+            return EmulatorResponse.Error(404, "Not found.");
+        }
+
+        var state = order["state"]!.GetValue<string>();
+        if (from is not null && state != from)
+        {
+            return EmulatorResponse.Json(new JsonArray($"Order must be in {from} state, it is {state}."), 400);
+        }
+
+        order["state"] = to;
+        order["modified"] = Now();
+        also?.Invoke(order);
+        return to == "executing" ? EmulatorResponse.Json(new JsonObject { ["detail"] = "Order has been approved." }) : EmulatorResponse.Empty(200);
+    });
+
+    private EmulatorResponse OnResource(RouteRequest request, Action<JsonObject> change) => Authorized(request, () =>
+    {
+        if (!_resources.TryGetValue(request.Id(), out var resource))
+        {
+            return EmulatorResponse.Error(404, "Not found.");
+        }
+
+        change(resource);
+        return EmulatorResponse.Json(new JsonObject { ["status"] = "OK" });
+    });
+
+    private static EmulatorResponse Page(RouteRequest request, IReadOnlyList<JsonObject> items)
+    {
+        var page = int.TryParse(request.Query("page"), out var p) ? Math.Max(p, 1) : 1;
+        var size = int.TryParse(request.Query("page_size"), out var s) ? Math.Max(s, 1) : 10;
+        var slice = items.Skip((page - 1) * size).Take(size).Select(i => (JsonNode)i.DeepClone()).ToArray();
+        return EmulatorResponse.Json(new JsonArray(slice)) with
+        {
+            Headers = new Dictionary<string, string> { ["X-Result-Count"] = items.Count.ToString(CultureInfo.InvariantCulture) },
+        };
+    }
+}

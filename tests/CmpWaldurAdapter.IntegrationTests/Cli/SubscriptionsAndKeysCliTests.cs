@@ -1,0 +1,136 @@
+using System.Text.Json.Nodes;
+using CmpWaldurAdapter.ApiKeys;
+using CmpWaldurAdapter.Cli;
+using CmpWaldurAdapter.Core.Subscriptions;
+using CmpWaldurAdapter.Persistence;
+using CmpWaldurAdapter.Testing.Credits;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Serilog.Core;
+
+namespace CmpWaldurAdapter.IntegrationTests.Cli;
+
+/// <summary><c>subscriptions list|show</c> and <c>keys list|create|revoke</c>, run in-process as operators run them.</summary>
+public sealed class SubscriptionsAndKeysCliTests : IAsyncLifetime
+{
+    private CreditTestBed _bed = null!;
+
+    public async Task InitializeAsync()
+    {
+        _bed = await CreditTestBed.CreateAsync(DatabaseProvider.Sqlite);
+        await _bed.StartAsync();
+    }
+
+    public async Task DisposeAsync() => await _bed.DisposeAsync();
+
+    private async Task<(int Exit, string Output, string Error)> RunAsync(params string[] args)
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        var context = new CommandContext(output, error, builder =>
+        {
+            builder.Configuration.AddInMemoryCollection(_bed.Settings);
+            builder.Services.AddSingleton<ILogEventSink>(_bed.Logs);
+        });
+        var exit = await AdapterCli.RunAsync(args, context);
+        return (exit, output.ToString(), error.ToString());
+    }
+
+    [Theory]
+    [InlineData("subscriptions", "list")]
+    [InlineData("subscriptions", "show")]
+    [InlineData("keys", "list")]
+    [InlineData("keys", "create")]
+    [InlineData("keys", "revoke")]
+    [InlineData("reconcile")]
+    public async Task Every_command_explains_itself(params string[] command)
+    {
+        var (exit, output, _) = await RunAsync([.. command, "--help"]);
+
+        Assert.Equal(ExitCodes.Success, exit);
+        Assert.Contains("Usage:", output);
+        Assert.Contains(string.Join(' ', command), output);
+    }
+
+    [Fact]
+    public async Task List_filters_by_state_and_customer_and_show_finds_a_subscription_by_resource_uuid()
+    {
+        var active = await _bed.AddSubscriptionAsync();
+        var terminated = await _bed.AddSubscriptionAsync(state: SubscriptionState.Terminated);
+
+        var all = await RunAsync("subscriptions", "list", "--output", "json");
+        var activeOnly = await RunAsync("subscriptions", "list", "--state", "Active", "--output", "json");
+        var ofCustomer = await RunAsync("subscriptions", "list", "--customer", terminated.CustomerId.ToString());
+        var shown = await RunAsync("subscriptions", "show", active.ResourceUuid.ToString(), "--output", "json");
+
+        Assert.Equal(ExitCodes.Success, all.Exit);
+        Assert.Equal(2, JsonNode.Parse(all.Output)!.AsArray().Count);
+        Assert.Equal(active.Id.ToString(), Assert.Single(JsonNode.Parse(activeOnly.Output)!.AsArray())!["id"]!.GetValue<string>());
+        Assert.Contains(terminated.Id.ToString(), ofCustomer.Output);
+        Assert.DoesNotContain(active.Id.ToString(), ofCustomer.Output);
+        Assert.Equal(ExitCodes.Success, shown.Exit);
+        var detail = JsonNode.Parse(shown.Output)!;
+        Assert.Equal((active.Id.ToString(), "Active"), (detail["id"]!.GetValue<string>(), detail["state"]!.GetValue<string>()));
+        Assert.Empty(detail["keys"]!.AsArray());
+    }
+
+    [Fact]
+    public async Task Bad_arguments_are_clear_errors_with_exit_2()
+    {
+        var unknown = await RunAsync("subscriptions", "show", Guid.NewGuid().ToString());
+        var notAGuid = await RunAsync("subscriptions", "show", "nope");
+        var badState = await RunAsync("subscriptions", "list", "--state", "Sleeping");
+        var noSubscription = await RunAsync("keys", "list");
+        var unknownOffering = await RunAsync("subscriptions", "list", "--offering", "no-such-offering");
+
+        Assert.Equal(ExitCodes.Error, unknown.Exit);
+        Assert.Contains("no subscription has the id or resource UUID", unknown.Error);
+        Assert.Equal(ExitCodes.Error, notAGuid.Exit);
+        Assert.Equal(ExitCodes.Error, badState.Exit);
+        Assert.Equal(ExitCodes.Error, noSubscription.Exit);
+        Assert.Contains("--subscription", noSubscription.Error);
+        Assert.Equal(ExitCodes.Error, unknownOffering.Exit);
+        Assert.Contains("no-such-offering", unknownOffering.Error);
+    }
+
+    [Fact]
+    public async Task A_created_key_is_shown_once_works_is_listed_by_prefix_and_stops_working_when_revoked()
+    {
+        var subscription = await _bed.AddSubscriptionAsync();
+        var keys = _bed.Services.GetRequiredService<ApiKeyService>();
+
+        var created = await RunAsync("keys", "create", "--subscription", subscription.Id.ToString(), "--name", "backend", "--output", "json");
+
+        Assert.Equal(ExitCodes.Success, created.Exit);
+        var key = JsonNode.Parse(created.Output)!;
+        var plaintext = key["key"]!.GetValue<string>();
+        var keyId = key["id"]!.GetValue<string>();
+        Assert.StartsWith("sk_live_", plaintext);
+        Assert.Equal(subscription.Id, (await keys.AuthenticateAsync(plaintext, CancellationToken.None))!.Subscription.Id);
+
+        var listed = await RunAsync("keys", "list", "--subscription", subscription.ResourceUuid.ToString());
+        Assert.Contains(keyId, listed.Output);
+        Assert.Contains("backend", listed.Output);
+        Assert.DoesNotContain(plaintext, listed.Output);
+
+        var revoked = await RunAsync("keys", "revoke", "--subscription", subscription.Id.ToString(), keyId);
+        var again = await RunAsync("keys", "revoke", "--subscription", subscription.Id.ToString(), keyId);
+
+        Assert.Equal(ExitCodes.Success, revoked.Exit);
+        Assert.Null(await keys.AuthenticateAsync(plaintext, CancellationToken.None));
+        Assert.Equal(ExitCodes.Error, again.Exit);
+        Assert.Contains("has no live key", again.Error);
+        Assert.Contains("no live API keys", (await RunAsync("keys", "list", "--subscription", subscription.Id.ToString())).Output);
+    }
+
+    [Fact]
+    public async Task A_terminated_subscription_gets_no_new_key()
+    {
+        var subscription = await _bed.AddSubscriptionAsync(state: SubscriptionState.Terminated);
+
+        var (exit, _, error) = await RunAsync("keys", "create", "--subscription", subscription.Id.ToString());
+
+        Assert.Equal(ExitCodes.Error, exit);
+        Assert.Contains("Terminated", error);
+    }
+}

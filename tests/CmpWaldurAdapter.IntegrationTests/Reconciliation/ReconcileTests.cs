@@ -1,0 +1,281 @@
+using System.Globalization;
+using System.Text.Json.Nodes;
+using CmpWaldurAdapter.Cli;
+using CmpWaldurAdapter.Core.Catalogue;
+using CmpWaldurAdapter.Credits;
+using CmpWaldurAdapter.IntegrationTests.Tenants;
+using CmpWaldurAdapter.Langflow.Api;
+using CmpWaldurAdapter.Langflow.Contracts;
+using CmpWaldurAdapter.Orders;
+using CmpWaldurAdapter.Ragflow.Api;
+using CmpWaldurAdapter.Ragflow.Contracts;
+using CmpWaldurAdapter.Tenants;
+using CmpWaldurAdapter.Testing.Fakes;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Serilog.Core;
+
+namespace CmpWaldurAdapter.IntegrationTests.Reconciliation;
+
+/// <summary>
+/// <c>cmp-adapter reconcile</c> against WireMock Waldur, Langflow and RAGFlow: one test per drift class, dry runs
+/// change nothing, and <c>--prune</c> removes only orphans. Every request the adapter sends is checked against
+/// the pinned specs when the bed is disposed.
+/// </summary>
+public sealed class ReconcileTests : IAsyncLifetime
+{
+    private TenantTestBed _bed = null!;
+
+    public async Task InitializeAsync()
+    {
+        _bed = await TenantTestBed.CreateAsync();
+        await _bed.StartServicesAsync();
+    }
+
+    public async Task DisposeAsync() => await _bed.DisposeAsync();
+
+    private async Task<(int Exit, JsonObject Report, string Error)> ReconcileAsync(params string[] args)
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        var context = new CommandContext(output, error, builder =>
+        {
+            builder.Configuration.AddInMemoryCollection(_bed.Settings);
+            builder.Services.AddSingleton<ILogEventSink>(_bed.Logs);
+        });
+        var exit = await AdapterCli.RunAsync(["reconcile", .. args, "--output", "json"], context);
+        return (exit, exit == ExitCodes.Error ? [] : JsonNode.Parse(output.ToString())!.AsObject(), error.ToString());
+    }
+
+    private static List<JsonObject> Drifts(JsonObject report, string kind) =>
+        report["drifts"]!.AsArray().Select(d => d!.AsObject()).Where(d => d["kind"]!.GetValue<string>() == kind).ToList();
+
+    private static string Outcome(JsonObject drift) => drift["outcome"]!.GetValue<string>();
+
+    private async Task<LangflowCredential> TenantKeyAsync(Subscription subscription)
+    {
+        var workspace = await _bed.WorkspaceAsync(subscription.WorkspaceId);
+        return LangflowCredential.FromApiKey(_bed.Credentials.Unprotect(workspace.LangflowApiKeyCipher!));
+    }
+
+    [Fact]
+    public async Task A_consistent_installation_is_clean_and_exits_0()
+    {
+        await _bed.SubscribeAsync();
+
+        var (exit, report, _) = await ReconcileAsync();
+
+        Assert.Equal(ExitCodes.Success, exit);
+        Assert.True(report["clean"]!.GetValue<bool>());
+        Assert.Empty(report["drifts"]!.AsArray());
+    }
+
+    [Fact]
+    public async Task A_stuck_order_is_fed_to_the_inbox_again_and_a_dry_run_only_reports_it()
+    {
+        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, TenantTestBed.Attributes());
+        _bed.Waldur.Age(order, TimeSpan.FromHours(1));
+        var fresh = _bed.Waldur.PlaceCreateOrder(_bed.Offering, TenantTestBed.Attributes());
+
+        var dry = await ReconcileAsync("--dry-run");
+
+        Assert.Equal(ExitCodes.Unfinished, dry.Exit);
+        var found = Assert.Single(Drifts(dry.Report, "StuckOrder"));
+        Assert.Equal((order.ToString(), "Found"), (found["subject"]!.GetValue<string>(), Outcome(found)));
+        Assert.Equal(0, await _bed.QueryAsync(db => db.OrderInbox.CountAsync()));
+
+        var run = await ReconcileAsync();
+
+        Assert.Equal(ExitCodes.Success, run.Exit);
+        Assert.Equal("Fixed", Outcome(Assert.Single(Drifts(run.Report, "StuckOrder"))));
+        var entry = await _bed.QueryAsync(db => db.OrderInbox.AsNoTracking().SingleAsync());
+        Assert.Equal((order, "reconcile"), (entry.OrderUuid, entry.Source));
+        Assert.NotEqual(fresh, entry.OrderUuid);
+        Assert.Contains(order, await _bed.Services.GetRequiredService<OrderInbox>().DueAsync(10, CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task A_missing_flow_and_dataset_are_provisioned_again_and_a_dry_run_only_reports_them()
+    {
+        var resource = await _bed.SubscribeAsync();
+        var subscription = await _bed.SubscriptionAsync(resource);
+        var langflow = _bed.Services.GetRequiredService<ILangflowApi>();
+        await langflow.DeleteFlowAsync(Guid.Parse(subscription.LangflowFlowId!), await TenantKeyAsync(subscription), CancellationToken.None);
+        await _bed.Services.GetRequiredService<IRagflowApi>().DeleteDatasetsAsync(new DeleteByIdsRequest { Ids = [subscription.RagflowDatasetId!] }, CancellationToken.None);
+
+        var dry = await ReconcileAsync("--dry-run");
+
+        Assert.Equal(ExitCodes.Unfinished, dry.Exit);
+        var found = Assert.Single(Drifts(dry.Report, "MissingTenant"));
+        Assert.Equal("Found", Outcome(found));
+        Assert.Contains("Langflow flow", found["detail"]!.GetValue<string>());
+        Assert.Contains("RAGFlow dataset", found["detail"]!.GetValue<string>());
+        Assert.DoesNotContain("Langflow project", found["detail"]!.GetValue<string>());
+        Assert.Empty(_bed.Langflow.Flows);
+        Assert.Empty(_bed.Ragflow.Datasets);
+
+        var run = await ReconcileAsync();
+
+        Assert.Equal(ExitCodes.Success, run.Exit);
+        Assert.Equal("Fixed", Outcome(Assert.Single(Drifts(run.Report, "MissingTenant"))));
+        var repaired = await _bed.SubscriptionAsync(resource);
+        var flow = Assert.Single(_bed.Langflow.Flows);
+        Assert.Equal(($"{TenantTestBed.OfferingName} cmp-{resource:N}", flow.Id.ToString()), (flow.Name, repaired.LangflowFlowId));
+        Assert.Equal(subscription.LangflowProjectId, repaired.LangflowProjectId);
+        var dataset = Assert.Single(_bed.Ragflow.Datasets);
+        Assert.Equal(($"cmp-{resource:N}", dataset["id"]!.GetValue<string>()), (dataset["name"]!.GetValue<string>(), repaired.RagflowDatasetId));
+
+        var again = await ReconcileAsync();
+        Assert.Equal(ExitCodes.Success, again.Exit);
+        Assert.Empty(again.Report["drifts"]!.AsArray());
+    }
+
+    [Fact]
+    public async Task A_tenant_whose_langflow_user_was_deleted_gets_a_new_user_key_project_and_flow()
+    {
+        var resource = await _bed.SubscribeAsync();
+        var subscription = await _bed.SubscriptionAsync(resource);
+        var workspace = await _bed.WorkspaceAsync(subscription.WorkspaceId);
+        var superuser = _bed.Services.GetRequiredService<LangflowSuperuser>();
+        await superuser.CallAsync(su => _bed.Services.GetRequiredService<ILangflowApi>().DeleteUserAsync(Guid.Parse(workspace.LangflowUserId!), su, CancellationToken.None), CancellationToken.None);
+
+        var run = await ReconcileAsync();
+
+        Assert.Equal(ExitCodes.Success, run.Exit);
+        Assert.Contains("Langflow user", Assert.Single(Drifts(run.Report, "MissingTenant"))["detail"]!.GetValue<string>());
+        var user = Assert.Single(_bed.Langflow.Users);
+        Assert.Equal($"cmp-{subscription.WorkspaceId:N}", user.Username);
+        var repaired = await _bed.SubscriptionAsync(resource);
+        Assert.Equal(user.Id, Assert.Single(_bed.Langflow.Flows, f => f.Id.ToString() == repaired.LangflowFlowId).UserId);
+    }
+
+    [Fact]
+    public async Task An_orphan_flow_is_listed_without_prune_and_removed_with_it_and_the_live_flow_stays()
+    {
+        var resource = await _bed.SubscribeAsync();
+        var subscription = await _bed.SubscriptionAsync(resource);
+        var gone = Guid.NewGuid();
+        var orphan = await _bed.Services.GetRequiredService<ILangflowApi>().CreateFlowAsync(
+            new FlowCreate { Name = $"{TenantTestBed.OfferingName} cmp-{gone:N}", Folder_id = Guid.Parse(subscription.LangflowProjectId!), Access_type = AccessTypeEnum.PRIVATE },
+            await TenantKeyAsync(subscription), CancellationToken.None);
+        var foreign = await _bed.Services.GetRequiredService<ILangflowApi>().CreateFlowAsync(
+            new FlowCreate { Name = "A flow someone made by hand", Folder_id = Guid.Parse(subscription.LangflowProjectId!), Access_type = AccessTypeEnum.PRIVATE },
+            await TenantKeyAsync(subscription), CancellationToken.None);
+
+        var listed = await ReconcileAsync();
+        var dryPrune = await ReconcileAsync("--prune", "--dry-run");
+
+        Assert.Equal(ExitCodes.Unfinished, listed.Exit);
+        var found = Assert.Single(Drifts(listed.Report, "OrphanFlow"));
+        Assert.Equal((orphan.Name, "Found"), (found["subject"]!.GetValue<string>(), Outcome(found)));
+        Assert.Equal(ExitCodes.Unfinished, dryPrune.Exit);
+        Assert.Equal(3, _bed.Langflow.Flows.Count);
+
+        var pruned = await ReconcileAsync("--prune");
+
+        Assert.Equal(ExitCodes.Success, pruned.Exit);
+        Assert.Equal("Removed", Outcome(Assert.Single(Drifts(pruned.Report, "OrphanFlow"))));
+        Assert.Equal(
+            new[] { subscription.LangflowFlowId!, foreign.Id.ToString() }.Order(),
+            _bed.Langflow.Flows.Select(f => f.Id.ToString()).Order());
+    }
+
+    [Fact]
+    public async Task An_orphan_dataset_is_removed_only_with_prune_and_no_other_dataset_is_touched()
+    {
+        var resource = await _bed.SubscribeAsync();
+        var subscription = await _bed.SubscriptionAsync(resource);
+        var orphan = _bed.Ragflow.AddDataset($"cmp-{Guid.NewGuid():N}");
+        var foreign = _bed.Ragflow.AddDataset("someone-elses-dataset");
+
+        var listed = await ReconcileAsync();
+        var dryPrune = await ReconcileAsync("--dry-run", "--prune");
+
+        Assert.Equal(ExitCodes.Unfinished, listed.Exit);
+        Assert.Equal("Found", Outcome(Assert.Single(Drifts(listed.Report, "OrphanDataset"))));
+        Assert.Equal(ExitCodes.Unfinished, dryPrune.Exit);
+        Assert.Equal(3, _bed.Ragflow.Datasets.Count);
+
+        var pruned = await ReconcileAsync("--prune");
+
+        Assert.Equal(ExitCodes.Success, pruned.Exit);
+        var removed = Assert.Single(Drifts(pruned.Report, "OrphanDataset"));
+        Assert.Equal("Removed", Outcome(removed));
+        Assert.Contains(orphan, removed["detail"]!.GetValue<string>());
+        Assert.Equal(
+            new[] { subscription.RagflowDatasetId!, foreign }.Order(),
+            _bed.Ragflow.Datasets.Select(d => d["id"]!.GetValue<string>()).Order());
+        Assert.Equal(0, _bed.Ragflow.UnscopedDeletes);
+    }
+
+    [Fact]
+    public async Task A_terminated_subscriptions_leftover_user_is_an_orphan_and_pruned()
+    {
+        var resource = await _bed.SubscribeAsync();
+        var subscription = await _bed.SubscriptionAsync(resource);
+        // The adapter's records say terminated, but the upstream objects were left behind.
+        await _bed.QueryAsync(db => db.Subscriptions.Where(s => s.Id == subscription.Id)
+            .ExecuteUpdateAsync(set => set.SetProperty(s => s.State, Core.Subscriptions.SubscriptionState.Terminated)));
+
+        var pruned = await ReconcileAsync("--prune");
+
+        Assert.Equal(ExitCodes.Success, pruned.Exit);
+        Assert.Equal("Removed", Outcome(Assert.Single(Drifts(pruned.Report, "OrphanLangflowUser"))));
+        Assert.Equal("Removed", Outcome(Assert.Single(Drifts(pruned.Report, "OrphanDataset"))));
+        Assert.Empty(_bed.Langflow.Users);
+        Assert.Empty(_bed.Ragflow.Datasets);
+        Assert.Null((await _bed.WorkspaceAsync(subscription.WorkspaceId)).LangflowApiKeyCipher);
+    }
+
+    [Fact]
+    public async Task Drifted_usage_is_reported_again_and_a_dry_run_sends_nothing()
+    {
+        var resource = await _bed.SubscribeAsync();
+        var subscription = await _bed.SubscriptionAsync(resource);
+        var ledger = _bed.Services.GetRequiredService<CreditLedger>();
+        await ledger.GrantAsync(subscription.CustomerId, 100, "test funding");
+        for (var i = 0; i < 3; i++)
+        {
+            await ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 1, $"m{i}");
+        }
+
+        var month = DateOnly.FromDateTime(DateTime.UtcNow);
+        _bed.Waldur.SeedUsage(resource, "chat_credits", new DateOnly(month.Year, month.Month, 1), "4.00");
+        const string setUsage = "/api/marketplace-component-usages/set_usage/";
+
+        var dry = await ReconcileAsync("--dry-run");
+
+        Assert.Equal(ExitCodes.Unfinished, dry.Exit);
+        var found = Assert.Single(Drifts(dry.Report, "UsageDrift"));
+        Assert.Equal("Found", Outcome(found));
+        Assert.Contains("chat_credits", found["subject"]!.GetValue<string>());
+        Assert.Equal(0, _bed.Waldur.Count("POST", setUsage));
+
+        var run = await ReconcileAsync();
+
+        Assert.Equal(ExitCodes.Success, run.Exit);
+        Assert.Equal("Fixed", Outcome(Assert.Single(Drifts(run.Report, "UsageDrift"))));
+        Assert.Equal(1, _bed.Waldur.Count("POST", setUsage));
+        Assert.Contains(_bed.Waldur.Usages, u => u["resource_uuid"]!.GetValue<string>() == resource.ToString()
+            && u["type"]!.GetValue<string>() == "chat_credits"
+            && decimal.Parse(u["usage"]!.GetValue<string>(), CultureInfo.InvariantCulture) == 6m);
+
+        var again = await ReconcileAsync();
+        Assert.Equal(ExitCodes.Success, again.Exit);
+        Assert.Empty(again.Report["drifts"]!.AsArray());
+    }
+
+    [Fact]
+    public async Task An_unknown_offering_and_an_unreachable_upstream_exit_2()
+    {
+        var unknown = await ReconcileAsync("--offering", "no-such-offering");
+        Assert.Equal(ExitCodes.Error, unknown.Exit);
+        Assert.Contains("not a served offering", unknown.Error);
+
+        _bed.Ragflow.Break("GET", "/api/v1/datasets", 503);
+        var down = await ReconcileAsync();
+        Assert.Equal(ExitCodes.Error, down.Exit);
+        Assert.Contains("reconcile:", down.Error);
+    }
+}

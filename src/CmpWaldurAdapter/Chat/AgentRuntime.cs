@@ -36,4 +36,7 @@ public sealed class AgentUnavailableException(string message, bool transient, Ex
 {
     /// <summary>Worth retrying (the upstream is down, slow or overloaded) rather than broken for this request.</summary>
     public bool Transient { get; } = transient;
+
+    /// <summary>A reason safe to show the caller (upstream details never are); null for the generic message.</summary>
+    public string? PublicReason { get; init; }
 }

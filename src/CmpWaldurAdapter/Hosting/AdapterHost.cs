@@ -1,5 +1,6 @@
 using CmpWaldurAdapter.Api;
 using CmpWaldurAdapter.ApiKeys;
+using CmpWaldurAdapter.Chat;
 using Microsoft.AspNetCore.DataProtection;
 using CmpWaldurAdapter.Catalogue;
 using CmpWaldurAdapter.Credits;
@@ -54,6 +55,7 @@ public static class AdapterHost
         app.MapApiKeyEndpoints();
         app.MapOpenApi("/openapi/{documentName}.json");
         app.MapUsageEndpoints();
+        app.MapChatEndpoints();
         return app;
     }
 
@@ -134,6 +136,7 @@ public static class AdapterHost
         services.AddAdapterCredits(configuration);
         services.AddAdapterUsage(configuration);
         services.AddKnowledgeSources(configuration);
+        services.AddAdapterChat(configuration);
 
         services.Configure<EventsOptions>(configuration.GetSection(EventsOptions.SectionName));
         services.AddSingleton<EventChannelRegistrar>();

@@ -16,6 +16,9 @@ public sealed record AgentRequest(
 /// </summary>
 public interface IAgentRuntime
 {
+    /// <summary>False when no runtime is configured: chat is refused before anything is held.</summary>
+    bool Available => true;
+
     /// <summary>The whole answer.</summary>
     Task<string> RunAsync(AgentRequest request, CancellationToken cancellationToken);
 

@@ -112,6 +112,11 @@ public sealed partial class ChatService(
             return invalid;
         }
 
+        if (!runtime.Available)
+        {
+            return Unavailable(new AgentUnavailableException(CmpWaldurAdapter.Chat.Runtime.NoAgentRuntime.Reason, transient: true) { PublicReason = CmpWaldurAdapter.Chat.Runtime.NoAgentRuntime.Reason });
+        }
+
         var conversation = http.Request.Headers[ConversationHeader].FirstOrDefault() ?? request!.User ?? Guid.NewGuid().ToString("N");
         if (!ConversationPattern().IsMatch(conversation))
         {

@@ -25,7 +25,17 @@ public sealed class AgentTweaks(FlowTemplates templates, IOptions<ChatOptions> o
 
     public IReadOnlyDictionary<string, IReadOnlyDictionary<string, object?>> Build(AgentTweakInput input)
     {
-        var variables = _variables.GetOrAdd(input.Offering.Slug, _ => PromptVariables(templates.For(input.Offering)));
+        IReadOnlyList<string> variables;
+        try
+        {
+            variables = _variables.GetOrAdd(input.Offering.Slug, _ => PromptVariables(templates.For(input.Offering)));
+        }
+        catch (FlowTemplateException exception)
+        {
+            // The operator's catalogue is broken: the agent cannot be run as configured.
+            throw new AgentUnavailableException("The offering's flow template cannot be read.", transient: false, exception);
+        }
+
         var prompt = new Dictionary<string, object?>(StringComparer.Ordinal);
         foreach (var variable in variables)
         {

@@ -10,6 +10,8 @@ public sealed class NoAgentRuntime : IAgentRuntime, IKnowledgeRetriever
 {
     public const string Reason = "Chat is not available on this adapter: no agent runtime (Langflow) is configured.";
 
+    public bool Available => false;
+
     public Task<string> RunAsync(AgentRequest request, CancellationToken cancellationToken) =>
         throw new AgentUnavailableException(Reason, transient: true) { PublicReason = Reason };
 

@@ -122,11 +122,16 @@ public sealed partial class ChatService(
             return Unavailable(new AgentUnavailableException(CmpWaldurAdapter.Chat.Runtime.NoAgentRuntime.Reason, transient: true) { PublicReason = CmpWaldurAdapter.Chat.Runtime.NoAgentRuntime.Reason });
         }
 
-        var conversation = http.Request.Headers[ConversationHeader].FirstOrDefault() ?? request!.User ?? Guid.NewGuid().ToString("N");
-        if (!ConversationPattern().IsMatch(conversation))
+        var conversation = http.Request.Headers[ConversationHeader].FirstOrDefault();
+        if (conversation is not null && !ConversationPattern().IsMatch(conversation))
         {
-            return ApiErrors.InvalidRequest("The conversation id (X-Conversation-Id or user) may only use letters, digits and . _ : - and be at most 100 characters.", "user");
+            return ApiErrors.InvalidRequest("X-Conversation-Id may only use letters, digits and . _ : - and be at most 100 characters.", ConversationHeader);
         }
+
+        // OpenAI clients put any end-user id into "user" (often an e-mail address): such ids name the conversation by their hash.
+        conversation ??= request!.User is { Length: > 0 } user
+            ? ConversationPattern().IsMatch(user) ? user : "u-" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(user)))[..32]
+            : Guid.NewGuid().ToString("N");
 
         http.Response.Headers[ConversationHeader] = conversation;
 

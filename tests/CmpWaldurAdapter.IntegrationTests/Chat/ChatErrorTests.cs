@@ -48,7 +48,6 @@ public sealed class ChatErrorTests : IAsyncLifetime
     [InlineData("{\"message\": \"\"}", "empty_message")]
     [InlineData("{\"message\": \"Hello\", \"temperature\": 7}", "invalid_temperature")]
     [InlineData("{\"message\": \"Hello\", \"max_tokens\": 0}", "invalid_max_tokens")]
-    [InlineData("{\"message\": \"Hello\", \"user\": \"no spaces allowed\"}", "invalid_request")]
     public async Task Bad_bodies_are_400_and_charge_nothing(string body, string code)
     {
         using var http = _bed.Http(_me.Key);
@@ -196,6 +195,18 @@ public sealed class ChatErrorTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_malformed_conversation_header_is_400()
+    {
+        using var http = _bed.Http(_me.Key);
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = ChatTestBed.Json("""{"message":"Hi"}""") };
+        request.Headers.Add("X-Conversation-Id", "no spaces/slashes");
+
+        var error = await RefusedAsync(await http.SendAsync(request), HttpStatusCode.BadRequest, "invalid_request_error", "invalid_request");
+
+        Assert.Equal("X-Conversation-Id", error["param"]!.GetValue<string>());
+    }
+
+    [Fact]
     public async Task The_conversation_id_comes_back_and_scopes_the_langflow_session()
     {
         using var http = _bed.Http(_me.Key);
@@ -209,7 +220,13 @@ public sealed class ChatErrorTests : IAsyncLifetime
         var generated = fresh.Headers.GetValues("X-Conversation-Id").Single();
         Assert.Equal("customer-7", byUser.Headers.GetValues("X-Conversation-Id").Single());
         Assert.Equal("ticket-9", byHeader.Headers.GetValues("X-Conversation-Id").Single());
+        using var byEmail = await http.PostAsync("/v1/chat/completions", ChatTestBed.Json("""{"message":"Hi","user":"Ann Lee <ann@example.org>"}"""));
+        using var byEmailAgain = await http.PostAsync("/v1/chat/completions", ChatTestBed.Json("""{"message":"Hi","user":"Ann Lee <ann@example.org>"}"""));
+
+        var hashed = byEmail.Headers.GetValues("X-Conversation-Id").Single();
+        Assert.Matches("^u-[0-9a-f]{32}$", hashed);
+        Assert.Equal(hashed, byEmailAgain.Headers.GetValues("X-Conversation-Id").Single());
         var prefix = $"{_me.Resource:N}:";
-        Assert.Equal([prefix + generated, prefix + "customer-7", prefix + "ticket-9"], _bed.Tenants.Langflow.Runs.Select(r => r.SessionId));
+        Assert.Equal([prefix + generated, prefix + "customer-7", prefix + "ticket-9", prefix + hashed, prefix + hashed], _bed.Tenants.Langflow.Runs.Select(r => r.SessionId));
     }
 }

@@ -4,8 +4,11 @@
 # before and after. Starts its own throwaway PostgreSQL cluster on loopback with durable defaults
 # (fsync on), runs once with synchronous_commit=on and once with it off, appends the results (date,
 # machine, command) to docs/benchmarks.md, and stops the cluster. Needs root, like scripts/test.sh.
+# Then the chat gateway benchmark: the same load of completions straight to a Kestrel Langflow fake and
+# through the adapter (on the same PostgreSQL), recording overhead p50/p99, requests/s and peak memory.
 #
-#   scripts/bench.sh [--charges N] [--workers N] [--customers 1,64] [--no-record]
+#   scripts/bench.sh [--charges N] [--workers N] [--customers 1,64] [--chat-requests N] [--chat-workers N]
+#                    [--only ledger|chat] [--no-record]
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,12 +16,15 @@ cd "$ROOT"
 . scripts/services.sh
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
-CHARGES=30000 WORKERS=16 CUSTOMERS=1,64 RECORD=docs/benchmarks.md
+CHARGES=30000 WORKERS=16 CUSTOMERS=1,64 RECORD=docs/benchmarks.md CHAT_REQUESTS=20000 CHAT_WORKERS=32 ONLY=
 while [ $# -gt 0 ]; do
   case "$1" in
     --charges) CHARGES="$2"; shift 2 ;;
     --workers) WORKERS="$2"; shift 2 ;;
     --customers) CUSTOMERS="$2"; shift 2 ;;
+    --chat-requests) CHAT_REQUESTS="$2"; shift 2 ;;
+    --chat-workers) CHAT_WORKERS="$2"; shift 2 ;;
+    --only) ONLY="$2"; shift 2 ;;
     --no-record) RECORD=""; shift ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
@@ -50,10 +56,18 @@ BENCH=tests/CmpWaldurAdapter.Benchmarks/bin/Release/net10.0/CmpWaldurAdapter.Ben
 
 status=0
 for commit in on off; do
+  [ "$ONLY" = chat ] && break
   args=(--server "$SERVER" --charges "$CHARGES" --workers "$WORKERS" --customers "$CUSTOMERS" --synchronous-commit "$commit"
         --label "credit ledger, synchronous_commit=$commit")
   [ -n "$RECORD" ] && args+=(--record "$RECORD")
   log "running with synchronous_commit=$commit"
   BENCH_COMMAND="scripts/bench.sh --charges $CHARGES --workers $WORKERS --customers $CUSTOMERS" dotnet "$BENCH" "${args[@]}" || status=1
 done
+if [ "$ONLY" != ledger ]; then
+  args=(chat --requests "$CHAT_REQUESTS" --workers "$CHAT_WORKERS" --database Postgres)
+  [ -n "$RECORD" ] && args+=(--record "$RECORD")
+  log "running the chat gateway benchmark"
+  CMP_TEST_POSTGRES="$SERVER" BENCH_COMMAND="scripts/bench.sh --only chat --chat-requests $CHAT_REQUESTS --chat-workers $CHAT_WORKERS" \
+    dotnet "$BENCH" "${args[@]}" || status=1
+fi
 exit $status

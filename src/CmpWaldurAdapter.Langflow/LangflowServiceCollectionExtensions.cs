@@ -64,6 +64,15 @@ public static class LangflowServiceCollectionExtensions
                 resilience.TotalRequestTimeout.Timeout = (options.AttemptTimeout * (options.RetryAttempts + 1)) + (options.RetryDelay * 60);
                 resilience.CircuitBreaker.SamplingDuration = options.AttemptTimeout * 2;
             });
+
+        // Streamed runs: the same pooled connections and credentials, no retries or attempt timeouts (the caller bounds the run).
+        services.AddHttpClient<LangflowStreamingRuns>(LangflowStreamingRuns.HttpClientName, (sp, http) =>
+            {
+                http.BaseAddress = sp.GetRequiredService<IOptions<LangflowOptions>>().Value.BaseUrl;
+                http.Timeout = Timeout.InfiniteTimeSpan;
+            })
+            .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { AllowAutoRedirect = false, PooledConnectionLifetime = TimeSpan.FromMinutes(5) })
+            .AddHttpMessageHandler<LangflowAuthHandler>();
         return services;
     }
 }

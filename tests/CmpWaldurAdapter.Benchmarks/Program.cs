@@ -7,6 +7,13 @@ using CmpWaldurAdapter.Benchmarks;
 // invariant checked before and after. Usage (scripts/bench.sh runs it):
 //   CmpWaldurAdapter.Benchmarks --server "Host=…;Username=…" [--charges 30000] [--workers 16]
 //       [--customers 1,64] [--label NAME] [--synchronous-commit on|off] [--record docs/benchmarks.md]
+//   CmpWaldurAdapter.Benchmarks chat [--requests 20000] [--workers 32] [--subscriptions 16] [--database Postgres|Sqlite]
+//       [--record docs/benchmarks.md]   (the chat gateway; Postgres is CMP_TEST_POSTGRES's server)
+if (args.Length > 0 && args[0] == "chat")
+{
+    return await ChatGatewayBench.RunAsync(args[1..]);
+}
+
 var options = BenchOptions.Parse(args);
 var results = new List<string>();
 var failures = new List<string>();

@@ -16,6 +16,9 @@ public sealed record AgentRequest(
 /// </summary>
 public interface IAgentRuntime
 {
+    /// <summary>False when no runtime is configured: chat is refused before anything is held.</summary>
+    bool Available => true;
+
     /// <summary>The whole answer.</summary>
     Task<string> RunAsync(AgentRequest request, CancellationToken cancellationToken);
 
@@ -36,4 +39,7 @@ public sealed class AgentUnavailableException(string message, bool transient, Ex
 {
     /// <summary>Worth retrying (the upstream is down, slow or overloaded) rather than broken for this request.</summary>
     public bool Transient { get; } = transient;
+
+    /// <summary>A reason safe to show the caller (upstream details never are); null for the generic message.</summary>
+    public string? PublicReason { get; init; }
 }

@@ -52,6 +52,7 @@ public sealed class ChatMessage
     [JsonPropertyName("content")]
     public JsonElement Content { get; set; }
 
+    [JsonIgnore]
     public string? Text => Content.ValueKind switch
     {
         JsonValueKind.String => Content.GetString(),

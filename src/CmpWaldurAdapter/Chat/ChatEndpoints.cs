@@ -1,3 +1,5 @@
+using CmpWaldurAdapter.Api;
+
 namespace CmpWaldurAdapter.Chat;
 
 /// <summary>The OpenAI-compatible endpoints: chat completions and the model list.</summary>
@@ -8,9 +10,18 @@ public static class ChatEndpoints
         var chat = endpoints.MapGroup("/v1").WithTags("Chat");
         chat.MapPost("/chat/completions", (HttpContext http, ChatService chat, CancellationToken cancellationToken) => chat.CompleteAsync(http, cancellationToken))
             .WithName("CreateChatCompletion")
-            .WithSummary("Ask the key's agent; OpenAI request and response shapes, optionally streamed as server-sent events.");
+            .WithSummary("Ask the key's agent; OpenAI request and response shapes, optionally streamed as server-sent events.")
+            .WithDescription("Body: OpenAI's chat completion request (model, messages, stream, stream_options.include_usage, user, max_tokens, temperature; other fields are ignored) or {\"message\": \"…\"}. "
+                + "Headers: X-Conversation-Id (the conversation; also taken from user, else a new id, returned in the same header) and Idempotency-Key (a replay within 24 hours returns the stored answer and charges nothing). "
+                + "With stream=true the answer is text/event-stream: chat.completion.chunk events, an optional usage chunk, then data: [DONE]; an agent failure mid-stream sends an error event and [DONE] and charges nothing.")
+            .DocumentsBody<ChatCompletionRequest>()
+            .Produces<ChatCompletion>(contentType: "application/json")
+            .Produces<ChatCompletionChunk>(contentType: "text/event-stream")
+            .Produces<ApiErrorBody>(400).Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(402).Produces<ApiErrorBody>(403).Produces<ApiErrorBody>(404)
+            .Produces<ApiErrorBody>(409).Produces<ApiErrorBody>(422).Produces<ApiErrorBody>(429).Produces<ApiErrorBody>(502).Produces<ApiErrorBody>(503);
         chat.MapGet("/models", (HttpContext http, ChatService chat, CancellationToken cancellationToken) => chat.ListModelsAsync(http, cancellationToken))
             .WithName("ListModels")
-            .WithSummary("The agent this key can talk to.");
+            .WithSummary("The agent this key can talk to.")
+            .Produces<ModelList>().Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(403);
     }
 }

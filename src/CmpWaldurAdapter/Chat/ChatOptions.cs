@@ -26,6 +26,14 @@ public sealed class ChatOptions
     /// <summary>How long an Idempotency-Key's answer is kept and replayed.</summary>
     public TimeSpan IdempotencyWindow { get; set; } = TimeSpan.FromHours(24);
 
+    /// <summary>Passages retrieved from the knowledge base per message.</summary>
+    [Range(1, 100)]
+    public int RetrievalChunks { get; set; } = 6;
+
+    /// <summary>Most characters of retrieved passages put into the prompt.</summary>
+    [Range(100, 1_000_000)]
+    public int MaxContextChars { get; set; } = 6_000;
+
     /// <summary>How long one agent run may take before the request fails with 504-like 503.</summary>
     public TimeSpan RunTimeout { get; set; } = TimeSpan.FromMinutes(2);
 }

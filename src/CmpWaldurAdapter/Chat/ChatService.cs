@@ -19,8 +19,18 @@ namespace CmpWaldurAdapter.Chat;
 /// <summary>Builds the per-run settings of a subscription's flow from its configuration and retrieved context.</summary>
 public interface IAgentTweaks
 {
-    IReadOnlyDictionary<string, IReadOnlyDictionary<string, object?>> Build(Subscription subscription, CatalogueEntry offering, JsonObject configuration, IReadOnlyList<KnowledgeChunk> context, string? clientInstructions);
+    IReadOnlyDictionary<string, IReadOnlyDictionary<string, object?>> Build(AgentTweakInput input);
 }
+
+/// <summary>What one run's tweaks are built from: the subscription's own settings, its retrieved context, and the request's model settings.</summary>
+public sealed record AgentTweakInput(
+    Subscription Subscription,
+    CatalogueEntry Offering,
+    JsonObject Configuration,
+    IReadOnlyList<KnowledgeChunk> Context,
+    string? ClientInstructions,
+    double? Temperature,
+    int? MaxTokens);
 
 /// <summary>
 /// The chat pipeline: authenticate → subscription state → per-key rate limit → idempotency → hold
@@ -43,6 +53,11 @@ public sealed partial class ChatService(
     ILogger<ChatService> logger)
 {
     public const string ConversationHeader = "X-Conversation-Id";
+
+    /// <summary>How long a workspace's Langflow identity is reused without reading the database (it changes only when a tenant is repaired).</summary>
+    private static readonly TimeSpan WorkspaceCacheLifetime = TimeSpan.FromSeconds(30);
+
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<Guid, (Workspace Workspace, DateTimeOffset Expires)> _workspaces = new();
 
     // The streaming result runs after the endpoint returns; it reaches the pipeline's parts through these.
     private TimeProvider Clock => clock;
@@ -102,11 +117,21 @@ public sealed partial class ChatService(
             return invalid;
         }
 
-        var conversation = http.Request.Headers[ConversationHeader].FirstOrDefault() ?? request!.User ?? Guid.NewGuid().ToString("N");
-        if (!ConversationPattern().IsMatch(conversation))
+        if (!runtime.Available)
         {
-            return ApiErrors.InvalidRequest("The conversation id (X-Conversation-Id or user) may only use letters, digits and . _ : - and be at most 100 characters.", "user");
+            return Unavailable(new AgentUnavailableException(CmpWaldurAdapter.Chat.Runtime.NoAgentRuntime.Reason, transient: true) { PublicReason = CmpWaldurAdapter.Chat.Runtime.NoAgentRuntime.Reason });
         }
+
+        var conversation = http.Request.Headers[ConversationHeader].FirstOrDefault();
+        if (conversation is not null && !ConversationPattern().IsMatch(conversation))
+        {
+            return ApiErrors.InvalidRequest("X-Conversation-Id may only use letters, digits and . _ : - and be at most 100 characters.", ConversationHeader);
+        }
+
+        // OpenAI clients put any end-user id into "user" (often an e-mail address): such ids name the conversation by their hash.
+        conversation ??= request!.User is { Length: > 0 } user
+            ? ConversationPattern().IsMatch(user) ? user : "u-" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(user)))[..32]
+            : Guid.NewGuid().ToString("N");
 
         http.Response.Headers[ConversationHeader] = conversation;
 
@@ -159,17 +184,21 @@ public sealed partial class ChatService(
         var hold = await credits.HoldAsync(run.Subscription, run.RequestId, cancellationToken);
         if (hold is null)
         {
-            return await FinishAsync(run, ApiErrors.Problem(StatusCodes.Status402PaymentRequired,
+            // Not remembered: once credits are added, the same Idempotency-Key runs the message.
+            await AbandonAsync(run);
+            return ApiErrors.Problem(StatusCodes.Status402PaymentRequired,
                 $"Your organization has not enough credits left for this message ({run.Offering.Pricing.PriceOf(ActionClass.ChatMessage)} credits). Ask your organization's owner to add credits.",
-                "insufficient_quota", "insufficient_credits", headers: r => r.Headers["x-should-retry"] = "false"), StatusCodes.Status402PaymentRequired);
+                "insufficient_quota", "insufficient_credits", headers: r => r.Headers["x-should-retry"] = "false");
         }
 
+        // Settled here, or handed to the stream, which settles or releases it itself.
         var settled = false;
         try
         {
             var agent = await PrepareAsync(run, cancellationToken);
             if (run.Request.Stream == true)
             {
+                settled = true;
                 return new StreamingAnswer(this, run, agent, hold);
             }
 
@@ -184,15 +213,22 @@ public sealed partial class ChatService(
         catch (AgentUnavailableException unavailable)
         {
             logger.LogWarning("Agent run failed for subscription {SubscriptionId}: {Reason}", run.Subscription.Id, unavailable.Message);
+            if (!unavailable.Transient)
+            {
+                _workspaces.TryRemove(run.Subscription.WorkspaceId, out _); // perhaps a repaired tenant's new key
+            }
+
+            await AbandonAsync(run);
             return Unavailable(unavailable);
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
+            await AbandonAsync(run);
             return Unavailable(new AgentUnavailableException("The agent did not answer in time.", transient: true));
         }
         finally
         {
-            if (!settled && run.Request.Stream != true)
+            if (!settled)
             {
                 await credits.ReleaseAsync(hold, CancellationToken.None);
             }
@@ -202,8 +238,7 @@ public sealed partial class ChatService(
     /// <summary>Everything the run needs from the subscription: its workspace, configuration, knowledge and settings.</summary>
     private async Task<AgentRequest> PrepareAsync(ChatRun run, CancellationToken cancellationToken)
     {
-        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
-        var workspace = await db.Workspaces.AsNoTracking().SingleAsync(w => w.Id == run.Subscription.WorkspaceId, cancellationToken);
+        var workspace = await WorkspaceAsync(run.Subscription.WorkspaceId, cancellationToken);
         var configuration = JsonNode.Parse(run.Subscription.Configuration) as JsonObject ?? [];
         var input = run.Input;
         IReadOnlyList<KnowledgeChunk> context = [];
@@ -213,9 +248,31 @@ public sealed partial class ChatService(
         }
 
         var instructions = run.Request.Messages?.Where(m => m.Role is "system" or "developer").Select(m => m.Text).Where(t => !string.IsNullOrWhiteSpace(t)).ToList();
-        var settings = tweaks.Build(run.Subscription, run.Offering, configuration, context, instructions is { Count: > 0 } ? string.Join("\n", instructions) : null);
+        var settings = tweaks.Build(new AgentTweakInput(
+            run.Subscription,
+            run.Offering,
+            configuration,
+            context,
+            instructions is { Count: > 0 } ? string.Join("\n", instructions) : null,
+            run.Request.Temperature,
+            run.Request.MaxCompletionTokens ?? run.Request.MaxTokens));
         var sessionId = $"{run.Subscription.ResourceUuid:N}:{run.Conversation}";
         return new AgentRequest(run.Subscription, workspace, sessionId, input, settings);
+    }
+
+    /// <summary>The workspace, from a short-lived cache: one database round trip fewer per message.</summary>
+    private async Task<Workspace> WorkspaceAsync(Guid id, CancellationToken cancellationToken)
+    {
+        var now = clock.GetUtcNow();
+        if (_workspaces.TryGetValue(id, out var cached) && cached.Expires > now)
+        {
+            return cached.Workspace;
+        }
+
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        var workspace = await db.Workspaces.AsNoTracking().SingleAsync(w => w.Id == id, cancellationToken);
+        _workspaces[id] = (workspace, now + WorkspaceCacheLifetime);
+        return workspace;
     }
 
     private IResult? Validate(ChatCompletionRequest request, CatalogueEntry offering)
@@ -227,7 +284,17 @@ public sealed partial class ChatService(
 
         if (request.Messages is { Count: > 0 } messages && messages.Count > options.Value.MaxMessages)
         {
-            return ApiErrors.InvalidRequest($"At most {options.Value.MaxMessages} messages per request.", "messages");
+            return ApiErrors.InvalidRequest($"At most {options.Value.MaxMessages} messages per request.", "messages", "too_many_messages");
+        }
+
+        if (request.Temperature is { } temperature && (double.IsNaN(temperature) || temperature is < 0 or > 2))
+        {
+            return ApiErrors.InvalidRequest("temperature must be between 0 and 2.", "temperature", "invalid_temperature");
+        }
+
+        if ((request.MaxCompletionTokens ?? request.MaxTokens) is < 1)
+        {
+            return ApiErrors.InvalidRequest("max_tokens must be at least 1.", request.MaxCompletionTokens is null ? "max_tokens" : "max_completion_tokens", "invalid_max_tokens");
         }
 
         var input = InputOf(request);
@@ -268,29 +335,28 @@ public sealed partial class ChatService(
     private static int EstimateTokens(int characters) => characters == 0 ? 0 : Math.Max(1, (characters + 3) / 4);
 
     private static IResult Unavailable(AgentUnavailableException exception) => exception.Transient
-        ? ApiErrors.Problem(StatusCodes.Status503ServiceUnavailable, "The agent is temporarily unavailable; nothing was charged. Retry shortly.", "server_error", "agent_unavailable",
+        ? ApiErrors.Problem(StatusCodes.Status503ServiceUnavailable, (exception.PublicReason ?? "The agent is temporarily unavailable.") + " Nothing was charged; retry shortly.", "server_error", "agent_unavailable",
             headers: r => r.Headers.RetryAfter = "5")
         : ApiErrors.Problem(StatusCodes.Status502BadGateway, "The agent failed to answer; nothing was charged.", "server_error", "agent_failed",
             headers: r => r.Headers.RetryAfter = "5");
 
-    private async Task<IResult> FinishAsync(ChatRun run, IResult result, int status, string? body = null)
+    /// <summary>Remembers an answer for its Idempotency-Key (only answers: failures cost nothing and may be retried).</summary>
+    private async Task<IResult> FinishAsync(ChatRun run, IResult result, int status, string body)
     {
         if (run.Idempotency is { } entry)
         {
-            var stored = body ?? await RenderAsync(result);
-            await idempotency.CompleteAsync(entry, status, "application/json", stored, CancellationToken.None);
+            await idempotency.CompleteAsync(entry, status, "application/json", body, CancellationToken.None);
         }
 
         return result;
     }
 
-    private static async Task<string> RenderAsync(IResult result)
+    private async Task AbandonAsync(ChatRun run)
     {
-        var context = new DefaultHttpContext();
-        using var buffer = new MemoryStream();
-        context.Response.Body = buffer;
-        await result.ExecuteAsync(context);
-        return Encoding.UTF8.GetString(buffer.ToArray());
+        if (run.Idempotency is { } entry)
+        {
+            await idempotency.AbandonAsync(entry);
+        }
     }
 
     private CatalogueEntry? OfferingOf(Subscription subscription) =>
@@ -310,50 +376,57 @@ public sealed partial class ChatService(
     }
 
     /// <summary>
-    /// Streams the answer as OpenAI chunks. Charging rule: the message is charged once its first piece
-    /// reached the client; a failure or a disconnect before that releases the hold. A failure after it
-    /// ends the stream with an error event and <c>[DONE]</c>.
+    /// Streams the answer as OpenAI chunks. Until the agent's first piece arrives nothing is written, so a
+    /// failure up to then is a plain 502/503 answer. Charging rule: a completed answer is charged; an agent
+    /// failure at any point releases the hold (an error event, then <c>[DONE]</c>: nothing charged); a client
+    /// that leaves cancels the run and is charged only if some of the answer had already reached it.
     /// </summary>
     private sealed class StreamingAnswer(ChatService service, ChatRun run, AgentRequest agent, ChatHold hold) : IResult
     {
         public async Task ExecuteAsync(HttpContext httpContext)
         {
             var response = httpContext.Response;
-            response.StatusCode = StatusCodes.Status200OK;
-            response.ContentType = "text/event-stream";
-            response.Headers.CacheControl = "no-cache";
-            response.Headers["X-Accel-Buffering"] = "no";
             var aborted = httpContext.RequestAborted;
             var created = service.Clock.GetUtcNow().ToUnixTimeSeconds();
             var answer = new StringBuilder();
             long charged = 0;
             var settled = false;
+            var delivered = false;
+            var started = false;
+            var released = false;
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(aborted);
             timeout.CancelAfter(service.Settings.RunTimeout);
             try
             {
-                await WriteAsync(response, Chunk(created, new ChunkDelta(Role: "assistant", Content: string.Empty), null), aborted);
-                await foreach (var piece in service.Runtime.StreamAsync(agent, timeout.Token))
+                await using var pieces = service.Runtime.StreamAsync(agent, timeout.Token).GetAsyncEnumerator(timeout.Token);
+                while (await pieces.MoveNextAsync())
                 {
+                    var piece = pieces.Current;
                     if (piece.Length == 0)
                     {
                         continue;
                     }
 
-                    await WriteAsync(response, Chunk(created, new ChunkDelta(Content: piece), null), aborted);
-                    answer.Append(piece);
-                    if (!settled)
+                    if (!started)
                     {
-                        charged = await service.Credits.SettleAsync(hold, CancellationToken.None);
-                        settled = true;
+                        started = true;
+                        Start(response);
+                        await WriteAsync(response, Chunk(created, new ChunkDelta(Role: "assistant", Content: string.Empty), null), aborted);
                     }
+
+                    await WriteAsync(response, Chunk(created, new ChunkDelta(Content: piece), null), aborted);
+                    delivered = true;
+                    answer.Append(piece);
                 }
 
-                if (!settled)
+                charged = await service.Credits.SettleAsync(hold, CancellationToken.None);
+                settled = true;
+                if (!started)
                 {
-                    // The agent answered with nothing at all: still an answer, so it is charged.
-                    charged = await service.Credits.SettleAsync(hold, CancellationToken.None);
-                    settled = true;
+                    // The agent answered with nothing at all: still an answer.
+                    started = true;
+                    Start(response);
+                    await WriteAsync(response, Chunk(created, new ChunkDelta(Role: "assistant", Content: string.Empty), null), aborted);
                 }
 
                 await WriteAsync(response, Chunk(created, new ChunkDelta(), "stop"), aborted);
@@ -365,20 +438,34 @@ public sealed partial class ChatService(
                 await response.WriteAsync("data: [DONE]\n\n", aborted);
                 await response.Body.FlushAsync(aborted);
             }
-            catch (OperationCanceledException) when (aborted.IsCancellationRequested)
+            catch (Exception exception) when (aborted.IsCancellationRequested && exception is OperationCanceledException or IOException or AgentUnavailableException)
             {
                 service.Logger.LogInformation("The client left a stream of subscription {SubscriptionId}; the run was cancelled", run.Subscription.Id);
+                if (!settled && delivered)
+                {
+                    charged = await service.Credits.SettleAsync(hold, CancellationToken.None);
+                    settled = true;
+                }
             }
             catch (Exception exception) when (exception is AgentUnavailableException or OperationCanceledException)
             {
-                var message = exception is AgentUnavailableException ? "The agent failed while answering." : "The agent did not finish in time.";
-                service.Logger.LogWarning("Stream of subscription {SubscriptionId} failed: {Reason}", run.Subscription.Id, exception.Message);
-                var error = new ApiErrorBody(new ApiError(message + (settled ? string.Empty : " Nothing was charged."), "server_error", "agent_failed", null));
-                await response.WriteAsync($"data: {JsonSerializer.Serialize(error, ApiJson.Options)}\n\ndata: [DONE]\n\n", CancellationToken.None);
+                var unavailable = exception as AgentUnavailableException ?? new AgentUnavailableException("The agent did not answer in time.", transient: true);
+                service.Logger.LogWarning("Stream of subscription {SubscriptionId} failed: {Reason}", run.Subscription.Id, unavailable.Message);
+                if (!started)
+                {
+                    await service.Credits.ReleaseAsync(hold, CancellationToken.None);
+                    released = true;
+                    await Unavailable(unavailable).ExecuteAsync(httpContext);
+                }
+                else
+                {
+                    var error = new ApiErrorBody(new ApiError("The agent failed while answering; nothing was charged.", "server_error", unavailable.Transient ? "agent_unavailable" : "agent_failed", null));
+                    await response.WriteAsync($"data: {JsonSerializer.Serialize(error, ApiJson.Options)}\n\ndata: [DONE]\n\n", CancellationToken.None);
+                }
             }
             finally
             {
-                if (!settled)
+                if (!settled && !released)
                 {
                     await service.Credits.ReleaseAsync(hold, CancellationToken.None);
                 }
@@ -396,6 +483,14 @@ public sealed partial class ChatService(
                     }
                 }
             }
+        }
+
+        private static void Start(HttpResponse response)
+        {
+            response.StatusCode = StatusCodes.Status200OK;
+            response.ContentType = "text/event-stream";
+            response.Headers.CacheControl = "no-cache";
+            response.Headers["X-Accel-Buffering"] = "no";
         }
 
         private ChatCompletionChunk Chunk(long created, ChunkDelta delta, string? finish) =>

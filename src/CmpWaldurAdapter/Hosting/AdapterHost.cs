@@ -1,5 +1,6 @@
 using CmpWaldurAdapter.Api;
 using CmpWaldurAdapter.ApiKeys;
+using CmpWaldurAdapter.Chat;
 using Microsoft.AspNetCore.DataProtection;
 using CmpWaldurAdapter.Catalogue;
 using CmpWaldurAdapter.Credits;
@@ -54,6 +55,7 @@ public static class AdapterHost
         app.MapApiKeyEndpoints();
         app.MapOpenApi("/openapi/{documentName}.json");
         app.MapUsageEndpoints();
+        app.MapChatEndpoints();
         return app;
     }
 
@@ -136,6 +138,7 @@ public static class AdapterHost
         services.AddAdapterUsage(configuration);
         services.AddKnowledgeSources(configuration);
         services.AddSingleton<CmpWaldurAdapter.Reconciliation.Reconciler>();
+        services.AddAdapterChat(configuration);
 
         services.Configure<EventsOptions>(configuration.GetSection(EventsOptions.SectionName));
         services.AddSingleton<EventChannelRegistrar>();

@@ -333,6 +333,11 @@ public sealed partial class LangflowFake : FakeUpstream
             var body = request.JsonObject;
             var session = body["session_id"]?.GetValue<string>() ?? id.ToString();
             var text = $"echo: {body["input_value"]?.GetValue<string>()}";
+            if (request.Query("stream") == "true")
+            {
+                return StreamedRun(id, session, body["input_value"]?.GetValue<string>() ?? string.Empty, text);
+            }
+
             return FakeResponse.Json(new JsonObject
             {
                 ["session_id"] = session,

@@ -1,0 +1,35 @@
+using CmpWaldurAdapter.Chat;
+using CmpWaldurAdapter.Chat.Runtime;
+using CmpWaldurAdapter.Langflow;
+using Microsoft.Extensions.Configuration;
+
+namespace Microsoft.Extensions.DependencyInjection;
+
+public static class ChatServiceCollectionExtensions
+{
+    /// <summary>
+    /// The chat API's pipeline. With Langflow configured, agents run on it and retrieve from RAGFlow (the
+    /// clients <c>AddTenantProvisioning</c> registers); without it, chat answers 503 and charges nothing.
+    /// </summary>
+    public static IServiceCollection AddAdapterChat(this IServiceCollection services, IConfiguration configuration)
+    {
+        services.AddOptions<ChatOptions>().Bind(configuration.GetSection(ChatOptions.SectionName)).ValidateDataAnnotations().ValidateOnStart();
+        services.AddSingleton<KeyRateLimiter>();
+        services.AddSingleton<IdempotencyStore>();
+        services.AddSingleton<IAgentTweaks, AgentTweaks>();
+        services.AddSingleton<ChatService>();
+        if (string.IsNullOrWhiteSpace(configuration[$"{LangflowOptions.SectionName}:BaseUrl"]))
+        {
+            services.AddSingleton<NoAgentRuntime>();
+            services.AddSingleton<IAgentRuntime>(sp => sp.GetRequiredService<NoAgentRuntime>());
+            services.AddSingleton<IKnowledgeRetriever>(sp => sp.GetRequiredService<NoAgentRuntime>());
+        }
+        else
+        {
+            services.AddSingleton<IAgentRuntime, LangflowAgentRuntime>();
+            services.AddSingleton<IKnowledgeRetriever, RagflowKnowledgeRetriever>();
+        }
+
+        return services;
+    }
+}

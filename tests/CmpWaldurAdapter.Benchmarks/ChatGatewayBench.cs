@@ -1,0 +1,216 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net.Http.Headers;
+using System.Text;
+using CmpWaldurAdapter.Persistence;
+using CmpWaldurAdapter.Testing.Chat;
+using CmpWaldurAdapter.Testing.Hosting;
+
+namespace CmpWaldurAdapter.Benchmarks;
+
+/// <summary>
+/// The chat gateway's overhead: the same load (plain completions) straight to a fast Langflow fake and
+/// through the adapter (authentication, rate limit, hold, retrieval, run, settle), in one run and one
+/// process. Overhead is the difference of the latency percentiles; requests/s is the adapter path's.
+/// </summary>
+internal static class ChatGatewayBench
+{
+    public static async Task<int> RunAsync(string[] args)
+    {
+        var values = new Dictionary<string, string>(StringComparer.Ordinal);
+        for (var i = 0; i + 1 < args.Length; i += 2)
+        {
+            values[args[i]] = args[i + 1];
+        }
+
+        string Get(string name, string fallback) => values.TryGetValue(name, out var value) ? value : fallback;
+        var requests = int.Parse(Get("--requests", "20000"), CultureInfo.InvariantCulture);
+        var workers = int.Parse(Get("--workers", "32"), CultureInfo.InvariantCulture);
+        var subscriptions = int.Parse(Get("--subscriptions", "16"), CultureInfo.InvariantCulture);
+        var provider = Enum.Parse<DatabaseProvider>(Get("--database", "Postgres"), ignoreCase: true);
+        var record = values.GetValueOrDefault("--record");
+
+        await using var bed = await ChatGatewayBed.StartAsync(provider, settings =>
+        {
+            settings["Chat:RequestsPerMinute"] = "1000000";
+            settings["Serilog:MinimumLevel:Default"] = "Warning";
+        });
+        var subscribers = new List<(string FlowId, string Session, string Key)>();
+        for (var i = 0; i < subscriptions; i++)
+        {
+            var (subscription, key) = await bed.SubscribeAsync(credits: 1_000_000_000);
+            subscribers.Add((subscription.LangflowFlowId!, $"{subscription.ResourceUuid:N}:bench", key));
+        }
+
+        using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = workers * 2, PooledConnectionLifetime = TimeSpan.FromMinutes(10) });
+        HttpRequestMessage Direct(int i)
+        {
+            var (flow, session, _) = subscribers[i % subscribers.Count];
+            return new HttpRequestMessage(HttpMethod.Post, new Uri(bed.Upstream.Url, $"api/v1/run/{flow}?stream=false"))
+            {
+                Content = new StringContent("{\"input_value\":\"Where is my parcel?\",\"input_type\":\"chat\",\"output_type\":\"chat\",\"session_id\":\"" + session + "\",\"tweaks\":{\"Prompt-cmp01\":{\"agent_name\":\"Ada\",\"tone\":\"friendly\",\"language\":\"en\",\"context\":\"\"}}}", Encoding.UTF8, "application/json"),
+            };
+        }
+
+        HttpRequestMessage Adapter(int i)
+        {
+            var request = new HttpRequestMessage(HttpMethod.Post, new Uri(bed.Server.Url, "v1/chat/completions"))
+            {
+                Content = new StringContent("""{"model":"customer-support-agent","messages":[{"role":"user","content":"Where is my parcel?"}],"user":"bench"}""", Encoding.UTF8, "application/json"),
+            };
+            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", subscribers[i % subscribers.Count].Key);
+            return request;
+        }
+
+        Console.WriteLine($"chat gateway: {requests} requests per path, {workers} concurrent, {subscriptions} subscriptions, {provider}");
+        await LoadAsync(http, Direct, Math.Max(500, requests / 10), workers);
+        await LoadAsync(http, Adapter, Math.Max(500, requests / 10), workers);
+        var before = bed.Upstream.Runs;
+
+        var direct = await LoadAsync(http, Direct, requests, workers);
+        using var sampler = new PeakSampler();
+        var adapter = await LoadAsync(http, Adapter, requests, workers);
+        var peak = sampler.Stop();
+
+        var failures = new List<string>();
+        if (direct.Errors + adapter.Errors > 0)
+        {
+            failures.Add($"{direct.Errors} direct and {adapter.Errors} adapter requests failed");
+        }
+
+        if (bed.Upstream.Runs - before != 2 * requests)
+        {
+            failures.Add($"Langflow saw {bed.Upstream.Runs - before} runs for {2 * requests} requests");
+        }
+
+        var p50 = adapter.P50 - direct.P50;
+        var p99 = adapter.P99 - direct.P99;
+        var targets = new List<string>
+        {
+            Target("p50 overhead ≤ 1 ms", p50 <= 1),
+            Target("p99 overhead ≤ 5 ms", p99 <= 5),
+            Target("≥ 2,000 requests/s through the adapter", adapter.PerSecond >= 2000),
+            Target("peak working set ≤ 250 MB", peak <= 250 * 1024 * 1024),
+        };
+        var rows = new[]
+        {
+            $"| straight to the Langflow fake | {requests} | {direct.Seconds:F1} | {direct.PerSecond:F0} | {direct.P50:F2} | {direct.P99:F2} |",
+            $"| through the adapter | {requests} | {adapter.Seconds:F1} | {adapter.PerSecond:F0} | {adapter.P50:F2} | {adapter.P99:F2} |",
+            $"| **overhead** | | | | **{p50:F2}** | **{p99:F2}** |",
+        };
+        foreach (var row in rows)
+        {
+            Console.WriteLine(row);
+        }
+
+        Console.WriteLine($"peak working set {peak / 1024 / 1024} MB; " + string.Join("; ", targets));
+        if (record is not null)
+        {
+            var text = new StringBuilder();
+            text.AppendLine(CultureInfo.InvariantCulture, $"\n## {DateTimeOffset.UtcNow:yyyy-MM-dd HH:mm} UTC — chat gateway ({provider})\n");
+            text.AppendLine(CultureInfo.InvariantCulture, $"- Machine: {Machine.Describe()}");
+            text.AppendLine(CultureInfo.InvariantCulture, $"- Command: `{Environment.GetEnvironmentVariable("BENCH_COMMAND") ?? "CmpWaldurAdapter.Benchmarks " + string.Join(' ', Environment.GetCommandLineArgs().Skip(1))}`");
+            text.AppendLine(CultureInfo.InvariantCulture, $"- Load: plain (non-streamed) completions, {workers} concurrent clients, {subscriptions} subscriptions (own keys and organizations), database {provider}; .NET {Environment.Version}");
+            text.AppendLine("- Both paths run in one process with the Kestrel Langflow fake (runs and retrieval answered at once); the adapter path adds authentication, rate limit, credit hold, retrieval, run and settlement.");
+            text.AppendLine(CultureInfo.InvariantCulture, $"- Peak working set: {peak / 1024 / 1024} MB, of the whole process (adapter, fake and load generator): an upper bound for the adapter.\n");
+            text.AppendLine("| Path | Requests | Seconds | Requests/s | p50 ms | p99 ms |");
+            text.AppendLine("|---|---:|---:|---:|---:|---:|");
+            foreach (var row in rows)
+            {
+                text.AppendLine(row);
+            }
+
+            text.AppendLine();
+            text.AppendLine("Targets: " + string.Join("; ", targets) + ".");
+            if (failures.Count > 0)
+            {
+                text.AppendLine("FAILURES: " + string.Join("; ", failures));
+            }
+
+            await File.AppendAllTextAsync(record, text.ToString());
+            Console.WriteLine($"Recorded in {record}");
+        }
+
+        foreach (var failure in failures)
+        {
+            Console.Error.WriteLine("FAILED: " + failure);
+        }
+
+        return failures.Count == 0 ? 0 : 1;
+    }
+
+    private static string Target(string name, bool met) => $"{name}: {(met ? "met" : "NOT met")}";
+
+    private sealed record Load(double Seconds, double PerSecond, double P50, double P99, int Errors);
+
+    private static async Task<Load> LoadAsync(HttpClient http, Func<int, HttpRequestMessage> request, int count, int workers)
+    {
+        var next = -1;
+        var errors = 0;
+        var latencies = new List<long>[workers];
+        var total = Stopwatch.StartNew();
+        await Task.WhenAll(Enumerable.Range(0, workers).Select(w => Task.Run(async () =>
+        {
+            var mine = latencies[w] = new List<long>(count / workers + 1);
+            for (var i = Interlocked.Increment(ref next); i < count; i = Interlocked.Increment(ref next))
+            {
+                using var message = request(i);
+                var started = Stopwatch.GetTimestamp();
+                using var response = await http.SendAsync(message);
+                await response.Content.ReadAsByteArrayAsync();
+                mine.Add(Stopwatch.GetTimestamp() - started);
+                if (!response.IsSuccessStatusCode)
+                {
+                    Interlocked.Increment(ref errors);
+                }
+            }
+        })));
+        total.Stop();
+        var all = latencies.SelectMany(l => l).ToList();
+        var (p50, p99) = Stats.Percentiles(all);
+        return new Load(total.Elapsed.TotalSeconds, count / total.Elapsed.TotalSeconds, p50, p99, errors);
+    }
+
+    /// <summary>Samples the process's working set every 50 ms (the OS peak covers the whole process life).</summary>
+    private sealed class PeakSampler : IDisposable
+    {
+        private readonly CancellationTokenSource _stop = new();
+        private readonly Task _loop;
+        private long _peak;
+
+        public PeakSampler() => _loop = Task.Run(async () =>
+        {
+            while (!_stop.IsCancellationRequested)
+            {
+                Sample();
+                try
+                {
+                    await Task.Delay(50, _stop.Token);
+                }
+                catch (OperationCanceledException)
+                {
+                }
+            }
+        });
+
+        private void Sample()
+        {
+            using var process = Process.GetCurrentProcess();
+            var current = process.WorkingSet64;
+            if (current > Interlocked.Read(ref _peak))
+            {
+                Interlocked.Exchange(ref _peak, current);
+            }
+        }
+
+        public long Stop()
+        {
+            _stop.Cancel();
+            _loop.Wait();
+            Sample();
+            return Interlocked.Read(ref _peak);
+        }
+
+        public void Dispose() => _stop.Dispose();
+    }
+}

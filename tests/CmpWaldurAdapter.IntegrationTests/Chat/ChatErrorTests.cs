@@ -1,0 +1,232 @@
+using System.Net;
+using System.Text;
+using System.Text.Json.Nodes;
+using CmpWaldurAdapter.ApiKeys;
+using CmpWaldurAdapter.Events;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace CmpWaldurAdapter.IntegrationTests.Chat;
+
+/// <summary>
+/// Every refusal in OpenAI's error shape with the right status and code, never echoing the key, and never
+/// charging: the organization's ledger is the same before and after.
+/// </summary>
+public sealed class ChatErrorTests : IAsyncLifetime
+{
+    private ChatTestBed _bed = null!;
+    private Subscriber _me = null!;
+
+    public async Task InitializeAsync()
+    {
+        _bed = await ChatTestBed.StartAsync(settings => settings["Chat:MaxMessageChars"] = "100");
+        _me = await _bed.SubscribeAsync(credits: 10);
+    }
+
+    public async Task DisposeAsync() => await _bed.DisposeAsync();
+
+    private async Task<JsonNode> RefusedAsync(HttpResponseMessage response, HttpStatusCode status, string type, string code, string? key = null)
+    {
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.True(status == response.StatusCode, $"expected {status}, got {response.StatusCode}: {body}");
+        var error = JsonNode.Parse(body)!["error"]!;
+        Assert.Equal(type, error["type"]!.GetValue<string>());
+        Assert.Equal(code, error["code"]!.GetValue<string>());
+        Assert.DoesNotContain(key ?? _me.Key, body);
+        Assert.Equal(new LedgerState(10, 0, 0, 0), await _bed.LedgerAsync(_me.Customer));
+        Assert.Empty(_bed.Tenants.Langflow.Runs);
+        return error;
+    }
+
+    [Theory]
+    [InlineData("{\"messages\": [", "invalid_json")]
+    [InlineData("[1, 2]", "invalid_json")]
+    [InlineData("{}", "empty_message")]
+    [InlineData("{\"messages\": []}", "empty_message")]
+    [InlineData("{\"messages\": [{\"role\": \"user\", \"content\": \"   \"}]}", "empty_message")]
+    [InlineData("{\"messages\": [{\"role\": \"assistant\", \"content\": \"Hi\"}]}", "empty_message")]
+    [InlineData("{\"message\": \"\"}", "empty_message")]
+    [InlineData("{\"message\": \"Hello\", \"temperature\": 7}", "invalid_temperature")]
+    [InlineData("{\"message\": \"Hello\", \"max_tokens\": 0}", "invalid_max_tokens")]
+    public async Task Bad_bodies_are_400_and_charge_nothing(string body, string code)
+    {
+        using var http = _bed.Http(_me.Key);
+
+        await RefusedAsync(await http.PostAsync("/v1/chat/completions", ChatTestBed.Json(body)), HttpStatusCode.BadRequest, "invalid_request_error", code);
+    }
+
+    [Fact]
+    public async Task An_oversized_message_is_400_with_the_configured_limit()
+    {
+        using var http = _bed.Http(_me.Key);
+
+        var error = await RefusedAsync(await http.PostAsync("/v1/chat/completions", ChatTestBed.Json($"{{\"message\": \"{new string('a', 101)}\"}}")), HttpStatusCode.BadRequest, "invalid_request_error", "message_too_long");
+
+        Assert.Contains("100", error["message"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task Unknown_fields_are_ignored()
+    {
+        using var http = _bed.Http(_me.Key);
+
+        using var response = await http.PostAsync("/v1/chat/completions", ChatTestBed.Json("""{"model":"customer-support-agent","messages":[{"role":"user","content":[{"type":"text","text":"Hi"}]}],"logprobs":false,"n":1,"seed":4,"tools":[],"frequency_penalty":0}"""));
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("echo: Hi", JsonNode.Parse(await response.Content.ReadAsStringAsync())!["choices"]![0]!["message"]!["content"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task Bad_missing_and_publishable_keys_are_refused()
+    {
+        using var none = _bed.Http(null);
+        await RefusedAsync(await none.PostAsync("/v1/chat/completions", ChatTestBed.Json("""{"message":"Hi"}""")), HttpStatusCode.Unauthorized, "invalid_request_error", "invalid_api_key");
+        using var garbage = _bed.Http("sk_live_garbage");
+        await RefusedAsync(await garbage.PostAsync("/v1/chat/completions", ChatTestBed.Json("""{"message":"Hi"}""")), HttpStatusCode.Unauthorized, "invalid_request_error", "invalid_api_key", "sk_live_garbage");
+
+        var publishable = await _bed.Services.GetRequiredService<ApiKeyService>().CreateAsync(_me.Subscription.Id, ApiKeyKind.Publishable, "widget", CancellationToken.None);
+        using var widget = _bed.Http(publishable.Plaintext);
+        await RefusedAsync(await widget.PostAsync("/v1/chat/completions", ChatTestBed.Json("""{"message":"Hi"}""")), HttpStatusCode.Forbidden, "permission_error", "publishable_key_not_allowed", publishable.Plaintext);
+    }
+
+    [Fact]
+    public async Task A_paused_or_downscaled_resource_is_403_until_waldur_restores_it_and_a_terminated_one_401()
+    {
+        using var http = _bed.Http(_me.Key);
+        var sync = _bed.Services.GetRequiredService<ResourceStateSync>();
+
+        _bed.Tenants.Waldur.SetResourceFlags(_me.Resource, paused: true, downscaled: false);
+        await sync.SyncAsync(_me.Resource, CancellationToken.None);
+        await RefusedAsync(await http.PostAsync("/v1/chat/completions", ChatTestBed.Json("""{"message":"Hi"}""")), HttpStatusCode.Forbidden, "permission_error", "subscription_suspended");
+
+        _bed.Tenants.Waldur.SetResourceFlags(_me.Resource, paused: false, downscaled: true);
+        await sync.SyncAsync(_me.Resource, CancellationToken.None);
+        await RefusedAsync(await http.PostAsync("/v1/chat/completions", ChatTestBed.Json("""{"message":"Hi"}""")), HttpStatusCode.Forbidden, "permission_error", "subscription_suspended");
+
+        _bed.Tenants.Waldur.SetResourceFlags(_me.Resource, paused: false, downscaled: false);
+        await sync.SyncAsync(_me.Resource, CancellationToken.None);
+        Assert.Equal(HttpStatusCode.OK, (await http.PostAsync("/v1/chat/completions", ChatTestBed.Json("""{"message":"Hi"}"""))).StatusCode);
+
+        await _bed.Tenants.QueryAsync(db => db.Subscriptions.Where(s => s.Id == _me.Subscription.Id)
+            .ExecuteUpdateAsync(s => s.SetProperty(x => x.State, CmpWaldurAdapter.Core.Subscriptions.SubscriptionState.Terminated)));
+        using var afterEnd = await http.PostAsync("/v1/chat/completions", ChatTestBed.Json("""{"message":"Hi"}"""));
+        Assert.Equal(HttpStatusCode.Unauthorized, afterEnd.StatusCode);
+        Assert.Equal(new LedgerState(8, 0, 1, 2), await _bed.LedgerAsync(_me.Customer));
+    }
+
+    [Theory]
+    [InlineData(500, HttpStatusCode.ServiceUnavailable, "agent_unavailable")]
+    [InlineData(503, HttpStatusCode.ServiceUnavailable, "agent_unavailable")]
+    [InlineData(403, HttpStatusCode.BadGateway, "agent_failed")]
+    public async Task A_failing_langflow_is_502_or_503_with_retry_after_and_charges_nothing(int upstream, HttpStatusCode status, string code)
+    {
+        _bed.Tenants.Langflow.Break("POST", "/api/v1/run/.*", upstream);
+        using var http = _bed.Http(_me.Key);
+
+        using var response = await http.PostAsync("/v1/chat/completions", ChatTestBed.Json("""{"message":"Hi"}"""));
+
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.Equal(status, response.StatusCode);
+        Assert.NotNull(response.Headers.RetryAfter);
+        Assert.Equal(code, JsonNode.Parse(body)!["error"]!["code"]!.GetValue<string>());
+        Assert.DoesNotContain("injected failure", body);
+        Assert.Equal(new LedgerState(10, 0, 0, 0), await _bed.LedgerAsync(_me.Customer));
+    }
+
+    [Theory]
+    [InlineData(100, "Internal server error", HttpStatusCode.ServiceUnavailable)]
+    [InlineData(102, "You don't own the dataset.", HttpStatusCode.BadGateway)]
+    public async Task A_failing_ragflow_is_502_or_503_and_the_flow_is_not_run(int code, string message, HttpStatusCode status)
+    {
+        _bed.Tenants.Ragflow.Fail("POST", "/api/v1/retrieval", 200, times: 10, body: new JsonObject { ["code"] = code, ["message"] = message }.ToJsonString());
+        using var http = _bed.Http(_me.Key);
+
+        using var response = await http.PostAsync("/v1/chat/completions", ChatTestBed.Json("""{"message":"Hi"}"""));
+
+        Assert.Equal(status, response.StatusCode);
+        Assert.NotNull(response.Headers.RetryAfter);
+        Assert.DoesNotContain(message, await response.Content.ReadAsStringAsync());
+        Assert.Empty(_bed.Tenants.Langflow.Runs);
+        Assert.Equal(new LedgerState(10, 0, 0, 0), await _bed.LedgerAsync(_me.Customer));
+    }
+
+    [Fact]
+    public async Task An_idempotency_key_replays_the_stored_answer_and_charges_once()
+    {
+        using var http = _bed.Http(_me.Key);
+        HttpRequestMessage Request(string body)
+        {
+            var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = ChatTestBed.Json(body) };
+            request.Headers.Add("Idempotency-Key", "order-42");
+            return request;
+        }
+
+        using var first = await http.SendAsync(Request("""{"message":"Hi"}"""));
+        using var replay = await http.SendAsync(Request("""{"message":"Hi"}"""));
+        using var other = await http.SendAsync(Request("""{"message":"Something else"}"""));
+
+        Assert.Equal(HttpStatusCode.OK, first.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, replay.StatusCode);
+        Assert.Equal(await first.Content.ReadAsStringAsync(), await replay.Content.ReadAsStringAsync());
+        Assert.Equal("true", replay.Headers.GetValues("Idempotent-Replayed").Single());
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, other.StatusCode);
+        Assert.Single(_bed.Tenants.Langflow.Runs);
+        Assert.Equal(new LedgerState(8, 0, 1, 2), await _bed.LedgerAsync(_me.Customer));
+    }
+
+    [Fact]
+    public async Task A_failed_request_with_an_idempotency_key_can_be_retried()
+    {
+        _bed.Tenants.Langflow.Fail("POST", "/api/v1/run/.*", 500, times: 1);
+        using var http = _bed.Http(_me.Key);
+        HttpRequestMessage Request()
+        {
+            var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = ChatTestBed.Json("""{"message":"Hi"}""") };
+            request.Headers.Add("Idempotency-Key", "retry-me");
+            return request;
+        }
+
+        using var failed = await http.SendAsync(Request());
+        using var retried = await http.SendAsync(Request());
+
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, failed.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, retried.StatusCode);
+        Assert.Equal(new LedgerState(8, 0, 1, 2), await _bed.LedgerAsync(_me.Customer));
+    }
+
+    [Fact]
+    public async Task A_malformed_conversation_header_is_400()
+    {
+        using var http = _bed.Http(_me.Key);
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = ChatTestBed.Json("""{"message":"Hi"}""") };
+        request.Headers.Add("X-Conversation-Id", "no spaces/slashes");
+
+        var error = await RefusedAsync(await http.SendAsync(request), HttpStatusCode.BadRequest, "invalid_request_error", "invalid_request");
+
+        Assert.Equal("X-Conversation-Id", error["param"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task The_conversation_id_comes_back_and_scopes_the_langflow_session()
+    {
+        using var http = _bed.Http(_me.Key);
+
+        using var fresh = await http.PostAsync("/v1/chat/completions", ChatTestBed.Json("""{"message":"Hi"}"""));
+        using var byUser = await http.PostAsync("/v1/chat/completions", ChatTestBed.Json("""{"message":"Hi","user":"customer-7"}"""));
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = ChatTestBed.Json("""{"message":"Hi","user":"ignored"}""") };
+        request.Headers.Add("X-Conversation-Id", "ticket-9");
+        using var byHeader = await http.SendAsync(request);
+
+        var generated = fresh.Headers.GetValues("X-Conversation-Id").Single();
+        Assert.Equal("customer-7", byUser.Headers.GetValues("X-Conversation-Id").Single());
+        Assert.Equal("ticket-9", byHeader.Headers.GetValues("X-Conversation-Id").Single());
+        using var byEmail = await http.PostAsync("/v1/chat/completions", ChatTestBed.Json("""{"message":"Hi","user":"Ann Lee <ann@example.org>"}"""));
+        using var byEmailAgain = await http.PostAsync("/v1/chat/completions", ChatTestBed.Json("""{"message":"Hi","user":"Ann Lee <ann@example.org>"}"""));
+
+        var hashed = byEmail.Headers.GetValues("X-Conversation-Id").Single();
+        Assert.Matches("^u-[0-9a-f]{32}$", hashed);
+        Assert.Equal(hashed, byEmailAgain.Headers.GetValues("X-Conversation-Id").Single());
+        var prefix = $"{_me.Resource:N}:";
+        Assert.Equal([prefix + generated, prefix + "customer-7", prefix + "ticket-9", prefix + hashed, prefix + hashed], _bed.Tenants.Langflow.Runs.Select(r => r.SessionId));
+    }
+}

@@ -1,0 +1,149 @@
+using System.Net;
+using System.Text.Json.Nodes;
+using CmpWaldurAdapter.Testing.Chat;
+using CmpWaldurAdapter.Testing.Fakes;
+using CmpWaldurAdapter.Testing.Hosting;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace CmpWaldurAdapter.IntegrationTests.Chat;
+
+/// <summary>
+/// Streams: Langflow's events translated into OpenAI chunks, failures ending the stream cleanly, and the
+/// charging rule: a completed answer is charged; an agent failure releases the hold; a client that leaves
+/// cancels the run and is charged only if part of the answer had reached it.
+/// </summary>
+public sealed class ChatStreamingTests : IAsyncLifetime
+{
+    private ChatTestBed _bed = null!;
+
+    public async Task InitializeAsync() => _bed = await ChatTestBed.StartAsync();
+
+    public async Task DisposeAsync() => await _bed.DisposeAsync();
+
+    private static async Task<List<string>> EventsAsync(HttpResponseMessage response)
+    {
+        var text = await response.Content.ReadAsStringAsync();
+        return text.Split("\n\n", StringSplitOptions.RemoveEmptyEntries).Select(e => Assert.Single(e.Split('\n')).StartsWith("data: ", StringComparison.Ordinal) ? e["data: ".Length..] : throw new Xunit.Sdk.XunitException($"not an SSE data line: {e}")).ToList();
+    }
+
+    [Fact]
+    public async Task Deltas_arrive_in_order_with_a_usage_chunk_and_done_last()
+    {
+        var me = await _bed.SubscribeAsync(credits: 10);
+        _bed.Tenants.Langflow.ScriptNextStream(["One", ", two", ", three"]);
+        using var http = _bed.Http(me.Key);
+
+        using var response = await http.PostAsync("/v1/chat/completions", ChatTestBed.Json("""{"model":"customer-support-agent","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Count"}]}"""));
+        var events = await EventsAsync(response);
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("text/event-stream", response.Content.Headers.ContentType!.MediaType);
+        Assert.Equal("[DONE]", events[^1]);
+        var chunks = events[..^1].Select(e => JsonNode.Parse(e)!).ToList();
+        Assert.All(chunks, c => Assert.Equal("chat.completion.chunk", c["object"]!.GetValue<string>()));
+        Assert.Single(chunks.Select(c => c["id"]!.GetValue<string>()).Distinct());
+        Assert.Equal("assistant", chunks[0]["choices"]![0]!["delta"]!["role"]!.GetValue<string>());
+        var deltas = chunks.Where(c => c["choices"]!.AsArray().Count > 0).Select(c => c["choices"]![0]!["delta"]!["content"]?.GetValue<string>()).Where(t => !string.IsNullOrEmpty(t)).ToList();
+        Assert.Equal(["One", ", two", ", three"], deltas);
+        Assert.Equal("stop", chunks[^2]["choices"]![0]!["finish_reason"]!.GetValue<string>());
+        Assert.Equal(2, chunks[^1]["usage"]!["credits_charged"]!.GetValue<long>());
+        Assert.Empty(chunks[^1]["choices"]!.AsArray());
+        Assert.Equal(new LedgerState(8, 0, 1, 2), await _bed.LedgerAsync(me.Customer));
+    }
+
+    [Theory]
+    [InlineData(LangflowStreamEnding.Error)]
+    [InlineData(LangflowStreamEnding.Close)]
+    public async Task A_run_failing_mid_stream_ends_with_an_error_event_and_done_and_charges_nothing(LangflowStreamEnding ending)
+    {
+        var me = await _bed.SubscribeAsync(credits: 10);
+        _bed.Tenants.Langflow.ScriptNextStream(["Partial", " answer"], ending);
+        using var http = _bed.Http(me.Key);
+
+        using var response = await http.PostAsync("/v1/chat/completions", ChatTestBed.Json("""{"stream":true,"message":"Hello"}"""));
+        var events = await EventsAsync(response);
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("[DONE]", events[^1]);
+        var error = JsonNode.Parse(events[^2])!["error"]!;
+        Assert.Equal("server_error", error["type"]!.GetValue<string>());
+        Assert.Contains("nothing was charged", error["message"]!.GetValue<string>());
+        Assert.DoesNotContain("model provider", string.Join("\n", events)); // Langflow's own text is never passed through
+        Assert.Contains(events, e => e.Contains("Partial", StringComparison.Ordinal));
+        Assert.Equal(new LedgerState(10, 0, 0, 0), await _bed.LedgerAsync(me.Customer));
+    }
+
+    [Fact]
+    public async Task A_run_failing_before_its_first_piece_is_a_plain_503_with_retry_after()
+    {
+        var me = await _bed.SubscribeAsync(credits: 10);
+        _bed.Tenants.Langflow.Fail("POST", "/api/v1/run/.*", 500);
+        using var http = _bed.Http(me.Key);
+
+        using var response = await http.PostAsync("/v1/chat/completions", ChatTestBed.Json("""{"stream":true,"message":"Hello"}"""));
+
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+        Assert.NotNull(response.Headers.RetryAfter);
+        Assert.Equal("agent_unavailable", JsonNode.Parse(await response.Content.ReadAsStringAsync())!["error"]!["code"]!.GetValue<string>());
+        Assert.Equal(new LedgerState(10, 0, 0, 0), await _bed.LedgerAsync(me.Customer));
+    }
+
+    [Fact]
+    public async Task A_client_leaving_before_any_piece_cancels_the_run_and_releases_the_hold()
+    {
+        var me = await _bed.SubscribeAsync(credits: 10);
+        // Langflow takes long to start answering.
+        _bed.Tenants.Langflow.Fail("POST", "/api/v1/run/.*", 200, delay: TimeSpan.FromSeconds(10), body: "{\"event\":\"end\",\"data\":{}}\n\n");
+        using var http = _bed.Http(me.Key);
+        using var leave = new CancellationTokenSource(TimeSpan.FromMilliseconds(700));
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => http.PostAsync("/v1/chat/completions", ChatTestBed.Json("""{"stream":true,"message":"Hello"}"""), leave.Token));
+
+        // Released long before Langflow would have answered: the run was cancelled, not waited for.
+        await Eventually.TrueAsync(async () => (await _bed.LedgerAsync(me.Customer)).Reserved == 0, TimeSpan.FromSeconds(5));
+        Assert.Equal(new LedgerState(10, 0, 0, 0), await _bed.LedgerAsync(me.Customer));
+        Assert.Contains(_bed.Server.Logs.Lines, m => m.Contains("left a stream", StringComparison.Ordinal));
+    }
+}
+
+/// <summary>A client leaving mid-stream, against a Langflow that trickles tokens (the Kestrel fake sees its run cancelled).</summary>
+public sealed class ChatDisconnectTests : IAsyncLifetime
+{
+    private ChatGatewayBed _bed = null!;
+
+    public async Task InitializeAsync() => _bed = await ChatGatewayBed.StartAsync();
+
+    public async Task DisposeAsync() => await _bed.DisposeAsync();
+
+    [Fact]
+    public async Task A_client_leaving_mid_stream_cancels_the_upstream_run_and_pays_for_what_it_received()
+    {
+        var (subscription, key) = await _bed.SubscribeAsync(credits: 10);
+        _bed.Upstream.TokenDelay = TimeSpan.FromMilliseconds(300);
+        _bed.Upstream.StreamTokens = 40;
+        using var http = _bed.Server.CreateClient();
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = ChatTestBed.Json("""{"stream":true,"message":"Hello"}""") };
+        request.Headers.Authorization = new("Bearer", key);
+
+        using (var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead))
+        {
+            using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+            var deltas = 0;
+            while (deltas < 2 && await reader.ReadLineAsync() is { } line)
+            {
+                deltas += line.Contains("\"content\":\"echo", StringComparison.Ordinal) || line.Contains("\"content\":\" Hello", StringComparison.Ordinal) ? 1 : 0;
+            }
+
+            Assert.Equal(2, deltas);
+        } // the client leaves here
+
+        await Eventually.TrueAsync(() => _bed.Upstream.Aborted == 1, TimeSpan.FromSeconds(5), "the adapter cancels Langflow's run");
+        Assert.Equal(0, _bed.Upstream.Completed);
+        await Eventually.TrueAsync(async () => (await ReservedAsync(subscription.CustomerId)) == 0, TimeSpan.FromSeconds(5));
+        var ledger = _bed.Server.Services.GetRequiredService<CmpWaldurAdapter.Credits.CreditLedger>();
+        Assert.Equal(8, (await ledger.BalanceAsync(subscription.CustomerId)).Balance);
+    }
+
+    private async Task<long> ReservedAsync(Guid customer) =>
+        (await _bed.Server.Services.GetRequiredService<CmpWaldurAdapter.Credits.CreditLedger>().BalanceAsync(customer)).Reserved;
+}

@@ -1,0 +1,101 @@
+using System.ClientModel;
+using System.ClientModel.Primitives;
+using System.Net.Http.Headers;
+using System.Text;
+using CmpWaldurAdapter.ApiKeys;
+using CmpWaldurAdapter.Core.Credits;
+using CmpWaldurAdapter.Credits;
+using CmpWaldurAdapter.IntegrationTests.Tenants;
+using CmpWaldurAdapter.Orders;
+using CmpWaldurAdapter.Tenants;
+using CmpWaldurAdapter.Testing.Hosting;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using OpenAI;
+using OpenAI.Chat;
+
+namespace CmpWaldurAdapter.IntegrationTests.Chat;
+
+/// <summary>A subscriber as the chat tests use it: its subscription (as provisioned), a secret key and its organization.</summary>
+public sealed record Subscriber(Guid Resource, Subscription Subscription, Workspace Workspace, string Key)
+{
+    public Guid Customer => Subscription.CustomerId;
+}
+
+/// <summary>What the ledger holds for one organization: the chat tests assert a failed request changes none of it.</summary>
+public sealed record LedgerState(long Balance, long Reserved, int Charges, long Charged);
+
+/// <summary>
+/// The adapter's server with Langflow and RAGFlow fakes (<see cref="TenantTestBed"/>): subscriptions are
+/// provisioned by real Create orders, so each has its own Langflow user, key, flow and RAGFlow dataset.
+/// </summary>
+public sealed class ChatTestBed : IAsyncDisposable
+{
+    public const string Model = TenantTestBed.Slug;
+
+    private ChatTestBed(TenantTestBed tenants) => Tenants = tenants;
+
+    public TenantTestBed Tenants { get; }
+
+    public RunningAdapter Server { get; private set; } = null!;
+
+    public IServiceProvider Services => Server.Services;
+
+    public static async Task<ChatTestBed> StartAsync(Action<Dictionary<string, string?>>? settings = null)
+    {
+        var bed = new ChatTestBed(await TenantTestBed.CreateAsync());
+        settings?.Invoke(bed.Tenants.Settings);
+        bed.Server = await bed.Tenants.StartServerAsync();
+        return bed;
+    }
+
+    /// <summary>A new organization and project with one subscription, <paramref name="credits"/> granted, and a secret key.</summary>
+    public async Task<Subscriber> SubscribeAsync(long credits = 100)
+    {
+        var customer = Guid.NewGuid();
+        // Through the inbox, as the server's own worker processes orders (processing here too would race it).
+        var order = Tenants.Waldur.PlaceCreateOrder(Tenants.Offering, TenantTestBed.Attributes(), customer, Guid.NewGuid());
+        await Services.GetRequiredService<OrderInbox>().EnqueueAsync(order, "pending-provider", "event", false, CancellationToken.None);
+        await Eventually.TrueAsync(() => Tenants.Waldur.OrderState(order) == "done", TimeSpan.FromSeconds(20));
+        var resource = Tenants.Waldur.ResourceOf(order);
+        var subscription = await Tenants.SubscriptionAsync(resource);
+        if (credits > 0)
+        {
+            await Services.GetRequiredService<CreditLedger>().GrantAsync(subscription.CustomerId, credits, "test credits");
+        }
+
+        var key = await Services.GetRequiredService<ApiKeyService>().CreateAsync(subscription.Id, ApiKeyKind.Secret, "chat tests", CancellationToken.None);
+        return new Subscriber(resource, subscription, await Tenants.WorkspaceAsync(subscription.WorkspaceId), key.Plaintext);
+    }
+
+    public HttpClient Http(string? key)
+    {
+        var client = Server.CreateClient();
+        if (key is not null)
+        {
+            client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        }
+
+        return client;
+    }
+
+    /// <summary>The official OpenAI SDK pointed at the adapter, without the SDK's own retries (tests see each answer).</summary>
+    public ChatClient OpenAi(string key, string model = Model) =>
+        new(model, new ApiKeyCredential(key), new OpenAIClientOptions
+        {
+            Endpoint = new Uri(Server.Url, "v1"),
+            RetryPolicy = new ClientRetryPolicy(maxRetries: 0),
+            NetworkTimeout = TimeSpan.FromSeconds(30),
+        });
+
+    public static StringContent Json(string body) => new(body, Encoding.UTF8, "application/json");
+
+    public async Task<LedgerState> LedgerAsync(Guid customer) => await Tenants.QueryAsync(async db =>
+    {
+        var account = await db.CreditAccounts.AsNoTracking().SingleOrDefaultAsync(a => a.CustomerId == customer);
+        var charges = await db.LedgerEntries.AsNoTracking().Where(e => e.CustomerId == customer && e.Kind == LedgerEntryKind.Charge).Select(e => e.Credits).ToListAsync();
+        return new LedgerState(account?.Balance ?? 0, account?.Reserved ?? 0, charges.Count, charges.Sum(c => Math.Abs(c)));
+    });
+
+    public async ValueTask DisposeAsync() => await Tenants.DisposeAsync();
+}

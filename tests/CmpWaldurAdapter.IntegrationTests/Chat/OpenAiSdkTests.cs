@@ -1,0 +1,123 @@
+using System.ClientModel;
+using System.Net;
+using System.Text.Json.Nodes;
+using OpenAI.Chat;
+
+namespace CmpWaldurAdapter.IntegrationTests.Chat;
+
+/// <summary>The official OpenAI .NET SDK against the running adapter: answers, streams and errors as the SDK's own.</summary>
+public sealed class OpenAiSdkTests : IAsyncLifetime
+{
+    private ChatTestBed _bed = null!;
+
+    public async Task InitializeAsync() => _bed = await ChatTestBed.StartAsync(settings => settings["Chat:RequestsPerMinute"] = "3");
+
+    public async Task DisposeAsync() => await _bed.DisposeAsync();
+
+    [Fact]
+    public async Task A_plain_completion_answers_from_the_subscriptions_flow_and_charges_the_message_once()
+    {
+        var me = await _bed.SubscribeAsync(credits: 10);
+
+        ChatCompletion completion = await _bed.OpenAi(me.Key).CompleteChatAsync([new SystemChatMessage("Answer briefly."), new UserChatMessage("Where is my parcel?")]);
+
+        Assert.Equal("echo: Where is my parcel?", completion.Content.Single().Text);
+        Assert.Equal(ChatMessageRole.Assistant, completion.Role);
+        Assert.Equal(ChatFinishReason.Stop, completion.FinishReason);
+        Assert.Equal(ChatTestBed.Model, completion.Model);
+        Assert.True(completion.Usage.InputTokenCount > 0 && completion.Usage.OutputTokenCount > 0);
+        Assert.Equal(completion.Usage.InputTokenCount + completion.Usage.OutputTokenCount, completion.Usage.TotalTokenCount);
+        Assert.Equal(new LedgerState(8, 0, 1, 2), await _bed.LedgerAsync(me.Customer));
+        var run = Assert.Single(_bed.Tenants.Langflow.Runs);
+        Assert.False(run.Streamed);
+        Assert.Equal("Where is my parcel?", run.Input);
+        Assert.Contains("Answer briefly.", run.Tweaks["Prompt-cmp01"]!["instructions"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task A_streamed_completion_arrives_in_pieces_with_usage_and_is_charged_once()
+    {
+        var me = await _bed.SubscribeAsync(credits: 10);
+        _bed.Tenants.Langflow.ScriptNextStream(["Your ", "parcel ", "is ", "on ", "its ", "way."]);
+
+        var pieces = new List<string>();
+        ChatTokenUsage? usage = null;
+        ChatFinishReason? finish = null;
+        await foreach (var update in _bed.OpenAi(me.Key).CompleteChatStreamingAsync([new UserChatMessage("Where is my parcel?")]))
+        {
+            pieces.AddRange(update.ContentUpdate.Select(p => p.Text).Where(t => t.Length > 0));
+            usage ??= update.Usage;
+            finish ??= update.FinishReason;
+        }
+
+        Assert.Equal(["Your ", "parcel ", "is ", "on ", "its ", "way."], pieces);
+        Assert.Equal(ChatFinishReason.Stop, finish);
+        Assert.NotNull(usage);
+        Assert.True(usage.OutputTokenCount > 0);
+        Assert.Equal(new LedgerState(8, 0, 1, 2), await _bed.LedgerAsync(me.Customer));
+        Assert.True(Assert.Single(_bed.Tenants.Langflow.Runs).Streamed);
+    }
+
+    [Fact]
+    public async Task Insufficient_credits_surface_as_the_sdks_402_and_run_nothing()
+    {
+        var me = await _bed.SubscribeAsync(credits: 1);
+
+        var error = await Assert.ThrowsAsync<ClientResultException>(() => _bed.OpenAi(me.Key).CompleteChatAsync([new UserChatMessage("Hello")]));
+
+        Assert.Equal(402, error.Status);
+        var response = error.GetRawResponse()!;
+        Assert.Equal("false", response.Headers.TryGetValue("x-should-retry", out var retry) ? retry : null);
+        Assert.Equal("insufficient_credits", JsonNode.Parse(response.Content.ToString())!["error"]!["code"]!.GetValue<string>());
+        Assert.Equal(new LedgerState(1, 0, 0, 0), await _bed.LedgerAsync(me.Customer));
+        Assert.Empty(_bed.Tenants.Langflow.Runs);
+    }
+
+    [Fact]
+    public async Task Too_many_requests_surface_as_the_sdks_429_with_retry_after()
+    {
+        var me = await _bed.SubscribeAsync(credits: 100);
+        var client = _bed.OpenAi(me.Key);
+        for (var i = 0; i < 3; i++)
+        {
+            await client.CompleteChatAsync([new UserChatMessage($"Hello {i}")]);
+        }
+
+        var before = await _bed.LedgerAsync(me.Customer);
+        var error = await Assert.ThrowsAsync<ClientResultException>(() => client.CompleteChatAsync([new UserChatMessage("One more")]));
+
+        Assert.Equal(429, error.Status);
+        Assert.True(error.GetRawResponse()!.Headers.TryGetValue("Retry-After", out var retryAfter) && int.Parse(retryAfter!, System.Globalization.CultureInfo.InvariantCulture) >= 1);
+        Assert.Equal(before, await _bed.LedgerAsync(me.Customer));
+        Assert.Equal(3, _bed.Tenants.Langflow.Runs.Count);
+    }
+
+    [Fact]
+    public async Task A_wrong_key_surfaces_as_the_sdks_401_without_echoing_the_key()
+    {
+        var me = await _bed.SubscribeAsync();
+        var wrong = me.Key[..^4] + "AAAA";
+
+        var error = await Assert.ThrowsAsync<ClientResultException>(() => _bed.OpenAi(wrong).CompleteChatAsync([new UserChatMessage("Hello")]));
+
+        Assert.Equal(401, error.Status);
+        Assert.DoesNotContain(wrong, error.GetRawResponse()!.Content.ToString());
+        Assert.DoesNotContain(wrong, error.Message);
+        Assert.Empty(_bed.Tenants.Langflow.Runs);
+    }
+
+    [Fact]
+    public async Task The_model_list_names_the_keys_agent_and_another_model_is_not_found()
+    {
+        var me = await _bed.SubscribeAsync();
+        using var http = _bed.Http(me.Key);
+
+        var models = JsonNode.Parse(await http.GetStringAsync("/v1/models"))!;
+        var error = await Assert.ThrowsAsync<ClientResultException>(() => _bed.OpenAi(me.Key, model: "gpt-4o").CompleteChatAsync([new UserChatMessage("Hello")]));
+
+        Assert.Equal("list", models["object"]!.GetValue<string>());
+        Assert.Equal(ChatTestBed.Model, Assert.Single(models["data"]!.AsArray())!["id"]!.GetValue<string>());
+        Assert.Equal((int)HttpStatusCode.NotFound, error.Status);
+        Assert.Equal(new LedgerState(100, 0, 0, 0), await _bed.LedgerAsync(me.Customer));
+    }
+}

@@ -4,6 +4,8 @@ using Microsoft.AspNetCore.DataProtection;
 using CmpWaldurAdapter.Catalogue;
 using CmpWaldurAdapter.Credits;
 using CmpWaldurAdapter.Events;
+using CmpWaldurAdapter.Knowledge;
+using CmpWaldurAdapter.Knowledge.Documents;
 using CmpWaldurAdapter.Observability;
 using CmpWaldurAdapter.Offerings;
 using CmpWaldurAdapter.Orders;
@@ -54,6 +56,7 @@ public static class AdapterHost
         app.MapApiKeyEndpoints();
         app.MapOpenApi("/openapi/{documentName}.json");
         app.MapUsageEndpoints();
+        app.MapKnowledgeEndpoints();
         return app;
     }
 
@@ -134,6 +137,7 @@ public static class AdapterHost
         services.AddAdapterCredits(configuration);
         services.AddAdapterUsage(configuration);
         services.AddKnowledgeSources(configuration);
+        services.AddKnowledgeBase(configuration);
 
         services.Configure<EventsOptions>(configuration.GetSection(EventsOptions.SectionName));
         services.AddSingleton<EventChannelRegistrar>();
@@ -155,6 +159,7 @@ public static class AdapterHost
         var database = configuration.GetSection(DatabaseOptions.SectionName).Get<DatabaseOptions>() ?? new DatabaseOptions();
         var credits = configuration.GetSection(CreditsOptions.SectionName).Get<CreditsOptions>() ?? new CreditsOptions();
         var usage = configuration.GetSection(UsageOptions.SectionName).Get<UsageOptions>() ?? new UsageOptions();
+        var knowledge = configuration.GetSection(KnowledgeOptions.SectionName).Get<KnowledgeOptions>() ?? new KnowledgeOptions();
 
         services.AddQuartz(quartz =>
         {
@@ -183,6 +188,7 @@ public static class AdapterHost
             Every<SyncResourceStatesJob>(quartz, SyncResourceStatesJob.Key, events.ResourceSyncInterval);
             Every<ReportUsageJob>(quartz, ReportUsageJob.Key, usage.ReportInterval);
             Every<ReleaseExpiredHoldsJob>(quartz, ReleaseExpiredHoldsJob.Key, credits.ReservationSweepInterval);
+            Every<PollKnowledgeParsesJob>(quartz, PollKnowledgeParsesJob.Key, knowledge.PollInterval);
             if (!events.Enabled)
             {
                 Every<PollOrdersJob>(quartz, PollOrdersJob.Key, orders.PollInterval);

@@ -163,17 +163,22 @@ public sealed class ConnectorService(
 
         await knowledge.EnsureRoomAsync(tenant, uploads.Count, outgoing.Count, cancellationToken);
         var source = connector.Kind == ConnectorKind.Notion ? DocumentSource.Notion : DocumentSource.Confluence;
-        // New versions first, old ones after: a failure half-way leaves the old content answering.
+        // Old versions go first: uploading a page while its old version is there makes RAGFlow rename the new
+        // one "x(1).md". A failed upload after that leaves the page missing, and the next sync adds it.
+        await knowledge.DeleteFromRagflowAsync(tenant, outgoing.Select(d => d.RagflowDocumentId).ToList(), cancellationToken);
+        await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
+        {
+            var ids = outgoing.Select(d => d.Id).ToList();
+            await db.KnowledgeDocuments.Where(d => ids.Contains(d.Id)).ExecuteDeleteAsync(CancellationToken.None);
+        }
+
         await knowledge.AddAsync(
             tenant,
             uploads.Select(d => (new KnowledgeFile(d.FileName, d.ContentType, d.Content), new DocumentOrigin(source, connector.Id, d.ExternalId, d.Version, d.SourceUrl?.ToString()))).ToList(),
             cancellationToken);
-        await knowledge.DeleteFromRagflowAsync(tenant, outgoing.Select(d => d.RagflowDocumentId).ToList(), cancellationToken);
 
         await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
         {
-            var ids = outgoing.Select(d => d.Id).ToList();
-            db.KnowledgeDocuments.RemoveRange(await db.KnowledgeDocuments.Where(d => ids.Contains(d.Id)).ToListAsync(CancellationToken.None));
             var row = await db.KnowledgeConnectors.FirstAsync(c => c.Id == connector.Id, CancellationToken.None);
             row.LastSyncedAt = clock.GetUtcNow();
             row.LastError = skipped > 0 ? $"{skipped} page(s) are larger than the file size limit and were left out." : null;

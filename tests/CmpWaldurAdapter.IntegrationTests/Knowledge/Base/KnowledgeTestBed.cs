@@ -94,6 +94,8 @@ internal sealed class KnowledgeTestBed : IAsyncDisposable
         Server = await Credits.StartServerAsync();
     }
 
+    public Task GrantAsync(long credits) => Credits.Ledger.GrantAsync(Subscription.CustomerId, credits, "more test funding");
+
     public Task<int> PollAsync() => Server.Services.GetRequiredService<ParseMonitor>().PollAsync(CancellationToken.None);
 
     public async Task<long> AvailableAsync() => (await Credits.Ledger.BalanceAsync(Subscription.CustomerId)).Available;

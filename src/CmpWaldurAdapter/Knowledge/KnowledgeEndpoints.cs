@@ -23,7 +23,7 @@ public static class KnowledgeEndpoints
             .WithSummary("The knowledge base's documents with source, parse status, progress and error.")
             .Produces<DocumentList>().Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(409);
 
-        group.MapPost("/documents", UploadAsync).WithName("UploadKnowledgeDocuments")
+        group.MapPost("/documents", UploadAsync).WithName("UploadKnowledgeDocuments").DocumentsBody<UploadForm>("multipart/form-data")
             .WithSummary("Uploads one or more files (multipart/form-data, any number of `file` parts); each is parsed and costs its price once parsed.")
             .Produces<DocumentList>(201).Produces<ApiErrorBody>(400).Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(402)
             .Produces<ApiErrorBody>(409).Produces<ApiErrorBody>(413).Produces<ApiErrorBody>(415).Produces<ApiErrorBody>(502);
@@ -296,6 +296,9 @@ public static class KnowledgeEndpoints
 
         return clean.Length == 0 || Path.GetFileNameWithoutExtension(clean).Length == 0 ? "document" + Path.GetExtension(clean) : clean;
     }
+
+    /// <summary>The upload form: one <c>file</c> part per file, each with its file name.</summary>
+    public sealed record UploadForm([property: JsonPropertyName("file")] IReadOnlyList<IFormFile> File);
 
     public sealed record UrlRequest([property: JsonPropertyName("url")] string? Url);
 

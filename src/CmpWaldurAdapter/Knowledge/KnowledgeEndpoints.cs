@@ -287,7 +287,7 @@ public static class KnowledgeEndpoints
     internal static string CleanFileName(string raw)
     {
         var name = Path.GetFileName(raw.Replace('\\', '/'));
-        var clean = new string(name.Where(c => !char.IsControl(c) && c is not ('"' or '/' or ':' or '*' or '?' or '<' or '>' or '|')).ToArray()).Trim().TrimStart('.');
+        var clean = new string(name.Where(c => !char.IsControl(c) && c is not ('"' or '/' or ':' or '*' or '?' or '<' or '>' or '|')).ToArray()).Trim();
         if (clean.Length > 200)
         {
             var extension = Path.GetExtension(clean);

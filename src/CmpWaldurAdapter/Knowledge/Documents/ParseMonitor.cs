@@ -158,6 +158,9 @@ public sealed class ParseMonitor(
             case ParseStates.Running:
                 document.Status = ParseStates.Running;
                 document.Progress = Math.Clamp(state.Progress ?? 0, 0, 1);
+                // Started by a call whose answer was lost: the watchdog counts from now.
+                document.ParseStartedAt ??= now;
+                document.ParseAttempts = Math.Max(document.ParseAttempts, 1);
                 if (document.ParseStartedAt is { } started && now - started > stuckAfter)
                 {
                     await RestartStuckAsync(tenant, document, now, stuckAfter, cancellationToken);

@@ -91,6 +91,25 @@ public abstract class KnowledgeLifecycleTests(DatabaseProvider provider) : IAsyn
     }
 
     [Fact]
+    public async Task A_parse_that_could_not_be_started_at_upload_is_started_by_the_next_poll_once()
+    {
+        _bed.Ragflow.Fail("POST", $"/api/v1/datasets/{_bed.DatasetId}/chunks", 503);
+
+        var (status, body) = await _bed.UploadAsync(("late.txt", "late"));
+
+        Assert.Equal(HttpStatusCode.Created, status);
+        Assert.Equal("pending", body["data"]![0]!["status"]!.GetValue<string>());
+        var ragflowId = Assert.Single(_bed.Ragflow.Documents(_bed.DatasetId))["id"]!.GetValue<string>();
+        Assert.Equal(0, _bed.Ragflow.ParseRequests(ragflowId));
+
+        await _bed.PollAsync();
+        await _bed.PollAsync();
+
+        Assert.Equal(1, _bed.Ragflow.ParseRequests(ragflowId));
+        Assert.Equal("parsing", Assert.Single(await _bed.DocumentsAsync())!["status"]!.GetValue<string>());
+    }
+
+    [Fact]
     public async Task A_parse_stuck_past_the_limit_is_stopped_and_restarted_once_then_failed_without_charge()
     {
         var clock = _bed.Credits.Clock!;

@@ -128,6 +128,7 @@ public abstract class KnowledgeConnectorTests(DatabaseProvider provider) : IAsyn
         }
 
         Assert.Equal(2, (await _bed.DocumentsAsync()).Count);
+        Assert.DoesNotContain(_bed.Credits.Logs.Lines, line => line.Contains(NotionToken, StringComparison.Ordinal));
         var (_, connectors) = await _bed.GetAsync("/v1/knowledge/connectors");
         var only = Assert.Single(connectors["data"]!.AsArray())!;
         Assert.Contains("Notion", only["last_error"]!.GetValue<string>(), StringComparison.Ordinal);
@@ -166,6 +167,7 @@ public abstract class KnowledgeConnectorTests(DatabaseProvider provider) : IAsyn
         KnowledgeTestBed.AssertError(error, "source_access_denied");
         Assert.Contains("Confluence", error["error"]!["message"]!.GetValue<string>(), StringComparison.Ordinal);
         Assert.DoesNotContain(ConfluenceToken, error.ToJsonString(), StringComparison.Ordinal);
+        Assert.DoesNotContain(_bed.Credits.Logs.Lines, line => line.Contains(ConfluenceToken, StringComparison.Ordinal));
         Assert.Single(_bed.Ragflow.Documents(_bed.DatasetId));
     }
 

@@ -62,23 +62,23 @@ public sealed class KnowledgeBase(
     /// <summary>Checks a file's name and size against the limits: 415 for a type not accepted, 413 for too large, 400 for empty.</summary>
     public void Validate(string fileName, long size, string param = "file")
     {
-        var options1 = options.CurrentValue;
+        var limits = options.CurrentValue;
         var extension = Path.GetExtension(fileName).TrimStart('.').ToLowerInvariant();
-        if (extension.Length == 0 || !options1.EffectiveExtensions.Contains(extension, StringComparer.OrdinalIgnoreCase))
+        if (extension.Length == 0 || !limits.EffectiveExtensions.Contains(extension, StringComparer.OrdinalIgnoreCase))
         {
             throw new KnowledgeException(
                 StatusCodes.Status415UnsupportedMediaType,
                 "unsupported_file_type",
-                $"'{Shorten(fileName)}' is not an accepted type. Accepted: {string.Join(", ", options1.EffectiveExtensions)}.",
+                $"'{Shorten(fileName)}' is not an accepted type. Accepted: {string.Join(", ", limits.EffectiveExtensions)}.",
                 param);
         }
 
-        if (size > options1.MaxFileBytes)
+        if (size > limits.MaxFileBytes)
         {
             throw new KnowledgeException(
                 StatusCodes.Status413PayloadTooLarge,
                 "file_too_large",
-                $"'{Shorten(fileName)}' is {Megabytes(size)}; the limit is {Megabytes(options1.MaxFileBytes)} per file.",
+                $"'{Shorten(fileName)}' is {Megabytes(size)}; the limit is {Megabytes(limits.MaxFileBytes)} per file.",
                 param);
         }
 
@@ -159,11 +159,12 @@ public sealed class KnowledgeBase(
                     ? data[0]
                     : throw new KnowledgeException(StatusCodes.Status502BadGateway, "knowledge_upstream_error", $"The knowledge base did not confirm '{Shorten(file.FileName)}'; list the documents before trying again.");
             }
-            catch (Exception exception) when (exception is not KnowledgeException && exception is not OperationCanceledException)
+            catch (Exception exception) when (exception is not OperationCanceledException)
             {
                 logger.LogWarning(exception, "Uploading a document of subscription {SubscriptionId} to RAGFlow failed", tenant.SubscriptionId);
+                // The files before this one are recorded: they are parsed as if the request had ended here.
                 await StartParsingAsync(tenant, added, cancellationToken);
-                throw Upstream($"Uploading '{Shorten(file.FileName)}' failed", exception, added.Count);
+                throw exception as KnowledgeException ?? Upstream($"Uploading '{Shorten(file.FileName)}' failed", exception, added.Count);
             }
 
             var now = clock.GetUtcNow();

@@ -84,6 +84,20 @@ public sealed class KnowledgeApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Ragflow_refusing_an_upload_is_502_with_its_message_and_records_nothing()
+    {
+        _bed.Ragflow.Fail("POST", $"/api/v1/datasets/{_bed.DatasetId}/documents", 200, body: """{"code": 500, "message": "The type of file 'a.txt' is not supported."}""");
+
+        var (status, body) = await _bed.UploadAsync(("a.txt", "a"));
+
+        Assert.Equal(HttpStatusCode.BadGateway, status);
+        KnowledgeTestBed.AssertError(body, "knowledge_upstream_error");
+        Assert.Contains("not supported", body["error"]!["message"]!.GetValue<string>(), StringComparison.Ordinal);
+        Assert.Empty(await _bed.DocumentsAsync());
+        Assert.Equal(12, await _bed.AvailableAsync());
+    }
+
+    [Fact]
     public async Task A_name_already_taken_keeps_the_name_ragflow_gives_it()
     {
         await _bed.UploadAsync(("guide.txt", "one"));

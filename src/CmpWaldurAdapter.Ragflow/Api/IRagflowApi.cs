@@ -55,6 +55,10 @@ public interface IRagflowApi
     [Post("/api/v1/datasets/{datasetId}/chunks")]
     Task<Envelope> ParseDocumentsAsync(string datasetId, [Body] ParseRequest request, CancellationToken cancellationToken);
 
+    /// <summary>Stops parsing (the documents become CANCEL); used to restart a parse that got stuck.</summary>
+    [Delete("/api/v1/datasets/{datasetId}/chunks")]
+    Task<Envelope> StopParsingAsync(string datasetId, [Body] ParseRequest request, CancellationToken cancellationToken);
+
     // Retrieval
 
     [Post("/api/v1/retrieval")]

@@ -8,12 +8,12 @@ namespace CmpWaldurAdapter.Api;
 /// makes routing answer a wrong content type with a bare 415, while our endpoints answer every bad
 /// request themselves, in the API's error shape.
 /// </summary>
-public sealed record RequestBodyDocumentation(Type BodyType);
+public sealed record RequestBodyDocumentation(Type BodyType, string ContentType = "application/json");
 
 public static class RequestBodyDocumentationExtensions
 {
-    public static RouteHandlerBuilder DocumentsBody<TBody>(this RouteHandlerBuilder builder) =>
-        builder.WithMetadata(new RequestBodyDocumentation(typeof(TBody)));
+    public static RouteHandlerBuilder DocumentsBody<TBody>(this RouteHandlerBuilder builder, string contentType = "application/json") =>
+        builder.WithMetadata(new RequestBodyDocumentation(typeof(TBody), contentType));
 
     public static OpenApiOptions AddRequestBodyDocumentation(this OpenApiOptions options) =>
         options.AddOperationTransformer(async (operation, context, cancellationToken) =>
@@ -25,7 +25,7 @@ public static class RequestBodyDocumentationExtensions
                     Required = true,
                     Content = new Dictionary<string, OpenApiMediaType>
                     {
-                        ["application/json"] = new() { Schema = await context.GetOrCreateSchemaAsync(body.BodyType, null, cancellationToken) },
+                        [body.ContentType] = new() { Schema = await context.GetOrCreateSchemaAsync(body.BodyType, null, cancellationToken) },
                     },
                 };
             }

@@ -5,6 +5,8 @@ using Microsoft.AspNetCore.DataProtection;
 using CmpWaldurAdapter.Catalogue;
 using CmpWaldurAdapter.Credits;
 using CmpWaldurAdapter.Events;
+using CmpWaldurAdapter.Knowledge;
+using CmpWaldurAdapter.Knowledge.Documents;
 using CmpWaldurAdapter.Observability;
 using CmpWaldurAdapter.Offerings;
 using CmpWaldurAdapter.Orders;
@@ -56,6 +58,7 @@ public static class AdapterHost
         app.MapOpenApi("/openapi/{documentName}.json");
         app.MapUsageEndpoints();
         app.MapChatEndpoints();
+        app.MapKnowledgeEndpoints();
         return app;
     }
 
@@ -139,6 +142,7 @@ public static class AdapterHost
         services.AddKnowledgeSources(configuration);
         services.AddSingleton<CmpWaldurAdapter.Reconciliation.Reconciler>();
         services.AddAdapterChat(configuration);
+        services.AddKnowledgeBase(configuration);
 
         services.Configure<EventsOptions>(configuration.GetSection(EventsOptions.SectionName));
         services.AddSingleton<EventChannelRegistrar>();
@@ -160,6 +164,7 @@ public static class AdapterHost
         var database = configuration.GetSection(DatabaseOptions.SectionName).Get<DatabaseOptions>() ?? new DatabaseOptions();
         var credits = configuration.GetSection(CreditsOptions.SectionName).Get<CreditsOptions>() ?? new CreditsOptions();
         var usage = configuration.GetSection(UsageOptions.SectionName).Get<UsageOptions>() ?? new UsageOptions();
+        var knowledge = configuration.GetSection(KnowledgeOptions.SectionName).Get<KnowledgeOptions>() ?? new KnowledgeOptions();
 
         services.AddQuartz(quartz =>
         {
@@ -188,6 +193,7 @@ public static class AdapterHost
             Every<SyncResourceStatesJob>(quartz, SyncResourceStatesJob.Key, events.ResourceSyncInterval);
             Every<ReportUsageJob>(quartz, ReportUsageJob.Key, usage.ReportInterval);
             Every<ReleaseExpiredHoldsJob>(quartz, ReleaseExpiredHoldsJob.Key, credits.ReservationSweepInterval);
+            Every<PollKnowledgeParsesJob>(quartz, PollKnowledgeParsesJob.Key, knowledge.PollInterval);
             if (!events.Enabled)
             {
                 Every<PollOrdersJob>(quartz, PollOrdersJob.Key, orders.PollInterval);

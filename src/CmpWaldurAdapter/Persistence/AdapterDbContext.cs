@@ -44,6 +44,10 @@ public abstract class AdapterDbContext(DbContextOptions options) : DbContext(opt
 
     public DbSet<DemoRuntime> DemoRuntimes => Set<DemoRuntime>();
 
+    public DbSet<Knowledge.Documents.KnowledgeDocument> KnowledgeDocuments => Set<Knowledge.Documents.KnowledgeDocument>();
+
+    public DbSet<Knowledge.Connectors.KnowledgeConnector> KnowledgeConnectors => Set<Knowledge.Connectors.KnowledgeConnector>();
+
     public override int SaveChanges(bool acceptAllChangesOnSuccess)
     {
         BumpVersions();
@@ -172,6 +176,7 @@ public abstract class AdapterDbContext(DbContextOptions options) : DbContext(opt
         });
 
         CreditsModel.Configure(modelBuilder);
+        Knowledge.KnowledgeModel.Configure(modelBuilder);
     }
 
     /// <summary>Optimistic concurrency for entities two workers could touch: every update bumps Version.</summary>

@@ -27,6 +27,7 @@ public sealed partial class RagflowFake : FakeUpstream
     private readonly Dictionary<string, JsonObject> _datasets = new(StringComparer.Ordinal);
     private readonly Dictionary<string, List<JsonObject>> _documents = new(StringComparer.Ordinal);
     private readonly HashSet<string> _duplicateNext = [];
+    private readonly Dictionary<string, int> _parseRequests = new(StringComparer.Ordinal);
     private long _clock = 1_760_000_000_000;
     private int _unscopedDeletes;
 
@@ -80,6 +81,42 @@ public sealed partial class RagflowFake : FakeUpstream
             }
         }
     }
+
+    /// <summary>Every RUNNING document of the dataset moves on to <paramref name="progress"/> (0 to 1) and logs a line, as the task executor does.</summary>
+    public void AdvanceParsing(string datasetId, double progress)
+    {
+        lock (Sync)
+        {
+            foreach (var document in Running(datasetId))
+            {
+                document["progress"] = progress;
+                document["progress_msg"] = $"{document["progress_msg"]}\n{DateTime.UtcNow:HH:mm:ss} Page(1~12): OCR finished ({progress:P0})".TrimStart('\n');
+            }
+        }
+    }
+
+    /// <summary>
+    /// Every RUNNING document of the dataset fails as a task reporting progress -1 makes it: <c>run</c> FAIL,
+    /// <c>progress</c> -1, the reason as the last line of the <c>progress_msg</c> log.
+    /// </summary>
+    public void FailParsing(string datasetId, string reason)
+    {
+        lock (Sync)
+        {
+            foreach (var document in Running(datasetId))
+            {
+                document["run"] = "FAIL";
+                document["progress"] = -1.0;
+                document["progress_msg"] = $"{DateTime.UtcNow:HH:mm:ss} Task has been received.\n{DateTime.UtcNow:HH:mm:ss} [ERROR]{reason}";
+            }
+        }
+    }
+
+    /// <summary>How many parse requests named <paramref name="documentId"/> (each one re-parses and costs).</summary>
+    public int ParseRequests(string documentId) => Snapshot(() => _parseRequests.GetValueOrDefault(documentId));
+
+    private List<JsonObject> Running(string datasetId) =>
+        (_documents.GetValueOrDefault(datasetId) ?? []).Where(d => d["run"]!.GetValue<string>() == "RUNNING").ToList();
 
     /// <summary>Fails the test if any request the adapter sent is not allowed by <c>openapi/ragflow.yaml</c>, or was an unscoped delete.</summary>
     public void AssertRequestsConformToSpec()
@@ -311,11 +348,48 @@ public sealed partial class RagflowFake : FakeUpstream
                     return Code(102, "Can't parse document that is currently being processed");
                 }
 
+                _parseRequests[id] = _parseRequests.GetValueOrDefault(id) + 1;
                 document["run"] = "RUNNING";
                 document["progress"] = 0.0;
+                document["progress_msg"] = "";
+                document["chunk_count"] = 0;
             }
 
             return notFound.Count > 0 ? Code(102, $"Documents not found: [{string.Join(", ", notFound)}]") : FakeResponse.Json(new JsonObject { ["code"] = 0 });
+        }));
+
+        // chunk_api.py::stop_parsing: RUNNING becomes CANCEL; any other state aborts the call with 102.
+        Route("DELETE", "/api/v1/datasets/{dataset_id}/chunks", request => OnDataset(request, (_, docs) =>
+        {
+            var ids = (request.JsonObject["document_ids"] as JsonArray)?.Select(i => i!.GetValue<string>()).ToList() ?? [];
+            if (ids.Count == 0)
+            {
+                return Code(102, "`document_ids` is required");
+            }
+
+            foreach (var id in ids)
+            {
+                var document = docs.FirstOrDefault(d => d["id"]!.GetValue<string>() == id);
+                if (document is null)
+                {
+                    return Code(102, $"You don't own the document {id}.");
+                }
+
+                if (document["run"]!.GetValue<string>() != "RUNNING")
+                {
+                    return FakeResponse.Json(new JsonObject
+                    {
+                        ["code"] = 102,
+                        ["message"] = "Can't stop parsing document that has not started or already completed",
+                        ["data"] = new JsonObject { ["error_code"] = "DOC_STOP_PARSING_INVALID_STATE" },
+                    });
+                }
+
+                document["run"] = "CANCEL";
+                document["progress"] = 0.0;
+            }
+
+            return FakeResponse.Json(new JsonObject { ["code"] = 0 });
         }));
 
         Route("POST", "/api/v1/retrieval", request => Authorized(request, () =>

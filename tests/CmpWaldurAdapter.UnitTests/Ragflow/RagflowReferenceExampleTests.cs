@@ -32,6 +32,7 @@ public sealed partial class RagflowReferenceExampleTests
         { "List documents", "DocumentPageEnvelope" },
         { "Delete documents", "DeleteEnvelope" },
         { "Parse documents", "Envelope" },
+        { "Stop parsing documents", "Envelope" },
         { "Retrieve chunks", "RetrievalEnvelope" },
         { "Check system health", "HealthStatus" },
     };

@@ -1,0 +1,253 @@
+using System.Collections.Concurrent;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using CmpWaldurAdapter.Knowledge.Documents;
+using CmpWaldurAdapter.Knowledge.Sources;
+using CmpWaldurAdapter.Persistence;
+using CmpWaldurAdapter.Provisioning;
+using Microsoft.EntityFrameworkCore;
+
+namespace CmpWaldurAdapter.Knowledge.Connectors;
+
+/// <summary>What a connector reads and the credentials it reads with; stored only encrypted.</summary>
+public sealed record ConnectorSettings(
+    [property: JsonPropertyName("notion_token")] string? NotionToken = null,
+    [property: JsonPropertyName("notion_ids")] IReadOnlyList<string>? NotionIds = null,
+    [property: JsonPropertyName("site_url")] string? SiteUrl = null,
+    [property: JsonPropertyName("email")] string? Email = null,
+    [property: JsonPropertyName("api_token")] string? ApiToken = null,
+    [property: JsonPropertyName("space_key")] string? SpaceKey = null);
+
+/// <summary>What a sync did.</summary>
+public sealed record SyncOutcome(int Added, int Replaced, int Removed, int Unchanged, int Skipped);
+
+/// <summary>
+/// Notion and Confluence connectors: connecting reads the source once with the given credentials (so a
+/// wrong or expired token is a clear error at once) and adds every page; a re-sync replaces only the pages
+/// whose version changed and removes pages that are gone. Credentials are encrypted at rest.
+/// </summary>
+public sealed class ConnectorService(
+    IDbContextFactory<AdapterDbContext> dbs,
+    KnowledgeBase knowledge,
+    NotionSource notion,
+    ConfluenceSource confluence,
+    UpstreamCredentials credentials,
+    TimeProvider clock,
+    ILogger<ConnectorService> logger)
+{
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull };
+
+    // One sync per connector at a time in this process: two would upload the same changed page twice.
+    private readonly ConcurrentDictionary<Guid, SemaphoreSlim> _syncing = new();
+
+    public async Task<(KnowledgeConnector Connector, SyncOutcome Outcome)> ConnectAsync(KnowledgeTenant tenant, ConnectorKind kind, ConnectorSettings settings, CancellationToken cancellationToken)
+    {
+        var now = clock.GetUtcNow();
+        var connector = new KnowledgeConnector
+        {
+            Id = Guid.CreateVersion7(now),
+            SubscriptionId = tenant.SubscriptionId,
+            Kind = kind,
+            Description = Describe(kind, settings),
+            ProtectedSettings = credentials.Protect(JsonSerializer.Serialize(settings, Json)),
+            CreatedAt = now,
+            UpdatedAt = now,
+        };
+
+        // Read before storing anything: credentials that do not work are refused, not kept.
+        var listed = await ListAsync(kind, settings, cancellationToken);
+        await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
+        {
+            db.KnowledgeConnectors.Add(connector);
+            await db.SaveChangesAsync(CancellationToken.None);
+        }
+
+        logger.LogInformation("Connected {Kind} connector {ConnectorId} to the knowledge base of subscription {SubscriptionId}", kind, connector.Id, tenant.SubscriptionId);
+        try
+        {
+            var outcome = await ApplyAsync(tenant, connector, listed, cancellationToken);
+            return (connector, outcome);
+        }
+        catch
+        {
+            // Nothing was added: the buyer connects again rather than finding a half-made connector.
+            await ForgetIfEmptyAsync(connector.Id);
+            throw;
+        }
+    }
+
+    public async Task<(KnowledgeConnector Connector, SyncOutcome Outcome)> SyncAsync(KnowledgeTenant tenant, Guid connectorId, CancellationToken cancellationToken)
+    {
+        var gate = _syncing.GetOrAdd(connectorId, _ => new SemaphoreSlim(1, 1));
+        if (!await gate.WaitAsync(TimeSpan.Zero, cancellationToken))
+        {
+            throw new KnowledgeException(StatusCodes.Status409Conflict, "sync_in_progress", "This connector is being synced right now; try again when it has finished.");
+        }
+
+        try
+        {
+            var connector = await FindAsync(tenant.SubscriptionId, connectorId, cancellationToken);
+            var settings = JsonSerializer.Deserialize<ConnectorSettings>(credentials.Unprotect(connector.ProtectedSettings), Json)!;
+            IReadOnlyList<SourceDocument> listed;
+            try
+            {
+                listed = await ListAsync(connector.Kind, settings, cancellationToken);
+            }
+            catch (KnowledgeException exception)
+            {
+                await RecordAsync(connector.Id, exception.Message);
+                throw;
+            }
+
+            var outcome = await ApplyAsync(tenant, connector, listed, cancellationToken);
+            return (await FindAsync(tenant.SubscriptionId, connectorId, cancellationToken), outcome);
+        }
+        finally
+        {
+            gate.Release();
+        }
+    }
+
+    public async Task<IReadOnlyList<KnowledgeConnector>> ListAsync(Guid subscriptionId, CancellationToken cancellationToken)
+    {
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        var connectors = await db.KnowledgeConnectors.AsNoTracking().Where(c => c.SubscriptionId == subscriptionId).ToListAsync(cancellationToken);
+        return connectors.OrderBy(c => c.CreatedAt).ToList();
+    }
+
+    private async Task<KnowledgeConnector> FindAsync(Guid subscriptionId, Guid connectorId, CancellationToken cancellationToken)
+    {
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        return await db.KnowledgeConnectors.AsNoTracking().FirstOrDefaultAsync(c => c.Id == connectorId && c.SubscriptionId == subscriptionId, cancellationToken)
+            ?? throw new KnowledgeException(StatusCodes.Status404NotFound, "connector_not_found", "The knowledge base has no such connector.", "id");
+    }
+
+    private async Task<IReadOnlyList<SourceDocument>> ListAsync(ConnectorKind kind, ConnectorSettings settings, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return kind switch
+            {
+                ConnectorKind.Notion => await notion.ListAsync(settings.NotionToken ?? string.Empty, settings.NotionIds ?? [], cancellationToken),
+                ConnectorKind.Confluence => await confluence.ListAsync(
+                    Uri.TryCreate(settings.SiteUrl, UriKind.Absolute, out var site) ? site : throw new KnowledgeException(StatusCodes.Status400BadRequest, "invalid_site_url", "site_url must be an absolute https address such as https://your-team.atlassian.net.", "site_url"),
+                    settings.Email ?? string.Empty,
+                    settings.ApiToken ?? string.Empty,
+                    settings.SpaceKey ?? string.Empty,
+                    cancellationToken),
+                _ => throw new ArgumentOutOfRangeException(nameof(kind)),
+            };
+        }
+        catch (SourceException exception)
+        {
+            throw SourceErrors.ToKnowledge(exception);
+        }
+    }
+
+    private async Task<SyncOutcome> ApplyAsync(KnowledgeTenant tenant, KnowledgeConnector connector, IReadOnlyList<SourceDocument> listed, CancellationToken cancellationToken)
+    {
+        var (fitting, skipped) = Fitting(listed);
+        List<KnowledgeDocument> stored;
+        await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
+        {
+            stored = await db.KnowledgeDocuments.AsNoTracking().Where(d => d.ConnectorId == connector.Id).ToListAsync(cancellationToken);
+        }
+
+        var versions = stored.Where(d => d.ExternalId is not null)
+            .GroupBy(d => d.ExternalId!, StringComparer.Ordinal)
+            .ToDictionary(g => g.Key, g => g.OrderByDescending(d => d.CreatedAt).First().SourceVersion ?? string.Empty, StringComparer.Ordinal);
+        var plan = SourceSync.Plan(versions, fitting);
+        var uploads = plan.Add.Concat(plan.Replace).ToList();
+        var replacedIds = plan.Replace.Select(d => d.ExternalId).Concat(plan.Delete).ToHashSet(StringComparer.Ordinal);
+        var outgoing = stored.Where(d => d.ExternalId is not null && replacedIds.Contains(d.ExternalId)).ToList();
+
+        await knowledge.EnsureRoomAsync(tenant, uploads.Count, outgoing.Count, cancellationToken);
+        var source = connector.Kind == ConnectorKind.Notion ? DocumentSource.Notion : DocumentSource.Confluence;
+        // Old versions go first: uploading a page while its old version is there makes RAGFlow rename the new
+        // one "x(1).md". A failed upload after that leaves the page missing, and the next sync adds it.
+        await knowledge.DeleteFromRagflowAsync(tenant, outgoing.Select(d => d.RagflowDocumentId).ToList(), cancellationToken);
+        await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
+        {
+            var ids = outgoing.Select(d => d.Id).ToList();
+            await db.KnowledgeDocuments.Where(d => ids.Contains(d.Id)).ExecuteDeleteAsync(CancellationToken.None);
+        }
+
+        await knowledge.AddAsync(
+            tenant,
+            uploads.Select(d => (new KnowledgeFile(d.FileName, d.ContentType, d.Content), new DocumentOrigin(source, connector.Id, d.ExternalId, d.Version, d.SourceUrl?.ToString()))).ToList(),
+            cancellationToken);
+
+        await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
+        {
+            var row = await db.KnowledgeConnectors.FirstAsync(c => c.Id == connector.Id, CancellationToken.None);
+            row.LastSyncedAt = clock.GetUtcNow();
+            row.LastError = skipped > 0 ? $"{skipped} page(s) are larger than the file size limit and were left out." : null;
+            row.UpdatedAt = row.LastSyncedAt.Value;
+            await db.SaveChangesAsync(CancellationToken.None);
+        }
+
+        var outcome = new SyncOutcome(plan.Add.Count, plan.Replace.Count, plan.Delete.Count, plan.Unchanged.Count, skipped);
+        logger.LogInformation("Synced connector {ConnectorId} of subscription {SubscriptionId}: {Added} added, {Replaced} replaced, {Removed} removed, {Unchanged} unchanged, {Skipped} skipped",
+            connector.Id, tenant.SubscriptionId, outcome.Added, outcome.Replaced, outcome.Removed, outcome.Unchanged, outcome.Skipped);
+        return outcome;
+    }
+
+    private (List<SourceDocument> Fitting, int Skipped) Fitting(IReadOnlyList<SourceDocument> listed)
+    {
+        var fitting = new List<SourceDocument>();
+        var skipped = 0;
+        foreach (var document in listed)
+        {
+            try
+            {
+                knowledge.Validate(document.FileName, document.Content.LongLength);
+                fitting.Add(document);
+            }
+            catch (KnowledgeException)
+            {
+                skipped++;
+            }
+        }
+
+        return (fitting, skipped);
+    }
+
+    private async Task RecordAsync(Guid connectorId, string error)
+    {
+        await using var db = await dbs.CreateDbContextAsync();
+        var row = await db.KnowledgeConnectors.FirstOrDefaultAsync(c => c.Id == connectorId);
+        if (row is not null)
+        {
+            row.LastError = KnowledgeBase.Shorten(error, 2000);
+            row.UpdatedAt = clock.GetUtcNow();
+            await db.SaveChangesAsync();
+        }
+    }
+
+    private async Task ForgetIfEmptyAsync(Guid connectorId)
+    {
+        await using var db = await dbs.CreateDbContextAsync();
+        if (!await db.KnowledgeDocuments.AnyAsync(d => d.ConnectorId == connectorId))
+        {
+            await db.KnowledgeConnectors.Where(c => c.Id == connectorId).ExecuteDeleteAsync();
+        }
+    }
+
+    private static string Describe(ConnectorKind kind, ConnectorSettings settings) => kind switch
+    {
+        ConnectorKind.Notion => $"Notion: {string.Join(", ", settings.NotionIds ?? [])}",
+        _ => $"Confluence: space {settings.SpaceKey} on {(Uri.TryCreate(settings.SiteUrl, UriKind.Absolute, out var site) ? site.Host : settings.SiteUrl)}",
+    };
+}
+
+/// <summary>How source failures reach the buyer: the source's own message (never a token) with a status that says whose move it is.</summary>
+public static class SourceErrors
+{
+    public static KnowledgeException ToKnowledge(SourceException exception) => exception switch
+    {
+        SourceAccessDeniedException => new KnowledgeException(StatusCodes.Status422UnprocessableEntity, "source_access_denied", exception.Message, innerException: exception),
+        SourceNotFoundException => new KnowledgeException(StatusCodes.Status422UnprocessableEntity, "source_not_found", exception.Message, innerException: exception),
+        SourceRejectedException => new KnowledgeException(StatusCodes.Status400BadRequest, "source_rejected", exception.Message, innerException: exception),
+        _ => new KnowledgeException(StatusCodes.Status502BadGateway, "source_unavailable", exception.Message, innerException: exception),
+    };
+}

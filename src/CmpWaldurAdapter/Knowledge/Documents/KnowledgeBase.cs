@@ -1,0 +1,295 @@
+using CmpWaldurAdapter.Core.Catalogue;
+using CmpWaldurAdapter.Credits;
+using CmpWaldurAdapter.Persistence;
+using CmpWaldurAdapter.Ragflow.Api;
+using CmpWaldurAdapter.Ragflow.Contracts;
+using CmpWaldurAdapter.Tenants;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+using Refit;
+
+namespace CmpWaldurAdapter.Knowledge.Documents;
+
+/// <summary>A file to add: its name (with the real extension), media type and bytes.</summary>
+public sealed record KnowledgeFile(string FileName, string ContentType, byte[] Content);
+
+/// <summary>Where an added file came from, kept on its record for listing and re-sync.</summary>
+public sealed record DocumentOrigin(DocumentSource Source, Guid? ConnectorId = null, string? ExternalId = null, string? Version = null, string? SourceUrl = null)
+{
+    public static readonly DocumentOrigin Upload = new(DocumentSource.Upload);
+}
+
+/// <summary>The subscription a knowledge-base call acts on, with what the call needs from its row.</summary>
+public sealed record KnowledgeTenant(Guid SubscriptionId, Guid CustomerId, Guid OfferingUuid, string DatasetId);
+
+/// <summary>
+/// A subscription's documents in its own RAGFlow dataset: add (upload, then parse only what is UNSTART, FAIL
+/// or CANCEL), list, delete. The dataset id always comes from the subscription's row, never from a request.
+/// Charging happens later, once, when <see cref="ParseMonitor"/> first sees a document DONE.
+/// </summary>
+public sealed class KnowledgeBase(
+    IDbContextFactory<AdapterDbContext> dbs,
+    IServiceProvider services,
+    PriceBooks priceBooks,
+    CreditLedger ledger,
+    IOptionsMonitor<KnowledgeOptions> options,
+    TimeProvider clock,
+    ILogger<KnowledgeBase> logger)
+{
+    /// <summary>RAGFlow's client exists only when <c>Ragflow:BaseUrl</c> is configured.</summary>
+    internal IRagflowApi Ragflow => services.GetService<IRagflowApi>()
+        ?? throw new KnowledgeException(StatusCodes.Status503ServiceUnavailable, "knowledge_base_unavailable", "The knowledge base is not configured on this server.");
+
+    /// <summary>The subscription's dataset; writes also need it servable (not paused, downscaled or ended).</summary>
+    public async Task<KnowledgeTenant> TenantAsync(Guid subscriptionId, bool forWrite, CancellationToken cancellationToken)
+    {
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        var subscription = await db.Subscriptions.AsNoTracking().FirstOrDefaultAsync(s => s.Id == subscriptionId, cancellationToken)
+            ?? throw new KnowledgeException(StatusCodes.Status404NotFound, "subscription_not_found", "The subscription does not exist.");
+        if (forWrite && !subscription.IsServable)
+        {
+            throw new KnowledgeException(StatusCodes.Status403Forbidden, "subscription_suspended", "The subscription is not active (paused, downscaled or ended): documents cannot be added now.");
+        }
+
+        if (string.IsNullOrEmpty(subscription.RagflowDatasetId))
+        {
+            throw new KnowledgeException(StatusCodes.Status409Conflict, "knowledge_base_not_ready", "The subscription's knowledge base is not provisioned yet; try again in a minute.");
+        }
+
+        return new KnowledgeTenant(subscription.Id, subscription.CustomerId, subscription.OfferingUuid, subscription.RagflowDatasetId);
+    }
+
+    /// <summary>Checks a file's name and size against the limits: 415 for a type not accepted, 413 for too large, 400 for empty.</summary>
+    public void Validate(string fileName, long size, string param = "file")
+    {
+        var limits = options.CurrentValue;
+        var extension = Path.GetExtension(fileName).TrimStart('.').ToLowerInvariant();
+        if (extension.Length == 0 || !limits.EffectiveExtensions.Contains(extension, StringComparer.OrdinalIgnoreCase))
+        {
+            throw new KnowledgeException(
+                StatusCodes.Status415UnsupportedMediaType,
+                "unsupported_file_type",
+                $"'{Shorten(fileName)}' is not an accepted type. Accepted: {string.Join(", ", limits.EffectiveExtensions)}.",
+                param);
+        }
+
+        if (size > limits.MaxFileBytes)
+        {
+            throw new KnowledgeException(
+                StatusCodes.Status413PayloadTooLarge,
+                "file_too_large",
+                $"'{Shorten(fileName)}' is {Megabytes(size)}; the limit is {Megabytes(limits.MaxFileBytes)} per file.",
+                param);
+        }
+
+        if (size == 0)
+        {
+            throw new KnowledgeException(StatusCodes.Status400BadRequest, "empty_file", $"'{Shorten(fileName)}' is empty.", param);
+        }
+    }
+
+    /// <summary>
+    /// Refuses before anything is uploaded when the knowledge base would hold too many documents (409) or the
+    /// organization cannot pay for parsing them (402).
+    /// </summary>
+    public async Task EnsureRoomAsync(KnowledgeTenant tenant, int adding, int removing, CancellationToken cancellationToken)
+    {
+        if (adding <= 0)
+        {
+            return;
+        }
+
+        var limit = options.CurrentValue.MaxDocumentsPerSubscription;
+        await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
+        {
+            var count = await db.KnowledgeDocuments.CountAsync(d => d.SubscriptionId == tenant.SubscriptionId, cancellationToken);
+            if (count - removing + adding > limit)
+            {
+                throw new KnowledgeException(
+                    StatusCodes.Status409Conflict,
+                    "document_limit_reached",
+                    $"The knowledge base holds {count} of at most {limit} documents; adding {adding} would exceed the limit. Delete documents first.");
+            }
+        }
+
+        var price = Price(tenant);
+        if (price.Credits == 0)
+        {
+            return;
+        }
+
+        var needed = price.Credits * adding;
+        var balance = await ledger.BalanceAsync(tenant.CustomerId, cancellationToken);
+        if (balance.Available < needed)
+        {
+            throw new KnowledgeException(
+                StatusCodes.Status402PaymentRequired,
+                "insufficient_credits",
+                $"Parsing {adding} document(s) costs {needed} credits ({price.Credits} each) and the organization has {Math.Max(0, balance.Available)} available. Add credits and try again.");
+        }
+    }
+
+    internal ActionPrice Price(KnowledgeTenant tenant)
+    {
+        try
+        {
+            return priceBooks.Quote(tenant.OfferingUuid, ActionClass.RagDocument);
+        }
+        catch (Exception exception) when (exception is InvalidOperationException or Catalogue.CatalogueException)
+        {
+            throw new KnowledgeException(StatusCodes.Status503ServiceUnavailable, "pricing_unavailable", "The offering's price book cannot be read right now; try again later.", innerException: exception);
+        }
+    }
+
+    /// <summary>
+    /// Uploads the files one by one (a failure leaves the earlier ones recorded), records each document, then
+    /// starts parsing the new ones. A parse that cannot be started now is started by the next poll.
+    /// </summary>
+    public async Task<IReadOnlyList<KnowledgeDocument>> AddAsync(KnowledgeTenant tenant, IReadOnlyList<(KnowledgeFile File, DocumentOrigin Origin)> files, CancellationToken cancellationToken)
+    {
+        var added = new List<KnowledgeDocument>();
+        foreach (var (file, origin) in files)
+        {
+            Document uploaded;
+            try
+            {
+                var part = new StreamPart(new MemoryStream(file.Content, writable: false), file.FileName, file.ContentType);
+                var answer = await Ragflow.UploadDocumentsAsync(tenant.DatasetId, [part], cancellationToken);
+                uploaded = answer.Data is { Count: > 0 } data
+                    ? data[0]
+                    : throw new KnowledgeException(StatusCodes.Status502BadGateway, "knowledge_upstream_error", $"The knowledge base did not confirm '{Shorten(file.FileName)}'; list the documents before trying again.");
+            }
+            catch (Exception exception) when (exception is not OperationCanceledException)
+            {
+                logger.LogWarning(exception, "Uploading a document of subscription {SubscriptionId} to RAGFlow failed", tenant.SubscriptionId);
+                // The files before this one are recorded: they are parsed as if the request had ended here.
+                await StartParsingAsync(tenant, added, cancellationToken);
+                throw exception as KnowledgeException ?? Upstream($"Uploading '{Shorten(file.FileName)}' failed", exception, added.Count);
+            }
+
+            var now = clock.GetUtcNow();
+            var document = new KnowledgeDocument
+            {
+                Id = Guid.CreateVersion7(now),
+                SubscriptionId = tenant.SubscriptionId,
+                ConnectorId = origin.ConnectorId,
+                Source = origin.Source,
+                ExternalId = origin.ExternalId,
+                SourceVersion = origin.Version,
+                SourceUrl = origin.SourceUrl,
+                Name = uploaded.Name ?? file.FileName,
+                RagflowDocumentId = uploaded.Id,
+                SizeBytes = uploaded.Size ?? file.Content.LongLength,
+                Status = uploaded.Run ?? ParseStates.Unstart,
+                Progress = 0,
+                CreatedAt = now,
+                UpdatedAt = now,
+            };
+            await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
+            {
+                db.KnowledgeDocuments.Add(document);
+                await db.SaveChangesAsync(CancellationToken.None);
+            }
+
+            logger.LogInformation("Added document {DocumentId} ({RagflowDocumentId}, {Source}) to the knowledge base of subscription {SubscriptionId}",
+                document.Id, document.RagflowDocumentId, document.Source, tenant.SubscriptionId);
+            added.Add(document);
+        }
+
+        await StartParsingAsync(tenant, added, cancellationToken);
+        return added;
+    }
+
+    /// <summary>Starts parsing the documents that may be parsed (never a DONE one: that would parse, and cost, twice).</summary>
+    internal async Task StartParsingAsync(KnowledgeTenant tenant, IReadOnlyList<KnowledgeDocument> documents, CancellationToken cancellationToken)
+    {
+        var ready = documents.Where(d => ParseStates.MayParse(d.Status)).ToList();
+        if (ready.Count == 0)
+        {
+            return;
+        }
+
+        try
+        {
+            foreach (var batch in ready.Chunk(100))
+            {
+                await Ragflow.ParseDocumentsAsync(tenant.DatasetId, new ParseRequest { Document_ids = batch.Select(d => d.RagflowDocumentId).ToList() }, cancellationToken);
+            }
+        }
+        catch (Exception exception) when (exception is not OperationCanceledException)
+        {
+            // The documents stay UNSTART with no attempt: the next poll starts them.
+            logger.LogWarning(exception, "Starting to parse {Count} document(s) of subscription {SubscriptionId} failed; the next poll retries", ready.Count, tenant.SubscriptionId);
+            return;
+        }
+
+        var now = clock.GetUtcNow();
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        var ids = ready.Select(d => d.Id).ToList();
+        var rows = await db.KnowledgeDocuments.Where(d => ids.Contains(d.Id)).ToListAsync(CancellationToken.None);
+        foreach (var row in rows)
+        {
+            row.Status = ParseStates.Running;
+            row.Progress = 0;
+            row.Error = null;
+            row.ParseStartedAt = now;
+            row.ParseAttempts++;
+            row.UpdatedAt = now;
+            var shown = ready.First(d => d.Id == row.Id);
+            (shown.Status, shown.Progress, shown.Error, shown.ParseStartedAt, shown.ParseAttempts, shown.UpdatedAt) = (row.Status, 0, null, now, row.ParseAttempts, now);
+        }
+
+        await db.SaveChangesAsync(CancellationToken.None);
+    }
+
+    public async Task<IReadOnlyList<KnowledgeDocument>> ListAsync(Guid subscriptionId, CancellationToken cancellationToken)
+    {
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        var documents = await db.KnowledgeDocuments.AsNoTracking().Where(d => d.SubscriptionId == subscriptionId).ToListAsync(cancellationToken);
+        return documents.OrderBy(d => d.CreatedAt).ThenBy(d => d.Id).ToList();
+    }
+
+    /// <summary>Deletes a document of the subscription from RAGFlow and the records; one already gone from RAGFlow is simply forgotten.</summary>
+    public async Task DeleteAsync(KnowledgeTenant tenant, Guid documentId, CancellationToken cancellationToken)
+    {
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        var document = await db.KnowledgeDocuments.FirstOrDefaultAsync(d => d.Id == documentId && d.SubscriptionId == tenant.SubscriptionId, cancellationToken)
+            ?? throw new KnowledgeException(StatusCodes.Status404NotFound, "document_not_found", "The knowledge base has no such document.", "id");
+        await DeleteFromRagflowAsync(tenant, [document.RagflowDocumentId], cancellationToken);
+        db.KnowledgeDocuments.Remove(document);
+        await db.SaveChangesAsync(CancellationToken.None);
+        logger.LogInformation("Deleted document {DocumentId} ({RagflowDocumentId}) of subscription {SubscriptionId}", document.Id, document.RagflowDocumentId, tenant.SubscriptionId);
+    }
+
+    internal async Task DeleteFromRagflowAsync(KnowledgeTenant tenant, IReadOnlyList<string> ragflowIds, CancellationToken cancellationToken)
+    {
+        // One by one: RAGFlow deletes nothing when any id of a batch is unknown.
+        foreach (var id in ragflowIds)
+        {
+            try
+            {
+                await Ragflow.DeleteDocumentsAsync(tenant.DatasetId, new DeleteByIdsRequest { Ids = [id] }, cancellationToken);
+            }
+            catch (Exception exception) when (RagflowException.Find(exception) is { IsNotFound: true })
+            {
+                logger.LogInformation("RAGFlow document {RagflowDocumentId} was already gone", id);
+            }
+            catch (Exception exception) when (exception is not OperationCanceledException)
+            {
+                throw Upstream("Deleting the document from the knowledge base failed", exception, 0);
+            }
+        }
+    }
+
+    private static KnowledgeException Upstream(string what, Exception exception, int alreadyAdded)
+    {
+        var ragflow = RagflowException.Find(exception);
+        var detail = ragflow is { Code: not RagflowErrors.Unauthorized } ? $": {Shorten(ragflow.UpstreamMessage, 300)}" : ".";
+        var done = alreadyAdded > 0 ? $" {alreadyAdded} earlier file(s) of this request were added." : string.Empty;
+        return new KnowledgeException(StatusCodes.Status502BadGateway, "knowledge_upstream_error", $"{what}{detail} Try again later.{done}", innerException: exception);
+    }
+
+    internal static string Shorten(string text, int max = 120) => text.Length <= max ? text : text[..(max - 1)] + "…";
+
+    private static string Megabytes(long bytes) => $"{bytes / 1024d / 1024d:0.#} MB";
+}

@@ -1,0 +1,280 @@
+using CmpWaldurAdapter.Core.Catalogue;
+using CmpWaldurAdapter.Credits;
+using CmpWaldurAdapter.Persistence;
+using CmpWaldurAdapter.Ragflow.Api;
+using CmpWaldurAdapter.Ragflow.Contracts;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+using Quartz;
+
+namespace CmpWaldurAdapter.Knowledge.Documents;
+
+/// <summary>
+/// Follows parses in RAGFlow: copies run state, progress and failure messages onto the records, charges a
+/// document once when it first reaches DONE (ledger request id <c>doc:{RAGFlow id}</c>, so a repeated poll or
+/// a restart between charging and recording replays instead of charging again), starts parses an upload
+/// could not start, and restarts a parse stuck longer than <see cref="KnowledgeOptions.StuckAfter"/> once.
+/// </summary>
+public sealed class ParseMonitor(
+    IDbContextFactory<AdapterDbContext> dbs,
+    KnowledgeBase knowledge,
+    CreditLedger ledger,
+    IOptionsMonitor<KnowledgeOptions> options,
+    TimeProvider clock,
+    ILogger<ParseMonitor> logger) : IDisposable
+{
+    public const int PageSize = 100;
+
+    private readonly SemaphoreSlim _oneAtATime = new(1, 1);
+
+    /// <summary>One pass over every subscription with documents not yet settled. Returns how many documents changed.</summary>
+    public async Task<int> PollAsync(CancellationToken cancellationToken)
+    {
+        await _oneAtATime.WaitAsync(cancellationToken);
+        try
+        {
+            List<Guid> subscriptions;
+            await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
+            {
+                subscriptions = await db.KnowledgeDocuments.AsNoTracking()
+                    .Where(d => d.Status == ParseStates.Unstart || d.Status == ParseStates.Running || (d.Status == ParseStates.Done && d.ChargedAt == null))
+                    .Select(d => d.SubscriptionId).Distinct().ToListAsync(cancellationToken);
+            }
+
+            var changed = 0;
+            foreach (var subscription in subscriptions)
+            {
+                try
+                {
+                    changed += await PollSubscriptionAsync(subscription, cancellationToken);
+                }
+                catch (Exception exception) when (exception is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+                {
+                    // One subscription's trouble (RAGFlow refusing its dataset, a concurrent delete) must not stop the others.
+                    logger.LogWarning(exception, "Polling the parses of subscription {SubscriptionId} failed; the next poll retries", subscription);
+                }
+            }
+
+            return changed;
+        }
+        finally
+        {
+            _oneAtATime.Release();
+        }
+    }
+
+    private async Task<int> PollSubscriptionAsync(Guid subscriptionId, CancellationToken cancellationToken)
+    {
+        KnowledgeTenant tenant;
+        try
+        {
+            tenant = await knowledge.TenantAsync(subscriptionId, forWrite: false, cancellationToken);
+        }
+        catch (KnowledgeException exception)
+        {
+            logger.LogDebug("Skipping the parses of subscription {SubscriptionId}: {Reason}", subscriptionId, exception.Message);
+            return 0;
+        }
+
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        var pending = await db.KnowledgeDocuments
+            .Where(d => d.SubscriptionId == subscriptionId
+                && (d.Status == ParseStates.Unstart || d.Status == ParseStates.Running || (d.Status == ParseStates.Done && d.ChargedAt == null)))
+            .ToListAsync(cancellationToken);
+        if (pending.Count == 0)
+        {
+            return 0;
+        }
+
+        var remote = await ListAllAsync(tenant.DatasetId, cancellationToken);
+        var now = clock.GetUtcNow();
+        var stuckAfter = options.CurrentValue.StuckAfter;
+        var toStart = new List<KnowledgeDocument>();
+        var changed = 0;
+        foreach (var document in pending)
+        {
+            var before = (document.Status, document.Progress, document.Error, document.ChargedAt);
+            if (!remote.TryGetValue(document.RagflowDocumentId, out var state))
+            {
+                document.Status = ParseStates.Fail;
+                document.Error = "The document is no longer in the knowledge base; upload it again.";
+            }
+            else if (document.Status == ParseStates.Unstart && document.ParseAttempts == 0 && ParseStates.MayParse(state.Run))
+            {
+                toStart.Add(document);
+            }
+            else
+            {
+                await ApplyAsync(tenant, document, state, now, stuckAfter, cancellationToken);
+            }
+
+            if (before != (document.Status, document.Progress, document.Error, document.ChargedAt))
+            {
+                document.UpdatedAt = now;
+                changed++;
+            }
+        }
+
+        await db.SaveChangesAsync(CancellationToken.None);
+        if (toStart.Count > 0)
+        {
+            await knowledge.StartParsingAsync(tenant, toStart, cancellationToken);
+            changed += toStart.Count;
+        }
+
+        return changed;
+    }
+
+    private async Task ApplyAsync(KnowledgeTenant tenant, KnowledgeDocument document, Document state, DateTimeOffset now, TimeSpan stuckAfter, CancellationToken cancellationToken)
+    {
+        var run = state.Run ?? ParseStates.Unstart;
+        switch (run)
+        {
+            case ParseStates.Done:
+                document.Status = ParseStates.Done;
+                document.Progress = 1;
+                document.Error = null;
+                if (document.ChargedAt is null)
+                {
+                    await ChargeAsync(tenant, document, now, cancellationToken);
+                }
+
+                break;
+
+            case ParseStates.Fail:
+                // Nothing is charged for a failed parse.
+                document.Status = ParseStates.Fail;
+                document.Progress = 0;
+                document.Error = FailureReason(state.Progress_msg);
+                logger.LogInformation("Parsing document {DocumentId} of subscription {SubscriptionId} failed: {Reason}", document.Id, tenant.SubscriptionId, document.Error);
+                break;
+
+            case ParseStates.Cancel:
+                document.Status = ParseStates.Cancel;
+                document.Progress = 0;
+                document.Error = "Parsing was stopped in the knowledge base.";
+                break;
+
+            case ParseStates.Running:
+                document.Status = ParseStates.Running;
+                document.Progress = Math.Clamp(state.Progress ?? 0, 0, 1);
+                // Started by a call whose answer was lost: the watchdog counts from now.
+                document.ParseStartedAt ??= now;
+                document.ParseAttempts = Math.Max(document.ParseAttempts, 1);
+                if (document.ParseStartedAt is { } started && now - started > stuckAfter)
+                {
+                    await RestartStuckAsync(tenant, document, now, stuckAfter, cancellationToken);
+                }
+
+                break;
+
+            default:
+                document.Status = run;
+                break;
+        }
+    }
+
+    private async Task ChargeAsync(KnowledgeTenant tenant, KnowledgeDocument document, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        ActionPrice price;
+        try
+        {
+            price = knowledge.Price(tenant);
+        }
+        catch (KnowledgeException exception)
+        {
+            logger.LogWarning(exception, "Document {DocumentId} is parsed but cannot be priced now; the next poll charges it", document.Id);
+            return;
+        }
+
+        var result = await ledger.ChargeAsync(tenant.CustomerId, tenant.SubscriptionId, ActionClass.RagDocument, price.Credits, price.PriceBookVersion, ChargeRequestId(document.RagflowDocumentId), cancellationToken);
+        if (result.IsCharged)
+        {
+            document.ChargedAt = now;
+            document.CreditsCharged = result.Credits;
+            logger.LogInformation("Charged {Credits} credits for parsing document {DocumentId} of subscription {SubscriptionId}{Replay}",
+                result.Credits, document.Id, tenant.SubscriptionId, result.Status == ChargeStatus.Replayed ? " (charged before: replayed)" : string.Empty);
+        }
+        else
+        {
+            logger.LogWarning("Parsing document {DocumentId} of subscription {SubscriptionId} could not be charged ({Refusal}); the next poll tries again",
+                document.Id, tenant.SubscriptionId, result.Refusal);
+        }
+    }
+
+    public void Dispose() => _oneAtATime.Dispose();
+
+    /// <summary>The ledger request id of a document's parse: the same document never pays twice.</summary>
+    public static string ChargeRequestId(string ragflowDocumentId) => $"doc:{ragflowDocumentId}";
+
+    private async Task RestartStuckAsync(KnowledgeTenant tenant, KnowledgeDocument document, DateTimeOffset now, TimeSpan stuckAfter, CancellationToken cancellationToken)
+    {
+        var request = new ParseRequest { Document_ids = [document.RagflowDocumentId] };
+        try
+        {
+            await knowledge.Ragflow.StopParsingAsync(tenant.DatasetId, request, cancellationToken);
+        }
+        catch (Exception exception) when (RagflowException.Find(exception) is { IsTransient: false })
+        {
+            // It finished or failed between the list and the stop: the next poll sees that.
+            logger.LogInformation(exception, "Stopping the stuck parse of document {DocumentId} was refused", document.Id);
+            return;
+        }
+
+        if (document.ParseAttempts >= 2)
+        {
+            document.Status = ParseStates.Fail;
+            document.Progress = 0;
+            document.Error = $"Parsing did not finish within {Describe(stuckAfter)}, also after one restart, and was stopped. Delete the document and upload it again, or contact support.";
+            logger.LogWarning("Parse of document {DocumentId} of subscription {SubscriptionId} stuck twice: stopped and failed", document.Id, tenant.SubscriptionId);
+            return;
+        }
+
+        await knowledge.Ragflow.ParseDocumentsAsync(tenant.DatasetId, request, cancellationToken);
+        document.Status = ParseStates.Running;
+        document.Progress = 0;
+        document.Error = null;
+        document.ParseStartedAt = now;
+        document.ParseAttempts++;
+        logger.LogWarning("Parse of document {DocumentId} of subscription {SubscriptionId} ran longer than {StuckAfter}: stopped and started again", document.Id, tenant.SubscriptionId, stuckAfter);
+    }
+
+    private async Task<Dictionary<string, Document>> ListAllAsync(string datasetId, CancellationToken cancellationToken)
+    {
+        var all = new Dictionary<string, Document>(StringComparer.Ordinal);
+        for (var page = 1; ; page++)
+        {
+            var answer = await knowledge.Ragflow.ListDocumentsAsync(datasetId, page, PageSize, cancellationToken);
+            var docs = answer.Data?.Docs ?? [];
+            foreach (var doc in docs)
+            {
+                all[doc.Id] = doc;
+            }
+
+            var total = answer.Data?.Total ?? 0;
+            if (docs.Count < PageSize || all.Count >= total)
+            {
+                return all;
+            }
+        }
+    }
+
+    /// <summary>RAGFlow's progress_msg is a log, one line per step; the failure reason is its last line.</summary>
+    internal static string FailureReason(string? progressLog)
+    {
+        var line = (progressLog ?? string.Empty).Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).LastOrDefault();
+        return string.IsNullOrEmpty(line) ? "Parsing failed in the knowledge base without a reason." : KnowledgeBase.Shorten(line, 1000);
+    }
+
+    private static string Describe(TimeSpan span) => span.TotalMinutes >= 1 ? $"{span.TotalMinutes:0.#} minutes" : $"{span.TotalSeconds:0.#} seconds";
+}
+
+/// <summary>The Quartz job that runs <see cref="ParseMonitor.PollAsync"/> (on one replica per firing when clustered).</summary>
+[DisallowConcurrentExecution]
+public sealed class PollKnowledgeParsesJob(ParseMonitor monitor) : IJob
+{
+    public static readonly JobKey Key = new("poll-knowledge-parses", "knowledge");
+
+    public async ValueTask Execute(IJobExecutionContext context, CancellationToken cancellationToken) =>
+        await monitor.PollAsync(cancellationToken);
+}

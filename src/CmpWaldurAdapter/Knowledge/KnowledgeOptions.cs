@@ -1,0 +1,47 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace CmpWaldurAdapter.Knowledge;
+
+/// <summary>Limits and timings of the knowledge base (configuration section <c>Knowledge</c>).</summary>
+public sealed class KnowledgeOptions : IValidatableObject
+{
+    public const string SectionName = "Knowledge";
+
+    public static readonly IReadOnlyList<string> DefaultExtensions = ["pdf", "docx", "txt", "md", "html", "csv", "xlsx", "pptx", "json"];
+
+    /// <summary>Largest file accepted, per file (uploads, URLs and connector pages alike).</summary>
+    [Range(1, 1L << 30)]
+    public long MaxFileBytes { get; set; } = 25 * 1024 * 1024;
+
+    /// <summary>Most files in one upload request.</summary>
+    [Range(1, 100)]
+    public int MaxFilesPerUpload { get; set; } = 20;
+
+    /// <summary>Most documents one subscription's knowledge base may hold.</summary>
+    [Range(1, 1_000_000)]
+    public int MaxDocumentsPerSubscription { get; set; } = 500;
+
+    /// <summary>Accepted file extensions, without the dot; empty means <see cref="DefaultExtensions"/> (a list here replaces them).</summary>
+    public List<string> AllowedExtensions { get; } = [];
+
+    /// <summary>How often parsing documents are polled in RAGFlow.</summary>
+    public TimeSpan PollInterval { get; set; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>A parse running longer than this is stuck: it is stopped and started again once, then failed.</summary>
+    public TimeSpan StuckAfter { get; set; } = TimeSpan.FromMinutes(60);
+
+    internal IReadOnlyList<string> EffectiveExtensions => AllowedExtensions.Count == 0 ? DefaultExtensions : AllowedExtensions;
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        if (PollInterval <= TimeSpan.Zero)
+        {
+            yield return new ValidationResult("Knowledge:PollInterval must be positive.", [nameof(PollInterval)]);
+        }
+
+        if (StuckAfter <= TimeSpan.Zero)
+        {
+            yield return new ValidationResult("Knowledge:StuckAfter must be positive.", [nameof(StuckAfter)]);
+        }
+    }
+}

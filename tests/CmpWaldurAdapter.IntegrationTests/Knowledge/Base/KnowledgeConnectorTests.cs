@@ -1,0 +1,190 @@
+using System.Net;
+using System.Text.Json.Nodes;
+using CmpWaldurAdapter.Persistence;
+using CmpWaldurAdapter.Testing.Fakes;
+using Microsoft.EntityFrameworkCore;
+using static CmpWaldurAdapter.Testing.Fakes.NotionFake;
+
+namespace CmpWaldurAdapter.IntegrationTests.Knowledge.Base;
+
+/// <summary>
+/// Notion and Confluence connectors through the API, against the WireMock fakes of Notion's API (version
+/// 2022-06-28: "Query a database", "Retrieve block children", pagination with has_more/next_cursor) and
+/// Confluence Cloud REST v1 ("Get content" with start/limit, "Get space", Basic auth), and the RAGFlow fake.
+/// </summary>
+public abstract class KnowledgeConnectorTests(DatabaseProvider provider) : IAsyncLifetime
+{
+    private const string NotionToken = "secret_buyer_0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJ";
+    private const string Email = "kb@acme.example";
+    private const string ConfluenceToken = "ATATT3xFfGF0confluence-token-0123456789";
+
+    private KnowledgeTestBed _bed = null!;
+
+    public async Task InitializeAsync()
+    {
+        _bed = await KnowledgeTestBed.CreateAsync(provider);
+        _bed.Settings["Knowledge:Notion:PageSize"] = "2";
+        _bed.Settings["Knowledge:Confluence:PageSize"] = "2";
+        _bed.Notion.AddWorkspace(NotionToken);
+        _bed.Confluence.AddAccount(Email, ConfluenceToken);
+        _bed.Confluence.AddSpace("KB", "Knowledge", Email);
+        await _bed.StartAsync(credits: 100);
+    }
+
+    public async Task DisposeAsync() => await _bed.DisposeAsync();
+
+    private (string Database, List<string> Pages) NotionDatabase(int pages)
+    {
+        var database = _bed.Notion.AddDatabase(NotionToken);
+        var ids = Enumerable.Range(1, pages).Select(i => _bed.Notion.AddPage(NotionToken, $"Policy {i}", database, Paragraph($"Rule {i}."))).ToList();
+        return (database, ids);
+    }
+
+    private Task<(HttpStatusCode Status, JsonObject Body)> ConnectNotionAsync(params string[] ids) =>
+        _bed.PostJsonAsync("/v1/knowledge/connectors/notion", new JsonObject { ["integration_token"] = NotionToken, ["ids"] = new JsonArray(ids.Select(i => (JsonNode)i).ToArray()) });
+
+    private Task<(HttpStatusCode Status, JsonObject Body)> ConnectConfluenceAsync(string token = ConfluenceToken) =>
+        _bed.PostJsonAsync("/v1/knowledge/connectors/confluence", new JsonObject
+        {
+            ["site_url"] = _bed.Confluence.Url.ToString(),
+            ["email"] = Email,
+            ["api_token"] = token,
+            ["space_key"] = "KB",
+        });
+
+    private Dictionary<string, string> RagflowIdsByName() =>
+        _bed.Ragflow.Documents(_bed.DatasetId).ToDictionary(d => d["name"]!.GetValue<string>(), d => d["id"]!.GetValue<string>());
+
+    [Fact]
+    public async Task Connecting_notion_reads_a_database_page_by_page_and_a_re_sync_replaces_only_the_changed_page()
+    {
+        var (database, pages) = NotionDatabase(3);
+
+        var (status, body) = await ConnectNotionAsync(database);
+
+        Assert.Equal(HttpStatusCode.Created, status);
+        Assert.Equal(3, body["sync"]!["added"]!.GetValue<int>());
+        Assert.Equal(2, _bed.Notion.Count("POST", $"/v1/databases/{database}/query"));
+        var documents = await _bed.DocumentsAsync();
+        Assert.Equal(3, documents.Count);
+        Assert.All(documents, d => Assert.Equal("notion", d!["source"]!.GetValue<string>()));
+        var before = RagflowIdsByName();
+
+        _bed.Notion.EditPage(pages[1], "Policy 2", Paragraph("Rule 2, revised."));
+        var connector = body["connector"]!["id"]!.GetValue<string>();
+        var (syncStatus, sync) = await _bed.PostJsonAsync($"/v1/knowledge/connectors/{connector}/sync", []);
+
+        Assert.Equal(HttpStatusCode.OK, syncStatus);
+        Assert.Equal((0, 1, 0, 2), (sync["sync"]!["added"]!.GetValue<int>(), sync["sync"]!["replaced"]!.GetValue<int>(), sync["sync"]!["removed"]!.GetValue<int>(), sync["sync"]!["unchanged"]!.GetValue<int>()));
+        var after = RagflowIdsByName();
+        // The same names: the old version left before the new one arrived, so RAGFlow renamed nothing to "x(1).md".
+        Assert.Equal(before.Keys.Order(), after.Keys.Order());
+        var changed = before.Keys.Single(name => name.Contains("policy-2", StringComparison.Ordinal));
+        Assert.NotEqual(before[changed], after[changed]);
+        foreach (var name in before.Keys.Where(n => n != changed))
+        {
+            Assert.Equal(before[name], after[name]);
+            Assert.Equal(1, _bed.Ragflow.ParseRequests(after[name]));
+        }
+
+        Assert.Equal(3, (await _bed.DocumentsAsync()).Count);
+    }
+
+    [Fact]
+    public async Task Connector_credentials_are_stored_encrypted_and_never_shown()
+    {
+        var (database, _) = NotionDatabase(1);
+        await ConnectNotionAsync(database);
+        await ConnectConfluenceAsync();
+
+        var stored = await _bed.Credits.QueryAsync(db => db.KnowledgeConnectors.AsNoTracking().Select(c => c.ProtectedSettings).ToListAsync());
+        var (_, listed) = await _bed.GetAsync("/v1/knowledge/connectors");
+
+        Assert.Equal(2, stored.Count);
+        Assert.All(stored, s => Assert.DoesNotContain(NotionToken, s, StringComparison.Ordinal));
+        Assert.All(stored, s => Assert.DoesNotContain(ConfluenceToken, s, StringComparison.Ordinal));
+        Assert.Equal(["notion", "confluence"], listed["data"]!.AsArray().Select(c => c!["kind"]!.GetValue<string>()));
+        Assert.DoesNotContain(NotionToken, listed.ToJsonString(), StringComparison.Ordinal);
+        Assert.DoesNotContain(ConfluenceToken, listed.ToJsonString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task An_expired_notion_token_is_a_clear_422_on_connect_and_on_sync_and_keeps_what_was_there()
+    {
+        var (database, _) = NotionDatabase(2);
+        var (_, body) = await ConnectNotionAsync(database);
+        var connector = body["connector"]!["id"]!.GetValue<string>();
+
+        _bed.Notion.ExpireToken(NotionToken);
+        var (syncStatus, sync) = await _bed.PostJsonAsync($"/v1/knowledge/connectors/{connector}/sync", []);
+        var (connectStatus, connect) = await ConnectNotionAsync(database);
+
+        foreach (var (status, error) in new[] { (syncStatus, sync), (connectStatus, connect) })
+        {
+            Assert.Equal(HttpStatusCode.UnprocessableEntity, status);
+            KnowledgeTestBed.AssertError(error, "source_access_denied");
+            Assert.Contains("Notion", error["error"]!["message"]!.GetValue<string>(), StringComparison.Ordinal);
+            Assert.DoesNotContain(NotionToken, error.ToJsonString(), StringComparison.Ordinal);
+        }
+
+        Assert.Equal(2, (await _bed.DocumentsAsync()).Count);
+        Assert.DoesNotContain(_bed.Credits.Logs.Lines, line => line.Contains(NotionToken, StringComparison.Ordinal));
+        var (_, connectors) = await _bed.GetAsync("/v1/knowledge/connectors");
+        var only = Assert.Single(connectors["data"]!.AsArray())!;
+        Assert.Contains("Notion", only["last_error"]!.GetValue<string>(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Connecting_confluence_pages_through_the_space_and_a_re_sync_replaces_only_the_edited_page()
+    {
+        var pages = Enumerable.Range(1, 3).Select(i => _bed.Confluence.AddPage("KB", $"Runbook {i}", $"<p>Step {i}</p>")).ToList();
+
+        var (status, body) = await ConnectConfluenceAsync();
+
+        Assert.Equal(HttpStatusCode.Created, status);
+        Assert.Equal(3, body["sync"]!["added"]!.GetValue<int>());
+        Assert.True(_bed.Confluence.Count("GET", "/wiki/rest/api/content") >= 2, "the space is read in pages of 2");
+        Assert.All(await _bed.DocumentsAsync(), d => Assert.Equal("confluence", d!["source"]!.GetValue<string>()));
+
+        _bed.Confluence.EditPage(pages[2], "<p>Step 3, now with a rollback.</p>");
+        var (_, sync) = await _bed.PostJsonAsync($"/v1/knowledge/connectors/{body["connector"]!["id"]}/sync", []);
+
+        Assert.Equal(1, sync["sync"]!["replaced"]!.GetValue<int>());
+        Assert.Equal(2, sync["sync"]!["unchanged"]!.GetValue<int>());
+        Assert.Equal(3, _bed.Ragflow.Documents(_bed.DatasetId).Count);
+    }
+
+    [Fact]
+    public async Task An_expired_confluence_token_is_a_clear_422_naming_confluence_and_not_the_token()
+    {
+        _bed.Confluence.AddPage("KB", "Runbook", "<p>Step</p>");
+        var (_, body) = await ConnectConfluenceAsync();
+
+        _bed.Confluence.ExpireToken(ConfluenceToken);
+        var (status, error) = await _bed.PostJsonAsync($"/v1/knowledge/connectors/{body["connector"]!["id"]}/sync", []);
+
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, status);
+        KnowledgeTestBed.AssertError(error, "source_access_denied");
+        Assert.Contains("Confluence", error["error"]!["message"]!.GetValue<string>(), StringComparison.Ordinal);
+        Assert.DoesNotContain(ConfluenceToken, error.ToJsonString(), StringComparison.Ordinal);
+        Assert.DoesNotContain(_bed.Credits.Logs.Lines, line => line.Contains(ConfluenceToken, StringComparison.Ordinal));
+        Assert.Single(_bed.Ragflow.Documents(_bed.DatasetId));
+    }
+
+    [Fact]
+    public async Task Another_subscriptions_connector_cannot_be_synced()
+    {
+        var (database, _) = NotionDatabase(1);
+        var (_, body) = await ConnectNotionAsync(database);
+        var (_, _, otherKey) = await _bed.AddSubscriptionAsync(credits: 10);
+
+        var (status, error) = await _bed.PostJsonAsync($"/v1/knowledge/connectors/{body["connector"]!["id"]}/sync", [], otherKey);
+
+        Assert.Equal(HttpStatusCode.NotFound, status);
+        KnowledgeTestBed.AssertError(error, "connector_not_found");
+    }
+}
+
+public sealed class KnowledgeConnectorOnSqliteTests() : KnowledgeConnectorTests(DatabaseProvider.Sqlite);
+
+public sealed class KnowledgeConnectorOnPostgresTests() : KnowledgeConnectorTests(DatabaseProvider.Postgres);

@@ -1,0 +1,51 @@
+using CmpWaldurAdapter.Knowledge;
+using CmpWaldurAdapter.Knowledge.Documents;
+
+namespace CmpWaldurAdapter.UnitTests.Knowledge;
+
+public sealed class KnowledgeRulesTests
+{
+    [Theory]
+    [InlineData("UNSTART", true)]
+    [InlineData("FAIL", true)]
+    [InlineData("CANCEL", true)]
+    [InlineData("DONE", false)]
+    [InlineData("RUNNING", false)]
+    [InlineData(null, false)]
+    public void Only_documents_never_parsed_failed_or_cancelled_may_be_sent_to_parse(string? run, bool mayParse) =>
+        Assert.Equal(mayParse, ParseStates.MayParse(run));
+
+    [Fact]
+    public void A_failure_reason_is_the_last_line_of_ragflows_progress_log()
+    {
+        const string log = "10:00:01 Task has been received.\n10:00:02 Page(1~12): OCR started\n\n10:00:09 [ERROR]Embedding model rate limit exceeded\n";
+
+        Assert.Equal("10:00:09 [ERROR]Embedding model rate limit exceeded", ParseMonitor.FailureReason(log));
+        Assert.Equal("Parsing failed in the knowledge base without a reason.", ParseMonitor.FailureReason("  \n"));
+        Assert.Equal("Parsing failed in the knowledge base without a reason.", ParseMonitor.FailureReason(null));
+        Assert.Equal(1000, ParseMonitor.FailureReason(new string('x', 5000)).Length);
+    }
+
+    [Fact]
+    public void The_charge_of_a_document_is_keyed_by_its_ragflow_id() =>
+        Assert.Equal("doc:97a5f1c2759811efaa500242ac120004", ParseMonitor.ChargeRequestId("97a5f1c2759811efaa500242ac120004"));
+
+    [Theory]
+    [InlineData("report.pdf", "report.pdf")]
+    [InlineData("C:\\Users\\me\\Q3 report.docx", "Q3 report.docx")]
+    [InlineData("../../etc/passwd.txt", "passwd.txt")]
+    [InlineData("a\"b\r\n.txt", "ab.txt")]
+    [InlineData(".txt", "document.txt")]
+    [InlineData("Отчёт 2026.md", "Отчёт 2026.md")]
+    public void Uploaded_file_names_keep_only_a_safe_base_name(string raw, string expected) =>
+        Assert.Equal(expected, KnowledgeEndpoints.CleanFileName(raw));
+
+    [Fact]
+    public void A_long_file_name_is_shortened_and_keeps_its_extension()
+    {
+        var name = KnowledgeEndpoints.CleanFileName(new string('a', 300) + ".xlsx");
+
+        Assert.Equal(200, name.Length);
+        Assert.EndsWith(".xlsx", name, StringComparison.Ordinal);
+    }
+}

@@ -52,7 +52,8 @@ public sealed class UsageReporter(
     TimeProvider clock,
     IOptionsMonitor<UsageOptions> options,
     IOptionsMonitor<WaldurOptions> waldurOptions,
-    ILogger<UsageReporter> logger)
+    ILogger<UsageReporter> logger,
+    Observability.AdapterMetrics metrics)
 {
     /// <summary>Reports every resource with usage in the periods (the current and previous month, or <paramref name="period"/>).</summary>
     public async Task<UsageReport> ReportAsync(BillingPeriod? period = null, bool dryRun = false, CancellationToken cancellationToken = default)
@@ -158,6 +159,7 @@ public sealed class UsageReporter(
                     Date = period.Start,
                     Usages = changed.Select(c => new ComponentUsageItemRequest { Type = c.Component, Amount = UsageAmounts.Format(c.Ours) }).ToList(),
                 }, cancellationToken);
+                metrics.UsageReportsSent.Inc();
                 rows.AddRange(changed.Select(c => Compared(resourceUuid, subscription?.Id, period, c, UsageAction.Posted)));
             }
             catch (Exception exception) when (IsWaldurFailure(exception, cancellationToken))

@@ -7,6 +7,12 @@ using CmpWaldurAdapter.Benchmarks;
 // invariant checked before and after. Usage (scripts/bench.sh runs it):
 //   CmpWaldurAdapter.Benchmarks --server "Host=…;Username=…" [--charges 30000] [--workers 16]
 //       [--customers 1,64] [--label NAME] [--synchronous-commit on|off] [--record docs/benchmarks.md]
+if (args.Length > 0 && args[0] is "orders" or "usage")
+{
+    // End-to-end pipelines: orders over STOMP, usage reporting (see PipelineBench).
+    return await PipelineBench.RunAsync(args);
+}
+
 var options = BenchOptions.Parse(args);
 var results = new List<string>();
 var failures = new List<string>();

@@ -65,12 +65,14 @@ public sealed class UsageReporter(
             resources = await UsageTotals.ResourcesWithUsageAsync(db, periods, cancellationToken);
         }
 
-        var rows = new List<UsageReportRow>();
         var monthAtStart = BillingPeriod.Of(clock.GetUtcNow());
-        foreach (var resource in resources.Order())
-        {
-            rows.AddRange(await ReportResourceAsync(resource, periods, dryRun, monthAtStart, cancellationToken));
-        }
+        var ordered = resources.Order().ToList();
+        // Resources are independent (each its own context and Waldur calls): several at once, rows kept in resource order.
+        var perResource = new IReadOnlyList<UsageReportRow>[ordered.Count];
+        await Parallel.ForEachAsync(Enumerable.Range(0, ordered.Count),
+            new ParallelOptions { MaxDegreeOfParallelism = options.CurrentValue.Concurrency, CancellationToken = cancellationToken },
+            async (index, token) => perResource[index] = await ReportResourceAsync(ordered[index], periods, dryRun, monthAtStart, token));
+        var rows = perResource.SelectMany(r => r).ToList();
 
         var report = new UsageReport(rows, dryRun);
         logger.LogInformation("Usage report{DryRun}: {Resources} resource(s), {Posted} component total(s) sent, {Unchanged} unchanged, {Failed} failed, {Skipped} skipped",

@@ -5,7 +5,12 @@
 # (fsync on), runs once with synchronous_commit=on and once with it off, appends the results (date,
 # machine, command) to docs/benchmarks.md, and stops the cluster. Needs root, like scripts/test.sh.
 #
-#   scripts/bench.sh [--charges N] [--workers N] [--customers 1,64] [--no-record]
+# Then the end-to-end pipelines on PostgreSQL and RabbitMQ started by scripts/services.sh: N Create orders
+# announced over STOMP until done (target 30 s, no duplicates) and usage reporting for N resources (target
+# 30 s; a second run posts nothing; after M more charges only those are posted).
+#
+#   scripts/bench.sh [--only ledger|orders|usage] [--charges N] [--workers N] [--customers 1,64]
+#                    [--orders 500] [--resources 10000] [--no-record]
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,13 +18,16 @@ cd "$ROOT"
 . scripts/services.sh
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
-CHARGES=30000 WORKERS=16 CUSTOMERS=1,64 RECORD=docs/benchmarks.md
+CHARGES=30000 WORKERS=16 CUSTOMERS=1,64 RECORD=docs/benchmarks.md ONLY="" ORDERS=500 RESOURCES=10000
 while [ $# -gt 0 ]; do
   case "$1" in
     --charges) CHARGES="$2"; shift 2 ;;
     --workers) WORKERS="$2"; shift 2 ;;
     --customers) CUSTOMERS="$2"; shift 2 ;;
     --no-record) RECORD=""; shift ;;
+    --only) ONLY="$2"; shift 2 ;;
+    --orders) ORDERS="$2"; shift 2 ;;
+    --resources) RESOURCES="$2"; shift 2 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -31,6 +39,7 @@ log() { printf '[bench.sh] %s\n' "$*" >&2; }
 WORK="$(mktemp -d /tmp/cmp-adapter-bench.XXXXXX)"
 chmod 755 "$WORK"
 stop() {
+  services_stop "$WORK/services"
   [ -f "$WORK/pg/data/postmaster.pid" ] && su postgres -s /bin/sh -c "$PG_BIN/pg_ctl -D $WORK/pg/data -m fast stop" >/dev/null 2>&1
   rm -rf "$WORK"
 }
@@ -49,11 +58,26 @@ dotnet build tests/CmpWaldurAdapter.Benchmarks -c Release --nologo -v q -clp:Err
 BENCH=tests/CmpWaldurAdapter.Benchmarks/bin/Release/net10.0/CmpWaldurAdapter.Benchmarks.dll
 
 status=0
-for commit in on off; do
+for commit in $([ -z "$ONLY" ] || [ "$ONLY" = ledger ] && echo on off); do
   args=(--server "$SERVER" --charges "$CHARGES" --workers "$WORKERS" --customers "$CUSTOMERS" --synchronous-commit "$commit"
         --label "credit ledger, synchronous_commit=$commit")
   [ -n "$RECORD" ] && args+=(--record "$RECORD")
   log "running with synchronous_commit=$commit"
   BENCH_COMMAND="scripts/bench.sh --charges $CHARGES --workers $WORKERS --customers $CUSTOMERS" dotnet "$BENCH" "${args[@]}" || status=1
 done
+
+# The pipelines: their own PostgreSQL (fsync off, as the tests run) and RabbitMQ with web-STOMP.
+if [ -z "$ONLY" ] || [ "$ONLY" = orders ] || [ "$ONLY" = usage ]; then
+  log "starting PostgreSQL and RabbitMQ for the pipeline benchmarks"
+  services_start "$WORK/services"
+  for scenario in orders usage; do
+    [ -n "$ONLY" ] && [ "$ONLY" != "$scenario" ] && continue
+    args=("$scenario" --orders "$ORDERS" --resources "$RESOURCES")
+    [ "$scenario" = usage ] && args=("$scenario" --resources "$RESOURCES")
+    [ "$scenario" = orders ] && args=("$scenario" --orders "$ORDERS")
+    [ -n "$RECORD" ] && args+=(--record "$RECORD")
+    log "running the $scenario pipeline"
+    BENCH_COMMAND="scripts/bench.sh --only $scenario --orders $ORDERS --resources $RESOURCES" dotnet "$BENCH" "${args[@]}" || status=1
+  done
+fi
 exit $status

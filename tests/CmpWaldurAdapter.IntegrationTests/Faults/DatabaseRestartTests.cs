@@ -44,14 +44,14 @@ public sealed class DatabaseRestartTests : IAsyncLifetime
 
         await _postgres.StopAsync();
         var during = Enumerable.Range(0, 4).Select(i => _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes($"During {i}"))).ToList();
-        await Eventually.TrueAsync(async () => (await client.GetAsync("/readyz")).StatusCode == HttpStatusCode.ServiceUnavailable, TimeSpan.FromSeconds(10), "readiness reports the database");
+        await Eventually.TrueAsync(async () => (await client.GetAsync("/readyz")).StatusCode == HttpStatusCode.ServiceUnavailable, TimeSpan.FromSeconds(20), "readiness reports the database");
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/healthz")).StatusCode); // alive: no restart loop
         await Task.Delay(TimeSpan.FromSeconds(2)); // workers and polls fail for a while
 
         await _postgres.StartAgainAsync();
 
         var all = before.Concat(during).ToList();
-        await Eventually.TrueAsync(() => all.All(o => _bed.Waldur.OrderState(o) == "done"), TimeSpan.FromSeconds(60), "every order is done after the database is back");
+        await Eventually.TrueAsync(() => all.All(o => _bed.Waldur.OrderState(o) == "done"), TimeSpan.FromSeconds(90), "every order is done after the database is back");
         Assert.All(all, o => Assert.Equal(1, _bed.Waldur.Count("POST", $"/api/marketplace-orders/{o}/set_state_done/")));
         Assert.Equal(0, _bed.Waldur.Count("POST", ".*/set_state_erred/"));
         // One subscription per resource (a step cut off by the outage may run again: steps look before they create).

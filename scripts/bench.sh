@@ -7,8 +7,12 @@
 # Then the chat gateway benchmark: the same load of completions straight to a Kestrel Langflow fake and
 # through the adapter (on the same PostgreSQL), recording overhead p50/p99, requests/s and peak memory.
 #
-#   scripts/bench.sh [--charges N] [--workers N] [--customers 1,64] [--chat-requests N] [--chat-workers N]
-#                    [--only ledger|chat] [--no-record]
+# Then the end-to-end pipelines on PostgreSQL and RabbitMQ started by scripts/services.sh: N Create orders
+# announced over STOMP until done (target 30 s, no duplicates) and usage reporting for N resources (target
+# 30 s; a second run posts nothing; after M more charges only those are posted).
+#
+#   scripts/bench.sh [--only ledger|chat|orders|usage] [--charges N] [--workers N] [--customers 1,64]
+#                    [--chat-requests N] [--chat-workers N] [--orders 500] [--resources 10000] [--no-record]
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,7 +20,7 @@ cd "$ROOT"
 . scripts/services.sh
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
-CHARGES=30000 WORKERS=16 CUSTOMERS=1,64 RECORD=docs/benchmarks.md CHAT_REQUESTS=20000 CHAT_WORKERS=32 ONLY=
+CHARGES=30000 WORKERS=16 CUSTOMERS=1,64 RECORD=docs/benchmarks.md ONLY="" CHAT_REQUESTS=20000 CHAT_WORKERS=32 ORDERS=500 RESOURCES=10000
 while [ $# -gt 0 ]; do
   case "$1" in
     --charges) CHARGES="$2"; shift 2 ;;
@@ -26,6 +30,8 @@ while [ $# -gt 0 ]; do
     --chat-workers) CHAT_WORKERS="$2"; shift 2 ;;
     --only) ONLY="$2"; shift 2 ;;
     --no-record) RECORD=""; shift ;;
+    --orders) ORDERS="$2"; shift 2 ;;
+    --resources) RESOURCES="$2"; shift 2 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -37,6 +43,7 @@ log() { printf '[bench.sh] %s\n' "$*" >&2; }
 WORK="$(mktemp -d /tmp/cmp-adapter-bench.XXXXXX)"
 chmod 755 "$WORK"
 stop() {
+  services_stop "$WORK/services"
   [ -f "$WORK/pg/data/postmaster.pid" ] && su postgres -s /bin/sh -c "$PG_BIN/pg_ctl -D $WORK/pg/data -m fast stop" >/dev/null 2>&1
   rm -rf "$WORK"
 }
@@ -55,19 +62,33 @@ dotnet build tests/CmpWaldurAdapter.Benchmarks -c Release --nologo -v q -clp:Err
 BENCH=tests/CmpWaldurAdapter.Benchmarks/bin/Release/net10.0/CmpWaldurAdapter.Benchmarks.dll
 
 status=0
-for commit in on off; do
-  [ "$ONLY" = chat ] && break
+for commit in $([ -z "$ONLY" ] || [ "$ONLY" = ledger ] && echo on off); do
   args=(--server "$SERVER" --charges "$CHARGES" --workers "$WORKERS" --customers "$CUSTOMERS" --synchronous-commit "$commit"
         --label "credit ledger, synchronous_commit=$commit")
   [ -n "$RECORD" ] && args+=(--record "$RECORD")
   log "running with synchronous_commit=$commit"
   BENCH_COMMAND="scripts/bench.sh --charges $CHARGES --workers $WORKERS --customers $CUSTOMERS" dotnet "$BENCH" "${args[@]}" || status=1
 done
-if [ "$ONLY" != ledger ]; then
+if [ -z "$ONLY" ] || [ "$ONLY" = chat ]; then
   args=(chat --requests "$CHAT_REQUESTS" --workers "$CHAT_WORKERS" --database Postgres)
   [ -n "$RECORD" ] && args+=(--record "$RECORD")
   log "running the chat gateway benchmark"
   CMP_TEST_POSTGRES="$SERVER" BENCH_COMMAND="scripts/bench.sh --only chat --chat-requests $CHAT_REQUESTS --chat-workers $CHAT_WORKERS" \
     dotnet "$BENCH" "${args[@]}" || status=1
+fi
+
+# The pipelines: their own PostgreSQL (fsync off, as the tests run) and RabbitMQ with web-STOMP.
+if [ -z "$ONLY" ] || [ "$ONLY" = orders ] || [ "$ONLY" = usage ]; then
+  log "starting PostgreSQL and RabbitMQ for the pipeline benchmarks"
+  services_start "$WORK/services"
+  for scenario in orders usage; do
+    [ -n "$ONLY" ] && [ "$ONLY" != "$scenario" ] && continue
+    args=("$scenario" --orders "$ORDERS" --resources "$RESOURCES")
+    [ "$scenario" = usage ] && args=("$scenario" --resources "$RESOURCES")
+    [ "$scenario" = orders ] && args=("$scenario" --orders "$ORDERS")
+    [ -n "$RECORD" ] && args+=(--record "$RECORD")
+    log "running the $scenario pipeline"
+    BENCH_COMMAND="scripts/bench.sh --only $scenario --orders $ORDERS --resources $RESOURCES" dotnet "$BENCH" "${args[@]}" || status=1
+  done
 fi
 exit $status

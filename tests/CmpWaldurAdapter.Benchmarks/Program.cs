@@ -14,6 +14,12 @@ if (args.Length > 0 && args[0] == "chat")
     return await ChatGatewayBench.RunAsync(args[1..]);
 }
 
+if (args.Length > 0 && args[0] is "orders" or "usage")
+{
+    // End-to-end pipelines: orders over STOMP, usage reporting (see PipelineBench).
+    return await PipelineBench.RunAsync(args);
+}
+
 var options = BenchOptions.Parse(args);
 var results = new List<string>();
 var failures = new List<string>();

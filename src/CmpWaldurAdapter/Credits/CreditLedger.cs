@@ -2,6 +2,7 @@ using CmpWaldurAdapter.Core.Catalogue;
 using CmpWaldurAdapter.Core.Credits;
 using CmpWaldurAdapter.Persistence;
 using Microsoft.EntityFrameworkCore;
+using CmpWaldurAdapter.Observability;
 using Microsoft.Extensions.Options;
 
 namespace CmpWaldurAdapter.Credits;
@@ -11,8 +12,9 @@ namespace CmpWaldurAdapter.Credits;
 /// zero, never refusing while enough credits remain, idempotent per request id. A failed upstream call
 /// is released, not charged; a hold nobody closes is released when it expires.
 /// </summary>
-public sealed class CreditLedger(ICreditStore store, WaldurFunding funding, IDbContextFactory<AdapterDbContext> dbs, TimeProvider clock, IOptionsMonitor<CreditsOptions> options, ILogger<CreditLedger> logger)
+public sealed class CreditLedger(ICreditStore store, WaldurFunding funding, IDbContextFactory<AdapterDbContext> dbs, TimeProvider clock, IOptionsMonitor<CreditsOptions> options, ILogger<CreditLedger> logger, AdapterMetrics metrics)
 {
+    private readonly AdapterMetrics _metrics = metrics;
     private readonly ICreditStore _store = store;
     private readonly WaldurFunding _funding = funding;
     private readonly IDbContextFactory<AdapterDbContext> _dbs = dbs;
@@ -37,10 +39,20 @@ public sealed class CreditLedger(ICreditStore store, WaldurFunding funding, IDbC
     }
 
     /// <summary>Charges the hold: its full amount, or <paramref name="actualCredits"/> (0 to the held amount); the rest is given back.</summary>
-    public Task<SettleResult> SettleAsync(Guid reservationId, long? actualCredits = null, CancellationToken cancellationToken = default)
+    public async Task<SettleResult> SettleAsync(Guid reservationId, long? actualCredits = null, CancellationToken cancellationToken = default)
     {
         var now = _clock.GetUtcNow();
-        return _store.SettleAsync(reservationId, actualCredits, Guid.CreateVersion7(now), now, cancellationToken);
+        var entryId = Guid.CreateVersion7(now);
+        var result = await _store.SettleAsync(reservationId, actualCredits, entryId, now, cancellationToken);
+        if (result.Status == SettleStatus.Settled && result.Credits > 0)
+        {
+            // The hold row is gone once settled; the charge entry just written names its component.
+            await using var db = await _dbs.CreateDbContextAsync(cancellationToken);
+            var component = await db.LedgerEntries.AsNoTracking().Where(e => e.Id == entryId).Select(e => e.Component).SingleOrDefaultAsync(cancellationToken);
+            CountCharged(component, result.Credits);
+        }
+
+        return result;
     }
 
     /// <summary>Gives the hold back without charging (the upstream call failed or was cancelled).</summary>
@@ -65,6 +77,11 @@ public sealed class CreditLedger(ICreditStore store, WaldurFunding funding, IDbC
         var now = _clock.GetUtcNow();
         var result = await _store.ChargeAsync(request, Guid.CreateVersion7(now), now, cancellationToken);
         LogRefusal(result.Refusal, request);
+        if (result.Status == ChargeStatus.Charged)
+        {
+            CountCharged(request.Component, result.Credits);
+        }
+
         return result with { Available = Math.Max(0, result.Available) };
     }
 
@@ -145,6 +162,9 @@ public sealed class CreditLedger(ICreditStore store, WaldurFunding funding, IDbC
             _logger.LogDebug("Refused {Credits} credits for subscription {SubscriptionId} ({Refusal})", request.Credits, request.SubscriptionId, reason);
         }
     }
+
+    private void CountCharged(string? component, long credits) =>
+        _metrics.CreditsCharged.WithLabels(component ?? "unknown").Inc(credits);
 
     private static string Truncate(string text) => text.Length <= 500 ? text : text[..500];
 }

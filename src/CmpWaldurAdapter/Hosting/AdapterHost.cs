@@ -51,7 +51,9 @@ public static class AdapterHost
         }).AddRequestBodyDocumentation());
 
         var app = builder.Build();
-        app.UseSerilogRequestLogging();
+        app.UseRequestIds();
+        // The host's own logger (the static one is silent: each host logs through its own sinks).
+        app.UseSerilogRequestLogging(options => options.Logger = app.Services.GetRequiredService<Serilog.ILogger>());
         app.MapHealthEndpoints();
         app.MapMetrics("/metrics", app.Services.GetRequiredService<AdapterMetrics>().Registry);
         app.MapApiKeyEndpoints();
@@ -90,7 +92,8 @@ public static class AdapterHost
         {
             logger.ReadFrom.Configuration(configuration)
                 .Enrich.FromLogContext()
-                .Enrich.WithProperty("Application", "cmp-adapter");
+                .Enrich.WithProperty("Application", "cmp-adapter")
+                .Enrich.With<LogRedaction>(); // last: sees every property the others added
             var sinks = sp.GetServices<Serilog.Core.ILogEventSink>().ToList();
             foreach (var sink in sinks)
             {

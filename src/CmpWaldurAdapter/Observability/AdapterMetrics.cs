@@ -51,4 +51,12 @@ public sealed class AdapterMetrics
     public Histogram UpstreamDuration { get; }
 
     public Counter UsageReportsSent { get; }
+
+    /// <summary>Counts one chat API request and its duration under its HTTP status (called by the chat endpoints).</summary>
+    public void ObserveChatRequest(int statusCode, TimeSpan duration)
+    {
+        var status = statusCode.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        ChatRequests.WithLabels(status).Inc();
+        ChatDuration.WithLabels(status).Observe(duration.TotalSeconds);
+    }
 }

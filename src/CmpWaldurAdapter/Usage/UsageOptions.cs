@@ -13,4 +13,8 @@ public sealed class UsageOptions
     /// <summary>Months each report covers: the current one and the ones before it (late settlements).</summary>
     [Range(1, 12)]
     public int ReportingPeriods { get; set; } = 2;
+
+    /// <summary>Resources compared and sent at once: one at a time, 10,000 resources take minutes of round trips.</summary>
+    [Range(1, 64)]
+    public int Concurrency { get; set; } = 8;
 }

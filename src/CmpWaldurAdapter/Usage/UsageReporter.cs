@@ -52,7 +52,8 @@ public sealed class UsageReporter(
     TimeProvider clock,
     IOptionsMonitor<UsageOptions> options,
     IOptionsMonitor<WaldurOptions> waldurOptions,
-    ILogger<UsageReporter> logger)
+    ILogger<UsageReporter> logger,
+    Observability.AdapterMetrics metrics)
 {
     /// <summary>Reports every resource with usage in the periods (the current and previous month, or <paramref name="period"/>).</summary>
     public async Task<UsageReport> ReportAsync(BillingPeriod? period = null, bool dryRun = false, CancellationToken cancellationToken = default)
@@ -64,12 +65,14 @@ public sealed class UsageReporter(
             resources = await UsageTotals.ResourcesWithUsageAsync(db, periods, cancellationToken);
         }
 
-        var rows = new List<UsageReportRow>();
         var monthAtStart = BillingPeriod.Of(clock.GetUtcNow());
-        foreach (var resource in resources.Order())
-        {
-            rows.AddRange(await ReportResourceAsync(resource, periods, dryRun, monthAtStart, cancellationToken));
-        }
+        var ordered = resources.Order().ToList();
+        // Resources are independent (each its own context and Waldur calls): several at once, rows kept in resource order.
+        var perResource = new IReadOnlyList<UsageReportRow>[ordered.Count];
+        await Parallel.ForEachAsync(Enumerable.Range(0, ordered.Count),
+            new ParallelOptions { MaxDegreeOfParallelism = options.CurrentValue.Concurrency, CancellationToken = cancellationToken },
+            async (index, token) => perResource[index] = await ReportResourceAsync(ordered[index], periods, dryRun, monthAtStart, token));
+        var rows = perResource.SelectMany(r => r).ToList();
 
         var report = new UsageReport(rows, dryRun);
         logger.LogInformation("Usage report{DryRun}: {Resources} resource(s), {Posted} component total(s) sent, {Unchanged} unchanged, {Failed} failed, {Skipped} skipped",
@@ -158,6 +161,7 @@ public sealed class UsageReporter(
                     Date = period.Start,
                     Usages = changed.Select(c => new ComponentUsageItemRequest { Type = c.Component, Amount = UsageAmounts.Format(c.Ours) }).ToList(),
                 }, cancellationToken);
+                metrics.UsageReportsSent.Inc();
                 rows.AddRange(changed.Select(c => Compared(resourceUuid, subscription?.Id, period, c, UsageAction.Posted)));
             }
             catch (Exception exception) when (IsWaldurFailure(exception, cancellationToken))

@@ -137,7 +137,7 @@ public sealed partial class LangflowFake : FakeUpstream
             }
 
             EnsureDefaultProject(user.Id);
-            var token = "jwt-" + Guid.NewGuid().ToString("N");
+            var token = Hosting.TestSecrets.Register("jwt-" + Guid.NewGuid().ToString("N"), "Langflow access token");
             _tokens[token] = user.Id;
             return FakeResponse.Json(new JsonObject { ["access_token"] = token, ["refresh_token"] = "refresh-" + token, ["token_type"] = "bearer" });
         }));
@@ -152,7 +152,7 @@ public sealed partial class LangflowFake : FakeUpstream
                 return FakeResponse.Error(400, "This username is unavailable.");
             }
 
-            var user = new FakeUser(Guid.NewGuid(), username, body["password"]!.GetValue<string>()) { IsActive = NewUserIsActive };
+            var user = new FakeUser(Guid.NewGuid(), username, Hosting.TestSecrets.Register(body["password"]!.GetValue<string>(), "Langflow user password")) { IsActive = NewUserIsActive };
             _users[user.Id] = user;
             EnsureDefaultProject(user.Id);
             return FakeResponse.Json(UserJson(user), 201);
@@ -178,7 +178,7 @@ public sealed partial class LangflowFake : FakeUpstream
             var body = request.JsonObject;
             if (body["password"] is { } password)
             {
-                user.Password = password.GetValue<string>();
+                user.Password = Hosting.TestSecrets.Register(password.GetValue<string>(), "Langflow user password");
             }
 
             if (body["is_active"] is { } active)
@@ -217,7 +217,7 @@ public sealed partial class LangflowFake : FakeUpstream
         Route("POST", "/api/v1/api_key/", request => AsUser(request, user =>
         {
             // Whatever user_id the body names, the key belongs to the caller.
-            var key = new FakeKey(Guid.NewGuid(), user.Id, request.JsonObject["name"]?.GetValue<string>() ?? "", "sk-" + Guid.NewGuid().ToString("N"));
+            var key = new FakeKey(Guid.NewGuid(), user.Id, request.JsonObject["name"]?.GetValue<string>() ?? "", Hosting.TestSecrets.Register("sk-" + Guid.NewGuid().ToString("N"), "Langflow API key"));
             _keys[key.Id] = key;
             return FakeResponse.Json(KeyJson(key, masked: false));
         }));

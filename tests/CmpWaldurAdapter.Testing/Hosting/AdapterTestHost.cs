@@ -118,5 +118,7 @@ public sealed class RunningAdapter(WebApplication app, Uri url, CapturedLogs log
     {
         await App.StopAsync();
         await App.DisposeAsync();
+        // Whatever the test did, no secret it created or configured may have been logged.
+        TestSecrets.AssertNotLogged(Logs);
     }
 }

@@ -1,0 +1,154 @@
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
+using CmpWaldurAdapter.IntegrationTests.Orders;
+using CmpWaldurAdapter.Orders;
+using CmpWaldurAdapter.Testing.Hosting;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace CmpWaldurAdapter.IntegrationTests.BadInput;
+
+/// <summary>
+/// Every public endpoint (<see cref="PublicEndpoints.All"/>) against every bad input that applies to it
+/// (<see cref="BadInputAttacks.All"/>): a 4xx with a clear message, never a 5xx, and nothing changed.
+/// </summary>
+public sealed partial class BadInputTests(BadInputTests.Adapter adapter) : IClassFixture<BadInputTests.Adapter>
+{
+    public static TheoryData<PublicEndpoint, BadInputAttack> Cases()
+    {
+        var data = new TheoryData<PublicEndpoint, BadInputAttack>();
+        foreach (var endpoint in PublicEndpoints.All)
+        {
+            foreach (var attack in BadInputAttacks.All.Where(a => a.Applies(endpoint) is not null))
+            {
+                data.Add(endpoint, attack);
+            }
+        }
+
+        return data;
+    }
+
+    public static TheoryData<PublicEndpoint> Endpoints() => [.. PublicEndpoints.All];
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public async Task Bad_input_gets_a_clear_4xx_and_changes_nothing(PublicEndpoint endpoint, BadInputAttack attack)
+    {
+        var before = await adapter.StateAsync();
+        using var request = attack.Build(endpoint, adapter.Context);
+        using var client = adapter.Server.CreateClient();
+
+        using var response = await client.SendAsync(request);
+        var status = (int)response.StatusCode;
+        var body = await response.Content.ReadAsStringAsync();
+
+        Assert.True(status < 500, $"{endpoint} with {attack}: {status} {Shorten(body)}");
+        var expectation = attack.Applies(endpoint)!.Value;
+        if (expectation != Expectation.NoServerError)
+        {
+            Assert.True(status is >= 400 and < 500, $"{endpoint} with {attack}: expected a 4xx, got {status} {Shorten(body)}");
+        }
+
+        if (expectation == Expectation.ClientErrorWithMessage)
+        {
+            var message = JsonNode.Parse(body)?["error"]?["message"]?.GetValue<string>();
+            Assert.False(string.IsNullOrWhiteSpace(message), $"{endpoint} with {attack}: no error message in {Shorten(body)}");
+        }
+
+        if (expectation != Expectation.NoServerError || endpoint.Method == "GET")
+        {
+            // A refused request changes nothing. (An attack that does not concern an endpoint, such as a body
+            // sent to a regenerate, may leave a well-formed request that is served as usual.)
+            Assert.Equal(before, await adapter.StateAsync());
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Endpoints))]
+    public async Task The_well_formed_request_is_served(PublicEndpoint endpoint)
+    {
+        // The baseline: attacks are refused for what they are, not because the suite calls endpoints wrongly.
+        var context = endpoint.NamesOwnedId ? adapter.Context with { KeyId = await adapter.CreateKeyAsync() } : adapter.Context;
+        using var request = BadInputAttacks.Request(endpoint, context, endpoint.ValidBody is { } valid ? JsonContent.Create(JsonNode.Parse(valid)) : null);
+        using var client = adapter.Server.CreateClient();
+
+        using var response = await client.SendAsync(request);
+
+        var expected = endpoint.Path.Contains("{revealToken}", StringComparison.Ordinal) ? 410 : 299; // the fixture's link was used already
+        Assert.True((int)response.StatusCode <= expected, $"{endpoint}: {(int)response.StatusCode} {Shorten(await response.Content.ReadAsStringAsync())}");
+    }
+
+    private static string Shorten(string text) => text.Length > 300 ? text[..300] + "…" : text;
+
+    /// <summary>A running adapter with two subscriptions: the caller's (key, spare key, used reveal link) and another tenant's.</summary>
+    public sealed partial class Adapter : IAsyncLifetime
+    {
+        private OrderTestBed _bed = null!;
+
+        public RunningAdapter Server { get; private set; } = null!;
+
+        public BadInputContext Context { get; private set; } = null!;
+
+        public async Task InitializeAsync()
+        {
+            _bed = await OrderTestBed.CreateAsync();
+            Server = await _bed.StartServerAsync();
+            var (key, token) = await SubscribeAsync();
+            var (theirs, _) = await SubscribeAsync();
+            using var them = Client(theirs);
+            var theirKeyId = JsonNode.Parse(await them.GetStringAsync("/v1/keys"))!["data"]![0]!["id"]!.GetValue<string>();
+            Context = new BadInputContext(key, string.Empty, theirKeyId, token);
+            Context = Context with { KeyId = await CreateKeyAsync() };
+        }
+
+        public async Task DisposeAsync() => await _bed.DisposeAsync();
+
+        public async Task<string> CreateKeyAsync()
+        {
+            using var client = Client(Context.Key);
+            var response = await client.PostAsJsonAsync("/v1/keys", new { name = "spare" });
+            response.EnsureSuccessStatusCode();
+            var created = JsonNode.Parse(await response.Content.ReadAsStringAsync())!;
+            TestSecrets.Register(created["key"]!.GetValue<string>(), "spare key");
+            return created["id"]!.GetValue<string>();
+        }
+
+        /// <summary>Everything a request could change, except last-used times (reading is allowed to touch those).</summary>
+        public Task<string> StateAsync() => _bed.QueryAsync(async db => JsonSerializer.Serialize(new
+        {
+            Keys = await db.ApiKeys.AsNoTracking().OrderBy(k => k.Id).Select(k => new { k.Id, k.SubscriptionId, k.Kind, k.Name, k.Hash, k.RevokedAt }).ToListAsync(),
+            Reveals = await db.KeyReveals.AsNoTracking().OrderBy(r => r.Id).Select(r => new { r.Id, r.RevealedAt, HasKey = r.KeyCipher != null }).ToListAsync(),
+            Subscriptions = await db.Subscriptions.AsNoTracking().OrderBy(s => s.Id).Select(s => new { s.Id, s.State, s.Paused }).ToListAsync(),
+            Ledger = await db.LedgerEntries.CountAsync(),
+            Holds = await db.CreditReservations.CountAsync(),
+            Idempotent = await db.IdempotentRequests.CountAsync(),
+        }));
+
+        private async Task<(string Key, string RevealToken)> SubscribeAsync()
+        {
+            var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
+            await Server.Services.GetRequiredService<OrderInbox>().EnqueueAsync(order, "pending-provider", "event", false, CancellationToken.None);
+            await Eventually.TrueAsync(() => _bed.Waldur.OrderState(order) == "done", TimeSpan.FromSeconds(10));
+            var link = new Uri(RevealLink().Match(_bed.Waldur.Resource(_bed.Waldur.ResourceOf(order))["report"]!.ToJsonString()).Value);
+            using var anonymous = Server.CreateClient();
+            var key = KeyPattern().Match(await anonymous.GetStringAsync(link.PathAndQuery)).Value;
+            return (TestSecrets.Register(key, "subscription key"), TestSecrets.Register(link.Segments[^1], "reveal token"));
+        }
+
+        private HttpClient Client(string key)
+        {
+            var client = Server.CreateClient();
+            client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
+            return client;
+        }
+
+        [GeneratedRegex(@"https?://[^\s""]+/keys/reveal/[0-9A-Za-z]+")]
+        private static partial Regex RevealLink();
+
+        [GeneratedRegex("sk_live_[0-9A-Za-z]{46}")]
+        private static partial Regex KeyPattern();
+    }
+}

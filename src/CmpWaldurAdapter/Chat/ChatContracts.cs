@@ -70,7 +70,8 @@ public sealed record ChatCompletion(
     [property: JsonPropertyName("model")] string Model,
     [property: JsonPropertyName("choices")] IReadOnlyList<ChatChoice> Choices,
     [property: JsonPropertyName("usage")] ChatUsage Usage,
-    [property: JsonPropertyName("system_fingerprint")] string? SystemFingerprint = null);
+    [property: JsonPropertyName("system_fingerprint")] string? SystemFingerprint = null,
+    [property: JsonPropertyName("citations"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] IReadOnlyList<string>? Citations = null);
 
 public sealed record ChatChoice(
     [property: JsonPropertyName("index")] int Index,

@@ -1,4 +1,6 @@
+using System.Diagnostics;
 using CmpWaldurAdapter.Api;
+using CmpWaldurAdapter.Observability;
 
 namespace CmpWaldurAdapter.Chat;
 
@@ -18,10 +20,25 @@ public static class ChatEndpoints
             .Produces<ChatCompletion>(contentType: "application/json")
             .Produces<ChatCompletionChunk>(contentType: "text/event-stream")
             .Produces<ApiErrorBody>(400).Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(402).Produces<ApiErrorBody>(403).Produces<ApiErrorBody>(404)
-            .Produces<ApiErrorBody>(409).Produces<ApiErrorBody>(422).Produces<ApiErrorBody>(429).Produces<ApiErrorBody>(502).Produces<ApiErrorBody>(503);
+            .Produces<ApiErrorBody>(409).Produces<ApiErrorBody>(422).Produces<ApiErrorBody>(429).Produces<ApiErrorBody>(502).Produces<ApiErrorBody>(503)
+            .AddEndpointFilter(ObserveRequest);
         chat.MapGet("/models", (HttpContext http, ChatService chat, CancellationToken cancellationToken) => chat.ListModelsAsync(http, cancellationToken))
             .WithName("ListModels")
             .WithSummary("The agent this key can talk to.")
             .Produces<ModelList>().Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(403);
+    }
+
+    // Counted when the response completes, so a streamed answer's latency covers the whole stream.
+    private static async ValueTask<object?> ObserveRequest(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    {
+        var http = context.HttpContext;
+        var started = Stopwatch.GetTimestamp();
+        var metrics = http.RequestServices.GetRequiredService<AdapterMetrics>();
+        http.Response.OnCompleted(() =>
+        {
+            metrics.ObserveChatRequest(http.Response.StatusCode, Stopwatch.GetElapsedTime(started));
+            return Task.CompletedTask;
+        });
+        return await next(context);
     }
 }

@@ -247,6 +247,11 @@ public sealed partial class ChatService(
             context = await retriever.RetrieveAsync(run.Subscription, input, cancellationToken);
         }
 
+        if (CitesSources(configuration))
+        {
+            run.Sources = [.. context.Select(c => c.DocumentName).Where(name => !string.IsNullOrWhiteSpace(name)).Distinct(StringComparer.Ordinal)];
+        }
+
         var instructions = run.Request.Messages?.Where(m => m.Role is "system" or "developer").Select(m => m.Text).Where(t => !string.IsNullOrWhiteSpace(t)).ToList();
         var settings = tweaks.Build(new AgentTweakInput(
             run.Subscription,
@@ -321,8 +326,17 @@ public sealed partial class ChatService(
         "chat.completion",
         clock.GetUtcNow().ToUnixTimeSeconds(),
         run.Offering.Slug,
-        [new ChatChoice(0, new AssistantMessage("assistant", answer), "stop")],
-        Usage(run, answer, charged));
+        [new ChatChoice(0, new AssistantMessage("assistant", answer + SourcesFooter(run)), "stop")],
+        Usage(run, answer, charged),
+        Citations: run.Sources.Count > 0 ? run.Sources : null);
+
+    /// <summary>The buyer asked for citations: the offering's <c>citations</c> switch, or a Research Agent's citation style.</summary>
+    internal static bool CitesSources(JsonObject configuration) =>
+        configuration["citations"] is JsonValue citations && (citations.GetValueKind() == JsonValueKind.True || (citations.TryGetValue<string>(out var flag) && flag == "true"))
+        || configuration["citation_style"] is JsonValue style && style.TryGetValue<string>(out var name) && name is { Length: > 0 } && name != "none";
+
+    /// <summary>The documents the answer drew on, named after it, so any client shows where it came from.</summary>
+    internal static string SourcesFooter(ChatRun run) => run.Sources.Count == 0 ? string.Empty : "\n\nSources: " + string.Join("; ", run.Sources);
 
     internal static ChatUsage Usage(ChatRun run, string answer, long charged)
     {
@@ -373,6 +387,9 @@ public sealed partial class ChatService(
         public string CompletionId { get; } = "chatcmpl-" + Guid.NewGuid().ToString("N");
 
         public string Input => InputOf(Request)!;
+
+        /// <summary>Names of the retrieved documents, when the subscription's settings ask for citations.</summary>
+        public IReadOnlyList<string> Sources { get; set; } = [];
     }
 
     /// <summary>
@@ -427,6 +444,11 @@ public sealed partial class ChatService(
                     started = true;
                     Start(response);
                     await WriteAsync(response, Chunk(created, new ChunkDelta(Role: "assistant", Content: string.Empty), null), aborted);
+                }
+
+                if (SourcesFooter(run) is { Length: > 0 } footer)
+                {
+                    await WriteAsync(response, Chunk(created, new ChunkDelta(Content: footer), null), aborted);
                 }
 
                 await WriteAsync(response, Chunk(created, new ChunkDelta(), "stop"), aborted);

@@ -3,7 +3,8 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
-using CmpWaldurAdapter.IntegrationTests.Orders;
+using CmpWaldurAdapter.Credits;
+using CmpWaldurAdapter.IntegrationTests.Tenants;
 using CmpWaldurAdapter.Orders;
 using CmpWaldurAdapter.Testing.Hosting;
 using Microsoft.EntityFrameworkCore;
@@ -83,10 +84,10 @@ public sealed partial class BadInputTests(BadInputTests.Adapter adapter) : IClas
 
     private static string Shorten(string text) => text.Length > 300 ? text[..300] + "…" : text;
 
-    /// <summary>A running adapter with two subscriptions: the caller's (key, spare key, used reveal link) and another tenant's.</summary>
+    /// <summary>A running adapter (Langflow and RAGFlow fakes, credits granted) with two subscriptions: the caller's (key, spare key, used reveal link) and another tenant's.</summary>
     public sealed partial class Adapter : IAsyncLifetime
     {
-        private OrderTestBed _bed = null!;
+        private TenantTestBed _bed = null!;
 
         public RunningAdapter Server { get; private set; } = null!;
 
@@ -94,7 +95,7 @@ public sealed partial class BadInputTests(BadInputTests.Adapter adapter) : IClas
 
         public async Task InitializeAsync()
         {
-            _bed = await OrderTestBed.CreateAsync();
+            _bed = await TenantTestBed.CreateAsync();
             Server = await _bed.StartServerAsync();
             var (key, token) = await SubscribeAsync();
             var (theirs, _) = await SubscribeAsync();
@@ -125,13 +126,17 @@ public sealed partial class BadInputTests(BadInputTests.Adapter adapter) : IClas
             Ledger = await db.LedgerEntries.CountAsync(),
             Holds = await db.CreditReservations.CountAsync(),
             Idempotent = await db.IdempotentRequests.CountAsync(),
+            Documents = await db.KnowledgeDocuments.CountAsync(),
+            Connectors = await db.KnowledgeConnectors.CountAsync(),
         }));
 
         private async Task<(string Key, string RevealToken)> SubscribeAsync()
         {
-            var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
+            var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, TenantTestBed.Attributes(), Guid.NewGuid(), Guid.NewGuid());
             await Server.Services.GetRequiredService<OrderInbox>().EnqueueAsync(order, "pending-provider", "event", false, CancellationToken.None);
-            await Eventually.TrueAsync(() => _bed.Waldur.OrderState(order) == "done", TimeSpan.FromSeconds(10));
+            await Eventually.TrueAsync(() => _bed.Waldur.OrderState(order) == "done", TimeSpan.FromSeconds(20));
+            var subscription = await _bed.SubscriptionAsync(_bed.Waldur.ResourceOf(order));
+            await Server.Services.GetRequiredService<CreditLedger>().GrantAsync(subscription.CustomerId, 1000, "bad-input suite");
             var link = new Uri(RevealLink().Match(_bed.Waldur.Resource(_bed.Waldur.ResourceOf(order))["report"]!.ToJsonString()).Value);
             using var anonymous = Server.CreateClient();
             var key = KeyPattern().Match(await anonymous.GetStringAsync(link.PathAndQuery)).Value;

@@ -14,8 +14,9 @@ public enum EndpointAuth
 /// of the caller's subscription; the suite also tries another tenant's) and <c>{revealToken}</c> (an already
 /// used one-time link token). <see cref="ValidBody"/> is a body the endpoint accepts; when set, every
 /// body attack (malformed, truncated, oversized, wrong type, invalid UTF-8 …) is tried on it.
+/// <see cref="IgnoresUnknownFields"/> marks OpenAI-compatible bodies, where unknown fields are ignored by design.
 /// </summary>
-public sealed record PublicEndpoint(string Method, string Path, EndpointAuth Auth, string? ValidBody = null)
+public sealed record PublicEndpoint(string Method, string Path, EndpointAuth Auth, string? ValidBody = null, bool IgnoresUnknownFields = false)
 {
     public bool TakesBody => ValidBody is not null;
 
@@ -39,5 +40,9 @@ public static class PublicEndpoints
         new("POST", "/v1/keys/{keyId}/regenerate", EndpointAuth.SecretKey),
         new("DELETE", "/v1/keys/{keyId}", EndpointAuth.SecretKey),
         new("GET", "/v1/usage?period=2026-01", EndpointAuth.SecretKey),
+        new("GET", "/v1/models", EndpointAuth.SecretKey),
+        new("POST", "/v1/chat/completions", EndpointAuth.SecretKey, """{"model": "customer-support-agent", "messages": [{"role": "user", "content": "hello"}]}""", IgnoresUnknownFields: true),
+        new("GET", "/v1/knowledge/documents", EndpointAuth.SecretKey),
+        new("GET", "/v1/knowledge/connectors", EndpointAuth.SecretKey),
     ];
 }

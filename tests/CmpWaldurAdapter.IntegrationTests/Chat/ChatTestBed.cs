@@ -50,11 +50,11 @@ public sealed class ChatTestBed : IAsyncDisposable
     }
 
     /// <summary>A new organization and project with one subscription, <paramref name="credits"/> granted, and a secret key.</summary>
-    public async Task<Subscriber> SubscribeAsync(long credits = 100)
+    public async Task<Subscriber> SubscribeAsync(long credits = 100, System.Text.Json.Nodes.JsonObject? attributes = null)
     {
         var customer = Guid.NewGuid();
         // Through the inbox, as the server's own worker processes orders (processing here too would race it).
-        var order = Tenants.Waldur.PlaceCreateOrder(Tenants.Offering, TenantTestBed.Attributes(), customer, Guid.NewGuid());
+        var order = Tenants.Waldur.PlaceCreateOrder(Tenants.Offering, attributes ?? TenantTestBed.Attributes(), customer, Guid.NewGuid());
         await Services.GetRequiredService<OrderInbox>().EnqueueAsync(order, "pending-provider", "event", false, CancellationToken.None);
         await Eventually.TrueAsync(() => Tenants.Waldur.OrderState(order) == "done", TimeSpan.FromSeconds(20));
         var resource = Tenants.Waldur.ResourceOf(order);

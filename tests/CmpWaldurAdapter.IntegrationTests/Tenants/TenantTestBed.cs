@@ -23,13 +23,14 @@ public sealed class TenantTestBed : IAsyncDisposable
 
     public static JsonObject Form => JsonNode.Parse("""
         {
-          "order": ["agent_name", "tone", "language", "escalate_after", "brand_colour", "instructions"],
+          "order": ["agent_name", "tone", "language", "escalate_after", "brand_colour", "citations", "instructions"],
           "options": {
             "agent_name": { "type": "string", "label": "Agent name", "required": true },
             "tone": { "type": "select_string", "label": "Tone", "choices": ["friendly", "professional", "concise"], "default": "friendly" },
             "language": { "type": "select_string", "label": "Language", "choices": ["en", "de", "et"], "default": "en" },
             "escalate_after": { "type": "integer", "label": "Escalate after N unanswered questions", "min": 1, "max": 20 },
             "brand_colour": { "type": "string", "label": "Brand colour (hex)" },
+            "citations": { "type": "boolean", "label": "Cite source documents in answers" },
             "instructions": { "type": "text", "label": "Extra instructions for the agent" }
           }
         }

@@ -39,6 +39,8 @@ public abstract class AdapterDbContext(DbContextOptions options) : DbContext(opt
 
     public DbSet<CreditReservation> CreditReservations => Set<CreditReservation>();
 
+    public DbSet<Web.BuyerWebSettings> BuyerWebSettings => Set<Web.BuyerWebSettings>();
+
     public override int SaveChanges(bool acceptAllChangesOnSuccess)
     {
         BumpVersions();
@@ -151,6 +153,7 @@ public abstract class AdapterDbContext(DbContextOptions options) : DbContext(opt
         });
 
         CreditsModel.Configure(modelBuilder);
+        Web.BuyerWebSettings.Configure(modelBuilder);
     }
 
     /// <summary>Optimistic concurrency for entities two workers could touch: every update bumps Version.</summary>

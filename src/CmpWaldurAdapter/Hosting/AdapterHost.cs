@@ -37,6 +37,7 @@ public static class AdapterHost
         builder.Services.AddAdapterLogging(builder.Configuration, toStandardError: false);
         builder.Services.AddAdapterServices(builder.Configuration);
         builder.Services.AddAdapterWorkers(builder.Configuration);
+        builder.Services.AddBuyerWebPages();
 
         builder.Services.AddOpenApi("v1", options => options.AddDocumentTransformer((document, _, _) =>
         {
@@ -49,6 +50,7 @@ public static class AdapterHost
 
         var app = builder.Build();
         app.UseSerilogRequestLogging();
+        app.UseBuyerWeb();
         app.MapHealthEndpoints();
         app.MapMetrics("/metrics", app.Services.GetRequiredService<AdapterMetrics>().Registry);
         app.MapApiKeyEndpoints();
@@ -134,6 +136,7 @@ public static class AdapterHost
         services.AddAdapterCredits(configuration);
         services.AddAdapterUsage(configuration);
         services.AddKnowledgeSources(configuration);
+        services.AddBuyerWeb();
 
         services.Configure<EventsOptions>(configuration.GetSection(EventsOptions.SectionName));
         services.AddSingleton<EventChannelRegistrar>();

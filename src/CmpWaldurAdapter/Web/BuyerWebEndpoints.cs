@@ -159,6 +159,8 @@ public static class BuyerWebEndpoints
             return ApiErrors.Problem(StatusCodes.Status403Forbidden, "The widget runs only on web pages (the request has no valid Origin).", "invalid_request_error", "origin_not_allowed");
         }
 
+        // Refusals are readable by the page too, so the site owner sees why; only a token grants anything.
+        Cors(http, origin);
         var (request, error) = await ApiRequests.ReadJsonAsync<WidgetSessionRequest>(http, 4096);
         if (error is not null)
         {
@@ -188,7 +190,6 @@ public static class BuyerWebEndpoints
             return suspended;
         }
 
-        Cors(http, origin);
         var lifetime = options.Value.VisitorTokenLifetime;
         var visitor = Guid.NewGuid().ToString("N");
         var token = tokens.Create(WidgetVisitorPurpose, lifetime, caller.Subscription.Id.ToString("N"), caller.Key.Id.ToString("N"), origin, visitor);
@@ -207,6 +208,11 @@ public static class BuyerWebEndpoints
     private static async Task<IResult> WidgetChatAsync(HttpContext http, SignedTokens tokens, IDbContextFactory<AdapterDbContext> dbs, BuyerWebStore store, VisitorRateLimiter limiter, IPageChat chat, IOptions<WebOptions> options, CancellationToken cancellationToken)
     {
         var origin = http.Request.Headers.Origin.ToString();
+        if (OriginRules.TryParseOrigin(origin, out _, out _))
+        {
+            Cors(http, origin);
+        }
+
         var header = http.Request.Headers.Authorization.ToString();
         var token = header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header[7..].Trim() : null;
         if (tokens.Read(WidgetVisitorPurpose, token, 4) is not [var subscriptionText, var keyText, var boundOrigin, var visitor]
@@ -231,7 +237,6 @@ public static class BuyerWebEndpoints
             return ApiErrors.Problem(StatusCodes.Status403Forbidden, "The widget is no longer enabled on this website.", "invalid_request_error", "origin_not_allowed");
         }
 
-        Cors(http, origin);
         if (!limiter.TryAcquire(visitor, out var retryAfter))
         {
             var seconds = Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds));

@@ -44,6 +44,7 @@
     var headers = { 'Content-Type': 'application/json' };
     if (token) { headers.Authorization = 'Bearer ' + token; }
     return fetch(base + path, { method: 'POST', mode: 'cors', credentials: 'omit', headers: headers, body: JSON.stringify(body) })
+      .catch(function () { throw new Error('The assistant cannot be reached right now.'); })
       .then(function (response) {
         return response.json().catch(function () { return {}; }).then(function (data) {
           if (!response.ok) { var e = new Error((data.error && data.error.message) || 'The assistant is unavailable.'); e.status = response.status; throw e; }
@@ -62,7 +63,7 @@
     var host = element('div');
     host.setAttribute('data-cmp-widget', '');
     document.body.appendChild(host);
-    var shadow = host.attachShadow({ mode: 'closed' });
+    var shadow = host.attachShadow({ mode: 'open' });
     var style = element('style');
     style.textContent = css;
     shadow.appendChild(style);

@@ -175,7 +175,9 @@ public sealed partial class BuyerWebTests : IAsyncLifetime
         {
             var refused = await Session(client, key, origin);
             Assert.Equal(HttpStatusCode.Forbidden, refused.StatusCode);
-            Assert.False(refused.Headers.Contains("Access-Control-Allow-Origin"));
+            var refusal = JsonNode.Parse(await refused.Content.ReadAsStringAsync())!;
+            Assert.Null(refusal["token"]);
+            Assert.Equal("origin_not_allowed", refusal["error"]!["code"]!.GetValue<string>());
         }
 
         Assert.Equal(HttpStatusCode.Forbidden, (await Session(client, key, null)).StatusCode);

@@ -1,7 +1,9 @@
+using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
+using CmpWaldurAdapter.Provisioning;
 using CmpWaldurAdapter.Testing.Hosting;
 using CmpWaldurAdapter.Testing.Web;
 using CmpWaldurAdapter.Web;
@@ -16,11 +18,29 @@ public sealed partial class BuyerWebTests : IAsyncLifetime
     private static readonly DateTimeOffset Start = new(2026, 3, 10, 12, 0, 0, TimeSpan.Zero);
     private BuyerWebTestBed _bed = null!;
 
+    private readonly UpdateRecorder _updates = new();
+
     public async Task InitializeAsync()
     {
         _bed = await BuyerWebTestBed.CreateAsync(now: Start);
         _bed.Settings["Web:TryMessagesPerAddress"] = "7";
-        await _bed.StartAsync();
+        await _bed.StartAsync(services => services.AddSingleton<ITenantProvisioner>(_updates));
+    }
+
+    /// <summary>Records the Update steps a console save runs, as an Update order would run them.</summary>
+    private sealed class UpdateRecorder : ITenantProvisioner
+    {
+        public ConcurrentQueue<JsonObject> Applied { get; } = new();
+
+        public IReadOnlyList<ProvisioningStep> StepsFor(CmpWaldurAdapter.Core.Orders.OrderType type) =>
+            type == CmpWaldurAdapter.Core.Orders.OrderType.Update
+                ? [new ProvisioningStep("langflow-flow-config", (context, _) =>
+                {
+                    Applied.Enqueue((JsonObject)context.Configuration.DeepClone());
+                    context.Note("Your agent was updated with your new settings.");
+                    return Task.CompletedTask;
+                })]
+                : [];
     }
 
     public async Task DisposeAsync() => await _bed.DisposeAsync();
@@ -250,6 +270,7 @@ public sealed partial class BuyerWebTests : IAsyncLifetime
         Assert.Contains("value=\"Bea\"", refusal);
         var unchanged = await _bed.QueryAsync(db => db.Subscriptions.SingleAsync(s => s.Id == subscription.Id));
         Assert.Equal(1, unchanged.ConfigurationVersion);
+        Assert.Empty(_updates.Applied);
 
         var saved = await browser.PostAsync("/console?handler=Save", new FormUrlEncodedContent(new Dictionary<string, string>
         {
@@ -268,6 +289,9 @@ public sealed partial class BuyerWebTests : IAsyncLifetime
         Assert.Equal("Welcome to Bea's desk", configuration["welcome_message"]!.GetValue<string>());
         Assert.Equal(4, configuration["escalate_after"]!.GetValue<long>());
         Assert.Equal("professional", configuration["tone"]!.GetValue<string>());
+        Assert.Contains("Your agent was updated with your new settings.", await saved.Content.ReadAsStringAsync());
+        var applied = Assert.Single(_updates.Applied);
+        Assert.True(JsonNode.DeepEquals(configuration, applied));
 
         // Without the anti-forgery token the session cookie alone changes nothing.
         var forged = await browser.PostAsync("/console?handler=Save", new FormUrlEncodedContent(new Dictionary<string, string> { ["setting_agent_name"] = "Mallory" }));

@@ -68,10 +68,11 @@ public sealed class BuyerWebTestBed : IAsyncDisposable
     public static async Task<BuyerWebTestBed> CreateAsync(DatabaseProvider provider = DatabaseProvider.Sqlite, DateTimeOffset? now = null) =>
         new(await TestDatabase.CreateAsync(provider), now is { } start ? new TestClock(start) : null);
 
-    public async Task<RunningAdapter> StartAsync()
+    public async Task<RunningAdapter> StartAsync(Action<IServiceCollection>? configure = null)
     {
         Server = await AdapterTestHost.StartServerAsync(Settings, null, services =>
         {
+            configure?.Invoke(services);
             if (Clock is not null)
             {
                 services.AddSingleton<TimeProvider>(Clock);

@@ -1,5 +1,6 @@
 using CmpWaldurAdapter.Chat;
 using CmpWaldurAdapter.Reports;
+using Microsoft.AspNetCore.HttpOverrides;
 using Microsoft.AspNetCore.StaticFiles;
 using Microsoft.Extensions.FileProviders;
 
@@ -48,6 +49,16 @@ public static class BuyerWebServiceCollectionExtensions
 
     public static WebApplication UseBuyerWeb(this WebApplication app)
     {
+        // Read from configuration: WebOptions itself is bound at the first request, after the host knows its address.
+        if (app.Configuration.GetValue<bool>($"{WebOptions.SectionName}:{nameof(WebOptions.TrustForwardedHeaders)}"))
+        {
+            var forwarded = new ForwardedHeadersOptions { ForwardedHeaders = ForwardedHeaders.XForwardedFor | ForwardedHeaders.XForwardedProto, ForwardLimit = 1 };
+            // The operator vouches that only the proxy reaches the adapter, so its address need not be listed.
+            forwarded.KnownIPNetworks.Clear();
+            forwarded.KnownProxies.Clear();
+            app.UseForwardedHeaders(forwarded);
+        }
+
         app.Use(async (http, next) =>
         {
             http.Response.OnStarting(() =>

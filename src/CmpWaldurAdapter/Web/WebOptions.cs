@@ -34,6 +34,13 @@ public sealed class WebOptions
     /// <summary>Widget messages per visitor per minute.</summary>
     public int WidgetMessagesPerMinute { get; set; } = 10;
 
+    /// <summary>
+    /// Take the client address and scheme from <c>X-Forwarded-For</c>/<c>X-Forwarded-Proto</c> (set it only when
+    /// the adapter is reachable solely through a reverse proxy or ingress that sets them): the try page's
+    /// per-address limit then counts real visitors, not the proxy.
+    /// </summary>
+    public bool TrustForwardedHeaders { get; set; }
+
     /// <summary>The longest message the buyer pages accept.</summary>
     public int MaxMessageChars { get; set; } = 4000;
 

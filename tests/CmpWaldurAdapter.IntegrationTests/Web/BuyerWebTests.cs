@@ -24,6 +24,7 @@ public sealed partial class BuyerWebTests : IAsyncLifetime
     {
         _bed = await BuyerWebTestBed.CreateAsync(now: Start);
         _bed.Settings["Web:TryMessagesPerAddress"] = "7";
+        _bed.Settings["Web:TrustForwardedHeaders"] = "true";
         await _bed.StartAsync(services => services.AddSingleton<ITenantProvisioner>(_updates));
     }
 
@@ -160,6 +161,26 @@ public sealed partial class BuyerWebTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.OK, (await visitor.PostAsJsonAsync("/try/code-assistant/messages", new { message = "hi" })).StatusCode);
         Assert.Equal(0, await _bed.QueryAsync(db => db.LedgerEntries.CountAsync()));
         Assert.Equal(0, await _bed.QueryAsync(db => db.Subscriptions.CountAsync()));
+    }
+
+    [Fact]
+    public async Task Behind_a_trusted_proxy_the_address_limit_counts_each_forwarded_client_address()
+    {
+        async Task<HttpStatusCode> SendAsync(string address)
+        {
+            using var visitor = Browser();
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/try/topic-assistant/messages") { Content = JsonContent.Create(new { message = "hi" }) };
+            request.Headers.Add("X-Forwarded-For", address);
+            return (await visitor.SendAsync(request)).StatusCode;
+        }
+
+        for (var sent = 0; sent < 7; sent++)
+        {
+            Assert.Equal(HttpStatusCode.OK, await SendAsync("203.0.113.7"));
+        }
+
+        Assert.Equal(HttpStatusCode.TooManyRequests, await SendAsync("203.0.113.7"));
+        Assert.Equal(HttpStatusCode.OK, await SendAsync("198.51.100.20"));
     }
 
     [Fact]

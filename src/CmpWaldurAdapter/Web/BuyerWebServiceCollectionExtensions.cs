@@ -18,6 +18,13 @@ public static class BuyerWebServiceCollectionExtensions
     {
         services.AddSingleton<SignedTokens>();
         services.AddSingleton<BuyerWebStore>();
+        // Console sessions check anti-forgery tokens; the command host builds the report contributor too.
+        services.AddAntiforgery(options =>
+        {
+            options.HeaderName = "RequestVerificationToken";
+            options.Cookie.Name = "cmp_af";
+            options.Cookie.SameSite = SameSiteMode.Strict;
+        });
         services.AddSingleton<ConsoleAccess>();
         services.AddSingleton<IConsoleSession>(sp => sp.GetRequiredService<ConsoleAccess>());
         services.AddSingleton<ConsoleReportContributor>();
@@ -38,12 +45,6 @@ public static class BuyerWebServiceCollectionExtensions
     {
         services.AddRazorPages(options => options.RootDirectory = "/Web/Pages")
             .AddApplicationPart(typeof(BuyerWebServiceCollectionExtensions).Assembly);
-        services.AddAntiforgery(options =>
-        {
-            options.HeaderName = "RequestVerificationToken";
-            options.Cookie.Name = "cmp_af";
-            options.Cookie.SameSite = SameSiteMode.Strict;
-        });
         return services;
     }
 

@@ -50,6 +50,7 @@
       return fetch(base + path, { method: method, headers: headers, credentials: 'same-origin', body: json ? JSON.stringify(body) : body })
         .then(function (response) {
           return response.json().catch(function () { return {}; }).then(function (data) {
+            if (response.status === 404 && !(data.error && data.error.message)) { throw new Error('The knowledge base is not available for this agent yet.'); }
             if (!response.ok) { throw new Error((data.error && data.error.message) || ('The knowledge base answered ' + response.status + '.')); }
             return data;
           });

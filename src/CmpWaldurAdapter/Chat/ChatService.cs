@@ -54,6 +54,9 @@ public sealed partial class ChatService(
 {
     public const string ConversationHeader = "X-Conversation-Id";
 
+    /// <summary>The request's offering slug, for the endpoint's metrics.</summary>
+    public const string OfferingItem = "cmp.offering";
+
     /// <summary>How long a workspace's Langflow identity is reused without reading the database (it changes only when a tenant is repaired).</summary>
     private static readonly TimeSpan WorkspaceCacheLifetime = TimeSpan.FromSeconds(30);
 
@@ -112,6 +115,7 @@ public sealed partial class ChatService(
             return ApiErrors.Problem(StatusCodes.Status503ServiceUnavailable, "This agent's offering is not served by this adapter right now.", "server_error", "offering_unavailable");
         }
 
+        http.Items[OfferingItem] = offering.Slug;
         if (Validate(request!, offering) is { } invalid)
         {
             return invalid;
@@ -247,10 +251,7 @@ public sealed partial class ChatService(
             context = await retriever.RetrieveAsync(run.Subscription, input, cancellationToken);
         }
 
-        if (CitesSources(configuration))
-        {
-            run.Sources = [.. context.Select(c => c.DocumentName).Where(name => !string.IsNullOrWhiteSpace(name)).Distinct(StringComparer.Ordinal)];
-        }
+        run.Sources = CitedSources(configuration, context);
 
         var instructions = run.Request.Messages?.Where(m => m.Role is "system" or "developer").Select(m => m.Text).Where(t => !string.IsNullOrWhiteSpace(t)).ToList();
         var settings = tweaks.Build(new AgentTweakInput(
@@ -330,13 +331,20 @@ public sealed partial class ChatService(
         Usage(run, answer, charged),
         Citations: run.Sources.Count > 0 ? run.Sources : null);
 
+    /// <summary>The retrieved documents' names when the subscription's settings ask for citations, else none.</summary>
+    public static IReadOnlyList<string> CitedSources(JsonObject configuration, IReadOnlyList<KnowledgeChunk> context) => CitesSources(configuration)
+        ? [.. context.Select(c => c.DocumentName).Where(name => !string.IsNullOrWhiteSpace(name)).Distinct(StringComparer.Ordinal)]
+        : [];
+
     /// <summary>The buyer asked for citations: the offering's <c>citations</c> switch, or a Research Agent's citation style.</summary>
-    internal static bool CitesSources(JsonObject configuration) =>
+    private static bool CitesSources(JsonObject configuration) =>
         configuration["citations"] is JsonValue citations && (citations.GetValueKind() == JsonValueKind.True || (citations.TryGetValue<string>(out var flag) && flag == "true"))
         || configuration["citation_style"] is JsonValue style && style.TryGetValue<string>(out var name) && name is { Length: > 0 } && name != "none";
 
     /// <summary>The documents the answer drew on, named after it, so any client shows where it came from.</summary>
-    internal static string SourcesFooter(ChatRun run) => run.Sources.Count == 0 ? string.Empty : "\n\nSources: " + string.Join("; ", run.Sources);
+    public static string SourcesFooter(IReadOnlyList<string> sources) => sources.Count == 0 ? string.Empty : "\n\nSources: " + string.Join("; ", sources);
+
+    private static string SourcesFooter(ChatRun run) => SourcesFooter(run.Sources);
 
     internal static ChatUsage Usage(ChatRun run, string answer, long charged)
     {

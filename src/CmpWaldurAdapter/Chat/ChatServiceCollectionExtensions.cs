@@ -28,6 +28,7 @@ public static class ChatServiceCollectionExtensions
         {
             services.AddSingleton<IAgentRuntime, LangflowAgentRuntime>();
             services.AddSingleton<IKnowledgeRetriever, RagflowKnowledgeRetriever>();
+            services.AddSingleton<CmpWaldurAdapter.Web.IDemoAgent, LangflowDemoAgent>();
         }
 
         return services;

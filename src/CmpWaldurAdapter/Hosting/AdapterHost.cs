@@ -40,6 +40,7 @@ public static class AdapterHost
         builder.Services.AddAdapterLogging(builder.Configuration, toStandardError: false);
         builder.Services.AddAdapterServices(builder.Configuration);
         builder.Services.AddAdapterWorkers(builder.Configuration);
+        builder.Services.AddBuyerWebPages();
 
         builder.Services.AddOpenApi("v1", options => options.AddDocumentTransformer((document, _, _) =>
         {
@@ -54,6 +55,7 @@ public static class AdapterHost
         app.UseRequestIds();
         // The host's own logger (the static one is silent: each host logs through its own sinks).
         app.UseSerilogRequestLogging(options => options.Logger = app.Services.GetRequiredService<Serilog.ILogger>());
+        app.UseBuyerWeb();
         app.MapHealthEndpoints();
         app.MapMetrics("/metrics", app.Services.GetRequiredService<AdapterMetrics>().Registry);
         app.MapApiKeyEndpoints();
@@ -146,6 +148,7 @@ public static class AdapterHost
         services.AddSingleton<CmpWaldurAdapter.Reconciliation.Reconciler>();
         services.AddAdapterChat(configuration);
         services.AddKnowledgeBase(configuration);
+        services.AddBuyerWeb();
 
         services.Configure<EventsOptions>(configuration.GetSection(EventsOptions.SectionName));
         services.AddSingleton<EventChannelRegistrar>();

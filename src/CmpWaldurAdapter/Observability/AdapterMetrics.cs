@@ -26,6 +26,7 @@ public sealed class AdapterMetrics
         UpstreamDuration = factory.CreateHistogram("cmp_upstream_request_duration_seconds", "Duration of each upstream attempt, by upstream.",
             new HistogramConfiguration { LabelNames = ["upstream"], Buckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30] });
         UsageReportsSent = factory.CreateCounter("cmp_usage_reports_sent_total", "set_usage calls sent to Waldur.");
+        AgentRuns = factory.CreateCounter("cmp_agent_runs_total", "Agent answers given, by offering slug and channel (api, console, widget, try).", "offering", "channel");
     }
 
     public CollectorRegistry Registry { get; }
@@ -59,4 +60,11 @@ public sealed class AdapterMetrics
         ChatRequests.WithLabels(status).Inc();
         ChatDuration.WithLabels(status).Observe(duration.TotalSeconds);
     }
+
+    /// <summary>The marketplace's run count per offering (<see cref="RunChannels"/> summed).</summary>
+    public Counter AgentRuns { get; }
+
+    public static readonly IReadOnlyList<string> RunChannels = ["api", "console", "widget", "try"];
+
+    public long RunsOf(string offering) => (long)RunChannels.Sum(channel => AgentRuns.WithLabels(offering, channel).Value);
 }

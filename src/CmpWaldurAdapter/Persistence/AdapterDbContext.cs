@@ -48,6 +48,8 @@ public abstract class AdapterDbContext(DbContextOptions options) : DbContext(opt
 
     public DbSet<Knowledge.Connectors.KnowledgeConnector> KnowledgeConnectors => Set<Knowledge.Connectors.KnowledgeConnector>();
 
+    public DbSet<Web.BuyerWebSettings> BuyerWebSettings => Set<Web.BuyerWebSettings>();
+
     public override int SaveChanges(bool acceptAllChangesOnSuccess)
     {
         BumpVersions();
@@ -177,6 +179,7 @@ public abstract class AdapterDbContext(DbContextOptions options) : DbContext(opt
 
         CreditsModel.Configure(modelBuilder);
         Knowledge.KnowledgeModel.Configure(modelBuilder);
+        Web.BuyerWebSettings.Configure(modelBuilder);
     }
 
     /// <summary>Optimistic concurrency for entities two workers could touch: every update bumps Version.</summary>

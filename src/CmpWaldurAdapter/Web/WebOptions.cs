@@ -10,4 +10,42 @@ public sealed class WebOptions
 
     /// <summary>Waldur HomePort's address, for "Subscribe" links to an offering's order page.</summary>
     public Uri? HomePortUrl { get; set; }
+
+    /// <summary>HomePort's path of an offering's order page; <c>{uuid}</c> is the Waldur offering UUID.</summary>
+    public string HomePortOfferingPath { get; set; } = "marketplace-offering/{uuid}/";
+
+    /// <summary>How long a console link in the Waldur resource report opens the console.</summary>
+    public TimeSpan ConsoleLinkLifetime { get; set; } = TimeSpan.FromDays(30);
+
+    /// <summary>How long a console session (the cookie a link sets) lasts.</summary>
+    public TimeSpan ConsoleSessionLifetime { get; set; } = TimeSpan.FromHours(8);
+
+    /// <summary>Demo messages per visitor and offering on the try page.</summary>
+    public int TryMessagesPerVisitor { get; set; } = 5;
+
+    /// <summary>Demo messages per network address and offering within <see cref="TryWindow"/>: clearing cookies does not reset this.</summary>
+    public int TryMessagesPerAddress { get; set; } = 25;
+
+    public TimeSpan TryWindow { get; set; } = TimeSpan.FromHours(24);
+
+    /// <summary>Lifetime of a widget visitor token (bound to one origin).</summary>
+    public TimeSpan VisitorTokenLifetime { get; set; } = TimeSpan.FromMinutes(15);
+
+    /// <summary>Widget messages per visitor per minute.</summary>
+    public int WidgetMessagesPerMinute { get; set; } = 10;
+
+    /// <summary>
+    /// Take the client address and scheme from <c>X-Forwarded-For</c>/<c>X-Forwarded-Proto</c> (set it only when
+    /// the adapter is reachable solely through a reverse proxy or ingress that sets them): the try page's
+    /// per-address limit then counts real visitors, not the proxy.
+    /// </summary>
+    public bool TrustForwardedHeaders { get; set; }
+
+    /// <summary>The longest message the buyer pages accept.</summary>
+    public int MaxMessageChars { get; set; } = 4000;
+
+    internal Uri HomePortOfferingUrl(Guid offeringUuid) =>
+        HomePortUrl is null ? new Uri("#", UriKind.Relative) : new Uri(HomePortUrl, HomePortOfferingPath.Replace("{uuid}", offeringUuid.ToString(), StringComparison.Ordinal));
+
+    internal Uri Public(string relative) => new(PublicBaseUrl, relative);
 }

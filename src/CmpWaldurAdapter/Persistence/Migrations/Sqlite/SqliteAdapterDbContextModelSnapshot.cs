@@ -965,6 +965,41 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Sqlite
                     b.ToTable("workspaces", (string)null);
                 });
 
+            modelBuilder.Entity("CmpWaldurAdapter.Web.BuyerWebSettings", b =>
+                {
+                    b.Property<Guid>("SubscriptionId")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("subscription_id");
+
+                    b.Property<string>("AllowedDomains")
+                        .IsRequired()
+                        .HasMaxLength(8000)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("allowed_domains");
+
+                    b.Property<int>("ConsoleLinkVersion")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("console_link_version");
+
+                    b.Property<byte[]>("Logo")
+                        .HasColumnType("BLOB")
+                        .HasColumnName("logo");
+
+                    b.Property<string>("LogoContentType")
+                        .HasMaxLength(40)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("logo_content_type");
+
+                    b.Property<long>("UpdatedAt")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("updated_at");
+
+                    b.HasKey("SubscriptionId")
+                        .HasName("pk_buyer_web_settings");
+
+                    b.ToTable("buyer_web_settings", (string)null);
+                });
+
             modelBuilder.Entity("Microsoft.AspNetCore.DataProtection.EntityFrameworkCore.DataProtectionKey", b =>
                 {
                     b.Property<int>("Id")
@@ -1067,6 +1102,16 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Sqlite
                         .OnDelete(DeleteBehavior.Restrict)
                         .IsRequired()
                         .HasConstraintName("fk_workspaces_customers_customer_id");
+                });
+
+            modelBuilder.Entity("CmpWaldurAdapter.Web.BuyerWebSettings", b =>
+                {
+                    b.HasOne("CmpWaldurAdapter.Tenants.Subscription", null)
+                        .WithMany()
+                        .HasForeignKey("SubscriptionId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_buyer_web_settings_subscriptions_subscription_id");
                 });
 #pragma warning restore 612, 618
         }

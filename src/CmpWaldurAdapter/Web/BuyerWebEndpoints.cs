@@ -1,0 +1,318 @@
+using System.Globalization;
+using System.Text.Json.Serialization;
+using CmpWaldurAdapter.Api;
+using CmpWaldurAdapter.ApiKeys;
+using CmpWaldurAdapter.Catalogue;
+using CmpWaldurAdapter.Core.Catalogue;
+using CmpWaldurAdapter.Core.Credits;
+using CmpWaldurAdapter.Credits;
+using CmpWaldurAdapter.Persistence;
+using CmpWaldurAdapter.Usage;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
+namespace CmpWaldurAdapter.Web;
+
+/// <summary>
+/// The JSON endpoints behind the buyer pages: try messages, the console's Run tab, console links, logos, and the
+/// widget's visitor sessions and messages. Page endpoints, not the public API: they are not in the OpenAPI document.
+/// </summary>
+public static class BuyerWebEndpoints
+{
+    public const string TryVisitorCookie = "cmp_try";
+    private const string TryVisitorPurpose = "TryVisitor";
+    private const string WidgetVisitorPurpose = "WidgetVisitor";
+
+    public static void MapBuyerWebEndpoints(this IEndpointRouteBuilder endpoints)
+    {
+        endpoints.MapGet("/console/open", OpenConsoleAsync).ExcludeFromDescription();
+        endpoints.MapPost("/console/api/chat", ConsoleChatAsync).ExcludeFromDescription();
+        endpoints.MapGet("/web/logo/{subscriptionId:guid}", LogoAsync).ExcludeFromDescription();
+        endpoints.MapPost("/try/{offering}/messages", TryMessageAsync).ExcludeFromDescription();
+        endpoints.MapPost("/widget/v1/session", WidgetSessionAsync).ExcludeFromDescription();
+        endpoints.MapPost("/widget/v1/chat", WidgetChatAsync).ExcludeFromDescription();
+        endpoints.MapMethods("/widget/v1/{action}", ["OPTIONS"], Preflight).ExcludeFromDescription();
+    }
+
+    public sealed record MessageRequest(
+        [property: JsonPropertyName("message")] string? Message,
+        [property: JsonPropertyName("conversation")] string? Conversation);
+
+    public sealed record WidgetSessionRequest([property: JsonPropertyName("key")] string? Key);
+
+    // ---- Console ---------------------------------------------------------------------------------------
+
+    private static async Task<IResult> OpenConsoleAsync(HttpContext http, [Microsoft.AspNetCore.Mvc.FromQuery(Name = "t")] string? token, ConsoleAccess console, CancellationToken cancellationToken)
+    {
+        http.Response.Headers.CacheControl = "no-store";
+        if (await console.OpenAsync(http, token, cancellationToken) is null)
+        {
+            return Results.Content(
+                "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Link not valid</title><link rel=\"stylesheet\" href=\"/app.css\"></head>"
+                + "<body><main class=\"narrow\"><h1>This console link is not valid</h1><p>It has expired or was replaced. Open the agent's resource in HomePort for the current link.</p></main></body></html>",
+                "text/html; charset=utf-8", statusCode: StatusCodes.Status403Forbidden);
+        }
+
+        // The token leaves the address bar (and history) at once.
+        return Results.Redirect("/console");
+    }
+
+    private static async Task<IResult> ConsoleChatAsync(HttpContext http, IConsoleSession sessions, IPageChat chat, IDbContextFactory<AdapterDbContext> dbs, CreditLedger ledger, TimeProvider clock, IOptions<WebOptions> options, CancellationToken cancellationToken)
+    {
+        if (await sessions.ResolveAsync(http, cancellationToken) is not { } caller)
+        {
+            return ApiErrors.Problem(StatusCodes.Status401Unauthorized, "Your console session has ended or this request was not sent by the console. Open the console link again.", "invalid_request_error", "console_session_invalid");
+        }
+
+        var (request, error) = await ReadMessageAsync(http, options.Value);
+        if (error is not null)
+        {
+            return error;
+        }
+
+        var answer = await chat.AnswerAsync(caller.Subscription, "console", Conversation(request!.Conversation), request.Message!, cancellationToken);
+        if (!answer.Answered)
+        {
+            return Refusal(answer);
+        }
+
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        var used = await UsageTotals.ForSubscriptionAsync(db, caller.Subscription.Id, BillingPeriod.Of(clock.GetUtcNow()), cancellationToken);
+        var balance = await ledger.BalanceAsync(caller.Subscription.CustomerId, cancellationToken);
+        return Results.Json(new { answer = answer.Text, charged = answer.Charged, credits_used = used.Values.Sum(), balance = balance.Available }, ApiJson.Options);
+    }
+
+    private static async Task<IResult> LogoAsync(Guid subscriptionId, BuyerWebStore store, CancellationToken cancellationToken)
+    {
+        var settings = await store.GetAsync(subscriptionId, cancellationToken);
+        return settings.Logo is { } bytes && settings.LogoContentType is { } type
+            ? Results.File(bytes, type, lastModified: settings.UpdatedAt)
+            : Results.NotFound();
+    }
+
+    // ---- Try -------------------------------------------------------------------------------------------
+
+    /// <summary>The try visitor id from the signed cookie, issuing a new one when it is missing or not ours.</summary>
+    public static string TryVisitor(HttpContext http, SignedTokens tokens)
+    {
+        if (tokens.Read(TryVisitorPurpose, http.Request.Cookies[TryVisitorCookie], 1) is [var visitor])
+        {
+            return visitor;
+        }
+
+        visitor = Guid.NewGuid().ToString("N");
+        http.Response.Cookies.Append(TryVisitorCookie, tokens.Create(TryVisitorPurpose, TimeSpan.FromDays(30), visitor), new CookieOptions
+        {
+            HttpOnly = true,
+            Secure = http.Request.IsHttps,
+            SameSite = SameSiteMode.Strict,
+            Path = "/try",
+            MaxAge = TimeSpan.FromDays(30),
+            IsEssential = true,
+        });
+        return visitor;
+    }
+
+    public static string AddressOf(HttpContext http) => http.Connection.RemoteIpAddress?.ToString() ?? "unknown";
+
+    private static async Task<IResult> TryMessageAsync(string offering, HttpContext http, OfferingCatalogue catalogue, SignedTokens tokens, TryLimiter limiter, IPageChat chat, IOptions<WebOptions> options, CancellationToken cancellationToken)
+    {
+        if (catalogue.Find(offering) is not { } entry)
+        {
+            return ApiErrors.NotFound("There is no such offering.", "offering_not_found");
+        }
+
+        var (request, error) = await ReadMessageAsync(http, options.Value);
+        if (error is not null)
+        {
+            return error;
+        }
+
+        var visitor = TryVisitor(http, tokens);
+        var address = AddressOf(http);
+        if (!limiter.TryTake(entry.Slug, visitor, address, out var remaining))
+        {
+            return Results.Json(new
+            {
+                error = new ApiError($"You have used the free demo messages of {entry.Name}. Subscribe to keep chatting.", "requests", "demo_limit_reached", null),
+                remaining = 0,
+            }, ApiJson.Options, statusCode: StatusCodes.Status429TooManyRequests);
+        }
+
+        var answer = await chat.DemoAsync(entry, visitor, request!.Message!, cancellationToken);
+        if (!answer.Answered)
+        {
+            limiter.GiveBack(entry.Slug, visitor, address);
+            return Refusal(answer);
+        }
+
+        return Results.Json(new { answer = answer.Text, remaining }, ApiJson.Options);
+    }
+
+    // ---- Widget ----------------------------------------------------------------------------------------
+
+    private static async Task<IResult> WidgetSessionAsync(HttpContext http, ApiKeyService keys, BuyerWebStore store, ConsoleSettings settings, SignedTokens tokens, IOptions<WebOptions> options, CancellationToken cancellationToken)
+    {
+        var origin = http.Request.Headers.Origin.ToString();
+        if (!OriginRules.TryParseOrigin(origin, out _, out _))
+        {
+            return ApiErrors.Problem(StatusCodes.Status403Forbidden, "The widget runs only on web pages (the request has no valid Origin).", "invalid_request_error", "origin_not_allowed");
+        }
+
+        // Refusals are readable by the page too, so the site owner sees why; only a token grants anything.
+        Cors(http, origin);
+        var (request, error) = await ApiRequests.ReadJsonAsync<WidgetSessionRequest>(http, 4096);
+        if (error is not null)
+        {
+            return error;
+        }
+
+        var caller = await keys.AuthenticateAsync(request!.Key, cancellationToken);
+        if (caller is null || caller.Key.Kind != ApiKeyKind.Publishable)
+        {
+            // A secret key is refused too: it must never be used in a browser.
+            return ApiErrors.Problem(StatusCodes.Status401Unauthorized, "The widget needs a valid publishable key (pk_live_…).", "invalid_request_error", "invalid_api_key");
+        }
+
+        var web = await store.GetAsync(caller.Subscription.Id, cancellationToken);
+        if (!OriginRules.Allows(web.AllowedDomainList, origin))
+        {
+            return ApiErrors.Problem(StatusCodes.Status403Forbidden, "This website is not among the widget's allowed domains. Add it in the console's Widget tab.", "invalid_request_error", "origin_not_allowed");
+        }
+
+        if (settings.OfferingOf(caller.Subscription) is not { } offering || !offering.Has(Capability.Widget))
+        {
+            return ApiErrors.NotFound("This agent has no website widget.", "widget_not_available");
+        }
+
+        if (ApiCaller.Refusal(caller.Subscription) is { } suspended)
+        {
+            return suspended;
+        }
+
+        var lifetime = options.Value.VisitorTokenLifetime;
+        var visitor = Guid.NewGuid().ToString("N");
+        var token = tokens.Create(WidgetVisitorPurpose, lifetime, caller.Subscription.Id.ToString("N"), caller.Key.Id.ToString("N"), origin, visitor);
+        var configuration = ConsoleSettings.ConfigurationOf(caller.Subscription);
+        return Results.Json(new
+        {
+            token,
+            expires_in = (int)lifetime.TotalSeconds,
+            name = Text(configuration, "agent_name") ?? offering.Name,
+            welcome = Text(configuration, "welcome_message") ?? $"Hi! I am {Text(configuration, "agent_name") ?? offering.Name}. How can I help?",
+            colour = Text(configuration, "brand_colour") ?? "#2563eb",
+            logo = web.Logo is null ? null : options.Value.Public($"web/logo/{caller.Subscription.Id}").ToString(),
+        }, ApiJson.Options);
+    }
+
+    private static async Task<IResult> WidgetChatAsync(HttpContext http, SignedTokens tokens, IDbContextFactory<AdapterDbContext> dbs, BuyerWebStore store, VisitorRateLimiter limiter, IPageChat chat, IOptions<WebOptions> options, CancellationToken cancellationToken)
+    {
+        var origin = http.Request.Headers.Origin.ToString();
+        if (OriginRules.TryParseOrigin(origin, out _, out _))
+        {
+            Cors(http, origin);
+        }
+
+        var header = http.Request.Headers.Authorization.ToString();
+        var token = header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header[7..].Trim() : null;
+        if (tokens.Read(WidgetVisitorPurpose, token, 4) is not [var subscriptionText, var keyText, var boundOrigin, var visitor]
+            || !Guid.TryParseExact(subscriptionText, "N", out var subscriptionId) || !Guid.TryParseExact(keyText, "N", out var keyId))
+        {
+            return ApiErrors.Problem(StatusCodes.Status401Unauthorized, "The widget session is missing or has expired; reload the page.", "invalid_request_error", "invalid_visitor_token");
+        }
+
+        // The token works only from the page it was issued to: another site cannot borrow it.
+        if (!string.Equals(origin, boundOrigin, StringComparison.Ordinal))
+        {
+            return ApiErrors.Problem(StatusCodes.Status403Forbidden, "This widget session belongs to another website.", "invalid_request_error", "origin_not_allowed");
+        }
+
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        var subscription = await db.Subscriptions.AsNoTracking().SingleOrDefaultAsync(s => s.Id == subscriptionId, cancellationToken);
+        var keyLive = await db.ApiKeys.AnyAsync(k => k.Id == keyId && k.SubscriptionId == subscriptionId && k.RevokedAt == null, cancellationToken);
+        var web = await store.GetAsync(subscriptionId, cancellationToken);
+        if (subscription is null || !keyLive || !OriginRules.Allows(web.AllowedDomainList, origin))
+        {
+            // The key was revoked or the domain removed since the session started: stop at once.
+            return ApiErrors.Problem(StatusCodes.Status403Forbidden, "The widget is no longer enabled on this website.", "invalid_request_error", "origin_not_allowed");
+        }
+
+        if (!limiter.TryAcquire(visitor, out var retryAfter))
+        {
+            var seconds = Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds));
+            return ApiErrors.Problem(StatusCodes.Status429TooManyRequests, $"Too many messages; wait {seconds} s.", "requests", "rate_limit_exceeded",
+                headers: r => r.Headers.RetryAfter = seconds.ToString(CultureInfo.InvariantCulture));
+        }
+
+        var (request, error) = await ReadMessageAsync(http, options.Value);
+        if (error is not null)
+        {
+            return error;
+        }
+
+        var answer = await chat.AnswerAsync(subscription, "widget", visitor, request!.Message!, cancellationToken);
+        return answer.Answered ? Results.Json(new { answer = answer.Text }, ApiJson.Options) : Refusal(answer);
+    }
+
+    /// <summary>
+    /// CORS preflight: any origin may ask, because the real request is checked against the subscription's
+    /// allowed domains (and carries no cookies); the actual response grants only that origin.
+    /// </summary>
+    private static IResult Preflight(HttpContext http)
+    {
+        var origin = http.Request.Headers.Origin.ToString();
+        if (OriginRules.TryParseOrigin(origin, out _, out _))
+        {
+            Cors(http, origin);
+            http.Response.Headers.AccessControlAllowMethods = "POST";
+            http.Response.Headers.AccessControlAllowHeaders = "content-type, authorization";
+            http.Response.Headers.AccessControlMaxAge = "600";
+        }
+
+        return Results.NoContent();
+    }
+
+    private static void Cors(HttpContext http, string origin)
+    {
+        http.Response.Headers.AccessControlAllowOrigin = origin;
+        http.Response.Headers.Vary = "Origin";
+    }
+
+    // ---- Shared ----------------------------------------------------------------------------------------
+
+    private static async Task<(MessageRequest? Request, IResult? Error)> ReadMessageAsync(HttpContext http, WebOptions options)
+    {
+        var (request, error) = await ApiRequests.ReadJsonAsync<MessageRequest>(http, 64 * 1024);
+        if (error is not null)
+        {
+            return (null, error);
+        }
+
+        if (string.IsNullOrWhiteSpace(request!.Message))
+        {
+            return (null, ApiErrors.InvalidRequest("Write a message first.", "message", "empty_message"));
+        }
+
+        if (request.Message.Length > options.MaxMessageChars)
+        {
+            return (null, ApiErrors.InvalidRequest($"The message is {request.Message.Length} characters long; the limit is {options.MaxMessageChars}.", "message", "message_too_long"));
+        }
+
+        return (request with { Message = request.Message.Trim() }, null);
+    }
+
+    private static string Conversation(string? requested) =>
+        requested is { Length: > 0 and <= 64 } && requested.All(c => char.IsAsciiLetterOrDigit(c) || c == '-') ? requested : Guid.NewGuid().ToString("N");
+
+    private static string? Text(System.Text.Json.Nodes.JsonObject configuration, string key) =>
+        configuration.TryGetPropertyValue(key, out var value) && value?.ToString() is { Length: > 0 } text ? text : null;
+
+    private static IResult Refusal(PageAnswer answer) =>
+        ApiErrors.Problem(answer.Status, answer.Error ?? "The agent did not answer.", answer.Status == StatusCodes.Status402PaymentRequired ? "insufficient_quota" : "server_error",
+            answer.Status switch
+            {
+                StatusCodes.Status402PaymentRequired => "insufficient_credits",
+                StatusCodes.Status403Forbidden => "subscription_suspended",
+                _ => "agent_unavailable",
+            });
+}

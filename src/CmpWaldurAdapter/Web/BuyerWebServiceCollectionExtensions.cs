@@ -1,0 +1,104 @@
+using CmpWaldurAdapter.Chat;
+using CmpWaldurAdapter.Reports;
+using Microsoft.AspNetCore.HttpOverrides;
+using Microsoft.AspNetCore.StaticFiles;
+using Microsoft.Extensions.FileProviders;
+
+namespace CmpWaldurAdapter.Web;
+
+/// <summary>Registration of the buyer pages (marketplace, try, console, widget).</summary>
+public static class BuyerWebServiceCollectionExtensions
+{
+    /// <summary>Our pages load scripts and styles from our own files only (no inline scripts).</summary>
+    public const string PageSecurityPolicy =
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+        + "frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'";
+
+    public static IServiceCollection AddBuyerWeb(this IServiceCollection services)
+    {
+        services.AddSingleton<SignedTokens>();
+        services.AddSingleton<BuyerWebStore>();
+        // Console sessions check anti-forgery tokens; the command host builds the report contributor too.
+        services.AddAntiforgery(options =>
+        {
+            options.HeaderName = "RequestVerificationToken";
+            options.Cookie.Name = "cmp_af";
+            options.Cookie.SameSite = SameSiteMode.Strict;
+        });
+        services.AddSingleton<ConsoleAccess>();
+        services.AddSingleton<IConsoleSession>(sp => sp.GetRequiredService<ConsoleAccess>());
+        services.AddSingleton<Knowledge.IKnowledgeCallerResolver, ConsoleKnowledgeCallerResolver>();
+        services.AddSingleton<ConsoleReportContributor>();
+        services.AddSingleton<IReportContributor>(sp => sp.GetRequiredService<ConsoleReportContributor>());
+        services.AddSingleton<ConsoleSettings>();
+        services.AddSingleton<TryLimiter>();
+        services.AddSingleton<VisitorRateLimiter>();
+        services.AddOptions<ChatOptions>();
+
+        // The agent runtime, retriever, tweaks and demo agent are optional constructor parameters: the chat and
+        // sandbox parts register them, and the pages say "unavailable" until they do.
+        services.AddSingleton<IPageChat, AgentPageChat>();
+        return services;
+    }
+
+    /// <summary>Pages and their endpoints; the Razor Pages live in Web/Pages, static files are embedded in the executable.</summary>
+    public static IServiceCollection AddBuyerWebPages(this IServiceCollection services)
+    {
+        services.AddRazorPages(options => options.RootDirectory = "/Web/Pages")
+            .AddApplicationPart(typeof(BuyerWebServiceCollectionExtensions).Assembly);
+        return services;
+    }
+
+    public static WebApplication UseBuyerWeb(this WebApplication app)
+    {
+        // Read from configuration: WebOptions itself is bound at the first request, after the host knows its address.
+        if (app.Configuration.GetValue<bool>($"{WebOptions.SectionName}:{nameof(WebOptions.TrustForwardedHeaders)}"))
+        {
+            var forwarded = new ForwardedHeadersOptions { ForwardedHeaders = ForwardedHeaders.XForwardedFor | ForwardedHeaders.XForwardedProto, ForwardLimit = 1 };
+            // The operator vouches that only the proxy reaches the adapter, so its address need not be listed.
+            forwarded.KnownIPNetworks.Clear();
+            forwarded.KnownProxies.Clear();
+            app.UseForwardedHeaders(forwarded);
+        }
+
+        app.Use(async (http, next) =>
+        {
+            http.Response.OnStarting(() =>
+            {
+                var headers = http.Response.Headers;
+                headers.XContentTypeOptions = "nosniff";
+                if (http.Response.ContentType?.StartsWith("text/html", StringComparison.Ordinal) == true)
+                {
+                    headers.ContentSecurityPolicy = PageSecurityPolicy;
+                    headers["Referrer-Policy"] = "no-referrer";
+                    headers.XFrameOptions = "DENY";
+                }
+
+                return Task.CompletedTask;
+            });
+            await next();
+        });
+
+        var files = new EmbeddedFileProvider(typeof(BuyerWebServiceCollectionExtensions).Assembly, "CmpWaldurAdapter.wwwroot");
+        app.UseStaticFiles(new StaticFileOptions
+        {
+            FileProvider = files,
+            ContentTypeProvider = new FileExtensionContentTypeProvider(),
+            OnPrepareResponse = context =>
+            {
+                var headers = context.Context.Response.Headers;
+                headers.CacheControl = "public, max-age=300";
+                if (context.File.Name == "widget.js")
+                {
+                    // The widget script is loaded by buyers' websites.
+                    headers.AccessControlAllowOrigin = "*";
+                    headers["Cross-Origin-Resource-Policy"] = "cross-origin";
+                }
+            },
+        });
+        app.UseRouting();
+        app.MapRazorPages();
+        app.MapBuyerWebEndpoints();
+        return app;
+    }
+}

@@ -1,0 +1,118 @@
+using System.Globalization;
+using CmpWaldurAdapter.Core.Subscriptions;
+using CmpWaldurAdapter.Persistence;
+using CmpWaldurAdapter.Tenants;
+using Microsoft.AspNetCore.Antiforgery;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
+namespace CmpWaldurAdapter.Web;
+
+/// <summary>The subscription a console request acts for.</summary>
+public sealed record ConsoleCaller(Subscription Subscription, int LinkVersion);
+
+/// <summary>
+/// Resolves the buyer console session of a request: exactly one subscription, or null. Unsafe methods must
+/// also carry the anti-forgery token (form field or <c>RequestVerificationToken</c> header), so other sites
+/// cannot ride the session cookie. Endpoints outside the console (the knowledge API) can accept it as an
+/// alternative to a secret key.
+/// </summary>
+public interface IConsoleSession
+{
+    Task<ConsoleCaller?> ResolveAsync(HttpContext http, CancellationToken cancellationToken);
+}
+
+/// <summary>
+/// Console links (in the Waldur resource report) and console sessions. A link is a signed token naming the
+/// subscription and its console link version, valid for <see cref="WebOptions.ConsoleLinkLifetime"/>; opening it
+/// sets a session cookie bound to the same version. Rotating bumps the version: every older link and session
+/// stops working at once.
+/// </summary>
+public sealed class ConsoleAccess(
+    SignedTokens tokens,
+    BuyerWebStore store,
+    IDbContextFactory<AdapterDbContext> dbs,
+    IAntiforgery antiforgery,
+    IOptions<WebOptions> options) : IConsoleSession
+{
+    public const string CookieName = "cmp_console";
+    private const string LinkPurpose = "ConsoleLink";
+    private const string SessionPurpose = "ConsoleSession";
+
+    public async Task<Uri> CreateLinkAsync(Guid subscriptionId, CancellationToken cancellationToken)
+    {
+        var settings = await store.GetAsync(subscriptionId, cancellationToken);
+        var token = tokens.Create(LinkPurpose, options.Value.ConsoleLinkLifetime, subscriptionId.ToString("N"), Text(settings.ConsoleLinkVersion));
+        return options.Value.Public("console/open?t=" + Uri.EscapeDataString(token));
+    }
+
+    /// <summary>Invalidates every link and session of the subscription and returns a fresh link.</summary>
+    public async Task<Uri> RotateAsync(Guid subscriptionId, CancellationToken cancellationToken)
+    {
+        await store.UpdateAsync(subscriptionId, s => s.ConsoleLinkVersion++, cancellationToken);
+        return await CreateLinkAsync(subscriptionId, cancellationToken);
+    }
+
+    /// <summary>Opens a session from a link: sets the cookie and returns the subscription, or null for a forged, expired or rotated link.</summary>
+    public async Task<ConsoleCaller?> OpenAsync(HttpContext http, string? link, CancellationToken cancellationToken)
+    {
+        if (tokens.Read(LinkPurpose, link, 2) is not { } fields || await CurrentAsync(fields, cancellationToken) is not { } caller)
+        {
+            return null;
+        }
+
+        StartSession(http, caller);
+        return caller;
+    }
+
+    /// <summary>Issues the session cookie for the caller's subscription at its current link version.</summary>
+    public void StartSession(HttpContext http, ConsoleCaller caller)
+    {
+        var lifetime = options.Value.ConsoleSessionLifetime;
+        var token = tokens.Create(SessionPurpose, lifetime, caller.Subscription.Id.ToString("N"), Text(caller.LinkVersion));
+        http.Response.Cookies.Append(CookieName, token, new CookieOptions
+        {
+            HttpOnly = true,
+            Secure = http.Request.IsHttps,
+            SameSite = SameSiteMode.Strict,
+            Path = "/",
+            MaxAge = lifetime,
+            IsEssential = true,
+        });
+    }
+
+    public async Task<ConsoleCaller?> ResolveAsync(HttpContext http, CancellationToken cancellationToken)
+    {
+        if (tokens.Read(SessionPurpose, http.Request.Cookies[CookieName], 2) is not { } fields)
+        {
+            return null;
+        }
+
+        if (!HttpMethods.IsGet(http.Request.Method) && !HttpMethods.IsHead(http.Request.Method) && !await antiforgery.IsRequestValidAsync(http))
+        {
+            return null;
+        }
+
+        return await CurrentAsync(fields, cancellationToken);
+    }
+
+    private async Task<ConsoleCaller?> CurrentAsync(string[] fields, CancellationToken cancellationToken)
+    {
+        if (!Guid.TryParseExact(fields[0], "N", out var subscriptionId) || !int.TryParse(fields[1], NumberStyles.None, CultureInfo.InvariantCulture, out var version))
+        {
+            return null;
+        }
+
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        var subscription = await db.Subscriptions.AsNoTracking().SingleOrDefaultAsync(s => s.Id == subscriptionId, cancellationToken);
+        if (subscription is null || subscription.State is SubscriptionState.Terminated or SubscriptionState.Terminating)
+        {
+            return null;
+        }
+
+        var current = await db.BuyerWebSettings.AsNoTracking().Where(s => s.SubscriptionId == subscriptionId).Select(s => (int?)s.ConsoleLinkVersion).SingleOrDefaultAsync(cancellationToken) ?? 1;
+        return current == version ? new ConsoleCaller(subscription, version) : null;
+    }
+
+    private static string Text(int value) => value.ToString(CultureInfo.InvariantCulture);
+}

@@ -1,0 +1,41 @@
+using CmpWaldurAdapter.Core.Orders;
+using CmpWaldurAdapter.Orders;
+using CmpWaldurAdapter.Reports;
+using CmpWaldurAdapter.Tenants;
+using CmpWaldurAdapter.Waldur.Api;
+using CmpWaldurAdapter.Waldur.Contracts;
+using Microsoft.Extensions.Options;
+
+namespace CmpWaldurAdapter.Web;
+
+/// <summary>
+/// Puts the buyer console link in the Waldur resource report, where the project's members see it in HomePort.
+/// The link is signed and expires; it is not a key (it opens the console only).
+/// </summary>
+public sealed class ConsoleReportContributor(ConsoleAccess console, IWaldurApi waldur, IOptions<WebOptions> options) : IReportContributor
+{
+    public const string Header = "Buyer console";
+
+    public async Task<IEnumerable<ReportSectionRequest>> ContributeAsync(Subscription subscription, OrderRecord order, CancellationToken cancellationToken) =>
+        order.Type == OrderType.Terminate ? [] : [await SectionAsync(subscription.Id, cancellationToken)];
+
+    /// <summary>Rotates the link and replaces the report with the new one: the old link stops working at once.</summary>
+    public async Task RotateAsync(Subscription subscription, CancellationToken cancellationToken)
+    {
+        await console.RotateAsync(subscription.Id, cancellationToken);
+        var notice = new ReportSectionRequest { Header = "Console link replaced", Body = "The buyer console link was replaced; earlier links no longer open it." };
+        await waldur.SubmitResourceReportAsync(subscription.ResourceUuid, new ResourceReportRequest { Report = [notice, await SectionAsync(subscription.Id, cancellationToken)] }, cancellationToken);
+    }
+
+    private async Task<ReportSectionRequest> SectionAsync(Guid subscriptionId, CancellationToken cancellationToken)
+    {
+        var link = await console.CreateLinkAsync(subscriptionId, cancellationToken);
+        var days = (int)Math.Ceiling(options.Value.ConsoleLinkLifetime.TotalDays);
+        return new ReportSectionRequest
+        {
+            Header = Header,
+            Body = $"Configure your agent, manage API keys and the website widget, see usage and chat with it:\n{link}\n"
+                + $"The link works for {days} days for members of this project. Ask the provider to replace it if it was shared by mistake.",
+        };
+    }
+}

@@ -1,0 +1,139 @@
+using System.Text.Json.Nodes;
+using CmpWaldurAdapter.Catalogue;
+using CmpWaldurAdapter.Chat;
+using CmpWaldurAdapter.Core.Catalogue;
+using CmpWaldurAdapter.Observability;
+using CmpWaldurAdapter.Offerings;
+using CmpWaldurAdapter.Persistence;
+using CmpWaldurAdapter.Tenants;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
+namespace CmpWaldurAdapter.Web;
+
+/// <summary>An answer for a buyer page, or why there is none (HTTP status and a message a buyer can read).</summary>
+public sealed record PageAnswer(string? Text, long Charged, int Status, string? Error)
+{
+    public bool Answered => Text is not null;
+
+    public static PageAnswer Refused(int status, string error) => new(null, 0, status, error);
+}
+
+/// <summary>
+/// The one seam through which the try page, the console's Run tab and the widget get answers.
+/// </summary>
+public interface IPageChat
+{
+    /// <summary>A demo answer from the offering's shared demo flow: no subscription, no charge, nothing stored.</summary>
+    Task<PageAnswer> DemoAsync(CatalogueEntry offering, string visitorSession, string message, CancellationToken cancellationToken);
+
+    /// <summary>An answer of the subscription's own agent, charged like an API message. <paramref name="channel"/> is console or widget.</summary>
+    Task<PageAnswer> AnswerAsync(Subscription subscription, string channel, string conversation, string message, CancellationToken cancellationToken);
+}
+
+/// <summary>Runs an offering's shared demo flow (try mode). Nothing about the visitor is stored by it.</summary>
+public interface IDemoAgent
+{
+    Task<string> AnswerAsync(CatalogueEntry offering, string sessionId, string input, CancellationToken cancellationToken);
+}
+
+/// <summary>
+/// <see cref="IPageChat"/> over the chat pipeline's parts: hold the chat price, retrieve from the subscription's own
+/// knowledge base, run its own flow with tweaks from its configuration, settle on success, release on failure.
+/// The agent runtime, retriever, tweaks and demo agent are optional: without them the pages say the agent is
+/// unavailable instead of failing to start.
+/// </summary>
+public sealed class AgentPageChat(
+    IChatCredits credits,
+    ServedOfferings offerings,
+    OfferingCatalogue catalogue,
+    IDbContextFactory<AdapterDbContext> dbs,
+    AdapterMetrics metrics,
+    IOptions<ChatOptions> chatOptions,
+    ILogger<AgentPageChat> logger,
+    IAgentRuntime? runtime = null,
+    IKnowledgeRetriever? retriever = null,
+    IAgentTweaks? tweaks = null,
+    IDemoAgent? demo = null) : IPageChat
+{
+    public async Task<PageAnswer> DemoAsync(CatalogueEntry offering, string visitorSession, string message, CancellationToken cancellationToken)
+    {
+        if (demo is null)
+        {
+            return PageAnswer.Refused(StatusCodes.Status503ServiceUnavailable, "Try mode is not available right now. Please come back later.");
+        }
+
+        try
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(chatOptions.Value.RunTimeout);
+            var answer = await demo.AnswerAsync(offering, $"demo:{offering.Slug}:{visitorSession}", message, timeout.Token);
+            metrics.AgentRuns.WithLabels(offering.Slug, "try").Inc();
+            return new PageAnswer(answer, 0, StatusCodes.Status200OK, null);
+        }
+        catch (Exception exception) when (exception is AgentUnavailableException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
+        {
+            logger.LogWarning("Demo agent of {Offering} failed: {Reason}", offering.Slug, exception.Message);
+            return PageAnswer.Refused(StatusCodes.Status503ServiceUnavailable, "The demo agent did not answer. Please try again in a moment; this message was not counted.");
+        }
+    }
+
+    public async Task<PageAnswer> AnswerAsync(Subscription subscription, string channel, string conversation, string message, CancellationToken cancellationToken)
+    {
+        if (!subscription.IsServable)
+        {
+            return PageAnswer.Refused(StatusCodes.Status403Forbidden, "This agent is paused or not active, so it cannot answer right now.");
+        }
+
+        if (offerings.Find(subscription.OfferingUuid) is not { } binding || catalogue.Find(binding.Slug) is not { } offering)
+        {
+            return PageAnswer.Refused(StatusCodes.Status503ServiceUnavailable, "This agent's offering is not served right now.");
+        }
+
+        if (runtime is null || tweaks is null)
+        {
+            return PageAnswer.Refused(StatusCodes.Status503ServiceUnavailable, "The agent is not available right now; nothing was charged.");
+        }
+
+        var hold = await credits.HoldAsync(subscription, $"{channel}:{Guid.NewGuid():N}", cancellationToken);
+        if (hold is null)
+        {
+            return PageAnswer.Refused(StatusCodes.Status402PaymentRequired, "Your organization has not enough credits left for this message. Ask your organization's owner to add credits.");
+        }
+
+        var settled = false;
+        try
+        {
+            await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+            var workspace = await db.Workspaces.AsNoTracking().SingleAsync(w => w.Id == subscription.WorkspaceId, cancellationToken);
+            var configuration = JsonNode.Parse(subscription.Configuration) as JsonObject ?? [];
+            IReadOnlyList<KnowledgeChunk> context = [];
+            if (retriever is not null && offering.Has(Capability.KnowledgeBase) && subscription.RagflowDatasetId is not null)
+            {
+                context = await retriever.RetrieveAsync(subscription, message, cancellationToken);
+            }
+
+            var request = new AgentRequest(subscription, workspace, $"{subscription.ResourceUuid:N}:{channel}-{conversation}", message,
+                tweaks.Build(new AgentTweakInput(subscription, offering, configuration, context, null, null, null)));
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(chatOptions.Value.RunTimeout);
+            var answer = await runtime.RunAsync(request, timeout.Token);
+            var charged = await credits.SettleAsync(hold, CancellationToken.None);
+            settled = true;
+            metrics.AgentRuns.WithLabels(offering.Slug, channel).Inc();
+            return new PageAnswer(answer + ChatService.SourcesFooter(ChatService.CitedSources(configuration, context)), charged, StatusCodes.Status200OK, null);
+        }
+        catch (Exception exception) when (exception is AgentUnavailableException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
+        {
+            logger.LogWarning("Agent run of subscription {SubscriptionId} ({Channel}) failed: {Reason}", subscription.Id, channel, exception.Message);
+            return PageAnswer.Refused(StatusCodes.Status503ServiceUnavailable, "The agent did not answer; nothing was charged. Please try again.");
+        }
+        finally
+        {
+            if (!settled)
+            {
+                await credits.ReleaseAsync(hold, CancellationToken.None);
+            }
+        }
+    }
+}

@@ -1,0 +1,340 @@
+using System.Text.Json.Nodes;
+using CmpWaldurAdapter.ApiKeys;
+using CmpWaldurAdapter.Core.Catalogue;
+using CmpWaldurAdapter.Core.Credits;
+using CmpWaldurAdapter.Credits;
+using CmpWaldurAdapter.Persistence;
+using CmpWaldurAdapter.Tenants;
+using CmpWaldurAdapter.Usage;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.AspNetCore.Mvc.RazorPages;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
+namespace CmpWaldurAdapter.Web.Pages.Console;
+
+/// <summary>
+/// The buyer console of one subscription (the one its session names): configuration, API keys, widget, usage, run.
+/// </summary>
+[ResponseCache(NoStore = true, Location = ResponseCacheLocation.None)]
+public sealed class IndexModel(
+    IConsoleSession sessions,
+    ConsoleAccess access,
+    ConsoleSettings settings,
+    ConsoleReportContributor report,
+    ApiKeyService keys,
+    BuyerWebStore store,
+    CreditLedger ledger,
+    IDbContextFactory<AdapterDbContext> dbs,
+    TimeProvider clock,
+    IOptions<WebOptions> options) : PageModel
+{
+    public const int MaxLogoBytes = 200 * 1024;
+
+    public static readonly IReadOnlyList<(string Key, string Label)> Tabs =
+        [("configuration", "Configuration"), ("keys", "API Keys"), ("widget", "Widget"), ("usage", "Usage"), ("run", "Run")];
+
+    [BindProperty(SupportsGet = true, Name = "tab")]
+    public string Tab { get; set; } = "configuration";
+
+    public Subscription Subscription { get; private set; } = null!;
+
+    public CatalogueEntry Offering { get; private set; } = null!;
+
+    public JsonObject Configuration { get; private set; } = [];
+
+    public IReadOnlyList<ConsoleSetting> Settings { get; private set; } = [];
+
+    public IReadOnlyList<ApiKey> Keys { get; private set; } = [];
+
+    public BuyerWebSettings Web { get; private set; } = new();
+
+    public IReadOnlyDictionary<string, long> Usage { get; private set; } = new Dictionary<string, long>();
+
+    public long Balance { get; private set; }
+
+    public long CreditsUsed => Usage.Values.Sum();
+
+    public string Period { get; private set; } = string.Empty;
+
+    public Dictionary<string, string> Errors { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>Submitted values to show again when a save was refused.</summary>
+    public Dictionary<string, string> Submitted { get; } = new(StringComparer.Ordinal);
+
+    public string? Message { get; private set; }
+
+    /// <summary>A key just created or regenerated: rendered in this response only, never again.</summary>
+    public string? NewKey { get; private set; }
+
+    public string ApiEndpoint => options.Value.Public("v1/chat/completions").ToString();
+
+    public string WidgetScript => options.Value.Public("widget.js").ToString();
+
+    public string? PublishableKeyPrefix => Keys.FirstOrDefault(k => k.Kind == ApiKeyKind.Publishable)?.Prefix;
+
+    public string AgentName => Text("agent_name") ?? Offering.Name;
+
+    public string Welcome => Text("welcome_message") ?? $"Hi! I am {AgentName}. How can I help?";
+
+    public string Colour => Text("brand_colour") ?? "#2563eb";
+
+    public string? LogoUrl => Web.Logo is null ? null : $"/web/logo/{Subscription.Id}?v={Web.UpdatedAt.ToUnixTimeSeconds()}";
+
+    public string ValueOf(ConsoleSetting setting) =>
+        Submitted.TryGetValue(setting.Field.Key, out var submitted) ? submitted : ConsoleSettings.ValueOf(Configuration, setting.Field);
+
+    public Task<IActionResult> OnGetAsync(CancellationToken cancellationToken) => RenderAsync(null, cancellationToken);
+
+    public async Task<IActionResult> OnPostSaveAsync(CancellationToken cancellationToken)
+    {
+        Tab = "configuration";
+        if (await CallerAsync(cancellationToken) is not { } caller)
+        {
+            return Denied();
+        }
+
+        var offering = settings.OfferingOf(caller.Subscription);
+        if (offering is null)
+        {
+            return StatusCode(StatusCodes.Status503ServiceUnavailable);
+        }
+
+        var input = new Dictionary<string, string?>(StringComparer.Ordinal);
+        foreach (var setting in ConsoleSettings.SettingsOf(offering))
+        {
+            var key = setting.Field.Key;
+            if (Request.Form.TryGetValue("setting_" + key, out var values))
+            {
+                input[key] = string.Join(",", values.Where(v => !string.IsNullOrEmpty(v)));
+            }
+            else if (setting.Field.Type == Core.Forms.FormFieldType.SelectStringMulti && Request.Form.ContainsKey("present_" + key))
+            {
+                input[key] = string.Empty; // every box unticked
+            }
+        }
+
+        var result = await settings.SaveAsync(caller.Subscription.Id, input, cancellationToken);
+        foreach (var (key, error) in result.Errors)
+        {
+            Errors[key] = error;
+        }
+
+        if (!result.Saved)
+        {
+            foreach (var (key, value) in input)
+            {
+                Submitted[key] = value ?? string.Empty;
+            }
+
+            Response.StatusCode = StatusCodes.Status400BadRequest;
+        }
+
+        return await RenderAsync(result.Message, cancellationToken);
+    }
+
+    public async Task<IActionResult> OnPostLogoAsync(IFormFile? logo, CancellationToken cancellationToken)
+    {
+        Tab = "configuration";
+        if (await CallerAsync(cancellationToken) is not { } caller)
+        {
+            return Denied();
+        }
+
+        var (bytes, type, error) = await ReadLogoAsync(logo, cancellationToken);
+        if (error is not null)
+        {
+            Errors["logo"] = error;
+            Response.StatusCode = StatusCodes.Status400BadRequest;
+            return await RenderAsync("The logo was not changed.", cancellationToken);
+        }
+
+        await store.UpdateAsync(caller.Subscription.Id, s => (s.Logo, s.LogoContentType) = (bytes, type), cancellationToken);
+        return await RenderAsync("Logo saved.", cancellationToken);
+    }
+
+    public async Task<IActionResult> OnPostCreateKeyAsync(string? name, string? kind, CancellationToken cancellationToken)
+    {
+        Tab = kind == "publishable" ? "widget" : "keys";
+        if (await CallerAsync(cancellationToken) is not { } caller)
+        {
+            return Denied();
+        }
+
+        if (name is { Length: > 100 })
+        {
+            Errors["key_name"] = "A key name is at most 100 characters.";
+            Response.StatusCode = StatusCodes.Status400BadRequest;
+            return await RenderAsync(null, cancellationToken);
+        }
+
+        try
+        {
+            var created = await keys.CreateAsync(caller.Subscription.Id, kind == "publishable" ? ApiKeyKind.Publishable : ApiKeyKind.Secret, name ?? string.Empty, cancellationToken);
+            NewKey = created.Plaintext;
+            return await RenderAsync($"Key \"{created.Key.Name}\" created. Copy it now: it is shown only once.", cancellationToken);
+        }
+        catch (InvalidOperationException limit)
+        {
+            Errors["key_name"] = limit.Message;
+            Response.StatusCode = StatusCodes.Status409Conflict;
+            return await RenderAsync(null, cancellationToken);
+        }
+    }
+
+    public async Task<IActionResult> OnPostRegenerateKeyAsync(Guid id, CancellationToken cancellationToken)
+    {
+        Tab = "keys";
+        if (await CallerAsync(cancellationToken) is not { } caller)
+        {
+            return Denied();
+        }
+
+        var created = await keys.RegenerateAsync(caller.Subscription.Id, id, cancellationToken);
+        if (created is null)
+        {
+            return NotFound();
+        }
+
+        NewKey = created.Plaintext;
+        return await RenderAsync($"Key \"{created.Key.Name}\" regenerated; the old value no longer works. Copy the new one now: it is shown only once.", cancellationToken);
+    }
+
+    public async Task<IActionResult> OnPostDeleteKeyAsync(Guid id, CancellationToken cancellationToken)
+    {
+        Tab = "keys";
+        if (await CallerAsync(cancellationToken) is not { } caller)
+        {
+            return Denied();
+        }
+
+        return await keys.RevokeAsync(caller.Subscription.Id, id, cancellationToken)
+            ? await RenderAsync("Key deleted; it no longer works.", cancellationToken)
+            : NotFound();
+    }
+
+    public async Task<IActionResult> OnPostAddDomainAsync(string? domain, CancellationToken cancellationToken)
+    {
+        Tab = "widget";
+        if (await CallerAsync(cancellationToken) is not { } caller)
+        {
+            return Denied();
+        }
+
+        if (!OriginRules.TryNormalize(domain, out var entry, out var error))
+        {
+            Errors["domain"] = error;
+            Submitted["domain"] = domain ?? string.Empty;
+            Response.StatusCode = StatusCodes.Status400BadRequest;
+            return await RenderAsync(null, cancellationToken);
+        }
+
+        var current = (await store.GetAsync(caller.Subscription.Id, cancellationToken)).AllowedDomainList;
+        if (current.Count >= OriginRules.MaxEntries)
+        {
+            Errors["domain"] = $"At most {OriginRules.MaxEntries} domains.";
+            Response.StatusCode = StatusCodes.Status400BadRequest;
+            return await RenderAsync(null, cancellationToken);
+        }
+
+        await store.UpdateAsync(caller.Subscription.Id, s => s.AllowedDomains = string.Join('\n', s.AllowedDomainList.Append(entry).Distinct(StringComparer.Ordinal)), cancellationToken);
+        return await RenderAsync($"{entry} added.", cancellationToken);
+    }
+
+    public async Task<IActionResult> OnPostRemoveDomainAsync(string? domain, CancellationToken cancellationToken)
+    {
+        Tab = "widget";
+        if (await CallerAsync(cancellationToken) is not { } caller)
+        {
+            return Denied();
+        }
+
+        await store.UpdateAsync(caller.Subscription.Id, s => s.AllowedDomains = string.Join('\n', s.AllowedDomainList.Where(d => d != domain)), cancellationToken);
+        return await RenderAsync($"{domain} removed.", cancellationToken);
+    }
+
+    public async Task<IActionResult> OnPostRotateLinkAsync(CancellationToken cancellationToken)
+    {
+        Tab = "configuration";
+        if (await CallerAsync(cancellationToken) is not { } caller)
+        {
+            return Denied();
+        }
+
+        await report.RotateAsync(caller.Subscription, cancellationToken);
+        var current = await store.GetAsync(caller.Subscription.Id, cancellationToken);
+        access.StartSession(HttpContext, caller with { LinkVersion = current.ConsoleLinkVersion });
+        return await RenderAsync("The console link was replaced: earlier links no longer work. HomePort shows the new one.", cancellationToken);
+    }
+
+    private Task<ConsoleCaller?> CallerAsync(CancellationToken cancellationToken) => sessions.ResolveAsync(HttpContext, cancellationToken);
+
+    /// <summary>No session, an ended one (expired or rotated), or a form without its anti-forgery token.</summary>
+    private static ContentResult Denied() => new()
+    {
+        StatusCode = StatusCodes.Status401Unauthorized,
+        ContentType = "text/html; charset=utf-8",
+        Content = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Console</title><link rel=\"stylesheet\" href=\"/app.css\"></head>"
+            + "<body><main class=\"narrow\"><h1>Open the console from HomePort</h1><p>Your console session has ended or this link is not valid. "
+            + "Open your agent's resource in HomePort and follow the buyer console link in its report.</p></main></body></html>",
+    };
+
+    private async Task<IActionResult> RenderAsync(string? message, CancellationToken cancellationToken)
+    {
+        if (await CallerAsync(cancellationToken) is not { } caller)
+        {
+            return Denied();
+        }
+
+        if (Tabs.All(t => t.Key != Tab))
+        {
+            Tab = "configuration";
+        }
+
+        Message = message;
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        Subscription = await db.Subscriptions.AsNoTracking().SingleAsync(s => s.Id == caller.Subscription.Id, cancellationToken);
+        Offering = settings.OfferingOf(Subscription) ?? throw new InvalidOperationException("This agent's offering is not served by this adapter right now.");
+        Configuration = ConsoleSettings.ConfigurationOf(Subscription);
+        Settings = ConsoleSettings.SettingsOf(Offering);
+        Keys = await keys.ListAsync(Subscription.Id, cancellationToken);
+        Web = await store.GetAsync(Subscription.Id, cancellationToken);
+        var month = BillingPeriod.Of(clock.GetUtcNow());
+        Period = month.ToString();
+        var used = await UsageTotals.ForSubscriptionAsync(db, Subscription.Id, month, cancellationToken);
+        Usage = Offering.Components.ToDictionary(c => c.Type, c => used.GetValueOrDefault(c.Type), StringComparer.Ordinal);
+        Balance = (await ledger.BalanceAsync(Subscription.CustomerId, cancellationToken)).Available;
+        Response.Headers.CacheControl = "no-store";
+        return Page();
+    }
+
+    private static async Task<(byte[]? Bytes, string? Type, string? Error)> ReadLogoAsync(IFormFile? logo, CancellationToken cancellationToken)
+    {
+        if (logo is null || logo.Length == 0)
+        {
+            return (null, null, "Choose an image file.");
+        }
+
+        if (logo.Length > MaxLogoBytes)
+        {
+            return (null, null, $"The logo is {logo.Length / 1024} KB; the limit is {MaxLogoBytes / 1024} KB.");
+        }
+
+        using var buffer = new MemoryStream();
+        await logo.CopyToAsync(buffer, cancellationToken);
+        var bytes = buffer.ToArray();
+        // The type comes from the bytes, not the browser's claim; SVG is refused (it can carry scripts).
+        var type = bytes switch
+        {
+            [0x89, 0x50, 0x4E, 0x47, ..] => "image/png",
+            [0xFF, 0xD8, 0xFF, ..] => "image/jpeg",
+            [0x47, 0x49, 0x46, 0x38, ..] => "image/gif",
+            [0x52, 0x49, 0x46, 0x46, _, _, _, _, 0x57, 0x45, 0x42, 0x50, ..] => "image/webp",
+            _ => null,
+        };
+        return type is null ? (null, null, "The logo must be a PNG, JPEG, GIF or WebP image.") : (bytes, type, null);
+    }
+
+    private string? Text(string key) =>
+        Configuration.TryGetPropertyValue(key, out var value) && value?.ToString() is { Length: > 0 } text ? text : null;
+}

@@ -1,0 +1,36 @@
+using CmpWaldurAdapter.Catalogue;
+using CmpWaldurAdapter.Core.Catalogue;
+using CmpWaldurAdapter.Offerings;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.AspNetCore.Mvc.RazorPages;
+using Microsoft.Extensions.Options;
+
+namespace CmpWaldurAdapter.Web.Pages;
+
+/// <summary>The try page: a demo chat on the offering's shared demo flow, limited per visitor by the server.</summary>
+public sealed class TryModel(OfferingCatalogue catalogue, ServedOfferings offerings, SignedTokens tokens, TryLimiter limiter, IOptions<WebOptions> options) : PageModel
+{
+    public CatalogueEntry Offering { get; private set; } = null!;
+
+    public int Remaining { get; private set; }
+
+    public long CreditsPerMessage { get; private set; }
+
+    public string SubscribeUrl { get; private set; } = "#";
+
+    public IActionResult OnGet(string offering)
+    {
+        var binding = offerings.Offerings.FirstOrDefault(o => o.Slug == offering);
+        if (binding is null || catalogue.Find(offering) is not { } entry)
+        {
+            return NotFound();
+        }
+
+        Offering = entry;
+        CreditsPerMessage = entry.Pricing.Offers(ActionClass.ChatMessage) ? entry.Pricing.PriceOf(ActionClass.ChatMessage) : 0;
+        SubscribeUrl = options.Value.HomePortOfferingUrl(binding.Uuid).ToString();
+        var visitor = BuyerWebEndpoints.TryVisitor(HttpContext, tokens);
+        Remaining = limiter.Remaining(entry.Slug, visitor, BuyerWebEndpoints.AddressOf(HttpContext));
+        return Page();
+    }
+}

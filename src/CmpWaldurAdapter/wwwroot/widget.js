@@ -1,0 +1,171 @@
+/*
+ * The embeddable chat widget:
+ *   <script src="https://adapter.example.org/widget.js"></script>
+ *   <script>CMPWidget.init({ apiKey: 'pk_live_…', theme: 'light', position: 'bottom-right' });</script>
+ * It renders inside a Shadow DOM (the host page's styles do not leak in or out). The publishable key only
+ * starts a session: the server checks this page's Origin against the subscription's allowed domains and
+ * answers with a short-lived visitor token bound to this origin.
+ */
+(function () {
+  'use strict';
+  var script = document.currentScript;
+  var base = script ? new URL('.', script.src).href : '/';
+
+  var css = [
+    ':host { all: initial; }',
+    '.root { position: fixed; z-index: 2147483000; font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }',
+    '.root.bottom-right { right: 20px; bottom: 20px; } .root.bottom-left { left: 20px; bottom: 20px; }',
+    '.launcher { border: 0; border-radius: 999px; padding: 12px 18px; color: #fff; cursor: pointer; box-shadow: 0 4px 14px rgba(0,0,0,.2); font: inherit; }',
+    '.panel { display: none; flex-direction: column; width: min(360px, calc(100vw - 40px)); height: min(480px, calc(100vh - 100px)); border-radius: 12px; overflow: hidden; box-shadow: 0 8px 30px rgba(0,0,0,.25); margin-bottom: 10px; }',
+    '.open .panel { display: flex; }',
+    '.light .panel { background: #fff; color: #111827; } .dark .panel { background: #111827; color: #f9fafb; }',
+    '.head { display: flex; align-items: center; gap: 8px; padding: 10px 12px; color: #fff; font-weight: 600; }',
+    '.head img { width: 24px; height: 24px; border-radius: 4px; object-fit: contain; background: #fff; }',
+    '.head .close { margin-left: auto; background: transparent; border: 0; color: #fff; font-size: 20px; cursor: pointer; }',
+    '.messages { flex: 1; overflow-y: auto; padding: 12px; display: flex; flex-direction: column; gap: 8px; margin: 0; list-style: none; }',
+    '.messages li { padding: 8px 10px; border-radius: 10px; max-width: 85%; white-space: pre-wrap; }',
+    '.light .bot { background: #f1f5f9; } .dark .bot { background: #1f2937; }',
+    '.bot { align-self: flex-start; } .user { align-self: flex-end; color: #fff; }',
+    '.error { color: #b91c1c; padding: 0 12px; margin: 0; } .error:empty { display: none; }',
+    'form { display: flex; gap: 6px; padding: 10px; border-top: 1px solid rgba(127,127,127,.25); }',
+    'input { flex: 1; font: inherit; padding: 8px; border: 1px solid #cbd5e1; border-radius: 6px; }',
+    'form button { border: 0; border-radius: 6px; padding: 8px 12px; color: #fff; cursor: pointer; font: inherit; }',
+    'button:focus-visible, input:focus-visible { outline: 3px solid #93c5fd; outline-offset: 1px; }'
+  ].join('\n');
+
+  function element(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) { node.className = className; }
+    if (text) { node.textContent = text; }
+    return node;
+  }
+
+  function post(path, body, token) {
+    var headers = { 'Content-Type': 'application/json' };
+    if (token) { headers.Authorization = 'Bearer ' + token; }
+    return fetch(base + path, { method: 'POST', mode: 'cors', credentials: 'omit', headers: headers, body: JSON.stringify(body) })
+      .catch(function () { throw new Error('The assistant cannot be reached right now.'); })
+      .then(function (response) {
+        return response.json().catch(function () { return {}; }).then(function (data) {
+          if (!response.ok) { var e = new Error((data.error && data.error.message) || 'The assistant is unavailable.'); e.status = response.status; throw e; }
+          return data;
+        });
+      });
+  }
+
+  function init(options) {
+    options = options || {};
+    if (!options.apiKey || options.apiKey.indexOf('pk_') !== 0) {
+      throw new Error('CMPWidget.init needs a publishable key (pk_live_…); never put a secret key in a web page.');
+    }
+    var theme = options.theme === 'dark' ? 'dark' : 'light';
+    var position = options.position === 'bottom-left' ? 'bottom-left' : 'bottom-right';
+    var host = element('div');
+    host.setAttribute('data-cmp-widget', '');
+    document.body.appendChild(host);
+    var shadow = host.attachShadow({ mode: 'open' });
+    var style = element('style');
+    style.textContent = css;
+    shadow.appendChild(style);
+
+    var root = element('div', 'root ' + theme + ' ' + position);
+    var panel = element('div', 'panel');
+    panel.setAttribute('role', 'dialog');
+    var head = element('div', 'head');
+    var title = element('span', 'title', 'Assistant');
+    var close = element('button', 'close', '×');
+    close.setAttribute('aria-label', 'Close chat');
+    head.appendChild(title);
+    head.appendChild(close);
+    var list = element('ol', 'messages');
+    list.setAttribute('aria-live', 'polite');
+    var error = element('p', 'error');
+    error.setAttribute('role', 'alert');
+    var form = element('form');
+    var input = element('input');
+    input.setAttribute('aria-label', 'Your message');
+    input.setAttribute('maxlength', '4000');
+    var send = element('button', 'send', 'Send');
+    send.type = 'submit';
+    form.appendChild(input);
+    form.appendChild(send);
+    panel.appendChild(head);
+    panel.appendChild(list);
+    panel.appendChild(error);
+    panel.appendChild(form);
+    var launcher = element('button', 'launcher', 'Chat');
+    launcher.setAttribute('aria-expanded', 'false');
+    root.appendChild(panel);
+    root.appendChild(launcher);
+    shadow.appendChild(root);
+
+    var session = null;
+    var colour = '#2563eb';
+
+    function paint() {
+      [launcher, head, send].forEach(function (node) { node.style.background = colour; });
+    }
+    paint();
+
+    function add(role, text) {
+      var item = element('li', role, text);
+      if (role === 'user') { item.style.background = colour; }
+      list.appendChild(item);
+      list.scrollTop = list.scrollHeight;
+      return item;
+    }
+
+    function start() {
+      return post('widget/v1/session', { key: options.apiKey }).then(function (data) {
+        session = { token: data.token, expires: Date.now() + (data.expires_in - 30) * 1000 };
+        colour = /^#[0-9a-fA-F]{6}$/.test(data.colour) ? data.colour : colour;
+        title.textContent = data.name;
+        if (data.logo) { var logo = element('img'); logo.src = data.logo; logo.alt = ''; head.insertBefore(logo, title); }
+        paint();
+        if (!list.firstChild) { add('bot', data.welcome); }
+        return session;
+      });
+    }
+
+    function ready() {
+      return session && session.expires > Date.now() ? Promise.resolve(session) : start();
+    }
+
+    function toggle(open) {
+      root.classList.toggle('open', open);
+      launcher.setAttribute('aria-expanded', String(open));
+      if (open) {
+        ready().then(function () { input.focus(); }, function (e) { error.textContent = e.message; });
+      } else {
+        launcher.focus();
+      }
+    }
+
+    launcher.addEventListener('click', function () { toggle(!root.classList.contains('open')); });
+    close.addEventListener('click', function () { toggle(false); });
+    root.addEventListener('keydown', function (event) { if (event.key === 'Escape') { toggle(false); } });
+    form.addEventListener('submit', function (event) {
+      event.preventDefault();
+      var text = input.value.trim();
+      if (!text) { return; }
+      error.textContent = '';
+      add('user', text);
+      input.value = '';
+      send.disabled = true;
+      var pending = add('bot', '…');
+      ready()
+        .then(function (s) { return post('widget/v1/chat', { message: text }, s.token); })
+        .then(function (data) { pending.textContent = data.answer; })
+        .catch(function (e) {
+          list.removeChild(pending);
+          if (e.status === 401) { session = null; }
+          error.textContent = e.message;
+        })
+        .then(function () { send.disabled = false; input.focus(); });
+    });
+
+    return { open: function () { toggle(true); }, close: function () { toggle(false); } };
+  }
+
+  window.CMPWidget = { init: init };
+})();

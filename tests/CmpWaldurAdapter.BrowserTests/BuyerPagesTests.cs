@@ -1,0 +1,191 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text.Json.Nodes;
+using CmpWaldurAdapter.Testing.Web;
+using Microsoft.Playwright;
+using static Microsoft.Playwright.Assertions;
+
+namespace CmpWaldurAdapter.BrowserTests;
+
+/// <summary>The buyer pages in headless Chromium against the adapter on Kestrel loopback, with fake agents.</summary>
+public sealed class BuyerPagesTests : IAsyncLifetime
+{
+    private BuyerWebTestBed _bed = null!;
+    private BrowserSession _browser = null!;
+
+    public async Task InitializeAsync()
+    {
+        _bed = await BuyerWebTestBed.CreateAsync();
+        await _bed.StartAsync();
+        _browser = await BrowserSession.LaunchAsync();
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _browser.DisposeAsync();
+        await _bed.DisposeAsync();
+    }
+
+    private string At(string path) => new Uri(_bed.Url, path).ToString();
+
+    [Fact]
+    public async Task The_try_page_answers_five_demo_messages_and_stops_at_the_fifth()
+    {
+        var page = await _browser.NewPageAsync();
+        await page.GotoAsync(At("try/research-agent"));
+        await Expect(page.Locator("#remaining")).ToHaveTextAsync("Demo mode: 5 messages remaining");
+        await Expect(page.Locator("#subscribe")).ToHaveTextAsync("Subscribe Now – 3 credits/message");
+
+        for (var sent = 1; sent <= 5; sent++)
+        {
+            await page.Locator("#message").FillAsync($"question {sent}");
+            await page.Locator("#message").PressAsync("Enter");
+            await Expect(page.Locator("#messages li.bot").Nth(sent)).ToHaveTextAsync($"Demo of Research Agent: you said question {sent}");
+            await Expect(page.Locator("#remaining-count")).ToHaveTextAsync((5 - sent).ToString());
+        }
+
+        await Expect(page.Locator("#message")).ToBeDisabledAsync();
+        await Expect(page.Locator("#send")).ToBeDisabledAsync();
+        await Expect(page.Locator("#subscribe")).ToBeFocusedAsync();
+        await BrowserSession.ScreenshotAsync(page, "try-limit-reached");
+
+        // The page only mirrors the server: a sixth message sent around the disabled form is refused.
+        var status = await page.EvaluateAsync<int>("() => fetch('/try/research-agent/messages', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ message: 'sixth' }) }).then(r => r.status)");
+        Assert.Equal(429, status);
+        Assert.Equal(5, _bed.Agent.DemoSessions.Count);
+    }
+
+    [Fact]
+    public async Task A_console_save_of_name_and_welcome_shows_up_in_run()
+    {
+        var subscription = await _bed.AddSubscriptionAsync(credits: 100);
+        var page = await _browser.NewPageAsync();
+        await page.GotoAsync((await _bed.ConsoleLinkAsync(subscription.Id)).ToString());
+        Assert.EndsWith("/console", page.Url);
+
+        await page.Locator("#setting_agent_name").FillAsync("Bea");
+        await page.Locator("#setting_welcome_message").FillAsync("Welcome to Bea's help desk!");
+        await page.Locator("#setting_brand_colour").FillAsync("not a colour");
+        await page.Locator("#save").ClickAsync();
+        await Expect(page.Locator("#setting_brand_colour_error")).ToHaveTextAsync("Brand colour must be a hex colour such as #2563eb.");
+        await Expect(page.Locator("#setting_brand_colour")).ToHaveAttributeAsync("aria-invalid", "true");
+        await BrowserSession.ScreenshotAsync(page, "console-save-refused");
+
+        await page.Locator("#setting_brand_colour").FillAsync("#047857");
+        await page.Locator("#save").ClickAsync();
+        await Expect(page.Locator("#console-message")).ToContainTextAsync("saved");
+
+        await page.GetByRole(AriaRole.Link, new() { Name = "Run" }).ClickAsync();
+        await Expect(page.Locator("#agent-name")).ToHaveTextAsync("Bea");
+        await Expect(page.Locator("#messages .welcome")).ToHaveTextAsync("Welcome to Bea's help desk!");
+        await Expect(page.Locator("#credits")).ToHaveTextAsync("Credits used: 0 | Balance: 100");
+        await page.Locator("#message").FillAsync("hello");
+        await page.Locator("#send").ClickAsync();
+        await Expect(page.Locator("#messages li.bot").Nth(1)).ToHaveTextAsync("Bea: you said hello");
+        await Expect(page.Locator("#credits")).ToHaveTextAsync("Credits used: 2 | Balance: 98");
+        await BrowserSession.ScreenshotAsync(page, "console-run");
+    }
+
+    [Fact]
+    public async Task A_key_created_in_the_console_works_and_is_shown_only_once()
+    {
+        var subscription = await _bed.AddSubscriptionAsync(credits: 50);
+        var page = await _browser.NewPageAsync();
+        await page.GotoAsync((await _bed.ConsoleLinkAsync(subscription.Id)).ToString());
+        await page.GetByRole(AriaRole.Link, new() { Name = "API Keys" }).ClickAsync();
+        await Expect(page.Locator("#curl")).ToContainTextAsync(At("v1/chat/completions"));
+
+        await page.Locator("#key_name").FillAsync("CI server");
+        await page.Locator("#create-key").ClickAsync();
+        var key = (await page.Locator("#new-key").TextContentAsync())!.Trim();
+        Assert.StartsWith("sk_live_", key);
+        await Expect(page.Locator("table.keys")).ToContainTextAsync("CI server");
+        await BrowserSession.ScreenshotAsync(page, "console-key-created");
+
+        // The key authenticates the subscription's API (here /v1/usage; the chat endpoint takes it the same way).
+        using var api = new HttpClient { BaseAddress = _bed.Url };
+        api.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        var usage = await api.GetAsync("/v1/usage");
+        Assert.Equal(HttpStatusCode.OK, usage.StatusCode);
+        Assert.Equal(50, JsonNode.Parse(await usage.Content.ReadAsStringAsync())!["balance"]!.GetValue<long>());
+
+        await page.GotoAsync(At("console?tab=keys"));
+        await Expect(page.Locator("table.keys")).ToContainTextAsync("CI server");
+        await Expect(page.Locator("#new-key")).ToHaveCountAsync(0);
+        Assert.DoesNotContain(key, await page.ContentAsync());
+        await page.GotoAsync(At("console?tab=widget"));
+        Assert.DoesNotContain(key, await page.ContentAsync());
+    }
+
+    [Fact]
+    public async Task The_widget_answers_on_an_allowed_origin_and_is_refused_on_another()
+    {
+        var subscription = await _bed.AddSubscriptionAsync(credits: 20);
+        var key = await _bed.PublishableKeyAsync(subscription.Id);
+        await using var allowedSite = await HostPage.StartAsync(_bed.Url, key);
+        await using var otherSite = await HostPage.StartAsync(_bed.Url, key);
+        await _bed.AllowDomainsAsync(subscription.Id, $"127.0.0.1:{allowedSite.Port}");
+
+        var page = await _browser.NewPageAsync();
+        await page.GotoAsync($"http://127.0.0.1:{allowedSite.Port}/");
+        await page.Locator("[data-cmp-widget] .launcher").ClickAsync();
+        await Expect(page.Locator("[data-cmp-widget] .messages li.bot").First).ToHaveTextAsync("Hi! I am Ada. How can I help?");
+        await Expect(page.Locator("[data-cmp-widget] .title")).ToHaveTextAsync("Ada");
+        await page.Locator("[data-cmp-widget] input").FillAsync("Where is my order?");
+        await page.Locator("[data-cmp-widget] input").PressAsync("Enter");
+        await Expect(page.Locator("[data-cmp-widget] .messages li.bot").Nth(1)).ToHaveTextAsync("Ada: you said Where is my order?");
+        await BrowserSession.ScreenshotAsync(page, "widget-allowed-origin");
+
+        var refused = await _browser.NewPageAsync();
+        await refused.GotoAsync($"http://localhost:{otherSite.Port}/");
+        await refused.Locator("[data-cmp-widget] .launcher").ClickAsync();
+        await Expect(refused.Locator("[data-cmp-widget] .error")).ToContainTextAsync("not among the widget's allowed domains");
+        await Expect(refused.Locator("[data-cmp-widget] .messages li")).ToHaveCountAsync(0);
+        await BrowserSession.ScreenshotAsync(refused, "widget-refused-origin");
+        Assert.Single(_bed.Agent.Runs);
+    }
+
+    [Fact]
+    public async Task The_marketplace_tabs_filter_the_cards_and_show_price_and_runs()
+    {
+        using (var visitor = new HttpClient { BaseAddress = _bed.Url })
+        {
+            Assert.Equal(HttpStatusCode.OK, (await visitor.PostAsJsonAsync("/try/topic-assistant/messages", new { message = "hi" })).StatusCode);
+        }
+
+        var page = await _browser.NewPageAsync();
+        await page.GotoAsync(At("marketplace"));
+        var cards = page.Locator("li.card");
+        await Expect(cards).ToHaveCountAsync(4);
+        await Expect(page.Locator("li.card[data-slug=topic-assistant] .meta")).ToHaveTextAsync("1 credits / interaction · 1 runs");
+        await Expect(page.Locator("li.card[data-slug=research-agent] .meta")).ToHaveTextAsync("3 credits / interaction · 0 runs");
+        var add = await page.Locator("li.card[data-slug=research-agent] a", new() { HasText = "Add" }).GetAttributeAsync("href");
+        Assert.Equal($"https://homeport.example.org/marketplace-offering/{_bed.Offerings["research-agent"]}/", add);
+
+        await page.GetByRole(AriaRole.Link, new() { Name = "Assistants" }).ClickAsync();
+        await Expect(cards).ToHaveCountAsync(2);
+        await Expect(page.Locator("li.card[data-category=assistants]")).ToHaveCountAsync(2);
+        await Expect(page.GetByRole(AriaRole.Link, new() { Name = "Assistants" })).ToHaveAttributeAsync("aria-current", "page");
+        await BrowserSession.ScreenshotAsync(page, "marketplace-assistants");
+
+        // Keyboard only: focus the Agents tab and follow it with Enter.
+        await page.GetByRole(AriaRole.Link, new() { Name = "Agents" }).FocusAsync();
+        await page.Keyboard.PressAsync("Enter");
+        await Expect(page.Locator("li.card[data-category=agents]")).ToHaveCountAsync(2);
+        await Expect(cards).ToHaveCountAsync(2);
+
+        await page.GetByRole(AriaRole.Link, new() { Name = "Apps" }).ClickAsync();
+        await Expect(cards).ToHaveCountAsync(0);
+        await Expect(page.Locator(".empty")).ToHaveTextAsync("No offerings match.");
+
+        await page.GetByRole(AriaRole.Link, new() { Name = "All" }).ClickAsync();
+        await page.Locator("#q").FillAsync("research");
+        await page.Locator("#q").PressAsync("Enter");
+        await Expect(cards).ToHaveCountAsync(1);
+        await Expect(cards.First).ToHaveAttributeAsync("data-slug", "research-agent");
+
+        await page.Locator("li.card[data-slug=research-agent] a", new() { HasText = "Try" }).ClickAsync();
+        await Expect(page).ToHaveURLAsync(At("try/research-agent"));
+    }
+}

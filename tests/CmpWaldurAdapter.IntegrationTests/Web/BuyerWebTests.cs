@@ -1,0 +1,382 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
+using CmpWaldurAdapter.Provisioning;
+using CmpWaldurAdapter.Testing.Hosting;
+using CmpWaldurAdapter.Testing.Web;
+using CmpWaldurAdapter.Web;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace CmpWaldurAdapter.IntegrationTests.Web;
+
+/// <summary>The buyer pages' server-side guarantees: console links, the try allowance, widget origins and tokens, console saves.</summary>
+public sealed partial class BuyerWebTests : IAsyncLifetime
+{
+    private static readonly DateTimeOffset Start = new(2026, 3, 10, 12, 0, 0, TimeSpan.Zero);
+    private BuyerWebTestBed _bed = null!;
+
+    private readonly UpdateRecorder _updates = new();
+
+    public async Task InitializeAsync()
+    {
+        _bed = await BuyerWebTestBed.CreateAsync(now: Start);
+        _bed.Settings["Web:TryMessagesPerAddress"] = "7";
+        _bed.Settings["Web:TrustForwardedHeaders"] = "true";
+        await _bed.StartAsync(services => services.AddSingleton<ITenantProvisioner>(_updates));
+    }
+
+    /// <summary>Records the Update steps a console save runs, as an Update order would run them.</summary>
+    private sealed class UpdateRecorder : ITenantProvisioner
+    {
+        public ConcurrentQueue<JsonObject> Applied { get; } = new();
+
+        public IReadOnlyList<ProvisioningStep> StepsFor(CmpWaldurAdapter.Core.Orders.OrderType type) =>
+            type == CmpWaldurAdapter.Core.Orders.OrderType.Update
+                ? [new ProvisioningStep("langflow-flow-config", (context, _) =>
+                {
+                    Applied.Enqueue((JsonObject)context.Configuration.DeepClone());
+                    context.Note("Your agent was updated with your new settings.");
+                    return Task.CompletedTask;
+                })]
+                : [];
+    }
+
+    public async Task DisposeAsync() => await _bed.DisposeAsync();
+
+    private HttpClient Browser(CookieContainer? cookies = null) =>
+        new(new HttpClientHandler { CookieContainer = cookies ?? new CookieContainer(), AllowAutoRedirect = false }) { BaseAddress = _bed.Url };
+
+    private async Task<HttpClient> ConsoleAsync(Guid subscriptionId)
+    {
+        var browser = Browser();
+        var opened = await browser.GetAsync((await _bed.ConsoleLinkAsync(subscriptionId)).PathAndQuery);
+        Assert.Equal(HttpStatusCode.Redirect, opened.StatusCode);
+        Assert.Equal("/console", opened.Headers.Location!.ToString());
+        return browser;
+    }
+
+    [Fact]
+    public async Task A_console_link_opens_the_console_of_its_own_subscription_only()
+    {
+        var subscription = await _bed.AddSubscriptionAsync(configuration: new JsonObject { ["agent_name"] = "Ada" });
+        await _bed.AddSubscriptionAsync(configuration: new JsonObject { ["agent_name"] = "Someone else" });
+        using var browser = await ConsoleAsync(subscription.Id);
+
+        var page = await browser.GetStringAsync("/console?tab=run");
+
+        Assert.Contains("Ada", page);
+        Assert.DoesNotContain("Someone else", page);
+    }
+
+    [Fact]
+    public async Task Forged_tampered_and_expired_console_links_are_refused_and_set_no_session()
+    {
+        var subscription = await _bed.AddSubscriptionAsync();
+        var link = (await _bed.ConsoleLinkAsync(subscription.Id)).PathAndQuery;
+        var token = Uri.UnescapeDataString(link[(link.IndexOf("t=", StringComparison.Ordinal) + 2)..]);
+        var tampered = token[..^4] + (token[^4] == 'A' ? "B" : "A") + token[^3..];
+
+        foreach (var bad in new[] { "/console/open?t=" + Uri.EscapeDataString(tampered), "/console/open?t=CfDJ8forged", "/console/open" })
+        {
+            using var browser = Browser();
+            var refused = await browser.GetAsync(bad);
+            Assert.Equal(HttpStatusCode.Forbidden, refused.StatusCode);
+            Assert.False(refused.Headers.Contains("Set-Cookie"));
+            Assert.Equal(HttpStatusCode.Unauthorized, (await browser.GetAsync("/console")).StatusCode);
+        }
+
+        _bed.Clock!.Advance(TimeSpan.FromDays(30) + TimeSpan.FromSeconds(1));
+        using var late = Browser();
+        Assert.Equal(HttpStatusCode.Forbidden, (await late.GetAsync(link)).StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await late.GetAsync("/console")).StatusCode);
+    }
+
+    [Fact]
+    public async Task A_console_session_expires_and_a_rotated_link_ends_old_links_and_sessions()
+    {
+        var subscription = await _bed.AddSubscriptionAsync();
+        var oldLink = (await _bed.ConsoleLinkAsync(subscription.Id)).PathAndQuery;
+        using var session = await ConsoleAsync(subscription.Id);
+        Assert.Equal(HttpStatusCode.OK, (await session.GetAsync("/console")).StatusCode);
+
+        var newLink = await _bed.Services.GetRequiredService<ConsoleAccess>().RotateAsync(subscription.Id, CancellationToken.None);
+
+        Assert.Equal(HttpStatusCode.Unauthorized, (await session.GetAsync("/console")).StatusCode);
+        using var stale = Browser();
+        Assert.Equal(HttpStatusCode.Forbidden, (await stale.GetAsync(oldLink)).StatusCode);
+        using var fresh = Browser();
+        Assert.Equal(HttpStatusCode.Redirect, (await fresh.GetAsync(newLink.PathAndQuery)).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await fresh.GetAsync("/console")).StatusCode);
+
+        _bed.Clock!.Advance(TimeSpan.FromHours(8) + TimeSpan.FromSeconds(1));
+        Assert.Equal(HttpStatusCode.Unauthorized, (await fresh.GetAsync("/console")).StatusCode);
+    }
+
+    [Fact]
+    public async Task The_console_link_is_in_the_report_of_a_provisioned_order()
+    {
+        var subscription = await _bed.AddSubscriptionAsync();
+        var contributor = _bed.Services.GetRequiredService<ConsoleReportContributor>();
+        var order = new CmpWaldurAdapter.Orders.OrderRecord { OrderUuid = Guid.NewGuid(), Type = CmpWaldurAdapter.Core.Orders.OrderType.Create };
+
+        var section = Assert.Single(await contributor.ContributeAsync(subscription, order, CancellationToken.None));
+
+        var link = LinkPattern().Match(section.Body).Value;
+        Assert.StartsWith(new Uri(_bed.Url, "console/open?t=").ToString(), link);
+        using var browser = Browser();
+        Assert.Equal(HttpStatusCode.Redirect, (await browser.GetAsync(new Uri(link).PathAndQuery)).StatusCode);
+        Assert.Empty(await contributor.ContributeAsync(subscription, new CmpWaldurAdapter.Orders.OrderRecord { OrderUuid = Guid.NewGuid(), Type = CmpWaldurAdapter.Core.Orders.OrderType.Terminate }, CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task The_try_allowance_is_five_per_visitor_and_dropping_the_cookie_does_not_reset_it_for_the_address()
+    {
+        using var visitor = Browser();
+        Assert.Contains("Demo mode: <span id=\"remaining-count\">5</span>", await visitor.GetStringAsync("/try/research-agent"));
+        for (var sent = 1; sent <= 5; sent++)
+        {
+            var answer = await visitor.PostAsJsonAsync("/try/research-agent/messages", new { message = $"hello {sent}" });
+            Assert.Equal(HttpStatusCode.OK, answer.StatusCode);
+            var body = JsonNode.Parse(await answer.Content.ReadAsStringAsync())!;
+            Assert.Equal($"Demo of Research Agent: you said hello {sent}", body["answer"]!.GetValue<string>());
+            Assert.Equal(5 - sent, body["remaining"]!.GetValue<int>());
+        }
+
+        var sixth = await visitor.PostAsJsonAsync("/try/research-agent/messages", new { message = "one more" });
+        Assert.Equal(HttpStatusCode.TooManyRequests, sixth.StatusCode);
+        Assert.Equal("demo_limit_reached", JsonNode.Parse(await sixth.Content.ReadAsStringAsync())!["error"]!["code"]!.GetValue<string>());
+        Assert.Equal(5, _bed.Agent.DemoSessions.Count);
+
+        // Without the cookie the visitor is new, but the address has only 7 demo messages (Web:TryMessagesPerAddress).
+        using var noCookie = Browser();
+        Assert.Equal(HttpStatusCode.OK, (await noCookie.PostAsJsonAsync("/try/research-agent/messages", new { message = "a" })).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await noCookie.PostAsJsonAsync("/try/research-agent/messages", new { message = "b" })).StatusCode);
+        using var again = Browser();
+        Assert.Equal(HttpStatusCode.TooManyRequests, (await again.PostAsJsonAsync("/try/research-agent/messages", new { message = "c" })).StatusCode);
+
+        // Each offering has its own allowance; nothing of try mode is stored or charged.
+        Assert.Equal(HttpStatusCode.OK, (await visitor.PostAsJsonAsync("/try/code-assistant/messages", new { message = "hi" })).StatusCode);
+        Assert.Equal(0, await _bed.QueryAsync(db => db.LedgerEntries.CountAsync()));
+        Assert.Equal(0, await _bed.QueryAsync(db => db.Subscriptions.CountAsync()));
+    }
+
+    [Fact]
+    public async Task Behind_a_trusted_proxy_the_address_limit_counts_each_forwarded_client_address()
+    {
+        async Task<HttpStatusCode> SendAsync(string address)
+        {
+            using var visitor = Browser();
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/try/topic-assistant/messages") { Content = JsonContent.Create(new { message = "hi" }) };
+            request.Headers.Add("X-Forwarded-For", address);
+            return (await visitor.SendAsync(request)).StatusCode;
+        }
+
+        for (var sent = 0; sent < 7; sent++)
+        {
+            Assert.Equal(HttpStatusCode.OK, await SendAsync("203.0.113.7"));
+        }
+
+        Assert.Equal(HttpStatusCode.TooManyRequests, await SendAsync("203.0.113.7"));
+        Assert.Equal(HttpStatusCode.OK, await SendAsync("198.51.100.20"));
+    }
+
+    [Fact]
+    public async Task A_forged_try_cookie_counts_as_a_new_visitor_and_bad_requests_cost_nothing()
+    {
+        var cookies = new CookieContainer();
+        cookies.Add(_bed.Url, new Cookie(BuyerWebEndpoints.TryVisitorCookie, "forged", "/try"));
+        using var visitor = Browser(cookies);
+
+        Assert.Equal(HttpStatusCode.BadRequest, (await visitor.PostAsJsonAsync("/try/research-agent/messages", new { message = "  " })).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await visitor.PostAsJsonAsync("/try/no-such-agent/messages", new { message = "hi" })).StatusCode);
+        var first = JsonNode.Parse(await (await visitor.PostAsJsonAsync("/try/research-agent/messages", new { message = "hi" })).Content.ReadAsStringAsync())!;
+
+        Assert.Equal(4, first["remaining"]!.GetValue<int>());
+        Assert.NotEqual("forged", cookies.GetCookies(new Uri(_bed.Url, "/try/"))[BuyerWebEndpoints.TryVisitorCookie]!.Value);
+    }
+
+    [Fact]
+    public async Task The_widget_starts_only_from_allowed_origins_and_answers_only_with_a_visitor_token_of_that_origin()
+    {
+        var subscription = await _bed.AddSubscriptionAsync(credits: 10);
+        var key = await _bed.PublishableKeyAsync(subscription.Id);
+        await _bed.AllowDomainsAsync(subscription.Id, "shop.example.com", "*.example.org");
+        using var client = _bed.Server.CreateClient();
+
+        var allowed = await Session(client, key, "https://shop.example.com");
+        Assert.Equal(HttpStatusCode.OK, allowed.StatusCode);
+        Assert.Equal("https://shop.example.com", allowed.Headers.GetValues("Access-Control-Allow-Origin").Single());
+        var token = JsonNode.Parse(await allowed.Content.ReadAsStringAsync())!["token"]!.GetValue<string>();
+        Assert.Equal(HttpStatusCode.OK, (await Session(client, key, "https://help.example.org")).StatusCode);
+
+        foreach (var origin in new[] { "https://evil.example.net", "https://example.org", "https://shop.example.com.evil.net", "null" })
+        {
+            var refused = await Session(client, key, origin);
+            Assert.Equal(HttpStatusCode.Forbidden, refused.StatusCode);
+            var refusal = JsonNode.Parse(await refused.Content.ReadAsStringAsync())!;
+            Assert.Null(refusal["token"]);
+            Assert.Equal("origin_not_allowed", refusal["error"]!["code"]!.GetValue<string>());
+        }
+
+        Assert.Equal(HttpStatusCode.Forbidden, (await Session(client, key, null)).StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await Session(client, await _bed.SecretKeyAsync(subscription.Id), "https://shop.example.com")).StatusCode);
+
+        var answer = await Chat(client, token, "https://shop.example.com", "hi");
+        Assert.Equal(HttpStatusCode.OK, answer.StatusCode);
+        Assert.Equal("Ada: you said hi", JsonNode.Parse(await answer.Content.ReadAsStringAsync())!["answer"]!.GetValue<string>());
+        Assert.Equal(1, await _bed.QueryAsync(db => db.LedgerEntries.CountAsync(e => e.SubscriptionId == subscription.Id)));
+
+        // A spoofed Origin header opens nothing without a valid visitor token of that origin.
+        Assert.Equal(HttpStatusCode.Unauthorized, (await Chat(client, null, "https://shop.example.com", "hi")).StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await Chat(client, key, "https://shop.example.com", "hi")).StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await Chat(client, token[..^3] + "abc", "https://shop.example.com", "hi")).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await Chat(client, token, "https://help.example.org", "hi")).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await Chat(client, token, null, "hi")).StatusCode);
+        Assert.Equal(1, await _bed.QueryAsync(db => db.LedgerEntries.CountAsync(e => e.SubscriptionId == subscription.Id)));
+
+        // Removing the domain ends its sessions at once; an expired token is refused.
+        await _bed.AllowDomainsAsync(subscription.Id, "*.example.org");
+        Assert.Equal(HttpStatusCode.Forbidden, (await Chat(client, token, "https://shop.example.com", "hi")).StatusCode);
+        var other = JsonNode.Parse(await (await Session(client, key, "https://help.example.org")).Content.ReadAsStringAsync())!["token"]!.GetValue<string>();
+        _bed.Clock!.Advance(TimeSpan.FromMinutes(16));
+        Assert.Equal(HttpStatusCode.Unauthorized, (await Chat(client, other, "https://help.example.org", "hi")).StatusCode);
+    }
+
+    [Fact]
+    public async Task Widget_preflight_allows_the_asking_origin_and_widget_js_is_served_cross_origin()
+    {
+        using var client = _bed.Server.CreateClient();
+        using var preflight = new HttpRequestMessage(HttpMethod.Options, "/widget/v1/chat");
+        preflight.Headers.Add("Origin", "https://shop.example.com");
+        preflight.Headers.Add("Access-Control-Request-Method", "POST");
+        var answer = await client.SendAsync(preflight);
+        Assert.Equal(HttpStatusCode.NoContent, answer.StatusCode);
+        Assert.Equal("https://shop.example.com", answer.Headers.GetValues("Access-Control-Allow-Origin").Single());
+        Assert.False(answer.Headers.Contains("Access-Control-Allow-Credentials"));
+
+        var script = await client.GetAsync("/widget.js");
+        Assert.Equal(HttpStatusCode.OK, script.StatusCode);
+        Assert.Equal("*", script.Headers.GetValues("Access-Control-Allow-Origin").Single());
+        Assert.Contains("CMPWidget", await script.Content.ReadAsStringAsync());
+
+        var page = await client.GetAsync("/marketplace");
+        var policy = page.Headers.GetValues("Content-Security-Policy").Single();
+        Assert.Contains("script-src 'self'", policy);
+        Assert.DoesNotContain("unsafe-inline", policy);
+        Assert.DoesNotMatch("<script>(?!</script>)", await page.Content.ReadAsStringAsync());
+    }
+
+    [Fact]
+    public async Task A_console_save_validates_each_field_and_writes_the_configuration_an_update_order_writes()
+    {
+        var subscription = await _bed.AddSubscriptionAsync(configuration: new JsonObject { ["agent_name"] = "Ada", ["tone"] = "friendly" });
+        using var browser = await ConsoleAsync(subscription.Id);
+        var page = await browser.GetStringAsync("/console");
+        var antiforgery = AntiforgeryField().Match(page).Groups[1].Value;
+
+        var refused = await browser.PostAsync("/console?handler=Save", new FormUrlEncodedContent(new Dictionary<string, string>
+        {
+            ["__RequestVerificationToken"] = antiforgery,
+            ["setting_agent_name"] = "Bea",
+            ["setting_brand_colour"] = "blue",
+            ["setting_escalate_after"] = "99",
+        }));
+        Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+        var refusal = await refused.Content.ReadAsStringAsync();
+        Assert.Contains("id=\"setting_brand_colour_error\">Brand colour must be a hex colour", refusal);
+        Assert.Contains("id=\"setting_escalate_after_error\">Escalate after N unanswered questions must be between 1 and 20", refusal);
+        Assert.Contains("value=\"Bea\"", refusal);
+        var unchanged = await _bed.QueryAsync(db => db.Subscriptions.SingleAsync(s => s.Id == subscription.Id));
+        Assert.Equal(1, unchanged.ConfigurationVersion);
+        Assert.Empty(_updates.Applied);
+
+        var saved = await browser.PostAsync("/console?handler=Save", new FormUrlEncodedContent(new Dictionary<string, string>
+        {
+            ["__RequestVerificationToken"] = antiforgery,
+            ["setting_agent_name"] = "Bea",
+            ["setting_welcome_message"] = "Welcome to Bea's desk",
+            ["setting_brand_colour"] = "#10b981",
+            ["setting_escalate_after"] = "4",
+            ["setting_tone"] = "professional",
+        }));
+        Assert.Equal(HttpStatusCode.OK, saved.StatusCode);
+        var stored = await _bed.QueryAsync(db => db.Subscriptions.SingleAsync(s => s.Id == subscription.Id));
+        Assert.Equal(2, stored.ConfigurationVersion);
+        var configuration = JsonNode.Parse(stored.Configuration)!;
+        Assert.Equal("Bea", configuration["agent_name"]!.GetValue<string>());
+        Assert.Equal("Welcome to Bea's desk", configuration["welcome_message"]!.GetValue<string>());
+        Assert.Equal(4, configuration["escalate_after"]!.GetValue<long>());
+        Assert.Equal("professional", configuration["tone"]!.GetValue<string>());
+        Assert.Contains("Your agent was updated with your new settings.", await saved.Content.ReadAsStringAsync());
+        var applied = Assert.Single(_updates.Applied);
+        Assert.True(JsonNode.DeepEquals(configuration, applied));
+
+        // Without the anti-forgery token the session cookie alone changes nothing.
+        var forged = await browser.PostAsync("/console?handler=Save", new FormUrlEncodedContent(new Dictionary<string, string> { ["setting_agent_name"] = "Mallory" }));
+        Assert.Equal(HttpStatusCode.BadRequest, forged.StatusCode);
+        var chat = await browser.PostAsJsonAsync("/console/api/chat", new { message = "hi" });
+        Assert.Equal(HttpStatusCode.Unauthorized, chat.StatusCode);
+        Assert.Contains("Bea", (await _bed.QueryAsync(db => db.Subscriptions.SingleAsync(s => s.Id == subscription.Id))).Configuration);
+    }
+
+    [Fact]
+    public async Task The_run_tab_answers_with_the_configured_agent_charges_like_the_api_and_reports_credits()
+    {
+        var subscription = await _bed.AddSubscriptionAsync(credits: 3);
+        using var browser = await ConsoleAsync(subscription.Id);
+        var antiforgery = AntiforgeryData().Match(await browser.GetStringAsync("/console?tab=run")).Groups[1].Value;
+        Assert.NotEmpty(antiforgery);
+        browser.DefaultRequestHeaders.Add("RequestVerificationToken", antiforgery);
+
+        var response = await browser.PostAsJsonAsync("/console/api/chat", new { message = "hello" });
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.OK, text);
+        var answer = JsonNode.Parse(text)!;
+
+        Assert.Equal("Ada: you said hello", answer["answer"]!.GetValue<string>());
+        Assert.Equal(2, answer["credits_used"]!.GetValue<long>());
+        Assert.Equal(1, answer["balance"]!.GetValue<long>());
+        var refused = await browser.PostAsJsonAsync("/console/api/chat", new { message = "again" });
+        Assert.Equal(HttpStatusCode.PaymentRequired, refused.StatusCode);
+        Assert.Single(_bed.Agent.Runs);
+    }
+
+    private static async Task<HttpResponseMessage> Session(HttpClient client, string key, string? origin)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/widget/v1/session") { Content = JsonContent.Create(new { key }) };
+        if (origin is not null)
+        {
+            request.Headers.Add("Origin", origin);
+        }
+
+        return await client.SendAsync(request);
+    }
+
+    private static async Task<HttpResponseMessage> Chat(HttpClient client, string? token, string? origin, string message)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/widget/v1/chat") { Content = JsonContent.Create(new { message }) };
+        if (origin is not null)
+        {
+            request.Headers.Add("Origin", origin);
+        }
+
+        if (token is not null)
+        {
+            request.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token);
+        }
+
+        return await client.SendAsync(request);
+    }
+
+    [GeneratedRegex("name=\"__RequestVerificationToken\" type=\"hidden\" value=\"([^\"]+)\"")]
+    private static partial Regex AntiforgeryField();
+
+    [GeneratedRegex("data-antiforgery=\"([^\"]+)\"")]
+    private static partial Regex AntiforgeryData();
+
+    [GeneratedRegex(@"https?://\S+")]
+    private static partial Regex LinkPattern();
+}

@@ -1,0 +1,193 @@
+using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
+using System.Text.Json.Nodes;
+using CmpWaldurAdapter.ApiKeys;
+using CmpWaldurAdapter.Catalogue;
+using CmpWaldurAdapter.Chat;
+using CmpWaldurAdapter.Core.Catalogue;
+using CmpWaldurAdapter.Core.Subscriptions;
+using CmpWaldurAdapter.Credits;
+using CmpWaldurAdapter.Persistence;
+using CmpWaldurAdapter.Tenants;
+using CmpWaldurAdapter.Testing.Fakes;
+using CmpWaldurAdapter.Testing.Hosting;
+using CmpWaldurAdapter.Web;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace CmpWaldurAdapter.Testing.Web;
+
+/// <summary>
+/// The whole adapter on a loopback port serving the shipped catalogue's four offerings, with fake agents behind
+/// the chat seams (<see cref="IAgentRuntime"/>, <see cref="IAgentTweaks"/>, <see cref="IKnowledgeRetriever"/>,
+/// <see cref="IDemoAgent"/>), for the buyer pages.
+/// </summary>
+public sealed class BuyerWebTestBed : IAsyncDisposable
+{
+    public static readonly string[] Slugs = ["code-assistant", "customer-support-agent", "research-agent", "topic-assistant"];
+
+    private readonly StrongBox<Uri> _publicUrl = new(new Uri("http://127.0.0.1/"));
+
+    private BuyerWebTestBed(TestDatabase database, TestClock? clock)
+    {
+        Database = database;
+        Clock = clock;
+        foreach (var slug in Slugs)
+        {
+            Offerings[slug] = Waldur.AddOffering(slug);
+        }
+
+        Settings = AdapterTestHost.Settings(Waldur, database, [.. Slugs.Select(s => Offerings[s])]);
+        for (var i = 0; i < Slugs.Length; i++)
+        {
+            Settings[$"Offerings:{i}:Slug"] = Slugs[i];
+        }
+
+        Settings["Catalogue:Directory"] = Path.Combine(AppContext.BaseDirectory, "catalogue");
+        Settings["Web:HomePortUrl"] = "https://homeport.example.org/";
+    }
+
+    public WaldurFake Waldur { get; } = new();
+
+    public TestDatabase Database { get; }
+
+    public TestClock? Clock { get; }
+
+    public Dictionary<string, Guid> Offerings { get; } = new(StringComparer.Ordinal);
+
+    public Dictionary<string, string?> Settings { get; }
+
+    public EchoAgent Agent { get; } = new();
+
+    public RunningAdapter Server { get; private set; } = null!;
+
+    public Uri Url => Server.Url;
+
+    public IServiceProvider Services => Server.Services;
+
+    public static async Task<BuyerWebTestBed> CreateAsync(DatabaseProvider provider = DatabaseProvider.Sqlite, DateTimeOffset? now = null) =>
+        new(await TestDatabase.CreateAsync(provider), now is { } start ? new TestClock(start) : null);
+
+    public async Task<RunningAdapter> StartAsync(Action<IServiceCollection>? configure = null)
+    {
+        Server = await AdapterTestHost.StartServerAsync(Settings, null, services =>
+        {
+            configure?.Invoke(services);
+            if (Clock is not null)
+            {
+                services.AddSingleton<TimeProvider>(Clock);
+            }
+
+            services.AddSingleton<IAgentRuntime>(Agent);
+            services.AddSingleton<IAgentTweaks>(Agent);
+            services.AddSingleton<IKnowledgeRetriever>(Agent);
+            services.AddSingleton<IDemoAgent>(Agent);
+            // Links the adapter hands out name the address it actually listens on.
+            services.PostConfigure<WebOptions>(o => o.PublicBaseUrl = _publicUrl.Value!);
+        });
+        _publicUrl.Value = Server.Url;
+        return Server;
+    }
+
+    /// <summary>An active subscription of the offering, in a new organization holding <paramref name="credits"/>.</summary>
+    public async Task<Subscription> AddSubscriptionAsync(string slug = "customer-support-agent", long credits = 100, JsonObject? configuration = null)
+    {
+        var now = DateTimeOffset.UtcNow;
+        var customer = new Customer { Id = Guid.NewGuid(), Name = "Buyer", CreatedAt = now, UpdatedAt = now };
+        var workspace = new Workspace { Id = Guid.NewGuid(), CustomerId = customer.Id, Name = "Project", CreatedAt = now, UpdatedAt = now };
+        var subscription = new Subscription
+        {
+            Id = Guid.NewGuid(),
+            ResourceUuid = Guid.NewGuid(),
+            OfferingUuid = Offerings[slug],
+            CustomerId = customer.Id,
+            WorkspaceId = workspace.Id,
+            Name = "My agent",
+            State = SubscriptionState.Active,
+            Configuration = (configuration ?? new JsonObject { ["agent_name"] = "Ada" }).ToJsonString(),
+            ConfigurationVersion = 1,
+            CreatedAt = now,
+            UpdatedAt = now,
+        };
+        await using (var db = await Services.GetRequiredService<IDbContextFactory<AdapterDbContext>>().CreateDbContextAsync())
+        {
+            db.Customers.Add(customer);
+            db.Workspaces.Add(workspace);
+            db.Subscriptions.Add(subscription);
+            await db.SaveChangesAsync();
+        }
+
+        if (credits > 0)
+        {
+            await Services.GetRequiredService<CreditLedger>().GrantAsync(customer.Id, credits, "test credits");
+        }
+
+        return subscription;
+    }
+
+    public Task<Uri> ConsoleLinkAsync(Guid subscriptionId) => Services.GetRequiredService<ConsoleAccess>().CreateLinkAsync(subscriptionId, CancellationToken.None);
+
+    public async Task<string> PublishableKeyAsync(Guid subscriptionId) =>
+        (await Services.GetRequiredService<ApiKeyService>().CreateAsync(subscriptionId, ApiKeyKind.Publishable, "widget", CancellationToken.None)).Plaintext;
+
+    public async Task<string> SecretKeyAsync(Guid subscriptionId) =>
+        (await Services.GetRequiredService<ApiKeyService>().CreateAsync(subscriptionId, ApiKeyKind.Secret, "server", CancellationToken.None)).Plaintext;
+
+    public Task AllowDomainsAsync(Guid subscriptionId, params string[] domains) =>
+        Services.GetRequiredService<BuyerWebStore>().UpdateAsync(subscriptionId, s => s.AllowedDomains = string.Join('\n', domains), CancellationToken.None);
+
+    public async Task<T> QueryAsync<T>(Func<AdapterDbContext, Task<T>> query)
+    {
+        await using var db = await Services.GetRequiredService<IDbContextFactory<AdapterDbContext>>().CreateDbContextAsync();
+        return await query(db);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Server is not null)
+        {
+            await Server.DisposeAsync();
+        }
+
+        Waldur.Dispose();
+        await Database.DisposeAsync();
+    }
+}
+
+/// <summary>
+/// A fake agent: answers "&lt;agent name&gt;: you said …" from the tweaks built from the subscription's
+/// configuration, and "Demo of &lt;offering&gt;: …" in try mode. Records every run.
+/// </summary>
+public sealed class EchoAgent : IAgentRuntime, IAgentTweaks, IKnowledgeRetriever, IDemoAgent
+{
+    public ConcurrentQueue<AgentRequest> Runs { get; } = new();
+
+    public ConcurrentQueue<string> DemoSessions { get; } = new();
+
+    public Task<string> RunAsync(AgentRequest request, CancellationToken cancellationToken)
+    {
+        Runs.Enqueue(request);
+        var name = request.Tweaks.TryGetValue("agent", out var agent) ? agent["name"] : "agent";
+        return Task.FromResult($"{name}: you said {request.Input}");
+    }
+
+    public async IAsyncEnumerable<string> StreamAsync(AgentRequest request, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        yield return await RunAsync(request, cancellationToken);
+    }
+
+    public IReadOnlyDictionary<string, IReadOnlyDictionary<string, object?>> Build(Subscription subscription, CatalogueEntry offering, JsonObject configuration, IReadOnlyList<KnowledgeChunk> context, string? clientInstructions) =>
+        new Dictionary<string, IReadOnlyDictionary<string, object?>>
+        {
+            ["agent"] = new Dictionary<string, object?> { ["name"] = configuration["agent_name"]?.ToString() ?? offering.Name },
+        };
+
+    public Task<IReadOnlyList<KnowledgeChunk>> RetrieveAsync(Subscription subscription, string query, CancellationToken cancellationToken) =>
+        Task.FromResult<IReadOnlyList<KnowledgeChunk>>([]);
+
+    public Task<string> AnswerAsync(CatalogueEntry offering, string sessionId, string input, CancellationToken cancellationToken)
+    {
+        DemoSessions.Enqueue(sessionId);
+        return Task.FromResult($"Demo of {offering.Name}: you said {input}");
+    }
+}

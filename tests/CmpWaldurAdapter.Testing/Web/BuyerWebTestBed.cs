@@ -176,10 +176,10 @@ public sealed class EchoAgent : IAgentRuntime, IAgentTweaks, IKnowledgeRetriever
         yield return await RunAsync(request, cancellationToken);
     }
 
-    public IReadOnlyDictionary<string, IReadOnlyDictionary<string, object?>> Build(Subscription subscription, CatalogueEntry offering, JsonObject configuration, IReadOnlyList<KnowledgeChunk> context, string? clientInstructions) =>
+    public IReadOnlyDictionary<string, IReadOnlyDictionary<string, object?>> Build(AgentTweakInput input) =>
         new Dictionary<string, IReadOnlyDictionary<string, object?>>
         {
-            ["agent"] = new Dictionary<string, object?> { ["name"] = configuration["agent_name"]?.ToString() ?? offering.Name },
+            ["agent"] = new Dictionary<string, object?> { ["name"] = input.Configuration["agent_name"]?.ToString() ?? input.Offering.Name },
         };
 
     public Task<IReadOnlyList<KnowledgeChunk>> RetrieveAsync(Subscription subscription, string query, CancellationToken cancellationToken) =>

@@ -79,7 +79,8 @@ services_stop() {
   local dir="$1"
   [ -d "$dir" ] || return 0
   services_log "stopping services"
-  [ -f "$dir/pg/data/postmaster.pid" ] && su postgres -s /bin/sh -c "$PG_BIN/pg_ctl -D $dir/pg/data -m immediate stop" >/dev/null 2>&1
-  [ -f "$dir/rmq/env" ] && ( . "$dir/rmq/env"; rabbitmqctl stop >/dev/null 2>&1 )
+  # Either may already be gone (a crash, a reboot): stopping then is not an error.
+  if [ -f "$dir/pg/data/postmaster.pid" ]; then su postgres -s /bin/sh -c "$PG_BIN/pg_ctl -D $dir/pg/data -m immediate stop" >/dev/null 2>&1 || true; fi
+  if [ -f "$dir/rmq/env" ]; then ( . "$dir/rmq/env"; rabbitmqctl stop >/dev/null 2>&1 ) || true; fi
   rm -rf "$dir"
 }

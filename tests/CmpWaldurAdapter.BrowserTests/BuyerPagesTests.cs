@@ -103,12 +103,16 @@ public sealed class BuyerPagesTests : IAsyncLifetime
         await Expect(page.Locator("table.keys")).ToContainTextAsync("CI server");
         await BrowserSession.ScreenshotAsync(page, "console-key-created");
 
-        // The key authenticates the subscription's API (here /v1/usage; the chat endpoint takes it the same way).
+        // The key works as the console's curl example uses it: a chat completion, then the usage it cost.
         using var api = new HttpClient { BaseAddress = _bed.Url };
         api.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        var chat = await api.PostAsync("/v1/chat/completions", new StringContent("{\"message\": \"hello\"}", System.Text.Encoding.UTF8, "application/json"));
+        var answer = await chat.Content.ReadAsStringAsync();
+        Assert.True(chat.StatusCode == HttpStatusCode.OK, answer);
+        Assert.EndsWith("you said hello", JsonNode.Parse(answer)!["choices"]![0]!["message"]!["content"]!.GetValue<string>());
         var usage = await api.GetAsync("/v1/usage");
         Assert.Equal(HttpStatusCode.OK, usage.StatusCode);
-        Assert.Equal(50, JsonNode.Parse(await usage.Content.ReadAsStringAsync())!["balance"]!.GetValue<long>());
+        Assert.Equal(48, JsonNode.Parse(await usage.Content.ReadAsStringAsync())!["balance"]!.GetValue<long>());
 
         await page.GotoAsync(At("console?tab=keys"));
         await Expect(page.Locator("table.keys")).ToContainTextAsync("CI server");

@@ -2,6 +2,7 @@ using CmpWaldurAdapter.Chat;
 using CmpWaldurAdapter.Chat.Runtime;
 using CmpWaldurAdapter.Langflow;
 using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 
 namespace Microsoft.Extensions.DependencyInjection;
 
@@ -16,19 +17,20 @@ public static class ChatServiceCollectionExtensions
         services.AddOptions<ChatOptions>().Bind(configuration.GetSection(ChatOptions.SectionName)).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<KeyRateLimiter>();
         services.AddSingleton<IdempotencyStore>();
-        services.AddSingleton<IAgentTweaks, AgentTweaks>();
+        // TryAdd for the seams: a test host registers its own agent first.
+        services.TryAddSingleton<IAgentTweaks, AgentTweaks>();
         services.AddSingleton<ChatService>();
         if (string.IsNullOrWhiteSpace(configuration[$"{LangflowOptions.SectionName}:BaseUrl"]))
         {
             services.AddSingleton<NoAgentRuntime>();
-            services.AddSingleton<IAgentRuntime>(sp => sp.GetRequiredService<NoAgentRuntime>());
-            services.AddSingleton<IKnowledgeRetriever>(sp => sp.GetRequiredService<NoAgentRuntime>());
+            services.TryAddSingleton<IAgentRuntime>(sp => sp.GetRequiredService<NoAgentRuntime>());
+            services.TryAddSingleton<IKnowledgeRetriever>(sp => sp.GetRequiredService<NoAgentRuntime>());
         }
         else
         {
-            services.AddSingleton<IAgentRuntime, LangflowAgentRuntime>();
-            services.AddSingleton<IKnowledgeRetriever, RagflowKnowledgeRetriever>();
-            services.AddSingleton<CmpWaldurAdapter.Web.IDemoAgent, LangflowDemoAgent>();
+            services.TryAddSingleton<IAgentRuntime, LangflowAgentRuntime>();
+            services.TryAddSingleton<IKnowledgeRetriever, RagflowKnowledgeRetriever>();
+            services.TryAddSingleton<CmpWaldurAdapter.Web.IDemoAgent, LangflowDemoAgent>();
         }
 
         return services;

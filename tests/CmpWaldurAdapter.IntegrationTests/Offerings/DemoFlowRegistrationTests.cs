@@ -168,4 +168,36 @@ public sealed class DemoFlowRegistrationTests : IAsyncLifetime
         Assert.NotEqual(before, recreated);
         Assert.Equal(recreated.ToString(), (await StoredAsync()).Single(d => d.Slug == "research-agent").LangflowFlowId);
     }
+
+    [Fact]
+    public async Task Try_mode_runs_the_published_demo_flow_with_the_demo_users_key()
+    {
+        await RunAsync("offerings", "register", "--all");
+        using var host = AdapterHost();
+        var offering = host.Services.GetRequiredService<CmpWaldurAdapter.Catalogue.OfferingCatalogue>().Find("customer-support-agent")!;
+        var demoAgent = host.Services.GetRequiredService<CmpWaldurAdapter.Web.IDemoAgent>();
+
+        var answer = await demoAgent.AnswerAsync(offering, "demo:customer-support-agent:visitor-1", "What can you do?", CancellationToken.None);
+
+        Assert.Equal("echo: What can you do?", answer);
+        var run = Assert.Single(_langflow.Runs);
+        Assert.Equal(_langflow.Flows.Single(f => f.Name == DemoFlowPublisher.FlowName("customer-support-agent")).Id, run.FlowId);
+        Assert.Equal(Assert.Single(_langflow.Users).Id, run.KeyOwner);
+        Assert.Equal("demo:customer-support-agent:visitor-1", run.SessionId);
+        Assert.Empty(run.Tweaks);
+    }
+
+    [Fact]
+    public async Task Try_mode_without_published_demo_flows_is_unavailable_not_broken()
+    {
+        Assert.Equal(ExitCodes.Success, (await RunAsync("db", "migrate")).Exit);
+        using var host = AdapterHost();
+        var offering = host.Services.GetRequiredService<CmpWaldurAdapter.Catalogue.OfferingCatalogue>().Find("customer-support-agent")!;
+
+        var refusal = await Assert.ThrowsAsync<CmpWaldurAdapter.Chat.AgentUnavailableException>(() =>
+            host.Services.GetRequiredService<CmpWaldurAdapter.Web.IDemoAgent>().AnswerAsync(offering, "demo:x:y", "hi", CancellationToken.None));
+
+        Assert.True(refusal.Transient);
+        Assert.Empty(_langflow.Runs);
+    }
 }

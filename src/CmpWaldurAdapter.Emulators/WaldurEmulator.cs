@@ -314,9 +314,12 @@ public sealed class WaldurEmulator : Emulator
         {
             var resource = request.Query("resource_uuid");
             var period = request.Query("billing_period");
+            var offering = request.Query("offering_uuid");
             var matching = _usages
                 .Where(u => resource is null || u["resource_uuid"]!.GetValue<string>() == resource)
                 .Where(u => period is null || u["billing_period"]!.GetValue<string>() == period)
+                .Where(u => offering is null || (_resources.TryGetValue(Guid.Parse(u["resource_uuid"]!.GetValue<string>()), out var owner)
+                    && owner["offering_uuid"]?.GetValue<string>() == offering))
                 .ToList();
             return Page(request, matching);
         }));

@@ -214,6 +214,7 @@ internal static class PipelineBench
                 db.Workspaces.Add(workspace);
                 db.Subscriptions.Add(subscription);
                 subscriptions.Add(subscription);
+                bed.Waldur.KnowResource(subscription.ResourceUuid, bed.Offering);
             }
 
             await db.SaveChangesAsync();

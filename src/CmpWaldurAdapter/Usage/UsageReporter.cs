@@ -55,23 +55,58 @@ public sealed class UsageReporter(
     ILogger<UsageReporter> logger,
     Observability.AdapterMetrics metrics)
 {
-    /// <summary>Reports every resource with usage in the periods (the current and previous month, or <paramref name="period"/>).</summary>
+    /// <summary>
+    /// Reports every resource with usage in the periods (the current and previous month, or <paramref name="period"/>).
+    /// Both sides are read in bulk: the ledger's totals in one grouped query per month, Waldur's usages in
+    /// pages per offering and month; only the differences cost a call each (several at once).
+    /// </summary>
     public async Task<UsageReport> ReportAsync(BillingPeriod? period = null, bool dryRun = false, CancellationToken cancellationToken = default)
     {
         var periods = Periods(period);
-        IReadOnlyList<Guid> resources;
+        var monthAtStart = BillingPeriod.Of(clock.GetUtcNow());
+        var ours = new Dictionary<BillingPeriod, IReadOnlyDictionary<Guid, IReadOnlyDictionary<string, decimal>>>();
+        Dictionary<Guid, (Guid Id, Guid OfferingUuid)> subscriptions;
         await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
         {
-            resources = await UsageTotals.ResourcesWithUsageAsync(db, periods, cancellationToken);
+            foreach (var month in periods)
+            {
+                ours[month] = await UsageTotals.ForPeriodAsync(db, month, cancellationToken);
+            }
+
+            var charged = ours.Values.SelectMany(t => t.Keys).Distinct().ToList();
+            subscriptions = (await db.Subscriptions.AsNoTracking()
+                    .Where(s => charged.Contains(s.ResourceUuid))
+                    .Select(s => new { s.ResourceUuid, s.Id, s.OfferingUuid })
+                    .ToListAsync(cancellationToken))
+                .GroupBy(s => s.ResourceUuid)
+                .ToDictionary(g => g.Key, g => (g.First().Id, g.First().OfferingUuid));
         }
 
-        var monthAtStart = BillingPeriod.Of(clock.GetUtcNow());
-        var ordered = resources.Order().ToList();
-        // Resources are independent (each its own context and Waldur calls): several at once, rows kept in resource order.
-        var perResource = new IReadOnlyList<UsageReportRow>[ordered.Count];
-        await Parallel.ForEachAsync(Enumerable.Range(0, ordered.Count),
+        var resources = ours.Values.SelectMany(t => t.Keys).Distinct().Order().ToList();
+        var held = await OfferingUsagesAsync(resources, subscriptions, periods, ours, cancellationToken);
+        var components = subscriptions.Values.Select(s => s.OfferingUuid).Distinct().ToDictionary(o => o, Components);
+
+        // Resources are independent: several at once, rows kept in resource order.
+        var perResource = new IReadOnlyList<UsageReportRow>[resources.Count];
+        await Parallel.ForEachAsync(Enumerable.Range(0, resources.Count),
             new ParallelOptions { MaxDegreeOfParallelism = options.CurrentValue.Concurrency, CancellationToken = cancellationToken },
-            async (index, token) => perResource[index] = await ReportResourceAsync(ordered[index], periods, dryRun, monthAtStart, token));
+            async (index, token) =>
+            {
+                var resource = resources[index];
+                var subscription = subscriptions.TryGetValue(resource, out var found) ? found : ((Guid Id, Guid OfferingUuid)?)null;
+                perResource[index] = await ReportResourceAsync(
+                    resource,
+                    subscription?.Id,
+                    subscription is { } known ? components[known.OfferingUuid] : [],
+                    periods,
+                    (month, _) => Task.FromResult(ours[month].TryGetValue(resource, out var totals) ? totals : EmptyTotals),
+                    (month, innerToken) => subscription is { } known && held.TryGetValue((known.OfferingUuid, month), out var offering)
+                        ? Task.FromResult(offering.For(resource))
+                        : ResourceUsagesAsync(resource, month, innerToken),
+                    dryRun,
+                    monthAtStart,
+                    token);
+            });
         var rows = perResource.SelectMany(r => r).ToList();
 
         var report = new UsageReport(rows, dryRun);
@@ -81,26 +116,46 @@ public sealed class UsageReporter(
         return report;
     }
 
-    /// <summary>Reports one resource now (the final report of a Terminate order).</summary>
-    public Task<IReadOnlyList<UsageReportRow>> ReportResourceAsync(Guid resourceUuid, CancellationToken cancellationToken) =>
-        ReportResourceAsync(resourceUuid, Periods(null), dryRun: false, BillingPeriod.Of(clock.GetUtcNow()), cancellationToken);
-
-    private IReadOnlyList<BillingPeriod> Periods(BillingPeriod? period) =>
-        period is { } only ? [only] : BillingPeriod.Reporting(clock.GetUtcNow(), options.CurrentValue.ReportingPeriods);
-
-    private async Task<IReadOnlyList<UsageReportRow>> ReportResourceAsync(Guid resourceUuid, IReadOnlyList<BillingPeriod> periods, bool dryRun, BillingPeriod monthAtStart, CancellationToken cancellationToken)
+    /// <summary>Reports one resource now (the final report of a Terminate order): its own queries and Waldur reads only.</summary>
+    public async Task<IReadOnlyList<UsageReportRow>> ReportResourceAsync(Guid resourceUuid, CancellationToken cancellationToken)
     {
-        var rows = new List<UsageReportRow>();
         await using var db = await dbs.CreateDbContextAsync(cancellationToken);
         var subscription = await db.Subscriptions.AsNoTracking()
             .Where(s => s.ResourceUuid == resourceUuid)
             .Select(s => new { s.Id, s.OfferingUuid })
             .FirstOrDefaultAsync(cancellationToken);
-        var offered = subscription is null ? [] : Components(subscription.OfferingUuid);
+        return await ReportResourceAsync(
+            resourceUuid,
+            subscription?.Id,
+            subscription is null ? [] : Components(subscription.OfferingUuid),
+            Periods(null),
+            async (month, token) => await UsageTotals.ForResourceAsync(db, resourceUuid, month, token),
+            (month, token) => ResourceUsagesAsync(resourceUuid, month, token),
+            dryRun: false,
+            BillingPeriod.Of(clock.GetUtcNow()),
+            cancellationToken);
+    }
 
+    private static readonly IReadOnlyDictionary<string, decimal> EmptyTotals = new Dictionary<string, decimal>(StringComparer.Ordinal);
+
+    private IReadOnlyList<BillingPeriod> Periods(BillingPeriod? period) =>
+        period is { } only ? [only] : BillingPeriod.Reporting(clock.GetUtcNow(), options.CurrentValue.ReportingPeriods);
+
+    private async Task<IReadOnlyList<UsageReportRow>> ReportResourceAsync(
+        Guid resourceUuid,
+        Guid? subscriptionId,
+        IReadOnlyList<string> offered,
+        IReadOnlyList<BillingPeriod> periods,
+        Func<BillingPeriod, CancellationToken, Task<IReadOnlyDictionary<string, decimal>>> oursIn,
+        Func<BillingPeriod, CancellationToken, Task<HeldUsages>> heldIn,
+        bool dryRun,
+        BillingPeriod monthAtStart,
+        CancellationToken cancellationToken)
+    {
+        var rows = new List<UsageReportRow>();
         foreach (var period in periods)
         {
-            var ours = await UsageTotals.ForResourceAsync(db, resourceUuid, period, cancellationToken);
+            var ours = await oursIn(period, cancellationToken);
             if (ours.Count == 0)
             {
                 // Never charged in this month: nothing was ever sent, so there is nothing to correct.
@@ -113,21 +168,16 @@ public sealed class UsageReporter(
                 logger.LogWarning("Resource {ResourceUuid} has {Component} charges in {Period}, but its offering has no such component; not reported", resourceUuid, stray, period);
             }
 
-            IReadOnlyList<ComponentUsageComparison> comparisons;
-            try
+            var held = await heldIn(period, cancellationToken);
+            if (held.Failure is { } unreadable)
             {
-                var held = await WaldurUsagesAsync(resourceUuid, period, cancellationToken);
-                comparisons = UsageAmounts.Compare(components, ours, held.Where(h => h.Type is not null).Select(h => (h.Type!, h.Usage)));
-            }
-            catch (Exception exception) when (IsWaldurFailure(exception, cancellationToken))
-            {
-                rows.AddRange(components.Select(c => Row(resourceUuid, subscription?.Id, period, c, ours, null, UsageAction.Failed, UpstreamFailures.Describe(exception))));
-                logger.LogWarning("Could not read Waldur's usage of resource {ResourceUuid} for {Period}: {Reason}; retried next run", resourceUuid, period, UpstreamFailures.Describe(exception));
+                rows.AddRange(components.Select(c => Row(resourceUuid, subscriptionId, period, c, ours, null, UsageAction.Failed, UpstreamFailures.Describe(unreadable))));
                 continue;
             }
 
+            var comparisons = UsageAmounts.Compare(components, ours, held.Records.Where(h => h.Type is not null).Select(h => (h.Type!, h.Usage)));
             var changed = comparisons.Where(c => c.Differs).ToList();
-            rows.AddRange(comparisons.Where(c => !c.Differs).Select(c => new UsageReportRow(resourceUuid, subscription?.Id, period.ToString(), c.Component, c.Ours, c.Waldur, UsageAction.Unchanged)));
+            rows.AddRange(comparisons.Where(c => !c.Differs).Select(c => new UsageReportRow(resourceUuid, subscriptionId, period.ToString(), c.Component, c.Ours, c.Waldur, UsageAction.Unchanged)));
             if (changed.Count == 0)
             {
                 continue;
@@ -135,14 +185,14 @@ public sealed class UsageReporter(
 
             if (dryRun)
             {
-                rows.AddRange(changed.Select(c => Compared(resourceUuid, subscription?.Id, period, c, UsageAction.WouldPost)));
+                rows.AddRange(changed.Select(c => Compared(resourceUuid, subscriptionId, period, c, UsageAction.WouldPost)));
                 continue;
             }
 
             if (BillingPeriod.Of(clock.GetUtcNow()) != monthAtStart)
             {
                 // The site agent's month-boundary guard: the next run reports with the new month's periods.
-                rows.AddRange(changed.Select(c => Compared(resourceUuid, subscription?.Id, period, c, UsageAction.Skipped, "the month rolled over during the run")));
+                rows.AddRange(changed.Select(c => Compared(resourceUuid, subscriptionId, period, c, UsageAction.Skipped, "the month rolled over during the run")));
                 logger.LogInformation("Month rolled over while reporting resource {ResourceUuid}; it is reported next run", resourceUuid);
                 break;
             }
@@ -162,16 +212,100 @@ public sealed class UsageReporter(
                     Usages = changed.Select(c => new ComponentUsageItemRequest { Type = c.Component, Amount = UsageAmounts.Format(c.Ours) }).ToList(),
                 }, cancellationToken);
                 metrics.UsageReportsSent.Inc();
-                rows.AddRange(changed.Select(c => Compared(resourceUuid, subscription?.Id, period, c, UsageAction.Posted)));
+                rows.AddRange(changed.Select(c => Compared(resourceUuid, subscriptionId, period, c, UsageAction.Posted)));
             }
             catch (Exception exception) when (IsWaldurFailure(exception, cancellationToken))
             {
-                rows.AddRange(changed.Select(c => Compared(resourceUuid, subscription?.Id, period, c, UsageAction.Failed, UpstreamFailures.Describe(exception))));
+                rows.AddRange(changed.Select(c => Compared(resourceUuid, subscriptionId, period, c, UsageAction.Failed, UpstreamFailures.Describe(exception))));
                 logger.LogWarning("Waldur did not take the usage of resource {ResourceUuid} for {Period}: {Reason}; retried next run", resourceUuid, period, UpstreamFailures.Describe(exception));
             }
         }
 
         return rows;
+    }
+
+    /// <summary>
+    /// Waldur's usages of every offering and month that has charged resources, read in pages (several
+    /// offering-months at once). A failed read is kept and reported on each of its resources.
+    /// </summary>
+    private async Task<Dictionary<(Guid Offering, BillingPeriod Period), OfferingUsages>> OfferingUsagesAsync(
+        IReadOnlyList<Guid> resources,
+        Dictionary<Guid, (Guid Id, Guid OfferingUuid)> subscriptions,
+        IReadOnlyList<BillingPeriod> periods,
+        Dictionary<BillingPeriod, IReadOnlyDictionary<Guid, IReadOnlyDictionary<string, decimal>>> ours,
+        CancellationToken cancellationToken)
+    {
+        var wanted = periods
+            .SelectMany(period => resources
+                .Where(r => ours[period].ContainsKey(r) && subscriptions.ContainsKey(r))
+                .Select(r => (Offering: subscriptions[r].OfferingUuid, Period: period)))
+            .Distinct()
+            .ToList();
+        var results = new OfferingUsages[wanted.Count];
+        // Offerings at once; one offering's months one after the other, oldest first.
+        var byOffering = Enumerable.Range(0, wanted.Count).GroupBy(index => wanted[index].Offering).ToList();
+        await Parallel.ForEachAsync(byOffering,
+            new ParallelOptions { MaxDegreeOfParallelism = options.CurrentValue.Concurrency, CancellationToken = cancellationToken },
+            async (indexes, token) =>
+            {
+                foreach (var index in indexes)
+                {
+                    var (offering, period) = wanted[index];
+                    try
+                    {
+                        var records = await ReadPagesAsync(
+                            (page, size, innerToken) => waldur.ListOfferingComponentUsagesAsync(offering, period.ToWaldurDate(), page, size, innerToken), period, token);
+                        results[index] = new OfferingUsages(records.Where(r => r.ResourceUuid is not null).ToLookup(r => r.ResourceUuid!.Value), null);
+                    }
+                    catch (Exception exception) when (IsWaldurFailure(exception, token))
+                    {
+                        logger.LogWarning("Could not read Waldur's usages of offering {OfferingUuid} for {Period}: {Reason}; its resources are retried next run",
+                            offering, period, UpstreamFailures.Describe(exception));
+                        results[index] = new OfferingUsages(null, exception);
+                    }
+                }
+            });
+        return wanted.Select((key, index) => (key, results[index])).ToDictionary(p => p.key, p => p.Item2);
+    }
+
+    private async Task<HeldUsages> ResourceUsagesAsync(Guid resourceUuid, BillingPeriod period, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return new HeldUsages(await ReadPagesAsync(
+                (page, size, token) => waldur.ListComponentUsagesAsync(resourceUuid, period.ToWaldurDate(), page, size, token), period, cancellationToken), null);
+        }
+        catch (Exception exception) when (IsWaldurFailure(exception, cancellationToken))
+        {
+            logger.LogWarning("Could not read Waldur's usage of resource {ResourceUuid} for {Period}: {Reason}; retried next run", resourceUuid, period, UpstreamFailures.Describe(exception));
+            return new HeldUsages([], exception);
+        }
+    }
+
+    private async Task<List<ComponentUsageRecord>> ReadPagesAsync(
+        Func<int, int, CancellationToken, Task<List<ComponentUsageRecord>>> read, BillingPeriod period, CancellationToken cancellationToken)
+    {
+        var pageSize = waldurOptions.CurrentValue.PageSize;
+        var records = new List<ComponentUsageRecord>();
+        for (var page = 1; ; page++)
+        {
+            var batch = await read(page, pageSize, cancellationToken);
+            // Waldur filters by billing period; the check guards against a server that ignores the filter.
+            records.AddRange(batch.Where(r => r.BillingPeriod is null || r.BillingPeriod == period.FirstDay));
+            if (batch.Count < pageSize)
+            {
+                return records;
+            }
+        }
+    }
+
+    /// <summary>What Waldur holds for one resource and month, or why it could not be read.</summary>
+    private sealed record HeldUsages(IReadOnlyList<ComponentUsageRecord> Records, Exception? Failure);
+
+    /// <summary>What Waldur holds for every resource of one offering and month, or why it could not be read.</summary>
+    private sealed record OfferingUsages(ILookup<Guid, ComponentUsageRecord>? Records, Exception? Failure)
+    {
+        public HeldUsages For(Guid resource) => Failure is null ? new HeldUsages(Records![resource].ToList(), null) : new HeldUsages([], Failure);
     }
 
     private IReadOnlyList<string> Components(Guid offeringUuid)
@@ -184,22 +318,6 @@ public sealed class UsageReporter(
         {
             logger.LogWarning("The catalogue cannot be read ({Reason}); reporting the components found in the ledger", exception.Message);
             return [];
-        }
-    }
-
-    private async Task<List<ComponentUsageRecord>> WaldurUsagesAsync(Guid resourceUuid, BillingPeriod period, CancellationToken cancellationToken)
-    {
-        var pageSize = waldurOptions.CurrentValue.PageSize;
-        var records = new List<ComponentUsageRecord>();
-        for (var page = 1; ; page++)
-        {
-            var batch = await waldur.ListComponentUsagesAsync(resourceUuid, period.ToWaldurDate(), page, pageSize, cancellationToken);
-            // Waldur filters by billing period; the check guards against a server that ignores the filter.
-            records.AddRange(batch.Where(r => r.BillingPeriod is null || r.BillingPeriod == period.FirstDay));
-            if (batch.Count < pageSize)
-            {
-                return records;
-            }
         }
     }
 

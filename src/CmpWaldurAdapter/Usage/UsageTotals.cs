@@ -18,6 +18,23 @@ public static class UsageTotals
             .ToListAsync(cancellationToken);
     }
 
+    /// <summary>
+    /// Credits charged in <paramref name="period"/> to every resource, per component: one grouped query
+    /// for the month instead of one per resource. Resources without charges in the month are absent.
+    /// </summary>
+    public static async Task<IReadOnlyDictionary<Guid, IReadOnlyDictionary<string, decimal>>> ForPeriodAsync(AdapterDbContext db, BillingPeriod period, CancellationToken cancellationToken)
+    {
+        var day = period.FirstDay;
+        var rows = await db.LedgerEntries.AsNoTracking()
+            .Where(e => e.Kind == LedgerEntryKind.Charge && e.Period == day && e.ResourceUuid != null && e.Component != null)
+            .GroupBy(e => new { Resource = e.ResourceUuid!.Value, Component = e.Component! })
+            .Select(g => new { g.Key.Resource, g.Key.Component, Credits = g.Sum(e => e.Credits) })
+            .ToListAsync(cancellationToken);
+        return rows.GroupBy(r => r.Resource).ToDictionary(
+            g => g.Key,
+            g => (IReadOnlyDictionary<string, decimal>)g.ToDictionary(r => r.Component, r => (decimal)r.Credits, StringComparer.Ordinal));
+    }
+
     /// <summary>Credits charged to <paramref name="resourceUuid"/> in <paramref name="period"/>, per component.</summary>
     public static async Task<IReadOnlyDictionary<string, decimal>> ForResourceAsync(AdapterDbContext db, Guid resourceUuid, BillingPeriod period, CancellationToken cancellationToken)
     {

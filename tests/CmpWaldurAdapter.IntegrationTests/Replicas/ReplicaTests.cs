@@ -104,7 +104,15 @@ public sealed class ReplicaTests : IAsyncLifetime
         var sends = UsageSends();
         Assert.Equal(settled, sends);
         Assert.Equal(sends.Count, sends.Distinct().Count());
-        Assert.Equal(charged.Count, _bed.Waldur.Usages.Count);
+        // One usage per resource that was charged: under load one replica's batched charges can use up all
+        // the credits before the other's first charge, so only one of the two resources may have usage.
+        var withCharges = await _bed.QueryAsync(db => db.LedgerEntries
+            .Where(e => e.CustomerId == customer && e.Kind == LedgerEntryKind.Charge)
+            .Select(e => e.ResourceUuid)
+            .Distinct()
+            .CountAsync());
+        Assert.InRange(withCharges, 1, charged.Count);
+        Assert.Equal(withCharges, _bed.Waldur.Usages.Count);
     }
 
     private decimal UsageInWaldur() =>

@@ -109,6 +109,7 @@ public sealed class CreditTestBed : IAsyncDisposable
         db.Workspaces.Add(workspace);
         db.Subscriptions.Add(subscription);
         await db.SaveChangesAsync();
+        Waldur.KnowResource(subscription.ResourceUuid, Offering);
         return subscription;
     }
 

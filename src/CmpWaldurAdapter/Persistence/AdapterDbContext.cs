@@ -48,6 +48,14 @@ public abstract class AdapterDbContext(DbContextOptions options) : DbContext(opt
 
     public DbSet<Knowledge.Connectors.KnowledgeConnector> KnowledgeConnectors => Set<Knowledge.Connectors.KnowledgeConnector>();
 
+    public DbSet<Capabilities.HandoffWebhook> HandoffWebhooks => Set<Capabilities.HandoffWebhook>();
+
+    public DbSet<Capabilities.HandoffConversation> HandoffConversations => Set<Capabilities.HandoffConversation>();
+
+    public DbSet<Capabilities.HandoffDelivery> HandoffDeliveries => Set<Capabilities.HandoffDelivery>();
+
+    public DbSet<Capabilities.AutomationRun> AutomationRuns => Set<Capabilities.AutomationRun>();
+
     public override int SaveChanges(bool acceptAllChangesOnSuccess)
     {
         BumpVersions();
@@ -177,6 +185,7 @@ public abstract class AdapterDbContext(DbContextOptions options) : DbContext(opt
 
         CreditsModel.Configure(modelBuilder);
         Knowledge.KnowledgeModel.Configure(modelBuilder);
+        Capabilities.BeyondChatModel.Configure(modelBuilder);
     }
 
     /// <summary>Optimistic concurrency for entities two workers could touch: every update bumps Version.</summary>

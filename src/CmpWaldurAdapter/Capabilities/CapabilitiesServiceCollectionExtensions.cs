@@ -1,4 +1,8 @@
+using CmpWaldurAdapter.Capabilities;
+using CmpWaldurAdapter.Capabilities.Automations;
 using CmpWaldurAdapter.Capabilities.Handoff;
+using CmpWaldurAdapter.Capabilities.Images;
+using CmpWaldurAdapter.Capabilities.Voice;
 using Microsoft.Extensions.Configuration;
 
 namespace Microsoft.Extensions.DependencyInjection;
@@ -12,6 +16,14 @@ public static class CapabilitiesServiceCollectionExtensions
         services.AddSingleton<HandoffService>();
         services.AddSingleton<HandoffWebhookSender>();
         services.AddHttpClient(HandoffWebhookSender.HttpClientName);
+        services.AddSingleton<CapabilityPipeline>();
+        services.AddOptions<AutomationOptions>().Bind(configuration.GetSection(AutomationOptions.SectionName)).ValidateDataAnnotations().ValidateOnStart();
+        services.AddSingleton<AutomationService>();
+        services.AddSingleton<AutomationScheduler>();
+        services.AddOptions<ImageOptions>().Bind(configuration.GetSection(ImageOptions.SectionName)).ValidateDataAnnotations().ValidateOnStart();
+        services.AddSingleton<ImageService>();
+        services.AddOptions<VoiceOptions>().Bind(configuration.GetSection(VoiceOptions.SectionName)).ValidateDataAnnotations().ValidateOnStart();
+        services.AddSingleton<VoiceService>();
         return services;
     }
 }

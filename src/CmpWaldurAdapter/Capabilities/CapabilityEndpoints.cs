@@ -1,3 +1,4 @@
+using CmpWaldurAdapter.Capabilities.Automations;
 using CmpWaldurAdapter.Capabilities.Handoff;
 
 namespace CmpWaldurAdapter.Capabilities;
@@ -8,5 +9,7 @@ public static class CapabilityEndpoints
     public static void MapCapabilityEndpoints(this IEndpointRouteBuilder endpoints)
     {
         endpoints.MapHandoffEndpoints();
+        endpoints.MapAutomationEndpoints();
+        endpoints.MapMediaEndpoints();
     }
 }

@@ -171,6 +171,7 @@ public static class AdapterHost
         var credits = configuration.GetSection(CreditsOptions.SectionName).Get<CreditsOptions>() ?? new CreditsOptions();
         var usage = configuration.GetSection(UsageOptions.SectionName).Get<UsageOptions>() ?? new UsageOptions();
         var knowledge = configuration.GetSection(KnowledgeOptions.SectionName).Get<KnowledgeOptions>() ?? new KnowledgeOptions();
+        var automations = configuration.GetSection(CmpWaldurAdapter.Capabilities.Automations.AutomationOptions.SectionName).Get<CmpWaldurAdapter.Capabilities.Automations.AutomationOptions>() ?? new();
         var handoff = configuration.GetSection(CmpWaldurAdapter.Capabilities.Handoff.HandoffOptions.SectionName).Get<CmpWaldurAdapter.Capabilities.Handoff.HandoffOptions>() ?? new();
 
         services.AddQuartz(quartz =>
@@ -202,6 +203,7 @@ public static class AdapterHost
             Every<ReleaseExpiredHoldsJob>(quartz, ReleaseExpiredHoldsJob.Key, credits.ReservationSweepInterval);
             Every<PollKnowledgeParsesJob>(quartz, PollKnowledgeParsesJob.Key, knowledge.PollInterval);
             Every<CmpWaldurAdapter.Capabilities.Handoff.DeliverHandoffWebhooksJob>(quartz, CmpWaldurAdapter.Capabilities.Handoff.DeliverHandoffWebhooksJob.Key, handoff.DeliveryInterval);
+            Every<CmpWaldurAdapter.Capabilities.Automations.RunScheduledAutomationsJob>(quartz, CmpWaldurAdapter.Capabilities.Automations.RunScheduledAutomationsJob.Key, automations.ScheduleCheckInterval);
             if (!events.Enabled)
             {
                 Every<PollOrdersJob>(quartz, PollOrdersJob.Key, orders.PollInterval);

@@ -39,5 +39,7 @@ public static class PublicEndpoints
         new("POST", "/v1/keys/{keyId}/regenerate", EndpointAuth.SecretKey),
         new("DELETE", "/v1/keys/{keyId}", EndpointAuth.SecretKey),
         new("GET", "/v1/usage?period=2026-01", EndpointAuth.SecretKey),
+        new("PUT", "/v1/handoff/webhook", EndpointAuth.SecretKey, """{"url": "https://support.example.com/hooks/escalations"}"""),
+        new("GET", "/v1/handoff/escalations", EndpointAuth.SecretKey),
     ];
 }

@@ -107,6 +107,22 @@ public sealed class AutomationTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_run_whose_flow_fails_is_listed_as_failed_and_costs_nothing()
+    {
+        var me = await SubscribeAsync();
+        using var http = _bed.Http(me.Key);
+        _bed.Tenants.Langflow.Fail("POST", "/api/v1/run/.*", 500, times: 1);
+
+        var response = await http.PostAsync("/v1/runs", ChatTestBed.Json("""{"input": {"subject": "Refund"}}"""));
+
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+        var run = Assert.Single(JsonNode.Parse(await http.GetStringAsync("/v1/runs"))!["data"]!.AsArray())!;
+        Assert.Equal("failed", run["status"]!.GetValue<string>());
+        Assert.Equal(0, run["credits_charged"]!.GetValue<long>());
+        Assert.Equal(new LedgerState(100, 0, 0, 0), await _bed.LedgerAsync(me.Customer));
+    }
+
+    [Fact]
     public async Task A_run_without_input_is_refused_and_costs_nothing()
     {
         var me = await SubscribeAsync();

@@ -188,3 +188,40 @@ public sealed class HandoffTests : IAsyncLifetime
         return response;
     }
 }
+
+/// <summary>The Quartz job delivers the outbox on its own: an escalation reaches the receiver without anyone calling the sender.</summary>
+public sealed class HandoffDeliveryJobTests : IAsyncLifetime
+{
+    private ChatTestBed _bed = null!;
+    private WireMockServer _receiver = null!;
+
+    public async Task InitializeAsync()
+    {
+        _receiver = WireMockServer.Start(new WireMockServerSettings { Urls = ["http://127.0.0.1:0"], StartAdminInterface = false });
+        _receiver.Given(Request.Create().WithPath("/hooks").UsingPost()).RespondWith(Response.Create().WithStatusCode(200));
+        _bed = await ChatTestBed.StartAsync(settings => settings["Handoff:DeliveryInterval"] = "00:00:00.500");
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _bed.DisposeAsync();
+        _receiver.Stop();
+    }
+
+    [Fact]
+    public async Task The_scheduled_job_delivers_an_escalation_once()
+    {
+        var me = await _bed.SubscribeAsync();
+        using var http = _bed.Http(me.Key);
+        Assert.Equal(HttpStatusCode.OK, (await http.PutAsync("/v1/handoff/webhook", ChatTestBed.Json($$"""{"url": "{{_receiver.Url}}/hooks"}"""))).StatusCode);
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = ChatTestBed.Json("""{"message": "Can I talk to a human?"}""") };
+        request.Headers.Add("X-Conversation-Id", "conv-job");
+        Assert.Equal(HttpStatusCode.OK, (await http.SendAsync(request)).StatusCode);
+
+        await CmpWaldurAdapter.Testing.Hosting.Eventually.TrueAsync(() => _receiver.LogEntries.Any(), TimeSpan.FromSeconds(20));
+        await Task.Delay(TimeSpan.FromSeconds(1.5)); // a few more firings: still one delivery
+
+        Assert.Single(_receiver.LogEntries);
+        Assert.NotNull((await _bed.Tenants.QueryAsync(db => db.HandoffDeliveries.AsNoTracking().SingleAsync())).DeliveredAt);
+    }
+}

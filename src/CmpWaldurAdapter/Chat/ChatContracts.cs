@@ -71,7 +71,12 @@ public sealed record ChatCompletion(
     [property: JsonPropertyName("choices")] IReadOnlyList<ChatChoice> Choices,
     [property: JsonPropertyName("usage")] ChatUsage Usage,
     [property: JsonPropertyName("system_fingerprint")] string? SystemFingerprint = null,
-    [property: JsonPropertyName("citations"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] IReadOnlyList<string>? Citations = null);
+    [property: JsonPropertyName("citations"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] IReadOnlyList<string>? Citations = null)
+{
+    /// <summary>Extension field: set once the conversation was handed to a person (clients that do not know it ignore it).</summary>
+    [JsonPropertyName("handoff")]
+    public CmpWaldurAdapter.Capabilities.Handoff.HandoffNotice? Handoff { get; init; }
+}
 
 public sealed record ChatChoice(
     [property: JsonPropertyName("index")] int Index,

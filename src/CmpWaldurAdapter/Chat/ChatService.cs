@@ -45,6 +45,7 @@ public sealed partial class ChatService(
     IAgentRuntime runtime,
     IKnowledgeRetriever retriever,
     IAgentTweaks tweaks,
+    CmpWaldurAdapter.Capabilities.Handoff.HandoffService handoff,
     ServedOfferings offerings,
     OfferingCatalogue catalogue,
     IDbContextFactory<AdapterDbContext> dbs,
@@ -211,7 +212,7 @@ public sealed partial class ChatService(
             var answer = await runtime.RunAsync(agent, timeout.Token);
             var charged = await credits.SettleAsync(hold, CancellationToken.None);
             settled = true;
-            var completion = Completion(run, answer, charged);
+            var completion = Completion(run, answer, charged) with { Handoff = await handoff.AfterAnswerAsync(run.Http.Response, run.Subscription, run.Conversation, run.Input, answer) };
             return await FinishAsync(run, Results.Json(completion, ApiJson.Options), StatusCodes.Status200OK, JsonSerializer.Serialize(completion, ApiJson.Options));
         }
         catch (AgentUnavailableException unavailable)

@@ -2,6 +2,7 @@ using CmpWaldurAdapter.Api;
 using CmpWaldurAdapter.ApiKeys;
 using CmpWaldurAdapter.Chat;
 using Microsoft.AspNetCore.DataProtection;
+using CmpWaldurAdapter.Capabilities;
 using CmpWaldurAdapter.Catalogue;
 using CmpWaldurAdapter.Credits;
 using CmpWaldurAdapter.Events;
@@ -63,6 +64,7 @@ public static class AdapterHost
         app.MapUsageEndpoints();
         app.MapChatEndpoints();
         app.MapKnowledgeEndpoints();
+        app.MapCapabilityEndpoints();
         return app;
     }
 
@@ -147,6 +149,7 @@ public static class AdapterHost
         services.AddKnowledgeSources(configuration);
         services.AddSingleton<CmpWaldurAdapter.Reconciliation.Reconciler>();
         services.AddAdapterChat(configuration);
+        services.AddAdapterCapabilities(configuration);
         services.AddKnowledgeBase(configuration);
         services.AddBuyerWeb();
 
@@ -171,6 +174,8 @@ public static class AdapterHost
         var credits = configuration.GetSection(CreditsOptions.SectionName).Get<CreditsOptions>() ?? new CreditsOptions();
         var usage = configuration.GetSection(UsageOptions.SectionName).Get<UsageOptions>() ?? new UsageOptions();
         var knowledge = configuration.GetSection(KnowledgeOptions.SectionName).Get<KnowledgeOptions>() ?? new KnowledgeOptions();
+        var automations = configuration.GetSection(CmpWaldurAdapter.Capabilities.Automations.AutomationOptions.SectionName).Get<CmpWaldurAdapter.Capabilities.Automations.AutomationOptions>() ?? new();
+        var handoff = configuration.GetSection(CmpWaldurAdapter.Capabilities.Handoff.HandoffOptions.SectionName).Get<CmpWaldurAdapter.Capabilities.Handoff.HandoffOptions>() ?? new();
 
         services.AddQuartz(quartz =>
         {
@@ -200,6 +205,8 @@ public static class AdapterHost
             Every<ReportUsageJob>(quartz, ReportUsageJob.Key, usage.ReportInterval);
             Every<ReleaseExpiredHoldsJob>(quartz, ReleaseExpiredHoldsJob.Key, credits.ReservationSweepInterval);
             Every<PollKnowledgeParsesJob>(quartz, PollKnowledgeParsesJob.Key, knowledge.PollInterval);
+            Every<CmpWaldurAdapter.Capabilities.Handoff.DeliverHandoffWebhooksJob>(quartz, CmpWaldurAdapter.Capabilities.Handoff.DeliverHandoffWebhooksJob.Key, handoff.DeliveryInterval);
+            Every<CmpWaldurAdapter.Capabilities.Automations.RunScheduledAutomationsJob>(quartz, CmpWaldurAdapter.Capabilities.Automations.RunScheduledAutomationsJob.Key, automations.ScheduleCheckInterval);
             if (!events.Enabled)
             {
                 Every<PollOrdersJob>(quartz, PollOrdersJob.Key, orders.PollInterval);

@@ -50,6 +50,14 @@ public abstract class AdapterDbContext(DbContextOptions options) : DbContext(opt
 
     public DbSet<Web.BuyerWebSettings> BuyerWebSettings => Set<Web.BuyerWebSettings>();
 
+    public DbSet<Capabilities.HandoffWebhook> HandoffWebhooks => Set<Capabilities.HandoffWebhook>();
+
+    public DbSet<Capabilities.HandoffConversation> HandoffConversations => Set<Capabilities.HandoffConversation>();
+
+    public DbSet<Capabilities.HandoffDelivery> HandoffDeliveries => Set<Capabilities.HandoffDelivery>();
+
+    public DbSet<Capabilities.AutomationRun> AutomationRuns => Set<Capabilities.AutomationRun>();
+
     public override int SaveChanges(bool acceptAllChangesOnSuccess)
     {
         BumpVersions();
@@ -180,6 +188,7 @@ public abstract class AdapterDbContext(DbContextOptions options) : DbContext(opt
         CreditsModel.Configure(modelBuilder);
         Knowledge.KnowledgeModel.Configure(modelBuilder);
         Web.BuyerWebSettings.Configure(modelBuilder);
+        Capabilities.BeyondChatModel.Configure(modelBuilder);
     }
 
     /// <summary>Optimistic concurrency for entities two workers could touch: every update bumps Version.</summary>

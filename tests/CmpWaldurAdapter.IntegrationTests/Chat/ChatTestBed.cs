@@ -41,20 +41,24 @@ public sealed class ChatTestBed : IAsyncDisposable
 
     public IServiceProvider Services => Server.Services;
 
-    public static async Task<ChatTestBed> StartAsync(Action<Dictionary<string, string?>>? settings = null)
+    public static Task<ChatTestBed> StartAsync(Action<Dictionary<string, string?>>? settings = null) =>
+        StartAsync((_, values) => settings?.Invoke(values));
+
+    /// <summary>Starts with settings that may need the fakes (e.g. another Waldur offering to serve).</summary>
+    public static async Task<ChatTestBed> StartAsync(Action<TenantTestBed, Dictionary<string, string?>> configure)
     {
         var bed = new ChatTestBed(await TenantTestBed.CreateAsync());
-        settings?.Invoke(bed.Tenants.Settings);
+        configure(bed.Tenants, bed.Tenants.Settings);
         bed.Server = await bed.Tenants.StartServerAsync();
         return bed;
     }
 
     /// <summary>A new organization and project with one subscription, <paramref name="credits"/> granted, and a secret key.</summary>
-    public async Task<Subscriber> SubscribeAsync(long credits = 100, System.Text.Json.Nodes.JsonObject? attributes = null)
+    public async Task<Subscriber> SubscribeAsync(long credits = 100, System.Text.Json.Nodes.JsonObject? attributes = null, Guid? offering = null)
     {
         var customer = Guid.NewGuid();
         // Through the inbox, as the server's own worker processes orders (processing here too would race it).
-        var order = Tenants.Waldur.PlaceCreateOrder(Tenants.Offering, attributes ?? TenantTestBed.Attributes(), customer, Guid.NewGuid());
+        var order = Tenants.Waldur.PlaceCreateOrder(offering ?? Tenants.Offering, attributes ?? TenantTestBed.Attributes(), customer, Guid.NewGuid());
         await Services.GetRequiredService<OrderInbox>().EnqueueAsync(order, "pending-provider", "event", false, CancellationToken.None);
         await Eventually.TrueAsync(() => Tenants.Waldur.OrderState(order) == "done", TimeSpan.FromSeconds(20));
         var resource = Tenants.Waldur.ResourceOf(order);

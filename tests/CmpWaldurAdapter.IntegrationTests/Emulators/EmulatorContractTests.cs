@@ -160,7 +160,7 @@ public sealed class EmulatorContractTests : IAsyncLifetime
         var terminate = _waldur.PlaceOrder("Terminate", offering, resource);
         Assert.Equal(OrderOutcome.Completed, await ProcessAsync(terminate));
         Assert.DoesNotContain(_langflow.Flows, f => f.Name.Contains($"cmp-{resource:N}", StringComparison.Ordinal));
-        Assert.Equal(4, _langflow.Flows.Count); // the demo flows registration published stay
+        Assert.Equal(5, _langflow.Flows.Count); // the demo flows registration published stay
         Assert.Empty(_ragflow.Datasets);
 
         Assert.Empty(_waldur.ContractViolations(UpstreamSpecs.Waldur.WithAuthEnforced()));

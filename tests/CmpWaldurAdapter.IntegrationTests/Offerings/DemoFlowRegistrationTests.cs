@@ -95,10 +95,10 @@ public sealed class DemoFlowRegistrationTests : IAsyncLifetime
 
         Assert.Equal(ExitCodes.Success, first.Exit);
         var results = JsonNode.Parse(first.Output)!["offerings"]!.AsArray().Select(r => r!.AsObject()).ToList();
-        Assert.Equal(4, results.Count);
+        Assert.Equal(5, results.Count);
         var user = Assert.Single(_langflow.Users);
         Assert.Equal((DemoFlowPublisher.DemoUsername, true), (user.Username, user.IsActive));
-        Assert.Equal(4, _langflow.Flows.Count);
+        Assert.Equal(5, _langflow.Flows.Count);
         Assert.All(_langflow.Flows, f => Assert.Equal(user.Id, f.UserId));
         var stored = await StoredAsync();
         foreach (var result in results)
@@ -124,7 +124,7 @@ public sealed class DemoFlowRegistrationTests : IAsyncLifetime
         Assert.Equal(ExitCodes.Success, second.Exit);
         Assert.Contains("Nothing to change: Waldur already matches the catalogue.", second.Output);
         Assert.Equal(langflowWrites, LangflowWrites);
-        Assert.Equal(4, _langflow.Flows.Count);
+        Assert.Equal(5, _langflow.Flows.Count);
 
         var third = await RunAsync("offerings", "register", "--all", "--output", "json");
         Assert.False(JsonNode.Parse(third.Output)!["changed"]!.GetValue<bool>());

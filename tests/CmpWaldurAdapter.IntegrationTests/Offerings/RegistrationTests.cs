@@ -73,8 +73,8 @@ public sealed class RegistrationTests : IAsyncLifetime
         Assert.Equal(ExitCodes.Success, first.Exit);
         Assert.Contains("Waldur now matches the catalogue.", first.Output);
         var offerings = _waldur.RegisteredOfferings;
-        Assert.Equal(4, offerings.Count);
-        Assert.Equal(["Agents", "Assistants"], _waldur.Categories.Select(c => c["title"]!.GetValue<string>()).Order());
+        Assert.Equal(5, offerings.Count);
+        Assert.Equal(["Agents", "Assistants", "Automations"], _waldur.Categories.Select(c => c["title"]!.GetValue<string>()).Order());
 
         var support = offerings.Single(o => o["backend_id"]!.GetValue<string>() == "customer-support-agent");
         Assert.Equal("Customer Support Agent", support["name"]!.GetValue<string>());
@@ -137,7 +137,7 @@ public sealed class RegistrationTests : IAsyncLifetime
         var topic = _waldur.RegisteredOfferings.Single(o => o["backend_id"]!.GetValue<string>() == "topic-assistant");
         Assert.Equal("Topic Expert", topic["name"]!.GetValue<string>());
         Assert.Contains("witty", topic["options"]!["options"]!["personality"]!["choices"]!.ToJsonString());
-        Assert.Equal(4, _waldur.RegisteredOfferings.Count);
+        Assert.Equal(5, _waldur.RegisteredOfferings.Count);
     }
 
     [Fact]

@@ -39,7 +39,7 @@ public sealed partial class SandboxSmokeTests
 
             Assert.Matches(@"Sandbox ready: order [0-9a-f-]{36} is done", output);
             var revealLink = Assert.Single(RevealLink().Matches(output)).Value;
-            Assert.Equal(4, TryLink().Count(output));
+            Assert.Equal(5, TryLink().Count(output));
             var chat = ChatCommand().Match(output);
             Assert.True(chat.Success, output);
             var usage = UsageCommand().Match(output);

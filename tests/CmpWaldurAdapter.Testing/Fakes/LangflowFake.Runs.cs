@@ -29,6 +29,20 @@ public sealed partial class LangflowFake
 {
     private readonly Queue<(IReadOnlyList<string> Tokens, LangflowStreamEnding Ending)> _scripts = new();
 
+    private readonly Queue<string> _answers = new();
+
+    /// <summary>The next runs answer these texts, one each (FIFO; unscripted runs answer the echo of their input).</summary>
+    public void ScriptNextAnswers(params string[] answers)
+    {
+        lock (Sync)
+        {
+            foreach (var answer in answers)
+            {
+                _answers.Enqueue(answer);
+            }
+        }
+    }
+
     /// <summary>The next streamed run sends these tokens and ends this way (FIFO; unscripted runs stream the echo word by word).</summary>
     public void ScriptNextStream(IReadOnlyList<string> tokens, LangflowStreamEnding ending = LangflowStreamEnding.End)
     {

@@ -332,7 +332,7 @@ public sealed partial class LangflowFake : FakeUpstream
 
             var body = request.JsonObject;
             var session = body["session_id"]?.GetValue<string>() ?? id.ToString();
-            var text = $"echo: {body["input_value"]?.GetValue<string>()}";
+            var text = _answers.Count > 0 ? _answers.Dequeue() : $"echo: {body["input_value"]?.GetValue<string>()}";
             if (request.Query("stream") == "true")
             {
                 return StreamedRun(id, session, body["input_value"]?.GetValue<string>() ?? string.Empty, text);

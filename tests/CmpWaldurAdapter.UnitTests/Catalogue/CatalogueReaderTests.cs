@@ -106,12 +106,15 @@ public sealed class CatalogueReaderTests
         var directory = UpstreamSpecs.PathOf("catalogue");
         var files = Directory.GetFiles(directory, "*.yaml");
 
-        Assert.Equal(["code-assistant", "customer-support-agent", "research-agent", "topic-assistant"],
+        Assert.Equal(["code-assistant", "customer-support-agent", "research-agent", "ticket-triage-automation", "topic-assistant"],
             files.Select(Path.GetFileNameWithoutExtension).Order(StringComparer.Ordinal));
         foreach (var file in files)
         {
             var entry = CatalogueReader.Parse(File.ReadAllText(file), file);
-            Assert.True(entry.Pricing.PriceOf(ActionClass.ChatMessage) is >= 1 and <= 3);
+            // Chat offerings price a message; automations price a run instead.
+            Assert.True(entry.Has(Capability.Automation)
+                ? entry.Pricing.PriceOf(ActionClass.AutomationRun) >= 1
+                : entry.Pricing.PriceOf(ActionClass.ChatMessage) is >= 1 and <= 3);
             Assert.All(entry.Options.Where(o => o.Default is not null), o =>
                 Assert.True(entry.OrderForm.ValidateComplete([]).Values.ContainsKey(o.Key), $"{entry.Slug}: default of {o.Key} is valid"));
         }

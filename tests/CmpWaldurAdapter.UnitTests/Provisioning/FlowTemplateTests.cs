@@ -30,9 +30,9 @@ public sealed class FlowTemplateTests
     {
         var entries = Catalogue.Value.Entries;
 
-        Assert.Equal(["code-assistant", "customer-support-agent", "research-agent", "topic-assistant"], entries.Select(e => e.Slug).Order(StringComparer.Ordinal));
+        Assert.Equal(["code-assistant", "customer-support-agent", "research-agent", "ticket-triage-automation", "topic-assistant"], entries.Select(e => e.Slug).Order(StringComparer.Ordinal));
         Assert.All(entries, e => Assert.True(File.Exists(Catalogue.Value.PathOf(e.FlowTemplate)) && File.Exists(Catalogue.Value.PathOf(e.DemoFlow)), e.Slug));
-        Assert.Equal(8, Templates.Count);
+        Assert.Equal(10, Templates.Count);
     }
 
     [Fact]
@@ -77,7 +77,11 @@ public sealed class FlowTemplateTests
             var template = FlowTemplates.Read(Catalogue.Value.PathOf(entry.FlowTemplate));
             var variables = FlowTemplates.Variables(Prompt(template.Data)["template"]!["value"]!.GetValue<string>());
 
-            Assert.Contains("agent_name", variables);
+            if (entry.Has(Capability.Chat))
+            {
+                Assert.Contains("agent_name", variables); // an automation does not introduce itself
+            }
+
             Assert.All(variables, v => Assert.True(entry.Options.Any(o => o.Key == v) || FlowTemplates.RuntimeVariables.Contains(v), $"{entry.Slug}: {{{v}}} is not a setting"));
             Assert.Equal(entry.Has(Capability.KnowledgeBase), variables.Contains("context"));
         }

@@ -126,6 +126,214 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Postgres
                     b.ToTable("key_reveals", (string)null);
                 });
 
+            modelBuilder.Entity("CmpWaldurAdapter.Capabilities.AutomationRun", b =>
+                {
+                    b.Property<Guid>("Id")
+                        .HasColumnType("uuid")
+                        .HasColumnName("id");
+
+                    b.Property<DateTimeOffset>("CreatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("created_at");
+
+                    b.Property<long>("CreditsCharged")
+                        .HasColumnType("bigint")
+                        .HasColumnName("credits_charged");
+
+                    b.Property<string>("Error")
+                        .HasMaxLength(500)
+                        .HasColumnType("character varying(500)")
+                        .HasColumnName("error");
+
+                    b.Property<DateTimeOffset?>("FinishedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("finished_at");
+
+                    b.Property<string>("Input")
+                        .IsRequired()
+                        .HasColumnType("text")
+                        .HasColumnName("input");
+
+                    b.Property<string>("Output")
+                        .HasColumnType("text")
+                        .HasColumnName("output");
+
+                    b.Property<DateTimeOffset?>("ScheduledFor")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("scheduled_for");
+
+                    b.Property<string>("Status")
+                        .IsRequired()
+                        .HasMaxLength(20)
+                        .HasColumnType("character varying(20)")
+                        .HasColumnName("status");
+
+                    b.Property<Guid>("SubscriptionId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("subscription_id");
+
+                    b.Property<string>("Trigger")
+                        .IsRequired()
+                        .HasMaxLength(20)
+                        .HasColumnType("character varying(20)")
+                        .HasColumnName("trigger");
+
+                    b.HasKey("Id")
+                        .HasName("pk_automation_runs");
+
+                    b.HasIndex("SubscriptionId", "CreatedAt")
+                        .HasDatabaseName("ix_automation_runs_subscription_id_created_at");
+
+                    b.HasIndex("SubscriptionId", "ScheduledFor")
+                        .IsUnique()
+                        .HasDatabaseName("ix_automation_runs_subscription_id_scheduled_for");
+
+                    b.ToTable("automation_runs", (string)null);
+                });
+
+            modelBuilder.Entity("CmpWaldurAdapter.Capabilities.HandoffConversation", b =>
+                {
+                    b.Property<Guid>("Id")
+                        .HasColumnType("uuid")
+                        .HasColumnName("id");
+
+                    b.Property<string>("Conversation")
+                        .IsRequired()
+                        .HasMaxLength(100)
+                        .HasColumnType("character varying(100)")
+                        .HasColumnName("conversation");
+
+                    b.Property<DateTimeOffset>("CreatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("created_at");
+
+                    b.Property<DateTimeOffset?>("EscalatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("escalated_at");
+
+                    b.Property<string>("EscalationReason")
+                        .HasMaxLength(40)
+                        .HasColumnType("character varying(40)")
+                        .HasColumnName("escalation_reason");
+
+                    b.Property<Guid>("SubscriptionId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("subscription_id");
+
+                    b.Property<string>("Transcript")
+                        .IsRequired()
+                        .HasColumnType("text")
+                        .HasColumnName("transcript");
+
+                    b.Property<int>("Unanswered")
+                        .HasColumnType("integer")
+                        .HasColumnName("unanswered");
+
+                    b.Property<DateTimeOffset>("UpdatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("updated_at");
+
+                    b.Property<long>("Version")
+                        .IsConcurrencyToken()
+                        .HasColumnType("bigint")
+                        .HasColumnName("version");
+
+                    b.HasKey("Id")
+                        .HasName("pk_handoff_conversations");
+
+                    b.HasIndex("SubscriptionId", "Conversation")
+                        .IsUnique()
+                        .HasDatabaseName("ix_handoff_conversations_subscription_id_conversation");
+
+                    b.HasIndex("SubscriptionId", "EscalatedAt")
+                        .HasDatabaseName("ix_handoff_conversations_subscription_id_escalated_at");
+
+                    b.ToTable("handoff_conversations", (string)null);
+                });
+
+            modelBuilder.Entity("CmpWaldurAdapter.Capabilities.HandoffDelivery", b =>
+                {
+                    b.Property<Guid>("Id")
+                        .HasColumnType("uuid")
+                        .HasColumnName("id");
+
+                    b.Property<int>("Attempts")
+                        .HasColumnType("integer")
+                        .HasColumnName("attempts");
+
+                    b.Property<Guid>("ConversationId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("conversation_id");
+
+                    b.Property<DateTimeOffset>("CreatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("created_at");
+
+                    b.Property<DateTimeOffset?>("DeliveredAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("delivered_at");
+
+                    b.Property<string>("LastError")
+                        .HasMaxLength(500)
+                        .HasColumnType("character varying(500)")
+                        .HasColumnName("last_error");
+
+                    b.Property<DateTimeOffset>("NextAttemptAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("next_attempt_at");
+
+                    b.Property<string>("Payload")
+                        .IsRequired()
+                        .HasColumnType("text")
+                        .HasColumnName("payload");
+
+                    b.Property<Guid>("SubscriptionId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("subscription_id");
+
+                    b.HasKey("Id")
+                        .HasName("pk_handoff_deliveries");
+
+                    b.HasIndex("ConversationId")
+                        .HasDatabaseName("ix_handoff_deliveries_conversation_id");
+
+                    b.HasIndex("DeliveredAt", "NextAttemptAt")
+                        .HasDatabaseName("ix_handoff_deliveries_delivered_at_next_attempt_at");
+
+                    b.ToTable("handoff_deliveries", (string)null);
+                });
+
+            modelBuilder.Entity("CmpWaldurAdapter.Capabilities.HandoffWebhook", b =>
+                {
+                    b.Property<Guid>("SubscriptionId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("subscription_id");
+
+                    b.Property<DateTimeOffset>("CreatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("created_at");
+
+                    b.Property<string>("SecretCipher")
+                        .IsRequired()
+                        .HasColumnType("text")
+                        .HasColumnName("secret_cipher");
+
+                    b.Property<DateTimeOffset>("UpdatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("updated_at");
+
+                    b.Property<string>("Url")
+                        .IsRequired()
+                        .HasMaxLength(2000)
+                        .HasColumnType("character varying(2000)")
+                        .HasColumnName("url");
+
+                    b.HasKey("SubscriptionId")
+                        .HasName("pk_handoff_webhooks");
+
+                    b.ToTable("handoff_webhooks", (string)null);
+                });
+
             modelBuilder.Entity("CmpWaldurAdapter.Chat.IdempotentRequest", b =>
                 {
                     b.Property<Guid>("Id")
@@ -1048,6 +1256,46 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Postgres
                         .OnDelete(DeleteBehavior.Cascade)
                         .IsRequired()
                         .HasConstraintName("fk_key_reveals_api_keys_api_key_id");
+                });
+
+            modelBuilder.Entity("CmpWaldurAdapter.Capabilities.AutomationRun", b =>
+                {
+                    b.HasOne("CmpWaldurAdapter.Tenants.Subscription", null)
+                        .WithMany()
+                        .HasForeignKey("SubscriptionId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_automation_runs_subscriptions_subscription_id");
+                });
+
+            modelBuilder.Entity("CmpWaldurAdapter.Capabilities.HandoffConversation", b =>
+                {
+                    b.HasOne("CmpWaldurAdapter.Tenants.Subscription", null)
+                        .WithMany()
+                        .HasForeignKey("SubscriptionId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_handoff_conversations_subscriptions_subscription_id");
+                });
+
+            modelBuilder.Entity("CmpWaldurAdapter.Capabilities.HandoffDelivery", b =>
+                {
+                    b.HasOne("CmpWaldurAdapter.Capabilities.HandoffConversation", null)
+                        .WithMany()
+                        .HasForeignKey("ConversationId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_handoff_deliveries_handoff_conversations_conversation_id");
+                });
+
+            modelBuilder.Entity("CmpWaldurAdapter.Capabilities.HandoffWebhook", b =>
+                {
+                    b.HasOne("CmpWaldurAdapter.Tenants.Subscription", null)
+                        .WithOne()
+                        .HasForeignKey("CmpWaldurAdapter.Capabilities.HandoffWebhook", "SubscriptionId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_handoff_webhooks_subscriptions_subscription_id");
                 });
 
             modelBuilder.Entity("CmpWaldurAdapter.Credits.CreditAccount", b =>

@@ -121,6 +121,214 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Sqlite
                     b.ToTable("key_reveals", (string)null);
                 });
 
+            modelBuilder.Entity("CmpWaldurAdapter.Capabilities.AutomationRun", b =>
+                {
+                    b.Property<Guid>("Id")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("id");
+
+                    b.Property<long>("CreatedAt")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("created_at");
+
+                    b.Property<long>("CreditsCharged")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("credits_charged");
+
+                    b.Property<string>("Error")
+                        .HasMaxLength(500)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("error");
+
+                    b.Property<long?>("FinishedAt")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("finished_at");
+
+                    b.Property<string>("Input")
+                        .IsRequired()
+                        .HasColumnType("TEXT")
+                        .HasColumnName("input");
+
+                    b.Property<string>("Output")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("output");
+
+                    b.Property<long?>("ScheduledFor")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("scheduled_for");
+
+                    b.Property<string>("Status")
+                        .IsRequired()
+                        .HasMaxLength(20)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("status");
+
+                    b.Property<Guid>("SubscriptionId")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("subscription_id");
+
+                    b.Property<string>("Trigger")
+                        .IsRequired()
+                        .HasMaxLength(20)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("trigger");
+
+                    b.HasKey("Id")
+                        .HasName("pk_automation_runs");
+
+                    b.HasIndex("SubscriptionId", "CreatedAt")
+                        .HasDatabaseName("ix_automation_runs_subscription_id_created_at");
+
+                    b.HasIndex("SubscriptionId", "ScheduledFor")
+                        .IsUnique()
+                        .HasDatabaseName("ix_automation_runs_subscription_id_scheduled_for");
+
+                    b.ToTable("automation_runs", (string)null);
+                });
+
+            modelBuilder.Entity("CmpWaldurAdapter.Capabilities.HandoffConversation", b =>
+                {
+                    b.Property<Guid>("Id")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("id");
+
+                    b.Property<string>("Conversation")
+                        .IsRequired()
+                        .HasMaxLength(100)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("conversation");
+
+                    b.Property<long>("CreatedAt")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("created_at");
+
+                    b.Property<long?>("EscalatedAt")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("escalated_at");
+
+                    b.Property<string>("EscalationReason")
+                        .HasMaxLength(40)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("escalation_reason");
+
+                    b.Property<Guid>("SubscriptionId")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("subscription_id");
+
+                    b.Property<string>("Transcript")
+                        .IsRequired()
+                        .HasColumnType("TEXT")
+                        .HasColumnName("transcript");
+
+                    b.Property<int>("Unanswered")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("unanswered");
+
+                    b.Property<long>("UpdatedAt")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("updated_at");
+
+                    b.Property<long>("Version")
+                        .IsConcurrencyToken()
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("version");
+
+                    b.HasKey("Id")
+                        .HasName("pk_handoff_conversations");
+
+                    b.HasIndex("SubscriptionId", "Conversation")
+                        .IsUnique()
+                        .HasDatabaseName("ix_handoff_conversations_subscription_id_conversation");
+
+                    b.HasIndex("SubscriptionId", "EscalatedAt")
+                        .HasDatabaseName("ix_handoff_conversations_subscription_id_escalated_at");
+
+                    b.ToTable("handoff_conversations", (string)null);
+                });
+
+            modelBuilder.Entity("CmpWaldurAdapter.Capabilities.HandoffDelivery", b =>
+                {
+                    b.Property<Guid>("Id")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("id");
+
+                    b.Property<int>("Attempts")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("attempts");
+
+                    b.Property<Guid>("ConversationId")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("conversation_id");
+
+                    b.Property<long>("CreatedAt")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("created_at");
+
+                    b.Property<long?>("DeliveredAt")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("delivered_at");
+
+                    b.Property<string>("LastError")
+                        .HasMaxLength(500)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("last_error");
+
+                    b.Property<long>("NextAttemptAt")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("next_attempt_at");
+
+                    b.Property<string>("Payload")
+                        .IsRequired()
+                        .HasColumnType("TEXT")
+                        .HasColumnName("payload");
+
+                    b.Property<Guid>("SubscriptionId")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("subscription_id");
+
+                    b.HasKey("Id")
+                        .HasName("pk_handoff_deliveries");
+
+                    b.HasIndex("ConversationId")
+                        .HasDatabaseName("ix_handoff_deliveries_conversation_id");
+
+                    b.HasIndex("DeliveredAt", "NextAttemptAt")
+                        .HasDatabaseName("ix_handoff_deliveries_delivered_at_next_attempt_at");
+
+                    b.ToTable("handoff_deliveries", (string)null);
+                });
+
+            modelBuilder.Entity("CmpWaldurAdapter.Capabilities.HandoffWebhook", b =>
+                {
+                    b.Property<Guid>("SubscriptionId")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("subscription_id");
+
+                    b.Property<long>("CreatedAt")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("created_at");
+
+                    b.Property<string>("SecretCipher")
+                        .IsRequired()
+                        .HasColumnType("TEXT")
+                        .HasColumnName("secret_cipher");
+
+                    b.Property<long>("UpdatedAt")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("updated_at");
+
+                    b.Property<string>("Url")
+                        .IsRequired()
+                        .HasMaxLength(2000)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("url");
+
+                    b.HasKey("SubscriptionId")
+                        .HasName("pk_handoff_webhooks");
+
+                    b.ToTable("handoff_webhooks", (string)null);
+                });
+
             modelBuilder.Entity("CmpWaldurAdapter.Chat.IdempotentRequest", b =>
                 {
                     b.Property<Guid>("Id")
@@ -1039,6 +1247,46 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Sqlite
                         .OnDelete(DeleteBehavior.Cascade)
                         .IsRequired()
                         .HasConstraintName("fk_key_reveals_api_keys_api_key_id");
+                });
+
+            modelBuilder.Entity("CmpWaldurAdapter.Capabilities.AutomationRun", b =>
+                {
+                    b.HasOne("CmpWaldurAdapter.Tenants.Subscription", null)
+                        .WithMany()
+                        .HasForeignKey("SubscriptionId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_automation_runs_subscriptions_subscription_id");
+                });
+
+            modelBuilder.Entity("CmpWaldurAdapter.Capabilities.HandoffConversation", b =>
+                {
+                    b.HasOne("CmpWaldurAdapter.Tenants.Subscription", null)
+                        .WithMany()
+                        .HasForeignKey("SubscriptionId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_handoff_conversations_subscriptions_subscription_id");
+                });
+
+            modelBuilder.Entity("CmpWaldurAdapter.Capabilities.HandoffDelivery", b =>
+                {
+                    b.HasOne("CmpWaldurAdapter.Capabilities.HandoffConversation", null)
+                        .WithMany()
+                        .HasForeignKey("ConversationId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_handoff_deliveries_handoff_conversations_conversation_id");
+                });
+
+            modelBuilder.Entity("CmpWaldurAdapter.Capabilities.HandoffWebhook", b =>
+                {
+                    b.HasOne("CmpWaldurAdapter.Tenants.Subscription", null)
+                        .WithOne()
+                        .HasForeignKey("CmpWaldurAdapter.Capabilities.HandoffWebhook", "SubscriptionId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_handoff_webhooks_subscriptions_subscription_id");
                 });
 
             modelBuilder.Entity("CmpWaldurAdapter.Credits.CreditAccount", b =>

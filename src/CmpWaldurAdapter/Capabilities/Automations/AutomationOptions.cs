@@ -1,0 +1,18 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace CmpWaldurAdapter.Capabilities.Automations;
+
+/// <summary>Automations (configuration section <c>Automations</c>).</summary>
+public sealed class AutomationOptions
+{
+    public const string SectionName = "Automations";
+
+    /// <summary>How often schedules are checked; a schedule's firings are found to this precision.</summary>
+    public TimeSpan ScheduleCheckInterval { get; set; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>A firing missed by longer than this (the adapter was down) is skipped rather than run late.</summary>
+    public TimeSpan MissedFiringGrace { get; set; } = TimeSpan.FromMinutes(10);
+
+    [Range(1024, 10 * 1024 * 1024)]
+    public int MaxInputBytes { get; set; } = 64 * 1024;
+}

@@ -1,0 +1,209 @@
+using System.Security.Cryptography;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using CmpWaldurAdapter.Api;
+using CmpWaldurAdapter.Chat;
+using CmpWaldurAdapter.Core.Catalogue;
+using CmpWaldurAdapter.Persistence;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
+namespace CmpWaldurAdapter.Capabilities.Automations;
+
+/// <summary>
+/// Runs an automation offering's flow on a trigger: <c>POST /v1/runs</c> or the subscription's schedule. Each
+/// run is recorded (status, input, output) and charged the offering's <c>automation_run</c> price on success;
+/// a failed run costs nothing. An <c>Idempotency-Key</c> replay returns the stored answer and charges nothing.
+/// </summary>
+public sealed class AutomationService(
+    CapabilityPipeline pipeline,
+    IdempotencyStore idempotency,
+    IDbContextFactory<AdapterDbContext> dbs,
+    IOptions<AutomationOptions> options,
+    TimeProvider clock,
+    ILogger<AutomationService> logger)
+{
+    public const string What = "automation runs";
+
+    public async Task<IResult> TriggerAsync(HttpContext http, CancellationToken cancellationToken)
+    {
+        var (caller, refusal) = await pipeline.AuthorizeAsync(http, Capability.Automation, What, cancellationToken);
+        if (refusal is not null)
+        {
+            return refusal;
+        }
+
+        var (request, bytes, error) = await ApiRequests.ReadJsonWithBytesAsync<AutomationRunRequest>(http, options.Value.MaxInputBytes);
+        if (error is not null)
+        {
+            return error;
+        }
+
+        if (request!.Input.ValueKind is JsonValueKind.Undefined or JsonValueKind.Null)
+        {
+            return ApiErrors.InvalidRequest("Send the run's input as {\"input\": …} (any JSON value, usually an object).", "input", "missing_input");
+        }
+
+        IdempotentRequest? remembered = null;
+        var idempotencyKey = http.Request.Headers["Idempotency-Key"].FirstOrDefault();
+        if (idempotencyKey is not null)
+        {
+            if (idempotencyKey.Length is 0 or > IdempotencyStore.MaxKeyLength)
+            {
+                return ApiErrors.InvalidRequest($"Idempotency-Key must be 1 to {IdempotencyStore.MaxKeyLength} characters.", "Idempotency-Key");
+            }
+
+            var (decision, entry) = await idempotency.BeginAsync(caller!.KeyId!.Value, "runs:" + idempotencyKey, Convert.ToHexStringLower(SHA256.HashData(bytes)), cancellationToken);
+            switch (decision)
+            {
+                case IdempotencyDecision.Replay:
+                    http.Response.Headers["Idempotent-Replayed"] = "true";
+                    return Results.Content(entry.ResponseBody, entry.ContentType, System.Text.Encoding.UTF8, entry.StatusCode);
+                case IdempotencyDecision.InFlight:
+                    return ApiErrors.Problem(StatusCodes.Status409Conflict, "A request with this Idempotency-Key is still being processed.", "invalid_request_error", "idempotency_key_in_use");
+                case IdempotencyDecision.Mismatch:
+                    return ApiErrors.Problem(StatusCodes.Status422UnprocessableEntity, "This Idempotency-Key was used with a different request body.", "invalid_request_error", "idempotency_key_reused");
+                default:
+                    remembered = entry;
+                    break;
+            }
+        }
+
+        var requestId = remembered is null ? Guid.NewGuid().ToString("N") : $"idem:{caller!.KeyId!.Value:N}:runs:{idempotencyKey}";
+        var (status, view, failure) = await RunAsync(caller!, "api", request.Input.GetRawText(), requestId, null, cancellationToken);
+        if (remembered is not null)
+        {
+            if (status == StatusCodes.Status200OK)
+            {
+                await idempotency.CompleteAsync(remembered, status, "application/json", JsonSerializer.Serialize(view, ApiJson.Options), CancellationToken.None);
+            }
+            else
+            {
+                await idempotency.AbandonAsync(remembered);
+            }
+        }
+
+        return failure ?? Results.Json(view, ApiJson.Options);
+    }
+
+    /// <summary>
+    /// One run: recorded as running, the price held, the flow run, then settled (succeeded) or released (failed).
+    /// Returns the HTTP status, the run, and the refusal or failure to answer with (null on success).
+    /// </summary>
+    internal async Task<(int Status, AutomationRunView? View, IResult? Failure)> RunAsync(CapabilityCaller caller, string trigger, string input, string requestId, DateTimeOffset? scheduledFor, CancellationToken cancellationToken)
+    {
+        var now = clock.GetUtcNow();
+        var run = new AutomationRun
+        {
+            Id = Guid.CreateVersion7(now),
+            SubscriptionId = caller.Subscription.Id,
+            Trigger = trigger,
+            Status = "running",
+            Input = input,
+            ScheduledFor = scheduledFor,
+            CreatedAt = now,
+        };
+        await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
+        {
+            db.AutomationRuns.Add(run);
+            try
+            {
+                await db.SaveChangesAsync(cancellationToken);
+            }
+            catch (DbUpdateException exception) when (scheduledFor is not null && DbErrors.IsUniqueViolation(exception))
+            {
+                return (StatusCodes.Status409Conflict, null, null); // this firing already ran (another replica)
+            }
+        }
+
+        var (hold, refusal) = await pipeline.HoldAsync(caller, ActionClass.AutomationRun, 1, requestId, cancellationToken);
+        if (refusal is not null)
+        {
+            await FinishAsync(run, "failed", null, "not enough credits", 0);
+            return (StatusCodes.Status402PaymentRequired, View(run), refusal);
+        }
+
+        try
+        {
+            var answer = await pipeline.RunFlowAsync(caller, input, $"run:{run.Id:N}", cancellationToken);
+            var charged = await pipeline.SettleAsync(hold!);
+            await FinishAsync(run, "succeeded", answer, null, charged);
+            return (StatusCodes.Status200OK, View(run), null);
+        }
+        catch (AgentUnavailableException unavailable)
+        {
+            logger.LogWarning("Automation run {RunId} of subscription {SubscriptionId} failed: {Reason}", run.Id, caller.Subscription.Id, unavailable.Message);
+            await pipeline.ReleaseAsync(hold!, "the automation run failed");
+            await FinishAsync(run, "failed", null, unavailable.PublicReason ?? "The flow failed; nothing was charged.", 0);
+            return (unavailable.Transient ? StatusCodes.Status503ServiceUnavailable : StatusCodes.Status502BadGateway, View(run), CapabilityPipeline.Unavailable(unavailable));
+        }
+        catch
+        {
+            await pipeline.ReleaseAsync(hold!, "the automation run failed");
+            await FinishAsync(run, "failed", null, "The run was interrupted; nothing was charged.", 0);
+            throw;
+        }
+    }
+
+    /// <summary>The subscription's runs, newest first (what the console lists).</summary>
+    public async Task<IReadOnlyList<AutomationRunView>> ListAsync(Guid subscriptionId, int limit, CancellationToken cancellationToken)
+    {
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        var runs = await db.AutomationRuns.AsNoTracking().Where(r => r.SubscriptionId == subscriptionId)
+            .OrderByDescending(r => r.CreatedAt).ThenByDescending(r => r.Id).Take(limit).ToListAsync(cancellationToken);
+        return runs.Select(View).ToList();
+    }
+
+    public async Task<IResult> ListAsync(HttpContext http, CancellationToken cancellationToken)
+    {
+        var (caller, refusal) = await pipeline.AuthorizeAsync(http, Capability.Automation, What, cancellationToken);
+        return refusal ?? Results.Json(new AutomationRunList("list", await ListAsync(caller!.Subscription.Id, 100, cancellationToken)), ApiJson.Options);
+    }
+
+    private async Task FinishAsync(AutomationRun run, string status, string? output, string? error, long charged)
+    {
+        run.Status = status;
+        run.Output = output;
+        run.Error = error;
+        run.CreditsCharged = charged;
+        run.FinishedAt = clock.GetUtcNow();
+        await using var db = await dbs.CreateDbContextAsync(CancellationToken.None);
+        await db.AutomationRuns.Where(r => r.Id == run.Id).ExecuteUpdateAsync(set => set
+            .SetProperty(r => r.Status, run.Status)
+            .SetProperty(r => r.Output, run.Output)
+            .SetProperty(r => r.Error, run.Error)
+            .SetProperty(r => r.CreditsCharged, run.CreditsCharged)
+            .SetProperty(r => r.FinishedAt, run.FinishedAt), CancellationToken.None);
+    }
+
+    private static AutomationRunView View(AutomationRun run) => new(
+        "run_" + run.Id.ToString("N"),
+        "automation.run",
+        run.Trigger,
+        run.Status,
+        Parse(run.Input),
+        run.Output is null ? null : Parse(run.Output),
+        run.Error,
+        run.CreditsCharged,
+        run.ScheduledFor,
+        run.CreatedAt.ToUnixTimeSeconds(),
+        run.FinishedAt?.ToUnixTimeSeconds());
+
+    /// <summary>A flow that answers JSON has its output returned as JSON; any other answer as a string.</summary>
+    private static JsonNode? Parse(string text)
+    {
+        var trimmed = text.Trim();
+        if (trimmed.StartsWith('{') || trimmed.StartsWith('[') || trimmed is "true" or "false" || (trimmed.Length > 0 && (char.IsAsciiDigit(trimmed[0]) || trimmed[0] is '"' or '-')))
+        {
+            try
+            {
+                return JsonNode.Parse(trimmed);
+            }
+            catch (JsonException)
+            {
+            }
+        }
+
+        return JsonValue.Create(text);
+    }
+}

@@ -1,0 +1,78 @@
+using CmpWaldurAdapter.Api;
+using CmpWaldurAdapter.ApiKeys;
+
+namespace CmpWaldurAdapter.Capabilities.Handoff;
+
+/// <summary>The handoff settings and the escalated conversations of the key's subscription (what the console shows).</summary>
+public static class HandoffEndpoints
+{
+    public static void MapHandoffEndpoints(this IEndpointRouteBuilder endpoints)
+    {
+        var group = endpoints.MapGroup("/v1/handoff").WithTags("Handoff");
+        group.MapGet("/webhook", async (HttpContext http, ApiKeyService keys, HandoffService handoff, CancellationToken cancellationToken) =>
+            {
+                var (caller, refusal) = await ApiCaller.AuthenticateSecretAsync(http, keys, cancellationToken);
+                if (refusal is not null)
+                {
+                    return refusal;
+                }
+
+                return await handoff.WebhookAsync(caller!.Subscription.Id, cancellationToken) is { } settings
+                    ? Results.Json(settings, ApiJson.Options)
+                    : ApiErrors.NotFound("No handoff webhook is set; set one with PUT /v1/handoff/webhook.", "webhook_not_found");
+            })
+            .WithName("GetHandoffWebhook").WithSummary("The escalation webhook's address (never its secret).")
+            .Produces<WebhookSettings>().Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(403).Produces<ApiErrorBody>(404);
+        group.MapPut("/webhook", async (HttpContext http, ApiKeyService keys, HandoffService handoff, CancellationToken cancellationToken) =>
+            {
+                var (caller, refusal) = await ApiCaller.AuthenticateSecretAsync(http, keys, cancellationToken);
+                if (refusal is not null)
+                {
+                    return refusal;
+                }
+
+                var (body, error) = await ApiRequests.ReadJsonAsync<WebhookRequest>(http);
+                if (error is not null)
+                {
+                    return error;
+                }
+
+                if (!Uri.TryCreate(body!.Url, UriKind.Absolute, out var url) || url.Scheme is not ("https" or "http") || body.Url!.Length > 2000)
+                {
+                    return ApiErrors.InvalidRequest("url must be an absolute http(s) address of at most 2000 characters.", "url", "invalid_url");
+                }
+
+                return Results.Json(await handoff.SetWebhookAsync(caller!.Subscription.Id, url, cancellationToken), ApiJson.Options);
+            })
+            .WithName("SetHandoffWebhook")
+            .WithSummary("Sets where escalations are sent. The first time, the answer carries the signing secret: it is shown only once.")
+            .DocumentsBody<WebhookRequest>()
+            .Produces<WebhookSettings>().Produces<ApiErrorBody>(400).Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(403);
+        group.MapPost("/webhook/secret", async (HttpContext http, ApiKeyService keys, HandoffService handoff, CancellationToken cancellationToken) =>
+            {
+                var (caller, refusal) = await ApiCaller.AuthenticateSecretAsync(http, keys, cancellationToken);
+                if (refusal is not null)
+                {
+                    return refusal;
+                }
+
+                return await handoff.RotateSecretAsync(caller!.Subscription.Id, cancellationToken) is { } settings
+                    ? Results.Json(settings, ApiJson.Options)
+                    : ApiErrors.NotFound("No handoff webhook is set; set one with PUT /v1/handoff/webhook.", "webhook_not_found");
+            })
+            .WithName("RotateHandoffWebhookSecret").WithSummary("A new signing secret, shown only in this answer; the old one stops working at once.")
+            .Produces<WebhookSettings>().Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(403).Produces<ApiErrorBody>(404);
+        group.MapGet("/escalations", async (HttpContext http, ApiKeyService keys, HandoffService handoff, CancellationToken cancellationToken) =>
+            {
+                var (caller, refusal) = await ApiCaller.AuthenticateSecretAsync(http, keys, cancellationToken);
+                if (refusal is not null)
+                {
+                    return refusal;
+                }
+
+                return Results.Json(new EscalatedConversationList("list", await handoff.EscalatedAsync(caller!.Subscription.Id, 100, cancellationToken)), ApiJson.Options);
+            })
+            .WithName("ListEscalations").WithSummary("The subscription's conversations handed to a person, newest first (at most 100), with their transcripts.")
+            .Produces<EscalatedConversationList>().Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(403);
+    }
+}

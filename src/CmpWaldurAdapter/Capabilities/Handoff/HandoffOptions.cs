@@ -1,0 +1,24 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace CmpWaldurAdapter.Capabilities.Handoff;
+
+/// <summary>Human handoff (configuration section <c>Handoff</c>).</summary>
+public sealed class HandoffOptions
+{
+    public const string SectionName = "Handoff";
+
+    /// <summary>How often the outbox of escalation webhooks is delivered.</summary>
+    public TimeSpan DeliveryInterval { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>The first retry's delay; each further failure doubles it up to <see cref="MaxRetryDelay"/>.</summary>
+    public TimeSpan FirstRetryDelay { get; set; } = TimeSpan.FromSeconds(30);
+
+    public TimeSpan MaxRetryDelay { get; set; } = TimeSpan.FromHours(1);
+
+    /// <summary>How long one delivery may take before it counts as failed.</summary>
+    public TimeSpan DeliveryTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Turns kept in a conversation's transcript (the newest).</summary>
+    [Range(2, 1000)]
+    public int TranscriptTurns { get; set; } = 50;
+}

@@ -1,0 +1,215 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using CmpWaldurAdapter.Api;
+using CmpWaldurAdapter.Persistence;
+using CmpWaldurAdapter.Provisioning;
+using CmpWaldurAdapter.Tenants;
+using CmpWaldurAdapter.Web;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
+namespace CmpWaldurAdapter.Capabilities.Handoff;
+
+/// <summary>
+/// Human handoff for subscriptions whose configuration sets <c>escalate_after</c>: each answer is recorded in
+/// the conversation's transcript; at the N-th unanswered question, or when the visitor asks for a person, the
+/// conversation is escalated once and the webhook (if configured) is put in the outbox in the same transaction.
+/// Escalating charges nothing.
+/// </summary>
+public sealed class HandoffService(
+    IDbContextFactory<AdapterDbContext> dbs,
+    UpstreamCredentials credentials,
+    IOptions<HandoffOptions> options,
+    IOptions<WebOptions> web,
+    TimeProvider clock,
+    ILogger<HandoffService> logger)
+{
+    public const string HandoffHeader = "X-Handoff";
+
+    public const string VisitorMessage = "I am handing this conversation to a person, who will follow up with you.";
+
+    /// <summary>
+    /// The chat pipeline's hook after an answer: records it and returns the handoff notice once the conversation
+    /// is escalated (also flagged in the <c>X-Handoff</c> response header), else null. The answer was charged
+    /// already, so a failure here is logged and never fails it.
+    /// </summary>
+    public async Task<HandoffNotice?> AfterAnswerAsync(HttpResponse response, Subscription subscription, string conversation, string question, string answer)
+    {
+        try
+        {
+            var notice = await AfterAnswerAsync(subscription, conversation, question, answer, CancellationToken.None);
+            if (notice is not null)
+            {
+                response.Headers[HandoffHeader] = notice.Status;
+            }
+
+            return notice;
+        }
+        catch (Exception exception) when (exception is DbUpdateException or InvalidOperationException or JsonException)
+        {
+            logger.LogError(exception, "Could not record the answer for handoff of subscription {SubscriptionId}", subscription.Id);
+            return null;
+        }
+    }
+
+    /// <summary>Records one answered question; returns the handoff notice once the conversation is escalated, else null.</summary>
+    public async Task<HandoffNotice?> AfterAnswerAsync(Subscription subscription, string conversation, string question, string answer, CancellationToken cancellationToken)
+    {
+        if (EscalateAfter(subscription.Configuration) is not { } threshold)
+        {
+            return null;
+        }
+
+        for (var attempt = 0; ; attempt++)
+        {
+            try
+            {
+                return await RecordAsync(subscription, conversation, question, answer, threshold, cancellationToken);
+            }
+            catch (DbUpdateException exception) when (attempt < 3 && (exception is DbUpdateConcurrencyException || DbErrors.IsUniqueViolation(exception)))
+            {
+                // Another message of the same conversation got there first: read it again.
+            }
+        }
+    }
+
+    private async Task<HandoffNotice?> RecordAsync(Subscription subscription, string conversation, string question, string answer, int threshold, CancellationToken cancellationToken)
+    {
+        var now = clock.GetUtcNow();
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        var row = await db.HandoffConversations.SingleOrDefaultAsync(c => c.SubscriptionId == subscription.Id && c.Conversation == conversation, cancellationToken);
+        if (row is null)
+        {
+            row = new HandoffConversation { Id = Guid.CreateVersion7(now), SubscriptionId = subscription.Id, Conversation = conversation, CreatedAt = now };
+            db.HandoffConversations.Add(row);
+        }
+
+        var transcript = JsonSerializer.Deserialize<List<TranscriptTurn>>(row.Transcript, ApiJson.Options) ?? [];
+        transcript.Add(new TranscriptTurn("user", question, now));
+        transcript.Add(new TranscriptTurn("assistant", answer, now));
+        if (transcript.Count > options.Value.TranscriptTurns)
+        {
+            transcript.RemoveRange(0, transcript.Count - options.Value.TranscriptTurns);
+        }
+
+        row.Transcript = JsonSerializer.Serialize(transcript, ApiJson.Options);
+        row.UpdatedAt = now;
+        if (row.EscalatedAt is null)
+        {
+            if (HandoffRules.IsUnanswered(answer))
+            {
+                row.Unanswered++;
+            }
+
+            var reason = HandoffRules.AsksForHuman(question) ? "visitor_request" : row.Unanswered >= threshold ? "unanswered_questions" : null;
+            if (reason is not null)
+            {
+                row.EscalatedAt = now;
+                row.EscalationReason = reason;
+                if (await db.HandoffWebhooks.AsNoTracking().AnyAsync(w => w.SubscriptionId == subscription.Id, cancellationToken))
+                {
+                    var id = Guid.CreateVersion7(now);
+                    var body = new EscalationEvent(id, "conversation.escalated", subscription.ResourceUuid, conversation, reason, row.Unanswered, now, Link(subscription, conversation), transcript);
+                    db.HandoffDeliveries.Add(new HandoffDelivery
+                    {
+                        Id = id,
+                        SubscriptionId = subscription.Id,
+                        ConversationId = row.Id,
+                        Payload = JsonSerializer.Serialize(body, ApiJson.Options),
+                        NextAttemptAt = now,
+                        CreatedAt = now,
+                    });
+                }
+
+                logger.LogInformation("Conversation of subscription {SubscriptionId} escalated to a person ({Reason})", subscription.Id, reason);
+            }
+        }
+
+        await db.SaveChangesAsync(cancellationToken);
+        return row.EscalatedAt is { } escalated ? new HandoffNotice("escalated", row.EscalationReason!, VisitorMessage, escalated) : null;
+    }
+
+    /// <summary>Sets the webhook's address; a new webhook gets a secret, returned only in this answer.</summary>
+    public async Task<WebhookSettings> SetWebhookAsync(Guid subscriptionId, Uri url, CancellationToken cancellationToken)
+    {
+        var now = clock.GetUtcNow();
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        var webhook = await db.HandoffWebhooks.SingleOrDefaultAsync(w => w.SubscriptionId == subscriptionId, cancellationToken);
+        string? secret = null;
+        if (webhook is null)
+        {
+            secret = NewSecret();
+            webhook = new HandoffWebhook { SubscriptionId = subscriptionId, SecretCipher = credentials.Protect(secret), CreatedAt = now };
+            db.HandoffWebhooks.Add(webhook);
+        }
+
+        webhook.Url = url.ToString();
+        webhook.UpdatedAt = now;
+        await db.SaveChangesAsync(cancellationToken);
+        return new WebhookSettings(webhook.Url, secret, now);
+    }
+
+    /// <summary>A new signing secret (the old one stops working at once); null when no webhook is set.</summary>
+    public async Task<WebhookSettings?> RotateSecretAsync(Guid subscriptionId, CancellationToken cancellationToken)
+    {
+        var now = clock.GetUtcNow();
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        var webhook = await db.HandoffWebhooks.SingleOrDefaultAsync(w => w.SubscriptionId == subscriptionId, cancellationToken);
+        if (webhook is null)
+        {
+            return null;
+        }
+
+        var secret = NewSecret();
+        webhook.SecretCipher = credentials.Protect(secret);
+        webhook.UpdatedAt = now;
+        await db.SaveChangesAsync(cancellationToken);
+        return new WebhookSettings(webhook.Url, secret, now);
+    }
+
+    public async Task<WebhookSettings?> WebhookAsync(Guid subscriptionId, CancellationToken cancellationToken)
+    {
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        return await db.HandoffWebhooks.AsNoTracking().Where(w => w.SubscriptionId == subscriptionId)
+            .Select(w => new WebhookSettings(w.Url, null, w.UpdatedAt)).SingleOrDefaultAsync(cancellationToken);
+    }
+
+    /// <summary>The subscription's escalated conversations, newest first (what the console lists).</summary>
+    public async Task<IReadOnlyList<EscalatedConversation>> EscalatedAsync(Guid subscriptionId, int limit, CancellationToken cancellationToken)
+    {
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        var rows = await db.HandoffConversations.AsNoTracking()
+            .Where(c => c.SubscriptionId == subscriptionId && c.EscalatedAt != null)
+            .OrderByDescending(c => c.EscalatedAt).Take(limit).ToListAsync(cancellationToken);
+        var ids = rows.Select(r => r.Id).ToList();
+        var deliveries = await db.HandoffDeliveries.AsNoTracking().Where(d => ids.Contains(d.ConversationId))
+            .Select(d => new { d.ConversationId, Delivered = d.DeliveredAt != null }).ToListAsync(cancellationToken);
+        return rows.Select(r => new EscalatedConversation(
+            r.Conversation,
+            r.EscalationReason!,
+            r.Unanswered,
+            r.EscalatedAt!.Value,
+            deliveries.FirstOrDefault(d => d.ConversationId == r.Id)?.Delivered,
+            JsonSerializer.Deserialize<List<TranscriptTurn>>(r.Transcript, ApiJson.Options) ?? [])).ToList();
+    }
+
+    /// <summary>The buyer's setting: an integer (or its text) of at least 1; absent or invalid means no handoff.</summary>
+    internal static int? EscalateAfter(string configuration)
+    {
+        var value = (JsonNode.Parse(configuration) as JsonObject)?["escalate_after"];
+        var number = value?.GetValueKind() switch
+        {
+            JsonValueKind.Number when value.AsValue().TryGetValue<int>(out var n) => n,
+            JsonValueKind.String when int.TryParse(value.GetValue<string>(), NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) => n,
+            _ => (int?)null,
+        };
+        return number is >= 1 ? number : null;
+    }
+
+    private string Link(Subscription subscription, string conversation) =>
+        new Uri(web.Value.PublicBaseUrl, $"console/subscriptions/{subscription.ResourceUuid:N}/conversations/{Uri.EscapeDataString(conversation)}").ToString();
+
+    private static string NewSecret() => "whsec_" + Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)).TrimEnd('=').Replace('+', '-').Replace('/', '_');
+}

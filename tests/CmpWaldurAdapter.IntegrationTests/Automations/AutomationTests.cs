@@ -1,0 +1,158 @@
+using System.Net;
+using System.Text.Json.Nodes;
+using CmpWaldurAdapter.Capabilities.Automations;
+using CmpWaldurAdapter.IntegrationTests.Chat;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace CmpWaldurAdapter.IntegrationTests.Automations;
+
+/// <summary>The ticket triage automation: runs by API and by schedule, each charged its price once.</summary>
+public sealed class AutomationTests : IAsyncLifetime
+{
+    private const string Triage = """{"category": "billing", "priority": "high", "reply": "We are on it."}""";
+
+    private static JsonObject Form => JsonNode.Parse("""
+        {
+          "order": ["categories", "instructions", "schedule", "schedule_input"],
+          "options": {
+            "categories": { "type": "text", "label": "Categories", "required": true },
+            "instructions": { "type": "text", "label": "Extra instructions" },
+            "schedule": { "type": "string", "label": "Schedule (cron)" },
+            "schedule_input": { "type": "text", "label": "Input of scheduled runs (JSON)" }
+          }
+        }
+        """)!.AsObject();
+
+    private ChatTestBed _bed = null!;
+    private Guid _offering;
+
+    public async Task InitializeAsync() => _bed = await ChatTestBed.StartAsync((tenants, settings) =>
+    {
+        _offering = tenants.Waldur.AddOffering("Ticket Triage Automation", Form, Form);
+        settings["Offerings:1:Uuid"] = _offering.ToString();
+        settings["Offerings:1:Slug"] = "ticket-triage-automation";
+        settings["Automations:ScheduleCheckInterval"] = "01:00:00"; // the tests run the scheduler themselves
+    });
+
+    public async Task DisposeAsync() => await _bed.DisposeAsync();
+
+    [Fact]
+    public async Task A_triggered_run_answers_the_flows_output_and_is_charged_once_and_listed()
+    {
+        var me = await SubscribeAsync();
+        using var http = _bed.Http(me.Key);
+        _bed.Tenants.Langflow.ScriptNextAnswers(Triage);
+
+        var response = await http.PostAsync("/v1/runs", ChatTestBed.Json("""{"input": {"subject": "Double charge", "body": "I was charged twice."}}"""));
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var run = JsonNode.Parse(await response.Content.ReadAsStringAsync())!;
+        Assert.Equal("succeeded", run["status"]!.GetValue<string>());
+        Assert.Equal("api", run["trigger"]!.GetValue<string>());
+        Assert.Equal("billing", run["output"]!["category"]!.GetValue<string>());
+        Assert.Equal(3, run["credits_charged"]!.GetValue<long>());
+        Assert.Equal(new LedgerState(97, 0, 1, 3), await _bed.LedgerAsync(me.Customer));
+        var flowRun = Assert.Single(_bed.Tenants.Langflow.Runs);
+        Assert.Equal("Double charge", JsonNode.Parse(flowRun.Input!)!["subject"]!.GetValue<string>());
+        Assert.Equal("billing, shipping", flowRun.Tweaks["Prompt-cmp01"]!["categories"]!.GetValue<string>());
+        Assert.Equal("automation_credits", await ComponentOfChargeAsync(me.Customer));
+
+        var listed = JsonNode.Parse(await http.GetStringAsync("/v1/runs"))!["data"]!.AsArray();
+        Assert.Equal(run["id"]!.GetValue<string>(), Assert.Single(listed)!["id"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task A_replayed_idempotency_key_returns_the_same_run_and_charges_once()
+    {
+        var me = await SubscribeAsync();
+        using var http = _bed.Http(me.Key);
+        _bed.Tenants.Langflow.ScriptNextAnswers(Triage, Triage);
+        const string body = """{"input": {"subject": "Where is my parcel?"}}""";
+
+        var first = await SendAsync(http, body, "ticket-42");
+        var second = await SendAsync(http, body, "ticket-42");
+        var other = await SendAsync(http, """{"input": {"subject": "something else"}}""", "ticket-42");
+
+        Assert.Equal(HttpStatusCode.OK, first.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, second.StatusCode);
+        Assert.Equal("true", second.Headers.GetValues("Idempotent-Replayed").Single());
+        Assert.Equal(await first.Content.ReadAsStringAsync(), await second.Content.ReadAsStringAsync());
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, other.StatusCode);
+        Assert.Single(_bed.Tenants.Langflow.Runs);
+        Assert.Equal(new LedgerState(97, 0, 1, 3), await _bed.LedgerAsync(me.Customer));
+    }
+
+    [Fact]
+    public async Task A_schedule_runs_each_firing_once_with_its_configured_input()
+    {
+        var me = await SubscribeAsync(schedule: "0 0 8 * * ?");
+        using var http = _bed.Http(me.Key);
+        var scheduler = _bed.Services.GetRequiredService<AutomationScheduler>();
+        var morning = new DateTimeOffset(2026, 3, 2, 8, 0, 0, TimeSpan.Zero);
+
+        Assert.Equal(0, await scheduler.RunDueAsync(morning.AddMinutes(-1), CancellationToken.None));
+        Assert.Equal(1, await scheduler.RunDueAsync(morning.AddSeconds(30), CancellationToken.None));
+        Assert.Equal(0, await scheduler.RunDueAsync(morning.AddMinutes(1), CancellationToken.None));
+        Assert.Equal(0, await scheduler.RunDueAsync(morning.AddHours(3), CancellationToken.None)); // past the grace: nothing
+        Assert.Equal(1, await scheduler.RunDueAsync(morning.AddDays(1).AddMinutes(2), CancellationToken.None));
+
+        var runs = JsonNode.Parse(await http.GetStringAsync("/v1/runs"))!["data"]!.AsArray();
+        Assert.Equal(2, runs.Count);
+        Assert.All(runs, r => Assert.Equal("schedule", r!["trigger"]!.GetValue<string>()));
+        Assert.Equal(morning.AddDays(1), runs[0]!["scheduled_for"]!.GetValue<DateTimeOffset>());
+        Assert.Equal(morning, runs[1]!["scheduled_for"]!.GetValue<DateTimeOffset>());
+        Assert.All(_bed.Tenants.Langflow.Runs, r => Assert.Equal("daily", JsonNode.Parse(r.Input!)!["subject"]!.GetValue<string>()));
+        Assert.Equal(new LedgerState(94, 0, 2, 6), await _bed.LedgerAsync(me.Customer));
+    }
+
+    [Fact]
+    public async Task A_run_whose_flow_fails_is_listed_as_failed_and_costs_nothing()
+    {
+        var me = await SubscribeAsync();
+        using var http = _bed.Http(me.Key);
+        _bed.Tenants.Langflow.Fail("POST", "/api/v1/run/.*", 500, times: 1);
+
+        var response = await http.PostAsync("/v1/runs", ChatTestBed.Json("""{"input": {"subject": "Refund"}}"""));
+
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+        var run = Assert.Single(JsonNode.Parse(await http.GetStringAsync("/v1/runs"))!["data"]!.AsArray())!;
+        Assert.Equal("failed", run["status"]!.GetValue<string>());
+        Assert.Equal(0, run["credits_charged"]!.GetValue<long>());
+        Assert.Equal(new LedgerState(100, 0, 0, 0), await _bed.LedgerAsync(me.Customer));
+    }
+
+    [Fact]
+    public async Task A_run_without_input_is_refused_and_costs_nothing()
+    {
+        var me = await SubscribeAsync();
+        using var http = _bed.Http(me.Key);
+
+        var response = await http.PostAsync("/v1/runs", ChatTestBed.Json("""{"inputs": 1}"""));
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Empty(_bed.Tenants.Langflow.Runs);
+        Assert.Equal(new LedgerState(100, 0, 0, 0), await _bed.LedgerAsync(me.Customer));
+    }
+
+    private Task<Subscriber> SubscribeAsync(string? schedule = null)
+    {
+        var attributes = new JsonObject { ["name"] = "triage", ["categories"] = "billing, shipping", ["schedule_input"] = """{"subject": "daily"}""" };
+        if (schedule is not null)
+        {
+            attributes["schedule"] = schedule;
+        }
+
+        return _bed.SubscribeAsync(credits: 100, attributes, _offering);
+    }
+
+    private static async Task<HttpResponseMessage> SendAsync(HttpClient http, string body, string key)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/runs") { Content = ChatTestBed.Json(body) };
+        request.Headers.Add("Idempotency-Key", key);
+        return await http.SendAsync(request);
+    }
+
+    private Task<string> ComponentOfChargeAsync(Guid customer) => _bed.Tenants.QueryAsync(async db =>
+        CmpWaldurAdapter.Core.Catalogue.ActionClasses.Component((await db.LedgerEntries.AsNoTracking().SingleAsync(e => e.CustomerId == customer && e.Kind == CmpWaldurAdapter.Core.Credits.LedgerEntryKind.Charge)).ActionClass!.Value));
+}

@@ -1,0 +1,119 @@
+using System.ClientModel;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text.Json.Nodes;
+using CmpWaldurAdapter.IntegrationTests.Chat;
+using OpenAI.Audio;
+using OpenAI.Images;
+
+namespace CmpWaldurAdapter.IntegrationTests.Capabilities;
+
+/// <summary>Image generation and voice through the official OpenAI SDK, for an offering that enables them.</summary>
+public sealed class MediaTests : IAsyncLifetime
+{
+    private const string Png = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUg==";
+    private const string Mp3 = "data:audio/mpeg;base64,SUQzBAAAAAAAI1RTU0UAAAAP";
+
+    private ChatTestBed _bed = null!;
+    private string _catalogue = null!;
+
+    public async Task InitializeAsync() => (_bed, _catalogue) = await MediaTestBed.StartWithMediaAsync(settings => settings["Voice:MaxAudioBytes"] = "4096");
+
+    public async Task DisposeAsync()
+    {
+        await _bed.DisposeAsync();
+        Directory.Delete(_catalogue, recursive: true);
+    }
+
+    [Fact]
+    public async Task An_image_is_generated_by_the_subscriptions_flow_and_charged_ten_credits_as_image_credits()
+    {
+        var me = await _bed.SubscribeAsync(credits: 100);
+        _bed.Tenants.Langflow.ScriptNextAnswers(Png);
+
+        GeneratedImage image = await _bed.Images(me.Key).GenerateImageAsync("A lighthouse at dawn", new ImageGenerationOptions { ResponseFormat = GeneratedImageFormat.Bytes });
+
+        Assert.Equal(Convert.FromBase64String("iVBORw0KGgoAAAANSUhEUg=="), image.ImageBytes.ToArray());
+        Assert.Equal(new LedgerState(90, 0, 1, 10), await _bed.LedgerAsync(me.Customer));
+        Assert.Equal(["image_credits"], await _bed.ChargedComponentsAsync(me.Customer));
+        var run = Assert.Single(_bed.Tenants.Langflow.Runs);
+        Assert.Equal("A lighthouse at dawn", run.Input);
+        Assert.Equal(me.Subscription.LangflowFlowId, run.FlowId.ToString());
+    }
+
+    [Fact]
+    public async Task Two_images_charge_twenty_and_a_flow_without_an_image_charges_nothing()
+    {
+        var me = await _bed.SubscribeAsync(credits: 100);
+        _bed.Tenants.Langflow.ScriptNextAnswers("https://images.example.org/a.png", Png, "Sorry, I only chat.");
+        using var http = _bed.Http(me.Key);
+
+        var two = JsonNode.Parse(await (await http.PostAsync("/v1/images/generations", ChatTestBed.Json("""{"prompt": "two cats", "n": 2}"""))).Content.ReadAsStringAsync())!;
+        var failed = await http.PostAsync("/v1/images/generations", ChatTestBed.Json("""{"prompt": "a dog"}"""));
+        var tooMany = await http.PostAsync("/v1/images/generations", ChatTestBed.Json("""{"prompt": "a dog", "n": 9}"""));
+
+        Assert.Equal("https://images.example.org/a.png", two["data"]![0]!["url"]!.GetValue<string>());
+        Assert.NotNull(two["data"]![1]!["b64_json"]);
+        Assert.Equal(20, two["credits_charged"]!.GetValue<long>());
+        Assert.Equal(HttpStatusCode.BadGateway, failed.StatusCode);
+        Assert.Equal(HttpStatusCode.BadRequest, tooMany.StatusCode);
+        Assert.Equal(new LedgerState(80, 0, 1, 20), await _bed.LedgerAsync(me.Customer));
+    }
+
+    [Fact]
+    public async Task Speech_is_transcribed_through_the_flow_and_charged_two_credits_as_voice_credits()
+    {
+        var me = await _bed.SubscribeAsync(credits: 100);
+        _bed.Tenants.Langflow.ScriptNextAnswers("Where is my parcel?");
+        var wav = MediaTestBed.Wav(seconds: 0.01);
+
+        AudioTranscription transcription = await _bed.Audio(me.Key).TranscribeAudioAsync(new MemoryStream(wav), "question.wav");
+
+        Assert.Equal("Where is my parcel?", transcription.Text);
+        Assert.Equal(new LedgerState(98, 0, 1, 2), await _bed.LedgerAsync(me.Customer));
+        Assert.Equal(["voice_credits"], await _bed.ChargedComponentsAsync(me.Customer));
+        Assert.Equal("data:audio/wav;base64," + Convert.ToBase64String(wav), Assert.Single(_bed.Tenants.Langflow.Runs).Input);
+    }
+
+    [Fact]
+    public async Task Text_is_spoken_through_the_flow_and_charged_two_credits_as_voice_credits()
+    {
+        var me = await _bed.SubscribeAsync(credits: 100);
+        _bed.Tenants.Langflow.ScriptNextAnswers(Mp3);
+
+        BinaryData speech = await _bed.Audio(me.Key).GenerateSpeechAsync("Your parcel is on its way.", GeneratedSpeechVoice.Alloy);
+
+        Assert.Equal(Convert.FromBase64String("SUQzBAAAAAAAI1RTU0UAAAAP"), speech.ToArray());
+        Assert.Equal(new LedgerState(98, 0, 1, 2), await _bed.LedgerAsync(me.Customer));
+        Assert.Equal(["voice_credits"], await _bed.ChargedComponentsAsync(me.Customer));
+        Assert.Equal("Your parcel is on its way.", Assert.Single(_bed.Tenants.Langflow.Runs).Input);
+    }
+
+    [Fact]
+    public async Task Audio_too_large_too_long_or_of_an_unknown_format_is_refused_with_a_4xx_and_costs_nothing()
+    {
+        var me = await _bed.SubscribeAsync(credits: 100);
+        var audio = _bed.Audio(me.Key);
+
+        var large = await Assert.ThrowsAsync<ClientResultException>(() => audio.TranscribeAudioAsync(new MemoryStream(MediaTestBed.Wav(0.1, bytes: 8000)), "large.wav"));
+        var longer = await Assert.ThrowsAsync<ClientResultException>(() => audio.TranscribeAudioAsync(new MemoryStream(MediaTestBed.Wav(seconds: 600)), "long.wav"));
+        var unknown = await Assert.ThrowsAsync<ClientResultException>(() => audio.TranscribeAudioAsync(new MemoryStream([1, 2, 3]), "notes.txt"));
+        using var http = _bed.Http(me.Key);
+        var noFile = await http.PostAsync("/v1/audio/transcriptions", new MultipartFormDataContent { { new StringContent("x"), "model" } });
+        var emptySpeech = await Assert.ThrowsAsync<ClientResultException>(() => audio.GenerateSpeechAsync(" ", GeneratedSpeechVoice.Alloy));
+
+        Assert.Equal(413, large.Status);
+        Assert.Equal("audio_too_large", Code(large));
+        Assert.Equal(400, longer.Status);
+        Assert.Equal("audio_too_long", Code(longer));
+        Assert.Equal(400, unknown.Status);
+        Assert.Equal("unsupported_audio_format", Code(unknown));
+        Assert.Equal(HttpStatusCode.BadRequest, noFile.StatusCode);
+        Assert.Equal(400, emptySpeech.Status);
+        Assert.Empty(_bed.Tenants.Langflow.Runs);
+        Assert.Equal(new LedgerState(100, 0, 0, 0), await _bed.LedgerAsync(me.Customer));
+    }
+
+    private static string Code(ClientResultException error) =>
+        JsonNode.Parse(error.GetRawResponse()!.Content.ToString())!["error"]!["code"]!.GetValue<string>();
+}

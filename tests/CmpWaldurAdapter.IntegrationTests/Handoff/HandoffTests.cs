@@ -1,0 +1,227 @@
+using System.Net;
+using System.Text.Json.Nodes;
+using CmpWaldurAdapter.Capabilities.Handoff;
+using CmpWaldurAdapter.IntegrationTests.Chat;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using WireMock.RequestBuilders;
+using WireMock.ResponseBuilders;
+using WireMock.Server;
+using WireMock.Settings;
+
+namespace CmpWaldurAdapter.IntegrationTests.Handoff;
+
+/// <summary>Human handoff: the N-th unanswered question escalates once, the signed webhook is delivered from the outbox, retried until it is.</summary>
+public sealed class HandoffTests : IAsyncLifetime
+{
+    private const string CannotAnswer = "I'm sorry, I don't know the answer to that.";
+
+    private ChatTestBed _bed = null!;
+    private WireMockServer _receiver = null!;
+
+    public async Task InitializeAsync()
+    {
+        _receiver = WireMockServer.Start(new WireMockServerSettings { Urls = ["http://127.0.0.1:0"], StartAdminInterface = false });
+        // The tests deliver the outbox themselves; the scheduled job stays out of the way.
+        _bed = await ChatTestBed.StartAsync(settings =>
+        {
+            settings["Handoff:DeliveryInterval"] = "01:00:00";
+            settings["Handoff:FirstRetryDelay"] = "00:00:00.200";
+        });
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _bed.DisposeAsync();
+        _receiver.Stop();
+    }
+
+    [Fact]
+    public async Task The_third_unanswered_question_escalates_exactly_once_with_a_signed_webhook_and_no_charge()
+    {
+        var me = await _bed.SubscribeAsync(credits: 100); // escalate_after = 3
+        _receiver.Given(Request.Create().WithPath("/hooks/handoff").UsingPost()).RespondWith(Response.Create().WithStatusCode(204));
+        using var http = _bed.Http(me.Key);
+        var secret = await SetWebhookAsync(http, "/hooks/handoff");
+
+        _bed.Tenants.Langflow.ScriptNextAnswers(CannotAnswer, "Your parcel left the warehouse today.", CannotAnswer, CannotAnswer, CannotAnswer);
+        var answers = new List<(JsonNode Body, HttpResponseMessage Response)>();
+        foreach (var question in new[] { "Do you ship to Mars?", "Where is my parcel?", "Can I pay in gold?", "Is there a discount for cats?", "And for dogs?" })
+        {
+            var response = await AskAsync(http, "conv-1", question);
+            answers.Add((JsonNode.Parse(await response.Content.ReadAsStringAsync())!, response));
+        }
+
+        // Answers 1, 3 and 4 were unanswered: the fourth message reached N = 3.
+        Assert.All(answers.Take(3), a => Assert.Null(a.Body["handoff"]));
+        Assert.All(answers.Take(3), a => Assert.False(a.Response.Headers.Contains(HandoffService.HandoffHeader)));
+        Assert.All(answers.Skip(3), a => Assert.Equal("escalated", a.Body["handoff"]!["status"]!.GetValue<string>()));
+        Assert.Equal("unanswered_questions", answers[3].Body["handoff"]!["reason"]!.GetValue<string>());
+        Assert.Equal(HandoffService.VisitorMessage, answers[3].Body["handoff"]!["message"]!.GetValue<string>());
+        Assert.Equal("escalated", answers[3].Response.Headers.GetValues(HandoffService.HandoffHeader).Single());
+
+        // Five messages at 2 credits: the escalation itself costs nothing.
+        Assert.Equal(new LedgerState(90, 0, 5, 10), await _bed.LedgerAsync(me.Customer));
+        Assert.Equal(1, await _bed.Tenants.QueryAsync(db => db.HandoffDeliveries.CountAsync()));
+
+        Assert.Equal(1, await Sender().DeliverDueAsync(CancellationToken.None));
+        Assert.Equal(0, await Sender().DeliverDueAsync(CancellationToken.None));
+        var hook = Assert.Single(_receiver.LogEntries).RequestMessage;
+        var body = hook.Body!;
+        var signature = hook.Headers![HandoffWebhookSender.SignatureHeader].Single();
+        var timestamp = long.Parse(signature.Split(',')[0]["t=".Length..], System.Globalization.CultureInfo.InvariantCulture);
+        Assert.Equal(HandoffWebhookSender.Sign(secret, timestamp, body), signature);
+        Assert.NotEqual(HandoffWebhookSender.Sign(secret + "x", timestamp, body), signature);
+        var escalation = JsonNode.Parse(body)!;
+        Assert.Equal("conversation.escalated", escalation["type"]!.GetValue<string>());
+        Assert.Equal("conv-1", escalation["conversation"]!.GetValue<string>());
+        Assert.Equal(me.Resource, escalation["subscription"]!.GetValue<Guid>());
+        Assert.Equal(3, escalation["unanswered"]!.GetValue<int>());
+        Assert.Contains("/conversations/conv-1", escalation["link"]!.GetValue<string>());
+        var transcript = escalation["transcript"]!.AsArray();
+        Assert.Equal(8, transcript.Count);
+        Assert.Equal("Do you ship to Mars?", transcript[0]!["content"]!.GetValue<string>());
+        Assert.Equal(CannotAnswer, transcript[7]!["content"]!.GetValue<string>());
+
+        var listed = JsonNode.Parse(await http.GetStringAsync("/v1/handoff/escalations"))!["data"]!.AsArray();
+        var conversation = Assert.Single(listed)!;
+        Assert.Equal("conv-1", conversation["conversation"]!.GetValue<string>());
+        Assert.True(conversation["webhook_delivered"]!.GetValue<bool>());
+        Assert.Equal(10, conversation["transcript"]!.AsArray().Count);
+    }
+
+    [Fact]
+    public async Task A_visitor_asking_for_a_person_is_escalated_at_once_and_other_conversations_are_not()
+    {
+        var me = await _bed.SubscribeAsync(credits: 100);
+        using var http = _bed.Http(me.Key);
+
+        var other = JsonNode.Parse(await (await AskAsync(http, "conv-a", "Where is my parcel?")).Content.ReadAsStringAsync())!;
+        var asked = JsonNode.Parse(await (await AskAsync(http, "conv-b", "Can I talk to a human please?")).Content.ReadAsStringAsync())!;
+
+        Assert.Null(other["handoff"]);
+        Assert.Equal("visitor_request", asked["handoff"]!["reason"]!.GetValue<string>());
+        var listed = JsonNode.Parse(await http.GetStringAsync("/v1/handoff/escalations"))!["data"]!.AsArray();
+        Assert.Equal("conv-b", Assert.Single(listed)!["conversation"]!.GetValue<string>());
+        // No webhook configured: escalated and listed, nothing to deliver.
+        Assert.Equal(0, await _bed.Tenants.QueryAsync(db => db.HandoffDeliveries.CountAsync()));
+    }
+
+    [Fact]
+    public async Task A_receiver_that_is_down_gets_the_escalation_later_and_nothing_is_lost()
+    {
+        var me = await _bed.SubscribeAsync(credits: 100);
+        using var http = _bed.Http(me.Key);
+        var secret = await SetWebhookAsync(http, "/hooks/down");
+        _receiver.Given(Request.Create().WithPath("/hooks/down").UsingPost()).InScenario("down").WillSetStateTo("refused-once")
+            .RespondWith(Response.Create().WithStatusCode(503));
+        _receiver.Given(Request.Create().WithPath("/hooks/down").UsingPost()).InScenario("down").WhenStateIs("refused-once").WillSetStateTo("still-down")
+            .RespondWith(Response.Create().WithStatusCode(500));
+        _receiver.Given(Request.Create().WithPath("/hooks/down").UsingPost()).InScenario("down").WhenStateIs("still-down")
+            .RespondWith(Response.Create().WithStatusCode(200));
+
+        await AskAsync(http, "conv-down", "I want to speak to a person");
+
+        Assert.Equal(0, await Sender().DeliverDueAsync(CancellationToken.None));
+        var failed = await _bed.Tenants.QueryAsync(db => db.HandoffDeliveries.AsNoTracking().SingleAsync());
+        Assert.Equal(1, failed.Attempts);
+        Assert.Null(failed.DeliveredAt);
+        Assert.Contains("503", failed.LastError);
+        // Not due again before its backoff.
+        Assert.Equal(0, await Sender().DeliverDueAsync(CancellationToken.None));
+        Assert.Single(_receiver.LogEntries);
+
+        await Task.Delay(TimeSpan.FromMilliseconds(300));
+        Assert.Equal(0, await Sender().DeliverDueAsync(CancellationToken.None));
+        await Task.Delay(TimeSpan.FromMilliseconds(600)); // the second delay doubled
+        Assert.Equal(1, await Sender().DeliverDueAsync(CancellationToken.None));
+
+        var delivered = await _bed.Tenants.QueryAsync(db => db.HandoffDeliveries.AsNoTracking().SingleAsync());
+        Assert.Equal(3, delivered.Attempts);
+        Assert.NotNull(delivered.DeliveredAt);
+        var bodies = _receiver.LogEntries.Select(e => e.RequestMessage.Body).Distinct().ToList();
+        Assert.Single(bodies); // the same event each time, freshly signed
+        var last = _receiver.LogEntries.ToList()[^1].RequestMessage;
+        var signature = last.Headers![HandoffWebhookSender.SignatureHeader].Single();
+        var timestamp = long.Parse(signature.Split(',')[0]["t=".Length..], System.Globalization.CultureInfo.InvariantCulture);
+        Assert.Equal(HandoffWebhookSender.Sign(secret, timestamp, last.Body!), signature);
+    }
+
+    [Fact]
+    public async Task The_webhook_secret_is_shown_once_and_rotation_replaces_it()
+    {
+        var me = await _bed.SubscribeAsync();
+        using var http = _bed.Http(me.Key);
+
+        var first = await SetWebhookAsync(http, "/hooks/a");
+        var again = JsonNode.Parse(await (await http.PutAsync("/v1/handoff/webhook", ChatTestBed.Json($$"""{"url": "{{_receiver.Url}}/hooks/b"}"""))).Content.ReadAsStringAsync())!;
+        var shown = JsonNode.Parse(await http.GetStringAsync("/v1/handoff/webhook"))!;
+        var rotated = JsonNode.Parse(await (await http.PostAsync("/v1/handoff/webhook/secret", null)).Content.ReadAsStringAsync())!;
+        var bad = await http.PutAsync("/v1/handoff/webhook", ChatTestBed.Json("""{"url": "ftp://example.com/x"}"""));
+
+        Assert.StartsWith("whsec_", first);
+        Assert.Null(again["secret"]);
+        Assert.EndsWith("/hooks/b", shown["url"]!.GetValue<string>());
+        Assert.Null(shown["secret"]);
+        Assert.StartsWith("whsec_", rotated["secret"]!.GetValue<string>());
+        Assert.NotEqual(first, rotated["secret"]!.GetValue<string>());
+        Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
+        var stored = await _bed.Tenants.QueryAsync(db => db.HandoffWebhooks.AsNoTracking().SingleAsync());
+        Assert.DoesNotContain(rotated["secret"]!.GetValue<string>(), stored.SecretCipher);
+    }
+
+    private HandoffWebhookSender Sender() => _bed.Services.GetRequiredService<HandoffWebhookSender>();
+
+    private async Task<string> SetWebhookAsync(HttpClient http, string path)
+    {
+        var response = await http.PutAsync("/v1/handoff/webhook", ChatTestBed.Json($$"""{"url": "{{_receiver.Url}}{{path}}"}"""));
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        return JsonNode.Parse(await response.Content.ReadAsStringAsync())!["secret"]!.GetValue<string>();
+    }
+
+    private static async Task<HttpResponseMessage> AskAsync(HttpClient http, string conversation, string question)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = ChatTestBed.Json(new JsonObject { ["message"] = question }.ToJsonString()) };
+        request.Headers.Add("X-Conversation-Id", conversation);
+        var response = await http.SendAsync(request);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        return response;
+    }
+}
+
+/// <summary>The Quartz job delivers the outbox on its own: an escalation reaches the receiver without anyone calling the sender.</summary>
+public sealed class HandoffDeliveryJobTests : IAsyncLifetime
+{
+    private ChatTestBed _bed = null!;
+    private WireMockServer _receiver = null!;
+
+    public async Task InitializeAsync()
+    {
+        _receiver = WireMockServer.Start(new WireMockServerSettings { Urls = ["http://127.0.0.1:0"], StartAdminInterface = false });
+        _receiver.Given(Request.Create().WithPath("/hooks").UsingPost()).RespondWith(Response.Create().WithStatusCode(200));
+        _bed = await ChatTestBed.StartAsync(settings => settings["Handoff:DeliveryInterval"] = "00:00:00.500");
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _bed.DisposeAsync();
+        _receiver.Stop();
+    }
+
+    [Fact]
+    public async Task The_scheduled_job_delivers_an_escalation_once()
+    {
+        var me = await _bed.SubscribeAsync();
+        using var http = _bed.Http(me.Key);
+        Assert.Equal(HttpStatusCode.OK, (await http.PutAsync("/v1/handoff/webhook", ChatTestBed.Json($$"""{"url": "{{_receiver.Url}}/hooks"}"""))).StatusCode);
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = ChatTestBed.Json("""{"message": "Can I talk to a human?"}""") };
+        request.Headers.Add("X-Conversation-Id", "conv-job");
+        Assert.Equal(HttpStatusCode.OK, (await http.SendAsync(request)).StatusCode);
+
+        await CmpWaldurAdapter.Testing.Hosting.Eventually.TrueAsync(() => _receiver.LogEntries.Any(), TimeSpan.FromSeconds(20));
+        await Task.Delay(TimeSpan.FromSeconds(1.5)); // a few more firings: still one delivery
+
+        Assert.Single(_receiver.LogEntries);
+        Assert.NotNull((await _bed.Tenants.QueryAsync(db => db.HandoffDeliveries.AsNoTracking().SingleAsync())).DeliveredAt);
+    }
+}

@@ -3,6 +3,7 @@ using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json.Nodes;
 using CmpWaldurAdapter.Testing.Web;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Playwright;
 using static Microsoft.Playwright.Assertions;
 
@@ -120,6 +121,31 @@ public sealed class BuyerPagesTests : IAsyncLifetime
         Assert.DoesNotContain(key, await page.ContentAsync());
         await page.GotoAsync(At("console?tab=widget"));
         Assert.DoesNotContain(key, await page.ContentAsync());
+    }
+
+    [Fact]
+    public async Task The_widget_tells_the_visitor_a_person_will_follow_up_when_they_ask_for_one()
+    {
+        var subscription = await _bed.AddSubscriptionAsync(credits: 20, configuration: new JsonObject { ["agent_name"] = "Ada", ["escalate_after"] = 3 });
+        var key = await _bed.PublishableKeyAsync(subscription.Id);
+        await using var site = await HostPage.StartAsync(_bed.Url, key);
+        await _bed.AllowDomainsAsync(subscription.Id, $"127.0.0.1:{site.Port}");
+
+        var page = await _browser.NewPageAsync();
+        await page.GotoAsync($"http://127.0.0.1:{site.Port}/");
+        await page.Locator("[data-cmp-widget] .launcher").ClickAsync();
+        await page.Locator("[data-cmp-widget] input").FillAsync("Where is my order?");
+        await page.Locator("[data-cmp-widget] input").PressAsync("Enter");
+        await Expect(page.Locator("[data-cmp-widget] .messages li.bot").Last).ToHaveTextAsync("Ada: you said Where is my order?");
+        await Expect(page.Locator("[data-cmp-widget] .messages li.handoff")).ToHaveCountAsync(0);
+
+        await page.Locator("[data-cmp-widget] input").FillAsync("Can I talk to a human, please?");
+        await page.Locator("[data-cmp-widget] input").PressAsync("Enter");
+
+        await Expect(page.Locator("[data-cmp-widget] .messages li.handoff")).ToHaveTextAsync(CmpWaldurAdapter.Capabilities.Handoff.HandoffService.VisitorMessage);
+        await BrowserSession.ScreenshotAsync(page, "widget-handoff");
+        var escalations = await _bed.Services.GetRequiredService<CmpWaldurAdapter.Capabilities.Handoff.HandoffService>().EscalatedAsync(subscription.Id, 10, CancellationToken.None);
+        Assert.Single(escalations);
     }
 
     [Fact]

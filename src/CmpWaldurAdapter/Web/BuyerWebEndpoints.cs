@@ -79,7 +79,7 @@ public static class BuyerWebEndpoints
         await using var db = await dbs.CreateDbContextAsync(cancellationToken);
         var used = await UsageTotals.ForSubscriptionAsync(db, caller.Subscription.Id, BillingPeriod.Of(clock.GetUtcNow()), cancellationToken);
         var balance = await ledger.BalanceAsync(caller.Subscription.CustomerId, cancellationToken);
-        return Results.Json(new { answer = answer.Text, charged = answer.Charged, credits_used = used.Values.Sum(), balance = balance.Available }, ApiJson.Options);
+        return Results.Json(new { answer = answer.Text, handoff = answer.Handoff, charged = answer.Charged, credits_used = used.Values.Sum(), balance = balance.Available }, ApiJson.Options);
     }
 
     private static async Task<IResult> LogoAsync(Guid subscriptionId, BuyerWebStore store, CancellationToken cancellationToken)
@@ -251,7 +251,7 @@ public static class BuyerWebEndpoints
         }
 
         var answer = await chat.AnswerAsync(subscription, "widget", visitor, request!.Message!, cancellationToken);
-        return answer.Answered ? Results.Json(new { answer = answer.Text }, ApiJson.Options) : Refusal(answer);
+        return answer.Answered ? Results.Json(new { answer = answer.Text, handoff = answer.Handoff }, ApiJson.Options) : Refusal(answer);
     }
 
     /// <summary>

@@ -14,6 +14,9 @@ namespace CmpWaldurAdapter.Web;
 /// <summary>An answer for a buyer page, or why there is none (HTTP status and a message a buyer can read).</summary>
 public sealed record PageAnswer(string? Text, long Charged, int Status, string? Error)
 {
+    /// <summary>Set when this answer handed the conversation to a person: what the visitor is told.</summary>
+    public string? Handoff { get; init; }
+
     public bool Answered => Text is not null;
 
     public static PageAnswer Refused(int status, string error) => new(null, 0, status, error);
@@ -54,7 +57,8 @@ public sealed class AgentPageChat(
     IAgentRuntime? runtime = null,
     IKnowledgeRetriever? retriever = null,
     IAgentTweaks? tweaks = null,
-    IDemoAgent? demo = null) : IPageChat
+    IDemoAgent? demo = null,
+    Capabilities.Handoff.HandoffService? handoff = null) : IPageChat
 {
     public async Task<PageAnswer> DemoAsync(CatalogueEntry offering, string visitorSession, string message, CancellationToken cancellationToken)
     {
@@ -121,7 +125,12 @@ public sealed class AgentPageChat(
             var charged = await credits.SettleAsync(hold, CancellationToken.None);
             settled = true;
             metrics.AgentRuns.WithLabels(offering.Slug, channel).Inc();
-            return new PageAnswer(answer + ChatService.SourcesFooter(ChatService.CitedSources(configuration, context)), charged, StatusCodes.Status200OK, null);
+            // Same rule as the API: unanswered questions or a request for a person escalate the conversation.
+            var notice = handoff is null ? null : await handoff.AfterAnswerAsync(http: null, subscription, $"{channel}-{conversation}", message, answer);
+            return new PageAnswer(answer + ChatService.SourcesFooter(ChatService.CitedSources(configuration, context)), charged, StatusCodes.Status200OK, null)
+            {
+                Handoff = notice?.Message,
+            };
         }
         catch (Exception exception) when (exception is AgentUnavailableException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
         {

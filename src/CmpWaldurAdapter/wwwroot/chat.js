@@ -34,6 +34,7 @@
         .then(function (result) {
           if (result.ok) {
             pending.textContent = result.body.answer;
+            if (result.body.handoff) { add('handoff', result.body.handoff); }
           } else {
             list.removeChild(pending);
             error.textContent = (result.body.error && result.body.error.message) || 'Something went wrong.';

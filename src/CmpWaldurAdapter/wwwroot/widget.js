@@ -26,6 +26,7 @@
     '.messages li { padding: 8px 10px; border-radius: 10px; max-width: 85%; white-space: pre-wrap; }',
     '.light .bot { background: #f1f5f9; } .dark .bot { background: #1f2937; }',
     '.bot { align-self: flex-start; } .user { align-self: flex-end; color: #fff; }',
+    '.handoff { align-self: center; font-style: italic; background: #fef3c7; color: #78350f; }',
     '.error { color: #b91c1c; padding: 0 12px; margin: 0; } .error:empty { display: none; }',
     'form { display: flex; gap: 6px; padding: 10px; border-top: 1px solid rgba(127,127,127,.25); }',
     'input { flex: 1; font: inherit; padding: 8px; border: 1px solid #cbd5e1; border-radius: 6px; }',
@@ -155,7 +156,10 @@
       var pending = add('bot', '…');
       ready()
         .then(function (s) { return post('widget/v1/chat', { message: text }, s.token); })
-        .then(function (data) { pending.textContent = data.answer; })
+        .then(function (data) {
+          pending.textContent = data.answer;
+          if (data.handoff) { add('handoff', data.handoff); }
+        })
         .catch(function (e) {
           list.removeChild(pending);
           if (e.status === 401) { session = null; }

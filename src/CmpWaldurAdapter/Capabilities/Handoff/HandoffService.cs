@@ -35,14 +35,14 @@ public sealed class HandoffService(
     /// is escalated (also flagged in the <c>X-Handoff</c> response header), else null. The answer was charged
     /// already, so a failure here is logged and never fails it.
     /// </summary>
-    public async Task<HandoffNotice?> AfterAnswerAsync(HttpResponse response, Subscription subscription, string conversation, string question, string answer)
+    public async Task<HandoffNotice?> AfterAnswerAsync(HttpResponse? http, Subscription subscription, string conversation, string question, string answer)
     {
         try
         {
             var notice = await AfterAnswerAsync(subscription, conversation, question, answer, CancellationToken.None);
-            if (notice is not null)
+            if (notice is not null && http is not null)
             {
-                response.Headers[HandoffHeader] = notice.Status;
+                http.Headers[HandoffHeader] = notice.Status;
             }
 
             return notice;

@@ -100,7 +100,13 @@ public sealed record ChatCompletionChunk(
     [property: JsonPropertyName("created")] long Created,
     [property: JsonPropertyName("model")] string Model,
     [property: JsonPropertyName("choices")] IReadOnlyList<ChunkChoice> Choices,
-    [property: JsonPropertyName("usage")] ChatUsage? Usage);
+    [property: JsonPropertyName("usage")] ChatUsage? Usage)
+{
+    /// <summary>Extension field on the final chunk: the conversation was handed to a person.</summary>
+    [JsonPropertyName("handoff")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public CmpWaldurAdapter.Capabilities.Handoff.HandoffNotice? Handoff { get; init; }
+}
 
 public sealed record ChunkChoice(
     [property: JsonPropertyName("index")] int Index,

@@ -74,6 +74,8 @@ public sealed partial class ChatService(
 
     private IdempotencyStore Idempotency => idempotency;
 
+    private CmpWaldurAdapter.Capabilities.Handoff.HandoffService Handoff => handoff;
+
     private ILogger Logger => logger;
 
     public async Task<IResult> ListModelsAsync(HttpContext http, CancellationToken cancellationToken)
@@ -460,7 +462,9 @@ public sealed partial class ChatService(
                     await WriteAsync(response, Chunk(created, new ChunkDelta(Content: footer), null), aborted);
                 }
 
-                await WriteAsync(response, Chunk(created, new ChunkDelta(), "stop"), aborted);
+                // Headers are gone by now: a handoff is flagged on the final chunk instead.
+                var notice = await service.Handoff.AfterAnswerAsync(null, run.Subscription, run.Conversation, run.Input, answer.ToString());
+                await WriteAsync(response, Chunk(created, new ChunkDelta(), "stop") with { Handoff = notice }, aborted);
                 if (run.Request.StreamOptions?.IncludeUsage == true)
                 {
                     await WriteAsync(response, new ChatCompletionChunk(run.CompletionId, "chat.completion.chunk", created, run.Offering.Slug, [], Usage(run, answer.ToString(), charged)), aborted);

@@ -172,6 +172,34 @@ public sealed class HandoffTests : IAsyncLifetime
 
     private HandoffWebhookSender Sender() => _bed.Services.GetRequiredService<HandoffWebhookSender>();
 
+    [Fact]
+    public async Task A_streamed_answer_that_hands_over_flags_it_on_the_final_chunk()
+    {
+        var me = await _bed.SubscribeAsync(credits: 100);
+        using var http = _bed.Http(me.Key);
+
+        var calm = await StreamAsync(http, "conv-s", "Where is my parcel?");
+        var handedOver = await StreamAsync(http, "conv-s", "Can I talk to a human?");
+
+        Assert.DoesNotContain(calm, c => c["handoff"] is not null);
+        var final = Assert.Single(handedOver, c => c["handoff"] is not null);
+        Assert.Equal("stop", final["choices"]![0]!["finish_reason"]!.GetValue<string>());
+        Assert.Equal("escalated", final["handoff"]!["status"]!.GetValue<string>());
+        Assert.Equal(HandoffService.VisitorMessage, final["handoff"]!["message"]!.GetValue<string>());
+        Assert.Equal(1, await _bed.Tenants.QueryAsync(db => db.HandoffConversations.CountAsync(c => c.EscalatedAt != null)));
+    }
+
+    private static async Task<List<JsonNode>> StreamAsync(HttpClient http, string conversation, string question)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = ChatTestBed.Json(new JsonObject { ["message"] = question, ["stream"] = true }.ToJsonString()) };
+        request.Headers.Add("X-Conversation-Id", conversation);
+        using var response = await http.SendAsync(request);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var lines = (await response.Content.ReadAsStringAsync()).Split('\n');
+        Assert.Equal("data: [DONE]", lines.Last(l => l.Length > 0));
+        return [.. lines.Where(l => l.StartsWith("data: {", StringComparison.Ordinal)).Select(l => JsonNode.Parse(l["data: ".Length..])!)];
+    }
+
     private async Task<string> SetWebhookAsync(HttpClient http, string path)
     {
         var response = await http.PutAsync("/v1/handoff/webhook", ChatTestBed.Json($$"""{"url": "{{_receiver.Url}}{{path}}"}"""));

@@ -344,6 +344,27 @@ public sealed partial class BuyerWebTests : IAsyncLifetime
         Assert.Single(_bed.Agent.Runs);
     }
 
+    [Fact]
+    public async Task A_visitor_asking_for_a_person_in_run_is_handed_over_and_listed_in_activity()
+    {
+        var subscription = await _bed.AddSubscriptionAsync(credits: 10, configuration: new JsonObject { ["agent_name"] = "Ada", ["escalate_after"] = 3 });
+        using var browser = await ConsoleAsync(subscription.Id);
+        Assert.Contains("No conversation has been handed over yet.", await browser.GetStringAsync("/console?tab=activity"));
+        var antiforgery = AntiforgeryData().Match(await browser.GetStringAsync("/console?tab=run")).Groups[1].Value;
+        browser.DefaultRequestHeaders.Add("RequestVerificationToken", antiforgery);
+
+        var calm = JsonNode.Parse(await (await browser.PostAsJsonAsync("/console/api/chat", new { message = "hello" })).Content.ReadAsStringAsync())!;
+        var handedOver = JsonNode.Parse(await (await browser.PostAsJsonAsync("/console/api/chat", new { message = "Can I speak to a person?" })).Content.ReadAsStringAsync())!;
+
+        Assert.Null(calm["handoff"]);
+        Assert.Equal(CmpWaldurAdapter.Capabilities.Handoff.HandoffService.VisitorMessage, handedOver["handoff"]!.GetValue<string>());
+        Assert.Equal(4, handedOver["credits_used"]!.GetValue<long>()); // two messages; the handoff itself is free
+        var activity = await browser.GetStringAsync("/console?tab=activity");
+        Assert.Contains("asked for a person", activity);
+        Assert.Contains("Can I speak to a person?", activity);
+        Assert.Contains("no webhook set", activity);
+    }
+
     private static async Task<HttpResponseMessage> Session(HttpClient client, string key, string? origin)
     {
         using var request = new HttpRequestMessage(HttpMethod.Post, "/widget/v1/session") { Content = JsonContent.Create(new { key }) };

@@ -27,12 +27,14 @@ public sealed class IndexModel(
     CreditLedger ledger,
     IDbContextFactory<AdapterDbContext> dbs,
     TimeProvider clock,
-    IOptions<WebOptions> options) : PageModel
+    IOptions<WebOptions> options,
+    Capabilities.Handoff.HandoffService handoff,
+    Capabilities.Automations.AutomationService automations) : PageModel
 {
     public const int MaxLogoBytes = 200 * 1024;
 
     public static readonly IReadOnlyList<(string Key, string Label)> Tabs =
-        [("configuration", "Configuration"), ("keys", "API Keys"), ("widget", "Widget"), ("usage", "Usage"), ("run", "Run")];
+        [("configuration", "Configuration"), ("keys", "API Keys"), ("widget", "Widget"), ("usage", "Usage"), ("activity", "Activity"), ("run", "Run")];
 
     [BindProperty(SupportsGet = true, Name = "tab")]
     public string Tab { get; set; } = "configuration";
@@ -54,6 +56,12 @@ public sealed class IndexModel(
     public long Balance { get; private set; }
 
     public long CreditsUsed => Usage.Values.Sum();
+
+    /// <summary>Conversations handed to a person (Activity tab).</summary>
+    public IReadOnlyList<Capabilities.Handoff.EscalatedConversation> Escalations { get; private set; } = [];
+
+    /// <summary>The latest automation runs (Activity tab).</summary>
+    public IReadOnlyList<Capabilities.Automations.AutomationRunView> Runs { get; private set; } = [];
 
     public string Period { get; private set; } = string.Empty;
 
@@ -304,6 +312,12 @@ public sealed class IndexModel(
         var used = await UsageTotals.ForSubscriptionAsync(db, Subscription.Id, month, cancellationToken);
         Usage = Offering.Components.ToDictionary(c => c.Type, c => used.GetValueOrDefault(c.Type), StringComparer.Ordinal);
         Balance = (await ledger.BalanceAsync(Subscription.CustomerId, cancellationToken)).Available;
+        if (Tab == "activity")
+        {
+            Escalations = await handoff.EscalatedAsync(Subscription.Id, 50, cancellationToken);
+            Runs = await automations.ListAsync(Subscription.Id, 50, cancellationToken);
+        }
+
         Response.Headers.CacheControl = "no-store";
         return Page();
     }

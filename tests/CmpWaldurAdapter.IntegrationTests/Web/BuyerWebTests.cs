@@ -365,6 +365,30 @@ public sealed partial class BuyerWebTests : IAsyncLifetime
         Assert.Contains("no webhook set", activity);
     }
 
+    [Fact]
+    public async Task The_escalation_webhook_is_set_in_activity_and_its_secret_is_shown_once()
+    {
+        var subscription = await _bed.AddSubscriptionAsync(configuration: new JsonObject { ["agent_name"] = "Ada", ["escalate_after"] = 3 });
+        using var browser = await ConsoleAsync(subscription.Id);
+        var page = await browser.GetStringAsync("/console?tab=activity");
+        var antiforgery = AntiforgeryData().Match(page).Groups[1].Value;
+
+        var refused = await browser.PostAsync("/console?tab=activity&handler=Webhook", new FormUrlEncodedContent([new("url", "ftp://example.com/x"), new("__RequestVerificationToken", antiforgery)]));
+        var saved = await browser.PostAsync("/console?tab=activity&handler=Webhook", new FormUrlEncodedContent([new("url", "https://support.example.com/hooks"), new("__RequestVerificationToken", antiforgery)]));
+        var savedPage = await saved.Content.ReadAsStringAsync();
+
+        Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+        Assert.Contains("full http(s) address", await refused.Content.ReadAsStringAsync());
+        Assert.Equal(HttpStatusCode.OK, saved.StatusCode);
+        var secret = System.Text.RegularExpressions.Regex.Match(savedPage, "id=\"webhook-secret\">([^<]+)<").Groups[1].Value;
+        Assert.StartsWith("whsec_", secret);
+        var stored = await _bed.Services.GetRequiredService<CmpWaldurAdapter.Capabilities.Handoff.HandoffService>().WebhookAsync(subscription.Id, CancellationToken.None);
+        Assert.Equal("https://support.example.com/hooks", stored!.Url);
+        var again = await browser.GetStringAsync("/console?tab=activity");
+        Assert.Contains("https://support.example.com/hooks", again);
+        Assert.DoesNotContain(secret, again);
+    }
+
     private static async Task<HttpResponseMessage> Session(HttpClient client, string key, string? origin)
     {
         using var request = new HttpRequestMessage(HttpMethod.Post, "/widget/v1/session") { Content = JsonContent.Create(new { key }) };

@@ -60,6 +60,12 @@ public sealed class IndexModel(
     /// <summary>Conversations handed to a person (Activity tab).</summary>
     public IReadOnlyList<Capabilities.Handoff.EscalatedConversation> Escalations { get; private set; } = [];
 
+    /// <summary>The escalation webhook (Activity tab); its secret is never read back.</summary>
+    public Capabilities.Handoff.WebhookSettings? Webhook { get; private set; }
+
+    /// <summary>A webhook signing secret just created: shown once.</summary>
+    public string? NewWebhookSecret { get; private set; }
+
     /// <summary>The latest automation runs (Activity tab).</summary>
     public IReadOnlyList<Capabilities.Automations.AutomationRunView> Runs { get; private set; } = [];
 
@@ -159,6 +165,39 @@ public sealed class IndexModel(
 
         await store.UpdateAsync(caller.Subscription.Id, s => (s.Logo, s.LogoContentType) = (bytes, type), cancellationToken);
         return await RenderAsync("Logo saved.", cancellationToken);
+    }
+
+    public async Task<IActionResult> OnPostWebhookAsync(string? url, CancellationToken cancellationToken)
+    {
+        Tab = "activity";
+        if (await CallerAsync(cancellationToken) is not { } caller)
+        {
+            return Denied();
+        }
+
+        if (!Uri.TryCreate(url, UriKind.Absolute, out var address) || address.Scheme is not ("https" or "http") || url!.Length > 2000)
+        {
+            Errors["webhook_url"] = "Enter the full http(s) address that receives escalations.";
+            Response.StatusCode = StatusCodes.Status400BadRequest;
+            return await RenderAsync(null, cancellationToken);
+        }
+
+        var saved = await handoff.SetWebhookAsync(caller.Subscription.Id, address, cancellationToken);
+        NewWebhookSecret = saved.Secret;
+        return await RenderAsync(saved.Secret is null ? "Webhook address saved." : "Webhook saved. Copy its signing secret now: it is shown only once.", cancellationToken);
+    }
+
+    public async Task<IActionResult> OnPostRotateWebhookSecretAsync(CancellationToken cancellationToken)
+    {
+        Tab = "activity";
+        if (await CallerAsync(cancellationToken) is not { } caller)
+        {
+            return Denied();
+        }
+
+        var rotated = await handoff.RotateSecretAsync(caller.Subscription.Id, cancellationToken);
+        NewWebhookSecret = rotated?.Secret;
+        return await RenderAsync(rotated is null ? "Set a webhook address first." : "New signing secret created; the old one no longer signs. Copy it now: it is shown only once.", cancellationToken);
     }
 
     public async Task<IActionResult> OnPostCreateKeyAsync(string? name, string? kind, CancellationToken cancellationToken)
@@ -315,6 +354,7 @@ public sealed class IndexModel(
         if (Tab == "activity")
         {
             Escalations = await handoff.EscalatedAsync(Subscription.Id, 50, cancellationToken);
+            Webhook = await handoff.WebhookAsync(Subscription.Id, cancellationToken);
             Runs = await automations.ListAsync(Subscription.Id, 50, cancellationToken);
         }
 

@@ -28,7 +28,8 @@ public static class ChatServiceCollectionExtensions
         }
         else
         {
-            services.TryAddSingleton<IAgentRuntime, LangflowAgentRuntime>();
+            services.AddSingleton<LangflowAgentRuntime>();
+            services.TryAddSingleton<IAgentRuntime>(sp => sp.GetRequiredService<LangflowAgentRuntime>());
             services.TryAddSingleton<IKnowledgeRetriever, RagflowKnowledgeRetriever>();
             services.TryAddSingleton<CmpWaldurAdapter.Web.IDemoAgent, LangflowDemoAgent>();
         }

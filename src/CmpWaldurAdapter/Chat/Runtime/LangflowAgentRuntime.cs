@@ -19,13 +19,28 @@ public sealed class LangflowAgentRuntime(ILangflowApi langflow, LangflowStreamin
     // Decrypting a key costs a Data Protection round; a regenerated key has a new cipher, so entries never go stale.
     private readonly ConcurrentDictionary<string, LangflowCredential> _keys = new(StringComparer.Ordinal);
 
-    public async Task<string> RunAsync(AgentRequest request, CancellationToken cancellationToken)
+    public Task<string> RunAsync(AgentRequest request, CancellationToken cancellationToken)
     {
         var (flowId, key) = Target(request);
+        return RunFlowAsync(flowId, key, Body(request), cancellationToken);
+    }
+
+    /// <summary>A shared demo flow (try mode), run with the demo user's key and the flow's own settings.</summary>
+    public Task<string> RunDemoAsync(Guid flowId, string keyCipher, string sessionId, string input, CancellationToken cancellationToken) =>
+        RunFlowAsync(flowId, Key(keyCipher), new SimplifiedAPIRequest
+        {
+            Input_value = input,
+            Input_type = SimplifiedAPIRequestInput_type.Chat,
+            Output_type = SimplifiedAPIRequestOutput_type.Chat,
+            Session_id = sessionId,
+        }, cancellationToken);
+
+    private async Task<string> RunFlowAsync(Guid flowId, LangflowCredential key, SimplifiedAPIRequest body, CancellationToken cancellationToken)
+    {
         RunResponse? response;
         try
         {
-            response = await langflow.RunAsync(flowId, Body(request), key, cancellationToken);
+            response = await langflow.RunAsync(flowId, body, key, cancellationToken);
         }
         catch (Exception exception) when (exception is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
@@ -88,8 +103,10 @@ public sealed class LangflowAgentRuntime(ILangflowApi langflow, LangflowStreamin
             throw new AgentUnavailableException("This agent has not been set up yet.", transient: true);
         }
 
-        return (flowId, _keys.GetOrAdd(cipher, c => LangflowCredential.FromApiKey(credentials.Unprotect(c))));
+        return (flowId, Key(cipher));
     }
+
+    private LangflowCredential Key(string cipher) => _keys.GetOrAdd(cipher, c => LangflowCredential.FromApiKey(credentials.Unprotect(c)));
 
     private static SimplifiedAPIRequest Body(AgentRequest request)
     {

@@ -1,8 +1,6 @@
 using CmpWaldurAdapter.Core.Catalogue;
-using CmpWaldurAdapter.Core.Subscriptions;
 using CmpWaldurAdapter.Offerings;
 using CmpWaldurAdapter.Persistence;
-using CmpWaldurAdapter.Tenants;
 using CmpWaldurAdapter.Web;
 using Microsoft.EntityFrameworkCore;
 
@@ -13,7 +11,7 @@ namespace CmpWaldurAdapter.Chat.Runtime;
 /// user) with the demo user's own key, through the same Langflow runtime as subscriptions. The demo flow keeps
 /// its own settings (no tweaks) and knows no buyer's documents.
 /// </summary>
-public sealed class LangflowDemoAgent(IAgentRuntime runtime, IDbContextFactory<AdapterDbContext> dbs) : IDemoAgent
+public sealed class LangflowDemoAgent(LangflowAgentRuntime runtime, IDbContextFactory<AdapterDbContext> dbs) : IDemoAgent
 {
     public async Task<string> AnswerAsync(CatalogueEntry offering, string sessionId, string input, CancellationToken cancellationToken)
     {
@@ -25,9 +23,11 @@ public sealed class LangflowDemoAgent(IAgentRuntime runtime, IDbContextFactory<A
             throw new AgentUnavailableException("The offering's demo flow has not been published (run `offerings register`).", transient: true);
         }
 
-        // The runtime addresses a flow through a subscription and a workspace; the demo's are never stored.
-        var subscription = new Subscription { LangflowFlowId = flow.LangflowFlowId, State = SubscriptionState.Active };
-        var workspace = new Workspace { LangflowApiKeyCipher = demoUser.ApiKeyCipher };
-        return await runtime.RunAsync(new AgentRequest(subscription, workspace, sessionId, input, new Dictionary<string, IReadOnlyDictionary<string, object?>>()), cancellationToken);
+        if (!Guid.TryParse(flow.LangflowFlowId, out var flowId))
+        {
+            throw new AgentUnavailableException("The offering's demo flow id is not valid; run `offerings register` again.", transient: false);
+        }
+
+        return await runtime.RunDemoAsync(flowId, demoUser.ApiKeyCipher!, sessionId, input, cancellationToken);
     }
 }

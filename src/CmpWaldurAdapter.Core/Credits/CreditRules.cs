@@ -34,6 +34,9 @@ public enum CreditRefusal
 
     /// <summary>Waldur-funded mode and the organization's funding has never been read from Waldur (503).</summary>
     FundingUnavailable,
+
+    /// <summary>The API key that authorized the action was revoked or regenerated (401).</summary>
+    KeyRevoked,
 }
 
 /// <summary>The arithmetic every credit operation obeys; no I/O.</summary>

@@ -10,7 +10,11 @@ namespace CmpWaldurAdapter.Api;
 /// </summary>
 public static class ApiCaller
 {
-    public static async Task<(AuthenticatedKey? Caller, IResult? Refusal)> AuthenticateSecretAsync(HttpContext http, ApiKeyService keys, CancellationToken cancellationToken)
+    /// <param name="recent">
+    /// Accept an authentication a few seconds old (<see cref="ApiKeyService.AuthenticateRecentAsync"/>): only for
+    /// endpoints whose credit hold re-checks the key and the subscription. A remembered refusal is read again.
+    /// </param>
+    public static async Task<(AuthenticatedKey? Caller, IResult? Refusal)> AuthenticateSecretAsync(HttpContext http, ApiKeyService keys, CancellationToken cancellationToken, bool recent = false)
     {
         var presented = Presented(http.Request);
         if (presented is null)
@@ -18,7 +22,13 @@ public static class ApiCaller
             return (null, ApiErrors.InvalidKey());
         }
 
-        var caller = await keys.AuthenticateAsync(presented, cancellationToken);
+        var caller = recent ? await keys.AuthenticateRecentAsync(presented, cancellationToken) : await keys.AuthenticateAsync(presented, cancellationToken);
+        if (recent && caller is not null && Refusal(caller.Subscription) is not null)
+        {
+            keys.Forget(caller.Subscription.Id);
+            caller = await keys.AuthenticateAsync(presented, cancellationToken);
+        }
+
         if (caller is null)
         {
             return (null, ApiErrors.InvalidKey());

@@ -13,13 +13,24 @@ public sealed record CreatedKey(ApiKey Key, string Plaintext);
 public sealed record AuthenticatedKey(ApiKey Key, Subscription Subscription);
 
 /// <summary>
-/// Creates, lists, regenerates and revokes subscription API keys, and checks presented keys. Every
-/// check reads the database, so a revoked or regenerated key stops working at once on every replica.
+/// Creates, lists, regenerates and revokes subscription API keys, and checks presented keys.
+/// <see cref="AuthenticateAsync"/> reads the database, so a revoked or regenerated key stops working at once
+/// on every replica. The chat hot path uses <see cref="AuthenticateRecentAsync"/> instead, whose answer may be
+/// a few seconds old: it is only safe together with a credit hold that re-checks the key and the
+/// subscription in the database (see <c>CreditLedger.ReserveAsync</c>'s <c>apiKeyId</c>).
 /// </summary>
 public sealed class ApiKeyService(IDbContextFactory<AdapterDbContext> dbs, IDataProtectionProvider protection, TimeProvider clock)
 {
     /// <summary>How many live keys one subscription may have.</summary>
     public const int MaxKeysPerSubscription = 25;
+
+    /// <summary>How long a recent authentication is reused; the hold's own checks keep it exact meanwhile.</summary>
+    public static readonly TimeSpan RecentLifetime = TimeSpan.FromSeconds(5);
+
+    /// <summary>Bound on remembered authentications (cleared wholesale beyond it: a rare, cheap miss storm).</summary>
+    private const int MaxRecent = 50_000;
+
+    private readonly ConcurrentDictionary<string, (AuthenticatedKey Caller, DateTimeOffset Expires)> _recent = new(StringComparer.Ordinal);
 
     private const string RevealPurpose = "CmpWaldurAdapter.ApiKeys.Reveal";
 
@@ -69,6 +80,7 @@ public sealed class ApiKeyService(IDbContextFactory<AdapterDbContext> dbs, IData
         key.Hash = ApiKeyFormat.Hash(plaintext);
         key.LastUsedAt = null;
         await db.SaveChangesAsync(cancellationToken);
+        Forget(subscriptionId);
         return new CreatedKey(key, plaintext);
     }
 
@@ -76,8 +88,10 @@ public sealed class ApiKeyService(IDbContextFactory<AdapterDbContext> dbs, IData
     {
         await using var db = await dbs.CreateDbContextAsync(cancellationToken);
         var now = clock.GetUtcNow();
-        return await db.ApiKeys.Where(k => k.Id == keyId && k.SubscriptionId == subscriptionId && k.RevokedAt == null)
+        var revoked = await db.ApiKeys.Where(k => k.Id == keyId && k.SubscriptionId == subscriptionId && k.RevokedAt == null)
             .ExecuteUpdateAsync(set => set.SetProperty(k => k.RevokedAt, now), cancellationToken) == 1;
+        Forget(subscriptionId);
+        return revoked;
     }
 
     /// <summary>Revokes every key of a subscription (it ended). Returns how many were live.</summary>
@@ -87,8 +101,10 @@ public sealed class ApiKeyService(IDbContextFactory<AdapterDbContext> dbs, IData
         var now = clock.GetUtcNow();
         await db.KeyReveals.Where(r => db.ApiKeys.Any(k => k.Id == r.ApiKeyId && k.SubscriptionId == subscriptionId))
             .ExecuteUpdateAsync(set => set.SetProperty(r => r.KeyCipher, (string?)null), cancellationToken);
-        return await db.ApiKeys.Where(k => k.SubscriptionId == subscriptionId && k.RevokedAt == null)
+        var revoked = await db.ApiKeys.Where(k => k.SubscriptionId == subscriptionId && k.RevokedAt == null)
             .ExecuteUpdateAsync(set => set.SetProperty(k => k.RevokedAt, now), cancellationToken);
+        Forget(subscriptionId);
+        return revoked;
     }
 
     public async Task<IReadOnlyList<ApiKey>> ListAsync(Guid subscriptionId, CancellationToken cancellationToken)
@@ -120,6 +136,58 @@ public sealed class ApiKeyService(IDbContextFactory<AdapterDbContext> dbs, IData
 
         await TouchAsync(db, match.Key, cancellationToken);
         return new AuthenticatedKey(match.Key, match.Subscription);
+    }
+
+    /// <summary>
+    /// <see cref="AuthenticateAsync"/>, answered from memory for a few seconds after a database read. The caller must
+    /// confirm the key and the subscription's state with the credit hold, and <see cref="Forget"/> them when it refuses.
+    /// </summary>
+    public async Task<AuthenticatedKey?> AuthenticateRecentAsync(string? presented, CancellationToken cancellationToken)
+    {
+        if (!ApiKeyFormat.TryParse(presented, out _, out _))
+        {
+            return null;
+        }
+
+        var hash = ApiKeyFormat.Hash(presented!);
+        var now = clock.GetUtcNow();
+        if (_recent.TryGetValue(hash, out var recent) && recent.Expires > now)
+        {
+            if (LastUsedDue(recent.Caller.Key.Id, now))
+            {
+                await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+                await TouchAsync(db, recent.Caller.Key, cancellationToken);
+            }
+
+            return recent.Caller;
+        }
+
+        var caller = await AuthenticateAsync(presented, cancellationToken);
+        if (caller is null)
+        {
+            _recent.TryRemove(hash, out _);
+            return null;
+        }
+
+        if (_recent.Count >= MaxRecent)
+        {
+            _recent.Clear();
+        }
+
+        _recent[hash] = (caller, now + RecentLifetime);
+        return caller;
+    }
+
+    /// <summary>Drops remembered authentications of a subscription (its keys or its state changed).</summary>
+    public void Forget(Guid subscriptionId)
+    {
+        foreach (var (hash, recent) in _recent)
+        {
+            if (recent.Caller.Subscription.Id == subscriptionId)
+            {
+                _recent.TryRemove(hash, out _);
+            }
+        }
     }
 
     /// <summary>Keeps a key for a one-time link; returns the link's token (shown only in the link).</summary>
@@ -164,10 +232,13 @@ public sealed class ApiKeyService(IDbContextFactory<AdapterDbContext> dbs, IData
         return protection.CreateProtector(RevealPurpose).Unprotect(reveal.KeyCipher);
     }
 
+    private bool LastUsedDue(Guid keyId, DateTimeOffset now) =>
+        !_lastUsedWritten.TryGetValue(keyId, out var written) || now - written >= LastUsedResolution;
+
     private async Task TouchAsync(AdapterDbContext db, ApiKey key, CancellationToken cancellationToken)
     {
         var now = clock.GetUtcNow();
-        if (_lastUsedWritten.TryGetValue(key.Id, out var written) && now - written < LastUsedResolution)
+        if (!LastUsedDue(key.Id, now))
         {
             return;
         }

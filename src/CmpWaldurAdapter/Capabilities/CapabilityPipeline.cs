@@ -89,7 +89,7 @@ public sealed class CapabilityPipeline(
     {
         var price = priceBooks.Quote(caller.Subscription.OfferingUuid, action);
         var credits = price.Credits * quantity;
-        var hold = await ledger.ReserveAsync(caller.Subscription.CustomerId, caller.Subscription.Id, action, credits, price.PriceBookVersion, requestId, cancellationToken);
+        var hold = await ledger.ReserveAsync(caller.Subscription.CustomerId, caller.Subscription.Id, action, credits, price.PriceBookVersion, requestId, cancellationToken: cancellationToken);
         return hold.Status switch
         {
             ReservationStatus.Held or ReservationStatus.AlreadyHeld => (new CapabilityHold(hold.ReservationId!.Value, hold.Credits), null),

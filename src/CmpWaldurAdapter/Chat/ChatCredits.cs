@@ -1,3 +1,5 @@
+using CmpWaldurAdapter.Core.Credits;
+using CmpWaldurAdapter.Credits;
 using CmpWaldurAdapter.Tenants;
 
 namespace CmpWaldurAdapter.Chat;
@@ -5,14 +7,20 @@ namespace CmpWaldurAdapter.Chat;
 /// <summary>The price of one message, held before the agent runs.</summary>
 public sealed record ChatHold(Guid Reservation, long Credits);
 
+/// <summary>A hold, or why there is none; with the subscription's row version as the hold saw it.</summary>
+public sealed record ChatHoldAttempt(ChatHold? Hold, CreditRefusal? Refusal, long? SubscriptionVersion);
+
 /// <summary>
 /// The chat pipeline's view of the credit ledger: hold the price before running, settle on success,
 /// release on failure. Holds are idempotent per request id.
 /// </summary>
 public interface IChatCredits
 {
-    /// <summary>Holds one message's price; null when the organization's balance cannot cover it.</summary>
-    Task<ChatHold?> HoldAsync(Subscription subscription, string requestId, CancellationToken cancellationToken);
+    /// <summary>
+    /// Holds one message's price. With <paramref name="key"/>, the hold also proves that key still live
+    /// (refusal <see cref="CreditRefusal.KeyRevoked"/>), so the caller's authentication may come from memory.
+    /// </summary>
+    Task<ChatHoldAttempt> HoldAsync(Subscription subscription, string requestId, ApiKeyProof? key, CancellationToken cancellationToken);
 
     /// <summary>Charges the hold; returns the credits charged (a replayed request id charges nothing more).</summary>
     Task<long> SettleAsync(ChatHold hold, CancellationToken cancellationToken);

@@ -92,7 +92,7 @@ public sealed partial class ChatService(
 
     public async Task<IResult> CompleteAsync(HttpContext http, CancellationToken cancellationToken)
     {
-        var (caller, refusal) = await ApiCaller.AuthenticateSecretAsync(http, keys, cancellationToken);
+        var (caller, refusal) = await ApiCaller.AuthenticateSecretAsync(http, keys, cancellationToken, recent: true);
         if (refusal is not null)
         {
             return refusal;
@@ -188,14 +188,41 @@ public sealed partial class ChatService(
 
     private async Task<IResult> RunAsync(ChatRun run, CancellationToken cancellationToken)
     {
-        var hold = await credits.HoldAsync(run.Subscription, run.RequestId, cancellationToken);
-        if (hold is null)
+        // The caller may have been authenticated from memory; the hold re-checks the key and the subscription
+        // in the database, and a refusal or a newer subscription row sends us back to the database.
+        var attempt = await credits.HoldAsync(run.Subscription, run.RequestId, new Credits.ApiKeyProof(run.Caller.Key.Id, run.Caller.Key.Hash), cancellationToken);
+        if (attempt.Refusal is Core.Credits.CreditRefusal.KeyRevoked or Core.Credits.CreditRefusal.SubscriptionNotServable
+            || (attempt.Hold is not null && attempt.SubscriptionVersion != run.Subscription.Version))
+        {
+            keys.Forget(run.Subscription.Id);
+            var (fresh, refusal) = await ApiCaller.AuthenticateSecretAsync(run.Http, keys, cancellationToken);
+            if (refusal is not null || fresh!.Subscription.Id != run.Subscription.Id)
+            {
+                if (attempt.Hold is { } stale)
+                {
+                    await credits.ReleaseAsync(stale, CancellationToken.None);
+                }
+
+                await AbandonAsync(run);
+                return refusal ?? ApiErrors.InvalidKey();
+            }
+
+            run = run with { Caller = fresh, Subscription = fresh.Subscription };
+            if (attempt.Hold is null)
+            {
+                attempt = await credits.HoldAsync(run.Subscription, run.RequestId, new Credits.ApiKeyProof(fresh.Key.Id, fresh.Key.Hash), cancellationToken);
+            }
+        }
+
+        if (attempt.Hold is not { } hold)
         {
             // Not remembered: once credits are added, the same Idempotency-Key runs the message.
             await AbandonAsync(run);
-            return ApiErrors.Problem(StatusCodes.Status402PaymentRequired,
-                $"Your organization has not enough credits left for this message ({run.Offering.Pricing.PriceOf(ActionClass.ChatMessage)} credits). Ask your organization's owner to add credits.",
-                "insufficient_quota", "insufficient_credits", headers: r => r.Headers["x-should-retry"] = "false");
+            return attempt.Refusal == Core.Credits.CreditRefusal.InsufficientCredits
+                ? ApiErrors.Problem(StatusCodes.Status402PaymentRequired,
+                    $"Your organization has not enough credits left for this message ({run.Offering.Pricing.PriceOf(ActionClass.ChatMessage)} credits). Ask your organization's owner to add credits.",
+                    "insufficient_quota", "insufficient_credits", headers: r => r.Headers["x-should-retry"] = "false")
+                : ApiErrors.SubscriptionSuspended("This subscription changed while the message was being accepted; retry.");
         }
 
         // Settled here, or handed to the stream, which settles or releases it itself.

@@ -23,9 +23,10 @@ public sealed class CreditLedger(ICreditStore store, WaldurFunding funding, IDbC
     private readonly ILogger<CreditLedger> _logger = logger;
 
     /// <summary>Sets <paramref name="credits"/> aside for an action about to run; settle or release the hold afterwards.</summary>
-    public async Task<ReservationResult> ReserveAsync(Guid customerId, Guid subscriptionId, ActionClass action, long credits, int priceBookVersion, string requestId, CancellationToken cancellationToken = default)
+    /// <param name="key">The key that authorized the action, if any: the hold is refused (<see cref="CreditRefusal.KeyRevoked"/>) once it is revoked or regenerated.</param>
+    public async Task<ReservationResult> ReserveAsync(Guid customerId, Guid subscriptionId, ActionClass action, long credits, int priceBookVersion, string requestId, ApiKeyProof? key = null, CancellationToken cancellationToken = default)
     {
-        var request = Request(customerId, subscriptionId, action, credits, priceBookVersion, requestId);
+        var request = Request(customerId, subscriptionId, action, credits, priceBookVersion, requestId) with { Key = key };
         if (!await _funding.EnsureFundedAsync(customerId, cancellationToken))
         {
             return new ReservationResult(ReservationStatus.Refused, null, 0, 0, CreditRefusal.FundingUnavailable);
@@ -46,10 +47,7 @@ public sealed class CreditLedger(ICreditStore store, WaldurFunding funding, IDbC
         var result = await _store.SettleAsync(reservationId, actualCredits, entryId, now, cancellationToken);
         if (result.Status == SettleStatus.Settled && result.Credits > 0)
         {
-            // The hold row is gone once settled; the charge entry just written names its component.
-            await using var db = await _dbs.CreateDbContextAsync(cancellationToken);
-            var component = await db.LedgerEntries.AsNoTracking().Where(e => e.Id == entryId).Select(e => e.Component).SingleOrDefaultAsync(cancellationToken);
-            CountCharged(component, result.Credits);
+            CountCharged(result.Component, result.Credits);
         }
 
         return result;

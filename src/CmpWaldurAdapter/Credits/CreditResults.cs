@@ -5,10 +5,14 @@ namespace CmpWaldurAdapter.Credits;
 
 /// <summary>What a subscription's action costs and under which price book.</summary>
 /// <param name="RequestId">Idempotency key, unique per subscription: the same id never charges twice.</param>
-public sealed record ChargeRequest(Guid CustomerId, Guid SubscriptionId, ActionClass Action, long Credits, int PriceBookVersion, string RequestId)
+/// <param name="Key">The API key the action was authorized with, if any: a hold is refused once that key is revoked or regenerated.</param>
+public sealed record ChargeRequest(Guid CustomerId, Guid SubscriptionId, ActionClass Action, long Credits, int PriceBookVersion, string RequestId, ApiKeyProof? Key = null)
 {
     public string Component => ActionClasses.Component(Action);
 }
+
+/// <summary>An API key as presented: its id and the hash of the presented value.</summary>
+public sealed record ApiKeyProof(Guid Id, string Hash);
 
 public enum ChargeStatus
 {
@@ -43,7 +47,8 @@ public enum ReservationStatus
     Refused,
 }
 
-public sealed record ReservationResult(ReservationStatus Status, Guid? ReservationId, long Credits, long Available, CreditRefusal? Refusal = null)
+/// <param name="SubscriptionVersion">The subscription's row version as the hold saw it (callers holding a cached copy compare it).</param>
+public sealed record ReservationResult(ReservationStatus Status, Guid? ReservationId, long Credits, long Available, CreditRefusal? Refusal = null, long? SubscriptionVersion = null)
 {
     public bool IsHeld => Status is ReservationStatus.Held or ReservationStatus.AlreadyHeld;
 }
@@ -64,7 +69,8 @@ public enum SettleStatus
     NotFound,
 }
 
-public sealed record SettleResult(SettleStatus Status, long Credits, long Available);
+/// <param name="Component">The Waldur usage component charged, when <see cref="SettleStatus.Settled"/>.</param>
+public sealed record SettleResult(SettleStatus Status, long Credits, long Available, string? Component = null);
 
 public enum ReleaseStatus
 {

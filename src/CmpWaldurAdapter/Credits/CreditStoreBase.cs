@@ -50,9 +50,10 @@ internal abstract class CreditStoreBase(IDbContextFactory<AdapterDbContext> dbs)
     public virtual Task<ReservationResult> ReserveAsync(ChargeRequest request, Guid reservationId, DateTimeOffset now, DateTimeOffset expiresAt, CancellationToken cancellationToken) =>
         WriteAsync(async db =>
         {
+            var version = await db.Subscriptions.AsNoTracking().Where(s => s.Id == request.SubscriptionId).Select(s => (long?)s.Version).FirstOrDefaultAsync(cancellationToken);
             if (await PriorChargeAsync(db, request.SubscriptionId, request.RequestId, cancellationToken) is { } prior)
             {
-                return new ReservationResult(ReservationStatus.AlreadyCharged, null, prior.Credits, await AvailableAsync(db, request.CustomerId, cancellationToken));
+                return new ReservationResult(ReservationStatus.AlreadyCharged, null, prior.Credits, await AvailableAsync(db, request.CustomerId, cancellationToken), SubscriptionVersion: version);
             }
 
             var held = await db.CreditReservations.AsNoTracking()
@@ -61,12 +62,19 @@ internal abstract class CreditStoreBase(IDbContextFactory<AdapterDbContext> dbs)
                 .FirstOrDefaultAsync(cancellationToken);
             if (held is not null)
             {
-                return new ReservationResult(ReservationStatus.AlreadyHeld, held.Id, held.Credits, await AvailableAsync(db, request.CustomerId, cancellationToken));
+                return new ReservationResult(ReservationStatus.AlreadyHeld, held.Id, held.Credits, await AvailableAsync(db, request.CustomerId, cancellationToken), SubscriptionVersion: version);
+            }
+
+            // A hold authorized by an API key also proves that key still live, so callers may cache authentication.
+            if (request.Key is { } key
+                && !await db.ApiKeys.AsNoTracking().AnyAsync(k => k.Id == key.Id && k.Hash == key.Hash && k.SubscriptionId == request.SubscriptionId && k.RevokedAt == null, cancellationToken))
+            {
+                return new ReservationResult(ReservationStatus.Refused, null, 0, await AvailableAsync(db, request.CustomerId, cancellationToken), CreditRefusal.KeyRevoked, version);
             }
 
             if (await ServableResourceAsync(db, request, cancellationToken) is not { } resource)
             {
-                return new ReservationResult(ReservationStatus.Refused, null, 0, await AvailableAsync(db, request.CustomerId, cancellationToken), CreditRefusal.SubscriptionNotServable);
+                return new ReservationResult(ReservationStatus.Refused, null, 0, await AvailableAsync(db, request.CustomerId, cancellationToken), CreditRefusal.SubscriptionNotServable, version);
             }
 
             var credits = request.Credits;
@@ -78,7 +86,7 @@ internal abstract class CreditStoreBase(IDbContextFactory<AdapterDbContext> dbs)
                     .SetProperty(a => a.UpdatedAt, now), cancellationToken);
             if (reserved == 0)
             {
-                return new ReservationResult(ReservationStatus.Refused, null, 0, await AvailableAsync(db, request.CustomerId, cancellationToken), CreditRefusal.InsufficientCredits);
+                return new ReservationResult(ReservationStatus.Refused, null, 0, await AvailableAsync(db, request.CustomerId, cancellationToken), CreditRefusal.InsufficientCredits, version);
             }
 
             db.CreditReservations.Add(new CreditReservation
@@ -96,7 +104,7 @@ internal abstract class CreditStoreBase(IDbContextFactory<AdapterDbContext> dbs)
                 ExpiresAt = expiresAt,
             });
             await db.SaveChangesAsync(cancellationToken);
-            return new ReservationResult(ReservationStatus.Held, reservationId, credits, await AvailableAsync(db, request.CustomerId, cancellationToken));
+            return new ReservationResult(ReservationStatus.Held, reservationId, credits, await AvailableAsync(db, request.CustomerId, cancellationToken), SubscriptionVersion: version);
         }, cancellationToken);
 
     public virtual Task<SettleResult> SettleAsync(Guid reservationId, long? actualCredits, Guid entryId, DateTimeOffset now, CancellationToken cancellationToken) =>
@@ -123,7 +131,7 @@ internal abstract class CreditStoreBase(IDbContextFactory<AdapterDbContext> dbs)
             }
 
             var available = await CloseAsync(db, hold, LedgerEntryKind.Charge, amount, null, entryId, now, cancellationToken);
-            return new SettleResult(SettleStatus.Settled, amount, available);
+            return new SettleResult(SettleStatus.Settled, amount, available, hold.Component);
         }, cancellationToken);
 
     public virtual Task<ReleaseResult> ReleaseAsync(Guid reservationId, string reason, Guid entryId, DateTimeOffset now, CancellationToken cancellationToken) =>

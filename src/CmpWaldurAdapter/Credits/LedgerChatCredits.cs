@@ -1,5 +1,6 @@
 using CmpWaldurAdapter.Chat;
 using CmpWaldurAdapter.Core.Catalogue;
+using CmpWaldurAdapter.Core.Credits;
 using CmpWaldurAdapter.Tenants;
 
 namespace CmpWaldurAdapter.Credits;
@@ -10,17 +11,18 @@ namespace CmpWaldurAdapter.Credits;
 /// </summary>
 public sealed class LedgerChatCredits(CreditLedger ledger, PriceBooks priceBooks) : IChatCredits
 {
-    public async Task<ChatHold?> HoldAsync(Subscription subscription, string requestId, CancellationToken cancellationToken)
+    public async Task<ChatHoldAttempt> HoldAsync(Subscription subscription, string requestId, ApiKeyProof? key, CancellationToken cancellationToken)
     {
         var price = priceBooks.Quote(subscription.OfferingUuid, ActionClass.ChatMessage);
-        var hold = await ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, price.Credits, price.PriceBookVersion, requestId, cancellationToken);
-        return hold.Status switch
+        var hold = await ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, price.Credits, price.PriceBookVersion, requestId, key, cancellationToken);
+        var held = hold.Status switch
         {
             ReservationStatus.Held or ReservationStatus.AlreadyHeld => new ChatHold(hold.ReservationId!.Value, hold.Credits),
             // Charged before under this request id: settling the empty hold charges nothing more.
             ReservationStatus.AlreadyCharged => new ChatHold(Guid.Empty, 0),
             _ => null,
         };
+        return new ChatHoldAttempt(held, held is null ? hold.Refusal ?? CreditRefusal.InsufficientCredits : null, hold.SubscriptionVersion);
     }
 
     public async Task<long> SettleAsync(ChatHold hold, CancellationToken cancellationToken) =>

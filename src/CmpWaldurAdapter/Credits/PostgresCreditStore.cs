@@ -56,10 +56,15 @@ internal sealed partial class PostgresCreditStore : CreditStoreBase, IAsyncDispo
                (SELECT a.balance - a.reserved FROM credit_accounts a WHERE a.customer_id = @customer)
         """;
 
+    // A hold authorized by an API key also proves that key still live, so callers may cache authentication.
     private const string ReserveSql = """
         WITH sub AS (
-            SELECT s.resource_uuid, (s.state = 'Active' AND NOT s.paused AND NOT s.downscaled) AS servable
+            SELECT s.resource_uuid, s.version, (s.state = 'Active' AND NOT s.paused AND NOT s.downscaled) AS servable
             FROM subscriptions s WHERE s.id = @subscription AND s.customer_id = @customer
+        ), caller AS (
+            SELECT (@key::uuid IS NULL OR EXISTS (
+                SELECT 1 FROM api_keys k
+                WHERE k.id = @key AND k.hash = @key_hash AND k.subscription_id = @subscription AND k.revoked_at IS NULL)) AS live
         ), prior AS (
             SELECT e.credits FROM credit_ledger_entries e
             WHERE e.scope_id = @subscription AND e.request_id = @request AND e.kind = 'Charge'
@@ -70,7 +75,7 @@ internal sealed partial class PostgresCreditStore : CreditStoreBase, IAsyncDispo
             UPDATE credit_accounts a
             SET reserved = a.reserved + @credits, version = a.version + 1, updated_at = @now
             WHERE a.customer_id = @customer AND a.balance - a.reserved >= @credits
-              AND EXISTS (SELECT 1 FROM sub WHERE sub.servable)
+              AND EXISTS (SELECT 1 FROM sub WHERE sub.servable) AND (SELECT live FROM caller)
               AND NOT EXISTS (SELECT 1 FROM prior) AND NOT EXISTS (SELECT 1 FROM held)
             RETURNING a.balance, a.reserved
         ), hold AS (
@@ -86,7 +91,9 @@ internal sealed partial class PostgresCreditStore : CreditStoreBase, IAsyncDispo
                (SELECT credits FROM prior),
                (SELECT id FROM held),
                (SELECT credits FROM held),
-               (SELECT a.balance - a.reserved FROM credit_accounts a WHERE a.customer_id = @customer)
+               (SELECT a.balance - a.reserved FROM credit_accounts a WHERE a.customer_id = @customer),
+               (SELECT live FROM caller),
+               (SELECT version FROM sub)
         """;
 
     // Closing a hold: lock the account first (the same order as every other operation), then delete the
@@ -114,13 +121,14 @@ internal sealed partial class PostgresCreditStore : CreditStoreBase, IAsyncDispo
                    account.balance, hold.component, hold.action_class, hold.price_book_version,
                    hold.request_id, hold.subscription_id, hold.subscription_id, hold.resource_uuid, hold.id, @now, @period, @reason
             FROM hold CROSS JOIN account
-            RETURNING credits
+            RETURNING credits, component
         )
         SELECT (SELECT credits FROM entry),
                (SELECT balance - reserved FROM account),
                (SELECT e.kind FROM credit_ledger_entries e WHERE e.reservation_id = @reservation LIMIT 1),
                (SELECT e.credits FROM credit_ledger_entries e WHERE e.reservation_id = @reservation LIMIT 1),
-               (SELECT r.credits FROM credit_reservations r WHERE r.id = @reservation)
+               (SELECT r.credits FROM credit_reservations r WHERE r.id = @reservation),
+               (SELECT component FROM entry)
         """;
 
     private readonly NpgsqlDataSource _dataSource;
@@ -187,26 +195,31 @@ internal sealed partial class PostgresCreditStore : CreditStoreBase, IAsyncDispo
                 await using var command = _dataSource.CreateCommand(ReserveSql);
                 BindRequest(command.Parameters, request, reservationId, now);
                 command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("expires", expiresAt.ToUniversalTime()));
+                command.Parameters.Add(new NpgsqlParameter("key", NpgsqlDbType.Uuid) { Value = request.Key is { } key ? key.Id : DBNull.Value });
+                command.Parameters.Add(new NpgsqlParameter("key_hash", NpgsqlDbType.Text) { Value = request.Key is { } proof ? proof.Hash : DBNull.Value });
                 await using var row = await command.ExecuteReaderAsync(System.Data.CommandBehavior.SingleRow, cancellationToken);
                 await row.ReadAsync(cancellationToken);
                 var available = Long(row, 6);
+                long? version = row.IsDBNull(8) ? null : row.GetInt64(8);
                 if (row.GetInt64(0) == 1)
                 {
-                    return new ReservationResult(ReservationStatus.Held, reservationId, request.Credits, Long(row, 1));
+                    return new ReservationResult(ReservationStatus.Held, reservationId, request.Credits, Long(row, 1), SubscriptionVersion: version);
                 }
 
                 if (!row.IsDBNull(3))
                 {
-                    return new ReservationResult(ReservationStatus.AlreadyCharged, null, row.GetInt64(3), available);
+                    return new ReservationResult(ReservationStatus.AlreadyCharged, null, row.GetInt64(3), available, SubscriptionVersion: version);
                 }
 
                 if (!row.IsDBNull(4))
                 {
-                    return new ReservationResult(ReservationStatus.AlreadyHeld, row.GetGuid(4), row.GetInt64(5), available);
+                    return new ReservationResult(ReservationStatus.AlreadyHeld, row.GetGuid(4), row.GetInt64(5), available, SubscriptionVersion: version);
                 }
 
-                var refusal = row.IsDBNull(2) || !row.GetBoolean(2) ? CreditRefusal.SubscriptionNotServable : CreditRefusal.InsufficientCredits;
-                return new ReservationResult(ReservationStatus.Refused, null, 0, available, refusal);
+                var refusal = !row.GetBoolean(7) ? CreditRefusal.KeyRevoked
+                    : row.IsDBNull(2) || !row.GetBoolean(2) ? CreditRefusal.SubscriptionNotServable
+                    : CreditRefusal.InsufficientCredits;
+                return new ReservationResult(ReservationStatus.Refused, null, 0, available, refusal, version);
             }
             catch (PostgresException exception) when (exception.SqlState == PostgresErrorCodes.UniqueViolation && attempt < UniqueRetries)
             {
@@ -236,7 +249,7 @@ internal sealed partial class PostgresCreditStore : CreditStoreBase, IAsyncDispo
 
         if (closed.Credits is { } charged)
         {
-            return new SettleResult(SettleStatus.Settled, charged, closed.Available ?? 0);
+            return new SettleResult(SettleStatus.Settled, charged, closed.Available ?? 0, closed.Component);
         }
 
         if (closed.StillHeld is { } held)
@@ -312,7 +325,8 @@ internal sealed partial class PostgresCreditStore : CreditStoreBase, IAsyncDispo
             row.IsDBNull(1) ? null : row.GetInt64(1),
             row.IsDBNull(2) ? null : row.GetString(2),
             Long(row, 3),
-            row.IsDBNull(4) ? null : row.GetInt64(4));
+            row.IsDBNull(4) ? null : row.GetInt64(4),
+            row.IsDBNull(5) ? null : row.GetString(5));
     }
 
     /// <summary>
@@ -350,5 +364,5 @@ internal sealed partial class PostgresCreditStore : CreditStoreBase, IAsyncDispo
 
     /// <param name="Credits">Charged or released by this call; null when the hold was not closed here.</param>
     /// <param name="StillHeld">The hold's credits when it still exists (an actual amount above it was refused).</param>
-    private sealed record Closed(long? Credits, long? Available, string? PriorKind, long PriorCredits, long? StillHeld);
+    private sealed record Closed(long? Credits, long? Available, string? PriorKind, long PriorCredits, long? StillHeld, string? Component = null);
 }

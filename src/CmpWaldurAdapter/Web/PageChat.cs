@@ -99,10 +99,12 @@ public sealed class AgentPageChat(
             return PageAnswer.Refused(StatusCodes.Status503ServiceUnavailable, "The agent is not available right now; nothing was charged.");
         }
 
-        var hold = await credits.HoldAsync(subscription, $"{channel}:{Guid.NewGuid():N}", cancellationToken);
-        if (hold is null)
+        var attempt = await credits.HoldAsync(subscription, $"{channel}:{Guid.NewGuid():N}", null, cancellationToken);
+        if (attempt.Hold is not { } hold)
         {
-            return PageAnswer.Refused(StatusCodes.Status402PaymentRequired, "Your organization has not enough credits left for this message. Ask your organization's owner to add credits.");
+            return attempt.Refusal == Core.Credits.CreditRefusal.InsufficientCredits
+                ? PageAnswer.Refused(StatusCodes.Status402PaymentRequired, "Your organization has not enough credits left for this message. Ask your organization's owner to add credits.")
+                : PageAnswer.Refused(StatusCodes.Status403Forbidden, "This agent is paused or not active, so it cannot answer right now.");
         }
 
         var settled = false;

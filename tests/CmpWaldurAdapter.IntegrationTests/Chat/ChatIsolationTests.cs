@@ -2,6 +2,7 @@ using System.Net;
 using CmpWaldurAdapter.ApiKeys;
 using CmpWaldurAdapter.Provisioning;
 using CmpWaldurAdapter.Testing.Fakes;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace CmpWaldurAdapter.IntegrationTests.Chat;
@@ -100,5 +101,45 @@ public sealed class ChatIsolationTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.Unauthorized, (await first.PostAsync("/v1/chat/completions", ChatTestBed.Json("""{"message":"Hi"}"""))).StatusCode);
         Assert.Equal(HttpStatusCode.Unauthorized, (await first.GetAsync("/v1/models")).StatusCode);
         Assert.Equal(3, _bed.Tenants.Langflow.Runs.Count);
+    }
+
+    [Fact]
+    public async Task Changes_written_elsewhere_to_keys_and_subscriptions_apply_to_the_next_message()
+    {
+        // Another replica or the CLI writes straight to the database: no in-process notice reaches this adapter.
+        var a = await _bed.SubscribeAsync();
+        using var http = _bed.Http(a.Key);
+        async Task<HttpStatusCode> ChatAsync() => (await http.PostAsync("/v1/chat/completions", ChatTestBed.Json("""{"message":"Hi"}"""))).StatusCode;
+        Task Write(Func<CmpWaldurAdapter.Persistence.AdapterDbContext, Task> change) => _bed.Tenants.QueryAsync(async db =>
+        {
+            await change(db);
+            return 0;
+        });
+
+        Assert.Equal(HttpStatusCode.OK, await ChatAsync());
+        await Write(async db =>
+        {
+            var subscription = await db.Subscriptions.SingleAsync(s => s.Id == a.Subscription.Id);
+            subscription.Configuration = """{"agent_name":"Zed","tone":"formal","language":"en"}""";
+            subscription.ConfigurationVersion++;
+            await db.SaveChangesAsync();
+        });
+        Assert.Equal(HttpStatusCode.OK, await ChatAsync());
+        Assert.Contains("Zed", _bed.Tenants.Langflow.Runs[^1].Tweaks.ToJsonString(), StringComparison.Ordinal);
+
+        async Task PauseAsync(bool paused) => await Write(async db =>
+        {
+            (await db.Subscriptions.SingleAsync(s => s.Id == a.Subscription.Id)).Paused = paused;
+            await db.SaveChangesAsync();
+        });
+        await PauseAsync(true);
+        Assert.Equal(HttpStatusCode.Forbidden, await ChatAsync());
+        await PauseAsync(false);
+        Assert.Equal(HttpStatusCode.OK, await ChatAsync());
+
+        await Write(db => db.ApiKeys.Where(k => k.SubscriptionId == a.Subscription.Id).ExecuteUpdateAsync(set => set.SetProperty(k => k.RevokedAt, DateTimeOffset.UtcNow)));
+        Assert.Equal(HttpStatusCode.Unauthorized, await ChatAsync());
+        Assert.Equal(3, _bed.Tenants.Langflow.Runs.Count);
+        Assert.Equal(new LedgerState(94, 0, 3, 6), await _bed.LedgerAsync(a.Customer));
     }
 }

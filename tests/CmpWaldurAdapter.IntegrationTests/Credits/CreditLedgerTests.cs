@@ -417,22 +417,53 @@ public abstract class CreditLedgerTests(DatabaseProvider provider) : IAsyncLifet
         var subscription = await _bed.AddSubscriptionAsync();
         await Ledger.GrantAsync(subscription.CustomerId, 5, "test funding");
 
-        var answered = await chat.HoldAsync(subscription, "chat-1", CancellationToken.None);
+        var answered = (await chat.HoldAsync(subscription, "chat-1", null, CancellationToken.None)).Hold;
         var charged = await chat.SettleAsync(answered!, CancellationToken.None);
-        var replay = await chat.HoldAsync(subscription, "chat-1", CancellationToken.None);
+        var replay = (await chat.HoldAsync(subscription, "chat-1", null, CancellationToken.None)).Hold;
         var replayCharged = await chat.SettleAsync(replay!, CancellationToken.None);
-        var failed = await chat.HoldAsync(subscription, "chat-2", CancellationToken.None);
+        var failed = (await chat.HoldAsync(subscription, "chat-2", null, CancellationToken.None)).Hold;
         await chat.ReleaseAsync(failed!, CancellationToken.None);
-        var last = await chat.HoldAsync(subscription, "chat-3", CancellationToken.None);
-        var broke = await chat.HoldAsync(subscription, "chat-4", CancellationToken.None);
+        var last = await chat.HoldAsync(subscription, "chat-3", null, CancellationToken.None);
+        var broke = await chat.HoldAsync(subscription, "chat-4", null, CancellationToken.None);
 
         Assert.IsType<LedgerChatCredits>(chat);
         Assert.Equal((2L, 2L), (answered!.Credits, charged));
         Assert.Equal(0, replayCharged);
-        Assert.NotNull(last);
-        Assert.Null(broke);
+        Assert.NotNull(last.Hold);
+        Assert.Equal((null, CreditRefusal.InsufficientCredits), (broke.Hold, broke.Refusal));
+        Assert.Equal(subscription.Version, last.SubscriptionVersion);
         var balance = await Ledger.BalanceAsync(subscription.CustomerId);
         Assert.Equal((3L, 2L, 1L), (balance.Balance, balance.Reserved, balance.Available));
+    }
+
+    [Fact]
+    public async Task A_hold_authorized_by_a_key_is_refused_once_that_key_is_revoked_or_regenerated_and_reports_the_subscriptions_version()
+    {
+        var chat = _bed.Services.GetRequiredService<IChatCredits>();
+        var keys = _bed.Services.GetRequiredService<CmpWaldurAdapter.ApiKeys.ApiKeyService>();
+        var subscription = await _bed.AddSubscriptionAsync();
+        await Ledger.GrantAsync(subscription.CustomerId, 100, "test funding");
+        var first = await keys.CreateAsync(subscription.Id, CmpWaldurAdapter.ApiKeys.ApiKeyKind.Secret, "first", CancellationToken.None);
+        var second = await keys.CreateAsync(subscription.Id, CmpWaldurAdapter.ApiKeys.ApiKeyKind.Secret, "second", CancellationToken.None);
+        ApiKeyProof Proof(CmpWaldurAdapter.ApiKeys.CreatedKey key) => new(key.Key.Id, CmpWaldurAdapter.ApiKeys.ApiKeyFormat.Hash(key.Plaintext));
+
+        var live = await chat.HoldAsync(subscription, "key-1", Proof(first), CancellationToken.None);
+        await keys.RevokeAsync(subscription.Id, first.Key.Id, CancellationToken.None);
+        var revoked = await chat.HoldAsync(subscription, "key-2", Proof(first), CancellationToken.None);
+        var regenerated = await keys.RegenerateAsync(subscription.Id, second.Key.Id, CancellationToken.None);
+        var oldValue = await chat.HoldAsync(subscription, "key-3", Proof(second), CancellationToken.None);
+        var newValue = await chat.HoldAsync(subscription, "key-4", Proof(regenerated!), CancellationToken.None);
+        var otherSubscription = await _bed.AddSubscriptionAsync(customer: subscription.CustomerId);
+        var wrongSubscription = await chat.HoldAsync(otherSubscription, "key-5", Proof(regenerated!), CancellationToken.None);
+
+        Assert.NotNull(live.Hold);
+        Assert.Equal((null, CreditRefusal.KeyRevoked), (revoked.Hold, revoked.Refusal));
+        Assert.Equal((null, CreditRefusal.KeyRevoked), (oldValue.Hold, oldValue.Refusal));
+        Assert.NotNull(newValue.Hold);
+        Assert.Equal((null, CreditRefusal.KeyRevoked), (wrongSubscription.Hold, wrongSubscription.Refusal));
+        Assert.Equal(subscription.Version, newValue.SubscriptionVersion);
+        var balance = await Ledger.BalanceAsync(subscription.CustomerId);
+        Assert.Equal((100L, 4L), (balance.Balance, balance.Reserved));
     }
 
     [Fact]

@@ -213,7 +213,7 @@ public sealed class HandoffService(
     /// The console's Activity tab of the subscription, anchored at the conversation's row. The console shows
     /// only the subscription its session names; the <c>resource</c> parameter lets it refuse a link meant for another.
     /// </summary>
-    internal string Link(Subscription subscription, string conversation) =>
+    private string Link(Subscription subscription, string conversation) =>
         new Uri(web.Value.PublicBaseUrl, $"console?tab=activity&resource={subscription.ResourceUuid:N}#{AnchorOf(conversation)}").ToString();
 
     /// <summary>

@@ -3,6 +3,7 @@ using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json.Nodes;
 using CmpWaldurAdapter.Testing.Web;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Playwright;
 using static Microsoft.Playwright.Assertions;
@@ -127,6 +128,9 @@ public sealed class BuyerPagesTests : IAsyncLifetime
     public async Task The_widget_tells_the_visitor_a_person_will_follow_up_when_they_ask_for_one()
     {
         var subscription = await _bed.AddSubscriptionAsync(credits: 20, configuration: new JsonObject { ["agent_name"] = "Ada", ["escalate_after"] = 3 });
+        var handoff = _bed.Services.GetRequiredService<CmpWaldurAdapter.Capabilities.Handoff.HandoffService>();
+        // A webhook nobody answers: the escalation event (and its link) waits in the outbox.
+        await handoff.SetWebhookAsync(subscription.Id, new Uri("http://127.0.0.1:9/hooks"), CancellationToken.None);
         var key = await _bed.PublishableKeyAsync(subscription.Id);
         await using var site = await HostPage.StartAsync(_bed.Url, key);
         await _bed.AllowDomainsAsync(subscription.Id, $"127.0.0.1:{site.Port}");
@@ -144,8 +148,23 @@ public sealed class BuyerPagesTests : IAsyncLifetime
 
         await Expect(page.Locator("[data-cmp-widget] .messages li.handoff")).ToHaveTextAsync(CmpWaldurAdapter.Capabilities.Handoff.HandoffService.VisitorMessage);
         await BrowserSession.ScreenshotAsync(page, "widget-handoff");
-        var escalations = await _bed.Services.GetRequiredService<CmpWaldurAdapter.Capabilities.Handoff.HandoffService>().EscalatedAsync(subscription.Id, 10, CancellationToken.None);
-        Assert.Single(escalations);
+        var escalation = Assert.Single(await handoff.EscalatedAsync(subscription.Id, 10, CancellationToken.None));
+
+        // The buyer follows the webhook's link: the console's Activity tab, scrolled to the conversation's highlighted row.
+        var payload = await _bed.QueryAsync(db => db.HandoffDeliveries.AsNoTracking().Select(d => d.Payload).SingleAsync());
+        var link = JsonNode.Parse(payload)!["link"]!.GetValue<string>();
+        var console = await _browser.NewPageAsync();
+        await console.GotoAsync((await _bed.ConsoleLinkAsync(subscription.Id)).ToString());
+        await console.GotoAsync(link);
+        var row = console.Locator("tr:target");
+        await Expect(row).ToHaveCountAsync(1);
+        await Expect(row).ToHaveAttributeAsync("id", CmpWaldurAdapter.Capabilities.Handoff.HandoffService.AnchorOf(escalation.Conversation));
+        await Expect(row).ToContainTextAsync(escalation.Conversation);
+        await Expect(row).ToContainTextAsync("asked for a person");
+        await Expect(row).ToHaveCSSAsync("background-color", "rgb(254, 243, 199)");
+        await Expect(row).ToBeInViewportAsync();
+        await Expect(console.GetByRole(AriaRole.Link, new() { Name = "Activity" })).ToHaveAttributeAsync("aria-current", "page");
+        await BrowserSession.ScreenshotAsync(console, "console-escalation-link");
     }
 
     [Fact]

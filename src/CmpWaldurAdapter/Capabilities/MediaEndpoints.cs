@@ -23,7 +23,7 @@ public static class MediaEndpoints
         audio.MapPost("/transcriptions", (HttpContext http, VoiceService service, CancellationToken cancellationToken) => service.TranscribeAsync(http, cancellationToken))
             .WithName("CreateTranscription")
             .WithSummary("Speech to text with the key's agent (OpenAI's multipart request); charged the offering's voice_interaction price.")
-            .WithDescription("Multipart form: file (flac, mp3, mp4, mpeg, mpga, m4a, ogg, wav, webm; at most Voice:MaxAudioBytes, WAV at most Voice:MaxAudioDuration long), model, response_format (json, verbose_json or text).")
+            .WithDescription("Multipart form: file (flac, mp3, mp4, mpeg, mpga, m4a, ogg, wav, webm; at most Voice:MaxAudioBytes and Voice:MaxAudioDuration long, the duration read from the container headers; audio whose duration cannot be read is refused with invalid_audio), model, response_format (json, verbose_json or text).")
             .DocumentsBody<TranscriptionForm>("multipart/form-data")
             .Produces<Transcription>()
             .Produces<ApiErrorBody>(400).Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(402).Produces<ApiErrorBody>(403).Produces<ApiErrorBody>(404)

@@ -241,7 +241,7 @@ public sealed partial class ChatService(
             var answer = await runtime.RunAsync(agent, timeout.Token);
             var charged = await credits.SettleAsync(hold, CancellationToken.None);
             settled = true;
-            var completion = Completion(run, answer, charged) with { Handoff = await handoff.AfterAnswerAsync(run.Http.Response, run.Subscription, run.Conversation, run.Input, answer) };
+            var completion = Completion(run, answer, charged) with { Handoff = await handoff.AfterAnswerAsync(run.Http.Response, run.Subscription, run.Conversation, run.Input, answer, run.NothingRetrieved) };
             return await FinishAsync(run, Results.Json(completion, ApiJson.Options), StatusCodes.Status200OK, JsonSerializer.Serialize(completion, ApiJson.Options));
         }
         catch (AgentUnavailableException unavailable)
@@ -279,6 +279,7 @@ public sealed partial class ChatService(
         if (run.Offering.Has(Capability.KnowledgeBase) && run.Subscription.RagflowDatasetId is not null)
         {
             context = await retriever.RetrieveAsync(run.Subscription, input, cancellationToken);
+            run.NothingRetrieved = context.Count == 0;
         }
 
         run.Sources = CitedSources(configuration, context);
@@ -428,6 +429,9 @@ public sealed partial class ChatService(
 
         /// <summary>Names of the retrieved documents, when the subscription's settings ask for citations.</summary>
         public IReadOnlyList<string> Sources { get; set; } = [];
+
+        /// <summary>The knowledge base was searched and returned no passage (counts as unanswered for handoff).</summary>
+        public bool NothingRetrieved { get; set; }
     }
 
     /// <summary>
@@ -490,7 +494,7 @@ public sealed partial class ChatService(
                 }
 
                 // Headers are gone by now: a handoff is flagged on the final chunk instead.
-                var notice = await service.Handoff.AfterAnswerAsync(null, run.Subscription, run.Conversation, run.Input, answer.ToString());
+                var notice = await service.Handoff.AfterAnswerAsync(null, run.Subscription, run.Conversation, run.Input, answer.ToString(), run.NothingRetrieved);
                 await WriteAsync(response, Chunk(created, new ChunkDelta(), "stop") with { Handoff = notice }, aborted);
                 if (run.Request.StreamOptions?.IncludeUsage == true)
                 {

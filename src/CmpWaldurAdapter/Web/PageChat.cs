@@ -114,9 +114,11 @@ public sealed class AgentPageChat(
             var workspace = await db.Workspaces.AsNoTracking().SingleAsync(w => w.Id == subscription.WorkspaceId, cancellationToken);
             var configuration = JsonNode.Parse(subscription.Configuration) as JsonObject ?? [];
             IReadOnlyList<KnowledgeChunk> context = [];
+            var nothingRetrieved = false;
             if (retriever is not null && offering.Has(Capability.KnowledgeBase) && subscription.RagflowDatasetId is not null)
             {
                 context = await retriever.RetrieveAsync(subscription, message, cancellationToken);
+                nothingRetrieved = context.Count == 0;
             }
 
             var request = new AgentRequest(subscription, workspace, $"{subscription.ResourceUuid:N}:{channel}-{conversation}", message,
@@ -128,7 +130,7 @@ public sealed class AgentPageChat(
             settled = true;
             metrics.AgentRuns.WithLabels(offering.Slug, channel).Inc();
             // Same rule as the API: unanswered questions or a request for a person escalate the conversation.
-            var notice = handoff is null ? null : await handoff.AfterAnswerAsync(http: null, subscription, $"{channel}-{conversation}", message, answer);
+            var notice = handoff is null ? null : await handoff.AfterAnswerAsync(http: null, subscription, $"{channel}-{conversation}", message, answer, nothingRetrieved);
             return new PageAnswer(answer + ChatService.SourcesFooter(ChatService.CitedSources(configuration, context)), charged, StatusCodes.Status200OK, null)
             {
                 Handoff = notice?.Message,

@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Text.Json.Nodes;
 using CmpWaldurAdapter.IntegrationTests.Chat;
+using CmpWaldurAdapter.Testing.Media;
 using OpenAI.Audio;
 using OpenAI.Images;
 
@@ -75,6 +76,33 @@ public sealed class MediaTests : IAsyncLifetime
         Assert.Equal("data:audio/wav;base64," + Convert.ToBase64String(wav), Assert.Single(_bed.Tenants.Langflow.Runs).Input);
     }
 
+    [Theory]
+    [InlineData("question.ogg", "audio/ogg")]
+    [InlineData("question.m4a", "audio/mp4")]
+    [InlineData("question.mp3", "audio/mpeg")]
+    [InlineData("question.flac", "audio/flac")]
+    [InlineData("question.webm", "audio/webm")]
+    public async Task Audio_within_the_duration_limit_is_transcribed_in_every_accepted_container(string name, string mediaType)
+    {
+        var me = await _bed.SubscribeAsync(credits: 100);
+        _bed.Tenants.Langflow.ScriptNextAnswers("Where is my parcel?");
+        // Each declares 299 s, just under the 5 minute limit.
+        var bytes = Path.GetExtension(name) switch
+        {
+            ".ogg" => SyntheticAudio.OggOpus(seconds: 299),
+            ".m4a" => SyntheticAudio.M4a(SyntheticAudio.Mvhd(1000, 299_000)),
+            ".mp3" => SyntheticAudio.Mp3WithXing(SyntheticAudio.Mpeg1Layer3Header, (uint)(299 * 44_100 / 1152)),
+            ".flac" => SyntheticAudio.Flac(16_000, 16_000 * 299),
+            _ => SyntheticAudio.WebM(299_000),
+        };
+
+        AudioTranscription transcription = await _bed.Audio(me.Key).TranscribeAudioAsync(new MemoryStream(bytes), name);
+
+        Assert.Equal("Where is my parcel?", transcription.Text);
+        Assert.Equal($"data:{mediaType};base64," + Convert.ToBase64String(bytes), Assert.Single(_bed.Tenants.Langflow.Runs).Input);
+        Assert.Equal(new LedgerState(98, 0, 1, 2), await _bed.LedgerAsync(me.Customer));
+    }
+
     [Fact]
     public async Task Text_is_spoken_through_the_flow_and_charged_two_credits_as_voice_credits()
     {
@@ -98,6 +126,10 @@ public sealed class MediaTests : IAsyncLifetime
         var large = await Assert.ThrowsAsync<ClientResultException>(() => audio.TranscribeAudioAsync(new MemoryStream(MediaTestBed.Wav(0.1, bytes: 8000)), "large.wav"));
         var longer = await Assert.ThrowsAsync<ClientResultException>(() => audio.TranscribeAudioAsync(new MemoryStream(MediaTestBed.Wav(seconds: 600)), "long.wav"));
         var unknown = await Assert.ThrowsAsync<ClientResultException>(() => audio.TranscribeAudioAsync(new MemoryStream([1, 2, 3]), "notes.txt"));
+        var longOpus = await Assert.ThrowsAsync<ClientResultException>(() => audio.TranscribeAudioAsync(new MemoryStream(SyntheticAudio.OggOpus(seconds: 301)), "long.ogg"));
+        var longWebm = await Assert.ThrowsAsync<ClientResultException>(() => audio.TranscribeAudioAsync(new MemoryStream(SyntheticAudio.RecordedWebM(600_000, 0)), "recording.webm"));
+        var unreadable = await Assert.ThrowsAsync<ClientResultException>(() => audio.TranscribeAudioAsync(new MemoryStream("not audio, only text"u8.ToArray()), "question.mp3"));
+        var noLength = await Assert.ThrowsAsync<ClientResultException>(() => audio.TranscribeAudioAsync(new MemoryStream(SyntheticAudio.Flac(44_100, 0)), "stream.flac"));
         using var http = _bed.Http(me.Key);
         var noFile = await http.PostAsync("/v1/audio/transcriptions", new MultipartFormDataContent { { new StringContent("x"), "model" } });
         var emptySpeech = await Assert.ThrowsAsync<ClientResultException>(() => audio.GenerateSpeechAsync(" ", GeneratedSpeechVoice.Alloy));
@@ -108,6 +140,20 @@ public sealed class MediaTests : IAsyncLifetime
         Assert.Equal("audio_too_long", Code(longer));
         Assert.Equal(400, unknown.Status);
         Assert.Equal("unsupported_audio_format", Code(unknown));
+        Assert.Equal(400, longOpus.Status);
+        Assert.Equal("audio_too_long", Code(longOpus));
+        Assert.Equal(400, longWebm.Status);
+        Assert.Equal("audio_too_long", Code(longWebm));
+        foreach (var refused in new[] { unreadable, noLength })
+        {
+            Assert.Equal(400, refused.Status);
+            var error = JsonNode.Parse(refused.GetRawResponse()!.Content.ToString())!["error"]!;
+            Assert.Equal("invalid_audio", error["code"]!.GetValue<string>());
+            Assert.Equal("invalid_request_error", error["type"]!.GetValue<string>());
+            Assert.Equal("file", error["param"]!.GetValue<string>());
+            Assert.Contains("flac, mp3, mp4, mpeg, mpga, m4a, ogg (Vorbis or Opus), wav or webm", error["message"]!.GetValue<string>());
+        }
+
         Assert.Equal(HttpStatusCode.BadRequest, noFile.StatusCode);
         Assert.Equal(400, emptySpeech.Status);
         Assert.Empty(_bed.Tenants.Langflow.Runs);

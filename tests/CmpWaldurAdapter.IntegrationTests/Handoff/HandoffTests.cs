@@ -43,6 +43,7 @@ public sealed class HandoffTests : IAsyncLifetime
         _receiver.Given(Request.Create().WithPath("/hooks/handoff").UsingPost()).RespondWith(Response.Create().WithStatusCode(204));
         using var http = _bed.Http(me.Key);
         var secret = await SetWebhookAsync(http, "/hooks/handoff");
+        await AddDocumentAsync(me); // every question retrieves a passage: only the agent's words decide
 
         _bed.Tenants.Langflow.ScriptNextAnswers(CannotAnswer, "Your parcel left the warehouse today.", CannotAnswer, CannotAnswer, CannotAnswer);
         var answers = new List<(JsonNode Body, HttpResponseMessage Response)>();
@@ -60,8 +61,13 @@ public sealed class HandoffTests : IAsyncLifetime
         Assert.Equal(HandoffService.VisitorMessage, answers[3].Body["handoff"]!["message"]!.GetValue<string>());
         Assert.Equal("escalated", answers[3].Response.Headers.GetValues(HandoffService.HandoffHeader).Single());
 
-        // Five messages at 2 credits: the escalation itself costs nothing.
-        Assert.Equal(new LedgerState(90, 0, 5, 10), await _bed.LedgerAsync(me.Customer));
+        // Five messages at 2 credits: the escalation itself costs nothing (the document is charged once parsed, on its own).
+        var chatCharges = await _bed.Tenants.QueryAsync(db => db.LedgerEntries.AsNoTracking()
+            .Where(e => e.CustomerId == me.Customer && e.Kind == CmpWaldurAdapter.Core.Credits.LedgerEntryKind.Charge && e.ActionClass == CmpWaldurAdapter.Core.Catalogue.ActionClass.ChatMessage)
+            .Select(e => e.Credits).ToListAsync());
+        Assert.Equal(5, chatCharges.Count);
+        Assert.Equal(10, chatCharges.Sum());
+        Assert.Equal(5, _bed.Tenants.Ragflow.Retrievals.Count);
         Assert.Equal(1, await _bed.Tenants.QueryAsync(db => db.HandoffDeliveries.CountAsync()));
 
         Assert.Equal(1, await Sender().DeliverDueAsync(CancellationToken.None));
@@ -77,7 +83,7 @@ public sealed class HandoffTests : IAsyncLifetime
         Assert.Equal("conv-1", escalation["conversation"]!.GetValue<string>());
         Assert.Equal(me.Resource, escalation["subscription"]!.GetValue<Guid>());
         Assert.Equal(3, escalation["unanswered"]!.GetValue<int>());
-        Assert.Contains("/conversations/conv-1", escalation["link"]!.GetValue<string>());
+        await AssertLinkOpensTheRowAsync(me, escalation["link"]!.GetValue<string>(), "conv-1");
         var transcript = escalation["transcript"]!.AsArray();
         Assert.Equal(8, transcript.Count);
         Assert.Equal("Do you ship to Mars?", transcript[0]!["content"]!.GetValue<string>());
@@ -88,6 +94,48 @@ public sealed class HandoffTests : IAsyncLifetime
         Assert.Equal("conv-1", conversation["conversation"]!.GetValue<string>());
         Assert.True(conversation["webhook_delivered"]!.GetValue<bool>());
         Assert.Equal(10, conversation["transcript"]!.AsArray().Count);
+    }
+
+    [Fact]
+    public async Task Questions_whose_retrieval_found_nothing_count_as_unanswered_even_when_the_agent_sounds_sure()
+    {
+        var me = await _bed.SubscribeAsync(credits: 100); // escalate_after = 3, a knowledge base with no documents yet
+        using var http = _bed.Http(me.Key);
+        _bed.Tenants.Langflow.ScriptNextAnswers("Yes, we ship to Mars every Tuesday.", "Gold is welcome.");
+
+        var first = JsonNode.Parse(await (await AskAsync(http, "conv-empty", "Do you ship to Mars?")).Content.ReadAsStringAsync())!;
+        var second = JsonNode.Parse(await (await AskAsync(http, "conv-empty", "Can I pay in gold?")).Content.ReadAsStringAsync())!;
+        var third = await StreamAsync(http, "conv-empty", "Is there a discount for cats?");
+
+        Assert.Equal("Yes, we ship to Mars every Tuesday.", first["choices"]![0]!["message"]!["content"]!.GetValue<string>());
+        Assert.Null(first["handoff"]);
+        Assert.Null(second["handoff"]);
+        var final = Assert.Single(third, c => c["handoff"] is not null);
+        Assert.Equal("unanswered_questions", final["handoff"]!["reason"]!.GetValue<string>());
+        Assert.All(_bed.Tenants.Ragflow.Retrievals, r => Assert.Equal([me.Subscription.RagflowDatasetId!], r.DatasetIds));
+        Assert.Equal(3, _bed.Tenants.Ragflow.Retrievals.Count);
+        var escalated = await _bed.Tenants.QueryAsync(db => db.HandoffConversations.AsNoTracking().SingleAsync(c => c.Conversation == "conv-empty"));
+        Assert.Equal(3, escalated.Unanswered);
+    }
+
+    [Fact]
+    public async Task Confident_answers_with_retrieved_passages_never_escalate()
+    {
+        var me = await _bed.SubscribeAsync(credits: 100);
+        using var http = _bed.Http(me.Key);
+        await AddDocumentAsync(me);
+
+        var answers = new List<JsonNode>();
+        foreach (var question in new[] { "How do refunds work?", "How long do refunds take?", "Who pays the refund?", "Can I get a refund in cash?" })
+        {
+            answers.Add(JsonNode.Parse(await (await AskAsync(http, "conv-found", question)).Content.ReadAsStringAsync())!);
+        }
+
+        Assert.All(answers, a => Assert.Null(a["handoff"]));
+        Assert.Equal(4, _bed.Tenants.Ragflow.Retrievals.Count);
+        var recorded = await _bed.Tenants.QueryAsync(db => db.HandoffConversations.AsNoTracking().SingleAsync(c => c.Conversation == "conv-found"));
+        Assert.Equal(0, recorded.Unanswered);
+        Assert.Null(recorded.EscalatedAt);
     }
 
     [Fact]
@@ -170,6 +218,64 @@ public sealed class HandoffTests : IAsyncLifetime
         Assert.DoesNotContain(rotated["secret"]!.GetValue<string>(), stored.SecretCipher);
     }
 
+    [Fact]
+    public async Task The_webhook_link_opens_the_escalated_row_in_activity_for_its_own_subscription_only()
+    {
+        var me = await _bed.SubscribeAsync(credits: 100);
+        var someoneElse = await _bed.SubscribeAsync(credits: 100);
+        _receiver.Given(Request.Create().WithPath("/hooks/link").UsingPost()).RespondWith(Response.Create().WithStatusCode(204));
+        using var http = _bed.Http(me.Key);
+        await SetWebhookAsync(http, "/hooks/link");
+        await AskAsync(http, "ticket:7.b", "Where is my parcel?");
+        await AskAsync(http, "ticket:7.b", "Can I talk to a human please?");
+        Assert.Equal(1, await Sender().DeliverDueAsync(CancellationToken.None));
+        var link = JsonNode.Parse(Assert.Single(_receiver.LogEntries).RequestMessage.Body!)!["link"]!.GetValue<string>();
+
+        // ':' and '.' would not survive as an HTML id used in a URL fragment and CSS: they are encoded.
+        Assert.EndsWith("#conversation-ticket_003A7_002Eb", link);
+        await AssertLinkOpensTheRowAsync(me, link, "ticket:7.b");
+
+        // Another subscription's console session is refused this subscription's link and shows none of it.
+        using var other = await ConsoleAsync(someoneElse.Subscription.Id);
+        var refused = await other.GetAsync(new Uri(link).PathAndQuery);
+        Assert.Equal(HttpStatusCode.Forbidden, refused.StatusCode);
+        Assert.DoesNotContain("ticket:7.b", await refused.Content.ReadAsStringAsync());
+        Assert.Equal(HttpStatusCode.OK, (await other.GetAsync("/console?tab=activity")).StatusCode);
+
+        // Without a console session the console's usual answer: open it from HomePort.
+        using var anonymous = _bed.Http(null);
+        var signedOut = await anonymous.GetAsync(new Uri(link).PathAndQuery);
+        Assert.Equal(HttpStatusCode.Unauthorized, signedOut.StatusCode);
+        Assert.DoesNotContain("ticket:7.b", await signedOut.Content.ReadAsStringAsync());
+    }
+
+    /// <summary>The webhook's link, opened by the buyer in the console, is the Activity tab with the conversation's row carrying the link's anchor.</summary>
+    private async Task AssertLinkOpensTheRowAsync(Subscriber me, string link, string conversation)
+    {
+        var address = new Uri(link);
+        Assert.Equal("/console", address.AbsolutePath);
+        Assert.Equal($"?tab=activity&resource={me.Resource:N}", address.Query);
+        var anchor = address.Fragment.TrimStart('#');
+        Assert.Equal(HandoffService.AnchorOf(conversation), anchor);
+
+        using var buyer = await ConsoleAsync(me.Subscription.Id);
+        var page = await buyer.GetAsync(address.PathAndQuery);
+        var html = await page.Content.ReadAsStringAsync();
+        Assert.Equal(HttpStatusCode.OK, page.StatusCode);
+        var row = System.Text.RegularExpressions.Regex.Match(html, $"<tr id=\"{anchor}\">\\s*<td>([^<]*)</td>");
+        Assert.True(row.Success, $"no row with id {anchor} in the Activity tab");
+        Assert.Equal(conversation, System.Net.WebUtility.HtmlDecode(row.Groups[1].Value));
+    }
+
+    /// <summary>A browser-like client holding the console session of the subscription, opened from its console link.</summary>
+    private async Task<HttpClient> ConsoleAsync(Guid subscriptionId)
+    {
+        var browser = new HttpClient(new HttpClientHandler { CookieContainer = new CookieContainer(), AllowAutoRedirect = false }) { BaseAddress = _bed.Server.Url };
+        var link = await _bed.Services.GetRequiredService<CmpWaldurAdapter.Web.ConsoleAccess>().CreateLinkAsync(subscriptionId, CancellationToken.None);
+        Assert.Equal(HttpStatusCode.Redirect, (await browser.GetAsync(link.PathAndQuery)).StatusCode);
+        return browser;
+    }
+
     private HandoffWebhookSender Sender() => _bed.Services.GetRequiredService<HandoffWebhookSender>();
 
     [Fact]
@@ -198,6 +304,19 @@ public sealed class HandoffTests : IAsyncLifetime
         var lines = (await response.Content.ReadAsStringAsync()).Split('\n');
         Assert.Equal("data: [DONE]", lines.Last(l => l.Length > 0));
         return [.. lines.Where(l => l.StartsWith("data: {", StringComparison.Ordinal)).Select(l => JsonNode.Parse(l["data: ".Length..])!)];
+    }
+
+    /// <summary>One parsed document in the subscription's knowledge base: the fake's retrieval then returns a passage for every question.</summary>
+    private async Task AddDocumentAsync(Subscriber me)
+    {
+        using var http = _bed.Http(me.Key);
+        using var form = new MultipartFormDataContent();
+        var file = new ByteArrayContent(System.Text.Encoding.UTF8.GetBytes("Refunds are paid within 30 days."));
+        file.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("text/markdown");
+        form.Add(file, "file", "refunds.md");
+        using var upload = await http.PostAsync("/v1/knowledge/documents", form);
+        Assert.True(upload.IsSuccessStatusCode, await upload.Content.ReadAsStringAsync());
+        _bed.Tenants.Ragflow.FinishParsing(me.Subscription.RagflowDatasetId!);
     }
 
     private async Task<string> SetWebhookAsync(HttpClient http, string path)

@@ -366,6 +366,27 @@ public sealed partial class BuyerWebTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Run_questions_whose_knowledge_base_search_found_nothing_hand_the_conversation_over()
+    {
+        var subscription = await _bed.AddSubscriptionAsync(credits: 10, configuration: new JsonObject { ["agent_name"] = "Ada", ["escalate_after"] = 2 });
+        // A knowledge base that answers nothing (the fake retriever finds no passage).
+        await _bed.QueryAsync(db => db.Subscriptions.Where(s => s.Id == subscription.Id).ExecuteUpdateAsync(u => u.SetProperty(s => s.RagflowDatasetId, "dataset-empty")));
+        using var browser = await ConsoleAsync(subscription.Id);
+        var antiforgery = AntiforgeryData().Match(await browser.GetStringAsync("/console?tab=run")).Groups[1].Value;
+        browser.DefaultRequestHeaders.Add("RequestVerificationToken", antiforgery);
+
+        var first = JsonNode.Parse(await (await browser.PostAsJsonAsync("/console/api/chat", new { message = "Do you ship to Mars?", conversation = "run-1" })).Content.ReadAsStringAsync())!;
+        var second = JsonNode.Parse(await (await browser.PostAsJsonAsync("/console/api/chat", new { message = "Can I pay in gold?", conversation = "run-1" })).Content.ReadAsStringAsync())!;
+
+        Assert.Equal("Ada: you said Do you ship to Mars?", first["answer"]!.GetValue<string>());
+        Assert.Null(first["handoff"]);
+        Assert.Equal(CmpWaldurAdapter.Capabilities.Handoff.HandoffService.VisitorMessage, second["handoff"]!.GetValue<string>());
+        var activity = await browser.GetStringAsync("/console?tab=activity");
+        Assert.Contains("2 unanswered questions", activity);
+        Assert.Contains($"id=\"{CmpWaldurAdapter.Capabilities.Handoff.HandoffService.AnchorOf("console-run-1")}\"", activity);
+    }
+
+    [Fact]
     public async Task The_escalation_webhook_is_set_in_activity_and_its_secret_is_shown_once()
     {
         var subscription = await _bed.AddSubscriptionAsync(configuration: new JsonObject { ["agent_name"] = "Ada", ["escalate_after"] = 3 });

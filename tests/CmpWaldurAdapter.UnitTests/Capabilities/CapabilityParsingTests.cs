@@ -32,8 +32,8 @@ public sealed class CapabilityParsingTests
         "data"u8.CopyTo(header.AsSpan(36));
         BitConverter.TryWriteBytes(header.AsSpan(40), 32000 * 90);
 
-        Assert.Equal(TimeSpan.FromSeconds(90), VoiceService.WavDuration(header));
-        Assert.Null(VoiceService.WavDuration("ID3 not a wav file at all, just some bytes of mp3"u8));
+        Assert.Equal(TimeSpan.FromSeconds(90), AudioDuration.Of(header));
+        Assert.Null(AudioDuration.Of("ID3 not a wav file at all, just some bytes of mp3"u8));
     }
 
     [Theory]

@@ -12,8 +12,32 @@ public sealed class HandoffRulesTests
     [InlineData("[NO_ANSWER]", true)]
     [InlineData("Your parcel left the warehouse today.", false)]
     [InlineData("I know exactly where it is: in Tartu.", false)]
-    public void An_answer_is_unanswered_only_when_the_agent_says_it_cannot_answer(string answer, bool unanswered) =>
-        Assert.Equal(unanswered, HandoffRules.IsUnanswered(answer));
+    public void With_passages_retrieved_an_answer_is_unanswered_only_when_the_agent_says_it_cannot_answer(string answer, bool unanswered) =>
+        Assert.Equal(unanswered, HandoffRules.IsUnanswered(answer, nothingRetrieved: false));
+
+    [Theory]
+    [InlineData("Your parcel left the warehouse today.")]
+    [InlineData("[NO_ANSWER]")]
+    public void An_empty_retrieval_makes_any_answer_unanswered(string answer) =>
+        Assert.True(HandoffRules.IsUnanswered(answer, nothingRetrieved: true));
+
+    [Theory]
+    [InlineData("conv-1", "conversation-conv-1")]
+    [InlineData("ticket:7.b", "conversation-ticket_003A7_002Eb")]
+    [InlineData("a_b", "conversation-a_005Fb")]
+    [InlineData("\"><script>", "conversation-_0022_003E_003Cscript_003E")]
+    public void A_conversations_row_anchor_keeps_letters_digits_and_dashes_and_encodes_the_rest(string conversation, string anchor) =>
+        Assert.Equal(anchor, HandoffService.AnchorOf(conversation));
+
+    [Fact]
+    public void Distinct_conversations_have_distinct_anchors()
+    {
+        // '_' is encoded too, so an encoded character cannot collide with a literal one.
+        string[] conversations = ["a:b", "a_003Ab", "a.b", "a-b", "ab", "A:B"];
+
+        Assert.Equal(conversations.Length, conversations.Select(HandoffService.AnchorOf).Distinct(StringComparer.Ordinal).Count());
+        Assert.All(conversations.Select(HandoffService.AnchorOf), a => Assert.Matches("^[A-Za-z0-9_-]+$", a));
+    }
 
     [Theory]
     [InlineData("Can I talk to a human?", true)]

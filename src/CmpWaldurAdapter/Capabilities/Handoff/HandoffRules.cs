@@ -4,12 +4,13 @@ namespace CmpWaldurAdapter.Capabilities.Handoff;
 
 /// <summary>
 /// When a question counts as unanswered, and when a visitor asks for a person. An answer is unanswered when
-/// the agent says it cannot answer: the flow templates instruct it to say so plainly (and to answer only from
-/// the retrieved context, so a retrieval that found nothing relevant ends in the same sentence).
+/// the subscription's knowledge base was searched and returned nothing for the question (whatever the agent
+/// then said: a confident answer without sources is not one from the buyer's documents), or when the agent
+/// says it cannot answer (the flow templates instruct it to say so plainly).
 /// </summary>
 public static partial class HandoffRules
 {
-    public static bool IsUnanswered(string answer) => CannotAnswer().IsMatch(answer);
+    public static bool IsUnanswered(string answer, bool nothingRetrieved = false) => nothingRetrieved || CannotAnswer().IsMatch(answer);
 
     public static bool AsksForHuman(string question) => HumanRequest().IsMatch(question);
 

@@ -33,13 +33,14 @@ public sealed class HandoffService(
     /// <summary>
     /// The chat pipeline's hook after an answer: records it and returns the handoff notice once the conversation
     /// is escalated (also flagged in the <c>X-Handoff</c> response header), else null. The answer was charged
-    /// already, so a failure here is logged and never fails it.
+    /// already, so a failure here is logged and never fails it. <paramref name="nothingRetrieved"/>: the
+    /// subscription's knowledge base was searched for the question and returned no passage.
     /// </summary>
-    public async Task<HandoffNotice?> AfterAnswerAsync(HttpResponse? http, Subscription subscription, string conversation, string question, string answer)
+    public async Task<HandoffNotice?> AfterAnswerAsync(HttpResponse? http, Subscription subscription, string conversation, string question, string answer, bool nothingRetrieved)
     {
         try
         {
-            var notice = await AfterAnswerAsync(subscription, conversation, question, answer, CancellationToken.None);
+            var notice = await AfterAnswerAsync(subscription, conversation, question, answer, nothingRetrieved, CancellationToken.None);
             if (notice is not null && http is not null)
             {
                 http.Headers[HandoffHeader] = notice.Status;
@@ -55,7 +56,7 @@ public sealed class HandoffService(
     }
 
     /// <summary>Records one answered question; returns the handoff notice once the conversation is escalated, else null.</summary>
-    public async Task<HandoffNotice?> AfterAnswerAsync(Subscription subscription, string conversation, string question, string answer, CancellationToken cancellationToken)
+    public async Task<HandoffNotice?> AfterAnswerAsync(Subscription subscription, string conversation, string question, string answer, bool nothingRetrieved, CancellationToken cancellationToken)
     {
         if (EscalateAfter(subscription.Configuration) is not { } threshold)
         {
@@ -66,7 +67,7 @@ public sealed class HandoffService(
         {
             try
             {
-                return await RecordAsync(subscription, conversation, question, answer, threshold, cancellationToken);
+                return await RecordAsync(subscription, conversation, question, answer, nothingRetrieved, threshold, cancellationToken);
             }
             catch (DbUpdateException exception) when (attempt < 3 && (exception is DbUpdateConcurrencyException || DbErrors.IsUniqueViolation(exception)))
             {
@@ -75,7 +76,7 @@ public sealed class HandoffService(
         }
     }
 
-    private async Task<HandoffNotice?> RecordAsync(Subscription subscription, string conversation, string question, string answer, int threshold, CancellationToken cancellationToken)
+    private async Task<HandoffNotice?> RecordAsync(Subscription subscription, string conversation, string question, string answer, bool nothingRetrieved, int threshold, CancellationToken cancellationToken)
     {
         var now = clock.GetUtcNow();
         await using var db = await dbs.CreateDbContextAsync(cancellationToken);
@@ -98,7 +99,7 @@ public sealed class HandoffService(
         row.UpdatedAt = now;
         if (row.EscalatedAt is null)
         {
-            if (HandoffRules.IsUnanswered(answer))
+            if (HandoffRules.IsUnanswered(answer, nothingRetrieved))
             {
                 row.Unanswered++;
             }
@@ -208,8 +209,34 @@ public sealed class HandoffService(
         return number is >= 1 ? number : null;
     }
 
+    /// <summary>
+    /// The console's Activity tab of the subscription, anchored at the conversation's row. The console shows
+    /// only the subscription its session names; the <c>resource</c> parameter lets it refuse a link meant for another.
+    /// </summary>
     private string Link(Subscription subscription, string conversation) =>
-        new Uri(web.Value.PublicBaseUrl, $"console/subscriptions/{subscription.ResourceUuid:N}/conversations/{Uri.EscapeDataString(conversation)}").ToString();
+        new Uri(web.Value.PublicBaseUrl, $"console?tab=activity&resource={subscription.ResourceUuid:N}#{AnchorOf(conversation)}").ToString();
+
+    /// <summary>
+    /// The HTML id of a conversation's row in the console: letters, digits and '-' are kept, every other character
+    /// becomes '_' and its UTF-16 code in hex, so the id is unique per conversation and safe in HTML, URLs and CSS.
+    /// </summary>
+    public static string AnchorOf(string conversation)
+    {
+        var anchor = new System.Text.StringBuilder("conversation-", 13 + conversation.Length);
+        foreach (var c in conversation)
+        {
+            if (char.IsAsciiLetterOrDigit(c) || c == '-')
+            {
+                anchor.Append(c);
+            }
+            else
+            {
+                anchor.Append('_').Append(((int)c).ToString("X4", CultureInfo.InvariantCulture));
+            }
+        }
+
+        return anchor.ToString();
+    }
 
     private static string NewSecret() => "whsec_" + Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)).TrimEnd('=').Replace('+', '-').Replace('/', '_');
 }

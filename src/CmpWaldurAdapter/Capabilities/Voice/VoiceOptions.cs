@@ -11,7 +11,7 @@ public sealed class VoiceOptions
     [Range(1024, 100 * 1024 * 1024)]
     public int MaxAudioBytes { get; set; } = 10 * 1024 * 1024;
 
-    /// <summary>The longest audio accepted for transcription (measured for WAV; other formats are bounded by size).</summary>
+    /// <summary>The longest audio accepted for transcription (measured from the container headers: flac, mp3, mp4/m4a, ogg, wav, webm).</summary>
     public TimeSpan MaxAudioDuration { get; set; } = TimeSpan.FromMinutes(5);
 
     /// <summary>The longest text turned into speech.</summary>

@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using CmpWaldurAdapter.Api;
 using CmpWaldurAdapter.Chat;
 using CmpWaldurAdapter.Core.Catalogue;
@@ -23,6 +22,8 @@ public sealed class VoiceService(CapabilityPipeline pipeline, IOptions<VoiceOpti
         [".flac"] = "audio/flac", [".mp3"] = "audio/mpeg", [".mp4"] = "audio/mp4", [".mpeg"] = "audio/mpeg", [".mpga"] = "audio/mpeg",
         [".m4a"] = "audio/mp4", [".ogg"] = "audio/ogg", [".wav"] = "audio/wav", [".webm"] = "audio/webm",
     };
+
+    private const string AcceptedFormats = "flac, mp3, mp4, mpeg, mpga, m4a, ogg (Vorbis or Opus), wav or webm";
 
     private static readonly Dictionary<string, string> SpeechTypes = new(StringComparer.Ordinal)
     {
@@ -81,7 +82,7 @@ public sealed class VoiceService(CapabilityPipeline pipeline, IOptions<VoiceOpti
 
         if (!AudioTypes.TryGetValue(Path.GetExtension(file.FileName), out var mediaType))
         {
-            return ApiErrors.InvalidRequest($"Unsupported audio format '{Path.GetExtension(file.FileName)}'; send one of {string.Join(", ", AudioTypes.Keys)}.", "file", "unsupported_audio_format");
+            return ApiErrors.InvalidRequest($"Unsupported audio format '{Path.GetExtension(file.FileName)}'; send one of {AcceptedFormats}.", "file", "unsupported_audio_format");
         }
 
         if (file.Length == 0)
@@ -100,9 +101,15 @@ public sealed class VoiceService(CapabilityPipeline pipeline, IOptions<VoiceOpti
             await stream.ReadExactlyAsync(audio, cancellationToken);
         }
 
-        if (mediaType == "audio/wav" && WavDuration(audio) is { } duration && duration > options.Value.MaxAudioDuration)
+        // Measured before anything is held: audio whose length its headers do not tell is refused, never charged.
+        if (AudioDuration.Of(audio) is not { } duration)
         {
-            return ApiErrors.Problem(StatusCodes.Status400BadRequest, $"The audio is {duration.TotalSeconds:0} s long; the limit is {options.Value.MaxAudioDuration.TotalSeconds:0} s.", "invalid_request_error", "audio_too_long", "file");
+            return ApiErrors.InvalidRequest($"The audio could not be read: its headers do not tell how long it is. Send a valid {AcceptedFormats} file.", "file", "invalid_audio");
+        }
+
+        if (duration > options.Value.MaxAudioDuration)
+        {
+            return ApiErrors.Problem(StatusCodes.Status400BadRequest, $"The audio is {(duration == TimeSpan.MaxValue ? "far too" : $"{duration.TotalSeconds:0} s")} long; the limit is {options.Value.MaxAudioDuration.TotalSeconds:0} s.", "invalid_request_error", "audio_too_long", "file");
         }
 
         var answer = await RunAsync(caller!, $"data:{mediaType};base64,{Convert.ToBase64String(audio)}", "transcription");
@@ -200,34 +207,6 @@ public sealed class VoiceService(CapabilityPipeline pipeline, IOptions<VoiceOpti
                 await pipeline.ReleaseAsync(hold!, $"the {kind} failed");
             }
         }
-    }
-
-    /// <summary>The duration of a PCM WAV file from its header (byte rate and data size), or null when it is not one.</summary>
-    internal static TimeSpan? WavDuration(ReadOnlySpan<byte> wav)
-    {
-        if (wav.Length < 44 || !wav[..4].SequenceEqual("RIFF"u8) || !wav[8..12].SequenceEqual("WAVE"u8))
-        {
-            return null;
-        }
-
-        uint byteRate = 0;
-        for (var offset = 12; offset + 8 <= wav.Length;)
-        {
-            var id = wav.Slice(offset, 4);
-            var size = BinaryPrimitives.ReadUInt32LittleEndian(wav.Slice(offset + 4, 4));
-            if (id.SequenceEqual("fmt "u8) && offset + 20 <= wav.Length)
-            {
-                byteRate = BinaryPrimitives.ReadUInt32LittleEndian(wav.Slice(offset + 16, 4));
-            }
-            else if (id.SequenceEqual("data"u8))
-            {
-                return byteRate == 0 ? null : TimeSpan.FromSeconds((double)size / byteRate);
-            }
-
-            offset += 8 + (int)Math.Min(size + (size & 1), int.MaxValue - 16);
-        }
-
-        return null;
     }
 
     private static IResult TooLarge(int limit) =>

@@ -39,6 +39,10 @@ public sealed class IndexModel(
     [BindProperty(SupportsGet = true, Name = "tab")]
     public string Tab { get; set; } = "configuration";
 
+    /// <summary>The Waldur resource a link names (the escalation webhook's link does); another subscription's is refused.</summary>
+    [BindProperty(SupportsGet = true, Name = "resource")]
+    public string? Resource { get; set; }
+
     public Subscription Subscription { get; private set; } = null!;
 
     public CatalogueEntry Offering { get; private set; } = null!;
@@ -326,11 +330,26 @@ public sealed class IndexModel(
             + "Open your agent's resource in HomePort and follow the buyer console link in its report.</p></main></body></html>",
     };
 
+    /// <summary>A link naming another subscription than the session's: its page is that subscription's console only.</summary>
+    private static ContentResult OtherSubscription() => new()
+    {
+        StatusCode = StatusCodes.Status403Forbidden,
+        ContentType = "text/html; charset=utf-8",
+        Content = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Console</title><link rel=\"stylesheet\" href=\"/app.css\"></head>"
+            + "<body><main class=\"narrow\"><h1>This link belongs to another agent's console</h1><p>Your console session is for a different subscription. "
+            + "Open that agent's resource in HomePort and follow the buyer console link in its report, then open this link again.</p></main></body></html>",
+    };
+
     private async Task<IActionResult> RenderAsync(string? message, CancellationToken cancellationToken)
     {
         if (await CallerAsync(cancellationToken) is not { } caller)
         {
             return Denied();
+        }
+
+        if (Resource is not null && !(Guid.TryParse(Resource, out var resource) && resource == caller.Subscription.ResourceUuid))
+        {
+            return OtherSubscription();
         }
 
         if (Tabs.All(t => t.Key != Tab))

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -89,6 +90,7 @@ public sealed record EmulatorExchange(EmulatorMessage Request, int Status, strin
 public abstract class Emulator : IAsyncDisposable
 {
     private readonly List<(string Method, Regex Pattern, Func<RouteRequest, Task<EmulatorResponse>> Handler)> _routes = [];
+    private readonly ConcurrentDictionary<(string Method, string Path), int> _served = new();
     private EmulatorServer? _server;
 
     /// <summary>Guards the emulator's state: routes run concurrently.</summary>
@@ -107,9 +109,17 @@ public abstract class Emulator : IAsyncDisposable
         Url = _server.Url;
     }
 
+    /// <summary>How many requests this method and path (a regular expression over the whole path) were answered, by any host.</summary>
+    public int RequestCount(string method, string pathPattern)
+    {
+        var pattern = new Regex("^" + pathPattern + "$");
+        return _served.Where(s => s.Key.Method.Equals(method, StringComparison.OrdinalIgnoreCase) && pattern.IsMatch(s.Key.Path)).Sum(s => s.Value);
+    }
+
     /// <summary>Answers one request: the first route whose method and template match, else <see cref="NotFound"/>.</summary>
     public async Task<EmulatorResponse> HandleAsync(EmulatorMessage message)
     {
+        _served.AddOrUpdate((message.Method.ToUpperInvariant(), message.Path), 1, (_, count) => count + 1);
         foreach (var (method, pattern, handler) in _routes)
         {
             if (!message.Method.Equals(method, StringComparison.OrdinalIgnoreCase) || pattern.Match(message.Path) is not { Success: true } match)

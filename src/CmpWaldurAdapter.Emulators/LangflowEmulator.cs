@@ -66,7 +66,6 @@ public partial class LangflowEmulator : Emulator
         }
     }
 
-
     public IReadOnlyList<LangflowUser> Users => Snapshot(() => _users.Values.Where(u => !u.IsSuperuser)
         .Select(u => new LangflowUser(u.Id, u.Username, u.IsActive)).ToList());
 

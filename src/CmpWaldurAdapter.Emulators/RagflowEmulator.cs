@@ -68,7 +68,6 @@ public partial class RagflowEmulator : Emulator
         }
     }
 
-
     /// <summary>Whether a parse request finishes at once (true) or leaves documents RUNNING until <see cref="FinishParsing"/>.</summary>
     public bool ParseAtOnce { get; set; } = true;
 

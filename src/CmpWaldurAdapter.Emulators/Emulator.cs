@@ -1,14 +1,8 @@
+using System.Collections.Concurrent;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
-using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 
 namespace CmpWaldurAdapter.Emulators;
 
@@ -69,94 +63,63 @@ public sealed record EmulatorResponse(int Status, string? Body = null, string Co
     public static EmulatorResponse Text(string text, int status = 200) => new(status, text, "text/plain");
 
     public static EmulatorResponse Error(int status, string detail) => Json(new JsonObject { ["detail"] = detail }, status);
+
+    /// <summary>The whole body as text, running <see cref="Stream"/> to its end (for hosts that cannot stream).</summary>
+    public async Task<string?> BodyTextAsync(CancellationToken cancellationToken = default)
+    {
+        if (Stream is null)
+        {
+            return Body;
+        }
+
+        using var buffer = new MemoryStream();
+        await Stream(buffer, cancellationToken);
+        return Encoding.UTF8.GetString(buffer.ToArray());
+    }
 }
 
 /// <summary>One exchange an emulator served, kept so tests can check requests and responses against the specs.</summary>
 public sealed record EmulatorExchange(EmulatorMessage Request, int Status, string? ResponseContentType, string? ResponseBody, DateTimeOffset At);
 
 /// <summary>
-/// The base of every emulator: a Kestrel server on a loopback port with one catch-all endpoint that dispatches to
-/// routes written as path templates. State is guarded by <see cref="Sync"/>; every exchange is kept (bounded).
+/// The base of every emulator: its state and routes written as path templates, answered by
+/// <see cref="HandleAsync"/> whatever carries the request. <see cref="StartAsync"/> serves them on Kestrel
+/// (sandbox, end-to-end tests, benchmarks); the test kit serves the same routes through WireMock. State is
+/// guarded by <see cref="Sync"/>.
 /// </summary>
 public abstract class Emulator : IAsyncDisposable
 {
-    private const int MaxExchanges = 10_000;
     private readonly List<(string Method, Regex Pattern, Func<RouteRequest, Task<EmulatorResponse>> Handler)> _routes = [];
-    private readonly LinkedList<EmulatorExchange> _exchanges = new();
-    private WebApplication? _app;
+    private readonly ConcurrentDictionary<(string Method, string Path), int> _served = new();
+    private EmulatorServer? _server;
 
     /// <summary>Guards the emulator's state: routes run concurrently.</summary>
     protected object Sync { get; } = new();
 
-    public Uri Url { get; private set; } = new("http://127.0.0.1/");
+    /// <summary>Where the emulator is served (answers that link to themselves use it).</summary>
+    public Uri Url { get; protected set; } = new("http://127.0.0.1/");
 
-    public IReadOnlyList<EmulatorExchange> Exchanges
-    {
-        get
-        {
-            lock (_exchanges)
-            {
-                return [.. _exchanges];
-            }
-        }
-    }
+    /// <summary>The exchanges served on Kestrel (bounded; empty when another host serves the routes).</summary>
+    public IReadOnlyList<EmulatorExchange> Exchanges => _server?.Exchanges ?? [];
 
-    /// <summary>Starts listening on 127.0.0.1 (port 0 picks a free one).</summary>
+    /// <summary>Starts serving on 127.0.0.1 over Kestrel (port 0 picks a free one).</summary>
     public async Task StartAsync(int port = 0, CancellationToken cancellationToken = default)
     {
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.Logging.ClearProviders();
-        builder.WebHost.UseUrls($"http://127.0.0.1:{port}");
-        _app = builder.Build();
-        _app.Run(DispatchAsync);
-        await _app.StartAsync(cancellationToken);
-        var address = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        Url = new Uri(address.TrimEnd('/') + "/");
+        _server = await EmulatorServer.StartAsync(this, port, cancellationToken);
+        Url = _server.Url;
     }
 
-    protected void Route(string method, string template, Func<RouteRequest, EmulatorResponse> handler) =>
-        Route(method, template, request => Task.FromResult(handler(request)));
-
-    protected void Route(string method, string template, Func<RouteRequest, Task<EmulatorResponse>> handler)
+    /// <summary>How many requests this method and path (a regular expression over the whole path) were answered, by any host.</summary>
+    public int RequestCount(string method, string pathPattern)
     {
-        var pattern = "^" + Regex.Replace(Regex.Escape(template).Replace(@"\{", "{"), "{([a-z_]+)}", "(?<$1>[^/]+)") + "$";
-        _routes.Add((method, new Regex(pattern), handler));
+        var pattern = new Regex("^" + pathPattern + "$");
+        return _served.Where(s => s.Key.Method.Equals(method, StringComparison.OrdinalIgnoreCase) && pattern.IsMatch(s.Key.Path)).Sum(s => s.Value);
     }
 
-    protected virtual EmulatorResponse NotFound(EmulatorMessage request) => EmulatorResponse.Error(404, $"No route for {request.Method} {request.Path}");
-
-    /// <summary>Whether some route answers this method and path (for emulators that redirect near misses).</summary>
-    protected bool HasRoute(string method, string path) =>
-        _routes.Any(r => r.Method.Equals(method, StringComparison.OrdinalIgnoreCase) && r.Pattern.IsMatch(path));
-
-    private async Task DispatchAsync(HttpContext context)
+    /// <summary>Answers one request: the first route whose method and template match, else <see cref="NotFound"/>.</summary>
+    public async Task<EmulatorResponse> HandleAsync(EmulatorMessage message)
     {
-        var message = await ReadAsync(context.Request);
-        var response = await AnswerAsync(message);
-        context.Response.StatusCode = response.Status;
-        context.Response.ContentType = response.ContentType;
-        foreach (var (name, value) in response.Headers ?? new Dictionary<string, string>())
-        {
-            context.Response.Headers[name] = value;
-        }
-
-        if (response.Stream is { } stream)
-        {
-            Record(new EmulatorExchange(message, response.Status, response.ContentType, null, DateTimeOffset.UtcNow));
-            await context.Response.StartAsync(context.RequestAborted);
-            await stream(context.Response.Body, context.RequestAborted);
-            return;
-        }
-
-        Record(new EmulatorExchange(message, response.Status, response.Body is null ? null : response.ContentType, response.Body, DateTimeOffset.UtcNow));
-        if (response.Body is not null)
-        {
-            await context.Response.WriteAsync(response.Body, context.RequestAborted);
-        }
-    }
-
-    private async Task<EmulatorResponse> AnswerAsync(EmulatorMessage message)
-    {
+        _served.AddOrUpdate((message.Method.ToUpperInvariant(), message.Path), 1, (_, count) => count + 1);
         foreach (var (method, pattern, handler) in _routes)
         {
             if (!message.Method.Equals(method, StringComparison.OrdinalIgnoreCase) || pattern.Match(message.Path) is not { Success: true } match)
@@ -178,40 +141,29 @@ public abstract class Emulator : IAsyncDisposable
         return NotFound(message);
     }
 
-    private static async Task<EmulatorMessage> ReadAsync(HttpRequest request)
+    protected void Route(string method, string template, Func<RouteRequest, EmulatorResponse> handler) =>
+        Route(method, template, request => Task.FromResult(handler(request)));
+
+    protected void Route(string method, string template, Func<RouteRequest, Task<EmulatorResponse>> handler)
     {
-        using var buffer = new MemoryStream();
-        await request.Body.CopyToAsync(buffer);
-        return new EmulatorMessage
-        {
-            Method = request.Method,
-            Path = request.Path.Value ?? "/",
-            PathAndQuery = (request.Path.Value ?? "/") + request.QueryString.Value,
-            Query = request.Query.ToDictionary(q => q.Key, q => q.Value.Select(v => v ?? string.Empty).ToArray()),
-            Headers = request.Headers.ToDictionary(h => h.Key, h => h.Value.Select(v => v ?? string.Empty).ToArray(), StringComparer.OrdinalIgnoreCase),
-            ContentType = request.ContentType,
-            BodyAsBytes = buffer.ToArray(),
-        };
+        var pattern = "^" + Regex.Replace(Regex.Escape(template).Replace(@"\{", "{"), "{([a-z_]+)}", "(?<$1>[^/]+)") + "$";
+        _routes.Add((method, new Regex(pattern), handler));
     }
 
-    private void Record(EmulatorExchange exchange)
-    {
-        lock (_exchanges)
-        {
-            _exchanges.AddLast(exchange);
-            if (_exchanges.Count > MaxExchanges)
-            {
-                _exchanges.RemoveFirst();
-            }
-        }
-    }
+    protected virtual EmulatorResponse NotFound(EmulatorMessage request) => EmulatorResponse.Error(404, $"No route for {request.Method} {request.Path}");
+
+    /// <summary>Whether some route answers this method and path (for emulators that redirect near misses).</summary>
+    protected bool HasRoute(string method, string path) =>
+        _routes.Any(r => r.Method.Equals(method, StringComparison.OrdinalIgnoreCase) && r.Pattern.IsMatch(path));
+
+    /// <summary>Every secret the emulator mints or stores (passwords, tokens, keys) passes here, so a test host can watch logs for it.</summary>
+    protected virtual string Secret(string value, string description) => value;
 
     public async ValueTask DisposeAsync()
     {
-        if (_app is not null)
+        if (_server is not null)
         {
-            await _app.StopAsync();
-            await _app.DisposeAsync();
+            await _server.DisposeAsync();
         }
 
         GC.SuppressFinalize(this);

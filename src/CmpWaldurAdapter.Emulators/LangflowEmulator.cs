@@ -9,9 +9,10 @@ namespace CmpWaldurAdapter.Emulators;
 /// superuser PATCHes them; API keys are minted for the caller only; flow and project names clash into
 /// "Name (1)" (and endpoint names into "name-1") without an error; a path with the wrong trailing slash gets a
 /// 307; every user gets a default project. Ownership is enforced on every tenant call (the behaviour of the
-/// releases with the ownership fixes). Runs answer deterministically from the retrieved passages.
+/// releases with the ownership fixes). Runs answer deterministically from the retrieved passages (a test host may
+/// script the answers and how streams end instead).
 /// </summary>
-public sealed partial class LangflowEmulator : Emulator
+public partial class LangflowEmulator : Emulator
 {
     public const string SuperuserUsername = "langflow-admin";
     public const string SuperuserPassword = "superuser-password-0123456789abcdef";
@@ -64,7 +65,6 @@ public sealed partial class LangflowEmulator : Emulator
             _duplicateNext.Add(kind);
         }
     }
-
 
     public IReadOnlyList<LangflowUser> Users => Snapshot(() => _users.Values.Where(u => !u.IsSuperuser)
         .Select(u => new LangflowUser(u.Id, u.Username, u.IsActive)).ToList());
@@ -127,7 +127,7 @@ public sealed partial class LangflowEmulator : Emulator
             }
 
             EnsureDefaultProject(user.Id);
-            var token = "jwt-" + Guid.NewGuid().ToString("N");
+            var token = Secret("jwt-" + Guid.NewGuid().ToString("N"), "Langflow access token");
             _tokens[token] = user.Id;
             return EmulatorResponse.Json(new JsonObject { ["access_token"] = token, ["refresh_token"] = "refresh-" + token, ["token_type"] = "bearer" });
         }));
@@ -142,7 +142,7 @@ public sealed partial class LangflowEmulator : Emulator
                 return EmulatorResponse.Error(400, "This username is unavailable.");
             }
 
-            var user = new EmulatedUser(Guid.NewGuid(), username, body["password"]!.GetValue<string>()) { IsActive = NewUserIsActive };
+            var user = new EmulatedUser(Guid.NewGuid(), username, Secret(body["password"]!.GetValue<string>(), "Langflow user password")) { IsActive = NewUserIsActive };
             _users[user.Id] = user;
             EnsureDefaultProject(user.Id);
             return EmulatorResponse.Json(UserJson(user), 201);
@@ -168,7 +168,7 @@ public sealed partial class LangflowEmulator : Emulator
             var body = request.JsonObject;
             if (body["password"] is { } password)
             {
-                user.Password = password.GetValue<string>();
+                user.Password = Secret(password.GetValue<string>(), "Langflow user password");
             }
 
             if (body["is_active"] is { } active)
@@ -207,7 +207,7 @@ public sealed partial class LangflowEmulator : Emulator
         Route("POST", "/api/v1/api_key/", request => AsUser(request, user =>
         {
             // Whatever user_id the body names, the key belongs to the caller.
-            var key = new EmulatedKey(Guid.NewGuid(), user.Id, request.JsonObject["name"]?.GetValue<string>() ?? "", "sk-" + Guid.NewGuid().ToString("N"));
+            var key = new EmulatedKey(Guid.NewGuid(), user.Id, request.JsonObject["name"]?.GetValue<string>() ?? "", Secret("sk-" + Guid.NewGuid().ToString("N"), "Langflow API key"));
             _keys[key.Id] = key;
             return EmulatorResponse.Json(KeyJson(key, masked: false));
         }));
@@ -324,36 +324,57 @@ public sealed partial class LangflowEmulator : Emulator
             var body = request.JsonObject;
             var session = body["session_id"]?.GetValue<string>() ?? id.ToString();
             var input = body["input_value"]?.GetValue<string>() ?? string.Empty;
-            var text = Answer(flow, body["tweaks"] as JsonObject, input);
-            var result = RunResult(session, input, text, id);
-            if (!string.Equals(request.Query("stream"), "true", StringComparison.OrdinalIgnoreCase))
-            {
-                return EmulatorResponse.Json(result);
-            }
-
-            var messageId = Guid.NewGuid().ToString();
-            return new EmulatorResponse(200, null, "text/event-stream")
-            {
-                Stream = async (stream, cancellationToken) =>
-                {
-                    async Task SendAsync(string type, JsonNode data)
-                    {
-                        var bytes = System.Text.Encoding.UTF8.GetBytes(new JsonObject { ["event"] = type, ["data"] = data }.ToJsonString() + "\n\n");
-                        await stream.WriteAsync(bytes, cancellationToken);
-                        await stream.FlushAsync(cancellationToken);
-                    }
-
-                    await SendAsync("add_message", Message(Guid.NewGuid().ToString(), "User", input, session, id));
-                    await SendAsync("add_message", Message(messageId, "Machine", string.Empty, session, id));
-                    foreach (var piece in Regex.Split(text, @"(?<= )"))
-                    {
-                        await SendAsync("token", new JsonObject { ["chunk"] = piece, ["id"] = messageId, ["timestamp"] = DateTimeOffset.UtcNow.ToString("O", CultureInfo.InvariantCulture) });
-                    }
-
-                    await SendAsync("end", new JsonObject { ["result"] = result });
-                },
-            };
+            var text = RunAnswer(flow, body["tweaks"] as JsonObject, input);
+            return string.Equals(request.Query("stream"), "true", StringComparison.OrdinalIgnoreCase)
+                ? StreamedRun(id, session, input, StreamOf(text))
+                : EmulatorResponse.Json(RunResult(session, input, text, id));
         }));
+    }
+
+    /// <summary>A run's reply (called under the lock); by default <see cref="Answer"/>.</summary>
+    protected virtual string RunAnswer(JsonObject flow, JsonObject? tweaks, string input) => Answer(flow, tweaks, input);
+
+    /// <summary>How a streamed run sends its reply (called under the lock); by default word by word, then <c>end</c>.</summary>
+    protected virtual LangflowStreamScript StreamOf(string text) =>
+        new(text.Split(' ').Select((word, i) => i == 0 ? word : " " + word).ToList(), LangflowStreamEnding.End);
+
+    /// <summary>
+    /// A run as Langflow 1.4.2 streams it (<c>?stream=true</c>): each event one JSON object and a blank line, no SSE
+    /// framing; <c>add_message</c> for the user's echo and the empty AI message, <c>token</c>s, then <c>end</c> with
+    /// the same result as a plain run (or an <c>error</c> event, or nothing when the stream just closes).
+    /// </summary>
+    private static EmulatorResponse StreamedRun(Guid flowId, string session, string input, LangflowStreamScript script)
+    {
+        var messageId = Guid.NewGuid().ToString();
+        return new EmulatorResponse(200, null, "text/event-stream")
+        {
+            Stream = async (stream, cancellationToken) =>
+            {
+                async Task SendAsync(string type, JsonNode data)
+                {
+                    var bytes = System.Text.Encoding.UTF8.GetBytes(new JsonObject { ["event"] = type, ["data"] = data }.ToJsonString() + "\n\n");
+                    await stream.WriteAsync(bytes, cancellationToken);
+                    await stream.FlushAsync(cancellationToken);
+                }
+
+                await SendAsync("add_message", Message(Guid.NewGuid().ToString(), "User", input, session, flowId));
+                await SendAsync("add_message", Message(messageId, "Machine", string.Empty, session, flowId));
+                foreach (var token in script.Tokens)
+                {
+                    await SendAsync("token", new JsonObject { ["chunk"] = token, ["id"] = messageId, ["timestamp"] = DateTimeOffset.UtcNow.ToString("O", CultureInfo.InvariantCulture) });
+                }
+
+                switch (script.Ending)
+                {
+                    case LangflowStreamEnding.End:
+                        await SendAsync("end", new JsonObject { ["result"] = RunResult(session, input, string.Concat(script.Tokens), flowId) });
+                        break;
+                    case LangflowStreamEnding.Error:
+                        await SendAsync("error", new JsonObject { ["error"] = "Error running graph: the model provider refused the request" });
+                        break;
+                }
+            },
+        };
     }
 
     /// <summary>The emulated agent's reply: the best retrieved passage when there is one, otherwise a fixed refusal.</summary>
@@ -635,7 +656,23 @@ public sealed partial class LangflowEmulator : Emulator
     }
 }
 
-/// <summary>A Langflow user as the fake holds it (the superuser is not listed).</summary>
+/// <summary>How a streamed run ends.</summary>
+public enum LangflowStreamEnding
+{
+    /// <summary>An <c>end</c> event with the whole result, as a finished run.</summary>
+    End,
+
+    /// <summary>An <c>error</c> event, then the stream closes.</summary>
+    Error,
+
+    /// <summary>The stream closes without <c>end</c> (a worker died).</summary>
+    Close,
+}
+
+/// <summary>The tokens a streamed run sends and how it ends.</summary>
+public sealed record LangflowStreamScript(IReadOnlyList<string> Tokens, LangflowStreamEnding Ending);
+
+/// <summary>A Langflow user as the emulator holds it (the superuser is not listed).</summary>
 public sealed record LangflowUser(Guid Id, string Username, bool IsActive);
 
 /// <summary>An API key and its owner.</summary>

@@ -8,13 +8,14 @@ namespace CmpWaldurAdapter.Emulators;
 
 /// <summary>
 /// A stateful RAGFlow v0.27 for the sandbox and end-to-end tests: text files are stored on upload, split into
-/// paragraph chunks when parsed, and retrieved by keyword overlap with the question. It keeps with the traps the real one sets: errors are HTTP 200 with a non-zero
+/// paragraph chunks when parsed (at once, or when the host says the task executor finished), and retrieved by keyword
+/// overlap with the question. It keeps the traps the real one sets: errors are HTTP 200 with a non-zero
 /// <c>code</c>; looking up a name or id that matches nothing is code 102 "lacks permission", not an empty list;
 /// a taken dataset name (case-insensitive) becomes "name(1)"; deleting a missing id is code 102 and deletes
 /// nothing; request bodies are strict; and a DELETE without ids (or with <c>delete_all</c>) wipes the whole
 /// service tenant, which the emulator counts so tests can prove it never happens.
 /// </summary>
-public sealed partial class RagflowEmulator : Emulator
+public partial class RagflowEmulator : Emulator
 {
     public const string ApiKey = "ragflow-test-key-0123456789abcdefghijklmnop";
     public const string TenantId = "5e7f0c1d2b3a49586a7b8c9d0e1f2a3b";
@@ -29,6 +30,7 @@ public sealed partial class RagflowEmulator : Emulator
     private readonly HashSet<string> _duplicateNext = [];
     private readonly Dictionary<string, string> _texts = new(StringComparer.Ordinal);
     private readonly Dictionary<string, List<string>> _chunks = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, int> _parseRequests = new(StringComparer.Ordinal);
     private long _clock = 1_760_000_000_000;
     private int _unscopedDeletes;
 
@@ -66,6 +68,59 @@ public sealed partial class RagflowEmulator : Emulator
         }
     }
 
+    /// <summary>Whether a parse request finishes at once (true) or leaves documents RUNNING until <see cref="FinishParsing"/>.</summary>
+    public bool ParseAtOnce { get; set; } = true;
+
+    /// <summary>Every RUNNING document of the dataset finishes parsing.</summary>
+    public void FinishParsing(string datasetId)
+    {
+        lock (Sync)
+        {
+            foreach (var document in _documents.GetValueOrDefault(datasetId) ?? [])
+            {
+                if (document["run"]!.GetValue<string>() == "RUNNING")
+                {
+                    Parsed(document);
+                }
+            }
+        }
+    }
+
+    /// <summary>Every RUNNING document of the dataset moves on to <paramref name="progress"/> (0 to 1) and logs a line, as the task executor does.</summary>
+    public void AdvanceParsing(string datasetId, double progress)
+    {
+        lock (Sync)
+        {
+            foreach (var document in Running(datasetId))
+            {
+                document["progress"] = progress;
+                document["progress_msg"] = $"{document["progress_msg"]}\n{DateTime.UtcNow:HH:mm:ss} Page(1~12): OCR finished ({progress:P0})".TrimStart('\n');
+            }
+        }
+    }
+
+    /// <summary>
+    /// Every RUNNING document of the dataset fails as a task reporting progress -1 makes it: <c>run</c> FAIL,
+    /// <c>progress</c> -1, the reason as the last line of the <c>progress_msg</c> log.
+    /// </summary>
+    public void FailParsing(string datasetId, string reason)
+    {
+        lock (Sync)
+        {
+            foreach (var document in Running(datasetId))
+            {
+                document["run"] = "FAIL";
+                document["progress"] = -1.0;
+                document["progress_msg"] = $"{DateTime.UtcNow:HH:mm:ss} Task has been received.\n{DateTime.UtcNow:HH:mm:ss} [ERROR]{reason}";
+            }
+        }
+    }
+
+    /// <summary>How many parse requests named <paramref name="documentId"/> (each one re-parses and costs).</summary>
+    public int ParseRequests(string documentId) => Snapshot(() => _parseRequests.GetValueOrDefault(documentId));
+
+    private List<JsonObject> Running(string datasetId) =>
+        (_documents.GetValueOrDefault(datasetId) ?? []).Where(d => d["run"]!.GetValue<string>() == "RUNNING").ToList();
 
     protected override EmulatorResponse NotFound(EmulatorMessage request) =>
         EmulatorResponse.Json(new JsonObject { ["code"] = 404, ["message"] = $"Not Found: {request.Path}", ["data"] = null, ["error"] = "Not Found" }, 404);
@@ -288,16 +343,54 @@ public sealed partial class RagflowEmulator : Emulator
                     return Code(102, "Can't parse document that is currently being processed");
                 }
 
-                // Text files parse at once: one chunk per paragraph.
-                var chunks = Paragraphs(_texts.GetValueOrDefault(id) ?? string.Empty);
-                _chunks[id] = chunks;
-                document["run"] = "DONE";
-                document["progress"] = 1.0;
-                document["chunk_count"] = chunks.Count;
-                document["token_count"] = chunks.Sum(c => Words(c).Count);
+                _parseRequests[id] = _parseRequests.GetValueOrDefault(id) + 1;
+                if (ParseAtOnce)
+                {
+                    Parsed(document);
+                    continue;
+                }
+
+                document["run"] = "RUNNING";
+                document["progress"] = 0.0;
+                document["progress_msg"] = "";
+                document["chunk_count"] = 0;
             }
 
             return notFound.Count > 0 ? Code(102, $"Documents not found: [{string.Join(", ", notFound)}]") : EmulatorResponse.Json(new JsonObject { ["code"] = 0 });
+        }));
+
+        // chunk_api.py::stop_parsing: RUNNING becomes CANCEL; any other state aborts the call with 102.
+        Route("DELETE", "/api/v1/datasets/{dataset_id}/chunks", request => OnDataset(request, (_, docs) =>
+        {
+            var ids = (request.JsonObject["document_ids"] as JsonArray)?.Select(i => i!.GetValue<string>()).ToList() ?? [];
+            if (ids.Count == 0)
+            {
+                return Code(102, "`document_ids` is required");
+            }
+
+            foreach (var id in ids)
+            {
+                var document = docs.FirstOrDefault(d => d["id"]!.GetValue<string>() == id);
+                if (document is null)
+                {
+                    return Code(102, $"You don't own the document {id}.");
+                }
+
+                if (document["run"]!.GetValue<string>() != "RUNNING")
+                {
+                    return EmulatorResponse.Json(new JsonObject
+                    {
+                        ["code"] = 102,
+                        ["message"] = "Can't stop parsing document that has not started or already completed",
+                        ["data"] = new JsonObject { ["error_code"] = "DOC_STOP_PARSING_INVALID_STATE" },
+                    });
+                }
+
+                document["run"] = "CANCEL";
+                document["progress"] = 0.0;
+            }
+
+            return EmulatorResponse.Json(new JsonObject { ["code"] = 0 });
         }));
 
         Route("POST", "/api/v1/retrieval", request => Authorized(request, () =>
@@ -526,6 +619,18 @@ public sealed partial class RagflowEmulator : Emulator
         }
 
         return files;
+    }
+
+    /// <summary>A text document parsed: one chunk per paragraph.</summary>
+    private void Parsed(JsonObject document)
+    {
+        var id = document["id"]!.GetValue<string>();
+        var chunks = Paragraphs(_texts.GetValueOrDefault(id) ?? string.Empty);
+        _chunks[id] = chunks;
+        document["run"] = "DONE";
+        document["progress"] = 1.0;
+        document["chunk_count"] = chunks.Count;
+        document["token_count"] = chunks.Sum(c => Words(c).Count);
     }
 
     private static List<string> Paragraphs(string text) =>

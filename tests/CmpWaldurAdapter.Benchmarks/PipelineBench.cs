@@ -6,11 +6,11 @@ using System.Text.Json.Nodes;
 using CmpWaldurAdapter.Core.Catalogue;
 using CmpWaldurAdapter.Core.Subscriptions;
 using CmpWaldurAdapter.Credits;
+using CmpWaldurAdapter.Emulators;
 using CmpWaldurAdapter.Events;
 using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Provisioning;
 using CmpWaldurAdapter.Tenants;
-using CmpWaldurAdapter.Testing.Credits;
 using CmpWaldurAdapter.Testing.Fakes;
 using CmpWaldurAdapter.Testing.Hosting;
 using CmpWaldurAdapter.Usage;
@@ -22,10 +22,11 @@ namespace CmpWaldurAdapter.Benchmarks;
 
 /// <summary>
 /// End-to-end benchmarks of the adapter's pipelines against the real PostgreSQL and RabbitMQ that
-/// scripts/services.sh starts (CMP_TEST_POSTGRES, CMP_TEST_RABBITMQ_*), with the Waldur fake:
+/// scripts/services.sh starts (CMP_TEST_POSTGRES, CMP_TEST_RABBITMQ_*), with the Waldur emulator on Kestrel (the
+/// same behaviour the sandbox runs and the tests' WireMock fake serves):
 /// <list type="bullet">
 /// <item><c>orders</c>: N Create orders announced over STOMP → all done; duplicates are counted from the
-/// fake's set_state_done calls per order.</item>
+/// emulator's set_state_done calls per order.</item>
 /// <item><c>usage</c>: usage reporting for N resources with charges; a second run must post nothing; after
 /// charging M of them again, a third run must post exactly those.</item>
 /// </list>
@@ -65,7 +66,7 @@ internal static class PipelineBench
             var text = new StringBuilder();
             text.AppendLine(CultureInfo.InvariantCulture, $"\n## {DateTimeOffset.UtcNow:yyyy-MM-dd HH:mm} UTC — {title}\n");
             text.AppendLine(CultureInfo.InvariantCulture, $"- Machine: {Machine.Describe()}");
-            text.AppendLine(CultureInfo.InvariantCulture, $"- PostgreSQL and RabbitMQ from scripts/services.sh (fsync off); Waldur is the in-process WireMock fake; .NET {Environment.Version}");
+            text.AppendLine(CultureInfo.InvariantCulture, $"- PostgreSQL and RabbitMQ from scripts/services.sh (fsync off); Waldur is the in-process emulator (Kestrel); .NET {Environment.Version}");
             text.AppendLine(CultureInfo.InvariantCulture, $"- Command: `{Environment.GetEnvironmentVariable("BENCH_COMMAND") ?? "CmpWaldurAdapter.Benchmarks " + string.Join(' ', args)}`\n");
             text.AppendLine("| Run | Items | Seconds | Per second | Result | Target met |");
             text.AppendLine("|---|---:|---:|---:|---|---|");
@@ -87,12 +88,13 @@ internal static class PipelineBench
     {
         var rows = new List<string>();
         var failures = new List<string>();
-        using var waldur = new WaldurFake();
+        await using var waldur = new WaldurEmulator();
+        await waldur.StartAsync();
         using var broker = new RabbitMqBroker();
         var queues = new ConcurrentDictionary<string, string>();
         waldur.OnQueueCreated = (vhost, queue) =>
         {
-            broker.ProvisionQueueAsync(vhost, queue.Split('_')[1], WaldurFake.Token, queue).GetAwaiter().GetResult();
+            broker.ProvisionQueueAsync(vhost, queue.Split('_')[1], WaldurEmulator.Token, queue).GetAwaiter().GetResult();
             queues[queue.EndsWith("_order", StringComparison.Ordinal) ? "order" : "resource"] = queue;
         };
         var form = JsonNode.Parse("""{"order": ["agent_name"], "options": {"agent_name": {"type": "string", "label": "Agent name", "required": true}}}""")!.AsObject();
@@ -125,7 +127,7 @@ internal static class PipelineBench
 
         var seconds = clock.Elapsed.TotalSeconds;
         var done = orders.Count(o => waldur.OrderState(o) == "done");
-        var duplicates = orders.Sum(o => Math.Max(0, waldur.Count("POST", $"/api/marketplace-orders/{o}/set_state_done/") - 1));
+        var duplicates = orders.Sum(o => Math.Max(0, waldur.RequestCount("POST", $"/api/marketplace-orders/{o}/set_state_done/") - 1));
         var met = done == count && duplicates == 0 && seconds <= targetSeconds;
         rows.Add(string.Create(CultureInfo.InvariantCulture,
             $"| {count} Create orders announced over STOMP → done (published in {published:F1} s; Orders:Concurrency default) | {count} | {seconds:F1} | {done / seconds:F1} | {done} done, {duplicates} duplicate set_state_done | {(met ? "yes" : "**no**")} (≤ {targetSeconds} s, 0 duplicates) |"));
@@ -151,18 +153,25 @@ internal static class PipelineBench
     {
         var rows = new List<string>();
         var failures = new List<string>();
-        await using var bed = await CreditTestBed.CreateAsync(DatabaseProvider.Postgres);
-        bed.CheckContractOnDispose = false; // 30,000 recorded requests: the contract tests check the same calls
-        await bed.StartAsync();
-        var subscriptions = await SeedAsync(bed, resources);
-        var reporter = bed.Services.GetRequiredService<UsageReporter>();
+        await using var waldur = new WaldurEmulator();
+        await waldur.StartAsync();
+        using var catalogue = new TestCatalogue();
+        await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Postgres);
+        var offering = waldur.AddOffering("Studio Agent");
+        var settings = AdapterTestHost.Settings(waldur, database, offering);
+        settings["Offerings:0:Slug"] = TestCatalogue.Slug;
+        settings["Catalogue:Directory"] = catalogue.Directory;
+        using var host = await AdapterTestHost.StartServicesAsync(settings, new CapturedLogs());
+        var ledger = host.Services.GetRequiredService<CreditLedger>();
+        var subscriptions = await SeedAsync(host.Services, ledger, waldur, offering, resources);
+        var reporter = host.Services.GetRequiredService<UsageReporter>();
 
         async Task<(double Seconds, int Posted, int Calls)> RunAsync()
         {
-            var before = bed.Waldur.Count("POST", "/api/marketplace-component-usages/set_usage/");
+            var before = waldur.RequestCount("POST", "/api/marketplace-component-usages/set_usage/");
             var clock = Stopwatch.StartNew();
             var report = await reporter.ReportAsync();
-            return (clock.Elapsed.TotalSeconds, report.Posted, bed.Waldur.Count("POST", "/api/marketplace-component-usages/set_usage/") - before);
+            return (clock.Elapsed.TotalSeconds, report.Posted, waldur.RequestCount("POST", "/api/marketplace-component-usages/set_usage/") - before);
         }
 
         void Row(string run, int items, (double Seconds, int Posted, int Calls) result, int expectedCalls, bool timed)
@@ -185,20 +194,21 @@ internal static class PipelineBench
         Row("second report, nothing changed", resources, await RunAsync(), 0, timed: true);
         foreach (var subscription in subscriptions.Take(changed))
         {
-            await bed.Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 1, 1, "second-" + subscription.Id);
+            await ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 1, 1, "second-" + subscription.Id);
         }
 
         Row($"third report, {changed} resources charged again", resources, await RunAsync(), changed, timed: true);
+        await host.StopAsync();
         return ($"usage reporting for {resources} resources", rows, failures);
     }
 
     /// <summary>N active subscriptions over N/100 organizations, each charged once (through the ledger).</summary>
-    private static async Task<List<Subscription>> SeedAsync(CreditTestBed bed, int count)
+    private static async Task<List<Subscription>> SeedAsync(IServiceProvider services, CreditLedger ledger, WaldurEmulator waldur, Guid offering, int count)
     {
         var now = DateTimeOffset.UtcNow;
         var customers = Enumerable.Range(0, Math.Max(1, count / 100)).Select(_ => Guid.NewGuid()).ToList();
         var subscriptions = new List<Subscription>();
-        await using (var db = await bed.Services.GetRequiredService<IDbContextFactory<AdapterDbContext>>().CreateDbContextAsync())
+        await using (var db = await services.GetRequiredService<IDbContextFactory<AdapterDbContext>>().CreateDbContextAsync())
         {
             db.ChangeTracker.AutoDetectChangesEnabled = false;
             db.Customers.AddRange(customers.Select(c => new Customer { Id = c, Name = "Buyer", CreatedAt = now, UpdatedAt = now }));
@@ -208,13 +218,13 @@ internal static class PipelineBench
                 var workspace = new Workspace { Id = Guid.NewGuid(), CustomerId = customer, Name = "Project", CreatedAt = now, UpdatedAt = now };
                 var subscription = new Subscription
                 {
-                    Id = Guid.NewGuid(), ResourceUuid = Guid.NewGuid(), OfferingUuid = bed.Offering, CustomerId = customer, WorkspaceId = workspace.Id,
+                    Id = Guid.NewGuid(), ResourceUuid = Guid.NewGuid(), OfferingUuid = offering, CustomerId = customer, WorkspaceId = workspace.Id,
                     Name = "agent", State = SubscriptionState.Active, CreatedAt = now, UpdatedAt = now,
                 };
                 db.Workspaces.Add(workspace);
                 db.Subscriptions.Add(subscription);
                 subscriptions.Add(subscription);
-                bed.Waldur.KnowResource(subscription.ResourceUuid, bed.Offering);
+                waldur.KnowResource(subscription.ResourceUuid, offering);
             }
 
             await db.SaveChangesAsync();
@@ -222,11 +232,11 @@ internal static class PipelineBench
 
         foreach (var customer in customers)
         {
-            await bed.Ledger.GrantAsync(customer, 1_000_000, "benchmark funding");
+            await ledger.GrantAsync(customer, 1_000_000, "benchmark funding");
         }
 
         await Parallel.ForEachAsync(subscriptions, new ParallelOptions { MaxDegreeOfParallelism = 16 }, async (subscription, cancellationToken) =>
-            await bed.Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 1, "first-" + subscription.Id, cancellationToken));
+            await ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 1, "first-" + subscription.Id, cancellationToken));
         return subscriptions;
     }
 }

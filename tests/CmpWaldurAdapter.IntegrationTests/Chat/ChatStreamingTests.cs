@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text.Json.Nodes;
+using CmpWaldurAdapter.Emulators;
 using CmpWaldurAdapter.Testing.Chat;
 using CmpWaldurAdapter.Testing.Fakes;
 using CmpWaldurAdapter.Testing.Hosting;

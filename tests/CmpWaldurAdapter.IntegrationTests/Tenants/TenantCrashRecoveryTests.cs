@@ -100,7 +100,7 @@ public sealed class TenantCrashRecoveryTests : IAsyncLifetime
     /// <summary>Runs the order until the matching request has been answered upstream, then "kills" the process.</summary>
     private async Task CrashAsync(Guid order, string upstream, string method, string path)
     {
-        FakeUpstream fake = upstream == "langflow" ? _bed.Langflow : _bed.Ragflow;
+        FakeUpstream fake = upstream == "langflow" ? _bed.Langflow.Upstream : _bed.Ragflow.Upstream;
         using var crash = new CancellationTokenSource();
         var crashed = 0;
         fake.Observe = (request, _) =>

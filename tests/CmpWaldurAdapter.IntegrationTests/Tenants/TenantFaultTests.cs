@@ -159,5 +159,5 @@ public sealed class TenantFaultTests : IAsyncLifetime
         Assert.StartsWith("The knowledge base could not be created: the knowledge-base service refused the provider's credentials", message);
     }
 
-    private FakeUpstream Fake(string upstream) => upstream == "langflow" ? _bed.Langflow : _bed.Ragflow;
+    private FakeUpstream Fake(string upstream) => upstream == "langflow" ? _bed.Langflow.Upstream : _bed.Ragflow.Upstream;
 }

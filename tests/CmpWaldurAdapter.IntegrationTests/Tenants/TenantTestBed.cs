@@ -136,10 +136,10 @@ public sealed class TenantTestBed : IAsyncDisposable
     /// </summary>
     public List<string> Calls(IReadOnlyDictionary<string, string> names, DateTime? since = null, bool includeWaldur = false)
     {
-        var sources = new List<(string Name, FakeUpstream Fake)> { ("langflow", Langflow), ("ragflow", Ragflow) };
+        var sources = new List<(string Name, FakeUpstream Fake)> { ("langflow", Langflow.Upstream), ("ragflow", Ragflow.Upstream) };
         if (includeWaldur)
         {
-            sources.Add(("waldur", Waldur));
+            sources.Add(("waldur", Waldur.Upstream));
         }
 
         return sources

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json.Nodes;
+using CmpWaldurAdapter.Emulators;
 
 namespace CmpWaldurAdapter.Testing.Fakes;
 
@@ -16,7 +17,7 @@ namespace CmpWaldurAdapter.Testing.Fakes;
 /// <item>Errors as the v1 API writes them: <c>{statusCode, data{authorized, valid, errors, successful}, message, reason}</c>.</item>
 /// </list>
 /// </summary>
-public sealed class ConfluenceFake : FakeUpstream
+public sealed class ConfluenceFake : Emulator, IFakeUpstream, IDisposable
 {
     private readonly Dictionary<string, Account> _accounts = [];
     private readonly Dictionary<string, Space> _spaces = [];
@@ -26,9 +27,15 @@ public sealed class ConfluenceFake : FakeUpstream
 
     public ConfluenceFake()
     {
+        Upstream = new FakeUpstream(this);
+        Url = Upstream.Url;
         Route("GET", "/wiki/rest/api/space/{key}", GetSpace);
         Route("GET", "/wiki/rest/api/content", GetContent);
     }
+
+    public FakeUpstream Upstream { get; }
+
+    public void Dispose() => Upstream.Dispose();
 
     /// <summary>Largest limit honoured, as Confluence caps it when bodies are expanded.</summary>
     public int MaxLimit { get; set; } = 100;
@@ -120,7 +127,7 @@ public sealed class ConfluenceFake : FakeUpstream
         }
     }
 
-    private FakeResponse GetSpace(RouteRequest request)
+    private EmulatorResponse GetSpace(RouteRequest request)
     {
         var key = request.PathValues["key"];
         lock (Sync)
@@ -148,7 +155,7 @@ public sealed class ConfluenceFake : FakeUpstream
         }
     }
 
-    private FakeResponse GetContent(RouteRequest request)
+    private EmulatorResponse GetContent(RouteRequest request)
     {
         lock (Sync)
         {
@@ -251,14 +258,14 @@ public sealed class ConfluenceFake : FakeUpstream
     private string Base => Url.ToString().TrimEnd('/') + "/wiki";
 
     /// <summary>Answers set the XSRF cookie, as Confluence Cloud does: a client must not send it back for another tenant.</summary>
-    private static FakeResponse Ok(JsonObject body) => FakeResponse.Json(body) with
+    private static EmulatorResponse Ok(JsonObject body) => EmulatorResponse.Json(body) with
     {
         Headers = new Dictionary<string, string> { ["Set-Cookie"] = $"atlassian.xsrf.token={Guid.NewGuid():N}_lin; Path=/; SameSite=None; Secure" },
     };
 
-    private static FakeResponse Unauthorized() => Error(401, "Unauthorized", "Client must be authenticated to access this resource.");
+    private static EmulatorResponse Unauthorized() => Error(401, "Unauthorized", "Client must be authenticated to access this resource.");
 
-    private static FakeResponse Error(int status, string reason, string message) => FakeResponse.Json(
+    private static EmulatorResponse Error(int status, string reason, string message) => EmulatorResponse.Json(
         new JsonObject
         {
             ["statusCode"] = status,

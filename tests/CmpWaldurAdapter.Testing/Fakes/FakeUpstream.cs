@@ -1,9 +1,7 @@
 using System.Collections.Concurrent;
-using System.Net;
 using System.Text;
-using System.Text.Json;
-using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
+using CmpWaldurAdapter.Emulators;
 using WireMock;
 using WireMock.Matchers;
 using WireMock.RequestBuilders;
@@ -15,56 +13,26 @@ using WireMock.Util;
 
 namespace CmpWaldurAdapter.Testing.Fakes;
 
-/// <summary>A request as a fake route sees it.</summary>
-public sealed class RouteRequest(IRequestMessage message, IReadOnlyDictionary<string, string> pathValues)
+/// <summary>A test double for an upstream: an emulator served through <see cref="Upstream"/> (WireMock, with fault injection).</summary>
+public interface IFakeUpstream
 {
-    public IRequestMessage Message { get; } = message;
-
-    public string Method => Message.Method;
-
-    public string Path => Message.Path;
-
-    public IReadOnlyDictionary<string, string> PathValues { get; } = pathValues;
-
-    public Guid Id(string name = "uuid") => Guid.Parse(PathValues[name]);
-
-    public string? Query(string name) => Message.Query is { } q && q.TryGetValue(name, out var values) ? values.FirstOrDefault() : null;
-
-    public IReadOnlyList<string> QueryAll(string name) => Message.Query is { } q && q.TryGetValue(name, out var values) ? values.ToList() : [];
-
-    public string? Header(string name) => Message.Headers is { } h && h.TryGetValue(name, out var values) ? values.FirstOrDefault() : null;
-
-    public JsonNode? Json => string.IsNullOrEmpty(Message.Body) ? null : JsonNode.Parse(Message.Body);
-
-    public JsonObject JsonObject => Json as JsonObject ?? [];
-}
-
-/// <summary>A fake's answer.</summary>
-public sealed record FakeResponse(int Status, string? Body = null, string ContentType = "application/json", IReadOnlyDictionary<string, string>? Headers = null, TimeSpan? Delay = null)
-{
-    public static FakeResponse Json(object? body, int status = 200) =>
-        new(status, body is JsonNode node ? node.ToJsonString() : JsonSerializer.Serialize(body));
-
-    public static FakeResponse Empty(int status = 204) => new(status, null);
-
-    public static FakeResponse Text(string text, int status = 200) => new(status, text, "text/plain");
-
-    public static FakeResponse Error(int status, string detail) => Json(new JsonObject { ["detail"] = detail }, status);
+    FakeUpstream Upstream { get; }
 }
 
 /// <summary>
-/// The base of every stateful upstream fake: one WireMock catch-all mapping that dispatches to routes
-/// written as path templates, with fault injection in front of them. WireMock keeps every request,
-/// so tests check them against the pinned upstream spec.
+/// Serves an emulator's routes (<see cref="Emulator.HandleAsync"/>, the same behaviour the sandbox runs on Kestrel)
+/// through one WireMock catch-all mapping, with fault injection in front of them. WireMock keeps every request,
+/// so tests check them against the pinned upstream spec. Streamed answers are sent whole.
 /// </summary>
-public abstract class FakeUpstream : IDisposable
+public sealed class FakeUpstream : IDisposable
 {
-    private readonly List<(string Method, Regex Pattern, string Template, Func<RouteRequest, Task<FakeResponse>> Handler)> _routes = [];
+    private readonly Emulator _emulator;
     private readonly ConcurrentQueue<Fault> _faults = new();
     private readonly object _faultLock = new();
 
-    protected FakeUpstream()
+    public FakeUpstream(Emulator emulator)
     {
+        _emulator = emulator;
         Server = WireMockServer.Start(new WireMockServerSettings { Urls = ["http://127.0.0.1:0"], StartAdminInterface = false });
         Server.Given(Request.Create().UsingAnyMethod().WithPath(new RegexMatcher(".*")))
             .RespondWith(Response.Create().WithCallback(DispatchAsync));
@@ -74,10 +42,10 @@ public abstract class FakeUpstream : IDisposable
 
     public Uri Url => new(Server.Url!.TrimEnd('/') + "/");
 
-    /// <summary>Guards the fake's state: routes run concurrently.</summary>
-    protected object Sync { get; } = new();
-
     public IEnumerable<IRequestMessage> Requests => Server.LogEntries.Select(e => e.RequestMessage);
+
+    /// <summary>Called after the emulator answered (e.g. to simulate the adapter dying right after an upstream call).</summary>
+    public Action<EmulatorMessage, EmulatorResponse>? Observe { get; set; }
 
     public int Count(string method, string pathPattern) =>
         Requests.Count(r => r.Method.Equals(method, StringComparison.OrdinalIgnoreCase) && Regex.IsMatch(r.Path, "^" + pathPattern + "$"));
@@ -94,24 +62,12 @@ public abstract class FakeUpstream : IDisposable
     /// <summary>Every matching request fails until <see cref="Heal"/>.</summary>
     public void Break(string method, string pathPattern, int status, TimeSpan? delay = null) => Fail(method, pathPattern, status, int.MaxValue, delay);
 
-    /// <summary>Called after a route answered (e.g. to simulate the adapter dying right after an upstream call).</summary>
-    public Action<RouteRequest, FakeResponse>? Observe { get; set; }
-
     public void Heal()
     {
         lock (_faultLock)
         {
             _faults.Clear();
         }
-    }
-
-    protected void Route(string method, string template, Func<RouteRequest, FakeResponse> handler) =>
-        Route(method, template, request => Task.FromResult(handler(request)));
-
-    protected void Route(string method, string template, Func<RouteRequest, Task<FakeResponse>> handler)
-    {
-        var pattern = "^" + Regex.Replace(Regex.Escape(template).Replace(@"\{", "{"), "{([a-z_]+)}", "(?<$1>[^/]+)") + "$";
-        _routes.Add((method, new Regex(pattern), template, handler));
     }
 
     private async Task<IResponseMessage> DispatchAsync(IRequestMessage request)
@@ -125,50 +81,31 @@ public abstract class FakeUpstream : IDisposable
 
             return fault.Status == 0
                 ? new ResponseMessage { FaultType = FaultType.MALFORMED_RESPONSE_CHUNK, StatusCode = 200 }
-                : ToMessage(new FakeResponse(fault.Status, fault.Body ?? "{\"detail\":\"injected failure\"}"));
+                : ToMessage(new EmulatorResponse(fault.Status, fault.Body ?? "{\"detail\":\"injected failure\"}"), null);
         }
 
-        foreach (var (method, pattern, _, handler) in _routes)
-        {
-            if (!request.Method.Equals(method, StringComparison.OrdinalIgnoreCase))
-            {
-                continue;
-            }
-
-            var match = pattern.Match(request.Path);
-            if (!match.Success)
-            {
-                continue;
-            }
-
-            var values = pattern.GetGroupNames().Where(n => !int.TryParse(n, out _)).ToDictionary(n => n, n => Uri.UnescapeDataString(match.Groups[n].Value));
-            FakeResponse response;
-            try
-            {
-                response = await handler(new RouteRequest(request, values));
-            }
-            catch (Exception exception) when (exception is JsonException or FormatException or KeyNotFoundException or InvalidOperationException)
-            {
-                response = FakeResponse.Error(400, exception.Message);
-            }
-
-            if (response.Delay is { } delay)
-            {
-                await Task.Delay(delay);
-            }
-
-            Observe?.Invoke(new RouteRequest(request, values), response);
-            return ToMessage(response);
-        }
-
-        return ToMessage(NotFound(request));
+        var message = ToEmulatorMessage(request);
+        var response = await _emulator.HandleAsync(message);
+        var body = await response.BodyTextAsync();
+        Observe?.Invoke(message, response);
+        return ToMessage(response, body);
     }
 
-    protected virtual FakeResponse NotFound(IRequestMessage request) => FakeResponse.Error(404, $"No route for {request.Method} {request.Path}");
-
-    /// <summary>Whether some route answers this method and path (for fakes that redirect near misses).</summary>
-    protected bool HasRoute(string method, string path) =>
-        _routes.Any(r => r.Method.Equals(method, StringComparison.OrdinalIgnoreCase) && r.Pattern.IsMatch(path));
+    private static EmulatorMessage ToEmulatorMessage(IRequestMessage request)
+    {
+        var headers = (request.Headers ?? new Dictionary<string, WireMockList<string>>())
+            .ToDictionary(h => h.Key, h => h.Value.ToArray(), StringComparer.OrdinalIgnoreCase);
+        return new EmulatorMessage
+        {
+            Method = request.Method,
+            Path = request.Path,
+            PathAndQuery = request.Path + (string.IsNullOrEmpty(request.RawQuery) ? string.Empty : "?" + request.RawQuery.TrimStart('?')),
+            Query = (request.Query ?? new Dictionary<string, WireMockList<string>>()).ToDictionary(q => q.Key, q => q.Value.ToArray()),
+            Headers = headers,
+            ContentType = headers.TryGetValue("Content-Type", out var type) ? type.FirstOrDefault() : null,
+            BodyAsBytes = request.BodyAsBytes ?? (request.Body is { } text ? Encoding.UTF8.GetBytes(text) : null),
+        };
+    }
 
     private Fault? TakeFault(IRequestMessage request)
     {
@@ -187,7 +124,7 @@ public abstract class FakeUpstream : IDisposable
         }
     }
 
-    private static ResponseMessage ToMessage(FakeResponse response)
+    private static ResponseMessage ToMessage(EmulatorResponse response, string? streamed)
     {
         var message = new ResponseMessage { StatusCode = response.Status };
         message.AddHeader("Content-Type", response.ContentType);
@@ -196,11 +133,11 @@ public abstract class FakeUpstream : IDisposable
             message.AddHeader(name, value);
         }
 
-        if (response.Body is not null)
+        if ((streamed ?? response.Body) is { } body)
         {
             message.BodyData = new BodyData
             {
-                BodyAsString = response.Body,
+                BodyAsString = body,
                 DetectedBodyType = BodyType.String,
                 Encoding = Encoding.UTF8,
             };
@@ -213,7 +150,6 @@ public abstract class FakeUpstream : IDisposable
     {
         Server.Stop();
         Server.Dispose();
-        GC.SuppressFinalize(this);
     }
 
     private sealed class Fault(string method, Regex pattern, int status, int times, TimeSpan? delay, string? body)
@@ -229,5 +165,31 @@ public abstract class FakeUpstream : IDisposable
         public TimeSpan? Delay { get; } = delay;
 
         public string? Body { get; } = body;
+    }
+}
+
+/// <summary>The WireMock host's test controls, on every fake itself (<c>waldur.Fail(...)</c>, <c>waldur.Requests</c>).</summary>
+public static class FakeUpstreamMembers
+{
+    extension(IFakeUpstream fake)
+    {
+        public WireMockServer Server => fake.Upstream.Server;
+
+        public IEnumerable<IRequestMessage> Requests => fake.Upstream.Requests;
+
+        public Action<EmulatorMessage, EmulatorResponse>? Observe
+        {
+            get => fake.Upstream.Observe;
+            set => fake.Upstream.Observe = value;
+        }
+
+        public int Count(string method, string pathPattern) => fake.Upstream.Count(method, pathPattern);
+
+        public void Fail(string method, string pathPattern, int status, int times = 1, TimeSpan? delay = null, string? body = null) =>
+            fake.Upstream.Fail(method, pathPattern, status, times, delay, body);
+
+        public void Break(string method, string pathPattern, int status, TimeSpan? delay = null) => fake.Upstream.Break(method, pathPattern, status, delay);
+
+        public void Heal() => fake.Upstream.Heal();
     }
 }

@@ -1,592 +1,86 @@
-using System.Globalization;
 using System.Text.Json.Nodes;
-using System.Text.RegularExpressions;
+using CmpWaldurAdapter.Emulators;
 using CmpWaldurAdapter.Testing.Contracts;
 
 namespace CmpWaldurAdapter.Testing.Fakes;
 
-/// <summary>
-/// A stateful Langflow 1.4.2 for tests, with the traps the real one sets: users are created inactive until a
-/// superuser PATCHes them; API keys are minted for the caller only; flow and project names clash into
-/// "Name (1)" (and endpoint names into "name-1") without an error; a path with the wrong trailing slash gets a
-/// 307; every user gets a default project. Ownership is enforced on every tenant call (the behaviour of the
-/// releases with the ownership fixes), and every request is checked against <c>openapi/langflow.json</c>.
-/// </summary>
-public sealed partial class LangflowFake : FakeUpstream
-{
-    public const string SuperuserUsername = "langflow-admin";
-    public const string SuperuserPassword = "superuser-password-0123456789abcdef";
-    public const string DefaultProjectName = "My Collection";
+/// <summary>A run the fake received, as the isolation tests check it.</summary>
+public sealed record LangflowRun(Guid FlowId, string? ApiKey, Guid? KeyOwner, string? SessionId, string? Input, JsonObject Tweaks, bool Streamed);
 
-    private readonly Dictionary<Guid, FakeUser> _users = [];
-    private readonly Dictionary<Guid, FakeKey> _keys = [];
-    private readonly Dictionary<Guid, JsonObject> _projects = [];
-    private readonly Dictionary<Guid, JsonObject> _flows = [];
-    private readonly Dictionary<string, Guid> _tokens = new(StringComparer.Ordinal);
-    private readonly HashSet<string> _duplicateNext = [];
-    private int _queryKeyUses;
+/// <summary>
+/// The Langflow emulator served through WireMock: every request is checked against <c>openapi/langflow.json</c>,
+/// every secret it mints is watched for in the logs, and runs answer what the test scripted (by default the echo
+/// of their input, streamed word by word).
+/// </summary>
+public sealed class LangflowFake : LangflowEmulator, IFakeUpstream, IDisposable
+{
+    private readonly Queue<LangflowStreamScript> _scripts = new();
+    private readonly Queue<string> _answers = new();
 
     public LangflowFake()
     {
-        var superuser = new FakeUser(Guid.NewGuid(), SuperuserUsername, SuperuserPassword) { IsActive = true, IsSuperuser = true };
-        _users[superuser.Id] = superuser;
-        SuperuserId = superuser.Id;
-        RegisterRoutes();
+        Upstream = new FakeUpstream(this);
+        Url = Upstream.Url;
     }
 
-    public Guid SuperuserId { get; }
+    public FakeUpstream Upstream { get; }
 
-    /// <summary>LANGFLOW_NEW_USER_IS_ACTIVE (false by default, as upstream).</summary>
-    public bool NewUserIsActive { get; set; }
-
-    /// <summary>False makes <c>/health_check</c> answer 500.</summary>
-    public bool Healthy { get; set; } = true;
-
-    /// <summary>Requests that carried an API key in the query string (the adapter must never do that).</summary>
-    public int QueryKeyUses
+    /// <summary>The next runs answer these texts, one each (FIFO; unscripted runs answer the echo of their input).</summary>
+    public void ScriptNextAnswers(params string[] answers)
     {
-        get
+        lock (Sync)
         {
-            lock (Sync)
+            foreach (var answer in answers)
             {
-                return _queryKeyUses;
+                _answers.Enqueue(answer);
             }
         }
     }
 
-    /// <summary>
-    /// The next create of this kind ("projects" or "flows") first stores an identical object, as if an earlier
-    /// attempt had succeeded and its answer was lost, so the create under test gets the renamed twin back.
-    /// </summary>
-    public void DuplicateNextCreate(string kind)
+    /// <summary>The next streamed run sends these tokens and ends this way (FIFO; unscripted runs stream the answer word by word).</summary>
+    public void ScriptNextStream(IReadOnlyList<string> tokens, LangflowStreamEnding ending = LangflowStreamEnding.End)
     {
         lock (Sync)
         {
-            _duplicateNext.Add(kind);
+            _scripts.Enqueue(new LangflowStreamScript(tokens, ending));
         }
     }
+
+    /// <summary>Every run received (plain and streamed), with the key and its owner, the session and the tweaks.</summary>
+    public IReadOnlyList<LangflowRun> Runs => Upstream.Requests
+        .Where(r => r.Method == "POST" && r.Path.StartsWith("/api/v1/run/", StringComparison.Ordinal))
+        .Select(r =>
+        {
+            var body = string.IsNullOrEmpty(r.Body) ? [] : JsonNode.Parse(r.Body) as JsonObject ?? [];
+            var key = r.Headers is { } h && h.TryGetValue("x-api-key", out var values) ? values.FirstOrDefault() : null;
+            var streamed = r.Query is { } q && q.TryGetValue("stream", out var stream) && stream.FirstOrDefault() == "true";
+            return new LangflowRun(
+                Guid.Parse(r.Path["/api/v1/run/".Length..]),
+                key,
+                key is null ? null : KeyOwner(key),
+                body["session_id"]?.GetValue<string>(),
+                body["input_value"]?.GetValue<string>(),
+                body["tweaks"] as JsonObject ?? [],
+                streamed);
+        })
+        .ToList();
 
     /// <summary>Fails the test if any request the adapter sent is not allowed by the trimmed Langflow spec, or used the query-string key.</summary>
     public void AssertRequestsConformToSpec()
     {
-        Server.AssertRequestsConform(UpstreamSpecs.Langflow.WithAuthEnforced());
+        Upstream.Server.AssertRequestsConform(UpstreamSpecs.Langflow.WithAuthEnforced());
         if (QueryKeyUses > 0)
         {
             throw new Xunit.Sdk.XunitException($"{QueryKeyUses} Langflow request(s) carried the API key in the query string.");
         }
     }
 
-    public IReadOnlyList<LangflowUser> Users => Snapshot(() => _users.Values.Where(u => !u.IsSuperuser)
-        .Select(u => new LangflowUser(u.Id, u.Username, u.IsActive)).ToList());
+    protected override string RunAnswer(JsonObject flow, JsonObject? tweaks, string input) =>
+        _answers.Count > 0 ? _answers.Dequeue() : $"echo: {input}";
 
-    public IReadOnlyList<LangflowKey> ApiKeys => Snapshot(() => _keys.Values.Select(k => new LangflowKey(k.Id, k.UserId, k.Name, k.Secret)).ToList());
+    protected override LangflowStreamScript StreamOf(string text) => _scripts.Count > 0 ? _scripts.Dequeue() : base.StreamOf(text);
 
-    public IReadOnlyList<LangflowItem> Projects => Snapshot(() => _projects.Values.Select(Item).ToList());
+    protected override string Secret(string value, string description) => Hosting.TestSecrets.Register(value, description);
 
-    public IReadOnlyList<LangflowItem> Flows => Snapshot(() => _flows.Values.Select(Item).ToList());
-
-    public JsonObject Flow(Guid id) => Snapshot(() => (JsonObject)_flows[id].DeepClone());
-
-    /// <summary>The user a login token belongs to, if it exists.</summary>
-    public Guid? TokenOwner(string token) => Snapshot(() => _tokens.TryGetValue(token, out var user) ? user : (Guid?)null);
-
-    /// <summary>The user an API key belongs to, if it exists.</summary>
-    public Guid? KeyOwner(string secret) => Snapshot(() => _keys.Values.FirstOrDefault(k => k.Secret == secret)?.UserId);
-
-    protected override FakeResponse NotFound(WireMock.IRequestMessage request)
-    {
-        // FastAPI redirects a path that differs only by its trailing slash.
-        var toggled = request.Path.EndsWith('/') ? request.Path.TrimEnd('/') : request.Path + "/";
-        return HasRoute(request.Method, toggled)
-            ? new FakeResponse(307, null, "text/plain", new Dictionary<string, string> { ["Location"] = Url.ToString().TrimEnd('/') + toggled })
-            : FakeResponse.Error(404, "Not Found");
-    }
-
-    private static LangflowItem Item(JsonObject o) => new(
-        Guid.Parse(o["id"]!.GetValue<string>()),
-        Guid.Parse(o["user_id"]!.GetValue<string>()),
-        o["name"]!.GetValue<string>(),
-        o["folder_id"]?.GetValue<string>() is { } folder ? Guid.Parse(folder) : null);
-
-    private T Snapshot<T>(Func<T> read)
-    {
-        lock (Sync)
-        {
-            return read();
-        }
-    }
-
-    private void RegisterRoutes()
-    {
-        Route("GET", "/health_check", _ => Healthy
-            ? FakeResponse.Json(new JsonObject { ["status"] = "ok", ["chat"] = "ok", ["db"] = "ok" })
-            : FakeResponse.Json(new JsonObject { ["detail"] = new JsonObject { ["status"] = "nok", ["chat"] = "ok", ["db"] = "error check the server logs" } }, 500));
-
-        Route("POST", "/api/v1/login", request => Locked(() =>
-        {
-            var form = Form(request.Message.Body);
-            var user = _users.Values.FirstOrDefault(u => u.Username == form.GetValueOrDefault("username"));
-            if (user is null || user.Password != form.GetValueOrDefault("password"))
-            {
-                return FakeResponse.Error(401, "Incorrect username or password");
-            }
-
-            if (!user.IsActive)
-            {
-                return FakeResponse.Error(400, "Waiting for approval");
-            }
-
-            EnsureDefaultProject(user.Id);
-            var token = Hosting.TestSecrets.Register("jwt-" + Guid.NewGuid().ToString("N"), "Langflow access token");
-            _tokens[token] = user.Id;
-            return FakeResponse.Json(new JsonObject { ["access_token"] = token, ["refresh_token"] = "refresh-" + token, ["token_type"] = "bearer" });
-        }));
-
-        // Users: sign-up is open in 1.4.2; everything else needs the superuser.
-        Route("POST", "/api/v1/users/", request => Locked(() =>
-        {
-            var body = request.JsonObject;
-            var username = body["username"]!.GetValue<string>();
-            if (_users.Values.Any(u => u.Username == username))
-            {
-                return FakeResponse.Error(400, "This username is unavailable.");
-            }
-
-            var user = new FakeUser(Guid.NewGuid(), username, Hosting.TestSecrets.Register(body["password"]!.GetValue<string>(), "Langflow user password")) { IsActive = NewUserIsActive };
-            _users[user.Id] = user;
-            EnsureDefaultProject(user.Id);
-            return FakeResponse.Json(UserJson(user), 201);
-        }));
-        Route("GET", "/api/v1/users/", request => AsSuperuser(request, _ =>
-        {
-            var skip = int.Parse(request.Query("skip") ?? "0", CultureInfo.InvariantCulture);
-            var limit = int.Parse(request.Query("limit") ?? "10", CultureInfo.InvariantCulture);
-            var all = _users.Values.OrderBy(u => u.Created).ToList();
-            return FakeResponse.Json(new JsonObject
-            {
-                ["total_count"] = all.Count,
-                ["users"] = new JsonArray(all.Skip(skip).Take(limit).Select(u => (JsonNode)UserJson(u)).ToArray()),
-            });
-        }));
-        Route("PATCH", "/api/v1/users/{user_id}", request => AsSuperuser(request, _ =>
-        {
-            if (!_users.TryGetValue(request.Id("user_id"), out var user))
-            {
-                return FakeResponse.Error(404, "User not found");
-            }
-
-            var body = request.JsonObject;
-            if (body["password"] is { } password)
-            {
-                user.Password = Hosting.TestSecrets.Register(password.GetValue<string>(), "Langflow user password");
-            }
-
-            if (body["is_active"] is { } active)
-            {
-                user.IsActive = active.GetValue<bool>();
-            }
-
-            return FakeResponse.Json(UserJson(user));
-        }));
-        Route("DELETE", "/api/v1/users/{user_id}", request => AsSuperuser(request, _ =>
-        {
-            var id = request.Id("user_id");
-            if (!_users.Remove(id))
-            {
-                return FakeResponse.Error(404, "User not found");
-            }
-
-            // Deleting a user takes its keys, projects and flows with it.
-            foreach (var key in _keys.Values.Where(k => k.UserId == id).ToList())
-            {
-                _keys.Remove(key.Id);
-            }
-
-            RemoveOwned(_projects, id);
-            RemoveOwned(_flows, id);
-            return FakeResponse.Json(new JsonObject { ["detail"] = "User deleted" });
-        }));
-
-        // API keys: always the caller's own.
-        Route("GET", "/api/v1/api_key/", request => AsUser(request, user => FakeResponse.Json(new JsonObject
-        {
-            ["total_count"] = _keys.Values.Count(k => k.UserId == user.Id),
-            ["user_id"] = user.Id.ToString(),
-            ["api_keys"] = new JsonArray(_keys.Values.Where(k => k.UserId == user.Id).Select(k => (JsonNode)KeyJson(k, masked: true)).ToArray()),
-        })));
-        Route("POST", "/api/v1/api_key/", request => AsUser(request, user =>
-        {
-            // Whatever user_id the body names, the key belongs to the caller.
-            var key = new FakeKey(Guid.NewGuid(), user.Id, request.JsonObject["name"]?.GetValue<string>() ?? "", Hosting.TestSecrets.Register("sk-" + Guid.NewGuid().ToString("N"), "Langflow API key"));
-            _keys[key.Id] = key;
-            return FakeResponse.Json(KeyJson(key, masked: false));
-        }));
-        Route("DELETE", "/api/v1/api_key/{api_key_id}", request => AsUser(request, user =>
-        {
-            var id = request.Id("api_key_id");
-            if (!_keys.TryGetValue(id, out var key) || key.UserId != user.Id)
-            {
-                return FakeResponse.Error(404, "API Key not found");
-            }
-
-            _keys.Remove(id);
-            return FakeResponse.Json(new JsonObject { ["detail"] = "API Key deleted" });
-        }));
-
-        // Projects.
-        Route("GET", "/api/v1/projects/", request => AsUser(request, user =>
-            FakeResponse.Json(new JsonArray(_projects.Values.Where(p => Owner(p) == user.Id).Select(p => (JsonNode)FolderJson(p)).ToArray()))));
-        Route("POST", "/api/v1/projects/", request => AsUser(request, user =>
-        {
-            var body = request.JsonObject;
-            if (TakeDuplicate("projects"))
-            {
-                NewProject(user.Id, body["name"]!.GetValue<string>(), body["description"]?.GetValue<string>());
-            }
-
-            var project = NewProject(user.Id, body["name"]!.GetValue<string>(), body["description"]?.GetValue<string>());
-            return FakeResponse.Json(FolderJson(project), 201);
-        }));
-        Route("DELETE", "/api/v1/projects/{project_id}", request => AsUser(request, user =>
-        {
-            var id = request.Id("project_id");
-            if (!_projects.TryGetValue(id, out var project) || Owner(project) != user.Id)
-            {
-                return FakeResponse.Error(404, "Project not found");
-            }
-
-            _projects.Remove(id);
-            foreach (var flow in _flows.Values.Where(f => f["folder_id"]?.GetValue<string>() == id.ToString()).ToList())
-            {
-                _flows.Remove(Guid.Parse(flow["id"]!.GetValue<string>()));
-            }
-
-            return FakeResponse.Empty(204);
-        }));
-
-        // Flows.
-        Route("GET", "/api/v1/flows/", request => AsUser(request, user =>
-        {
-            // With get_all (the default) 1.4.2 ignores folder_id: every flow of the caller.
-            var own = _flows.Values.Where(f => Owner(f) == user.Id).ToList();
-            return request.Query("header_flows") == "true"
-                ? FakeResponse.Json(new JsonArray(own.Select(f => (JsonNode)FlowHeader(f)).ToArray()))
-                : FakeResponse.Json(new JsonArray(own.Select(f => (JsonNode)f.DeepClone()).ToArray()));
-        }));
-        Route("POST", "/api/v1/flows/", request => AsUser(request, user =>
-        {
-            var body = request.JsonObject;
-            if (body["folder_id"]?.GetValue<string>() is { } folder && (!_projects.TryGetValue(Guid.Parse(folder), out var project) || Owner(project) != user.Id))
-            {
-                return FakeResponse.Error(404, "Project not found");
-            }
-
-            if (TakeDuplicate("flows"))
-            {
-                NewFlow(user.Id, body);
-            }
-
-            return FakeResponse.Json(NewFlow(user.Id, body), 201);
-        }));
-        Route("GET", "/api/v1/flows/{flow_id}", request => AsUser(request, user =>
-            OwnFlow(request, user) is { } flow ? FakeResponse.Json(flow) : FakeResponse.Error(404, "Flow not found")));
-        Route("PATCH", "/api/v1/flows/{flow_id}", request => AsUser(request, user =>
-        {
-            if (OwnFlow(request, user) is not { } flow)
-            {
-                return FakeResponse.Error(404, "Flow not found");
-            }
-
-            foreach (var (key, value) in request.JsonObject)
-            {
-                flow[key] = value?.DeepClone();
-            }
-
-            flow["updated_at"] = DateTimeOffset.UtcNow.ToString("O", CultureInfo.InvariantCulture);
-            return FakeResponse.Json(flow);
-        }));
-        Route("DELETE", "/api/v1/flows/{flow_id}", request => AsUser(request, user =>
-        {
-            if (OwnFlow(request, user) is not { } flow)
-            {
-                return FakeResponse.Error(404, "Flow not found");
-            }
-
-            _flows.Remove(Guid.Parse(flow["id"]!.GetValue<string>()));
-            return FakeResponse.Json(new JsonObject { ["message"] = "Flow deleted successfully" });
-        }));
-
-        // Running: API key only, own flows only.
-        Route("POST", "/api/v1/run/{flow_id}", request => Locked(() =>
-        {
-            var user = KeyUser(request);
-            if (user is null)
-            {
-                return FakeResponse.Error(403, "Invalid or missing API key");
-            }
-
-            if (!Guid.TryParse(request.PathValues["flow_id"], out var id) || !_flows.TryGetValue(id, out var flow) || Owner(flow) != user.Id)
-            {
-                return FakeResponse.Error(404, "Flow not found");
-            }
-
-            var body = request.JsonObject;
-            var session = body["session_id"]?.GetValue<string>() ?? id.ToString();
-            var text = _answers.Count > 0 ? _answers.Dequeue() : $"echo: {body["input_value"]?.GetValue<string>()}";
-            if (request.Query("stream") == "true")
-            {
-                return StreamedRun(id, session, body["input_value"]?.GetValue<string>() ?? string.Empty, text);
-            }
-
-            return FakeResponse.Json(new JsonObject
-            {
-                ["session_id"] = session,
-                ["outputs"] = new JsonArray(new JsonObject
-                {
-                    ["inputs"] = new JsonObject { ["input_value"] = body["input_value"]?.DeepClone() },
-                    ["outputs"] = new JsonArray(new JsonObject
-                    {
-                        ["results"] = new JsonObject { ["message"] = new JsonObject { ["text"] = text, ["sender"] = "Machine", ["session_id"] = session } },
-                        ["messages"] = new JsonArray(new JsonObject { ["message"] = text, ["sender"] = "Machine", ["type"] = "text" }),
-                        ["component_display_name"] = "Chat Output",
-                        ["component_id"] = "ChatOutput-cmp01",
-                    }),
-                }),
-            });
-        }));
-    }
-
-    private FakeResponse Locked(Func<FakeResponse> handler)
-    {
-        lock (Sync)
-        {
-            return handler();
-        }
-    }
-
-    private FakeResponse AsUser(RouteRequest request, Func<FakeUser, FakeResponse> handler) => Locked(() =>
-    {
-        if (request.Query("x-api-key") is not null)
-        {
-            _queryKeyUses++;
-        }
-
-        FakeUser? user;
-        if ((request.Header("x-api-key") ?? request.Query("x-api-key")) is not null)
-        {
-            user = KeyUser(request);
-            if (user is null)
-            {
-                return FakeResponse.Error(403, "Invalid or missing API key");
-            }
-        }
-        else
-        {
-            var authorization = request.Header("Authorization");
-            user = authorization is not null && authorization.StartsWith("Bearer ", StringComparison.Ordinal)
-                && _tokens.TryGetValue(authorization["Bearer ".Length..], out var id)
-                    ? _users.GetValueOrDefault(id)
-                    : null;
-            if (user is null)
-            {
-                return FakeResponse.Error(401, "Could not validate credentials");
-            }
-        }
-
-        return user.IsActive ? handler(user) : FakeResponse.Error(401, "User not active");
-    });
-
-    private FakeResponse AsSuperuser(RouteRequest request, Func<FakeUser, FakeResponse> handler) => AsUser(request, user =>
-        user.IsSuperuser ? handler(user) : FakeResponse.Error(400, "The user doesn't have enough privileges"));
-
-    private FakeUser? KeyUser(RouteRequest request)
-    {
-        var secret = request.Header("x-api-key") ?? request.Query("x-api-key");
-        return _keys.Values.FirstOrDefault(k => k.Secret == secret) is { } key ? _users.GetValueOrDefault(key.UserId) : null;
-    }
-
-    private JsonObject? OwnFlow(RouteRequest request, FakeUser user) =>
-        Guid.TryParse(request.PathValues["flow_id"], out var id) && _flows.TryGetValue(id, out var flow) && Owner(flow) == user.Id ? flow : null;
-
-    private bool TakeDuplicate(string kind) => _duplicateNext.Remove(kind);
-
-    private void EnsureDefaultProject(Guid userId)
-    {
-        if (!_projects.Values.Any(p => Owner(p) == userId && p["name"]!.GetValue<string>() == DefaultProjectName))
-        {
-            NewProject(userId, DefaultProjectName, "Manage your own projects. Download and upload projects.");
-        }
-    }
-
-    private JsonObject NewProject(Guid userId, string name, string? description)
-    {
-        var id = Guid.NewGuid();
-        var project = new JsonObject
-        {
-            ["id"] = id.ToString(),
-            ["user_id"] = userId.ToString(),
-            ["name"] = Unique(_projects, userId, name),
-            ["description"] = description,
-            ["parent_id"] = null,
-        };
-        _projects[id] = project;
-        return project;
-    }
-
-    private JsonObject NewFlow(Guid userId, JsonObject body)
-    {
-        var id = Guid.NewGuid();
-        var flow = new JsonObject
-        {
-            ["id"] = id.ToString(),
-            ["user_id"] = userId.ToString(),
-            ["name"] = Unique(_flows, userId, body["name"]!.GetValue<string>()),
-            ["description"] = body["description"]?.DeepClone(),
-            ["icon"] = null,
-            ["icon_bg_color"] = null,
-            ["gradient"] = null,
-            ["data"] = body["data"]?.DeepClone(),
-            ["is_component"] = body["is_component"]?.DeepClone() ?? false,
-            ["updated_at"] = DateTimeOffset.UtcNow.ToString("O", CultureInfo.InvariantCulture),
-            ["webhook"] = body["webhook"]?.DeepClone() ?? false,
-            ["endpoint_name"] = body["endpoint_name"]?.GetValue<string>() is { } endpoint ? UniqueEndpoint(userId, endpoint) : null,
-            ["tags"] = new JsonArray(),
-            ["locked"] = false,
-            ["mcp_enabled"] = body["mcp_enabled"]?.DeepClone() ?? false,
-            ["action_name"] = null,
-            ["action_description"] = null,
-            ["access_type"] = body["access_type"]?.DeepClone() ?? "PRIVATE",
-            ["folder_id"] = body["folder_id"]?.DeepClone()
-                ?? _projects.Values.First(p => Owner(p) == userId && p["name"]!.GetValue<string>() == DefaultProjectName)["id"]!.DeepClone(),
-        };
-        _flows[id] = flow;
-        return flow;
-    }
-
-    // Langflow's _new_flow and create_project: a taken name gets " (n)", n one above the highest in use.
-    private static string Unique(Dictionary<Guid, JsonObject> items, Guid userId, string name)
-    {
-        var names = items.Values.Where(i => Owner(i) == userId).Select(i => i["name"]!.GetValue<string>()).ToList();
-        if (!names.Contains(name))
-        {
-            return name;
-        }
-
-        var numbers = names.Where(n => n.StartsWith(name + " (", StringComparison.Ordinal))
-            .Select(n => NumberSuffix().Match(n)).Where(m => m.Success).Select(m => int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture)).ToList();
-        return $"{name} ({(numbers.Count == 0 ? 1 : numbers.Max() + 1)})";
-    }
-
-    private string UniqueEndpoint(Guid userId, string endpoint)
-    {
-        var taken = _flows.Values.Where(f => Owner(f) == userId).Select(f => f["endpoint_name"]?.GetValue<string>()).OfType<string>().ToList();
-        if (!taken.Contains(endpoint))
-        {
-            return endpoint;
-        }
-
-        var numbers = taken.Where(e => e.StartsWith(endpoint + "-", StringComparison.Ordinal))
-            .Select(e => int.TryParse(e[(endpoint.Length + 1)..], out var n) ? n : 0).ToList();
-        return $"{endpoint}-{(numbers.Count == 0 ? 1 : numbers.Max() + 1)}";
-    }
-
-    private static Guid Owner(JsonObject item) => Guid.Parse(item["user_id"]!.GetValue<string>());
-
-    private static void RemoveOwned(Dictionary<Guid, JsonObject> items, Guid userId)
-    {
-        foreach (var id in items.Where(i => Owner(i.Value) == userId).Select(i => i.Key).ToList())
-        {
-            items.Remove(id);
-        }
-    }
-
-    private static JsonObject UserJson(FakeUser user) => new()
-    {
-        ["id"] = user.Id.ToString(),
-        ["username"] = user.Username,
-        ["profile_image"] = null,
-        ["store_api_key"] = null,
-        ["is_active"] = user.IsActive,
-        ["is_superuser"] = user.IsSuperuser,
-        ["create_at"] = user.Created.ToString("O", CultureInfo.InvariantCulture),
-        ["updated_at"] = user.Created.ToString("O", CultureInfo.InvariantCulture),
-        ["last_login_at"] = null,
-        ["optins"] = new JsonObject { ["github_starred"] = false, ["dialog_dismissed"] = false, ["discord_clicked"] = false },
-    };
-
-    private static JsonObject KeyJson(FakeKey key, bool masked) => new()
-    {
-        ["id"] = key.Id.ToString(),
-        ["name"] = key.Name,
-        ["api_key"] = masked ? key.Secret[..8] + "********" : key.Secret,
-        ["user_id"] = key.UserId.ToString(),
-        ["is_active"] = true,
-        ["total_uses"] = 0,
-        ["last_used_at"] = null,
-        ["created_at"] = key.Created.ToString("O", CultureInfo.InvariantCulture),
-    };
-
-    private static JsonObject FolderJson(JsonObject project) => new()
-    {
-        ["id"] = project["id"]!.DeepClone(),
-        ["name"] = project["name"]!.DeepClone(),
-        ["description"] = project["description"]?.DeepClone(),
-        ["parent_id"] = null,
-    };
-
-    private static JsonObject FlowHeader(JsonObject flow) => new()
-    {
-        ["id"] = flow["id"]!.DeepClone(),
-        ["name"] = flow["name"]!.DeepClone(),
-        ["folder_id"] = flow["folder_id"]?.DeepClone(),
-        ["is_component"] = flow["is_component"]?.DeepClone(),
-        ["endpoint_name"] = flow["endpoint_name"]?.DeepClone(),
-        ["description"] = flow["description"]?.DeepClone(),
-        ["data"] = null,
-        ["access_type"] = flow["access_type"]?.DeepClone(),
-        ["tags"] = new JsonArray(),
-        ["mcp_enabled"] = flow["mcp_enabled"]?.DeepClone(),
-        ["action_name"] = null,
-        ["action_description"] = null,
-    };
-
-    private static Dictionary<string, string> Form(string? body) =>
-        (body ?? string.Empty).Split('&', StringSplitOptions.RemoveEmptyEntries)
-            .Select(pair => pair.Split('=', 2))
-            .ToDictionary(
-                pair => Uri.UnescapeDataString(pair[0].Replace('+', ' ')),
-                pair => pair.Length > 1 ? Uri.UnescapeDataString(pair[1].Replace('+', ' ')) : string.Empty,
-                StringComparer.Ordinal);
-
-    [GeneratedRegex(@" \((\d+)\)$")]
-    private static partial Regex NumberSuffix();
-
-    private sealed class FakeUser(Guid id, string username, string password)
-    {
-        public Guid Id { get; } = id;
-
-        public string Username { get; } = username;
-
-        public string Password { get; set; } = password;
-
-        public bool IsActive { get; set; }
-
-        public bool IsSuperuser { get; init; }
-
-        public DateTimeOffset Created { get; } = DateTimeOffset.UtcNow;
-    }
-
-    private sealed record FakeKey(Guid Id, Guid UserId, string Name, string Secret)
-    {
-        public DateTimeOffset Created { get; } = DateTimeOffset.UtcNow;
-    }
+    public void Dispose() => Upstream.Dispose();
 }
-
-/// <summary>A Langflow user as the fake holds it (the superuser is not listed).</summary>
-public sealed record LangflowUser(Guid Id, string Username, bool IsActive);
-
-/// <summary>An API key and its owner.</summary>
-public sealed record LangflowKey(Guid Id, Guid UserId, string Name, string Secret);
-
-/// <summary>A project or flow with its owner (and, for flows, the project holding it).</summary>
-public sealed record LangflowItem(Guid Id, Guid UserId, string Name, Guid? FolderId);

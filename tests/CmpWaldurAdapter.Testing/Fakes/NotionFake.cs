@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json.Nodes;
+using CmpWaldurAdapter.Emulators;
 
 namespace CmpWaldurAdapter.Testing.Fakes;
 
@@ -17,7 +18,7 @@ namespace CmpWaldurAdapter.Testing.Fakes;
 /// <item>authentication and versioning: <c>Authorization: Bearer</c> and a required <c>Notion-Version</c>.</item>
 /// </list>
 /// </summary>
-public sealed class NotionFake : FakeUpstream
+public sealed class NotionFake : Emulator, IFakeUpstream, IDisposable
 {
     private readonly Dictionary<string, Workspace> _workspaces = [];
     private readonly Dictionary<string, Page> _pages = [];
@@ -29,10 +30,16 @@ public sealed class NotionFake : FakeUpstream
 
     public NotionFake()
     {
+        Upstream = new FakeUpstream(this);
+        Url = Upstream.Url;
         Route("POST", "/v1/databases/{id}/query", QueryDatabase);
         Route("GET", "/v1/pages/{id}", RetrievePage);
         Route("GET", "/v1/blocks/{id}/children", BlockChildren);
     }
+
+    public FakeUpstream Upstream { get; }
+
+    public void Dispose() => Upstream.Dispose();
 
     /// <summary>Most blocks per children page; Notion may answer fewer than page_size, so small values force paging.</summary>
     public int BlockPageLimit { get; set; } = 100;
@@ -205,7 +212,7 @@ public sealed class NotionFake : FakeUpstream
         return id;
     }
 
-    private FakeResponse QueryDatabase(RouteRequest request)
+    private EmulatorResponse QueryDatabase(RouteRequest request)
     {
         var id = request.PathValues["id"];
         lock (Sync)
@@ -232,7 +239,7 @@ public sealed class NotionFake : FakeUpstream
         }
     }
 
-    private FakeResponse RetrievePage(RouteRequest request)
+    private EmulatorResponse RetrievePage(RouteRequest request)
     {
         var id = request.PathValues["id"];
         lock (Sync)
@@ -248,7 +255,7 @@ public sealed class NotionFake : FakeUpstream
         }
     }
 
-    private FakeResponse BlockChildren(RouteRequest request)
+    private EmulatorResponse BlockChildren(RouteRequest request)
     {
         var id = request.PathValues["id"];
         lock (Sync)
@@ -278,7 +285,7 @@ public sealed class NotionFake : FakeUpstream
     }
 
     /// <summary>Checks version, token and rate limit, in Notion's order: 400, 401, 429.</summary>
-    private FakeResponse? Refuse(RouteRequest request)
+    private EmulatorResponse? Refuse(RouteRequest request)
     {
         if (string.IsNullOrEmpty(request.Header("Notion-Version")))
         {
@@ -307,7 +314,7 @@ public sealed class NotionFake : FakeUpstream
         request.Header("Authorization") is { } header && header.StartsWith("Bearer ", StringComparison.Ordinal) ? header["Bearer ".Length..] : null;
 
     /// <summary>A list object; the cursor is the id of the first item of the next page, as Notion's are.</summary>
-    private static FakeResponse ListOf(List<JsonObject> items, List<string> ids, string? cursor, int pageSize, string type)
+    private static EmulatorResponse ListOf(List<JsonObject> items, List<string> ids, string? cursor, int pageSize, string type)
     {
         var start = cursor is null ? 0 : ids.IndexOf(cursor);
         if (start < 0)
@@ -330,12 +337,12 @@ public sealed class NotionFake : FakeUpstream
     }
 
     /// <summary>Answers set a cookie, as the CDN in front of api.notion.com does: a client must not send it back for another tenant.</summary>
-    private static FakeResponse Ok(JsonObject body) => FakeResponse.Json(body) with
+    private static EmulatorResponse Ok(JsonObject body) => EmulatorResponse.Json(body) with
     {
         Headers = new Dictionary<string, string> { ["Set-Cookie"] = $"__cf_bm={Guid.NewGuid():N}; path=/; domain=127.0.0.1; HttpOnly" },
     };
 
-    private static FakeResponse Error(int status, string code, string message) => FakeResponse.Json(
+    private static EmulatorResponse Error(int status, string code, string message) => EmulatorResponse.Json(
         new JsonObject
         {
             ["object"] = "error",

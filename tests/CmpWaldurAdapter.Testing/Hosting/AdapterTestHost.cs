@@ -1,6 +1,6 @@
+using CmpWaldurAdapter.Emulators;
 using CmpWaldurAdapter.Hosting;
 using CmpWaldurAdapter.Persistence;
-using CmpWaldurAdapter.Testing.Fakes;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
@@ -18,12 +18,12 @@ namespace CmpWaldurAdapter.Testing.Hosting;
 public static class AdapterTestHost
 {
     /// <summary>Configuration every test starts from; tests add or override keys.</summary>
-    public static Dictionary<string, string?> Settings(WaldurFake waldur, TestDatabase database, params Guid[] offerings)
+    public static Dictionary<string, string?> Settings(WaldurEmulator waldur, TestDatabase database, params Guid[] offerings)
     {
         var settings = new Dictionary<string, string?>
         {
             ["Waldur:BaseUrl"] = waldur.Url.ToString(),
-            ["Waldur:Token"] = WaldurFake.Token,
+            ["Waldur:Token"] = WaldurEmulator.Token,
             ["Waldur:RetryAttempts"] = "2",
             ["Waldur:RetryDelay"] = "00:00:00.020",
             ["Waldur:AttemptTimeout"] = "00:00:02",
@@ -52,19 +52,19 @@ public static class AdapterTestHost
     }
 
     /// <summary>
-    /// Points the adapter at fakes of Langflow and RAGFlow, which makes it provision real tenants (the
+    /// Points the adapter at Langflow and RAGFlow emulators (or their fakes), which makes it provision real tenants (the
     /// provisioner production registers when <c>Langflow:BaseUrl</c> is set), with short timeouts.
     /// </summary>
-    public static Dictionary<string, string?> WithUpstreams(this Dictionary<string, string?> settings, LangflowFake langflow, RagflowFake ragflow)
+    public static Dictionary<string, string?> WithUpstreams(this Dictionary<string, string?> settings, LangflowEmulator langflow, RagflowEmulator ragflow)
     {
         settings["Langflow:BaseUrl"] = langflow.Url.ToString();
-        settings["Langflow:SuperuserUsername"] = LangflowFake.SuperuserUsername;
-        settings["Langflow:SuperuserPassword"] = LangflowFake.SuperuserPassword;
+        settings["Langflow:SuperuserUsername"] = LangflowEmulator.SuperuserUsername;
+        settings["Langflow:SuperuserPassword"] = LangflowEmulator.SuperuserPassword;
         settings["Langflow:RetryAttempts"] = "2";
         settings["Langflow:RetryDelay"] = "00:00:00.020";
         settings["Langflow:AttemptTimeout"] = "00:00:01";
         settings["Ragflow:BaseUrl"] = ragflow.Url.ToString();
-        settings["Ragflow:ApiKey"] = RagflowFake.ApiKey;
+        settings["Ragflow:ApiKey"] = RagflowEmulator.ApiKey;
         settings["Ragflow:RetryAttempts"] = "2";
         settings["Ragflow:RetryDelay"] = "00:00:00.020";
         settings["Ragflow:AttemptTimeout"] = "00:00:01";

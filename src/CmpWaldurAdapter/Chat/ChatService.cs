@@ -43,12 +43,10 @@ public sealed partial class ChatService(
     IdempotencyStore idempotency,
     IChatCredits credits,
     IAgentRuntime runtime,
-    IKnowledgeRetriever retriever,
-    IAgentTweaks tweaks,
+    AgentTurns turns,
     CmpWaldurAdapter.Capabilities.Handoff.HandoffService handoff,
     ServedOfferings offerings,
     OfferingCatalogue catalogue,
-    IDbContextFactory<AdapterDbContext> dbs,
     IOptions<ChatOptions> options,
     TimeProvider clock,
     ILogger<ChatService> logger)
@@ -57,11 +55,6 @@ public sealed partial class ChatService(
 
     /// <summary>The request's offering slug, for the endpoint's metrics.</summary>
     public const string OfferingItem = "cmp.offering";
-
-    /// <summary>How long a workspace's Langflow identity is reused without reading the database (it changes only when a tenant is repaired).</summary>
-    private static readonly TimeSpan WorkspaceCacheLifetime = TimeSpan.FromSeconds(30);
-
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<Guid, (Workspace Workspace, DateTimeOffset Expires)> _workspaces = new();
 
     // The streaming result runs after the endpoint returns; it reaches the pipeline's parts through these.
     private TimeProvider Clock => clock;
@@ -249,7 +242,7 @@ public sealed partial class ChatService(
             logger.LogWarning("Agent run failed for subscription {SubscriptionId}: {Reason}", run.Subscription.Id, unavailable.Message);
             if (!unavailable.Transient)
             {
-                _workspaces.TryRemove(run.Subscription.WorkspaceId, out _); // perhaps a repaired tenant's new key
+                turns.ForgetWorkspace(run.Subscription.WorkspaceId);
             }
 
             await AbandonAsync(run);
@@ -272,44 +265,15 @@ public sealed partial class ChatService(
     /// <summary>Everything the run needs from the subscription: its workspace, configuration, knowledge and settings.</summary>
     private async Task<AgentRequest> PrepareAsync(ChatRun run, CancellationToken cancellationToken)
     {
-        var workspace = await WorkspaceAsync(run.Subscription.WorkspaceId, cancellationToken);
-        var configuration = JsonNode.Parse(run.Subscription.Configuration) as JsonObject ?? [];
-        var input = run.Input;
-        IReadOnlyList<KnowledgeChunk> context = [];
-        if (run.Offering.Has(Capability.KnowledgeBase) && run.Subscription.RagflowDatasetId is not null)
-        {
-            context = await retriever.RetrieveAsync(run.Subscription, input, cancellationToken);
-            run.NothingRetrieved = context.Count == 0;
-        }
-
-        run.Sources = CitedSources(configuration, context);
-
         var instructions = run.Request.Messages?.Where(m => m.Role is "system" or "developer").Select(m => m.Text).Where(t => !string.IsNullOrWhiteSpace(t)).ToList();
-        var settings = tweaks.Build(new AgentTweakInput(
-            run.Subscription,
-            run.Offering,
-            configuration,
-            context,
+        var settings = new TurnSettings(
             instructions is { Count: > 0 } ? string.Join("\n", instructions) : null,
             run.Request.Temperature,
-            run.Request.MaxCompletionTokens ?? run.Request.MaxTokens));
-        var sessionId = $"{run.Subscription.ResourceUuid:N}:{run.Conversation}";
-        return new AgentRequest(run.Subscription, workspace, sessionId, input, settings);
-    }
-
-    /// <summary>The workspace, from a short-lived cache: one database round trip fewer per message.</summary>
-    private async Task<Workspace> WorkspaceAsync(Guid id, CancellationToken cancellationToken)
-    {
-        var now = clock.GetUtcNow();
-        if (_workspaces.TryGetValue(id, out var cached) && cached.Expires > now)
-        {
-            return cached.Workspace;
-        }
-
-        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
-        var workspace = await db.Workspaces.AsNoTracking().SingleAsync(w => w.Id == id, cancellationToken);
-        _workspaces[id] = (workspace, now + WorkspaceCacheLifetime);
-        return workspace;
+            run.Request.MaxCompletionTokens ?? run.Request.MaxTokens);
+        var turn = await turns.PrepareAsync(run.Subscription, run.Offering, $"{run.Subscription.ResourceUuid:N}:{run.Conversation}", run.Input, settings, cancellationToken);
+        run.Sources = turn.Sources;
+        run.NothingRetrieved = turn.NothingRetrieved;
+        return turn.Request;
     }
 
     private IResult? Validate(ChatCompletionRequest request, CatalogueEntry offering)

@@ -19,6 +19,7 @@ public static class ChatServiceCollectionExtensions
         services.AddSingleton<IdempotencyStore>();
         // TryAdd for the seams: a test host registers its own agent first.
         services.TryAddSingleton<IAgentTweaks, AgentTweaks>();
+        services.AddSingleton<AgentTurns>();
         services.AddSingleton<ChatService>();
         if (string.IsNullOrWhiteSpace(configuration[$"{LangflowOptions.SectionName}:BaseUrl"]))
         {

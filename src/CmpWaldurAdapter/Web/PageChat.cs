@@ -41,22 +41,20 @@ public interface IDemoAgent
 }
 
 /// <summary>
-/// <see cref="IPageChat"/> over the chat pipeline's parts: hold the chat price, retrieve from the subscription's own
-/// knowledge base, run its own flow with tweaks from its configuration, settle on success, release on failure.
-/// The agent runtime, retriever, tweaks and demo agent are optional: without them the pages say the agent is
-/// unavailable instead of failing to start.
+/// <see cref="IPageChat"/> over the chat pipeline's parts: hold the chat price, prepare the turn as the API does
+/// (<see cref="AgentTurns"/>: the subscription's own knowledge base, flow and configuration), run it, settle on
+/// success, release on failure. The agent runtime, turns and demo agent are optional: without them the pages say
+/// the agent is unavailable instead of failing to start.
 /// </summary>
 public sealed class AgentPageChat(
     IChatCredits credits,
     ServedOfferings offerings,
     OfferingCatalogue catalogue,
-    IDbContextFactory<AdapterDbContext> dbs,
     AdapterMetrics metrics,
     IOptions<ChatOptions> chatOptions,
     ILogger<AgentPageChat> logger,
     IAgentRuntime? runtime = null,
-    IKnowledgeRetriever? retriever = null,
-    IAgentTweaks? tweaks = null,
+    AgentTurns? turns = null,
     IDemoAgent? demo = null,
     Capabilities.Handoff.HandoffService? handoff = null) : IPageChat
 {
@@ -94,7 +92,7 @@ public sealed class AgentPageChat(
             return PageAnswer.Refused(StatusCodes.Status503ServiceUnavailable, "This agent's offering is not served right now.");
         }
 
-        if (runtime is null || tweaks is null)
+        if (runtime is null || turns is null)
         {
             return PageAnswer.Refused(StatusCodes.Status503ServiceUnavailable, "The agent is not available right now; nothing was charged.");
         }
@@ -110,28 +108,16 @@ public sealed class AgentPageChat(
         var settled = false;
         try
         {
-            await using var db = await dbs.CreateDbContextAsync(cancellationToken);
-            var workspace = await db.Workspaces.AsNoTracking().SingleAsync(w => w.Id == subscription.WorkspaceId, cancellationToken);
-            var configuration = JsonNode.Parse(subscription.Configuration) as JsonObject ?? [];
-            IReadOnlyList<KnowledgeChunk> context = [];
-            var nothingRetrieved = false;
-            if (retriever is not null && offering.Has(Capability.KnowledgeBase) && subscription.RagflowDatasetId is not null)
-            {
-                context = await retriever.RetrieveAsync(subscription, message, cancellationToken);
-                nothingRetrieved = context.Count == 0;
-            }
-
-            var request = new AgentRequest(subscription, workspace, $"{subscription.ResourceUuid:N}:{channel}-{conversation}", message,
-                tweaks.Build(new AgentTweakInput(subscription, offering, configuration, context, null, null, null)));
+            var turn = await turns.PrepareAsync(subscription, offering, $"{subscription.ResourceUuid:N}:{channel}-{conversation}", message, new TurnSettings(), cancellationToken);
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             timeout.CancelAfter(chatOptions.Value.RunTimeout);
-            var answer = await runtime.RunAsync(request, timeout.Token);
+            var answer = await runtime.RunAsync(turn.Request, timeout.Token);
             var charged = await credits.SettleAsync(hold, CancellationToken.None);
             settled = true;
             metrics.AgentRuns.WithLabels(offering.Slug, channel).Inc();
             // Same rule as the API: unanswered questions or a request for a person escalate the conversation.
-            var notice = handoff is null ? null : await handoff.AfterAnswerAsync(http: null, subscription, $"{channel}-{conversation}", message, answer, nothingRetrieved);
-            return new PageAnswer(answer + ChatService.SourcesFooter(ChatService.CitedSources(configuration, context)), charged, StatusCodes.Status200OK, null)
+            var notice = handoff is null ? null : await handoff.AfterAnswerAsync(http: null, subscription, $"{channel}-{conversation}", message, answer, turn.NothingRetrieved);
+            return new PageAnswer(answer + ChatService.SourcesFooter(turn.Sources), charged, StatusCodes.Status200OK, null)
             {
                 Handoff = notice?.Message,
             };

@@ -311,7 +311,7 @@ public sealed class HandoffTests : IAsyncLifetime
     {
         using var http = _bed.Http(me.Key);
         using var form = new MultipartFormDataContent();
-        var file = new ByteArrayContent(System.Text.Encoding.UTF8.GetBytes("Refunds are paid within 30 days."));
+        var file = new ByteArrayContent(System.Text.Encoding.UTF8.GetBytes("Refunds are paid within 30 days. We ship every parcel, even to Mars; pay in gold if you like; a discount for cats and dogs."));
         file.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("text/markdown");
         form.Add(file, "file", "refunds.md");
         using var upload = await http.PostAsync("/v1/knowledge/documents", form);

@@ -1,0 +1,62 @@
+using System.Collections.Concurrent;
+using System.Text.Json.Nodes;
+using CmpWaldurAdapter.Core.Catalogue;
+using CmpWaldurAdapter.Persistence;
+using CmpWaldurAdapter.Tenants;
+using Microsoft.EntityFrameworkCore;
+
+namespace CmpWaldurAdapter.Chat;
+
+/// <summary>One message's run, ready for the runtime, with what the answer reports about its knowledge.</summary>
+/// <param name="Sources">Names of the retrieved documents, when the subscription's settings ask for citations.</param>
+/// <param name="NothingRetrieved">The subscription has a knowledge base and the search found nothing (a handoff signal).</param>
+public sealed record AgentTurn(AgentRequest Request, IReadOnlyList<string> Sources, bool NothingRetrieved);
+
+/// <summary>The request's own model settings for a turn (the API's; the buyer pages send none).</summary>
+public sealed record TurnSettings(string? ClientInstructions = null, double? Temperature = null, int? MaxTokens = null);
+
+/// <summary>
+/// Prepares a message of a subscription's own agent, the same for the chat API and the buyer pages: its workspace
+/// (cached briefly: one database round trip fewer per message), its configuration, retrieval from its own
+/// knowledge base, and the tweaks built from them.
+/// </summary>
+public sealed class AgentTurns(IKnowledgeRetriever retriever, IAgentTweaks tweaks, IDbContextFactory<AdapterDbContext> dbs, TimeProvider clock)
+{
+    /// <summary>How long a workspace's Langflow identity is reused without reading the database (it changes only when a tenant is repaired).</summary>
+    private static readonly TimeSpan WorkspaceCacheLifetime = TimeSpan.FromSeconds(30);
+
+    private readonly ConcurrentDictionary<Guid, (Workspace Workspace, DateTimeOffset Expires)> _workspaces = new();
+
+    public async Task<AgentTurn> PrepareAsync(Subscription subscription, CatalogueEntry offering, string sessionId, string input, TurnSettings settings, CancellationToken cancellationToken)
+    {
+        var workspace = await WorkspaceAsync(subscription.WorkspaceId, cancellationToken);
+        var configuration = JsonNode.Parse(subscription.Configuration) as JsonObject ?? [];
+        IReadOnlyList<KnowledgeChunk> context = [];
+        var nothingRetrieved = false;
+        if (offering.Has(Capability.KnowledgeBase) && subscription.RagflowDatasetId is not null)
+        {
+            context = await retriever.RetrieveAsync(subscription, input, cancellationToken);
+            nothingRetrieved = context.Count == 0;
+        }
+
+        var built = tweaks.Build(new AgentTweakInput(subscription, offering, configuration, context, settings.ClientInstructions, settings.Temperature, settings.MaxTokens));
+        return new AgentTurn(new AgentRequest(subscription, workspace, sessionId, input, built), ChatService.CitedSources(configuration, context), nothingRetrieved);
+    }
+
+    /// <summary>The runtime refused the workspace's identity: read it again next time (perhaps a repaired tenant's new key).</summary>
+    public void ForgetWorkspace(Guid workspaceId) => _workspaces.TryRemove(workspaceId, out _);
+
+    private async Task<Workspace> WorkspaceAsync(Guid id, CancellationToken cancellationToken)
+    {
+        var now = clock.GetUtcNow();
+        if (_workspaces.TryGetValue(id, out var cached) && cached.Expires > now)
+        {
+            return cached.Workspace;
+        }
+
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        var workspace = await db.Workspaces.AsNoTracking().SingleAsync(w => w.Id == id, cancellationToken);
+        _workspaces[id] = (workspace, now + WorkspaceCacheLifetime);
+        return workspace;
+    }
+}

@@ -21,8 +21,8 @@ public sealed class DatabaseRestartTests : IAsyncLifetime
         _bed.Settings["Database:Provider"] = "Postgres";
         _bed.Settings["Database:ConnectionString"] = _postgres.ConnectionString;
         _bed.Settings["Orders:PollInterval"] = "00:00:01"; // polling mode: orders placed during the outage are found after it
-        // A lease whose release the outage swallowed waits out its duration (5 min by default): keep that short here.
-        _bed.Settings["Orders:LeaseDuration"] = "00:00:05";
+        // The default five-minute lease: a release the outage swallowed must not make an order wait it out.
+        _bed.Settings["Orders:LeaseDuration"] = "00:05:00";
     }
 
     public async Task DisposeAsync()

@@ -137,9 +137,13 @@ internal sealed class KnowledgeTestBed : IAsyncDisposable
         return body["data"]!.AsArray();
     }
 
-    public async Task<(HttpStatusCode Status, JsonObject Body)> SendAsync(HttpMethod method, string path, HttpContent? content, string? key)
+    public Task<(HttpStatusCode Status, JsonObject Body)> SendAsync(HttpMethod method, string path, HttpContent? content, string? key) =>
+        SendAsync(Server, method, path, content, key);
+
+    /// <summary>Sends to <paramref name="server"/>: this bed's server or another replica on the same database.</summary>
+    public static async Task<(HttpStatusCode Status, JsonObject Body)> SendAsync(RunningAdapter server, HttpMethod method, string path, HttpContent? content, string? key)
     {
-        using var client = Server.CreateClient();
+        using var client = server.CreateClient();
         using var request = new HttpRequestMessage(method, path) { Content = content };
         if (key is not null)
         {

@@ -121,6 +121,7 @@ public static class AdapterHost
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHttpMessageHandlerBuilderFilter, UpstreamMetricsFilter>());
         services.AddSingleton<AdapterInstance>();
         services.AddAdapterPersistence(configuration);
+        services.AddSingleton<DatabaseLeases>();
         services.AddWaldurClient(configuration);
 
         services.Configure<List<OfferingBinding>>(configuration.GetSection("Offerings"));

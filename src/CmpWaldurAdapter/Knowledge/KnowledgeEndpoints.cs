@@ -81,7 +81,7 @@ public static class KnowledgeEndpoints
                 knowledge.Validate(file.FileName, file.Length);
             }
 
-            await knowledge.EnsureRoomAsync(tenant, files.Count, 0, cancellationToken);
+            await using var holds = await knowledge.EnsureRoomAsync(tenant, files.Count, 0, cancellationToken);
             var uploads = new List<(KnowledgeFile, DocumentOrigin)>();
             foreach (var file in files)
             {
@@ -90,7 +90,7 @@ public static class KnowledgeEndpoints
                 uploads.Add((new KnowledgeFile(CleanFileName(file.FileName), string.IsNullOrEmpty(file.ContentType) ? "application/octet-stream" : file.ContentType, buffer.ToArray()), DocumentOrigin.Upload));
             }
 
-            var added = await knowledge.AddAsync(tenant, uploads, cancellationToken);
+            var added = await knowledge.AddAsync(tenant, uploads, holds, cancellationToken);
             return Results.Json(new DocumentList(added.Select(DocumentResponse.From).ToList()), ApiJson.Options, statusCode: StatusCodes.Status201Created);
         });
 
@@ -122,7 +122,7 @@ public static class KnowledgeEndpoints
             }
 
             var tenant = await knowledge.TenantAsync(subscription, forWrite: true, cancellationToken);
-            await knowledge.EnsureRoomAsync(tenant, 1, 0, cancellationToken);
+            await using var holds = await knowledge.EnsureRoomAsync(tenant, 1, 0, cancellationToken);
             SourceDocument fetched;
             try
             {
@@ -137,6 +137,7 @@ public static class KnowledgeEndpoints
             var added = await knowledge.AddAsync(
                 tenant,
                 [(new KnowledgeFile(fetched.FileName, fetched.ContentType, fetched.Content), new DocumentOrigin(DocumentSource.Url, null, fetched.ExternalId, fetched.Version, fetched.SourceUrl?.ToString()))],
+                holds,
                 cancellationToken);
             return Results.Json(DocumentResponse.From(added[0]), ApiJson.Options, statusCode: StatusCodes.Status201Created);
         });

@@ -30,6 +30,12 @@ public sealed class KnowledgeOptions : IValidatableObject
     /// <summary>A parse running longer than this is stuck: it is stopped and started again once, then failed.</summary>
     public TimeSpan StuckAfter { get; set; } = TimeSpan.FromMinutes(60);
 
+    /// <summary>
+    /// How long a connector re-sync may hold its lease (one sync per connector across all replicas). A sync
+    /// whose process died or lost its database frees the connector after this time.
+    /// </summary>
+    public TimeSpan SyncLeaseDuration { get; set; } = TimeSpan.FromMinutes(30);
+
     internal IReadOnlyList<string> EffectiveExtensions => AllowedExtensions.Count == 0 ? DefaultExtensions : AllowedExtensions;
 
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
@@ -37,6 +43,11 @@ public sealed class KnowledgeOptions : IValidatableObject
         if (PollInterval <= TimeSpan.Zero)
         {
             yield return new ValidationResult("Knowledge:PollInterval must be positive.", [nameof(PollInterval)]);
+        }
+
+        if (SyncLeaseDuration <= TimeSpan.Zero)
+        {
+            yield return new ValidationResult("Knowledge:SyncLeaseDuration must be positive.", [nameof(SyncLeaseDuration)]);
         }
 
         if (StuckAfter <= TimeSpan.Zero)

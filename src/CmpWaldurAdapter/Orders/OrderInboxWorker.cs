@@ -7,18 +7,37 @@ namespace CmpWaldurAdapter.Orders;
 /// Drains the order inbox: wakes when an event arrives in this process, or every few seconds for
 /// work written by other replicas and for retries that came due.
 /// </summary>
-public sealed class OrderInboxWorker(OrderInbox inbox, OrderProcessor processor, AdapterMetrics metrics, TimeProvider clock, IOptionsMonitor<OrdersOptions> options, ILogger<OrderInboxWorker> logger)
+public sealed class OrderInboxWorker(OrderInbox inbox, OrderProcessor processor, OrderLeases leases, AdapterMetrics metrics, TimeProvider clock, IOptionsMonitor<OrdersOptions> options, ILogger<OrderInboxWorker> logger)
     : BackgroundService
 {
     /// <summary>How soon an order held by another process is looked at again.</summary>
     private static readonly TimeSpan BusyRetry = TimeSpan.FromSeconds(5);
 
+    /// <summary>How often leases this process holds without working on them are looked for.</summary>
+    private static readonly TimeSpan OrphanSweepInterval = TimeSpan.FromSeconds(30);
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        var failing = false;
+        var nextSweep = clock.GetUtcNow() + OrphanSweepInterval;
         while (!stoppingToken.IsCancellationRequested)
         {
             try
             {
+                if (failing || clock.GetUtcNow() >= nextSweep)
+                {
+                    // The database answers again (or it is time): a release lost while it was away must not
+                    // keep the order from other replicas until the lease expires.
+                    var freed = await leases.ReleaseOrphanedAsync(stoppingToken);
+                    if (freed > 0)
+                    {
+                        logger.LogWarning("Released {Count} order lease(s) this process held without working on them", freed);
+                    }
+
+                    failing = false;
+                    nextSweep = clock.GetUtcNow() + OrphanSweepInterval;
+                }
+
                 var processed = await DrainOnceAsync(stoppingToken);
                 if (processed == 0)
                 {
@@ -32,6 +51,7 @@ public sealed class OrderInboxWorker(OrderInbox inbox, OrderProcessor processor,
             catch (Exception exception)
             {
                 // The database itself is unavailable: keep the loop alive and try again shortly.
+                failing = true;
                 logger.LogError(exception, "The order inbox could not be read; retrying");
                 await Task.Delay(options.CurrentValue.InboxCheckInterval, clock, stoppingToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             }

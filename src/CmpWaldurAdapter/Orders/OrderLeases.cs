@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using CmpWaldurAdapter.Core.Orders;
 using CmpWaldurAdapter.Hosting;
 using CmpWaldurAdapter.Persistence;
@@ -12,6 +13,10 @@ namespace CmpWaldurAdapter.Orders;
 /// </summary>
 public sealed class OrderLeases(IDbContextFactory<AdapterDbContext> dbs, AdapterInstance instance, TimeProvider clock, IOptionsMonitor<OrdersOptions> options)
 {
+    // Orders this process is working on right now. The database lease keeps other processes out; this set
+    // keeps a second worker of this process out, and tells a lost release apart from work in flight.
+    private readonly ConcurrentDictionary<Guid, byte> _working = new();
+
     public string Owner => instance.Id;
 
     /// <summary>Creates the order's progress record if this is the first time the adapter sees the order.</summary>
@@ -45,27 +50,75 @@ public sealed class OrderLeases(IDbContextFactory<AdapterDbContext> dbs, Adapter
     }
 
     /// <summary>
-    /// Takes the order if nobody holds it, or the holder's lease ran out (it crashed). Not re-entrant:
-    /// two workers of the same process are as exclusive as two replicas.
+    /// Takes the order if nobody holds it, the holder's lease ran out (it crashed), or this process holds it
+    /// but works on it no more (the release was lost to a database outage). Not re-entrant: two workers of
+    /// the same process are as exclusive as two replicas, because the order is claimed in
+    /// <see cref="_working"/> before the database is asked.
     /// </summary>
     public async Task<bool> TryAcquireAsync(Guid orderUuid, CancellationToken cancellationToken)
     {
-        var now = clock.GetUtcNow();
-        var until = now + options.CurrentValue.LeaseDuration;
-        var owner = Owner;
-        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
-        var taken = await db.Orders
-            .Where(o => o.OrderUuid == orderUuid && (o.LeaseOwner == null || o.LeaseExpiresAt < now))
-            .ExecuteUpdateAsync(set => set.SetProperty(o => o.LeaseOwner, owner).SetProperty(o => o.LeaseExpiresAt, until), cancellationToken);
-        return taken == 1;
+        if (!_working.TryAdd(orderUuid, 0))
+        {
+            return false;
+        }
+
+        try
+        {
+            // Read after claiming in-process: a sweep that did not see the claim sees a later expiry (see ReleaseOrphanedAsync).
+            var now = clock.GetUtcNow();
+            var until = now + options.CurrentValue.LeaseDuration;
+            var owner = Owner;
+            await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+            var taken = await db.Orders
+                .Where(o => o.OrderUuid == orderUuid && (o.LeaseOwner == null || o.LeaseExpiresAt < now || o.LeaseOwner == owner))
+                .ExecuteUpdateAsync(set => set.SetProperty(o => o.LeaseOwner, owner).SetProperty(o => o.LeaseExpiresAt, until), cancellationToken);
+            if (taken == 1)
+            {
+                return true;
+            }
+        }
+        catch
+        {
+            _working.TryRemove(orderUuid, out _);
+            throw;
+        }
+
+        _working.TryRemove(orderUuid, out _);
+        return false;
     }
 
     public async Task ReleaseAsync(Guid orderUuid)
     {
+        try
+        {
+            var owner = Owner;
+            await using var db = await dbs.CreateDbContextAsync();
+            await db.Orders
+                .Where(o => o.OrderUuid == orderUuid && o.LeaseOwner == owner)
+                .ExecuteUpdateAsync(set => set.SetProperty(o => o.LeaseOwner, (string?)null).SetProperty(o => o.LeaseExpiresAt, (DateTimeOffset?)null));
+        }
+        finally
+        {
+            // Even when the database did not hear the release: this process no longer works on the order,
+            // so its lease is an orphan that the next acquire or sweep takes back.
+            _working.TryRemove(orderUuid, out _);
+        }
+    }
+
+    /// <summary>
+    /// Frees the leases this process holds on orders it is not working on (releases lost while the database
+    /// was away), so another replica can take them at once instead of waiting for them to expire. Returns how many.
+    /// </summary>
+    public async Task<int> ReleaseOrphanedAsync(CancellationToken cancellationToken)
+    {
+        var now = clock.GetUtcNow();
+        var working = _working.Keys.ToList();
+        // A lease taken after this snapshot expires at or after now + duration, so it is never matched here.
+        var takenBefore = now + options.CurrentValue.LeaseDuration;
         var owner = Owner;
-        await using var db = await dbs.CreateDbContextAsync();
-        await db.Orders
-            .Where(o => o.OrderUuid == orderUuid && o.LeaseOwner == owner)
-            .ExecuteUpdateAsync(set => set.SetProperty(o => o.LeaseOwner, (string?)null).SetProperty(o => o.LeaseExpiresAt, (DateTimeOffset?)null));
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        return await db.Orders
+            .Where(o => o.LeaseOwner == owner && o.LeaseExpiresAt < takenBefore && !working.Contains(o.OrderUuid))
+            .ExecuteUpdateAsync(set => set.SetProperty(o => o.LeaseOwner, (string?)null).SetProperty(o => o.LeaseExpiresAt, (DateTimeOffset?)null), cancellationToken);
     }
 }

@@ -58,6 +58,10 @@ public abstract class AdapterDbContext(DbContextOptions options) : DbContext(opt
 
     public DbSet<Capabilities.AutomationRun> AutomationRuns => Set<Capabilities.AutomationRun>();
 
+    public DbSet<DatabaseLease> Leases => Set<DatabaseLease>();
+
+    public DbSet<Web.TryAllowance> TryAllowances => Set<Web.TryAllowance>();
+
     public override int SaveChanges(bool acceptAllChangesOnSuccess)
     {
         BumpVersions();
@@ -189,6 +193,8 @@ public abstract class AdapterDbContext(DbContextOptions options) : DbContext(opt
         Knowledge.KnowledgeModel.Configure(modelBuilder);
         Web.BuyerWebSettings.Configure(modelBuilder);
         Capabilities.BeyondChatModel.Configure(modelBuilder);
+        DatabaseLease.Configure(modelBuilder);
+        Web.TryAllowance.Configure(modelBuilder);
     }
 
     /// <summary>Optimistic concurrency for entities two workers could touch: every update bumps Version.</summary>

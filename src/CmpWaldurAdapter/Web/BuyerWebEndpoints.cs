@@ -130,7 +130,8 @@ public static class BuyerWebEndpoints
 
         var visitor = TryVisitor(http, tokens);
         var address = AddressOf(http);
-        if (!limiter.TryTake(entry.Slug, visitor, address, out var remaining))
+        var (taken, remaining) = await limiter.TryTakeAsync(entry.Slug, visitor, address, cancellationToken);
+        if (!taken)
         {
             return Results.Json(new
             {
@@ -142,7 +143,7 @@ public static class BuyerWebEndpoints
         var answer = await chat.DemoAsync(entry, visitor, request!.Message!, cancellationToken);
         if (!answer.Answered)
         {
-            limiter.GiveBack(entry.Slug, visitor, address);
+            await limiter.GiveBackAsync(entry.Slug, visitor, address);
             return Refusal(answer);
         }
 

@@ -3,7 +3,11 @@ using Microsoft.Extensions.Options;
 
 namespace CmpWaldurAdapter.Web;
 
-/// <summary>Per-visitor message budget of the widget: a fixed one-minute window per visitor token.</summary>
+/// <summary>
+/// Burst protection of the widget: a fixed one-minute window per visitor token. It is a rate limit, not an
+/// allowance promised to anyone, so it stays in memory per replica (N replicas admit up to N times
+/// <see cref="WebOptions.WidgetMessagesPerMinute"/> from one visitor); credits still bound what chat costs.
+/// </summary>
 public sealed class VisitorRateLimiter(IOptions<WebOptions> options, TimeProvider clock)
 {
     private readonly ConcurrentDictionary<string, (long Minute, int Count)> _windows = new(StringComparer.Ordinal);

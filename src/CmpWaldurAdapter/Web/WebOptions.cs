@@ -31,7 +31,7 @@ public sealed class WebOptions
     /// <summary>Lifetime of a widget visitor token (bound to one origin).</summary>
     public TimeSpan VisitorTokenLifetime { get; set; } = TimeSpan.FromMinutes(15);
 
-    /// <summary>Widget messages per visitor per minute.</summary>
+    /// <summary>Widget messages per visitor per minute, counted per replica (a burst limit, see <see cref="VisitorRateLimiter"/>).</summary>
     public int WidgetMessagesPerMinute { get; set; } = 10;
 
     /// <summary>

@@ -21,8 +21,8 @@ public sealed class DatabaseRestartTests : IAsyncLifetime
         _bed.Settings["Database:Provider"] = "Postgres";
         _bed.Settings["Database:ConnectionString"] = _postgres.ConnectionString;
         _bed.Settings["Orders:PollInterval"] = "00:00:01"; // polling mode: orders placed during the outage are found after it
-        // A lease whose release the outage swallowed waits out its duration (5 min by default): keep that short here.
-        _bed.Settings["Orders:LeaseDuration"] = "00:00:05";
+        // The default five-minute lease: a release the outage swallowed must not make an order wait it out.
+        _bed.Settings["Orders:LeaseDuration"] = "00:05:00";
     }
 
     public async Task DisposeAsync()
@@ -38,13 +38,20 @@ public sealed class DatabaseRestartTests : IAsyncLifetime
         using var client = server.CreateClient();
         var inbox = server.Services.GetRequiredService<OrderInbox>();
         var before = Enumerable.Range(0, 6).Select(i => _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes($"Before {i}"))).ToList();
-        _bed.Provisioner.FailTransiently(ScriptedProvisioner.CreateSteps[1], times: 12); // keep some in flight
+        // Orders are in the middle of a step, holding their leases, when the database goes away: the step
+        // ends during the outage, so neither its progress nor the lease release reaches the database.
+        var outage = new TaskCompletionSource();
+        _bed.Provisioner.HoldUntil(ScriptedProvisioner.CreateSteps[1], outage.Task);
         foreach (var order in before)
         {
             await inbox.EnqueueAsync(order, "pending-provider", "event", false, CancellationToken.None);
         }
 
+        // The worker takes a batch of the due orders; those of the batch are all in the held step shortly after the first.
+        await Eventually.TrueAsync(() => _bed.Provisioner.Runs(ScriptedProvisioner.CreateSteps[1]) > 0, TimeSpan.FromSeconds(30), "orders are in flight");
+        await Task.Delay(TimeSpan.FromSeconds(1));
         await _postgres.StopAsync();
+        outage.SetResult();
         var during = Enumerable.Range(0, 4).Select(i => _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes($"During {i}"))).ToList();
         await Eventually.TrueAsync(async () => (await client.GetAsync("/readyz")).StatusCode == HttpStatusCode.ServiceUnavailable, TimeSpan.FromSeconds(20), "readiness reports the database");
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/healthz")).StatusCode); // alive: no restart loop

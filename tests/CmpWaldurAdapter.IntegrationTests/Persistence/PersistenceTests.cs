@@ -159,6 +159,36 @@ public abstract class PersistenceTests(DatabaseProvider provider) : IAsyncLifeti
     }
 
     [Fact]
+    public async Task Only_one_of_many_processes_gets_a_named_lease_until_it_is_released_or_expires()
+    {
+        var clock = Services.GetRequiredService<TimeProvider>();
+        var replicas = Enumerable.Range(0, 16).Select(_ => new DatabaseLeases(Dbs, new AdapterInstance(), clock)).ToList();
+
+        // The first claim of a name is an INSERT: the primary key lets one of the racing processes in.
+        var won = await Task.WhenAll(replicas.Select(r => Task.Run(() => r.TryAcquireAsync("sync:a", TimeSpan.FromMinutes(5), CancellationToken.None))));
+
+        Assert.Equal(1, won.Count(w => w));
+        var winner = Array.IndexOf(won, true);
+        var other = replicas[(winner + 1) % replicas.Count];
+        Assert.False(await replicas[winner].TryAcquireAsync("sync:a", TimeSpan.FromMinutes(5), CancellationToken.None), "a lease is not re-entrant");
+        Assert.True(await other.TryAcquireAsync("sync:b", TimeSpan.FromMinutes(5), CancellationToken.None), "names are independent");
+
+        await other.ReleaseAsync("sync:a"); // not its lease: nothing happens
+        Assert.False(await other.TryAcquireAsync("sync:a", TimeSpan.FromMinutes(5), CancellationToken.None));
+        await replicas[winner].ReleaseAsync("sync:a");
+        Assert.True(await other.TryAcquireAsync("sync:a", TimeSpan.FromMinutes(5), CancellationToken.None));
+
+        // A holder that died: its expired lease is taken over by exactly one process, with one conditional UPDATE.
+        await using (var db = await Dbs.CreateDbContextAsync())
+        {
+            await db.Leases.Where(l => l.Name == "sync:a").ExecuteUpdateAsync(set => set.SetProperty(l => l.ExpiresAt, DateTimeOffset.UtcNow.AddMinutes(-1)));
+        }
+
+        var takenOver = await Task.WhenAll(replicas.Select(r => Task.Run(() => r.TryAcquireAsync("sync:a", TimeSpan.FromMinutes(5), CancellationToken.None))));
+        Assert.Equal(1, takenOver.Count(w => w));
+    }
+
+    [Fact]
     public async Task Concurrent_edits_of_a_subscription_are_detected_not_lost()
     {
         var (customer, workspace) = await SeedTenantAsync();

@@ -157,7 +157,7 @@ public sealed partial class BuyerWebTests : IAsyncLifetime
         using var again = Browser();
         Assert.Equal(HttpStatusCode.TooManyRequests, (await again.PostAsJsonAsync("/try/research-agent/messages", new { message = "c" })).StatusCode);
 
-        // Each offering has its own allowance; nothing of try mode is stored or charged.
+        // Each offering has its own allowance; try mode charges nothing and records no subscription.
         Assert.Equal(HttpStatusCode.OK, (await visitor.PostAsJsonAsync("/try/code-assistant/messages", new { message = "hi" })).StatusCode);
         Assert.Equal(0, await _bed.QueryAsync(db => db.LedgerEntries.CountAsync()));
         Assert.Equal(0, await _bed.QueryAsync(db => db.Subscriptions.CountAsync()));

@@ -12,6 +12,7 @@ public sealed class ScriptedProvisioner : ITenantProvisioner
 {
     private readonly ConcurrentDictionary<string, int> _runs = new();
     private readonly ConcurrentDictionary<string, Func<ProvisioningContext, Exception?>> _failures = new();
+    private readonly ConcurrentDictionary<string, Task> _holds = new();
 
     public static readonly string[] CreateSteps = ["create-runtime", "create-knowledge-base", "configure-agent"];
     public static readonly string[] UpdateSteps = ["update-agent"];
@@ -29,6 +30,9 @@ public sealed class ScriptedProvisioner : ITenantProvisioner
         var left = times;
         _failures[step] = _ => Interlocked.Decrement(ref left) >= 0 ? new TransientProvisioningException($"{step}: upstream unavailable") : null;
     }
+
+    /// <summary>The step does its work, then waits until <paramref name="until"/> completes (keeps orders in flight, e.g. across an outage).</summary>
+    public void HoldUntil(string step, Task until) => _holds[step] = until;
 
     public void FailPermanently(string step, string message) =>
         _failures[step] = _ => new PermanentProvisioningException(message);
@@ -55,15 +59,18 @@ public sealed class ScriptedProvisioner : ITenantProvisioner
         OrderType.Update => UpdateSteps,
         OrderType.Terminate => TerminateSteps,
         _ => [],
-    }).Select(name => new ProvisioningStep(name, (context, _) =>
+    }).Select(name => new ProvisioningStep(name, async (context, _) =>
     {
         _runs.AddOrUpdate(name, 1, (_, n) => n + 1);
         context.Note($"{name} done");
+        if (_holds.TryGetValue(name, out var hold))
+        {
+            await hold;
+        }
+
         if (_failures.TryGetValue(name, out var fail) && fail(context) is { } exception)
         {
             throw exception;
         }
-
-        return Task.CompletedTask;
     })).ToList();
 }

@@ -70,7 +70,23 @@ public sealed class BuyerWebTestBed : IAsyncDisposable
 
     public async Task<RunningAdapter> StartAsync(Action<IServiceCollection>? configure = null)
     {
-        Server = await AdapterTestHost.StartServerAsync(Settings, null, services =>
+        Server = await StartHostAsync(configure);
+        _publicUrl.Value = Server.Url;
+        return Server;
+    }
+
+    /// <summary>Another replica on the same database and fakes (stopped with the bed).</summary>
+    public async Task<RunningAdapter> StartReplicaAsync()
+    {
+        var replica = await StartHostAsync(null);
+        _replicas.Add(replica);
+        return replica;
+    }
+
+    private readonly List<RunningAdapter> _replicas = [];
+
+    private async Task<RunningAdapter> StartHostAsync(Action<IServiceCollection>? configure) =>
+        await AdapterTestHost.StartServerAsync(Settings, null, services =>
         {
             configure?.Invoke(services);
             if (Clock is not null)
@@ -85,9 +101,6 @@ public sealed class BuyerWebTestBed : IAsyncDisposable
             // Links the adapter hands out name the address it actually listens on.
             services.PostConfigure<WebOptions>(o => o.PublicBaseUrl = _publicUrl.Value!);
         });
-        _publicUrl.Value = Server.Url;
-        return Server;
-    }
 
     /// <summary>An active subscription of the offering, in a new organization holding <paramref name="credits"/>.</summary>
     public async Task<Subscription> AddSubscriptionAsync(string slug = "customer-support-agent", long credits = 100, JsonObject? configuration = null)
@@ -144,6 +157,11 @@ public sealed class BuyerWebTestBed : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        foreach (var replica in _replicas)
+        {
+            await replica.DisposeAsync();
+        }
+
         if (Server is not null)
         {
             await Server.DisposeAsync();

@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using CmpWaldurAdapter.Knowledge.Documents;
@@ -6,6 +5,7 @@ using CmpWaldurAdapter.Knowledge.Sources;
 using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Provisioning;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
 
 namespace CmpWaldurAdapter.Knowledge.Connectors;
 
@@ -32,13 +32,12 @@ public sealed class ConnectorService(
     NotionSource notion,
     ConfluenceSource confluence,
     UpstreamCredentials credentials,
+    DatabaseLeases leases,
+    IOptionsMonitor<KnowledgeOptions> options,
     TimeProvider clock,
     ILogger<ConnectorService> logger)
 {
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull };
-
-    // One sync per connector at a time in this process: two would upload the same changed page twice.
-    private readonly ConcurrentDictionary<Guid, SemaphoreSlim> _syncing = new();
 
     public async Task<(KnowledgeConnector Connector, SyncOutcome Outcome)> ConnectAsync(KnowledgeTenant tenant, ConnectorKind kind, ConnectorSettings settings, CancellationToken cancellationToken)
     {
@@ -78,15 +77,16 @@ public sealed class ConnectorService(
 
     public async Task<(KnowledgeConnector Connector, SyncOutcome Outcome)> SyncAsync(KnowledgeTenant tenant, Guid connectorId, CancellationToken cancellationToken)
     {
-        var gate = _syncing.GetOrAdd(connectorId, _ => new SemaphoreSlim(1, 1));
-        if (!await gate.WaitAsync(TimeSpan.Zero, cancellationToken))
+        var connector = await FindAsync(tenant.SubscriptionId, connectorId, cancellationToken);
+        // One sync per connector at a time across all replicas: two would upload the same changed page twice.
+        var lease = SyncLeaseName(connectorId);
+        if (!await leases.TryAcquireAsync(lease, options.CurrentValue.SyncLeaseDuration, cancellationToken))
         {
             throw new KnowledgeException(StatusCodes.Status409Conflict, "sync_in_progress", "This connector is being synced right now; try again when it has finished.");
         }
 
         try
         {
-            var connector = await FindAsync(tenant.SubscriptionId, connectorId, cancellationToken);
             var settings = JsonSerializer.Deserialize<ConnectorSettings>(credentials.Unprotect(connector.ProtectedSettings), Json)!;
             IReadOnlyList<SourceDocument> listed;
             try
@@ -104,9 +104,12 @@ public sealed class ConnectorService(
         }
         finally
         {
-            gate.Release();
+            await leases.ReleaseAsync(lease);
         }
     }
+
+    /// <summary>The lease a re-sync of the connector holds.</summary>
+    public static string SyncLeaseName(Guid connectorId) => $"knowledge-connector-sync:{connectorId:N}";
 
     public async Task<IReadOnlyList<KnowledgeConnector>> ListAsync(Guid subscriptionId, CancellationToken cancellationToken)
     {
@@ -161,7 +164,7 @@ public sealed class ConnectorService(
         var replacedIds = plan.Replace.Select(d => d.ExternalId).Concat(plan.Delete).ToHashSet(StringComparer.Ordinal);
         var outgoing = stored.Where(d => d.ExternalId is not null && replacedIds.Contains(d.ExternalId)).ToList();
 
-        await knowledge.EnsureRoomAsync(tenant, uploads.Count, outgoing.Count, cancellationToken);
+        await using var holds = await knowledge.EnsureRoomAsync(tenant, uploads.Count, outgoing.Count, cancellationToken);
         var source = connector.Kind == ConnectorKind.Notion ? DocumentSource.Notion : DocumentSource.Confluence;
         // Old versions go first: uploading a page while its old version is there makes RAGFlow rename the new
         // one "x(1).md". A failed upload after that leaves the page missing, and the next sync adds it.
@@ -172,9 +175,12 @@ public sealed class ConnectorService(
             await db.KnowledgeDocuments.Where(d => ids.Contains(d.Id)).ExecuteDeleteAsync(CancellationToken.None);
         }
 
+        await knowledge.ReleaseHoldsAsync(outgoing, "the page was replaced or removed before it was parsed");
+
         await knowledge.AddAsync(
             tenant,
             uploads.Select(d => (new KnowledgeFile(d.FileName, d.ContentType, d.Content), new DocumentOrigin(source, connector.Id, d.ExternalId, d.Version, d.SourceUrl?.ToString()))).ToList(),
+            holds,
             cancellationToken);
 
         await using (var db = await dbs.CreateDbContextAsync(cancellationToken))

@@ -1,4 +1,5 @@
 using CmpWaldurAdapter.Core.Catalogue;
+using CmpWaldurAdapter.Core.Credits;
 using CmpWaldurAdapter.Credits;
 using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Ragflow.Api;
@@ -90,13 +91,16 @@ public sealed class KnowledgeBase(
 
     /// <summary>
     /// Refuses before anything is uploaded when the knowledge base would hold too many documents (409) or the
-    /// organization cannot pay for parsing them (402).
+    /// organization cannot pay for parsing them (402). The parses are paid for by holds taken now, one per
+    /// document, each an atomic reserve in the ledger: two requests racing for the last credits cannot both
+    /// pass. The holds go to the documents as they are recorded (<see cref="AddAsync"/>) and are settled when
+    /// the parse is done; disposing the returned holds gives back those no document took.
     /// </summary>
-    public async Task EnsureRoomAsync(KnowledgeTenant tenant, int adding, int removing, CancellationToken cancellationToken)
+    public async Task<ParseHolds> EnsureRoomAsync(KnowledgeTenant tenant, int adding, int removing, CancellationToken cancellationToken)
     {
         if (adding <= 0)
         {
-            return;
+            return new ParseHolds(ledger, logger, []);
         }
 
         var limit = options.CurrentValue.MaxDocumentsPerSubscription;
@@ -113,20 +117,42 @@ public sealed class KnowledgeBase(
         }
 
         var price = Price(tenant);
+        var holds = new ParseHolds(ledger, logger, []);
         if (price.Credits == 0)
         {
-            return;
+            return holds;
         }
 
-        var needed = price.Credits * adding;
-        var balance = await ledger.BalanceAsync(tenant.CustomerId, cancellationToken);
-        if (balance.Available < needed)
+        try
         {
-            throw new KnowledgeException(
-                StatusCodes.Status402PaymentRequired,
-                "insufficient_credits",
-                $"Parsing {adding} document(s) costs {needed} credits ({price.Credits} each) and the organization has {Math.Max(0, balance.Available)} available. Add credits and try again.");
+            for (var i = 0; i < adding; i++)
+            {
+                var requestId = $"parse-hold:{Guid.CreateVersion7(clock.GetUtcNow()):N}";
+                var held = await ledger.ReserveAsync(tenant.CustomerId, tenant.SubscriptionId, ActionClass.RagDocument, price.Credits, price.PriceBookVersion, requestId, cancellationToken);
+                if (!held.IsHeld)
+                {
+                    await holds.DisposeAsync();
+                    throw held.Refusal switch
+                    {
+                        CreditRefusal.FundingUnavailable => new KnowledgeException(StatusCodes.Status503ServiceUnavailable, "credits_unavailable", "The organization's credits cannot be read from Waldur right now; try again later."),
+                        CreditRefusal.SubscriptionNotServable => new KnowledgeException(StatusCodes.Status403Forbidden, "subscription_suspended", "The subscription is not active (paused, downscaled or ended): documents cannot be added now."),
+                        _ => new KnowledgeException(
+                            StatusCodes.Status402PaymentRequired,
+                            "insufficient_credits",
+                            $"Parsing {adding} document(s) costs {price.Credits * adding} credits ({price.Credits} each) and the organization has {Math.Max(0, (await ledger.BalanceAsync(tenant.CustomerId, CancellationToken.None)).Available)} available. Add credits and try again."),
+                    };
+                }
+
+                holds.Add(held.ReservationId!.Value);
+            }
         }
+        catch
+        {
+            await holds.DisposeAsync();
+            throw;
+        }
+
+        return holds;
     }
 
     internal ActionPrice Price(KnowledgeTenant tenant)
@@ -145,7 +171,7 @@ public sealed class KnowledgeBase(
     /// Uploads the files one by one (a failure leaves the earlier ones recorded), records each document, then
     /// starts parsing the new ones. A parse that cannot be started now is started by the next poll.
     /// </summary>
-    public async Task<IReadOnlyList<KnowledgeDocument>> AddAsync(KnowledgeTenant tenant, IReadOnlyList<(KnowledgeFile File, DocumentOrigin Origin)> files, CancellationToken cancellationToken)
+    public async Task<IReadOnlyList<KnowledgeDocument>> AddAsync(KnowledgeTenant tenant, IReadOnlyList<(KnowledgeFile File, DocumentOrigin Origin)> files, ParseHolds holds, CancellationToken cancellationToken)
     {
         var added = new List<KnowledgeDocument>();
         foreach (var (file, origin) in files)
@@ -182,6 +208,7 @@ public sealed class KnowledgeBase(
                 SizeBytes = uploaded.Size ?? file.Content.LongLength,
                 Status = uploaded.Run ?? ParseStates.Unstart,
                 Progress = 0,
+                CreditReservationId = holds.Take(),
                 CreatedAt = now,
                 UpdatedAt = now,
             };
@@ -258,7 +285,25 @@ public sealed class KnowledgeBase(
         await DeleteFromRagflowAsync(tenant, [document.RagflowDocumentId], cancellationToken);
         db.KnowledgeDocuments.Remove(document);
         await db.SaveChangesAsync(CancellationToken.None);
+        await ReleaseHoldsAsync([document], "the document was deleted before it was parsed");
         logger.LogInformation("Deleted document {DocumentId} ({RagflowDocumentId}) of subscription {SubscriptionId}", document.Id, document.RagflowDocumentId, tenant.SubscriptionId);
+    }
+
+    /// <summary>Gives back the parse holds of documents that will not be charged (failed, deleted, replaced); one that cannot be given back now expires.</summary>
+    internal async Task ReleaseHoldsAsync(IEnumerable<KnowledgeDocument> documents, string reason)
+    {
+        foreach (var document in documents.Where(d => d.CreditReservationId is not null && d.ChargedAt is null))
+        {
+            try
+            {
+                await ledger.ReleaseAsync(document.CreditReservationId!.Value, reason, CancellationToken.None);
+                document.CreditReservationId = null;
+            }
+            catch (Exception exception)
+            {
+                logger.LogWarning(exception, "The parse hold of document {DocumentId} could not be given back now; it is released when it expires", document.Id);
+            }
+        }
     }
 
     internal async Task DeleteFromRagflowAsync(KnowledgeTenant tenant, IReadOnlyList<string> ragflowIds, CancellationToken cancellationToken)
@@ -292,4 +337,43 @@ public sealed class KnowledgeBase(
     internal static string Shorten(string text, int max = 120) => text.Length <= max ? text : text[..(max - 1)] + "…";
 
     private static string Megabytes(long bytes) => $"{bytes / 1024d / 1024d:0.#} MB";
+}
+
+/// <summary>
+/// Credits set aside for parsing the documents of one request, one ledger hold per document. Each recorded
+/// document takes one (<see cref="Take"/>); disposing gives back those no document took.
+/// </summary>
+public sealed class ParseHolds : IAsyncDisposable
+{
+    private readonly CreditLedger _ledger;
+    private readonly ILogger _logger;
+    private readonly Queue<Guid> _unused;
+
+    internal ParseHolds(CreditLedger ledger, ILogger logger, IEnumerable<Guid> holds)
+    {
+        _ledger = ledger;
+        _logger = logger;
+        _unused = new Queue<Guid>(holds);
+    }
+
+    internal void Add(Guid reservationId) => _unused.Enqueue(reservationId);
+
+    /// <summary>The next hold for a document being recorded, or null when parsing is free.</summary>
+    internal Guid? Take() => _unused.TryDequeue(out var id) ? id : null;
+
+    public async ValueTask DisposeAsync()
+    {
+        while (_unused.TryDequeue(out var id))
+        {
+            try
+            {
+                await _ledger.ReleaseAsync(id, "the upload did not add the document", CancellationToken.None);
+            }
+            catch (Exception exception)
+            {
+                // Never hide the request's own failure; the hold expires by itself.
+                _logger.LogWarning(exception, "A parse hold could not be given back now; it is released when it expires");
+            }
+        }
+    }
 }

@@ -57,6 +57,9 @@ public sealed class KnowledgeDocument
 
     public long CreditsCharged { get; set; }
 
+    /// <summary>The ledger hold that pays for the parse, taken at upload; settled when the parse is done, given back if it fails.</summary>
+    public Guid? CreditReservationId { get; set; }
+
     public DateTimeOffset CreatedAt { get; set; }
 
     public DateTimeOffset UpdatedAt { get; set; }

@@ -98,6 +98,7 @@ public sealed class ParseMonitor(
             {
                 document.Status = ParseStates.Fail;
                 document.Error = "The document is no longer in the knowledge base; upload it again.";
+                await knowledge.ReleaseHoldsAsync([document], "the document left the knowledge base before it was parsed");
             }
             else if (document.Status == ParseStates.Unstart && document.ParseAttempts == 0 && ParseStates.MayParse(state.Run))
             {
@@ -146,6 +147,7 @@ public sealed class ParseMonitor(
                 document.Status = ParseStates.Fail;
                 document.Progress = 0;
                 document.Error = FailureReason(state.Progress_msg);
+                await knowledge.ReleaseHoldsAsync([document], "parsing failed");
                 logger.LogInformation("Parsing document {DocumentId} of subscription {SubscriptionId} failed: {Reason}", document.Id, tenant.SubscriptionId, document.Error);
                 break;
 
@@ -153,6 +155,7 @@ public sealed class ParseMonitor(
                 document.Status = ParseStates.Cancel;
                 document.Progress = 0;
                 document.Error = "Parsing was stopped in the knowledge base.";
+                await knowledge.ReleaseHoldsAsync([document], "parsing was stopped");
                 break;
 
             case ParseStates.Running:
@@ -176,6 +179,22 @@ public sealed class ParseMonitor(
 
     private async Task ChargeAsync(KnowledgeTenant tenant, KnowledgeDocument document, DateTimeOffset now, CancellationToken cancellationToken)
     {
+        if (document.CreditReservationId is { } hold)
+        {
+            // The upload set the credits aside: charging is settling that hold (a repeated settle charges nothing more).
+            var settled = await ledger.SettleAsync(hold, null, cancellationToken);
+            if (settled.Status is SettleStatus.Settled or SettleStatus.AlreadySettled)
+            {
+                document.ChargedAt = now;
+                document.CreditsCharged = settled.Credits;
+                logger.LogInformation("Charged {Credits} credits held for parsing document {DocumentId} of subscription {SubscriptionId}", settled.Credits, document.Id, tenant.SubscriptionId);
+                return;
+            }
+
+            // The hold is gone (the parse outlasted Credits:ReservationTimeout): charge as if there had been none.
+            document.CreditReservationId = null;
+        }
+
         ActionPrice price;
         try
         {

@@ -18,7 +18,7 @@ public sealed class TryModel(OfferingCatalogue catalogue, ServedOfferings offeri
 
     public string SubscribeUrl { get; private set; } = "#";
 
-    public IActionResult OnGet(string offering)
+    public async Task<IActionResult> OnGetAsync(string offering, CancellationToken cancellationToken)
     {
         var binding = offerings.Offerings.FirstOrDefault(o => o.Slug == offering);
         if (binding is null || catalogue.Find(offering) is not { } entry)
@@ -30,7 +30,7 @@ public sealed class TryModel(OfferingCatalogue catalogue, ServedOfferings offeri
         CreditsPerMessage = entry.Pricing.Offers(ActionClass.ChatMessage) ? entry.Pricing.PriceOf(ActionClass.ChatMessage) : 0;
         SubscribeUrl = options.Value.HomePortOfferingUrl(binding.Uuid).ToString();
         var visitor = BuyerWebEndpoints.TryVisitor(HttpContext, tokens);
-        Remaining = limiter.Remaining(entry.Slug, visitor, BuyerWebEndpoints.AddressOf(HttpContext));
+        Remaining = await limiter.RemainingAsync(entry.Slug, visitor, BuyerWebEndpoints.AddressOf(HttpContext), cancellationToken);
         return Page();
     }
 }

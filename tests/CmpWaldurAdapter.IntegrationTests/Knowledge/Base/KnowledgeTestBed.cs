@@ -3,6 +3,7 @@ using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json.Nodes;
 using CmpWaldurAdapter.ApiKeys;
+using CmpWaldurAdapter.Core.Credits;
 using CmpWaldurAdapter.Knowledge.Documents;
 using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Tenants;
@@ -103,9 +104,9 @@ internal sealed class KnowledgeTestBed : IAsyncDisposable
     public Task<List<KnowledgeDocument>> RowsAsync() =>
         Credits.QueryAsync(db => db.KnowledgeDocuments.AsNoTracking().Where(d => d.SubscriptionId == Subscription.Id).ToListAsync());
 
-    /// <summary>Ledger charges of the subscription for knowledge-base documents.</summary>
+    /// <summary>Ledger charges of the subscription for knowledge-base documents (holds given back are not charges).</summary>
     public Task<int> RagChargesAsync() =>
-        Credits.QueryAsync(db => db.LedgerEntries.CountAsync(e => e.SubscriptionId == Subscription.Id && e.Component == "rag_credits"));
+        Credits.QueryAsync(db => db.LedgerEntries.CountAsync(e => e.SubscriptionId == Subscription.Id && e.Component == "rag_credits" && e.Kind == LedgerEntryKind.Charge));
 
     public async Task<(HttpStatusCode Status, JsonObject Body)> UploadAsync(params (string Name, string Content)[] files) =>
         await UploadAsync(Key, files);
@@ -137,9 +138,13 @@ internal sealed class KnowledgeTestBed : IAsyncDisposable
         return body["data"]!.AsArray();
     }
 
-    public async Task<(HttpStatusCode Status, JsonObject Body)> SendAsync(HttpMethod method, string path, HttpContent? content, string? key)
+    public Task<(HttpStatusCode Status, JsonObject Body)> SendAsync(HttpMethod method, string path, HttpContent? content, string? key) =>
+        SendAsync(Server, method, path, content, key);
+
+    /// <summary>Sends to <paramref name="server"/>: this bed's server or another replica on the same database.</summary>
+    public static async Task<(HttpStatusCode Status, JsonObject Body)> SendAsync(RunningAdapter server, HttpMethod method, string path, HttpContent? content, string? key)
     {
-        using var client = Server.CreateClient();
+        using var client = server.CreateClient();
         using var request = new HttpRequestMessage(method, path) { Content = content };
         if (key is not null)
         {

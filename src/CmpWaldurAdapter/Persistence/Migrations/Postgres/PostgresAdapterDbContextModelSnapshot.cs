@@ -683,6 +683,10 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Postgres
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("created_at");
 
+                    b.Property<Guid?>("CreditReservationId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("credit_reservation_id");
+
                     b.Property<long>("CreditsCharged")
                         .HasColumnType("bigint")
                         .HasColumnName("credits_charged");
@@ -986,6 +990,29 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Postgres
                     b.ToTable("orders", (string)null);
                 });
 
+            modelBuilder.Entity("CmpWaldurAdapter.Persistence.DatabaseLease", b =>
+                {
+                    b.Property<string>("Name")
+                        .HasMaxLength(200)
+                        .HasColumnType("character varying(200)")
+                        .HasColumnName("name");
+
+                    b.Property<DateTimeOffset>("ExpiresAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("expires_at");
+
+                    b.Property<string>("Owner")
+                        .IsRequired()
+                        .HasMaxLength(200)
+                        .HasColumnType("character varying(200)")
+                        .HasColumnName("owner");
+
+                    b.HasKey("Name")
+                        .HasName("pk_leases");
+
+                    b.ToTable("leases", (string)null);
+                });
+
             modelBuilder.Entity("CmpWaldurAdapter.Tenants.Customer", b =>
                 {
                     b.Property<Guid>("Id")
@@ -1213,6 +1240,30 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Postgres
                         .HasName("pk_buyer_web_settings");
 
                     b.ToTable("buyer_web_settings", (string)null);
+                });
+
+            modelBuilder.Entity("CmpWaldurAdapter.Web.TryAllowance", b =>
+                {
+                    b.Property<string>("Key")
+                        .HasMaxLength(300)
+                        .HasColumnType("character varying(300)")
+                        .HasColumnName("key");
+
+                    b.Property<int>("Used")
+                        .HasColumnType("integer")
+                        .HasColumnName("used");
+
+                    b.Property<DateTimeOffset>("WindowStart")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("window_start");
+
+                    b.HasKey("Key")
+                        .HasName("pk_try_allowances");
+
+                    b.HasIndex("WindowStart")
+                        .HasDatabaseName("ix_try_allowances_window_start");
+
+                    b.ToTable("try_allowances", (string)null);
                 });
 
             modelBuilder.Entity("Microsoft.AspNetCore.DataProtection.EntityFrameworkCore.DataProtectionKey", b =>

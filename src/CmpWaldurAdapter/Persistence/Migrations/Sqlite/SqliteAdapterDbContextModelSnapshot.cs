@@ -678,6 +678,10 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Sqlite
                         .HasColumnType("INTEGER")
                         .HasColumnName("created_at");
 
+                    b.Property<Guid?>("CreditReservationId")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("credit_reservation_id");
+
                     b.Property<long>("CreditsCharged")
                         .HasColumnType("INTEGER")
                         .HasColumnName("credits_charged");
@@ -979,6 +983,29 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Sqlite
                     b.ToTable("orders", (string)null);
                 });
 
+            modelBuilder.Entity("CmpWaldurAdapter.Persistence.DatabaseLease", b =>
+                {
+                    b.Property<string>("Name")
+                        .HasMaxLength(200)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("name");
+
+                    b.Property<long>("ExpiresAt")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("expires_at");
+
+                    b.Property<string>("Owner")
+                        .IsRequired()
+                        .HasMaxLength(200)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("owner");
+
+                    b.HasKey("Name")
+                        .HasName("pk_leases");
+
+                    b.ToTable("leases", (string)null);
+                });
+
             modelBuilder.Entity("CmpWaldurAdapter.Tenants.Customer", b =>
                 {
                     b.Property<Guid>("Id")
@@ -1206,6 +1233,30 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Sqlite
                         .HasName("pk_buyer_web_settings");
 
                     b.ToTable("buyer_web_settings", (string)null);
+                });
+
+            modelBuilder.Entity("CmpWaldurAdapter.Web.TryAllowance", b =>
+                {
+                    b.Property<string>("Key")
+                        .HasMaxLength(300)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("key");
+
+                    b.Property<int>("Used")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("used");
+
+                    b.Property<long>("WindowStart")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("window_start");
+
+                    b.HasKey("Key")
+                        .HasName("pk_try_allowances");
+
+                    b.HasIndex("WindowStart")
+                        .HasDatabaseName("ix_try_allowances_window_start");
+
+                    b.ToTable("try_allowances", (string)null);
                 });
 
             modelBuilder.Entity("Microsoft.AspNetCore.DataProtection.EntityFrameworkCore.DataProtectionKey", b =>

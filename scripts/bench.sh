@@ -4,7 +4,7 @@
 # before and after. Starts its own throwaway PostgreSQL cluster on loopback with durable defaults
 # (fsync on), runs once with synchronous_commit=on and once with it off, appends the results (date,
 # machine, command) to docs/benchmarks.md, and stops the cluster. Needs root, like scripts/test.sh.
-# Then the chat gateway benchmark: the same load of completions straight to a Kestrel Langflow fake and
+# Then the chat gateway benchmark: the same load of completions straight to the Langflow emulator and
 # through the adapter (on the same PostgreSQL), recording overhead p50/p99, requests/s and peak memory.
 #
 # Then the end-to-end pipelines on PostgreSQL and RabbitMQ started by scripts/services.sh: N Create orders
@@ -20,7 +20,7 @@ cd "$ROOT"
 . scripts/services.sh
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
-CHARGES=30000 WORKERS=16 CUSTOMERS=1,64 RECORD=docs/benchmarks.md ONLY="" CHAT_REQUESTS=20000 CHAT_WORKERS=32 ORDERS=500 RESOURCES=10000
+CHARGES=30000 WORKERS=16 CUSTOMERS=1,64 RECORD=docs/benchmarks.md ONLY="" CHAT_REQUESTS=20000 CHAT_WORKERS=8 ORDERS=500 RESOURCES=10000
 while [ $# -gt 0 ]; do
   case "$1" in
     --charges) CHARGES="$2"; shift 2 ;;

@@ -14,7 +14,7 @@ namespace CmpWaldurAdapter.Testing.Chat;
 /// <summary>
 /// The adapter's server in front of the fast Kestrel <see cref="LangflowRunFake"/> (runs and retrieval):
 /// subscriptions are seeded straight into the database as provisioning leaves them (a flow id, a dataset id
-/// and the workspace's encrypted Langflow key). For streams that trickle and for the gateway benchmark.
+/// and the workspace's encrypted Langflow key). For streams that trickle and clients that leave mid-stream.
 /// </summary>
 public sealed class ChatGatewayBed : IAsyncDisposable
 {

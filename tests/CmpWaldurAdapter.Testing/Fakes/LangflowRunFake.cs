@@ -14,8 +14,8 @@ namespace CmpWaldurAdapter.Testing.Fakes;
 /// <summary>
 /// A fast in-process (Kestrel, loopback) stand-in for Langflow's run endpoint and RAGFlow's retrieval, for
 /// what WireMock cannot do: streams that trickle (token by token, with a delay) so a client can leave
-/// mid-run, observing that the adapter's upstream request was cancelled; and load, for the gateway
-/// benchmark. Answers <c>echo: {input}</c>. Keys and flow ownership are not checked (the WireMock fakes do).
+/// mid-run, observing that the adapter's upstream request was cancelled. Answers <c>echo: {input}</c>. Keys and
+/// flow ownership are not checked (the emulator-backed fakes do; the gateway benchmark runs on the emulators).
 /// </summary>
 public sealed class LangflowRunFake : IAsyncDisposable
 {

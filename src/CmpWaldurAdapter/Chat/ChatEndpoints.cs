@@ -37,11 +37,6 @@ public static class ChatEndpoints
         http.Response.OnCompleted(() =>
         {
             metrics.ObserveChatRequest(http.Response.StatusCode, Stopwatch.GetElapsedTime(started));
-            if (http.Response.StatusCode == StatusCodes.Status200OK && http.Items[ChatService.OfferingItem] is string offering)
-            {
-                metrics.AgentRuns.WithLabels(offering, "api").Inc(); // the marketplace's run count
-            }
-
             return Task.CompletedTask;
         });
         return await next(context);

@@ -47,14 +47,12 @@ public sealed partial class ChatService(
     CmpWaldurAdapter.Capabilities.Handoff.HandoffService handoff,
     ServedOfferings offerings,
     OfferingCatalogue catalogue,
+    CmpWaldurAdapter.Observability.AdapterMetrics metrics,
     IOptions<ChatOptions> options,
     TimeProvider clock,
     ILogger<ChatService> logger)
 {
     public const string ConversationHeader = "X-Conversation-Id";
-
-    /// <summary>The request's offering slug, for the endpoint's metrics.</summary>
-    public const string OfferingItem = "cmp.offering";
 
     // The streaming result runs after the endpoint returns; it reaches the pipeline's parts through these.
     private TimeProvider Clock => clock;
@@ -70,6 +68,8 @@ public sealed partial class ChatService(
     private CmpWaldurAdapter.Capabilities.Handoff.HandoffService Handoff => handoff;
 
     private ILogger Logger => logger;
+
+    private CmpWaldurAdapter.Observability.AdapterMetrics Metrics => metrics;
 
     public async Task<IResult> ListModelsAsync(HttpContext http, CancellationToken cancellationToken)
     {
@@ -111,7 +111,6 @@ public sealed partial class ChatService(
             return ApiErrors.Problem(StatusCodes.Status503ServiceUnavailable, "This agent's offering is not served by this adapter right now.", "server_error", "offering_unavailable");
         }
 
-        http.Items[OfferingItem] = offering.Slug;
         if (Validate(request!, offering) is { } invalid)
         {
             return invalid;
@@ -234,7 +233,14 @@ public sealed partial class ChatService(
             var answer = await runtime.RunAsync(agent, timeout.Token);
             var charged = await credits.SettleAsync(hold, CancellationToken.None);
             settled = true;
-            var completion = Completion(run, answer, charged) with { Handoff = await handoff.AfterAnswerAsync(run.Http.Response, run.Subscription, run.Conversation, run.Input, answer, run.NothingRetrieved) };
+            metrics.AgentRuns.WithLabels(run.Offering.Slug, "api").Inc(); // the marketplace's run count
+            var notice = await handoff.AfterAnswerAsync(run.Subscription, run.Conversation, run.Input, answer, run.NothingRetrieved);
+            if (notice is not null)
+            {
+                run.Http.Response.Headers[CmpWaldurAdapter.Capabilities.Handoff.HandoffService.HandoffHeader] = notice.Status;
+            }
+
+            var completion = Completion(run, answer, charged) with { Handoff = notice };
             return await FinishAsync(run, Results.Json(completion, ApiJson.Options), StatusCodes.Status200OK, JsonSerializer.Serialize(completion, ApiJson.Options));
         }
         catch (AgentUnavailableException unavailable)
@@ -444,6 +450,7 @@ public sealed partial class ChatService(
 
                 charged = await service.Credits.SettleAsync(hold, CancellationToken.None);
                 settled = true;
+                service.Metrics.AgentRuns.WithLabels(run.Offering.Slug, "api").Inc();
                 if (!started)
                 {
                     // The agent answered with nothing at all: still an answer.
@@ -458,7 +465,7 @@ public sealed partial class ChatService(
                 }
 
                 // Headers are gone by now: a handoff is flagged on the final chunk instead.
-                var notice = await service.Handoff.AfterAnswerAsync(null, run.Subscription, run.Conversation, run.Input, answer.ToString(), run.NothingRetrieved);
+                var notice = await service.Handoff.AfterAnswerAsync(run.Subscription, run.Conversation, run.Input, answer.ToString(), run.NothingRetrieved);
                 await WriteAsync(response, Chunk(created, new ChunkDelta(), "stop") with { Handoff = notice }, aborted);
                 if (run.Request.StreamOptions?.IncludeUsage == true)
                 {

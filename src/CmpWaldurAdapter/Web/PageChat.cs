@@ -116,7 +116,7 @@ public sealed class AgentPageChat(
             settled = true;
             metrics.AgentRuns.WithLabels(offering.Slug, channel).Inc();
             // Same rule as the API: unanswered questions or a request for a person escalate the conversation.
-            var notice = handoff is null ? null : await handoff.AfterAnswerAsync(http: null, subscription, $"{channel}-{conversation}", message, answer, turn.NothingRetrieved);
+            var notice = handoff is null ? null : await handoff.AfterAnswerAsync(subscription, $"{channel}-{conversation}", message, answer, turn.NothingRetrieved);
             return new PageAnswer(answer + ChatService.SourcesFooter(turn.Sources), charged, StatusCodes.Status200OK, null)
             {
                 Handoff = notice?.Message,

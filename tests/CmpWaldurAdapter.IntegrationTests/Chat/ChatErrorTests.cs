@@ -172,6 +172,8 @@ public sealed class ChatErrorTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.UnprocessableEntity, other.StatusCode);
         Assert.Single(_bed.Tenants.Langflow.Runs);
         Assert.Equal(new LedgerState(8, 0, 1, 2), await _bed.LedgerAsync(_me.Customer));
+        // A replay is not another agent run in the marketplace's count.
+        Assert.Equal(1, _bed.Services.GetRequiredService<CmpWaldurAdapter.Observability.AdapterMetrics>().AgentRuns.WithLabels(ChatTestBed.Model, "api").Value);
     }
 
     [Fact]

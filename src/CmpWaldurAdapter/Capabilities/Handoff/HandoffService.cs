@@ -31,48 +31,36 @@ public sealed class HandoffService(
     public const string VisitorMessage = "I am handing this conversation to a person, who will follow up with you.";
 
     /// <summary>
-    /// The chat pipeline's hook after an answer: records it and returns the handoff notice once the conversation
-    /// is escalated (also flagged in the <c>X-Handoff</c> response header), else null. The answer was charged
-    /// already, so a failure here is logged and never fails it. <paramref name="nothingRetrieved"/>: the
-    /// subscription's knowledge base was searched for the question and returned no passage.
+    /// The chat pipeline's hook after an answer (API, console, widget): records it and returns the handoff notice once
+    /// the conversation is escalated, else null. The answer was charged already, so a failure here is logged and
+    /// never fails it. <paramref name="nothingRetrieved"/>: the subscription's knowledge base was searched for the
+    /// question and returned no passage.
     /// </summary>
-    public async Task<HandoffNotice?> AfterAnswerAsync(HttpResponse? http, Subscription subscription, string conversation, string question, string answer, bool nothingRetrieved)
+    public async Task<HandoffNotice?> AfterAnswerAsync(Subscription subscription, string conversation, string question, string answer, bool nothingRetrieved)
     {
         try
         {
-            var notice = await AfterAnswerAsync(subscription, conversation, question, answer, nothingRetrieved, CancellationToken.None);
-            if (notice is not null && http is not null)
+            if (EscalateAfter(subscription.Configuration) is not { } threshold)
             {
-                http.Headers[HandoffHeader] = notice.Status;
+                return null;
             }
 
-            return notice;
+            for (var attempt = 0; ; attempt++)
+            {
+                try
+                {
+                    return await RecordAsync(subscription, conversation, question, answer, nothingRetrieved, threshold, CancellationToken.None);
+                }
+                catch (DbUpdateException exception) when (attempt < 3 && (exception is DbUpdateConcurrencyException || DbErrors.IsUniqueViolation(exception)))
+                {
+                    // Another message of the same conversation got there first: read it again.
+                }
+            }
         }
         catch (Exception exception) when (exception is DbUpdateException or InvalidOperationException or JsonException)
         {
             logger.LogError(exception, "Could not record the answer for handoff of subscription {SubscriptionId}", subscription.Id);
             return null;
-        }
-    }
-
-    /// <summary>Records one answered question; returns the handoff notice once the conversation is escalated, else null.</summary>
-    public async Task<HandoffNotice?> AfterAnswerAsync(Subscription subscription, string conversation, string question, string answer, bool nothingRetrieved, CancellationToken cancellationToken)
-    {
-        if (EscalateAfter(subscription.Configuration) is not { } threshold)
-        {
-            return null;
-        }
-
-        for (var attempt = 0; ; attempt++)
-        {
-            try
-            {
-                return await RecordAsync(subscription, conversation, question, answer, nothingRetrieved, threshold, cancellationToken);
-            }
-            catch (DbUpdateException exception) when (attempt < 3 && (exception is DbUpdateConcurrencyException || DbErrors.IsUniqueViolation(exception)))
-            {
-                // Another message of the same conversation got there first: read it again.
-            }
         }
     }
 

@@ -131,6 +131,10 @@ internal sealed partial class PostgresCreditStore : CreditStoreBase, IAsyncDispo
                (SELECT component FROM entry)
         """;
 
+    private static readonly PositionalStatement Charge = new(ChargeSql);
+    private static readonly PositionalStatement Reserve = new(ReserveSql);
+    private static readonly PositionalStatement Close = new(CloseSql);
+
     private readonly NpgsqlDataSource _dataSource;
     private readonly ChargeLanes _lanes;
 
@@ -161,8 +165,7 @@ internal sealed partial class PostgresCreditStore : CreditStoreBase, IAsyncDispo
         {
             try
             {
-                await using var command = _dataSource.CreateCommand(ChargeSql);
-                BindRequest(command.Parameters, request, entryId, now);
+                await using var command = Charge.Create(_dataSource, parameters => BindRequest(parameters, request, entryId, now));
                 await using var row = await command.ExecuteReaderAsync(System.Data.CommandBehavior.SingleRow, cancellationToken);
                 await row.ReadAsync(cancellationToken);
                 var available = Long(row, 5);
@@ -192,11 +195,13 @@ internal sealed partial class PostgresCreditStore : CreditStoreBase, IAsyncDispo
         {
             try
             {
-                await using var command = _dataSource.CreateCommand(ReserveSql);
-                BindRequest(command.Parameters, request, reservationId, now);
-                command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("expires", expiresAt.ToUniversalTime()));
-                command.Parameters.Add(new NpgsqlParameter("key", NpgsqlDbType.Uuid) { Value = request.Key is { } key ? key.Id : DBNull.Value });
-                command.Parameters.Add(new NpgsqlParameter("key_hash", NpgsqlDbType.Text) { Value = request.Key is { } proof ? proof.Hash : DBNull.Value });
+                await using var command = Reserve.Create(_dataSource, parameters =>
+                {
+                    BindRequest(parameters, request, reservationId, now);
+                    parameters.Add(new NpgsqlParameter<DateTimeOffset>("expires", expiresAt.ToUniversalTime()));
+                    parameters.Add(new NpgsqlParameter("key", NpgsqlDbType.Uuid) { Value = request.Key is { } key ? key.Id : DBNull.Value });
+                    parameters.Add(new NpgsqlParameter("key_hash", NpgsqlDbType.Text) { Value = request.Key is { } proof ? proof.Hash : DBNull.Value });
+                });
                 await using var row = await command.ExecuteReaderAsync(System.Data.CommandBehavior.SingleRow, cancellationToken);
                 await row.ReadAsync(cancellationToken);
                 var available = Long(row, 6);
@@ -309,15 +314,16 @@ internal sealed partial class PostgresCreditStore : CreditStoreBase, IAsyncDispo
 
     private async Task<Closed> CloseAsync(Guid reservationId, LedgerEntryKind kind, long? actual, string? reason, Guid entryId, DateTimeOffset now, CancellationToken cancellationToken)
     {
-        await using var command = _dataSource.CreateCommand(CloseSql);
-        var parameters = command.Parameters;
-        parameters.Add(new NpgsqlParameter<Guid>("reservation", reservationId));
-        parameters.Add(new NpgsqlParameter("actual", NpgsqlDbType.Bigint) { Value = actual is { } value ? value : DBNull.Value });
-        parameters.Add(new NpgsqlParameter<string>("kind", kind.ToString()));
-        parameters.Add(new NpgsqlParameter("reason", NpgsqlDbType.Varchar) { Value = reason is null ? DBNull.Value : reason });
-        parameters.Add(new NpgsqlParameter<Guid>("id", entryId));
-        parameters.Add(new NpgsqlParameter<DateTimeOffset>("now", now.ToUniversalTime()));
-        parameters.Add(new NpgsqlParameter<DateOnly>("period", BillingPeriod.Of(now).FirstDay));
+        await using var command = Close.Create(_dataSource, parameters =>
+        {
+            parameters.Add(new NpgsqlParameter<Guid>("reservation", reservationId));
+            parameters.Add(new NpgsqlParameter("actual", NpgsqlDbType.Bigint) { Value = actual is { } value ? value : DBNull.Value });
+            parameters.Add(new NpgsqlParameter<string>("kind", kind.ToString()));
+            parameters.Add(new NpgsqlParameter("reason", NpgsqlDbType.Varchar) { Value = reason is null ? DBNull.Value : reason });
+            parameters.Add(new NpgsqlParameter<Guid>("id", entryId));
+            parameters.Add(new NpgsqlParameter<DateTimeOffset>("now", now.ToUniversalTime()));
+            parameters.Add(new NpgsqlParameter<DateOnly>("period", BillingPeriod.Of(now).FirstDay));
+        });
         await using var row = await command.ExecuteReaderAsync(System.Data.CommandBehavior.SingleRow, cancellationToken);
         await row.ReadAsync(cancellationToken);
         return new Closed(

@@ -106,6 +106,8 @@ public sealed class OrderTestBed : IAsyncDisposable
             }
             catch (OrderDeferredException) when (attempt < maxAttempts)
             {
+                // Deferred while another processor holds the order: give it time, as the inbox's backoff would.
+                await Task.Delay(Math.Min(200, 10 * (attempt + 1)));
             }
         }
     }

@@ -117,6 +117,8 @@ public sealed class TenantTestBed : IAsyncDisposable
             }
             catch (OrderDeferredException) when (attempt < maxAttempts)
             {
+                // Deferred behind another order of the same project: give it time, as the inbox's backoff would.
+                await Task.Delay(Math.Min(200, 10 * (attempt + 1)));
             }
         }
     }

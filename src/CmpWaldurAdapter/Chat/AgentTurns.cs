@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Text.Json;
 using System.Text.Json.Nodes;
 using CmpWaldurAdapter.Core.Catalogue;
 using CmpWaldurAdapter.Persistence;
@@ -40,11 +41,21 @@ public sealed class AgentTurns(IKnowledgeRetriever retriever, IAgentTweaks tweak
         }
 
         var built = tweaks.Build(new AgentTweakInput(subscription, offering, configuration, context, settings.ClientInstructions, settings.Temperature, settings.MaxTokens));
-        return new AgentTurn(new AgentRequest(subscription, workspace, sessionId, input, built), ChatService.CitedSources(configuration, context), nothingRetrieved);
+        return new AgentTurn(new AgentRequest(subscription, workspace, sessionId, input, built), CitedSources(configuration, context), nothingRetrieved);
     }
 
     /// <summary>The runtime refused the workspace's identity: read it again next time (perhaps a repaired tenant's new key).</summary>
     public void ForgetWorkspace(Guid workspaceId) => _workspaces.TryRemove(workspaceId, out _);
+
+    /// <summary>The retrieved documents' names when the subscription's settings ask for citations, else none.</summary>
+    private static IReadOnlyList<string> CitedSources(JsonObject configuration, IReadOnlyList<KnowledgeChunk> context) => CitesSources(configuration)
+        ? [.. context.Select(c => c.DocumentName).Where(name => !string.IsNullOrWhiteSpace(name)).Distinct(StringComparer.Ordinal)]
+        : [];
+
+    /// <summary>The buyer asked for citations: the offering's <c>citations</c> switch, or a Research Agent's citation style.</summary>
+    private static bool CitesSources(JsonObject configuration) =>
+        configuration["citations"] is JsonValue citations && (citations.GetValueKind() == JsonValueKind.True || (citations.TryGetValue<string>(out var flag) && flag == "true"))
+        || configuration["citation_style"] is JsonValue style && style.TryGetValue<string>(out var name) && name is { Length: > 0 } && name != "none";
 
     private async Task<Workspace> WorkspaceAsync(Guid id, CancellationToken cancellationToken)
     {

@@ -332,16 +332,6 @@ public sealed partial class ChatService(
         Usage(run, answer, charged),
         Citations: run.Sources.Count > 0 ? run.Sources : null);
 
-    /// <summary>The retrieved documents' names when the subscription's settings ask for citations, else none.</summary>
-    public static IReadOnlyList<string> CitedSources(JsonObject configuration, IReadOnlyList<KnowledgeChunk> context) => CitesSources(configuration)
-        ? [.. context.Select(c => c.DocumentName).Where(name => !string.IsNullOrWhiteSpace(name)).Distinct(StringComparer.Ordinal)]
-        : [];
-
-    /// <summary>The buyer asked for citations: the offering's <c>citations</c> switch, or a Research Agent's citation style.</summary>
-    private static bool CitesSources(JsonObject configuration) =>
-        configuration["citations"] is JsonValue citations && (citations.GetValueKind() == JsonValueKind.True || (citations.TryGetValue<string>(out var flag) && flag == "true"))
-        || configuration["citation_style"] is JsonValue style && style.TryGetValue<string>(out var name) && name is { Length: > 0 } && name != "none";
-
     /// <summary>The documents the answer drew on, named after it, so any client shows where it came from.</summary>
     public static string SourcesFooter(IReadOnlyList<string> sources) => sources.Count == 0 ? string.Empty : "\n\nSources: " + string.Join("; ", sources);
 

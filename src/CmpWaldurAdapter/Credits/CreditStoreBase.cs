@@ -50,7 +50,11 @@ internal abstract class CreditStoreBase(IDbContextFactory<AdapterDbContext> dbs)
     public virtual Task<ReservationResult> ReserveAsync(ChargeRequest request, Guid reservationId, DateTimeOffset now, DateTimeOffset expiresAt, CancellationToken cancellationToken) =>
         WriteAsync(async db =>
         {
-            var version = await db.Subscriptions.AsNoTracking().Where(s => s.Id == request.SubscriptionId).Select(s => (long?)s.Version).FirstOrDefaultAsync(cancellationToken);
+            var subscription = await db.Subscriptions.AsNoTracking()
+                .Where(s => s.Id == request.SubscriptionId && s.CustomerId == request.CustomerId)
+                .Select(s => new { s.Version, s.ResourceUuid, Servable = s.State == SubscriptionState.Active && !s.Paused && !s.Downscaled })
+                .FirstOrDefaultAsync(cancellationToken);
+            var version = subscription?.Version;
             if (await PriorChargeAsync(db, request.SubscriptionId, request.RequestId, cancellationToken) is { } prior)
             {
                 return new ReservationResult(ReservationStatus.AlreadyCharged, null, prior.Credits, await AvailableAsync(db, request.CustomerId, cancellationToken), SubscriptionVersion: version);
@@ -72,10 +76,12 @@ internal abstract class CreditStoreBase(IDbContextFactory<AdapterDbContext> dbs)
                 return new ReservationResult(ReservationStatus.Refused, null, 0, await AvailableAsync(db, request.CustomerId, cancellationToken), CreditRefusal.KeyRevoked, version);
             }
 
-            if (await ServableResourceAsync(db, request, cancellationToken) is not { } resource)
+            if (subscription is not { Servable: true })
             {
                 return new ReservationResult(ReservationStatus.Refused, null, 0, await AvailableAsync(db, request.CustomerId, cancellationToken), CreditRefusal.SubscriptionNotServable, version);
             }
+
+            var resource = subscription.ResourceUuid;
 
             var credits = request.Credits;
             var reserved = await db.CreditAccounts

@@ -127,14 +127,14 @@ public static class SyntheticAudio
         return page;
     }
 
-    /// <summary>The OpusHead identification packet (mono, input rate 16 kHz).</summary>
-    public static byte[] OpusHead(ushort preSkip)
+    /// <summary>The OpusHead identification packet (mono, input rate 16 kHz); <paramref name="leadingSamples"/> is its pre-skip.</summary>
+    public static byte[] OpusHead(ushort leadingSamples)
     {
         var head = new byte[19];
         "OpusHead"u8.CopyTo(head);
         head[8] = 1;
         head[9] = 1;
-        BinaryPrimitives.WriteUInt16LittleEndian(head.AsSpan(10), preSkip);
+        BinaryPrimitives.WriteUInt16LittleEndian(head.AsSpan(10), leadingSamples);
         BinaryPrimitives.WriteUInt32LittleEndian(head.AsSpan(12), 16000);
         return head;
     }
@@ -153,12 +153,12 @@ public static class SyntheticAudio
     }
 
     /// <summary>An Ogg Opus file (head, tags, audio pages) whose last page's granule is <paramref name="seconds"/> of 48 kHz samples after the pre-skip.</summary>
-    public static byte[] OggOpus(double seconds, ushort preSkip = 312) =>
+    public static byte[] OggOpus(double seconds, ushort leadingSamples = 312) =>
         [
-            .. OggPage(7, 0, 0, OpusHead(preSkip), type: 2),
+            .. OggPage(7, 0, 0, OpusHead(leadingSamples), type: 2),
             .. OggPage(7, 1, 0, [.. "OpusTags"u8, 0, 0, 0, 0, 0, 0, 0, 0]),
-            .. OggPage(7, 2, preSkip + (long)(seconds * 48_000 / 2), new byte[100]),
-            .. OggPage(7, 3, preSkip + (long)(seconds * 48_000), new byte[100], type: 4),
+            .. OggPage(7, 2, leadingSamples + (long)(seconds * 48_000 / 2), new byte[100]),
+            .. OggPage(7, 3, leadingSamples + (long)(seconds * 48_000), new byte[100], type: 4),
         ];
 
     /// <summary>An ISO BMFF box.</summary>

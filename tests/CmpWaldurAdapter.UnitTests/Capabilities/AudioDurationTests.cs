@@ -83,7 +83,7 @@ public sealed class AudioDurationTests
     public void Ogg_opus_is_the_last_granule_at_48_khz_less_the_pre_skip()
     {
         AssertSeconds(60, AudioDuration.Of(OggOpus(60)));
-        AssertSeconds(1.5, AudioDuration.Of(OggOpus(1.5, preSkip: 3840)));
+        AssertSeconds(1.5, AudioDuration.Of(OggOpus(1.5, leadingSamples: 3840)));
     }
 
     [Fact]

@@ -180,12 +180,27 @@ public sealed partial class ChatService(
 
     private async Task<IResult> RunAsync(ChatRun run, CancellationToken cancellationToken)
     {
-        // The caller may have been authenticated from memory; the hold re-checks the key and the subscription
-        // in the database, and a refusal or a newer subscription row sends us back to the database.
-        var attempt = await credits.HoldAsync(run.Subscription, run.RequestId, new Credits.ApiKeyProof(run.Caller.Key.Id, run.Caller.Key.Hash), cancellationToken);
+        // Retrieval needs nothing from the hold, so it runs while the credits are held; its result is used only
+        // once they are, and dropped (never returned) when the hold is refused.
+        using var early = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var preparing = PrepareAsync(run, early.Token);
+        ChatHoldAttempt attempt;
+        try
+        {
+            // The caller may have been authenticated from memory; the hold re-checks the key and the subscription
+            // in the database, and a refusal or a newer subscription row sends us back to the database.
+            attempt = await credits.HoldAsync(run.Subscription, run.RequestId, new Credits.ApiKeyProof(run.Caller.Key.Id, run.Caller.Key.Hash), cancellationToken);
+        }
+        catch
+        {
+            await DiscardAsync(preparing, early);
+            throw;
+        }
+
         if (attempt.Refusal is Core.Credits.CreditRefusal.KeyRevoked or Core.Credits.CreditRefusal.SubscriptionNotServable
             || (attempt.Hold is not null && attempt.SubscriptionVersion != run.Subscription.Version))
         {
+            await DiscardAsync(preparing, early);
             keys.Forget(run.Subscription.Id);
             var (fresh, refusal) = await ApiCaller.AuthenticateSecretAsync(run.Http, keys, cancellationToken);
             if (refusal is not null || fresh!.Subscription.Id != run.Subscription.Id)
@@ -204,10 +219,13 @@ public sealed partial class ChatService(
             {
                 attempt = await credits.HoldAsync(run.Subscription, run.RequestId, new Credits.ApiKeyProof(fresh.Key.Id, fresh.Key.Hash), cancellationToken);
             }
+
+            preparing = attempt.Hold is null ? null : PrepareAsync(run, cancellationToken);
         }
 
         if (attempt.Hold is not { } hold)
         {
+            await DiscardAsync(preparing, early);
             // Not remembered: once credits are added, the same Idempotency-Key runs the message.
             await AbandonAsync(run);
             return attempt.Refusal == Core.Credits.CreditRefusal.InsufficientCredits
@@ -221,7 +239,7 @@ public sealed partial class ChatService(
         var settled = false;
         try
         {
-            var agent = await PrepareAsync(run, cancellationToken);
+            var agent = await preparing!;
             if (run.Request.Stream == true)
             {
                 settled = true;
@@ -265,6 +283,26 @@ public sealed partial class ChatService(
             {
                 await credits.ReleaseAsync(hold, CancellationToken.None);
             }
+        }
+    }
+
+    /// <summary>A preparation whose hold was refused (or whose subscription changed): cancelled, and its outcome ignored.</summary>
+    private async Task DiscardAsync(Task<AgentRequest>? preparing, CancellationTokenSource early)
+    {
+        if (preparing is null)
+        {
+            return;
+        }
+
+        await early.CancelAsync();
+        try
+        {
+            await preparing;
+        }
+        catch (Exception exception)
+        {
+            // Nothing of it is used: the hold decided what this request answers.
+            logger.LogDebug("A message's preparation was dropped after its hold: {Reason}", exception.Message);
         }
     }
 

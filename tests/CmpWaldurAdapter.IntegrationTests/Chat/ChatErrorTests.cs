@@ -151,6 +151,24 @@ public sealed class ChatErrorTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Without_credits_the_answer_is_402_even_when_the_retrieval_run_meanwhile_fails()
+    {
+        // Retrieval runs while the credits are held: a refused hold decides the answer, and what the
+        // retrieval found or how it failed is dropped.
+        var broke = await _bed.SubscribeAsync(credits: 0);
+        _bed.Tenants.Ragflow.Fail("POST", "/api/v1/retrieval", 200, times: 10, body: new JsonObject { ["code"] = 100, ["message"] = "Internal server error" }.ToJsonString());
+        using var http = _bed.Http(broke.Key);
+
+        using var response = await http.PostAsync("/v1/chat/completions", ChatTestBed.Json("""{"message":"Hi"}"""));
+
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.PaymentRequired, body);
+        Assert.Equal("insufficient_credits", JsonNode.Parse(body)!["error"]!["code"]!.GetValue<string>());
+        Assert.Empty(_bed.Tenants.Langflow.Runs);
+        Assert.Equal(new LedgerState(0, 0, 0, 0), await _bed.LedgerAsync(broke.Customer));
+    }
+
+    [Fact]
     public async Task An_idempotency_key_replays_the_stored_answer_and_charges_once()
     {
         using var http = _bed.Http(_me.Key);

@@ -7,7 +7,7 @@ using CmpWaldurAdapter.Benchmarks;
 // invariant checked before and after. Usage (scripts/bench.sh runs it):
 //   CmpWaldurAdapter.Benchmarks --server "Host=…;Username=…" [--charges 30000] [--workers 16]
 //       [--customers 1,64] [--label NAME] [--synchronous-commit on|off] [--record docs/benchmarks.md]
-//   CmpWaldurAdapter.Benchmarks chat [--requests 20000] [--workers 32] [--subscriptions 16] [--database Postgres|Sqlite]
+//   CmpWaldurAdapter.Benchmarks chat [--rate 500] [--paced-requests 10000] [--requests 20000] [--workers 32] [--subscriptions 16] [--database Postgres|Sqlite]
 //       [--record docs/benchmarks.md]   (the chat gateway; Postgres is CMP_TEST_POSTGRES's server)
 if (args.Length > 0 && args[0] == "chat")
 {

@@ -37,17 +37,29 @@ internal sealed partial class PositionalStatement
     public NpgsqlCommand Create(NpgsqlDataSource dataSource, Action<NpgsqlParameterCollection> bind)
     {
         var command = dataSource.CreateCommand(Text);
-        bind(command.Parameters);
-        var named = command.Parameters.ToDictionary(p => p.ParameterName, StringComparer.Ordinal);
-        command.Parameters.Clear();
+        Bind(command.Parameters, bind);
+        return command;
+    }
+
+    /// <summary>The same, as one command of a batch.</summary>
+    public NpgsqlBatchCommand CreateBatchCommand(Action<NpgsqlParameterCollection> bind)
+    {
+        var command = new NpgsqlBatchCommand(Text);
+        Bind(command.Parameters, bind);
+        return command;
+    }
+
+    private void Bind(NpgsqlParameterCollection parameters, Action<NpgsqlParameterCollection> bind)
+    {
+        bind(parameters);
+        var named = parameters.ToDictionary(p => p.ParameterName, StringComparer.Ordinal);
+        parameters.Clear();
         foreach (var name in _names)
         {
             var parameter = named.TryGetValue(name, out var bound) ? bound : throw new InvalidOperationException($"The statement's parameter @{name} was not bound.");
             parameter.ParameterName = string.Empty;
-            command.Parameters.Add(parameter);
+            parameters.Add(parameter);
         }
-
-        return command;
     }
 
     // @name, but not inside an identifier or an operator such as @@ or @>.

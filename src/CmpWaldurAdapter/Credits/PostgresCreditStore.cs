@@ -20,6 +20,8 @@ namespace CmpWaldurAdapter.Credits;
 /// other both pass that check, and the partial unique index makes the second statement fail as a
 /// whole (nothing debited), after which a retry sees the first and replays.</item>
 /// </list>
+/// Holds and their closes that meet at the database share one batch and commit (<see cref="GroupCommit"/>);
+/// charges of one organization share one statement (<see cref="ChargeLanes"/>).
 /// Grants and funding refreshes (rare) use EF Core inside a transaction that locks the account row first.
 /// </summary>
 internal sealed partial class PostgresCreditStore : CreditStoreBase, IAsyncDisposable
@@ -137,6 +139,10 @@ internal sealed partial class PostgresCreditStore : CreditStoreBase, IAsyncDispo
 
     private readonly NpgsqlDataSource _dataSource;
     private readonly ChargeLanes _lanes;
+    private readonly GroupCommit _groups;
+
+    // The organization of each hold this replica made and has not closed: its close can join a batch in lock order.
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<Guid, Guid> _holders = new();
 
     public PostgresCreditStore(IDbContextFactory<AdapterDbContext> dbs, string connectionString)
         : base(dbs)
@@ -153,6 +159,7 @@ internal sealed partial class PostgresCreditStore : CreditStoreBase, IAsyncDispo
         // Ledger statements change no session state, so the pool need not reset it (which would also drop prepared statements).
         builder.NoResetOnClose = true;
         _dataSource = NpgsqlDataSource.Create(builder);
+        _groups = new GroupCommit(_dataSource);
     }
 
     /// <summary>One charge, one statement. Concurrent charges of one organization are batched (<see cref="ChargeLanes"/>).</summary>
@@ -195,42 +202,63 @@ internal sealed partial class PostgresCreditStore : CreditStoreBase, IAsyncDispo
         {
             try
             {
-                await using var command = Reserve.Create(_dataSource, parameters =>
+                // Once queued it runs to the end, so a caller that leaves knows there may be a hold to release.
+                cancellationToken.ThrowIfCancellationRequested();
+                var result = await _groups.RunAsync(request.CustomerId, Reserve, parameters =>
                 {
                     BindRequest(parameters, request, reservationId, now);
                     parameters.Add(new NpgsqlParameter<DateTimeOffset>("expires", expiresAt.ToUniversalTime()));
                     parameters.Add(new NpgsqlParameter("key", NpgsqlDbType.Uuid) { Value = request.Key is { } key ? key.Id : DBNull.Value });
                     parameters.Add(new NpgsqlParameter("key_hash", NpgsqlDbType.Text) { Value = request.Key is { } proof ? proof.Hash : DBNull.Value });
-                });
-                await using var row = await command.ExecuteReaderAsync(System.Data.CommandBehavior.SingleRow, cancellationToken);
-                await row.ReadAsync(cancellationToken);
-                var available = Long(row, 6);
-                long? version = row.IsDBNull(8) ? null : row.GetInt64(8);
-                if (row.GetInt64(0) == 1)
+                }, row => Reservation(row, request, reservationId));
+                if (result.ReservationId is { } held)
                 {
-                    return new ReservationResult(ReservationStatus.Held, reservationId, request.Credits, Long(row, 1), SubscriptionVersion: version);
+                    Remember(held, request.CustomerId);
                 }
 
-                if (!row.IsDBNull(3))
-                {
-                    return new ReservationResult(ReservationStatus.AlreadyCharged, null, row.GetInt64(3), available, SubscriptionVersion: version);
-                }
-
-                if (!row.IsDBNull(4))
-                {
-                    return new ReservationResult(ReservationStatus.AlreadyHeld, row.GetGuid(4), row.GetInt64(5), available, SubscriptionVersion: version);
-                }
-
-                var refusal = !row.GetBoolean(7) ? CreditRefusal.KeyRevoked
-                    : row.IsDBNull(2) || !row.GetBoolean(2) ? CreditRefusal.SubscriptionNotServable
-                    : CreditRefusal.InsufficientCredits;
-                return new ReservationResult(ReservationStatus.Refused, null, 0, available, refusal, version);
+                return result;
             }
             catch (PostgresException exception) when (exception.SqlState == PostgresErrorCodes.UniqueViolation && attempt < UniqueRetries)
             {
                 // The same request id was held concurrently: the retry returns that hold.
             }
         }
+    }
+
+    private static ReservationResult Reservation(NpgsqlDataReader row, ChargeRequest request, Guid reservationId)
+    {
+        var available = Long(row, 6);
+        long? version = row.IsDBNull(8) ? null : row.GetInt64(8);
+        if (row.GetInt64(0) == 1)
+        {
+            return new ReservationResult(ReservationStatus.Held, reservationId, request.Credits, Long(row, 1), SubscriptionVersion: version);
+        }
+
+        if (!row.IsDBNull(3))
+        {
+            return new ReservationResult(ReservationStatus.AlreadyCharged, null, row.GetInt64(3), available, SubscriptionVersion: version);
+        }
+
+        if (!row.IsDBNull(4))
+        {
+            return new ReservationResult(ReservationStatus.AlreadyHeld, row.GetGuid(4), row.GetInt64(5), available, SubscriptionVersion: version);
+        }
+
+        var refusal = !row.GetBoolean(7) ? CreditRefusal.KeyRevoked
+            : row.IsDBNull(2) || !row.GetBoolean(2) ? CreditRefusal.SubscriptionNotServable
+            : CreditRefusal.InsufficientCredits;
+        return new ReservationResult(ReservationStatus.Refused, null, 0, available, refusal, version);
+    }
+
+    private void Remember(Guid reservationId, Guid customerId)
+    {
+        // Holds closed by another replica are never forgotten here; past this bound, closes just go alone.
+        if (_holders.Count >= 100_000)
+        {
+            _holders.Clear();
+        }
+
+        _holders[reservationId] = customerId;
     }
 
     public override async Task<SettleResult> SettleAsync(Guid reservationId, long? actualCredits, Guid entryId, DateTimeOffset now, CancellationToken cancellationToken)
@@ -314,7 +342,7 @@ internal sealed partial class PostgresCreditStore : CreditStoreBase, IAsyncDispo
 
     private async Task<Closed> CloseAsync(Guid reservationId, LedgerEntryKind kind, long? actual, string? reason, Guid entryId, DateTimeOffset now, CancellationToken cancellationToken)
     {
-        await using var command = Close.Create(_dataSource, parameters =>
+        void Bind(NpgsqlParameterCollection parameters)
         {
             parameters.Add(new NpgsqlParameter<Guid>("reservation", reservationId));
             parameters.Add(new NpgsqlParameter("actual", NpgsqlDbType.Bigint) { Value = actual is { } value ? value : DBNull.Value });
@@ -323,16 +351,19 @@ internal sealed partial class PostgresCreditStore : CreditStoreBase, IAsyncDispo
             parameters.Add(new NpgsqlParameter<Guid>("id", entryId));
             parameters.Add(new NpgsqlParameter<DateTimeOffset>("now", now.ToUniversalTime()));
             parameters.Add(new NpgsqlParameter<DateOnly>("period", BillingPeriod.Of(now).FirstDay));
-        });
-        await using var row = await command.ExecuteReaderAsync(System.Data.CommandBehavior.SingleRow, cancellationToken);
-        await row.ReadAsync(cancellationToken);
-        return new Closed(
+        }
+
+        static Closed Read(NpgsqlDataReader row) => new(
             row.IsDBNull(0) ? null : row.GetInt64(0),
             row.IsDBNull(1) ? null : row.GetInt64(1),
             row.IsDBNull(2) ? null : row.GetString(2),
             Long(row, 3),
             row.IsDBNull(4) ? null : row.GetInt64(4),
             row.IsDBNull(5) ? null : row.GetString(5));
+
+        return await (_holders.TryRemove(reservationId, out var customerId)
+            ? _groups.RunAsync(customerId, Close, Bind, Read)
+            : GroupCommit.RunAloneAsync(_dataSource, Close, Bind, Read));
     }
 
     /// <summary>

@@ -359,6 +359,49 @@ public abstract class CreditLedgerTests(DatabaseProvider provider) : IAsyncLifet
     }
 
     [Fact]
+    public async Task Holds_settles_and_releases_of_many_organizations_at_once_add_up_exactly_for_each()
+    {
+        // On PostgreSQL these meet in shared batches (group commit) that lock several organizations each.
+        var subscriptions = new List<Subscription>();
+        for (var i = 0; i < 8; i++)
+        {
+            var subscription = await _bed.AddSubscriptionAsync();
+            await Ledger.GrantAsync(subscription.CustomerId, 60, "test funding");
+            subscriptions.Add(subscription);
+        }
+
+        var charged = new long[subscriptions.Count];
+        await Task.WhenAll(Enumerable.Range(0, 480).Select(i => Task.Run(async () =>
+        {
+            var owner = i % subscriptions.Count;
+            var subscription = subscriptions[owner];
+            var hold = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 3, $"many-{i}");
+            if (!hold.IsHeld)
+            {
+                return;
+            }
+
+            if (i / subscriptions.Count % 4 == 3)
+            {
+                await Ledger.ReleaseAsync(hold.ReservationId!.Value);
+            }
+            else
+            {
+                Interlocked.Add(ref charged[owner], (await Ledger.SettleAsync(hold.ReservationId!.Value)).Credits);
+            }
+        })));
+
+        for (var owner = 0; owner < subscriptions.Count; owner++)
+        {
+            var customer = subscriptions[owner].CustomerId;
+            var balance = await Ledger.BalanceAsync(customer);
+            var entries = await _bed.QueryAsync(db => db.LedgerEntries.Where(e => e.CustomerId == customer && e.Kind == LedgerEntryKind.Charge).SumAsync(e => e.Credits));
+            Assert.Equal((0L, 60 - charged[owner], charged[owner]), (balance.Reserved, balance.Balance, entries));
+            Assert.True(charged[owner] > 0);
+        }
+    }
+
+    [Fact]
     public async Task Grants_add_once_per_request_id_and_explain_themselves()
     {
         var customer = Guid.NewGuid();

@@ -1,0 +1,88 @@
+using CmpWaldurAdapter.Credits;
+using CmpWaldurAdapter.Persistence;
+using CmpWaldurAdapter.Testing.Hosting;
+using Npgsql;
+
+namespace CmpWaldurAdapter.IntegrationTests.Credits;
+
+/// <summary>
+/// The ledger's group commit on PostgreSQL: statements that queue behind busy batches commit together in one
+/// transaction, and a batch that fails commits nothing, after which each statement runs alone, exactly once.
+/// </summary>
+public sealed class GroupCommitTests : IAsyncLifetime
+{
+    private static readonly PositionalStatement Sleep = new("SELECT pg_sleep(@seconds)::text");
+    private static readonly PositionalStatement Insert = new("INSERT INTO group_probe (name, tx) VALUES (@name, txid_current()) RETURNING name");
+    private static readonly PositionalStatement Fail = new("SELECT (1 / (@zero::int))::text");
+
+    private TestDatabase _database = null!;
+    private NpgsqlDataSource _dataSource = null!;
+    private GroupCommit _group = null!;
+
+    public async Task InitializeAsync()
+    {
+        _database = await TestDatabase.CreateAsync(DatabaseProvider.Postgres);
+        _dataSource = NpgsqlDataSource.Create(_database.ConnectionString);
+        await using var create = _dataSource.CreateCommand("CREATE TABLE group_probe (name text PRIMARY KEY, tx bigint NOT NULL)");
+        await create.ExecuteNonQueryAsync();
+        _group = new GroupCommit(_dataSource);
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _dataSource.DisposeAsync();
+        await _database.DisposeAsync();
+    }
+
+    private Task<string> RunAsync(PositionalStatement statement, string name, object value) =>
+        _group.RunAsync(Guid.NewGuid(), statement, parameters => parameters.Add(new NpgsqlParameter(name, value)), row => row.GetString(0));
+
+    /// <summary>Both batch runners busy for a moment, so what comes next has to queue.</summary>
+    private List<Task<string>> OccupyRunners() =>
+        [.. Enumerable.Range(0, GroupCommit.InFlight).Select(_ => RunAsync(Sleep, "seconds", 0.3))];
+
+    private async Task<List<(string Name, long Tx)>> ProbeAsync()
+    {
+        await using var command = _dataSource.CreateCommand("SELECT name, tx FROM group_probe ORDER BY name");
+        await using var rows = await command.ExecuteReaderAsync();
+        var probe = new List<(string, long)>();
+        while (await rows.ReadAsync())
+        {
+            probe.Add((rows.GetString(0), rows.GetInt64(1)));
+        }
+
+        return probe;
+    }
+
+    [Fact]
+    public async Task Statements_queued_behind_busy_batches_commit_together_in_one_transaction()
+    {
+        var busy = OccupyRunners();
+        var queued = new[] { "a", "b", "c", "d", "e" }.Select(name => RunAsync(Insert, "name", name)).ToList();
+
+        Assert.Equal(["a", "b", "c", "d", "e"], await Task.WhenAll(queued));
+        await Task.WhenAll(busy);
+        var probe = await ProbeAsync();
+        Assert.Equal(["a", "b", "c", "d", "e"], probe.Select(p => p.Name));
+        Assert.Single(probe.Select(p => p.Tx).Distinct());
+    }
+
+    [Fact]
+    public async Task A_failing_batch_commits_nothing_and_each_statement_then_runs_alone_once()
+    {
+        var busy = OccupyRunners();
+        var first = RunAsync(Insert, "name", "x");
+        var failing = RunAsync(Fail, "zero", 0);
+        var last = RunAsync(Insert, "name", "y");
+
+        // Had the batch's inserts committed, running them alone would break the primary key.
+        Assert.Equal("x", await first);
+        Assert.Equal("y", await last);
+        var error = await Assert.ThrowsAsync<PostgresException>(() => failing);
+        Assert.Equal(PostgresErrorCodes.DivisionByZero, error.SqlState);
+        await Task.WhenAll(busy);
+        var probe = await ProbeAsync();
+        Assert.Equal(["x", "y"], probe.Select(p => p.Name));
+        Assert.Equal(2, probe.Select(p => p.Tx).Distinct().Count());
+    }
+}

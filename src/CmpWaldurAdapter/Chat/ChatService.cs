@@ -259,7 +259,7 @@ public sealed partial class ChatService(
             }
 
             var completion = Completion(run, answer, charged) with { Handoff = notice };
-            return await FinishAsync(run, Results.Json(completion, ApiJson.Options), StatusCodes.Status200OK, JsonSerializer.Serialize(completion, ApiJson.Options));
+            return await FinishAsync(run, completion);
         }
         catch (AgentUnavailableException unavailable)
         {
@@ -392,14 +392,17 @@ public sealed partial class ChatService(
             headers: r => r.Headers.RetryAfter = "5");
 
     /// <summary>Remembers an answer for its Idempotency-Key (only answers: failures cost nothing and may be retried).</summary>
-    private async Task<IResult> FinishAsync(ChatRun run, IResult result, int status, string body)
+    private async Task<IResult> FinishAsync(ChatRun run, ChatCompletion completion)
     {
-        if (run.Idempotency is { } entry)
+        if (run.Idempotency is not { } entry)
         {
-            await idempotency.CompleteAsync(entry, status, "application/json", body, CancellationToken.None);
+            return Results.Json(completion, ApiJson.Options);
         }
 
-        return result;
+        // Serialized once: the stored replay is byte for byte what this answer sends.
+        var body = JsonSerializer.Serialize(completion, ApiJson.Options);
+        await idempotency.CompleteAsync(entry, StatusCodes.Status200OK, "application/json", body, CancellationToken.None);
+        return Results.Content(body, "application/json", Encoding.UTF8);
     }
 
     private async Task AbandonAsync(ChatRun run)

@@ -167,7 +167,8 @@ internal static class ChatGatewayBench
         for (var i = 0; i < count; i++)
         {
             var due = start + (long)(i * interval);
-            if (due - Stopwatch.GetTimestamp() is var wait && wait > 0)
+            var wait = due - Stopwatch.GetTimestamp();
+            if (wait > 0)
             {
                 await Task.Delay(TimeSpan.FromSeconds(wait / (double)Stopwatch.Frequency));
             }
@@ -175,12 +176,8 @@ internal static class ChatGatewayBench
             var index = i;
             sent.Add(Task.Run(async () =>
             {
-                using var message = request(index);
-                var started = Stopwatch.GetTimestamp();
-                using var response = await http.SendAsync(message);
-                await response.Content.ReadAsByteArrayAsync();
-                latencies[index] = Stopwatch.GetTimestamp() - started;
-                if (!response.IsSuccessStatusCode)
+                (latencies[index], var ok) = await SendAsync(http, request(index));
+                if (!ok)
                 {
                     Interlocked.Increment(ref errors);
                 }
@@ -204,12 +201,9 @@ internal static class ChatGatewayBench
             var mine = latencies[w] = new List<long>(count / workers + 1);
             for (var i = Interlocked.Increment(ref next); i < count; i = Interlocked.Increment(ref next))
             {
-                using var message = request(i);
-                var started = Stopwatch.GetTimestamp();
-                using var response = await http.SendAsync(message);
-                await response.Content.ReadAsByteArrayAsync();
-                mine.Add(Stopwatch.GetTimestamp() - started);
-                if (!response.IsSuccessStatusCode)
+                var (ticks, ok) = await SendAsync(http, request(i));
+                mine.Add(ticks);
+                if (!ok)
                 {
                     Interlocked.Increment(ref errors);
                 }
@@ -219,5 +213,17 @@ internal static class ChatGatewayBench
         var all = latencies.SelectMany(l => l).ToList();
         var (p50, p99) = Stats.Percentiles(all);
         return new Load(total.Elapsed.TotalSeconds, count / total.Elapsed.TotalSeconds, p50, p99, errors);
+    }
+
+    /// <summary>One request, timed from its send to its last byte.</summary>
+    private static async Task<(long Ticks, bool Ok)> SendAsync(HttpClient http, HttpRequestMessage message)
+    {
+        using (message)
+        {
+            var started = Stopwatch.GetTimestamp();
+            using var response = await http.SendAsync(message);
+            await response.Content.ReadAsByteArrayAsync();
+            return (Stopwatch.GetTimestamp() - started, response.IsSuccessStatusCode);
+        }
     }
 }

@@ -49,15 +49,6 @@ internal sealed class GroupCommit(NpgsqlDataSource dataSource)
         return pending.Completion.Task;
     }
 
-    /// <summary>One statement on its own: one command, one implicit transaction.</summary>
-    public static async Task<T> RunAloneAsync<T>(NpgsqlDataSource dataSource, PositionalStatement statement, Action<NpgsqlParameterCollection> bind, Func<NpgsqlDataReader, T> read)
-    {
-        await using var command = statement.Create(dataSource, bind);
-        await using var row = await command.ExecuteReaderAsync(System.Data.CommandBehavior.SingleRow, CancellationToken.None);
-        await row.ReadAsync(CancellationToken.None);
-        return read(row);
-    }
-
     private async Task RunnerAsync()
     {
         while (true)
@@ -162,7 +153,7 @@ internal sealed class GroupCommit(NpgsqlDataSource dataSource)
         {
             try
             {
-                Completion.TrySetResult(await GroupCommit.RunAloneAsync(dataSource, statement, bind, read));
+                Completion.TrySetResult(await statement.QueryRowAsync(dataSource, bind, read));
             }
             catch (Exception exception)
             {

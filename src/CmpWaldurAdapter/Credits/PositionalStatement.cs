@@ -41,6 +41,15 @@ internal sealed partial class PositionalStatement
         return command;
     }
 
+    /// <summary>Runs the statement on its own (one implicit transaction) and reads its single row.</summary>
+    public async Task<T> QueryRowAsync<T>(NpgsqlDataSource dataSource, Action<NpgsqlParameterCollection> bind, Func<NpgsqlDataReader, T> read)
+    {
+        await using var command = Create(dataSource, bind);
+        await using var row = await command.ExecuteReaderAsync(System.Data.CommandBehavior.SingleRow, CancellationToken.None);
+        await row.ReadAsync(CancellationToken.None);
+        return read(row);
+    }
+
     /// <summary>The same, as one command of a batch.</summary>
     public NpgsqlBatchCommand CreateBatchCommand(Action<NpgsqlParameterCollection> bind)
     {

@@ -185,7 +185,7 @@ internal sealed partial class PostgresCreditStore
                 if (batch.Count == 1)
                 {
                     var single = batch[0];
-                    single.Completion.TrySetResult(await store.ChargeOneAsync(single.Request, single.EntryId, single.Now, CancellationToken.None));
+                    single.Completion.TrySetResult(await store.ChargeOneAsync(single.Request, single.EntryId, single.Now));
                     return;
                 }
 
@@ -201,7 +201,7 @@ internal sealed partial class PostgresCreditStore
                 // whole statement changed nothing; charge one by one, where such a copy replays.
                 foreach (var pending in batch)
                 {
-                    await CompleteAsync(pending, () => store.ChargeOneAsync(pending.Request, pending.EntryId, pending.Now, CancellationToken.None));
+                    await CompleteAsync(pending, () => store.ChargeOneAsync(pending.Request, pending.EntryId, pending.Now));
                 }
             }
             catch (Exception exception)

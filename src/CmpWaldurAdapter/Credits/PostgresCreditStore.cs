@@ -166,34 +166,36 @@ internal sealed partial class PostgresCreditStore : CreditStoreBase, IAsyncDispo
     public override Task<ChargeResult> ChargeAsync(ChargeRequest request, Guid entryId, DateTimeOffset now, CancellationToken cancellationToken) =>
         _lanes.ChargeAsync(new PendingCharge(request, entryId, now), cancellationToken);
 
-    private async Task<ChargeResult> ChargeOneAsync(ChargeRequest request, Guid entryId, DateTimeOffset now, CancellationToken cancellationToken)
+    private async Task<ChargeResult> ChargeOneAsync(ChargeRequest request, Guid entryId, DateTimeOffset now)
     {
         for (var attempt = 0; ; attempt++)
         {
             try
             {
-                await using var command = Charge.Create(_dataSource, parameters => BindRequest(parameters, request, entryId, now));
-                await using var row = await command.ExecuteReaderAsync(System.Data.CommandBehavior.SingleRow, cancellationToken);
-                await row.ReadAsync(cancellationToken);
-                var available = Long(row, 5);
-                if (row.GetInt64(0) == 1)
-                {
-                    return new ChargeResult(ChargeStatus.Charged, request.Credits, Long(row, 1), EntryId: entryId);
-                }
-
-                if (!row.IsDBNull(3))
-                {
-                    return new ChargeResult(ChargeStatus.Replayed, row.GetInt64(4), available, EntryId: row.GetGuid(3));
-                }
-
-                var refusal = row.IsDBNull(2) || !row.GetBoolean(2) ? CreditRefusal.SubscriptionNotServable : CreditRefusal.InsufficientCredits;
-                return new ChargeResult(ChargeStatus.Refused, 0, available, refusal);
+                return await Charge.QueryRowAsync(_dataSource, parameters => BindRequest(parameters, request, entryId, now), row => Charged(row, request, entryId));
             }
             catch (PostgresException exception) when (exception.SqlState == PostgresErrorCodes.UniqueViolation && attempt < UniqueRetries)
             {
                 // The same request id committed concurrently: this statement changed nothing; the retry replays it.
             }
         }
+    }
+
+    private static ChargeResult Charged(NpgsqlDataReader row, ChargeRequest request, Guid entryId)
+    {
+        var available = Long(row, 5);
+        if (row.GetInt64(0) == 1)
+        {
+            return new ChargeResult(ChargeStatus.Charged, request.Credits, Long(row, 1), EntryId: entryId);
+        }
+
+        if (!row.IsDBNull(3))
+        {
+            return new ChargeResult(ChargeStatus.Replayed, row.GetInt64(4), available, EntryId: row.GetGuid(3));
+        }
+
+        var refusal = row.IsDBNull(2) || !row.GetBoolean(2) ? CreditRefusal.SubscriptionNotServable : CreditRefusal.InsufficientCredits;
+        return new ChargeResult(ChargeStatus.Refused, 0, available, refusal);
     }
 
     public override async Task<ReservationResult> ReserveAsync(ChargeRequest request, Guid reservationId, DateTimeOffset now, DateTimeOffset expiresAt, CancellationToken cancellationToken)
@@ -271,12 +273,12 @@ internal sealed partial class PostgresCreditStore : CreditStoreBase, IAsyncDispo
         Closed closed;
         try
         {
-            closed = await CloseAsync(reservationId, LedgerEntryKind.Charge, actualCredits, null, entryId, now, cancellationToken);
+            closed = await CloseAsync(reservationId, LedgerEntryKind.Charge, actualCredits, null, entryId, now);
         }
         catch (PostgresException exception) when (exception.SqlState == PostgresErrorCodes.UniqueViolation)
         {
             // Charged under this request id by another path (a direct charge): one charge per request id, so release the hold.
-            var released = await CloseAsync(reservationId, LedgerEntryKind.Release, null, "the request id was already charged", Guid.NewGuid(), now, cancellationToken);
+            var released = await CloseAsync(reservationId, LedgerEntryKind.Release, null, "the request id was already charged", Guid.NewGuid(), now);
             return new SettleResult(SettleStatus.AlreadyCharged, 0, released.Available ?? 0);
         }
 
@@ -302,7 +304,7 @@ internal sealed partial class PostgresCreditStore : CreditStoreBase, IAsyncDispo
 
     public override async Task<ReleaseResult> ReleaseAsync(Guid reservationId, string reason, Guid entryId, DateTimeOffset now, CancellationToken cancellationToken)
     {
-        var closed = await CloseAsync(reservationId, LedgerEntryKind.Release, null, reason, entryId, now, cancellationToken);
+        var closed = await CloseAsync(reservationId, LedgerEntryKind.Release, null, reason, entryId, now);
         if (closed.Credits is { } released)
         {
             return new ReleaseResult(ReleaseStatus.Released, released, closed.Available ?? 0);
@@ -340,7 +342,8 @@ internal sealed partial class PostgresCreditStore : CreditStoreBase, IAsyncDispo
 
     public ValueTask DisposeAsync() => _dataSource.DisposeAsync();
 
-    private async Task<Closed> CloseAsync(Guid reservationId, LedgerEntryKind kind, long? actual, string? reason, Guid entryId, DateTimeOffset now, CancellationToken cancellationToken)
+    /// <summary>Not cancellable: once sent (alone or in a batch) it runs to the end, and its caller learns what it did.</summary>
+    private async Task<Closed> CloseAsync(Guid reservationId, LedgerEntryKind kind, long? actual, string? reason, Guid entryId, DateTimeOffset now)
     {
         void Bind(NpgsqlParameterCollection parameters)
         {
@@ -363,7 +366,7 @@ internal sealed partial class PostgresCreditStore : CreditStoreBase, IAsyncDispo
 
         return await (_holders.TryRemove(reservationId, out var customerId)
             ? _groups.RunAsync(customerId, Close, Bind, Read)
-            : GroupCommit.RunAloneAsync(_dataSource, Close, Bind, Read));
+            : Close.QueryRowAsync(_dataSource, Bind, Read));
     }
 
     /// <summary>

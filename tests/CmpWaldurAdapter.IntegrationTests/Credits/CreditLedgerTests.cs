@@ -14,7 +14,28 @@ using Microsoft.Extensions.DependencyInjection;
 
 namespace CmpWaldurAdapter.IntegrationTests.Credits;
 
-public sealed class CreditLedgerOnPostgresTests() : CreditLedgerTests(DatabaseProvider.Postgres);
+public sealed class CreditLedgerOnPostgresTests() : CreditLedgerTests(DatabaseProvider.Postgres)
+{
+    [Fact]
+    public async Task Concurrent_holds_of_different_organizations_commit_together()
+    {
+        var subscriptions = new List<Subscription>();
+        for (var i = 0; i < 40; i++)
+        {
+            var subscription = await Bed.AddSubscriptionAsync();
+            await Ledger.GrantAsync(subscription.CustomerId, 10, "test funding");
+            subscriptions.Add(subscription);
+        }
+
+        var holds = await Task.WhenAll(subscriptions.Select(s => Task.Run(() => Ledger.ReserveAsync(s.CustomerId, s.Id, ActionClass.ChatMessage, 2, 3, "together"))));
+
+        // Rows written by one transaction share its id (xmin): holds queued behind a running one went in one batch.
+        Assert.All(holds, h => Assert.True(h.IsHeld));
+        var transactions = await Bed.QueryAsync(db => db.Database.SqlQueryRaw<string>("SELECT xmin::text AS \"Value\" FROM credit_reservations").ToListAsync());
+        Assert.Equal(40, transactions.Count);
+        Assert.True(transactions.Distinct().Count() < 20, $"{transactions.Distinct().Count()} transactions for 40 concurrent holds");
+    }
+}
 
 public sealed class CreditLedgerOnSqliteTests() : CreditLedgerTests(DatabaseProvider.Sqlite);
 
@@ -25,7 +46,9 @@ public abstract class CreditLedgerTests(DatabaseProvider provider) : IAsyncLifet
 
     private CreditTestBed _bed = null!;
 
-    private CreditLedger Ledger => _bed.Ledger;
+    protected CreditTestBed Bed => _bed;
+
+    protected CreditLedger Ledger => _bed.Ledger;
 
     public async Task InitializeAsync()
     {

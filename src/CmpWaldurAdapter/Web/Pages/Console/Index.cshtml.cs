@@ -321,23 +321,20 @@ public sealed class IndexModel(
     private Task<ConsoleCaller?> CallerAsync(CancellationToken cancellationToken) => sessions.ResolveAsync(HttpContext, cancellationToken);
 
     /// <summary>No session, an ended one (expired or rotated), or a form without its anti-forgery token.</summary>
-    private static ContentResult Denied() => new()
-    {
-        StatusCode = StatusCodes.Status401Unauthorized,
-        ContentType = "text/html; charset=utf-8",
-        Content = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Console</title><link rel=\"stylesheet\" href=\"/app.css\"></head>"
-            + "<body><main class=\"narrow\"><h1>Open the console from HomePort</h1><p>Your console session has ended or this link is not valid. "
-            + "Open your agent's resource in HomePort and follow the buyer console link in its report.</p></main></body></html>",
-    };
+    private static ContentResult Denied() => Notice(StatusCodes.Status401Unauthorized, "Open the console from HomePort",
+        "Your console session has ended or this link is not valid. Open your agent's resource in HomePort and follow the buyer console link in its report.");
 
     /// <summary>A link naming another subscription than the session's: its page is that subscription's console only.</summary>
-    private static ContentResult OtherSubscription() => new()
+    private static ContentResult OtherSubscription() => Notice(StatusCodes.Status403Forbidden, "This link belongs to another agent's console",
+        "Your console session is for a different subscription. Open that agent's resource in HomePort and follow the buyer console link in its report, then open this link again.");
+
+    /// <summary>A plain page that says why the console is not shown (texts are fixed, never from the request).</summary>
+    private static ContentResult Notice(int status, string title, string text) => new()
     {
-        StatusCode = StatusCodes.Status403Forbidden,
+        StatusCode = status,
         ContentType = "text/html; charset=utf-8",
         Content = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Console</title><link rel=\"stylesheet\" href=\"/app.css\"></head>"
-            + "<body><main class=\"narrow\"><h1>This link belongs to another agent's console</h1><p>Your console session is for a different subscription. "
-            + "Open that agent's resource in HomePort and follow the buyer console link in its report, then open this link again.</p></main></body></html>",
+            + $"<body><main class=\"narrow\"><h1>{title}</h1><p>{text}</p></main></body></html>",
     };
 
     private async Task<IActionResult> RenderAsync(string? message, CancellationToken cancellationToken)

@@ -1,9 +1,10 @@
 using System.ComponentModel.DataAnnotations;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace CmpWaldurAdapter.Langflow;
 
 /// <summary>How the adapter reaches the shared Langflow (configuration section <c>Langflow</c>).</summary>
-public sealed class LangflowOptions
+public sealed class LangflowOptions : IUpstreamRetryOptions
 {
     public const string SectionName = "Langflow";
 

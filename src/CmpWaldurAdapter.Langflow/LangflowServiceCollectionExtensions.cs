@@ -3,9 +3,7 @@ using System.Text.Json.Serialization;
 using CmpWaldurAdapter.Langflow;
 using CmpWaldurAdapter.Langflow.Api;
 using Microsoft.Extensions.Configuration;
-using Microsoft.Extensions.Http.Resilience;
 using Microsoft.Extensions.Options;
-using Polly;
 using Refit;
 
 namespace Microsoft.Extensions.DependencyInjection;
@@ -43,27 +41,7 @@ public static class LangflowServiceCollectionExtensions
             // (a redirected POST can lose its body and auth).
             .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { AllowAutoRedirect = false, PooledConnectionLifetime = TimeSpan.FromMinutes(5) })
             .AddHttpMessageHandler<LangflowAuthHandler>()
-            .AddStandardResilienceHandler()
-            .Configure((HttpStandardResilienceOptions resilience, IServiceProvider sp) =>
-            {
-                var options = sp.GetRequiredService<IOptions<LangflowOptions>>().Value;
-                resilience.AttemptTimeout.Timeout = options.AttemptTimeout;
-                resilience.Retry.MaxRetryAttempts = Math.Max(options.RetryAttempts, 1);
-                if (options.RetryAttempts == 0)
-                {
-                    // Polly needs at least one attempt configured; "no retries" means handling nothing.
-                    resilience.Retry.ShouldHandle = _ => ValueTask.FromResult(false);
-                }
-
-                resilience.Retry.Delay = options.RetryDelay;
-                resilience.Retry.BackoffType = DelayBackoffType.Exponential;
-                resilience.Retry.UseJitter = true;
-                // A retried create whose first answer was lost makes a renamed twin ("Name (1)"); creates are
-                // reconciled by name on the order's next attempt instead.
-                resilience.Retry.DisableFor(HttpMethod.Post);
-                resilience.TotalRequestTimeout.Timeout = (options.AttemptTimeout * (options.RetryAttempts + 1)) + (options.RetryDelay * 60);
-                resilience.CircuitBreaker.SamplingDuration = options.AttemptTimeout * 2;
-            });
+            .AddUpstreamResilience<LangflowOptions>(retryPosts: false);
 
         // Streamed runs: the same pooled connections and credentials, no retries or attempt timeouts (the caller bounds the run).
         services.AddHttpClient<LangflowStreamingRuns>(LangflowStreamingRuns.HttpClientName, (sp, http) =>
@@ -72,7 +50,8 @@ public static class LangflowServiceCollectionExtensions
                 http.Timeout = Timeout.InfiniteTimeSpan;
             })
             .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { AllowAutoRedirect = false, PooledConnectionLifetime = TimeSpan.FromMinutes(5) })
-            .AddHttpMessageHandler<LangflowAuthHandler>();
+            .AddHttpMessageHandler<LangflowAuthHandler>()
+            .RemoveAllLoggers();
         return services;
     }
 }

@@ -1,9 +1,10 @@
 using System.ComponentModel.DataAnnotations;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace CmpWaldurAdapter.Ragflow;
 
 /// <summary>How the adapter reaches the shared RAGFlow (configuration section <c>Ragflow</c>).</summary>
-public sealed class RagflowOptions
+public sealed class RagflowOptions : IUpstreamRetryOptions
 {
     public const string SectionName = "Ragflow";
 

@@ -3,9 +3,7 @@ using System.Text.Json.Serialization;
 using CmpWaldurAdapter.Ragflow;
 using CmpWaldurAdapter.Ragflow.Api;
 using Microsoft.Extensions.Configuration;
-using Microsoft.Extensions.Http.Resilience;
 using Microsoft.Extensions.Options;
-using Polly;
 using Refit;
 
 namespace Microsoft.Extensions.DependencyInjection;
@@ -40,25 +38,10 @@ public static class RagflowServiceCollectionExtensions
                 http.Timeout = Timeout.InfiniteTimeSpan;
             })
             .AddHttpMessageHandler<RagflowAuthHandler>();
-        client.AddStandardResilienceHandler()
-            .Configure((HttpStandardResilienceOptions resilience, IServiceProvider sp) =>
-            {
-                var options = sp.GetRequiredService<IOptions<RagflowOptions>>().Value;
-                resilience.AttemptTimeout.Timeout = options.AttemptTimeout;
-                resilience.Retry.MaxRetryAttempts = Math.Max(options.RetryAttempts, 1);
-                // Besides 5xx and network failures, the envelope's transient codes (100, the 102 catch-alls).
-                resilience.Retry.ShouldHandle = args => ValueTask.FromResult(
-                    options.RetryAttempts > 0
-                    && (HttpClientResiliencePredicates.IsTransient(args.Outcome) || args.Outcome.Exception is RagflowException { IsTransient: true }));
-                resilience.Retry.Delay = options.RetryDelay;
-                resilience.Retry.BackoffType = DelayBackoffType.Exponential;
-                resilience.Retry.UseJitter = true;
-                // A retried create whose first answer was lost makes a renamed twin ("name(1)"), and a retried
-                // upload a second document; those are reconciled by looking first instead.
-                resilience.Retry.DisableFor(HttpMethod.Post);
-                resilience.TotalRequestTimeout.Timeout = (options.AttemptTimeout * (options.RetryAttempts + 1)) + (options.RetryDelay * 60);
-                resilience.CircuitBreaker.SamplingDuration = options.AttemptTimeout * 2;
-            });
+        // Besides 5xx and network failures, the envelope's transient codes (100, the 102 catch-alls) are retried.
+        client.AddUpstreamResilience<RagflowOptions>(
+            retryPosts: false,
+            alsoTransient: failure => failure is RagflowException { IsTransient: true });
 
         // Inside the pipeline, so its retry sees envelope errors as exceptions.
         client.AddHttpMessageHandler<RagflowEnvelopeHandler>();

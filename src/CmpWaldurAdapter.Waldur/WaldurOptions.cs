@@ -1,9 +1,10 @@
 using System.ComponentModel.DataAnnotations;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace CmpWaldurAdapter.Waldur;
 
 /// <summary>How the adapter reaches Waldur (configuration section <c>Waldur</c>).</summary>
-public sealed class WaldurOptions
+public sealed class WaldurOptions : IUpstreamRetryOptions
 {
     public const string SectionName = "Waldur";
 

@@ -3,9 +3,7 @@ using System.Text.Json.Serialization;
 using CmpWaldurAdapter.Waldur;
 using CmpWaldurAdapter.Waldur.Api;
 using Microsoft.Extensions.Configuration;
-using Microsoft.Extensions.Http.Resilience;
 using Microsoft.Extensions.Options;
-using Polly;
 using Refit;
 
 namespace Microsoft.Extensions.DependencyInjection;
@@ -37,24 +35,8 @@ public static class WaldurServiceCollectionExtensions
                 http.Timeout = Timeout.InfiniteTimeSpan;
             })
             .AddHttpMessageHandler<WaldurTokenHandler>()
-            .AddStandardResilienceHandler()
-            .Configure((HttpStandardResilienceOptions resilience, IServiceProvider sp) =>
-            {
-                var options = sp.GetRequiredService<IOptions<WaldurOptions>>().Value;
-                resilience.AttemptTimeout.Timeout = options.AttemptTimeout;
-                resilience.Retry.MaxRetryAttempts = Math.Max(options.RetryAttempts, 1);
-                if (options.RetryAttempts == 0)
-                {
-                    // Polly needs at least one attempt configured; "no retries" means handling nothing.
-                    resilience.Retry.ShouldHandle = _ => ValueTask.FromResult(false);
-                }
-
-                resilience.Retry.Delay = options.RetryDelay;
-                resilience.Retry.BackoffType = DelayBackoffType.Exponential;
-                resilience.Retry.UseJitter = true;
-                resilience.TotalRequestTimeout.Timeout = (options.AttemptTimeout * (options.RetryAttempts + 1)) + (options.RetryDelay * 60);
-                resilience.CircuitBreaker.SamplingDuration = options.AttemptTimeout * 2;
-            });
+            // Waldur's POSTs are state transitions and month-to-date usage totals: repeating one changes nothing.
+            .AddUpstreamResilience<WaldurOptions>(retryPosts: true);
         return services;
     }
 }

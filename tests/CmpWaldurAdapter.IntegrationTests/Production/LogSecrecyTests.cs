@@ -11,8 +11,9 @@ using Microsoft.Extensions.DependencyInjection;
 namespace CmpWaldurAdapter.IntegrationTests.Production;
 
 /// <summary>
-/// Keys, tokens and passwords never reach a log line, even with every logger (HttpClient's included)
-/// at its most verbose, through key creation and reveal, tenant provisioning and failing upstreams.
+/// Keys, tokens and passwords never reach a log line, even with every logger at its most verbose, through
+/// key creation and reveal, tenant provisioning and failing upstreams. The upstream clients write no
+/// per-request log lines at all (their calls are metered instead), so their headers cannot leak that way.
 /// </summary>
 public sealed partial class LogSecrecyTests : IAsyncLifetime
 {
@@ -62,7 +63,7 @@ public sealed partial class LogSecrecyTests : IAsyncLifetime
         Assert.Contains(_bed.Langflow.Users, u => u.Username.StartsWith("cmp-", StringComparison.Ordinal));
 
         var lines = _bed.Logs.Lines.ToList();
-        Assert.Contains(lines, l => l.Contains("System.Net.Http.HttpClient", StringComparison.Ordinal)); // HttpClient logging was on
+        Assert.DoesNotContain(lines, l => HttpClientLogLine().IsMatch(l));
         Assert.Contains(lines, l => l.Contains("/keys/reveal/", StringComparison.Ordinal)); // request logging was on
         Assert.True(TestSecrets.All.Count >= 8, "the run created secrets to look for");
         Assert.Empty(TestSecrets.FoundIn(lines));
@@ -76,6 +77,10 @@ public sealed partial class LogSecrecyTests : IAsyncLifetime
         client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
         return client;
     }
+
+    // What HttpClient's own logging handlers write for each request.
+    [GeneratedRegex("(Start processing|Sending|End processing) HTTP request|Received HTTP response headers")]
+    private static partial Regex HttpClientLogLine();
 
     [GeneratedRegex(@"https?://[^\s""]+/keys/reveal/[0-9A-Za-z]+")]
     private static partial Regex RevealLink();

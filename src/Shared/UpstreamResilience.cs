@@ -1,0 +1,60 @@
+using Microsoft.Extensions.Http.Resilience;
+using Microsoft.Extensions.Options;
+using Polly;
+
+namespace Microsoft.Extensions.DependencyInjection;
+
+/// <summary>An upstream's timeout and retry settings, as its options section names them.</summary>
+internal interface IUpstreamRetryOptions
+{
+    TimeSpan AttemptTimeout { get; }
+
+    int RetryAttempts { get; }
+
+    TimeSpan RetryDelay { get; }
+}
+
+/// <summary>
+/// The one resilience pipeline of every upstream client (Waldur, Langflow, RAGFlow): attempt and total timeouts,
+/// jittered exponential retries of transient failures, and a circuit breaker, all from the upstream's options.
+/// Compiled into each client library (a linked file) so they share it without depending on each other.
+/// </summary>
+internal static class UpstreamResilience
+{
+    /// <typeparam name="TOptions">The upstream's options, read when the client is first built.</typeparam>
+    /// <param name="retryPosts">
+    /// False where a retried create whose first answer was lost makes a twin (Langflow's "Name (1)", RAGFlow's
+    /// "name(1)" or a second document): those creates are reconciled by looking first instead.
+    /// </param>
+    /// <param name="alsoTransient">Failures the upstream reports in its own way that are worth retrying too.</param>
+    public static IHttpClientBuilder AddUpstreamResilience<TOptions>(this IHttpClientBuilder client, bool retryPosts, Func<Exception, bool>? alsoTransient = null)
+        where TOptions : class, IUpstreamRetryOptions
+    {
+        client.AddStandardResilienceHandler()
+            .Configure((HttpStandardResilienceOptions resilience, IServiceProvider sp) =>
+            {
+                var options = sp.GetRequiredService<IOptions<TOptions>>().Value;
+                resilience.AttemptTimeout.Timeout = options.AttemptTimeout;
+                // Polly needs at least one attempt configured; "no retries" means handling nothing.
+                resilience.Retry.MaxRetryAttempts = Math.Max(options.RetryAttempts, 1);
+                resilience.Retry.ShouldHandle = args => ValueTask.FromResult(
+                    options.RetryAttempts > 0
+                    && (HttpClientResiliencePredicates.IsTransient(args.Outcome) || (args.Outcome.Exception is { } failure && alsoTransient?.Invoke(failure) == true)));
+                resilience.Retry.Delay = options.RetryDelay;
+                resilience.Retry.BackoffType = DelayBackoffType.Exponential;
+                resilience.Retry.UseJitter = true;
+                if (!retryPosts)
+                {
+                    resilience.Retry.DisableFor(HttpMethod.Post);
+                }
+
+                resilience.TotalRequestTimeout.Timeout = (options.AttemptTimeout * (options.RetryAttempts + 1)) + (options.RetryDelay * 60);
+                resilience.CircuitBreaker.SamplingDuration = options.AttemptTimeout * 2;
+            });
+
+        // Every attempt is counted and timed by the adapter's upstream metrics, and failures are logged where they
+        // are handled; the default per-request log lines (four per call, URLs with tenant ids) add nothing but cost.
+        client.RemoveAllLoggers();
+        return client;
+    }
+}

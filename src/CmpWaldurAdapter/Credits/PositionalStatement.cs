@@ -33,18 +33,14 @@ internal sealed partial class PositionalStatement
     /// <summary>The SQL with <c>$n</c> placeholders.</summary>
     public string Text { get; }
 
-    /// <summary>Creates the command; <paramref name="bind"/> adds parameters by name, which are then put in position, unnamed.</summary>
-    public NpgsqlCommand Create(NpgsqlDataSource dataSource, Action<NpgsqlParameterCollection> bind)
-    {
-        var command = dataSource.CreateCommand(Text);
-        Bind(command.Parameters, bind);
-        return command;
-    }
-
-    /// <summary>Runs the statement on its own (one implicit transaction) and reads its single row.</summary>
+    /// <summary>
+    /// Runs the statement on its own (one implicit transaction) and reads its single row. <paramref name="bind"/>
+    /// adds parameters by name, which are then put in position, unnamed.
+    /// </summary>
     public async Task<T> QueryRowAsync<T>(NpgsqlDataSource dataSource, Action<NpgsqlParameterCollection> bind, Func<NpgsqlDataReader, T> read)
     {
-        await using var command = Create(dataSource, bind);
+        await using var command = dataSource.CreateCommand(Text);
+        Bind(command.Parameters, bind);
         await using var row = await command.ExecuteReaderAsync(System.Data.CommandBehavior.SingleRow, CancellationToken.None);
         await row.ReadAsync(CancellationToken.None);
         return read(row);

@@ -19,13 +19,7 @@ public sealed class CreditLedgerOnPostgresTests() : CreditLedgerTests(DatabasePr
     [Fact]
     public async Task Concurrent_holds_of_different_organizations_commit_together()
     {
-        var subscriptions = new List<Subscription>();
-        for (var i = 0; i < 40; i++)
-        {
-            var subscription = await Bed.AddSubscriptionAsync();
-            await Ledger.GrantAsync(subscription.CustomerId, 10, "test funding");
-            subscriptions.Add(subscription);
-        }
+        var subscriptions = await FundedSubscriptionsAsync(40, credits: 10);
 
         var holds = await Task.WhenAll(subscriptions.Select(s => Task.Run(() => Ledger.ReserveAsync(s.CustomerId, s.Id, ActionClass.ChatMessage, 2, 3, "together"))));
 
@@ -49,6 +43,20 @@ public abstract class CreditLedgerTests(DatabaseProvider provider) : IAsyncLifet
     protected CreditTestBed Bed => _bed;
 
     protected CreditLedger Ledger => _bed.Ledger;
+
+    /// <summary>Subscriptions of as many organizations, each granted <paramref name="credits"/>.</summary>
+    protected async Task<List<Subscription>> FundedSubscriptionsAsync(int count, long credits)
+    {
+        var subscriptions = new List<Subscription>();
+        for (var i = 0; i < count; i++)
+        {
+            var subscription = await _bed.AddSubscriptionAsync();
+            await Ledger.GrantAsync(subscription.CustomerId, credits, "test funding");
+            subscriptions.Add(subscription);
+        }
+
+        return subscriptions;
+    }
 
     public async Task InitializeAsync()
     {
@@ -385,13 +393,7 @@ public abstract class CreditLedgerTests(DatabaseProvider provider) : IAsyncLifet
     public async Task Holds_settles_and_releases_of_many_organizations_at_once_add_up_exactly_for_each()
     {
         // On PostgreSQL these meet in shared batches (group commit) that lock several organizations each.
-        var subscriptions = new List<Subscription>();
-        for (var i = 0; i < 8; i++)
-        {
-            var subscription = await _bed.AddSubscriptionAsync();
-            await Ledger.GrantAsync(subscription.CustomerId, 60, "test funding");
-            subscriptions.Add(subscription);
-        }
+        var subscriptions = await FundedSubscriptionsAsync(8, credits: 60);
 
         var charged = new long[subscriptions.Count];
         await Task.WhenAll(Enumerable.Range(0, 480).Select(i => Task.Run(async () =>

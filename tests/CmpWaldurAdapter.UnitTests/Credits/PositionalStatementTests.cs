@@ -25,10 +25,9 @@ public sealed class PositionalStatementTests
     [Fact]
     public void Parameters_bound_by_name_are_sent_unnamed_in_their_positions()
     {
-        using var dataSource = NpgsqlDataSource.Create("Host=127.0.0.1;Database=unused");
         var statement = new PositionalStatement("SELECT @b, @a, @b, @c");
 
-        using var command = statement.Create(dataSource, parameters =>
+        var command = statement.CreateBatchCommand(parameters =>
         {
             parameters.Add(new NpgsqlParameter<int>("a", 1));
             parameters.Add(new NpgsqlParameter("c", NpgsqlDbType.Text) { Value = DBNull.Value });
@@ -44,10 +43,9 @@ public sealed class PositionalStatementTests
     [Fact]
     public void A_placeholder_left_unbound_is_a_clear_error()
     {
-        using var dataSource = NpgsqlDataSource.Create("Host=127.0.0.1;Database=unused");
         var statement = new PositionalStatement("SELECT @a, @missing");
 
-        var error = Assert.Throws<InvalidOperationException>(() => statement.Create(dataSource, parameters => parameters.Add(new NpgsqlParameter<int>("a", 1))));
+        var error = Assert.Throws<InvalidOperationException>(() => statement.CreateBatchCommand(parameters => parameters.Add(new NpgsqlParameter<int>("a", 1))));
 
         Assert.Contains("@missing", error.Message, StringComparison.Ordinal);
     }

@@ -31,7 +31,39 @@ public sealed class CreditLedgerOnPostgresTests() : CreditLedgerTests(DatabasePr
     }
 }
 
-public sealed class CreditLedgerOnSqliteTests() : CreditLedgerTests(DatabaseProvider.Sqlite);
+public sealed class CreditLedgerOnSqliteTests() : CreditLedgerTests(DatabaseProvider.Sqlite)
+{
+    [Fact]
+    public async Task Writes_queued_behind_a_running_one_commit_together_and_one_that_fails_or_was_given_up_changes_nothing()
+    {
+        var subscription = (await FundedSubscriptionsAsync(1, credits: 100))[0];
+        var store = Bed.Services.GetRequiredService<ICreditStore>();
+        var now = DateTimeOffset.UtcNow;
+        Task<ChargeResult> Charge(long credits, string requestId, CancellationToken cancellationToken = default) =>
+            store.ChargeAsync(new ChargeRequest(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, credits, 1, requestId), Guid.NewGuid(), now, cancellationToken);
+
+        // Another process (a CLI grant, say) holds SQLite's write lock: the first write waits for it, every later one queues behind it.
+        await using var other = new Microsoft.Data.Sqlite.SqliteConnection(Bed.Database.ConnectionString);
+        await other.OpenAsync();
+        await using var otherWrite = other.BeginTransaction(deferred: false);
+        var queued = Enumerable.Range(0, 30).Select(i => Charge(1, $"queued-{i}")).ToList();
+        var broken = Charge(-5, "broken"); // breaks the ledger's check constraint inside the batch
+        using var givenUp = new CancellationTokenSource();
+        var abandoned = Charge(1, "abandoned", givenUp.Token);
+        queued.AddRange(Enumerable.Range(30, 10).Select(i => Charge(1, $"queued-{i}")));
+        await givenUp.CancelAsync();
+        await Task.Delay(100);
+        Assert.All(queued, q => Assert.False(q.IsCompleted));
+        await otherWrite.CommitAsync();
+
+        Assert.All(await Task.WhenAll(queued), r => Assert.Equal(ChargeStatus.Charged, r.Status));
+        Assert.Equal(19, (await Assert.ThrowsAsync<Microsoft.Data.Sqlite.SqliteException>(() => broken)).SqliteErrorCode); // SQLITE_CONSTRAINT
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => abandoned);
+        Assert.Equal(60, (await Ledger.BalanceAsync(subscription.CustomerId)).Available);
+        var charged = await Bed.QueryAsync(db => db.LedgerEntries.Where(e => e.SubscriptionId == subscription.Id).Select(e => e.RequestId).ToListAsync());
+        Assert.Equal(Enumerable.Range(0, 40).Select(i => $"queued-{i}").Order(), charged.Order());
+    }
+}
 
 /// <summary>The ledger's promises, proven on PostgreSQL and on SQLite alike.</summary>
 public abstract class CreditLedgerTests(DatabaseProvider provider) : IAsyncLifetime

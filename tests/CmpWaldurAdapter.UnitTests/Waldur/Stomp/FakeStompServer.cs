@@ -212,14 +212,24 @@ public sealed class FakeStompSession
 
     public void StopHeartbeats() => _heartbeatSender?.Cancel();
 
-    /// <summary>Closes the WebSocket from the server side with a proper close handshake.</summary>
+    /// <summary>
+    /// Closes the WebSocket from the server side with a proper close handshake, unless the client has already
+    /// dropped it (as it may once it has read an ERROR frame: the server closes after one anyway).
+    /// </summary>
     public async Task CloseAsync(WebSocketCloseStatus status = WebSocketCloseStatus.NormalClosure, string description = "bye")
     {
         StopHeartbeats();
         await _sendLock.WaitAsync();
         try
         {
-            await _socket.CloseOutputAsync(status, description, CancellationToken.None);
+            if (_socket.State is WebSocketState.Open or WebSocketState.CloseReceived)
+            {
+                await _socket.CloseOutputAsync(status, description, CancellationToken.None);
+            }
+        }
+        catch (WebSocketException) when (_socket.State is WebSocketState.Aborted or WebSocketState.Closed)
+        {
+            // The client dropped the connection between the check and the close.
         }
         finally
         {

@@ -6,14 +6,15 @@
 # machine, command) to docs/benchmarks.md, and stops the cluster. Needs root, like scripts/test.sh.
 # Then the chat gateway benchmark: the same loads of completions straight to the Langflow emulator and
 # through the adapter (on the same PostgreSQL): added latency p50/p99 at a steady rate (open loop),
-# requests/s at saturation (closed loop), and the adapter's peak memory.
+# requests/s at saturation (closed loop), and the adapter's peak memory; then the same on the embedded
+# SQLite database, at a steady rate it can carry (--chat-sqlite-rate, default 100/s).
 #
 # Then the end-to-end pipelines on PostgreSQL and RabbitMQ started by scripts/services.sh: N Create orders
 # announced over STOMP until done (target 30 s, no duplicates) and usage reporting for N resources (target
 # 30 s; a second run posts nothing; after M more charges only those are posted).
 #
 #   scripts/bench.sh [--only ledger|chat|orders|usage] [--charges N] [--workers N] [--customers 1,64]
-#                    [--chat-requests N] [--chat-workers N] [--chat-rate N] [--orders 500] [--resources 10000] [--no-record]
+#                    [--chat-requests N] [--chat-workers N] [--chat-rate N] [--chat-sqlite-rate N] [--orders 500] [--resources 10000] [--no-record]
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,7 +22,7 @@ cd "$ROOT"
 . scripts/services.sh
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
-CHARGES=30000 WORKERS=16 CUSTOMERS=1,64 RECORD=docs/benchmarks.md ONLY="" CHAT_REQUESTS=20000 CHAT_WORKERS=16 CHAT_RATE=500 ORDERS=500 RESOURCES=10000
+CHARGES=30000 WORKERS=16 CUSTOMERS=1,64 RECORD=docs/benchmarks.md ONLY="" CHAT_REQUESTS=20000 CHAT_WORKERS=16 CHAT_RATE=500 CHAT_SQLITE_RATE=100 ORDERS=500 RESOURCES=10000
 while [ $# -gt 0 ]; do
   case "$1" in
     --charges) CHARGES="$2"; shift 2 ;;
@@ -30,6 +31,7 @@ while [ $# -gt 0 ]; do
     --chat-requests) CHAT_REQUESTS="$2"; shift 2 ;;
     --chat-workers) CHAT_WORKERS="$2"; shift 2 ;;
     --chat-rate) CHAT_RATE="$2"; shift 2 ;;
+    --chat-sqlite-rate) CHAT_SQLITE_RATE="$2"; shift 2 ;;
     --only) ONLY="$2"; shift 2 ;;
     --no-record) RECORD=""; shift ;;
     --orders) ORDERS="$2"; shift 2 ;;
@@ -76,6 +78,11 @@ if [ -z "$ONLY" ] || [ "$ONLY" = chat ]; then
   [ -n "$RECORD" ] && args+=(--record "$RECORD")
   log "running the chat gateway benchmark"
   CMP_TEST_POSTGRES="$SERVER" BENCH_COMMAND="scripts/bench.sh --only chat --chat-rate $CHAT_RATE --chat-requests $CHAT_REQUESTS --chat-workers $CHAT_WORKERS" \
+    dotnet "$BENCH" "${args[@]}" || status=1
+  args=(chat --rate "$CHAT_SQLITE_RATE" --requests "$((CHAT_REQUESTS / 2))" --workers "$CHAT_WORKERS" --database Sqlite)
+  [ -n "$RECORD" ] && args+=(--record "$RECORD")
+  log "running the chat gateway benchmark on SQLite"
+  BENCH_COMMAND="scripts/bench.sh --only chat --chat-sqlite-rate $CHAT_SQLITE_RATE --chat-requests $CHAT_REQUESTS --chat-workers $CHAT_WORKERS" \
     dotnet "$BENCH" "${args[@]}" || status=1
 fi
 

@@ -11,6 +11,7 @@ using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Provisioning;
 using CmpWaldurAdapter.Tenants;
 using CmpWaldurAdapter.Testing.Hosting;
+using CmpWaldurAdapter.Testing.Knowledge;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
@@ -162,6 +163,8 @@ internal sealed class EmulatedChatBed : IAsyncDisposable
             workspace = await db.Workspaces.AsNoTracking().SingleAsync(w => w.Id == subscription.WorkspaceId);
         }
 
+        // One recorded document: every message searches the tenant's dataset, as a subscription with documents does.
+        await services.GetRequiredService<IDbContextFactory<AdapterDbContext>>().ParsedDocumentAsync(subscription.Id);
         await services.GetRequiredService<CreditLedger>().GrantAsync(subscription.CustomerId, credits, "bench credits");
         var key = await services.GetRequiredService<ApiKeyService>().CreateAsync(subscription.Id, ApiKeyKind.Secret, "bench", CancellationToken.None);
         var tenantKey = services.GetRequiredService<UpstreamCredentials>().Unprotect(workspace.LangflowApiKeyCipher!);

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using CmpWaldurAdapter.Core.Catalogue;
+using CmpWaldurAdapter.Knowledge.Documents;
 using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Tenants;
 using Microsoft.EntityFrameworkCore;
@@ -19,9 +20,9 @@ public sealed record TurnSettings(string? ClientInstructions = null, double? Tem
 /// <summary>
 /// Prepares a message of a subscription's own agent, the same for the chat API and the buyer pages: its workspace
 /// (cached briefly: one database round trip fewer per message), its configuration, retrieval from its own
-/// knowledge base, and the tweaks built from them.
+/// knowledge base (when it holds any document), and the tweaks built from them.
 /// </summary>
-public sealed class AgentTurns(IKnowledgeRetriever retriever, IAgentTweaks tweaks, IDbContextFactory<AdapterDbContext> dbs, TimeProvider clock)
+public sealed class AgentTurns(IKnowledgeRetriever retriever, KnowledgePresence knowledge, IAgentTweaks tweaks, IDbContextFactory<AdapterDbContext> dbs, TimeProvider clock)
 {
     /// <summary>How long a workspace's Langflow identity is reused without reading the database (it changes only when a tenant is repaired).</summary>
     private static readonly TimeSpan WorkspaceCacheLifetime = TimeSpan.FromSeconds(30);
@@ -36,7 +37,10 @@ public sealed class AgentTurns(IKnowledgeRetriever retriever, IAgentTweaks tweak
         var nothingRetrieved = false;
         if (offering.Has(Capability.KnowledgeBase) && subscription.RagflowDatasetId is not null)
         {
-            context = await retriever.RetrieveAsync(subscription, input, cancellationToken);
+            // A knowledge base without documents finds nothing: no need to ask RAGFlow (and pay its embedding of the question).
+            context = await knowledge.HasDocumentsAsync(subscription.Id, cancellationToken)
+                ? await retriever.RetrieveAsync(subscription, input, cancellationToken)
+                : [];
             nothingRetrieved = context.Count == 0;
         }
 

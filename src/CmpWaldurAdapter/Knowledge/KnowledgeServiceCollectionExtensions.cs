@@ -24,6 +24,7 @@ public static class KnowledgeServiceCollectionExtensions
 
         services.TryAddSingleton<UpstreamCredentials>();
         services.AddSingleton<KnowledgeBase>();
+        services.AddSingleton<KnowledgePresence>();
         services.AddSingleton<ParseMonitor>();
         services.AddSingleton<ConnectorService>();
         services.AddSingleton<KnowledgeDocumentNames>();

@@ -21,6 +21,27 @@ public sealed class ChatIsolationTests : IAsyncLifetime
     public async Task DisposeAsync() => await _bed.DisposeAsync();
 
     [Fact]
+    public async Task A_knowledge_base_without_documents_is_not_searched_and_its_messages_are_answered_and_charged_alike()
+    {
+        var empty = await _bed.SubscribeAsync(credits: 20, knowledge: false);
+        var filled = await _bed.SubscribeAsync(credits: 20);
+
+        foreach (var who in new[] { empty, filled })
+        {
+            using var http = _bed.Http(who.Key);
+            using var response = await http.PostAsync("/v1/chat/completions", ChatTestBed.Json("""{"message":"When do you open?"}"""));
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+
+        // RAGFlow would embed the question before finding nothing: only the knowledge base with a document is asked.
+        Assert.Equal([filled.Subscription.RagflowDatasetId!], Assert.Single(_bed.Tenants.Ragflow.Retrievals).DatasetIds);
+        Assert.Equal(2, _bed.Tenants.Langflow.Runs.Count);
+        var charged = await _bed.LedgerAsync(empty.Customer);
+        Assert.Equal(1, charged.Charges);
+        Assert.Equal(await _bed.LedgerAsync(filled.Customer), charged);
+    }
+
+    [Fact]
     public async Task Each_key_runs_only_its_own_flow_session_dataset_and_tenant_key()
     {
         var a = await _bed.SubscribeAsync(credits: 20);

@@ -7,8 +7,10 @@ using CmpWaldurAdapter.Core.Credits;
 using CmpWaldurAdapter.Credits;
 using CmpWaldurAdapter.IntegrationTests.Tenants;
 using CmpWaldurAdapter.Orders;
+using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Tenants;
 using CmpWaldurAdapter.Testing.Hosting;
+using CmpWaldurAdapter.Testing.Knowledge;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using OpenAI;
@@ -53,8 +55,11 @@ public sealed class ChatTestBed : IAsyncDisposable
         return bed;
     }
 
-    /// <summary>A new organization and project with one subscription, <paramref name="credits"/> granted, and a secret key.</summary>
-    public async Task<Subscriber> SubscribeAsync(long credits = 100, System.Text.Json.Nodes.JsonObject? attributes = null, Guid? offering = null)
+    /// <summary>
+    /// A new organization and project with one subscription, <paramref name="credits"/> granted, and a secret key;
+    /// with <paramref name="knowledge"/>, one parsed document in its knowledge base, so that its messages search it.
+    /// </summary>
+    public async Task<Subscriber> SubscribeAsync(long credits = 100, System.Text.Json.Nodes.JsonObject? attributes = null, Guid? offering = null, bool knowledge = true)
     {
         var customer = Guid.NewGuid();
         // Through the inbox, as the server's own worker processes orders (processing here too would race it).
@@ -66,6 +71,11 @@ public sealed class ChatTestBed : IAsyncDisposable
         if (credits > 0)
         {
             await Services.GetRequiredService<CreditLedger>().GrantAsync(subscription.CustomerId, credits, "test credits");
+        }
+
+        if (knowledge)
+        {
+            await Services.GetRequiredService<IDbContextFactory<AdapterDbContext>>().ParsedDocumentAsync(subscription.Id);
         }
 
         var key = await Services.GetRequiredService<ApiKeyService>().CreateAsync(subscription.Id, ApiKeyKind.Secret, "chat tests", CancellationToken.None);

@@ -99,7 +99,7 @@ public sealed class HandoffTests : IAsyncLifetime
     [Fact]
     public async Task Questions_whose_retrieval_found_nothing_count_as_unanswered_even_when_the_agent_sounds_sure()
     {
-        var me = await _bed.SubscribeAsync(credits: 100); // escalate_after = 3, a knowledge base with no documents yet
+        var me = await _bed.SubscribeAsync(credits: 100); // escalate_after = 3; its knowledge base finds nothing for these questions
         using var http = _bed.Http(me.Key);
         _bed.Tenants.Langflow.ScriptNextAnswers("Yes, we ship to Mars every Tuesday.", "Gold is welcome.");
 

@@ -6,6 +6,7 @@ using CmpWaldurAdapter.Provisioning;
 using CmpWaldurAdapter.Tenants;
 using CmpWaldurAdapter.Testing.Fakes;
 using CmpWaldurAdapter.Testing.Hosting;
+using CmpWaldurAdapter.Testing.Knowledge;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -95,6 +96,9 @@ public sealed class ChatGatewayBed : IAsyncDisposable
             db.Subscriptions.Add(subscription);
             await db.SaveChangesAsync();
         }
+
+        // Its messages search its knowledge base, as a subscription with documents does.
+        await Server.Services.GetRequiredService<IDbContextFactory<AdapterDbContext>>().ParsedDocumentAsync(subscription.Id);
 
         if (credits > 0)
         {

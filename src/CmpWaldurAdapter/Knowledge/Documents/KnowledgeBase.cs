@@ -33,6 +33,7 @@ public sealed class KnowledgeBase(
     IServiceProvider services,
     PriceBooks priceBooks,
     CreditLedger ledger,
+    KnowledgePresence presence,
     IOptionsMonitor<KnowledgeOptions> options,
     TimeProvider clock,
     ILogger<KnowledgeBase> logger)
@@ -217,6 +218,8 @@ public sealed class KnowledgeBase(
                 db.KnowledgeDocuments.Add(document);
                 await db.SaveChangesAsync(CancellationToken.None);
             }
+
+            presence.Added(tenant.SubscriptionId);
 
             logger.LogInformation("Added document {DocumentId} ({RagflowDocumentId}, {Source}) to the knowledge base of subscription {SubscriptionId}",
                 document.Id, document.RagflowDocumentId, document.Source, tenant.SubscriptionId);

@@ -1,0 +1,40 @@
+using System.Collections.Concurrent;
+using CmpWaldurAdapter.Persistence;
+using Microsoft.EntityFrameworkCore;
+
+namespace CmpWaldurAdapter.Knowledge.Documents;
+
+/// <summary>
+/// Whether a subscription's knowledge base holds any document. Every document enters through this adapter, so
+/// a knowledge base without one has nothing to find, and its messages skip retrieval: RAGFlow embeds every
+/// question before it searches, which would cost an embedding call and a round trip per message for nothing.
+/// Read from the database at most every few seconds per subscription; a document added through this replica
+/// counts at once, one added through another within <see cref="EmptyLifetime"/>, far shorter than parsing takes.
+/// </summary>
+public sealed class KnowledgePresence(IDbContextFactory<AdapterDbContext> dbs, TimeProvider clock)
+{
+    /// <summary>How long "no documents" is believed without reading the database again.</summary>
+    public static readonly TimeSpan EmptyLifetime = TimeSpan.FromSeconds(5);
+
+    /// <summary>How long "has documents" is believed: a knowledge base emptied since only costs searches that find nothing.</summary>
+    private static readonly TimeSpan FilledLifetime = TimeSpan.FromMinutes(5);
+
+    private readonly ConcurrentDictionary<Guid, (bool HasDocuments, DateTimeOffset Until)> _known = new();
+
+    public async ValueTask<bool> HasDocumentsAsync(Guid subscriptionId, CancellationToken cancellationToken)
+    {
+        var now = clock.GetUtcNow();
+        if (_known.TryGetValue(subscriptionId, out var known) && known.Until > now)
+        {
+            return known.HasDocuments;
+        }
+
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        var has = await db.KnowledgeDocuments.AnyAsync(d => d.SubscriptionId == subscriptionId, cancellationToken);
+        _known[subscriptionId] = (has, now + (has ? FilledLifetime : EmptyLifetime));
+        return has;
+    }
+
+    /// <summary>A document was recorded for the subscription: its next message searches.</summary>
+    public void Added(Guid subscriptionId) => _known[subscriptionId] = (true, clock.GetUtcNow() + FilledLifetime);
+}

@@ -9,6 +9,7 @@ using CmpWaldurAdapter.Catalogue;
 using CmpWaldurAdapter.Credits;
 using CmpWaldurAdapter.Emulators;
 using CmpWaldurAdapter.Hosting;
+using CmpWaldurAdapter.Knowledge.Documents;
 using CmpWaldurAdapter.Offerings;
 using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Ragflow.Api;
@@ -167,6 +168,23 @@ public sealed partial class SandboxRunner(TextWriter output, TextWriter error, A
                 """;
             var uploaded = await ragflow.UploadDocumentsAsync(dataset, [new StreamPart(new MemoryStream(Encoding.UTF8.GetBytes(text)), "sandbox-handbook.txt", "text/plain")], cancellationToken);
             await ragflow.ParseDocumentsAsync(dataset, new ParseRequest { Document_ids = [.. (uploaded.Data ?? []).Select(d => d.Id)] }, cancellationToken);
+
+            // Recorded as the buyer's own upload would be (listed in the console, its parse followed), but free: a sample.
+            var now = DateTimeOffset.UtcNow;
+            db.KnowledgeDocuments.AddRange((uploaded.Data ?? []).Select(d => new KnowledgeDocument
+            {
+                Id = Guid.CreateVersion7(now),
+                SubscriptionId = subscription.Id,
+                Source = DocumentSource.Upload,
+                Name = d.Name ?? "sandbox-handbook.txt",
+                RagflowDocumentId = d.Id,
+                SizeBytes = Encoding.UTF8.GetByteCount(text),
+                Status = ParseStates.Running,
+                ChargedAt = now,
+                CreatedAt = now,
+                UpdatedAt = now,
+            }));
+            await db.SaveChangesAsync(cancellationToken);
         }
 
         return created.Plaintext;

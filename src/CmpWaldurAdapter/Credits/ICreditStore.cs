@@ -5,7 +5,8 @@ namespace CmpWaldurAdapter.Credits;
 /// <summary>
 /// The credit operations as the database runs them, each one atomic. Two implementations keep the
 /// same promises: <see cref="PostgresCreditStore"/> (one statement per operation, row lock on the
-/// account) and <see cref="SqliteCreditStore"/> (one serialized write transaction per operation).
+/// account) and <see cref="SqliteCreditStore"/> (one writer; writes that queue behind it share its transaction,
+/// each in its own savepoint).
 /// </summary>
 public interface ICreditStore
 {

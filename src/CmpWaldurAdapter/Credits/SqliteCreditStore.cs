@@ -83,6 +83,7 @@ internal sealed class SqliteCreditStore(IDbContextFactory<AdapterDbContext> dbs)
     private readonly List<PendingWrite> _queue = [];
     private readonly Dictionary<string, SqliteCommand> _prepared = [];
     private bool _running;
+    private bool _disposed;
 
     // Used only by the writer loop (one at a time), so neither needs a lock.
     private SqliteConnection? _connection;
@@ -202,7 +203,20 @@ internal sealed class SqliteCreditStore(IDbContextFactory<AdapterDbContext> dbs)
     protected override Task<T> WriteAsync<T>(Func<AdapterDbContext, Task<T>> work, CancellationToken cancellationToken) =>
         EnqueueAsync(work, cancellationToken);
 
-    public void Dispose() => Disconnect();
+    /// <summary>Refuses new writes; writes already queued still run, and the loop closes the connection once they have.</summary>
+    public void Dispose()
+    {
+        lock (_queue)
+        {
+            _disposed = true;
+            if (_running)
+            {
+                return;
+            }
+        }
+
+        Disconnect();
+    }
 
     private Task<T> Enqueue<T>(Func<AdapterDbContext?, T> work, CancellationToken cancellationToken) =>
         EnqueueAsync(db => Task.FromResult(work(db)), cancellationToken, usesContext: false);
@@ -212,6 +226,7 @@ internal sealed class SqliteCreditStore(IDbContextFactory<AdapterDbContext> dbs)
         var pending = new PendingWrite<T>(work, usesContext, cancellationToken);
         lock (_queue)
         {
+            ObjectDisposedException.ThrowIf(_disposed, this);
             _queue.Add(pending);
             if (_running)
             {
@@ -235,12 +250,22 @@ internal sealed class SqliteCreditStore(IDbContextFactory<AdapterDbContext> dbs)
                 if (_queue.Count == 0)
                 {
                     _running = false;
-                    return;
+                    if (!_disposed)
+                    {
+                        return;
+                    }
                 }
 
                 var count = Math.Min(_queue.Count, MaxBatch);
                 batch = _queue.GetRange(0, count);
                 _queue.RemoveRange(0, count);
+            }
+
+            if (batch.Count == 0)
+            {
+                // Disposed while this loop ran: it owns the connection until here.
+                Disconnect();
+                return;
             }
 
             try
@@ -251,11 +276,12 @@ internal sealed class SqliteCreditStore(IDbContextFactory<AdapterDbContext> dbs)
             {
                 // Nothing of the batch was committed: every write that had not failed on its own fails with it,
                 // and the next batch starts on a fresh connection.
-                Disconnect();
                 foreach (var write in batch)
                 {
                     write.Fail(exception);
                 }
+
+                Disconnect();
             }
         }
     }
@@ -276,10 +302,9 @@ internal sealed class SqliteCreditStore(IDbContextFactory<AdapterDbContext> dbs)
         {
             foreach (var write in batch)
             {
-                if (write.Cancellation.IsCancellationRequested)
+                if (!write.TryStart())
                 {
-                    write.Fail(new OperationCanceledException(write.Cancellation));
-                    continue;
+                    continue; // its caller gave up while it waited, and has been told
                 }
 
                 if (write.UsesContext && db is null)
@@ -300,6 +325,7 @@ internal sealed class SqliteCreditStore(IDbContextFactory<AdapterDbContext> dbs)
                 catch (Exception exception)
                 {
                     transaction.Rollback("write");
+                    transaction.Release("write");
                     write.Fail(exception);
                 }
                 finally
@@ -326,15 +352,24 @@ internal sealed class SqliteCreditStore(IDbContextFactory<AdapterDbContext> dbs)
         }
     }
 
+    /// <summary>Closes the connection and its statements; never throws, so the loop always goes on or ends cleanly.</summary>
     private void Disconnect()
     {
-        foreach (var command in _prepared.Values)
+        try
         {
-            command.Dispose();
+            foreach (var command in _prepared.Values)
+            {
+                command.Dispose();
+            }
+
+            _connection?.Dispose();
+        }
+        catch (Exception)
+        {
+            // A connection that broke the batch may fail to close too; a new one is opened next time either way.
         }
 
         _prepared.Clear();
-        _connection?.Dispose();
         _connection = null;
     }
 
@@ -429,11 +464,19 @@ internal sealed class SqliteCreditStore(IDbContextFactory<AdapterDbContext> dbs)
     private sealed record Entry(Guid Id, Guid CustomerId, LedgerEntryKind Kind, long Credits, long BalanceAfter, string Component, string ActionClass,
         int PriceBookVersion, string RequestId, Guid SubscriptionId, Guid ResourceUuid, Guid? ReservationId, string? Reason);
 
-    private abstract class PendingWrite(bool usesContext, CancellationToken cancellation)
+    private abstract class PendingWrite(bool usesContext)
     {
+        private const int Queued = 0, Started = 1, Abandoned = 2;
+
+        private int _state;
+
         public bool UsesContext { get; } = usesContext;
 
-        public CancellationToken Cancellation { get; } = cancellation;
+        /// <summary>Claims the write for the batch; false once its caller has given up (then it is never run).</summary>
+        public bool TryStart() => Interlocked.CompareExchange(ref _state, Started, Queued) == Queued;
+
+        /// <summary>The caller gave up: a write still queued is dropped and its caller told at once; one already started finishes.</summary>
+        protected bool TryAbandon() => Interlocked.CompareExchange(ref _state, Abandoned, Queued) == Queued;
 
         public abstract Task RunAsync(AdapterDbContext? db);
 
@@ -443,16 +486,35 @@ internal sealed class SqliteCreditStore(IDbContextFactory<AdapterDbContext> dbs)
         public abstract void Fail(Exception exception);
     }
 
-    private sealed class PendingWrite<T>(Func<AdapterDbContext, Task<T>> work, bool usesContext, CancellationToken cancellation) : PendingWrite(usesContext, cancellation)
+    private sealed class PendingWrite<T> : PendingWrite
     {
+        private readonly Func<AdapterDbContext, Task<T>> _work;
         private T? _result;
         private bool _ran;
+
+        public PendingWrite(Func<AdapterDbContext, Task<T>> work, bool usesContext, CancellationToken cancellation)
+            : base(usesContext)
+        {
+            _work = work;
+            if (cancellation.CanBeCanceled)
+            {
+                // Registered for the write's whole life; disposed with the completion.
+                var registration = cancellation.Register(() =>
+                {
+                    if (TryAbandon())
+                    {
+                        Completion.TrySetCanceled(cancellation);
+                    }
+                });
+                Completion.Task.ContinueWith(_ => registration.Dispose(), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            }
+        }
 
         public TaskCompletionSource<T> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
         public override async Task RunAsync(AdapterDbContext? db)
         {
-            _result = await work(db!);
+            _result = await _work(db!);
             _ran = true;
         }
 

@@ -54,6 +54,7 @@ public sealed class CreditLedgerOnSqliteTests() : CreditLedgerTests(DatabaseProv
         await givenUp.CancelAsync();
         await Task.Delay(100);
         Assert.All(queued, q => Assert.False(q.IsCompleted));
+        Assert.True(abandoned.IsCanceled); // told at once, not when the lock frees
         await otherWrite.CommitAsync();
 
         Assert.All(await Task.WhenAll(queued), r => Assert.Equal(ChargeStatus.Charged, r.Status));

@@ -10,6 +10,8 @@ namespace CmpWaldurAdapter.Knowledge.Documents;
 /// question before it searches, which would cost an embedding call and a round trip per message for nothing.
 /// Read from the database at most every few seconds per subscription; a document added through this replica
 /// counts at once, one added through another within <see cref="EmptyLifetime"/>, far shorter than parsing takes.
+/// A dataset adopted by name after the adapter's database was lost has documents without records; they are neither
+/// listed nor searched until uploaded again.
 /// </summary>
 public sealed class KnowledgePresence(IDbContextFactory<AdapterDbContext> dbs, TimeProvider clock)
 {
@@ -31,8 +33,10 @@ public sealed class KnowledgePresence(IDbContextFactory<AdapterDbContext> dbs, T
 
         await using var db = await dbs.CreateDbContextAsync(cancellationToken);
         var has = await db.KnowledgeDocuments.AnyAsync(d => d.SubscriptionId == subscriptionId, cancellationToken);
-        _known[subscriptionId] = (has, now + (has ? FilledLifetime : EmptyLifetime));
-        return has;
+        var read = (has, now + (has ? FilledLifetime : EmptyLifetime));
+        // A read that began before an upload here must not hide that upload: "has documents" is never downgraded early.
+        _known.AddOrUpdate(subscriptionId, read, (_, known) => !has && known.HasDocuments && known.Until > now ? known : read);
+        return has || _known[subscriptionId].HasDocuments;
     }
 
     /// <summary>A document was recorded for the subscription: its next message searches.</summary>

@@ -17,7 +17,7 @@ public static class CreditsServiceCollectionExtensions
         var database = configuration.GetSection(DatabaseOptions.SectionName).Get<DatabaseOptions>() ?? new DatabaseOptions();
         services.AddSingleton<ICreditStore>(sp => database.Provider == DatabaseProvider.Postgres
             ? new PostgresCreditStore(sp.GetRequiredService<IDbContextFactory<AdapterDbContext>>(), database.ConnectionString)
-            : new SqliteCreditStore(sp.GetRequiredService<IDbContextFactory<AdapterDbContext>>()));
+            : new SqliteCreditStore(sp.GetRequiredService<IDbContextFactory<AdapterDbContext>>(), database.ConnectionString));
         services.AddSingleton<WaldurFunding>();
         services.AddSingleton<CreditLedger>();
         // The chat pipeline's credit seam (TryAdd: a test host may script it).

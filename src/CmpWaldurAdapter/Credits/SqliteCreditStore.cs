@@ -22,7 +22,7 @@ namespace CmpWaldurAdapter.Credits;
 /// SQL in the model's own storage formats (upper-case GUID text, UTC ticks, ISO dates); grants and funding
 /// refreshes (rare) run EF Core on the same connection and transaction.
 /// </summary>
-internal sealed class SqliteCreditStore(IDbContextFactory<AdapterDbContext> dbs) : CreditStoreBase(dbs), IDisposable
+internal sealed class SqliteCreditStore(IDbContextFactory<AdapterDbContext> dbs, string connectionString) : CreditStoreBase(dbs), IDisposable
 {
     /// <summary>Largest number of writes one transaction carries.</summary>
     public const int MaxBatch = 64;
@@ -90,7 +90,7 @@ internal sealed class SqliteCreditStore(IDbContextFactory<AdapterDbContext> dbs)
     private SqliteTransaction? _transaction;
 
     public override Task<ChargeResult> ChargeAsync(ChargeRequest request, Guid entryId, DateTimeOffset now, CancellationToken cancellationToken) =>
-        Enqueue(_ =>
+        Enqueue(() =>
         {
             if (PriorCharge(request.SubscriptionId, request.RequestId) is { } prior)
             {
@@ -113,7 +113,7 @@ internal sealed class SqliteCreditStore(IDbContextFactory<AdapterDbContext> dbs)
         }, cancellationToken);
 
     public override Task<ReservationResult> ReserveAsync(ChargeRequest request, Guid reservationId, DateTimeOffset now, DateTimeOffset expiresAt, CancellationToken cancellationToken) =>
-        Enqueue(_ =>
+        Enqueue(() =>
         {
             var subscription = Subscription(request);
             var version = subscription?.Version;
@@ -157,7 +157,7 @@ internal sealed class SqliteCreditStore(IDbContextFactory<AdapterDbContext> dbs)
         }, cancellationToken);
 
     public override Task<SettleResult> SettleAsync(Guid reservationId, long? actualCredits, Guid entryId, DateTimeOffset now, CancellationToken cancellationToken) =>
-        Enqueue(_ =>
+        Enqueue(() =>
         {
             if (Hold(reservationId) is not { } hold)
             {
@@ -183,7 +183,7 @@ internal sealed class SqliteCreditStore(IDbContextFactory<AdapterDbContext> dbs)
         }, cancellationToken);
 
     public override Task<ReleaseResult> ReleaseAsync(Guid reservationId, string reason, Guid entryId, DateTimeOffset now, CancellationToken cancellationToken) =>
-        Enqueue(_ =>
+        Enqueue(() =>
         {
             if (Hold(reservationId) is not { } hold)
             {
@@ -218,8 +218,9 @@ internal sealed class SqliteCreditStore(IDbContextFactory<AdapterDbContext> dbs)
         Disconnect();
     }
 
-    private Task<T> Enqueue<T>(Func<AdapterDbContext?, T> work, CancellationToken cancellationToken) =>
-        EnqueueAsync(db => Task.FromResult(work(db)), cancellationToken, usesContext: false);
+    /// <summary>A hot operation: plain SQL on the writer's connection, no EF Core context.</summary>
+    private Task<T> Enqueue<T>(Func<T> work, CancellationToken cancellationToken) =>
+        EnqueueAsync(_ => Task.FromResult(work()), cancellationToken, usesContext: false);
 
     private Task<T> EnqueueAsync<T>(Func<AdapterDbContext, Task<T>> work, CancellationToken cancellationToken, bool usesContext = true)
     {
@@ -290,8 +291,7 @@ internal sealed class SqliteCreditStore(IDbContextFactory<AdapterDbContext> dbs)
     {
         if (_connection is null)
         {
-            await using var probe = await Dbs.CreateDbContextAsync();
-            _connection = new SqliteConnection(probe.Database.GetConnectionString());
+            _connection = new SqliteConnection(connectionString);
             await _connection.OpenAsync();
         }
 

@@ -94,13 +94,17 @@ public static class AdapterHost
     {
         services.AddSerilog((sp, logger) =>
         {
-            // Defaults before the configuration, which may override each: without them every SQL command, request
-            // stage and scheduler tick would be an Information line (ten and more per chat message).
-            logger.MinimumLevel.Information()
-                .MinimumLevel.Override("Microsoft", Serilog.Events.LogEventLevel.Warning)
-                .MinimumLevel.Override("Microsoft.Hosting.Lifetime", Serilog.Events.LogEventLevel.Information)
-                .MinimumLevel.Override("System", Serilog.Events.LogEventLevel.Warning)
-                .MinimumLevel.Override("Quartz", Serilog.Events.LogEventLevel.Warning);
+            // Without levels of its own, the adapter would write every SQL command, request stage and scheduler tick as
+            // an Information line (ten and more per chat message). Configured levels replace these defaults whole.
+            if (!configuration.GetSection("Serilog:MinimumLevel").Exists())
+            {
+                logger.MinimumLevel.Information()
+                    .MinimumLevel.Override("Microsoft", Serilog.Events.LogEventLevel.Warning)
+                    .MinimumLevel.Override("Microsoft.Hosting.Lifetime", Serilog.Events.LogEventLevel.Information)
+                    .MinimumLevel.Override("System", Serilog.Events.LogEventLevel.Warning)
+                    .MinimumLevel.Override("Quartz", Serilog.Events.LogEventLevel.Warning);
+            }
+
             logger.ReadFrom.Configuration(configuration)
                 .Enrich.FromLogContext()
                 .Enrich.WithProperty("Application", "cmp-adapter")

@@ -118,7 +118,6 @@ public sealed partial class SandboxRunner(TextWriter output, TextWriter error, A
         ["Web:PublicBaseUrl"] = publicUrl.ToString(),
         // The sandbox prints its own story; the adapter's log says only what went wrong.
         ["Serilog:MinimumLevel:Default"] = "Warning",
-        ["Serilog:MinimumLevel:Override:Microsoft.Hosting.Lifetime"] = "Warning",
         // Data Protection warns that the sandbox's throwaway key ring is stored unencrypted; that is the point of it.
         ["Serilog:MinimumLevel:Override:Microsoft.AspNetCore.DataProtection"] = "Error",
     };

@@ -26,7 +26,7 @@ public sealed class LoggingDefaultsTests
     }
 
     [Fact]
-    public void Settings_override_the_defaults()
+    public void Configured_levels_replace_the_defaults_whole()
     {
         var (logs, factory) = Logging(new()
         {
@@ -35,6 +35,7 @@ public sealed class LoggingDefaultsTests
         });
 
         Log(factory, "CmpWaldurAdapter.Chat.ChatService", "own line");
+        Log(factory, "Microsoft.Hosting.Lifetime", "Application started");
         Log(factory, "Microsoft.EntityFrameworkCore.Database.Command", "Executed DbCommand");
 
         Assert.Equal(["Executed DbCommand"], logs.Events.Select(e => e.RenderMessage()));

@@ -35,8 +35,7 @@ public sealed class KnowledgePresence(IDbContextFactory<AdapterDbContext> dbs, T
         var has = await db.KnowledgeDocuments.AnyAsync(d => d.SubscriptionId == subscriptionId, cancellationToken);
         var read = (has, now + (has ? FilledLifetime : EmptyLifetime));
         // A read that began before an upload here must not hide that upload: "has documents" is never downgraded early.
-        _known.AddOrUpdate(subscriptionId, read, (_, known) => !has && known.HasDocuments && known.Until > now ? known : read);
-        return has || _known[subscriptionId].HasDocuments;
+        return _known.AddOrUpdate(subscriptionId, read, (_, known) => !has && known.HasDocuments && known.Until > now ? known : read).HasDocuments;
     }
 
     /// <summary>A document was recorded for the subscription: its next message searches.</summary>

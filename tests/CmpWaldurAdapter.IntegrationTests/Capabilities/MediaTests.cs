@@ -79,6 +79,7 @@ public sealed class MediaTests : IAsyncLifetime
     [Theory]
     [InlineData("question.ogg", "audio/ogg")]
     [InlineData("question.m4a", "audio/mp4")]
+    [InlineData("recording.m4a", "audio/mp4")]
     [InlineData("question.mp3", "audio/mpeg")]
     [InlineData("question.flac", "audio/flac")]
     [InlineData("question.webm", "audio/webm")]
@@ -87,12 +88,13 @@ public sealed class MediaTests : IAsyncLifetime
         var me = await _bed.SubscribeAsync(credits: 100);
         _bed.Tenants.Langflow.ScriptNextAnswers("Where is my parcel?");
         // Each declares 299 s, just under the 5 minute limit.
-        var bytes = Path.GetExtension(name) switch
+        var bytes = name switch
         {
-            ".ogg" => SyntheticAudio.OggOpus(seconds: 299),
-            ".m4a" => SyntheticAudio.M4a(SyntheticAudio.Mvhd(1000, 299_000)),
-            ".mp3" => SyntheticAudio.Mp3WithXing(SyntheticAudio.Mpeg1Layer3Header, (uint)(299 * 44_100 / 1152)),
-            ".flac" => SyntheticAudio.Flac(16_000, 16_000 * 299),
+            "question.ogg" => SyntheticAudio.OggOpus(seconds: 299),
+            "question.m4a" => SyntheticAudio.M4a(SyntheticAudio.Mvhd(1000, 299_000)),
+            "recording.m4a" => SyntheticAudio.RecordedM4a(seconds: 299),
+            "question.mp3" => SyntheticAudio.Mp3WithXing(SyntheticAudio.Mpeg1Layer3Header, (uint)(299 * 44_100 / 1152)),
+            "question.flac" => SyntheticAudio.Flac(16_000, 16_000 * 299),
             _ => SyntheticAudio.WebM(299_000),
         };
 
@@ -128,6 +130,7 @@ public sealed class MediaTests : IAsyncLifetime
         var unknown = await Assert.ThrowsAsync<ClientResultException>(() => audio.TranscribeAudioAsync(new MemoryStream([1, 2, 3]), "notes.txt"));
         var longOpus = await Assert.ThrowsAsync<ClientResultException>(() => audio.TranscribeAudioAsync(new MemoryStream(SyntheticAudio.OggOpus(seconds: 301)), "long.ogg"));
         var longWebm = await Assert.ThrowsAsync<ClientResultException>(() => audio.TranscribeAudioAsync(new MemoryStream(SyntheticAudio.RecordedWebM(600_000, 0)), "recording.webm"));
+        var longRecording = await Assert.ThrowsAsync<ClientResultException>(() => audio.TranscribeAudioAsync(new MemoryStream(SyntheticAudio.RecordedM4a(seconds: 301)), "recording.m4a"));
         var unreadable = await Assert.ThrowsAsync<ClientResultException>(() => audio.TranscribeAudioAsync(new MemoryStream("not audio, only text"u8.ToArray()), "question.mp3"));
         var noLength = await Assert.ThrowsAsync<ClientResultException>(() => audio.TranscribeAudioAsync(new MemoryStream(SyntheticAudio.Flac(44_100, 0)), "stream.flac"));
         using var http = _bed.Http(me.Key);
@@ -142,6 +145,8 @@ public sealed class MediaTests : IAsyncLifetime
         Assert.Equal("unsupported_audio_format", Code(unknown));
         Assert.Equal(400, longOpus.Status);
         Assert.Equal("audio_too_long", Code(longOpus));
+        Assert.Equal(400, longRecording.Status);
+        Assert.Equal("audio_too_long", Code(longRecording));
         Assert.Equal(400, longWebm.Status);
         Assert.Equal("audio_too_long", Code(longWebm));
         foreach (var refused in new[] { unreadable, noLength })

@@ -195,6 +195,59 @@ public static class SyntheticAudio
     public static byte[] M4a(params byte[][] moov) =>
         [.. Box("ftyp", "M4A "u8.ToArray(), new byte[4], "M4A isom"u8.ToArray()), .. Box("mdat", new byte[64]), .. Box("moov", moov)];
 
+    /// <summary>A full box's payload: version, 24-bit flags, then the fields (each a big-endian uint32).</summary>
+    public static byte[] FullBox(string type, byte version, uint flags, params uint[] fields)
+    {
+        var body = new byte[4 + (4 * fields.Length)];
+        BinaryPrimitives.WriteUInt32BigEndian(body, ((uint)version << 24) | (flags & 0xFFFFFF));
+        for (var i = 0; i < fields.Length; i++)
+        {
+            BinaryPrimitives.WriteUInt32BigEndian(body.AsSpan(4 + (4 * i)), fields[i]);
+        }
+
+        return Box(type, body);
+    }
+
+    /// <summary>A trak of <paramref name="handler"/> ("soun", "vide") with its id and its own timescale (mdhd).</summary>
+    public static byte[] Trak(uint id, uint timescale, string handler = "soun") =>
+        Box("trak",
+            FullBox("tkhd", 0, 3, 0, 0, id, 0, 0),
+            Box("mdia",
+                FullBox("mdhd", 0, 0, 0, 0, timescale, 0, 0),
+                Box("hdlr", new byte[4], new byte[4], Encoding.ASCII.GetBytes(handler), new byte[12])));
+
+    /// <summary>A trex: the default sample duration of a track's fragments.</summary>
+    public static byte[] Trex(uint track, uint defaultSampleDuration) => FullBox("trex", 0, 0, track, 1, defaultSampleDuration, 0, 0);
+
+    /// <summary>
+    /// A moof with one traf for <paramref name="track"/>: tfhd (with a default sample duration when given), tfdt
+    /// (when given) and a trun of the given per-sample durations, or of <paramref name="count"/> samples without
+    /// durations; each sample also carries a size, as recorders write, unless <paramref name="sizes"/> is false.
+    /// </summary>
+    public static byte[] Moof(uint track, uint[]? durations = null, uint count = 0, uint? defaultDuration = null, ulong? decodeTime = null, bool sizes = true)
+    {
+        var tfhd = defaultDuration is { } d ? FullBox("tfhd", 0, 0x020008, track, d) : FullBox("tfhd", 0, 0x020000, track);
+        byte[] tfdt = decodeTime is { } t ? FullBox("tfdt", 1, 0, (uint)(t >> 32), (uint)t) : [];
+        var trun = durations is null
+            ? sizes ? FullBox("trun", 0, 0x000201, [count, 0, .. Enumerable.Repeat(100u, (int)count)]) : FullBox("trun", 0, 0x000001, count, 0)
+            : FullBox("trun", 0, 0x000301, [(uint)durations.Length, 0, .. durations.SelectMany(x => new[] { x, 100u })]);
+        return Box("moof", FullBox("mfhd", 0, 0, 1), Box("traf", tfhd, tfdt, trun));
+    }
+
+    /// <summary>A recording as Safari's MediaRecorder writes it (fragmented, no declared duration) of 48 kHz audio in 20 ms frames, one fragment per 100 s.</summary>
+    public static byte[] RecordedM4a(int seconds) =>
+        FragmentedM4a(
+            [Trak(1, 48_000), Box("mvex", Trex(1, 960))],
+            [.. Enumerable.Range(0, (seconds + 99) / 100).Select(f => Moof(1, count: (uint)(Math.Min(100, seconds - (f * 100)) * 50), decodeTime: (ulong)f * 100 * 48_000, sizes: false))]);
+
+    /// <summary>A fragmented M4A as browsers record it: a moov that declares no duration, then fragments, each with its mdat.</summary>
+    public static byte[] FragmentedM4a(byte[][] moov, params byte[][] fragments) =>
+        [
+            .. Box("ftyp", "iso5"u8.ToArray(), new byte[4], "iso5iso6mp41"u8.ToArray()),
+            .. Box("moov", [Mvhd(1000, 0), .. moov]),
+            .. fragments.SelectMany(f => (byte[])[.. f, .. Box("mdat", new byte[32])]),
+        ];
+
     /// <summary>An EBML element; <paramref name="unknownSize"/> writes the "size unknown" value live recorders use.</summary>
     public static byte[] Ebml(uint id, byte[] payload, bool unknownSize = false)
     {

@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using CmpWaldurAdapter.Capabilities.Voice;
 using static CmpWaldurAdapter.Testing.Media.SyntheticAudio;
 
@@ -124,6 +125,50 @@ public sealed class AudioDurationTests
         AssertSeconds(30, AudioDuration.Of(M4a(Mvhd(1000, 0), Box("mvex", mehd))));
         Assert.Null(AudioDuration.Of(M4a(Mvhd(1000, 0))));
         Assert.Null(AudioDuration.Of(M4a(Box("trak", new byte[16]))));
+    }
+
+    [Fact]
+    public void Fragmented_mp4_without_any_declared_duration_is_timed_by_its_fragments()
+    {
+        // Safari's MediaRecorder: 48 kHz AAC, frames of 1024 samples, per-sample durations, decode times in tfdt.
+        var frames = Enumerable.Repeat(1024u, 47).ToArray();
+        var recorded = FragmentedM4a(
+            [Trak(1, 48_000), Box("mvex", Trex(1, 0))],
+            Moof(1, frames, decodeTime: 0), Moof(1, frames, decodeTime: 47 * 1024), Moof(1, frames[..10], decodeTime: 94 * 1024));
+        AssertSeconds(104 * 1024 / 48_000.0, AudioDuration.Of(recorded));
+
+        // Cut from a longer stream: decode times start at ten hours, and a fragment's tfdt, not the sum before it, places it.
+        const ulong TenHours = 10UL * 3600 * 48_000;
+        var cut = FragmentedM4a([Trak(1, 48_000)], Moof(1, frames, decodeTime: TenHours), Moof(1, frames, decodeTime: TenHours + 48_000));
+        AssertSeconds(1 + 47 * 1024 / 48_000.0, AudioDuration.Of(cut));
+
+        // Durations from tfhd's default, then from trex's; without tfdt a fragment starts where the one before ended.
+        var defaults = FragmentedM4a([Trak(7, 16_000), Box("mvex", Trex(7, 320))], Moof(7, count: 500, defaultDuration: 160), Moof(7, count: 250));
+        AssertSeconds((500 * 160 + 250 * 320) / 16_000.0, AudioDuration.Of(defaults));
+    }
+
+    [Fact]
+    public void Fragmented_mp4_is_timed_by_its_sound_track()
+    {
+        // A video track (90 kHz) comes first; only the sound track's fragments and timescale count.
+        var both = FragmentedM4a(
+            [Trak(1, 90_000, "vide"), Trak(2, 44_100), Box("mvex", Trex(1, 3000), Trex(2, 1024))],
+            Moof(1, count: 3000), Moof(2, count: 431), Moof(1, count: 3000), Moof(2, count: 430));
+        AssertSeconds(861 * 1024 / 44_100.0, AudioDuration.Of(both));
+    }
+
+    [Fact]
+    public void Fragmented_mp4_that_tells_nothing_or_lies_is_not_given_a_duration()
+    {
+        Assert.Null(AudioDuration.Of(FragmentedM4a([Trak(1, 48_000)])));
+        Assert.Null(AudioDuration.Of(FragmentedM4a([Trak(1, 48_000)], Moof(2, [1024, 1024]))));
+        Assert.Null(AudioDuration.Of(FragmentedM4a([Trak(1, 48_000)], Moof(1, count: 0, defaultDuration: 1024))));
+        // A trun that declares more samples than it carries.
+        var liar = Moof(1, [1024, 1024]);
+        BinaryPrimitives.WriteUInt32BigEndian(liar.AsSpan(liar.Length - 4 * (2 + 2 * 2)), 1_000_000);
+        Assert.Null(AudioDuration.Of(FragmentedM4a([Trak(1, 48_000)], liar)));
+        // Counts that would overflow: far too long, never short.
+        Assert.Equal(TimeSpan.MaxValue, AudioDuration.Of(FragmentedM4a([Trak(1, 1)], Moof(1, [5], decodeTime: 0), Moof(1, [uint.MaxValue], decodeTime: ulong.MaxValue - 5))));
     }
 
     [Fact]

@@ -6,7 +6,7 @@ namespace CmpWaldurAdapter.Capabilities.Voice;
 /// The playing time of an audio file read from its container headers, without decoding, for the formats
 /// OpenAI transcribes: WAV (fmt byte rate, data size), FLAC (STREAMINFO), MP3 (Xing/Info or VBRI header, else
 /// the frame headers walked), Ogg Vorbis/Opus/FLAC (granule position of the stream's last page), MP4/M4A
-/// (mvhd, or mehd when fragmented) and WebM (Segment Info Duration × TimecodeScale, else the last block's time,
+/// (mvhd; when fragmented, mehd or else the fragments' sample durations) and WebM (Segment Info Duration × TimecodeScale, else the last block's time,
 /// as browser recordings carry no Duration). The container is recognized from the bytes, not the file name.
 /// Null means the bytes are none of these or their headers do not tell the duration.
 /// </summary>
@@ -168,7 +168,10 @@ public static class AudioDuration
         return null;
     }
 
-    /// <summary>MP4/M4A: moov/mvhd duration over its timescale; a fragmented file's moov/mvex/mehd when mvhd has none.</summary>
+    /// <summary>
+    /// MP4/M4A: moov/mvhd duration over its timescale; a fragmented file's moov/mvex/mehd when mvhd has none; else
+    /// (what browsers' MediaRecorder writes, Safari's audio/mp4) the end of the audio track's last fragment.
+    /// </summary>
     internal static TimeSpan? Mp4(ReadOnlySpan<byte> mp4)
     {
         if (!TryBox(mp4, "moov"u8, out var moov) || !TryBox(moov, "mvhd"u8, out var mvhd) || mvhd.Length < 20)
@@ -185,14 +188,181 @@ public static class AudioDuration
         var timescale = BinaryPrimitives.ReadUInt32BigEndian(mvhd.Slice(longForm ? 20 : 12, 4));
         var duration = longForm ? BinaryPrimitives.ReadUInt64BigEndian(mvhd.Slice(24, 8)) : BinaryPrimitives.ReadUInt32BigEndian(mvhd.Slice(16, 4));
         var unknown = duration == (longForm ? ulong.MaxValue : uint.MaxValue);
-        if ((duration == 0 || unknown) && TryBox(moov, "mvex"u8, out var mvex) && TryBox(mvex, "mehd"u8, out var mehd) && mehd.Length >= 8)
+        if (duration != 0 && !unknown)
+        {
+            return timescale == 0 ? null : Seconds((double)duration / timescale);
+        }
+
+        if (TryBox(moov, "mvex"u8, out var mvex) && TryBox(mvex, "mehd"u8, out var mehd) && mehd.Length >= 8)
         {
             var mehdLong = mehd[0] == 1 && mehd.Length >= 12;
             duration = mehdLong ? BinaryPrimitives.ReadUInt64BigEndian(mehd.Slice(4, 8)) : BinaryPrimitives.ReadUInt32BigEndian(mehd.Slice(4, 4));
-            unknown = false;
+            return timescale == 0 || duration == 0 ? null : Seconds((double)duration / timescale);
         }
 
-        return timescale == 0 || duration == 0 || unknown ? null : Seconds((double)duration / timescale);
+        return FragmentedMp4(mp4, moov);
+    }
+
+    /// <summary>
+    /// A fragmented MP4 that declares no duration: the audio track's (else the first track's) fragments walked, each
+    /// starting at its decode time (tfdt, else where the previous one ended) and lasting its samples' durations (trun,
+    /// else tfhd's default, else trex's), over the track's own timescale (mdhd). The first start counts as zero: a
+    /// piece cut from a longer stream keeps its original decode times. Null when no fragment has a sample.
+    /// </summary>
+    private static TimeSpan? FragmentedMp4(ReadOnlySpan<byte> mp4, ReadOnlySpan<byte> moov)
+    {
+        if (Mp4Track(moov) is not { } track)
+        {
+            return null;
+        }
+
+        ulong? first = null;
+        ulong end = 0;
+        for (var offset = 0; NextBox(mp4, ref offset, out var type, out var moof);)
+        {
+            if (!type.SequenceEqual("moof"u8))
+            {
+                continue;
+            }
+
+            for (var at = 0; NextBox(moof, ref at, out var trafType, out var traf);)
+            {
+                if (!trafType.SequenceEqual("traf"u8) || !TryBox(traf, "tfhd"u8, out var tfhd) || tfhd.Length < 8
+                    || BinaryPrimitives.ReadUInt32BigEndian(tfhd.Slice(4, 4)) != track.Id)
+                {
+                    continue;
+                }
+
+                var start = end;
+                if (TryBox(traf, "tfdt"u8, out var tfdt) && tfdt.Length >= 8)
+                {
+                    start = tfdt[0] == 1 && tfdt.Length >= 12 ? BinaryPrimitives.ReadUInt64BigEndian(tfdt.Slice(4, 8)) : BinaryPrimitives.ReadUInt32BigEndian(tfdt.Slice(4, 4));
+                }
+
+                if (FragmentLength(traf, tfhd, track.DefaultSampleDuration) is not { } length)
+                {
+                    return null;
+                }
+
+                if (length.Samples > 0)
+                {
+                    first = Math.Min(first ?? start, start);
+                    end = Math.Max(end, Add(start, length.Units));
+                }
+            }
+        }
+
+        return first is { } from && end > from ? Seconds((double)(end - from) / track.Timescale) : null;
+    }
+
+    /// <summary>The track whose fragments are timed: the first sound track (hdlr "soun"), else the first one, with its timescale and trex default.</summary>
+    private static (uint Id, uint Timescale, uint DefaultSampleDuration)? Mp4Track(ReadOnlySpan<byte> moov)
+    {
+        (uint Id, uint Timescale)? chosen = null;
+        for (var offset = 0; NextBox(moov, ref offset, out var type, out var trak);)
+        {
+            if (!type.SequenceEqual("trak"u8) || !TryBox(trak, "tkhd"u8, out var tkhd) || !TryBox(trak, "mdia"u8, out var mdia) || !TryBox(mdia, "mdhd"u8, out var mdhd))
+            {
+                continue;
+            }
+
+            var idAt = tkhd.Length > 0 && tkhd[0] == 1 ? 20 : 12;
+            var scaleAt = mdhd.Length > 0 && mdhd[0] == 1 ? 20 : 12;
+            if (tkhd.Length < idAt + 4 || mdhd.Length < scaleAt + 4 || BinaryPrimitives.ReadUInt32BigEndian(mdhd.Slice(scaleAt, 4)) is not (> 0 and var timescale))
+            {
+                continue;
+            }
+
+            var sound = TryBox(mdia, "hdlr"u8, out var hdlr) && hdlr.Length >= 12 && hdlr.Slice(8, 4).SequenceEqual("soun"u8);
+            if (chosen is null || sound)
+            {
+                chosen = (BinaryPrimitives.ReadUInt32BigEndian(tkhd.Slice(idAt, 4)), timescale);
+            }
+
+            if (sound)
+            {
+                break;
+            }
+        }
+
+        if (chosen is not { } track)
+        {
+            return null;
+        }
+
+        uint defaultDuration = 0;
+        if (TryBox(moov, "mvex"u8, out var mvex))
+        {
+            for (var offset = 0; NextBox(mvex, ref offset, out var type, out var trex);)
+            {
+                if (type.SequenceEqual("trex"u8) && trex.Length >= 16 && BinaryPrimitives.ReadUInt32BigEndian(trex.Slice(4, 4)) == track.Id)
+                {
+                    defaultDuration = BinaryPrimitives.ReadUInt32BigEndian(trex.Slice(12, 4));
+                    break;
+                }
+            }
+        }
+
+        return (track.Id, track.Timescale, defaultDuration);
+    }
+
+    /// <summary>
+    /// One track fragment's samples and their total duration in track units, from its trun boxes; null when a trun
+    /// declares more samples than it holds (a corrupt or hostile file).
+    /// </summary>
+    private static (ulong Samples, ulong Units)? FragmentLength(ReadOnlySpan<byte> traf, ReadOnlySpan<byte> tfhd, uint trexDefault)
+    {
+        var tfhdFlags = BinaryPrimitives.ReadUInt32BigEndian(tfhd[..4]) & 0xFFFFFF;
+        var defaultDuration = trexDefault;
+        if ((tfhdFlags & 0x08) != 0)
+        {
+            // tfhd: track_ID, then base_data_offset (8 bytes) and sample_description_index (4) when flagged.
+            var at = 8 + ((tfhdFlags & 0x01) != 0 ? 8 : 0) + ((tfhdFlags & 0x02) != 0 ? 4 : 0);
+            if (tfhd.Length < at + 4)
+            {
+                return null;
+            }
+
+            defaultDuration = BinaryPrimitives.ReadUInt32BigEndian(tfhd.Slice(at, 4));
+        }
+
+        ulong samples = 0, units = 0;
+        for (var offset = 0; NextBox(traf, ref offset, out var type, out var trun);)
+        {
+            if (!type.SequenceEqual("trun"u8))
+            {
+                continue;
+            }
+
+            if (trun.Length < 8)
+            {
+                return null;
+            }
+
+            var flags = BinaryPrimitives.ReadUInt32BigEndian(trun[..4]) & 0xFFFFFF;
+            var count = BinaryPrimitives.ReadUInt32BigEndian(trun.Slice(4, 4));
+            var first = 8 + ((flags & 0x01) != 0 ? 4 : 0) + ((flags & 0x04) != 0 ? 4 : 0);
+            // Per sample: duration, size, flags, composition offset, each 4 bytes when flagged.
+            var entry = 4 * (int)System.Numerics.BitOperations.PopCount(flags & 0xF00);
+            if ((ulong)first + (ulong)entry * count > (ulong)trun.Length)
+            {
+                return null;
+            }
+
+            samples += count;
+            if ((flags & 0x100) == 0)
+            {
+                units = Add(units, (ulong)count * defaultDuration);
+                continue;
+            }
+
+            for (var i = 0; i < count; i++)
+            {
+                units = Add(units, BinaryPrimitives.ReadUInt32BigEndian(trun.Slice(first + i * entry, 4)));
+            }
+        }
+
+        return (samples, units);
     }
 
     /// <summary>
@@ -317,37 +487,49 @@ public static class AudioDuration
     /// <summary>The payload of the first box of <paramref name="type"/> among the boxes that make up <paramref name="boxes"/>.</summary>
     private static bool TryBox(ReadOnlySpan<byte> boxes, ReadOnlySpan<byte> type, out ReadOnlySpan<byte> payload)
     {
-        for (var offset = 0; offset + 8 <= boxes.Length;)
+        for (var offset = 0; NextBox(boxes, ref offset, out var found, out payload);)
         {
-            long size = BinaryPrimitives.ReadUInt32BigEndian(boxes.Slice(offset, 4));
-            var header = 8;
-            if (size == 1 && offset + 16 <= boxes.Length)
+            if (found.SequenceEqual(type))
             {
-                size = (long)Math.Min(BinaryPrimitives.ReadUInt64BigEndian(boxes.Slice(offset + 8, 8)), int.MaxValue);
-                header = 16;
-            }
-            else if (size == 0)
-            {
-                size = boxes.Length - offset; // to the end
-            }
-
-            if (size < header)
-            {
-                break;
-            }
-
-            var end = (int)Math.Min(boxes.Length, offset + size);
-            if (boxes.Slice(offset + 4, 4).SequenceEqual(type))
-            {
-                payload = boxes[(offset + header)..end];
                 return true;
             }
-
-            offset = end;
         }
 
         payload = default;
         return false;
+    }
+
+    /// <summary>The box at <paramref name="offset"/> (its type and payload, cut at the end of the data), moving past it; false at the end or at a broken size.</summary>
+    private static bool NextBox(ReadOnlySpan<byte> boxes, scoped ref int offset, out ReadOnlySpan<byte> type, out ReadOnlySpan<byte> payload)
+    {
+        type = payload = default;
+        if (offset + 8 > boxes.Length)
+        {
+            return false;
+        }
+
+        long size = BinaryPrimitives.ReadUInt32BigEndian(boxes.Slice(offset, 4));
+        var header = 8;
+        if (size == 1 && offset + 16 <= boxes.Length)
+        {
+            size = (long)Math.Min(BinaryPrimitives.ReadUInt64BigEndian(boxes.Slice(offset + 8, 8)), int.MaxValue);
+            header = 16;
+        }
+        else if (size == 0)
+        {
+            size = boxes.Length - offset; // to the end
+        }
+
+        if (size < header)
+        {
+            return false;
+        }
+
+        var end = (int)Math.Min(boxes.Length, offset + size);
+        type = boxes.Slice(offset + 4, 4);
+        payload = boxes[(offset + header)..end];
+        offset = end;
+        return true;
     }
 
     /// <summary>An EBML element id (its length marker kept, as ids are written), or null past the end or for an invalid one.</summary>
@@ -417,6 +599,9 @@ public static class AudioDuration
     }
 
     /// <summary>A duration from seconds; absurdly long ones (corrupt headers included) are the longest there is.</summary>
+    /// <summary>A sum that stops at the largest value instead of wrapping (a hostile file's counts must not make it short).</summary>
+    private static ulong Add(ulong a, ulong b) => a > ulong.MaxValue - b ? ulong.MaxValue : a + b;
+
     private static TimeSpan? Seconds(double seconds) =>
         double.IsNaN(seconds) || seconds < 0 ? null : seconds >= TimeSpan.MaxValue.TotalSeconds / 2 ? TimeSpan.MaxValue : TimeSpan.FromSeconds(seconds);
 

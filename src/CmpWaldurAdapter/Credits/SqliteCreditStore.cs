@@ -27,6 +27,9 @@ internal sealed class SqliteCreditStore(IDbContextFactory<AdapterDbContext> dbs,
     /// <summary>Largest number of writes one transaction carries.</summary>
     public const int MaxBatch = 64;
 
+    /// <summary>Write transactions committed so far: how the writes were batched is observable.</summary>
+    internal long Transactions => Interlocked.Read(ref _transactions);
+
     private const string SubscriptionSql = """
         SELECT version, resource_uuid, state = 'Active' AND paused = 0 AND downscaled = 0
         FROM subscriptions WHERE id = $subscription AND customer_id = $customer
@@ -84,6 +87,7 @@ internal sealed class SqliteCreditStore(IDbContextFactory<AdapterDbContext> dbs,
     private readonly Dictionary<string, SqliteCommand> _prepared = [];
     private bool _running;
     private bool _disposed;
+    private long _transactions;
 
     // Used only by the writer loop (one at a time), so neither needs a lock.
     private SqliteConnection? _connection;
@@ -336,6 +340,7 @@ internal sealed class SqliteCreditStore(IDbContextFactory<AdapterDbContext> dbs,
             }
 
             transaction.Commit();
+            Interlocked.Increment(ref _transactions);
         }
         finally
         {

@@ -46,6 +46,7 @@ public sealed class CreditLedgerOnSqliteTests() : CreditLedgerTests(DatabaseProv
         await using var other = new Microsoft.Data.Sqlite.SqliteConnection(Bed.Database.ConnectionString);
         await other.OpenAsync();
         await using var otherWrite = other.BeginTransaction(deferred: false);
+        var committedBefore = ((SqliteCreditStore)store).Transactions;
         var queued = Enumerable.Range(0, 30).Select(i => Charge(1, $"queued-{i}")).ToList();
         var broken = Charge(-5, "broken"); // breaks the ledger's check constraint inside the batch
         using var givenUp = new CancellationTokenSource();
@@ -63,6 +64,8 @@ public sealed class CreditLedgerOnSqliteTests() : CreditLedgerTests(DatabaseProv
         Assert.Equal(60, (await Ledger.BalanceAsync(subscription.CustomerId)).Available);
         var charged = await Bed.QueryAsync(db => db.LedgerEntries.Where(e => e.SubscriptionId == subscription.Id).Select(e => e.RequestId).ToListAsync());
         Assert.Equal(Enumerable.Range(0, 40).Select(i => $"queued-{i}").Order(), charged.Order());
+        // The first write (waiting for the lock when the others came) went alone at most; the rest shared one transaction.
+        Assert.InRange(((SqliteCreditStore)store).Transactions - committedBefore, 1, 2);
     }
 }
 

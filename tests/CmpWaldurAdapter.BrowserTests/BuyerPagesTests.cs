@@ -148,7 +148,7 @@ public sealed class BuyerPagesTests : IAsyncLifetime
 
         await Expect(page.Locator("[data-cmp-widget] .messages li.handoff")).ToHaveTextAsync(CmpWaldurAdapter.Capabilities.Handoff.HandoffService.VisitorMessage);
         await BrowserSession.ScreenshotAsync(page, "widget-handoff");
-        var escalation = Assert.Single(await handoff.EscalatedAsync(subscription.Id, 10, CancellationToken.None));
+        var escalation = Assert.Single((await handoff.EscalatedAsync(subscription.Id, 10, null, CancellationToken.None))!.Data);
 
         // The buyer follows the webhook's link: the console's Activity tab, scrolled to the conversation's highlighted row.
         var payload = await _bed.QueryAsync(db => db.HandoffDeliveries.AsNoTracking().Select(d => d.Payload).SingleAsync());
@@ -165,6 +165,56 @@ public sealed class BuyerPagesTests : IAsyncLifetime
         await Expect(row).ToBeInViewportAsync();
         await Expect(console.GetByRole(AriaRole.Link, new() { Name = "Activity" })).ToHaveAttributeAsync("aria-current", "page");
         await BrowserSession.ScreenshotAsync(console, "console-escalation-link");
+    }
+
+    [Fact]
+    public async Task The_activity_tab_pages_older_escalations_and_back_to_the_newest()
+    {
+        var subscription = await _bed.AddSubscriptionAsync(credits: 10);
+        var pageSize = CmpWaldurAdapter.Web.Pages.Console.IndexModel.ActivityPageSize;
+        // Three more than a page; four escalated in one instant straddle the pages' boundary.
+        var noon = new DateTimeOffset(2026, 3, 10, 12, 0, 0, TimeSpan.Zero);
+        var rows = Enumerable.Range(0, pageSize + 3).Select(i => new CmpWaldurAdapter.Capabilities.HandoffConversation
+        {
+            Id = Guid.NewGuid(),
+            SubscriptionId = subscription.Id,
+            Conversation = $"conv-{i:D3}",
+            EscalatedAt = noon.AddMinutes(Math.Max(i, 4)),
+            EscalationReason = "visitor_request",
+            CreatedAt = noon,
+            UpdatedAt = noon,
+        }).ToList();
+        await _bed.QueryAsync(db =>
+        {
+            db.HandoffConversations.AddRange(rows);
+            return db.SaveChangesAsync();
+        });
+        var newestFirst = rows.OrderByDescending(r => r.EscalatedAt).ThenByDescending(r => r.Id).Select(r => r.Conversation).ToList();
+
+        var page = await _browser.NewPageAsync();
+        await page.GotoAsync((await _bed.ConsoleLinkAsync(subscription.Id)).ToString());
+        await page.GotoAsync(At("console?tab=activity"));
+        var conversations = page.Locator("table.escalations tbody tr td:first-child");
+        var pages = page.Locator("#escalation-pages");
+        await Expect(conversations).ToHaveCountAsync(pageSize);
+        Assert.Equal(newestFirst.Take(pageSize), await conversations.AllTextContentsAsync());
+        await Expect(pages.GetByRole(AriaRole.Link)).ToHaveTextAsync(["Older"]);
+
+        await pages.GetByRole(AriaRole.Link, new() { Name = "Older" }).ClickAsync();
+        await Expect(conversations).ToHaveCountAsync(3);
+        Assert.Equal(newestFirst.Skip(pageSize), await conversations.AllTextContentsAsync());
+        await Expect(pages.GetByRole(AriaRole.Link)).ToHaveTextAsync(["Newest", "Newer"]);
+        await Expect(page.GetByRole(AriaRole.Link, new() { Name = "Activity" })).ToHaveAttributeAsync("aria-current", "page");
+        await BrowserSession.ScreenshotAsync(page, "console-activity-older");
+
+        await pages.GetByRole(AriaRole.Link, new() { Name = "Newer" }).ClickAsync();
+        await Expect(conversations).ToHaveCountAsync(pageSize);
+        Assert.Equal(newestFirst.Take(pageSize), await conversations.AllTextContentsAsync());
+        await Expect(pages.GetByRole(AriaRole.Link)).ToHaveTextAsync(["Newest", "Older"]);
+
+        await pages.GetByRole(AriaRole.Link, new() { Name = "Newest" }).ClickAsync();
+        await Expect(pages.GetByRole(AriaRole.Link)).ToHaveTextAsync(["Older"]);
+        Assert.Equal(newestFirst.Take(pageSize), await conversations.AllTextContentsAsync());
     }
 
     [Fact]

@@ -135,6 +135,142 @@ public sealed class AutomationTests : IAsyncLifetime
         Assert.Equal(new LedgerState(100, 0, 0, 0), await _bed.LedgerAsync(me.Customer));
     }
 
+    [Fact]
+    public async Task Paging_walks_every_run_once_newest_first_even_when_started_in_the_same_instant()
+    {
+        var me = await SubscribeAsync();
+        var someoneElse = await SubscribeAsync();
+        var noon = new DateTimeOffset(2026, 3, 10, 12, 0, 0, TimeSpan.Zero);
+        // Seven runs, four started in one instant so that pages of two split the tie; another subscription's run is never listed.
+        var runs = new List<CmpWaldurAdapter.Capabilities.AutomationRun>();
+        foreach (var minutes in new[] { 3, 1, 1, 1, 1, 0, 7 })
+        {
+            runs.Add(await AddRunAsync(me.Subscription.Id, noon.AddMinutes(minutes)));
+        }
+
+        await AddRunAsync(someoneElse.Subscription.Id, noon.AddMinutes(1));
+        var expected = runs.OrderByDescending(r => r.CreatedAt).ThenByDescending(r => r.Id).Select(r => RunId(r.Id)).ToList();
+        using var http = _bed.Http(me.Key);
+
+        var walked = new List<string>();
+        var pages = new List<JsonNode>();
+        string? after = null;
+        do
+        {
+            var page = JsonNode.Parse(await http.GetStringAsync("/v1/runs?limit=2" + (after is null ? string.Empty : "&after=" + after)))!;
+            pages.Add(page);
+            var ids = page["data"]!.AsArray().Select(r => r!["id"]!.GetValue<string>()).ToList();
+            Assert.Equal(ids[0], page["first_id"]!.GetValue<string>());
+            Assert.Equal(ids[^1], page["last_id"]!.GetValue<string>());
+            walked.AddRange(ids);
+            after = page["has_more"]!.GetValue<bool>() ? page["last_id"]!.GetValue<string>() : null;
+        }
+        while (after is not null && pages.Count < 10);
+
+        Assert.Equal(expected, walked);
+        Assert.Equal([2, 2, 2, 1], pages.Select(p => p["data"]!.AsArray().Count));
+        Assert.Equal([true, true, true, false], pages.Select(p => p["has_more"]!.GetValue<bool>()));
+        var whole = JsonNode.Parse(await http.GetStringAsync("/v1/runs"))!;
+        Assert.Equal(expected, whole["data"]!.AsArray().Select(r => r!["id"]!.GetValue<string>()));
+        Assert.False(whole["has_more"]!.GetValue<bool>());
+    }
+
+    [Fact]
+    public async Task Bad_limits_and_cursors_of_the_runs_list_are_refused_and_another_subscriptions_run_tells_nothing()
+    {
+        var me = await SubscribeAsync();
+        var someoneElse = await SubscribeAsync();
+        var theirs = await AddRunAsync(someoneElse.Subscription.Id, DateTimeOffset.UtcNow);
+        using var http = _bed.Http(me.Key);
+
+        foreach (var limit in new[] { "limit=0", "limit=101", "limit=ten", "limit=" })
+        {
+            await AssertRefusedAsync(http, limit, "limit");
+        }
+
+        var unknown = await AssertRefusedAsync(http, "after=" + RunId(Guid.NewGuid()), "after");
+        Assert.Equal(unknown, await AssertRefusedAsync(http, "after=" + RunId(theirs.Id), "after"));
+        Assert.Equal(unknown, await AssertRefusedAsync(http, "after=esc_" + theirs.Id.ToString("N"), "after"));
+        Assert.Equal(unknown, await AssertRefusedAsync(http, "after=run_", "after"));
+    }
+
+    [Fact]
+    public async Task The_console_lists_runs_a_page_at_a_time_with_older_and_newer_links()
+    {
+        var me = await SubscribeAsync();
+        var pageSize = CmpWaldurAdapter.Web.Pages.Console.IndexModel.ActivityPageSize;
+        var noon = new DateTimeOffset(2026, 3, 10, 12, 0, 0, TimeSpan.Zero);
+        var runs = new List<CmpWaldurAdapter.Capabilities.AutomationRun>();
+        for (var i = 0; i < pageSize + 2; i++)
+        {
+            runs.Add(await AddRunAsync(me.Subscription.Id, noon.AddMinutes(Math.Max(i, 2)), $"output-{i:D3}"));
+        }
+
+        var newestFirst = runs.OrderByDescending(r => r.CreatedAt).ThenByDescending(r => r.Id).Select(r => r.Output!).ToList();
+        using var browser = await ConsoleAsync(me.Subscription.Id);
+
+        var first = await browser.GetStringAsync("/console?tab=activity");
+        Assert.Equal(newestFirst.Take(pageSize), Outputs(first));
+        var older = Assert.Single(PageLinks(first, "run-pages"));
+        Assert.Equal("Older", older.Label);
+
+        var second = await browser.GetStringAsync(older.Href);
+        Assert.Equal(newestFirst.Skip(pageSize), Outputs(second));
+        Assert.Equal(["Newest", "Newer"], PageLinks(second, "run-pages").Select(l => l.Label));
+        var back = await browser.GetStringAsync(PageLinks(second, "run-pages")[1].Href);
+        Assert.Equal(newestFirst.Take(pageSize), Outputs(back));
+    }
+
+    /// <summary>The runs' outputs in the Activity tab's table, in its order (the flow answered each as text).</summary>
+    private static List<string> Outputs(string html) =>
+        [.. System.Text.RegularExpressions.Regex.Matches(html, "<td>&quot;(output-[0-9]+)&quot;</td></tr>").Select(m => m.Groups[1].Value)];
+
+    /// <summary>The page links (label, address) of one of the Activity tab's lists.</summary>
+    private static List<(string Label, string Href)> PageLinks(string html, string id)
+    {
+        var nav = System.Text.RegularExpressions.Regex.Match(html, $"<nav class=\"inline\" id=\"{id}\"[^>]*>(.*?)</nav>", System.Text.RegularExpressions.RegexOptions.Singleline);
+        return nav.Success
+            ? [.. System.Text.RegularExpressions.Regex.Matches(nav.Groups[1].Value, "href=\"([^\"]+)\">([^<]+)</a>").Select(m => (m.Groups[2].Value, System.Net.WebUtility.HtmlDecode(m.Groups[1].Value)))]
+            : [];
+    }
+
+    private Task<CmpWaldurAdapter.Capabilities.AutomationRun> AddRunAsync(Guid subscriptionId, DateTimeOffset at, string output = "\"done\"") => _bed.Tenants.QueryAsync(async db =>
+    {
+        var run = new CmpWaldurAdapter.Capabilities.AutomationRun
+        {
+            Id = Guid.NewGuid(),
+            SubscriptionId = subscriptionId,
+            Trigger = "api",
+            Status = "succeeded",
+            Input = "{}",
+            Output = output,
+            CreatedAt = at,
+            FinishedAt = at,
+        };
+        db.AutomationRuns.Add(run);
+        await db.SaveChangesAsync();
+        return run;
+    });
+
+    private static string RunId(Guid id) => AutomationService.RunIdPrefix + id.ToString("N");
+
+    private static async Task<string> AssertRefusedAsync(HttpClient http, string query, string param)
+    {
+        using var response = await http.GetAsync("/v1/runs?" + query);
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.BadRequest, $"{query}: {(int)response.StatusCode} {body}");
+        Assert.Equal(param, JsonNode.Parse(body)!["error"]!["param"]!.GetValue<string>());
+        return body;
+    }
+
+    private async Task<HttpClient> ConsoleAsync(Guid subscriptionId)
+    {
+        var browser = new HttpClient(new HttpClientHandler { CookieContainer = new CookieContainer(), AllowAutoRedirect = false }) { BaseAddress = _bed.Server.Url };
+        var link = await _bed.Services.GetRequiredService<CmpWaldurAdapter.Web.ConsoleAccess>().CreateLinkAsync(subscriptionId, CancellationToken.None);
+        Assert.Equal(HttpStatusCode.Redirect, (await browser.GetAsync(link.PathAndQuery)).StatusCode);
+        return browser;
+    }
+
     private Task<Subscriber> SubscribeAsync(string? schedule = null)
     {
         var attributes = new JsonObject { ["name"] = "triage", ["categories"] = "billing, shipping", ["schedule_input"] = """{"subject": "daily"}""" };

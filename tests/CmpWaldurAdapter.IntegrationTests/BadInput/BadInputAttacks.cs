@@ -16,8 +16,11 @@ public sealed record BadInputAttack(string Name, Func<PublicEndpoint, Expectatio
     public override string ToString() => Name;
 }
 
-/// <summary>The ids and keys of the running adapter that attacks fill into paths and headers.</summary>
-public sealed record BadInputContext(string Key, string KeyId, string OtherTenantKeyId, string UsedRevealToken);
+/// <summary>
+/// The ids and keys of the running adapter that attacks fill into paths and headers. <see cref="OtherTenantItemIds"/>:
+/// for each paged list (by its items' id prefix), an item of another tenant's list.
+/// </summary>
+public sealed record BadInputContext(string Key, string KeyId, string OtherTenantKeyId, string UsedRevealToken, IReadOnlyDictionary<string, string> OtherTenantItemIds);
 
 public static class BadInputAttacks
 {
@@ -64,6 +67,16 @@ public static class BadInputAttacks
         new("unknown id", e => e.NamesOwnedId ? Expectation.ClientErrorWithMessage : null, (e, c) =>
             Request(e, c with { KeyId = Guid.NewGuid().ToString() })),
 
+        // Paging of lists: limit 1 to 100, after an item id of this subscription's list.
+        Paging("limit that is not a number", _ => "limit=ten"),
+        Paging("limit of 0", _ => "limit=0"),
+        Paging("limit above 100", _ => "limit=101"),
+        Paging("negative limit", _ => "limit=-5"),
+        Paging("malformed cursor", _ => "after=" + Uri.EscapeDataString(Injection)),
+        Paging("unknown cursor", e => $"after={e.PagedBy}{Guid.NewGuid():N}"),
+        new("another tenant's cursor", e => e.PagedBy is not null ? Expectation.ClientErrorWithMessage : null, (e, c) =>
+            Request(e, c, query: "after=" + c.OtherTenantItemIds[e.PagedBy!])),
+
         // Credentials.
         new("no credentials", e => e.Auth == EndpointAuth.SecretKey ? Expectation.ClientErrorWithMessage : null, (e, c) =>
             Request(e, c, authorization: string.Empty)),
@@ -74,6 +87,9 @@ public static class BadInputAttacks
         new("wrong scheme", e => e.Auth == EndpointAuth.SecretKey ? Expectation.ClientErrorWithMessage : null, (e, c) =>
             Request(e, c, authorization: "Basic " + Convert.ToBase64String(Encoding.UTF8.GetBytes("admin:" + c.Key)))),
     ];
+
+    private static BadInputAttack Paging(string name, Func<PublicEndpoint, string> query) =>
+        new(name, e => e.PagedBy is not null ? Expectation.ClientErrorWithMessage : null, (e, c) => Request(e, c, query: query(e)));
 
     private static BadInputAttack Body(string name, Func<PublicEndpoint, string> body) =>
         new(name, e => e.TakesBody ? Expectation.ClientErrorWithMessage : null, (e, c) => Request(e, c, new StringContent(body(e), Encoding.UTF8, "application/json")));

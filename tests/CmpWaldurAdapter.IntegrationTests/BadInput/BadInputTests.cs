@@ -3,6 +3,8 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
+using CmpWaldurAdapter.Capabilities;
+using CmpWaldurAdapter.Capabilities.Handoff;
 using CmpWaldurAdapter.Credits;
 using CmpWaldurAdapter.IntegrationTests.Tenants;
 using CmpWaldurAdapter.Orders;
@@ -97,11 +99,14 @@ public sealed partial class BadInputTests(BadInputTests.Adapter adapter) : IClas
         {
             _bed = await TenantTestBed.CreateAsync();
             Server = await _bed.StartServerAsync();
-            var (key, token) = await SubscribeAsync();
-            var (theirs, _) = await SubscribeAsync();
+            var (key, token, _) = await SubscribeAsync();
+            var (theirs, _, theirSubscription) = await SubscribeAsync();
             using var them = Client(theirs);
             var theirKeyId = JsonNode.Parse(await them.GetStringAsync("/v1/keys"))!["data"]![0]!["id"]!.GetValue<string>();
-            Context = new BadInputContext(key, string.Empty, theirKeyId, token);
+            Context = new BadInputContext(key, string.Empty, theirKeyId, token, new Dictionary<string, string>
+            {
+                [HandoffService.EscalationIdPrefix] = HandoffService.EscalationIdPrefix + (await EscalateAsync(theirSubscription)).ToString("N"),
+            });
             Context = Context with { KeyId = await CreateKeyAsync() };
         }
 
@@ -130,7 +135,26 @@ public sealed partial class BadInputTests(BadInputTests.Adapter adapter) : IClas
             Connectors = await db.KnowledgeConnectors.CountAsync(),
         }));
 
-        private async Task<(string Key, string RevealToken)> SubscribeAsync()
+        /// <summary>An escalated conversation of the subscription (a cursor of its escalations list).</summary>
+        private Task<Guid> EscalateAsync(Guid subscriptionId) => _bed.QueryAsync(async db =>
+        {
+            var now = DateTimeOffset.UtcNow;
+            var row = new HandoffConversation
+            {
+                Id = Guid.CreateVersion7(now),
+                SubscriptionId = subscriptionId,
+                Conversation = "their-conversation",
+                EscalatedAt = now,
+                EscalationReason = "visitor_request",
+                CreatedAt = now,
+                UpdatedAt = now,
+            };
+            db.HandoffConversations.Add(row);
+            await db.SaveChangesAsync();
+            return row.Id;
+        });
+
+        private async Task<(string Key, string RevealToken, Guid Subscription)> SubscribeAsync()
         {
             var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, TenantTestBed.Attributes(), Guid.NewGuid(), Guid.NewGuid());
             await Server.Services.GetRequiredService<OrderInbox>().EnqueueAsync(order, "pending-provider", "event", false, CancellationToken.None);
@@ -140,7 +164,7 @@ public sealed partial class BadInputTests(BadInputTests.Adapter adapter) : IClas
             var link = new Uri(RevealLink().Match(_bed.Waldur.Resource(_bed.Waldur.ResourceOf(order))["report"]!.ToJsonString()).Value);
             using var anonymous = Server.CreateClient();
             var key = KeyPattern().Match(await anonymous.GetStringAsync(link.PathAndQuery)).Value;
-            return (TestSecrets.Register(key, "subscription key"), TestSecrets.Register(link.Segments[^1], "reveal token"));
+            return (TestSecrets.Register(key, "subscription key"), TestSecrets.Register(link.Segments[^1], "reveal token"), subscription.Id);
         }
 
         private HttpClient Client(string key)

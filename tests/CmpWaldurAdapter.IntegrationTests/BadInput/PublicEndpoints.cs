@@ -15,8 +15,9 @@ public enum EndpointAuth
 /// used one-time link token). <see cref="ValidBody"/> is a body the endpoint accepts; when set, every
 /// body attack (malformed, truncated, oversized, wrong type, invalid UTF-8 …) is tried on it.
 /// <see cref="IgnoresUnknownFields"/> marks OpenAI-compatible bodies, where unknown fields are ignored by design.
+/// <see cref="PagedBy"/> marks a list paged with <c>limit</c> and <c>after</c>: the prefix of its items' ids.
 /// </summary>
-public sealed record PublicEndpoint(string Method, string Path, EndpointAuth Auth, string? ValidBody = null, bool IgnoresUnknownFields = false)
+public sealed record PublicEndpoint(string Method, string Path, EndpointAuth Auth, string? ValidBody = null, bool IgnoresUnknownFields = false, string? PagedBy = null)
 {
     public bool TakesBody => ValidBody is not null;
 
@@ -45,6 +46,6 @@ public static class PublicEndpoints
         new("GET", "/v1/knowledge/documents", EndpointAuth.SecretKey),
         new("GET", "/v1/knowledge/connectors", EndpointAuth.SecretKey),
         new("PUT", "/v1/handoff/webhook", EndpointAuth.SecretKey, """{"url": "https://support.example.com/hooks/escalations"}"""),
-        new("GET", "/v1/handoff/escalations", EndpointAuth.SecretKey),
+        new("GET", "/v1/handoff/escalations", EndpointAuth.SecretKey, PagedBy: CmpWaldurAdapter.Capabilities.Handoff.HandoffService.EscalationIdPrefix),
     ];
 }

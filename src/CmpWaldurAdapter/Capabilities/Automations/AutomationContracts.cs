@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
+using CmpWaldurAdapter.Api;
 
 namespace CmpWaldurAdapter.Capabilities.Automations;
 
@@ -25,6 +26,14 @@ public sealed record AutomationRunView(
     [property: JsonPropertyName("created")] long Created,
     [property: JsonPropertyName("finished")] long? Finished);
 
+/// <summary>A page of runs in OpenAI's list shape; first_id and last_id are null on an empty page.</summary>
 public sealed record AutomationRunList(
     [property: JsonPropertyName("object")] string Object,
-    [property: JsonPropertyName("data")] IReadOnlyList<AutomationRunView> Data);
+    [property: JsonPropertyName("data")] IReadOnlyList<AutomationRunView> Data,
+    [property: JsonPropertyName("first_id"), JsonIgnore(Condition = JsonIgnoreCondition.Never)] string? FirstId,
+    [property: JsonPropertyName("last_id"), JsonIgnore(Condition = JsonIgnoreCondition.Never)] string? LastId,
+    [property: JsonPropertyName("has_more")] bool HasMore)
+{
+    public static AutomationRunList Of(ListPage<AutomationRunView> page) =>
+        new("list", page.Data, page.Data.Count > 0 ? page.Data[0].Id : null, page.Data.Count > 0 ? page.Data[^1].Id : null, page.HasMore);
+}

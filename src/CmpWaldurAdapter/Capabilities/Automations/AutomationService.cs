@@ -25,6 +25,9 @@ public sealed class AutomationService(
 {
     public const string What = "automation runs";
 
+    /// <summary>The prefix of a run's id in the API (the row's id follows).</summary>
+    public const string RunIdPrefix = "run_";
+
     public async Task<IResult> TriggerAsync(HttpContext http, CancellationToken cancellationToken)
     {
         var (caller, refusal) = await pipeline.AuthorizeAsync(http, Capability.Automation, What, cancellationToken);
@@ -145,19 +148,58 @@ public sealed class AutomationService(
         }
     }
 
-    /// <summary>The subscription's runs, newest first (what the console lists).</summary>
-    public async Task<IReadOnlyList<AutomationRunView>> ListAsync(Guid subscriptionId, int limit, CancellationToken cancellationToken)
+    /// <summary>
+    /// A page of the subscription's runs, newest first (what the API and the console list), runs started in the
+    /// same instant ordered by id so that paging sees each once; null when <paramref name="from"/> is not one of them.
+    /// </summary>
+    public async Task<ListPage<AutomationRunView>?> ListAsync(Guid subscriptionId, int limit, PageCursor? from, CancellationToken cancellationToken)
     {
         await using var db = await dbs.CreateDbContextAsync(cancellationToken);
-        var runs = await db.AutomationRuns.AsNoTracking().Where(r => r.SubscriptionId == subscriptionId)
-            .OrderByDescending(r => r.CreatedAt).ThenByDescending(r => r.Id).Take(limit).ToListAsync(cancellationToken);
-        return runs.Select(View).ToList();
+        var runs = db.AutomationRuns.AsNoTracking().Where(r => r.SubscriptionId == subscriptionId);
+        if (from is { } cursor)
+        {
+            // Only this subscription's runs are looked up: another's id is as unknown as a made-up one.
+            var at = await runs.Where(r => r.Id == cursor.Id).Select(r => (DateTimeOffset?)r.CreatedAt).SingleOrDefaultAsync(cancellationToken);
+            if (at is null)
+            {
+                return null;
+            }
+
+            runs = cursor.Newer
+                ? runs.Where(r => r.CreatedAt > at || (r.CreatedAt == at && r.Id.CompareTo(cursor.Id) > 0))
+                : runs.Where(r => r.CreatedAt < at || (r.CreatedAt == at && r.Id.CompareTo(cursor.Id) < 0));
+        }
+
+        var ordered = from is { Newer: true }
+            ? runs.OrderBy(r => r.CreatedAt).ThenBy(r => r.Id)
+            : runs.OrderByDescending(r => r.CreatedAt).ThenByDescending(r => r.Id);
+        var rows = await ordered.Take(limit + 1).ToListAsync(cancellationToken);
+        var page = rows.Take(limit).Select(View).ToList();
+        if (from is { Newer: true })
+        {
+            page.Reverse();
+        }
+
+        return new ListPage<AutomationRunView>(page, rows.Count > limit);
     }
 
     public async Task<IResult> ListAsync(HttpContext http, CancellationToken cancellationToken)
     {
         var (caller, refusal) = await pipeline.AuthorizeAsync(http, Capability.Automation, What, cancellationToken);
-        return refusal ?? Results.Json(new AutomationRunList("list", await ListAsync(caller!.Subscription.Id, 100, cancellationToken)), ApiJson.Options);
+        if (refusal is not null)
+        {
+            return refusal;
+        }
+
+        var (query, invalid) = ListQuery.Read(http.Request, RunIdPrefix);
+        if (invalid is not null)
+        {
+            return invalid;
+        }
+
+        return await ListAsync(caller!.Subscription.Id, query!.Limit, query.After, cancellationToken) is { } page
+            ? Results.Json(AutomationRunList.Of(page), ApiJson.Options)
+            : ListQuery.InvalidCursor();
     }
 
     private async Task FinishAsync(AutomationRun run, string status, string? output, string? error, long charged)
@@ -177,7 +219,7 @@ public sealed class AutomationService(
     }
 
     private static AutomationRunView View(AutomationRun run) => new(
-        "run_" + run.Id.ToString("N"),
+        ListQuery.IdOf(RunIdPrefix, run.Id),
         "automation.run",
         run.Trigger,
         run.Status,

@@ -1,4 +1,5 @@
 using System.Text.Json.Serialization;
+using CmpWaldurAdapter.Api;
 
 namespace CmpWaldurAdapter.Capabilities.Handoff;
 
@@ -38,7 +39,9 @@ public sealed record WebhookSettings(
     [property: JsonPropertyName("secret")] string? Secret,
     [property: JsonPropertyName("updated_at")] DateTimeOffset UpdatedAt);
 
+/// <summary>One escalated conversation; <see cref="Id"/> (<c>esc_…</c>) is the list's paging cursor.</summary>
 public sealed record EscalatedConversation(
+    [property: JsonPropertyName("id")] string Id,
     [property: JsonPropertyName("conversation")] string Conversation,
     [property: JsonPropertyName("reason")] string Reason,
     [property: JsonPropertyName("unanswered")] int Unanswered,
@@ -46,6 +49,14 @@ public sealed record EscalatedConversation(
     [property: JsonPropertyName("webhook_delivered")] bool? WebhookDelivered,
     [property: JsonPropertyName("transcript")] IReadOnlyList<TranscriptTurn> Transcript);
 
+/// <summary>A page of escalated conversations in OpenAI's list shape; first_id and last_id are null on an empty page.</summary>
 public sealed record EscalatedConversationList(
     [property: JsonPropertyName("object")] string Object,
-    [property: JsonPropertyName("data")] IReadOnlyList<EscalatedConversation> Data);
+    [property: JsonPropertyName("data")] IReadOnlyList<EscalatedConversation> Data,
+    [property: JsonPropertyName("first_id"), JsonIgnore(Condition = JsonIgnoreCondition.Never)] string? FirstId,
+    [property: JsonPropertyName("last_id"), JsonIgnore(Condition = JsonIgnoreCondition.Never)] string? LastId,
+    [property: JsonPropertyName("has_more")] bool HasMore)
+{
+    public static EscalatedConversationList Of(ListPage<EscalatedConversation> page) =>
+        new("list", page.Data, page.Data.Count > 0 ? page.Data[0].Id : null, page.Data.Count > 0 ? page.Data[^1].Id : null, page.HasMore);
+}

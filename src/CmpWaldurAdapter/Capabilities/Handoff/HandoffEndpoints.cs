@@ -70,9 +70,20 @@ public static class HandoffEndpoints
                     return refusal;
                 }
 
-                return Results.Json(new EscalatedConversationList("list", await handoff.EscalatedAsync(caller!.Subscription.Id, 100, cancellationToken)), ApiJson.Options);
+                var (query, invalid) = ListQuery.Read(http.Request, HandoffService.EscalationIdPrefix);
+                if (invalid is not null)
+                {
+                    return invalid;
+                }
+
+                return await handoff.EscalatedAsync(caller!.Subscription.Id, query!.Limit, query.After, cancellationToken) is { } page
+                    ? Results.Json(EscalatedConversationList.Of(page), ApiJson.Options)
+                    : ListQuery.InvalidCursor();
             })
-            .WithName("ListEscalations").WithSummary("The subscription's conversations handed to a person, newest first (at most 100), with their transcripts.")
-            .Produces<EscalatedConversationList>().Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(403);
+            .WithName("ListEscalations")
+            .WithSummary("The subscription's conversations handed to a person, newest first, with their transcripts; paged with limit and after.")
+            .WithDescription("A page of at most limit conversations (default and maximum 100). When has_more is true, pass its last_id as after for the next, older page.")
+            .DocumentsListQuery()
+            .Produces<EscalatedConversationList>().Produces<ApiErrorBody>(400).Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(403);
     }
 }

@@ -28,6 +28,9 @@ public sealed class HandoffService(
 {
     public const string HandoffHeader = "X-Handoff";
 
+    /// <summary>The prefix of an escalated conversation's id in the API (the row's id follows).</summary>
+    public const string EscalationIdPrefix = "esc_";
+
     public const string VisitorMessage = "I am handing this conversation to a person, who will follow up with you.";
 
     /// <summary>
@@ -165,23 +168,50 @@ public sealed class HandoffService(
             .Select(w => new WebhookSettings(w.Url, null, w.UpdatedAt)).SingleOrDefaultAsync(cancellationToken);
     }
 
-    /// <summary>The subscription's escalated conversations, newest first (what the console lists).</summary>
-    public async Task<IReadOnlyList<EscalatedConversation>> EscalatedAsync(Guid subscriptionId, int limit, CancellationToken cancellationToken)
+    /// <summary>
+    /// A page of the subscription's escalated conversations, newest first (what the API and the console list),
+    /// ties in time ordered by id so that paging sees each once; null when <paramref name="from"/> is not one of them.
+    /// </summary>
+    public async Task<ListPage<EscalatedConversation>?> EscalatedAsync(Guid subscriptionId, int limit, PageCursor? from, CancellationToken cancellationToken)
     {
         await using var db = await dbs.CreateDbContextAsync(cancellationToken);
-        var rows = await db.HandoffConversations.AsNoTracking()
-            .Where(c => c.SubscriptionId == subscriptionId && c.EscalatedAt != null)
-            .OrderByDescending(c => c.EscalatedAt).Take(limit).ToListAsync(cancellationToken);
+        var escalated = db.HandoffConversations.AsNoTracking().Where(c => c.SubscriptionId == subscriptionId && c.EscalatedAt != null);
+        if (from is { } cursor)
+        {
+            // Only this subscription's rows are looked up: another's id is as unknown as a made-up one.
+            var at = await escalated.Where(c => c.Id == cursor.Id).Select(c => c.EscalatedAt).SingleOrDefaultAsync(cancellationToken);
+            if (at is null)
+            {
+                return null;
+            }
+
+            escalated = cursor.Newer
+                ? escalated.Where(c => c.EscalatedAt > at || (c.EscalatedAt == at && c.Id.CompareTo(cursor.Id) > 0))
+                : escalated.Where(c => c.EscalatedAt < at || (c.EscalatedAt == at && c.Id.CompareTo(cursor.Id) < 0));
+        }
+
+        var ordered = from is { Newer: true }
+            ? escalated.OrderBy(c => c.EscalatedAt).ThenBy(c => c.Id)
+            : escalated.OrderByDescending(c => c.EscalatedAt).ThenByDescending(c => c.Id);
+        var rows = await ordered.Take(limit + 1).ToListAsync(cancellationToken);
+        var hasMore = rows.Count > limit;
+        rows = rows.Take(limit).ToList();
+        if (from is { Newer: true })
+        {
+            rows.Reverse();
+        }
+
         var ids = rows.Select(r => r.Id).ToList();
         var deliveries = await db.HandoffDeliveries.AsNoTracking().Where(d => ids.Contains(d.ConversationId))
             .Select(d => new { d.ConversationId, Delivered = d.DeliveredAt != null }).ToListAsync(cancellationToken);
-        return rows.Select(r => new EscalatedConversation(
+        return new ListPage<EscalatedConversation>(rows.Select(r => new EscalatedConversation(
+            ListQuery.IdOf(EscalationIdPrefix, r.Id),
             r.Conversation,
             r.EscalationReason!,
             r.Unanswered,
             r.EscalatedAt!.Value,
             deliveries.FirstOrDefault(d => d.ConversationId == r.Id)?.Delivered,
-            JsonSerializer.Deserialize<List<TranscriptTurn>>(r.Transcript, ApiJson.Options) ?? [])).ToList();
+            JsonSerializer.Deserialize<List<TranscriptTurn>>(r.Transcript, ApiJson.Options) ?? [])).ToList(), hasMore);
     }
 
     /// <summary>The buyer's setting: an integer (or its text) of at least 1; absent or invalid means no handoff.</summary>

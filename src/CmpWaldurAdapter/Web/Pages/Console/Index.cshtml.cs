@@ -33,6 +33,9 @@ public sealed class IndexModel(
 {
     public const int MaxLogoBytes = 200 * 1024;
 
+    /// <summary>Escalations and runs shown per page on the Activity tab.</summary>
+    public const int ActivityPageSize = 50;
+
     public static readonly IReadOnlyList<(string Key, string Label)> Tabs =
         [("configuration", "Configuration"), ("keys", "API Keys"), ("widget", "Widget"), ("usage", "Usage"), ("activity", "Activity"), ("run", "Run")];
 
@@ -42,6 +45,20 @@ public sealed class IndexModel(
     /// <summary>The Waldur resource a link names (the escalation webhook's link does); another subscription's is refused.</summary>
     [BindProperty(SupportsGet = true, Name = "resource")]
     public string? Resource { get; set; }
+
+    /// <summary>The Activity tab's page of escalations: just older (after) or newer (before) than the named item; neither, the newest.</summary>
+    [BindProperty(SupportsGet = true, Name = "escalations_after")]
+    public string? EscalationsAfter { get; set; }
+
+    [BindProperty(SupportsGet = true, Name = "escalations_before")]
+    public string? EscalationsBefore { get; set; }
+
+    /// <summary>The Activity tab's page of automation runs, as for escalations.</summary>
+    [BindProperty(SupportsGet = true, Name = "runs_after")]
+    public string? RunsAfter { get; set; }
+
+    [BindProperty(SupportsGet = true, Name = "runs_before")]
+    public string? RunsBefore { get; set; }
 
     public Subscription Subscription { get; private set; } = null!;
 
@@ -64,6 +81,9 @@ public sealed class IndexModel(
     /// <summary>Conversations handed to a person (Activity tab).</summary>
     public IReadOnlyList<Capabilities.Handoff.EscalatedConversation> Escalations { get; private set; } = [];
 
+    /// <summary>The Older, Newer and Newest links of the escalations (null where there is nothing to go to).</summary>
+    public ActivityPager EscalationPages { get; private set; } = ActivityPager.None;
+
     /// <summary>The escalation webhook (Activity tab); its secret is never read back.</summary>
     public Capabilities.Handoff.WebhookSettings? Webhook { get; private set; }
 
@@ -72,6 +92,8 @@ public sealed class IndexModel(
 
     /// <summary>The latest automation runs (Activity tab).</summary>
     public IReadOnlyList<Capabilities.Automations.AutomationRunView> Runs { get; private set; } = [];
+
+    public ActivityPager RunPages { get; private set; } = ActivityPager.None;
 
     public string Period { get; private set; } = string.Empty;
 
@@ -369,13 +391,101 @@ public sealed class IndexModel(
         Balance = (await ledger.BalanceAsync(Subscription.CustomerId, cancellationToken)).Available;
         if (Tab == "activity")
         {
-            Escalations = await handoff.EscalatedAsync(Subscription.Id, 50, cancellationToken);
+            var escalations = await PageAsync(EscalationsAfter, EscalationsBefore, Capabilities.Handoff.HandoffService.EscalationIdPrefix,
+                from => handoff.EscalatedAsync(Subscription.Id, ActivityPageSize, from, cancellationToken));
+            if (escalations.Refused)
+            {
+                (EscalationsAfter, EscalationsBefore) = (null, null);
+            }
+
             Webhook = await handoff.WebhookAsync(Subscription.Id, cancellationToken);
-            Runs = await automations.ListAsync(Subscription.Id, 50, cancellationToken);
+            var runs = await PageAsync(RunsAfter, RunsBefore, Capabilities.Automations.AutomationService.RunIdPrefix,
+                from => automations.ListAsync(Subscription.Id, ActivityPageSize, from, cancellationToken));
+            if (runs.Refused)
+            {
+                (RunsAfter, RunsBefore) = (null, null);
+            }
+
+            if (escalations.Refused || runs.Refused)
+            {
+                Errors[""] = "That page of the activity is not available; the newest items are shown.";
+                Response.StatusCode = StatusCodes.Status400BadRequest;
+            }
+
+            // The links once both cursors are known: each keeps the other list at its page.
+            (Escalations, EscalationPages) = (escalations.Page.Data, Pager("escalations", escalations.From, escalations.Page, e => e.Id));
+            (Runs, RunPages) = (runs.Page.Data, Pager("runs", runs.From, runs.Page, r => r.Id));
         }
 
         Response.Headers.CacheControl = "no-store";
         return Page();
+    }
+
+    /// <summary>
+    /// One of the Activity tab's lists at the page its query names. A cursor that is malformed or names no item of
+    /// this subscription (another's included) is refused and the newest page read instead: nothing more is told.
+    /// </summary>
+    private static async Task<(Api.ListPage<T> Page, Api.PageCursor? From, bool Refused)> PageAsync<T>(string? after, string? before, string idPrefix,
+        Func<Api.PageCursor?, Task<Api.ListPage<T>?>> read)
+    {
+        if (after is null && before is null)
+        {
+            return ((await read(null))!, null, false);
+        }
+
+        var newer = after is null;
+        if ((after is not null && before is not null) || !Api.ListQuery.TryParseId(after ?? before, idPrefix, out var id))
+        {
+            return ((await read(null))!, null, true);
+        }
+
+        var from = new Api.PageCursor(id, newer);
+        return await read(from) is { } page ? (page, from, false) : ((await read(null))!, null, true);
+    }
+
+    /// <summary>
+    /// Older: past the page's last item, when there is more (a page of newer items always has its cursor's item past it).
+    /// Newer: before its first item, unless the page is the newest. Newest: whenever a cursor is in use.
+    /// </summary>
+    private ActivityPager Pager<T>(string list, Api.PageCursor? from, Api.ListPage<T> page, Func<T, string> idOf)
+    {
+        if (page.Data.Count == 0)
+        {
+            return from is null ? ActivityPager.None : new ActivityPager(null, null, ActivityLink(list, null, null));
+        }
+
+        var pastNewer = from is { Newer: true };
+        var older = pastNewer || page.HasMore ? ActivityLink(list, "after", idOf(page.Data[^1])) : null;
+        var newer = from is not null && (!pastNewer || page.HasMore) ? ActivityLink(list, "before", idOf(page.Data[0])) : null;
+        return new ActivityPager(older, newer, from is null ? null : ActivityLink(list, null, null));
+    }
+
+    /// <summary>The Activity tab with one list at another page; the other list stays at the page it shows.</summary>
+    private string ActivityLink(string list, string? direction, string? id)
+    {
+        var query = new List<string> { "tab=activity" };
+        void Keep(string name, string? value)
+        {
+            if (value is not null)
+            {
+                query.Add($"{name}={Uri.EscapeDataString(value)}");
+            }
+        }
+
+        if (list == "escalations")
+        {
+            Keep("escalations_" + direction, id);
+            Keep("runs_after", RunsAfter);
+            Keep("runs_before", RunsBefore);
+        }
+        else
+        {
+            Keep("escalations_after", EscalationsAfter);
+            Keep("escalations_before", EscalationsBefore);
+            Keep("runs_" + direction, id);
+        }
+
+        return $"/console?{string.Join('&', query)}#{list}-title";
     }
 
     private static async Task<(byte[]? Bytes, string? Type, string? Error)> ReadLogoAsync(IFormFile? logo, CancellationToken cancellationToken)
@@ -407,4 +517,10 @@ public sealed class IndexModel(
 
     private string? Text(string key) =>
         Configuration.TryGetPropertyValue(key, out var value) && value?.ToString() is { Length: > 0 } text ? text : null;
+}
+
+/// <summary>Links to the older, newer and newest page of an Activity list; null where there is nothing to go to.</summary>
+public sealed record ActivityPager(string? Older, string? Newer, string? Newest)
+{
+    public static readonly ActivityPager None = new(null, null, null);
 }

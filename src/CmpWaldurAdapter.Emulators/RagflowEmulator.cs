@@ -68,6 +68,40 @@ public partial class RagflowEmulator : Emulator
         }
     }
 
+    /// <summary>
+    /// Stores a document in the dataset as if it had been uploaded (and, for DONE, parsed) before the adapter's database
+    /// knew it; returns its id. <paramref name="run"/> is RAGFlow's state: UNSTART, RUNNING, CANCEL, DONE or FAIL.
+    /// </summary>
+    public string AddDocument(string datasetId, string name, string text, string run = "DONE", double progress = 0, string progressLog = "")
+    {
+        lock (Sync)
+        {
+            var document = NewDocument(_datasets[datasetId], name);
+            var id = document["id"]!.GetValue<string>();
+            document["size"] = Encoding.UTF8.GetByteCount(text);
+            _texts[id] = text;
+            if (!_documents.TryGetValue(datasetId, out var docs))
+            {
+                docs = [];
+                _documents[datasetId] = docs;
+            }
+
+            docs.Add(document);
+            if (run == "DONE")
+            {
+                Parsed(document);
+            }
+            else
+            {
+                document["run"] = run;
+                document["progress"] = progress;
+                document["progress_msg"] = progressLog;
+            }
+
+            return id;
+        }
+    }
+
     /// <summary>Whether a parse request finishes at once (true) or leaves documents RUNNING until <see cref="FinishParsing"/>.</summary>
     public bool ParseAtOnce { get; set; } = true;
 
@@ -281,17 +315,29 @@ public partial class RagflowEmulator : Emulator
             return EmulatorResponse.Json(new JsonObject { ["code"] = 0, ["data"] = created });
         }));
 
+        // document_api.py::list_docs: one page (30 by default, at most 100), newest first unless desc=false.
         Route("GET", "/api/v1/datasets/{dataset_id}/documents", request => OnDataset(request, (_, docs) =>
-            EmulatorResponse.Json(new JsonObject
+        {
+            var size = int.TryParse(request.Query("page_size"), out var s) ? s : 30;
+            if (size is < 1 or > 100)
+            {
+                return Code(101, "Field: <page_size> - Message: <Input should be less than or equal to 100>");
+            }
+
+            var page = int.TryParse(request.Query("page"), out var p) && p > 0 ? p : 1;
+            var newestFirst = !string.Equals(request.Query("desc"), "false", StringComparison.OrdinalIgnoreCase);
+            var ordered = newestFirst ? docs.OrderByDescending(d => d["create_time"]!.GetValue<long>()) : docs.OrderBy(d => d["create_time"]!.GetValue<long>());
+            return EmulatorResponse.Json(new JsonObject
             {
                 ["code"] = 0,
                 ["message"] = "success",
                 ["data"] = new JsonObject
                 {
                     ["total"] = docs.Count,
-                    ["docs"] = new JsonArray(docs.Select(d => (JsonNode)d.DeepClone()).ToArray()),
+                    ["docs"] = new JsonArray(ordered.Skip((page - 1) * size).Take(size).Select(d => (JsonNode)d.DeepClone()).ToArray()),
                 },
-            })));
+            });
+        }));
 
         Route("DELETE", "/api/v1/datasets/{dataset_id}/documents", request => OnDataset(request, (_, docs) =>
         {

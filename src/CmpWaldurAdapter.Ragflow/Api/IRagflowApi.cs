@@ -41,7 +41,11 @@ public interface IRagflowApi
     [Post("/api/v1/datasets/{datasetId}/documents")]
     Task<DocumentListEnvelope> UploadDocumentsAsync(string datasetId, [AliasAs("file")] IEnumerable<StreamPart> files, CancellationToken cancellationToken);
 
-    [Get("/api/v1/datasets/{datasetId}/documents")]
+    /// <summary>
+    /// One page of the dataset's documents with their run state, oldest first: a document uploaded while the pages are
+    /// read lands on the last page instead of shifting the others (RAGFlow's default is newest first).
+    /// </summary>
+    [Get("/api/v1/datasets/{datasetId}/documents?orderby=create_time&desc=false")]
     Task<DocumentPageEnvelope> ListDocumentsAsync(
         string datasetId,
         [AliasAs("page")] int page,

@@ -26,6 +26,7 @@ public static class KnowledgeServiceCollectionExtensions
         services.AddSingleton<KnowledgeBase>();
         services.AddSingleton<KnowledgePresence>();
         services.AddSingleton<ParseMonitor>();
+        services.AddSingleton<AdoptedDocuments>();
         services.AddSingleton<ConnectorService>();
         services.AddSingleton<KnowledgeDocumentNames>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IKnowledgeCallerResolver, SecretKeyKnowledgeCallerResolver>());

@@ -1,5 +1,8 @@
+using CmpWaldurAdapter.Knowledge.Documents;
+using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Ragflow.Api;
 using CmpWaldurAdapter.Ragflow.Contracts;
+using Microsoft.EntityFrameworkCore;
 
 namespace CmpWaldurAdapter.Provisioning;
 
@@ -8,7 +11,7 @@ namespace CmpWaldurAdapter.Provisioning;
 /// cannot keep buyers apart (one key reaches every dataset), so dataset ids come only from subscription rows
 /// and every lookup is by the name derived from the subscription's own resource.
 /// </summary>
-public sealed class RagflowTenant(IRagflowApi ragflow, ILogger<RagflowTenant> logger)
+public sealed class RagflowTenant(IRagflowApi ragflow, AdoptedDocuments adoptedDocuments, ILogger<RagflowTenant> logger)
 {
     /// <summary>How many "name(n)" twins a lookup probes: RAGFlow numbers them from 1 without gaps.</summary>
     private const int MaxTwins = 10;
@@ -36,12 +39,16 @@ public sealed class RagflowTenant(IRagflowApi ragflow, ILogger<RagflowTenant> lo
         },
     };
 
-    /// <summary><c>ragflow-dataset</c>: the subscription's dataset exists once, under its deterministic name.</summary>
+    /// <summary>
+    /// <c>ragflow-dataset</c>: the subscription's dataset exists once, under its deterministic name. A dataset found
+    /// by name that the subscription did not record yet is adopted with its documents (<see cref="AdoptedDocuments"/>).
+    /// </summary>
     public async Task EnsureDatasetAsync(ProvisioningContext context, CancellationToken cancellationToken)
     {
         var subscription = context.Subscription;
         var name = TenantNames.Dataset(subscription.ResourceUuid);
         var dataset = await FindAsync(name, cancellationToken);
+        var adopted = dataset is not null;
         if (dataset is null)
         {
             var created = (await ragflow.CreateDatasetAsync(CreateRequest(name, subscription.ResourceUuid), cancellationToken))?.Data
@@ -56,6 +63,7 @@ public sealed class RagflowTenant(IRagflowApi ragflow, ILogger<RagflowTenant> lo
                 await DeleteAsync(created.Id, cancellationToken);
                 dataset = await FindAsync(name, cancellationToken)
                     ?? throw new TransientProvisioningException($"RAGFlow renamed dataset {name} to {created.Name}, but no dataset has the name.");
+                adopted = true;
             }
 
             logger.LogInformation("RAGFlow dataset {RagflowDatasetId} serves subscription {SubscriptionId}", dataset.Id, subscription.Id);
@@ -70,8 +78,31 @@ public sealed class RagflowTenant(IRagflowApi ragflow, ILogger<RagflowTenant> lo
             }
         }
 
+        // Documents of an adopted dataset are recorded here rather than by the reconciler: every adoption passes
+        // through this step (Create and Restore orders, and the reconciler's repair of a missing tenant runs the same
+        // steps), and only here is it certain the adapter had no record of the dataset, so no upload can be in flight
+        // (uploads need the recorded id) that this would record as already paid. The records are saved before the
+        // id, so a crash in between leaves a step that finds them and records nothing twice.
+        if (adopted && !string.Equals(subscription.RagflowDatasetId, dataset.Id, StringComparison.OrdinalIgnoreCase))
+        {
+            await RecordDocumentsAsync(subscription.Id, dataset.Id, cancellationToken);
+        }
+
         subscription.RagflowDatasetId = dataset.Id;
         context.Note("Your private knowledge base is ready for your documents.");
+    }
+
+    private async Task RecordDocumentsAsync(Guid subscriptionId, string datasetId, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await adoptedDocuments.RecordAsync(subscriptionId, datasetId, cancellationToken);
+        }
+        catch (DbUpdateException exception) when (DbErrors.IsUniqueViolation(exception))
+        {
+            // Another attempt recorded them meanwhile: the next run finds its records and adds nothing.
+            throw new TransientProvisioningException("The knowledge base's documents were being recorded concurrently; retrying.", exception);
+        }
     }
 
     /// <summary><c>ragflow-dataset-delete</c>: the recorded dataset, and any dataset named for this resource, with all documents.</summary>

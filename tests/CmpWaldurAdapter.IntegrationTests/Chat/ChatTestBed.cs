@@ -58,12 +58,15 @@ public sealed class ChatTestBed : IAsyncDisposable
     /// <summary>
     /// A new organization and project with one subscription, <paramref name="credits"/> granted, and a secret key;
     /// with <paramref name="knowledge"/>, one parsed document in its knowledge base, so that its messages search it.
+    /// <paramref name="beforeProvisioning"/> gets the resource before the order is processed (to leave in the
+    /// upstreams what an earlier installation left there).
     /// </summary>
-    public async Task<Subscriber> SubscribeAsync(long credits = 100, System.Text.Json.Nodes.JsonObject? attributes = null, Guid? offering = null, bool knowledge = true)
+    public async Task<Subscriber> SubscribeAsync(long credits = 100, System.Text.Json.Nodes.JsonObject? attributes = null, Guid? offering = null, bool knowledge = true, Action<Guid>? beforeProvisioning = null)
     {
         var customer = Guid.NewGuid();
         // Through the inbox, as the server's own worker processes orders (processing here too would race it).
         var order = Tenants.Waldur.PlaceCreateOrder(offering ?? Tenants.Offering, attributes ?? TenantTestBed.Attributes(), customer, Guid.NewGuid());
+        beforeProvisioning?.Invoke(Tenants.Waldur.ResourceOf(order));
         await Services.GetRequiredService<OrderInbox>().EnqueueAsync(order, "pending-provider", "event", false, CancellationToken.None);
         await Eventually.TrueAsync(() => Tenants.Waldur.OrderState(order) == "done", TimeSpan.FromSeconds(20));
         var resource = Tenants.Waldur.ResourceOf(order);

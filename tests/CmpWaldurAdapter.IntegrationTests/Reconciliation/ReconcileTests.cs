@@ -4,6 +4,7 @@ using CmpWaldurAdapter.Cli;
 using CmpWaldurAdapter.Core.Catalogue;
 using CmpWaldurAdapter.Credits;
 using CmpWaldurAdapter.IntegrationTests.Tenants;
+using CmpWaldurAdapter.Knowledge.Documents;
 using CmpWaldurAdapter.Langflow.Api;
 using CmpWaldurAdapter.Langflow.Contracts;
 using CmpWaldurAdapter.Orders;
@@ -129,6 +130,32 @@ public sealed class ReconcileTests : IAsyncLifetime
         var again = await ReconcileAsync();
         Assert.Equal(ExitCodes.Success, again.Exit);
         Assert.Empty(again.Report["drifts"]!.AsArray());
+    }
+
+    [Fact]
+    public async Task A_dataset_the_subscriptions_row_lost_is_adopted_again_with_its_documents_uncharged()
+    {
+        var resource = await _bed.SubscribeAsync();
+        var subscription = await _bed.SubscriptionAsync(resource);
+        var document = _bed.Ragflow.AddDocument(subscription.RagflowDatasetId!, "handbook.md", "We open at nine.");
+        // The row comes back from a backup taken before the dataset was recorded.
+        await _bed.QueryAsync(db => db.Subscriptions.Where(s => s.Id == subscription.Id)
+            .ExecuteUpdateAsync(set => set.SetProperty(s => s.RagflowDatasetId, (string?)null)));
+
+        var run = await ReconcileAsync();
+
+        Assert.Equal(ExitCodes.Success, run.Exit);
+        Assert.Contains("RAGFlow dataset", Assert.Single(Drifts(run.Report, "MissingTenant"))["detail"]!.GetValue<string>());
+        Assert.Equal(subscription.RagflowDatasetId, (await _bed.SubscriptionAsync(resource)).RagflowDatasetId);
+        Assert.Single(_bed.Ragflow.Datasets);
+        var row = Assert.Single(await _bed.QueryAsync(db => db.KnowledgeDocuments.AsNoTracking().Where(d => d.SubscriptionId == subscription.Id).ToListAsync()));
+        Assert.Equal((document, "handbook.md", ParseStates.Done, 0L, true), (row.RagflowDocumentId, row.Name, row.Status, row.CreditsCharged, row.ChargedAt is not null));
+
+        var again = await ReconcileAsync();
+
+        Assert.Equal(ExitCodes.Success, again.Exit);
+        Assert.Empty(again.Report["drifts"]!.AsArray());
+        Assert.Single(await _bed.QueryAsync(db => db.KnowledgeDocuments.AsNoTracking().Where(d => d.SubscriptionId == subscription.Id).ToListAsync()));
     }
 
     [Fact]

@@ -38,6 +38,9 @@ public sealed class KnowledgeBase(
     TimeProvider clock,
     ILogger<KnowledgeBase> logger)
 {
+    /// <summary>Documents per page when listing a dataset: RAGFlow's maximum.</summary>
+    public const int ListPageSize = 100;
+
     /// <summary>RAGFlow's client exists only when <c>Ragflow:BaseUrl</c> is configured.</summary>
     internal IRagflowApi Ragflow => services.GetService<IRagflowApi>()
         ?? throw new KnowledgeException(StatusCodes.Status503ServiceUnavailable, "knowledge_base_unavailable", "The knowledge base is not configured on this server.");
@@ -270,6 +273,32 @@ public sealed class KnowledgeBase(
         }
 
         await db.SaveChangesAsync(CancellationToken.None);
+    }
+
+    /// <summary>
+    /// Every document of the dataset as RAGFlow reports it, by RAGFlow id: pages of <see cref="ListPageSize"/> (RAGFlow's
+    /// maximum) until a short page, the reported total, or a page with nothing new (a server that ignored paging
+    /// would otherwise be read forever). An error answer throws; nothing half-read is returned.
+    /// </summary>
+    internal async Task<Dictionary<string, Document>> ListRemoteAsync(string datasetId, CancellationToken cancellationToken)
+    {
+        var all = new Dictionary<string, Document>(StringComparer.Ordinal);
+        for (var page = 1; ; page++)
+        {
+            var answer = await Ragflow.ListDocumentsAsync(datasetId, page, ListPageSize, cancellationToken);
+            var docs = answer?.Data?.Docs ?? [];
+            var before = all.Count;
+            foreach (var doc in docs.Where(d => !string.IsNullOrEmpty(d.Id)))
+            {
+                all[doc.Id] = doc;
+            }
+
+            var total = answer?.Data?.Total ?? 0;
+            if (docs.Count < ListPageSize || all.Count >= total || all.Count == before)
+            {
+                return all;
+            }
+        }
     }
 
     public async Task<IReadOnlyList<KnowledgeDocument>> ListAsync(Guid subscriptionId, CancellationToken cancellationToken)

@@ -5,13 +5,13 @@ using Microsoft.EntityFrameworkCore;
 namespace CmpWaldurAdapter.Knowledge.Documents;
 
 /// <summary>
-/// Whether a subscription's knowledge base holds any document. Every document enters through this adapter, so
-/// a knowledge base without one has nothing to find, and its messages skip retrieval: RAGFlow embeds every
-/// question before it searches, which would cost an embedding call and a round trip per message for nothing.
-/// Read from the database at most every few seconds per subscription; a document added through this replica
-/// counts at once, one added through another within <see cref="EmptyLifetime"/>, far shorter than parsing takes.
-/// A dataset adopted by name after the adapter's database was lost has documents without records; they are neither
-/// listed nor searched until uploaded again.
+/// Whether a subscription's knowledge base holds any document. Every document in a subscription's dataset has a
+/// record: it was added through this adapter, or it was found when the dataset was adopted by name after the
+/// adapter's records were lost (<see cref="AdoptedDocuments"/>). A knowledge base without a record therefore has
+/// nothing to find, and its messages skip retrieval: RAGFlow embeds every question before it searches, which would
+/// cost an embedding call and a round trip per message for nothing. Read from the database at most every few
+/// seconds per subscription; a document recorded by this process counts at once, one recorded by another (a
+/// replica, or <c>cmp-adapter reconcile</c>) within <see cref="EmptyLifetime"/>, far shorter than parsing takes.
 /// </summary>
 public sealed class KnowledgePresence(IDbContextFactory<AdapterDbContext> dbs, TimeProvider clock)
 {
@@ -38,6 +38,6 @@ public sealed class KnowledgePresence(IDbContextFactory<AdapterDbContext> dbs, T
         return _known.AddOrUpdate(subscriptionId, read, (_, known) => !has && known.HasDocuments && known.Until > now ? known : read).HasDocuments;
     }
 
-    /// <summary>A document was recorded for the subscription: its next message searches.</summary>
+    /// <summary>A document was recorded for the subscription (added, or found in an adopted dataset): its next message searches.</summary>
     public void Added(Guid subscriptionId) => _known[subscriptionId] = (true, clock.GetUtcNow() + FilledLifetime);
 }

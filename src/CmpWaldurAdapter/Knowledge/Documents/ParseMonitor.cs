@@ -23,8 +23,6 @@ public sealed class ParseMonitor(
     TimeProvider clock,
     ILogger<ParseMonitor> logger) : IDisposable
 {
-    public const int PageSize = 100;
-
     private readonly SemaphoreSlim _oneAtATime = new(1, 1);
 
     /// <summary>One pass over every subscription with documents not yet settled. Returns how many documents changed.</summary>
@@ -86,7 +84,7 @@ public sealed class ParseMonitor(
             return 0;
         }
 
-        var remote = await ListAllAsync(tenant.DatasetId, cancellationToken);
+        var remote = await knowledge.ListRemoteAsync(tenant.DatasetId, cancellationToken);
         var now = clock.GetUtcNow();
         var stuckAfter = options.CurrentValue.StuckAfter;
         var toStart = new List<KnowledgeDocument>();
@@ -256,26 +254,6 @@ public sealed class ParseMonitor(
         document.ParseStartedAt = now;
         document.ParseAttempts++;
         logger.LogWarning("Parse of document {DocumentId} of subscription {SubscriptionId} ran longer than {StuckAfter}: stopped and started again", document.Id, tenant.SubscriptionId, stuckAfter);
-    }
-
-    private async Task<Dictionary<string, Document>> ListAllAsync(string datasetId, CancellationToken cancellationToken)
-    {
-        var all = new Dictionary<string, Document>(StringComparer.Ordinal);
-        for (var page = 1; ; page++)
-        {
-            var answer = await knowledge.Ragflow.ListDocumentsAsync(datasetId, page, PageSize, cancellationToken);
-            var docs = answer.Data?.Docs ?? [];
-            foreach (var doc in docs)
-            {
-                all[doc.Id] = doc;
-            }
-
-            var total = answer.Data?.Total ?? 0;
-            if (docs.Count < PageSize || all.Count >= total)
-            {
-                return all;
-            }
-        }
     }
 
     /// <summary>RAGFlow's progress_msg is a log, one line per step; the failure reason is its last line.</summary>

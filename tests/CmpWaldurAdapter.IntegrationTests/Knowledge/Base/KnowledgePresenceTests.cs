@@ -36,6 +36,18 @@ public sealed class KnowledgePresenceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Documents_recorded_from_an_adopted_dataset_count_at_once()
+    {
+        Assert.False(await Presence.HasDocumentsAsync(_bed.Subscription.Id, CancellationToken.None));
+        _bed.Ragflow.AddDocument(_bed.DatasetId, "handbook.md", "We open at nine.");
+
+        var recorded = await _bed.Server.Services.GetRequiredService<AdoptedDocuments>().RecordAsync(_bed.Subscription.Id, _bed.DatasetId, CancellationToken.None);
+
+        Assert.Equal(1, recorded);
+        Assert.True(await Presence.HasDocumentsAsync(_bed.Subscription.Id, CancellationToken.None));
+    }
+
+    [Fact]
     public async Task A_document_recorded_by_another_replica_counts_once_the_empty_answer_is_a_few_seconds_old()
     {
         var (other, _, _) = await _bed.AddSubscriptionAsync(credits: 0);

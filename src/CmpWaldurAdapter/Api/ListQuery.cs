@@ -7,9 +7,10 @@ namespace CmpWaldurAdapter.Api;
 
 /// <summary>
 /// Where a page of a newest-first list starts: just older than the item <see cref="Id"/> (OpenAI's <c>after</c>),
-/// or, for the console's Newer link, just newer than it.
+/// or, for the console's Newer link, just newer than it, or, for a link to the item itself (<see cref="Including"/>),
+/// at it and older.
 /// </summary>
-public readonly record struct PageCursor(Guid Id, bool Newer = false);
+public readonly record struct PageCursor(Guid Id, bool Newer = false, bool Including = false);
 
 /// <summary>A page of a newest-first list; <see cref="HasMore"/>: more items lie beyond it in the direction paged.</summary>
 public sealed record ListPage<T>(IReadOnlyList<T> Data, bool HasMore);

@@ -2,6 +2,7 @@ using System.Net;
 using System.Text.Json.Nodes;
 using CmpWaldurAdapter.Capabilities.Automations;
 using CmpWaldurAdapter.IntegrationTests.Chat;
+using CmpWaldurAdapter.Testing.Api;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -152,20 +153,7 @@ public sealed class AutomationTests : IAsyncLifetime
         var expected = runs.OrderByDescending(r => r.CreatedAt).ThenByDescending(r => r.Id).Select(r => RunId(r.Id)).ToList();
         using var http = _bed.Http(me.Key);
 
-        var walked = new List<string>();
-        var pages = new List<JsonNode>();
-        string? after = null;
-        do
-        {
-            var page = JsonNode.Parse(await http.GetStringAsync("/v1/runs?limit=2" + (after is null ? string.Empty : "&after=" + after)))!;
-            pages.Add(page);
-            var ids = page["data"]!.AsArray().Select(r => r!["id"]!.GetValue<string>()).ToList();
-            Assert.Equal(ids[0], page["first_id"]!.GetValue<string>());
-            Assert.Equal(ids[^1], page["last_id"]!.GetValue<string>());
-            walked.AddRange(ids);
-            after = page["has_more"]!.GetValue<bool>() ? page["last_id"]!.GetValue<string>() : null;
-        }
-        while (after is not null && pages.Count < 10);
+        var (walked, pages) = await ListPages.WalkAsync(http, "/v1/runs", limit: 2);
 
         Assert.Equal(expected, walked);
         Assert.Equal([2, 2, 2, 1], pages.Select(p => p["data"]!.AsArray().Count));

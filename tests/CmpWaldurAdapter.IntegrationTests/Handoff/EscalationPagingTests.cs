@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using CmpWaldurAdapter.Capabilities;
 using CmpWaldurAdapter.Capabilities.Handoff;
 using CmpWaldurAdapter.Persistence;
+using CmpWaldurAdapter.Testing.Api;
 using CmpWaldurAdapter.Testing.Web;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -49,21 +50,7 @@ public abstract class EscalationPagingTests(DatabaseProvider provider) : IAsyncL
         var expected = rows.OrderByDescending(r => r.EscalatedAt).ThenByDescending(r => r.Id).Select(r => Id(r.Id)).ToList();
         using var http = await ApiAsync(mine.Id);
 
-        var walked = new List<string>();
-        var pages = new List<JsonNode>();
-        string? after = null;
-        do
-        {
-            var page = JsonNode.Parse(await http.GetStringAsync("/v1/handoff/escalations?limit=3" + (after is null ? string.Empty : "&after=" + after)))!;
-            pages.Add(page);
-            var ids = page["data"]!.AsArray().Select(e => e!["id"]!.GetValue<string>()).ToList();
-            Assert.Equal("list", page["object"]!.GetValue<string>());
-            Assert.Equal(ids[0], page["first_id"]!.GetValue<string>());
-            Assert.Equal(ids[^1], page["last_id"]!.GetValue<string>());
-            walked.AddRange(ids);
-            after = page["has_more"]!.GetValue<bool>() ? page["last_id"]!.GetValue<string>() : null;
-        }
-        while (after is not null && pages.Count < 10);
+        var (walked, pages) = await ListPages.WalkAsync(http, "/v1/handoff/escalations", limit: 3);
 
         Assert.Equal(expected, walked);
         Assert.Equal([3, 3, 2], pages.Select(p => p["data"]!.AsArray().Count));
@@ -150,6 +137,42 @@ public abstract class EscalationPagingTests(DatabaseProvider provider) : IAsyncL
             Assert.Contains("That page of the activity is not available; the newest items are shown.", html);
             Assert.Contains("mine-1", html);
             Assert.DoesNotContain("their-secret-conversation", html);
+        }
+    }
+
+    [Fact]
+    public async Task The_webhooks_link_opens_the_page_that_starts_with_its_escalation_however_many_came_after()
+    {
+        var mine = await _bed.AddSubscriptionAsync();
+        var theirs = await _bed.AddSubscriptionAsync();
+        await EscalateAsync(mine.Id, "older-one", Noon.AddMinutes(-1));
+        var linked = await EscalateAsync(mine.Id, "the-linked-one", Noon);
+        var twin = await EscalateAsync(mine.Id, "same-instant", Noon); // ties in time are ordered by id
+        for (var i = 0; i < 60; i++)
+        {
+            await EscalateAsync(mine.Id, $"later-{i}", Noon.AddMinutes(1 + i));
+        }
+
+        var theirEscalation = await EscalateAsync(theirs.Id, "their-secret-conversation", Noon);
+        using var browser = await ConsoleAsync(mine.Id);
+
+        var html = await browser.GetStringAsync("/console?tab=activity&escalation=" + Id(linked.Id));
+
+        var shown = System.Text.RegularExpressions.Regex.Matches(html, "<tr id=\"conversation-([^\"]+)\">").Select(m => m.Groups[1].Value).ToList();
+        var expected = new[] { linked, twin }.OrderByDescending(r => r.Id).Select(r => r.Conversation).Append("older-one").ToList();
+        Assert.Equal(expected.SkipWhile(c => c != "the-linked-one"), shown);
+        Assert.Contains("escalations_before=" + Id(linked.Id), html); // Newer, back towards the 60 later ones
+        Assert.Contains(">Newest</a>", html);
+
+        // Someone else's escalation, or two positions at once, is refused as any bad cursor is.
+        var stolen = await browser.GetAsync("/console?tab=activity&escalation=" + Id(theirEscalation.Id));
+        var both = await browser.GetAsync($"/console?tab=activity&escalation={Id(linked.Id)}&escalations_after={Id(linked.Id)}");
+        foreach (var refused in new[] { stolen, both })
+        {
+            var body = await refused.Content.ReadAsStringAsync();
+            Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+            Assert.Contains("later-59", body);
+            Assert.DoesNotContain("their-secret-conversation", body);
         }
     }
 

@@ -254,7 +254,8 @@ public sealed class HandoffTests : IAsyncLifetime
     {
         var address = new Uri(link);
         Assert.Equal("/console", address.AbsolutePath);
-        Assert.Equal($"?tab=activity&resource={me.Resource:N}", address.Query);
+        var escalation = await _bed.Tenants.QueryAsync(db => db.HandoffConversations.AsNoTracking().SingleAsync(c => c.SubscriptionId == me.Subscription.Id && c.Conversation == conversation));
+        Assert.Equal($"?tab=activity&resource={me.Resource:N}&escalation={HandoffService.EscalationIdPrefix}{escalation.Id:N}", address.Query);
         var anchor = address.Fragment.TrimStart('#');
         Assert.Equal(HandoffService.AnchorOf(conversation), anchor);
 

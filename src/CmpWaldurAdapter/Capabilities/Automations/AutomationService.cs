@@ -165,9 +165,12 @@ public sealed class AutomationService(
                 return null;
             }
 
-            runs = cursor.Newer
-                ? runs.Where(r => r.CreatedAt > at || (r.CreatedAt == at && r.Id.CompareTo(cursor.Id) > 0))
-                : runs.Where(r => r.CreatedAt < at || (r.CreatedAt == at && r.Id.CompareTo(cursor.Id) < 0));
+            runs = cursor switch
+            {
+                { Newer: true } => runs.Where(r => r.CreatedAt > at || (r.CreatedAt == at && r.Id.CompareTo(cursor.Id) > 0)),
+                { Including: true } => runs.Where(r => r.CreatedAt < at || (r.CreatedAt == at && r.Id.CompareTo(cursor.Id) <= 0)),
+                _ => runs.Where(r => r.CreatedAt < at || (r.CreatedAt == at && r.Id.CompareTo(cursor.Id) < 0)),
+            };
         }
 
         var ordered = from is { Newer: true }

@@ -103,7 +103,7 @@ public sealed class HandoffService(
                 if (await db.HandoffWebhooks.AsNoTracking().AnyAsync(w => w.SubscriptionId == subscription.Id, cancellationToken))
                 {
                     var id = Guid.CreateVersion7(now);
-                    var body = new EscalationEvent(id, "conversation.escalated", subscription.ResourceUuid, conversation, reason, row.Unanswered, now, Link(subscription, conversation), transcript);
+                    var body = new EscalationEvent(id, "conversation.escalated", subscription.ResourceUuid, conversation, reason, row.Unanswered, now, Link(subscription, row), transcript);
                     db.HandoffDeliveries.Add(new HandoffDelivery
                     {
                         Id = id,
@@ -185,9 +185,12 @@ public sealed class HandoffService(
                 return null;
             }
 
-            escalated = cursor.Newer
-                ? escalated.Where(c => c.EscalatedAt > at || (c.EscalatedAt == at && c.Id.CompareTo(cursor.Id) > 0))
-                : escalated.Where(c => c.EscalatedAt < at || (c.EscalatedAt == at && c.Id.CompareTo(cursor.Id) < 0));
+            escalated = cursor switch
+            {
+                { Newer: true } => escalated.Where(c => c.EscalatedAt > at || (c.EscalatedAt == at && c.Id.CompareTo(cursor.Id) > 0)),
+                { Including: true } => escalated.Where(c => c.EscalatedAt < at || (c.EscalatedAt == at && c.Id.CompareTo(cursor.Id) <= 0)),
+                _ => escalated.Where(c => c.EscalatedAt < at || (c.EscalatedAt == at && c.Id.CompareTo(cursor.Id) < 0)),
+            };
         }
 
         var ordered = from is { Newer: true }
@@ -228,11 +231,13 @@ public sealed class HandoffService(
     }
 
     /// <summary>
-    /// The console's Activity tab of the subscription, anchored at the conversation's row. The console shows
-    /// only the subscription its session names; the <c>resource</c> parameter lets it refuse a link meant for another.
+    /// The console's Activity tab of the subscription at the page that starts with the conversation (however many
+    /// escalations came after it), anchored at its row. The console shows only the subscription its session names;
+    /// the <c>resource</c> parameter lets it refuse a link meant for another.
     /// </summary>
-    private string Link(Subscription subscription, string conversation) =>
-        new Uri(web.Value.PublicBaseUrl, $"console?tab=activity&resource={subscription.ResourceUuid:N}#{AnchorOf(conversation)}").ToString();
+    private string Link(Subscription subscription, HandoffConversation row) =>
+        new Uri(web.Value.PublicBaseUrl,
+            $"console?tab=activity&resource={subscription.ResourceUuid:N}&escalation={ListQuery.IdOf(EscalationIdPrefix, row.Id)}#{AnchorOf(row.Conversation)}").ToString();
 
     /// <summary>
     /// The HTML id of a conversation's row in the console: letters, digits and '-' are kept, every other character

@@ -53,6 +53,10 @@ public sealed class IndexModel(
     [BindProperty(SupportsGet = true, Name = "escalations_before")]
     public string? EscalationsBefore { get; set; }
 
+    /// <summary>The page of escalations that starts with this one (the escalation webhook's link).</summary>
+    [BindProperty(SupportsGet = true, Name = "escalation")]
+    public string? Escalation { get; set; }
+
     /// <summary>The Activity tab's page of automation runs, as for escalations.</summary>
     [BindProperty(SupportsGet = true, Name = "runs_after")]
     public string? RunsAfter { get; set; }
@@ -391,15 +395,15 @@ public sealed class IndexModel(
         Balance = (await ledger.BalanceAsync(Subscription.CustomerId, cancellationToken)).Available;
         if (Tab == "activity")
         {
-            var escalations = await PageAsync(EscalationsAfter, EscalationsBefore, Capabilities.Handoff.HandoffService.EscalationIdPrefix,
+            var escalations = await PageAsync(EscalationsAfter, EscalationsBefore, Escalation, Capabilities.Handoff.HandoffService.EscalationIdPrefix,
                 from => handoff.EscalatedAsync(Subscription.Id, ActivityPageSize, from, cancellationToken));
             if (escalations.Refused)
             {
-                (EscalationsAfter, EscalationsBefore) = (null, null);
+                (EscalationsAfter, EscalationsBefore, Escalation) = (null, null, null);
             }
 
             Webhook = await handoff.WebhookAsync(Subscription.Id, cancellationToken);
-            var runs = await PageAsync(RunsAfter, RunsBefore, Capabilities.Automations.AutomationService.RunIdPrefix,
+            var runs = await PageAsync(RunsAfter, RunsBefore, null, Capabilities.Automations.AutomationService.RunIdPrefix,
                 from => automations.ListAsync(Subscription.Id, ActivityPageSize, from, cancellationToken));
             if (runs.Refused)
             {
@@ -425,21 +429,21 @@ public sealed class IndexModel(
     /// One of the Activity tab's lists at the page its query names. A cursor that is malformed or names no item of
     /// this subscription (another's included) is refused and the newest page read instead: nothing more is told.
     /// </summary>
-    private static async Task<(Api.ListPage<T> Page, Api.PageCursor? From, bool Refused)> PageAsync<T>(string? after, string? before, string idPrefix,
+    private static async Task<(Api.ListPage<T> Page, Api.PageCursor? From, bool Refused)> PageAsync<T>(string? after, string? before, string? at, string idPrefix,
         Func<Api.PageCursor?, Task<Api.ListPage<T>?>> read)
     {
-        if (after is null && before is null)
+        var given = (after is null ? 0 : 1) + (before is null ? 0 : 1) + (at is null ? 0 : 1);
+        if (given == 0)
         {
             return ((await read(null))!, null, false);
         }
 
-        var newer = after is null;
-        if ((after is not null && before is not null) || !Api.ListQuery.TryParseId(after ?? before, idPrefix, out var id))
+        if (given > 1 || !Api.ListQuery.TryParseId(after ?? before ?? at, idPrefix, out var id))
         {
             return ((await read(null))!, null, true);
         }
 
-        var from = new Api.PageCursor(id, newer);
+        var from = new Api.PageCursor(id, Newer: before is not null, Including: at is not null);
         return await read(from) is { } page ? (page, from, false) : ((await read(null))!, null, true);
     }
 
@@ -482,6 +486,7 @@ public sealed class IndexModel(
         {
             Keep("escalations_after", EscalationsAfter);
             Keep("escalations_before", EscalationsBefore);
+            Keep("escalation", Escalation);
             Keep("runs_" + direction, id);
         }
 

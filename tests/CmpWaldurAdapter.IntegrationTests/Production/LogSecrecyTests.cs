@@ -56,6 +56,13 @@ public sealed partial class LogSecrecyTests : IAsyncLifetime
         TestSecrets.Register(regenerated["key"]!.GetValue<string>(), "regenerated key");
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/v1/usage")).StatusCode);
 
+        // The console link from the same report: its token (in the query) opens the buyer's console for weeks.
+        var console = new Uri(ConsoleLink().Match(report).Value);
+        TestSecrets.Register(console.Query["?t=".Length..], "console link token, as sent");
+        TestSecrets.Register(Uri.UnescapeDataString(console.Query["?t=".Length..]), "console link token");
+        using var opened = await anonymous.GetAsync(console.PathAndQuery);
+        Assert.True((int)opened.StatusCode < 400, $"the console link opens ({(int)opened.StatusCode})");
+
         // Wrong keys are secrets too (a typo of a real one).
         using var wrong = Authorized(server, TestSecrets.Register("sk_live_" + new string('Z', 46), "wrong key"));
         Assert.Equal(HttpStatusCode.Unauthorized, (await wrong.GetAsync("/v1/keys")).StatusCode);
@@ -65,6 +72,7 @@ public sealed partial class LogSecrecyTests : IAsyncLifetime
         var lines = _bed.Logs.Lines.ToList();
         Assert.DoesNotContain(lines, l => HttpClientLogLine().IsMatch(l));
         Assert.Contains(lines, l => l.Contains("/keys/reveal/", StringComparison.Ordinal)); // request logging was on
+        Assert.Contains(lines, l => l.Contains("/console/open", StringComparison.Ordinal));
         Assert.True(TestSecrets.All.Count >= 8, "the run created secrets to look for");
         Assert.Empty(TestSecrets.FoundIn(lines));
         var credentialLike = lines.Where(l => Regex.IsMatch(l, "\\b(Bearer|Token) [A-Za-z0-9_\\-]{12,}")).Select(l => Regex.Match(l, ".{0,200}\\b(Bearer|Token) [A-Za-z0-9_\\-]{12,}.{0,100}").Value);
@@ -84,6 +92,9 @@ public sealed partial class LogSecrecyTests : IAsyncLifetime
 
     [GeneratedRegex(@"https?://[^\s""]+/keys/reveal/[0-9A-Za-z]+")]
     private static partial Regex RevealLink();
+
+    [GeneratedRegex(@"https?://[^\s""]+/console/open\?t=[^\s""\\]+")]
+    private static partial Regex ConsoleLink();
 
     [GeneratedRegex("sk_live_[0-9A-Za-z]{46}")]
     private static partial Regex KeyPattern();

@@ -142,7 +142,7 @@ public static class AdapterHost
         services.Configure<RegistrationOptions>(configuration.GetSection(RegistrationOptions.SectionName));
         services.AddSingleton<OfferingRegistrar>();
         services.AddSingleton<DemoFlowPublisher>();
-        services.Configure<WebOptions>(configuration.GetSection(WebOptions.SectionName));
+        services.AddOptions<WebOptions>().Bind(configuration.GetSection(WebOptions.SectionName)).ValidateDataAnnotations().ValidateOnStart();
 
         services.AddOptions<OrdersOptions>().Bind(configuration.GetSection(OrdersOptions.SectionName)).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<OrderInbox>();

@@ -60,7 +60,7 @@ public abstract class AdapterDbContext(DbContextOptions options) : DbContext(opt
 
     public DbSet<DatabaseLease> Leases => Set<DatabaseLease>();
 
-    public DbSet<Web.TryAllowance> TryAllowances => Set<Web.TryAllowance>();
+    public DbSet<Web.Allowance> Allowances => Set<Web.Allowance>();
 
     public override int SaveChanges(bool acceptAllChangesOnSuccess)
     {
@@ -194,7 +194,7 @@ public abstract class AdapterDbContext(DbContextOptions options) : DbContext(opt
         Web.BuyerWebSettings.Configure(modelBuilder);
         Capabilities.BeyondChatModel.Configure(modelBuilder);
         DatabaseLease.Configure(modelBuilder);
-        Web.TryAllowance.Configure(modelBuilder);
+        Web.Allowance.Configure(modelBuilder);
     }
 
     /// <summary>Optimistic concurrency for entities two workers could touch: every update bumps Version.</summary>

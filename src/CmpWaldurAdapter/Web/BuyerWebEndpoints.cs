@@ -113,8 +113,6 @@ public static class BuyerWebEndpoints
         return visitor;
     }
 
-    public static string AddressOf(HttpContext http) => http.Connection.RemoteIpAddress?.ToString() ?? "unknown";
-
     private static async Task<IResult> TryMessageAsync(string offering, HttpContext http, OfferingCatalogue catalogue, SignedTokens tokens, TryLimiter limiter, IPageChat chat, IOptions<WebOptions> options, CancellationToken cancellationToken)
     {
         if (catalogue.Find(offering) is not { } entry)
@@ -129,7 +127,7 @@ public static class BuyerWebEndpoints
         }
 
         var visitor = TryVisitor(http, tokens);
-        var address = AddressOf(http);
+        var address = ClientAddress.Of(http);
         var (taken, remaining) = await limiter.TryTakeAsync(entry.Slug, visitor, address, cancellationToken);
         if (!taken)
         {
@@ -152,7 +150,7 @@ public static class BuyerWebEndpoints
 
     // ---- Widget ----------------------------------------------------------------------------------------
 
-    private static async Task<IResult> WidgetSessionAsync(HttpContext http, ApiKeyService keys, BuyerWebStore store, ConsoleSettings settings, SignedTokens tokens, IOptions<WebOptions> options, CancellationToken cancellationToken)
+    private static async Task<IResult> WidgetSessionAsync(HttpContext http, ApiKeyService keys, BuyerWebStore store, ConsoleSettings settings, SignedTokens tokens, WidgetLimits limits, IOptions<WebOptions> options, CancellationToken cancellationToken)
     {
         var origin = http.Request.Headers.Origin.ToString();
         if (!OriginRules.TryParseOrigin(origin, out _, out _))
@@ -191,6 +189,12 @@ public static class BuyerWebEndpoints
             return suspended;
         }
 
+        // Each token carries its own burst allowance, so minting them is limited per address, across replicas.
+        if (await limits.TakeSessionAsync(caller.Subscription.Id, ClientAddress.Of(http), cancellationToken) is { } refused)
+        {
+            return TooMany(refused.RetryAfter, seconds => $"Too many chat sessions were started from your network; try again in {Wait(seconds)}.", "rate_limit_exceeded");
+        }
+
         var lifetime = options.Value.VisitorTokenLifetime;
         var visitor = Guid.NewGuid().ToString("N");
         var token = tokens.Create(WidgetVisitorPurpose, lifetime, caller.Subscription.Id.ToString("N"), caller.Key.Id.ToString("N"), origin, visitor);
@@ -206,7 +210,7 @@ public static class BuyerWebEndpoints
         }, ApiJson.Options);
     }
 
-    private static async Task<IResult> WidgetChatAsync(HttpContext http, SignedTokens tokens, IDbContextFactory<AdapterDbContext> dbs, BuyerWebStore store, VisitorRateLimiter limiter, IPageChat chat, IOptions<WebOptions> options, CancellationToken cancellationToken)
+    private static async Task<IResult> WidgetChatAsync(HttpContext http, SignedTokens tokens, IDbContextFactory<AdapterDbContext> dbs, BuyerWebStore store, VisitorRateLimiter limiter, WidgetLimits limits, IPageChat chat, IOptions<WebOptions> options, CancellationToken cancellationToken)
     {
         var origin = http.Request.Headers.Origin.ToString();
         if (OriginRules.TryParseOrigin(origin, out _, out _))
@@ -240,9 +244,7 @@ public static class BuyerWebEndpoints
 
         if (!limiter.TryAcquire(visitor, out var retryAfter))
         {
-            var seconds = Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds));
-            return ApiErrors.Problem(StatusCodes.Status429TooManyRequests, $"Too many messages; wait {seconds} s.", "requests", "rate_limit_exceeded",
-                headers: r => r.Headers.RetryAfter = seconds.ToString(CultureInfo.InvariantCulture));
+            return TooMany(retryAfter, seconds => $"Too many messages; wait {seconds} s.", "rate_limit_exceeded");
         }
 
         var (request, error) = await ReadMessageAsync(http, options.Value);
@@ -251,9 +253,40 @@ public static class BuyerWebEndpoints
             return error;
         }
 
-        var answer = await chat.AnswerAsync(subscription, "widget", visitor, request!.Message!, cancellationToken);
+        // Before anything is charged or sent upstream: the address's minute, whatever tokens it holds, and the buyer's cap.
+        switch (await limits.TakeMessageAsync(subscriptionId, ClientAddress.Of(http), web.WidgetDailyMessageCap, cancellationToken))
+        {
+            case (WidgetLimit.DailyCap, var untilTomorrow):
+                return TooMany(untilTomorrow, _ => "This assistant has answered all the messages it can for today. Please come back tomorrow.", "daily_limit_reached");
+            case (_, var wait):
+                return TooMany(wait, seconds => $"Too many messages from your network; wait {seconds} s.", "rate_limit_exceeded");
+        }
+
+        PageAnswer? answer = null;
+        try
+        {
+            answer = await chat.AnswerAsync(subscription, "widget", visitor, request!.Message!, cancellationToken);
+        }
+        finally
+        {
+            if (answer?.Answered != true)
+            {
+                await limits.GiveBackDailyAsync(subscriptionId); // nothing was charged (or the visitor left first)
+            }
+        }
+
         return answer.Answered ? Results.Json(new { answer = answer.Text, handoff = answer.Handoff }, ApiJson.Options) : Refusal(answer);
     }
+
+    /// <summary>A widget limit's refusal: 429 with Retry-After in whole seconds, in the widget's error shape.</summary>
+    private static IResult TooMany(TimeSpan retryAfter, Func<int, string> message, string code)
+    {
+        var seconds = Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds));
+        return ApiErrors.Problem(StatusCodes.Status429TooManyRequests, message(seconds), "requests", code,
+            headers: r => r.Headers.RetryAfter = seconds.ToString(CultureInfo.InvariantCulture));
+    }
+
+    private static string Wait(int seconds) => seconds <= 60 ? $"{seconds} s" : $"{(seconds + 59) / 60} minutes";
 
     /// <summary>
     /// CORS preflight: any origin may ask, because the real request is checked against the subscription's

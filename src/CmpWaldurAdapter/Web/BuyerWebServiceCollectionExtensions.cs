@@ -31,7 +31,9 @@ public static class BuyerWebServiceCollectionExtensions
         services.AddSingleton<ConsoleReportContributor>();
         services.AddSingleton<IReportContributor>(sp => sp.GetRequiredService<ConsoleReportContributor>());
         services.AddSingleton<ConsoleSettings>();
+        services.AddSingleton<AllowanceCounters>();
         services.AddSingleton<TryLimiter>();
+        services.AddSingleton<WidgetLimits>();
         services.AddSingleton<VisitorRateLimiter>();
         services.AddOptions<ChatOptions>();
 

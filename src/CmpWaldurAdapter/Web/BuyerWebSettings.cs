@@ -1,20 +1,26 @@
+using System.Globalization;
 using Microsoft.EntityFrameworkCore;
 
 namespace CmpWaldurAdapter.Web;
 
 /// <summary>
 /// What the buyer pages keep per subscription beyond its configuration: the console link version (bumped to
-/// rotate the link, which invalidates every older link and console session), the widget's allowed domains,
-/// and the uploaded logo.
+/// rotate the link, which invalidates every older link and console session), the widget's allowed domains and
+/// daily message cap, and the uploaded logo.
 /// </summary>
 public sealed class BuyerWebSettings
 {
+    public const int MaxWidgetDailyMessageCap = 1_000_000;
+
     public Guid SubscriptionId { get; set; }
 
     public int ConsoleLinkVersion { get; set; } = 1;
 
     /// <summary>Newline-separated host patterns (<c>shop.example.com</c>, <c>*.example.com</c>, <c>localhost:8080</c>).</summary>
     public string AllowedDomains { get; set; } = string.Empty;
+
+    /// <summary>Widget messages the subscription answers per day (UTC); null = no cap. Set in the console's Widget tab.</summary>
+    public int? WidgetDailyMessageCap { get; set; }
 
     public string? LogoContentType { get; set; }
 
@@ -24,6 +30,26 @@ public sealed class BuyerWebSettings
 
     public IReadOnlyList<string> AllowedDomainList =>
         AllowedDomains.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+
+    /// <summary>The console's cap field: empty is no cap, otherwise a whole number from 1 to <see cref="MaxWidgetDailyMessageCap"/>.</summary>
+    public static bool TryParseDailyCap(string? input, out int? cap, out string error)
+    {
+        (cap, error) = (null, string.Empty);
+        var text = input?.Trim() ?? string.Empty;
+        if (text.Length == 0)
+        {
+            return true;
+        }
+
+        if (text.Length <= 7 && text.All(char.IsAsciiDigit) && int.Parse(text, CultureInfo.InvariantCulture) is var value and >= 1 and <= MaxWidgetDailyMessageCap)
+        {
+            cap = value;
+            return true;
+        }
+
+        error = $"The daily message cap must be a whole number from 1 to {MaxWidgetDailyMessageCap}, or empty for no cap.";
+        return false;
+    }
 
     internal static void Configure(ModelBuilder modelBuilder) =>
         modelBuilder.Entity<BuyerWebSettings>(settings =>

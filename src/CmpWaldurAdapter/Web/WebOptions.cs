@@ -1,3 +1,5 @@
+using System.ComponentModel.DataAnnotations;
+
 namespace CmpWaldurAdapter.Web;
 
 /// <summary>How buyers reach the adapter's pages and API (configuration section <c>Web</c>).</summary>
@@ -35,9 +37,25 @@ public sealed class WebOptions
     public int WidgetMessagesPerMinute { get; set; } = 10;
 
     /// <summary>
+    /// Widget visitor sessions one client address (<see cref="ClientAddress"/>) may start per subscription per
+    /// clock hour, counted in the database across replicas. A visitor starts one when opening the chat and one
+    /// every <see cref="VisitorTokenLifetime"/> while chatting, so 30 leaves room for an office behind one address
+    /// while a script faking the Origin header cannot mint tokens without end.
+    /// </summary>
+    [Range(1, int.MaxValue)]
+    public int WidgetSessionsPerAddressPerHour { get; set; } = 30;
+
+    /// <summary>
+    /// Widget messages one client address may send per subscription per clock minute, whatever visitor tokens it
+    /// holds; counted in the database across replicas, on top of <see cref="WidgetMessagesPerMinute"/>.
+    /// </summary>
+    [Range(1, int.MaxValue)]
+    public int WidgetMessagesPerAddressPerMinute { get; set; } = 20;
+
+    /// <summary>
     /// Take the client address and scheme from <c>X-Forwarded-For</c>/<c>X-Forwarded-Proto</c> (set it only when
     /// the adapter is reachable solely through a reverse proxy or ingress that sets them): the try page's
-    /// per-address limit then counts real visitors, not the proxy.
+    /// per-address limits of the try page and the widget then count real visitors, not the proxy.
     /// </summary>
     public bool TrustForwardedHeaders { get; set; }
 

@@ -47,7 +47,7 @@ public sealed class TryAllowanceReplicaTests : IAsyncLifetime
         }
 
         Assert.Equal(5, _bed.Agent.DemoSessions.Count);
-        Assert.Equal(5, await _bed.QueryAsync(db => db.TryAllowances.Where(a => a.Key.StartsWith("visitor|")).SumAsync(a => a.Used)));
+        Assert.Equal(5, await _bed.QueryAsync(db => db.Allowances.Where(a => a.Key.StartsWith("visitor|")).SumAsync(a => a.Used)));
     }
 
     [Fact]

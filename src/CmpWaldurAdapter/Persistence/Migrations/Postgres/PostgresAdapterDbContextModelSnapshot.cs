@@ -1207,6 +1207,30 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Postgres
                     b.ToTable("workspaces", (string)null);
                 });
 
+            modelBuilder.Entity("CmpWaldurAdapter.Web.Allowance", b =>
+                {
+                    b.Property<string>("Key")
+                        .HasMaxLength(300)
+                        .HasColumnType("character varying(300)")
+                        .HasColumnName("key");
+
+                    b.Property<int>("Used")
+                        .HasColumnType("integer")
+                        .HasColumnName("used");
+
+                    b.Property<DateTimeOffset>("WindowStart")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("window_start");
+
+                    b.HasKey("Key")
+                        .HasName("pk_try_allowances");
+
+                    b.HasIndex("WindowStart")
+                        .HasDatabaseName("ix_try_allowances_window_start");
+
+                    b.ToTable("try_allowances", (string)null);
+                });
+
             modelBuilder.Entity("CmpWaldurAdapter.Web.BuyerWebSettings", b =>
                 {
                     b.Property<Guid>("SubscriptionId")
@@ -1236,34 +1260,14 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Postgres
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("updated_at");
 
+                    b.Property<int?>("WidgetDailyMessageCap")
+                        .HasColumnType("integer")
+                        .HasColumnName("widget_daily_message_cap");
+
                     b.HasKey("SubscriptionId")
                         .HasName("pk_buyer_web_settings");
 
                     b.ToTable("buyer_web_settings", (string)null);
-                });
-
-            modelBuilder.Entity("CmpWaldurAdapter.Web.TryAllowance", b =>
-                {
-                    b.Property<string>("Key")
-                        .HasMaxLength(300)
-                        .HasColumnType("character varying(300)")
-                        .HasColumnName("key");
-
-                    b.Property<int>("Used")
-                        .HasColumnType("integer")
-                        .HasColumnName("used");
-
-                    b.Property<DateTimeOffset>("WindowStart")
-                        .HasColumnType("timestamp with time zone")
-                        .HasColumnName("window_start");
-
-                    b.HasKey("Key")
-                        .HasName("pk_try_allowances");
-
-                    b.HasIndex("WindowStart")
-                        .HasDatabaseName("ix_try_allowances_window_start");
-
-                    b.ToTable("try_allowances", (string)null);
                 });
 
             modelBuilder.Entity("Microsoft.AspNetCore.DataProtection.EntityFrameworkCore.DataProtectionKey", b =>

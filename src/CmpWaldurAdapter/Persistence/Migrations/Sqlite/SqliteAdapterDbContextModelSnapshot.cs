@@ -1200,6 +1200,30 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Sqlite
                     b.ToTable("workspaces", (string)null);
                 });
 
+            modelBuilder.Entity("CmpWaldurAdapter.Web.Allowance", b =>
+                {
+                    b.Property<string>("Key")
+                        .HasMaxLength(300)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("key");
+
+                    b.Property<int>("Used")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("used");
+
+                    b.Property<long>("WindowStart")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("window_start");
+
+                    b.HasKey("Key")
+                        .HasName("pk_try_allowances");
+
+                    b.HasIndex("WindowStart")
+                        .HasDatabaseName("ix_try_allowances_window_start");
+
+                    b.ToTable("try_allowances", (string)null);
+                });
+
             modelBuilder.Entity("CmpWaldurAdapter.Web.BuyerWebSettings", b =>
                 {
                     b.Property<Guid>("SubscriptionId")
@@ -1229,34 +1253,14 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Sqlite
                         .HasColumnType("INTEGER")
                         .HasColumnName("updated_at");
 
+                    b.Property<int?>("WidgetDailyMessageCap")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("widget_daily_message_cap");
+
                     b.HasKey("SubscriptionId")
                         .HasName("pk_buyer_web_settings");
 
                     b.ToTable("buyer_web_settings", (string)null);
-                });
-
-            modelBuilder.Entity("CmpWaldurAdapter.Web.TryAllowance", b =>
-                {
-                    b.Property<string>("Key")
-                        .HasMaxLength(300)
-                        .HasColumnType("TEXT")
-                        .HasColumnName("key");
-
-                    b.Property<int>("Used")
-                        .HasColumnType("INTEGER")
-                        .HasColumnName("used");
-
-                    b.Property<long>("WindowStart")
-                        .HasColumnType("INTEGER")
-                        .HasColumnName("window_start");
-
-                    b.HasKey("Key")
-                        .HasName("pk_try_allowances");
-
-                    b.HasIndex("WindowStart")
-                        .HasDatabaseName("ix_try_allowances_window_start");
-
-                    b.ToTable("try_allowances", (string)null);
                 });
 
             modelBuilder.Entity("Microsoft.AspNetCore.DataProtection.EntityFrameworkCore.DataProtectionKey", b =>

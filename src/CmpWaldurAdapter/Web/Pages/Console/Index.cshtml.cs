@@ -29,7 +29,8 @@ public sealed class IndexModel(
     TimeProvider clock,
     IOptions<WebOptions> options,
     Capabilities.Handoff.HandoffService handoff,
-    Capabilities.Automations.AutomationService automations) : PageModel
+    Capabilities.Automations.AutomationService automations,
+    WidgetLimits widgetLimits) : PageModel
 {
     public const int MaxLogoBytes = 200 * 1024;
 
@@ -75,6 +76,9 @@ public sealed class IndexModel(
     public IReadOnlyList<ApiKey> Keys { get; private set; } = [];
 
     public BuyerWebSettings Web { get; private set; } = new();
+
+    /// <summary>Widget messages today (UTC), beside the daily cap (Widget tab).</summary>
+    public int WidgetMessagesToday { get; private set; }
 
     public IReadOnlyDictionary<string, long> Usage { get; private set; } = new Dictionary<string, long>();
 
@@ -318,6 +322,26 @@ public sealed class IndexModel(
         return await RenderAsync($"{entry} added.", cancellationToken);
     }
 
+    public async Task<IActionResult> OnPostWidgetCapAsync(string? cap, CancellationToken cancellationToken)
+    {
+        Tab = "widget";
+        if (await CallerAsync(cancellationToken) is not { } caller)
+        {
+            return Denied();
+        }
+
+        if (!BuyerWebSettings.TryParseDailyCap(cap, out var value, out var error))
+        {
+            Errors["widget_cap"] = error;
+            Submitted["widget_cap"] = cap ?? string.Empty;
+            Response.StatusCode = StatusCodes.Status400BadRequest;
+            return await RenderAsync("The daily message cap was not changed.", cancellationToken);
+        }
+
+        await store.UpdateAsync(caller.Subscription.Id, s => s.WidgetDailyMessageCap = value, cancellationToken);
+        return await RenderAsync(value is { } set ? $"The widget now answers at most {set} messages a day." : "The widget's daily message cap was removed.", cancellationToken);
+    }
+
     public async Task<IActionResult> OnPostRemoveDomainAsync(string? domain, CancellationToken cancellationToken)
     {
         Tab = "widget";
@@ -388,6 +412,11 @@ public sealed class IndexModel(
         Settings = ConsoleSettings.SettingsOf(Offering);
         Keys = await keys.ListAsync(Subscription.Id, cancellationToken);
         Web = await store.GetAsync(Subscription.Id, cancellationToken);
+        if (Tab == "widget")
+        {
+            WidgetMessagesToday = await widgetLimits.MessagesTodayAsync(Subscription.Id, cancellationToken);
+        }
+
         var month = BillingPeriod.Of(clock.GetUtcNow());
         Period = month.ToString();
         var used = await UsageTotals.ForSubscriptionAsync(db, Subscription.Id, month, cancellationToken);

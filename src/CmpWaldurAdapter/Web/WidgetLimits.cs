@@ -1,0 +1,57 @@
+using Microsoft.Extensions.Options;
+
+namespace CmpWaldurAdapter.Web;
+
+/// <summary>Which widget limit refused a request.</summary>
+public enum WidgetLimit
+{
+    /// <summary><see cref="WebOptions.WidgetSessionsPerAddressPerHour"/>.</summary>
+    SessionsPerAddress,
+
+    /// <summary><see cref="WebOptions.WidgetMessagesPerAddressPerMinute"/>.</summary>
+    MessagesPerAddress,
+
+    /// <summary>The buyer's <see cref="BuyerWebSettings.WidgetDailyMessageCap"/>.</summary>
+    DailyCap,
+}
+
+/// <summary>
+/// The widget's limits that a publishable key cannot escape by minting visitor tokens: sessions and messages per
+/// subscription per client address, and the buyer's daily message cap per subscription. They guard the
+/// organization's shared credits, so they are database <see cref="AllowanceCounters"/> (fixed clock windows) and
+/// hold across replicas; the per-visitor burst limit (<see cref="VisitorRateLimiter"/>) comes on top.
+/// </summary>
+public sealed class WidgetLimits(AllowanceCounters counters, IOptions<WebOptions> options)
+{
+    public async Task<(WidgetLimit Limit, TimeSpan RetryAfter)?> TakeSessionAsync(Guid subscriptionId, string address, CancellationToken cancellationToken) =>
+        await counters.TakeAsync([SessionRule(subscriptionId, address)], cancellationToken) is { } refusal
+            ? (WidgetLimit.SessionsPerAddress, refusal.RetryAfter)
+            : null;
+
+    /// <summary>
+    /// Takes one message of the address's minute and one of the subscription's day, both or neither. The day is
+    /// counted without a cap too, so a cap set at noon counts the morning's messages.
+    /// </summary>
+    public async Task<(WidgetLimit Limit, TimeSpan RetryAfter)?> TakeMessageAsync(Guid subscriptionId, string address, int? dailyCap, CancellationToken cancellationToken)
+    {
+        var perAddress = new AllowanceRule(AllowanceCounters.Key($"widget-address|{subscriptionId:N}|{address}"), options.Value.WidgetMessagesPerAddressPerMinute, TimeSpan.FromMinutes(1), Fixed: true);
+        return await counters.TakeAsync([perAddress, DayRule(subscriptionId, dailyCap)], cancellationToken) is { } refusal
+            ? (refusal.Rule == perAddress ? WidgetLimit.MessagesPerAddress : WidgetLimit.DailyCap, refusal.RetryAfter)
+            : null;
+    }
+
+    /// <summary>A message that was not answered (nothing charged) does not count against the buyer's daily cap.</summary>
+    public Task GiveBackDailyAsync(Guid subscriptionId) => counters.GiveBackAsync([DayRule(subscriptionId, null).Key]);
+
+    /// <summary>Widget messages of the subscription today (UTC), for the console.</summary>
+    public async Task<int> MessagesTodayAsync(Guid subscriptionId, CancellationToken cancellationToken)
+    {
+        var rule = DayRule(subscriptionId, null);
+        return (await counters.UsedAsync([rule], cancellationToken))[rule.Key];
+    }
+
+    private AllowanceRule SessionRule(Guid subscriptionId, string address) =>
+        new(AllowanceCounters.Key($"widget-session|{subscriptionId:N}|{address}"), options.Value.WidgetSessionsPerAddressPerHour, TimeSpan.FromHours(1), Fixed: true);
+
+    private static AllowanceRule DayRule(Guid subscriptionId, int? cap) => new($"widget-day|{subscriptionId:N}", cap ?? int.MaxValue, TimeSpan.FromDays(1), Fixed: true);
+}

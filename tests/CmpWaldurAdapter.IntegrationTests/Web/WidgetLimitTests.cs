@@ -1,0 +1,299 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
+using CmpWaldurAdapter.Core.Credits;
+using CmpWaldurAdapter.Credits;
+using CmpWaldurAdapter.Testing.Web;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace CmpWaldurAdapter.IntegrationTests.Web;
+
+/// <summary>
+/// The widget's limits that a publishable key cannot escape by minting visitor tokens: sessions and messages per
+/// subscription and client address (IPv6 counted per /64), the buyer's daily cap, and the per-visitor burst limit.
+/// A refused message is answered 429 with Retry-After, charges nothing and never reaches the agent.
+/// </summary>
+public sealed partial class WidgetLimitTests : IAsyncLifetime
+{
+    /// <summary>Noon UTC: fixed windows (minute, hour, day) start at whole minutes, hours and midnight.</summary>
+    private static readonly DateTimeOffset Start = new(2026, 3, 10, 12, 0, 0, TimeSpan.Zero);
+    private const string Origin = "https://shop.example.com";
+    private const string Here = "203.0.113.7";
+    private const string Elsewhere = "198.51.100.20";
+    private BuyerWebTestBed _bed = null!;
+
+    public async Task InitializeAsync()
+    {
+        _bed = await BuyerWebTestBed.CreateAsync(now: Start);
+        _bed.Settings["Web:TrustForwardedHeaders"] = "true";
+        _bed.Settings["Web:WidgetSessionsPerAddressPerHour"] = "3";
+        _bed.Settings["Web:WidgetMessagesPerAddressPerMinute"] = "4";
+        _bed.Settings["Web:WidgetMessagesPerMinute"] = "2";
+        _bed.Settings["Web:TryMessagesPerAddress"] = "7";
+        await _bed.StartAsync();
+    }
+
+    public async Task DisposeAsync() => await _bed.DisposeAsync();
+
+    [Fact]
+    public async Task Minting_sessions_past_the_per_address_limit_is_refused_until_the_hour_ends_while_other_addresses_still_start()
+    {
+        var (subscription, key) = await WidgetAsync();
+        var (_, otherKey) = await WidgetAsync();
+        using var client = _bed.Server.CreateClient();
+
+        for (var started = 0; started < 3; started++)
+        {
+            Assert.Equal(HttpStatusCode.OK, (await Session(client, key, Here)).StatusCode);
+        }
+
+        var refused = await Session(client, key, Here);
+        Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
+        Assert.Equal(TimeSpan.FromHours(1), refused.Headers.RetryAfter!.Delta); // the clock hour started at noon
+        Assert.Equal(Origin, refused.Headers.GetValues("Access-Control-Allow-Origin").Single()); // the page can read why
+        var body = JsonNode.Parse(await refused.Content.ReadAsStringAsync())!;
+        Assert.Null(body["token"]);
+        Assert.Equal("rate_limit_exceeded", body["error"]!["code"]!.GetValue<string>());
+        Assert.Contains("try again in 60 minutes", body["error"]!["message"]!.GetValue<string>());
+
+        // Another address, or another subscription's widget from this address, is counted apart.
+        Assert.Equal(HttpStatusCode.OK, (await Session(client, key, Elsewhere)).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await Session(client, otherKey, Here)).StatusCode);
+
+        _bed.Clock!.Advance(TimeSpan.FromMinutes(59));
+        Assert.Equal(TimeSpan.FromMinutes(1), (await Session(client, key, Here)).Headers.RetryAfter!.Delta);
+        _bed.Clock.Advance(TimeSpan.FromMinutes(1));
+        Assert.Equal(HttpStatusCode.OK, (await Session(client, key, Here)).StatusCode);
+        Assert.Equal(0, await Charges(subscription));
+    }
+
+    [Fact]
+    public async Task Many_visitor_tokens_from_one_address_share_its_message_limit_and_refused_messages_cost_nothing()
+    {
+        var (subscription, key) = await WidgetAsync(credits: 100);
+        using var client = _bed.Server.CreateClient();
+        var tokens = new List<string>();
+        for (var i = 0; i < 3; i++)
+        {
+            tokens.Add(await TokenAsync(client, key, Here));
+        }
+
+        // Two messages per token is within each visitor's burst limit; the address has four a minute in all.
+        var statuses = new List<HttpStatusCode>();
+        HttpResponseMessage? refused = null;
+        foreach (var token in tokens)
+        {
+            for (var i = 0; i < 2; i++)
+            {
+                var response = await Chat(client, token, Here, $"message {statuses.Count}");
+                statuses.Add(response.StatusCode);
+                refused = response.StatusCode == HttpStatusCode.TooManyRequests ? response : refused;
+            }
+        }
+
+        HttpStatusCode[] expected = [.. Enumerable.Repeat(HttpStatusCode.OK, 4), HttpStatusCode.TooManyRequests, HttpStatusCode.TooManyRequests];
+        Assert.Equal(expected, statuses);
+        Assert.Equal(TimeSpan.FromMinutes(1), refused!.Headers.RetryAfter!.Delta);
+        var error = JsonNode.Parse(await refused.Content.ReadAsStringAsync())!["error"]!;
+        Assert.Equal("rate_limit_exceeded", error["code"]!.GetValue<string>());
+        Assert.Contains("from your network", error["message"]!.GetValue<string>());
+
+        // Four answers, four charges, nothing held: the refused ones never reached the agent or the ledger.
+        Assert.Equal(4, _bed.Agent.Runs.Count);
+        Assert.Equal(4, await Charges(subscription));
+        Assert.Equal(0, await _bed.QueryAsync(db => db.CreditReservations.CountAsync()));
+        var charged = await _bed.QueryAsync(db => db.LedgerEntries.Where(e => e.SubscriptionId == subscription && e.Kind == LedgerEntryKind.Charge).SumAsync(e => e.Credits));
+        Assert.Equal(100 - charged, (await _bed.Services.GetRequiredService<CreditLedger>().BalanceAsync(await CustomerOf(subscription))).Available);
+
+        // Another address has its own four; the next minute this address has four again.
+        Assert.Equal(HttpStatusCode.OK, (await Chat(client, await TokenAsync(client, key, Elsewhere), Elsewhere, "from elsewhere")).StatusCode);
+        _bed.Clock!.Advance(TimeSpan.FromMinutes(1));
+        Assert.Equal(HttpStatusCode.OK, (await Chat(client, tokens[0], Here, "a minute later")).StatusCode);
+        Assert.Equal(6, await Charges(subscription));
+    }
+
+    [Fact]
+    public async Task The_per_visitor_limit_refuses_a_burst_from_one_token_before_it_counts_against_the_address()
+    {
+        var (subscription, key) = await WidgetAsync();
+        using var client = _bed.Server.CreateClient();
+        var first = await TokenAsync(client, key, Here);
+        var second = await TokenAsync(client, key, Here);
+
+        Assert.Equal(HttpStatusCode.OK, (await Chat(client, first, Here, "one")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await Chat(client, first, Here, "two")).StatusCode);
+        var refused = await Chat(client, first, Here, "three");
+
+        Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
+        Assert.Equal(TimeSpan.FromMinutes(1), refused.Headers.RetryAfter!.Delta);
+        Assert.Equal("Too many messages; wait 60 s.", JsonNode.Parse(await refused.Content.ReadAsStringAsync())!["error"]!["message"]!.GetValue<string>());
+        // The refused burst did not use the address's four: the other visitor still has two.
+        Assert.Equal(HttpStatusCode.OK, (await Chat(client, second, Here, "one")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await Chat(client, second, Here, "two")).StatusCode);
+        Assert.Equal(4, await Charges(subscription));
+
+        _bed.Clock!.Advance(TimeSpan.FromMinutes(1));
+        Assert.Equal(HttpStatusCode.OK, (await Chat(client, first, Here, "three, later")).StatusCode);
+    }
+
+    [Fact]
+    public async Task The_daily_cap_set_in_the_console_stops_widget_messages_kindly_and_free_while_the_api_key_still_works()
+    {
+        var (subscription, key) = await WidgetAsync(credits: 4); // two messages' worth
+        var secret = await _bed.SecretKeyAsync(subscription);
+        using var browser = await ConsoleAsync(subscription);
+        var antiforgery = AntiforgeryField().Match(await browser.GetStringAsync("/console?tab=widget")).Groups[1].Value;
+        var saved = await browser.PostAsync("/console?handler=WidgetCap", Form(antiforgery, "3"));
+        Assert.Equal(HttpStatusCode.OK, saved.StatusCode);
+        Assert.Contains("at most 3 messages a day", await saved.Content.ReadAsStringAsync());
+        Assert.Equal(3, await Cap(subscription));
+
+        // Visitors from different addresses share the subscription's day. A message refused for want of credits
+        // is not counted against it: nothing was charged.
+        using var client = _bed.Server.CreateClient();
+        Assert.Equal(HttpStatusCode.OK, (await Chat(client, await TokenAsync(client, key, Here), Here, "one")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await Chat(client, await TokenAsync(client, key, Elsewhere), Elsewhere, "two")).StatusCode);
+        Assert.Equal(HttpStatusCode.PaymentRequired, (await Chat(client, await TokenAsync(client, key, "192.0.2.1"), "192.0.2.1", "no credits")).StatusCode);
+        await _bed.Services.GetRequiredService<CreditLedger>().GrantAsync(await CustomerOf(subscription), 10, "top-up");
+        Assert.Equal(HttpStatusCode.OK, (await Chat(client, await TokenAsync(client, key, "192.0.2.2"), "192.0.2.2", "three")).StatusCode);
+
+        var capped = await Chat(client, await TokenAsync(client, key, "192.0.2.3"), "192.0.2.3", "four");
+        Assert.Equal(HttpStatusCode.TooManyRequests, capped.StatusCode);
+        Assert.Equal(TimeSpan.FromHours(12), capped.Headers.RetryAfter!.Delta); // until midnight UTC
+        var error = JsonNode.Parse(await capped.Content.ReadAsStringAsync())!["error"]!;
+        Assert.Equal("daily_limit_reached", error["code"]!.GetValue<string>());
+        Assert.Equal("This assistant has answered all the messages it can for today. Please come back tomorrow.", error["message"]!.GetValue<string>());
+        Assert.Equal(3, _bed.Agent.Runs.Count);
+        Assert.Equal(3, await Charges(subscription));
+        Assert.Contains("<span id=\"widget-today\">3</span>", await browser.GetStringAsync("/console?tab=widget"));
+
+        // The cap is the widget's: the same subscription's API key is served and charged as before.
+        using var api = _bed.Server.CreateClient();
+        api.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", secret);
+        var completion = await api.PostAsJsonAsync("/v1/chat/completions", new { model = "customer-support-agent", messages = new[] { new { role = "user", content = "hello" } } });
+        Assert.Equal(HttpStatusCode.OK, completion.StatusCode);
+        Assert.Equal(4, await Charges(subscription));
+
+        // The next day (UTC) the widget answers again; removing the cap (a new console session) removes it.
+        _bed.Clock!.Advance(TimeSpan.FromHours(12));
+        Assert.Equal(HttpStatusCode.OK, (await Chat(client, await TokenAsync(client, key, "192.0.2.3"), "192.0.2.3", "tomorrow")).StatusCode);
+        using var tomorrow = await ConsoleAsync(subscription);
+        antiforgery = AntiforgeryField().Match(await tomorrow.GetStringAsync("/console?tab=widget")).Groups[1].Value;
+        Assert.Equal(HttpStatusCode.OK, (await tomorrow.PostAsync("/console?handler=WidgetCap", Form(antiforgery, ""))).StatusCode);
+        Assert.Null(await Cap(subscription));
+    }
+
+    [Fact]
+    public async Task IPv6_addresses_of_one_64_network_share_the_try_and_widget_allowances_and_other_networks_do_not()
+    {
+        // Try page: seven demo messages per address (Web:TryMessagesPerAddress), a fresh visitor cookie each time.
+        for (var sent = 0; sent < 7; sent++)
+        {
+            Assert.Equal(HttpStatusCode.OK, await TryAsync($"2001:db8:1:2::{sent + 1:x}"));
+        }
+
+        Assert.Equal(HttpStatusCode.TooManyRequests, await TryAsync("2001:db8:1:2:ffff:abcd:1234:9"));
+        Assert.Equal(HttpStatusCode.OK, await TryAsync("2001:db8:1:3::1"));
+
+        // Widget sessions: three per address, the whole /64 being one address.
+        var (_, key) = await WidgetAsync();
+        using var client = _bed.Server.CreateClient();
+        Assert.Equal(HttpStatusCode.OK, (await Session(client, key, "2001:db8:1:2::a")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await Session(client, key, "2001:db8:1:2::b")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await Session(client, key, "2001:db8:1:2:8000::c")).StatusCode);
+        Assert.Equal(HttpStatusCode.TooManyRequests, (await Session(client, key, "2001:db8:1:2::d")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await Session(client, key, "2001:db8:1:3::a")).StatusCode);
+
+        // An IPv4 client seen through a dual-stack socket is the IPv4 address.
+        Assert.Equal(HttpStatusCode.OK, (await Session(client, key, Here)).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await Session(client, key, "::ffff:" + Here)).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await Session(client, key, Here)).StatusCode);
+        Assert.Equal(HttpStatusCode.TooManyRequests, (await Session(client, key, "::ffff:" + Here)).StatusCode);
+
+        // Widget messages: four per address a minute, across the /64.
+        var (subscription, messagesKey) = await WidgetAsync();
+        var tokens = new[] { await TokenAsync(client, messagesKey, "2001:db8:5:6::1"), await TokenAsync(client, messagesKey, "2001:db8:5:6::2"), await TokenAsync(client, messagesKey, "2001:db8:5:6::3") };
+        Assert.Equal(HttpStatusCode.OK, (await Chat(client, tokens[0], "2001:db8:5:6::1", "a")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await Chat(client, tokens[0], "2001:db8:5:6::1:1", "b")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await Chat(client, tokens[1], "2001:db8:5:6::2", "c")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await Chat(client, tokens[1], "2001:db8:5:6:ffff::2", "d")).StatusCode);
+        Assert.Equal(HttpStatusCode.TooManyRequests, (await Chat(client, tokens[2], "2001:db8:5:6::3", "e")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await Chat(client, tokens[2], "2001:db8:5:7::3", "f")).StatusCode);
+        Assert.Equal(5, await Charges(subscription));
+    }
+
+    [Fact]
+    public async Task A_per_address_widget_limit_below_one_stops_the_adapter_at_start()
+    {
+        await using var bed = await BuyerWebTestBed.CreateAsync();
+        bed.Settings["Web:WidgetMessagesPerAddressPerMinute"] = "0";
+
+        var failure = await Assert.ThrowsAsync<Microsoft.Extensions.Options.OptionsValidationException>(() => bed.StartAsync());
+
+        Assert.Contains("WidgetMessagesPerAddressPerMinute", failure.Message);
+    }
+
+    private async Task<HttpStatusCode> TryAsync(string address)
+    {
+        using var visitor = new HttpClient(new HttpClientHandler { CookieContainer = new CookieContainer() }) { BaseAddress = _bed.Url };
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/try/research-agent/messages") { Content = JsonContent.Create(new { message = "hi" }) };
+        request.Headers.Add("X-Forwarded-For", address);
+        return (await visitor.SendAsync(request)).StatusCode;
+    }
+
+    /// <summary>A subscription whose widget is allowed on <see cref="Origin"/>, and its publishable key.</summary>
+    private async Task<(Guid Subscription, string Key)> WidgetAsync(long credits = 100)
+    {
+        var subscription = await _bed.AddSubscriptionAsync(credits: credits);
+        await _bed.AllowDomainsAsync(subscription.Id, "shop.example.com");
+        return (subscription.Id, await _bed.PublishableKeyAsync(subscription.Id));
+    }
+
+    private async Task<HttpClient> ConsoleAsync(Guid subscriptionId)
+    {
+        var browser = new HttpClient(new HttpClientHandler { CookieContainer = new CookieContainer(), AllowAutoRedirect = false }) { BaseAddress = _bed.Url };
+        Assert.Equal(HttpStatusCode.Redirect, (await browser.GetAsync((await _bed.ConsoleLinkAsync(subscriptionId)).PathAndQuery)).StatusCode);
+        return browser;
+    }
+
+    private static FormUrlEncodedContent Form(string antiforgery, string cap) => new([new("__RequestVerificationToken", antiforgery), new("cap", cap)]);
+
+    private Task<int?> Cap(Guid subscriptionId) =>
+        _bed.QueryAsync(db => db.BuyerWebSettings.Where(s => s.SubscriptionId == subscriptionId).Select(s => s.WidgetDailyMessageCap).SingleAsync());
+
+    private Task<int> Charges(Guid subscriptionId) =>
+        _bed.QueryAsync(db => db.LedgerEntries.CountAsync(e => e.SubscriptionId == subscriptionId && e.Kind == LedgerEntryKind.Charge));
+
+    private Task<Guid> CustomerOf(Guid subscriptionId) =>
+        _bed.QueryAsync(db => db.Subscriptions.Where(s => s.Id == subscriptionId).Select(s => s.CustomerId).SingleAsync());
+
+    private static async Task<string> TokenAsync(HttpClient client, string key, string address)
+    {
+        var response = await Session(client, key, address);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        return JsonNode.Parse(await response.Content.ReadAsStringAsync())!["token"]!.GetValue<string>();
+    }
+
+    private static async Task<HttpResponseMessage> Session(HttpClient client, string key, string address)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/widget/v1/session") { Content = JsonContent.Create(new { key }) };
+        request.Headers.Add("Origin", Origin);
+        request.Headers.Add("X-Forwarded-For", address);
+        return await client.SendAsync(request);
+    }
+
+    private static async Task<HttpResponseMessage> Chat(HttpClient client, string token, string address, string message)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/widget/v1/chat") { Content = JsonContent.Create(new { message }) };
+        request.Headers.Add("Origin", Origin);
+        request.Headers.Add("X-Forwarded-For", address);
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        return await client.SendAsync(request);
+    }
+
+    [GeneratedRegex("name=\"__RequestVerificationToken\" type=\"hidden\" value=\"([^\"]+)\"")]
+    private static partial Regex AntiforgeryField();
+}

@@ -56,7 +56,11 @@ public static class BuyerWebServiceCollectionExtensions
         // Read from configuration: WebOptions itself is bound at the first request, after the host knows its address.
         if (app.Configuration.GetValue<bool>($"{WebOptions.SectionName}:{nameof(WebOptions.TrustForwardedHeaders)}"))
         {
-            var forwarded = new ForwardedHeadersOptions { ForwardedHeaders = ForwardedHeaders.XForwardedFor | ForwardedHeaders.XForwardedProto, ForwardLimit = 1 };
+            var forwarded = new ForwardedHeadersOptions
+            {
+                ForwardedHeaders = ForwardedHeaders.XForwardedFor | ForwardedHeaders.XForwardedProto,
+                ForwardLimit = app.Configuration.GetValue($"{WebOptions.SectionName}:{nameof(WebOptions.ForwardedProxies)}", 1),
+            };
             // The operator vouches that only the proxy reaches the adapter, so its address need not be listed.
             forwarded.KnownIPNetworks.Clear();
             forwarded.KnownProxies.Clear();

@@ -54,10 +54,18 @@ public sealed class WebOptions
 
     /// <summary>
     /// Take the client address and scheme from <c>X-Forwarded-For</c>/<c>X-Forwarded-Proto</c> (set it only when
-    /// the adapter is reachable solely through a reverse proxy or ingress that sets them): the try page's
-    /// per-address limits of the try page and the widget then count real visitors, not the proxy.
+    /// the adapter is reachable solely through a reverse proxy or ingress that sets them): the per-address limits
+    /// of the try page and the widget then count real visitors, not the proxy.
     /// </summary>
     public bool TrustForwardedHeaders { get; set; }
+
+    /// <summary>
+    /// With <see cref="TrustForwardedHeaders"/>: how many proxies in front of the adapter append to
+    /// <c>X-Forwarded-For</c> (2 for a CDN before the ingress). The client is the entry that many places from its
+    /// end; entries before it are whatever the client sent, and are ignored.
+    /// </summary>
+    [Range(1, 10)]
+    public int ForwardedProxies { get; set; } = 1;
 
     /// <summary>The longest message the buyer pages accept.</summary>
     public int MaxMessageChars { get; set; } = 4000;

@@ -25,6 +25,7 @@ public sealed partial class BuyerWebTests : IAsyncLifetime
         _bed = await BuyerWebTestBed.CreateAsync(now: Start);
         _bed.Settings["Web:TryMessagesPerAddress"] = "7";
         _bed.Settings["Web:TrustForwardedHeaders"] = "true";
+        _bed.Settings["Web:ForwardedProxies"] = "2"; // a CDN in front of the ingress
         await _bed.StartAsync(services => services.AddSingleton<ITenantProvisioner>(_updates));
     }
 
@@ -181,6 +182,16 @@ public sealed partial class BuyerWebTests : IAsyncLifetime
 
         Assert.Equal(HttpStatusCode.TooManyRequests, await SendAsync("203.0.113.7"));
         Assert.Equal(HttpStatusCode.OK, await SendAsync("198.51.100.20"));
+
+        // Two proxies (Web:ForwardedProxies): the client is the second entry from the end, whichever CDN edge
+        // forwarded it, and what the client put before it is ignored.
+        for (var sent = 0; sent < 7; sent++)
+        {
+            Assert.Equal(HttpStatusCode.OK, await SendAsync($"192.0.2.{sent}, 203.0.113.77, 10.0.0.{sent}"));
+        }
+
+        Assert.Equal(HttpStatusCode.TooManyRequests, await SendAsync("203.0.113.77, 10.0.0.99"));
+        Assert.Equal(HttpStatusCode.OK, await SendAsync("203.0.113.7, 198.51.100.21, 10.0.0.1"));
     }
 
     [Fact]

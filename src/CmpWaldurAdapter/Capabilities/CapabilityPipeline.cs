@@ -40,6 +40,9 @@ public sealed class CapabilityPipeline(
 {
     public IAgentRuntime Runtime => runtime;
 
+    /// <summary>The longest one flow run may take (<see cref="RunFlowAsync"/>): the chat's run timeout.</summary>
+    public TimeSpan RunTimeout => chatOptions.Value.RunTimeout;
+
     /// <summary>Authenticates the caller and checks its offering enables <paramref name="capability"/>.</summary>
     public async Task<(CapabilityCaller? Caller, IResult? Refusal)> AuthorizeAsync(HttpContext http, Capability capability, string what, CancellationToken cancellationToken)
     {
@@ -123,7 +126,7 @@ public sealed class CapabilityPipeline(
         var configuration = JsonNode.Parse(caller.Subscription.Configuration) as JsonObject ?? [];
         var settings = tweaks.Build(new AgentTweakInput(caller.Subscription, caller.Offering, configuration, [], null, null, null));
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(chatOptions.Value.RunTimeout);
+        timeout.CancelAfter(RunTimeout);
         try
         {
             return await runtime.RunAsync(new AgentRequest(caller.Subscription, workspace, $"{caller.Subscription.ResourceUuid:N}:{session}", input, settings), timeout.Token);

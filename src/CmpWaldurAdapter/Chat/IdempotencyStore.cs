@@ -48,11 +48,32 @@ public enum IdempotencyDecision
 /// <c>Idempotency-Key</c> semantics as Stripe and the IETF draft describe them, enforced by a unique
 /// index so two replicas racing the same key cannot both run it.
 /// </summary>
+/// <remarks>
+/// An unfinished entry whose request cannot still be running (its process died: OOM, SIGKILL, a lost node) is
+/// abandoned once it is older than the caller's longest run plus <see cref="AbandonMargin"/>, and the next retry
+/// takes it over: it deletes exactly that row (by id, still unfinished) and inserts its own, so of two retries
+/// racing for it the unique index lets one in and the other sees a fresh entry (409).
+/// <para>
+/// Charging stays exactly-once because the ledger request id is <c>idem:{key id}:{Idempotency-Key}</c> for every
+/// attempt. A takeover finds what the dead attempt left under that id: nothing (it holds and charges once), its
+/// open hold (AlreadyHeld: the retry settles that hold; one the sweeper already released is taken anew), or its
+/// charge (AlreadyCharged: the agent runs again for the answer that was never stored, and nothing more is charged).
+/// An attempt that was only slow, not dead, finishes on its own row id, which the takeover deleted: its answer
+/// is not stored over the retry's, and both settle the same hold, so the message is still charged at most once.
+/// </para>
+/// </remarks>
 public sealed class IdempotencyStore(IDbContextFactory<AdapterDbContext> dbs, TimeProvider clock, IOptions<ChatOptions> options)
 {
     public const int MaxKeyLength = 255;
 
-    public async Task<(IdempotencyDecision Decision, IdempotentRequest Entry)> BeginAsync(Guid apiKeyId, string key, string requestHash, CancellationToken cancellationToken)
+    /// <summary>
+    /// Time past the caller's run timeout before an unfinished request counts as abandoned: what runs outside that
+    /// timeout (authentication, the hold, one retrieval attempt, settling and storing the answer).
+    /// </summary>
+    public static readonly TimeSpan AbandonMargin = TimeSpan.FromMinutes(1);
+
+    /// <param name="longestRun">The caller's own time limit on the work it does for the request (its run timeout).</param>
+    public async Task<(IdempotencyDecision Decision, IdempotentRequest Entry)> BeginAsync(Guid apiKeyId, string key, string requestHash, TimeSpan longestRun, CancellationToken cancellationToken)
     {
         for (var attempt = 0; ; attempt++)
         {
@@ -93,6 +114,13 @@ public sealed class IdempotencyStore(IDbContextFactory<AdapterDbContext> dbs, Ti
             if (existing.RequestHash != requestHash)
             {
                 return (IdempotencyDecision.Mismatch, existing);
+            }
+
+            if (!existing.Completed && existing.CreatedAt + longestRun + AbandonMargin < now)
+            {
+                // Only while still unfinished: an owner that completes meanwhile keeps its answer for replay.
+                await db.IdempotentRequests.Where(r => r.Id == existing.Id && !r.Completed).ExecuteDeleteAsync(cancellationToken);
+                continue;
             }
 
             return (existing.Completed ? IdempotencyDecision.Replay : IdempotencyDecision.InFlight, existing);

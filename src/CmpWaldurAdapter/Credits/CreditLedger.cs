@@ -24,8 +24,17 @@ public sealed class CreditLedger(ICreditStore store, WaldurFunding funding, IDbC
 
     /// <summary>Sets <paramref name="credits"/> aside for an action about to run; settle or release the hold afterwards.</summary>
     /// <param name="key">The key that authorized the action, if any: the hold is refused (<see cref="CreditRefusal.KeyRevoked"/>) once it is revoked or regenerated.</param>
-    public async Task<ReservationResult> ReserveAsync(Guid customerId, Guid subscriptionId, ActionClass action, long credits, int priceBookVersion, string requestId, ApiKeyProof? key = null, CancellationToken cancellationToken = default)
+    /// <param name="lifetime">
+    /// How long the hold lives before the sweeper releases it; <see cref="CreditsOptions.ReservationTimeout"/> when null.
+    /// For actions known to run longer than that (a document's parse), so their credits stay set aside until they finish.
+    /// </param>
+    public async Task<ReservationResult> ReserveAsync(Guid customerId, Guid subscriptionId, ActionClass action, long credits, int priceBookVersion, string requestId, ApiKeyProof? key = null, TimeSpan? lifetime = null, CancellationToken cancellationToken = default)
     {
+        if (lifetime is { } own && own <= TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(lifetime), own, "A hold's lifetime must be positive.");
+        }
+
         var request = Request(customerId, subscriptionId, action, credits, priceBookVersion, requestId) with { Key = key };
         if (!await _funding.EnsureFundedAsync(customerId, cancellationToken))
         {
@@ -33,7 +42,7 @@ public sealed class CreditLedger(ICreditStore store, WaldurFunding funding, IDbC
         }
 
         var now = _clock.GetUtcNow();
-        var result = await _store.ReserveAsync(request, Guid.CreateVersion7(now), now, now + _options.CurrentValue.ReservationTimeout, cancellationToken);
+        var result = await _store.ReserveAsync(request, Guid.CreateVersion7(now), now, now + (lifetime ?? _options.CurrentValue.ReservationTimeout), cancellationToken);
         LogRefusal(result.Refusal, request);
         // Holds can exceed a Waldur-funded balance that Waldur lowered: show 0, not a negative figure.
         return result with { Available = Math.Max(0, result.Available) };
@@ -119,7 +128,7 @@ public sealed class CreditLedger(ICreditStore store, WaldurFunding funding, IDbC
             : new CreditBalance(customerId, account.Balance, account.Reserved, CreditRules.Available(account.Balance, account.Reserved), funding, Exists: true, account.FundedAt);
     }
 
-    /// <summary>Releases holds that outlived <see cref="CreditsOptions.ReservationTimeout"/>. Returns how many.</summary>
+    /// <summary>Releases holds past their expiry (<see cref="CreditsOptions.ReservationTimeout"/> or their own lifetime). Returns how many.</summary>
     public async Task<int> ReleaseExpiredAsync(CancellationToken cancellationToken = default)
     {
         var released = 0;

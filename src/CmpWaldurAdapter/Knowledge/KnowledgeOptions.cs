@@ -36,6 +36,13 @@ public sealed class KnowledgeOptions : IValidatableObject
     /// </summary>
     public TimeSpan SyncLeaseDuration { get; set; } = TimeSpan.FromMinutes(30);
 
+    /// <summary>
+    /// How long a parse's credit hold lives: a parse and its one restart (each up to <see cref="StuckAfter"/>), the
+    /// polls that start it, notice it stuck and see it done, and half an hour for the adapter being restarted or
+    /// briefly down meanwhile. The ledger's default expiry (minutes, sized for chat) would end it mid-parse.
+    /// </summary>
+    internal TimeSpan ParseHoldLifetime => (2 * StuckAfter) + (3 * PollInterval) + TimeSpan.FromMinutes(30);
+
     internal IReadOnlyList<string> EffectiveExtensions => AllowedExtensions.Count == 0 ? DefaultExtensions : AllowedExtensions;
 
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)

@@ -85,6 +85,29 @@ public sealed class AutomationTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task An_idempotency_key_whose_run_died_holding_its_price_is_refused_while_it_may_run_then_taken_over_and_charged_once()
+    {
+        var me = await SubscribeAsync();
+        using var http = _bed.Http(me.Key);
+        _bed.Tenants.Langflow.ScriptNextAnswers(Triage);
+        const string body = """{"input": {"subject": "Lost parcel"}}""";
+        // Chat:RunTimeout (2 minutes, the flow run's limit) plus the margin has not passed for the first, has for the second.
+        await _bed.LeaveUnfinishedAsync(me, "runs:recent", body, TimeSpan.FromMinutes(2));
+        var keyId = await _bed.LeaveUnfinishedAsync(me, "runs:dead", body, TimeSpan.FromMinutes(2) + CmpWaldurAdapter.Chat.IdempotencyStore.AbandonMargin + TimeSpan.FromSeconds(5));
+        var ledger = _bed.Services.GetRequiredService<CmpWaldurAdapter.Credits.CreditLedger>();
+        Assert.True((await ledger.ReserveAsync(me.Customer, me.Subscription.Id, CmpWaldurAdapter.Core.Catalogue.ActionClass.AutomationRun, 3, 1, $"idem:{keyId:N}:runs:dead")).IsHeld);
+
+        var recent = await SendAsync(http, body, "recent");
+        var retried = await SendAsync(http, body, "dead");
+
+        Assert.Equal(HttpStatusCode.Conflict, recent.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, retried.StatusCode);
+        Assert.Equal(3, JsonNode.Parse(await retried.Content.ReadAsStringAsync())!["credits_charged"]!.GetValue<long>());
+        Assert.Single(_bed.Tenants.Langflow.Runs);
+        Assert.Equal(new LedgerState(97, 0, 1, 3), await _bed.LedgerAsync(me.Customer));
+    }
+
+    [Fact]
     public async Task A_schedule_runs_each_firing_once_with_its_configured_input()
     {
         var me = await SubscribeAsync(schedule: "0 0 8 * * ?");

@@ -114,5 +114,28 @@ public sealed class ChatTestBed : IAsyncDisposable
         return new LedgerState(account?.Balance ?? 0, account?.Reserved ?? 0, charges.Count, charges.Sum(c => Math.Abs(c)));
     });
 
+    /// <summary>
+    /// What a request with an Idempotency-Key leaves when its process dies mid-run: an unfinished entry for
+    /// <paramref name="body"/> (hashed as the server hashes it) under <paramref name="storedKey"/> (the header's
+    /// value; <c>runs:</c> and the value for automation runs), begun <paramref name="age"/> ago. Returns the key's id.
+    /// </summary>
+    public async Task<Guid> LeaveUnfinishedAsync(Subscriber who, string storedKey, string body, TimeSpan age) => await Tenants.QueryAsync(async db =>
+    {
+        var hash = ApiKeyFormat.Hash(who.Key);
+        var keyId = await db.ApiKeys.Where(k => k.Hash == hash).Select(k => k.Id).SingleAsync();
+        var started = DateTimeOffset.UtcNow - age;
+        db.IdempotentRequests.Add(new CmpWaldurAdapter.Chat.IdempotentRequest
+        {
+            Id = Guid.NewGuid(),
+            ApiKeyId = keyId,
+            Key = storedKey,
+            RequestHash = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes(body))),
+            CreatedAt = started,
+            ExpiresAt = started + TimeSpan.FromHours(24),
+        });
+        await db.SaveChangesAsync();
+        return keyId;
+    });
+
     public async ValueTask DisposeAsync() => await Tenants.DisposeAsync();
 }

@@ -389,6 +389,41 @@ public abstract class CreditLedgerTests(DatabaseProvider provider) : IAsyncLifet
     }
 
     [Fact]
+    public async Task A_hold_with_its_own_lifetime_outlives_the_default_expiry_and_is_released_after_its_own()
+    {
+        var subscription = await _bed.AddSubscriptionAsync();
+        await Ledger.GrantAsync(subscription.CustomerId, 10, "test funding");
+        var parse = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.RagDocument, 5, 3, "long-parse", lifetime: TimeSpan.FromHours(3));
+        var message = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 3, "message");
+
+        _bed.Clock!.Advance(TimeSpan.FromMinutes(16));
+        Assert.Equal(1, await Ledger.ReleaseExpiredAsync());
+        Assert.Equal(SettleStatus.AlreadyReleased, (await Ledger.SettleAsync(message.ReservationId!.Value)).Status);
+        Assert.Equal((10L, 5L), await BalanceAndReservedAsync(subscription.CustomerId));
+
+        _bed.Clock.Advance(TimeSpan.FromMinutes(60));
+        Assert.Equal(0, await Ledger.ReleaseExpiredAsync());
+        var settled = await Ledger.SettleAsync(parse.ReservationId!.Value);
+        Assert.Equal((SettleStatus.Settled, 5L), (settled.Status, settled.Credits));
+        Assert.Equal((5L, 0L), await BalanceAndReservedAsync(subscription.CustomerId));
+
+        var late = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.RagDocument, 5, 3, "later-parse", lifetime: TimeSpan.FromHours(3));
+        _bed.Clock.Advance(TimeSpan.FromHours(3) - TimeSpan.FromSeconds(1));
+        Assert.Equal(0, await Ledger.ReleaseExpiredAsync());
+        _bed.Clock.Advance(TimeSpan.FromSeconds(2));
+        Assert.Equal(1, await Ledger.ReleaseExpiredAsync());
+        Assert.Equal(SettleStatus.AlreadyReleased, (await Ledger.SettleAsync(late.ReservationId!.Value)).Status);
+        Assert.Equal((5L, 0L), await BalanceAndReservedAsync(subscription.CustomerId));
+        Assert.Equal([5L], await _bed.QueryAsync(db => db.LedgerEntries.Where(e => e.CustomerId == subscription.CustomerId && e.Kind == LedgerEntryKind.Charge).Select(e => e.Credits).ToListAsync()));
+    }
+
+    private async Task<(long Balance, long Reserved)> BalanceAndReservedAsync(Guid customer)
+    {
+        var balance = await Ledger.BalanceAsync(customer);
+        return (balance.Balance, balance.Reserved);
+    }
+
+    [Fact]
     public async Task A_storm_of_holds_settled_and_released_at_random_adds_up_exactly()
     {
         var subscription = await _bed.AddSubscriptionAsync();

@@ -132,7 +132,8 @@ public sealed class KnowledgeBase(
             for (var i = 0; i < adding; i++)
             {
                 var requestId = $"parse-hold:{Guid.CreateVersion7(clock.GetUtcNow()):N}";
-                var held = await ledger.ReserveAsync(tenant.CustomerId, tenant.SubscriptionId, ActionClass.RagDocument, price.Credits, price.PriceBookVersion, requestId, cancellationToken: cancellationToken);
+                var held = await ledger.ReserveAsync(tenant.CustomerId, tenant.SubscriptionId, ActionClass.RagDocument, price.Credits, price.PriceBookVersion, requestId,
+                    lifetime: options.CurrentValue.ParseHoldLifetime, cancellationToken: cancellationToken);
                 if (!held.IsHeld)
                 {
                     await holds.DisposeAsync();

@@ -1,4 +1,5 @@
 using CmpWaldurAdapter.Core.Catalogue;
+using CmpWaldurAdapter.Core.Credits;
 using CmpWaldurAdapter.Credits;
 using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Ragflow.Api;
@@ -189,7 +190,8 @@ public sealed class ParseMonitor(
                 return;
             }
 
-            // The hold is gone (the parse outlasted Credits:ReservationTimeout): charge as if there had been none.
+            // The hold is gone: it outlived its lifetime (KnowledgeOptions.ParseHoldLifetime; the adapter was down when
+            // the parse ended, say) and the sweeper gave it back. Charge as if there had been none.
             document.CreditReservationId = null;
         }
 
@@ -204,6 +206,14 @@ public sealed class ParseMonitor(
             return;
         }
 
+        if (price.Credits == 0)
+        {
+            // Parsing is free in this offering's price book (uploads took no hold): nothing to charge, and the ledger takes no zero charge.
+            document.ChargedAt = now;
+            document.CreditsCharged = 0;
+            return;
+        }
+
         var result = await ledger.ChargeAsync(tenant.CustomerId, tenant.SubscriptionId, ActionClass.RagDocument, price.Credits, price.PriceBookVersion, ChargeRequestId(document.RagflowDocumentId), cancellationToken);
         if (result.IsCharged)
         {
@@ -212,11 +222,47 @@ public sealed class ParseMonitor(
             logger.LogInformation("Charged {Credits} credits for parsing document {DocumentId} of subscription {SubscriptionId}{Replay}",
                 result.Credits, document.Id, tenant.SubscriptionId, result.Status == ChargeStatus.Replayed ? " (charged before: replayed)" : string.Empty);
         }
+        else if (result.Refusal == CreditRefusal.InsufficientCredits)
+        {
+            await WithdrawUnpaidAsync(tenant, document, price.Credits, cancellationToken);
+        }
         else
         {
+            // Waldur's funding unreadable for now, or the subscription paused (its agent answers nothing meanwhile).
             logger.LogWarning("Parsing document {DocumentId} of subscription {SubscriptionId} could not be charged ({Refusal}); the next poll tries again",
                 document.Id, tenant.SubscriptionId, result.Refusal);
         }
+    }
+
+    /// <summary>
+    /// A parse that ended without its hold, which the organization cannot pay for now. Knowledge is not served on
+    /// credit: the document leaves RAGFlow, so no answer draws on it, and is failed with the reason, nothing
+    /// charged. Nothing charges it later either: a FAIL document is not polled, and its request id
+    /// <c>doc:{RAGFlow id}</c> was never charged. Uploading it again holds its price like any upload (402 while
+    /// credits are short); a connector's page is brought back by the connector's next sync. Until RAGFlow confirms
+    /// the delete it stays DONE and unpaid, and the next poll charges it (credits may have come) or tries again.
+    /// </summary>
+    private async Task WithdrawUnpaidAsync(KnowledgeTenant tenant, KnowledgeDocument document, long price, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await knowledge.DeleteFromRagflowAsync(tenant, [document.RagflowDocumentId], cancellationToken);
+        }
+        catch (KnowledgeException exception)
+        {
+            logger.LogWarning(exception, "Document {DocumentId} of subscription {SubscriptionId} is parsed but unpaid and could not be taken out of the knowledge base; the next poll tries again",
+                document.Id, tenant.SubscriptionId);
+            return;
+        }
+
+        document.Status = ParseStates.Fail;
+        document.Progress = 0;
+        document.Error = $"Parsing finished after the credits set aside for it had been given back, and the organization no longer had the {price} credits it costs: "
+            + "the document was removed from the knowledge base and nothing was charged. Add credits, then upload it again.";
+        // A changed version makes the connector's next sync replace (re-add) the page.
+        document.SourceVersion = null;
+        logger.LogWarning("Document {DocumentId} of subscription {SubscriptionId} was parsed without a hold and the organization cannot pay for it: removed from the knowledge base, not charged",
+            document.Id, tenant.SubscriptionId);
     }
 
     public void Dispose() => _oneAtATime.Dispose();

@@ -1,0 +1,151 @@
+using System.Net;
+using System.Text.Json.Nodes;
+using CmpWaldurAdapter.Chat;
+using CmpWaldurAdapter.Core.Catalogue;
+using CmpWaldurAdapter.Core.Credits;
+using CmpWaldurAdapter.Credits;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace CmpWaldurAdapter.IntegrationTests.Chat;
+
+/// <summary>
+/// An <c>Idempotency-Key</c> whose first request is running answers 409 to a duplicate; one whose request died
+/// with its process (an unfinished entry older than <c>Chat:RunTimeout</c> plus <see cref="IdempotencyStore.AbandonMargin"/>)
+/// is taken over by exactly one retry, which is charged once whatever the dead request had held or charged.
+/// </summary>
+public sealed class ChatIdempotencyTests : IAsyncLifetime
+{
+    private const string Body = """{"message":"Hi"}""";
+
+    // The default Chat:RunTimeout (2 minutes) plus the margin: past this an unfinished entry is abandoned.
+    private static readonly TimeSpan TakeoverAge = TimeSpan.FromMinutes(2) + IdempotencyStore.AbandonMargin;
+
+    private ChatTestBed _bed = null!;
+    private Subscriber _me = null!;
+
+    public async Task InitializeAsync()
+    {
+        _bed = await ChatTestBed.StartAsync();
+        _me = await _bed.SubscribeAsync(credits: 10);
+    }
+
+    public async Task DisposeAsync() => await _bed.DisposeAsync();
+
+    private async Task<HttpResponseMessage> SendAsync(HttpClient http, string key)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = ChatTestBed.Json(Body) };
+        request.Headers.Add("Idempotency-Key", key);
+        return await http.SendAsync(request);
+    }
+
+    private static async Task AssertInUseAsync(HttpResponseMessage response)
+    {
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.Conflict, $"expected 409, got {response.StatusCode}: {body}");
+        Assert.Equal("idempotency_key_in_use", JsonNode.Parse(body)!["error"]!["code"]!.GetValue<string>());
+    }
+
+    /// <summary>Holds every agent run inside Langflow until the returned gate opens; <c>Entered</c> is set once one arrived.</summary>
+    private (ManualResetEventSlim Entered, ManualResetEventSlim Gate) HoldAgentRuns()
+    {
+        var entered = new ManualResetEventSlim();
+        var gate = new ManualResetEventSlim();
+        _bed.Tenants.Langflow.Observe = (message, _) =>
+        {
+            if (message.Path.StartsWith("/api/v1/run/", StringComparison.Ordinal))
+            {
+                entered.Set();
+                gate.Wait(TimeSpan.FromSeconds(30));
+            }
+        };
+        return (entered, gate);
+    }
+
+    [Fact]
+    public async Task A_duplicate_sent_while_the_first_request_runs_is_409_and_the_first_is_charged_once()
+    {
+        using var http = _bed.Http(_me.Key);
+        var (entered, gate) = HoldAgentRuns();
+
+        var first = SendAsync(http, "order-7");
+        Assert.True(entered.Wait(TimeSpan.FromSeconds(20)), "the first request never reached the agent");
+        using var duplicate = await SendAsync(http, "order-7");
+        gate.Set();
+        using var answered = await first;
+
+        await AssertInUseAsync(duplicate);
+        Assert.Equal(HttpStatusCode.OK, answered.StatusCode);
+        Assert.Single(_bed.Tenants.Langflow.Runs);
+        Assert.Equal(new LedgerState(8, 0, 1, 2), await _bed.LedgerAsync(_me.Customer));
+    }
+
+    [Fact]
+    public async Task A_key_left_unfinished_by_a_dead_request_is_refused_until_the_longest_run_has_passed_then_runs_and_is_charged_once()
+    {
+        using var http = _bed.Http(_me.Key);
+        // Begun exactly one run timeout ago: the request may still be settling its answer.
+        await _bed.LeaveUnfinishedAsync(_me, "crashed-1", Body, TimeSpan.FromMinutes(2));
+        using var tooEarly = await SendAsync(http, "crashed-1");
+        await AssertInUseAsync(tooEarly);
+
+        await _bed.LeaveUnfinishedAsync(_me, "crashed-2", Body, TakeoverAge + TimeSpan.FromSeconds(5));
+        using var retried = await SendAsync(http, "crashed-2");
+        using var replayed = await SendAsync(http, "crashed-2");
+
+        Assert.Equal(HttpStatusCode.OK, retried.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, replayed.StatusCode);
+        Assert.Equal("true", replayed.Headers.GetValues("Idempotent-Replayed").Single());
+        Assert.Equal(await retried.Content.ReadAsStringAsync(), await replayed.Content.ReadAsStringAsync());
+        Assert.Single(_bed.Tenants.Langflow.Runs);
+        Assert.Equal(new LedgerState(8, 0, 1, 2), await _bed.LedgerAsync(_me.Customer));
+    }
+
+    [Fact]
+    public async Task Two_retries_racing_for_an_abandoned_key_run_it_once()
+    {
+        using var http = _bed.Http(_me.Key);
+        await _bed.LeaveUnfinishedAsync(_me, "crashed", Body, TakeoverAge + TimeSpan.FromSeconds(5));
+        var (entered, gate) = HoldAgentRuns();
+
+        var retries = new[] { SendAsync(http, "crashed"), SendAsync(http, "crashed") };
+        Assert.True(entered.Wait(TimeSpan.FromSeconds(20)), "no retry reached the agent");
+        var refused = await Task.WhenAny(retries);
+        gate.Set();
+        var answers = await Task.WhenAll(retries);
+
+        await AssertInUseAsync(await refused);
+        Assert.Single(answers, a => a.StatusCode == HttpStatusCode.OK);
+        Assert.Single(_bed.Tenants.Langflow.Runs);
+        Assert.Equal(new LedgerState(8, 0, 1, 2), await _bed.LedgerAsync(_me.Customer));
+        foreach (var answer in answers)
+        {
+            answer.Dispose();
+        }
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task A_retry_of_a_request_that_died_after_holding_or_charging_is_not_charged_again(bool charged)
+    {
+        using var http = _bed.Http(_me.Key);
+        var keyId = await _bed.LeaveUnfinishedAsync(_me, "crashed", Body, TakeoverAge + TimeSpan.FromSeconds(5));
+        // What the dead request did in the ledger, under the request id every attempt with this key uses.
+        var ledger = _bed.Services.GetRequiredService<CreditLedger>();
+        var hold = await ledger.ReserveAsync(_me.Customer, _me.Subscription.Id, ActionClass.ChatMessage, 2, 1, $"idem:{keyId:N}:crashed");
+        Assert.True(hold.IsHeld);
+        if (charged)
+        {
+            Assert.Equal(SettleStatus.Settled, (await ledger.SettleAsync(hold.ReservationId!.Value)).Status);
+        }
+
+        using var retried = await SendAsync(http, "crashed");
+
+        var body = await retried.Content.ReadAsStringAsync();
+        Assert.True(retried.StatusCode == HttpStatusCode.OK, body);
+        Assert.Equal("echo: Hi", JsonNode.Parse(body)!["choices"]![0]!["message"]!["content"]!.GetValue<string>());
+        Assert.Equal(new LedgerState(8, 0, 1, 2), await _bed.LedgerAsync(_me.Customer));
+        Assert.Equal(0, await _bed.Tenants.QueryAsync(db => db.LedgerEntries.CountAsync(e => e.CustomerId == _me.Customer && e.Kind == LedgerEntryKind.Release)));
+    }
+}

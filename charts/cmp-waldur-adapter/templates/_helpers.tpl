@@ -111,9 +111,11 @@ the variables are added to $dict.
 {{- end }}
 
 {{/*
-The ConfigMap's data: every non-empty value under `config` as Section__Key, after two chart defaults that
-`config` may override: the SQLite file on the data volume, and the catalogue folder when a ConfigMap replaces
-it. Shared by the ConfigMap, the migration Job's copy and the pods' checksum annotation.
+The ConfigMap's data: every non-empty value under `config` as Section__Key, after three chart defaults that
+`config` may override: the SQLite file on the data volume, the catalogue folder when a ConfigMap replaces it,
+and, behind this chart's Ingress, trusting X-Forwarded-For (else every visitor of a buyer's site would count as
+the ingress's one address in the widget's and try page's per-address limits). Shared by the ConfigMap, the
+migration Job's copy and the pods' checksum annotation.
 */}}
 {{- define "cmp-waldur-adapter.configData" -}}
 {{- $env := dict }}
@@ -122,6 +124,9 @@ it. Shared by the ConfigMap, the migration Job's copy and the pods' checksum ann
 {{- end }}
 {{- if .Values.catalogue.configMap }}
 {{- $_ := set $env "Catalogue__Directory" .Values.catalogue.mountPath }}
+{{- end }}
+{{- if .Values.ingress.enabled }}
+{{- $_ := set $env "Web__TrustForwardedHeaders" "true" }}
 {{- end }}
 {{- range $section, $tree := .Values.config }}
 {{- include "cmp-waldur-adapter.flatten" (dict "env" $env "prefix" $section "value" $tree) }}

@@ -68,9 +68,11 @@ public sealed class IdempotencyStore(IDbContextFactory<AdapterDbContext> dbs, Ti
 
     /// <summary>
     /// Time past the caller's run timeout before an unfinished request counts as abandoned: what runs outside that
-    /// timeout (authentication, the hold, one retrieval attempt, settling and storing the answer).
+    /// timeout (authentication, the hold, retrieval attempts, database waits, settling and storing the answer),
+    /// with room to spare. A live request taken over would share its hold with the retry, and one of them releasing
+    /// it would leave the other's answer free; a dead one's key waits minutes, not the 24 hours of before.
     /// </summary>
-    public static readonly TimeSpan AbandonMargin = TimeSpan.FromMinutes(1);
+    public static readonly TimeSpan AbandonMargin = TimeSpan.FromMinutes(5);
 
     /// <param name="longestRun">The caller's own time limit on the work it does for the request (its run timeout).</param>
     public async Task<(IdempotencyDecision Decision, IdempotentRequest Entry)> BeginAsync(Guid apiKeyId, string key, string requestHash, TimeSpan longestRun, CancellationToken cancellationToken)

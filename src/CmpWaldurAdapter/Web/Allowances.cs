@@ -79,7 +79,7 @@ public sealed class AllowanceCounters(IDbContextFactory<AdapterDbContext> dbs, I
 
             for (var taken = 0; taken < i; taken++)
             {
-                await GiveBackOneAsync(db, rules[taken].Key);
+                await GiveBackOneAsync(db, rules[taken].Key, now);
             }
 
             var start = await db.Allowances.AsNoTracking().Where(a => a.Key == rules[i].Key).Select(a => (DateTimeOffset?)a.WindowStart).SingleOrDefaultAsync(CancellationToken.None);
@@ -90,13 +90,17 @@ public sealed class AllowanceCounters(IDbContextFactory<AdapterDbContext> dbs, I
         return null;
     }
 
-    /// <summary>Gives one use back to each counter (what it paid for did not happen).</summary>
-    public async Task GiveBackAsync(IEnumerable<string> keys)
+    /// <summary>
+    /// Gives one use back to each counter (what it paid for did not happen), taken no earlier than
+    /// <paramref name="takenBy"/>: a counter whose window started again since then is left alone, as the use was
+    /// counted in the window that ended.
+    /// </summary>
+    public async Task GiveBackAsync(IEnumerable<string> keys, DateTimeOffset takenBy)
     {
         await using var db = await dbs.CreateDbContextAsync();
         foreach (var key in keys)
         {
-            await GiveBackOneAsync(db, key);
+            await GiveBackOneAsync(db, key, takenBy);
         }
     }
 
@@ -164,7 +168,7 @@ public sealed class AllowanceCounters(IDbContextFactory<AdapterDbContext> dbs, I
         return false;
     }
 
-    private static async Task GiveBackOneAsync(AdapterDbContext db, string key) =>
-        await db.Allowances.Where(a => a.Key == key && a.Used > 0)
+    private static async Task GiveBackOneAsync(AdapterDbContext db, string key, DateTimeOffset takenBy) =>
+        await db.Allowances.Where(a => a.Key == key && a.Used > 0 && a.WindowStart <= takenBy)
             .ExecuteUpdateAsync(set => set.SetProperty(a => a.Used, a => a.Used - 1), CancellationToken.None);
 }

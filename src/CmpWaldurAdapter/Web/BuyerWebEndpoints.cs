@@ -113,7 +113,7 @@ public static class BuyerWebEndpoints
         return visitor;
     }
 
-    private static async Task<IResult> TryMessageAsync(string offering, HttpContext http, OfferingCatalogue catalogue, SignedTokens tokens, TryLimiter limiter, IPageChat chat, IOptions<WebOptions> options, CancellationToken cancellationToken)
+    private static async Task<IResult> TryMessageAsync(string offering, HttpContext http, OfferingCatalogue catalogue, SignedTokens tokens, TryLimiter limiter, IPageChat chat, IOptions<WebOptions> options, TimeProvider clock, CancellationToken cancellationToken)
     {
         if (catalogue.Find(offering) is not { } entry)
         {
@@ -128,6 +128,7 @@ public static class BuyerWebEndpoints
 
         var visitor = TryVisitor(http, tokens);
         var address = ClientAddress.Of(http);
+        var takenBy = clock.GetUtcNow();
         var (taken, remaining) = await limiter.TryTakeAsync(entry.Slug, visitor, address, cancellationToken);
         if (!taken)
         {
@@ -141,7 +142,7 @@ public static class BuyerWebEndpoints
         var answer = await chat.DemoAsync(entry, visitor, request!.Message!, cancellationToken);
         if (!answer.Answered)
         {
-            await limiter.GiveBackAsync(entry.Slug, visitor, address);
+            await limiter.GiveBackAsync(entry.Slug, visitor, address, takenBy);
             return Refusal(answer);
         }
 
@@ -210,7 +211,7 @@ public static class BuyerWebEndpoints
         }, ApiJson.Options);
     }
 
-    private static async Task<IResult> WidgetChatAsync(HttpContext http, SignedTokens tokens, IDbContextFactory<AdapterDbContext> dbs, BuyerWebStore store, VisitorRateLimiter limiter, WidgetLimits limits, IPageChat chat, IOptions<WebOptions> options, CancellationToken cancellationToken)
+    private static async Task<IResult> WidgetChatAsync(HttpContext http, SignedTokens tokens, IDbContextFactory<AdapterDbContext> dbs, BuyerWebStore store, VisitorRateLimiter limiter, WidgetLimits limits, IPageChat chat, IOptions<WebOptions> options, TimeProvider clock, CancellationToken cancellationToken)
     {
         var origin = http.Request.Headers.Origin.ToString();
         if (OriginRules.TryParseOrigin(origin, out _, out _))
@@ -254,6 +255,7 @@ public static class BuyerWebEndpoints
         }
 
         // Before anything is charged or sent upstream: the address's minute, whatever tokens it holds, and the buyer's cap.
+        var takenBy = clock.GetUtcNow();
         switch (await limits.TakeMessageAsync(subscriptionId, ClientAddress.Of(http), web.WidgetDailyMessageCap, cancellationToken))
         {
             case (WidgetLimit.DailyCap, var untilTomorrow):
@@ -271,7 +273,7 @@ public static class BuyerWebEndpoints
         {
             if (answer?.Answered != true)
             {
-                await limits.GiveBackDailyAsync(subscriptionId); // nothing was charged (or the visitor left first)
+                await limits.GiveBackDailyAsync(subscriptionId, takenBy); // nothing was charged (or the visitor left first)
             }
         }
 

@@ -22,9 +22,9 @@ public sealed class TryLimiter(AllowanceCounters counters, IOptions<WebOptions> 
         return (true, await RemainingAsync(rules, cancellationToken));
     }
 
-    /// <summary>Gives a message back (the demo agent failed to answer: a failure costs no allowance).</summary>
-    public Task GiveBackAsync(string offering, string visitor, string address) =>
-        counters.GiveBackAsync(Rules(offering, visitor, address).Select(r => r.Key));
+    /// <summary>Gives a message back (the demo agent failed to answer: a failure costs no allowance); <paramref name="takenBy"/>: a time no earlier than its take.</summary>
+    public Task GiveBackAsync(string offering, string visitor, string address, DateTimeOffset takenBy) =>
+        counters.GiveBackAsync(Rules(offering, visitor, address).Select(r => r.Key), takenBy);
 
     public Task<int> RemainingAsync(string offering, string visitor, string address, CancellationToken cancellationToken) =>
         RemainingAsync(Rules(offering, visitor, address), cancellationToken);

@@ -40,8 +40,11 @@ public sealed class WidgetLimits(AllowanceCounters counters, IOptions<WebOptions
             : null;
     }
 
-    /// <summary>A message that was not answered (nothing charged) does not count against the buyer's daily cap.</summary>
-    public Task GiveBackDailyAsync(Guid subscriptionId) => counters.GiveBackAsync([DayRule(subscriptionId, null).Key]);
+    /// <summary>
+    /// A message that was not answered (nothing charged) does not count against the buyer's daily cap, unless the
+    /// day it was counted in has ended; <paramref name="takenBy"/>: a time no earlier than its take.
+    /// </summary>
+    public Task GiveBackDailyAsync(Guid subscriptionId, DateTimeOffset takenBy) => counters.GiveBackAsync([DayRule(subscriptionId, null).Key], takenBy);
 
     /// <summary>Widget messages of the subscription today (UTC), for the console.</summary>
     public async Task<int> MessagesTodayAsync(Guid subscriptionId, CancellationToken cancellationToken)

@@ -6,6 +6,7 @@ using System.Text.RegularExpressions;
 using CmpWaldurAdapter.Core.Credits;
 using CmpWaldurAdapter.Credits;
 using CmpWaldurAdapter.Testing.Web;
+using CmpWaldurAdapter.Web;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -223,6 +224,26 @@ public sealed partial class WidgetLimitTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.TooManyRequests, (await Chat(client, tokens[2], "2001:db8:5:6::3", "e")).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await Chat(client, tokens[2], "2001:db8:5:7::3", "f")).StatusCode);
         Assert.Equal(5, await Charges(subscription));
+    }
+
+    [Fact]
+    public async Task A_use_given_back_after_its_window_ended_does_not_free_one_in_the_next()
+    {
+        var counters = _bed.Services.GetRequiredService<AllowanceCounters>();
+        var day = new AllowanceRule("widget-day|give-back-test", 2, TimeSpan.FromDays(1), Fixed: true);
+        _bed.Clock!.Advance(TimeSpan.FromHours(12) - TimeSpan.FromSeconds(1)); // 23:59:59
+        var takenBy = _bed.Clock.GetUtcNow();
+        Assert.Null(await counters.TakeAsync([day], CancellationToken.None));
+
+        // The message fails only after midnight, when the new day's first message has started a new window.
+        _bed.Clock.Advance(TimeSpan.FromSeconds(2));
+        Assert.Null(await counters.TakeAsync([day], CancellationToken.None));
+        await counters.GiveBackAsync([day.Key], takenBy);
+        Assert.Equal(1, (await counters.UsedAsync([day], CancellationToken.None))[day.Key]);
+
+        // Given back within its own window, a use is freed.
+        await counters.GiveBackAsync([day.Key], _bed.Clock.GetUtcNow());
+        Assert.Equal(0, (await counters.UsedAsync([day], CancellationToken.None))[day.Key]);
     }
 
     [Fact]

@@ -145,6 +145,10 @@ public sealed class AudioDurationTests
         // Durations from tfhd's default, then from trex's; without tfdt a fragment starts where the one before ended.
         var defaults = FragmentedM4a([Trak(7, 16_000), Box("mvex", Trex(7, 320))], Moof(7, count: 500, defaultDuration: 160), Moof(7, count: 250));
         AssertSeconds((500 * 160 + 250 * 320) / 16_000.0, AudioDuration.Of(defaults));
+
+        // An mehd written as 0 before the length was known tells nothing: the fragments do.
+        var emptyMehd = FragmentedM4a([Trak(1, 48_000), Box("mvex", FullBox("mehd", 0, 0, 0), Trex(1, 960))], Moof(1, count: 100));
+        AssertSeconds(2, AudioDuration.Of(emptyMehd));
     }
 
     [Fact]

@@ -197,9 +197,13 @@ public static class AudioDuration
         {
             var mehdLong = mehd[0] == 1 && mehd.Length >= 12;
             duration = mehdLong ? BinaryPrimitives.ReadUInt64BigEndian(mehd.Slice(4, 8)) : BinaryPrimitives.ReadUInt32BigEndian(mehd.Slice(4, 4));
-            return timescale == 0 || duration == 0 ? null : Seconds((double)duration / timescale);
+            if (duration != 0 && timescale != 0)
+            {
+                return Seconds((double)duration / timescale);
+            }
         }
 
+        // No duration declared, or an empty mehd (recorders write one before they know the length).
         return FragmentedMp4(mp4, moov);
     }
 
@@ -598,10 +602,10 @@ public static class AudioDuration
         return value;
     }
 
-    /// <summary>A duration from seconds; absurdly long ones (corrupt headers included) are the longest there is.</summary>
     /// <summary>A sum that stops at the largest value instead of wrapping (a hostile file's counts must not make it short).</summary>
     private static ulong Add(ulong a, ulong b) => a > ulong.MaxValue - b ? ulong.MaxValue : a + b;
 
+    /// <summary>A duration from seconds; absurdly long ones (corrupt headers included) are the longest there is.</summary>
     private static TimeSpan? Seconds(double seconds) =>
         double.IsNaN(seconds) || seconds < 0 ? null : seconds >= TimeSpan.MaxValue.TotalSeconds / 2 ? TimeSpan.MaxValue : TimeSpan.FromSeconds(seconds);
 

@@ -8,9 +8,11 @@ namespace CmpWaldurAdapter.Knowledge.Documents;
 /// Records the documents of a dataset the adapter adopted by name: it was already in RAGFlow when this database
 /// had no record of it (the database was lost or restored, and the subscription was provisioned again or
 /// reconciled). Without records its documents would be neither listed, nor searched (chat asks
-/// <see cref="KnowledgePresence"/>), nor cited. They were paid for when they were added, before the records were
-/// lost, so each is recorded as charged (0 credits, no hold): <see cref="ParseMonitor"/> follows one still parsing
-/// but never charges it. A document already recorded (same RAGFlow id) is left exactly as it is.
+/// <see cref="KnowledgePresence"/>), nor cited. A parse is charged when it is first seen done, so a document RAGFlow
+/// reports done was paid for (and reported to Waldur) before the records were lost: it is recorded as charged
+/// (0 credits, no hold). One still parsing, or never parsed, was not paid for: recorded uncharged and without a
+/// hold, it is charged by <see cref="ParseMonitor"/> when its parse is done (<c>doc:{RAGFlow id}</c>, once), or taken
+/// out if the organization cannot pay. A document already recorded (same RAGFlow id) is left exactly as it is.
 /// </summary>
 public sealed class AdoptedDocuments(
     IDbContextFactory<AdapterDbContext> dbs,
@@ -68,7 +70,7 @@ public sealed class AdoptedDocuments(
     private static bool InDataset(Document document, string datasetId) =>
         (document.Dataset_id ?? document.Knowledgebase_id) is not { Length: > 0 } owner || string.Equals(owner, datasetId, StringComparison.OrdinalIgnoreCase);
 
-    /// <summary>The record, in the terms <see cref="ParseMonitor"/> would have left it, already charged.</summary>
+    /// <summary>The record, in the terms <see cref="ParseMonitor"/> would have left it: charged once its parse is done.</summary>
     private static KnowledgeDocument Row(Guid subscriptionId, Document document, DateTimeOffset now)
     {
         var row = new KnowledgeDocument
@@ -80,7 +82,7 @@ public sealed class AdoptedDocuments(
             Name = KnowledgeBase.Shorten(string.IsNullOrWhiteSpace(document.Name) ? document.Id : document.Name, 500),
             RagflowDocumentId = document.Id,
             SizeBytes = Math.Max(0, document.Size ?? 0),
-            ChargedAt = now,
+            ChargedAt = document.Run == ParseStates.Done ? now : null,
             CreditsCharged = 0,
             CreditReservationId = null,
             // RAGFlow's create_time (ms) keeps the console's order of first upload; anything implausible is "now".

@@ -26,7 +26,7 @@ public sealed class AdoptedDatasetTests : IAsyncLifetime
     public async Task DisposeAsync() => await _bed.DisposeAsync();
 
     [Fact]
-    public async Task An_adopted_datasets_documents_are_listed_searched_and_cited_at_once_and_never_charged()
+    public async Task An_adopted_datasets_documents_are_listed_searched_and_cited_at_once_and_only_unfinished_parses_are_charged()
     {
         var ragflow = _bed.Tenants.Ragflow;
         var attributes = TenantTestBed.Attributes();
@@ -40,19 +40,17 @@ public sealed class AdoptedDatasetTests : IAsyncLifetime
             broken = ragflow.AddDocument(dataset, "broken.md", "?", run: "FAIL", progress: -1, progressLog: FailedLog);
         });
 
-        // The dataset was adopted, and each of its documents recorded as RAGFlow reports it, already paid for.
+        // The dataset was adopted, and each of its documents recorded as RAGFlow reports it; only the done one was paid for.
         Assert.Equal(dataset, me.Subscription.RagflowDatasetId);
         var rows = await RowsAsync(me);
         Assert.Equal(new[] { refunds, manual, broken }.Order(), rows.Keys.Order());
         Assert.Equal(("refunds.md", ParseStates.Done, 1d, (long)Encoding.UTF8.GetByteCount(Refunds)), (rows[refunds].Name, rows[refunds].Status, rows[refunds].Progress, rows[refunds].SizeBytes));
         Assert.Equal(("manual.md", ParseStates.Running, 0.4), (rows[manual].Name, rows[manual].Status, rows[manual].Progress));
         Assert.Equal(("broken.md", ParseStates.Fail, "10:00:09 [ERROR]Embedding model rate limit exceeded"), (rows[broken].Name, rows[broken].Status, rows[broken].Error));
-        Assert.All(rows.Values, row =>
-        {
-            Assert.NotNull(row.ChargedAt);
-            Assert.Equal(0, row.CreditsCharged);
-            Assert.Null(row.CreditReservationId);
-        });
+        Assert.NotNull(rows[refunds].ChargedAt);
+        Assert.Null(rows[manual].ChargedAt);
+        Assert.Null(rows[broken].ChargedAt);
+        Assert.All(rows.Values, row => Assert.Equal((0L, (Guid?)null), (row.CreditsCharged, row.CreditReservationId)));
 
         // Listed for the buyer.
         using var http = _bed.Http(me.Key);
@@ -68,15 +66,22 @@ public sealed class AdoptedDatasetTests : IAsyncLifetime
         Assert.EndsWith("\n\nSources: refunds.md", JsonNode.Parse(text)!["choices"]![0]!["message"]!["content"]!.GetValue<string>());
         Assert.Equal([dataset], Assert.Single(ragflow.Retrievals).DatasetIds);
 
-        // The parse that was running is followed to its end, still free; nothing was parsed again.
+        // The parse that was running is followed to its end and charged once, as it would have been; the done
+        // document is not charged again; nothing was parsed again.
         ragflow.FinishParsing(dataset);
-        await _bed.Services.GetRequiredService<ParseMonitor>().PollAsync(CancellationToken.None);
+        var monitor = _bed.Services.GetRequiredService<ParseMonitor>();
+        await monitor.PollAsync(CancellationToken.None);
+        await monitor.PollAsync(CancellationToken.None);
         var finished = (await RowsAsync(me))[manual];
-        Assert.Equal((ParseStates.Done, 0L, rows[manual].ChargedAt), (finished.Status, finished.CreditsCharged, finished.ChargedAt));
+        Assert.Equal(ParseStates.Done, finished.Status);
+        Assert.NotNull(finished.ChargedAt);
+        Assert.True(finished.CreditsCharged > 0);
         Assert.All(new[] { refunds, manual, broken }, id => Assert.Equal(0, ragflow.ParseRequests(id)));
-        Assert.Equal(0, await _bed.Tenants.QueryAsync(db => db.LedgerEntries.CountAsync(e => e.SubscriptionId == me.Subscription.Id && e.Component == "rag_credits")));
+        var parseCharge = Assert.Single(await _bed.Tenants.QueryAsync(db => db.LedgerEntries.AsNoTracking()
+            .Where(e => e.SubscriptionId == me.Subscription.Id && e.Component == "rag_credits").ToListAsync()));
+        Assert.Equal(($"doc:{manual}", finished.CreditsCharged), (parseCharge.RequestId, parseCharge.Credits));
         var ledger = await _bed.LedgerAsync(me.Customer);
-        Assert.Equal((1, 0L), (ledger.Charges, ledger.Reserved)); // the chat message, nothing else
+        Assert.Equal((2, 0L), (ledger.Charges, ledger.Reserved)); // the chat message and the finished parse
     }
 
     private Task<Dictionary<string, KnowledgeDocument>> RowsAsync(Subscriber subscriber) =>

@@ -52,11 +52,11 @@ public sealed class CapabilityPipeline(
             return (null, refusal);
         }
 
-        return Authorize(caller!.Subscription, caller.Key.Id, capability, what);
+        return Authorize(caller!.Subscription, (caller.Key.Id, http), capability, what);
     }
 
-    /// <summary>The same checks for a subscription; a scheduled run (no key) is not rate limited.</summary>
-    public (CapabilityCaller? Caller, IResult? Refusal) Authorize(Subscription subscription, Guid? keyId, Capability capability, string what)
+    /// <summary>The same checks for a subscription; a scheduled run (no key, no request) is not rate limited.</summary>
+    public (CapabilityCaller? Caller, IResult? Refusal) Authorize(Subscription subscription, (Guid Id, HttpContext Http)? key, Capability capability, string what)
     {
         var offering = OfferingOf(subscription);
         if (offering is null)
@@ -69,11 +69,9 @@ public sealed class CapabilityPipeline(
             return (null, ApiErrors.NotFound($"The agent '{offering.Slug}' does not offer {what}; nothing was charged.", "model_not_found", "model"));
         }
 
-        if (keyId is { } key && !limiter.TryAcquire(key.ToString("N"), out var retryAfter))
+        if (key is { } caller && limiter.Admit(caller.Http, caller.Id.ToString("N")) is { } tooMany)
         {
-            var seconds = Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds));
-            return (null, ApiErrors.Problem(StatusCodes.Status429TooManyRequests, $"Rate limit of {chatOptions.Value.RequestsPerMinute} requests per minute for this key reached; retry in {seconds} s.",
-                "requests", "rate_limit_exceeded", headers: r => r.Headers.RetryAfter = seconds.ToString(CultureInfo.InvariantCulture)));
+            return (null, tooMany);
         }
 
         if (!runtime.Available)
@@ -81,7 +79,7 @@ public sealed class CapabilityPipeline(
             return (null, ApiErrors.Problem(StatusCodes.Status503ServiceUnavailable, CmpWaldurAdapter.Chat.Runtime.NoAgentRuntime.Reason + " Nothing was charged; retry shortly.", "server_error", "agent_unavailable"));
         }
 
-        return (new CapabilityCaller(keyId, subscription, offering), null);
+        return (new CapabilityCaller(key?.Id, subscription, offering), null);
     }
 
     public CatalogueEntry? OfferingOf(Subscription subscription) =>

@@ -91,11 +91,9 @@ public sealed partial class ChatService(
             return refusal;
         }
 
-        if (!limiter.TryAcquire(caller!.Key.Id.ToString("N"), out var retryAfter))
+        if (limiter.Admit(http, caller!.Key.Id.ToString("N")) is { } tooMany)
         {
-            var seconds = Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds));
-            return ApiErrors.Problem(StatusCodes.Status429TooManyRequests, $"Rate limit of {options.Value.RequestsPerMinute} requests per minute for this key reached; retry in {seconds} s.",
-                "requests", "rate_limit_exceeded", headers: r => r.Headers.RetryAfter = seconds.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            return tooMany;
         }
 
         var (request, bytes, error) = await ApiRequests.ReadJsonWithBytesAsync<ChatCompletionRequest>(http, options.Value.MaxBodyBytes, allowUnknownMembers: true);

@@ -1,4 +1,6 @@
+using System.Globalization;
 using System.Threading.RateLimiting;
+using CmpWaldurAdapter.Api;
 using Microsoft.Extensions.Options;
 
 namespace CmpWaldurAdapter.Chat;
@@ -10,10 +12,11 @@ namespace CmpWaldurAdapter.Chat;
 public sealed class KeyRateLimiter : IDisposable
 {
     private readonly PartitionedRateLimiter<string> _limiter;
+    private readonly int _perMinute;
 
     public KeyRateLimiter(IOptions<ChatOptions> options)
     {
-        var perMinute = options.Value.RequestsPerMinute;
+        var perMinute = _perMinute = options.Value.RequestsPerMinute;
         _limiter = PartitionedRateLimiter.Create<string, string>(partition => RateLimitPartition.GetTokenBucketLimiter(partition, _ => new TokenBucketRateLimiterOptions
         {
             TokenLimit = perMinute,
@@ -36,6 +39,29 @@ public sealed class KeyRateLimiter : IDisposable
 
         retryAfter = lease.TryGetMetadata(MetadataName.RetryAfter, out var wait) ? wait : TimeSpan.FromSeconds(1);
         return false;
+    }
+
+    /// <summary>
+    /// Takes one request's token for an API key and tells the client where it stands in OpenAI's headers
+    /// (<c>x-ratelimit-limit-requests</c>, <c>-remaining-requests</c>, <c>-reset-requests</c>: until the bucket is
+    /// full again), which clients use to pace themselves; null when admitted, else the 429 with Retry-After.
+    /// </summary>
+    public IResult? Admit(HttpContext http, string partition)
+    {
+        var admitted = TryAcquire(partition, out var retryAfter);
+        var remaining = Math.Clamp(_limiter.GetStatistics(partition)?.CurrentAvailablePermits ?? 0, 0, _perMinute);
+        var headers = http.Response.Headers;
+        headers["x-ratelimit-limit-requests"] = _perMinute.ToString(CultureInfo.InvariantCulture);
+        headers["x-ratelimit-remaining-requests"] = remaining.ToString(CultureInfo.InvariantCulture);
+        headers["x-ratelimit-reset-requests"] = $"{Math.Ceiling((_perMinute - remaining) * 60.0 / _perMinute).ToString(CultureInfo.InvariantCulture)}s";
+        if (admitted)
+        {
+            return null;
+        }
+
+        var seconds = Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds));
+        return ApiErrors.Problem(StatusCodes.Status429TooManyRequests, $"Rate limit of {_perMinute} requests per minute for this key reached; retry in {seconds} s.",
+            "requests", "rate_limit_exceeded", headers: r => r.Headers.RetryAfter = seconds.ToString(CultureInfo.InvariantCulture));
     }
 
     public void Dispose() => _limiter.Dispose();

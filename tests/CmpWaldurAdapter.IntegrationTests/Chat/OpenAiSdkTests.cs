@@ -78,16 +78,22 @@ public sealed class OpenAiSdkTests : IAsyncLifetime
     {
         var me = await _bed.SubscribeAsync(credits: 100);
         var client = _bed.OpenAi(me.Key);
+        var remaining = new List<string?>();
         for (var i = 0; i < 3; i++)
         {
-            await client.CompleteChatAsync([new UserChatMessage($"Hello {i}")]);
+            var answer = await client.CompleteChatAsync([new UserChatMessage($"Hello {i}")]);
+            remaining.Add(answer.GetRawResponse().Headers.TryGetValue("x-ratelimit-remaining-requests", out var left) ? left : null);
         }
 
         var before = await _bed.LedgerAsync(me.Customer);
         var error = await Assert.ThrowsAsync<ClientResultException>(() => client.CompleteChatAsync([new UserChatMessage("One more")]));
 
+        // OpenAI's rate-limit headers on every answer (3 a minute here: one back every 20 s), the 429 included.
+        Assert.Equal(["2", "1", "0"], remaining);
         Assert.Equal(429, error.Status);
-        Assert.True(error.GetRawResponse()!.Headers.TryGetValue("Retry-After", out var retryAfter) && int.Parse(retryAfter!, System.Globalization.CultureInfo.InvariantCulture) >= 1);
+        var headers = error.GetRawResponse()!.Headers;
+        Assert.True(headers.TryGetValue("Retry-After", out var retryAfter) && int.Parse(retryAfter!, System.Globalization.CultureInfo.InvariantCulture) >= 1);
+        Assert.Equal(("3", "0", "60s"), (Header(headers, "x-ratelimit-limit-requests"), Header(headers, "x-ratelimit-remaining-requests"), Header(headers, "x-ratelimit-reset-requests")));
         Assert.Equal(before, await _bed.LedgerAsync(me.Customer));
         Assert.Equal(3, _bed.Tenants.Langflow.Runs.Count);
     }
@@ -120,4 +126,6 @@ public sealed class OpenAiSdkTests : IAsyncLifetime
         Assert.Equal((int)HttpStatusCode.NotFound, error.Status);
         Assert.Equal(new LedgerState(100, 0, 0, 0), await _bed.LedgerAsync(me.Customer));
     }
+
+    private static string? Header(System.ClientModel.Primitives.PipelineResponseHeaders headers, string name) => headers.TryGetValue(name, out var value) ? value : null;
 }

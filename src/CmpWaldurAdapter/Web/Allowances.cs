@@ -133,6 +133,7 @@ public sealed class AllowanceCounters(IDbContextFactory<AdapterDbContext> dbs, I
         }
 
         var (key, limit, ended, start) = (rule.Key, rule.Limit, rule.Ended(now), rule.Start(now));
+        var existed = false;
         for (var attempt = 0; attempt < 3; attempt++)
         {
             if (await db.Allowances.Where(a => a.Key == key && a.WindowStart > ended && a.Used < limit)
@@ -149,7 +150,14 @@ public sealed class AllowanceCounters(IDbContextFactory<AdapterDbContext> dbs, I
 
             if (await db.Allowances.AnyAsync(a => a.Key == key, cancellationToken))
             {
-                return false; // a current window with no room left
+                if (existed)
+                {
+                    return false; // the UPDATEs above ran on it: a current window with no room left
+                }
+
+                // Another request counted this key's first use between the UPDATEs and this look: count against its row.
+                existed = true;
+                continue;
             }
 
             db.Allowances.Add(new Allowance { Key = key, WindowStart = start, Used = 1 });

@@ -155,35 +155,9 @@ public sealed class AutomationService(
     public async Task<ListPage<AutomationRunView>?> ListAsync(Guid subscriptionId, int limit, PageCursor? from, CancellationToken cancellationToken)
     {
         await using var db = await dbs.CreateDbContextAsync(cancellationToken);
-        var runs = db.AutomationRuns.AsNoTracking().Where(r => r.SubscriptionId == subscriptionId);
-        if (from is { } cursor)
-        {
-            // Only this subscription's runs are looked up: another's id is as unknown as a made-up one.
-            var at = await runs.Where(r => r.Id == cursor.Id).Select(r => (DateTimeOffset?)r.CreatedAt).SingleOrDefaultAsync(cancellationToken);
-            if (at is null)
-            {
-                return null;
-            }
-
-            runs = cursor switch
-            {
-                { Newer: true } => runs.Where(r => r.CreatedAt > at || (r.CreatedAt == at && r.Id.CompareTo(cursor.Id) > 0)),
-                { Including: true } => runs.Where(r => r.CreatedAt < at || (r.CreatedAt == at && r.Id.CompareTo(cursor.Id) <= 0)),
-                _ => runs.Where(r => r.CreatedAt < at || (r.CreatedAt == at && r.Id.CompareTo(cursor.Id) < 0)),
-            };
-        }
-
-        var ordered = from is { Newer: true }
-            ? runs.OrderBy(r => r.CreatedAt).ThenBy(r => r.Id)
-            : runs.OrderByDescending(r => r.CreatedAt).ThenByDescending(r => r.Id);
-        var rows = await ordered.Take(limit + 1).ToListAsync(cancellationToken);
-        var page = rows.Take(limit).Select(View).ToList();
-        if (from is { Newer: true })
-        {
-            page.Reverse();
-        }
-
-        return new ListPage<AutomationRunView>(page, rows.Count > limit);
+        var page = await NewestFirstPages.ReadAsync(db.AutomationRuns.AsNoTracking().Where(r => r.SubscriptionId == subscriptionId),
+            r => r.CreatedAt, r => r.Id, limit, from, cancellationToken);
+        return page is null ? null : new ListPage<AutomationRunView>([.. page.Data.Select(View)], page.HasMore);
     }
 
     public async Task<IResult> ListAsync(HttpContext http, CancellationToken cancellationToken)

@@ -175,35 +175,14 @@ public sealed class HandoffService(
     public async Task<ListPage<EscalatedConversation>?> EscalatedAsync(Guid subscriptionId, int limit, PageCursor? from, CancellationToken cancellationToken)
     {
         await using var db = await dbs.CreateDbContextAsync(cancellationToken);
-        var escalated = db.HandoffConversations.AsNoTracking().Where(c => c.SubscriptionId == subscriptionId && c.EscalatedAt != null);
-        if (from is { } cursor)
+        var page = await NewestFirstPages.ReadAsync(db.HandoffConversations.AsNoTracking().Where(c => c.SubscriptionId == subscriptionId && c.EscalatedAt != null),
+            c => c.EscalatedAt, c => c.Id, limit, from, cancellationToken);
+        if (page is null)
         {
-            // Only this subscription's rows are looked up: another's id is as unknown as a made-up one.
-            var at = await escalated.Where(c => c.Id == cursor.Id).Select(c => c.EscalatedAt).SingleOrDefaultAsync(cancellationToken);
-            if (at is null)
-            {
-                return null;
-            }
-
-            escalated = cursor switch
-            {
-                { Newer: true } => escalated.Where(c => c.EscalatedAt > at || (c.EscalatedAt == at && c.Id.CompareTo(cursor.Id) > 0)),
-                { Including: true } => escalated.Where(c => c.EscalatedAt < at || (c.EscalatedAt == at && c.Id.CompareTo(cursor.Id) <= 0)),
-                _ => escalated.Where(c => c.EscalatedAt < at || (c.EscalatedAt == at && c.Id.CompareTo(cursor.Id) < 0)),
-            };
+            return null;
         }
 
-        var ordered = from is { Newer: true }
-            ? escalated.OrderBy(c => c.EscalatedAt).ThenBy(c => c.Id)
-            : escalated.OrderByDescending(c => c.EscalatedAt).ThenByDescending(c => c.Id);
-        var rows = await ordered.Take(limit + 1).ToListAsync(cancellationToken);
-        var hasMore = rows.Count > limit;
-        rows = rows.Take(limit).ToList();
-        if (from is { Newer: true })
-        {
-            rows.Reverse();
-        }
-
+        var rows = page.Data;
         var ids = rows.Select(r => r.Id).ToList();
         var deliveries = await db.HandoffDeliveries.AsNoTracking().Where(d => ids.Contains(d.ConversationId))
             .Select(d => new { d.ConversationId, Delivered = d.DeliveredAt != null }).ToListAsync(cancellationToken);
@@ -214,7 +193,7 @@ public sealed class HandoffService(
             r.Unanswered,
             r.EscalatedAt!.Value,
             deliveries.FirstOrDefault(d => d.ConversationId == r.Id)?.Delivered,
-            JsonSerializer.Deserialize<List<TranscriptTurn>>(r.Transcript, ApiJson.Options) ?? [])).ToList(), hasMore);
+            JsonSerializer.Deserialize<List<TranscriptTurn>>(r.Transcript, ApiJson.Options) ?? [])).ToList(), page.HasMore);
     }
 
     /// <summary>The buyer's setting: an integer (or its text) of at least 1; absent or invalid means no handoff.</summary>

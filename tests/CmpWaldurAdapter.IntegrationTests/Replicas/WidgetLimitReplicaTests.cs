@@ -1,6 +1,4 @@
 using System.Net;
-using System.Net.Http.Headers;
-using System.Net.Http.Json;
 using System.Text.Json.Nodes;
 using CmpWaldurAdapter.Core.Credits;
 using CmpWaldurAdapter.Persistence;
@@ -15,7 +13,7 @@ namespace CmpWaldurAdapter.IntegrationTests.Replicas;
 /// </summary>
 public sealed class WidgetLimitReplicaTests : IAsyncLifetime
 {
-    private const string Origin = "https://shop.example.com";
+    private const string Origin = WidgetRequests.Origin;
     private BuyerWebTestBed _bed = null!;
     private HttpClient _first = null!;
     private HttpClient _second = null!;
@@ -47,11 +45,11 @@ public sealed class WidgetLimitReplicaTests : IAsyncLifetime
         var sessions = new List<HttpResponseMessage>();
         for (var i = 0; i < 4; i++)
         {
-            sessions.Add(await Session(i % 2 == 0 ? _first : _second, key, "203.0.113.7"));
+            sessions.Add(await WidgetRequests.SessionAsync(i % 2 == 0 ? _first : _second, key, "203.0.113.7"));
         }
 
         Assert.Equal(new[] { HttpStatusCode.OK, HttpStatusCode.OK, HttpStatusCode.OK, HttpStatusCode.TooManyRequests }, sessions.Select(s => s.StatusCode).ToArray());
-        Assert.Equal(HttpStatusCode.TooManyRequests, (await Session(_first, key, "203.0.113.7")).StatusCode);
+        Assert.Equal(HttpStatusCode.TooManyRequests, (await WidgetRequests.SessionAsync(_first, key, "203.0.113.7")).StatusCode);
         Assert.NotNull(sessions[3].Headers.RetryAfter);
 
         // One visitor token, its messages alternating: four for the address in all, not four per replica.
@@ -59,7 +57,7 @@ public sealed class WidgetLimitReplicaTests : IAsyncLifetime
         var statuses = new List<HttpStatusCode>();
         for (var i = 0; i < 6; i++)
         {
-            statuses.Add((await Chat(i % 2 == 0 ? _first : _second, token, "203.0.113.7", $"message {i}")).StatusCode);
+            statuses.Add((await WidgetRequests.ChatAsync(i % 2 == 0 ? _first : _second, token, "203.0.113.7", $"message {i}")).StatusCode);
         }
 
         Assert.Equal(4, statuses.Count(s => s == HttpStatusCode.OK));
@@ -72,7 +70,7 @@ public sealed class WidgetLimitReplicaTests : IAsyncLifetime
     {
         var (_, key) = await WidgetAsync();
 
-        var answers = await Task.WhenAll(Enumerable.Range(0, 12).Select(i => Session(i % 2 == 0 ? _first : _second, key, "2001:db8:7:7::" + (i + 1))));
+        var answers = await Task.WhenAll(Enumerable.Range(0, 12).Select(i => WidgetRequests.SessionAsync(i % 2 == 0 ? _first : _second, key, "2001:db8:7:7::" + (i + 1))));
 
         Assert.Equal(3, answers.Count(a => a.StatusCode == HttpStatusCode.OK));
         Assert.Equal(9, answers.Count(a => a.StatusCode == HttpStatusCode.TooManyRequests));
@@ -83,22 +81,5 @@ public sealed class WidgetLimitReplicaTests : IAsyncLifetime
         var subscription = await _bed.AddSubscriptionAsync(credits: 100);
         await _bed.AllowDomainsAsync(subscription.Id, "shop.example.com");
         return (subscription.Id, await _bed.PublishableKeyAsync(subscription.Id));
-    }
-
-    private static async Task<HttpResponseMessage> Session(HttpClient client, string key, string address)
-    {
-        using var request = new HttpRequestMessage(HttpMethod.Post, "/widget/v1/session") { Content = JsonContent.Create(new { key }) };
-        request.Headers.Add("Origin", Origin);
-        request.Headers.Add("X-Forwarded-For", address);
-        return await client.SendAsync(request);
-    }
-
-    private static async Task<HttpResponseMessage> Chat(HttpClient client, string token, string address, string message)
-    {
-        using var request = new HttpRequestMessage(HttpMethod.Post, "/widget/v1/chat") { Content = JsonContent.Create(new { message }) };
-        request.Headers.Add("Origin", Origin);
-        request.Headers.Add("X-Forwarded-For", address);
-        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
-        return await client.SendAsync(request);
     }
 }

@@ -21,7 +21,7 @@ public sealed partial class WidgetLimitTests : IAsyncLifetime
 {
     /// <summary>Noon UTC: fixed windows (minute, hour, day) start at whole minutes, hours and midnight.</summary>
     private static readonly DateTimeOffset Start = new(2026, 3, 10, 12, 0, 0, TimeSpan.Zero);
-    private const string Origin = "https://shop.example.com";
+    private const string Origin = WidgetRequests.Origin;
     private const string Here = "203.0.113.7";
     private const string Elsewhere = "198.51.100.20";
     private BuyerWebTestBed _bed = null!;
@@ -48,10 +48,10 @@ public sealed partial class WidgetLimitTests : IAsyncLifetime
 
         for (var started = 0; started < 3; started++)
         {
-            Assert.Equal(HttpStatusCode.OK, (await Session(client, key, Here)).StatusCode);
+            Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.SessionAsync(client, key, Here)).StatusCode);
         }
 
-        var refused = await Session(client, key, Here);
+        var refused = await WidgetRequests.SessionAsync(client, key, Here);
         Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
         Assert.Equal(TimeSpan.FromHours(1), refused.Headers.RetryAfter!.Delta); // the clock hour started at noon
         Assert.Equal(Origin, refused.Headers.GetValues("Access-Control-Allow-Origin").Single()); // the page can read why
@@ -61,13 +61,13 @@ public sealed partial class WidgetLimitTests : IAsyncLifetime
         Assert.Contains("try again in 60 minutes", body["error"]!["message"]!.GetValue<string>());
 
         // Another address, or another subscription's widget from this address, is counted apart.
-        Assert.Equal(HttpStatusCode.OK, (await Session(client, key, Elsewhere)).StatusCode);
-        Assert.Equal(HttpStatusCode.OK, (await Session(client, otherKey, Here)).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.SessionAsync(client, key, Elsewhere)).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.SessionAsync(client, otherKey, Here)).StatusCode);
 
         _bed.Clock!.Advance(TimeSpan.FromMinutes(59));
-        Assert.Equal(TimeSpan.FromMinutes(1), (await Session(client, key, Here)).Headers.RetryAfter!.Delta);
+        Assert.Equal(TimeSpan.FromMinutes(1), (await WidgetRequests.SessionAsync(client, key, Here)).Headers.RetryAfter!.Delta);
         _bed.Clock.Advance(TimeSpan.FromMinutes(1));
-        Assert.Equal(HttpStatusCode.OK, (await Session(client, key, Here)).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.SessionAsync(client, key, Here)).StatusCode);
         Assert.Equal(0, await Charges(subscription));
     }
 
@@ -89,7 +89,7 @@ public sealed partial class WidgetLimitTests : IAsyncLifetime
         {
             for (var i = 0; i < 2; i++)
             {
-                var response = await Chat(client, token, Here, $"message {statuses.Count}");
+                var response = await WidgetRequests.ChatAsync(client, token, Here, $"message {statuses.Count}");
                 statuses.Add(response.StatusCode);
                 refused = response.StatusCode == HttpStatusCode.TooManyRequests ? response : refused;
             }
@@ -110,9 +110,9 @@ public sealed partial class WidgetLimitTests : IAsyncLifetime
         Assert.Equal(100 - charged, (await _bed.Services.GetRequiredService<CreditLedger>().BalanceAsync(await CustomerOf(subscription))).Available);
 
         // Another address has its own four; the next minute this address has four again.
-        Assert.Equal(HttpStatusCode.OK, (await Chat(client, await TokenAsync(client, key, Elsewhere), Elsewhere, "from elsewhere")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.ChatAsync(client, await TokenAsync(client, key, Elsewhere), Elsewhere, "from elsewhere")).StatusCode);
         _bed.Clock!.Advance(TimeSpan.FromMinutes(1));
-        Assert.Equal(HttpStatusCode.OK, (await Chat(client, tokens[0], Here, "a minute later")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.ChatAsync(client, tokens[0], Here, "a minute later")).StatusCode);
         Assert.Equal(6, await Charges(subscription));
     }
 
@@ -124,20 +124,20 @@ public sealed partial class WidgetLimitTests : IAsyncLifetime
         var first = await TokenAsync(client, key, Here);
         var second = await TokenAsync(client, key, Here);
 
-        Assert.Equal(HttpStatusCode.OK, (await Chat(client, first, Here, "one")).StatusCode);
-        Assert.Equal(HttpStatusCode.OK, (await Chat(client, first, Here, "two")).StatusCode);
-        var refused = await Chat(client, first, Here, "three");
+        Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.ChatAsync(client, first, Here, "one")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.ChatAsync(client, first, Here, "two")).StatusCode);
+        var refused = await WidgetRequests.ChatAsync(client, first, Here, "three");
 
         Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
         Assert.Equal(TimeSpan.FromMinutes(1), refused.Headers.RetryAfter!.Delta);
         Assert.Equal("Too many messages; wait 60 s.", JsonNode.Parse(await refused.Content.ReadAsStringAsync())!["error"]!["message"]!.GetValue<string>());
         // The refused burst did not use the address's four: the other visitor still has two.
-        Assert.Equal(HttpStatusCode.OK, (await Chat(client, second, Here, "one")).StatusCode);
-        Assert.Equal(HttpStatusCode.OK, (await Chat(client, second, Here, "two")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.ChatAsync(client, second, Here, "one")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.ChatAsync(client, second, Here, "two")).StatusCode);
         Assert.Equal(4, await Charges(subscription));
 
         _bed.Clock!.Advance(TimeSpan.FromMinutes(1));
-        Assert.Equal(HttpStatusCode.OK, (await Chat(client, first, Here, "three, later")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.ChatAsync(client, first, Here, "three, later")).StatusCode);
     }
 
     [Fact]
@@ -155,13 +155,13 @@ public sealed partial class WidgetLimitTests : IAsyncLifetime
         // Visitors from different addresses share the subscription's day. A message refused for want of credits
         // is not counted against it: nothing was charged.
         using var client = _bed.Server.CreateClient();
-        Assert.Equal(HttpStatusCode.OK, (await Chat(client, await TokenAsync(client, key, Here), Here, "one")).StatusCode);
-        Assert.Equal(HttpStatusCode.OK, (await Chat(client, await TokenAsync(client, key, Elsewhere), Elsewhere, "two")).StatusCode);
-        Assert.Equal(HttpStatusCode.PaymentRequired, (await Chat(client, await TokenAsync(client, key, "192.0.2.1"), "192.0.2.1", "no credits")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.ChatAsync(client, await TokenAsync(client, key, Here), Here, "one")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.ChatAsync(client, await TokenAsync(client, key, Elsewhere), Elsewhere, "two")).StatusCode);
+        Assert.Equal(HttpStatusCode.PaymentRequired, (await WidgetRequests.ChatAsync(client, await TokenAsync(client, key, "192.0.2.1"), "192.0.2.1", "no credits")).StatusCode);
         await _bed.Services.GetRequiredService<CreditLedger>().GrantAsync(await CustomerOf(subscription), 10, "top-up");
-        Assert.Equal(HttpStatusCode.OK, (await Chat(client, await TokenAsync(client, key, "192.0.2.2"), "192.0.2.2", "three")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.ChatAsync(client, await TokenAsync(client, key, "192.0.2.2"), "192.0.2.2", "three")).StatusCode);
 
-        var capped = await Chat(client, await TokenAsync(client, key, "192.0.2.3"), "192.0.2.3", "four");
+        var capped = await WidgetRequests.ChatAsync(client, await TokenAsync(client, key, "192.0.2.3"), "192.0.2.3", "four");
         Assert.Equal(HttpStatusCode.TooManyRequests, capped.StatusCode);
         Assert.Equal(TimeSpan.FromHours(12), capped.Headers.RetryAfter!.Delta); // until midnight UTC
         var error = JsonNode.Parse(await capped.Content.ReadAsStringAsync())!["error"]!;
@@ -180,7 +180,7 @@ public sealed partial class WidgetLimitTests : IAsyncLifetime
 
         // The next day (UTC) the widget answers again; removing the cap (a new console session) removes it.
         _bed.Clock!.Advance(TimeSpan.FromHours(12));
-        Assert.Equal(HttpStatusCode.OK, (await Chat(client, await TokenAsync(client, key, "192.0.2.3"), "192.0.2.3", "tomorrow")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.ChatAsync(client, await TokenAsync(client, key, "192.0.2.3"), "192.0.2.3", "tomorrow")).StatusCode);
         using var tomorrow = await ConsoleAsync(subscription);
         antiforgery = AntiforgeryField().Match(await tomorrow.GetStringAsync("/console?tab=widget")).Groups[1].Value;
         Assert.Equal(HttpStatusCode.OK, (await tomorrow.PostAsync("/console?handler=WidgetCap", Form(antiforgery, ""))).StatusCode);
@@ -202,27 +202,27 @@ public sealed partial class WidgetLimitTests : IAsyncLifetime
         // Widget sessions: three per address, the whole /64 being one address.
         var (_, key) = await WidgetAsync();
         using var client = _bed.Server.CreateClient();
-        Assert.Equal(HttpStatusCode.OK, (await Session(client, key, "2001:db8:1:2::a")).StatusCode);
-        Assert.Equal(HttpStatusCode.OK, (await Session(client, key, "2001:db8:1:2::b")).StatusCode);
-        Assert.Equal(HttpStatusCode.OK, (await Session(client, key, "2001:db8:1:2:8000::c")).StatusCode);
-        Assert.Equal(HttpStatusCode.TooManyRequests, (await Session(client, key, "2001:db8:1:2::d")).StatusCode);
-        Assert.Equal(HttpStatusCode.OK, (await Session(client, key, "2001:db8:1:3::a")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.SessionAsync(client, key, "2001:db8:1:2::a")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.SessionAsync(client, key, "2001:db8:1:2::b")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.SessionAsync(client, key, "2001:db8:1:2:8000::c")).StatusCode);
+        Assert.Equal(HttpStatusCode.TooManyRequests, (await WidgetRequests.SessionAsync(client, key, "2001:db8:1:2::d")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.SessionAsync(client, key, "2001:db8:1:3::a")).StatusCode);
 
         // An IPv4 client seen through a dual-stack socket is the IPv4 address.
-        Assert.Equal(HttpStatusCode.OK, (await Session(client, key, Here)).StatusCode);
-        Assert.Equal(HttpStatusCode.OK, (await Session(client, key, "::ffff:" + Here)).StatusCode);
-        Assert.Equal(HttpStatusCode.OK, (await Session(client, key, Here)).StatusCode);
-        Assert.Equal(HttpStatusCode.TooManyRequests, (await Session(client, key, "::ffff:" + Here)).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.SessionAsync(client, key, Here)).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.SessionAsync(client, key, "::ffff:" + Here)).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.SessionAsync(client, key, Here)).StatusCode);
+        Assert.Equal(HttpStatusCode.TooManyRequests, (await WidgetRequests.SessionAsync(client, key, "::ffff:" + Here)).StatusCode);
 
         // Widget messages: four per address a minute, across the /64.
         var (subscription, messagesKey) = await WidgetAsync();
         var tokens = new[] { await TokenAsync(client, messagesKey, "2001:db8:5:6::1"), await TokenAsync(client, messagesKey, "2001:db8:5:6::2"), await TokenAsync(client, messagesKey, "2001:db8:5:6::3") };
-        Assert.Equal(HttpStatusCode.OK, (await Chat(client, tokens[0], "2001:db8:5:6::1", "a")).StatusCode);
-        Assert.Equal(HttpStatusCode.OK, (await Chat(client, tokens[0], "2001:db8:5:6::1:1", "b")).StatusCode);
-        Assert.Equal(HttpStatusCode.OK, (await Chat(client, tokens[1], "2001:db8:5:6::2", "c")).StatusCode);
-        Assert.Equal(HttpStatusCode.OK, (await Chat(client, tokens[1], "2001:db8:5:6:ffff::2", "d")).StatusCode);
-        Assert.Equal(HttpStatusCode.TooManyRequests, (await Chat(client, tokens[2], "2001:db8:5:6::3", "e")).StatusCode);
-        Assert.Equal(HttpStatusCode.OK, (await Chat(client, tokens[2], "2001:db8:5:7::3", "f")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.ChatAsync(client, tokens[0], "2001:db8:5:6::1", "a")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.ChatAsync(client, tokens[0], "2001:db8:5:6::1:1", "b")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.ChatAsync(client, tokens[1], "2001:db8:5:6::2", "c")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.ChatAsync(client, tokens[1], "2001:db8:5:6:ffff::2", "d")).StatusCode);
+        Assert.Equal(HttpStatusCode.TooManyRequests, (await WidgetRequests.ChatAsync(client, tokens[2], "2001:db8:5:6::3", "e")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.ChatAsync(client, tokens[2], "2001:db8:5:7::3", "f")).StatusCode);
         Assert.Equal(5, await Charges(subscription));
     }
 
@@ -293,26 +293,9 @@ public sealed partial class WidgetLimitTests : IAsyncLifetime
 
     private static async Task<string> TokenAsync(HttpClient client, string key, string address)
     {
-        var response = await Session(client, key, address);
+        var response = await WidgetRequests.SessionAsync(client, key, address);
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         return JsonNode.Parse(await response.Content.ReadAsStringAsync())!["token"]!.GetValue<string>();
-    }
-
-    private static async Task<HttpResponseMessage> Session(HttpClient client, string key, string address)
-    {
-        using var request = new HttpRequestMessage(HttpMethod.Post, "/widget/v1/session") { Content = JsonContent.Create(new { key }) };
-        request.Headers.Add("Origin", Origin);
-        request.Headers.Add("X-Forwarded-For", address);
-        return await client.SendAsync(request);
-    }
-
-    private static async Task<HttpResponseMessage> Chat(HttpClient client, string token, string address, string message)
-    {
-        using var request = new HttpRequestMessage(HttpMethod.Post, "/widget/v1/chat") { Content = JsonContent.Create(new { message }) };
-        request.Headers.Add("Origin", Origin);
-        request.Headers.Add("X-Forwarded-For", address);
-        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
-        return await client.SendAsync(request);
     }
 
     [GeneratedRegex("name=\"__RequestVerificationToken\" type=\"hidden\" value=\"([^\"]+)\"")]

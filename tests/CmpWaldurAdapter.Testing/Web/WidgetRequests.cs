@@ -1,0 +1,27 @@
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+
+namespace CmpWaldurAdapter.Testing.Web;
+
+/// <summary>What the widget sends, from a buyer's site and a visitor's address (behind a trusted proxy).</summary>
+public static class WidgetRequests
+{
+    public const string Origin = "https://shop.example.com";
+
+    public static async Task<HttpResponseMessage> SessionAsync(HttpClient client, string key, string address)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/widget/v1/session") { Content = JsonContent.Create(new { key }) };
+        request.Headers.Add("Origin", Origin);
+        request.Headers.Add("X-Forwarded-For", address);
+        return await client.SendAsync(request);
+    }
+
+    public static async Task<HttpResponseMessage> ChatAsync(HttpClient client, string token, string address, string message)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/widget/v1/chat") { Content = JsonContent.Create(new { message }) };
+        request.Headers.Add("Origin", Origin);
+        request.Headers.Add("X-Forwarded-For", address);
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        return await client.SendAsync(request);
+    }
+}

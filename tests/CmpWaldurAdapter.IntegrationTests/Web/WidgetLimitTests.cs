@@ -246,15 +246,19 @@ public sealed partial class WidgetLimitTests : IAsyncLifetime
         Assert.Equal(0, (await counters.UsedAsync([day], CancellationToken.None))[day.Key]);
     }
 
-    [Fact]
-    public async Task A_per_address_widget_limit_below_one_stops_the_adapter_at_start()
+    [Theory]
+    [InlineData("WidgetMessagesPerAddressPerMinute", "0")]
+    [InlineData("WidgetSessionsPerAddressPerHour", "0")]
+    [InlineData("ForwardedProxies", "0")]
+    [InlineData("ForwardedProxies", "11")]
+    public async Task An_address_setting_out_of_range_stops_the_adapter_at_start(string setting, string value)
     {
         await using var bed = await BuyerWebTestBed.CreateAsync();
-        bed.Settings["Web:WidgetMessagesPerAddressPerMinute"] = "0";
+        bed.Settings[$"Web:{setting}"] = value;
 
         var failure = await Assert.ThrowsAsync<Microsoft.Extensions.Options.OptionsValidationException>(() => bed.StartAsync());
 
-        Assert.Contains("WidgetMessagesPerAddressPerMinute", failure.Message);
+        Assert.Contains(setting, failure.Message);
     }
 
     private async Task<HttpStatusCode> TryAsync(string address)

@@ -42,6 +42,7 @@ public sealed partial class ChatService(
     KeyRateLimiter limiter,
     IdempotencyStore idempotency,
     IChatCredits credits,
+    AnswerSettlements settlements,
     IAgentRuntime runtime,
     AgentTurns turns,
     CmpWaldurAdapter.Capabilities.Handoff.HandoffService handoff,
@@ -247,7 +248,8 @@ public sealed partial class ChatService(
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             timeout.CancelAfter(options.Value.RunTimeout);
             var answer = await runtime.RunAsync(agent, timeout.Token);
-            var charged = await credits.SettleAsync(hold, CancellationToken.None);
+            // Charged from here on: the settle runs while the answer is written (AnswerSettlements says why).
+            var settling = settlements.Settle(hold);
             settled = true;
             metrics.AgentRuns.WithLabels(run.Offering.Slug, "api").Inc(); // the marketplace's run count
             var notice = await handoff.AfterAnswerAsync(run.Subscription, run.Conversation, run.Input, answer, run.NothingRetrieved);
@@ -256,8 +258,8 @@ public sealed partial class ChatService(
                 run.Http.Response.Headers[CmpWaldurAdapter.Capabilities.Handoff.HandoffService.HandoffHeader] = notice.Status;
             }
 
-            var completion = Completion(run, answer, charged) with { Handoff = notice };
-            return await FinishAsync(run, completion);
+            var completion = Completion(run, answer, hold.Credits) with { Handoff = notice };
+            return new AnswerThenSettle(await FinishAsync(run, completion), settling);
         }
         catch (AgentUnavailableException unavailable)
         {
@@ -431,6 +433,23 @@ public sealed partial class ChatService(
 
         /// <summary>The knowledge base was searched and returned no passage (counts as unanswered for handoff).</summary>
         public bool NothingRetrieved { get; set; }
+    }
+
+    /// <summary>Sends the answer in full, then waits for its settle: the client does not wait for the ledger's commit.</summary>
+    private sealed class AnswerThenSettle(IResult answer, Task settling) : IResult
+    {
+        public async Task ExecuteAsync(HttpContext httpContext)
+        {
+            try
+            {
+                await answer.ExecuteAsync(httpContext);
+                await httpContext.Response.CompleteAsync();
+            }
+            finally
+            {
+                await settling;
+            }
+        }
     }
 
     /// <summary>

@@ -20,6 +20,7 @@ public static class ChatServiceCollectionExtensions
         // TryAdd for the seams: a test host registers its own agent first.
         services.TryAddSingleton<IAgentTweaks, AgentTweaks>();
         services.AddSingleton<AgentTurns>();
+        services.AddSingleton<AnswerSettlements>();
         services.AddSingleton<ChatService>();
         if (string.IsNullOrWhiteSpace(configuration[$"{LangflowOptions.SectionName}:BaseUrl"]))
         {

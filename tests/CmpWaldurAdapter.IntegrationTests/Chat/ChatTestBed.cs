@@ -46,12 +46,12 @@ public sealed class ChatTestBed : IAsyncDisposable
     public static Task<ChatTestBed> StartAsync(Action<Dictionary<string, string?>>? settings = null) =>
         StartAsync((_, values) => settings?.Invoke(values));
 
-    /// <summary>Starts with settings that may need the fakes (e.g. another Waldur offering to serve).</summary>
-    public static async Task<ChatTestBed> StartAsync(Action<TenantTestBed, Dictionary<string, string?>> configure)
+    /// <summary>Starts with settings that may need the fakes (e.g. another Waldur offering to serve), and any services of the test's own.</summary>
+    public static async Task<ChatTestBed> StartAsync(Action<TenantTestBed, Dictionary<string, string?>> configure, Action<IServiceCollection>? services = null)
     {
         var bed = new ChatTestBed(await TenantTestBed.CreateAsync());
         configure(bed.Tenants, bed.Tenants.Settings);
-        bed.Server = await bed.Tenants.StartServerAsync();
+        bed.Server = await bed.Tenants.StartServerAsync(services);
         return bed;
     }
 

@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using CmpWaldurAdapter.Chat;
 using CmpWaldurAdapter.Orders;
 using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Provisioning;
@@ -84,9 +85,9 @@ public sealed class TenantTestBed : IAsyncDisposable
         return Host;
     }
 
-    public async Task<RunningAdapter> StartServerAsync()
+    public async Task<RunningAdapter> StartServerAsync(Action<IServiceCollection>? services = null)
     {
-        _server = await AdapterTestHost.StartServerAsync(Settings, Logs);
+        _server = await AdapterTestHost.StartServerAsync(Settings, Logs, services);
         Host = _server.App;
         return _server;
     }
@@ -94,8 +95,10 @@ public sealed class TenantTestBed : IAsyncDisposable
     public static JsonObject Attributes(string agentName = "Ada", string tone = "friendly") =>
         new() { ["name"] = "my agent", ["agent_name"] = agentName, ["tone"] = tone, ["escalate_after"] = 3, ["brand_colour"] = "#2563eb" };
 
+    /// <summary>Reads the database once every answer already sent is settled (answers go out before their charge is written).</summary>
     public async Task<T> QueryAsync<T>(Func<AdapterDbContext, Task<T>> query)
     {
+        await Services.GetRequiredService<AnswerSettlements>().WhenSettledAsync();
         await using var db = await Services.GetRequiredService<IDbContextFactory<AdapterDbContext>>().CreateDbContextAsync();
         return await query(db);
     }

@@ -1,0 +1,132 @@
+using System.Net;
+using System.Text.Json.Nodes;
+using CmpWaldurAdapter.Chat;
+using CmpWaldurAdapter.Credits;
+using CmpWaldurAdapter.Tenants;
+using CmpWaldurAdapter.Testing.Hosting;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+
+namespace CmpWaldurAdapter.IntegrationTests.Chat;
+
+/// <summary>
+/// A plain answer goes out once its price is held; its charge is written while the client reads it. The
+/// ledger's own settle sits behind a gate here, so a test decides when (and whether) it happens.
+/// </summary>
+public sealed class ChatSettleTests : IAsyncLifetime
+{
+    private readonly SettleGate _gate = new();
+    private ChatTestBed _bed = null!;
+
+    public async Task InitializeAsync() => _bed = await ChatTestBed.StartAsync(
+        (_, settings) => settings["Credits:ReservationTimeout"] = "00:00:02",
+        services => services.Replace(ServiceDescriptor.Singleton<IChatCredits>(sp => new GatedChatCredits(ActivatorUtilities.CreateInstance<LedgerChatCredits>(sp), _gate))));
+
+    public async Task DisposeAsync()
+    {
+        _gate.Open();
+        await _bed.DisposeAsync();
+    }
+
+    private AnswerSettlements Settlements => _bed.Services.GetRequiredService<AnswerSettlements>();
+
+    [Fact]
+    public async Task A_plain_answer_reaches_the_client_while_its_charge_is_written_and_is_charged_once_after()
+    {
+        var me = await _bed.SubscribeAsync(credits: 10);
+        using var http = _bed.Http(me.Key);
+
+        using var response = await http.PostAsync("/v1/chat/completions", ChatTestBed.Json("""{"messages":[{"role":"user","content":"Where is my parcel?"}]}""")).WaitAsync(TimeSpan.FromSeconds(10));
+
+        // The whole answer is here, its usage naming the price, while the settle still waits at the gate.
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var body = JsonNode.Parse(await response.Content.ReadAsStringAsync())!;
+        Assert.Equal("echo: Where is my parcel?", body["choices"]![0]!["message"]!["content"]!.GetValue<string>());
+        Assert.Equal(2, body["usage"]!["credits_charged"]!.GetValue<long>());
+        await _gate.Reached.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.False(Settlements.WhenSettledAsync().IsCompleted);
+        var held = await _bed.Services.GetRequiredService<CreditLedger>().BalanceAsync(me.Customer);
+        Assert.Equal((10L, 2L, 8L), (held.Balance, held.Reserved, held.Available));
+
+        _gate.Open();
+        await Settlements.WhenSettledAsync().WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(new LedgerState(8, 0, 1, 2), await _bed.LedgerAsync(me.Customer));
+    }
+
+    [Fact]
+    public async Task An_answer_whose_charge_cannot_be_written_stays_answered_and_its_hold_expires_uncharged()
+    {
+        var me = await _bed.SubscribeAsync(credits: 10);
+        using var http = _bed.Http(me.Key);
+        _gate.Fail(new InvalidOperationException("the database went away"));
+
+        using var response = await http.PostAsync("/v1/chat/completions", ChatTestBed.Json("""{"message":"Where is my parcel?"}"""));
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Contains("echo: Where is my parcel?", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        await Settlements.WhenSettledAsync().WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Contains(_bed.Server.Logs.Lines, line => line.Contains("could not be settled", StringComparison.Ordinal));
+        Assert.Equal(new LedgerState(10, 2, 0, 0), await _bed.LedgerAsync(me.Customer));
+
+        // Free, never charged twice: the sweeper gives the hold back once it expires.
+        var ledger = _bed.Services.GetRequiredService<CreditLedger>();
+        await Eventually.TrueAsync(async () => (await ledger.ReleaseExpiredAsync()) > 0 || (await _bed.LedgerAsync(me.Customer)).Reserved == 0, TimeSpan.FromSeconds(10));
+        Assert.Equal(new LedgerState(10, 0, 0, 0), await _bed.LedgerAsync(me.Customer));
+    }
+
+    [Fact]
+    public async Task A_failed_run_releases_its_hold_before_the_error_is_sent()
+    {
+        var me = await _bed.SubscribeAsync(credits: 10);
+        using var http = _bed.Http(me.Key);
+        _bed.Tenants.Langflow.Fail("POST", "/api/v1/run/.*", 500, times: 10);
+
+        using var response = await http.PostAsync("/v1/chat/completions", ChatTestBed.Json("""{"message":"Where is my parcel?"}"""));
+
+        Assert.True(response.StatusCode is HttpStatusCode.BadGateway or HttpStatusCode.ServiceUnavailable, response.StatusCode.ToString());
+        Assert.True(Settlements.WhenSettledAsync().IsCompleted);
+        Assert.False(_gate.Reached.IsCompleted);
+        var balance = await _bed.Services.GetRequiredService<CreditLedger>().BalanceAsync(me.Customer);
+        Assert.Equal((10L, 0L), (balance.Balance, balance.Reserved));
+    }
+
+    /// <summary>Holds a settle until opened, or fails it.</summary>
+    private sealed class SettleGate
+    {
+        private readonly TaskCompletionSource _open = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private Exception? _failure;
+
+        public TaskCompletionSource ReachedSource { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public Task Reached => ReachedSource.Task;
+
+        public void Open() => _open.TrySetResult();
+
+        public void Fail(Exception failure) => _failure = failure;
+
+        public async Task PassAsync()
+        {
+            ReachedSource.TrySetResult();
+            if (_failure is { } failure)
+            {
+                throw failure;
+            }
+
+            await _open.Task;
+        }
+    }
+
+    private sealed class GatedChatCredits(IChatCredits ledger, SettleGate gate) : IChatCredits
+    {
+        public Task<ChatHoldAttempt> HoldAsync(Subscription subscription, string requestId, ApiKeyProof? key, CancellationToken cancellationToken) =>
+            ledger.HoldAsync(subscription, requestId, key, cancellationToken);
+
+        public async Task<long> SettleAsync(ChatHold hold, CancellationToken cancellationToken)
+        {
+            await gate.PassAsync();
+            return await ledger.SettleAsync(hold, cancellationToken);
+        }
+
+        public Task ReleaseAsync(ChatHold hold, CancellationToken cancellationToken) => ledger.ReleaseAsync(hold, cancellationToken);
+    }
+}

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 
@@ -43,25 +44,19 @@ public static class ApiRequests
             return (null, [], TooLarge(maxBytes));
         }
 
-        using var buffer = new MemoryStream();
-        var chunk = new byte[16 * 1024];
-        int read;
-        while ((read = await request.Body.ReadAsync(chunk, http.RequestAborted)) > 0)
+        var bytes = request.ContentLength is { } length
+            ? await ReadExactlyAsync(request.Body, (int)length, http.RequestAborted)
+            : await ReadToEndAsync(request.Body, maxBytes, http.RequestAborted);
+        if (bytes is null)
         {
-            if (buffer.Length + read > maxBytes)
-            {
-                return (null, [], TooLarge(maxBytes));
-            }
-
-            buffer.Write(chunk, 0, read);
+            return (null, [], TooLarge(maxBytes));
         }
 
-        if (buffer.Length == 0)
+        if (bytes.Length == 0)
         {
             return (null, [], ApiErrors.InvalidRequest("The request body is empty; send a JSON object."));
         }
 
-        var bytes = buffer.ToArray();
         try
         {
             var body = JsonSerializer.Deserialize<T>(bytes, allowUnknownMembers ? Lenient : Strict);
@@ -75,6 +70,40 @@ public static class ApiRequests
                 : $"The body is not valid JSON{where} (line {exception.LineNumber + 1}, position {exception.BytePositionInLine + 1}).";
             return (null, bytes, ApiErrors.InvalidRequest(detail, exception.Path?.TrimStart('$', '.'), "invalid_json"));
         }
+    }
+
+    /// <summary>A body of declared length, read into one array of that size (the server never reads past it); a shorter body is kept as it came.</summary>
+    private static async Task<byte[]> ReadExactlyAsync(Stream body, int length, CancellationToken cancellationToken)
+    {
+        var bytes = new byte[length];
+        var read = await body.ReadAtLeastAsync(bytes, length, throwOnEndOfStream: false, cancellationToken);
+        return read == length ? bytes : bytes[..read];
+    }
+
+    /// <summary>A chunked body, read through a pooled buffer; null once it passes <paramref name="maxBytes"/>.</summary>
+    private static async Task<byte[]?> ReadToEndAsync(Stream body, int maxBytes, CancellationToken cancellationToken)
+    {
+        using var buffer = new MemoryStream();
+        var chunk = ArrayPool<byte>.Shared.Rent(4096);
+        try
+        {
+            int read;
+            while ((read = await body.ReadAsync(chunk, cancellationToken)) > 0)
+            {
+                if (buffer.Length + read > maxBytes)
+                {
+                    return null;
+                }
+
+                buffer.Write(chunk, 0, read);
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(chunk);
+        }
+
+        return buffer.ToArray();
     }
 
     private static IResult TooLarge(int maxBytes) =>

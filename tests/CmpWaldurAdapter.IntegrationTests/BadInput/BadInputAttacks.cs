@@ -1,4 +1,5 @@
 using System.Text;
+using CmpWaldurAdapter.Testing.Api;
 
 namespace CmpWaldurAdapter.IntegrationTests.BadInput;
 
@@ -50,6 +51,8 @@ public static class BadInputAttacks
         // Size limits, on every endpoint.
         new("oversized body (2 MB)", e => e.TakesBody ? Expectation.ClientErrorWithMessage : Expectation.NoServerError, (e, c) =>
             Request(e, c, new StringContent("{\"name\": \"" + new string('x', 2 * 1024 * 1024) + "\"}", Encoding.UTF8, "application/json"))),
+        new("oversized body sent chunked (2 MB, no Content-Length)", e => e.TakesBody ? Expectation.ClientErrorWithMessage : Expectation.NoServerError, (e, c) =>
+            Request(e, c, new ChunkedJsonContent("{\"name\": \"" + new string('x', 2 * 1024 * 1024) + "\"}"))),
         new("very long header (64 KB)", _ => Expectation.ClientError, (e, c) =>
             Request(e, c, headers: [("X-Padding", new string('a', 64 * 1024))])),
         new("very long URL (16 KB query)", _ => Expectation.NoServerError, (e, c) =>

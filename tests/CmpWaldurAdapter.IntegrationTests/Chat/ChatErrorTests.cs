@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json.Nodes;
 using CmpWaldurAdapter.ApiKeys;
 using CmpWaldurAdapter.Events;
+using CmpWaldurAdapter.Testing.Api;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -53,6 +54,28 @@ public sealed class ChatErrorTests : IAsyncLifetime
         using var http = _bed.Http(_me.Key);
 
         await RefusedAsync(await http.PostAsync("/v1/chat/completions", ChatTestBed.Json(body)), HttpStatusCode.BadRequest, "invalid_request_error", code);
+    }
+
+    [Fact]
+    public async Task A_body_sent_without_a_content_length_is_read_whole_and_answered()
+    {
+        using var http = _bed.Http(_me.Key);
+
+        using var response = await http.PostAsync("/v1/chat/completions", new ChunkedJsonContent("""{"messages": [{"role": "user", "content": "Where is my parcel?"}]}"""));
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Null(response.RequestMessage!.Content!.Headers.ContentLength);
+        Assert.Contains("echo: Where is my parcel?", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        Assert.Equal(new LedgerState(8, 0, 1, 2), await _bed.LedgerAsync(_me.Customer));
+    }
+
+    [Fact]
+    public async Task A_body_without_a_content_length_past_the_limit_is_413_and_charges_nothing()
+    {
+        using var http = _bed.Http(_me.Key);
+        var message = new string('x', 600 * 1024); // past Chat:MaxBodyBytes (512 KB)
+
+        await RefusedAsync(await http.PostAsync("/v1/chat/completions", new ChunkedJsonContent($$"""{"message": "{{message}}"}""")), HttpStatusCode.RequestEntityTooLarge, "invalid_request_error", "request_too_large");
     }
 
     [Fact]

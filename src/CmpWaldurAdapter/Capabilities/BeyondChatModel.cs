@@ -50,6 +50,8 @@ internal static class BeyondChatModel
             run.HasOne<Subscription>().WithMany().HasForeignKey(r => r.SubscriptionId).OnDelete(DeleteBehavior.Cascade);
             run.HasIndex(r => new { r.SubscriptionId, r.CreatedAt });
             run.HasIndex(r => new { r.SubscriptionId, r.ScheduledFor }).IsUnique();
+            // Finds the few runs still running (the interrupted-run sweep) without reading the whole history.
+            run.HasIndex(r => r.CreatedAt).HasFilter("status = 'running'");
         });
     }
 }

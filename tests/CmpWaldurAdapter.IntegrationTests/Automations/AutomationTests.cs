@@ -147,6 +147,32 @@ public sealed class AutomationTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_run_its_stopped_adapter_left_running_is_marked_failed_once_it_cannot_finish_and_costs_nothing()
+    {
+        var me = await SubscribeAsync();
+        var now = DateTimeOffset.UtcNow;
+        // What a killed process leaves: the run's row and the hold of its price. Chat:RunTimeout is 2 minutes.
+        var dead = await AddRunAsync(me.Subscription.Id, now - TimeSpan.FromMinutes(2) - AutomationService.InterruptedMargin - TimeSpan.FromSeconds(30), running: true);
+        var ledger = _bed.Services.GetRequiredService<CmpWaldurAdapter.Credits.CreditLedger>();
+        Assert.True((await ledger.ReserveAsync(me.Customer, me.Subscription.Id, CmpWaldurAdapter.Core.Catalogue.ActionClass.AutomationRun, 3, 1, "the dead run")).IsHeld);
+        // Within the run timeout and margin, a run may still be finishing on another replica.
+        var live = await AddRunAsync(me.Subscription.Id, now - TimeSpan.FromMinutes(2) - AutomationService.InterruptedMargin + TimeSpan.FromSeconds(30), running: true);
+
+        await ActivatorUtilities.CreateInstance<RunScheduledAutomationsJob>(_bed.Services).Execute(null!, CancellationToken.None);
+
+        using var http = _bed.Http(me.Key);
+        var listed = JsonNode.Parse(await http.GetStringAsync("/v1/runs"))!["data"]!.AsArray().ToDictionary(r => r!["id"]!.GetValue<string>());
+        var failed = listed[RunId(dead.Id)]!;
+        Assert.Equal("failed", failed["status"]!.GetValue<string>());
+        Assert.Contains("interrupted", failed["error"]!.GetValue<string>(), StringComparison.Ordinal);
+        Assert.Equal(0, failed["credits_charged"]!.GetValue<long>());
+        Assert.NotNull(failed["finished"]);
+        Assert.Equal("running", listed[RunId(live.Id)]!["status"]!.GetValue<string>());
+        Assert.Equal(0, await _bed.Services.GetRequiredService<AutomationService>().FailInterruptedAsync(DateTimeOffset.UtcNow, CancellationToken.None));
+        Assert.Equal(new LedgerState(100, 3, 0, 0), await _bed.LedgerAsync(me.Customer)); // the hold is released when it expires
+    }
+
+    [Fact]
     public async Task A_run_without_input_is_refused_and_costs_nothing()
     {
         var me = await SubscribeAsync();
@@ -245,18 +271,18 @@ public sealed class AutomationTests : IAsyncLifetime
             : [];
     }
 
-    private Task<CmpWaldurAdapter.Capabilities.AutomationRun> AddRunAsync(Guid subscriptionId, DateTimeOffset at, string output = "\"done\"") => _bed.Tenants.QueryAsync(async db =>
+    private Task<CmpWaldurAdapter.Capabilities.AutomationRun> AddRunAsync(Guid subscriptionId, DateTimeOffset at, string output = "\"done\"", bool running = false) => _bed.Tenants.QueryAsync(async db =>
     {
         var run = new CmpWaldurAdapter.Capabilities.AutomationRun
         {
             Id = Guid.NewGuid(),
             SubscriptionId = subscriptionId,
             Trigger = "api",
-            Status = "succeeded",
+            Status = running ? AutomationService.Running : "succeeded",
             Input = "{}",
-            Output = output,
+            Output = running ? null : output,
             CreatedAt = at,
-            FinishedAt = at,
+            FinishedAt = running ? null : at,
         };
         db.AutomationRuns.Add(run);
         await db.SaveChangesAsync();

@@ -119,12 +119,19 @@ public sealed class AutomationScheduler(
     }
 }
 
-/// <summary>The Quartz job that runs <see cref="AutomationScheduler.RunDueAsync"/> (on one replica per firing when clustered).</summary>
+/// <summary>
+/// The Quartz job that runs <see cref="AutomationScheduler.RunDueAsync"/> (on one replica per firing when clustered),
+/// after marking failed the runs a stopped adapter left running.
+/// </summary>
 [DisallowConcurrentExecution]
-public sealed class RunScheduledAutomationsJob(AutomationScheduler scheduler, TimeProvider clock) : IJob
+public sealed class RunScheduledAutomationsJob(AutomationScheduler scheduler, AutomationService automations, TimeProvider clock) : IJob
 {
     public static readonly JobKey Key = new("run-scheduled-automations", "automations");
 
-    public async ValueTask Execute(IJobExecutionContext context, CancellationToken cancellationToken) =>
-        await scheduler.RunDueAsync(clock.GetUtcNow(), cancellationToken);
+    public async ValueTask Execute(IJobExecutionContext context, CancellationToken cancellationToken)
+    {
+        var now = clock.GetUtcNow();
+        await automations.FailInterruptedAsync(now, cancellationToken);
+        await scheduler.RunDueAsync(now, cancellationToken);
+    }
 }

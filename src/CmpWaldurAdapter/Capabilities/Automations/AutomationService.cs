@@ -28,6 +28,12 @@ public sealed class AutomationService(
     /// <summary>The prefix of a run's id in the API (the row's id follows).</summary>
     public const string RunIdPrefix = "run_";
 
+    /// <summary>A run's status until it succeeds or fails.</summary>
+    public const string Running = "running";
+
+    /// <summary>How long past the run timeout a run may still be finishing (its settle and row update) before it counts as interrupted.</summary>
+    public static readonly TimeSpan InterruptedMargin = TimeSpan.FromMinutes(5);
+
     public async Task<IResult> TriggerAsync(HttpContext http, CancellationToken cancellationToken)
     {
         var (caller, refusal) = await pipeline.AuthorizeAsync(http, Capability.Automation, What, cancellationToken);
@@ -101,7 +107,7 @@ public sealed class AutomationService(
             Id = Guid.CreateVersion7(now),
             SubscriptionId = caller.Subscription.Id,
             Trigger = trigger,
-            Status = "running",
+            Status = Running,
             Input = input,
             ScheduledFor = scheduledFor,
             CreatedAt = now,
@@ -146,6 +152,27 @@ public sealed class AutomationService(
             await FinishAsync(run, "failed", null, "The run was interrupted; nothing was charged.", 0);
             throw;
         }
+    }
+
+    /// <summary>
+    /// Marks failed the runs whose process stopped mid-run (killed, crashed, redeployed): no process can still finish a
+    /// run older than the run timeout and <see cref="InterruptedMargin"/>. Its hold was never settled, so the ledger
+    /// releases it when it expires: nothing was charged. Returns how many were marked.
+    /// </summary>
+    public async Task<int> FailInterruptedAsync(DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        var startedBefore = now - pipeline.RunTimeout - InterruptedMargin;
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        var failed = await db.AutomationRuns.Where(r => r.Status == Running && r.CreatedAt < startedBefore).ExecuteUpdateAsync(set => set
+            .SetProperty(r => r.Status, "failed")
+            .SetProperty(r => r.Error, "The run was interrupted before it finished (the adapter stopped); nothing was charged.")
+            .SetProperty(r => r.FinishedAt, now), cancellationToken);
+        if (failed > 0)
+        {
+            logger.LogWarning("{Count} automation runs interrupted by a stopped adapter were marked failed", failed);
+        }
+
+        return failed;
     }
 
     /// <summary>

@@ -181,6 +181,10 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Postgres
                     b.HasKey("Id")
                         .HasName("pk_automation_runs");
 
+                    b.HasIndex("CreatedAt")
+                        .HasDatabaseName("ix_automation_runs_created_at")
+                        .HasFilter("status = 'running'");
+
                     b.HasIndex("SubscriptionId", "CreatedAt")
                         .HasDatabaseName("ix_automation_runs_subscription_id_created_at");
 

@@ -176,6 +176,10 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Sqlite
                     b.HasKey("Id")
                         .HasName("pk_automation_runs");
 
+                    b.HasIndex("CreatedAt")
+                        .HasDatabaseName("ix_automation_runs_created_at")
+                        .HasFilter("status = 'running'");
+
                     b.HasIndex("SubscriptionId", "CreatedAt")
                         .HasDatabaseName("ix_automation_runs_subscription_id_created_at");
 

@@ -249,7 +249,7 @@ public sealed partial class ChatService(
             timeout.CancelAfter(options.Value.RunTimeout);
             var answer = await runtime.RunAsync(agent, timeout.Token);
             // Charged from here on: the settle runs while the answer is written (AnswerSettlements says why).
-            var settling = settlements.Settle(hold);
+            settlements.Settle(hold);
             settled = true;
             metrics.AgentRuns.WithLabels(run.Offering.Slug, "api").Inc(); // the marketplace's run count
             var notice = await handoff.AfterAnswerAsync(run.Subscription, run.Conversation, run.Input, answer, run.NothingRetrieved);
@@ -259,7 +259,7 @@ public sealed partial class ChatService(
             }
 
             var completion = Completion(run, answer, hold.Credits) with { Handoff = notice };
-            return new AnswerThenSettle(await FinishAsync(run, completion), settling);
+            return await FinishAsync(run, completion);
         }
         catch (AgentUnavailableException unavailable)
         {
@@ -433,23 +433,6 @@ public sealed partial class ChatService(
 
         /// <summary>The knowledge base was searched and returned no passage (counts as unanswered for handoff).</summary>
         public bool NothingRetrieved { get; set; }
-    }
-
-    /// <summary>Sends the answer in full, then waits for its settle: the client does not wait for the ledger's commit.</summary>
-    private sealed class AnswerThenSettle(IResult answer, Task settling) : IResult
-    {
-        public async Task ExecuteAsync(HttpContext httpContext)
-        {
-            try
-            {
-                await answer.ExecuteAsync(httpContext);
-                await httpContext.Response.CompleteAsync();
-            }
-            finally
-            {
-                await settling;
-            }
-        }
     }
 
     /// <summary>

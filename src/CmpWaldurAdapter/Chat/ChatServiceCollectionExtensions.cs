@@ -21,6 +21,7 @@ public static class ChatServiceCollectionExtensions
         services.TryAddSingleton<IAgentTweaks, AgentTweaks>();
         services.AddSingleton<AgentTurns>();
         services.AddSingleton<AnswerSettlements>();
+        services.AddHostedService(sp => sp.GetRequiredService<AnswerSettlements>()); // drains settles at shutdown
         services.AddSingleton<ChatService>();
         if (string.IsNullOrWhiteSpace(configuration[$"{LangflowOptions.SectionName}:BaseUrl"]))
         {

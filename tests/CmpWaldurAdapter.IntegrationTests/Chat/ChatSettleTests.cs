@@ -54,6 +54,44 @@ public sealed class ChatSettleTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_pending_settle_holds_back_neither_the_next_request_on_the_connection_nor_its_answer()
+    {
+        var me = await _bed.SubscribeAsync(credits: 10);
+        using var http = _bed.Http(me.Key);
+
+        // One client, one keep-alive connection: the second request is read only once the first request has ended.
+        for (var i = 0; i < 2; i++)
+        {
+            using var response = await http.PostAsync("/v1/chat/completions", ChatTestBed.Json("""{"message":"Where is my parcel?"}""")).WaitAsync(TimeSpan.FromSeconds(10));
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+
+        Assert.False(Settlements.WhenSettledAsync().IsCompleted);
+        _gate.Open();
+        await Settlements.WhenSettledAsync().WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(new LedgerState(6, 0, 2, 4), await _bed.LedgerAsync(me.Customer));
+    }
+
+    [Fact]
+    public async Task Stopping_the_adapter_waits_for_the_settles_of_answers_already_sent()
+    {
+        var me = await _bed.SubscribeAsync(credits: 10);
+        using (var http = _bed.Http(me.Key))
+        {
+            using var response = await http.PostAsync("/v1/chat/completions", ChatTestBed.Json("""{"message":"Where is my parcel?"}""")).WaitAsync(TimeSpan.FromSeconds(10));
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+
+        var stopping = _bed.Server.App.StopAsync();
+        await Task.Delay(TimeSpan.FromMilliseconds(500));
+        Assert.False(stopping.IsCompleted);
+
+        _gate.Open();
+        await stopping.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(new LedgerState(8, 0, 1, 2), await _bed.LedgerAsync(me.Customer));
+    }
+
+    [Fact]
     public async Task An_answer_whose_charge_cannot_be_written_stays_answered_and_its_hold_expires_uncharged()
     {
         var me = await _bed.SubscribeAsync(credits: 10);

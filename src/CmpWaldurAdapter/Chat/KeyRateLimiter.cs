@@ -28,7 +28,7 @@ public sealed class KeyRateLimiter : IDisposable
     }
 
     /// <summary>Takes one request's token; when none is left, says how long until one is.</summary>
-    public bool TryAcquire(string partition, out TimeSpan retryAfter)
+    private bool TryAcquire(string partition, out TimeSpan retryAfter)
     {
         using var lease = _limiter.AttemptAcquire(partition);
         if (lease.IsAcquired)

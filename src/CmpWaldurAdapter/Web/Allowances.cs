@@ -56,13 +56,17 @@ public sealed class AllowanceCounters(IDbContextFactory<AdapterDbContext> dbs, I
 
     private int _takes;
 
+    /// <summary>Takes one use of every rule now (for uses never given back).</summary>
+    public Task<AllowanceRefusal?> TakeAsync(IReadOnlyList<AllowanceRule> rules, CancellationToken cancellationToken) =>
+        TakeAsync(rules, clock.GetUtcNow(), cancellationToken);
+
     /// <summary>
-    /// Takes one use of every rule, or none: when one has nothing left the ones taken before it are given back
-    /// and the refusal names it. Null when all were taken.
+    /// Takes one use of every rule, counted at <paramref name="now"/>, or none: when one has nothing left the ones
+    /// taken before it are given back and the refusal names it. Null when all were taken. To give a use back, pass
+    /// the same instant to <see cref="GiveBackAsync"/>.
     /// </summary>
-    public async Task<AllowanceRefusal?> TakeAsync(IReadOnlyList<AllowanceRule> rules, CancellationToken cancellationToken)
+    public async Task<AllowanceRefusal?> TakeAsync(IReadOnlyList<AllowanceRule> rules, DateTimeOffset now, CancellationToken cancellationToken)
     {
-        var now = clock.GetUtcNow();
         await using var db = await dbs.CreateDbContextAsync(cancellationToken);
         if (Interlocked.Increment(ref _takes) % 500 == 0)
         {
@@ -91,16 +95,16 @@ public sealed class AllowanceCounters(IDbContextFactory<AdapterDbContext> dbs, I
     }
 
     /// <summary>
-    /// Gives one use back to each counter (what it paid for did not happen), taken no earlier than
-    /// <paramref name="takenBy"/>: a counter whose window started again since then is left alone, as the use was
-    /// counted in the window that ended.
+    /// Gives one use back to each counter (what it paid for did not happen); <paramref name="takenAt"/>: the instant
+    /// it was taken at (given to <see cref="TakeAsync(IReadOnlyList{AllowanceRule}, DateTimeOffset, CancellationToken)"/>).
+    /// A counter whose window started again after that is left alone: the use was counted in the window that ended.
     /// </summary>
-    public async Task GiveBackAsync(IEnumerable<string> keys, DateTimeOffset takenBy)
+    public async Task GiveBackAsync(IEnumerable<string> keys, DateTimeOffset takenAt)
     {
         await using var db = await dbs.CreateDbContextAsync();
         foreach (var key in keys)
         {
-            await GiveBackOneAsync(db, key, takenBy);
+            await GiveBackOneAsync(db, key, takenAt);
         }
     }
 
@@ -176,7 +180,7 @@ public sealed class AllowanceCounters(IDbContextFactory<AdapterDbContext> dbs, I
         return false;
     }
 
-    private static async Task GiveBackOneAsync(AdapterDbContext db, string key, DateTimeOffset takenBy) =>
-        await db.Allowances.Where(a => a.Key == key && a.Used > 0 && a.WindowStart <= takenBy)
+    private static async Task GiveBackOneAsync(AdapterDbContext db, string key, DateTimeOffset takenAt) =>
+        await db.Allowances.Where(a => a.Key == key && a.Used > 0 && a.WindowStart <= takenAt)
             .ExecuteUpdateAsync(set => set.SetProperty(a => a.Used, a => a.Used - 1), CancellationToken.None);
 }

@@ -128,8 +128,8 @@ public static class BuyerWebEndpoints
 
         var visitor = TryVisitor(http, tokens);
         var address = ClientAddress.Of(http);
-        var takenBy = clock.GetUtcNow();
-        var (taken, remaining) = await limiter.TryTakeAsync(entry.Slug, visitor, address, cancellationToken);
+        var takenAt = clock.GetUtcNow();
+        var (taken, remaining) = await limiter.TryTakeAsync(entry.Slug, visitor, address, takenAt, cancellationToken);
         if (!taken)
         {
             return Results.Json(new
@@ -142,7 +142,7 @@ public static class BuyerWebEndpoints
         var answer = await chat.DemoAsync(entry, visitor, request!.Message!, cancellationToken);
         if (!answer.Answered)
         {
-            await limiter.GiveBackAsync(entry.Slug, visitor, address, takenBy);
+            await limiter.GiveBackAsync(entry.Slug, visitor, address, takenAt);
             return Refusal(answer);
         }
 
@@ -191,9 +191,9 @@ public static class BuyerWebEndpoints
         }
 
         // Each token carries its own burst allowance, so minting them is limited per address, across replicas.
-        if (await limits.TakeSessionAsync(caller.Subscription.Id, ClientAddress.Of(http), cancellationToken) is { } refused)
+        if (await limits.TakeSessionAsync(caller.Subscription.Id, ClientAddress.Of(http), cancellationToken) is { } untilNextSession)
         {
-            return TooMany(refused.RetryAfter, seconds => $"Too many chat sessions were started from your network; try again in {Wait(seconds)}.", "rate_limit_exceeded");
+            return TooMany(untilNextSession, seconds => $"Too many chat sessions were started from your network; try again in {Wait(seconds)}.", "rate_limit_exceeded");
         }
 
         var lifetime = options.Value.VisitorTokenLifetime;
@@ -255,8 +255,8 @@ public static class BuyerWebEndpoints
         }
 
         // Before anything is charged or sent upstream: the address's minute, whatever tokens it holds, and the buyer's cap.
-        var takenBy = clock.GetUtcNow();
-        switch (await limits.TakeMessageAsync(subscriptionId, ClientAddress.Of(http), web.WidgetDailyMessageCap, cancellationToken))
+        var takenAt = clock.GetUtcNow();
+        switch (await limits.TakeMessageAsync(subscriptionId, ClientAddress.Of(http), web.WidgetDailyMessageCap, takenAt, cancellationToken))
         {
             case (WidgetLimit.DailyCap, var untilTomorrow):
                 return TooMany(untilTomorrow, _ => "This assistant has answered all the messages it can for today. Please come back tomorrow.", "daily_limit_reached");
@@ -273,7 +273,7 @@ public static class BuyerWebEndpoints
         {
             if (answer?.Answered != true)
             {
-                await limits.GiveBackDailyAsync(subscriptionId, takenBy); // nothing was charged (or the visitor left first)
+                await limits.GiveBackDailyAsync(subscriptionId, takenAt); // nothing was charged (or the visitor left first)
             }
         }
 

@@ -10,11 +10,14 @@ namespace CmpWaldurAdapter.Web;
 /// </summary>
 public sealed class TryLimiter(AllowanceCounters counters, IOptions<WebOptions> options)
 {
-    /// <summary>Takes one message; false when the visitor or the address has none left. The result says what is left after it.</summary>
-    public async Task<(bool Taken, int Remaining)> TryTakeAsync(string offering, string visitor, string address, CancellationToken cancellationToken)
+    /// <summary>
+    /// Takes one message, counted at <paramref name="now"/>; false when the visitor or the address has none left. The
+    /// result says what is left after it.
+    /// </summary>
+    public async Task<(bool Taken, int Remaining)> TryTakeAsync(string offering, string visitor, string address, DateTimeOffset now, CancellationToken cancellationToken)
     {
         var rules = Rules(offering, visitor, address);
-        if (await counters.TakeAsync(rules, cancellationToken) is not null)
+        if (await counters.TakeAsync(rules, now, cancellationToken) is not null)
         {
             return (false, 0);
         }
@@ -22,9 +25,9 @@ public sealed class TryLimiter(AllowanceCounters counters, IOptions<WebOptions> 
         return (true, await RemainingAsync(rules, cancellationToken));
     }
 
-    /// <summary>Gives a message back (the demo agent failed to answer: a failure costs no allowance); <paramref name="takenBy"/>: a time no earlier than its take.</summary>
-    public Task GiveBackAsync(string offering, string visitor, string address, DateTimeOffset takenBy) =>
-        counters.GiveBackAsync(Rules(offering, visitor, address).Select(r => r.Key), takenBy);
+    /// <summary>Gives a message back (the demo agent failed to answer: a failure costs no allowance); <paramref name="takenAt"/>: the instant it was taken at.</summary>
+    public Task GiveBackAsync(string offering, string visitor, string address, DateTimeOffset takenAt) =>
+        counters.GiveBackAsync(Rules(offering, visitor, address).Select(r => r.Key), takenAt);
 
     public Task<int> RemainingAsync(string offering, string visitor, string address, CancellationToken cancellationToken) =>
         RemainingAsync(Rules(offering, visitor, address), cancellationToken);

@@ -2,12 +2,9 @@ using Microsoft.Extensions.Options;
 
 namespace CmpWaldurAdapter.Web;
 
-/// <summary>Which widget limit refused a request.</summary>
+/// <summary>Which widget limit refused a message.</summary>
 public enum WidgetLimit
 {
-    /// <summary><see cref="WebOptions.WidgetSessionsPerAddressPerHour"/>.</summary>
-    SessionsPerAddress,
-
     /// <summary><see cref="WebOptions.WidgetMessagesPerAddressPerMinute"/>.</summary>
     MessagesPerAddress,
 
@@ -23,28 +20,27 @@ public enum WidgetLimit
 /// </summary>
 public sealed class WidgetLimits(AllowanceCounters counters, IOptions<WebOptions> options)
 {
-    public async Task<(WidgetLimit Limit, TimeSpan RetryAfter)?> TakeSessionAsync(Guid subscriptionId, string address, CancellationToken cancellationToken) =>
-        await counters.TakeAsync([SessionRule(subscriptionId, address)], cancellationToken) is { } refusal
-            ? (WidgetLimit.SessionsPerAddress, refusal.RetryAfter)
-            : null;
+    /// <summary>Takes one session of the address's hour; how long until the next one when none is left.</summary>
+    public async Task<TimeSpan?> TakeSessionAsync(Guid subscriptionId, string address, CancellationToken cancellationToken) =>
+        (await counters.TakeAsync([SessionRule(subscriptionId, address)], cancellationToken))?.RetryAfter;
 
     /// <summary>
-    /// Takes one message of the address's minute and one of the subscription's day, both or neither. The day is
-    /// counted without a cap too, so a cap set at noon counts the morning's messages.
+    /// Takes one message of the address's minute and one of the subscription's day, both or neither, counted at
+    /// <paramref name="now"/>. The day is counted without a cap too, so a cap set at noon counts the morning's messages.
     /// </summary>
-    public async Task<(WidgetLimit Limit, TimeSpan RetryAfter)?> TakeMessageAsync(Guid subscriptionId, string address, int? dailyCap, CancellationToken cancellationToken)
+    public async Task<(WidgetLimit Limit, TimeSpan RetryAfter)?> TakeMessageAsync(Guid subscriptionId, string address, int? dailyCap, DateTimeOffset now, CancellationToken cancellationToken)
     {
         var perAddress = new AllowanceRule(AllowanceCounters.Key($"widget-address|{subscriptionId:N}|{address}"), options.Value.WidgetMessagesPerAddressPerMinute, TimeSpan.FromMinutes(1), Fixed: true);
-        return await counters.TakeAsync([perAddress, DayRule(subscriptionId, dailyCap)], cancellationToken) is { } refusal
+        return await counters.TakeAsync([perAddress, DayRule(subscriptionId, dailyCap)], now, cancellationToken) is { } refusal
             ? (refusal.Rule == perAddress ? WidgetLimit.MessagesPerAddress : WidgetLimit.DailyCap, refusal.RetryAfter)
             : null;
     }
 
     /// <summary>
     /// A message that was not answered (nothing charged) does not count against the buyer's daily cap, unless the
-    /// day it was counted in has ended; <paramref name="takenBy"/>: a time no earlier than its take.
+    /// day it was counted in has ended; <paramref name="takenAt"/>: the instant it was taken at.
     /// </summary>
-    public Task GiveBackDailyAsync(Guid subscriptionId, DateTimeOffset takenBy) => counters.GiveBackAsync([DayRule(subscriptionId, null).Key], takenBy);
+    public Task GiveBackDailyAsync(Guid subscriptionId, DateTimeOffset takenAt) => counters.GiveBackAsync([DayRule(subscriptionId, null).Key], takenAt);
 
     /// <summary>Widget messages of the subscription today (UTC), for the console.</summary>
     public async Task<int> MessagesTodayAsync(Guid subscriptionId, CancellationToken cancellationToken)

@@ -205,8 +205,16 @@ public sealed class EchoAgent : IAgentRuntime, IAgentTweaks, IKnowledgeRetriever
     public Task<IReadOnlyList<KnowledgeChunk>> RetrieveAsync(Subscription subscription, string query, CancellationToken cancellationToken) =>
         Task.FromResult<IReadOnlyList<KnowledgeChunk>>([]);
 
+    /// <summary>While set, the demo agent fails to answer (as an unreachable runtime does).</summary>
+    public bool DemoFails { get; set; }
+
     public Task<string> AnswerAsync(CatalogueEntry offering, string sessionId, string input, CancellationToken cancellationToken)
     {
+        if (DemoFails)
+        {
+            throw new AgentUnavailableException("the demo agent is down", transient: true);
+        }
+
         DemoSessions.Enqueue(sessionId);
         return Task.FromResult($"Demo of {offering.Name}: you said {input}");
     }

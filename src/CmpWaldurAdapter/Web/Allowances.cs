@@ -76,7 +76,7 @@ public sealed class AllowanceCounters(IDbContextFactory<AdapterDbContext> dbs, I
 
         for (var i = 0; i < rules.Count; i++)
         {
-            if (await TakeOneAsync(db, rules[i], now, cancellationToken))
+            if (await TakeOneAsync(db, rules[i], now, cancellationToken) is not { } fullSince)
             {
                 continue;
             }
@@ -86,8 +86,7 @@ public sealed class AllowanceCounters(IDbContextFactory<AdapterDbContext> dbs, I
                 await GiveBackOneAsync(db, rules[taken].Key, now);
             }
 
-            var start = await db.Allowances.AsNoTracking().Where(a => a.Key == rules[i].Key).Select(a => (DateTimeOffset?)a.WindowStart).SingleOrDefaultAsync(CancellationToken.None);
-            var retryAfter = (start ?? rules[i].Start(now)) + rules[i].Window - now;
+            var retryAfter = fullSince + rules[i].Window - now;
             return new AllowanceRefusal(rules[i], retryAfter > TimeSpan.Zero ? retryAfter : TimeSpan.Zero);
         }
 
@@ -127,40 +126,42 @@ public sealed class AllowanceCounters(IDbContextFactory<AdapterDbContext> dbs, I
     /// <summary>
     /// Counts one use against the rule's key if it has room: an UPDATE that only matches a counter under the limit
     /// in its current window, or one whose window ended (it starts again), or an INSERT of a first counter. Two
-    /// replicas racing for the last use both run the UPDATE; the database lets one of them match.
+    /// replicas racing for the last use both run the UPDATE; the database lets one of them match. Null when counted;
+    /// else the start of the full window (for Retry-After).
     /// </summary>
-    private static async Task<bool> TakeOneAsync(AdapterDbContext db, AllowanceRule rule, DateTimeOffset now, CancellationToken cancellationToken)
+    private static async Task<DateTimeOffset?> TakeOneAsync(AdapterDbContext db, AllowanceRule rule, DateTimeOffset now, CancellationToken cancellationToken)
     {
-        if (rule.Limit <= 0)
+        var (key, limit, ended, start) = (rule.Key, rule.Limit, rule.Ended(now), rule.Start(now));
+        if (limit <= 0)
         {
-            return false;
+            return start;
         }
 
-        var (key, limit, ended, start) = (rule.Key, rule.Limit, rule.Ended(now), rule.Start(now));
-        var existed = false;
         for (var attempt = 0; attempt < 3; attempt++)
         {
             if (await db.Allowances.Where(a => a.Key == key && a.WindowStart > ended && a.Used < limit)
                     .ExecuteUpdateAsync(set => set.SetProperty(a => a.Used, a => a.Used + 1), cancellationToken) == 1)
             {
-                return true;
+                return null;
             }
 
             if (await db.Allowances.Where(a => a.Key == key && a.WindowStart <= ended)
                     .ExecuteUpdateAsync(set => set.SetProperty(a => a.Used, 1).SetProperty(a => a.WindowStart, start), cancellationToken) == 1)
             {
-                return true;
+                return null;
             }
 
-            if (await db.Allowances.AnyAsync(a => a.Key == key, cancellationToken))
+            var counter = await db.Allowances.AsNoTracking().Where(a => a.Key == key)
+                .Select(a => new { a.WindowStart, a.Used }).SingleOrDefaultAsync(cancellationToken);
+            if (counter is not null)
             {
-                if (existed)
+                if (counter.WindowStart > ended && counter.Used >= limit)
                 {
-                    return false; // the UPDATEs above ran on it: a current window with no room left
+                    return counter.WindowStart; // a current window with no room left
                 }
 
-                // Another request counted this key's first use between the UPDATEs and this look: count against its row.
-                existed = true;
+                // It changed between the UPDATEs and this look (another request counted this key's first use,
+                // started its window again, or gave a use back): try the UPDATEs again.
                 continue;
             }
 
@@ -168,7 +169,7 @@ public sealed class AllowanceCounters(IDbContextFactory<AdapterDbContext> dbs, I
             try
             {
                 await db.SaveChangesAsync(cancellationToken);
-                return true;
+                return null;
             }
             catch (DbUpdateException exception) when (DbErrors.IsUniqueViolation(exception))
             {
@@ -177,7 +178,7 @@ public sealed class AllowanceCounters(IDbContextFactory<AdapterDbContext> dbs, I
             }
         }
 
-        return false;
+        return start; // three rounds of changes under it: refuse rather than spin
     }
 
     private static async Task GiveBackOneAsync(AdapterDbContext db, string key, DateTimeOffset takenAt) =>

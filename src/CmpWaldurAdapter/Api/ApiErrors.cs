@@ -29,6 +29,14 @@ public static class ApiErrors
     public static IResult SubscriptionSuspended(string reason) =>
         Problem(StatusCodes.Status403Forbidden, reason, "permission_error", "subscription_suspended");
 
+    /// <summary>A 429 with Retry-After in whole seconds (at least 1); <paramref name="message"/> gets those seconds.</summary>
+    public static IResult TooManyRequests(TimeSpan retryAfter, Func<int, string> message, string code = "rate_limit_exceeded")
+    {
+        var seconds = Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds));
+        return Problem(StatusCodes.Status429TooManyRequests, message(seconds), "requests", code,
+            headers: r => r.Headers.RetryAfter = seconds.ToString(System.Globalization.CultureInfo.InvariantCulture));
+    }
+
     public static IResult NotFound(string message, string code = "not_found", string? param = null) =>
         Problem(StatusCodes.Status404NotFound, message, "invalid_request_error", code, param);
 

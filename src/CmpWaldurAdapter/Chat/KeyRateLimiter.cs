@@ -59,9 +59,7 @@ public sealed class KeyRateLimiter : IDisposable
             return null;
         }
 
-        var seconds = Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds));
-        return ApiErrors.Problem(StatusCodes.Status429TooManyRequests, $"Rate limit of {_perMinute} requests per minute for this key reached; retry in {seconds} s.",
-            "requests", "rate_limit_exceeded", headers: r => r.Headers.RetryAfter = seconds.ToString(CultureInfo.InvariantCulture));
+        return ApiErrors.TooManyRequests(retryAfter, seconds => $"Rate limit of {_perMinute} requests per minute for this key reached; retry in {seconds} s.");
     }
 
     public void Dispose() => _limiter.Dispose();

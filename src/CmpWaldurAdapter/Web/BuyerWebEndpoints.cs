@@ -193,7 +193,7 @@ public static class BuyerWebEndpoints
         // Each token carries its own burst allowance, so minting them is limited per address, across replicas.
         if (await limits.TakeSessionAsync(caller.Subscription.Id, ClientAddress.Of(http), cancellationToken) is { } untilNextSession)
         {
-            return TooMany(untilNextSession, seconds => $"Too many chat sessions were started from your network; try again in {Wait(seconds)}.", "rate_limit_exceeded");
+            return ApiErrors.TooManyRequests(untilNextSession, seconds => $"Too many chat sessions were started from your network; try again in {Wait(seconds)}.");
         }
 
         var lifetime = options.Value.VisitorTokenLifetime;
@@ -245,7 +245,7 @@ public static class BuyerWebEndpoints
 
         if (!limiter.TryAcquire(visitor, out var retryAfter))
         {
-            return TooMany(retryAfter, seconds => $"Too many messages; wait {seconds} s.", "rate_limit_exceeded");
+            return ApiErrors.TooManyRequests(retryAfter, seconds => $"Too many messages; wait {seconds} s.");
         }
 
         var (request, error) = await ReadMessageAsync(http, options.Value);
@@ -259,9 +259,9 @@ public static class BuyerWebEndpoints
         switch (await limits.TakeMessageAsync(subscriptionId, ClientAddress.Of(http), web.WidgetDailyMessageCap, takenAt, cancellationToken))
         {
             case (WidgetLimit.DailyCap, var untilTomorrow):
-                return TooMany(untilTomorrow, _ => "This assistant has answered all the messages it can for today. Please come back tomorrow.", "daily_limit_reached");
+                return ApiErrors.TooManyRequests(untilTomorrow, _ => "This assistant has answered all the messages it can for today. Please come back tomorrow.", "daily_limit_reached");
             case (_, var wait):
-                return TooMany(wait, seconds => $"Too many messages from your network; wait {seconds} s.", "rate_limit_exceeded");
+                return ApiErrors.TooManyRequests(wait, seconds => $"Too many messages from your network; wait {seconds} s.");
         }
 
         PageAnswer? answer = null;
@@ -278,14 +278,6 @@ public static class BuyerWebEndpoints
         }
 
         return answer.Answered ? Results.Json(new { answer = answer.Text, handoff = answer.Handoff }, ApiJson.Options) : Refusal(answer);
-    }
-
-    /// <summary>A widget limit's refusal: 429 with Retry-After in whole seconds, in the widget's error shape.</summary>
-    private static IResult TooMany(TimeSpan retryAfter, Func<int, string> message, string code)
-    {
-        var seconds = Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds));
-        return ApiErrors.Problem(StatusCodes.Status429TooManyRequests, message(seconds), "requests", code,
-            headers: r => r.Headers.RetryAfter = seconds.ToString(CultureInfo.InvariantCulture));
     }
 
     private static string Wait(int seconds) => seconds <= 60 ? $"{seconds} s" : $"{(seconds + 59) / 60} minutes";

@@ -59,7 +59,7 @@ public static class BuyerWebServiceCollectionExtensions
             var forwarded = new ForwardedHeadersOptions
             {
                 ForwardedHeaders = ForwardedHeaders.XForwardedFor | ForwardedHeaders.XForwardedProto,
-                ForwardLimit = app.Configuration.GetValue($"{WebOptions.SectionName}:{nameof(WebOptions.ForwardedProxies)}", 1),
+                ForwardLimit = app.Configuration.GetValue($"{WebOptions.SectionName}:{nameof(WebOptions.ForwardedProxies)}", WebOptions.DefaultForwardedProxies),
             };
             // The operator vouches that only the proxy reaches the adapter, so its address need not be listed.
             forwarded.KnownIPNetworks.Clear();

@@ -41,7 +41,7 @@ public sealed class BuyerWebSettings
             return true;
         }
 
-        if (text.Length <= 7 && text.All(char.IsAsciiDigit) && int.Parse(text, CultureInfo.InvariantCulture) is var value and >= 1 and <= MaxWidgetDailyMessageCap)
+        if (int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value) && value is >= 1 and <= MaxWidgetDailyMessageCap)
         {
             cap = value;
             return true;

@@ -65,7 +65,9 @@ public sealed class WebOptions
     /// end; entries before it are whatever the client sent, and are ignored.
     /// </summary>
     [Range(1, 10)]
-    public int ForwardedProxies { get; set; } = 1;
+    public int ForwardedProxies { get; set; } = DefaultForwardedProxies;
+
+    public const int DefaultForwardedProxies = 1;
 
     /// <summary>The longest message the buyer pages accept.</summary>
     public int MaxMessageChars { get; set; } = 4000;

@@ -36,7 +36,6 @@ public sealed partial class ConsoleFormBadInputTests(ConsoleFormBadInputTests.Co
         Assert.Contains("id=\"widget_cap_error\">The daily message cap must be a whole number from 1 to 1000000, or empty for no cap.", page);
         Assert.DoesNotContain("<script>alert(1)", page);
         Assert.Equal(before, await console.StoredAsync());
-        Assert.StartsWith("50|", before);
     }
 
     [Fact]
@@ -48,7 +47,6 @@ public sealed partial class ConsoleFormBadInputTests(ConsoleFormBadInputTests.Co
 
         Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
         Assert.Equal(before, await console.StoredAsync());
-        Assert.StartsWith("50|", before);
     }
 
     [Fact]
@@ -60,7 +58,6 @@ public sealed partial class ConsoleFormBadInputTests(ConsoleFormBadInputTests.Co
 
         Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
         Assert.Equal(before, await console.StoredAsync());
-        Assert.StartsWith("50|", before);
     }
 
     [Fact]

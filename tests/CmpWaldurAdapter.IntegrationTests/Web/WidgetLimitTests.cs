@@ -42,7 +42,7 @@ public sealed partial class WidgetLimitTests : IAsyncLifetime
     [Fact]
     public async Task Minting_sessions_past_the_per_address_limit_is_refused_until_the_hour_ends_while_other_addresses_still_start()
     {
-        var (subscription, key) = await WidgetAsync();
+        var (_, key) = await WidgetAsync();
         var (_, otherKey) = await WidgetAsync();
         using var client = _bed.Server.CreateClient();
 
@@ -68,7 +68,6 @@ public sealed partial class WidgetLimitTests : IAsyncLifetime
         Assert.Equal(TimeSpan.FromMinutes(1), (await WidgetRequests.SessionAsync(client, key, Here)).Headers.RetryAfter!.Delta);
         _bed.Clock.Advance(TimeSpan.FromMinutes(1));
         Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.SessionAsync(client, key, Here)).StatusCode);
-        Assert.Equal(0, await Charges(subscription));
     }
 
     [Fact]

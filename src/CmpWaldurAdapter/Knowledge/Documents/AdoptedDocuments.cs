@@ -43,7 +43,7 @@ public sealed class AdoptedDocuments(
 
         var now = clock.GetUtcNow();
         var added = 0;
-        foreach (var document in remote.Values.OrderBy(d => d.Create_time ?? 0).ThenBy(d => d.Id, StringComparer.Ordinal))
+        foreach (var document in remote.Values)
         {
             if (recorded.Contains(document.Id) || !InDataset(document, datasetId))
             {
@@ -112,7 +112,7 @@ public sealed class AdoptedDocuments(
                 row.Error = "Parsing was stopped in the knowledge base.";
                 break;
             default:
-                // Never parsed (RAGFlow reports unknown states as UNSTART too): the next poll starts it, free like the rest.
+                // Never parsed (RAGFlow reports unknown states as UNSTART too): the next poll starts it, and it is charged once done.
                 row.Status = ParseStates.Unstart;
                 break;
         }

@@ -258,6 +258,20 @@ public sealed partial class ChartTests
         Assert.Matches(@"args:\s*\n\s*- serve\b", deployment);
         Assert.Contains("include \"cmp-waldur-adapter.validate\"", deployment, StringComparison.Ordinal);
 
+        // Behind the chart's own Ingress the client's address is in X-Forwarded-For (the widget's and try page's
+        // per-address limits count it); set before the operator's config, which may turn it off again.
+        var helpers = templates["_helpers.tpl"];
+        var trustForwarded = helpers.IndexOf("{{- if .Values.ingress.enabled }}\n{{- $_ := set $env \"Web__TrustForwardedHeaders\" \"true\" }}", StringComparison.Ordinal);
+        Assert.True(trustForwarded >= 0, "ingress.enabled sets Web__TrustForwardedHeaders");
+        Assert.True(trustForwarded < helpers.IndexOf("range $section, $tree := .Values.config", StringComparison.Ordinal), "the operator's config comes after, and wins");
+
+        // The optional upstream policies admit the adapter's own pods, as the Deployment labels them.
+        var upstreamPolicy = templates["upstream-networkpolicy.yaml"];
+        Assert.Contains("{{- if .Values.upstreamNetworkPolicy.enabled }}", upstreamPolicy, StringComparison.Ordinal);
+        Assert.Contains("kind: NetworkPolicy", upstreamPolicy, StringComparison.Ordinal);
+        Assert.Contains("app.kubernetes.io/component: server", upstreamPolicy, StringComparison.Ordinal);
+        Assert.Contains("app.kubernetes.io/component: server", deployment, StringComparison.Ordinal);
+
         // The migration hook.
         var job = templates["migration-job.yaml"];
         Assert.Contains("kind: Job", job, StringComparison.Ordinal);

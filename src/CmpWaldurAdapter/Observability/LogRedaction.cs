@@ -50,7 +50,8 @@ public sealed partial class LogRedaction : ILogEventEnricher
             text = RevealToken().Replace(text, "$1***");
         }
 
-        return text.Contains('=') ? SecretQueryValue().Replace(text, "$1***") : text;
+        // A query parameter needs '?' or '&' before its '=': most texts with '=' (SQL, say) have neither.
+        return text.Contains('=') && text.AsSpan().IndexOfAny('?', '&') >= 0 ? SecretQueryValue().Replace(text, "$1***") : text;
     }
 
     [GeneratedRegex(@"(/keys/reveal/)[^/?#\s""']+", RegexOptions.IgnoreCase)]

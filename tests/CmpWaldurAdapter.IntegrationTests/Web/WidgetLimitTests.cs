@@ -140,6 +140,24 @@ public sealed partial class WidgetLimitTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_cap_set_during_the_day_counts_the_messages_answered_before_it()
+    {
+        var (subscription, key) = await WidgetAsync();
+        using var client = _bed.Server.CreateClient();
+        foreach (var (address, message) in new[] { (Here, "one"), (Elsewhere, "two") })
+        {
+            Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.ChatAsync(client, await TokenAsync(client, key, address), address, message)).StatusCode);
+        }
+
+        await _bed.Services.GetRequiredService<BuyerWebStore>().UpdateAsync(subscription, s => s.WidgetDailyMessageCap = 2, CancellationToken.None);
+
+        var capped = await WidgetRequests.ChatAsync(client, await TokenAsync(client, key, "192.0.2.4"), "192.0.2.4", "three");
+        Assert.Equal(HttpStatusCode.TooManyRequests, capped.StatusCode);
+        Assert.Equal("daily_limit_reached", JsonNode.Parse(await capped.Content.ReadAsStringAsync())!["error"]!["code"]!.GetValue<string>());
+        Assert.Equal(2, await Charges(subscription));
+    }
+
+    [Fact]
     public async Task The_daily_cap_set_in_the_console_stops_widget_messages_kindly_and_free_while_the_api_key_still_works()
     {
         var (subscription, key) = await WidgetAsync(credits: 4); // two messages' worth

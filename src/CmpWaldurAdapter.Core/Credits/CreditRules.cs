@@ -48,12 +48,26 @@ public static class CreditRules
     /// <summary>Largest single charge or grant, far above any price, so sums cannot overflow.</summary>
     public const long MaxAmount = 1_000_000_000_000;
 
-    /// <summary>Throws unless <paramref name="credits"/> is a positive amount a charge or grant may carry.</summary>
+    /// <summary>Throws unless <paramref name="credits"/> is a positive amount a grant may carry.</summary>
     public static long RequirePositive(long credits, string name = "credits")
     {
         if (credits is <= 0 or > MaxAmount)
         {
             throw new ArgumentOutOfRangeException(name, credits, $"Credits must be between 1 and {MaxAmount}.");
+        }
+
+        return credits;
+    }
+
+    /// <summary>
+    /// Throws unless <paramref name="credits"/> is a price a charge or hold may carry. A price book may make an
+    /// action free (0): it still goes through the ledger, which re-checks the subscription and the key.
+    /// </summary>
+    public static long RequirePrice(long credits, string name = "credits")
+    {
+        if (credits is < 0 or > MaxAmount)
+        {
+            throw new ArgumentOutOfRangeException(name, credits, $"A price must be between 0 and {MaxAmount} credits.");
         }
 
         return credits;

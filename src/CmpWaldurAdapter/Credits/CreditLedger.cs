@@ -42,7 +42,13 @@ public sealed class CreditLedger(ICreditStore store, WaldurFunding funding, IDbC
         }
 
         var now = _clock.GetUtcNow();
-        var result = await _store.ReserveAsync(request, Guid.CreateVersion7(now), now, now + (lifetime ?? _options.CurrentValue.ReservationTimeout), cancellationToken);
+        var expiresAt = now + (lifetime ?? _options.CurrentValue.ReservationTimeout);
+        var result = await _store.ReserveAsync(request, Guid.CreateVersion7(now), now, expiresAt, cancellationToken);
+        if (await OpenedForFreeActionAsync(result.Refusal, request, now, cancellationToken))
+        {
+            result = await _store.ReserveAsync(request, Guid.CreateVersion7(now), now, expiresAt, cancellationToken);
+        }
+
         LogRefusal(result.Refusal, request);
         // Holds can exceed a Waldur-funded balance that Waldur lowered: show 0, not a negative figure.
         return result with { Available = Math.Max(0, result.Available) };
@@ -83,6 +89,11 @@ public sealed class CreditLedger(ICreditStore store, WaldurFunding funding, IDbC
 
         var now = _clock.GetUtcNow();
         var result = await _store.ChargeAsync(request, Guid.CreateVersion7(now), now, cancellationToken);
+        if (await OpenedForFreeActionAsync(result.Refusal, request, now, cancellationToken))
+        {
+            result = await _store.ChargeAsync(request, Guid.CreateVersion7(now), now, cancellationToken);
+        }
+
         LogRefusal(result.Refusal, request);
         if (result.Status == ChargeStatus.Charged)
         {
@@ -157,9 +168,24 @@ public sealed class CreditLedger(ICreditStore store, WaldurFunding funding, IDbC
 
     private static ChargeRequest Request(Guid customerId, Guid subscriptionId, ActionClass action, long credits, int priceBookVersion, string requestId)
     {
-        CreditRules.RequirePositive(credits);
+        CreditRules.RequirePrice(credits);
         CreditRules.RequireRequestId(requestId);
         return new ChargeRequest(customerId, subscriptionId, action, credits, priceBookVersion, requestId);
+    }
+
+    /// <summary>
+    /// A free action is refused as unaffordable only when its organization has no account yet (nobody granted it
+    /// anything): opens the empty account so the caller can try once more. Paid actions are never retried.
+    /// </summary>
+    private async Task<bool> OpenedForFreeActionAsync(CreditRefusal? refusal, ChargeRequest request, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        if (request.Credits != 0 || refusal != CreditRefusal.InsufficientCredits)
+        {
+            return false;
+        }
+
+        await _store.OpenAccountAsync(request.CustomerId, now, cancellationToken);
+        return true;
     }
 
     private void LogRefusal(CreditRefusal? refusal, ChargeRequest request)

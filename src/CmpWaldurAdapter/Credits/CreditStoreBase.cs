@@ -82,6 +82,13 @@ internal abstract class CreditStoreBase(IDbContextFactory<AdapterDbContext> dbs)
             return await db.CreditAccounts.AsNoTracking().SingleAsync(a => a.CustomerId == customerId, cancellationToken);
         }, cancellationToken);
 
+    public Task OpenAccountAsync(Guid customerId, DateTimeOffset now, CancellationToken cancellationToken) =>
+        WriteAsync(async db =>
+        {
+            await EnsureAccountAsync(db, customerId, now, cancellationToken);
+            return true;
+        }, cancellationToken);
+
     public async Task<IReadOnlyList<Guid>> ExpiredReservationsAsync(DateTimeOffset now, int limit, CancellationToken cancellationToken)
     {
         await using var db = await Dbs.CreateDbContextAsync(cancellationToken);

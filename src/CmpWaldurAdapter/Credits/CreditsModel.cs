@@ -46,7 +46,7 @@ internal static class CreditsModel
 
         modelBuilder.Entity<CreditReservation>(reservation =>
         {
-            reservation.ToTable("credit_reservations", table => table.HasCheckConstraint("ck_credit_reservations_credits", "credits > 0"));
+            reservation.ToTable("credit_reservations", table => table.HasCheckConstraint("ck_credit_reservations_credits", "credits >= 0"));
             reservation.HasKey(r => r.Id);
             reservation.Property(r => r.Id).ValueGeneratedNever();
             reservation.Property(r => r.ActionClass).HasConversion<string>().HasMaxLength(40);

@@ -23,5 +23,8 @@ public interface ICreditStore
     /// <summary>Waldur-funded mode: balance := max(0, funded − charges since <paramref name="firstUninvoiced"/>), under the account lock.</summary>
     Task<CreditAccount> RefreshFundingAsync(Guid customerId, long fundedCredits, BillingPeriod firstUninvoiced, DateTimeOffset now, CancellationToken cancellationToken);
 
+    /// <summary>Creates the organization's empty account if it has none.</summary>
+    Task OpenAccountAsync(Guid customerId, DateTimeOffset now, CancellationToken cancellationToken);
+
     Task<IReadOnlyList<Guid>> ExpiredReservationsAsync(DateTimeOffset now, int limit, CancellationToken cancellationToken);
 }

@@ -47,7 +47,7 @@ internal sealed partial class PostgresCreditStore
             JOIN checked c ON c.n = w.n + 1
             CROSS JOIN LATERAL (
                 SELECT c.servable AND c.prior_id IS NULL AND w.balance IS NOT NULL
-                       AND w.balance - (SELECT reserved FROM locked) >= c.credits AS ok
+                       AND (c.credits = 0 OR w.balance - (SELECT reserved FROM locked) >= c.credits) AS ok
             ) x
         ), entry AS (
             INSERT INTO credit_ledger_entries (id, customer_id, kind, credits, balance_after, component, action_class, price_book_version,

@@ -39,7 +39,7 @@ internal sealed partial class PostgresCreditStore : CreditStoreBase, IAsyncDispo
         ), account AS (
             UPDATE credit_accounts a
             SET balance = a.balance - @credits, version = a.version + 1, updated_at = @now
-            WHERE a.customer_id = @customer AND a.balance - a.reserved >= @credits
+            WHERE a.customer_id = @customer AND (@credits = 0 OR a.balance - a.reserved >= @credits)
               AND EXISTS (SELECT 1 FROM sub WHERE sub.servable) AND NOT EXISTS (SELECT 1 FROM prior)
             RETURNING a.balance, a.reserved
         ), entry AS (
@@ -76,7 +76,7 @@ internal sealed partial class PostgresCreditStore : CreditStoreBase, IAsyncDispo
         ), account AS (
             UPDATE credit_accounts a
             SET reserved = a.reserved + @credits, version = a.version + 1, updated_at = @now
-            WHERE a.customer_id = @customer AND a.balance - a.reserved >= @credits
+            WHERE a.customer_id = @customer AND (@credits = 0 OR a.balance - a.reserved >= @credits)
               AND EXISTS (SELECT 1 FROM sub WHERE sub.servable) AND (SELECT live FROM caller)
               AND NOT EXISTS (SELECT 1 FROM prior) AND NOT EXISTS (SELECT 1 FROM held)
             RETURNING a.balance, a.reserved

@@ -45,13 +45,13 @@ internal sealed class SqliteCreditStore(IDbContextFactory<AdapterDbContext> dbs,
 
     private const string DebitSql = """
         UPDATE credit_accounts SET balance = balance - $credits, version = version + 1, updated_at = $now
-        WHERE customer_id = $customer AND balance - reserved >= $credits
+        WHERE customer_id = $customer AND ($credits = 0 OR balance - reserved >= $credits)
         RETURNING balance, reserved
         """;
 
     private const string SetAsideSql = """
         UPDATE credit_accounts SET reserved = reserved + $credits, version = version + 1, updated_at = $now
-        WHERE customer_id = $customer AND balance - reserved >= $credits
+        WHERE customer_id = $customer AND ($credits = 0 OR balance - reserved >= $credits)
         RETURNING balance, reserved
         """;
 

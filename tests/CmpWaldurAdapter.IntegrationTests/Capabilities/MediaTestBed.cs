@@ -12,7 +12,8 @@ namespace CmpWaldurAdapter.IntegrationTests.Capabilities;
 /// <summary>The chat test bed, optionally with the support agent's offering enabling image generation and voice (10 and 2 credits).</summary>
 public static class MediaTestBed
 {
-    public static async Task<(ChatTestBed Bed, string Catalogue)> StartWithMediaAsync(Action<Dictionary<string, string?>>? settings = null)
+    /// <param name="pricing">Rewrites the offering's catalogue entry after media are enabled (to change its prices).</param>
+    public static async Task<(ChatTestBed Bed, string Catalogue)> StartWithMediaAsync(Action<Dictionary<string, string?>>? settings = null, Func<string, string>? pricing = null)
     {
         var catalogue = Path.Combine(Path.GetTempPath(), "cmp-media-catalogue-" + Guid.NewGuid().ToString("N")[..12]);
         CopyDirectory(Path.Combine(AppContext.BaseDirectory, "catalogue"), catalogue);
@@ -23,7 +24,7 @@ public static class MediaTestBed
             .Replace("  rag_document: 5\n", "  rag_document: 5\n  image_generation: 10\n  voice_interaction: 2\n", StringComparison.Ordinal)
             .Replace("components:\n", "components:\n  - type: image_credits\n    name: Images\n    measured_unit: credits\n  - type: voice_credits\n    name: Voice interactions\n    measured_unit: credits\n", StringComparison.Ordinal)
             .Replace("    rag_credits: \"0.01\"", "    rag_credits: \"0.01\"\n    image_credits: \"0.01\"\n    voice_credits: \"0.01\"", StringComparison.Ordinal);
-        await File.WriteAllTextAsync(file, yaml);
+        await File.WriteAllTextAsync(file, pricing?.Invoke(yaml) ?? yaml);
         var bed = await ChatTestBed.StartAsync(values =>
         {
             values["Catalogue:Directory"] = catalogue;

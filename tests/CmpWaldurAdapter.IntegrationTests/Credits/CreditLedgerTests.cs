@@ -280,6 +280,52 @@ public abstract class CreditLedgerTests(DatabaseProvider provider) : IAsyncLifet
     }
 
     [Fact]
+    public async Task A_free_action_is_held_and_charged_at_zero_even_for_an_organization_never_funded()
+    {
+        var subscription = await _bed.AddSubscriptionAsync();
+
+        var hold = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 0, 3, "free-hold");
+        var settled = await Ledger.SettleAsync(hold.ReservationId!.Value);
+        var charges = await Task.WhenAll(Enumerable.Range(0, 20).Select(i => Task.Run(() =>
+            Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ImageGeneration, 0, 3, $"free-{i}"))));
+        var replay = await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ImageGeneration, 0, 3, "free-0");
+        var paid = await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 1, 3, "paid");
+
+        Assert.Equal((ReservationStatus.Held, 0L), (hold.Status, hold.Credits));
+        Assert.Equal((SettleStatus.Settled, 0L), (settled.Status, settled.Credits));
+        Assert.All(charges, c => Assert.Equal((ChargeStatus.Charged, 0L), (c.Status, c.Credits)));
+        Assert.Equal(ChargeStatus.Replayed, replay.Status);
+        Assert.Equal((ChargeStatus.Refused, CreditRefusal.InsufficientCredits), (paid.Status, paid.Refusal));
+        var balance = await Ledger.BalanceAsync(subscription.CustomerId);
+        Assert.Equal((true, 0L, 0L), (balance.Exists, balance.Balance, balance.Reserved));
+        var entries = await _bed.QueryAsync(db => db.LedgerEntries.Where(e => e.SubscriptionId == subscription.Id && e.Kind == LedgerEntryKind.Charge).Select(e => e.Credits).ToListAsync());
+        Assert.Equal(Enumerable.Repeat(0L, 21), entries);
+    }
+
+    [Fact]
+    public async Task A_free_action_is_served_while_holds_exceed_a_lowered_balance_but_never_for_a_subscription_not_servable()
+    {
+        var subscription = await _bed.AddSubscriptionAsync();
+        var ended = await _bed.AddSubscriptionAsync(customer: subscription.CustomerId, state: SubscriptionState.Terminated);
+        await Ledger.GrantAsync(subscription.CustomerId, 10, "test funding");
+        await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 10, 3, "in-flight");
+        // Waldur-funded balances can drop below the holds already taken (the organization's money was lowered).
+        await _bed.QueryAsync(db => db.CreditAccounts.Where(a => a.CustomerId == subscription.CustomerId).ExecuteUpdateAsync(set => set.SetProperty(a => a.Balance, 4)));
+
+        var free = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 0, 3, "free");
+        var freeCharge = await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 0, 3, "free-charge");
+        var paid = await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 1, 3, "paid");
+        var endedHold = await Ledger.ReserveAsync(ended.CustomerId, ended.Id, ActionClass.ChatMessage, 0, 3, "free");
+        var endedCharge = await Ledger.ChargeAsync(ended.CustomerId, ended.Id, ActionClass.ChatMessage, 0, 3, "free-charge");
+
+        Assert.Equal(ReservationStatus.Held, free.Status);
+        Assert.Equal(ChargeStatus.Charged, freeCharge.Status);
+        Assert.Equal(CreditRefusal.InsufficientCredits, paid.Refusal);
+        Assert.Equal((ReservationStatus.Refused, CreditRefusal.SubscriptionNotServable), (endedHold.Status, endedHold.Refusal));
+        Assert.Equal((ChargeStatus.Refused, CreditRefusal.SubscriptionNotServable), (endedCharge.Status, endedCharge.Refusal));
+    }
+
+    [Fact]
     public async Task The_balance_is_shared_by_every_project_and_subscription_of_the_organization()
     {
         var first = await _bed.AddSubscriptionAsync();

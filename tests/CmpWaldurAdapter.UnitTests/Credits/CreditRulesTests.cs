@@ -31,6 +31,22 @@ public sealed class CreditRulesTests
         Assert.Throws<ArgumentOutOfRangeException>(() => CreditRules.RequirePositive(credits));
     }
 
+    [Theory]
+    [InlineData(-1)]
+    [InlineData(CreditRules.MaxAmount + 1)]
+    public void Prices_are_bounded_and_never_negative(long credits)
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => CreditRules.RequirePrice(credits));
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(CreditRules.MaxAmount)]
+    public void A_price_may_be_free_or_as_large_as_any_charge(long credits)
+    {
+        Assert.Equal(credits, CreditRules.RequirePrice(credits));
+    }
+
     [Fact]
     public void A_request_id_is_required_and_short()
     {

@@ -122,11 +122,6 @@ public sealed class KnowledgeBase(
 
         var price = Price(tenant);
         var holds = new ParseHolds(ledger, logger, []);
-        if (price.Credits == 0)
-        {
-            return holds;
-        }
-
         try
         {
             for (var i = 0; i < adding; i++)
@@ -391,7 +386,7 @@ public sealed class ParseHolds : IAsyncDisposable
 
     internal void Add(Guid reservationId) => _unused.Enqueue(reservationId);
 
-    /// <summary>The next hold for a document being recorded, or null when parsing is free.</summary>
+    /// <summary>The next hold for a document being recorded (each upload took one per document, free parses a hold of 0).</summary>
     internal Guid? Take() => _unused.TryDequeue(out var id) ? id : null;
 
     public async ValueTask DisposeAsync()

@@ -206,14 +206,6 @@ public sealed class ParseMonitor(
             return;
         }
 
-        if (price.Credits == 0)
-        {
-            // Parsing is free in this offering's price book (uploads took no hold): nothing to charge, and the ledger takes no zero charge.
-            document.ChargedAt = now;
-            document.CreditsCharged = 0;
-            return;
-        }
-
         var result = await ledger.ChargeAsync(tenant.CustomerId, tenant.SubscriptionId, ActionClass.RagDocument, price.Credits, price.PriceBookVersion, ChargeRequestId(document.RagflowDocumentId), cancellationToken);
         if (result.IsCharged)
         {

@@ -147,7 +147,10 @@ public sealed class KnowledgeParseHoldOnSqliteTests() : KnowledgeParseHoldTests(
 
 public sealed class KnowledgeParseHoldOnPostgresTests() : KnowledgeParseHoldTests(DatabaseProvider.Postgres);
 
-/// <summary>An offering whose price book makes parsing free: documents are done and charged nothing, not left polling.</summary>
+/// <summary>
+/// An offering whose price book makes parsing free: the upload takes a hold of 0 (the organization was never
+/// granted credits) and the done document is charged 0, recorded once, not left polling.
+/// </summary>
 public sealed class KnowledgeFreeParseTests : IAsyncLifetime
 {
     private KnowledgeTestBed _bed = null!;
@@ -172,6 +175,9 @@ public sealed class KnowledgeFreeParseTests : IAsyncLifetime
         var document = Assert.Single(await _bed.DocumentsAsync())!;
         Assert.Equal(("done", 0L), (document["status"]!.GetValue<string>(), document["credits_charged"]!.GetValue<long>()));
         Assert.NotNull(Assert.Single(await _bed.RowsAsync()).ChargedAt);
-        Assert.Equal(0, await _bed.RagChargesAsync());
+        Assert.Equal(1, await _bed.RagChargesAsync());
+        Assert.Equal(0, await _bed.AvailableAsync());
+        Assert.Equal(0, await _bed.PollAsync());
+        Assert.Equal(1, await _bed.RagChargesAsync());
     }
 }

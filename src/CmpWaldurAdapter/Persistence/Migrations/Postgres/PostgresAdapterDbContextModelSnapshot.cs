@@ -511,7 +511,7 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Postgres
 
                     b.ToTable("credit_reservations", null, t =>
                         {
-                            t.HasCheckConstraint("ck_credit_reservations_credits", "credits > 0");
+                            t.HasCheckConstraint("ck_credit_reservations_credits", "credits >= 0");
                         });
                 });
 

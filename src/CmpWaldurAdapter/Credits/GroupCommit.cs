@@ -3,9 +3,9 @@ using Npgsql;
 namespace CmpWaldurAdapter.Credits;
 
 /// <summary>
-/// Group commit for the ledger's hot statements. Every chat message holds and then settles (two durable
-/// commits), and a statement that finds the database busy waits anyway; so statements that arrive while
-/// batches are at the database go together in the next one: one round trip, one transaction, one WAL flush
+/// Group commit for the ledger's hot statements. Every chat message holds and then settles (two commits),
+/// and a statement that finds the database busy waits anyway; so statements that arrive while a batch of
+/// its lane is at the database go together in the next one: one round trip, one transaction, one WAL flush
 /// for all. Alone, a statement goes at once.
 /// <list type="bullet">
 /// <item>A batch runs its statements in ascending organization order (arrival order within one), the order
@@ -14,10 +14,15 @@ namespace CmpWaldurAdapter.Credits;
 /// <item>A batch is one transaction: should it fail, none of it was committed, and each statement is run
 /// alone, with its own outcome (a concurrent copy of a request id, say) for its own caller.</item>
 /// <item>Once queued, a statement runs to the end (not cancelled): its caller is told what it did.</item>
+/// <item>Not <c>durable</c>: each transaction commits without waiting for its WAL flush (a transaction-local
+/// <c>synchronous_commit = off</c>, so the pooled session keeps its own setting). A crash of PostgreSQL
+/// can then lose the last fraction of a second of these transactions, whole and in order; never part of one.</item>
 /// </list>
 /// </summary>
-internal sealed class GroupCommit(NpgsqlDataSource dataSource)
+internal sealed class GroupCommit(NpgsqlDataSource dataSource, bool durable = true)
 {
+    private const string AsyncCommit = "SELECT set_config('synchronous_commit', 'off', true)";
+
     /// <summary>Largest number of statements one batch carries.</summary>
     public const int MaxBatch = 64;
 
@@ -69,7 +74,7 @@ internal sealed class GroupCommit(NpgsqlDataSource dataSource)
 
             if (batch.Count == 1)
             {
-                await batch[0].RunAloneAsync(dataSource);
+                await RunAloneAsync(batch[0]);
                 continue;
             }
 
@@ -82,7 +87,7 @@ internal sealed class GroupCommit(NpgsqlDataSource dataSource)
             {
                 foreach (var statement in batch)
                 {
-                    await statement.RunAloneAsync(dataSource);
+                    await RunAloneAsync(statement);
                 }
             }
             catch (Exception exception)
@@ -95,11 +100,35 @@ internal sealed class GroupCommit(NpgsqlDataSource dataSource)
         }
     }
 
+    private async Task RunAloneAsync(Statement statement)
+    {
+        if (durable)
+        {
+            await statement.RunAloneAsync(dataSource);
+            return;
+        }
+
+        try
+        {
+            await RunBatchAsync([statement]);
+        }
+        catch (Exception exception)
+        {
+            statement.Fail(exception);
+        }
+    }
+
     private async Task RunBatchAsync(List<Statement> batch)
     {
         await using (var connection = await dataSource.OpenConnectionAsync(CancellationToken.None))
         await using (var commands = connection.CreateBatch())
         {
+            if (!durable)
+            {
+                // The batch is one implicit transaction, so the local setting lasts exactly as long as it.
+                commands.BatchCommands.Add(new NpgsqlBatchCommand(AsyncCommit));
+            }
+
             foreach (var statement in batch)
             {
                 commands.BatchCommands.Add(statement.Command());
@@ -107,6 +136,11 @@ internal sealed class GroupCommit(NpgsqlDataSource dataSource)
 
             // The rows are kept and reported only once the whole transaction has committed.
             await using var rows = await commands.ExecuteReaderAsync(CancellationToken.None);
+            if (!durable)
+            {
+                await rows.NextResultAsync(CancellationToken.None);
+            }
+
             foreach (var statement in batch)
             {
                 await rows.ReadAsync(CancellationToken.None);

@@ -14,6 +14,7 @@ public sealed class GroupCommitTests : IAsyncLifetime
     private static readonly PositionalStatement Sleep = new("SELECT pg_sleep(@seconds)::text");
     private static readonly PositionalStatement Insert = new("INSERT INTO group_probe (name, tx) VALUES (@name, txid_current()) RETURNING name");
     private static readonly PositionalStatement Fail = new("SELECT (1 / (@zero::int))::text");
+    private static readonly PositionalStatement Setting = new("SELECT current_setting('synchronous_commit') || left(@name, 0)");
 
     private TestDatabase _database = null!;
     private NpgsqlDataSource _dataSource = null!;
@@ -84,5 +85,48 @@ public sealed class GroupCommitTests : IAsyncLifetime
         var probe = await ProbeAsync();
         Assert.Equal(["x", "y"], probe.Select(p => p.Name));
         Assert.Equal(2, probe.Select(p => p.Tx).Distinct().Count());
+    }
+
+    [Fact]
+    public async Task A_lane_that_need_not_be_durable_commits_its_batches_without_waiting_for_the_flush_and_leaves_the_session_as_it_was()
+    {
+        // One pooled session without reset, as the ledger's pool: a setting that outlived its batch would show in the last look.
+        // The session starts durable (the test cluster itself runs with synchronous_commit=off).
+        var builder = new NpgsqlConnectionStringBuilder(_database.ConnectionString) { MaxPoolSize = 1, NoResetOnClose = true, Options = "-c synchronous_commit=on" };
+        await using var session = NpgsqlDataSource.Create(builder);
+        var lane = new GroupCommit(session, durable: false);
+        var durableLane = new GroupCommit(session);
+        Task<string> Run(GroupCommit group, string name) =>
+            group.RunAsync(Guid.NewGuid(), Setting, parameters => parameters.Add(new NpgsqlParameter("name", name)), row => row.GetString(0));
+
+        var alone = await Run(lane, "alone");
+        var together = await Task.WhenAll(Enumerable.Range(0, 20).Select(i => Run(lane, $"together-{i}")));
+        var durable = await Run(durableLane, "durable");
+        await using var look = session.CreateCommand("SHOW synchronous_commit");
+        var afterwards = (string)(await look.ExecuteScalarAsync())!;
+
+        Assert.Equal("off", alone);
+        Assert.All(together, setting => Assert.Equal("off", setting));
+        Assert.Equal("on", durable);
+        Assert.Equal("on", afterwards);
+    }
+
+    [Fact]
+    public async Task A_failing_batch_of_a_lane_that_need_not_be_durable_still_runs_each_statement_alone_once()
+    {
+        var lane = new GroupCommit(_dataSource, durable: false);
+        Task<string> Run(PositionalStatement statement, string name, object value) =>
+            lane.RunAsync(Guid.NewGuid(), statement, parameters => parameters.Add(new NpgsqlParameter(name, value)), row => row.GetString(0));
+
+        var busy = Run(Sleep, "seconds", 0.3);
+        var first = Run(Insert, "name", "x");
+        var failing = Run(Fail, "zero", 0);
+        var last = Run(Insert, "name", "y");
+
+        Assert.Equal("x", await first);
+        Assert.Equal("y", await last);
+        Assert.Equal(PostgresErrorCodes.DivisionByZero, (await Assert.ThrowsAsync<PostgresException>(() => failing)).SqlState);
+        await busy;
+        Assert.Equal(["x", "y"], (await ProbeAsync()).Select(p => p.Name));
     }
 }

@@ -258,6 +258,84 @@ public sealed class AutomationTests : IAsyncLifetime
         Assert.Equal(newestFirst.Take(pageSize), Outputs(back));
     }
 
+    [Fact]
+    public async Task Paging_one_activity_list_keeps_the_other_at_its_page()
+    {
+        var me = await SubscribeAsync();
+        var pageSize = CmpWaldurAdapter.Web.Pages.Console.IndexModel.ActivityPageSize;
+        var noon = new DateTimeOffset(2026, 3, 10, 12, 0, 0, TimeSpan.Zero);
+        // Three pages of each list (the last of two), so a page reached by Newer is not the newest one.
+        var escalations = Enumerable.Range(0, (2 * pageSize) + 2).Select(i => new CmpWaldurAdapter.Capabilities.HandoffConversation
+        {
+            Id = Guid.NewGuid(),
+            SubscriptionId = me.Subscription.Id,
+            Conversation = $"conv-{i:D3}",
+            EscalatedAt = noon.AddMinutes(i),
+            EscalationReason = "visitor_request",
+            CreatedAt = noon,
+            UpdatedAt = noon,
+        }).ToList();
+        await _bed.Tenants.QueryAsync(db =>
+        {
+            db.HandoffConversations.AddRange(escalations);
+            return db.SaveChangesAsync();
+        });
+        var runs = new List<CmpWaldurAdapter.Capabilities.AutomationRun>();
+        for (var i = 0; i < (2 * pageSize) + 2; i++)
+        {
+            runs.Add(await AddRunAsync(me.Subscription.Id, noon.AddMinutes(i), $"output-{i:D3}"));
+        }
+
+        var escalationPages = escalations.OrderByDescending(e => e.EscalatedAt).Select(e => e.Conversation).Chunk(pageSize).ToList();
+        var runPages = runs.OrderByDescending(r => r.CreatedAt).Select(r => r.Output!).Chunk(pageSize).ToList();
+        using var browser = await ConsoleAsync(me.Subscription.Id);
+        void AssertPages(string html, int escalationPage, int runPage)
+        {
+            Assert.Equal(escalationPages[escalationPage], Conversations(html));
+            Assert.Equal(runPages[runPage], Outputs(html));
+        }
+
+        async Task<string> FollowAsync(string html, string list, string label) =>
+            await browser.GetStringAsync(Assert.Single(PageLinks(html, list), l => l.Label == label).Href);
+
+        var newest = await browser.GetStringAsync("/console?tab=activity");
+        AssertPages(newest, 0, 0);
+
+        // Escalations one page older (escalations_after), then the runs' links: the escalations stay there.
+        var escalationsOlder = await FollowAsync(newest, "escalation-pages", "Older");
+        AssertPages(escalationsOlder, 1, 0);
+        var bothOlder = await FollowAsync(escalationsOlder, "run-pages", "Older");
+        AssertPages(bothOlder, 1, 1);
+
+        // The reverse: the escalations' links keep the runs' page (runs_after).
+        var escalationsOldest = await FollowAsync(bothOlder, "escalation-pages", "Older");
+        AssertPages(escalationsOldest, 2, 1);
+        var escalationsNewer = await FollowAsync(escalationsOldest, "escalation-pages", "Newer");
+        AssertPages(escalationsNewer, 1, 1);
+
+        // A page reached by Newer (escalations_before) is kept by the runs' links, and the other way round (runs_before).
+        var runsOldest = await FollowAsync(escalationsNewer, "run-pages", "Older");
+        AssertPages(runsOldest, 1, 2);
+        var runsNewer = await FollowAsync(runsOldest, "run-pages", "Newer");
+        AssertPages(runsNewer, 1, 1);
+        var escalationsNewest = await FollowAsync(runsNewer, "escalation-pages", "Newest");
+        AssertPages(escalationsNewest, 0, 1);
+        AssertPages(await FollowAsync(escalationsNewest, "run-pages", "Newest"), 0, 0);
+
+        // The escalation webhook's link (escalation=, the page starting at that conversation) is kept as well.
+        var linked = escalations.Single(e => e.Conversation == escalationPages[1][10]);
+        var fromLink = await browser.GetStringAsync($"/console?tab=activity&escalation={CmpWaldurAdapter.Capabilities.Handoff.HandoffService.EscalationIdPrefix}{linked.Id:N}");
+        var startingThere = escalationPages.SelectMany(p => p).Skip(pageSize + 10).Take(pageSize).ToList();
+        Assert.Equal(startingThere, Conversations(fromLink));
+        var runsOlderFromLink = await FollowAsync(fromLink, "run-pages", "Older");
+        Assert.Equal(startingThere, Conversations(runsOlderFromLink));
+        Assert.Equal(runPages[1], Outputs(runsOlderFromLink));
+    }
+
+    /// <summary>The escalated conversations in the Activity tab's table, in its order.</summary>
+    private static List<string> Conversations(string html) =>
+        [.. System.Text.RegularExpressions.Regex.Matches(html, "<td>(conv-[0-9]+)</td>").Select(m => m.Groups[1].Value)];
+
     /// <summary>The runs' outputs in the Activity tab's table, in its order (the flow answered each as text).</summary>
     private static List<string> Outputs(string html) =>
         [.. System.Text.RegularExpressions.Regex.Matches(html, "<td>&quot;(output-[0-9]+)&quot;</td></tr>").Select(m => m.Groups[1].Value)];

@@ -208,29 +208,48 @@ public static class SyntheticAudio
         return Box(type, body);
     }
 
-    /// <summary>A trak of <paramref name="handler"/> ("soun", "vide") with its id and its own timescale (mdhd).</summary>
-    public static byte[] Trak(uint id, uint timescale, string handler = "soun") =>
-        Box("trak",
-            FullBox("tkhd", 0, 3, 0, 0, id, 0, 0),
+    /// <summary>
+    /// A trak of <paramref name="handler"/> ("soun", "vide") with its id and its own timescale (mdhd). Version 1 tkhd
+    /// and mdhd carry 64-bit creation and modification times (here past 2040, which 32 bits cannot count since 1904).
+    /// </summary>
+    public static byte[] Trak(uint id, uint timescale, string handler = "soun", byte version = 0)
+    {
+        var created = 4_575_000_000UL; // seconds since 1904: 2049
+        uint[] times = version == 1 ? [(uint)(created >> 32), (uint)created, (uint)(created >> 32), (uint)created + 60] : [0, 0];
+        uint[] duration = version == 1 ? [0, 0] : [0];
+        return Box("trak",
+            FullBox("tkhd", version, 3, [.. times, id, 0, .. duration]),
             Box("mdia",
-                FullBox("mdhd", 0, 0, 0, 0, timescale, 0, 0),
+                FullBox("mdhd", version, 0, [.. times, timescale, .. duration, 0]),
                 Box("hdlr", new byte[4], new byte[4], Encoding.ASCII.GetBytes(handler), new byte[12])));
+    }
 
     /// <summary>A trex: the default sample duration of a track's fragments.</summary>
     public static byte[] Trex(uint track, uint defaultSampleDuration) => FullBox("trex", 0, 0, track, 1, defaultSampleDuration, 0, 0);
 
     /// <summary>
-    /// A moof with one traf for <paramref name="track"/>: tfhd (with a default sample duration when given), tfdt
-    /// (when given) and a trun of the given per-sample durations, or of <paramref name="count"/> samples without
-    /// durations; each sample also carries a size, as recorders write, unless <paramref name="sizes"/> is false.
+    /// A moof with one traf for <paramref name="track"/>: tfhd (with a default sample duration when given, after the
+    /// base data offset and sample description index when given), tfdt (when given, 64-bit unless
+    /// <paramref name="decodeTimeVersion"/> is 0) and a trun of the given per-sample durations, or of
+    /// <paramref name="count"/> samples without durations, with the first sample's flags when given; each sample also
+    /// carries a size, as recorders write, unless <paramref name="sizes"/> is false.
     /// </summary>
-    public static byte[] Moof(uint track, uint[]? durations = null, uint count = 0, uint? defaultDuration = null, ulong? decodeTime = null, bool sizes = true)
+    public static byte[] Moof(
+        uint track, uint[]? durations = null, uint count = 0, uint? defaultDuration = null, ulong? decodeTime = null, bool sizes = true,
+        byte decodeTimeVersion = 1, ulong? baseDataOffset = null, uint? sampleDescription = null, uint? firstSampleFlags = null)
     {
-        var tfhd = defaultDuration is { } d ? FullBox("tfhd", 0, 0x020008, track, d) : FullBox("tfhd", 0, 0x020000, track);
-        byte[] tfdt = decodeTime is { } t ? FullBox("tfdt", 1, 0, (uint)(t >> 32), (uint)t) : [];
+        var tfhdFlags = 0x020000u | (baseDataOffset is null ? 0 : 0x01u) | (sampleDescription is null ? 0 : 0x02u) | (defaultDuration is null ? 0 : 0x08u);
+        uint[] offset = baseDataOffset is { } o ? [(uint)(o >> 32), (uint)o] : [];
+        uint[] description = sampleDescription is { } i ? [i] : [];
+        uint[] sampleDuration = defaultDuration is { } d ? [d] : [];
+        var tfhd = FullBox("tfhd", 0, tfhdFlags, [track, .. offset, .. description, .. sampleDuration]);
+        byte[] tfdt = decodeTime is { } t ? decodeTimeVersion == 1 ? FullBox("tfdt", 1, 0, (uint)(t >> 32), (uint)t) : FullBox("tfdt", 0, 0, checked((uint)t)) : [];
+        // trun: sample count, data offset, then the first sample's flags when given.
+        var firstFlag = firstSampleFlags is null ? 0 : 0x000004u;
+        uint[] head = firstSampleFlags is { } f ? [0, f] : [0];
         var trun = durations is null
-            ? sizes ? FullBox("trun", 0, 0x000201, [count, 0, .. Enumerable.Repeat(100u, (int)count)]) : FullBox("trun", 0, 0x000001, count, 0)
-            : FullBox("trun", 0, 0x000301, [(uint)durations.Length, 0, .. durations.SelectMany(x => new[] { x, 100u })]);
+            ? sizes ? FullBox("trun", 0, 0x000201 | firstFlag, [count, .. head, .. Enumerable.Repeat(100u, (int)count)]) : FullBox("trun", 0, 0x000001 | firstFlag, [count, .. head])
+            : FullBox("trun", 0, 0x000301 | firstFlag, [(uint)durations.Length, .. head, .. durations.SelectMany(x => new[] { x, 100u })]);
         return Box("moof", FullBox("mfhd", 0, 0, 1), Box("traf", tfhd, tfdt, trun));
     }
 

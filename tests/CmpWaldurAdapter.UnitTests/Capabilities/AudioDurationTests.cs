@@ -162,6 +162,63 @@ public sealed class AudioDurationTests
     }
 
     [Fact]
+    public void Fragmented_mp4_with_version_1_track_headers_reads_the_id_and_timescale_after_their_64_bit_times()
+    {
+        // tkhd and mdhd of version 1: the track id and the timescale come 8 bytes later than in version 0.
+        var recorded = FragmentedM4a([Trak(3, 44_100, version: 1), Box("mvex", Trex(3, 1024))], Moof(3, count: 431), Moof(3, count: 430));
+        AssertSeconds(861 * 1024 / 44_100.0, AudioDuration.Of(recorded));
+    }
+
+    [Fact]
+    public void Fragmented_mp4_with_32_bit_decode_times_places_its_fragments_by_them()
+    {
+        // tfdt of version 0: a 32-bit decode time. The second fragment starts 2 s after the first, leaving a gap.
+        var frames = Enumerable.Repeat(1024u, 10).ToArray();
+        var gapped = FragmentedM4a(
+            [Trak(1, 48_000)],
+            Moof(1, frames, decodeTime: 480_000, decodeTimeVersion: 0), Moof(1, frames, decodeTime: 480_000 + (2 * 48_000), decodeTimeVersion: 0));
+        AssertSeconds(2 + (10 * 1024 / 48_000.0), AudioDuration.Of(gapped));
+    }
+
+    [Fact]
+    public void Fragmented_mp4_finds_the_default_sample_duration_after_the_tfhd_fields_before_it()
+    {
+        // tfhd's default sample duration follows the base data offset (flag 0x01, 8 bytes) and the sample description
+        // index (flag 0x02, 4 bytes) when they are present; trex's default (2048) is not the one that counts.
+        byte[][] moov = [Trak(1, 48_000), Box("mvex", Trex(1, 2048))];
+        var expected = 100 * 1024 / 48_000.0;
+        AssertSeconds(expected, AudioDuration.Of(FragmentedM4a(moov, Moof(1, count: 100, defaultDuration: 1024, baseDataOffset: 1234))));
+        AssertSeconds(expected, AudioDuration.Of(FragmentedM4a(moov, Moof(1, count: 100, defaultDuration: 1024, sampleDescription: 1))));
+        AssertSeconds(expected, AudioDuration.Of(FragmentedM4a(moov, Moof(1, count: 100, defaultDuration: 1024, baseDataOffset: 1234, sampleDescription: 1))));
+
+        // A tfhd flagged with a base data offset and a default duration that stops short of them.
+        var cutShort = Box("moof", FullBox("mfhd", 0, 0, 1), Box("traf", FullBox("tfhd", 0, 0x09, 1, 1024), FullBox("trun", 0, 0x01, 100, 0)));
+        Assert.Null(AudioDuration.Of(FragmentedM4a(moov, cutShort)));
+    }
+
+    [Fact]
+    public void Fragmented_mp4_reads_per_sample_durations_after_the_first_sample_flags()
+    {
+        // trun flag 0x004: the first sample's flags (here "depends on no other") sit between the data offset and the samples.
+        var frames = Enumerable.Repeat(1024u, 10).ToArray();
+        var recorded = FragmentedM4a([Trak(1, 48_000)], Moof(1, frames, decodeTime: 0, firstSampleFlags: 0x02000000), Moof(1, frames, firstSampleFlags: 0x02000000));
+        AssertSeconds(20 * 1024 / 48_000.0, AudioDuration.Of(recorded));
+    }
+
+    [Fact]
+    public void Fragmented_mp4_without_a_sound_track_is_timed_by_its_first_track()
+    {
+        // No hdlr "soun": the first track's fragments, in its timescale (250 × 40 / 1000 = 10 s), not the second's (1 s).
+        var noSound = FragmentedM4a(
+            [Trak(1, 1000, "vide"), Trak(2, 90_000, "text"), Box("mvex", Trex(1, 40), Trex(2, 3000))],
+            Moof(1, count: 250), Moof(2, count: 30));
+        AssertSeconds(10, AudioDuration.Of(noSound));
+
+        // No track with a timescale to time by.
+        Assert.Null(AudioDuration.Of(FragmentedM4a([Trak(1, 0, "vide"), Box("mvex", Trex(1, 40))], Moof(1, count: 250))));
+    }
+
+    [Fact]
     public void Fragmented_mp4_that_tells_nothing_or_lies_is_not_given_a_duration()
     {
         Assert.Null(AudioDuration.Of(FragmentedM4a([Trak(1, 48_000)])));

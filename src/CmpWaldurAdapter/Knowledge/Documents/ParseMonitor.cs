@@ -99,7 +99,7 @@ public sealed class ParseMonitor(
                 document.Error = "The document is no longer in the knowledge base; upload it again.";
                 await knowledge.ReleaseHoldsAsync([document], "the document left the knowledge base before it was parsed");
             }
-            else if (document.Status == ParseStates.Unstart && document.ParseAttempts == 0 && ParseStates.MayParse(state.Run))
+            else if (document.Status == ParseStates.Unstart && document.ParseAttempts == 0 && ParseStates.MayParse(ParseStates.FromRagflow(state.Run)))
             {
                 toStart.Add(document);
             }
@@ -127,8 +127,13 @@ public sealed class ParseMonitor(
 
     private async Task ApplyAsync(KnowledgeTenant tenant, KnowledgeDocument document, Document state, DateTimeOffset now, TimeSpan stuckAfter, CancellationToken cancellationToken)
     {
-        var run = state.Run ?? ParseStates.Unstart;
-        switch (run)
+        if (!ParseStates.IsKnown(state.Run))
+        {
+            logger.LogWarning("RAGFlow reports the unknown run state {Run} for document {DocumentId} of subscription {SubscriptionId}; it is followed as a parse still running",
+                state.Run, document.Id, tenant.SubscriptionId);
+        }
+
+        switch (ParseStates.FromRagflow(state.Run))
         {
             case ParseStates.Done:
                 document.Status = ParseStates.Done;
@@ -171,7 +176,7 @@ public sealed class ParseMonitor(
                 break;
 
             default:
-                document.Status = run;
+                document.Status = ParseStates.Unstart;
                 break;
         }
     }

@@ -21,7 +21,8 @@ public sealed class AdoptedDatasetTests : IAsyncLifetime
 
     private ChatTestBed _bed = null!;
 
-    public async Task InitializeAsync() => _bed = await ChatTestBed.StartAsync();
+    // Polls run when a test calls them: a poll in the background would start or charge documents between its checks.
+    public async Task InitializeAsync() => _bed = await ChatTestBed.StartAsync(settings => settings["Knowledge:PollInterval"] = "01:00:00");
 
     public async Task DisposeAsync() => await _bed.DisposeAsync();
 
@@ -83,6 +84,58 @@ public sealed class AdoptedDatasetTests : IAsyncLifetime
         var ledger = await _bed.LedgerAsync(me.Customer);
         Assert.Equal((2, 0L), (ledger.Charges, ledger.Reserved)); // the chat message and the finished parse
     }
+
+    [Fact]
+    public async Task A_document_in_a_run_state_the_adapter_does_not_know_is_followed_as_parsing_and_charged_once_ragflow_reports_it_done()
+    {
+        var ragflow = _bed.Tenants.Ragflow;
+        string dataset = null!, scheduled = null!;
+        var me = await _bed.SubscribeAsync(credits: 100, knowledge: false, beforeProvisioning: resource =>
+        {
+            dataset = ragflow.AddDataset($"cmp-{resource:N}");
+            // "5" is RAGFlow's SCHEDULE, which v0.27 passes through unnamed.
+            scheduled = ragflow.AddDocument(dataset, "scheduled.md", "Waiting for the connector's schedule.", run: "5");
+        });
+        var monitor = _bed.Services.GetRequiredService<ParseMonitor>();
+        using var http = _bed.Http(me.Key);
+
+        // Recorded and followed as a parse still running: not charged, not failed, not sent to parse, however often polled.
+        for (var poll = 0; poll < 3; poll++)
+        {
+            var row = Assert.Single((await RowsAsync(me)).Values);
+            Assert.Equal((scheduled, ParseStates.Running, (DateTimeOffset?)null, (string?)null), (row.RagflowDocumentId, row.Status, row.ChargedAt, row.Error));
+            Assert.Equal("parsing", Assert.Single(await ListedAsync(http))!["status"]!.GetValue<string>());
+            await monitor.PollAsync(CancellationToken.None);
+        }
+
+        Assert.Equal(0, ragflow.ParseRequests(scheduled));
+        Assert.Equal(0, (await _bed.LedgerAsync(me.Customer)).Charges);
+
+        // Still polled: once RAGFlow reports it done, it is charged, once.
+        var done = Assert.Single(ragflow.Documents(dataset));
+        (done["run"], done["progress"]) = ("DONE", 1.0);
+        ragflow.Fail("GET", $"/api/v1/datasets/{dataset}/documents", 200, body: Listing(done));
+        await monitor.PollAsync(CancellationToken.None);
+        await monitor.PollAsync(CancellationToken.None);
+
+        var charged = Assert.Single((await RowsAsync(me)).Values);
+        Assert.Equal((ParseStates.Done, 5L), (charged.Status, charged.CreditsCharged));
+        Assert.Equal("done", Assert.Single(await ListedAsync(http))!["status"]!.GetValue<string>());
+        var ledger = await _bed.LedgerAsync(me.Customer);
+        Assert.Equal((1, 5L, 0L), (ledger.Charges, ledger.Charged, ledger.Reserved));
+        Assert.Equal(0, ragflow.ParseRequests(scheduled));
+    }
+
+    /// <summary>RAGFlow's answer to listing a dataset's documents: one page holding <paramref name="docs"/>.</summary>
+    private static string Listing(params JsonObject[] docs) => new JsonObject
+    {
+        ["code"] = 0,
+        ["message"] = "success",
+        ["data"] = new JsonObject { ["total"] = docs.Length, ["docs"] = new JsonArray(docs.Select(d => (JsonNode)d.DeepClone()).ToArray()) },
+    }.ToJsonString();
+
+    private static async Task<JsonArray> ListedAsync(HttpClient http) =>
+        JsonNode.Parse(await http.GetStringAsync("/v1/knowledge/documents"))!["data"]!.AsArray();
 
     private Task<Dictionary<string, KnowledgeDocument>> RowsAsync(Subscriber subscriber) =>
         _bed.Tenants.QueryAsync(db => db.KnowledgeDocuments.AsNoTracking()

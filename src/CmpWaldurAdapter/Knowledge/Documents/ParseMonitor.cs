@@ -96,7 +96,11 @@ public sealed class ParseMonitor(
             if (!remote.TryGetValue(document.RagflowDocumentId, out var state))
             {
                 document.Status = ParseStates.Fail;
-                document.Error = "The document is no longer in the knowledge base; upload it again.";
+                document.Error = document.ConnectorId is null
+                    ? "The document is no longer in the knowledge base; upload it again."
+                    : "The document is no longer in the knowledge base; the connector's next sync adds it again.";
+                // Its page is unchanged at the source, so only a changed version makes the connector's sync add it again.
+                document.SourceVersion = null;
                 await knowledge.ReleaseHoldsAsync([document], "the document left the knowledge base before it was parsed");
             }
             else if (document.Status == ParseStates.Unstart && document.ParseAttempts == 0 && ParseStates.MayParse(ParseStates.FromRagflow(state.Run)))

@@ -76,17 +76,7 @@ public partial class RagflowEmulator : Emulator
     {
         lock (Sync)
         {
-            var document = NewDocument(_datasets[datasetId], name);
-            var id = document["id"]!.GetValue<string>();
-            document["size"] = Encoding.UTF8.GetByteCount(text);
-            _texts[id] = text;
-            if (!_documents.TryGetValue(datasetId, out var docs))
-            {
-                docs = [];
-                _documents[datasetId] = docs;
-            }
-
-            docs.Add(document);
+            var document = Upload(_datasets[datasetId], DocumentsOf(datasetId), name, text);
             if (run == "DONE")
             {
                 Parsed(document);
@@ -98,7 +88,7 @@ public partial class RagflowEmulator : Emulator
                 document["progress_msg"] = progressLog;
             }
 
-            return id;
+            return document["id"]!.GetValue<string>();
         }
     }
 
@@ -305,11 +295,7 @@ public partial class RagflowEmulator : Emulator
             var created = new JsonArray();
             foreach (var (name, text) in files)
             {
-                var document = NewDocument(dataset, UniqueFileName(docs, name));
-                document["size"] = Encoding.UTF8.GetByteCount(text);
-                _texts[document["id"]!.GetValue<string>()] = text;
-                docs.Add(document);
-                created.Add(document.DeepClone());
+                created.Add(Upload(dataset, docs, name, text).DeepClone());
             }
 
             return EmulatorResponse.Json(new JsonObject { ["code"] = 0, ["data"] = created });
@@ -501,14 +487,29 @@ public partial class RagflowEmulator : Emulator
             return Code(102, $"You don't own the dataset {id}. ");
         }
 
-        if (!_documents.TryGetValue(id, out var docs))
+        return handler(dataset, DocumentsOf(id));
+    });
+
+    private List<JsonObject> DocumentsOf(string datasetId)
+    {
+        if (!_documents.TryGetValue(datasetId, out var docs))
         {
             docs = [];
-            _documents[id] = docs;
+            _documents[datasetId] = docs;
         }
 
-        return handler(dataset, docs);
-    });
+        return docs;
+    }
+
+    /// <summary>A file stored as the upload route stores it: a new UNSTART document, renamed "x(1).md" when its name is taken.</summary>
+    private JsonObject Upload(JsonObject dataset, List<JsonObject> docs, string name, string text)
+    {
+        var document = NewDocument(dataset, UniqueFileName(docs, name));
+        document["size"] = Encoding.UTF8.GetByteCount(text);
+        _texts[document["id"]!.GetValue<string>()] = text;
+        docs.Add(document);
+        return document;
+    }
 
     /// <summary>Pydantic's <c>extra="forbid"</c> and strict types: unknown fields and nulls are argument errors.</summary>
     private static EmulatorResponse? Invalid(JsonObject body, IReadOnlySet<string> allowed)

@@ -1,4 +1,5 @@
 using System.Text;
+using System.Text.Json.Nodes;
 using CmpWaldurAdapter.Langflow.Api;
 using CmpWaldurAdapter.Langflow.Contracts;
 using CmpWaldurAdapter.Ragflow.Api;
@@ -55,6 +56,41 @@ public sealed class UpstreamClientTests : IAsyncLifetime
         var gone = await Assert.ThrowsAsync<ApiRequestException>(() => ragflow.DeleteDocumentsAsync(dataset, new DeleteByIdsRequest { Ids = [ids[0]] }, CancellationToken.None));
         Assert.True(RagflowException.Find(gone)!.IsNotFound);
         Assert.Single((await ragflow.ListDocumentsAsync(dataset, 1, 100, CancellationToken.None)).Data!.Docs!);
+    }
+
+    [Fact]
+    public async Task A_document_the_fake_holds_from_before_is_stored_as_an_upload_stores_it()
+    {
+        var dataset = (await _bed.SubscriptionAsync(await _bed.SubscribeAsync())).RagflowDatasetId!;
+        var ragflow = _bed.Services.GetRequiredService<IRagflowApi>();
+
+        var earlier = _bed.Ragflow.AddDocument(dataset, "faq.txt", "Opening hours: 9-17.", run: "UNSTART");
+        var twin = _bed.Ragflow.AddDocument(dataset, "faq.txt", "Returns: 30 days.", run: "UNSTART");
+        var uploaded = Assert.Single((await ragflow.UploadDocumentsAsync(dataset, [File("faq.txt", "Returns: 30 days.")], CancellationToken.None)).Data!).Id;
+
+        // A taken name is renamed as an upload renames it, and the rest is stored the same way.
+        var stored = _bed.Ragflow.Documents(dataset).ToDictionary(d => d["id"]!.GetValue<string>());
+        Assert.Equal(("faq.txt", "faq(1).txt", "faq(2).txt"), (Name(stored[earlier]), Name(stored[twin]), Name(stored[uploaded])));
+        Assert.Equal(Comparable(stored[uploaded]), Comparable(stored[twin]));
+
+        // Parsed from the same text into the same chunks.
+        await ragflow.ParseDocumentsAsync(dataset, new ParseRequest { Document_ids = [twin, uploaded] }, CancellationToken.None);
+        _bed.Ragflow.FinishParsing(dataset);
+        var found = await ragflow.RetrieveAsync(new RetrievalRequest { Question = "How many days for returns?", Dataset_ids = [dataset], Page_size = 5 }, CancellationToken.None);
+        Assert.Equal(["faq(1).txt Returns: 30 days.", "faq(2).txt Returns: 30 days."], found.Data!.Chunks!.Select(c => $"{c.Document_keyword} {c.Content}").Order(StringComparer.Ordinal));
+
+        static string Name(JsonObject document) => document["name"]!.GetValue<string>();
+
+        // What differs between two documents of one upload route: their ids, names and times.
+        static string Comparable(JsonObject document)
+        {
+            foreach (var key in new[] { "id", "name", "location", "create_time", "update_time" })
+            {
+                document.Remove(key);
+            }
+
+            return document.ToJsonString();
+        }
     }
 
     [Fact]

@@ -15,6 +15,47 @@ public sealed class KnowledgeRulesTests
     public void Only_documents_never_parsed_failed_or_cancelled_may_be_sent_to_parse(string? run, bool mayParse) =>
         Assert.Equal(mayParse, ParseStates.MayParse(run));
 
+    [Theory]
+    [InlineData("UNSTART", "UNSTART")]
+    [InlineData("RUNNING", "RUNNING")]
+    [InlineData("CANCEL", "CANCEL")]
+    [InlineData("DONE", "DONE")]
+    [InlineData("FAIL", "FAIL")]
+    // The digits RAGFlow stores the states as, which some of its answers carry unmapped.
+    [InlineData("0", "UNSTART")]
+    [InlineData("1", "RUNNING")]
+    [InlineData("2", "CANCEL")]
+    [InlineData("3", "DONE")]
+    [InlineData("4", "FAIL")]
+    // No state: never parsed.
+    [InlineData(null, "UNSTART")]
+    [InlineData("", "UNSTART")]
+    public void Ragflows_run_states_become_the_documents_status(string? run, string status)
+    {
+        Assert.Equal(status, ParseStates.FromRagflow(run));
+        Assert.True(ParseStates.IsKnown(run));
+    }
+
+    [Theory]
+    [InlineData("5")] // SCHEDULE, which v0.27 passes through unnamed
+    [InlineData("SCHEDULE")]
+    [InlineData("PAUSED")]
+    [InlineData("-1")]
+    // Spellings RAGFlow never sends: not guessed at (a guessed DONE would be charged).
+    [InlineData("done")]
+    [InlineData(" DONE ")]
+    [InlineData("Fail")]
+    [InlineData("unstart")]
+    [InlineData(" ")]
+    public void An_unknown_run_state_is_a_parse_still_running_never_charged_failed_or_sent_to_parse_again(string run)
+    {
+        var status = ParseStates.FromRagflow(run);
+
+        Assert.Equal(ParseStates.Running, status);
+        Assert.False(ParseStates.IsKnown(run));
+        Assert.False(ParseStates.MayParse(status));
+    }
+
     [Fact]
     public void A_failure_reason_is_the_last_line_of_ragflows_progress_log()
     {

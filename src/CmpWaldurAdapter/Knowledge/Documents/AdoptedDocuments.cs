@@ -73,6 +73,7 @@ public sealed class AdoptedDocuments(
     /// <summary>The record, in the terms <see cref="ParseMonitor"/> would have left it: charged once its parse is done.</summary>
     private static KnowledgeDocument Row(Guid subscriptionId, Document document, DateTimeOffset now)
     {
+        var run = ParseStates.FromRagflow(document.Run);
         var row = new KnowledgeDocument
         {
             Id = Guid.CreateVersion7(now),
@@ -82,7 +83,7 @@ public sealed class AdoptedDocuments(
             Name = KnowledgeBase.Shorten(string.IsNullOrWhiteSpace(document.Name) ? document.Id : document.Name, 500),
             RagflowDocumentId = document.Id,
             SizeBytes = Math.Max(0, document.Size ?? 0),
-            ChargedAt = document.Run == ParseStates.Done ? now : null,
+            ChargedAt = run == ParseStates.Done ? now : null,
             CreditsCharged = 0,
             CreditReservationId = null,
             // RAGFlow's create_time (ms) keeps the console's order of first upload; anything implausible is "now".
@@ -90,7 +91,7 @@ public sealed class AdoptedDocuments(
             UpdatedAt = now,
         };
 
-        switch (document.Run)
+        switch (run)
         {
             case ParseStates.Done:
                 row.Status = ParseStates.Done;
@@ -99,7 +100,8 @@ public sealed class AdoptedDocuments(
             case ParseStates.Running:
                 row.Status = ParseStates.Running;
                 row.Progress = Math.Clamp(document.Progress ?? 0, 0, 1);
-                // Started before the records were lost: the stuck-parse watchdog counts from now, and may restart it once.
+                // Started before the records were lost (or in a state the adapter does not know, followed as running):
+                // the stuck-parse watchdog counts from now, and may restart it once.
                 row.ParseStartedAt = now;
                 row.ParseAttempts = 1;
                 break;
@@ -112,7 +114,7 @@ public sealed class AdoptedDocuments(
                 row.Error = "Parsing was stopped in the knowledge base.";
                 break;
             default:
-                // Never parsed (RAGFlow reports unknown states as UNSTART too): the next poll starts it, and it is charged once done.
+                // Never parsed: the next poll starts it, and it is charged once done.
                 row.Status = ParseStates.Unstart;
                 break;
         }

@@ -206,7 +206,7 @@ public sealed class KnowledgeBase(
                 Name = uploaded.Name ?? file.FileName,
                 RagflowDocumentId = uploaded.Id,
                 SizeBytes = uploaded.Size ?? file.Content.LongLength,
-                Status = uploaded.Run ?? ParseStates.Unstart,
+                Status = ParseStates.FromRagflow(uploaded.Run),
                 Progress = 0,
                 CreditReservationId = holds.Take(),
                 CreatedAt = now,

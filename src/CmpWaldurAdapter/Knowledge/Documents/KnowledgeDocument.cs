@@ -78,4 +78,27 @@ public static class ParseStates
 
     /// <summary>States in which asking RAGFlow to parse costs nothing twice: a DONE document would be parsed (and paid) again.</summary>
     public static bool MayParse(string? run) => run is Unstart or Fail or Cancel;
+
+    /// <summary>
+    /// Our status for the run state RAGFlow reports (upload, list): the one mapping of uploads, <see cref="ParseMonitor"/>
+    /// and <see cref="AdoptedDocuments"/>. RAGFlow sends the names, or the digits 0–4 it stores them as; none means never
+    /// parsed. Any other value (v0.27 passes a stored value it cannot name through as it is, e.g. "5") is taken as a
+    /// parse still running: polled again, never charged (only DONE is), failed, or sent to parse again (a finished
+    /// document would be parsed, and paid for, twice); the watchdog stops it only if RAGFlow agrees it is running.
+    /// </summary>
+    public static string FromRagflow(string? run) => Known(run) ?? Running;
+
+    /// <summary>Whether <see cref="FromRagflow"/> recognises the state rather than assuming a parse in progress.</summary>
+    public static bool IsKnown(string? run) => Known(run) is not null;
+
+    // Exact values only: RAGFlow sends no other spelling, and guessing "done" from a variant could charge a parse that is not.
+    private static string? Known(string? run) => run switch
+    {
+        null or "" or Unstart or "0" => Unstart,
+        Running or "1" => Running,
+        Cancel or "2" => Cancel,
+        Done or "3" => Done,
+        Fail or "4" => Fail,
+        _ => null,
+    };
 }

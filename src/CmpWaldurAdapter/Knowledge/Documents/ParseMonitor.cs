@@ -96,10 +96,14 @@ public sealed class ParseMonitor(
             if (!remote.TryGetValue(document.RagflowDocumentId, out var state))
             {
                 document.Status = ParseStates.Fail;
-                document.Error = "The document is no longer in the knowledge base; upload it again.";
+                document.Error = document.ConnectorId is null
+                    ? "The document is no longer in the knowledge base; upload it again."
+                    : "The document is no longer in the knowledge base; the connector's next sync adds it again.";
+                // Its page is unchanged at the source, so only a changed version makes the connector's sync add it again.
+                document.SourceVersion = null;
                 await knowledge.ReleaseHoldsAsync([document], "the document left the knowledge base before it was parsed");
             }
-            else if (document.Status == ParseStates.Unstart && document.ParseAttempts == 0 && ParseStates.MayParse(state.Run))
+            else if (document.Status == ParseStates.Unstart && document.ParseAttempts == 0 && ParseStates.MayParse(ParseStates.FromRagflow(state.Run)))
             {
                 toStart.Add(document);
             }
@@ -127,8 +131,13 @@ public sealed class ParseMonitor(
 
     private async Task ApplyAsync(KnowledgeTenant tenant, KnowledgeDocument document, Document state, DateTimeOffset now, TimeSpan stuckAfter, CancellationToken cancellationToken)
     {
-        var run = state.Run ?? ParseStates.Unstart;
-        switch (run)
+        if (!ParseStates.IsKnown(state.Run))
+        {
+            logger.LogWarning("RAGFlow reports the unknown run state {Run} for document {DocumentId} of subscription {SubscriptionId}; it is followed as a parse still running",
+                state.Run, document.Id, tenant.SubscriptionId);
+        }
+
+        switch (ParseStates.FromRagflow(state.Run))
         {
             case ParseStates.Done:
                 document.Status = ParseStates.Done;
@@ -171,7 +180,7 @@ public sealed class ParseMonitor(
                 break;
 
             default:
-                document.Status = run;
+                document.Status = ParseStates.Unstart;
                 break;
         }
     }

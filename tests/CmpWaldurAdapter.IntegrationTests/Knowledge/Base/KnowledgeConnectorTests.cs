@@ -1,4 +1,6 @@
 using System.Net;
+using System.Net.Http.Headers;
+using System.Text;
 using System.Text.Json.Nodes;
 using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Testing.Fakes;
@@ -182,6 +184,50 @@ public abstract class KnowledgeConnectorTests(DatabaseProvider provider) : IAsyn
 
         Assert.Equal(HttpStatusCode.NotFound, status);
         KnowledgeTestBed.AssertError(error, "connector_not_found");
+    }
+
+    [Fact]
+    public async Task A_page_whose_document_left_ragflow_before_it_was_parsed_is_failed_uncharged_and_added_again_by_the_next_sync()
+    {
+        var (database, _) = NotionDatabase(1);
+        var (_, body) = await ConnectNotionAsync(database);
+        var sync = $"/v1/knowledge/connectors/{body["connector"]!["id"]}/sync";
+        var page = Assert.Single(await _bed.RowsAsync());
+
+        // Gone from RAGFlow while parsing: deleted in RAGFlow's own console, or by a delete whose answer never came back.
+        await DeleteInRagflowAsync(page.RagflowDocumentId);
+        await _bed.PollAsync();
+
+        var failed = Assert.Single(await _bed.DocumentsAsync())!;
+        Assert.Equal(("failed", 0L), (failed["status"]!.GetValue<string>(), failed["credits_charged"]!.GetValue<long>()));
+        Assert.Contains("the connector's next sync adds it again", failed["error"]!.GetValue<string>(), StringComparison.Ordinal);
+        Assert.Equal(100, await _bed.AvailableAsync());
+
+        var (status, synced) = await _bed.PostJsonAsync(sync, []);
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal((0, 1, 0, 0), (synced["sync"]!["added"]!.GetValue<int>(), synced["sync"]!["replaced"]!.GetValue<int>(), synced["sync"]!["removed"]!.GetValue<int>(), synced["sync"]!["unchanged"]!.GetValue<int>()));
+        var again = Assert.Single(await _bed.RowsAsync());
+        Assert.Equal((page.Name, page.ExternalId, page.SourceVersion), (again.Name, again.ExternalId, again.SourceVersion));
+        Assert.Equal(again.RagflowDocumentId, Assert.Single(_bed.Ragflow.Documents(_bed.DatasetId))["id"]!.GetValue<string>());
+        _bed.Ragflow.FinishParsing(_bed.DatasetId);
+        await _bed.PollAsync();
+        var listed = Assert.Single(await _bed.DocumentsAsync())!;
+        Assert.Equal(("done", 5L), (listed["status"]!.GetValue<string>(), listed["credits_charged"]!.GetValue<long>()));
+        Assert.Equal(1, await _bed.RagChargesAsync());
+    }
+
+    /// <summary>Deletes a document through RAGFlow's API, as anyone holding the operator's key can.</summary>
+    private async Task DeleteInRagflowAsync(string ragflowDocumentId)
+    {
+        using var http = new HttpClient { BaseAddress = _bed.Ragflow.Url };
+        using var request = new HttpRequestMessage(HttpMethod.Delete, $"api/v1/datasets/{_bed.DatasetId}/documents")
+        {
+            Content = new StringContent(new JsonObject { ["ids"] = new JsonArray(ragflowDocumentId) }.ToJsonString(), Encoding.UTF8, "application/json"),
+        };
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", RagflowFake.ApiKey);
+        using var answer = await http.SendAsync(request);
+        Assert.Equal(0, JsonNode.Parse(await answer.Content.ReadAsStringAsync())!["code"]!.GetValue<int>());
     }
 }
 

@@ -1,9 +1,12 @@
 using System.Net;
+using System.Text.Json.Nodes;
 using CmpWaldurAdapter.Core.Catalogue;
 using CmpWaldurAdapter.Core.Credits;
 using CmpWaldurAdapter.Credits;
 using CmpWaldurAdapter.Knowledge;
+using CmpWaldurAdapter.Knowledge.Documents;
 using CmpWaldurAdapter.Persistence;
+using CmpWaldurAdapter.Testing.Fakes;
 using CmpWaldurAdapter.Testing.Hosting;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
@@ -140,6 +143,135 @@ public abstract class KnowledgeParseHoldTests(DatabaseProvider provider) : IAsyn
         await _bed.PollAsync();
         Assert.Equal(1, await _bed.RagChargesAsync());
         Assert.Equal((0L, 0L), await BalanceAsync());
+    }
+
+    // RAGFlow answers a refused delete with HTTP 200 and a non-zero code: the removal failing in its database
+    // (permanent, tried once per poll), or its document engine down (transient, retried).
+    [Theory]
+    [InlineData("""{"code":102,"message":"Database error (Document removal)!"}""")]
+    [InlineData("""{"code":100,"message":"ConnectionError('Elasticsearch is unreachable')"}""")]
+    public async Task A_parse_done_unpaid_whose_removal_ragflow_refuses_stays_uncharged_and_is_removed_by_the_first_poll_ragflow_lets_delete(string refusal)
+    {
+        await _bed.UploadAsync(("handbook.md", "# Handbook"));
+        await ParseDoneAfterTheCreditsAreGoneAsync();
+        _bed.Ragflow.Fail("DELETE", $"/api/v1/datasets/{_bed.DatasetId}/documents", 200, times: int.MaxValue, body: refusal);
+
+        await _bed.PollAsync();
+        await _bed.PollAsync();
+
+        // Not charged, and not failed while it is still in RAGFlow: listed done, unpaid, and every poll tries again.
+        var row = Assert.Single(await _bed.RowsAsync());
+        Assert.Equal((ParseStates.Done, (DateTimeOffset?)null, 0L, (Guid?)null), (row.Status, row.ChargedAt, row.CreditsCharged, row.CreditReservationId));
+        var listed = Assert.Single(await _bed.DocumentsAsync())!;
+        Assert.Equal(("done", 0L), (listed["status"]!.GetValue<string>(), listed["credits_charged"]!.GetValue<long>()));
+        Assert.Single(_bed.Ragflow.Documents(_bed.DatasetId));
+        var tries = _bed.Ragflow.Count("DELETE", $"/api/v1/datasets/{_bed.DatasetId}/documents");
+        Assert.True(tries >= 2, $"{tries} delete(s) in two polls");
+        Assert.Equal(0, await _bed.RagChargesAsync());
+        Assert.Equal((0L, 0L), await BalanceAsync());
+
+        // RAGFlow takes the delete: out of the knowledge base, failed with the reason, never charged.
+        _bed.Ragflow.Heal();
+        await _bed.PollAsync();
+        await _bed.PollAsync();
+
+        var failed = Assert.Single(await _bed.DocumentsAsync())!;
+        Assert.Equal(("failed", 0L), (failed["status"]!.GetValue<string>(), failed["credits_charged"]!.GetValue<long>()));
+        Assert.Contains("removed from the knowledge base and nothing was charged", failed["error"]!.GetValue<string>());
+        Assert.Empty(_bed.Ragflow.Documents(_bed.DatasetId));
+        Assert.Equal(0, await _bed.RagChargesAsync());
+        Assert.Equal((0L, 0L), await BalanceAsync());
+    }
+
+    [Fact]
+    public async Task A_parse_done_unpaid_whose_removal_ragflow_refuses_is_charged_by_the_next_poll_once_credits_come()
+    {
+        await _bed.UploadAsync(("handbook.md", "# Handbook"));
+        await ParseDoneAfterTheCreditsAreGoneAsync();
+        _bed.Ragflow.Fail("DELETE", $"/api/v1/datasets/{_bed.DatasetId}/documents", 200, times: int.MaxValue, body: """{"code":102,"message":"Database error (Document removal)!"}""");
+        await _bed.PollAsync();
+        Assert.Equal(0, await _bed.RagChargesAsync());
+
+        // The refused charge left nothing behind: the same request id charges now that the credits are there.
+        await _bed.GrantAsync(5);
+        await _bed.PollAsync();
+        await _bed.PollAsync();
+
+        var row = Assert.Single(await _bed.RowsAsync());
+        Assert.Equal((ParseStates.Done, 5L), (row.Status, row.CreditsCharged));
+        Assert.NotNull(row.ChargedAt);
+        Assert.Single(_bed.Ragflow.Documents(_bed.DatasetId));
+        var charge = Assert.Single(await EntriesAsync(), e => e.Component == "rag_credits" && e.Kind == LedgerEntryKind.Charge);
+        Assert.Equal($"doc:{row.RagflowDocumentId}", charge.RequestId);
+        Assert.Equal((0L, 0L), await BalanceAsync());
+    }
+
+    [Fact]
+    public async Task A_connectors_page_whose_unpaid_removal_ragflow_refuses_is_kept_by_its_sync_and_added_again_after_the_removal_once_paid_for()
+    {
+        const string token = "secret_buyer_0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJ";
+        _bed.Notion.AddWorkspace(token);
+        var database = _bed.Notion.AddDatabase(token);
+        _bed.Notion.AddPage(token, "Refund policy", database, NotionFake.Paragraph("Refunds are paid within 30 days."));
+        var (connected, body) = await _bed.PostJsonAsync("/v1/knowledge/connectors/notion", new JsonObject { ["integration_token"] = token, ["ids"] = new JsonArray(database) });
+        Assert.Equal(HttpStatusCode.Created, connected);
+        var sync = $"/v1/knowledge/connectors/{body["connector"]!["id"]!.GetValue<string>()}/sync";
+        var page = Assert.Single(await _bed.RowsAsync());
+        await ParseDoneAfterTheCreditsAreGoneAsync();
+        _bed.Ragflow.Fail("DELETE", $"/api/v1/datasets/{_bed.DatasetId}/documents", 200, times: int.MaxValue, body: """{"code":102,"message":"Database error (Document removal)!"}""");
+        await _bed.PollAsync();
+
+        // While RAGFlow keeps it, the page is there and unchanged: the sync leaves it (no second copy, nothing charged).
+        var (kept, keptBody) = await _bed.PostJsonAsync(sync, []);
+        Assert.Equal(HttpStatusCode.OK, kept);
+        Assert.Equal((0, 0, 0, 1), Counts(keptBody));
+        var unpaid = Assert.Single(await _bed.RowsAsync());
+        Assert.Equal((page.Id, ParseStates.Done, (DateTimeOffset?)null, page.SourceVersion), (unpaid.Id, unpaid.Status, unpaid.ChargedAt, unpaid.SourceVersion));
+        Assert.Single(_bed.Ragflow.Documents(_bed.DatasetId));
+
+        // Removed once RAGFlow lets it go; the next sync brings the page back, held and paid for like any upload.
+        _bed.Ragflow.Heal();
+        await _bed.PollAsync();
+        Assert.Equal("failed", Assert.Single(await _bed.DocumentsAsync())!["status"]!.GetValue<string>());
+        Assert.Empty(_bed.Ragflow.Documents(_bed.DatasetId));
+
+        var (refused, refusedBody) = await _bed.PostJsonAsync(sync, []);
+        Assert.Equal(HttpStatusCode.PaymentRequired, refused);
+        KnowledgeTestBed.AssertError(refusedBody, "insufficient_credits");
+        Assert.Equal("failed", Assert.Single(await _bed.DocumentsAsync())!["status"]!.GetValue<string>());
+
+        await _bed.GrantAsync(5);
+        var (replaced, replacedBody) = await _bed.PostJsonAsync(sync, []);
+        Assert.Equal(HttpStatusCode.OK, replaced);
+        Assert.Equal((0, 1, 0, 0), Counts(replacedBody));
+        var again = Assert.Single(await _bed.RowsAsync());
+        Assert.NotEqual(page.RagflowDocumentId, again.RagflowDocumentId);
+        Assert.Equal((page.ExternalId, page.SourceVersion), (again.ExternalId, again.SourceVersion));
+        Assert.NotNull(again.CreditReservationId);
+        _bed.Ragflow.FinishParsing(_bed.DatasetId);
+        await _bed.PollAsync();
+
+        var listed = Assert.Single(await _bed.DocumentsAsync())!;
+        Assert.Equal(("done", 5L), (listed["status"]!.GetValue<string>(), listed["credits_charged"]!.GetValue<long>()));
+        Assert.Equal(page.Name, listed["name"]!.GetValue<string>());
+        Assert.Equal(1, await _bed.RagChargesAsync());
+        Assert.Equal((0L, 0L), await BalanceAsync());
+    }
+
+    /// <summary>The parse of the one document outlives its hold, the given-back credits are spent elsewhere, and then it is done.</summary>
+    private async Task ParseDoneAfterTheCreditsAreGoneAsync()
+    {
+        Clock.Advance(ParseHoldLifetime + TimeSpan.FromMinutes(1));
+        Assert.Equal(1, await Ledger.ReleaseExpiredAsync());
+        var other = await Ledger.ChargeAsync(_bed.Subscription.CustomerId, _bed.Subscription.Id, ActionClass.ChatMessage, 5, TestCatalogue.PriceBookVersion, $"meanwhile-{Guid.NewGuid():N}");
+        Assert.True(other.IsCharged);
+        _bed.Ragflow.FinishParsing(_bed.DatasetId);
+    }
+
+    private static (int Added, int Replaced, int Removed, int Unchanged) Counts(JsonObject body)
+    {
+        var sync = body["sync"]!;
+        return (sync["added"]!.GetValue<int>(), sync["replaced"]!.GetValue<int>(), sync["removed"]!.GetValue<int>(), sync["unchanged"]!.GetValue<int>());
     }
 }
 

@@ -123,6 +123,20 @@ public partial class RagflowEmulator : Emulator
         }
     }
 
+    /// <summary>Every RUNNING document of the dataset is UNSTART again, as when the task executor lost its queued task.</summary>
+    public void LoseParsing(string datasetId)
+    {
+        lock (Sync)
+        {
+            foreach (var document in Running(datasetId))
+            {
+                document["run"] = "UNSTART";
+                document["progress"] = 0.0;
+                document["progress_msg"] = string.Empty;
+            }
+        }
+    }
+
     /// <summary>
     /// Every RUNNING document of the dataset fails as a task reporting progress -1 makes it: <c>run</c> FAIL,
     /// <c>progress</c> -1, the reason as the last line of the <c>progress_msg</c> log.

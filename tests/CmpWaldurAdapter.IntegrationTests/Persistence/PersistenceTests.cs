@@ -6,7 +6,11 @@ using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Tenants;
 using CmpWaldurAdapter.Testing.Fakes;
 using CmpWaldurAdapter.Testing.Hosting;
+using CmpWaldurAdapter.Knowledge.Documents;
+using CmpWaldurAdapter.Testing.Knowledge;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Infrastructure;
+using Microsoft.EntityFrameworkCore.Migrations;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
@@ -52,6 +56,32 @@ public abstract class PersistenceTests(DatabaseProvider provider) : IAsyncLifeti
         Assert.Empty(await db.Database.GetPendingMigrationsAsync());
         Assert.NotEmpty(await db.Database.GetAppliedMigrationsAsync());
         Assert.False(await db.Subscriptions.AnyAsync());
+    }
+
+    [Fact]
+    public async Task Migrating_follows_documents_left_with_a_run_state_ragflow_could_not_name_as_parses_still_running()
+    {
+        var (customer, workspace) = await SeedTenantAsync();
+        var subscription = NewSubscription(Guid.NewGuid(), customer, workspace);
+        await using (var db = await Dbs.CreateDbContextAsync())
+        {
+            db.Subscriptions.Add(subscription);
+            await db.SaveChangesAsync();
+        }
+
+        await Dbs.ParsedDocumentAsync(subscription.Id, "named.md");
+        await Dbs.ParsedDocumentAsync(subscription.Id, "unnamed.md");
+        await using var context = await Dbs.CreateDbContextAsync();
+        var migrator = context.GetService<IMigrator>();
+        var migrations = context.Database.GetMigrations().ToList();
+        var fix = migrations.FindIndex(m => m.EndsWith("_UnknownParseStatesFollowed", StringComparison.Ordinal));
+        await migrator.MigrateAsync(migrations[fix - 1]);
+        await context.KnowledgeDocuments.Where(d => d.Name == "unnamed.md").ExecuteUpdateAsync(set => set.SetProperty(d => d.Status, "5"));
+
+        await migrator.MigrateAsync();
+
+        var states = await context.KnowledgeDocuments.AsNoTracking().OrderBy(d => d.Name).Select(d => d.Status).ToListAsync();
+        Assert.Equal([ParseStates.Done, ParseStates.Running], states);
     }
 
     [Fact]

@@ -181,6 +181,12 @@ public sealed class ParseMonitor(
 
             default:
                 document.Status = ParseStates.Unstart;
+                // Asked to parse, yet RAGFlow never started it (the task was lost): the watchdog asks again, then gives up.
+                if (document.ParseAttempts > 0 && document.ParseStartedAt is { } asked && now - asked > stuckAfter)
+                {
+                    await RestartStuckAsync(tenant, document, now, stuckAfter, cancellationToken, running: false);
+                }
+
                 break;
         }
     }
@@ -271,12 +277,15 @@ public sealed class ParseMonitor(
     /// <summary>The ledger request id of a document's parse: the same document never pays twice.</summary>
     public static string ChargeRequestId(string ragflowDocumentId) => $"doc:{ragflowDocumentId}";
 
-    private async Task RestartStuckAsync(KnowledgeTenant tenant, KnowledgeDocument document, DateTimeOffset now, TimeSpan stuckAfter, CancellationToken cancellationToken)
+    private async Task RestartStuckAsync(KnowledgeTenant tenant, KnowledgeDocument document, DateTimeOffset now, TimeSpan stuckAfter, CancellationToken cancellationToken, bool running = true)
     {
         var request = new ParseRequest { Document_ids = [document.RagflowDocumentId] };
         try
         {
-            await knowledge.Ragflow.StopParsingAsync(tenant.DatasetId, request, cancellationToken);
+            if (running)
+            {
+                await knowledge.Ragflow.StopParsingAsync(tenant.DatasetId, request, cancellationToken);
+            }
         }
         catch (Exception exception) when (RagflowException.Find(exception) is { IsTransient: false })
         {
@@ -290,6 +299,8 @@ public sealed class ParseMonitor(
             document.Status = ParseStates.Fail;
             document.Progress = 0;
             document.Error = $"Parsing did not finish within {Describe(stuckAfter)}, also after one restart, and was stopped. Delete the document and upload it again, or contact support.";
+            // Nothing is charged for it, so its credits are free again now, not when its hold would expire.
+            await knowledge.ReleaseHoldsAsync([document], "parsing was stuck and stopped");
             logger.LogWarning("Parse of document {DocumentId} of subscription {SubscriptionId} stuck twice: stopped and failed", document.Id, tenant.SubscriptionId);
             return;
         }

@@ -137,6 +137,37 @@ public abstract class KnowledgeLifecycleTests(DatabaseProvider provider) : IAsyn
         Assert.Equal(2, _bed.Ragflow.ParseRequests(ragflowId));
         Assert.Equal("CANCEL", Assert.Single(_bed.Ragflow.Documents(_bed.DatasetId))["run"]!.GetValue<string>());
         Assert.Equal(0, await _bed.RagChargesAsync());
+        Assert.Equal(100, await _bed.AvailableAsync()); // its hold given back at once, not when it would expire
+    }
+
+    [Fact]
+    public async Task A_parse_ragflow_lost_before_starting_it_is_asked_for_again_once_then_failed_and_given_back()
+    {
+        var clock = _bed.Credits.Clock!;
+        await _bed.UploadAsync(("lost.pdf", "%PDF-1.4 lost"));
+        var ragflowId = Assert.Single(_bed.Ragflow.Documents(_bed.DatasetId))["id"]!.GetValue<string>();
+        _bed.Ragflow.LoseParsing(_bed.DatasetId);
+
+        clock.Advance(TimeSpan.FromMinutes(20));
+        await _bed.PollAsync();
+        Assert.Equal(1, _bed.Ragflow.ParseRequests(ragflowId));
+
+        clock.Advance(TimeSpan.FromMinutes(15));
+        await _bed.PollAsync();
+        Assert.Equal(2, _bed.Ragflow.ParseRequests(ragflowId));
+        Assert.Equal("RUNNING", Assert.Single(_bed.Ragflow.Documents(_bed.DatasetId))["run"]!.GetValue<string>());
+        Assert.Equal("parsing", Assert.Single(await _bed.DocumentsAsync())!["status"]!.GetValue<string>());
+
+        _bed.Ragflow.LoseParsing(_bed.DatasetId);
+        clock.Advance(TimeSpan.FromMinutes(31));
+        await _bed.PollAsync();
+        await _bed.PollAsync();
+
+        var document = Assert.Single(await _bed.DocumentsAsync())!;
+        Assert.Equal("failed", document["status"]!.GetValue<string>());
+        Assert.Equal(2, _bed.Ragflow.ParseRequests(ragflowId));
+        Assert.Equal(0, await _bed.RagChargesAsync());
+        Assert.Equal(100, await _bed.AvailableAsync());
     }
 
     [Fact]

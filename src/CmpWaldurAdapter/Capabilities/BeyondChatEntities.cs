@@ -41,14 +41,18 @@ public sealed class HandoffConversation
     public long Version { get; set; }
 }
 
-/// <summary>The outbox of escalation webhooks: persisted with the escalation, delivered with backoff until the buyer's URL accepts it.</summary>
+/// <summary>
+/// The outbox of the subscription's webhook (the escalation webhook): each event persisted with what it announces,
+/// delivered with backoff until the buyer's URL accepts it. Its id is the event's id.
+/// </summary>
 public sealed class HandoffDelivery
 {
     public Guid Id { get; set; }
 
     public Guid SubscriptionId { get; set; }
 
-    public Guid ConversationId { get; set; }
+    /// <summary>The escalated conversation; null for events about no conversation (a spend alert).</summary>
+    public Guid? ConversationId { get; set; }
 
     public string Payload { get; set; } = string.Empty;
 

@@ -29,6 +29,9 @@ public sealed class CreditsOptions : IValidatableObject
     /// <summary>How often the sweeper looks for expired holds.</summary>
     public TimeSpan ReservationSweepInterval { get; set; } = TimeSpan.FromMinutes(1);
 
+    /// <summary>How often subscriptions' monthly spend is checked against their spend alerts.</summary>
+    public TimeSpan SpendAlertCheckInterval { get; set; } = TimeSpan.FromMinutes(1);
+
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
         if (Funding == CreditFunding.WaldurCustomerCredits && CreditPrice <= 0)
@@ -36,7 +39,8 @@ public sealed class CreditsOptions : IValidatableObject
             yield return new ValidationResult("Credits:CreditPrice must be a positive amount of money when Credits:Funding is WaldurCustomerCredits.", [nameof(CreditPrice)]);
         }
 
-        if (ReservationTimeout <= TimeSpan.Zero || ReservationSweepInterval <= TimeSpan.Zero || FundingCacheLifetime < TimeSpan.Zero || FundingTimeout <= TimeSpan.Zero)
+        if (ReservationTimeout <= TimeSpan.Zero || ReservationSweepInterval <= TimeSpan.Zero || FundingCacheLifetime < TimeSpan.Zero || FundingTimeout <= TimeSpan.Zero
+            || SpendAlertCheckInterval <= TimeSpan.Zero)
         {
             yield return new ValidationResult("Credits: timeouts and intervals must be positive.", [nameof(ReservationTimeout)]);
         }

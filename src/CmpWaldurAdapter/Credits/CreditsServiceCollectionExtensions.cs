@@ -7,7 +7,7 @@ namespace Microsoft.Extensions.DependencyInjection;
 
 public static class CreditsServiceCollectionExtensions
 {
-    /// <summary>The credit ledger, its store for the configured database, funding and price books.</summary>
+    /// <summary>The credit ledger, its store for the configured database, funding, price books and spend alerts.</summary>
     public static IServiceCollection AddAdapterCredits(this IServiceCollection services, IConfiguration configuration)
     {
         services.AddOptions<CreditsOptions>().Bind(configuration.GetSection(CreditsOptions.SectionName)).ValidateDataAnnotations().ValidateOnStart();
@@ -20,6 +20,7 @@ public static class CreditsServiceCollectionExtensions
             : new SqliteCreditStore(sp.GetRequiredService<IDbContextFactory<AdapterDbContext>>(), database.ConnectionString));
         services.AddSingleton<WaldurFunding>();
         services.AddSingleton<CreditLedger>();
+        services.AddSingleton<CmpWaldurAdapter.Credits.SpendAlerts.SpendAlertMonitor>();
         // The chat pipeline's credit seam (TryAdd: a test host may script it).
         services.TryAddSingleton<CmpWaldurAdapter.Chat.IChatCredits, LedgerChatCredits>();
         return services;

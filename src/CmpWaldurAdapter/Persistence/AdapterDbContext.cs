@@ -62,6 +62,8 @@ public abstract class AdapterDbContext(DbContextOptions options) : DbContext(opt
 
     public DbSet<Web.Allowance> Allowances => Set<Web.Allowance>();
 
+    public DbSet<Credits.SpendAlerts.SpendAlert> SpendAlerts => Set<Credits.SpendAlerts.SpendAlert>();
+
     public override int SaveChanges(bool acceptAllChangesOnSuccess)
     {
         BumpVersions();
@@ -195,6 +197,7 @@ public abstract class AdapterDbContext(DbContextOptions options) : DbContext(opt
         Capabilities.BeyondChatModel.Configure(modelBuilder);
         DatabaseLease.Configure(modelBuilder);
         Web.Allowance.Configure(modelBuilder);
+        Credits.SpendAlerts.SpendAlert.Configure(modelBuilder);
     }
 
     /// <summary>Optimistic concurrency for entities two workers could touch: every update bumps Version.</summary>

@@ -1,4 +1,5 @@
 using System.Globalization;
+using CmpWaldurAdapter.Core.Credits;
 using Microsoft.EntityFrameworkCore;
 
 namespace CmpWaldurAdapter.Web;
@@ -6,7 +7,7 @@ namespace CmpWaldurAdapter.Web;
 /// <summary>
 /// What the buyer pages keep per subscription beyond its configuration: the console link version (bumped to
 /// rotate the link, which invalidates every older link and console session), the widget's allowed domains and
-/// daily message cap, and the uploaded logo.
+/// daily message cap, the monthly spend alert, and the uploaded logo.
 /// </summary>
 public sealed class BuyerWebSettings
 {
@@ -21,6 +22,12 @@ public sealed class BuyerWebSettings
 
     /// <summary>Widget messages the subscription answers per day (UTC); null = no cap. Set in the console's Widget tab.</summary>
     public int? WidgetDailyMessageCap { get; set; }
+
+    /// <summary>
+    /// Credits charged to the subscription in a calendar month (UTC) at whose 50, 80 and 100 % the buyer is alerted;
+    /// null = no alert. Set in the console's Usage tab; see <see cref="Credits.SpendAlerts.SpendAlertMonitor"/>.
+    /// </summary>
+    public long? MonthlySpendAlertCredits { get; set; }
 
     public string? LogoContentType { get; set; }
 
@@ -51,6 +58,26 @@ public sealed class BuyerWebSettings
         return false;
     }
 
+    /// <summary>The console's spend alert field: empty is no alert, otherwise a whole number of credits from 1 to <see cref="SpendAlertRules.MaxAlertCredits"/>.</summary>
+    public static bool TryParseSpendAlert(string? input, out long? credits, out string error)
+    {
+        (credits, error) = (null, string.Empty);
+        var text = input?.Trim() ?? string.Empty;
+        if (text.Length == 0)
+        {
+            return true;
+        }
+
+        if (long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value) && value is >= 1 and <= SpendAlertRules.MaxAlertCredits)
+        {
+            credits = value;
+            return true;
+        }
+
+        error = $"The monthly spend alert must be a whole number of credits from 1 to {SpendAlertRules.MaxAlertCredits}, or empty for no alert.";
+        return false;
+    }
+
     internal static void Configure(ModelBuilder modelBuilder) =>
         modelBuilder.Entity<BuyerWebSettings>(settings =>
         {
@@ -61,5 +88,7 @@ public sealed class BuyerWebSettings
             settings.Property(s => s.LogoContentType).HasMaxLength(40);
             settings.HasOne<Tenants.Subscription>().WithMany().HasForeignKey(s => s.SubscriptionId).OnDelete(DeleteBehavior.Cascade);
             settings.Ignore(s => s.AllowedDomainList);
+            // The spend alert job reads only the subscriptions that set an alert.
+            settings.HasIndex(s => s.MonthlySpendAlertCredits).HasFilter("monthly_spend_alert_credits IS NOT NULL");
         });
 }

@@ -183,7 +183,7 @@ public sealed class HandoffService(
         }
 
         var rows = page.Data;
-        var ids = rows.Select(r => r.Id).ToList();
+        var ids = rows.Select(r => (Guid?)r.Id).ToList();
         var deliveries = await db.HandoffDeliveries.AsNoTracking().Where(d => ids.Contains(d.ConversationId))
             .Select(d => new { d.ConversationId, Delivered = d.DeliveredAt != null }).ToListAsync(cancellationToken);
         return new ListPage<EscalatedConversation>(rows.Select(r => new EscalatedConversation(

@@ -10,9 +10,10 @@ using Quartz;
 namespace CmpWaldurAdapter.Capabilities.Handoff;
 
 /// <summary>
-/// Delivers the outbox of escalation webhooks. Each due delivery is first claimed (its next attempt moved past
-/// the timeout) so two replicas never send it at the same time; a 2xx answer marks it delivered, anything else
-/// schedules a retry with doubling delay. Rows are never dropped: an undelivered escalation stays due.
+/// Delivers the outbox of the subscription's webhook: escalations and spend alerts, each a ready JSON event (the
+/// sender reads only its subscription and payload, never a conversation). Each due delivery is first claimed (its
+/// next attempt moved past the timeout) so two replicas never send it at the same time; a 2xx answer marks it
+/// delivered, anything else schedules a retry with doubling delay. Rows are never dropped: an undelivered event stays due.
 /// </summary>
 public sealed class HandoffWebhookSender(
     IDbContextFactory<AdapterDbContext> dbs,
@@ -63,7 +64,7 @@ public sealed class HandoffWebhookSender(
             else
             {
                 var delay = RetryDelay(attempts);
-                logger.LogWarning("Escalation webhook {DeliveryId} failed (attempt {Attempt}): {Reason}; next try in {Delay}", delivery.Id, attempts, error, delay);
+                logger.LogWarning("Webhook delivery {DeliveryId} failed (attempt {Attempt}): {Reason}; next try in {Delay}", delivery.Id, attempts, error, delay);
                 await db.HandoffDeliveries.Where(d => d.Id == delivery.Id).ExecuteUpdateAsync(set => set
                     .SetProperty(d => d.Attempts, attempts).SetProperty(d => d.LastError, error).SetProperty(d => d.NextAttemptAt, after + delay), CancellationToken.None);
             }

@@ -30,7 +30,8 @@ public sealed class IndexModel(
     IOptions<WebOptions> options,
     Capabilities.Handoff.HandoffService handoff,
     Capabilities.Automations.AutomationService automations,
-    WidgetLimits widgetLimits) : PageModel
+    WidgetLimits widgetLimits,
+    Credits.SpendAlerts.SpendAlertMonitor spendAlerts) : PageModel
 {
     public const int MaxLogoBytes = 200 * 1024;
 
@@ -85,6 +86,12 @@ public sealed class IndexModel(
     public long Balance { get; private set; }
 
     public long CreditsUsed => Usage.Values.Sum();
+
+    /// <summary>Credits charged to the subscription this month, as its spend alert counts them (Usage tab).</summary>
+    public long SpentThisMonth { get; private set; }
+
+    /// <summary>The spend alert's thresholds reached this month (Usage tab).</summary>
+    public IReadOnlyList<Credits.SpendAlerts.SpendAlertView> SpendAlerts { get; private set; } = [];
 
     /// <summary>Conversations handed to a person (Activity tab).</summary>
     public IReadOnlyList<Capabilities.Handoff.EscalatedConversation> Escalations { get; private set; } = [];
@@ -342,6 +349,28 @@ public sealed class IndexModel(
         return await RenderAsync(value is { } set ? $"The widget now answers at most {set} messages a day." : "The widget's daily message cap was removed.", cancellationToken);
     }
 
+    public async Task<IActionResult> OnPostSpendAlertAsync(string? credits, CancellationToken cancellationToken)
+    {
+        Tab = "usage";
+        if (await CallerAsync(cancellationToken) is not { } caller)
+        {
+            return Denied();
+        }
+
+        if (!BuyerWebSettings.TryParseSpendAlert(credits, out var value, out var error))
+        {
+            Errors["spend_alert"] = error;
+            Submitted["spend_alert"] = credits ?? string.Empty;
+            Response.StatusCode = StatusCodes.Status400BadRequest;
+            return await RenderAsync("The monthly spend alert was not changed.", cancellationToken);
+        }
+
+        await store.UpdateAsync(caller.Subscription.Id, s => s.MonthlySpendAlertCredits = value, cancellationToken);
+        return await RenderAsync(value is { } set
+            ? $"You will be alerted when this agent's spend this month reaches 50, 80 and 100 % of {set} credits."
+            : "The monthly spend alert was removed.", cancellationToken);
+    }
+
     public async Task<IActionResult> OnPostRemoveDomainAsync(string? domain, CancellationToken cancellationToken)
     {
         Tab = "widget";
@@ -422,6 +451,11 @@ public sealed class IndexModel(
         var used = await UsageTotals.ForSubscriptionAsync(db, Subscription.Id, month, cancellationToken);
         Usage = Offering.Components.ToDictionary(c => c.Type, c => used.GetValueOrDefault(c.Type), StringComparer.Ordinal);
         Balance = (await ledger.BalanceAsync(Subscription.CustomerId, cancellationToken)).Available;
+        if (Tab == "usage")
+        {
+            SpentThisMonth = await spendAlerts.SpentAsync(Subscription.Id, Subscription.ResourceUuid, month, cancellationToken);
+            SpendAlerts = await spendAlerts.AlertsAsync(Subscription.Id, month, cancellationToken);
+        }
         if (Tab == "activity")
         {
             var escalations = await PageAsync(EscalationsAfter, EscalationsBefore, Escalation, Capabilities.Handoff.HandoffService.EscalationIdPrefix,

@@ -1,0 +1,165 @@
+using System.Text.Json;
+using CmpWaldurAdapter.Api;
+using CmpWaldurAdapter.Capabilities;
+using CmpWaldurAdapter.Core.Credits;
+using CmpWaldurAdapter.Persistence;
+using CmpWaldurAdapter.Web;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+using Quartz;
+
+namespace CmpWaldurAdapter.Credits.SpendAlerts;
+
+/// <summary>
+/// Monthly spend alerts, checked off the chat path: each check sums this month's charges of the subscriptions that
+/// set an alert and records each threshold (50, 80, 100 %) reached and not yet recorded this month. With an
+/// escalation webhook set, the alert goes into its outbox in the same transaction and is delivered, signed and
+/// retried, like an escalation. Alerts refuse nothing: the organization's balance does that.
+/// </summary>
+public sealed class SpendAlertMonitor(
+    IDbContextFactory<AdapterDbContext> dbs,
+    IOptions<WebOptions> web,
+    TimeProvider clock,
+    ILogger<SpendAlertMonitor> logger)
+{
+    /// <summary>Subscriptions summed per query, to keep its list of ids short.</summary>
+    private const int SumBatch = 500;
+
+    /// <summary>Checks every subscription with an alert once; returns how many thresholds it recorded.</summary>
+    public async Task<int> CheckAsync(CancellationToken cancellationToken)
+    {
+        var now = clock.GetUtcNow();
+        var period = BillingPeriod.Of(now);
+        var day = period.FirstDay;
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        var watched = await db.BuyerWebSettings.AsNoTracking()
+            .Where(s => s.MonthlySpendAlertCredits != null)
+            .Join(db.Subscriptions.AsNoTracking(), s => s.SubscriptionId, s => s.Id, (settings, subscription) => new Watched(subscription.Id, subscription.ResourceUuid, settings.MonthlySpendAlertCredits!.Value))
+            .ToListAsync(cancellationToken);
+        if (watched.Count == 0)
+        {
+            return 0;
+        }
+
+        var alerted = (await db.SpendAlerts.AsNoTracking().Where(a => a.Period == day)
+                .Select(a => new { a.SubscriptionId, a.ThresholdPercent }).ToListAsync(cancellationToken))
+            .ToLookup(a => a.SubscriptionId, a => a.ThresholdPercent);
+        // A subscription alerted at every threshold this month has nothing left to tell: its charges are not summed.
+        var open = watched.Where(w => alerted[w.SubscriptionId].Count() < SpendAlertRules.ThresholdPercents.Count).ToList();
+        var recorded = 0;
+        foreach (var batch in open.Chunk(SumBatch))
+        {
+            var spent = await SpentAsync(db, batch, day, cancellationToken);
+            foreach (var subscription in batch)
+            {
+                var total = spent.GetValueOrDefault(subscription.SubscriptionId);
+                foreach (var percent in SpendAlertRules.Reached(total, subscription.AlertCredits).Except(alerted[subscription.SubscriptionId]))
+                {
+                    if (await RecordAsync(subscription, period, percent, total, now, cancellationToken))
+                    {
+                        recorded++;
+                    }
+                }
+            }
+        }
+
+        return recorded;
+    }
+
+    /// <summary>Credits charged to the subscription in <paramref name="period"/>: what its alert is measured against.</summary>
+    public async Task<long> SpentAsync(Guid subscriptionId, Guid resourceUuid, BillingPeriod period, CancellationToken cancellationToken)
+    {
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        return (await SpentAsync(db, [new Watched(subscriptionId, resourceUuid, 0)], period.FirstDay, cancellationToken)).GetValueOrDefault(subscriptionId);
+    }
+
+    /// <summary>The alerts recorded for the subscription in <paramref name="period"/>, lowest threshold first.</summary>
+    public async Task<IReadOnlyList<SpendAlertView>> AlertsAsync(Guid subscriptionId, BillingPeriod period, CancellationToken cancellationToken)
+    {
+        var day = period.FirstDay;
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        var alerts = await db.SpendAlerts.AsNoTracking().Where(a => a.SubscriptionId == subscriptionId && a.Period == day)
+            .OrderBy(a => a.ThresholdPercent).ToListAsync(cancellationToken);
+        var ids = alerts.Select(a => a.Id).ToList();
+        var deliveries = await db.HandoffDeliveries.AsNoTracking().Where(d => ids.Contains(d.Id))
+            .ToDictionaryAsync(d => d.Id, d => d.DeliveredAt != null, cancellationToken);
+        return alerts.Select(a => new SpendAlertView(a.ThresholdPercent, a.AlertCredits, a.SpentCredits, a.DetectedAt,
+            deliveries.TryGetValue(a.Id, out var delivered) ? delivered : null)).ToList();
+    }
+
+    /// <summary>
+    /// One grouped sum over the month's charges of the subscriptions. Charges carry the subscription's resource, and
+    /// the ledger's (period, resource_uuid) index finds them: the ledger gets no index of its own for alerts, so the
+    /// chat path's inserts cost what they did.
+    /// </summary>
+    private static async Task<Dictionary<Guid, long>> SpentAsync(AdapterDbContext db, IReadOnlyCollection<Watched> subscriptions, DateOnly day, CancellationToken cancellationToken)
+    {
+        var resources = subscriptions.Select(s => (Guid?)s.ResourceUuid).ToList();
+        var ids = subscriptions.Select(s => (Guid?)s.SubscriptionId).ToList();
+        var rows = await db.LedgerEntries.AsNoTracking()
+            .Where(e => e.Period == day && resources.Contains(e.ResourceUuid) && e.Kind == LedgerEntryKind.Charge && ids.Contains(e.SubscriptionId))
+            .GroupBy(e => e.SubscriptionId!.Value)
+            .Select(g => new { SubscriptionId = g.Key, Credits = g.Sum(e => e.Credits) })
+            .ToListAsync(cancellationToken);
+        return rows.ToDictionary(r => r.SubscriptionId, r => r.Credits);
+    }
+
+    /// <summary>Records one reached threshold and its webhook delivery together; false when another check recorded it first.</summary>
+    private async Task<bool> RecordAsync(Watched subscription, BillingPeriod period, int percent, long spent, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        var id = Guid.CreateVersion7(now);
+        db.SpendAlerts.Add(new SpendAlert
+        {
+            Id = id,
+            SubscriptionId = subscription.SubscriptionId,
+            Period = period.FirstDay,
+            ThresholdPercent = percent,
+            AlertCredits = subscription.AlertCredits,
+            SpentCredits = spent,
+            DetectedAt = now,
+        });
+        var webhook = await db.HandoffWebhooks.AsNoTracking().AnyAsync(w => w.SubscriptionId == subscription.SubscriptionId, cancellationToken);
+        if (webhook)
+        {
+            var body = new SpendThresholdEvent(id, SpendThresholdEvent.EventType, subscription.ResourceUuid, period.ToString(), percent, subscription.AlertCredits, spent, now,
+                Link(subscription.ResourceUuid));
+            db.HandoffDeliveries.Add(new HandoffDelivery
+            {
+                Id = id,
+                SubscriptionId = subscription.SubscriptionId,
+                Payload = JsonSerializer.Serialize(body, ApiJson.Options),
+                NextAttemptAt = now,
+                CreatedAt = now,
+            });
+        }
+
+        try
+        {
+            await db.SaveChangesAsync(cancellationToken);
+        }
+        catch (DbUpdateException exception) when (DbErrors.IsUniqueViolation(exception))
+        {
+            return false; // another replica's check recorded this threshold (and its delivery)
+        }
+
+        logger.LogInformation("Subscription {SubscriptionId} reached {ThresholdPercent} % of its monthly spend alert of {AlertCredits} credits in {Period}: {SpentCredits} credits spent (webhook: {Webhook})",
+            subscription.SubscriptionId, percent, subscription.AlertCredits, period.ToString(), spent, webhook ? "queued" : "none set");
+        return true;
+    }
+
+    /// <summary>The console's Usage tab of the subscription (it opens for a console session of that subscription only).</summary>
+    private string Link(Guid resourceUuid) => new Uri(web.Value.PublicBaseUrl, $"console?tab=usage&resource={resourceUuid:N}").ToString();
+
+    private sealed record Watched(Guid SubscriptionId, Guid ResourceUuid, long AlertCredits);
+}
+
+/// <summary>The Quartz job that runs <see cref="SpendAlertMonitor.CheckAsync"/>.</summary>
+[DisallowConcurrentExecution]
+public sealed class CheckSpendAlertsJob(SpendAlertMonitor monitor) : IJob
+{
+    public static readonly JobKey Key = new("check-spend-alerts", "credits");
+
+    public async ValueTask Execute(IJobExecutionContext context, CancellationToken cancellationToken) =>
+        await monitor.CheckAsync(cancellationToken);
+}

@@ -3,7 +3,7 @@ using System.Collections.Concurrent;
 namespace CmpWaldurAdapter.Chat;
 
 /// <summary>
-/// Settles plain (non-streamed) answers while they are sent. The message's price is held durably before the
+/// Settles plain (non-streamed) answers while they are sent. The message's price is held in the ledger before the
 /// agent runs, so those credits cannot be spent twice; writing the charge need not hold the answer back
 /// (authorize, deliver, capture), nor the next request on the client's connection. Settles still running
 /// when the host stops are waited for after the server has stopped taking requests. A settle that fails leaves

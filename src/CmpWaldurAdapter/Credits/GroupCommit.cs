@@ -14,12 +14,13 @@ namespace CmpWaldurAdapter.Credits;
 /// <item>A batch is one transaction: should it fail, none of it was committed, and each statement is run
 /// alone, with its own outcome (a concurrent copy of a request id, say) for its own caller.</item>
 /// <item>Once queued, a statement runs to the end (not cancelled): its caller is told what it did.</item>
-/// <item>Not <c>durable</c>: each transaction commits without waiting for its WAL flush (a transaction-local
-/// <c>synchronous_commit = off</c>, so the pooled session keeps its own setting). A crash of PostgreSQL
-/// can then lose the last fraction of a second of these transactions, whole and in order; never part of one.</item>
+/// <item>A batch whose statements are all not <c>durable</c> commits without waiting for its WAL flush (a
+/// transaction-local <c>synchronous_commit = off</c>, so the pooled session keeps its own setting); one durable
+/// statement makes the whole batch wait. A crash of PostgreSQL can lose the last fraction of a second of the
+/// batches that did not wait, whole and in order; never part of one.</item>
 /// </list>
 /// </summary>
-internal sealed class GroupCommit(NpgsqlDataSource dataSource, bool durable = true)
+internal sealed class GroupCommit(NpgsqlDataSource dataSource)
 {
     private const string AsyncCommit = "SELECT set_config('synchronous_commit', 'off', true)";
 
@@ -36,9 +37,9 @@ internal sealed class GroupCommit(NpgsqlDataSource dataSource, bool durable = tr
     private int _running;
 
     /// <summary>Runs a statement that locks (at most) the account of <paramref name="customerId"/> and returns one row.</summary>
-    public Task<T> RunAsync<T>(Guid customerId, PositionalStatement statement, Action<NpgsqlParameterCollection> bind, Func<NpgsqlDataReader, T> read)
+    public Task<T> RunAsync<T>(Guid customerId, PositionalStatement statement, Action<NpgsqlParameterCollection> bind, Func<NpgsqlDataReader, T> read, bool durable = true)
     {
-        var pending = new Statement<T>(customerId, statement, bind, read);
+        var pending = new Statement<T>(customerId, durable, statement, bind, read);
         lock (_queue)
         {
             _queue.Add(pending);
@@ -102,7 +103,7 @@ internal sealed class GroupCommit(NpgsqlDataSource dataSource, bool durable = tr
 
     private async Task RunAloneAsync(Statement statement)
     {
-        if (durable)
+        if (statement.Durable)
         {
             await statement.RunAloneAsync(dataSource);
             return;
@@ -120,6 +121,7 @@ internal sealed class GroupCommit(NpgsqlDataSource dataSource, bool durable = tr
 
     private async Task RunBatchAsync(List<Statement> batch)
     {
+        var durable = batch.Exists(s => s.Durable);
         await using (var connection = await dataSource.OpenConnectionAsync(CancellationToken.None))
         await using (var commands = connection.CreateBatch())
         {
@@ -155,9 +157,11 @@ internal sealed class GroupCommit(NpgsqlDataSource dataSource, bool durable = tr
         }
     }
 
-    private abstract class Statement(Guid customerId)
+    private abstract class Statement(Guid customerId, bool durable)
     {
         public Guid CustomerId { get; } = customerId;
+
+        public bool Durable { get; } = durable;
 
         public abstract NpgsqlBatchCommand Command();
 
@@ -170,8 +174,8 @@ internal sealed class GroupCommit(NpgsqlDataSource dataSource, bool durable = tr
         public abstract void Fail(Exception exception);
     }
 
-    private sealed class Statement<T>(Guid customerId, PositionalStatement statement, Action<NpgsqlParameterCollection> bind, Func<NpgsqlDataReader, T> read)
-        : Statement(customerId)
+    private sealed class Statement<T>(Guid customerId, bool durable, PositionalStatement statement, Action<NpgsqlParameterCollection> bind, Func<NpgsqlDataReader, T> read)
+        : Statement(customerId, durable)
     {
         private T? _row;
 

@@ -20,8 +20,8 @@ namespace CmpWaldurAdapter.Credits;
 /// other both pass that check, and the partial unique index makes the second statement fail as a
 /// whole (nothing debited), after which a retry sees the first and replays.</item>
 /// </list>
-/// Holds that meet at the database share one batch and commit, and so do closes (<see cref="GroupCommit"/>): two
-/// lanes, because a hold (an authorization) commits without waiting for its WAL flush and a close (the charge) waits;
+/// Holds and their closes that meet at the database share one batch and commit (<see cref="GroupCommit"/>); a batch
+/// of holds only (authorizations) commits without waiting for its WAL flush, any close (the charge) makes it wait;
 /// charges of one organization share one statement (<see cref="ChargeLanes"/>).
 /// Grants and funding refreshes (rare) use EF Core inside a transaction that locks the account row first.
 /// </summary>
@@ -141,7 +141,6 @@ internal sealed partial class PostgresCreditStore : CreditStoreBase, IAsyncDispo
     private readonly NpgsqlDataSource _dataSource;
     private readonly ChargeLanes _lanes;
     private readonly GroupCommit _groups;
-    private readonly GroupCommit _holds;
 
     // The organization of each hold this replica made and has not closed: its close can join a batch in lock order.
     private readonly System.Collections.Concurrent.ConcurrentDictionary<Guid, Guid> _holders = new();
@@ -162,11 +161,6 @@ internal sealed partial class PostgresCreditStore : CreditStoreBase, IAsyncDispo
         builder.NoResetOnClose = true;
         _dataSource = NpgsqlDataSource.Create(builder);
         _groups = new GroupCommit(_dataSource);
-        // A hold is an authorization, not a charge: it need not wait for its WAL flush. Should PostgreSQL crash
-        // within that fraction of a second, the holds lost with it are settled as not found (those answers are free)
-        // and their credits, given back with them, were never charged; nothing is charged twice or overdrawn. Settles,
-        // releases and charges stay durable, and each durable commit also flushes every hold committed before it.
-        _holds = new GroupCommit(_dataSource, durable: false);
     }
 
     /// <summary>One charge, one statement. Concurrent charges of one organization are batched (<see cref="ChargeLanes"/>).</summary>
@@ -213,13 +207,18 @@ internal sealed partial class PostgresCreditStore : CreditStoreBase, IAsyncDispo
             {
                 // Once queued it runs to the end, so a caller that leaves knows there may be a hold to release.
                 cancellationToken.ThrowIfCancellationRequested();
-                var result = await _holds.RunAsync(request.CustomerId, Reserve, parameters =>
+                // A hold is an authorization, not a charge: it need not wait for its WAL flush. Should PostgreSQL crash
+                // within that fraction of a second, the holds lost with it are settled as not found (those answers are
+                // free) and their credits, given back with them, were never charged; nothing is charged twice or
+                // overdrawn. Settles, releases and charges stay durable, and each durable commit also flushes every hold
+                // committed before it (a batch holding one waits for the flush as a whole).
+                var result = await _groups.RunAsync(request.CustomerId, Reserve, parameters =>
                 {
                     BindRequest(parameters, request, reservationId, now);
                     parameters.Add(new NpgsqlParameter<DateTimeOffset>("expires", expiresAt.ToUniversalTime()));
                     parameters.Add(new NpgsqlParameter("key", NpgsqlDbType.Uuid) { Value = request.Key is { } key ? key.Id : DBNull.Value });
                     parameters.Add(new NpgsqlParameter("key_hash", NpgsqlDbType.Text) { Value = request.Key is { } proof ? proof.Hash : DBNull.Value });
-                }, row => Reservation(row, request, reservationId));
+                }, row => Reservation(row, request, reservationId), durable: false);
                 if (result.ReservationId is { } held)
                 {
                     Remember(held, request.CustomerId);

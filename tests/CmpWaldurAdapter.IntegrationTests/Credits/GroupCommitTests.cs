@@ -14,7 +14,7 @@ public sealed class GroupCommitTests : IAsyncLifetime
     private static readonly PositionalStatement Sleep = new("SELECT pg_sleep(@seconds)::text");
     private static readonly PositionalStatement Insert = new("INSERT INTO group_probe (name, tx) VALUES (@name, txid_current()) RETURNING name");
     private static readonly PositionalStatement Fail = new("SELECT (1 / (@zero::int))::text");
-    private static readonly PositionalStatement Setting = new("SELECT current_setting('synchronous_commit') || left(@name, 0)");
+    private static readonly PositionalStatement Setting = new("SELECT current_setting('synchronous_commit') || left(@name, 0) || left(pg_sleep(@seconds)::text, 0)");
 
     private TestDatabase _database = null!;
     private NpgsqlDataSource _dataSource = null!;
@@ -88,35 +88,44 @@ public sealed class GroupCommitTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task A_lane_that_need_not_be_durable_commits_its_batches_without_waiting_for_the_flush_and_leaves_the_session_as_it_was()
+    public async Task Batches_of_statements_that_need_not_be_durable_commit_without_waiting_for_the_flush_and_leave_the_session_as_it_was()
     {
         // One pooled session without reset, as the ledger's pool: a setting that outlived its batch would show in the last look.
         // The session starts durable (the test cluster itself runs with synchronous_commit=off).
         var builder = new NpgsqlConnectionStringBuilder(_database.ConnectionString) { MaxPoolSize = 1, NoResetOnClose = true, Options = "-c synchronous_commit=on" };
         await using var session = NpgsqlDataSource.Create(builder);
-        var lane = new GroupCommit(session, durable: false);
-        var durableLane = new GroupCommit(session);
-        Task<string> Run(GroupCommit group, string name) =>
-            group.RunAsync(Guid.NewGuid(), Setting, parameters => parameters.Add(new NpgsqlParameter("name", name)), row => row.GetString(0));
+        var group = new GroupCommit(session);
+        Task<string> Run(string name, bool durable, double sleep = 0) =>
+            group.RunAsync(Guid.NewGuid(), Setting, parameters =>
+            {
+                parameters.Add(new NpgsqlParameter("name", name));
+                parameters.Add(new NpgsqlParameter("seconds", sleep));
+            }, row => row.GetString(0), durable);
 
-        var alone = await Run(lane, "alone");
-        var together = await Task.WhenAll(Enumerable.Range(0, 20).Select(i => Run(lane, $"together-{i}")));
-        var durable = await Run(durableLane, "durable");
+        var alone = await Run("alone", durable: false);
+        var busy = Run("busy", durable: false, sleep: 0.3);
+        var together = Enumerable.Range(0, 20).Select(i => Run($"together-{i}", durable: false)).ToList();
+        await busy;
+        var busyAgain = Run("busy", durable: false, sleep: 0.3);
+        var mixed = Enumerable.Range(0, 5).Select(i => Run($"mixed-{i}", durable: i == 2)).ToList();
+        await busyAgain;
+        var durableAlone = await Run("durable", durable: true);
         await using var look = session.CreateCommand("SHOW synchronous_commit");
         var afterwards = (string)(await look.ExecuteScalarAsync())!;
 
         Assert.Equal("off", alone);
-        Assert.All(together, setting => Assert.Equal("off", setting));
-        Assert.Equal("on", durable);
+        Assert.All(await Task.WhenAll(together), setting => Assert.Equal("off", setting));
+        // One durable statement makes its whole batch wait for the flush.
+        Assert.All(await Task.WhenAll(mixed), setting => Assert.Equal("on", setting));
+        Assert.Equal("on", durableAlone);
         Assert.Equal("on", afterwards);
     }
 
     [Fact]
-    public async Task A_failing_batch_of_a_lane_that_need_not_be_durable_still_runs_each_statement_alone_once()
+    public async Task A_failing_batch_of_statements_that_need_not_be_durable_still_runs_each_statement_alone_once()
     {
-        var lane = new GroupCommit(_dataSource, durable: false);
         Task<string> Run(PositionalStatement statement, string name, object value) =>
-            lane.RunAsync(Guid.NewGuid(), statement, parameters => parameters.Add(new NpgsqlParameter(name, value)), row => row.GetString(0));
+            _group.RunAsync(Guid.NewGuid(), statement, parameters => parameters.Add(new NpgsqlParameter(name, value)), row => row.GetString(0), durable: false);
 
         var busy = Run(Sleep, "seconds", 0.3);
         var first = Run(Insert, "name", "x");

@@ -36,7 +36,8 @@ public sealed class CreditLedger(ICreditStore store, WaldurFunding funding, IDbC
         }
 
         var request = Request(customerId, subscriptionId, action, credits, priceBookVersion, requestId) with { Key = key };
-        if (!await _funding.EnsureFundedAsync(customerId, cancellationToken))
+        // A free action needs no funding, so it is served while Waldur cannot be read.
+        if (credits > 0 && !await _funding.EnsureFundedAsync(customerId, cancellationToken))
         {
             return new ReservationResult(ReservationStatus.Refused, null, 0, 0, CreditRefusal.FundingUnavailable);
         }
@@ -82,7 +83,7 @@ public sealed class CreditLedger(ICreditStore store, WaldurFunding funding, IDbC
     public async Task<ChargeResult> ChargeAsync(Guid customerId, Guid subscriptionId, ActionClass action, long credits, int priceBookVersion, string requestId, CancellationToken cancellationToken = default)
     {
         var request = Request(customerId, subscriptionId, action, credits, priceBookVersion, requestId);
-        if (!await _funding.EnsureFundedAsync(customerId, cancellationToken))
+        if (credits > 0 && !await _funding.EnsureFundedAsync(customerId, cancellationToken))
         {
             return new ChargeResult(ChargeStatus.Refused, 0, 0, CreditRefusal.FundingUnavailable);
         }

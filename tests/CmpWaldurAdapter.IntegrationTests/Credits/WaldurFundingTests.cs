@@ -180,6 +180,21 @@ public abstract class WaldurFundingTests(DatabaseProvider provider) : IAsyncLife
     }
 
     [Fact]
+    public async Task A_free_action_is_served_while_waldur_cannot_be_read_and_asks_waldur_nothing()
+    {
+        await StartAsync();
+        _bed.Waldur.Break("GET", CreditsPath, 503);
+
+        var hold = await Ledger.ReserveAsync(_subscription.CustomerId, _subscription.Id, ActionClass.ChatMessage, 0, 3, "free-hold");
+        var charge = await Ledger.ChargeAsync(_subscription.CustomerId, _subscription.Id, ActionClass.ChatMessage, 0, 3, "free-charge");
+        var paid = await Ledger.ChargeAsync(_subscription.CustomerId, _subscription.Id, ActionClass.ChatMessage, 2, 3, "paid");
+
+        Assert.Equal(ReservationStatus.Held, hold.Status);
+        Assert.Equal(ChargeStatus.Charged, charge.Status);
+        Assert.Equal(CreditRefusal.FundingUnavailable, paid.Refusal);
+    }
+
+    [Fact]
     public async Task Grants_are_refused_because_the_money_lives_in_waldur()
     {
         await StartAsync();

@@ -69,19 +69,30 @@ public abstract class PersistenceTests(DatabaseProvider provider) : IAsyncLifeti
             await db.SaveChangesAsync();
         }
 
-        await Dbs.ParsedDocumentAsync(subscription.Id, "named.md");
-        await Dbs.ParsedDocumentAsync(subscription.Id, "unnamed.md");
+        foreach (var name in new[] { "a-named.md", "b-scheduled.md", "c-zero.md", "d-three.md", "e-unknown.md" })
+        {
+            await Dbs.ParsedDocumentAsync(subscription.Id, name);
+        }
+
         await using var context = await Dbs.CreateDbContextAsync();
         var migrator = context.GetService<IMigrator>();
         var migrations = context.Database.GetMigrations().ToList();
         var fix = migrations.FindIndex(m => m.EndsWith("_UnknownParseStatesFollowed", StringComparison.Ordinal));
         await migrator.MigrateAsync(migrations[fix - 1]);
-        await context.KnowledgeDocuments.Where(d => d.Name == "unnamed.md").ExecuteUpdateAsync(set => set.SetProperty(d => d.Status, "5"));
+        // As earlier versions stored them: the state RAGFlow sent, unnamed; "3" was a parse done and never charged.
+        foreach (var (name, run) in new[] { ("b-scheduled.md", "5"), ("c-zero.md", "0"), ("d-three.md", "3"), ("e-unknown.md", "7") })
+        {
+            await context.KnowledgeDocuments.Where(d => d.Name == name).ExecuteUpdateAsync(set => set
+                .SetProperty(d => d.Status, run).SetProperty(d => d.ChargedAt, (DateTimeOffset?)null).SetProperty(d => d.CreditsCharged, 0));
+        }
 
         await migrator.MigrateAsync();
 
-        var states = await context.KnowledgeDocuments.AsNoTracking().OrderBy(d => d.Name).Select(d => d.Status).ToListAsync();
-        Assert.Equal([ParseStates.Done, ParseStates.Running], states);
+        var rows = await context.KnowledgeDocuments.AsNoTracking().OrderBy(d => d.Name).ToListAsync();
+        Assert.Equal([ParseStates.Done, ParseStates.Running, ParseStates.Unstart, ParseStates.Done, ParseStates.Running], rows.Select(d => d.Status));
+        // The done parse the old poll missed is recorded as charged nothing, so the poll never charges it now.
+        Assert.Equal((0L, true), (rows[3].CreditsCharged, rows[3].ChargedAt is not null));
+        Assert.Null(rows[2].ChargedAt);
     }
 
     [Fact]

@@ -95,7 +95,8 @@ public static class ParseStates
     private static string? Known(string? run) => run switch
     {
         null or "" or Unstart or "0" => Unstart,
-        Running or "1" => Running,
+        // "5" (SCHEDULE) is queued, not started: followed as running, as it will be.
+        Running or "1" or "5" or "SCHEDULE" => Running,
         Cancel or "2" => Cancel,
         Done or "3" => Done,
         Fail or "4" => Fail,

@@ -272,6 +272,29 @@ public sealed class ParseMonitor(
             document.Id, tenant.SubscriptionId);
     }
 
+    /// <summary>
+    /// A parse RAGFlow never started cannot be stopped (RAGFlow refuses to stop what has not started), and a task it
+    /// only delayed would parse the document later, after its hold was given back: so the document leaves RAGFlow
+    /// before it is failed, as an unpaid one does. False (the next poll tries again) while RAGFlow refuses the delete.
+    /// </summary>
+    private async Task<bool> TakeOutUnstartedAsync(KnowledgeTenant tenant, KnowledgeDocument document, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await knowledge.DeleteFromRagflowAsync(tenant, [document.RagflowDocumentId], cancellationToken);
+        }
+        catch (KnowledgeException exception)
+        {
+            logger.LogWarning(exception, "Document {DocumentId} of subscription {SubscriptionId} was never parsed and could not be taken out of the knowledge base; the next poll tries again",
+                document.Id, tenant.SubscriptionId);
+            return false;
+        }
+
+        // A changed version makes the connector's next sync add the page again.
+        document.SourceVersion = null;
+        return true;
+    }
+
     public void Dispose() => _oneAtATime.Dispose();
 
     /// <summary>The ledger request id of a document's parse: the same document never pays twice.</summary>
@@ -296,6 +319,11 @@ public sealed class ParseMonitor(
 
         if (document.ParseAttempts >= 2)
         {
+            if (!running && !await TakeOutUnstartedAsync(tenant, document, cancellationToken))
+            {
+                return;
+            }
+
             document.Status = ParseStates.Fail;
             document.Progress = 0;
             document.Error = $"Parsing did not finish within {Describe(stuckAfter)}, also after one restart, and was stopped. Delete the document and upload it again, or contact support.";

@@ -181,8 +181,8 @@ public sealed class AdoptedDatasetTests : IAsyncLifetime
         var me = await _bed.SubscribeAsync(credits: 100, knowledge: false, beforeProvisioning: resource =>
         {
             dataset = ragflow.AddDataset($"cmp-{resource:N}");
-            // "5" is RAGFlow's SCHEDULE, which v0.27 passes through unnamed.
-            scheduled = ragflow.AddDocument(dataset, "scheduled.md", "Waiting for the connector's schedule.", run: "5");
+            // A state this version does not know (a later RAGFlow's, say).
+            scheduled = ragflow.AddDocument(dataset, "scheduled.md", "Waiting for the connector's schedule.", run: "7");
         });
         var monitor = _bed.Services.GetRequiredService<ParseMonitor>();
         using var http = _bed.Http(me.Key);

@@ -168,6 +168,8 @@ public abstract class KnowledgeLifecycleTests(DatabaseProvider provider) : IAsyn
         Assert.Equal(2, _bed.Ragflow.ParseRequests(ragflowId));
         Assert.Equal(0, await _bed.RagChargesAsync());
         Assert.Equal(100, await _bed.AvailableAsync());
+        // Not left queued in RAGFlow, where a delayed task could still parse it, unpaid.
+        Assert.Empty(_bed.Ragflow.Documents(_bed.DatasetId));
     }
 
     [Fact]

@@ -220,6 +220,29 @@ public abstract class SpendAlertTests(DatabaseProvider provider) : IAsyncLifetim
         Assert.Empty(_receiver.LogEntries);
     }
 
+    [Theory]
+    [InlineData(0L)]
+    [InlineData(-5L)]
+    public async Task A_subscription_with_an_amount_below_one_credit_written_outside_the_console_does_not_stop_another_ones_alerts(long bad)
+    {
+        var broken = await _bed.AddSubscriptionAsync(credits: 1000);
+        var healthy = await _bed.AddSubscriptionAsync(credits: 1000);
+        await AlertAtAsync(broken, 100);
+        await AlertAtAsync(healthy, 100);
+        // The console refuses such an amount; a row written directly in the database can still hold one.
+        await _bed.QueryAsync(db => db.BuyerWebSettings.Where(s => s.SubscriptionId == broken.Id)
+            .ExecuteUpdateAsync(u => u.SetProperty(s => s.MonthlySpendAlertCredits, bad)));
+        await ChargeAsync(broken, 60);
+        await ChargeAsync(healthy, 60);
+
+        Assert.Equal(1, await Monitor.CheckAsync(CancellationToken.None));
+        Assert.Equal(0, await Monitor.CheckAsync(CancellationToken.None));
+
+        Assert.Equal([(healthy.Id, 50)], await _bed.QueryAsync(db => db.SpendAlerts.Select(a => new ValueTuple<Guid, int>(a.SubscriptionId, a.ThresholdPercent)).ToListAsync()));
+        // Such an amount is no alert, not a failure to warn about each minute.
+        Assert.DoesNotContain(_bed.Server.Logs.Events, e => e.Level >= Serilog.Events.LogEventLevel.Warning && e.MessageTemplate.Text.Contains("spend alert", StringComparison.Ordinal));
+    }
+
     [Fact]
     public async Task Two_checks_racing_record_each_threshold_once()
     {

@@ -33,7 +33,8 @@ public sealed class SpendAlertMonitor(
         var day = period.FirstDay;
         await using var db = await dbs.CreateDbContextAsync(cancellationToken);
         var watched = await db.BuyerWebSettings.AsNoTracking()
-            .Where(s => s.MonthlySpendAlertCredits != null)
+            // An amount below one credit (only ever written outside the console, which refuses it) is no alert.
+            .Where(s => s.MonthlySpendAlertCredits != null && s.MonthlySpendAlertCredits > 0)
             .Join(db.Subscriptions.AsNoTracking(), s => s.SubscriptionId, s => s.Id, (settings, subscription) => new Watched(subscription.Id, subscription.ResourceUuid, settings.MonthlySpendAlertCredits!.Value))
             .ToListAsync(cancellationToken);
         if (watched.Count == 0)
@@ -52,13 +53,21 @@ public sealed class SpendAlertMonitor(
             var spent = await SpentAsync(db, batch, day, cancellationToken);
             foreach (var subscription in batch)
             {
-                var total = spent.GetValueOrDefault(subscription.SubscriptionId);
-                foreach (var percent in SpendAlertRules.Reached(total, subscription.AlertCredits).Except(alerted[subscription.SubscriptionId]))
+                // Each subscription on its own: one that fails is logged and retried by the next check, the others are alerted.
+                try
                 {
-                    if (await RecordAsync(subscription, period, percent, total, now, cancellationToken))
+                    var total = spent.GetValueOrDefault(subscription.SubscriptionId);
+                    foreach (var percent in SpendAlertRules.Reached(total, subscription.AlertCredits).Except(alerted[subscription.SubscriptionId]))
                     {
-                        recorded++;
+                        if (await RecordAsync(subscription, period, percent, total, now, cancellationToken))
+                        {
+                            recorded++;
+                        }
                     }
+                }
+                catch (Exception exception) when (exception is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+                {
+                    logger.LogWarning(exception, "Checking the monthly spend alert of subscription {SubscriptionId} failed; the next check retries", subscription.SubscriptionId);
                 }
             }
         }

@@ -41,40 +41,37 @@ public sealed class BuyerWebSettings
     /// <summary>The console's cap field: empty is no cap, otherwise a whole number from 1 to <see cref="MaxWidgetDailyMessageCap"/>.</summary>
     public static bool TryParseDailyCap(string? input, out int? cap, out string error)
     {
-        (cap, error) = (null, string.Empty);
-        var text = input?.Trim() ?? string.Empty;
-        if (text.Length == 0)
-        {
-            return true;
-        }
-
-        if (int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value) && value is >= 1 and <= MaxWidgetDailyMessageCap)
-        {
-            cap = value;
-            return true;
-        }
-
-        error = $"The daily message cap must be a whole number from 1 to {MaxWidgetDailyMessageCap}, or empty for no cap.";
-        return false;
+        var parsed = TryParseOptional(input, MaxWidgetDailyMessageCap,
+            $"The daily message cap must be a whole number from 1 to {MaxWidgetDailyMessageCap}, or empty for no cap.", out var value, out error);
+        cap = (int?)value;
+        return parsed;
     }
 
     /// <summary>The console's spend alert field: empty is no alert, otherwise a whole number of credits from 1 to <see cref="SpendAlertRules.MaxAlertCredits"/>.</summary>
-    public static bool TryParseSpendAlert(string? input, out long? credits, out string error)
+    public static bool TryParseSpendAlert(string? input, out long? credits, out string error) =>
+        TryParseOptional(input, SpendAlertRules.MaxAlertCredits,
+            $"The monthly spend alert must be a whole number of credits from 1 to {SpendAlertRules.MaxAlertCredits}, or empty for no alert.", out credits, out error);
+
+    /// <summary>
+    /// An optional console number: empty (after trimming) is none; otherwise plain ASCII digits from 1 to
+    /// <paramref name="max"/>, or <paramref name="refused"/> is the error.
+    /// </summary>
+    private static bool TryParseOptional(string? input, long max, string refused, out long? value, out string error)
     {
-        (credits, error) = (null, string.Empty);
+        (value, error) = (null, string.Empty);
         var text = input?.Trim() ?? string.Empty;
         if (text.Length == 0)
         {
             return true;
         }
 
-        if (long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value) && value is >= 1 and <= SpendAlertRules.MaxAlertCredits)
+        if (long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var number) && number >= 1 && number <= max)
         {
-            credits = value;
+            value = number;
             return true;
         }
 
-        error = $"The monthly spend alert must be a whole number of credits from 1 to {SpendAlertRules.MaxAlertCredits}, or empty for no alert.";
+        error = refused;
         return false;
     }
 

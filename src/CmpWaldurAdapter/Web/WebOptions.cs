@@ -76,4 +76,11 @@ public sealed class WebOptions
         HomePortUrl is null ? new Uri("#", UriKind.Relative) : new Uri(HomePortUrl, HomePortOfferingPath.Replace("{uuid}", offeringUuid.ToString(), StringComparison.Ordinal));
 
     internal Uri Public(string relative) => new(PublicBaseUrl, relative);
+
+    /// <summary>
+    /// A console tab of the subscription whose resource it names (the console refuses it to another subscription's
+    /// session); <paramref name="rest"/> adds query parameters (starting with '&amp;') and a fragment.
+    /// </summary>
+    internal string ConsoleLink(string tab, Guid resourceUuid, string rest = "") =>
+        Public($"console?tab={tab}&resource={resourceUuid:N}{rest}").ToString();
 }

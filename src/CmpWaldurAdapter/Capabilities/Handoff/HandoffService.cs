@@ -100,20 +100,10 @@ public sealed class HandoffService(
             {
                 row.EscalatedAt = now;
                 row.EscalationReason = reason;
-                if (await db.HandoffWebhooks.AsNoTracking().AnyAsync(w => w.SubscriptionId == subscription.Id, cancellationToken))
-                {
-                    var id = Guid.CreateVersion7(now);
-                    var body = new EscalationEvent(id, "conversation.escalated", subscription.ResourceUuid, conversation, reason, row.Unanswered, now, Link(subscription, row), transcript);
-                    db.HandoffDeliveries.Add(new HandoffDelivery
-                    {
-                        Id = id,
-                        SubscriptionId = subscription.Id,
-                        ConversationId = row.Id,
-                        Payload = JsonSerializer.Serialize(body, ApiJson.Options),
-                        NextAttemptAt = now,
-                        CreatedAt = now,
-                    });
-                }
+                var id = Guid.CreateVersion7(now);
+                await HandoffOutbox.EnqueueAsync(db, subscription.Id, id, row.Id,
+                    () => new EscalationEvent(id, "conversation.escalated", subscription.ResourceUuid, conversation, reason, row.Unanswered, now, Link(subscription, row), transcript),
+                    now, cancellationToken);
 
                 logger.LogInformation("Conversation of subscription {SubscriptionId} escalated to a person ({Reason})", subscription.Id, reason);
             }
@@ -215,8 +205,7 @@ public sealed class HandoffService(
     /// the <c>resource</c> parameter lets it refuse a link meant for another.
     /// </summary>
     private string Link(Subscription subscription, HandoffConversation row) =>
-        new Uri(web.Value.PublicBaseUrl,
-            $"console?tab=activity&resource={subscription.ResourceUuid:N}&escalation={ListQuery.IdOf(EscalationIdPrefix, row.Id)}#{AnchorOf(row.Conversation)}").ToString();
+        web.Value.ConsoleLink("activity", subscription.ResourceUuid, $"&escalation={ListQuery.IdOf(EscalationIdPrefix, row.Id)}#{AnchorOf(row.Conversation)}");
 
     /// <summary>
     /// The HTML id of a conversation's row in the console: letters, digits and '-' are kept, every other character

@@ -1,6 +1,6 @@
 using System.Text.Json;
 using CmpWaldurAdapter.Api;
-using CmpWaldurAdapter.Capabilities;
+using CmpWaldurAdapter.Capabilities.Handoff;
 using CmpWaldurAdapter.Core.Credits;
 using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Web;
@@ -50,7 +50,7 @@ public sealed class SpendAlertMonitor(
         var recorded = 0;
         foreach (var batch in open.Chunk(SumBatch))
         {
-            var spent = await SpentAsync(db, batch, day, cancellationToken);
+            var spent = await SpentAsync(db, batch.Select(w => (w.SubscriptionId, w.ResourceUuid)).ToList(), day, cancellationToken);
             foreach (var subscription in batch)
             {
                 // Each subscription on its own: one that fails is logged and retried by the next check, the others are alerted.
@@ -75,11 +75,15 @@ public sealed class SpendAlertMonitor(
         return recorded;
     }
 
-    /// <summary>Credits charged to the subscription in <paramref name="period"/>: what its alert is measured against.</summary>
+    /// <summary>
+    /// Credits charged to the subscription in <paramref name="period"/>: what its alert is measured against. The console
+    /// shows this, not the sum of its usage table: that table lists only the offering's current components and charges
+    /// with a component, and an alert counts every charge.
+    /// </summary>
     public async Task<long> SpentAsync(Guid subscriptionId, Guid resourceUuid, BillingPeriod period, CancellationToken cancellationToken)
     {
         await using var db = await dbs.CreateDbContextAsync(cancellationToken);
-        return (await SpentAsync(db, [new Watched(subscriptionId, resourceUuid, 0)], period.FirstDay, cancellationToken)).GetValueOrDefault(subscriptionId);
+        return (await SpentAsync(db, [(subscriptionId, resourceUuid)], period.FirstDay, cancellationToken)).GetValueOrDefault(subscriptionId);
     }
 
     /// <summary>The alerts recorded for the subscription in <paramref name="period"/>, lowest threshold first.</summary>
@@ -101,7 +105,8 @@ public sealed class SpendAlertMonitor(
     /// the ledger's (period, resource_uuid) index finds them: the ledger gets no index of its own for alerts, so the
     /// chat path's inserts cost what they did.
     /// </summary>
-    private static async Task<Dictionary<Guid, long>> SpentAsync(AdapterDbContext db, IReadOnlyCollection<Watched> subscriptions, DateOnly day, CancellationToken cancellationToken)
+    private static async Task<Dictionary<Guid, long>> SpentAsync(AdapterDbContext db, IReadOnlyCollection<(Guid SubscriptionId, Guid ResourceUuid)> subscriptions, DateOnly day,
+        CancellationToken cancellationToken)
     {
         var resources = subscriptions.Select(s => (Guid?)s.ResourceUuid).ToList();
         var ids = subscriptions.Select(s => (Guid?)s.SubscriptionId).ToList();
@@ -128,20 +133,10 @@ public sealed class SpendAlertMonitor(
             SpentCredits = spent,
             DetectedAt = now,
         });
-        var webhook = await db.HandoffWebhooks.AsNoTracking().AnyAsync(w => w.SubscriptionId == subscription.SubscriptionId, cancellationToken);
-        if (webhook)
-        {
-            var body = new SpendThresholdEvent(id, SpendThresholdEvent.EventType, subscription.ResourceUuid, period.ToString(), percent, subscription.AlertCredits, spent, now,
-                Link(subscription.ResourceUuid));
-            db.HandoffDeliveries.Add(new HandoffDelivery
-            {
-                Id = id,
-                SubscriptionId = subscription.SubscriptionId,
-                Payload = JsonSerializer.Serialize(body, ApiJson.Options),
-                NextAttemptAt = now,
-                CreatedAt = now,
-            });
-        }
+        var webhook = await HandoffOutbox.EnqueueAsync(db, subscription.SubscriptionId, id, null,
+            () => new SpendThresholdEvent(id, SpendThresholdEvent.EventType, subscription.ResourceUuid, period.ToString(), percent, subscription.AlertCredits, spent, now,
+                web.Value.ConsoleLink("usage", subscription.ResourceUuid)),
+            now, cancellationToken);
 
         try
         {
@@ -156,9 +151,6 @@ public sealed class SpendAlertMonitor(
             subscription.SubscriptionId, percent, subscription.AlertCredits, period.ToString(), spent, webhook ? "queued" : "none set");
         return true;
     }
-
-    /// <summary>The console's Usage tab of the subscription (it opens for a console session of that subscription only).</summary>
-    private string Link(Guid resourceUuid) => new Uri(web.Value.PublicBaseUrl, $"console?tab=usage&resource={resourceUuid:N}").ToString();
 
     private sealed record Watched(Guid SubscriptionId, Guid ResourceUuid, long AlertCredits);
 }

@@ -329,47 +329,17 @@ public sealed class IndexModel(
         return await RenderAsync($"{entry} added.", cancellationToken);
     }
 
-    public async Task<IActionResult> OnPostWidgetCapAsync(string? cap, CancellationToken cancellationToken)
-    {
-        Tab = "widget";
-        if (await CallerAsync(cancellationToken) is not { } caller)
-        {
-            return Denied();
-        }
+    public Task<IActionResult> OnPostWidgetCapAsync(string? cap, CancellationToken cancellationToken) =>
+        SaveOptionalNumberAsync<int>("widget", "widget_cap", cap, BuyerWebSettings.TryParseDailyCap, (s, value) => s.WidgetDailyMessageCap = value,
+            "The daily message cap was not changed.",
+            value => value is { } set ? $"The widget now answers at most {set} messages a day." : "The widget's daily message cap was removed.", cancellationToken);
 
-        if (!BuyerWebSettings.TryParseDailyCap(cap, out var value, out var error))
-        {
-            Errors["widget_cap"] = error;
-            Submitted["widget_cap"] = cap ?? string.Empty;
-            Response.StatusCode = StatusCodes.Status400BadRequest;
-            return await RenderAsync("The daily message cap was not changed.", cancellationToken);
-        }
-
-        await store.UpdateAsync(caller.Subscription.Id, s => s.WidgetDailyMessageCap = value, cancellationToken);
-        return await RenderAsync(value is { } set ? $"The widget now answers at most {set} messages a day." : "The widget's daily message cap was removed.", cancellationToken);
-    }
-
-    public async Task<IActionResult> OnPostSpendAlertAsync(string? credits, CancellationToken cancellationToken)
-    {
-        Tab = "usage";
-        if (await CallerAsync(cancellationToken) is not { } caller)
-        {
-            return Denied();
-        }
-
-        if (!BuyerWebSettings.TryParseSpendAlert(credits, out var value, out var error))
-        {
-            Errors["spend_alert"] = error;
-            Submitted["spend_alert"] = credits ?? string.Empty;
-            Response.StatusCode = StatusCodes.Status400BadRequest;
-            return await RenderAsync("The monthly spend alert was not changed.", cancellationToken);
-        }
-
-        await store.UpdateAsync(caller.Subscription.Id, s => s.MonthlySpendAlertCredits = value, cancellationToken);
-        return await RenderAsync(value is { } set
-            ? $"You will be alerted when this agent's spend this month reaches 50, 80 and 100 % of {set} credits."
-            : "The monthly spend alert was removed.", cancellationToken);
-    }
+    public Task<IActionResult> OnPostSpendAlertAsync(string? credits, CancellationToken cancellationToken) =>
+        SaveOptionalNumberAsync<long>("usage", "spend_alert", credits, BuyerWebSettings.TryParseSpendAlert, (s, value) => s.MonthlySpendAlertCredits = value,
+            "The monthly spend alert was not changed.",
+            value => value is { } set
+                ? $"You will be alerted when this agent's spend this month reaches 50, 80 and 100 % of {set} credits."
+                : "The monthly spend alert was removed.", cancellationToken);
 
     public async Task<IActionResult> OnPostRemoveDomainAsync(string? domain, CancellationToken cancellationToken)
     {
@@ -395,6 +365,36 @@ public sealed class IndexModel(
         var current = await store.GetAsync(caller.Subscription.Id, cancellationToken);
         access.StartSession(HttpContext, caller with { LinkVersion = current.ConsoleLinkVersion });
         return await RenderAsync("The console link was replaced: earlier links no longer work. HomePort shows the new one.", cancellationToken);
+    }
+
+    /// <summary>Delegate of the console's optional-number parsers (<see cref="BuyerWebSettings.TryParseDailyCap"/>, ...).</summary>
+    private delegate bool OptionalNumberParser<T>(string? input, out T? value, out string error)
+        where T : struct;
+
+    /// <summary>
+    /// Saves one optional number of <see cref="BuyerWebSettings"/> from a one-field form: refused with its error (and the
+    /// value shown again) and nothing changed, or saved and confirmed.
+    /// </summary>
+    private async Task<IActionResult> SaveOptionalNumberAsync<T>(string tab, string field, string? input, OptionalNumberParser<T> parse, Action<BuyerWebSettings, T?> save,
+        string notChanged, Func<T?, string> saved, CancellationToken cancellationToken)
+        where T : struct
+    {
+        Tab = tab;
+        if (await CallerAsync(cancellationToken) is not { } caller)
+        {
+            return Denied();
+        }
+
+        if (!parse(input, out var value, out var error))
+        {
+            Errors[field] = error;
+            Submitted[field] = input ?? string.Empty;
+            Response.StatusCode = StatusCodes.Status400BadRequest;
+            return await RenderAsync(notChanged, cancellationToken);
+        }
+
+        await store.UpdateAsync(caller.Subscription.Id, s => save(s, value), cancellationToken);
+        return await RenderAsync(saved(value), cancellationToken);
     }
 
     private Task<ConsoleCaller?> CallerAsync(CancellationToken cancellationToken) => sessions.ResolveAsync(HttpContext, cancellationToken);
@@ -453,6 +453,7 @@ public sealed class IndexModel(
         Balance = (await ledger.BalanceAsync(Subscription.CustomerId, cancellationToken)).Available;
         if (Tab == "usage")
         {
+            // The alert's own sum, not Usage.Values.Sum(): see SpendAlertMonitor.SpentAsync for why they can differ.
             SpentThisMonth = await spendAlerts.SpentAsync(Subscription.Id, Subscription.ResourceUuid, month, cancellationToken);
             SpendAlerts = await spendAlerts.AlertsAsync(Subscription.Id, month, cancellationToken);
         }

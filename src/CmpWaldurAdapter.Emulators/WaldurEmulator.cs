@@ -90,8 +90,13 @@ public class WaldurEmulator : Emulator
     public Guid PlaceCreateOrder(Guid offering, JsonObject? attributes = null, Guid? customer = null, Guid? project = null, string state = "pending-provider")
     {
         var resource = Guid.NewGuid();
-        var customerId = customer ?? Guid.NewGuid();
-        var projectId = project ?? Guid.NewGuid();
+        AddResource(resource, offering, customer ?? Guid.NewGuid(), project ?? Guid.NewGuid(), "Creating", attributes);
+        return PlaceOrder("Create", offering, resource, attributes, state);
+    }
+
+    /// <summary>A resource of the offering in <paramref name="state"/>, as if ordered earlier (Waldur's own record of it).</summary>
+    public void AddResource(Guid resource, Guid offering, Guid customer, Guid project, string state = "OK", JsonObject? attributes = null)
+    {
         lock (Sync)
         {
             _resources[resource] = new JsonObject
@@ -99,17 +104,15 @@ public class WaldurEmulator : Emulator
                 ["uuid"] = resource.ToString(),
                 ["name"] = "agent-" + resource.ToString("N")[..6],
                 ["offering_uuid"] = offering.ToString(),
-                ["project_uuid"] = projectId.ToString(),
-                ["customer_uuid"] = customerId.ToString(),
-                ["state"] = "Creating",
+                ["project_uuid"] = project.ToString(),
+                ["customer_uuid"] = customer.ToString(),
+                ["state"] = state,
                 ["backend_id"] = "",
                 ["paused"] = false,
                 ["downscaled"] = false,
                 ["attributes"] = attributes?.DeepClone() ?? new JsonObject(),
             };
         }
-
-        return PlaceOrder("Create", offering, resource, attributes, state);
     }
 
     /// <summary>Places an Update or Terminate order for an existing resource.</summary>

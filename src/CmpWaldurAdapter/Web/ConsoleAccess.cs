@@ -39,18 +39,37 @@ public sealed class ConsoleAccess(
     private const string LinkPurpose = "ConsoleLink";
     private const string SessionPurpose = "ConsoleSession";
 
-    public async Task<Uri> CreateLinkAsync(Guid subscriptionId, CancellationToken cancellationToken)
-    {
-        var settings = await store.GetAsync(subscriptionId, cancellationToken);
-        var token = tokens.Create(LinkPurpose, options.Value.ConsoleLinkLifetime, subscriptionId.ToString("N"), Text(settings.ConsoleLinkVersion));
-        return options.Value.Public("console/open?t=" + Uri.EscapeDataString(token));
-    }
+    public async Task<Uri> CreateLinkAsync(Guid subscriptionId, CancellationToken cancellationToken) =>
+        LinkAt(subscriptionId, (await store.GetAsync(subscriptionId, cancellationToken)).ConsoleLinkVersion);
 
     /// <summary>Invalidates every link and session of the subscription and returns a fresh link.</summary>
     public async Task<Uri> RotateAsync(Guid subscriptionId, CancellationToken cancellationToken)
     {
         await store.UpdateAsync(subscriptionId, s => s.ConsoleLinkVersion++, cancellationToken);
         return await CreateLinkAsync(subscriptionId, cancellationToken);
+    }
+
+    /// <summary>
+    /// The link of the next version and that version, not yet in force: <see cref="AdoptAsync"/> makes it so once the
+    /// link is where the buyer finds it (the Waldur report), so a report that cannot be sent leaves the current links working.
+    /// </summary>
+    public async Task<(Uri Link, int Version)> NextLinkAsync(Guid subscriptionId, CancellationToken cancellationToken)
+    {
+        var next = (await store.GetAsync(subscriptionId, cancellationToken)).ConsoleLinkVersion + 1;
+        return (LinkAt(subscriptionId, next), next);
+    }
+
+    /// <summary>
+    /// Puts <paramref name="version"/> in force: every older link and session stops working. Never goes back: two
+    /// replacements at once both name the same next version, and the link of either opens the console.
+    /// </summary>
+    public Task AdoptAsync(Guid subscriptionId, int version, CancellationToken cancellationToken) =>
+        store.UpdateAsync(subscriptionId, s => s.ConsoleLinkVersion = Math.Max(s.ConsoleLinkVersion, version), cancellationToken);
+
+    private Uri LinkAt(Guid subscriptionId, int version)
+    {
+        var token = tokens.Create(LinkPurpose, options.Value.ConsoleLinkLifetime, subscriptionId.ToString("N"), Text(version));
+        return options.Value.Public("console/open?t=" + Uri.EscapeDataString(token));
     }
 
     /// <summary>Opens a session from a link: sets the cookie and returns the subscription, or null for a forged, expired or rotated link.</summary>

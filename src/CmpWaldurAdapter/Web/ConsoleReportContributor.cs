@@ -19,17 +19,25 @@ public sealed class ConsoleReportContributor(ConsoleAccess console, IWaldurApi w
     public async Task<IEnumerable<ReportSectionRequest>> ContributeAsync(Subscription subscription, OrderRecord order, CancellationToken cancellationToken) =>
         order.Type == OrderType.Terminate ? [] : [await SectionAsync(subscription.Id, cancellationToken)];
 
-    /// <summary>Rotates the link and replaces the report with the new one: the old link stops working at once.</summary>
-    public async Task RotateAsync(Subscription subscription, CancellationToken cancellationToken)
+    /// <summary>
+    /// Replaces the link: the report with the new one is sent first, then the new version is put in force, so the old
+    /// links stop working only once HomePort shows the new one. When Waldur cannot take the report, this throws and
+    /// nothing changed. Returns the version now in force.
+    /// </summary>
+    public async Task<int> RotateAsync(Subscription subscription, CancellationToken cancellationToken)
     {
-        await console.RotateAsync(subscription.Id, cancellationToken);
+        var (link, version) = await console.NextLinkAsync(subscription.Id, cancellationToken);
         var notice = new ReportSectionRequest { Header = "Console link replaced", Body = "The buyer console link was replaced; earlier links no longer open it." };
-        await waldur.SubmitResourceReportAsync(subscription.ResourceUuid, new ResourceReportRequest { Report = [notice, await SectionAsync(subscription.Id, cancellationToken)] }, cancellationToken);
+        await waldur.SubmitResourceReportAsync(subscription.ResourceUuid, new ResourceReportRequest { Report = [notice, Section(link)] }, cancellationToken);
+        await console.AdoptAsync(subscription.Id, version, cancellationToken);
+        return version;
     }
 
-    private async Task<ReportSectionRequest> SectionAsync(Guid subscriptionId, CancellationToken cancellationToken)
+    private async Task<ReportSectionRequest> SectionAsync(Guid subscriptionId, CancellationToken cancellationToken) =>
+        Section(await console.CreateLinkAsync(subscriptionId, cancellationToken));
+
+    private ReportSectionRequest Section(Uri link)
     {
-        var link = await console.CreateLinkAsync(subscriptionId, cancellationToken);
         var days = (int)Math.Ceiling(options.Value.ConsoleLinkLifetime.TotalDays);
         return new ReportSectionRequest
         {

@@ -97,27 +97,14 @@ public sealed partial class SpendAlertConsoleTests : IAsyncLifetime
         Assert.Equal(1_000_000_000, await StoredAsync(subscription.Id));
     }
 
-    private async Task<HttpClient> ConsoleAsync(Guid subscriptionId)
-    {
-        var browser = new HttpClient(new HttpClientHandler { CookieContainer = new CookieContainer(), AllowAutoRedirect = false }) { BaseAddress = _bed.Url };
-        Assert.Equal(HttpStatusCode.Redirect, (await browser.GetAsync((await _bed.ConsoleLinkAsync(subscriptionId)).PathAndQuery)).StatusCode);
-        return browser;
-    }
+    private async Task<HttpClient> ConsoleAsync(Guid subscriptionId) => await ConsoleBrowser.OpenAsync(_bed.Url, await _bed.ConsoleLinkAsync(subscriptionId));
 
     private async Task<long?> StoredAsync(Guid subscriptionId) =>
         (await _bed.Services.GetRequiredService<BuyerWebStore>().GetAsync(subscriptionId, CancellationToken.None)).MonthlySpendAlertCredits;
 
     private static FormUrlEncodedContent Form(string antiforgery, string credits) => new([new("__RequestVerificationToken", antiforgery), new("credits", credits)]);
 
-    private static string Antiforgery(string page)
-    {
-        var token = AntiforgeryField().Match(page).Groups[1].Value;
-        Assert.NotEmpty(token);
-        return token;
-    }
-
-    [GeneratedRegex("name=\"__RequestVerificationToken\" type=\"hidden\" value=\"([^\"]+)\"")]
-    private static partial Regex AntiforgeryField();
+    private static string Antiforgery(string page) => ConsoleBrowser.Antiforgery(page);
 
     [GeneratedRegex("<tr data-threshold=\"(?<threshold>\\d+)\">")]
     private static partial Regex AlertRow();

@@ -130,6 +130,7 @@ public sealed class BuyerWebTestBed : IAsyncDisposable
             await db.SaveChangesAsync();
         }
 
+        Waldur.AddResource(subscription.ResourceUuid, subscription.OfferingUuid, customer.Id, workspace.Id);
         if (credits > 0)
         {
             await Services.GetRequiredService<CreditLedger>().GrantAsync(customer.Id, credits, "test credits");

@@ -6,7 +6,9 @@ using CmpWaldurAdapter.Credits;
 using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Tenants;
 using CmpWaldurAdapter.Usage;
+using CmpWaldurAdapter.Waldur.Api;
 using Microsoft.AspNetCore.Mvc;
+using Microsoft.AspNetCore.Mvc.Filters;
 using Microsoft.AspNetCore.Mvc.RazorPages;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
@@ -31,7 +33,8 @@ public sealed class IndexModel(
     Capabilities.Handoff.HandoffService handoff,
     Capabilities.Automations.AutomationService automations,
     WidgetLimits widgetLimits,
-    Credits.SpendAlerts.SpendAlertMonitor spendAlerts) : PageModel
+    Credits.SpendAlerts.SpendAlertMonitor spendAlerts,
+    ILogger<IndexModel> logger) : PageModel
 {
     public const int MaxLogoBytes = 200 * 1024;
 
@@ -138,6 +141,23 @@ public sealed class IndexModel(
 
     public string ValueOf(ConsoleSetting setting) =>
         Submitted.TryGetValue(setting.Field.Key, out var submitted) ? submitted : ConsoleSettings.ValueOf(Configuration, setting.Field);
+
+    /// <summary>
+    /// A link naming another subscription (<see cref="Resource"/>) is refused before any handler runs: a form posted
+    /// under it must not change the session's own subscription and then answer that the page is someone else's.
+    /// </summary>
+    public override async Task OnPageHandlerExecutionAsync(PageHandlerExecutingContext context,
+        PageHandlerExecutionDelegate next)
+    {
+        if (Resource is not null && await CallerAsync(HttpContext.RequestAborted) is { } caller
+            && !(Guid.TryParse(Resource, out var resource) && resource == caller.Subscription.ResourceUuid))
+        {
+            context.Result = OtherSubscription();
+            return;
+        }
+
+        await next();
+    }
 
     public Task<IActionResult> OnGetAsync(CancellationToken cancellationToken) => RenderAsync(null, cancellationToken);
 
@@ -361,10 +381,25 @@ public sealed class IndexModel(
             return Denied();
         }
 
-        await report.RotateAsync(caller.Subscription, cancellationToken);
-        var current = await store.GetAsync(caller.Subscription.Id, cancellationToken);
-        access.StartSession(HttpContext, caller with { LinkVersion = current.ConsoleLinkVersion });
-        return await RenderAsync("The console link was replaced: earlier links no longer work. HomePort shows the new one.", cancellationToken);
+        int version;
+        try
+        {
+            version = await report.RotateAsync(caller.Subscription, cancellationToken);
+        }
+        catch (Exception exception) when (!cancellationToken.IsCancellationRequested && (UpstreamFailures.IsTransient(exception) || exception is Refit.ApiException))
+        {
+            // Nothing was replaced: the links HomePort shows keep working.
+            logger.LogWarning("Console link of subscription {SubscriptionId} not replaced: Waldur did not take the report ({Failure})",
+                caller.Subscription.Id, UpstreamFailures.Describe(exception));
+            Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
+            Response.Headers.RetryAfter = "60";
+            return await RenderAsync("HomePort could not be reached, so the console link was not replaced; the current link still works. Try again in a minute.",
+                cancellationToken);
+        }
+
+        var renewed = caller with { LinkVersion = version };
+        access.StartSession(HttpContext, renewed);
+        return await RenderAsync("The console link was replaced: earlier links no longer work. HomePort shows the new one.", cancellationToken, renewed);
     }
 
     /// <summary>Delegate of the console's optional-number parsers (<see cref="BuyerWebSettings.TryParseDailyCap"/>, ...).</summary>
@@ -416,16 +451,12 @@ public sealed class IndexModel(
             + $"<body><main class=\"narrow\"><h1>{title}</h1><p>{text}</p></main></body></html>",
     };
 
-    private async Task<IActionResult> RenderAsync(string? message, CancellationToken cancellationToken)
+    /// <param name="replaced">The caller whose session this response just replaced (the request still carries the old one).</param>
+    private async Task<IActionResult> RenderAsync(string? message, CancellationToken cancellationToken, ConsoleCaller? replaced = null)
     {
-        if (await CallerAsync(cancellationToken) is not { } caller)
+        if ((replaced ?? await CallerAsync(cancellationToken)) is not { } caller)
         {
             return Denied();
-        }
-
-        if (Resource is not null && !(Guid.TryParse(Resource, out var resource) && resource == caller.Subscription.ResourceUuid))
-        {
-            return OtherSubscription();
         }
 
         if (Tabs.All(t => t.Key != Tab))

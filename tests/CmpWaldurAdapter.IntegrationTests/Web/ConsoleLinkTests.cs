@@ -1,0 +1,134 @@
+using System.Net;
+using System.Text.RegularExpressions;
+using CmpWaldurAdapter.Testing.Web;
+using CmpWaldurAdapter.Web;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace CmpWaldurAdapter.IntegrationTests.Web;
+
+/// <summary>
+/// The console's links: a link naming another subscription changes nothing; replacing the console link puts the
+/// new one in HomePort before the old ones stop, and a Waldur that cannot take it leaves everything as it was.
+/// </summary>
+public sealed partial class ConsoleLinkTests : IAsyncLifetime
+{
+    private BuyerWebTestBed _bed = null!;
+
+    public async Task InitializeAsync()
+    {
+        _bed = await BuyerWebTestBed.CreateAsync();
+        await _bed.StartAsync();
+    }
+
+    public async Task DisposeAsync() => await _bed.DisposeAsync();
+
+    /// <summary>
+    /// A form posted under a link naming another subscription (say, one opened from another agent's alert) is refused
+    /// before its handler runs: neither the session's own subscription nor the named one changes.
+    /// </summary>
+    [Theory]
+    [InlineData("SpendAlert", "credits", "700")]
+    [InlineData("WidgetCap", "cap", "5")]
+    [InlineData("AddDomain", "domain", "shop.example.com")]
+    [InlineData("CreateKey", "name", "ci")]
+    [InlineData("Webhook", "url", "https://hooks.example.com/alerts")]
+    [InlineData("RotateLink", "unused", "")]
+    public async Task A_form_posted_under_another_subscriptions_link_is_refused_and_changes_nothing(string handler, string field, string value)
+    {
+        var mine = await _bed.AddSubscriptionAsync();
+        var theirs = await _bed.AddSubscriptionAsync();
+        using var browser = await ConsoleBrowser.OpenAsync(_bed.Url, await _bed.ConsoleLinkAsync(mine.Id));
+        var page = await browser.GetStringAsync("/console?tab=usage");
+        var before = await StateAsync(mine.Id, theirs.Id);
+
+        var refused = await browser.PostAsync($"/console?handler={handler}&resource={theirs.ResourceUuid:N}", ConsoleBrowser.Form(page, (field, value)));
+
+        Assert.Equal(HttpStatusCode.Forbidden, refused.StatusCode);
+        Assert.Contains("This link belongs to another agent", await refused.Content.ReadAsStringAsync());
+        Assert.Equal(before, await StateAsync(mine.Id, theirs.Id));
+        Assert.DoesNotContain(_bed.Waldur.Upstream.Requests, r => r.Path.EndsWith("/submit_report/", StringComparison.Ordinal));
+
+        // The same form under the session's own link is saved: the refusal above is the link's, not the form's.
+        var accepted = await browser.PostAsync($"/console?handler={handler}&resource={mine.ResourceUuid:N}", ConsoleBrowser.Form(page, (field, value)));
+        Assert.Equal(HttpStatusCode.OK, accepted.StatusCode);
+        Assert.NotEqual(before, await StateAsync(mine.Id, theirs.Id));
+    }
+
+    [Fact]
+    public async Task Replacing_the_link_puts_the_new_one_in_homeport_and_ends_the_old_links_but_not_this_session()
+    {
+        var subscription = await _bed.AddSubscriptionAsync();
+        var oldLink = await _bed.ConsoleLinkAsync(subscription.Id);
+        using var browser = await ConsoleBrowser.OpenAsync(_bed.Url, oldLink);
+
+        var replaced = await browser.PostAsync("/console?handler=RotateLink", ConsoleBrowser.Form(await browser.GetStringAsync("/console")));
+
+        Assert.Equal(HttpStatusCode.OK, replaced.StatusCode);
+        Assert.Contains("The console link was replaced", await replaced.Content.ReadAsStringAsync());
+        var newLink = ReportedLink(subscription.ResourceUuid);
+        Assert.NotEqual(oldLink, newLink);
+        Assert.Equal(HttpStatusCode.OK, (await browser.GetAsync("/console")).StatusCode); // the session that replaced it goes on
+        using var stale = new HttpClient(new HttpClientHandler { AllowAutoRedirect = false }) { BaseAddress = _bed.Url };
+        Assert.NotEqual(HttpStatusCode.Redirect, (await stale.GetAsync(oldLink.PathAndQuery)).StatusCode);
+        using var fresh = await ConsoleBrowser.OpenAsync(_bed.Url, newLink);
+        Assert.Equal(HttpStatusCode.OK, (await fresh.GetAsync("/console")).StatusCode);
+    }
+
+    [Fact]
+    public async Task When_waldur_cannot_take_the_new_link_nothing_is_replaced_and_a_retry_later_succeeds()
+    {
+        var subscription = await _bed.AddSubscriptionAsync();
+        var link = await _bed.ConsoleLinkAsync(subscription.Id);
+        using var browser = await ConsoleBrowser.OpenAsync(_bed.Url, link);
+        var page = await browser.GetStringAsync("/console");
+        var version = await VersionAsync(subscription.Id);
+        _bed.Waldur.Upstream.Break("POST", "/api/marketplace-provider-resources/.*/submit_report/", 503);
+
+        var refused = await browser.PostAsync("/console?handler=RotateLink", ConsoleBrowser.Form(page));
+
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
+        Assert.Equal("60", refused.Headers.RetryAfter?.ToString());
+        Assert.Contains("the console link was not replaced; the current link still works", await refused.Content.ReadAsStringAsync());
+        Assert.Equal(version, await VersionAsync(subscription.Id));
+        Assert.Null(_bed.Waldur.Resource(subscription.ResourceUuid)["report"]);
+        Assert.Equal(HttpStatusCode.OK, (await browser.GetAsync("/console")).StatusCode);
+        using var again = await ConsoleBrowser.OpenAsync(_bed.Url, link); // HomePort's link still opens the console
+
+        _bed.Waldur.Upstream.Heal();
+        Assert.Equal(HttpStatusCode.OK, (await browser.PostAsync("/console?handler=RotateLink", ConsoleBrowser.Form(page))).StatusCode);
+        Assert.Equal(version + 1, await VersionAsync(subscription.Id));
+        using var fresh = await ConsoleBrowser.OpenAsync(_bed.Url, ReportedLink(subscription.ResourceUuid));
+    }
+
+    /// <summary>The console link in the resource's report as Waldur holds it.</summary>
+    private Uri ReportedLink(Guid resource)
+    {
+        var report = _bed.Waldur.Resource(resource)["report"]!.AsArray();
+        var section = report.Single(s => s!["header"]!.GetValue<string>() == ConsoleReportContributor.Header)!;
+        return new Uri(LinkPattern().Match(section["body"]!.GetValue<string>()).Value);
+    }
+
+    private Task<int> VersionAsync(Guid subscriptionId) =>
+        _bed.QueryAsync(db => db.BuyerWebSettings.Where(s => s.SubscriptionId == subscriptionId).Select(s => (int?)s.ConsoleLinkVersion).SingleOrDefaultAsync())
+            .ContinueWith(t => t.Result ?? 1, TaskScheduler.Default);
+
+    /// <summary>What any console form can change, for each subscription: web settings, keys and webhooks.</summary>
+    private async Task<string> StateAsync(params Guid[] subscriptions)
+    {
+        var store = _bed.Services.GetRequiredService<BuyerWebStore>();
+        var state = new System.Text.StringBuilder();
+        foreach (var id in subscriptions)
+        {
+            var web = await store.GetAsync(id, CancellationToken.None);
+            state.Append($"{id}: {web.UpdatedAt:O} {web.ConsoleLinkVersion} {web.MonthlySpendAlertCredits} {web.WidgetDailyMessageCap} {web.AllowedDomains};");
+            state.Append(await _bed.QueryAsync(db => db.ApiKeys.CountAsync(k => k.SubscriptionId == id))).Append(';');
+            state.Append(await _bed.QueryAsync(db => db.HandoffWebhooks.CountAsync(w => w.SubscriptionId == id))).Append('\n');
+        }
+
+        return state.ToString();
+    }
+
+    [GeneratedRegex(@"https?://\S+/console/open\?t=\S+")]
+    private static partial Regex LinkPattern();
+}

@@ -112,6 +112,35 @@ public abstract class SpendAlertTests(DatabaseProvider provider) : IAsyncLifetim
     }
 
     [Fact]
+    public async Task Charges_after_a_months_last_check_are_alerted_for_that_month_by_the_first_checks_of_the_next()
+    {
+        var subscription = await _bed.AddSubscriptionAsync(credits: 1000);
+        await AlertAtAsync(subscription, 100);
+        _bed.Clock!.SetUtcNow(new DateTimeOffset(2026, 3, 31, 23, 59, 0, TimeSpan.Zero));
+        await ChargeAsync(subscription, 50);
+        Assert.Equal(1, await Monitor.CheckAsync(CancellationToken.None));
+        _bed.Clock.SetUtcNow(new DateTimeOffset(2026, 3, 31, 23, 59, 50, TimeSpan.Zero));
+        await ChargeAsync(subscription, 50); // after March's last check
+
+        _bed.Clock.SetUtcNow(new DateTimeOffset(2026, 4, 1, 0, 0, 20, TimeSpan.Zero));
+        Assert.Equal(2, await Monitor.CheckAsync(CancellationToken.None));
+        Assert.Equal(0, await Monitor.CheckAsync(CancellationToken.None));
+        var march = await AlertsAsync(subscription, new DateOnly(2026, 3, 1));
+        Assert.Equal([(50, 50L), (80, 100L), (100, 100L)], march.Select(a => (a.ThresholdPercent, a.SpentCredits)));
+        Assert.Empty(await AlertsAsync(subscription, new DateOnly(2026, 4, 1)));
+
+        // Past the catch-up hour only April is checked: an amount lowered now does not reach back into March.
+        var quiet = await _bed.AddSubscriptionAsync(credits: 1000);
+        await AlertAtAsync(quiet, 100);
+        _bed.Clock.SetUtcNow(new DateTimeOffset(2026, 3, 31, 23, 0, 0, TimeSpan.Zero));
+        await ChargeAsync(quiet, 40);
+        _bed.Clock.SetUtcNow(new DateTimeOffset(2026, 4, 1, 1, 0, 0, TimeSpan.Zero));
+        await AlertAtAsync(quiet, 50);
+        Assert.Equal(0, await Monitor.CheckAsync(CancellationToken.None));
+        Assert.Empty(await AlertsAsync(quiet, new DateOnly(2026, 3, 1)));
+    }
+
+    [Fact]
     public async Task Raising_the_amount_mid_month_sends_nothing_again_and_lowering_it_sends_only_the_newly_crossed_thresholds()
     {
         var subscription = await _bed.AddSubscriptionAsync(credits: 1000);

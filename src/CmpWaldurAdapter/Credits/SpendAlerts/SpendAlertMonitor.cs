@@ -25,11 +25,28 @@ public sealed class SpendAlertMonitor(
     /// <summary>Subscriptions summed per query, to keep its list of ids short.</summary>
     private const int SumBatch = 500;
 
-    /// <summary>Checks every subscription with an alert once; returns how many thresholds it recorded.</summary>
+    /// <summary>How long into a month the previous one is checked too (see <see cref="CheckAsync(CancellationToken)"/>).</summary>
+    public static readonly TimeSpan PreviousMonthCatchUp = TimeSpan.FromHours(1);
+
+    /// <summary>
+    /// Checks every subscription with an alert once; returns how many thresholds it recorded. In the first hour of a
+    /// month the previous month is checked as well: charges of its last minutes came after its last check.
+    /// </summary>
     public async Task<int> CheckAsync(CancellationToken cancellationToken)
     {
         var now = clock.GetUtcNow();
         var period = BillingPeriod.Of(now);
+        var recorded = 0;
+        if (now - period.Start < PreviousMonthCatchUp)
+        {
+            recorded += await CheckAsync(period.Previous, now, cancellationToken);
+        }
+
+        return recorded + await CheckAsync(period, now, cancellationToken);
+    }
+
+    private async Task<int> CheckAsync(BillingPeriod period, DateTimeOffset now, CancellationToken cancellationToken)
+    {
         var day = period.FirstDay;
         await using var db = await dbs.CreateDbContextAsync(cancellationToken);
         var watched = await db.BuyerWebSettings.AsNoTracking()

@@ -188,6 +188,7 @@ public static class AdapterHost
         var knowledge = configuration.GetSection(KnowledgeOptions.SectionName).Get<KnowledgeOptions>() ?? new KnowledgeOptions();
         var automations = configuration.GetSection(CmpWaldurAdapter.Capabilities.Automations.AutomationOptions.SectionName).Get<CmpWaldurAdapter.Capabilities.Automations.AutomationOptions>() ?? new();
         var handoff = configuration.GetSection(CmpWaldurAdapter.Capabilities.Handoff.HandoffOptions.SectionName).Get<CmpWaldurAdapter.Capabilities.Handoff.HandoffOptions>() ?? new();
+        var web = configuration.GetSection(CmpWaldurAdapter.Web.WebOptions.SectionName).Get<CmpWaldurAdapter.Web.WebOptions>() ?? new();
 
         services.AddQuartz(quartz =>
         {
@@ -219,6 +220,7 @@ public static class AdapterHost
             Every<CmpWaldurAdapter.Credits.SpendAlerts.CheckSpendAlertsJob>(quartz, CmpWaldurAdapter.Credits.SpendAlerts.CheckSpendAlertsJob.Key, credits.SpendAlertCheckInterval);
             Every<PollKnowledgeParsesJob>(quartz, PollKnowledgeParsesJob.Key, knowledge.PollInterval);
             Every<CmpWaldurAdapter.Capabilities.Handoff.DeliverHandoffWebhooksJob>(quartz, CmpWaldurAdapter.Capabilities.Handoff.DeliverHandoffWebhooksJob.Key, handoff.DeliveryInterval);
+            Every<CmpWaldurAdapter.Web.RenewConsoleLinksJob>(quartz, CmpWaldurAdapter.Web.RenewConsoleLinksJob.Key, web.ConsoleLinkRenewalInterval);
             Every<CmpWaldurAdapter.Capabilities.Automations.RunScheduledAutomationsJob>(quartz, CmpWaldurAdapter.Capabilities.Automations.RunScheduledAutomationsJob.Key, automations.ScheduleCheckInterval);
             if (!events.Enabled)
             {

@@ -29,6 +29,7 @@ public static class BuyerWebServiceCollectionExtensions
         services.AddSingleton<IConsoleSession>(sp => sp.GetRequiredService<ConsoleAccess>());
         services.AddSingleton<Knowledge.IKnowledgeCallerResolver, ConsoleKnowledgeCallerResolver>();
         services.AddSingleton<ConsoleReportContributor>();
+        services.AddSingleton<ConsoleLinkRenewal>();
         services.AddSingleton<IReportContributor>(sp => sp.GetRequiredService<ConsoleReportContributor>());
         services.AddSingleton<ConsoleSettings>();
         services.AddSingleton<AllowanceCounters>();

@@ -17,6 +17,12 @@ public sealed class BuyerWebSettings
 
     public int ConsoleLinkVersion { get; set; } = 1;
 
+    /// <summary>
+    /// When the console link now in the Waldur report was made (it expires <see cref="WebOptions.ConsoleLinkLifetime"/>
+    /// later); null = not recorded (before this was kept). See <see cref="ConsoleLinkRenewal"/>.
+    /// </summary>
+    public DateTimeOffset? ConsoleLinkIssuedAt { get; set; }
+
     /// <summary>Newline-separated host patterns (<c>shop.example.com</c>, <c>*.example.com</c>, <c>localhost:8080</c>).</summary>
     public string AllowedDomains { get; set; } = string.Empty;
 

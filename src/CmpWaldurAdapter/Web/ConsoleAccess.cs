@@ -63,8 +63,16 @@ public sealed class ConsoleAccess(
     /// Puts <paramref name="version"/> in force: every older link and session stops working. Never goes back: two
     /// replacements at once both name the same next version, and the link of either opens the console.
     /// </summary>
-    public Task AdoptAsync(Guid subscriptionId, int version, CancellationToken cancellationToken) =>
-        store.UpdateAsync(subscriptionId, s => s.ConsoleLinkVersion = Math.Max(s.ConsoleLinkVersion, version), cancellationToken);
+    public Task AdoptAsync(Guid subscriptionId, int version, DateTimeOffset issuedAt, CancellationToken cancellationToken) =>
+        store.UpdateAsync(subscriptionId, s =>
+        {
+            s.ConsoleLinkVersion = Math.Max(s.ConsoleLinkVersion, version);
+            s.ConsoleLinkIssuedAt = issuedAt;
+        }, cancellationToken);
+
+    /// <summary>Records that a link made at <paramref name="issuedAt"/> is the one the Waldur report now shows.</summary>
+    public Task RecordIssuedAsync(Guid subscriptionId, DateTimeOffset issuedAt, CancellationToken cancellationToken) =>
+        store.UpdateAsync(subscriptionId, s => s.ConsoleLinkIssuedAt = issuedAt, cancellationToken);
 
     private Uri LinkAt(Guid subscriptionId, int version)
     {

@@ -19,6 +19,15 @@ public sealed class WebOptions
     /// <summary>How long a console link in the Waldur resource report opens the console.</summary>
     public TimeSpan ConsoleLinkLifetime { get; set; } = TimeSpan.FromDays(30);
 
+    /// <summary>
+    /// A console link this close to its expiry is replaced in the Waldur report by a fresh one of the same version (the
+    /// old one keeps working until it expires), so HomePort never shows a dead link. At most half the lifetime.
+    /// </summary>
+    public TimeSpan ConsoleLinkRenewBefore { get; set; } = TimeSpan.FromDays(7);
+
+    /// <summary>How often the links due for renewal are looked for.</summary>
+    public TimeSpan ConsoleLinkRenewalInterval { get; set; } = TimeSpan.FromHours(1);
+
     /// <summary>How long a console session (the cookie a link sets) lasts.</summary>
     public TimeSpan ConsoleSessionLifetime { get; set; } = TimeSpan.FromHours(8);
 

@@ -1287,6 +1287,10 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Postgres
                         .HasColumnType("character varying(8000)")
                         .HasColumnName("allowed_domains");
 
+                    b.Property<DateTimeOffset?>("ConsoleLinkIssuedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("console_link_issued_at");
+
                     b.Property<int>("ConsoleLinkVersion")
                         .HasColumnType("integer")
                         .HasColumnName("console_link_version");

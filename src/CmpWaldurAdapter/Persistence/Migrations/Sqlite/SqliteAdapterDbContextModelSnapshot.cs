@@ -1280,6 +1280,10 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Sqlite
                         .HasColumnType("TEXT")
                         .HasColumnName("allowed_domains");
 
+                    b.Property<long?>("ConsoleLinkIssuedAt")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("console_link_issued_at");
+
                     b.Property<int>("ConsoleLinkVersion")
                         .HasColumnType("INTEGER")
                         .HasColumnName("console_link_version");

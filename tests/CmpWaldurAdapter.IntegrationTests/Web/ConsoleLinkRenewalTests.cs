@@ -1,0 +1,178 @@
+using System.Net;
+using System.Text.RegularExpressions;
+using CmpWaldurAdapter.Core.Orders;
+using CmpWaldurAdapter.Core.Subscriptions;
+using CmpWaldurAdapter.Orders;
+using CmpWaldurAdapter.Persistence;
+using CmpWaldurAdapter.Reports;
+using CmpWaldurAdapter.Tenants;
+using CmpWaldurAdapter.Testing.Hosting;
+using CmpWaldurAdapter.Testing.Web;
+using CmpWaldurAdapter.Web;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace CmpWaldurAdapter.IntegrationTests.Web;
+
+public sealed class ConsoleLinkRenewalOnSqliteTests() : ConsoleLinkRenewalTests(DatabaseProvider.Sqlite);
+
+public sealed class ConsoleLinkRenewalOnPostgresTests() : ConsoleLinkRenewalTests(DatabaseProvider.Postgres);
+
+/// <summary>
+/// The console link in HomePort never dies while the subscription lasts: a week before it expires (30-day links)
+/// the report gets a fresh one of the same version, every other section kept; the old one works until it expires.
+/// </summary>
+public abstract partial class ConsoleLinkRenewalTests(DatabaseProvider provider) : IAsyncLifetime
+{
+    private static readonly TimeSpan Due = TimeSpan.FromDays(23);
+
+    private readonly DateTimeOffset _start = DateTimeOffset.UtcNow;
+    private BuyerWebTestBed _bed = null!;
+
+    private ConsoleLinkRenewal Renewal => _bed.Services.GetRequiredService<ConsoleLinkRenewal>();
+
+    public async Task InitializeAsync()
+    {
+        _bed = await BuyerWebTestBed.CreateAsync(provider, _start);
+        _bed.Settings["Web:ConsoleLinkRenewalInterval"] = "01:00:00"; // the tests renew when they want
+        await _bed.StartAsync();
+    }
+
+    public async Task DisposeAsync() => await _bed.DisposeAsync();
+
+    [Fact]
+    public async Task A_link_a_week_from_expiry_is_replaced_in_the_report_and_the_old_one_works_until_it_expires()
+    {
+        var subscription = await _bed.AddSubscriptionAsync();
+        await ReportOrderAsync(subscription);
+        var report = Report(subscription);
+        var first = LinkIn(report);
+
+        _bed.Clock!.Advance(Due - TimeSpan.FromMinutes(1));
+        Assert.Equal(0, await Renewal.RenewDueAsync(CancellationToken.None));
+        Assert.Equal(report, Report(subscription));
+
+        _bed.Clock.Advance(TimeSpan.FromMinutes(2));
+        Assert.Equal(1, await Renewal.RenewDueAsync(CancellationToken.None));
+        var renewed = Report(subscription);
+        Assert.Equal(["Your agent is ready", ConsoleReportContributor.Header], renewed.Select(s => s.Header));
+        Assert.Equal(report[0], renewed[0]);
+        var second = LinkIn(renewed);
+        Assert.NotEqual(first, second);
+        Assert.Contains(_bed.Server.Logs.Events, e => e.MessageTemplate.Text.StartsWith("Console link of subscription", StringComparison.Ordinal)
+            && e.Properties["SubscriptionId"].ToString() == subscription.Id.ToString());
+        Assert.Equal(0, await Renewal.RenewDueAsync(CancellationToken.None));
+        Assert.Equal(HttpStatusCode.Redirect, await OpenAsync(first));
+
+        _bed.Clock.Advance(TimeSpan.FromDays(7));
+        Assert.NotEqual(HttpStatusCode.Redirect, await OpenAsync(first));
+        Assert.Equal(HttpStatusCode.Redirect, await OpenAsync(second));
+
+        // The renewed link is renewed in turn when it is due.
+        _bed.Clock.Advance(Due - TimeSpan.FromDays(7));
+        Assert.Equal(1, await Renewal.RenewDueAsync(CancellationToken.None));
+        Assert.NotEqual(second, LinkIn(Report(subscription)));
+    }
+
+    [Fact]
+    public async Task Only_active_subscriptions_without_an_order_in_progress_are_renewed_and_an_unrecorded_link_is_renewed_once()
+    {
+        var recorded = await _bed.AddSubscriptionAsync();
+        await ReportOrderAsync(recorded);
+        var unrecorded = await _bed.AddSubscriptionAsync(); // its link was made before issue times were kept
+        var busy = await _bed.AddSubscriptionAsync();
+        await ReportOrderAsync(busy);
+        await AddOrderAsync(busy, OrderPhase.Approved);
+        var erredBefore = await _bed.AddSubscriptionAsync();
+        await ReportOrderAsync(erredBefore);
+        await AddOrderAsync(erredBefore, OrderPhase.Erred);
+        var terminated = await _bed.AddSubscriptionAsync();
+        await ReportOrderAsync(terminated);
+        await SetStateAsync(terminated, SubscriptionState.Terminated);
+        var provisioning = await _bed.AddSubscriptionAsync();
+        await SetStateAsync(provisioning, SubscriptionState.Provisioning);
+
+        _bed.Clock!.Advance(Due + TimeSpan.FromMinutes(1));
+
+        Assert.Equal(3, await Renewal.RenewDueAsync(CancellationToken.None));
+        Assert.Equal(2, _bed.Waldur.Upstream.Count("POST", $"/api/marketplace-provider-resources/{recorded.ResourceUuid}/submit_report/")); // the order's, the renewal's
+        Assert.Equal(2, _bed.Waldur.Upstream.Count("POST", $"/api/marketplace-provider-resources/{erredBefore.ResourceUuid}/submit_report/"));
+        Assert.Equal(ConsoleReportContributor.Header, Assert.Single(Report(unrecorded)).Header);
+        Assert.Equal(1, _bed.Waldur.Upstream.Count("POST", $"/api/marketplace-provider-resources/{busy.ResourceUuid}/submit_report/"));
+        Assert.Equal(1, _bed.Waldur.Upstream.Count("POST", $"/api/marketplace-provider-resources/{terminated.ResourceUuid}/submit_report/"));
+        Assert.Equal(0, _bed.Waldur.Upstream.Count("POST", $"/api/marketplace-provider-resources/{provisioning.ResourceUuid}/submit_report/"));
+        Assert.Equal(0, await Renewal.RenewDueAsync(CancellationToken.None));
+        _bed.Waldur.AssertRequestsConformToSpec();
+    }
+
+    [Fact]
+    public async Task Waldur_down_renews_nothing_until_it_is_back_and_a_refused_resource_does_not_hold_up_the_others()
+    {
+        var subscription = await _bed.AddSubscriptionAsync();
+        await ReportOrderAsync(subscription);
+        var gone = await _bed.AddSubscriptionAsync();
+        await ReportOrderAsync(gone);
+        var report = Report(subscription);
+        _bed.Clock!.Advance(Due + TimeSpan.FromMinutes(1));
+
+        _bed.Waldur.Upstream.Break("GET", "/api/marketplace-provider-resources/[^/]+/", 503);
+        Assert.Equal(0, await Renewal.RenewDueAsync(CancellationToken.None));
+        Assert.Equal(report, Report(subscription));
+        _bed.Waldur.Upstream.Heal();
+
+        _bed.Waldur.Upstream.Fail("GET", $"/api/marketplace-provider-resources/{gone.ResourceUuid}/", 404, times: 10);
+        Assert.Equal(1, await Renewal.RenewDueAsync(CancellationToken.None));
+        Assert.NotEqual(report, Report(subscription));
+        Assert.Contains(_bed.Server.Logs.Events, e => e.Level == Serilog.Events.LogEventLevel.Warning
+            && e.MessageTemplate.Text.Contains("not renewed", StringComparison.Ordinal) && e.Properties["SubscriptionId"].ToString() == gone.Id.ToString());
+        var asked = _bed.Waldur.Upstream.Count("GET", $"/api/marketplace-provider-resources/{gone.ResourceUuid}/");
+        Assert.Equal(0, await Renewal.RenewDueAsync(CancellationToken.None));
+        Assert.Equal(asked, _bed.Waldur.Upstream.Count("GET", $"/api/marketplace-provider-resources/{gone.ResourceUuid}/"));
+    }
+
+    /// <summary>The report a Create order ends with (summary and console link), as the order pipeline submits it.</summary>
+    private async Task ReportOrderAsync(Subscription subscription)
+    {
+        var order = new OrderRecord { OrderUuid = Guid.NewGuid(), Type = OrderType.Create, ResourceUuid = subscription.ResourceUuid, Notes = "Langflow flow created" };
+        await _bed.Services.GetRequiredService<SubscriptionReporter>().SubmitAsync(subscription, order, "Customer support agent", CancellationToken.None);
+    }
+
+    private async Task AddOrderAsync(Subscription subscription, OrderPhase phase)
+    {
+        await using var db = await _bed.Services.GetRequiredService<IDbContextFactory<AdapterDbContext>>().CreateDbContextAsync();
+        db.Orders.Add(new OrderRecord
+        {
+            OrderUuid = Guid.NewGuid(),
+            Type = OrderType.Update,
+            ResourceUuid = subscription.ResourceUuid,
+            OfferingUuid = subscription.OfferingUuid,
+            SubscriptionId = subscription.Id,
+            Phase = phase,
+            CreatedAt = _start,
+            UpdatedAt = _start,
+        });
+        await db.SaveChangesAsync();
+    }
+
+    private async Task SetStateAsync(Subscription subscription, SubscriptionState state)
+    {
+        await using var db = await _bed.Services.GetRequiredService<IDbContextFactory<AdapterDbContext>>().CreateDbContextAsync();
+        await db.Subscriptions.Where(s => s.Id == subscription.Id).ExecuteUpdateAsync(u => u.SetProperty(s => s.State, state));
+    }
+
+    private List<(string Header, string Body)> Report(Subscription subscription) =>
+        _bed.Waldur.Resource(subscription.ResourceUuid)["report"]?.AsArray()
+            .Select(s => (s!["header"]!.GetValue<string>(), s["body"]!.GetValue<string>())).ToList() ?? [];
+
+    private static Uri LinkIn(List<(string Header, string Body)> report) =>
+        new(LinkPattern().Match(report.Single(s => s.Header == ConsoleReportContributor.Header).Body).Value);
+
+    private async Task<HttpStatusCode> OpenAsync(Uri link)
+    {
+        using var browser = new HttpClient(new HttpClientHandler { AllowAutoRedirect = false }) { BaseAddress = _bed.Url };
+        return (await browser.GetAsync(link.PathAndQuery)).StatusCode;
+    }
+
+    [GeneratedRegex(@"https?://\S+/console/open\?t=\S+")]
+    private static partial Regex LinkPattern();
+}

@@ -58,6 +58,26 @@ public sealed class DatabaseLeases(IDbContextFactory<AdapterDbContext> dbs, Adap
         }
     }
 
+    /// <summary>
+    /// Takes the lease, trying again every 100 ms for up to <paramref name="wait"/> while another holds it: for short
+    /// work that should queue behind a short holder rather than fail. False when it stayed taken.
+    /// </summary>
+    public async Task<bool> TryAcquireWaitingAsync(string name, TimeSpan duration, TimeSpan wait, CancellationToken cancellationToken)
+    {
+        var waited = System.Diagnostics.Stopwatch.StartNew(); // real time: the lease's own clock may stand still in tests
+        while (!await TryAcquireAsync(name, duration, cancellationToken))
+        {
+            if (waited.Elapsed >= wait)
+            {
+                return false;
+            }
+
+            await Task.Delay(TimeSpan.FromMilliseconds(100), cancellationToken);
+        }
+
+        return true;
+    }
+
     /// <summary>Gives the lease up if this process still holds it (one that expired and was taken over stays with its new owner).</summary>
     public async Task ReleaseAsync(string name)
     {

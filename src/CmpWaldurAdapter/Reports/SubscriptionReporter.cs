@@ -1,5 +1,7 @@
 using CmpWaldurAdapter.Core.Orders;
 using CmpWaldurAdapter.Orders;
+using CmpWaldurAdapter.Persistence;
+using CmpWaldurAdapter.Provisioning;
 using CmpWaldurAdapter.Tenants;
 using CmpWaldurAdapter.Waldur.Api;
 using CmpWaldurAdapter.Waldur.Contracts;
@@ -13,20 +15,52 @@ namespace CmpWaldurAdapter.Reports;
 public interface IReportContributor
 {
     Task<IEnumerable<ReportSectionRequest>> ContributeAsync(Subscription subscription, OrderRecord order, CancellationToken cancellationToken);
+
+    /// <summary>Called once Waldur holds the report with what <see cref="ContributeAsync"/> gave.</summary>
+    Task SubmittedAsync(Subscription subscription, CancellationToken cancellationToken) => Task.CompletedTask;
 }
 
-/// <summary>Builds and submits the resource report at the end of every order.</summary>
-public sealed class SubscriptionReporter(IWaldurApi waldur, IEnumerable<IReportContributor> contributors)
+/// <summary>
+/// Builds and submits the resource report at the end of every order. Every writer of a resource's report (orders
+/// here, the console's link replacement and renewal) holds <see cref="LeaseName"/> while it builds and submits, so
+/// none builds from a state another is about to change.
+/// </summary>
+public sealed class SubscriptionReporter(IWaldurApi waldur, IEnumerable<IReportContributor> contributors, DatabaseLeases leases)
 {
+    /// <summary>Longer than any report write takes (Waldur calls time out well before); frees a crashed writer's lease.</summary>
+    public static readonly TimeSpan LeaseDuration = TimeSpan.FromMinutes(2);
+
+    /// <summary>How long an order waits for another writer of the report (they take moments) before it is retried later.</summary>
+    public static readonly TimeSpan LeaseWait = TimeSpan.FromSeconds(3);
+
+    public static string LeaseName(Guid resourceUuid) => $"waldur-report:{resourceUuid:N}";
+
     public async Task SubmitAsync(Subscription subscription, OrderRecord order, string offeringName, CancellationToken cancellationToken)
     {
-        var sections = new List<ReportSectionRequest> { Summary(subscription, order, offeringName) };
-        foreach (var contributor in contributors)
+        var lease = LeaseName(subscription.ResourceUuid);
+        if (!await leases.TryAcquireWaitingAsync(lease, LeaseDuration, LeaseWait, cancellationToken))
         {
-            sections.AddRange(await contributor.ContributeAsync(subscription, order, cancellationToken));
+            throw new TransientProvisioningException("The resource's report is being written by another task; the order retries.");
         }
 
-        await waldur.SubmitResourceReportAsync(subscription.ResourceUuid, new ResourceReportRequest { Report = sections }, cancellationToken);
+        try
+        {
+            var sections = new List<ReportSectionRequest> { Summary(subscription, order, offeringName) };
+            foreach (var contributor in contributors)
+            {
+                sections.AddRange(await contributor.ContributeAsync(subscription, order, cancellationToken));
+            }
+
+            await waldur.SubmitResourceReportAsync(subscription.ResourceUuid, new ResourceReportRequest { Report = sections }, cancellationToken);
+            foreach (var contributor in contributors)
+            {
+                await contributor.SubmittedAsync(subscription, CancellationToken.None);
+            }
+        }
+        finally
+        {
+            await leases.ReleaseAsync(lease);
+        }
     }
 
     internal static ReportSectionRequest Summary(Subscription subscription, OrderRecord order, string offeringName)

@@ -19,7 +19,9 @@ public sealed class BuyerWebSettings
 
     /// <summary>
     /// When the console link now in the Waldur report was made (it expires <see cref="WebOptions.ConsoleLinkLifetime"/>
-    /// later); null = not recorded (before this was kept). See <see cref="ConsoleLinkRenewal"/>.
+    /// later), which sets when <see cref="ConsoleLinkRenewal"/> renews it; null = not recorded (before this was kept).
+    /// The epoch marks a report that may show a link not in force (renewed at the next run); a resource Waldur refused
+    /// is recorded so that it is due again a day later.
     /// </summary>
     public DateTimeOffset? ConsoleLinkIssuedAt { get; set; }
 

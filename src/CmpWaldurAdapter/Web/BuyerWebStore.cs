@@ -13,8 +13,25 @@ public sealed class BuyerWebStore(IDbContextFactory<AdapterDbContext> dbs, TimeP
             ?? new BuyerWebSettings { SubscriptionId = subscriptionId };
     }
 
-    /// <summary>Applies <paramref name="change"/> to the row (created on first change) and saves it.</summary>
-    public async Task<BuyerWebSettings> UpdateAsync(Guid subscriptionId, Action<BuyerWebSettings> change, CancellationToken cancellationToken)
+    /// <summary>
+    /// Applies <paramref name="change"/> to the row (created on first change) and saves it. Two first changes at once
+    /// (a console save beside an order's report) both insert; the loser applies its change to the winner's row.
+    /// </summary>
+    /// <param name="buyerChange">False for the adapter's own bookkeeping (link issue times), which leaves
+    /// <see cref="BuyerWebSettings.UpdatedAt"/> to what the buyer changed (the logo's cache key, the spend alert's month).</param>
+    public async Task<BuyerWebSettings> UpdateAsync(Guid subscriptionId, Action<BuyerWebSettings> change, CancellationToken cancellationToken, bool buyerChange = true)
+    {
+        try
+        {
+            return await ChangeAsync(subscriptionId, change, buyerChange, cancellationToken);
+        }
+        catch (DbUpdateException exception) when (DbErrors.IsUniqueViolation(exception))
+        {
+            return await ChangeAsync(subscriptionId, change, buyerChange, cancellationToken);
+        }
+    }
+
+    private async Task<BuyerWebSettings> ChangeAsync(Guid subscriptionId, Action<BuyerWebSettings> change, bool buyerChange, CancellationToken cancellationToken)
     {
         await using var db = await dbs.CreateDbContextAsync(cancellationToken);
         var settings = await db.BuyerWebSettings.SingleOrDefaultAsync(s => s.SubscriptionId == subscriptionId, cancellationToken);
@@ -25,7 +42,11 @@ public sealed class BuyerWebStore(IDbContextFactory<AdapterDbContext> dbs, TimeP
         }
 
         change(settings);
-        settings.UpdatedAt = clock.GetUtcNow();
+        if (buyerChange || settings.UpdatedAt == default)
+        {
+            settings.UpdatedAt = clock.GetUtcNow();
+        }
+
         await db.SaveChangesAsync(cancellationToken);
         return settings;
     }

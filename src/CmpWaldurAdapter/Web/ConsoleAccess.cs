@@ -42,13 +42,6 @@ public sealed class ConsoleAccess(
     public async Task<Uri> CreateLinkAsync(Guid subscriptionId, CancellationToken cancellationToken) =>
         LinkAt(subscriptionId, (await store.GetAsync(subscriptionId, cancellationToken)).ConsoleLinkVersion);
 
-    /// <summary>Invalidates every link and session of the subscription and returns a fresh link.</summary>
-    public async Task<Uri> RotateAsync(Guid subscriptionId, CancellationToken cancellationToken)
-    {
-        await store.UpdateAsync(subscriptionId, s => s.ConsoleLinkVersion++, cancellationToken);
-        return await CreateLinkAsync(subscriptionId, cancellationToken);
-    }
-
     /// <summary>
     /// The link of the next version and that version, not yet in force: <see cref="AdoptAsync"/> makes it so once the
     /// link is where the buyer finds it (the Waldur report), so a report that cannot be sent leaves the current links working.
@@ -72,7 +65,11 @@ public sealed class ConsoleAccess(
 
     /// <summary>Records that a link made at <paramref name="issuedAt"/> is the one the Waldur report now shows.</summary>
     public Task RecordIssuedAsync(Guid subscriptionId, DateTimeOffset issuedAt, CancellationToken cancellationToken) =>
-        store.UpdateAsync(subscriptionId, s => s.ConsoleLinkIssuedAt = issuedAt, cancellationToken);
+        store.UpdateAsync(subscriptionId, s => s.ConsoleLinkIssuedAt = issuedAt, cancellationToken, buyerChange: false);
+
+    /// <summary>The report may show a link not in force (a replacement Waldur may or may not have taken): renew it at the next run.</summary>
+    public Task MarkRenewalDueAsync(Guid subscriptionId, CancellationToken cancellationToken) =>
+        store.UpdateAsync(subscriptionId, s => s.ConsoleLinkIssuedAt = DateTimeOffset.UnixEpoch, cancellationToken, buyerChange: false);
 
     private Uri LinkAt(Guid subscriptionId, int version)
     {

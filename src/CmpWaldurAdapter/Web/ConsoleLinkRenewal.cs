@@ -1,6 +1,7 @@
+using System.Net;
 using CmpWaldurAdapter.Core.Subscriptions;
-using CmpWaldurAdapter.Orders;
 using CmpWaldurAdapter.Persistence;
+using CmpWaldurAdapter.Reports;
 using CmpWaldurAdapter.Waldur.Api;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
@@ -10,14 +11,15 @@ namespace CmpWaldurAdapter.Web;
 
 /// <summary>
 /// Keeps the console link in every active subscription's Waldur report alive: a link that expires within
-/// <see cref="WebOptions.ConsoleLinkRenewBefore"/> is replaced by a fresh one of the same version, so the buyer's
-/// HomePort link never dies while the subscription lasts. A subscription with an order in progress is left to that
-/// order's own report.
+/// <see cref="WebOptions.ConsoleLinkRenewBefore"/> is replaced by a fresh one of the version in force, so the buyer's
+/// HomePort link never dies while the subscription lasts. Each renewal holds the report's lease
+/// (<see cref="SubscriptionReporter.LeaseName"/>), so it never interleaves with an order's report or a replacement.
 /// </summary>
 public sealed class ConsoleLinkRenewal(
     IDbContextFactory<AdapterDbContext> dbs,
     ConsoleReportContributor report,
     ConsoleAccess console,
+    DatabaseLeases leases,
     IOptions<WebOptions> options,
     TimeProvider clock,
     ILogger<ConsoleLinkRenewal> logger)
@@ -25,48 +27,67 @@ public sealed class ConsoleLinkRenewal(
     /// <summary>Links renewed per run at most (oldest first), so a first run after an upgrade does not flood Waldur.</summary>
     public const int Batch = 200;
 
+    /// <summary>A resource Waldur refuses (gone, say) is tried again this much later, not at every run.</summary>
+    public static readonly TimeSpan RefusedRetryDelay = TimeSpan.FromDays(1);
+
     /// <summary>Renews the links due; returns how many were renewed.</summary>
     public async Task<int> RenewDueAsync(CancellationToken cancellationToken)
     {
         var web = options.Value;
         var renewBefore = TimeSpan.FromTicks(Math.Min(web.ConsoleLinkRenewBefore.Ticks, web.ConsoleLinkLifetime.Ticks / 2));
-        var due = clock.GetUtcNow() - (web.ConsoleLinkLifetime - renewBefore);
-        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
-        var candidates = await db.Subscriptions.AsNoTracking()
-            .Where(s => s.State == SubscriptionState.Active && !db.Orders.Any(o => o.SubscriptionId == s.Id
-                && o.Phase != OrderPhase.Completed && o.Phase != OrderPhase.Erred && o.Phase != OrderPhase.Rejected && o.Phase != OrderPhase.Skipped))
-            // Not recorded (a link made before this was kept): as old as the subscription, so renewed once to be sure.
-            .Select(s => new
-            {
-                s.Id,
-                s.ResourceUuid,
-                IssuedAt = db.BuyerWebSettings.Where(w => w.SubscriptionId == s.Id).Select(w => w.ConsoleLinkIssuedAt).FirstOrDefault() ?? s.CreatedAt,
-            })
-            .Where(c => c.IssuedAt <= due)
-            .OrderBy(c => c.IssuedAt)
-            .Take(Batch)
-            .ToListAsync(cancellationToken);
+        var age = web.ConsoleLinkLifetime - renewBefore; // a link this old is due
+        var now = clock.GetUtcNow();
+        var due = now - age;
+        List<(Guid Id, Guid ResourceUuid)> candidates;
+        await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
+        {
+            candidates = (await db.Subscriptions.AsNoTracking()
+                .Where(s => s.State == SubscriptionState.Active)
+                // Not recorded (a link made before this was kept): as old as the subscription, so renewed once to be sure.
+                .Select(s => new
+                {
+                    s.Id,
+                    s.ResourceUuid,
+                    IssuedAt = db.BuyerWebSettings.Where(w => w.SubscriptionId == s.Id).Select(w => w.ConsoleLinkIssuedAt).FirstOrDefault() ?? s.CreatedAt,
+                })
+                .Where(c => c.IssuedAt <= due)
+                .OrderBy(c => c.IssuedAt)
+                .Take(Batch)
+                .ToListAsync(cancellationToken)).Select(c => (c.Id, c.ResourceUuid)).ToList();
+        }
 
         var renewed = 0;
-        foreach (var candidate in candidates)
+        foreach (var (id, resource) in candidates)
         {
+            var lease = SubscriptionReporter.LeaseName(resource);
+            if (!await leases.TryAcquireAsync(lease, SubscriptionReporter.LeaseDuration, cancellationToken))
+            {
+                continue; // an order or a replacement is writing the report right now (with a fresh link); due again next run if not
+            }
+
             try
             {
-                await report.RenewAsync(candidate.Id, candidate.ResourceUuid, cancellationToken);
+                await report.RenewAsync(id, resource, cancellationToken);
                 renewed++;
-                logger.LogInformation("Console link of subscription {SubscriptionId} renewed in its Waldur report", candidate.Id);
+                logger.LogInformation("Console link of subscription {SubscriptionId} renewed in its Waldur report", id);
             }
-            catch (Exception exception) when (!cancellationToken.IsCancellationRequested && UpstreamFailures.IsTransient(exception))
+            catch (Exception exception) when (!cancellationToken.IsCancellationRequested
+                && (UpstreamFailures.IsTransient(exception) || exception is Refit.ApiException { StatusCode: HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden }))
             {
-                logger.LogWarning("Renewing console links paused: Waldur did not answer ({Failure}); the next run goes on", UpstreamFailures.Describe(exception));
+                // Waldur is down or refuses the adapter itself: nothing is marked, the next run goes on where this one stopped.
+                logger.LogWarning("Renewing console links paused: {Failure}; the next run goes on", UpstreamFailures.Describe(exception));
                 break;
             }
             catch (Refit.ApiException exception) when (!cancellationToken.IsCancellationRequested)
             {
-                // Waldur refuses this resource (gone, say): counted as renewed now, so it is tried again only a renewal period
-                // later and does not head every run's batch.
-                logger.LogWarning("Console link of subscription {SubscriptionId} not renewed: {Failure}", candidate.Id, UpstreamFailures.Describe(exception));
-                await console.RecordIssuedAsync(candidate.Id, clock.GetUtcNow(), cancellationToken);
+                // Waldur refuses this one resource (gone, say): it is recorded as due again a day from now, so it does not
+                // head every run's batch.
+                logger.LogWarning("Console link of subscription {SubscriptionId} not renewed: {Failure}", id, UpstreamFailures.Describe(exception));
+                await console.RecordIssuedAsync(id, now - age + RefusedRetryDelay, cancellationToken);
+            }
+            finally
+            {
+                await leases.ReleaseAsync(lease);
             }
         }
 

@@ -1,5 +1,6 @@
 using CmpWaldurAdapter.Core.Orders;
 using CmpWaldurAdapter.Orders;
+using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Reports;
 using CmpWaldurAdapter.Tenants;
 using CmpWaldurAdapter.Waldur.Api;
@@ -8,43 +9,88 @@ using Microsoft.Extensions.Options;
 
 namespace CmpWaldurAdapter.Web;
 
+/// <summary>Another writer of the resource's report (an order, a renewal) is at work; try again in a moment.</summary>
+public sealed class ReportBusyException() : Exception("The resource's report is being written by another task.");
+
 /// <summary>
 /// Puts the buyer console link in the Waldur resource report, where the project's members see it in HomePort.
 /// The link is signed and expires; it is not a key (it opens the console only).
 /// </summary>
-public sealed class ConsoleReportContributor(ConsoleAccess console, IWaldurApi waldur, IOptions<WebOptions> options, TimeProvider clock) : IReportContributor
+public sealed class ConsoleReportContributor(
+    ConsoleAccess console,
+    IWaldurApi waldur,
+    DatabaseLeases leases,
+    IOptions<WebOptions> options,
+    TimeProvider clock,
+    ILogger<ConsoleReportContributor> logger) : IReportContributor
 {
     public const string Header = "Buyer console";
 
-    public async Task<IEnumerable<ReportSectionRequest>> ContributeAsync(Subscription subscription, OrderRecord order, CancellationToken cancellationToken)
+    public async Task<IEnumerable<ReportSectionRequest>> ContributeAsync(Subscription subscription, OrderRecord order, CancellationToken cancellationToken) =>
+        order.Type == OrderType.Terminate ? [] : [await SectionAsync(subscription.Id, cancellationToken)];
+
+    /// <summary>The order's report with a fresh link is in Waldur: its renewal is due a renewal period from now.</summary>
+    public async Task SubmittedAsync(Subscription subscription, CancellationToken cancellationToken)
     {
-        if (order.Type == OrderType.Terminate)
+        if (subscription.State is Core.Subscriptions.SubscriptionState.Terminating or Core.Subscriptions.SubscriptionState.Terminated)
         {
-            return [];
+            return;
         }
 
-        var section = await SectionAsync(subscription.Id, cancellationToken);
-        await console.RecordIssuedAsync(subscription.Id, clock.GetUtcNow(), cancellationToken);
-        return [section];
+        try
+        {
+            await console.RecordIssuedAsync(subscription.Id, clock.GetUtcNow(), cancellationToken);
+        }
+        catch (Exception exception) when (!cancellationToken.IsCancellationRequested)
+        {
+            // The order is done either way; the renewal then goes by the link recorded before (renewed early at worst).
+            logger.LogWarning(exception, "Could not record when the console link of subscription {SubscriptionId} was issued", subscription.Id);
+        }
     }
 
     /// <summary>
     /// Replaces the link: the report with the new one is sent first, then the new version is put in force, so the old
-    /// links stop working only once HomePort shows the new one. When Waldur cannot take the report, this throws and
-    /// nothing changed. Returns the version now in force.
+    /// links stop working only once HomePort shows the new one. When Waldur cannot take the report, this throws and the
+    /// links in force stay; should Waldur have taken it after all (a timeout), the next renewal run puts a link of the
+    /// version in force back. Throws <see cref="ReportBusyException"/> while another writer holds the report. Returns
+    /// the version now in force.
     /// </summary>
     public async Task<int> RotateAsync(Subscription subscription, CancellationToken cancellationToken)
     {
-        var (link, version) = await console.NextLinkAsync(subscription.Id, cancellationToken);
-        var notice = new ReportSectionRequest { Header = "Console link replaced", Body = "The buyer console link was replaced; earlier links no longer open it." };
-        await waldur.SubmitResourceReportAsync(subscription.ResourceUuid, new ResourceReportRequest { Report = [notice, Section(link)] }, cancellationToken);
-        await console.AdoptAsync(subscription.Id, version, clock.GetUtcNow(), cancellationToken);
-        return version;
+        var lease = SubscriptionReporter.LeaseName(subscription.ResourceUuid);
+        if (!await leases.TryAcquireWaitingAsync(lease, SubscriptionReporter.LeaseDuration, SubscriptionReporter.LeaseWait, cancellationToken))
+        {
+            throw new ReportBusyException();
+        }
+
+        try
+        {
+            var (link, version) = await console.NextLinkAsync(subscription.Id, cancellationToken);
+            var notice = new ReportSectionRequest { Header = "Console link replaced", Body = "The buyer console link was replaced; earlier links no longer open it." };
+            try
+            {
+                await waldur.SubmitResourceReportAsync(subscription.ResourceUuid, new ResourceReportRequest { Report = [notice, Section(link)] }, cancellationToken);
+            }
+            catch (Exception exception) when (UpstreamFailures.IsTransient(exception))
+            {
+                await console.MarkRenewalDueAsync(subscription.Id, CancellationToken.None);
+                throw;
+            }
+
+            // Waldur shows the new link now: it is put in force even if the buyer has left meanwhile.
+            await console.AdoptAsync(subscription.Id, version, clock.GetUtcNow(), CancellationToken.None);
+            return version;
+        }
+        finally
+        {
+            await leases.ReleaseAsync(lease);
+        }
     }
 
     /// <summary>
-    /// Puts a fresh link of the same version in the resource's report in place of its console section (or after the
-    /// others when it has none); every other section stays as Waldur holds it. Older links keep working until they expire.
+    /// Puts a fresh link of the version in force in the resource's report in place of its console section (or after
+    /// the others when it has none); every other section stays as Waldur holds it. Older links keep working until they
+    /// expire. The caller holds the report's lease (<see cref="SubscriptionReporter.LeaseName"/>).
     /// </summary>
     public async Task RenewAsync(Guid subscriptionId, Guid resourceUuid, CancellationToken cancellationToken)
     {
@@ -60,7 +106,7 @@ public sealed class ConsoleReportContributor(ConsoleAccess console, IWaldurApi w
         }
 
         await waldur.SubmitResourceReportAsync(resourceUuid, new ResourceReportRequest { Report = sections }, cancellationToken);
-        await console.RecordIssuedAsync(subscriptionId, issuedAt, cancellationToken);
+        await console.RecordIssuedAsync(subscriptionId, issuedAt, CancellationToken.None);
     }
 
     private async Task<ReportSectionRequest> SectionAsync(Guid subscriptionId, CancellationToken cancellationToken) =>

@@ -129,6 +129,17 @@ public abstract class SpendAlertTests(DatabaseProvider provider) : IAsyncLifetim
         Assert.Equal([(50, 50L), (80, 100L), (100, 100L)], march.Select(a => (a.ThresholdPercent, a.SpentCredits)));
         Assert.Empty(await AlertsAsync(subscription, new DateOnly(2026, 4, 1)));
 
+        // An amount set in April is April's: the catch-up does not measure March against it.
+        var lowered = await _bed.AddSubscriptionAsync(credits: 1000);
+        _bed.Clock.SetUtcNow(new DateTimeOffset(2026, 3, 31, 23, 0, 0, TimeSpan.Zero));
+        await AlertAtAsync(lowered, 100);
+        await ChargeAsync(lowered, 40);
+        Assert.Equal(0, await Monitor.CheckAsync(CancellationToken.None));
+        _bed.Clock.SetUtcNow(new DateTimeOffset(2026, 4, 1, 0, 20, 0, TimeSpan.Zero));
+        await AlertAtAsync(lowered, 50);
+        Assert.Equal(0, await Monitor.CheckAsync(CancellationToken.None));
+        Assert.Empty(await AlertsAsync(lowered, new DateOnly(2026, 3, 1)));
+
         // Past the catch-up hour only April is checked: an amount lowered now does not reach back into March.
         var quiet = await _bed.AddSubscriptionAsync(credits: 1000);
         await AlertAtAsync(quiet, 100);

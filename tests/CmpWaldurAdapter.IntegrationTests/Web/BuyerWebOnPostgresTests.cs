@@ -26,7 +26,8 @@ public sealed class BuyerWebOnPostgresTests : IAsyncLifetime
     {
         var subscription = await _bed.AddSubscriptionAsync(credits: 10);
         var oldLink = (await _bed.ConsoleLinkAsync(subscription.Id)).PathAndQuery;
-        var newLink = (await _bed.Services.GetRequiredService<ConsoleAccess>().RotateAsync(subscription.Id, CancellationToken.None)).PathAndQuery;
+        await _bed.Services.GetRequiredService<ConsoleReportContributor>().RotateAsync(subscription, CancellationToken.None);
+        var newLink = (await _bed.ConsoleLinkAsync(subscription.Id)).PathAndQuery;
         using var browser = new HttpClient(new HttpClientHandler { AllowAutoRedirect = false }) { BaseAddress = _bed.Url };
         Assert.Equal(HttpStatusCode.Forbidden, (await browser.GetAsync(oldLink)).StatusCode);
         Assert.Equal(HttpStatusCode.Redirect, (await browser.GetAsync(newLink)).StatusCode);

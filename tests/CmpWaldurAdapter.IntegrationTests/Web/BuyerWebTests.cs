@@ -103,7 +103,8 @@ public sealed partial class BuyerWebTests : IAsyncLifetime
         using var session = await ConsoleAsync(subscription.Id);
         Assert.Equal(HttpStatusCode.OK, (await session.GetAsync("/console")).StatusCode);
 
-        var newLink = await _bed.Services.GetRequiredService<ConsoleAccess>().RotateAsync(subscription.Id, CancellationToken.None);
+        await _bed.Services.GetRequiredService<ConsoleReportContributor>().RotateAsync(subscription, CancellationToken.None);
+        var newLink = await _bed.ConsoleLinkAsync(subscription.Id);
 
         Assert.Equal(HttpStatusCode.Unauthorized, (await session.GetAsync("/console")).StatusCode);
         using var stale = Browser();

@@ -4,6 +4,7 @@ using CmpWaldurAdapter.Core.Orders;
 using CmpWaldurAdapter.Core.Subscriptions;
 using CmpWaldurAdapter.Orders;
 using CmpWaldurAdapter.Persistence;
+using CmpWaldurAdapter.Provisioning;
 using CmpWaldurAdapter.Reports;
 using CmpWaldurAdapter.Tenants;
 using CmpWaldurAdapter.Testing.Hosting;
@@ -59,7 +60,7 @@ public abstract partial class ConsoleLinkRenewalTests(DatabaseProvider provider)
         Assert.Equal(report[0], renewed[0]);
         var second = LinkIn(renewed);
         Assert.NotEqual(first, second);
-        Assert.Contains(_bed.Server.Logs.Events, e => e.MessageTemplate.Text.StartsWith("Console link of subscription", StringComparison.Ordinal)
+        Assert.Contains(_bed.Server.Logs.Events, e => e.MessageTemplate.Text.EndsWith("renewed in its Waldur report", StringComparison.Ordinal)
             && e.Properties["SubscriptionId"].ToString() == subscription.Id.ToString());
         Assert.Equal(0, await Renewal.RenewDueAsync(CancellationToken.None));
         Assert.Equal(HttpStatusCode.Redirect, await OpenAsync(first));
@@ -75,17 +76,11 @@ public abstract partial class ConsoleLinkRenewalTests(DatabaseProvider provider)
     }
 
     [Fact]
-    public async Task Only_active_subscriptions_without_an_order_in_progress_are_renewed_and_an_unrecorded_link_is_renewed_once()
+    public async Task Only_active_subscriptions_are_renewed_and_an_unrecorded_link_is_renewed_once()
     {
         var recorded = await _bed.AddSubscriptionAsync();
         await ReportOrderAsync(recorded);
         var unrecorded = await _bed.AddSubscriptionAsync(); // its link was made before issue times were kept
-        var busy = await _bed.AddSubscriptionAsync();
-        await ReportOrderAsync(busy);
-        await AddOrderAsync(busy, OrderPhase.Approved);
-        var erredBefore = await _bed.AddSubscriptionAsync();
-        await ReportOrderAsync(erredBefore);
-        await AddOrderAsync(erredBefore, OrderPhase.Erred);
         var terminated = await _bed.AddSubscriptionAsync();
         await ReportOrderAsync(terminated);
         await SetStateAsync(terminated, SubscriptionState.Terminated);
@@ -94,31 +89,59 @@ public abstract partial class ConsoleLinkRenewalTests(DatabaseProvider provider)
 
         _bed.Clock!.Advance(Due + TimeSpan.FromMinutes(1));
 
-        Assert.Equal(3, await Renewal.RenewDueAsync(CancellationToken.None));
-        Assert.Equal(2, _bed.Waldur.Upstream.Count("POST", $"/api/marketplace-provider-resources/{recorded.ResourceUuid}/submit_report/")); // the order's, the renewal's
-        Assert.Equal(2, _bed.Waldur.Upstream.Count("POST", $"/api/marketplace-provider-resources/{erredBefore.ResourceUuid}/submit_report/"));
+        Assert.Equal(2, await Renewal.RenewDueAsync(CancellationToken.None));
+        Assert.Equal(2, Submits(recorded)); // the order's, the renewal's
         Assert.Equal(ConsoleReportContributor.Header, Assert.Single(Report(unrecorded)).Header);
-        Assert.Equal(1, _bed.Waldur.Upstream.Count("POST", $"/api/marketplace-provider-resources/{busy.ResourceUuid}/submit_report/"));
-        Assert.Equal(1, _bed.Waldur.Upstream.Count("POST", $"/api/marketplace-provider-resources/{terminated.ResourceUuid}/submit_report/"));
-        Assert.Equal(0, _bed.Waldur.Upstream.Count("POST", $"/api/marketplace-provider-resources/{provisioning.ResourceUuid}/submit_report/"));
+        Assert.Equal(1, Submits(terminated));
+        Assert.Equal(0, Submits(provisioning));
         Assert.Equal(0, await Renewal.RenewDueAsync(CancellationToken.None));
         _bed.Waldur.AssertRequestsConformToSpec();
     }
 
     [Fact]
-    public async Task Waldur_down_renews_nothing_until_it_is_back_and_a_refused_resource_does_not_hold_up_the_others()
+    public async Task One_writer_of_a_report_at_a_time_an_order_waits_for_a_renewal_and_a_renewal_skips_a_report_being_written()
     {
         var subscription = await _bed.AddSubscriptionAsync();
         await ReportOrderAsync(subscription);
+        _bed.Clock!.Advance(Due + TimeSpan.FromMinutes(1));
+        var leases = _bed.Services.GetRequiredService<DatabaseLeases>();
+        var lease = SubscriptionReporter.LeaseName(subscription.ResourceUuid);
+        Assert.True(await leases.TryAcquireAsync(lease, TimeSpan.FromMinutes(1), CancellationToken.None));
+
+        Assert.Equal(0, await Renewal.RenewDueAsync(CancellationToken.None));
+        await Assert.ThrowsAsync<TransientProvisioningException>(() => ReportOrderAsync(subscription)); // retried by the order pipeline
+        using (var browser = await ConsoleBrowser.OpenAsync(_bed.Url, await _bed.ConsoleLinkAsync(subscription.Id)))
+        {
+            var busy = await browser.PostAsync("/console?handler=RotateLink", ConsoleBrowser.Form(await browser.GetStringAsync("/console")));
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, busy.StatusCode);
+            Assert.Contains("being updated right now", await busy.Content.ReadAsStringAsync());
+        }
+
+        Assert.Equal(1, Submits(subscription));
+
+        await leases.ReleaseAsync(lease);
+        Assert.Equal(1, await Renewal.RenewDueAsync(CancellationToken.None));
+        Assert.Equal(2, Submits(subscription));
+    }
+
+    [Fact]
+    public async Task Waldur_down_or_refusing_the_adapter_renews_nothing_until_it_is_back_and_a_refused_resource_does_not_hold_up_the_others()
+    {
         var gone = await _bed.AddSubscriptionAsync();
         await ReportOrderAsync(gone);
+        _bed.Clock!.Advance(TimeSpan.FromMinutes(5)); // gone's link is the older one: it heads the batch
+        var subscription = await _bed.AddSubscriptionAsync();
+        await ReportOrderAsync(subscription);
         var report = Report(subscription);
-        _bed.Clock!.Advance(Due + TimeSpan.FromMinutes(1));
+        _bed.Clock.Advance(Due + TimeSpan.FromMinutes(1));
 
-        _bed.Waldur.Upstream.Break("GET", "/api/marketplace-provider-resources/[^/]+/", 503);
-        Assert.Equal(0, await Renewal.RenewDueAsync(CancellationToken.None));
-        Assert.Equal(report, Report(subscription));
-        _bed.Waldur.Upstream.Heal();
+        foreach (var status in new[] { 503, 401, 403 })
+        {
+            _bed.Waldur.Upstream.Break("GET", "/api/marketplace-provider-resources/[^/]+/", status);
+            Assert.Equal(0, await Renewal.RenewDueAsync(CancellationToken.None));
+            Assert.Equal(report, Report(subscription));
+            _bed.Waldur.Upstream.Heal();
+        }
 
         _bed.Waldur.Upstream.Fail("GET", $"/api/marketplace-provider-resources/{gone.ResourceUuid}/", 404, times: 10);
         Assert.Equal(1, await Renewal.RenewDueAsync(CancellationToken.None));
@@ -128,30 +151,22 @@ public abstract partial class ConsoleLinkRenewalTests(DatabaseProvider provider)
         var asked = _bed.Waldur.Upstream.Count("GET", $"/api/marketplace-provider-resources/{gone.ResourceUuid}/");
         Assert.Equal(0, await Renewal.RenewDueAsync(CancellationToken.None));
         Assert.Equal(asked, _bed.Waldur.Upstream.Count("GET", $"/api/marketplace-provider-resources/{gone.ResourceUuid}/"));
+
+        // The refused resource is tried again a day later.
+        _bed.Waldur.Upstream.Heal();
+        _bed.Clock.Advance(ConsoleLinkRenewal.RefusedRetryDelay);
+        Assert.Equal(1, await Renewal.RenewDueAsync(CancellationToken.None));
+        Assert.Equal(ConsoleReportContributor.Header, Report(gone)[^1].Header);
     }
+
+    private int Submits(Subscription subscription) =>
+        _bed.Waldur.Upstream.Count("POST", $"/api/marketplace-provider-resources/{subscription.ResourceUuid}/submit_report/");
 
     /// <summary>The report a Create order ends with (summary and console link), as the order pipeline submits it.</summary>
     private async Task ReportOrderAsync(Subscription subscription)
     {
         var order = new OrderRecord { OrderUuid = Guid.NewGuid(), Type = OrderType.Create, ResourceUuid = subscription.ResourceUuid, Notes = "Langflow flow created" };
         await _bed.Services.GetRequiredService<SubscriptionReporter>().SubmitAsync(subscription, order, "Customer support agent", CancellationToken.None);
-    }
-
-    private async Task AddOrderAsync(Subscription subscription, OrderPhase phase)
-    {
-        await using var db = await _bed.Services.GetRequiredService<IDbContextFactory<AdapterDbContext>>().CreateDbContextAsync();
-        db.Orders.Add(new OrderRecord
-        {
-            OrderUuid = Guid.NewGuid(),
-            Type = OrderType.Update,
-            ResourceUuid = subscription.ResourceUuid,
-            OfferingUuid = subscription.OfferingUuid,
-            SubscriptionId = subscription.Id,
-            Phase = phase,
-            CreatedAt = _start,
-            UpdatedAt = _start,
-        });
-        await db.SaveChangesAsync();
     }
 
     private async Task SetStateAsync(Subscription subscription, SubscriptionState state)

@@ -30,7 +30,8 @@ public sealed class SpendAlertMonitor(
 
     /// <summary>
     /// Checks every subscription with an alert once; returns how many thresholds it recorded. In the first hour of a
-    /// month the previous month is checked as well: charges of its last minutes came after its last check.
+    /// month the previous month is checked as well: charges of its last minutes came after its last check (against the
+    /// amount it ended with: a subscription whose settings changed since is left out of that check).
     /// </summary>
     public async Task<int> CheckAsync(CancellationToken cancellationToken)
     {
@@ -48,10 +49,14 @@ public sealed class SpendAlertMonitor(
     private async Task<int> CheckAsync(BillingPeriod period, DateTimeOffset now, CancellationToken cancellationToken)
     {
         var day = period.FirstDay;
+        var (end, ended) = (period.End, period.End <= now);
         await using var db = await dbs.CreateDbContextAsync(cancellationToken);
         var watched = await db.BuyerWebSettings.AsNoTracking()
             // An amount below one credit (only ever written outside the console, which refuses it) is no alert.
             .Where(s => s.MonthlySpendAlertCredits != null && s.MonthlySpendAlertCredits > 0)
+            // A month already over is measured only against an amount set before it ended: one set or changed since
+            // belongs to the new month, and would alert the old one for thresholds the buyer never set for it.
+            .Where(s => !ended || s.UpdatedAt < end)
             .Join(db.Subscriptions.AsNoTracking(), s => s.SubscriptionId, s => s.Id, (settings, subscription) => new Watched(subscription.Id, subscription.ResourceUuid, settings.MonthlySpendAlertCredits!.Value))
             .ToListAsync(cancellationToken);
         if (watched.Count == 0)

@@ -386,6 +386,13 @@ public sealed class IndexModel(
         {
             version = await report.RotateAsync(caller.Subscription, cancellationToken);
         }
+        catch (ReportBusyException)
+        {
+            Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
+            Response.Headers.RetryAfter = "60";
+            return await RenderAsync("The agent's HomePort report is being updated right now, so the console link was not replaced; the current link still works. Try again in a minute.",
+                cancellationToken);
+        }
         catch (Exception exception) when (!cancellationToken.IsCancellationRequested && (UpstreamFailures.IsTransient(exception) || exception is Refit.ApiException))
         {
             // Nothing was replaced: the links HomePort shows keep working.

@@ -32,11 +32,36 @@ public sealed class DatabaseLease
 public sealed class DatabaseLeases(IDbContextFactory<AdapterDbContext> dbs, AdapterInstance instance, TimeProvider clock)
 {
     /// <summary>Takes the lease for <paramref name="duration"/>; false while another process (or another caller here) holds it.</summary>
-    public async Task<bool> TryAcquireAsync(string name, TimeSpan duration, CancellationToken cancellationToken)
+    public Task<bool> TryAcquireAsync(string name, TimeSpan duration, CancellationToken cancellationToken) =>
+        TryTakeAsync(name, instance.Id, duration, cancellationToken);
+
+    /// <summary>
+    /// Takes the lease for this one holding, trying again every 100 ms for up to <paramref name="wait"/> while another
+    /// holds it: for short work that should queue behind a short holder rather than fail. Returns the holding's own
+    /// owner token for <see cref="ReleaseAsync(string, string)"/> (so a holder that outlived its lease never frees its
+    /// successor's, even in the same process), or null when the lease stayed taken.
+    /// </summary>
+    public async Task<string?> TryAcquireWaitingAsync(string name, TimeSpan duration, TimeSpan wait, CancellationToken cancellationToken)
+    {
+        var owner = $"{instance.Id}:{Guid.NewGuid():N}";
+        var waited = System.Diagnostics.Stopwatch.StartNew(); // real time: the lease's own clock may stand still in tests
+        while (!await TryTakeAsync(name, owner, duration, cancellationToken))
+        {
+            if (waited.Elapsed >= wait)
+            {
+                return null;
+            }
+
+            await Task.Delay(TimeSpan.FromMilliseconds(100), cancellationToken);
+        }
+
+        return owner;
+    }
+
+    private async Task<bool> TryTakeAsync(string name, string owner, TimeSpan duration, CancellationToken cancellationToken)
     {
         var now = clock.GetUtcNow();
         var until = now + duration;
-        var owner = instance.Id;
         await using var db = await dbs.CreateDbContextAsync(cancellationToken);
         var takenOver = await db.Leases
             .Where(l => l.Name == name && l.ExpiresAt < now)
@@ -44,6 +69,12 @@ public sealed class DatabaseLeases(IDbContextFactory<AdapterDbContext> dbs, Adap
         if (takenOver == 1)
         {
             return true;
+        }
+
+        // Held (the usual answer while someone works): said without a failing INSERT, which would log an error each try.
+        if (await db.Leases.AnyAsync(l => l.Name == name, cancellationToken))
+        {
+            return false;
         }
 
         db.Leases.Add(new DatabaseLease { Name = name, Owner = owner, ExpiresAt = until });
@@ -58,30 +89,12 @@ public sealed class DatabaseLeases(IDbContextFactory<AdapterDbContext> dbs, Adap
         }
     }
 
-    /// <summary>
-    /// Takes the lease, trying again every 100 ms for up to <paramref name="wait"/> while another holds it: for short
-    /// work that should queue behind a short holder rather than fail. False when it stayed taken.
-    /// </summary>
-    public async Task<bool> TryAcquireWaitingAsync(string name, TimeSpan duration, TimeSpan wait, CancellationToken cancellationToken)
-    {
-        var waited = System.Diagnostics.Stopwatch.StartNew(); // real time: the lease's own clock may stand still in tests
-        while (!await TryAcquireAsync(name, duration, cancellationToken))
-        {
-            if (waited.Elapsed >= wait)
-            {
-                return false;
-            }
-
-            await Task.Delay(TimeSpan.FromMilliseconds(100), cancellationToken);
-        }
-
-        return true;
-    }
-
     /// <summary>Gives the lease up if this process still holds it (one that expired and was taken over stays with its new owner).</summary>
-    public async Task ReleaseAsync(string name)
+    public Task ReleaseAsync(string name) => ReleaseAsync(name, instance.Id);
+
+    /// <summary>Gives up the holding <paramref name="owner"/> names (from <see cref="TryAcquireWaitingAsync"/>), if it still holds it.</summary>
+    public async Task ReleaseAsync(string name, string owner)
     {
-        var owner = instance.Id;
         await using var db = await dbs.CreateDbContextAsync();
         await db.Leases.Where(l => l.Name == name && l.Owner == owner).ExecuteDeleteAsync();
     }

@@ -27,8 +27,11 @@ public interface IReportContributor
 /// </summary>
 public sealed class SubscriptionReporter(IWaldurApi waldur, IEnumerable<IReportContributor> contributors, DatabaseLeases leases)
 {
-    /// <summary>Longer than any report write takes (Waldur calls time out well before); frees a crashed writer's lease.</summary>
-    public static readonly TimeSpan LeaseDuration = TimeSpan.FromMinutes(2);
+    /// <summary>
+    /// Longer than any report write takes: a Waldur call with its retries is cut off after AttemptTimeout × attempts plus
+    /// backoff (about 3 minutes with the defaults) and a write makes two at most. Frees a crashed writer's lease.
+    /// </summary>
+    public static readonly TimeSpan LeaseDuration = TimeSpan.FromMinutes(10);
 
     /// <summary>How long an order waits for another writer of the report (they take moments) before it is retried later.</summary>
     public static readonly TimeSpan LeaseWait = TimeSpan.FromSeconds(3);
@@ -38,7 +41,7 @@ public sealed class SubscriptionReporter(IWaldurApi waldur, IEnumerable<IReportC
     public async Task SubmitAsync(Subscription subscription, OrderRecord order, string offeringName, CancellationToken cancellationToken)
     {
         var lease = LeaseName(subscription.ResourceUuid);
-        if (!await leases.TryAcquireWaitingAsync(lease, LeaseDuration, LeaseWait, cancellationToken))
+        if (await leases.TryAcquireWaitingAsync(lease, LeaseDuration, LeaseWait, cancellationToken) is not { } holding)
         {
             throw new TransientProvisioningException("The resource's report is being written by another task; the order retries.");
         }
@@ -59,7 +62,7 @@ public sealed class SubscriptionReporter(IWaldurApi waldur, IEnumerable<IReportC
         }
         finally
         {
-            await leases.ReleaseAsync(lease);
+            await leases.ReleaseAsync(lease, holding);
         }
     }
 

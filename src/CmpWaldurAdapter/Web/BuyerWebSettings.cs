@@ -37,6 +37,9 @@ public sealed class BuyerWebSettings
     /// </summary>
     public long? MonthlySpendAlertCredits { get; set; }
 
+    /// <summary>When <see cref="MonthlySpendAlertCredits"/> last changed (null: before this was kept); a month that ended before is not measured against it.</summary>
+    public DateTimeOffset? MonthlySpendAlertSetAt { get; set; }
+
     public string? LogoContentType { get; set; }
 
     public byte[]? Logo { get; set; }

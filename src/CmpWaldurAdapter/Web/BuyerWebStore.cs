@@ -41,10 +41,17 @@ public sealed class BuyerWebStore(IDbContextFactory<AdapterDbContext> dbs, TimeP
             db.BuyerWebSettings.Add(settings);
         }
 
+        var alertBefore = settings.MonthlySpendAlertCredits;
         change(settings);
+        var now = clock.GetUtcNow();
+        if (settings.MonthlySpendAlertCredits != alertBefore)
+        {
+            settings.MonthlySpendAlertSetAt = now;
+        }
+
         if (buyerChange || settings.UpdatedAt == default)
         {
-            settings.UpdatedAt = clock.GetUtcNow();
+            settings.UpdatedAt = now;
         }
 
         await db.SaveChangesAsync(cancellationToken);

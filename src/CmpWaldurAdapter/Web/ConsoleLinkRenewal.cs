@@ -30,6 +30,9 @@ public sealed class ConsoleLinkRenewal(
     /// <summary>A resource Waldur refuses (gone, say) is tried again this much later, not at every run.</summary>
     public static readonly TimeSpan RefusedRetryDelay = TimeSpan.FromDays(1);
 
+    /// <summary>The resource a run stopped at (Waldur down or refusing the adapter) is tried again this much later.</summary>
+    public static readonly TimeSpan PausedRetryDelay = TimeSpan.FromHours(1);
+
     /// <summary>Renews the links due; returns how many were renewed.</summary>
     public async Task<int> RenewDueAsync(CancellationToken cancellationToken)
     {
@@ -60,22 +63,26 @@ public sealed class ConsoleLinkRenewal(
         foreach (var (id, resource) in candidates)
         {
             var lease = SubscriptionReporter.LeaseName(resource);
-            if (!await leases.TryAcquireAsync(lease, SubscriptionReporter.LeaseDuration, cancellationToken))
+            if (await leases.TryAcquireWaitingAsync(lease, SubscriptionReporter.LeaseDuration, TimeSpan.Zero, cancellationToken) is not { } holding)
             {
                 continue; // an order or a replacement is writing the report right now (with a fresh link); due again next run if not
             }
 
             try
             {
-                await report.RenewAsync(id, resource, cancellationToken);
-                renewed++;
-                logger.LogInformation("Console link of subscription {SubscriptionId} renewed in its Waldur report", id);
+                if (await report.RenewAsync(id, resource, cancellationToken))
+                {
+                    renewed++;
+                    logger.LogInformation("Console link of subscription {SubscriptionId} renewed in its Waldur report", id);
+                }
             }
             catch (Exception exception) when (!cancellationToken.IsCancellationRequested
                 && (UpstreamFailures.IsTransient(exception) || exception is Refit.ApiException { StatusCode: HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden }))
             {
-                // Waldur is down or refuses the adapter itself: nothing is marked, the next run goes on where this one stopped.
-                logger.LogWarning("Renewing console links paused: {Failure}; the next run goes on", UpstreamFailures.Describe(exception));
+                // Waldur is down or refuses the adapter: the run stops. This one resource goes an hour back in line, so one
+                // that alone keeps failing cannot head every run and stop every renewal.
+                logger.LogWarning("Renewing console links paused at subscription {SubscriptionId}: {Failure}; the next run goes on", id, UpstreamFailures.Describe(exception));
+                await console.RecordIssuedAsync(id, now - age + PausedRetryDelay, CancellationToken.None);
                 break;
             }
             catch (Refit.ApiException exception) when (!cancellationToken.IsCancellationRequested)
@@ -83,11 +90,11 @@ public sealed class ConsoleLinkRenewal(
                 // Waldur refuses this one resource (gone, say): it is recorded as due again a day from now, so it does not
                 // head every run's batch.
                 logger.LogWarning("Console link of subscription {SubscriptionId} not renewed: {Failure}", id, UpstreamFailures.Describe(exception));
-                await console.RecordIssuedAsync(id, now - age + RefusedRetryDelay, cancellationToken);
+                await console.RecordIssuedAsync(id, now - age + RefusedRetryDelay, CancellationToken.None);
             }
             finally
             {
-                await leases.ReleaseAsync(lease);
+                await leases.ReleaseAsync(lease, holding);
             }
         }
 

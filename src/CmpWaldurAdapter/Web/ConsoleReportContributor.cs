@@ -5,6 +5,7 @@ using CmpWaldurAdapter.Reports;
 using CmpWaldurAdapter.Tenants;
 using CmpWaldurAdapter.Waldur.Api;
 using CmpWaldurAdapter.Waldur.Contracts;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 
 namespace CmpWaldurAdapter.Web;
@@ -20,11 +21,15 @@ public sealed class ConsoleReportContributor(
     ConsoleAccess console,
     IWaldurApi waldur,
     DatabaseLeases leases,
+    IDbContextFactory<AdapterDbContext> dbs,
     IOptions<WebOptions> options,
     TimeProvider clock,
     ILogger<ConsoleReportContributor> logger) : IReportContributor
 {
     public const string Header = "Buyer console";
+
+    /// <summary>The notice a replacement puts first in the report.</summary>
+    public const string ReplacedHeader = "Console link replaced";
 
     public async Task<IEnumerable<ReportSectionRequest>> ContributeAsync(Subscription subscription, OrderRecord order, CancellationToken cancellationToken) =>
         order.Type == OrderType.Terminate ? [] : [await SectionAsync(subscription.Id, cancellationToken)];
@@ -50,63 +55,92 @@ public sealed class ConsoleReportContributor(
 
     /// <summary>
     /// Replaces the link: the report with the new one is sent first, then the new version is put in force, so the old
-    /// links stop working only once HomePort shows the new one. When Waldur cannot take the report, this throws and the
-    /// links in force stay; should Waldur have taken it after all (a timeout), the next renewal run puts a link of the
-    /// version in force back. Throws <see cref="ReportBusyException"/> while another writer holds the report. Returns
-    /// the version now in force.
+    /// links stop working only once HomePort shows the new one. The report keeps its other sections and gains a notice.
+    /// When Waldur cannot take it, this throws and the links in force stay; the link is marked for renewal before the
+    /// report is sent, so should Waldur have taken it after all (a timeout, a crash before the version is put in force),
+    /// the next renewal run puts a link of the version in force there. Throws <see cref="ReportBusyException"/> while
+    /// another writer holds the report, or when the subscription is no longer active once it is free (a Terminate order
+    /// went first). Returns the version now in force.
     /// </summary>
     public async Task<int> RotateAsync(Subscription subscription, CancellationToken cancellationToken)
     {
         var lease = SubscriptionReporter.LeaseName(subscription.ResourceUuid);
-        if (!await leases.TryAcquireWaitingAsync(lease, SubscriptionReporter.LeaseDuration, SubscriptionReporter.LeaseWait, cancellationToken))
+        if (await leases.TryAcquireWaitingAsync(lease, SubscriptionReporter.LeaseDuration, SubscriptionReporter.LeaseWait, cancellationToken) is not { } holding)
         {
             throw new ReportBusyException();
         }
 
         try
         {
-            var (link, version) = await console.NextLinkAsync(subscription.Id, cancellationToken);
-            var notice = new ReportSectionRequest { Header = "Console link replaced", Body = "The buyer console link was replaced; earlier links no longer open it." };
-            try
+            if (!await IsActiveAsync(subscription.Id, cancellationToken))
             {
-                await waldur.SubmitResourceReportAsync(subscription.ResourceUuid, new ResourceReportRequest { Report = [notice, Section(link)] }, cancellationToken);
-            }
-            catch (Exception exception) when (UpstreamFailures.IsTransient(exception))
-            {
-                await console.MarkRenewalDueAsync(subscription.Id, CancellationToken.None);
-                throw;
+                throw new ReportBusyException();
             }
 
+            var (link, version) = await console.NextLinkAsync(subscription.Id, cancellationToken);
+            var resource = await waldur.GetProviderResourceAsync(subscription.ResourceUuid, cancellationToken);
+            var notice = new ReportSectionRequest { Header = ReplacedHeader, Body = "The buyer console link was replaced; earlier links no longer open it." };
+            await console.MarkRenewalDueAsync(subscription.Id, cancellationToken);
+            await waldur.SubmitResourceReportAsync(subscription.ResourceUuid, new ResourceReportRequest { Report = WithSection(resource.Report, Section(link), notice) }, cancellationToken);
             // Waldur shows the new link now: it is put in force even if the buyer has left meanwhile.
             await console.AdoptAsync(subscription.Id, version, clock.GetUtcNow(), CancellationToken.None);
             return version;
         }
         finally
         {
-            await leases.ReleaseAsync(lease);
+            await leases.ReleaseAsync(lease, holding);
         }
     }
 
     /// <summary>
     /// Puts a fresh link of the version in force in the resource's report in place of its console section (or after
     /// the others when it has none); every other section stays as Waldur holds it. Older links keep working until they
-    /// expire. The caller holds the report's lease (<see cref="SubscriptionReporter.LeaseName"/>).
+    /// expire. False (nothing sent) when the subscription is no longer active. The caller holds the report's lease
+    /// (<see cref="SubscriptionReporter.LeaseName"/>).
     /// </summary>
-    public async Task RenewAsync(Guid subscriptionId, Guid resourceUuid, CancellationToken cancellationToken)
+    public async Task<bool> RenewAsync(Guid subscriptionId, Guid resourceUuid, CancellationToken cancellationToken)
     {
+        // Chosen from a list read before the lease: a Terminate order may have written its report (no link) since.
+        if (!await IsActiveAsync(subscriptionId, cancellationToken))
+        {
+            return false;
+        }
+
         var issuedAt = clock.GetUtcNow();
         var resource = await waldur.GetProviderResourceAsync(resourceUuid, cancellationToken);
         var fresh = await SectionAsync(subscriptionId, cancellationToken);
-        var sections = (resource.Report ?? [])
-            .Select(s => s.Header == Header ? fresh : new ReportSectionRequest { Header = s.Header ?? string.Empty, Body = s.Body ?? string.Empty })
+        await waldur.SubmitResourceReportAsync(resourceUuid, new ResourceReportRequest { Report = WithSection(resource.Report, fresh, null) }, cancellationToken);
+        await console.RecordIssuedAsync(subscriptionId, issuedAt, CancellationToken.None);
+        return true;
+    }
+
+    /// <summary>
+    /// The report's sections with <paramref name="console"/> in place of its console section (or last when it has none);
+    /// with <paramref name="notice"/>, that notice first instead of an earlier one.
+    /// </summary>
+    private static List<ReportSectionRequest> WithSection(IEnumerable<ReportSection>? report, ReportSectionRequest console, ReportSectionRequest? notice)
+    {
+        var sections = (report ?? [])
+            .Where(s => notice is null || s.Header != ReplacedHeader)
+            .Select(s => s.Header == Header ? console : new ReportSectionRequest { Header = s.Header ?? string.Empty, Body = s.Body ?? string.Empty })
             .ToList();
-        if (!sections.Contains(fresh))
+        if (!sections.Contains(console))
         {
-            sections.Add(fresh);
+            sections.Add(console);
         }
 
-        await waldur.SubmitResourceReportAsync(resourceUuid, new ResourceReportRequest { Report = sections }, cancellationToken);
-        await console.RecordIssuedAsync(subscriptionId, issuedAt, CancellationToken.None);
+        if (notice is not null)
+        {
+            sections.Insert(0, notice);
+        }
+
+        return sections;
+    }
+
+    private async Task<bool> IsActiveAsync(Guid subscriptionId, CancellationToken cancellationToken)
+    {
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        return await db.Subscriptions.AnyAsync(s => s.Id == subscriptionId && s.State == Core.Subscriptions.SubscriptionState.Active, cancellationToken);
     }
 
     private async Task<ReportSectionRequest> SectionAsync(Guid subscriptionId, CancellationToken cancellationToken) =>

@@ -122,6 +122,8 @@ public abstract class SpendAlertTests(DatabaseProvider provider) : IAsyncLifetim
         _bed.Clock.SetUtcNow(new DateTimeOffset(2026, 3, 31, 23, 59, 50, TimeSpan.Zero));
         await ChargeAsync(subscription, 50); // after March's last check
 
+        _bed.Clock.SetUtcNow(new DateTimeOffset(2026, 4, 1, 0, 0, 10, TimeSpan.Zero));
+        await _bed.Services.GetRequiredService<BuyerWebStore>().UpdateAsync(subscription.Id, s => s.AllowedDomains = "shop.example.com", CancellationToken.None); // not the amount
         _bed.Clock.SetUtcNow(new DateTimeOffset(2026, 4, 1, 0, 0, 20, TimeSpan.Zero));
         Assert.Equal(2, await Monitor.CheckAsync(CancellationToken.None));
         Assert.Equal(0, await Monitor.CheckAsync(CancellationToken.None));

@@ -27,7 +27,8 @@ public abstract partial class ConsoleLinkRenewalTests(DatabaseProvider provider)
 {
     private static readonly TimeSpan Due = TimeSpan.FromDays(23);
 
-    private readonly DateTimeOffset _start = DateTimeOffset.UtcNow;
+    /// <summary>Now, in whole seconds (PostgreSQL keeps microseconds).</summary>
+    private readonly DateTimeOffset _start = new(DateTimeOffset.UtcNow.UtcTicks / TimeSpan.TicksPerSecond * TimeSpan.TicksPerSecond, TimeSpan.Zero);
     private BuyerWebTestBed _bed = null!;
 
     private ConsoleLinkRenewal Renewal => _bed.Services.GetRequiredService<ConsoleLinkRenewal>();
@@ -122,7 +123,50 @@ public abstract partial class ConsoleLinkRenewalTests(DatabaseProvider provider)
         await leases.ReleaseAsync(lease);
         Assert.Equal(1, await Renewal.RenewDueAsync(CancellationToken.None));
         Assert.Equal(2, Submits(subscription));
+
+        // An order that finds the report being written waits for it, then sends its own.
+        Assert.True(await leases.TryAcquireAsync(lease, TimeSpan.FromMinutes(1), CancellationToken.None));
+        var order = ReportOrderAsync(subscription);
+        await Task.Delay(TimeSpan.FromMilliseconds(500));
+        Assert.False(order.IsCompleted);
+        await leases.ReleaseAsync(lease);
+        await order;
+        Assert.Equal(3, Submits(subscription));
     }
+
+    [Fact]
+    public async Task An_orders_report_records_when_its_link_was_made_only_once_waldur_holds_it()
+    {
+        var subscription = await _bed.AddSubscriptionAsync();
+        _bed.Waldur.Upstream.Fail("POST", $"/api/marketplace-provider-resources/{subscription.ResourceUuid}/submit_report/", 400);
+        await Assert.ThrowsAnyAsync<Exception>(() => ReportOrderAsync(subscription));
+        Assert.Null((await Store.GetAsync(subscription.Id, CancellationToken.None)).ConsoleLinkIssuedAt);
+
+        _bed.Clock!.Advance(TimeSpan.FromMinutes(3));
+        await ReportOrderAsync(subscription);
+        Assert.Equal(_bed.Clock.GetUtcNow(), (await Store.GetAsync(subscription.Id, CancellationToken.None)).ConsoleLinkIssuedAt);
+    }
+
+    [Fact]
+    public async Task Link_bookkeeping_leaves_the_buyers_last_change_and_racing_first_writes_of_a_settings_row_all_land()
+    {
+        var subscription = await _bed.AddSubscriptionAsync();
+        await Store.UpdateAsync(subscription.Id, s => s.WidgetDailyMessageCap = 9, CancellationToken.None);
+        var changed = (await Store.GetAsync(subscription.Id, CancellationToken.None)).UpdatedAt;
+        _bed.Clock!.Advance(TimeSpan.FromHours(1));
+        await ReportOrderAsync(subscription);
+        Assert.Equal(changed, (await Store.GetAsync(subscription.Id, CancellationToken.None)).UpdatedAt);
+
+        var fresh = await _bed.AddSubscriptionAsync();
+        var console = _bed.Services.GetRequiredService<ConsoleAccess>();
+        await Task.WhenAll(Enumerable.Range(0, 16).Select(i => i % 2 == 0
+            ? console.RecordIssuedAsync(fresh.Id, _start, CancellationToken.None)
+            : Store.UpdateAsync(fresh.Id, s => s.WidgetDailyMessageCap = 7, CancellationToken.None)));
+        var row = await Store.GetAsync(fresh.Id, CancellationToken.None);
+        Assert.Equal((7, (DateTimeOffset?)_start), (row.WidgetDailyMessageCap, row.ConsoleLinkIssuedAt));
+    }
+
+    private BuyerWebStore Store => _bed.Services.GetRequiredService<BuyerWebStore>();
 
     [Fact]
     public async Task Waldur_down_or_refusing_the_adapter_renews_nothing_until_it_is_back_and_a_refused_resource_does_not_hold_up_the_others()
@@ -138,9 +182,15 @@ public abstract partial class ConsoleLinkRenewalTests(DatabaseProvider provider)
         foreach (var status in new[] { 503, 401, 403 })
         {
             _bed.Waldur.Upstream.Break("GET", "/api/marketplace-provider-resources/[^/]+/", status);
+            var asked = Gets(subscription);
             Assert.Equal(0, await Renewal.RenewDueAsync(CancellationToken.None));
+            Assert.Equal(asked, Gets(subscription)); // the run stopped at the first resource
+            _bed.Clock.Advance(TimeSpan.FromMinutes(1));
+            Assert.Equal(0, await Renewal.RenewDueAsync(CancellationToken.None)); // that one went back in line: the next is tried
+            Assert.True(Gets(subscription) > asked);
             Assert.Equal(report, Report(subscription));
             _bed.Waldur.Upstream.Heal();
+            _bed.Clock.Advance(ConsoleLinkRenewal.PausedRetryDelay);
         }
 
         _bed.Waldur.Upstream.Fail("GET", $"/api/marketplace-provider-resources/{gone.ResourceUuid}/", 404, times: 10);
@@ -148,9 +198,9 @@ public abstract partial class ConsoleLinkRenewalTests(DatabaseProvider provider)
         Assert.NotEqual(report, Report(subscription));
         Assert.Contains(_bed.Server.Logs.Events, e => e.Level == Serilog.Events.LogEventLevel.Warning
             && e.MessageTemplate.Text.Contains("not renewed", StringComparison.Ordinal) && e.Properties["SubscriptionId"].ToString() == gone.Id.ToString());
-        var asked = _bed.Waldur.Upstream.Count("GET", $"/api/marketplace-provider-resources/{gone.ResourceUuid}/");
+        var refused = Gets(gone);
         Assert.Equal(0, await Renewal.RenewDueAsync(CancellationToken.None));
-        Assert.Equal(asked, _bed.Waldur.Upstream.Count("GET", $"/api/marketplace-provider-resources/{gone.ResourceUuid}/"));
+        Assert.Equal(refused, Gets(gone));
 
         // The refused resource is tried again a day later.
         _bed.Waldur.Upstream.Heal();
@@ -158,6 +208,9 @@ public abstract partial class ConsoleLinkRenewalTests(DatabaseProvider provider)
         Assert.Equal(1, await Renewal.RenewDueAsync(CancellationToken.None));
         Assert.Equal(ConsoleReportContributor.Header, Report(gone)[^1].Header);
     }
+
+    private int Gets(Subscription subscription) =>
+        _bed.Waldur.Upstream.Count("GET", $"/api/marketplace-provider-resources/{subscription.ResourceUuid}/");
 
     private int Submits(Subscription subscription) =>
         _bed.Waldur.Upstream.Count("POST", $"/api/marketplace-provider-resources/{subscription.ResourceUuid}/submit_report/");

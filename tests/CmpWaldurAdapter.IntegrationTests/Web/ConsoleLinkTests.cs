@@ -59,13 +59,16 @@ public sealed partial class ConsoleLinkTests : IAsyncLifetime
     public async Task Replacing_the_link_puts_the_new_one_in_homeport_and_ends_the_old_links_but_not_this_session()
     {
         var subscription = await _bed.AddSubscriptionAsync();
-        var oldLink = await _bed.ConsoleLinkAsync(subscription.Id);
+        var order = new CmpWaldurAdapter.Orders.OrderRecord { OrderUuid = Guid.NewGuid(), Type = CmpWaldurAdapter.Core.Orders.OrderType.Create, ResourceUuid = subscription.ResourceUuid };
+        await _bed.Services.GetRequiredService<CmpWaldurAdapter.Reports.SubscriptionReporter>().SubmitAsync(subscription, order, "Customer support agent", CancellationToken.None);
+        var oldLink = ReportedLink(subscription.ResourceUuid);
         using var browser = await ConsoleBrowser.OpenAsync(_bed.Url, oldLink);
 
         var replaced = await browser.PostAsync("/console?handler=RotateLink", ConsoleBrowser.Form(await browser.GetStringAsync("/console")));
 
         Assert.Equal(HttpStatusCode.OK, replaced.StatusCode);
         Assert.Contains("The console link was replaced", await replaced.Content.ReadAsStringAsync());
+        Assert.Equal([ConsoleReportContributor.ReplacedHeader, "Your agent is ready", ConsoleReportContributor.Header], Headers(subscription.ResourceUuid));
         var newLink = ReportedLink(subscription.ResourceUuid);
         Assert.NotEqual(oldLink, newLink);
         Assert.Equal(HttpStatusCode.OK, (await browser.GetAsync("/console")).StatusCode); // the session that replaced it goes on
@@ -73,7 +76,14 @@ public sealed partial class ConsoleLinkTests : IAsyncLifetime
         Assert.NotEqual(HttpStatusCode.Redirect, (await stale.GetAsync(oldLink.PathAndQuery)).StatusCode);
         using var fresh = await ConsoleBrowser.OpenAsync(_bed.Url, newLink);
         Assert.Equal(HttpStatusCode.OK, (await fresh.GetAsync("/console")).StatusCode);
+
+        // Replaced again: one notice, the summary kept.
+        Assert.Equal(HttpStatusCode.OK, (await fresh.PostAsync("/console?handler=RotateLink", ConsoleBrowser.Form(await fresh.GetStringAsync("/console")))).StatusCode);
+        Assert.Equal([ConsoleReportContributor.ReplacedHeader, "Your agent is ready", ConsoleReportContributor.Header], Headers(subscription.ResourceUuid));
     }
+
+    private List<string> Headers(Guid resource) =>
+        [.. _bed.Waldur.Resource(resource)["report"]!.AsArray().Select(s => s!["header"]!.GetValue<string>())];
 
     [Fact]
     public async Task When_waldur_cannot_take_the_new_link_nothing_is_replaced_and_a_retry_later_succeeds()

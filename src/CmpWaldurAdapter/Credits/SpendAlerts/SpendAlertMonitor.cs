@@ -31,7 +31,7 @@ public sealed class SpendAlertMonitor(
     /// <summary>
     /// Checks every subscription with an alert once; returns how many thresholds it recorded. In the first hour of a
     /// month the previous month is checked as well: charges of its last minutes came after its last check (against the
-    /// amount it ended with: a subscription whose settings changed since is left out of that check).
+    /// amount it ended with: a subscription whose amount changed since is left out of that check).
     /// </summary>
     public async Task<int> CheckAsync(CancellationToken cancellationToken)
     {
@@ -56,7 +56,7 @@ public sealed class SpendAlertMonitor(
             .Where(s => s.MonthlySpendAlertCredits != null && s.MonthlySpendAlertCredits > 0)
             // A month already over is measured only against an amount set before it ended: one set or changed since
             // belongs to the new month, and would alert the old one for thresholds the buyer never set for it.
-            .Where(s => !ended || s.UpdatedAt < end)
+            .Where(s => !ended || s.MonthlySpendAlertSetAt == null || s.MonthlySpendAlertSetAt < end)
             .Join(db.Subscriptions.AsNoTracking(), s => s.SubscriptionId, s => s.Id, (settings, subscription) => new Watched(subscription.Id, subscription.ResourceUuid, settings.MonthlySpendAlertCredits!.Value))
             .ToListAsync(cancellationToken);
         if (watched.Count == 0)

@@ -1308,6 +1308,10 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Postgres
                         .HasColumnType("bigint")
                         .HasColumnName("monthly_spend_alert_credits");
 
+                    b.Property<DateTimeOffset?>("MonthlySpendAlertSetAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("monthly_spend_alert_set_at");
+
                     b.Property<DateTimeOffset>("UpdatedAt")
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("updated_at");

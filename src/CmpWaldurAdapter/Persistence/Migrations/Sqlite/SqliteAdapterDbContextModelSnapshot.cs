@@ -1301,6 +1301,10 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Sqlite
                         .HasColumnType("INTEGER")
                         .HasColumnName("monthly_spend_alert_credits");
 
+                    b.Property<long?>("MonthlySpendAlertSetAt")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("monthly_spend_alert_set_at");
+
                     b.Property<long>("UpdatedAt")
                         .HasColumnType("INTEGER")
                         .HasColumnName("updated_at");

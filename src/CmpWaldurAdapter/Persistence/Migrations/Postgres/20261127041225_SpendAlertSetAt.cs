@@ -1,0 +1,29 @@
+﻿using System;
+using Microsoft.EntityFrameworkCore.Migrations;
+
+#nullable disable
+
+namespace CmpWaldurAdapter.Persistence.Migrations.Postgres
+{
+    /// <inheritdoc />
+    public partial class SpendAlertSetAt : Migration
+    {
+        /// <inheritdoc />
+        protected override void Up(MigrationBuilder migrationBuilder)
+        {
+            migrationBuilder.AddColumn<DateTimeOffset>(
+                name: "monthly_spend_alert_set_at",
+                table: "buyer_web_settings",
+                type: "timestamp with time zone",
+                nullable: true);
+        }
+
+        /// <inheritdoc />
+        protected override void Down(MigrationBuilder migrationBuilder)
+        {
+            migrationBuilder.DropColumn(
+                name: "monthly_spend_alert_set_at",
+                table: "buyer_web_settings");
+        }
+    }
+}

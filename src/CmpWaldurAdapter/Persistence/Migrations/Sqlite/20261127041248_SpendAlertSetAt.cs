@@ -1,0 +1,28 @@
+﻿using Microsoft.EntityFrameworkCore.Migrations;
+
+#nullable disable
+
+namespace CmpWaldurAdapter.Persistence.Migrations.Sqlite
+{
+    /// <inheritdoc />
+    public partial class SpendAlertSetAt : Migration
+    {
+        /// <inheritdoc />
+        protected override void Up(MigrationBuilder migrationBuilder)
+        {
+            migrationBuilder.AddColumn<long>(
+                name: "monthly_spend_alert_set_at",
+                table: "buyer_web_settings",
+                type: "INTEGER",
+                nullable: true);
+        }
+
+        /// <inheritdoc />
+        protected override void Down(MigrationBuilder migrationBuilder)
+        {
+            migrationBuilder.DropColumn(
+                name: "monthly_spend_alert_set_at",
+                table: "buyer_web_settings");
+        }
+    }
+}

@@ -1,5 +1,4 @@
 using System.Net;
-using System.Text.RegularExpressions;
 using CmpWaldurAdapter.Core.Orders;
 using CmpWaldurAdapter.Core.Subscriptions;
 using CmpWaldurAdapter.Orders;
@@ -23,7 +22,7 @@ public sealed class ConsoleLinkRenewalOnPostgresTests() : ConsoleLinkRenewalTest
 /// The console link in HomePort never dies while the subscription lasts: a week before it expires (30-day links)
 /// the report gets a fresh one of the same version, every other section kept; the old one works until it expires.
 /// </summary>
-public abstract partial class ConsoleLinkRenewalTests(DatabaseProvider provider) : IAsyncLifetime
+public abstract class ConsoleLinkRenewalTests(DatabaseProvider provider) : IAsyncLifetime
 {
     private static readonly TimeSpan Due = TimeSpan.FromDays(23);
 
@@ -233,14 +232,11 @@ public abstract partial class ConsoleLinkRenewalTests(DatabaseProvider provider)
             .Select(s => (s!["header"]!.GetValue<string>(), s["body"]!.GetValue<string>())).ToList() ?? [];
 
     private static Uri LinkIn(List<(string Header, string Body)> report) =>
-        new(LinkPattern().Match(report.Single(s => s.Header == ConsoleReportContributor.Header).Body).Value);
+        ConsoleBrowser.LinkIn(report.Single(s => s.Header == ConsoleReportContributor.Header).Body);
 
     private async Task<HttpStatusCode> OpenAsync(Uri link)
     {
         using var browser = new HttpClient(new HttpClientHandler { AllowAutoRedirect = false }) { BaseAddress = _bed.Url };
         return (await browser.GetAsync(link.PathAndQuery)).StatusCode;
     }
-
-    [GeneratedRegex(@"https?://\S+/console/open\?t=\S+")]
-    private static partial Regex LinkPattern();
 }

@@ -27,6 +27,17 @@ public static partial class ConsoleBrowser
     public static FormUrlEncodedContent Form(string page, params (string Name, string Value)[] fields) =>
         new([new("__RequestVerificationToken", Antiforgery(page)), .. fields.Select(f => new KeyValuePair<string, string>(f.Name, f.Value))]);
 
+    /// <summary>The console link in the body of a report's console section.</summary>
+    public static Uri LinkIn(string sectionBody)
+    {
+        var link = ConsoleLink().Match(sectionBody);
+        Assert.True(link.Success, "no console link in: " + sectionBody);
+        return new Uri(link.Value);
+    }
+
+    [GeneratedRegex(@"https?://\S+/console/open\?t=\S+")]
+    private static partial Regex ConsoleLink();
+
     [GeneratedRegex("name=\"__RequestVerificationToken\" type=\"hidden\" value=\"([^\"]+)\"")]
     private static partial Regex AntiforgeryField();
 }

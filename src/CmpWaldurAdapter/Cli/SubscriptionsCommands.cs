@@ -5,11 +5,16 @@ using CmpWaldurAdapter.Core.Subscriptions;
 using CmpWaldurAdapter.Offerings;
 using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Tenants;
+using CmpWaldurAdapter.Waldur.Api;
+using CmpWaldurAdapter.Web;
 using Microsoft.EntityFrameworkCore;
 
 namespace CmpWaldurAdapter.Cli;
 
-/// <summary><c>subscriptions list</c> and <c>subscriptions show</c>: the buyers' agents as the adapter holds them.</summary>
+/// <summary>
+/// <c>subscriptions list</c> and <c>subscriptions show</c>: the buyers' agents as the adapter holds them;
+/// <c>subscriptions replace-console-link</c>: a new console link for a buyer whose link was shared by mistake.
+/// </summary>
 public static class SubscriptionsCommands
 {
     public static Command Build(CommandContext context)
@@ -24,7 +29,13 @@ public static class SubscriptionsCommands
         var show = new Command("show", "Show one subscription: settings, upstream tenant, live API keys.") { id };
         show.SetAction((parse, cancellationToken) => ShowAsync(context, parse, parse.GetValue(id), cancellationToken));
 
-        return new Command("subscriptions", "The buyers' subscriptions (one per Waldur resource).") { list, show };
+        var replaceId = new Argument<Guid>("subscription") { Description = "The subscription id (the resource's backend_id) or the Waldur resource UUID." };
+        var replace = new Command("replace-console-link",
+            "Replace the buyer console link (one shared by mistake): the resource's report gets a new one, then every earlier link and console session stops working.")
+            { replaceId };
+        replace.SetAction((parse, cancellationToken) => ReplaceConsoleLinkAsync(context, parse, parse.GetValue(replaceId), cancellationToken));
+
+        return new Command("subscriptions", "The buyers' subscriptions (one per Waldur resource).") { list, show, replace };
     }
 
     /// <summary>Finds a subscription by its own id or by its Waldur resource UUID.</summary>
@@ -119,6 +130,51 @@ public static class SubscriptionsCommands
         await context.Output.WriteLineAsync(keys.Count == 0 ? "No live API keys." : $"{keys.Count} live API key(s):");
         await Table.WriteAsync(context.Output, ["KEY", "KIND", "NAME", "PREFIX", "CREATED", "LAST USED"],
             detail.Keys.Select(k => new[] { k.Id.ToString(), k.Kind.ToString(), k.Name, k.Prefix, k.CreatedAt.ToString("u"), k.LastUsedAt?.ToString("u") }));
+        return ExitCodes.Success;
+    }
+
+    private static async Task<int> ReplaceConsoleLinkAsync(CommandContext context, ParseResult parse, Guid id, CancellationToken cancellationToken)
+    {
+        using var host = context.BuildHost(parse);
+        await host.Services.MigrateEmbeddedDatabaseAsync(cancellationToken);
+        Subscription? subscription;
+        await using (var db = await host.Services.GetRequiredService<IDbContextFactory<AdapterDbContext>>().CreateDbContextAsync(cancellationToken))
+        {
+            subscription = await FindAsync(db, id, cancellationToken);
+        }
+
+        if (subscription is null)
+        {
+            await context.Error.WriteLineAsync($"replace-console-link: no subscription has the id or resource UUID {id}.");
+            return ExitCodes.Error;
+        }
+
+        if (subscription.State != SubscriptionState.Active)
+        {
+            await context.Error.WriteLineAsync($"replace-console-link: subscription {subscription.Id} is {subscription.State}; only an active subscription has a console link.");
+            return ExitCodes.Error;
+        }
+
+        int version;
+        try
+        {
+            version = await host.Services.GetRequiredService<ConsoleReportContributor>().RotateAsync(subscription, cancellationToken);
+        }
+        catch (Exception exception) when (exception is ReportBusyException || UpstreamFailures.IsTransient(exception) || exception is Refit.ApiException)
+        {
+            var why = exception is ReportBusyException ? "its report is being written right now" : "Waldur did not take the report: " + UpstreamFailures.Describe(exception);
+            await context.Error.WriteLineAsync($"replace-console-link: nothing was replaced ({why}); the current link still works. Try again.");
+            return ExitCodes.Error;
+        }
+
+        if (parse.GetValue(CommandContext.OutputOption) == OutputFormat.Json)
+        {
+            await context.Output.WriteLineAsync(JsonSerializer.Serialize(new { subscription = subscription.Id, resource = subscription.ResourceUuid, linkVersion = version }, CliJson.Options));
+            return ExitCodes.Success;
+        }
+
+        await context.Output.WriteLineAsync(
+            $"Replaced: the report of resource {subscription.ResourceUuid} shows a new console link; earlier links and console sessions of subscription {subscription.Id} no longer work.");
         return ExitCodes.Success;
     }
 

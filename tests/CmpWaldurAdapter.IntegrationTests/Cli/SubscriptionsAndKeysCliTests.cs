@@ -4,6 +4,7 @@ using CmpWaldurAdapter.Cli;
 using CmpWaldurAdapter.Core.Subscriptions;
 using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Testing.Credits;
+using CmpWaldurAdapter.Web;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Serilog.Core;
@@ -39,6 +40,7 @@ public sealed class SubscriptionsAndKeysCliTests : IAsyncLifetime
     [Theory]
     [InlineData("subscriptions", "list")]
     [InlineData("subscriptions", "show")]
+    [InlineData("subscriptions", "replace-console-link")]
     [InlineData("keys", "list")]
     [InlineData("keys", "create")]
     [InlineData("keys", "revoke")]
@@ -72,6 +74,38 @@ public sealed class SubscriptionsAndKeysCliTests : IAsyncLifetime
         var detail = JsonNode.Parse(shown.Output)!;
         Assert.Equal((active.Id.ToString(), "Active"), (detail["id"]!.GetValue<string>(), detail["state"]!.GetValue<string>()));
         Assert.Empty(detail["keys"]!.AsArray());
+    }
+
+    [Fact]
+    public async Task Replace_console_link_puts_a_new_link_in_the_report_and_ends_the_old_one_and_changes_nothing_when_it_cannot()
+    {
+        var subscription = await _bed.AddSubscriptionAsync();
+        _bed.Waldur.AddResource(subscription.ResourceUuid, _bed.Offering, subscription.CustomerId, subscription.WorkspaceId);
+        var store = _bed.Services.GetRequiredService<BuyerWebStore>();
+
+        _bed.Waldur.Upstream.Fail("POST", $"/api/marketplace-provider-resources/{subscription.ResourceUuid}/submit_report/", 400);
+        var refused = await RunAsync("subscriptions", "replace-console-link", subscription.Id.ToString());
+        Assert.Equal(ExitCodes.Error, refused.Exit);
+        Assert.Contains("nothing was replaced (Waldur did not take the report: HTTP 400", refused.Error);
+        Assert.Equal(1, (await store.GetAsync(subscription.Id, CancellationToken.None)).ConsoleLinkVersion);
+
+        var replaced = await RunAsync("subscriptions", "replace-console-link", subscription.ResourceUuid.ToString(), "--output", "json");
+
+        Assert.Equal(ExitCodes.Success, replaced.Exit);
+        Assert.Equal(2, JsonNode.Parse(replaced.Output)!["linkVersion"]!.GetValue<int>());
+        var report = _bed.Waldur.Resource(subscription.ResourceUuid)["report"]!.AsArray();
+        var reported = CmpWaldurAdapter.Testing.Web.ConsoleBrowser.LinkIn(report.Single(s => s!["header"]!.GetValue<string>() == ConsoleReportContributor.Header)!["body"]!.GetValue<string>());
+        Assert.Equal(2, (await store.GetAsync(subscription.Id, CancellationToken.None)).ConsoleLinkVersion);
+        Assert.Equal("/console/open", reported.AbsolutePath);
+        Assert.DoesNotContain(_bed.Logs.Events, e => e.RenderMessage().Contains("console/open?t=", StringComparison.Ordinal) && !e.RenderMessage().Contains("t=***", StringComparison.Ordinal));
+
+        var terminated = await _bed.AddSubscriptionAsync(state: SubscriptionState.Terminated);
+        var notActive = await RunAsync("subscriptions", "replace-console-link", terminated.Id.ToString());
+        Assert.Equal(ExitCodes.Error, notActive.Exit);
+        Assert.Contains("only an active subscription has a console link", notActive.Error);
+        var unknown = await RunAsync("subscriptions", "replace-console-link", Guid.NewGuid().ToString());
+        Assert.Equal(ExitCodes.Error, unknown.Exit);
+        Assert.Contains("no subscription has the id or resource UUID", unknown.Error);
     }
 
     [Fact]

@@ -160,10 +160,15 @@ public static class SubscriptionsCommands
         {
             version = await host.Services.GetRequiredService<ConsoleReportContributor>().RotateAsync(subscription, cancellationToken);
         }
-        catch (Exception exception) when (exception is ReportBusyException || UpstreamFailures.IsTransient(exception) || exception is Refit.ApiException)
+        catch (Exception exception) when (exception is ReportBusyException or SubscriptionNotActiveException || UpstreamFailures.IsTransient(exception) || exception is Refit.ApiException)
         {
-            var why = exception is ReportBusyException ? "its report is being written right now" : "Waldur did not take the report: " + UpstreamFailures.Describe(exception);
-            await context.Error.WriteLineAsync($"replace-console-link: nothing was replaced ({why}); the current link still works. Try again.");
+            var why = exception switch
+            {
+                ReportBusyException => "its report is being written right now; the current link still works. Try again",
+                SubscriptionNotActiveException => $"subscription {subscription.Id} stopped being active meanwhile",
+                _ => "Waldur did not take the report: " + UpstreamFailures.Describe(exception) + "; the current link still works. Try again",
+            };
+            await context.Error.WriteLineAsync($"replace-console-link: nothing was replaced ({why}).");
             return ExitCodes.Error;
         }
 

@@ -150,6 +150,7 @@ public static class AdapterHost
         services.AddSingleton<OrderProcessor>();
         services.AddSingleton<OrderPoller>();
         services.AddSingleton<SubscriptionReporter>();
+        services.AddSingleton<ReportLease>();
         services.AddDataProtection()
             .SetApplicationName("CmpWaldurAdapter")
             .PersistKeysToDbContext<AdapterDbContext>();

@@ -1,6 +1,5 @@
 using CmpWaldurAdapter.Core.Orders;
 using CmpWaldurAdapter.Orders;
-using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Provisioning;
 using CmpWaldurAdapter.Tenants;
 using CmpWaldurAdapter.Waldur.Api;
@@ -20,28 +19,12 @@ public interface IReportContributor
     Task SubmittedAsync(Subscription subscription, CancellationToken cancellationToken) => Task.CompletedTask;
 }
 
-/// <summary>
-/// Builds and submits the resource report at the end of every order. Every writer of a resource's report (orders
-/// here, the console's link replacement and renewal) holds <see cref="LeaseName"/> while it builds and submits, so
-/// none builds from a state another is about to change.
-/// </summary>
-public sealed class SubscriptionReporter(IWaldurApi waldur, IEnumerable<IReportContributor> contributors, DatabaseLeases leases)
+/// <summary>Builds and submits the resource report at the end of every order, holding the <see cref="ReportLease"/>.</summary>
+public sealed class SubscriptionReporter(IWaldurApi waldur, IEnumerable<IReportContributor> contributors, ReportLease lease)
 {
-    /// <summary>
-    /// Longer than any report write takes: a Waldur call with its retries is cut off after AttemptTimeout × attempts plus
-    /// backoff (about 3 minutes with the defaults) and a write makes two at most. Frees a crashed writer's lease.
-    /// </summary>
-    public static readonly TimeSpan LeaseDuration = TimeSpan.FromMinutes(10);
-
-    /// <summary>How long an order waits for another writer of the report (they take moments) before it is retried later.</summary>
-    public static readonly TimeSpan LeaseWait = TimeSpan.FromSeconds(3);
-
-    public static string LeaseName(Guid resourceUuid) => $"waldur-report:{resourceUuid:N}";
-
     public async Task SubmitAsync(Subscription subscription, OrderRecord order, string offeringName, CancellationToken cancellationToken)
     {
-        var lease = LeaseName(subscription.ResourceUuid);
-        if (await leases.TryAcquireWaitingAsync(lease, LeaseDuration, LeaseWait, cancellationToken) is not { } holding)
+        if (await lease.TryTakeAsync(subscription.ResourceUuid, ReportLease.OrderWait, cancellationToken) is not { } holding)
         {
             throw new TransientProvisioningException("The resource's report is being written by another task; the order retries.");
         }
@@ -62,7 +45,7 @@ public sealed class SubscriptionReporter(IWaldurApi waldur, IEnumerable<IReportC
         }
         finally
         {
-            await leases.ReleaseAsync(lease, holding);
+            await lease.ReleaseAsync(subscription.ResourceUuid, holding);
         }
     }
 

@@ -13,13 +13,13 @@ namespace CmpWaldurAdapter.Web;
 /// Keeps the console link in every active subscription's Waldur report alive: a link that expires within
 /// <see cref="WebOptions.ConsoleLinkRenewBefore"/> is replaced by a fresh one of the version in force, so the buyer's
 /// HomePort link never dies while the subscription lasts. Each renewal holds the report's lease
-/// (<see cref="SubscriptionReporter.LeaseName"/>), so it never interleaves with an order's report or a replacement.
+/// (<see cref="ReportLease"/>), so it never interleaves with an order's report or a replacement.
 /// </summary>
 public sealed class ConsoleLinkRenewal(
     IDbContextFactory<AdapterDbContext> dbs,
     ConsoleReportContributor report,
     ConsoleAccess console,
-    DatabaseLeases leases,
+    ReportLease lease,
     IOptions<WebOptions> options,
     TimeProvider clock,
     ILogger<ConsoleLinkRenewal> logger)
@@ -62,8 +62,7 @@ public sealed class ConsoleLinkRenewal(
         var renewed = 0;
         foreach (var (id, resource) in candidates)
         {
-            var lease = SubscriptionReporter.LeaseName(resource);
-            if (await leases.TryAcquireWaitingAsync(lease, SubscriptionReporter.LeaseDuration, TimeSpan.Zero, cancellationToken) is not { } holding)
+            if (await lease.TryTakeAsync(resource, TimeSpan.Zero, cancellationToken) is not { } holding)
             {
                 continue; // an order or a replacement is writing the report right now (with a fresh link); due again next run if not
             }
@@ -94,7 +93,7 @@ public sealed class ConsoleLinkRenewal(
             }
             finally
             {
-                await leases.ReleaseAsync(lease, holding);
+                await lease.ReleaseAsync(resource, holding);
             }
         }
 

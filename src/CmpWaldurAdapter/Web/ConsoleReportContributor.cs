@@ -13,6 +13,9 @@ namespace CmpWaldurAdapter.Web;
 /// <summary>Another writer of the resource's report (an order, a renewal) is at work; try again in a moment.</summary>
 public sealed class ReportBusyException() : Exception("The resource's report is being written by another task.");
 
+/// <summary>Only an active subscription's console link is replaced (one being provisioned or terminated has none to replace).</summary>
+public sealed class SubscriptionNotActiveException() : Exception("The subscription is not active.");
+
 /// <summary>
 /// Puts the buyer console link in the Waldur resource report, where the project's members see it in HomePort.
 /// The link is signed and expires; it is not a key (it opens the console only).
@@ -20,7 +23,7 @@ public sealed class ReportBusyException() : Exception("The resource's report is 
 public sealed class ConsoleReportContributor(
     ConsoleAccess console,
     IWaldurApi waldur,
-    DatabaseLeases leases,
+    ReportLease lease,
     IDbContextFactory<AdapterDbContext> dbs,
     IOptions<WebOptions> options,
     TimeProvider clock,
@@ -59,13 +62,12 @@ public sealed class ConsoleReportContributor(
     /// When Waldur cannot take it, this throws and the links in force stay; the link is marked for renewal before the
     /// report is sent, so should Waldur have taken it after all (a timeout, a crash before the version is put in force),
     /// the next renewal run puts a link of the version in force there. Throws <see cref="ReportBusyException"/> while
-    /// another writer holds the report, or when the subscription is no longer active once it is free (a Terminate order
-    /// went first). Returns the version now in force.
+    /// another writer holds the report, <see cref="SubscriptionNotActiveException"/> when the subscription is not active
+    /// once the report is free (a Terminate order may have gone first). Returns the version now in force.
     /// </summary>
     public async Task<int> RotateAsync(Subscription subscription, CancellationToken cancellationToken)
     {
-        var lease = SubscriptionReporter.LeaseName(subscription.ResourceUuid);
-        if (await leases.TryAcquireWaitingAsync(lease, SubscriptionReporter.LeaseDuration, SubscriptionReporter.LeaseWait, cancellationToken) is not { } holding)
+        if (await lease.TryTakeAsync(subscription.ResourceUuid, ReportLease.OrderWait, cancellationToken) is not { } holding)
         {
             throw new ReportBusyException();
         }
@@ -74,7 +76,7 @@ public sealed class ConsoleReportContributor(
         {
             if (!await IsActiveAsync(subscription.Id, cancellationToken))
             {
-                throw new ReportBusyException();
+                throw new SubscriptionNotActiveException();
             }
 
             var (link, version) = await console.NextLinkAsync(subscription.Id, cancellationToken);
@@ -88,7 +90,7 @@ public sealed class ConsoleReportContributor(
         }
         finally
         {
-            await leases.ReleaseAsync(lease, holding);
+            await lease.ReleaseAsync(subscription.ResourceUuid, holding);
         }
     }
 
@@ -96,7 +98,7 @@ public sealed class ConsoleReportContributor(
     /// Puts a fresh link of the version in force in the resource's report in place of its console section (or after
     /// the others when it has none); every other section stays as Waldur holds it. Older links keep working until they
     /// expire. False (nothing sent) when the subscription is no longer active. The caller holds the report's lease
-    /// (<see cref="SubscriptionReporter.LeaseName"/>).
+    /// (<see cref="ReportLease"/>).
     /// </summary>
     public async Task<bool> RenewAsync(Guid subscriptionId, Guid resourceUuid, CancellationToken cancellationToken)
     {
@@ -115,13 +117,14 @@ public sealed class ConsoleReportContributor(
     }
 
     /// <summary>
-    /// The report's sections with <paramref name="console"/> in place of its console section (or last when it has none);
-    /// with <paramref name="notice"/>, that notice first instead of an earlier one.
+    /// The report's sections with <paramref name="console"/> in place of its console section (or last when it has none)
+    /// and without an earlier replacement notice (after a renewal it may not hold: a replacement that was not put in
+    /// force is repaired by a renewal); with <paramref name="notice"/>, that notice first.
     /// </summary>
     private static List<ReportSectionRequest> WithSection(IEnumerable<ReportSection>? report, ReportSectionRequest console, ReportSectionRequest? notice)
     {
         var sections = (report ?? [])
-            .Where(s => notice is null || s.Header != ReplacedHeader)
+            .Where(s => s.Header != ReplacedHeader)
             .Select(s => s.Header == Header ? console : new ReportSectionRequest { Header = s.Header ?? string.Empty, Body = s.Body ?? string.Empty })
             .ToList();
         if (!sections.Contains(console))

@@ -82,6 +82,8 @@ public sealed class SubscriptionsAndKeysCliTests : IAsyncLifetime
         var subscription = await _bed.AddSubscriptionAsync();
         _bed.Waldur.AddResource(subscription.ResourceUuid, _bed.Offering, subscription.CustomerId, subscription.WorkspaceId);
         var store = _bed.Services.GetRequiredService<BuyerWebStore>();
+        var access = _bed.Services.GetRequiredService<ConsoleAccess>();
+        var old = await access.CreateLinkAsync(subscription.Id, CancellationToken.None);
 
         _bed.Waldur.Upstream.Fail("POST", $"/api/marketplace-provider-resources/{subscription.ResourceUuid}/submit_report/", 400);
         var refused = await RunAsync("subscriptions", "replace-console-link", subscription.Id.ToString());
@@ -97,6 +99,8 @@ public sealed class SubscriptionsAndKeysCliTests : IAsyncLifetime
         var reported = CmpWaldurAdapter.Testing.Web.ConsoleBrowser.LinkIn(report.Single(s => s!["header"]!.GetValue<string>() == ConsoleReportContributor.Header)!["body"]!.GetValue<string>());
         Assert.Equal(2, (await store.GetAsync(subscription.Id, CancellationToken.None)).ConsoleLinkVersion);
         Assert.Equal("/console/open", reported.AbsolutePath);
+        Assert.Null(await OpensAsync(access, old)); // earlier links stop
+        Assert.Equal(subscription.Id, (await OpensAsync(access, reported))?.Subscription.Id); // the server takes what the CLI made
         Assert.DoesNotContain(_bed.Logs.Events, e => e.RenderMessage().Contains("console/open?t=", StringComparison.Ordinal) && !e.RenderMessage().Contains("t=***", StringComparison.Ordinal));
 
         var terminated = await _bed.AddSubscriptionAsync(state: SubscriptionState.Terminated);
@@ -107,6 +111,10 @@ public sealed class SubscriptionsAndKeysCliTests : IAsyncLifetime
         Assert.Equal(ExitCodes.Error, unknown.Exit);
         Assert.Contains("no subscription has the id or resource UUID", unknown.Error);
     }
+
+    /// <summary>Opens a console session from the link as the console's /console/open does: the caller, or null for a link it refuses.</summary>
+    private static Task<ConsoleCaller?> OpensAsync(ConsoleAccess access, Uri link) =>
+        access.OpenAsync(new Microsoft.AspNetCore.Http.DefaultHttpContext(), Microsoft.AspNetCore.WebUtilities.QueryHelpers.ParseQuery(link.Query)["t"].ToString(), CancellationToken.None);
 
     [Fact]
     public async Task Bad_arguments_are_clear_errors_with_exit_2()

@@ -96,6 +96,33 @@ public abstract class PersistenceTests(DatabaseProvider provider) : IAsyncLifeti
     }
 
     [Fact]
+    public async Task Migrating_dates_an_alert_amount_set_before_its_date_was_kept_by_its_last_settings_change_and_a_downgrade_keeps_the_amounts()
+    {
+        var (customer, workspace) = await SeedTenantAsync();
+        var withAlert = NewSubscription(Guid.NewGuid(), customer, workspace);
+        var withoutAlert = NewSubscription(Guid.NewGuid(), customer, workspace);
+        var changed = new DateTimeOffset(2026, 10, 31, 23, 59, 0, TimeSpan.Zero);
+        await using (var db = await Dbs.CreateDbContextAsync())
+        {
+            db.Subscriptions.AddRange(withAlert, withoutAlert);
+            db.BuyerWebSettings.Add(new CmpWaldurAdapter.Web.BuyerWebSettings { SubscriptionId = withAlert.Id, MonthlySpendAlertCredits = 500, UpdatedAt = changed });
+            db.BuyerWebSettings.Add(new CmpWaldurAdapter.Web.BuyerWebSettings { SubscriptionId = withoutAlert.Id, UpdatedAt = changed });
+            await db.SaveChangesAsync();
+        }
+
+        await using var context = await Dbs.CreateDbContextAsync();
+        var migrator = context.GetService<IMigrator>();
+        var migrations = context.Database.GetMigrations().ToList();
+        // Down past every later change of buyer_web_settings (on SQLite each rebuilds the table from an earlier model).
+        await migrator.MigrateAsync(migrations[migrations.FindIndex(m => m.EndsWith("_SpendAlerts", StringComparison.Ordinal))]);
+        await migrator.MigrateAsync();
+
+        var rows = await context.BuyerWebSettings.AsNoTracking().ToDictionaryAsync(s => s.SubscriptionId);
+        Assert.Equal((500L, (DateTimeOffset?)changed), (rows[withAlert.Id].MonthlySpendAlertCredits, rows[withAlert.Id].MonthlySpendAlertSetAt));
+        Assert.Equal(((long?)null, (DateTimeOffset?)null), (rows[withoutAlert.Id].MonthlySpendAlertCredits, rows[withoutAlert.Id].MonthlySpendAlertSetAt));
+    }
+
+    [Fact]
     public async Task A_resource_can_have_only_one_subscription()
     {
         var resource = Guid.NewGuid();

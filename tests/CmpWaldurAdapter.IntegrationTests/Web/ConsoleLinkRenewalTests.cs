@@ -105,7 +105,7 @@ public abstract class ConsoleLinkRenewalTests(DatabaseProvider provider) : IAsyn
         await ReportOrderAsync(subscription);
         _bed.Clock!.Advance(Due + TimeSpan.FromMinutes(1));
         var leases = _bed.Services.GetRequiredService<DatabaseLeases>();
-        var lease = SubscriptionReporter.LeaseName(subscription.ResourceUuid);
+        var lease = ReportLease.Name(subscription.ResourceUuid);
         Assert.True(await leases.TryAcquireAsync(lease, TimeSpan.FromMinutes(1), CancellationToken.None));
 
         Assert.Equal(0, await Renewal.RenewDueAsync(CancellationToken.None));

@@ -79,6 +79,31 @@ public sealed class ConsoleLinkTests : IAsyncLifetime
         // Replaced again: one notice, the summary kept.
         Assert.Equal(HttpStatusCode.OK, (await fresh.PostAsync("/console?handler=RotateLink", ConsoleBrowser.Form(await fresh.GetStringAsync("/console")))).StatusCode);
         Assert.Equal([ConsoleReportContributor.ReplacedHeader, "Your agent is ready", ConsoleReportContributor.Header], Headers(subscription.ResourceUuid));
+
+        // A renewal drops the notice (it repairs replacements that were not put in force, where the notice would be false).
+        await _bed.Services.GetRequiredService<ConsoleAccess>().MarkRenewalDueAsync(subscription.Id, CancellationToken.None);
+        Assert.Equal(1, await _bed.Services.GetRequiredService<ConsoleLinkRenewal>().RenewDueAsync(CancellationToken.None));
+        Assert.Equal(["Your agent is ready", ConsoleReportContributor.Header], Headers(subscription.ResourceUuid));
+    }
+
+    [Fact]
+    public async Task A_subscription_that_is_not_active_has_no_link_to_replace()
+    {
+        var subscription = await _bed.AddSubscriptionAsync();
+        using var browser = await ConsoleBrowser.OpenAsync(_bed.Url, await _bed.ConsoleLinkAsync(subscription.Id));
+        var page = await browser.GetStringAsync("/console");
+        await using (var db = await _bed.Services.GetRequiredService<IDbContextFactory<CmpWaldurAdapter.Persistence.AdapterDbContext>>().CreateDbContextAsync())
+        {
+            await db.Subscriptions.Where(s => s.Id == subscription.Id)
+                .ExecuteUpdateAsync(u => u.SetProperty(s => s.State, CmpWaldurAdapter.Core.Subscriptions.SubscriptionState.Provisioning));
+        }
+
+        var refused = await browser.PostAsync("/console?handler=RotateLink", ConsoleBrowser.Form(page));
+
+        Assert.Equal(HttpStatusCode.Conflict, refused.StatusCode);
+        Assert.Contains("This agent is not active", await refused.Content.ReadAsStringAsync());
+        Assert.Equal(1, await VersionAsync(subscription.Id));
+        Assert.DoesNotContain(_bed.Waldur.Upstream.Requests, r => r.Path.EndsWith("/submit_report/", StringComparison.Ordinal));
     }
 
     private List<string> Headers(Guid resource) =>

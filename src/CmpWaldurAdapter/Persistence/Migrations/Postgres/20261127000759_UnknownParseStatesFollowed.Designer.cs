@@ -268,7 +268,7 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Postgres
                         .HasColumnType("integer")
                         .HasColumnName("attempts");
 
-                    b.Property<Guid>("ConversationId")
+                    b.Property<Guid?>("ConversationId")
                         .HasColumnType("uuid")
                         .HasColumnName("conversation_id");
 
@@ -612,6 +612,46 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Postgres
                         {
                             t.HasCheckConstraint("ck_credit_ledger_entries_credits", "credits >= 0");
                         });
+                });
+
+            modelBuilder.Entity("CmpWaldurAdapter.Credits.SpendAlerts.SpendAlert", b =>
+                {
+                    b.Property<Guid>("Id")
+                        .HasColumnType("uuid")
+                        .HasColumnName("id");
+
+                    b.Property<long>("AlertCredits")
+                        .HasColumnType("bigint")
+                        .HasColumnName("alert_credits");
+
+                    b.Property<DateTimeOffset>("DetectedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("detected_at");
+
+                    b.Property<DateOnly>("Period")
+                        .HasColumnType("date")
+                        .HasColumnName("period");
+
+                    b.Property<long>("SpentCredits")
+                        .HasColumnType("bigint")
+                        .HasColumnName("spent_credits");
+
+                    b.Property<Guid>("SubscriptionId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("subscription_id");
+
+                    b.Property<int>("ThresholdPercent")
+                        .HasColumnType("integer")
+                        .HasColumnName("threshold_percent");
+
+                    b.HasKey("Id")
+                        .HasName("pk_spend_alerts");
+
+                    b.HasIndex("SubscriptionId", "Period", "ThresholdPercent")
+                        .IsUnique()
+                        .HasDatabaseName("ix_spend_alerts_subscription_id_period_threshold_percent");
+
+                    b.ToTable("spend_alerts", (string)null);
                 });
 
             modelBuilder.Entity("CmpWaldurAdapter.Knowledge.Connectors.KnowledgeConnector", b =>
@@ -1263,6 +1303,10 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Postgres
                         .HasColumnType("character varying(40)")
                         .HasColumnName("logo_content_type");
 
+                    b.Property<long?>("MonthlySpendAlertCredits")
+                        .HasColumnType("bigint")
+                        .HasColumnName("monthly_spend_alert_credits");
+
                     b.Property<DateTimeOffset>("UpdatedAt")
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("updated_at");
@@ -1273,6 +1317,10 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Postgres
 
                     b.HasKey("SubscriptionId")
                         .HasName("pk_buyer_web_settings");
+
+                    b.HasIndex("MonthlySpendAlertCredits")
+                        .HasDatabaseName("ix_buyer_web_settings_monthly_spend_alert_credits")
+                        .HasFilter("monthly_spend_alert_credits IS NOT NULL");
 
                     b.ToTable("buyer_web_settings", (string)null);
                 });
@@ -1346,7 +1394,6 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Postgres
                         .WithMany()
                         .HasForeignKey("ConversationId")
                         .OnDelete(DeleteBehavior.Cascade)
-                        .IsRequired()
                         .HasConstraintName("fk_handoff_deliveries_handoff_conversations_conversation_id");
                 });
 
@@ -1368,6 +1415,16 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Postgres
                         .OnDelete(DeleteBehavior.Restrict)
                         .IsRequired()
                         .HasConstraintName("fk_credit_accounts_customers_customer_id");
+                });
+
+            modelBuilder.Entity("CmpWaldurAdapter.Credits.SpendAlerts.SpendAlert", b =>
+                {
+                    b.HasOne("CmpWaldurAdapter.Tenants.Subscription", null)
+                        .WithMany()
+                        .HasForeignKey("SubscriptionId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_spend_alerts_subscriptions_subscription_id");
                 });
 
             modelBuilder.Entity("CmpWaldurAdapter.Knowledge.Connectors.KnowledgeConnector", b =>

@@ -16,6 +16,9 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Postgres
                 table: "buyer_web_settings",
                 type: "timestamp with time zone",
                 nullable: true);
+
+            // An amount set before this column existed: its last settings change is the latest it can have been set.
+            migrationBuilder.Sql("UPDATE buyer_web_settings SET monthly_spend_alert_set_at = updated_at WHERE monthly_spend_alert_credits IS NOT NULL;");
         }
 
         /// <inheritdoc />

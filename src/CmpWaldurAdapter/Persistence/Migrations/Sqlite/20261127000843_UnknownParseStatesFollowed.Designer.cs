@@ -263,7 +263,7 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Sqlite
                         .HasColumnType("INTEGER")
                         .HasColumnName("attempts");
 
-                    b.Property<Guid>("ConversationId")
+                    b.Property<Guid?>("ConversationId")
                         .HasColumnType("TEXT")
                         .HasColumnName("conversation_id");
 
@@ -607,6 +607,46 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Sqlite
                         {
                             t.HasCheckConstraint("ck_credit_ledger_entries_credits", "credits >= 0");
                         });
+                });
+
+            modelBuilder.Entity("CmpWaldurAdapter.Credits.SpendAlerts.SpendAlert", b =>
+                {
+                    b.Property<Guid>("Id")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("id");
+
+                    b.Property<long>("AlertCredits")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("alert_credits");
+
+                    b.Property<long>("DetectedAt")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("detected_at");
+
+                    b.Property<DateOnly>("Period")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("period");
+
+                    b.Property<long>("SpentCredits")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("spent_credits");
+
+                    b.Property<Guid>("SubscriptionId")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("subscription_id");
+
+                    b.Property<int>("ThresholdPercent")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("threshold_percent");
+
+                    b.HasKey("Id")
+                        .HasName("pk_spend_alerts");
+
+                    b.HasIndex("SubscriptionId", "Period", "ThresholdPercent")
+                        .IsUnique()
+                        .HasDatabaseName("ix_spend_alerts_subscription_id_period_threshold_percent");
+
+                    b.ToTable("spend_alerts", (string)null);
                 });
 
             modelBuilder.Entity("CmpWaldurAdapter.Knowledge.Connectors.KnowledgeConnector", b =>
@@ -1256,6 +1296,10 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Sqlite
                         .HasColumnType("TEXT")
                         .HasColumnName("logo_content_type");
 
+                    b.Property<long?>("MonthlySpendAlertCredits")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("monthly_spend_alert_credits");
+
                     b.Property<long>("UpdatedAt")
                         .HasColumnType("INTEGER")
                         .HasColumnName("updated_at");
@@ -1266,6 +1310,10 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Sqlite
 
                     b.HasKey("SubscriptionId")
                         .HasName("pk_buyer_web_settings");
+
+                    b.HasIndex("MonthlySpendAlertCredits")
+                        .HasDatabaseName("ix_buyer_web_settings_monthly_spend_alert_credits")
+                        .HasFilter("monthly_spend_alert_credits IS NOT NULL");
 
                     b.ToTable("buyer_web_settings", (string)null);
                 });
@@ -1337,7 +1385,6 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Sqlite
                         .WithMany()
                         .HasForeignKey("ConversationId")
                         .OnDelete(DeleteBehavior.Cascade)
-                        .IsRequired()
                         .HasConstraintName("fk_handoff_deliveries_handoff_conversations_conversation_id");
                 });
 
@@ -1359,6 +1406,16 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Sqlite
                         .OnDelete(DeleteBehavior.Restrict)
                         .IsRequired()
                         .HasConstraintName("fk_credit_accounts_customers_customer_id");
+                });
+
+            modelBuilder.Entity("CmpWaldurAdapter.Credits.SpendAlerts.SpendAlert", b =>
+                {
+                    b.HasOne("CmpWaldurAdapter.Tenants.Subscription", null)
+                        .WithMany()
+                        .HasForeignKey("SubscriptionId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_spend_alerts_subscriptions_subscription_id");
                 });
 
             modelBuilder.Entity("CmpWaldurAdapter.Knowledge.Connectors.KnowledgeConnector", b =>

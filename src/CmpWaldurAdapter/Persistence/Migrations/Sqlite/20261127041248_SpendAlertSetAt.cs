@@ -15,6 +15,9 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Sqlite
                 table: "buyer_web_settings",
                 type: "INTEGER",
                 nullable: true);
+
+            // An amount set before this column existed: its last settings change is the latest it can have been set.
+            migrationBuilder.Sql("UPDATE buyer_web_settings SET monthly_spend_alert_set_at = updated_at WHERE monthly_spend_alert_credits IS NOT NULL;");
         }
 
         /// <inheritdoc />

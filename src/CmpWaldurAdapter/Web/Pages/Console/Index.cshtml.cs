@@ -386,6 +386,11 @@ public sealed class IndexModel(
         {
             version = await report.RotateAsync(caller.Subscription, cancellationToken);
         }
+        catch (SubscriptionNotActiveException)
+        {
+            Response.StatusCode = StatusCodes.Status409Conflict;
+            return await RenderAsync("This agent is not active (it is being set up or closed), so its console link cannot be replaced now.", cancellationToken);
+        }
         catch (ReportBusyException)
         {
             Response.StatusCode = StatusCodes.Status503ServiceUnavailable;

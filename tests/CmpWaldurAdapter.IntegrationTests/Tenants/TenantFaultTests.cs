@@ -81,6 +81,7 @@ public sealed class TenantFaultTests : IAsyncLifetime
     [Fact]
     public async Task Timeouts_are_transient_and_an_upstream_down_for_a_while_only_delays_the_order()
     {
+        _bed.Settings["Langflow:AttemptTimeout"] = "00:00:01";
         await _bed.StartServicesAsync();
         // Longer than the one-second attempt timeout: the create is abandoned, nothing is made.
         _bed.Langflow.Fail("POST", "/api/v1/projects/", 201, times: 1, delay: TimeSpan.FromSeconds(1.5));

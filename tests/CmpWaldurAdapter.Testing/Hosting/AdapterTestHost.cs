@@ -53,7 +53,7 @@ public static class AdapterTestHost
 
     /// <summary>
     /// Points the adapter at Langflow and RAGFlow emulators (or their fakes), which makes it provision real tenants (the
-    /// provisioner production registers when <c>Langflow:BaseUrl</c> is set), with short timeouts.
+    /// provisioner production registers when <c>Langflow:BaseUrl</c> is set), with short retry delays.
     /// </summary>
     public static Dictionary<string, string?> WithUpstreams(this Dictionary<string, string?> settings, LangflowEmulator langflow, RagflowEmulator ragflow)
     {
@@ -62,12 +62,14 @@ public static class AdapterTestHost
         settings["Langflow:SuperuserPassword"] = LangflowEmulator.SuperuserPassword;
         settings["Langflow:RetryAttempts"] = "2";
         settings["Langflow:RetryDelay"] = "00:00:00.020";
-        settings["Langflow:AttemptTimeout"] = "00:00:01";
+        // Generous: a first call into a fresh emulator on a busy 2-core machine can take over a second; tests of
+        // timeouts set their own.
+        settings["Langflow:AttemptTimeout"] = "00:00:05";
         settings["Ragflow:BaseUrl"] = ragflow.Url.ToString();
         settings["Ragflow:ApiKey"] = RagflowEmulator.ApiKey;
         settings["Ragflow:RetryAttempts"] = "2";
         settings["Ragflow:RetryDelay"] = "00:00:00.020";
-        settings["Ragflow:AttemptTimeout"] = "00:00:01";
+        settings["Ragflow:AttemptTimeout"] = "00:00:05";
         return settings;
     }
 

@@ -5,7 +5,6 @@ using CmpWaldurAdapter.Core.Subscriptions;
 using CmpWaldurAdapter.Offerings;
 using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Tenants;
-using CmpWaldurAdapter.Waldur.Api;
 using CmpWaldurAdapter.Web;
 using Microsoft.EntityFrameworkCore;
 
@@ -155,26 +154,17 @@ public static class SubscriptionsCommands
             return ExitCodes.Error;
         }
 
-        int version;
-        try
+        var replacement = await host.Services.GetRequiredService<ConsoleReportContributor>().RotateAsync(subscription, cancellationToken);
+        if (replacement.Outcome != LinkReplacementOutcome.Replaced)
         {
-            version = await host.Services.GetRequiredService<ConsoleReportContributor>().RotateAsync(subscription, cancellationToken);
-        }
-        catch (Exception exception) when (exception is ReportBusyException or SubscriptionNotActiveException || UpstreamFailures.IsTransient(exception) || exception is Refit.ApiException)
-        {
-            var why = exception switch
-            {
-                ReportBusyException => "its report is being written right now; the current link still works. Try again",
-                SubscriptionNotActiveException => $"subscription {subscription.Id} stopped being active meanwhile",
-                _ => "Waldur did not take the report: " + UpstreamFailures.Describe(exception) + "; the current link still works. Try again",
-            };
-            await context.Error.WriteLineAsync($"replace-console-link: nothing was replaced ({why}).");
+            var failure = replacement.Failure is null ? string.Empty : $" (Waldur: {replacement.Failure})";
+            await context.Error.WriteLineAsync($"replace-console-link: nothing was replaced: {replacement.Reason}{failure}.");
             return ExitCodes.Error;
         }
 
         if (parse.GetValue(CommandContext.OutputOption) == OutputFormat.Json)
         {
-            await context.Output.WriteLineAsync(JsonSerializer.Serialize(new { subscription = subscription.Id, resource = subscription.ResourceUuid, linkVersion = version }, CliJson.Options));
+            await context.Output.WriteLineAsync(JsonSerializer.Serialize(new { subscription = subscription.Id, resource = subscription.ResourceUuid, linkVersion = replacement.Version }, CliJson.Options));
             return ExitCodes.Success;
         }
 

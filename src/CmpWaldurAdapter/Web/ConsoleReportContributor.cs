@@ -10,11 +10,33 @@ using Microsoft.Extensions.Options;
 
 namespace CmpWaldurAdapter.Web;
 
-/// <summary>Another writer of the resource's report (an order, a renewal) is at work; try again in a moment.</summary>
-public sealed class ReportBusyException() : Exception("The resource's report is being written by another task.");
+/// <summary>What a console link replacement came to; anything but <see cref="LinkReplacementOutcome.Replaced"/> changed nothing.</summary>
+/// <param name="Failure">Waldur's answer when it did not take the report (for operators and logs, not buyers).</param>
+public sealed record LinkReplacement(LinkReplacementOutcome Outcome, int Version = 0, string? Failure = null)
+{
+    /// <summary>Why nothing was replaced, in words for the buyer and the operator alike.</summary>
+    public string Reason => Outcome switch
+    {
+        LinkReplacementOutcome.NotActive => "the agent is not active (it is being set up or closed)",
+        LinkReplacementOutcome.Busy => "the agent's HomePort report is being updated right now",
+        LinkReplacementOutcome.WaldurFailed => "HomePort could not be reached",
+        _ => string.Empty,
+    };
+}
 
-/// <summary>Only an active subscription's console link is replaced (one being provisioned or terminated has none to replace).</summary>
-public sealed class SubscriptionNotActiveException() : Exception("The subscription is not active.");
+public enum LinkReplacementOutcome
+{
+    Replaced,
+
+    /// <summary>Only an active subscription's link is replaced (one being provisioned or closed has none to replace).</summary>
+    NotActive,
+
+    /// <summary>Another writer of the resource's report (an order, a renewal) is at work; try again in a moment.</summary>
+    Busy,
+
+    /// <summary>Waldur did not take the report (down, or refusing it).</summary>
+    WaldurFailed,
+}
 
 /// <summary>
 /// Puts the buyer console link in the Waldur resource report, where the project's members see it in HomePort.
@@ -59,24 +81,23 @@ public sealed class ConsoleReportContributor(
     /// <summary>
     /// Replaces the link: the report with the new one is sent first, then the new version is put in force, so the old
     /// links stop working only once HomePort shows the new one. The report keeps its other sections and gains a notice.
-    /// When Waldur cannot take it, this throws and the links in force stay; the link is marked for renewal before the
-    /// report is sent, so should Waldur have taken it after all (a timeout, a crash before the version is put in force),
-    /// the next renewal run puts a link of the version in force there. Throws <see cref="ReportBusyException"/> while
-    /// another writer holds the report, <see cref="SubscriptionNotActiveException"/> when the subscription is not active
-    /// once the report is free (a Terminate order may have gone first). Returns the version now in force.
+    /// When Waldur cannot take it, the links in force stay; the link is marked for renewal before the report is sent,
+    /// so should Waldur have taken it after all (a timeout, a crash before the version is put in force), the next
+    /// renewal run puts a link of the version in force there. Busy while another writer holds the report; not active
+    /// when the subscription is not, once the report is free (a Terminate order may have gone first).
     /// </summary>
-    public async Task<int> RotateAsync(Subscription subscription, CancellationToken cancellationToken)
+    public async Task<LinkReplacement> RotateAsync(Subscription subscription, CancellationToken cancellationToken)
     {
         if (await lease.TryTakeAsync(subscription.ResourceUuid, ReportLease.OrderWait, cancellationToken) is not { } holding)
         {
-            throw new ReportBusyException();
+            return new LinkReplacement(LinkReplacementOutcome.Busy);
         }
 
         try
         {
             if (!await IsActiveAsync(subscription.Id, cancellationToken))
             {
-                throw new SubscriptionNotActiveException();
+                return new LinkReplacement(LinkReplacementOutcome.NotActive);
             }
 
             var (link, version) = await console.NextLinkAsync(subscription.Id, cancellationToken);
@@ -84,9 +105,15 @@ public sealed class ConsoleReportContributor(
             var notice = new ReportSectionRequest { Header = ReplacedHeader, Body = "The buyer console link was replaced; earlier links no longer open it." };
             await console.MarkRenewalDueAsync(subscription.Id, cancellationToken);
             await waldur.SubmitResourceReportAsync(subscription.ResourceUuid, new ResourceReportRequest { Report = WithSection(resource.Report, Section(link), notice) }, cancellationToken);
-            // Waldur shows the new link now: it is put in force even if the buyer has left meanwhile.
+            // Waldur shows the new link now: it is put in force even if the caller has left meanwhile.
             await console.AdoptAsync(subscription.Id, version, clock.GetUtcNow(), CancellationToken.None);
-            return version;
+            return new LinkReplacement(LinkReplacementOutcome.Replaced, version);
+        }
+        catch (Exception exception) when (!cancellationToken.IsCancellationRequested && (UpstreamFailures.IsTransient(exception) || exception is Refit.ApiException))
+        {
+            var failure = UpstreamFailures.Describe(exception);
+            logger.LogWarning("Console link of subscription {SubscriptionId} not replaced: Waldur did not take the report ({Failure})", subscription.Id, failure);
+            return new LinkReplacement(LinkReplacementOutcome.WaldurFailed, Failure: failure);
         }
         finally
         {

@@ -88,7 +88,7 @@ public sealed class SubscriptionsAndKeysCliTests : IAsyncLifetime
         _bed.Waldur.Upstream.Fail("POST", $"/api/marketplace-provider-resources/{subscription.ResourceUuid}/submit_report/", 400);
         var refused = await RunAsync("subscriptions", "replace-console-link", subscription.Id.ToString());
         Assert.Equal(ExitCodes.Error, refused.Exit);
-        Assert.Contains("nothing was replaced (Waldur did not take the report: HTTP 400", refused.Error);
+        Assert.Contains("nothing was replaced: HomePort could not be reached (Waldur: HTTP 400", refused.Error);
         Assert.Equal(1, (await store.GetAsync(subscription.Id, CancellationToken.None)).ConsoleLinkVersion);
 
         var replaced = await RunAsync("subscriptions", "replace-console-link", subscription.ResourceUuid.ToString(), "--output", "json");

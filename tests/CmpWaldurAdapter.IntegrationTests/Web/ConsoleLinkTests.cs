@@ -101,7 +101,7 @@ public sealed class ConsoleLinkTests : IAsyncLifetime
         var refused = await browser.PostAsync("/console?handler=RotateLink", ConsoleBrowser.Form(page));
 
         Assert.Equal(HttpStatusCode.Conflict, refused.StatusCode);
-        Assert.Contains("This agent is not active", await refused.Content.ReadAsStringAsync());
+        Assert.Contains("The console link was not replaced: the agent is not active", await refused.Content.ReadAsStringAsync());
         Assert.Equal(1, await VersionAsync(subscription.Id));
         Assert.DoesNotContain(_bed.Waldur.Upstream.Requests, r => r.Path.EndsWith("/submit_report/", StringComparison.Ordinal));
     }
@@ -123,7 +123,7 @@ public sealed class ConsoleLinkTests : IAsyncLifetime
 
         Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
         Assert.Equal("60", refused.Headers.RetryAfter?.ToString());
-        Assert.Contains("the console link was not replaced; the current link still works", await refused.Content.ReadAsStringAsync());
+        Assert.Contains("The console link was not replaced: HomePort could not be reached. The current link still works.", await refused.Content.ReadAsStringAsync());
         Assert.Equal(version, await VersionAsync(subscription.Id));
         Assert.Null(_bed.Waldur.Resource(subscription.ResourceUuid)["report"]);
         Assert.Equal(HttpStatusCode.OK, (await browser.GetAsync("/console")).StatusCode);

@@ -6,7 +6,6 @@ using CmpWaldurAdapter.Credits;
 using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Tenants;
 using CmpWaldurAdapter.Usage;
-using CmpWaldurAdapter.Waldur.Api;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.Filters;
 using Microsoft.AspNetCore.Mvc.RazorPages;
@@ -33,8 +32,7 @@ public sealed class IndexModel(
     Capabilities.Handoff.HandoffService handoff,
     Capabilities.Automations.AutomationService automations,
     WidgetLimits widgetLimits,
-    Credits.SpendAlerts.SpendAlertMonitor spendAlerts,
-    ILogger<IndexModel> logger) : PageModel
+    Credits.SpendAlerts.SpendAlertMonitor spendAlerts) : PageModel
 {
     public const int MaxLogoBytes = 200 * 1024;
 
@@ -381,37 +379,22 @@ public sealed class IndexModel(
             return Denied();
         }
 
-        int version;
-        try
+        var replacement = await report.RotateAsync(caller.Subscription, cancellationToken);
+        if (replacement.Outcome != LinkReplacementOutcome.Replaced)
         {
-            version = await report.RotateAsync(caller.Subscription, cancellationToken);
-        }
-        catch (SubscriptionNotActiveException)
-        {
-            Response.StatusCode = StatusCodes.Status409Conflict;
-            return await RenderAsync("This agent is not active (it is being set up or closed), so its console link cannot be replaced now.", cancellationToken);
-        }
-        catch (ReportBusyException)
-        {
-            Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
-            Response.Headers.RetryAfter = "60";
-            return await RenderAsync("The agent's HomePort report is being updated right now, so the console link was not replaced; the current link still works. Try again in a minute.",
-                cancellationToken);
-        }
-        catch (Exception exception) when (!cancellationToken.IsCancellationRequested && (UpstreamFailures.IsTransient(exception) || exception is Refit.ApiException))
-        {
-            // Nothing was replaced: the links HomePort shows keep working.
-            logger.LogWarning("Console link of subscription {SubscriptionId} not replaced: Waldur did not take the report ({Failure})",
-                caller.Subscription.Id, UpstreamFailures.Describe(exception));
-            Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
-            Response.Headers.RetryAfter = "60";
-            return await RenderAsync("HomePort could not be reached, so the console link was not replaced; the current link still works. Try again in a minute.",
-                cancellationToken);
+            Response.StatusCode = replacement.Outcome == LinkReplacementOutcome.NotActive ? StatusCodes.Status409Conflict : StatusCodes.Status503ServiceUnavailable;
+            if (replacement.Outcome != LinkReplacementOutcome.NotActive)
+            {
+                Response.Headers.RetryAfter = "60";
+            }
+
+            return await RenderAsync($"The console link was not replaced: {replacement.Reason}. The current link still works.", cancellationToken);
         }
 
-        var renewed = caller with { LinkVersion = version };
+        var renewed = caller with { LinkVersion = replacement.Version };
         access.StartSession(HttpContext, renewed);
-        return await RenderAsync("The console link was replaced: earlier links no longer work. HomePort shows the new one.", cancellationToken, renewed);
+        _caller = Task.FromResult<ConsoleCaller?>(renewed); // the request still carries the session it just replaced
+        return await RenderAsync("The console link was replaced: earlier links no longer work. HomePort shows the new one.", cancellationToken);
     }
 
     /// <summary>Delegate of the console's optional-number parsers (<see cref="BuyerWebSettings.TryParseDailyCap"/>, ...).</summary>
@@ -444,7 +427,10 @@ public sealed class IndexModel(
         return await RenderAsync(saved(value), cancellationToken);
     }
 
-    private Task<ConsoleCaller?> CallerAsync(CancellationToken cancellationToken) => sessions.ResolveAsync(HttpContext, cancellationToken);
+    /// <summary>The request's console session, resolved once (the handler filter, the handler and the page all ask).</summary>
+    private Task<ConsoleCaller?> CallerAsync(CancellationToken cancellationToken) => _caller ??= sessions.ResolveAsync(HttpContext, cancellationToken);
+
+    private Task<ConsoleCaller?>? _caller;
 
     /// <summary>No session, an ended one (expired or rotated), or a form without its anti-forgery token.</summary>
     private static ContentResult Denied() => Notice(StatusCodes.Status401Unauthorized, "Open the console from HomePort",
@@ -463,10 +449,9 @@ public sealed class IndexModel(
             + $"<body><main class=\"narrow\"><h1>{title}</h1><p>{text}</p></main></body></html>",
     };
 
-    /// <param name="replaced">The caller whose session this response just replaced (the request still carries the old one).</param>
-    private async Task<IActionResult> RenderAsync(string? message, CancellationToken cancellationToken, ConsoleCaller? replaced = null)
+    private async Task<IActionResult> RenderAsync(string? message, CancellationToken cancellationToken)
     {
-        if ((replaced ?? await CallerAsync(cancellationToken)) is not { } caller)
+        if (await CallerAsync(cancellationToken) is not { } caller)
         {
             return Denied();
         }

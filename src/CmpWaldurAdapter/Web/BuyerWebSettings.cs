@@ -18,12 +18,11 @@ public sealed class BuyerWebSettings
     public int ConsoleLinkVersion { get; set; } = 1;
 
     /// <summary>
-    /// When the console link now in the Waldur report was made (it expires <see cref="WebOptions.ConsoleLinkLifetime"/>
-    /// later), which sets when <see cref="ConsoleLinkRenewal"/> renews it; null = not recorded (before this was kept).
-    /// The epoch marks a report that may show a link not in force (renewed at the next run); a resource Waldur refused
-    /// is recorded so that it is due again a day later.
+    /// When <see cref="ConsoleLinkRenewal"/> is to put a fresh link in the Waldur report: a link's renewal period after
+    /// it was made, at once for a report that may show a link not in force, later for a resource Waldur refused. Null:
+    /// not recorded (links made before this was kept).
     /// </summary>
-    public DateTimeOffset? ConsoleLinkIssuedAt { get; set; }
+    public DateTimeOffset? ConsoleLinkRenewAt { get; set; }
 
     /// <summary>Newline-separated host patterns (<c>shop.example.com</c>, <c>*.example.com</c>, <c>localhost:8080</c>).</summary>
     public string AllowedDomains { get; set; } = string.Empty;

@@ -56,20 +56,16 @@ public sealed class ConsoleAccess(
     /// Puts <paramref name="version"/> in force: every older link and session stops working. Never goes back: two
     /// replacements at once both name the same next version, and the link of either opens the console.
     /// </summary>
-    public Task AdoptAsync(Guid subscriptionId, int version, DateTimeOffset issuedAt, CancellationToken cancellationToken) =>
+    public Task AdoptAsync(Guid subscriptionId, int version, DateTimeOffset renewAt, CancellationToken cancellationToken) =>
         store.UpdateAsync(subscriptionId, s =>
         {
             s.ConsoleLinkVersion = Math.Max(s.ConsoleLinkVersion, version);
-            s.ConsoleLinkIssuedAt = issuedAt;
+            s.ConsoleLinkRenewAt = renewAt;
         }, cancellationToken);
 
-    /// <summary>Records that a link made at <paramref name="issuedAt"/> is the one the Waldur report now shows.</summary>
-    public Task RecordIssuedAsync(Guid subscriptionId, DateTimeOffset issuedAt, CancellationToken cancellationToken) =>
-        store.UpdateAsync(subscriptionId, s => s.ConsoleLinkIssuedAt = issuedAt, cancellationToken, buyerChange: false);
-
-    /// <summary>The report may show a link not in force (a replacement Waldur may or may not have taken): renew it at the next run.</summary>
-    public Task MarkRenewalDueAsync(Guid subscriptionId, CancellationToken cancellationToken) =>
-        store.UpdateAsync(subscriptionId, s => s.ConsoleLinkIssuedAt = DateTimeOffset.UnixEpoch, cancellationToken, buyerChange: false);
+    /// <summary>When the link in the Waldur report is to be renewed (see <see cref="BuyerWebSettings.ConsoleLinkRenewAt"/>).</summary>
+    public Task RenewLinkAtAsync(Guid subscriptionId, DateTimeOffset renewAt, CancellationToken cancellationToken) =>
+        store.UpdateAsync(subscriptionId, s => s.ConsoleLinkRenewAt = renewAt, cancellationToken, buyerChange: false);
 
     private Uri LinkAt(Guid subscriptionId, int version)
     {

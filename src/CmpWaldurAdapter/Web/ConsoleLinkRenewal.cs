@@ -36,25 +36,23 @@ public sealed class ConsoleLinkRenewal(
     /// <summary>Renews the links due; returns how many were renewed.</summary>
     public async Task<int> RenewDueAsync(CancellationToken cancellationToken)
     {
-        var web = options.Value;
-        var renewBefore = TimeSpan.FromTicks(Math.Min(web.ConsoleLinkRenewBefore.Ticks, web.ConsoleLinkLifetime.Ticks / 2));
-        var age = web.ConsoleLinkLifetime - renewBefore; // a link this old is due
         var now = clock.GetUtcNow();
-        var due = now - age;
+        var legacyDue = now - options.Value.ConsoleLinkRenewalAge;
         List<(Guid Id, Guid ResourceUuid)> candidates;
         await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
         {
             candidates = (await db.Subscriptions.AsNoTracking()
                 .Where(s => s.State == SubscriptionState.Active)
-                // Not recorded (a link made before this was kept): as old as the subscription, so renewed once to be sure.
                 .Select(s => new
                 {
                     s.Id,
                     s.ResourceUuid,
-                    IssuedAt = db.BuyerWebSettings.Where(w => w.SubscriptionId == s.Id).Select(w => w.ConsoleLinkIssuedAt).FirstOrDefault() ?? s.CreatedAt,
+                    s.CreatedAt,
+                    RenewAt = db.BuyerWebSettings.Where(w => w.SubscriptionId == s.Id).Select(w => w.ConsoleLinkRenewAt).FirstOrDefault(),
                 })
-                .Where(c => c.IssuedAt <= due)
-                .OrderBy(c => c.IssuedAt)
+                // Not recorded (a link made before this was kept): taken as made with the subscription, so renewed once to be sure.
+                .Where(c => c.RenewAt != null ? c.RenewAt <= now : c.CreatedAt <= legacyDue)
+                .OrderBy(c => c.RenewAt ?? c.CreatedAt)
                 .Take(Batch)
                 .ToListAsync(cancellationToken)).Select(c => (c.Id, c.ResourceUuid)).ToList();
         }
@@ -81,15 +79,14 @@ public sealed class ConsoleLinkRenewal(
                 // Waldur is down or refuses the adapter: the run stops. This one resource goes an hour back in line, so one
                 // that alone keeps failing cannot head every run and stop every renewal.
                 logger.LogWarning("Renewing console links paused at subscription {SubscriptionId}: {Failure}; the next run goes on", id, UpstreamFailures.Describe(exception));
-                await console.RecordIssuedAsync(id, now - age + PausedRetryDelay, CancellationToken.None);
+                await console.RenewLinkAtAsync(id, now + PausedRetryDelay, CancellationToken.None);
                 break;
             }
             catch (Refit.ApiException exception) when (!cancellationToken.IsCancellationRequested)
             {
-                // Waldur refuses this one resource (gone, say): it is recorded as due again a day from now, so it does not
-                // head every run's batch.
+                // Waldur refuses this one resource (gone, say): tried again a day from now, so it does not head every run's batch.
                 logger.LogWarning("Console link of subscription {SubscriptionId} not renewed: {Failure}", id, UpstreamFailures.Describe(exception));
-                await console.RecordIssuedAsync(id, now - age + RefusedRetryDelay, CancellationToken.None);
+                await console.RenewLinkAtAsync(id, now + RefusedRetryDelay, CancellationToken.None);
             }
             finally
             {

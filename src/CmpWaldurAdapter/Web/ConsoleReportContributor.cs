@@ -69,12 +69,12 @@ public sealed class ConsoleReportContributor(
 
         try
         {
-            await console.RecordIssuedAsync(subscription.Id, clock.GetUtcNow(), cancellationToken);
+            await console.RenewLinkAtAsync(subscription.Id, RenewalOf(clock.GetUtcNow()), cancellationToken);
         }
         catch (Exception exception) when (!cancellationToken.IsCancellationRequested)
         {
             // The order is done either way; the renewal then goes by the link recorded before (renewed early at worst).
-            logger.LogWarning(exception, "Could not record when the console link of subscription {SubscriptionId} was issued", subscription.Id);
+            logger.LogWarning(exception, "Could not record when the console link of subscription {SubscriptionId} is to be renewed", subscription.Id);
         }
     }
 
@@ -103,10 +103,10 @@ public sealed class ConsoleReportContributor(
             var (link, version) = await console.NextLinkAsync(subscription.Id, cancellationToken);
             var resource = await waldur.GetProviderResourceAsync(subscription.ResourceUuid, cancellationToken);
             var notice = new ReportSectionRequest { Header = ReplacedHeader, Body = "The buyer console link was replaced; earlier links no longer open it." };
-            await console.MarkRenewalDueAsync(subscription.Id, cancellationToken);
+            await console.RenewLinkAtAsync(subscription.Id, clock.GetUtcNow(), cancellationToken); // until the version is in force
             await waldur.SubmitResourceReportAsync(subscription.ResourceUuid, new ResourceReportRequest { Report = WithSection(resource.Report, Section(link), notice) }, cancellationToken);
             // Waldur shows the new link now: it is put in force even if the caller has left meanwhile.
-            await console.AdoptAsync(subscription.Id, version, clock.GetUtcNow(), CancellationToken.None);
+            await console.AdoptAsync(subscription.Id, version, RenewalOf(clock.GetUtcNow()), CancellationToken.None);
             return new LinkReplacement(LinkReplacementOutcome.Replaced, version);
         }
         catch (Exception exception) when (!cancellationToken.IsCancellationRequested && (UpstreamFailures.IsTransient(exception) || exception is Refit.ApiException))
@@ -139,7 +139,7 @@ public sealed class ConsoleReportContributor(
         var resource = await waldur.GetProviderResourceAsync(resourceUuid, cancellationToken);
         var fresh = await SectionAsync(subscriptionId, cancellationToken);
         await waldur.SubmitResourceReportAsync(resourceUuid, new ResourceReportRequest { Report = WithSection(resource.Report, fresh, null) }, cancellationToken);
-        await console.RecordIssuedAsync(subscriptionId, issuedAt, CancellationToken.None);
+        await console.RenewLinkAtAsync(subscriptionId, RenewalOf(issuedAt), CancellationToken.None);
         return true;
     }
 
@@ -172,6 +172,9 @@ public sealed class ConsoleReportContributor(
         await using var db = await dbs.CreateDbContextAsync(cancellationToken);
         return await db.Subscriptions.AnyAsync(s => s.Id == subscriptionId && s.State == Core.Subscriptions.SubscriptionState.Active, cancellationToken);
     }
+
+    /// <summary>When a link made at <paramref name="issuedAt"/> is due for renewal.</summary>
+    private DateTimeOffset RenewalOf(DateTimeOffset issuedAt) => issuedAt + options.Value.ConsoleLinkRenewalAge;
 
     private async Task<ReportSectionRequest> SectionAsync(Guid subscriptionId, CancellationToken cancellationToken) =>
         Section(await console.CreateLinkAsync(subscriptionId, cancellationToken));

@@ -25,6 +25,10 @@ public sealed class WebOptions
     /// </summary>
     public TimeSpan ConsoleLinkRenewBefore { get; set; } = TimeSpan.FromDays(7);
 
+    /// <summary>How old a console link is when it is renewed (<see cref="ConsoleLinkRenewBefore"/>, at most half the lifetime, before it expires).</summary>
+    internal TimeSpan ConsoleLinkRenewalAge =>
+        ConsoleLinkLifetime - TimeSpan.FromTicks(Math.Min(ConsoleLinkRenewBefore.Ticks, ConsoleLinkLifetime.Ticks / 2));
+
     /// <summary>How often the links due for renewal are looked for.</summary>
     public TimeSpan ConsoleLinkRenewalInterval { get; set; } = TimeSpan.FromHours(1);
 

@@ -134,16 +134,16 @@ public abstract class ConsoleLinkRenewalTests(DatabaseProvider provider) : IAsyn
     }
 
     [Fact]
-    public async Task An_orders_report_records_when_its_link_was_made_only_once_waldur_holds_it()
+    public async Task An_orders_report_schedules_its_links_renewal_only_once_waldur_holds_it()
     {
         var subscription = await _bed.AddSubscriptionAsync();
         _bed.Waldur.Upstream.Fail("POST", $"/api/marketplace-provider-resources/{subscription.ResourceUuid}/submit_report/", 400);
         await Assert.ThrowsAnyAsync<Exception>(() => ReportOrderAsync(subscription));
-        Assert.Null((await Store.GetAsync(subscription.Id, CancellationToken.None)).ConsoleLinkIssuedAt);
+        Assert.Null((await Store.GetAsync(subscription.Id, CancellationToken.None)).ConsoleLinkRenewAt);
 
         _bed.Clock!.Advance(TimeSpan.FromMinutes(3));
         await ReportOrderAsync(subscription);
-        Assert.Equal(_bed.Clock.GetUtcNow(), (await Store.GetAsync(subscription.Id, CancellationToken.None)).ConsoleLinkIssuedAt);
+        Assert.Equal(_bed.Clock.GetUtcNow() + Due, (await Store.GetAsync(subscription.Id, CancellationToken.None)).ConsoleLinkRenewAt);
     }
 
     [Fact]
@@ -159,10 +159,10 @@ public abstract class ConsoleLinkRenewalTests(DatabaseProvider provider) : IAsyn
         var fresh = await _bed.AddSubscriptionAsync();
         var console = _bed.Services.GetRequiredService<ConsoleAccess>();
         await Task.WhenAll(Enumerable.Range(0, 16).Select(i => i % 2 == 0
-            ? console.RecordIssuedAsync(fresh.Id, _start, CancellationToken.None)
+            ? console.RenewLinkAtAsync(fresh.Id, _start, CancellationToken.None)
             : Store.UpdateAsync(fresh.Id, s => s.WidgetDailyMessageCap = 7, CancellationToken.None)));
         var row = await Store.GetAsync(fresh.Id, CancellationToken.None);
-        Assert.Equal((7, (DateTimeOffset?)_start), (row.WidgetDailyMessageCap, row.ConsoleLinkIssuedAt));
+        Assert.Equal((7, (DateTimeOffset?)_start), (row.WidgetDailyMessageCap, row.ConsoleLinkRenewAt));
     }
 
     private BuyerWebStore Store => _bed.Services.GetRequiredService<BuyerWebStore>();

@@ -81,7 +81,7 @@ public sealed class ConsoleLinkTests : IAsyncLifetime
         Assert.Equal([ConsoleReportContributor.ReplacedHeader, "Your agent is ready", ConsoleReportContributor.Header], Headers(subscription.ResourceUuid));
 
         // A renewal drops the notice (it repairs replacements that were not put in force, where the notice would be false).
-        await _bed.Services.GetRequiredService<ConsoleAccess>().MarkRenewalDueAsync(subscription.Id, CancellationToken.None);
+        await _bed.Services.GetRequiredService<ConsoleAccess>().RenewLinkAtAsync(subscription.Id, DateTimeOffset.UtcNow, CancellationToken.None);
         Assert.Equal(1, await _bed.Services.GetRequiredService<ConsoleLinkRenewal>().RenewDueAsync(CancellationToken.None));
         Assert.Equal(["Your agent is ready", ConsoleReportContributor.Header], Headers(subscription.ResourceUuid));
     }

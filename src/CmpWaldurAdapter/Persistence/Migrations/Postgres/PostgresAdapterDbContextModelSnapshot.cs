@@ -1287,9 +1287,9 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Postgres
                         .HasColumnType("character varying(8000)")
                         .HasColumnName("allowed_domains");
 
-                    b.Property<DateTimeOffset?>("ConsoleLinkIssuedAt")
+                    b.Property<DateTimeOffset?>("ConsoleLinkRenewAt")
                         .HasColumnType("timestamp with time zone")
-                        .HasColumnName("console_link_issued_at");
+                        .HasColumnName("console_link_renew_at");
 
                     b.Property<int>("ConsoleLinkVersion")
                         .HasColumnType("integer")

@@ -1280,9 +1280,9 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Sqlite
                         .HasColumnType("TEXT")
                         .HasColumnName("allowed_domains");
 
-                    b.Property<long?>("ConsoleLinkIssuedAt")
+                    b.Property<long?>("ConsoleLinkRenewAt")
                         .HasColumnType("INTEGER")
-                        .HasColumnName("console_link_issued_at");
+                        .HasColumnName("console_link_renew_at");
 
                     b.Property<int>("ConsoleLinkVersion")
                         .HasColumnType("INTEGER")

@@ -6,11 +6,17 @@ using Microsoft.EntityFrameworkCore.Migrations;
 namespace CmpWaldurAdapter.Persistence.Migrations.Postgres
 {
     /// <inheritdoc />
-    public partial class SpendAlertSetAt : Migration
+    public partial class ConsoleLinkRenewalAndAlertDates : Migration
     {
         /// <inheritdoc />
         protected override void Up(MigrationBuilder migrationBuilder)
         {
+            migrationBuilder.AddColumn<DateTimeOffset>(
+                name: "console_link_renew_at",
+                table: "buyer_web_settings",
+                type: "timestamp with time zone",
+                nullable: true);
+
             migrationBuilder.AddColumn<DateTimeOffset>(
                 name: "monthly_spend_alert_set_at",
                 table: "buyer_web_settings",
@@ -24,6 +30,10 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Postgres
         /// <inheritdoc />
         protected override void Down(MigrationBuilder migrationBuilder)
         {
+            migrationBuilder.DropColumn(
+                name: "console_link_renew_at",
+                table: "buyer_web_settings");
+
             migrationBuilder.DropColumn(
                 name: "monthly_spend_alert_set_at",
                 table: "buyer_web_settings");

@@ -5,11 +5,17 @@
 namespace CmpWaldurAdapter.Persistence.Migrations.Sqlite
 {
     /// <inheritdoc />
-    public partial class SpendAlertSetAt : Migration
+    public partial class ConsoleLinkRenewalAndAlertDates : Migration
     {
         /// <inheritdoc />
         protected override void Up(MigrationBuilder migrationBuilder)
         {
+            migrationBuilder.AddColumn<long>(
+                name: "console_link_renew_at",
+                table: "buyer_web_settings",
+                type: "INTEGER",
+                nullable: true);
+
             migrationBuilder.AddColumn<long>(
                 name: "monthly_spend_alert_set_at",
                 table: "buyer_web_settings",
@@ -23,6 +29,10 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Sqlite
         /// <inheritdoc />
         protected override void Down(MigrationBuilder migrationBuilder)
         {
+            migrationBuilder.DropColumn(
+                name: "console_link_renew_at",
+                table: "buyer_web_settings");
+
             migrationBuilder.DropColumn(
                 name: "monthly_spend_alert_set_at",
                 table: "buyer_web_settings");

@@ -12,8 +12,8 @@ using Npgsql.EntityFrameworkCore.PostgreSQL.Metadata;
 namespace CmpWaldurAdapter.Persistence.Migrations.Postgres
 {
     [DbContext(typeof(PostgresAdapterDbContext))]
-    [Migration("20261127033852_ConsoleLinkIssuedAt")]
-    partial class ConsoleLinkIssuedAt
+    [Migration("20261127051746_ConsoleLinkRenewalAndAlertDates")]
+    partial class ConsoleLinkRenewalAndAlertDates
     {
         /// <inheritdoc />
         protected override void BuildTargetModel(ModelBuilder modelBuilder)
@@ -1290,9 +1290,9 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Postgres
                         .HasColumnType("character varying(8000)")
                         .HasColumnName("allowed_domains");
 
-                    b.Property<DateTimeOffset?>("ConsoleLinkIssuedAt")
+                    b.Property<DateTimeOffset?>("ConsoleLinkRenewAt")
                         .HasColumnType("timestamp with time zone")
-                        .HasColumnName("console_link_issued_at");
+                        .HasColumnName("console_link_renew_at");
 
                     b.Property<int>("ConsoleLinkVersion")
                         .HasColumnType("integer")
@@ -1310,6 +1310,10 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Postgres
                     b.Property<long?>("MonthlySpendAlertCredits")
                         .HasColumnType("bigint")
                         .HasColumnName("monthly_spend_alert_credits");
+
+                    b.Property<DateTimeOffset?>("MonthlySpendAlertSetAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("monthly_spend_alert_set_at");
 
                     b.Property<DateTimeOffset>("UpdatedAt")
                         .HasColumnType("timestamp with time zone")

@@ -1,5 +1,3 @@
-using System.Text.Json;
-using CmpWaldurAdapter.Api;
 using CmpWaldurAdapter.Capabilities.Handoff;
 using CmpWaldurAdapter.Core.Credits;
 using CmpWaldurAdapter.Persistence;

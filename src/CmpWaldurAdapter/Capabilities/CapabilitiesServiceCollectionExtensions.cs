@@ -3,7 +3,9 @@ using CmpWaldurAdapter.Capabilities.Automations;
 using CmpWaldurAdapter.Capabilities.Handoff;
 using CmpWaldurAdapter.Capabilities.Images;
 using CmpWaldurAdapter.Capabilities.Voice;
+using CmpWaldurAdapter.Knowledge.Sources;
 using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 
 namespace Microsoft.Extensions.DependencyInjection;
 
@@ -15,7 +17,11 @@ public static class CapabilitiesServiceCollectionExtensions
         services.AddOptions<HandoffOptions>().Bind(configuration.GetSection(HandoffOptions.SectionName)).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<HandoffService>();
         services.AddSingleton<HandoffWebhookSender>();
-        services.AddHttpClient(HandoffWebhookSender.HttpClientName);
+        services.TryAddSingleton<IHostAddressResolver, DnsHostAddressResolver>();
+        services.AddSingleton<WebhookAddresses>();
+        // Buyer-chosen receivers: connections only to checked public addresses, no proxy, no cookies, no redirects.
+        services.AddHttpClient(HandoffWebhookSender.HttpClientName)
+            .ConfigurePrimaryHttpMessageHandler(sp => sp.GetRequiredService<WebhookAddresses>().Guard.CreateHandler());
         services.AddSingleton<CapabilityPipeline>();
         services.AddOptions<AutomationOptions>().Bind(configuration.GetSection(AutomationOptions.SectionName)).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<AutomationService>();

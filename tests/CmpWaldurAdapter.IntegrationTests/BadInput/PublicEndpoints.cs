@@ -45,7 +45,7 @@ public static class PublicEndpoints
         new("POST", "/v1/chat/completions", EndpointAuth.SecretKey, """{"model": "customer-support-agent", "messages": [{"role": "user", "content": "hello"}]}""", IgnoresUnknownFields: true),
         new("GET", "/v1/knowledge/documents", EndpointAuth.SecretKey),
         new("GET", "/v1/knowledge/connectors", EndpointAuth.SecretKey),
-        new("PUT", "/v1/handoff/webhook", EndpointAuth.SecretKey, """{"url": "https://support.example.com/hooks/escalations"}"""),
+        new("PUT", "/v1/handoff/webhook", EndpointAuth.SecretKey, """{"url": "https://93.184.215.14/hooks/escalations"}"""),
         new("GET", "/v1/handoff/escalations", EndpointAuth.SecretKey, PagedBy: CmpWaldurAdapter.Capabilities.Handoff.HandoffService.EscalationIdPrefix),
     ];
 }

@@ -196,6 +196,25 @@ public sealed class HandoffTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_receiver_that_redirects_is_not_followed_and_the_delivery_stays_due()
+    {
+        var me = await _bed.SubscribeAsync(credits: 100);
+        using var http = _bed.Http(me.Key);
+        await SetWebhookAsync(http, "/hooks/moved");
+        _receiver.Given(Request.Create().WithPath("/hooks/moved").UsingPost())
+            .RespondWith(Response.Create().WithStatusCode(307).WithHeader("Location", $"{_receiver.Url}/hooks/elsewhere"));
+
+        await AskAsync(http, "conv-moved", "I want to speak to a person");
+        Assert.Equal(0, await Sender().DeliverDueAsync(CancellationToken.None));
+
+        // A redirect could lead the POST anywhere, past the address check: it counts as a failed attempt.
+        Assert.Equal("/hooks/moved", Assert.Single(_receiver.LogEntries).RequestMessage.Path);
+        var delivery = await _bed.Tenants.QueryAsync(db => db.HandoffDeliveries.AsNoTracking().SingleAsync());
+        Assert.Null(delivery.DeliveredAt);
+        Assert.Contains("307", delivery.LastError);
+    }
+
+    [Fact]
     public async Task The_webhook_secret_is_shown_once_and_rotation_replaces_it()
     {
         var me = await _bed.SubscribeAsync();

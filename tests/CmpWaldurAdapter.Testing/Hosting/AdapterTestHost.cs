@@ -32,6 +32,8 @@ public static class AdapterTestHost
             ["Orders:RetryMaximum"] = "00:00:00.400",
             ["Orders:PollInterval"] = "00:01:00",
             ["Orders:StuckCheckInterval"] = "00:10:00",
+            // The tests' webhook receivers listen on 127.0.0.1 over http; tests of the address guard turn this off.
+            ["Handoff:AllowLoopbackWebhooks"] = "true",
             ["Serilog:MinimumLevel:Default"] = "Information",
             ["Serilog:MinimumLevel:Override:Microsoft"] = "Warning",
             ["Serilog:MinimumLevel:Override:System"] = "Warning",

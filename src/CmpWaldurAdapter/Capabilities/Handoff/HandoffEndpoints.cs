@@ -23,7 +23,7 @@ public static class HandoffEndpoints
             })
             .WithName("GetHandoffWebhook").WithSummary("The escalation webhook's address (never its secret).")
             .Produces<WebhookSettings>().Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(403).Produces<ApiErrorBody>(404);
-        group.MapPut("/webhook", async (HttpContext http, ApiKeyService keys, HandoffService handoff, CancellationToken cancellationToken) =>
+        group.MapPut("/webhook", async (HttpContext http, ApiKeyService keys, HandoffService handoff, WebhookAddresses addresses, CancellationToken cancellationToken) =>
             {
                 var (caller, refusal) = await ApiCaller.AuthenticateSecretAsync(http, keys, cancellationToken);
                 if (refusal is not null)
@@ -37,9 +37,10 @@ public static class HandoffEndpoints
                     return error;
                 }
 
-                if (!Uri.TryCreate(body!.Url, UriKind.Absolute, out var url) || url.Scheme is not ("https" or "http") || body.Url!.Length > 2000)
+                var (url, refused) = await addresses.CheckAsync(body!.Url, cancellationToken);
+                if (url is null)
                 {
-                    return ApiErrors.InvalidRequest("url must be an absolute http(s) address of at most 2000 characters.", "url", "invalid_url");
+                    return ApiErrors.InvalidRequest(refused!, "url", "invalid_url");
                 }
 
                 return Results.Json(await handoff.SetWebhookAsync(caller!.Subscription.Id, url, cancellationToken), ApiJson.Options);

@@ -18,6 +18,12 @@ public sealed class HandoffOptions
     /// <summary>How long one delivery may take before it counts as failed.</summary>
     public TimeSpan DeliveryTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// Webhooks may go to this machine's own addresses and over plain http: for development and tests only. Otherwise a
+    /// webhook must be an https address whose host resolves to public internet addresses only (no SSRF into the network).
+    /// </summary>
+    public bool AllowLoopbackWebhooks { get; set; }
+
     /// <summary>Turns kept in a conversation's transcript (the newest).</summary>
     [Range(2, 1000)]
     public int TranscriptTurns { get; set; } = 50;

@@ -105,7 +105,13 @@ public sealed class HandoffWebhookSender(
         }
         catch (Exception exception) when (exception is HttpRequestException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
         {
-            return exception is OperationCanceledException ? "the receiver did not answer in time" : "the receiver could not be reached";
+            return exception switch
+            {
+                OperationCanceledException => "the receiver did not answer in time",
+                // A host saved as public that now resolves inward (or a webhook saved before addresses were checked).
+                { InnerException: Knowledge.Sources.SourceRejectedException } => "the webhook address points to a non-public address",
+                _ => "the receiver could not be reached",
+            };
         }
     }
 }

@@ -5,15 +5,21 @@ using Microsoft.Extensions.Options;
 namespace CmpWaldurAdapter.Knowledge.Sources;
 
 /// <summary>
-/// The SSRF guard for hosts a buyer chooses (URLs, Confluence sites): checks scheme and address before
-/// a request, and connects only to the addresses it checked, so DNS rebinding cannot swap them.
+/// The SSRF guard for hosts a buyer chooses (URLs, Confluence sites, webhook receivers): checks scheme and address
+/// before a request, and connects only to the addresses it checked, so DNS rebinding cannot swap them.
 /// </summary>
-internal sealed class RemoteAddressGuard(IHostAddressResolver resolver, IOptionsMonitor<UrlSourceOptions> options)
+/// <param name="allowLoopback">Whether this machine's own addresses pass (development and tests only).</param>
+internal sealed class RemoteAddressGuard(IHostAddressResolver resolver, Func<bool> allowLoopback)
 {
+    public RemoteAddressGuard(IHostAddressResolver resolver, IOptionsMonitor<UrlSourceOptions> options)
+        : this(resolver, () => options.CurrentValue.AllowLoopback)
+    {
+    }
+
     /// <summary>The checked addresses of a request's host, read back by the connect callback.</summary>
     internal static readonly HttpRequestOptionsKey<PinnedHost> PinnedKey = new("CmpWaldurAdapter.Knowledge.PinnedHost");
 
-    public bool AllowLoopback => options.CurrentValue.AllowLoopback;
+    public bool AllowLoopback => allowLoopback();
 
     /// <summary>Parses a buyer's URL: absolute http(s), a host, no user info.</summary>
     public static Uri ParseUrl(string url, SourceKind kind)

@@ -30,6 +30,7 @@ public sealed class IndexModel(
     TimeProvider clock,
     IOptions<WebOptions> options,
     Capabilities.Handoff.HandoffService handoff,
+    Capabilities.Handoff.WebhookAddresses webhookAddresses,
     Capabilities.Automations.AutomationService automations,
     WidgetLimits widgetLimits,
     Credits.SpendAlerts.SpendAlertMonitor spendAlerts) : PageModel
@@ -234,9 +235,10 @@ public sealed class IndexModel(
             return Denied();
         }
 
-        if (!Uri.TryCreate(url, UriKind.Absolute, out var address) || address.Scheme is not ("https" or "http") || url!.Length > 2000)
+        var (address, refusal) = await webhookAddresses.CheckAsync(url, cancellationToken);
+        if (address is null)
         {
-            Errors["webhook_url"] = "Enter the full http(s) address that receives escalations.";
+            Errors["webhook_url"] = refusal!;
             Response.StatusCode = StatusCodes.Status400BadRequest;
             return await RenderAsync(null, cancellationToken);
         }

@@ -52,15 +52,21 @@ public sealed class ChatMessage
     [JsonPropertyName("content")]
     public JsonElement Content { get; set; }
 
+    /// <summary>The message's text: the string, or its text parts joined. Parts of other shapes (images, files) add nothing.</summary>
     [JsonIgnore]
     public string? Text => Content.ValueKind switch
     {
         JsonValueKind.String => Content.GetString(),
-        JsonValueKind.Array => string.Concat(Content.EnumerateArray()
-            .Where(p => p.ValueKind == JsonValueKind.Object && p.TryGetProperty("type", out var t) && t.GetString() == "text" && p.TryGetProperty("text", out _))
-            .Select(p => p.GetProperty("text").GetString())),
+        JsonValueKind.Array => string.Concat(Content.EnumerateArray().Select(TextOf)),
         _ => null,
     };
+
+    private static string? TextOf(JsonElement part) =>
+        part.ValueKind == JsonValueKind.Object
+        && part.TryGetProperty("type", out var type) && type.ValueKind == JsonValueKind.String && type.ValueEquals("text")
+        && part.TryGetProperty("text", out var text) && text.ValueKind == JsonValueKind.String
+            ? text.GetString()
+            : null;
 }
 
 public sealed record ChatCompletion(

@@ -332,6 +332,11 @@ public sealed partial class ChatService(
             return ApiErrors.InvalidRequest($"At most {options.Value.MaxMessages} messages per request.", "messages", "too_many_messages");
         }
 
+        if (request.Messages?.FindIndex(m => m is null) is >= 0 and var missing)
+        {
+            return ApiErrors.InvalidRequest($"messages[{missing}] is not a message object.", $"messages[{missing}]", "invalid_message");
+        }
+
         if (request.Temperature is { } temperature && (double.IsNaN(temperature) || temperature is < 0 or > 2))
         {
             return ApiErrors.InvalidRequest("temperature must be between 0 and 2.", "temperature", "invalid_temperature");

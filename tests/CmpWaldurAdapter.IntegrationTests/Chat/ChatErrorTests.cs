@@ -49,6 +49,10 @@ public sealed class ChatErrorTests : IAsyncLifetime
     [InlineData("{\"message\": \"\"}", "empty_message")]
     [InlineData("{\"message\": \"Hello\", \"temperature\": 7}", "invalid_temperature")]
     [InlineData("{\"message\": \"Hello\", \"max_tokens\": 0}", "invalid_max_tokens")]
+    [InlineData("{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}, null]}", "invalid_message")]
+    [InlineData("{\"messages\": [null]}", "invalid_message")]
+    [InlineData("{\"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"text\", \"text\": {\"value\": \"Hi\"}}]}]}", "empty_message")]
+    [InlineData("{\"messages\": [{\"role\": \"user\", \"content\": [{\"type\": 7, \"text\": \"Hi\"}]}]}", "empty_message")]
     public async Task Bad_bodies_are_400_and_charge_nothing(string body, string code)
     {
         using var http = _bed.Http(_me.Key);
@@ -86,6 +90,33 @@ public sealed class ChatErrorTests : IAsyncLifetime
         var error = await RefusedAsync(await http.PostAsync("/v1/chat/completions", ChatTestBed.Json($"{{\"message\": \"{new string('a', 101)}\"}}")), HttpStatusCode.BadRequest, "invalid_request_error", "message_too_long");
 
         Assert.Contains("100", error["message"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task Content_parts_of_other_shapes_in_the_history_are_skipped_and_the_message_is_charged_once()
+    {
+        using var http = _bed.Http(_me.Key);
+        // The Assistants API's text part ({"value": …}) and a part without a string type, in an earlier turn.
+        var body = """{"messages": [{"role": "assistant", "content": [{"type": "text", "text": {"value": "Hi"}}, {"type": null}, 5]}, {"role": "user", "content": [{"type": "text", "text": "Where is my parcel?"}]}]}""";
+
+        var response = await http.PostAsync("/v1/chat/completions", ChatTestBed.Json(body));
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("chat.completion", JsonNode.Parse(await response.Content.ReadAsStringAsync())!["object"]!.GetValue<string>());
+        Assert.Equal("Where is my parcel?", _bed.Tenants.Langflow.Runs.Single().Input);
+        Assert.Equal(1, (await _bed.LedgerAsync(_me.Customer)).Charges);
+    }
+
+    [Theory]
+    [InlineData("GET", "/v1/chat/completions", HttpStatusCode.MethodNotAllowed, "method_not_allowed")]
+    [InlineData("GET", "/v1/models/customer-support-agent", HttpStatusCode.NotFound, "unknown_url")]
+    [InlineData("POST", "/v1/embeddings", HttpStatusCode.NotFound, "unknown_url")]
+    public async Task Paths_and_methods_the_api_does_not_have_answer_in_openai_shape(string method, string path, HttpStatusCode status, string code)
+    {
+        using var http = _bed.Http(_me.Key);
+        using var request = new HttpRequestMessage(new HttpMethod(method), path) { Content = method == "GET" ? null : ChatTestBed.Json("{}") };
+
+        await RefusedAsync(await http.SendAsync(request), status, "invalid_request_error", code);
     }
 
     [Fact]

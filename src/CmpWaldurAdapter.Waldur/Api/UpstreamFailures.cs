@@ -7,7 +7,8 @@ namespace CmpWaldurAdapter.Waldur.Api;
 
 /// <summary>
 /// Tells transient upstream failures (worth retrying later) from permanent ones. Transient: network
-/// errors, timeouts, an open circuit, HTTP 408, 429 and 5xx. Everything else is the request's fault.
+/// errors, timeouts, an open circuit, HTTP 408, 429 and 5xx, and database errors the driver calls transient.
+/// Everything else is the request's fault.
 /// </summary>
 public static class UpstreamFailures
 {
@@ -20,6 +21,8 @@ public static class UpstreamFailures
         TimeoutRejectedException or BrokenCircuitException or TimeoutException => true,
         TaskCanceledException or OperationCanceledException => true,
         IOException => true,
+        // The adapter's own database failing over, restarting or breaking a serialization: not the request's fault.
+        System.Data.Common.DbException { IsTransient: true } => true,
         AggregateException aggregate => aggregate.InnerExceptions.All(IsTransient),
         _ => exception.InnerException is { } inner && IsTransient(inner),
     };

@@ -242,6 +242,16 @@ public sealed class OrderProcessor(
             logger.LogWarning(exception, "Order {OrderUuid} hit a transient failure and will be retried: {Reason}", orderUuid, record.LastError);
             throw new OrderDeferredException(record.LastError, exception);
         }
+        catch (Exception exception) when (exception is not OrderDeferredException && !cancellationToken.IsCancellationRequested && record.Phase == OrderPhase.Received && state == WaldurOrderStates.PendingProvider)
+        {
+            // Not approved yet: Waldur only takes "erred" from executing, so an order failed here would stay pending
+            // for ever with nobody told. Like the site agent, keep it pending and try again later (the refeed job too).
+            record.Attempts++;
+            record.LastError = UpstreamFailures.Describe(exception);
+            await SaveAsync(db, record, record.Phase, CancellationToken.None);
+            logger.LogError(exception, "Order {OrderUuid} failed before it was approved; it stays pending and is retried: {Reason}", orderUuid, record.LastError);
+            throw new OrderDeferredException(record.LastError, exception);
+        }
         catch (Exception exception) when (exception is not OrderDeferredException && !cancellationToken.IsCancellationRequested)
         {
             var message = BuyerMessage(orderUuid, exception);
@@ -494,12 +504,37 @@ public sealed class OrderProcessor(
                 var current = existing is null ? [] : JsonNode.Parse(existing.Configuration) as JsonObject ?? [];
                 // Only the options the offering lets buyers change later; fall back to the order form.
                 var form = forms.ResourceOptionsForm.Fields.Count > 0 ? forms.ResourceOptionsForm : forms.OrderForm;
-                return form.ValidateChange(attributes, current);
+                return form.ValidateChange(ChangeOf(attributes), current);
             case OrderType.Terminate:
                 return new FormValidation([], []);
             default:
                 throw new ArgumentOutOfRangeException(nameof(type), type, "Unknown order type.");
         }
+    }
+
+    /// <summary>
+    /// The settings an Update order changes. HomePort's option change (<c>update_options</c>) sends them wrapped as
+    /// <c>{"new_options": {…}}</c>; Waldur also records the state it replaces (<c>old_limits</c>, <c>old_plan_uuid</c>, …),
+    /// which is not a change. A limits or plan change therefore changes no setting. Flat settings (other clients,
+    /// the site agent's order templates) are taken as they are.
+    /// </summary>
+    internal static JsonObject ChangeOf(JsonObject attributes)
+    {
+        if (attributes["new_options"] is JsonObject options)
+        {
+            return options;
+        }
+
+        var change = new JsonObject();
+        foreach (var (key, value) in attributes)
+        {
+            if (!key.StartsWith("old_", StringComparison.Ordinal) && key != "new_options")
+            {
+                change[key] = value?.DeepClone();
+            }
+        }
+
+        return change;
     }
 
     internal static JsonObject ToJsonObject(object? attributes) => attributes switch

@@ -16,10 +16,12 @@ public sealed class ReportUsageJob(UsageReporter reporter) : IJob
 
 /// <summary>
 /// Adds the final usage report to every Terminate order, after the tenant is removed (its steps run
-/// after the runtime provisioner's) and before the order is set done. A failure defers the order, so
-/// the report is retried with it.
+/// after the runtime provisioner's) and before the order is set done. A failure (Waldur unreachable, or
+/// the month rolled over) defers the order, so the report is retried with it. A total Waldur refuses
+/// does not hold the buyer's termination back for ever: the order completes, its report names what was
+/// not taken, and the operator is told in an error log line.
 /// </summary>
-public sealed class FinalUsageReportProvisioner(UsageReporter reporter) : ITenantProvisioner
+public sealed class FinalUsageReportProvisioner(UsageReporter reporter, ILogger<FinalUsageReportProvisioner> logger) : ITenantProvisioner
 {
     public const string StepName = "report-final-usage";
 
@@ -34,10 +36,20 @@ public sealed class FinalUsageReportProvisioner(UsageReporter reporter) : ITenan
             throw new TransientProvisioningException($"The final usage report did not reach Waldur ({unfinished.Detail}).");
         }
 
-        var sent = rows.Where(r => r.Action == UsageAction.Posted).Select(r => $"{r.Component} {r.Ours:0.##} ({r.Period})").ToList();
+        var sent = rows.Where(r => r.Action == UsageAction.Posted).Select(Describe).ToList();
         if (sent.Count > 0)
         {
             context.Note("Final usage reported: " + string.Join(", ", sent) + ".");
         }
+
+        var refused = rows.Where(r => r.Action == UsageAction.Refused).ToList();
+        if (refused.Count > 0)
+        {
+            context.Note("Final usage Waldur did not accept (the provider will settle it): " + string.Join(", ", refused.Select(Describe)) + ".");
+            logger.LogError("Waldur refused the final usage of terminated resource {ResourceUuid}: {Refused}; bill it by hand ({Reason})",
+                context.Subscription.ResourceUuid, string.Join(", ", refused.Select(Describe)), refused[0].Detail);
+        }
     }
+
+    private static string Describe(UsageReportRow row) => $"{row.Component} {row.Ours:0.##} ({row.Period})";
 }

@@ -26,6 +26,13 @@ public enum UsageAction
 
     /// <summary>Waldur failed; retried next run (the total is recomputed from the ledger, so nothing is lost).</summary>
     Failed,
+
+    /// <summary>
+    /// Waldur refused the total (a 4xx other than 401, 403, 408 and 429: say, a component it does not know, or a
+    /// past month it takes no more usage for). Tried again next run, but retrying the same request will not change
+    /// the answer: an operator has to look.
+    /// </summary>
+    Refused,
 }
 
 public sealed record UsageReportRow(Guid ResourceUuid, Guid? SubscriptionId, string Period, string Component, decimal Ours, decimal? Waldur, UsageAction Action, string? Detail = null);
@@ -34,8 +41,8 @@ public sealed record UsageReport(IReadOnlyList<UsageReportRow> Rows, bool DryRun
 {
     public int Posted => Rows.Count(r => r.Action == UsageAction.Posted);
 
-    /// <summary>True when something could not be sent (failed or skipped) and waits for the next run.</summary>
-    public bool Unfinished => Rows.Any(r => r.Action is UsageAction.Failed or UsageAction.Skipped);
+    /// <summary>True when something could not be sent (failed, refused or skipped) and waits for the next run.</summary>
+    public bool Unfinished => Rows.Any(r => r.Action is UsageAction.Failed or UsageAction.Refused or UsageAction.Skipped);
 }
 
 /// <summary>
@@ -110,9 +117,9 @@ public sealed class UsageReporter(
         var rows = perResource.SelectMany(r => r).ToList();
 
         var report = new UsageReport(rows, dryRun);
-        logger.LogInformation("Usage report{DryRun}: {Resources} resource(s), {Posted} component total(s) sent, {Unchanged} unchanged, {Failed} failed, {Skipped} skipped",
+        logger.LogInformation("Usage report{DryRun}: {Resources} resource(s), {Posted} component total(s) sent, {Unchanged} unchanged, {Failed} failed, {Refused} refused, {Skipped} skipped",
             dryRun ? " (dry run)" : string.Empty, resources.Count, report.Posted,
-            rows.Count(r => r.Action == UsageAction.Unchanged), rows.Count(r => r.Action == UsageAction.Failed), rows.Count(r => r.Action == UsageAction.Skipped));
+            rows.Count(r => r.Action == UsageAction.Unchanged), rows.Count(r => r.Action == UsageAction.Failed), rows.Count(r => r.Action == UsageAction.Refused), rows.Count(r => r.Action == UsageAction.Skipped));
         return report;
     }
 
@@ -216,8 +223,10 @@ public sealed class UsageReporter(
             }
             catch (Exception exception) when (IsWaldurFailure(exception, cancellationToken))
             {
-                rows.AddRange(changed.Select(c => Compared(resourceUuid, subscriptionId, period, c, UsageAction.Failed, UpstreamFailures.Describe(exception))));
-                logger.LogWarning("Waldur did not take the usage of resource {ResourceUuid} for {Period}: {Reason}; retried next run", resourceUuid, period, UpstreamFailures.Describe(exception));
+                var refused = IsRefusal(exception);
+                rows.AddRange(changed.Select(c => Compared(resourceUuid, subscriptionId, period, c, refused ? UsageAction.Refused : UsageAction.Failed, UpstreamFailures.Describe(exception))));
+                logger.Log(refused ? LogLevel.Error : LogLevel.Warning, "Waldur did not take the usage of resource {ResourceUuid} for {Period}: {Reason}; retried next run",
+                    resourceUuid, period, UpstreamFailures.Describe(exception));
             }
         }
 
@@ -320,6 +329,11 @@ public sealed class UsageReporter(
             return [];
         }
     }
+
+    /// <summary>Waldur answered and refused this request itself (not its own outage, not the adapter's credentials).</summary>
+    private static bool IsRefusal(Exception exception) =>
+        exception is Refit.ApiException { StatusCode: not (System.Net.HttpStatusCode.Unauthorized or System.Net.HttpStatusCode.Forbidden) } api
+        && (int)api.StatusCode is >= 400 and < 500 && !UpstreamFailures.IsTransientStatus(api.StatusCode);
 
     private static bool IsWaldurFailure(Exception exception, CancellationToken cancellationToken) =>
         !cancellationToken.IsCancellationRequested && (UpstreamFailures.IsTransient(exception) || exception is Refit.ApiException);

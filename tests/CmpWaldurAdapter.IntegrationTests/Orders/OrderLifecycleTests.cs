@@ -87,6 +87,40 @@ public abstract class OrderLifecycleTests(DatabaseProvider provider) : IAsyncLif
     }
 
     [Fact]
+    public async Task Update_order_from_a_HomePort_option_change_applies_the_wrapped_new_options()
+    {
+        var create = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes("Ada"));
+        Assert.Equal(OrderOutcome.Completed, await _bed.Processor.ProcessAsync(create, CancellationToken.None));
+        var resource = _bed.Waldur.ResourceOf(create);
+
+        // What Waldur's update_options creates when the offering sets create_orders_on_resource_option_change.
+        var update = _bed.Waldur.PlaceOrder("Update", _bed.Offering, resource, new JsonObject { ["new_options"] = new JsonObject { ["tone"] = "formal" } });
+        Assert.Equal(OrderOutcome.Completed, await _bed.Processor.ProcessAsync(update, CancellationToken.None));
+
+        Assert.Equal("done", _bed.Waldur.OrderState(update));
+        var configuration = JsonNode.Parse((await _bed.QueryAsync(db => db.Subscriptions.SingleAsync())).Configuration)!.AsObject();
+        Assert.Equal("formal", configuration["tone"]!.GetValue<string>());
+        Assert.Equal("Ada", configuration["agent_name"]!.GetValue<string>());
+        Assert.False(configuration.ContainsKey("new_options"));
+    }
+
+    [Fact]
+    public async Task Update_order_that_changes_only_limits_completes_and_keeps_the_settings()
+    {
+        var create = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes("Ada"));
+        Assert.Equal(OrderOutcome.Completed, await _bed.Processor.ProcessAsync(create, CancellationToken.None));
+        var resource = _bed.Waldur.ResourceOf(create);
+        var before = (await _bed.QueryAsync(db => db.Subscriptions.SingleAsync())).Configuration;
+
+        // A limits change carries Waldur's record of the old limits (and the resource name), not settings.
+        var update = _bed.Waldur.PlaceOrder("Update", _bed.Offering, resource, new JsonObject { ["old_limits"] = new JsonObject { ["credits"] = 100 }, ["name"] = "Ada" });
+        Assert.Equal(OrderOutcome.Completed, await _bed.Processor.ProcessAsync(update, CancellationToken.None));
+
+        Assert.Equal("done", _bed.Waldur.OrderState(update));
+        Assert.True(JsonNode.DeepEquals(JsonNode.Parse(before), JsonNode.Parse((await _bed.QueryAsync(db => db.Subscriptions.SingleAsync())).Configuration)));
+    }
+
+    [Fact]
     public async Task Update_order_with_an_invalid_value_is_rejected_and_changes_nothing()
     {
         var create = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes("Ada"));
@@ -196,6 +230,22 @@ public abstract class OrderLifecycleTests(DatabaseProvider provider) : IAsyncLif
         // Looking at it again does nothing more: the order is final.
         Assert.Equal(OrderOutcome.Ignored, await _bed.Processor.ProcessAsync(order, CancellationToken.None));
         Assert.Equal(1, _bed.Waldur.Count("POST", ".*/set_state_erred/"));
+    }
+
+    [Fact]
+    public async Task A_permanent_failure_before_approval_keeps_the_order_pending_and_a_later_attempt_completes_it()
+    {
+        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
+        _bed.Waldur.Fail("POST", "/api/marketplace-orders/.*/approve_by_provider/", 403, times: 1);
+
+        // Waldur takes "erred" only from executing: an order failed here would stay pending for ever, unheard of.
+        await Assert.ThrowsAsync<OrderDeferredException>(() => _bed.Processor.ProcessAsync(order, CancellationToken.None));
+        Assert.Equal("pending-provider", _bed.Waldur.OrderState(order));
+        Assert.Equal(0, _bed.Waldur.Count("POST", ".*/set_state_erred/"));
+        Assert.Contains("403", (await _bed.QueryAsync(db => db.Orders.SingleAsync())).LastError);
+
+        Assert.Equal(OrderOutcome.Completed, await _bed.Processor.ProcessAsync(order, CancellationToken.None));
+        Assert.Equal("done", _bed.Waldur.OrderState(order));
     }
 
     [Fact]

@@ -55,6 +55,23 @@ public sealed class FinalUsageReportTests : IAsyncLifetime
         Assert.Equal(1, _bed.Provisioner.Runs("remove-runtime"));
     }
 
+    [Fact]
+    public async Task A_final_report_waldur_refuses_outright_does_not_hold_the_termination_back_and_is_named()
+    {
+        var resource = await SubscribeAndChargeAsync();
+        var terminate = _bed.Waldur.PlaceOrder("Terminate", _bed.Offering, resource);
+        // Retrying the same request cannot change this answer (a past month, or a component Waldur does not know).
+        _bed.Waldur.Break("POST", "/api/marketplace-component-usages/set_usage/", 400);
+
+        Assert.Equal(OrderOutcome.Completed, await _bed.ProcessUntilSettledAsync(terminate));
+
+        Assert.Equal("done", _bed.Waldur.OrderState(terminate));
+        Assert.Empty(_bed.Waldur.Usages);
+        var report = _bed.Waldur.Resource(resource)["report"]!.ToJsonString();
+        Assert.Contains("Final usage Waldur did not accept (the provider will settle it): chat_credits 6", report);
+        Assert.Contains(_bed.Logs.Lines, line => line.Contains("Waldur refused the final usage of terminated resource", StringComparison.Ordinal));
+    }
+
     private async Task<Guid> SubscribeAndChargeAsync()
     {
         var create = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());

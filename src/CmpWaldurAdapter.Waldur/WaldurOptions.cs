@@ -26,7 +26,10 @@ public sealed class WaldurOptions : IUpstreamRetryOptions
     /// <summary>First retry delay; later ones grow exponentially with jitter.</summary>
     public TimeSpan RetryDelay { get; set; } = TimeSpan.FromSeconds(1);
 
-    /// <summary>Page size for list calls.</summary>
-    [Range(1, 500)]
+    /// <summary>
+    /// Page size for list calls. At most 300: Waldur serves no larger page (<c>max_page_size</c>), and a list read
+    /// stops at its first short page, so a larger setting would silently read only the first 300 items.
+    /// </summary>
+    [Range(1, 300)]
     public int PageSize { get; set; } = 100;
 }

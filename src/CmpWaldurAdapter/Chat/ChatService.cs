@@ -147,7 +147,10 @@ public sealed partial class ChatService(
             {
                 case IdempotencyDecision.Replay:
                     http.Response.Headers["Idempotent-Replayed"] = "true";
-                    return Results.Content(entry.ResponseBody, entry.ContentType, Encoding.UTF8, entry.StatusCode);
+                    // A streamed answer is stored as its completion; a client that asked for a stream reads only events.
+                    return request!.Stream == true && entry.StatusCode == StatusCodes.Status200OK && entry.ContentType == "application/json" && entry.ResponseBody is not null
+                        ? new ReplayedStream(entry.ResponseBody!, request.StreamOptions?.IncludeUsage == true)
+                        : Results.Content(entry.ResponseBody, entry.ContentType, Encoding.UTF8, entry.StatusCode);
                 case IdempotencyDecision.InFlight:
                     return ApiErrors.Problem(StatusCodes.Status409Conflict, "A request with this Idempotency-Key is still being processed.", "invalid_request_error", "idempotency_key_in_use");
                 case IdempotencyDecision.Mismatch:
@@ -558,7 +561,7 @@ public sealed partial class ChatService(
             }
         }
 
-        private static void Start(HttpResponse response)
+        internal static void Start(HttpResponse response)
         {
             response.StatusCode = StatusCodes.Status200OK;
             response.ContentType = "text/event-stream";
@@ -569,10 +572,43 @@ public sealed partial class ChatService(
         private ChatCompletionChunk Chunk(long created, ChunkDelta delta, string? finish) =>
             new(run.CompletionId, "chat.completion.chunk", created, run.Offering.Slug, [new ChunkChoice(0, delta, finish)], null);
 
-        private static async Task WriteAsync(HttpResponse response, ChatCompletionChunk chunk, CancellationToken cancellationToken)
+        internal static async Task WriteAsync(HttpResponse response, ChatCompletionChunk chunk, CancellationToken cancellationToken)
         {
             await response.WriteAsync("data: " + JsonSerializer.Serialize(chunk, ApiJson.Options) + "\n\n", cancellationToken);
             await response.Body.FlushAsync(cancellationToken);
+        }
+    }
+
+    /// <summary>
+    /// A stored answer replayed to a client that asked for a stream: the same events a live stream sends (the role,
+    /// the whole text as one delta, the finish with any handoff, the usage chunk when asked for, <c>[DONE]</c>).
+    /// </summary>
+    private sealed class ReplayedStream(string storedCompletion, bool includeUsage) : IResult
+    {
+        public async Task ExecuteAsync(HttpContext httpContext)
+        {
+            var stored = JsonSerializer.Deserialize<ChatCompletion>(storedCompletion, ApiJson.Options)!;
+            var choice = stored.Choices[0];
+            var response = httpContext.Response;
+            var aborted = httpContext.RequestAborted;
+            ChatCompletionChunk Chunk(ChunkDelta delta, string? finish) =>
+                new(stored.Id, "chat.completion.chunk", stored.Created, stored.Model, [new ChunkChoice(0, delta, finish)], null);
+
+            StreamingAnswer.Start(response);
+            await StreamingAnswer.WriteAsync(response, Chunk(new ChunkDelta(Role: "assistant", Content: string.Empty), null), aborted);
+            if (choice.Message.Content.Length > 0)
+            {
+                await StreamingAnswer.WriteAsync(response, Chunk(new ChunkDelta(Content: choice.Message.Content), null), aborted);
+            }
+
+            await StreamingAnswer.WriteAsync(response, Chunk(new ChunkDelta(), choice.FinishReason) with { Handoff = stored.Handoff }, aborted);
+            if (includeUsage)
+            {
+                await StreamingAnswer.WriteAsync(response, new ChatCompletionChunk(stored.Id, "chat.completion.chunk", stored.Created, stored.Model, [], stored.Usage), aborted);
+            }
+
+            await response.WriteAsync("data: [DONE]\n\n", aborted);
+            await response.Body.FlushAsync(aborted);
         }
     }
 }

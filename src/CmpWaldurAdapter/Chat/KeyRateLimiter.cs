@@ -17,14 +17,31 @@ public sealed class KeyRateLimiter : IDisposable
     public KeyRateLimiter(IOptions<ChatOptions> options)
     {
         var perMinute = _perMinute = options.Value.RequestsPerMinute;
+        var (tokens, period) = Replenishment(perMinute);
         _limiter = PartitionedRateLimiter.Create<string, string>(partition => RateLimitPartition.GetTokenBucketLimiter(partition, _ => new TokenBucketRateLimiterOptions
         {
             TokenLimit = perMinute,
-            TokensPerPeriod = Math.Max(1, perMinute / 60),
-            ReplenishmentPeriod = TimeSpan.FromSeconds(Math.Max(1, 60.0 / perMinute * Math.Max(1, perMinute / 60))),
+            TokensPerPeriod = tokens,
+            ReplenishmentPeriod = period,
             QueueLimit = 0,
             AutoReplenishment = true,
         }));
+    }
+
+    /// <summary>
+    /// Refills that add up to exactly <paramref name="perMinute"/> a minute: one token every 60/n seconds up to 60 a
+    /// minute; above, the smallest whole number of tokens every whole number of seconds (90 a minute: 3 every 2 s),
+    /// so no timer ticks faster than once a second.
+    /// </summary>
+    internal static (int Tokens, TimeSpan Period) Replenishment(int perMinute)
+    {
+        if (perMinute <= 60)
+        {
+            return (1, TimeSpan.FromMinutes(1) / perMinute);
+        }
+
+        var shared = (int)System.Numerics.BigInteger.GreatestCommonDivisor(perMinute, 60);
+        return (perMinute / shared, TimeSpan.FromSeconds(60 / shared));
     }
 
     /// <summary>Takes one request's token; when none is left, says how long until one is.</summary>

@@ -498,6 +498,10 @@ public sealed class OrderProcessor(
         var attributes = ToJsonObject(order.Attributes);
         switch (type)
         {
+            case OrderType.Restore when existing is not null:
+                // HomePort's restore sends no form: the subscription comes back with its own settings, changed only
+                // by whatever the order does carry.
+                return forms.OrderForm.ValidateChange(ChangeOf(attributes), JsonNode.Parse(existing.Configuration) as JsonObject ?? []);
             case OrderType.Create or OrderType.Restore:
                 return forms.OrderForm.ValidateComplete(attributes);
             case OrderType.Update:

@@ -63,6 +63,43 @@ public sealed class ChatIdempotencyTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_replayed_stream_is_sent_as_a_stream_with_the_same_text_and_charges_nothing()
+    {
+        _bed.Tenants.Langflow.ScriptNextStream(["One", ", two", ", three"]);
+        using var http = _bed.Http(_me.Key);
+        const string stream = """{"message":"Count","stream":true,"stream_options":{"include_usage":true}}""";
+
+        async Task<(HttpResponseMessage Response, List<JsonNode> Chunks, string Last)> StreamAsync()
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = ChatTestBed.Json(stream) };
+            request.Headers.Add("Idempotency-Key", "stream-1");
+            var response = await http.SendAsync(request);
+            var events = (await response.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries)
+                .Select(e => e.StartsWith("data: ", StringComparison.Ordinal) ? e["data: ".Length..] : throw new Xunit.Sdk.XunitException($"not an SSE data line: {e}")).ToList();
+            return (response, events[..^1].Select(e => JsonNode.Parse(e)!).ToList(), events[^1]);
+        }
+
+        static string Text(List<JsonNode> chunks) => string.Concat(chunks.Where(c => c["choices"]!.AsArray().Count > 0)
+            .Select(c => c["choices"]![0]!["delta"]!["content"]?.GetValue<string>()));
+
+        var (first, live, liveLast) = await StreamAsync();
+        var (again, replayed, replayedLast) = await StreamAsync();
+
+        Assert.Equal("text/event-stream", first.Content.Headers.ContentType!.MediaType);
+        Assert.Equal("text/event-stream", again.Content.Headers.ContentType!.MediaType);
+        Assert.Equal("true", again.Headers.GetValues("Idempotent-Replayed").Single());
+        Assert.Equal(("[DONE]", "[DONE]"), (liveLast, replayedLast));
+        Assert.Equal("One, two, three", Text(live));
+        Assert.Equal(Text(live), Text(replayed));
+        Assert.Equal(live[0]["id"]!.GetValue<string>(), replayed[0]["id"]!.GetValue<string>());
+        Assert.Equal("assistant", replayed[0]["choices"]![0]!["delta"]!["role"]!.GetValue<string>());
+        Assert.Equal("stop", replayed[^2]["choices"]![0]!["finish_reason"]!.GetValue<string>());
+        Assert.Equal(2, replayed[^1]["usage"]!["credits_charged"]!.GetValue<long>());
+        Assert.Single(_bed.Tenants.Langflow.Runs);
+        Assert.Equal(new LedgerState(8, 0, 1, 2), await _bed.LedgerAsync(_me.Customer));
+    }
+
+    [Fact]
     public async Task A_duplicate_sent_while_the_first_request_runs_is_409_and_the_first_is_charged_once()
     {
         using var http = _bed.Http(_me.Key);

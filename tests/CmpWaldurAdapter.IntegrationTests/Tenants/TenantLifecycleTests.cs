@@ -264,6 +264,24 @@ public abstract class TenantLifecycleTests(DatabaseProvider provider) : IAsyncLi
     }
 
     [Fact]
+    public async Task A_restore_from_homeport_without_a_form_brings_the_subscription_back_with_its_own_settings()
+    {
+        var resource = await _bed.SubscribeAsync();
+        var before = (await _bed.SubscriptionAsync(resource)).Configuration;
+        var terminate = _bed.Waldur.PlaceOrder("Terminate", _bed.Offering, resource);
+        Assert.Equal(OrderOutcome.Completed, (await _bed.ProcessUntilSettledAsync(terminate)).Outcome);
+
+        // HomePort's restore is a POST without a body: the order carries no settings.
+        var restore = _bed.Waldur.PlaceOrder("Restore", _bed.Offering, resource, new System.Text.Json.Nodes.JsonObject());
+        Assert.Equal(OrderOutcome.Completed, (await _bed.ProcessUntilSettledAsync(restore)).Outcome);
+
+        Assert.Equal("done", _bed.Waldur.OrderState(restore));
+        var subscription = await _bed.SubscriptionAsync(resource);
+        Assert.Equal(SubscriptionState.Active, subscription.State);
+        Assert.True(System.Text.Json.Nodes.JsonNode.DeepEquals(System.Text.Json.Nodes.JsonNode.Parse(before), System.Text.Json.Nodes.JsonNode.Parse(subscription.Configuration)));
+    }
+
+    [Fact]
     public async Task Secrets_are_stored_encrypted_with_keys_in_the_database_and_never_logged()
     {
         var resource = await _bed.SubscribeAsync();

@@ -31,7 +31,7 @@ public sealed class ConsoleLinkTests : IAsyncLifetime
     [InlineData("WidgetCap", "cap", "5")]
     [InlineData("AddDomain", "domain", "shop.example.com")]
     [InlineData("CreateKey", "name", "ci")]
-    [InlineData("Webhook", "url", "https://hooks.example.com/alerts")]
+    [InlineData("Webhook", "url", "https://93.184.215.14/alerts")]
     [InlineData("RotateLink", "unused", "")]
     public async Task A_form_posted_under_another_subscriptions_link_is_refused_and_changes_nothing(string handler, string field, string value)
     {

@@ -112,7 +112,12 @@ public sealed class UsageReporter(
                         : ResourceUsagesAsync(resource, month, innerToken),
                     dryRun,
                     monthAtStart,
-                    token);
+                    token,
+                    async (month, innerToken) =>
+                    {
+                        await using var fresh = await dbs.CreateDbContextAsync(innerToken);
+                        return await UsageTotals.ForResourceAsync(fresh, resource, month, innerToken);
+                    });
             });
         var rows = perResource.SelectMany(r => r).ToList();
 
@@ -157,7 +162,8 @@ public sealed class UsageReporter(
         Func<BillingPeriod, CancellationToken, Task<HeldUsages>> heldIn,
         bool dryRun,
         BillingPeriod monthAtStart,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken,
+        Func<BillingPeriod, CancellationToken, Task<IReadOnlyDictionary<string, decimal>>>? freshOursIn = null)
     {
         var rows = new List<UsageReportRow>();
         foreach (var period in periods)
@@ -183,6 +189,15 @@ public sealed class UsageReporter(
             }
 
             var comparisons = UsageAmounts.Compare(components, ours, held.Records.Where(h => h.Type is not null).Select(h => (h.Type!, h.Usage)));
+            if (freshOursIn is not null && comparisons.Any(c => c.Differs && c.Waldur is { } w && c.Ours < w))
+            {
+                // The ledger never shrinks, so Waldur holding more than a run's snapshot means someone reported a newer
+                // total since (a Terminate order's final report): compare with the ledger as it is now, so an older total
+                // cannot overwrite it (set_usage replaces the month's value).
+                ours = await freshOursIn(period, cancellationToken);
+                comparisons = UsageAmounts.Compare(components, ours, held.Records.Where(h => h.Type is not null).Select(h => (h.Type!, h.Usage)));
+            }
+
             var changed = comparisons.Where(c => c.Differs).ToList();
             rows.AddRange(comparisons.Where(c => !c.Differs).Select(c => new UsageReportRow(resourceUuid, subscriptionId, period.ToString(), c.Component, c.Ours, c.Waldur, UsageAction.Unchanged)));
             if (changed.Count == 0)

@@ -59,6 +59,31 @@ public sealed class UsageReportingTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_newer_total_reported_while_a_run_is_under_way_is_not_overwritten_with_the_runs_older_snapshot()
+    {
+        await ChargeAsync(ActionClass.ChatMessage, 2);
+        await ChargeAsync(ActionClass.ChatMessage, 2);
+        // A Terminate order's final report (another replica) sends the total the ledger reaches during this run.
+        _bed.Waldur.SeedUsage(_subscription.ResourceUuid, "chat_credits", new DateOnly(2026, 3, 1), "6.00");
+        var charged = 0;
+        _bed.Waldur.Observe = (message, _) =>
+        {
+            // The run has read the ledger (4 credits) and now reads Waldur; the last message is charged meanwhile.
+            if (message.Method == "GET" && message.Path.StartsWith("/api/marketplace-component-usages/", StringComparison.Ordinal) && Interlocked.Exchange(ref charged, 1) == 0)
+            {
+                ChargeAsync(ActionClass.ChatMessage, 2).GetAwaiter().GetResult();
+            }
+        };
+
+        var report = await Reporter.ReportAsync();
+
+        Assert.Equal(1, charged);
+        Assert.Empty(SetUsageBodies());
+        Assert.Contains(report.Rows, r => r is { Component: "chat_credits", Action: UsageAction.Unchanged, Ours: 6m, Waldur: 6m });
+        Assert.Equal([("chat_credits", "2026-03-01", "6.00")], WaldurHolds());
+    }
+
+    [Fact]
     public async Task Unchanged_usage_posts_nothing()
     {
         await ChargeAsync(ActionClass.ChatMessage, 2);

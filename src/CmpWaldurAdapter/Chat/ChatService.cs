@@ -107,7 +107,8 @@ public sealed partial class ChatService(
         var offering = OfferingOf(subscription);
         if (offering is null)
         {
-            return ApiErrors.Problem(StatusCodes.Status503ServiceUnavailable, "This agent's offering is not served by this adapter right now.", "server_error", "offering_unavailable");
+            return ApiErrors.Problem(StatusCodes.Status503ServiceUnavailable, "This agent's offering is not served by this adapter right now.", "server_error", "offering_unavailable",
+                headers: r => r.Headers.RetryAfter = "30");
         }
 
         if (Validate(request!, offering) is { } invalid)
@@ -234,7 +235,9 @@ public sealed partial class ChatService(
                 ? ApiErrors.Problem(StatusCodes.Status402PaymentRequired,
                     $"Your organization has not enough credits left for this message ({run.Offering.Pricing.PriceOf(ActionClass.ChatMessage)} credits). Ask your organization's owner to add credits.",
                     "insufficient_quota", "insufficient_credits", headers: r => r.Headers["x-should-retry"] = "false")
-                : ApiErrors.SubscriptionSuspended("This subscription changed while the message was being accepted; retry.");
+                // A race with a change of the subscription, not a refusal: 409, which OpenAI's SDKs retry (they never retry a 403).
+                : ApiErrors.Problem(StatusCodes.Status409Conflict, "This subscription changed while the message was being accepted; nothing was charged, retry.", "invalid_request_error", "subscription_changed",
+                    headers: r => r.Headers.RetryAfter = "1");
         }
 
         // Settled here, or handed to the stream, which settles or releases it itself.

@@ -128,6 +128,9 @@ migration Job's copy and the pods' checksum annotation.
 {{- if .Values.ingress.enabled }}
 {{- $_ := set $env "Web__TrustForwardedHeaders" "true" }}
 {{- end }}
+{{- if .Values.metricsPort }}
+{{- $_ := set $env "Metrics__Port" (toString .Values.metricsPort) }}
+{{- end }}
 {{- range $section, $tree := .Values.config }}
 {{- include "cmp-waldur-adapter.flatten" (dict "env" $env "prefix" $section "value" $tree) }}
 {{- end }}

@@ -55,6 +55,7 @@ public static class AdapterHost
         var app = builder.Build();
         app.UseRequestIds();
         app.UseApiFallbacks();
+        app.UseMetricsPort();
         // The host's own logger (the static one is silent: each host logs through its own sinks).
         app.UseSerilogRequestLogging(options => options.Logger = app.Services.GetRequiredService<Serilog.ILogger>());
         app.UseBuyerWeb();

@@ -2,6 +2,35 @@ using Prometheus;
 
 namespace CmpWaldurAdapter.Observability;
 
+/// <summary>Where <c>/metrics</c> is answered (configuration section <c>Metrics</c>).</summary>
+public static class MetricsPort
+{
+    /// <summary>
+    /// With <c>Metrics:Port</c> set, <c>/metrics</c> answers only on connections to that port of the server (list it in
+    /// <c>--urls</c> too), so a public ingress in front of the main port cannot serve it: its counters name offerings
+    /// and show traffic, credits and upstream failures. The local port decides, never the Host header a client sends.
+    /// </summary>
+    public static WebApplication UseMetricsPort(this WebApplication app)
+    {
+        if (app.Configuration.GetValue<int?>("Metrics:Port") is not { } port)
+        {
+            return app;
+        }
+
+        app.Use((http, next) =>
+        {
+            if (http.Request.Path.StartsWithSegments("/metrics", StringComparison.OrdinalIgnoreCase) && http.Connection.LocalPort != port)
+            {
+                http.Response.StatusCode = StatusCodes.Status404NotFound;
+                return Task.CompletedTask;
+            }
+
+            return next(http);
+        });
+        return app;
+    }
+}
+
 /// <summary>
 /// The adapter's metrics, served at <c>/metrics</c> in Prometheus text format. Each host has its own
 /// registry, so hosts sharing a process (tests, the sandbox) never mix their counts.

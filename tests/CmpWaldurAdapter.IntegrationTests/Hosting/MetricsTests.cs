@@ -1,6 +1,13 @@
+using System.Net;
+using System.Net.Sockets;
+using CmpWaldurAdapter.Hosting;
 using CmpWaldurAdapter.IntegrationTests.Orders;
 using CmpWaldurAdapter.Orders;
+using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Testing.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace CmpWaldurAdapter.IntegrationTests.Hosting;
@@ -35,5 +42,32 @@ public sealed class MetricsTests : IAsyncLifetime
         Assert.Matches(@"cmp_upstream_requests_total\{upstream=""waldur"",outcome=""success""\} [1-9]", text);
         Assert.Contains("cmp_order_event_to_done_seconds_count 1", text);
         Assert.Contains("# TYPE cmp_order_event_to_done_seconds histogram", text);
+    }
+
+    [Fact]
+    public async Task With_a_metrics_port_metrics_are_served_there_only_whatever_host_a_client_names()
+    {
+        int port;
+        using (var probe = new TcpListener(IPAddress.Loopback, 0))
+        {
+            probe.Start();
+            port = ((IPEndPoint)probe.LocalEndpoint).Port;
+        }
+
+        var settings = new Dictionary<string, string?>(_bed.Settings) { ["Metrics:Port"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture) };
+        await using var app = AdapterHost.BuildServer(["--urls", $"http://127.0.0.1:0;http://127.0.0.1:{port}"], null, builder => builder.Configuration.AddInMemoryCollection(settings));
+        await app.Services.MigrateAsync(CancellationToken.None);
+        await app.StartAsync();
+        var main = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single(a => !a.EndsWith($":{port}", StringComparison.Ordinal));
+        using var client = new HttpClient();
+
+        // What an ingress in front of the main port would pass on, with any Host header a visitor sends.
+        using var viaMain = new HttpRequestMessage(HttpMethod.Get, $"{main}/metrics") { Headers = { Host = $"adapter.example.org:{port}" } };
+        Assert.Equal(HttpStatusCode.NotFound, (await client.SendAsync(viaMain)).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync($"{main}/healthz")).StatusCode);
+        var scraped = await client.GetAsync($"http://127.0.0.1:{port}/metrics");
+        Assert.Equal(HttpStatusCode.OK, scraped.StatusCode);
+        Assert.Contains("# TYPE cmp_orders_processed_total counter", await scraped.Content.ReadAsStringAsync());
+        await app.StopAsync();
     }
 }

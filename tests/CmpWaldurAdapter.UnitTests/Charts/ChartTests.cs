@@ -265,6 +265,14 @@ public sealed partial class ChartTests
         Assert.True(trustForwarded >= 0, "ingress.enabled sets Web__TrustForwardedHeaders");
         Assert.True(trustForwarded < helpers.IndexOf("range $section, $tree := .Values.config", StringComparison.Ordinal), "the operator's config comes after, and wins");
 
+        // /metrics on a port of its own that neither the Service nor the Ingress exposes.
+        Assert.Equal("9464", Scalar(values, "metricsPort"));
+        Assert.Contains("{{ if .Values.metricsPort }};http://0.0.0.0:{{ .Values.metricsPort }}{{ end }}", deployment, StringComparison.Ordinal);
+        Assert.Matches(@"- name: metrics\s*\n\s*containerPort: \{\{ \.Values\.metricsPort \}\}", deployment);
+        Assert.Contains("$_ := set $env \"Metrics__Port\" (toString .Values.metricsPort)", helpers, StringComparison.Ordinal);
+        Assert.DoesNotContain("metrics", templates["service.yaml"], StringComparison.Ordinal);
+        Assert.DoesNotContain("metrics", templates["ingress.yaml"], StringComparison.Ordinal);
+
         // The optional upstream policies admit the adapter's own pods, as the Deployment labels them.
         var upstreamPolicy = templates["upstream-networkpolicy.yaml"];
         Assert.Contains("{{- if .Values.upstreamNetworkPolicy.enabled }}", upstreamPolicy, StringComparison.Ordinal);

@@ -62,9 +62,16 @@ public static class BuyerWebServiceCollectionExtensions
                 ForwardedHeaders = ForwardedHeaders.XForwardedFor | ForwardedHeaders.XForwardedProto,
                 ForwardLimit = app.Configuration.GetValue($"{WebOptions.SectionName}:{nameof(WebOptions.ForwardedProxies)}", WebOptions.DefaultForwardedProxies),
             };
-            // The operator vouches that only the proxy reaches the adapter, so its address need not be listed.
+            // Without listed networks the operator vouches that only the proxy reaches the adapter.
             forwarded.KnownIPNetworks.Clear();
             forwarded.KnownProxies.Clear();
+            foreach (var network in app.Configuration.GetSection($"{WebOptions.SectionName}:{nameof(WebOptions.ForwardedProxyNetworks)}").Get<string[]>() ?? [])
+            {
+                forwarded.KnownIPNetworks.Add(System.Net.IPNetwork.TryParse(network.Trim(), out var parsed)
+                    ? parsed
+                    : throw new InvalidOperationException($"{WebOptions.SectionName}:{nameof(WebOptions.ForwardedProxyNetworks)} holds '{network}', which is not a network in CIDR notation (10.244.0.0/16)."));
+            }
+
             app.UseForwardedHeaders(forwarded);
         }
 

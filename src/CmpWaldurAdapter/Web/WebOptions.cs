@@ -82,6 +82,14 @@ public sealed class WebOptions
 
     public const int DefaultForwardedProxies = 1;
 
+    /// <summary>
+    /// With <see cref="TrustForwardedHeaders"/>: the networks (CIDR, e.g. <c>10.244.0.0/16</c>, the ingress controller's
+    /// pods) whose connections may name the client in <c>X-Forwarded-For</c>; a connection from anywhere else counts as
+    /// its own address, whatever header it sends. Empty: every connection is believed, so nothing but the proxy may
+    /// reach the adapter (a NetworkPolicy), or a client that reaches it directly picks its own address.
+    /// </summary>
+    public List<string> ForwardedProxyNetworks { get; set; } = [];
+
     /// <summary>The longest message the buyer pages accept.</summary>
     public int MaxMessageChars { get; set; } = 4000;
 

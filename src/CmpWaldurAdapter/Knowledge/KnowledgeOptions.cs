@@ -27,7 +27,7 @@ public sealed class KnowledgeOptions : IValidatableObject
     /// <summary>How often parsing documents are polled in RAGFlow.</summary>
     public TimeSpan PollInterval { get; set; } = TimeSpan.FromSeconds(15);
 
-    /// <summary>A parse running longer than this is stuck: it is stopped and started again once, then failed.</summary>
+    /// <summary>A parse that makes no progress for this long is stuck: it is stopped and started again once, then failed.</summary>
     public TimeSpan StuckAfter { get; set; } = TimeSpan.FromMinutes(60);
 
     /// <summary>

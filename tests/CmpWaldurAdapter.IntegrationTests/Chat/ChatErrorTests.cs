@@ -204,6 +204,22 @@ public sealed class ChatErrorTests : IAsyncLifetime
         Assert.Equal(new LedgerState(10, 0, 0, 0), await _bed.LedgerAsync(_me.Customer));
     }
 
+    [Theory]
+    [InlineData(102, "No chunk found! Check the chunk status please!")]
+    [InlineData(100, "No chunk found, please upload file and parse it.")]
+    public async Task A_knowledge_base_without_a_search_index_yet_finds_nothing_and_the_agent_answers(int code, string message)
+    {
+        // RAGFlow has no index for a tenant none of whose documents has finished parsing: an empty search, not an outage.
+        _bed.Tenants.Ragflow.Fail("POST", "/api/v1/retrieval", 200, times: 10, body: new JsonObject { ["code"] = code, ["message"] = message }.ToJsonString());
+        using var http = _bed.Http(_me.Key);
+
+        using var response = await http.PostAsync("/v1/chat/completions", ChatTestBed.Json("""{"message":"Hi"}"""));
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Single(_bed.Tenants.Langflow.Runs);
+        Assert.Equal(new LedgerState(8, 0, 1, 2), await _bed.LedgerAsync(_me.Customer));
+    }
+
     [Fact]
     public async Task Without_credits_the_answer_is_402_even_when_the_retrieval_run_meanwhile_fails()
     {

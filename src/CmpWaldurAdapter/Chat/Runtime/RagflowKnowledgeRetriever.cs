@@ -23,6 +23,11 @@ public sealed class RagflowKnowledgeRetriever(IRagflowApi ragflow, IOptions<Chat
         {
             answer = await ragflow.RetrieveAsync(new RetrievalRequest { Question = query, Dataset_ids = [dataset], Page_size = options.Value.RetrievalChunks }, cancellationToken);
         }
+        catch (Exception exception) when ((exception is not OperationCanceledException || !cancellationToken.IsCancellationRequested) && NoSearchIndexYet(exception))
+        {
+            // A tenant none of whose documents has finished parsing has no search index yet: nothing to find, not an outage.
+            return [];
+        }
         catch (Exception exception) when (exception is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
             var envelope = RagflowException.Find(exception);
@@ -36,4 +41,9 @@ public sealed class RagflowKnowledgeRetriever(IRagflowApi ragflow, IOptions<Chat
             .Select(c => new KnowledgeChunk(c.Content!, c.Document_keyword ?? string.Empty, c.Similarity ?? 0))
             .ToList();
     }
+
+    /// <summary>RAGFlow's "No chunk found!" (code 102, or 100 in some versions): the dataset has no search index yet.</summary>
+    private static bool NoSearchIndexYet(Exception exception) =>
+        RagflowException.Find(exception) is { Code: 100 or 102 } envelope
+        && envelope.UpstreamMessage.StartsWith("No chunk found", StringComparison.OrdinalIgnoreCase);
 }

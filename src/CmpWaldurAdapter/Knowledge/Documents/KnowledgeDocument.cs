@@ -47,6 +47,7 @@ public sealed class KnowledgeDocument
     /// <summary>Why parsing failed, in RAGFlow's words (or the watchdog's).</summary>
     public string? Error { get; set; }
 
+    /// <summary>When the parse was started, or last made progress: the stuck-parse watchdog counts from here.</summary>
     public DateTimeOffset? ParseStartedAt { get; set; }
 
     /// <summary>Parses started; the watchdog restarts a stuck parse only while this is 1.</summary>

@@ -155,6 +155,8 @@ public sealed class ParseMonitor(
                 document.Status = ParseStates.Fail;
                 document.Progress = 0;
                 document.Error = FailureReason(state.Progress_msg);
+                // A connector's page: the next sync adds it again instead of taking the failed copy for current.
+                document.SourceVersion = null;
                 await knowledge.ReleaseHoldsAsync([document], "parsing failed");
                 logger.LogInformation("Parsing document {DocumentId} of subscription {SubscriptionId} failed: {Reason}", document.Id, tenant.SubscriptionId, document.Error);
                 break;
@@ -163,12 +165,20 @@ public sealed class ParseMonitor(
                 document.Status = ParseStates.Cancel;
                 document.Progress = 0;
                 document.Error = "Parsing was stopped in the knowledge base.";
+                document.SourceVersion = null;
                 await knowledge.ReleaseHoldsAsync([document], "parsing was stopped");
                 break;
 
             case ParseStates.Running:
                 document.Status = ParseStates.Running;
-                document.Progress = Math.Clamp(state.Progress ?? 0, 0, 1);
+                var progress = Math.Clamp(state.Progress ?? 0, 0, 1);
+                if (progress > document.Progress && document.ParseStartedAt is not null)
+                {
+                    // Still moving (a 500-page scan can take hours): the watchdog stops only a parse that makes no progress.
+                    document.ParseStartedAt = now;
+                }
+
+                document.Progress = progress;
                 // Started by a call whose answer was lost: the watchdog counts from now.
                 document.ParseStartedAt ??= now;
                 document.ParseAttempts = Math.Max(document.ParseAttempts, 1);
@@ -327,6 +337,7 @@ public sealed class ParseMonitor(
             document.Status = ParseStates.Fail;
             document.Progress = 0;
             document.Error = $"Parsing did not finish within {Describe(stuckAfter)}, also after one restart, and was stopped. Delete the document and upload it again, or contact support.";
+            document.SourceVersion = null;
             // Nothing is charged for it, so its credits are free again now, not when its hold would expire.
             await knowledge.ReleaseHoldsAsync([document], "parsing was stuck and stopped");
             logger.LogWarning("Parse of document {DocumentId} of subscription {SubscriptionId} stuck twice: stopped and failed", document.Id, tenant.SubscriptionId);

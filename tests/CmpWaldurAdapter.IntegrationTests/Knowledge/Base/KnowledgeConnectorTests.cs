@@ -217,6 +217,34 @@ public abstract class KnowledgeConnectorTests(DatabaseProvider provider) : IAsyn
         Assert.Equal(1, await _bed.RagChargesAsync());
     }
 
+    [Fact]
+    public async Task A_page_whose_parse_failed_is_added_again_by_the_next_sync_though_it_did_not_change()
+    {
+        var (database, _) = NotionDatabase(1);
+        var (_, body) = await ConnectNotionAsync(database);
+        var sync = $"/v1/knowledge/connectors/{body["connector"]!["id"]}/sync";
+        var page = Assert.Single(await _bed.RowsAsync());
+
+        // The embedding provider was down: the parse failed, through no fault of the page.
+        await _bed.PollAsync();
+        _bed.Ragflow.FailParsing(_bed.DatasetId, "[ERROR]Embedding model error: 503 Service Unavailable");
+        await _bed.PollAsync();
+        Assert.Equal("failed", Assert.Single(await _bed.DocumentsAsync())!["status"]!.GetValue<string>());
+
+        var (status, synced) = await _bed.PostJsonAsync(sync, []);
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal((0, 1, 0, 0), (synced["sync"]!["added"]!.GetValue<int>(), synced["sync"]!["replaced"]!.GetValue<int>(), synced["sync"]!["removed"]!.GetValue<int>(), synced["sync"]!["unchanged"]!.GetValue<int>()));
+        var again = Assert.Single(await _bed.RowsAsync());
+        Assert.NotEqual(page.RagflowDocumentId, again.RagflowDocumentId);
+        Assert.Equal(page.SourceVersion, again.SourceVersion);
+        _bed.Ragflow.FinishParsing(_bed.DatasetId);
+        await _bed.PollAsync();
+        var listed = Assert.Single(await _bed.DocumentsAsync())!;
+        Assert.Equal(("done", 5L), (listed["status"]!.GetValue<string>(), listed["credits_charged"]!.GetValue<long>()));
+        Assert.Equal(1, await _bed.RagChargesAsync());
+    }
+
     /// <summary>Deletes a document through RAGFlow's API, as anyone holding the operator's key can.</summary>
     private async Task DeleteInRagflowAsync(string ragflowDocumentId)
     {

@@ -141,6 +141,30 @@ public abstract class KnowledgeLifecycleTests(DatabaseProvider provider) : IAsyn
     }
 
     [Fact]
+    public async Task A_long_parse_that_keeps_making_progress_is_left_to_finish_and_only_a_stalled_one_is_restarted()
+    {
+        var clock = _bed.Credits.Clock!;
+        await _bed.UploadAsync(("scan.pdf", "%PDF-1.4 five hundred scanned pages"));
+        var ragflowId = Assert.Single(_bed.Ragflow.Documents(_bed.DatasetId))["id"]!.GetValue<string>();
+
+        // Knowledge:StuckAfter is 30 minutes here; the parse runs far longer, but moves between polls.
+        foreach (var progress in new[] { 0.3, 0.6, 0.9 })
+        {
+            clock.Advance(TimeSpan.FromMinutes(25));
+            _bed.Ragflow.AdvanceParsing(_bed.DatasetId, progress);
+            await _bed.PollAsync();
+        }
+
+        Assert.Equal(1, _bed.Ragflow.ParseRequests(ragflowId));
+        Assert.Equal("parsing", Assert.Single(await _bed.DocumentsAsync())!["status"]!.GetValue<string>());
+
+        // No progress for longer than the limit: stuck, stopped and started again.
+        clock.Advance(TimeSpan.FromMinutes(31));
+        await _bed.PollAsync();
+        Assert.Equal(2, _bed.Ragflow.ParseRequests(ragflowId));
+    }
+
+    [Fact]
     public async Task A_parse_ragflow_lost_before_starting_it_is_asked_for_again_once_then_failed_and_given_back()
     {
         var clock = _bed.Credits.Clock!;

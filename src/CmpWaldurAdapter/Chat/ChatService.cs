@@ -164,7 +164,7 @@ public sealed partial class ChatService(
             }
         }
 
-        var requestId = remembered is null ? Guid.NewGuid().ToString("N") : $"idem:{caller.Key.Id:N}:{idempotencyKey}";
+        var requestId = remembered?.LedgerRequestId ?? Guid.NewGuid().ToString("N");
         var run = new ChatRun(http, caller, subscription, offering, request!, conversation, requestId, remembered);
         try
         {

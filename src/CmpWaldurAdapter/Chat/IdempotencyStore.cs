@@ -27,6 +27,13 @@ public sealed class IdempotentRequest
     public DateTimeOffset CreatedAt { get; set; }
 
     public DateTimeOffset ExpiresAt { get; set; }
+
+    /// <summary>
+    /// The ledger request id of what this key's request holds and charges: <c>idem:{first entry's id}</c>, kept by an
+    /// entry that takes over an abandoned one (the dead attempt's hold or charge is the retry's), new once an entry has
+    /// expired (the key then names a new request, which is charged again).
+    /// </summary>
+    public string LedgerRequestId { get; set; } = string.Empty;
 }
 
 public enum IdempotencyDecision
@@ -54,8 +61,8 @@ public enum IdempotencyDecision
 /// takes it over: it deletes exactly that row (by id, still unfinished) and inserts its own, so of two retries
 /// racing for it the unique index lets one in and the other sees a fresh entry (409).
 /// <para>
-/// Charging stays exactly-once because the ledger request id is <c>idem:{key id}:{Idempotency-Key}</c> for every
-/// attempt. A takeover finds what the dead attempt left under that id: nothing (it holds and charges once), its
+/// Charging stays exactly-once because every attempt uses the entry's <see cref="IdempotentRequest.LedgerRequestId"/>,
+/// which a takeover inherits. A takeover finds what the dead attempt left under that id: nothing (it holds and charges once), its
 /// open hold (AlreadyHeld: the retry settles that hold; one the sweeper already released is taken anew), or its
 /// charge (AlreadyCharged: the agent runs again for the answer that was never stored, and nothing more is charged).
 /// An attempt that was only slow, not dead, finishes on its own row id, which the takeover deleted: its answer
@@ -77,18 +84,21 @@ public sealed class IdempotencyStore(IDbContextFactory<AdapterDbContext> dbs, Ti
     /// <param name="longestRun">The caller's own time limit on the work it does for the request (its run timeout).</param>
     public async Task<(IdempotencyDecision Decision, IdempotentRequest Entry)> BeginAsync(Guid apiKeyId, string key, string requestHash, TimeSpan longestRun, CancellationToken cancellationToken)
     {
+        string? inherited = null;
         for (var attempt = 0; ; attempt++)
         {
             var now = clock.GetUtcNow();
             await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+            var id = Guid.NewGuid();
             var entry = new IdempotentRequest
             {
-                Id = Guid.NewGuid(),
+                Id = id,
                 ApiKeyId = apiKeyId,
                 Key = key,
                 RequestHash = requestHash,
                 CreatedAt = now,
                 ExpiresAt = now + options.Value.IdempotencyWindow,
+                LedgerRequestId = inherited ?? $"idem:{id:N}",
             };
             db.IdempotentRequests.Add(entry);
             try
@@ -109,7 +119,9 @@ public sealed class IdempotencyStore(IDbContextFactory<AdapterDbContext> dbs, Ti
 
             if (existing.ExpiresAt < now)
             {
+                // Past its window the key names a new request: a new ledger id, or its old charge would make it free.
                 await db.IdempotentRequests.Where(r => r.Id == existing.Id).ExecuteDeleteAsync(cancellationToken);
+                inherited = null;
                 continue;
             }
 
@@ -122,6 +134,7 @@ public sealed class IdempotencyStore(IDbContextFactory<AdapterDbContext> dbs, Ti
             {
                 // Only while still unfinished: an owner that completes meanwhile keeps its answer for replay.
                 await db.IdempotentRequests.Where(r => r.Id == existing.Id && !r.Completed).ExecuteDeleteAsync(cancellationToken);
+                inherited = existing.LedgerRequestId;
                 continue;
             }
 

@@ -93,9 +93,9 @@ public sealed class AutomationTests : IAsyncLifetime
         const string body = """{"input": {"subject": "Lost parcel"}}""";
         // Chat:RunTimeout (2 minutes, the flow run's limit) plus the margin has not passed for the first, has for the second.
         await _bed.LeaveUnfinishedAsync(me, "runs:recent", body, TimeSpan.FromMinutes(2));
-        var keyId = await _bed.LeaveUnfinishedAsync(me, "runs:dead", body, TimeSpan.FromMinutes(2) + CmpWaldurAdapter.Chat.IdempotencyStore.AbandonMargin + TimeSpan.FromSeconds(5));
+        var requestId = await _bed.LeaveUnfinishedAsync(me, "runs:dead", body, TimeSpan.FromMinutes(2) + CmpWaldurAdapter.Chat.IdempotencyStore.AbandonMargin + TimeSpan.FromSeconds(5));
         var ledger = _bed.Services.GetRequiredService<CmpWaldurAdapter.Credits.CreditLedger>();
-        Assert.True((await ledger.ReserveAsync(me.Customer, me.Subscription.Id, CmpWaldurAdapter.Core.Catalogue.ActionClass.AutomationRun, 3, 1, $"idem:{keyId:N}:runs:dead")).IsHeld);
+        Assert.True((await ledger.ReserveAsync(me.Customer, me.Subscription.Id, CmpWaldurAdapter.Core.Catalogue.ActionClass.AutomationRun, 3, 1, requestId)).IsHeld);
 
         var recent = await SendAsync(http, body, "recent");
         var retried = await SendAsync(http, body, "dead");

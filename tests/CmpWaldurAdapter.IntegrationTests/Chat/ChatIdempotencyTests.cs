@@ -100,6 +100,25 @@ public sealed class ChatIdempotencyTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_key_used_again_after_its_window_names_a_new_request_that_runs_and_is_charged()
+    {
+        using var http = _bed.Http(_me.Key);
+        using (var first = await SendAsync(http, "daily"))
+        {
+            Assert.Equal(HttpStatusCode.OK, first.StatusCode);
+        }
+
+        // The 24 hours of the key's stored answer pass.
+        await _bed.Tenants.QueryAsync(db => db.IdempotentRequests.ExecuteUpdateAsync(set => set.SetProperty(r => r.ExpiresAt, DateTimeOffset.UtcNow.AddMinutes(-1))));
+        using var again = await SendAsync(http, "daily");
+
+        Assert.Equal(HttpStatusCode.OK, again.StatusCode);
+        Assert.False(again.Headers.Contains("Idempotent-Replayed"));
+        Assert.Equal(2, _bed.Tenants.Langflow.Runs.Count);
+        Assert.Equal(new LedgerState(6, 0, 2, 4), await _bed.LedgerAsync(_me.Customer));
+    }
+
+    [Fact]
     public async Task A_duplicate_sent_while_the_first_request_runs_is_409_and_the_first_is_charged_once()
     {
         using var http = _bed.Http(_me.Key);
@@ -167,10 +186,10 @@ public sealed class ChatIdempotencyTests : IAsyncLifetime
     public async Task A_retry_of_a_request_that_died_after_holding_or_charging_is_not_charged_again(bool charged)
     {
         using var http = _bed.Http(_me.Key);
-        var keyId = await _bed.LeaveUnfinishedAsync(_me, "crashed", Body, TakeoverAge + TimeSpan.FromSeconds(5));
+        var requestId = await _bed.LeaveUnfinishedAsync(_me, "crashed", Body, TakeoverAge + TimeSpan.FromSeconds(5));
         // What the dead request did in the ledger, under the request id every attempt with this key uses.
         var ledger = _bed.Services.GetRequiredService<CreditLedger>();
-        var hold = await ledger.ReserveAsync(_me.Customer, _me.Subscription.Id, ActionClass.ChatMessage, 2, 1, $"idem:{keyId:N}:crashed");
+        var hold = await ledger.ReserveAsync(_me.Customer, _me.Subscription.Id, ActionClass.ChatMessage, 2, 1, requestId);
         Assert.True(hold.IsHeld);
         if (charged)
         {

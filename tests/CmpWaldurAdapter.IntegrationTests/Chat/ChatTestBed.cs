@@ -119,22 +119,25 @@ public sealed class ChatTestBed : IAsyncDisposable
     /// <paramref name="body"/> (hashed as the server hashes it) under <paramref name="storedKey"/> (the header's
     /// value; <c>runs:</c> and the value for automation runs), begun <paramref name="age"/> ago. Returns the key's id.
     /// </summary>
-    public async Task<Guid> LeaveUnfinishedAsync(Subscriber who, string storedKey, string body, TimeSpan age) => await Tenants.QueryAsync(async db =>
+    /// <summary>An unfinished Idempotency-Key entry as a request that died <paramref name="age"/> ago left it; returns its ledger request id.</summary>
+    public async Task<string> LeaveUnfinishedAsync(Subscriber who, string storedKey, string body, TimeSpan age) => await Tenants.QueryAsync(async db =>
     {
         var hash = ApiKeyFormat.Hash(who.Key);
         var keyId = await db.ApiKeys.Where(k => k.Hash == hash).Select(k => k.Id).SingleAsync();
         var started = DateTimeOffset.UtcNow - age;
+        var id = Guid.NewGuid();
         db.IdempotentRequests.Add(new CmpWaldurAdapter.Chat.IdempotentRequest
         {
-            Id = Guid.NewGuid(),
+            Id = id,
             ApiKeyId = keyId,
             Key = storedKey,
             RequestHash = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes(body))),
             CreatedAt = started,
             ExpiresAt = started + TimeSpan.FromHours(24),
+            LedgerRequestId = $"idem:{id:N}",
         });
         await db.SaveChangesAsync();
-        return keyId;
+        return $"idem:{id:N}";
     });
 
     public async ValueTask DisposeAsync() => await Tenants.DisposeAsync();

@@ -123,6 +123,26 @@ public abstract class PersistenceTests(DatabaseProvider provider) : IAsyncLifeti
     }
 
     [Fact]
+    public async Task Migrating_keeps_the_ledger_request_id_idempotency_keys_made_before_used()
+    {
+        await using var context = await Dbs.CreateDbContextAsync();
+        var migrator = context.GetService<IMigrator>();
+        var migrations = context.Database.GetMigrations().ToList();
+        await migrator.MigrateAsync(migrations[migrations.FindIndex(m => m.EndsWith("_IdempotencyLedgerRequestIds", StringComparison.Ordinal)) - 1]);
+        var (id, keyId, now) = (Guid.NewGuid(), Guid.NewGuid(), DateTimeOffset.UtcNow);
+        // An entry of an earlier version, whose attempts held and charged under idem:{key id}:{Idempotency-Key}.
+        await context.Database.ExecuteSqlInterpolatedAsync($"""
+            INSERT INTO idempotent_requests (id, api_key_id, "key", request_hash, completed, status_code, created_at, expires_at)
+            VALUES ({id}, {keyId}, {"runs:K-1"}, {"hash"}, {false}, {0}, {now}, {now.AddHours(24)})
+            """);
+
+        await migrator.MigrateAsync();
+
+        var entry = await context.IdempotentRequests.AsNoTracking().SingleAsync(r => r.Id == id);
+        Assert.Equal($"idem:{keyId:N}:runs:K-1", entry.LedgerRequestId);
+    }
+
+    [Fact]
     public async Task A_resource_can_have_only_one_subscription()
     {
         var resource = Guid.NewGuid();

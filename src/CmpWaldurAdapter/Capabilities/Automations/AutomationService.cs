@@ -78,7 +78,7 @@ public sealed class AutomationService(
             }
         }
 
-        var requestId = remembered is null ? Guid.NewGuid().ToString("N") : $"idem:{caller!.KeyId!.Value:N}:runs:{idempotencyKey}";
+        var requestId = remembered?.LedgerRequestId ?? Guid.NewGuid().ToString("N");
         var (status, view, failure) = await RunAsync(caller!, "api", request.Input.GetRawText(), requestId, null, cancellationToken);
         if (remembered is not null)
         {

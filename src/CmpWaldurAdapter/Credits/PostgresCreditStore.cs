@@ -100,7 +100,9 @@ internal sealed partial class PostgresCreditStore : CreditStoreBase, IAsyncDispo
         """;
 
     // Closing a hold: lock the account first (the same order as every other operation), then delete the
-    // hold; a hold deleted meanwhile by a concurrent settle or release is skipped, so it closes once.
+    // hold; a hold deleted meanwhile by a concurrent settle or release is skipped, so it closes once. A charge
+    // stops the balance at zero: with Waldur funding, a refresh may have set it below what was already held
+    // (the money shrank meanwhile); the ledger keeps the whole charge, and the next refresh counts it.
     private const string CloseSql = """
         WITH target AS (
             SELECT r.customer_id FROM credit_reservations r WHERE r.id = @reservation
@@ -112,7 +114,7 @@ internal sealed partial class PostgresCreditStore : CreditStoreBase, IAsyncDispo
             RETURNING r.*
         ), account AS (
             UPDATE credit_accounts a
-            SET balance = a.balance - CASE WHEN @kind = 'Charge' THEN COALESCE(@actual::bigint, hold.credits) ELSE 0 END,
+            SET balance = GREATEST(a.balance - CASE WHEN @kind = 'Charge' THEN COALESCE(@actual::bigint, hold.credits) ELSE 0 END, 0),
                 reserved = a.reserved - hold.credits, version = a.version + 1, updated_at = @now
             FROM hold WHERE a.customer_id = hold.customer_id
             RETURNING a.balance, a.reserved

@@ -70,8 +70,9 @@ internal sealed class SqliteCreditStore(IDbContextFactory<AdapterDbContext> dbs,
 
     private const string DeleteHoldSql = "DELETE FROM credit_reservations WHERE id = $reservation";
 
+    // A charge stops the balance at zero (see PostgresCreditStore's CloseSql: Waldur funding may have shrunk under a hold).
     private const string CloseAccountSql = """
-        UPDATE credit_accounts SET balance = balance - $charged, reserved = reserved - $held, version = version + 1, updated_at = $now
+        UPDATE credit_accounts SET balance = MAX(balance - $charged, 0), reserved = reserved - $held, version = version + 1, updated_at = $now
         WHERE customer_id = $customer
         RETURNING balance, reserved
         """;

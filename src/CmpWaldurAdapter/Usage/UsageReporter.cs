@@ -189,11 +189,11 @@ public sealed class UsageReporter(
             }
 
             var comparisons = UsageAmounts.Compare(components, ours, held.Records.Where(h => h.Type is not null).Select(h => (h.Type!, h.Usage)));
-            if (freshOursIn is not null && comparisons.Any(c => c.Differs && c.Waldur is { } w && c.Ours < w))
+            if (freshOursIn is not null && !dryRun && comparisons.Any(c => c.Differs))
             {
-                // The ledger never shrinks, so Waldur holding more than a run's snapshot means someone reported a newer
-                // total since (a Terminate order's final report): compare with the ledger as it is now, so an older total
-                // cannot overwrite it (set_usage replaces the month's value).
+                // The run's snapshots are minutes old by now, and someone may have reported a newer total since (a
+                // Terminate order's final report): set_usage replaces the month's value, so what is sent is the ledger
+                // as it is now, never an older total over a newer one.
                 ours = await freshOursIn(period, cancellationToken);
                 comparisons = UsageAmounts.Compare(components, ours, held.Records.Where(h => h.Type is not null).Select(h => (h.Type!, h.Usage)));
             }

@@ -142,6 +142,28 @@ public abstract class WaldurFundingTests(DatabaseProvider provider) : IAsyncLife
     }
 
     [Fact]
+    public async Task A_hold_settles_in_full_when_the_money_behind_it_shrank_meanwhile_and_the_balance_stops_at_zero()
+    {
+        await StartAsync();
+        var customer = _subscription.CustomerId;
+        var credit = _bed.Waldur.AddCustomerCredit(customer, 0.10m);
+        await Ledger.BalanceAsync(customer);
+        var hold = await Ledger.ReserveAsync(customer, _subscription.Id, ActionClass.ChatMessage, 4, 1, "held");
+        Assert.True(hold.IsHeld);
+
+        // The credit's end date passes, or Waldur invoices more than the adapter's own usage: 2 credits of money left.
+        _bed.Waldur.SetCustomerCreditValue(credit, 0.02m);
+        _bed.Services.GetRequiredService<WaldurFunding>().Invalidate(customer);
+        Assert.Equal(2, (await Ledger.BalanceAsync(customer)).Balance);
+
+        var settled = await Ledger.SettleAsync(hold.ReservationId!.Value);
+
+        Assert.Equal((SettleStatus.Settled, 4L), (settled.Status, settled.Credits));
+        var after = await Ledger.BalanceAsync(customer);
+        Assert.Equal((0L, 0L), (after.Balance, after.Reserved));
+    }
+
+    [Fact]
     public async Task When_waldur_is_down_charging_continues_against_the_last_funding_read()
     {
         await StartAsync();

@@ -84,6 +84,29 @@ public sealed class UsageReportingTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_total_reported_after_the_run_read_waldur_is_not_replaced_by_the_runs_older_one()
+    {
+        await ChargeAsync(ActionClass.ChatMessage, 2);
+        await ChargeAsync(ActionClass.ChatMessage, 2);
+        var reported = 0;
+        _bed.Waldur.Observe = (message, _) =>
+        {
+            // Once the run has read both sides (ledger 4, Waldur nothing), the last message is charged and a Terminate
+            // order's final report sends the new total.
+            if (message.Method == "GET" && message.Path.StartsWith("/api/marketplace-component-usages/", StringComparison.Ordinal) && Interlocked.Exchange(ref reported, 1) == 0)
+            {
+                ChargeAsync(ActionClass.ChatMessage, 2).GetAwaiter().GetResult();
+                _bed.Waldur.SeedUsage(_subscription.ResourceUuid, "chat_credits", new DateOnly(2026, 3, 1), "6.00");
+            }
+        };
+
+        await Reporter.ReportAsync();
+
+        Assert.Equal(1, reported);
+        Assert.Equal([("chat_credits", "2026-03-01", "6.00")], WaldurHolds());
+    }
+
+    [Fact]
     public async Task Unchanged_usage_posts_nothing()
     {
         await ChargeAsync(ActionClass.ChatMessage, 2);

@@ -5,6 +5,7 @@ using CmpWaldurAdapter.ApiKeys;
 using CmpWaldurAdapter.Catalogue;
 using CmpWaldurAdapter.Chat;
 using CmpWaldurAdapter.Core.Catalogue;
+using CmpWaldurAdapter.Core.Credits;
 using CmpWaldurAdapter.Credits;
 using CmpWaldurAdapter.Offerings;
 using CmpWaldurAdapter.Persistence;
@@ -95,9 +96,17 @@ public sealed class CapabilityPipeline(
         {
             ReservationStatus.Held or ReservationStatus.AlreadyHeld => (new CapabilityHold(hold.ReservationId!.Value, hold.Credits), null),
             ReservationStatus.AlreadyCharged => (new CapabilityHold(Guid.Empty, 0), null),
-            _ => (null, ApiErrors.Problem(StatusCodes.Status402PaymentRequired,
-                $"Your organization has not enough credits left for this request ({credits} credits). Ask your organization's owner to add credits.",
-                "insufficient_quota", "insufficient_credits", headers: r => r.Headers["x-should-retry"] = "false")),
+            _ => (null, hold.Refusal switch
+            {
+                CreditRefusal.FundingUnavailable => ApiErrors.Problem(StatusCodes.Status503ServiceUnavailable,
+                    "The organization's credits cannot be read from Waldur right now; nothing was charged, retry shortly.", "server_error", "credits_unavailable",
+                    headers: r => r.Headers.RetryAfter = "30"),
+                CreditRefusal.SubscriptionNotServable => ApiErrors.SubscriptionSuspended("This subscription is not active (paused, downscaled or ended)."),
+                CreditRefusal.KeyRevoked => ApiErrors.InvalidKey(),
+                _ => ApiErrors.Problem(StatusCodes.Status402PaymentRequired,
+                    $"Your organization has not enough credits left for this request ({credits} credits). Ask your organization's owner to add credits.",
+                    "insufficient_quota", "insufficient_credits", headers: r => r.Headers["x-should-retry"] = "false"),
+            }),
         };
     }
 

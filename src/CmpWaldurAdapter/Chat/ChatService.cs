@@ -231,13 +231,18 @@ public sealed partial class ChatService(
             await DiscardAsync(preparing, early);
             // Not remembered: once credits are added, the same Idempotency-Key runs the message.
             await AbandonAsync(run);
-            return attempt.Refusal == Core.Credits.CreditRefusal.InsufficientCredits
-                ? ApiErrors.Problem(StatusCodes.Status402PaymentRequired,
+            return attempt.Refusal switch
+            {
+                Core.Credits.CreditRefusal.InsufficientCredits => ApiErrors.Problem(StatusCodes.Status402PaymentRequired,
                     $"Your organization has not enough credits left for this message ({run.Offering.Pricing.PriceOf(ActionClass.ChatMessage)} credits). Ask your organization's owner to add credits.",
-                    "insufficient_quota", "insufficient_credits", headers: r => r.Headers["x-should-retry"] = "false")
+                    "insufficient_quota", "insufficient_credits", headers: r => r.Headers["x-should-retry"] = "false"),
+                Core.Credits.CreditRefusal.FundingUnavailable => ApiErrors.Problem(StatusCodes.Status503ServiceUnavailable,
+                    "The organization's credits cannot be read from Waldur right now; nothing was charged, retry shortly.", "server_error", "credits_unavailable",
+                    headers: r => r.Headers.RetryAfter = "30"),
                 // A race with a change of the subscription, not a refusal: 409, which OpenAI's SDKs retry (they never retry a 403).
-                : ApiErrors.Problem(StatusCodes.Status409Conflict, "This subscription changed while the message was being accepted; nothing was charged, retry.", "invalid_request_error", "subscription_changed",
-                    headers: r => r.Headers.RetryAfter = "1");
+                _ => ApiErrors.Problem(StatusCodes.Status409Conflict, "This subscription changed while the message was being accepted; nothing was charged, retry.", "invalid_request_error", "subscription_changed",
+                    headers: r => r.Headers.RetryAfter = "1"),
+            };
         }
 
         // Settled here, or handed to the stream, which settles or releases it itself.

@@ -23,8 +23,8 @@ internal sealed partial class PostgresCreditStore
         WITH RECURSIVE locked AS (
             SELECT a.balance, a.reserved FROM credit_accounts a WHERE a.customer_id = @customer FOR UPDATE
         ), input AS (
-            SELECT * FROM unnest(@ids, @subscriptions, @requests, @credits, @components, @actions, @versions)
-                WITH ORDINALITY AS t(id, subscription_id, request_id, credits, component, action_class, version, n)
+            SELECT * FROM unnest(@ids, @subscriptions, @requests, @credits, @components, @actions, @versions, @times, @periods)
+                WITH ORDINALITY AS t(id, subscription_id, request_id, credits, component, action_class, version, occurred_at, period, n)
         ), checked AS (
             SELECT i.*, s.resource_uuid,
                    COALESCE(s.state = 'Active' AND NOT s.paused AND NOT s.downscaled, false) AS servable,
@@ -53,7 +53,7 @@ internal sealed partial class PostgresCreditStore
             INSERT INTO credit_ledger_entries (id, customer_id, kind, credits, balance_after, component, action_class, price_book_version,
                                                request_id, scope_id, subscription_id, resource_uuid, occurred_at, period)
             SELECT c.id, @customer, 'Charge', c.credits, w.balance, c.component, c.action_class, c.version,
-                   c.request_id, c.subscription_id, c.subscription_id, c.resource_uuid, @now, @period
+                   c.request_id, c.subscription_id, c.subscription_id, c.resource_uuid, c.occurred_at, c.period
             FROM checked c JOIN walk w ON w.n = c.n
             WHERE w.accepted
             RETURNING id
@@ -84,7 +84,10 @@ internal sealed partial class PostgresCreditStore
         parameters.Add(new NpgsqlParameter<string[]>("actions", batch.Select(p => p.Request.Action.ToString()).ToArray()) { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
         parameters.Add(new NpgsqlParameter<int[]>("versions", batch.Select(p => p.Request.PriceBookVersion).ToArray()));
         parameters.Add(new NpgsqlParameter<DateTimeOffset>("now", now.ToUniversalTime()));
-        parameters.Add(new NpgsqlParameter<DateOnly>("period", BillingPeriod.Of(now).FirstDay));
+        // Each charge keeps its own time and month: one that waited for the statement across midnight on the last
+        // day is still the old month's, as it would be alone (and on SQLite).
+        parameters.Add(new NpgsqlParameter<DateTimeOffset[]>("times", batch.Select(p => p.Now.ToUniversalTime()).ToArray()));
+        parameters.Add(new NpgsqlParameter<DateOnly[]>("periods", batch.Select(p => BillingPeriod.Of(p.Now).FirstDay).ToArray()));
 
         var results = new ChargeResult[batch.Count];
         // Cancelling one waiting caller must not cancel the others' charges: the statement runs to completion.

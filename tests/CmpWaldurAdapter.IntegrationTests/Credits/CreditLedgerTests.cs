@@ -29,6 +29,40 @@ public sealed class CreditLedgerOnPostgresTests() : CreditLedgerTests(DatabasePr
         Assert.Equal(40, transactions.Count);
         Assert.True(transactions.Distinct().Count() < 20, $"{transactions.Distinct().Count()} transactions for 40 concurrent holds");
     }
+
+    [Fact]
+    public async Task Charges_that_go_in_one_statement_keep_their_own_times_and_months()
+    {
+        var subscription = (await FundedSubscriptionsAsync(1, credits: 100)).Single();
+        Bed.Clock!.SetUtcNow(new DateTimeOffset(2026, 3, 31, 23, 59, 58, TimeSpan.Zero));
+        // Another transaction holds the organization's account: the first charge waits at the database and the next
+        // two queue behind it, to go together in one statement once it is free.
+        await using var blocker = new Npgsql.NpgsqlConnection(Bed.Database.ConnectionString);
+        await blocker.OpenAsync();
+        await using var transaction = await blocker.BeginTransactionAsync();
+        await using (var lockAccount = new Npgsql.NpgsqlCommand($"SELECT 1 FROM credit_accounts WHERE customer_id = '{subscription.CustomerId}' FOR UPDATE", blocker, transaction))
+        {
+            await lockAccount.ExecuteScalarAsync();
+        }
+
+        var first = Task.Run(() => Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 1, "first"));
+        await Task.Delay(300);
+        var march = Task.Run(() => Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 1, "march"));
+        await Task.Delay(300);
+        Bed.Clock.SetUtcNow(new DateTimeOffset(2026, 4, 1, 0, 0, 1, TimeSpan.Zero));
+        var april = Task.Run(() => Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 1, "april"));
+        await Task.Delay(300);
+        await transaction.RollbackAsync();
+        await Task.WhenAll(first, march, april);
+
+        var entries = await Bed.QueryAsync(db => db.LedgerEntries.AsNoTracking().Where(e => e.Kind == LedgerEntryKind.Charge).ToDictionaryAsync(e => e.RequestId!, e => (e.Period, e.OccurredAt)));
+        Assert.Equal(new DateOnly(2026, 3, 1), entries["march"].Period);
+        Assert.Equal(new DateOnly(2026, 4, 1), entries["april"].Period);
+        Assert.Equal(new DateTimeOffset(2026, 3, 31, 23, 59, 58, TimeSpan.Zero), entries["march"].OccurredAt);
+        // The two queued charges did go in one statement: one transaction wrote both.
+        var transactions = await Bed.QueryAsync(db => db.Database.SqlQueryRaw<string>("SELECT xmin::text AS \"Value\" FROM credit_ledger_entries WHERE request_id IN ('march', 'april')").ToListAsync());
+        Assert.Single(transactions.Distinct());
+    }
 }
 
 public sealed class CreditLedgerOnSqliteTests() : CreditLedgerTests(DatabaseProvider.Sqlite)

@@ -82,13 +82,7 @@ public static class KnowledgeEndpoints
             }
 
             await using var holds = await knowledge.EnsureRoomAsync(tenant, files.Count, 0, cancellationToken);
-            var uploads = new List<(KnowledgeFile, DocumentOrigin)>();
-            foreach (var file in files)
-            {
-                using var buffer = new MemoryStream((int)file.Length);
-                await file.CopyToAsync(buffer, cancellationToken);
-                uploads.Add((new KnowledgeFile(CleanFileName(file.FileName), string.IsNullOrEmpty(file.ContentType) ? "application/octet-stream" : file.ContentType, buffer.ToArray()), DocumentOrigin.Upload));
-            }
+            var uploads = files.Select(file => (new KnowledgeFile(CleanFileName(file.FileName), string.IsNullOrEmpty(file.ContentType) ? "application/octet-stream" : file.ContentType, file.Length, file.OpenReadStream), DocumentOrigin.Upload)).ToList();
 
             var added = await knowledge.AddAsync(tenant, uploads, holds, cancellationToken);
             return Results.Json(new DocumentList(added.Select(DocumentResponse.From).ToList()), ApiJson.Options, statusCode: StatusCodes.Status201Created);
@@ -136,7 +130,7 @@ public static class KnowledgeEndpoints
             knowledge.Validate(fetched.FileName, fetched.Content.LongLength, "url");
             var added = await knowledge.AddAsync(
                 tenant,
-                [(new KnowledgeFile(fetched.FileName, fetched.ContentType, fetched.Content), new DocumentOrigin(DocumentSource.Url, null, fetched.ExternalId, fetched.Version, fetched.SourceUrl?.ToString()))],
+                [(KnowledgeFile.FromBytes(fetched.FileName, fetched.ContentType, fetched.Content), new DocumentOrigin(DocumentSource.Url, null, fetched.ExternalId, fetched.Version, fetched.SourceUrl?.ToString()))],
                 holds,
                 cancellationToken);
             return Results.Json(DocumentResponse.From(added[0]), ApiJson.Options, statusCode: StatusCodes.Status201Created);

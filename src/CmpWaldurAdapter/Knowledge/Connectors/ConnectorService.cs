@@ -179,7 +179,7 @@ public sealed class ConnectorService(
 
         await knowledge.AddAsync(
             tenant,
-            uploads.Select(d => (new KnowledgeFile(d.FileName, d.ContentType, d.Content), new DocumentOrigin(source, connector.Id, d.ExternalId, d.Version, d.SourceUrl?.ToString()))).ToList(),
+            uploads.Select(d => (KnowledgeFile.FromBytes(d.FileName, d.ContentType, d.Content), new DocumentOrigin(source, connector.Id, d.ExternalId, d.Version, d.SourceUrl?.ToString()))).ToList(),
             holds,
             cancellationToken);
 

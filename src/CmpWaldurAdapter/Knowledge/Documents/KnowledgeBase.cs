@@ -11,8 +11,12 @@ using Refit;
 
 namespace CmpWaldurAdapter.Knowledge.Documents;
 
-/// <summary>A file to add: its name (with the real extension), media type and bytes.</summary>
-public sealed record KnowledgeFile(string FileName, string ContentType, byte[] Content);
+/// <summary>A file to add: its name (with the real extension), media type, size, and how to read it (opened once, when it is sent to RAGFlow).</summary>
+public sealed record KnowledgeFile(string FileName, string ContentType, long Length, Func<Stream> Open)
+{
+    public static KnowledgeFile FromBytes(string fileName, string contentType, byte[] content) =>
+        new(fileName, contentType, content.LongLength, () => new MemoryStream(content, writable: false));
+}
 
 /// <summary>Where an added file came from, kept on its record for listing and re-sync.</summary>
 public sealed record DocumentOrigin(DocumentSource Source, Guid? ConnectorId = null, string? ExternalId = null, string? Version = null, string? SourceUrl = null)
@@ -179,7 +183,9 @@ public sealed class KnowledgeBase(
             Document uploaded;
             try
             {
-                var part = new StreamPart(new MemoryStream(file.Content, writable: false), file.FileName, file.ContentType);
+                // Streamed from where it is (an upload's temporary file): a request of many large files never sits in memory whole.
+                await using var content = file.Open();
+                var part = new StreamPart(content, file.FileName, file.ContentType);
                 var answer = await Ragflow.UploadDocumentsAsync(tenant.DatasetId, [part], cancellationToken);
                 uploaded = answer.Data is { Count: > 0 } data
                     ? data[0]
@@ -205,7 +211,7 @@ public sealed class KnowledgeBase(
                 SourceUrl = origin.SourceUrl,
                 Name = uploaded.Name ?? file.FileName,
                 RagflowDocumentId = uploaded.Id,
-                SizeBytes = uploaded.Size ?? file.Content.LongLength,
+                SizeBytes = uploaded.Size ?? file.Length,
                 Status = ParseStates.FromRagflow(uploaded.Run),
                 Progress = 0,
                 CreditReservationId = holds.Take(),

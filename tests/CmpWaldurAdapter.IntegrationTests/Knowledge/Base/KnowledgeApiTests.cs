@@ -60,6 +60,24 @@ public sealed class KnowledgeApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Files_of_one_request_are_streamed_to_the_knowledge_base_whole_one_after_another()
+    {
+        _bed.Settings["Knowledge:MaxFileBytes"] = "1000000";
+        await _bed.GrantAsync(100);
+        await _bed.RestartAsync();
+        // Past ASP.NET's 64 KB in memory, a form file waits in a temporary file: each is read from there as it is sent.
+        var large = new string('a', 300 * 1024);
+        var other = new string('b', 200 * 1024) + "end";
+
+        var (status, body) = await _bed.UploadAsync(("large.txt", large), ("other.txt", other));
+
+        Assert.Equal(HttpStatusCode.Created, status);
+        var sizes = _bed.Ragflow.Documents(_bed.DatasetId).ToDictionary(d => d["name"]!.GetValue<string>(), d => (long)d["size"]!.GetValue<int>());
+        Assert.Equal(new Dictionary<string, long> { ["large.txt"] = large.Length, ["other.txt"] = other.Length }, sizes);
+        Assert.Equal([(long)large.Length, other.Length], body["data"]!.AsArray().Select(d => d!["size_bytes"]!.GetValue<long>()));
+    }
+
+    [Fact]
     public async Task Going_over_the_documents_per_subscription_is_409()
     {
         Assert.Equal(HttpStatusCode.Created, (await _bed.UploadAsync(("a.txt", "a"), ("b.txt", "b"))).Status);

@@ -318,6 +318,14 @@ public partial class RagflowEmulator : Emulator
         // document_api.py::list_docs: one page (30 by default, at most 100), newest first unless desc=false.
         Route("GET", "/api/v1/datasets/{dataset_id}/documents", request => OnDataset(request, (_, docs) =>
         {
+            if (request.Query("id") is { } one)
+            {
+                // As RAGFlow's list_docs: an id the dataset does not hold is an ownership error, not an empty page.
+                return docs.FirstOrDefault(d => d["id"]!.GetValue<string>() == one) is { } found
+                    ? EmulatorResponse.Json(new JsonObject { ["code"] = 0, ["message"] = "success", ["data"] = new JsonObject { ["total"] = 1, ["docs"] = new JsonArray(found.DeepClone()) } })
+                    : Code(102, $"You don't own the document {one}.");
+            }
+
             var size = int.TryParse(request.Query("page_size"), out var s) ? s : 30;
             if (size is < 1 or > 100)
             {

@@ -52,6 +52,10 @@ public interface IRagflowApi
         [AliasAs("page_size")] int pageSize,
         CancellationToken cancellationToken);
 
+    /// <summary>One document of the dataset by id (RAGFlow answers an id it does not hold with "You don't own the document").</summary>
+    [Get("/api/v1/datasets/{datasetId}/documents")]
+    Task<DocumentPageEnvelope> FindDocumentAsync(string datasetId, [AliasAs("id")] string id, CancellationToken cancellationToken);
+
     [Delete("/api/v1/datasets/{datasetId}/documents")]
     Task<DeleteEnvelope> DeleteDocumentsAsync(string datasetId, [Body] DeleteByIdsRequest request, CancellationToken cancellationToken);
 

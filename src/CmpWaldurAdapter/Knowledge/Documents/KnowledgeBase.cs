@@ -303,6 +303,24 @@ public sealed class KnowledgeBase(
         }
     }
 
+    /// <summary>
+    /// One document as RAGFlow reports it, or null when RAGFlow no longer holds it. A page read can miss a document that
+    /// is there (the pages shift when a document before it is deleted meanwhile): this asks by id before anything is
+    /// concluded from its absence.
+    /// </summary>
+    internal async Task<Document?> FindRemoteAsync(string datasetId, string ragflowDocumentId, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var answer = await Ragflow.FindDocumentAsync(datasetId, ragflowDocumentId, cancellationToken);
+            return answer?.Data?.Docs?.FirstOrDefault(d => d.Id == ragflowDocumentId);
+        }
+        catch (Exception exception) when (RagflowException.Find(exception) is { IsNotFound: true })
+        {
+            return null;
+        }
+    }
+
     public async Task<IReadOnlyList<KnowledgeDocument>> ListAsync(Guid subscriptionId, CancellationToken cancellationToken)
     {
         await using var db = await dbs.CreateDbContextAsync(cancellationToken);

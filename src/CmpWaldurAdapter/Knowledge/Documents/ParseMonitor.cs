@@ -93,7 +93,13 @@ public sealed class ParseMonitor(
         foreach (var document in pending)
         {
             var before = (document.Status, document.Progress, document.Error, document.ChargedAt);
-            if (!remote.TryGetValue(document.RagflowDocumentId, out var state))
+            if (!remote.TryGetValue(document.RagflowDocumentId, out var state)
+                && await knowledge.FindRemoteAsync(tenant.DatasetId, document.RagflowDocumentId, cancellationToken) is { } found)
+            {
+                state = found; // missed by the page read (a deletion shifted the pages), not gone
+            }
+
+            if (state is null)
             {
                 document.Status = ParseStates.Fail;
                 document.Error = document.ConnectorId is null

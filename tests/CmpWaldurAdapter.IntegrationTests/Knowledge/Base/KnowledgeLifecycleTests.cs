@@ -165,6 +165,22 @@ public abstract class KnowledgeLifecycleTests(DatabaseProvider provider) : IAsyn
     }
 
     [Fact]
+    public async Task A_document_a_page_read_missed_is_asked_for_by_id_and_not_taken_for_gone()
+    {
+        await _bed.UploadAsync(("shifted.pdf", "%PDF-1.4 shifted"));
+        await _bed.PollAsync();
+        // A deletion before it shifted the pages while they were read: the listing came back without it.
+        _bed.Ragflow.Fail("GET", $"/api/v1/datasets/{_bed.DatasetId}/documents", 200, times: 1, body: """{"code": 0, "data": {"total": 0, "docs": []}}""");
+        _bed.Ragflow.FinishParsing(_bed.DatasetId);
+
+        await _bed.PollAsync();
+
+        var document = Assert.Single(await _bed.DocumentsAsync())!;
+        Assert.Equal("done", document["status"]!.GetValue<string>());
+        Assert.Equal(1, await _bed.RagChargesAsync());
+    }
+
+    [Fact]
     public async Task A_parse_ragflow_lost_before_starting_it_is_asked_for_again_once_then_failed_and_given_back()
     {
         var clock = _bed.Credits.Clock!;

@@ -9,17 +9,22 @@ namespace CmpWaldurAdapter.Web;
 
 /// <summary>
 /// <c>/healthz</c>: the process is alive (no dependencies, so a slow upstream never gets it restarted).
-/// <c>/readyz</c>: the database and every upstream answer; names each check, never its error details.
+/// <c>/readyz</c>: this replica can serve: its database answers. Upstreams are shared by every replica, so one being
+/// down must not take them all out of the Service at once (keys, console, usage and widget need none of them, and chat
+/// answers its own 503 with Retry-After). <c>/status</c>: the database and every upstream, for monitoring.
+/// Each names its checks, never their error details.
 /// </summary>
 public static class HealthEndpoints
 {
     public const string ReadyTag = "ready";
 
+    public const string UpstreamTag = "upstream";
+
     public static IServiceCollection AddAdapterHealthChecks(this IServiceCollection services)
     {
         services.AddHealthChecks()
             .AddCheck<DatabaseHealthCheck>("database", tags: [ReadyTag], timeout: TimeSpan.FromSeconds(5))
-            .AddCheck<WaldurHealthCheck>("waldur", tags: [ReadyTag], timeout: TimeSpan.FromSeconds(5));
+            .AddCheck<WaldurHealthCheck>("waldur", tags: [UpstreamTag], timeout: TimeSpan.FromSeconds(5));
         return services;
     }
 
@@ -27,6 +32,7 @@ public static class HealthEndpoints
     {
         endpoints.MapHealthChecks("/healthz", new HealthCheckOptions { Predicate = _ => false, ResponseWriter = WriteAsync });
         endpoints.MapHealthChecks("/readyz", new HealthCheckOptions { Predicate = c => c.Tags.Contains(ReadyTag), ResponseWriter = WriteAsync });
+        endpoints.MapHealthChecks("/status", new HealthCheckOptions { Predicate = c => c.Tags.Contains(ReadyTag) || c.Tags.Contains(UpstreamTag), ResponseWriter = WriteAsync });
     }
 
     private static Task WriteAsync(HttpContext context, HealthReport report)

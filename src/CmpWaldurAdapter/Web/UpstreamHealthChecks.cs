@@ -4,14 +4,14 @@ using Microsoft.Extensions.Diagnostics.HealthChecks;
 
 namespace CmpWaldurAdapter.Web;
 
-/// <summary>Readiness of the agent runtime and the knowledge base, in <see cref="HealthEndpoints"/>' style: named, no error details.</summary>
+/// <summary>The agent runtime's and the knowledge base's state on <c>/status</c>, in <see cref="HealthEndpoints"/>' style: named, no error details.</summary>
 public static class UpstreamHealthChecks
 {
     public static IServiceCollection AddUpstreamHealthChecks(this IServiceCollection services)
     {
         services.AddHealthChecks()
-            .AddCheck<LangflowHealthCheck>("langflow", tags: [HealthEndpoints.ReadyTag], timeout: TimeSpan.FromSeconds(5))
-            .AddCheck<RagflowHealthCheck>("ragflow", tags: [HealthEndpoints.ReadyTag], timeout: TimeSpan.FromSeconds(5));
+            .AddCheck<LangflowHealthCheck>("langflow", tags: [HealthEndpoints.UpstreamTag], timeout: TimeSpan.FromSeconds(5))
+            .AddCheck<RagflowHealthCheck>("ragflow", tags: [HealthEndpoints.UpstreamTag], timeout: TimeSpan.FromSeconds(5));
         return services;
     }
 

@@ -33,6 +33,7 @@ public static class PublicEndpoints
     [
         new("GET", "/healthz", EndpointAuth.None),
         new("GET", "/readyz", EndpointAuth.None),
+        new("GET", "/status", EndpointAuth.None),
         new("GET", "/metrics", EndpointAuth.None),
         new("GET", "/openapi/v1.json", EndpointAuth.None),
         new("GET", "/keys/reveal/{revealToken}", EndpointAuth.None),

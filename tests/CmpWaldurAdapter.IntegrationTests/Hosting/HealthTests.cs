@@ -32,21 +32,26 @@ public sealed class HealthTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task Readiness_needs_the_database_and_waldur()
+    public async Task Readiness_needs_the_database_and_status_shows_waldur_too()
     {
         using var client = _server.CreateClient();
 
         var ready = await client.GetAsync("/readyz");
-        var body = JsonNode.Parse(await ready.Content.ReadAsStringAsync())!;
+        var status = await client.GetAsync("/status");
+        var body = JsonNode.Parse(await status.Content.ReadAsStringAsync())!;
         Assert.Equal(HttpStatusCode.OK, ready.StatusCode);
+        Assert.Equal(["database"], JsonNode.Parse(await ready.Content.ReadAsStringAsync())!["checks"]!.AsObject().Select(c => c.Key));
+        Assert.Equal(HttpStatusCode.OK, status.StatusCode);
         Assert.Equal("healthy", body["checks"]!["database"]!.GetValue<string>());
         Assert.Equal("healthy", body["checks"]!["waldur"]!.GetValue<string>());
         Assert.Contains(_bed.Waldur.Requests, r => r.Path == "/api/users/me/" && r.Query!["field"].Contains("uuid"));
 
+        // Waldur is every replica's: its outage leaves them all in the Service, and monitoring sees it.
         _bed.Waldur.Break("GET", "/api/users/me/", 503);
-        var notReady = await client.GetAsync("/readyz");
-        var failing = JsonNode.Parse(await notReady.Content.ReadAsStringAsync())!;
-        Assert.Equal(HttpStatusCode.ServiceUnavailable, notReady.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/readyz")).StatusCode);
+        var degraded = await client.GetAsync("/status");
+        var failing = JsonNode.Parse(await degraded.Content.ReadAsStringAsync())!;
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, degraded.StatusCode);
         Assert.Equal("unhealthy", failing["checks"]!["waldur"]!.GetValue<string>());
         Assert.Equal("healthy", failing["checks"]!["database"]!.GetValue<string>());
         Assert.DoesNotContain(WaldurFake.Token, failing.ToJsonString());

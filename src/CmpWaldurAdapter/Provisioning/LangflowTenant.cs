@@ -291,15 +291,18 @@ public sealed class LangflowTenant(
     }
 
     /// <summary>
-    /// <c>langflow-user-delete-if-last</c>: when no other subscription of the Waldur project is still alive, its
-    /// Langflow user (and with it the user's API key) is deleted and forgotten.
+    /// <c>langflow-user-delete-if-last</c>: when no other subscription of the Waldur project still needs it, its
+    /// Langflow user (and with it the user's API key) is deleted and forgotten. A subscription being terminated whose
+    /// flow and project are already gone needs it no more: two last subscriptions terminated at once would otherwise
+    /// each wait for the other, and the user and its key would stay on the shared server for good.
     /// </summary>
     public async Task DeleteUserIfLastAsync(ProvisioningContext context, CancellationToken cancellationToken)
     {
         var workspace = context.Workspace;
         var subscription = context.Subscription;
         var othersAlive = await context.Db.Subscriptions
-            .AnyAsync(s => s.WorkspaceId == workspace.Id && s.Id != subscription.Id && s.State != SubscriptionState.Terminated, cancellationToken);
+            .AnyAsync(s => s.WorkspaceId == workspace.Id && s.Id != subscription.Id && s.State != SubscriptionState.Terminated
+                && !(s.State == SubscriptionState.Terminating && s.LangflowFlowId == null && s.LangflowProjectId == null), cancellationToken);
         if (othersAlive)
         {
             return;

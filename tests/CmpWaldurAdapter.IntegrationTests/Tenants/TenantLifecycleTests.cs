@@ -221,6 +221,27 @@ public abstract class TenantLifecycleTests(DatabaseProvider provider) : IAsyncLi
     }
 
     [Fact]
+    public async Task The_last_two_subscriptions_of_a_project_terminated_at_once_do_not_leave_its_user_behind()
+    {
+        var project = Guid.NewGuid();
+        var customer = Guid.NewGuid();
+        var first = await _bed.SubscribeAsync(TenantTestBed.Attributes("Ada"), customer, project);
+        var second = await _bed.SubscribeAsync(TenantTestBed.Attributes("Bob"), customer, project);
+        // The second's Terminate runs alongside: its flow and project are gone, and it reaches its user step as the first does.
+        var secondId = (await _bed.SubscriptionAsync(second)).Id;
+        await _bed.QueryAsync(db => db.Subscriptions.Where(s => s.Id == secondId).ExecuteUpdateAsync(set => set
+            .SetProperty(s => s.State, SubscriptionState.Terminating)
+            .SetProperty(s => s.LangflowFlowId, (string?)null)
+            .SetProperty(s => s.LangflowProjectId, (string?)null)));
+
+        var terminateFirst = _bed.Waldur.PlaceOrder("Terminate", _bed.Offering, first);
+        Assert.Equal(OrderOutcome.Completed, (await _bed.ProcessUntilSettledAsync(terminateFirst)).Outcome);
+
+        Assert.Empty(_bed.Langflow.Users);
+        Assert.Empty(_bed.Langflow.ApiKeys);
+    }
+
+    [Fact]
     public async Task Subscriptions_of_one_project_ordered_at_once_end_up_sharing_one_user_and_one_key()
     {
         var (customer, project) = (Guid.NewGuid(), Guid.NewGuid());

@@ -87,6 +87,67 @@ public sealed class OrderLeases(IDbContextFactory<AdapterDbContext> dbs, Adapter
         return false;
     }
 
+    /// <summary>
+    /// Keeps this process's lease on <paramref name="orderUuid"/> from running out while it works on the order (every
+    /// third of <see cref="OrdersOptions.LeaseDuration"/>), until disposed. A step of slow upstream calls with their
+    /// retries can outlast one lease; another replica would then take the order and run the same steps at once.
+    /// The lease still runs out when this process dies, as it should.
+    /// </summary>
+    public IAsyncDisposable Keep(Guid orderUuid) => new Keeper(this, orderUuid);
+
+    // The keeper's view of the primary constructor's parameters.
+    private TimeSpan RenewEvery => options.CurrentValue.LeaseDuration / 3;
+
+    private TimeProvider Clock => clock;
+
+    private async Task ExtendAsync(Guid orderUuid, CancellationToken cancellationToken)
+    {
+        var until = clock.GetUtcNow() + options.CurrentValue.LeaseDuration;
+        var owner = Owner;
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        // Only a lease this process still holds: one already taken over stays the other's.
+        await db.Orders.Where(o => o.OrderUuid == orderUuid && o.LeaseOwner == owner)
+            .ExecuteUpdateAsync(set => set.SetProperty(o => o.LeaseExpiresAt, until), cancellationToken);
+    }
+
+    private sealed class Keeper : IAsyncDisposable
+    {
+        private readonly CancellationTokenSource _stop = new();
+        private readonly Task _renewing;
+
+        public Keeper(OrderLeases leases, Guid orderUuid) => _renewing = RenewAsync(leases, orderUuid, _stop.Token);
+
+        public async ValueTask DisposeAsync()
+        {
+            await _stop.CancelAsync();
+            await _renewing;
+            _stop.Dispose();
+        }
+
+        private static async Task RenewAsync(OrderLeases leases, Guid orderUuid, CancellationToken stop)
+        {
+            using var timer = new PeriodicTimer(leases.RenewEvery, leases.Clock);
+            try
+            {
+                while (await timer.WaitForNextTickAsync(stop))
+                {
+                    try
+                    {
+                        await leases.ExtendAsync(orderUuid, stop);
+                    }
+                    catch (Exception exception) when (exception is not OperationCanceledException)
+                    {
+                        // The database is away for a moment: the next tick tries again, well before the lease runs out.
+                    }
+                }
+            }
+            catch (OperationCanceledException)
+            {
+                // Disposed: the work is done and the lease is released by its owner.
+            }
+        }
+    }
+
     public async Task ReleaseAsync(Guid orderUuid)
     {
         try

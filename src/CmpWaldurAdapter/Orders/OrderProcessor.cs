@@ -111,6 +111,7 @@ public sealed class OrderProcessor(
 
         try
         {
+            await using var keeping = leases.Keep(orderUuid);
             var outcome = await ProcessLeasedAsync(order, type, state!, resourceUuid, cancellationToken);
             metrics.OrdersProcessed.WithLabels(type.ToString(), outcome.ToString()).Inc();
             return outcome;

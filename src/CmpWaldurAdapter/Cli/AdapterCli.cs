@@ -51,11 +51,18 @@ public static class AdapterCli
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
-            return ExitCodes.Success;
+            // Stopping is how the server ends; any other command stopped half-way must not look done to a script.
+            return parse.CommandResult.Command.Name is "serve" or "sandbox" ? ExitCodes.Success : ExitCodes.Interrupted;
         }
         catch (Exception exception) when (exception is HttpRequestException or Refit.ApiExceptionBase or TimeoutException or InvalidOperationException or System.Data.Common.DbException)
         {
             await context.Error.WriteLineAsync($"{parse.CommandResult.Command.Name}: {Waldur.Api.UpstreamFailures.Describe(exception)}");
+            return ExitCodes.Error;
+        }
+        catch (Exception exception) when (exception is IOException or InvalidDataException or System.Text.Json.JsonException or FormatException or UnauthorizedAccessException)
+        {
+            // A configuration file that is missing, unreadable or not JSON: one line, not a stack trace.
+            await context.Error.WriteLineAsync($"{parse.CommandResult.Command.Name}: {exception.Message}");
             return ExitCodes.Error;
         }
     }

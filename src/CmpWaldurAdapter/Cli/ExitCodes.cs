@@ -11,4 +11,7 @@ public static class ExitCodes
 
     /// <summary>The command could not run: bad arguments, bad configuration, or an unreachable upstream.</summary>
     public const int Error = 2;
+
+    /// <summary>Stopped by Ctrl-C or SIGTERM before it finished (128 + SIGINT, as shells report it).</summary>
+    public const int Interrupted = 130;
 }

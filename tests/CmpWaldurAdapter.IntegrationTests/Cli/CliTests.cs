@@ -129,4 +129,39 @@ public sealed class CliTests : IAsyncLifetime
         Assert.Contains("Configuration error", error);
         Assert.Contains("Token", error);
     }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_configuration_file_that_is_missing_or_not_json_is_one_line_and_exit_2(bool exists)
+    {
+        var file = Path.Combine(Path.GetTempPath(), $"cmp-adapter-{Guid.NewGuid():N}.json");
+        if (exists)
+        {
+            await File.WriteAllTextAsync(file, "{ \"Waldur\": ");
+        }
+
+        try
+        {
+            var (exit, _, error) = await RunAsync("orders", "list", "--config", file);
+
+            Assert.Equal(ExitCodes.Error, exit);
+            Assert.Contains("list:", error);
+            Assert.DoesNotContain("   at ", error);
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
+    [Fact]
+    public async Task A_command_stopped_half_way_exits_130_so_scripts_do_not_take_it_for_done()
+    {
+        using var stopped = new CancellationTokenSource();
+        await stopped.CancelAsync();
+        var context = new CommandContext(new StringWriter(), new StringWriter(), builder => builder.Configuration.AddInMemoryCollection(_bed.Settings));
+
+        Assert.Equal(ExitCodes.Interrupted, await AdapterCli.RunAsync(["db", "migrate"], context, stopped.Token));
+    }
 }

@@ -247,8 +247,9 @@ public sealed partial class Reconciler(
 
             try
             {
-                await ReprovisionAsync(upstreams, subscription.Id, keyRefused: missing.Contains("Langflow API key"), cancellationToken);
-                drifts.Add(new Drift(DriftKind.MissingTenant, subscription.Id.ToString(), detail + "; provisioned again", DriftOutcome.Fixed));
+                drifts.Add(await ReprovisionAsync(upstreams, subscription.Id, keyRefused: missing.Contains("Langflow API key"), cancellationToken)
+                    ? new Drift(DriftKind.MissingTenant, subscription.Id.ToString(), detail + "; provisioned again", DriftOutcome.Fixed)
+                    : new Drift(DriftKind.MissingTenant, subscription.Id.ToString(), detail + "; not provisioned again: the subscription is no longer active", DriftOutcome.Found));
             }
             catch (Exception exception) when (!cancellationToken.IsCancellationRequested && exception is not OperationCanceledException)
             {
@@ -260,11 +261,20 @@ public sealed partial class Reconciler(
         return drifts;
     }
 
-    /// <summary>Runs the Create steps again: each looks before it creates, so only what is missing is made.</summary>
-    private async Task ReprovisionAsync(Upstreams upstreams, Guid subscriptionId, bool keyRefused, CancellationToken cancellationToken)
+    /// <summary>
+    /// Runs the Create steps again: each looks before it creates, so only what is missing is made. False when the
+    /// subscription stopped being active since the inventory was read (a Terminate under way): rebuilding it then would
+    /// leave a tenant, with a live stored key, that nothing ever removes.
+    /// </summary>
+    private async Task<bool> ReprovisionAsync(Upstreams upstreams, Guid subscriptionId, bool keyRefused, CancellationToken cancellationToken)
     {
         await using var db = await dbs.CreateDbContextAsync(cancellationToken);
         var subscription = await db.Subscriptions.SingleAsync(s => s.Id == subscriptionId, cancellationToken);
+        if (subscription.State != SubscriptionState.Active)
+        {
+            return false;
+        }
+
         var workspace = await db.Workspaces.SingleAsync(w => w.Id == subscription.WorkspaceId, cancellationToken);
         if (keyRefused)
         {
@@ -290,6 +300,7 @@ public sealed partial class Reconciler(
         }
 
         logger.LogWarning("Re-provisioned the missing tenant of subscription {SubscriptionId}", subscriptionId);
+        return true;
     }
 
     // ---- Orphans ---------------------------------------------------------------------------------------

@@ -133,6 +133,34 @@ public sealed class ReconcileTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_subscription_terminated_while_reconcile_runs_is_not_built_again()
+    {
+        var first = await _bed.SubscribeAsync();
+        var second = await _bed.SubscribeAsync();
+        var (repairFirst, leaveSecond) = (await _bed.SubscriptionAsync(first), await _bed.SubscriptionAsync(second));
+        await _bed.Services.GetRequiredService<IRagflowApi>().DeleteDatasetsAsync(new DeleteByIdsRequest { Ids = [repairFirst.RagflowDatasetId!, leaveSecond.RagflowDatasetId!] }, CancellationToken.None);
+        var terminated = 0;
+        _bed.Ragflow.Observe = (message, _) =>
+        {
+            // While the first is repaired, a Terminate order of the second (found missing minutes ago) begins.
+            if (message.Method == "POST" && message.Path == "/api/v1/datasets" && Interlocked.Exchange(ref terminated, 1) == 0)
+            {
+                _bed.QueryAsync(db => db.Subscriptions.Where(s => s.Id == leaveSecond.Id)
+                    .ExecuteUpdateAsync(set => set.SetProperty(s => s.State, CmpWaldurAdapter.Core.Subscriptions.SubscriptionState.Terminating))).GetAwaiter().GetResult();
+            }
+        };
+
+        var run = await ReconcileAsync();
+
+        Assert.Equal(1, terminated);
+        var drifts = Drifts(run.Report, "MissingTenant").ToDictionary(d => d!["subject"]!.GetValue<string>());
+        Assert.Equal("Fixed", Outcome(drifts[repairFirst.Id.ToString()]));
+        Assert.Equal("Found", Outcome(drifts[leaveSecond.Id.ToString()]));
+        Assert.Contains("no longer active", drifts[leaveSecond.Id.ToString()]!["detail"]!.GetValue<string>());
+        Assert.Equal([$"cmp-{first:N}"], _bed.Ragflow.Datasets.Select(d => d["name"]!.GetValue<string>()));
+    }
+
+    [Fact]
     public async Task A_dataset_the_subscriptions_row_lost_is_adopted_again_with_its_documents_uncharged()
     {
         var resource = await _bed.SubscribeAsync();

@@ -90,6 +90,24 @@ public sealed class BuyerPagesTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_console_link_followed_from_another_site_opens_the_console()
+    {
+        // HomePort is another site: the buyer follows the link in the resource's report from there.
+        var subscription = await _bed.AddSubscriptionAsync(credits: 10);
+        var link = (await _bed.ConsoleLinkAsync(subscription.Id)).ToString();
+        await using var homePort = await HostPage.StartAsync(_bed.Url, "pk_live_unused");
+        var page = await _browser.NewPageAsync();
+        await page.GotoAsync($"http://localhost:{homePort.Port}/");
+        await page.EvaluateAsync("href => { const a = document.createElement('a'); a.id = 'console-link'; a.href = href; a.textContent = 'Open the console'; document.body.append(a); }", link);
+
+        await page.Locator("#console-link").ClickAsync();
+
+        await Expect(page.Locator("#setting_agent_name")).ToBeVisibleAsync();
+        Assert.EndsWith("/console", page.Url);
+        await BrowserSession.ScreenshotAsync(page, "console-from-another-site");
+    }
+
+    [Fact]
     public async Task A_key_created_in_the_console_works_and_is_shown_only_once()
     {
         var subscription = await _bed.AddSubscriptionAsync(credits: 50);

@@ -96,6 +96,26 @@ public sealed partial class BuyerWebTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_console_page_reached_from_another_site_without_its_cookie_is_asked_again_from_its_own_site()
+    {
+        using var visitor = Browser();
+        using var crossSite = new HttpRequestMessage(HttpMethod.Get, "/console?tab=activity");
+        crossSite.Headers.Add("Sec-Fetch-Site", "cross-site");
+        using var sameSite = new HttpRequestMessage(HttpMethod.Get, "/console?tab=activity");
+        sameSite.Headers.Add("Sec-Fetch-Site", "same-origin");
+
+        var bounced = await visitor.SendAsync(crossSite);
+        var refused = await visitor.SendAsync(sameSite);
+
+        // A browser sends no SameSite=Strict cookie on a navigation begun elsewhere: the page asks for itself again.
+        Assert.Equal(HttpStatusCode.OK, bounced.StatusCode);
+        Assert.Contains("<meta http-equiv=\"refresh\" content=\"0\">", await bounced.Content.ReadAsStringAsync());
+        // Asked from its own site and still without a session: the notice, so the bounce never loops.
+        Assert.Equal(HttpStatusCode.Unauthorized, refused.StatusCode);
+        Assert.Contains("Open the console from HomePort", await refused.Content.ReadAsStringAsync());
+    }
+
+    [Fact]
     public async Task A_console_session_expires_and_a_rotated_link_ends_old_links_and_sessions()
     {
         var subscription = await _bed.AddSubscriptionAsync();

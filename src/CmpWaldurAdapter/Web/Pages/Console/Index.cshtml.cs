@@ -435,8 +435,19 @@ public sealed class IndexModel(
     private Task<ConsoleCaller?>? _caller;
 
     /// <summary>No session, an ended one (expired or rotated), or a form without its anti-forgery token.</summary>
-    private static ContentResult Denied() => Notice(StatusCodes.Status401Unauthorized, "Open the console from HomePort",
-        "Your console session has ended or this link is not valid. Open your agent's resource in HomePort and follow the buyer console link in its report.");
+    private ContentResult Denied() => HttpMethods.IsGet(Request.Method) && Request.Headers["Sec-Fetch-Site"] == "cross-site"
+        // A navigation begun on another site (HomePort's link, through /console/open's redirect, or a webhook's link
+        // in a ticket) carries no SameSite=Strict cookie, whatever the browser holds. Asked again from here, the same
+        // page is a same-site navigation that does; without a session it then gets the notice below.
+        ? new ContentResult
+        {
+            StatusCode = StatusCodes.Status200OK,
+            ContentType = "text/html; charset=utf-8",
+            Content = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"0\"><title>Console</title>"
+                + "<link rel=\"stylesheet\" href=\"/app.css\"></head><body><main class=\"narrow\"><p>Opening the console…</p></main></body></html>",
+        }
+        : Notice(StatusCodes.Status401Unauthorized, "Open the console from HomePort",
+            "Your console session has ended or this link is not valid. Open your agent's resource in HomePort and follow the buyer console link in its report.");
 
     /// <summary>A link naming another subscription than the session's: its page is that subscription's console only.</summary>
     private static ContentResult OtherSubscription() => Notice(StatusCodes.Status403Forbidden, "This link belongs to another agent's console",

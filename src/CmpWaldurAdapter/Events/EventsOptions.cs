@@ -24,6 +24,12 @@ public sealed class EventsOptions
 
     public TimeSpan InitialReconnectDelay { get; set; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>
+    /// With events on, how often pending orders are still polled: an event the broker lost, or an event subscription
+    /// Waldur dropped, then delays an order by this much instead of until the stuck-order refeed (Orders:StuckAfter).
+    /// </summary>
+    public TimeSpan FallbackPollInterval { get; set; } = TimeSpan.FromMinutes(5);
+
     /// <summary>How often paused and downscaled flags are re-read for every subscription (events can be lost).</summary>
     public TimeSpan ResourceSyncInterval { get; set; } = TimeSpan.FromMinutes(5);
 }

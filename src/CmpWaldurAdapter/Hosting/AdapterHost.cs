@@ -225,10 +225,8 @@ public static class AdapterHost
             Every<CmpWaldurAdapter.Capabilities.Handoff.DeliverHandoffWebhooksJob>(quartz, CmpWaldurAdapter.Capabilities.Handoff.DeliverHandoffWebhooksJob.Key, handoff.DeliveryInterval);
             Every<CmpWaldurAdapter.Web.RenewConsoleLinksJob>(quartz, CmpWaldurAdapter.Web.RenewConsoleLinksJob.Key, web.ConsoleLinkRenewalInterval);
             Every<CmpWaldurAdapter.Capabilities.Automations.RunScheduledAutomationsJob>(quartz, CmpWaldurAdapter.Capabilities.Automations.RunScheduledAutomationsJob.Key, automations.ScheduleCheckInterval);
-            if (!events.Enabled)
-            {
-                Every<PollOrdersJob>(quartz, PollOrdersJob.Key, orders.PollInterval);
-            }
+            // With events, polling is the safety net for the events that never arrive.
+            Every<PollOrdersJob>(quartz, PollOrdersJob.Key, events.Enabled ? events.FallbackPollInterval : orders.PollInterval);
         });
         services.AddQuartzHostedService(quartz => quartz.WaitForJobsToComplete = true);
         return services;

@@ -1,0 +1,44 @@
+using CmpWaldurAdapter.Events;
+using CmpWaldurAdapter.IntegrationTests.Orders;
+using CmpWaldurAdapter.Testing.Fakes;
+using CmpWaldurAdapter.Testing.Hosting;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace CmpWaldurAdapter.IntegrationTests.Events;
+
+/// <summary>With events on, pending orders are still polled now and then: an order whose event never came is done all the same.</summary>
+[Collection(RabbitMqCollection.Name)]
+public sealed class FallbackPollTests : IAsyncLifetime
+{
+    private readonly RabbitMqBroker _broker = new();
+    private OrderTestBed _bed = null!;
+    private RunningAdapter _server = null!;
+
+    public async Task InitializeAsync()
+    {
+        _bed = await OrderTestBed.CreateAsync();
+        _bed.Waldur.OnQueueCreated = (vhost, queue) =>
+            _broker.ProvisionQueueAsync(vhost, queue.Split('_')[1], WaldurFake.Token, queue).GetAwaiter().GetResult();
+        _bed.Settings["Events:Enabled"] = "true";
+        _bed.Settings["Events:WebSocketUrl"] = _broker.WebSocketUrl.ToString();
+        _bed.Settings["Events:FallbackPollInterval"] = "00:00:02";
+        _bed.Settings["Orders:StuckCheckInterval"] = "01:00:00"; // not the stuck-order refeed
+        _server = await _bed.StartServerAsync();
+        await Eventually.TrueAsync(() => _server.Services.GetRequiredService<EventChannelStatus>().ConnectedQueues == 2, TimeSpan.FromSeconds(20), "both queues are subscribed");
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _bed.DisposeAsync();
+        _broker.Dispose();
+    }
+
+    [Fact]
+    public async Task An_order_whose_event_never_came_is_done_by_the_fallback_poll()
+    {
+        // Placed in Waldur, announced on no queue (the broker lost the message, or Waldur dropped the subscription).
+        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
+
+        await Eventually.TrueAsync(() => _bed.Waldur.OrderState(order) == "done", TimeSpan.FromSeconds(30), "the fallback poll found the order");
+    }
+}

@@ -67,6 +67,14 @@ internal abstract class CreditStoreBase(IDbContextFactory<AdapterDbContext> dbs)
             await EnsureAccountAsync(db, customerId, now, cancellationToken);
             // Under the account lock no charge can commit between the sum and the update.
             await LockAccountAsync(db, customerId, cancellationToken);
+            var current = await db.CreditAccounts.AsNoTracking().SingleAsync(a => a.CustomerId == customerId, cancellationToken);
+            if (current.FundedAt is { } applied && applied > now)
+            {
+                // Another replica has applied a read of Waldur made after this one: an older read must not put back money
+                // the organization no longer has (or take away a top-up).
+                return current;
+            }
+
             var from = firstUninvoiced.FirstDay;
             var uninvoiced = await db.LedgerEntries
                 .Where(e => e.CustomerId == customerId && e.Kind == LedgerEntryKind.Charge && e.Period >= from)

@@ -164,6 +164,22 @@ public abstract class WaldurFundingTests(DatabaseProvider provider) : IAsyncLife
     }
 
     [Fact]
+    public async Task A_read_of_waldur_older_than_the_one_applied_does_not_overwrite_it()
+    {
+        await StartAsync();
+        var customer = _subscription.CustomerId;
+        var store = _bed.Services.GetRequiredService<ICreditStore>();
+        var period = BillingPeriod.Of(March10);
+
+        // Two replicas read Waldur a moment apart (100, then 50 after an invoice); the later read is written first.
+        await store.RefreshFundingAsync(customer, 50, period, March10.AddSeconds(2), CancellationToken.None);
+        var stale = await store.RefreshFundingAsync(customer, 100, period, March10.AddSeconds(1), CancellationToken.None);
+
+        Assert.Equal((50L, 50L), (stale.FundedCredits, stale.Balance));
+        Assert.Equal(50, (await Ledger.BalanceAsync(customer)).Balance);
+    }
+
+    [Fact]
     public async Task When_waldur_is_down_charging_continues_against_the_last_funding_read()
     {
         await StartAsync();

@@ -235,22 +235,16 @@ public sealed class OrderProcessor(
             logger.LogWarning("Order {OrderUuid} met a concurrent change and will be retried", orderUuid);
             throw new OrderDeferredException("A concurrent change to the same project; retrying.", exception);
         }
-        catch (Exception exception) when (IsTransient(exception, cancellationToken))
+        // Not approved yet, even a permanent failure is retried: Waldur takes "erred" only from executing, so an order
+        // failed here would stay pending for ever with nobody told (the site agent keeps such orders pending too).
+        catch (Exception exception) when (IsTransient(exception, cancellationToken)
+            || (exception is not OrderDeferredException && !cancellationToken.IsCancellationRequested && record.Phase == OrderPhase.Received && state == WaldurOrderStates.PendingProvider))
         {
             record.Attempts++;
             record.LastError = UpstreamFailures.Describe(exception);
             await SaveAsync(db, record, record.Phase, CancellationToken.None);
-            logger.LogWarning(exception, "Order {OrderUuid} hit a transient failure and will be retried: {Reason}", orderUuid, record.LastError);
-            throw new OrderDeferredException(record.LastError, exception);
-        }
-        catch (Exception exception) when (exception is not OrderDeferredException && !cancellationToken.IsCancellationRequested && record.Phase == OrderPhase.Received && state == WaldurOrderStates.PendingProvider)
-        {
-            // Not approved yet: Waldur only takes "erred" from executing, so an order failed here would stay pending
-            // for ever with nobody told. Like the site agent, keep it pending and try again later (the refeed job too).
-            record.Attempts++;
-            record.LastError = UpstreamFailures.Describe(exception);
-            await SaveAsync(db, record, record.Phase, CancellationToken.None);
-            logger.LogError(exception, "Order {OrderUuid} failed before it was approved; it stays pending and is retried: {Reason}", orderUuid, record.LastError);
+            logger.Log(IsTransient(exception, cancellationToken) ? LogLevel.Warning : LogLevel.Error, exception,
+                "Order {OrderUuid} failed and stays to be retried: {Reason}", orderUuid, record.LastError);
             throw new OrderDeferredException(record.LastError, exception);
         }
         catch (Exception exception) when (exception is not OrderDeferredException && !cancellationToken.IsCancellationRequested)

@@ -37,6 +37,15 @@ public static class ApiErrors
             headers: r => r.Headers.RetryAfter = seconds.ToString(System.Globalization.CultureInfo.InvariantCulture));
     }
 
+    /// <summary>402 for an action the organization's credits cannot cover: SDKs must not retry it.</summary>
+    public static IResult InsufficientCredits(string message) =>
+        Problem(StatusCodes.Status402PaymentRequired, message, "insufficient_quota", "insufficient_credits", headers: r => r.Headers["x-should-retry"] = "false");
+
+    /// <summary>503 when Waldur funding cannot be read: a retryable outage, not a lack of credits.</summary>
+    public static IResult CreditsUnavailable() =>
+        Problem(StatusCodes.Status503ServiceUnavailable, "The organization's credits cannot be read from Waldur right now; nothing was charged, retry shortly.",
+            "server_error", "credits_unavailable", headers: r => r.Headers.RetryAfter = "30");
+
     public static IResult NotFound(string message, string code = "not_found", string? param = null) =>
         Problem(StatusCodes.Status404NotFound, message, "invalid_request_error", code, param);
 

@@ -98,14 +98,10 @@ public sealed class CapabilityPipeline(
             ReservationStatus.AlreadyCharged => (new CapabilityHold(Guid.Empty, 0), null),
             _ => (null, hold.Refusal switch
             {
-                CreditRefusal.FundingUnavailable => ApiErrors.Problem(StatusCodes.Status503ServiceUnavailable,
-                    "The organization's credits cannot be read from Waldur right now; nothing was charged, retry shortly.", "server_error", "credits_unavailable",
-                    headers: r => r.Headers.RetryAfter = "30"),
+                CreditRefusal.FundingUnavailable => ApiErrors.CreditsUnavailable(),
                 CreditRefusal.SubscriptionNotServable => ApiErrors.SubscriptionSuspended("This subscription is not active (paused, downscaled or ended)."),
                 CreditRefusal.KeyRevoked => ApiErrors.InvalidKey(),
-                _ => ApiErrors.Problem(StatusCodes.Status402PaymentRequired,
-                    $"Your organization has not enough credits left for this request ({credits} credits). Ask your organization's owner to add credits.",
-                    "insufficient_quota", "insufficient_credits", headers: r => r.Headers["x-should-retry"] = "false"),
+                _ => ApiErrors.InsufficientCredits($"Your organization has not enough credits left for this request ({credits} credits). Ask your organization's owner to add credits."),
             }),
         };
     }

@@ -150,7 +150,7 @@ public sealed partial class ChatService(
                     http.Response.Headers["Idempotent-Replayed"] = "true";
                     // A streamed answer is stored as its completion; a client that asked for a stream reads only events.
                     return request!.Stream == true && entry.StatusCode == StatusCodes.Status200OK && entry.ContentType == "application/json" && entry.ResponseBody is not null
-                        ? new ReplayedStream(entry.ResponseBody!, request.StreamOptions?.IncludeUsage == true)
+                        ? new ReplayedStream(entry.ResponseBody, request.StreamOptions?.IncludeUsage == true)
                         : Results.Content(entry.ResponseBody, entry.ContentType, Encoding.UTF8, entry.StatusCode);
                 case IdempotencyDecision.InFlight:
                     return ApiErrors.Problem(StatusCodes.Status409Conflict, "A request with this Idempotency-Key is still being processed.", "invalid_request_error", "idempotency_key_in_use");
@@ -233,12 +233,9 @@ public sealed partial class ChatService(
             await AbandonAsync(run);
             return attempt.Refusal switch
             {
-                Core.Credits.CreditRefusal.InsufficientCredits => ApiErrors.Problem(StatusCodes.Status402PaymentRequired,
-                    $"Your organization has not enough credits left for this message ({run.Offering.Pricing.PriceOf(ActionClass.ChatMessage)} credits). Ask your organization's owner to add credits.",
-                    "insufficient_quota", "insufficient_credits", headers: r => r.Headers["x-should-retry"] = "false"),
-                Core.Credits.CreditRefusal.FundingUnavailable => ApiErrors.Problem(StatusCodes.Status503ServiceUnavailable,
-                    "The organization's credits cannot be read from Waldur right now; nothing was charged, retry shortly.", "server_error", "credits_unavailable",
-                    headers: r => r.Headers.RetryAfter = "30"),
+                Core.Credits.CreditRefusal.InsufficientCredits => ApiErrors.InsufficientCredits(
+                    $"Your organization has not enough credits left for this message ({run.Offering.Pricing.PriceOf(ActionClass.ChatMessage)} credits). Ask your organization's owner to add credits."),
+                Core.Credits.CreditRefusal.FundingUnavailable => ApiErrors.CreditsUnavailable(),
                 // A race with a change of the subscription, not a refusal: 409, which OpenAI's SDKs retry (they never retry a 403).
                 _ => ApiErrors.Problem(StatusCodes.Status409Conflict, "This subscription changed while the message was being accepted; nothing was charged, retry.", "invalid_request_error", "subscription_changed",
                     headers: r => r.Headers.RetryAfter = "1"),

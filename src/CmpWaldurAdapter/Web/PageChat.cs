@@ -100,9 +100,12 @@ public sealed class AgentPageChat(
         var attempt = await credits.HoldAsync(subscription, $"{channel}:{Guid.NewGuid():N}", null, cancellationToken);
         if (attempt.Hold is not { } hold)
         {
-            return attempt.Refusal == Core.Credits.CreditRefusal.InsufficientCredits
-                ? PageAnswer.Refused(StatusCodes.Status402PaymentRequired, "Your organization has not enough credits left for this message. Ask your organization's owner to add credits.")
-                : PageAnswer.Refused(StatusCodes.Status403Forbidden, "This agent is paused or not active, so it cannot answer right now.");
+            return attempt.Refusal switch
+            {
+                Core.Credits.CreditRefusal.InsufficientCredits => PageAnswer.Refused(StatusCodes.Status402PaymentRequired, "Your organization has not enough credits left for this message. Ask your organization's owner to add credits."),
+                Core.Credits.CreditRefusal.FundingUnavailable => PageAnswer.Refused(StatusCodes.Status503ServiceUnavailable, "The organization's credits cannot be read right now; nothing was charged, try again shortly."),
+                _ => PageAnswer.Refused(StatusCodes.Status403Forbidden, "This agent is paused or not active, so it cannot answer right now."),
+            };
         }
 
         var settled = false;

@@ -55,6 +55,15 @@ public static class KnowledgeEndpoints
             .WithSummary("Reads the connector's source again: changed pages are replaced, removed ones deleted, unchanged ones left alone.")
             .Produces<ConnectorSync>().Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(402).Produces<ApiErrorBody>(404)
             .Produces<ApiErrorBody>(409).Produces<ApiErrorBody>(422).Produces<ApiErrorBody>(502);
+
+        group.MapPatch("/connectors/{id}", UpdateConnectorAsync).WithName("UpdateKnowledgeConnector").DocumentsBody<ConnectorUpdateRequest>()
+            .WithSummary("Changes a connector's credentials (a renewed token) or what it reads, then syncs it: unchanged pages stay and are not charged again. Send only the fields to change.")
+            .Produces<ConnectorSync>().Produces<ApiErrorBody>(400).Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(402).Produces<ApiErrorBody>(404)
+            .Produces<ApiErrorBody>(409).Produces<ApiErrorBody>(422).Produces<ApiErrorBody>(502);
+
+        group.MapDelete("/connectors/{id}", DeleteConnectorAsync).WithName("DeleteKnowledgeConnector")
+            .WithSummary("Deletes a connector and the pages it added; with ?keep_documents=true the pages stay as documents that are no longer synced.")
+            .Produces<ConnectorDeleted>().Produces<ApiErrorBody>(400).Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(404).Produces<ApiErrorBody>(409).Produces<ApiErrorBody>(502);
     }
 
     private static Task<IResult> ListDocumentsAsync(HttpContext http, IEnumerable<IKnowledgeCallerResolver> callers, KnowledgeBase knowledge, CancellationToken cancellationToken) =>
@@ -194,15 +203,60 @@ public static class KnowledgeEndpoints
     private static Task<IResult> SyncAsync(HttpContext http, string id, IEnumerable<IKnowledgeCallerResolver> callers, KnowledgeBase knowledge, ConnectorService connectors, CancellationToken cancellationToken) =>
         AsCallerAsync(http, callers, async subscription =>
         {
-            if (!Guid.TryParse(id, out var connectorId))
-            {
-                throw new KnowledgeException(StatusCodes.Status404NotFound, "connector_not_found", "The knowledge base has no such connector.", "id");
-            }
-
+            var connectorId = ConnectorId(id);
             var tenant = await knowledge.TenantAsync(subscription, forWrite: true, cancellationToken);
             var (connector, outcome) = await connectors.SyncAsync(tenant, connectorId, cancellationToken);
             return Results.Json(new ConnectorSync(ConnectorResponse.From(connector), SyncResponse.From(outcome)), ApiJson.Options);
         });
+
+    private static Task<IResult> UpdateConnectorAsync(HttpContext http, string id, IEnumerable<IKnowledgeCallerResolver> callers, KnowledgeBase knowledge, ConnectorService connectors, CancellationToken cancellationToken) =>
+        AsCallerAsync(http, callers, async subscription =>
+        {
+            var connectorId = ConnectorId(id);
+            var (body, error) = await ApiRequests.ReadJsonAsync<ConnectorUpdateRequest>(http);
+            if (error is not null)
+            {
+                return error;
+            }
+
+            var blank = new[] { (body!.IntegrationToken, "integration_token"), (body.SiteUrl, "site_url"), (body.Email, "email"), (body.ApiToken, "api_token"), (body.SpaceKey, "space_key") }
+                .FirstOrDefault(f => f.Item1 is not null && string.IsNullOrWhiteSpace(f.Item1));
+            if (blank.Item2 is { } name)
+            {
+                throw new KnowledgeException(StatusCodes.Status400BadRequest, "invalid_request", $"{name} cannot be empty; leave it out to keep the current one.", name);
+            }
+
+            var ids = body.Ids?.Where(i => !string.IsNullOrWhiteSpace(i)).Select(i => i.Trim()).Distinct(StringComparer.Ordinal).ToList();
+            if (ids is { Count: 0 or > 100 })
+            {
+                throw new KnowledgeException(StatusCodes.Status400BadRequest, "invalid_request", "ids must list 1 to 100 Notion page or database ids (or their links).", "ids");
+            }
+
+            var changes = new ConnectorSettings(body.IntegrationToken?.Trim(), ids, body.SiteUrl?.Trim(), body.Email?.Trim(), body.ApiToken?.Trim(), body.SpaceKey?.Trim());
+            var tenant = await knowledge.TenantAsync(subscription, forWrite: true, cancellationToken);
+            var (connector, outcome) = await connectors.UpdateAsync(tenant, connectorId, changes, cancellationToken);
+            return Results.Json(new ConnectorSync(ConnectorResponse.From(connector), SyncResponse.From(outcome)), ApiJson.Options);
+        });
+
+    private static Task<IResult> DeleteConnectorAsync(HttpContext http, string id, IEnumerable<IKnowledgeCallerResolver> callers, KnowledgeBase knowledge, ConnectorService connectors, CancellationToken cancellationToken) =>
+        AsCallerAsync(http, callers, async subscription =>
+        {
+            var connectorId = ConnectorId(id);
+            var keep = http.Request.Query["keep_documents"].ToString();
+            var keepDocuments = false;
+            if (keep.Length > 0 && !bool.TryParse(keep, out keepDocuments))
+            {
+                throw new KnowledgeException(StatusCodes.Status400BadRequest, "invalid_request", "keep_documents must be true or false.", "keep_documents");
+            }
+
+            var tenant = await knowledge.TenantAsync(subscription, forWrite: false, cancellationToken);
+            var removed = await connectors.DeleteAsync(tenant, connectorId, keepDocuments, cancellationToken);
+            return Results.Json(new ConnectorDeleted(connectorId, "knowledge.connector", true, removed), ApiJson.Options);
+        });
+
+    private static Guid ConnectorId(string id) => Guid.TryParse(id, out var connectorId)
+        ? connectorId
+        : throw new KnowledgeException(StatusCodes.Status404NotFound, "connector_not_found", "The knowledge base has no such connector.", "id");
 
     /// <summary>Resolves the caller (401 when no resolver recognises it) and turns <see cref="KnowledgeException"/> into the API's error shape.</summary>
     private static async Task<IResult> AsCallerAsync(HttpContext http, IEnumerable<IKnowledgeCallerResolver> callers, Func<Guid, Task<IResult>> action)
@@ -306,6 +360,21 @@ public static class KnowledgeEndpoints
         [property: JsonPropertyName("email")] string? Email,
         [property: JsonPropertyName("api_token")] string? ApiToken,
         [property: JsonPropertyName("space_key")] string? SpaceKey);
+
+    /// <summary>A connector's changes: Notion takes <c>integration_token</c> and <c>ids</c>; Confluence <c>site_url</c>, <c>email</c>, <c>api_token</c> and <c>space_key</c>.</summary>
+    public sealed record ConnectorUpdateRequest(
+        [property: JsonPropertyName("integration_token")] string? IntegrationToken = null,
+        [property: JsonPropertyName("ids")] IReadOnlyList<string>? Ids = null,
+        [property: JsonPropertyName("site_url")] string? SiteUrl = null,
+        [property: JsonPropertyName("email")] string? Email = null,
+        [property: JsonPropertyName("api_token")] string? ApiToken = null,
+        [property: JsonPropertyName("space_key")] string? SpaceKey = null);
+
+    public sealed record ConnectorDeleted(
+        [property: JsonPropertyName("id")] Guid Id,
+        [property: JsonPropertyName("object")] string Object,
+        [property: JsonPropertyName("deleted")] bool IsDeleted,
+        [property: JsonPropertyName("documents_removed")] int DocumentsRemoved);
 
     /// <summary>A document as the API shows it. <c>status</c>: pending, parsing, done, failed or cancelled.</summary>
     public sealed record DocumentResponse(

@@ -21,6 +21,7 @@ namespace CmpWaldurAdapter.Testing.Fakes;
 public sealed class NotionFake : Emulator, IFakeUpstream, IDisposable
 {
     private readonly Dictionary<string, Workspace> _workspaces = [];
+    private readonly Dictionary<string, string> _renewedFrom = [];
     private readonly Dictionary<string, Page> _pages = [];
     private readonly Dictionary<string, Database> _databases = [];
     private readonly Dictionary<string, Block> _blocks = [];
@@ -59,6 +60,20 @@ public sealed class NotionFake : Emulator, IFakeUpstream, IDisposable
         lock (Sync)
         {
             _workspaces[token].Expired = true;
+        }
+    }
+
+    /// <summary>
+    /// The integration's secret is regenerated, as Notion's "Refresh" does: <paramref name="token"/> stops working and
+    /// <paramref name="renewed"/> reads the same pages.
+    /// </summary>
+    public void RenewToken(string token, string renewed)
+    {
+        lock (Sync)
+        {
+            _workspaces[token].Expired = true;
+            _workspaces[renewed] = new Workspace(renewed);
+            _renewedFrom[renewed] = _renewedFrom.GetValueOrDefault(token, token);
         }
     }
 
@@ -222,12 +237,12 @@ public sealed class NotionFake : Emulator, IFakeUpstream, IDisposable
                 return refused;
             }
 
-            if (_pages.TryGetValue(id, out var page) && page.Token == TokenOf(request))
+            if (_pages.TryGetValue(id, out var page) && page.Token == OwnerOf(request))
             {
                 return Error(400, "validation_error", $"Provided ID {id} is a page, not a database. Use the retrieve page API instead.");
             }
 
-            if (!_databases.TryGetValue(id, out var database) || database.Token != TokenOf(request))
+            if (!_databases.TryGetValue(id, out var database) || database.Token != OwnerOf(request))
             {
                 return Error(404, "object_not_found", $"Could not find database with ID: {id}. Make sure the relevant pages and databases are shared with your integration.");
             }
@@ -249,7 +264,7 @@ public sealed class NotionFake : Emulator, IFakeUpstream, IDisposable
                 return refused;
             }
 
-            return _pages.TryGetValue(id, out var page) && page.Token == TokenOf(request)
+            return _pages.TryGetValue(id, out var page) && page.Token == OwnerOf(request)
                 ? Ok(PageJson(page))
                 : Error(404, "object_not_found", $"Could not find page with ID: {id}. Make sure the relevant pages and databases are shared with your integration.");
         }
@@ -266,11 +281,11 @@ public sealed class NotionFake : Emulator, IFakeUpstream, IDisposable
             }
 
             List<string> children;
-            if (_pages.TryGetValue(id, out var page) && page.Token == TokenOf(request))
+            if (_pages.TryGetValue(id, out var page) && page.Token == OwnerOf(request))
             {
                 children = page.Children;
             }
-            else if (_blocks.TryGetValue(id, out var block) && _pages[block.PageId].Token == TokenOf(request))
+            else if (_blocks.TryGetValue(id, out var block) && _pages[block.PageId].Token == OwnerOf(request))
             {
                 children = block.Children;
             }
@@ -309,6 +324,9 @@ public sealed class NotionFake : Emulator, IFakeUpstream, IDisposable
 
         return null;
     }
+
+    /// <summary>The token the request's workspace first had: pages keep their owner across renewed secrets.</summary>
+    private string? OwnerOf(RouteRequest request) => TokenOf(request) is { } token ? _renewedFrom.GetValueOrDefault(token, token) : null;
 
     private static string? TokenOf(RouteRequest request) =>
         request.Header("Authorization") is { } header && header.StartsWith("Bearer ", StringComparison.Ordinal) ? header["Bearer ".Length..] : null;

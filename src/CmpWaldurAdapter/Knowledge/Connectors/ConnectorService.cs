@@ -53,6 +53,8 @@ public sealed class ConnectorService(
             UpdatedAt = now,
         };
 
+        await RefuseSecondConnectorAsync(tenant.SubscriptionId, kind, settings, cancellationToken);
+
         // Read before storing anything: credentials that do not work are refused, not kept.
         var listed = await ListAsync(kind, settings, cancellationToken);
         await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
@@ -75,19 +77,11 @@ public sealed class ConnectorService(
         }
     }
 
-    public async Task<(KnowledgeConnector Connector, SyncOutcome Outcome)> SyncAsync(KnowledgeTenant tenant, Guid connectorId, CancellationToken cancellationToken)
-    {
-        var connector = await FindAsync(tenant.SubscriptionId, connectorId, cancellationToken);
-        // One sync per connector at a time across all replicas: two would upload the same changed page twice.
-        var lease = SyncLeaseName(connectorId);
-        if (!await leases.TryAcquireAsync(lease, options.CurrentValue.SyncLeaseDuration, cancellationToken))
+    public Task<(KnowledgeConnector Connector, SyncOutcome Outcome)> SyncAsync(KnowledgeTenant tenant, Guid connectorId, CancellationToken cancellationToken) =>
+        UnderSyncLeaseAsync(connectorId, async () =>
         {
-            throw new KnowledgeException(StatusCodes.Status409Conflict, "sync_in_progress", "This connector is being synced right now; try again when it has finished.");
-        }
-
-        try
-        {
-            var settings = JsonSerializer.Deserialize<ConnectorSettings>(credentials.Unprotect(connector.ProtectedSettings), Json)!;
+            var connector = await FindAsync(tenant.SubscriptionId, connectorId, cancellationToken);
+            var settings = SettingsOf(connector);
             IReadOnlyList<SourceDocument> listed;
             try
             {
@@ -101,6 +95,82 @@ public sealed class ConnectorService(
 
             var outcome = await ApplyAsync(tenant, connector, listed, cancellationToken);
             return (await FindAsync(tenant.SubscriptionId, connectorId, cancellationToken), outcome);
+        }, cancellationToken);
+
+    /// <summary>
+    /// Changes what a connector reads or the credentials it reads with (a renewed token), then syncs: pages already
+    /// there and unchanged stay, and cost nothing again. New settings that cannot read the source are refused and
+    /// the old ones kept.
+    /// </summary>
+    public Task<(KnowledgeConnector Connector, SyncOutcome Outcome)> UpdateAsync(KnowledgeTenant tenant, Guid connectorId, ConnectorSettings changes, CancellationToken cancellationToken) =>
+        UnderSyncLeaseAsync(connectorId, async () =>
+        {
+            var connector = await FindAsync(tenant.SubscriptionId, connectorId, cancellationToken);
+            var settings = Merge(connector.Kind, SettingsOf(connector), changes);
+            await RefuseSecondConnectorAsync(tenant.SubscriptionId, connector.Kind, settings, cancellationToken, except: connector.Id);
+            var listed = await ListAsync(connector.Kind, settings, cancellationToken);
+
+            await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
+            {
+                var row = await db.KnowledgeConnectors.FirstAsync(c => c.Id == connector.Id, CancellationToken.None);
+                row.ProtectedSettings = credentials.Protect(JsonSerializer.Serialize(settings, Json));
+                row.Description = Describe(connector.Kind, settings);
+                row.LastError = null;
+                row.UpdatedAt = clock.GetUtcNow();
+                await db.SaveChangesAsync(CancellationToken.None);
+                connector = row;
+            }
+
+            logger.LogInformation("Updated the settings of connector {ConnectorId} of subscription {SubscriptionId}", connector.Id, tenant.SubscriptionId);
+            var outcome = await ApplyAsync(tenant, connector, listed, cancellationToken);
+            return (await FindAsync(tenant.SubscriptionId, connectorId, cancellationToken), outcome);
+        }, cancellationToken);
+
+    /// <summary>
+    /// Removes a connector. Its pages leave the knowledge base with it, or stay as ordinary documents when
+    /// <paramref name="keepDocuments"/> (no longer synced). A failure part-way leaves the connector with the
+    /// pages not yet removed, so deleting it again finishes the job.
+    /// </summary>
+    public Task<int> DeleteAsync(KnowledgeTenant tenant, Guid connectorId, bool keepDocuments, CancellationToken cancellationToken) =>
+        UnderSyncLeaseAsync(connectorId, async () =>
+        {
+            var connector = await FindAsync(tenant.SubscriptionId, connectorId, cancellationToken);
+            var removed = 0;
+            await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
+            {
+                if (keepDocuments)
+                {
+                    await db.KnowledgeDocuments.Where(d => d.ConnectorId == connector.Id).ExecuteUpdateAsync(d => d.SetProperty(x => x.ConnectorId, (Guid?)null), CancellationToken.None);
+                }
+                else
+                {
+                    var pages = await db.KnowledgeDocuments.AsNoTracking().Where(d => d.ConnectorId == connector.Id).Select(d => d.Id).ToListAsync(cancellationToken);
+                    foreach (var page in pages)
+                    {
+                        await knowledge.DeleteAsync(tenant, page, cancellationToken);
+                        removed++;
+                    }
+                }
+
+                await db.KnowledgeConnectors.Where(c => c.Id == connector.Id).ExecuteDeleteAsync(CancellationToken.None);
+            }
+
+            logger.LogInformation("Deleted connector {ConnectorId} of subscription {SubscriptionId} ({Removed} page(s) removed, documents kept: {Kept})", connector.Id, tenant.SubscriptionId, removed, keepDocuments);
+            return removed;
+        }, cancellationToken);
+
+    /// <summary>One sync, update or delete per connector at a time across all replicas: two would upload the same changed page twice.</summary>
+    private async Task<T> UnderSyncLeaseAsync<T>(Guid connectorId, Func<Task<T>> action, CancellationToken cancellationToken)
+    {
+        var lease = SyncLeaseName(connectorId);
+        if (!await leases.TryAcquireAsync(lease, options.CurrentValue.SyncLeaseDuration, cancellationToken))
+        {
+            throw new KnowledgeException(StatusCodes.Status409Conflict, "sync_in_progress", "This connector is being synced right now; try again when it has finished.");
+        }
+
+        try
+        {
+            return await action();
         }
         finally
         {
@@ -124,6 +194,56 @@ public sealed class ConnectorService(
         return await db.KnowledgeConnectors.AsNoTracking().FirstOrDefaultAsync(c => c.Id == connectorId && c.SubscriptionId == subscriptionId, cancellationToken)
             ?? throw new KnowledgeException(StatusCodes.Status404NotFound, "connector_not_found", "The knowledge base has no such connector.", "id");
     }
+
+    private ConnectorSettings SettingsOf(KnowledgeConnector connector) =>
+        JsonSerializer.Deserialize<ConnectorSettings>(credentials.Unprotect(connector.ProtectedSettings), Json)!;
+
+    /// <summary>The given fields replace the stored ones; a field of the other kind of connector is a mistake worth saying.</summary>
+    private static ConnectorSettings Merge(ConnectorKind kind, ConnectorSettings current, ConnectorSettings changes)
+    {
+        var foreign = kind == ConnectorKind.Notion
+            ? new[] { (changes.SiteUrl, "site_url"), (changes.Email, "email"), (changes.ApiToken, "api_token"), (changes.SpaceKey, "space_key") }
+            : new[] { (changes.NotionToken, "integration_token"), (changes.NotionIds is null ? null : "ids", "ids") };
+        if (foreign.FirstOrDefault(f => f.Item1 is not null) is { Item2: { } name })
+        {
+            throw new KnowledgeException(StatusCodes.Status400BadRequest, "invalid_request", $"{name} does not apply to a {kind.ToString().ToLowerInvariant()} connector.", name);
+        }
+
+        if (changes == new ConnectorSettings())
+        {
+            throw new KnowledgeException(StatusCodes.Status400BadRequest, "invalid_request", "Send at least one setting to change.");
+        }
+
+        return new ConnectorSettings(
+            changes.NotionToken ?? current.NotionToken,
+            changes.NotionIds ?? current.NotionIds,
+            changes.SiteUrl ?? current.SiteUrl,
+            changes.Email ?? current.Email,
+            changes.ApiToken ?? current.ApiToken,
+            changes.SpaceKey ?? current.SpaceKey);
+    }
+
+    /// <summary>
+    /// Connecting a source the subscription already reads would add and charge every page a second time (the usual
+    /// case: reconnecting after a token expired). The buyer is pointed at the existing connector instead.
+    /// </summary>
+    private async Task RefuseSecondConnectorAsync(Guid subscriptionId, ConnectorKind kind, ConnectorSettings settings, CancellationToken cancellationToken, Guid? except = null)
+    {
+        var targets = Targets(kind, settings);
+        foreach (var existing in await ListAsync(subscriptionId, cancellationToken))
+        {
+            if (existing.Kind == kind && existing.Id != except && Targets(kind, SettingsOf(existing)).Overlaps(targets))
+            {
+                throw new KnowledgeException(StatusCodes.Status409Conflict, "connector_exists",
+                    $"Connector {existing.Id} already reads this source. Give it new credentials with PATCH /v1/knowledge/connectors/{existing.Id}, or delete it first.", "id");
+            }
+        }
+    }
+
+    /// <summary>What a connector reads: Notion page/database ids in Notion's dashed form, or the Confluence site and space.</summary>
+    private static HashSet<string> Targets(ConnectorKind kind, ConnectorSettings settings) => kind == ConnectorKind.Notion
+        ? (settings.NotionIds ?? []).Select(raw => NotionReference.TryParse(raw)?.Id ?? raw.Trim()).ToHashSet(StringComparer.OrdinalIgnoreCase)
+        : [$"{(Uri.TryCreate(settings.SiteUrl, UriKind.Absolute, out var site) ? site.Host : settings.SiteUrl)}/{settings.SpaceKey?.Trim()}".ToLowerInvariant()];
 
     private async Task<IReadOnlyList<SourceDocument>> ListAsync(ConnectorKind kind, ConnectorSettings settings, CancellationToken cancellationToken)
     {

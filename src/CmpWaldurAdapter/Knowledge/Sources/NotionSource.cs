@@ -288,6 +288,19 @@ internal enum NotionReferenceKind
 /// <summary>A page or database id as the buyer gave it, normalised to Notion's dashed form.</summary>
 internal sealed record NotionReference(NotionReferenceKind Kind, string Id)
 {
+    /// <summary>The reference, or null when the text is not one.</summary>
+    public static NotionReference? TryParse(string raw)
+    {
+        try
+        {
+            return Parse(raw);
+        }
+        catch (SourceRejectedException)
+        {
+            return null;
+        }
+    }
+
     public static NotionReference Parse(string raw)
     {
         var text = (raw ?? string.Empty).Trim();

@@ -114,12 +114,13 @@ public abstract class KnowledgeConnectorTests(DatabaseProvider provider) : IAsyn
     public async Task An_expired_notion_token_is_a_clear_422_on_connect_and_on_sync_and_keeps_what_was_there()
     {
         var (database, _) = NotionDatabase(2);
+        var (other, _) = NotionDatabase(1);
         var (_, body) = await ConnectNotionAsync(database);
         var connector = body["connector"]!["id"]!.GetValue<string>();
 
         _bed.Notion.ExpireToken(NotionToken);
         var (syncStatus, sync) = await _bed.PostJsonAsync($"/v1/knowledge/connectors/{connector}/sync", []);
-        var (connectStatus, connect) = await ConnectNotionAsync(database);
+        var (connectStatus, connect) = await ConnectNotionAsync(other);
 
         foreach (var (status, error) in new[] { (syncStatus, sync), (connectStatus, connect) })
         {
@@ -243,6 +244,170 @@ public abstract class KnowledgeConnectorTests(DatabaseProvider provider) : IAsyn
         var listed = Assert.Single(await _bed.DocumentsAsync())!;
         Assert.Equal(("done", 5L), (listed["status"]!.GetValue<string>(), listed["credits_charged"]!.GetValue<long>()));
         Assert.Equal(1, await _bed.RagChargesAsync());
+    }
+
+    private Task<(HttpStatusCode Status, JsonObject Body)> PatchAsync(string connector, JsonObject body, string? key = null) =>
+        _bed.SendAsync(HttpMethod.Patch, $"/v1/knowledge/connectors/{connector}", new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json"), key ?? _bed.Key);
+
+    private Task<string> StoredSettingsAsync() =>
+        _bed.Credits.QueryAsync(db => db.KnowledgeConnectors.AsNoTracking().Select(c => c.ProtectedSettings).SingleAsync());
+
+    [Fact]
+    public async Task A_renewed_notion_token_is_given_to_the_connector_and_its_pages_stay_without_being_added_or_charged_again()
+    {
+        const string Renewed = "secret_buyer_renewed_0123456789abcdefghijklmnopqrstuvwxyzAB";
+        var (database, _) = NotionDatabase(2);
+        var (_, body) = await ConnectNotionAsync(database);
+        var connector = body["connector"]!["id"]!.GetValue<string>();
+        _bed.Ragflow.FinishParsing(_bed.DatasetId);
+        await _bed.PollAsync();
+        var before = RagflowIdsByName();
+        var credits = await _bed.AvailableAsync();
+        _bed.Notion.RenewToken(NotionToken, Renewed);
+
+        // Connecting the same database again would add and charge both pages a second time: it points at the connector.
+        var (againStatus, again) = await ConnectNotionAsync(database);
+        Assert.Equal(HttpStatusCode.Conflict, againStatus);
+        KnowledgeTestBed.AssertError(again, "connector_exists");
+        Assert.Contains($"PATCH /v1/knowledge/connectors/{connector}", again["error"]!["message"]!.GetValue<string>(), StringComparison.Ordinal);
+
+        var (status, updated) = await PatchAsync(connector, new JsonObject { ["integration_token"] = Renewed });
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal((0, 0, 0, 2), (updated["sync"]!["added"]!.GetValue<int>(), updated["sync"]!["replaced"]!.GetValue<int>(), updated["sync"]!["removed"]!.GetValue<int>(), updated["sync"]!["unchanged"]!.GetValue<int>()));
+        Assert.Null(updated["connector"]!["last_error"]);
+        Assert.Equal(before, RagflowIdsByName());
+        Assert.Equal(credits, await _bed.AvailableAsync());
+        Assert.Equal(2, await _bed.RagChargesAsync());
+        var stored = await StoredSettingsAsync();
+        Assert.DoesNotContain(Renewed, stored, StringComparison.Ordinal);
+        Assert.DoesNotContain(Renewed, updated.ToJsonString(), StringComparison.Ordinal);
+
+        // The next sync reads with the renewed token.
+        var (syncStatus, _) = await _bed.PostJsonAsync($"/v1/knowledge/connectors/{connector}/sync", []);
+        Assert.Equal(HttpStatusCode.OK, syncStatus);
+        Assert.DoesNotContain(_bed.Credits.Logs.Lines, line => line.Contains(Renewed, StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task A_connector_update_that_cannot_read_the_source_is_refused_and_the_old_settings_are_kept()
+    {
+        var (database, _) = NotionDatabase(1);
+        var (_, body) = await ConnectNotionAsync(database);
+        var connector = body["connector"]!["id"]!.GetValue<string>();
+        var stored = await StoredSettingsAsync();
+
+        var (status, error) = await PatchAsync(connector, new JsonObject { ["integration_token"] = "secret_nobody_knows_this_one_0123456789abcdefghijklmnopq" });
+
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, status);
+        KnowledgeTestBed.AssertError(error, "source_access_denied");
+        Assert.Equal(stored, await StoredSettingsAsync());
+        var (syncStatus, _) = await _bed.PostJsonAsync($"/v1/knowledge/connectors/{connector}/sync", []);
+        Assert.Equal(HttpStatusCode.OK, syncStatus);
+        Assert.Single(await _bed.DocumentsAsync());
+    }
+
+    [Fact]
+    public async Task A_connector_update_with_no_change_a_blank_value_another_kinds_field_or_an_unknown_field_is_a_400_that_changes_nothing()
+    {
+        var (database, _) = NotionDatabase(1);
+        var (_, body) = await ConnectNotionAsync(database);
+        var connector = body["connector"]!["id"]!.GetValue<string>();
+        var stored = await StoredSettingsAsync();
+
+        foreach (var (change, param) in new (JsonObject, string?)[]
+        {
+            ([], null),
+            (new JsonObject { ["integration_token"] = " " }, "integration_token"),
+            (new JsonObject { ["ids"] = new JsonArray() }, "ids"),
+            (new JsonObject { ["api_token"] = ConfluenceToken }, "api_token"),
+            (new JsonObject { ["integration_token"] = NotionToken, ["token"] = "x" }, "token"),
+        })
+        {
+            var (status, error) = await PatchAsync(connector, change);
+
+            Assert.Equal(HttpStatusCode.BadRequest, status);
+            Assert.Equal("invalid_request_error", error["error"]!["type"]!.GetValue<string>());
+            if (param is not null)
+            {
+                Assert.Equal(param, error["error"]!["param"]!.GetValue<string>());
+            }
+        }
+
+        Assert.Equal(stored, await StoredSettingsAsync());
+        Assert.Equal(1, _bed.Notion.Count("POST", $"/v1/databases/{database}/query"));
+    }
+
+    [Fact]
+    public async Task Moving_a_confluence_connector_to_another_space_removes_the_old_spaces_pages_and_adds_the_new_ones()
+    {
+        _bed.Confluence.AddSpace("OPS", "Operations", Email);
+        _bed.Confluence.AddPage("KB", "Runbook", "<p>Step</p>");
+        _bed.Confluence.AddPage("OPS", "On-call", "<p>Page the owner.</p>");
+        _bed.Confluence.AddPage("OPS", "Escalation", "<p>Then the manager.</p>");
+        var (_, body) = await ConnectConfluenceAsync();
+        var connector = body["connector"]!["id"]!.GetValue<string>();
+
+        var (status, moved) = await PatchAsync(connector, new JsonObject { ["space_key"] = "OPS" });
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal((2, 1), (moved["sync"]!["added"]!.GetValue<int>(), moved["sync"]!["removed"]!.GetValue<int>()));
+        Assert.Contains("space OPS", moved["connector"]!["description"]!.GetValue<string>(), StringComparison.Ordinal);
+        var names = RagflowIdsByName().Keys.ToList();
+        Assert.Equal(2, names.Count);
+        Assert.DoesNotContain(names, n => n.Contains("runbook", StringComparison.OrdinalIgnoreCase));
+    }
+
+    [Fact]
+    public async Task Deleting_a_connector_removes_its_pages_from_ragflow_and_gives_back_the_holds_of_unparsed_ones()
+    {
+        var (database, _) = NotionDatabase(2);
+        var (_, body) = await ConnectNotionAsync(database);
+        var connector = body["connector"]!["id"]!.GetValue<string>();
+        await _bed.UploadAsync(("faq.txt", "Questions."));
+
+        var (status, deleted) = await _bed.DeleteAsync($"/v1/knowledge/connectors/{connector}");
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal((true, 2), (deleted["deleted"]!.GetValue<bool>(), deleted["documents_removed"]!.GetValue<int>()));
+        Assert.Equal("faq.txt", Assert.Single(await _bed.DocumentsAsync())!["name"]!.GetValue<string>());
+        Assert.Single(_bed.Ragflow.Documents(_bed.DatasetId));
+        Assert.Empty((await _bed.GetAsync("/v1/knowledge/connectors")).Body["data"]!.AsArray());
+        // Only the uploaded file's parse is still held.
+        Assert.Equal(95, await _bed.AvailableAsync());
+        var (againStatus, again) = await _bed.DeleteAsync($"/v1/knowledge/connectors/{connector}");
+        Assert.Equal(HttpStatusCode.NotFound, againStatus);
+        KnowledgeTestBed.AssertError(again, "connector_not_found");
+
+        // The database can be connected afresh now.
+        var (connectStatus, _) = await ConnectNotionAsync(database);
+        Assert.Equal(HttpStatusCode.Created, connectStatus);
+    }
+
+    [Fact]
+    public async Task Deleting_a_connector_keeping_its_documents_leaves_them_as_documents_no_longer_synced()
+    {
+        var (database, _) = NotionDatabase(2);
+        var (_, body) = await ConnectNotionAsync(database);
+        var connector = body["connector"]!["id"]!.GetValue<string>();
+        var (_, _, otherKey) = await _bed.AddSubscriptionAsync(credits: 10);
+
+        var (otherStatus, other) = await _bed.DeleteAsync($"/v1/knowledge/connectors/{connector}", otherKey);
+        var (badStatus, bad) = await _bed.DeleteAsync($"/v1/knowledge/connectors/{connector}?keep_documents=perhaps");
+        Assert.Equal((HttpStatusCode.NotFound, HttpStatusCode.BadRequest), (otherStatus, badStatus));
+        KnowledgeTestBed.AssertError(other, "connector_not_found");
+        KnowledgeTestBed.AssertError(bad, "invalid_request");
+        Assert.Single((await _bed.GetAsync("/v1/knowledge/connectors")).Body["data"]!.AsArray());
+
+        var (status, deleted) = await _bed.DeleteAsync($"/v1/knowledge/connectors/{connector}?keep_documents=true");
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal(0, deleted["documents_removed"]!.GetValue<int>());
+        var documents = await _bed.DocumentsAsync();
+        Assert.Equal(2, documents.Count);
+        Assert.All(documents, d => Assert.Null(d!["connector_id"]));
+        Assert.Equal(2, _bed.Ragflow.Documents(_bed.DatasetId).Count);
+        Assert.Empty((await _bed.GetAsync("/v1/knowledge/connectors")).Body["data"]!.AsArray());
     }
 
     /// <summary>Deletes a document through RAGFlow's API, as anyone holding the operator's key can.</summary>

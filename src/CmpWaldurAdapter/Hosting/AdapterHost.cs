@@ -199,6 +199,9 @@ public static class AdapterHost
             {
                 scheduler.InstanceName = "cmp-adapter";
                 scheduler.GenerateInstanceId = true;
+                // A pod being stopped asks its running jobs to stop (they all honour the token) and still waits for them:
+                // a long usage run would otherwise be killed at the end of Kubernetes' grace period half-way through.
+                scheduler.ShutdownJobInterruption = ShutdownJobInterruption.WhenWaitingForJobs;
             });
             if (database.Provider == DatabaseProvider.Postgres)
             {
@@ -228,6 +231,9 @@ public static class AdapterHost
             // With events, polling is the safety net for the events that never arrive.
             Every<PollOrdersJob>(quartz, PollOrdersJob.Key, events.Enabled ? events.FallbackPollInterval : orders.PollInterval);
         });
+        // Every start declares the triggers again; on the shared store the declared one keeps the stored one's firing
+        // history, so a rolling deploy or a crash-looping pod does not push an hourly usage report back by an hour each time.
+        services.Configure<QuartzOptions>(quartz => quartz.Scheduling.ScheduleTriggerRelativeToReplacedTrigger = true);
         services.AddQuartzHostedService(quartz => quartz.WaitForJobsToComplete = true);
         return services;
     }

@@ -36,4 +36,12 @@ public sealed class ChatOptions
 
     /// <summary>How long one agent run may take before the request fails with 504-like 503.</summary>
     public TimeSpan RunTimeout { get; set; } = TimeSpan.FromMinutes(2);
+
+    /// <summary>
+    /// A stream that has sent nothing for this long sends an SSE comment (<c>: keepalive</c>), which clients ignore,
+    /// so proxies and load balancers with idle timeouts keep it open while an agent thinks. Before the agent's first
+    /// piece that commits the 200; a failure that quick (most outages) is still a plain 502/503.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00.050", "01:00:00")]
+    public TimeSpan StreamKeepAliveInterval { get; set; } = TimeSpan.FromSeconds(15);
 }

@@ -449,7 +449,8 @@ public sealed partial class ChatService(
     }
 
     /// <summary>
-    /// Streams the answer as OpenAI chunks. Until the agent's first piece arrives nothing is written, so a
+    /// Streams the answer as OpenAI chunks. Until the agent's first piece arrives nothing is written (but a
+    /// keepalive comment when it is slow, see <see cref="ChatOptions.StreamKeepAliveInterval"/>), so a
     /// failure up to then is a plain 502/503 answer. Charging rule: a completed answer is charged; an agent
     /// failure at any point releases the hold (an error event, then <c>[DONE]</c>: nothing charged); a client
     /// that leaves cancels the run and is charged only if some of the answer had already reached it.
@@ -472,7 +473,8 @@ public sealed partial class ChatService(
             try
             {
                 await using var pieces = service.Runtime.StreamAsync(agent, timeout.Token).GetAsyncEnumerator(timeout.Token);
-                while (await pieces.MoveNextAsync())
+                var keepAlive = new KeepAlive(response, service.Settings.StreamKeepAliveInterval, timeout.Token);
+                while (await keepAlive.WhileWaitingAsync(pieces.MoveNextAsync(), aborted))
                 {
                     var piece = pieces.Current;
                     if (piece.Length == 0)
@@ -532,7 +534,7 @@ public sealed partial class ChatService(
             {
                 var unavailable = exception as AgentUnavailableException ?? new AgentUnavailableException("The agent did not answer in time.", transient: true);
                 service.Logger.LogWarning("Stream of subscription {SubscriptionId} failed: {Reason}", run.Subscription.Id, unavailable.Message);
-                if (!started)
+                if (!response.HasStarted)
                 {
                     await service.Credits.ReleaseAsync(hold, CancellationToken.None);
                     released = true;
@@ -568,6 +570,11 @@ public sealed partial class ChatService(
 
         internal static void Start(HttpResponse response)
         {
+            if (response.HasStarted)
+            {
+                return; // a keepalive committed the stream already
+            }
+
             response.StatusCode = StatusCodes.Status200OK;
             response.ContentType = "text/event-stream";
             response.Headers.CacheControl = "no-cache";
@@ -581,6 +588,39 @@ public sealed partial class ChatService(
         {
             await response.WriteAsync("data: " + JsonSerializer.Serialize(chunk, ApiJson.Options) + "\n\n", cancellationToken);
             await response.Body.FlushAsync(cancellationToken);
+        }
+    }
+
+    /// <summary>
+    /// Waits for the agent's next piece, writing an SSE comment each time <c>interval</c> passes without one. One
+    /// timer serves the whole stream (a piece arriving does not restart it), so pieces that are already there cost
+    /// nothing extra.
+    /// </summary>
+    private sealed class KeepAlive(HttpResponse response, TimeSpan interval, CancellationToken stopped)
+    {
+        private Task? _tick;
+
+        public async ValueTask<bool> WhileWaitingAsync(ValueTask<bool> next, CancellationToken aborted)
+        {
+            if (next.IsCompleted)
+            {
+                return await next;
+            }
+
+            var waiting = next.AsTask();
+            while (true)
+            {
+                _tick ??= Task.Delay(interval, stopped);
+                if (await Task.WhenAny(waiting, _tick) == waiting || _tick.IsCanceled)
+                {
+                    return await waiting;
+                }
+
+                _tick = null;
+                StreamingAnswer.Start(response);
+                await response.WriteAsync(": keepalive\n\n", aborted);
+                await response.Body.FlushAsync(aborted);
+            }
         }
     }
 

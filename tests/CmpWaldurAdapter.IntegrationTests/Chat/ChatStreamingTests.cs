@@ -150,6 +150,67 @@ public sealed class ChatDisconnectTests : IAsyncLifetime
         Assert.Equal(8, (await ledger.BalanceAsync(subscription.CustomerId)).Balance);
     }
 
+    [Fact]
+    public async Task A_slow_agent_gets_keepalive_comments_that_the_openai_sdk_skips_and_the_answer_is_whole()
+    {
+        await _bed.DisposeAsync();
+        _bed = await ChatGatewayBed.StartAsync(configure: settings => settings["Chat:StreamKeepAliveInterval"] = "00:00:00.200");
+        var (subscription, key) = await _bed.SubscribeAsync(credits: 10);
+        _bed.Upstream.FirstTokenDelay = TimeSpan.FromMilliseconds(900);
+        using var http = _bed.Server.CreateClient();
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = ChatTestBed.Json("""{"stream":true,"message":"Hello"}""") };
+        request.Headers.Authorization = new("Bearer", key);
+
+        using (var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead))
+        {
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            Assert.Equal("text/event-stream", response.Content.Headers.ContentType!.MediaType);
+            var lines = (await response.Content.ReadAsStringAsync()).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+
+            // Idle proxies see bytes while the agent thinks: comments first, then the answer as ever.
+            var firstData = Array.FindIndex(lines, l => l.StartsWith("data: ", StringComparison.Ordinal));
+            Assert.True(firstData >= 2, $"at least two keepalives before the first chunk: {string.Join(" | ", lines.Take(5))}");
+            Assert.All(lines[..firstData], l => Assert.Equal(": keepalive", l));
+            Assert.Equal("data: [DONE]", lines[^1]);
+        }
+
+        // The official SDK reads such a stream as if the comments were not there.
+        var client = new OpenAI.Chat.ChatClient("customer-support-agent", new System.ClientModel.ApiKeyCredential(key), new OpenAI.OpenAIClientOptions { Endpoint = new Uri(_bed.Server.Url, "v1") });
+        var text = new System.Text.StringBuilder();
+        await foreach (var update in client.CompleteChatStreamingAsync([new OpenAI.Chat.UserChatMessage("Hello")]))
+        {
+            text.Append(string.Concat(update.ContentUpdate.Select(p => p.Text)));
+        }
+
+        Assert.StartsWith("echo: Hello", text.ToString(), StringComparison.Ordinal);
+        Assert.Equal(6, (await _bed.Server.Services.GetRequiredService<CmpWaldurAdapter.Credits.CreditLedger>().BalanceAsync(subscription.CustomerId)).Balance);
+    }
+
+    [Fact]
+    public async Task A_slow_agent_that_then_fails_ends_its_kept_alive_stream_with_an_error_event_and_charges_nothing()
+    {
+        await _bed.DisposeAsync();
+        _bed = await ChatGatewayBed.StartAsync(configure: settings => settings["Chat:StreamKeepAliveInterval"] = "00:00:00.200");
+        var (subscription, key) = await _bed.SubscribeAsync(credits: 10);
+        _bed.Upstream.FirstTokenDelay = TimeSpan.FromMilliseconds(700);
+        _bed.Upstream.StreamsDie = true;
+        using var http = _bed.Server.CreateClient();
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = ChatTestBed.Json("""{"stream":true,"message":"Hello"}""") };
+        request.Headers.Authorization = new("Bearer", key);
+
+        using var response = await http.SendAsync(request);
+        var lines = (await response.Content.ReadAsStringAsync()).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+
+        // The 200 went out with the first keepalive, so the failure is told in the stream.
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal(": keepalive", lines[0]);
+        Assert.Equal("data: [DONE]", lines[^1]);
+        var error = JsonNode.Parse(lines[^2]["data: ".Length..])!["error"]!;
+        Assert.Equal("agent_unavailable", error["code"]!.GetValue<string>());
+        var balance = await _bed.Server.Services.GetRequiredService<CmpWaldurAdapter.Credits.CreditLedger>().BalanceAsync(subscription.CustomerId);
+        Assert.Equal((10L, 0L), (balance.Balance, balance.Reserved));
+    }
+
     private async Task<long> ReservedAsync(Guid customer) =>
         (await _bed.Server.Services.GetRequiredService<CmpWaldurAdapter.Credits.CreditLedger>().BalanceAsync(customer)).Reserved;
 }

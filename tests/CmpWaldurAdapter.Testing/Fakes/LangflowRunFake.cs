@@ -35,6 +35,12 @@ public sealed class LangflowRunFake : IAsyncDisposable
     /// <summary>Pause before each streamed token (zero: the whole stream at once).</summary>
     public TimeSpan TokenDelay { get; set; }
 
+    /// <summary>Pause before a stream's first event, as an agent calling tools or a slow model takes.</summary>
+    public TimeSpan FirstTokenDelay { get; set; }
+
+    /// <summary>Streams close after <see cref="FirstTokenDelay"/> without a single event (a run that died).</summary>
+    public bool StreamsDie { get; set; }
+
     /// <summary>Tokens per streamed answer (the answer is padded with words when shorter).</summary>
     public int StreamTokens { get; set; } = 8;
 
@@ -79,6 +85,17 @@ public sealed class LangflowRunFake : IAsyncDisposable
             }
 
             http.Response.ContentType = "text/event-stream";
+            if (FirstTokenDelay > TimeSpan.Zero)
+            {
+                await http.Response.StartAsync(http.RequestAborted);
+                await Task.Delay(FirstTokenDelay, http.RequestAborted);
+            }
+
+            if (StreamsDie)
+            {
+                return;
+            }
+
             var words = answer.Split(' ').ToList();
             while (words.Count < StreamTokens)
             {

@@ -64,6 +64,18 @@ public class WaldurEmulator : Emulator
     /// <summary>Called when the adapter asks Waldur for a queue (the e2e tests create it in RabbitMQ).</summary>
     public Action<string, string>? OnQueueCreated { get; set; }
 
+    /// <summary>
+    /// Forgets every event subscription, as when a Waldur operator deletes the agent's subscriptions (their queues and
+    /// logins go with them in the broker): registering again makes new ones.
+    /// </summary>
+    public void DropEventSubscriptions()
+    {
+        lock (Sync)
+        {
+            _subscriptions.Clear();
+        }
+    }
+
     /// <summary>Requests without the right token are refused, as Waldur does.</summary>
     public bool RequireToken { get; set; } = true;
 
@@ -392,6 +404,12 @@ public class WaldurEmulator : Emulator
         Route("POST", "/api/marketplace-site-agent-identities/", request => Authorized(request, () =>
         {
             var body = request.JsonObject;
+            if (!Guid.TryParse(body["offering"]?.GetValue<string>(), out var offering) || !_offerings.ContainsKey(offering))
+            {
+                // As Waldur's serializer answers a related field naming no object.
+                return EmulatorResponse.Json(new JsonObject { ["offering"] = new JsonArray($"Invalid pk \"{body["offering"]}\" - object does not exist.") }, 400);
+            }
+
             var id = Guid.NewGuid();
             var identity = new JsonObject
             {

@@ -25,6 +25,12 @@ public sealed class EventsOptions
     public TimeSpan InitialReconnectDelay { get; set; } = TimeSpan.FromSeconds(1);
 
     /// <summary>
+    /// After this many connection attempts in a row that never got to listen, the queue is registered with Waldur
+    /// again: Waldur may have dropped the event subscription or its queue, and reconnecting to it would never work.
+    /// </summary>
+    public int ReregisterAfterFailures { get; set; } = 3;
+
+    /// <summary>
     /// With events on, how often pending orders are still polled: an event the broker lost, or an event subscription
     /// Waldur dropped, then delays an order by this much instead of until the stuck-order refeed (Orders:StuckAfter).
     /// </summary>

@@ -1,8 +1,11 @@
 using System.Text.Json;
 using CmpWaldurAdapter.Core.Orders;
 using CmpWaldurAdapter.Observability;
+using CmpWaldurAdapter.Offerings;
 using CmpWaldurAdapter.Orders;
 using CmpWaldurAdapter.Waldur;
+using CmpWaldurAdapter.Waldur.Api;
+using CmpWaldurAdapter.Waldur.Contracts;
 using CmpWaldurAdapter.Waldur.Events.Stomp;
 using Microsoft.Extensions.Options;
 
@@ -34,10 +37,13 @@ public sealed class EventChannelStatus
 /// Listens to Waldur's event queues over STOMP (one connection per queue) and turns messages into
 /// inbox entries. Messages are only triggers: orders are always re-read over REST. A message is
 /// acknowledged after it is safely in the inbox, so a crash before that gets it redelivered; after
-/// every (re)connect a full poll covers anything sent while the connection was down.
+/// every (re)connect a poll of the queue's offering covers anything sent while the connection was down.
+/// Each queue registers and reconnects on its own: an offering Waldur refuses keeps no other offering's
+/// events away, and a queue that cannot be listened to any more is registered again.
 /// </summary>
 public sealed class WaldurEventListener(
     EventChannelRegistrar registrar,
+    ServedOfferings catalog,
     OrderInbox inbox,
     OrderPoller poller,
     ResourceStateSync resources,
@@ -65,29 +71,31 @@ public sealed class WaldurEventListener(
             return;
         }
 
-        var queues = await RegisterAsync(stoppingToken);
-        if (queues is null)
-        {
-            return;
-        }
-
-        await Task.WhenAll(queues.Select(queue => ConsumeAsync(settings.WebSocketUrl, queue, stoppingToken)));
+        await Task.WhenAll(catalog.Offerings.SelectMany(offering => EventChannelRegistrar.ObjectTypes.Select(objectType => ListenAsync(settings.WebSocketUrl, offering, objectType, stoppingToken))));
     }
 
-    private async Task<IReadOnlyList<EventQueueBinding>?> RegisterAsync(CancellationToken stoppingToken)
+    private async Task ListenAsync(Uri endpoint, OfferingBinding offering, ObservableObjectTypeEnum objectType, CancellationToken stoppingToken)
+    {
+        while (await RegisterAsync(offering, objectType, stoppingToken) is { } queue)
+        {
+            await ConsumeAsync(endpoint, queue, stoppingToken);
+        }
+    }
+
+    private async Task<EventQueueBinding?> RegisterAsync(OfferingBinding offering, ObservableObjectTypeEnum objectType, CancellationToken stoppingToken)
     {
         var backoff = NewBackoff();
         while (!stoppingToken.IsCancellationRequested)
         {
             try
             {
-                var queues = await registrar.RegisterAsync(stoppingToken);
-                _logger.LogInformation("Registered {Count} Waldur event queues", queues.Count);
-                return queues;
+                var queue = await registrar.RegisterAsync(offering, objectType, stoppingToken);
+                _logger.LogInformation("Registered the Waldur {ObjectType} event queue of offering {Offering}", queue.ObjectType, offering.Slug);
+                return queue;
             }
             catch (Exception exception) when (!stoppingToken.IsCancellationRequested)
             {
-                _logger.LogWarning(exception, "Could not register the event channel with Waldur; retrying");
+                _logger.LogWarning(exception, "Could not register the {ObjectType} event queue of offering {Offering} with Waldur; retrying", WaldurEnums.ToWire(objectType), offering.Slug);
                 await ((Task)backoff.DelayAsync(stoppingToken)).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             }
         }
@@ -95,11 +103,13 @@ public sealed class WaldurEventListener(
         return null;
     }
 
+    /// <summary>Listens to one queue, reconnecting with backoff; returns when the queue should be registered again.</summary>
     private async Task ConsumeAsync(Uri endpoint, EventQueueBinding queue, CancellationToken stoppingToken)
     {
         using var scope = _logger.BeginScope(new Dictionary<string, object> { ["Queue"] = queue.QueueName });
         var backoff = NewBackoff();
         var first = true;
+        var failures = 0;
         while (!stoppingToken.IsCancellationRequested)
         {
             var connected = false;
@@ -126,13 +136,14 @@ public sealed class WaldurEventListener(
                 // /amq/queue/ uses the queue Waldur declared; /queue/ would redeclare it with other arguments.
                 await connection.SubscribeAsync($"/amq/queue/{queue.QueueName}", queue.QueueName, ack: "client-individual", awaitReceipt: true, cancellationToken: stoppingToken);
                 connected = true;
+                failures = 0;
                 status.Connected();
                 metrics.EventChannelConnected.Inc();
                 backoff.MarkConnected();
                 _logger.LogInformation("Listening to Waldur {ObjectType} events", queue.ObjectType);
                 if (queue.ObjectType == "order")
                 {
-                    _ = CatchUpAsync(stoppingToken);
+                    _ = CatchUpAsync(queue.OfferingUuid, stoppingToken);
                 }
 
                 await foreach (var message in connection.ReadMessagesAsync(stoppingToken))
@@ -160,6 +171,13 @@ public sealed class WaldurEventListener(
                     status.Disconnected();
                     metrics.EventChannelConnected.Dec();
                 }
+            }
+
+            if (!connected && ++failures >= Math.Max(1, options.CurrentValue.ReregisterAfterFailures))
+            {
+                // The broker refusing the login or the queue again and again: Waldur may have dropped the subscription.
+                _logger.LogWarning("The {ObjectType} event queue could not be listened to {Failures} times in a row; registering it with Waldur again", queue.ObjectType, failures);
+                return;
             }
 
             await ((Task)backoff.DelayAsync(stoppingToken)).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
@@ -206,11 +224,11 @@ public sealed class WaldurEventListener(
         }
     }
 
-    private async Task CatchUpAsync(CancellationToken cancellationToken)
+    private async Task CatchUpAsync(Guid offeringUuid, CancellationToken cancellationToken)
     {
         try
         {
-            await poller.PollAsync(cancellationToken);
+            await poller.PollAsync(cancellationToken, offeringUuid);
         }
         catch (Exception exception) when (!cancellationToken.IsCancellationRequested)
         {

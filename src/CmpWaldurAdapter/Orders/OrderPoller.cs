@@ -15,12 +15,12 @@ public sealed class OrderPoller(IWaldurApi waldur, ServedOfferings catalog, Orde
 {
     private static readonly string[] ActionableStates = [WaldurOrderStates.PendingProvider, WaldurOrderStates.Executing];
 
-    /// <summary>Lists every actionable order of the served offerings.</summary>
-    public async Task<IReadOnlyList<OrderDetails>> ListActionableAsync(CancellationToken cancellationToken)
+    /// <summary>Lists every actionable order of the served offerings (or of the one given).</summary>
+    public async Task<IReadOnlyList<OrderDetails>> ListActionableAsync(CancellationToken cancellationToken, Guid? offeringUuid = null)
     {
         var pageSize = waldurOptions.CurrentValue.PageSize;
         var orders = new List<OrderDetails>();
-        foreach (var offering in catalog.Offerings)
+        foreach (var offering in catalog.Offerings.Where(o => offeringUuid is null || o.Uuid == offeringUuid))
         {
             for (var page = 1; ; page++)
             {
@@ -36,11 +36,11 @@ public sealed class OrderPoller(IWaldurApi waldur, ServedOfferings catalog, Orde
         return orders;
     }
 
-    /// <summary>Feeds every actionable order to the inbox (already-known ones are no-ops). Returns how many were new.</summary>
-    public async Task<int> PollAsync(CancellationToken cancellationToken)
+    /// <summary>Feeds every actionable order (of the served offerings, or of the one given) to the inbox; already-known ones are no-ops. Returns how many were new.</summary>
+    public async Task<int> PollAsync(CancellationToken cancellationToken, Guid? offeringUuid = null)
     {
         var added = 0;
-        foreach (var order in await ListActionableAsync(cancellationToken))
+        foreach (var order in await ListActionableAsync(cancellationToken, offeringUuid))
         {
             if (order.Uuid is { } uuid && await inbox.EnqueueAsync(uuid, WaldurEnums.ToWire(order.State), "poll", refeed: false, cancellationToken))
             {

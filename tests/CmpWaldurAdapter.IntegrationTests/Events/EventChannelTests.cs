@@ -62,6 +62,27 @@ public sealed class EventChannelTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task When_waldur_drops_the_event_subscriptions_the_queues_are_registered_again_and_events_flow()
+    {
+        var dropped = new Dictionary<string, string>(_queues);
+        _bed.Waldur.DropEventSubscriptions();
+        foreach (var queue in dropped.Values)
+        {
+            await _broker.RemoveQueueAsync(Vhost, queue.Split('_')[1], queue);
+        }
+
+        await Eventually.TrueAsync(() => _queues["order"] != dropped["order"] && _queues["resource"] != dropped["resource"], TimeSpan.FromSeconds(30), "both queues are registered again");
+        await Eventually.TrueAsync(() => Status.ConnectedQueues == 2, TimeSpan.FromSeconds(20), "and listened to");
+        Assert.Equal(4, _bed.Waldur.Count("POST", "/api/marketplace-site-agent-identities/.*/register_event_subscription/"));
+        Assert.Equal(1, _bed.Waldur.Count("POST", "/api/marketplace-site-agent-identities/"));
+        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
+
+        await _broker.PublishAsync(Vhost, _queues["order"], new JsonObject { ["order_uuid"] = order.ToString("N"), ["order_state"] = "pending-provider" });
+
+        await Eventually.TrueAsync(() => _bed.Waldur.OrderState(order) == "done", TimeSpan.FromSeconds(10), "the event on the new queue drives the order to done");
+    }
+
+    [Fact]
     public async Task A_message_on_the_order_queue_makes_the_order_done()
     {
         var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
@@ -118,4 +139,52 @@ public sealed class EventChannelTests : IAsyncLifetime
 public sealed class RabbitMqCollection
 {
     public const string Name = "RabbitMQ broker";
+}
+
+/// <summary>An offering Waldur refuses to register (deleted there, say) keeps no other offering's events away.</summary>
+[Collection(RabbitMqCollection.Name)]
+public sealed class EventChannelPartialTests : IAsyncLifetime
+{
+    private readonly RabbitMqBroker _broker = new();
+    private readonly ConcurrentDictionary<string, string> _queues = new();
+    private OrderTestBed _bed = null!;
+
+    public async Task InitializeAsync()
+    {
+        _bed = await OrderTestBed.CreateAsync();
+        _bed.Waldur.OnQueueCreated = (vhost, queue) =>
+        {
+            _broker.ProvisionQueueAsync(vhost, queue.Split('_')[1], WaldurFake.Token, queue).GetAwaiter().GetResult();
+            _queues[queue.EndsWith("_order", StringComparison.Ordinal) ? "order" : "resource"] = queue;
+        };
+        _bed.Settings["Events:Enabled"] = "true";
+        _bed.Settings["Events:WebSocketUrl"] = _broker.WebSocketUrl.ToString();
+        _bed.Settings["Events:InitialReconnectDelay"] = "00:00:00.200";
+        _bed.Settings["Orders:StuckCheckInterval"] = "01:00:00";
+        // Served first, unknown to Waldur: its registration fails for as long as the test runs.
+        _bed.Settings["Offerings:0:Uuid"] = Guid.NewGuid().ToString();
+        _bed.Settings["Offerings:0:Slug"] = "gone-from-waldur";
+        _bed.Settings["Offerings:1:Uuid"] = _bed.Offering.ToString();
+        _bed.Settings["Offerings:1:Slug"] = "offering-0";
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _bed.DisposeAsync();
+        _broker.Dispose();
+    }
+
+    [Fact]
+    public async Task The_other_offerings_queues_are_registered_and_their_events_handled()
+    {
+        var server = await _bed.StartServerAsync();
+        var status = server.Services.GetRequiredService<EventChannelStatus>();
+
+        await Eventually.TrueAsync(() => status.ConnectedQueues == 2, TimeSpan.FromSeconds(20), "the known offering's two queues are listened to");
+        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
+        await _broker.PublishAsync(_bed.Waldur.UserUuid.ToString("N"), _queues["order"], new JsonObject { ["order_uuid"] = order.ToString("N"), ["order_state"] = "pending-provider" });
+
+        await Eventually.TrueAsync(() => _bed.Waldur.OrderState(order) == "done", TimeSpan.FromSeconds(10), "its order event is handled");
+        Assert.Contains(_bed.Logs.Lines, line => line.Contains("gone-from-waldur", StringComparison.Ordinal) && line.Contains("retrying", StringComparison.Ordinal));
+    }
 }

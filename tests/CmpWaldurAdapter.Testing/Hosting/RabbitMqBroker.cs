@@ -36,6 +36,13 @@ public sealed class RabbitMqBroker : IDisposable
         await PutAsync($"queues/{Uri.EscapeDataString(vhost)}/{Uri.EscapeDataString(queue)}", new JsonObject { ["durable"] = true, ["auto_delete"] = false });
     }
 
+    /// <summary>What Waldur does when an event subscription is deleted: its queue and its login go; the login's connections close.</summary>
+    public async Task RemoveQueueAsync(string vhost, string login, string queue)
+    {
+        (await _api.DeleteAsync($"queues/{Uri.EscapeDataString(vhost)}/{Uri.EscapeDataString(queue)}")).EnsureSuccessStatusCode();
+        (await _api.DeleteAsync($"users/{Uri.EscapeDataString(login)}")).EnsureSuccessStatusCode();
+    }
+
     /// <summary>Publishes a message to a queue through the default exchange, as Waldur's handlers do.</summary>
     public async Task PublishAsync(string vhost, string queue, JsonObject payload)
     {

@@ -58,6 +58,34 @@ public partial class LangflowEmulator : Emulator
     /// The next create of this kind ("projects" or "flows") first stores an identical object, as if an earlier
     /// attempt had succeeded and its answer was lost, so the create under test gets the renamed twin back.
     /// </summary>
+    /// <summary>Deletes API keys, as an administrator can in Langflow's settings: requests with them are refused from now on.</summary>
+    public void DeleteApiKeys(Func<LangflowKey, bool> which)
+    {
+        lock (Sync)
+        {
+            foreach (var key in _keys.Values.Where(k => which(new LangflowKey(k.Id, k.UserId, k.Name, k.Secret))).ToList())
+            {
+                _keys.Remove(key.Id);
+            }
+        }
+    }
+
+    /// <summary>Deletes a user with its keys, projects and flows, as an administrator can in Langflow's admin page.</summary>
+    public void DeleteUser(Guid id)
+    {
+        lock (Sync)
+        {
+            _users.Remove(id);
+            foreach (var key in _keys.Values.Where(k => k.UserId == id).ToList())
+            {
+                _keys.Remove(key.Id);
+            }
+
+            RemoveOwned(_projects, id);
+            RemoveOwned(_flows, id);
+        }
+    }
+
     public void DuplicateNextCreate(string kind)
     {
         lock (Sync)
@@ -181,19 +209,13 @@ public partial class LangflowEmulator : Emulator
         Route("DELETE", "/api/v1/users/{user_id}", request => AsSuperuser(request, _ =>
         {
             var id = request.Id("user_id");
-            if (!_users.Remove(id))
+            if (!_users.ContainsKey(id))
             {
                 return EmulatorResponse.Error(404, "User not found");
             }
 
             // Deleting a user takes its keys, projects and flows with it.
-            foreach (var key in _keys.Values.Where(k => k.UserId == id).ToList())
-            {
-                _keys.Remove(key.Id);
-            }
-
-            RemoveOwned(_projects, id);
-            RemoveOwned(_flows, id);
+            DeleteUser(id);
             return EmulatorResponse.Json(new JsonObject { ["detail"] = "User deleted" });
         }));
 

@@ -245,7 +245,7 @@ public sealed class LangflowTenant(
     public async Task DeleteFlowAsync(ProvisioningContext context, CancellationToken cancellationToken)
     {
         var subscription = context.Subscription;
-        if (await TenantCredentialAsync(context.Workspace, cancellationToken) is { } credential)
+        await AsTenantAsync(context.Workspace, async credential =>
         {
             var targets = Answered(await langflow.ListFlowHeadersAsync(credential, cancellationToken))
                 .Where(f => TenantNames.IsFlowOf(f.Name, subscription.ResourceUuid)).Select(f => f.Id).ToHashSet();
@@ -259,7 +259,7 @@ public sealed class LangflowTenant(
                 await IgnoreMissingAsync(() => langflow.DeleteFlowAsync(flowId, credential, cancellationToken));
                 logger.LogInformation("Deleted Langflow flow {LangflowFlowId} of subscription {SubscriptionId}", flowId, subscription.Id);
             }
-        }
+        }, cancellationToken);
 
         subscription.LangflowFlowId = null;
         context.Note("The agent, with its conversation history.");
@@ -269,7 +269,7 @@ public sealed class LangflowTenant(
     public async Task DeleteProjectAsync(ProvisioningContext context, CancellationToken cancellationToken)
     {
         var subscription = context.Subscription;
-        if (await TenantCredentialAsync(context.Workspace, cancellationToken) is { } credential)
+        await AsTenantAsync(context.Workspace, async credential =>
         {
             var name = TenantNames.LangflowProject(subscription.ResourceUuid);
             var targets = Answered(await langflow.ListProjectsAsync(credential, cancellationToken))
@@ -284,7 +284,7 @@ public sealed class LangflowTenant(
                 await IgnoreMissingAsync(() => langflow.DeleteProjectAsync(projectId, credential, cancellationToken));
                 logger.LogInformation("Deleted Langflow project {LangflowProjectId} of subscription {SubscriptionId}", projectId, subscription.Id);
             }
-        }
+        }, cancellationToken);
 
         subscription.LangflowProjectId = null;
         context.Note("The agent's private workspace.");
@@ -423,17 +423,44 @@ public sealed class LangflowTenant(
         }
     }
 
-    /// <summary>Teardown credentials: the key if the tenant has one, else a login; null when the project has no Langflow user.</summary>
-    private async Task<LangflowCredential?> TenantCredentialAsync(Workspace workspace, CancellationToken cancellationToken)
+    /// <summary>
+    /// Teardown as the tenant: with its key, or with its login when it has none or Langflow refuses the key (deleted
+    /// in Langflow's own UI, say; a teardown that insisted on it would fail for good). Nothing is done when the project
+    /// has no Langflow user, or the user is gone from Langflow, taking its projects and flows with it.
+    /// </summary>
+    private async Task AsTenantAsync(Workspace workspace, Func<LangflowCredential, Task> teardown, CancellationToken cancellationToken)
     {
+        var canLogIn = workspace.LangflowPasswordCipher is not null && workspace.LangflowUserId is not null;
         if (workspace.LangflowApiKeyCipher is not null)
         {
-            return TenantKey(workspace);
+            try
+            {
+                await teardown(TenantKey(workspace));
+                return;
+            }
+            catch (ApiException exception) when (canLogIn && exception.StatusCode is HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden)
+            {
+                logger.LogWarning("Langflow refused the stored API key of user {LangflowUsername}; tearing down with the user's login instead", workspace.LangflowUsername);
+            }
         }
 
-        return workspace.LangflowPasswordCipher is not null && workspace.LangflowUserId is not null
-            ? await LoginAsTenantAsync(workspace, cancellationToken)
-            : null;
+        if (!canLogIn)
+        {
+            return;
+        }
+
+        LangflowCredential login;
+        try
+        {
+            login = await LoginAsTenantAsync(workspace, cancellationToken);
+        }
+        catch (ApiException exception) when (exception.StatusCode == HttpStatusCode.NotFound)
+        {
+            logger.LogInformation("Langflow user {LangflowUsername} is gone, and its projects and flows with it", workspace.LangflowUsername);
+            return;
+        }
+
+        await teardown(login);
     }
 
     /// <summary>An empty 2xx body (a proxy's doing) deserializes to null: treat it as a failed call, worth retrying.</summary>

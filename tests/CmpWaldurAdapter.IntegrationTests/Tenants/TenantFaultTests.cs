@@ -132,6 +132,40 @@ public sealed class TenantFaultTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Terminate_cleans_up_with_the_users_login_when_langflow_refuses_the_stored_key()
+    {
+        await _bed.StartServicesAsync();
+        var create = _bed.Waldur.PlaceCreateOrder(_bed.Offering, TenantTestBed.Attributes());
+        Assert.Equal(OrderOutcome.Completed, (await _bed.ProcessUntilSettledAsync(create)).Outcome);
+        // An administrator deleted the adapter's key in Langflow's settings.
+        _bed.Langflow.DeleteApiKeys(_ => true);
+
+        var terminate = _bed.Waldur.PlaceOrder("Terminate", _bed.Offering, _bed.Waldur.ResourceOf(create));
+
+        Assert.Equal(OrderOutcome.Completed, (await _bed.ProcessUntilSettledAsync(terminate)).Outcome);
+        Assert.Equal("done", _bed.Waldur.OrderState(terminate));
+        Assert.Empty(_bed.Langflow.Flows);
+        Assert.DoesNotContain(_bed.Langflow.Projects, p => p.Name.StartsWith("cmp-", StringComparison.Ordinal));
+        Assert.Empty(_bed.Langflow.Users);
+        Assert.Empty(_bed.Ragflow.Datasets);
+    }
+
+    [Fact]
+    public async Task Terminate_completes_when_the_langflow_user_was_deleted_with_everything_it_owned()
+    {
+        await _bed.StartServicesAsync();
+        var create = _bed.Waldur.PlaceCreateOrder(_bed.Offering, TenantTestBed.Attributes());
+        Assert.Equal(OrderOutcome.Completed, (await _bed.ProcessUntilSettledAsync(create)).Outcome);
+        _bed.Langflow.DeleteUser(Assert.Single(_bed.Langflow.Users).Id);
+
+        var terminate = _bed.Waldur.PlaceOrder("Terminate", _bed.Offering, _bed.Waldur.ResourceOf(create));
+
+        Assert.Equal(OrderOutcome.Completed, (await _bed.ProcessUntilSettledAsync(terminate)).Outcome);
+        Assert.Empty(_bed.Ragflow.Datasets);
+        Assert.Equal(SubscriptionState.Terminated, (await _bed.SubscriptionAsync(_bed.Waldur.ResourceOf(create))).State);
+    }
+
+    [Fact]
     public async Task Wrong_langflow_superuser_credentials_err_the_order_as_an_operator_problem()
     {
         _bed.Settings["Langflow:SuperuserPassword"] = "not-the-password";

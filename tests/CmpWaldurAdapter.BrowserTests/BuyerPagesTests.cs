@@ -108,6 +108,40 @@ public sealed class BuyerPagesTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Another_agents_console_link_followed_from_another_site_asks_before_switching()
+    {
+        var mine = await _bed.AddSubscriptionAsync(credits: 10);
+        var theirs = await _bed.AddSubscriptionAsync(credits: 10, configuration: new JsonObject { ["agent_name"] = "Bob" });
+        await using (var db = await _bed.Services.GetRequiredService<IDbContextFactory<CmpWaldurAdapter.Persistence.AdapterDbContext>>().CreateDbContextAsync())
+        {
+            await db.Customers.Where(c => c.Id == theirs.CustomerId).ExecuteUpdateAsync(c => c.SetProperty(x => x.Name, "Mallory & Co"));
+        }
+
+        var page = await _browser.NewPageAsync();
+        await page.GotoAsync((await _bed.ConsoleLinkAsync(mine.Id)).ToString());
+        await Expect(page.Locator("#setting_agent_name")).ToBeVisibleAsync();
+        await using var elsewhere = await HostPage.StartAsync(_bed.Url, "pk_live_unused");
+        var theirLink = (await _bed.ConsoleLinkAsync(theirs.Id)).ToString();
+        async Task FollowFromElsewhereAsync()
+        {
+            await page.GotoAsync($"http://localhost:{elsewhere.Port}/");
+            await page.EvaluateAsync("href => { const a = document.createElement('a'); a.id = 'console-link'; a.href = href; a.textContent = 'Open'; document.body.append(a); }", theirLink);
+            await page.Locator("#console-link").ClickAsync();
+        }
+
+        await FollowFromElsewhereAsync();
+
+        await Expect(page.Locator("#next-agent")).ToHaveTextAsync("My agent (Mallory & Co)");
+        await BrowserSession.ScreenshotAsync(page, "console-switch-asked");
+        await page.Locator("#stay").ClickAsync();
+        await Expect(page.Locator("#setting_agent_name")).ToHaveValueAsync("Ada");
+
+        await FollowFromElsewhereAsync();
+        await page.Locator("#switch").ClickAsync();
+        await Expect(page.Locator("#setting_agent_name")).ToHaveValueAsync("Bob");
+    }
+
+    [Fact]
     public async Task A_key_created_in_the_console_works_and_is_shown_only_once()
     {
         var subscription = await _bed.AddSubscriptionAsync(credits: 50);

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Net;
 using System.Text.Json.Serialization;
 using CmpWaldurAdapter.Api;
 using CmpWaldurAdapter.ApiKeys;
@@ -8,6 +9,7 @@ using CmpWaldurAdapter.Core.Credits;
 using CmpWaldurAdapter.Credits;
 using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Usage;
+using Microsoft.AspNetCore.Antiforgery;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 
@@ -26,6 +28,7 @@ public static class BuyerWebEndpoints
     public static void MapBuyerWebEndpoints(this IEndpointRouteBuilder endpoints)
     {
         endpoints.MapGet("/console/open", OpenConsoleAsync).ExcludeFromDescription();
+        endpoints.MapPost("/console/open", SwitchConsoleAsync).ExcludeFromDescription();
         endpoints.MapPost("/console/api/chat", ConsoleChatAsync).ExcludeFromDescription();
         endpoints.MapGet("/web/logo/{subscriptionId:guid}", LogoAsync).ExcludeFromDescription();
         endpoints.MapPost("/try/{offering}/messages", TryMessageAsync).ExcludeFromDescription();
@@ -42,20 +45,78 @@ public static class BuyerWebEndpoints
 
     // ---- Console ---------------------------------------------------------------------------------------
 
-    private static async Task<IResult> OpenConsoleAsync(HttpContext http, [Microsoft.AspNetCore.Mvc.FromQuery(Name = "t")] string? token, ConsoleAccess console, CancellationToken cancellationToken)
+    /// <summary>
+    /// Opens the console from its link. A browser already in the console of another subscription is asked before its
+    /// session is replaced: a link is a login, and one sent by someone else (their own agent's) must not quietly put the
+    /// buyer in a console where what they upload or paste goes to that someone.
+    /// </summary>
+    private static async Task<IResult> OpenConsoleAsync(HttpContext http, [Microsoft.AspNetCore.Mvc.FromQuery(Name = "t")] string? token, ConsoleAccess console, IAntiforgery antiforgery, IDbContextFactory<AdapterDbContext> dbs, CancellationToken cancellationToken)
     {
         http.Response.Headers.CacheControl = "no-store";
-        if (await console.OpenAsync(http, token, cancellationToken) is null)
+        if (ConsoleAccess.IsCrossSiteNavigation(http.Request))
         {
-            return Results.Content(
-                "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Link not valid</title><link rel=\"stylesheet\" href=\"/app.css\"></head>"
-                + "<body><main class=\"narrow\"><h1>This console link is not valid</h1><p>It has expired or was replaced. Open the agent's resource in HomePort for the current link.</p></main></body></html>",
-                "text/html; charset=utf-8", statusCode: StatusCodes.Status403Forbidden);
+            // Whether this browser is in a console already shows only in the Strict cookie, sent on a same-site request.
+            return Results.Content(ConsoleAccess.SameSiteAgainPage, "text/html; charset=utf-8");
         }
 
+        if (await console.ReadLinkAsync(token, cancellationToken) is not { } opening)
+        {
+            return LinkNotValid();
+        }
+
+        if (await console.ResolveAsync(http, cancellationToken) is { } current && current.Subscription.Id != opening.Subscription.Id)
+        {
+            var form = antiforgery.GetAndStoreTokens(http);
+            var now = await DescribeAsync(dbs, current, cancellationToken);
+            var next = await DescribeAsync(dbs, opening, cancellationToken);
+            return Results.Content(
+                "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Switch console?</title><link rel=\"stylesheet\" href=\"/app.css\"></head>"
+                + $"<body><main class=\"narrow\"><h1>Switch to another agent's console?</h1><p>You are in the console of <strong>{now}</strong>. This link opens the console of <strong id=\"next-agent\">{next}</strong>. "
+                + "Switch only if it is your organization's agent and you followed the link from HomePort: what you upload or type in a console goes to its agent.</p>"
+                + $"<form method=\"post\" action=\"/console/open\"><input name=\"{form.FormFieldName}\" type=\"hidden\" value=\"{form.RequestToken}\"><input name=\"t\" type=\"hidden\" value=\"{WebUtility.HtmlEncode(token)}\">"
+                + $"<button type=\"submit\" id=\"switch\">Open the console of {next}</button></form><p><a id=\"stay\" href=\"/console\">Stay in the console of {now}</a></p></main></body></html>",
+                "text/html; charset=utf-8");
+        }
+
+        console.StartSession(http, opening);
         // The token leaves the address bar (and history) at once.
         return Results.Redirect("/console");
     }
+
+    /// <summary>The buyer's answer to "switch console?": only from that page (its anti-forgery token), never from another site.</summary>
+    private static async Task<IResult> SwitchConsoleAsync(HttpContext http, ConsoleAccess console, IAntiforgery antiforgery, CancellationToken cancellationToken)
+    {
+        http.Response.Headers.CacheControl = "no-store";
+        if (!http.Request.HasFormContentType || !await antiforgery.IsRequestValidAsync(http))
+        {
+            return Results.Content(
+                "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Not switched</title><link rel=\"stylesheet\" href=\"/app.css\"></head>"
+                + "<body><main class=\"narrow\"><h1>The console was not switched</h1><p>This request did not come from the console's own page. Open the agent's resource in HomePort and follow its console link.</p></main></body></html>",
+                "text/html; charset=utf-8", statusCode: StatusCodes.Status400BadRequest);
+        }
+
+        var form = await http.Request.ReadFormAsync(cancellationToken);
+        if (await console.ReadLinkAsync(form["t"], cancellationToken) is not { } opening)
+        {
+            return LinkNotValid();
+        }
+
+        console.StartSession(http, opening);
+        return Results.Redirect("/console");
+    }
+
+    /// <summary>"Name (organization)", HTML-encoded: the organization is what tells a buyer's own agent from another's.</summary>
+    private static async Task<string> DescribeAsync(IDbContextFactory<AdapterDbContext> dbs, ConsoleCaller caller, CancellationToken cancellationToken)
+    {
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        var organization = await db.Customers.AsNoTracking().Where(c => c.Id == caller.Subscription.CustomerId).Select(c => c.Name).SingleOrDefaultAsync(cancellationToken);
+        return WebUtility.HtmlEncode(organization is { Length: > 0 } ? $"{caller.Subscription.Name} ({organization})" : caller.Subscription.Name);
+    }
+
+    private static IResult LinkNotValid() => Results.Content(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Link not valid</title><link rel=\"stylesheet\" href=\"/app.css\"></head>"
+        + "<body><main class=\"narrow\"><h1>This console link is not valid</h1><p>It has expired or was replaced. Open the agent's resource in HomePort for the current link.</p></main></body></html>",
+        "text/html; charset=utf-8", statusCode: StatusCodes.Status403Forbidden);
 
     private static async Task<IResult> ConsoleChatAsync(HttpContext http, IConsoleSession sessions, IPageChat chat, IDbContextFactory<AdapterDbContext> dbs, CreditLedger ledger, TimeProvider clock, IOptions<WebOptions> options, CancellationToken cancellationToken)
     {

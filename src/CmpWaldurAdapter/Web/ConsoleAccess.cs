@@ -73,17 +73,21 @@ public sealed class ConsoleAccess(
         return options.Value.Public("console/open?t=" + Uri.EscapeDataString(token));
     }
 
-    /// <summary>Opens a session from a link: sets the cookie and returns the subscription, or null for a forged, expired or rotated link.</summary>
-    public async Task<ConsoleCaller?> OpenAsync(HttpContext http, string? link, CancellationToken cancellationToken)
-    {
-        if (tokens.Read(LinkPurpose, link, 2) is not { } fields || await CurrentAsync(fields, cancellationToken) is not { } caller)
-        {
-            return null;
-        }
+    /// <summary>The subscription a link opens, or null for a forged, expired or rotated link.</summary>
+    public async Task<ConsoleCaller?> ReadLinkAsync(string? link, CancellationToken cancellationToken) =>
+        tokens.Read(LinkPurpose, link, 2) is { } fields ? await CurrentAsync(fields, cancellationToken) : null;
 
-        StartSession(http, caller);
-        return caller;
-    }
+    /// <summary>
+    /// A page that asks for itself again (a meta refresh). A navigation begun on another site (HomePort's link, a
+    /// webhook's link in a ticket) carries no SameSite=Strict cookie, whatever the browser holds; asked again from
+    /// here, the same page is a same-site navigation that does.
+    /// </summary>
+    public const string SameSiteAgainPage = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"0\"><title>Console</title>"
+        + "<link rel=\"stylesheet\" href=\"/app.css\"></head><body><main class=\"narrow\"><p>Opening the console…</p></main></body></html>";
+
+    /// <summary>Whether the request is a navigation begun on another site (so without the console's Strict cookie).</summary>
+    public static bool IsCrossSiteNavigation(HttpRequest request) =>
+        (HttpMethods.IsGet(request.Method) || HttpMethods.IsHead(request.Method)) && request.Headers["Sec-Fetch-Site"] == "cross-site";
 
     /// <summary>Issues the session cookie for the caller's subscription at its current link version.</summary>
     public void StartSession(HttpContext http, ConsoleCaller caller)

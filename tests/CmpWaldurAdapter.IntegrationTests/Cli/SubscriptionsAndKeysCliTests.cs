@@ -112,9 +112,9 @@ public sealed class SubscriptionsAndKeysCliTests : IAsyncLifetime
         Assert.Contains("no subscription has the id or resource UUID", unknown.Error);
     }
 
-    /// <summary>Opens a console session from the link as the console's /console/open does: the caller, or null for a link it refuses.</summary>
+    /// <summary>Reads the link as the console's /console/open does: the caller, or null for a link it refuses.</summary>
     private static Task<ConsoleCaller?> OpensAsync(ConsoleAccess access, Uri link) =>
-        access.OpenAsync(new Microsoft.AspNetCore.Http.DefaultHttpContext(), Microsoft.AspNetCore.WebUtilities.QueryHelpers.ParseQuery(link.Query)["t"].ToString(), CancellationToken.None);
+        access.ReadLinkAsync(Microsoft.AspNetCore.WebUtilities.QueryHelpers.ParseQuery(link.Query)["t"].ToString(), CancellationToken.None);
 
     [Fact]
     public async Task Bad_arguments_are_clear_errors_with_exit_2()

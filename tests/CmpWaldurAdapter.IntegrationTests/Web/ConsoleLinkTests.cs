@@ -54,6 +54,65 @@ public sealed class ConsoleLinkTests : IAsyncLifetime
         Assert.NotEqual(before, await StateAsync(mine.Id, theirs.Id));
     }
 
+    /// <summary>
+    /// A link is a login: one sent by someone else (their own agent's) must not quietly replace the console a buyer is
+    /// in, or what the buyer uploads or types next goes to that someone's agent.
+    /// </summary>
+    [Fact]
+    public async Task A_link_of_another_subscription_asks_before_replacing_the_console_session_and_only_the_console_page_can_answer()
+    {
+        var mine = await NamedAsync(await _bed.AddSubscriptionAsync(), "Alpha desk", "Acme <Ltd>");
+        var theirs = await NamedAsync(await _bed.AddSubscriptionAsync(), "Beta desk", "Mallory & Co");
+        using var browser = await ConsoleBrowser.OpenAsync(_bed.Url, await _bed.ConsoleLinkAsync(mine.Id));
+        var theirLink = (await _bed.ConsoleLinkAsync(theirs.Id)).PathAndQuery;
+
+        var asked = await browser.GetAsync(theirLink);
+        var question = await asked.Content.ReadAsStringAsync();
+
+        Assert.Equal(HttpStatusCode.OK, asked.StatusCode);
+        Assert.Contains("Switch to another agent's console?", question);
+        Assert.Contains("Alpha desk (Acme &lt;Ltd&gt;)", question);
+        Assert.Contains("Beta desk (Mallory &amp; Co)", question);
+        Assert.Contains("Alpha desk", await browser.GetStringAsync("/console"));
+
+        // Another site cannot answer for the buyer: a form posted from there has no anti-forgery token.
+        var t = Uri.UnescapeDataString(theirLink[(theirLink.IndexOf("t=", StringComparison.Ordinal) + 2)..]);
+        var forged = await browser.PostAsync("/console/open", new FormUrlEncodedContent([new("t", t)]));
+        Assert.Equal(HttpStatusCode.BadRequest, forged.StatusCode);
+        Assert.Contains("Alpha desk", await browser.GetStringAsync("/console"));
+
+        var switched = await browser.PostAsync("/console/open", ConsoleBrowser.Form(question, ("t", t)));
+
+        Assert.Equal(HttpStatusCode.Redirect, switched.StatusCode);
+        Assert.Contains("Beta desk", await browser.GetStringAsync("/console"));
+        // The session's own link, opened again, needs no question.
+        Assert.Equal(HttpStatusCode.Redirect, (await browser.GetAsync(theirLink)).StatusCode);
+    }
+
+    [Fact]
+    public async Task A_console_link_followed_from_another_site_is_asked_for_again_from_the_adapters_own_site_before_anything_is_decided()
+    {
+        var subscription = await _bed.AddSubscriptionAsync();
+        using var browser = new HttpClient(new HttpClientHandler { CookieContainer = new CookieContainer(), AllowAutoRedirect = false }) { BaseAddress = _bed.Url };
+        using var request = new HttpRequestMessage(HttpMethod.Get, (await _bed.ConsoleLinkAsync(subscription.Id)).PathAndQuery);
+        request.Headers.Add("Sec-Fetch-Site", "cross-site");
+
+        var response = await browser.SendAsync(request);
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Contains("http-equiv=\"refresh\"", await response.Content.ReadAsStringAsync());
+        Assert.False(response.Headers.Contains("Set-Cookie"), "no session before the same-site request");
+    }
+
+    private async Task<CmpWaldurAdapter.Tenants.Subscription> NamedAsync(CmpWaldurAdapter.Tenants.Subscription subscription, string name, string organization)
+    {
+        await using var db = await _bed.Services.GetRequiredService<IDbContextFactory<CmpWaldurAdapter.Persistence.AdapterDbContext>>().CreateDbContextAsync();
+        await db.Subscriptions.Where(s => s.Id == subscription.Id).ExecuteUpdateAsync(s => s.SetProperty(x => x.Name, name));
+        await db.Customers.Where(c => c.Id == subscription.CustomerId).ExecuteUpdateAsync(c => c.SetProperty(x => x.Name, organization));
+        subscription.Name = name;
+        return subscription;
+    }
+
     [Fact]
     public async Task Replacing_the_link_puts_the_new_one_in_homeport_and_ends_the_old_links_but_not_this_session()
     {

@@ -435,17 +435,10 @@ public sealed class IndexModel(
     private Task<ConsoleCaller?>? _caller;
 
     /// <summary>No session, an ended one (expired or rotated), or a form without its anti-forgery token.</summary>
-    private ContentResult Denied() => HttpMethods.IsGet(Request.Method) && Request.Headers["Sec-Fetch-Site"] == "cross-site"
-        // A navigation begun on another site (HomePort's link, through /console/open's redirect, or a webhook's link
-        // in a ticket) carries no SameSite=Strict cookie, whatever the browser holds. Asked again from here, the same
-        // page is a same-site navigation that does; without a session it then gets the notice below.
-        ? new ContentResult
-        {
-            StatusCode = StatusCodes.Status200OK,
-            ContentType = "text/html; charset=utf-8",
-            Content = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"0\"><title>Console</title>"
-                + "<link rel=\"stylesheet\" href=\"/app.css\"></head><body><main class=\"narrow\"><p>Opening the console…</p></main></body></html>",
-        }
+    private ContentResult Denied() => ConsoleAccess.IsCrossSiteNavigation(Request)
+        // Reached from another site (a webhook's link in a ticket) the cookie was not sent: asked again from here it
+        // is; without a session the page then gets the notice below.
+        ? new ContentResult { StatusCode = StatusCodes.Status200OK, ContentType = "text/html; charset=utf-8", Content = ConsoleAccess.SameSiteAgainPage }
         : Notice(StatusCodes.Status401Unauthorized, "Open the console from HomePort",
             "Your console session has ended or this link is not valid. Open your agent's resource in HomePort and follow the buyer console link in its report.");
 

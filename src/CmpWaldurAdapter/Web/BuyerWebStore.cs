@@ -1,16 +1,17 @@
 using CmpWaldurAdapter.Persistence;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
 
 namespace CmpWaldurAdapter.Web;
 
 /// <summary>Reads and changes a subscription's <see cref="BuyerWebSettings"/>; a subscription without a row has the defaults.</summary>
-public sealed class BuyerWebStore(IDbContextFactory<AdapterDbContext> dbs, TimeProvider clock)
+public sealed class BuyerWebStore(IDbContextFactory<AdapterDbContext> dbs, IOptions<WebOptions> options, TimeProvider clock)
 {
     public async Task<BuyerWebSettings> GetAsync(Guid subscriptionId, CancellationToken cancellationToken)
     {
         await using var db = await dbs.CreateDbContextAsync(cancellationToken);
         return await db.BuyerWebSettings.AsNoTracking().SingleOrDefaultAsync(s => s.SubscriptionId == subscriptionId, cancellationToken)
-            ?? new BuyerWebSettings { SubscriptionId = subscriptionId };
+            ?? Defaults(subscriptionId);
     }
 
     /// <summary>
@@ -37,7 +38,7 @@ public sealed class BuyerWebStore(IDbContextFactory<AdapterDbContext> dbs, TimeP
         var settings = await db.BuyerWebSettings.SingleOrDefaultAsync(s => s.SubscriptionId == subscriptionId, cancellationToken);
         if (settings is null)
         {
-            settings = new BuyerWebSettings { SubscriptionId = subscriptionId };
+            settings = Defaults(subscriptionId);
             db.BuyerWebSettings.Add(settings);
         }
 
@@ -57,4 +58,7 @@ public sealed class BuyerWebStore(IDbContextFactory<AdapterDbContext> dbs, TimeP
         await db.SaveChangesAsync(cancellationToken);
         return settings;
     }
+
+    private BuyerWebSettings Defaults(Guid subscriptionId) =>
+        new() { SubscriptionId = subscriptionId, WidgetDailyMessageCap = options.Value.NewWidgetDailyMessageCap };
 }

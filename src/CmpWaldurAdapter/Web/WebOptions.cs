@@ -59,6 +59,14 @@ public sealed class WebOptions
     public int WidgetSessionsPerAddressPerHour { get; set; } = 30;
 
     /// <summary>
+    /// The daily widget message cap a subscription starts with (the buyer changes or removes it in the console's Widget
+    /// tab). The publishable key is public by design, so a new widget is not an open tap on the organization's credits
+    /// until its buyer says so. Empty: new widgets start without a cap.
+    /// </summary>
+    [Range(1, BuyerWebSettings.MaxWidgetDailyMessageCap)]
+    public int? NewWidgetDailyMessageCap { get; set; } = 1000;
+
+    /// <summary>
     /// Widget messages one client address may send per subscription per clock minute, whatever visitor tokens it
     /// holds; counted in the database across replicas, on top of <see cref="WidgetMessagesPerMinute"/>.
     /// </summary>

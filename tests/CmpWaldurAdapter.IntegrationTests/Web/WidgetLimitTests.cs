@@ -205,6 +205,24 @@ public sealed partial class WidgetLimitTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_new_widget_starts_with_the_configured_daily_cap_which_the_buyer_can_remove_for_good()
+    {
+        var fresh = await _bed.AddSubscriptionAsync();
+        Assert.Equal(1000, (await _bed.Services.GetRequiredService<BuyerWebStore>().GetAsync(fresh.Id, CancellationToken.None)).WidgetDailyMessageCap);
+
+        var (subscription, _) = await WidgetAsync();
+
+        Assert.Equal(1000, await Cap(subscription));
+        using var browser = await ConsoleAsync(subscription);
+        var tab = await browser.GetStringAsync("/console?tab=widget");
+        Assert.Matches("id=\"widget_cap\"[^>]*value=\"1000\"", tab);
+        Assert.Equal(HttpStatusCode.OK, (await browser.PostAsync("/console?handler=WidgetCap", Form(AntiforgeryField().Match(tab).Groups[1].Value, ""))).StatusCode);
+        Assert.Null(await Cap(subscription));
+        await _bed.AllowDomainsAsync(subscription, "other.example.com");
+        Assert.Null(await Cap(subscription));
+    }
+
+    [Fact]
     public async Task IPv6_addresses_of_one_64_network_share_the_try_and_widget_allowances_and_other_networks_do_not()
     {
         // Try page: seven demo messages per address (Web:TryMessagesPerAddress), a fresh visitor cookie each time.

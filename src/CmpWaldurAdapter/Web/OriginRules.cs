@@ -30,10 +30,21 @@ public static partial class OriginRules
             return false;
         }
 
-        if (text.StartsWith("*.", StringComparison.Ordinal) && !text[2..].Contains('.', StringComparison.Ordinal))
+        if (text.StartsWith("*.", StringComparison.Ordinal))
         {
-            error = "A wildcard needs a registrable domain: *.example.com, not *.com.";
-            return false;
+            var parent = SplitPort(text[2..]).Pattern;
+            if (!parent.Contains('.', StringComparison.Ordinal))
+            {
+                error = "A wildcard needs a registrable domain: *.example.com, not *.com.";
+                return false;
+            }
+
+            // *.github.io, *.co.uk, *.amazonaws.com: anyone can have a site there, so the widget would answer on theirs.
+            if (PublicSuffixes.HasOthersSitesUnder(parent))
+            {
+                error = $"{text} would allow everyone's sites under {parent}, not only yours: enter your own, such as yourname.{parent}.";
+                return false;
+            }
         }
 
         entry = text;

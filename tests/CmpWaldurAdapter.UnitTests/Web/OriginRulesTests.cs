@@ -48,4 +48,30 @@ public sealed class OriginRulesTests
         Assert.False(OriginRules.TryNormalize(input, out _, out var error));
         Assert.NotEmpty(error);
     }
+
+    [Theory]
+    [InlineData("*.github.io", "github.io")]
+    [InlineData("*.co.uk", "co.uk")]
+    [InlineData("*.vercel.app:443", "vercel.app")]
+    [InlineData("*.s3.amazonaws.com", "s3.amazonaws.com")]
+    [InlineData("*.xn--p1ai", null)]
+    [InlineData("*.kawasaki.jp", "kawasaki.jp")] // rule "*.kawasaki.jp": every name under it is a suffix
+    [InlineData("*.amazonaws.com", "amazonaws.com")] // "s3.amazonaws.com" and others below it
+    public void A_wildcard_over_a_public_suffix_is_refused_as_it_would_allow_everyones_sites(string input, string? named)
+    {
+        Assert.False(OriginRules.TryNormalize(input, out _, out var error));
+        if (named is not null)
+        {
+            Assert.Contains($"everyone's sites under {named}", error);
+        }
+    }
+
+    [Theory]
+    [InlineData("*.ada.github.io")]
+    [InlineData("ada.github.io")]
+    [InlineData("*.example.co.uk")]
+    [InlineData("*.city.kawasaki.jp")] // "!city.kawasaki.jp": an exception to the wildcard rule
+    [InlineData("*.shop.xn--p1ai")]
+    public void A_wildcard_under_a_registrable_domain_is_accepted(string input) =>
+        Assert.True(OriginRules.TryNormalize(input, out _, out _));
 }

@@ -34,6 +34,14 @@ public sealed class ChatOptions
     [Range(100, 1_000_000)]
     public int MaxContextChars { get; set; } = 6_000;
 
+    /// <summary>
+    /// Most characters of the earlier turns a client sends in <c>messages</c> that are given to the agent (newest
+    /// first kept) when the request names no conversation with <c>X-Conversation-Id</c>: a client that keeps its own
+    /// history, as OpenAI clients do, has the agent see it. 0: never.
+    /// </summary>
+    [Range(0, 1_000_000)]
+    public int MaxHistoryChars { get; set; } = 8_000;
+
     /// <summary>How long one agent run may take before the request fails with 504-like 503.</summary>
     public TimeSpan RunTimeout { get; set; } = TimeSpan.FromMinutes(2);
 

@@ -317,9 +317,15 @@ public sealed partial class ChatService(
     /// <summary>Everything the run needs from the subscription: its workspace, configuration, knowledge and settings.</summary>
     private async Task<AgentRequest> PrepareAsync(ChatRun run, CancellationToken cancellationToken)
     {
-        var instructions = run.Request.Messages?.Where(m => m.Role is "system" or "developer").Select(m => m.Text).Where(t => !string.IsNullOrWhiteSpace(t)).ToList();
+        var instructions = run.Request.Messages?.Where(m => m.Role is "system" or "developer").Select(m => m.Text).Where(t => !string.IsNullOrWhiteSpace(t)).ToList() ?? [];
+        // A conversation the client names lives in the agent's memory; otherwise the client keeps the history and sends it.
+        if (!run.Http.Request.Headers.ContainsKey(ConversationHeader) && History(run.Request, options.Value.MaxHistoryChars) is { } history)
+        {
+            instructions.Add(history);
+        }
+
         var settings = new TurnSettings(
-            instructions is { Count: > 0 } ? string.Join("\n", instructions) : null,
+            instructions.Count > 0 ? string.Join("\n", instructions) : null,
             run.Request.Temperature,
             run.Request.MaxCompletionTokens ?? run.Request.MaxTokens);
         var turn = await turns.PrepareAsync(run.Subscription, run.Offering, $"{run.Subscription.ResourceUuid:N}:{run.Conversation}", run.Input, settings, cancellationToken);
@@ -369,6 +375,40 @@ public sealed partial class ChatService(
         }
 
         return null;
+    }
+
+    /// <summary>
+    /// The user and assistant turns before the message being answered, oldest first, at most <paramref name="limit"/>
+    /// characters of them (the newest kept); null when there are none.
+    /// </summary>
+    internal static string? History(ChatCompletionRequest request, int limit)
+    {
+        if (request.Message is not null || request.Messages is not { Count: > 1 } messages || limit <= 0)
+        {
+            return null;
+        }
+
+        var lines = new List<string>();
+        var length = 0;
+        for (var i = messages.FindLastIndex(m => m.Role == "user") - 1; i >= 0; i--)
+        {
+            if (messages[i].Role is not ("user" or "assistant") || string.IsNullOrWhiteSpace(messages[i].Text))
+            {
+                continue;
+            }
+
+            var line = $"{messages[i].Role}: {messages[i].Text!.Trim()}";
+            if (length + line.Length > limit)
+            {
+                break;
+            }
+
+            lines.Add(line);
+            length += line.Length + 1;
+        }
+
+        lines.Reverse();
+        return lines.Count == 0 ? null : "The conversation so far, oldest first:\n" + string.Join("\n", lines);
     }
 
     internal static string? InputOf(ChatCompletionRequest request) =>

@@ -35,6 +35,36 @@ public sealed class OpenAiSdkTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task The_history_an_sdk_client_sends_reaches_the_agent_unless_a_named_conversation_keeps_it()
+    {
+        var me = await _bed.SubscribeAsync(credits: 10);
+        ChatMessage[] conversation =
+        [
+            new SystemChatMessage("Answer briefly."),
+            new UserChatMessage("My order number is 4711."),
+            new AssistantChatMessage("Thanks, I have noted order 4711."),
+            new UserChatMessage("Where is it now?"),
+        ];
+
+        await _bed.OpenAi(me.Key).CompleteChatAsync(conversation);
+
+        var run = Assert.Single(_bed.Tenants.Langflow.Runs);
+        Assert.Equal("Where is it now?", run.Input);
+        var instructions = run.Tweaks["Prompt-cmp01"]!["instructions"]!.GetValue<string>();
+        Assert.Contains("Answer briefly.", instructions);
+        Assert.Contains("user: My order number is 4711.\nassistant: Thanks, I have noted order 4711.", instructions);
+        Assert.DoesNotContain("Where is it now?", instructions);
+
+        // A named conversation is in the agent's own memory already: the history is not sent twice.
+        using var http = _bed.Http(me.Key);
+        http.DefaultRequestHeaders.Add("X-Conversation-Id", "support-42");
+        var named = await http.PostAsync("/v1/chat/completions", ChatTestBed.Json("""{"messages":[{"role":"user","content":"My order number is 4711."},{"role":"assistant","content":"Noted."},{"role":"user","content":"Where is it now?"}]}"""));
+        Assert.Equal(HttpStatusCode.OK, named.StatusCode);
+        Assert.Equal("support-42", _bed.Tenants.Langflow.Runs[^1].SessionId!.Split(':')[1]);
+        Assert.DoesNotContain("4711", _bed.Tenants.Langflow.Runs[^1].Tweaks["Prompt-cmp01"]!["instructions"]?.GetValue<string>() ?? string.Empty, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_streamed_completion_arrives_in_pieces_with_usage_and_is_charged_once()
     {
         var me = await _bed.SubscribeAsync(credits: 10);

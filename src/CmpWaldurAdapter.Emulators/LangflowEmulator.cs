@@ -70,6 +70,17 @@ public partial class LangflowEmulator : Emulator
         }
     }
 
+    /// <summary>A key of the user that its owner made by hand in Langflow (not one the adapter made); returns its secret.</summary>
+    public string AddApiKey(Guid userId, string name)
+    {
+        lock (Sync)
+        {
+            var key = new EmulatedKey(Guid.NewGuid(), userId, name, Secret("sk-" + Guid.NewGuid().ToString("N"), "Langflow API key"));
+            _keys[key.Id] = key;
+            return key.Secret;
+        }
+    }
+
     /// <summary>Deletes a user with its keys, projects and flows, as an administrator can in Langflow's admin page.</summary>
     public void DeleteUser(Guid id)
     {

@@ -352,19 +352,27 @@ public sealed class LangflowTenant(
     }
 
     /// <summary>
-    /// Deletes the user's adapter keys other than the stored one: keys minted by an attempt that crashed before
-    /// saving, or by a concurrent order of the same project that lost the race to store its key. Only safe once
-    /// a key is stored: any attempt that minted another one read the workspace before that, so it cannot store
-    /// its own any more (its save conflicts).
+    /// Deletes every key of the user but the stored one. Adapter keys: minted by an attempt that crashed before
+    /// saving, or by a concurrent order of the same project that lost the race to store its key (only safe once a
+    /// key is stored: any attempt that minted another one read the workspace before that, so it cannot store its own
+    /// any more; its save conflicts). Any other key was made by whoever had the user before the adapter adopted it
+    /// (another deployment, a restored database): it would let them run, and read, this project's agents.
     /// </summary>
     private async Task RemoveUnstoredKeysAsync(Workspace workspace, LangflowCredential key, CancellationToken cancellationToken)
     {
         var stored = workspace.LangflowApiKeyId;
         var keys = Answered(await langflow.ListApiKeysAsync(key, cancellationToken));
-        foreach (var orphan in keys.Api_keys.Where(k => k.Name == TenantNames.ApiKeyName && k.Id.ToString() != stored))
+        foreach (var other in keys.Api_keys.Where(k => k.Id.ToString() != stored))
         {
-            await IgnoreMissingAsync(() => langflow.DeleteApiKeyAsync(orphan.Id, key, cancellationToken));
-            logger.LogWarning("Deleted API key {LangflowApiKeyId} of Langflow user {LangflowUsername}: its secret was never stored", orphan.Id, workspace.LangflowUsername);
+            await IgnoreMissingAsync(() => langflow.DeleteApiKeyAsync(other.Id, key, cancellationToken));
+            if (other.Name == TenantNames.ApiKeyName)
+            {
+                logger.LogWarning("Deleted API key {LangflowApiKeyId} of Langflow user {LangflowUsername}: its secret was never stored", other.Id, workspace.LangflowUsername);
+            }
+            else
+            {
+                logger.LogWarning("Deleted API key {LangflowApiKeyId} ({LangflowApiKeyName}) of Langflow user {LangflowUsername}: the adapter did not make it, and only the adapter may use the tenant", other.Id, other.Name, workspace.LangflowUsername);
+            }
         }
     }
 

@@ -25,6 +25,24 @@ public sealed partial class TenantIsolationTests : IAsyncLifetime
     public async Task DisposeAsync() => await _bed.DisposeAsync();
 
     [Fact]
+    public async Task A_key_of_the_tenant_user_the_adapter_did_not_make_is_deleted_when_the_project_is_next_provisioned()
+    {
+        var project = Guid.NewGuid();
+        await _bed.SubscribeAsync(project: project);
+        var user = Assert.Single(_bed.Langflow.Users);
+        // Made by whoever held cmp-<project> before the adapter adopted it (another deployment, a restored database).
+        var foreign = _bed.Langflow.AddApiKey(user.Id, "someone-elses");
+
+        await _bed.SubscribeAsync(project: project);
+
+        Assert.Null(_bed.Langflow.KeyOwner(foreign));
+        var kept = Assert.Single(_bed.Langflow.ApiKeys);
+        Assert.Equal((await _bed.WorkspaceAsync(project)).LangflowApiKeyId, kept.Id.ToString());
+        Assert.Contains(_bed.Logs.Lines, l => l.Contains("someone-elses", StringComparison.Ordinal) && l.Contains("did not make it", StringComparison.Ordinal));
+        Assert.DoesNotContain(_bed.Logs.Lines, l => l.Contains(foreign, StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task Every_call_made_for_one_buyer_names_only_that_buyers_tenant()
     {
         var (aCreate, a) = await SubscribeAsync("Ada");

@@ -309,11 +309,19 @@ public sealed partial class Reconciler(
     {
         List<Subscription> live;
         List<Workspace> workspaces;
+        HashSet<string> knownResources;
         await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
         {
             live = await db.Subscriptions.AsNoTracking().Where(s => s.State != SubscriptionState.Terminated).ToListAsync(cancellationToken);
             workspaces = await db.Workspaces.AsNoTracking().ToListAsync(cancellationToken);
+            knownResources = (await db.Subscriptions.AsNoTracking().Select(s => s.ResourceUuid).ToListAsync(cancellationToken))
+                .Select(r => r.ToString("N")).ToHashSet(StringComparer.OrdinalIgnoreCase);
         }
+
+        // Names alone do not say whose an object is: another deployment sharing the upstream account names its tenants
+        // the same way, and a database restored from a backup has forgotten the newest subscriptions. Only objects named
+        // for a project or resource this database records are ever pruned.
+        var knownProjects = workspaces.Select(w => w.Id.ToString("N")).ToHashSet(StringComparer.OrdinalIgnoreCase);
 
         var liveByResource = live.ToDictionary(s => s.ResourceUuid.ToString("N"), StringComparer.OrdinalIgnoreCase);
         var liveProjects = live.Select(s => s.WorkspaceId.ToString("N")).ToHashSet(StringComparer.OrdinalIgnoreCase);
@@ -327,7 +335,7 @@ public sealed partial class Reconciler(
                 continue;
             }
 
-            drifts.Add(await PruneAsync(request, DriftKind.OrphanLangflowUser, user.Username, $"Langflow user {userId} of a project with no live subscription", async () =>
+            drifts.Add(await PruneAsync(request, DriftKind.OrphanLangflowUser, user.Username, $"Langflow user {userId} of a project with no live subscription", knownProjects.Contains(match.Groups[1].Value), async () =>
             {
                 await IgnoreMissingAsync(() => upstreams.Superuser.CallAsync(su => upstreams.Langflow.DeleteUserAsync(userId, su, cancellationToken), cancellationToken));
                 await using var db = await dbs.CreateDbContextAsync(cancellationToken);
@@ -357,7 +365,7 @@ public sealed partial class Reconciler(
                     continue;
                 }
 
-                drifts.Add(await PruneAsync(request, DriftKind.OrphanLangflowProject, project.Name, $"Langflow project {project.Id} of user {workspace.LangflowUsername}",
+                drifts.Add(await PruneAsync(request, DriftKind.OrphanLangflowProject, project.Name, $"Langflow project {project.Id} of user {workspace.LangflowUsername}", ours: true,
                     () => IgnoreMissingAsync(() => upstreams.Langflow.DeleteProjectAsync(project.Id, key, cancellationToken))));
             }
 
@@ -369,7 +377,7 @@ public sealed partial class Reconciler(
                     continue;
                 }
 
-                drifts.Add(await PruneAsync(request, DriftKind.OrphanFlow, flow.Name, $"Langflow flow {flow.Id} of user {workspace.LangflowUsername}",
+                drifts.Add(await PruneAsync(request, DriftKind.OrphanFlow, flow.Name, $"Langflow flow {flow.Id} of user {workspace.LangflowUsername}", ours: true,
                     () => IgnoreMissingAsync(() => upstreams.Langflow.DeleteFlowAsync(flow.Id, key, cancellationToken))));
             }
         }
@@ -382,7 +390,7 @@ public sealed partial class Reconciler(
                 continue;
             }
 
-            drifts.Add(await PruneAsync(request, DriftKind.OrphanDataset, dataset.Name, $"RAGFlow dataset {dataset.Id}", async () =>
+            drifts.Add(await PruneAsync(request, DriftKind.OrphanDataset, dataset.Name, $"RAGFlow dataset {dataset.Id}", knownResources.Contains(match.Groups[1].Value), async () =>
             {
                 try
                 {
@@ -411,8 +419,14 @@ public sealed partial class Reconciler(
         }
     }
 
-    private async Task<Drift> PruneAsync(ReconcileRequest request, DriftKind kind, string subject, string detail, Func<Task> delete)
+    /// <summary>Deletes an orphan with <c>--prune</c>; one not <paramref name="ours"/> (see <see cref="OrphansAsync"/>) is only ever listed.</summary>
+    private async Task<Drift> PruneAsync(ReconcileRequest request, DriftKind kind, string subject, string detail, bool ours, Func<Task> delete)
     {
+        if (!ours)
+        {
+            return new Drift(kind, subject, detail + "; named for a project or resource this adapter's database does not record (another deployment's on the same account, or records lost): never pruned, delete it by hand if it is this deployment's", DriftOutcome.Found);
+        }
+
         if (request.DryRun || !request.Prune)
         {
             return new Drift(kind, subject, detail, DriftOutcome.Found);

@@ -241,7 +241,8 @@ public sealed class ReconcileTests : IAsyncLifetime
     {
         var resource = await _bed.SubscribeAsync();
         var subscription = await _bed.SubscriptionAsync(resource);
-        var orphan = _bed.Ragflow.AddDataset($"cmp-{Guid.NewGuid():N}");
+        // A dataset left behind under a resource the adapter records (a twin of its own one, say).
+        var orphan = _bed.Ragflow.AddDataset($"cmp-{resource:N}");
         var foreign = _bed.Ragflow.AddDataset("someone-elses-dataset");
 
         var listed = await ReconcileAsync();
@@ -265,6 +266,26 @@ public sealed class ReconcileTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Tenants_named_for_projects_and_resources_the_database_does_not_record_are_listed_but_never_pruned()
+    {
+        await _bed.SubscribeAsync();
+        // Another deployment on the same Langflow and RAGFlow accounts (or subscriptions a restored backup forgot).
+        var theirProject = Guid.NewGuid();
+        var theirDataset = _bed.Ragflow.AddDataset($"cmp-{Guid.NewGuid():N}");
+        await CreateLangflowUserAsync($"cmp-{theirProject:N}");
+
+        var pruned = await ReconcileAsync("--prune");
+
+        Assert.Equal(ExitCodes.Unfinished, pruned.Exit);
+        var dataset = Assert.Single(Drifts(pruned.Report, "OrphanDataset"));
+        var user = Assert.Single(Drifts(pruned.Report, "OrphanLangflowUser"));
+        Assert.All(new[] { dataset, user }, d => Assert.Equal("Found", Outcome(d)));
+        Assert.Contains("never pruned", dataset["detail"]!.GetValue<string>());
+        Assert.Contains(_bed.Ragflow.Datasets, d => d["id"]!.GetValue<string>() == theirDataset);
+        Assert.Contains(_bed.Langflow.Users, u => u.Username == $"cmp-{theirProject:N}");
+    }
+
+    [Fact]
     public async Task A_terminated_subscriptions_leftover_user_is_an_orphan_and_pruned()
     {
         var resource = await _bed.SubscribeAsync();
@@ -282,6 +303,12 @@ public sealed class ReconcileTests : IAsyncLifetime
         Assert.Empty(_bed.Ragflow.Datasets);
         Assert.Null((await _bed.WorkspaceAsync(subscription.WorkspaceId)).LangflowApiKeyCipher);
     }
+
+    /// <summary>A Langflow user made by someone else with the superuser, as another deployment's adapter makes its tenants.</summary>
+    private Task CreateLangflowUserAsync(string username) =>
+        _bed.Services.GetRequiredService<LangflowSuperuser>().CallAsync(
+            su => _bed.Services.GetRequiredService<ILangflowApi>().CreateUserAsync(new UserCreate { Username = username, Password = "someone-elses-password-0123" }, su, CancellationToken.None),
+            CancellationToken.None);
 
     [Fact]
     public async Task Drifted_usage_is_reported_again_and_a_dry_run_sends_nothing()

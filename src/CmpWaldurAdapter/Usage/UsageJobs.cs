@@ -1,5 +1,8 @@
+using CmpWaldurAdapter.Core.Catalogue;
 using CmpWaldurAdapter.Core.Orders;
+using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Provisioning;
+using Microsoft.EntityFrameworkCore;
 using Quartz;
 
 namespace CmpWaldurAdapter.Usage;
@@ -21,7 +24,7 @@ public sealed class ReportUsageJob(UsageReporter reporter) : IJob
 /// does not hold the buyer's termination back for ever: the order completes, its report names what was
 /// not taken, and the operator is told in an error log line.
 /// </summary>
-public sealed class FinalUsageReportProvisioner(UsageReporter reporter, ILogger<FinalUsageReportProvisioner> logger) : ITenantProvisioner
+public sealed class FinalUsageReportProvisioner(UsageReporter reporter, IDbContextFactory<AdapterDbContext> dbs, TimeProvider clock, ILogger<FinalUsageReportProvisioner> logger) : ITenantProvisioner
 {
     public const string StepName = "report-final-usage";
 
@@ -30,6 +33,20 @@ public sealed class FinalUsageReportProvisioner(UsageReporter reporter, ILogger<
 
     private async Task ReportAsync(ProvisioningContext context, CancellationToken cancellationToken)
     {
+        // Answers begun before the termination settle after it (a stream, a settle in the background): reported
+        // before they are, their charges would never reach Waldur. No new ones start (the subscription is no longer
+        // active), and a hold whose answer never settles expires, so this waits minutes at most.
+        await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
+        {
+            var now = clock.GetUtcNow();
+            var open = await db.CreditReservations.AsNoTracking()
+                .CountAsync(r => r.SubscriptionId == context.Subscription.Id && r.ActionClass != ActionClass.RagDocument && r.ExpiresAt > now, cancellationToken);
+            if (open > 0)
+            {
+                throw new TransientProvisioningException($"The final usage report waits for {open} answer(s) still being charged.");
+            }
+        }
+
         var rows = await reporter.ReportResourceAsync(context.Subscription.ResourceUuid, cancellationToken);
         if (rows.FirstOrDefault(r => r.Action is UsageAction.Failed or UsageAction.Skipped) is { } unfinished)
         {

@@ -72,6 +72,25 @@ public sealed class FinalUsageReportTests : IAsyncLifetime
         Assert.Contains(_bed.Logs.Lines, line => line.Contains("Waldur refused the final usage of terminated resource", StringComparison.Ordinal));
     }
 
+    [Fact]
+    public async Task The_final_report_waits_for_an_answer_still_being_charged_and_includes_it()
+    {
+        var resource = await SubscribeAndChargeAsync();
+        var subscription = await _bed.QueryAsync(db => db.Subscriptions.SingleAsync(s => s.ResourceUuid == resource));
+        var ledger = _bed.Services.GetRequiredService<CreditLedger>();
+        // A stream begun before the termination, its answer not yet settled.
+        var hold = await ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 1, "late-stream");
+        Assert.True(hold.IsHeld);
+        var terminate = _bed.Waldur.PlaceOrder("Terminate", _bed.Offering, resource);
+
+        await Assert.ThrowsAsync<OrderDeferredException>(() => _bed.Processor.ProcessAsync(terminate, CancellationToken.None));
+        Assert.Empty(_bed.Waldur.Usages);
+
+        await ledger.SettleAsync(hold.ReservationId!.Value);
+        Assert.Equal(OrderOutcome.Completed, await _bed.ProcessUntilSettledAsync(terminate));
+        Assert.Equal("8.00", Assert.Single(_bed.Waldur.Usages)["usage"]!.GetValue<string>());
+    }
+
     private async Task<Guid> SubscribeAndChargeAsync()
     {
         var create = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());

@@ -39,43 +39,48 @@ public sealed class ConnectorService(
 {
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull };
 
-    public async Task<(KnowledgeConnector Connector, SyncOutcome Outcome)> ConnectAsync(KnowledgeTenant tenant, ConnectorKind kind, ConnectorSettings settings, CancellationToken cancellationToken)
-    {
-        var now = clock.GetUtcNow();
-        var connector = new KnowledgeConnector
+    public Task<(KnowledgeConnector Connector, SyncOutcome Outcome)> ConnectAsync(KnowledgeTenant tenant, ConnectorKind kind, ConnectorSettings settings, CancellationToken cancellationToken) =>
+        UnderSetupLeaseAsync(tenant.SubscriptionId, async () =>
         {
-            Id = Guid.CreateVersion7(now),
-            SubscriptionId = tenant.SubscriptionId,
-            Kind = kind,
-            Description = Describe(kind, settings),
-            ProtectedSettings = credentials.Protect(JsonSerializer.Serialize(settings, Json)),
-            CreatedAt = now,
-            UpdatedAt = now,
-        };
+            await RefuseSecondConnectorAsync(tenant.SubscriptionId, kind, settings, cancellationToken);
 
-        await RefuseSecondConnectorAsync(tenant.SubscriptionId, kind, settings, cancellationToken);
+            // Read before storing anything: credentials that do not work are refused, not kept.
+            var listed = await ListAsync(kind, settings, cancellationToken);
+            var now = clock.GetUtcNow();
+            var connector = new KnowledgeConnector
+            {
+                Id = Guid.CreateVersion7(now),
+                SubscriptionId = tenant.SubscriptionId,
+                Kind = kind,
+                Description = Describe(kind, settings),
+                ProtectedSettings = credentials.Protect(JsonSerializer.Serialize(settings, Json)),
+                CreatedAt = now,
+                UpdatedAt = now,
+            };
 
-        // Read before storing anything: credentials that do not work are refused, not kept.
-        var listed = await ListAsync(kind, settings, cancellationToken);
-        await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
-        {
-            db.KnowledgeConnectors.Add(connector);
-            await db.SaveChangesAsync(CancellationToken.None);
-        }
+            // Its own lease before it is listed: a sync, change or delete waits until its first pages are in.
+            return await UnderSyncLeaseAsync(connector.Id, async () =>
+            {
+                await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
+                {
+                    db.KnowledgeConnectors.Add(connector);
+                    await db.SaveChangesAsync(CancellationToken.None);
+                }
 
-        logger.LogInformation("Connected {Kind} connector {ConnectorId} to the knowledge base of subscription {SubscriptionId}", kind, connector.Id, tenant.SubscriptionId);
-        try
-        {
-            var outcome = await ApplyAsync(tenant, connector, listed, cancellationToken);
-            return (connector, outcome);
-        }
-        catch
-        {
-            // Nothing was added: the buyer connects again rather than finding a half-made connector.
-            await ForgetIfEmptyAsync(connector.Id);
-            throw;
-        }
-    }
+                logger.LogInformation("Connected {Kind} connector {ConnectorId} to the knowledge base of subscription {SubscriptionId}", kind, connector.Id, tenant.SubscriptionId);
+                try
+                {
+                    var outcome = await ApplyAsync(tenant, connector, listed, cancellationToken);
+                    return (connector, outcome);
+                }
+                catch
+                {
+                    // Nothing was added: the buyer connects again rather than finding a half-made connector.
+                    await ForgetIfEmptyAsync(connector.Id);
+                    throw;
+                }
+            }, cancellationToken);
+        }, cancellationToken);
 
     public Task<(KnowledgeConnector Connector, SyncOutcome Outcome)> SyncAsync(KnowledgeTenant tenant, Guid connectorId, CancellationToken cancellationToken) =>
         UnderSyncLeaseAsync(connectorId, async () =>
@@ -103,7 +108,7 @@ public sealed class ConnectorService(
     /// the old ones kept.
     /// </summary>
     public Task<(KnowledgeConnector Connector, SyncOutcome Outcome)> UpdateAsync(KnowledgeTenant tenant, Guid connectorId, ConnectorSettings changes, CancellationToken cancellationToken) =>
-        UnderSyncLeaseAsync(connectorId, async () =>
+        UnderSetupLeaseAsync(tenant.SubscriptionId, () => UnderSyncLeaseAsync(connectorId, async () =>
         {
             var connector = await FindAsync(tenant.SubscriptionId, connectorId, cancellationToken);
             var settings = Merge(connector.Kind, SettingsOf(connector), changes);
@@ -124,7 +129,7 @@ public sealed class ConnectorService(
             logger.LogInformation("Updated the settings of connector {ConnectorId} of subscription {SubscriptionId}", connector.Id, tenant.SubscriptionId);
             var outcome = await ApplyAsync(tenant, connector, listed, cancellationToken);
             return (await FindAsync(tenant.SubscriptionId, connectorId, cancellationToken), outcome);
-        }, cancellationToken);
+        }, cancellationToken), cancellationToken);
 
     /// <summary>
     /// Removes a connector. Its pages leave the knowledge base with it, or stay as ordinary documents when
@@ -147,8 +152,15 @@ public sealed class ConnectorService(
                     var pages = await db.KnowledgeDocuments.AsNoTracking().Where(d => d.ConnectorId == connector.Id).Select(d => d.Id).ToListAsync(cancellationToken);
                     foreach (var page in pages)
                     {
-                        await knowledge.DeleteAsync(tenant, page, cancellationToken);
-                        removed++;
+                        try
+                        {
+                            await knowledge.DeleteAsync(tenant, page, cancellationToken);
+                            removed++;
+                        }
+                        catch (KnowledgeException exception) when (exception.Code == "document_not_found")
+                        {
+                            // Deleted on its own meanwhile.
+                        }
                     }
                 }
 
@@ -160,12 +172,18 @@ public sealed class ConnectorService(
         }, cancellationToken);
 
     /// <summary>One sync, update or delete per connector at a time across all replicas: two would upload the same changed page twice.</summary>
-    private async Task<T> UnderSyncLeaseAsync<T>(Guid connectorId, Func<Task<T>> action, CancellationToken cancellationToken)
+    private Task<T> UnderSyncLeaseAsync<T>(Guid connectorId, Func<Task<T>> action, CancellationToken cancellationToken) =>
+        UnderLeaseAsync(SyncLeaseName(connectorId), "sync_in_progress", "This connector is being synced right now; try again when it has finished.", action, cancellationToken);
+
+    /// <summary>One connect or settings change per subscription at a time: two would both pass the check for a source already connected.</summary>
+    private Task<T> UnderSetupLeaseAsync<T>(Guid subscriptionId, Func<Task<T>> action, CancellationToken cancellationToken) =>
+        UnderLeaseAsync($"knowledge-connector-setup:{subscriptionId:N}", "connector_setup_in_progress", "Another connector of this knowledge base is being connected or changed right now; try again when it has finished.", action, cancellationToken);
+
+    private async Task<T> UnderLeaseAsync<T>(string lease, string code, string message, Func<Task<T>> action, CancellationToken cancellationToken)
     {
-        var lease = SyncLeaseName(connectorId);
         if (!await leases.TryAcquireAsync(lease, options.CurrentValue.SyncLeaseDuration, cancellationToken))
         {
-            throw new KnowledgeException(StatusCodes.Status409Conflict, "sync_in_progress", "This connector is being synced right now; try again when it has finished.");
+            throw new KnowledgeException(StatusCodes.Status409Conflict, code, message);
         }
 
         try
@@ -214,6 +232,13 @@ public sealed class ConnectorService(
             throw new KnowledgeException(StatusCodes.Status400BadRequest, "invalid_request", "Send at least one setting to change.");
         }
 
+        // The stored token goes only to the site it was given for: a new site needs its own account and token, or
+        // whoever holds the API key could have the stored one sent to a site of theirs.
+        if (changes.SiteUrl is { } site && !SameHost(site, current.SiteUrl) && (changes.Email is null || changes.ApiToken is null))
+        {
+            throw new KnowledgeException(StatusCodes.Status400BadRequest, "invalid_request", "A new site_url needs the email and api_token of an account on that site in the same request.", changes.Email is null ? "email" : "api_token");
+        }
+
         return new ConnectorSettings(
             changes.NotionToken ?? current.NotionToken,
             changes.NotionIds ?? current.NotionIds,
@@ -222,6 +247,10 @@ public sealed class ConnectorService(
             changes.ApiToken ?? current.ApiToken,
             changes.SpaceKey ?? current.SpaceKey);
     }
+
+    private static bool SameHost(string site, string? stored) =>
+        Uri.TryCreate(site, UriKind.Absolute, out var next) && Uri.TryCreate(stored, UriKind.Absolute, out var before)
+        && string.Equals(next.Scheme, before.Scheme, StringComparison.OrdinalIgnoreCase) && string.Equals(next.Authority, before.Authority, StringComparison.OrdinalIgnoreCase);
 
     /// <summary>
     /// Connecting a source the subscription already reads would add and charge every page a second time (the usual

@@ -5,6 +5,7 @@ using System.Text.Json.Nodes;
 using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Testing.Fakes;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
 using static CmpWaldurAdapter.Testing.Fakes.NotionFake;
 
 namespace CmpWaldurAdapter.IntegrationTests.Knowledge.Base;
@@ -336,6 +337,40 @@ public abstract class KnowledgeConnectorTests(DatabaseProvider provider) : IAsyn
 
         Assert.Equal(stored, await StoredSettingsAsync());
         Assert.Equal(1, _bed.Notion.Count("POST", $"/v1/databases/{database}/query"));
+    }
+
+    [Fact]
+    public async Task While_a_connector_of_the_knowledge_base_is_being_connected_another_connect_is_a_409_and_reads_nothing()
+    {
+        var (database, _) = NotionDatabase(1);
+        var leases = _bed.Server.Services.GetRequiredService<DatabaseLeases>();
+        // A connect of this subscription in progress on another replica (a client retrying one that seemed slow).
+        Assert.True(await leases.TryAcquireAsync($"knowledge-connector-setup:{_bed.Subscription.Id:N}", TimeSpan.FromMinutes(5), CancellationToken.None));
+
+        var (status, error) = await ConnectNotionAsync(database);
+
+        Assert.Equal(HttpStatusCode.Conflict, status);
+        KnowledgeTestBed.AssertError(error, "connector_setup_in_progress");
+        Assert.Equal(0, _bed.Notion.Count("POST", $"/v1/databases/{database}/query"));
+        Assert.Empty(await _bed.DocumentsAsync());
+    }
+
+    [Fact]
+    public async Task A_new_confluence_site_needs_its_own_account_in_the_same_request_so_the_stored_token_goes_nowhere_else()
+    {
+        _bed.Confluence.AddPage("KB", "Runbook", "<p>Step</p>");
+        var (_, body) = await ConnectConfluenceAsync();
+        var connector = body["connector"]!["id"]!.GetValue<string>();
+        var stored = await StoredSettingsAsync();
+        var before = _bed.Confluence.Upstream.Requests.Count();
+
+        var (status, error) = await PatchAsync(connector, new JsonObject { ["site_url"] = "https://collector.example.net" });
+
+        Assert.Equal(HttpStatusCode.BadRequest, status);
+        KnowledgeTestBed.AssertError(error, "invalid_request");
+        Assert.Equal("email", error["error"]!["param"]!.GetValue<string>());
+        Assert.Equal(stored, await StoredSettingsAsync());
+        Assert.Equal(before, _bed.Confluence.Upstream.Requests.Count());
     }
 
     [Fact]

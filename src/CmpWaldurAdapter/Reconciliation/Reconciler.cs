@@ -365,7 +365,7 @@ public sealed partial class Reconciler(
                     continue;
                 }
 
-                drifts.Add(await PruneAsync(request, DriftKind.OrphanLangflowProject, project.Name, $"Langflow project {project.Id} of user {workspace.LangflowUsername}", ours: true,
+                drifts.Add(await PruneAsync(request, DriftKind.OrphanLangflowProject, project.Name, $"Langflow project {project.Id} of user {workspace.LangflowUsername}", knownResources.Contains(match.Groups[1].Value),
                     () => IgnoreMissingAsync(() => upstreams.Langflow.DeleteProjectAsync(project.Id, key, cancellationToken))));
             }
 
@@ -377,7 +377,7 @@ public sealed partial class Reconciler(
                     continue;
                 }
 
-                drifts.Add(await PruneAsync(request, DriftKind.OrphanFlow, flow.Name, $"Langflow flow {flow.Id} of user {workspace.LangflowUsername}", ours: true,
+                drifts.Add(await PruneAsync(request, DriftKind.OrphanFlow, flow.Name, $"Langflow flow {flow.Id} of user {workspace.LangflowUsername}", knownResources.Contains(match.Groups[1].Value),
                     () => IgnoreMissingAsync(() => upstreams.Langflow.DeleteFlowAsync(flow.Id, key, cancellationToken))));
             }
         }

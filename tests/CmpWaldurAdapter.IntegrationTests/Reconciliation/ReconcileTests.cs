@@ -210,7 +210,24 @@ public sealed class ReconcileTests : IAsyncLifetime
     {
         var resource = await _bed.SubscribeAsync();
         var subscription = await _bed.SubscriptionAsync(resource);
+        // An earlier subscription of the project, terminated, whose flow was left behind.
         var gone = Guid.NewGuid();
+        await _bed.QueryAsync(db =>
+        {
+            db.Subscriptions.Add(new Subscription
+            {
+                Id = Guid.NewGuid(),
+                ResourceUuid = gone,
+                OfferingUuid = subscription.OfferingUuid,
+                CustomerId = subscription.CustomerId,
+                WorkspaceId = subscription.WorkspaceId,
+                Name = "earlier agent",
+                State = Core.Subscriptions.SubscriptionState.Terminated,
+                CreatedAt = subscription.CreatedAt,
+                UpdatedAt = subscription.UpdatedAt,
+            });
+            return db.SaveChangesAsync();
+        });
         var orphan = await _bed.Services.GetRequiredService<ILangflowApi>().CreateFlowAsync(
             new FlowCreate { Name = $"{TenantTestBed.OfferingName} cmp-{gone:N}", Folder_id = Guid.Parse(subscription.LangflowProjectId!), Access_type = AccessTypeEnum.PRIVATE },
             await TenantKeyAsync(subscription), CancellationToken.None);
@@ -268,7 +285,11 @@ public sealed class ReconcileTests : IAsyncLifetime
     [Fact]
     public async Task Tenants_named_for_projects_and_resources_the_database_does_not_record_are_listed_but_never_pruned()
     {
-        await _bed.SubscribeAsync();
+        var subscription = await _bed.SubscriptionAsync(await _bed.SubscribeAsync());
+        // A subscription of a known project that a restored backup forgot: its flow lives in the project's user.
+        var forgotten = await _bed.Services.GetRequiredService<ILangflowApi>().CreateFlowAsync(
+            new FlowCreate { Name = $"{TenantTestBed.OfferingName} cmp-{Guid.NewGuid():N}", Folder_id = Guid.Parse(subscription.LangflowProjectId!), Access_type = AccessTypeEnum.PRIVATE },
+            await TenantKeyAsync(subscription), CancellationToken.None);
         // Another deployment on the same Langflow and RAGFlow accounts (or subscriptions a restored backup forgot).
         var theirProject = Guid.NewGuid();
         var theirDataset = _bed.Ragflow.AddDataset($"cmp-{Guid.NewGuid():N}");
@@ -283,6 +304,8 @@ public sealed class ReconcileTests : IAsyncLifetime
         Assert.Contains("never pruned", dataset["detail"]!.GetValue<string>());
         Assert.Contains(_bed.Ragflow.Datasets, d => d["id"]!.GetValue<string>() == theirDataset);
         Assert.Contains(_bed.Langflow.Users, u => u.Username == $"cmp-{theirProject:N}");
+        Assert.Equal("Found", Outcome(Assert.Single(Drifts(pruned.Report, "OrphanFlow"))));
+        Assert.Contains(_bed.Langflow.Flows, f => f.Id == forgotten.Id);
     }
 
     [Fact]

@@ -76,15 +76,17 @@ public sealed class WaldurEventListener(
 
     private async Task ListenAsync(Uri endpoint, OfferingBinding offering, ObservableObjectTypeEnum objectType, CancellationToken stoppingToken)
     {
-        while (await RegisterAsync(offering, objectType, stoppingToken) is { } queue)
+        // One backoff for the queue's whole life: registering again after failed connections waits like a reconnect
+        // does, so a broker outage does not have every queue ask Waldur again every few seconds.
+        var backoff = NewBackoff();
+        while (await RegisterAsync(offering, objectType, backoff, stoppingToken) is { } queue)
         {
-            await ConsumeAsync(endpoint, queue, stoppingToken);
+            await ConsumeAsync(endpoint, queue, backoff, stoppingToken);
         }
     }
 
-    private async Task<EventQueueBinding?> RegisterAsync(OfferingBinding offering, ObservableObjectTypeEnum objectType, CancellationToken stoppingToken)
+    private async Task<EventQueueBinding?> RegisterAsync(OfferingBinding offering, ObservableObjectTypeEnum objectType, StompReconnectBackoff backoff, CancellationToken stoppingToken)
     {
-        var backoff = NewBackoff();
         while (!stoppingToken.IsCancellationRequested)
         {
             try
@@ -104,10 +106,9 @@ public sealed class WaldurEventListener(
     }
 
     /// <summary>Listens to one queue, reconnecting with backoff; returns when the queue should be registered again.</summary>
-    private async Task ConsumeAsync(Uri endpoint, EventQueueBinding queue, CancellationToken stoppingToken)
+    private async Task ConsumeAsync(Uri endpoint, EventQueueBinding queue, StompReconnectBackoff backoff, CancellationToken stoppingToken)
     {
         using var scope = _logger.BeginScope(new Dictionary<string, object> { ["Queue"] = queue.QueueName });
-        var backoff = NewBackoff();
         var first = true;
         var failures = 0;
         while (!stoppingToken.IsCancellationRequested)
@@ -173,14 +174,13 @@ public sealed class WaldurEventListener(
                 }
             }
 
+            await ((Task)backoff.DelayAsync(stoppingToken)).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             if (!connected && ++failures >= Math.Max(1, options.CurrentValue.ReregisterAfterFailures))
             {
                 // The broker refusing the login or the queue again and again: Waldur may have dropped the subscription.
                 _logger.LogWarning("The {ObjectType} event queue could not be listened to {Failures} times in a row; registering it with Waldur again", queue.ObjectType, failures);
                 return;
             }
-
-            await ((Task)backoff.DelayAsync(stoppingToken)).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         }
     }
 

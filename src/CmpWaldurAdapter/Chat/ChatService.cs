@@ -318,17 +318,20 @@ public sealed partial class ChatService(
     private async Task<AgentRequest> PrepareAsync(ChatRun run, CancellationToken cancellationToken)
     {
         var instructions = run.Request.Messages?.Where(m => m.Role is "system" or "developer").Select(m => m.Text).Where(t => !string.IsNullOrWhiteSpace(t)).ToList() ?? [];
-        // A conversation the client names lives in the agent's memory; otherwise the client keeps the history and sends it.
+        // A conversation the client names lives in the agent's memory; otherwise the client keeps the history and sends
+        // it. Then the run has a session of its own: one named by `user` would hold the same turns twice.
+        var session = $"{run.Subscription.ResourceUuid:N}:{run.Conversation}";
         if (!run.Http.Request.Headers.ContainsKey(ConversationHeader) && History(run.Request, options.Value.MaxHistoryChars) is { } history)
         {
             instructions.Add(history);
+            session += ":" + run.CompletionId;
         }
 
         var settings = new TurnSettings(
             instructions.Count > 0 ? string.Join("\n", instructions) : null,
             run.Request.Temperature,
             run.Request.MaxCompletionTokens ?? run.Request.MaxTokens);
-        var turn = await turns.PrepareAsync(run.Subscription, run.Offering, $"{run.Subscription.ResourceUuid:N}:{run.Conversation}", run.Input, settings, cancellationToken);
+        var turn = await turns.PrepareAsync(run.Subscription, run.Offering, session, run.Input, settings, cancellationToken);
         run.Sources = turn.Sources;
         run.NothingRetrieved = turn.NothingRetrieved;
         return turn.Request;
@@ -513,7 +516,7 @@ public sealed partial class ChatService(
             try
             {
                 await using var pieces = service.Runtime.StreamAsync(agent, timeout.Token).GetAsyncEnumerator(timeout.Token);
-                var keepAlive = new KeepAlive(response, service.Settings.StreamKeepAliveInterval, timeout.Token);
+                var keepAlive = new KeepAlive(response, service.Settings.StreamKeepAliveInterval, timeout);
                 while (await keepAlive.WhileWaitingAsync(pieces.MoveNextAsync(), aborted))
                 {
                     var piece = pieces.Current;
@@ -636,7 +639,7 @@ public sealed partial class ChatService(
     /// timer serves the whole stream (a piece arriving does not restart it), so pieces that are already there cost
     /// nothing extra.
     /// </summary>
-    private sealed class KeepAlive(HttpResponse response, TimeSpan interval, CancellationToken stopped)
+    private sealed class KeepAlive(HttpResponse response, TimeSpan interval, CancellationTokenSource run)
     {
         private Task? _tick;
 
@@ -650,16 +653,27 @@ public sealed partial class ChatService(
             var waiting = next.AsTask();
             while (true)
             {
-                _tick ??= Task.Delay(interval, stopped);
+                _tick ??= Task.Delay(interval, run.Token);
                 if (await Task.WhenAny(waiting, _tick) == waiting || _tick.IsCanceled)
                 {
                     return await waiting;
                 }
 
                 _tick = null;
-                StreamingAnswer.Start(response);
-                await response.WriteAsync(": keepalive\n\n", aborted);
-                await response.Body.FlushAsync(aborted);
+                try
+                {
+                    StreamingAnswer.Start(response);
+                    await response.WriteAsync(": keepalive\n\n", aborted);
+                    await response.Body.FlushAsync(aborted);
+                }
+                catch
+                {
+                    // The client is gone: stop the run and let its pending read end before the stream is disposed
+                    // (an async iterator cannot be disposed while it is being moved on).
+                    await run.CancelAsync();
+                    await ((Task)waiting).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                    throw;
+                }
             }
         }
     }

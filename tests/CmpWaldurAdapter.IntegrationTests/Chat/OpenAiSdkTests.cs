@@ -55,6 +55,12 @@ public sealed class OpenAiSdkTests : IAsyncLifetime
         Assert.Contains("user: My order number is 4711.\nassistant: Thanks, I have noted order 4711.", instructions);
         Assert.DoesNotContain("Where is it now?", instructions);
 
+        // With `user` (a conversation the agent would remember) the history still goes, in a session of the run's own.
+        var withUser = await _bed.OpenAi(me.Key).CompleteChatAsync(conversation, new ChatCompletionOptions { EndUserId = "ada@example.org" });
+        var remembered = _bed.Tenants.Langflow.Runs[^1];
+        Assert.Contains("user: My order number is 4711.", remembered.Tweaks["Prompt-cmp01"]!["instructions"]!.GetValue<string>());
+        Assert.Equal($"{withUser.Value.Id}", remembered.SessionId!.Split(':')[^1]);
+
         // A named conversation is in the agent's own memory already: the history is not sent twice.
         using var http = _bed.Http(me.Key);
         http.DefaultRequestHeaders.Add("X-Conversation-Id", "support-42");

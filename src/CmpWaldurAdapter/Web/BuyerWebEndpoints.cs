@@ -53,10 +53,11 @@ public static class BuyerWebEndpoints
     private static async Task<IResult> OpenConsoleAsync(HttpContext http, [Microsoft.AspNetCore.Mvc.FromQuery(Name = "t")] string? token, ConsoleAccess console, IAntiforgery antiforgery, IDbContextFactory<AdapterDbContext> dbs, CancellationToken cancellationToken)
     {
         http.Response.Headers.CacheControl = "no-store";
-        if (ConsoleAccess.IsCrossSiteNavigation(http.Request))
+        if (!http.Request.Query.ContainsKey("again") && ConsoleAccess.MayHideSession(http.Request))
         {
-            // Whether this browser is in a console already shows only in the Strict cookie, sent on a same-site request.
-            return Results.Content(ConsoleAccess.SameSiteAgainPage, "text/html; charset=utf-8");
+            // Whether this browser is in a console already shows only in the Strict cookie, sent on a same-site
+            // request; asked once more from here ("again": never a second time).
+            return Results.Content(ConsoleAccess.SameSiteAgain($"/console/open?t={Uri.EscapeDataString(token ?? string.Empty)}&again=1"), "text/html; charset=utf-8");
         }
 
         if (await console.ReadLinkAsync(token, cancellationToken) is not { } opening)

@@ -36,6 +36,9 @@ public sealed class ConsoleAccess(
     IOptions<WebOptions> options) : IConsoleSession
 {
     public const string CookieName = "cmp_console";
+
+    /// <summary>Says only that a session cookie was set (no secret); SameSite=Lax, so cross-site navigations carry it.</summary>
+    public const string MarkerCookieName = "cmp_console_seen";
     private const string LinkPurpose = "ConsoleLink";
     private const string SessionPurpose = "ConsoleSession";
 
@@ -82,8 +85,20 @@ public sealed class ConsoleAccess(
     /// webhook's link in a ticket) carries no SameSite=Strict cookie, whatever the browser holds; asked again from
     /// here, the same page is a same-site navigation that does.
     /// </summary>
-    public const string SameSiteAgainPage = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"0\"><title>Console</title>"
+    public static readonly string SameSiteAgainPage = SameSiteAgain(null);
+
+    /// <summary>As <see cref="SameSiteAgainPage"/>, asking for <paramref name="url"/> (a path on this site) instead.</summary>
+    public static string SameSiteAgain(string? url) =>
+        $"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"0{(url is null ? string.Empty : ";url=" + System.Net.WebUtility.HtmlEncode(url))}\"><title>Console</title>"
         + "<link rel=\"stylesheet\" href=\"/app.css\"></head><body><main class=\"narrow\"><p>Opening the console…</p></main></body></html>";
+
+    /// <summary>
+    /// Whether this browser may be in a console whose Strict session cookie the request does not carry: a navigation
+    /// from another site, told by <c>Sec-Fetch-Site</c> or, where browsers do not send it, by the Lax marker cookie
+    /// that goes with every session (a marker without its session).
+    /// </summary>
+    public static bool MayHideSession(HttpRequest request) =>
+        IsCrossSiteNavigation(request) || (request.Cookies.ContainsKey(MarkerCookieName) && !request.Cookies.ContainsKey(CookieName));
 
     /// <summary>Whether the request is a navigation begun on another site (so without the console's Strict cookie).</summary>
     public static bool IsCrossSiteNavigation(HttpRequest request) =>
@@ -100,6 +115,15 @@ public sealed class ConsoleAccess(
             Secure = http.Request.IsHttps,
             SameSite = SameSiteMode.Strict,
             Path = "/",
+            MaxAge = lifetime,
+            IsEssential = true,
+        });
+        http.Response.Cookies.Append(MarkerCookieName, "1", new CookieOptions
+        {
+            HttpOnly = true,
+            Secure = http.Request.IsHttps,
+            SameSite = SameSiteMode.Lax,
+            Path = "/console",
             MaxAge = lifetime,
             IsEssential = true,
         });

@@ -67,8 +67,9 @@ public static partial class OriginRules
                 continue;
             }
 
+            // A wildcard saved before such entries were refused (*.github.io) allows nothing: others' sites are there.
             if (pattern.StartsWith("*.", StringComparison.Ordinal)
-                ? host.EndsWith(pattern[1..], StringComparison.Ordinal) && host.Length > pattern.Length - 1
+                ? host.EndsWith(pattern[1..], StringComparison.Ordinal) && host.Length > pattern.Length - 1 && !PublicSuffixes.HasOthersSitesUnder(pattern[2..])
                 : host == pattern)
             {
                 return true;

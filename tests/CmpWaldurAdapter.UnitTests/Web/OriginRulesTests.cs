@@ -22,6 +22,8 @@ public sealed class OriginRulesTests
     [InlineData("shop.example.com", "file://shop.example.com", false)]
     [InlineData("shop.example.com", "https://shop.example.com/path", false)]
     [InlineData("shop.example.com", "https://user@shop.example.com", false)]
+    [InlineData("*.github.io", "https://someone-else.github.io", false)] // saved before such wildcards were refused
+    [InlineData("*.ada.github.io", "https://docs.ada.github.io", true)]
     public void An_origin_matches_an_exact_host_or_an_explicit_wildcard(string entry, string origin, bool allowed) =>
         Assert.Equal(allowed, OriginRules.Allows([entry], origin));
 

@@ -109,24 +109,11 @@ public sealed class ConsoleAccess(
     {
         var lifetime = options.Value.ConsoleSessionLifetime;
         var token = tokens.Create(SessionPurpose, lifetime, caller.Subscription.Id.ToString("N"), Text(caller.LinkVersion));
-        http.Response.Cookies.Append(CookieName, token, new CookieOptions
-        {
-            HttpOnly = true,
-            Secure = http.Request.IsHttps,
-            SameSite = SameSiteMode.Strict,
-            Path = "/",
-            MaxAge = lifetime,
-            IsEssential = true,
-        });
-        http.Response.Cookies.Append(MarkerCookieName, "1", new CookieOptions
-        {
-            HttpOnly = true,
-            Secure = http.Request.IsHttps,
-            SameSite = SameSiteMode.Lax,
-            Path = "/console",
-            MaxAge = lifetime,
-            IsEssential = true,
-        });
+        http.Response.Cookies.Append(CookieName, token, Cookie(SameSiteMode.Strict, "/"));
+        http.Response.Cookies.Append(MarkerCookieName, "1", Cookie(SameSiteMode.Lax, "/console"));
+
+        CookieOptions Cookie(SameSiteMode sameSite, string path) =>
+            new() { HttpOnly = true, Secure = http.Request.IsHttps, SameSite = sameSite, Path = path, MaxAge = lifetime, IsEssential = true };
     }
 
     public async Task<ConsoleCaller?> ResolveAsync(HttpContext http, CancellationToken cancellationToken)

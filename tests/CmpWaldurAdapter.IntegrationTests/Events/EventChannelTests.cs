@@ -24,13 +24,7 @@ public sealed class EventChannelTests : IAsyncLifetime
     public async Task InitializeAsync()
     {
         _bed = await OrderTestBed.CreateAsync();
-        _bed.Waldur.OnQueueCreated = (vhost, queue) =>
-        {
-            // Waldur creates the vhost, the login (the subscription UUID) and the queue in its broker.
-            var login = queue.Split('_')[1];
-            _broker.ProvisionQueueAsync(vhost, login, WaldurFake.Token, queue).GetAwaiter().GetResult();
-            _queues[queue.EndsWith("_order", StringComparison.Ordinal) ? "order" : "resource"] = queue;
-        };
+        _bed.Waldur.OnQueueCreated = _broker.ProvisionAsWaldur(_queues);
         _bed.Settings["Events:Enabled"] = "true";
         _bed.Settings["Events:WebSocketUrl"] = _broker.WebSocketUrl.ToString();
         _bed.Settings["Events:InitialReconnectDelay"] = "00:00:00.200";
@@ -152,11 +146,7 @@ public sealed class EventChannelPartialTests : IAsyncLifetime
     public async Task InitializeAsync()
     {
         _bed = await OrderTestBed.CreateAsync();
-        _bed.Waldur.OnQueueCreated = (vhost, queue) =>
-        {
-            _broker.ProvisionQueueAsync(vhost, queue.Split('_')[1], WaldurFake.Token, queue).GetAwaiter().GetResult();
-            _queues[queue.EndsWith("_order", StringComparison.Ordinal) ? "order" : "resource"] = queue;
-        };
+        _bed.Waldur.OnQueueCreated = _broker.ProvisionAsWaldur(_queues);
         _bed.Settings["Events:Enabled"] = "true";
         _bed.Settings["Events:WebSocketUrl"] = _broker.WebSocketUrl.ToString();
         _bed.Settings["Events:InitialReconnectDelay"] = "00:00:00.200";

@@ -17,8 +17,7 @@ public sealed class FallbackPollTests : IAsyncLifetime
     public async Task InitializeAsync()
     {
         _bed = await OrderTestBed.CreateAsync();
-        _bed.Waldur.OnQueueCreated = (vhost, queue) =>
-            _broker.ProvisionQueueAsync(vhost, queue.Split('_')[1], WaldurFake.Token, queue).GetAwaiter().GetResult();
+        _bed.Waldur.OnQueueCreated = _broker.ProvisionAsWaldur();
         _bed.Settings["Events:Enabled"] = "true";
         _bed.Settings["Events:WebSocketUrl"] = _broker.WebSocketUrl.ToString();
         _bed.Settings["Events:FallbackPollInterval"] = "00:00:02";

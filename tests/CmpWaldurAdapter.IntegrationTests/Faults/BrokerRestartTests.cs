@@ -21,11 +21,7 @@ public sealed class BrokerRestartTests : IAsyncLifetime
     public async Task InitializeAsync()
     {
         _bed = await OrderTestBed.CreateAsync();
-        _bed.Waldur.OnQueueCreated = (vhost, queue) =>
-        {
-            _broker.ProvisionQueueAsync(vhost, queue.Split('_')[1], WaldurFake.Token, queue).GetAwaiter().GetResult();
-            _queues[queue.EndsWith("_order", StringComparison.Ordinal) ? "order" : "resource"] = queue;
-        };
+        _bed.Waldur.OnQueueCreated = _broker.ProvisionAsWaldur(_queues);
         _bed.Settings["Events:Enabled"] = "true";
         _bed.Settings["Events:WebSocketUrl"] = _broker.WebSocketUrl.ToString();
         _bed.Settings["Events:InitialReconnectDelay"] = "00:00:00.200";

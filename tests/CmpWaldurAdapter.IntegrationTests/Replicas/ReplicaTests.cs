@@ -33,12 +33,7 @@ public sealed class ReplicaTests : IAsyncLifetime
     public async Task InitializeAsync()
     {
         _bed = await OrderTestBed.CreateAsync(DatabaseProvider.Postgres);
-        _bed.Waldur.OnQueueCreated = (vhost, queue) =>
-        {
-            var login = queue.Split('_')[1];
-            _broker.ProvisionQueueAsync(vhost, login, WaldurFake.Token, queue).GetAwaiter().GetResult();
-            _queues[queue.EndsWith("_order", StringComparison.Ordinal) ? "order" : "resource"] = queue;
-        };
+        _bed.Waldur.OnQueueCreated = _broker.ProvisionAsWaldur(_queues);
         _bed.Settings["Events:Enabled"] = "true";
         _bed.Settings["Events:WebSocketUrl"] = _broker.WebSocketUrl.ToString();
         _bed.Settings["Events:InitialReconnectDelay"] = "00:00:00.200";

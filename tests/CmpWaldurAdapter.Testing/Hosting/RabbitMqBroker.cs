@@ -36,6 +36,22 @@ public sealed class RabbitMqBroker : IDisposable
         await PutAsync($"queues/{Uri.EscapeDataString(vhost)}/{Uri.EscapeDataString(queue)}", new JsonObject { ["durable"] = true, ["auto_delete"] = false });
     }
 
+    /// <summary>
+    /// The handler for <c>WaldurEmulator.OnQueueCreated</c>: creates each queue Waldur announces (its vhost, its login,
+    /// the subscription UUID, and the queue) and records it in <paramref name="queues"/> by object type ("order", "resource").
+    /// </summary>
+    public Action<string, string> ProvisionAsWaldur(IDictionary<string, string>? queues = null) => (vhost, queue) =>
+    {
+        ProvisionQueueAsync(vhost, queue.Split('_')[1], CmpWaldurAdapter.Emulators.WaldurEmulator.Token, queue).GetAwaiter().GetResult();
+        if (queues is not null)
+        {
+            lock (queues)
+            {
+                queues[queue.EndsWith("_order", StringComparison.Ordinal) ? "order" : "resource"] = queue;
+            }
+        }
+    };
+
     /// <summary>What Waldur does when an event subscription is deleted: its queue and its login go; the login's connections close.</summary>
     public async Task RemoveQueueAsync(string vhost, string login, string queue)
     {

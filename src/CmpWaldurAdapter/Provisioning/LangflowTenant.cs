@@ -117,8 +117,7 @@ public sealed class LangflowTenant(
     /// <summary><c>langflow-project</c>: the subscription's own Langflow project inside the tenant user.</summary>
     public async Task EnsureProjectAsync(ProvisioningContext context, CancellationToken cancellationToken)
     {
-        var key = TenantKey(context.Workspace);
-        await RemoveUnstoredKeysAsync(context.Workspace, key, cancellationToken);
+        var key = await LiveTenantKeyAsync(context, cancellationToken);
         var subscription = context.Subscription;
         var name = TenantNames.LangflowProject(subscription.ResourceUuid);
         var projects = Answered(await langflow.ListProjectsAsync(key, cancellationToken));
@@ -149,6 +148,33 @@ public sealed class LangflowTenant(
         }
 
         subscription.LangflowProjectId = project.Id.ToString();
+    }
+
+    /// <summary>
+    /// The tenant's key, with every other key of the user removed. A key Langflow refuses means the user or its key
+    /// went after the user steps checked them: the project's last other subscription was terminated in between and
+    /// took the user with it (or an administrator deleted the key). The user and key are made again, not given up on.
+    /// </summary>
+    private async Task<LangflowCredential> LiveTenantKeyAsync(ProvisioningContext context, CancellationToken cancellationToken)
+    {
+        var workspace = context.Workspace;
+        try
+        {
+            var key = TenantKey(workspace);
+            await RemoveUnstoredKeysAsync(workspace, key, cancellationToken);
+            return key;
+        }
+        catch (ApiException exception) when (exception.StatusCode is HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden)
+        {
+            logger.LogWarning("Langflow refused the key of user {LangflowUsername} of project {ProjectUuid}; making the user and key again", workspace.LangflowUsername, workspace.Id);
+            workspace.LangflowApiKeyId = null;
+            workspace.LangflowApiKeyCipher = null;
+            await EnsureUserAsync(context, cancellationToken);
+            await EnsureUserKeyAsync(context, cancellationToken);
+            var key = TenantKey(workspace);
+            await RemoveUnstoredKeysAsync(workspace, key, cancellationToken);
+            return key;
+        }
     }
 
     /// <summary><c>langflow-flow</c>: the subscription's flow, cloned from the offering's template with the buyer's settings.</summary>

@@ -3,6 +3,7 @@ using System.Text.RegularExpressions;
 using CmpWaldurAdapter.Orders;
 using CmpWaldurAdapter.Testing.Contracts;
 using CmpWaldurAdapter.Testing.Fakes;
+using Microsoft.EntityFrameworkCore;
 using WireMock;
 
 namespace CmpWaldurAdapter.IntegrationTests.Tenants;
@@ -40,6 +41,37 @@ public sealed partial class TenantIsolationTests : IAsyncLifetime
         Assert.Equal((await _bed.WorkspaceAsync(project)).LangflowApiKeyId, kept.Id.ToString());
         Assert.Contains(_bed.Logs.Lines, l => l.Contains("someone-elses", StringComparison.Ordinal) && l.Contains("did not make it", StringComparison.Ordinal));
         Assert.DoesNotContain(_bed.Logs.Lines, l => l.Contains(foreign, StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task A_project_user_removed_between_the_user_step_and_the_project_step_is_made_again_and_the_order_completes()
+    {
+        var project = Guid.NewGuid();
+        var first = await _bed.SubscribeAsync(project: project);
+        // The project's other subscription is being terminated: its records say so, its user is still there.
+        await _bed.QueryAsync(db => db.Subscriptions.Where(s => s.ResourceUuid == first)
+            .ExecuteUpdateAsync(set => set.SetProperty(s => s.State, Core.Subscriptions.SubscriptionState.Terminated)));
+        var user = Assert.Single(_bed.Langflow.Users);
+        // The Terminate deletes the user right after the new order's user step found it logging in.
+        _bed.Langflow.Observe = (request, response) =>
+        {
+            if (request.Path == "/api/v1/login" && response.Status == 200
+                && System.Text.Encoding.UTF8.GetString(request.BodyAsBytes ?? []).Contains($"username={user.Username}", StringComparison.Ordinal))
+            {
+                _bed.Langflow.Observe = null;
+                _bed.Langflow.DeleteUser(user.Id);
+            }
+        };
+
+        var second = await _bed.SubscribeAsync(project: project);
+
+        var remade = Assert.Single(_bed.Langflow.Users);
+        Assert.NotEqual(user.Id, remade.Id);
+        var workspace = await _bed.WorkspaceAsync(project);
+        Assert.Equal(remade.Id.ToString(), workspace.LangflowUserId);
+        Assert.Equal(remade.Id, Assert.Single(_bed.Langflow.ApiKeys).UserId);
+        var subscription = await _bed.SubscriptionAsync(second);
+        Assert.Contains(_bed.Langflow.Flows, f => f.Id.ToString() == subscription.LangflowFlowId && f.UserId == remade.Id);
     }
 
     [Fact]

@@ -24,12 +24,7 @@ public sealed class EventChannelTests : IAsyncLifetime
     public async Task InitializeAsync()
     {
         _bed = await OrderTestBed.CreateAsync();
-        _bed.Waldur.OnQueueCreated = _broker.ProvisionAsWaldur(_queues);
-        _bed.Settings["Events:Enabled"] = "true";
-        _bed.Settings["Events:WebSocketUrl"] = _broker.WebSocketUrl.ToString();
-        _bed.Settings["Events:InitialReconnectDelay"] = "00:00:00.200";
-        _bed.Settings["Events:MaxReconnectDelay"] = "00:00:02";
-        _bed.Settings["Orders:StuckCheckInterval"] = "01:00:00";
+        _broker.ServeEvents(_bed.Waldur, _bed.Settings, _queues);
         _server = await _bed.StartServerAsync();
         await Eventually.TrueAsync(() => Status.ConnectedQueues == 2, TimeSpan.FromSeconds(20), "both queues are subscribed");
     }
@@ -146,11 +141,7 @@ public sealed class EventChannelPartialTests : IAsyncLifetime
     public async Task InitializeAsync()
     {
         _bed = await OrderTestBed.CreateAsync();
-        _bed.Waldur.OnQueueCreated = _broker.ProvisionAsWaldur(_queues);
-        _bed.Settings["Events:Enabled"] = "true";
-        _bed.Settings["Events:WebSocketUrl"] = _broker.WebSocketUrl.ToString();
-        _bed.Settings["Events:InitialReconnectDelay"] = "00:00:00.200";
-        _bed.Settings["Orders:StuckCheckInterval"] = "01:00:00";
+        _broker.ServeEvents(_bed.Waldur, _bed.Settings, _queues);
         // Served first, unknown to Waldur: its registration fails for as long as the test runs.
         _bed.Settings["Offerings:0:Uuid"] = Guid.NewGuid().ToString();
         _bed.Settings["Offerings:0:Slug"] = "gone-from-waldur";

@@ -17,11 +17,8 @@ public sealed class FallbackPollTests : IAsyncLifetime
     public async Task InitializeAsync()
     {
         _bed = await OrderTestBed.CreateAsync();
-        _bed.Waldur.OnQueueCreated = _broker.ProvisionAsWaldur();
-        _bed.Settings["Events:Enabled"] = "true";
-        _bed.Settings["Events:WebSocketUrl"] = _broker.WebSocketUrl.ToString();
+        _broker.ServeEvents(_bed.Waldur, _bed.Settings);
         _bed.Settings["Events:FallbackPollInterval"] = "00:00:02";
-        _bed.Settings["Orders:StuckCheckInterval"] = "01:00:00"; // not the stuck-order refeed
         _server = await _bed.StartServerAsync();
         await Eventually.TrueAsync(() => _server.Services.GetRequiredService<EventChannelStatus>().ConnectedQueues == 2, TimeSpan.FromSeconds(20), "both queues are subscribed");
     }

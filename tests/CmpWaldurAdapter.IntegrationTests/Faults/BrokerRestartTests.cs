@@ -21,12 +21,7 @@ public sealed class BrokerRestartTests : IAsyncLifetime
     public async Task InitializeAsync()
     {
         _bed = await OrderTestBed.CreateAsync();
-        _bed.Waldur.OnQueueCreated = _broker.ProvisionAsWaldur(_queues);
-        _bed.Settings["Events:Enabled"] = "true";
-        _bed.Settings["Events:WebSocketUrl"] = _broker.WebSocketUrl.ToString();
-        _bed.Settings["Events:InitialReconnectDelay"] = "00:00:00.200";
-        _bed.Settings["Events:MaxReconnectDelay"] = "00:00:02";
-        _bed.Settings["Orders:StuckCheckInterval"] = "01:00:00";
+        _broker.ServeEvents(_bed.Waldur, _bed.Settings, _queues);
         _server = await _bed.StartServerAsync();
         await Eventually.TrueAsync(() => Status.ConnectedQueues == 2, TimeSpan.FromSeconds(20), "both queues are subscribed");
     }

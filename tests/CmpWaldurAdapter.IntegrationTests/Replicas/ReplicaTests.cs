@@ -33,12 +33,7 @@ public sealed class ReplicaTests : IAsyncLifetime
     public async Task InitializeAsync()
     {
         _bed = await OrderTestBed.CreateAsync(DatabaseProvider.Postgres);
-        _bed.Waldur.OnQueueCreated = _broker.ProvisionAsWaldur(_queues);
-        _bed.Settings["Events:Enabled"] = "true";
-        _bed.Settings["Events:WebSocketUrl"] = _broker.WebSocketUrl.ToString();
-        _bed.Settings["Events:InitialReconnectDelay"] = "00:00:00.200";
-        _bed.Settings["Events:MaxReconnectDelay"] = "00:00:02";
-        _bed.Settings["Orders:StuckCheckInterval"] = "01:00:00";
+        _broker.ServeEvents(_bed.Waldur, _bed.Settings, _queues);
         _bed.Settings["Usage:ReportInterval"] = "00:00:01";
 
         // One after the other, as a rolling deployment starts them: the second finds the first's channel.

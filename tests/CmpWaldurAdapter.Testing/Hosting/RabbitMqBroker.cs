@@ -37,20 +37,30 @@ public sealed class RabbitMqBroker : IDisposable
     }
 
     /// <summary>
-    /// The handler for <c>WaldurEmulator.OnQueueCreated</c>: creates each queue Waldur announces (its vhost, its login,
-    /// the subscription UUID, and the queue) and records it in <paramref name="queues"/> by object type ("order", "resource").
+    /// Puts an adapter's events on this broker: Waldur's <paramref name="waldur"/> creates each queue it announces here
+    /// (its vhost, its login, the subscription UUID, and the queue) and records it in <paramref name="queues"/> by object
+    /// type ("order", "resource"); <paramref name="settings"/> turn events on with short reconnect delays, and the
+    /// stuck-order refeed off, so only events (and their catch-up polls) bring orders.
     /// </summary>
-    public Action<string, string> ProvisionAsWaldur(IDictionary<string, string>? queues = null) => (vhost, queue) =>
+    public void ServeEvents(CmpWaldurAdapter.Emulators.WaldurEmulator waldur, IDictionary<string, string?> settings, IDictionary<string, string>? queues = null)
     {
-        ProvisionQueueAsync(vhost, queue.Split('_')[1], CmpWaldurAdapter.Emulators.WaldurEmulator.Token, queue).GetAwaiter().GetResult();
-        if (queues is not null)
+        waldur.OnQueueCreated = (vhost, queue) =>
         {
-            lock (queues)
+            ProvisionQueueAsync(vhost, queue.Split('_')[1], CmpWaldurAdapter.Emulators.WaldurEmulator.Token, queue).GetAwaiter().GetResult();
+            if (queues is not null)
             {
-                queues[queue.EndsWith("_order", StringComparison.Ordinal) ? "order" : "resource"] = queue;
+                lock (queues)
+                {
+                    queues[queue.EndsWith("_order", StringComparison.Ordinal) ? "order" : "resource"] = queue;
+                }
             }
-        }
-    };
+        };
+        settings["Events:Enabled"] = "true";
+        settings["Events:WebSocketUrl"] = WebSocketUrl.ToString();
+        settings["Events:InitialReconnectDelay"] = "00:00:00.200";
+        settings["Events:MaxReconnectDelay"] = "00:00:02";
+        settings["Orders:StuckCheckInterval"] = "01:00:00";
+    }
 
     /// <summary>What Waldur does when an event subscription is deleted: its queue and its login go; the login's connections close.</summary>
     public async Task RemoveQueueAsync(string vhost, string login, string queue)

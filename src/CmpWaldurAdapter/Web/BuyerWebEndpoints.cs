@@ -46,36 +46,40 @@ public static class BuyerWebEndpoints
     // ---- Console ---------------------------------------------------------------------------------------
 
     /// <summary>
-    /// Opens the console from its link. A browser already in the console of another subscription is asked before its
-    /// session is replaced: a link is a login, and one sent by someone else (their own agent's) must not quietly put the
-    /// buyer in a console where what they upload or paste goes to that someone.
+    /// Opens the console from its link. A browser that is, or may be, in the console of another subscription is asked
+    /// before its session is replaced: a link is a login, and one sent by someone else (their own agent's) must not
+    /// quietly put the buyer in a console where what they upload or paste goes to that someone.
     /// </summary>
     private static async Task<IResult> OpenConsoleAsync(HttpContext http, [Microsoft.AspNetCore.Mvc.FromQuery(Name = "t")] string? token, ConsoleAccess console, IAntiforgery antiforgery, IDbContextFactory<AdapterDbContext> dbs, CancellationToken cancellationToken)
     {
         http.Response.Headers.CacheControl = "no-store";
-        if (!http.Request.Query.ContainsKey("again") && ConsoleAccess.MayHideSession(http.Request))
+        var hidden = ConsoleAccess.MayHideSession(http.Request);
+        if (hidden && !http.Request.Query.ContainsKey("again"))
         {
             // Whether this browser is in a console already shows only in the Strict cookie, sent on a same-site
-            // request; asked once more from here ("again": never a second time).
+            // request: asked once more from here.
             return Results.Content(ConsoleAccess.SameSiteAgain($"/console/open?t={Uri.EscapeDataString(token ?? string.Empty)}&again=1"), "text/html; charset=utf-8");
         }
 
         if (await console.ReadLinkAsync(token, cancellationToken) is not { } opening)
         {
-            return LinkNotValid();
+            return Page(StatusCodes.Status403Forbidden, "Link not valid", "This console link is not valid", "It has expired or was replaced. Open the agent's resource in HomePort for the current link.");
         }
 
-        if (await console.ResolveAsync(http, cancellationToken) is { } current && current.Subscription.Id != opening.Subscription.Id)
+        var current = await console.ResolveAsync(http, cancellationToken);
+        // Still hidden after asking again ("again" can be written into any link): the session cannot be seen, so ask.
+        if (hidden || (current is not null && current.Subscription.Id != opening.Subscription.Id))
         {
             var form = antiforgery.GetAndStoreTokens(http);
-            var now = await DescribeAsync(dbs, current, cancellationToken);
             var next = await DescribeAsync(dbs, opening, cancellationToken);
-            return Results.Content(
-                "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Switch console?</title><link rel=\"stylesheet\" href=\"/app.css\"></head>"
-                + $"<body><main class=\"narrow\"><h1>Switch to another agent's console?</h1><p>You are in the console of <strong>{now}</strong>. This link opens the console of <strong id=\"next-agent\">{next}</strong>. "
+            var now = current is null ? null : await DescribeAsync(dbs, current, cancellationToken);
+            return Results.Content(ConsoleAccess.PlainPage(
+                "Switch console?",
+                "<h1>Switch to another agent's console?</h1>"
+                + $"<p>{(now is null ? "You may be in another agent's console." : $"You are in the console of <strong>{now}</strong>.")} This link opens the console of <strong id=\"next-agent\">{next}</strong>. "
                 + "Switch only if it is your organization's agent and you followed the link from HomePort: what you upload or type in a console goes to its agent.</p>"
                 + $"<form method=\"post\" action=\"/console/open\"><input name=\"{form.FormFieldName}\" type=\"hidden\" value=\"{form.RequestToken}\"><input name=\"t\" type=\"hidden\" value=\"{WebUtility.HtmlEncode(token)}\">"
-                + $"<button type=\"submit\" id=\"switch\">Open the console of {next}</button></form><p><a id=\"stay\" href=\"/console\">Stay in the console of {now}</a></p></main></body></html>",
+                + $"<button type=\"submit\" id=\"switch\">Open the console of {next}</button></form><p><a id=\"stay\" href=\"/console\">{(now is null ? "Do not switch" : $"Stay in the console of {now}")}</a></p>"),
                 "text/html; charset=utf-8");
         }
 
@@ -90,16 +94,14 @@ public static class BuyerWebEndpoints
         http.Response.Headers.CacheControl = "no-store";
         if (!http.Request.HasFormContentType || !await antiforgery.IsRequestValidAsync(http))
         {
-            return Results.Content(
-                "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Not switched</title><link rel=\"stylesheet\" href=\"/app.css\"></head>"
-                + "<body><main class=\"narrow\"><h1>The console was not switched</h1><p>This request did not come from the console's own page. Open the agent's resource in HomePort and follow its console link.</p></main></body></html>",
-                "text/html; charset=utf-8", statusCode: StatusCodes.Status400BadRequest);
+            return Page(StatusCodes.Status400BadRequest, "Not switched", "The console was not switched",
+                "This request did not come from the console's own page. Open the agent's resource in HomePort and follow its console link.");
         }
 
         var form = await http.Request.ReadFormAsync(cancellationToken);
         if (await console.ReadLinkAsync(form["t"], cancellationToken) is not { } opening)
         {
-            return LinkNotValid();
+            return Page(StatusCodes.Status403Forbidden, "Link not valid", "This console link is not valid", "It has expired or was replaced. Open the agent's resource in HomePort for the current link.");
         }
 
         console.StartSession(http, opening);
@@ -114,10 +116,9 @@ public static class BuyerWebEndpoints
         return WebUtility.HtmlEncode(organization is { Length: > 0 } ? $"{caller.Subscription.Name} ({organization})" : caller.Subscription.Name);
     }
 
-    private static IResult LinkNotValid() => Results.Content(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Link not valid</title><link rel=\"stylesheet\" href=\"/app.css\"></head>"
-        + "<body><main class=\"narrow\"><h1>This console link is not valid</h1><p>It has expired or was replaced. Open the agent's resource in HomePort for the current link.</p></main></body></html>",
-        "text/html; charset=utf-8", statusCode: StatusCodes.Status403Forbidden);
+    /// <summary>A console notice (fixed texts, never from the request).</summary>
+    private static IResult Page(int status, string title, string heading, string text) =>
+        Results.Content(ConsoleAccess.PlainPage(title, $"<h1>{heading}</h1><p>{text}</p>"), "text/html; charset=utf-8", statusCode: status);
 
     private static async Task<IResult> ConsoleChatAsync(HttpContext http, IConsoleSession sessions, IPageChat chat, IDbContextFactory<AdapterDbContext> dbs, CreditLedger ledger, TimeProvider clock, IOptions<WebOptions> options, CancellationToken cancellationToken)
     {

@@ -88,9 +88,15 @@ public sealed class ConsoleAccess(
     public static readonly string SameSiteAgainPage = SameSiteAgain(null);
 
     /// <summary>As <see cref="SameSiteAgainPage"/>, asking for <paramref name="url"/> (a path on this site) instead.</summary>
-    public static string SameSiteAgain(string? url) =>
-        $"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"0{(url is null ? string.Empty : ";url=" + System.Net.WebUtility.HtmlEncode(url))}\"><title>Console</title>"
-        + "<link rel=\"stylesheet\" href=\"/app.css\"></head><body><main class=\"narrow\"><p>Opening the console…</p></main></body></html>";
+    public static string SameSiteAgain(string? url) => PlainPage(
+        "Console",
+        "<p>Opening the console…</p>",
+        $"<meta http-equiv=\"refresh\" content=\"0{(url is null ? string.Empty : ";url=" + System.Net.WebUtility.HtmlEncode(url))}\">");
+
+    /// <summary>The console's plain pages (notices, questions): the shell around <paramref name="body"/>, which the caller has encoded.</summary>
+    public static string PlainPage(string title, string body, string? head = null) =>
+        $"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">{head}<title>{title}</title><link rel=\"stylesheet\" href=\"/app.css\"></head>"
+        + $"<body><main class=\"narrow\">{body}</main></body></html>";
 
     /// <summary>
     /// Whether this browser may be in a console whose Strict session cookie the request does not carry: a navigation

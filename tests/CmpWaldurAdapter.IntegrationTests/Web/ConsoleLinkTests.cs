@@ -104,6 +104,58 @@ public sealed class ConsoleLinkTests : IAsyncLifetime
         Assert.False(response.Headers.Contains("Set-Cookie"), "no session before the same-site request");
     }
 
+    [Fact]
+    public async Task A_browser_that_does_not_say_where_a_navigation_began_is_still_asked_before_its_session_is_replaced()
+    {
+        var mine = await NamedAsync(await _bed.AddSubscriptionAsync(), "Alpha desk", "Acme");
+        var theirs = await NamedAsync(await _bed.AddSubscriptionAsync(), "Beta desk", "Mallory");
+        using var browser = await ConsoleBrowser.OpenAsync(_bed.Url, await _bed.ConsoleLinkAsync(mine.Id));
+        var theirLink = (await _bed.ConsoleLinkAsync(theirs.Id)).PathAndQuery;
+
+        // From another site, without Sec-Fetch-Site: the Lax marker comes along, the Strict session cookie does not.
+        var bounced = await SendWithMarkerOnlyAsync(theirLink);
+
+        Assert.Equal(HttpStatusCode.OK, bounced.StatusCode);
+        var page = await bounced.Content.ReadAsStringAsync();
+        Assert.Contains("http-equiv=\"refresh\"", page);
+        Assert.Contains("again=1", page);
+        Assert.False(bounced.Headers.Contains("Set-Cookie"), "nothing decided before the same-site request");
+
+        // Asked again from the adapter's own page, the session shows and the buyer is asked.
+        var asked = await browser.GetStringAsync(theirLink + "&again=1");
+        Assert.Contains("You are in the console of <strong>Alpha desk (Acme)</strong>", asked);
+        Assert.Contains("Alpha desk", await browser.GetStringAsync("/console"));
+    }
+
+    [Fact]
+    public async Task A_link_sent_with_again_written_into_it_still_asks_when_the_session_cannot_be_seen()
+    {
+        var theirs = await NamedAsync(await _bed.AddSubscriptionAsync(), "Beta desk", "Mallory");
+        var crafted = (await _bed.ConsoleLinkAsync(theirs.Id)).PathAndQuery + "&again=1";
+
+        var response = await SendWithMarkerOnlyAsync(crafted, crossSite: true);
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var page = await response.Content.ReadAsStringAsync();
+        Assert.Contains("You may be in another agent's console.", page);
+        Assert.Contains("Beta desk (Mallory)", page);
+        Assert.DoesNotContain(response.Headers.TryGetValues("Set-Cookie", out var cookies) ? cookies : [], c => c.StartsWith(ConsoleAccess.CookieName + "=", StringComparison.Ordinal));
+    }
+
+    /// <summary>A navigation from another site by a browser in a console: its Lax marker is sent, its Strict session cookie is not.</summary>
+    private async Task<HttpResponseMessage> SendWithMarkerOnlyAsync(string pathAndQuery, bool crossSite = false)
+    {
+        using var client = new HttpClient(new HttpClientHandler { UseCookies = false, AllowAutoRedirect = false }) { BaseAddress = _bed.Url };
+        using var request = new HttpRequestMessage(HttpMethod.Get, pathAndQuery);
+        request.Headers.Add("Cookie", $"{ConsoleAccess.MarkerCookieName}=1");
+        if (crossSite)
+        {
+            request.Headers.Add("Sec-Fetch-Site", "cross-site");
+        }
+
+        return await client.SendAsync(request);
+    }
+
     private async Task<CmpWaldurAdapter.Tenants.Subscription> NamedAsync(CmpWaldurAdapter.Tenants.Subscription subscription, string name, string organization)
     {
         await using var db = await _bed.Services.GetRequiredService<IDbContextFactory<CmpWaldurAdapter.Persistence.AdapterDbContext>>().CreateDbContextAsync();

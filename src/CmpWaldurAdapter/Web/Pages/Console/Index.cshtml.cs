@@ -451,8 +451,7 @@ public sealed class IndexModel(
     {
         StatusCode = status,
         ContentType = "text/html; charset=utf-8",
-        Content = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Console</title><link rel=\"stylesheet\" href=\"/app.css\"></head>"
-            + $"<body><main class=\"narrow\"><h1>{title}</h1><p>{text}</p></main></body></html>",
+        Content = ConsoleAccess.PlainPage("Console", $"<h1>{title}</h1><p>{text}</p>"),
     };
 
     private async Task<IActionResult> RenderAsync(string? message, CancellationToken cancellationToken)

@@ -149,19 +149,9 @@ public sealed class ConnectorService(
                 }
                 else
                 {
-                    var pages = await db.KnowledgeDocuments.AsNoTracking().Where(d => d.ConnectorId == connector.Id).Select(d => d.Id).ToListAsync(cancellationToken);
-                    foreach (var page in pages)
-                    {
-                        try
-                        {
-                            await knowledge.DeleteAsync(tenant, page, cancellationToken);
-                            removed++;
-                        }
-                        catch (KnowledgeException exception) when (exception.Code == "document_not_found")
-                        {
-                            // Deleted on its own meanwhile.
-                        }
-                    }
+                    var pages = await db.KnowledgeDocuments.AsNoTracking().Where(d => d.ConnectorId == connector.Id).ToListAsync(cancellationToken);
+                    await knowledge.RemoveAsync(tenant, pages, "the connector was deleted before the page was parsed", cancellationToken);
+                    removed = pages.Count;
                 }
 
                 await db.KnowledgeConnectors.Where(c => c.Id == connector.Id).ExecuteDeleteAsync(CancellationToken.None);
@@ -305,9 +295,10 @@ public sealed class ConnectorService(
             stored = await db.KnowledgeDocuments.AsNoTracking().Where(d => d.ConnectorId == connector.Id).ToListAsync(cancellationToken);
         }
 
+        // A page whose copy failed or was stopped (or left RAGFlow unparsed) has no current version: the sync adds it again.
         var versions = stored.Where(d => d.ExternalId is not null)
             .GroupBy(d => d.ExternalId!, StringComparer.Ordinal)
-            .ToDictionary(g => g.Key, g => g.OrderByDescending(d => d.CreatedAt).First().SourceVersion ?? string.Empty, StringComparer.Ordinal);
+            .ToDictionary(g => g.Key, g => g.OrderByDescending(d => d.CreatedAt).First() is { Status: not (ParseStates.Fail or ParseStates.Cancel) } latest ? latest.SourceVersion ?? string.Empty : string.Empty, StringComparer.Ordinal);
         var plan = SourceSync.Plan(versions, fitting);
         var uploads = plan.Add.Concat(plan.Replace).ToList();
         var replacedIds = plan.Replace.Select(d => d.ExternalId).Concat(plan.Delete).ToHashSet(StringComparer.Ordinal);
@@ -317,14 +308,7 @@ public sealed class ConnectorService(
         var source = connector.Kind == ConnectorKind.Notion ? DocumentSource.Notion : DocumentSource.Confluence;
         // Old versions go first: uploading a page while its old version is there makes RAGFlow rename the new
         // one "x(1).md". A failed upload after that leaves the page missing, and the next sync adds it.
-        await knowledge.DeleteFromRagflowAsync(tenant, outgoing.Select(d => d.RagflowDocumentId).ToList(), cancellationToken);
-        await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
-        {
-            var ids = outgoing.Select(d => d.Id).ToList();
-            await db.KnowledgeDocuments.Where(d => ids.Contains(d.Id)).ExecuteDeleteAsync(CancellationToken.None);
-        }
-
-        await knowledge.ReleaseHoldsAsync(outgoing, "the page was replaced or removed before it was parsed");
+        await knowledge.RemoveAsync(tenant, outgoing, "the page was replaced or removed before it was parsed", cancellationToken);
 
         await knowledge.AddAsync(
             tenant,

@@ -331,14 +331,32 @@ public sealed class KnowledgeBase(
     /// <summary>Deletes a document of the subscription from RAGFlow and the records; one already gone from RAGFlow is simply forgotten.</summary>
     public async Task DeleteAsync(KnowledgeTenant tenant, Guid documentId, CancellationToken cancellationToken)
     {
-        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
-        var document = await db.KnowledgeDocuments.FirstOrDefaultAsync(d => d.Id == documentId && d.SubscriptionId == tenant.SubscriptionId, cancellationToken)
-            ?? throw new KnowledgeException(StatusCodes.Status404NotFound, "document_not_found", "The knowledge base has no such document.", "id");
-        await DeleteFromRagflowAsync(tenant, [document.RagflowDocumentId], cancellationToken);
-        db.KnowledgeDocuments.Remove(document);
-        await db.SaveChangesAsync(CancellationToken.None);
-        await ReleaseHoldsAsync([document], "the document was deleted before it was parsed");
+        KnowledgeDocument document;
+        await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
+        {
+            document = await db.KnowledgeDocuments.AsNoTracking().FirstOrDefaultAsync(d => d.Id == documentId && d.SubscriptionId == tenant.SubscriptionId, cancellationToken)
+                ?? throw new KnowledgeException(StatusCodes.Status404NotFound, "document_not_found", "The knowledge base has no such document.", "id");
+        }
+
+        await RemoveAsync(tenant, [document], "the document was deleted before it was parsed", cancellationToken);
         logger.LogInformation("Deleted document {DocumentId} ({RagflowDocumentId}) of subscription {SubscriptionId}", document.Id, document.RagflowDocumentId, tenant.SubscriptionId);
+    }
+
+    /// <summary>
+    /// Takes documents out of RAGFlow, then out of the records, and gives back the parse holds of those not yet charged
+    /// (<paramref name="reason"/> goes on the release). A failure part-way leaves the records of the rest, so doing it
+    /// again finishes the job: documents already gone from RAGFlow are simply forgotten.
+    /// </summary>
+    internal async Task RemoveAsync(KnowledgeTenant tenant, IReadOnlyList<KnowledgeDocument> documents, string reason, CancellationToken cancellationToken)
+    {
+        await DeleteFromRagflowAsync(tenant, documents.Select(d => d.RagflowDocumentId).ToList(), cancellationToken);
+        await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
+        {
+            var ids = documents.Select(d => d.Id).ToList();
+            await db.KnowledgeDocuments.Where(d => ids.Contains(d.Id)).ExecuteDeleteAsync(CancellationToken.None);
+        }
+
+        await ReleaseHoldsAsync(documents, reason);
     }
 
     /// <summary>Gives back the parse holds of documents that will not be charged (failed, deleted, replaced); one that cannot be given back now expires.</summary>

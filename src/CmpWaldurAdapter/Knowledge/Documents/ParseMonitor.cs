@@ -105,8 +105,6 @@ public sealed class ParseMonitor(
                 document.Error = document.ConnectorId is null
                     ? "The document is no longer in the knowledge base; upload it again."
                     : "The document is no longer in the knowledge base; the connector's next sync adds it again.";
-                // Its page is unchanged at the source, so only a changed version makes the connector's sync add it again.
-                document.SourceVersion = null;
                 await knowledge.ReleaseHoldsAsync([document], "the document left the knowledge base before it was parsed");
             }
             else if (document.Status == ParseStates.Unstart && document.ParseAttempts == 0 && ParseStates.MayParse(ParseStates.FromRagflow(state.Run)))
@@ -161,8 +159,6 @@ public sealed class ParseMonitor(
                 document.Status = ParseStates.Fail;
                 document.Progress = 0;
                 document.Error = FailureReason(state.Progress_msg);
-                // A connector's page: the next sync adds it again instead of taking the failed copy for current.
-                document.SourceVersion = null;
                 await knowledge.ReleaseHoldsAsync([document], "parsing failed");
                 logger.LogInformation("Parsing document {DocumentId} of subscription {SubscriptionId} failed: {Reason}", document.Id, tenant.SubscriptionId, document.Error);
                 break;
@@ -171,7 +167,6 @@ public sealed class ParseMonitor(
                 document.Status = ParseStates.Cancel;
                 document.Progress = 0;
                 document.Error = "Parsing was stopped in the knowledge base.";
-                document.SourceVersion = null;
                 await knowledge.ReleaseHoldsAsync([document], "parsing was stopped");
                 break;
 
@@ -282,8 +277,6 @@ public sealed class ParseMonitor(
         document.Progress = 0;
         document.Error = $"Parsing finished after the credits set aside for it had been given back, and the organization no longer had the {price} credits it costs: "
             + "the document was removed from the knowledge base and nothing was charged. Add credits, then upload it again.";
-        // A changed version makes the connector's next sync replace (re-add) the page.
-        document.SourceVersion = null;
         logger.LogWarning("Document {DocumentId} of subscription {SubscriptionId} was parsed without a hold and the organization cannot pay for it: removed from the knowledge base, not charged",
             document.Id, tenant.SubscriptionId);
     }
@@ -306,8 +299,6 @@ public sealed class ParseMonitor(
             return false;
         }
 
-        // A changed version makes the connector's next sync add the page again.
-        document.SourceVersion = null;
         return true;
     }
 
@@ -343,7 +334,6 @@ public sealed class ParseMonitor(
             document.Status = ParseStates.Fail;
             document.Progress = 0;
             document.Error = $"Parsing did not finish within {Describe(stuckAfter)}, also after one restart, and was stopped. Delete the document and upload it again, or contact support.";
-            document.SourceVersion = null;
             // Nothing is charged for it, so its credits are free again now, not when its hold would expire.
             await knowledge.ReleaseHoldsAsync([document], "parsing was stuck and stopped");
             logger.LogWarning("Parse of document {DocumentId} of subscription {SubscriptionId} stuck twice: stopped and failed", document.Id, tenant.SubscriptionId);

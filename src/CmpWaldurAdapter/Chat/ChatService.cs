@@ -507,6 +507,7 @@ public sealed partial class ChatService(
             var created = service.Clock.GetUtcNow().ToUnixTimeSeconds();
             var answer = new StringBuilder();
             long charged = 0;
+            CmpWaldurAdapter.Capabilities.Handoff.HandoffNotice? notice = null;
             var settled = false;
             var delivered = false;
             var started = false;
@@ -554,15 +555,9 @@ public sealed partial class ChatService(
                 }
 
                 // Headers are gone by now: a handoff is flagged on the final chunk instead.
-                var notice = await service.Handoff.AfterAnswerAsync(run.Subscription, run.Conversation, run.Input, answer.ToString(), run.NothingRetrieved);
-                await WriteAsync(response, Chunk(created, new ChunkDelta(), "stop") with { Handoff = notice }, aborted);
-                if (run.Request.StreamOptions?.IncludeUsage == true)
-                {
-                    await WriteAsync(response, new ChatCompletionChunk(run.CompletionId, "chat.completion.chunk", created, run.Offering.Slug, [], Usage(run, answer.ToString(), charged)), aborted);
-                }
-
-                await response.WriteAsync("data: [DONE]\n\n", aborted);
-                await response.Body.FlushAsync(aborted);
+                notice = await service.Handoff.AfterAnswerAsync(run.Subscription, run.Conversation, run.Input, answer.ToString(), run.NothingRetrieved);
+                await WriteEndAsync(response, Chunk(created, new ChunkDelta(), "stop") with { Handoff = notice },
+                    run.Request.StreamOptions?.IncludeUsage == true ? Usage(run, answer.ToString(), charged) : null, aborted);
             }
             catch (Exception exception) when (aborted.IsCancellationRequested && exception is OperationCanceledException or IOException or AgentUnavailableException)
             {
@@ -600,7 +595,7 @@ public sealed partial class ChatService(
                 {
                     if (settled)
                     {
-                        var replay = JsonSerializer.Serialize(service.Completion(run, answer.ToString(), charged), ApiJson.Options);
+                        var replay = JsonSerializer.Serialize(service.Completion(run, answer.ToString(), charged) with { Handoff = notice }, ApiJson.Options);
                         await service.Idempotency.CompleteAsync(entry, StatusCodes.Status200OK, "application/json", replay, CancellationToken.None);
                     }
                     else
@@ -630,6 +625,19 @@ public sealed partial class ChatService(
         internal static async Task WriteAsync(HttpResponse response, ChatCompletionChunk chunk, CancellationToken cancellationToken)
         {
             await response.WriteAsync("data: " + JsonSerializer.Serialize(chunk, ApiJson.Options) + "\n\n", cancellationToken);
+            await response.Body.FlushAsync(cancellationToken);
+        }
+
+        /// <summary>How every stream ends, live or replayed: the finish chunk (with any handoff), the usage chunk when asked for, <c>[DONE]</c>.</summary>
+        internal static async Task WriteEndAsync(HttpResponse response, ChatCompletionChunk finish, ChatUsage? usage, CancellationToken cancellationToken)
+        {
+            await WriteAsync(response, finish, cancellationToken);
+            if (usage is not null)
+            {
+                await WriteAsync(response, finish with { Choices = [], Usage = usage, Handoff = null }, cancellationToken);
+            }
+
+            await response.WriteAsync("data: [DONE]\n\n", cancellationToken);
             await response.Body.FlushAsync(cancellationToken);
         }
     }
@@ -700,14 +708,7 @@ public sealed partial class ChatService(
                 await StreamingAnswer.WriteAsync(response, Chunk(new ChunkDelta(Content: choice.Message.Content), null), aborted);
             }
 
-            await StreamingAnswer.WriteAsync(response, Chunk(new ChunkDelta(), choice.FinishReason) with { Handoff = stored.Handoff }, aborted);
-            if (includeUsage)
-            {
-                await StreamingAnswer.WriteAsync(response, new ChatCompletionChunk(stored.Id, "chat.completion.chunk", stored.Created, stored.Model, [], stored.Usage), aborted);
-            }
-
-            await response.WriteAsync("data: [DONE]\n\n", aborted);
-            await response.Body.FlushAsync(aborted);
+            await StreamingAnswer.WriteEndAsync(response, Chunk(new ChunkDelta(), choice.FinishReason) with { Handoff = stored.Handoff }, includeUsage ? stored.Usage : null, aborted);
         }
     }
 }

@@ -315,10 +315,29 @@ public sealed class HandoffTests : IAsyncLifetime
         Assert.Equal(1, await _bed.Tenants.QueryAsync(db => db.HandoffConversations.CountAsync(c => c.EscalatedAt != null)));
     }
 
-    private static async Task<List<JsonNode>> StreamAsync(HttpClient http, string conversation, string question)
+    [Fact]
+    public async Task A_replayed_streamed_answer_that_handed_over_keeps_its_flag()
+    {
+        var me = await _bed.SubscribeAsync(credits: 100);
+        using var http = _bed.Http(me.Key);
+
+        var live = await StreamAsync(http, "conv-r", "Can I talk to a human?", idempotencyKey: "handoff-once");
+        var replayed = await StreamAsync(http, "conv-r", "Can I talk to a human?", idempotencyKey: "handoff-once");
+
+        Assert.Equal("escalated", Assert.Single(live, c => c["handoff"] is not null)["handoff"]!["status"]!.GetValue<string>());
+        Assert.Equal("escalated", Assert.Single(replayed, c => c["handoff"] is not null)["handoff"]!["status"]!.GetValue<string>());
+        Assert.Single(_bed.Tenants.Langflow.Runs);
+    }
+
+    private static async Task<List<JsonNode>> StreamAsync(HttpClient http, string conversation, string question, string? idempotencyKey = null)
     {
         using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = ChatTestBed.Json(new JsonObject { ["message"] = question, ["stream"] = true }.ToJsonString()) };
         request.Headers.Add("X-Conversation-Id", conversation);
+        if (idempotencyKey is not null)
+        {
+            request.Headers.Add("Idempotency-Key", idempotencyKey);
+        }
+
         using var response = await http.SendAsync(request);
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         var lines = (await response.Content.ReadAsStringAsync()).Split('\n');

@@ -247,7 +247,7 @@ public sealed partial class Reconciler(
 
             try
             {
-                drifts.Add(await ReprovisionAsync(upstreams, subscription.Id, keyRefused: missing.Contains("Langflow API key"), cancellationToken)
+                drifts.Add(await ReprovisionAsync(upstreams, subscription.Id, cancellationToken)
                     ? new Drift(DriftKind.MissingTenant, subscription.Id.ToString(), detail + "; provisioned again", DriftOutcome.Fixed)
                     : new Drift(DriftKind.MissingTenant, subscription.Id.ToString(), detail + "; not provisioned again: the subscription is no longer active", DriftOutcome.Found));
             }
@@ -266,7 +266,7 @@ public sealed partial class Reconciler(
     /// subscription stopped being active since the inventory was read (a Terminate under way): rebuilding it then would
     /// leave a tenant, with a live stored key, that nothing ever removes.
     /// </summary>
-    private async Task<bool> ReprovisionAsync(Upstreams upstreams, Guid subscriptionId, bool keyRefused, CancellationToken cancellationToken)
+    private async Task<bool> ReprovisionAsync(Upstreams upstreams, Guid subscriptionId, CancellationToken cancellationToken)
     {
         await using var db = await dbs.CreateDbContextAsync(cancellationToken);
         var subscription = await db.Subscriptions.SingleAsync(s => s.Id == subscriptionId, cancellationToken);
@@ -275,13 +275,8 @@ public sealed partial class Reconciler(
             return false;
         }
 
+        // A stored key that no longer opens the tenant is replaced by the project step itself (LangflowTenant).
         var workspace = await db.Workspaces.SingleAsync(w => w.Id == subscription.WorkspaceId, cancellationToken);
-        if (keyRefused)
-        {
-            // The stored key no longer opens the tenant: mint a new one (the old one is removed as unstored).
-            workspace.LangflowApiKeyId = null;
-            workspace.LangflowApiKeyCipher = null;
-        }
 
         var context = new ProvisioningContext
         {

@@ -206,6 +206,28 @@ public sealed class ReconcileTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_tenant_whose_key_langflow_refuses_gets_a_new_key_and_keeps_its_user_project_and_flow()
+    {
+        var resource = await _bed.SubscribeAsync();
+        var subscription = await _bed.SubscriptionAsync(resource);
+        var before = await _bed.WorkspaceAsync(subscription.WorkspaceId);
+        // An administrator deleted the key in Langflow's settings.
+        _bed.Langflow.DeleteApiKeys(_ => true);
+
+        var run = await ReconcileAsync();
+
+        Assert.Equal(ExitCodes.Success, run.Exit);
+        var drift = Assert.Single(Drifts(run.Report, "MissingTenant"));
+        Assert.Equal("Fixed", Outcome(drift));
+        Assert.Contains("Langflow API key", drift["detail"]!.GetValue<string>());
+        var after = await _bed.WorkspaceAsync(subscription.WorkspaceId);
+        Assert.Equal(before.LangflowUserId, after.LangflowUserId);
+        Assert.NotEqual(before.LangflowApiKeyId, after.LangflowApiKeyId);
+        Assert.Equal(after.LangflowApiKeyId, Assert.Single(_bed.Langflow.ApiKeys).Id.ToString());
+        Assert.Equal(subscription.LangflowFlowId, (await _bed.SubscriptionAsync(resource)).LangflowFlowId);
+    }
+
+    [Fact]
     public async Task An_orphan_flow_is_listed_without_prune_and_removed_with_it_and_the_live_flow_stays()
     {
         var resource = await _bed.SubscribeAsync();

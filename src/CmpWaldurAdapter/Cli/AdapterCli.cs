@@ -59,9 +59,9 @@ public static class AdapterCli
             await context.Error.WriteLineAsync($"{parse.CommandResult.Command.Name}: {Waldur.Api.UpstreamFailures.Describe(exception)}");
             return ExitCodes.Error;
         }
-        catch (Exception exception) when (exception is IOException or InvalidDataException or System.Text.Json.JsonException or FormatException or UnauthorizedAccessException)
+        catch (Hosting.ConfigurationFileException exception)
         {
-            // A configuration file that is missing, unreadable or not JSON: one line, not a stack trace.
+            // One line, not a stack trace; any other failure of a command keeps its trace.
             await context.Error.WriteLineAsync($"{parse.CommandResult.Command.Name}: {exception.Message}");
             return ExitCodes.Error;
         }

@@ -85,7 +85,15 @@ public static class AdapterHost
     {
         if (!string.IsNullOrEmpty(configFile))
         {
-            configuration.AddJsonFile(Path.GetFullPath(configFile), optional: false, reloadOnChange: false);
+            try
+            {
+                // Loaded here, at once: a file that is missing, unreadable or not JSON fails now, and only this.
+                configuration.AddJsonFile(Path.GetFullPath(configFile), optional: false, reloadOnChange: false);
+            }
+            catch (Exception exception) when (exception is IOException or InvalidDataException or System.Text.Json.JsonException or FormatException or UnauthorizedAccessException)
+            {
+                throw new ConfigurationFileException($"The configuration file {configFile} cannot be used: {exception.Message}", exception);
+            }
         }
 
         // Environment variables win over files (Waldur__Token=…), as operators and Kubernetes expect.
@@ -249,3 +257,6 @@ public static class AdapterHost
             .WithSimpleSchedule(schedule => schedule.WithInterval(interval).RepeatForever().WithMisfireInstruction(SimpleTriggerMisfireInstruction.NextWithRemainingCount)));
     }
 }
+
+/// <summary>The <c>--config</c> file cannot be read as configuration (missing, unreadable, not JSON).</summary>
+public sealed class ConfigurationFileException(string message, Exception innerException) : Exception(message, innerException);

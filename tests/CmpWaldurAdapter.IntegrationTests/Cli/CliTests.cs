@@ -146,7 +146,7 @@ public sealed class CliTests : IAsyncLifetime
             var (exit, _, error) = await RunAsync("orders", "list", "--config", file);
 
             Assert.Equal(ExitCodes.Error, exit);
-            Assert.Contains("list:", error);
+            Assert.Contains($"list: The configuration file {file} cannot be used", error);
             Assert.DoesNotContain("   at ", error);
         }
         finally

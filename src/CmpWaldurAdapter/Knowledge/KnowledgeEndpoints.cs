@@ -166,11 +166,7 @@ public static class KnowledgeEndpoints
                 throw new KnowledgeException(StatusCodes.Status400BadRequest, "invalid_request", "integration_token is required: the secret of a Notion internal integration shared with the pages.", "integration_token");
             }
 
-            var ids = (body.Ids ?? []).Where(i => !string.IsNullOrWhiteSpace(i)).Select(i => i.Trim()).Distinct(StringComparer.Ordinal).ToList();
-            if (ids.Count is 0 or > 100)
-            {
-                throw new KnowledgeException(StatusCodes.Status400BadRequest, "invalid_request", "ids must list 1 to 100 Notion page or database ids (or their links).", "ids");
-            }
+            var ids = NotionIds(body.Ids ?? []);
 
             var tenant = await knowledge.TenantAsync(subscription, forWrite: true, cancellationToken);
             var (connector, outcome) = await connectors.ConnectAsync(tenant, ConnectorKind.Notion, new ConnectorSettings(NotionToken: body.IntegrationToken.Trim(), NotionIds: ids), cancellationToken);
@@ -226,11 +222,7 @@ public static class KnowledgeEndpoints
                 throw new KnowledgeException(StatusCodes.Status400BadRequest, "invalid_request", $"{name} cannot be empty; leave it out to keep the current one.", name);
             }
 
-            var ids = body.Ids?.Where(i => !string.IsNullOrWhiteSpace(i)).Select(i => i.Trim()).Distinct(StringComparer.Ordinal).ToList();
-            if (ids is { Count: 0 or > 100 })
-            {
-                throw new KnowledgeException(StatusCodes.Status400BadRequest, "invalid_request", "ids must list 1 to 100 Notion page or database ids (or their links).", "ids");
-            }
+            var ids = body.Ids is null ? null : NotionIds(body.Ids);
 
             var changes = new ConnectorSettings(body.IntegrationToken?.Trim(), ids, body.SiteUrl?.Trim(), body.Email?.Trim(), body.ApiToken?.Trim(), body.SpaceKey?.Trim());
             var tenant = await knowledge.TenantAsync(subscription, forWrite: true, cancellationToken);
@@ -253,6 +245,15 @@ public static class KnowledgeEndpoints
             var removed = await connectors.DeleteAsync(tenant, connectorId, keepDocuments, cancellationToken);
             return Results.Json(new ConnectorDeleted(connectorId, "knowledge.connector", true, removed), ApiJson.Options);
         });
+
+    /// <summary>The Notion page or database ids a buyer gave: trimmed, without blanks and repeats, 1 to 100 of them.</summary>
+    private static List<string> NotionIds(IReadOnlyList<string> given)
+    {
+        var ids = given.Where(i => !string.IsNullOrWhiteSpace(i)).Select(i => i.Trim()).Distinct(StringComparer.Ordinal).ToList();
+        return ids.Count is 0 or > 100
+            ? throw new KnowledgeException(StatusCodes.Status400BadRequest, "invalid_request", "ids must list 1 to 100 Notion page or database ids (or their links).", "ids")
+            : ids;
+    }
 
     private static Guid ConnectorId(string id) => Guid.TryParse(id, out var connectorId)
         ? connectorId

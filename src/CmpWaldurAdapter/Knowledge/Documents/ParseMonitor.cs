@@ -173,15 +173,14 @@ public sealed class ParseMonitor(
             case ParseStates.Running:
                 document.Status = ParseStates.Running;
                 var progress = Math.Clamp(state.Progress ?? 0, 0, 1);
-                if (progress > document.Progress && document.ParseStartedAt is not null)
+                // The watchdog counts from the last progress (a 500-page scan can take hours; only a parse that stopped
+                // moving is stuck), or from now for a parse started by a call whose answer was lost.
+                if (document.ParseStartedAt is null || progress > document.Progress)
                 {
-                    // Still moving (a 500-page scan can take hours): the watchdog stops only a parse that makes no progress.
                     document.ParseStartedAt = now;
                 }
 
                 document.Progress = progress;
-                // Started by a call whose answer was lost: the watchdog counts from now.
-                document.ParseStartedAt ??= now;
                 document.ParseAttempts = Math.Max(document.ParseAttempts, 1);
                 if (document.ParseStartedAt is { } started && now - started > stuckAfter)
                 {
@@ -333,7 +332,7 @@ public sealed class ParseMonitor(
 
             document.Status = ParseStates.Fail;
             document.Progress = 0;
-            document.Error = $"Parsing did not finish within {Describe(stuckAfter)}, also after one restart, and was stopped. Delete the document and upload it again, or contact support.";
+            document.Error = $"Parsing made no progress for {Describe(stuckAfter)}, also after one restart, and was stopped. Delete the document and upload it again, or contact support.";
             // Nothing is charged for it, so its credits are free again now, not when its hold would expire.
             await knowledge.ReleaseHoldsAsync([document], "parsing was stuck and stopped");
             logger.LogWarning("Parse of document {DocumentId} of subscription {SubscriptionId} stuck twice: stopped and failed", document.Id, tenant.SubscriptionId);
@@ -346,7 +345,7 @@ public sealed class ParseMonitor(
         document.Error = null;
         document.ParseStartedAt = now;
         document.ParseAttempts++;
-        logger.LogWarning("Parse of document {DocumentId} of subscription {SubscriptionId} ran longer than {StuckAfter}: stopped and started again", document.Id, tenant.SubscriptionId, stuckAfter);
+        logger.LogWarning("Parse of document {DocumentId} of subscription {SubscriptionId} made no progress for {StuckAfter}: stopped and started again", document.Id, tenant.SubscriptionId, stuckAfter);
     }
 
     /// <summary>RAGFlow's progress_msg is a log, one line per step; the failure reason is its last line.</summary>

@@ -133,7 +133,7 @@ public abstract class KnowledgeLifecycleTests(DatabaseProvider provider) : IAsyn
 
         var document = Assert.Single(await _bed.DocumentsAsync())!;
         Assert.Equal("failed", document["status"]!.GetValue<string>());
-        Assert.Contains("did not finish", document["error"]!.GetValue<string>());
+        Assert.Contains("made no progress for", document["error"]!.GetValue<string>());
         Assert.Equal(2, _bed.Ragflow.ParseRequests(ragflowId));
         Assert.Equal("CANCEL", Assert.Single(_bed.Ragflow.Documents(_bed.DatasetId))["run"]!.GetValue<string>());
         Assert.Equal(0, await _bed.RagChargesAsync());

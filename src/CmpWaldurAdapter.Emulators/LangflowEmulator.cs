@@ -54,10 +54,6 @@ public partial class LangflowEmulator : Emulator
         }
     }
 
-    /// <summary>
-    /// The next create of this kind ("projects" or "flows") first stores an identical object, as if an earlier
-    /// attempt had succeeded and its answer was lost, so the create under test gets the renamed twin back.
-    /// </summary>
     /// <summary>Deletes API keys, as an administrator can in Langflow's settings: requests with them are refused from now on.</summary>
     public void DeleteApiKeys(Func<LangflowKey, bool> which)
     {
@@ -97,6 +93,10 @@ public partial class LangflowEmulator : Emulator
         }
     }
 
+    /// <summary>
+    /// The next create of this kind ("projects" or "flows") first stores an identical object, as if an earlier
+    /// attempt had succeeded and its answer was lost, so the create under test gets the renamed twin back.
+    /// </summary>
     public void DuplicateNextCreate(string kind)
     {
         lock (Sync)

@@ -117,9 +117,8 @@ public sealed class ChatTestBed : IAsyncDisposable
     /// <summary>
     /// What a request with an Idempotency-Key leaves when its process dies mid-run: an unfinished entry for
     /// <paramref name="body"/> (hashed as the server hashes it) under <paramref name="storedKey"/> (the header's
-    /// value; <c>runs:</c> and the value for automation runs), begun <paramref name="age"/> ago. Returns the key's id.
+    /// value; <c>runs:</c> and the value for automation runs), begun <paramref name="age"/> ago. Returns its ledger request id.
     /// </summary>
-    /// <summary>An unfinished Idempotency-Key entry as a request that died <paramref name="age"/> ago left it; returns its ledger request id.</summary>
     public async Task<string> LeaveUnfinishedAsync(Subscriber who, string storedKey, string body, TimeSpan age) => await Tenants.QueryAsync(async db =>
     {
         var hash = ApiKeyFormat.Hash(who.Key);

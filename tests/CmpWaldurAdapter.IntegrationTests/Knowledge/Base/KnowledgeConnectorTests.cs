@@ -356,6 +356,29 @@ public abstract class KnowledgeConnectorTests(DatabaseProvider provider) : IAsyn
     }
 
     [Fact]
+    public async Task Changing_a_connector_onto_a_source_another_connector_reads_is_a_409_or_while_a_connect_is_under_way()
+    {
+        var (first, _) = NotionDatabase(1);
+        var (second, _) = NotionDatabase(1);
+        await ConnectNotionAsync(first);
+        var (_, body) = await ConnectNotionAsync(second);
+        var connector = body["connector"]!["id"]!.GetValue<string>();
+        var stored = await _bed.Credits.QueryAsync(db => db.KnowledgeConnectors.AsNoTracking().Where(c => c.Id == Guid.Parse(connector)).Select(c => c.ProtectedSettings).SingleAsync());
+
+        var (status, error) = await PatchAsync(connector, new JsonObject { ["ids"] = new JsonArray(first) });
+
+        Assert.Equal(HttpStatusCode.Conflict, status);
+        KnowledgeTestBed.AssertError(error, "connector_exists");
+        var leases = _bed.Server.Services.GetRequiredService<DatabaseLeases>();
+        Assert.True(await leases.TryAcquireAsync($"knowledge-connector-setup:{_bed.Subscription.Id:N}", TimeSpan.FromMinutes(5), CancellationToken.None));
+        var (busyStatus, busy) = await PatchAsync(connector, new JsonObject { ["integration_token"] = NotionToken });
+        Assert.Equal(HttpStatusCode.Conflict, busyStatus);
+        KnowledgeTestBed.AssertError(busy, "connector_setup_in_progress");
+        Assert.Equal(stored, await _bed.Credits.QueryAsync(db => db.KnowledgeConnectors.AsNoTracking().Where(c => c.Id == Guid.Parse(connector)).Select(c => c.ProtectedSettings).SingleAsync()));
+        Assert.Equal(2, (await _bed.DocumentsAsync()).Count);
+    }
+
+    [Fact]
     public async Task A_new_confluence_site_needs_its_own_account_in_the_same_request_so_the_stored_token_goes_nowhere_else()
     {
         _bed.Confluence.AddPage("KB", "Runbook", "<p>Step</p>");

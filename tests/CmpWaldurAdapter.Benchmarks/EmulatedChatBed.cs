@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
-using System.Net.Sockets;
 using System.Text.Json.Nodes;
 using CmpWaldurAdapter.ApiKeys;
 using CmpWaldurAdapter.Credits;
@@ -117,7 +116,7 @@ internal sealed class EmulatedChatBed : IAsyncDisposable
         // What the operator's `cmp-adapter db migrate` does, then `serve` in its own process.
         var commands = AdapterHost.BuildCommandHost(null, builder => builder.Configuration.AddInMemoryCollection(settings));
         await commands.Services.MigrateAsync(CancellationToken.None);
-        var url = new Uri($"http://127.0.0.1:{FreePort()}/");
+        var url = new Uri($"http://127.0.0.1:{LoopbackPorts.Free()}/");
         var start = new ProcessStartInfo("dotnet")
         {
             ArgumentList = { Path.Combine(AppContext.BaseDirectory, "cmp-adapter.dll"), "serve", "--urls", url.ToString().TrimEnd('/') },
@@ -244,12 +243,5 @@ internal sealed class EmulatedChatBed : IAsyncDisposable
                 _adapterOutput.RemoveAt(0);
             }
         }
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }

@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 using CmpWaldurAdapter.IntegrationTests.Tenants;
 using CmpWaldurAdapter.Testing.Hosting;
 
@@ -69,7 +67,7 @@ public sealed class ProcessKillTests : IAsyncLifetime
 
     private Process Serve()
     {
-        var start = new ProcessStartInfo("dotnet", [Path.Combine(AppContext.BaseDirectory, "cmp-adapter.dll"), "serve", "--urls", $"http://127.0.0.1:{FreePort()}"])
+        var start = new ProcessStartInfo("dotnet", [Path.Combine(AppContext.BaseDirectory, "cmp-adapter.dll"), "serve", "--urls", $"http://127.0.0.1:{LoopbackPorts.Free()}"])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
@@ -87,12 +85,5 @@ public sealed class ProcessKillTests : IAsyncLifetime
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         return process;
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }

@@ -20,7 +20,7 @@ public sealed class ExecutableTests : IAsyncLifetime
     public async Task Serve_writes_structured_json_logs_without_secrets_and_processes_orders()
     {
         _bed.Settings["Orders:PollInterval"] = "00:00:00.500";
-        var port = FreePort();
+        var port = LoopbackPorts.Free();
         var start = new ProcessStartInfo("dotnet", [Path.Combine(AppContext.BaseDirectory, "cmp-adapter.dll"), "serve", "--urls", $"http://127.0.0.1:{port}"])
         {
             RedirectStandardOutput = true,
@@ -116,12 +116,5 @@ public sealed class ExecutableTests : IAsyncLifetime
         {
             return false;
         }
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }

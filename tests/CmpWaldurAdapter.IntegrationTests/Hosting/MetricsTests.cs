@@ -1,5 +1,4 @@
 using System.Net;
-using System.Net.Sockets;
 using CmpWaldurAdapter.Hosting;
 using CmpWaldurAdapter.IntegrationTests.Orders;
 using CmpWaldurAdapter.Orders;
@@ -47,12 +46,7 @@ public sealed class MetricsTests : IAsyncLifetime
     [Fact]
     public async Task With_a_metrics_port_metrics_are_served_there_only_whatever_host_a_client_names()
     {
-        int port;
-        using (var probe = new TcpListener(IPAddress.Loopback, 0))
-        {
-            probe.Start();
-            port = ((IPEndPoint)probe.LocalEndpoint).Port;
-        }
+        var port = LoopbackPorts.Free();
 
         var settings = new Dictionary<string, string?>(_bed.Settings) { ["Metrics:Port"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture) };
         await using var app = AdapterHost.BuildServer(["--urls", $"http://127.0.0.1:0;http://127.0.0.1:{port}"], null, builder => builder.Configuration.AddInMemoryCollection(settings));

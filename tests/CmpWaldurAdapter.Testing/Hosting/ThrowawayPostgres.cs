@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 
 namespace CmpWaldurAdapter.Testing.Hosting;
 
@@ -29,7 +27,7 @@ public sealed class ThrowawayPostgres : IAsyncDisposable
     {
         var directory = Path.Combine(Path.GetTempPath(), "cmp-adapter-pg-" + Guid.NewGuid().ToString("N")[..12]);
         Directory.CreateDirectory(directory);
-        var postgres = new ThrowawayPostgres(directory, FreePort());
+        var postgres = new ThrowawayPostgres(directory, LoopbackPorts.Free());
         await RunAsync("chown", ["postgres", directory]);
         await postgres.AsPostgresAsync($"{Bin}/initdb -D {directory}/data -A trust -U postgres >/dev/null");
         await postgres.StartAgainAsync();
@@ -69,12 +67,5 @@ public sealed class ThrowawayPostgres : IAsyncDisposable
         {
             throw new InvalidOperationException($"{file} {string.Join(' ', arguments)} failed: {await error}");
         }
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }

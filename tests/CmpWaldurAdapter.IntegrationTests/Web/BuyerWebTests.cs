@@ -359,9 +359,7 @@ public sealed partial class BuyerWebTests : IAsyncLifetime
     {
         var subscription = await _bed.AddSubscriptionAsync(credits: 3);
         using var browser = await ConsoleAsync(subscription.Id);
-        var antiforgery = AntiforgeryData().Match(await browser.GetStringAsync("/console?tab=run")).Groups[1].Value;
-        Assert.NotEmpty(antiforgery);
-        browser.DefaultRequestHeaders.Add("RequestVerificationToken", antiforgery);
+        await ConsoleBrowser.UseRunTabAsync(browser);
 
         var response = await browser.PostAsJsonAsync("/console/api/chat", new { message = "hello" });
         var text = await response.Content.ReadAsStringAsync();
@@ -382,8 +380,7 @@ public sealed partial class BuyerWebTests : IAsyncLifetime
         var subscription = await _bed.AddSubscriptionAsync(credits: 10, configuration: new JsonObject { ["agent_name"] = "Ada", ["escalate_after"] = 3 });
         using var browser = await ConsoleAsync(subscription.Id);
         Assert.Contains("No conversation has been handed over yet.", await browser.GetStringAsync("/console?tab=activity"));
-        var antiforgery = AntiforgeryData().Match(await browser.GetStringAsync("/console?tab=run")).Groups[1].Value;
-        browser.DefaultRequestHeaders.Add("RequestVerificationToken", antiforgery);
+        await ConsoleBrowser.UseRunTabAsync(browser);
 
         var calm = JsonNode.Parse(await (await browser.PostAsJsonAsync("/console/api/chat", new { message = "hello" })).Content.ReadAsStringAsync())!;
         var handedOver = JsonNode.Parse(await (await browser.PostAsJsonAsync("/console/api/chat", new { message = "Can I speak to a person?" })).Content.ReadAsStringAsync())!;
@@ -404,8 +401,7 @@ public sealed partial class BuyerWebTests : IAsyncLifetime
         // A knowledge base that answers nothing (the fake retriever finds no passage).
         await _bed.QueryAsync(db => db.Subscriptions.Where(s => s.Id == subscription.Id).ExecuteUpdateAsync(u => u.SetProperty(s => s.RagflowDatasetId, "dataset-empty")));
         using var browser = await ConsoleAsync(subscription.Id);
-        var antiforgery = AntiforgeryData().Match(await browser.GetStringAsync("/console?tab=run")).Groups[1].Value;
-        browser.DefaultRequestHeaders.Add("RequestVerificationToken", antiforgery);
+        await ConsoleBrowser.UseRunTabAsync(browser);
 
         var first = JsonNode.Parse(await (await browser.PostAsJsonAsync("/console/api/chat", new { message = "Do you ship to Mars?", conversation = "run-1" })).Content.ReadAsStringAsync())!;
         var second = JsonNode.Parse(await (await browser.PostAsJsonAsync("/console/api/chat", new { message = "Can I pay in gold?", conversation = "run-1" })).Content.ReadAsStringAsync())!;

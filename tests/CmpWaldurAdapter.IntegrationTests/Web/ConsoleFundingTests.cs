@@ -26,8 +26,7 @@ public sealed class ConsoleFundingTests : IAsyncLifetime
         var subscription = await _bed.AddSubscriptionAsync(credits: 0);
         _bed.Waldur.Break("GET", "/api/customer-credits/", 503);
         using var browser = await ConsoleBrowser.OpenAsync(_bed.Url, await _bed.ConsoleLinkAsync(subscription.Id));
-        var page = await browser.GetStringAsync("/console?tab=run");
-        browser.DefaultRequestHeaders.Add("RequestVerificationToken", System.Text.RegularExpressions.Regex.Match(page, "data-antiforgery=\"([^\"]+)\"").Groups[1].Value);
+        await ConsoleBrowser.UseRunTabAsync(browser);
 
         var response = await browser.PostAsJsonAsync("/console/api/chat", new { message = "hello" });
 

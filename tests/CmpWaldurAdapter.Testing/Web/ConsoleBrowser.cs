@@ -15,6 +15,14 @@ public static partial class ConsoleBrowser
         return browser;
     }
 
+    /// <summary>Readies <paramref name="browser"/> for the Run tab's chat calls: its anti-forgery token as the header the page's script sends.</summary>
+    public static async Task UseRunTabAsync(HttpClient browser)
+    {
+        var token = RunTabAntiforgery().Match(await browser.GetStringAsync("/console?tab=run")).Groups[1].Value;
+        Assert.NotEmpty(token);
+        browser.DefaultRequestHeaders.Add("RequestVerificationToken", token);
+    }
+
     /// <summary>The anti-forgery token of a console page's forms.</summary>
     public static string Antiforgery(string page)
     {
@@ -37,6 +45,9 @@ public static partial class ConsoleBrowser
 
     [GeneratedRegex(@"https?://\S+/console/open\?t=\S+")]
     private static partial Regex ConsoleLink();
+
+    [GeneratedRegex("data-antiforgery=\"([^\"]+)\"")]
+    private static partial Regex RunTabAntiforgery();
 
     [GeneratedRegex("name=\"__RequestVerificationToken\" type=\"hidden\" value=\"([^\"]+)\"")]
     private static partial Regex AntiforgeryField();

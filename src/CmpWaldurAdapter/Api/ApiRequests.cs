@@ -57,6 +57,13 @@ public static class ApiRequests
             return (null, [], ApiErrors.InvalidRequest("The request body is empty; send a JSON object."));
         }
 
+        // The serializer checks UTF-8 inside a string only when the string is read, which for a JsonElement is
+        // after this method returns, where it would surface as a 500.
+        if (!System.Text.Unicode.Utf8.IsValid(bytes))
+        {
+            return (null, bytes, ApiErrors.InvalidRequest("The request body is not valid UTF-8.", code: "invalid_json"));
+        }
+
         try
         {
             var body = JsonSerializer.Deserialize<T>(bytes, allowUnknownMembers ? Lenient : Strict);

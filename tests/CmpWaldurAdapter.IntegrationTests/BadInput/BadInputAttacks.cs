@@ -43,6 +43,9 @@ public static class BadInputAttacks
         Body("injection strings in every field", _ => $$"""{"name": "{{Injection.Replace("\"", "\\\"", StringComparison.Ordinal)}}", "kind": "{{Injection}}"}"""),
         new("invalid UTF-8", e => e.TakesBody ? Expectation.ClientErrorWithMessage : null, (e, c) =>
             Request(e, c, new ByteArrayContent([.. "{\"name\": \""u8, 0xC3, 0x28, 0xFF, 0xFE, .. "\"}"u8]) { Headers = { { "Content-Type", "application/json" } } })),
+        // Inside a field the endpoint reads (the last string of its valid body: a chat message's content, say), not an ignored one.
+        new("invalid UTF-8 in a field that is read", e => e.TakesBody ? Expectation.ClientErrorWithMessage : null, (e, c) =>
+            Request(e, c, new ByteArrayContent(InvalidUtf8InLastString(e.ValidBody!)) { Headers = { { "Content-Type", "application/json" } } })),
         new("wrong content type", e => e.TakesBody ? Expectation.ClientErrorWithMessage : null, (e, c) =>
             Request(e, c, new StringContent(e.ValidBody!, Encoding.UTF8, "text/plain"))),
         new("form instead of JSON", e => e.TakesBody ? Expectation.ClientErrorWithMessage : null, (e, c) =>
@@ -90,6 +93,12 @@ public static class BadInputAttacks
         new("wrong scheme", e => e.Auth == EndpointAuth.SecretKey ? Expectation.ClientErrorWithMessage : null, (e, c) =>
             Request(e, c, authorization: "Basic " + Convert.ToBase64String(Encoding.UTF8.GetBytes("admin:" + c.Key)))),
     ];
+
+    private static byte[] InvalidUtf8InLastString(string body)
+    {
+        var end = body.LastIndexOf('"');
+        return [.. Encoding.UTF8.GetBytes(body[..end]), 0xC3, 0x28, 0xFF, .. Encoding.UTF8.GetBytes(body[end..])];
+    }
 
     private static BadInputAttack Paging(string name, Func<PublicEndpoint, string> query) =>
         new(name, e => e.PagedBy is not null ? Expectation.ClientErrorWithMessage : null, (e, c) => Request(e, c, query: query(e)));

@@ -11,6 +11,17 @@ public sealed class ChatOptions
     [Range(1, 1_000_000)]
     public int MaxMessageChars { get; set; } = 8_000;
 
+    /// <summary>
+    /// Most characters of the request's own <c>system</c>/<c>developer</c> messages together. A message is one flat
+    /// price, so what the model reads per message is bounded: by this, the user message, the history and the context.
+    /// </summary>
+    [Range(1, 1_000_000)]
+    public int MaxInstructionChars { get; set; } = 16_000;
+
+    /// <summary>Largest <c>max_tokens</c>/<c>max_completion_tokens</c> a request may ask for (the answer's length, paid by one flat price).</summary>
+    [Range(1, 1_000_000)]
+    public int MaxCompletionTokens { get; set; } = 16_384;
+
     /// <summary>Most messages in one request (the history the client sends).</summary>
     [Range(1, 10_000)]
     public int MaxMessages { get; set; } = 200;

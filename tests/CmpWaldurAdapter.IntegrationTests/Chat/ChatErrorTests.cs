@@ -20,7 +20,11 @@ public sealed class ChatErrorTests : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        _bed = await ChatTestBed.StartAsync(settings => settings["Chat:MaxMessageChars"] = "100");
+        _bed = await ChatTestBed.StartAsync(settings =>
+        {
+            settings["Chat:MaxMessageChars"] = "100";
+            settings["Chat:MaxInstructionChars"] = "200";
+        });
         _me = await _bed.SubscribeAsync(credits: 10);
     }
 
@@ -39,6 +43,9 @@ public sealed class ChatErrorTests : IAsyncLifetime
         return error;
     }
 
+    // 150 characters: two such instructions pass the bed's 200-character limit together, though each is under it.
+    private const string Chars150 = "Answer in formal English and cite the order number in every reply, never invent tracking data, and escalate refunds above fifty euros to a person now.";
+
     [Theory]
     [InlineData("{\"messages\": [", "invalid_json")]
     [InlineData("[1, 2]", "invalid_json")]
@@ -49,6 +56,9 @@ public sealed class ChatErrorTests : IAsyncLifetime
     [InlineData("{\"message\": \"\"}", "empty_message")]
     [InlineData("{\"message\": \"Hello\", \"temperature\": 7}", "invalid_temperature")]
     [InlineData("{\"message\": \"Hello\", \"max_tokens\": 0}", "invalid_max_tokens")]
+    [InlineData("{\"message\": \"Hello\", \"max_tokens\": 16385}", "invalid_max_tokens")]
+    [InlineData("{\"message\": \"Hello\", \"max_completion_tokens\": 1000000}", "invalid_max_tokens")]
+    [InlineData("{\"messages\": [{\"role\": \"system\", \"content\": \"" + Chars150 + "\"}, {\"role\": \"developer\", \"content\": \"" + Chars150 + "\"}, {\"role\": \"user\", \"content\": \"Hi\"}]}", "instructions_too_long")]
     [InlineData("{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}, null]}", "invalid_message")]
     [InlineData("{\"messages\": [null]}", "invalid_message")]
     [InlineData("{\"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"text\", \"text\": {\"value\": \"Hi\"}}]}]}", "empty_message")]

@@ -4,11 +4,15 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using CmpWaldurAdapter.Capabilities;
+using CmpWaldurAdapter.Capabilities.Automations;
 using CmpWaldurAdapter.Capabilities.Handoff;
+using CmpWaldurAdapter.IntegrationTests.Capabilities;
 using CmpWaldurAdapter.Credits;
 using CmpWaldurAdapter.IntegrationTests.Tenants;
 using CmpWaldurAdapter.Orders;
 using CmpWaldurAdapter.Testing.Hosting;
+using Microsoft.AspNetCore.Http.Metadata;
+using Microsoft.AspNetCore.Routing;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -44,7 +48,7 @@ public sealed partial class BadInputTests(BadInputTests.Adapter adapter) : IClas
         using var request = attack.Build(endpoint, adapter.Context);
         using var client = adapter.Server.CreateClient();
 
-        using var response = await client.SendAsync(request);
+        using var response = await adapter.SendAsync(client, endpoint, request);
         var status = (int)response.StatusCode;
         var body = await response.Content.ReadAsStringAsync();
 
@@ -78,10 +82,37 @@ public sealed partial class BadInputTests(BadInputTests.Adapter adapter) : IClas
         using var request = BadInputAttacks.Request(endpoint, context, endpoint.ValidBody is { } valid ? JsonContent.Create(JsonNode.Parse(valid)) : null);
         using var client = adapter.Server.CreateClient();
 
-        using var response = await client.SendAsync(request);
+        using var response = await adapter.SendAsync(client, endpoint, request);
+
+        var body = await response.Content.ReadAsStringAsync();
+        if (endpoint.ServedStatus is { } status)
+        {
+            Assert.True((int)response.StatusCode == status, $"{endpoint}: expected {status}, got {(int)response.StatusCode} {Shorten(body)}");
+            if (endpoint.ServedCode is { } code)
+            {
+                Assert.Equal(code, JsonNode.Parse(body)?["error"]?["code"]?.GetValue<string>());
+            }
+
+            return;
+        }
 
         var expected = endpoint.Path.Contains("{revealToken}", StringComparison.Ordinal) ? 410 : 299; // the fixture's link was used already
-        Assert.True((int)response.StatusCode <= expected, $"{endpoint}: {(int)response.StatusCode} {Shorten(await response.Content.ReadAsStringAsync())}");
+        Assert.True((int)response.StatusCode <= expected, $"{endpoint}: {(int)response.StatusCode} {Shorten(body)}");
+    }
+
+    [Fact]
+    public void Every_mapped_endpoint_is_under_the_suite_or_named_with_where_its_bad_input_is_tested()
+    {
+        var mapped = adapter.Server.Services.GetServices<EndpointDataSource>()
+            .SelectMany(source => source.Endpoints).OfType<RouteEndpoint>()
+            .SelectMany(e => (e.Metadata.GetMetadata<IHttpMethodMetadata>()?.HttpMethods ?? ["*"]).Select(method => $"{method} /{e.RoutePattern.RawText!.TrimStart('/')}"))
+            .Distinct().Order().ToList();
+        var covered = PublicEndpoints.All.Select(e => e.MappedAs).Concat(PublicEndpoints.CoveredElsewhere.Keys).ToHashSet();
+
+        var uncovered = mapped.Where(route => !covered.Contains(route)).ToList();
+        Assert.True(uncovered.Count == 0, "Mapped, but neither in PublicEndpoints.All nor in CoveredElsewhere: " + string.Join(", ", uncovered));
+        var stale = covered.Where(route => !mapped.Contains(route)).ToList();
+        Assert.True(stale.Count == 0, "Named, but not mapped (any more): " + string.Join(", ", stale));
     }
 
     private static string Shorten(string text) => text.Length > 300 ? text[..300] + "…" : text;
@@ -98,19 +129,46 @@ public sealed partial class BadInputTests(BadInputTests.Adapter adapter) : IClas
         public async Task InitializeAsync()
         {
             _bed = await TenantTestBed.CreateAsync();
+            // Every capability on one agent, so each endpoint serves its well-formed request.
+            _bed.Settings["Catalogue:Directory"] = await MediaTestBed.WriteMediaCatalogueAsync(yaml => yaml
+                .Replace("image_generation, voice]", "image_generation, voice, automation]", StringComparison.Ordinal)
+                .Replace("  voice_interaction: 2\n", "  voice_interaction: 2\n  automation_run: 3\n", StringComparison.Ordinal)
+                .Replace("components:\n", "components:\n  - type: automation_credits\n    name: Automation runs\n    measured_unit: credits\n", StringComparison.Ordinal)
+                .Replace("    voice_credits: \"0.01\"", "    voice_credits: \"0.01\"\n    automation_credits: \"0.01\"", StringComparison.Ordinal));
             Server = await _bed.StartServerAsync();
             var (key, token, _) = await SubscribeAsync();
             var (theirs, _, theirSubscription) = await SubscribeAsync();
             using var them = Client(theirs);
             var theirKeyId = JsonNode.Parse(await them.GetStringAsync("/v1/keys"))!["data"]![0]!["id"]!.GetValue<string>();
+            using var theirRun = await them.PostAsJsonAsync("/v1/runs", new { input = new { ticket = "their ticket" } });
+            theirRun.EnsureSuccessStatusCode();
             Context = new BadInputContext(key, string.Empty, theirKeyId, token, new Dictionary<string, string>
             {
                 [HandoffService.EscalationIdPrefix] = HandoffService.EscalationIdPrefix + (await EscalateAsync(theirSubscription)).ToString("N"),
+                [AutomationService.RunIdPrefix] = JsonNode.Parse(await theirRun.Content.ReadAsStringAsync())!["id"]!.GetValue<string>(),
             });
             Context = Context with { KeyId = await CreateKeyAsync() };
         }
 
         public async Task DisposeAsync() => await _bed.DisposeAsync();
+
+        /// <summary>Sends the request with the endpoint's agent answer scripted for its run, if it gets that far.</summary>
+        public async Task<HttpResponseMessage> SendAsync(HttpClient client, PublicEndpoint endpoint, HttpRequestMessage request)
+        {
+            if (endpoint.AgentAnswer is { } answer)
+            {
+                _bed.Langflow.ScriptNextAnswers(answer);
+            }
+
+            try
+            {
+                return await client.SendAsync(request);
+            }
+            finally
+            {
+                _bed.Langflow.ForgetScriptedAnswers();
+            }
+        }
 
         public async Task<string> CreateKeyAsync()
         {
@@ -133,6 +191,9 @@ public sealed partial class BadInputTests(BadInputTests.Adapter adapter) : IClas
             Idempotent = await db.IdempotentRequests.CountAsync(),
             Documents = await db.KnowledgeDocuments.CountAsync(),
             Connectors = await db.KnowledgeConnectors.CountAsync(),
+            Runs = await db.AutomationRuns.CountAsync(),
+            Webhooks = await db.HandoffWebhooks.AsNoTracking().OrderBy(w => w.SubscriptionId).Select(w => new { w.SubscriptionId, w.Url, w.SecretCipher }).ToListAsync(),
+            Allowances = await db.Allowances.AsNoTracking().OrderBy(a => a.Key).Select(a => new { a.Key, a.Used }).ToListAsync(),
         }));
 
         /// <summary>An escalated conversation of the subscription (a cursor of its escalations list).</summary>

@@ -15,6 +15,18 @@ public static class MediaTestBed
     /// <param name="pricing">Rewrites the offering's catalogue entry after media are enabled (to change its prices).</param>
     public static async Task<(ChatTestBed Bed, string Catalogue)> StartWithMediaAsync(Action<Dictionary<string, string?>>? settings = null, Func<string, string>? pricing = null)
     {
+        var catalogue = await WriteMediaCatalogueAsync(pricing);
+        var bed = await ChatTestBed.StartAsync(values =>
+        {
+            values["Catalogue:Directory"] = catalogue;
+            settings?.Invoke(values);
+        });
+        return (bed, catalogue);
+    }
+
+    /// <summary>A copy of the catalogue whose support agent also generates images and speaks; the directory, for <c>Catalogue:Directory</c>.</summary>
+    public static async Task<string> WriteMediaCatalogueAsync(Func<string, string>? pricing = null)
+    {
         var catalogue = Path.Combine(Path.GetTempPath(), "cmp-media-catalogue-" + Guid.NewGuid().ToString("N")[..12]);
         CopyDirectory(Path.Combine(AppContext.BaseDirectory, "catalogue"), catalogue);
         var file = Path.Combine(catalogue, "customer-support-agent.yaml");
@@ -25,12 +37,7 @@ public static class MediaTestBed
             .Replace("components:\n", "components:\n  - type: image_credits\n    name: Images\n    measured_unit: credits\n  - type: voice_credits\n    name: Voice interactions\n    measured_unit: credits\n", StringComparison.Ordinal)
             .Replace("    rag_credits: \"0.01\"", "    rag_credits: \"0.01\"\n    image_credits: \"0.01\"\n    voice_credits: \"0.01\"", StringComparison.Ordinal);
         await File.WriteAllTextAsync(file, pricing?.Invoke(yaml) ?? yaml);
-        var bed = await ChatTestBed.StartAsync(values =>
-        {
-            values["Catalogue:Directory"] = catalogue;
-            settings?.Invoke(values);
-        });
-        return (bed, catalogue);
+        return catalogue;
     }
 
     public static OpenAIClient OpenAiClient(this ChatTestBed bed, string key) =>

@@ -37,6 +37,15 @@ public sealed class LangflowFake : LangflowEmulator, IFakeUpstream, IDisposable
         }
     }
 
+    /// <summary>Drops scripted answers no run took (a request refused before its run leaves its answer queued).</summary>
+    public void ForgetScriptedAnswers()
+    {
+        lock (Sync)
+        {
+            _answers.Clear();
+        }
+    }
+
     /// <summary>The next streamed run sends these tokens and ends this way (FIFO; unscripted runs stream the answer word by word).</summary>
     public void ScriptNextStream(IReadOnlyList<string> tokens, LangflowStreamEnding ending = LangflowStreamEnding.End)
     {

@@ -359,9 +359,14 @@ public sealed partial class ChatService(
             return ApiErrors.InvalidRequest("temperature must be between 0 and 2.", "temperature", "invalid_temperature");
         }
 
-        if ((request.MaxCompletionTokens ?? request.MaxTokens) is < 1)
+        if ((request.MaxCompletionTokens ?? request.MaxTokens) is { } maxTokens && (maxTokens < 1 || maxTokens > options.Value.MaxCompletionTokens))
         {
-            return ApiErrors.InvalidRequest("max_tokens must be at least 1.", request.MaxCompletionTokens is null ? "max_tokens" : "max_completion_tokens", "invalid_max_tokens");
+            return ApiErrors.InvalidRequest($"max_tokens must be from 1 to {options.Value.MaxCompletionTokens}.", request.MaxCompletionTokens is null ? "max_tokens" : "max_completion_tokens", "invalid_max_tokens");
+        }
+
+        if (request.Messages?.Where(m => m.Role is "system" or "developer").Sum(m => m.Text?.Length ?? 0) is > 0 and var instructions && instructions > options.Value.MaxInstructionChars)
+        {
+            return ApiErrors.InvalidRequest($"The system and developer messages are {instructions} characters long together; the limit is {options.Value.MaxInstructionChars}.", "messages", "instructions_too_long");
         }
 
         var input = InputOf(request);

@@ -104,6 +104,10 @@ the variables are added to $dict.
 {{- end }}
 {{- else if not (kindIs "invalid" .value) }}
 {{- $text := toString .value }}
+{{- /* Helm reads every number in a values file as a float64, printed 52428800 as 5.24288e+07, which no option binds: whole ones become integers. */}}
+{{- if and (kindIs "float64" .value) (eq (float64 (int64 .value)) .value) }}
+{{- $text = toString (int64 .value) }}
+{{- end }}
 {{- if ne $text "" }}
 {{- $_ := set $env $prefix $text }}
 {{- end }}

@@ -105,15 +105,13 @@ public static class AdapterHost
         services.AddSerilog((sp, logger) =>
         {
             // Without levels of its own, the adapter would write every SQL command, request stage and scheduler tick as
-            // an Information line (ten and more per chat message). Configured levels replace these defaults whole.
-            if (!configuration.GetSection("Serilog:MinimumLevel").Exists())
-            {
-                logger.MinimumLevel.Information()
-                    .MinimumLevel.Override("Microsoft", Serilog.Events.LogEventLevel.Warning)
-                    .MinimumLevel.Override("Microsoft.Hosting.Lifetime", Serilog.Events.LogEventLevel.Information)
-                    .MinimumLevel.Override("System", Serilog.Events.LogEventLevel.Warning)
-                    .MinimumLevel.Override("Quartz", Serilog.Events.LogEventLevel.Warning);
-            }
+            // an Information line (ten and more per chat message). Configured levels apply over these source by source:
+            // setting only the default level (as the chart does) keeps the framework quiet.
+            logger.MinimumLevel.Information()
+                .MinimumLevel.Override("Microsoft", Serilog.Events.LogEventLevel.Warning)
+                .MinimumLevel.Override("Microsoft.Hosting.Lifetime", Serilog.Events.LogEventLevel.Information)
+                .MinimumLevel.Override("System", Serilog.Events.LogEventLevel.Warning)
+                .MinimumLevel.Override("Quartz", Serilog.Events.LogEventLevel.Warning);
 
             logger.ReadFrom.Configuration(configuration)
                 .Enrich.FromLogContext()

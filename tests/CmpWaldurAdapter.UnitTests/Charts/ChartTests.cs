@@ -265,6 +265,10 @@ public sealed partial class ChartTests
         Assert.True(trustForwarded >= 0, "ingress.enabled sets Web__TrustForwardedHeaders");
         Assert.True(trustForwarded < helpers.IndexOf("range $section, $tree := .Values.config", StringComparison.Ordinal), "the operator's config comes after, and wins");
 
+        // Helm reads a values file's numbers as float64, printed 52428800 as 5.24288e+07, which binds to no option
+        // (the pods would not start): whole numbers reach the ConfigMap as integers. (No helm here to render it.)
+        Assert.Contains("{{- if and (kindIs \"float64\" .value) (eq (float64 (int64 .value)) .value) }}\n{{- $text = toString (int64 .value) }}", helpers, StringComparison.Ordinal);
+
         // /metrics on a port of its own that neither the Service nor the Ingress exposes.
         Assert.Equal("9464", Scalar(values, "metricsPort"));
         Assert.Contains("{{ if .Values.metricsPort }};http://0.0.0.0:{{ .Values.metricsPort }}{{ end }}", deployment, StringComparison.Ordinal);

@@ -26,7 +26,20 @@ public sealed class LoggingDefaultsTests
     }
 
     [Fact]
-    public void Configured_levels_replace_the_defaults_whole()
+    public void A_configured_default_level_alone_keeps_the_framework_quiet()
+    {
+        // The chart always sets Serilog:MinimumLevel:Default.
+        var (logs, factory) = Logging(new() { ["Serilog:MinimumLevel:Default"] = "Information" });
+
+        Log(factory, "CmpWaldurAdapter.Chat.ChatService", "own line");
+        Log(factory, "Microsoft.EntityFrameworkCore.Database.Command", "Executed DbCommand");
+        Log(factory, "System.Net.Http.HttpClient.handoff-webhook.ClientHandler", "Sending HTTP request https://hooks.example.com/services/T0/B0/secret");
+
+        Assert.Equal(["own line"], logs.Events.Select(e => e.RenderMessage()));
+    }
+
+    [Fact]
+    public void Configured_levels_apply_over_the_defaults_source_by_source()
     {
         var (logs, factory) = Logging(new()
         {
@@ -37,8 +50,9 @@ public sealed class LoggingDefaultsTests
         Log(factory, "CmpWaldurAdapter.Chat.ChatService", "own line");
         Log(factory, "Microsoft.Hosting.Lifetime", "Application started");
         Log(factory, "Microsoft.EntityFrameworkCore.Database.Command", "Executed DbCommand");
+        Log(factory, "Microsoft.AspNetCore.Routing.EndpointMiddleware", "Executing endpoint");
 
-        Assert.Equal(["Executed DbCommand"], logs.Events.Select(e => e.RenderMessage()));
+        Assert.Equal(["Application started", "Executed DbCommand"], logs.Events.Select(e => e.RenderMessage()));
     }
 
     private static void Log(ILoggerFactory factory, string category, string message) =>

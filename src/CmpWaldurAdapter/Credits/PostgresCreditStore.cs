@@ -295,13 +295,13 @@ internal sealed partial class PostgresCreditStore : CreditStoreBase, IAsyncDispo
             return new SettleResult(SettleStatus.Settled, charged, closed.Available ?? 0, closed.Component);
         }
 
-        if (closed.StillHeld is { } held)
+        closed = await SeenSinceAsync(reservationId, closed, cancellationToken);
+        if (closed.PriorKind is null && closed.StillHeld is { } held)
         {
-            // Only an actual amount above the hold leaves it untouched.
+            // Not closed by anyone: only an actual amount above the hold leaves it untouched.
             CreditRules.SettledAmount(held, actualCredits);
         }
 
-        closed = await SeenSinceAsync(reservationId, closed, cancellationToken);
         return closed.PriorKind switch
         {
             nameof(LedgerEntryKind.Charge) => new SettleResult(SettleStatus.AlreadySettled, closed.PriorCredits, 0),
@@ -378,12 +378,14 @@ internal sealed partial class PostgresCreditStore : CreditStoreBase, IAsyncDispo
     }
 
     /// <summary>
-    /// The statement's snapshot predates a concurrent close it waited for; a fresh read tells "closed by
-    /// someone else a moment ago" from "never existed".
+    /// For a statement that closed nothing. Its snapshot predates a concurrent close it waited for: the hold
+    /// deleted meanwhile still shows there (as <see cref="Closed.StillHeld"/>), its ledger entry does not. So
+    /// unless the snapshot already shows the entry, a fresh read tells "closed by someone else a moment ago"
+    /// from "never existed" (or, with an actual amount above the hold, "left untouched").
     /// </summary>
     private async Task<Closed> SeenSinceAsync(Guid reservationId, Closed closed, CancellationToken cancellationToken)
     {
-        if (closed.PriorKind is not null || closed.StillHeld is not null)
+        if (closed.PriorKind is not null)
         {
             return closed;
         }
@@ -411,6 +413,6 @@ internal sealed partial class PostgresCreditStore : CreditStoreBase, IAsyncDispo
     private static long Long(NpgsqlDataReader row, int ordinal) => row.IsDBNull(ordinal) ? 0 : row.GetInt64(ordinal);
 
     /// <param name="Credits">Charged or released by this call; null when the hold was not closed here.</param>
-    /// <param name="StillHeld">The hold's credits when it still exists (an actual amount above it was refused).</param>
+    /// <param name="StillHeld">The hold's credits as the statement's snapshot saw them: an actual amount above it was refused, or a concurrent close removed it meanwhile.</param>
     private sealed record Closed(long? Credits, long? Available, string? PriorKind, long PriorCredits, long? StillHeld, string? Component = null);
 }

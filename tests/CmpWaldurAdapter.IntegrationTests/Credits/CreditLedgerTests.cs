@@ -63,6 +63,47 @@ public sealed class CreditLedgerOnPostgresTests() : CreditLedgerTests(DatabasePr
         var transactions = await Bed.QueryAsync(db => db.Database.SqlQueryRaw<string>("SELECT xmin::text AS \"Value\" FROM credit_ledger_entries WHERE request_id IN ('march', 'april')").ToListAsync());
         Assert.Single(transactions.Distinct());
     }
+
+    [Fact]
+    public async Task Closes_racing_for_one_hold_each_learn_how_it_was_closed_and_it_closes_once()
+    {
+        var subscription = (await FundedSubscriptionsAsync(1, credits: 100)).Single();
+        var hold = (await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 5, 1, "raced")).ReservationId!.Value;
+        // Another transaction holds the organization's account: every close takes its snapshot (the hold still in it)
+        // and waits for the lock; the first to get it closes the hold, the others find it closed since their snapshot.
+        await using var blocker = new Npgsql.NpgsqlConnection(Bed.Database.ConnectionString);
+        await blocker.OpenAsync();
+        await using var transaction = await blocker.BeginTransactionAsync();
+        await using (var lockAccount = new Npgsql.NpgsqlCommand($"SELECT 1 FROM credit_accounts WHERE customer_id = '{subscription.CustomerId}' FOR UPDATE", blocker, transaction))
+        {
+            await lockAccount.ExecuteScalarAsync();
+        }
+
+        var settles = Enumerable.Range(0, 6).Select(_ => Task.Run(() => Ledger.SettleAsync(hold))).ToList();
+        var releases = Enumerable.Range(0, 6).Select(_ => Task.Run(() => Ledger.ReleaseAsync(hold))).ToList();
+        await Task.Delay(500);
+        Assert.All(settles.Concat<Task>(releases), t => Assert.False(t.IsCompleted));
+        await transaction.RollbackAsync();
+        var settled = (await Task.WhenAll(settles)).Select(r => r.Status).ToList();
+        var released = (await Task.WhenAll(releases)).Select(r => r.Status).ToList();
+
+        var entry = Assert.Single(await Bed.QueryAsync(db => db.LedgerEntries.AsNoTracking().Where(e => e.ReservationId == hold).ToListAsync()));
+        if (entry.Kind == LedgerEntryKind.Charge)
+        {
+            Assert.Equal(5, entry.Credits);
+            Assert.Single(settled, s => s == SettleStatus.Settled);
+            Assert.All(settled, s => Assert.True(s is SettleStatus.Settled or SettleStatus.AlreadySettled, $"settle: {s}"));
+            Assert.All(released, s => Assert.Equal(ReleaseStatus.AlreadySettled, s));
+            Assert.Equal((95L, 0L), await BalanceAndReservedAsync(subscription.CustomerId));
+        }
+        else
+        {
+            Assert.Single(released, s => s == ReleaseStatus.Released);
+            Assert.All(released, s => Assert.True(s is ReleaseStatus.Released or ReleaseStatus.AlreadyReleased, $"release: {s}"));
+            Assert.All(settled, s => Assert.Equal(SettleStatus.AlreadyReleased, s));
+            Assert.Equal((100L, 0L), await BalanceAndReservedAsync(subscription.CustomerId));
+        }
+    }
 }
 
 public sealed class CreditLedgerOnSqliteTests() : CreditLedgerTests(DatabaseProvider.Sqlite)
@@ -497,7 +538,7 @@ public abstract class CreditLedgerTests(DatabaseProvider provider) : IAsyncLifet
         Assert.Equal([5L], await _bed.QueryAsync(db => db.LedgerEntries.Where(e => e.CustomerId == subscription.CustomerId && e.Kind == LedgerEntryKind.Charge).Select(e => e.Credits).ToListAsync()));
     }
 
-    private async Task<(long Balance, long Reserved)> BalanceAndReservedAsync(Guid customer)
+    protected async Task<(long Balance, long Reserved)> BalanceAndReservedAsync(Guid customer)
     {
         var balance = await Ledger.BalanceAsync(customer);
         return (balance.Balance, balance.Reserved);

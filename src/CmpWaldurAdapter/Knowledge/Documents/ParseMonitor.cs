@@ -215,6 +215,16 @@ public sealed class ParseMonitor(
                 return;
             }
 
+            // Settled by someone else all the same (an overlapping poll: a clustered job recovered from a node that still
+            // runs): charging directly would charge the parse a second time, under another request id.
+            if (await ledger.SettledCreditsAsync(hold, cancellationToken) is { } charged)
+            {
+                document.ChargedAt = now;
+                document.CreditsCharged = charged;
+                logger.LogInformation("The hold for parsing document {DocumentId} of subscription {SubscriptionId} was settled elsewhere for {Credits} credits", document.Id, tenant.SubscriptionId, charged);
+                return;
+            }
+
             // The hold is gone: it outlived its lifetime (KnowledgeOptions.ParseHoldLifetime; the adapter was down when
             // the parse ended, say) and the sweeper gave it back. Charge as if there had been none.
             document.CreditReservationId = null;

@@ -313,3 +313,96 @@ public sealed class KnowledgeFreeParseTests : IAsyncLifetime
         Assert.Equal(1, await _bed.RagChargesAsync());
     }
 }
+
+/// <summary>
+/// Two polls of one parse overlap (a clustered job recovered from a node that looked dead but still runs): the one
+/// that comes second finds the hold settled. Staged with the real ledger behind a store that answers such a settle
+/// NotFound, as PostgreSQL once did when the two closes met at the account lock.
+/// </summary>
+public abstract class KnowledgeParseOverlapTests(DatabaseProvider provider) : IAsyncLifetime
+{
+    private KnowledgeTestBed _bed = null!;
+
+    public async Task InitializeAsync()
+    {
+        _bed = await KnowledgeTestBed.CreateAsync(provider);
+        await _bed.StartAsync(credits: 10, services => services.AddSingleton<ICreditStore>(ForgetfulSettles.OverTheReal));
+    }
+
+    public async Task DisposeAsync() => await _bed.DisposeAsync();
+
+    [Fact]
+    public async Task A_parse_whose_hold_another_poll_settled_is_recorded_charged_and_not_charged_again()
+    {
+        Assert.Equal(HttpStatusCode.Created, (await _bed.UploadAsync(("manual.pdf", "%PDF-1.4 manual"))).Status);
+        var hold = Assert.Single(await _bed.RowsAsync()).CreditReservationId!.Value;
+        _bed.Ragflow.FinishParsing(_bed.DatasetId);
+        Assert.Equal(SettleStatus.Settled, (await _bed.Credits.Ledger.SettleAsync(hold)).Status);
+
+        await _bed.PollAsync();
+        await _bed.PollAsync();
+
+        var document = Assert.Single(await _bed.RowsAsync());
+        Assert.Equal((ParseStates.Done, true, 5L), (document.Status, document.ChargedAt is not null, document.CreditsCharged));
+        Assert.Equal(1, await _bed.RagChargesAsync());
+        Assert.Equal(5, await _bed.AvailableAsync());
+        Assert.Equal(0, await _bed.PollAsync());
+    }
+
+    /// <summary>The real store, except that a settle of a hold already settled answers NotFound.</summary>
+    private sealed class ForgetfulSettles(ICreditStore inner) : ICreditStore, IAsyncDisposable
+    {
+        public static ForgetfulSettles OverTheReal(IServiceProvider services)
+        {
+            var database = services.GetRequiredService<IOptions<DatabaseOptions>>().Value;
+            var dbs = services.GetRequiredService<IDbContextFactory<AdapterDbContext>>();
+            return new ForgetfulSettles(database.Provider == DatabaseProvider.Postgres
+                ? new PostgresCreditStore(dbs, database.ConnectionString)
+                : new SqliteCreditStore(dbs, database.ConnectionString));
+        }
+
+        public async Task<SettleResult> SettleAsync(Guid reservationId, long? actualCredits, Guid entryId, DateTimeOffset now, CancellationToken cancellationToken)
+        {
+            var settled = await inner.SettleAsync(reservationId, actualCredits, entryId, now, cancellationToken);
+            return settled.Status == SettleStatus.AlreadySettled ? new SettleResult(SettleStatus.NotFound, 0, 0) : settled;
+        }
+
+        public Task<ChargeResult> ChargeAsync(ChargeRequest request, Guid entryId, DateTimeOffset now, CancellationToken cancellationToken) =>
+            inner.ChargeAsync(request, entryId, now, cancellationToken);
+
+        public Task<ReservationResult> ReserveAsync(ChargeRequest request, Guid reservationId, DateTimeOffset now, DateTimeOffset expiresAt, CancellationToken cancellationToken) =>
+            inner.ReserveAsync(request, reservationId, now, expiresAt, cancellationToken);
+
+        public Task<ReleaseResult> ReleaseAsync(Guid reservationId, string reason, Guid entryId, DateTimeOffset now, CancellationToken cancellationToken) =>
+            inner.ReleaseAsync(reservationId, reason, entryId, now, cancellationToken);
+
+        public Task<GrantResult> GrantAsync(Guid customerId, long credits, string reason, string requestId, Guid entryId, DateTimeOffset now, CancellationToken cancellationToken) =>
+            inner.GrantAsync(customerId, credits, reason, requestId, entryId, now, cancellationToken);
+
+        public Task<CreditAccount> RefreshFundingAsync(Guid customerId, long fundedCredits, BillingPeriod firstUninvoiced, DateTimeOffset now, CancellationToken cancellationToken) =>
+            inner.RefreshFundingAsync(customerId, fundedCredits, firstUninvoiced, now, cancellationToken);
+
+        public Task OpenAccountAsync(Guid customerId, DateTimeOffset now, CancellationToken cancellationToken) =>
+            inner.OpenAccountAsync(customerId, now, cancellationToken);
+
+        public Task<IReadOnlyList<Guid>> ExpiredReservationsAsync(DateTimeOffset now, int limit, CancellationToken cancellationToken) =>
+            inner.ExpiredReservationsAsync(now, limit, cancellationToken);
+
+        public async ValueTask DisposeAsync()
+        {
+            switch (inner)
+            {
+                case IAsyncDisposable asynchronous:
+                    await asynchronous.DisposeAsync();
+                    break;
+                case IDisposable synchronous:
+                    synchronous.Dispose();
+                    break;
+            }
+        }
+    }
+}
+
+public sealed class KnowledgeParseOverlapOnSqliteTests() : KnowledgeParseOverlapTests(DatabaseProvider.Sqlite);
+
+public sealed class KnowledgeParseOverlapOnPostgresTests() : KnowledgeParseOverlapTests(DatabaseProvider.Postgres);

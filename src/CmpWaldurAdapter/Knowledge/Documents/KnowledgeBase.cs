@@ -200,6 +200,7 @@ public sealed class KnowledgeBase(
             }
 
             var now = clock.GetUtcNow();
+            var hold = holds.Take();
             var document = new KnowledgeDocument
             {
                 Id = Guid.CreateVersion7(now),
@@ -214,14 +215,23 @@ public sealed class KnowledgeBase(
                 SizeBytes = uploaded.Size ?? file.Length,
                 Status = ParseStates.FromRagflow(uploaded.Run),
                 Progress = 0,
-                CreditReservationId = holds.Take(),
+                CreditReservationId = hold,
                 CreatedAt = now,
                 UpdatedAt = now,
             };
-            await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
+            try
             {
+                // Uploaded, it is recorded even if the caller leaves now: an unrecorded copy is served, but never charged.
+                await using var db = await dbs.CreateDbContextAsync(CancellationToken.None);
                 db.KnowledgeDocuments.Add(document);
                 await db.SaveChangesAsync(CancellationToken.None);
+            }
+            catch (Exception exception)
+            {
+                logger.LogError(exception, "Recording document {RagflowDocumentId} of subscription {SubscriptionId} failed; it is taken out of RAGFlow again", uploaded.Id, tenant.SubscriptionId);
+                await ForgetUnrecordedAsync(tenant, uploaded.Id, hold, holds);
+                await StartParsingAsync(tenant, added, cancellationToken);
+                throw;
             }
 
             presence.Added(tenant.SubscriptionId);
@@ -233,6 +243,29 @@ public sealed class KnowledgeBase(
 
         await StartParsingAsync(tenant, added, cancellationToken);
         return added;
+    }
+
+    /// <summary>
+    /// Undoes the upload of a document whose record could not be saved: no record means no charge, ever, so its copy
+    /// leaves RAGFlow (no answer draws on it) and its hold goes back with those no document took, released when the
+    /// request's holds are disposed instead of when it expires. A copy RAGFlow will not delete now stays, unrecorded.
+    /// </summary>
+    private async Task ForgetUnrecordedAsync(KnowledgeTenant tenant, string ragflowDocumentId, Guid? hold, ParseHolds holds)
+    {
+        if (hold is { } id)
+        {
+            holds.Add(id);
+        }
+
+        try
+        {
+            await DeleteFromRagflowAsync(tenant, [ragflowDocumentId], CancellationToken.None);
+        }
+        catch (KnowledgeException exception)
+        {
+            logger.LogError(exception, "RAGFlow document {RagflowDocumentId} of subscription {SubscriptionId} has no record and could not be deleted; delete it by hand",
+                ragflowDocumentId, tenant.SubscriptionId);
+        }
     }
 
     /// <summary>Starts parsing the documents that may be parsed (never a DONE one: that would parse, and cost, twice).</summary>
@@ -426,6 +459,7 @@ public sealed class ParseHolds : IAsyncDisposable
         _unused = new Queue<Guid>(holds);
     }
 
+    /// <summary>A hold no document has: newly taken, or given back by a document whose record could not be saved.</summary>
     internal void Add(Guid reservationId) => _unused.Enqueue(reservationId);
 
     /// <summary>The next hold for a document being recorded (each upload took one per document, free parses a hold of 0).</summary>

@@ -1,5 +1,9 @@
 using System.Net;
+using CmpWaldurAdapter.Knowledge.Documents;
 using CmpWaldurAdapter.Persistence;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Diagnostics;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace CmpWaldurAdapter.IntegrationTests.Knowledge.Base;
 
@@ -65,6 +69,50 @@ public abstract class KnowledgeCreditHoldTests(DatabaseProvider provider) : IAsy
         Assert.Equal(HttpStatusCode.OK, (await _bed.DeleteAsync($"/v1/knowledge/documents/{id}")).Status);
         Assert.Equal(5, await _bed.AvailableAsync());
         Assert.Equal(0, await _bed.RagChargesAsync());
+    }
+
+    [Fact]
+    public async Task A_document_whose_record_cannot_be_saved_leaves_ragflow_and_gives_its_hold_back_at_once()
+    {
+        await _bed.GrantAsync(5);
+        await _bed.RestartAsync(services => UnsavableDocument.Stage(services, provider, "broken.txt"));
+
+        var (status, _) = await _bed.UploadAsync(("kept.txt", "kept"), ("broken.txt", "broken"));
+
+        Assert.Equal(HttpStatusCode.InternalServerError, status);
+        var kept = Assert.Single(await _bed.RowsAsync());
+        Assert.Equal("kept.txt", kept.Name);
+        // Only the recorded document is in RAGFlow, and only its hold is still set aside: no wait for the other's expiry.
+        Assert.Equal(kept.RagflowDocumentId, Assert.Single(_bed.Ragflow.Documents(_bed.DatasetId))["id"]!.GetValue<string>());
+        Assert.Equal(kept.CreditReservationId, Assert.Single(await _bed.Credits.QueryAsync(db => db.CreditReservations.Select(r => r.Id).ToListAsync())));
+        Assert.Equal(5, await _bed.AvailableAsync());
+
+        _bed.Ragflow.FinishParsing(_bed.DatasetId);
+        await _bed.PollAsync();
+        Assert.Equal(1, await _bed.RagChargesAsync());
+        Assert.Equal(5, await _bed.AvailableAsync());
+    }
+
+    /// <summary>Saving the record of a document of one name fails, as a database that refuses the write would.</summary>
+    private sealed class UnsavableDocument(string name) : SaveChangesInterceptor
+    {
+        public static void Stage(IServiceCollection services, DatabaseProvider provider, string name)
+        {
+            var interceptor = new UnsavableDocument(name);
+            if (provider == DatabaseProvider.Postgres)
+            {
+                services.ConfigureDbContext<PostgresAdapterDbContext>(db => db.AddInterceptors(interceptor), ServiceLifetime.Singleton);
+            }
+            else
+            {
+                services.ConfigureDbContext<SqliteAdapterDbContext>(db => db.AddInterceptors(interceptor), ServiceLifetime.Singleton);
+            }
+        }
+
+        public override ValueTask<InterceptionResult<int>> SavingChangesAsync(DbContextEventData eventData, InterceptionResult<int> result, CancellationToken cancellationToken = default) =>
+            eventData.Context!.ChangeTracker.Entries<KnowledgeDocument>().Any(e => e.State == EntityState.Added && e.Entity.Name == name)
+                ? throw new DbUpdateException($"Staged: the record of {name} cannot be saved.")
+                : base.SavingChangesAsync(eventData, result, cancellationToken);
     }
 }
 

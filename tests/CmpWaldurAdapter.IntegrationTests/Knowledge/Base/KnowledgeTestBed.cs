@@ -88,11 +88,11 @@ internal sealed class KnowledgeTestBed : IAsyncDisposable
         return (subscription, dataset, key);
     }
 
-    /// <summary>Stops the server and starts a new one on the same database (and fakes): a restart.</summary>
-    public async Task RestartAsync()
+    /// <summary>Stops the server and starts a new one (with any <paramref name="services"/> changed) on the same database (and fakes): a restart.</summary>
+    public async Task RestartAsync(Action<IServiceCollection>? services = null)
     {
         await Server.DisposeAsync();
-        Server = await Credits.StartServerAsync();
+        Server = await Credits.StartServerAsync(services);
     }
 
     public Task GrantAsync(long credits) => Credits.Ledger.GrantAsync(Subscription.CustomerId, credits, "more test funding");

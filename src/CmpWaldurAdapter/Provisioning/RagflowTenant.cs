@@ -11,7 +11,7 @@ namespace CmpWaldurAdapter.Provisioning;
 /// cannot keep buyers apart (one key reaches every dataset), so dataset ids come only from subscription rows
 /// and every lookup is by the name derived from the subscription's own resource.
 /// </summary>
-public sealed class RagflowTenant(IRagflowApi ragflow, AdoptedDocuments adoptedDocuments, ILogger<RagflowTenant> logger)
+public sealed class RagflowTenant(IRagflowApi ragflow, AdoptedDocuments adoptedDocuments, ParseMonitor parses, ILogger<RagflowTenant> logger)
 {
     /// <summary>How many "name(n)" twins a lookup probes: RAGFlow numbers them from 1 without gaps.</summary>
     private const int MaxTwins = 10;
@@ -105,10 +105,15 @@ public sealed class RagflowTenant(IRagflowApi ragflow, AdoptedDocuments adoptedD
         }
     }
 
-    /// <summary><c>ragflow-dataset-delete</c>: the recorded dataset, and any dataset named for this resource, with all documents.</summary>
+    /// <summary>
+    /// <c>ragflow-dataset-delete</c>: the recorded dataset, and any dataset named for this resource, with all documents.
+    /// Parses done are charged and the others' holds given back first (<see cref="ParseMonitor.CloseForRemovalAsync"/>):
+    /// no poll reads the dataset afterwards, and the final usage report, a later step, includes those charges.
+    /// </summary>
     public async Task DeleteDatasetAsync(ProvisioningContext context, CancellationToken cancellationToken)
     {
         var subscription = context.Subscription;
+        await parses.CloseForRemovalAsync(subscription.Id, subscription.RagflowDatasetId is { Length: > 0 } dataset ? dataset : null, cancellationToken);
         var name = TenantNames.Dataset(subscription.ResourceUuid);
         var targets = new List<string>();
         if (subscription.RagflowDatasetId is { Length: > 0 } recorded)

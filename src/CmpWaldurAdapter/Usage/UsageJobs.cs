@@ -35,7 +35,9 @@ public sealed class FinalUsageReportProvisioner(UsageReporter reporter, IDbConte
     {
         // Answers begun before the termination settle after it (a stream, a settle in the background): reported
         // before they are, their charges would never reach Waldur. No new ones start (the subscription is no longer
-        // active), and a hold whose answer never settles expires, so this waits minutes at most.
+        // active), and a hold whose answer never settles expires, so this waits minutes at most. Parse holds are not
+        // waited for: removing the knowledge base (an earlier step) charged the parses done and gave the rest back,
+        // and one taken by an upload still under way then is never settled (no poll reads a deleted dataset).
         await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
         {
             var now = clock.GetUtcNow();

@@ -76,10 +76,7 @@ public sealed class ParseMonitor(
         }
 
         await using var db = await dbs.CreateDbContextAsync(cancellationToken);
-        var pending = await db.KnowledgeDocuments
-            .Where(d => d.SubscriptionId == subscriptionId
-                && (d.Status == ParseStates.Unstart || d.Status == ParseStates.Running || (d.Status == ParseStates.Done && d.ChargedAt == null)))
-            .ToListAsync(cancellationToken);
+        var pending = await Pending(db, subscriptionId).ToListAsync(cancellationToken);
         if (pending.Count == 0)
         {
             return 0;
@@ -205,23 +202,11 @@ public sealed class ParseMonitor(
     {
         if (document.CreditReservationId is { } hold)
         {
-            // The upload set the credits aside: charging is settling that hold (a repeated settle charges nothing more).
-            var settled = await ledger.SettleAsync(hold, null, cancellationToken);
-            if (settled.Status is SettleStatus.Settled or SettleStatus.AlreadySettled)
-            {
-                document.ChargedAt = now;
-                document.CreditsCharged = settled.Credits;
-                logger.LogInformation("Charged {Credits} credits held for parsing document {DocumentId} of subscription {SubscriptionId}", settled.Credits, document.Id, tenant.SubscriptionId);
-                return;
-            }
-
-            // Settled by someone else all the same (an overlapping poll: a clustered job recovered from a node that still
-            // runs): charging directly would charge the parse a second time, under another request id.
-            if (await ledger.SettledCreditsAsync(hold, cancellationToken) is { } charged)
+            if (await SettleHoldAsync(hold, cancellationToken) is { } charged)
             {
                 document.ChargedAt = now;
                 document.CreditsCharged = charged;
-                logger.LogInformation("The hold for parsing document {DocumentId} of subscription {SubscriptionId} was settled elsewhere for {Credits} credits", document.Id, tenant.SubscriptionId, charged);
+                logger.LogInformation("Charged {Credits} credits held for parsing document {DocumentId} of subscription {SubscriptionId}", charged, document.Id, tenant.SubscriptionId);
                 return;
             }
 
@@ -260,6 +245,123 @@ public sealed class ParseMonitor(
                 document.Id, tenant.SubscriptionId, result.Refusal);
         }
     }
+
+    /// <summary>
+    /// The upload set the credits aside: charging is settling that hold (a repeated settle charges nothing more). The
+    /// credits it was settled for, now or before; null when it was given back and charged nothing.
+    /// </summary>
+    private async Task<long?> SettleHoldAsync(Guid hold, CancellationToken cancellationToken)
+    {
+        var settled = await ledger.SettleAsync(hold, null, cancellationToken);
+        if (settled.Status is SettleStatus.Settled or SettleStatus.AlreadySettled)
+        {
+            return settled.Credits;
+        }
+
+        // Settled by someone else all the same (an overlapping poll: a clustered job recovered from a node that still
+        // runs): charging directly would charge the parse a second time, under another request id.
+        return await ledger.SettledCreditsAsync(hold, cancellationToken);
+    }
+
+    /// <summary>
+    /// Closes the parses of a subscription whose knowledge base is about to be deleted (its termination): a parse
+    /// RAGFlow reports done is charged from its hold, and every other parse's hold is given back now, its document
+    /// cancelled. Once the dataset is gone no poll follows these documents, so otherwise their credits stayed set
+    /// aside until the holds expired, their records stayed pending, and a parse done since the last poll was never
+    /// charged. Run before the final usage report, so that it includes these charges. A parse done whose hold was
+    /// given back already is not charged: a direct charge needs the subscription active. Returns how many it closed.
+    /// </summary>
+    public async Task<int> CloseForRemovalAsync(Guid subscriptionId, string? datasetId, CancellationToken cancellationToken)
+    {
+        await _oneAtATime.WaitAsync(cancellationToken);
+        try
+        {
+            await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+            var pending = await Pending(db, subscriptionId).ToListAsync(cancellationToken);
+            if (pending.Count == 0)
+            {
+                return 0;
+            }
+
+            var remote = datasetId is null ? new Dictionary<string, Document>(StringComparer.Ordinal) : await RemoteOrNoneAsync(datasetId, cancellationToken);
+            var now = clock.GetUtcNow();
+            foreach (var document in pending)
+            {
+                if (datasetId is not null && !remote.ContainsKey(document.RagflowDocumentId)
+                    && await knowledge.FindRemoteAsync(datasetId, document.RagflowDocumentId, cancellationToken) is { } found)
+                {
+                    remote[document.RagflowDocumentId] = found;
+                }
+
+                var done = remote.TryGetValue(document.RagflowDocumentId, out var state) && ParseStates.FromRagflow(state.Run) == ParseStates.Done;
+                var charged = await CloseHoldForRemovalAsync(document, done, cancellationToken);
+                if (charged is { } credits)
+                {
+                    document.Status = ParseStates.Done;
+                    document.Progress = 1;
+                    document.Error = null;
+                    document.ChargedAt = now;
+                    document.CreditsCharged = credits;
+                }
+                else
+                {
+                    document.Status = ParseStates.Cancel;
+                    document.Progress = 0;
+                    document.Error = done
+                        ? "Parsing finished after the credits set aside for it had been given back, and the subscription ended before it was charged: nothing was charged."
+                        : "The subscription ended before parsing finished: nothing was charged.";
+                    document.CreditReservationId = null;
+                }
+
+                document.UpdatedAt = now;
+            }
+
+            await db.SaveChangesAsync(CancellationToken.None);
+            logger.LogInformation("Closed {Count} parse(s) of subscription {SubscriptionId} before its knowledge base is removed: {Charged} charged, the others' holds given back",
+                pending.Count, subscriptionId, pending.Count(d => d.ChargedAt is not null));
+            return pending.Count;
+        }
+        finally
+        {
+            _oneAtATime.Release();
+        }
+    }
+
+    /// <summary>The credits the document's parse is charged (settled from its hold), or null when nothing is charged (its hold given back).</summary>
+    private async Task<long?> CloseHoldForRemovalAsync(KnowledgeDocument document, bool done, CancellationToken cancellationToken)
+    {
+        if (document.CreditReservationId is not { } hold)
+        {
+            return null;
+        }
+
+        if (done)
+        {
+            return await SettleHoldAsync(hold, cancellationToken);
+        }
+
+        // Unlike ReleaseHoldsAsync, a failure is not left to the hold's expiry: the removal is retried instead.
+        var released = await ledger.ReleaseAsync(hold, "the subscription ended before the parse finished", cancellationToken);
+        // Settled meanwhile by a poll that saw the parse done after the list read here: charged, and so recorded.
+        return released.Status == ReleaseStatus.AlreadySettled ? released.Credits : null;
+    }
+
+    /// <summary>The dataset's documents as RAGFlow reports them; none when RAGFlow no longer holds the dataset (a removal done before).</summary>
+    private async Task<Dictionary<string, Document>> RemoteOrNoneAsync(string datasetId, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await knowledge.ListRemoteAsync(datasetId, cancellationToken);
+        }
+        catch (Exception exception) when (RagflowException.Find(exception) is { IsNotFound: true })
+        {
+            return new Dictionary<string, Document>(StringComparer.Ordinal);
+        }
+    }
+
+    private static IQueryable<KnowledgeDocument> Pending(AdapterDbContext db, Guid subscriptionId) =>
+        db.KnowledgeDocuments.Where(d => d.SubscriptionId == subscriptionId
+            && (d.Status == ParseStates.Unstart || d.Status == ParseStates.Running || (d.Status == ParseStates.Done && d.ChargedAt == null)));
 
     /// <summary>
     /// A parse that ended without its hold, which the organization cannot pay for now. Knowledge is not served on

@@ -1,0 +1,80 @@
+using System.Text;
+using CmpWaldurAdapter.Core.Credits;
+using CmpWaldurAdapter.Credits;
+using CmpWaldurAdapter.IntegrationTests.Tenants;
+using CmpWaldurAdapter.Knowledge.Documents;
+using CmpWaldurAdapter.Orders;
+using CmpWaldurAdapter.Persistence;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace CmpWaldurAdapter.IntegrationTests.Knowledge.Base;
+
+public sealed class KnowledgeTerminationOnSqliteTests() : KnowledgeTerminationTests(DatabaseProvider.Sqlite);
+
+public sealed class KnowledgeTerminationOnPostgresTests() : KnowledgeTerminationTests(DatabaseProvider.Postgres);
+
+/// <summary>
+/// A subscription terminated while documents are parsing, through a real Terminate order against the Langflow and
+/// RAGFlow fakes: the knowledge base's removal closes every parse first, so nothing waits for a hold to expire.
+/// </summary>
+public abstract class KnowledgeTerminationTests(DatabaseProvider provider) : IAsyncLifetime
+{
+    private TenantTestBed _bed = null!;
+
+    public async Task InitializeAsync()
+    {
+        _bed = await TenantTestBed.CreateAsync(provider);
+        await _bed.StartServicesAsync();
+    }
+
+    public async Task DisposeAsync() => await _bed.DisposeAsync();
+
+    [Fact]
+    public async Task Terminating_charges_a_parse_done_since_the_last_poll_once_and_reports_it_and_gives_back_a_running_ones_hold_at_once()
+    {
+        var resource = await _bed.SubscribeAsync();
+        var subscription = await _bed.SubscriptionAsync(resource);
+        var ledger = _bed.Services.GetRequiredService<CreditLedger>();
+        await ledger.GrantAsync(subscription.CustomerId, 100, "test funding");
+        var done = await UploadAsync(subscription.Id, "done.txt");
+        _bed.Ragflow.FinishParsing(subscription.RagflowDatasetId!); // done in RAGFlow, not yet seen by a poll
+        var running = await UploadAsync(subscription.Id, "running.txt");
+        Assert.Equal(90, (await ledger.BalanceAsync(subscription.CustomerId)).Available);
+
+        var terminate = _bed.Waldur.PlaceOrder("Terminate", _bed.Offering, resource);
+        Assert.Equal(OrderOutcome.Completed, (await _bed.ProcessUntilSettledAsync(terminate)).Outcome);
+
+        Assert.Empty(_bed.Ragflow.Datasets);
+        var rows = await _bed.QueryAsync(db => db.KnowledgeDocuments.AsNoTracking().Where(d => d.SubscriptionId == subscription.Id).ToDictionaryAsync(d => d.Name));
+        Assert.Equal((ParseStates.Done, true, 5L), (rows["done.txt"].Status, rows["done.txt"].ChargedAt is not null, rows["done.txt"].CreditsCharged));
+        Assert.Equal((ParseStates.Cancel, (DateTimeOffset?)null, (Guid?)null), (rows["running.txt"].Status, rows["running.txt"].ChargedAt, rows["running.txt"].CreditReservationId));
+        Assert.Contains("The subscription ended before parsing finished", rows["running.txt"].Error, StringComparison.Ordinal);
+
+        // Charged once, from its hold; the running one's hold is given back now, not when it would expire.
+        var entries = await _bed.QueryAsync(db => db.LedgerEntries.AsNoTracking().Where(e => e.SubscriptionId == subscription.Id && e.Component == "rag_credits").ToListAsync());
+        var charge = Assert.Single(entries, e => e.Kind == LedgerEntryKind.Charge);
+        Assert.Equal((5L, done.CreditReservationId), (charge.Credits, charge.ReservationId));
+        Assert.Equal(running.CreditReservationId, Assert.Single(entries, e => e.Kind == LedgerEntryKind.Release).ReservationId);
+        Assert.Equal(0, await _bed.QueryAsync(db => db.CreditReservations.CountAsync()));
+        var balance = await ledger.BalanceAsync(subscription.CustomerId);
+        Assert.Equal((95L, 0L), (balance.Balance, balance.Reserved));
+
+        // The final usage report, the order's last step, includes the charge.
+        var usage = Assert.Single(_bed.Waldur.Usages, u => u["type"]!.GetValue<string>() == "rag_credits");
+        Assert.Equal("5.00", usage["usage"]!.GetValue<string>());
+
+        // Nothing is left for the poll, which charges nothing more.
+        Assert.Equal(0, await _bed.Services.GetRequiredService<ParseMonitor>().PollAsync(CancellationToken.None));
+        Assert.Single(await _bed.QueryAsync(db => db.LedgerEntries.AsNoTracking().Where(e => e.SubscriptionId == subscription.Id && e.Kind == LedgerEntryKind.Charge).ToListAsync()));
+    }
+
+    private async Task<KnowledgeDocument> UploadAsync(Guid subscriptionId, string name)
+    {
+        var knowledge = _bed.Services.GetRequiredService<KnowledgeBase>();
+        var tenant = await knowledge.TenantAsync(subscriptionId, forWrite: true, CancellationToken.None);
+        await using var holds = await knowledge.EnsureRoomAsync(tenant, 1, 0, CancellationToken.None);
+        var file = KnowledgeFile.FromBytes(name, "text/plain", Encoding.UTF8.GetBytes($"The text of {name}."));
+        return Assert.Single(await knowledge.AddAsync(tenant, [(file, DocumentOrigin.Upload)], holds, CancellationToken.None));
+    }
+}

@@ -61,6 +61,14 @@ public static class CreditsCommands
             return ExitCodes.Error;
         }
 
+        // A request id names one grant: reused for another amount (a corrected typo, say) it would add nothing, and a
+        // script reading exit 0 would think the organization has what was asked for.
+        if (!result.Granted && result.Credits != amount)
+        {
+            await context.Error.WriteLineAsync($"grant: request id {requestId} already granted {result.Credits} credits to {customer}, not {amount}; nothing added. Use a new --request-id for another grant.");
+            return ExitCodes.Error;
+        }
+
         if (parse.GetValue(CommandContext.OutputOption) == OutputFormat.Json)
         {
             await context.Output.WriteLineAsync(JsonSerializer.Serialize(new

@@ -69,6 +69,21 @@ public sealed class CreditsCliTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_request_id_reused_for_another_amount_is_an_error_and_adds_nothing()
+    {
+        var customer = Guid.NewGuid().ToString();
+        await RunAsync("credits", "grant", "--customer", customer, "--amount", "100", "--reason", "invoice 7", "--request-id", "inv-7");
+
+        var corrected = await RunAsync("credits", "grant", "--customer", customer, "--amount", "1000", "--reason", "invoice 7", "--request-id", "inv-7", "--output", "json");
+        var json = await RunAsync("credits", "balance", "--customer", customer, "--output", "json");
+
+        Assert.Equal(ExitCodes.Error, corrected.Exit);
+        Assert.Contains("already granted 100 credits", corrected.Error);
+        Assert.Equal(string.Empty, corrected.Output.Trim());
+        Assert.Equal(100L, JsonNode.Parse(json.Output)!["balance"]!.GetValue<long>());
+    }
+
+    [Fact]
     public async Task Balance_of_an_organization_never_funded_is_zero_not_an_error()
     {
         var (exit, output, _) = await RunAsync("credits", "balance", "--customer", Guid.NewGuid().ToString());

@@ -3,9 +3,12 @@ using Prometheus;
 
 namespace CmpWaldurAdapter.Observability;
 
-/// <summary>Counts every upstream HTTP attempt by upstream and outcome (2xx, 4xx, 5xx, network, timeout).</summary>
+/// <summary>Counts every upstream HTTP attempt by upstream and outcome (2xx, 4xx, 5xx, network, timeout, canceled).</summary>
 internal sealed class UpstreamMetricsHandler(AdapterMetrics metrics, string upstream) : DelegatingHandler
 {
+    /// <summary>The caller's own token, set outside the resilience pipeline: inside it, an attempt's timeout cancels the token too.</summary>
+    internal static readonly HttpRequestOptionsKey<CancellationToken> CallerToken = new("cmp.caller-token");
+
     protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
         using var timer = metrics.UpstreamDuration.WithLabels(upstream).NewTimer();
@@ -20,9 +23,9 @@ internal sealed class UpstreamMetricsHandler(AdapterMetrics metrics, string upst
             });
             return response;
         }
-        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        catch (OperationCanceledException)
         {
-            Record("timeout");
+            Record(request.Options.TryGetValue(CallerToken, out var caller) && caller.IsCancellationRequested ? "canceled" : "timeout");
             throw;
         }
         catch (HttpRequestException)
@@ -35,7 +38,20 @@ internal sealed class UpstreamMetricsHandler(AdapterMetrics metrics, string upst
     private void Record(string outcome) => metrics.UpstreamRequests.WithLabels(upstream, outcome).Inc();
 }
 
-/// <summary>Puts the metrics handler innermost (per attempt, under the retry pipeline) in every upstream client.</summary>
+/// <summary>Remembers the caller's token on the request, for <see cref="UpstreamMetricsHandler"/> to tell a timeout from a caller who left.</summary>
+internal sealed class CallerTokenHandler : DelegatingHandler
+{
+    protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    {
+        request.Options.Set(UpstreamMetricsHandler.CallerToken, cancellationToken);
+        return base.SendAsync(request, cancellationToken);
+    }
+}
+
+/// <summary>
+/// Puts the metrics handler innermost (per attempt, under the retry pipeline) in every upstream client, and the
+/// caller's token outermost.
+/// </summary>
 internal sealed class UpstreamMetricsFilter(AdapterMetrics metrics) : IHttpMessageHandlerBuilderFilter
 {
     public Action<HttpMessageHandlerBuilder> Configure(Action<HttpMessageHandlerBuilder> next) => builder =>
@@ -43,6 +59,7 @@ internal sealed class UpstreamMetricsFilter(AdapterMetrics metrics) : IHttpMessa
         next(builder);
         if (UpstreamOf(builder.Name) is { } upstream)
         {
+            builder.AdditionalHandlers.Insert(0, new CallerTokenHandler());
             builder.AdditionalHandlers.Add(new UpstreamMetricsHandler(metrics, upstream));
         }
     };

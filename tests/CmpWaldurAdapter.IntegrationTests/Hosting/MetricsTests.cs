@@ -44,6 +44,25 @@ public sealed class MetricsTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task An_upstream_attempt_that_times_out_is_counted_as_a_timeout()
+    {
+        _bed.Settings["Waldur:AttemptTimeout"] = "00:00:00.300";
+        var server = await _bed.StartServerAsync();
+        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
+        // The first approval answers after the attempt gave up; the retry goes through.
+        _bed.Waldur.Fail("POST", "/api/marketplace-orders/.*/approve_by_provider/", 503, times: 1, delay: TimeSpan.FromSeconds(3));
+        await server.Services.GetRequiredService<OrderInbox>().EnqueueAsync(order, "pending-provider", "event", false, CancellationToken.None);
+        await Eventually.TrueAsync(() => _bed.Waldur.OrderState(order) == "done", TimeSpan.FromSeconds(15));
+        using var client = server.CreateClient();
+
+        var upstream = string.Join('\n', (await client.GetStringAsync("/metrics")).Split('\n').Where(l => l.StartsWith("cmp_upstream_requests_total{", StringComparison.Ordinal)));
+
+        // At least the delayed approval (on two busy cores a cold first call may pass 300 ms too).
+        Assert.Matches(@"cmp_upstream_requests_total\{upstream=""waldur"",outcome=""timeout""\} [1-9]", upstream);
+        Assert.DoesNotContain("outcome=\"canceled\"", upstream);
+    }
+
+    [Fact]
     public async Task With_a_metrics_port_metrics_are_served_there_only_whatever_host_a_client_names()
     {
         var port = LoopbackPorts.Free();

@@ -117,7 +117,9 @@ public class WaldurEmulator : Emulator
                 ["name"] = "agent-" + resource.ToString("N")[..6],
                 ["offering_uuid"] = offering.ToString(),
                 ["project_uuid"] = project.ToString(),
+                ["project_name"] = "Buyer project",
                 ["customer_uuid"] = customer.ToString(),
+                ["customer_name"] = "Buyer organization",
                 ["state"] = state,
                 ["backend_id"] = "",
                 ["paused"] = false,
@@ -146,9 +148,9 @@ public class WaldurEmulator : Emulator
                 ["resource_name"] = owner["name"]!.DeepClone(),
                 ["attributes"] = attributes?.DeepClone() ?? new JsonObject(),
                 ["customer_uuid"] = owner["customer_uuid"]!.DeepClone(),
-                ["customer_name"] = "Buyer organization",
+                ["customer_name"] = owner["customer_name"]!.DeepClone(),
                 ["project_uuid"] = owner["project_uuid"]!.DeepClone(),
-                ["project_name"] = "Buyer project",
+                ["project_name"] = owner["project_name"]!.DeepClone(),
                 ["created"] = Now(),
                 ["modified"] = Now(),
                 ["error_message"] = "",
@@ -183,6 +185,18 @@ public class WaldurEmulator : Emulator
     }
 
     public Guid ResourceOf(Guid order) => Guid.Parse(Order(order)["marketplace_resource_uuid"]!.GetValue<string>());
+
+    /// <summary>Renames a project, as its owner may (Waldur allows up to 500 characters); its resources and orders show the new name.</summary>
+    public void RenameProject(Guid project, string name)
+    {
+        lock (Sync)
+        {
+            foreach (var item in _resources.Values.Concat(_orders.Values).Where(r => r["project_uuid"]!.GetValue<string>() == project.ToString()))
+            {
+                item["project_name"] = name;
+            }
+        }
+    }
 
     public void SetResourceFlags(Guid resource, bool paused, bool downscaled)
     {

@@ -240,8 +240,9 @@ public sealed class OrderProcessor(
         catch (Exception exception) when (IsTransient(exception, cancellationToken)
             || (exception is not OrderDeferredException && !cancellationToken.IsCancellationRequested && record.Phase == OrderPhase.Received && state == WaldurOrderStates.PendingProvider))
         {
+            DiscardUnsaved(db);
             record.Attempts++;
-            record.LastError = UpstreamFailures.Describe(exception);
+            record.LastError = ColumnText.Clip(UpstreamFailures.Describe(exception), OrderRecord.MaxErrorLength);
             await SaveAsync(db, record, record.Phase, CancellationToken.None);
             logger.Log(IsTransient(exception, cancellationToken) ? LogLevel.Warning : LogLevel.Error, exception,
                 "Order {OrderUuid} failed and stays to be retried: {Reason}", orderUuid, record.LastError);
@@ -251,7 +252,8 @@ public sealed class OrderProcessor(
         {
             var message = BuyerMessage(orderUuid, exception);
             logger.LogError(exception, "Order {OrderUuid} failed permanently: {Reason}", orderUuid, UpstreamFailures.Describe(exception));
-            record.LastError = message;
+            DiscardUnsaved(db);
+            record.LastError = ColumnText.Clip(message, OrderRecord.MaxErrorLength);
             await db.Subscriptions.Where(s => s.ResourceUuid == resourceUuid && s.State == SubscriptionState.Provisioning)
                 .ExecuteUpdateAsync(set => set.SetProperty(s => s.State, SubscriptionState.Erred), CancellationToken.None);
             await SaveAsync(db, record, OrderPhase.Erred, CancellationToken.None);
@@ -433,12 +435,12 @@ public sealed class OrderProcessor(
 
         if (await db.Customers.FindAsync([customerId], cancellationToken) is null)
         {
-            db.Customers.Add(new Customer { Id = customerId, Name = order.Customer_name ?? string.Empty, CreatedAt = now, UpdatedAt = now });
+            db.Customers.Add(new Customer { Id = customerId, Name = ColumnText.Clip(order.Customer_name, Customer.MaxNameLength), CreatedAt = now, UpdatedAt = now });
         }
 
         if (await db.Workspaces.FindAsync([projectId], cancellationToken) is null)
         {
-            db.Workspaces.Add(new Workspace { Id = projectId, CustomerId = customerId, Name = order.Project_name ?? string.Empty, CreatedAt = now, UpdatedAt = now });
+            db.Workspaces.Add(new Workspace { Id = projectId, CustomerId = customerId, Name = ColumnText.Clip(order.Project_name, Workspace.MaxNameLength), CreatedAt = now, UpdatedAt = now });
         }
 
         if (existing is not null)
@@ -460,7 +462,7 @@ public sealed class OrderProcessor(
             CustomerId = customerId,
             WorkspaceId = projectId,
             PlanUuid = order.Plan_uuid,
-            Name = order.Resource_name ?? string.Empty,
+            Name = ColumnText.Clip(order.Resource_name, Subscription.MaxNameLength),
             State = SubscriptionState.Provisioning,
             Configuration = configuration.ToJsonString(),
             ConfigurationVersion = 1,
@@ -568,6 +570,28 @@ public sealed class OrderProcessor(
             ? " Details: " + UpstreamFailures.Describe(exception)
             : string.Empty;
         return $"{lead}{details} Reference: order {orderUuid}.";
+    }
+
+    /// <summary>
+    /// Forgets what this attempt changed but did not save (the order record's unsaved progress included), so that
+    /// recording the failure saves only that, and cannot fail again on whatever made the attempt fail. What was
+    /// saved stays; a step whose completion was not saved runs again, as after a crash.
+    /// </summary>
+    private static void DiscardUnsaved(AdapterDbContext db)
+    {
+        db.ChangeTracker.DetectChanges();
+        foreach (var entry in db.ChangeTracker.Entries().ToList())
+        {
+            if (entry.State == EntityState.Added)
+            {
+                entry.State = EntityState.Detached;
+            }
+            else if (entry.State is EntityState.Modified or EntityState.Deleted)
+            {
+                entry.CurrentValues.SetValues(entry.OriginalValues);
+                entry.State = EntityState.Unchanged;
+            }
+        }
     }
 
     private async Task SaveAsync(AdapterDbContext db, OrderRecord record, OrderPhase phase, CancellationToken cancellationToken)

@@ -8,6 +8,9 @@ namespace CmpWaldurAdapter.Orders;
 /// </summary>
 public sealed class OrderRecord
 {
+    /// <summary>Width of <see cref="LastError"/>.</summary>
+    public const int MaxErrorLength = 2000;
+
     public Guid OrderUuid { get; set; }
 
     public OrderType Type { get; set; }

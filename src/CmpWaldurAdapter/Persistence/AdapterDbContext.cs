@@ -82,14 +82,14 @@ public abstract class AdapterDbContext(DbContextOptions options) : DbContext(opt
         {
             customer.HasKey(c => c.Id);
             customer.Property(c => c.Id).ValueGeneratedNever();
-            customer.Property(c => c.Name).HasMaxLength(300);
+            customer.Property(c => c.Name).HasMaxLength(Customer.MaxNameLength);
         });
 
         modelBuilder.Entity<Workspace>(workspace =>
         {
             workspace.HasKey(w => w.Id);
             workspace.Property(w => w.Id).ValueGeneratedNever();
-            workspace.Property(w => w.Name).HasMaxLength(300);
+            workspace.Property(w => w.Name).HasMaxLength(Workspace.MaxNameLength);
             workspace.Property(w => w.LangflowUserId).HasMaxLength(100);
             workspace.Property(w => w.LangflowUsername).HasMaxLength(200);
             workspace.Property(w => w.LangflowApiKeyId).HasMaxLength(100);
@@ -105,7 +105,7 @@ public abstract class AdapterDbContext(DbContextOptions options) : DbContext(opt
             subscription.HasIndex(s => s.ResourceUuid).IsUnique();
             subscription.HasIndex(s => new { s.CustomerId, s.State });
             subscription.HasIndex(s => s.WorkspaceId);
-            subscription.Property(s => s.Name).HasMaxLength(300);
+            subscription.Property(s => s.Name).HasMaxLength(Subscription.MaxNameLength);
             subscription.Property(s => s.State).HasConversion<string>().HasMaxLength(20);
             subscription.Property(s => s.LangflowProjectId).HasMaxLength(100);
             subscription.Property(s => s.LangflowFlowId).HasMaxLength(100);
@@ -135,7 +135,7 @@ public abstract class AdapterDbContext(DbContextOptions options) : DbContext(opt
             order.Property(o => o.Type).HasConversion<string>().HasMaxLength(20);
             order.Property(o => o.Phase).HasConversion<string>().HasMaxLength(20);
             order.Property(o => o.CompletedSteps).HasMaxLength(2000);
-            order.Property(o => o.LastError).HasMaxLength(2000);
+            order.Property(o => o.LastError).HasMaxLength(OrderRecord.MaxErrorLength);
             order.Property(o => o.Notes).HasMaxLength(8000);
             order.Property(o => o.LeaseOwner).HasMaxLength(200);
             order.HasIndex(o => o.ResourceUuid);

@@ -8,6 +8,9 @@ namespace CmpWaldurAdapter.Tenants;
 /// </summary>
 public sealed class Subscription
 {
+    /// <summary>Width of <see cref="Name"/>; Waldur allows 150.</summary>
+    public const int MaxNameLength = 300;
+
     public Guid Id { get; set; }
 
     /// <summary>The Waldur marketplace resource UUID (unique: one subscription per resource).</summary>

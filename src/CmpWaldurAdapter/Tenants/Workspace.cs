@@ -6,6 +6,9 @@ namespace CmpWaldurAdapter.Tenants;
 /// </summary>
 public sealed class Workspace
 {
+    /// <summary>Width of <see cref="Name"/>; Waldur allows project names of 500, so they are clipped.</summary>
+    public const int MaxNameLength = 300;
+
     /// <summary>The Waldur project UUID.</summary>
     public Guid Id { get; set; }
 

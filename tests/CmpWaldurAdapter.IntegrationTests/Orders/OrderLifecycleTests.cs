@@ -233,6 +233,72 @@ public abstract class OrderLifecycleTests(DatabaseProvider provider) : IAsyncLif
     }
 
     [Fact]
+    public async Task A_create_from_a_project_with_a_500_character_name_is_done_with_the_names_clipped_to_their_columns()
+    {
+        var project = Guid.NewGuid();
+        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes(), project: project);
+        // Waldur allows project names of 500 characters; the adapter keeps 300 (PostgreSQL refuses more), and
+        // does not cut the emoji straddling the limit in half.
+        _bed.Waldur.RenameProject(project, new string('p', 299) + "🚀" + new string('x', 199));
+
+        Assert.Equal(OrderOutcome.Completed, await _bed.Processor.ProcessAsync(order, CancellationToken.None));
+
+        Assert.Equal("done", _bed.Waldur.OrderState(order));
+        var workspace = await _bed.QueryAsync(db => db.Workspaces.SingleAsync(w => w.Id == project));
+        Assert.Equal(new string('p', 299), workspace.Name);
+    }
+
+    [Fact]
+    public async Task A_failure_whose_changes_the_database_refuses_still_errs_the_order_in_waldur()
+    {
+        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
+        // The step's result cannot be saved (here: an organization the database does not have).
+        _bed.Provisioner.ChangeOnce("create-knowledge-base", context => context.Subscription.CustomerId = Guid.NewGuid());
+
+        Assert.Equal(OrderOutcome.Erred, await _bed.Processor.ProcessAsync(order, CancellationToken.None));
+
+        Assert.Equal("erred", _bed.Waldur.OrderState(order));
+        var record = await _bed.QueryAsync(db => db.Orders.SingleAsync());
+        Assert.Equal(OrderPhase.Erred, record.Phase);
+        Assert.DoesNotContain("create-knowledge-base", record.CompletedSteps);
+        var subscription = await _bed.QueryAsync(db => db.Subscriptions.SingleAsync());
+        Assert.Equal(SubscriptionState.Erred, subscription.State);
+        Assert.True(await _bed.QueryAsync(db => db.Customers.AnyAsync(c => c.Id == subscription.CustomerId)));
+    }
+
+    [Fact]
+    public async Task A_transient_failure_with_changes_the_database_refuses_defers_the_order_and_the_next_attempt_completes_it()
+    {
+        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
+        _bed.Provisioner.ChangeOnce("create-knowledge-base", context => context.Subscription.CustomerId = Guid.NewGuid());
+        _bed.Provisioner.FailTransiently("create-knowledge-base", times: 1);
+
+        await Assert.ThrowsAsync<OrderDeferredException>(() => _bed.Processor.ProcessAsync(order, CancellationToken.None));
+        var record = await _bed.QueryAsync(db => db.Orders.SingleAsync());
+        Assert.Equal(1, record.Attempts);
+        Assert.Contains("upstream unavailable", record.LastError);
+
+        Assert.Equal(OrderOutcome.Completed, await _bed.Processor.ProcessAsync(order, CancellationToken.None));
+        Assert.Equal("done", _bed.Waldur.OrderState(order));
+        Assert.Equal(2, _bed.Provisioner.Runs("create-knowledge-base"));
+    }
+
+    [Fact]
+    public async Task A_permanent_failure_with_a_message_longer_than_its_column_errs_the_order_in_waldur()
+    {
+        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
+        _bed.Provisioner.FailPermanently("create-knowledge-base", "The template is invalid: " + new string('e', 3000));
+
+        Assert.Equal(OrderOutcome.Erred, await _bed.Processor.ProcessAsync(order, CancellationToken.None));
+
+        Assert.Equal("erred", _bed.Waldur.OrderState(order));
+        var record = await _bed.QueryAsync(db => db.Orders.SingleAsync());
+        Assert.Equal(OrderPhase.Erred, record.Phase);
+        Assert.Equal(OrderRecord.MaxErrorLength, record.LastError!.Length);
+        Assert.StartsWith("The template is invalid: eee", record.LastError);
+    }
+
+    [Fact]
     public async Task A_permanent_failure_before_approval_keeps_the_order_pending_and_a_later_attempt_completes_it()
     {
         var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());

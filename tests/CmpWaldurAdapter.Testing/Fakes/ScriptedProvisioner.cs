@@ -13,6 +13,7 @@ public sealed class ScriptedProvisioner : ITenantProvisioner
     private readonly ConcurrentDictionary<string, int> _runs = new();
     private readonly ConcurrentDictionary<string, Func<ProvisioningContext, Exception?>> _failures = new();
     private readonly ConcurrentDictionary<string, Task> _holds = new();
+    private readonly ConcurrentDictionary<string, Action<ProvisioningContext>> _changes = new();
 
     public static readonly string[] CreateSteps = ["create-runtime", "create-knowledge-base", "configure-agent"];
     public static readonly string[] UpdateSteps = ["update-agent"];
@@ -36,6 +37,9 @@ public sealed class ScriptedProvisioner : ITenantProvisioner
 
     public void FailPermanently(string step, string message) =>
         _failures[step] = _ => new PermanentProvisioningException(message);
+
+    /// <summary>The step's next run also makes <paramref name="change"/> to what it is given (e.g. one the database refuses).</summary>
+    public void ChangeOnce(string step, Action<ProvisioningContext> change) => _changes[step] = change;
 
     /// <summary>The step does its work, then the process "dies" before the completion is saved.</summary>
     public void CrashAfter(string step)
@@ -63,6 +67,11 @@ public sealed class ScriptedProvisioner : ITenantProvisioner
     {
         _runs.AddOrUpdate(name, 1, (_, n) => n + 1);
         context.Note($"{name} done");
+        if (_changes.TryRemove(name, out var change))
+        {
+            change(context);
+        }
+
         if (_holds.TryGetValue(name, out var hold))
         {
             await hold;

@@ -41,7 +41,7 @@ public static class LangflowServiceCollectionExtensions
             // (a redirected POST can lose its body and auth).
             .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { AllowAutoRedirect = false, PooledConnectionLifetime = TimeSpan.FromMinutes(5) })
             .AddHttpMessageHandler<LangflowAuthHandler>()
-            .AddUpstreamResilience<LangflowOptions>(retryPosts: false);
+            .AddUpstreamResilience<LangflowOptions>(retryPost: null);
 
         // Streamed runs: the same pooled connections and credentials, no retries or attempt timeouts (the caller bounds the run).
         services.AddHttpClient<LangflowStreamingRuns>(LangflowStreamingRuns.HttpClientName, (sp, http) =>

@@ -40,7 +40,7 @@ public static class RagflowServiceCollectionExtensions
             .AddHttpMessageHandler<RagflowAuthHandler>();
         // Besides 5xx and network failures, the envelope's transient codes (100, the 102 catch-alls) are retried.
         client.AddUpstreamResilience<RagflowOptions>(
-            retryPosts: false,
+            retryPost: null,
             alsoTransient: failure => failure is RagflowException { IsTransient: true });
 
         // Inside the pipeline, so its retry sees envelope errors as exceptions.

@@ -35,8 +35,33 @@ public static class WaldurServiceCollectionExtensions
                 http.Timeout = Timeout.InfiniteTimeSpan;
             })
             .AddHttpMessageHandler<WaldurTokenHandler>()
-            // Waldur's POSTs are state transitions and month-to-date usage totals: repeating one changes nothing.
-            .AddUpstreamResilience<WaldurOptions>(retryPosts: true);
+            .AddUpstreamResilience<WaldurOptions>(retryPost: IsRepeatable);
         return services;
     }
+
+    /// <summary>
+    /// The POST actions that set a value (a month-to-date usage total, a report, an id, a form, prices), so sending
+    /// one twice changes nothing. Creates are not among them: repeated after a lost answer, each makes a twin (an
+    /// offering with the same backend_id, a plan without prices, a second identity); registration looks first and
+    /// is run again instead. Nor are order and offering transitions (approve, reject, done, erred, activate): Waldur
+    /// refuses a repeated one with a 4xx that would hide that the first went through; the order processor reads the
+    /// order again and tries again itself.
+    /// </summary>
+    private static readonly HashSet<string> RepeatableActions = new(StringComparer.Ordinal)
+    {
+        "set_usage",
+        "submit_report",
+        "set_backend_id",
+        "set_backend_metadata",
+        "update_prices",
+        "update_overview",
+        "update_description",
+        "update_options",
+        "update_resource_options",
+        "update_integration",
+        "update_offering_component",
+    };
+
+    private static bool IsRepeatable(HttpRequestMessage request) =>
+        request.RequestUri is { IsAbsoluteUri: true } uri && RepeatableActions.Contains(uri.AbsolutePath.TrimEnd('/').Split('/')[^1]);
 }

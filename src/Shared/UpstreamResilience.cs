@@ -22,12 +22,13 @@ internal interface IUpstreamRetryOptions
 internal static class UpstreamResilience
 {
     /// <typeparam name="TOptions">The upstream's options, read when the client is first built.</typeparam>
-    /// <param name="retryPosts">
-    /// False where a retried create whose first answer was lost makes a twin (Langflow's "Name (1)", RAGFlow's
-    /// "name(1)" or a second document): those creates are reconciled by looking first instead.
+    /// <param name="retryPost">
+    /// Which POSTs may be retried: only those whose repetition changes nothing; null for none. A retried create whose
+    /// first answer was lost (an attempt timeout, a proxy's 502 or 504) makes a twin (Langflow's "Name (1)", RAGFlow's
+    /// "name(1)", a second Waldur offering or plan): creates are reconciled by looking first instead.
     /// </param>
     /// <param name="alsoTransient">Failures the upstream reports in its own way that are worth retrying too.</param>
-    public static IHttpClientBuilder AddUpstreamResilience<TOptions>(this IHttpClientBuilder client, bool retryPosts, Func<Exception, bool>? alsoTransient = null)
+    public static IHttpClientBuilder AddUpstreamResilience<TOptions>(this IHttpClientBuilder client, Func<HttpRequestMessage, bool>? retryPost, Func<Exception, bool>? alsoTransient = null)
         where TOptions : class, IUpstreamRetryOptions
     {
         client.AddStandardResilienceHandler()
@@ -39,14 +40,11 @@ internal static class UpstreamResilience
                 resilience.Retry.MaxRetryAttempts = Math.Max(options.RetryAttempts, 1);
                 resilience.Retry.ShouldHandle = args => ValueTask.FromResult(
                     options.RetryAttempts > 0
+                    && MayRepeat(args.Context.GetRequestMessage(), retryPost)
                     && (HttpClientResiliencePredicates.IsTransient(args.Outcome) || (args.Outcome.Exception is { } failure && alsoTransient?.Invoke(failure) == true)));
                 resilience.Retry.Delay = options.RetryDelay;
                 resilience.Retry.BackoffType = DelayBackoffType.Exponential;
                 resilience.Retry.UseJitter = true;
-                if (!retryPosts)
-                {
-                    resilience.Retry.DisableFor(HttpMethod.Post);
-                }
 
                 resilience.TotalRequestTimeout.Timeout = (options.AttemptTimeout * (options.RetryAttempts + 1)) + (options.RetryDelay * 60);
                 resilience.CircuitBreaker.SamplingDuration = options.AttemptTimeout * 2;
@@ -57,4 +55,7 @@ internal static class UpstreamResilience
         client.RemoveAllLoggers();
         return client;
     }
+
+    private static bool MayRepeat(HttpRequestMessage? request, Func<HttpRequestMessage, bool>? retryPost) =>
+        request is null || request.Method != HttpMethod.Post || retryPost?.Invoke(request) == true;
 }

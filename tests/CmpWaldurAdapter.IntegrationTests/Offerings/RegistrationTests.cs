@@ -102,6 +102,30 @@ public sealed class RegistrationTests : IAsyncLifetime
         Assert.Equal(writesAfterFirst, Writes);
     }
 
+    [Theory]
+    [InlineData("/api/marketplace-categories/")]
+    [InlineData("/api/marketplace-provider-offerings/")]
+    [InlineData("/api/marketplace-plans/")]
+    public async Task A_create_whose_answer_is_lost_is_sent_once_and_the_next_run_finds_what_it_made(string create)
+    {
+        // Waldur made it, but a proxy answered 502: sending it again would make a twin.
+        _waldur.LoseAnswer("POST", create);
+
+        var first = await RunAsync("offerings", "register", "--all");
+
+        Assert.Equal(ExitCodes.Error, first.Exit);
+        Assert.Equal(1, _waldur.Count("POST", create));
+
+        var second = await RunAsync("offerings", "register", "--all");
+
+        Assert.Equal(ExitCodes.Success, second.Exit);
+        var offerings = _waldur.RegisteredOfferings;
+        Assert.Equal(5, offerings.Select(o => o["backend_id"]!.GetValue<string>()).Distinct().Count());
+        Assert.Equal(5, offerings.Count);
+        Assert.Equal(3, _waldur.Categories.Count);
+        Assert.All(offerings, o => Assert.NotEmpty(o["plans"]!.AsArray().Single()!["prices"]!.AsObject()));
+    }
+
     [Fact]
     public async Task A_changed_price_updates_only_the_plan_prices()
     {

@@ -59,6 +59,18 @@ public sealed class FakeUpstream : IDisposable
         }
     }
 
+    /// <summary>
+    /// The next <paramref name="times"/> matching requests are carried out, but their answers are lost: the client gets
+    /// <paramref name="status"/> instead (a proxy's 502 or 504 after the upstream acted).
+    /// </summary>
+    public void LoseAnswer(string method, string pathPattern, int status = 502, int times = 1)
+    {
+        lock (_faultLock)
+        {
+            _faults.Enqueue(new Fault(method, new Regex("^" + pathPattern + "$"), status, times, null, null) { AfterHandling = true });
+        }
+    }
+
     /// <summary>Every matching request fails until <see cref="Heal"/>.</summary>
     public void Break(string method, string pathPattern, int status, TimeSpan? delay = null) => Fail(method, pathPattern, status, int.MaxValue, delay);
 
@@ -72,7 +84,14 @@ public sealed class FakeUpstream : IDisposable
 
     private async Task<IResponseMessage> DispatchAsync(IRequestMessage request)
     {
-        if (TakeFault(request) is { } fault)
+        var fault = TakeFault(request);
+        if (fault is { AfterHandling: true })
+        {
+            await _emulator.HandleAsync(ToEmulatorMessage(request));
+            return ToMessage(new EmulatorResponse(fault.Status, "{\"detail\":\"injected failure after the request was carried out\"}"), null);
+        }
+
+        if (fault is not null)
         {
             if (fault.Delay is { } wait)
             {
@@ -165,6 +184,9 @@ public sealed class FakeUpstream : IDisposable
         public TimeSpan? Delay { get; } = delay;
 
         public string? Body { get; } = body;
+
+        /// <summary>The emulator carries the request out before the failure is answered.</summary>
+        public bool AfterHandling { get; init; }
     }
 }
 
@@ -189,6 +211,8 @@ public static class FakeUpstreamMembers
             fake.Upstream.Fail(method, pathPattern, status, times, delay, body);
 
         public void Break(string method, string pathPattern, int status, TimeSpan? delay = null) => fake.Upstream.Break(method, pathPattern, status, delay);
+
+        public void LoseAnswer(string method, string pathPattern, int status = 502, int times = 1) => fake.Upstream.LoseAnswer(method, pathPattern, status, times);
 
         public void Heal() => fake.Upstream.Heal();
     }

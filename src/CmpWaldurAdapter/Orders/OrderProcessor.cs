@@ -218,7 +218,7 @@ public sealed class OrderProcessor(
             var latest = await waldur.GetOrderAsync(orderUuid, cancellationToken);
             if (Wire(latest.State) == WaldurOrderStates.Executing)
             {
-                await waldur.SetStateDoneAsync(orderUuid, cancellationToken);
+                await SetStateDoneAsync(orderUuid, cancellationToken);
             }
 
             record.CompletedAt = clock.GetUtcNow();
@@ -305,6 +305,27 @@ public sealed class OrderProcessor(
             // Nothing was provisioned, so the order must not be marked erred: leave it for the operator.
             logger.LogError(exception, "Waldur refused to approve order {OrderUuid}; leaving it pending", orderUuid);
             throw new OrderDeferredException("Waldur refused the approval: " + UpstreamFailures.Describe(exception), exception);
+        }
+    }
+
+    /// <summary>Sets the order done; a refusal is no failure when Waldur has the order done all the same.</summary>
+    private async Task SetStateDoneAsync(Guid orderUuid, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await waldur.SetStateDoneAsync(orderUuid, cancellationToken);
+        }
+        catch (ApiException exception) when (!UpstreamFailures.IsTransient(exception))
+        {
+            // Waldur takes done only from executing: an earlier call went through (its answer lost) or someone else
+            // finished the order since it was read.
+            var fresh = await waldur.GetOrderAsync(orderUuid, cancellationToken);
+            if (Wire(fresh.State) != WaldurOrderStates.Done)
+            {
+                throw;
+            }
+
+            logger.LogInformation("Waldur refused to set order {OrderUuid} done because it is done already", orderUuid);
         }
     }
 

@@ -299,6 +299,35 @@ public abstract class OrderLifecycleTests(DatabaseProvider provider) : IAsyncLif
     }
 
     [Fact]
+    public async Task A_refused_set_state_done_of_an_order_waldur_has_done_completes_it()
+    {
+        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
+        // Waldur sets the order done but answers 400, as it answers a repeated call (or one after someone else finished it).
+        _bed.Waldur.LoseAnswer("POST", $"/api/marketplace-orders/{order}/set_state_done/", status: 400);
+
+        Assert.Equal(OrderOutcome.Completed, await _bed.Processor.ProcessAsync(order, CancellationToken.None));
+
+        Assert.Equal("done", _bed.Waldur.OrderState(order));
+        var record = await _bed.QueryAsync(db => db.Orders.SingleAsync());
+        Assert.Equal(OrderPhase.Completed, record.Phase);
+        Assert.Null(record.LastError);
+        Assert.Equal(0, _bed.Waldur.Count("POST", ".*/set_state_erred/"));
+        Assert.DoesNotContain(_bed.Logs.Lines, line => line.Contains("failed permanently", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task A_refused_set_state_done_of_an_order_still_executing_errs_it()
+    {
+        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
+        _bed.Waldur.Fail("POST", $"/api/marketplace-orders/{order}/set_state_done/", 400);
+
+        Assert.Equal(OrderOutcome.Erred, await _bed.Processor.ProcessAsync(order, CancellationToken.None));
+
+        Assert.Equal("erred", _bed.Waldur.OrderState(order));
+        Assert.Equal(OrderPhase.Erred, (await _bed.QueryAsync(db => db.Orders.SingleAsync())).Phase);
+    }
+
+    [Fact]
     public async Task A_permanent_failure_before_approval_keeps_the_order_pending_and_a_later_attempt_completes_it()
     {
         var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());

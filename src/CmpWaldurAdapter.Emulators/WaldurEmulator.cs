@@ -198,6 +198,19 @@ public class WaldurEmulator : Emulator
         }
     }
 
+    /// <summary>Moves a project to another organization, as Waldur staff may; its resources and orders go with it.</summary>
+    public void MoveProject(Guid project, Guid customer, string customerName)
+    {
+        lock (Sync)
+        {
+            foreach (var item in _resources.Values.Concat(_orders.Values).Where(r => r["project_uuid"]!.GetValue<string>() == project.ToString()))
+            {
+                item["customer_uuid"] = customer.ToString();
+                item["customer_name"] = customerName;
+            }
+        }
+    }
+
     public void SetResourceFlags(Guid resource, bool paused, bool downscaled)
     {
         lock (Sync)

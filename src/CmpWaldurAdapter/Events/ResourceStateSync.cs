@@ -1,5 +1,7 @@
+using CmpWaldurAdapter.ApiKeys;
 using CmpWaldurAdapter.Offerings;
 using CmpWaldurAdapter.Persistence;
+using CmpWaldurAdapter.Tenants;
 using CmpWaldurAdapter.Waldur;
 using CmpWaldurAdapter.Waldur.Api;
 using CmpWaldurAdapter.Waldur.Contracts;
@@ -11,9 +13,17 @@ namespace CmpWaldurAdapter.Events;
 
 /// <summary>
 /// Mirrors Waldur's paused and downscaled flags (set by budget policies or staff) onto subscriptions, so
-/// a paused resource stops being served and charged. Driven by RESOURCE events and a periodic sweep.
+/// a paused resource stops being served and charged, and follows a resource whose project moved to another
+/// organization, so its charges go to that organization's credits. Driven by RESOURCE events and a periodic sweep.
 /// </summary>
-public sealed class ResourceStateSync(IWaldurApi waldur, IDbContextFactory<AdapterDbContext> dbs, ServedOfferings catalog, TimeProvider clock, IOptionsMonitor<WaldurOptions> waldurOptions, ILogger<ResourceStateSync> logger)
+public sealed class ResourceStateSync(
+    IWaldurApi waldur,
+    IDbContextFactory<AdapterDbContext> dbs,
+    ServedOfferings catalog,
+    ApiKeyService keys,
+    TimeProvider clock,
+    IOptionsMonitor<WaldurOptions> waldurOptions,
+    ILogger<ResourceStateSync> logger)
 {
     public async Task SyncAsync(Guid resourceUuid, CancellationToken cancellationToken)
     {
@@ -53,6 +63,7 @@ public sealed class ResourceStateSync(IWaldurApi waldur, IDbContextFactory<Adapt
             return false;
         }
 
+        var moved = resource.Customer_uuid is { } customer && await MoveAsync(uuid, customer, resource, cancellationToken);
         var paused = resource.Paused ?? false;
         var downscaled = resource.Downscaled ?? false;
         await using var db = await dbs.CreateDbContextAsync(cancellationToken);
@@ -67,7 +78,91 @@ public sealed class ResourceStateSync(IWaldurApi waldur, IDbContextFactory<Adapt
             logger.LogInformation("Resource {ResourceUuid} is now paused={Paused}, downscaled={Downscaled}", uuid, paused, downscaled);
         }
 
-        return changed > 0;
+        return changed > 0 || moved;
+    }
+
+    /// <summary>
+    /// Puts the resource's subscription under the organization Waldur has it under now (its project was moved), and
+    /// the workspace too while the resource is still in that project; the organization is recorded with its name.
+    /// Holds and charges name the subscription's organization, so the next ones go to the new organization's credits.
+    /// </summary>
+    private async Task<bool> MoveAsync(Guid resourceUuid, Guid customerId, Resource resource, CancellationToken cancellationToken)
+    {
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        var subscription = await db.Subscriptions.AsNoTracking()
+            .Where(s => s.ResourceUuid == resourceUuid)
+            .Select(s => new { s.Id, s.CustomerId, s.WorkspaceId })
+            .SingleOrDefaultAsync(cancellationToken);
+        if (subscription is null)
+        {
+            return false;
+        }
+
+        // A resource moved to another project leaves its workspace (the old project's runtime) where it is.
+        var projectMoved = resource.Project_uuid == subscription.WorkspaceId;
+        var workspaceBehind = projectMoved && await db.Workspaces.AnyAsync(w => w.Id == subscription.WorkspaceId && w.CustomerId != customerId, cancellationToken);
+        if (subscription.CustomerId == customerId && !workspaceBehind)
+        {
+            return false;
+        }
+
+        var now = clock.GetUtcNow();
+        await EnsureCustomerAsync(db, customerId, ColumnText.Clip(resource.Customer_name, Customer.MaxNameLength), now, cancellationToken);
+        await using (var transaction = await db.Database.BeginTransactionAsync(cancellationToken))
+        {
+            // Versions move on, so orders saving these rows meanwhile retry, and cached authentications elsewhere are stale.
+            await db.Subscriptions.Where(s => s.Id == subscription.Id && s.CustomerId != customerId)
+                .ExecuteUpdateAsync(set => set
+                    .SetProperty(s => s.CustomerId, customerId)
+                    .SetProperty(s => s.Version, s => s.Version + 1)
+                    .SetProperty(s => s.UpdatedAt, now), cancellationToken);
+            if (projectMoved)
+            {
+                await db.Workspaces.Where(w => w.Id == subscription.WorkspaceId && w.CustomerId != customerId)
+                    .ExecuteUpdateAsync(set => set
+                        .SetProperty(w => w.CustomerId, customerId)
+                        .SetProperty(w => w.Version, w => w.Version + 1)
+                        .SetProperty(w => w.UpdatedAt, now), cancellationToken);
+            }
+
+            await transaction.CommitAsync(cancellationToken);
+        }
+
+        keys.Forget(subscription.Id);
+        logger.LogInformation("Resource {ResourceUuid} moved from organization {FromCustomerId} to organization {CustomerId}: its charges now go to the new organization's credits",
+            resourceUuid, subscription.CustomerId, customerId);
+        return true;
+    }
+
+    private static async Task EnsureCustomerAsync(AdapterDbContext db, Guid customerId, string name, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        var known = await db.Customers.SingleOrDefaultAsync(c => c.Id == customerId, cancellationToken);
+        if (known is not null)
+        {
+            // Made by a grant before any of its subscriptions was seen: without a name.
+            if (known.Name.Length == 0 && name.Length > 0)
+            {
+                known.Name = name;
+                known.UpdatedAt = now;
+                await db.SaveChangesAsync(cancellationToken);
+            }
+
+            return;
+        }
+
+        db.Customers.Add(new Customer { Id = customerId, Name = name, CreatedAt = now, UpdatedAt = now });
+        try
+        {
+            await db.SaveChangesAsync(cancellationToken);
+        }
+        catch (DbUpdateException exception) when (DbErrors.IsUniqueViolation(exception))
+        {
+            // Recorded meanwhile (another of its resources, or an order).
+        }
+        finally
+        {
+            db.ChangeTracker.Clear();
+        }
     }
 }
 

@@ -47,9 +47,9 @@ public sealed class ChatTestBed : IAsyncDisposable
         StartAsync((_, values) => settings?.Invoke(values));
 
     /// <summary>Starts with settings that may need the fakes (e.g. another Waldur offering to serve), and any services of the test's own.</summary>
-    public static async Task<ChatTestBed> StartAsync(Action<TenantTestBed, Dictionary<string, string?>> configure, Action<IServiceCollection>? services = null)
+    public static async Task<ChatTestBed> StartAsync(Action<TenantTestBed, Dictionary<string, string?>> configure, Action<IServiceCollection>? services = null, DatabaseProvider provider = DatabaseProvider.Sqlite)
     {
-        var bed = new ChatTestBed(await TenantTestBed.CreateAsync());
+        var bed = new ChatTestBed(await TenantTestBed.CreateAsync(provider));
         configure(bed.Tenants, bed.Tenants.Settings);
         bed.Server = await bed.Tenants.StartServerAsync(services);
         return bed;

@@ -13,4 +13,12 @@ Console.CancelKeyPress += (_, e) =>
     }
 };
 
+// Kubernetes stops pods with SIGTERM: the same graceful stop, also for a command or a start still migrating the
+// database (the host listens for it only once started; killed mid-migration, SQLite keeps EF Core's lock row).
+using var terminate = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, context =>
+{
+    context.Cancel = true;
+    stop.Cancel();
+});
+
 return await AdapterCli.RunAsync(args, new CommandContext(Console.Out, Console.Error), stop.Token);

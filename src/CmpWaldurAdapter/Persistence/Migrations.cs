@@ -5,6 +5,9 @@ namespace CmpWaldurAdapter.Persistence;
 
 public static class DatabaseMigrations
 {
+    /// <summary>A SQLite migration lock older than this was left by a process that died migrating.</summary>
+    public static readonly TimeSpan StaleMigrationLock = TimeSpan.FromMinutes(15);
+
     /// <summary>Applies pending migrations; returns their names.</summary>
     public static async Task<IReadOnlyList<string>> MigrateAsync(this IServiceProvider services, CancellationToken cancellationToken)
     {
@@ -13,6 +16,11 @@ public static class DatabaseMigrations
         var pending = (await db.Database.GetPendingMigrationsAsync(cancellationToken)).ToList();
         if (pending.Count > 0)
         {
+            if (db.Database.IsSqlite())
+            {
+                await ReleaseStaleSqliteLockAsync(db, services, cancellationToken);
+            }
+
             await db.Database.MigrateAsync(cancellationToken);
         }
 
@@ -23,6 +31,47 @@ public static class DatabaseMigrations
         }
 
         return pending;
+    }
+
+    /// <summary>
+    /// EF Core locks a SQLite migration with a row that only the migrating process removes: one killed mid-migration
+    /// (a drained node, an OOM kill, a start past its probe's budget) leaves it, and every later start and command
+    /// would wait on it for ever. A live migration here holds it for seconds, so a row this old is a dead process's.
+    /// </summary>
+    private static async Task ReleaseStaleSqliteLockAsync(AdapterDbContext db, IServiceProvider services, CancellationToken cancellationToken)
+    {
+        var connection = db.Database.GetDbConnection();
+        await db.Database.OpenConnectionAsync(cancellationToken);
+        try
+        {
+            await using var find = connection.CreateCommand();
+            find.CommandText = "SELECT \"Timestamp\" FROM \"__EFMigrationsLock\" WHERE EXISTS (SELECT 1 FROM sqlite_master WHERE name = '__EFMigrationsLock' AND type = 'table')";
+            string? taken;
+            try
+            {
+                taken = await find.ExecuteScalarAsync(cancellationToken) as string;
+            }
+            catch (Microsoft.Data.Sqlite.SqliteException)
+            {
+                return; // no lock table: never migrated with a lock
+            }
+
+            if (taken is null || (DateTimeOffset.TryParse(taken, System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.AssumeUniversal, out var at)
+                && at > DateTimeOffset.UtcNow - StaleMigrationLock))
+            {
+                return;
+            }
+
+            await using var release = connection.CreateCommand();
+            release.CommandText = "DELETE FROM \"__EFMigrationsLock\"";
+            await release.ExecuteNonQueryAsync(cancellationToken);
+            services.GetService<ILoggerFactory>()?.CreateLogger(typeof(DatabaseMigrations)).LogWarning(
+                "Released the migration lock taken at {LockedAt} by a process that did not finish migrating", taken);
+        }
+        finally
+        {
+            await db.Database.CloseConnectionAsync();
+        }
     }
 
     /// <summary>

@@ -17,7 +17,29 @@ using Microsoft.Extensions.Options;
 
 namespace CmpWaldurAdapter.IntegrationTests.Persistence;
 
-public sealed class PersistenceOnSqliteTests() : PersistenceTests(DatabaseProvider.Sqlite);
+public sealed class PersistenceOnSqliteTests() : PersistenceTests(DatabaseProvider.Sqlite)
+{
+    // SQLite only: PostgreSQL's migration lock is a session's advisory lock, released when the session dies.
+    [Fact]
+    public async Task A_migration_lock_left_by_a_process_killed_while_migrating_does_not_stop_the_next_migration()
+    {
+        await using (var context = await Dbs.CreateDbContextAsync())
+        {
+            var migrations = context.Database.GetMigrations().ToList();
+            await context.GetService<IMigrator>().MigrateAsync(migrations[^2]);
+            // What EF Core leaves when the process dies between taking its lock and releasing it.
+            await context.Database.ExecuteSqlRawAsync("""CREATE TABLE IF NOT EXISTS "__EFMigrationsLock" ("Id" INTEGER NOT NULL CONSTRAINT "PK___EFMigrationsLock" PRIMARY KEY, "Timestamp" TEXT NOT NULL)""");
+            await context.Database.ExecuteSqlRawAsync("""INSERT OR REPLACE INTO "__EFMigrationsLock" ("Id", "Timestamp") VALUES (1, {0})""",
+                (DateTimeOffset.UtcNow - DatabaseMigrations.StaleMigrationLock - TimeSpan.FromMinutes(1)).ToString("yyyy-MM-dd HH:mm:ss.FFFFFFFzzz", System.Globalization.CultureInfo.InvariantCulture));
+        }
+
+        var applied = await Services.MigrateAsync(CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(60));
+
+        Assert.Single(applied);
+        await using var db = await Dbs.CreateDbContextAsync();
+        Assert.Empty(await db.Database.GetPendingMigrationsAsync());
+    }
+}
 
 public sealed class PersistenceOnPostgresTests() : PersistenceTests(DatabaseProvider.Postgres);
 
@@ -28,9 +50,9 @@ public abstract class PersistenceTests(DatabaseProvider provider) : IAsyncLifeti
     private TestDatabase _database = null!;
     private IHost _host = null!;
 
-    private IServiceProvider Services => _host.Services;
+    protected IServiceProvider Services => _host.Services;
 
-    private IDbContextFactory<AdapterDbContext> Dbs => Services.GetRequiredService<IDbContextFactory<AdapterDbContext>>();
+    protected IDbContextFactory<AdapterDbContext> Dbs => Services.GetRequiredService<IDbContextFactory<AdapterDbContext>>();
 
     public async Task InitializeAsync()
     {

@@ -174,7 +174,9 @@ public static class AdapterHost
         services.AddKnowledgeBase(configuration);
         services.AddBuyerWeb();
 
-        services.Configure<EventsOptions>(configuration.GetSection(EventsOptions.SectionName));
+        services.AddOptions<EventsOptions>().Bind(configuration.GetSection(EventsOptions.SectionName)).ValidateDataAnnotations()
+            .Validate(o => o.MaxReconnectDelay >= o.InitialReconnectDelay, "Events:MaxReconnectDelay must be at least Events:InitialReconnectDelay.")
+            .ValidateOnStart();
         services.AddSingleton<EventChannelRegistrar>();
         services.AddSingleton<ResourceStateSync>();
         services.AddSingleton<EventChannelStatus>();

@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using CmpWaldurAdapter.Cli;
 using CmpWaldurAdapter.IntegrationTests.Orders;
+using CmpWaldurAdapter.Testing.Hosting;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Serilog.Core;
@@ -45,6 +46,56 @@ public sealed class CliTests : IAsyncLifetime
         Assert.Equal(ExitCodes.Success, exit);
         Assert.Contains("Usage:", output);
         Assert.Contains(string.Join(' ', command), output);
+    }
+
+    [Fact]
+    public async Task Serve_with_a_reconnect_backoff_that_cannot_work_exits_with_2_naming_it()
+    {
+        var settings = new Dictionary<string, string?>(_bed.Settings)
+        {
+            ["Events:Enabled"] = "true",
+            ["Events:WebSocketUrl"] = $"ws://127.0.0.1:{LoopbackPorts.Free()}/ws",
+            ["Events:InitialReconnectDelay"] = "00:00:00",
+        };
+
+        var (exit, error) = await ServeAsync(settings, _ => { });
+
+        Assert.Equal(ExitCodes.Error, exit);
+        Assert.Contains("InitialReconnectDelay", error);
+    }
+
+    [Theory]
+    [InlineData(200)] // while the server is still starting
+    [InlineData(3000)] // once it serves
+    public async Task Serve_stopped_by_a_failed_background_worker_exits_with_2(int failAfterMilliseconds)
+    {
+        var (exit, _) = await ServeAsync(_bed.Settings, services => services.AddHostedService(_ => new FailingWorker(failAfterMilliseconds)));
+
+        Assert.Equal(ExitCodes.Error, exit);
+    }
+
+    private async Task<(int Exit, string Error)> ServeAsync(IReadOnlyDictionary<string, string?> settings, Action<IServiceCollection> services)
+    {
+        var error = new StringWriter();
+        var context = new CommandContext(new StringWriter(), error, configureServer: builder =>
+        {
+            builder.Configuration.AddInMemoryCollection(settings);
+            builder.Services.AddSingleton<ILogEventSink>(_bed.Logs);
+            services(builder.Services);
+        });
+        using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(60)); // a server that never stops fails the test
+        var exit = await AdapterCli.RunAsync(["serve", "--urls", "http://127.0.0.1:0"], context, stop.Token);
+        Assert.False(stop.IsCancellationRequested, "serve stopped by itself");
+        return (exit, error.ToString());
+    }
+
+    private sealed class FailingWorker(int failAfterMilliseconds) : Microsoft.Extensions.Hosting.BackgroundService
+    {
+        protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+        {
+            await Task.Delay(failAfterMilliseconds, stoppingToken);
+            throw new InvalidOperationException("the worker failed");
+        }
     }
 
     [Fact]

@@ -63,7 +63,9 @@ public sealed class AllowanceCounters(IDbContextFactory<AdapterDbContext> dbs, I
     /// <summary>
     /// Takes one use of every rule, counted at <paramref name="now"/>, or none: when one has nothing left the ones
     /// taken before it are given back and the refusal names it. Null when all were taken. To give a use back, pass
-    /// the same instant to <see cref="GiveBackAsync"/>.
+    /// the same instant to <see cref="GiveBackAsync"/>. A rule already out of uses is refused before anything is
+    /// written, so a flood of refused requests (each naming a new visitor, say) adds no counters; put the rules
+    /// whose keys a client can vary at will last, so a refusal that only shows in a race adds none either.
     /// </summary>
     public async Task<AllowanceRefusal?> TakeAsync(IReadOnlyList<AllowanceRule> rules, DateTimeOffset now, CancellationToken cancellationToken)
     {
@@ -72,6 +74,11 @@ public sealed class AllowanceCounters(IDbContextFactory<AdapterDbContext> dbs, I
         {
             var ended = now - KeepFor;
             await db.Allowances.Where(a => a.WindowStart <= ended).ExecuteDeleteAsync(cancellationToken);
+        }
+
+        if (await FullAsync(db, rules, now, cancellationToken) is { } full)
+        {
+            return full;
         }
 
         for (var i = 0; i < rules.Count; i++)
@@ -118,6 +125,28 @@ public sealed class AllowanceCounters(IDbContextFactory<AdapterDbContext> dbs, I
             r => r.Key,
             r => rows.TryGetValue(r.Key, out var row) && row.WindowStart > r.Ended(now) ? row.Used : 0,
             StringComparer.Ordinal);
+    }
+
+    /// <summary>The first rule with no use left in its current window, read without writing anything; null when every rule has room.</summary>
+    private static async Task<AllowanceRefusal?> FullAsync(AdapterDbContext db, IReadOnlyList<AllowanceRule> rules, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        var keys = rules.Select(r => r.Key).ToList();
+        var rows = await db.Allowances.AsNoTracking().Where(a => keys.Contains(a.Key)).ToDictionaryAsync(a => a.Key, cancellationToken);
+        foreach (var rule in rules)
+        {
+            if (rule.Limit <= 0)
+            {
+                return new AllowanceRefusal(rule, rule.Start(now) + rule.Window - now);
+            }
+
+            if (rows.TryGetValue(rule.Key, out var row) && row.WindowStart > rule.Ended(now) && row.Used >= rule.Limit)
+            {
+                var retryAfter = row.WindowStart + rule.Window - now;
+                return new AllowanceRefusal(rule, retryAfter > TimeSpan.Zero ? retryAfter : TimeSpan.Zero);
+            }
+        }
+
+        return null;
     }
 
     /// <summary>The longest key a counter has; longer keys are cut (they stay distinct in practice: ids come first).</summary>
@@ -181,7 +210,17 @@ public sealed class AllowanceCounters(IDbContextFactory<AdapterDbContext> dbs, I
         return start; // three rounds of changes under it: refuse rather than spin
     }
 
-    private static async Task GiveBackOneAsync(AdapterDbContext db, string key, DateTimeOffset takenAt) =>
-        await db.Allowances.Where(a => a.Key == key && a.Used > 0 && a.WindowStart <= takenAt)
-            .ExecuteUpdateAsync(set => set.SetProperty(a => a.Used, a => a.Used - 1), CancellationToken.None);
+    /// <summary>
+    /// Gives one use back; a counter that comes back to no uses is deleted (no row says the same), so uses given back
+    /// leave no rows behind. A take racing the delete either counted first (the row is kept) or finds no row and
+    /// inserts one.
+    /// </summary>
+    private static async Task GiveBackOneAsync(AdapterDbContext db, string key, DateTimeOffset takenAt)
+    {
+        if (await db.Allowances.Where(a => a.Key == key && a.Used > 0 && a.WindowStart <= takenAt)
+                .ExecuteUpdateAsync(set => set.SetProperty(a => a.Used, a => a.Used - 1), CancellationToken.None) == 1)
+        {
+            await db.Allowances.Where(a => a.Key == key && a.Used == 0).ExecuteDeleteAsync(CancellationToken.None);
+        }
+    }
 }

@@ -190,14 +190,18 @@ public static class BuyerWebEndpoints
         }
 
         var visitor = TryVisitor(http, tokens);
-        var address = ClientAddress.Of(http);
+        var (address, site) = (ClientAddress.Of(http), ClientAddress.SiteOf(http));
         var takenAt = clock.GetUtcNow();
-        var (taken, remaining) = await limiter.TryTakeAsync(entry.Slug, visitor, address, takenAt, cancellationToken);
-        if (!taken)
+        var (refused, remaining) = await limiter.TryTakeAsync(entry.Slug, visitor, address, site, takenAt, cancellationToken);
+        if (refused is { } limit)
         {
             return Results.Json(new
             {
-                error = new ApiError($"You have used the free demo messages of {entry.Name}. Subscribe to keep chatting.", "requests", "demo_limit_reached", null),
+                error = new ApiError(
+                    limit == TryLimit.OfferingDay
+                        ? $"The demo of {entry.Name} has answered all the messages it can for today. Please come back tomorrow, or subscribe to keep chatting."
+                        : $"You have used the free demo messages of {entry.Name}. Subscribe to keep chatting.",
+                    "requests", "demo_limit_reached", null),
                 remaining = 0,
             }, ApiJson.Options, statusCode: StatusCodes.Status429TooManyRequests);
         }
@@ -205,7 +209,7 @@ public static class BuyerWebEndpoints
         var answer = await chat.DemoAsync(entry, visitor, request!.Message!, cancellationToken);
         if (!answer.Answered)
         {
-            await limiter.GiveBackAsync(entry.Slug, visitor, address, takenAt);
+            await limiter.GiveBackAsync(entry.Slug, visitor, address, site, takenAt);
             return Refusal(answer);
         }
 

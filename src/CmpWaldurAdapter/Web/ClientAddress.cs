@@ -13,6 +13,25 @@ public static class ClientAddress
     /// <summary>The connection's address (the forwarded one when <see cref="WebOptions.TrustForwardedHeaders"/> is set), normalized.</summary>
     public static string Of(HttpContext http) => Normalize(http.Connection.RemoteIpAddress);
 
+    /// <summary>The /48 network of the connection's IPv6 address; null for IPv4 (see <see cref="Site(IPAddress?)"/>).</summary>
+    public static string? SiteOf(HttpContext http) => Site(http.Connection.RemoteIpAddress);
+
+    /// <summary>
+    /// The /48 network an IPv6 address is in, for a limit wider than its /64: a site routed a /48 holds 65,536 /64s,
+    /// so counting /64s alone lets it start over that many times. Null for IPv4 (also IPv4-mapped) and no address.
+    /// </summary>
+    public static string? Site(IPAddress? address)
+    {
+        if (address is null || address.IsIPv4MappedToIPv6 || address.AddressFamily != AddressFamily.InterNetworkV6)
+        {
+            return null;
+        }
+
+        var bytes = address.GetAddressBytes();
+        Array.Clear(bytes, 6, 10);
+        return $"{new IPAddress(bytes)}/48";
+    }
+
     public static string Normalize(IPAddress? address)
     {
         if (address is null)

@@ -43,6 +43,23 @@ public sealed class WebOptions
 
     public TimeSpan TryWindow { get; set; } = TimeSpan.FromHours(24);
 
+    /// <summary>
+    /// Demo messages per IPv6 /48 network and offering within <see cref="TryWindow"/>, as a multiple of
+    /// <see cref="TryMessagesPerAddress"/>: an IPv6 client counts as its /64, and a site routed a /48 holds 65,536 of them.
+    /// </summary>
+    [Range(1, 100_000)]
+    public int TryIpv6SiteMultiple { get; set; } = 10;
+
+    /// <summary>
+    /// Demo messages per offering per day (UTC), all visitors together: the shared demo flow's runs are the
+    /// operator's cost, whatever addresses they come from.
+    /// </summary>
+    [Range(1, int.MaxValue)]
+    public int TryMessagesPerOfferingPerDay { get; set; } = 2000;
+
+    /// <summary>Demo messages one IPv6 /48 may send per offering within <see cref="TryWindow"/>.</summary>
+    internal int TryMessagesPerIpv6Site => (int)Math.Min(int.MaxValue, (long)TryMessagesPerAddress * TryIpv6SiteMultiple);
+
     /// <summary>Lifetime of a widget visitor token (bound to one origin).</summary>
     public TimeSpan VisitorTokenLifetime { get; set; } = TimeSpan.FromMinutes(15);
 

@@ -24,6 +24,15 @@ public sealed class ClientAddressTests
         Assert.Equal(ClientAddress.Normalize(IPAddress.Parse("::ffff:198.51.100.20")), ClientAddress.Normalize(IPAddress.Parse("198.51.100.20")));
     }
 
+    [Theory]
+    [InlineData("2001:db8:abcd:12::1", "2001:db8:abcd::/48")]
+    [InlineData("2001:db8:abcd:ffff:1:2:3:4", "2001:db8:abcd::/48")]
+    [InlineData("2001:db8:abce:12::1", "2001:db8:abce::/48")]
+    [InlineData("203.0.113.7", null)]
+    [InlineData("::ffff:203.0.113.7", null)]
+    public void An_IPv6_address_is_in_its_48_and_IPv4_in_none(string address, string? expected) =>
+        Assert.Equal(expected, ClientAddress.Site(IPAddress.Parse(address)));
+
     [Fact]
     public void No_address_is_one_shared_client() => Assert.Equal("unknown", ClientAddress.Normalize(null));
 }

@@ -30,7 +30,7 @@ public sealed class TryModel(OfferingCatalogue catalogue, ServedOfferings offeri
         CreditsPerMessage = entry.Pricing.Offers(ActionClass.ChatMessage) ? entry.Pricing.PriceOf(ActionClass.ChatMessage) : 0;
         SubscribeUrl = options.Value.HomePortOfferingUrl(binding.Uuid).ToString();
         var visitor = BuyerWebEndpoints.TryVisitor(HttpContext, tokens);
-        Remaining = await limiter.RemainingAsync(entry.Slug, visitor, ClientAddress.Of(HttpContext), cancellationToken);
+        Remaining = await limiter.RemainingAsync(entry.Slug, visitor, ClientAddress.Of(HttpContext), ClientAddress.SiteOf(HttpContext), cancellationToken);
         return Page();
     }
 }

@@ -288,13 +288,23 @@ public sealed class BuyerPagesTests : IAsyncLifetime
         await Expect(page.Locator("[data-cmp-widget] .messages li.bot").Nth(1)).ToHaveTextAsync("Ada: you said Where is my order?");
         await BrowserSession.ScreenshotAsync(page, "widget-allowed-origin");
 
+        // A reload carries the conversation on: the messages are still there and the agent runs in the same session.
+        await page.ReloadAsync();
+        await page.Locator("[data-cmp-widget] .launcher").ClickAsync();
+        await Expect(page.Locator("[data-cmp-widget] .messages li")).ToHaveCountAsync(3);
+        await page.Locator("[data-cmp-widget] input").FillAsync("And when will it arrive?");
+        await page.Locator("[data-cmp-widget] input").PressAsync("Enter");
+        await Expect(page.Locator("[data-cmp-widget] .messages li.bot").Nth(2)).ToHaveTextAsync("Ada: you said And when will it arrive?");
+        await Expect(page.Locator("[data-cmp-widget] .messages li")).ToHaveCountAsync(5);
+        Assert.Single(_bed.Agent.Runs.Select(r => r.SessionId).Distinct());
+
         var refused = await _browser.NewPageAsync();
         await refused.GotoAsync($"http://localhost:{otherSite.Port}/");
         await refused.Locator("[data-cmp-widget] .launcher").ClickAsync();
         await Expect(refused.Locator("[data-cmp-widget] .error")).ToContainTextAsync("not among the widget's allowed domains");
         await Expect(refused.Locator("[data-cmp-widget] .messages li")).ToHaveCountAsync(0);
         await BrowserSession.ScreenshotAsync(refused, "widget-refused-origin");
-        Assert.Single(_bed.Agent.Runs);
+        Assert.Equal(2, _bed.Agent.Runs.Count);
     }
 
     [Fact]

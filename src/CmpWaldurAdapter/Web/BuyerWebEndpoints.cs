@@ -41,7 +41,11 @@ public static class BuyerWebEndpoints
         [property: JsonPropertyName("message")] string? Message,
         [property: JsonPropertyName("conversation")] string? Conversation);
 
-    public sealed record WidgetSessionRequest([property: JsonPropertyName("key")] string? Key);
+    /// <param name="Key">The publishable key.</param>
+    /// <param name="Previous">The visitor token of this visitor's previous session (expired or not): its conversation goes on.</param>
+    public sealed record WidgetSessionRequest(
+        [property: JsonPropertyName("key")] string? Key,
+        [property: JsonPropertyName("previous")] string? Previous = null);
 
     // ---- Console ---------------------------------------------------------------------------------------
 
@@ -264,19 +268,36 @@ public static class BuyerWebEndpoints
         }
 
         var lifetime = options.Value.VisitorTokenLifetime;
-        var visitor = Guid.NewGuid().ToString("N");
+        // The visitor id names the conversation (the agent's memory, the handoff), so a renewal keeps it.
+        var resumed = ResumedVisitor(tokens, request.Previous, caller, origin, options.Value);
+        var visitor = resumed ?? Guid.NewGuid().ToString("N");
         var token = tokens.Create(WidgetVisitorPurpose, lifetime, caller.Subscription.Id.ToString("N"), caller.Key.Id.ToString("N"), origin, visitor);
         var configuration = ConsoleSettings.ConfigurationOf(caller.Subscription);
         return Results.Json(new
         {
             token,
             expires_in = (int)lifetime.TotalSeconds,
+            resumed = resumed is not null,
             name = Text(configuration, "agent_name") ?? offering.Name,
             welcome = Text(configuration, "welcome_message") ?? $"Hi! I am {Text(configuration, "agent_name") ?? offering.Name}. How can I help?",
             colour = Text(configuration, "brand_colour") ?? "#2563eb",
             logo = web.Logo is null ? null : options.Value.Public($"web/logo/{caller.Subscription.Id}").ToString(),
         }, ApiJson.Options);
     }
+
+    /// <summary>
+    /// The visitor id of the previous session's token, when it is ours (signed, so a visitor cannot name another's
+    /// conversation), expired at most <see cref="WebOptions.WidgetConversationResumeWindow"/> ago, and issued for the
+    /// same subscription, key and origin; null otherwise (a new conversation).
+    /// </summary>
+    private static string? ResumedVisitor(SignedTokens tokens, string? previous, AuthenticatedKey caller, string origin, WebOptions options) =>
+        tokens.Read(WidgetVisitorPurpose, previous, 4, options.WidgetConversationResumeWindow) is [var subscription, var key, var boundOrigin, var visitor]
+        && subscription == caller.Subscription.Id.ToString("N")
+        && key == caller.Key.Id.ToString("N")
+        && string.Equals(boundOrigin, origin, StringComparison.Ordinal)
+        && Guid.TryParseExact(visitor, "N", out _)
+            ? visitor
+            : null;
 
     private static async Task<IResult> WidgetChatAsync(HttpContext http, SignedTokens tokens, IDbContextFactory<AdapterDbContext> dbs, BuyerWebStore store, VisitorRateLimiter limiter, WidgetLimits limits, IPageChat chat, IOptions<WebOptions> options, TimeProvider clock, CancellationToken cancellationToken)
     {

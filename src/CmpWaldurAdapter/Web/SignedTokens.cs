@@ -20,7 +20,13 @@ public sealed class SignedTokens(IDataProtectionProvider protection, TimeProvide
     }
 
     /// <summary>The fields of a valid, unexpired token of this purpose; null for anything else (forged, expired, other purpose).</summary>
-    public string[]? Read(string purpose, string? token, int fieldCount)
+    public string[]? Read(string purpose, string? token, int fieldCount) => Read(purpose, token, fieldCount, TimeSpan.Zero);
+
+    /// <summary>
+    /// The fields of a valid token of this purpose that expired at most <paramref name="expiredFor"/> ago: a token
+    /// that grants nothing any more but still proves what it was issued for (a widget conversation to carry on).
+    /// </summary>
+    public string[]? Read(string purpose, string? token, int fieldCount, TimeSpan expiredFor)
     {
         if (string.IsNullOrEmpty(token) || token.Length > 4096)
         {
@@ -40,7 +46,7 @@ public sealed class SignedTokens(IDataProtectionProvider protection, TimeProvide
         var parts = payload.Split(Separator);
         if (parts.Length != fieldCount + 1
             || !long.TryParse(parts[^1], NumberStyles.None, CultureInfo.InvariantCulture, out var expires)
-            || clock.GetUtcNow().ToUnixTimeSeconds() >= expires)
+            || clock.GetUtcNow().ToUnixTimeSeconds() >= expires + (long)Math.Max(0, expiredFor.TotalSeconds))
         {
             return null;
         }

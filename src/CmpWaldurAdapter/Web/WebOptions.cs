@@ -63,6 +63,13 @@ public sealed class WebOptions
     /// <summary>Lifetime of a widget visitor token (bound to one origin).</summary>
     public TimeSpan VisitorTokenLifetime { get; set; } = TimeSpan.FromMinutes(15);
 
+    /// <summary>
+    /// How long after its visitor token expired a widget conversation can still be carried on: a new session started
+    /// with the previous token (same subscription, key and origin) keeps its conversation, so the agent's memory and
+    /// any handoff go on across token renewals and page reloads; after this a new conversation starts.
+    /// </summary>
+    public TimeSpan WidgetConversationResumeWindow { get; set; } = TimeSpan.FromHours(2);
+
     /// <summary>Widget messages per visitor per minute, counted per replica (a burst limit, see <see cref="VisitorRateLimiter"/>).</summary>
     public int WidgetMessagesPerMinute { get; set; } = 10;
 

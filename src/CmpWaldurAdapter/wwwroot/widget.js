@@ -4,7 +4,9 @@
  *   <script>CMPWidget.init({ apiKey: 'pk_live_…', theme: 'light', position: 'bottom-right' });</script>
  * It renders inside a Shadow DOM (the host page's styles do not leak in or out). The publishable key only
  * starts a session: the server checks this page's Origin against the subscription's allowed domains and
- * answers with a short-lived visitor token bound to this origin.
+ * answers with a short-lived visitor token bound to this origin. The last token and the messages are kept in
+ * sessionStorage (this tab only): a renewal or a reload sends the previous token, so the server carries the
+ * same conversation on.
  */
 (function () {
   'use strict';
@@ -103,12 +105,25 @@
     var session = null;
     var colour = '#2563eb';
 
+    // What this tab keeps across renewals and reloads; storage may be unavailable (privacy modes): then a
+    // reload starts a new conversation, nothing else changes.
+    var storageKey = 'cmp-widget:' + options.apiKey;
+    var kept = { token: null, messages: [] };
+    try {
+      var stored = JSON.parse(window.sessionStorage.getItem(storageKey) || 'null');
+      if (stored && (stored.token === null || typeof stored.token === 'string') && Array.isArray(stored.messages)) { kept = stored; }
+    } catch (e) { /* unavailable or unreadable: start afresh */ }
+    function keep() {
+      kept.messages = kept.messages.slice(-100);
+      try { window.sessionStorage.setItem(storageKey, JSON.stringify(kept)); } catch (e) { /* unavailable */ }
+    }
+
     function paint() {
       [launcher, head, send].forEach(function (node) { node.style.background = colour; });
     }
     paint();
 
-    function add(role, text) {
+    function show(role, text) {
       var item = element('li', role, text);
       if (role === 'user') { item.style.background = colour; }
       list.appendChild(item);
@@ -116,12 +131,34 @@
       return item;
     }
 
+    function add(role, text) {
+      kept.messages.push({ role: role, text: text });
+      keep();
+      return show(role, text);
+    }
+
+    // The previous page's messages, shown until the server says whether their conversation goes on.
+    kept.messages = kept.messages.filter(function (m) {
+      return m && typeof m.text === 'string' && ['bot', 'user', 'handoff'].indexOf(m.role) >= 0;
+    });
+    var restored = kept.messages.map(function (m) { return show(m.role, m.text); });
+    var logoShown = false;
+
     function start() {
-      return post('widget/v1/session', { key: options.apiKey }).then(function (data) {
+      var previous = (session && session.token) || kept.token;
+      return post('widget/v1/session', previous ? { key: options.apiKey, previous: previous } : { key: options.apiKey }).then(function (data) {
         session = { token: data.token, expires: Date.now() + (data.expires_in - 30) * 1000 };
+        if (!data.resumed && restored.length) {
+          // Too old to carry on: the server starts a new conversation, so the old messages go.
+          restored.forEach(function (item) { if (item.parentNode) { list.removeChild(item); } });
+          kept.messages = kept.messages.slice(restored.length);
+        }
+        restored = [];
+        kept.token = data.token;
+        keep();
         colour = /^#[0-9a-fA-F]{6}$/.test(data.colour) ? data.colour : colour;
         title.textContent = data.name;
-        if (data.logo) { var logo = element('img'); logo.src = data.logo; logo.alt = ''; head.insertBefore(logo, title); }
+        if (data.logo && !logoShown) { var logo = element('img'); logo.src = data.logo; logo.alt = ''; head.insertBefore(logo, title); logoShown = true; }
         paint();
         if (!list.firstChild) { add('bot', data.welcome); }
         return session;
@@ -153,11 +190,13 @@
       add('user', text);
       input.value = '';
       send.disabled = true;
-      var pending = add('bot', '…');
+      var pending = show('bot', '…');
       ready()
         .then(function (s) { return post('widget/v1/chat', { message: text }, s.token); })
         .then(function (data) {
           pending.textContent = data.answer;
+          kept.messages.push({ role: 'bot', text: data.answer });
+          keep();
           if (data.handoff) { add('handoff', data.handoff); }
         })
         .catch(function (e) {

@@ -8,10 +8,13 @@ public static class WidgetRequests
 {
     public const string Origin = "https://shop.example.com";
 
-    public static async Task<HttpResponseMessage> SessionAsync(HttpClient client, string key, string address)
+    public static Task<HttpResponseMessage> SessionAsync(HttpClient client, string key, string address) => SessionAsync(client, key, address, null);
+
+    /// <summary>A session started as the widget renews one: with the previous session's token, from <paramref name="origin"/>.</summary>
+    public static async Task<HttpResponseMessage> SessionAsync(HttpClient client, string key, string address, string? previous, string origin = Origin)
     {
-        using var request = new HttpRequestMessage(HttpMethod.Post, "/widget/v1/session") { Content = JsonContent.Create(new { key }) };
-        request.Headers.Add("Origin", Origin);
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/widget/v1/session") { Content = JsonContent.Create<object>(previous is null ? new { key } : new { key, previous }) };
+        request.Headers.Add("Origin", origin);
         request.Headers.Add("X-Forwarded-For", address);
         return await client.SendAsync(request);
     }

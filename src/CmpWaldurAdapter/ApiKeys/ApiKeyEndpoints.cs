@@ -1,5 +1,7 @@
+using System.Net;
 using System.Text.Json.Serialization;
 using CmpWaldurAdapter.Api;
+using Microsoft.AspNetCore.Antiforgery;
 
 namespace CmpWaldurAdapter.ApiKeys;
 
@@ -21,7 +23,10 @@ public static class ApiKeyEndpoints
         keys.MapDelete("/{id:guid}", DeleteAsync).WithName("DeleteKey").WithSummary("Revoke a key.")
             .Produces(204).Produces<ApiErrorBody>(404);
 
-        endpoints.MapGet("/keys/reveal/{token}", RevealAsync).ExcludeFromDescription();
+        // Mail and chat link scanners fetch links before the buyer does: the GET only offers the key, the page's
+        // own form (POST with its anti-forgery token) shows it and uses the link up.
+        endpoints.MapGet("/keys/reveal/{token}", RevealPageAsync).ExcludeFromDescription();
+        endpoints.MapPost("/keys/reveal/{token}", RevealAsync).ExcludeFromDescription();
     }
 
     private static async Task<IResult> ListAsync(HttpContext http, ApiKeyService keys, CancellationToken cancellationToken)
@@ -106,24 +111,58 @@ public static class ApiKeyEndpoints
             : ApiErrors.NotFound("No such key in this subscription.", "key_not_found", "id");
     }
 
-    private static async Task<IResult> RevealAsync(string token, HttpContext http, ApiKeyService keys, CancellationToken cancellationToken)
+    /// <summary>The link's page: a button that shows the key, or 410 when the link cannot show it any more. Uses nothing up.</summary>
+    private static async Task<IResult> RevealPageAsync(string token, HttpContext http, ApiKeyService keys, IAntiforgery antiforgery, CancellationToken cancellationToken)
+    {
+        RevealHeaders(http);
+        if (!(token.Length is > 10 and < 100 && await keys.RevealableAsync(token, cancellationToken)))
+        {
+            return Gone();
+        }
+
+        var form = antiforgery.GetAndStoreTokens(http);
+        http.Response.Headers.CacheControl = "no-store";
+        return Results.Content(Page("Your API key is ready",
+            "<p>This link shows the key once. Show it when you are ready to copy it: it will not be shown again.</p>"
+            + $"<form method=\"post\"><input type=\"hidden\" name=\"{WebUtility.HtmlEncode(form.FormFieldName)}\" value=\"{WebUtility.HtmlEncode(form.RequestToken)}\">"
+            + "<button type=\"submit\" id=\"reveal\">Show my API key</button></form>"),
+            "text/html; charset=utf-8");
+    }
+
+    /// <summary>The page's button: shows the key and uses the link up; only from the link's own page (its anti-forgery token).</summary>
+    private static async Task<IResult> RevealAsync(string token, HttpContext http, ApiKeyService keys, IAntiforgery antiforgery, CancellationToken cancellationToken)
+    {
+        RevealHeaders(http);
+        if (!http.Request.HasFormContentType || !await antiforgery.IsRequestValidAsync(http))
+        {
+            return Results.Content(Page("The key was not shown",
+                "<p>This request did not come from the key's page, so the link was not used. Open the link again and press its button.</p>"),
+                "text/html; charset=utf-8", statusCode: StatusCodes.Status400BadRequest);
+        }
+
+        var key = token.Length is > 10 and < 100 ? await keys.RevealAsync(token, cancellationToken) : null;
+        if (key is null)
+        {
+            return Gone();
+        }
+
+        return Results.Content(Page("Your API key",
+            $"<p>Copy it now: it will not be shown again.</p><pre id=\"key\">{WebUtility.HtmlEncode(key)}</pre>"
+            + "<p>Use it as <code>Authorization: Bearer &lt;key&gt;</code> with the OpenAI-compatible endpoint <code>/v1/chat/completions</code>.</p>"),
+            "text/html; charset=utf-8");
+    }
+
+    private static void RevealHeaders(HttpContext http)
     {
         http.Response.Headers.CacheControl = "no-store";
         http.Response.Headers["Referrer-Policy"] = "no-referrer";
         http.Response.Headers["X-Robots-Tag"] = "noindex";
-        var key = token.Length is > 10 and < 100 ? await keys.RevealAsync(token, cancellationToken) : null;
-        if (key is null)
-        {
-            return Results.Content(Page("This link has already been used or has expired",
-                "<p>For your security a key is shown only once. Create a new key in the buyer console or with the API.</p>"),
-                "text/html; charset=utf-8", statusCode: StatusCodes.Status410Gone);
-        }
-
-        return Results.Content(Page("Your API key",
-            $"<p>Copy it now: it will not be shown again.</p><pre id=\"key\">{System.Net.WebUtility.HtmlEncode(key)}</pre>"
-            + "<p>Use it as <code>Authorization: Bearer &lt;key&gt;</code> with the OpenAI-compatible endpoint <code>/v1/chat/completions</code>.</p>"),
-            "text/html; charset=utf-8");
     }
+
+    private static IResult Gone() =>
+        Results.Content(Page("This link has already been used or has expired",
+            "<p>For your security a key is shown only once. Create a new key in the buyer console or with the API.</p>"),
+            "text/html; charset=utf-8", statusCode: StatusCodes.Status410Gone);
 
     private static string Page(string title, string body) =>
         $"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{title}</title>"

@@ -209,6 +209,18 @@ public sealed class ApiKeyService(IDbContextFactory<AdapterDbContext> dbs, IData
         return token;
     }
 
+    /// <summary>Whether a one-time link would still show its key (unused, unexpired, the key live); uses nothing up.</summary>
+    public async Task<bool> RevealableAsync(string token, CancellationToken cancellationToken)
+    {
+        var hash = ApiKeyFormat.Hash(token);
+        var now = clock.GetUtcNow();
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        return await db.KeyReveals.AnyAsync(
+            r => r.TokenHash == hash && r.KeyCipher != null && r.RevealedAt == null && r.ExpiresAt >= now
+                && db.ApiKeys.Any(k => k.Id == r.ApiKeyId && k.RevokedAt == null),
+            cancellationToken);
+    }
+
     /// <summary>The key behind a one-time link, exactly once; null when used, expired, revoked or unknown.</summary>
     public async Task<string?> RevealAsync(string token, CancellationToken cancellationToken)
     {

@@ -6,6 +6,7 @@ using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using CmpWaldurAdapter.IntegrationTests.Orders;
 using CmpWaldurAdapter.Orders;
+using CmpWaldurAdapter.Testing.Api;
 using CmpWaldurAdapter.Testing.Hosting;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
@@ -28,18 +29,22 @@ public sealed partial class ApiKeyTests : IAsyncLifetime
 
     private async Task<(Guid Order, Guid Resource, string Key)> SubscribeAsync()
     {
+        var (order, resource, link) = await SubscribeUnrevealedAsync();
+        var report = _bed.Waldur.Resource(resource)["report"]!.ToJsonString();
+        var key = KeyPattern().Match(await KeyRevealLinks.ShowAsync(link, _server.Url)).Value;
+        Assert.StartsWith("sk_live_", key);
+        Assert.DoesNotContain(key, report);
+        return (order, resource, key);
+    }
+
+    /// <summary>A subscription whose one-time key link was not opened yet.</summary>
+    private async Task<(Guid Order, Guid Resource, string Link)> SubscribeUnrevealedAsync()
+    {
         var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
         await _bed.Services.GetRequiredService<OrderInbox>().EnqueueAsync(order, "pending-provider", "event", false, CancellationToken.None);
         await Eventually.TrueAsync(() => _bed.Waldur.OrderState(order) == "done", TimeSpan.FromSeconds(10));
         var resource = _bed.Waldur.ResourceOf(order);
-        var report = _bed.Waldur.Resource(resource)["report"]!.ToJsonString();
-        var link = RevealLink().Match(report).Value;
-        using var client = _server.CreateClient();
-        var page = await client.GetStringAsync(new Uri(link).PathAndQuery);
-        var key = KeyPattern().Match(page).Value;
-        Assert.StartsWith("sk_live_", key);
-        Assert.DoesNotContain(key, report);
-        return (order, resource, key);
+        return (order, resource, RevealLink().Match(_bed.Waldur.Resource(resource)["report"]!.ToJsonString()).Value);
     }
 
     private HttpClient Client(string key)
@@ -66,6 +71,49 @@ public sealed partial class ApiKeyTests : IAsyncLifetime
         Assert.Equal("First key", keys["data"]![0]!["name"]!.GetValue<string>());
         Assert.Equal(key[..16], keys["data"]![0]!["prefix"]!.GetValue<string>());
         Assert.DoesNotContain(key, keys.ToJsonString());
+    }
+
+    [Fact]
+    public async Task Opening_the_link_uses_nothing_up_only_its_pages_button_shows_the_key_once()
+    {
+        var (_, _, link) = await SubscribeUnrevealedAsync();
+        var path = new Uri(link).PathAndQuery;
+
+        // A mail or chat scanner fetches the link (more than once, without cookies): the key is not in it and stays unused.
+        using (var scanner = new HttpClient(new HttpClientHandler { UseCookies = false }) { BaseAddress = _server.Url })
+        {
+            for (var fetch = 0; fetch < 2; fetch++)
+            {
+                var prefetched = await scanner.GetAsync(path);
+                Assert.Equal(HttpStatusCode.OK, prefetched.StatusCode);
+                Assert.Contains("no-store", prefetched.Headers.CacheControl!.ToString(), StringComparison.Ordinal);
+                Assert.DoesNotMatch(KeyPattern(), await prefetched.Content.ReadAsStringAsync());
+            }
+
+            // Nor does a POST without the page's token (another site's form, a scanner posting) use it up.
+            var forged = await scanner.PostAsync(path, new FormUrlEncodedContent([new("__RequestVerificationToken", "forged")]));
+            Assert.Equal(HttpStatusCode.BadRequest, forged.StatusCode);
+            Assert.DoesNotMatch(KeyPattern(), await forged.Content.ReadAsStringAsync());
+        }
+
+        // The buyer opens the page and presses its button: the key, once.
+        using var browser = new HttpClient(new HttpClientHandler { CookieContainer = new CookieContainer() }) { BaseAddress = _server.Url };
+        var form = KeyRevealLinks.FormFieldOf(await browser.GetStringAsync(path));
+        var shown = await browser.PostAsync(path, new FormUrlEncodedContent([form]));
+        Assert.Equal(HttpStatusCode.OK, shown.StatusCode);
+        Assert.Equal("no-store", shown.Headers.CacheControl!.ToString());
+        var key = KeyPattern().Match(await shown.Content.ReadAsStringAsync()).Value;
+        Assert.StartsWith("sk_live_", key);
+        using (var client = Client(key))
+        {
+            Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/v1/keys")).StatusCode);
+        }
+
+        var again = await browser.PostAsync(path, new FormUrlEncodedContent([form]));
+        Assert.Equal(HttpStatusCode.Gone, again.StatusCode);
+        Assert.DoesNotContain(key, await again.Content.ReadAsStringAsync());
+        Assert.Equal("no-store", again.Headers.CacheControl!.ToString());
+        Assert.Equal(HttpStatusCode.Gone, (await browser.GetAsync(path)).StatusCode);
     }
 
     [Fact]

@@ -10,6 +10,7 @@ using CmpWaldurAdapter.IntegrationTests.Capabilities;
 using CmpWaldurAdapter.Credits;
 using CmpWaldurAdapter.IntegrationTests.Tenants;
 using CmpWaldurAdapter.Orders;
+using CmpWaldurAdapter.Testing.Api;
 using CmpWaldurAdapter.Testing.Hosting;
 using Microsoft.AspNetCore.Http.Metadata;
 using Microsoft.AspNetCore.Routing;
@@ -223,8 +224,7 @@ public sealed partial class BadInputTests(BadInputTests.Adapter adapter) : IClas
             var subscription = await _bed.SubscriptionAsync(_bed.Waldur.ResourceOf(order));
             await Server.Services.GetRequiredService<CreditLedger>().GrantAsync(subscription.CustomerId, 1000, "bad-input suite");
             var link = new Uri(RevealLink().Match(_bed.Waldur.Resource(_bed.Waldur.ResourceOf(order))["report"]!.ToJsonString()).Value);
-            using var anonymous = Server.CreateClient();
-            var key = KeyPattern().Match(await anonymous.GetStringAsync(link.PathAndQuery)).Value;
+            var key = KeyPattern().Match(await KeyRevealLinks.ShowAsync(link.ToString(), Server.Url)).Value;
             return (TestSecrets.Register(key, "subscription key"), TestSecrets.Register(link.Segments[^1], "reveal token"), subscription.Id);
         }
 

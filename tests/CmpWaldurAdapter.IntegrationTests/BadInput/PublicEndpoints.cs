@@ -45,6 +45,7 @@ public static class PublicEndpoints
         new("GET", "/metrics", EndpointAuth.None, Mapped: "* /metrics"),
         new("GET", "/openapi/v1.json", EndpointAuth.None, Mapped: "GET /openapi/{documentName}.json"),
         new("GET", "/keys/reveal/{revealToken}", EndpointAuth.None, Mapped: "GET /keys/reveal/{token}"),
+        new("POST", "/keys/reveal/{revealToken}", EndpointAuth.None, Mapped: "POST /keys/reveal/{token}"),
         new("GET", "/v1/keys", EndpointAuth.SecretKey, Mapped: "GET /v1/keys/"),
         new("POST", "/v1/keys", EndpointAuth.SecretKey, """{"name": "ci server", "kind": "secret"}""", Mapped: "POST /v1/keys/"),
         new("POST", "/v1/keys/{keyId}/regenerate", EndpointAuth.SecretKey, Mapped: "POST /v1/keys/{id:guid}/regenerate"),

@@ -143,7 +143,7 @@ public sealed partial class ChatService(
                 return ApiErrors.InvalidRequest($"Idempotency-Key must be 1 to {IdempotencyStore.MaxKeyLength} characters.", "Idempotency-Key");
             }
 
-            var (decision, entry) = await idempotency.BeginAsync(caller.Key.Id, idempotencyKey, Convert.ToHexStringLower(SHA256.HashData(bytes)), options.Value.RunTimeout, cancellationToken);
+            var (decision, entry) = await idempotency.BeginAsync(caller.Key.Id, IdempotencyStore.ChatScope, idempotencyKey, Convert.ToHexStringLower(SHA256.HashData(bytes)), options.Value.RunTimeout, cancellationToken);
             switch (decision)
             {
                 case IdempotencyDecision.Replay:

@@ -11,6 +11,13 @@ public sealed class IdempotentRequest
 
     public Guid ApiKeyId { get; set; }
 
+    /// <summary>
+    /// Which endpoint the key was sent to (<see cref="IdempotencyStore.ChatScope"/>, <see cref="IdempotencyStore.RunsScope"/>):
+    /// each has its own keys, so one endpoint's key never answers for the other's.
+    /// </summary>
+    public string Scope { get; set; } = IdempotencyStore.ChatScope;
+
+    /// <summary>The client's Idempotency-Key as sent (at most <see cref="IdempotencyStore.MaxKeyLength"/> characters).</summary>
     public string Key { get; set; } = string.Empty;
 
     /// <summary>SHA-256 of the request body: the same key with another body is a client bug (422).</summary>
@@ -73,6 +80,14 @@ public sealed class IdempotencyStore(IDbContextFactory<AdapterDbContext> dbs, Ti
 {
     public const int MaxKeyLength = 255;
 
+    /// <summary><c>/v1/chat/completions</c>.</summary>
+    public const string ChatScope = "chat";
+
+    /// <summary><c>/v1/runs</c>.</summary>
+    public const string RunsScope = "runs";
+
+    public const int MaxScopeLength = 16;
+
     /// <summary>
     /// Time past the caller's run timeout before an unfinished request counts as abandoned: what runs outside that
     /// timeout (authentication, the hold, retrieval attempts, database waits, settling and storing the answer),
@@ -81,8 +96,10 @@ public sealed class IdempotencyStore(IDbContextFactory<AdapterDbContext> dbs, Ti
     /// </summary>
     public static readonly TimeSpan AbandonMargin = TimeSpan.FromMinutes(5);
 
+    /// <param name="scope">The endpoint the key was sent to (<see cref="ChatScope"/>, <see cref="RunsScope"/>).</param>
+    /// <param name="key">The Idempotency-Key as sent: 1 to <see cref="MaxKeyLength"/> characters, checked by the caller.</param>
     /// <param name="longestRun">The caller's own time limit on the work it does for the request (its run timeout).</param>
-    public async Task<(IdempotencyDecision Decision, IdempotentRequest Entry)> BeginAsync(Guid apiKeyId, string key, string requestHash, TimeSpan longestRun, CancellationToken cancellationToken)
+    public async Task<(IdempotencyDecision Decision, IdempotentRequest Entry)> BeginAsync(Guid apiKeyId, string scope, string key, string requestHash, TimeSpan longestRun, CancellationToken cancellationToken)
     {
         string? inherited = null;
         for (var attempt = 0; ; attempt++)
@@ -94,6 +111,7 @@ public sealed class IdempotencyStore(IDbContextFactory<AdapterDbContext> dbs, Ti
             {
                 Id = id,
                 ApiKeyId = apiKeyId,
+                Scope = scope,
                 Key = key,
                 RequestHash = requestHash,
                 CreatedAt = now,
@@ -111,7 +129,7 @@ public sealed class IdempotencyStore(IDbContextFactory<AdapterDbContext> dbs, Ti
                 db.ChangeTracker.Clear();
             }
 
-            var existing = await db.IdempotentRequests.AsNoTracking().SingleOrDefaultAsync(r => r.ApiKeyId == apiKeyId && r.Key == key, cancellationToken);
+            var existing = await db.IdempotentRequests.AsNoTracking().SingleOrDefaultAsync(r => r.ApiKeyId == apiKeyId && r.Scope == scope && r.Key == key, cancellationToken);
             if (existing is null)
             {
                 continue; // abandoned meanwhile: try again

@@ -159,11 +159,12 @@ public abstract class AdapterDbContext(DbContextOptions options) : DbContext(opt
         {
             request.HasKey(r => r.Id);
             request.Property(r => r.Id).ValueGeneratedNever();
+            request.Property(r => r.Scope).HasMaxLength(IdempotencyStore.MaxScopeLength);
             request.Property(r => r.Key).HasMaxLength(IdempotencyStore.MaxKeyLength);
             request.Property(r => r.RequestHash).HasMaxLength(64);
             request.Property(r => r.ContentType).HasMaxLength(100);
             request.Property(r => r.LedgerRequestId).HasMaxLength(320);
-            request.HasIndex(r => new { r.ApiKeyId, r.Key }).IsUnique();
+            request.HasIndex(r => new { r.ApiKeyId, r.Scope, r.Key }).IsUnique();
             request.HasIndex(r => r.ExpiresAt);
         });
 

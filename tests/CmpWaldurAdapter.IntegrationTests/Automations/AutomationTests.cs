@@ -92,8 +92,8 @@ public sealed class AutomationTests : IAsyncLifetime
         _bed.Tenants.Langflow.ScriptNextAnswers(Triage);
         const string body = """{"input": {"subject": "Lost parcel"}}""";
         // Chat:RunTimeout (2 minutes, the flow run's limit) plus the margin has not passed for the first, has for the second.
-        await _bed.LeaveUnfinishedAsync(me, "runs:recent", body, TimeSpan.FromMinutes(2));
-        var requestId = await _bed.LeaveUnfinishedAsync(me, "runs:dead", body, TimeSpan.FromMinutes(2) + CmpWaldurAdapter.Chat.IdempotencyStore.AbandonMargin + TimeSpan.FromSeconds(5));
+        await _bed.LeaveUnfinishedAsync(me, "recent", body, TimeSpan.FromMinutes(2), CmpWaldurAdapter.Chat.IdempotencyStore.RunsScope);
+        var requestId = await _bed.LeaveUnfinishedAsync(me, "dead", body, TimeSpan.FromMinutes(2) + CmpWaldurAdapter.Chat.IdempotencyStore.AbandonMargin + TimeSpan.FromSeconds(5), CmpWaldurAdapter.Chat.IdempotencyStore.RunsScope);
         var ledger = _bed.Services.GetRequiredService<CmpWaldurAdapter.Credits.CreditLedger>();
         Assert.True((await ledger.ReserveAsync(me.Customer, me.Subscription.Id, CmpWaldurAdapter.Core.Catalogue.ActionClass.AutomationRun, 3, 1, requestId)).IsHeld);
 

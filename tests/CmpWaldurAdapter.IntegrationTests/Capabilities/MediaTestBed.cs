@@ -81,7 +81,7 @@ public static class MediaTestBed
         return stream.ToArray();
     }
 
-    private static void CopyDirectory(string from, string to)
+    internal static void CopyDirectory(string from, string to)
     {
         Directory.CreateDirectory(to);
         foreach (var file in Directory.GetFiles(from))

@@ -119,7 +119,7 @@ public sealed class ChatTestBed : IAsyncDisposable
     /// <paramref name="body"/> (hashed as the server hashes it) under <paramref name="storedKey"/> (the header's
     /// value; <c>runs:</c> and the value for automation runs), begun <paramref name="age"/> ago. Returns its ledger request id.
     /// </summary>
-    public async Task<string> LeaveUnfinishedAsync(Subscriber who, string storedKey, string body, TimeSpan age) => await Tenants.QueryAsync(async db =>
+    public async Task<string> LeaveUnfinishedAsync(Subscriber who, string storedKey, string body, TimeSpan age, string scope = CmpWaldurAdapter.Chat.IdempotencyStore.ChatScope) => await Tenants.QueryAsync(async db =>
     {
         var hash = ApiKeyFormat.Hash(who.Key);
         var keyId = await db.ApiKeys.Where(k => k.Hash == hash).Select(k => k.Id).SingleAsync();
@@ -129,6 +129,7 @@ public sealed class ChatTestBed : IAsyncDisposable
         {
             Id = id,
             ApiKeyId = keyId,
+            Scope = scope,
             Key = storedKey,
             RequestHash = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes(body))),
             CreatedAt = started,

@@ -29,7 +29,7 @@ public abstract class IdempotencyStoreTests(DatabaseProvider provider) : IAsyncL
     public async Task DisposeAsync() => await _bed.DisposeAsync();
 
     private Task<(IdempotencyDecision Decision, IdempotentRequest Entry)> BeginAsync(Guid apiKey, string key) =>
-        Store.BeginAsync(apiKey, key, "hash", LongestRun, CancellationToken.None);
+        Store.BeginAsync(apiKey, IdempotencyStore.ChatScope, key, "hash", LongestRun, CancellationToken.None);
 
     [Fact]
     public async Task An_unfinished_entry_is_taken_over_only_past_the_longest_run_and_the_margin_and_its_late_finish_is_not_stored()
@@ -91,8 +91,8 @@ public abstract class IdempotencyStoreTests(DatabaseProvider provider) : IAsyncL
         _bed.Clock!.Advance(TimeSpan.FromHours(23));
 
         Assert.Equal(IdempotencyDecision.Replay, (await BeginAsync(apiKey, "done")).Decision);
-        Assert.Equal(IdempotencyDecision.Mismatch, (await Store.BeginAsync(apiKey, "dead", "other hash", LongestRun, CancellationToken.None)).Decision);
-        Assert.Equal(unfinished.Id, (await Store.BeginAsync(apiKey, "dead", "other hash", LongestRun, CancellationToken.None)).Entry.Id);
+        Assert.Equal(IdempotencyDecision.Mismatch, (await Store.BeginAsync(apiKey, IdempotencyStore.ChatScope, "dead", "other hash", LongestRun, CancellationToken.None)).Decision);
+        Assert.Equal(unfinished.Id, (await Store.BeginAsync(apiKey, IdempotencyStore.ChatScope, "dead", "other hash", LongestRun, CancellationToken.None)).Entry.Id);
     }
 }
 

@@ -165,6 +165,30 @@ public abstract class PersistenceTests(DatabaseProvider provider) : IAsyncLifeti
     }
 
     [Fact]
+    public async Task Migrating_moves_run_idempotency_keys_made_before_into_their_own_scope()
+    {
+        await using var context = await Dbs.CreateDbContextAsync();
+        var migrator = context.GetService<IMigrator>();
+        var migrations = context.Database.GetMigrations().ToList();
+        await migrator.MigrateAsync(migrations[migrations.FindIndex(m => m.EndsWith("_IdempotencyScopes", StringComparison.Ordinal)) - 1]);
+        var (run, chat, keyId, now) = (Guid.NewGuid(), Guid.NewGuid(), Guid.NewGuid(), DateTimeOffset.UtcNow);
+        // Run keys were stored as "runs:" + the key, chat keys as sent.
+        foreach (var (id, key) in new[] { (run, "runs:K-1"), (chat, "K-1") })
+        {
+            await context.Database.ExecuteSqlInterpolatedAsync($"""
+                INSERT INTO idempotent_requests (id, api_key_id, "key", request_hash, completed, status_code, created_at, expires_at, ledger_request_id)
+                VALUES ({id}, {keyId}, {key}, {"hash"}, {false}, {0}, {now}, {now.AddHours(24)}, {$"idem:{id:N}"})
+                """);
+        }
+
+        await migrator.MigrateAsync();
+
+        var entries = await context.IdempotentRequests.AsNoTracking().Where(r => r.ApiKeyId == keyId).ToDictionaryAsync(r => r.Id, r => (r.Scope, r.Key));
+        Assert.Equal((CmpWaldurAdapter.Chat.IdempotencyStore.RunsScope, "K-1"), entries[run]);
+        Assert.Equal((CmpWaldurAdapter.Chat.IdempotencyStore.ChatScope, "K-1"), entries[chat]);
+    }
+
+    [Fact]
     public async Task A_resource_can_have_only_one_subscription()
     {
         var resource = Guid.NewGuid();

@@ -62,7 +62,7 @@ public sealed class AutomationService(
                 return ApiErrors.InvalidRequest($"Idempotency-Key must be 1 to {IdempotencyStore.MaxKeyLength} characters.", "Idempotency-Key");
             }
 
-            var (decision, entry) = await idempotency.BeginAsync(caller!.KeyId!.Value, "runs:" + idempotencyKey, Convert.ToHexStringLower(SHA256.HashData(bytes)), pipeline.RunTimeout, cancellationToken);
+            var (decision, entry) = await idempotency.BeginAsync(caller!.KeyId!.Value, IdempotencyStore.RunsScope, idempotencyKey, Convert.ToHexStringLower(SHA256.HashData(bytes)), pipeline.RunTimeout, cancellationToken);
             switch (decision)
             {
                 case IdempotencyDecision.Replay:

@@ -387,6 +387,12 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Postgres
                         .HasColumnType("text")
                         .HasColumnName("response_body");
 
+                    b.Property<string>("Scope")
+                        .IsRequired()
+                        .HasMaxLength(16)
+                        .HasColumnType("character varying(16)")
+                        .HasColumnName("scope");
+
                     b.Property<int>("StatusCode")
                         .HasColumnType("integer")
                         .HasColumnName("status_code");
@@ -397,9 +403,9 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Postgres
                     b.HasIndex("ExpiresAt")
                         .HasDatabaseName("ix_idempotent_requests_expires_at");
 
-                    b.HasIndex("ApiKeyId", "Key")
+                    b.HasIndex("ApiKeyId", "Scope", "Key")
                         .IsUnique()
-                        .HasDatabaseName("ix_idempotent_requests_api_key_id_key");
+                        .HasDatabaseName("ix_idempotent_requests_api_key_id_scope_key");
 
                     b.ToTable("idempotent_requests", (string)null);
                 });

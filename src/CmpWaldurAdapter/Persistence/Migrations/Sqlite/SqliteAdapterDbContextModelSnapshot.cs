@@ -382,6 +382,12 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Sqlite
                         .HasColumnType("TEXT")
                         .HasColumnName("response_body");
 
+                    b.Property<string>("Scope")
+                        .IsRequired()
+                        .HasMaxLength(16)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("scope");
+
                     b.Property<int>("StatusCode")
                         .HasColumnType("INTEGER")
                         .HasColumnName("status_code");
@@ -392,9 +398,9 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Sqlite
                     b.HasIndex("ExpiresAt")
                         .HasDatabaseName("ix_idempotent_requests_expires_at");
 
-                    b.HasIndex("ApiKeyId", "Key")
+                    b.HasIndex("ApiKeyId", "Scope", "Key")
                         .IsUnique()
-                        .HasDatabaseName("ix_idempotent_requests_api_key_id_key");
+                        .HasDatabaseName("ix_idempotent_requests_api_key_id_scope_key");
 
                     b.ToTable("idempotent_requests", (string)null);
                 });

@@ -91,7 +91,7 @@ public sealed class BuyerWebSettings
             settings.ToTable("buyer_web_settings");
             settings.HasKey(s => s.SubscriptionId);
             settings.Property(s => s.SubscriptionId).ValueGeneratedNever();
-            settings.Property(s => s.AllowedDomains).HasMaxLength(8000);
+            settings.Property(s => s.AllowedDomains).HasMaxLength(OriginRules.MaxListLength);
             settings.Property(s => s.LogoContentType).HasMaxLength(40);
             settings.HasOne<Tenants.Subscription>().WithMany().HasForeignKey(s => s.SubscriptionId).OnDelete(DeleteBehavior.Cascade);
             settings.Ignore(s => s.AllowedDomainList);

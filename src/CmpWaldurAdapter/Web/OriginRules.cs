@@ -12,6 +12,37 @@ public static partial class OriginRules
 {
     public const int MaxEntries = 50;
 
+    /// <summary>The most characters the entries take together, one per line: the width of the column they are stored in.</summary>
+    public const int MaxListLength = 8000;
+
+    /// <summary>
+    /// The stored list (one entry per line) with <paramref name="entry"/> added, or null with an error to show next to
+    /// the field when that would be more than <see cref="MaxEntries"/> entries or <see cref="MaxListLength"/> characters.
+    /// </summary>
+    public static string? Add(IReadOnlyList<string> current, string entry, out string error)
+    {
+        error = string.Empty;
+        if (current.Contains(entry, StringComparer.Ordinal))
+        {
+            return string.Join('\n', current);
+        }
+
+        if (current.Count >= MaxEntries)
+        {
+            error = $"At most {MaxEntries} domains.";
+            return null;
+        }
+
+        var list = string.Join('\n', current.Append(entry));
+        if (list.Length > MaxListLength)
+        {
+            error = $"The allowed domains can take at most {MaxListLength} characters together, and this one would make them {list.Length}. Remove a domain you no longer need, or use a wildcard such as *.example.com for many subdomains.";
+            return null;
+        }
+
+        return list;
+    }
+
     /// <summary>The canonical form of an entry a buyer typed, or an error to show next to the field.</summary>
     public static bool TryNormalize(string? input, out string entry, out string error)
     {

@@ -40,4 +40,28 @@ public sealed class BuyerWebOnPostgresTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.OK, session.StatusCode);
         Assert.NotNull(JsonNode.Parse(await session.Content.ReadAsStringAsync())!["token"]);
     }
+
+    [Fact]
+    public async Task Allowed_domains_longer_together_than_their_column_are_a_form_error_not_a_server_error()
+    {
+        var subscription = await _bed.AddSubscriptionAsync(credits: 10);
+        using var browser = await ConsoleBrowser.OpenAsync(_bed.Url, await _bed.ConsoleLinkAsync(subscription.Id));
+        var page = await browser.GetStringAsync("/console?tab=widget");
+        // Hosts of 253 characters, the longest there are: 31 of them, one per line, fill 7,873 of the 8,000.
+        static string Host(int i) => $"x{i:D2}{new string('a', 60)}.{new string('b', 63)}.{new string('c', 63)}.{new string('d', 57)}.com";
+        for (var i = 0; i < 31; i++)
+        {
+            Assert.Equal(HttpStatusCode.OK, (await browser.PostAsync("/console?handler=AddDomain", ConsoleBrowser.Form(page, ("domain", Host(i))))).StatusCode);
+        }
+
+        var stored = (await _bed.Services.GetRequiredService<BuyerWebStore>().GetAsync(subscription.Id, CancellationToken.None)).AllowedDomains;
+        var refused = await browser.PostAsync("/console?handler=AddDomain", ConsoleBrowser.Form(page, ("domain", Host(31))));
+
+        Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+        Assert.Contains("id=\"domain_error\">The allowed domains can take at most 8000 characters together", await refused.Content.ReadAsStringAsync());
+        Assert.Equal(stored, (await _bed.Services.GetRequiredService<BuyerWebStore>().GetAsync(subscription.Id, CancellationToken.None)).AllowedDomains);
+        // A short one still fits.
+        Assert.Equal(HttpStatusCode.OK, (await browser.PostAsync("/console?handler=AddDomain", ConsoleBrowser.Form(page, ("domain", "shop.example.com")))).StatusCode);
+        Assert.Equal(32, (await _bed.Services.GetRequiredService<BuyerWebStore>().GetAsync(subscription.Id, CancellationToken.None)).AllowedDomainList.Count);
+    }
 }

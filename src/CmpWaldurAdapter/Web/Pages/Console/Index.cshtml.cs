@@ -337,15 +337,31 @@ public sealed class IndexModel(
             return await RenderAsync(null, cancellationToken);
         }
 
-        var current = (await store.GetAsync(caller.Subscription.Id, cancellationToken)).AllowedDomainList;
-        if (current.Count >= OriginRules.MaxEntries)
+        // Checked again on the row being changed, so two adds at once cannot overflow the list's column either.
+        var refusal = OriginRules.Add((await store.GetAsync(caller.Subscription.Id, cancellationToken)).AllowedDomainList, entry, out var tooMany) is null ? tooMany : null;
+        if (refusal is null)
         {
-            Errors["domain"] = $"At most {OriginRules.MaxEntries} domains.";
+            await store.UpdateAsync(caller.Subscription.Id, s =>
+            {
+                if (OriginRules.Add(s.AllowedDomainList, entry, out var error) is { } list)
+                {
+                    s.AllowedDomains = list;
+                }
+                else
+                {
+                    refusal = error;
+                }
+            }, cancellationToken);
+        }
+
+        if (refusal is not null)
+        {
+            Errors["domain"] = refusal;
+            Submitted["domain"] = domain ?? string.Empty;
             Response.StatusCode = StatusCodes.Status400BadRequest;
             return await RenderAsync(null, cancellationToken);
         }
 
-        await store.UpdateAsync(caller.Subscription.Id, s => s.AllowedDomains = string.Join('\n', s.AllowedDomainList.Append(entry).Distinct(StringComparer.Ordinal)), cancellationToken);
         return await RenderAsync($"{entry} added.", cancellationToken);
     }
 

@@ -111,6 +111,12 @@ public sealed partial class ChatService(
                 headers: r => r.Headers.RetryAfter = "30");
         }
 
+        if (!offering.Has(Capability.Chat))
+        {
+            // An automation's key: its price book sells no message, so the hold could not price one.
+            return ApiErrors.NotFound($"The agent '{offering.Slug}' does not chat (see its own endpoints); nothing was charged.", "model_not_found", "model");
+        }
+
         if (Validate(request!, offering) is { } invalid)
         {
             return invalid;

@@ -64,6 +64,20 @@ public sealed class AutomationTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task The_automations_key_asking_for_a_chat_answer_gets_a_404_and_is_charged_nothing()
+    {
+        var me = await SubscribeAsync();
+        using var http = _bed.Http(me.Key);
+
+        var response = await http.PostAsync("/v1/chat/completions", ChatTestBed.Json("""{"messages": [{"role": "user", "content": "Hello"}]}"""));
+
+        Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
+        Assert.Equal("model_not_found", JsonNode.Parse(await response.Content.ReadAsStringAsync())!["error"]!["code"]!.GetValue<string>());
+        Assert.Equal(new LedgerState(100, 0, 0, 0), await _bed.LedgerAsync(me.Customer));
+        Assert.Empty(_bed.Tenants.Langflow.Runs);
+    }
+
+    [Fact]
     public async Task A_replayed_idempotency_key_returns_the_same_run_and_charges_once()
     {
         var me = await SubscribeAsync();

@@ -424,9 +424,11 @@ public abstract class CreditLedgerTests(DatabaseProvider provider) : IAsyncLifet
     [InlineData(false, true)]
     public async Task Paused_or_downscaled_resources_are_refused_until_waldur_restores_them(bool paused, bool downscaled)
     {
-        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering);
+        // The same organization in Waldur and here: a resource under another one would move the subscription there.
+        var customer = Guid.NewGuid();
+        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, customer: customer);
         var resource = _bed.Waldur.ResourceOf(order);
-        var subscription = await _bed.AddSubscriptionAsync(resource: resource);
+        var subscription = await _bed.AddSubscriptionAsync(customer: customer, resource: resource);
         await Ledger.GrantAsync(subscription.CustomerId, 10, "test funding");
         var hold = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 3, "in-flight");
         var sync = _bed.Services.GetRequiredService<ResourceStateSync>();

@@ -71,6 +71,13 @@ public sealed class ParseMonitor(
         }
         catch (KnowledgeException exception)
         {
+            // An upload that finished while its subscription was being terminated records its document after the
+            // removal closed the others: with the dataset gone, it is closed now (its hold given back), not left pending.
+            if (await EndedWithoutDatasetAsync(subscriptionId, cancellationToken))
+            {
+                return await CloseAsync(subscriptionId, null, cancellationToken);
+            }
+
             logger.LogDebug("Skipping the parses of subscription {SubscriptionId}: {Reason}", subscriptionId, exception.Message);
             return 0;
         }
@@ -276,55 +283,69 @@ public sealed class ParseMonitor(
         await _oneAtATime.WaitAsync(cancellationToken);
         try
         {
-            await using var db = await dbs.CreateDbContextAsync(cancellationToken);
-            var pending = await Pending(db, subscriptionId).ToListAsync(cancellationToken);
-            if (pending.Count == 0)
-            {
-                return 0;
-            }
-
-            var remote = datasetId is null ? new Dictionary<string, Document>(StringComparer.Ordinal) : await RemoteOrNoneAsync(datasetId, cancellationToken);
-            var now = clock.GetUtcNow();
-            foreach (var document in pending)
-            {
-                if (datasetId is not null && !remote.ContainsKey(document.RagflowDocumentId)
-                    && await knowledge.FindRemoteAsync(datasetId, document.RagflowDocumentId, cancellationToken) is { } found)
-                {
-                    remote[document.RagflowDocumentId] = found;
-                }
-
-                var done = remote.TryGetValue(document.RagflowDocumentId, out var state) && ParseStates.FromRagflow(state.Run) == ParseStates.Done;
-                var charged = await CloseHoldForRemovalAsync(document, done, cancellationToken);
-                if (charged is { } credits)
-                {
-                    document.Status = ParseStates.Done;
-                    document.Progress = 1;
-                    document.Error = null;
-                    document.ChargedAt = now;
-                    document.CreditsCharged = credits;
-                }
-                else
-                {
-                    document.Status = ParseStates.Cancel;
-                    document.Progress = 0;
-                    document.Error = done
-                        ? "Parsing finished after the credits set aside for it had been given back, and the subscription ended before it was charged: nothing was charged."
-                        : "The subscription ended before parsing finished: nothing was charged.";
-                    document.CreditReservationId = null;
-                }
-
-                document.UpdatedAt = now;
-            }
-
-            await db.SaveChangesAsync(CancellationToken.None);
-            logger.LogInformation("Closed {Count} parse(s) of subscription {SubscriptionId} before its knowledge base is removed: {Charged} charged, the others' holds given back",
-                pending.Count, subscriptionId, pending.Count(d => d.ChargedAt is not null));
-            return pending.Count;
+            return await CloseAsync(subscriptionId, datasetId, cancellationToken);
         }
         finally
         {
             _oneAtATime.Release();
         }
+    }
+
+    private async Task<int> CloseAsync(Guid subscriptionId, string? datasetId, CancellationToken cancellationToken)
+    {
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        var pending = await Pending(db, subscriptionId).ToListAsync(cancellationToken);
+        if (pending.Count == 0)
+        {
+            return 0;
+        }
+
+        var remote = datasetId is null ? new Dictionary<string, Document>(StringComparer.Ordinal) : await RemoteOrNoneAsync(datasetId, cancellationToken);
+        var now = clock.GetUtcNow();
+        foreach (var document in pending)
+        {
+            if (datasetId is not null && !remote.ContainsKey(document.RagflowDocumentId)
+                && await knowledge.FindRemoteAsync(datasetId, document.RagflowDocumentId, cancellationToken) is { } found)
+            {
+                remote[document.RagflowDocumentId] = found;
+            }
+
+            var done = remote.TryGetValue(document.RagflowDocumentId, out var state) && ParseStates.FromRagflow(state.Run) == ParseStates.Done;
+            var charged = await CloseHoldForRemovalAsync(document, done, cancellationToken);
+            if (charged is { } credits)
+            {
+                document.Status = ParseStates.Done;
+                document.Progress = 1;
+                document.Error = null;
+                document.ChargedAt = now;
+                document.CreditsCharged = credits;
+            }
+            else
+            {
+                document.Status = ParseStates.Cancel;
+                document.Progress = 0;
+                document.Error = done
+                    ? "Parsing finished after the credits set aside for it had been given back, and the subscription ended before it was charged: nothing was charged."
+                    : "The subscription ended before parsing finished: nothing was charged.";
+                document.CreditReservationId = null;
+            }
+
+            document.UpdatedAt = now;
+        }
+
+        await db.SaveChangesAsync(CancellationToken.None);
+        logger.LogInformation("Closed {Count} parse(s) of subscription {SubscriptionId} as its knowledge base is removed: {Charged} charged, the others' holds given back",
+            pending.Count, subscriptionId, pending.Count(d => d.ChargedAt is not null));
+        return pending.Count;
+    }
+
+    private async Task<bool> EndedWithoutDatasetAsync(Guid subscriptionId, CancellationToken cancellationToken)
+    {
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        var subscription = await db.Subscriptions.AsNoTracking().Where(s => s.Id == subscriptionId)
+            .Select(s => new { s.State, s.RagflowDatasetId }).FirstOrDefaultAsync(cancellationToken);
+        return subscription is null
+            || (subscription.State is Core.Subscriptions.SubscriptionState.Terminating or Core.Subscriptions.SubscriptionState.Terminated && string.IsNullOrEmpty(subscription.RagflowDatasetId));
     }
 
     /// <summary>The credits the document's parse is charged (settled from its hold), or null when nothing is charged (its hold given back).</summary>

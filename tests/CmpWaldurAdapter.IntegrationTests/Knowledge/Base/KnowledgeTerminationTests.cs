@@ -69,6 +69,35 @@ public abstract class KnowledgeTerminationTests(DatabaseProvider provider) : IAs
         Assert.Single(await _bed.QueryAsync(db => db.LedgerEntries.AsNoTracking().Where(e => e.SubscriptionId == subscription.Id && e.Kind == LedgerEntryKind.Charge).ToListAsync()));
     }
 
+    [Fact]
+    public async Task A_document_recorded_after_its_subscription_was_terminated_gives_its_hold_back_at_the_next_poll()
+    {
+        var resource = await _bed.SubscribeAsync();
+        var subscription = await _bed.SubscriptionAsync(resource);
+        var ledger = _bed.Services.GetRequiredService<CreditLedger>();
+        await ledger.GrantAsync(subscription.CustomerId, 100, "test funding");
+        var late = await UploadAsync(subscription.Id, "late.txt");
+        // An upload still running when the termination began: its record is saved after the removal closed the others.
+        await _bed.QueryAsync(db => db.KnowledgeDocuments.Where(d => d.Id == late.Id).ExecuteDeleteAsync());
+        var terminate = _bed.Waldur.PlaceOrder("Terminate", _bed.Offering, resource);
+        Assert.Equal(OrderOutcome.Completed, (await _bed.ProcessUntilSettledAsync(terminate)).Outcome);
+        await _bed.QueryAsync(async db =>
+        {
+            db.KnowledgeDocuments.Add(late);
+            return await db.SaveChangesAsync();
+        });
+        Assert.Equal(5, (await ledger.BalanceAsync(subscription.CustomerId)).Reserved);
+
+        var closed = await _bed.Services.GetRequiredService<ParseMonitor>().PollAsync(CancellationToken.None);
+
+        Assert.Equal(1, closed);
+        var row = await _bed.QueryAsync(db => db.KnowledgeDocuments.AsNoTracking().SingleAsync(d => d.Id == late.Id));
+        Assert.Equal((ParseStates.Cancel, (Guid?)null, (DateTimeOffset?)null), (row.Status, row.CreditReservationId, row.ChargedAt));
+        var balance = await ledger.BalanceAsync(subscription.CustomerId);
+        Assert.Equal((100L, 0L), (balance.Balance, balance.Reserved));
+        Assert.Equal(0, await _bed.Services.GetRequiredService<ParseMonitor>().PollAsync(CancellationToken.None));
+    }
+
     private async Task<KnowledgeDocument> UploadAsync(Guid subscriptionId, string name)
     {
         var knowledge = _bed.Services.GetRequiredService<KnowledgeBase>();

@@ -45,7 +45,7 @@ public static class DatabaseMigrations
         try
         {
             await using var find = connection.CreateCommand();
-            find.CommandText = "SELECT \"Timestamp\" FROM \"__EFMigrationsLock\" WHERE EXISTS (SELECT 1 FROM sqlite_master WHERE name = '__EFMigrationsLock' AND type = 'table')";
+            find.CommandText = "SELECT \"Timestamp\" FROM \"__EFMigrationsLock\"";
             string? taken;
             try
             {
@@ -56,8 +56,10 @@ public static class DatabaseMigrations
                 return; // no lock table: never migrated with a lock
             }
 
-            if (taken is null || (DateTimeOffset.TryParse(taken, System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.AssumeUniversal, out var at)
-                && at > DateTimeOffset.UtcNow - StaleMigrationLock))
+            // A time that cannot be read may be a live migration's: only a lock known to be old is released.
+            if (taken is null
+                || !DateTimeOffset.TryParse(taken, System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.AssumeUniversal, out var at)
+                || at > DateTimeOffset.UtcNow - StaleMigrationLock)
             {
                 return;
             }

@@ -136,6 +136,13 @@ public sealed class CreditLedger(ICreditStore store, WaldurFunding funding, IDbC
         var now = _clock.GetUtcNow();
         var id = requestId is null ? Guid.NewGuid().ToString() : CreditRules.RequireRequestId(requestId);
         var result = await _store.GrantAsync(customerId, credits, Truncate(reason), id, Guid.CreateVersion7(now), now, cancellationToken);
+        // A request id names one grant: reused for another amount (a corrected typo, say) it adds nothing, and a
+        // caller told "replayed" would take the organization to have what it asked for.
+        if (!result.Granted && result.Credits != credits)
+        {
+            throw new CreditRequestConflictException($"Request id {id} already granted {result.Credits} credits to {customerId}, not {credits}; nothing added. Use a new request id for another grant.");
+        }
+
         _logger.LogInformation("Granted {Credits} credits to organization {CustomerId} ({Reason}); balance {Balance}{Replay}",
             credits, customerId, reason, result.Balance, result.Granted ? string.Empty : " (replayed request: nothing added)");
         return result;

@@ -95,3 +95,6 @@ public sealed record CreditBalance(Guid CustomerId, long Balance, long Reserved,
 
 /// <summary>The operation cannot run in the configured funding mode (e.g. a grant when Waldur funds the balance).</summary>
 public sealed class CreditFundingException(string message) : InvalidOperationException(message);
+
+/// <summary>A grant's request id already names a grant of another amount: nothing was added.</summary>
+public sealed class CreditRequestConflictException(string message) : InvalidOperationException(message);

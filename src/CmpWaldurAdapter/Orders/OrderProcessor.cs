@@ -176,10 +176,7 @@ public sealed class OrderProcessor(
                     return OrderOutcome.Rejected;
                 }
 
-                if (!await ApproveAsync(orderUuid, cancellationToken))
-                {
-                    return OrderOutcome.Waiting;
-                }
+                await ApproveAsync(orderUuid, cancellationToken);
 
                 logger.LogInformation("Approved {OrderType} order {OrderUuid}", type, orderUuid);
             }
@@ -218,7 +215,7 @@ public sealed class OrderProcessor(
             var latest = await waldur.GetOrderAsync(orderUuid, cancellationToken);
             if (Wire(latest.State) == WaldurOrderStates.Executing)
             {
-                await SetStateDoneAsync(orderUuid, cancellationToken);
+                await TransitionAsync(orderUuid, WaldurOrderStates.Done, () => waldur.SetStateDoneAsync(orderUuid, cancellationToken), cancellationToken);
             }
 
             record.CompletedAt = clock.GetUtcNow();
@@ -285,47 +282,40 @@ public sealed class OrderProcessor(
             .ExecuteUpdateAsync(set => set.SetProperty(o => o.Phase, settled).SetProperty(o => o.UpdatedAt, now).SetProperty(o => o.CompletedAt, now), cancellationToken);
     }
 
-    /// <summary>Approves the order. Returns false when Waldur refused and the order is not executing either.</summary>
-    private async Task<bool> ApproveAsync(Guid orderUuid, CancellationToken cancellationToken)
+    /// <summary>Approves the order; a refusal leaves it pending for the operator (nothing was provisioned, so it is not erred).</summary>
+    private async Task ApproveAsync(Guid orderUuid, CancellationToken cancellationToken)
     {
         try
         {
-            await waldur.ApproveByProviderAsync(orderUuid, new OrderApproveByProviderRequest(), cancellationToken);
-            return true;
+            await TransitionAsync(orderUuid, WaldurOrderStates.Executing, () => waldur.ApproveByProviderAsync(orderUuid, new OrderApproveByProviderRequest(), cancellationToken), cancellationToken);
         }
         catch (ApiException exception) when (!UpstreamFailures.IsTransient(exception))
         {
-            // A retried approve may have succeeded the first time: Waldur's current state decides.
-            var fresh = await waldur.GetOrderAsync(orderUuid, cancellationToken);
-            if (Wire(fresh.State) == WaldurOrderStates.Executing)
-            {
-                return true;
-            }
-
-            // Nothing was provisioned, so the order must not be marked erred: leave it for the operator.
             logger.LogError(exception, "Waldur refused to approve order {OrderUuid}; leaving it pending", orderUuid);
             throw new OrderDeferredException("Waldur refused the approval: " + UpstreamFailures.Describe(exception), exception);
         }
     }
 
-    /// <summary>Sets the order done; a refusal is no failure when Waldur has the order done all the same.</summary>
-    private async Task SetStateDoneAsync(Guid orderUuid, CancellationToken cancellationToken)
+    /// <summary>
+    /// Sends one of the order's transitions. Waldur refuses a transition from a state the order has left: when the order
+    /// is where the transition leads all the same (an earlier call went through and its answer was lost, or someone else
+    /// moved it since it was read), that is no failure. Any other refusal is thrown.
+    /// </summary>
+    private async Task TransitionAsync(Guid orderUuid, string reached, Func<Task> send, CancellationToken cancellationToken)
     {
         try
         {
-            await waldur.SetStateDoneAsync(orderUuid, cancellationToken);
+            await send();
         }
         catch (ApiException exception) when (!UpstreamFailures.IsTransient(exception))
         {
-            // Waldur takes done only from executing: an earlier call went through (its answer lost) or someone else
-            // finished the order since it was read.
             var fresh = await waldur.GetOrderAsync(orderUuid, cancellationToken);
-            if (Wire(fresh.State) != WaldurOrderStates.Done)
+            if (Wire(fresh.State) != reached)
             {
                 throw;
             }
 
-            logger.LogInformation("Waldur refused to set order {OrderUuid} done because it is done already", orderUuid);
+            logger.LogInformation("Waldur refused to move order {OrderUuid} to {State}: it is there already", orderUuid, reached);
         }
     }
 
@@ -575,7 +565,7 @@ public sealed class OrderProcessor(
             var latest = await waldur.GetOrderAsync(orderUuid, cancellationToken);
             if (Wire(latest.State) == WaldurOrderStates.Executing)
             {
-                await waldur.SetStateErredAsync(orderUuid, new OrderErrorDetailsRequest { Error_message = message }, cancellationToken);
+                await TransitionAsync(orderUuid, WaldurOrderStates.Erred, () => waldur.SetStateErredAsync(orderUuid, new OrderErrorDetailsRequest { Error_message = message }, cancellationToken), cancellationToken);
             }
         }
         catch (Exception exception) when (IsTransient(exception, cancellationToken))

@@ -77,19 +77,6 @@ public sealed class CreditLedger(ICreditStore store, WaldurFunding funding, IDbC
     }
 
     /// <summary>
-    /// The credits a hold was settled for, from the ledger; null while it is open, or when it was released or never
-    /// existed. For a caller about to charge by other means a hold it found gone: it may have been settled by another.
-    /// </summary>
-    public async Task<long?> SettledCreditsAsync(Guid reservationId, CancellationToken cancellationToken = default)
-    {
-        await using var db = await _dbs.CreateDbContextAsync(cancellationToken);
-        return await db.LedgerEntries.AsNoTracking()
-            .Where(e => e.ReservationId == reservationId && e.Kind == LedgerEntryKind.Charge)
-            .Select(e => (long?)e.Credits)
-            .FirstOrDefaultAsync(cancellationToken);
-    }
-
-    /// <summary>
     /// Reserve and settle in one: charges <paramref name="credits"/> now if the organization has them. The
     /// database does both in one atomic step (no hold row), so a fast action costs one round trip.
     /// </summary>

@@ -15,8 +15,7 @@ public static class CreditsServiceCollectionExtensions
         services.AddSingleton<PriceBooks>();
 
         var database = configuration.GetSection(DatabaseOptions.SectionName).Get<DatabaseOptions>() ?? new DatabaseOptions();
-        // TryAdd: a test host may stage the store's answers around the real one.
-        services.TryAddSingleton<ICreditStore>(sp => database.Provider == DatabaseProvider.Postgres
+        services.AddSingleton<ICreditStore>(sp => database.Provider == DatabaseProvider.Postgres
             ? new PostgresCreditStore(sp.GetRequiredService<IDbContextFactory<AdapterDbContext>>(), database.ConnectionString)
             : new SqliteCreditStore(sp.GetRequiredService<IDbContextFactory<AdapterDbContext>>(), database.ConnectionString));
         services.AddSingleton<WaldurFunding>();

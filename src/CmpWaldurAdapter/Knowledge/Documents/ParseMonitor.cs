@@ -259,15 +259,9 @@ public sealed class ParseMonitor(
     /// </summary>
     private async Task<long?> SettleHoldAsync(Guid hold, CancellationToken cancellationToken)
     {
+        // Settled by an overlapping poll (a clustered job recovered from a node that still runs) answers AlreadySettled.
         var settled = await ledger.SettleAsync(hold, null, cancellationToken);
-        if (settled.Status is SettleStatus.Settled or SettleStatus.AlreadySettled)
-        {
-            return settled.Credits;
-        }
-
-        // Settled by someone else all the same (an overlapping poll: a clustered job recovered from a node that still
-        // runs): charging directly would charge the parse a second time, under another request id.
-        return await ledger.SettledCreditsAsync(hold, cancellationToken);
+        return settled.Status is SettleStatus.Settled or SettleStatus.AlreadySettled ? settled.Credits : null;
     }
 
     /// <summary>

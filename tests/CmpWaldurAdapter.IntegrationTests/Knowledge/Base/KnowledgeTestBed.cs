@@ -63,10 +63,10 @@ internal sealed class KnowledgeTestBed : IAsyncDisposable
     public static async Task<KnowledgeTestBed> CreateAsync(DatabaseProvider provider, DateTimeOffset? now = null) =>
         new(await CreditTestBed.CreateAsync(provider, now));
 
-    /// <summary>Starts the server (with any <paramref name="services"/> changed) and seeds a subscription with its dataset, a key and <paramref name="credits"/>.</summary>
-    public async Task StartAsync(long credits = 100, Action<IServiceCollection>? services = null)
+    /// <summary>Starts the server and seeds a subscription with its dataset, a key and <paramref name="credits"/>.</summary>
+    public async Task StartAsync(long credits = 100)
     {
-        Server = await Credits.StartServerAsync(services);
+        Server = await Credits.StartServerAsync();
         (Subscription, DatasetId, Key) = await AddSubscriptionAsync(credits);
     }
 

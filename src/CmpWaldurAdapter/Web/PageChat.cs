@@ -92,6 +92,12 @@ public sealed class AgentPageChat(
             return PageAnswer.Refused(StatusCodes.Status503ServiceUnavailable, "This agent's offering is not served right now.");
         }
 
+        if (!offering.Has(Core.Catalogue.Capability.Chat))
+        {
+            // An automation's console: its price book sells no message, so the hold could not price one.
+            return PageAnswer.Refused(StatusCodes.Status404NotFound, $"The agent '{offering.Slug}' does not chat; nothing was charged.");
+        }
+
         if (runtime is null || turns is null)
         {
             return PageAnswer.Refused(StatusCodes.Status503ServiceUnavailable, "The agent is not available right now; nothing was charged.");

@@ -78,6 +78,18 @@ public sealed class AutomationTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task The_automations_console_chat_is_a_404_and_charged_nothing()
+    {
+        var me = await SubscribeAsync();
+
+        var answer = await _bed.Services.GetRequiredService<CmpWaldurAdapter.Web.IPageChat>().AnswerAsync(me.Subscription, "console", "run-tab", "Hello", CancellationToken.None);
+
+        Assert.Equal((404, (string?)null), (answer.Status, answer.Text));
+        Assert.Equal(new LedgerState(100, 0, 0, 0), await _bed.LedgerAsync(me.Customer));
+        Assert.Empty(_bed.Tenants.Langflow.Runs);
+    }
+
+    [Fact]
     public async Task A_replayed_idempotency_key_returns_the_same_run_and_charges_once()
     {
         var me = await SubscribeAsync();

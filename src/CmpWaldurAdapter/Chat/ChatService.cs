@@ -323,7 +323,7 @@ public sealed partial class ChatService(
     /// <summary>Everything the run needs from the subscription: its workspace, configuration, knowledge and settings.</summary>
     private async Task<AgentRequest> PrepareAsync(ChatRun run, CancellationToken cancellationToken)
     {
-        var instructions = run.Request.Messages?.Where(m => m.Role is "system" or "developer").Select(m => m.Text).Where(t => !string.IsNullOrWhiteSpace(t)).ToList() ?? [];
+        var instructions = Instructions(run.Request);
         // A conversation the client names lives in the agent's memory; otherwise the client keeps the history and sends
         // it. Then the run has a session of its own: one named by `user` would hold the same turns twice.
         var session = $"{run.Subscription.ResourceUuid:N}:{run.Conversation}";
@@ -370,7 +370,7 @@ public sealed partial class ChatService(
             return ApiErrors.InvalidRequest($"max_tokens must be from 1 to {options.Value.MaxCompletionTokens}.", request.MaxCompletionTokens is null ? "max_tokens" : "max_completion_tokens", "invalid_max_tokens");
         }
 
-        if (request.Messages?.Where(m => m.Role is "system" or "developer").Sum(m => m.Text?.Length ?? 0) is > 0 and var instructions && instructions > options.Value.MaxInstructionChars)
+        if (Instructions(request).Sum(t => t.Length) is var instructions && instructions > options.Value.MaxInstructionChars)
         {
             return ApiErrors.InvalidRequest($"The system and developer messages are {instructions} characters long together; the limit is {options.Value.MaxInstructionChars}.", "messages", "instructions_too_long");
         }
@@ -424,6 +424,10 @@ public sealed partial class ChatService(
         lines.Reverse();
         return lines.Count == 0 ? null : "The conversation so far, oldest first:\n" + string.Join("\n", lines);
     }
+
+    /// <summary>The request's own non-blank system and developer messages, in order.</summary>
+    private static List<string> Instructions(ChatCompletionRequest request) =>
+        request.Messages?.Where(m => m.Role is "system" or "developer").Select(m => m.Text).Where(t => !string.IsNullOrWhiteSpace(t)).Select(t => t!).ToList() ?? [];
 
     internal static string? InputOf(ChatCompletionRequest request) =>
         request.Message ?? request.Messages?.LastOrDefault(m => m.Role == "user")?.Text;

@@ -36,7 +36,7 @@ public sealed class ParseMonitor(
             await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
             {
                 subscriptions = await db.KnowledgeDocuments.AsNoTracking()
-                    .Where(d => d.Status == ParseStates.Unstart || d.Status == ParseStates.Running || (d.Status == ParseStates.Done && d.ChargedAt == null))
+                    .Where(IsPending)
                     .Select(d => d.SubscriptionId).Distinct().ToListAsync(cancellationToken);
             }
 
@@ -374,9 +374,12 @@ public sealed class ParseMonitor(
         }
     }
 
+    /// <summary>A document the monitor still follows: parsing, or parsed and not yet charged.</summary>
+    private static readonly System.Linq.Expressions.Expression<Func<KnowledgeDocument, bool>> IsPending =
+        d => d.Status == ParseStates.Unstart || d.Status == ParseStates.Running || (d.Status == ParseStates.Done && d.ChargedAt == null);
+
     private static IQueryable<KnowledgeDocument> Pending(AdapterDbContext db, Guid subscriptionId) =>
-        db.KnowledgeDocuments.Where(d => d.SubscriptionId == subscriptionId
-            && (d.Status == ParseStates.Unstart || d.Status == ParseStates.Running || (d.Status == ParseStates.Done && d.ChargedAt == null)));
+        db.KnowledgeDocuments.Where(d => d.SubscriptionId == subscriptionId).Where(IsPending);
 
     /// <summary>
     /// A parse that ended without its hold, which the organization cannot pay for now. Knowledge is not served on

@@ -261,8 +261,9 @@ public sealed class KnowledgeBase(
         {
             await DeleteFromRagflowAsync(tenant, [ragflowDocumentId], CancellationToken.None);
         }
-        catch (KnowledgeException exception)
+        catch (Exception exception)
         {
+            // Best effort, on no caller's token (a cancellation here is a timeout): the save's own failure is what the caller sees.
             logger.LogError(exception, "RAGFlow document {RagflowDocumentId} of subscription {SubscriptionId} has no record and could not be deleted; delete it by hand",
                 ragflowDocumentId, tenant.SubscriptionId);
         }

@@ -99,8 +99,8 @@ public sealed class ResourceStateSync(
         }
 
         // A resource moved to another project leaves its workspace (the old project's runtime) where it is.
-        var projectMoved = resource.Project_uuid == subscription.WorkspaceId;
-        var workspaceBehind = projectMoved && await db.Workspaces.AnyAsync(w => w.Id == subscription.WorkspaceId && w.CustomerId != customerId, cancellationToken);
+        var stillInProject = resource.Project_uuid == subscription.WorkspaceId;
+        var workspaceBehind = stillInProject && await db.Workspaces.AnyAsync(w => w.Id == subscription.WorkspaceId && w.CustomerId != customerId, cancellationToken);
         if (subscription.CustomerId == customerId && !workspaceBehind)
         {
             return false;
@@ -116,7 +116,7 @@ public sealed class ResourceStateSync(
                     .SetProperty(s => s.CustomerId, customerId)
                     .SetProperty(s => s.Version, s => s.Version + 1)
                     .SetProperty(s => s.UpdatedAt, now), cancellationToken);
-            if (projectMoved)
+            if (stillInProject)
             {
                 await db.Workspaces.Where(w => w.Id == subscription.WorkspaceId && w.CustomerId != customerId)
                     .ExecuteUpdateAsync(set => set

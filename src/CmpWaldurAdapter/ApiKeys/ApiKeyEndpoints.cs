@@ -114,14 +114,14 @@ public static class ApiKeyEndpoints
     /// <summary>The link's page: a button that shows the key, or 410 when the link cannot show it any more. Uses nothing up.</summary>
     private static async Task<IResult> RevealPageAsync(string token, HttpContext http, ApiKeyService keys, IAntiforgery antiforgery, CancellationToken cancellationToken)
     {
-        RevealHeaders(http);
-        if (!(token.Length is > 10 and < 100 && await keys.RevealableAsync(token, cancellationToken)))
+        if (!(Plausible(token) && await keys.RevealableAsync(token, cancellationToken)))
         {
+            RevealHeaders(http);
             return Gone();
         }
 
         var form = antiforgery.GetAndStoreTokens(http);
-        http.Response.Headers.CacheControl = "no-store";
+        RevealHeaders(http); // after the anti-forgery's own cache headers, so it has none of ours to override
         return Results.Content(Page("Your API key is ready",
             "<p>This link shows the key once. Show it when you are ready to copy it: it will not be shown again.</p>"
             + $"<form method=\"post\"><input type=\"hidden\" name=\"{WebUtility.HtmlEncode(form.FormFieldName)}\" value=\"{WebUtility.HtmlEncode(form.RequestToken)}\">"
@@ -140,7 +140,7 @@ public static class ApiKeyEndpoints
                 "text/html; charset=utf-8", statusCode: StatusCodes.Status400BadRequest);
         }
 
-        var key = token.Length is > 10 and < 100 ? await keys.RevealAsync(token, cancellationToken) : null;
+        var key = Plausible(token) ? await keys.RevealAsync(token, cancellationToken) : null;
         if (key is null)
         {
             return Gone();
@@ -151,6 +151,9 @@ public static class ApiKeyEndpoints
             + "<p>Use it as <code>Authorization: Bearer &lt;key&gt;</code> with the OpenAI-compatible endpoint <code>/v1/chat/completions</code>.</p>"),
             "text/html; charset=utf-8");
     }
+
+    /// <summary>Shaped like a link token at all: anything else is not looked up.</summary>
+    private static bool Plausible(string token) => token.Length is > 10 and < 100;
 
     private static void RevealHeaders(HttpContext http)
     {

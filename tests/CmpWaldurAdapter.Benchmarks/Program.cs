@@ -14,6 +14,12 @@ if (args.Length > 0 && args[0] == "chat")
     return await ChatGatewayBench.RunAsync(args[1..]);
 }
 
+if (args.Length > 0 && args[0] == "proxy-floor")
+{
+    // The chat benchmark's yardstick, started by it in a process of its own (see ProxyFloor).
+    return await ProxyFloor.RunAsync(args[1..]);
+}
+
 if (args.Length > 0 && args[0] is "orders" or "usage")
 {
     // End-to-end pipelines: orders over STOMP, usage reporting (see PipelineBench).

@@ -1,3 +1,6 @@
+using CmpWaldurAdapter.Langflow.Api;
+using CmpWaldurAdapter.Ragflow.Api;
+using CmpWaldurAdapter.Waldur.Api;
 using Microsoft.Extensions.Http;
 using Prometheus;
 
@@ -64,12 +67,18 @@ internal sealed class UpstreamMetricsFilter(AdapterMetrics metrics) : IHttpMessa
         }
     };
 
+    /// <summary>
+    /// The upstream a client calls, from the client's name. The Refit clients are named after their interfaces, and every
+    /// such name also holds the product's own (CmpWaldurAdapter…): so each upstream is known by its API's interface, never
+    /// by the word Waldur alone, which counted every Langflow and RAGFlow call as Waldur's.
+    /// </summary>
     internal static string? UpstreamOf(string? clientName) => clientName switch
     {
         null => null,
-        _ when clientName.Contains("Waldur", StringComparison.OrdinalIgnoreCase) => "waldur",
-        _ when clientName.Contains("Langflow", StringComparison.OrdinalIgnoreCase) => "langflow",
-        _ when clientName.Contains("Ragflow", StringComparison.OrdinalIgnoreCase) => "ragflow",
+        LangflowStreamingRuns.HttpClientName => "langflow",
+        _ when clientName.Contains(nameof(ILangflowApi), StringComparison.Ordinal) => "langflow",
+        _ when clientName.Contains(nameof(IRagflowApi), StringComparison.Ordinal) => "ragflow",
+        _ when clientName.Contains(nameof(IWaldurApi), StringComparison.Ordinal) => "waldur",
         _ => null,
     };
 }

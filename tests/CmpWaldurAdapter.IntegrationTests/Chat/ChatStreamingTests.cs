@@ -151,6 +151,32 @@ public sealed class ChatDisconnectTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_client_leaving_a_plain_run_cancels_it_charges_nothing_and_counts_the_call_as_canceled_not_timed_out()
+    {
+        var (subscription, key) = await _bed.SubscribeAsync(credits: 10);
+        _bed.Upstream.RunDelay = TimeSpan.FromSeconds(20);
+        using var http = _bed.Server.CreateClient();
+        using var leave = new CancellationTokenSource();
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = ChatTestBed.Json("""{"message":"Hello"}""") };
+        request.Headers.Authorization = new("Bearer", key);
+
+        var post = http.SendAsync(request, leave.Token);
+        await Eventually.TrueAsync(() => _bed.Upstream.Runs == 1, TimeSpan.FromSeconds(8), "the message reaches Langflow");
+        await leave.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => post);
+
+        await Eventually.TrueAsync(() => _bed.Upstream.Aborted == 1, TimeSpan.FromSeconds(5), "the adapter cancels Langflow's run");
+        await Eventually.TrueAsync(async () => (await ReservedAsync(subscription.CustomerId)) == 0, TimeSpan.FromSeconds(5));
+        var balance = await _bed.Server.Services.GetRequiredService<CmpWaldurAdapter.Credits.CreditLedger>().BalanceAsync(subscription.CustomerId);
+        Assert.Equal((10L, 0L), (balance.Balance, balance.Reserved));
+
+        // The caller left: the upstream call is counted as canceled, not as a Langflow timeout an operator would chase.
+        var langflow = (await http.GetStringAsync("/metrics")).Split('\n').Where(l => l.StartsWith("cmp_upstream_requests_total{upstream=\"langflow\"", StringComparison.Ordinal)).ToList();
+        Assert.Contains("cmp_upstream_requests_total{upstream=\"langflow\",outcome=\"canceled\"} 1", langflow);
+        Assert.DoesNotContain(langflow, l => l.Contains("outcome=\"timeout\"", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task A_slow_agent_gets_keepalive_comments_that_the_openai_sdk_skips_and_the_answer_is_whole()
     {
         await _bed.DisposeAsync();

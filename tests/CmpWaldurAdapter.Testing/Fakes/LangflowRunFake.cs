@@ -38,6 +38,9 @@ public sealed class LangflowRunFake : IAsyncDisposable
     /// <summary>Pause before a stream's first event, as an agent calling tools or a slow model takes.</summary>
     public TimeSpan FirstTokenDelay { get; set; }
 
+    /// <summary>Pause before a plain (non-streamed) run answers.</summary>
+    public TimeSpan RunDelay { get; set; }
+
     /// <summary>Streams close after <see cref="FirstTokenDelay"/> without a single event (a run that died).</summary>
     public bool StreamsDie { get; set; }
 
@@ -78,6 +81,11 @@ public sealed class LangflowRunFake : IAsyncDisposable
         {
             if (http.Request.Query["stream"] != "true")
             {
+                if (RunDelay > TimeSpan.Zero)
+                {
+                    await Task.Delay(RunDelay, http.RequestAborted);
+                }
+
                 http.Response.ContentType = "application/json";
                 await http.Response.WriteAsync(Result(session, input, answer).ToJsonString(), http.RequestAborted);
                 Interlocked.Increment(ref _completed);

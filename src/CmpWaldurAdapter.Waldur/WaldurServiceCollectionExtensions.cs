@@ -45,9 +45,9 @@ public static class WaldurServiceCollectionExtensions
     /// offering with the same backend_id, a plan without prices, a second identity); registration looks first and
     /// is run again instead. Nor are order and offering transitions (approve, reject, done, erred, activate): Waldur
     /// refuses a repeated one with a 4xx that would hide that the first went through; the order processor reads the
-    /// order again and tries again itself.
+    /// order again and tries again itself. A unit test holds this list against <see cref="IWaldurApi"/>'s POST routes.
     /// </summary>
-    private static readonly HashSet<string> RepeatableActions = new(StringComparer.Ordinal)
+    internal static readonly HashSet<string> RepeatableActions = new(StringComparer.Ordinal)
     {
         "set_usage",
         "submit_report",
@@ -62,6 +62,6 @@ public static class WaldurServiceCollectionExtensions
         "update_offering_component",
     };
 
-    private static bool IsRepeatable(HttpRequestMessage request) =>
+    internal static bool IsRepeatable(HttpRequestMessage request) =>
         request.RequestUri is { IsAbsoluteUri: true } uri && RepeatableActions.Contains(uri.AbsolutePath.TrimEnd('/').Split('/')[^1]);
 }

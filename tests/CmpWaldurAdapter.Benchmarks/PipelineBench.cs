@@ -236,7 +236,7 @@ internal static class PipelineBench
         }
 
         await Parallel.ForEachAsync(subscriptions, new ParallelOptions { MaxDegreeOfParallelism = 16 }, async (subscription, cancellationToken) =>
-            await ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 1, "first-" + subscription.Id, cancellationToken));
+            await ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 1, "first-" + subscription.Id, cancellationToken: cancellationToken));
         return subscriptions;
     }
 }

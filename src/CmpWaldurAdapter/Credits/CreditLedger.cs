@@ -80,9 +80,10 @@ public sealed class CreditLedger(ICreditStore store, WaldurFunding funding, IDbC
     /// Reserve and settle in one: charges <paramref name="credits"/> now if the organization has them. The
     /// database does both in one atomic step (no hold row), so a fast action costs one round trip.
     /// </summary>
-    public async Task<ChargeResult> ChargeAsync(Guid customerId, Guid subscriptionId, ActionClass action, long credits, int priceBookVersion, string requestId, CancellationToken cancellationToken = default)
+    /// <param name="whileTerminating">The subscription's termination charges work done before it: see <see cref="ChargeRequest.WhileTerminating"/>.</param>
+    public async Task<ChargeResult> ChargeAsync(Guid customerId, Guid subscriptionId, ActionClass action, long credits, int priceBookVersion, string requestId, bool whileTerminating = false, CancellationToken cancellationToken = default)
     {
-        var request = Request(customerId, subscriptionId, action, credits, priceBookVersion, requestId);
+        var request = Request(customerId, subscriptionId, action, credits, priceBookVersion, requestId) with { WhileTerminating = whileTerminating };
         if (credits > 0 && !await _funding.EnsureFundedAsync(customerId, cancellationToken))
         {
             return new ChargeResult(ChargeStatus.Refused, 0, 0, CreditRefusal.FundingUnavailable);

@@ -6,7 +6,11 @@ namespace CmpWaldurAdapter.Credits;
 /// <summary>What a subscription's action costs and under which price book.</summary>
 /// <param name="RequestId">Idempotency key, unique per subscription: the same id never charges twice.</param>
 /// <param name="Key">The API key the action was authorized with, if any: a hold is refused once that key is revoked or regenerated.</param>
-public sealed record ChargeRequest(Guid CustomerId, Guid SubscriptionId, ActionClass Action, long Credits, int PriceBookVersion, string RequestId, ApiKeyProof? Key = null)
+/// <param name="WhileTerminating">
+/// A charge the subscription's termination makes for work done before it (a parse that finished after its hold was
+/// given back): accepted while the subscription is Terminating, not only while it is servable. Charges only.
+/// </param>
+public sealed record ChargeRequest(Guid CustomerId, Guid SubscriptionId, ActionClass Action, long Credits, int PriceBookVersion, string RequestId, ApiKeyProof? Key = null, bool WhileTerminating = false)
 {
     public string Component => ActionClasses.Component(Action);
 }

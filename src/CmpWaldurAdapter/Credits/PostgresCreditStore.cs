@@ -32,7 +32,7 @@ internal sealed partial class PostgresCreditStore : CreditStoreBase, IAsyncDispo
     // The subscription decides servability and the resource; a request id already charged replays.
     private const string ChargeSql = """
         WITH sub AS (
-            SELECT s.resource_uuid, (s.state = 'Active' AND NOT s.paused AND NOT s.downscaled) AS servable
+            SELECT s.resource_uuid, (s.state = 'Active' AND NOT s.paused AND NOT s.downscaled) OR (@terminating AND s.state = 'Terminating') AS servable
             FROM subscriptions s WHERE s.id = @subscription AND s.customer_id = @customer
         ), prior AS (
             SELECT e.id, e.credits FROM credit_ledger_entries e
@@ -165,9 +165,12 @@ internal sealed partial class PostgresCreditStore : CreditStoreBase, IAsyncDispo
         _groups = new GroupCommit(_dataSource);
     }
 
-    /// <summary>One charge, one statement. Concurrent charges of one organization are batched (<see cref="ChargeLanes"/>).</summary>
+    /// <summary>
+    /// One charge, one statement. Concurrent charges of one organization are batched (<see cref="ChargeLanes"/>); a
+    /// termination's charge (rare, and accepted while the subscription is Terminating) always goes alone.
+    /// </summary>
     public override Task<ChargeResult> ChargeAsync(ChargeRequest request, Guid entryId, DateTimeOffset now, CancellationToken cancellationToken) =>
-        _lanes.ChargeAsync(new PendingCharge(request, entryId, now), cancellationToken);
+        request.WhileTerminating ? ChargeOneAsync(request, entryId, now) : _lanes.ChargeAsync(new PendingCharge(request, entryId, now), cancellationToken);
 
     private async Task<ChargeResult> ChargeOneAsync(ChargeRequest request, Guid entryId, DateTimeOffset now)
     {
@@ -175,7 +178,11 @@ internal sealed partial class PostgresCreditStore : CreditStoreBase, IAsyncDispo
         {
             try
             {
-                return await Charge.QueryRowAsync(_dataSource, parameters => BindRequest(parameters, request, entryId, now), row => Charged(row, request, entryId));
+                return await Charge.QueryRowAsync(_dataSource, parameters =>
+                {
+                    BindRequest(parameters, request, entryId, now);
+                    parameters.Add(new NpgsqlParameter<bool>("terminating", request.WhileTerminating));
+                }, row => Charged(row, request, entryId));
             }
             catch (PostgresException exception) when (exception.SqlState == PostgresErrorCodes.UniqueViolation && attempt < UniqueRetries)
             {

@@ -31,7 +31,7 @@ internal sealed class SqliteCreditStore(IDbContextFactory<AdapterDbContext> dbs,
     internal long Transactions => Interlocked.Read(ref _transactions);
 
     private const string SubscriptionSql = """
-        SELECT version, resource_uuid, state = 'Active' AND paused = 0 AND downscaled = 0
+        SELECT version, resource_uuid, state = 'Active' AND paused = 0 AND downscaled = 0, state = 'Terminating'
         FROM subscriptions WHERE id = $subscription AND customer_id = $customer
         """;
 
@@ -102,7 +102,7 @@ internal sealed class SqliteCreditStore(IDbContextFactory<AdapterDbContext> dbs,
                 return new ChargeResult(ChargeStatus.Replayed, prior.Credits, Available(request.CustomerId), EntryId: prior.Id);
             }
 
-            if (Subscription(request) is not { Servable: true } subscription)
+            if (Subscription(request) is not { } subscription || !(subscription.Servable || (request.WhileTerminating && subscription.Terminating)))
             {
                 return new ChargeResult(ChargeStatus.Refused, 0, Available(request.CustomerId), CreditRefusal.SubscriptionNotServable);
             }
@@ -387,10 +387,10 @@ internal sealed class SqliteCreditStore(IDbContextFactory<AdapterDbContext> dbs,
         return row.Read() ? (Guid.Parse(row.GetString(0)), row.GetInt64(1)) : null;
     }
 
-    private (long Version, Guid Resource, bool Servable)? Subscription(ChargeRequest request)
+    private (long Version, Guid Resource, bool Servable, bool Terminating)? Subscription(ChargeRequest request)
     {
         using var row = Query(SubscriptionSql, ("$subscription", Id(request.SubscriptionId)), ("$customer", Id(request.CustomerId)));
-        return row.Read() ? (row.GetInt64(0), Guid.Parse(row.GetString(1)), row.GetInt64(2) == 1) : null;
+        return row.Read() ? (row.GetInt64(0), Guid.Parse(row.GetString(1)), row.GetInt64(2) == 1, row.GetInt64(3) == 1) : null;
     }
 
     private long Available(Guid customerId) => Scalar(AvailableSql, ("$customer", Id(customerId))) is long available ? available : 0;

@@ -205,7 +205,12 @@ public sealed class ParseMonitor(
         }
     }
 
-    private async Task ChargeAsync(KnowledgeTenant tenant, KnowledgeDocument document, DateTimeOffset now, CancellationToken cancellationToken)
+    /// <param name="terminating">
+    /// Charged by the subscription's termination (<see cref="CloseAsync"/>): a direct charge is accepted while the
+    /// subscription is Terminating, and one the organization cannot pay leaves the document to be cancelled with its
+    /// knowledge base instead of being taken out of RAGFlow first.
+    /// </param>
+    private async Task ChargeAsync(KnowledgeTenant tenant, KnowledgeDocument document, DateTimeOffset now, CancellationToken cancellationToken, bool terminating = false)
     {
         if (document.CreditReservationId is { } hold)
         {
@@ -233,7 +238,7 @@ public sealed class ParseMonitor(
             return;
         }
 
-        var result = await ledger.ChargeAsync(tenant.CustomerId, tenant.SubscriptionId, ActionClass.RagDocument, price.Credits, price.PriceBookVersion, ChargeRequestId(document.RagflowDocumentId), cancellationToken);
+        var result = await ledger.ChargeAsync(tenant.CustomerId, tenant.SubscriptionId, ActionClass.RagDocument, price.Credits, price.PriceBookVersion, ChargeRequestId(document.RagflowDocumentId), terminating, cancellationToken);
         if (result.IsCharged)
         {
             document.ChargedAt = now;
@@ -241,7 +246,7 @@ public sealed class ParseMonitor(
             logger.LogInformation("Charged {Credits} credits for parsing document {DocumentId} of subscription {SubscriptionId}{Replay}",
                 result.Credits, document.Id, tenant.SubscriptionId, result.Status == ChargeStatus.Replayed ? " (charged before: replayed)" : string.Empty);
         }
-        else if (result.Refusal == CreditRefusal.InsufficientCredits)
+        else if (result.Refusal == CreditRefusal.InsufficientCredits && !terminating)
         {
             await WithdrawUnpaidAsync(tenant, document, price.Credits, cancellationToken);
         }
@@ -266,11 +271,11 @@ public sealed class ParseMonitor(
 
     /// <summary>
     /// Closes the parses of a subscription whose knowledge base is about to be deleted (its termination): a parse
-    /// RAGFlow reports done is charged from its hold, and every other parse's hold is given back now, its document
-    /// cancelled. Once the dataset is gone no poll follows these documents, so otherwise their credits stayed set
-    /// aside until the holds expired, their records stayed pending, and a parse done since the last poll was never
-    /// charged. Run before the final usage report, so that it includes these charges. A parse done whose hold was
-    /// given back already is not charged: a direct charge needs the subscription active. Returns how many it closed.
+    /// RAGFlow reports done is charged as the poll charges it (from its hold, or directly once if its hold was given
+    /// back already, its request id replaying a charge made before), and every other parse's hold is given back now,
+    /// its document cancelled. Once the dataset is gone no poll follows these documents, so otherwise their credits
+    /// stayed set aside until the holds expired, their records stayed pending, and a parse done since the last poll
+    /// was never charged. Run before the final usage report, so that it includes these charges. Returns how many it closed.
     /// </summary>
     public async Task<int> CloseForRemovalAsync(Guid subscriptionId, string? datasetId, CancellationToken cancellationToken)
     {
@@ -296,6 +301,7 @@ public sealed class ParseMonitor(
 
         var remote = datasetId is null ? new Dictionary<string, Document>(StringComparer.Ordinal) : await RemoteOrNoneAsync(datasetId, cancellationToken);
         var now = clock.GetUtcNow();
+        KnowledgeTenant? tenant = null;
         foreach (var document in pending)
         {
             if (datasetId is not null && !remote.ContainsKey(document.RagflowDocumentId)
@@ -305,21 +311,29 @@ public sealed class ParseMonitor(
             }
 
             var done = remote.TryGetValue(document.RagflowDocumentId, out var state) && ParseStates.FromRagflow(state.Run) == ParseStates.Done;
-            var charged = await CloseHoldForRemovalAsync(document, done, cancellationToken);
-            if (charged is { } credits)
+            if (done)
+            {
+                tenant ??= await knowledge.TenantAsync(subscriptionId, forWrite: false, cancellationToken);
+                await ChargeAsync(tenant, document, now, cancellationToken, terminating: true);
+            }
+            else if (await ReleaseHoldForRemovalAsync(document, cancellationToken) is { } credits)
+            {
+                document.ChargedAt = now;
+                document.CreditsCharged = credits;
+            }
+
+            if (document.ChargedAt is not null)
             {
                 document.Status = ParseStates.Done;
                 document.Progress = 1;
                 document.Error = null;
-                document.ChargedAt = now;
-                document.CreditsCharged = credits;
             }
             else
             {
                 document.Status = ParseStates.Cancel;
                 document.Progress = 0;
                 document.Error = done
-                    ? "Parsing finished after the credits set aside for it had been given back, and the subscription ended before it was charged: nothing was charged."
+                    ? "Parsing finished after the credits set aside for it had been given back, and it could not be charged before the subscription ended: nothing was charged."
                     : "The subscription ended before parsing finished: nothing was charged.";
                 document.CreditReservationId = null;
             }
@@ -342,17 +356,12 @@ public sealed class ParseMonitor(
             || (subscription.State is Core.Subscriptions.SubscriptionState.Terminating or Core.Subscriptions.SubscriptionState.Terminated && string.IsNullOrEmpty(subscription.RagflowDatasetId));
     }
 
-    /// <summary>The credits the document's parse is charged (settled from its hold), or null when nothing is charged (its hold given back).</summary>
-    private async Task<long?> CloseHoldForRemovalAsync(KnowledgeDocument document, bool done, CancellationToken cancellationToken)
+    /// <summary>Gives back the hold of a parse not done; the credits it was charged if a poll settled it meanwhile, else null.</summary>
+    private async Task<long?> ReleaseHoldForRemovalAsync(KnowledgeDocument document, CancellationToken cancellationToken)
     {
         if (document.CreditReservationId is not { } hold)
         {
             return null;
-        }
-
-        if (done)
-        {
-            return await SettleHoldAsync(hold, cancellationToken);
         }
 
         // Unlike ReleaseHoldsAsync, a failure is not left to the hold's expiry: the removal is retried instead.

@@ -1,4 +1,5 @@
 using System.Text;
+using CmpWaldurAdapter.Core.Catalogue;
 using CmpWaldurAdapter.Core.Credits;
 using CmpWaldurAdapter.Credits;
 using CmpWaldurAdapter.IntegrationTests.Tenants;
@@ -70,6 +71,63 @@ public abstract class KnowledgeTerminationTests(DatabaseProvider provider) : IAs
     }
 
     [Fact]
+    public async Task Terminating_charges_a_parse_done_after_its_hold_expired_directly_once_and_reports_it()
+    {
+        var resource = await _bed.SubscribeAsync();
+        var subscription = await _bed.SubscriptionAsync(resource);
+        var ledger = _bed.Services.GetRequiredService<CreditLedger>();
+        await ledger.GrantAsync(subscription.CustomerId, 100, "test funding");
+        var late = await UploadAsync(subscription.Id, "late.txt");
+        // The sweeper gave the hold back (the parse outlived it); RAGFlow finished the parse after that, unseen by a poll.
+        await ExpireAsync(ledger, late);
+        _bed.Ragflow.FinishParsing(subscription.RagflowDatasetId!);
+
+        var terminate = _bed.Waldur.PlaceOrder("Terminate", _bed.Offering, resource);
+        Assert.Equal(OrderOutcome.Completed, (await _bed.ProcessUntilSettledAsync(terminate)).Outcome);
+
+        // Charged directly, as the poll would have, under the document's own request id.
+        var row = await _bed.QueryAsync(db => db.KnowledgeDocuments.AsNoTracking().SingleAsync(d => d.Id == late.Id));
+        Assert.Equal((ParseStates.Done, true, 5L, (Guid?)null), (row.Status, row.ChargedAt is not null, row.CreditsCharged, row.CreditReservationId));
+        var charge = Assert.Single(await ChargesAsync(subscription.Id));
+        Assert.Equal((5L, (Guid?)null, ParseMonitor.ChargeRequestId(late.RagflowDocumentId)), (charge.Credits, charge.ReservationId, charge.RequestId));
+        var balance = await ledger.BalanceAsync(subscription.CustomerId);
+        Assert.Equal((95L, 0L), (balance.Balance, balance.Reserved));
+        var usage = Assert.Single(_bed.Waldur.Usages, u => u["type"]!.GetValue<string>() == "rag_credits");
+        Assert.Equal("5.00", usage["usage"]!.GetValue<string>());
+
+        Assert.Equal(0, await _bed.Services.GetRequiredService<ParseMonitor>().PollAsync(CancellationToken.None));
+        Assert.Single(await ChargesAsync(subscription.Id));
+    }
+
+    [Fact]
+    public async Task Terminating_does_not_charge_again_a_parse_charged_directly_but_not_yet_recorded()
+    {
+        var resource = await _bed.SubscribeAsync();
+        var subscription = await _bed.SubscriptionAsync(resource);
+        var ledger = _bed.Services.GetRequiredService<CreditLedger>();
+        await ledger.GrantAsync(subscription.CustomerId, 100, "test funding");
+        var late = await UploadAsync(subscription.Id, "late.txt");
+        await ExpireAsync(ledger, late);
+        _bed.Ragflow.FinishParsing(subscription.RagflowDatasetId!);
+        // A poll charged it directly and stopped before recording that: the ledger has the charge, the record does not.
+        var knowledge = _bed.Services.GetRequiredService<KnowledgeBase>();
+        var price = knowledge.Price(await knowledge.TenantAsync(subscription.Id, forWrite: false, CancellationToken.None));
+        var earlier = await ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.RagDocument, price.Credits, price.PriceBookVersion, ParseMonitor.ChargeRequestId(late.RagflowDocumentId));
+        Assert.Equal(ChargeStatus.Charged, earlier.Status);
+
+        var terminate = _bed.Waldur.PlaceOrder("Terminate", _bed.Offering, resource);
+        Assert.Equal(OrderOutcome.Completed, (await _bed.ProcessUntilSettledAsync(terminate)).Outcome);
+
+        var row = await _bed.QueryAsync(db => db.KnowledgeDocuments.AsNoTracking().SingleAsync(d => d.Id == late.Id));
+        Assert.Equal((ParseStates.Done, true, 5L), (row.Status, row.ChargedAt is not null, row.CreditsCharged));
+        Assert.Equal(earlier.EntryId, Assert.Single(await ChargesAsync(subscription.Id)).Id);
+        var balance = await ledger.BalanceAsync(subscription.CustomerId);
+        Assert.Equal((95L, 0L), (balance.Balance, balance.Reserved));
+        var usage = Assert.Single(_bed.Waldur.Usages, u => u["type"]!.GetValue<string>() == "rag_credits");
+        Assert.Equal("5.00", usage["usage"]!.GetValue<string>());
+    }
+
+    [Fact]
     public async Task A_document_recorded_after_its_subscription_was_terminated_gives_its_hold_back_at_the_next_poll()
     {
         var resource = await _bed.SubscribeAsync();
@@ -97,6 +155,16 @@ public abstract class KnowledgeTerminationTests(DatabaseProvider provider) : IAs
         Assert.Equal((100L, 0L), (balance.Balance, balance.Reserved));
         Assert.Equal(0, await _bed.Services.GetRequiredService<ParseMonitor>().PollAsync(CancellationToken.None));
     }
+
+    /// <summary>What the expiry sweeper does to a hold past its lifetime.</summary>
+    private static async Task ExpireAsync(CreditLedger ledger, KnowledgeDocument document)
+    {
+        var released = await ledger.ReleaseAsync(document.CreditReservationId!.Value, "the hold expired before it was settled");
+        Assert.Equal(ReleaseStatus.Released, released.Status);
+    }
+
+    private Task<List<LedgerEntry>> ChargesAsync(Guid subscriptionId) =>
+        _bed.QueryAsync(db => db.LedgerEntries.AsNoTracking().Where(e => e.SubscriptionId == subscriptionId && e.Kind == LedgerEntryKind.Charge).ToListAsync());
 
     private async Task<KnowledgeDocument> UploadAsync(Guid subscriptionId, string name)
     {

@@ -8,7 +8,7 @@ namespace CmpWaldurAdapter.IntegrationTests.Chat;
 
 /// <summary>
 /// Answers name the knowledge-base documents they drew on when the subscription's settings ask for
-/// citations, and the chat endpoint's requests are counted in /metrics by status.
+/// citations, and the chat endpoint's requests are counted in /metrics by status, with the credits and upstream calls they made.
 /// </summary>
 public sealed class ChatCitationTests : IAsyncLifetime
 {
@@ -52,7 +52,7 @@ public sealed class ChatCitationTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task Chat_requests_are_counted_in_metrics_by_status()
+    public async Task Chat_requests_are_counted_in_metrics_by_status_with_the_credits_and_upstream_calls_they_made()
     {
         var paying = await _bed.SubscribeAsync(credits: 10);
         var broke = await _bed.SubscribeAsync(credits: 0);
@@ -67,15 +67,40 @@ public sealed class ChatCitationTests : IAsyncLifetime
             Assert.Equal(HttpStatusCode.PaymentRequired, refused.StatusCode);
         }
 
+        using (var http = _bed.Http("sk_live_unknown"))
+        {
+            using var unknown = await http.PostAsync("/v1/chat/completions", ChatTestBed.Json("""{"message": "hello"}"""));
+            Assert.Equal(HttpStatusCode.Unauthorized, unknown.StatusCode);
+        }
+
         using var anonymous = _bed.Http(null);
+        var metrics = "";
+        // Counted when each response completes, and the answer's hold settles while it is sent: both may trail the response.
         await Eventually.TrueAsync(async () =>
         {
-            var metrics = await anonymous.GetStringAsync("/metrics");
-            return metrics.Contains("cmp_chat_requests_total{status=\"200\"} 1", StringComparison.Ordinal)
-                && metrics.Contains("cmp_chat_requests_total{status=\"402\"} 1", StringComparison.Ordinal)
-                && metrics.Contains("cmp_chat_request_duration_seconds_count{status=\"200\"} 1", StringComparison.Ordinal);
+            metrics = await anonymous.GetStringAsync("/metrics");
+            return metrics.Contains("cmp_chat_requests_total{status=\"401\"} 1", StringComparison.Ordinal)
+                && metrics.Contains("cmp_credits_charged_total{", StringComparison.Ordinal);
         }, TimeSpan.FromSeconds(10));
+
+        Assert.Equal(
+            ["cmp_chat_requests_total{status=\"200\"} 1", "cmp_chat_requests_total{status=\"401\"} 1", "cmp_chat_requests_total{status=\"402\"} 1"],
+            Lines(metrics, "cmp_chat_requests_total{"));
+        Assert.Contains("cmp_chat_request_duration_seconds_count{status=\"200\"} 1", metrics);
+        // The catalogue's chat_message price, under the Waldur component usage is reported in.
+        Assert.Equal(["cmp_credits_charged_total{component=\"chat_credits\"} 2"], Lines(metrics, "cmp_credits_charged_total{"));
+        // The answer's retrieval and run (and the provisioning before them) are counted under their own upstreams, none
+        // as failed. The refused message's retrieval, started while its credits were held, may be dropped: canceled.
+        var upstream = Lines(metrics, "cmp_upstream_requests_total{");
+        Assert.Contains(upstream, l => l.StartsWith("cmp_upstream_requests_total{upstream=\"langflow\",outcome=\"success\"} ", StringComparison.Ordinal));
+        Assert.Contains(upstream, l => l.StartsWith("cmp_upstream_requests_total{upstream=\"ragflow\",outcome=\"success\"} ", StringComparison.Ordinal));
+        Assert.Contains(upstream, l => l.StartsWith("cmp_upstream_requests_total{upstream=\"waldur\",outcome=\"success\"} ", StringComparison.Ordinal));
+        Assert.True(upstream.TrueForAll(l => l.Contains("outcome=\"success\"", StringComparison.Ordinal) || l.StartsWith("cmp_upstream_requests_total{upstream=\"ragflow\",outcome=\"canceled\"} 1", StringComparison.Ordinal)),
+            string.Join('\n', upstream));
     }
+
+    private static List<string> Lines(string metrics, string prefix) =>
+        [.. metrics.Split('\n').Where(l => l.StartsWith(prefix, StringComparison.Ordinal)).Order(StringComparer.Ordinal)];
 
     private async Task<Subscriber> SubscriberWithDocumentAsync(bool citations)
     {

@@ -83,6 +83,25 @@ public sealed class EventChannelTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Subscribed_queues_and_messages_by_object_type_are_counted_in_metrics()
+    {
+        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
+        await _broker.PublishAsync(Vhost, _queues["order"], new JsonObject { ["order_uuid"] = order.ToString(), ["order_state"] = "pending-provider" });
+        await Eventually.TrueAsync(() => _bed.Waldur.OrderState(order) == "done", TimeSpan.FromSeconds(10));
+        await _broker.PublishAsync(Vhost, _queues["resource"], new JsonObject { ["resource_uuid"] = _bed.Waldur.ResourceOf(order).ToString() });
+        await Eventually.TrueAsync(() => Status.Messages == 2, TimeSpan.FromSeconds(10));
+        using var http = _server.CreateClient();
+
+        var metrics = (await http.GetStringAsync("/metrics")).Split('\n');
+
+        Assert.Contains("cmp_stomp_connected_queues 2", metrics);
+        Assert.Contains("cmp_stomp_reconnects_total 0", metrics);
+        Assert.Equal(
+            ["cmp_stomp_messages_total{object_type=\"order\"} 1", "cmp_stomp_messages_total{object_type=\"resource\"} 1"],
+            metrics.Where(l => l.StartsWith("cmp_stomp_messages_total{", StringComparison.Ordinal)).Order(StringComparer.Ordinal));
+    }
+
+    [Fact]
     public async Task Messages_about_states_that_are_not_the_providers_turn_are_ignored()
     {
         var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes(), state: "pending-consumer");
@@ -121,6 +140,11 @@ public sealed class EventChannelTests : IAsyncLifetime
 
         await Eventually.TrueAsync(() => _bed.Waldur.OrderState(order) == "done", TimeSpan.FromSeconds(10), "a message published after the restart is processed");
         Assert.True(Status.Reconnects < 20, $"no reconnect storm ({Status.Reconnects} reconnects)");
+        using var http = _server.CreateClient();
+        var metrics = await http.GetStringAsync("/metrics");
+        // Each queue counted once however many times it reconnected: the gauge is not left raised by the dropped connections.
+        Assert.Contains("\ncmp_stomp_connected_queues 2\n", metrics);
+        Assert.Matches(@"\ncmp_stomp_reconnects_total ([2-9]|1[0-9])\n", metrics);
     }
 }
 

@@ -24,7 +24,7 @@ public sealed class UsageJobTests : IAsyncLifetime
         var server = await _bed.StartServerAsync();
         var scheduler = await server.Services.GetRequiredService<ISchedulerFactory>().GetScheduler();
         var subscription = await _bed.AddSubscriptionAsync();
-        await _bed.Ledger.GrantAsync(subscription.CustomerId, 10, "test funding");
+        await _bed.Ledger.GrantAsync(subscription.CustomerId, 20, "test funding");
         await _bed.Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 3, "m1");
 
         var metadata = await scheduler.GetMetadata();
@@ -37,6 +37,30 @@ public sealed class UsageJobTests : IAsyncLifetime
         Assert.Equal(TimeSpan.FromMinutes(30), report.RepeatInterval);
         Assert.Equal(TimeSpan.FromMinutes(1), sweeper.RepeatInterval);
         Assert.Equal("2.00", _bed.Waldur.Usages.Single()["usage"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task A_fired_report_and_the_charges_it_sends_are_counted_in_metrics()
+    {
+        var server = await _bed.StartServerAsync();
+        var subscription = await _bed.AddSubscriptionAsync();
+        await _bed.Ledger.GrantAsync(subscription.CustomerId, 20, "test funding");
+        await _bed.Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 3, "m1");
+        // A settled hold is counted under its own component too (PostgreSQL settles through its own statement).
+        var hold = await _bed.Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.ImageGeneration, 10, 3, "i1");
+        await _bed.Ledger.SettleAsync(hold.ReservationId!.Value);
+
+        await (await server.Services.GetRequiredService<ISchedulerFactory>().GetScheduler()).TriggerJob(ReportUsageJob.Key);
+        await Eventually.TrueAsync(() => _bed.Waldur.Usages.Count == 2, because: "the fired job sends both components' totals");
+        using var http = server.CreateClient();
+        var metrics = "";
+        // Counted once Waldur's answer is back, which may be after the fake recorded the call.
+        await Eventually.TrueAsync(async () => (metrics = await http.GetStringAsync("/metrics")).Contains("cmp_usage_reports_sent_total 1\n", StringComparison.Ordinal),
+            because: "one set_usage call (both components of the one resource) is counted");
+
+        Assert.Equal(
+            ["cmp_credits_charged_total{component=\"chat_credits\"} 2", "cmp_credits_charged_total{component=\"image_credits\"} 10"],
+            metrics.Split('\n').Where(l => l.StartsWith("cmp_credits_charged_total{", StringComparison.Ordinal)).Order(StringComparer.Ordinal));
     }
 
     private static TriggerKey TriggerOf(JobKey job) => new(job.Name + "-trigger", job.Group);

@@ -179,10 +179,10 @@ public sealed class ChatErrorTests : IAsyncLifetime
     }
 
     [Theory]
-    [InlineData(500, HttpStatusCode.ServiceUnavailable, "agent_unavailable")]
-    [InlineData(503, HttpStatusCode.ServiceUnavailable, "agent_unavailable")]
-    [InlineData(403, HttpStatusCode.BadGateway, "agent_failed")]
-    public async Task A_failing_langflow_is_502_or_503_with_retry_after_and_charges_nothing(int upstream, HttpStatusCode status, string code)
+    [InlineData(500, HttpStatusCode.ServiceUnavailable, "agent_unavailable", "server_error")]
+    [InlineData(503, HttpStatusCode.ServiceUnavailable, "agent_unavailable", "server_error")]
+    [InlineData(403, HttpStatusCode.BadGateway, "agent_failed", "client_error")]
+    public async Task A_failing_langflow_is_502_or_503_with_retry_after_charges_nothing_and_is_counted_as_langflows_error(int upstream, HttpStatusCode status, string code, string outcome)
     {
         _bed.Tenants.Langflow.Break("POST", "/api/v1/run/.*", upstream);
         using var http = _bed.Http(_me.Key);
@@ -195,6 +195,7 @@ public sealed class ChatErrorTests : IAsyncLifetime
         Assert.Equal(code, JsonNode.Parse(body)!["error"]!["code"]!.GetValue<string>());
         Assert.DoesNotContain("injected failure", body);
         Assert.Equal(new LedgerState(10, 0, 0, 0), await _bed.LedgerAsync(_me.Customer));
+        Assert.Matches($@"\ncmp_upstream_requests_total\{{upstream=""langflow"",outcome=""{outcome}""\}} [1-9]", await http.GetStringAsync("/metrics"));
     }
 
     [Theory]

@@ -1,4 +1,5 @@
 using System.Net;
+using System.Text.Json.Nodes;
 using CmpWaldurAdapter.Hosting;
 using CmpWaldurAdapter.IntegrationTests.Orders;
 using CmpWaldurAdapter.Orders;
@@ -45,6 +46,33 @@ public sealed class MetricsTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Rejected_and_erred_orders_are_counted_under_their_outcomes()
+    {
+        var server = await _bed.StartServerAsync();
+        var inbox = server.Services.GetRequiredService<OrderInbox>();
+        var invalid = _bed.Waldur.PlaceCreateOrder(_bed.Offering, new JsonObject { ["escalate_after"] = "many" });
+        await inbox.EnqueueAsync(invalid, "pending-provider", "event", false, CancellationToken.None);
+        await Eventually.TrueAsync(() => _bed.Waldur.OrderState(invalid) == "rejected", TimeSpan.FromSeconds(10));
+        _bed.Provisioner.FailPermanently("create-knowledge-base", "The template is invalid.");
+        var failing = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
+        await inbox.EnqueueAsync(failing, "pending-provider", "event", false, CancellationToken.None);
+        await Eventually.TrueAsync(() => _bed.Waldur.OrderState(failing) == "erred", TimeSpan.FromSeconds(10));
+        using var client = server.CreateClient();
+
+        var orders = new List<string>();
+        // Counted once the processor returns, just after its last call to Waldur.
+        await Eventually.TrueAsync(async () =>
+        {
+            orders = [.. (await client.GetStringAsync("/metrics")).Split('\n').Where(l => l.StartsWith("cmp_orders_processed_total{", StringComparison.Ordinal)).Order(StringComparer.Ordinal)];
+            return orders.Count == 2;
+        }, TimeSpan.FromSeconds(10), "both orders are counted");
+
+        Assert.Equal(
+            ["cmp_orders_processed_total{type=\"Create\",outcome=\"Erred\"} 1", "cmp_orders_processed_total{type=\"Create\",outcome=\"Rejected\"} 1"],
+            orders);
+    }
+
+    [Fact]
     public async Task An_upstream_attempt_that_times_out_is_counted_as_a_timeout()
     {
         _bed.Settings["Waldur:AttemptTimeout"] = "00:00:00.300";
@@ -61,6 +89,25 @@ public sealed class MetricsTests : IAsyncLifetime
         // At least the delayed approval (on two busy cores a cold first call may pass 300 ms too).
         Assert.Matches(@"cmp_upstream_requests_total\{upstream=""waldur"",outcome=""timeout""\} [1-9]", upstream);
         Assert.DoesNotContain("outcome=\"canceled\"", upstream);
+    }
+
+    [Fact]
+    public async Task An_upstream_that_refuses_connections_is_counted_as_a_network_error()
+    {
+        _bed.Settings["Waldur:BaseUrl"] = $"http://127.0.0.1:{LoopbackPorts.Free()}/";
+        var server = await _bed.StartServerAsync();
+        // Announced by an event: the processor reads the order from Waldur, which cannot be reached.
+        await server.Services.GetRequiredService<OrderInbox>().EnqueueAsync(Guid.NewGuid(), "pending-provider", "event", false, CancellationToken.None);
+        using var client = server.CreateClient();
+
+        var upstream = new List<string>();
+        await Eventually.TrueAsync(async () =>
+        {
+            upstream = [.. (await client.GetStringAsync("/metrics")).Split('\n').Where(l => l.StartsWith("cmp_upstream_requests_total{", StringComparison.Ordinal))];
+            return upstream.Count > 0;
+        }, TimeSpan.FromSeconds(10), "the refused attempts are counted");
+
+        Assert.All(upstream, l => Assert.Matches(@"^cmp_upstream_requests_total\{upstream=""waldur"",outcome=""network_error""\} [1-9]", l));
     }
 
     [Fact]

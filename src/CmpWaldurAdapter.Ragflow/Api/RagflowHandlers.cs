@@ -24,7 +24,7 @@ internal sealed class RagflowAuthHandler(IOptionsMonitor<RagflowOptions> options
 /// is a failure whatever the HTTP status. Sits inside the resilience pipeline, so transient codes are retried
 /// like 5xx (for the methods that retry at all).
 /// </summary>
-internal sealed class RagflowEnvelopeHandler : DelegatingHandler
+public sealed class RagflowEnvelopeHandler : DelegatingHandler
 {
     protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {

@@ -6,7 +6,7 @@ using Prometheus;
 
 namespace CmpWaldurAdapter.Observability;
 
-/// <summary>Counts every upstream HTTP attempt by upstream and outcome (2xx, 4xx, 5xx, network, timeout, canceled).</summary>
+/// <summary>Counts every upstream HTTP attempt by upstream and outcome (2xx, 4xx, 5xx, network, timeout, canceled; RAGFlow's envelope errors as 4xx or 5xx).</summary>
 internal sealed class UpstreamMetricsHandler(AdapterMetrics metrics, string upstream) : DelegatingHandler
 {
     /// <summary>The caller's own token, set outside the resilience pipeline: inside it, an attempt's timeout cancels the token too.</summary>
@@ -36,6 +36,12 @@ internal sealed class UpstreamMetricsHandler(AdapterMetrics metrics, string upst
             Record("network_error");
             throw;
         }
+        catch (RagflowException envelope)
+        {
+            // An error in RAGFlow's envelope, whatever the HTTP status (mostly 200): its own (code 100, a 5xx) or the request's.
+            Record((int)envelope.Status >= 500 || envelope.IsTransient ? "server_error" : "client_error");
+            throw;
+        }
     }
 
     private void Record(string outcome) => metrics.UpstreamRequests.WithLabels(upstream, outcome).Inc();
@@ -63,7 +69,9 @@ internal sealed class UpstreamMetricsFilter(AdapterMetrics metrics) : IHttpMessa
         if (UpstreamOf(builder.Name) is { } upstream)
         {
             builder.AdditionalHandlers.Insert(0, new CallerTokenHandler());
-            builder.AdditionalHandlers.Add(new UpstreamMetricsHandler(metrics, upstream));
+            // Around RAGFlow's envelope handler, to see the errors RAGFlow answers with HTTP 200 (still under the retries).
+            var envelope = builder.AdditionalHandlers.OfType<RagflowEnvelopeHandler>().FirstOrDefault();
+            builder.AdditionalHandlers.Insert(envelope is null ? builder.AdditionalHandlers.Count : builder.AdditionalHandlers.IndexOf(envelope), new UpstreamMetricsHandler(metrics, upstream));
         }
     };
 

@@ -199,9 +199,9 @@ public sealed class ChatErrorTests : IAsyncLifetime
     }
 
     [Theory]
-    [InlineData(100, "Internal server error", HttpStatusCode.ServiceUnavailable)]
-    [InlineData(102, "You don't own the dataset.", HttpStatusCode.BadGateway)]
-    public async Task A_failing_ragflow_is_502_or_503_and_the_flow_is_not_run(int code, string message, HttpStatusCode status)
+    [InlineData(100, "Internal server error", HttpStatusCode.ServiceUnavailable, "server_error")]
+    [InlineData(102, "You don't own the dataset.", HttpStatusCode.BadGateway, "client_error")]
+    public async Task A_failing_ragflow_is_502_or_503_the_flow_is_not_run_and_it_is_counted_as_ragflows_error(int code, string message, HttpStatusCode status, string outcome)
     {
         _bed.Tenants.Ragflow.Fail("POST", "/api/v1/retrieval", 200, times: 10, body: new JsonObject { ["code"] = code, ["message"] = message }.ToJsonString());
         using var http = _bed.Http(_me.Key);
@@ -213,6 +213,8 @@ public sealed class ChatErrorTests : IAsyncLifetime
         Assert.DoesNotContain(message, await response.Content.ReadAsStringAsync());
         Assert.Empty(_bed.Tenants.Langflow.Runs);
         Assert.Equal(new LedgerState(10, 0, 0, 0), await _bed.LedgerAsync(_me.Customer));
+        // RAGFlow answers its errors with HTTP 200 and a code in the body: they are errors all the same.
+        Assert.Matches($@"\ncmp_upstream_requests_total\{{upstream=""ragflow"",outcome=""{outcome}""\}} [1-9]", await http.GetStringAsync("/metrics"));
     }
 
     [Theory]

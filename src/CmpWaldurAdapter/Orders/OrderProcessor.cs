@@ -67,6 +67,12 @@ public sealed class OrderProcessor(
     internal const string FinishTerminationStep = "finish-termination";
     internal const string SubmitReportStep = "submit-report";
 
+    /// <summary>The <c>type</c> label of an order deferred before its type was known (Waldur could not be read, or named a type the adapter does not know).</summary>
+    internal const string UnknownType = "unknown";
+
+    /// <summary>The <c>outcome</c> label of a deferred order: it stays as it is in Waldur and is tried again later.</summary>
+    internal const string DeferredOutcome = "Deferred";
+
     public async Task<OrderOutcome> ProcessAsync(Guid orderUuid, CancellationToken cancellationToken)
     {
         using var scope = logger.BeginScope(new Dictionary<string, object> { ["OrderUuid"] = orderUuid });
@@ -82,7 +88,8 @@ public sealed class OrderProcessor(
         }
         catch (Exception exception) when (IsTransient(exception, cancellationToken))
         {
-            throw new OrderDeferredException("Waldur could not be read: " + UpstreamFailures.Describe(exception), exception);
+            // Deferred before its type is known: counted all the same, or a Waldur outage would show no deferrals at all.
+            throw Deferred(UnknownType, "Waldur could not be read: " + UpstreamFailures.Describe(exception), exception);
         }
 
         if (!catalog.Serves(order.Offering_uuid))
@@ -99,9 +106,9 @@ public sealed class OrderProcessor(
             return WaldurOrderStates.IsFinal(state) ? OrderOutcome.Ignored : OrderOutcome.Waiting;
         }
 
-        var type = MapType(order.Type);
+        var type = MapType(order.Type) ?? throw Deferred(UnknownType, $"Unknown order type '{order.Type}'.");
         var resourceUuid = order.Marketplace_resource_uuid ?? order.Resource_uuid
-            ?? throw new OrderDeferredException($"Order {orderUuid} names no resource yet.");
+            ?? throw Deferred(type.ToString(), $"Order {orderUuid} names no resource yet.");
         await leases.EnsureRecordAsync(orderUuid, type, resourceUuid, order.Offering_uuid!.Value, cancellationToken);
         if (!await leases.TryAcquireAsync(orderUuid, cancellationToken))
         {
@@ -118,7 +125,7 @@ public sealed class OrderProcessor(
         }
         catch (OrderDeferredException)
         {
-            metrics.OrdersProcessed.WithLabels(type.ToString(), "Deferred").Inc();
+            metrics.OrdersProcessed.WithLabels(type.ToString(), DeferredOutcome).Inc();
             throw;
         }
         finally
@@ -618,12 +625,19 @@ public sealed class OrderProcessor(
 
     internal static string? Wire(OrderState? state) => WaldurEnums.ToWire(state);
 
-    private static OrderType MapType(RequestTypes? type) => type switch
+    private static OrderType? MapType(RequestTypes? type) => type switch
     {
         RequestTypes.Create => OrderType.Create,
         RequestTypes.Update => OrderType.Update,
         RequestTypes.Terminate => OrderType.Terminate,
         RequestTypes.Restore => OrderType.Restore,
-        _ => throw new OrderDeferredException($"Unknown order type '{type}'."),
+        _ => null,
     };
+
+    /// <summary>Counts a deferral decided before the order's lease (the leased part counts its own) and returns the exception to throw.</summary>
+    private OrderDeferredException Deferred(string type, string reason, Exception? inner = null)
+    {
+        metrics.OrdersProcessed.WithLabels(type, DeferredOutcome).Inc();
+        return new OrderDeferredException(reason, inner);
+    }
 }

@@ -111,13 +111,13 @@ internal abstract class CreditStoreBase(IDbContextFactory<AdapterDbContext> dbs)
     /// <summary>Runs <paramref name="work"/> in one write transaction and commits it.</summary>
     protected abstract Task<T> WriteAsync<T>(Func<AdapterDbContext, Task<T>> work, CancellationToken cancellationToken);
 
-    /// <summary>Creates the organization and its empty account if missing.</summary>
+    /// <summary>
+    /// Creates the organization and its empty account if missing. The organization has no name yet (credits can come
+    /// before its first order): the first order or resource sync that names it fills it in.
+    /// </summary>
     protected virtual async Task EnsureAccountAsync(AdapterDbContext db, Guid customerId, DateTimeOffset now, CancellationToken cancellationToken)
     {
-        if (!await db.Customers.AnyAsync(c => c.Id == customerId, cancellationToken))
-        {
-            db.Customers.Add(new Customer { Id = customerId, CreatedAt = now, UpdatedAt = now });
-        }
+        await CustomerRecords.EnsureAsync(db, customerId, waldurName: null, now, cancellationToken);
 
         if (!await db.CreditAccounts.AnyAsync(a => a.CustomerId == customerId, cancellationToken))
         {

@@ -345,7 +345,9 @@ internal sealed partial class PostgresCreditStore : CreditStoreBase, IAsyncDispo
 
     protected override async Task EnsureAccountAsync(AdapterDbContext db, Guid customerId, DateTimeOffset now, CancellationToken cancellationToken)
     {
-        // Concurrent first grants of one organization must not fail the transaction on a duplicate key.
+        // Concurrent first grants of one organization must not fail the transaction on a duplicate key: PostgreSQL
+        // aborts the whole ledger transaction on one, so not CustomerRecords.EnsureAsync (an EF insert whose duplicate
+        // its callers catch). Nameless, as there: the first order or resource sync that names it fills it in.
         await db.Database.ExecuteSqlInterpolatedAsync(
             $"INSERT INTO customers (id, name, created_at, updated_at) VALUES ({customerId}, '', {now}, {now}) ON CONFLICT (id) DO NOTHING", cancellationToken);
         await db.Database.ExecuteSqlInterpolatedAsync(

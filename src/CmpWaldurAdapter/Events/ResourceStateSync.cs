@@ -107,7 +107,7 @@ public sealed class ResourceStateSync(
         }
 
         var now = clock.GetUtcNow();
-        await EnsureCustomerAsync(db, customerId, ColumnText.Clip(resource.Customer_name, Customer.MaxNameLength), now, cancellationToken);
+        await EnsureCustomerAsync(db, customerId, resource.Customer_name, now, cancellationToken);
         await using (var transaction = await db.Database.BeginTransactionAsync(cancellationToken))
         {
             // Versions move on, so orders saving these rows meanwhile retry, and cached authentications elsewhere are stale.
@@ -134,34 +134,26 @@ public sealed class ResourceStateSync(
         return true;
     }
 
-    private static async Task EnsureCustomerAsync(AdapterDbContext db, Guid customerId, string name, DateTimeOffset now, CancellationToken cancellationToken)
+    private static async Task EnsureCustomerAsync(AdapterDbContext db, Guid customerId, string? name, DateTimeOffset now, CancellationToken cancellationToken)
     {
-        var known = await db.Customers.SingleOrDefaultAsync(c => c.Id == customerId, cancellationToken);
-        if (known is not null)
+        // Twice at most: a row inserted meanwhile (another of its resources, an order, or a credit grant, which leaves
+        // it nameless) is found the second time, and gets the name if it has none.
+        for (var attempt = 1; ; attempt++)
         {
-            // Made by a grant before any of its subscriptions was seen: without a name.
-            if (known.Name.Length == 0 && name.Length > 0)
+            await CustomerRecords.EnsureAsync(db, customerId, name, now, cancellationToken);
+            try
             {
-                known.Name = name;
-                known.UpdatedAt = now;
                 await db.SaveChangesAsync(cancellationToken);
+                return;
             }
-
-            return;
-        }
-
-        db.Customers.Add(new Customer { Id = customerId, Name = name, CreatedAt = now, UpdatedAt = now });
-        try
-        {
-            await db.SaveChangesAsync(cancellationToken);
-        }
-        catch (DbUpdateException exception) when (DbErrors.IsUniqueViolation(exception))
-        {
-            // Recorded meanwhile (another of its resources, or an order).
-        }
-        finally
-        {
-            db.ChangeTracker.Clear();
+            catch (DbUpdateException exception) when (attempt == 1 && DbErrors.IsUniqueViolation(exception))
+            {
+                // Recorded meanwhile: look again.
+            }
+            finally
+            {
+                db.ChangeTracker.Clear();
+            }
         }
     }
 }

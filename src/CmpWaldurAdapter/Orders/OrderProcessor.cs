@@ -451,10 +451,9 @@ public sealed class OrderProcessor(
         var customerId = order.Customer_uuid ?? throw new PermanentProvisioningException("The order names no organization.");
         var projectId = order.Project_uuid ?? throw new PermanentProvisioningException("The order names no project.");
 
-        if (await db.Customers.FindAsync([customerId], cancellationToken) is null)
-        {
-            db.Customers.Add(new Customer { Id = customerId, Name = ColumnText.Clip(order.Customer_name, Customer.MaxNameLength), CreatedAt = now, UpdatedAt = now });
-        }
+        // Saved with the subscription below (a concurrent insert of the row is handled there); a row made nameless by a
+        // credit grant before this first order gets Waldur's name.
+        await CustomerRecords.EnsureAsync(db, customerId, order.Customer_name, now, cancellationToken);
 
         if (await db.Workspaces.FindAsync([projectId], cancellationToken) is null)
         {

@@ -1,9 +1,11 @@
 using System.Text.Json.Nodes;
 using CmpWaldurAdapter.Core.Subscriptions;
+using CmpWaldurAdapter.Credits;
 using CmpWaldurAdapter.Orders;
 using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Testing.Fakes;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace CmpWaldurAdapter.IntegrationTests.Orders;
 
@@ -246,6 +248,27 @@ public abstract class OrderLifecycleTests(DatabaseProvider provider) : IAsyncLif
         Assert.Equal("done", _bed.Waldur.OrderState(order));
         var workspace = await _bed.QueryAsync(db => db.Workspaces.SingleAsync(w => w.Id == project));
         Assert.Equal(new string('p', 299), workspace.Name);
+    }
+
+    [Fact]
+    public async Task An_organization_granted_credits_before_its_first_order_gets_its_waldur_name_from_that_order()
+    {
+        // The operator grants welcome credits (cmp-adapter credits grant) before the organization has ordered
+        // anything: the adapter does not know its name yet.
+        var customer = Guid.NewGuid();
+        var project = Guid.NewGuid();
+        await _bed.Services.GetRequiredService<CreditLedger>().GrantAsync(customer, 100, "welcome credits");
+        Assert.Equal(string.Empty, (await _bed.QueryAsync(db => db.Customers.AsNoTracking().SingleAsync(c => c.Id == customer))).Name);
+
+        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes(), customer: customer, project: project);
+        _bed.Waldur.MoveProject(project, customer, "Acme Research Institute");
+
+        Assert.Equal(OrderOutcome.Completed, await _bed.Processor.ProcessAsync(order, CancellationToken.None));
+
+        var organization = await _bed.QueryAsync(db => db.Customers.AsNoTracking().SingleAsync(c => c.Id == customer));
+        Assert.Equal("Acme Research Institute", organization.Name);
+        Assert.Equal(100, (await _bed.QueryAsync(db => db.CreditAccounts.AsNoTracking().SingleAsync(a => a.CustomerId == customer))).Balance);
+        Assert.Equal(customer, (await _bed.QueryAsync(db => db.Subscriptions.SingleAsync())).CustomerId);
     }
 
     [Fact]

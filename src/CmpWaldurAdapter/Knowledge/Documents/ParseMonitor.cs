@@ -2,6 +2,7 @@ using CmpWaldurAdapter.Core.Catalogue;
 using CmpWaldurAdapter.Core.Credits;
 using CmpWaldurAdapter.Credits;
 using CmpWaldurAdapter.Persistence;
+using CmpWaldurAdapter.Provisioning;
 using CmpWaldurAdapter.Ragflow.Api;
 using CmpWaldurAdapter.Ragflow.Contracts;
 using Microsoft.EntityFrameworkCore;
@@ -208,7 +209,8 @@ public sealed class ParseMonitor(
     /// <param name="terminating">
     /// Charged by the subscription's termination (<see cref="CloseAsync"/>): a direct charge is accepted while the
     /// subscription is Terminating, and one the organization cannot pay leaves the document to be cancelled with its
-    /// knowledge base instead of being taken out of RAGFlow first.
+    /// knowledge base instead of being taken out of RAGFlow first; one that cannot be made for now fails the removal
+    /// (<see cref="ChargeLater"/>).
     /// </param>
     private async Task ChargeAsync(KnowledgeTenant tenant, KnowledgeDocument document, DateTimeOffset now, CancellationToken cancellationToken, bool terminating = false)
     {
@@ -234,7 +236,7 @@ public sealed class ParseMonitor(
         }
         catch (KnowledgeException exception)
         {
-            logger.LogWarning(exception, "Document {DocumentId} is parsed but cannot be priced now; the next poll charges it", document.Id);
+            ChargeLater(tenant, document, "its price book cannot be read", terminating, exception);
             return;
         }
 
@@ -250,12 +252,34 @@ public sealed class ParseMonitor(
         {
             await WithdrawUnpaidAsync(tenant, document, price.Credits, cancellationToken);
         }
+        else if (terminating && result.Refusal != CreditRefusal.FundingUnavailable)
+        {
+            // The organization cannot pay (or the subscription cannot be charged at all): retrying would not change
+            // that, so the document is cancelled with its knowledge base, nothing charged.
+            logger.LogWarning("Parsing document {DocumentId} of subscription {SubscriptionId} could not be charged ({Refusal}) before the subscription ended: it is cancelled, nothing charged",
+                document.Id, tenant.SubscriptionId, result.Refusal);
+        }
         else
         {
             // Waldur's funding unreadable for now, or the subscription paused (its agent answers nothing meanwhile).
-            logger.LogWarning("Parsing document {DocumentId} of subscription {SubscriptionId} could not be charged ({Refusal}); the next poll tries again",
-                document.Id, tenant.SubscriptionId, result.Refusal);
+            ChargeLater(tenant, document, $"refused: {result.Refusal}", terminating);
         }
+    }
+
+    /// <summary>
+    /// A parse done that cannot be charged for now (Waldur's funding or the price book unreadable, the subscription
+    /// paused): the next poll tries again. At termination no poll follows, so the removal fails and is retried
+    /// instead (a transient provisioning failure, as when a hold cannot be given back), not cancelled uncharged.
+    /// </summary>
+    private void ChargeLater(KnowledgeTenant tenant, KnowledgeDocument document, string reason, bool terminating, Exception? exception = null)
+    {
+        if (terminating)
+        {
+            throw new TransientProvisioningException($"A parsed document could not be charged before the knowledge base is removed ({reason}); the removal is retried.", exception);
+        }
+
+        logger.LogWarning(exception, "Parsing document {DocumentId} of subscription {SubscriptionId} could not be charged ({Reason}); the next poll tries again",
+            document.Id, tenant.SubscriptionId, reason);
     }
 
     /// <summary>
@@ -275,7 +299,9 @@ public sealed class ParseMonitor(
     /// back already, its request id replaying a charge made before), and every other parse's hold is given back now,
     /// its document cancelled. Once the dataset is gone no poll follows these documents, so otherwise their credits
     /// stayed set aside until the holds expired, their records stayed pending, and a parse done since the last poll
-    /// was never charged. Run before the final usage report, so that it includes these charges. Returns how many it closed.
+    /// was never charged. Run before the final usage report, so that it includes these charges. Returns how many it closed;
+    /// throws <see cref="TransientProvisioningException"/> (nothing recorded, the removal retried) while a parse done
+    /// cannot be charged for now.
     /// </summary>
     public async Task<int> CloseForRemovalAsync(Guid subscriptionId, string? datasetId, CancellationToken cancellationToken)
     {

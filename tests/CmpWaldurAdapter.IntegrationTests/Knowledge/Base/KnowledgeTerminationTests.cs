@@ -7,6 +7,7 @@ using CmpWaldurAdapter.Knowledge.Documents;
 using CmpWaldurAdapter.Orders;
 using CmpWaldurAdapter.Persistence;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace CmpWaldurAdapter.IntegrationTests.Knowledge.Base;
@@ -97,6 +98,46 @@ public abstract class KnowledgeTerminationTests(DatabaseProvider provider) : IAs
 
         Assert.Equal(0, await _bed.Services.GetRequiredService<ParseMonitor>().PollAsync(CancellationToken.None));
         Assert.Single(await ChargesAsync(subscription.Id));
+    }
+
+    [Fact]
+    public async Task Terminating_while_a_parse_done_cannot_be_priced_is_retried_and_charges_it_once_later_instead_of_cancelling_it()
+    {
+        var resource = await _bed.SubscribeAsync();
+        var subscription = await _bed.SubscriptionAsync(resource);
+        var ledger = _bed.Services.GetRequiredService<CreditLedger>();
+        await ledger.GrantAsync(subscription.CustomerId, 100, "test funding");
+        var late = await UploadAsync(subscription.Id, "late.txt");
+        await ExpireAsync(ledger, late);
+        _bed.Ragflow.FinishParsing(subscription.RagflowDatasetId!);
+        // The offering's price book cannot be read for now (its catalogue entry is missing after a configuration change).
+        var configuration = (IConfigurationRoot)_bed.Services.GetRequiredService<IConfiguration>();
+        configuration["Offerings:0:Slug"] = "not-in-the-catalogue";
+        configuration.Reload();
+
+        var terminate = _bed.Waldur.PlaceOrder("Terminate", _bed.Offering, resource);
+        await Assert.ThrowsAsync<OrderDeferredException>(() => _bed.Processor.ProcessAsync(terminate, CancellationToken.None));
+
+        // The removal waits: the dataset and the pending document stay, nothing is charged or cancelled.
+        Assert.Equal("executing", _bed.Waldur.OrderState(terminate));
+        Assert.Single(_bed.Ragflow.Datasets);
+        var waiting = await _bed.QueryAsync(db => db.KnowledgeDocuments.AsNoTracking().SingleAsync(d => d.Id == late.Id));
+        Assert.Equal((ParseStates.Running, (DateTimeOffset?)null), (waiting.Status, waiting.ChargedAt));
+        Assert.Empty(await ChargesAsync(subscription.Id));
+
+        configuration["Offerings:0:Slug"] = TenantTestBed.Slug;
+        configuration.Reload();
+        Assert.Equal(OrderOutcome.Completed, (await _bed.ProcessUntilSettledAsync(terminate)).Outcome);
+
+        Assert.Empty(_bed.Ragflow.Datasets);
+        var row = await _bed.QueryAsync(db => db.KnowledgeDocuments.AsNoTracking().SingleAsync(d => d.Id == late.Id));
+        Assert.Equal((ParseStates.Done, true, 5L), (row.Status, row.ChargedAt is not null, row.CreditsCharged));
+        var charge = Assert.Single(await ChargesAsync(subscription.Id));
+        Assert.Equal((5L, ParseMonitor.ChargeRequestId(late.RagflowDocumentId)), (charge.Credits, charge.RequestId));
+        var balance = await ledger.BalanceAsync(subscription.CustomerId);
+        Assert.Equal((95L, 0L), (balance.Balance, balance.Reserved));
+        var usage = Assert.Single(_bed.Waldur.Usages, u => u["type"]!.GetValue<string>() == "rag_credits");
+        Assert.Equal("5.00", usage["usage"]!.GetValue<string>());
     }
 
     [Fact]

@@ -74,6 +74,35 @@ public sealed class WidgetRenewalTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_conversation_too_old_to_resume_drops_its_messages_on_the_open_page()
+    {
+        var subscription = await _bed.AddSubscriptionAsync(credits: 20);
+        var key = await _bed.PublishableKeyAsync(subscription.Id);
+        await using var site = await HostPage.StartAsync(_bed.Url, key);
+        await _bed.AllowDomainsAsync(subscription.Id, $"127.0.0.1:{site.Port}");
+        var page = await _browser.NewPageAsync();
+        var messages = page.Locator("[data-cmp-widget] .messages li");
+        await page.Clock.InstallAsync(new ClockInstallOptions { TimeDate = Start.UtcDateTime });
+        await page.GotoAsync($"http://127.0.0.1:{site.Port}/");
+        await page.Locator("[data-cmp-widget] .launcher").ClickAsync();
+        await Expect(messages).ToHaveTextAsync(["Hi! I am Ada. How can I help?"]);
+        await page.Locator("[data-cmp-widget] input").FillAsync("Where is my order?");
+        await page.Locator("[data-cmp-widget] input").PressAsync("Enter");
+        await Expect(messages).ToHaveTextAsync(["Hi! I am Ada. How can I help?", "Where is my order?", "Ada: you said Where is my order?"]);
+
+        // The tab stays open past the token's 15 minutes and the 2-hour resume window: the next message renews the
+        // token into a new conversation, which shows none of the old one's messages, now or after a reload.
+        _bed.Clock!.Advance(TimeSpan.FromMinutes(15) + TimeSpan.FromHours(2) + TimeSpan.FromMinutes(1));
+        await page.Clock.FastForwardAsync("02:16:00");
+        await page.Locator("[data-cmp-widget] input").FillAsync("Hello again");
+        await page.Locator("[data-cmp-widget] input").PressAsync("Enter");
+        await Expect(messages).ToHaveTextAsync(["Hello again", "Ada: you said Hello again"]);
+        Assert.Equal(2, _bed.Agent.Runs.Select(r => r.SessionId).Distinct().Count());
+        await page.ReloadAsync();
+        await Expect(messages).ToHaveTextAsync(["Hello again", "Ada: you said Hello again"]);
+    }
+
+    [Fact]
     public async Task The_agents_logo_is_shown_once_across_token_renewals()
     {
         var subscription = await _bed.AddSubscriptionAsync(credits: 20);

@@ -141,19 +141,25 @@
     kept.messages = kept.messages.filter(function (m) {
       return m && typeof m.text === 'string' && ['bot', 'user', 'handoff'].indexOf(m.role) >= 0;
     });
-    var restored = kept.messages.map(function (m) { return show(m.role, m.text); });
+    kept.messages.forEach(function (m) { show(m.role, m.text); });
     var logoShown = false;
 
-    function start() {
+    // What is shown now: the messages of the conversation the current token carries.
+    function mark() {
+      return { items: Array.prototype.slice.call(list.children), kept: kept.messages.length };
+    }
+
+    function start(before) {
       var previous = (session && session.token) || kept.token;
+      before = before || mark();
       return post('widget/v1/session', previous ? { key: options.apiKey, previous: previous } : { key: options.apiKey }).then(function (data) {
         session = { token: data.token, expires: Date.now() + (data.expires_in - 30) * 1000 };
-        if (!data.resumed && restored.length) {
-          // Too old to carry on: the server starts a new conversation, so the old messages go.
-          restored.forEach(function (item) { if (item.parentNode) { list.removeChild(item); } });
-          kept.messages = kept.messages.slice(restored.length);
+        if (!data.resumed && kept.token === previous) {
+          // Too old to carry on (after a reload or on a tab left open): the server starts a new conversation, so
+          // the messages shown before it go. (A start that lost a race to another already did this.)
+          before.items.forEach(function (item) { if (item.parentNode) { list.removeChild(item); } });
+          kept.messages = kept.messages.slice(before.kept);
         }
-        restored = [];
         kept.token = data.token;
         keep();
         colour = /^#[0-9a-fA-F]{6}$/.test(data.colour) ? data.colour : colour;
@@ -165,8 +171,8 @@
       });
     }
 
-    function ready() {
-      return session && session.expires > Date.now() ? Promise.resolve(session) : start();
+    function ready(before) {
+      return session && session.expires > Date.now() ? Promise.resolve(session) : start(before);
     }
 
     function toggle(open) {
@@ -187,11 +193,12 @@
       var text = input.value.trim();
       if (!text) { return; }
       error.textContent = '';
+      var before = mark();
       add('user', text);
       input.value = '';
       send.disabled = true;
       var pending = show('bot', '…');
-      ready()
+      ready(before)
         .then(function (s) { return post('widget/v1/chat', { message: text }, s.token); })
         .then(function (data) {
           pending.textContent = data.answer;

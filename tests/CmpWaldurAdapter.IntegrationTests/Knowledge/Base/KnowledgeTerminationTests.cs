@@ -74,27 +74,14 @@ public abstract class KnowledgeTerminationTests(DatabaseProvider provider) : IAs
     [Fact]
     public async Task Terminating_charges_a_parse_done_after_its_hold_expired_directly_once_and_reports_it()
     {
-        var resource = await _bed.SubscribeAsync();
-        var subscription = await _bed.SubscriptionAsync(resource);
-        var ledger = _bed.Services.GetRequiredService<CreditLedger>();
-        await ledger.GrantAsync(subscription.CustomerId, 100, "test funding");
-        var late = await UploadAsync(subscription.Id, "late.txt");
-        // The sweeper gave the hold back (the parse outlived it); RAGFlow finished the parse after that, unseen by a poll.
-        await ExpireAsync(ledger, late);
-        _bed.Ragflow.FinishParsing(subscription.RagflowDatasetId!);
+        var (resource, subscription, _, late) = await ParseDoneAfterItsHoldExpiredAsync();
 
         var terminate = _bed.Waldur.PlaceOrder("Terminate", _bed.Offering, resource);
         Assert.Equal(OrderOutcome.Completed, (await _bed.ProcessUntilSettledAsync(terminate)).Outcome);
 
         // Charged directly, as the poll would have, under the document's own request id.
-        var row = await _bed.QueryAsync(db => db.KnowledgeDocuments.AsNoTracking().SingleAsync(d => d.Id == late.Id));
-        Assert.Equal((ParseStates.Done, true, 5L, (Guid?)null), (row.Status, row.ChargedAt is not null, row.CreditsCharged, row.CreditReservationId));
-        var charge = Assert.Single(await ChargesAsync(subscription.Id));
-        Assert.Equal((5L, (Guid?)null, ParseMonitor.ChargeRequestId(late.RagflowDocumentId)), (charge.Credits, charge.ReservationId, charge.RequestId));
-        var balance = await ledger.BalanceAsync(subscription.CustomerId);
-        Assert.Equal((95L, 0L), (balance.Balance, balance.Reserved));
-        var usage = Assert.Single(_bed.Waldur.Usages, u => u["type"]!.GetValue<string>() == "rag_credits");
-        Assert.Equal("5.00", usage["usage"]!.GetValue<string>());
+        var charge = await AssertChargedOnceAsync(subscription.Id, subscription.CustomerId, late.Id);
+        Assert.Equal(((Guid?)null, ParseMonitor.ChargeRequestId(late.RagflowDocumentId)), (charge.ReservationId, charge.RequestId));
 
         Assert.Equal(0, await _bed.Services.GetRequiredService<ParseMonitor>().PollAsync(CancellationToken.None));
         Assert.Single(await ChargesAsync(subscription.Id));
@@ -103,13 +90,7 @@ public abstract class KnowledgeTerminationTests(DatabaseProvider provider) : IAs
     [Fact]
     public async Task Terminating_while_a_parse_done_cannot_be_priced_is_retried_and_charges_it_once_later_instead_of_cancelling_it()
     {
-        var resource = await _bed.SubscribeAsync();
-        var subscription = await _bed.SubscriptionAsync(resource);
-        var ledger = _bed.Services.GetRequiredService<CreditLedger>();
-        await ledger.GrantAsync(subscription.CustomerId, 100, "test funding");
-        var late = await UploadAsync(subscription.Id, "late.txt");
-        await ExpireAsync(ledger, late);
-        _bed.Ragflow.FinishParsing(subscription.RagflowDatasetId!);
+        var (resource, subscription, _, late) = await ParseDoneAfterItsHoldExpiredAsync();
         // The offering's price book cannot be read for now (its catalogue entry is missing after a configuration change).
         var configuration = (IConfigurationRoot)_bed.Services.GetRequiredService<IConfiguration>();
         configuration["Offerings:0:Slug"] = "not-in-the-catalogue";
@@ -130,26 +111,14 @@ public abstract class KnowledgeTerminationTests(DatabaseProvider provider) : IAs
         Assert.Equal(OrderOutcome.Completed, (await _bed.ProcessUntilSettledAsync(terminate)).Outcome);
 
         Assert.Empty(_bed.Ragflow.Datasets);
-        var row = await _bed.QueryAsync(db => db.KnowledgeDocuments.AsNoTracking().SingleAsync(d => d.Id == late.Id));
-        Assert.Equal((ParseStates.Done, true, 5L), (row.Status, row.ChargedAt is not null, row.CreditsCharged));
-        var charge = Assert.Single(await ChargesAsync(subscription.Id));
-        Assert.Equal((5L, ParseMonitor.ChargeRequestId(late.RagflowDocumentId)), (charge.Credits, charge.RequestId));
-        var balance = await ledger.BalanceAsync(subscription.CustomerId);
-        Assert.Equal((95L, 0L), (balance.Balance, balance.Reserved));
-        var usage = Assert.Single(_bed.Waldur.Usages, u => u["type"]!.GetValue<string>() == "rag_credits");
-        Assert.Equal("5.00", usage["usage"]!.GetValue<string>());
+        var charge = await AssertChargedOnceAsync(subscription.Id, subscription.CustomerId, late.Id);
+        Assert.Equal(ParseMonitor.ChargeRequestId(late.RagflowDocumentId), charge.RequestId);
     }
 
     [Fact]
     public async Task Terminating_does_not_charge_again_a_parse_charged_directly_but_not_yet_recorded()
     {
-        var resource = await _bed.SubscribeAsync();
-        var subscription = await _bed.SubscriptionAsync(resource);
-        var ledger = _bed.Services.GetRequiredService<CreditLedger>();
-        await ledger.GrantAsync(subscription.CustomerId, 100, "test funding");
-        var late = await UploadAsync(subscription.Id, "late.txt");
-        await ExpireAsync(ledger, late);
-        _bed.Ragflow.FinishParsing(subscription.RagflowDatasetId!);
+        var (resource, subscription, ledger, late) = await ParseDoneAfterItsHoldExpiredAsync();
         // A poll charged it directly and stopped before recording that: the ledger has the charge, the record does not.
         var knowledge = _bed.Services.GetRequiredService<KnowledgeBase>();
         var price = knowledge.Price(await knowledge.TenantAsync(subscription.Id, forWrite: false, CancellationToken.None));
@@ -159,13 +128,7 @@ public abstract class KnowledgeTerminationTests(DatabaseProvider provider) : IAs
         var terminate = _bed.Waldur.PlaceOrder("Terminate", _bed.Offering, resource);
         Assert.Equal(OrderOutcome.Completed, (await _bed.ProcessUntilSettledAsync(terminate)).Outcome);
 
-        var row = await _bed.QueryAsync(db => db.KnowledgeDocuments.AsNoTracking().SingleAsync(d => d.Id == late.Id));
-        Assert.Equal((ParseStates.Done, true, 5L), (row.Status, row.ChargedAt is not null, row.CreditsCharged));
-        Assert.Equal(earlier.EntryId, Assert.Single(await ChargesAsync(subscription.Id)).Id);
-        var balance = await ledger.BalanceAsync(subscription.CustomerId);
-        Assert.Equal((95L, 0L), (balance.Balance, balance.Reserved));
-        var usage = Assert.Single(_bed.Waldur.Usages, u => u["type"]!.GetValue<string>() == "rag_credits");
-        Assert.Equal("5.00", usage["usage"]!.GetValue<string>());
+        Assert.Equal(earlier.EntryId, (await AssertChargedOnceAsync(subscription.Id, subscription.CustomerId, late.Id)).Id);
     }
 
     [Fact]
@@ -195,6 +158,36 @@ public abstract class KnowledgeTerminationTests(DatabaseProvider provider) : IAs
         var balance = await ledger.BalanceAsync(subscription.CustomerId);
         Assert.Equal((100L, 0L), (balance.Balance, balance.Reserved));
         Assert.Equal(0, await _bed.Services.GetRequiredService<ParseMonitor>().PollAsync(CancellationToken.None));
+    }
+
+    /// <summary>
+    /// A funded subscription with one upload whose hold the sweeper gave back (the parse outlived it), and whose parse
+    /// RAGFlow finished after that, unseen by a poll.
+    /// </summary>
+    private async Task<(Guid Resource, CmpWaldurAdapter.Tenants.Subscription Subscription, CreditLedger Ledger, KnowledgeDocument Late)> ParseDoneAfterItsHoldExpiredAsync()
+    {
+        var resource = await _bed.SubscribeAsync();
+        var subscription = await _bed.SubscriptionAsync(resource);
+        var ledger = _bed.Services.GetRequiredService<CreditLedger>();
+        await ledger.GrantAsync(subscription.CustomerId, 100, "test funding");
+        var late = await UploadAsync(subscription.Id, "late.txt");
+        await ExpireAsync(ledger, late);
+        _bed.Ragflow.FinishParsing(subscription.RagflowDatasetId!);
+        return (resource, subscription, ledger, late);
+    }
+
+    /// <summary>The document is done and charged its 5 credits in one ledger charge, nothing is held, and the final report carries it.</summary>
+    private async Task<LedgerEntry> AssertChargedOnceAsync(Guid subscriptionId, Guid customerId, Guid documentId)
+    {
+        var row = await _bed.QueryAsync(db => db.KnowledgeDocuments.AsNoTracking().SingleAsync(d => d.Id == documentId));
+        Assert.Equal((ParseStates.Done, true, 5L, (Guid?)null), (row.Status, row.ChargedAt is not null, row.CreditsCharged, row.CreditReservationId));
+        var charge = Assert.Single(await ChargesAsync(subscriptionId));
+        Assert.Equal(5L, charge.Credits);
+        var balance = await _bed.Services.GetRequiredService<CreditLedger>().BalanceAsync(customerId);
+        Assert.Equal((95L, 0L), (balance.Balance, balance.Reserved));
+        var usage = Assert.Single(_bed.Waldur.Usages, u => u["type"]!.GetValue<string>() == "rag_credits");
+        Assert.Equal("5.00", usage["usage"]!.GetValue<string>());
+        return charge;
     }
 
     /// <summary>What the expiry sweeper does to a hold past its lifetime.</summary>

@@ -30,12 +30,7 @@ public sealed class MetricsTests : IAsyncLifetime
         await Eventually.TrueAsync(() => _bed.Waldur.OrderState(order) == "done", TimeSpan.FromSeconds(10));
         using var client = server.CreateClient();
 
-        var text = "";
-        await Eventually.TrueAsync(async () =>
-        {
-            text = await client.GetStringAsync("/metrics");
-            return text.Contains("cmp_orders_processed_total{type=\"Create\",outcome=\"Completed\"} 1", StringComparison.Ordinal);
-        }, TimeSpan.FromSeconds(10), "the completed order is counted");
+        var text = await OnceCompletedCountedAsync(client);
 
         // An approval is a state transition the HTTP client does not repeat: each refused one defers the order once.
         Assert.Contains("cmp_orders_processed_total{type=\"Create\",outcome=\"Deferred\"} 3", text);
@@ -58,12 +53,7 @@ public sealed class MetricsTests : IAsyncLifetime
         await Eventually.TrueAsync(() => _bed.Waldur.OrderState(order) == "done", TimeSpan.FromSeconds(15));
         using var client = server.CreateClient();
 
-        var orders = new List<string>();
-        await Eventually.TrueAsync(async () =>
-        {
-            orders = [.. (await client.GetStringAsync("/metrics")).Split('\n').Where(l => l.StartsWith("cmp_orders_processed_total{", StringComparison.Ordinal)).Order(StringComparer.Ordinal)];
-            return orders.Contains("cmp_orders_processed_total{type=\"Create\",outcome=\"Completed\"} 1");
-        }, TimeSpan.FromSeconds(10), "the completed order is counted");
+        var orders = OrderLines(await OnceCompletedCountedAsync(client));
 
         // Deferred before its type was known: counted under type "unknown", not left out.
         Assert.Equal(
@@ -85,12 +75,7 @@ public sealed class MetricsTests : IAsyncLifetime
         await Eventually.TrueAsync(() => _bed.Waldur.OrderState(order) == "done", TimeSpan.FromSeconds(20));
         using var client = server.CreateClient();
 
-        var text = "";
-        await Eventually.TrueAsync(async () =>
-        {
-            text = await client.GetStringAsync("/metrics");
-            return text.Contains("cmp_orders_processed_total{type=\"Create\",outcome=\"Completed\"} 1", StringComparison.Ordinal);
-        }, TimeSpan.FromSeconds(10), "the completed order is counted");
+        var text = await OnceCompletedCountedAsync(client);
 
         Assert.Contains("cmp_orders_processed_total{type=\"unknown\",outcome=\"Deferred\"} 1", text);
         // Each of the three attempts counts as a timeout (a cold first call on two busy cores may add one).
@@ -115,11 +100,7 @@ public sealed class MetricsTests : IAsyncLifetime
 
         var orders = new List<string>();
         // Counted once the processor returns, just after its last call to Waldur.
-        await Eventually.TrueAsync(async () =>
-        {
-            orders = [.. (await client.GetStringAsync("/metrics")).Split('\n').Where(l => l.StartsWith("cmp_orders_processed_total{", StringComparison.Ordinal)).Order(StringComparer.Ordinal)];
-            return orders.Count == 2;
-        }, TimeSpan.FromSeconds(10), "both orders are counted");
+        await Eventually.TrueAsync(async () => (orders = OrderLines(await client.GetStringAsync("/metrics"))).Count == 2, TimeSpan.FromSeconds(10), "both orders are counted");
 
         Assert.Equal(
             ["cmp_orders_processed_total{type=\"Create\",outcome=\"Erred\"} 1", "cmp_orders_processed_total{type=\"Create\",outcome=\"Rejected\"} 1"],
@@ -184,6 +165,22 @@ public sealed class MetricsTests : IAsyncLifetime
         }, TimeSpan.FromSeconds(10), $"every {upstream} attempt counted is timed");
         Assert.Equal(attempts, timed);
     }
+
+    /// <summary>/metrics once the completed Create order is counted (just after the processor's last call to Waldur).</summary>
+    private static async Task<string> OnceCompletedCountedAsync(HttpClient client)
+    {
+        var text = "";
+        await Eventually.TrueAsync(async () =>
+        {
+            text = await client.GetStringAsync("/metrics");
+            return text.Contains("cmp_orders_processed_total{type=\"Create\",outcome=\"Completed\"} 1", StringComparison.Ordinal);
+        }, TimeSpan.FromSeconds(10), "the completed order is counted");
+        return text;
+    }
+
+    /// <summary>The order counts, sorted.</summary>
+    private static List<string> OrderLines(string text) =>
+        [.. text.Split('\n').Where(l => l.StartsWith("cmp_orders_processed_total{", StringComparison.Ordinal)).Order(StringComparer.Ordinal)];
 
     private static async Task<string> ScrapeAsync(RunningAdapter server)
     {

@@ -91,15 +91,115 @@ public sealed class WidgetRenewalTests : IAsyncLifetime
         await Expect(messages).ToHaveTextAsync(["Hi! I am Ada. How can I help?", "Where is my order?", "Ada: you said Where is my order?"]);
 
         // The tab stays open past the token's 15 minutes and the 2-hour resume window: the next message renews the
-        // token into a new conversation, which shows none of the old one's messages, now or after a reload.
+        // token into a new conversation, which opens with its welcome and shows none of the old one's messages, now
+        // or after a reload.
         _bed.Clock!.Advance(TimeSpan.FromMinutes(15) + TimeSpan.FromHours(2) + TimeSpan.FromMinutes(1));
         await page.Clock.FastForwardAsync("02:16:00");
         await page.Locator("[data-cmp-widget] input").FillAsync("Hello again");
         await page.Locator("[data-cmp-widget] input").PressAsync("Enter");
-        await Expect(messages).ToHaveTextAsync(["Hello again", "Ada: you said Hello again"]);
+        await Expect(messages).ToHaveTextAsync(["Hi! I am Ada. How can I help?", "Hello again", "Ada: you said Hello again"]);
         Assert.Equal(2, _bed.Agent.Runs.Select(r => r.SessionId).Distinct().Count());
         await page.ReloadAsync();
-        await Expect(messages).ToHaveTextAsync(["Hello again", "Ada: you said Hello again"]);
+        await Expect(messages).ToHaveTextAsync(["Hi! I am Ada. How can I help?", "Hello again", "Ada: you said Hello again"]);
+    }
+
+    [Fact]
+    public async Task A_message_sent_before_the_first_session_answer_comes_after_the_welcome_in_one_conversation()
+    {
+        var subscription = await _bed.AddSubscriptionAsync(credits: 20);
+        var key = await _bed.PublishableKeyAsync(subscription.Id);
+        await using var site = await HostPage.StartAsync(_bed.Url, key);
+        await _bed.AllowDomainsAsync(subscription.Id, $"127.0.0.1:{site.Port}");
+        var page = await _browser.NewPageAsync();
+        var messages = page.Locator("[data-cmp-widget] .messages li");
+        await page.GotoAsync($"http://127.0.0.1:{site.Port}/");
+
+        await HoldSessionAnswersAsync(page);
+        await page.Locator("[data-cmp-widget] .launcher").ClickAsync();
+        await page.Locator("[data-cmp-widget] input").FillAsync("Where is my order?");
+        await page.Locator("[data-cmp-widget] input").PressAsync("Enter");
+        await Expect(messages).ToHaveTextAsync(["Where is my order?", "…"]);
+        await AnswerHeldSessionsNewestFirstAsync(page);
+        await Expect(messages).ToHaveTextAsync(["Hi! I am Ada. How can I help?", "Where is my order?", "Ada: you said Where is my order?"]);
+
+        // The message went into the conversation the widget carries on, and the tab keeps the same order.
+        await page.Locator("[data-cmp-widget] input").FillAsync("Still there?");
+        await page.Locator("[data-cmp-widget] input").PressAsync("Enter");
+        string[] conversation = ["Hi! I am Ada. How can I help?", "Where is my order?", "Ada: you said Where is my order?", "Still there?", "Ada: you said Still there?"];
+        await Expect(messages).ToHaveTextAsync(conversation);
+        Assert.Single(_bed.Agent.Runs.Select(r => r.SessionId).Distinct());
+        await page.ReloadAsync();
+        await Expect(messages).ToHaveTextAsync(conversation);
+    }
+
+    [Fact]
+    public async Task A_message_sent_while_renewing_into_a_new_conversation_survives_closing_and_reopening_the_chat()
+    {
+        var subscription = await _bed.AddSubscriptionAsync(credits: 20);
+        var key = await _bed.PublishableKeyAsync(subscription.Id);
+        await using var site = await HostPage.StartAsync(_bed.Url, key);
+        await _bed.AllowDomainsAsync(subscription.Id, $"127.0.0.1:{site.Port}");
+        var page = await _browser.NewPageAsync();
+        var messages = page.Locator("[data-cmp-widget] .messages li");
+        await page.Clock.InstallAsync(new ClockInstallOptions { TimeDate = Start.UtcDateTime });
+        await page.GotoAsync($"http://127.0.0.1:{site.Port}/");
+        await page.Locator("[data-cmp-widget] .launcher").ClickAsync();
+        await Expect(messages).ToHaveTextAsync(["Hi! I am Ada. How can I help?"]);
+        await page.Locator("[data-cmp-widget] input").FillAsync("Where is my order?");
+        await page.Locator("[data-cmp-widget] input").PressAsync("Enter");
+        await Expect(messages).ToHaveTextAsync(["Hi! I am Ada. How can I help?", "Where is my order?", "Ada: you said Where is my order?"]);
+
+        // Past the resume window, the next message renews into a new conversation; while that renewal is on its way
+        // the visitor closes and reopens the chat, and the answers come in the worst order.
+        _bed.Clock!.Advance(TimeSpan.FromMinutes(15) + TimeSpan.FromHours(2) + TimeSpan.FromMinutes(1));
+        await page.Clock.FastForwardAsync("02:16:00");
+        await HoldSessionAnswersAsync(page);
+        await page.Locator("[data-cmp-widget] input").FillAsync("Hello again");
+        await page.Locator("[data-cmp-widget] input").PressAsync("Enter");
+        await Expect(messages).ToHaveTextAsync(["Hi! I am Ada. How can I help?", "Where is my order?", "Ada: you said Where is my order?", "Hello again", "…"]);
+        await page.Locator("[data-cmp-widget] .close").ClickAsync();
+        await page.Locator("[data-cmp-widget] .launcher").ClickAsync();
+        await Expect(page.Locator("[data-cmp-widget] .panel")).ToBeVisibleAsync();
+        await AnswerHeldSessionsNewestFirstAsync(page);
+
+        string[] conversation = ["Hi! I am Ada. How can I help?", "Hello again", "Ada: you said Hello again"];
+        await Expect(messages).ToHaveTextAsync(conversation);
+        Assert.Equal(2, _bed.Agent.Runs.Select(r => r.SessionId).Distinct().Count());
+        await page.ReloadAsync();
+        await Expect(messages).ToHaveTextAsync(conversation);
+    }
+
+    /// <summary>
+    /// Holds back the answers to the page's session starts from now on, until <see cref="AnswerHeldSessionsNewestFirstAsync"/>.
+    /// Each start still reaches the adapter at once; only the widget's view of the answer waits.
+    /// </summary>
+    private static Task HoldSessionAnswersAsync(IPage page) => page.EvaluateAsync("""
+        () => {
+          const fetch = window.fetch;
+          window.unheldFetch = fetch;
+          window.heldSessionAnswers = [];
+          window.fetch = (url, init) => {
+            const answer = fetch(url, init);
+            if (!String(url).endsWith('/widget/v1/session')) { return answer; }
+            // Read ahead, so that once let through the widget handles the answer without waiting on the network.
+            const read = answer.then(r => r.json().then(data => ({ ok: r.ok, status: r.status, json: () => Promise.resolve(data) })));
+            return new Promise((resolve, reject) => window.heldSessionAnswers.push(() => read.then(resolve, reject)));
+          };
+        }
+        """);
+
+    /// <summary>
+    /// Lets the held answers through, the latest start's first, the worst order for the widget: each is handled in
+    /// full before the next arrives (one evaluation each, and the widget's handling needs no further network).
+    /// </summary>
+    private static async Task AnswerHeldSessionsNewestFirstAsync(IPage page)
+    {
+        var held = await page.EvaluateAsync<int>("() => { window.fetch = window.unheldFetch; return window.heldSessionAnswers.length; }");
+        Assert.True(held > 0);
+        for (var answer = held - 1; answer >= 0; answer--)
+        {
+            await page.EvaluateAsync("answer => window.heldSessionAnswers[answer]()", answer);
+        }
     }
 
     [Fact]

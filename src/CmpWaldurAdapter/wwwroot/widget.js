@@ -123,10 +123,10 @@
     }
     paint();
 
-    function show(role, text) {
+    function show(role, text, next) {
       var item = element('li', role, text);
       if (role === 'user') { item.style.background = colour; }
-      list.appendChild(item);
+      list.insertBefore(item, next || null);
       list.scrollTop = list.scrollHeight;
       return item;
     }
@@ -143,6 +143,7 @@
     });
     kept.messages.forEach(function (m) { show(m.role, m.text); });
     var logoShown = false;
+    var starting = null;
 
     // What is shown now: the messages of the conversation the current token carries.
     function mark() {
@@ -154,11 +155,12 @@
       before = before || mark();
       return post('widget/v1/session', previous ? { key: options.apiKey, previous: previous } : { key: options.apiKey }).then(function (data) {
         session = { token: data.token, expires: Date.now() + (data.expires_in - 30) * 1000 };
-        if (!data.resumed && kept.token === previous) {
-          // Too old to carry on (after a reload or on a tab left open): the server starts a new conversation, so
-          // the messages shown before it go. (A start that lost a race to another already did this.)
+        if (!data.resumed) {
+          // A new conversation (the first, or the old one too old to carry on): the messages shown before it go,
+          // and its welcome comes first, before any message sent while it was starting.
           before.items.forEach(function (item) { if (item.parentNode) { list.removeChild(item); } });
-          kept.messages = kept.messages.slice(before.kept);
+          kept.messages = [{ role: 'bot', text: data.welcome }].concat(kept.messages.slice(before.kept));
+          show('bot', data.welcome, list.firstChild);
         }
         kept.token = data.token;
         keep();
@@ -166,13 +168,20 @@
         title.textContent = data.name;
         if (data.logo && !logoShown) { var logo = element('img'); logo.src = data.logo; logo.alt = ''; head.insertBefore(logo, title); logoShown = true; }
         paint();
-        if (!list.firstChild) { add('bot', data.welcome); }
         return session;
       });
     }
 
     function ready(before) {
-      return session && session.expires > Date.now() ? Promise.resolve(session) : start(before);
+      if (session && session.expires > Date.now()) { return Promise.resolve(session); }
+      // One start at a time: what needs a session while one is on its way (a message sent before the answer, a
+      // reopening) waits for it, so it joins that conversation and what it showed stays (it came after the mark).
+      if (!starting) {
+        var done = function () { starting = null; };
+        starting = start(before);
+        starting.then(done, done);
+      }
+      return starting;
     }
 
     function toggle(open) {

@@ -40,28 +40,57 @@ public static class WaldurServiceCollectionExtensions
     }
 
     /// <summary>
-    /// The POST actions that set a value (a month-to-date usage total, a report, an id, a form, prices), so sending
+    /// The POST routes that set a value (a month-to-date usage total, a report, an id, a form, prices), so sending
     /// one twice changes nothing. Creates are not among them: repeated after a lost answer, each makes a twin (an
     /// offering with the same backend_id, a plan without prices, a second identity); registration looks first and
     /// is run again instead. Nor are order and offering transitions (approve, reject, done, erred, activate): Waldur
     /// refuses a repeated one with a 4xx that would hide that the first went through; the order processor reads the
-    /// order again and tries again itself. A unit test holds this list against <see cref="IWaldurApi"/>'s POST routes.
+    /// order again and tries again itself. Whole routes, not action names: the same action under another resource
+    /// need not be safe to repeat. A unit test holds this list against <see cref="IWaldurApi"/>'s POST routes.
     /// </summary>
-    internal static readonly HashSet<string> RepeatableActions = new(StringComparer.Ordinal)
-    {
-        "set_usage",
-        "submit_report",
-        "set_backend_id",
-        "set_backend_metadata",
-        "update_prices",
-        "update_overview",
-        "update_description",
-        "update_options",
-        "update_resource_options",
-        "update_integration",
-        "update_offering_component",
-    };
+    internal static readonly IReadOnlyList<string> RepeatableRoutes =
+    [
+        "/api/marketplace-component-usages/set_usage/",
+        "/api/marketplace-provider-resources/{uuid}/submit_report/",
+        "/api/marketplace-provider-resources/{uuid}/set_backend_id/",
+        "/api/marketplace-provider-resources/{uuid}/set_backend_metadata/",
+        "/api/marketplace-plans/{uuid}/update_prices/",
+        "/api/marketplace-provider-offerings/{uuid}/update_overview/",
+        "/api/marketplace-provider-offerings/{uuid}/update_description/",
+        "/api/marketplace-provider-offerings/{uuid}/update_options/",
+        "/api/marketplace-provider-offerings/{uuid}/update_resource_options/",
+        "/api/marketplace-provider-offerings/{uuid}/update_integration/",
+        "/api/marketplace-provider-offerings/{uuid}/update_offering_component/",
+    ];
+
+    private static readonly string[][] RepeatableRouteSegments = [.. RepeatableRoutes.Select(SegmentsOf)];
 
     internal static bool IsRepeatable(HttpRequestMessage request) =>
-        request.RequestUri is { IsAbsoluteUri: true } uri && RepeatableActions.Contains(uri.AbsolutePath.TrimEnd('/').Split('/')[^1]);
+        request.RequestUri is { IsAbsoluteUri: true } uri
+        && RepeatableRouteSegments.Any(route => EndsWithRoute(SegmentsOf(uri.AbsolutePath), route));
+
+    /// <summary>
+    /// Whether the path ends with the route, a <c>{param}</c> standing for any one segment. Its end, because Waldur
+    /// may be served under a base path (a BaseUrl with a path), which comes before every route.
+    /// </summary>
+    private static bool EndsWithRoute(string[] path, string[] route)
+    {
+        if (path.Length < route.Length)
+        {
+            return false;
+        }
+
+        var offset = path.Length - route.Length;
+        for (var i = 0; i < route.Length; i++)
+        {
+            if (!route[i].StartsWith('{') && !string.Equals(route[i], path[offset + i], StringComparison.Ordinal))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    private static string[] SegmentsOf(string path) => path.Split('/', StringSplitOptions.RemoveEmptyEntries);
 }

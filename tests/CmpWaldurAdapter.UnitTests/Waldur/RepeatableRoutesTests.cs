@@ -11,18 +11,19 @@ using Refit;
 namespace CmpWaldurAdapter.UnitTests.Waldur;
 
 /// <summary>
-/// The Waldur POSTs the client may send again after a transient failure are named by their action (the last path
-/// segment) in <see cref="WaldurServiceCollectionExtensions.RepeatableActions"/>. The list is held against the routes
-/// <see cref="IWaldurApi"/> really has, so a renamed action cannot silently stop being retried, and a new POST route
-/// cannot be added without deciding whether it may be sent twice.
+/// The Waldur POSTs the client may send again after a transient failure are named by their whole route in
+/// <see cref="WaldurServiceCollectionExtensions.RepeatableRoutes"/>. Every POST route <see cref="IWaldurApi"/> really
+/// has must be listed there or here as sent once, so a renamed route cannot silently stop being retried, and a new
+/// one (even one ending in an action that is repeatable elsewhere) cannot be added without deciding whether it may be
+/// sent twice.
 /// </summary>
-public sealed class RepeatableActionsTests
+public sealed class RepeatableRoutesTests
 {
     /// <summary>
     /// The POST routes that must be sent once: creates (repeated after a lost answer, each makes a twin) and
     /// transitions (a repeated one is refused with a 4xx that hides that the first went through).
     /// </summary>
-    private static readonly HashSet<string> NotRepeatableRoutes = new(StringComparer.Ordinal)
+    private static readonly HashSet<string> SentOnceRoutes = new(StringComparer.Ordinal)
     {
         // Order transitions.
         "/api/marketplace-orders/{uuid}/approve_by_provider/",
@@ -43,48 +44,42 @@ public sealed class RepeatableActionsTests
         "/api/event-subscriptions/{uuid}/create_queue/",
     };
 
+    private static IReadOnlyList<string> RepeatableRoutes => WaldurServiceCollectionExtensions.RepeatableRoutes;
+
     private static IReadOnlyList<string> PostRoutes { get; } = typeof(IWaldurApi)
         .GetMethods()
         .Select(method => method.GetCustomAttribute<PostAttribute>()?.Path)
         .OfType<string>()
         .ToList();
 
+    private static readonly Uri BaseAddress = new("https://waldur.example.org/");
+
     [Fact]
     public void The_client_has_post_routes_to_check()
     {
-        Assert.True(PostRoutes.Count > NotRepeatableRoutes.Count, $"only {PostRoutes.Count} POST routes found on IWaldurApi");
+        Assert.True(PostRoutes.Count > SentOnceRoutes.Count, $"only {PostRoutes.Count} POST routes found on IWaldurApi");
     }
 
     [Fact]
-    public void Every_repeatable_action_is_the_action_of_a_post_route()
-    {
-        var actions = PostRoutes.Select(ActionOf).ToHashSet(StringComparer.Ordinal);
-
-        var unknown = WaldurServiceCollectionExtensions.RepeatableActions.Where(action => !actions.Contains(action)).Order(StringComparer.Ordinal).ToList();
-
-        Assert.True(unknown.Count == 0, $"RepeatableActions names actions IWaldurApi does not POST (renamed or misspelt?): {string.Join(", ", unknown)}");
-    }
-
-    [Fact]
-    public void Every_post_route_is_either_repeatable_or_known_not_to_be()
+    public void Every_post_route_is_either_repeatable_or_sent_once()
     {
         var unclassified = PostRoutes
-            .Where(route => !WaldurServiceCollectionExtensions.RepeatableActions.Contains(ActionOf(route)) && !NotRepeatableRoutes.Contains(route))
+            .Where(route => !RepeatableRoutes.Contains(route) && !SentOnceRoutes.Contains(route))
             .Order(StringComparer.Ordinal)
             .ToList();
 
-        Assert.True(unclassified.Count == 0, "POST routes of IWaldurApi neither in RepeatableActions nor known not to be repeatable; "
+        Assert.True(unclassified.Count == 0, "POST routes of IWaldurApi neither in RepeatableRoutes nor in SentOnceRoutes; "
             + $"decide whether sending each twice changes nothing: {string.Join(", ", unclassified)}");
     }
 
     [Fact]
-    public void No_route_known_not_to_be_repeatable_is_retried_and_each_still_exists()
+    public void Every_classed_route_is_a_post_route_and_in_one_list_only()
     {
-        var retried = NotRepeatableRoutes.Where(route => WaldurServiceCollectionExtensions.RepeatableActions.Contains(ActionOf(route))).ToList();
-        var gone = NotRepeatableRoutes.Where(route => !PostRoutes.Contains(route)).ToList();
+        var gone = RepeatableRoutes.Concat(SentOnceRoutes).Where(route => !PostRoutes.Contains(route)).Order(StringComparer.Ordinal).ToList();
+        var both = RepeatableRoutes.Where(SentOnceRoutes.Contains).ToList();
 
-        Assert.True(retried.Count == 0, $"routes that must be sent once have a repeatable action: {string.Join(", ", retried)}");
-        Assert.True(gone.Count == 0, $"routes listed as not repeatable that IWaldurApi no longer has: {string.Join(", ", gone)}");
+        Assert.True(gone.Count == 0, $"classed routes IWaldurApi does not POST (renamed or misspelt?): {string.Join(", ", gone)}");
+        Assert.True(both.Count == 0, $"routes both repeatable and sent once: {string.Join(", ", both)}");
     }
 
     [Fact]
@@ -92,16 +87,27 @@ public sealed class RepeatableActionsTests
     {
         // The predicate sees the absolute URL the client sends (a uuid in place of the template, Waldur's base address
         // in front), not the template; each route must be classified the same way there.
-        var baseAddress = new Uri("https://waldur.example.org/");
-        var misjudged = PostRoutes
-            .Where(route =>
-            {
-                using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(baseAddress, route.Replace("{uuid}", Guid.NewGuid().ToString(), StringComparison.Ordinal)));
-                return WaldurServiceCollectionExtensions.IsRepeatable(request) == NotRepeatableRoutes.Contains(route);
-            })
-            .ToList();
+        var misjudged = PostRoutes.Where(route => IsRepeatable(BaseAddress, route) != RepeatableRoutes.Contains(route)).ToList();
 
         Assert.True(misjudged.Count == 0, $"routes the pipeline classifies otherwise than the lists: {string.Join(", ", misjudged)}");
+    }
+
+    [Theory]
+    [InlineData("/api/other-things/{uuid}/set_backend_id/")]
+    [InlineData("/api/marketplace-orders/{uuid}/set_backend_id/")]
+    [InlineData("/api/marketplace-provider-offerings/{uuid}/update_prices/")]
+    [InlineData("/api/marketplace-component-usages/{uuid}/set_usage/")]
+    [InlineData("/api/marketplace-provider-resources/{uuid}/{uuid}/set_backend_id/")]
+    public void A_repeatable_action_on_another_route_is_sent_once(string route)
+    {
+        Assert.False(IsRepeatable(BaseAddress, route), $"{route} would be retried for ending in a repeatable action");
+    }
+
+    [Fact]
+    public void A_repeatable_route_stays_repeatable_under_a_base_path()
+    {
+        // Relative, so the URL keeps the base path in front of the route as the client's request does.
+        Assert.True(IsRepeatable(new Uri("https://example.org/waldur/"), "api/marketplace-provider-resources/{uuid}/set_backend_id/"));
     }
 
     [Fact]
@@ -137,7 +143,11 @@ public sealed class RepeatableActionsTests
         Assert.Equal("executing", waldur.OrderState(order));
     }
 
-    private static string ActionOf(string route) => route.Split('?')[0].TrimEnd('/').Split('/')[^1];
+    private static bool IsRepeatable(Uri baseAddress, string route)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(baseAddress, route.Replace("{uuid}", Guid.NewGuid().ToString(), StringComparison.Ordinal)));
+        return WaldurServiceCollectionExtensions.IsRepeatable(request);
+    }
 
     private static Microsoft.Extensions.DependencyInjection.ServiceProvider ClientFor(WaldurFake waldur)
     {

@@ -65,9 +65,16 @@ public static class WaldurServiceCollectionExtensions
 
     private static readonly string[][] RepeatableRouteSegments = [.. RepeatableRoutes.Select(SegmentsOf)];
 
-    internal static bool IsRepeatable(HttpRequestMessage request) =>
-        request.RequestUri is { IsAbsoluteUri: true } uri
-        && RepeatableRouteSegments.Any(route => EndsWithRoute(SegmentsOf(uri.AbsolutePath), route));
+    internal static bool IsRepeatable(HttpRequestMessage request)
+    {
+        if (request.RequestUri is not { IsAbsoluteUri: true } uri)
+        {
+            return false;
+        }
+
+        var path = SegmentsOf(uri.AbsolutePath);
+        return RepeatableRouteSegments.Any(route => EndsWithRoute(path, route));
+    }
 
     /// <summary>
     /// Whether the path ends with the route, a <c>{param}</c> standing for any one segment. Its end, because Waldur

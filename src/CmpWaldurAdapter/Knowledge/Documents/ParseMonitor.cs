@@ -254,8 +254,9 @@ public sealed class ParseMonitor(
         }
         else if (terminating && result.Refusal != CreditRefusal.FundingUnavailable)
         {
-            // The organization cannot pay (or the subscription cannot be charged at all): retrying would not change
-            // that, so the document is cancelled with its knowledge base, nothing charged.
+            // The organization cannot pay, or the subscription is no longer Terminating (a termination's charge is refused
+            // as not servable only then; KeyRevoked answers holds, never a charge): retrying would not change that, so the
+            // document is cancelled with its knowledge base, nothing charged.
             logger.LogWarning("Parsing document {DocumentId} of subscription {SubscriptionId} could not be charged ({Refusal}) before the subscription ended: it is cancelled, nothing charged",
                 document.Id, tenant.SubscriptionId, result.Refusal);
         }

@@ -6,6 +6,7 @@ using CmpWaldurAdapter.IntegrationTests.Tenants;
 using CmpWaldurAdapter.Knowledge.Documents;
 using CmpWaldurAdapter.Orders;
 using CmpWaldurAdapter.Persistence;
+using CmpWaldurAdapter.Testing.Fakes;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
@@ -113,6 +114,46 @@ public abstract class KnowledgeTerminationTests(DatabaseProvider provider) : IAs
         Assert.Empty(_bed.Ragflow.Datasets);
         var charge = await AssertChargedOnceAsync(subscription.Id, subscription.CustomerId, late.Id);
         Assert.Equal(ParseMonitor.ChargeRequestId(late.RagflowDocumentId), charge.RequestId);
+    }
+
+    [Fact]
+    public async Task Terminating_while_waldur_funding_cannot_be_read_is_retried_and_charges_a_parse_done_once_later_instead_of_cancelling_it()
+    {
+        // Waldur funds the organization and has never been asked how much: its only document came with an adopted
+        // dataset, still parsing, so it was recorded without a hold, to be charged once its parse is done.
+        var configuration = (IConfigurationRoot)_bed.Services.GetRequiredService<IConfiguration>();
+        configuration["Credits:Funding"] = "WaldurCustomerCredits";
+        configuration["Credits:CreditPrice"] = "0.01";
+        configuration.Reload();
+        var create = _bed.Waldur.PlaceCreateOrder(_bed.Offering, TenantTestBed.Attributes());
+        var resource = _bed.Waldur.ResourceOf(create);
+        var dataset = _bed.Ragflow.AddDataset($"cmp-{resource:N}");
+        var ragflowId = _bed.Ragflow.AddDocument(dataset, "adopted.md", "Parsing when the records were lost.", run: "RUNNING");
+        Assert.Equal(OrderOutcome.Completed, (await _bed.ProcessUntilSettledAsync(create)).Outcome);
+        var subscription = await _bed.SubscriptionAsync(resource);
+        var adopted = await _bed.QueryAsync(db => db.KnowledgeDocuments.AsNoTracking().SingleAsync(d => d.RagflowDocumentId == ragflowId));
+        _bed.Ragflow.FinishParsing(dataset);
+        _bed.Waldur.Break("GET", "/api/customer-credits/", 503);
+
+        var terminate = _bed.Waldur.PlaceOrder("Terminate", _bed.Offering, resource);
+        await Assert.ThrowsAsync<OrderDeferredException>(() => _bed.Processor.ProcessAsync(terminate, CancellationToken.None));
+
+        // The removal waits: the dataset and the pending document stay, nothing is charged or cancelled.
+        Assert.Equal("executing", _bed.Waldur.OrderState(terminate));
+        Assert.Single(_bed.Ragflow.Datasets);
+        var waiting = await _bed.QueryAsync(db => db.KnowledgeDocuments.AsNoTracking().SingleAsync(d => d.Id == adopted.Id));
+        Assert.Equal((ParseStates.Running, (DateTimeOffset?)null), (waiting.Status, waiting.ChargedAt));
+        Assert.Empty(await ChargesAsync(subscription.Id));
+
+        _bed.Waldur.Heal();
+        _bed.Waldur.AddCustomerCredit(subscription.CustomerId, 1.00m);
+        // Not the second it waits after a failed first read before asking Waldur again.
+        _bed.Services.GetRequiredService<WaldurFunding>().Invalidate(subscription.CustomerId);
+        Assert.Equal(OrderOutcome.Completed, (await _bed.ProcessUntilSettledAsync(terminate)).Outcome);
+
+        Assert.Empty(_bed.Ragflow.Datasets);
+        var charge = await AssertChargedOnceAsync(subscription.Id, subscription.CustomerId, adopted.Id);
+        Assert.Equal(ParseMonitor.ChargeRequestId(ragflowId), charge.RequestId);
     }
 
     [Fact]

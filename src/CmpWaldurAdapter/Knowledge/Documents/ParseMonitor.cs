@@ -326,18 +326,20 @@ public sealed class ParseMonitor(
             return 0;
         }
 
-        var remote = datasetId is null ? new Dictionary<string, Document>(StringComparer.Ordinal) : await RemoteOrNoneAsync(datasetId, cancellationToken);
+        // Null when there is no dataset to read (none recorded, or RAGFlow no longer holds it): then no document is asked
+        // for by id either, as each would only be "not found" too.
+        var remote = datasetId is null ? null : await RemoteUnlessGoneAsync(datasetId, cancellationToken);
         var now = clock.GetUtcNow();
         KnowledgeTenant? tenant = null;
         foreach (var document in pending)
         {
-            if (datasetId is not null && !remote.ContainsKey(document.RagflowDocumentId)
+            if (datasetId is not null && remote is not null && !remote.ContainsKey(document.RagflowDocumentId)
                 && await knowledge.FindRemoteAsync(datasetId, document.RagflowDocumentId, cancellationToken) is { } found)
             {
                 remote[document.RagflowDocumentId] = found;
             }
 
-            var done = remote.TryGetValue(document.RagflowDocumentId, out var state) && ParseStates.FromRagflow(state.Run) == ParseStates.Done;
+            var done = remote is not null && remote.TryGetValue(document.RagflowDocumentId, out var state) && ParseStates.FromRagflow(state.Run) == ParseStates.Done;
             if (done)
             {
                 tenant ??= await knowledge.TenantAsync(subscriptionId, forWrite: false, cancellationToken);
@@ -397,8 +399,8 @@ public sealed class ParseMonitor(
         return released.Status == ReleaseStatus.AlreadySettled ? released.Credits : null;
     }
 
-    /// <summary>The dataset's documents as RAGFlow reports them; none when RAGFlow no longer holds the dataset (a removal done before).</summary>
-    private async Task<Dictionary<string, Document>> RemoteOrNoneAsync(string datasetId, CancellationToken cancellationToken)
+    /// <summary>The dataset's documents as RAGFlow reports them; null when RAGFlow no longer holds the dataset (deleted before: by a removal, or in RAGFlow itself).</summary>
+    private async Task<Dictionary<string, Document>?> RemoteUnlessGoneAsync(string datasetId, CancellationToken cancellationToken)
     {
         try
         {
@@ -406,7 +408,7 @@ public sealed class ParseMonitor(
         }
         catch (Exception exception) when (RagflowException.Find(exception) is { IsNotFound: true })
         {
-            return new Dictionary<string, Document>(StringComparer.Ordinal);
+            return null;
         }
     }
 

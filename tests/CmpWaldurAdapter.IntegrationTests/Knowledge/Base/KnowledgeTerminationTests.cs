@@ -6,6 +6,8 @@ using CmpWaldurAdapter.IntegrationTests.Tenants;
 using CmpWaldurAdapter.Knowledge.Documents;
 using CmpWaldurAdapter.Orders;
 using CmpWaldurAdapter.Persistence;
+using CmpWaldurAdapter.Ragflow.Api;
+using CmpWaldurAdapter.Ragflow.Contracts;
 using CmpWaldurAdapter.Testing.Fakes;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Configuration;
@@ -154,6 +156,32 @@ public abstract class KnowledgeTerminationTests(DatabaseProvider provider) : IAs
         Assert.Empty(_bed.Ragflow.Datasets);
         var charge = await AssertChargedOnceAsync(subscription.Id, subscription.CustomerId, adopted.Id);
         Assert.Equal(ParseMonitor.ChargeRequestId(ragflowId), charge.RequestId);
+    }
+
+    [Fact]
+    public async Task Terminating_after_the_dataset_left_ragflow_reads_its_documents_once_not_once_more_per_pending_document()
+    {
+        var resource = await _bed.SubscribeAsync();
+        var subscription = await _bed.SubscriptionAsync(resource);
+        var ledger = _bed.Services.GetRequiredService<CreditLedger>();
+        await ledger.GrantAsync(subscription.CustomerId, 100, "test funding");
+        var first = await UploadAsync(subscription.Id, "first.txt");
+        var second = await UploadAsync(subscription.Id, "second.txt");
+        var dataset = subscription.RagflowDatasetId!;
+        // Deleted in RAGFlow behind the adapter's back, the parses with it.
+        await _bed.Services.GetRequiredService<IRagflowApi>().DeleteDatasetsAsync(new DeleteByIdsRequest { Ids = [dataset] }, CancellationToken.None);
+        var documentReadsBefore = _bed.Ragflow.Count("GET", $"/api/v1/datasets/{dataset}/documents");
+
+        var terminate = _bed.Waldur.PlaceOrder("Terminate", _bed.Offering, resource);
+        Assert.Equal(OrderOutcome.Completed, (await _bed.ProcessUntilSettledAsync(terminate)).Outcome);
+
+        // One list, answered "you don't own the dataset"; no document is then asked for by id.
+        Assert.Equal(documentReadsBefore + 1, _bed.Ragflow.Count("GET", $"/api/v1/datasets/{dataset}/documents"));
+        var rows = await _bed.QueryAsync(db => db.KnowledgeDocuments.AsNoTracking().Where(d => d.SubscriptionId == subscription.Id).ToListAsync());
+        Assert.Equal(new[] { first.Id, second.Id }.Order(), rows.Select(r => r.Id).Order());
+        Assert.All(rows, row => Assert.Equal((ParseStates.Cancel, (DateTimeOffset?)null, (Guid?)null), (row.Status, row.ChargedAt, row.CreditReservationId)));
+        var balance = await ledger.BalanceAsync(subscription.CustomerId);
+        Assert.Equal((100L, 0L), (balance.Balance, balance.Reserved));
     }
 
     [Fact]

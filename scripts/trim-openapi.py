@@ -63,6 +63,8 @@ SPECS = {
             "marketplace_service_providers_list",
             # Organization credits (money), for the Waldur-funded balance mode
             "customer_credits_list",
+            # Organization names, for organizations first recorded without one
+            "customers_retrieve",
             # Site-agent identity and events
             "marketplace_site_agent_identities_list",
             "marketplace_site_agent_identities_create",

@@ -25,6 +25,7 @@ public class WaldurEmulator : Emulator
     private readonly Dictionary<Guid, JsonObject> _categories = [];
     private readonly Dictionary<Guid, JsonObject> _plans = [];
     private readonly Dictionary<Guid, JsonObject> _customerCredits = [];
+    private readonly Dictionary<Guid, string> _customerNames = [];
     private DateTimeOffset _clock = DateTimeOffset.UtcNow;
 
     public WaldurEmulator()
@@ -240,6 +241,15 @@ public class WaldurEmulator : Emulator
         }
     }
 
+    /// <summary>An organization as Waldur holds it, with its name; organizations of resources and credits are known too.</summary>
+    public void AddCustomer(Guid customer, string name)
+    {
+        lock (Sync)
+        {
+            _customerNames[customer] = name;
+        }
+    }
+
     /// <summary>Adds an organization credit (money), as Waldur staff would; <paramref name="offerings"/> limits it to those offerings.</summary>
     public Guid AddCustomerCredit(Guid customer, decimal value, IEnumerable<Guid>? offerings = null, DateOnly? endDate = null)
     {
@@ -407,6 +417,23 @@ public class WaldurEmulator : Emulator
             }
 
             return EmulatorResponse.Empty(201);
+        }));
+
+        Route("GET", "/api/customers/{uuid}/", request => Authorized(request, () =>
+        {
+            var id = request.Id().ToString();
+            var name = _customerNames.TryGetValue(request.Id(), out var added)
+                ? added
+                : _resources.Values.Concat(_customerCredits.Values).FirstOrDefault(r => r["customer_uuid"]?.GetValue<string>() == id)?["customer_name"]?.GetValue<string>();
+            if (name is null)
+            {
+                return EmulatorResponse.Error(404, "No Customer matches the given query.");
+            }
+
+            var customer = new JsonObject { ["url"] = $"{Url}api/customers/{id}/", ["uuid"] = id, ["name"] = name };
+            // As Waldur does, ?field= keeps only the fields asked for.
+            var fields = request.QueryAll("field");
+            return EmulatorResponse.Json(fields.Count == 0 ? customer : new JsonObject(customer.Where(f => fields.Contains(f.Key)).Select(f => KeyValuePair.Create(f.Key, f.Value?.DeepClone()))));
         }));
 
         Route("GET", "/api/customer-credits/", request => Authorized(request, () =>

@@ -91,6 +91,12 @@ public interface IWaldurApi
         [AliasAs("page_size")] int pageSize,
         CancellationToken cancellationToken);
 
+    // Organizations
+
+    /// <summary>An organization's name alone: reconciliation names organizations first recorded without one.</summary>
+    [Get("/api/customers/{uuid}/?field=name")]
+    Task<Customer> GetCustomerNameAsync(Guid uuid, CancellationToken cancellationToken);
+
     // Offerings
 
     [Get("/api/marketplace-provider-offerings/{uuid}/")]

@@ -17,7 +17,7 @@ public static class ReconcileCommand
         var prune = new Option<bool>("--prune") { Description = "Delete orphans (cmp-* Langflow users, projects, flows and RAGFlow datasets of no live subscription)." };
         var command = new Command("reconcile",
             "Compare Waldur orders and usage, the adapter's subscriptions, Langflow and RAGFlow; re-feed stuck orders, re-provision missing tenants, "
-            + "re-report drifted usage, list orphans (delete them with --prune). Exit 0 when clean, 1 when drift remains, 2 on error.")
+            + "re-report drifted usage, name organizations recorded without a name, list orphans (delete them with --prune). Exit 0 when clean, 1 when drift remains, 2 on error.")
         {
             offering, dryRun, prune,
         };

@@ -23,6 +23,9 @@ public enum DriftKind
 
     /// <summary>A <c>cmp-*</c> RAGFlow dataset that belongs to no live subscription.</summary>
     OrphanDataset,
+
+    /// <summary>An organization recorded without a name (credits granted before its first order) that Waldur names.</summary>
+    NamelessOrganization,
 }
 
 /// <summary>What reconciliation did about one drift.</summary>
@@ -31,7 +34,7 @@ public enum DriftOutcome
     /// <summary>Left as it is: a dry run, or an orphan without <c>--prune</c>. The drift remains.</summary>
     Found,
 
-    /// <summary>Repaired (order re-fed, tenant re-provisioned, usage re-reported).</summary>
+    /// <summary>Repaired (order re-fed, tenant re-provisioned, usage re-reported, organization named).</summary>
     Fixed,
 
     /// <summary>An orphan deleted with <c>--prune</c>.</summary>

@@ -24,8 +24,9 @@ namespace CmpWaldurAdapter.Reconciliation;
 /// <summary>
 /// Compares Waldur's orders and usage, the adapter's subscriptions, and the Langflow and RAGFlow objects the
 /// adapter names <c>cmp-*</c>, and repairs what it safely can: re-feeds stuck orders, re-provisions missing
-/// tenants with the same idempotent steps orders use, re-reports drifted usage. Orphans are only listed unless
-/// pruning is asked for; only objects named <c>cmp-*</c> are ever considered, and a dry run changes nothing.
+/// tenants with the same idempotent steps orders use, re-reports drifted usage, names organizations recorded without
+/// a name. Orphans are only listed unless pruning is asked for; only objects named <c>cmp-*</c> are ever considered,
+/// and a dry run changes nothing.
 /// </summary>
 public sealed partial class Reconciler(
     IServiceProvider services,
@@ -34,11 +35,12 @@ public sealed partial class Reconciler(
     OrderPoller poller,
     OrderInbox inbox,
     UsageReporter usage,
+    IWaldurApi waldur,
     TimeProvider clock,
     IOptionsMonitor<OrdersOptions> ordersOptions,
     ILogger<Reconciler> logger)
 {
-    private const int Steps = 5;
+    private const int Steps = 6;
     private const int LangflowPageSize = 100;
     private const int RagflowPageSize = 100;
 
@@ -77,6 +79,10 @@ public sealed partial class Reconciler(
         progress?.Report(new ReconcileProgress(4, Steps, "usage"));
         drifts.AddRange(await UsageDriftAsync(request, cancellationToken));
         checkedAreas.Add("usage reported to Waldur");
+
+        progress?.Report(new ReconcileProgress(5, Steps, "organization names"));
+        drifts.AddRange(await NamelessOrganizationsAsync(request, cancellationToken));
+        checkedAreas.Add("organization names");
         progress?.Report(new ReconcileProgress(Steps, Steps, "done"));
 
         var report = new ReconcileReport(drifts, checkedAreas, request.DryRun, request.Prune);
@@ -478,6 +484,69 @@ public sealed partial class Reconciler(
                 drifts.Add(result?.Action is UsageAction.Posted or UsageAction.Unchanged
                     ? new Drift(DriftKind.UsageDrift, subject, detail + "; reported again", DriftOutcome.Fixed)
                     : new Drift(DriftKind.UsageDrift, subject, detail, DriftOutcome.Failed, result?.Detail ?? "not sent; the next usage report retries"));
+            }
+        }
+
+        return drifts;
+    }
+
+    // ---- Organization names ----------------------------------------------------------------------------
+
+    /// <summary>
+    /// Names the organizations recorded without a name (a credit grant before their first order, or rows older than
+    /// naming on first sight), which orders and moves alone would leave nameless until their next one: one Waldur
+    /// lookup each. Organizations belong to no offering, so <c>--offering</c> does not narrow this.
+    /// </summary>
+    private async Task<List<Drift>> NamelessOrganizationsAsync(ReconcileRequest request, CancellationToken cancellationToken)
+    {
+        List<Guid> nameless;
+        await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
+        {
+            nameless = await db.Customers.AsNoTracking().Where(c => c.Name == string.Empty).Select(c => c.Id).ToListAsync(cancellationToken);
+        }
+
+        var drifts = new List<Drift>();
+        foreach (var organization in nameless)
+        {
+            string name;
+            try
+            {
+                name = ColumnText.Clip((await waldur.GetCustomerNameAsync(organization, cancellationToken)).Name, Tenants.Customer.MaxNameLength);
+            }
+            catch (ApiException exception) when (UpstreamFailures.IsNotFound(exception))
+            {
+                // Not in Waldur (or not visible to the adapter): nothing to name it with, and nothing to repair.
+                logger.LogDebug("Organization {CustomerId} has no name and Waldur does not know it", organization);
+                continue;
+            }
+            catch (Exception exception) when (!cancellationToken.IsCancellationRequested && exception is not OperationCanceledException)
+            {
+                logger.LogWarning(exception, "Reading the name of organization {CustomerId} from Waldur failed", organization);
+                drifts.Add(new Drift(DriftKind.NamelessOrganization, organization.ToString(), "organization has no name", DriftOutcome.Failed, Describe(exception)));
+                continue;
+            }
+
+            if (name.Length == 0)
+            {
+                continue;
+            }
+
+            var detail = $"organization has no name; Waldur names it '{name}'";
+            if (request.DryRun)
+            {
+                drifts.Add(new Drift(DriftKind.NamelessOrganization, organization.ToString(), detail, DriftOutcome.Found));
+                continue;
+            }
+
+            await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+            // Only while still nameless: an order or a move may have named it since the list was read.
+            var named = await db.Customers.Where(c => c.Id == organization && c.Name == string.Empty).ExecuteUpdateAsync(set => set
+                .SetProperty(c => c.Name, name)
+                .SetProperty(c => c.UpdatedAt, clock.GetUtcNow()), cancellationToken);
+            if (named > 0)
+            {
+                logger.LogInformation("Named organization {CustomerId} '{CustomerName}' from Waldur", organization, name);
+                drifts.Add(new Drift(DriftKind.NamelessOrganization, organization.ToString(), detail + "; named", DriftOutcome.Fixed));
             }
         }
 

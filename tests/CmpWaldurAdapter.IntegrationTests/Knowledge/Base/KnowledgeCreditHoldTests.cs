@@ -1,6 +1,7 @@
 using System.Net;
 using CmpWaldurAdapter.Knowledge.Documents;
 using CmpWaldurAdapter.Persistence;
+using CmpWaldurAdapter.Testing.Hosting;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Diagnostics;
 using Microsoft.Extensions.DependencyInjection;
@@ -96,18 +97,8 @@ public abstract class KnowledgeCreditHoldTests(DatabaseProvider provider) : IAsy
     /// <summary>Saving the record of a document of one name fails, as a database that refuses the write would.</summary>
     private sealed class UnsavableDocument(string name) : SaveChangesInterceptor
     {
-        public static void Stage(IServiceCollection services, DatabaseProvider provider, string name)
-        {
-            var interceptor = new UnsavableDocument(name);
-            if (provider == DatabaseProvider.Postgres)
-            {
-                services.ConfigureDbContext<PostgresAdapterDbContext>(db => db.AddInterceptors(interceptor), ServiceLifetime.Singleton);
-            }
-            else
-            {
-                services.ConfigureDbContext<SqliteAdapterDbContext>(db => db.AddInterceptors(interceptor), ServiceLifetime.Singleton);
-            }
-        }
+        public static void Stage(IServiceCollection services, DatabaseProvider provider, string name) =>
+            services.AddDatabaseInterceptor(provider, new UnsavableDocument(name));
 
         public override ValueTask<InterceptionResult<int>> SavingChangesAsync(DbContextEventData eventData, InterceptionResult<int> result, CancellationToken cancellationToken = default) =>
             eventData.Context!.ChangeTracker.Entries<KnowledgeDocument>().Any(e => e.State == EntityState.Added && e.Entity.Name == name)

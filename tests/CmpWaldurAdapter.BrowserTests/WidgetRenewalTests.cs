@@ -17,6 +17,7 @@ public sealed class WidgetRenewalTests : IAsyncLifetime
     // A 1×1 transparent PNG.
     private static readonly byte[] Logo = Convert.FromBase64String("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==");
 
+    private readonly List<HostPage> _sites = [];
     private BuyerWebTestBed _bed = null!;
     private BrowserSession _browser = null!;
 
@@ -30,36 +31,33 @@ public sealed class WidgetRenewalTests : IAsyncLifetime
     public async Task DisposeAsync()
     {
         await _browser.DisposeAsync();
+        foreach (var site in _sites)
+        {
+            await site.DisposeAsync();
+        }
+
         await _bed.DisposeAsync();
     }
 
     [Fact]
     public async Task A_conversation_too_old_to_resume_drops_its_messages_after_a_reload()
     {
-        var subscription = await _bed.AddSubscriptionAsync(credits: 20);
-        var key = await _bed.PublishableKeyAsync(subscription.Id);
-        await using var site = await HostPage.StartAsync(_bed.Url, key);
-        await _bed.AllowDomainsAsync(subscription.Id, $"127.0.0.1:{site.Port}");
-        var messages = (IPage page) => page.Locator("[data-cmp-widget] .messages li");
-
-        var page = await _browser.NewPageAsync();
-        await page.GotoAsync($"http://127.0.0.1:{site.Port}/");
+        var page = await OpenNewSubscriptionsSiteAsync(pageClock: false);
+        var messages = Messages(page);
         await page.Locator("[data-cmp-widget] .launcher").ClickAsync();
-        await Expect(messages(page)).ToHaveTextAsync(["Hi! I am Ada. How can I help?"]);
-        await page.Locator("[data-cmp-widget] input").FillAsync("Where is my order?");
-        await page.Locator("[data-cmp-widget] input").PressAsync("Enter");
-        await Expect(messages(page)).ToHaveTextAsync(["Hi! I am Ada. How can I help?", "Where is my order?", "Ada: you said Where is my order?"]);
+        await Expect(messages).ToHaveTextAsync(["Hi! I am Ada. How can I help?"]);
+        await SendAsync(page, "Where is my order?");
+        await Expect(messages).ToHaveTextAsync(["Hi! I am Ada. How can I help?", "Where is my order?", "Ada: you said Where is my order?"]);
 
         // The token expired longer ago than Web:WidgetConversationResumeWindow (2 h): the reload shows the old
         // messages until the server answers that their conversation does not go on, then only the new welcome.
         _bed.Clock!.Advance(TimeSpan.FromMinutes(15) + TimeSpan.FromHours(2) + TimeSpan.FromMinutes(1));
         await page.ReloadAsync();
-        await Expect(messages(page)).ToHaveCountAsync(3);
+        await Expect(messages).ToHaveCountAsync(3);
         await page.Locator("[data-cmp-widget] .launcher").ClickAsync();
-        await Expect(messages(page)).ToHaveTextAsync(["Hi! I am Ada. How can I help?"]);
-        await page.Locator("[data-cmp-widget] input").FillAsync("Hello again");
-        await page.Locator("[data-cmp-widget] input").PressAsync("Enter");
-        await Expect(messages(page)).ToHaveTextAsync(["Hi! I am Ada. How can I help?", "Hello again", "Ada: you said Hello again"]);
+        await Expect(messages).ToHaveTextAsync(["Hi! I am Ada. How can I help?"]);
+        await SendAsync(page, "Hello again");
+        await Expect(messages).ToHaveTextAsync(["Hi! I am Ada. How can I help?", "Hello again", "Ada: you said Hello again"]);
         await BrowserSession.ScreenshotAsync(page, "widget-conversation-not-resumed");
         Assert.Equal(2, _bed.Agent.Runs.Select(r => r.SessionId).Distinct().Count());
 
@@ -67,27 +65,19 @@ public sealed class WidgetRenewalTests : IAsyncLifetime
         await page.ReloadAsync();
         await page.Locator("[data-cmp-widget] .launcher").ClickAsync();
         await Expect(page.Locator("[data-cmp-widget] input")).ToBeFocusedAsync();
-        await page.Locator("[data-cmp-widget] input").FillAsync("Still there?");
-        await page.Locator("[data-cmp-widget] input").PressAsync("Enter");
-        await Expect(messages(page)).ToHaveTextAsync(["Hi! I am Ada. How can I help?", "Hello again", "Ada: you said Hello again", "Still there?", "Ada: you said Still there?"]);
+        await SendAsync(page, "Still there?");
+        await Expect(messages).ToHaveTextAsync(["Hi! I am Ada. How can I help?", "Hello again", "Ada: you said Hello again", "Still there?", "Ada: you said Still there?"]);
         Assert.Equal(2, _bed.Agent.Runs.Select(r => r.SessionId).Distinct().Count());
     }
 
     [Fact]
     public async Task A_conversation_too_old_to_resume_drops_its_messages_on_the_open_page()
     {
-        var subscription = await _bed.AddSubscriptionAsync(credits: 20);
-        var key = await _bed.PublishableKeyAsync(subscription.Id);
-        await using var site = await HostPage.StartAsync(_bed.Url, key);
-        await _bed.AllowDomainsAsync(subscription.Id, $"127.0.0.1:{site.Port}");
-        var page = await _browser.NewPageAsync();
-        var messages = page.Locator("[data-cmp-widget] .messages li");
-        await page.Clock.InstallAsync(new ClockInstallOptions { TimeDate = Start.UtcDateTime });
-        await page.GotoAsync($"http://127.0.0.1:{site.Port}/");
+        var page = await OpenNewSubscriptionsSiteAsync(pageClock: true);
+        var messages = Messages(page);
         await page.Locator("[data-cmp-widget] .launcher").ClickAsync();
         await Expect(messages).ToHaveTextAsync(["Hi! I am Ada. How can I help?"]);
-        await page.Locator("[data-cmp-widget] input").FillAsync("Where is my order?");
-        await page.Locator("[data-cmp-widget] input").PressAsync("Enter");
+        await SendAsync(page, "Where is my order?");
         await Expect(messages).ToHaveTextAsync(["Hi! I am Ada. How can I help?", "Where is my order?", "Ada: you said Where is my order?"]);
 
         // The tab stays open past the token's 15 minutes and the 2-hour resume window: the next message renews the
@@ -95,8 +85,7 @@ public sealed class WidgetRenewalTests : IAsyncLifetime
         // or after a reload.
         _bed.Clock!.Advance(TimeSpan.FromMinutes(15) + TimeSpan.FromHours(2) + TimeSpan.FromMinutes(1));
         await page.Clock.FastForwardAsync("02:16:00");
-        await page.Locator("[data-cmp-widget] input").FillAsync("Hello again");
-        await page.Locator("[data-cmp-widget] input").PressAsync("Enter");
+        await SendAsync(page, "Hello again");
         await Expect(messages).ToHaveTextAsync(["Hi! I am Ada. How can I help?", "Hello again", "Ada: you said Hello again"]);
         Assert.Equal(2, _bed.Agent.Runs.Select(r => r.SessionId).Distinct().Count());
         await page.ReloadAsync();
@@ -106,25 +95,18 @@ public sealed class WidgetRenewalTests : IAsyncLifetime
     [Fact]
     public async Task A_message_sent_before_the_first_session_answer_comes_after_the_welcome_in_one_conversation()
     {
-        var subscription = await _bed.AddSubscriptionAsync(credits: 20);
-        var key = await _bed.PublishableKeyAsync(subscription.Id);
-        await using var site = await HostPage.StartAsync(_bed.Url, key);
-        await _bed.AllowDomainsAsync(subscription.Id, $"127.0.0.1:{site.Port}");
-        var page = await _browser.NewPageAsync();
-        var messages = page.Locator("[data-cmp-widget] .messages li");
-        await page.GotoAsync($"http://127.0.0.1:{site.Port}/");
+        var page = await OpenNewSubscriptionsSiteAsync(pageClock: false);
+        var messages = Messages(page);
 
         await HoldSessionAnswersAsync(page);
         await page.Locator("[data-cmp-widget] .launcher").ClickAsync();
-        await page.Locator("[data-cmp-widget] input").FillAsync("Where is my order?");
-        await page.Locator("[data-cmp-widget] input").PressAsync("Enter");
+        await SendAsync(page, "Where is my order?");
         await Expect(messages).ToHaveTextAsync(["Where is my order?", "…"]);
         await AnswerHeldSessionsNewestFirstAsync(page);
         await Expect(messages).ToHaveTextAsync(["Hi! I am Ada. How can I help?", "Where is my order?", "Ada: you said Where is my order?"]);
 
         // The message went into the conversation the widget carries on, and the tab keeps the same order.
-        await page.Locator("[data-cmp-widget] input").FillAsync("Still there?");
-        await page.Locator("[data-cmp-widget] input").PressAsync("Enter");
+        await SendAsync(page, "Still there?");
         string[] conversation = ["Hi! I am Ada. How can I help?", "Where is my order?", "Ada: you said Where is my order?", "Still there?", "Ada: you said Still there?"];
         await Expect(messages).ToHaveTextAsync(conversation);
         Assert.Single(_bed.Agent.Runs.Select(r => r.SessionId).Distinct());
@@ -135,18 +117,11 @@ public sealed class WidgetRenewalTests : IAsyncLifetime
     [Fact]
     public async Task A_message_sent_while_renewing_into_a_new_conversation_survives_closing_and_reopening_the_chat()
     {
-        var subscription = await _bed.AddSubscriptionAsync(credits: 20);
-        var key = await _bed.PublishableKeyAsync(subscription.Id);
-        await using var site = await HostPage.StartAsync(_bed.Url, key);
-        await _bed.AllowDomainsAsync(subscription.Id, $"127.0.0.1:{site.Port}");
-        var page = await _browser.NewPageAsync();
-        var messages = page.Locator("[data-cmp-widget] .messages li");
-        await page.Clock.InstallAsync(new ClockInstallOptions { TimeDate = Start.UtcDateTime });
-        await page.GotoAsync($"http://127.0.0.1:{site.Port}/");
+        var page = await OpenNewSubscriptionsSiteAsync(pageClock: true);
+        var messages = Messages(page);
         await page.Locator("[data-cmp-widget] .launcher").ClickAsync();
         await Expect(messages).ToHaveTextAsync(["Hi! I am Ada. How can I help?"]);
-        await page.Locator("[data-cmp-widget] input").FillAsync("Where is my order?");
-        await page.Locator("[data-cmp-widget] input").PressAsync("Enter");
+        await SendAsync(page, "Where is my order?");
         await Expect(messages).ToHaveTextAsync(["Hi! I am Ada. How can I help?", "Where is my order?", "Ada: you said Where is my order?"]);
 
         // Past the resume window, the next message renews into a new conversation; while that renewal is on its way
@@ -154,8 +129,7 @@ public sealed class WidgetRenewalTests : IAsyncLifetime
         _bed.Clock!.Advance(TimeSpan.FromMinutes(15) + TimeSpan.FromHours(2) + TimeSpan.FromMinutes(1));
         await page.Clock.FastForwardAsync("02:16:00");
         await HoldSessionAnswersAsync(page);
-        await page.Locator("[data-cmp-widget] input").FillAsync("Hello again");
-        await page.Locator("[data-cmp-widget] input").PressAsync("Enter");
+        await SendAsync(page, "Hello again");
         await Expect(messages).ToHaveTextAsync(["Hi! I am Ada. How can I help?", "Where is my order?", "Ada: you said Where is my order?", "Hello again", "…"]);
         await page.Locator("[data-cmp-widget] .close").ClickAsync();
         await page.Locator("[data-cmp-widget] .launcher").ClickAsync();
@@ -167,6 +141,40 @@ public sealed class WidgetRenewalTests : IAsyncLifetime
         Assert.Equal(2, _bed.Agent.Runs.Select(r => r.SessionId).Distinct().Count());
         await page.ReloadAsync();
         await Expect(messages).ToHaveTextAsync(conversation);
+    }
+
+    /// <summary>A new subscription's site, opened in a new tab (see <see cref="OpenSiteAsync"/>).</summary>
+    private async Task<IPage> OpenNewSubscriptionsSiteAsync(bool pageClock) =>
+        await OpenSiteAsync(await SiteAsync((await _bed.AddSubscriptionAsync(credits: 20)).Id), pageClock);
+
+    /// <summary>A site allowed to embed the subscription's widget, serving a page with it.</summary>
+    private async Task<HostPage> SiteAsync(Guid subscriptionId)
+    {
+        var site = await HostPage.StartAsync(_bed.Url, await _bed.PublishableKeyAsync(subscriptionId));
+        _sites.Add(site);
+        await _bed.AllowDomainsAsync(subscriptionId, $"127.0.0.1:{site.Port}");
+        return site;
+    }
+
+    /// <summary>The site's page in a new tab; with <paramref name="pageClock"/>, on Playwright's clock from <see cref="Start"/>.</summary>
+    private async Task<IPage> OpenSiteAsync(HostPage site, bool pageClock)
+    {
+        var page = await _browser.NewPageAsync();
+        if (pageClock)
+        {
+            await page.Clock.InstallAsync(new ClockInstallOptions { TimeDate = Start.UtcDateTime });
+        }
+
+        await page.GotoAsync($"http://127.0.0.1:{site.Port}/");
+        return page;
+    }
+
+    private static ILocator Messages(IPage page) => page.Locator("[data-cmp-widget] .messages li");
+
+    private static async Task SendAsync(IPage page, string text)
+    {
+        await page.Locator("[data-cmp-widget] input").FillAsync(text);
+        await page.Locator("[data-cmp-widget] input").PressAsync("Enter");
     }
 
     /// <summary>
@@ -211,9 +219,7 @@ public sealed class WidgetRenewalTests : IAsyncLifetime
             s.Logo = Logo;
             s.LogoContentType = "image/png";
         }, CancellationToken.None);
-        var key = await _bed.PublishableKeyAsync(subscription.Id);
-        await using var site = await HostPage.StartAsync(_bed.Url, key);
-        await _bed.AllowDomainsAsync(subscription.Id, $"127.0.0.1:{site.Port}");
+        var site = await SiteAsync(subscription.Id);
 
         var page = await _browser.NewPageAsync();
         var sessions = 0;
@@ -237,8 +243,7 @@ public sealed class WidgetRenewalTests : IAsyncLifetime
         {
             _bed.Clock!.Advance(TimeSpan.FromMinutes(16));
             await page.Clock.FastForwardAsync("16:00");
-            await page.Locator("[data-cmp-widget] input").FillAsync($"question {renewal}");
-            await page.Locator("[data-cmp-widget] input").PressAsync("Enter");
+            await SendAsync(page, $"question {renewal}");
             await Expect(page.Locator("[data-cmp-widget] .messages li.bot").Last).ToHaveTextAsync($"Ada: you said question {renewal}");
             Assert.Equal(1 + renewal, Volatile.Read(ref sessions));
             await Expect(logo).ToHaveCountAsync(1);

@@ -63,10 +63,11 @@ public sealed class ResourceStateSync(
             return false;
         }
 
-        var moved = resource.Customer_uuid is { } customer && await MoveAsync(uuid, customer, resource, cancellationToken);
+        // One context per resource: a sweep goes through every resource of the served offerings.
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        var moved = resource.Customer_uuid is { } customer && await MoveAsync(db, uuid, customer, resource, cancellationToken);
         var paused = resource.Paused ?? false;
         var downscaled = resource.Downscaled ?? false;
-        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
         var changed = await db.Subscriptions
             .Where(s => s.ResourceUuid == uuid && (s.Paused != paused || s.Downscaled != downscaled))
             .ExecuteUpdateAsync(set => set
@@ -85,10 +86,10 @@ public sealed class ResourceStateSync(
     /// Puts the resource's subscription under the organization Waldur has it under now (its project was moved), and
     /// the workspace too while the resource is still in that project; the organization is recorded with its name.
     /// Holds and charges name the subscription's organization, so the next ones go to the new organization's credits.
+    /// Leaves <paramref name="db"/> as it found it for the flags' update: nothing tracked, no transaction open.
     /// </summary>
-    private async Task<bool> MoveAsync(Guid resourceUuid, Guid customerId, Resource resource, CancellationToken cancellationToken)
+    private async Task<bool> MoveAsync(AdapterDbContext db, Guid resourceUuid, Guid customerId, Resource resource, CancellationToken cancellationToken)
     {
-        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
         var subscription = await db.Subscriptions.AsNoTracking()
             .Where(s => s.ResourceUuid == resourceUuid)
             .Select(s => new { s.Id, s.CustomerId, s.WorkspaceId })

@@ -2,7 +2,10 @@ using System.Net;
 using CmpWaldurAdapter.Credits;
 using CmpWaldurAdapter.Events;
 using CmpWaldurAdapter.Persistence;
+using CmpWaldurAdapter.Tenants;
+using CmpWaldurAdapter.Testing.Hosting;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Diagnostics;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace CmpWaldurAdapter.IntegrationTests.Chat;
@@ -14,9 +17,11 @@ public sealed class ChatOrganizationMoveOnPostgresTests() : ChatOrganizationMove
 /// <summary>A Waldur project moved to another organization: its agent's messages are charged to the new organization.</summary>
 public abstract class ChatOrganizationMoveTests(DatabaseProvider provider) : IAsyncLifetime
 {
+    private readonly RecordedMeanwhile _recordedMeanwhile = new();
     private ChatTestBed _bed = null!;
 
-    public async Task InitializeAsync() => _bed = await ChatTestBed.StartAsync((_, _) => { }, provider: provider);
+    public async Task InitializeAsync() =>
+        _bed = await ChatTestBed.StartAsync((_, _) => { }, services => services.AddDatabaseInterceptor(provider, _recordedMeanwhile), provider);
 
     public async Task DisposeAsync() => await _bed.DisposeAsync();
 
@@ -46,5 +51,52 @@ public abstract class ChatOrganizationMoveTests(DatabaseProvider provider) : IAs
             await db.Customers.Where(c => c.Id == newOrganization).Select(c => c.Name).SingleAsync()));
         Assert.Equal((newOrganization, newOrganization, "New organization"), (subscription.CustomerId, workspace.CustomerId, name));
         Assert.Contains(_bed.Tenants.Logs.Lines, line => line.Contains($"moved from organization {me.Customer} to organization {newOrganization}", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task A_new_organization_recorded_nameless_by_a_credit_grant_while_the_move_records_it_is_named_and_the_move_completes()
+    {
+        var me = await _bed.SubscribeAsync(credits: 0, knowledge: false);
+        var newOrganization = Guid.NewGuid();
+        _bed.Tenants.Waldur.MoveProject(me.Workspace.Id, newOrganization, "New organization");
+        // The grant records the organization after the move found no row for it, before the move's own insert of it.
+        _recordedMeanwhile.Stage(newOrganization, () => _bed.Services.GetRequiredService<CreditLedger>().GrantAsync(newOrganization, 10, "test credits"));
+
+        await _bed.Services.GetRequiredService<ResourceStateSync>().SyncAsync(me.Resource, CancellationToken.None);
+
+        Assert.True(_recordedMeanwhile.Raced);
+        var (subscription, workspace, names) = await _bed.Tenants.QueryAsync(async db => (
+            await db.Subscriptions.SingleAsync(s => s.Id == me.Subscription.Id),
+            await db.Workspaces.SingleAsync(w => w.Id == me.Workspace.Id),
+            await db.Customers.Where(c => c.Id == newOrganization).Select(c => c.Name).ToListAsync()));
+        Assert.Equal((newOrganization, newOrganization), (subscription.CustomerId, workspace.CustomerId));
+        Assert.Equal(["New organization"], names);
+        Assert.Equal(10, (await _bed.LedgerAsync(newOrganization)).Balance);
+        Assert.Contains(_bed.Tenants.Logs.Lines, line => line.Contains($"moved from organization {me.Customer} to organization {newOrganization}", StringComparison.Ordinal));
+    }
+
+    /// <summary>
+    /// Records a staged organization elsewhere just before a context saves its insert of that organization's row, as
+    /// an order, another resource or a credit grant may between the look for the row and the insert. Once only.
+    /// </summary>
+    private sealed class RecordedMeanwhile : SaveChangesInterceptor
+    {
+        private (Guid CustomerId, Func<Task> Record)? _staged;
+
+        public bool Raced { get; private set; }
+
+        public void Stage(Guid customerId, Func<Task> record) => _staged = (customerId, record);
+
+        public override async ValueTask<InterceptionResult<int>> SavingChangesAsync(DbContextEventData eventData, InterceptionResult<int> result, CancellationToken cancellationToken = default)
+        {
+            if (_staged is { } staged && eventData.Context!.ChangeTracker.Entries<Customer>().Any(e => e.State == EntityState.Added && e.Entity.Id == staged.CustomerId))
+            {
+                _staged = null; // the recording's own insert of the row passes
+                await staged.Record();
+                Raced = true;
+            }
+
+            return result;
+        }
     }
 }

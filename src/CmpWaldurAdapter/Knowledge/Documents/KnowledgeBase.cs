@@ -390,6 +390,8 @@ public sealed class KnowledgeBase(
             await db.KnowledgeDocuments.Where(d => ids.Contains(d.Id)).ExecuteDeleteAsync(CancellationToken.None);
         }
 
+        // Only after the records are gone: a poll that finds a hold given back and its record gone knows the removal
+        // closed it, and charges nothing (a record still there means the hold expired, and the parse is charged directly).
         await ReleaseHoldsAsync(documents, reason);
     }
 

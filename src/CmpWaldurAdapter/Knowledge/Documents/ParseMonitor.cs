@@ -224,8 +224,18 @@ public sealed class ParseMonitor(
                 return;
             }
 
-            // The hold is gone: it outlived its lifetime (KnowledgeOptions.ParseHoldLifetime; the adapter was down when
-            // the parse ended, say) and the sweeper gave it back. Charge as if there had been none.
+            // Given back by a delete (the buyer's, or a connector's removal), which takes the record out before it releases
+            // the hold: the delete closed the hold before this settle could, so the parse is not charged (the direct charge
+            // below would charge it after all, for a hold given back).
+            if (!await IsRecordedAsync(document.Id, cancellationToken))
+            {
+                logger.LogInformation("Document {DocumentId} of subscription {SubscriptionId} was deleted before its parse was charged: its hold was given back, nothing is charged",
+                    document.Id, tenant.SubscriptionId);
+                return;
+            }
+
+            // Otherwise it outlived its lifetime (KnowledgeOptions.ParseHoldLifetime; the adapter was down when the parse
+            // ended, say) and the sweeper gave it back. Charge as if there had been none.
             document.CreditReservationId = null;
         }
 
@@ -374,6 +384,12 @@ public sealed class ParseMonitor(
         logger.LogInformation("Closed {Count} parse(s) of subscription {SubscriptionId} as its knowledge base is removed: {Charged} charged, the others' holds given back",
             pending.Count, subscriptionId, pending.Count(d => d.ChargedAt is not null));
         return pending.Count;
+    }
+
+    private async Task<bool> IsRecordedAsync(Guid documentId, CancellationToken cancellationToken)
+    {
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        return await db.KnowledgeDocuments.AnyAsync(d => d.Id == documentId, cancellationToken);
     }
 
     private async Task<bool> EndedWithoutDatasetAsync(Guid subscriptionId, CancellationToken cancellationToken)

@@ -1,4 +1,6 @@
 using System.Net;
+using CmpWaldurAdapter.Core.Credits;
+using CmpWaldurAdapter.Credits;
 using CmpWaldurAdapter.Knowledge.Documents;
 using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Testing.Hosting;
@@ -11,7 +13,8 @@ namespace CmpWaldurAdapter.IntegrationTests.Knowledge.Base;
 /// <summary>
 /// Parses are paid for by ledger holds taken at upload (5 credits per document here): two uploads racing for
 /// the credits of one get one 201 and one 402; the hold is settled when the parse is done and given back
-/// when it fails or the document is deleted first.
+/// when it fails or the document is deleted first. A delete racing the charge closes the hold once, whichever
+/// comes first: charged, or given back, never both.
 /// </summary>
 public abstract class KnowledgeCreditHoldTests(DatabaseProvider provider) : IAsyncLifetime
 {
@@ -73,6 +76,54 @@ public abstract class KnowledgeCreditHoldTests(DatabaseProvider provider) : IAsy
     }
 
     [Fact]
+    public async Task A_document_deleted_after_its_parse_was_seen_done_and_before_its_hold_was_settled_is_never_charged()
+    {
+        var id = await UploadParsedAsync();
+        HttpStatusCode? deleted = null;
+        var listPath = $"/api/v1/datasets/{_bed.DatasetId}/documents";
+        _bed.Ragflow.Observe = (request, _) =>
+        {
+            // RAGFlow has answered the poll's list with the parse done; the buyer's delete completes before the poll charges it.
+            if (request.Method == "GET" && request.Path == listPath && deleted is null)
+            {
+                deleted = _bed.DeleteAsync($"/v1/knowledge/documents/{id}").GetAwaiter().GetResult().Status;
+            }
+        };
+
+        await _bed.PollAsync();
+        _bed.Ragflow.Observe = null;
+        await _bed.PollAsync();
+
+        // The delete gave the hold back before the poll could settle it: the parse is not charged, not even directly.
+        Assert.Equal(HttpStatusCode.OK, deleted);
+        Assert.Empty(await _bed.RowsAsync());
+        Assert.Empty(_bed.Ragflow.Documents(_bed.DatasetId));
+        Assert.Equal(0, await _bed.RagChargesAsync());
+        Assert.Single(await EntriesAsync(), e => e.Kind == LedgerEntryKind.Release);
+        Assert.Equal((5L, 0L, 5L), await BalanceAsync());
+    }
+
+    [Fact]
+    public async Task A_document_deleted_after_its_hold_was_settled_and_before_the_charge_was_recorded_is_charged_once()
+    {
+        HttpStatusCode? deleted = null;
+        var id = Guid.Empty;
+        await _bed.RestartAsync(services => services.AddDatabaseInterceptor(provider, new BeforeTheChargeIsRecorded(async () =>
+            deleted = (await _bed.DeleteAsync($"/v1/knowledge/documents/{id}")).Status)));
+        id = await UploadParsedAsync();
+
+        await _bed.PollAsync();
+        await _bed.PollAsync();
+
+        // The poll settled the hold first: the delete's release finds it settled, so it is charged once and never given back.
+        Assert.Equal(HttpStatusCode.OK, deleted);
+        Assert.Empty(await _bed.RowsAsync());
+        Assert.Equal(1, await _bed.RagChargesAsync());
+        Assert.DoesNotContain(await EntriesAsync(), e => e.Kind == LedgerEntryKind.Release);
+        Assert.Equal((0L, 0L, 0L), await BalanceAsync());
+    }
+
+    [Fact]
     public async Task A_document_whose_record_cannot_be_saved_leaves_ragflow_and_gives_its_hold_back_at_once()
     {
         await _bed.GrantAsync(5);
@@ -92,6 +143,41 @@ public abstract class KnowledgeCreditHoldTests(DatabaseProvider provider) : IAsy
         await _bed.PollAsync();
         Assert.Equal(1, await _bed.RagChargesAsync());
         Assert.Equal(5, await _bed.AvailableAsync());
+    }
+
+    /// <summary>Uploads one document, which RAGFlow then reports parsed; its id.</summary>
+    private async Task<Guid> UploadParsedAsync()
+    {
+        var (status, body) = await _bed.UploadAsync(("notes.txt", "notes"));
+        Assert.Equal(HttpStatusCode.Created, status);
+        _bed.Ragflow.FinishParsing(_bed.DatasetId);
+        return Guid.Parse(body["data"]![0]!["id"]!.GetValue<string>());
+    }
+
+    private Task<List<LedgerEntry>> EntriesAsync() =>
+        _bed.Credits.QueryAsync(db => db.LedgerEntries.AsNoTracking().Where(e => e.SubscriptionId == _bed.Subscription.Id).ToListAsync());
+
+    private async Task<(long Balance, long Reserved, long Available)> BalanceAsync()
+    {
+        var balance = await _bed.Credits.Ledger.BalanceAsync(_bed.Subscription.CustomerId);
+        return (balance.Balance, balance.Reserved, balance.Available);
+    }
+
+    /// <summary>Runs <paramref name="meanwhile"/> once, just before the first save that records a document charged.</summary>
+    private sealed class BeforeTheChargeIsRecorded(Func<Task> meanwhile) : SaveChangesInterceptor
+    {
+        private int _ran;
+
+        public override async ValueTask<InterceptionResult<int>> SavingChangesAsync(DbContextEventData eventData, InterceptionResult<int> result, CancellationToken cancellationToken = default)
+        {
+            if (eventData.Context!.ChangeTracker.Entries<KnowledgeDocument>().Any(e => e.State == EntityState.Modified && e.Entity.ChargedAt is not null)
+                && Interlocked.Exchange(ref _ran, 1) == 0)
+            {
+                await meanwhile();
+            }
+
+            return result;
+        }
     }
 
     /// <summary>Saving the record of a document of one name fails, as a database that refuses the write would.</summary>

@@ -81,6 +81,9 @@ public sealed class StompConnection : IAsyncDisposable
 
     // Set once DISCONNECT or disposal starts: from then on, the end of the socket is expected.
     private volatile bool _closing;
+
+    // Once set, only the receive loop completes the message channel (see CompleteMessages).
+    private volatile bool _receiving;
     private bool _disposed;
 
     public StompConnection(ILogger<StompConnection>? logger = null, TimeProvider? timeProvider = null)
@@ -178,6 +181,7 @@ public sealed class StompConnection : IAsyncDisposable
             await socket.ConnectAsync(wsUri, linked.Token);
             MarkReceived();
             MarkSent();
+            _receiving = true;
             _receiveLoop = ReceiveLoopAsync(socket, parser, _lifetime.Token);
 
             await SendFrameCoreAsync(BuildConnectFrame(options), linked.Token, linked.Token);
@@ -662,6 +666,10 @@ public sealed class StompConnection : IAsyncDisposable
         {
             Shutdown(_closing || token.IsCancellationRequested ? null : ClassifyReceiveFailure(ex), abortSocket: true);
         }
+        finally
+        {
+            CompleteMessages();
+        }
     }
 
     private StompException ClassifyReceiveFailure(Exception ex) => ex switch
@@ -687,6 +695,9 @@ public sealed class StompConnection : IAsyncDisposable
                 $"The server closed the STOMP WebSocket ({socket.CloseStatus} {socket.CloseStatusDescription}).",
                 StompConnectionLostReason.ClosedByServer),
             abortSocket: false);
+
+        // Nothing more will be read: readers need not wait for the close handshake.
+        CompleteMessages();
         try
         {
             using var timeout = new CancellationTokenSource(_options.DisconnectTimeout, _timeProvider);
@@ -896,12 +907,32 @@ public sealed class StompConnection : IAsyncDisposable
             }
         }
 
-        _messages.Writer.TryComplete(error);
+        if (!_receiving)
+        {
+            CompleteMessages();
+        }
+
         _lifetime.Cancel();
         if (abortSocket)
         {
             _socket?.Abort();
         }
+    }
+
+    /// <summary>
+    /// Ends the message stream with the connection's failure, if any. Once the receive loop runs, only it calls this,
+    /// as it stops reading: a MESSAGE it read while another thread ended the connection (a heart-beat timeout, a
+    /// failed heart-beat send, a local close) is still delivered before the end instead of being dropped.
+    /// </summary>
+    private void CompleteMessages()
+    {
+        Exception? failure;
+        lock (_stateLock)
+        {
+            failure = _failure;
+        }
+
+        _messages.Writer.TryComplete(failure);
     }
 
     private string NextReceiptId() =>

@@ -44,10 +44,7 @@ public sealed class WidgetRenewalTests : IAsyncLifetime
     {
         var page = await OpenNewSubscriptionsSiteAsync(pageClock: false);
         var messages = Messages(page);
-        await page.Locator("[data-cmp-widget] .launcher").ClickAsync();
-        await Expect(messages).ToHaveTextAsync(["Hi! I am Ada. How can I help?"]);
-        await SendAsync(page, "Where is my order?");
-        await Expect(messages).ToHaveTextAsync(["Hi! I am Ada. How can I help?", "Where is my order?", "Ada: you said Where is my order?"]);
+        await OpenChatAndAskAsync(page);
 
         // The token expired longer ago than Web:WidgetConversationResumeWindow (2 h): the reload shows the old
         // messages until the server answers that their conversation does not go on, then only the new welcome.
@@ -75,16 +72,12 @@ public sealed class WidgetRenewalTests : IAsyncLifetime
     {
         var page = await OpenNewSubscriptionsSiteAsync(pageClock: true);
         var messages = Messages(page);
-        await page.Locator("[data-cmp-widget] .launcher").ClickAsync();
-        await Expect(messages).ToHaveTextAsync(["Hi! I am Ada. How can I help?"]);
-        await SendAsync(page, "Where is my order?");
-        await Expect(messages).ToHaveTextAsync(["Hi! I am Ada. How can I help?", "Where is my order?", "Ada: you said Where is my order?"]);
+        await OpenChatAndAskAsync(page);
 
         // The tab stays open past the token's 15 minutes and the 2-hour resume window: the next message renews the
         // token into a new conversation, which opens with its welcome and shows none of the old one's messages, now
         // or after a reload.
-        _bed.Clock!.Advance(TimeSpan.FromMinutes(15) + TimeSpan.FromHours(2) + TimeSpan.FromMinutes(1));
-        await page.Clock.FastForwardAsync("02:16:00");
+        await PassResumeWindowAsync(page);
         await SendAsync(page, "Hello again");
         await Expect(messages).ToHaveTextAsync(["Hi! I am Ada. How can I help?", "Hello again", "Ada: you said Hello again"]);
         Assert.Equal(2, _bed.Agent.Runs.Select(r => r.SessionId).Distinct().Count());
@@ -119,15 +112,11 @@ public sealed class WidgetRenewalTests : IAsyncLifetime
     {
         var page = await OpenNewSubscriptionsSiteAsync(pageClock: true);
         var messages = Messages(page);
-        await page.Locator("[data-cmp-widget] .launcher").ClickAsync();
-        await Expect(messages).ToHaveTextAsync(["Hi! I am Ada. How can I help?"]);
-        await SendAsync(page, "Where is my order?");
-        await Expect(messages).ToHaveTextAsync(["Hi! I am Ada. How can I help?", "Where is my order?", "Ada: you said Where is my order?"]);
+        await OpenChatAndAskAsync(page);
 
         // Past the resume window, the next message renews into a new conversation; while that renewal is on its way
         // the visitor closes and reopens the chat, and the answers come in the worst order.
-        _bed.Clock!.Advance(TimeSpan.FromMinutes(15) + TimeSpan.FromHours(2) + TimeSpan.FromMinutes(1));
-        await page.Clock.FastForwardAsync("02:16:00");
+        await PassResumeWindowAsync(page);
         await HoldSessionAnswersAsync(page);
         await SendAsync(page, "Hello again");
         await Expect(messages).ToHaveTextAsync(["Hi! I am Ada. How can I help?", "Where is my order?", "Ada: you said Where is my order?", "Hello again", "…"]);
@@ -167,6 +156,22 @@ public sealed class WidgetRenewalTests : IAsyncLifetime
 
         await page.GotoAsync($"http://127.0.0.1:{site.Port}/");
         return page;
+    }
+
+    /// <summary>Opens the chat and asks one question; the conversation shows the welcome, the question and its answer.</summary>
+    private static async Task OpenChatAndAskAsync(IPage page)
+    {
+        await page.Locator("[data-cmp-widget] .launcher").ClickAsync();
+        await Expect(Messages(page)).ToHaveTextAsync(["Hi! I am Ada. How can I help?"]);
+        await SendAsync(page, "Where is my order?");
+        await Expect(Messages(page)).ToHaveTextAsync(["Hi! I am Ada. How can I help?", "Where is my order?", "Ada: you said Where is my order?"]);
+    }
+
+    /// <summary>On both clocks, past the 15-minute token and the 2-hour resume window after it.</summary>
+    private async Task PassResumeWindowAsync(IPage page)
+    {
+        _bed.Clock!.Advance(TimeSpan.FromMinutes(15) + TimeSpan.FromHours(2) + TimeSpan.FromMinutes(1));
+        await page.Clock.FastForwardAsync("02:16:00");
     }
 
     private static ILocator Messages(IPage page) => page.Locator("[data-cmp-widget] .messages li");

@@ -8,8 +8,8 @@ public sealed record ApiErrorBody([property: JsonPropertyName("error")] ApiError
 public sealed record ApiError(
     [property: JsonPropertyName("message")] string Message,
     [property: JsonPropertyName("type")] string Type,
-    [property: JsonPropertyName("code")] string? Code,
-    [property: JsonPropertyName("param")] string? Param);
+    [property: JsonPropertyName("code"), JsonIgnore(Condition = JsonIgnoreCondition.Never)] string? Code,
+    [property: JsonPropertyName("param"), JsonIgnore(Condition = JsonIgnoreCondition.Never)] string? Param);
 
 /// <summary>Builds API errors. Messages are written for the caller and never echo a key or token.</summary>
 public static class ApiErrors

@@ -17,11 +17,12 @@ public static class ApiKeyEndpoints
         keys.MapGet("", ListAsync).WithName("ListKeys").WithSummary("List the subscription's live keys (without their secret values).")
             .Produces<KeyList>().Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(403);
         keys.MapPost("", CreateAsync).WithName("CreateKey").WithSummary("Create a key; its value is returned once.")
-            .DocumentsBody<CreateKeyRequest>().Produces<KeyView>(201).Produces<ApiErrorBody>(400).Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(409);
+            .DocumentsBody<CreateKeyRequest>().Produces<KeyView>(201).Produces<ApiErrorBody>(400).Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(403)
+            .Produces<ApiErrorBody>(409).Produces<ApiErrorBody>(413).Produces<ApiErrorBody>(415);
         keys.MapPost("/{id:guid}/regenerate", RegenerateAsync).WithName("RegenerateKey").WithSummary("Give a key a new value; the old value stops working at once.")
-            .Produces<KeyView>().Produces<ApiErrorBody>(404);
+            .Produces<KeyView>().Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(403).Produces<ApiErrorBody>(404);
         keys.MapDelete("/{id:guid}", DeleteAsync).WithName("DeleteKey").WithSummary("Revoke a key.")
-            .Produces(204).Produces<ApiErrorBody>(404);
+            .Produces(204).Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(403).Produces<ApiErrorBody>(404);
 
         // Mail and chat link scanners fetch links before the buyer does: the GET only offers the key, the page's
         // own form (POST with its anti-forgery token) shows it and uses the link up.

@@ -17,7 +17,7 @@ public static class MediaEndpoints
             .DocumentsBody<ImageGenerationRequest>()
             .Produces<ImageGenerationResponse>()
             .Produces<ApiErrorBody>(400).Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(402).Produces<ApiErrorBody>(403).Produces<ApiErrorBody>(404)
-            .Produces<ApiErrorBody>(429).Produces<ApiErrorBody>(502).Produces<ApiErrorBody>(503);
+            .Produces<ApiErrorBody>(413).Produces<ApiErrorBody>(415).Produces<ApiErrorBody>(429).Produces<ApiErrorBody>(502).Produces<ApiErrorBody>(503);
 
         var audio = endpoints.MapGroup("/v1/audio").WithTags("Voice");
         audio.MapPost("/transcriptions", (HttpContext http, VoiceService service, CancellationToken cancellationToken) => service.TranscribeAsync(http, cancellationToken))
@@ -35,6 +35,6 @@ public static class MediaEndpoints
             .DocumentsBody<SpeechRequest>()
             .Produces(200, contentType: "audio/mpeg")
             .Produces<ApiErrorBody>(400).Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(402).Produces<ApiErrorBody>(403).Produces<ApiErrorBody>(404)
-            .Produces<ApiErrorBody>(429).Produces<ApiErrorBody>(502).Produces<ApiErrorBody>(503);
+            .Produces<ApiErrorBody>(413).Produces<ApiErrorBody>(415).Produces<ApiErrorBody>(429).Produces<ApiErrorBody>(502).Produces<ApiErrorBody>(503);
     }
 }

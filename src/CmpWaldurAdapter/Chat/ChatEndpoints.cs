@@ -20,7 +20,8 @@ public static class ChatEndpoints
             .Produces<ChatCompletion>(contentType: "application/json")
             .Produces<ChatCompletionChunk>(contentType: "text/event-stream")
             .Produces<ApiErrorBody>(400).Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(402).Produces<ApiErrorBody>(403).Produces<ApiErrorBody>(404)
-            .Produces<ApiErrorBody>(409).Produces<ApiErrorBody>(422).Produces<ApiErrorBody>(429).Produces<ApiErrorBody>(502).Produces<ApiErrorBody>(503)
+            .Produces<ApiErrorBody>(409).Produces<ApiErrorBody>(413).Produces<ApiErrorBody>(415).Produces<ApiErrorBody>(422).Produces<ApiErrorBody>(429)
+            .Produces<ApiErrorBody>(502).Produces<ApiErrorBody>(503)
             .AddEndpointFilter(ObserveRequest);
         chat.MapGet("/models", (HttpContext http, ChatService chat, CancellationToken cancellationToken) => chat.ListModelsAsync(http, cancellationToken))
             .WithName("ListModels")

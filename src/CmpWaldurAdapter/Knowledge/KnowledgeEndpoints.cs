@@ -25,17 +25,17 @@ public static class KnowledgeEndpoints
 
         group.MapPost("/documents", UploadAsync).WithName("UploadKnowledgeDocuments").DocumentsBody<UploadForm>("multipart/form-data")
             .WithSummary("Uploads one or more files (multipart/form-data, any number of `file` parts); each is parsed and costs its price once parsed.")
-            .Produces<DocumentList>(201).Produces<ApiErrorBody>(400).Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(402)
-            .Produces<ApiErrorBody>(409).Produces<ApiErrorBody>(413).Produces<ApiErrorBody>(415).Produces<ApiErrorBody>(502);
+            .Produces<DocumentList>(201).Produces<ApiErrorBody>(400).Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(402).Produces<ApiErrorBody>(403)
+            .Produces<ApiErrorBody>(409).Produces<ApiErrorBody>(413).Produces<ApiErrorBody>(415).Produces<ApiErrorBody>(502).Produces<ApiErrorBody>(503);
 
         group.MapDelete("/documents/{id}", DeleteDocumentAsync).WithName("DeleteKnowledgeDocument")
             .WithSummary("Deletes a document from the knowledge base.")
-            .Produces<Deleted>().Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(404).Produces<ApiErrorBody>(502);
+            .Produces<Deleted>().Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(404).Produces<ApiErrorBody>(409).Produces<ApiErrorBody>(502);
 
         group.MapPost("/urls", AddUrlAsync).WithName("AddKnowledgeUrl").DocumentsBody<UrlRequest>()
             .WithSummary("Fetches a public web page or file and adds it. Internal and private addresses are refused.")
-            .Produces<DocumentResponse>(201).Produces<ApiErrorBody>(400).Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(402)
-            .Produces<ApiErrorBody>(409).Produces<ApiErrorBody>(413).Produces<ApiErrorBody>(415).Produces<ApiErrorBody>(422).Produces<ApiErrorBody>(502);
+            .Produces<DocumentResponse>(201).Produces<ApiErrorBody>(400).Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(402).Produces<ApiErrorBody>(403)
+            .Produces<ApiErrorBody>(409).Produces<ApiErrorBody>(413).Produces<ApiErrorBody>(415).Produces<ApiErrorBody>(422).Produces<ApiErrorBody>(502).Produces<ApiErrorBody>(503);
 
         group.MapGet("/connectors", ListConnectorsAsync).WithName("ListKnowledgeConnectors")
             .WithSummary("The Notion and Confluence connectors (credentials are never shown).")
@@ -43,23 +43,23 @@ public static class KnowledgeEndpoints
 
         group.MapPost("/connectors/notion", ConnectNotionAsync).WithName("ConnectNotion").DocumentsBody<NotionRequest>()
             .WithSummary("Connects Notion pages or databases with an internal integration token and adds every page.")
-            .Produces<ConnectorSync>(201).Produces<ApiErrorBody>(400).Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(402)
-            .Produces<ApiErrorBody>(409).Produces<ApiErrorBody>(422).Produces<ApiErrorBody>(502);
+            .Produces<ConnectorSync>(201).Produces<ApiErrorBody>(400).Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(402).Produces<ApiErrorBody>(403)
+            .Produces<ApiErrorBody>(409).Produces<ApiErrorBody>(413).Produces<ApiErrorBody>(415).Produces<ApiErrorBody>(422).Produces<ApiErrorBody>(502).Produces<ApiErrorBody>(503);
 
         group.MapPost("/connectors/confluence", ConnectConfluenceAsync).WithName("ConnectConfluence").DocumentsBody<ConfluenceRequest>()
             .WithSummary("Connects a Confluence Cloud space (site, account email, API token, space key) and adds every current page.")
-            .Produces<ConnectorSync>(201).Produces<ApiErrorBody>(400).Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(402)
-            .Produces<ApiErrorBody>(409).Produces<ApiErrorBody>(422).Produces<ApiErrorBody>(502);
+            .Produces<ConnectorSync>(201).Produces<ApiErrorBody>(400).Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(402).Produces<ApiErrorBody>(403)
+            .Produces<ApiErrorBody>(409).Produces<ApiErrorBody>(413).Produces<ApiErrorBody>(415).Produces<ApiErrorBody>(422).Produces<ApiErrorBody>(502).Produces<ApiErrorBody>(503);
 
         group.MapPost("/connectors/{id}/sync", SyncAsync).WithName("SyncKnowledgeConnector")
             .WithSummary("Reads the connector's source again: changed pages are replaced, removed ones deleted, unchanged ones left alone.")
-            .Produces<ConnectorSync>().Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(402).Produces<ApiErrorBody>(404)
-            .Produces<ApiErrorBody>(409).Produces<ApiErrorBody>(422).Produces<ApiErrorBody>(502);
+            .Produces<ConnectorSync>().Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(402).Produces<ApiErrorBody>(403).Produces<ApiErrorBody>(404)
+            .Produces<ApiErrorBody>(409).Produces<ApiErrorBody>(422).Produces<ApiErrorBody>(502).Produces<ApiErrorBody>(503);
 
         group.MapPatch("/connectors/{id}", UpdateConnectorAsync).WithName("UpdateKnowledgeConnector").DocumentsBody<ConnectorUpdateRequest>()
             .WithSummary("Changes a connector's credentials (a renewed token) or what it reads, then syncs it: unchanged pages stay and are not charged again. Send only the fields to change.")
-            .Produces<ConnectorSync>().Produces<ApiErrorBody>(400).Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(402).Produces<ApiErrorBody>(404)
-            .Produces<ApiErrorBody>(409).Produces<ApiErrorBody>(422).Produces<ApiErrorBody>(502);
+            .Produces<ConnectorSync>().Produces<ApiErrorBody>(400).Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(402).Produces<ApiErrorBody>(403).Produces<ApiErrorBody>(404)
+            .Produces<ApiErrorBody>(409).Produces<ApiErrorBody>(413).Produces<ApiErrorBody>(415).Produces<ApiErrorBody>(422).Produces<ApiErrorBody>(502).Produces<ApiErrorBody>(503);
 
         group.MapDelete("/connectors/{id}", DeleteConnectorAsync).WithName("DeleteKnowledgeConnector")
             .WithSummary("Deletes a connector and the pages it added; with ?keep_documents=true the pages stay as documents that are no longer synced.")

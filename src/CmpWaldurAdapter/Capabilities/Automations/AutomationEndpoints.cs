@@ -15,12 +15,14 @@ public static class AutomationEndpoints
             .DocumentsBody<AutomationRunRequest>()
             .Produces<AutomationRunView>()
             .Produces<ApiErrorBody>(400).Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(402).Produces<ApiErrorBody>(403).Produces<ApiErrorBody>(404)
-            .Produces<ApiErrorBody>(409).Produces<ApiErrorBody>(422).Produces<ApiErrorBody>(429).Produces<ApiErrorBody>(502).Produces<ApiErrorBody>(503);
+            .Produces<ApiErrorBody>(409).Produces<ApiErrorBody>(413).Produces<ApiErrorBody>(415).Produces<ApiErrorBody>(422).Produces<ApiErrorBody>(429)
+            .Produces<ApiErrorBody>(502).Produces<ApiErrorBody>(503);
         group.MapGet("/runs", (HttpContext http, AutomationService automations, CancellationToken cancellationToken) => automations.ListAsync(http, cancellationToken))
             .WithName("ListAutomationRuns")
             .WithSummary("The automation's runs (API and scheduled), newest first, with status, input, output and credits; paged with limit and after.")
             .WithDescription("A page of at most limit runs (default and maximum 100). When has_more is true, pass its last_id as after for the next, older page.")
             .DocumentsListQuery()
-            .Produces<AutomationRunList>().Produces<ApiErrorBody>(400).Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(403).Produces<ApiErrorBody>(404);
+            .Produces<AutomationRunList>().Produces<ApiErrorBody>(400).Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(403).Produces<ApiErrorBody>(404)
+            .Produces<ApiErrorBody>(429).Produces<ApiErrorBody>(503);
     }
 }

@@ -48,7 +48,7 @@ public static class HandoffEndpoints
             .WithName("SetHandoffWebhook")
             .WithSummary("Sets where escalations are sent. The first time, the answer carries the signing secret: it is shown only once.")
             .DocumentsBody<WebhookRequest>()
-            .Produces<WebhookSettings>().Produces<ApiErrorBody>(400).Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(403);
+            .Produces<WebhookSettings>().Produces<ApiErrorBody>(400).Produces<ApiErrorBody>(401).Produces<ApiErrorBody>(403).Produces<ApiErrorBody>(413).Produces<ApiErrorBody>(415);
         group.MapPost("/webhook/secret", async (HttpContext http, ApiKeyService keys, HandoffService handoff, CancellationToken cancellationToken) =>
             {
                 var (caller, refusal) = await ApiCaller.AuthenticateSecretAsync(http, keys, cancellationToken);

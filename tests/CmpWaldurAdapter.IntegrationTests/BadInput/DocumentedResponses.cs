@@ -29,6 +29,10 @@ public static partial class DocumentedResponses
         return Document.Value["paths"]?[path]?[parts[0].ToLowerInvariant()]?.AsObject();
     }
 
+    /// <summary>The response headers the document declares for the endpoint's <paramref name="status"/>.</summary>
+    public static IReadOnlyList<string> HeadersOf(PublicEndpoint endpoint, int status) =>
+        OperationOf(endpoint)?["responses"]?[status.ToString(CultureInfo.InvariantCulture)]?["headers"]?.AsObject().Select(h => h.Key).ToList() ?? [];
+
     /// <summary>Fails unless the documented endpoint declares <paramref name="status"/> and an error body has OpenAI's shape.</summary>
     public static void AssertDeclared(PublicEndpoint endpoint, int status, string body, string during)
     {

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text.Json.Nodes;
+using CmpWaldurAdapter.IntegrationTests.BadInput;
 using CmpWaldurAdapter.IntegrationTests.Chat;
 using CmpWaldurAdapter.Testing.Media;
 
@@ -39,6 +40,7 @@ public sealed class CapabilityRateLimitTests : IAsyncLifetime
         Assert.Equal(["2", "1", "0"], remaining);
         Assert.Equal(HttpStatusCode.TooManyRequests, limited.StatusCode);
         Assert.True(limited.Headers.RetryAfter!.Delta >= TimeSpan.FromSeconds(1));
+        Assert.Contains("Retry-After", DocumentedResponses.HeadersOf(new PublicEndpoint("POST", "/v1/images/generations", EndpointAuth.SecretKey), 429));
         Assert.Equal(("3", "0", "60s"), (Header(limited, "x-ratelimit-limit-requests"), Header(limited, "x-ratelimit-remaining-requests"), Header(limited, "x-ratelimit-reset-requests")));
         Assert.Equal("rate_limit_exceeded", JsonNode.Parse(await limited.Content.ReadAsStringAsync())!["error"]!["code"]!.GetValue<string>());
         Assert.Empty(_bed.Tenants.Langflow.Runs);

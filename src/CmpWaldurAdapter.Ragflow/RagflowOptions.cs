@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using CmpWaldurAdapter.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace CmpWaldurAdapter.Ragflow;
@@ -10,6 +11,7 @@ public sealed class RagflowOptions : IUpstreamRetryOptions
 
     /// <summary>RAGFlow's API base address (e.g. http://ragflow:9380/). Never reachable by buyers.</summary>
     [Required]
+    [AbsoluteUri]
     public Uri? BaseUrl { get; set; }
 
     /// <summary>
@@ -19,7 +21,11 @@ public sealed class RagflowOptions : IUpstreamRetryOptions
     [Required]
     public string? ApiKey { get; set; }
 
-    /// <summary>Time allowed for one HTTP attempt.</summary>
+    /// <summary>
+    /// Time allowed for one HTTP attempt. The resilience pipeline refuses a circuit-breaker window (twice this) under
+    /// half a second, and a whole call (every attempt and the waits between them) over a day.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00.250", "01:00:00")]
     public TimeSpan AttemptTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>Retries of one read or delete on transient failures; creates are reconciled by name instead.</summary>
@@ -27,5 +33,6 @@ public sealed class RagflowOptions : IUpstreamRetryOptions
     public int RetryAttempts { get; set; } = 3;
 
     /// <summary>First retry delay; later ones grow exponentially with jitter.</summary>
+    [Range(typeof(TimeSpan), "00:00:00", "00:10:00")]
     public TimeSpan RetryDelay { get; set; } = TimeSpan.FromSeconds(1);
 }

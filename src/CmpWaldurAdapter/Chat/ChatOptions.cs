@@ -35,6 +35,7 @@ public sealed class ChatOptions
     public int RequestsPerMinute { get; set; } = 120;
 
     /// <summary>How long an Idempotency-Key's answer is kept and replayed.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.001", "365.00:00:00")]
     public TimeSpan IdempotencyWindow { get; set; } = TimeSpan.FromHours(24);
 
     /// <summary>Passages retrieved from the knowledge base per message.</summary>
@@ -54,6 +55,7 @@ public sealed class ChatOptions
     public int MaxHistoryChars { get; set; } = 8_000;
 
     /// <summary>How long one agent run may take before the request fails with 504-like 503.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.001", "1.00:00:00")]
     public TimeSpan RunTimeout { get; set; } = TimeSpan.FromMinutes(2);
 
     /// <summary>

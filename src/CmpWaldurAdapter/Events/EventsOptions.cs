@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using CmpWaldurAdapter.Configuration;
 
 namespace CmpWaldurAdapter.Events;
 
@@ -11,6 +12,7 @@ public sealed class EventsOptions
     public bool Enabled { get; set; }
 
     /// <summary>RabbitMQ web-STOMP endpoint, e.g. <c>wss://waldur.example.org/rmqws-stomp</c>.</summary>
+    [AbsoluteUri("ws", "wss")]
     public Uri? WebSocketUrl { get; set; }
 
     /// <summary>Heart-beat interval both ways; RabbitMQ drops sockets without them.</summary>

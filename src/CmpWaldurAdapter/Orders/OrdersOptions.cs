@@ -8,23 +8,30 @@ public sealed class OrdersOptions
     public const string SectionName = "Orders";
 
     /// <summary>How often the inbox is checked when no event woke it.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.001", "1.00:00:00")]
     public TimeSpan InboxCheckInterval { get; set; } = TimeSpan.FromSeconds(2);
 
     /// <summary>Polling-only mode: how often all actionable orders are listed from Waldur.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.001", "1.00:00:00")]
     public TimeSpan PollInterval { get; set; } = TimeSpan.FromMinutes(1);
 
     /// <summary>An order left in pending-provider or executing longer than this is fed to the inbox again.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.001", "1.00:00:00")]
     public TimeSpan StuckAfter { get; set; } = TimeSpan.FromMinutes(15);
 
     /// <summary>How often stuck orders are looked for.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.001", "1.00:00:00")]
     public TimeSpan StuckCheckInterval { get; set; } = TimeSpan.FromMinutes(5);
 
     /// <summary>First wait after a transient failure; later waits double up to <see cref="RetryMaximum"/>.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.001", "1.00:00:00")]
     public TimeSpan RetryInitial { get; set; } = TimeSpan.FromSeconds(5);
 
+    [Range(typeof(TimeSpan), "00:00:00.001", "1.00:00:00")]
     public TimeSpan RetryMaximum { get; set; } = TimeSpan.FromMinutes(10);
 
     /// <summary>How long one process may hold an order before another may take it over (a crashed holder).</summary>
+    [Range(typeof(TimeSpan), "00:00:00.001", "1.00:00:00")]
     public TimeSpan LeaseDuration { get; set; } = TimeSpan.FromMinutes(5);
 
     /// <summary>

@@ -8,6 +8,7 @@ public sealed class UsageOptions
     public const string SectionName = "Usage";
 
     /// <summary>How often month-to-date totals are compared with Waldur and sent where they differ.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.001", "1.00:00:00")]
     public TimeSpan ReportInterval { get; set; } = TimeSpan.FromMinutes(30);
 
     /// <summary>Months each report covers: the current one and the ones before it (late settlements).</summary>

@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using CmpWaldurAdapter.Configuration;
 
 namespace CmpWaldurAdapter.Web;
 
@@ -8,21 +9,25 @@ public sealed class WebOptions
     public const string SectionName = "Web";
 
     /// <summary>The adapter's public address, used in links it hands out (try pages, console, API endpoint).</summary>
+    [AbsoluteUri]
     public Uri PublicBaseUrl { get; set; } = new("http://localhost:5000/");
 
     /// <summary>Waldur HomePort's address, for "Subscribe" links to an offering's order page.</summary>
+    [AbsoluteUri]
     public Uri? HomePortUrl { get; set; }
 
     /// <summary>HomePort's path of an offering's order page; <c>{uuid}</c> is the Waldur offering UUID.</summary>
     public string HomePortOfferingPath { get; set; } = "marketplace-offering/{uuid}/";
 
     /// <summary>How long a console link in the Waldur resource report opens the console.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.001", "365.00:00:00")]
     public TimeSpan ConsoleLinkLifetime { get; set; } = TimeSpan.FromDays(30);
 
     /// <summary>
     /// A console link this close to its expiry is replaced in the Waldur report by a fresh one of the same version (the
     /// old one keeps working until it expires), so HomePort never shows a dead link. At most half the lifetime.
     /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00.001", "365.00:00:00")]
     public TimeSpan ConsoleLinkRenewBefore { get; set; } = TimeSpan.FromDays(7);
 
     /// <summary>How old a console link is when it is renewed (<see cref="ConsoleLinkRenewBefore"/>, at most half the lifetime, before it expires).</summary>
@@ -30,17 +35,22 @@ public sealed class WebOptions
         ConsoleLinkLifetime - TimeSpan.FromTicks(Math.Min(ConsoleLinkRenewBefore.Ticks, ConsoleLinkLifetime.Ticks / 2));
 
     /// <summary>How often the links due for renewal are looked for.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.001", "1.00:00:00")]
     public TimeSpan ConsoleLinkRenewalInterval { get; set; } = TimeSpan.FromHours(1);
 
     /// <summary>How long a console session (the cookie a link sets) lasts.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.001", "365.00:00:00")]
     public TimeSpan ConsoleSessionLifetime { get; set; } = TimeSpan.FromHours(8);
 
     /// <summary>Demo messages per visitor and offering on the try page.</summary>
+    [Range(1, int.MaxValue)]
     public int TryMessagesPerVisitor { get; set; } = 5;
 
     /// <summary>Demo messages per network address and offering within <see cref="TryWindow"/>: clearing cookies does not reset this.</summary>
+    [Range(1, int.MaxValue)]
     public int TryMessagesPerAddress { get; set; } = 25;
 
+    [Range(typeof(TimeSpan), "00:00:00.001", "365.00:00:00")]
     public TimeSpan TryWindow { get; set; } = TimeSpan.FromHours(24);
 
     /// <summary>
@@ -61,6 +71,7 @@ public sealed class WebOptions
     internal int TryMessagesPerIpv6Site => (int)Math.Min(int.MaxValue, (long)TryMessagesPerAddress * TryIpv6SiteMultiple);
 
     /// <summary>Lifetime of a widget visitor token (bound to one origin).</summary>
+    [Range(typeof(TimeSpan), "00:00:00.001", "365.00:00:00")]
     public TimeSpan VisitorTokenLifetime { get; set; } = TimeSpan.FromMinutes(15);
 
     /// <summary>
@@ -68,9 +79,11 @@ public sealed class WebOptions
     /// with the previous token (same subscription, key and origin) keeps its conversation, so the agent's memory and
     /// any handoff go on across token renewals and page reloads; after this a new conversation starts.
     /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00.001", "365.00:00:00")]
     public TimeSpan WidgetConversationResumeWindow { get; set; } = TimeSpan.FromHours(2);
 
     /// <summary>Widget messages per visitor per minute, counted per replica (a burst limit, see <see cref="VisitorRateLimiter"/>).</summary>
+    [Range(1, int.MaxValue)]
     public int WidgetMessagesPerMinute { get; set; } = 10;
 
     /// <summary>
@@ -123,6 +136,7 @@ public sealed class WebOptions
     public List<string> ForwardedProxyNetworks { get; set; } = [];
 
     /// <summary>The longest message the buyer pages accept.</summary>
+    [Range(1, 1_000_000)]
     public int MaxMessageChars { get; set; } = 4000;
 
     internal Uri HomePortOfferingUrl(Guid offeringUuid) =>

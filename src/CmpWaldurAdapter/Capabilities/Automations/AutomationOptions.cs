@@ -8,9 +8,11 @@ public sealed class AutomationOptions
     public const string SectionName = "Automations";
 
     /// <summary>How often schedules are checked; a schedule's firings are found to this precision.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.001", "1.00:00:00")]
     public TimeSpan ScheduleCheckInterval { get; set; } = TimeSpan.FromMinutes(1);
 
     /// <summary>A firing missed by longer than this (the adapter was down) is skipped rather than run late.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.001", "1.00:00:00")]
     public TimeSpan MissedFiringGrace { get; set; } = TimeSpan.FromMinutes(10);
 
     [Range(1024, 10 * 1024 * 1024)]

@@ -8,14 +8,18 @@ public sealed class HandoffOptions
     public const string SectionName = "Handoff";
 
     /// <summary>How often the outbox of escalation webhooks is delivered.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.001", "1.00:00:00")]
     public TimeSpan DeliveryInterval { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>The first retry's delay; each further failure doubles it up to <see cref="MaxRetryDelay"/>.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.001", "1.00:00:00")]
     public TimeSpan FirstRetryDelay { get; set; } = TimeSpan.FromSeconds(30);
 
+    [Range(typeof(TimeSpan), "00:00:00.001", "1.00:00:00")]
     public TimeSpan MaxRetryDelay { get; set; } = TimeSpan.FromHours(1);
 
     /// <summary>How long one delivery may take before it counts as failed.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.001", "1.00:00:00")]
     public TimeSpan DeliveryTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>

@@ -12,6 +12,7 @@ public sealed class VoiceOptions
     public int MaxAudioBytes { get; set; } = 10 * 1024 * 1024;
 
     /// <summary>The longest audio accepted for transcription (measured from the container headers: flac, mp3, mp4/m4a, ogg, wav, webm).</summary>
+    [Range(typeof(TimeSpan), "00:00:00.001", "1.00:00:00")]
     public TimeSpan MaxAudioDuration { get; set; } = TimeSpan.FromMinutes(5);
 
     /// <summary>The longest text turned into speech.</summary>

@@ -1,11 +1,16 @@
 using System.ComponentModel.DataAnnotations;
+using CmpWaldurAdapter.Configuration;
 
 namespace CmpWaldurAdapter.Knowledge.Sources;
 
 /// <summary>Retry and timeout settings every remote source client shares.</summary>
 public abstract class SourceHttpOptions
 {
-    /// <summary>Time allowed for one HTTP attempt.</summary>
+    /// <summary>
+    /// Time allowed for one HTTP attempt. The resilience pipeline refuses a circuit-breaker window (twice this) under
+    /// half a second, and a whole call (every attempt and the waits between them) over a day.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00.250", "01:00:00")]
     public TimeSpan AttemptTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>Retries of one call on 5xx, 408, 429 (honouring Retry-After) and network errors.</summary>
@@ -13,6 +18,7 @@ public abstract class SourceHttpOptions
     public int RetryAttempts { get; set; } = 3;
 
     /// <summary>First retry delay; later ones grow exponentially with jitter.</summary>
+    [Range(typeof(TimeSpan), "00:00:00", "00:10:00")]
     public TimeSpan RetryDelay { get; set; } = TimeSpan.FromSeconds(1);
 }
 
@@ -28,7 +34,11 @@ public sealed class UrlSourceOptions
     [Range(1, 1L << 30)]
     public long MaxBytes { get; set; } = 10 * 1024 * 1024;
 
-    /// <summary>The whole fetch, every redirect and the body included.</summary>
+    /// <summary>
+    /// The whole fetch, every redirect and the body included. It is each attempt's limit too, so it has the same bounds
+    /// as <see cref="SourceHttpOptions.AttemptTimeout"/>.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00.250", "01:00:00")]
     public TimeSpan Timeout { get; set; } = TimeSpan.FromSeconds(20);
 
     [Range(0, 20)]
@@ -47,6 +57,7 @@ public sealed class UrlSourceOptions
     [Range(0, 5)]
     public int RetryAttempts { get; set; } = 1;
 
+    [Range(typeof(TimeSpan), "00:00:00", "00:10:00")]
     public TimeSpan RetryDelay { get; set; } = TimeSpan.FromMilliseconds(500);
 
     internal IReadOnlyList<string> EffectiveContentTypes => AllowedContentTypes.Count == 0 ? DefaultContentTypes : AllowedContentTypes;
@@ -58,6 +69,7 @@ public sealed class NotionSourceOptions : SourceHttpOptions
     public const string SectionName = "Knowledge:Notion";
 
     [Required]
+    [AbsoluteUri]
     public Uri BaseUrl { get; set; } = new("https://api.notion.com/");
 
     /// <summary>The <c>Notion-Version</c> header; the shapes this reader understands are those of this version.</summary>

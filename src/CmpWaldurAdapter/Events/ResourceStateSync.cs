@@ -14,7 +14,9 @@ namespace CmpWaldurAdapter.Events;
 /// <summary>
 /// Mirrors Waldur's paused and downscaled flags (set by budget policies or staff) onto subscriptions, so
 /// a paused resource stops being served and charged, and follows a resource whose project moved to another
-/// organization, so its charges go to that organization's credits. Driven by RESOURCE events and a periodic sweep.
+/// organization, so its charges go to that organization's credits. Driven by RESOURCE events and a periodic sweep,
+/// which also names organizations recorded without a name (credits granted before their first order) from the
+/// organization name Waldur lists with their resources.
 /// </summary>
 public sealed class ResourceStateSync(
     IWaldurApi waldur,
@@ -28,7 +30,7 @@ public sealed class ResourceStateSync(
     public async Task SyncAsync(Guid resourceUuid, CancellationToken cancellationToken)
     {
         var resource = await waldur.GetProviderResourceAsync(resourceUuid, cancellationToken);
-        await ApplyAsync(resource, cancellationToken);
+        await ApplyAsync(resource, nameless: null, cancellationToken);
     }
 
     /// <summary>Re-reads every resource of the served offerings. Returns how many subscriptions changed.</summary>
@@ -36,6 +38,8 @@ public sealed class ResourceStateSync(
     {
         var changed = 0;
         var pageSize = waldurOptions.CurrentValue.PageSize;
+        // Read once per sweep, so organizations with a name cost nothing, and a nameless one one update at most.
+        var nameless = await NamelessOrganizationsAsync(cancellationToken);
         foreach (var offering in catalog.Offerings)
         {
             for (var page = 1; ; page++)
@@ -43,7 +47,7 @@ public sealed class ResourceStateSync(
                 var batch = await waldur.ListProviderResourcesAsync(offering.Uuid, ["OK", "Erred", "Updating"], page, pageSize, cancellationToken);
                 foreach (var resource in batch)
                 {
-                    changed += await ApplyAsync(resource, cancellationToken) ? 1 : 0;
+                    changed += await ApplyAsync(resource, nameless, cancellationToken) ? 1 : 0;
                 }
 
                 if (batch.Count < pageSize)
@@ -56,7 +60,17 @@ public sealed class ResourceStateSync(
         return changed;
     }
 
-    private async Task<bool> ApplyAsync(Resource resource, CancellationToken cancellationToken)
+    private async Task<HashSet<Guid>> NamelessOrganizationsAsync(CancellationToken cancellationToken)
+    {
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        return (await db.Customers.AsNoTracking().Where(c => c.Name == string.Empty).Select(c => c.Id).ToListAsync(cancellationToken)).ToHashSet();
+    }
+
+    /// <summary>
+    /// Applies what Waldur says of one resource. <paramref name="nameless"/> (the sweep's organizations without a name,
+    /// null outside a sweep) loses the resource's organization once named from it, so each is updated once per sweep.
+    /// </summary>
+    private async Task<bool> ApplyAsync(Resource resource, HashSet<Guid>? nameless, CancellationToken cancellationToken)
     {
         if (resource.Uuid is not { } uuid)
         {
@@ -79,7 +93,31 @@ public sealed class ResourceStateSync(
             logger.LogInformation("Resource {ResourceUuid} is now paused={Paused}, downscaled={Downscaled}", uuid, paused, downscaled);
         }
 
+        if (resource.Customer_uuid is { } owner && nameless is not null && nameless.Remove(owner))
+        {
+            await NameOrganizationAsync(db, owner, resource.Customer_name, cancellationToken);
+        }
+
         return changed > 0 || moved;
+    }
+
+    /// <summary>Gives a nameless organization Waldur's name for it; a name it has already is kept.</summary>
+    private async Task NameOrganizationAsync(AdapterDbContext db, Guid customerId, string? waldurName, CancellationToken cancellationToken)
+    {
+        var name = ColumnText.Clip(waldurName, Tenants.Customer.MaxNameLength);
+        if (name.Length == 0)
+        {
+            return;
+        }
+
+        // Only while still nameless: an order, a move or reconcile may have named it since the sweep read the list.
+        var named = await db.Customers.Where(c => c.Id == customerId && c.Name == string.Empty).ExecuteUpdateAsync(set => set
+            .SetProperty(c => c.Name, name)
+            .SetProperty(c => c.UpdatedAt, clock.GetUtcNow()), cancellationToken);
+        if (named > 0)
+        {
+            logger.LogInformation("Named organization {CustomerId} '{CustomerName}' from Waldur's resources", customerId, name);
+        }
     }
 
     /// <summary>
@@ -159,7 +197,7 @@ public sealed class ResourceStateSync(
     }
 }
 
-/// <summary>Periodic sweep of paused/downscaled flags, for RESOURCE events lost while disconnected.</summary>
+/// <summary>Periodic sweep of paused/downscaled flags and moves, for RESOURCE events lost while disconnected; names nameless organizations.</summary>
 [DisallowConcurrentExecution]
 public sealed class SyncResourceStatesJob(ResourceStateSync sync) : IJob
 {

@@ -49,6 +49,13 @@ public static class AdapterCli
             await context.Error.WriteLineAsync("Configuration error: " + string.Join("; ", exception.Failures));
             return ExitCodes.Error;
         }
+        catch (AggregateException exception) when (exception.InnerExceptions.All(inner => inner is OptionsValidationException))
+        {
+            // The start-up validation refuses every bad section at once.
+            var failures = exception.InnerExceptions.Cast<OptionsValidationException>().SelectMany(inner => inner.Failures);
+            await context.Error.WriteLineAsync("Configuration error: " + string.Join("; ", failures));
+            return ExitCodes.Error;
+        }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
             // Stopping is how the server ends; any other command stopped half-way must not look done to a script.

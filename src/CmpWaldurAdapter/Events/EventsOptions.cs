@@ -4,7 +4,7 @@ using CmpWaldurAdapter.Configuration;
 namespace CmpWaldurAdapter.Events;
 
 /// <summary>Waldur's event channel for site agents: STOMP over WebSocket (configuration section <c>Events</c>).</summary>
-public sealed class EventsOptions
+public sealed class EventsOptions : IValidatableObject
 {
     public const string SectionName = "Events";
 
@@ -50,4 +50,13 @@ public sealed class EventsOptions
     /// <summary>How often paused and downscaled flags are re-read for every subscription (events can be lost).</summary>
     [Range(typeof(TimeSpan), "00:00:00.001", "1.00:00:00")]
     public TimeSpan ResourceSyncInterval { get; set; } = TimeSpan.FromMinutes(5);
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        // The backoff is capped at the maximum: one below the initial delay would silently replace it.
+        if (MaxReconnectDelay < InitialReconnectDelay)
+        {
+            yield return new ValidationResult("Events:MaxReconnectDelay must be at least Events:InitialReconnectDelay.", [nameof(MaxReconnectDelay), nameof(InitialReconnectDelay)]);
+        }
+    }
 }

@@ -174,9 +174,7 @@ public static class AdapterHost
         services.AddKnowledgeBase(configuration);
         services.AddBuyerWeb();
 
-        services.AddOptions<EventsOptions>().Bind(configuration.GetSection(EventsOptions.SectionName)).ValidateDataAnnotations()
-            .Validate(o => o.MaxReconnectDelay >= o.InitialReconnectDelay, "Events:MaxReconnectDelay must be at least Events:InitialReconnectDelay.")
-            .ValidateOnStart();
+        services.AddOptions<EventsOptions>().Bind(configuration.GetSection(EventsOptions.SectionName)).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<EventChannelRegistrar>();
         services.AddSingleton<ResourceStateSync>();
         services.AddSingleton<EventChannelStatus>();

@@ -3,7 +3,7 @@ using System.ComponentModel.DataAnnotations;
 namespace CmpWaldurAdapter.Orders;
 
 /// <summary>How orders are found and retried (configuration section <c>Orders</c>).</summary>
-public sealed class OrdersOptions
+public sealed class OrdersOptions : IValidatableObject
 {
     public const string SectionName = "Orders";
 
@@ -47,4 +47,13 @@ public sealed class OrdersOptions
     /// buyers get a clear message and the order reference, operators get the details in logs.
     /// </summary>
     public bool ExposeErrorDetails { get; set; }
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        // The backoff is capped at the maximum: one below the initial wait would silently replace it.
+        if (RetryMaximum < RetryInitial)
+        {
+            yield return new ValidationResult("Orders:RetryMaximum must be at least Orders:RetryInitial.", [nameof(RetryMaximum), nameof(RetryInitial)]);
+        }
+    }
 }

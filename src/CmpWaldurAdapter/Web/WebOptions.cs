@@ -4,7 +4,7 @@ using CmpWaldurAdapter.Configuration;
 namespace CmpWaldurAdapter.Web;
 
 /// <summary>How buyers reach the adapter's pages and API (configuration section <c>Web</c>).</summary>
-public sealed class WebOptions
+public sealed class WebOptions : IValidatableObject
 {
     public const string SectionName = "Web";
 
@@ -150,4 +150,15 @@ public sealed class WebOptions
     /// </summary>
     internal string ConsoleLink(string tab, Guid resourceUuid, string rest = "") =>
         Public($"console?tab={tab}&resource={resourceUuid:N}{rest}").ToString();
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        // A link due for renewal waits up to one interval for the next run: longer than its remaining life, it dies in HomePort.
+        if (ConsoleLinkRenewalInterval >= ConsoleLinkLifetime - ConsoleLinkRenewalAge)
+        {
+            yield return new ValidationResult(
+                "Web:ConsoleLinkRenewalInterval must be shorter than Web:ConsoleLinkRenewBefore and than half of Web:ConsoleLinkLifetime.",
+                [nameof(ConsoleLinkRenewalInterval), nameof(ConsoleLinkRenewBefore), nameof(ConsoleLinkLifetime)]);
+        }
+    }
 }

@@ -34,6 +34,7 @@ public sealed class AutomationTests : IAsyncLifetime
         settings["Offerings:1:Uuid"] = _offering.ToString();
         settings["Offerings:1:Slug"] = "ticket-triage-automation";
         settings["Automations:ScheduleCheckInterval"] = "01:00:00"; // the tests run the scheduler themselves
+        settings["Automations:MissedFiringGrace"] = "02:00:00"; // longer than the check interval
     });
 
     public async Task DisposeAsync() => await _bed.DisposeAsync();

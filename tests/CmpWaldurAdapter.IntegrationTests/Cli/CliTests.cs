@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
 using CmpWaldurAdapter.Cli;
 using CmpWaldurAdapter.IntegrationTests.Orders;
 using CmpWaldurAdapter.Testing.Hosting;
@@ -62,6 +63,32 @@ public sealed class CliTests : IAsyncLifetime
 
         Assert.Equal(ExitCodes.Error, exit);
         Assert.Contains("InitialReconnectDelay", error);
+    }
+
+    [Fact]
+    public async Task Serve_with_a_bad_knowledge_source_setting_names_it_once_as_a_configuration_error()
+    {
+        var settings = new Dictionary<string, string?>(_bed.Settings) { ["Knowledge:Notion:PageSize"] = "0" };
+
+        var (exit, error) = await ServeAsync(settings, _ => { });
+
+        Assert.Equal(ExitCodes.Error, exit);
+        Assert.Single(Regex.Matches(error, "Configuration error"));
+        Assert.Single(Regex.Matches(error, "The field PageSize must be"));
+    }
+
+    [Fact]
+    public async Task Serve_with_bad_settings_in_two_sections_names_both_as_one_configuration_error()
+    {
+        var settings = new Dictionary<string, string?>(_bed.Settings) { ["Handoff:MaxRetryDelay"] = "00:00:10", ["Orders:RetryInitial"] = "00:10:00", ["Orders:RetryMaximum"] = "00:01:00" };
+
+        var (exit, error) = await ServeAsync(settings, _ => { });
+
+        Assert.Equal(ExitCodes.Error, exit);
+        Assert.Single(Regex.Matches(error, "Configuration error"));
+        Assert.Contains("Handoff:MaxRetryDelay must be at least Handoff:FirstRetryDelay", error);
+        Assert.Contains("Orders:RetryMaximum must be at least Orders:RetryInitial", error);
+        Assert.DoesNotContain("   at ", error);
     }
 
     [Theory]

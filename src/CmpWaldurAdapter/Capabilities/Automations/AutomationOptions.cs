@@ -3,7 +3,7 @@ using System.ComponentModel.DataAnnotations;
 namespace CmpWaldurAdapter.Capabilities.Automations;
 
 /// <summary>Automations (configuration section <c>Automations</c>).</summary>
-public sealed class AutomationOptions
+public sealed class AutomationOptions : IValidatableObject
 {
     public const string SectionName = "Automations";
 
@@ -17,4 +17,13 @@ public sealed class AutomationOptions
 
     [Range(1024, 10 * 1024 * 1024)]
     public int MaxInputBytes { get; set; } = 64 * 1024;
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        // Each check looks back only this far: a shorter grace than the time between checks skips firings while running.
+        if (MissedFiringGrace <= ScheduleCheckInterval)
+        {
+            yield return new ValidationResult("Automations:MissedFiringGrace must be longer than Automations:ScheduleCheckInterval.", [nameof(MissedFiringGrace), nameof(ScheduleCheckInterval)]);
+        }
+    }
 }

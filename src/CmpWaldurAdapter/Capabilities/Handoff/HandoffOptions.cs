@@ -3,7 +3,7 @@ using System.ComponentModel.DataAnnotations;
 namespace CmpWaldurAdapter.Capabilities.Handoff;
 
 /// <summary>Human handoff (configuration section <c>Handoff</c>).</summary>
-public sealed class HandoffOptions
+public sealed class HandoffOptions : IValidatableObject
 {
     public const string SectionName = "Handoff";
 
@@ -31,4 +31,13 @@ public sealed class HandoffOptions
     /// <summary>Turns kept in a conversation's transcript (the newest).</summary>
     [Range(2, 1000)]
     public int TranscriptTurns { get; set; } = 50;
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        // The backoff is capped at the maximum: one below the first delay would silently replace it.
+        if (MaxRetryDelay < FirstRetryDelay)
+        {
+            yield return new ValidationResult("Handoff:MaxRetryDelay must be at least Handoff:FirstRetryDelay.", [nameof(MaxRetryDelay), nameof(FirstRetryDelay)]);
+        }
+    }
 }

@@ -34,7 +34,11 @@ public static class KnowledgeSourcesServiceCollectionExtensions
             .AddStandardResilienceHandler()
             .Configure((HttpStandardResilienceOptions resilience, IServiceProvider sp) =>
             {
-                var options = sp.GetRequiredService<IOptions<UrlSourceOptions>>().Value;
+                if (SourceHttp.ValidOptionsOrNull<UrlSourceOptions>(sp) is not { } options)
+                {
+                    return;
+                }
+
                 SourceHttp.Configure(resilience, options.Timeout, options.RetryAttempts, options.RetryDelay, options.Timeout);
                 resilience.CircuitBreaker.ShouldHandle = _ => ValueTask.FromResult(false);
             });
@@ -52,7 +56,11 @@ public static class KnowledgeSourcesServiceCollectionExtensions
             .AddStandardResilienceHandler()
             .Configure((HttpStandardResilienceOptions resilience, IServiceProvider sp) =>
             {
-                var options = sp.GetRequiredService<IOptions<NotionSourceOptions>>().Value;
+                if (SourceHttp.ValidOptionsOrNull<NotionSourceOptions>(sp) is not { } options)
+                {
+                    return;
+                }
+
                 SourceHttp.Configure(resilience, options.AttemptTimeout, options.RetryAttempts, options.RetryDelay);
             });
 
@@ -67,7 +75,11 @@ public static class KnowledgeSourcesServiceCollectionExtensions
             .SelectPipelineByAuthority()
             .Configure((HttpStandardResilienceOptions resilience, IServiceProvider sp) =>
             {
-                var options = sp.GetRequiredService<IOptions<ConfluenceSourceOptions>>().Value;
+                if (SourceHttp.ValidOptionsOrNull<ConfluenceSourceOptions>(sp) is not { } options)
+                {
+                    return;
+                }
+
                 SourceHttp.Configure(resilience, options.AttemptTimeout, options.RetryAttempts, options.RetryDelay);
             });
 

@@ -7,8 +7,9 @@ using static Microsoft.Playwright.Assertions;
 namespace CmpWaldurAdapter.BrowserTests;
 
 /// <summary>
-/// The widget across visitor-token renewals and expiries, in headless Chromium: the adapter's clock is a test clock
-/// (and the page's clock Playwright's), so 15-minute tokens and the 2-hour resume window pass at once.
+/// The widget across visitor-token renewals and expiries, and messages whose send failed, in headless Chromium: the
+/// adapter's clock is a test clock (and the page's clock Playwright's), so 15-minute tokens and the 2-hour resume
+/// window pass at once.
 /// </summary>
 public sealed class WidgetRenewalTests : IAsyncLifetime
 {
@@ -132,9 +133,96 @@ public sealed class WidgetRenewalTests : IAsyncLifetime
         await Expect(messages).ToHaveTextAsync(conversation);
     }
 
+    [Fact]
+    public async Task A_message_whose_send_failed_is_sent_once_more_by_its_retry_control()
+    {
+        var page = await OpenNewSubscriptionsSiteAsync(pageClock: false);
+        var messages = Messages(page);
+        var error = page.Locator("[data-cmp-widget] .error");
+        var retry = page.Locator("[data-cmp-widget] .messages li.user button.retry");
+        await page.Locator("[data-cmp-widget] .launcher").ClickAsync();
+        await Expect(messages).ToHaveTextAsync(["Hi! I am Ada. How can I help?"]);
+
+        // The first send finds the network down, the first retry an adapter answering 503; the second gets through.
+        var failures = new Queue<Func<IRoute, Task>>([
+            route => route.AbortAsync(),
+            route => route.FulfillAsync(new RouteFulfillOptions
+            {
+                Status = 503,
+                Headers = new Dictionary<string, string> { ["Access-Control-Allow-Origin"] = "*" },
+                ContentType = "application/json",
+                Body = """{"error":{"message":"The agent is not available right now; nothing was charged."}}""",
+            }),
+        ]);
+        await page.RouteAsync("**/widget/v1/chat", route =>
+            route.Request.Method == "POST" && failures.TryDequeue(out var fail) ? fail(route) : route.FallbackAsync());
+
+        await SendAsync(page, "Where is my order?");
+        await Expect(error).ToHaveTextAsync("The assistant cannot be reached right now.");
+        await Expect(retry).ToHaveAccessibleNameAsync("Retry sending this message");
+        await BrowserSession.ScreenshotAsync(page, "widget-send-failed");
+
+        // Reached by keyboard from the message box.
+        await Expect(page.Locator("[data-cmp-widget] input")).ToBeFocusedAsync();
+        await page.Keyboard.PressAsync("Shift+Tab");
+        await Expect(retry).ToBeFocusedAsync();
+        await page.Keyboard.PressAsync("Enter");
+        await Expect(error).ToHaveTextAsync("The agent is not available right now; nothing was charged.");
+        await Expect(retry).ToHaveCountAsync(1);
+        Assert.Empty(_bed.Agent.Runs);
+
+        await retry.ClickAsync();
+        string[] conversation = ["Hi! I am Ada. How can I help?", "Where is my order?", "Ada: you said Where is my order?"];
+        await Expect(messages).ToHaveTextAsync(conversation);
+        await Expect(retry).ToHaveCountAsync(0);
+        await Expect(error).ToBeEmptyAsync();
+        Assert.Equal(["Where is my order?"], _bed.Agent.Runs.Select(r => r.Input));
+
+        await page.ReloadAsync();
+        await Expect(messages).ToHaveTextAsync(conversation);
+    }
+
+    [Fact]
+    public async Task A_retry_refused_for_want_of_credits_offers_no_further_retry()
+    {
+        var page = await OpenNewSubscriptionsSiteAsync(pageClock: false, credits: 0);
+        var error = page.Locator("[data-cmp-widget] .error");
+        var retry = page.Locator("[data-cmp-widget] .messages li.user button.retry");
+        await page.Locator("[data-cmp-widget] .launcher").ClickAsync();
+        await Expect(Messages(page)).ToHaveTextAsync(["Hi! I am Ada. How can I help?"]);
+
+        // A failure another try may cure offers the retry; the adapter then refuses for want of credits, which
+        // another try cannot cure.
+        var failed = false;
+        await page.RouteAsync("**/widget/v1/chat", route =>
+        {
+            if (route.Request.Method != "POST" || failed)
+            {
+                return route.FallbackAsync();
+            }
+
+            failed = true;
+            return route.AbortAsync();
+        });
+        await SendAsync(page, "Where is my order?");
+        await Expect(error).ToHaveTextAsync("The assistant cannot be reached right now.");
+        await retry.ClickAsync();
+        await Expect(error).ToContainTextAsync("not enough credits");
+        await Expect(Messages(page)).ToHaveTextAsync(["Hi! I am Ada. How can I help?", "Where is my order?"]);
+        await Expect(retry).ToHaveCountAsync(0);
+
+        // Nor does a message the adapter refuses at once.
+        await SendAsync(page, "Anyone there?");
+        await Expect(page.Locator("[data-cmp-widget] .send")).ToBeEnabledAsync();
+        await Expect(Messages(page)).ToHaveTextAsync(["Hi! I am Ada. How can I help?", "Where is my order?", "Anyone there?"]);
+        await Expect(error).ToContainTextAsync("not enough credits");
+        await Expect(retry).ToHaveCountAsync(0);
+        Assert.Empty(_bed.Agent.Runs);
+    }
+
     /// <summary>A new subscription's site, opened in a new tab (see <see cref="OpenSiteAsync"/>).</summary>
-    private async Task<IPage> OpenNewSubscriptionsSiteAsync(bool pageClock) =>
-        await OpenSiteAsync(await SiteAsync((await _bed.AddSubscriptionAsync(credits: 20)).Id), pageClock);
+    private async Task<IPage> OpenNewSubscriptionsSiteAsync(bool pageClock, long credits = 20) =>
+        await OpenSiteAsync(await SiteAsync((await _bed.AddSubscriptionAsync(credits: credits)).Id), pageClock);
 
     /// <summary>A site allowed to embed the subscription's widget, serving a page with it.</summary>
     private async Task<HostPage> SiteAsync(Guid subscriptionId)

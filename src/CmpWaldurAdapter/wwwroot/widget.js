@@ -32,6 +32,7 @@
     '.error { color: #b91c1c; padding: 0 12px; margin: 0; } .error:empty { display: none; }',
     'form { display: flex; gap: 6px; padding: 10px; border-top: 1px solid rgba(127,127,127,.25); }',
     'input { flex: 1; font: inherit; padding: 8px; border: 1px solid #cbd5e1; border-radius: 6px; }',
+    '.retry { display: block; margin: 6px 0 0 auto; background: transparent; color: inherit; border: 1px solid currentColor; border-radius: 6px; padding: 2px 10px; cursor: pointer; font: inherit; font-size: 13px; }',
     'form button { border: 0; border-radius: 6px; padding: 8px 12px; color: #fff; cursor: pointer; font: inherit; }',
     'button:focus-visible, input:focus-visible { outline: 3px solid #93c5fd; outline-offset: 1px; }'
   ].join('\n');
@@ -54,6 +55,12 @@
           return data;
         });
       });
+  }
+
+  // Refusals another try cannot change (too long, no credits, not allowed) are final; an unreachable or failing
+  // adapter, a rate limit or an expired token may pass on a retry.
+  function retryable(e) {
+    return !e.status || e.status === 401 || e.status === 429 || e.status >= 500;
   }
 
   function init(options) {
@@ -194,19 +201,28 @@
       }
     }
 
-    launcher.addEventListener('click', function () { toggle(!root.classList.contains('open')); });
-    close.addEventListener('click', function () { toggle(false); });
-    root.addEventListener('keydown', function (event) { if (event.key === 'Escape') { toggle(false); } });
-    form.addEventListener('submit', function (event) {
-      event.preventDefault();
-      var text = input.value.trim();
-      if (!text) { return; }
+    // The Retry control of the message whose send failed last. A new message drops it, so that a retry's answer
+    // always comes last, on screen and in what the tab keeps.
+    var retry = null;
+
+    function offerRetry(item, text, before) {
+      retry = element('button', 'retry', 'Retry');
+      retry.type = 'button';
+      retry.setAttribute('aria-label', 'Retry sending this message');
+      retry.addEventListener('click', function () { dropRetry(); deliver(item, text, before); });
+      item.appendChild(retry);
+    }
+
+    function dropRetry() {
+      if (retry && retry.parentNode) { retry.parentNode.removeChild(retry); }
+      retry = null;
+    }
+
+    // Sends a message already shown (and kept) as item; its answer comes right after it.
+    function deliver(item, text, before) {
       error.textContent = '';
-      var before = mark();
-      add('user', text);
-      input.value = '';
       send.disabled = true;
-      var pending = show('bot', '…');
+      var pending = show('bot', '…', item.nextSibling);
       ready(before)
         .then(function (s) { return post('widget/v1/chat', { message: text }, s.token); })
         .then(function (data) {
@@ -219,8 +235,23 @@
           list.removeChild(pending);
           if (e.status === 401) { session = null; }
           error.textContent = e.message;
+          if (retryable(e)) { offerRetry(item, text, before); }
         })
         .then(function () { send.disabled = false; input.focus(); });
+    }
+
+    launcher.addEventListener('click', function () { toggle(!root.classList.contains('open')); });
+    close.addEventListener('click', function () { toggle(false); });
+    root.addEventListener('keydown', function (event) { if (event.key === 'Escape') { toggle(false); } });
+    form.addEventListener('submit', function (event) {
+      event.preventDefault();
+      var text = input.value.trim();
+      if (!text) { return; }
+      dropRetry();
+      var before = mark();
+      var item = add('user', text);
+      input.value = '';
+      deliver(item, text, before);
     });
 
     return { open: function () { toggle(true); }, close: function () { toggle(false); } };

@@ -1,9 +1,14 @@
+using System.Collections.Concurrent;
 using System.Net;
 using System.Text.Json.Nodes;
+using CmpWaldurAdapter.Capabilities;
 using CmpWaldurAdapter.Capabilities.Handoff;
 using CmpWaldurAdapter.IntegrationTests.Chat;
+using CmpWaldurAdapter.Testing.Hosting;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+using WireMock;
 using WireMock.RequestBuilders;
 using WireMock.ResponseBuilders;
 using WireMock.Server;
@@ -294,6 +299,47 @@ public sealed class HandoffTests : IAsyncLifetime
         var link = await _bed.Services.GetRequiredService<CmpWaldurAdapter.Web.ConsoleAccess>().CreateLinkAsync(subscriptionId, CancellationToken.None);
         Assert.Equal(HttpStatusCode.Redirect, (await browser.GetAsync(link.PathAndQuery)).StatusCode);
         return browser;
+    }
+
+    [Fact]
+    public async Task Each_delivery_of_a_slow_batch_is_claimed_for_the_delivery_timeout_from_its_own_claim()
+    {
+        // Another replica may take a delivery whose claim has run out. Each claim must therefore last from when it is
+        // made: dated from the start of the batch, the third of three slow deliveries was claimed already expired.
+        var clock = new TestClock(DateTimeOffset.UtcNow);
+        await using var bed = await ChatTestBed.StartAsync(
+            (_, settings) => settings["Handoff:DeliveryInterval"] = "01:00:00",
+            services => services.AddSingleton<TimeProvider>(clock));
+        var me = await bed.SubscribeAsync(credits: 0, knowledge: false);
+        using var http = bed.Http(me.Key);
+        var response = await http.PutAsync("/v1/handoff/webhook", ChatTestBed.Json($$"""{"url": "{{_receiver.Url}}/hooks/slow"}"""));
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var timeout = bed.Services.GetRequiredService<IOptions<HandoffOptions>>().Value.DeliveryTimeout;
+        var due = clock.GetUtcNow();
+        var deliveries = Enumerable.Range(0, 3).Select(i => new HandoffDelivery
+        {
+            Id = Guid.NewGuid(), SubscriptionId = me.Subscription.Id, Payload = "{}", NextAttemptAt = due.AddSeconds(i - 3), CreatedAt = due,
+        }).ToList();
+        await bed.Tenants.QueryAsync(db =>
+        {
+            db.HandoffDeliveries.AddRange(deliveries);
+            return db.SaveChangesAsync();
+        });
+
+        // Each receipt takes the whole delivery timeout; on arrival, how long is its claim still good for?
+        var claimLeft = new ConcurrentDictionary<Guid, TimeSpan>();
+        _receiver.Given(Request.Create().WithPath("/hooks/slow").UsingPost()).RespondWith(Response.Create().WithCallback(request =>
+        {
+            var id = Guid.Parse(request.Headers!["X-Cmp-Delivery"].Single());
+            var claimedUntil = bed.Tenants.QueryAsync(db => db.HandoffDeliveries.AsNoTracking().Where(d => d.Id == id).Select(d => d.NextAttemptAt).SingleAsync())
+                .GetAwaiter().GetResult();
+            claimLeft[id] = claimedUntil - clock.GetUtcNow();
+            clock.Advance(timeout);
+            return new ResponseMessage { StatusCode = 204 };
+        }));
+
+        Assert.Equal(3, await bed.Services.GetRequiredService<HandoffWebhookSender>().DeliverDueAsync(CancellationToken.None));
+        Assert.All(deliveries, d => Assert.True(claimLeft[d.Id] > timeout, $"Delivery {deliveries.IndexOf(d) + 1} arrived with its claim good for {claimLeft[d.Id]} only."));
     }
 
     private HandoffWebhookSender Sender() => _bed.Services.GetRequiredService<HandoffWebhookSender>();

@@ -44,7 +44,9 @@ public sealed class HandoffWebhookSender(
         var delivered = 0;
         foreach (var delivery in due)
         {
-            var lease = now + options.Value.DeliveryTimeout + TimeSpan.FromSeconds(5);
+            // From the claim itself: sends before it in this batch may have taken the time, and a claim already run out
+            // would let another replica send the same event again.
+            var lease = clock.GetUtcNow() + options.Value.DeliveryTimeout + TimeSpan.FromSeconds(5);
             var claimed = await db.HandoffDeliveries.Where(d => d.Id == delivery.Id && d.DeliveredAt == null && d.NextAttemptAt == delivery.NextAttemptAt)
                 .ExecuteUpdateAsync(set => set.SetProperty(d => d.NextAttemptAt, lease), cancellationToken);
             if (claimed == 0)

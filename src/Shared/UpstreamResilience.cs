@@ -1,5 +1,5 @@
+using CmpWaldurAdapter.Configuration;
 using Microsoft.Extensions.Http.Resilience;
-using Microsoft.Extensions.Options;
 using Polly;
 
 namespace Microsoft.Extensions.DependencyInjection;
@@ -34,7 +34,7 @@ internal static class UpstreamResilience
         client.AddStandardResilienceHandler()
             .Configure((HttpStandardResilienceOptions resilience, IServiceProvider sp) =>
             {
-                if (ValidOptionsOrNull<TOptions>(sp) is not { } options)
+                if (ValidOptions.OrNull<TOptions>(sp) is not { } options)
                 {
                     return;
                 }
@@ -58,24 +58,6 @@ internal static class UpstreamResilience
         // are handled; the default per-request log lines (four per call, URLs with tenant ids) add nothing but cost.
         client.RemoveAllLoggers();
         return client;
-    }
-
-    /// <summary>
-    /// The options, or null when they fail their own validation. That failure is reported under the options' own keys,
-    /// at start or by the client's first use (its base address is read then); reading them for the pipeline, whose
-    /// options are validated at start too, would report the same failure a second time.
-    /// </summary>
-    public static TOptions? ValidOptionsOrNull<TOptions>(IServiceProvider services)
-        where TOptions : class
-    {
-        try
-        {
-            return services.GetRequiredService<IOptions<TOptions>>().Value;
-        }
-        catch (OptionsValidationException failure) when (failure.OptionsType == typeof(TOptions))
-        {
-            return null;
-        }
     }
 
     private static bool MayRepeat(HttpRequestMessage? request, Func<HttpRequestMessage, bool>? retryPost) =>

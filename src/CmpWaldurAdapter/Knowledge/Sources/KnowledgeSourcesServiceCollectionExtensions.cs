@@ -1,3 +1,4 @@
+using CmpWaldurAdapter.Configuration;
 using CmpWaldurAdapter.Knowledge.Sources;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection.Extensions;
@@ -34,7 +35,7 @@ public static class KnowledgeSourcesServiceCollectionExtensions
             .AddStandardResilienceHandler()
             .Configure((HttpStandardResilienceOptions resilience, IServiceProvider sp) =>
             {
-                if (SourceHttp.ValidOptionsOrNull<UrlSourceOptions>(sp) is not { } options)
+                if (ValidOptions.OrNull<UrlSourceOptions>(sp) is not { } options)
                 {
                     return;
                 }
@@ -56,7 +57,7 @@ public static class KnowledgeSourcesServiceCollectionExtensions
             .AddStandardResilienceHandler()
             .Configure((HttpStandardResilienceOptions resilience, IServiceProvider sp) =>
             {
-                if (SourceHttp.ValidOptionsOrNull<NotionSourceOptions>(sp) is not { } options)
+                if (ValidOptions.OrNull<NotionSourceOptions>(sp) is not { } options)
                 {
                     return;
                 }
@@ -75,7 +76,7 @@ public static class KnowledgeSourcesServiceCollectionExtensions
             .SelectPipelineByAuthority()
             .Configure((HttpStandardResilienceOptions resilience, IServiceProvider sp) =>
             {
-                if (SourceHttp.ValidOptionsOrNull<ConfluenceSourceOptions>(sp) is not { } options)
+                if (ValidOptions.OrNull<ConfluenceSourceOptions>(sp) is not { } options)
                 {
                     return;
                 }

@@ -2,7 +2,6 @@ using System.Net;
 using System.Runtime.ExceptionServices;
 using System.Text;
 using Microsoft.Extensions.Http.Resilience;
-using Microsoft.Extensions.Options;
 using Polly;
 using Polly.CircuitBreaker;
 using Polly.Timeout;
@@ -19,24 +18,6 @@ internal static class SourceHttp
         SourceKind.Confluence => "Confluence",
         _ => "The source",
     };
-
-    /// <summary>
-    /// A source's options, or null when they fail their own validation. That failure is reported under the source's own
-    /// keys, at start or when the source is first used; reading them for the pipeline, whose options are validated at
-    /// start too, would report the same failure a second time.
-    /// </summary>
-    public static TOptions? ValidOptionsOrNull<TOptions>(IServiceProvider services)
-        where TOptions : class
-    {
-        try
-        {
-            return services.GetRequiredService<IOptions<TOptions>>().Value;
-        }
-        catch (OptionsValidationException failure) when (failure.OptionsType == typeof(TOptions))
-        {
-            return null;
-        }
-    }
 
     /// <summary>Retries transient failures (honouring Retry-After), never our own SSRF refusals.</summary>
     public static void Configure(HttpStandardResilienceOptions resilience, TimeSpan attemptTimeout, int retries, TimeSpan retryDelay, TimeSpan? totalTimeout = null)

@@ -39,7 +39,12 @@ public sealed class ResourceStateSync(
         var changed = 0;
         var pageSize = waldurOptions.CurrentValue.PageSize;
         // Read once per sweep, so organizations with a name cost nothing, and a nameless one one update at most.
-        var nameless = await NamelessOrganizationsAsync(cancellationToken);
+        HashSet<Guid> nameless;
+        await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
+        {
+            nameless = await CustomerRecords.NamelessAsync(db, cancellationToken);
+        }
+
         foreach (var offering in catalog.Offerings)
         {
             for (var page = 1; ; page++)
@@ -58,12 +63,6 @@ public sealed class ResourceStateSync(
         }
 
         return changed;
-    }
-
-    private async Task<HashSet<Guid>> NamelessOrganizationsAsync(CancellationToken cancellationToken)
-    {
-        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
-        return (await db.Customers.AsNoTracking().Where(c => c.Name == string.Empty).Select(c => c.Id).ToListAsync(cancellationToken)).ToHashSet();
     }
 
     /// <summary>
@@ -93,31 +92,13 @@ public sealed class ResourceStateSync(
             logger.LogInformation("Resource {ResourceUuid} is now paused={Paused}, downscaled={Downscaled}", uuid, paused, downscaled);
         }
 
-        if (resource.Customer_uuid is { } owner && nameless is not null && nameless.Remove(owner))
+        if (resource.Customer_uuid is { } owner && nameless?.Remove(owner) == true
+            && await CustomerRecords.NameIfNamelessAsync(db, owner, resource.Customer_name, clock.GetUtcNow(), cancellationToken))
         {
-            await NameOrganizationAsync(db, owner, resource.Customer_name, cancellationToken);
+            logger.LogInformation("Named organization {CustomerId} '{CustomerName}' from Waldur's resources", owner, resource.Customer_name);
         }
 
         return changed > 0 || moved;
-    }
-
-    /// <summary>Gives a nameless organization Waldur's name for it; a name it has already is kept.</summary>
-    private async Task NameOrganizationAsync(AdapterDbContext db, Guid customerId, string? waldurName, CancellationToken cancellationToken)
-    {
-        var name = ColumnText.Clip(waldurName, Tenants.Customer.MaxNameLength);
-        if (name.Length == 0)
-        {
-            return;
-        }
-
-        // Only while still nameless: an order, a move or reconcile may have named it since the sweep read the list.
-        var named = await db.Customers.Where(c => c.Id == customerId && c.Name == string.Empty).ExecuteUpdateAsync(set => set
-            .SetProperty(c => c.Name, name)
-            .SetProperty(c => c.UpdatedAt, clock.GetUtcNow()), cancellationToken);
-        if (named > 0)
-        {
-            logger.LogInformation("Named organization {CustomerId} '{CustomerName}' from Waldur's resources", customerId, name);
-        }
     }
 
     /// <summary>

@@ -499,10 +499,10 @@ public sealed partial class Reconciler(
     /// </summary>
     private async Task<List<Drift>> NamelessOrganizationsAsync(ReconcileRequest request, CancellationToken cancellationToken)
     {
-        List<Guid> nameless;
+        HashSet<Guid> nameless;
         await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
         {
-            nameless = await db.Customers.AsNoTracking().Where(c => c.Name == string.Empty).Select(c => c.Id).ToListAsync(cancellationToken);
+            nameless = await CustomerRecords.NamelessAsync(db, cancellationToken);
         }
 
         var drifts = new List<Drift>();
@@ -539,11 +539,7 @@ public sealed partial class Reconciler(
             }
 
             await using var db = await dbs.CreateDbContextAsync(cancellationToken);
-            // Only while still nameless: an order or a move may have named it since the list was read.
-            var named = await db.Customers.Where(c => c.Id == organization && c.Name == string.Empty).ExecuteUpdateAsync(set => set
-                .SetProperty(c => c.Name, name)
-                .SetProperty(c => c.UpdatedAt, clock.GetUtcNow()), cancellationToken);
-            if (named > 0)
+            if (await CustomerRecords.NameIfNamelessAsync(db, organization, name, clock.GetUtcNow(), cancellationToken))
             {
                 logger.LogInformation("Named organization {CustomerId} '{CustomerName}' from Waldur", organization, name);
                 drifts.Add(new Drift(DriftKind.NamelessOrganization, organization.ToString(), detail + "; named", DriftOutcome.Fixed));

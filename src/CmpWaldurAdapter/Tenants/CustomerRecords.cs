@@ -1,4 +1,5 @@
 using CmpWaldurAdapter.Persistence;
+using Microsoft.EntityFrameworkCore;
 
 namespace CmpWaldurAdapter.Tenants;
 
@@ -24,5 +25,20 @@ public static class CustomerRecords
             known.Name = name;
             known.UpdatedAt = now;
         }
+    }
+
+    /// <summary>The organizations recorded without a name (a credit grant before their first order, or older rows).</summary>
+    public static async Task<HashSet<Guid>> NamelessAsync(AdapterDbContext db, CancellationToken cancellationToken) =>
+        [.. await db.Customers.AsNoTracking().Where(c => c.Name == string.Empty).Select(c => c.Id).ToListAsync(cancellationToken)];
+
+    /// <summary>
+    /// Gives a nameless organization Waldur's name (clipped to its column), at once; a name it has by now (an order or a
+    /// move may have named it since the caller looked) is kept. Returns whether it was named.
+    /// </summary>
+    public static async Task<bool> NameIfNamelessAsync(AdapterDbContext db, Guid customerId, string? waldurName, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        var name = ColumnText.Clip(waldurName, Customer.MaxNameLength);
+        return name.Length > 0 && await db.Customers.Where(c => c.Id == customerId && c.Name == string.Empty)
+            .ExecuteUpdateAsync(set => set.SetProperty(c => c.Name, name).SetProperty(c => c.UpdatedAt, now), cancellationToken) > 0;
     }
 }

@@ -17,7 +17,7 @@ public sealed class ChatOrganizationMoveOnPostgresTests() : ChatOrganizationMove
 /// <summary>A Waldur project moved to another organization: its agent's messages are charged to the new organization.</summary>
 public abstract class ChatOrganizationMoveTests(DatabaseProvider provider) : IAsyncLifetime
 {
-    private readonly RecordedMeanwhile _recordedMeanwhile = new();
+    private readonly OnceBeforeSaving _recordedMeanwhile = new();
     private ChatTestBed _bed = null!;
 
     public async Task InitializeAsync() =>
@@ -60,11 +60,13 @@ public abstract class ChatOrganizationMoveTests(DatabaseProvider provider) : IAs
         var newOrganization = Guid.NewGuid();
         _bed.Tenants.Waldur.MoveProject(me.Workspace.Id, newOrganization, "New organization");
         // The grant records the organization after the move found no row for it, before the move's own insert of it.
-        _recordedMeanwhile.Stage(newOrganization, () => _bed.Services.GetRequiredService<CreditLedger>().GrantAsync(newOrganization, 10, "test credits"));
+        _recordedMeanwhile.Stage(
+            changes => changes.Entries<Customer>().Any(e => e.State == EntityState.Added && e.Entity.Id == newOrganization),
+            () => _bed.Services.GetRequiredService<CreditLedger>().GrantAsync(newOrganization, 10, "test credits"));
 
         await _bed.Services.GetRequiredService<ResourceStateSync>().SyncAsync(me.Resource, CancellationToken.None);
 
-        Assert.True(_recordedMeanwhile.Raced);
+        Assert.True(_recordedMeanwhile.Ran);
         var (subscription, workspace, names) = await _bed.Tenants.QueryAsync(async db => (
             await db.Subscriptions.SingleAsync(s => s.Id == me.Subscription.Id),
             await db.Workspaces.SingleAsync(w => w.Id == me.Workspace.Id),
@@ -73,30 +75,5 @@ public abstract class ChatOrganizationMoveTests(DatabaseProvider provider) : IAs
         Assert.Equal(["New organization"], names);
         Assert.Equal(10, (await _bed.LedgerAsync(newOrganization)).Balance);
         Assert.Contains(_bed.Tenants.Logs.Lines, line => line.Contains($"moved from organization {me.Customer} to organization {newOrganization}", StringComparison.Ordinal));
-    }
-
-    /// <summary>
-    /// Records a staged organization elsewhere just before a context saves its insert of that organization's row, as
-    /// an order, another resource or a credit grant may between the look for the row and the insert. Once only.
-    /// </summary>
-    private sealed class RecordedMeanwhile : SaveChangesInterceptor
-    {
-        private (Guid CustomerId, Func<Task> Record)? _staged;
-
-        public bool Raced { get; private set; }
-
-        public void Stage(Guid customerId, Func<Task> record) => _staged = (customerId, record);
-
-        public override async ValueTask<InterceptionResult<int>> SavingChangesAsync(DbContextEventData eventData, InterceptionResult<int> result, CancellationToken cancellationToken = default)
-        {
-            if (_staged is { } staged && eventData.Context!.ChangeTracker.Entries<Customer>().Any(e => e.State == EntityState.Added && e.Entity.Id == staged.CustomerId))
-            {
-                _staged = null; // the recording's own insert of the row passes
-                await staged.Record();
-                Raced = true;
-            }
-
-            return result;
-        }
     }
 }

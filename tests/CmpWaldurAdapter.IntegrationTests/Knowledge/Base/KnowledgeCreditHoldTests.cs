@@ -108,8 +108,11 @@ public abstract class KnowledgeCreditHoldTests(DatabaseProvider provider) : IAsy
     {
         HttpStatusCode? deleted = null;
         var id = Guid.Empty;
-        await _bed.RestartAsync(services => services.AddDatabaseInterceptor(provider, new BeforeTheChargeIsRecorded(async () =>
-            deleted = (await _bed.DeleteAsync($"/v1/knowledge/documents/{id}")).Status)));
+        // Just before the poll records the document charged.
+        var beforeTheChargeIsRecorded = new OnceBeforeSaving().Stage(
+            changes => changes.Entries<KnowledgeDocument>().Any(e => e.State == EntityState.Modified && e.Entity.ChargedAt is not null),
+            async () => deleted = (await _bed.DeleteAsync($"/v1/knowledge/documents/{id}")).Status);
+        await _bed.RestartAsync(services => services.AddDatabaseInterceptor(provider, beforeTheChargeIsRecorded));
         id = await UploadParsedAsync();
 
         await _bed.PollAsync();
@@ -161,23 +164,6 @@ public abstract class KnowledgeCreditHoldTests(DatabaseProvider provider) : IAsy
     {
         var balance = await _bed.Credits.Ledger.BalanceAsync(_bed.Subscription.CustomerId);
         return (balance.Balance, balance.Reserved, balance.Available);
-    }
-
-    /// <summary>Runs <paramref name="meanwhile"/> once, just before the first save that records a document charged.</summary>
-    private sealed class BeforeTheChargeIsRecorded(Func<Task> meanwhile) : SaveChangesInterceptor
-    {
-        private int _ran;
-
-        public override async ValueTask<InterceptionResult<int>> SavingChangesAsync(DbContextEventData eventData, InterceptionResult<int> result, CancellationToken cancellationToken = default)
-        {
-            if (eventData.Context!.ChangeTracker.Entries<KnowledgeDocument>().Any(e => e.State == EntityState.Modified && e.Entity.ChargedAt is not null)
-                && Interlocked.Exchange(ref _ran, 1) == 0)
-            {
-                await meanwhile();
-            }
-
-            return result;
-        }
     }
 
     /// <summary>Saving the record of a document of one name fails, as a database that refuses the write would.</summary>

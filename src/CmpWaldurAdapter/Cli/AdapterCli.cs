@@ -44,15 +44,8 @@ public static class AdapterCli
         {
             return await parse.InvokeAsync(new InvocationConfiguration { Output = context.Output, Error = context.Error, EnableDefaultExceptionHandler = false }, cancellationToken);
         }
-        catch (OptionsValidationException exception)
+        catch (Exception exception) when (ConfigurationFailures(exception) is { } failures)
         {
-            await context.Error.WriteLineAsync("Configuration error: " + string.Join("; ", exception.Failures));
-            return ExitCodes.Error;
-        }
-        catch (AggregateException exception) when (exception.InnerExceptions.All(inner => inner is OptionsValidationException))
-        {
-            // The start-up validation refuses every bad section at once.
-            var failures = exception.InnerExceptions.Cast<OptionsValidationException>().SelectMany(inner => inner.Failures);
             await context.Error.WriteLineAsync("Configuration error: " + string.Join("; ", failures));
             return ExitCodes.Error;
         }
@@ -73,4 +66,13 @@ public static class AdapterCli
             return ExitCodes.Error;
         }
     }
+
+    /// <summary>What a configuration refused: one section's failures, or several at once (start-up validation refuses every bad section together).</summary>
+    private static IEnumerable<string>? ConfigurationFailures(Exception exception) => exception switch
+    {
+        OptionsValidationException one => one.Failures,
+        AggregateException all when all.InnerExceptions.All(inner => inner is OptionsValidationException) =>
+            all.InnerExceptions.Cast<OptionsValidationException>().SelectMany(inner => inner.Failures),
+        _ => null,
+    };
 }

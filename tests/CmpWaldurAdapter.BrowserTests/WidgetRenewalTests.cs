@@ -1,6 +1,8 @@
+using System.Text.Json.Nodes;
 using CmpWaldurAdapter.Testing.Web;
 using CmpWaldurAdapter.Web;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
 using Microsoft.Playwright;
 using static Microsoft.Playwright.Assertions;
 
@@ -183,6 +185,102 @@ public sealed class WidgetRenewalTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_message_whose_send_failed_still_offers_its_retry_after_a_reload()
+    {
+        var page = await OpenNewSubscriptionsSiteAsync(pageClock: false);
+        var messages = Messages(page);
+        var error = page.Locator("[data-cmp-widget] .error");
+        var retry = page.Locator("[data-cmp-widget] .messages li.user button.retry");
+        await page.Locator("[data-cmp-widget] .launcher").ClickAsync();
+        await Expect(messages).ToHaveTextAsync(["Hi! I am Ada. How can I help?"]);
+        var failed = false;
+        await page.RouteAsync("**/widget/v1/chat", route =>
+        {
+            if (route.Request.Method != "POST" || failed)
+            {
+                return route.FallbackAsync();
+            }
+
+            failed = true;
+            return route.AbortAsync();
+        });
+        await SendAsync(page, "Where is my order?");
+        await Expect(retry).ToHaveCountAsync(1);
+
+        // The reloaded page shows the message as it left it: failed, with why and its retry.
+        await page.ReloadAsync();
+        await page.Locator("[data-cmp-widget] .launcher").ClickAsync();
+        await Expect(retry).ToHaveAccessibleNameAsync("Retry sending this message");
+        await Expect(error).ToHaveTextAsync("The assistant cannot be reached right now.");
+        await retry.ClickAsync();
+        string[] conversation = ["Hi! I am Ada. How can I help?", "Where is my order?", "Ada: you said Where is my order?"];
+        await Expect(messages).ToHaveTextAsync(conversation);
+        await Expect(error).ToBeEmptyAsync();
+        Assert.Single(_bed.Agent.Runs.Select(r => r.SessionId).Distinct());
+
+        // Sent, it is no longer failed after the next reload either.
+        await page.ReloadAsync();
+        await Expect(messages).ToHaveTextAsync(conversation);
+        await Expect(retry).ToHaveCountAsync(0);
+    }
+
+    [Fact]
+    public async Task A_retry_after_a_rate_limit_waits_out_its_retry_after()
+    {
+        var page = await OpenNewSubscriptionsSiteAsync(pageClock: true, credits: 100);
+        var error = page.Locator("[data-cmp-widget] .error");
+        var retry = page.Locator("[data-cmp-widget] .messages li.user button.retry");
+        var lastAnswer = page.Locator("[data-cmp-widget] .messages li.bot").Last;
+        await OpenChatAndAskAsync(page);
+
+        // The visitor sends as many messages as the adapter takes in a minute (its clock stands at a minute's start),
+        // and one more: refused with Retry-After: 60. From then on, the page's time moves only when the test says.
+        var perMinute = _bed.Services.GetRequiredService<IOptions<WebOptions>>().Value.WidgetMessagesPerMinute;
+        for (var message = 2; message <= perMinute; message++)
+        {
+            await SendAsync(page, $"question {message}");
+            await Expect(lastAnswer).ToHaveTextAsync($"Ada: you said question {message}");
+        }
+
+        await page.Clock.PauseAtAsync(Start.AddMinutes(1).UtcDateTime);
+        await SendAsync(page, "One more");
+        await Expect(error).ToHaveTextAsync("Too many messages; wait 60 s.");
+        await Expect(retry).ToHaveTextAsync("Retry in 60 s");
+        await Expect(retry).ToHaveAccessibleNameAsync("Retry sending this message in 60 s");
+        await Expect(retry).ToBeDisabledAsync();
+
+        await page.Clock.FastForwardAsync("00:59");
+        await Expect(retry).ToHaveTextAsync("Retry in 1 s");
+        await Expect(retry).ToBeDisabledAsync();
+        await BrowserSession.ScreenshotAsync(page, "widget-retry-waits-out-rate-limit");
+
+        await page.Clock.FastForwardAsync("00:01");
+        await Expect(retry).ToHaveTextAsync("Retry");
+        await Expect(retry).ToBeEnabledAsync();
+        _bed.Clock!.Advance(TimeSpan.FromMinutes(1));
+        await retry.ClickAsync();
+        await Expect(lastAnswer).ToHaveTextAsync("Ada: you said One more");
+        await Expect(error).ToBeEmptyAsync();
+        Assert.Equal(perMinute + 1, _bed.Agent.Runs.Count);
+    }
+
+    [Fact]
+    public async Task A_message_sent_before_the_first_session_answer_takes_the_agents_colour_when_it_arrives()
+    {
+        var page = await OpenNewSubscriptionsSiteAsync(pageClock: false, configuration: new JsonObject { ["agent_name"] = "Ada", ["brand_colour"] = "#16a34a" });
+        var question = page.Locator("[data-cmp-widget] .messages li.user");
+
+        await HoldSessionAnswersAsync(page);
+        await page.Locator("[data-cmp-widget] .launcher").ClickAsync();
+        await SendAsync(page, "Where is my order?");
+        await Expect(question).ToHaveCSSAsync("background-color", "rgb(37, 99, 235)"); // the default until the answer
+        await AnswerHeldSessionsNewestFirstAsync(page);
+        await Expect(page.Locator("[data-cmp-widget] .messages li.bot").Last).ToHaveTextAsync("Ada: you said Where is my order?");
+        await Expect(page.Locator("[data-cmp-widget] .send")).ToHaveCSSAsync("background-color", "rgb(22, 163, 74)");
+        await Expect(question).ToHaveCSSAsync("background-color", "rgb(22, 163, 74)");
+    }
+
+    [Fact]
     public async Task A_retry_refused_for_want_of_credits_offers_no_further_retry()
     {
         var page = await OpenNewSubscriptionsSiteAsync(pageClock: false, credits: 0);
@@ -221,8 +319,8 @@ public sealed class WidgetRenewalTests : IAsyncLifetime
     }
 
     /// <summary>A new subscription's site, opened in a new tab (see <see cref="OpenSiteAsync"/>).</summary>
-    private async Task<IPage> OpenNewSubscriptionsSiteAsync(bool pageClock, long credits = 20) =>
-        await OpenSiteAsync(await SiteAsync((await _bed.AddSubscriptionAsync(credits: credits)).Id), pageClock);
+    private async Task<IPage> OpenNewSubscriptionsSiteAsync(bool pageClock, long credits = 20, JsonObject? configuration = null) =>
+        await OpenSiteAsync(await SiteAsync((await _bed.AddSubscriptionAsync(credits: credits, configuration: configuration)).Id), pageClock);
 
     /// <summary>A site allowed to embed the subscription's widget, serving a page with it.</summary>
     private async Task<HostPage> SiteAsync(Guid subscriptionId)

@@ -391,6 +391,8 @@ public static class BuyerWebEndpoints
     private static void Cors(HttpContext http, string origin)
     {
         http.Response.Headers.AccessControlAllowOrigin = origin;
+        // The widget waits out a refusal's Retry-After, which a page of another origin reads only when exposed.
+        http.Response.Headers.AccessControlExposeHeaders = "Retry-After";
         http.Response.Headers.Vary = "Origin";
     }
 

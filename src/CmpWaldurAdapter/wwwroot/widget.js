@@ -6,7 +6,7 @@
  * starts a session: the server checks this page's Origin against the subscription's allowed domains and
  * answers with a short-lived visitor token bound to this origin. The last token and the messages are kept in
  * sessionStorage (this tab only): a renewal or a reload sends the previous token, so the server carries the
- * same conversation on.
+ * same conversation on. A message whose send failed is kept as failed, so a reload still offers its retry.
  */
 (function () {
   'use strict';
@@ -17,6 +17,7 @@
     ':host { all: initial; }',
     '.root { position: fixed; z-index: 2147483000; font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }',
     '.root.bottom-right { right: 20px; bottom: 20px; } .root.bottom-left { left: 20px; bottom: 20px; }',
+    '.launcher, .head, form button, .user { background: var(--accent); }',
     '.launcher { border: 0; border-radius: 999px; padding: 12px 18px; color: #fff; cursor: pointer; box-shadow: 0 4px 14px rgba(0,0,0,.2); font: inherit; }',
     '.panel { display: none; flex-direction: column; width: min(360px, calc(100vw - 40px)); height: min(480px, calc(100vh - 100px)); border-radius: 12px; overflow: hidden; box-shadow: 0 8px 30px rgba(0,0,0,.25); margin-bottom: 10px; }',
     '.open .panel { display: flex; }',
@@ -33,6 +34,7 @@
     'form { display: flex; gap: 6px; padding: 10px; border-top: 1px solid rgba(127,127,127,.25); }',
     'input { flex: 1; font: inherit; padding: 8px; border: 1px solid #cbd5e1; border-radius: 6px; }',
     '.retry { display: block; margin: 6px 0 0 auto; background: transparent; color: inherit; border: 1px solid currentColor; border-radius: 6px; padding: 2px 10px; cursor: pointer; font: inherit; font-size: 13px; }',
+    '.retry:disabled { cursor: default; opacity: .75; }',
     'form button { border: 0; border-radius: 6px; padding: 8px 12px; color: #fff; cursor: pointer; font: inherit; }',
     'button:focus-visible, input:focus-visible { outline: 3px solid #93c5fd; outline-offset: 1px; }'
   ].join('\n');
@@ -51,7 +53,12 @@
       .catch(function () { throw new Error('The assistant cannot be reached right now.'); })
       .then(function (response) {
         return response.json().catch(function () { return {}; }).then(function (data) {
-          if (!response.ok) { var e = new Error((data.error && data.error.message) || 'The assistant is unavailable.'); e.status = response.status; throw e; }
+          if (!response.ok) {
+            var e = new Error((data.error && data.error.message) || 'The assistant is unavailable.');
+            e.status = response.status;
+            e.retryAfter = parseInt(response.headers.get('Retry-After'), 10) || 0; // seconds; the adapter sends no dates
+            throw e;
+          }
           return data;
         });
       });
@@ -125,14 +132,14 @@
       try { window.sessionStorage.setItem(storageKey, JSON.stringify(kept)); } catch (e) { /* unavailable */ }
     }
 
+    // One custom property, so the messages already shown take the agent's colour when the session brings it.
     function paint() {
-      [launcher, head, send].forEach(function (node) { node.style.background = colour; });
+      root.style.setProperty('--accent', colour);
     }
     paint();
 
     function show(role, text, next) {
       var item = element('li', role, text);
-      if (role === 'user') { item.style.background = colour; }
       list.insertBefore(item, next || null);
       list.scrollTop = list.scrollHeight;
       return item;
@@ -144,11 +151,6 @@
       return show(role, text);
     }
 
-    // The previous page's messages, shown until the server says whether their conversation goes on.
-    kept.messages = kept.messages.filter(function (m) {
-      return m && typeof m.text === 'string' && ['bot', 'user', 'handoff'].indexOf(m.role) >= 0;
-    });
-    kept.messages.forEach(function (m) { show(m.role, m.text); });
     var logoShown = false;
     var starting = null;
 
@@ -201,30 +203,60 @@
       }
     }
 
-    // The Retry control of the message whose send failed last. A new message drops it, so that a retry's answer
-    // always comes last, on screen and in what the tab keeps.
+    // The Retry control of the message whose send failed last (the tab keeps that message with its error as failed,
+    // and after a Retry-After the time it may be retried as retryAt). A new message drops it, so that a retry's
+    // answer always comes last, on screen and in what the tab keeps.
     var retry = null;
 
-    function offerRetry(item, text, before) {
-      retry = element('button', 'retry', 'Retry');
+    function offerRetry(item, message, before) {
+      retry = element('button', 'retry');
       retry.type = 'button';
-      retry.setAttribute('aria-label', 'Retry sending this message');
-      retry.addEventListener('click', function () { dropRetry(); deliver(item, text, before); });
+      retry.addEventListener('click', function () { dropRetry(); deliver(item, message, before); });
       item.appendChild(retry);
+      countDown(retry, message.retryAt || 0);
+    }
+
+    // A refusal's Retry-After (a rate limit's, mostly) is waited out, counting down, so a retry is not refused again.
+    function countDown(button, retryAt) {
+      var wait = retryAt - Date.now();
+      var seconds = Math.ceil(wait / 1000);
+      var left = seconds > 60 ? Math.ceil(seconds / 60) + ' min' : seconds + ' s';
+      button.disabled = seconds > 0;
+      button.textContent = seconds > 0 ? 'Retry in ' + left : 'Retry';
+      button.setAttribute('aria-label', 'Retry sending this message' + (seconds > 0 ? ' in ' + left : ''));
+      if (seconds > 0 && button.isConnected) {
+        setTimeout(function () { countDown(button, retryAt); }, wait - (seconds - 1) * 1000); // at the next whole second left
+      }
     }
 
     function dropRetry() {
       if (retry && retry.parentNode) { retry.parentNode.removeChild(retry); }
       retry = null;
+      kept.messages.forEach(function (m) { delete m.failed; delete m.retryAt; });
+      keep();
     }
 
+    // The previous page's messages, shown until the server says whether their conversation goes on; the one whose
+    // send failed offers its retry again, from the same place in the conversation.
+    kept.messages = kept.messages.filter(function (m) {
+      return m && typeof m.text === 'string' && ['bot', 'user', 'handoff'].indexOf(m.role) >= 0;
+    });
+    kept.messages.forEach(function (m, index) {
+      var before = { items: Array.prototype.slice.call(list.children), kept: index };
+      var item = show(m.role, m.text);
+      if (m.role === 'user' && typeof m.failed === 'string') {
+        error.textContent = m.failed;
+        offerRetry(item, m, before);
+      }
+    });
+
     // Sends a message already shown (and kept) as item; its answer comes right after it.
-    function deliver(item, text, before) {
+    function deliver(item, message, before) {
       error.textContent = '';
       send.disabled = true;
       var pending = show('bot', '…', item.nextSibling);
       ready(before)
-        .then(function (s) { return post('widget/v1/chat', { message: text }, s.token); })
+        .then(function (s) { return post('widget/v1/chat', { message: message.text }, s.token); })
         .then(function (data) {
           pending.textContent = data.answer;
           kept.messages.push({ role: 'bot', text: data.answer });
@@ -235,7 +267,12 @@
           list.removeChild(pending);
           if (e.status === 401) { session = null; }
           error.textContent = e.message;
-          if (retryable(e)) { offerRetry(item, text, before); }
+          if (retryable(e)) {
+            message.failed = e.message;
+            if (e.retryAfter > 0) { message.retryAt = Date.now() + e.retryAfter * 1000; }
+            keep();
+            offerRetry(item, message, before);
+          }
         })
         .then(function () { send.disabled = false; input.focus(); });
     }
@@ -249,9 +286,11 @@
       if (!text) { return; }
       dropRetry();
       var before = mark();
-      var item = add('user', text);
+      var message = { role: 'user', text: text };
+      kept.messages.push(message);
+      keep();
       input.value = '';
-      deliver(item, text, before);
+      deliver(show('user', text), message, before);
     });
 
     return { open: function () { toggle(true); }, close: function () { toggle(false); } };

@@ -79,7 +79,8 @@ public sealed class StompConnection : IAsyncDisposable
     private long _lastReceiveTimestamp;
     private long _receiptCounter;
 
-    // Set once DISCONNECT or disposal starts: from then on, the end of the socket is expected.
+    // Set once DISCONNECT or disposal starts: from then on, the end of the socket is expected, and the heart-beat
+    // loop neither sends nor judges the server's silence.
     private volatile bool _closing;
 
     // Once set, only the receive loop completes the message channel (see CompleteMessages).
@@ -764,7 +765,9 @@ public sealed class StompConnection : IAsyncDisposable
         var deadAfter = incoming * _options.HeartbeatTolerance;
         try
         {
-            while (!token.IsCancellationRequested)
+            // Once a close has begun, DISCONNECT and the close handshake are the last writes, and
+            // DisconnectTimeout, not the watchdog, bounds the wait for the server.
+            while (!token.IsCancellationRequested && !_closing)
             {
                 var wait = TimeSpan.MaxValue;
                 if (incoming > TimeSpan.Zero)
@@ -776,7 +779,8 @@ public sealed class StompConnection : IAsyncDisposable
                             new StompConnectionLostException(
                                 $"Nothing received from {_endpoint} for {silent.TotalMilliseconds:F0} ms; the server promised heart-beats every {incoming.TotalMilliseconds:F0} ms.",
                                 StompConnectionLostReason.HeartbeatTimeout),
-                            abortSocket: true);
+                            abortSocket: true,
+                            unlessClosing: true);
                         return;
                     }
 
@@ -818,9 +822,10 @@ public sealed class StompConnection : IAsyncDisposable
         await _sendLock.WaitAsync(token);
         try
         {
-            // Whoever held the lock may just have sent a frame, which counts as a beat.
+            // Whoever held the lock may just have sent a frame, which counts as a beat; or begun a close,
+            // after which a beat would follow DISCONNECT or fail on the closing socket and abort it.
             var idle = _timeProvider.GetElapsedTime(Interlocked.Read(ref _lastSendTimestamp));
-            if (idle < outgoing)
+            if (idle < outgoing || _closing)
             {
                 return idle;
             }
@@ -863,7 +868,8 @@ public sealed class StompConnection : IAsyncDisposable
     }
 
     /// <summary>Ends the connection once: null for an orderly end, else the failure every waiter sees.</summary>
-    private void Shutdown(Exception? error, bool abortSocket)
+    /// <param name="unlessClosing">Do nothing if a close has begun: the close ends the connection itself.</param>
+    private void Shutdown(Exception? error, bool abortSocket, bool unlessClosing = false)
     {
         StompConnectionState previous;
         lock (_stateLock)
@@ -876,6 +882,11 @@ public sealed class StompConnection : IAsyncDisposable
 
             if (_closing)
             {
+                if (unlessClosing)
+                {
+                    return;
+                }
+
                 error = null;
             }
 

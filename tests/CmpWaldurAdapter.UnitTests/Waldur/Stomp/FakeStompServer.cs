@@ -89,6 +89,9 @@ public sealed class FakeStompSession
     private readonly List<TimeSpan> _heartbeats = [];
     private readonly List<byte> _raw = [];
     private readonly TaskCompletionSource<WebSocketCloseStatus?> _ended = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _closeReceived = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _closeAnswer = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private volatile bool _holdCloseAnswer;
     private CancellationTokenSource? _heartbeatSender;
     private int _heartbeatsSent;
     private bool _finished;
@@ -109,6 +112,14 @@ public sealed class FakeStompSession
     public Task<WebSocketCloseStatus?> Ended => _ended.Task;
 
     public int HeartbeatsSent => Volatile.Read(ref _heartbeatsSent);
+
+    /// <summary>Completes when the client's WebSocket close frame arrives.</summary>
+    public Task CloseReceived => _closeReceived.Task;
+
+    /// <summary>Until <see cref="AnswerClose"/>, the client's close frame is left unanswered, its close handshake half done.</summary>
+    public void HoldCloseAnswer() => _holdCloseAnswer = true;
+
+    public void AnswerClose() => _closeAnswer.TrySetResult();
 
     /// <summary>Arrival times (since the session started) of heart-beat EOLs from the client.</summary>
     public IReadOnlyList<TimeSpan> HeartbeatArrivals
@@ -241,6 +252,7 @@ public sealed class FakeStompSession
     public void Abort()
     {
         StopHeartbeats();
+        AnswerClose();
         lock (_raw)
         {
             // Once the handler returned, Kestrel has recycled the HttpContext.
@@ -262,6 +274,12 @@ public sealed class FakeStompSession
                 var result = await _socket.ReceiveAsync(buffer.AsMemory(), _context.RequestAborted);
                 if (result.MessageType == WebSocketMessageType.Close)
                 {
+                    _closeReceived.TrySetResult();
+                    if (_holdCloseAnswer)
+                    {
+                        await _closeAnswer.Task;
+                    }
+
                     if (_socket.State == WebSocketState.CloseReceived)
                     {
                         await _socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, null, CancellationToken.None);

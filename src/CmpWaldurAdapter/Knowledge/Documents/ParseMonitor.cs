@@ -128,7 +128,7 @@ public sealed class ParseMonitor(
             }
         }
 
-        await db.SaveChangesAsync(CancellationToken.None);
+        await SaveSkippingDeletedAsync(db, subscriptionId);
         if (toStart.Count > 0)
         {
             await knowledge.StartParsingAsync(tenant, toStart, cancellationToken);
@@ -384,6 +384,38 @@ public sealed class ParseMonitor(
         logger.LogInformation("Closed {Count} parse(s) of subscription {SubscriptionId} as its knowledge base is removed: {Charged} charged, the others' holds given back",
             pending.Count, subscriptionId, pending.Count(d => d.ChargedAt is not null));
         return pending.Count;
+    }
+
+    /// <summary>
+    /// Saves a poll's states. A document deleted during the poll (by the buyer, or a connector's removal) has no row left
+    /// to update, which fails the whole save: it is left out and the save tried again, so the other documents' states
+    /// are saved by this poll, not the next. Nothing is lost with it: the delete gave its hold back, or found it settled
+    /// by this poll (charged once).
+    /// </summary>
+    private async Task SaveSkippingDeletedAsync(AdapterDbContext db, Guid subscriptionId)
+    {
+        while (true)
+        {
+            try
+            {
+                await db.SaveChangesAsync(CancellationToken.None);
+                return;
+            }
+            catch (DbUpdateConcurrencyException exception) when (exception.Entries.Count > 0)
+            {
+                foreach (var entry in exception.Entries)
+                {
+                    // A row still there was changed by someone else: that is a real conflict, left to the next poll as before.
+                    if (entry.Entity is not KnowledgeDocument document || await entry.GetDatabaseValuesAsync(CancellationToken.None) is not null)
+                    {
+                        throw;
+                    }
+
+                    entry.State = EntityState.Detached;
+                    logger.LogInformation("Document {DocumentId} of subscription {SubscriptionId} was deleted during the poll; its state is not saved", document.Id, subscriptionId);
+                }
+            }
+        }
     }
 
     private async Task<bool> IsRecordedAsync(Guid documentId, CancellationToken cancellationToken)

@@ -14,7 +14,7 @@ namespace CmpWaldurAdapter.IntegrationTests.Knowledge.Base;
 /// Parses are paid for by ledger holds taken at upload (5 credits per document here): two uploads racing for
 /// the credits of one get one 201 and one 402; the hold is settled when the parse is done and given back
 /// when it fails or the document is deleted first. A delete racing the charge closes the hold once, whichever
-/// comes first: charged, or given back, never both.
+/// comes first: charged, or given back, never both; the poll it races still saves the other documents' states.
 /// </summary>
 public abstract class KnowledgeCreditHoldTests(DatabaseProvider provider) : IAsyncLifetime
 {
@@ -122,6 +122,40 @@ public abstract class KnowledgeCreditHoldTests(DatabaseProvider provider) : IAsy
         Assert.Equal(HttpStatusCode.OK, deleted);
         Assert.Empty(await _bed.RowsAsync());
         Assert.Equal(1, await _bed.RagChargesAsync());
+        Assert.DoesNotContain(await EntriesAsync(), e => e.Kind == LedgerEntryKind.Release);
+        Assert.Equal((0L, 0L, 0L), await BalanceAsync());
+    }
+
+    [Fact]
+    public async Task A_document_deleted_during_a_poll_is_skipped_and_the_others_states_are_saved_by_that_poll()
+    {
+        await _bed.GrantAsync(5);
+        HttpStatusCode? deleted = null;
+        var id = Guid.Empty;
+        // Just before the poll saves the parses it saw done, the buyer deletes one of the documents.
+        var beforeThePollSaves = new OnceBeforeSaving().Stage(
+            changes => changes.Entries<KnowledgeDocument>().Any(e => e.State == EntityState.Modified && e.Entity.Status == ParseStates.Done),
+            async () => deleted = (await _bed.DeleteAsync($"/v1/knowledge/documents/{id}")).Status);
+        await _bed.RestartAsync(services => services.AddDatabaseInterceptor(provider, beforeThePollSaves));
+        var (status, body) = await _bed.UploadAsync(("deleted.txt", "deleted"), ("kept.txt", "kept"));
+        Assert.Equal(HttpStatusCode.Created, status);
+        id = Guid.Parse(body["data"]!.AsArray().Single(d => d!["name"]!.GetValue<string>() == "deleted.txt")!["id"]!.GetValue<string>());
+        _bed.Ragflow.FinishParsing(_bed.DatasetId);
+
+        await _bed.PollAsync();
+
+        // The same poll saved the other document done and charged, not the next one.
+        Assert.True(beforeThePollSaves.Ran);
+        Assert.Equal(HttpStatusCode.OK, deleted);
+        var kept = Assert.Single(await _bed.RowsAsync());
+        Assert.Equal("kept.txt", kept.Name);
+        Assert.Equal(ParseStates.Done, kept.Status);
+        Assert.NotNull(kept.ChargedAt);
+        Assert.Equal(5, kept.CreditsCharged);
+
+        // Each parse charged once: the deleted one's hold was settled before the delete, which then gave nothing back.
+        await _bed.PollAsync();
+        Assert.Equal(2, await _bed.RagChargesAsync());
         Assert.DoesNotContain(await EntriesAsync(), e => e.Kind == LedgerEntryKind.Release);
         Assert.Equal((0L, 0L, 0L), await BalanceAsync());
     }

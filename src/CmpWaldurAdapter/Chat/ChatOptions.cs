@@ -3,7 +3,7 @@ using System.ComponentModel.DataAnnotations;
 namespace CmpWaldurAdapter.Chat;
 
 /// <summary>Limits of the chat API (configuration section <c>Chat</c>).</summary>
-public sealed class ChatOptions
+public sealed class ChatOptions : IValidatableObject
 {
     public const string SectionName = "Chat";
 
@@ -65,4 +65,16 @@ public sealed class ChatOptions
     /// </summary>
     [Range(typeof(TimeSpan), "00:00:00.050", "01:00:00")]
     public TimeSpan StreamKeepAliveInterval { get; set; } = TimeSpan.FromSeconds(15);
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        // A retry past the window names a new request, with a new hold: while the first may still be running (its run
+        // and what runs around it) that would run and charge the same message twice.
+        if (IdempotencyWindow < RunTimeout + IdempotencyStore.AbandonMargin)
+        {
+            yield return new ValidationResult(
+                $"Chat:IdempotencyWindow must be at least Chat:RunTimeout plus {IdempotencyStore.AbandonMargin.TotalMinutes:0} minutes ({RunTimeout + IdempotencyStore.AbandonMargin}), the longest a request with an Idempotency-Key may still be running.",
+                [nameof(IdempotencyWindow), nameof(RunTimeout)]);
+        }
+    }
 }

@@ -26,7 +26,10 @@ public sealed class CreditsOptions : IValidatableObject
     [Range(typeof(TimeSpan), "00:00:00", "31.00:00:00")]
     public TimeSpan InvoiceFinalizationGrace { get; set; } = TimeSpan.Zero;
 
-    /// <summary>A hold not settled or released within this time is released by the sweeper (a crashed request never pins credits).</summary>
+    /// <summary>
+    /// A hold not settled or released within this time is released by the sweeper (a crashed request never pins credits).
+    /// Longer than the longest request one hold pays for (<see cref="ReservationTimeoutValidation"/>).
+    /// </summary>
     [Range(typeof(TimeSpan), "00:00:00.001", "30.00:00:00")]
     public TimeSpan ReservationTimeout { get; set; } = TimeSpan.FromMinutes(15);
 

@@ -2,6 +2,7 @@ using CmpWaldurAdapter.Credits;
 using CmpWaldurAdapter.Persistence;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
 
 namespace Microsoft.Extensions.DependencyInjection;
 
@@ -11,6 +12,7 @@ public static class CreditsServiceCollectionExtensions
     public static IServiceCollection AddAdapterCredits(this IServiceCollection services, IConfiguration configuration)
     {
         services.AddOptions<CreditsOptions>().Bind(configuration.GetSection(CreditsOptions.SectionName)).ValidateDataAnnotations().ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<CreditsOptions>, ReservationTimeoutValidation>());
         // The catalogue (price books, components) is registered by the host.
         services.AddSingleton<PriceBooks>();
 

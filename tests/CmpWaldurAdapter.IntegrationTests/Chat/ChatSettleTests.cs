@@ -6,6 +6,7 @@ using CmpWaldurAdapter.Tenants;
 using CmpWaldurAdapter.Testing.Hosting;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
 
 namespace CmpWaldurAdapter.IntegrationTests.Chat;
 
@@ -19,7 +20,7 @@ public sealed class ChatSettleTests : IAsyncLifetime
     private ChatTestBed _bed = null!;
 
     public async Task InitializeAsync() => _bed = await ChatTestBed.StartAsync(
-        (_, settings) => settings["Credits:ReservationTimeout"] = "00:00:02",
+        (_, _) => { },
         services => services.Replace(ServiceDescriptor.Singleton<IChatCredits>(sp => new GatedChatCredits(ActivatorUtilities.CreateInstance<LedgerChatCredits>(sp), _gate))));
 
     public async Task DisposeAsync()
@@ -107,8 +108,9 @@ public sealed class ChatSettleTests : IAsyncLifetime
         Assert.Equal(new LedgerState(10, 2, 0, 0), await _bed.LedgerAsync(me.Customer));
 
         // Free, never charged twice: the sweeper gives the hold back once it expires.
-        var ledger = _bed.Services.GetRequiredService<CreditLedger>();
-        await Eventually.TrueAsync(async () => (await ledger.ReleaseExpiredAsync()) > 0 || (await _bed.LedgerAsync(me.Customer)).Reserved == 0, TimeSpan.FromSeconds(10));
+        var expired = new TestClock(DateTimeOffset.UtcNow + _bed.Services.GetRequiredService<IOptions<CreditsOptions>>().Value.ReservationTimeout + TimeSpan.FromSeconds(1));
+        var sweeper = ActivatorUtilities.CreateInstance<CreditLedger>(_bed.Services, (TimeProvider)expired);
+        Assert.Equal(1, await sweeper.ReleaseExpiredAsync());
         Assert.Equal(new LedgerState(10, 0, 0, 0), await _bed.LedgerAsync(me.Customer));
     }
 

@@ -91,6 +91,34 @@ public sealed class CliTests : IAsyncLifetime
         Assert.DoesNotContain("   at ", error);
     }
 
+    /// <summary>Runs of 10 minutes, 4 images a request: one request may outlast the 15-minute hold that pays for it.</summary>
+    private const string HoldShorterThanItsWork = "Credits:ReservationTimeout must be longer than Images:MaxImagesPerRequest times Chat:RunTimeout";
+
+    [Fact]
+    public async Task Serve_with_a_credit_hold_shorter_than_the_runs_it_pays_for_names_both_once_as_a_configuration_error()
+    {
+        var settings = new Dictionary<string, string?>(_bed.Settings) { ["Chat:RunTimeout"] = "00:10:00" };
+
+        var (exit, error) = await ServeAsync(settings, _ => { });
+
+        Assert.Equal(ExitCodes.Error, exit);
+        Assert.Single(Regex.Matches(error, "Configuration error"));
+        Assert.Single(Regex.Matches(error, Regex.Escape(HoldShorterThanItsWork)));
+        Assert.DoesNotContain("   at ", error);
+    }
+
+    [Fact]
+    public async Task A_command_using_the_ledger_with_a_credit_hold_shorter_than_the_runs_it_pays_for_names_both_as_a_configuration_error()
+    {
+        _bed.Settings["Chat:RunTimeout"] = "00:10:00";
+
+        var (exit, _, error) = await RunAsync("credits", "balance", "--customer", Guid.NewGuid().ToString());
+
+        Assert.Equal(ExitCodes.Error, exit);
+        Assert.Contains("Configuration error: " + HoldShorterThanItsWork, error);
+        Assert.DoesNotContain("   at ", error);
+    }
+
     [Theory]
     [InlineData(200)] // while the server is still starting
     [InlineData(3000)] // once it serves

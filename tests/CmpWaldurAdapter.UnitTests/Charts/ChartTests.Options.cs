@@ -1,8 +1,11 @@
 using System.Globalization;
 using System.Reflection;
+using System.Text;
 using System.Text.RegularExpressions;
 using CmpWaldurAdapter.Testing.Contracts;
 using CmpWaldurAdapter.UnitTests.Hosting;
+using Microsoft.Extensions.Configuration;
+using YamlDotNet.RepresentationModel;
 using static CmpWaldurAdapter.UnitTests.Hosting.ConfigurationSections;
 
 namespace CmpWaldurAdapter.UnitTests.Charts;
@@ -57,6 +60,65 @@ public sealed partial class ChartTests
             .Select(k => Unbound(k.Key) is { } why ? $"{k.Origin}: {k.Key}: {why}" : null)
             .OfType<string>());
         Assert.True(problems.Count == 0, string.Join('\n', problems));
+    }
+
+    /// <summary>The documented example configurations pass start-up validation: the README's minimum and the chart's ci values.</summary>
+    [Fact]
+    public void The_readme_minimum_configuration_starts()
+    {
+        var readme = File.ReadAllText(UpstreamSpecs.PathOf("README.md"));
+        var minimum = Regex.Match(readme, @"The minimum:\s*```json\n(?<json>.*?)```", RegexOptions.Singleline);
+        Assert.True(minimum.Success, "README.md: no json block after \"The minimum:\"");
+
+        using var json = new MemoryStream(Encoding.UTF8.GetBytes(minimum.Groups["json"].Value));
+        OptionsValidationTests.ValidateAtStart(new ConfigurationBuilder().AddJsonStream(json).Build());
+    }
+
+    [Theory]
+    [InlineData("ci/sqlite-values.yaml")]
+    [InlineData("ci/postgres-values.yaml")]
+    public void The_chart_example_values_start(string file)
+    {
+        // What the ConfigMap and Secret give the adapter: values.yaml's config and secrets with the example's over them.
+        var settings = new Dictionary<string, string?>(StringComparer.OrdinalIgnoreCase);
+        foreach (var values in new[] { LoadValues(), LoadYaml(UpstreamSpecs.PathOf($"{Chart}/{file}")) })
+        {
+            foreach (var tree in new[] { "config", "secrets" })
+            {
+                if (values.Children.TryGetValue(new YamlScalarNode(tree), out var node))
+                {
+                    AddSettings(node, null, settings);
+                }
+            }
+        }
+
+        OptionsValidationTests.ValidateAtStart(settings);
+    }
+
+    /// <summary>A values tree as configuration keys; an empty value is not rendered (the adapter's default applies).</summary>
+    private static void AddSettings(YamlNode node, string? prefix, Dictionary<string, string?> settings)
+    {
+        switch (node)
+        {
+            case YamlMappingNode map:
+                foreach (var (key, child) in map.Children)
+                {
+                    var name = ((YamlScalarNode)key).Value;
+                    AddSettings(child, prefix is null ? name : $"{prefix}:{name}", settings);
+                }
+
+                break;
+            case YamlSequenceNode sequence:
+                for (var i = 0; i < sequence.Children.Count; i++)
+                {
+                    AddSettings(sequence.Children[i], $"{prefix}:{i}", settings);
+                }
+
+                break;
+            case YamlScalarNode { Value: { Length: > 0 } value }:
+                settings[prefix!] = value;
+                break;
+        }
     }
 
     [Fact]

@@ -103,6 +103,12 @@ public sealed class OptionsValidationTests
         { "Automations:MissedFiringGrace=00:01:00", "Automations:MissedFiringGrace", "Automations:ScheduleCheckInterval" },
         { "Web:ConsoleLinkRenewBefore=12:00:00; Web:ConsoleLinkRenewalInterval=12:00:00", "Web:ConsoleLinkRenewalInterval", "Web:ConsoleLinkRenewBefore" },
         { "Web:ConsoleLinkLifetime=1.00:00:00; Web:ConsoleLinkRenewalInterval=12:00:00", "Web:ConsoleLinkRenewalInterval", "Web:ConsoleLinkLifetime" },
+        { "Chat:IdempotencyWindow=00:06:59", "Chat:IdempotencyWindow", "Chat:RunTimeout" },
+        // Across sections: a credit hold released before its request settles leaves the answer free.
+        { "Credits:ReservationTimeout=00:08:00", "Credits:ReservationTimeout", "Chat:RunTimeout" },
+        { "Chat:RunTimeout=00:04:00", "Credits:ReservationTimeout", "Chat:RunTimeout" },
+        { "Images:MaxImagesPerRequest=8", "Credits:ReservationTimeout", "Images:MaxImagesPerRequest" },
+        { "Ragflow:AttemptTimeout=00:13:00", "Credits:ReservationTimeout", "Ragflow:AttemptTimeout" },
     };
 
     [Theory]
@@ -123,7 +129,24 @@ public sealed class OptionsValidationTests
         "Events:InitialReconnectDelay=00:02:00; Events:MaxReconnectDelay=00:02:00",
         "Automations:ScheduleCheckInterval=00:01:00; Automations:MissedFiringGrace=00:01:00.001",
         "Web:ConsoleLinkLifetime=1.00:00:00; Web:ConsoleLinkRenewBefore=1.00:00:00; Web:ConsoleLinkRenewalInterval=11:59:59",
+        "Chat:IdempotencyWindow=00:07:00",
+        "Credits:ReservationTimeout=00:08:00.001",
+        "Images:MaxImagesPerRequest=1; Credits:ReservationTimeout=00:02:30.001",
+        "Ragflow:AttemptTimeout=01:00:00; Credits:ReservationTimeout=01:02:00.001",
     };
+
+    /// <summary>Without RAGFlow nothing is searched before a run: only the runs themselves bound the hold.</summary>
+    [Fact]
+    public void Without_ragflow_a_hold_need_only_outlive_the_runs()
+    {
+        var settings = ValidWith("Images:MaxImagesPerRequest=1; Credits:ReservationTimeout=00:02:00.001");
+        settings.Remove("Ragflow:BaseUrl");
+        settings.Remove("Ragflow:ApiKey");
+        settings.Remove("Langflow:BaseUrl"); // Langflow needs RAGFlow
+
+        ValidateAtStart(settings);
+        Assert.Contains("Ragflow:AttemptTimeout", RefusalAtStart(ValidWith("Images:MaxImagesPerRequest=1; Credits:ReservationTimeout=00:02:00.001"), "with RAGFlow"), StringComparison.Ordinal);
+    }
 
     [Theory]
     [MemberData(nameof(PairsAtTheirLimit))]
@@ -155,9 +178,11 @@ public sealed class OptionsValidationTests
         return Assert.Single(failure.Failures);
     }
 
-    private static void ValidateAtStart(Dictionary<string, string?> settings)
+    internal static void ValidateAtStart(Dictionary<string, string?> settings) =>
+        ValidateAtStart(new ConfigurationBuilder().AddInMemoryCollection(settings).Build());
+
+    internal static void ValidateAtStart(IConfiguration configuration)
     {
-        var configuration = new ConfigurationBuilder().AddInMemoryCollection(settings).Build();
         var services = new ServiceCollection();
         services.AddLogging();
         services.AddAdapterServices(configuration);

@@ -41,7 +41,9 @@ public static class LangflowServiceCollectionExtensions
             // (a redirected POST can lose its body and auth).
             .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { AllowAutoRedirect = false, PooledConnectionLifetime = TimeSpan.FromMinutes(5) })
             .AddHttpMessageHandler<LangflowAuthHandler>()
-            .AddUpstreamResilience<LangflowOptions>(retryPost: null);
+            // A run takes as long as the agent needs (tools, a slow model): its caller bounds it by Chat:RunTimeout, as it
+            // does a streamed one; the attempt timeout stays for Langflow's quick calls.
+            .AddUpstreamResilience<LangflowOptions>(retryPost: null, callerBounded: IsRun);
 
         // Streamed runs: the same pooled connections and credentials, no retries or attempt timeouts (the caller bounds the run).
         services.AddHttpClient<LangflowStreamingRuns>(LangflowStreamingRuns.HttpClientName, (sp, http) =>
@@ -54,4 +56,7 @@ public static class LangflowServiceCollectionExtensions
             .RemoveAllLoggers();
         return services;
     }
+
+    private static bool IsRun(HttpRequestMessage request) =>
+        request.Method == HttpMethod.Post && request.RequestUri?.AbsolutePath.Contains("/api/v1/run/", StringComparison.Ordinal) == true;
 }

@@ -28,7 +28,11 @@ internal static class UpstreamResilience
     /// "name(1)", a second Waldur offering or plan): creates are reconciled by looking first instead.
     /// </param>
     /// <param name="alsoTransient">Failures the upstream reports in its own way that are worth retrying too.</param>
-    public static IHttpClientBuilder AddUpstreamResilience<TOptions>(this IHttpClientBuilder client, Func<HttpRequestMessage, bool>? retryPost, Func<Exception, bool>? alsoTransient = null)
+    /// <param name="callerBounded">
+    /// Requests whose duration their caller bounds (an agent's run, under <c>Chat:RunTimeout</c>): the attempt and total
+    /// timeouts, meant for the upstream's quick calls, do not apply to them.
+    /// </param>
+    public static IHttpClientBuilder AddUpstreamResilience<TOptions>(this IHttpClientBuilder client, Func<HttpRequestMessage, bool>? retryPost, Func<Exception, bool>? alsoTransient = null, Func<HttpRequestMessage, bool>? callerBounded = null)
         where TOptions : class, IUpstreamRetryOptions
     {
         client.AddStandardResilienceHandler()
@@ -51,6 +55,12 @@ internal static class UpstreamResilience
                 resilience.Retry.UseJitter = true;
 
                 resilience.TotalRequestTimeout.Timeout = (options.AttemptTimeout * (options.RetryAttempts + 1)) + (options.RetryDelay * 60);
+                if (callerBounded is not null)
+                {
+                    resilience.AttemptTimeout.TimeoutGenerator = args => Bound(args.Context, resilience.AttemptTimeout.Timeout, callerBounded);
+                    resilience.TotalRequestTimeout.TimeoutGenerator = args => Bound(args.Context, resilience.TotalRequestTimeout.Timeout, callerBounded);
+                }
+
                 resilience.CircuitBreaker.SamplingDuration = options.AttemptTimeout * 2;
             });
 
@@ -59,6 +69,9 @@ internal static class UpstreamResilience
         client.RemoveAllLoggers();
         return client;
     }
+
+    private static ValueTask<TimeSpan> Bound(ResilienceContext context, TimeSpan timeout, Func<HttpRequestMessage, bool> callerBounded) =>
+        ValueTask.FromResult(context.GetRequestMessage() is { } request && callerBounded(request) ? Timeout.InfiniteTimeSpan : timeout);
 
     private static bool MayRepeat(HttpRequestMessage? request, Func<HttpRequestMessage, bool>? retryPost) =>
         request is null || request.Method != HttpMethod.Post || retryPost?.Invoke(request) == true;

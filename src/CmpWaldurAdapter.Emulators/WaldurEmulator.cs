@@ -313,6 +313,25 @@ public class WaldurEmulator : Emulator
         }
     }
 
+    /// <summary>Changes a stored usage, or deletes it when <paramref name="usage"/> is null, as a Waldur operator could.</summary>
+    public void ReplaceStoredUsage(Guid resource, string type, DateOnly billingPeriod, string? usage)
+    {
+        lock (Sync)
+        {
+            var key = (resource.ToString(), type, billingPeriod.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture));
+            var stored = _usageIndex[key];
+            if (usage is null)
+            {
+                _usages.Remove(stored);
+                _usageIndex.Remove(key);
+            }
+            else
+            {
+                stored["usage"] = usage;
+            }
+        }
+    }
+
     /// <summary>Tells the emulator which offering a resource belongs to when it was not created through an order here.</summary>
     public void KnowResource(Guid resource, Guid offering)
     {

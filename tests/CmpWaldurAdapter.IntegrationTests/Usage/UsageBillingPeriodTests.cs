@@ -1,0 +1,305 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using CmpWaldurAdapter.Core.Catalogue;
+using CmpWaldurAdapter.Core.Credits;
+using CmpWaldurAdapter.Core.Subscriptions;
+using CmpWaldurAdapter.Credits;
+using CmpWaldurAdapter.Persistence;
+using CmpWaldurAdapter.Tenants;
+using CmpWaldurAdapter.Testing.Credits;
+using CmpWaldurAdapter.Testing.Hosting;
+using CmpWaldurAdapter.Usage;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace CmpWaldurAdapter.IntegrationTests.Usage;
+
+public sealed class UsageBillingPeriodOnSqliteTests() : UsageBillingPeriodTests(DatabaseProvider.Sqlite);
+
+public sealed class UsageBillingPeriodOnPostgresTests() : UsageBillingPeriodTests(DatabaseProvider.Postgres);
+
+/// <summary>
+/// Waldur's set_usage overwrites the month-to-date total of a resource, component and billing period, and its date
+/// picks the period: month boundaries, terminations, failures of one resource and totals Waldur lost must neither
+/// lose a charge nor count one twice.
+/// </summary>
+public abstract class UsageBillingPeriodTests(DatabaseProvider provider) : IAsyncLifetime
+{
+    private const string SetUsagePath = "/api/marketplace-component-usages/set_usage/";
+    private static readonly DateOnly March = new(2026, 3, 1);
+    private static readonly DateOnly April = new(2026, 4, 1);
+
+    private CreditTestBed _bed = null!;
+    private Guid _customer;
+
+    private UsageReporter Reporter => _bed.Services.GetRequiredService<UsageReporter>();
+
+    private CreditLedger Ledger => _bed.Ledger;
+
+    private TestClock Clock => _bed.Clock!;
+
+    public async Task InitializeAsync()
+    {
+        _bed = await CreditTestBed.CreateAsync(provider, new DateTimeOffset(2026, 3, 20, 10, 0, 0, TimeSpan.Zero));
+        // One resource at a time, in order, so a fault injected for the next set_usage hits exactly one resource.
+        _bed.Settings["Usage:Concurrency"] = "1";
+        // A Waldur that hangs is given up on within seconds (three attempts).
+        _bed.Settings["Waldur:AttemptTimeout"] = "00:00:01";
+        await _bed.StartAsync();
+        _customer = Guid.NewGuid();
+        await Ledger.GrantAsync(_customer, 10_000, "test funding");
+    }
+
+    public async Task DisposeAsync() => await _bed.DisposeAsync();
+
+    [Fact]
+    public async Task A_charge_of_the_previous_month_committed_after_its_last_report_corrects_that_month_and_not_the_new_one()
+    {
+        var agent = await _bed.AddSubscriptionAsync(_customer);
+        Clock.SetUtcNow(new DateTimeOffset(2026, 3, 31, 23, 40, 0, TimeSpan.Zero));
+        await ChargeAsync(agent, ActionClass.ChatMessage, 2);
+        await Reporter.ReportAsync(); // the last report of March
+        Clock.SetUtcNow(new DateTimeOffset(2026, 3, 31, 23, 59, 59, TimeSpan.Zero));
+        await ChargeAsync(agent, ActionClass.ChatMessage, 2);
+        var hold = await Ledger.ReserveAsync(_customer, agent.Id, ActionClass.VoiceInteraction, 2, 3, "call begun in March");
+        Clock.SetUtcNow(new DateTimeOffset(2026, 4, 1, 0, 5, 0, TimeSpan.Zero));
+        Assert.Equal(SettleStatus.Settled, (await Ledger.SettleAsync(hold.ReservationId!.Value)).Status);
+        Clock.SetUtcNow(new DateTimeOffset(2026, 4, 1, 0, 10, 0, TimeSpan.Zero));
+        var before = SetUsageBodies().Count;
+
+        await Reporter.ReportAsync();
+
+        // The ledger books a settled hold in the month it settles in, and Waldur gets it there, once.
+        Assert.Equal(["2026-03-01 chat_credits=4.00", "2026-04-01 voice_credits=2.00"], SetUsageBodies().Skip(before).Select(Sent));
+        Assert.Equal([("chat_credits", March, "4.00"), ("voice_credits", April, "2.00")], WaldurHolds(agent));
+        Assert.Equal(await LedgerHoldsAsync(agent, March, April), WaldurHolds(agent));
+    }
+
+    [Fact]
+    public async Task The_first_run_of_a_month_sends_the_final_total_of_the_previous_month_for_every_resource_then_the_new_months()
+    {
+        var busy = await _bed.AddSubscriptionAsync(_customer);
+        var lateStarter = await _bed.AddSubscriptionAsync(_customer);
+        var quiet = await _bed.AddSubscriptionAsync(_customer);
+        Clock.SetUtcNow(new DateTimeOffset(2026, 3, 31, 23, 30, 0, TimeSpan.Zero));
+        await ChargeAsync(busy, ActionClass.ChatMessage, 2);
+        await ChargeAsync(quiet, ActionClass.RagDocument, 5);
+        await Reporter.ReportAsync(); // the last report of March
+        Clock.SetUtcNow(new DateTimeOffset(2026, 3, 31, 23, 50, 0, TimeSpan.Zero));
+        await ChargeAsync(busy, ActionClass.ChatMessage, 2);
+        await ChargeAsync(lateStarter, ActionClass.ImageGeneration, 10);
+        Clock.SetUtcNow(new DateTimeOffset(2026, 4, 1, 0, 0, 30, TimeSpan.Zero));
+        await ChargeAsync(busy, ActionClass.ChatMessage, 2);
+        Clock.SetUtcNow(new DateTimeOffset(2026, 4, 1, 0, 10, 0, TimeSpan.Zero));
+        var before = SetUsageBodies().Count;
+
+        var report = await Reporter.ReportAsync();
+
+        var sent = SetUsageBodies().Skip(before).ToList();
+        Assert.Equal(["2026-03-01 chat_credits=4.00", "2026-04-01 chat_credits=2.00"], sent.Where(b => IsFor(b, busy)).Select(Sent));
+        Assert.Equal(["2026-03-01 image_credits=10.00"], sent.Where(b => IsFor(b, lateStarter)).Select(Sent));
+        Assert.DoesNotContain(sent, b => IsFor(b, quiet));
+        Assert.Contains(report.Rows, r => r is { Period: "2026-03", Component: "rag_credits", Action: UsageAction.Unchanged, Ours: 5m });
+        Assert.False(report.Unfinished);
+        foreach (var agent in new[] { busy, lateStarter, quiet })
+        {
+            Assert.Equal(await LedgerHoldsAsync(agent, March, April), WaldurHolds(agent));
+        }
+    }
+
+    [Fact]
+    public async Task A_resource_terminated_mid_month_has_its_final_usage_with_termination_charges_reported_once_to_that_month()
+    {
+        var agent = await _bed.AddSubscriptionAsync(_customer);
+        Clock.SetUtcNow(new DateTimeOffset(2026, 3, 15, 10, 0, 0, TimeSpan.Zero));
+        await ChargeAsync(agent, ActionClass.ChatMessage, 2);
+        await ChargeAsync(agent, ActionClass.ChatMessage, 2);
+        await SetStateAsync(agent, SubscriptionState.Terminating);
+        // Removing the knowledge base charges the parses it finished.
+        await ChargeAsync(agent, ActionClass.RagDocument, 5, whileTerminating: true);
+
+        var final = await Reporter.ReportResourceAsync(agent.ResourceUuid, CancellationToken.None);
+        await SetStateAsync(agent, SubscriptionState.Terminated);
+        var afterTermination = await Ledger.ChargeAsync(_customer, agent.Id, ActionClass.RagDocument, 5, 3, Guid.NewGuid().ToString(), whileTerminating: true);
+        Clock.SetUtcNow(new DateTimeOffset(2026, 3, 15, 10, 30, 0, TimeSpan.Zero));
+        var sameMonth = await Reporter.ReportAsync();
+        Clock.SetUtcNow(new DateTimeOffset(2026, 4, 1, 0, 10, 0, TimeSpan.Zero));
+        var nextMonth = await Reporter.ReportAsync();
+
+        Assert.Equal(2, final.Count(r => r.Action == UsageAction.Posted));
+        Assert.Equal(ChargeStatus.Refused, afterTermination.Status);
+        Assert.Equal(0, sameMonth.Posted);
+        Assert.Equal(0, nextMonth.Posted);
+        Assert.Equal(["2026-03-01 chat_credits=4.00 rag_credits=5.00"], SetUsageBodies().Select(Sent));
+        Assert.Equal([("chat_credits", March, "4.00"), ("rag_credits", March, "5.00")], WaldurHolds(agent));
+    }
+
+    [Fact]
+    public async Task A_termination_charge_after_the_final_report_is_sent_by_the_next_run_as_the_months_whole_total()
+    {
+        var agent = await _bed.AddSubscriptionAsync(_customer);
+        Clock.SetUtcNow(new DateTimeOffset(2026, 3, 31, 23, 50, 0, TimeSpan.Zero));
+        await ChargeAsync(agent, ActionClass.RagDocument, 5);
+        await SetStateAsync(agent, SubscriptionState.Terminating);
+        await Reporter.ReportResourceAsync(agent.ResourceUuid, CancellationToken.None);
+        // A parse the knowledge base's removal charges after the final report went out, just before midnight.
+        Clock.SetUtcNow(new DateTimeOffset(2026, 3, 31, 23, 59, 0, TimeSpan.Zero));
+        await ChargeAsync(agent, ActionClass.RagDocument, 5, whileTerminating: true);
+        await SetStateAsync(agent, SubscriptionState.Terminated);
+        Clock.SetUtcNow(new DateTimeOffset(2026, 4, 1, 0, 10, 0, TimeSpan.Zero));
+
+        var next = await Reporter.ReportAsync();
+        var after = await Reporter.ReportAsync();
+
+        Assert.Equal(1, next.Posted);
+        Assert.Equal(0, after.Posted);
+        Assert.Equal(["2026-03-01 rag_credits=5.00", "2026-03-01 rag_credits=10.00"], SetUsageBodies().Select(Sent));
+        Assert.Equal([("rag_credits", March, "10.00")], WaldurHolds(agent));
+    }
+
+    [Fact]
+    public async Task When_waldur_fails_for_one_resource_the_others_are_still_sent_and_it_gets_its_whole_total_next_run()
+    {
+        await OneResourceFailingAsync(() => _bed.Waldur.Fail("POST", SetUsagePath, 503, times: 3), "503");
+    }
+
+    [Fact]
+    public async Task When_waldur_hangs_for_one_resource_the_others_are_still_sent_and_it_gets_its_whole_total_next_run()
+    {
+        await OneResourceFailingAsync(() => _bed.Waldur.Fail("POST", SetUsagePath, 201, times: 3, delay: TimeSpan.FromSeconds(3)), null);
+    }
+
+    private async Task OneResourceFailingAsync(Action failTheNextResource, string? detail)
+    {
+        var agents = new[] { await _bed.AddSubscriptionAsync(_customer), await _bed.AddSubscriptionAsync(_customer), await _bed.AddSubscriptionAsync(_customer) };
+        foreach (var agent in agents)
+        {
+            await ChargeAsync(agent, ActionClass.ChatMessage, 2);
+        }
+
+        // Every attempt (the first and both retries) of the first resource's set_usage fails.
+        failTheNextResource();
+        var failed = await Reporter.ReportAsync();
+        _bed.Waldur.Heal();
+        foreach (var agent in agents)
+        {
+            await ChargeAsync(agent, ActionClass.ChatMessage, 2);
+        }
+
+        var next = await Reporter.ReportAsync();
+
+        var failure = Assert.Single(failed.Rows, r => r.Action == UsageAction.Failed);
+        if (detail is not null)
+        {
+            Assert.Contains(detail, failure.Detail, StringComparison.Ordinal);
+        }
+
+        Assert.Equal(2, failed.Posted);
+        Assert.Equal(3, next.Posted);
+        Assert.False(next.Unfinished);
+        foreach (var agent in agents)
+        {
+            Assert.Equal([("chat_credits", March, "4.00")], WaldurHolds(agent));
+        }
+
+        // The one that failed is sent its whole month-to-date total, never what was charged since.
+        Assert.Equal("2026-03-01 chat_credits=4.00", Sent(SetUsageBodies().Single(b => b["resource"]!.GetValue<string>() == failure.ResourceUuid.ToString())));
+    }
+
+    [Fact]
+    public async Task Only_the_offerings_declared_components_are_reported_as_two_decimal_strings()
+    {
+        var agent = await _bed.AddSubscriptionAsync(_customer);
+        await ChargeAsync(agent, ActionClass.ChatMessage, 2);
+        // Automation runs are no component of this offering: Waldur would refuse the whole call.
+        await ChargeAsync(agent, ActionClass.AutomationRun, 3);
+
+        var report = await Reporter.ReportAsync();
+
+        var sent = Assert.Single(SetUsageBodies());
+        var usage = Assert.Single(sent["usages"]!.AsArray());
+        Assert.Equal("chat_credits", usage!["type"]!.GetValue<string>());
+        Assert.Equal(JsonValueKind.String, usage["amount"]!.GetValueKind());
+        Assert.Equal("2.00", usage["amount"]!.GetValue<string>());
+        Assert.DoesNotContain(report.Rows, r => r.Component == "automation_credits");
+        Assert.Equal(TestCatalogue.Components, report.Rows.Select(r => r.Component).Order(StringComparer.Ordinal));
+        Assert.Contains(_bed.Logs.Lines, line => line.Contains("automation_credits", StringComparison.Ordinal) && line.Contains("no such component", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task A_total_waldur_lost_or_changed_is_sent_again_and_only_that_one()
+    {
+        var agent = await _bed.AddSubscriptionAsync(_customer);
+        await ChargeAsync(agent, ActionClass.ChatMessage, 2);
+        await ChargeAsync(agent, ActionClass.RagDocument, 5);
+        Clock.SetUtcNow(new DateTimeOffset(2026, 4, 2, 9, 0, 0, TimeSpan.Zero));
+        await ChargeAsync(agent, ActionClass.ChatMessage, 2);
+        await Reporter.ReportAsync();
+        var unchanged = await Reporter.ReportAsync();
+        var before = SetUsageBodies().Count;
+        _bed.Waldur.ReplaceStoredUsage(agent.ResourceUuid, "chat_credits", March, null);
+        _bed.Waldur.ReplaceStoredUsage(agent.ResourceUuid, "chat_credits", April, "1.00");
+
+        var corrected = await Reporter.ReportAsync();
+
+        Assert.Equal(0, unchanged.Posted);
+        Assert.Equal(2, corrected.Posted);
+        Assert.Equal(["2026-03-01 chat_credits=2.00", "2026-04-01 chat_credits=2.00"], SetUsageBodies().Skip(before).Select(Sent));
+        Assert.Equal([("chat_credits", March, "2.00"), ("chat_credits", April, "2.00"), ("rag_credits", March, "5.00")], WaldurHolds(agent));
+    }
+
+    private async Task ChargeAsync(Subscription agent, ActionClass action, long credits, bool whileTerminating = false)
+    {
+        var result = await Ledger.ChargeAsync(_customer, agent.Id, action, credits, 3, Guid.NewGuid().ToString(), whileTerminating);
+        Assert.Equal(ChargeStatus.Charged, result.Status);
+    }
+
+    private Task SetStateAsync(Subscription agent, SubscriptionState state) =>
+        _bed.QueryAsync(async db =>
+        {
+            var row = await db.Subscriptions.FindAsync(agent.Id);
+            row!.State = state;
+            return await db.SaveChangesAsync();
+        });
+
+    /// <summary>What the ledger says Waldur should hold for the resource, in the form of <see cref="WaldurHolds"/>.</summary>
+    private async Task<List<(string, DateOnly, string)>> LedgerHoldsAsync(Subscription agent, params DateOnly[] months)
+    {
+        var holds = new List<(string, DateOnly, string)>();
+        foreach (var month in months)
+        {
+            var totals = await _bed.QueryAsync(db => UsageTotals.ForResourceAsync(db, agent.ResourceUuid, BillingPeriod.FromFirstDay(month), CancellationToken.None));
+            holds.AddRange(totals.Select(t => (t.Key, month, UsageAmounts.Format(t.Value))));
+        }
+
+        return holds.OrderBy(h => h.Item1, StringComparer.Ordinal).ThenBy(h => h.Item2).ToList();
+    }
+
+    private List<(string, DateOnly, string)> WaldurHolds(Subscription agent) =>
+        _bed.Waldur.Usages
+            .Where(u => u["resource_uuid"]!.GetValue<string>() == agent.ResourceUuid.ToString())
+            .Select(u => (u["type"]!.GetValue<string>(), DateOnly.Parse(u["billing_period"]!.GetValue<string>(), CultureInfo.InvariantCulture), u["usage"]!.GetValue<string>()))
+            .OrderBy(u => u.Item1, StringComparer.Ordinal).ThenBy(u => u.Item2)
+            .ToList();
+
+    /// <summary>Every set_usage Waldur took (answered 201), oldest first.</summary>
+    private List<JsonObject> SetUsageBodies() =>
+        _bed.Waldur.Server.LogEntries
+            .Where(e => e.RequestMessage.Method == "POST" && e.RequestMessage.Path == SetUsagePath && e.ResponseMessage.StatusCode is 201 && !IsInjected(e))
+            .OrderBy(e => e.RequestMessage.DateTime)
+            .Select(e => JsonNode.Parse(e.RequestMessage.Body!)!.AsObject())
+            .ToList();
+
+    private static bool IsInjected(WireMock.Logging.ILogEntry entry) =>
+        entry.ResponseMessage.BodyData?.BodyAsString?.Contains("injected failure", StringComparison.Ordinal) == true;
+
+    private static bool IsFor(JsonObject body, Subscription agent) => body["resource"]!.GetValue<string>() == agent.ResourceUuid.ToString();
+
+    /// <summary>A set_usage body as "2026-03-01 chat_credits=4.00 rag_credits=5.00": the UTC day of its date, then its totals.</summary>
+    private static string Sent(JsonObject body)
+    {
+        var day = DateTimeOffset.Parse(body["date"]!.GetValue<string>(), CultureInfo.InvariantCulture).UtcDateTime.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
+        var usages = body["usages"]!.AsArray().Select(u => $"{u!["type"]!.GetValue<string>()}={u["amount"]!.GetValue<string>()}").Order(StringComparer.Ordinal);
+        return string.Join(' ', usages.Prepend(day));
+    }
+}

@@ -43,8 +43,6 @@ public abstract class UsageBillingPeriodTests(DatabaseProvider provider) : IAsyn
         _bed = await CreditTestBed.CreateAsync(provider, new DateTimeOffset(2026, 3, 20, 10, 0, 0, TimeSpan.Zero));
         // One resource at a time, in order, so a fault injected for the next set_usage hits exactly one resource.
         _bed.Settings["Usage:Concurrency"] = "1";
-        // A Waldur that hangs is given up on within seconds (three attempts).
-        _bed.Settings["Waldur:AttemptTimeout"] = "00:00:01";
         await _bed.StartAsync();
         _customer = Guid.NewGuid();
         await Ledger.GrantAsync(_customer, 10_000, "test funding");
@@ -166,7 +164,7 @@ public abstract class UsageBillingPeriodTests(DatabaseProvider provider) : IAsyn
     [Fact]
     public async Task When_waldur_hangs_for_one_resource_the_others_are_still_sent_and_it_gets_its_whole_total_next_run()
     {
-        await OneResourceFailingAsync(() => _bed.Waldur.Fail("POST", SetUsagePath, 201, times: 3, delay: TimeSpan.FromSeconds(3)), null);
+        await OneResourceFailingAsync(() => _bed.Waldur.Fail("POST", SetUsagePath, 201, times: 3, delay: TimeSpan.FromSeconds(5)), null);
     }
 
     private async Task OneResourceFailingAsync(Action failTheNextResource, string? detail)
@@ -177,7 +175,8 @@ public abstract class UsageBillingPeriodTests(DatabaseProvider provider) : IAsyn
             await ChargeAsync(agent, ActionClass.ChatMessage, 2);
         }
 
-        // Every attempt (the first and both retries) of the first resource's set_usage fails.
+        // Every attempt (the first and the test host's two retries) of the first resource's set_usage fails; a hanging
+        // one outlasts the test host's 2-second attempt timeout.
         failTheNextResource();
         var failed = await Reporter.ReportAsync();
         _bed.Waldur.Heal();

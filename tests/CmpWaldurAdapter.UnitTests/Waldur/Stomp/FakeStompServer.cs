@@ -92,8 +92,6 @@ public sealed class FakeStompSession
     private readonly TaskCompletionSource _closeReceived = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _closeAnswer = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private volatile bool _holdCloseAnswer;
-    private CancellationTokenSource? _heartbeatSender;
-    private int _heartbeatsSent;
     private bool _finished;
 
     internal FakeStompSession(HttpContext context, WebSocket socket, string[] requestedSubProtocols, string? subProtocol)
@@ -110,8 +108,6 @@ public sealed class FakeStompSession
 
     /// <summary>Completes when the client's side ends: its close status, or null if the socket just broke.</summary>
     public Task<WebSocketCloseStatus?> Ended => _ended.Task;
-
-    public int HeartbeatsSent => Volatile.Read(ref _heartbeatsSent);
 
     /// <summary>Completes when the client's WebSocket close frame arrives.</summary>
     public Task CloseReceived => _closeReceived.Task;
@@ -199,29 +195,7 @@ public sealed class FakeStompSession
             new("server", "FakeStomp/1.0"),
         ]);
 
-    public void StartHeartbeats(TimeSpan interval)
-    {
-        var cts = new CancellationTokenSource();
-        _heartbeatSender = cts;
-        _ = Task.Run(async () =>
-        {
-            try
-            {
-                while (!cts.IsCancellationRequested)
-                {
-                    await SendRawAsync([(byte)'\n']);
-                    Interlocked.Increment(ref _heartbeatsSent);
-                    await Task.Delay(interval, cts.Token);
-                }
-            }
-            catch (Exception)
-            {
-                // The socket went away or the test stopped the beats.
-            }
-        });
-    }
-
-    public void StopHeartbeats() => _heartbeatSender?.Cancel();
+    public Task SendHeartbeatAsync() => SendRawAsync(StompFrameCodec.HeartbeatBytes.ToArray());
 
     /// <summary>
     /// Closes the WebSocket from the server side with a proper close handshake, unless the client has already
@@ -229,7 +203,6 @@ public sealed class FakeStompSession
     /// </summary>
     public async Task CloseAsync(WebSocketCloseStatus status = WebSocketCloseStatus.NormalClosure, string description = "bye")
     {
-        StopHeartbeats();
         await _sendLock.WaitAsync();
         try
         {
@@ -251,7 +224,6 @@ public sealed class FakeStompSession
     /// <summary>Drops the TCP connection without a WebSocket close handshake.</summary>
     public void Abort()
     {
-        StopHeartbeats();
         AnswerClose();
         lock (_raw)
         {
@@ -317,7 +289,6 @@ public sealed class FakeStompSession
         }
         finally
         {
-            StopHeartbeats();
             _frames.Writer.TryComplete();
             lock (_raw)
             {

@@ -5,6 +5,7 @@ using System.Net.WebSockets;
 using System.Text;
 using CmpWaldurAdapter.Waldur.Events.Stomp;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Time.Testing;
 
 namespace CmpWaldurAdapter.UnitTests.Waldur.Stomp;
 
@@ -13,18 +14,19 @@ public sealed class StompConnectionTests : IAsyncLifetime
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(5);
 
     private readonly List<StompConnection> _clients = [];
+    private readonly ReadCountingClock _clock = new();
     private FakeStompServer _server = null!;
 
     public async Task InitializeAsync() => _server = await FakeStompServer.StartAsync();
 
     public async Task DisposeAsync()
     {
+        // The server first: a client left connected on the fake clock would wait for its DISCONNECT's RECEIPT forever.
+        await _server.DisposeAsync();
         foreach (var client in _clients)
         {
             await client.DisposeAsync();
         }
-
-        await _server.DisposeAsync();
     }
 
     /// <summary>Quiet by default: heart-beats off, short timeouts.</summary>
@@ -45,9 +47,9 @@ public sealed class StompConnectionTests : IAsyncLifetime
         return options;
     }
 
-    private StompConnection NewClient(ILogger<StompConnection>? logger = null)
+    private StompConnection NewClient(ILogger<StompConnection>? logger = null, TimeProvider? timeProvider = null)
     {
-        var client = new StompConnection(logger);
+        var client = new StompConnection(logger, timeProvider);
         _clients.Add(client);
         return client;
     }
@@ -63,6 +65,42 @@ public sealed class StompConnectionTests : IAsyncLifetime
         await connecting.WaitAsync(Timeout);
         return (client, session);
     }
+
+    /// <summary>
+    /// Connects a client whose timers run on <see cref="_clock"/>. Off xUnit's synchronization context, so the
+    /// heart-beat loop resumes inline as the clock advances: whatever it does with the time given, it has done when
+    /// <see cref="AdvanceAsync"/> returns.
+    /// </summary>
+    private async Task<(StompConnection Client, FakeStompSession Session)> ConnectOnTheFakeClockAsync(
+        StompConnectOptions options, string serverHeartBeat, ILogger<StompConnection>? logger = null)
+    {
+        var client = NewClient(logger, _clock);
+        var connecting = Task.Run(() => client.ConnectAsync(_server.Uri, options));
+        var session = await _server.AcceptAsync();
+        await session.ExpectFrameAsync(StompCommands.Connect);
+        await session.SendConnectedAsync(serverHeartBeat);
+        await connecting.WaitAsync(Timeout);
+        return (client, session);
+    }
+
+    private Task AdvanceAsync(TimeSpan by) => Task.Run(() => _clock.Advance(by));
+
+    /// <summary>Sends a heart-beat and waits until the client has taken it in: it reads the clock to stamp any data.</summary>
+    private async Task SendHeartbeatAndWaitForItAsync(FakeStompSession session)
+    {
+        var reads = _clock.Reads;
+        await session.SendHeartbeatAsync();
+        await WaitUntilAsync(() => _clock.Reads > reads, "the client to take in a heart-beat");
+    }
+
+    /// <summary>
+    /// The server may read a frame before the client's send of it returns, and a timeout firing during the send
+    /// aborts the socket: before advancing the clock past a timeout, wait for the send to return.
+    /// </summary>
+    private static Task WaitUntilSentAsync(CapturingLogger<StompConnection> logger, string command) =>
+        WaitUntilAsync(
+            () => logger.Lines.Any(line => line.Contains($"Sent STOMP {command} frame", StringComparison.Ordinal)),
+            $"{command} to be sent");
 
     private static async Task DisconnectGracefullyAsync(StompConnection client, FakeStompSession session)
     {
@@ -220,15 +258,20 @@ public sealed class StompConnectionTests : IAsyncLifetime
     [Fact]
     public async Task Connect_times_out_when_CONNECTED_never_comes()
     {
-        var client = NewClient();
-        var clock = Stopwatch.StartNew();
+        var logger = new CapturingLogger<StompConnection>();
+        var client = NewClient(logger, _clock);
 
-        var connecting = client.ConnectAsync(_server.Uri, Options(o => o.ConnectTimeout = TimeSpan.FromMilliseconds(300)));
+        var connecting = Task.Run(
+            () => client.ConnectAsync(_server.Uri, Options(o => o.ConnectTimeout = TimeSpan.FromMilliseconds(300))));
         var session = await _server.AcceptAsync();
         await session.ExpectFrameAsync(StompCommands.Connect);
+        await WaitUntilSentAsync(logger, StompCommands.Connect);
+
+        await AdvanceAsync(TimeSpan.FromMilliseconds(299));
+        Assert.False(connecting.IsCompleted);
+        await AdvanceAsync(TimeSpan.FromMilliseconds(1));
 
         await Assert.ThrowsAsync<TimeoutException>(() => connecting.WaitAsync(Timeout));
-        Assert.InRange(clock.Elapsed, TimeSpan.FromMilliseconds(250), TimeSpan.FromSeconds(3));
         Assert.Equal(StompConnectionState.Failed, client.State);
         Assert.Null(await session.Ended.WaitAsync(Timeout));
     }
@@ -415,16 +458,20 @@ public sealed class StompConnectionTests : IAsyncLifetime
     {
         // cx = 100 ms, server sy = 150 ms: the client must beat every max(100, 150) = 150 ms.
         var options = Options(o => o.HeartbeatSendInterval = TimeSpan.FromMilliseconds(100));
-        var (client, session) = await ConnectAsync(options, serverHeartBeat: "0,150");
+        var (client, session) = await ConnectOnTheFakeClockAsync(options, serverHeartBeat: "0,150");
         Assert.Equal(TimeSpan.FromMilliseconds(150), client.OutgoingHeartbeat);
 
-        await WaitUntilAsync(() => session.HeartbeatArrivals.Count >= 5, "five heart-beats");
+        for (var beats = 1; beats <= 5; beats++)
+        {
+            await AdvanceAsync(TimeSpan.FromMilliseconds(149));
+            await AdvanceAsync(TimeSpan.FromMilliseconds(1));
+            await WaitUntilAsync(() => session.HeartbeatArrivals.Count >= beats, $"heart-beat {beats}");
+        }
 
-        var arrivals = session.HeartbeatArrivals.Take(5).ToArray();
-        var gaps = arrivals.Zip(arrivals.Skip(1), (a, b) => (b - a).TotalMilliseconds).ToArray();
-        Assert.All(gaps, gap => Assert.InRange(gap, 100, 1000));
-        Assert.InRange(gaps.Average(), 130, 400);
+        // DISCONNECT follows on the socket any beat sent before it: a beat sent a millisecond early would be counted.
+        await AdvanceAsync(TimeSpan.FromMilliseconds(149));
         await DisconnectGracefullyAsync(client, session);
+        Assert.Equal(5, session.HeartbeatArrivals.Count);
     }
 
     [Fact]
@@ -436,19 +483,15 @@ public sealed class StompConnectionTests : IAsyncLifetime
             o.HeartbeatReceiveInterval = TimeSpan.FromMilliseconds(100);
             o.HeartbeatTolerance = 3;
         });
-        var client = NewClient();
-        var connecting = client.ConnectAsync(_server.Uri, options);
-        var session = await _server.AcceptAsync();
-        await session.ExpectFrameAsync(StompCommands.Connect);
-        var clock = Stopwatch.StartNew();
-        await session.SendConnectedAsync("100,0");
-        await connecting.WaitAsync(Timeout);
+        var (client, session) = await ConnectOnTheFakeClockAsync(options, serverHeartBeat: "100,0");
 
+        await AdvanceAsync(TimeSpan.FromMilliseconds(299));
+        Assert.Equal(StompConnectionState.Connected, client.State);
+        await AdvanceAsync(TimeSpan.FromMilliseconds(1));
         var (_, end) = await DrainAsync(client);
 
         var error = Assert.IsType<StompConnectionLostException>(end);
         Assert.Equal(StompConnectionLostReason.HeartbeatTimeout, error.Reason);
-        Assert.InRange(clock.Elapsed, TimeSpan.FromMilliseconds(300), TimeSpan.FromSeconds(3));
         Assert.Equal(StompConnectionState.Failed, client.State);
         Assert.Null(await session.Ended.WaitAsync(Timeout));
     }
@@ -456,20 +499,30 @@ public sealed class StompConnectionTests : IAsyncLifetime
     [Fact]
     public async Task Server_heart_beats_keep_the_connection_alive_until_they_stop()
     {
-        var options = Options(o => o.HeartbeatReceiveInterval = TimeSpan.FromMilliseconds(150));
-        var (client, session) = await ConnectAsync(options, serverHeartBeat: "150,0");
-        Assert.Equal(TimeSpan.FromMilliseconds(150), client.IncomingHeartbeat);
+        // sx = 1 s, cy = 1 s, tolerance 3: dead after 3 s without data.
+        var options = Options(o =>
+        {
+            o.HeartbeatReceiveInterval = TimeSpan.FromSeconds(1);
+            o.HeartbeatTolerance = 3;
+        });
+        var (client, session) = await ConnectOnTheFakeClockAsync(options, serverHeartBeat: "1000,0");
+        Assert.Equal(TimeSpan.FromSeconds(1), client.IncomingHeartbeat);
 
-        session.StartHeartbeats(TimeSpan.FromMilliseconds(50));
-        await WaitUntilAsync(() => session.HeartbeatsSent >= 14, "700 ms of server heart-beats");
+        // Ten seconds of beats, one a second. The client reads the clock for a beat a moment before it stores the
+        // reading, so the watchdog may judge by the beat before: 2 s of silence, still within the tolerance.
+        for (var second = 1; second <= 10; second++)
+        {
+            await AdvanceAsync(TimeSpan.FromSeconds(1));
+            Assert.Equal(StompConnectionState.Connected, client.State);
+            await SendHeartbeatAndWaitForItAsync(session);
+        }
+
+        await AdvanceAsync(TimeSpan.FromSeconds(1));
         Assert.Equal(StompConnectionState.Connected, client.State);
-
-        session.StopHeartbeats();
-        var clock = Stopwatch.StartNew();
+        await AdvanceAsync(TimeSpan.FromSeconds(2));
         var (_, end) = await DrainAsync(client);
 
         Assert.Equal(StompConnectionLostReason.HeartbeatTimeout, Assert.IsType<StompConnectionLostException>(end).Reason);
-        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(3));
     }
 
     [Fact]
@@ -542,13 +595,18 @@ public sealed class StompConnectionTests : IAsyncLifetime
     [Fact]
     public async Task Disconnect_without_a_receipt_still_closes_after_the_timeout()
     {
-        var (client, session) = await ConnectAsync(Options(o => o.DisconnectTimeout = TimeSpan.FromMilliseconds(200)));
-        var clock = Stopwatch.StartNew();
+        var logger = new CapturingLogger<StompConnection>();
+        var (client, session) = await ConnectOnTheFakeClockAsync(
+            Options(o => o.DisconnectTimeout = TimeSpan.FromMilliseconds(200)), serverHeartBeat: "0,0", logger);
 
-        await client.DisconnectAsync().WaitAsync(Timeout);
-
-        Assert.InRange(clock.Elapsed, TimeSpan.FromMilliseconds(150), TimeSpan.FromSeconds(3));
+        var disconnecting = Task.Run(() => client.DisconnectAsync());
         await session.ExpectFrameAsync(StompCommands.Disconnect);
+        await WaitUntilSentAsync(logger, StompCommands.Disconnect);
+        await AdvanceAsync(TimeSpan.FromMilliseconds(199));
+        Assert.False(disconnecting.IsCompleted);
+        await AdvanceAsync(TimeSpan.FromMilliseconds(1));
+
+        await disconnecting.WaitAsync(Timeout);
         Assert.Equal(WebSocketCloseStatus.NormalClosure, await session.Ended.WaitAsync(Timeout));
         Assert.Equal(StompConnectionState.Closed, client.State);
     }
@@ -631,5 +689,19 @@ public sealed class StompConnectionTests : IAsyncLifetime
         Assert.Equal([new("id", "ack-8")], (await session.ExpectFrameAsync(StompCommands.Nack)).Headers);
         await Assert.ThrowsAsync<InvalidOperationException>(() => client.AckAsync(unackable));
         await DisconnectGracefullyAsync(client, session);
+    }
+
+    /// <summary>A fake clock that counts its readings: the client reads it to stamp data as it arrives.</summary>
+    private sealed class ReadCountingClock : FakeTimeProvider
+    {
+        private int _reads;
+
+        public int Reads => Volatile.Read(ref _reads);
+
+        public override long GetTimestamp()
+        {
+            Interlocked.Increment(ref _reads);
+            return base.GetTimestamp();
+        }
     }
 }

@@ -142,6 +142,41 @@ public sealed class BuyerPagesTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task The_adapters_pages_keep_to_their_own_content_security_policy()
+    {
+        var subscription = await _bed.AddSubscriptionAsync(credits: 50);
+        var keys = _bed.Services.GetRequiredService<CmpWaldurAdapter.ApiKeys.ApiKeyService>();
+        var created = await keys.CreateAsync(subscription.Id, CmpWaldurAdapter.ApiKeys.ApiKeyKind.Secret, "First key", CancellationToken.None);
+        var reveal = At("keys/reveal/" + await keys.CreateRevealAsync(created, TimeSpan.FromDays(7), CancellationToken.None));
+        var page = await _browser.NewPageAsync();
+        // Chromium reports what the policy refused (an inline style or script, say) on the console.
+        var refused = new List<string>();
+        page.Console += (_, message) =>
+        {
+            if (message.Text.Contains("Content Security Policy", StringComparison.Ordinal))
+            {
+                refused.Add($"{page.Url}: {message.Text}");
+            }
+        };
+
+        await page.GotoAsync(At("marketplace"));
+        await page.GotoAsync(At("try/research-agent"));
+        await page.GotoAsync((await _bed.ConsoleLinkAsync(subscription.Id)).ToString());
+        foreach (var tab in new[] { "configuration", "keys", "widget", "usage", "activity", "run" })
+        {
+            await page.GotoAsync(At($"console?tab={tab}"));
+        }
+
+        await page.GotoAsync(reveal);
+        await page.Locator("#reveal").ClickAsync();
+        await Expect(page.Locator("#key")).ToHaveTextAsync(created.Plaintext);
+        await page.GotoAsync(reveal);
+        await Expect(page.Locator("h1")).ToHaveTextAsync("This link has already been used or has expired");
+
+        Assert.Empty(refused);
+    }
+
+    [Fact]
     public async Task A_key_created_in_the_console_works_and_is_shown_only_once()
     {
         var subscription = await _bed.AddSubscriptionAsync(credits: 50);

@@ -148,7 +148,7 @@ public static class ApiKeyEndpoints
         }
 
         return Results.Content(Page("Your API key",
-            $"<p>Copy it now: it will not be shown again.</p><pre id=\"key\">{WebUtility.HtmlEncode(key)}</pre>"
+            $"<p>Copy it now: it will not be shown again.</p><pre id=\"key\" class=\"key\">{WebUtility.HtmlEncode(key)}</pre>"
             + "<p>Use it as <code>Authorization: Bearer &lt;key&gt;</code> with the OpenAI-compatible endpoint <code>/v1/chat/completions</code>.</p>"),
             "text/html; charset=utf-8");
     }
@@ -168,10 +168,11 @@ public static class ApiKeyEndpoints
             "<p>For your security a key is shown only once. Create a new key in the buyer console or with the API.</p>"),
             "text/html; charset=utf-8", statusCode: StatusCodes.Status410Gone);
 
+    /// <summary>Styled by the pages' style sheet: their policy (style-src 'self') refuses inline styles.</summary>
     private static string Page(string title, string body) =>
         $"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{title}</title>"
-        + "<style>body{font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem}pre{background:#f3f4f6;padding:1rem;overflow-wrap:anywhere;white-space:pre-wrap}</style>"
-        + $"</head><body><h1>{title}</h1>{body}</body></html>";
+        + "<link rel=\"stylesheet\" href=\"/app.css\">"
+        + $"</head><body><main class=\"narrow\"><h1>{title}</h1>{body}</main></body></html>";
 
     private sealed class CreateKeyRequest
     {

@@ -24,6 +24,8 @@ public static class BuyerWebServiceCollectionExtensions
             options.HeaderName = "RequestVerificationToken";
             options.Cookie.Name = "cmp_af";
             options.Cookie.SameSite = SameSiteMode.Strict;
+            // Its default is never Secure: over HTTPS (the ingress's too) it must not travel over plain HTTP.
+            options.Cookie.SecurePolicy = CookieSecurePolicy.SameAsRequest;
         });
         services.AddSingleton<ConsoleAccess>();
         services.AddSingleton<IConsoleSession>(sp => sp.GetRequiredService<ConsoleAccess>());

@@ -1,0 +1,198 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text;
+using CmpWaldurAdapter.ApiKeys;
+using CmpWaldurAdapter.Testing.Api;
+using CmpWaldurAdapter.Testing.Web;
+using CmpWaldurAdapter.Web;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace CmpWaldurAdapter.IntegrationTests.Web;
+
+/// <summary>
+/// What a browser is told about the adapter's own pages and its JSON: pages showing a session or a key cannot be
+/// framed, leak no Referer, and are never stored; the console's cookies cannot be read by scripts or sent by other
+/// sites; nothing is content-sniffed; the one-time link, its key and console links stay out of the logs.
+/// </summary>
+public sealed class BrowserFacingSecurityTests : IAsyncDisposable
+{
+    private BuyerWebTestBed? _bed;
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_bed is not null)
+        {
+            await _bed.DisposeAsync();
+        }
+    }
+
+    private async Task<BuyerWebTestBed> StartAsync(params (string Key, string Value)[] settings)
+    {
+        _bed = await BuyerWebTestBed.CreateAsync();
+        _bed.Settings["Web:TrustForwardedHeaders"] = "true"; // TLS ends at the ingress, which says so in X-Forwarded-Proto
+        foreach (var (key, value) in settings)
+        {
+            _bed.Settings[key] = value;
+        }
+
+        await _bed.StartAsync();
+        return _bed;
+    }
+
+    private static HttpClient Browser(BuyerWebTestBed bed) =>
+        new(new HttpClientHandler { CookieContainer = new CookieContainer(), AllowAutoRedirect = false }) { BaseAddress = bed.Url };
+
+    private static async Task<(CreatedKey Key, string Path)> RevealLinkAsync(BuyerWebTestBed bed, Guid subscriptionId)
+    {
+        var keys = bed.Services.GetRequiredService<ApiKeyService>();
+        var created = await keys.CreateAsync(subscriptionId, ApiKeyKind.Secret, "First key", CancellationToken.None);
+        return (created, "/keys/reveal/" + await keys.CreateRevealAsync(created, TimeSpan.FromDays(7), CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task Pages_showing_a_console_session_or_a_key_cannot_be_framed_send_no_referrer_and_are_never_stored()
+    {
+        var bed = await StartAsync();
+        var subscription = await bed.AddSubscriptionAsync();
+        var other = await bed.AddSubscriptionAsync();
+        var (_, reveal) = await RevealLinkAsync(bed, subscription.Id);
+        using var browser = Browser(bed);
+        using var stranger = Browser(bed);
+        Assert.Equal(HttpStatusCode.Redirect, (await browser.GetAsync((await bed.ConsoleLinkAsync(subscription.Id)).PathAndQuery)).StatusCode);
+
+        var revealPage = await browser.GetAsync(reveal);
+        var pages = new Dictionary<string, HttpResponseMessage>
+        {
+            ["console"] = await browser.GetAsync("/console?tab=keys"),
+            ["console without a session"] = await stranger.GetAsync("/console"),
+            ["switch to another console"] = await browser.GetAsync((await bed.ConsoleLinkAsync(other.Id)).PathAndQuery),
+            ["key reveal"] = revealPage,
+            ["key reveal, forged button"] = await stranger.PostAsync(reveal, new FormUrlEncodedContent([new("__RequestVerificationToken", "forged")])),
+            ["key shown"] = await browser.PostAsync(reveal, new FormUrlEncodedContent([KeyRevealLinks.FormFieldOf(await revealPage.Content.ReadAsStringAsync())])),
+            ["key reveal used up"] = await browser.GetAsync(reveal),
+        };
+
+        foreach (var (name, page) in pages)
+        {
+            Assert.True(page.Content.Headers.ContentType?.MediaType == "text/html", $"{name}: {page.StatusCode} {page.Content.Headers.ContentType}");
+            var policy = page.Headers.GetValues("Content-Security-Policy").Single();
+            Assert.Contains("frame-ancestors 'none'", policy);
+            Assert.Contains("script-src 'self'", policy);
+            Assert.DoesNotContain("unsafe-inline", policy);
+            Assert.Equal("DENY", page.Headers.GetValues("X-Frame-Options").Single());
+            Assert.Equal("no-referrer", page.Headers.GetValues("Referrer-Policy").Single());
+            Assert.Equal("nosniff", page.Headers.GetValues("X-Content-Type-Options").Single());
+            Assert.True(page.Headers.CacheControl?.NoStore == true, $"{name} may be stored: Cache-Control {page.Headers.CacheControl}");
+        }
+
+        var tryPage = await stranger.GetAsync("/try/research-agent");
+        Assert.Contains("frame-ancestors 'none'", tryPage.Headers.GetValues("Content-Security-Policy").Single());
+        Assert.Equal("no-referrer", tryPage.Headers.GetValues("Referrer-Policy").Single());
+        Assert.Equal("nosniff", tryPage.Headers.GetValues("X-Content-Type-Options").Single());
+    }
+
+    [Fact]
+    public async Task Console_cookies_are_http_only_strict_and_secure_when_the_ingress_says_https()
+    {
+        var bed = await StartAsync();
+        var subscription = await bed.AddSubscriptionAsync();
+        using var browser = Browser(bed);
+        using var open = new HttpRequestMessage(HttpMethod.Get, (await bed.ConsoleLinkAsync(subscription.Id)).PathAndQuery);
+        open.Headers.Add("X-Forwarded-Proto", "https");
+
+        var opened = await browser.SendAsync(open);
+        // The anti-forgery cookie of the console's forms and the key reveal's button.
+        using var reveal = new HttpRequestMessage(HttpMethod.Get, (await RevealLinkAsync(bed, subscription.Id)).Path);
+        reveal.Headers.Add("X-Forwarded-Proto", "https");
+        var revealPage = await browser.SendAsync(reveal);
+
+        Assert.Equal(HttpStatusCode.Redirect, opened.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, revealPage.StatusCode);
+        var session = Cookie(opened, ConsoleAccess.CookieName);
+        Assert.Contains("httponly", session);
+        Assert.Contains("secure", session);
+        Assert.Contains("samesite=strict", session);
+        Assert.Contains("path=/", session);
+        Assert.Contains($"max-age={(int)TimeSpan.FromHours(8).TotalSeconds}", session);
+        // The marker tells only that a session exists (no secret), for browsers that do not send Sec-Fetch-Site.
+        var marker = Cookie(opened, ConsoleAccess.MarkerCookieName);
+        Assert.Contains("httponly", marker);
+        Assert.Contains("secure", marker);
+        Assert.Contains("samesite=lax", marker);
+        var antiforgery = Cookie(revealPage, "cmp_af");
+        Assert.Contains("httponly", antiforgery);
+        Assert.Contains("secure", antiforgery);
+        Assert.Contains("samesite=strict", antiforgery);
+    }
+
+    [Fact]
+    public async Task Json_answers_are_never_sniffed_and_refusals_echo_no_markup()
+    {
+        var bed = await StartAsync();
+        var subscription = await bed.AddSubscriptionAsync();
+        var key = await bed.PublishableKeyAsync(subscription.Id);
+        await bed.AllowDomainsAsync(subscription.Id, "shop.example.com");
+        using var client = bed.Server.CreateClient();
+        using var widget = new HttpRequestMessage(HttpMethod.Post, "/widget/v1/session") { Content = JsonContent.Create(new { key }) };
+        widget.Headers.Add("Origin", "https://shop.example.com");
+        using var notJson = new HttpRequestMessage(HttpMethod.Post, "/widget/v1/session") { Content = new StringContent($$"""{"key":"{{key}}"}""", Encoding.UTF8, "text/plain") };
+        notJson.Headers.Add("Origin", "https://shop.example.com");
+        using var borrowed = new HttpRequestMessage(HttpMethod.Post, "/widget/v1/session") { Content = JsonContent.Create(new { key }) };
+        borrowed.Headers.Add("Origin", "https://evil.example.net");
+
+        var answers = new Dictionary<string, HttpResponseMessage>
+        {
+            ["widget session"] = await client.SendAsync(widget),
+            ["widget session sent as text"] = await client.SendAsync(notJson),
+            ["widget session from another site"] = await client.SendAsync(borrowed),
+            ["unknown API path"] = await client.GetAsync("/v1/%3Cscript%3Ealert(1)%3C/script%3E"),
+            ["API without a key"] = await client.GetAsync("/v1/keys"),
+            ["try message that is not JSON"] = await client.PostAsync("/try/research-agent/messages", new StringContent("<script>alert(1)</script>", Encoding.UTF8, "text/html")),
+        };
+
+        Assert.Equal(HttpStatusCode.OK, answers["widget session"].StatusCode);
+        Assert.Equal(HttpStatusCode.UnsupportedMediaType, answers["widget session sent as text"].StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, answers["widget session from another site"].StatusCode);
+        foreach (var (name, answer) in answers)
+        {
+            Assert.True(answer.Content.Headers.ContentType?.MediaType == "application/json", $"{name}: {answer.Content.Headers.ContentType}");
+            Assert.Equal("nosniff", answer.Headers.GetValues("X-Content-Type-Options").Single());
+            Assert.DoesNotContain("<script", await answer.Content.ReadAsStringAsync(), StringComparison.OrdinalIgnoreCase);
+        }
+
+        // The widget script itself is for every site; the adapter's pages are not.
+        var script = await client.GetAsync("/widget.js");
+        Assert.Equal("*", script.Headers.GetValues("Access-Control-Allow-Origin").Single());
+        Assert.Equal("nosniff", script.Headers.GetValues("X-Content-Type-Options").Single());
+        Assert.False(script.Headers.Contains("X-Frame-Options"));
+    }
+
+    [Theory]
+    [InlineData("Information")]
+    [InlineData("Verbose")]
+    public async Task Neither_the_one_time_link_nor_its_key_nor_a_console_link_reaches_the_logs(string level)
+    {
+        var bed = await StartAsync(("Serilog:MinimumLevel:Default", level), ("Serilog:MinimumLevel:Override:Microsoft", level), ("Serilog:MinimumLevel:Override:System", level));
+        var subscription = await bed.AddSubscriptionAsync();
+        var (created, reveal) = await RevealLinkAsync(bed, subscription.Id);
+        var link = (await bed.ConsoleLinkAsync(subscription.Id)).PathAndQuery;
+        var consoleToken = Uri.UnescapeDataString(link[(link.IndexOf("t=", StringComparison.Ordinal) + 2)..]);
+        using var browser = Browser(bed);
+
+        Assert.Equal(HttpStatusCode.Redirect, (await browser.GetAsync(link)).StatusCode);
+        var form = KeyRevealLinks.FormFieldOf(await browser.GetStringAsync(reveal));
+        Assert.Contains(created.Plaintext, await (await browser.PostAsync(reveal, new FormUrlEncodedContent([form]))).Content.ReadAsStringAsync());
+        Assert.Equal(HttpStatusCode.Gone, (await browser.GetAsync(reveal)).StatusCode);
+
+        var lines = bed.Server.Logs.Lines.ToList();
+        Assert.Contains(lines, l => l.Contains("/keys/reveal/***", StringComparison.Ordinal)); // the requests were logged, redacted
+        foreach (var secret in new[] { reveal["/keys/reveal/".Length..], created.Plaintext, consoleToken, Uri.EscapeDataString(consoleToken) })
+        {
+            Assert.DoesNotContain(lines, l => l.Contains(secret, StringComparison.Ordinal));
+        }
+    }
+
+    /// <summary>The Set-Cookie line of <paramref name="name"/>, lower case.</summary>
+    private static string Cookie(HttpResponseMessage response, string name) =>
+        response.Headers.GetValues("Set-Cookie").Single(c => c.StartsWith(name + "=", StringComparison.Ordinal)).ToLowerInvariant();
+}

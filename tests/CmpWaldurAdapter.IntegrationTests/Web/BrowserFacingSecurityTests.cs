@@ -61,10 +61,14 @@ public sealed class BrowserFacingSecurityTests : IAsyncDisposable
         Assert.Equal(HttpStatusCode.Redirect, (await browser.GetAsync((await bed.ConsoleLinkAsync(subscription.Id)).PathAndQuery)).StatusCode);
 
         var revealPage = await browser.GetAsync(reveal);
+        // A console link followed from another site is asked for again from here: the page holds the link's token.
+        using var crossSite = new HttpRequestMessage(HttpMethod.Get, (await bed.ConsoleLinkAsync(subscription.Id)).PathAndQuery);
+        crossSite.Headers.Add("Sec-Fetch-Site", "cross-site");
         var pages = new Dictionary<string, HttpResponseMessage>
         {
             ["console"] = await browser.GetAsync("/console?tab=keys"),
             ["console without a session"] = await stranger.GetAsync("/console"),
+            ["console link from another site"] = await stranger.SendAsync(crossSite),
             ["switch to another console"] = await browser.GetAsync((await bed.ConsoleLinkAsync(other.Id)).PathAndQuery),
             ["key reveal"] = revealPage,
             ["key reveal, forged button"] = await stranger.PostAsync(reveal, new FormUrlEncodedContent([new("__RequestVerificationToken", "forged")])),

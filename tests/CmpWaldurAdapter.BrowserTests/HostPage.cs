@@ -21,7 +21,11 @@ public sealed class HostPage : IAsyncDisposable
 
     public int Port { get; }
 
-    public static async Task<HostPage> StartAsync(Uri adapter, string publishableKey)
+    /// <param name="requireCorp">
+    /// Serve the page with <c>Cross-Origin-Embedder-Policy: require-corp</c> (a cross-origin isolated site): the browser
+    /// then loads another origin's script or image only when it says <c>Cross-Origin-Resource-Policy: cross-origin</c>.
+    /// </param>
+    public static async Task<HostPage> StartAsync(Uri adapter, string publishableKey, bool requireCorp = false)
     {
         var builder = WebApplication.CreateBuilder();
         builder.Logging.ClearProviders();
@@ -36,7 +40,15 @@ public sealed class HostPage : IAsyncDisposable
               <script>CMPWidget.init({ apiKey: '{{publishableKey}}', theme: 'light', position: 'bottom-right' });</script>
             </body></html>
             """;
-        app.MapGet("/", () => Results.Content(html, "text/html; charset=utf-8"));
+        app.MapGet("/", (HttpContext http) =>
+        {
+            if (requireCorp)
+            {
+                http.Response.Headers["Cross-Origin-Embedder-Policy"] = "require-corp";
+            }
+
+            return Results.Content(html, "text/html; charset=utf-8");
+        });
         await app.StartAsync();
         var address = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
         return new HostPage(app, address.Port);

@@ -323,9 +323,9 @@ public sealed class WidgetRenewalTests : IAsyncLifetime
         await OpenSiteAsync(await SiteAsync((await _bed.AddSubscriptionAsync(credits: credits, configuration: configuration)).Id), pageClock);
 
     /// <summary>A site allowed to embed the subscription's widget, serving a page with it.</summary>
-    private async Task<HostPage> SiteAsync(Guid subscriptionId)
+    private async Task<HostPage> SiteAsync(Guid subscriptionId, bool requireCorp = false)
     {
-        var site = await HostPage.StartAsync(_bed.Url, await _bed.PublishableKeyAsync(subscriptionId));
+        var site = await HostPage.StartAsync(_bed.Url, await _bed.PublishableKeyAsync(subscriptionId), requireCorp);
         _sites.Add(site);
         await _bed.AllowDomainsAsync(subscriptionId, $"127.0.0.1:{site.Port}");
         return site;
@@ -399,6 +399,29 @@ public sealed class WidgetRenewalTests : IAsyncLifetime
         {
             await page.EvaluateAsync("answer => window.heldSessionAnswers[answer]()", answer);
         }
+    }
+
+    [Fact]
+    public async Task On_a_cross_origin_isolated_site_the_widget_and_the_agents_logo_load()
+    {
+        var subscription = await _bed.AddSubscriptionAsync(credits: 20);
+        await _bed.Services.GetRequiredService<BuyerWebStore>().UpdateAsync(subscription.Id, s =>
+        {
+            s.Logo = Logo;
+            s.LogoContentType = "image/png";
+        }, CancellationToken.None);
+        var site = await SiteAsync(subscription.Id, requireCorp: true);
+
+        var page = await _browser.NewPageAsync();
+        await page.GotoAsync($"http://127.0.0.1:{site.Port}/");
+        await page.Locator("[data-cmp-widget] .launcher").ClickAsync();
+        await Expect(page.Locator("[data-cmp-widget] .title")).ToHaveTextAsync("Ada");
+        var logo = page.Locator("[data-cmp-widget] .head img");
+        await Expect(logo).ToHaveCountAsync(1);
+
+        // An image the site's policy blocked ends loading with no pixels (naturalWidth 0).
+        await Expect(logo).ToHaveJSPropertyAsync("complete", true);
+        Assert.Equal(1, await logo.EvaluateAsync<int>("img => img.naturalWidth"));
     }
 
     [Fact]

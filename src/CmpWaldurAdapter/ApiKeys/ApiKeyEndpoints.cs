@@ -77,7 +77,7 @@ public static class ApiKeyEndpoints
         try
         {
             var created = await keys.CreateAsync(caller!.Subscription.Id, kind, body.Name ?? string.Empty, cancellationToken);
-            return Results.Json(KeyView.From(created.Key) with { Key = created.Plaintext }, ApiJson.Options, statusCode: StatusCodes.Status201Created);
+            return WithKey(http, KeyView.From(created.Key) with { Key = created.Plaintext }, StatusCodes.Status201Created);
         }
         catch (InvalidOperationException limit)
         {
@@ -96,7 +96,14 @@ public static class ApiKeyEndpoints
         var regenerated = await keys.RegenerateAsync(caller!.Subscription.Id, id, cancellationToken);
         return regenerated is null
             ? ApiErrors.NotFound("No such key in this subscription.", "key_not_found", "id")
-            : Results.Json(KeyView.From(regenerated.Key) with { Key = regenerated.Plaintext }, ApiJson.Options);
+            : WithKey(http, KeyView.From(regenerated.Key) with { Key = regenerated.Plaintext }, StatusCodes.Status200OK);
+    }
+
+    /// <summary>An answer holding a key's value: no cache on the way (a proxy, a browser's) may keep a copy.</summary>
+    private static IResult WithKey(HttpContext http, KeyView view, int status)
+    {
+        http.Response.Headers.CacheControl = "no-store";
+        return Results.Json(view, ApiJson.Options, statusCode: status);
     }
 
     private static async Task<IResult> DeleteAsync(Guid id, HttpContext http, ApiKeyService keys, CancellationToken cancellationToken)

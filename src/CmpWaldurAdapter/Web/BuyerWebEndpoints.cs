@@ -149,8 +149,10 @@ public static class BuyerWebEndpoints
         return Results.Json(new { answer = answer.Text, handoff = answer.Handoff, charged = answer.Charged, credits_used = used.Values.Sum(), balance = balance.Available }, ApiJson.Options);
     }
 
-    private static async Task<IResult> LogoAsync(Guid subscriptionId, BuyerWebStore store, CancellationToken cancellationToken)
+    private static async Task<IResult> LogoAsync(Guid subscriptionId, HttpContext http, BuyerWebStore store, CancellationToken cancellationToken)
     {
+        // Shown by the widget on buyers' sites, as widget.js is: one that requires it (COEP require-corp) must be told.
+        http.Response.Headers["Cross-Origin-Resource-Policy"] = "cross-origin";
         var settings = await store.GetAsync(subscriptionId, cancellationToken);
         return settings.Logo is { } bytes && settings.LogoContentType is { } type
             ? Results.File(bytes, type, lastModified: settings.UpdatedAt)

@@ -124,6 +124,7 @@ public sealed partial class ApiKeyTests : IAsyncLifetime
 
         var created = await client.PostAsJsonAsync("/v1/keys", new { name = "CI server" });
         Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        Assert.True(created.Headers.CacheControl?.NoStore, "an answer holding a key is never stored by a cache on the way");
         var body = JsonNode.Parse(await created.Content.ReadAsStringAsync())!;
         var second = body["key"]!.GetValue<string>();
         var id = body["id"]!.GetValue<string>();
@@ -132,7 +133,9 @@ public sealed partial class ApiKeyTests : IAsyncLifetime
         using var secondClient = Client(second);
         Assert.Equal(HttpStatusCode.OK, (await secondClient.GetAsync("/v1/keys")).StatusCode);
 
-        var regenerated = JsonNode.Parse(await (await client.PostAsync($"/v1/keys/{id}/regenerate", null)).Content.ReadAsStringAsync())!["key"]!.GetValue<string>();
+        var regenerating = await client.PostAsync($"/v1/keys/{id}/regenerate", null);
+        Assert.True(regenerating.Headers.CacheControl?.NoStore, "an answer holding a key is never stored by a cache on the way");
+        var regenerated = JsonNode.Parse(await regenerating.Content.ReadAsStringAsync())!["key"]!.GetValue<string>();
         Assert.NotEqual(second, regenerated);
         Assert.Equal(HttpStatusCode.Unauthorized, (await secondClient.GetAsync("/v1/keys")).StatusCode);
         using var third = Client(regenerated);

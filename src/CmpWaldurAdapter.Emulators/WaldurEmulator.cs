@@ -221,6 +221,47 @@ public class WaldurEmulator : Emulator
         }
     }
 
+    /// <summary>Moves an order to <paramref name="state"/> behind the provider's back, as Waldur staff may (cancel, err, reject).</summary>
+    public void SetOrderState(Guid order, string state)
+    {
+        lock (Sync)
+        {
+            _orders[order]["state"] = state;
+            _orders[order]["modified"] = Now();
+        }
+    }
+
+    /// <summary>Sets a resource's state directly, as Waldur staff may (e.g. "Terminated" without a Terminate order).</summary>
+    public void SetResourceState(Guid resource, string state)
+    {
+        lock (Sync)
+        {
+            _resources[resource]["state"] = state;
+        }
+    }
+
+    /// <summary>Deletes a resource outright, as staff may: it answers 404 from then on.</summary>
+    public void EraseResource(Guid resource)
+    {
+        lock (Sync)
+        {
+            _resources.Remove(resource);
+        }
+    }
+
+    /// <summary>Hides an offering and its resources from the adapter, as Waldur does when the adapter's account loses its role.</summary>
+    public void HideOffering(Guid offering)
+    {
+        lock (Sync)
+        {
+            _offerings.Remove(offering);
+            foreach (var resource in _resources.Where(r => r.Value["offering_uuid"]!.GetValue<string>() == offering.ToString()).Select(r => r.Key).ToList())
+            {
+                _resources.Remove(resource);
+            }
+        }
+    }
+
     /// <summary>Makes an order look old, as if it had sat unmodified for <paramref name="age"/>.</summary>
     public void Age(Guid order, TimeSpan age)
     {

@@ -12,7 +12,10 @@ public enum SubscriptionState
     /// <summary>A Terminate order is removing the tenant.</summary>
     Terminating,
 
-    /// <summary>Everything upstream was removed.</summary>
+    /// <summary>
+    /// Everything upstream was removed; or Waldur terminated the resource without a Terminate order, and what is left
+    /// upstream is an orphan for reconcile.
+    /// </summary>
     Terminated,
 
     /// <summary>Provisioning failed permanently; the order was marked erred.</summary>

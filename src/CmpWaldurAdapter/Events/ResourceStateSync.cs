@@ -1,4 +1,5 @@
 using CmpWaldurAdapter.ApiKeys;
+using CmpWaldurAdapter.Core.Subscriptions;
 using CmpWaldurAdapter.Offerings;
 using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Tenants;
@@ -8,6 +9,7 @@ using CmpWaldurAdapter.Waldur.Contracts;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 using Quartz;
+using Refit;
 
 namespace CmpWaldurAdapter.Events;
 
@@ -16,7 +18,8 @@ namespace CmpWaldurAdapter.Events;
 /// a paused resource stops being served and charged, and follows a resource whose project moved to another
 /// organization, so its charges go to that organization's credits. Driven by RESOURCE events and a periodic sweep,
 /// which also names organizations recorded without a name (credits granted before their first order) from the
-/// organization name Waldur lists with their resources.
+/// organization name Waldur lists with their resources. A resource Waldur terminated or erased without a Terminate order
+/// (staff did) stops being served.
 /// </summary>
 public sealed class ResourceStateSync(
     IWaldurApi waldur,
@@ -29,7 +32,17 @@ public sealed class ResourceStateSync(
 {
     public async Task SyncAsync(Guid resourceUuid, CancellationToken cancellationToken)
     {
-        var resource = await waldur.GetProviderResourceAsync(resourceUuid, cancellationToken);
+        Resource resource;
+        try
+        {
+            resource = await waldur.GetProviderResourceAsync(resourceUuid, cancellationToken);
+        }
+        catch (ApiException exception) when (UpstreamFailures.IsNotFound(exception))
+        {
+            await EndErasedAsync(resourceUuid, cancellationToken);
+            return;
+        }
+
         await ApplyAsync(resource, nameless: null, cancellationToken);
     }
 
@@ -47,11 +60,13 @@ public sealed class ResourceStateSync(
 
         foreach (var offering in catalog.Offerings)
         {
+            var listed = new HashSet<Guid>();
             for (var page = 1; ; page++)
             {
                 var batch = await waldur.ListProviderResourcesAsync(offering.Uuid, ["OK", "Erred", "Updating"], page, pageSize, cancellationToken);
                 foreach (var resource in batch)
                 {
+                    listed.Add(resource.Uuid ?? Guid.Empty);
                     changed += await ApplyAsync(resource, nameless, cancellationToken) ? 1 : 0;
                 }
 
@@ -60,6 +75,8 @@ public sealed class ResourceStateSync(
                     break;
                 }
             }
+
+            changed += await EndUnlistedAsync(offering.Uuid, listed, cancellationToken);
         }
 
         return changed;
@@ -74,6 +91,11 @@ public sealed class ResourceStateSync(
         if (resource.Uuid is not { } uuid)
         {
             return false;
+        }
+
+        if (resource.State == ResourceState.Terminated)
+        {
+            return await EndServiceAsync(uuid, "terminated", cancellationToken);
         }
 
         // One context per resource: a sweep goes through every resource of the served offerings.
@@ -99,6 +121,107 @@ public sealed class ResourceStateSync(
         }
 
         return changed > 0 || moved;
+    }
+
+    /// <summary>
+    /// Looks one by one at the live subscriptions of <paramref name="offering"/> whose resources the sweep did not list (Waldur
+    /// lists only live ones): one Waldur terminated or erased without a Terminate order reaching the adapter stops being served.
+    /// </summary>
+    private async Task<int> EndUnlistedAsync(Guid offering, HashSet<Guid> listed, CancellationToken cancellationToken)
+    {
+        List<Guid> unlisted;
+        await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
+        {
+            unlisted = (await db.Subscriptions.AsNoTracking()
+                    .Where(s => s.OfferingUuid == offering && s.State != SubscriptionState.Terminating && s.State != SubscriptionState.Terminated)
+                    .Select(s => s.ResourceUuid)
+                    .ToListAsync(cancellationToken))
+                .Where(r => !listed.Contains(r))
+                .ToList();
+        }
+
+        var changed = 0;
+        foreach (var resourceUuid in unlisted)
+        {
+            try
+            {
+                var resource = await waldur.GetProviderResourceAsync(resourceUuid, cancellationToken);
+                changed += resource.State == ResourceState.Terminated && await EndServiceAsync(resourceUuid, "terminated", cancellationToken) ? 1 : 0;
+            }
+            catch (ApiException exception) when (UpstreamFailures.IsNotFound(exception))
+            {
+                changed += await EndErasedAsync(resourceUuid, cancellationToken) ? 1 : 0;
+            }
+        }
+
+        return changed;
+    }
+
+    /// <summary>
+    /// Waldur answers 404 for what the adapter may not see, too: a resource counts as erased only while its offering is
+    /// still visible, or an adapter that lost its role in Waldur would stop serving every buyer at once.
+    /// </summary>
+    private async Task<bool> EndErasedAsync(Guid resourceUuid, CancellationToken cancellationToken)
+    {
+        Guid offering;
+        await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
+        {
+            var subscription = await db.Subscriptions.AsNoTracking().Where(s => s.ResourceUuid == resourceUuid).Select(s => (Guid?)s.OfferingUuid).SingleOrDefaultAsync(cancellationToken);
+            if (subscription is not { } known)
+            {
+                return false;
+            }
+
+            offering = known;
+        }
+
+        try
+        {
+            await waldur.GetProviderOfferingAsync(offering, cancellationToken);
+        }
+        catch (ApiException exception) when (UpstreamFailures.IsNotFound(exception))
+        {
+            logger.LogWarning("Resource {ResourceUuid} and its offering {OfferingUuid} are not visible to the adapter: check its role in Waldur; the subscription is kept", resourceUuid, offering);
+            return false;
+        }
+
+        return await EndServiceAsync(resourceUuid, "erased", cancellationToken);
+    }
+
+    /// <summary>
+    /// Waldur terminated or erased the resource without a Terminate order reaching the adapter (staff did): its subscription
+    /// is no longer served, and what it has in Langflow and RAGFlow becomes an orphan that <c>reconcile</c> lists and prunes.
+    /// A subscription a Terminate order is removing is left to that order.
+    /// </summary>
+    private async Task<bool> EndServiceAsync(Guid resourceUuid, string how, CancellationToken cancellationToken)
+    {
+        var now = clock.GetUtcNow();
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        var subscription = await db.Subscriptions.AsNoTracking()
+            .Where(s => s.ResourceUuid == resourceUuid && s.State != SubscriptionState.Terminating && s.State != SubscriptionState.Terminated)
+            .Select(s => (Guid?)s.Id)
+            .SingleOrDefaultAsync(cancellationToken);
+        if (subscription is not { } id)
+        {
+            return false;
+        }
+
+        // The version moves on, so an order saving this row meanwhile retries and sees it terminated.
+        var ended = await db.Subscriptions
+            .Where(s => s.Id == id && s.State != SubscriptionState.Terminating && s.State != SubscriptionState.Terminated)
+            .ExecuteUpdateAsync(set => set
+                .SetProperty(s => s.State, SubscriptionState.Terminated)
+                .SetProperty(s => s.TerminatedAt, now)
+                .SetProperty(s => s.Version, s => s.Version + 1)
+                .SetProperty(s => s.UpdatedAt, now), cancellationToken);
+        keys.Forget(id);
+        if (ended > 0)
+        {
+            logger.LogWarning("Resource {ResourceUuid} was {How} in Waldur without a Terminate order: subscription {SubscriptionId} is no longer served; run reconcile to remove what it left in Langflow and RAGFlow",
+                resourceUuid, how, id);
+        }
+
+        return ended > 0;
     }
 
     /// <summary>

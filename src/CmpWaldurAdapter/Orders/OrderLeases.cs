@@ -74,7 +74,15 @@ public sealed class OrderLeases(IDbContextFactory<AdapterDbContext> dbs, Adapter
                 .ExecuteUpdateAsync(set => set.SetProperty(o => o.LeaseOwner, owner).SetProperty(o => o.LeaseExpiresAt, until), cancellationToken);
             if (taken == 1)
             {
-                return true;
+                if (!await AnotherOrderOfTheResourceIsWorkedOnAsync(db, orderUuid, now, cancellationToken))
+                {
+                    return true;
+                }
+
+                // Orders of one resource run one after the other (a Terminate must not run under its Create's steps).
+                // Checked after taking, so of two taken at once at least one sees the other and steps back.
+                await db.Orders.Where(o => o.OrderUuid == orderUuid && o.LeaseOwner == owner)
+                    .ExecuteUpdateAsync(set => set.SetProperty(o => o.LeaseOwner, (string?)null).SetProperty(o => o.LeaseExpiresAt, (DateTimeOffset?)null), cancellationToken);
             }
         }
         catch
@@ -85,6 +93,16 @@ public sealed class OrderLeases(IDbContextFactory<AdapterDbContext> dbs, Adapter
 
         _working.TryRemove(orderUuid, out _);
         return false;
+    }
+
+    private async Task<bool> AnotherOrderOfTheResourceIsWorkedOnAsync(AdapterDbContext db, Guid orderUuid, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        var owner = Owner;
+        // This process's own leases count only while it works on them: a lost release is no work in flight.
+        var working = _working.Keys.Where(o => o != orderUuid).ToList();
+        var resource = db.Orders.Where(o => o.OrderUuid == orderUuid).Select(o => o.ResourceUuid);
+        return await db.Orders.AnyAsync(o => o.OrderUuid != orderUuid && resource.Contains(o.ResourceUuid)
+            && o.LeaseOwner != null && o.LeaseExpiresAt >= now && (o.LeaseOwner != owner || working.Contains(o.OrderUuid)), cancellationToken);
     }
 
     /// <summary>

@@ -328,6 +328,14 @@ public sealed class OrderProcessor(
 
     private async Task<Subscription> CreateAsync(AdapterDbContext db, OrderRecord record, OrderDetails order, Subscription? existing, JsonObject configuration, CancellationToken cancellationToken)
     {
+        // A Terminate of this resource ran since this order began (or, for a Create, ever): building again would bring back a
+        // tenant Waldur has as terminated. Only a Restore brings a terminated subscription back.
+        if (existing?.State is SubscriptionState.Terminating or SubscriptionState.Terminated
+            && (record.Type == OrderType.Create || record.HasCompleted(RecordSubscriptionStep)))
+        {
+            throw new PermanentProvisioningException("This subscription was terminated while it was being created.");
+        }
+
         var subscription = existing;
         if (!record.HasCompleted(RecordSubscriptionStep) || subscription is null)
         {
@@ -349,6 +357,14 @@ public sealed class OrderProcessor(
 
         if (!record.HasCompleted(ActivateStep))
         {
+            // Staff may have cancelled, rejected or erred the order while it was provisioned: then it is not served. What was
+            // built stays for the resource's Terminate (or the reconciler, if Waldur terminated the resource itself).
+            var latest = Wire((await waldur.GetOrderAsync(record.OrderUuid, cancellationToken)).State);
+            if (latest is not (WaldurOrderStates.Executing or WaldurOrderStates.Done))
+            {
+                throw new PermanentProvisioningException($"The order became {latest} in Waldur while it was being provisioned.");
+            }
+
             subscription.State = SubscriptionState.Active;
             subscription.UpdatedAt = clock.GetUtcNow();
             record.MarkCompleted(ActivateStep);

@@ -54,7 +54,7 @@ public abstract class OrderLifecycleTests(DatabaseProvider provider) : IAsyncLif
         Assert.All(ScriptedProvisioner.CreateSteps, step => Assert.Equal(1, _bed.Provisioner.Runs(step)));
 
         // The exact provider-side sequence: approve before anything, backend id before the steps'
-        // results are reported, and done last, after re-reading the order.
+        // results are reported, the order re-read before the agent is served, and done last, after re-reading it again.
         var calls = _bed.Waldur.Requests.Where(r => r.Method != "GET" || r.Path.Contains("/marketplace-orders/", StringComparison.Ordinal))
             .Select(r => $"{r.Method} {r.Path.Replace(order.ToString(), "{order}").Replace(resource.ToString(), "{resource}")}").ToList();
         Assert.Equal(
@@ -62,6 +62,7 @@ public abstract class OrderLifecycleTests(DatabaseProvider provider) : IAsyncLif
                 "GET /api/marketplace-orders/{order}/",
                 "POST /api/marketplace-orders/{order}/approve_by_provider/",
                 "POST /api/marketplace-provider-resources/{resource}/set_backend_id/",
+                "GET /api/marketplace-orders/{order}/",
                 "POST /api/marketplace-provider-resources/{resource}/submit_report/",
                 "GET /api/marketplace-orders/{order}/",
                 "POST /api/marketplace-orders/{order}/set_state_done/",

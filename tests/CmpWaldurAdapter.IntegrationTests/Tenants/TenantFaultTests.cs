@@ -123,12 +123,22 @@ public sealed class TenantFaultTests : IAsyncLifetime
         Assert.Equal(SubscriptionState.Erred, (await _bed.SubscriptionAsync(resource)).State);
         Assert.Equal(1, _bed.Waldur.Count("POST", ".*/set_state_erred/"));
 
-        // What was built before the failure is not left behind.
+        // What was built before the failure is not left behind, the buyer is told what went, and nothing is served after.
         var terminate = _bed.Waldur.PlaceOrder("Terminate", _bed.Offering, resource);
         Assert.Equal(OrderOutcome.Completed, (await _bed.ProcessUntilSettledAsync(terminate)).Outcome);
+        Assert.Equal("done", _bed.Waldur.OrderState(terminate));
+        Assert.Equal("Terminated", _bed.Waldur.Resource(resource)["state"]!.GetValue<string>());
         Assert.Empty(_bed.Langflow.Users);
+        Assert.Empty(_bed.Langflow.ApiKeys);
         Assert.Empty(_bed.Langflow.Flows);
+        Assert.DoesNotContain(_bed.Langflow.Projects, p => p.Name.StartsWith("cmp-", StringComparison.Ordinal));
         Assert.Empty(_bed.Ragflow.Datasets);
+        var closing = _bed.Waldur.Resource(resource)["report"]![0]!;
+        Assert.Equal("Subscription closed", closing["header"]!.GetValue<string>());
+        Assert.Contains("- The agent's private workspace.", closing["body"]!.GetValue<string>());
+        var terminated = await _bed.SubscriptionAsync(resource);
+        Assert.Equal(SubscriptionState.Terminated, terminated.State);
+        Assert.NotNull(CmpWaldurAdapter.Api.ApiCaller.Refusal(terminated));
     }
 
     [Fact]

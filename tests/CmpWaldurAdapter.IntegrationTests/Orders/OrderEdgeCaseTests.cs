@@ -1,0 +1,154 @@
+using CmpWaldurAdapter.Api;
+using CmpWaldurAdapter.Core.Subscriptions;
+using CmpWaldurAdapter.Orders;
+using CmpWaldurAdapter.Persistence;
+using CmpWaldurAdapter.Testing.Fakes;
+using CmpWaldurAdapter.Testing.Hosting;
+using Microsoft.EntityFrameworkCore;
+
+namespace CmpWaldurAdapter.IntegrationTests.Orders;
+
+public sealed class OrderEdgeCasesOnSqliteTests() : OrderEdgeCaseTests(DatabaseProvider.Sqlite);
+
+public sealed class OrderEdgeCasesOnPostgresTests() : OrderEdgeCaseTests(DatabaseProvider.Postgres);
+
+/// <summary>
+/// What a real marketplace does around an order: staff cancel, reject or err it while it is provisioned, a Terminate of the
+/// resource arrives while its Create is still worked on, an old announcement is replayed after the resource is gone.
+/// </summary>
+public abstract class OrderEdgeCaseTests(DatabaseProvider provider) : IAsyncLifetime
+{
+    private OrderTestBed _bed = null!;
+
+    public async Task InitializeAsync()
+    {
+        _bed = await OrderTestBed.CreateAsync(provider);
+        await _bed.StartServicesAsync();
+    }
+
+    public async Task DisposeAsync() => await _bed.DisposeAsync();
+
+    [Theory]
+    [InlineData("erred")]
+    [InlineData("canceled")]
+    [InlineData("rejected")]
+    public async Task A_create_that_waldur_staff_stop_while_it_is_provisioned_is_not_done_nor_served_and_terminate_cleans_it(string stoppedAs)
+    {
+        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
+        var resource = _bed.Waldur.ResourceOf(order);
+        _bed.Provisioner.ChangeOnce(ScriptedProvisioner.CreateSteps[^1], _ => _bed.Waldur.SetOrderState(order, stoppedAs));
+
+        Assert.Equal(OrderOutcome.Erred, await _bed.Processor.ProcessAsync(order, CancellationToken.None));
+
+        // Waldur's decision stands: the adapter neither completes nor re-errs the order.
+        Assert.Equal(stoppedAs, _bed.Waldur.OrderState(order));
+        Assert.Equal(0, _bed.Waldur.Count("POST", ".*/set_state_done/"));
+        Assert.Equal(0, _bed.Waldur.Count("POST", ".*/set_state_erred/"));
+        var subscription = await Subscription(resource);
+        Assert.Equal(SubscriptionState.Erred, subscription.State);
+        Assert.NotNull(ApiCaller.Refusal(subscription));
+
+        // A later look (a replayed event, the reconciler) changes nothing.
+        Assert.Equal(OrderOutcome.Ignored, await _bed.Processor.ProcessAsync(order, CancellationToken.None));
+        Assert.All(ScriptedProvisioner.CreateSteps, step => Assert.Equal(1, _bed.Provisioner.Runs(step)));
+
+        // What was built is exactly what the resource's Terminate removes.
+        _bed.Waldur.SetResourceState(resource, "Erred");
+        var terminate = _bed.Waldur.PlaceOrder("Terminate", _bed.Offering, resource);
+        Assert.Equal(OrderOutcome.Completed, await _bed.ProcessUntilSettledAsync(terminate));
+        Assert.Equal("done", _bed.Waldur.OrderState(terminate));
+        Assert.Equal(SubscriptionState.Terminated, (await Subscription(resource)).State);
+        Assert.All(ScriptedProvisioner.TerminateSteps, step => Assert.Equal(1, _bed.Provisioner.Runs(step)));
+    }
+
+    [Fact]
+    public async Task A_terminate_arriving_while_the_create_of_its_resource_is_worked_on_waits_for_it_and_ends_terminated()
+    {
+        var create = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
+        var resource = _bed.Waldur.ResourceOf(create);
+        var release = new TaskCompletionSource();
+        _bed.Provisioner.HoldUntil(ScriptedProvisioner.CreateSteps[1], release.Task);
+        var creating = Task.Run(() => _bed.Processor.ProcessAsync(create, CancellationToken.None));
+        await Eventually.TrueAsync(() => _bed.Provisioner.Runs(ScriptedProvisioner.CreateSteps[1]) == 1, TimeSpan.FromSeconds(10), "the create is half-way");
+
+        var terminate = _bed.Waldur.PlaceOrder("Terminate", _bed.Offering, resource);
+        // Another worker picks up the Terminate: it waits for the Create instead of removing the tenant under it.
+        Assert.Equal(OrderOutcome.Busy, await _bed.Processor.ProcessAsync(terminate, CancellationToken.None));
+        Assert.Equal(0, _bed.Provisioner.Runs(ScriptedProvisioner.TerminateSteps[0]));
+
+        release.SetResult();
+        Assert.Equal(OrderOutcome.Completed, await creating);
+        Assert.Equal(OrderOutcome.Completed, await _bed.ProcessUntilSettledAsync(terminate));
+
+        Assert.Equal("Terminated", _bed.Waldur.Resource(resource)["state"]!.GetValue<string>());
+        Assert.Equal(SubscriptionState.Terminated, (await Subscription(resource)).State);
+        Assert.All(ScriptedProvisioner.CreateSteps, step => Assert.Equal(1, _bed.Provisioner.Runs(step)));
+        Assert.All(ScriptedProvisioner.TerminateSteps, step => Assert.Equal(1, _bed.Provisioner.Runs(step)));
+    }
+
+    [Fact]
+    public async Task A_terminate_waits_while_another_replica_works_on_the_create_of_its_resource()
+    {
+        var create = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
+        var resource = _bed.Waldur.ResourceOf(create);
+        _bed.Provisioner.FailTransiently(ScriptedProvisioner.CreateSteps[1], 1);
+        await Assert.ThrowsAsync<OrderDeferredException>(() => _bed.Processor.ProcessAsync(create, CancellationToken.None));
+        // Another replica took the Create up again and is on it now.
+        await _bed.QueryAsync(db => db.Orders.Where(o => o.OrderUuid == create).ExecuteUpdateAsync(set => set
+            .SetProperty(o => o.LeaseOwner, "another-replica")
+            .SetProperty(o => o.LeaseExpiresAt, DateTimeOffset.UtcNow.AddMinutes(5))));
+
+        var terminate = _bed.Waldur.PlaceOrder("Terminate", _bed.Offering, resource);
+
+        Assert.Equal(OrderOutcome.Busy, await _bed.Processor.ProcessAsync(terminate, CancellationToken.None));
+        Assert.Equal("pending-provider", _bed.Waldur.OrderState(terminate));
+        Assert.Equal(0, _bed.Provisioner.Runs(ScriptedProvisioner.TerminateSteps[0]));
+    }
+
+    [Fact]
+    public async Task A_create_resumed_after_a_terminate_of_its_resource_does_not_bring_the_tenant_back()
+    {
+        var create = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
+        var resource = _bed.Waldur.ResourceOf(create);
+        _bed.Provisioner.FailTransiently(ScriptedProvisioner.CreateSteps[1], 1);
+        await Assert.ThrowsAsync<OrderDeferredException>(() => _bed.Processor.ProcessAsync(create, CancellationToken.None));
+
+        // The Terminate is taken first (the Create waits for its retry, e.g. on another worker).
+        var terminate = _bed.Waldur.PlaceOrder("Terminate", _bed.Offering, resource);
+        Assert.Equal(OrderOutcome.Completed, await _bed.ProcessUntilSettledAsync(terminate));
+        var createRuns = ScriptedProvisioner.CreateSteps.Sum(_bed.Provisioner.Runs);
+
+        var outcome = await _bed.ProcessUntilSettledAsync(create);
+
+        Assert.Equal(OrderOutcome.Erred, outcome);
+        Assert.Equal(createRuns, ScriptedProvisioner.CreateSteps.Sum(_bed.Provisioner.Runs));
+        var subscription = await Subscription(resource);
+        Assert.Equal(SubscriptionState.Terminated, subscription.State);
+        Assert.NotNull(ApiCaller.Refusal(subscription));
+        Assert.Equal("erred", _bed.Waldur.OrderState(create));
+        Assert.StartsWith("This subscription was terminated while it was being created.", _bed.Waldur.Order(create)["error_message"]!.GetValue<string>());
+        Assert.Equal("Terminated", _bed.Waldur.Resource(resource)["state"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task An_old_announcement_of_a_create_replayed_after_its_resource_was_terminated_provisions_nothing()
+    {
+        var create = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
+        var resource = _bed.Waldur.ResourceOf(create);
+        Assert.Equal(OrderOutcome.Completed, await _bed.ProcessUntilSettledAsync(create));
+        var terminate = _bed.Waldur.PlaceOrder("Terminate", _bed.Offering, resource);
+        Assert.Equal(OrderOutcome.Completed, await _bed.ProcessUntilSettledAsync(terminate));
+        var waldurCalls = _bed.Waldur.Requests.Count(r => r.Method == "POST");
+
+        // Days later the broker redelivers the Create's first announcement ("pending-provider"): the order is looked at again.
+        Assert.Equal(OrderOutcome.Ignored, await _bed.Processor.ProcessAsync(create, CancellationToken.None));
+
+        Assert.All(ScriptedProvisioner.CreateSteps, step => Assert.Equal(1, _bed.Provisioner.Runs(step)));
+        Assert.Equal(SubscriptionState.Terminated, (await Subscription(resource)).State);
+        Assert.Equal(waldurCalls, _bed.Waldur.Requests.Count(r => r.Method == "POST"));
+        Assert.Equal(("done", "Terminated"), (_bed.Waldur.OrderState(create), _bed.Waldur.Resource(resource)["state"]!.GetValue<string>()));
+    }
+
+    private Task<CmpWaldurAdapter.Tenants.Subscription> Subscription(Guid resource) =>
+        _bed.QueryAsync(db => db.Subscriptions.AsNoTracking().SingleAsync(s => s.ResourceUuid == resource));
+}

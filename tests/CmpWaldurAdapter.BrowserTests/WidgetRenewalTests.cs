@@ -193,17 +193,7 @@ public sealed class WidgetRenewalTests : IAsyncLifetime
         var retry = page.Locator("[data-cmp-widget] .messages li.user button.retry");
         await page.Locator("[data-cmp-widget] .launcher").ClickAsync();
         await Expect(messages).ToHaveTextAsync(["Hi! I am Ada. How can I help?"]);
-        var failed = false;
-        await page.RouteAsync("**/widget/v1/chat", route =>
-        {
-            if (route.Request.Method != "POST" || failed)
-            {
-                return route.FallbackAsync();
-            }
-
-            failed = true;
-            return route.AbortAsync();
-        });
+        await LoseTheNextMessageAsync(page);
         await SendAsync(page, "Where is my order?");
         await Expect(retry).ToHaveCountAsync(1);
 
@@ -291,17 +281,7 @@ public sealed class WidgetRenewalTests : IAsyncLifetime
 
         // A failure another try may cure offers the retry; the adapter then refuses for want of credits, which
         // another try cannot cure.
-        var failed = false;
-        await page.RouteAsync("**/widget/v1/chat", route =>
-        {
-            if (route.Request.Method != "POST" || failed)
-            {
-                return route.FallbackAsync();
-            }
-
-            failed = true;
-            return route.AbortAsync();
-        });
+        await LoseTheNextMessageAsync(page);
         await SendAsync(page, "Where is my order?");
         await Expect(error).ToHaveTextAsync("The assistant cannot be reached right now.");
         await retry.ClickAsync();
@@ -323,6 +303,22 @@ public sealed class WidgetRenewalTests : IAsyncLifetime
         await OpenSiteAsync(await SiteAsync((await _bed.AddSubscriptionAsync(credits: credits, configuration: configuration)).Id), pageClock);
 
     /// <summary>A site allowed to embed the subscription's widget, serving a page with it.</summary>
+    /// <summary>The page's next chat message fails as if the adapter could not be reached; those after it go through.</summary>
+    private static Task LoseTheNextMessageAsync(IPage page)
+    {
+        var failed = false;
+        return page.RouteAsync("**/widget/v1/chat", route =>
+        {
+            if (route.Request.Method != "POST" || failed)
+            {
+                return route.FallbackAsync();
+            }
+
+            failed = true;
+            return route.AbortAsync();
+        });
+    }
+
     private async Task<HostPage> SiteAsync(Guid subscriptionId, bool requireCorp = false)
     {
         var site = await HostPage.StartAsync(_bed.Url, await _bed.PublishableKeyAsync(subscriptionId), requireCorp);

@@ -39,7 +39,7 @@ public static class LangflowServiceCollectionExtensions
             })
             // A redirect means a path with the wrong trailing slash: fail loudly instead of following it
             // (a redirected POST can lose its body and auth).
-            .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { AllowAutoRedirect = false, PooledConnectionLifetime = TimeSpan.FromMinutes(5) })
+            .ConfigurePrimaryHttpMessageHandler(Connections)
             .AddHttpMessageHandler<LangflowAuthHandler>()
             // A run takes as long as the agent needs (tools, a slow model): its caller bounds it by Chat:RunTimeout, as it
             // does a streamed one; the attempt timeout stays for Langflow's quick calls.
@@ -51,11 +51,23 @@ public static class LangflowServiceCollectionExtensions
                 http.BaseAddress = sp.GetRequiredService<IOptions<LangflowOptions>>().Value.BaseUrl;
                 http.Timeout = Timeout.InfiniteTimeSpan;
             })
-            .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { AllowAutoRedirect = false, PooledConnectionLifetime = TimeSpan.FromMinutes(5) })
+            .ConfigurePrimaryHttpMessageHandler(Connections)
             .AddHttpMessageHandler<LangflowAuthHandler>()
             .RemoveAllLoggers();
         return services;
     }
+
+    /// <summary>
+    /// Connections to Langflow. A run has no attempt timeout, so connecting gets its own: a Langflow that drops
+    /// packets fails a run within Langflow:AttemptTimeout instead of holding it until Chat:RunTimeout
+    /// (SocketsHttpHandler waits forever by default).
+    /// </summary>
+    private static SocketsHttpHandler Connections(IServiceProvider sp) => new()
+    {
+        AllowAutoRedirect = false,
+        PooledConnectionLifetime = TimeSpan.FromMinutes(5),
+        ConnectTimeout = sp.GetRequiredService<IOptions<LangflowOptions>>().Value.AttemptTimeout,
+    };
 
     private static bool IsRun(HttpRequestMessage request) =>
         request.Method == HttpMethod.Post && request.RequestUri?.AbsolutePath.Contains("/api/v1/run/", StringComparison.Ordinal) == true;

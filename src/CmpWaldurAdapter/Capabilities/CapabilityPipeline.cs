@@ -128,8 +128,7 @@ public sealed class CapabilityPipeline(
         var workspace = await db.Workspaces.AsNoTracking().SingleAsync(w => w.Id == caller.Subscription.WorkspaceId, cancellationToken);
         var configuration = JsonNode.Parse(caller.Subscription.Configuration) as JsonObject ?? [];
         var settings = tweaks.Build(new AgentTweakInput(caller.Subscription, caller.Offering, configuration, [], null, null, null));
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(RunTimeout);
+        using var timeout = RunDeadline.Start(RunTimeout, cancellationToken);
         try
         {
             return await runtime.RunAsync(new AgentRequest(caller.Subscription, workspace, $"{caller.Subscription.ResourceUuid:N}:{session}", input, settings), timeout.Token);

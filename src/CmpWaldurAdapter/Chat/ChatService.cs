@@ -262,8 +262,7 @@ public sealed partial class ChatService(
                 return new StreamingAnswer(this, run, agent, hold);
             }
 
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            timeout.CancelAfter(options.Value.RunTimeout);
+            using var timeout = RunDeadline.Start(options.Value.RunTimeout, cancellationToken);
             var answer = await runtime.RunAsync(agent, timeout.Token);
             // Charged from here on: the settle runs while the answer is written (AnswerSettlements says why).
             settlements.Settle(hold);
@@ -530,8 +529,7 @@ public sealed partial class ChatService(
             var delivered = false;
             var started = false;
             var released = false;
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(aborted);
-            timeout.CancelAfter(service.Settings.RunTimeout);
+            using var timeout = RunDeadline.Start(service.Settings.RunTimeout, aborted);
             try
             {
                 await using var pieces = service.Runtime.StreamAsync(agent, timeout.Token).GetAsyncEnumerator(timeout.Token);
@@ -665,7 +663,7 @@ public sealed partial class ChatService(
     /// timer serves the whole stream (a piece arriving does not restart it), so pieces that are already there cost
     /// nothing extra.
     /// </summary>
-    private sealed class KeepAlive(HttpResponse response, TimeSpan interval, CancellationTokenSource run)
+    private sealed class KeepAlive(HttpResponse response, TimeSpan interval, RunDeadline run)
     {
         private Task? _tick;
 

@@ -1,3 +1,4 @@
+using CmpWaldurAdapter.Chat;
 using CmpWaldurAdapter.Langflow.Api;
 using CmpWaldurAdapter.Ragflow.Api;
 using CmpWaldurAdapter.Waldur.Api;
@@ -11,6 +12,9 @@ internal sealed class UpstreamMetricsHandler(AdapterMetrics metrics, string upst
 {
     /// <summary>The caller's own token, set outside the resilience pipeline: inside it, an attempt's timeout cancels the token too.</summary>
     internal static readonly HttpRequestOptionsKey<CancellationToken> CallerToken = new("cmp.caller-token");
+
+    /// <summary>The deadline of the agent run the call is made for, if any: when it passes, the caller's token is cancelled too.</summary>
+    internal static readonly HttpRequestOptionsKey<RunDeadline> Deadline = new("cmp.run-deadline");
 
     protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
@@ -28,7 +32,9 @@ internal sealed class UpstreamMetricsHandler(AdapterMetrics metrics, string upst
         }
         catch (OperationCanceledException)
         {
-            Record(request.Options.TryGetValue(CallerToken, out var caller) && caller.IsCancellationRequested ? "canceled" : "timeout");
+            var callerCancelled = request.Options.TryGetValue(CallerToken, out var caller) && caller.IsCancellationRequested;
+            var runTimedOut = request.Options.TryGetValue(Deadline, out var deadline) && deadline.Passed;
+            Record(callerCancelled && !runTimedOut ? "canceled" : "timeout");
             throw;
         }
         catch (HttpRequestException)
@@ -47,12 +53,16 @@ internal sealed class UpstreamMetricsHandler(AdapterMetrics metrics, string upst
     private void Record(string outcome) => metrics.UpstreamRequests.WithLabels(upstream, outcome).Inc();
 }
 
-/// <summary>Remembers the caller's token on the request, for <see cref="UpstreamMetricsHandler"/> to tell a timeout from a caller who left.</summary>
+/// <summary>Remembers the caller's token and run deadline on the request, for <see cref="UpstreamMetricsHandler"/> to tell a timeout from a caller who left.</summary>
 internal sealed class CallerTokenHandler : DelegatingHandler
 {
     protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
         request.Options.Set(UpstreamMetricsHandler.CallerToken, cancellationToken);
+        if (RunDeadline.Active is { } deadline)
+        {
+            request.Options.Set(UpstreamMetricsHandler.Deadline, deadline);
+        }
         return base.SendAsync(request, cancellationToken);
     }
 }

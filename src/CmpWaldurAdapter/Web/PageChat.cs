@@ -67,8 +67,7 @@ public sealed class AgentPageChat(
 
         try
         {
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            timeout.CancelAfter(chatOptions.Value.RunTimeout);
+            using var timeout = RunDeadline.Start(chatOptions.Value.RunTimeout, cancellationToken);
             var answer = await demo.AnswerAsync(offering, $"demo:{offering.Slug}:{visitorSession}", message, timeout.Token);
             metrics.AgentRuns.WithLabels(offering.Slug, "try").Inc();
             return new PageAnswer(answer, 0, StatusCodes.Status200OK, null);
@@ -118,8 +117,7 @@ public sealed class AgentPageChat(
         try
         {
             var turn = await turns.PrepareAsync(subscription, offering, $"{subscription.ResourceUuid:N}:{channel}-{conversation}", message, new TurnSettings(), cancellationToken);
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            timeout.CancelAfter(chatOptions.Value.RunTimeout);
+            using var timeout = RunDeadline.Start(chatOptions.Value.RunTimeout, cancellationToken);
             var answer = await runtime.RunAsync(turn.Request, timeout.Token);
             var charged = await credits.SettleAsync(hold, CancellationToken.None);
             settled = true;

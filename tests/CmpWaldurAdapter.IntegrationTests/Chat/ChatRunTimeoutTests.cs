@@ -57,6 +57,22 @@ public sealed class ChatRunTimeoutTests : IAsyncLifetime
         await Eventually.TrueAsync(async () => (await BalanceAsync(subscription.CustomerId)) == (10L, 0L), TimeSpan.FromSeconds(5), "the hold is released");
     }
 
+    [Fact]
+    public async Task A_plain_run_cut_by_chat_run_timeout_is_counted_as_a_langflow_timeout_not_as_canceled()
+    {
+        var (_, key) = await _bed.SubscribeAsync(credits: 10);
+        _bed.Upstream.RunDelay = TimeSpan.FromSeconds(30);
+        using var http = Client(key);
+
+        using var response = await http.PostAsync("/v1/chat/completions", ChatTestBed.Json("""{"message":"Hello"}"""));
+
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+        // The agent was too slow: an operator watching Langflow's timeouts sees it (a client who left is "canceled", see ChatDisconnectTests).
+        var langflow = (await http.GetStringAsync("/metrics")).Split('\n').Where(l => l.StartsWith("cmp_upstream_requests_total{upstream=\"langflow\"", StringComparison.Ordinal)).ToList();
+        Assert.Contains("cmp_upstream_requests_total{upstream=\"langflow\",outcome=\"timeout\"} 1", langflow);
+        Assert.DoesNotContain(langflow, l => l.Contains("outcome=\"canceled\"", StringComparison.Ordinal));
+    }
+
     private HttpClient Client(string key)
     {
         var http = _bed.Server.CreateClient();

@@ -116,6 +116,18 @@ public sealed class KnowledgeApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task An_upload_whose_answer_is_lost_is_not_sent_again_so_ragflow_holds_no_twin()
+    {
+        _bed.Ragflow.LoseAnswer("POST", $"/api/v1/datasets/{_bed.DatasetId}/documents");
+
+        var (status, _) = await _bed.UploadAsync(("a.txt", "a"));
+
+        Assert.Equal(HttpStatusCode.BadGateway, status);
+        Assert.Equal(1, _bed.Ragflow.Count("POST", $"/api/v1/datasets/{_bed.DatasetId}/documents"));
+        Assert.Single(_bed.Ragflow.Documents(_bed.DatasetId));
+    }
+
+    [Fact]
     public async Task A_name_already_taken_keeps_the_name_ragflow_gives_it()
     {
         await _bed.UploadAsync(("guide.txt", "one"));

@@ -20,6 +20,12 @@ public static class RagflowServiceCollectionExtensions
         NumberHandling = JsonNumberHandling.AllowReadingFromString | JsonNumberHandling.AllowNamedFloatingPointLiterals,
     };
 
+    /// <summary>
+    /// The slowest an upload may go (bytes a second) before it times out: a busy RAGFlow stores a large file slower than
+    /// it answers a quick call, and an upload cut after RAGFlow stored the file leaves a copy nobody recorded.
+    /// </summary>
+    internal const long MinUploadBytesPerSecond = 1_000_000;
+
     /// <summary>Registers <see cref="IRagflowApi"/> with the service account's key, envelope errors and exactly one resilience pipeline.</summary>
     public static IServiceCollection AddRagflowClient(this IServiceCollection services, IConfiguration configuration)
     {
@@ -41,10 +47,22 @@ public static class RagflowServiceCollectionExtensions
         // Besides 5xx and network failures, the envelope's transient codes (100, the 102 catch-alls) are retried.
         client.AddUpstreamResilience<RagflowOptions>(
             retryPost: null,
-            alsoTransient: failure => failure is RagflowException { IsTransient: true });
+            alsoTransient: failure => failure is RagflowException { IsTransient: true },
+            sendTime: UploadTime);
 
         // Inside the pipeline, so its retry sees envelope errors as exceptions.
         client.AddHttpMessageHandler<RagflowEnvelopeHandler>();
         return services;
     }
+
+    /// <summary>
+    /// Time to send an upload at <see cref="MinUploadBytesPerSecond"/>, from its Content-Length: known because every
+    /// uploaded file is read from a seekable stream (a form file, a buffer).
+    /// </summary>
+    internal static TimeSpan UploadTime(HttpRequestMessage request) =>
+        request.Method == HttpMethod.Post
+        && request.RequestUri?.AbsolutePath.EndsWith("/documents", StringComparison.Ordinal) == true
+        && request.Content?.Headers.ContentLength is { } length
+            ? TimeSpan.FromSeconds((double)length / MinUploadBytesPerSecond)
+            : TimeSpan.Zero;
 }

@@ -32,7 +32,10 @@ internal static class UpstreamResilience
     /// Requests whose duration their caller bounds (an agent's run, under <c>Chat:RunTimeout</c>): the attempt and total
     /// timeouts, meant for the upstream's quick calls, do not apply to them.
     /// </param>
-    public static IHttpClientBuilder AddUpstreamResilience<TOptions>(this IHttpClientBuilder client, Func<HttpRequestMessage, bool>? retryPost, Func<Exception, bool>? alsoTransient = null, Func<HttpRequestMessage, bool>? callerBounded = null)
+    /// <param name="sendTime">
+    /// Time a request needs beyond a quick call's (sending a large body), added to its attempt and total timeouts.
+    /// </param>
+    public static IHttpClientBuilder AddUpstreamResilience<TOptions>(this IHttpClientBuilder client, Func<HttpRequestMessage, bool>? retryPost, Func<Exception, bool>? alsoTransient = null, Func<HttpRequestMessage, bool>? callerBounded = null, Func<HttpRequestMessage, TimeSpan>? sendTime = null)
         where TOptions : class, IUpstreamRetryOptions
     {
         client.AddStandardResilienceHandler()
@@ -55,10 +58,10 @@ internal static class UpstreamResilience
                 resilience.Retry.UseJitter = true;
 
                 resilience.TotalRequestTimeout.Timeout = (options.AttemptTimeout * (options.RetryAttempts + 1)) + (options.RetryDelay * 60);
-                if (callerBounded is not null)
+                if (callerBounded is not null || sendTime is not null)
                 {
-                    resilience.AttemptTimeout.TimeoutGenerator = args => Bound(args.Context, resilience.AttemptTimeout.Timeout, callerBounded);
-                    resilience.TotalRequestTimeout.TimeoutGenerator = args => Bound(args.Context, resilience.TotalRequestTimeout.Timeout, callerBounded);
+                    resilience.AttemptTimeout.TimeoutGenerator = args => Bound(args.Context, resilience.AttemptTimeout.Timeout, callerBounded, sendTime);
+                    resilience.TotalRequestTimeout.TimeoutGenerator = args => Bound(args.Context, resilience.TotalRequestTimeout.Timeout, callerBounded, sendTime);
                 }
 
                 resilience.CircuitBreaker.SamplingDuration = options.AttemptTimeout * 2;
@@ -70,8 +73,13 @@ internal static class UpstreamResilience
         return client;
     }
 
-    private static ValueTask<TimeSpan> Bound(ResilienceContext context, TimeSpan timeout, Func<HttpRequestMessage, bool> callerBounded) =>
-        ValueTask.FromResult(context.GetRequestMessage() is { } request && callerBounded(request) ? Timeout.InfiniteTimeSpan : timeout);
+    private static ValueTask<TimeSpan> Bound(ResilienceContext context, TimeSpan timeout, Func<HttpRequestMessage, bool>? callerBounded, Func<HttpRequestMessage, TimeSpan>? sendTime) =>
+        ValueTask.FromResult(context.GetRequestMessage() switch
+        {
+            { } request when callerBounded?.Invoke(request) == true => Timeout.InfiniteTimeSpan,
+            { } request when sendTime is not null => timeout + sendTime(request),
+            _ => timeout,
+        });
 
     private static bool MayRepeat(HttpRequestMessage? request, Func<HttpRequestMessage, bool>? retryPost) =>
         request is null || request.Method != HttpMethod.Post || retryPost?.Invoke(request) == true;

@@ -98,6 +98,8 @@ public sealed class KnowledgeLargeUploadTests : IAsyncLifetime
         var received = Assert.Single(_relay.Files);
         Assert.Equal("handbook.txt", received.FileName);
         Assert.True(document.AsSpan().SequenceEqual(received.Content), $"RAGFlow received {received.Content.Length} bytes that differ from the {document.Length} sent.");
+        // Sent with its length, which the RAGFlow client's attempt timeout grows with.
+        Assert.Equal(_relay.UploadBytesReceived, Assert.Single(_relay.DeclaredUploadLengths));
         var shown = Assert.Single(body["data"]!.AsArray())!;
         Assert.Equal(("handbook.txt", (long)document.Length), (shown["name"]!.GetValue<string>(), shown["size_bytes"]!.GetValue<long>()));
 

@@ -26,6 +26,7 @@ internal sealed partial class RagflowUploadRelay : IAsyncDisposable
     private readonly WebApplication _app;
     private readonly HttpClient _fake;
     private readonly ConcurrentQueue<ReceivedFile> _files = new();
+    private readonly ConcurrentQueue<long?> _declaredUploadLengths = new();
     private long _uploadBytesReceived;
 
     private RagflowUploadRelay(WebApplication app, Uri fake)
@@ -41,6 +42,9 @@ internal sealed partial class RagflowUploadRelay : IAsyncDisposable
 
     /// <summary>The files of every upload received whole, in order.</summary>
     public IReadOnlyList<ReceivedFile> Files => [.. _files];
+
+    /// <summary>Each upload's Content-Length, null when it was sent without one, in order.</summary>
+    public IReadOnlyList<long?> DeclaredUploadLengths => [.. _declaredUploadLengths];
 
     public static async Task<RagflowUploadRelay> StartAsync(Uri fake)
     {
@@ -64,6 +68,11 @@ internal sealed partial class RagflowUploadRelay : IAsyncDisposable
     {
         var request = context.Request;
         var isUpload = HttpMethods.IsPost(request.Method) && UploadRoute().IsMatch(request.Path.Value ?? string.Empty);
+        if (isUpload)
+        {
+            _declaredUploadLengths.Enqueue(request.ContentLength);
+        }
+
         var body = new MemoryStream();
         var buffer = new byte[16 * 1024];
         int read;

@@ -30,7 +30,10 @@ public sealed class ResourceStateSync(
     IOptionsMonitor<WaldurOptions> waldurOptions,
     ILogger<ResourceStateSync> logger)
 {
-    public async Task SyncAsync(Guid resourceUuid, CancellationToken cancellationToken)
+    public Task SyncAsync(Guid resourceUuid, CancellationToken cancellationToken) => SyncOneAsync(resourceUuid, nameless: null, cancellationToken);
+
+    /// <summary>Reads one resource and applies what Waldur says of it; one Waldur no longer shows (404) may have been erased.</summary>
+    private async Task<bool> SyncOneAsync(Guid resourceUuid, HashSet<Guid>? nameless, CancellationToken cancellationToken)
     {
         Resource resource;
         try
@@ -39,11 +42,10 @@ public sealed class ResourceStateSync(
         }
         catch (ApiException exception) when (UpstreamFailures.IsNotFound(exception))
         {
-            await EndErasedAsync(resourceUuid, cancellationToken);
-            return;
+            return await EndErasedAsync(resourceUuid, cancellationToken);
         }
 
-        await ApplyAsync(resource, nameless: null, cancellationToken);
+        return await ApplyAsync(resource, nameless, cancellationToken);
     }
 
     /// <summary>Re-reads every resource of the served offerings. Returns how many subscriptions changed.</summary>
@@ -76,7 +78,7 @@ public sealed class ResourceStateSync(
                 }
             }
 
-            changed += await EndUnlistedAsync(offering.Uuid, listed, cancellationToken);
+            changed += await SyncUnlistedAsync(offering.Uuid, listed, nameless, cancellationToken);
         }
 
         return changed;
@@ -127,7 +129,7 @@ public sealed class ResourceStateSync(
     /// Looks one by one at the live subscriptions of <paramref name="offering"/> whose resources the sweep did not list (Waldur
     /// lists only live ones): one Waldur terminated or erased without a Terminate order reaching the adapter stops being served.
     /// </summary>
-    private async Task<int> EndUnlistedAsync(Guid offering, HashSet<Guid> listed, CancellationToken cancellationToken)
+    private async Task<int> SyncUnlistedAsync(Guid offering, HashSet<Guid> listed, HashSet<Guid> nameless, CancellationToken cancellationToken)
     {
         List<Guid> unlisted;
         await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
@@ -143,15 +145,7 @@ public sealed class ResourceStateSync(
         var changed = 0;
         foreach (var resourceUuid in unlisted)
         {
-            try
-            {
-                var resource = await waldur.GetProviderResourceAsync(resourceUuid, cancellationToken);
-                changed += resource.State == ResourceState.Terminated && await EndServiceAsync(resourceUuid, "terminated", cancellationToken) ? 1 : 0;
-            }
-            catch (ApiException exception) when (UpstreamFailures.IsNotFound(exception))
-            {
-                changed += await EndErasedAsync(resourceUuid, cancellationToken) ? 1 : 0;
-            }
+            changed += await SyncOneAsync(resourceUuid, nameless, cancellationToken) ? 1 : 0;
         }
 
         return changed;

@@ -28,7 +28,7 @@ public sealed class RunDeadline : IDisposable
     public bool Passed => _time.IsCancellationRequested;
 
     /// <summary>
-    /// Starts a run's deadline for the rest of the calling method: synchronous, so the caller's async flow keeps it.
+    /// Starts a run's deadline, active in the calling method until disposed: synchronous, so the caller's async flow keeps it.
     /// </summary>
     public static RunDeadline Start(TimeSpan timeout, CancellationToken caller)
     {
@@ -41,6 +41,12 @@ public sealed class RunDeadline : IDisposable
 
     public void Dispose()
     {
+        // Calls the flow makes once the run is over are no part of it.
+        if (Current.Value == this)
+        {
+            Current.Value = null;
+        }
+
         _run.Dispose();
         _time.Dispose();
     }

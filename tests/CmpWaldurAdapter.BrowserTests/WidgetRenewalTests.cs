@@ -54,8 +54,7 @@ public sealed class WidgetRenewalTests : IAsyncLifetime
         _bed.Clock!.Advance(TimeSpan.FromMinutes(15) + TimeSpan.FromHours(2) + TimeSpan.FromMinutes(1));
         await page.ReloadAsync();
         await Expect(messages).ToHaveCountAsync(3);
-        await page.Locator("[data-cmp-widget] .launcher").ClickAsync();
-        await Expect(messages).ToHaveTextAsync(["Hi! I am Ada. How can I help?"]);
+        await OpenChatAsync(page);
         await SendAsync(page, "Hello again");
         await Expect(messages).ToHaveTextAsync(["Hi! I am Ada. How can I help?", "Hello again", "Ada: you said Hello again"]);
         await BrowserSession.ScreenshotAsync(page, "widget-conversation-not-resumed");
@@ -140,10 +139,9 @@ public sealed class WidgetRenewalTests : IAsyncLifetime
     {
         var page = await OpenNewSubscriptionsSiteAsync(pageClock: false);
         var messages = Messages(page);
-        var error = page.Locator("[data-cmp-widget] .error");
-        var retry = page.Locator("[data-cmp-widget] .messages li.user button.retry");
-        await page.Locator("[data-cmp-widget] .launcher").ClickAsync();
-        await Expect(messages).ToHaveTextAsync(["Hi! I am Ada. How can I help?"]);
+        var error = Error(page);
+        var retry = Retry(page);
+        await OpenChatAsync(page);
 
         // The first send finds the network down, the first retry an adapter answering 503; the second gets through.
         var failures = new Queue<Func<IRoute, Task>>([
@@ -189,10 +187,9 @@ public sealed class WidgetRenewalTests : IAsyncLifetime
     {
         var page = await OpenNewSubscriptionsSiteAsync(pageClock: false);
         var messages = Messages(page);
-        var error = page.Locator("[data-cmp-widget] .error");
-        var retry = page.Locator("[data-cmp-widget] .messages li.user button.retry");
-        await page.Locator("[data-cmp-widget] .launcher").ClickAsync();
-        await Expect(messages).ToHaveTextAsync(["Hi! I am Ada. How can I help?"]);
+        var error = Error(page);
+        var retry = Retry(page);
+        await OpenChatAsync(page);
         await LoseTheNextMessageAsync(page);
         await SendAsync(page, "Where is my order?");
         await Expect(retry).ToHaveCountAsync(1);
@@ -218,8 +215,8 @@ public sealed class WidgetRenewalTests : IAsyncLifetime
     public async Task A_retry_after_a_rate_limit_waits_out_its_retry_after()
     {
         var page = await OpenNewSubscriptionsSiteAsync(pageClock: true, credits: 100);
-        var error = page.Locator("[data-cmp-widget] .error");
-        var retry = page.Locator("[data-cmp-widget] .messages li.user button.retry");
+        var error = Error(page);
+        var retry = Retry(page);
         var lastAnswer = page.Locator("[data-cmp-widget] .messages li.bot").Last;
         await OpenChatAndAskAsync(page);
 
@@ -274,10 +271,9 @@ public sealed class WidgetRenewalTests : IAsyncLifetime
     public async Task A_retry_refused_for_want_of_credits_offers_no_further_retry()
     {
         var page = await OpenNewSubscriptionsSiteAsync(pageClock: false, credits: 0);
-        var error = page.Locator("[data-cmp-widget] .error");
-        var retry = page.Locator("[data-cmp-widget] .messages li.user button.retry");
-        await page.Locator("[data-cmp-widget] .launcher").ClickAsync();
-        await Expect(Messages(page)).ToHaveTextAsync(["Hi! I am Ada. How can I help?"]);
+        var error = Error(page);
+        var retry = Retry(page);
+        await OpenChatAsync(page);
 
         // A failure another try may cure offers the retry; the adapter then refuses for want of credits, which
         // another try cannot cure.
@@ -343,8 +339,7 @@ public sealed class WidgetRenewalTests : IAsyncLifetime
     /// <summary>Opens the chat and asks one question; the conversation shows the welcome, the question and its answer.</summary>
     private static async Task OpenChatAndAskAsync(IPage page)
     {
-        await page.Locator("[data-cmp-widget] .launcher").ClickAsync();
-        await Expect(Messages(page)).ToHaveTextAsync(["Hi! I am Ada. How can I help?"]);
+        await OpenChatAsync(page);
         await SendAsync(page, "Where is my order?");
         await Expect(Messages(page)).ToHaveTextAsync(["Hi! I am Ada. How can I help?", "Where is my order?", "Ada: you said Where is my order?"]);
     }
@@ -356,7 +351,18 @@ public sealed class WidgetRenewalTests : IAsyncLifetime
         await page.Clock.FastForwardAsync("02:16:00");
     }
 
+    /// <summary>Opens the chat and waits for the welcome.</summary>
+    private static async Task OpenChatAsync(IPage page)
+    {
+        await page.Locator("[data-cmp-widget] .launcher").ClickAsync();
+        await Expect(Messages(page)).ToHaveTextAsync(["Hi! I am Ada. How can I help?"]);
+    }
+
     private static ILocator Messages(IPage page) => page.Locator("[data-cmp-widget] .messages li");
+
+    private static ILocator Error(IPage page) => page.Locator("[data-cmp-widget] .error");
+
+    private static ILocator Retry(IPage page) => page.Locator("[data-cmp-widget] .messages li.user button.retry");
 
     private static async Task SendAsync(IPage page, string text)
     {

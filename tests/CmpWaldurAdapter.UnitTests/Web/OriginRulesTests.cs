@@ -59,6 +59,8 @@ public sealed class OriginRulesTests
     [InlineData("*.xn--p1ai", null)]
     [InlineData("*.kawasaki.jp", "kawasaki.jp")] // rule "*.kawasaki.jp": every name under it is a suffix
     [InlineData("*.amazonaws.com", "amazonaws.com")] // "s3.amazonaws.com" and others below it
+    [InlineData("*.amplifyapp.com", "amplifyapp.com")] // public suffixes listed after 2023 count too
+    [InlineData("*.claudeusercontent.com", "claudeusercontent.com")]
     public void A_wildcard_over_a_public_suffix_is_refused_as_it_would_allow_everyones_sites(string input, string? named)
     {
         Assert.False(OriginRules.TryNormalize(input, out _, out var error));

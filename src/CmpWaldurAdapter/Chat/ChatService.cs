@@ -196,8 +196,8 @@ public sealed partial class ChatService(
         // round trip is usually the longer, and building the retrieval's request then overlaps it (about a
         // tenth of a millisecond off every answer).
         var holding = credits.HoldAsync(run.Subscription, run.RequestId, new Credits.ApiKeyProof(run.Caller.Key.Id, run.Caller.Key.Hash), cancellationToken);
-        using var early = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var preparing = PrepareAsync(run, early.Token);
+        using var early = new Discardable(cancellationToken);
+        var preparing = early.RunAsync(token => PrepareAsync(run, token));
         ChatHoldAttempt attempt;
         try
         {
@@ -303,14 +303,14 @@ public sealed partial class ChatService(
     }
 
     /// <summary>A preparation whose hold was refused (or whose subscription changed): cancelled, and its outcome ignored.</summary>
-    private async Task DiscardAsync(Task<AgentRequest>? preparing, CancellationTokenSource early)
+    private async Task DiscardAsync(Task<AgentRequest>? preparing, Discardable early)
     {
         if (preparing is null)
         {
             return;
         }
 
-        await early.CancelAsync();
+        await early.DiscardAsync();
         try
         {
             await preparing;

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using CmpWaldurAdapter.Chat;
 using CmpWaldurAdapter.Langflow.Api;
 using CmpWaldurAdapter.Ragflow.Api;
@@ -7,8 +8,12 @@ using Prometheus;
 
 namespace CmpWaldurAdapter.Observability;
 
-/// <summary>Counts every upstream HTTP attempt by upstream and outcome (2xx, 4xx, 5xx, network, timeout, canceled; RAGFlow's envelope errors as 4xx or 5xx).</summary>
-internal sealed class UpstreamMetricsHandler(AdapterMetrics metrics, string upstream) : DelegatingHandler
+/// <summary>
+/// Counts every upstream HTTP attempt by upstream and outcome (2xx, 4xx, 5xx, network, timeout, canceled, discarded;
+/// RAGFlow's envelope errors as 4xx or 5xx), and times it. With <paramref name="streamed"/> (Langflow's streamed runs), a
+/// successful attempt ends when its body does, not with its headers: a run cut mid-stream is a timeout or canceled.
+/// </summary>
+internal sealed class UpstreamMetricsHandler(AdapterMetrics metrics, string upstream, bool streamed = false) : DelegatingHandler
 {
     /// <summary>The caller's own token, set outside the resilience pipeline: inside it, an attempt's timeout cancels the token too.</summary>
     internal static readonly HttpRequestOptionsKey<CancellationToken> CallerToken = new("cmp.caller-token");
@@ -16,44 +21,187 @@ internal sealed class UpstreamMetricsHandler(AdapterMetrics metrics, string upst
     /// <summary>The deadline of the agent run the call is made for, if any: when it passes, the caller's token is cancelled too.</summary>
     internal static readonly HttpRequestOptionsKey<RunDeadline> Deadline = new("cmp.run-deadline");
 
+    /// <summary>The work the call is part of when that work may be dropped (<see cref="Discardable"/>): dropping it cancels the caller's token.</summary>
+    internal static readonly HttpRequestOptionsKey<Discardable> Work = new("cmp.discardable");
+
     protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
-        using var timer = metrics.UpstreamDuration.WithLabels(upstream).NewTimer();
+        var started = Stopwatch.GetTimestamp();
+        HttpResponseMessage? response = null;
+        Stream? body = null;
         try
         {
-            var response = await base.SendAsync(request, cancellationToken);
-            Record((int)response.StatusCode switch
+            response = await base.SendAsync(request, cancellationToken);
+            if (streamed && (int)response.StatusCode < 400)
             {
-                < 400 => "success",
-                < 500 => "client_error",
-                _ => "server_error",
-            });
+                body = await response.Content.ReadAsStreamAsync(cancellationToken);
+            }
+        }
+        catch (Exception failure)
+        {
+            response?.Dispose();
+            End(OutcomeOf(request, failure, CallerCancelled(request)), started);
+            throw;
+        }
+
+        if (body is not null)
+        {
+            // Read long after this returns: the attempt ends, and is counted once, when its body ends. Its caller is then
+            // the body's reader: HttpClient's own token, handed to the handlers, hears nothing once the headers are in.
+            var observed = new StreamContent(new ObservedBody(body, response.Content, (failure, whole, reader) =>
+                End(failure is not null ? OutcomeOf(request, failure, reader.IsCancellationRequested)
+                    : whole || !reader.IsCancellationRequested ? "success" : CancellationOf(request, callerCancelled: true), started)));
+            foreach (var header in response.Content.Headers)
+            {
+                observed.Headers.TryAddWithoutValidation(header.Key, header.Value);
+            }
+
+            response.Content = observed;
             return response;
         }
-        catch (OperationCanceledException)
+
+        End((int)response.StatusCode switch
         {
-            var callerCancelled = request.Options.TryGetValue(CallerToken, out var caller) && caller.IsCancellationRequested;
-            var runTimedOut = request.Options.TryGetValue(Deadline, out var deadline) && deadline.Passed;
-            Record(callerCancelled && !runTimedOut ? "canceled" : "timeout");
-            throw;
-        }
-        catch (HttpRequestException)
-        {
-            Record("network_error");
-            throw;
-        }
-        catch (RagflowException envelope)
-        {
-            // An error in RAGFlow's envelope, whatever the HTTP status (mostly 200): its own (code 100, a 5xx) or the request's.
-            Record((int)envelope.Status >= 500 || envelope.IsTransient ? "server_error" : "client_error");
-            throw;
-        }
+            < 400 => "success",
+            < 500 => "client_error",
+            _ => "server_error",
+        }, started);
+        return response;
     }
 
-    private void Record(string outcome) => metrics.UpstreamRequests.WithLabels(upstream, outcome).Inc();
+    private static string? OutcomeOf(HttpRequestMessage request, Exception failure, bool callerCancelled) => failure switch
+    {
+        OperationCanceledException => CancellationOf(request, callerCancelled),
+        // A body cut mid-read fails with an IOException.
+        HttpRequestException or IOException => "network_error",
+        // An error in RAGFlow's envelope, whatever the HTTP status (mostly 200): its own (code 100, a 5xx) or the request's.
+        RagflowException envelope => (int)envelope.Status >= 500 || envelope.IsTransient ? "server_error" : "client_error",
+        _ => null,
+    };
+
+    /// <summary>Who cut a call: the run's deadline (timeout), the adapter dropping work it no longer needs, or the caller who left.</summary>
+    private static string CancellationOf(HttpRequestMessage request, bool callerCancelled)
+    {
+        if (request.Options.TryGetValue(Work, out var work) && work.Discarded)
+        {
+            return "discarded";
+        }
+
+        var runTimedOut = request.Options.TryGetValue(Deadline, out var deadline) && deadline.Passed;
+        return callerCancelled && !runTimedOut ? "canceled" : "timeout";
+    }
+
+    private static bool CallerCancelled(HttpRequestMessage request) =>
+        request.Options.TryGetValue(CallerToken, out var caller) && caller.IsCancellationRequested;
+
+    private void End(string? outcome, long started)
+    {
+        if (outcome is not null)
+        {
+            metrics.UpstreamRequests.WithLabels(upstream, outcome).Inc();
+        }
+
+        metrics.UpstreamDuration.WithLabels(upstream).Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
+    }
+
+    /// <summary>
+    /// A streamed body, ended once: read to its end (whole), failed, or let go by its reader (a success, unless the
+    /// reader let go because its token was cancelled). Reported with the token of the latest read.
+    /// </summary>
+    private sealed class ObservedBody(Stream body, HttpContent content, Action<Exception?, bool, CancellationToken> ended) : Stream
+    {
+        private int _ended;
+        private CancellationToken _reader;
+
+        public override bool CanRead => true;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => false;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position
+        {
+            get => throw new NotSupportedException();
+            set => throw new NotSupportedException();
+        }
+
+        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+
+        public override int Read(Span<byte> buffer)
+        {
+            try
+            {
+                return Seen(body.Read(buffer), buffer.Length);
+            }
+            catch (Exception failure)
+            {
+                End(failure, whole: false);
+                throw;
+            }
+        }
+
+        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            _reader = cancellationToken;
+            try
+            {
+                return Seen(await body.ReadAsync(buffer, cancellationToken), buffer.Length);
+            }
+            catch (Exception failure)
+            {
+                End(failure, whole: false);
+                throw;
+            }
+        }
+
+        public override void Flush()
+        {
+        }
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing)
+            {
+                End(null, whole: false);
+                body.Dispose();
+                content.Dispose();
+            }
+
+            base.Dispose(disposing);
+        }
+
+        private int Seen(int read, int asked)
+        {
+            if (read == 0 && asked > 0)
+            {
+                End(null, whole: true);
+            }
+
+            return read;
+        }
+
+        private void End(Exception? failure, bool whole)
+        {
+            if (Interlocked.Exchange(ref _ended, 1) == 0)
+            {
+                ended(failure, whole, _reader);
+            }
+        }
+    }
 }
 
-/// <summary>Remembers the caller's token and run deadline on the request, for <see cref="UpstreamMetricsHandler"/> to tell a timeout from a caller who left.</summary>
+/// <summary>Remembers the caller's token, run deadline and discardable work on the request, for <see cref="UpstreamMetricsHandler"/> to tell a timeout from a caller who left or work dropped.</summary>
 internal sealed class CallerTokenHandler : DelegatingHandler
 {
     protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
@@ -62,6 +210,11 @@ internal sealed class CallerTokenHandler : DelegatingHandler
         if (RunDeadline.Active is { } deadline)
         {
             request.Options.Set(UpstreamMetricsHandler.Deadline, deadline);
+        }
+
+        if (Discardable.Active is { } work)
+        {
+            request.Options.Set(UpstreamMetricsHandler.Work, work);
         }
         return base.SendAsync(request, cancellationToken);
     }
@@ -81,7 +234,7 @@ internal sealed class UpstreamMetricsFilter(AdapterMetrics metrics) : IHttpMessa
             builder.AdditionalHandlers.Insert(0, new CallerTokenHandler());
             // Around RAGFlow's envelope handler, to see the errors RAGFlow answers with HTTP 200 (still under the retries).
             var envelope = builder.AdditionalHandlers.OfType<RagflowEnvelopeHandler>().FirstOrDefault();
-            builder.AdditionalHandlers.Insert(envelope is null ? builder.AdditionalHandlers.Count : builder.AdditionalHandlers.IndexOf(envelope), new UpstreamMetricsHandler(metrics, upstream));
+            builder.AdditionalHandlers.Insert(envelope is null ? builder.AdditionalHandlers.Count : builder.AdditionalHandlers.IndexOf(envelope), new UpstreamMetricsHandler(metrics, upstream, streamed: builder.Name == LangflowStreamingRuns.HttpClientName));
         }
     };
 

@@ -92,14 +92,14 @@ public sealed class ChatCitationTests : IAsyncLifetime
         // The answer's retrieval and run (and the provisioning before them) are counted under their own upstreams, none
         // as failed. Besides, RAGFlow may show what is expected of it: the provisioning's lookups of names not taken
         // (answered "not found", a client error), and the refused message's retrieval, started while its credits were
-        // held and then dropped (canceled).
+        // held and then dropped (discarded, when it had not finished yet; never canceled: no client left).
         var upstream = Lines(metrics, "cmp_upstream_requests_total{");
         Assert.Contains(upstream, l => l.StartsWith("cmp_upstream_requests_total{upstream=\"langflow\",outcome=\"success\"} ", StringComparison.Ordinal));
         Assert.Contains(upstream, l => l.StartsWith("cmp_upstream_requests_total{upstream=\"ragflow\",outcome=\"success\"} ", StringComparison.Ordinal));
         Assert.Contains(upstream, l => l.StartsWith("cmp_upstream_requests_total{upstream=\"waldur\",outcome=\"success\"} ", StringComparison.Ordinal));
         Assert.True(upstream.TrueForAll(l => l.Contains("outcome=\"success\"", StringComparison.Ordinal)
             || l.StartsWith("cmp_upstream_requests_total{upstream=\"ragflow\",outcome=\"client_error\"} ", StringComparison.Ordinal)
-            || l.StartsWith("cmp_upstream_requests_total{upstream=\"ragflow\",outcome=\"canceled\"} 1", StringComparison.Ordinal)), string.Join('\n', upstream));
+            || l.StartsWith("cmp_upstream_requests_total{upstream=\"ragflow\",outcome=\"discarded\"} 1", StringComparison.Ordinal)), string.Join('\n', upstream));
     }
 
     private static List<string> Lines(string metrics, string prefix) =>

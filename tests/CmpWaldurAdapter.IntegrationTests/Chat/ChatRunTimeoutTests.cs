@@ -73,6 +73,27 @@ public sealed class ChatRunTimeoutTests : IAsyncLifetime
         Assert.DoesNotContain(langflow, l => l.Contains("outcome=\"canceled\"", StringComparison.Ordinal));
     }
 
+    [Fact]
+    public async Task A_stream_cut_by_chat_run_timeout_after_langflows_headers_is_counted_as_a_langflow_timeout_not_as_a_success()
+    {
+        var (subscription, key) = await _bed.SubscribeAsync(credits: 10);
+        // Langflow answers at once and then trickles: the run is past Chat:RunTimeout long before its end.
+        _bed.Upstream.TokenDelay = TimeSpan.FromMilliseconds(300);
+        _bed.Upstream.StreamTokens = 100;
+        using var http = Client(key);
+
+        using var response = await http.PostAsync("/v1/chat/completions", ChatTestBed.Json("""{"stream":true,"message":"Hello"}"""));
+
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Contains("nothing was charged", body, StringComparison.Ordinal); // the error event: the run was cut mid-stream
+        await Eventually.TrueAsync(() => _bed.Upstream.Aborted == 1, TimeSpan.FromSeconds(5), "the adapter cancels Langflow's run");
+        await Eventually.TrueAsync(async () => (await BalanceAsync(subscription.CustomerId)) == (10L, 0L), TimeSpan.FromSeconds(5), "the hold is released");
+        // Counted when the stream ended, once: Langflow's 200 was no answer.
+        var langflow = (await http.GetStringAsync("/metrics")).Split('\n').Where(l => l.StartsWith("cmp_upstream_requests_total{upstream=\"langflow\"", StringComparison.Ordinal)).ToList();
+        Assert.Equal(["cmp_upstream_requests_total{upstream=\"langflow\",outcome=\"timeout\"} 1"], langflow);
+    }
+
     private HttpClient Client(string key)
     {
         var http = _bed.Server.CreateClient();

@@ -148,6 +148,10 @@ public sealed class ChatDisconnectTests : IAsyncLifetime
         await Eventually.TrueAsync(async () => (await ReservedAsync(subscription.CustomerId)) == 0, TimeSpan.FromSeconds(5));
         var ledger = _bed.Server.Services.GetRequiredService<CmpWaldurAdapter.Credits.CreditLedger>();
         Assert.Equal(8, (await ledger.BalanceAsync(subscription.CustomerId)).Balance);
+
+        // Langflow's run was counted once, when its stream ended: cut by the client who left, not a success.
+        var langflow = (await http.GetStringAsync("/metrics")).Split('\n').Where(l => l.StartsWith("cmp_upstream_requests_total{upstream=\"langflow\"", StringComparison.Ordinal)).ToList();
+        Assert.Equal(["cmp_upstream_requests_total{upstream=\"langflow\",outcome=\"canceled\"} 1"], langflow);
     }
 
     [Fact]

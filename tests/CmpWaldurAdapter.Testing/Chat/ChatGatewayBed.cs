@@ -40,7 +40,7 @@ public sealed class ChatGatewayBed : IAsyncDisposable
 
     public RunningAdapter Server { get; }
 
-    public static async Task<ChatGatewayBed> StartAsync(DatabaseProvider provider = DatabaseProvider.Sqlite, Action<Dictionary<string, string?>>? configure = null, CapturedLogs? logs = null)
+    public static async Task<ChatGatewayBed> StartAsync(DatabaseProvider provider = DatabaseProvider.Sqlite, Action<Dictionary<string, string?>>? configure = null, CapturedLogs? logs = null, Action<IServiceCollection>? services = null)
     {
         var upstream = await LangflowRunFake.StartAsync();
         var waldur = new WaldurFake();
@@ -54,7 +54,7 @@ public sealed class ChatGatewayBed : IAsyncDisposable
         settings["Ragflow:BaseUrl"] = upstream.Url.ToString();
         settings["Ragflow:ApiKey"] = "ragflow-unused";
         configure?.Invoke(settings);
-        var server = await AdapterTestHost.StartServerAsync(settings, logs);
+        var server = await AdapterTestHost.StartServerAsync(settings, logs, services);
         return new ChatGatewayBed(upstream, waldur, offering, database, server);
     }
 

@@ -23,6 +23,7 @@ public sealed class LangflowRunFake : IAsyncDisposable
     private int _runs;
     private int _aborted;
     private int _completed;
+    private int _retrievals;
 
     private LangflowRunFake(WebApplication app, Uri url)
     {
@@ -41,6 +42,9 @@ public sealed class LangflowRunFake : IAsyncDisposable
     /// <summary>Pause before a plain (non-streamed) run answers.</summary>
     public TimeSpan RunDelay { get; set; }
 
+    /// <summary>Pause before a retrieval answers, as a busy RAGFlow takes.</summary>
+    public TimeSpan RetrievalDelay { get; set; }
+
     /// <summary>Streams close after <see cref="FirstTokenDelay"/> without a single event (a run that died).</summary>
     public bool StreamsDie { get; set; }
 
@@ -54,6 +58,9 @@ public sealed class LangflowRunFake : IAsyncDisposable
 
     public int Completed => Volatile.Read(ref _completed);
 
+    /// <summary>Retrievals received (answered or not).</summary>
+    public int Retrievals => Volatile.Read(ref _retrievals);
+
     public static async Task<LangflowRunFake> StartAsync()
     {
         var builder = WebApplication.CreateSlimBuilder();
@@ -62,7 +69,7 @@ public sealed class LangflowRunFake : IAsyncDisposable
         var app = builder.Build();
         LangflowRunFake? fake = null;
         app.MapPost("/api/v1/run/{flowId}", (HttpContext http, string flowId) => fake!.RunAsync(http));
-        app.MapPost("/api/v1/retrieval", () => Results.Text("""{"code":0,"data":{"chunks":[],"doc_aggs":[],"total":0}}""", "application/json"));
+        app.MapPost("/api/v1/retrieval", (CancellationToken aborted) => fake!.RetrieveAsync(aborted));
         app.MapGet("/health_check", () => Results.Text("""{"status":"ok","chat":"ok","db":"ok"}""", "application/json"));
         await app.StartAsync();
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
@@ -132,6 +139,17 @@ public sealed class LangflowRunFake : IAsyncDisposable
         {
             Interlocked.Increment(ref _aborted);
         }
+    }
+
+    private async Task<IResult> RetrieveAsync(CancellationToken aborted)
+    {
+        Interlocked.Increment(ref _retrievals);
+        if (RetrievalDelay > TimeSpan.Zero)
+        {
+            await Task.Delay(RetrievalDelay, aborted).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        }
+
+        return Results.Text("""{"code":0,"data":{"chunks":[],"doc_aggs":[],"total":0}}""", "application/json");
     }
 
     private static string Event(string name, JsonNode data) => new JsonObject { ["event"] = name, ["data"] = data }.ToJsonString() + "\n\n";

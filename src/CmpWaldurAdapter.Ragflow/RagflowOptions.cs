@@ -35,4 +35,12 @@ public sealed class RagflowOptions : IUpstreamRetryOptions
     /// <summary>First retry delay; later ones grow exponentially with jitter.</summary>
     [Range(typeof(TimeSpan), "00:00:00", "00:10:00")]
     public TimeSpan RetryDelay { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// The slowest a document upload may go (bytes a second) before it times out: its attempt and total timeouts grow by
+    /// its size at this rate. A busy RAGFlow stores a large file slower than it answers a quick call, and an upload cut
+    /// after RAGFlow stored the file leaves a copy nobody recorded.
+    /// </summary>
+    [Range(1, int.MaxValue)]
+    public int UploadMinBytesPerSecond { get; set; } = 1_000_000;
 }

@@ -20,12 +20,6 @@ public static class RagflowServiceCollectionExtensions
         NumberHandling = JsonNumberHandling.AllowReadingFromString | JsonNumberHandling.AllowNamedFloatingPointLiterals,
     };
 
-    /// <summary>
-    /// The slowest an upload may go (bytes a second) before it times out: a busy RAGFlow stores a large file slower than
-    /// it answers a quick call, and an upload cut after RAGFlow stored the file leaves a copy nobody recorded.
-    /// </summary>
-    internal const long MinUploadBytesPerSecond = 1_000_000;
-
     /// <summary>Registers <see cref="IRagflowApi"/> with the service account's key, envelope errors and exactly one resilience pipeline.</summary>
     public static IServiceCollection AddRagflowClient(this IServiceCollection services, IConfiguration configuration)
     {
@@ -48,7 +42,7 @@ public static class RagflowServiceCollectionExtensions
         client.AddUpstreamResilience<RagflowOptions>(
             retryPost: null,
             alsoTransient: failure => failure is RagflowException { IsTransient: true },
-            sendTime: UploadTime);
+            sendTime: (options, request) => UploadTime(request, options.UploadMinBytesPerSecond));
 
         // Inside the pipeline, so its retry sees envelope errors as exceptions.
         client.AddHttpMessageHandler<RagflowEnvelopeHandler>();
@@ -56,13 +50,13 @@ public static class RagflowServiceCollectionExtensions
     }
 
     /// <summary>
-    /// Time to send an upload at <see cref="MinUploadBytesPerSecond"/>, from its Content-Length: known because every
+    /// Time to send an upload at <c>Ragflow:UploadMinBytesPerSecond</c>, from its Content-Length: known because every
     /// uploaded file is read from a seekable stream (a form file, a buffer).
     /// </summary>
-    internal static TimeSpan UploadTime(HttpRequestMessage request) =>
+    internal static TimeSpan UploadTime(HttpRequestMessage request, int minBytesPerSecond) =>
         request.Method == HttpMethod.Post
         && request.RequestUri?.AbsolutePath.EndsWith("/documents", StringComparison.Ordinal) == true
         && request.Content?.Headers.ContentLength is { } length
-            ? TimeSpan.FromSeconds((double)length / MinUploadBytesPerSecond)
+            ? TimeSpan.FromSeconds((double)length / minBytesPerSecond)
             : TimeSpan.Zero;
 }

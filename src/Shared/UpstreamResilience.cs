@@ -33,9 +33,10 @@ internal static class UpstreamResilience
     /// timeouts, meant for the upstream's quick calls, do not apply to them.
     /// </param>
     /// <param name="sendTime">
-    /// Time a request needs beyond a quick call's (sending a large body), added to its attempt and total timeouts.
+    /// Time a request needs beyond a quick call's (sending a large body, at a rate the options set), added to its attempt
+    /// and total timeouts.
     /// </param>
-    public static IHttpClientBuilder AddUpstreamResilience<TOptions>(this IHttpClientBuilder client, Func<HttpRequestMessage, bool>? retryPost, Func<Exception, bool>? alsoTransient = null, Func<HttpRequestMessage, bool>? callerBounded = null, Func<HttpRequestMessage, TimeSpan>? sendTime = null)
+    public static IHttpClientBuilder AddUpstreamResilience<TOptions>(this IHttpClientBuilder client, Func<HttpRequestMessage, bool>? retryPost, Func<Exception, bool>? alsoTransient = null, Func<HttpRequestMessage, bool>? callerBounded = null, Func<TOptions, HttpRequestMessage, TimeSpan>? sendTime = null)
         where TOptions : class, IUpstreamRetryOptions
     {
         client.AddStandardResilienceHandler()
@@ -60,8 +61,9 @@ internal static class UpstreamResilience
                 resilience.TotalRequestTimeout.Timeout = (options.AttemptTimeout * (options.RetryAttempts + 1)) + (options.RetryDelay * 60);
                 if (callerBounded is not null || sendTime is not null)
                 {
-                    resilience.AttemptTimeout.TimeoutGenerator = args => Bound(args.Context, resilience.AttemptTimeout.Timeout, callerBounded, sendTime);
-                    resilience.TotalRequestTimeout.TimeoutGenerator = args => Bound(args.Context, resilience.TotalRequestTimeout.Timeout, callerBounded, sendTime);
+                    Func<HttpRequestMessage, TimeSpan>? send = sendTime is null ? null : request => sendTime(options, request);
+                    resilience.AttemptTimeout.TimeoutGenerator = args => Bound(args.Context, resilience.AttemptTimeout.Timeout, callerBounded, send);
+                    resilience.TotalRequestTimeout.TimeoutGenerator = args => Bound(args.Context, resilience.TotalRequestTimeout.Timeout, callerBounded, send);
                 }
 
                 resilience.CircuitBreaker.SamplingDuration = options.AttemptTimeout * 2;

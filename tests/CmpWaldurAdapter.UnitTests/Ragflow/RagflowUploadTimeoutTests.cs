@@ -11,7 +11,7 @@ namespace CmpWaldurAdapter.UnitTests.Ragflow;
 
 /// <summary>
 /// An upload's attempt is allowed <c>Ragflow:AttemptTimeout</c> plus its size at
-/// <see cref="RagflowServiceCollectionExtensions.MinUploadBytesPerSecond"/>: a large file to a busy RAGFlow outlasts a
+/// <c>Ragflow:UploadMinBytesPerSecond</c> (1 MB/s unless set): a large file to a busy RAGFlow outlasts a
 /// quick call's timeout, and one cut after RAGFlow stored it leaves an unrecorded copy. Other calls keep the attempt
 /// timeout. Through the real client and pipeline, with a stand-in RAGFlow that answers late (attempt timeout 0.5 s); the
 /// timeouts applied are read from the timeout's exception, not measured, and the delays leave seconds of margin for a
@@ -22,11 +22,16 @@ public sealed class RagflowUploadTimeoutTests : IDisposable
     private const int FourMegabytes = 4_000_000;
 
     private readonly SlowRagflow _ragflow = new();
-    private readonly ServiceProvider _provider;
 
-    public RagflowUploadTimeoutTests()
+    private ServiceProvider _provider;
+
+    public RagflowUploadTimeoutTests() => _provider = Build(minBytesPerSecond: null);
+
+    private IRagflowApi Ragflow => _provider.GetRequiredService<IRagflowApi>();
+
+    private ServiceProvider Build(int? minBytesPerSecond)
     {
-        var configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        var settings = new Dictionary<string, string?>
         {
             ["Ragflow:BaseUrl"] = "http://ragflow.test/",
             ["Ragflow:ApiKey"] = "ragflow-test",
@@ -34,13 +39,17 @@ public sealed class RagflowUploadTimeoutTests : IDisposable
             // Reads may be retried once: uploads must still be sent once.
             ["Ragflow:RetryAttempts"] = "1",
             ["Ragflow:RetryDelay"] = "00:00:00.100",
-        }).Build();
+        };
+        if (minBytesPerSecond is { } rate)
+        {
+            settings["Ragflow:UploadMinBytesPerSecond"] = rate.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        }
+
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection(settings).Build();
         var services = new ServiceCollection().AddLogging().AddRagflowClient(configuration);
         services.AddSingleton<IHttpMessageHandlerBuilderFilter>(_ragflow);
-        _provider = services.BuildServiceProvider();
+        return services.BuildServiceProvider();
     }
-
-    private IRagflowApi Ragflow => _provider.GetRequiredService<IRagflowApi>();
 
     [Fact]
     public async Task A_four_megabyte_upload_slower_than_the_attempt_timeout_is_answered()
@@ -72,8 +81,23 @@ public sealed class RagflowUploadTimeoutTests : IDisposable
         // The multipart body is the file and its part's headers, its length known before it is sent.
         var length = _ragflow.Last!.Content!.Headers.ContentLength!.Value;
         Assert.InRange(length, 200_000, 201_000);
-        var expected = TimeSpan.FromSeconds(0.5) + TimeSpan.FromSeconds((double)length / RagflowServiceCollectionExtensions.MinUploadBytesPerSecond);
+        var expected = TimeSpan.FromSeconds(0.5) + TimeSpan.FromSeconds(length / 1_000_000.0);
         Assert.Equal(expected, Assert.IsType<TimeoutRejectedException>(failure.InnerException).Timeout);
+        Assert.Equal(1, _ragflow.Requests);
+    }
+
+    [Fact]
+    public async Task The_configured_minimum_upload_rate_is_the_one_applied()
+    {
+        _provider.Dispose();
+        _provider = Build(minBytesPerSecond: 250_000);
+        _ragflow.Delay = Timeout.InfiniteTimeSpan;
+
+        var failure = await Assert.ThrowsAsync<ApiRequestException>(() => Ragflow.UploadDocumentsAsync("dataset-1", [File(200_000)], CancellationToken.None));
+
+        // A quarter of the default rate: four times the default's extra time.
+        var length = _ragflow.Last!.Content!.Headers.ContentLength!.Value;
+        Assert.Equal(TimeSpan.FromSeconds(0.5) + TimeSpan.FromSeconds(length / 250_000.0), Assert.IsType<TimeoutRejectedException>(failure.InnerException).Timeout);
         Assert.Equal(1, _ragflow.Requests);
     }
 

@@ -306,13 +306,7 @@ public class WaldurEmulator : Emulator
                 ["customer_name"] = "Buyer organization",
                 ["customer_uuid"] = customer.ToString(),
                 ["customer_slug"] = "buyer",
-                ["offerings"] = new JsonArray((offerings ?? []).Select(o => (JsonNode)new JsonObject
-                {
-                    ["uuid"] = o.ToString(),
-                    ["url"] = $"{Url}api/marketplace-provider-offerings/{o}/",
-                    ["type"] = "Marketplace.Slurm",
-                    ["name"] = "offering",
-                }).ToArray()),
+                ["offerings"] = CreditOfferings(offerings ?? []),
                 ["end_date"] = endDate?.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture),
                 ["expected_consumption"] = "0.00",
                 ["minimal_consumption"] = 0.0,
@@ -326,6 +320,25 @@ public class WaldurEmulator : Emulator
 
         return id;
     }
+
+    /// <summary>Limits a credit to <paramref name="offerings"/> (none: every offering), as Waldur staff would.</summary>
+    public void SetCustomerCreditOfferings(Guid credit, IEnumerable<Guid> offerings)
+    {
+        lock (Sync)
+        {
+            _customerCredits[credit]["offerings"] = CreditOfferings(offerings);
+        }
+    }
+
+    /// <summary>A credit's <c>offerings</c>: NestedProviderOffering objects.</summary>
+    private JsonArray CreditOfferings(IEnumerable<Guid> offerings) =>
+        new(offerings.Select(o => (JsonNode)new JsonObject
+        {
+            ["uuid"] = o.ToString(),
+            ["url"] = $"{Url}api/marketplace-provider-offerings/{o}/",
+            ["type"] = "Marketplace.Slurm",
+            ["name"] = "offering",
+        }).ToArray());
 
     /// <summary>Changes a credit's remaining money (Waldur reduces it when it finalizes an invoice).</summary>
     public void SetCustomerCreditValue(Guid credit, decimal value)

@@ -81,9 +81,9 @@ internal sealed class LedgerBench : IAsyncDisposable
         var requests = Enumerable.Range(0, 2000).Select(i => "exact-" + i.ToString(CultureInfo.InvariantCulture)).ToList();
 
         var watch = Stopwatch.StartNew();
-        var first = await Task.WhenAll(requests.Select(r => Task.Run(() => Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 1, r))));
+        var first = await Task.WhenAll(requests.Select(r => Task.Run(() => Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ChatMessage, 2, 1, r))));
         watch.Stop();
-        var replay = await Task.WhenAll(requests.Select(r => Task.Run(() => Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 1, r))));
+        var replay = await Task.WhenAll(requests.Select(r => Task.Run(() => Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ChatMessage, 2, 1, r))));
         var balance = await Ledger.BalanceAsync(subscription.CustomerId);
         var (entries, lowest) = await TrailAsync(subscription.CustomerId);
 
@@ -155,7 +155,7 @@ internal sealed class LedgerBench : IAsyncDisposable
             {
                 var subscription = subscriptions[i % subscriptions.Count];
                 var started = Stopwatch.GetTimestamp();
-                var result = await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 1, $"{prefix}-{batch}-{i}");
+                var result = await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ChatMessage, 2, 1, $"{prefix}-{batch}-{i}");
                 mine.Add(Stopwatch.GetTimestamp() - started);
                 if (result.Status != ChargeStatus.Charged)
                 {

@@ -194,7 +194,7 @@ internal static class PipelineBench
         Row("second report, nothing changed", resources, await RunAsync(), 0, timed: true);
         foreach (var subscription in subscriptions.Take(changed))
         {
-            await ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 1, 1, "second-" + subscription.Id);
+            await ledger.ChargeAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ChatMessage, 1, 1, "second-" + subscription.Id);
         }
 
         Row($"third report, {changed} resources charged again", resources, await RunAsync(), changed, timed: true);
@@ -236,7 +236,7 @@ internal static class PipelineBench
         }
 
         await Parallel.ForEachAsync(subscriptions, new ParallelOptions { MaxDegreeOfParallelism = 16 }, async (subscription, cancellationToken) =>
-            await ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 1, "first-" + subscription.Id, cancellationToken: cancellationToken));
+            await ledger.ChargeAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ChatMessage, 2, 1, "first-" + subscription.Id, cancellationToken: cancellationToken));
         return subscriptions;
     }
 }

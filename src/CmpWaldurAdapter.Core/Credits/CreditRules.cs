@@ -37,6 +37,12 @@ public enum CreditRefusal
 
     /// <summary>The API key that authorized the action was revoked or regenerated (401).</summary>
     KeyRevoked,
+
+    /// <summary>
+    /// Waldur-funded mode: the organization's customer credit is limited to other offerings, so it cannot pay for
+    /// this subscription's actions, whatever the balance (402, saying so).
+    /// </summary>
+    OfferingNotCovered,
 }
 
 /// <summary>The arithmetic every credit operation obeys; no I/O.</summary>

@@ -11,8 +11,8 @@ public sealed record FundingCredit(decimal Value, IReadOnlyCollection<Guid> Offe
 /// <code>
 /// balance   = max(0, floor(money / credit_price) − uninvoiced)
 /// money     = Σ value of the organization's customer credits that apply to a served offering and have not ended
-/// uninvoiced = settled charges of the organization in periods Waldur has not invoiced yet (from <see cref="FirstUninvoicedPeriod"/>)
-/// available = balance − holds
+/// uninvoiced = settled charges of the covered offerings in periods Waldur has not invoiced yet (from <see cref="FirstUninvoicedPeriod"/>)
+/// available = balance − holds, spendable only by subscriptions of the covered offerings (<see cref="Coverage"/>)
 /// </code>
 /// </summary>
 public static class WaldurFundingRules
@@ -23,6 +23,27 @@ public static class WaldurFundingRules
             .Where(c => c.EndDate is null || c.EndDate > today)
             .Where(c => c.Offerings.Count == 0 || c.Offerings.Any(servedOfferings.Contains))
             .Sum(c => Math.Max(0m, c.Value));
+
+    /// <summary>
+    /// The served offerings the money may be spent on, or null for all of them. Waldur compensates from a credit
+    /// only the invoice items of the offerings it lists (none listed: every offering), so a restricted credit
+    /// funds only those subscriptions. An organization has one customer credit in Waldur; should several
+    /// apply, their money is one pool that the offerings any of them covers share.
+    /// </summary>
+    public static IReadOnlySet<Guid>? Coverage(IEnumerable<FundingCredit> credits, IReadOnlyCollection<Guid> servedOfferings, DateOnly today)
+    {
+        var current = credits.Where(c => c.EndDate is null || c.EndDate > today).ToList();
+        // No credit at all is a lack of money (refused as such), not a restriction.
+        if (current.Count == 0 || current.Any(c => c.Offerings.Count == 0))
+        {
+            return null;
+        }
+
+        return current.SelectMany(c => c.Offerings).Where(servedOfferings.Contains).ToHashSet();
+    }
+
+    /// <summary>Whether <paramref name="offering"/>'s subscriptions may spend the funding of <paramref name="coverage"/>.</summary>
+    public static bool Covers(IReadOnlySet<Guid>? coverage, Guid offering) => coverage is null || coverage.Contains(offering);
 
     /// <summary>Whole credits the money buys; a fraction of a credit buys nothing.</summary>
     public static long FundedCredits(decimal money, decimal creditPrice)

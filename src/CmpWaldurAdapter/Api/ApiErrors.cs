@@ -41,6 +41,10 @@ public static class ApiErrors
     public static IResult InsufficientCredits(string message) =>
         Problem(StatusCodes.Status402PaymentRequired, message, "insufficient_quota", "insufficient_credits", headers: r => r.Headers["x-should-retry"] = "false");
 
+    /// <summary>Why a subscription whose offering the organization's Waldur customer credit is not limited to is refused (402).</summary>
+    public const string CreditNotCoveringAgent =
+        "Your organization's credit in Waldur is limited to other offerings and does not cover this agent; nothing was charged. Ask your organization's owner to extend the credit to this agent.";
+
     /// <summary>503 when Waldur funding cannot be read: a retryable outage, not a lack of credits.</summary>
     public static IResult CreditsUnavailable() =>
         Problem(StatusCodes.Status503ServiceUnavailable, "The organization's credits cannot be read from Waldur right now; nothing was charged, retry shortly.",

@@ -91,7 +91,7 @@ public sealed class CapabilityPipeline(
     {
         var price = priceBooks.Quote(caller.Subscription.OfferingUuid, action);
         var credits = price.Credits * quantity;
-        var hold = await ledger.ReserveAsync(caller.Subscription.CustomerId, caller.Subscription.Id, action, credits, price.PriceBookVersion, requestId, cancellationToken: cancellationToken);
+        var hold = await ledger.ReserveAsync(caller.Subscription.CustomerId, caller.Subscription.Id, caller.Subscription.OfferingUuid, action, credits, price.PriceBookVersion, requestId, cancellationToken: cancellationToken);
         return hold.Status switch
         {
             ReservationStatus.Held or ReservationStatus.AlreadyHeld => (new CapabilityHold(hold.ReservationId!.Value, hold.Credits), null),
@@ -101,6 +101,7 @@ public sealed class CapabilityPipeline(
                 CreditRefusal.FundingUnavailable => ApiErrors.CreditsUnavailable(),
                 CreditRefusal.SubscriptionNotServable => ApiErrors.SubscriptionSuspended("This subscription is not active (paused, downscaled or ended)."),
                 CreditRefusal.KeyRevoked => ApiErrors.InvalidKey(),
+                CreditRefusal.OfferingNotCovered => ApiErrors.InsufficientCredits(ApiErrors.CreditNotCoveringAgent),
                 _ => ApiErrors.InsufficientCredits($"Your organization has not enough credits left for this request ({credits} credits). Ask your organization's owner to add credits."),
             }),
         };

@@ -244,6 +244,7 @@ public sealed partial class ChatService(
             {
                 Core.Credits.CreditRefusal.InsufficientCredits => ApiErrors.InsufficientCredits(
                     $"Your organization has not enough credits left for this message ({run.Offering.Pricing.PriceOf(ActionClass.ChatMessage)} credits). Ask your organization's owner to add credits."),
+                Core.Credits.CreditRefusal.OfferingNotCovered => ApiErrors.InsufficientCredits(ApiErrors.CreditNotCoveringAgent),
                 Core.Credits.CreditRefusal.FundingUnavailable => ApiErrors.CreditsUnavailable(),
                 // A race with a change of the subscription, not a refusal: 409, which OpenAI's SDKs retry (they never retry a 403).
                 _ => ApiErrors.Problem(StatusCodes.Status409Conflict, "This subscription changed while the message was being accepted; nothing was charged, retry.", "invalid_request_error", "subscription_changed",

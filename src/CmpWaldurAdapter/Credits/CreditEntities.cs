@@ -28,6 +28,12 @@ public sealed class CreditAccount
     /// <summary>Waldur-funded mode: the first month not yet invoiced at that read (its charges were subtracted).</summary>
     public DateOnly? FundedFrom { get; set; }
 
+    /// <summary>
+    /// Waldur-funded mode: the served offerings whose subscriptions may spend the funding (the customer credit is
+    /// limited to them), or null for all. Kept so a replica that has not read Waldur itself applies it too.
+    /// </summary>
+    public List<Guid>? FundedOfferings { get; set; }
+
     public DateTimeOffset CreatedAt { get; set; }
 
     public DateTimeOffset UpdatedAt { get; set; }

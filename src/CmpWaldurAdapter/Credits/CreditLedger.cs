@@ -23,12 +23,13 @@ public sealed class CreditLedger(ICreditStore store, WaldurFunding funding, IDbC
     private readonly ILogger<CreditLedger> _logger = logger;
 
     /// <summary>Sets <paramref name="credits"/> aside for an action about to run; settle or release the hold afterwards.</summary>
+    /// <param name="offeringUuid">The subscription's offering: a Waldur customer credit limited to others does not pay for it.</param>
     /// <param name="key">The key that authorized the action, if any: the hold is refused (<see cref="CreditRefusal.KeyRevoked"/>) once it is revoked or regenerated.</param>
     /// <param name="lifetime">
     /// How long the hold lives before the sweeper releases it; <see cref="CreditsOptions.ReservationTimeout"/> when null.
     /// For actions known to run longer than that (a document's parse), so their credits stay set aside until they finish.
     /// </param>
-    public async Task<ReservationResult> ReserveAsync(Guid customerId, Guid subscriptionId, ActionClass action, long credits, int priceBookVersion, string requestId, ApiKeyProof? key = null, TimeSpan? lifetime = null, CancellationToken cancellationToken = default)
+    public async Task<ReservationResult> ReserveAsync(Guid customerId, Guid subscriptionId, Guid offeringUuid, ActionClass action, long credits, int priceBookVersion, string requestId, ApiKeyProof? key = null, TimeSpan? lifetime = null, CancellationToken cancellationToken = default)
     {
         if (lifetime is { } own && own <= TimeSpan.Zero)
         {
@@ -37,9 +38,10 @@ public sealed class CreditLedger(ICreditStore store, WaldurFunding funding, IDbC
 
         var request = Request(customerId, subscriptionId, action, credits, priceBookVersion, requestId) with { Key = key };
         // A free action needs no funding, so it is served while Waldur cannot be read.
-        if (credits > 0 && !await _funding.EnsureFundedAsync(customerId, cancellationToken))
+        if (credits > 0 && await _funding.RefusalAsync(customerId, offeringUuid, cancellationToken) is { } unfunded)
         {
-            return new ReservationResult(ReservationStatus.Refused, null, 0, 0, CreditRefusal.FundingUnavailable);
+            LogRefusal(unfunded, request);
+            return new ReservationResult(ReservationStatus.Refused, null, 0, 0, unfunded);
         }
 
         var now = _clock.GetUtcNow();
@@ -80,13 +82,15 @@ public sealed class CreditLedger(ICreditStore store, WaldurFunding funding, IDbC
     /// Reserve and settle in one: charges <paramref name="credits"/> now if the organization has them. The
     /// database does both in one atomic step (no hold row), so a fast action costs one round trip.
     /// </summary>
+    /// <param name="offeringUuid">The subscription's offering: a Waldur customer credit limited to others does not pay for it.</param>
     /// <param name="whileTerminating">The subscription's termination charges work done before it: see <see cref="ChargeRequest.WhileTerminating"/>.</param>
-    public async Task<ChargeResult> ChargeAsync(Guid customerId, Guid subscriptionId, ActionClass action, long credits, int priceBookVersion, string requestId, bool whileTerminating = false, CancellationToken cancellationToken = default)
+    public async Task<ChargeResult> ChargeAsync(Guid customerId, Guid subscriptionId, Guid offeringUuid, ActionClass action, long credits, int priceBookVersion, string requestId, bool whileTerminating = false, CancellationToken cancellationToken = default)
     {
         var request = Request(customerId, subscriptionId, action, credits, priceBookVersion, requestId) with { WhileTerminating = whileTerminating };
-        if (credits > 0 && !await _funding.EnsureFundedAsync(customerId, cancellationToken))
+        if (credits > 0 && await _funding.RefusalAsync(customerId, offeringUuid, cancellationToken) is { } unfunded)
         {
-            return new ChargeResult(ChargeStatus.Refused, 0, 0, CreditRefusal.FundingUnavailable);
+            LogRefusal(unfunded, request);
+            return new ChargeResult(ChargeStatus.Refused, 0, 0, unfunded);
         }
 
         var now = _clock.GetUtcNow();

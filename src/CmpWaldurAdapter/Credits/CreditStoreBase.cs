@@ -61,7 +61,7 @@ internal abstract class CreditStoreBase(IDbContextFactory<AdapterDbContext> dbs)
             return new GrantResult(true, entryId, credits, account.Balance, account.Balance - account.Reserved);
         }, cancellationToken);
 
-    public Task<CreditAccount> RefreshFundingAsync(Guid customerId, long fundedCredits, BillingPeriod firstUninvoiced, DateTimeOffset now, CancellationToken cancellationToken) =>
+    public Task<CreditAccount> RefreshFundingAsync(Guid customerId, long fundedCredits, IReadOnlySet<Guid>? coveredOfferings, BillingPeriod firstUninvoiced, DateTimeOffset now, CancellationToken cancellationToken) =>
         WriteAsync(async db =>
         {
             await EnsureAccountAsync(db, customerId, now, cancellationToken);
@@ -76,15 +76,22 @@ internal abstract class CreditStoreBase(IDbContextFactory<AdapterDbContext> dbs)
             }
 
             var from = firstUninvoiced.FirstDay;
-            var uninvoiced = await db.LedgerEntries
-                .Where(e => e.CustomerId == customerId && e.Kind == LedgerEntryKind.Charge && e.Period >= from)
-                .SumAsync(e => (long?)e.Credits, cancellationToken) ?? 0;
+            var charges = db.LedgerEntries.Where(e => e.CustomerId == customerId && e.Kind == LedgerEntryKind.Charge && e.Period >= from);
+            var covered = coveredOfferings?.ToList();
+            if (covered is not null)
+            {
+                // Waldur takes only the covered offerings' usage off a limited credit; the rest it invoices.
+                charges = charges.Where(e => db.Subscriptions.Any(s => s.Id == e.SubscriptionId && covered.Contains(s.OfferingUuid)));
+            }
+
+            var uninvoiced = await charges.SumAsync(e => (long?)e.Credits, cancellationToken) ?? 0;
             var balance = WaldurFundingRules.Balance(fundedCredits, uninvoiced);
             await db.CreditAccounts.Where(a => a.CustomerId == customerId).ExecuteUpdateAsync(set => set
                 .SetProperty(a => a.Balance, balance)
                 .SetProperty(a => a.FundedCredits, fundedCredits)
                 .SetProperty(a => a.FundedAt, now)
                 .SetProperty(a => a.FundedFrom, from)
+                .SetProperty(a => a.FundedOfferings, covered)
                 .SetProperty(a => a.Version, a => a.Version + 1)
                 .SetProperty(a => a.UpdatedAt, now), cancellationToken);
             return await db.CreditAccounts.AsNoTracking().SingleAsync(a => a.CustomerId == customerId, cancellationToken);

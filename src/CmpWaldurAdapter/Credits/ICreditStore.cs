@@ -20,8 +20,11 @@ public interface ICreditStore
 
     Task<GrantResult> GrantAsync(Guid customerId, long credits, string reason, string requestId, Guid entryId, DateTimeOffset now, CancellationToken cancellationToken);
 
-    /// <summary>Waldur-funded mode: balance := max(0, funded − charges since <paramref name="firstUninvoiced"/>), under the account lock.</summary>
-    Task<CreditAccount> RefreshFundingAsync(Guid customerId, long fundedCredits, BillingPeriod firstUninvoiced, DateTimeOffset now, CancellationToken cancellationToken);
+    /// <summary>
+    /// Waldur-funded mode: balance := max(0, funded − charges of the <paramref name="coveredOfferings"/> (null: all)
+    /// since <paramref name="firstUninvoiced"/>), under the account lock; the coverage is kept with it.
+    /// </summary>
+    Task<CreditAccount> RefreshFundingAsync(Guid customerId, long fundedCredits, IReadOnlySet<Guid>? coveredOfferings, BillingPeriod firstUninvoiced, DateTimeOffset now, CancellationToken cancellationToken);
 
     /// <summary>Creates the organization's empty account if it has none.</summary>
     Task OpenAccountAsync(Guid customerId, DateTimeOffset now, CancellationToken cancellationToken);

@@ -14,7 +14,7 @@ public sealed class LedgerChatCredits(CreditLedger ledger, PriceBooks priceBooks
     public async Task<ChatHoldAttempt> HoldAsync(Subscription subscription, string requestId, ApiKeyProof? key, CancellationToken cancellationToken)
     {
         var price = priceBooks.Quote(subscription.OfferingUuid, ActionClass.ChatMessage);
-        var hold = await ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, price.Credits, price.PriceBookVersion, requestId, key, cancellationToken: cancellationToken);
+        var hold = await ledger.ReserveAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ChatMessage, price.Credits, price.PriceBookVersion, requestId, key, cancellationToken: cancellationToken);
         var held = hold.Status switch
         {
             ReservationStatus.Held or ReservationStatus.AlreadyHeld => new ChatHold(hold.ReservationId!.Value, hold.Credits),

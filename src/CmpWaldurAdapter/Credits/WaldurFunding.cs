@@ -17,7 +17,9 @@ namespace CmpWaldurAdapter.Credits;
 /// month opens; a charge waits for Waldur at most <see cref="CreditsOptions.FundingTimeout"/>. When
 /// Waldur is slow or down the last funding read keeps applying (the balance still falls with every
 /// charge, so nothing is overspent); an organization whose funding was never read is refused
-/// (<see cref="CreditRefusal.FundingUnavailable"/>) until Waldur answers. In ledger mode this does nothing.
+/// (<see cref="CreditRefusal.FundingUnavailable"/>) until Waldur answers. A customer credit limited to some
+/// offerings funds only their subscriptions: the others are refused (<see cref="CreditRefusal.OfferingNotCovered"/>)
+/// from the cached read, without asking the database. In ledger mode this does nothing.
 /// </summary>
 public sealed class WaldurFunding(
     ICreditStore store,
@@ -40,12 +42,28 @@ public sealed class WaldurFunding(
     /// Makes sure the organization's balance reflects Waldur recently enough. Returns false only when its
     /// funding is unknown: never read, and Waldur does not answer now.
     /// </summary>
-    public async ValueTask<bool> EnsureFundedAsync(Guid customerId, CancellationToken cancellationToken)
+    public async ValueTask<bool> EnsureFundedAsync(Guid customerId, CancellationToken cancellationToken) =>
+        await FundAsync(customerId, cancellationToken) is not null;
+
+    /// <summary>
+    /// Before a paid action of a subscription of <paramref name="offering"/>: null when its organization's balance may pay
+    /// for it, else why not (funding unknown, or the customer credit limited to other offerings).
+    /// </summary>
+    public async ValueTask<CreditRefusal?> RefusalAsync(Guid customerId, Guid offering, CancellationToken cancellationToken) =>
+        await FundAsync(customerId, cancellationToken) switch
+        {
+            null => CreditRefusal.FundingUnavailable,
+            var state when !WaldurFundingRules.Covers(state.Coverage, offering) => CreditRefusal.OfferingNotCovered,
+            _ => null,
+        };
+
+    /// <summary>The organization's funding state once recent enough; null when its funding is unknown.</summary>
+    private async ValueTask<State?> FundAsync(Guid customerId, CancellationToken cancellationToken)
     {
         var settings = options.CurrentValue;
         if (settings.Funding != CreditFunding.WaldurCustomerCredits)
         {
-            return true;
+            return State.Unrestricted;
         }
 
         var now = clock.GetUtcNow();
@@ -53,7 +71,7 @@ public sealed class WaldurFunding(
         var state = _states.GetOrAdd(customerId, _ => new State());
         if (state.Answer(now, firstUninvoiced, settings.FundingCacheLifetime) is { } cached)
         {
-            return cached;
+            return cached ? state : null;
         }
 
         // One read per organization at a time; the others wait for it instead of asking Waldur too.
@@ -62,10 +80,10 @@ public sealed class WaldurFunding(
         {
             if (state.Answer(now, firstUninvoiced, settings.FundingCacheLifetime) is { } fresh)
             {
-                return fresh;
+                return fresh ? state : null;
             }
 
-            return await RefreshAsync(customerId, state, now, firstUninvoiced, settings, cancellationToken);
+            return await RefreshAsync(customerId, state, now, firstUninvoiced, settings, cancellationToken) ? state : null;
         }
         finally
         {
@@ -78,31 +96,34 @@ public sealed class WaldurFunding(
 
     private async Task<bool> RefreshAsync(Guid customerId, State state, DateTimeOffset now, BillingPeriod firstUninvoiced, CreditsOptions settings, CancellationToken cancellationToken)
     {
-        long funded;
+        (long Credits, IReadOnlySet<Guid>? Coverage) funded;
         try
         {
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             timeout.CancelAfter(settings.FundingTimeout);
-            funded = await ReadFundedCreditsAsync(customerId, now, settings.CreditPrice, timeout.Token);
+            funded = await ReadFundingAsync(customerId, now, settings.CreditPrice, timeout.Token);
         }
         catch (Exception exception) when (!cancellationToken.IsCancellationRequested && (UpstreamFailures.IsTransient(exception) || exception is Refit.ApiException))
         {
-            var known = state.Known || await HasFundingAsync(customerId, cancellationToken);
-            state.Failed(now + (known ? RetryAfterFailure : RetryAfterFirstFailure), known);
+            // Another replica's last read (kept with the account), coverage included, serves until Waldur answers.
+            var applied = state.Known ? null : await LastFundingAsync(customerId, cancellationToken);
+            var known = state.Known || applied is not null;
+            state.Failed(now + (known ? RetryAfterFailure : RetryAfterFirstFailure), known, applied);
             logger.LogWarning("Could not read the customer credits of organization {CustomerId} from Waldur ({Reason}); {Consequence}",
                 customerId, UpstreamFailures.Describe(exception),
                 known ? "charging continues against the last funding read" : "its charges are refused until Waldur answers");
             return known;
         }
 
-        var account = await store.RefreshFundingAsync(customerId, funded, firstUninvoiced, now, cancellationToken);
-        state.Refreshed(now, firstUninvoiced);
-        logger.LogDebug("Organization {CustomerId} is funded with {Funded} credits; balance {Balance} after uninvoiced charges since {Period}",
-            customerId, funded, account.Balance, firstUninvoiced);
+        var account = await store.RefreshFundingAsync(customerId, funded.Credits, funded.Coverage, firstUninvoiced, now, cancellationToken);
+        // The account's, not this read's: a later read another replica applied first wins, coverage included.
+        state.Refreshed(now, firstUninvoiced, Coverage(account));
+        logger.LogDebug("Organization {CustomerId} is funded with {Funded} credits for {Offerings}; balance {Balance} after uninvoiced charges since {Period}",
+            customerId, funded.Credits, funded.Coverage is null ? "every offering" : $"offerings {string.Join(", ", funded.Coverage)}", account.Balance, firstUninvoiced);
         return true;
     }
 
-    private async Task<long> ReadFundedCreditsAsync(Guid customerId, DateTimeOffset now, decimal creditPrice, CancellationToken cancellationToken)
+    private async Task<(long Credits, IReadOnlySet<Guid>? Coverage)> ReadFundingAsync(Guid customerId, DateTimeOffset now, decimal creditPrice, CancellationToken cancellationToken)
     {
         // Resolved here, not injected: ledger-funded deployments and commands never need a Waldur client.
         var waldur = services.GetRequiredService<IWaldurApi>();
@@ -124,18 +145,25 @@ public sealed class WaldurFunding(
         }
 
         var served = offerings.Offerings.Select(o => o.Uuid).ToList();
-        var money = WaldurFundingRules.Money(credits, served, DateOnly.FromDateTime(now.UtcDateTime));
-        return WaldurFundingRules.FundedCredits(money, creditPrice);
+        var today = DateOnly.FromDateTime(now.UtcDateTime);
+        var money = WaldurFundingRules.Money(credits, served, today);
+        return (WaldurFundingRules.FundedCredits(money, creditPrice), WaldurFundingRules.Coverage(credits, served, today));
     }
 
-    private async Task<bool> HasFundingAsync(Guid customerId, CancellationToken cancellationToken)
+    /// <summary>The funding last applied to the organization's account, by any replica; null if it was never read.</summary>
+    private async Task<CreditAccount?> LastFundingAsync(Guid customerId, CancellationToken cancellationToken)
     {
         await using var db = await dbs.CreateDbContextAsync(cancellationToken);
-        return await db.CreditAccounts.AnyAsync(a => a.CustomerId == customerId && a.FundedAt != null, cancellationToken);
+        return await db.CreditAccounts.AsNoTracking().SingleOrDefaultAsync(a => a.CustomerId == customerId && a.FundedAt != null, cancellationToken);
     }
+
+    private static HashSet<Guid>? Coverage(CreditAccount account) => account.FundedOfferings?.ToHashSet();
 
     private sealed class State
     {
+        /// <summary>Ledger mode: every subscription spends the balance.</summary>
+        public static readonly State Unrestricted = new();
+
         private DateTimeOffset _refreshedAt = DateTimeOffset.MinValue;
         private BillingPeriod _firstUninvoiced;
         private DateTimeOffset _retryAt = DateTimeOffset.MinValue;
@@ -143,6 +171,9 @@ public sealed class WaldurFunding(
         public SemaphoreSlim Gate { get; } = new(1, 1);
 
         public bool Known { get; private set; }
+
+        /// <summary>The offerings the funding covers (null: all); meaningful once <see cref="Known"/>.</summary>
+        public IReadOnlySet<Guid>? Coverage { get; private set; }
 
         /// <summary>The cached answer, or null when Waldur must be asked.</summary>
         public bool? Answer(DateTimeOffset now, BillingPeriod firstUninvoiced, TimeSpan lifetime)
@@ -158,22 +189,29 @@ public sealed class WaldurFunding(
             }
         }
 
-        public void Refreshed(DateTimeOffset now, BillingPeriod firstUninvoiced)
+        public void Refreshed(DateTimeOffset now, BillingPeriod firstUninvoiced, IReadOnlySet<Guid>? coverage)
         {
             lock (Gate)
             {
                 _refreshedAt = now;
                 _firstUninvoiced = firstUninvoiced;
                 _retryAt = DateTimeOffset.MinValue;
+                Coverage = coverage;
                 Known = true;
             }
         }
 
-        public void Failed(DateTimeOffset retryAt, bool known)
+        /// <param name="applied">The account's last funding when this replica had none of its own.</param>
+        public void Failed(DateTimeOffset retryAt, bool known, CreditAccount? applied)
         {
             lock (Gate)
             {
                 _retryAt = retryAt;
+                if (applied is not null)
+                {
+                    Coverage = WaldurFunding.Coverage(applied);
+                }
+
                 Known = known;
             }
         }

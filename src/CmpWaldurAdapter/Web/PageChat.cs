@@ -108,6 +108,7 @@ public sealed class AgentPageChat(
             return attempt.Refusal switch
             {
                 Core.Credits.CreditRefusal.InsufficientCredits => PageAnswer.Refused(StatusCodes.Status402PaymentRequired, "Your organization has not enough credits left for this message. Ask your organization's owner to add credits."),
+                Core.Credits.CreditRefusal.OfferingNotCovered => PageAnswer.Refused(StatusCodes.Status402PaymentRequired, Api.ApiErrors.CreditNotCoveringAgent),
                 Core.Credits.CreditRefusal.FundingUnavailable => PageAnswer.Refused(StatusCodes.Status503ServiceUnavailable, "The organization's credits cannot be read right now; nothing was charged, try again shortly."),
                 _ => PageAnswer.Refused(StatusCodes.Status403Forbidden, "This agent is paused or not active, so it cannot answer right now."),
             };

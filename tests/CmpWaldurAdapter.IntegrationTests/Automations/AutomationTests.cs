@@ -122,7 +122,7 @@ public sealed class AutomationTests : IAsyncLifetime
         await _bed.LeaveUnfinishedAsync(me, "recent", body, TimeSpan.FromMinutes(2), CmpWaldurAdapter.Chat.IdempotencyStore.RunsScope);
         var requestId = await _bed.LeaveUnfinishedAsync(me, "dead", body, TimeSpan.FromMinutes(2) + CmpWaldurAdapter.Chat.IdempotencyStore.AbandonMargin + TimeSpan.FromSeconds(5), CmpWaldurAdapter.Chat.IdempotencyStore.RunsScope);
         var ledger = _bed.Services.GetRequiredService<CmpWaldurAdapter.Credits.CreditLedger>();
-        Assert.True((await ledger.ReserveAsync(me.Customer, me.Subscription.Id, CmpWaldurAdapter.Core.Catalogue.ActionClass.AutomationRun, 3, 1, requestId)).IsHeld);
+        Assert.True((await ledger.ReserveAsync(me.Customer, me.Subscription.Id, me.Subscription.OfferingUuid, CmpWaldurAdapter.Core.Catalogue.ActionClass.AutomationRun, 3, 1, requestId)).IsHeld);
 
         var recent = await SendAsync(http, body, "recent");
         var retried = await SendAsync(http, body, "dead");
@@ -181,7 +181,7 @@ public sealed class AutomationTests : IAsyncLifetime
         // What a killed process leaves: the run's row and the hold of its price. Chat:RunTimeout is 2 minutes.
         var dead = await AddRunAsync(me.Subscription.Id, now - TimeSpan.FromMinutes(2) - AutomationService.InterruptedMargin - TimeSpan.FromSeconds(30), running: true);
         var ledger = _bed.Services.GetRequiredService<CmpWaldurAdapter.Credits.CreditLedger>();
-        Assert.True((await ledger.ReserveAsync(me.Customer, me.Subscription.Id, CmpWaldurAdapter.Core.Catalogue.ActionClass.AutomationRun, 3, 1, "the dead run")).IsHeld);
+        Assert.True((await ledger.ReserveAsync(me.Customer, me.Subscription.Id, me.Subscription.OfferingUuid, CmpWaldurAdapter.Core.Catalogue.ActionClass.AutomationRun, 3, 1, "the dead run")).IsHeld);
         // Within the run timeout and margin, a run may still be finishing on another replica.
         var live = await AddRunAsync(me.Subscription.Id, now - TimeSpan.FromMinutes(2) - AutomationService.InterruptedMargin + TimeSpan.FromSeconds(30), running: true);
 

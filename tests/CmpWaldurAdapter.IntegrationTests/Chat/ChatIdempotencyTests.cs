@@ -189,7 +189,7 @@ public sealed class ChatIdempotencyTests : IAsyncLifetime
         var requestId = await _bed.LeaveUnfinishedAsync(_me, "crashed", Body, TakeoverAge + TimeSpan.FromSeconds(5));
         // What the dead request did in the ledger, under the request id every attempt with this key uses.
         var ledger = _bed.Services.GetRequiredService<CreditLedger>();
-        var hold = await ledger.ReserveAsync(_me.Customer, _me.Subscription.Id, ActionClass.ChatMessage, 2, 1, requestId);
+        var hold = await ledger.ReserveAsync(_me.Customer, _me.Subscription.Id, _me.Subscription.OfferingUuid, ActionClass.ChatMessage, 2, 1, requestId);
         Assert.True(hold.IsHeld);
         if (charged)
         {

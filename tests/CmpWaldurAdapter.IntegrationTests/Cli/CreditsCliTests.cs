@@ -139,7 +139,7 @@ public sealed class CreditsCliTests : IAsyncLifetime
         await _bed.StartAsync();
         var subscription = await _bed.AddSubscriptionAsync();
         await _bed.Ledger.GrantAsync(subscription.CustomerId, 100, "test funding");
-        await _bed.Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 3, "m1");
+        await _bed.Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ChatMessage, 2, 3, "m1");
         var period = DateTimeOffset.UtcNow.ToString("yyyy-MM", System.Globalization.CultureInfo.InvariantCulture);
 
         var dry = await RunAsync("usage", "report", "--dry-run");

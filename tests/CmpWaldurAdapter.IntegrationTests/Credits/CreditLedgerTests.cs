@@ -21,7 +21,7 @@ public sealed class CreditLedgerOnPostgresTests() : CreditLedgerTests(DatabasePr
     {
         var subscriptions = await FundedSubscriptionsAsync(40, credits: 10);
 
-        var holds = await Task.WhenAll(subscriptions.Select(s => Task.Run(() => Ledger.ReserveAsync(s.CustomerId, s.Id, ActionClass.ChatMessage, 2, 3, "together"))));
+        var holds = await Task.WhenAll(subscriptions.Select(s => Task.Run(() => Ledger.ReserveAsync(s.CustomerId, s.Id, s.OfferingUuid, ActionClass.ChatMessage, 2, 3, "together"))));
 
         // Rows written by one transaction share its id (xmin): holds queued behind a running one went in one batch.
         Assert.All(holds, h => Assert.True(h.IsHeld));
@@ -45,12 +45,12 @@ public sealed class CreditLedgerOnPostgresTests() : CreditLedgerTests(DatabasePr
             await lockAccount.ExecuteScalarAsync();
         }
 
-        var first = Task.Run(() => Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 1, "first"));
+        var first = Task.Run(() => Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ChatMessage, 2, 1, "first"));
         await Task.Delay(300);
-        var march = Task.Run(() => Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 1, "march"));
+        var march = Task.Run(() => Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ChatMessage, 2, 1, "march"));
         await Task.Delay(300);
         Bed.Clock.SetUtcNow(new DateTimeOffset(2026, 4, 1, 0, 0, 1, TimeSpan.Zero));
-        var april = Task.Run(() => Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 1, "april"));
+        var april = Task.Run(() => Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ChatMessage, 2, 1, "april"));
         await Task.Delay(300);
         await transaction.RollbackAsync();
         await Task.WhenAll(first, march, april);
@@ -68,7 +68,7 @@ public sealed class CreditLedgerOnPostgresTests() : CreditLedgerTests(DatabasePr
     public async Task Closes_racing_for_one_hold_each_learn_how_it_was_closed_and_it_closes_once()
     {
         var subscription = (await FundedSubscriptionsAsync(1, credits: 100)).Single();
-        var hold = (await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 5, 1, "raced")).ReservationId!.Value;
+        var hold = (await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ChatMessage, 5, 1, "raced")).ReservationId!.Value;
         // Another transaction holds the organization's account: every close takes its snapshot (the hold still in it)
         // and waits for the lock; the first to get it closes the hold, the others find it closed since their snapshot.
         await using var blocker = new Npgsql.NpgsqlConnection(Bed.Database.ConnectionString);
@@ -225,9 +225,9 @@ public abstract class CreditLedgerTests(DatabaseProvider provider) : IAsyncLifet
         await Ledger.GrantAsync(subscription.CustomerId, 100, "test funding");
 
         var charges = await Task.WhenAll(Enumerable.Range(0, 40).Select(_ => Task.Run(() =>
-            Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 3, 1, "same-request"))));
+            Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ChatMessage, 3, 1, "same-request"))));
         var holds = await Task.WhenAll(Enumerable.Range(0, 40).Select(_ => Task.Run(() =>
-            Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.ImageGeneration, 10, 1, "same-hold"))));
+            Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ImageGeneration, 10, 1, "same-hold"))));
 
         Assert.Single(charges, c => c.Status == ChargeStatus.Charged);
         Assert.Equal(39, charges.Count(c => c.Status == ChargeStatus.Replayed));
@@ -244,7 +244,7 @@ public abstract class CreditLedgerTests(DatabaseProvider provider) : IAsyncLifet
         var subscription = await _bed.AddSubscriptionAsync();
         await Ledger.GrantAsync(subscription.CustomerId, 100, "test funding");
 
-        var hold = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 10, 3, "chat-1");
+        var hold = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ChatMessage, 10, 3, "chat-1");
         var whileHeld = await Ledger.BalanceAsync(subscription.CustomerId);
         var settled = await Ledger.SettleAsync(hold.ReservationId!.Value, actualCredits: 7);
         var again = await Ledger.SettleAsync(hold.ReservationId.Value);
@@ -271,11 +271,11 @@ public abstract class CreditLedgerTests(DatabaseProvider provider) : IAsyncLifet
         var subscription = await _bed.AddSubscriptionAsync();
         await Ledger.GrantAsync(subscription.CustomerId, 20, "test funding");
 
-        var hold = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.ImageGeneration, 10, 3, "image-1");
+        var hold = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ImageGeneration, 10, 3, "image-1");
         var released = await Ledger.ReleaseAsync(hold.ReservationId!.Value, "image service answered 502");
         var twice = await Ledger.ReleaseAsync(hold.ReservationId.Value);
         var settleAfter = await Ledger.SettleAsync(hold.ReservationId.Value);
-        var retry = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.ImageGeneration, 10, 3, "image-1");
+        var retry = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ImageGeneration, 10, 3, "image-1");
 
         Assert.Equal((ReleaseStatus.Released, 10L, 20L), (released.Status, released.Credits, released.Available));
         Assert.Equal(ReleaseStatus.AlreadyReleased, twice.Status);
@@ -293,12 +293,12 @@ public abstract class CreditLedgerTests(DatabaseProvider provider) : IAsyncLifet
         var subscription = await _bed.AddSubscriptionAsync();
         await Ledger.GrantAsync(subscription.CustomerId, 50, "test funding");
 
-        var charged = await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.RagDocument, 5, 3, "doc-1");
-        var replayed = await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.RagDocument, 5, 3, "doc-1");
-        var hold = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.RagDocument, 5, 3, "doc-1");
-        var viaHold = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.VoiceInteraction, 2, 3, "voice-1");
+        var charged = await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.RagDocument, 5, 3, "doc-1");
+        var replayed = await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.RagDocument, 5, 3, "doc-1");
+        var hold = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.RagDocument, 5, 3, "doc-1");
+        var viaHold = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.VoiceInteraction, 2, 3, "voice-1");
         await Ledger.SettleAsync(viaHold.ReservationId!.Value);
-        var chargeAfterSettle = await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.VoiceInteraction, 2, 3, "voice-1");
+        var chargeAfterSettle = await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.VoiceInteraction, 2, 3, "voice-1");
 
         Assert.Equal(ChargeStatus.Charged, charged.Status);
         Assert.Equal((ChargeStatus.Replayed, 5L, charged.EntryId), (replayed.Status, replayed.Credits, replayed.EntryId));
@@ -313,8 +313,8 @@ public abstract class CreditLedgerTests(DatabaseProvider provider) : IAsyncLifet
         var subscription = await _bed.AddSubscriptionAsync();
         await Ledger.GrantAsync(subscription.CustomerId, 50, "test funding");
 
-        var hold = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 3, "mixed");
-        await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 3, "mixed");
+        var hold = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ChatMessage, 2, 3, "mixed");
+        await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ChatMessage, 2, 3, "mixed");
         var settled = await Ledger.SettleAsync(hold.ReservationId!.Value);
 
         Assert.Equal(SettleStatus.AlreadyCharged, settled.Status);
@@ -329,9 +329,9 @@ public abstract class CreditLedgerTests(DatabaseProvider provider) : IAsyncLifet
         var subscription = await _bed.AddSubscriptionAsync();
         await Ledger.GrantAsync(subscription.CustomerId, 10, "test funding");
 
-        var hold = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 8, 3, "long-answer");
-        var tooMuch = await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 4, 3, "other");
-        var fits = await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 3, "small");
+        var hold = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ChatMessage, 8, 3, "long-answer");
+        var tooMuch = await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ChatMessage, 4, 3, "other");
+        var fits = await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ChatMessage, 2, 3, "small");
         var over = await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => Ledger.SettleAsync(hold.ReservationId!.Value, actualCredits: 9));
         var exact = await Ledger.SettleAsync(hold.ReservationId!.Value, actualCredits: 8);
 
@@ -347,7 +347,7 @@ public abstract class CreditLedgerTests(DatabaseProvider provider) : IAsyncLifet
     {
         var subscription = await _bed.AddSubscriptionAsync();
 
-        var charge = await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 1, 3, "first");
+        var charge = await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ChatMessage, 1, 3, "first");
         var balance = await Ledger.BalanceAsync(subscription.CustomerId);
 
         Assert.Equal((ChargeStatus.Refused, CreditRefusal.InsufficientCredits), (charge.Status, charge.Refusal));
@@ -359,12 +359,12 @@ public abstract class CreditLedgerTests(DatabaseProvider provider) : IAsyncLifet
     {
         var subscription = await _bed.AddSubscriptionAsync();
 
-        var hold = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 0, 3, "free-hold");
+        var hold = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ChatMessage, 0, 3, "free-hold");
         var settled = await Ledger.SettleAsync(hold.ReservationId!.Value);
         var charges = await Task.WhenAll(Enumerable.Range(0, 20).Select(i => Task.Run(() =>
-            Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ImageGeneration, 0, 3, $"free-{i}"))));
-        var replay = await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ImageGeneration, 0, 3, "free-0");
-        var paid = await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 1, 3, "paid");
+            Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ImageGeneration, 0, 3, $"free-{i}"))));
+        var replay = await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ImageGeneration, 0, 3, "free-0");
+        var paid = await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ChatMessage, 1, 3, "paid");
 
         Assert.Equal((ReservationStatus.Held, 0L), (hold.Status, hold.Credits));
         Assert.Equal((SettleStatus.Settled, 0L), (settled.Status, settled.Credits));
@@ -383,15 +383,15 @@ public abstract class CreditLedgerTests(DatabaseProvider provider) : IAsyncLifet
         var subscription = await _bed.AddSubscriptionAsync();
         var ended = await _bed.AddSubscriptionAsync(customer: subscription.CustomerId, state: SubscriptionState.Terminated);
         await Ledger.GrantAsync(subscription.CustomerId, 10, "test funding");
-        await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 10, 3, "in-flight");
+        await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ChatMessage, 10, 3, "in-flight");
         // Waldur-funded balances can drop below the holds already taken (the organization's money was lowered).
         await _bed.QueryAsync(db => db.CreditAccounts.Where(a => a.CustomerId == subscription.CustomerId).ExecuteUpdateAsync(set => set.SetProperty(a => a.Balance, 4)));
 
-        var free = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 0, 3, "free");
-        var freeCharge = await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 0, 3, "free-charge");
-        var paid = await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 1, 3, "paid");
-        var endedHold = await Ledger.ReserveAsync(ended.CustomerId, ended.Id, ActionClass.ChatMessage, 0, 3, "free");
-        var endedCharge = await Ledger.ChargeAsync(ended.CustomerId, ended.Id, ActionClass.ChatMessage, 0, 3, "free-charge");
+        var free = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ChatMessage, 0, 3, "free");
+        var freeCharge = await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ChatMessage, 0, 3, "free-charge");
+        var paid = await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ChatMessage, 1, 3, "paid");
+        var endedHold = await Ledger.ReserveAsync(ended.CustomerId, ended.Id, ended.OfferingUuid, ActionClass.ChatMessage, 0, 3, "free");
+        var endedCharge = await Ledger.ChargeAsync(ended.CustomerId, ended.Id, ended.OfferingUuid, ActionClass.ChatMessage, 0, 3, "free-charge");
 
         Assert.Equal(ReservationStatus.Held, free.Status);
         Assert.Equal(ChargeStatus.Charged, freeCharge.Status);
@@ -408,10 +408,10 @@ public abstract class CreditLedgerTests(DatabaseProvider provider) : IAsyncLifet
         var stranger = await _bed.AddSubscriptionAsync();
         await Ledger.GrantAsync(first.CustomerId, 10, "test funding");
 
-        var a = await Ledger.ChargeAsync(first.CustomerId, first.Id, ActionClass.ImageGeneration, 6, 3, "same-id");
-        var b = await Ledger.ChargeAsync(second.CustomerId, second.Id, ActionClass.ChatMessage, 4, 3, "same-id");
-        var c = await Ledger.ChargeAsync(second.CustomerId, second.Id, ActionClass.ChatMessage, 1, 3, "another");
-        var foreign = await Ledger.ChargeAsync(first.CustomerId, stranger.Id, ActionClass.ChatMessage, 1, 3, "not-yours");
+        var a = await Ledger.ChargeAsync(first.CustomerId, first.Id, first.OfferingUuid, ActionClass.ImageGeneration, 6, 3, "same-id");
+        var b = await Ledger.ChargeAsync(second.CustomerId, second.Id, second.OfferingUuid, ActionClass.ChatMessage, 4, 3, "same-id");
+        var c = await Ledger.ChargeAsync(second.CustomerId, second.Id, second.OfferingUuid, ActionClass.ChatMessage, 1, 3, "another");
+        var foreign = await Ledger.ChargeAsync(first.CustomerId, stranger.Id, stranger.OfferingUuid, ActionClass.ChatMessage, 1, 3, "not-yours");
 
         Assert.Equal(ChargeStatus.Charged, a.Status);
         Assert.Equal(ChargeStatus.Charged, b.Status);
@@ -430,19 +430,19 @@ public abstract class CreditLedgerTests(DatabaseProvider provider) : IAsyncLifet
         var resource = _bed.Waldur.ResourceOf(order);
         var subscription = await _bed.AddSubscriptionAsync(customer: customer, resource: resource);
         await Ledger.GrantAsync(subscription.CustomerId, 10, "test funding");
-        var hold = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 3, "in-flight");
+        var hold = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ChatMessage, 2, 3, "in-flight");
         var sync = _bed.Services.GetRequiredService<ResourceStateSync>();
 
         _bed.Waldur.SetResourceFlags(resource, paused, downscaled);
         await sync.SyncAsync(resource, CancellationToken.None);
-        var refusedCharge = await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 3, "while-paused");
-        var refusedHold = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 3, "while-paused-2");
+        var refusedCharge = await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ChatMessage, 2, 3, "while-paused");
+        var refusedHold = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ChatMessage, 2, 3, "while-paused-2");
         // Work that started before the pause is still settled: it was done.
         var settled = await Ledger.SettleAsync(hold.ReservationId!.Value);
 
         _bed.Waldur.SetResourceFlags(resource, false, false);
         await sync.SyncAsync(resource, CancellationToken.None);
-        var afterRestore = await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 3, "while-paused");
+        var afterRestore = await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ChatMessage, 2, 3, "while-paused");
 
         Assert.Equal((ChargeStatus.Refused, CreditRefusal.SubscriptionNotServable), (refusedCharge.Status, refusedCharge.Refusal));
         Assert.Equal((ReservationStatus.Refused, CreditRefusal.SubscriptionNotServable), (refusedHold.Status, refusedHold.Refusal));
@@ -462,11 +462,11 @@ public abstract class CreditLedgerTests(DatabaseProvider provider) : IAsyncLifet
             return await db.SaveChangesAsync();
         });
         await Ledger.GrantAsync(active.CustomerId, 1000, "test funding");
-        await Ledger.ChargeAsync(active.CustomerId, active.Id, ActionClass.ChatMessage, 2, 3, "mixed-1");
+        await Ledger.ChargeAsync(active.CustomerId, active.Id, active.OfferingUuid, ActionClass.ChatMessage, 2, 3, "mixed-1");
 
         var results = await Task.WhenAll(Enumerable.Range(0, 300).Select(i => Task.Run(() => i % 3 == 0
-            ? Ledger.ChargeAsync(paused.CustomerId, paused.Id, ActionClass.ChatMessage, 2, 3, $"paused-{i}")
-            : Ledger.ChargeAsync(active.CustomerId, active.Id, ActionClass.ChatMessage, 2, 3, $"mixed-{i % 150}"))));
+            ? Ledger.ChargeAsync(paused.CustomerId, paused.Id, paused.OfferingUuid, ActionClass.ChatMessage, 2, 3, $"paused-{i}")
+            : Ledger.ChargeAsync(active.CustomerId, active.Id, active.OfferingUuid, ActionClass.ChatMessage, 2, 3, $"mixed-{i % 150}"))));
 
         Assert.All(results.Where((_, i) => i % 3 == 0), r => Assert.Equal(CreditRefusal.SubscriptionNotServable, r.Refusal));
         var forActive = results.Where((_, i) => i % 3 != 0).ToList();
@@ -486,7 +486,7 @@ public abstract class CreditLedgerTests(DatabaseProvider provider) : IAsyncLifet
         var subscription = await _bed.AddSubscriptionAsync(state: state);
         await Ledger.GrantAsync(subscription.CustomerId, 10, "test funding");
 
-        var charge = await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 3, "r");
+        var charge = await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ChatMessage, 2, 3, "r");
 
         Assert.Equal(CreditRefusal.SubscriptionNotServable, charge.Refusal);
     }
@@ -496,9 +496,9 @@ public abstract class CreditLedgerTests(DatabaseProvider provider) : IAsyncLifet
     {
         var subscription = await _bed.AddSubscriptionAsync();
         await Ledger.GrantAsync(subscription.CustomerId, 10, "test funding");
-        var abandoned = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 4, 3, "crashed");
+        var abandoned = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ChatMessage, 4, 3, "crashed");
         _bed.Clock!.Advance(TimeSpan.FromMinutes(10));
-        var recent = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 3, "running");
+        var recent = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ChatMessage, 2, 3, "running");
 
         _bed.Clock.Advance(TimeSpan.FromMinutes(6));
         var released = await Ledger.ReleaseExpiredAsync();
@@ -516,8 +516,8 @@ public abstract class CreditLedgerTests(DatabaseProvider provider) : IAsyncLifet
     {
         var subscription = await _bed.AddSubscriptionAsync();
         await Ledger.GrantAsync(subscription.CustomerId, 10, "test funding");
-        var parse = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.RagDocument, 5, 3, "long-parse", lifetime: TimeSpan.FromHours(3));
-        var message = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 3, "message");
+        var parse = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.RagDocument, 5, 3, "long-parse", lifetime: TimeSpan.FromHours(3));
+        var message = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ChatMessage, 2, 3, "message");
 
         _bed.Clock!.Advance(TimeSpan.FromMinutes(16));
         Assert.Equal(1, await Ledger.ReleaseExpiredAsync());
@@ -530,7 +530,7 @@ public abstract class CreditLedgerTests(DatabaseProvider provider) : IAsyncLifet
         Assert.Equal((SettleStatus.Settled, 5L), (settled.Status, settled.Credits));
         Assert.Equal((5L, 0L), await BalanceAndReservedAsync(subscription.CustomerId));
 
-        var late = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.RagDocument, 5, 3, "later-parse", lifetime: TimeSpan.FromHours(3));
+        var late = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.RagDocument, 5, 3, "later-parse", lifetime: TimeSpan.FromHours(3));
         _bed.Clock.Advance(TimeSpan.FromHours(3) - TimeSpan.FromSeconds(1));
         Assert.Equal(0, await Ledger.ReleaseExpiredAsync());
         _bed.Clock.Advance(TimeSpan.FromSeconds(2));
@@ -555,7 +555,7 @@ public abstract class CreditLedgerTests(DatabaseProvider provider) : IAsyncLifet
 
         await Task.WhenAll(Enumerable.Range(0, 400).Select(i => Task.Run(async () =>
         {
-            var hold = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 3, 3, $"storm-{i}");
+            var hold = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ChatMessage, 3, 3, $"storm-{i}");
             if (!hold.IsHeld)
             {
                 return;
@@ -594,7 +594,7 @@ public abstract class CreditLedgerTests(DatabaseProvider provider) : IAsyncLifet
         {
             var owner = i % subscriptions.Count;
             var subscription = subscriptions[owner];
-            var hold = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 3, $"many-{i}");
+            var hold = await Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ChatMessage, 2, 3, $"many-{i}");
             if (!hold.IsHeld)
             {
                 return;
@@ -659,7 +659,7 @@ public abstract class CreditLedgerTests(DatabaseProvider provider) : IAsyncLifet
         var quotes = Enum.GetValues<ActionClass>().Where(a => a != ActionClass.AutomationRun).Select(a => prices.Quote(_bed.Offering, a)).ToList();
         foreach (var quote in quotes)
         {
-            await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, quote.Action, quote.Credits, quote.PriceBookVersion, "priced-" + quote.Action);
+            await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, quote.Action, quote.Credits, quote.PriceBookVersion, "priced-" + quote.Action);
         }
 
         Assert.Equal([2L, 5L, 10L, 2L], quotes.Select(q => q.Credits));
@@ -742,5 +742,5 @@ public abstract class CreditLedgerTests(DatabaseProvider provider) : IAsyncLifet
 
     private Task<ChargeResult[]> ChargeAllAsync(Subscription subscription, IReadOnlyList<string> requests) =>
         Task.WhenAll(requests.Select(request => Task.Run(() =>
-            Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, TestCatalogue.PriceBookVersion, request))));
+            Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ChatMessage, 2, TestCatalogue.PriceBookVersion, request))));
 }

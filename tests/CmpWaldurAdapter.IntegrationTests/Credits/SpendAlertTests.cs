@@ -32,7 +32,7 @@ public sealed class SpendAlertOnSqliteTests() : SpendAlertTests(DatabaseProvider
         var subscription = await bed.AddSubscriptionAsync(credits: 100);
         await bed.Services.GetRequiredService<BuyerWebStore>().UpdateAsync(subscription.Id, s => s.MonthlySpendAlertCredits = 10, CancellationToken.None);
 
-        await bed.Services.GetRequiredService<CreditLedger>().ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 10, 1, "all-of-it");
+        await bed.Services.GetRequiredService<CreditLedger>().ChargeAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ChatMessage, 10, 1, "all-of-it");
 
         await Eventually.TrueAsync(async () => await bed.QueryAsync(db => db.SpendAlerts.CountAsync()) == 3, because: "the job records the three thresholds");
     }
@@ -305,7 +305,7 @@ public abstract class SpendAlertTests(DatabaseProvider provider) : IAsyncLifetim
 
     private async Task ChargeAsync(Subscription subscription, long credits)
     {
-        var charged = await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, credits, 1, $"charge-{Interlocked.Increment(ref _requests)}");
+        var charged = await Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ChatMessage, credits, 1, $"charge-{Interlocked.Increment(ref _requests)}");
         Assert.Equal(credits, charged.Credits);
     }
 

@@ -24,6 +24,7 @@ public abstract class WaldurFundingTests(DatabaseProvider provider) : IAsyncLife
 
     private CreditTestBed _bed = null!;
     private Subscription _subscription = null!;
+    private Guid _second;
 
     private CreditLedger Ledger => _bed.Ledger;
 
@@ -38,6 +39,10 @@ public abstract class WaldurFundingTests(DatabaseProvider provider) : IAsyncLife
         _bed.Settings["Credits:FundingCacheLifetime"] = "00:01:00";
         _bed.Settings["Credits:FundingTimeout"] = "00:00:02";
         _bed.Settings["Credits:InvoiceFinalizationGrace"] = grace;
+        // A second offering this adapter serves, for credits limited to one of them.
+        _second = _bed.Waldur.AddOffering("Second Agent");
+        _bed.Settings["Offerings:1:Uuid"] = _second.ToString();
+        _bed.Settings["Offerings:1:Slug"] = "second-agent";
         await _bed.StartAsync();
         _subscription = await _bed.AddSubscriptionAsync();
     }
@@ -78,6 +83,77 @@ public abstract class WaldurFundingTests(DatabaseProvider provider) : IAsyncLife
         Assert.Equal(13500, april.Balance);
         Assert.Equal(CreditFunding.WaldurCustomerCredits, april.Funding);
         Assert.Equal(april.FundedAt, _bed.Clock.GetUtcNow());
+    }
+
+    [Fact]
+    public async Task A_credit_limited_to_one_served_offering_pays_only_for_that_offerings_subscriptions()
+    {
+        await StartAsync();
+        var customer = _subscription.CustomerId;
+        var other = await _bed.AddSubscriptionAsync(customer, offering: _second);
+        _bed.Waldur.AddCustomerCredit(customer, 1.00m, offerings: [_bed.Offering, Guid.NewGuid()]);
+
+        var covered = await ChargeOrRefuseAsync("covered", 2);
+        var charge = await Ledger.ChargeAsync(customer, other.Id, other.OfferingUuid, ActionClass.ChatMessage, 2, 3, "uncovered-charge");
+        var hold = await Ledger.ReserveAsync(customer, other.Id, other.OfferingUuid, ActionClass.ChatMessage, 2, 3, "uncovered-hold");
+        var free = await Ledger.ReserveAsync(customer, other.Id, other.OfferingUuid, ActionClass.ChatMessage, 0, 3, "uncovered-free");
+
+        Assert.Equal(ChargeStatus.Charged, covered.Status);
+        Assert.Equal((ChargeStatus.Refused, CreditRefusal.OfferingNotCovered), (charge.Status, charge.Refusal));
+        Assert.Equal((ReservationStatus.Refused, CreditRefusal.OfferingNotCovered), (hold.Status, hold.Refusal));
+        Assert.Equal(ReservationStatus.Held, free.Status);
+        var balance = await Ledger.BalanceAsync(customer);
+        Assert.Equal((98L, 0L), (balance.Balance, balance.Reserved));
+        // The refusals came from the cached read: Waldur was asked once.
+        Assert.Equal(1, _bed.Waldur.Count("GET", CreditsPath));
+    }
+
+    [Fact]
+    public async Task A_credit_limited_to_offerings_this_adapter_does_not_serve_funds_none_of_its_subscriptions()
+    {
+        await StartAsync();
+        _bed.Waldur.AddCustomerCredit(_subscription.CustomerId, 100m, offerings: [Guid.NewGuid()]);
+
+        var charge = await ChargeOrRefuseAsync("elsewhere", 2);
+
+        Assert.Equal(CreditRefusal.OfferingNotCovered, charge.Refusal);
+        Assert.Equal(0, (await Ledger.BalanceAsync(_subscription.CustomerId)).Balance);
+    }
+
+    [Fact]
+    public async Task Uninvoiced_charges_of_offerings_a_limited_credit_does_not_cover_are_not_taken_off_it()
+    {
+        await StartAsync();
+        var customer = _subscription.CustomerId;
+        var other = await _bed.AddSubscriptionAsync(customer, offering: _second);
+        var credit = _bed.Waldur.AddCustomerCredit(customer, 1.00m);
+        await ChargeAsync("covered", 10);
+        Assert.True((await Ledger.ChargeAsync(customer, other.Id, other.OfferingUuid, ActionClass.ChatMessage, 30, 3, "before-the-limit")).IsCharged);
+
+        // Staff limit the credit to the first offering: Waldur will invoice the second one's usage, not take it off the credit.
+        _bed.Waldur.SetCustomerCreditOfferings(credit, [_bed.Offering]);
+        _bed.Clock!.Advance(TimeSpan.FromMinutes(2));
+
+        Assert.Equal(90, (await Ledger.BalanceAsync(customer)).Balance);
+    }
+
+    [Fact]
+    public async Task A_replica_that_never_read_waldur_applies_the_last_read_limit_while_waldur_is_down()
+    {
+        await StartAsync();
+        var customer = _subscription.CustomerId;
+        var other = await _bed.AddSubscriptionAsync(customer, offering: _second);
+        _bed.Waldur.AddCustomerCredit(customer, 1.00m, offerings: [_bed.Offering]);
+        await ChargeAsync("read", 2);
+
+        // As a freshly started replica: nothing in memory, only the funding kept with the account.
+        _bed.Services.GetRequiredService<WaldurFunding>().Invalidate(customer);
+        _bed.Waldur.Break("GET", CreditsPath, 503);
+        var uncovered = await Ledger.ChargeAsync(customer, other.Id, other.OfferingUuid, ActionClass.ChatMessage, 2, 3, "down-uncovered");
+        var covered = await ChargeOrRefuseAsync("down-covered", 2);
+
+        Assert.Equal(CreditRefusal.OfferingNotCovered, uncovered.Refusal);
+        Assert.Equal(ChargeStatus.Charged, covered.Status);
     }
 
     [Fact]
@@ -148,7 +224,7 @@ public abstract class WaldurFundingTests(DatabaseProvider provider) : IAsyncLife
         var customer = _subscription.CustomerId;
         var credit = _bed.Waldur.AddCustomerCredit(customer, 0.10m);
         await Ledger.BalanceAsync(customer);
-        var hold = await Ledger.ReserveAsync(customer, _subscription.Id, ActionClass.ChatMessage, 4, 1, "held");
+        var hold = await Ledger.ReserveAsync(customer, _subscription.Id, _subscription.OfferingUuid, ActionClass.ChatMessage, 4, 1, "held");
         Assert.True(hold.IsHeld);
 
         // The credit's end date passes, or Waldur invoices more than the adapter's own usage: 2 credits of money left.
@@ -172,8 +248,8 @@ public abstract class WaldurFundingTests(DatabaseProvider provider) : IAsyncLife
         var period = BillingPeriod.Of(March10);
 
         // Two replicas read Waldur a moment apart (100, then 50 after an invoice); the later read is written first.
-        await store.RefreshFundingAsync(customer, 50, period, March10.AddSeconds(2), CancellationToken.None);
-        var stale = await store.RefreshFundingAsync(customer, 100, period, March10.AddSeconds(1), CancellationToken.None);
+        await store.RefreshFundingAsync(customer, 50, null, period, March10.AddSeconds(2), CancellationToken.None);
+        var stale = await store.RefreshFundingAsync(customer, 100, null, period, March10.AddSeconds(1), CancellationToken.None);
 
         Assert.Equal((50L, 50L), (stale.FundedCredits, stale.Balance));
         Assert.Equal(50, (await Ledger.BalanceAsync(customer)).Balance);
@@ -209,7 +285,7 @@ public abstract class WaldurFundingTests(DatabaseProvider provider) : IAsyncLife
 
         var watch = Stopwatch.StartNew();
         var charge = await ChargeOrRefuseAsync("first", 2);
-        var hold = await Ledger.ReserveAsync(_subscription.CustomerId, _subscription.Id, ActionClass.ChatMessage, 2, 3, "second");
+        var hold = await Ledger.ReserveAsync(_subscription.CustomerId, _subscription.Id, _subscription.OfferingUuid, ActionClass.ChatMessage, 2, 3, "second");
         watch.Stop();
 
         Assert.Equal(CreditRefusal.FundingUnavailable, charge.Refusal);
@@ -223,9 +299,9 @@ public abstract class WaldurFundingTests(DatabaseProvider provider) : IAsyncLife
         await StartAsync();
         _bed.Waldur.Break("GET", CreditsPath, 503);
 
-        var hold = await Ledger.ReserveAsync(_subscription.CustomerId, _subscription.Id, ActionClass.ChatMessage, 0, 3, "free-hold");
-        var charge = await Ledger.ChargeAsync(_subscription.CustomerId, _subscription.Id, ActionClass.ChatMessage, 0, 3, "free-charge");
-        var paid = await Ledger.ChargeAsync(_subscription.CustomerId, _subscription.Id, ActionClass.ChatMessage, 2, 3, "paid");
+        var hold = await Ledger.ReserveAsync(_subscription.CustomerId, _subscription.Id, _subscription.OfferingUuid, ActionClass.ChatMessage, 0, 3, "free-hold");
+        var charge = await Ledger.ChargeAsync(_subscription.CustomerId, _subscription.Id, _subscription.OfferingUuid, ActionClass.ChatMessage, 0, 3, "free-charge");
+        var paid = await Ledger.ChargeAsync(_subscription.CustomerId, _subscription.Id, _subscription.OfferingUuid, ActionClass.ChatMessage, 2, 3, "paid");
 
         Assert.Equal(ReservationStatus.Held, hold.Status);
         Assert.Equal(ChargeStatus.Charged, charge.Status);
@@ -246,5 +322,5 @@ public abstract class WaldurFundingTests(DatabaseProvider provider) : IAsyncLife
         Assert.Equal(ChargeStatus.Charged, (await ChargeOrRefuseAsync(request, credits)).Status);
 
     private Task<ChargeResult> ChargeOrRefuseAsync(string request, long credits) =>
-        Ledger.ChargeAsync(_subscription.CustomerId, _subscription.Id, ActionClass.ChatMessage, credits, 3, request);
+        Ledger.ChargeAsync(_subscription.CustomerId, _subscription.Id, _subscription.OfferingUuid, ActionClass.ChatMessage, credits, 3, request);
 }

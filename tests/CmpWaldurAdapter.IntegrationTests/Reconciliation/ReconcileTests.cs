@@ -364,7 +364,7 @@ public sealed class ReconcileTests : IAsyncLifetime
         await ledger.GrantAsync(subscription.CustomerId, 100, "test funding");
         for (var i = 0; i < 3; i++)
         {
-            await ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 1, $"m{i}");
+            await ledger.ChargeAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ChatMessage, 2, 1, $"m{i}");
         }
 
         var month = DateOnly.FromDateTime(DateTime.UtcNow);

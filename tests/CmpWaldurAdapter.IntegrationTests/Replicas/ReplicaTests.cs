@@ -76,7 +76,7 @@ public sealed class ReplicaTests : IAsyncLifetime
         var charged = subscriptions.Where(s => s.CustomerId == customer).Take(2).ToList();
         await Ledger(_first).GrantAsync(customer, 1000, "replica test funding");
         var results = await Task.WhenAll(Enumerable.Range(0, 2000).Select(i => Task.Run(() =>
-            Ledger(i % 2 == 0 ? _first : _second).ChargeAsync(customer, charged[i % charged.Count].Id, ActionClass.ChatMessage, 2, 1, $"request-{i}"))));
+            Ledger(i % 2 == 0 ? _first : _second).ChargeAsync(customer, charged[i % charged.Count].Id, charged[i % charged.Count].OfferingUuid, ActionClass.ChatMessage, 2, 1, $"request-{i}"))));
 
         Assert.Equal(500, results.Count(r => r.Status == ChargeStatus.Charged));
         Assert.All(results.Where(r => r.Status != ChargeStatus.Charged), r => Assert.Equal(CreditRefusal.InsufficientCredits, r.Refusal));

@@ -79,7 +79,7 @@ public sealed class FinalUsageReportTests : IAsyncLifetime
         var subscription = await _bed.QueryAsync(db => db.Subscriptions.SingleAsync(s => s.ResourceUuid == resource));
         var ledger = _bed.Services.GetRequiredService<CreditLedger>();
         // A stream begun before the termination, its answer not yet settled.
-        var hold = await ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 1, "late-stream");
+        var hold = await ledger.ReserveAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ChatMessage, 2, 1, "late-stream");
         Assert.True(hold.IsHeld);
         var terminate = _bed.Waldur.PlaceOrder("Terminate", _bed.Offering, resource);
 
@@ -101,7 +101,7 @@ public sealed class FinalUsageReportTests : IAsyncLifetime
         await ledger.GrantAsync(subscription.CustomerId, 100, "test funding");
         for (var i = 0; i < 3; i++)
         {
-            await ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 1, $"m{i}");
+            await ledger.ChargeAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ChatMessage, 2, 1, $"m{i}");
         }
 
         return resource;

@@ -59,7 +59,7 @@ public abstract class UsageBillingPeriodTests(DatabaseProvider provider) : IAsyn
         await Reporter.ReportAsync(); // the last report of March
         Clock.SetUtcNow(new DateTimeOffset(2026, 3, 31, 23, 59, 59, TimeSpan.Zero));
         await ChargeAsync(agent, ActionClass.ChatMessage, 2);
-        var hold = await Ledger.ReserveAsync(_customer, agent.Id, ActionClass.VoiceInteraction, 2, 3, "call begun in March");
+        var hold = await Ledger.ReserveAsync(_customer, agent.Id, agent.OfferingUuid, ActionClass.VoiceInteraction, 2, 3, "call begun in March");
         Clock.SetUtcNow(new DateTimeOffset(2026, 4, 1, 0, 5, 0, TimeSpan.Zero));
         Assert.Equal(SettleStatus.Settled, (await Ledger.SettleAsync(hold.ReservationId!.Value)).Status);
         Clock.SetUtcNow(new DateTimeOffset(2026, 4, 1, 0, 10, 0, TimeSpan.Zero));
@@ -118,7 +118,7 @@ public abstract class UsageBillingPeriodTests(DatabaseProvider provider) : IAsyn
 
         var final = await Reporter.ReportResourceAsync(agent.ResourceUuid, CancellationToken.None);
         await SetStateAsync(agent, SubscriptionState.Terminated);
-        var afterTermination = await Ledger.ChargeAsync(_customer, agent.Id, ActionClass.RagDocument, 5, 3, Guid.NewGuid().ToString(), whileTerminating: true);
+        var afterTermination = await Ledger.ChargeAsync(_customer, agent.Id, agent.OfferingUuid, ActionClass.RagDocument, 5, 3, Guid.NewGuid().ToString(), whileTerminating: true);
         Clock.SetUtcNow(new DateTimeOffset(2026, 3, 15, 10, 30, 0, TimeSpan.Zero));
         var sameMonth = await Reporter.ReportAsync();
         Clock.SetUtcNow(new DateTimeOffset(2026, 4, 1, 0, 10, 0, TimeSpan.Zero));
@@ -249,7 +249,7 @@ public abstract class UsageBillingPeriodTests(DatabaseProvider provider) : IAsyn
 
     private async Task ChargeAsync(Subscription agent, ActionClass action, long credits, bool whileTerminating = false)
     {
-        var result = await Ledger.ChargeAsync(_customer, agent.Id, action, credits, 3, Guid.NewGuid().ToString(), whileTerminating);
+        var result = await Ledger.ChargeAsync(_customer, agent.Id, agent.OfferingUuid, action, credits, 3, Guid.NewGuid().ToString(), whileTerminating);
         Assert.Equal(ChargeStatus.Charged, result.Status);
     }
 

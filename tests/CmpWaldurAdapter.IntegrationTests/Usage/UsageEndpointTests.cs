@@ -38,11 +38,11 @@ public sealed class UsageEndpointTests : IAsyncLifetime
         var ledger = _bed.Ledger;
         await ledger.GrantAsync(_subscription.CustomerId, 100, "test funding");
         var sibling = await _bed.AddSubscriptionAsync(customer: _subscription.CustomerId);
-        await ledger.ChargeAsync(_subscription.CustomerId, _subscription.Id, ActionClass.ChatMessage, 2, 3, "a");
-        await ledger.ChargeAsync(_subscription.CustomerId, _subscription.Id, ActionClass.ChatMessage, 2, 3, "b");
-        await ledger.ChargeAsync(_subscription.CustomerId, _subscription.Id, ActionClass.ImageGeneration, 10, 3, "c");
-        await ledger.ChargeAsync(sibling.CustomerId, sibling.Id, ActionClass.RagDocument, 5, 3, "d");
-        await ledger.ReserveAsync(_subscription.CustomerId, _subscription.Id, ActionClass.VoiceInteraction, 2, 3, "e");
+        await ledger.ChargeAsync(_subscription.CustomerId, _subscription.Id, _subscription.OfferingUuid, ActionClass.ChatMessage, 2, 3, "a");
+        await ledger.ChargeAsync(_subscription.CustomerId, _subscription.Id, _subscription.OfferingUuid, ActionClass.ChatMessage, 2, 3, "b");
+        await ledger.ChargeAsync(_subscription.CustomerId, _subscription.Id, _subscription.OfferingUuid, ActionClass.ImageGeneration, 10, 3, "c");
+        await ledger.ChargeAsync(sibling.CustomerId, sibling.Id, sibling.OfferingUuid, ActionClass.RagDocument, 5, 3, "d");
+        await ledger.ReserveAsync(_subscription.CustomerId, _subscription.Id, _subscription.OfferingUuid, ActionClass.VoiceInteraction, 2, 3, "e");
 
         var (status, body) = await GetAsync("/v1/usage", _key);
 
@@ -59,7 +59,7 @@ public sealed class UsageEndpointTests : IAsyncLifetime
     public async Task Another_month_can_be_asked_for_and_a_bad_one_is_a_400_naming_the_parameter()
     {
         await _bed.Ledger.GrantAsync(_subscription.CustomerId, 10, "test funding");
-        await _bed.Ledger.ChargeAsync(_subscription.CustomerId, _subscription.Id, ActionClass.ChatMessage, 2, 3, "a");
+        await _bed.Ledger.ChargeAsync(_subscription.CustomerId, _subscription.Id, _subscription.OfferingUuid, ActionClass.ChatMessage, 2, 3, "a");
 
         var (earlierStatus, earlier) = await GetAsync("/v1/usage?period=2026-02", _key);
         var (badStatus, bad) = await GetAsync("/v1/usage?period=March", _key);

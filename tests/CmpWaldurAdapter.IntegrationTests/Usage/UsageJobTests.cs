@@ -25,7 +25,7 @@ public sealed class UsageJobTests : IAsyncLifetime
         var scheduler = await server.Services.GetRequiredService<ISchedulerFactory>().GetScheduler();
         var subscription = await _bed.AddSubscriptionAsync();
         await _bed.Ledger.GrantAsync(subscription.CustomerId, 20, "test funding");
-        await _bed.Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 3, "m1");
+        await _bed.Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ChatMessage, 2, 3, "m1");
 
         var metadata = await scheduler.GetMetadata();
         var report = (ISimpleTrigger)(await scheduler.GetTrigger(TriggerOf(ReportUsageJob.Key)))!;
@@ -45,9 +45,9 @@ public sealed class UsageJobTests : IAsyncLifetime
         var server = await _bed.StartServerAsync();
         var subscription = await _bed.AddSubscriptionAsync();
         await _bed.Ledger.GrantAsync(subscription.CustomerId, 20, "test funding");
-        await _bed.Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 2, 3, "m1");
+        await _bed.Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ChatMessage, 2, 3, "m1");
         // A settled hold is counted under its own component too (PostgreSQL settles through its own statement).
-        var hold = await _bed.Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, ActionClass.ImageGeneration, 10, 3, "i1");
+        var hold = await _bed.Ledger.ReserveAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ImageGeneration, 10, 3, "i1");
         await _bed.Ledger.SettleAsync(hold.ReservationId!.Value);
 
         await (await server.Services.GetRequiredService<ISchedulerFactory>().GetScheduler()).TriggerJob(ReportUsageJob.Key);

@@ -111,7 +111,7 @@ public sealed class UsageReportingTests : IAsyncLifetime
     {
         await ChargeAsync(ActionClass.ChatMessage, 2);
         var other = await _bed.AddSubscriptionAsync(customer: _subscription.CustomerId);
-        await Ledger.ChargeAsync(other.CustomerId, other.Id, ActionClass.ImageGeneration, 10, 3, "image");
+        await Ledger.ChargeAsync(other.CustomerId, other.Id, other.OfferingUuid, ActionClass.ImageGeneration, 10, 3, "image");
         // Waldur already holds the other resource's total (reported by an earlier run or replica).
         _bed.Waldur.SeedUsage(other.ResourceUuid, "image_credits", new DateOnly(2026, 3, 1), "10.00");
 
@@ -130,7 +130,7 @@ public sealed class UsageReportingTests : IAsyncLifetime
     {
         _bed.Clock!.SetUtcNow(new DateTimeOffset(2026, 3, 31, 23, 50, 0, TimeSpan.Zero));
         await ChargeAsync(ActionClass.ChatMessage, 2);
-        var hold = await Ledger.ReserveAsync(_subscription.CustomerId, _subscription.Id, ActionClass.VoiceInteraction, 2, 3, "call");
+        var hold = await Ledger.ReserveAsync(_subscription.CustomerId, _subscription.Id, _subscription.OfferingUuid, ActionClass.VoiceInteraction, 2, 3, "call");
         _bed.Clock.SetUtcNow(new DateTimeOffset(2026, 4, 1, 0, 10, 0, TimeSpan.Zero));
         await Ledger.SettleAsync(hold.ReservationId!.Value);
         await ChargeAsync(ActionClass.ImageGeneration, 10);
@@ -263,7 +263,7 @@ public sealed class UsageReportingTests : IAsyncLifetime
 
     private async Task ChargeAsync(ActionClass action, long credits)
     {
-        var result = await Ledger.ChargeAsync(_subscription.CustomerId, _subscription.Id, action, credits, 3, Guid.NewGuid().ToString());
+        var result = await Ledger.ChargeAsync(_subscription.CustomerId, _subscription.Id, _subscription.OfferingUuid, action, credits, 3, Guid.NewGuid().ToString());
         Assert.Equal(ChargeStatus.Charged, result.Status);
     }
 

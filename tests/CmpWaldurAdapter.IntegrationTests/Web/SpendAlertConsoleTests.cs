@@ -39,7 +39,7 @@ public sealed partial class SpendAlertConsoleTests : IAsyncLifetime
         Assert.Contains("reaches 50, 80 and 100 % of 1000 credits", await saved.Content.ReadAsStringAsync());
         Assert.Equal(1000, await StoredAsync(subscription.Id));
 
-        await _bed.Services.GetRequiredService<CreditLedger>().ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.ChatMessage, 850, 1, "big");
+        await _bed.Services.GetRequiredService<CreditLedger>().ChargeAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ChatMessage, 850, 1, "big");
         Assert.Equal(2, await _bed.Services.GetRequiredService<SpendAlertMonitor>().CheckAsync(CancellationToken.None));
         page = await browser.GetStringAsync("/console?tab=usage");
         Assert.Contains("value=\"1000\"", page);

@@ -82,8 +82,11 @@ public sealed class CreditTestBed : IAsyncDisposable
         services?.Invoke(collection);
     }
 
-    /// <summary>An organization with one project and an active subscription (optionally for a Waldur resource the fake knows).</summary>
-    public async Task<Subscription> AddSubscriptionAsync(Guid? customer = null, Guid? resource = null, SubscriptionState state = SubscriptionState.Active, Guid? id = null)
+    /// <summary>
+    /// An organization with one project and an active subscription (optionally for a Waldur resource the fake knows) of
+    /// <see cref="Offering"/>, or of <paramref name="offering"/>.
+    /// </summary>
+    public async Task<Subscription> AddSubscriptionAsync(Guid? customer = null, Guid? resource = null, SubscriptionState state = SubscriptionState.Active, Guid? id = null, Guid? offering = null)
     {
         var customerId = customer ?? Guid.NewGuid();
         var now = DateTimeOffset.UtcNow;
@@ -98,7 +101,7 @@ public sealed class CreditTestBed : IAsyncDisposable
         {
             Id = id ?? Guid.NewGuid(),
             ResourceUuid = resource ?? Guid.NewGuid(),
-            OfferingUuid = Offering,
+            OfferingUuid = offering ?? Offering,
             CustomerId = customerId,
             WorkspaceId = workspace.Id,
             Name = "agent",
@@ -109,7 +112,7 @@ public sealed class CreditTestBed : IAsyncDisposable
         db.Workspaces.Add(workspace);
         db.Subscriptions.Add(subscription);
         await db.SaveChangesAsync();
-        Waldur.KnowResource(subscription.ResourceUuid, Offering);
+        Waldur.KnowResource(subscription.ResourceUuid, subscription.OfferingUuid);
         return subscription;
     }
 

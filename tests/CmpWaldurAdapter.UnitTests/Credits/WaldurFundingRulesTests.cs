@@ -23,6 +23,25 @@ public sealed class WaldurFundingRulesTests
         Assert.Equal(125.50m, WaldurFundingRules.Money(credits, [Ours], Today));
     }
 
+    [Fact]
+    public void A_credit_limited_to_offerings_covers_only_those_served_and_no_credit_is_no_restriction()
+    {
+        var alsoOurs = Guid.NewGuid();
+        FundingCredit[] limited = [new(10m, [Ours, Theirs], null)];
+        FundingCredit[] elsewhere = [new(10m, [Theirs], null)];
+        FundingCredit[] unrestricted = [new(10m, [Ours], null), new(5m, [], null)];
+        FundingCredit[] ended = [new(10m, [Theirs], Today)];
+
+        Assert.Equal([Ours], WaldurFundingRules.Coverage(limited, [Ours, alsoOurs], Today)!.Order());
+        Assert.Empty(WaldurFundingRules.Coverage(elsewhere, [Ours, alsoOurs], Today)!);
+        Assert.Null(WaldurFundingRules.Coverage(unrestricted, [Ours, alsoOurs], Today));
+        Assert.Null(WaldurFundingRules.Coverage(ended, [Ours], Today));
+        Assert.Null(WaldurFundingRules.Coverage([], [Ours], Today));
+        Assert.True(WaldurFundingRules.Covers(null, alsoOurs));
+        Assert.True(WaldurFundingRules.Covers(new HashSet<Guid> { Ours }, Ours));
+        Assert.False(WaldurFundingRules.Covers(new HashSet<Guid> { Ours }, alsoOurs));
+    }
+
     [Theory]
     [InlineData("125.50", "0.01", 12550)]
     [InlineData("0.019", "0.01", 1)]

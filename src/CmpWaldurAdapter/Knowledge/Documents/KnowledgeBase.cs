@@ -131,7 +131,7 @@ public sealed class KnowledgeBase(
             for (var i = 0; i < adding; i++)
             {
                 var requestId = $"parse-hold:{Guid.CreateVersion7(clock.GetUtcNow()):N}";
-                var held = await ledger.ReserveAsync(tenant.CustomerId, tenant.SubscriptionId, ActionClass.RagDocument, price.Credits, price.PriceBookVersion, requestId,
+                var held = await ledger.ReserveAsync(tenant.CustomerId, tenant.SubscriptionId, tenant.OfferingUuid, ActionClass.RagDocument, price.Credits, price.PriceBookVersion, requestId,
                     lifetime: options.CurrentValue.ParseHoldLifetime, cancellationToken: cancellationToken);
                 if (!held.IsHeld)
                 {
@@ -140,6 +140,7 @@ public sealed class KnowledgeBase(
                     {
                         CreditRefusal.FundingUnavailable => new KnowledgeException(StatusCodes.Status503ServiceUnavailable, "credits_unavailable", "The organization's credits cannot be read from Waldur right now; try again later."),
                         CreditRefusal.SubscriptionNotServable => new KnowledgeException(StatusCodes.Status403Forbidden, "subscription_suspended", "The subscription is not active (paused, downscaled or ended): documents cannot be added now."),
+                        CreditRefusal.OfferingNotCovered => new KnowledgeException(StatusCodes.Status402PaymentRequired, "insufficient_credits", Api.ApiErrors.CreditNotCoveringAgent),
                         _ => new KnowledgeException(
                             StatusCodes.Status402PaymentRequired,
                             "insufficient_credits",

@@ -250,7 +250,7 @@ public sealed class ParseMonitor(
             return;
         }
 
-        var result = await ledger.ChargeAsync(tenant.CustomerId, tenant.SubscriptionId, ActionClass.RagDocument, price.Credits, price.PriceBookVersion, ChargeRequestId(document.RagflowDocumentId), terminating, cancellationToken);
+        var result = await ledger.ChargeAsync(tenant.CustomerId, tenant.SubscriptionId, tenant.OfferingUuid, ActionClass.RagDocument, price.Credits, price.PriceBookVersion, ChargeRequestId(document.RagflowDocumentId), terminating, cancellationToken);
         if (result.IsCharged)
         {
             document.ChargedAt = now;
@@ -258,7 +258,7 @@ public sealed class ParseMonitor(
             logger.LogInformation("Charged {Credits} credits for parsing document {DocumentId} of subscription {SubscriptionId}{Replay}",
                 result.Credits, document.Id, tenant.SubscriptionId, result.Status == ChargeStatus.Replayed ? " (charged before: replayed)" : string.Empty);
         }
-        else if (result.Refusal == CreditRefusal.InsufficientCredits && !terminating)
+        else if ((result.Refusal is CreditRefusal.InsufficientCredits or CreditRefusal.OfferingNotCovered) && !terminating)
         {
             await WithdrawUnpaidAsync(tenant, document, price.Credits, cancellationToken);
         }

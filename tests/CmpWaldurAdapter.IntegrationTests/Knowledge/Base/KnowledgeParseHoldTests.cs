@@ -112,7 +112,7 @@ public abstract class KnowledgeParseHoldTests(DatabaseProvider provider) : IAsyn
         Clock.Advance(ParseHoldLifetime + TimeSpan.FromMinutes(1));
         Assert.Equal(1, await Ledger.ReleaseExpiredAsync());
         // The given-back credits are spent on something else before the parse is seen done.
-        var other = await Ledger.ChargeAsync(_bed.Subscription.CustomerId, _bed.Subscription.Id, ActionClass.ChatMessage, 5, TestCatalogue.PriceBookVersion, "meanwhile");
+        var other = await Ledger.ChargeAsync(_bed.Subscription.CustomerId, _bed.Subscription.Id, _bed.Subscription.OfferingUuid, ActionClass.ChatMessage, 5, TestCatalogue.PriceBookVersion, "meanwhile");
         Assert.True(other.IsCharged);
 
         _bed.Ragflow.FinishParsing(_bed.DatasetId);
@@ -263,7 +263,7 @@ public abstract class KnowledgeParseHoldTests(DatabaseProvider provider) : IAsyn
     {
         Clock.Advance(ParseHoldLifetime + TimeSpan.FromMinutes(1));
         Assert.Equal(1, await Ledger.ReleaseExpiredAsync());
-        var other = await Ledger.ChargeAsync(_bed.Subscription.CustomerId, _bed.Subscription.Id, ActionClass.ChatMessage, 5, TestCatalogue.PriceBookVersion, $"meanwhile-{Guid.NewGuid():N}");
+        var other = await Ledger.ChargeAsync(_bed.Subscription.CustomerId, _bed.Subscription.Id, _bed.Subscription.OfferingUuid, ActionClass.ChatMessage, 5, TestCatalogue.PriceBookVersion, $"meanwhile-{Guid.NewGuid():N}");
         Assert.True(other.IsCharged);
         _bed.Ragflow.FinishParsing(_bed.DatasetId);
     }

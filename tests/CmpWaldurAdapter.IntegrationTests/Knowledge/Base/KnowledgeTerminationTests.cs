@@ -191,7 +191,7 @@ public abstract class KnowledgeTerminationTests(DatabaseProvider provider) : IAs
         // A poll charged it directly and stopped before recording that: the ledger has the charge, the record does not.
         var knowledge = _bed.Services.GetRequiredService<KnowledgeBase>();
         var price = knowledge.Price(await knowledge.TenantAsync(subscription.Id, forWrite: false, CancellationToken.None));
-        var earlier = await ledger.ChargeAsync(subscription.CustomerId, subscription.Id, ActionClass.RagDocument, price.Credits, price.PriceBookVersion, ParseMonitor.ChargeRequestId(late.RagflowDocumentId));
+        var earlier = await ledger.ChargeAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.RagDocument, price.Credits, price.PriceBookVersion, ParseMonitor.ChargeRequestId(late.RagflowDocumentId));
         Assert.Equal(ChargeStatus.Charged, earlier.Status);
 
         var terminate = _bed.Waldur.PlaceOrder("Terminate", _bed.Offering, resource);

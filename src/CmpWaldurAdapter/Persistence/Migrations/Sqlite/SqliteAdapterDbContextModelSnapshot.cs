@@ -431,6 +431,10 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Sqlite
                         .HasColumnType("TEXT")
                         .HasColumnName("funded_from");
 
+                    b.PrimitiveCollection<string>("FundedOfferings")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("funded_offerings");
+
                     b.Property<long>("Reserved")
                         .HasColumnType("INTEGER")
                         .HasColumnName("reserved");

@@ -26,6 +26,8 @@ public class WaldurEmulator : Emulator
     private readonly Dictionary<Guid, JsonObject> _plans = [];
     private readonly Dictionary<Guid, JsonObject> _customerCredits = [];
     private readonly Dictionary<Guid, string> _customerNames = [];
+    // Orders staff stop just before the provider's set_state_done reaches Waldur (StopOrderBeforeDone).
+    private readonly Dictionary<Guid, string> _stopBeforeDone = [];
     private DateTimeOffset _clock = DateTimeOffset.UtcNow;
 
     public WaldurEmulator()
@@ -228,6 +230,19 @@ public class WaldurEmulator : Emulator
         {
             _orders[order]["state"] = state;
             _orders[order]["modified"] = Now();
+        }
+    }
+
+    /// <summary>
+    /// Moves an order to <paramref name="state"/> (cancel, reject, err) the moment the provider's next <c>set_state_done</c> of it
+    /// arrives, just before Waldur looks at it: staff acted between the provider's last read of the order and that call, which
+    /// Waldur then refuses as it refuses any transition from a state the order has left (409).
+    /// </summary>
+    public void StopOrderBeforeDone(Guid order, string state)
+    {
+        lock (Sync)
+        {
+            _stopBeforeDone[order] = state;
         }
     }
 
@@ -797,10 +812,17 @@ public class WaldurEmulator : Emulator
             return EmulatorResponse.Error(404, "Not found.");
         }
 
+        if (to == "done" && _stopBeforeDone.Remove(request.Id(), out var stopped))
+        {
+            order["state"] = stopped;
+            order["modified"] = Now();
+        }
+
         var state = order["state"]!.GetValue<string>();
         if (from is not null && state != from)
         {
-            return EmulatorResponse.Json(new JsonArray($"Order must be in {from} state, it is {state}."), 400);
+            // Waldur's StateValidator: IncorrectStateException, 409.
+            return EmulatorResponse.Error(409, $"Valid states for operation: {from}.");
         }
 
         order["state"] = to;

@@ -218,11 +218,24 @@ public sealed class OrderProcessor(
                 await SaveAsync(db, record, OrderPhase.Reported, cancellationToken);
             }
 
-            // Waldur only accepts done from executing; someone may have finished or cancelled it meanwhile.
-            var latest = await waldur.GetOrderAsync(orderUuid, cancellationToken);
-            if (Wire(latest.State) == WaldurOrderStates.Executing)
+            // Waldur only accepts done from executing. Someone may have finished the order meanwhile, or staff stopped it
+            // (cancelled, rejected, erred), even between this read and the call, which Waldur then refuses.
+            var builds = type is OrderType.Create or OrderType.Restore;
+            var latest = Wire((await waldur.GetOrderAsync(orderUuid, cancellationToken)).State);
+            if (latest == WaldurOrderStates.Executing)
             {
-                await TransitionAsync(orderUuid, WaldurOrderStates.Done, () => waldur.SetStateDoneAsync(orderUuid, cancellationToken), cancellationToken);
+                latest = await TransitionAsync(orderUuid, WaldurOrderStates.Done, () => waldur.SetStateDoneAsync(orderUuid, cancellationToken), cancellationToken,
+                    accepted: builds ? IsStopped : null);
+            }
+
+            if (builds && IsStopped(latest) && subscription is not null)
+            {
+                // Stopped after the agent went live: as when stopped before, it is not served, and what was built stays for
+                // the resource's Terminate (or the resource sync, if Waldur terminates the resource itself).
+                subscription.State = SubscriptionState.Erred;
+                subscription.UpdatedAt = clock.GetUtcNow();
+                await SaveAsync(db, record, record.Phase, cancellationToken);
+                throw new PermanentProvisioningException($"The order became {latest} in Waldur before it was done.");
             }
 
             record.CompletedAt = clock.GetUtcNow();
@@ -304,27 +317,39 @@ public sealed class OrderProcessor(
     }
 
     /// <summary>
-    /// Sends one of the order's transitions. Waldur refuses a transition from a state the order has left: when the order
-    /// is where the transition leads all the same (an earlier call went through and its answer was lost, or someone else
-    /// moved it since it was read), that is no failure. Any other refusal is thrown.
+    /// Sends one of the order's transitions and returns the state the order is in after it. Waldur refuses a transition from
+    /// a state the order has left (409): when the order is where the transition leads all the same (an earlier call went
+    /// through and its answer was lost, or someone else moved it since it was read), that is no failure, nor when it is in a
+    /// state <paramref name="accepted"/> leaves to the caller. Any other refusal is thrown.
     /// </summary>
-    private async Task TransitionAsync(Guid orderUuid, string reached, Func<Task> send, CancellationToken cancellationToken)
+    private async Task<string?> TransitionAsync(Guid orderUuid, string reached, Func<Task> send, CancellationToken cancellationToken, Func<string?, bool>? accepted = null)
     {
         try
         {
             await send();
+            return reached;
         }
         catch (ApiException exception) when (!UpstreamFailures.IsTransient(exception))
         {
-            var fresh = await waldur.GetOrderAsync(orderUuid, cancellationToken);
-            if (Wire(fresh.State) != reached)
+            var fresh = Wire((await waldur.GetOrderAsync(orderUuid, cancellationToken)).State);
+            if (fresh == reached)
+            {
+                logger.LogInformation("Waldur refused to move order {OrderUuid} to {State}: it is there already", orderUuid, reached);
+                return fresh;
+            }
+
+            if (accepted?.Invoke(fresh) != true)
             {
                 throw;
             }
 
-            logger.LogInformation("Waldur refused to move order {OrderUuid} to {State}: it is there already", orderUuid, reached);
+            logger.LogWarning("Waldur refused to move order {OrderUuid} to {State}: it is {OrderState} now", orderUuid, reached, fresh);
+            return fresh;
         }
     }
+
+    /// <summary>Stopped by Waldur staff (or another party) before the provider finished it.</summary>
+    private static bool IsStopped(string? state) => state is WaldurOrderStates.Canceled or WaldurOrderStates.Rejected or WaldurOrderStates.Erred;
 
     private async Task<Subscription> CreateAsync(AdapterDbContext db, OrderRecord record, OrderDetails order, Subscription? existing, JsonObject configuration, CancellationToken cancellationToken)
     {

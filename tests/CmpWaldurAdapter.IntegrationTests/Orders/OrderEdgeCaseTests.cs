@@ -61,6 +61,56 @@ public abstract class OrderEdgeCaseTests(DatabaseProvider provider) : IAsyncLife
         Assert.All(ScriptedProvisioner.TerminateSteps, step => Assert.Equal(1, _bed.Provisioner.Runs(step)));
     }
 
+    [Theory]
+    [InlineData("canceled", true)]
+    [InlineData("rejected", true)]
+    [InlineData("erred", true)]
+    [InlineData("canceled", false)]
+    public async Task A_create_that_waldur_staff_stop_after_its_agent_went_live_is_not_done_nor_served_and_terminate_cleans_it(string stoppedAs, bool atDone)
+    {
+        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
+        var resource = _bed.Waldur.ResourceOf(order);
+        if (atDone)
+        {
+            // Between the adapter's last read of the order and its set_state_done, which Waldur then refuses.
+            _bed.Waldur.StopOrderBeforeDone(order, stoppedAs);
+        }
+        else
+        {
+            // While the report is submitted, before the adapter's last read of the order.
+            _bed.Waldur.Observe = (request, _) =>
+            {
+                if (request.Method == "POST" && request.Path.EndsWith("/submit_report/", StringComparison.Ordinal))
+                {
+                    _bed.Waldur.SetOrderState(order, stoppedAs);
+                }
+            };
+        }
+
+        Assert.Equal(OrderOutcome.Erred, await _bed.Processor.ProcessAsync(order, CancellationToken.None));
+
+        // Waldur's decision stands: the adapter neither completes nor re-errs the order, and the agent is not served.
+        Assert.Equal(stoppedAs, _bed.Waldur.OrderState(order));
+        Assert.Equal(atDone ? 1 : 0, _bed.Waldur.Count("POST", ".*/set_state_done/"));
+        Assert.Equal(0, _bed.Waldur.Count("POST", ".*/set_state_erred/"));
+        var subscription = await Subscription(resource);
+        Assert.Equal(SubscriptionState.Erred, subscription.State);
+        Assert.NotNull(ApiCaller.Refusal(subscription));
+        var record = await _bed.QueryAsync(db => db.Orders.AsNoTracking().SingleAsync(o => o.OrderUuid == order));
+        Assert.Equal(OrderPhase.Erred, record.Phase);
+        Assert.StartsWith($"The order became {stoppedAs} in Waldur before it was done.", record.LastError);
+
+        // A later look changes nothing; what was built is exactly what the resource's Terminate removes.
+        Assert.Equal(OrderOutcome.Ignored, await _bed.Processor.ProcessAsync(order, CancellationToken.None));
+        Assert.Equal(SubscriptionState.Erred, (await Subscription(resource)).State);
+        _bed.Waldur.SetResourceState(resource, "Erred");
+        var terminate = _bed.Waldur.PlaceOrder("Terminate", _bed.Offering, resource);
+        Assert.Equal(OrderOutcome.Completed, await _bed.ProcessUntilSettledAsync(terminate));
+        Assert.Equal(SubscriptionState.Terminated, (await Subscription(resource)).State);
+        Assert.All(ScriptedProvisioner.CreateSteps, step => Assert.Equal(1, _bed.Provisioner.Runs(step)));
+        Assert.All(ScriptedProvisioner.TerminateSteps, step => Assert.Equal(1, _bed.Provisioner.Runs(step)));
+    }
+
     [Fact]
     public async Task A_terminate_arriving_while_the_create_of_its_resource_is_worked_on_waits_for_it_and_ends_terminated()
     {

@@ -1,6 +1,7 @@
 using CmpWaldurAdapter.ApiKeys;
 using CmpWaldurAdapter.Core.Subscriptions;
 using CmpWaldurAdapter.Offerings;
+using CmpWaldurAdapter.Orders;
 using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Tenants;
 using CmpWaldurAdapter.Waldur;
@@ -19,13 +20,14 @@ namespace CmpWaldurAdapter.Events;
 /// organization, so its charges go to that organization's credits. Driven by RESOURCE events and a periodic sweep,
 /// which also names organizations recorded without a name (credits granted before their first order) from the
 /// organization name Waldur lists with their resources. A resource Waldur terminated or erased without a Terminate order
-/// (staff did) stops being served.
+/// (staff did) stops being served; one terminated also has its tenant removed, as a Terminate order would.
 /// </summary>
 public sealed class ResourceStateSync(
     IWaldurApi waldur,
     IDbContextFactory<AdapterDbContext> dbs,
     ServedOfferings catalog,
     ApiKeyService keys,
+    OrderProcessor orders,
     TimeProvider clock,
     IOptionsMonitor<WaldurOptions> waldurOptions,
     ILogger<ResourceStateSync> logger)
@@ -42,7 +44,8 @@ public sealed class ResourceStateSync(
         }
         catch (ApiException exception) when (UpstreamFailures.IsNotFound(exception))
         {
-            return await EndErasedAsync(resourceUuid, cancellationToken);
+            // A teardown begun while Waldur showed the resource terminated goes on: erased since, it was terminated all the same.
+            return await orders.ResumeTearDownAsync(resourceUuid, cancellationToken) || await EndErasedAsync(resourceUuid, cancellationToken);
         }
 
         return await ApplyAsync(resource, nameless, cancellationToken);
@@ -97,7 +100,9 @@ public sealed class ResourceStateSync(
 
         if (resource.State == ResourceState.Terminated)
         {
-            return await EndServiceAsync(uuid, "terminated", cancellationToken);
+            // Served no more at once; the teardown may wait for an order of the resource, or fail, and be tried again.
+            var ended = await EndServiceAsync(uuid, erased: false, cancellationToken);
+            return await orders.TearDownTerminatedAsync(uuid, cancellationToken) || ended;
         }
 
         // One context per resource: a sweep goes through every resource of the served offerings.
@@ -126,8 +131,9 @@ public sealed class ResourceStateSync(
     }
 
     /// <summary>
-    /// Looks one by one at the live subscriptions of <paramref name="offering"/> whose resources the sweep did not list (Waldur
-    /// lists only live ones): one Waldur terminated or erased without a Terminate order reaching the adapter stops being served.
+    /// Looks one by one at the subscriptions of <paramref name="offering"/> not yet terminated whose resources the sweep did not
+    /// list (Waldur lists only live ones): one Waldur terminated or erased without a Terminate order reaching the adapter stops
+    /// being served, and one terminated whose teardown failed (it stays terminating) has it tried again.
     /// </summary>
     private async Task<int> SyncUnlistedAsync(Guid offering, HashSet<Guid> listed, HashSet<Guid> nameless, CancellationToken cancellationToken)
     {
@@ -135,7 +141,7 @@ public sealed class ResourceStateSync(
         await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
         {
             unlisted = (await db.Subscriptions.AsNoTracking()
-                    .Where(s => s.OfferingUuid == offering && s.State != SubscriptionState.Terminating && s.State != SubscriptionState.Terminated)
+                    .Where(s => s.OfferingUuid == offering && s.State != SubscriptionState.Terminated)
                     .Select(s => s.ResourceUuid)
                     .ToListAsync(cancellationToken))
                 .Where(r => !listed.Contains(r))
@@ -179,17 +185,21 @@ public sealed class ResourceStateSync(
             return false;
         }
 
-        return await EndServiceAsync(resourceUuid, "erased", cancellationToken);
+        return await EndServiceAsync(resourceUuid, erased: true, cancellationToken);
     }
 
     /// <summary>
     /// Waldur terminated or erased the resource without a Terminate order reaching the adapter (staff did): its subscription
-    /// is no longer served, and what it has in Langflow and RAGFlow becomes an orphan that <c>reconcile</c> lists and prunes.
-    /// A subscription a Terminate order is removing is left to that order.
+    /// is no longer served. Terminated, it is left terminating for its teardown (<see cref="OrderProcessor.TearDownTerminatedAsync"/>).
+    /// Erased, it is terminated at once, and what it has in Langflow and RAGFlow is left to <c>reconcile</c>, which lists it
+    /// as orphans and prunes them: a 404 is no proof (see <see cref="EndErasedAsync"/>), and removing a buyer's agent and
+    /// knowledge base cannot be undone. A subscription a Terminate order is removing is left to that order.
     /// </summary>
-    private async Task<bool> EndServiceAsync(Guid resourceUuid, string how, CancellationToken cancellationToken)
+    private async Task<bool> EndServiceAsync(Guid resourceUuid, bool erased, CancellationToken cancellationToken)
     {
         var now = clock.GetUtcNow();
+        var state = erased ? SubscriptionState.Terminated : SubscriptionState.Terminating;
+        DateTimeOffset? terminatedAt = erased ? now : null;
         await using var db = await dbs.CreateDbContextAsync(cancellationToken);
         var subscription = await db.Subscriptions.AsNoTracking()
             .Where(s => s.ResourceUuid == resourceUuid && s.State != SubscriptionState.Terminating && s.State != SubscriptionState.Terminated)
@@ -204,15 +214,20 @@ public sealed class ResourceStateSync(
         var ended = await db.Subscriptions
             .Where(s => s.Id == id && s.State != SubscriptionState.Terminating && s.State != SubscriptionState.Terminated)
             .ExecuteUpdateAsync(set => set
-                .SetProperty(s => s.State, SubscriptionState.Terminated)
-                .SetProperty(s => s.TerminatedAt, now)
+                .SetProperty(s => s.State, state)
+                .SetProperty(s => s.TerminatedAt, terminatedAt)
                 .SetProperty(s => s.Version, s => s.Version + 1)
                 .SetProperty(s => s.UpdatedAt, now), cancellationToken);
         keys.Forget(id);
-        if (ended > 0)
+        if (ended > 0 && erased)
         {
-            logger.LogWarning("Resource {ResourceUuid} was {How} in Waldur without a Terminate order: subscription {SubscriptionId} is no longer served; run reconcile to remove what it left in Langflow and RAGFlow",
-                resourceUuid, how, id);
+            logger.LogWarning("Resource {ResourceUuid} was erased in Waldur without a Terminate order: subscription {SubscriptionId} is no longer served; run reconcile to remove what it left in Langflow and RAGFlow",
+                resourceUuid, id);
+        }
+        else if (ended > 0)
+        {
+            logger.LogWarning("Resource {ResourceUuid} was terminated in Waldur without a Terminate order: subscription {SubscriptionId} is no longer served; removing what it has in Langflow and RAGFlow",
+                resourceUuid, id);
         }
 
         return ended > 0;
@@ -295,7 +310,10 @@ public sealed class ResourceStateSync(
     }
 }
 
-/// <summary>Periodic sweep of paused/downscaled flags and moves, for RESOURCE events lost while disconnected; names nameless organizations.</summary>
+/// <summary>
+/// Periodic sweep of paused/downscaled flags, moves and terminations without a Terminate order, for RESOURCE events lost while
+/// disconnected; tries failed teardowns again and names nameless organizations.
+/// </summary>
 [DisallowConcurrentExecution]
 public sealed class SyncResourceStatesJob(ResourceStateSync sync) : IJob
 {

@@ -1,3 +1,5 @@
+using System.Security.Cryptography;
+using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using CmpWaldurAdapter.Core.Forms;
@@ -70,6 +72,9 @@ public sealed class OrderProcessor(
     /// <summary>The <c>type</c> label of an order deferred before its type was known (Waldur could not be read, or named a type the adapter does not know).</summary>
     internal const string UnknownType = "unknown";
 
+    /// <summary>The <c>type</c> label of the teardown of a resource Waldur terminated without a Terminate order (staff did).</summary>
+    internal const string TerminatedInWaldurType = "TerminatedInWaldur";
+
     /// <summary>The <c>outcome</c> label of a deferred order: it stays as it is in Waldur and is tried again later.</summary>
     internal const string DeferredOutcome = "Deferred";
 
@@ -133,6 +138,124 @@ public sealed class OrderProcessor(
             await leases.ReleaseAsync(orderUuid);
         }
     }
+
+    /// <summary>
+    /// Removes what a subscription has upstream when Waldur terminated its resource without a Terminate order reaching the
+    /// adapter (staff did), once the resource sync has stopped serving it (<see cref="SubscriptionState.Terminating"/>):
+    /// the Terminate order's own steps, under a lease like an order's (a record of its own, <see cref="TerminationWithoutOrder"/>),
+    /// so it never runs beside an order of the resource. Each attempt runs every step (each looks before it deletes, so a
+    /// repeat removes nothing twice, and a record left by an earlier termination of a restored resource skips none); a failed
+    /// attempt is logged, counted and left to the resource sync's next sweep. Returns whether the subscription is now terminated.
+    /// </summary>
+    public async Task<bool> TearDownTerminatedAsync(Guid resourceUuid, CancellationToken cancellationToken)
+    {
+        var id = TerminationWithoutOrder(resourceUuid);
+        using var scope = logger.BeginScope(new Dictionary<string, object> { ["OrderUuid"] = id, ["ResourceUuid"] = resourceUuid });
+        Guid offering;
+        await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
+        {
+            var found = await db.Subscriptions.AsNoTracking()
+                .Where(s => s.ResourceUuid == resourceUuid && s.State == SubscriptionState.Terminating)
+                .Select(s => (Guid?)s.OfferingUuid)
+                .SingleOrDefaultAsync(cancellationToken);
+            if (found is not { } known)
+            {
+                return false;
+            }
+
+            offering = known;
+        }
+
+        await leases.EnsureRecordAsync(id, OrderType.Terminate, resourceUuid, offering, cancellationToken);
+        if (!await leases.TryAcquireAsync(id, cancellationToken))
+        {
+            logger.LogInformation("Resource {ResourceUuid} is being worked on by an order or another process; its teardown waits for the next sweep", resourceUuid);
+            return false;
+        }
+
+        try
+        {
+            await using var keeping = leases.Keep(id);
+            var outcome = await TearDownLeasedAsync(id, resourceUuid, cancellationToken);
+            if (outcome is not null)
+            {
+                metrics.OrdersProcessed.WithLabels(TerminatedInWaldurType, outcome).Inc();
+            }
+
+            return outcome == nameof(OrderOutcome.Completed);
+        }
+        finally
+        {
+            await leases.ReleaseAsync(id);
+        }
+    }
+
+    /// <summary>
+    /// <see cref="TearDownTerminatedAsync"/>, only when one was begun and is unfinished: Waldur showed the resource terminated,
+    /// and has erased it since (a 404 alone starts none, see <see cref="Events.ResourceStateSync"/>).
+    /// </summary>
+    public async Task<bool> ResumeTearDownAsync(Guid resourceUuid, CancellationToken cancellationToken)
+    {
+        var id = TerminationWithoutOrder(resourceUuid);
+        await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
+        {
+            if (!await db.Orders.AnyAsync(o => o.OrderUuid == id && o.Phase != OrderPhase.Completed, cancellationToken))
+            {
+                return false;
+            }
+        }
+
+        return await TearDownTerminatedAsync(resourceUuid, cancellationToken);
+    }
+
+    /// <summary>Returns the attempt's <c>outcome</c> label (Completed, Deferred or Erred), or null when there was nothing to do.</summary>
+    private async Task<string?> TearDownLeasedAsync(Guid id, Guid resourceUuid, CancellationToken cancellationToken)
+    {
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        var record = await db.Orders.SingleAsync(o => o.OrderUuid == id, cancellationToken);
+        var subscription = await db.Subscriptions.SingleOrDefaultAsync(s => s.ResourceUuid == resourceUuid, cancellationToken);
+        if (subscription?.State != SubscriptionState.Terminating)
+        {
+            // Finished by another process, or brought back by a Restore, since it was looked at.
+            return null;
+        }
+
+        record.CompletedSteps = string.Empty;
+        record.Notes = string.Empty;
+        record.CompletedAt = null;
+        await SaveAsync(db, record, OrderPhase.Approved, cancellationToken);
+        var order = new OrderDetails { Uuid = id, Type = RequestTypes.Terminate, Marketplace_resource_uuid = resourceUuid, Offering_uuid = subscription.OfferingUuid };
+        try
+        {
+            await TerminateAsync(db, record, order, subscription, cancellationToken);
+            record.CompletedAt = clock.GetUtcNow();
+            record.LastError = null;
+            await SaveAsync(db, record, OrderPhase.Completed, cancellationToken);
+            logger.LogInformation("Removed what subscription {SubscriptionId} had in Langflow and RAGFlow: Waldur terminated its resource {ResourceUuid} without a Terminate order",
+                subscription.Id, resourceUuid);
+            return nameof(OrderOutcome.Completed);
+        }
+        catch (Exception exception) when (!cancellationToken.IsCancellationRequested)
+        {
+            // A concurrent change of a shared row (another order of the project) is retried as any transient failure.
+            var transient = exception is DbUpdateConcurrencyException || IsTransient(exception, cancellationToken);
+            DiscardUnsaved(db);
+            record.Attempts++;
+            record.LastError = ColumnText.Clip(UpstreamFailures.Describe(exception), OrderRecord.MaxErrorLength);
+            await SaveAsync(db, record, record.Phase, CancellationToken.None);
+            logger.Log(transient ? LogLevel.Warning : LogLevel.Error, exception,
+                "Removing what subscription {SubscriptionId} has in Langflow and RAGFlow failed (Waldur terminated resource {ResourceUuid} without a Terminate order); the next resource sweep tries again: {Reason}",
+                subscription.Id, resourceUuid, record.LastError);
+            return transient ? DeferredOutcome : nameof(OrderOutcome.Erred);
+        }
+    }
+
+    /// <summary>
+    /// The id of the record under which the teardown of a resource Waldur terminated without a Terminate order keeps its
+    /// lease and progress: derived from the resource, so every replica takes the same one, and never a Waldur order's.
+    /// </summary>
+    internal static Guid TerminationWithoutOrder(Guid resourceUuid) =>
+        new(SHA256.HashData(Encoding.UTF8.GetBytes("terminated-in-waldur:" + resourceUuid.ToString("N"))).AsSpan(0, 16));
 
     private async Task<OrderOutcome> ProcessLeasedAsync(OrderDetails order, OrderType type, string state, Guid resourceUuid, CancellationToken cancellationToken)
     {

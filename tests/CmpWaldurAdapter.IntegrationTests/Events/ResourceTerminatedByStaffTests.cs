@@ -3,21 +3,28 @@ using CmpWaldurAdapter.Core.Subscriptions;
 using CmpWaldurAdapter.Events;
 using CmpWaldurAdapter.IntegrationTests.Tenants;
 using CmpWaldurAdapter.Reconciliation;
+using CmpWaldurAdapter.Persistence;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace CmpWaldurAdapter.IntegrationTests.Events;
 
+public sealed class ResourceTerminatedByStaffOnSqliteTests() : ResourceTerminatedByStaffTests(DatabaseProvider.Sqlite);
+
+public sealed class ResourceTerminatedByStaffOnPostgresTests() : ResourceTerminatedByStaffTests(DatabaseProvider.Postgres);
+
 /// <summary>
 /// Waldur staff terminate or erase a resource without a Terminate order reaching the adapter: the resource sync stops
-/// serving its subscription, and reconcile lists what it left in Langflow and RAGFlow as orphans.
+/// serving its subscription. A terminated one has its tenant removed as its Terminate order would; an erased one (a 404,
+/// which an adapter that lost its role in Waldur sees too) leaves it to reconcile, which lists it as orphans.
 /// </summary>
-public sealed class ResourceTerminatedByStaffTests : IAsyncLifetime
+public abstract class ResourceTerminatedByStaffTests(DatabaseProvider provider) : IAsyncLifetime
 {
     private TenantTestBed _bed = null!;
 
     public async Task InitializeAsync()
     {
-        _bed = await TenantTestBed.CreateAsync();
+        _bed = await TenantTestBed.CreateAsync(provider);
         await _bed.StartServicesAsync();
     }
 
@@ -25,8 +32,10 @@ public sealed class ResourceTerminatedByStaffTests : IAsyncLifetime
 
     private ResourceStateSync Sync => _bed.Services.GetRequiredService<ResourceStateSync>();
 
+    private Reconciler Reconciler => _bed.Services.GetRequiredService<Reconciler>();
+
     [Fact]
-    public async Task The_sweep_stops_serving_a_resource_waldur_terminated_and_reconcile_lists_its_tenant_as_orphans()
+    public async Task The_sweep_removes_the_tenant_of_a_resource_waldur_terminated_as_its_terminate_order_would()
     {
         var terminated = await _bed.SubscribeAsync(TenantTestBed.Attributes("Ada"));
         var kept = await _bed.SubscribeAsync(TenantTestBed.Attributes("Bob"));
@@ -38,29 +47,118 @@ public sealed class ResourceTerminatedByStaffTests : IAsyncLifetime
         Assert.Equal(SubscriptionState.Terminated, ended.State);
         Assert.NotNull(ended.TerminatedAt);
         Assert.NotNull(ApiCaller.Refusal(ended));
+        Assert.Null(ended.RagflowDatasetId);
+        Assert.Null(ended.LangflowFlowId);
+        Assert.Equal(0, await _bed.QueryAsync(db => db.ApiKeys.CountAsync(k => k.SubscriptionId == ended.Id && k.RevokedAt == null)));
         Assert.Equal(SubscriptionState.Active, (await _bed.SubscriptionAsync(kept)).State);
         Assert.Contains(_bed.Logs.Lines, line => line.Contains("without a Terminate order", StringComparison.Ordinal));
 
-        // A second sweep has nothing more to do.
-        Assert.Equal(0, await Sync.SyncAllAsync(CancellationToken.None));
-
-        // What it left upstream is flagged: its project's runtime user (with its agent inside) and its knowledge base.
-        var reconciler = _bed.Services.GetRequiredService<Reconciler>();
-        var project = ended.WorkspaceId;
-        var report = await reconciler.RunAsync(new ReconcileRequest(DryRun: true));
-        Assert.Equal(
-            [(DriftKind.OrphanLangflowUser, $"cmp-{project:N}"), (DriftKind.OrphanDataset, $"cmp-{terminated:N}")],
-            report.Drifts.Where(d => d.Remains).Select(d => (d.Kind, d.Subject)).Order());
-
-        await reconciler.RunAsync(new ReconcileRequest(Prune: true));
+        // Its project's runtime user (with its agent inside) and its knowledge base are gone; the other subscription's stay.
         var keptSubscription = await _bed.SubscriptionAsync(kept);
         Assert.Equal([keptSubscription.RagflowDatasetId], _bed.Ragflow.Datasets.Select(d => d["id"]!.GetValue<string>()));
         Assert.Equal([keptSubscription.LangflowFlowId], _bed.Langflow.Flows.Select(f => f.Id.ToString()));
         Assert.Single(_bed.Langflow.Users);
+        Assert.Null((await _bed.WorkspaceAsync(ended.WorkspaceId)).LangflowUserId);
+
+        // A second sweep has nothing more to do, and removes nothing twice.
+        var requests = _bed.Langflow.Requests.Count() + _bed.Ragflow.Requests.Count();
+        Assert.Equal(0, await Sync.SyncAllAsync(CancellationToken.None));
+        Assert.Equal(requests, _bed.Langflow.Requests.Count() + _bed.Ragflow.Requests.Count());
+
+        // Nothing is left for reconcile to list.
+        var report = await Reconciler.RunAsync(new ReconcileRequest(DryRun: true));
+        Assert.DoesNotContain(report.Drifts, d => d.Remains);
     }
 
     [Fact]
-    public async Task A_resource_event_for_a_resource_waldur_erased_stops_serving_it()
+    public async Task A_resource_event_for_a_resource_waldur_terminated_removes_its_tenant()
+    {
+        var resource = await _bed.SubscribeAsync();
+        _bed.Waldur.SetResourceState(resource, "Terminated");
+
+        await Sync.SyncAsync(resource, CancellationToken.None);
+
+        Assert.Equal(SubscriptionState.Terminated, (await _bed.SubscriptionAsync(resource)).State);
+        Assert.Empty(_bed.Ragflow.Datasets);
+        Assert.Empty(_bed.Langflow.Flows);
+        Assert.Empty(_bed.Langflow.Users);
+    }
+
+    [Fact]
+    public async Task A_teardown_that_fails_leaves_the_subscription_unserved_and_the_next_sweep_finishes_it()
+    {
+        var resource = await _bed.SubscribeAsync();
+        _bed.Waldur.SetResourceState(resource, "Terminated");
+        _bed.Ragflow.Break("DELETE", "/api/v1/datasets", 503);
+
+        Assert.Equal(1, await Sync.SyncAllAsync(CancellationToken.None));
+
+        var ending = await _bed.SubscriptionAsync(resource);
+        Assert.Equal(SubscriptionState.Terminating, ending.State);
+        Assert.NotNull(ApiCaller.Refusal(ending));
+        Assert.Single(_bed.Ragflow.Datasets);
+        Assert.Contains(_bed.Logs.Lines, line => line.Contains("the next resource sweep tries again", StringComparison.Ordinal));
+
+        // Reconcile does not take the tenant of a subscription still being removed for an orphan.
+        var report = await Reconciler.RunAsync(new ReconcileRequest(DryRun: true));
+        Assert.DoesNotContain(report.Drifts, d => d.Remains);
+
+        _bed.Ragflow.Heal();
+        Assert.Equal(1, await Sync.SyncAllAsync(CancellationToken.None));
+
+        Assert.Equal(SubscriptionState.Terminated, (await _bed.SubscriptionAsync(resource)).State);
+        Assert.Empty(_bed.Ragflow.Datasets);
+        Assert.Empty(_bed.Langflow.Users);
+    }
+
+    [Fact]
+    public async Task A_failed_teardown_is_finished_after_waldur_erased_the_resource_meanwhile()
+    {
+        var resource = await _bed.SubscribeAsync();
+        _bed.Waldur.SetResourceState(resource, "Terminated");
+        _bed.Ragflow.Break("DELETE", "/api/v1/datasets", 503);
+        Assert.Equal(1, await Sync.SyncAllAsync(CancellationToken.None));
+        Assert.Equal(SubscriptionState.Terminating, (await _bed.SubscriptionAsync(resource)).State);
+
+        // Seen terminated before, the resource now answers 404: the teardown begun goes on.
+        _bed.Waldur.EraseResource(resource);
+        _bed.Ragflow.Heal();
+        Assert.Equal(1, await Sync.SyncAllAsync(CancellationToken.None));
+
+        Assert.Equal(SubscriptionState.Terminated, (await _bed.SubscriptionAsync(resource)).State);
+        Assert.Empty(_bed.Ragflow.Datasets);
+        Assert.Empty(_bed.Langflow.Users);
+    }
+
+    [Fact]
+    public async Task The_teardown_waits_while_an_order_of_the_resource_is_at_work()
+    {
+        var resource = await _bed.SubscribeAsync();
+        // Another replica works on an order of the resource (a Terminate of it, say) right now.
+        await _bed.QueryAsync(db => db.Orders.Where(o => o.ResourceUuid == resource).ExecuteUpdateAsync(set => set
+            .SetProperty(o => o.LeaseOwner, "another-replica")
+            .SetProperty(o => o.LeaseExpiresAt, DateTimeOffset.UtcNow.AddMinutes(5))));
+        _bed.Waldur.SetResourceState(resource, "Terminated");
+
+        Assert.Equal(1, await Sync.SyncAllAsync(CancellationToken.None));
+
+        // No longer served at once, but nothing removed under the order's steps.
+        Assert.Equal(SubscriptionState.Terminating, (await _bed.SubscriptionAsync(resource)).State);
+        Assert.Single(_bed.Ragflow.Datasets);
+        Assert.Single(_bed.Langflow.Flows);
+
+        await _bed.QueryAsync(db => db.Orders.Where(o => o.ResourceUuid == resource && o.LeaseOwner == "another-replica").ExecuteUpdateAsync(set => set
+            .SetProperty(o => o.LeaseOwner, (string?)null)
+            .SetProperty(o => o.LeaseExpiresAt, (DateTimeOffset?)null)));
+        Assert.Equal(1, await Sync.SyncAllAsync(CancellationToken.None));
+
+        Assert.Equal(SubscriptionState.Terminated, (await _bed.SubscriptionAsync(resource)).State);
+        Assert.Empty(_bed.Ragflow.Datasets);
+        Assert.Empty(_bed.Langflow.Flows);
+    }
+
+    [Fact]
+    public async Task A_resource_event_for_a_resource_waldur_erased_stops_serving_it_and_leaves_its_tenant_to_reconcile()
     {
         var resource = await _bed.SubscribeAsync();
         _bed.Waldur.EraseResource(resource);
@@ -70,6 +168,18 @@ public sealed class ResourceTerminatedByStaffTests : IAsyncLifetime
         var ended = await _bed.SubscriptionAsync(resource);
         Assert.Equal(SubscriptionState.Terminated, ended.State);
         Assert.NotNull(ApiCaller.Refusal(ended));
+
+        // A 404 is no proof (a lost role in Waldur looks alike): nothing is removed until an operator prunes it.
+        Assert.Single(_bed.Ragflow.Datasets);
+        Assert.Single(_bed.Langflow.Flows);
+        var report = await Reconciler.RunAsync(new ReconcileRequest(DryRun: true));
+        Assert.Equal(
+            [(DriftKind.OrphanLangflowUser, $"cmp-{ended.WorkspaceId:N}"), (DriftKind.OrphanDataset, $"cmp-{resource:N}")],
+            report.Drifts.Where(d => d.Remains).Select(d => (d.Kind, d.Subject)).Order());
+
+        await Reconciler.RunAsync(new ReconcileRequest(Prune: true));
+        Assert.Empty(_bed.Ragflow.Datasets);
+        Assert.Empty(_bed.Langflow.Users);
     }
 
     [Fact]

@@ -34,6 +34,15 @@ public abstract class ResourceTerminatedByStaffTests(DatabaseProvider provider) 
 
     private Reconciler Reconciler => _bed.Services.GetRequiredService<Reconciler>();
 
+    /// <summary>The subscription is terminated and its single tenant gone: knowledge base, agent and runtime user.</summary>
+    private async Task AssertTornDownAsync(Guid resource)
+    {
+        Assert.Equal(SubscriptionState.Terminated, (await _bed.SubscriptionAsync(resource)).State);
+        Assert.Empty(_bed.Ragflow.Datasets);
+        Assert.Empty(_bed.Langflow.Flows);
+        Assert.Empty(_bed.Langflow.Users);
+    }
+
     [Fact]
     public async Task The_sweep_removes_the_tenant_of_a_resource_waldur_terminated_as_its_terminate_order_would()
     {
@@ -78,10 +87,7 @@ public abstract class ResourceTerminatedByStaffTests(DatabaseProvider provider) 
 
         await Sync.SyncAsync(resource, CancellationToken.None);
 
-        Assert.Equal(SubscriptionState.Terminated, (await _bed.SubscriptionAsync(resource)).State);
-        Assert.Empty(_bed.Ragflow.Datasets);
-        Assert.Empty(_bed.Langflow.Flows);
-        Assert.Empty(_bed.Langflow.Users);
+        await AssertTornDownAsync(resource);
     }
 
     [Fact]
@@ -106,9 +112,7 @@ public abstract class ResourceTerminatedByStaffTests(DatabaseProvider provider) 
         _bed.Ragflow.Heal();
         Assert.Equal(1, await Sync.SyncAllAsync(CancellationToken.None));
 
-        Assert.Equal(SubscriptionState.Terminated, (await _bed.SubscriptionAsync(resource)).State);
-        Assert.Empty(_bed.Ragflow.Datasets);
-        Assert.Empty(_bed.Langflow.Users);
+        await AssertTornDownAsync(resource);
     }
 
     [Fact]
@@ -125,9 +129,7 @@ public abstract class ResourceTerminatedByStaffTests(DatabaseProvider provider) 
         _bed.Ragflow.Heal();
         Assert.Equal(1, await Sync.SyncAllAsync(CancellationToken.None));
 
-        Assert.Equal(SubscriptionState.Terminated, (await _bed.SubscriptionAsync(resource)).State);
-        Assert.Empty(_bed.Ragflow.Datasets);
-        Assert.Empty(_bed.Langflow.Users);
+        await AssertTornDownAsync(resource);
     }
 
     [Fact]
@@ -152,9 +154,7 @@ public abstract class ResourceTerminatedByStaffTests(DatabaseProvider provider) 
             .SetProperty(o => o.LeaseExpiresAt, (DateTimeOffset?)null)));
         Assert.Equal(1, await Sync.SyncAllAsync(CancellationToken.None));
 
-        Assert.Equal(SubscriptionState.Terminated, (await _bed.SubscriptionAsync(resource)).State);
-        Assert.Empty(_bed.Ragflow.Datasets);
-        Assert.Empty(_bed.Langflow.Flows);
+        await AssertTornDownAsync(resource);
     }
 
     [Fact]

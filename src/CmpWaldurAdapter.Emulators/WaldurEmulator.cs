@@ -82,6 +82,15 @@ public class WaldurEmulator : Emulator
     /// <summary>Requests without the right token are refused, as Waldur does.</summary>
     public bool RequireToken { get; set; } = true;
 
+    /// <summary>
+    /// Waldur's <c>TIME_ZONE</c>: <c>set_usage</c> files a usage under the month its date falls in there, so a date at
+    /// midnight UTC is the previous month's in a Waldur west of UTC.
+    /// </summary>
+    public TimeZoneInfo TimeZone { get; set; } = TimeZoneInfo.Utc;
+
+    /// <summary>Waldur's clock: <c>set_usage</c> refuses a date after it, and dates a usage sent without one by it.</summary>
+    public TimeProvider Time { get; set; } = TimeProvider.System;
+
     public Guid AddOffering(string name, JsonObject? options = null, JsonObject? resourceOptions = null, Guid? uuid = null)
     {
         var id = uuid ?? Guid.NewGuid();
@@ -488,8 +497,16 @@ public class WaldurEmulator : Emulator
         {
             var body = request.JsonObject;
             var resource = body["resource"]!.GetValue<string>();
-            var date = DateTimeOffset.Parse(body["date"]!.GetValue<string>(), CultureInfo.InvariantCulture);
-            var period = new DateOnly(date.Year, date.Month, 1).ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
+            var now = Time.GetUtcNow();
+            var date = body["date"] is { } given ? DateTimeOffset.Parse(given.GetValue<string>(), CultureInfo.InvariantCulture) : now;
+            if (date > now)
+            {
+                return EmulatorResponse.Json(new JsonObject { ["date"] = new JsonArray("Cannot submit usage for future dates.") }, 400);
+            }
+
+            // Django reads the date in TIME_ZONE and takes the month it falls in there.
+            var local = TimeZoneInfo.ConvertTime(date, TimeZone);
+            var period = new DateOnly(local.Year, local.Month, 1).ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
             foreach (var item in body["usages"]!.AsArray())
             {
                 var type = item!["type"]!.GetValue<string>();
@@ -501,7 +518,7 @@ public class WaldurEmulator : Emulator
                 }
 
                 existing["usage"] = item["amount"]!.GetValue<string>();
-                existing["date"] = body["date"]!.DeepClone();
+                existing["date"] = date.ToString("O", CultureInfo.InvariantCulture);
             }
 
             return EmulatorResponse.Empty(201);

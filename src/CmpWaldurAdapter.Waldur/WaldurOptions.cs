@@ -5,7 +5,7 @@ using Microsoft.Extensions.DependencyInjection;
 namespace CmpWaldurAdapter.Waldur;
 
 /// <summary>How the adapter reaches Waldur (configuration section <c>Waldur</c>).</summary>
-public sealed class WaldurOptions : IUpstreamRetryOptions
+public sealed class WaldurOptions : IUpstreamRetryOptions, IValidatableObject
 {
     public const string SectionName = "Waldur";
 
@@ -39,4 +39,22 @@ public sealed class WaldurOptions : IUpstreamRetryOptions
     /// </summary>
     [Range(1, 300)]
     public int PageSize { get; set; } = 100;
+
+    /// <summary>
+    /// Waldur's time zone (its Django <c>TIME_ZONE</c>, UTC unless its operators changed it), an IANA id: Waldur files a
+    /// usage under the month its date falls in there, so west of UTC a month's usage is dated the 1st's local midnight.
+    /// </summary>
+    public string TimeZone { get; set; } = "UTC";
+
+    /// <summary>The zone <see cref="TimeZone"/> names (checked at start).</summary>
+    public TimeZoneInfo FindTimeZone() => TimeZoneInfo.FindSystemTimeZoneById(TimeZone);
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        if (string.IsNullOrWhiteSpace(TimeZone) || !TimeZoneInfo.TryFindSystemTimeZoneById(TimeZone, out _))
+        {
+            yield return new ValidationResult(
+                $"Waldur:TimeZone '{TimeZone}' is not a known IANA time zone id; set Waldur's TIME_ZONE, e.g. UTC or America/New_York.", [nameof(TimeZone)]);
+        }
+    }
 }

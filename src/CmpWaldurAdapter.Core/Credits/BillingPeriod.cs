@@ -4,7 +4,7 @@ namespace CmpWaldurAdapter.Core.Credits;
 
 /// <summary>
 /// A calendar month in UTC: the unit Waldur bills usage in (one record per resource, component and
-/// month, dated the first of the month). Instants are always passed in, never read from a clock.
+/// month, dated the first of the month; see <see cref="ReportDate"/>). Instants are always passed in, never read from a clock.
 /// </summary>
 public readonly record struct BillingPeriod : IComparable<BillingPeriod>
 {
@@ -17,8 +17,32 @@ public readonly record struct BillingPeriod : IComparable<BillingPeriod>
 
     public int Month => FirstDay.Month;
 
-    /// <summary>Midnight UTC on the first day: the <c>date</c> sent with <c>set_usage</c>.</summary>
+    /// <summary>Midnight UTC on the first day.</summary>
     public DateTimeOffset Start => new(FirstDay.ToDateTime(TimeOnly.MinValue), TimeSpan.Zero);
+
+    /// <summary>
+    /// The <c>date</c> sent with <c>set_usage</c>: the earliest instant in this month both in UTC (the ledger's months) and
+    /// in Waldur's time zone, where Waldur files a usage under the month its date falls in. In UTC and east of it that is
+    /// <see cref="Start"/>; west of it, the 1st's local midnight (midnight UTC is the previous month's last evening there).
+    /// </summary>
+    public DateTimeOffset ReportDate(TimeZoneInfo waldurZone)
+    {
+        var startThere = StartIn(waldurZone);
+        return startThere > Start ? startThere : Start;
+    }
+
+    /// <summary>The earliest instant whose local time in <paramref name="zone"/> is on or after the first day's midnight.</summary>
+    public DateTimeOffset StartIn(TimeZoneInfo zone)
+    {
+        var midnight = FirstDay.ToDateTime(TimeOnly.MinValue);
+        // Midnight less the offset in force a day before or a day after: when a daylight-saving change is near midnight
+        // only one of them may land on or after it (the other falls in the skipped or repeated hour), and an ambiguous
+        // midnight's first occurrence is the earlier.
+        return new[] { Start.AddDays(-1), Start.AddDays(1) }
+            .Select(around => new DateTimeOffset(midnight - zone.GetUtcOffset(around), TimeSpan.Zero))
+            .Where(instant => TimeZoneInfo.ConvertTime(instant, zone).DateTime >= midnight)
+            .Min();
+    }
 
     /// <summary>Midnight UTC on the first day of the next month (exclusive end).</summary>
     public DateTimeOffset End => Next.Start;

@@ -11,8 +11,11 @@ public sealed class UsageOptions
     [Range(typeof(TimeSpan), "00:00:00.001", "1.00:00:00")]
     public TimeSpan ReportInterval { get; set; } = TimeSpan.FromMinutes(30);
 
-    /// <summary>Months each report covers: the current one and the ones before it (late settlements).</summary>
-    [Range(1, 12)]
+    /// <summary>
+    /// Months each report covers: the current one and the ones before it (late settlements). At least 2: with only the
+    /// current month, charges settled after a month's last report would never reach Waldur.
+    /// </summary>
+    [Range(2, 12)]
     public int ReportingPeriods { get; set; } = 2;
 
     /// <summary>Resources compared and sent at once: one at a time, 10,000 resources take minutes of round trips.</summary>

@@ -1,3 +1,4 @@
+using System.Globalization;
 using CmpWaldurAdapter.Core.Credits;
 using CmpWaldurAdapter.Credits;
 using CmpWaldurAdapter.Persistence;
@@ -21,7 +22,10 @@ public enum UsageAction
     /// <summary>Differs, but this was a dry run.</summary>
     WouldPost,
 
-    /// <summary>Not sent: the month rolled over during the run (sent next run).</summary>
+    /// <summary>
+    /// Not sent: the month rolled over during the run, or, with Waldur west of UTC, the new month has begun in UTC but
+    /// not yet in Waldur's time zone (<see cref="BillingPeriod.ReportDate"/>); sent by the first run after that.
+    /// </summary>
     Skipped,
 
     /// <summary>Waldur failed; retried next run (the total is recomputed from the ledger, so nothing is lost).</summary>
@@ -49,8 +53,8 @@ public sealed record UsageReport(IReadOnlyList<UsageReportRow> Rows, bool DryRun
 /// Reports credits to Waldur as usage: for each resource, the month-to-date total per component for
 /// the current and previous month (from settled charges), compared with what Waldur holds for that
 /// billing period; <c>set_usage</c> is called only with the components that differ, dated the first
-/// of the month, amounts with two decimals. Like the site agent, a resource is skipped when the month
-/// rolls over during the run. Terminated subscriptions are reported for every month they have usage in.
+/// instant of the month in UTC and in Waldur's time zone (<see cref="BillingPeriod.ReportDate"/>), amounts with two decimals. Like the
+/// site agent, a resource is skipped when the month rolls over during the run. Terminated subscriptions are reported for every month they have usage in.
 /// </summary>
 public sealed class UsageReporter(
     IWaldurApi waldur,
@@ -219,6 +223,16 @@ public sealed class UsageReporter(
                 break;
             }
 
+            var date = period.ReportDate(waldurOptions.CurrentValue.FindTimeZone());
+            if (clock.GetUtcNow() < date)
+            {
+                // Waldur west of UTC: its month has not begun, any earlier date would replace the previous month's total,
+                // and Waldur takes no usage dated in the future. The new month waits for its local midnight.
+                var reason = string.Create(CultureInfo.InvariantCulture, $"the month begins in Waldur's time zone at {date:yyyy-MM-dd HH:mm} UTC");
+                rows.AddRange(changed.Select(c => Compared(resourceUuid, subscriptionId, period, c, UsageAction.Skipped, reason)));
+                continue;
+            }
+
             foreach (var decrease in changed.Where(c => c.Waldur is { } w && c.Ours < w))
             {
                 logger.LogWarning("Waldur holds {Waldur} {Component} for resource {ResourceUuid} in {Period}, more than the ledger's {Ours}; sending the ledger's total",
@@ -230,7 +244,7 @@ public sealed class UsageReporter(
                 await waldur.SetUsageAsync(new ComponentUsageCreateRequest
                 {
                     Resource = resourceUuid,
-                    Date = period.Start,
+                    Date = date,
                     Usages = changed.Select(c => new ComponentUsageItemRequest { Type = c.Component, Amount = UsageAmounts.Format(c.Ours) }).ToList(),
                 }, cancellationToken);
                 metrics.UsageReportsSent.Inc();

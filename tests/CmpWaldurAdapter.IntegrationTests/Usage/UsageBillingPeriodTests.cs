@@ -38,14 +38,25 @@ public abstract class UsageBillingPeriodTests(DatabaseProvider provider) : IAsyn
 
     private TestClock Clock => _bed.Clock!;
 
-    public async Task InitializeAsync()
+    public Task InitializeAsync() => StartAsync("UTC");
+
+    /// <summary>A fresh bed whose Waldur runs in <paramref name="waldurTimeZone"/>, and the adapter told so.</summary>
+    private async Task StartAsync(string waldurTimeZone)
     {
         _bed = await CreditTestBed.CreateAsync(provider, new DateTimeOffset(2026, 3, 20, 10, 0, 0, TimeSpan.Zero));
+        _bed.Waldur.TimeZone = TimeZoneInfo.FindSystemTimeZoneById(waldurTimeZone);
+        _bed.Settings["Waldur:TimeZone"] = waldurTimeZone;
         // One resource at a time, in order, so a fault injected for the next set_usage hits exactly one resource.
         _bed.Settings["Usage:Concurrency"] = "1";
         await _bed.StartAsync();
         _customer = Guid.NewGuid();
         await Ledger.GrantAsync(_customer, 10_000, "test funding");
+    }
+
+    private async Task RestartWithWaldurInAsync(string waldurTimeZone)
+    {
+        await _bed.DisposeAsync();
+        await StartAsync(waldurTimeZone);
     }
 
     public async Task DisposeAsync() => await _bed.DisposeAsync();
@@ -247,6 +258,87 @@ public abstract class UsageBillingPeriodTests(DatabaseProvider provider) : IAsyn
         Assert.Equal([("chat_credits", March, "2.00"), ("chat_credits", April, "2.00"), ("rag_credits", March, "5.00")], WaldurHolds(agent));
     }
 
+    public static TheoryData<string> WaldurTimeZones() => new()
+    {
+        "Etc/GMT+12", // UTC-12
+        "America/New_York", // UTC-5 on March 1st
+        "UTC",
+        "Pacific/Kiritimati", // UTC+14
+    };
+
+    /// <summary>
+    /// Waldur reads set_usage's date in its own TIME_ZONE and bills the month it falls in there: a date at midnight UTC
+    /// on the 1st is the previous month's last evening west of UTC, where the month-to-date total would replace the
+    /// previous month's and the current month would hold nothing.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(WaldurTimeZones))]
+    public async Task Usage_lands_in_its_own_month_whatever_time_zone_waldur_runs_in(string zone)
+    {
+        await RestartWithWaldurInAsync(zone);
+        var agent = await _bed.AddSubscriptionAsync(_customer);
+        // February's total, reported and invoiced earlier: March's report must not touch it.
+        _bed.Waldur.SeedUsage(agent.ResourceUuid, "chat_credits", March.AddMonths(-1), "7.00");
+        await ChargeAsync(agent, ActionClass.ChatMessage, 2);
+
+        var report = await Reporter.ReportAsync();
+        var again = await Reporter.ReportAsync();
+
+        Assert.Equal(1, report.Posted);
+        Assert.Equal(0, again.Posted); // what Waldur lists for March is what was sent: nothing left to correct
+        Assert.Equal([("chat_credits", March.AddMonths(-1), "7.00"), ("chat_credits", March, "2.00")], WaldurHolds(agent));
+    }
+
+    /// <summary>
+    /// West of UTC the ledger's new month begins before Waldur's, and Waldur takes no date in the future: the new month's
+    /// totals wait for the 1st's midnight in Waldur's zone (04:00 UTC in New York in April, daylight saving time).
+    /// </summary>
+    [Fact]
+    public async Task West_of_utc_a_new_months_usage_waits_for_midnight_in_waldurs_time_zone_and_then_lands_in_that_month()
+    {
+        await RestartWithWaldurInAsync("America/New_York");
+        var agent = await _bed.AddSubscriptionAsync(_customer);
+        Clock.SetUtcNow(new DateTimeOffset(2026, 3, 31, 23, 0, 0, TimeSpan.Zero));
+        await ChargeAsync(agent, ActionClass.ChatMessage, 2);
+        await Reporter.ReportAsync();
+        Clock.SetUtcNow(new DateTimeOffset(2026, 4, 1, 1, 0, 0, TimeSpan.Zero));
+        await ChargeAsync(agent, ActionClass.ChatMessage, 2);
+
+        Clock.SetUtcNow(new DateTimeOffset(2026, 4, 1, 3, 59, 59, TimeSpan.Zero));
+        var beforeMidnightThere = await Reporter.ReportAsync();
+        Clock.SetUtcNow(new DateTimeOffset(2026, 4, 1, 4, 0, 0, TimeSpan.Zero));
+        var midnightThere = await Reporter.ReportAsync();
+
+        var skipped = Assert.Single(beforeMidnightThere.Rows, r => r.Action == UsageAction.Skipped);
+        Assert.Equal(("2026-04", "chat_credits", 2m, (decimal?)null), (skipped.Period, skipped.Component, skipped.Ours, skipped.Waldur));
+        Assert.True(beforeMidnightThere.Unfinished);
+        Assert.Equal(0, beforeMidnightThere.Posted);
+        Assert.Equal(1, midnightThere.Posted);
+        Assert.Equal([new DateTimeOffset(2026, 3, 1, 5, 0, 0, TimeSpan.Zero), new DateTimeOffset(2026, 4, 1, 4, 0, 0, TimeSpan.Zero)], SetUsageBodies().Select(Date));
+        Assert.Equal([("chat_credits", March, "2.00"), ("chat_credits", April, "2.00")], WaldurHolds(agent));
+    }
+
+    /// <summary>In UTC (Waldur's default) and east of it the month begins in Waldur no later than in the ledger: no wait.</summary>
+    [Fact]
+    public async Task With_waldur_in_utc_a_new_months_usage_is_sent_at_once_dated_midnight_utc()
+    {
+        var agent = await _bed.AddSubscriptionAsync(_customer);
+        Clock.SetUtcNow(new DateTimeOffset(2026, 3, 31, 23, 0, 0, TimeSpan.Zero));
+        await ChargeAsync(agent, ActionClass.ChatMessage, 2);
+        await Reporter.ReportAsync();
+        Clock.SetUtcNow(new DateTimeOffset(2026, 4, 1, 0, 10, 0, TimeSpan.Zero));
+        await ChargeAsync(agent, ActionClass.ChatMessage, 2);
+
+        Clock.SetUtcNow(new DateTimeOffset(2026, 4, 1, 0, 30, 0, TimeSpan.Zero));
+        var report = await Reporter.ReportAsync();
+
+        Assert.DoesNotContain(report.Rows, r => r.Action == UsageAction.Skipped);
+        Assert.False(report.Unfinished);
+        Assert.Equal(1, report.Posted);
+        Assert.Equal([new DateTimeOffset(2026, 3, 1, 0, 0, 0, TimeSpan.Zero), new DateTimeOffset(2026, 4, 1, 0, 0, 0, TimeSpan.Zero)], SetUsageBodies().Select(Date));
+        Assert.Equal([("chat_credits", March, "2.00"), ("chat_credits", April, "2.00")], WaldurHolds(agent));
+    }
+
     private async Task ChargeAsync(Subscription agent, ActionClass action, long credits, bool whileTerminating = false)
     {
         var result = await Ledger.ChargeAsync(_customer, agent.Id, agent.OfferingUuid, action, credits, 3, Guid.NewGuid().ToString(), whileTerminating);
@@ -295,6 +387,8 @@ public abstract class UsageBillingPeriodTests(DatabaseProvider provider) : IAsyn
     private static bool IsFor(JsonObject body, Subscription agent) => body["resource"]!.GetValue<string>() == agent.ResourceUuid.ToString();
 
     /// <summary>A set_usage body as "2026-03-01 chat_credits=4.00 rag_credits=5.00": the UTC day of its date, then its totals.</summary>
+    private static DateTimeOffset Date(JsonObject body) => DateTimeOffset.Parse(body["date"]!.GetValue<string>(), CultureInfo.InvariantCulture);
+
     private static string Sent(JsonObject body)
     {
         var day = DateTimeOffset.Parse(body["date"]!.GetValue<string>(), CultureInfo.InvariantCulture).UtcDateTime.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);

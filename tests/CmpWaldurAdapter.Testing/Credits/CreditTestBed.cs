@@ -21,6 +21,11 @@ public sealed class CreditTestBed : IAsyncDisposable
         Provider = provider;
         Database = database;
         Clock = clock;
+        if (clock is not null)
+        {
+            Waldur.Time = clock; // Waldur and the adapter agree on the time, as their real clocks do
+        }
+
         Offering = Waldur.AddOffering("Studio Agent");
         Settings = AdapterTestHost.Settings(Waldur, database, Offering);
         Settings["Offerings:0:Slug"] = TestCatalogue.Slug;

@@ -29,6 +29,43 @@ public sealed class BillingPeriodTests
         Assert.True(march.Previous < march && march < march.Next);
     }
 
+    /// <summary>
+    /// Waldur bills a usage in the month its date falls in in its own time zone, the ledger in UTC: the date is the earliest
+    /// instant in the month in both, through every zone's daylight-saving changes.
+    /// </summary>
+    [Theory]
+    [InlineData(2026, 1)]
+    [InlineData(2026, 3)] // daylight saving starts in March in many zones
+    [InlineData(2026, 4)] // and ends in April in the south
+    [InlineData(2027, 12)]
+    public void The_date_sent_with_a_usage_is_the_first_instant_of_its_month_in_utc_and_in_waldurs_time_zone(int year, int month)
+    {
+        var period = BillingPeriod.Of(year, month);
+
+        foreach (var zone in TimeZoneInfo.GetSystemTimeZones())
+        {
+            var date = period.ReportDate(zone);
+            var local = TimeZoneInfo.ConvertTime(date, zone);
+            Assert.True((year, month) == (date.UtcDateTime.Year, date.UtcDateTime.Month) && (year, month) == (local.Year, local.Month), $"{zone.Id}: {date:O}");
+            var before = TimeZoneInfo.ConvertTime(date.AddTicks(-1), zone);
+            Assert.True(date == period.Start || (before.Year, before.Month) != (year, month), $"{zone.Id}: {date:O} is not the earliest");
+        }
+
+        Assert.Equal(period.Start, period.ReportDate(TimeZoneInfo.Utc));
+        Assert.Equal(period.Start, period.ReportDate(TimeZoneInfo.FindSystemTimeZoneById("Europe/Berlin")));
+        Assert.Equal(period.Start, period.ReportDate(TimeZoneInfo.FindSystemTimeZoneById("Pacific/Kiritimati")));
+        Assert.Equal(period.Start.AddHours(12), period.ReportDate(TimeZoneInfo.FindSystemTimeZoneById("Etc/GMT+12")));
+    }
+
+    [Fact]
+    public void West_of_utc_the_date_follows_daylight_saving()
+    {
+        var newYork = TimeZoneInfo.FindSystemTimeZoneById("America/New_York");
+
+        Assert.Equal(new DateTimeOffset(2026, 3, 1, 5, 0, 0, TimeSpan.Zero), BillingPeriod.Of(2026, 3).ReportDate(newYork));
+        Assert.Equal(new DateTimeOffset(2026, 4, 1, 4, 0, 0, TimeSpan.Zero), BillingPeriod.Of(2026, 4).ReportDate(newYork));
+    }
+
     [Fact]
     public void A_report_covers_the_current_and_previous_month_oldest_first_across_a_year_boundary()
     {

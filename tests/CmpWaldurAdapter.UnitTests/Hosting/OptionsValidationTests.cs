@@ -94,6 +94,29 @@ public sealed class OptionsValidationTests
         Assert.Contains(key.Split(':')[^1], refusal, StringComparison.Ordinal);
     }
 
+    /// <summary>One month per report would never send the charges settled after a month's last report.</summary>
+    [Fact]
+    public void A_usage_report_of_the_current_month_only_stops_the_adapter_at_start()
+    {
+        var refusal = RefusalAtStart(ValidWith("Usage:ReportingPeriods=1"), "Usage:ReportingPeriods = 1");
+
+        Assert.Contains("ReportingPeriods", refusal, StringComparison.Ordinal);
+        Assert.Contains("2", refusal, StringComparison.Ordinal);
+        ValidateAtStart(ValidWith("Usage:ReportingPeriods=2"));
+    }
+
+    /// <summary>An unknown Waldur time zone would date every usage wrongly; the refusal names the option.</summary>
+    [Theory]
+    [InlineData("Mars/Olympus_Mons")]
+    [InlineData("")]
+    public void An_unknown_waldur_time_zone_stops_the_adapter_at_start(string zone)
+    {
+        var refusal = RefusalAtStart(ValidWith($"Waldur:TimeZone={zone}"), $"Waldur:TimeZone = {zone}");
+
+        Assert.Contains("Waldur:TimeZone", refusal, StringComparison.Ordinal);
+        ValidateAtStart(ValidWith("Waldur:TimeZone=America/New_York"));
+    }
+
     /// <summary>Pairs of options that only work one way round: a backoff's start and cap, a renewal and what it renews.</summary>
     public static TheoryData<string, string, string> PairsTheWrongWayRound() => new()
     {

@@ -212,14 +212,20 @@ public static class BuyerWebEndpoints
             }, ApiJson.Options, statusCode: StatusCodes.Status429TooManyRequests);
         }
 
-        var answer = await chat.DemoAsync(entry, visitor, request!.Message!, cancellationToken);
-        if (!answer.Answered)
+        PageAnswer? answer = null;
+        try
         {
-            await limiter.GiveBackAsync(entry.Slug, visitor, address, site, takenAt);
-            return Refusal(answer);
+            answer = await chat.DemoAsync(entry, visitor, request!.Message!, cancellationToken);
+        }
+        finally
+        {
+            if (answer?.Answered != true)
+            {
+                await limiter.GiveBackAsync(entry.Slug, visitor, address, site, takenAt); // not answered (or the visitor left first)
+            }
         }
 
-        return Results.Json(new { answer = answer.Text, remaining }, ApiJson.Options);
+        return answer.Answered ? Results.Json(new { answer = answer.Text, remaining }, ApiJson.Options) : Refusal(answer);
     }
 
     // ---- Widget ----------------------------------------------------------------------------------------

@@ -209,14 +209,26 @@ public sealed class EchoAgent : IAgentRuntime, IAgentTweaks, IKnowledgeRetriever
     /// <summary>While set, the demo agent fails to answer (as an unreachable runtime does).</summary>
     public bool DemoFails { get; set; }
 
-    public Task<string> AnswerAsync(CatalogueEntry offering, string sessionId, string input, CancellationToken cancellationToken)
+    /// <summary>While set, a demo run waits for it to complete (or for its request to be cancelled).</summary>
+    public TaskCompletionSource? DemoGate { get; set; }
+
+    /// <summary>Completed when a demo run starts waiting at <see cref="DemoGate"/>.</summary>
+    public TaskCompletionSource DemoWaiting { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public async Task<string> AnswerAsync(CatalogueEntry offering, string sessionId, string input, CancellationToken cancellationToken)
     {
         if (DemoFails)
         {
             throw new AgentUnavailableException("the demo agent is down", transient: true);
         }
 
+        if (DemoGate is { } gate)
+        {
+            DemoWaiting.TrySetResult();
+            await gate.Task.WaitAsync(cancellationToken);
+        }
+
         DemoSessions.Enqueue(sessionId);
-        return Task.FromResult($"Demo of {offering.Name}: you said {input}");
+        return $"Demo of {offering.Name}: you said {input}";
     }
 }

@@ -174,7 +174,9 @@ public static class BuyerWebEndpoints
         {
             HttpOnly = true,
             Secure = http.Request.IsHttps,
-            SameSite = SameSiteMode.Strict,
+            // Lax: HomePort links here from another site, and a Strict cookie missing on that navigation would be
+            // replaced by a new visitor's (with five new messages). It is only an id; no other site's POST carries it.
+            SameSite = SameSiteMode.Lax,
             Path = "/try",
             MaxAge = TimeSpan.FromDays(30),
             IsEssential = true,

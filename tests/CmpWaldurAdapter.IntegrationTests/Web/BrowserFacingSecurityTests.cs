@@ -130,6 +130,27 @@ public sealed class BrowserFacingSecurityTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task The_try_visitor_cookie_goes_with_a_link_followed_from_homeport_so_coming_back_does_not_renew_the_demo()
+    {
+        var bed = await StartAsync();
+        using var browser = Browser(bed);
+        using var open = new HttpRequestMessage(HttpMethod.Get, "/try/research-agent");
+        open.Headers.Add("X-Forwarded-Proto", "https");
+
+        var page = await browser.SendAsync(open);
+
+        Assert.Equal(HttpStatusCode.OK, page.StatusCode);
+        var visitor = Cookie(page, BuyerWebEndpoints.TryVisitorCookie);
+        Assert.Contains("httponly", visitor);
+        Assert.Contains("secure", visitor);
+        Assert.Contains("path=/try", visitor);
+        // HomePort links here from another site. A browser sends no Strict cookie on such a navigation, so the page
+        // would set a new visitor cookie in place of the old one, and every visit from HomePort would give five more
+        // demo messages. The cookie is only an id (no authority): Lax is sent on a link, never on another site's POST.
+        Assert.Contains("samesite=lax", visitor);
+    }
+
+    [Fact]
     public async Task Json_answers_are_never_sniffed_and_refusals_echo_no_markup()
     {
         var bed = await StartAsync();

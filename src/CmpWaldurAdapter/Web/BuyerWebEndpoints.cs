@@ -341,15 +341,16 @@ public static class BuyerWebEndpoints
             return ApiErrors.Problem(StatusCodes.Status403Forbidden, "The widget is no longer enabled on this website.", "invalid_request_error", "origin_not_allowed");
         }
 
-        if (!limiter.TryAcquire(visitor, out var retryAfter))
-        {
-            return ApiErrors.TooManyRequests(retryAfter, seconds => $"Too many messages; wait {seconds} s.");
-        }
-
+        // Bad input first: a message refused as such uses none of the visitor's burst.
         var (request, error) = await ReadMessageAsync(http, options.Value);
         if (error is not null)
         {
             return error;
+        }
+
+        if (!limiter.TryAcquire(visitor, out var retryAfter))
+        {
+            return ApiErrors.TooManyRequests(retryAfter, seconds => $"Too many messages; wait {seconds} s.");
         }
 
         // Before anything is charged or sent upstream: the address's minute, whatever tokens it holds, and the buyer's cap.

@@ -140,6 +140,22 @@ public sealed partial class WidgetLimitTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Messages_refused_as_bad_input_do_not_use_the_visitors_burst()
+    {
+        var (subscription, key) = await WidgetAsync();
+        using var client = _bed.Server.CreateClient();
+        var token = await TokenAsync(client, key, Here);
+
+        Assert.Equal(HttpStatusCode.BadRequest, (await WidgetRequests.ChatAsync(client, token, Here, "   ")).StatusCode);
+        Assert.Equal(HttpStatusCode.BadRequest, (await WidgetRequests.ChatAsync(client, token, Here, new string('x', 4001))).StatusCode);
+
+        // The burst is two a minute: both still there for messages the agent can take.
+        Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.ChatAsync(client, token, Here, "one")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.ChatAsync(client, token, Here, "two")).StatusCode);
+        Assert.Equal(2, await Charges(subscription));
+    }
+
+    [Fact]
     public async Task A_cap_set_during_the_day_counts_the_messages_answered_before_it()
     {
         var (subscription, key) = await WidgetAsync();

@@ -411,6 +411,13 @@ public static class BuyerWebEndpoints
 
     private static async Task<(MessageRequest? Request, IResult? Error)> ReadMessageAsync(HttpContext http, WebOptions options)
     {
+        // Our pages always send JSON. Another site can POST here without asking (a form, or fetch in no-cors mode) only
+        // with a body that is not declared JSON: refused, it cannot spend its visitors' demo messages or console credits.
+        if (http.Request.ContentType is not { } type || !type.StartsWith("application/json", StringComparison.OrdinalIgnoreCase))
+        {
+            return (null, ApiErrors.Problem(StatusCodes.Status415UnsupportedMediaType, "Send the message as JSON with Content-Type: application/json.", "invalid_request_error", "unsupported_media_type"));
+        }
+
         var (request, error) = await ApiRequests.ReadJsonAsync<MessageRequest>(http, 64 * 1024);
         if (error is not null)
         {

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Http.Json;
+using System.Text;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using CmpWaldurAdapter.Provisioning;
@@ -183,6 +184,31 @@ public sealed partial class BuyerWebTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.OK, (await visitor.PostAsJsonAsync("/try/code-assistant/messages", new { message = "hi" })).StatusCode);
         Assert.Equal(0, await _bed.QueryAsync(db => db.LedgerEntries.CountAsync()));
         Assert.Equal(0, await _bed.QueryAsync(db => db.Subscriptions.CountAsync()));
+    }
+
+    [Theory]
+    [InlineData(null)] // fetch(…, {mode: 'no-cors', body: new Blob([…])}) from another site
+    [InlineData("text/plain")] // a cross-site form with enctype="text/plain"
+    [InlineData("application/x-www-form-urlencoded")]
+    public async Task A_try_message_not_declared_json_is_refused_and_spends_nothing_as_another_site_could_send_it(string? contentType)
+    {
+        using var visitor = Browser();
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/try/research-agent/messages")
+        {
+            Content = new ByteArrayContent(Encoding.UTF8.GetBytes("{\"message\":\"hello\"}")),
+        };
+        if (contentType is not null)
+        {
+            request.Content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue(contentType);
+        }
+
+        var refused = await visitor.SendAsync(request);
+
+        Assert.Equal(HttpStatusCode.UnsupportedMediaType, refused.StatusCode);
+        Assert.Equal("unsupported_media_type", JsonNode.Parse(await refused.Content.ReadAsStringAsync())!["error"]!["code"]!.GetValue<string>());
+        Assert.Empty(_bed.Agent.DemoSessions);
+        var answer = await visitor.PostAsJsonAsync("/try/research-agent/messages", new { message = "hello" });
+        Assert.Equal(4, JsonNode.Parse(await answer.Content.ReadAsStringAsync())!["remaining"]!.GetValue<int>());
     }
 
     [Fact]

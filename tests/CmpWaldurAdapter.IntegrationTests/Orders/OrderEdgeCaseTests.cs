@@ -106,9 +106,7 @@ public abstract class OrderEdgeCaseTests(DatabaseProvider provider) : IAsyncLife
         _bed.Waldur.SetResourceState(resource, "Erred");
         var terminate = _bed.Waldur.PlaceOrder("Terminate", _bed.Offering, resource);
         Assert.Equal(OrderOutcome.Completed, await _bed.ProcessUntilSettledAsync(terminate));
-        Assert.Equal(SubscriptionState.Terminated, (await Subscription(resource)).State);
-        Assert.All(ScriptedProvisioner.CreateSteps, step => Assert.Equal(1, _bed.Provisioner.Runs(step)));
-        Assert.All(ScriptedProvisioner.TerminateSteps, step => Assert.Equal(1, _bed.Provisioner.Runs(step)));
+        await AssertBuiltAndRemovedOnceAsync(resource);
     }
 
     [Fact]
@@ -131,9 +129,7 @@ public abstract class OrderEdgeCaseTests(DatabaseProvider provider) : IAsyncLife
         Assert.Equal(OrderOutcome.Completed, await _bed.ProcessUntilSettledAsync(terminate));
 
         Assert.Equal("Terminated", _bed.Waldur.Resource(resource)["state"]!.GetValue<string>());
-        Assert.Equal(SubscriptionState.Terminated, (await Subscription(resource)).State);
-        Assert.All(ScriptedProvisioner.CreateSteps, step => Assert.Equal(1, _bed.Provisioner.Runs(step)));
-        Assert.All(ScriptedProvisioner.TerminateSteps, step => Assert.Equal(1, _bed.Provisioner.Runs(step)));
+        await AssertBuiltAndRemovedOnceAsync(resource);
     }
 
     [Fact]
@@ -197,6 +193,14 @@ public abstract class OrderEdgeCaseTests(DatabaseProvider provider) : IAsyncLife
         Assert.Equal(SubscriptionState.Terminated, (await Subscription(resource)).State);
         Assert.Equal(waldurCalls, _bed.Waldur.Requests.Count(r => r.Method == "POST"));
         Assert.Equal(("done", "Terminated"), (_bed.Waldur.OrderState(create), _bed.Waldur.Resource(resource)["state"]!.GetValue<string>()));
+    }
+
+    /// <summary>The resource's subscription ended terminated, each Create step ran once and each Terminate step once.</summary>
+    private async Task AssertBuiltAndRemovedOnceAsync(Guid resource)
+    {
+        Assert.Equal(SubscriptionState.Terminated, (await Subscription(resource)).State);
+        Assert.All(ScriptedProvisioner.CreateSteps, step => Assert.Equal(1, _bed.Provisioner.Runs(step)));
+        Assert.All(ScriptedProvisioner.TerminateSteps, step => Assert.Equal(1, _bed.Provisioner.Runs(step)));
     }
 
     private Task<CmpWaldurAdapter.Tenants.Subscription> Subscription(Guid resource) =>

@@ -20,7 +20,8 @@ namespace CmpWaldurAdapter.Events;
 /// organization, so its charges go to that organization's credits. Driven by RESOURCE events and a periodic sweep,
 /// which also names organizations recorded without a name (credits granted before their first order) from the
 /// organization name Waldur lists with their resources. A resource Waldur terminated or erased without a Terminate order
-/// (staff did) stops being served; one terminated also has its tenant removed, as a Terminate order would.
+/// (staff did) stops being served; one terminated also has its tenant removed, as a Terminate order would: by the sweep
+/// itself, or after an event by <see cref="TearDownWorker"/>, so slow upstream calls hold back no later event.
 /// </summary>
 public sealed class ResourceStateSync(
     IWaldurApi waldur,
@@ -28,14 +29,19 @@ public sealed class ResourceStateSync(
     ServedOfferings catalog,
     ApiKeyService keys,
     OrderProcessor orders,
+    TearDownWorker teardowns,
     TimeProvider clock,
     IOptionsMonitor<WaldurOptions> waldurOptions,
     ILogger<ResourceStateSync> logger)
 {
-    public Task SyncAsync(Guid resourceUuid, CancellationToken cancellationToken) => SyncOneAsync(resourceUuid, nameless: null, cancellationToken);
+    /// <summary>A RESOURCE event: applies what Waldur says of the resource now, and queues a teardown it makes due.</summary>
+    public Task SyncAsync(Guid resourceUuid, CancellationToken cancellationToken) => SyncOneAsync(resourceUuid, nameless: null, queue: true, cancellationToken);
 
-    /// <summary>Reads one resource and applies what Waldur says of it; one Waldur no longer shows (404) may have been erased.</summary>
-    private async Task<bool> SyncOneAsync(Guid resourceUuid, HashSet<Guid>? nameless, CancellationToken cancellationToken)
+    /// <summary>
+    /// Reads one resource and applies what Waldur says of it; one Waldur no longer shows (404) may have been erased. With
+    /// <paramref name="queue"/> (an event) a teardown is queued, not run.
+    /// </summary>
+    private async Task<bool> SyncOneAsync(Guid resourceUuid, HashSet<Guid>? nameless, bool queue, CancellationToken cancellationToken)
     {
         Resource resource;
         try
@@ -44,11 +50,10 @@ public sealed class ResourceStateSync(
         }
         catch (ApiException exception) when (UpstreamFailures.IsNotFound(exception))
         {
-            // A teardown begun while Waldur showed the resource terminated goes on: erased since, it was terminated all the same.
-            return await orders.ResumeTearDownAsync(resourceUuid, cancellationToken) || await EndErasedAsync(resourceUuid, cancellationToken);
+            return await GoneAsync(resourceUuid, queue, cancellationToken);
         }
 
-        return await ApplyAsync(resource, nameless, cancellationToken);
+        return await ApplyAsync(resource, nameless, queue, cancellationToken);
     }
 
     /// <summary>Re-reads every resource of the served offerings. Returns how many subscriptions changed.</summary>
@@ -72,7 +77,7 @@ public sealed class ResourceStateSync(
                 foreach (var resource in batch)
                 {
                     listed.Add(resource.Uuid ?? Guid.Empty);
-                    changed += await ApplyAsync(resource, nameless, cancellationToken) ? 1 : 0;
+                    changed += await ApplyAsync(resource, nameless, queue: false, cancellationToken) ? 1 : 0;
                 }
 
                 if (batch.Count < pageSize)
@@ -91,7 +96,7 @@ public sealed class ResourceStateSync(
     /// Applies what Waldur says of one resource. <paramref name="nameless"/> (the sweep's organizations without a name,
     /// null outside a sweep) loses the resource's organization once named from it, so each is updated once per sweep.
     /// </summary>
-    private async Task<bool> ApplyAsync(Resource resource, HashSet<Guid>? nameless, CancellationToken cancellationToken)
+    private async Task<bool> ApplyAsync(Resource resource, HashSet<Guid>? nameless, bool queue, CancellationToken cancellationToken)
     {
         if (resource.Uuid is not { } uuid)
         {
@@ -102,6 +107,12 @@ public sealed class ResourceStateSync(
         {
             // Served no more at once; the teardown may wait for an order of the resource, or fail, and be tried again.
             var ended = await EndServiceAsync(uuid, erased: false, cancellationToken);
+            if (queue)
+            {
+                teardowns.Enqueue(uuid, resume: false);
+                return ended;
+            }
+
             return await orders.TearDownTerminatedAsync(uuid, cancellationToken) || ended;
         }
 
@@ -151,30 +162,45 @@ public sealed class ResourceStateSync(
         var changed = 0;
         foreach (var resourceUuid in unlisted)
         {
-            changed += await SyncOneAsync(resourceUuid, nameless, cancellationToken) ? 1 : 0;
+            changed += await SyncOneAsync(resourceUuid, nameless, queue: false, cancellationToken) ? 1 : 0;
         }
 
         return changed;
     }
 
     /// <summary>
+    /// Waldur answers 404 for the resource. A subscription still served may have been erased (<see cref="EndErasedAsync"/>).
+    /// One terminating has nothing more for a 404 to end, so the offering is not read (a teardown failing sweep after sweep
+    /// costs one Waldur request each, not two): a teardown begun while Waldur showed the resource terminated goes on (erased
+    /// since, it was terminated all the same); one a Terminate order is doing is left to it, as a 404 alone starts none.
+    /// </summary>
+    private async Task<bool> GoneAsync(Guid resourceUuid, bool queue, CancellationToken cancellationToken)
+    {
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        var subscription = await db.Subscriptions.AsNoTracking()
+            .Where(s => s.ResourceUuid == resourceUuid)
+            .Select(s => new { s.State, s.OfferingUuid })
+            .SingleOrDefaultAsync(cancellationToken);
+        switch (subscription?.State)
+        {
+            case null or SubscriptionState.Terminated:
+                return false;
+            case SubscriptionState.Terminating when queue:
+                teardowns.Enqueue(resourceUuid, resume: true);
+                return false;
+            case SubscriptionState.Terminating:
+                return await orders.ResumeTearDownAsync(resourceUuid, cancellationToken);
+            default:
+                return await EndErasedAsync(resourceUuid, subscription!.OfferingUuid, cancellationToken);
+        }
+    }
+
+    /// <summary>
     /// Waldur answers 404 for what the adapter may not see, too: a resource counts as erased only while its offering is
     /// still visible, or an adapter that lost its role in Waldur would stop serving every buyer at once.
     /// </summary>
-    private async Task<bool> EndErasedAsync(Guid resourceUuid, CancellationToken cancellationToken)
+    private async Task<bool> EndErasedAsync(Guid resourceUuid, Guid offering, CancellationToken cancellationToken)
     {
-        Guid offering;
-        await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
-        {
-            var subscription = await db.Subscriptions.AsNoTracking().Where(s => s.ResourceUuid == resourceUuid).Select(s => (Guid?)s.OfferingUuid).SingleOrDefaultAsync(cancellationToken);
-            if (subscription is not { } known)
-            {
-                return false;
-            }
-
-            offering = known;
-        }
-
         try
         {
             await waldur.GetProviderOfferingAsync(offering, cancellationToken);
@@ -203,11 +229,18 @@ public sealed class ResourceStateSync(
         await using var db = await dbs.CreateDbContextAsync(cancellationToken);
         var subscription = await db.Subscriptions.AsNoTracking()
             .Where(s => s.ResourceUuid == resourceUuid && s.State != SubscriptionState.Terminating && s.State != SubscriptionState.Terminated)
-            .Select(s => (Guid?)s.Id)
+            .Select(s => new { s.Id, s.OfferingUuid })
             .SingleOrDefaultAsync(cancellationToken);
-        if (subscription is not { } id)
+        if (subscription is null)
         {
             return false;
+        }
+
+        var id = subscription.Id;
+        if (!erased)
+        {
+            // Recorded first: once terminating, the subscription's teardown is known to be due even if this process stops now.
+            await orders.RecordTearDownAsync(resourceUuid, subscription.OfferingUuid, cancellationToken);
         }
 
         // The version moves on, so an order saving this row meanwhile retries and sees it terminated.

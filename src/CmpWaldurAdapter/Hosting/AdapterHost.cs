@@ -177,6 +177,8 @@ public static class AdapterHost
         services.AddOptions<EventsOptions>().Bind(configuration.GetSection(EventsOptions.SectionName)).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<EventChannelRegistrar>();
         services.AddSingleton<ResourceStateSync>();
+        services.AddSingleton<TearDownWorker>();
+        services.AddHostedService(sp => sp.GetRequiredService<TearDownWorker>()); // finishes queued teardowns at shutdown
         services.AddSingleton<EventChannelStatus>();
 
         services.AddAdapterHealthChecks();

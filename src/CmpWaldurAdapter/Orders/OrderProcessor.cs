@@ -191,21 +191,33 @@ public sealed class OrderProcessor(
     }
 
     /// <summary>
+    /// Records that the resource's teardown (<see cref="TearDownTerminatedAsync"/>) is due, before its subscription is marked
+    /// terminating: a teardown this process had queued but not begun when it stopped is then still known as begun once Waldur
+    /// has erased the resource (<see cref="ResumeTearDownAsync"/>). A record completed by an earlier termination of a restored
+    /// resource is made due again.
+    /// </summary>
+    public async Task RecordTearDownAsync(Guid resourceUuid, Guid offeringUuid, CancellationToken cancellationToken)
+    {
+        var id = TerminationWithoutOrder(resourceUuid);
+        await leases.EnsureRecordAsync(id, OrderType.Terminate, resourceUuid, offeringUuid, cancellationToken);
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        await db.Orders.Where(o => o.OrderUuid == id && o.Phase == OrderPhase.Completed)
+            .ExecuteUpdateAsync(set => set.SetProperty(o => o.Phase, OrderPhase.Received).SetProperty(o => o.UpdatedAt, clock.GetUtcNow()), cancellationToken);
+    }
+
+    /// <summary>
     /// <see cref="TearDownTerminatedAsync"/>, only when one was begun and is unfinished: Waldur showed the resource terminated,
     /// and has erased it since (a 404 alone starts none, see <see cref="Events.ResourceStateSync"/>).
     /// </summary>
-    public async Task<bool> ResumeTearDownAsync(Guid resourceUuid, CancellationToken cancellationToken)
+    public async Task<bool> ResumeTearDownAsync(Guid resourceUuid, CancellationToken cancellationToken) =>
+        await TearDownBegunAsync(resourceUuid, cancellationToken) && await TearDownTerminatedAsync(resourceUuid, cancellationToken);
+
+    /// <summary>Whether a teardown of the resource (<see cref="TearDownTerminatedAsync"/>) was begun and is unfinished.</summary>
+    public async Task<bool> TearDownBegunAsync(Guid resourceUuid, CancellationToken cancellationToken)
     {
         var id = TerminationWithoutOrder(resourceUuid);
-        await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
-        {
-            if (!await db.Orders.AnyAsync(o => o.OrderUuid == id && o.Phase != OrderPhase.Completed, cancellationToken))
-            {
-                return false;
-            }
-        }
-
-        return await TearDownTerminatedAsync(resourceUuid, cancellationToken);
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        return await db.Orders.AnyAsync(o => o.OrderUuid == id && o.Phase != OrderPhase.Completed, cancellationToken);
     }
 
     /// <summary>Returns the attempt's <c>outcome</c> label (Completed, Deferred or Erred), or null when there was nothing to do.</summary>

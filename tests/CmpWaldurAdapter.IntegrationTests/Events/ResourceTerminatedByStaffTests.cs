@@ -4,6 +4,8 @@ using CmpWaldurAdapter.Events;
 using CmpWaldurAdapter.IntegrationTests.Tenants;
 using CmpWaldurAdapter.Reconciliation;
 using CmpWaldurAdapter.Persistence;
+using CmpWaldurAdapter.Testing.Fakes;
+using CmpWaldurAdapter.Testing.Hosting;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -87,7 +89,10 @@ public abstract class ResourceTerminatedByStaffTests(DatabaseProvider provider) 
 
         await Sync.SyncAsync(resource, CancellationToken.None);
 
+        // Done off the event path, once.
+        await Eventually.TrueAsync(async () => (await _bed.SubscriptionAsync(resource)).State == SubscriptionState.Terminated, TimeSpan.FromSeconds(20), "the teardown is done");
         await AssertTornDownAsync(resource);
+        Assert.Equal(1, _bed.Ragflow.Count("DELETE", "/api/v1/datasets"));
     }
 
     [Fact]
@@ -130,6 +135,76 @@ public abstract class ResourceTerminatedByStaffTests(DatabaseProvider provider) 
         Assert.Equal(1, await Sync.SyncAllAsync(CancellationToken.None));
 
         await AssertTornDownAsync(resource);
+    }
+
+    [Fact]
+    public async Task A_terminating_subscription_whose_resource_waldur_erased_costs_one_waldur_request_per_sweep_until_torn_down()
+    {
+        var resource = await _bed.SubscribeAsync();
+        _bed.Waldur.SetResourceState(resource, "Terminated");
+        _bed.Ragflow.Break("DELETE", "/api/v1/datasets", 503);
+        Assert.Equal(1, await Sync.SyncAllAsync(CancellationToken.None));
+        _bed.Waldur.EraseResource(resource);
+        int WaldurReads() => _bed.Waldur.Count("GET", $"/api/marketplace-provider-resources/{resource}/") + _bed.Waldur.Count("GET", $"/api/marketplace-provider-offerings/{_bed.Offering}/");
+
+        // Its teardown still failing, each sweep asks for the resource only: a 404 has nothing more to end.
+        for (var sweep = 0; sweep < 2; sweep++)
+        {
+            var before = WaldurReads();
+            Assert.Equal(0, await Sync.SyncAllAsync(CancellationToken.None));
+            Assert.Equal(1, WaldurReads() - before);
+            Assert.Equal(SubscriptionState.Terminating, (await _bed.SubscriptionAsync(resource)).State);
+        }
+
+        _bed.Ragflow.Heal();
+        Assert.Equal(1, await Sync.SyncAllAsync(CancellationToken.None));
+        await AssertTornDownAsync(resource);
+
+        // Terminated, it is asked about no more.
+        var done = WaldurReads();
+        Assert.Equal(0, await Sync.SyncAllAsync(CancellationToken.None));
+        Assert.Equal(done, WaldurReads());
+    }
+
+    [Fact]
+    public async Task Teardowns_cut_short_or_left_queued_by_a_stop_are_finished_by_the_sweep_after_waldur_erased_the_resources()
+    {
+        var first = await _bed.SubscribeAsync(TenantTestBed.Attributes("Ada"));
+        var second = await _bed.SubscribeAsync(TenantTestBed.Attributes("Bob"));
+        var hold = _bed.Ragflow.Hold("DELETE", "/api/v1/datasets");
+        _bed.Waldur.SetResourceState(first, "Terminated");
+        _bed.Waldur.SetResourceState(second, "Terminated");
+        await Sync.SyncAsync(first, CancellationToken.None);
+        await Eventually.TrueAsync(() => hold.Arrived == 1, TimeSpan.FromSeconds(20), "the first teardown is under way, its RAGFlow call hanging");
+        await Sync.SyncAsync(second, CancellationToken.None);
+
+        // The adapter stops; its shutdown timeout runs out before RAGFlow answers. The second teardown never began.
+        var stopped = _bed.Host!;
+        using (var shutdown = new CancellationTokenSource(TimeSpan.FromMilliseconds(500)))
+        {
+            await stopped.StopAsync(shutdown.Token);
+        }
+
+        stopped.Dispose();
+        Assert.Contains(_bed.Logs.Lines, line => line.Contains("the next resource sweep finishes them", StringComparison.Ordinal));
+        Assert.Equal(1, hold.Arrived);
+
+        // Waldur erases both meanwhile, and RAGFlow answers again: the held call removes its dataset, unknown to the adapter.
+        _bed.Waldur.EraseResource(first);
+        _bed.Waldur.EraseResource(second);
+        _bed.Ragflow.Heal();
+        hold.Release();
+        await Eventually.TrueAsync(() => _bed.Ragflow.Datasets.Count == 1, TimeSpan.FromSeconds(20), "the held call is answered");
+        await _bed.StartServicesAsync();
+        Assert.Equal(SubscriptionState.Terminating, (await _bed.SubscriptionAsync(first)).State);
+        Assert.Equal(SubscriptionState.Terminating, (await _bed.SubscriptionAsync(second)).State);
+
+        Assert.Equal(2, await Sync.SyncAllAsync(CancellationToken.None));
+
+        Assert.Equal(SubscriptionState.Terminated, (await _bed.SubscriptionAsync(first)).State);
+        await AssertTornDownAsync(second);
+        // The first's asked again (its answer never reached the adapter), harmlessly: the dataset is gone already.
+        Assert.Equal(3, _bed.Ragflow.Count("DELETE", "/api/v1/datasets"));
     }
 
     [Fact]

@@ -29,6 +29,7 @@ public sealed class FakeUpstream : IDisposable
     private readonly Emulator _emulator;
     private readonly ConcurrentQueue<Fault> _faults = new();
     private readonly object _faultLock = new();
+    private readonly ConcurrentBag<UpstreamHold> _holds = [];
 
     public FakeUpstream(Emulator emulator)
     {
@@ -71,6 +72,22 @@ public sealed class FakeUpstream : IDisposable
         }
     }
 
+    /// <summary>
+    /// Matching requests wait unanswered until the hold is released (an upstream that hangs), then are served as usual;
+    /// <see cref="Heal"/> lifts the hold for later requests only.
+    /// </summary>
+    public UpstreamHold Hold(string method, string pathPattern)
+    {
+        var hold = new UpstreamHold();
+        _holds.Add(hold);
+        lock (_faultLock)
+        {
+            _faults.Enqueue(new Fault(method, new Regex("^" + pathPattern + "$"), 0, int.MaxValue, null, null) { Hold = hold });
+        }
+
+        return hold;
+    }
+
     /// <summary>Every matching request fails until <see cref="Heal"/>.</summary>
     public void Break(string method, string pathPattern, int status, TimeSpan? delay = null) => Fail(method, pathPattern, status, int.MaxValue, delay);
 
@@ -85,6 +102,12 @@ public sealed class FakeUpstream : IDisposable
     private async Task<IResponseMessage> DispatchAsync(IRequestMessage request)
     {
         var fault = TakeFault(request);
+        if (fault?.Hold is { } hold)
+        {
+            await hold.WaitAsync();
+            fault = null;
+        }
+
         if (fault is { AfterHandling: true })
         {
             await _emulator.HandleAsync(ToEmulatorMessage(request));
@@ -167,6 +190,11 @@ public sealed class FakeUpstream : IDisposable
 
     public void Dispose()
     {
+        foreach (var hold in _holds)
+        {
+            hold.Release();
+        }
+
         Server.Stop();
         Server.Dispose();
     }
@@ -187,6 +215,8 @@ public sealed class FakeUpstream : IDisposable
 
         /// <summary>The emulator carries the request out before the failure is answered.</summary>
         public bool AfterHandling { get; init; }
+
+        public UpstreamHold? Hold { get; init; }
     }
 }
 
@@ -214,6 +244,29 @@ public static class FakeUpstreamMembers
 
         public void LoseAnswer(string method, string pathPattern, int status = 502, int times = 1) => fake.Upstream.LoseAnswer(method, pathPattern, status, times);
 
+        public UpstreamHold Hold(string method, string pathPattern) => fake.Upstream.Hold(method, pathPattern);
+
         public void Heal() => fake.Upstream.Heal();
+    }
+}
+
+/// <summary>Requests held by <see cref="FakeUpstream.Hold"/>: how many arrived, and their release.</summary>
+public sealed class UpstreamHold
+{
+    private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private int _arrived;
+
+    /// <summary>How many matching requests arrived (held, or served after the release).</summary>
+    public int Arrived => Volatile.Read(ref _arrived);
+
+    public bool Released => _released.Task.IsCompleted;
+
+    /// <summary>Serves the held requests and every later one.</summary>
+    public void Release() => _released.TrySetResult();
+
+    internal Task WaitAsync()
+    {
+        Interlocked.Increment(ref _arrived);
+        return _released.Task;
     }
 }

@@ -213,7 +213,7 @@ public sealed class OrderProcessor(
         await TearDownBegunAsync(resourceUuid, cancellationToken) && await TearDownTerminatedAsync(resourceUuid, cancellationToken);
 
     /// <summary>Whether a teardown of the resource (<see cref="TearDownTerminatedAsync"/>) was begun and is unfinished.</summary>
-    public async Task<bool> TearDownBegunAsync(Guid resourceUuid, CancellationToken cancellationToken)
+    private async Task<bool> TearDownBegunAsync(Guid resourceUuid, CancellationToken cancellationToken)
     {
         var id = TerminationWithoutOrder(resourceUuid);
         await using var db = await dbs.CreateDbContextAsync(cancellationToken);

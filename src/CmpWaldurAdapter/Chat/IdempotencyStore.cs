@@ -12,7 +12,8 @@ public sealed class IdempotentRequest
     public Guid ApiKeyId { get; set; }
 
     /// <summary>
-    /// Which endpoint the key was sent to (<see cref="IdempotencyStore.ChatScope"/>, <see cref="IdempotencyStore.RunsScope"/>):
+    /// Which endpoint the key was sent to (<see cref="IdempotencyStore.ChatScope"/>, <see cref="IdempotencyStore.RunsScope"/>,
+    /// <see cref="IdempotencyStore.WidgetScope"/>):
     /// each has its own keys, so one endpoint's key never answers for the other's.
     /// </summary>
     public string Scope { get; set; } = IdempotencyStore.ChatScope;
@@ -86,6 +87,12 @@ public sealed class IdempotencyStore(IDbContextFactory<AdapterDbContext> dbs, Ti
     /// <summary><c>/v1/runs</c>.</summary>
     public const string RunsScope = "runs";
 
+    /// <summary>
+    /// <c>/widget/v1/chat</c>: the publishable key's id, and a key naming the visitor (from the signed visitor token)
+    /// before the widget's message id, so one visitor can never be answered from another's entry.
+    /// </summary>
+    public const string WidgetScope = "widget";
+
     public const int MaxScopeLength = 16;
 
     /// <summary>
@@ -96,7 +103,7 @@ public sealed class IdempotencyStore(IDbContextFactory<AdapterDbContext> dbs, Ti
     /// </summary>
     public static readonly TimeSpan AbandonMargin = TimeSpan.FromMinutes(5);
 
-    /// <param name="scope">The endpoint the key was sent to (<see cref="ChatScope"/>, <see cref="RunsScope"/>).</param>
+    /// <param name="scope">The endpoint the key was sent to (<see cref="ChatScope"/>, <see cref="RunsScope"/>, <see cref="WidgetScope"/>).</param>
     /// <param name="key">The Idempotency-Key as sent: 1 to <see cref="MaxKeyLength"/> characters, checked by the caller.</param>
     /// <param name="longestRun">The caller's own time limit on the work it does for the request (its run timeout).</param>
     public async Task<(IdempotencyDecision Decision, IdempotentRequest Entry)> BeginAsync(Guid apiKeyId, string scope, string key, string requestHash, TimeSpan longestRun, CancellationToken cancellationToken)

@@ -1,9 +1,14 @@
 using System.Globalization;
 using System.Net;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
 using System.Text.Json.Serialization;
+using System.Text.RegularExpressions;
 using CmpWaldurAdapter.Api;
 using CmpWaldurAdapter.ApiKeys;
 using CmpWaldurAdapter.Catalogue;
+using CmpWaldurAdapter.Chat;
 using CmpWaldurAdapter.Core.Catalogue;
 using CmpWaldurAdapter.Core.Credits;
 using CmpWaldurAdapter.Credits;
@@ -19,7 +24,7 @@ namespace CmpWaldurAdapter.Web;
 /// The JSON endpoints behind the buyer pages: try messages, the console's Run tab, console links, logos, and the
 /// widget's visitor sessions and messages. Page endpoints, not the public API: they are not in the OpenAPI document.
 /// </summary>
-public static class BuyerWebEndpoints
+public static partial class BuyerWebEndpoints
 {
     public const string TryVisitorCookie = "cmp_try";
     private const string TryVisitorPurpose = "TryVisitor";
@@ -37,9 +42,14 @@ public static class BuyerWebEndpoints
         endpoints.MapMethods("/widget/v1/{action}", ["OPTIONS"], Preflight).ExcludeFromDescription();
     }
 
+    /// <param name="Id">
+    /// The widget's id of this message (hex, from crypto.getRandomValues), the same on every send of it; optional (a copy
+    /// of widget.js cached from before sends none). The try page and the Run tab offer no retry and send none.
+    /// </param>
     public sealed record MessageRequest(
         [property: JsonPropertyName("message")] string? Message,
-        [property: JsonPropertyName("conversation")] string? Conversation);
+        [property: JsonPropertyName("conversation")] string? Conversation,
+        [property: JsonPropertyName("id")] string? Id = null);
 
     /// <param name="Key">The publishable key.</param>
     /// <param name="Previous">The visitor token of this visitor's previous session (expired or not): its conversation goes on.</param>
@@ -309,7 +319,7 @@ public static class BuyerWebEndpoints
             ? visitor
             : null;
 
-    private static async Task<IResult> WidgetChatAsync(HttpContext http, SignedTokens tokens, IDbContextFactory<AdapterDbContext> dbs, BuyerWebStore store, VisitorRateLimiter limiter, WidgetLimits limits, IPageChat chat, IOptions<WebOptions> options, TimeProvider clock, CancellationToken cancellationToken)
+    private static async Task<IResult> WidgetChatAsync(HttpContext http, SignedTokens tokens, IDbContextFactory<AdapterDbContext> dbs, BuyerWebStore store, VisitorRateLimiter limiter, WidgetLimits limits, IPageChat chat, IdempotencyStore idempotency, IOptions<WebOptions> options, IOptions<ChatOptions> chatOptions, TimeProvider clock, CancellationToken cancellationToken)
     {
         var origin = http.Request.Headers.Origin.ToString();
         if (OriginRules.TryParseOrigin(origin, out _, out _))
@@ -348,35 +358,85 @@ public static class BuyerWebEndpoints
             return error;
         }
 
+        if (request!.Id is { } messageId && !MessageIdPattern().IsMatch(messageId))
+        {
+            return ApiErrors.InvalidRequest("The message id must be 32 to 64 lowercase hexadecimal characters.", "id", "invalid_message_id");
+        }
+
         if (!limiter.TryAcquire(visitor, out var retryAfter))
         {
             return ApiErrors.TooManyRequests(retryAfter, seconds => $"Too many messages; wait {seconds} s.");
         }
 
-        // Before anything is charged or sent upstream: the address's minute, whatever tokens it holds, and the buyer's cap.
-        var takenAt = clock.GetUtcNow();
-        switch (await limits.TakeMessageAsync(subscriptionId, ClientAddress.Of(http), web.WidgetDailyMessageCap, takenAt, cancellationToken))
+        // A message sent again with its id (the widget's Retry, when the answer was lost on its way) is answered from
+        // what its first send stored: not run, charged or counted again. Keyed by the visitor, from the signed token.
+        IdempotentRequest? remembered = null;
+        if (request.Id is not null)
         {
-            case (WidgetLimit.DailyCap, var untilTomorrow):
-                return ApiErrors.TooManyRequests(untilTomorrow, _ => "This assistant has answered all the messages it can for today. Please come back tomorrow.", "daily_limit_reached");
-            case (_, var wait):
-                return ApiErrors.TooManyRequests(wait, seconds => $"Too many messages from your network; wait {seconds} s.");
+            var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(request.Message!)));
+            var (decision, entry) = await idempotency.BeginAsync(keyId, IdempotencyStore.WidgetScope, $"{visitor}:{request.Id}", hash, chatOptions.Value.RunTimeout, cancellationToken);
+            switch (decision)
+            {
+                case IdempotencyDecision.Replay:
+                    http.Response.Headers["Idempotent-Replayed"] = "true";
+                    return Results.Content(entry.ResponseBody, entry.ContentType, Encoding.UTF8, entry.StatusCode);
+                case IdempotencyDecision.InFlight:
+                    return ApiErrors.Problem(StatusCodes.Status409Conflict, "This message is still being answered; retry in a moment.", "invalid_request_error", "idempotency_key_in_use",
+                        headers: r => r.Headers.RetryAfter = "5");
+                case IdempotencyDecision.Mismatch:
+                    return ApiErrors.Problem(StatusCodes.Status422UnprocessableEntity, "This message id was already used for another message.", "invalid_request_error", "idempotency_key_reused", "id");
+                default:
+                    remembered = entry;
+                    break;
+            }
         }
 
         PageAnswer? answer = null;
         try
         {
-            answer = await chat.AnswerAsync(subscription, "widget", visitor, request!.Message!, cancellationToken);
+            // Before anything is charged or sent upstream: the address's minute, whatever tokens it holds, and the buyer's cap.
+            var takenAt = clock.GetUtcNow();
+            switch (await limits.TakeMessageAsync(subscriptionId, ClientAddress.Of(http), web.WidgetDailyMessageCap, takenAt, cancellationToken))
+            {
+                case (WidgetLimit.DailyCap, var untilTomorrow):
+                    return ApiErrors.TooManyRequests(untilTomorrow, _ => "This assistant has answered all the messages it can for today. Please come back tomorrow.", "daily_limit_reached");
+                case (_, var wait):
+                    return ApiErrors.TooManyRequests(wait, seconds => $"Too many messages from your network; wait {seconds} s.");
+            }
+
+            try
+            {
+                answer = await chat.AnswerAsync(subscription, "widget", visitor, request.Message!, cancellationToken, remembered?.LedgerRequestId);
+            }
+            finally
+            {
+                if (answer?.Answered != true)
+                {
+                    await limits.GiveBackDailyAsync(subscriptionId, takenAt); // nothing was charged (or the visitor left first)
+                }
+            }
         }
         finally
         {
-            if (answer?.Answered != true)
+            if (remembered is not null && answer?.Answered != true)
             {
-                await limits.GiveBackDailyAsync(subscriptionId, takenAt); // nothing was charged (or the visitor left first)
+                await idempotency.AbandonAsync(remembered); // nothing lasting happened: a retry runs it
             }
         }
 
-        return answer.Answered ? Results.Json(new { answer = answer.Text, handoff = answer.Handoff }, ApiJson.Options) : Refusal(answer);
+        if (!answer.Answered)
+        {
+            return Refusal(answer);
+        }
+
+        // Serialized once: a replay is byte for byte this answer.
+        var body = JsonSerializer.Serialize(new { answer = answer.Text, handoff = answer.Handoff }, ApiJson.Options);
+        if (remembered is not null)
+        {
+            await idempotency.CompleteAsync(remembered, StatusCodes.Status200OK, "application/json", body, CancellationToken.None);
+        }
+
+        return Results.Content(body, "application/json", Encoding.UTF8);
     }
 
     private static string Wait(int seconds) => seconds <= 60 ? $"{seconds} s" : $"{(seconds + 59) / 60} minutes";
@@ -439,6 +499,10 @@ public static class BuyerWebEndpoints
 
     private static string Conversation(string? requested) =>
         requested is { Length: > 0 and <= 64 } && requested.All(c => char.IsAsciiLetterOrDigit(c) || c == '-') ? requested : Guid.NewGuid().ToString("N");
+
+    /// <summary>The widget's message ids: 128 to 256 random bits in lowercase hex.</summary>
+    [GeneratedRegex("^[0-9a-f]{32,64}$")]
+    private static partial Regex MessageIdPattern();
 
     private static string? Text(System.Text.Json.Nodes.JsonObject configuration, string key) =>
         configuration.TryGetPropertyValue(key, out var value) && value?.ToString() is { Length: > 0 } text ? text : null;

@@ -31,7 +31,11 @@ public interface IPageChat
     Task<PageAnswer> DemoAsync(CatalogueEntry offering, string visitorSession, string message, CancellationToken cancellationToken);
 
     /// <summary>An answer of the subscription's own agent, charged like an API message. <paramref name="channel"/> is console or widget.</summary>
-    Task<PageAnswer> AnswerAsync(Subscription subscription, string channel, string conversation, string message, CancellationToken cancellationToken);
+    /// <param name="requestId">
+    /// The ledger request id to hold and charge under: a retried message's (its idempotency entry's), so that it is
+    /// charged at most once; null for a new one.
+    /// </param>
+    Task<PageAnswer> AnswerAsync(Subscription subscription, string channel, string conversation, string message, CancellationToken cancellationToken, string? requestId = null);
 }
 
 /// <summary>Runs an offering's shared demo flow (try mode). Nothing about the visitor is stored by it.</summary>
@@ -79,7 +83,7 @@ public sealed class AgentPageChat(
         }
     }
 
-    public async Task<PageAnswer> AnswerAsync(Subscription subscription, string channel, string conversation, string message, CancellationToken cancellationToken)
+    public async Task<PageAnswer> AnswerAsync(Subscription subscription, string channel, string conversation, string message, CancellationToken cancellationToken, string? requestId = null)
     {
         if (!subscription.IsServable)
         {
@@ -102,7 +106,7 @@ public sealed class AgentPageChat(
             return PageAnswer.Refused(StatusCodes.Status503ServiceUnavailable, "The agent is not available right now; nothing was charged.");
         }
 
-        var attempt = await credits.HoldAsync(subscription, $"{channel}:{Guid.NewGuid():N}", null, cancellationToken);
+        var attempt = await credits.HoldAsync(subscription, requestId ?? $"{channel}:{Guid.NewGuid():N}", null, cancellationToken);
         if (attempt.Hold is not { } hold)
         {
             return attempt.Refusal switch

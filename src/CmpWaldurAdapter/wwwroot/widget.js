@@ -7,6 +7,8 @@
  * answers with a short-lived visitor token bound to this origin. The last token and the messages are kept in
  * sessionStorage (this tab only): a renewal or a reload sends the previous token, so the server carries the
  * same conversation on. A message whose send failed is kept as failed, so a reload still offers its retry.
+ * Every send of a message carries its id, so a retry of one answered before (the answer lost on its way) gets
+ * that answer back and is not charged again.
  */
 (function () {
   'use strict';
@@ -65,9 +67,15 @@
   }
 
   // Refusals another try cannot change (too long, no credits, not allowed) are final; an unreachable or failing
-  // adapter, a rate limit or an expired token may pass on a retry.
+  // adapter, a rate limit, an expired token or a first send still being answered (409) may pass on a retry.
   function retryable(e) {
-    return !e.status || e.status === 401 || e.status === 429 || e.status >= 500;
+    return !e.status || e.status === 401 || e.status === 409 || e.status === 429 || e.status >= 500;
+  }
+
+  // A message's id: 128 random bits in hex, in the body (a header would need the preflight to allow it).
+  function messageId() {
+    var bytes = crypto.getRandomValues(new Uint8Array(16));
+    return Array.prototype.map.call(bytes, function (b) { return (b < 16 ? '0' : '') + b.toString(16); }).join('');
   }
 
   function init(options) {
@@ -256,7 +264,7 @@
       send.disabled = true;
       var pending = show('bot', '…', item.nextSibling);
       ready(before)
-        .then(function (s) { return post('widget/v1/chat', { message: message.text }, s.token); })
+        .then(function (s) { return post('widget/v1/chat', { message: message.text, id: message.id }, s.token); })
         .then(function (data) {
           pending.textContent = data.answer;
           kept.messages.push({ role: 'bot', text: data.answer });
@@ -286,7 +294,7 @@
       if (!text) { return; }
       dropRetry();
       var before = mark();
-      var message = { role: 'user', text: text };
+      var message = { role: 'user', text: text, id: messageId() };
       kept.messages.push(message);
       keep();
       input.value = '';

@@ -185,11 +185,31 @@ public sealed class EchoAgent : IAgentRuntime, IAgentTweaks, IKnowledgeRetriever
 
     public ConcurrentQueue<string> DemoSessions { get; } = new();
 
-    public Task<string> RunAsync(AgentRequest request, CancellationToken cancellationToken)
+    /// <summary>While set, a run fails (as an unreachable runtime does) without being recorded.</summary>
+    public bool RunFails { get; set; }
+
+    /// <summary>While set, a run waits for it to complete (or for its request to be cancelled).</summary>
+    public TaskCompletionSource? RunGate { get; set; }
+
+    /// <summary>Completed when a run starts waiting at <see cref="RunGate"/>.</summary>
+    public TaskCompletionSource RunWaiting { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public async Task<string> RunAsync(AgentRequest request, CancellationToken cancellationToken)
     {
+        if (RunFails)
+        {
+            throw new AgentUnavailableException("the agent is down", transient: true);
+        }
+
+        if (RunGate is { } gate)
+        {
+            RunWaiting.TrySetResult();
+            await gate.Task.WaitAsync(cancellationToken);
+        }
+
         Runs.Enqueue(request);
         var name = request.Tweaks.TryGetValue("agent", out var agent) ? agent["name"] : "agent";
-        return Task.FromResult($"{name}: you said {request.Input}");
+        return $"{name}: you said {request.Input}";
     }
 
     public async IAsyncEnumerable<string> StreamAsync(AgentRequest request, [EnumeratorCancellation] CancellationToken cancellationToken)

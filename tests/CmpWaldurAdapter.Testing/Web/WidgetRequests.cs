@@ -19,9 +19,12 @@ public static class WidgetRequests
         return await client.SendAsync(request);
     }
 
-    public static async Task<HttpResponseMessage> ChatAsync(HttpClient client, string token, string address, string message)
+    public static Task<HttpResponseMessage> ChatAsync(HttpClient client, string token, string address, string message) => ChatAsync(client, token, address, message, null);
+
+    /// <summary>A message sent as the widget sends it, with its message <paramref name="id"/> (the same on every send of it).</summary>
+    public static async Task<HttpResponseMessage> ChatAsync(HttpClient client, string token, string address, string message, string? id)
     {
-        using var request = new HttpRequestMessage(HttpMethod.Post, "/widget/v1/chat") { Content = JsonContent.Create(new { message }) };
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/widget/v1/chat") { Content = JsonContent.Create<object>(id is null ? new { message } : new { message, id }) };
         request.Headers.Add("Origin", Origin);
         request.Headers.Add("X-Forwarded-For", address);
         request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);

@@ -1,6 +1,9 @@
 using System.Text.Json.Nodes;
+using CmpWaldurAdapter.Core.Credits;
+using CmpWaldurAdapter.Credits;
 using CmpWaldurAdapter.Testing.Web;
 using CmpWaldurAdapter.Web;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 using Microsoft.Playwright;
@@ -183,6 +186,44 @@ public sealed class WidgetRenewalTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_retry_of_a_message_whose_answer_was_lost_shows_that_answer_and_the_organization_is_charged_once()
+    {
+        var subscription = await _bed.AddSubscriptionAsync(credits: 20);
+        var page = await OpenSiteAsync(await SiteAsync(subscription.Id), pageClock: false);
+        var messages = Messages(page);
+        var error = Error(page);
+        var retry = Retry(page);
+        await OpenChatAsync(page);
+
+        // The adapter answers (and charges) the message, but its answer never reaches the page.
+        await LoseTheNextAnswerAsync(page);
+        await SendAsync(page, "Where is my order?");
+        await Expect(error).ToHaveTextAsync("The assistant cannot be reached right now.");
+        Assert.Single(_bed.Agent.Runs);
+        Assert.Equal(1, await ChargesAsync(subscription.Id));
+
+        await retry.ClickAsync();
+        string[] conversation = ["Hi! I am Ada. How can I help?", "Where is my order?", "Ada: you said Where is my order?"];
+        await Expect(messages).ToHaveTextAsync(conversation);
+        await Expect(error).ToBeEmptyAsync();
+        Assert.Single(_bed.Agent.Runs);
+        Assert.Equal(1, await ChargesAsync(subscription.Id));
+
+        // The same with a reload before the Retry: the tab keeps the message's id with it.
+        await LoseTheNextAnswerAsync(page);
+        await SendAsync(page, "Can I pay in gold?");
+        await Expect(retry).ToHaveCountAsync(1);
+        await page.ReloadAsync();
+        await page.Locator("[data-cmp-widget] .launcher").ClickAsync();
+        await retry.ClickAsync();
+        await Expect(messages).ToHaveTextAsync([.. conversation, "Can I pay in gold?", "Ada: you said Can I pay in gold?"]);
+        Assert.Equal(["Where is my order?", "Can I pay in gold?"], _bed.Agent.Runs.Select(r => r.Input));
+        Assert.Equal(2, await ChargesAsync(subscription.Id));
+        var charged = await _bed.QueryAsync(db => db.LedgerEntries.Where(e => e.SubscriptionId == subscription.Id && e.Kind == LedgerEntryKind.Charge).SumAsync(e => e.Credits));
+        Assert.Equal(20 - charged, (await _bed.Services.GetRequiredService<CreditLedger>().BalanceAsync(subscription.CustomerId)).Available);
+    }
+
+    [Fact]
     public async Task A_message_whose_send_failed_still_offers_its_retry_after_a_reload()
     {
         var page = await OpenNewSubscriptionsSiteAsync(pageClock: false);
@@ -314,6 +355,30 @@ public sealed class WidgetRenewalTests : IAsyncLifetime
             return route.AbortAsync();
         });
     }
+
+    /// <summary>
+    /// The page's next chat message reaches the adapter, which answers (and charges) it, but the answer is lost on its
+    /// way back (a dropped connection, a proxy's timeout); those after it go through.
+    /// </summary>
+    private static Task LoseTheNextAnswerAsync(IPage page)
+    {
+        var lost = false;
+        return page.RouteAsync("**/widget/v1/chat", async route =>
+        {
+            if (route.Request.Method != "POST" || lost)
+            {
+                await route.FallbackAsync();
+                return;
+            }
+
+            lost = true;
+            await route.FetchAsync();
+            await route.AbortAsync();
+        });
+    }
+
+    private Task<int> ChargesAsync(Guid subscriptionId) =>
+        _bed.QueryAsync(db => db.LedgerEntries.CountAsync(e => e.SubscriptionId == subscriptionId && e.Kind == LedgerEntryKind.Charge));
 
     private async Task<HostPage> SiteAsync(Guid subscriptionId, bool requireCorp = false)
     {

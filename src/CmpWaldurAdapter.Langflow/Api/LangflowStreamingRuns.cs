@@ -37,6 +37,12 @@ public sealed class LangflowStreamingRuns(HttpClient http)
 {
     public const string HttpClientName = "langflow-run-stream";
 
+    /// <summary>
+    /// Set on a run's request when its stream, though answered with HTTP 200, tells a failed run: an <c>error</c> event,
+    /// or a body that ended without <c>end</c>. Read by the upstream metrics, which count the call when its body is let go.
+    /// </summary>
+    public static readonly HttpRequestOptionsKey<bool> RunFailed = new("cmp.langflow-run-failed");
+
     public async IAsyncEnumerable<LangflowRunEvent> RunAsync(Guid flowId, SimplifiedAPIRequest request, LangflowCredential credential, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         using var message = new HttpRequestMessage(HttpMethod.Post, $"api/v1/run/{flowId}?stream=true")
@@ -57,6 +63,7 @@ public sealed class LangflowStreamingRuns(HttpClient http)
         await using var stream = await response.Content.ReadAsStreamAsync(cancellationToken);
         using var reader = new StreamReader(stream, Encoding.UTF8);
         var pending = new StringBuilder();
+        var ended = false;
         while (await reader.ReadLineAsync(cancellationToken) is { } line)
         {
             if (line.Length > 0)
@@ -67,14 +74,32 @@ public sealed class LangflowStreamingRuns(HttpClient http)
 
             if (Parse(pending) is { } parsed)
             {
+                ended |= Told(message, parsed);
                 yield return parsed;
             }
         }
 
         if (Parse(pending) is { } last)
         {
+            ended |= Told(message, last);
             yield return last;
         }
+
+        if (!ended)
+        {
+            message.Options.Set(RunFailed, true);
+        }
+    }
+
+    /// <summary>Whether the event ends the run; an <c>error</c> marks it failed before its reader sees it (and may stop reading).</summary>
+    private static bool Told(HttpRequestMessage message, LangflowRunEvent parsed)
+    {
+        if (parsed.Event == "error")
+        {
+            message.Options.Set(RunFailed, true);
+        }
+
+        return parsed.Event == "end";
     }
 
     private static LangflowRunEvent? Parse(StringBuilder pending)

@@ -11,7 +11,8 @@ namespace CmpWaldurAdapter.Observability;
 /// <summary>
 /// Counts every upstream HTTP attempt by upstream and outcome (2xx, 4xx, 5xx, network, timeout, canceled, discarded;
 /// RAGFlow's envelope errors as 4xx or 5xx), and times it. With <paramref name="streamed"/> (Langflow's streamed runs), a
-/// successful attempt ends when its body does, not with its headers: a run cut mid-stream is a timeout or canceled.
+/// successful attempt ends when its body does, not with its headers: a run cut mid-stream is a timeout or canceled, and
+/// one whose stream tells it failed (<see cref="LangflowStreamingRuns.RunFailed"/>) is Langflow's error, as a 5xx.
 /// </summary>
 internal sealed class UpstreamMetricsHandler(AdapterMetrics metrics, string upstream, bool streamed = false) : DelegatingHandler
 {
@@ -50,6 +51,7 @@ internal sealed class UpstreamMetricsHandler(AdapterMetrics metrics, string upst
             // the body's reader: HttpClient's own token, handed to the handlers, hears nothing once the headers are in.
             var observed = new StreamContent(new ObservedBody(body, response.Content, (failure, whole, reader) =>
                 End(failure is not null ? OutcomeOf(request, failure, reader.IsCancellationRequested)
+                    : request.Options.TryGetValue(LangflowStreamingRuns.RunFailed, out var failed) && failed ? "server_error"
                     : whole || !reader.IsCancellationRequested ? "success" : CancellationOf(request, callerCancelled: true), started)));
             foreach (var header in response.Content.Headers)
             {
@@ -105,12 +107,14 @@ internal sealed class UpstreamMetricsHandler(AdapterMetrics metrics, string upst
     }
 
     /// <summary>
-    /// A streamed body, ended once: read to its end (whole), failed, or let go by its reader (a success, unless the
-    /// reader let go because its token was cancelled). Reported with the token of the latest read.
+    /// A streamed body, ended once: when a read fails, or when its reader lets it go, having read it to its end (whole) or
+    /// not (a success, unless the reader let go because its token was cancelled). Reported with the token of the latest
+    /// read. A body read to its end is reported only when let go: its reader tells a failed run once it has read the last event.
     /// </summary>
     private sealed class ObservedBody(Stream body, HttpContent content, Action<Exception?, bool, CancellationToken> ended) : Stream
     {
         private int _ended;
+        private bool _whole;
         private CancellationToken _reader;
 
         public override bool CanRead => true;
@@ -173,7 +177,7 @@ internal sealed class UpstreamMetricsHandler(AdapterMetrics metrics, string upst
         {
             if (disposing)
             {
-                End(null, whole: false);
+                End(null, _whole);
                 body.Dispose();
                 content.Dispose();
             }
@@ -185,7 +189,7 @@ internal sealed class UpstreamMetricsHandler(AdapterMetrics metrics, string upst
         {
             if (read == 0 && asked > 0)
             {
-                End(null, whole: true);
+                _whole = true;
             }
 
             return read;

@@ -60,12 +60,16 @@ public sealed class ChatStreamingTests : IAsyncLifetime
         var me = await _bed.SubscribeAsync(credits: 10);
         _bed.Tenants.Langflow.ScriptNextStream(["Partial", " answer"], ending);
         using var http = _bed.Http(me.Key);
+        var before = await LangflowCountsAsync(http);
 
         using var response = await http.PostAsync("/v1/chat/completions", ChatTestBed.Json("""{"stream":true,"message":"Hello"}"""));
         var events = await EventsAsync(response);
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.Equal("[DONE]", events[^1]);
+        // Langflow answered 200, yet the run failed: its call counts as Langflow's error, as a 5xx, never as a success.
+        var after = await LangflowCountsAsync(http);
+        Assert.Equal(["server_error +1"], after.Where(c => c.Value != before.GetValueOrDefault(c.Key)).Select(c => $"{c.Key} +{c.Value - before.GetValueOrDefault(c.Key)}"));
         var error = JsonNode.Parse(events[^2])!["error"]!;
         Assert.Equal("server_error", error["type"]!.GetValue<string>());
         Assert.Contains("nothing was charged", error["message"]!.GetValue<string>());
@@ -73,6 +77,26 @@ public sealed class ChatStreamingTests : IAsyncLifetime
         Assert.Contains(events, e => e.Contains("Partial", StringComparison.Ordinal));
         Assert.Equal(new LedgerState(10, 0, 0, 0), await _bed.LedgerAsync(me.Customer));
     }
+
+    [Fact]
+    public async Task A_streamed_run_that_ends_is_counted_as_a_success()
+    {
+        var me = await _bed.SubscribeAsync(credits: 10);
+        _bed.Tenants.Langflow.ScriptNextStream(["Whole", " answer"]);
+        using var http = _bed.Http(me.Key);
+        var before = await LangflowCountsAsync(http);
+
+        using var response = await http.PostAsync("/v1/chat/completions", ChatTestBed.Json("""{"stream":true,"message":"Hello"}"""));
+        await EventsAsync(response);
+
+        var after = await LangflowCountsAsync(http);
+        Assert.Equal(["success +1"], after.Where(c => c.Value != before.GetValueOrDefault(c.Key)).Select(c => $"{c.Key} +{c.Value - before.GetValueOrDefault(c.Key)}"));
+    }
+
+    /// <summary>Langflow's calls counted so far, by outcome.</summary>
+    private static async Task<Dictionary<string, long>> LangflowCountsAsync(HttpClient http) =>
+        System.Text.RegularExpressions.Regex.Matches(await http.GetStringAsync("/metrics"), @"^cmp_upstream_requests_total\{upstream=""langflow"",outcome=""(\w+)""\} (\d+)$", System.Text.RegularExpressions.RegexOptions.Multiline)
+            .ToDictionary(m => m.Groups[1].Value, m => long.Parse(m.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture));
 
     [Fact]
     public async Task A_run_failing_before_its_first_piece_is_a_plain_503_with_retry_after()

@@ -1,7 +1,10 @@
 using System.Diagnostics;
 using System.IO.Pipelines;
 using System.Net;
+using System.Text;
 using CmpWaldurAdapter.Chat;
+using CmpWaldurAdapter.Langflow.Api;
+using CmpWaldurAdapter.Langflow.Contracts;
 using CmpWaldurAdapter.Observability;
 
 namespace CmpWaldurAdapter.UnitTests.Observability;
@@ -70,7 +73,7 @@ public sealed class UpstreamOutcomeTests
             {
                 await body.Writer.CompleteAsync();
                 Assert.Equal("{\"event\":\"end\"}\n\n", await response.Content.ReadAsStringAsync());
-                Assert.Equal(["success 1"], Counted());
+                Assert.Equal(["success 1"], Counted()); // buffered whole, then let go
             }
             else
             {
@@ -80,6 +83,36 @@ public sealed class UpstreamOutcomeTests
         }
 
         Assert.Equal(["success 1"], Counted());
+        Assert.Equal(1, _metrics.UpstreamDuration.WithLabels("langflow").Count);
+    }
+
+    [Theory]
+    [InlineData("{\"event\":\"error\",\"data\":{\"error\":\"Error running graph\"}}\n\n", "server_error 1")]
+    [InlineData("", "server_error 1")]
+    [InlineData("{\"event\":\"end\",\"data\":{}}\n\n", "success 1")]
+    [InlineData("{\"event\":\"end\",\"data\":{}}", "success 1")]
+    public async Task A_streamed_run_answered_200_is_counted_by_how_its_stream_ends(string ending, string counted)
+    {
+        // Langflow's own failure (an error event) and a stream that closes without "end" are failed runs, as a 5xx is;
+        // an "end" is a success, even the last event without its blank line, read only with the end of the body.
+        var body = new Pipe();
+        using var langflow = Chain(streamed: true, _ => Task.FromResult(Ok(body)));
+        langflow.BaseAddress = new Uri("http://langflow.test/");
+        await body.Writer.WriteAsync(Encoding.UTF8.GetBytes("{\"event\":\"token\",\"data\":{\"chunk\":\"Hi\"}}\n\n" + ending));
+        await body.Writer.CompleteAsync();
+
+        var events = new List<string>();
+        await foreach (var run in new LangflowStreamingRuns(langflow).RunAsync(Guid.NewGuid(), new SimplifiedAPIRequest(), LangflowCredential.FromApiKey("sk-test"), CancellationToken.None))
+        {
+            events.Add(run.Event);
+            if (run.Event is "error" or "end")
+            {
+                break; // as the agent runtime, which reads no further
+            }
+        }
+
+        Assert.Equal("token", events[0]);
+        Assert.Equal([counted], Counted());
         Assert.Equal(1, _metrics.UpstreamDuration.WithLabels("langflow").Count);
     }
 

@@ -1,6 +1,8 @@
 using System.CommandLine;
 using System.Text.Json;
+using CmpWaldurAdapter.Catalogue;
 using CmpWaldurAdapter.Credits;
+using CmpWaldurAdapter.Offerings;
 using CmpWaldurAdapter.Persistence;
 
 namespace CmpWaldurAdapter.Cli;
@@ -88,6 +90,7 @@ public static class CreditsCommands
         using var host = context.BuildHost(parse);
         await host.Services.MigrateEmbeddedDatabaseAsync(cancellationToken);
         var balance = await host.Services.GetRequiredService<CreditLedger>().BalanceAsync(customer, cancellationToken);
+        var covered = balance.CoveredOfferings is { } limited ? CoveredOfferings(host.Services, limited) : null;
 
         if (parse.GetValue(CommandContext.OutputOption) == OutputFormat.Json)
         {
@@ -100,6 +103,7 @@ public static class CreditsCommands
                 funding = balance.Funding,
                 fundedAt = balance.FundedAt,
                 exists = balance.Exists,
+                coveredOfferings = covered,
             }, CliJson.Options));
             return ExitCodes.Success;
         }
@@ -111,8 +115,31 @@ public static class CreditsCommands
 
         await Table.WriteAsync(context.Output, ["CUSTOMER", "BALANCE", "RESERVED", "AVAILABLE", "FUNDING"],
             [[customer.ToString(), Number(balance.Balance), Number(balance.Reserved), Number(balance.Available), balance.Funding.ToString()]]);
+        if (covered is { Count: 0 })
+        {
+            await context.Output.WriteLineAsync("Limited: the organization's Waldur customer credit covers none of the offerings this adapter serves; their paid actions are refused.");
+        }
+        else if (covered is not null)
+        {
+            await context.Output.WriteLineAsync("Limited: the organization's Waldur customer credit covers only these offerings; the others' paid actions are refused.");
+            await Table.WriteAsync(context.Output, ["OFFERING", "SLUG", "NAME"], covered.Select(o => new[] { o.Uuid.ToString(), o.Slug, o.Name }));
+        }
+
         return ExitCodes.Success;
     }
+
+    /// <summary>The covered offerings, named where this adapter serves them from its catalogue.</summary>
+    private static List<CoveredOffering> CoveredOfferings(IServiceProvider services, IReadOnlyList<Guid> uuids)
+    {
+        var served = services.GetRequiredService<ServedOfferings>();
+        var catalogue = services.GetRequiredService<OfferingCatalogue>();
+        return uuids.Select(uuid => served.Find(uuid) is { } binding
+                ? new CoveredOffering(uuid, binding.Slug, catalogue.Find(binding.Slug)?.Name)
+                : new CoveredOffering(uuid, null, null))
+            .ToList();
+    }
+
+    private sealed record CoveredOffering(Guid Uuid, string? Slug, string? Name);
 
     private static string Number(long value) => value.ToString(System.Globalization.CultureInfo.InvariantCulture);
 }

@@ -140,16 +140,21 @@ public sealed class CreditLedger(ICreditStore store, WaldurFunding funding, IDbC
         return result;
     }
 
-    /// <summary>The organization's balance, holds and spendable credits (refreshed from Waldur first in Waldur-funded mode).</summary>
+    /// <summary>
+    /// The organization's balance, holds and spendable credits (refreshed from Waldur first in Waldur-funded mode), and
+    /// the offerings a limited customer credit covers.
+    /// </summary>
     public async Task<CreditBalance> BalanceAsync(Guid customerId, CancellationToken cancellationToken = default)
     {
         await _funding.EnsureFundedAsync(customerId, cancellationToken);
         await using var db = await _dbs.CreateDbContextAsync(cancellationToken);
         var account = await db.CreditAccounts.AsNoTracking().SingleOrDefaultAsync(a => a.CustomerId == customerId, cancellationToken);
         var funding = _options.CurrentValue.Funding;
+        // The coverage a Waldur read left on the account no longer applies once the ledger funds the balance.
+        var covered = funding == CreditFunding.Ledger ? null : account?.FundedOfferings?.Order().ToList();
         return account is null
             ? new CreditBalance(customerId, 0, 0, 0, funding, Exists: false)
-            : new CreditBalance(customerId, account.Balance, account.Reserved, CreditRules.Available(account.Balance, account.Reserved), funding, Exists: true, account.FundedAt);
+            : new CreditBalance(customerId, account.Balance, account.Reserved, CreditRules.Available(account.Balance, account.Reserved), funding, Exists: true, account.FundedAt, covered);
     }
 
     /// <summary>Releases holds past their expiry (<see cref="CreditsOptions.ReservationTimeout"/> or their own lifetime). Returns how many.</summary>

@@ -95,7 +95,15 @@ public sealed record GrantResult(bool Granted, Guid EntryId, long Credits, long 
 
 /// <summary>An organization's credits now.</summary>
 /// <param name="Exists">False when the organization has never been funded (all figures 0).</param>
-public sealed record CreditBalance(Guid CustomerId, long Balance, long Reserved, long Available, CreditFunding Funding, bool Exists, DateTimeOffset? FundedAt = null);
+/// <param name="CoveredOfferings">
+/// Waldur-funded mode, a customer credit limited to some offerings: the served offerings whose subscriptions may spend
+/// it (possibly none); null when every subscription may (always in ledger mode).
+/// </param>
+public sealed record CreditBalance(Guid CustomerId, long Balance, long Reserved, long Available, CreditFunding Funding, bool Exists, DateTimeOffset? FundedAt = null, IReadOnlyList<Guid>? CoveredOfferings = null)
+{
+    /// <summary>Whether subscriptions of <paramref name="offering"/> may spend these credits (else their paid actions are refused).</summary>
+    public bool Covers(Guid offering) => CoveredOfferings is null || CoveredOfferings.Contains(offering);
+}
 
 /// <summary>The operation cannot run in the configured funding mode (e.g. a grant when Waldur funds the balance).</summary>
 public sealed class CreditFundingException(string message) : InvalidOperationException(message);

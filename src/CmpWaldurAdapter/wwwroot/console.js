@@ -28,7 +28,8 @@
       conversation: conversation,
       after: function (body) {
         if (typeof body.credits_used === 'number') { document.getElementById('credits-used').textContent = String(body.credits_used); }
-        if (typeof body.balance === 'number') { document.getElementById('credits-balance').textContent = String(body.balance); }
+        var balance = document.getElementById('credits-balance'); // absent when the organization's credit does not cover this agent
+        if (balance && typeof body.balance === 'number') { balance.textContent = String(body.balance); }
         chat.send.disabled = false;
         chat.input.focus();
       }

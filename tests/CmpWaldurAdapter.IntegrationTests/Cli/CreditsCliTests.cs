@@ -3,6 +3,7 @@ using CmpWaldurAdapter.Cli;
 using CmpWaldurAdapter.Core.Catalogue;
 using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Testing.Credits;
+using CmpWaldurAdapter.Testing.Hosting;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Serilog.Core;
@@ -131,6 +132,88 @@ public sealed class CreditsCliTests : IAsyncLifetime
 
         Assert.Equal(ExitCodes.Error, exit);
         Assert.Contains("customer credits in Waldur", error);
+    }
+
+    [Fact]
+    public async Task Balance_of_a_waldur_credit_limited_to_some_offerings_names_the_offerings_it_covers()
+    {
+        var second = WaldurFunded(secondSlug: "second-agent");
+        var customer = Guid.NewGuid();
+        // The offering this adapter does not serve cannot be spent on here: it is not listed.
+        _bed.Waldur.AddCustomerCredit(customer, 1.00m, offerings: [_bed.Offering, second, Guid.NewGuid()]);
+
+        var table = await RunAsync("credits", "balance", "--customer", customer.ToString());
+        var json = await RunAsync("credits", "balance", "--customer", customer.ToString(), "--output", "json");
+
+        Assert.Equal(ExitCodes.Success, table.Exit);
+        Assert.Contains($"{customer}  100", table.Output);
+        Assert.Contains("covers only these offerings", table.Output);
+        Assert.Contains($"{_bed.Offering}  {TestCatalogue.Slug}  Studio Agent", table.Output);
+        // Served, but not in the catalogue: no name.
+        Assert.Contains($"{second}  second-agent  -", table.Output);
+        Assert.Equal(ExitCodes.Success, json.Exit);
+        var covered = JsonNode.Parse(json.Output)!["coveredOfferings"]!.AsArray()
+            .Select(o => (o!["uuid"]!.GetValue<Guid>(), o["slug"]!.GetValue<string>(), o["name"]?.GetValue<string>()))
+            .ToHashSet();
+        Assert.Equal([(_bed.Offering, TestCatalogue.Slug, "Studio Agent"), (second, "second-agent", null)], covered);
+    }
+
+    [Fact]
+    public async Task Balance_of_a_waldur_credit_limited_to_offerings_not_served_here_says_it_covers_none()
+    {
+        WaldurFunded();
+        var customer = Guid.NewGuid();
+        _bed.Waldur.AddCustomerCredit(customer, 5m, offerings: [Guid.NewGuid()]);
+
+        var table = await RunAsync("credits", "balance", "--customer", customer.ToString());
+        var json = await RunAsync("credits", "balance", "--customer", customer.ToString(), "--output", "json");
+
+        Assert.Contains("covers none of the offerings this adapter serves", table.Output);
+        Assert.Empty(JsonNode.Parse(json.Output)!["coveredOfferings"]!.AsArray());
+    }
+
+    [Theory]
+    [InlineData("Ledger")]
+    [InlineData("WaldurCustomerCredits")]
+    public async Task Balance_of_an_unrestricted_credit_has_no_covered_offerings(string funding)
+    {
+        var customer = Guid.NewGuid();
+        if (funding == "Ledger")
+        {
+            await RunAsync("credits", "grant", "--customer", customer.ToString(), "--amount", "100", "--reason", "pilot");
+        }
+        else
+        {
+            WaldurFunded();
+            _bed.Waldur.AddCustomerCredit(customer, 1.00m);
+        }
+
+        var table = await RunAsync("credits", "balance", "--customer", customer.ToString());
+        var json = await RunAsync("credits", "balance", "--customer", customer.ToString(), "--output", "json");
+
+        // The plain output is the balance table alone, as before credits could be limited.
+        Assert.Equal(2, table.Output.Trim().Split('\n').Length);
+        Assert.Contains($"{customer}  100", table.Output);
+        Assert.DoesNotContain("Limited", table.Output);
+        var balance = JsonNode.Parse(json.Output)!.AsObject();
+        Assert.True(balance.ContainsKey("coveredOfferings"));
+        Assert.Null(balance["coveredOfferings"]);
+    }
+
+    /// <summary>Waldur funds the balance (a credit is worth 0.01); with <paramref name="secondSlug"/>, a second served offering (returned).</summary>
+    private Guid WaldurFunded(string? secondSlug = null)
+    {
+        _bed.Settings["Credits:Funding"] = "WaldurCustomerCredits";
+        _bed.Settings["Credits:CreditPrice"] = "0.01";
+        if (secondSlug is null)
+        {
+            return Guid.Empty;
+        }
+
+        var second = _bed.Waldur.AddOffering("Second Agent");
+        _bed.Settings["Offerings:1:Uuid"] = second.ToString();
+        _bed.Settings["Offerings:1:Slug"] = secondSlug;
+        return second;
     }
 
     [Fact]

@@ -82,6 +82,8 @@ public abstract class WaldurFundingTests(DatabaseProvider provider) : IAsyncLife
         Assert.Equal(13500, toppedUp.Balance);
         Assert.Equal(13500, april.Balance);
         Assert.Equal(CreditFunding.WaldurCustomerCredits, april.Funding);
+        // One of the credits is not limited: every subscription may spend the pool.
+        Assert.Null(april.CoveredOfferings);
         Assert.Equal(april.FundedAt, _bed.Clock.GetUtcNow());
     }
 
@@ -104,6 +106,9 @@ public abstract class WaldurFundingTests(DatabaseProvider provider) : IAsyncLife
         Assert.Equal(ReservationStatus.Held, free.Status);
         var balance = await Ledger.BalanceAsync(customer);
         Assert.Equal((98L, 0L), (balance.Balance, balance.Reserved));
+        // What the CLI and the console show: only the served offering the credit lists.
+        Assert.Equal([_bed.Offering], balance.CoveredOfferings);
+        Assert.Equal((true, false), (balance.Covers(_bed.Offering), balance.Covers(_second)));
         // The refusals came from the cached read: Waldur was asked once.
         Assert.Equal(1, _bed.Waldur.Count("GET", CreditsPath));
     }

@@ -11,9 +11,10 @@ using Microsoft.EntityFrameworkCore;
 namespace CmpWaldurAdapter.IntegrationTests.Web;
 
 /// <summary>
-/// The buyer pages tell a Waldur funding outage apart from a paused agent, as the API does; and a Waldur customer
-/// credit limited to other offerings is, in the console's Run tab, the widget and the console's knowledge-base upload,
-/// the 402 that says it does not cover the agent: nothing charged, nothing run or uploaded.
+/// The buyer pages tell a Waldur funding outage apart from a paused agent, as the API does; a Waldur customer credit
+/// limited to other offerings is, in the console's Run tab, the widget and the console's knowledge-base upload, the 402
+/// that says it does not cover the agent (nothing charged, run or uploaded); and the console says when the credit is
+/// limited to some agents, and whether it covers this one.
 /// </summary>
 public sealed class ConsoleFundingTests : IAsyncLifetime
 {
@@ -130,5 +131,70 @@ public sealed class ConsoleFundingTests : IAsyncLifetime
         Assert.Equal("insufficient_credits", error["code"]!.GetValue<string>());
         Assert.Equal(ApiErrors.CreditNotCoveringAgent, error["message"]!.GetValue<string>());
         Assert.Equal(0, await _bed.QueryAsync(db => db.LedgerEntries.CountAsync(e => e.SubscriptionId == subscription.Id)));
+    }
+
+    [Fact]
+    public async Task A_credit_limited_to_other_agents_is_shown_instead_of_the_balance_and_chat_is_refused()
+    {
+        var subscription = await _bed.AddSubscriptionAsync(credits: 0);
+        _bed.Waldur.AddCustomerCredit(subscription.CustomerId, 1.00m, offerings: [_bed.Offerings["research-agent"]]);
+        using var browser = await ConsoleBrowser.OpenAsync(_bed.Url, await _bed.ConsoleLinkAsync(subscription.Id));
+
+        var usage = await browser.GetStringAsync("/console?tab=usage");
+        var run = await browser.GetStringAsync("/console?tab=run");
+        await ConsoleBrowser.UseRunTabAsync(browser);
+        var chat = await browser.PostAsJsonAsync("/console/api/chat", new { message = "hello" });
+
+        foreach (var page in new[] { usage, run })
+        {
+            Assert.Contains("id=\"credit-not-covering\"", page);
+            Assert.Contains("does not cover this one", page);
+            // Not the 100 credits the research agent may spend, as if this agent could.
+            Assert.DoesNotContain("id=\"balance\"", page);
+            Assert.DoesNotContain("id=\"credits-balance\"", page);
+            Assert.DoesNotContain("id=\"credit-limited\"", page);
+        }
+
+        Assert.Equal(HttpStatusCode.PaymentRequired, chat.StatusCode);
+        Assert.Empty(_bed.Agent.Runs);
+    }
+
+    [Fact]
+    public async Task A_credit_limited_to_this_agent_among_others_shows_the_balance_with_a_note()
+    {
+        var subscription = await _bed.AddSubscriptionAsync(credits: 0);
+        _bed.Waldur.AddCustomerCredit(subscription.CustomerId, 1.00m, offerings: [subscription.OfferingUuid, _bed.Offerings["research-agent"]]);
+        using var browser = await ConsoleBrowser.OpenAsync(_bed.Url, await _bed.ConsoleLinkAsync(subscription.Id));
+
+        var usage = await browser.GetStringAsync("/console?tab=usage");
+        var run = await browser.GetStringAsync("/console?tab=run");
+
+        Assert.Contains("<strong id=\"balance\">100</strong>", usage);
+        Assert.Contains("<span id=\"credits-balance\">100</span>", run);
+        foreach (var page in new[] { usage, run })
+        {
+            Assert.Contains("id=\"credit-limited\"", page);
+            Assert.Contains("limited to some agents; this one is among them", page);
+            Assert.DoesNotContain("id=\"credit-not-covering\"", page);
+        }
+    }
+
+    [Fact]
+    public async Task An_unrestricted_credit_shows_the_balance_alone()
+    {
+        var subscription = await _bed.AddSubscriptionAsync(credits: 0);
+        _bed.Waldur.AddCustomerCredit(subscription.CustomerId, 1.00m);
+        using var browser = await ConsoleBrowser.OpenAsync(_bed.Url, await _bed.ConsoleLinkAsync(subscription.Id));
+
+        var usage = await browser.GetStringAsync("/console?tab=usage");
+        var run = await browser.GetStringAsync("/console?tab=run");
+
+        Assert.Contains("<strong id=\"balance\">100</strong>", usage);
+        Assert.Contains("<span id=\"credits-balance\">100</span>", run);
+        foreach (var page in new[] { usage, run })
+        {
+            Assert.DoesNotContain("id=\"credit-limited\"", page);
+            Assert.DoesNotContain("id=\"credit-not-covering\"", page);
+        }
     }
 }

@@ -87,6 +87,19 @@ public sealed class IndexModel(
 
     public long Balance { get; private set; }
 
+    /// <summary>Shown instead of the balance when <see cref="CreditCoversAgent"/> is false.</summary>
+    public const string CreditNotCoveringText =
+        "Your organization's credit in Waldur is limited to other agents and does not cover this one: its paid actions (chat, tools, documents) are refused. Ask your organization's owner to extend the credit to this agent.";
+
+    /// <summary>Shown beside the balance when <see cref="CreditLimited"/> and it covers this agent.</summary>
+    public const string CreditLimitedText = "Your organization's credit is limited to some agents; this one is among them.";
+
+    /// <summary>False when the organization's Waldur customer credit is limited to other offerings: this agent's paid actions are refused.</summary>
+    public bool CreditCoversAgent { get; private set; } = true;
+
+    /// <summary>The organization's Waldur customer credit is limited to some offerings (this one among them or not).</summary>
+    public bool CreditLimited { get; private set; }
+
     public long CreditsUsed => Usage.Values.Sum();
 
     /// <summary>Credits charged to the subscription this month, as its spend alert counts them (Usage tab).</summary>
@@ -499,7 +512,8 @@ public sealed class IndexModel(
         Period = month.ToString();
         var used = await UsageTotals.ForSubscriptionAsync(db, Subscription.Id, month, cancellationToken);
         Usage = Offering.Components.ToDictionary(c => c.Type, c => used.GetValueOrDefault(c.Type), StringComparer.Ordinal);
-        Balance = (await ledger.BalanceAsync(Subscription.CustomerId, cancellationToken)).Available;
+        var credits = await ledger.BalanceAsync(Subscription.CustomerId, cancellationToken);
+        (Balance, CreditCoversAgent, CreditLimited) = (credits.Available, credits.Covers(Subscription.OfferingUuid), credits.CoveredOfferings is not null);
         if (Tab == "usage")
         {
             // The alert's own sum, not Usage.Values.Sum(): see SpendAlertMonitor.SpentAsync for why they can differ.

@@ -164,13 +164,8 @@ public sealed class ConsoleFundingTests : IAsyncLifetime
     {
         var subscription = await _bed.AddSubscriptionAsync(credits: 0);
         _bed.Waldur.AddCustomerCredit(subscription.CustomerId, 1.00m, offerings: [subscription.OfferingUuid, _bed.Offerings["research-agent"]]);
-        using var browser = await ConsoleBrowser.OpenAsync(_bed.Url, await _bed.ConsoleLinkAsync(subscription.Id));
 
-        var usage = await browser.GetStringAsync("/console?tab=usage");
-        var run = await browser.GetStringAsync("/console?tab=run");
-
-        Assert.Contains("<strong id=\"balance\">100</strong>", usage);
-        Assert.Contains("<span id=\"credits-balance\">100</span>", run);
+        var (usage, run) = await BalanceShownAsync(subscription, 100);
         foreach (var page in new[] { usage, run })
         {
             Assert.Contains("id=\"credit-limited\"", page);
@@ -184,17 +179,23 @@ public sealed class ConsoleFundingTests : IAsyncLifetime
     {
         var subscription = await _bed.AddSubscriptionAsync(credits: 0);
         _bed.Waldur.AddCustomerCredit(subscription.CustomerId, 1.00m);
-        using var browser = await ConsoleBrowser.OpenAsync(_bed.Url, await _bed.ConsoleLinkAsync(subscription.Id));
 
-        var usage = await browser.GetStringAsync("/console?tab=usage");
-        var run = await browser.GetStringAsync("/console?tab=run");
-
-        Assert.Contains("<strong id=\"balance\">100</strong>", usage);
-        Assert.Contains("<span id=\"credits-balance\">100</span>", run);
+        var (usage, run) = await BalanceShownAsync(subscription, 100);
         foreach (var page in new[] { usage, run })
         {
             Assert.DoesNotContain("id=\"credit-limited\"", page);
             Assert.DoesNotContain("id=\"credit-not-covering\"", page);
         }
+    }
+
+    /// <summary>The console's Usage and Run tabs, each asserted to show <paramref name="balance"/> as the balance.</summary>
+    private async Task<(string Usage, string Run)> BalanceShownAsync(Subscription subscription, long balance)
+    {
+        using var browser = await ConsoleBrowser.OpenAsync(_bed.Url, await _bed.ConsoleLinkAsync(subscription.Id));
+        var usage = await browser.GetStringAsync("/console?tab=usage");
+        var run = await browser.GetStringAsync("/console?tab=run");
+        Assert.Contains($"<strong id=\"balance\">{balance}</strong>", usage);
+        Assert.Contains($"<span id=\"credits-balance\">{balance}</span>", run);
+        return (usage, run);
     }
 }

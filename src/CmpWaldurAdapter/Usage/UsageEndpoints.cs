@@ -11,6 +11,8 @@ namespace CmpWaldurAdapter.Usage;
 /// <c>GET /v1/usage[?period=YYYY-MM]</c> with a subscription's secret key: its credits this month (or in
 /// <c>period</c>) by component, their total, and the organization's available balance, as the console
 /// and the Run page show them. Works while the subscription is paused: seeing usage is not being served.
+/// A Waldur customer credit limited to other offerings does not cover the subscription's agent: the balance is then 0,
+/// what its paid actions may spend (they are refused), not the credits only other agents may spend.
 /// </summary>
 public static class UsageEndpoints
 {
@@ -68,7 +70,8 @@ public static class UsageEndpoints
         }
 
         var balance = await ledger.BalanceAsync(subscription.CustomerId, cancellationToken);
-        return Results.Json(new UsageResponse(subscription.Id, month.ToString(), components, components.Values.Sum(), balance.Available), ApiJson.Options);
+        var covered = balance.Covers(subscription.OfferingUuid);
+        return Results.Json(new UsageResponse(subscription.Id, month.ToString(), components, components.Values.Sum(), covered ? balance.Available : 0, covered), ApiJson.Options);
     }
 
     private static IReadOnlyList<string> SafeComponents(PriceBooks priceBooks, Guid offeringUuid)
@@ -85,10 +88,16 @@ public static class UsageEndpoints
     }
 
     /// <summary>A subscription's usage in one month, in credits.</summary>
+    /// <param name="Balance">The organization's available credits this subscription may spend: 0 when <paramref name="CreditCoversAgent"/> is false.</param>
+    /// <param name="CreditCoversAgent">
+    /// False when the organization's Waldur customer credit is limited to other offerings (this agent's paid actions are
+    /// refused with a 402); true when it covers this one, is not limited, or the ledger funds the balance.
+    /// </param>
     public sealed record UsageResponse(
         [property: JsonPropertyName("subscription")] Guid Subscription,
         [property: JsonPropertyName("period")] string Period,
         [property: JsonPropertyName("components")] IReadOnlyDictionary<string, long> Components,
         [property: JsonPropertyName("total")] long Total,
-        [property: JsonPropertyName("balance")] long Balance);
+        [property: JsonPropertyName("balance")] long Balance,
+        [property: JsonPropertyName("credit_covers_agent")] bool CreditCoversAgent);
 }

@@ -156,7 +156,9 @@ public static partial class BuyerWebEndpoints
         await using var db = await dbs.CreateDbContextAsync(cancellationToken);
         var used = await UsageTotals.ForSubscriptionAsync(db, caller.Subscription.Id, BillingPeriod.Of(clock.GetUtcNow()), cancellationToken);
         var balance = await ledger.BalanceAsync(caller.Subscription.CustomerId, cancellationToken);
-        return Results.Json(new { answer = answer.Text, handoff = answer.Handoff, charged = answer.Charged, credits_used = used.Values.Sum(), balance = balance.Available }, ApiJson.Options);
+        // As the page: no balance for an agent the organization's credit does not cover (limited away during this answer).
+        long? available = balance.Covers(caller.Subscription.OfferingUuid) ? balance.Available : null;
+        return Results.Json(new { answer = answer.Text, handoff = answer.Handoff, charged = answer.Charged, credits_used = used.Values.Sum(), balance = available }, ApiJson.Options);
     }
 
     private static async Task<IResult> LogoAsync(Guid subscriptionId, HttpContext http, BuyerWebStore store, CancellationToken cancellationToken)

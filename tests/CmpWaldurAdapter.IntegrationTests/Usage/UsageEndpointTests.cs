@@ -53,6 +53,8 @@ public sealed class UsageEndpointTests : IAsyncLifetime
         Assert.Equal(new Dictionary<string, long> { ["chat_credits"] = 4, ["image_credits"] = 10, ["rag_credits"] = 0, ["voice_credits"] = 0 }, components);
         Assert.Equal(14, body["total"]!.GetValue<long>());
         Assert.Equal(100 - 14 - 5 - 2, body["balance"]!.GetValue<long>());
+        // The ledger funds every subscription of the organization.
+        Assert.True(body["credit_covers_agent"]!.GetValue<bool>());
     }
 
     [Fact]
@@ -134,6 +136,61 @@ public sealed class UsageEndpointTests : IAsyncLifetime
         Assert.Equal(type, error["type"]!.GetValue<string>());
         Assert.Equal(code, error["code"]!.GetValue<string>());
         Assert.Equal(param, error["param"]?.GetValue<string>());
+    }
+}
+
+/// <summary>
+/// Waldur-funded mode: whether the organization's customer credit covers the subscription's agent, and a balance of 0
+/// when it does not (its paid actions are refused), not the credits only other agents may spend.
+/// </summary>
+public sealed class UsageCreditCoverageTests : IAsyncLifetime
+{
+    private CreditTestBed _bed = null!;
+    private RunningAdapter _server = null!;
+    private Guid _second;
+
+    public async Task InitializeAsync()
+    {
+        _bed = await CreditTestBed.CreateAsync(DatabaseProvider.Sqlite, new DateTimeOffset(2026, 3, 20, 10, 0, 0, TimeSpan.Zero));
+        _bed.Settings["Credits:Funding"] = "WaldurCustomerCredits";
+        _bed.Settings["Credits:CreditPrice"] = "0.01";
+        _bed.Settings["Credits:FundingTimeout"] = "00:00:02";
+        // A second offering this adapter serves, for credits limited to it.
+        _second = _bed.Waldur.AddOffering("Second Agent");
+        _bed.Settings["Offerings:1:Uuid"] = _second.ToString();
+        _bed.Settings["Offerings:1:Slug"] = "second-agent";
+        _server = await _bed.StartServerAsync();
+    }
+
+    public async Task DisposeAsync() => await _bed.DisposeAsync();
+
+    [Theory]
+    [InlineData("unrestricted", true, 150)]
+    [InlineData("this agent and another", true, 150)]
+    [InlineData("another agent", false, 0)]
+    public async Task Says_whether_the_organizations_credit_covers_the_agent(string limitedTo, bool covers, long balance)
+    {
+        var subscription = await _bed.AddSubscriptionAsync();
+        IEnumerable<Guid>? offerings = limitedTo switch
+        {
+            "unrestricted" => null,
+            "this agent and another" => [subscription.OfferingUuid, _second],
+            _ => [_second],
+        };
+        _bed.Waldur.AddCustomerCredit(subscription.CustomerId, 1.50m, offerings);
+        var key = (await _server.Services.GetRequiredService<ApiKeyService>().CreateAsync(subscription.Id, ApiKeyKind.Secret, "server", CancellationToken.None)).Plaintext;
+        using var client = _server.CreateClient();
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
+
+        using var response = await client.GetAsync("/v1/usage");
+        var text = await response.Content.ReadAsStringAsync();
+
+        Assert.True(response.StatusCode == HttpStatusCode.OK, text);
+        var body = JsonNode.Parse(text)!.AsObject();
+        Assert.Equal(covers, body["credit_covers_agent"]!.GetValue<bool>());
+        Assert.Equal(balance, body["balance"]!.GetValue<long>());
+        // The organization still holds the 150 credits (another agent may spend them).
+        Assert.Equal(150, (await _bed.Ledger.BalanceAsync(subscription.CustomerId)).Available);
     }
 }
 

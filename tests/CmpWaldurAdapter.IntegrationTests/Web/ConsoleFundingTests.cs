@@ -3,10 +3,12 @@ using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json.Nodes;
 using CmpWaldurAdapter.Api;
+using CmpWaldurAdapter.Credits;
 using CmpWaldurAdapter.Tenants;
 using CmpWaldurAdapter.Testing.Fakes;
 using CmpWaldurAdapter.Testing.Web;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace CmpWaldurAdapter.IntegrationTests.Web;
 
@@ -172,6 +174,52 @@ public sealed class ConsoleFundingTests : IAsyncLifetime
             Assert.Contains("limited to some agents; this one is among them", page);
             Assert.DoesNotContain("id=\"credit-not-covering\"", page);
         }
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_run_tab_answer_gives_the_balance_a_credit_covering_the_agent_leaves(bool limited)
+    {
+        var subscription = await _bed.AddSubscriptionAsync(credits: 0);
+        _bed.Waldur.AddCustomerCredit(subscription.CustomerId, 1.00m, offerings: limited ? [subscription.OfferingUuid, _bed.Offerings["research-agent"]] : null);
+        using var browser = await ConsoleBrowser.OpenAsync(_bed.Url, await _bed.ConsoleLinkAsync(subscription.Id));
+        await ConsoleBrowser.UseRunTabAsync(browser);
+
+        var response = await browser.PostAsJsonAsync("/console/api/chat", new { message = "hello" });
+
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.OK, text);
+        var body = JsonNode.Parse(text)!;
+        var charged = body["charged"]!.GetValue<long>();
+        Assert.True(charged > 0, text);
+        Assert.Equal(100 - charged, body["balance"]!.GetValue<long>());
+    }
+
+    [Fact]
+    public async Task A_run_tab_answer_gives_no_balance_once_the_credit_no_longer_covers_the_agent()
+    {
+        var subscription = await _bed.AddSubscriptionAsync(credits: 0);
+        var credit = _bed.Waldur.AddCustomerCredit(subscription.CustomerId, 1.00m, offerings: [subscription.OfferingUuid]);
+        using var browser = await ConsoleBrowser.OpenAsync(_bed.Url, await _bed.ConsoleLinkAsync(subscription.Id));
+        await ConsoleBrowser.UseRunTabAsync(browser);
+        _bed.Agent.RunGate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        // The message is held while the credit covers the agent; Waldur staff limit it to another agent during the run.
+        var sending = browser.PostAsJsonAsync("/console/api/chat", new { message = "hello" });
+        await _bed.Agent.RunWaiting.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        _bed.Waldur.SetCustomerCreditOfferings(credit, [_bed.Offerings["research-agent"]]);
+        _bed.Services.GetRequiredService<WaldurFunding>().Invalidate(subscription.CustomerId);
+        _bed.Agent.RunGate.SetResult();
+        using var response = await sending;
+
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.OK, text);
+        var body = JsonNode.Parse(text)!.AsObject();
+        Assert.Equal("Ada: you said hello", body["answer"]!.GetValue<string>());
+        // As the page after a reload: the credit does not cover this agent, so no balance it could spend.
+        Assert.False(body.ContainsKey("balance"), text);
+        Assert.True(body["credits_used"]!.GetValue<long>() > 0, text);
     }
 
     [Fact]

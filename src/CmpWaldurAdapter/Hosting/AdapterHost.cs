@@ -231,6 +231,7 @@ public static class AdapterHost
             Every<SyncResourceStatesJob>(quartz, SyncResourceStatesJob.Key, events.ResourceSyncInterval);
             Every<ReportUsageJob>(quartz, ReportUsageJob.Key, usage.ReportInterval);
             Every<ReleaseExpiredHoldsJob>(quartz, ReleaseExpiredHoldsJob.Key, credits.ReservationSweepInterval);
+            Every<PurgeExpiredRowsJob>(quartz, PurgeExpiredRowsJob.Key, database.PurgeInterval);
             Every<CmpWaldurAdapter.Credits.SpendAlerts.CheckSpendAlertsJob>(quartz, CmpWaldurAdapter.Credits.SpendAlerts.CheckSpendAlertsJob.Key, credits.SpendAlertCheckInterval);
             Every<PollKnowledgeParsesJob>(quartz, PollKnowledgeParsesJob.Key, knowledge.PollInterval);
             Every<CmpWaldurAdapter.Capabilities.Handoff.DeliverHandoffWebhooksJob>(quartz, CmpWaldurAdapter.Capabilities.Handoff.DeliverHandoffWebhooksJob.Key, handoff.DeliveryInterval);

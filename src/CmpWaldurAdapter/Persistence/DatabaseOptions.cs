@@ -1,3 +1,5 @@
+using System.ComponentModel.DataAnnotations;
+
 namespace CmpWaldurAdapter.Persistence;
 
 /// <summary>Where the adapter keeps its state (configuration section <c>Database</c>).</summary>
@@ -10,6 +12,10 @@ public sealed class DatabaseOptions
 
     /// <summary>ADO.NET connection string. A secret when it carries a password.</summary>
     public string ConnectionString { get; set; } = "Data Source=cmp-adapter.db";
+
+    /// <summary>How often rows nothing needs any more (expired Idempotency-Key answers, one-time key links) are deleted.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.001", "1.00:00:00")]
+    public TimeSpan PurgeInterval { get; set; } = TimeSpan.FromMinutes(15);
 }
 
 public enum DatabaseProvider

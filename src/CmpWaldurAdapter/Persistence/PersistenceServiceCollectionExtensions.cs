@@ -13,7 +13,7 @@ public static class PersistenceServiceCollectionExtensions
     public static IServiceCollection AddAdapterPersistence(this IServiceCollection services, IConfiguration configuration)
     {
         var options = configuration.GetSection(DatabaseOptions.SectionName).Get<DatabaseOptions>() ?? new DatabaseOptions();
-        services.Configure<DatabaseOptions>(configuration.GetSection(DatabaseOptions.SectionName));
+        services.AddOptions<DatabaseOptions>().Bind(configuration.GetSection(DatabaseOptions.SectionName)).ValidateDataAnnotations().ValidateOnStart();
 
         switch (options.Provider)
         {
@@ -30,6 +30,7 @@ public static class PersistenceServiceCollectionExtensions
         }
 
         services.AddScoped<AdapterDbContext>(sp => sp.GetRequiredService<IDbContextFactory<AdapterDbContext>>().CreateDbContext());
+        services.AddSingleton<ExpiredRowsPurge>();
         return services;
     }
 

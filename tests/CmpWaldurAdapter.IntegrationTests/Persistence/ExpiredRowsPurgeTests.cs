@@ -1,0 +1,151 @@
+using CmpWaldurAdapter.ApiKeys;
+using CmpWaldurAdapter.Chat;
+using CmpWaldurAdapter.Persistence;
+using CmpWaldurAdapter.Testing.Credits;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace CmpWaldurAdapter.IntegrationTests.Persistence;
+
+/// <summary>
+/// The purge job on the test clock: expired Idempotency-Key entries and dead one-time key links are deleted, batch
+/// after batch to the end; entries still in their window, and unfinished ones whose request may still be running,
+/// are kept and answer as before.
+/// </summary>
+public abstract class ExpiredRowsPurgeTests(DatabaseProvider provider) : IAsyncLifetime
+{
+    private static readonly DateTimeOffset Start = new(2026, 5, 4, 10, 0, 0, TimeSpan.Zero);
+    private static readonly TimeSpan LongestRun = TimeSpan.FromMinutes(2); // Chat:RunTimeout's default
+    private static readonly TimeSpan Window = TimeSpan.FromHours(24); // Chat:IdempotencyWindow's default
+
+    private CreditTestBed _bed = null!;
+
+    private IdempotencyStore Store => _bed.Services.GetRequiredService<IdempotencyStore>();
+
+    public async Task InitializeAsync()
+    {
+        _bed = await CreditTestBed.CreateAsync(provider, Start);
+        await _bed.StartAsync();
+    }
+
+    public async Task DisposeAsync() => await _bed.DisposeAsync();
+
+    private Task<(IdempotencyDecision Decision, IdempotentRequest Entry)> BeginAsync(Guid apiKey, string key) =>
+        Store.BeginAsync(apiKey, IdempotencyStore.ChatScope, key, "hash", LongestRun, CancellationToken.None);
+
+    private async Task PurgeAsync() =>
+        await ActivatorUtilities.CreateInstance<PurgeExpiredRowsJob>(_bed.Services).Execute(null!, CancellationToken.None);
+
+    private Task<List<string>> KeysAsync() =>
+        _bed.QueryAsync(db => db.IdempotentRequests.OrderBy(r => r.Key).Select(r => r.Key).ToListAsync());
+
+    [Fact]
+    public async Task A_backlog_of_expired_entries_is_deleted_batch_after_batch_to_the_end()
+    {
+        var apiKey = Guid.NewGuid();
+        const int backlog = (2 * ExpiredRowsPurge.BatchSize) + 7;
+        await _bed.QueryAsync(async db =>
+        {
+            db.IdempotentRequests.AddRange(Enumerable.Range(0, backlog).Select(i => new IdempotentRequest
+            {
+                Id = Guid.NewGuid(),
+                ApiKeyId = apiKey,
+                Key = $"old-{i}",
+                RequestHash = "hash",
+                Completed = true,
+                StatusCode = 200,
+                ContentType = "application/json",
+                ResponseBody = "an answer nobody will be sent again",
+                CreatedAt = Start - Window - TimeSpan.FromHours(1),
+                ExpiresAt = Start - TimeSpan.FromHours(1),
+                LedgerRequestId = $"idem:{i}",
+            }));
+            return await db.SaveChangesAsync();
+        });
+        var (_, live) = await BeginAsync(apiKey, "live");
+        await Store.CompleteAsync(live, 200, "application/json", "kept", CancellationToken.None);
+
+        await PurgeAsync();
+
+        Assert.Equal(["live"], await KeysAsync());
+    }
+
+    [Fact]
+    public async Task Entries_in_their_window_and_unfinished_ones_that_may_still_run_are_kept_and_answer_as_before()
+    {
+        var apiKey = Guid.NewGuid();
+        var (_, done) = await BeginAsync(apiKey, "done");
+        await Store.CompleteAsync(done, 200, "application/json", "answer", CancellationToken.None);
+        var (_, running) = await BeginAsync(apiKey, "running");
+        var (_, dead) = await BeginAsync(apiKey, "dead");
+        await _bed.QueryAsync(db =>
+        {
+            // Written under a shorter window than the run may take (settings changed since): past its window, but
+            // its request may still be running, so its ledger id must stay for a retry to inherit.
+            db.IdempotentRequests.Add(new IdempotentRequest
+            {
+                Id = Guid.NewGuid(),
+                ApiKeyId = apiKey,
+                Key = "short-window",
+                RequestHash = "hash",
+                CreatedAt = Start,
+                ExpiresAt = Start + TimeSpan.FromMinutes(1),
+                LedgerRequestId = "idem:short-window",
+            });
+            return db.SaveChangesAsync();
+        });
+
+        _bed.Clock!.Advance(TimeSpan.FromMinutes(1) + TimeSpan.FromSeconds(1));
+        await PurgeAsync();
+        Assert.Equal(["dead", "done", "running", "short-window"], await KeysAsync());
+        Assert.Equal(IdempotencyDecision.InFlight, (await BeginAsync(apiKey, "running")).Decision);
+
+        // Past the takeover point the dead entry is still taken over, its ledger id inherited.
+        _bed.Clock.Advance(LongestRun + IdempotencyStore.AbandonMargin);
+        await PurgeAsync();
+        Assert.Equal(["dead", "done", "running"], await KeysAsync());
+        var (takeover, retry) = await BeginAsync(apiKey, "dead");
+        Assert.Equal((IdempotencyDecision.Proceed, dead.LedgerRequestId), (takeover, retry.LedgerRequestId));
+
+        // The last moment of the window still replays after a purge; the next it is gone, finished or not.
+        _bed.Clock.SetUtcNow(done.ExpiresAt);
+        await PurgeAsync();
+        var (replay, stored) = await BeginAsync(apiKey, "done");
+        Assert.Equal((IdempotencyDecision.Replay, "answer"), (replay, stored.ResponseBody));
+        _bed.Clock.SetUtcNow(running.ExpiresAt + TimeSpan.FromSeconds(1));
+        await PurgeAsync();
+        Assert.Equal(["dead"], await KeysAsync());
+    }
+
+    [Fact]
+    public async Task Used_emptied_and_expired_key_links_are_deleted_and_a_live_one_still_shows_its_key()
+    {
+        var keys = _bed.Services.GetRequiredService<ApiKeyService>();
+        var subscription = await _bed.AddSubscriptionAsync();
+        var ended = await _bed.AddSubscriptionAsync();
+        async Task<(CreatedKey Key, string Token)> LinkAsync(Guid subscriptionId, TimeSpan lifetime)
+        {
+            var created = await keys.CreateAsync(subscriptionId, ApiKeyKind.Secret, "k", CancellationToken.None);
+            return (created, await keys.CreateRevealAsync(created, lifetime, CancellationToken.None));
+        }
+
+        var (liveKey, live) = await LinkAsync(subscription.Id, TimeSpan.FromDays(7));
+        var (_, used) = await LinkAsync(subscription.Id, TimeSpan.FromDays(7));
+        var (_, expiring) = await LinkAsync(subscription.Id, TimeSpan.FromHours(1));
+        await LinkAsync(ended.Id, TimeSpan.FromDays(7));
+        Assert.NotNull(await keys.RevealAsync(used, CancellationToken.None));
+        await keys.RevokeAllAsync(ended.Id, CancellationToken.None);
+        _bed.Clock!.Advance(TimeSpan.FromHours(2));
+
+        await PurgeAsync();
+
+        var left = await _bed.QueryAsync(db => db.KeyReveals.Select(r => r.ApiKeyId).ToListAsync());
+        Assert.Equal([liveKey.Key.Id], left);
+        Assert.Null(await keys.RevealAsync(expiring, CancellationToken.None));
+        Assert.Equal(liveKey.Plaintext, await keys.RevealAsync(live, CancellationToken.None));
+    }
+}
+
+public sealed class ExpiredRowsPurgeOnSqliteTests() : ExpiredRowsPurgeTests(DatabaseProvider.Sqlite);
+
+public sealed class ExpiredRowsPurgeOnPostgresTests() : ExpiredRowsPurgeTests(DatabaseProvider.Postgres);

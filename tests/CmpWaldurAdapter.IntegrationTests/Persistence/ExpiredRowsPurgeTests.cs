@@ -2,8 +2,10 @@ using CmpWaldurAdapter.ApiKeys;
 using CmpWaldurAdapter.Chat;
 using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Testing.Credits;
+using CmpWaldurAdapter.Testing.Hosting;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
+using Quartz;
 
 namespace CmpWaldurAdapter.IntegrationTests.Persistence;
 
@@ -149,3 +151,42 @@ public abstract class ExpiredRowsPurgeTests(DatabaseProvider provider) : IAsyncL
 public sealed class ExpiredRowsPurgeOnSqliteTests() : ExpiredRowsPurgeTests(DatabaseProvider.Sqlite);
 
 public sealed class ExpiredRowsPurgeOnPostgresTests() : ExpiredRowsPurgeTests(DatabaseProvider.Postgres);
+
+/// <summary>The server schedules the purge every <c>Database:PurgeInterval</c>, clustered on PostgreSQL like the other jobs.</summary>
+public sealed class ExpiredRowsPurgeScheduleTests : IAsyncLifetime
+{
+    private CreditTestBed _bed = null!;
+
+    public async Task InitializeAsync() => _bed = await CreditTestBed.CreateAsync(DatabaseProvider.Postgres);
+
+    public async Task DisposeAsync() => await _bed.DisposeAsync();
+
+    [Fact]
+    public async Task The_purge_runs_every_Database_PurgeInterval_and_deletes_expired_entries_when_fired()
+    {
+        _bed.Settings["Database:PurgeInterval"] = "00:05:00";
+        var server = await _bed.StartServerAsync();
+        var scheduler = await server.Services.GetRequiredService<ISchedulerFactory>().GetScheduler();
+        await _bed.QueryAsync(db =>
+        {
+            db.IdempotentRequests.Add(new IdempotentRequest
+            {
+                Id = Guid.NewGuid(),
+                ApiKeyId = Guid.NewGuid(),
+                Key = "old",
+                RequestHash = "hash",
+                Completed = true,
+                CreatedAt = DateTimeOffset.UtcNow - TimeSpan.FromDays(2),
+                ExpiresAt = DateTimeOffset.UtcNow - TimeSpan.FromDays(1),
+                LedgerRequestId = "idem:old",
+            });
+            return db.SaveChangesAsync();
+        });
+
+        var trigger = (ISimpleTrigger)(await scheduler.GetTrigger(new TriggerKey(PurgeExpiredRowsJob.Key.Name + "-trigger", PurgeExpiredRowsJob.Key.Group)))!;
+        await scheduler.TriggerJob(PurgeExpiredRowsJob.Key);
+        await Eventually.TrueAsync(async () => !await _bed.QueryAsync(db => db.IdempotentRequests.AnyAsync()), because: "the fired job deletes the expired entry");
+
+        Assert.Equal(TimeSpan.FromMinutes(5), trigger.RepeatInterval);
+    }
+}

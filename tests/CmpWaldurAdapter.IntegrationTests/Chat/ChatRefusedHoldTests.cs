@@ -86,6 +86,8 @@ public sealed class ChatRefusedHoldTests : IAsyncLifetime
         Assert.Equal(2, _bed.Upstream.Retrievals);
         Assert.Equal(1, _bed.Upstream.Runs);
         Assert.Equal(["discarded 1", "success 1"], await RagflowCountsAsync(http));
+        // The charge is written while the answer is sent (AnswerSettlements): read the balance once it has been.
+        await _bed.Server.Services.GetRequiredService<AnswerSettlements>().WhenSettledAsync().WaitAsync(TimeSpan.FromSeconds(10));
         Assert.Equal(8L, (await BalanceAsync(subscription)).Balance);
     }
 

@@ -1,4 +1,6 @@
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Infrastructure;
+using Microsoft.EntityFrameworkCore.Migrations;
 using Microsoft.Extensions.Options;
 
 namespace CmpWaldurAdapter.Persistence;
@@ -13,6 +15,10 @@ public static class DatabaseMigrations
     {
         var dbs = services.GetRequiredService<IDbContextFactory<AdapterDbContext>>();
         await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        // EF Core reads the history table before creating it and logs the failed read of a fresh database as an
+        // error (dotnet/efcore#37328): an operator's first install would start with two alarming lines. An empty
+        // table first makes that read succeed; creating it is idempotent.
+        await db.GetService<IHistoryRepository>().CreateIfNotExistsAsync(cancellationToken);
         var pending = (await db.Database.GetPendingMigrationsAsync(cancellationToken)).ToList();
         if (pending.Count > 0)
         {

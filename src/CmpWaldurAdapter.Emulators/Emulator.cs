@@ -93,6 +93,12 @@ public abstract class Emulator : IAsyncDisposable
     private readonly ConcurrentDictionary<(string Method, string Path), int> _served = new();
     private EmulatorServer? _server;
 
+    /// <summary>What a multipart body served on Kestrel keeps of each file part: enough text for any test's chunks and retrieval.</summary>
+    public const int KeptFileBytes = 1024 * 1024;
+
+    /// <summary>The header a file part shortened on Kestrel gets, with the length that was sent.</summary>
+    public const string SentLengthHeader = "X-Emulator-Sent-Length";
+
     /// <summary>Guards the emulator's state: routes run concurrently.</summary>
     protected object Sync { get; } = new();
 

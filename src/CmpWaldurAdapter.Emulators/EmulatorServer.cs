@@ -11,10 +11,14 @@ namespace CmpWaldurAdapter.Emulators;
 /// <summary>
 /// Serves an emulator's routes on Kestrel (loopback): one catch-all endpoint that hands every request to
 /// <see cref="Emulator.HandleAsync"/>, streams streamed answers as they are written, and keeps every exchange (bounded).
+/// Request bodies have no size limit (RAGFlow's own is its operator's setting), and a multipart body's file parts
+/// are kept up to <see cref="Emulator.KeptFileBytes"/> each: the exchanges hold every body, and a benchmark's large uploads
+/// would otherwise pile up here (the whole file arrives all the same; the part says how long it was).
 /// </summary>
 internal sealed class EmulatorServer : IAsyncDisposable
 {
     private const int MaxExchanges = 10_000;
+
     private readonly LinkedList<EmulatorExchange> _exchanges = new();
     private readonly Emulator _emulator;
     private WebApplication? _app;
@@ -43,6 +47,7 @@ internal sealed class EmulatorServer : IAsyncDisposable
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
         builder.WebHost.UseUrls($"http://127.0.0.1:{port}");
+        builder.WebHost.ConfigureKestrel(kestrel => kestrel.Limits.MaxRequestBodySize = null);
         server._app = builder.Build();
         server._app.Run(server.DispatchAsync);
         await server._app.StartAsync(cancellationToken);
@@ -80,7 +85,15 @@ internal sealed class EmulatorServer : IAsyncDisposable
     private static async Task<EmulatorMessage> ReadAsync(HttpRequest request)
     {
         using var buffer = new MemoryStream();
-        await request.Body.CopyToAsync(buffer);
+        if (MultipartBoundary(request.ContentType) is { } boundary)
+        {
+            await ReadMultipartAsync(request.Body, boundary, buffer);
+        }
+        else
+        {
+            await request.Body.CopyToAsync(buffer);
+        }
+
         return new EmulatorMessage
         {
             Method = request.Method,
@@ -91,6 +104,54 @@ internal sealed class EmulatorServer : IAsyncDisposable
             ContentType = request.ContentType,
             BodyAsBytes = buffer.ToArray(),
         };
+    }
+
+    private static string? MultipartBoundary(string? contentType) =>
+        Microsoft.Net.Http.Headers.MediaTypeHeaderValue.TryParse(contentType, out var media)
+        && media.MediaType.Equals("multipart/form-data", StringComparison.OrdinalIgnoreCase)
+        && media.Boundary.Value is { Length: > 0 } boundary
+            ? boundary.Trim('"')
+            : null;
+
+    /// <summary>
+    /// The multipart body rebuilt part by part as it arrives: a file part longer than <see cref="Emulator.KeptFileBytes"/> is
+    /// read to its end but kept shortened, with <see cref="Emulator.SentLengthHeader"/> saying how long it was.
+    /// </summary>
+    private static async Task ReadMultipartAsync(Stream body, string boundary, MemoryStream rebuilt)
+    {
+        var reader = new Microsoft.AspNetCore.WebUtilities.MultipartReader(boundary, body);
+        var chunk = new byte[81920];
+        while (await reader.ReadNextSectionAsync() is { } section)
+        {
+            using var kept = new MemoryStream();
+            long sent = 0;
+            int read;
+            var isFile = section.ContentDisposition?.Contains("filename", StringComparison.OrdinalIgnoreCase) == true;
+            while ((read = await section.Body.ReadAsync(chunk)) > 0)
+            {
+                var keep = isFile ? (int)Math.Clamp(Emulator.KeptFileBytes - sent, 0, read) : read;
+                kept.Write(chunk, 0, keep);
+                sent += read;
+            }
+
+            var head = new System.Text.StringBuilder($"--{boundary}\r\n");
+            foreach (var (name, values) in section.Headers ?? new Dictionary<string, Microsoft.Extensions.Primitives.StringValues>())
+            {
+                head.Append(name).Append(": ").Append(values.ToString()).Append("\r\n");
+            }
+
+            if (sent > kept.Length)
+            {
+                head.Append(Emulator.SentLengthHeader).Append(": ").Append(sent).Append("\r\n");
+            }
+
+            rebuilt.Write(System.Text.Encoding.UTF8.GetBytes(head.Append("\r\n").ToString()));
+            kept.Position = 0;
+            await kept.CopyToAsync(rebuilt);
+            rebuilt.Write("\r\n"u8);
+        }
+
+        rebuilt.Write(System.Text.Encoding.UTF8.GetBytes($"--{boundary}--\r\n"));
     }
 
     private void Record(EmulatorExchange exchange)

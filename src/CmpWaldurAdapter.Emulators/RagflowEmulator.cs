@@ -307,9 +307,9 @@ public partial class RagflowEmulator : Emulator
             }
 
             var created = new JsonArray();
-            foreach (var (name, text) in files)
+            foreach (var (name, text, size) in files)
             {
-                created.Add(Upload(dataset, docs, name, text).DeepClone());
+                created.Add(Upload(dataset, docs, name, text, size).DeepClone());
             }
 
             return EmulatorResponse.Json(new JsonObject { ["code"] = 0, ["data"] = created });
@@ -523,11 +523,14 @@ public partial class RagflowEmulator : Emulator
         return docs;
     }
 
-    /// <summary>A file stored as the upload route stores it: a new UNSTART document, renamed "x(1).md" when its name is taken.</summary>
-    private JsonObject Upload(JsonObject dataset, List<JsonObject> docs, string name, string text)
+    /// <summary>
+    /// A file stored as the upload route stores it: a new UNSTART document, renamed "x(1).md" when its name is taken. A large
+    /// file arrives shortened (<see cref="KeptFileBytes"/>): its size is what was sent, its text the start.
+    /// </summary>
+    private JsonObject Upload(JsonObject dataset, List<JsonObject> docs, string name, string text, long? size = null)
     {
         var document = NewDocument(dataset, UniqueFileName(docs, name));
-        document["size"] = Encoding.UTF8.GetByteCount(text);
+        document["size"] = size ?? Encoding.UTF8.GetByteCount(text);
         _texts[document["id"]!.GetValue<string>()] = text;
         docs.Add(document);
         return document;
@@ -667,10 +670,10 @@ public partial class RagflowEmulator : Emulator
 
     private static EmulatorResponse Code(int code, string message) => EmulatorResponse.Json(new JsonObject { ["code"] = code, ["message"] = message });
 
-    /// <summary>The files of a multipart upload (field <c>file</c>), as name and UTF-8 text.</summary>
-    private static List<(string Name, string Text)> MultipartFiles(EmulatorMessage message)
+    /// <summary>The files of a multipart upload (field <c>file</c>), as name, UTF-8 text and, when shortened on arrival, the size sent.</summary>
+    private static List<(string Name, string Text, long? Size)> MultipartFiles(EmulatorMessage message)
     {
-        var files = new List<(string, string)>();
+        var files = new List<(string, string, long?)>();
         if (message.ContentType is not { } contentType || message.BodyAsBytes is not { Length: > 0 } body
             || !Microsoft.Net.Http.Headers.MediaTypeHeaderValue.TryParse(contentType, out var media) || media.Boundary.Value is not { Length: > 0 } boundary)
         {
@@ -683,7 +686,8 @@ public partial class RagflowEmulator : Emulator
             if (section.ContentDisposition is { } disposition && FileName().Match(disposition) is { Success: true } name)
             {
                 using var text = new StreamReader(section.Body, Encoding.UTF8);
-                files.Add((name.Groups[1].Value, text.ReadToEnd()));
+                long? sent = section.Headers?.TryGetValue(SentLengthHeader, out var length) == true ? long.Parse(length.ToString(), CultureInfo.InvariantCulture) : null;
+                files.Add((name.Groups[1].Value, text.ReadToEnd(), sent));
             }
         }
 

@@ -9,12 +9,17 @@
 # requests/s at saturation (closed loop), and the adapter's peak memory; then the same on the embedded
 # SQLite database, at a steady rate it can carry (--chat-sqlite-rate, default 100/s).
 #
+# Then knowledge uploads through the adapter's public endpoint to the RAGFlow emulator (same PostgreSQL): rounds of
+# --uploads concurrent large files (--upload-mb, capped at the adapter's per-file limit: its default, or
+# --upload-limit-mb) and a series of small ones; MB/s, and the adapter's peak memory before and after them (target: ≤ 250 MB, growth ≤ 64 MB).
+#
 # Then the end-to-end pipelines on PostgreSQL and RabbitMQ started by scripts/services.sh: N Create orders
 # announced over STOMP until done (target 30 s, no duplicates) and usage reporting for N resources (target
 # 30 s; a second run posts nothing; after M more charges only those are posted).
 #
-#   scripts/bench.sh [--only ledger|chat|orders|usage] [--charges N] [--workers N] [--customers 1,64]
-#                    [--chat-requests N] [--chat-workers N] [--chat-rate N] [--chat-sqlite-rate N] [--orders 500] [--resources 10000] [--no-record]
+#   scripts/bench.sh [--only ledger|chat|upload|orders|usage] [--charges N] [--workers N] [--customers 1,64]
+#                    [--chat-requests N] [--chat-workers N] [--chat-rate N] [--chat-sqlite-rate N] [--uploads 8] [--upload-mb 64] [--upload-limit-mb N]
+#                    [--orders 500] [--resources 10000] [--no-record]
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -22,7 +27,7 @@ cd "$ROOT"
 . scripts/services.sh
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
-CHARGES=30000 WORKERS=16 CUSTOMERS=1,64 RECORD=docs/benchmarks.md ONLY="" CHAT_REQUESTS=20000 CHAT_WORKERS=16 CHAT_RATE=500 CHAT_SQLITE_RATE=100 ORDERS=500 RESOURCES=10000
+CHARGES=30000 WORKERS=16 CUSTOMERS=1,64 RECORD=docs/benchmarks.md ONLY="" CHAT_REQUESTS=20000 CHAT_WORKERS=16 CHAT_RATE=500 CHAT_SQLITE_RATE=100 UPLOADS=8 UPLOAD_MB=64 UPLOAD_LIMIT_MB="" ORDERS=500 RESOURCES=10000
 while [ $# -gt 0 ]; do
   case "$1" in
     --charges) CHARGES="$2"; shift 2 ;;
@@ -32,6 +37,9 @@ while [ $# -gt 0 ]; do
     --chat-workers) CHAT_WORKERS="$2"; shift 2 ;;
     --chat-rate) CHAT_RATE="$2"; shift 2 ;;
     --chat-sqlite-rate) CHAT_SQLITE_RATE="$2"; shift 2 ;;
+    --uploads) UPLOADS="$2"; shift 2 ;;
+    --upload-mb) UPLOAD_MB="$2"; shift 2 ;;
+    --upload-limit-mb) UPLOAD_LIMIT_MB="$2"; shift 2 ;;
     --only) ONLY="$2"; shift 2 ;;
     --no-record) RECORD=""; shift ;;
     --orders) ORDERS="$2"; shift 2 ;;
@@ -83,6 +91,15 @@ if [ -z "$ONLY" ] || [ "$ONLY" = chat ]; then
   [ -n "$RECORD" ] && args+=(--record "$RECORD")
   log "running the chat gateway benchmark on SQLite"
   BENCH_COMMAND="scripts/bench.sh --only chat --chat-sqlite-rate $CHAT_SQLITE_RATE --chat-requests $CHAT_REQUESTS --chat-workers $CHAT_WORKERS" \
+    dotnet "$BENCH" "${args[@]}" || status=1
+fi
+
+if [ -z "$ONLY" ] || [ "$ONLY" = upload ]; then
+  args=(upload --uploads "$UPLOADS" --upload-mb "$UPLOAD_MB")
+  [ -n "$UPLOAD_LIMIT_MB" ] && args+=(--limit-mb "$UPLOAD_LIMIT_MB")
+  [ -n "$RECORD" ] && args+=(--record "$RECORD")
+  log "running the upload benchmark"
+  CMP_TEST_POSTGRES="$SERVER" BENCH_COMMAND="scripts/bench.sh --only upload --uploads $UPLOADS --upload-mb $UPLOAD_MB${UPLOAD_LIMIT_MB:+ --upload-limit-mb $UPLOAD_LIMIT_MB}" \
     dotnet "$BENCH" "${args[@]}" || status=1
 fi
 

@@ -9,9 +9,17 @@ using CmpWaldurAdapter.Benchmarks;
 //       [--customers 1,64] [--label NAME] [--synchronous-commit on|off] [--record docs/benchmarks.md]
 //   CmpWaldurAdapter.Benchmarks chat [--rate 500] [--paced-requests 10000] [--requests 20000] [--workers 32] [--subscriptions 16] [--database Postgres|Sqlite]
 //       [--record docs/benchmarks.md]   (the chat gateway; Postgres is CMP_TEST_POSTGRES's server)
+//   CmpWaldurAdapter.Benchmarks upload [--uploads 8] [--upload-mb 64] [--rounds 2] [--small 400] [--small-kb 100] [--workers 8]
+//       [--subscriptions 4] [--limit-mb N] [--record docs/benchmarks.md]   (knowledge uploads through the adapter; CMP_TEST_POSTGRES's server)
 if (args.Length > 0 && args[0] == "chat")
 {
     return await ChatGatewayBench.RunAsync(args[1..]);
+}
+
+if (args.Length > 0 && args[0] == "upload")
+{
+    // Knowledge uploads: the adapter's memory while large files stream through it (see UploadBench).
+    return await UploadBench.RunAsync(args[1..]);
 }
 
 if (args.Length > 0 && args[0] == "proxy-floor")

@@ -530,7 +530,8 @@ public partial class RagflowEmulator : Emulator
     private JsonObject Upload(JsonObject dataset, List<JsonObject> docs, string name, string text, long? size = null)
     {
         var document = NewDocument(dataset, UniqueFileName(docs, name));
-        document["size"] = size ?? Encoding.UTF8.GetByteCount(text);
+        // A parsed number, as a real response body gives: readers take it as an int or a long alike.
+        document["size"] = JsonNode.Parse((size ?? Encoding.UTF8.GetByteCount(text)).ToString(System.Globalization.CultureInfo.InvariantCulture));
         _texts[document["id"]!.GetValue<string>()] = text;
         docs.Add(document);
         return document;

@@ -35,6 +35,23 @@ public sealed class ChatCompletionRequest
 
     [JsonPropertyName("temperature")]
     public double? Temperature { get; set; }
+
+    // OpenAI fields the agent cannot honour: ignoring them would hand the client something else than it asked for
+    // (prose where it parses JSON, one choice where it reads two), so they are refused unless they ask for nothing.
+    [JsonPropertyName("n")]
+    public int? N { get; set; }
+
+    [JsonPropertyName("response_format")]
+    public JsonElement? ResponseFormat { get; set; }
+
+    [JsonPropertyName("tool_choice")]
+    public JsonElement? ToolChoice { get; set; }
+
+    [JsonPropertyName("logprobs")]
+    public bool? Logprobs { get; set; }
+
+    [JsonPropertyName("top_logprobs")]
+    public int? TopLogprobs { get; set; }
 }
 
 public sealed class StreamOptions
@@ -87,11 +104,23 @@ public sealed record ChatCompletion(
 public sealed record ChatChoice(
     [property: JsonPropertyName("index")] int Index,
     [property: JsonPropertyName("message")] AssistantMessage Message,
-    [property: JsonPropertyName("finish_reason")] string FinishReason);
+    [property: JsonPropertyName("finish_reason")] string FinishReason)
+{
+    /// <summary>Always null (never asked for: a request for log probabilities is refused), and present as OpenAI's is.</summary>
+    [JsonPropertyName("logprobs")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.Never)]
+    public JsonElement? Logprobs => null;
+}
 
 public sealed record AssistantMessage(
     [property: JsonPropertyName("role")] string Role,
-    [property: JsonPropertyName("content")] string Content);
+    [property: JsonPropertyName("content")] string Content)
+{
+    /// <summary>Always null: the agent answers or fails, it does not refuse in OpenAI's sense; present as OpenAI's is.</summary>
+    [JsonPropertyName("refusal")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.Never)]
+    public string? Refusal => null;
+}
 
 /// <summary>OpenAI's usage block, plus the credits this request cost (an extension field clients ignore).</summary>
 public sealed record ChatUsage(
@@ -106,7 +135,7 @@ public sealed record ChatCompletionChunk(
     [property: JsonPropertyName("created")] long Created,
     [property: JsonPropertyName("model")] string Model,
     [property: JsonPropertyName("choices")] IReadOnlyList<ChunkChoice> Choices,
-    [property: JsonPropertyName("usage")] ChatUsage? Usage)
+    [property: JsonPropertyName("usage"), JsonIgnore(Condition = JsonIgnoreCondition.Never)] ChatUsage? Usage)
 {
     /// <summary>Extension field on the final chunk: the conversation was handed to a person.</summary>
     [JsonPropertyName("handoff")]
@@ -114,10 +143,16 @@ public sealed record ChatCompletionChunk(
     public CmpWaldurAdapter.Capabilities.Handoff.HandoffNotice? Handoff { get; init; }
 }
 
+/// <summary>A chunk's choice: <c>finish_reason</c> is written as null until the last content chunk, as OpenAI writes it.</summary>
 public sealed record ChunkChoice(
     [property: JsonPropertyName("index")] int Index,
     [property: JsonPropertyName("delta")] ChunkDelta Delta,
-    [property: JsonPropertyName("finish_reason")] string? FinishReason);
+    [property: JsonPropertyName("finish_reason"), JsonIgnore(Condition = JsonIgnoreCondition.Never)] string? FinishReason)
+{
+    [JsonPropertyName("logprobs")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.Never)]
+    public JsonElement? Logprobs => null;
+}
 
 public sealed record ChunkDelta(
     [property: JsonPropertyName("role")] string? Role = null,

@@ -80,9 +80,26 @@ public sealed partial class ChatService(
             return refusal;
         }
 
-        var offering = OfferingOf(caller!.Subscription);
-        return Results.Json(new ModelList("list", [new ModelCard(offering?.Slug ?? "agent", "model", caller.Subscription.CreatedAt.ToUnixTimeSeconds(), "cmp-waldur-adapter")]), ApiJson.Options);
+        return Results.Json(new ModelList("list", [ModelCardOf(caller!)]), ApiJson.Options);
     }
+
+    /// <summary><c>GET /v1/models/{model}</c>: the key's agent, or 404 <c>model_not_found</c> for any other id, as OpenAI answers.</summary>
+    public async Task<IResult> RetrieveModelAsync(HttpContext http, string model, CancellationToken cancellationToken)
+    {
+        var (caller, refusal) = await ApiCaller.AuthenticateSecretAsync(http, keys, cancellationToken);
+        if (refusal is not null)
+        {
+            return refusal;
+        }
+
+        var card = ModelCardOf(caller!);
+        return card.Id == model
+            ? Results.Json(card, ApiJson.Options)
+            : ApiErrors.NotFound($"The model '{Truncate(model)}' does not exist for this key; this key's agent is '{card.Id}' (see GET /v1/models).", "model_not_found", "model");
+    }
+
+    private ModelCard ModelCardOf(AuthenticatedKey caller) =>
+        new(OfferingOf(caller.Subscription)?.Slug ?? "agent", "model", caller.Subscription.CreatedAt.ToUnixTimeSeconds(), "cmp-waldur-adapter");
 
     public async Task<IResult> CompleteAsync(HttpContext http, CancellationToken cancellationToken)
     {
@@ -368,6 +385,11 @@ public sealed partial class ChatService(
             return ApiErrors.InvalidRequest("temperature must be between 0 and 2.", "temperature", "invalid_temperature");
         }
 
+        if (Unsupported(request) is { } unsupported)
+        {
+            return unsupported;
+        }
+
         if ((request.MaxCompletionTokens ?? request.MaxTokens) is { } maxTokens && (maxTokens < 1 || maxTokens > options.Value.MaxCompletionTokens))
         {
             return ApiErrors.InvalidRequest($"max_tokens must be from 1 to {options.Value.MaxCompletionTokens}.", request.MaxCompletionTokens is null ? "max_tokens" : "max_completion_tokens", "invalid_max_tokens");
@@ -389,6 +411,48 @@ public sealed partial class ChatService(
         if (input.Length > options.Value.MaxMessageChars)
         {
             return ApiErrors.InvalidRequest($"The message is {input.Length} characters long; the limit is {options.Value.MaxMessageChars}.", request.Message is null ? "messages" : "message", "message_too_long");
+        }
+
+        return null;
+    }
+
+    /// <summary>
+    /// OpenAI options the agent cannot honour, refused as OpenAI refuses a parameter a model lacks: several choices,
+    /// log probabilities, structured output and a forced tool call. Their values that ask for nothing pass.
+    /// </summary>
+    private static IResult? Unsupported(ChatCompletionRequest request)
+    {
+        if (request.N is { } n && n != 1)
+        {
+            return n < 1
+                ? ApiErrors.InvalidRequest("n must be at least 1.", "n", "invalid_n")
+                : ApiErrors.InvalidRequest("This agent gives one answer per request: n must be 1.", "n", "unsupported_parameter");
+        }
+
+        if (request.Logprobs == true || request.TopLogprobs is > 0)
+        {
+            var param = request.Logprobs == true ? "logprobs" : "top_logprobs";
+            return ApiErrors.InvalidRequest("This agent does not report log probabilities.", param, "unsupported_parameter");
+        }
+
+        if (request.ResponseFormat is { ValueKind: not JsonValueKind.Null } format)
+        {
+            var type = format.ValueKind == JsonValueKind.Object && format.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString() : null;
+            if (type is null)
+            {
+                return ApiErrors.InvalidRequest("response_format must be an object with a type.", "response_format", "invalid_response_format");
+            }
+
+            if (type != "text")
+            {
+                return ApiErrors.InvalidRequest($"This agent answers in prose: response_format '{Truncate(type)}' is not supported, only 'text'.", "response_format", "unsupported_value");
+            }
+        }
+
+        if (request.ToolChoice is { ValueKind: not JsonValueKind.Null } choice
+            && !(choice.ValueKind == JsonValueKind.String && choice.GetString() is "none" or "auto"))
+        {
+            return ApiErrors.InvalidRequest("This agent calls no client tools: tool_choice may only be 'none' or 'auto'.", "tool_choice", "unsupported_value");
         }
 
         return null;

@@ -50,7 +50,7 @@ public static class AdapterHost
             document.Info.Version = typeof(AdapterHost).Assembly.GetName().Version?.ToString(3) ?? "0.0.0";
             document.Servers = [];
             return Task.CompletedTask;
-        }).AddRequestBodyDocumentation().AddListQueryDocumentation().AddRetryAfterDocumentation());
+        }).AddRequestBodyDocumentation().AddAlternativeResponseDocumentation().AddListQueryDocumentation().AddRetryAfterDocumentation());
 
         var app = builder.Build();
         app.UseRequestIds();

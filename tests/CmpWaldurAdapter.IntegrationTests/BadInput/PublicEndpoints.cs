@@ -52,6 +52,7 @@ public static class PublicEndpoints
         new("DELETE", "/v1/keys/{keyId}", EndpointAuth.SecretKey, Mapped: "DELETE /v1/keys/{id:guid}"),
         new("GET", "/v1/usage?period=2026-01", EndpointAuth.SecretKey),
         new("GET", "/v1/models", EndpointAuth.SecretKey),
+        new("GET", "/v1/models/customer-support-agent", EndpointAuth.SecretKey, Mapped: "GET /v1/models/{model}"),
         new("POST", "/v1/chat/completions", EndpointAuth.SecretKey, """{"model": "customer-support-agent", "messages": [{"role": "user", "content": "hello"}]}""", IgnoresUnknownFields: true),
         new("GET", "/v1/knowledge/documents", EndpointAuth.SecretKey),
         new("GET", "/v1/knowledge/connectors", EndpointAuth.SecretKey),

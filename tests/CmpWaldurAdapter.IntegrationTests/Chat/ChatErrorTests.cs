@@ -119,7 +119,7 @@ public sealed class ChatErrorTests : IAsyncLifetime
 
     [Theory]
     [InlineData("GET", "/v1/chat/completions", HttpStatusCode.MethodNotAllowed, "method_not_allowed")]
-    [InlineData("GET", "/v1/models/customer-support-agent", HttpStatusCode.NotFound, "unknown_url")]
+    [InlineData("DELETE", "/v1/models/customer-support-agent", HttpStatusCode.MethodNotAllowed, "method_not_allowed")]
     [InlineData("POST", "/v1/embeddings", HttpStatusCode.NotFound, "unknown_url")]
     public async Task Paths_and_methods_the_api_does_not_have_answer_in_openai_shape(string method, string path, HttpStatusCode status, string code)
     {
@@ -129,15 +129,39 @@ public sealed class ChatErrorTests : IAsyncLifetime
         await RefusedAsync(await http.SendAsync(request), status, "invalid_request_error", code);
     }
 
-    [Fact]
-    public async Task Unknown_fields_are_ignored()
+    [Theory]
+    [InlineData("\"n\": 2", "n", "unsupported_parameter")]
+    [InlineData("\"n\": 0", "n", "invalid_n")]
+    [InlineData("\"logprobs\": true", "logprobs", "unsupported_parameter")]
+    [InlineData("\"top_logprobs\": 3", "top_logprobs", "unsupported_parameter")]
+    [InlineData("\"response_format\": {\"type\": \"json_object\"}", "response_format", "unsupported_value")]
+    [InlineData("\"response_format\": {\"type\": \"json_schema\", \"json_schema\": {\"name\": \"answer\", \"schema\": {\"type\": \"object\"}}}", "response_format", "unsupported_value")]
+    [InlineData("\"response_format\": \"json\"", "response_format", "invalid_response_format")]
+    [InlineData("\"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"lookup\"}}], \"tool_choice\": \"required\"", "tool_choice", "unsupported_value")]
+    [InlineData("\"tool_choice\": {\"type\": \"function\", \"function\": {\"name\": \"lookup\"}}", "tool_choice", "unsupported_value")]
+    public async Task Options_the_agent_cannot_honour_are_refused_not_ignored(string option, string param, string code)
     {
         using var http = _bed.Http(_me.Key);
 
-        using var response = await http.PostAsync("/v1/chat/completions", ChatTestBed.Json("""{"model":"customer-support-agent","messages":[{"role":"user","content":[{"type":"text","text":"Hi"}]}],"logprobs":false,"n":1,"seed":4,"tools":[],"frequency_penalty":0}"""));
+        var response = await http.PostAsync("/v1/chat/completions", ChatTestBed.Json($$"""{"messages": [{"role": "user", "content": "Hi"}], {{option}}}"""));
+
+        var error = await RefusedAsync(response, HttpStatusCode.BadRequest, "invalid_request_error", code);
+        Assert.Equal(param, error["param"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task Unknown_fields_and_options_that_ask_for_nothing_are_ignored()
+    {
+        using var http = _bed.Http(_me.Key);
+
+        using var response = await http.PostAsync("/v1/chat/completions", ChatTestBed.Json("""{"model":"customer-support-agent","messages":[{"role":"user","content":[{"type":"text","text":"Hi"}]}],"logprobs":false,"top_logprobs":0,"n":1,"seed":4,"tools":[],"tool_choice":"auto","response_format":{"type":"text"},"frequency_penalty":0}"""));
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        Assert.Equal("echo: Hi", JsonNode.Parse(await response.Content.ReadAsStringAsync())!["choices"]![0]!["message"]!["content"]!.GetValue<string>());
+        var choice = JsonNode.Parse(await response.Content.ReadAsStringAsync())!["choices"]![0]!.AsObject();
+        Assert.Equal("echo: Hi", choice["message"]!["content"]!.GetValue<string>());
+        // Written as null, as OpenAI writes them when they were not asked for.
+        Assert.True(choice.ContainsKey("logprobs") && choice["logprobs"] is null, choice.ToJsonString());
+        Assert.True(choice["message"]!.AsObject().ContainsKey("refusal") && choice["message"]!["refusal"] is null, choice.ToJsonString());
     }
 
     [Fact]

@@ -47,6 +47,12 @@ public sealed class ChatStreamingTests : IAsyncLifetime
         var deltas = chunks.Where(c => c["choices"]!.AsArray().Count > 0).Select(c => c["choices"]![0]!["delta"]!["content"]?.GetValue<string>()).Where(t => !string.IsNullOrEmpty(t)).ToList();
         Assert.Equal(["One", ", two", ", three"], deltas);
         Assert.Equal("stop", chunks[^2]["choices"]![0]!["finish_reason"]!.GetValue<string>());
+        // OpenAI writes an open choice's finish_reason and logprobs as null, and typed clients read them so.
+        Assert.All(chunks[..^2].Select(c => c["choices"]![0]!.AsObject()), choice =>
+        {
+            Assert.True(choice.ContainsKey("finish_reason") && choice["finish_reason"] is null, choice.ToJsonString());
+            Assert.True(choice.ContainsKey("logprobs") && choice["logprobs"] is null, choice.ToJsonString());
+        });
         Assert.Equal(2, chunks[^1]["usage"]!["credits_charged"]!.GetValue<long>());
         Assert.Empty(chunks[^1]["choices"]!.AsArray());
         Assert.Equal(new LedgerState(8, 0, 1, 2), await _bed.LedgerAsync(me.Customer));

@@ -97,13 +97,17 @@ public sealed class ChatTestBed : IAsyncDisposable
     }
 
     /// <summary>The official OpenAI SDK pointed at the adapter, without the SDK's own retries (tests see each answer).</summary>
-    public ChatClient OpenAi(string key, string model = Model) =>
-        new(model, new ApiKeyCredential(key), new OpenAIClientOptions
-        {
-            Endpoint = new Uri(Server.Url, "v1"),
-            RetryPolicy = new ClientRetryPolicy(maxRetries: 0),
-            NetworkTimeout = TimeSpan.FromSeconds(30),
-        });
+    public ChatClient OpenAi(string key, string model = Model) => new(model, new ApiKeyCredential(key), OpenAiOptions());
+
+    /// <summary>The SDK's model client, as <see cref="OpenAi"/>.</summary>
+    public OpenAI.Models.OpenAIModelClient OpenAiModels(string key) => new(new ApiKeyCredential(key), OpenAiOptions());
+
+    private OpenAIClientOptions OpenAiOptions() => new()
+    {
+        Endpoint = new Uri(Server.Url, "v1"),
+        RetryPolicy = new ClientRetryPolicy(maxRetries: 0),
+        NetworkTimeout = TimeSpan.FromSeconds(30),
+    };
 
     public static StringContent Json(string body) => new(body, Encoding.UTF8, "application/json");
 

@@ -163,5 +163,24 @@ public sealed class OpenAiSdkTests : IAsyncLifetime
         Assert.Equal(new LedgerState(100, 0, 0, 0), await _bed.LedgerAsync(me.Customer));
     }
 
+    [Fact]
+    public async Task The_sdk_retrieves_the_keys_agent_as_a_model_and_another_id_is_not_found()
+    {
+        var me = await _bed.SubscribeAsync();
+        var models = _bed.OpenAiModels(me.Key);
+
+        OpenAI.Models.OpenAIModel model = await models.GetModelAsync(ChatTestBed.Model);
+        var error = await Assert.ThrowsAsync<ClientResultException>(() => models.GetModelAsync("gpt-4o"));
+        var wrongKey = await Assert.ThrowsAsync<ClientResultException>(() => _bed.OpenAiModels(me.Key[..^4] + "AAAA").GetModelAsync(ChatTestBed.Model));
+
+        Assert.Equal(ChatTestBed.Model, model.Id);
+        Assert.Equal("cmp-waldur-adapter", model.OwnedBy);
+        Assert.Equal((int)HttpStatusCode.NotFound, error.Status);
+        var body = JsonNode.Parse(error.GetRawResponse()!.Content.ToString())!["error"]!;
+        Assert.Equal("model_not_found", body["code"]!.GetValue<string>());
+        Assert.Equal("model", body["param"]!.GetValue<string>());
+        Assert.Equal((int)HttpStatusCode.Unauthorized, wrongKey.Status);
+    }
+
     private static string? Header(System.ClientModel.Primitives.PipelineResponseHeaders headers, string name) => headers.TryGetValue(name, out var value) ? value : null;
 }

@@ -35,4 +35,20 @@ public sealed class OpenApiDocumentTests : IAsyncLifetime
         Assert.True(JsonNode.DeepEquals(committed, served), "openapi/cmp-adapter.json is stale: run scripts/generate-openapi.sh and commit the result");
         Assert.Contains("/v1/keys", served["paths"]!.AsObject().Select(p => p.Key));
     }
+
+    [Fact]
+    public async Task A_completion_is_described_both_as_json_and_as_a_stream_of_chunks()
+    {
+        var server = await _bed.StartServerAsync();
+        using var client = server.CreateClient();
+        var served = JsonNode.Parse(await client.GetStringAsync("/openapi/v1.json"))!;
+
+        // SDK generators read the answer's type from here: a streamed body must not replace the plain one.
+        var answer = served["paths"]!["/v1/chat/completions"]!["post"]!["responses"]!["200"]!["content"]!;
+        Assert.EndsWith("/ChatCompletion", answer["application/json"]!["schema"]!["$ref"]!.GetValue<string>(), StringComparison.Ordinal);
+        Assert.NotNull(answer["text/event-stream"]!["schema"]!["properties"]!["choices"]!["items"]!["properties"]!["delta"]);
+        var model = served["paths"]!["/v1/models/{model}"]!["get"]!["responses"]!;
+        Assert.EndsWith("/ModelCard", model["200"]!["content"]!["application/json"]!["schema"]!["$ref"]!.GetValue<string>(), StringComparison.Ordinal);
+        Assert.NotNull(model["404"]);
+    }
 }

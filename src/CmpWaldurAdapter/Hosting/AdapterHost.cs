@@ -43,6 +43,10 @@ public static class AdapterHost
         builder.Services.AddAdapterWorkers(builder.Configuration);
         builder.Services.AddBuyerWebPages();
 
+        // The API document takes its JSON rules from these options: with the web defaults every number would be
+        // described as "integer or string", which client generators turn into untyped fields. Bodies are read by
+        // ApiRequests with options of its own, so this changes only the description.
+        builder.Services.ConfigureHttpJsonOptions(json => json.SerializerOptions.NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.Strict);
         builder.Services.AddOpenApi("v1", options => options.AddDocumentTransformer((document, _, _) =>
         {
             document.Info.Title = "CmpWaldurAdapter API";

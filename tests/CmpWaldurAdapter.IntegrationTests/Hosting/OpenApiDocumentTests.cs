@@ -51,4 +51,19 @@ public sealed class OpenApiDocumentTests : IAsyncLifetime
         Assert.EndsWith("/ModelCard", model["200"]!["content"]!["application/json"]!["schema"]!["$ref"]!.GetValue<string>(), StringComparison.Ordinal);
         Assert.NotNull(model["404"]);
     }
+
+    [Fact]
+    public async Task Numbers_are_described_as_numbers_for_client_generators()
+    {
+        var server = await _bed.StartServerAsync();
+        using var client = server.CreateClient();
+        var served = JsonNode.Parse(await client.GetStringAsync("/openapi/v1.json"))!;
+
+        var usage = served["components"]!["schemas"]!["ChatUsage"]!["properties"]!;
+        Assert.Equal("integer", usage["prompt_tokens"]!["type"]!.GetValue<string>());
+        Assert.Equal("integer", usage["credits_charged"]!["type"]!.GetValue<string>());
+        var types = served.ToJsonString();
+        Assert.DoesNotContain("\"integer\",\"string\"", types, StringComparison.Ordinal);
+        Assert.DoesNotContain("\"number\",\"string\"", types, StringComparison.Ordinal);
+    }
 }

@@ -13,8 +13,11 @@ public sealed class AnswerSettlements(IChatCredits credits, ILogger<AnswerSettle
 {
     private readonly ConcurrentDictionary<Task, byte> _pending = new();
 
-    /// <summary>Starts settling <paramref name="hold"/> in the background (<see cref="WhenSettledAsync"/> waits for it).</summary>
-    public void Settle(ChatHold hold)
+    /// <summary>
+    /// Starts settling <paramref name="hold"/> in the background (<see cref="WhenSettledAsync"/> waits for it). The task
+    /// returned ends once this settle has (it never fails: a settle that does is logged), for a caller that reads the ledger next.
+    /// </summary>
+    public Task Settle(ChatHold hold)
     {
         var settling = SettleAsync(hold);
         if (!settling.IsCompleted)
@@ -23,6 +26,8 @@ public sealed class AnswerSettlements(IChatCredits credits, ILogger<AnswerSettle
             _ = settling.ContinueWith(static (done, pending) => ((ConcurrentDictionary<Task, byte>)pending!).TryRemove(done, out _),
                 _pending, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         }
+
+        return settling;
     }
 
     /// <summary>Completes when every settle started before the call has ended (for callers that read the ledger next).</summary>

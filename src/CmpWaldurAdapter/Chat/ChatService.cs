@@ -207,29 +207,17 @@ public sealed partial class ChatService(
     private async Task<IResult> RunAsync(ChatRun run, CancellationToken cancellationToken)
     {
         // The caller may have been authenticated from memory; the hold re-checks the key and the subscription
-        // in the database, and a refusal or a newer subscription row sends us back to the database.
-        // Retrieval needs nothing from the hold, so it runs while the credits are held; its result is used only
-        // once they are, and dropped (never returned) when the hold is refused. The hold is sent first: its
-        // round trip is usually the longer, and building the retrieval's request then overlaps it (about a
-        // tenth of a millisecond off every answer).
-        var holding = credits.HoldAsync(run.Subscription, run.RequestId, new Credits.ApiKeyProof(run.Caller.Key.Id, run.Caller.Key.Hash), cancellationToken);
-        using var early = new Discardable(cancellationToken);
-        var preparing = early.RunAsync(token => PrepareAsync(run, token));
-        ChatHoldAttempt attempt;
-        try
-        {
-            attempt = await holding;
-        }
-        catch
-        {
-            await DiscardAsync(preparing, early);
-            throw;
-        }
-
+        // in the database, and a refusal or a newer subscription row sends us back to the database. The message is
+        // prepared while its credits are held (HeldPreparation), and prepared anew for a newer subscription row.
+        using var early = await HeldPreparation.StartAsync(
+            () => credits.HoldAsync(run.Subscription, run.RequestId, new Credits.ApiKeyProof(run.Caller.Key.Id, run.Caller.Key.Hash), cancellationToken),
+            token => PrepareAsync(run, token), logger, cancellationToken);
+        var attempt = early.Attempt;
+        var preparing = attempt.Hold is null ? null : early.Prepared;
         if (attempt.Refusal is Core.Credits.CreditRefusal.KeyRevoked or Core.Credits.CreditRefusal.SubscriptionNotServable
             || (attempt.Hold is not null && attempt.SubscriptionVersion != run.Subscription.Version))
         {
-            await DiscardAsync(preparing, early);
+            await early.DiscardAsync();
             keys.Forget(run.Subscription.Id);
             var (fresh, refusal) = await ApiCaller.AuthenticateSecretAsync(run.Http, keys, cancellationToken);
             if (refusal is not null || fresh!.Subscription.Id != run.Subscription.Id)
@@ -254,7 +242,6 @@ public sealed partial class ChatService(
 
         if (attempt.Hold is not { } hold)
         {
-            await DiscardAsync(preparing, early);
             // Not remembered: once credits are added, the same Idempotency-Key runs the message.
             await AbandonAsync(run);
             return attempt.Refusal switch
@@ -283,7 +270,7 @@ public sealed partial class ChatService(
             using var timeout = RunDeadline.Start(options.Value.RunTimeout, cancellationToken);
             var answer = await runtime.RunAsync(agent, timeout.Token);
             // Charged from here on: the settle runs while the answer is written (AnswerSettlements says why).
-            settlements.Settle(hold);
+            _ = settlements.Settle(hold);
             settled = true;
             metrics.AgentRuns.WithLabels(run.Offering.Slug, "api").Inc(); // the marketplace's run count
             var notice = await handoff.AfterAnswerAsync(run.Subscription, run.Conversation, run.Input, answer, run.NothingRetrieved);
@@ -317,26 +304,6 @@ public sealed partial class ChatService(
             {
                 await credits.ReleaseAsync(hold, CancellationToken.None);
             }
-        }
-    }
-
-    /// <summary>A preparation whose hold was refused (or whose subscription changed): cancelled, and its outcome ignored.</summary>
-    private async Task DiscardAsync(Task<AgentRequest>? preparing, Discardable early)
-    {
-        if (preparing is null)
-        {
-            return;
-        }
-
-        await early.DiscardAsync();
-        try
-        {
-            await preparing;
-        }
-        catch (Exception exception)
-        {
-            // Nothing of it is used: the hold decided what this request answers.
-            logger.LogDebug("A message's preparation was dropped after its hold: {Reason}", exception.Message);
         }
     }
 

@@ -107,23 +107,4 @@ public sealed class ChatRefusedHoldTests : IAsyncLifetime
     private static async Task<List<string>> RagflowCountsAsync(HttpClient http) =>
         [.. System.Text.RegularExpressions.Regex.Matches(await http.GetStringAsync("/metrics"), @"^cmp_upstream_requests_total\{upstream=""ragflow"",outcome=""(\w+)""\} (\d+)$", System.Text.RegularExpressions.RegexOptions.Multiline)
             .Select(m => $"{m.Groups[1].Value} {m.Groups[2].Value}").Order(StringComparer.Ordinal)];
-
-    /// <summary>The ledger's hold, answered once a retrieval has reached RAGFlow (and, before the first, what the test changes).</summary>
-    private sealed class HoldAfterRetrievalStarts(IChatCredits ledger, Func<int> retrievals, Func<Func<Task>?> beforeHold) : IChatCredits
-    {
-        public async Task<ChatHoldAttempt> HoldAsync(Subscription subscription, string requestId, ApiKeyProof? key, CancellationToken cancellationToken)
-        {
-            await Eventually.TrueAsync(() => retrievals() > 0, TimeSpan.FromSeconds(10), "the retrieval reaches RAGFlow while the credits are held");
-            if (beforeHold() is { } change)
-            {
-                await change();
-            }
-
-            return await ledger.HoldAsync(subscription, requestId, key, cancellationToken);
-        }
-
-        public Task<long> SettleAsync(ChatHold hold, CancellationToken cancellationToken) => ledger.SettleAsync(hold, cancellationToken);
-
-        public Task ReleaseAsync(ChatHold hold, CancellationToken cancellationToken) => ledger.ReleaseAsync(hold, cancellationToken);
-    }
 }

@@ -2,7 +2,7 @@ using System.Net;
 using System.Text.Json.Nodes;
 using CmpWaldurAdapter.Chat;
 using CmpWaldurAdapter.Credits;
-using CmpWaldurAdapter.Tenants;
+using CmpWaldurAdapter.Testing.Chat;
 using CmpWaldurAdapter.Testing.Hosting;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
@@ -128,45 +128,5 @@ public sealed class ChatSettleTests : IAsyncLifetime
         Assert.False(_gate.Reached.IsCompleted);
         var balance = await _bed.Services.GetRequiredService<CreditLedger>().BalanceAsync(me.Customer);
         Assert.Equal((10L, 0L), (balance.Balance, balance.Reserved));
-    }
-
-    /// <summary>Holds a settle until opened, or fails it.</summary>
-    private sealed class SettleGate
-    {
-        private readonly TaskCompletionSource _open = new(TaskCreationOptions.RunContinuationsAsynchronously);
-        private Exception? _failure;
-
-        public TaskCompletionSource ReachedSource { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
-
-        public Task Reached => ReachedSource.Task;
-
-        public void Open() => _open.TrySetResult();
-
-        public void Fail(Exception failure) => _failure = failure;
-
-        public async Task PassAsync()
-        {
-            ReachedSource.TrySetResult();
-            if (_failure is { } failure)
-            {
-                throw failure;
-            }
-
-            await _open.Task;
-        }
-    }
-
-    private sealed class GatedChatCredits(IChatCredits ledger, SettleGate gate) : IChatCredits
-    {
-        public Task<ChatHoldAttempt> HoldAsync(Subscription subscription, string requestId, ApiKeyProof? key, CancellationToken cancellationToken) =>
-            ledger.HoldAsync(subscription, requestId, key, cancellationToken);
-
-        public async Task<long> SettleAsync(ChatHold hold, CancellationToken cancellationToken)
-        {
-            await gate.PassAsync();
-            return await ledger.SettleAsync(hold, cancellationToken);
-        }
-
-        public Task ReleaseAsync(ChatHold hold, CancellationToken cancellationToken) => ledger.ReleaseAsync(hold, cancellationToken);
     }
 }

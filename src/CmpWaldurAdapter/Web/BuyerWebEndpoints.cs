@@ -153,6 +153,8 @@ public static partial class BuyerWebEndpoints
             return Refusal(answer);
         }
 
+        // The reply shows the month's usage from the ledger: read it once this answer's charge is written.
+        await answer.Settled.WaitAsync(cancellationToken);
         await using var db = await dbs.CreateDbContextAsync(cancellationToken);
         var used = await UsageTotals.ForSubscriptionAsync(db, caller.Subscription.Id, BillingPeriod.Of(clock.GetUtcNow()), cancellationToken);
         var balance = await ledger.BalanceAsync(caller.Subscription.CustomerId, cancellationToken);

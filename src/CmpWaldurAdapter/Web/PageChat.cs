@@ -17,6 +17,12 @@ public sealed record PageAnswer(string? Text, long Charged, int Status, string? 
     /// <summary>Set when this answer handed the conversation to a person: what the visitor is told.</summary>
     public string? Handoff { get; init; }
 
+    /// <summary>
+    /// Ends once the answer's charge is written (it is written while the answer is sent); a page that reads the
+    /// ledger for its reply waits for it. Never fails.
+    /// </summary>
+    public Task Settled { get; init; } = Task.CompletedTask;
+
     public bool Answered => Text is not null;
 
     public static PageAnswer Refused(int status, string error) => new(null, 0, status, error);
@@ -45,10 +51,11 @@ public interface IDemoAgent
 }
 
 /// <summary>
-/// <see cref="IPageChat"/> over the chat pipeline's parts: hold the chat price, prepare the turn as the API does
-/// (<see cref="AgentTurns"/>: the subscription's own knowledge base, flow and configuration), run it, settle on
-/// success, release on failure. The agent runtime, turns and demo agent are optional: without them the pages say
-/// the agent is unavailable instead of failing to start.
+/// <see cref="IPageChat"/> over the chat pipeline's parts, as the API answers: hold the chat price while the turn is
+/// prepared (<see cref="HeldPreparation"/>; <see cref="AgentTurns"/>: the subscription's own knowledge base, flow
+/// and configuration), run it, settle while the answer is sent (<see cref="AnswerSettlements"/>), release on failure.
+/// The agent runtime, turns and demo agent are optional: without them the pages say the agent is unavailable
+/// instead of failing to start.
 /// </summary>
 public sealed class AgentPageChat(
     IChatCredits credits,
@@ -59,6 +66,7 @@ public sealed class AgentPageChat(
     ILogger<AgentPageChat> logger,
     IAgentRuntime? runtime = null,
     AgentTurns? turns = null,
+    AnswerSettlements? settlements = null,
     IDemoAgent? demo = null,
     Capabilities.Handoff.HandoffService? handoff = null) : IPageChat
 {
@@ -101,15 +109,18 @@ public sealed class AgentPageChat(
             return PageAnswer.Refused(StatusCodes.Status404NotFound, $"The agent '{offering.Slug}' does not chat; nothing was charged.");
         }
 
-        if (runtime is null || turns is null)
+        if (runtime is null || turns is null || settlements is null)
         {
             return PageAnswer.Refused(StatusCodes.Status503ServiceUnavailable, "The agent is not available right now; nothing was charged.");
         }
 
-        var attempt = await credits.HoldAsync(subscription, requestId ?? $"{channel}:{Guid.NewGuid():N}", null, cancellationToken);
-        if (attempt.Hold is not { } hold)
+        using var early = await HeldPreparation.StartAsync(
+            () => credits.HoldAsync(subscription, requestId ?? $"{channel}:{Guid.NewGuid():N}", null, cancellationToken),
+            token => turns.PrepareAsync(subscription, offering, $"{subscription.ResourceUuid:N}:{channel}-{conversation}", message, new TurnSettings(), token),
+            logger, cancellationToken);
+        if (early.Attempt.Hold is not { } hold)
         {
-            return attempt.Refusal switch
+            return early.Attempt.Refusal switch
             {
                 Core.Credits.CreditRefusal.InsufficientCredits => PageAnswer.Refused(StatusCodes.Status402PaymentRequired, "Your organization has not enough credits left for this message. Ask your organization's owner to add credits."),
                 Core.Credits.CreditRefusal.OfferingNotCovered => PageAnswer.Refused(StatusCodes.Status402PaymentRequired, Api.ApiErrors.CreditNotCoveringAgent),
@@ -121,17 +132,19 @@ public sealed class AgentPageChat(
         var settled = false;
         try
         {
-            var turn = await turns.PrepareAsync(subscription, offering, $"{subscription.ResourceUuid:N}:{channel}-{conversation}", message, new TurnSettings(), cancellationToken);
+            var turn = await early.Prepared;
             using var timeout = RunDeadline.Start(chatOptions.Value.RunTimeout, cancellationToken);
             var answer = await runtime.RunAsync(turn.Request, timeout.Token);
-            var charged = await credits.SettleAsync(hold, CancellationToken.None);
+            // Charged from here on: the settle runs while the answer is sent, and charges the price held (AnswerSettlements).
+            var settling = settlements.Settle(hold);
             settled = true;
             metrics.AgentRuns.WithLabels(offering.Slug, channel).Inc();
             // Same rule as the API: unanswered questions or a request for a person escalate the conversation.
             var notice = handoff is null ? null : await handoff.AfterAnswerAsync(subscription, $"{channel}-{conversation}", message, answer, turn.NothingRetrieved);
-            return new PageAnswer(answer + ChatService.SourcesFooter(turn.Sources), charged, StatusCodes.Status200OK, null)
+            return new PageAnswer(answer + ChatService.SourcesFooter(turn.Sources), hold.Credits, StatusCodes.Status200OK, null)
             {
                 Handoff = notice?.Message,
+                Settled = settling,
             };
         }
         catch (Exception exception) when (exception is AgentUnavailableException or OperationCanceledException && !cancellationToken.IsCancellationRequested)

@@ -343,6 +343,29 @@ public sealed class BuyerPagesTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Markup_in_a_message_and_in_the_agents_answer_shows_as_text_and_runs_nothing()
+    {
+        var subscription = await _bed.AddSubscriptionAsync(credits: 20);
+        var key = await _bed.PublishableKeyAsync(subscription.Id);
+        await using var site = await HostPage.StartAsync(_bed.Url, key);
+        await _bed.AllowDomainsAsync(subscription.Id, $"127.0.0.1:{site.Port}");
+        const string markup = """<img src=x onerror="window.cmpInjected=1"><a href="javascript:window.cmpInjected=2">open</a>""";
+
+        var page = await _browser.NewPageAsync();
+        await page.GotoAsync($"http://127.0.0.1:{site.Port}/");
+        await page.Locator("[data-cmp-widget] .launcher").ClickAsync();
+        await page.Locator("[data-cmp-widget] input").FillAsync(markup);
+        await page.Locator("[data-cmp-widget] input").PressAsync("Enter");
+
+        // The agent echoes what it was sent: the visitor's message and the answer are both shown as the text they are.
+        await Expect(page.Locator("[data-cmp-widget] .messages li.bot").Nth(1)).ToHaveTextAsync($"Ada: you said {markup}");
+        await Expect(page.Locator("[data-cmp-widget] .messages li").Nth(1)).ToHaveTextAsync(markup);
+        await Expect(page.Locator("[data-cmp-widget] .messages img")).ToHaveCountAsync(0);
+        await Expect(page.Locator("[data-cmp-widget] .messages a")).ToHaveCountAsync(0);
+        Assert.Equal("none", await page.EvaluateAsync<string>("() => String(window.cmpInjected ?? 'none')"));
+    }
+
+    [Fact]
     public async Task The_marketplace_tabs_filter_the_cards_and_show_price_and_runs()
     {
         using (var visitor = new HttpClient { BaseAddress = _bed.Url })

@@ -83,6 +83,13 @@ public static class BuyerWebServiceCollectionExtensions
             {
                 var headers = http.Response.Headers;
                 headers.XContentTypeOptions = "nosniff";
+                // A browser that reached the adapter over HTTPS once never tries plain HTTP for it again, where a network
+                // attacker could answer. Sent only over HTTPS, as the standard requires, so plain-HTTP setups are unaffected.
+                if (http.Request.IsHttps)
+                {
+                    headers.StrictTransportSecurity = "max-age=31536000";
+                }
+
                 if (http.Response.ContentType?.StartsWith("text/html", StringComparison.Ordinal) == true)
                 {
                     headers.ContentSecurityPolicy = PageSecurityPolicy;

@@ -95,6 +95,23 @@ public sealed class BrowserFacingSecurityTests : IAsyncDisposable
         Assert.Equal("nosniff", tryPage.Headers.GetValues("X-Content-Type-Options").Single());
     }
 
+    [Theory]
+    [InlineData("/healthz")]
+    [InlineData("/v1/models")]
+    public async Task Answers_over_https_tell_browsers_to_keep_to_https_and_plain_http_ones_do_not(string path)
+    {
+        var bed = await StartAsync();
+        using var browser = Browser(bed);
+        using var secure = new HttpRequestMessage(HttpMethod.Get, path);
+        secure.Headers.Add("X-Forwarded-Proto", "https");
+
+        var overHttps = await browser.SendAsync(secure);
+        var overHttp = await browser.GetAsync(path);
+
+        Assert.Equal("max-age=31536000", overHttps.Headers.GetValues("Strict-Transport-Security").Single());
+        Assert.False(overHttp.Headers.Contains("Strict-Transport-Security"));
+    }
+
     [Fact]
     public async Task Console_cookies_are_http_only_strict_and_secure_when_the_ingress_says_https()
     {

@@ -110,6 +110,17 @@ public sealed class ConsoleAccess(
     public static bool IsCrossSiteNavigation(HttpRequest request) =>
         (HttpMethods.IsGet(request.Method) || HttpMethods.IsHead(request.Method)) && request.Headers["Sec-Fetch-Site"] == "cross-site";
 
+    /// <summary>
+    /// The name of the subscription's organization (the Waldur customer), or null while the adapter has none recorded:
+    /// what tells a buyer's own console from another organization's, shown in the console header and the switch question.
+    /// </summary>
+    public async Task<string?> OrganizationAsync(Subscription subscription, CancellationToken cancellationToken)
+    {
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        var name = await db.Customers.AsNoTracking().Where(c => c.Id == subscription.CustomerId).Select(c => c.Name).SingleOrDefaultAsync(cancellationToken);
+        return name is { Length: > 0 } ? name : null;
+    }
+
     /// <summary>Issues the session cookie for the caller's subscription at its current link version.</summary>
     public void StartSession(HttpContext http, ConsoleCaller caller)
     {

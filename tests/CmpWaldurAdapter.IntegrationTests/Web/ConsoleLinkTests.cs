@@ -1,4 +1,5 @@
 using System.Net;
+using System.Text.RegularExpressions;
 using CmpWaldurAdapter.Testing.Web;
 using CmpWaldurAdapter.Web;
 using Microsoft.EntityFrameworkCore;
@@ -87,6 +88,27 @@ public sealed class ConsoleLinkTests : IAsyncLifetime
         Assert.Contains("Beta desk", await browser.GetStringAsync("/console"));
         // The session's own link, opened again, needs no question.
         Assert.Equal(HttpStatusCode.Redirect, (await browser.GetAsync(theirLink)).StatusCode);
+    }
+
+    /// <summary>
+    /// A link signs straight in when no other session is live (buyers arrive from HomePort, another site), so the
+    /// console says whose it is: a buyer sent someone else's link sees at once the console is not their organization's.
+    /// </summary>
+    [Fact]
+    public async Task An_opened_console_names_its_organization_in_the_header_encoded()
+    {
+        var theirs = await NamedAsync(await _bed.AddSubscriptionAsync(), "Beta desk", "Mallory <b>& Co</b>");
+        using var browser = await ConsoleBrowser.OpenAsync(_bed.Url, await _bed.ConsoleLinkAsync(theirs.Id));
+
+        var page = await browser.GetStringAsync("/console");
+
+        var header = Regex.Match(page, "<header class=\"agent-head\">(.*?)</header>", RegexOptions.Singleline);
+        Assert.True(header.Success, "no console header in: " + page);
+        var organization = Regex.Match(header.Groups[1].Value, "<p [^>]*id=\"console-organization\"[^>]*>(.*?)</p>", RegexOptions.Singleline);
+        Assert.True(organization.Success, "no organization in the header: " + header.Value);
+        Assert.Contains("Mallory &lt;b&gt;&amp; Co&lt;/b&gt;", organization.Groups[1].Value);
+        Assert.DoesNotContain("<b>", header.Value);
+        Assert.Contains("Mallory <b>& Co</b>", WebUtility.HtmlDecode(Regex.Replace(organization.Groups[1].Value, "<[^>]+>", string.Empty)));
     }
 
     [Fact]

@@ -72,6 +72,9 @@ public sealed class IndexModel(
 
     public CatalogueEntry Offering { get; private set; } = null!;
 
+    /// <summary>The subscription's organization (Waldur customer), or null while none is recorded: the header shows whose console this is.</summary>
+    public string? Organization { get; private set; }
+
     public JsonObject Configuration { get; private set; } = [];
 
     public IReadOnlyList<ConsoleSetting> Settings { get; private set; } = [];
@@ -499,6 +502,7 @@ public sealed class IndexModel(
         await using var db = await dbs.CreateDbContextAsync(cancellationToken);
         Subscription = await db.Subscriptions.AsNoTracking().SingleAsync(s => s.Id == caller.Subscription.Id, cancellationToken);
         Offering = settings.OfferingOf(Subscription) ?? throw new InvalidOperationException("This agent's offering is not served by this adapter right now.");
+        Organization = await access.OrganizationAsync(Subscription, cancellationToken);
         Configuration = ConsoleSettings.ConfigurationOf(Subscription);
         Settings = ConsoleSettings.SettingsOf(Offering);
         Keys = await keys.ListAsync(Subscription.Id, cancellationToken);

@@ -397,14 +397,14 @@ public static partial class BuyerWebEndpoints
         PageAnswer? answer = null;
         try
         {
-            // Before anything is charged or sent upstream: the address's minute, whatever tokens it holds, and the buyer's cap.
+            // Before anything is charged or sent upstream: the address's day and minute, whatever tokens it holds, and the buyer's cap.
             var takenAt = clock.GetUtcNow();
             switch (await limits.TakeMessageAsync(subscriptionId, ClientAddress.Of(http), web.WidgetDailyMessageCap, takenAt, cancellationToken))
             {
                 case (WidgetLimit.DailyCap, var untilTomorrow):
                     return ApiErrors.TooManyRequests(untilTomorrow, _ => "This assistant has answered all the messages it can for today. Please come back tomorrow.", "daily_limit_reached");
                 case (_, var wait):
-                    return ApiErrors.TooManyRequests(wait, seconds => $"Too many messages from your network; wait {seconds} s.");
+                    return ApiErrors.TooManyRequests(wait, seconds => $"Too many messages from your network; wait {Wait(seconds)}.");
             }
 
             try
@@ -442,7 +442,12 @@ public static partial class BuyerWebEndpoints
         return Results.Content(body, "application/json", Encoding.UTF8);
     }
 
-    private static string Wait(int seconds) => seconds <= 60 ? $"{seconds} s" : $"{(seconds + 59) / 60} minutes";
+    private static string Wait(int seconds) => seconds switch
+    {
+        <= 60 => $"{seconds} s",
+        <= 90 * 60 => $"{(seconds + 59) / 60} minutes",
+        _ => $"{(seconds + 3599) / 3600} hours", // the address's day: minutes by the hundred say little
+    };
 
     /// <summary>
     /// CORS preflight: any origin may ask, because the real request is checked against the subscription's

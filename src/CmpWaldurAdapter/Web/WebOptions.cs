@@ -111,6 +111,16 @@ public sealed class WebOptions : IValidatableObject
     public int WidgetMessagesPerAddressPerMinute { get; set; } = 20;
 
     /// <summary>
+    /// Widget messages one client address may send per subscription per day (UTC), counted like
+    /// <see cref="WidgetMessagesPerAddressPerMinute"/>: without it one address sending at that rate uses up the buyer's
+    /// daily cap in under an hour (or, with no cap, spends the organization's credits all day). Like the other
+    /// per-address limits it cannot be turned off; a large value loosens it. A message counts
+    /// when taken, as for the minute: one that is then not answered (no credits, say) is not given back.
+    /// </summary>
+    [Range(1, int.MaxValue)]
+    public int WidgetMessagesPerAddressPerDay { get; set; } = 200;
+
+    /// <summary>
     /// Take the client address and scheme from <c>X-Forwarded-For</c>/<c>X-Forwarded-Proto</c> (set it only when
     /// the adapter is reachable solely through a reverse proxy or ingress that sets them): the per-address limits
     /// of the try page and the widget then count real visitors, not the proxy.

@@ -5,7 +5,7 @@ namespace CmpWaldurAdapter.Web;
 /// <summary>Which widget limit refused a message.</summary>
 public enum WidgetLimit
 {
-    /// <summary><see cref="WebOptions.WidgetMessagesPerAddressPerMinute"/>.</summary>
+    /// <summary><see cref="WebOptions.WidgetMessagesPerAddressPerMinute"/> or <see cref="WebOptions.WidgetMessagesPerAddressPerDay"/>.</summary>
     MessagesPerAddress,
 
     /// <summary>The buyer's <see cref="BuyerWebSettings.WidgetDailyMessageCap"/>.</summary>
@@ -14,7 +14,7 @@ public enum WidgetLimit
 
 /// <summary>
 /// The widget's limits that a publishable key cannot escape by minting visitor tokens: sessions and messages per
-/// subscription per client address, and the buyer's daily message cap per subscription. They guard the
+/// subscription per client address (messages per minute and per day, so one address cannot use up the day), and the buyer's daily message cap per subscription. They guard the
 /// organization's shared credits, so they are database <see cref="AllowanceCounters"/> (fixed clock windows) and
 /// hold across replicas; the per-visitor burst limit (<see cref="VisitorRateLimiter"/>) comes on top.
 /// </summary>
@@ -25,14 +25,19 @@ public sealed class WidgetLimits(AllowanceCounters counters, IOptions<WebOptions
         (await counters.TakeAsync([SessionRule(subscriptionId, address)], cancellationToken))?.RetryAfter;
 
     /// <summary>
-    /// Takes one message of the address's minute and one of the subscription's day, both or neither, counted at
+    /// Takes one message of the address's day and minute and one of the subscription's day, all or none, counted at
     /// <paramref name="now"/>. The day is counted without a cap too, so a cap set at noon counts the morning's messages.
     /// </summary>
     public async Task<(WidgetLimit Limit, TimeSpan RetryAfter)?> TakeMessageAsync(Guid subscriptionId, string address, int? dailyCap, DateTimeOffset now, CancellationToken cancellationToken)
     {
-        var perAddress = new AllowanceRule(AllowanceCounters.Key($"widget-address|{subscriptionId:N}|{address}"), options.Value.WidgetMessagesPerAddressPerMinute, TimeSpan.FromMinutes(1), Fixed: true);
-        return await counters.TakeAsync([perAddress, DayRule(subscriptionId, dailyCap)], now, cancellationToken) is { } refusal
-            ? (refusal.Rule == perAddress ? WidgetLimit.MessagesPerAddress : WidgetLimit.DailyCap, refusal.RetryAfter)
+        // The address's rules come before the subscription's day, so a message they refuse never takes (even for a
+        // moment) one of the day's messages another visitor could have had; a refusal of the day gives theirs back.
+        // The address's day comes first: its Retry-After (midnight) is the one worth telling when both are full.
+        var addressDay = new AllowanceRule(AllowanceCounters.Key($"widget-address-day|{subscriptionId:N}|{address}"), options.Value.WidgetMessagesPerAddressPerDay, TimeSpan.FromDays(1), Fixed: true);
+        var addressMinute = new AllowanceRule(AllowanceCounters.Key($"widget-address|{subscriptionId:N}|{address}"), options.Value.WidgetMessagesPerAddressPerMinute, TimeSpan.FromMinutes(1), Fixed: true);
+        var day = DayRule(subscriptionId, dailyCap);
+        return await counters.TakeAsync([addressDay, addressMinute, day], now, cancellationToken) is { } refusal
+            ? (refusal.Rule == day ? WidgetLimit.DailyCap : WidgetLimit.MessagesPerAddress, refusal.RetryAfter)
             : null;
     }
 

@@ -25,6 +25,7 @@ public sealed class WidgetLimitReplicaTests : IAsyncLifetime
         _bed.Settings["Web:TrustForwardedHeaders"] = "true";
         _bed.Settings["Web:WidgetSessionsPerAddressPerHour"] = "3";
         _bed.Settings["Web:WidgetMessagesPerAddressPerMinute"] = "4";
+        _bed.Settings["Web:WidgetMessagesPerAddressPerDay"] = "6";
         await _bed.StartAsync();
         _first = new HttpClient { BaseAddress = _bed.Url };
         _second = new HttpClient { BaseAddress = (await _bed.StartReplicaAsync()).Url };
@@ -63,6 +64,28 @@ public sealed class WidgetLimitReplicaTests : IAsyncLifetime
         Assert.Equal(4, statuses.Count(s => s == HttpStatusCode.OK));
         Assert.All(statuses.Skip(4), s => Assert.Equal(HttpStatusCode.TooManyRequests, s));
         Assert.Equal(4, await _bed.QueryAsync(db => db.LedgerEntries.CountAsync(e => e.SubscriptionId == subscription && e.Kind == LedgerEntryKind.Charge)));
+    }
+
+    [Fact]
+    public async Task An_addresss_messages_of_the_day_alternating_between_two_replicas_are_counted_once()
+    {
+        var (subscription, key) = await WidgetAsync();
+        var token = JsonNode.Parse(await (await WidgetRequests.SessionAsync(_first, key, "203.0.113.7")).Content.ReadAsStringAsync())!["token"]!.GetValue<string>();
+
+        // Four a minute for two minutes, alternating: the address's six for the day in all, not six per replica.
+        var statuses = new List<HttpStatusCode>();
+        for (var i = 0; i < 8; i++)
+        {
+            statuses.Add((await WidgetRequests.ChatAsync(i % 2 == 0 ? _first : _second, token, "203.0.113.7", $"message {i}")).StatusCode);
+            if (i == 3)
+            {
+                _bed.Clock!.Advance(TimeSpan.FromMinutes(1));
+            }
+        }
+
+        Assert.Equal([.. Enumerable.Repeat(HttpStatusCode.OK, 6), HttpStatusCode.TooManyRequests, HttpStatusCode.TooManyRequests], statuses);
+        Assert.Equal(6, await _bed.QueryAsync(db => db.LedgerEntries.CountAsync(e => e.SubscriptionId == subscription && e.Kind == LedgerEntryKind.Charge)));
+        Assert.Equal(6, await _bed.QueryAsync(db => db.Allowances.Where(a => a.Key == $"widget-day|{subscription:N}").Select(a => a.Used).SingleAsync()));
     }
 
     [Fact]

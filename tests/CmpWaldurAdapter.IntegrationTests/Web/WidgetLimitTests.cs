@@ -32,6 +32,7 @@ public sealed partial class WidgetLimitTests : IAsyncLifetime
         _bed.Settings["Web:TrustForwardedHeaders"] = "true";
         _bed.Settings["Web:WidgetSessionsPerAddressPerHour"] = "3";
         _bed.Settings["Web:WidgetMessagesPerAddressPerMinute"] = "4";
+        _bed.Settings["Web:WidgetMessagesPerAddressPerDay"] = "6";
         _bed.Settings["Web:WidgetMessagesPerMinute"] = "2";
         _bed.Settings["Web:TryMessagesPerAddress"] = "7";
         await _bed.StartAsync();
@@ -153,6 +154,48 @@ public sealed partial class WidgetLimitTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.ChatAsync(client, token, Here, "one")).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.ChatAsync(client, token, Here, "two")).StatusCode);
         Assert.Equal(2, await Charges(subscription));
+    }
+
+    [Fact]
+    public async Task One_address_cannot_use_up_the_daily_cap_its_refused_messages_take_none_of_it_and_other_addresses_still_chat()
+    {
+        var (subscription, key) = await WidgetAsync();
+        await _bed.Services.GetRequiredService<BuyerWebStore>().UpdateAsync(subscription, s => s.WidgetDailyMessageCap = 8, CancellationToken.None);
+        using var client = _bed.Server.CreateClient();
+        var token = await TokenAsync(client, key, Here);
+
+        // Two a minute (within the visitor's burst and the address's minute) until the address's six for the day are used.
+        for (var sent = 0; sent < 6; sent++)
+        {
+            Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.ChatAsync(client, token, Here, $"message {sent}")).StatusCode);
+            if (sent % 2 == 1)
+            {
+                _bed.Clock!.Advance(TimeSpan.FromMinutes(1));
+            }
+        }
+
+        // A new minute, but the address's day is used up: refused like its minute (rate_limit_exceeded), until midnight UTC.
+        var refused = await WidgetRequests.ChatAsync(client, token, Here, "seventh");
+        Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
+        Assert.Equal(TimeSpan.FromHours(12) - TimeSpan.FromMinutes(3), refused.Headers.RetryAfter!.Delta);
+        Assert.Equal(Origin, refused.Headers.GetValues("Access-Control-Allow-Origin").Single());
+        var error = JsonNode.Parse(await refused.Content.ReadAsStringAsync())!["error"]!;
+        Assert.Equal("rate_limit_exceeded", error["code"]!.GetValue<string>());
+        Assert.Equal("Too many messages from your network; wait 12 hours.", error["message"]!.GetValue<string>());
+
+        // More tokens from the same address change nothing, and the refusals took none of the subscription's eight.
+        Assert.Equal(HttpStatusCode.TooManyRequests, (await WidgetRequests.ChatAsync(client, await TokenAsync(client, key, Here), Here, "new token")).StatusCode);
+        Assert.Equal(6, await _bed.Services.GetRequiredService<WidgetLimits>().MessagesTodayAsync(subscription, CancellationToken.None));
+        Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.ChatAsync(client, await TokenAsync(client, key, Elsewhere), Elsewhere, "seven")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.ChatAsync(client, await TokenAsync(client, key, "192.0.2.5"), "192.0.2.5", "eight")).StatusCode);
+        var capped = await WidgetRequests.ChatAsync(client, await TokenAsync(client, key, "192.0.2.6"), "192.0.2.6", "nine");
+        Assert.Equal("daily_limit_reached", JsonNode.Parse(await capped.Content.ReadAsStringAsync())!["error"]!["code"]!.GetValue<string>());
+        Assert.Equal(8, _bed.Agent.Runs.Count);
+        Assert.Equal(8, await Charges(subscription));
+
+        // The next day (UTC) the address has its six again.
+        _bed.Clock!.Advance(TimeSpan.FromHours(12) - TimeSpan.FromMinutes(3));
+        Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.ChatAsync(client, await TokenAsync(client, key, Here), Here, "tomorrow")).StatusCode);
     }
 
     [Fact]
@@ -299,6 +342,7 @@ public sealed partial class WidgetLimitTests : IAsyncLifetime
 
     [Theory]
     [InlineData("WidgetMessagesPerAddressPerMinute", "0")]
+    [InlineData("WidgetMessagesPerAddressPerDay", "0")]
     [InlineData("WidgetSessionsPerAddressPerHour", "0")]
     [InlineData("ForwardedProxies", "0")]
     [InlineData("ForwardedProxies", "11")]

@@ -294,7 +294,8 @@ public static partial class BuyerWebEndpoints
         // The visitor id names the conversation (the agent's memory, the handoff), so a renewal keeps it.
         var resumed = ResumedVisitor(tokens, request.Previous, caller, origin, options.Value);
         var visitor = resumed ?? Guid.NewGuid().ToString("N");
-        var token = tokens.Create(WidgetVisitorPurpose, lifetime, caller.Subscription.Id.ToString("N"), caller.Key.Id.ToString("N"), origin, visitor);
+        // The key's prefix names its current value (not secret, new on regenerate), so a regenerated key ends its tokens.
+        var token = tokens.Create(WidgetVisitorPurpose, lifetime, caller.Subscription.Id.ToString("N"), caller.Key.Id.ToString("N"), caller.Key.Prefix, origin, visitor);
         var configuration = ConsoleSettings.ConfigurationOf(caller.Subscription);
         return Results.Json(new
         {
@@ -311,12 +312,13 @@ public static partial class BuyerWebEndpoints
     /// <summary>
     /// The visitor id of the previous session's token, when it is ours (signed, so a visitor cannot name another's
     /// conversation), expired at most <see cref="WebOptions.WidgetConversationResumeWindow"/> ago, and issued for the
-    /// same subscription, key and origin; null otherwise (a new conversation).
+    /// same subscription, key (and key value) and origin; null otherwise (a new conversation).
     /// </summary>
     private static string? ResumedVisitor(SignedTokens tokens, string? previous, AuthenticatedKey caller, string origin, WebOptions options) =>
-        tokens.Read(WidgetVisitorPurpose, previous, 4, options.WidgetConversationResumeWindow) is [var subscription, var key, var boundOrigin, var visitor]
+        tokens.Read(WidgetVisitorPurpose, previous, 5, options.WidgetConversationResumeWindow) is [var subscription, var key, var keyPrefix, var boundOrigin, var visitor]
         && subscription == caller.Subscription.Id.ToString("N")
         && key == caller.Key.Id.ToString("N")
+        && keyPrefix == caller.Key.Prefix
         && string.Equals(boundOrigin, origin, StringComparison.Ordinal)
         && Guid.TryParseExact(visitor, "N", out _)
             ? visitor
@@ -332,7 +334,8 @@ public static partial class BuyerWebEndpoints
 
         var header = http.Request.Headers.Authorization.ToString();
         var token = header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header[7..].Trim() : null;
-        if (tokens.Read(WidgetVisitorPurpose, token, 4) is not [var subscriptionText, var keyText, var boundOrigin, var visitor]
+        // A token issued before tokens named the key's value (four fields) is refused here too: the widget starts a new session.
+        if (tokens.Read(WidgetVisitorPurpose, token, 5) is not [var subscriptionText, var keyText, var keyPrefix, var boundOrigin, var visitor]
             || !Guid.TryParseExact(subscriptionText, "N", out var subscriptionId) || !Guid.TryParseExact(keyText, "N", out var keyId))
         {
             return ApiErrors.Problem(StatusCodes.Status401Unauthorized, "The widget session is missing or has expired; reload the page.", "invalid_request_error", "invalid_visitor_token");
@@ -346,11 +349,11 @@ public static partial class BuyerWebEndpoints
 
         await using var db = await dbs.CreateDbContextAsync(cancellationToken);
         var subscription = await db.Subscriptions.AsNoTracking().SingleOrDefaultAsync(s => s.Id == subscriptionId, cancellationToken);
-        var keyLive = await db.ApiKeys.AnyAsync(k => k.Id == keyId && k.SubscriptionId == subscriptionId && k.RevokedAt == null, cancellationToken);
+        var keyLive = await db.ApiKeys.AnyAsync(k => k.Id == keyId && k.SubscriptionId == subscriptionId && k.RevokedAt == null && k.Prefix == keyPrefix, cancellationToken);
         var web = await store.GetAsync(subscriptionId, cancellationToken);
         if (subscription is null || !keyLive || !OriginRules.Allows(web.AllowedDomainList, origin))
         {
-            // The key was revoked or the domain removed since the session started: stop at once.
+            // The key was revoked or regenerated or the domain removed since the session started: stop at once.
             return ApiErrors.Problem(StatusCodes.Status403Forbidden, "The widget is no longer enabled on this website.", "invalid_request_error", "origin_not_allowed");
         }
 

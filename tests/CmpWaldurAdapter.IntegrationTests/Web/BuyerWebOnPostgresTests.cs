@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json.Nodes;
+using CmpWaldurAdapter.ApiKeys;
 using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Testing.Web;
 using CmpWaldurAdapter.Web;
@@ -39,6 +40,25 @@ public sealed class BuyerWebOnPostgresTests : IAsyncLifetime
         var session = await browser.SendAsync(request);
         Assert.Equal(HttpStatusCode.OK, session.StatusCode);
         Assert.NotNull(JsonNode.Parse(await session.Content.ReadAsStringAsync())!["token"]);
+    }
+
+    [Fact]
+    public async Task Regenerating_a_publishable_key_in_the_console_ends_its_widget_sessions_at_once()
+    {
+        var subscription = await _bed.AddSubscriptionAsync(credits: 10);
+        await _bed.AllowDomainsAsync(subscription.Id, "shop.example.com");
+        var created = await _bed.Services.GetRequiredService<ApiKeyService>().CreateAsync(subscription.Id, ApiKeyKind.Publishable, "widget", CancellationToken.None);
+        using var client = _bed.Server.CreateClient();
+        var session = await WidgetRequests.SessionAsync(client, created.Plaintext, "203.0.113.7");
+        var token = JsonNode.Parse(await session.Content.ReadAsStringAsync())!["token"]!.GetValue<string>();
+        Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.ChatAsync(client, token, "203.0.113.7", "hi")).StatusCode);
+
+        using var browser = await ConsoleBrowser.OpenAsync(_bed.Url, await _bed.ConsoleLinkAsync(subscription.Id));
+        var page = await browser.GetStringAsync("/console?tab=keys");
+        Assert.Equal(HttpStatusCode.OK, (await browser.PostAsync("/console?handler=RegenerateKey", ConsoleBrowser.Form(page, ("id", created.Key.Id.ToString())))).StatusCode);
+
+        Assert.Equal(HttpStatusCode.Forbidden, (await WidgetRequests.ChatAsync(client, token, "203.0.113.7", "hi again")).StatusCode);
+        Assert.Single(_bed.Agent.Runs);
     }
 
     [Fact]

@@ -1,6 +1,9 @@
 using System.Net;
 using System.Text.Json.Nodes;
+using CmpWaldurAdapter.ApiKeys;
 using CmpWaldurAdapter.Testing.Web;
+using CmpWaldurAdapter.Web;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace CmpWaldurAdapter.IntegrationTests.Web;
 
@@ -64,6 +67,42 @@ public sealed class WidgetConversationTests : IAsyncLifetime
         var (late, lateResumed) = await SessionAsync(client, key, third);
         Assert.False(lateResumed);
         Assert.NotEqual(conversation, await SessionIdAsync(client, late));
+    }
+
+    [Fact]
+    public async Task Regenerating_the_key_ends_its_visitor_tokens_at_once_and_a_token_from_before_they_named_the_value_gets_a_new_session()
+    {
+        var subscription = await _bed.AddSubscriptionAsync(credits: 100);
+        await _bed.AllowDomainsAsync(subscription.Id, "shop.example.com");
+        var keys = _bed.Services.GetRequiredService<ApiKeyService>();
+        var created = await keys.CreateAsync(subscription.Id, ApiKeyKind.Publishable, "widget", CancellationToken.None);
+        using var client = _bed.Server.CreateClient();
+        var (token, _) = await SessionAsync(client, created.Plaintext, null);
+        var conversation = await SessionIdAsync(client, token);
+
+        var regenerated = (await keys.RegenerateAsync(subscription.Id, created.Key.Id, CancellationToken.None))!.Plaintext;
+
+        // The old value's token is refused at once, not when it expires; nothing reaches the agent.
+        var runs = _bed.Agent.Runs.Count;
+        var refused = await WidgetRequests.ChatAsync(client, token, Here, "still there?");
+        Assert.Equal(HttpStatusCode.Forbidden, refused.StatusCode);
+        Assert.Equal("origin_not_allowed", JsonNode.Parse(await refused.Content.ReadAsStringAsync())!["error"]!["code"]!.GetValue<string>());
+        Assert.Equal(runs, _bed.Agent.Runs.Count);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await WidgetRequests.SessionAsync(client, created.Plaintext, Here)).StatusCode);
+        // The new value starts sessions; the old value's token does not carry its conversation over.
+        var (fresh, resumed) = await SessionAsync(client, regenerated, token);
+        Assert.False(resumed);
+        Assert.NotEqual(conversation, await SessionIdAsync(client, fresh));
+
+        // A token issued before tokens named the key's value (subscription, key id, origin, visitor) is refused as
+        // invalid, the 401 after which the widget starts a new session, which works.
+        var old = _bed.Services.GetRequiredService<SignedTokens>().Create("WidgetVisitor", TimeSpan.FromMinutes(15),
+            subscription.Id.ToString("N"), created.Key.Id.ToString("N"), WidgetRequests.Origin, Guid.NewGuid().ToString("N"));
+        var invalid = await WidgetRequests.ChatAsync(client, old, Here, "from before the deploy");
+        Assert.Equal(HttpStatusCode.Unauthorized, invalid.StatusCode);
+        Assert.Equal("invalid_visitor_token", JsonNode.Parse(await invalid.Content.ReadAsStringAsync())!["error"]!["code"]!.GetValue<string>());
+        var (renewed, _) = await SessionAsync(client, regenerated, old);
+        await SessionIdAsync(client, renewed);
     }
 
     private static async Task<(string Token, bool Resumed)> SessionAsync(HttpClient client, string key, string? previous, string origin = WidgetRequests.Origin)

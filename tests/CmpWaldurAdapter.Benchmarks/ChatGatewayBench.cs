@@ -128,29 +128,14 @@ internal static class ChatGatewayBench
         Console.WriteLine($"adapter process peak resident set {peak / 1024 / 1024} MB; " + string.Join("; ", targets));
         if (record is not null)
         {
-            var text = new StringBuilder();
-            text.AppendLine(CultureInfo.InvariantCulture, $"\n## {DateTimeOffset.UtcNow:yyyy-MM-dd HH:mm} UTC — chat gateway ({provider})\n");
-            text.AppendLine(CultureInfo.InvariantCulture, $"- Machine: {Machine.Describe()}");
-            text.AppendLine(CultureInfo.InvariantCulture, $"- Command: `{Environment.GetEnvironmentVariable("BENCH_COMMAND") ?? "CmpWaldurAdapter.Benchmarks " + string.Join(' ', Environment.GetCommandLineArgs().Skip(1))}`");
-            text.AppendLine(CultureInfo.InvariantCulture, $"- Load: plain (non-streamed) completions, {subscriptions} subscriptions (own keys and organizations), database {provider}; .NET {Environment.Version}. Latency: {paced} requests per path sent at a steady {rate}/s (open loop: never waiting for earlier answers). Throughput: {requests} requests per path from {workers} clients sending back to back (closed loop).");
-            text.AppendLine("- `cmp-adapter serve` runs as its own process; the load generator and the product's emulators (CmpWaldurAdapter.Emulators) run in the benchmark's process; every subscriber was ordered in the Waldur emulator and provisioned by the adapter on the Langflow and RAGFlow emulators. The straight path runs the tenant's own flow with its own Langflow key; the adapter path adds authentication, rate limit, credit hold, retrieval from the tenant's dataset, the same run, and settlement. The floor (ProxyFloor, its own process) makes the same retrieval and run per message with nothing else: no ledger, checks, resilience, metrics or logs; the gap between it and the adapter is the adapter's own.");
-            text.AppendLine(CultureInfo.InvariantCulture, $"- Adapter memory: peak resident set (VmHWM) of the `cmp-adapter serve` process over its whole life (start, provisioning, warm-up and both loads): {peak / 1024 / 1024} MB.\n");
-            text.AppendLine("| Path | Load | Requests | Seconds | Requests/s | p50 ms | p99 ms |");
-            text.AppendLine("|---|---|---:|---:|---:|---:|---:|");
-            foreach (var row in rows)
-            {
-                text.AppendLine(row);
-            }
-
-            text.AppendLine();
-            text.AppendLine("Targets: " + string.Join("; ", targets) + ".");
-            if (failures.Count > 0)
-            {
-                text.AppendLine("FAILURES: " + string.Join("; ", failures));
-            }
-
-            await File.AppendAllTextAsync(record, text.ToString());
-            Console.WriteLine($"Recorded in {record}");
+            await BenchRecord.AppendAsync(record, $"chat gateway ({provider})",
+            [
+                $"Load: plain (non-streamed) completions, {subscriptions} subscriptions (own keys and organizations), database {provider}; .NET {Environment.Version}. Latency: {paced} requests per path sent at a steady {rate}/s (open loop: never waiting for earlier answers). Throughput: {requests} requests per path from {workers} clients sending back to back (closed loop).",
+                "`cmp-adapter serve` runs as its own process; the load generator and the product's emulators (CmpWaldurAdapter.Emulators) run in the benchmark's process; every subscriber was ordered in the Waldur emulator and provisioned by the adapter on the Langflow and RAGFlow emulators. The straight path runs the tenant's own flow with its own Langflow key; the adapter path adds authentication, rate limit, credit hold, retrieval from the tenant's dataset, the same run, and settlement. The floor (ProxyFloor, its own process) makes the same retrieval and run per message with nothing else: no ledger, checks, resilience, metrics or logs; the gap between it and the adapter is the adapter's own.",
+                $"Adapter memory: peak resident set (VmHWM) of the `cmp-adapter serve` process over its whole life (start, provisioning, warm-up and both loads): {peak / 1024 / 1024} MB.",
+            ],
+            ["| Path | Load | Requests | Seconds | Requests/s | p50 ms | p99 ms |", "|---|---|---:|---:|---:|---:|---:|", .. rows],
+            targets, failures);
         }
 
         foreach (var failure in failures)

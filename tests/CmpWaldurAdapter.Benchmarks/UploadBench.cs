@@ -121,29 +121,14 @@ internal static class UploadBench
         Console.WriteLine($"adapter peak resident set: {before / MB} MB after warm-up, {after / MB} MB after the uploads (growth {growth / MB} MB); " + string.Join("; ", targets));
         if (record is not null)
         {
-            var text = new StringBuilder();
-            text.AppendLine(CultureInfo.InvariantCulture, $"\n## {DateTimeOffset.UtcNow:yyyy-MM-dd HH:mm} UTC — knowledge uploads\n");
-            text.AppendLine(CultureInfo.InvariantCulture, $"- Machine: {Machine.Describe()}");
-            text.AppendLine(CultureInfo.InvariantCulture, $"- Command: `{Environment.GetEnvironmentVariable("BENCH_COMMAND") ?? "CmpWaldurAdapter.Benchmarks " + string.Join(' ', Environment.GetCommandLineArgs().Skip(1))}`");
-            text.AppendLine(CultureInfo.InvariantCulture, $"- Load: `POST /v1/knowledge/documents` (multipart, one text file per request, secret key) over {subscriptions} subscriptions, database Postgres; .NET {Environment.Version}. {rounds} rounds of {uploads} concurrent large files ({sizeNote}), then {small} files of {smallKb} KB from {workers} clients sending back to back. Warm-up: {workers * 4} small files.");
-            text.AppendLine("- `cmp-adapter serve` runs as its own process; the load generator and the product's emulators run in the benchmark's process. The RAGFlow emulator reads every byte sent and keeps the first 1 MB of each file (its recorded size is the size sent, checked against the file's).");
-            text.AppendLine(CultureInfo.InvariantCulture, $"- Adapter memory: peak resident set (VmHWM) of the `cmp-adapter serve` process after start, provisioning and warm-up: {before / MB} MB; after the uploads: {after / MB} MB; growth {growth / MB} MB, with {inFlight / MB} MB in flight at once. Peak after each phase in the last column.\n");
-            text.AppendLine("| Phase | Done | Size each | Seconds | MB/s through the adapter | p50 ms | p99 ms | Adapter peak MB |");
-            text.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|");
-            foreach (var row in rows)
-            {
-                text.AppendLine(row);
-            }
-
-            text.AppendLine();
-            text.AppendLine("Targets: " + string.Join("; ", targets) + ".");
-            if (errors.Count > 0)
-            {
-                text.AppendLine("FAILURES: " + string.Join("; ", errors.Distinct().Take(5)));
-            }
-
-            await File.AppendAllTextAsync(record, text.ToString());
-            Console.WriteLine($"Recorded in {record}");
+            await BenchRecord.AppendAsync(record, "knowledge uploads",
+            [
+                $"Load: `POST /v1/knowledge/documents` (multipart, one text file per request, secret key) over {subscriptions} subscriptions, database Postgres; .NET {Environment.Version}. {rounds} rounds of {uploads} concurrent large files ({sizeNote}), then {small} files of {smallKb} KB from {workers} clients sending back to back. Warm-up: {workers * 4} small files.",
+                "`cmp-adapter serve` runs as its own process; the load generator and the product's emulators run in the benchmark's process. The RAGFlow emulator reads every byte sent and keeps the first 1 MB of each file (its recorded size is the size sent, checked against the file's).",
+                $"Adapter memory: peak resident set (VmHWM) of the `cmp-adapter serve` process after start, provisioning and warm-up: {before / MB} MB; after the uploads: {after / MB} MB; growth {growth / MB} MB, with {inFlight / MB} MB in flight at once. Peak after each phase in the last column.",
+            ],
+            ["| Phase | Done | Size each | Seconds | MB/s through the adapter | p50 ms | p99 ms | Adapter peak MB |", "|---|---:|---:|---:|---:|---:|---:|---:|", .. rows],
+            targets, [.. errors.Distinct().Take(5)]);
         }
 
         foreach (var error in errors.Distinct().Take(10))

@@ -186,6 +186,34 @@ public sealed class WidgetRenewalTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_message_whose_session_is_refused_is_sent_once_more_in_a_new_session_without_bothering_the_visitor()
+    {
+        var page = await OpenNewSubscriptionsSiteAsync(pageClock: false);
+        await OpenChatAsync(page);
+
+        // The adapter refuses the session the widget holds, as it refuses a token an older adapter issued.
+        var refused = 0;
+        await page.RouteAsync("**/widget/v1/chat", route =>
+            route.Request.Method == "POST" && Interlocked.Increment(ref refused) == 1
+                ? route.FulfillAsync(new RouteFulfillOptions
+                {
+                    Status = 401,
+                    Headers = new Dictionary<string, string> { ["Access-Control-Allow-Origin"] = "*" },
+                    ContentType = "application/json",
+                    Body = """{"error":{"message":"The widget session is missing or has expired; reload the page.","type":"invalid_request_error","code":"invalid_visitor_token","param":null}}""",
+                })
+                : route.FallbackAsync());
+
+        await SendAsync(page, "Where is my order?");
+
+        await Expect(Messages(page).Last).ToHaveTextAsync("Ada: you said Where is my order?");
+        await Expect(Error(page)).ToBeEmptyAsync();
+        await Expect(Retry(page)).ToHaveCountAsync(0);
+        Assert.Equal(2, refused);
+        Assert.Equal(["Where is my order?"], _bed.Agent.Runs.Select(r => r.Input));
+    }
+
+    [Fact]
     public async Task A_retry_of_a_message_whose_answer_was_lost_shows_that_answer_and_the_organization_is_charged_once()
     {
         var subscription = await _bed.AddSubscriptionAsync(credits: 20);

@@ -259,11 +259,11 @@
     });
 
     // Sends a message already shown (and kept) as item; its answer comes right after it.
-    function deliver(item, message, before) {
+    function deliver(item, message, before, renewed) {
       error.textContent = '';
       send.disabled = true;
       var pending = show('bot', '…', item.nextSibling);
-      ready(before)
+      return ready(before)
         .then(function (s) { return post('widget/v1/chat', { message: message.text, id: message.id }, s.token); })
         .then(function (data) {
           pending.textContent = data.answer;
@@ -273,7 +273,12 @@
         })
         .catch(function (e) {
           list.removeChild(pending);
-          if (e.status === 401) { session = null; }
+          if (e.status === 401) {
+            session = null;
+            // The session was refused (issued by an older adapter, say): a new one and one more send before the
+            // visitor sees an error. Nothing was charged for the refused send, and the message keeps its id.
+            if (!renewed) { return deliver(item, message, before, true); }
+          }
           error.textContent = e.message;
           if (retryable(e)) {
             message.failed = e.message;

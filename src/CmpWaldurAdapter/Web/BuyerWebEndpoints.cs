@@ -64,7 +64,7 @@ public static partial class BuyerWebEndpoints
     /// before its session is replaced: a link is a login, and one sent by someone else (their own agent's) must not
     /// quietly put the buyer in a console where what they upload or paste goes to that someone.
     /// </summary>
-    private static async Task<IResult> OpenConsoleAsync(HttpContext http, [Microsoft.AspNetCore.Mvc.FromQuery(Name = "t")] string? token, ConsoleAccess console, IAntiforgery antiforgery, CancellationToken cancellationToken)
+    private static async Task<IResult> OpenConsoleAsync(HttpContext http, [Microsoft.AspNetCore.Mvc.FromQuery(Name = "t")] string? token, ConsoleAccess console, IAntiforgery antiforgery, IDbContextFactory<AdapterDbContext> dbs, CancellationToken cancellationToken)
     {
         http.Response.Headers.CacheControl = "no-store";
         var hidden = ConsoleAccess.MayHideSession(http.Request);
@@ -85,8 +85,9 @@ public static partial class BuyerWebEndpoints
         if (hidden || (current is not null && current.Subscription.Id != opening.Subscription.Id))
         {
             var form = antiforgery.GetAndStoreTokens(http);
-            var next = await DescribeAsync(console, opening, cancellationToken);
-            var now = current is null ? null : await DescribeAsync(console, current, cancellationToken);
+            await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+            var next = await DescribeAsync(db, opening, cancellationToken);
+            var now = current is null ? null : await DescribeAsync(db, current, cancellationToken);
             return Results.Content(ConsoleAccess.PlainPage(
                 "Switch console?",
                 "<h1>Switch to another agent's console?</h1>"
@@ -103,7 +104,7 @@ public static partial class BuyerWebEndpoints
     }
 
     /// <summary>The buyer's answer to "switch console?": only from that page (its anti-forgery token), never from another site.</summary>
-    private static async Task<IResult> SwitchConsoleAsync(HttpContext http, ConsoleAccess console, IAntiforgery antiforgery, CancellationToken cancellationToken)
+    private static async Task<IResult> SwitchConsoleAsync(HttpContext http, ConsoleAccess console, IAntiforgery antiforgery, IDbContextFactory<AdapterDbContext> dbs, CancellationToken cancellationToken)
     {
         http.Response.Headers.CacheControl = "no-store";
         if (!http.Request.HasFormContentType || !await antiforgery.IsRequestValidAsync(http))
@@ -123,9 +124,9 @@ public static partial class BuyerWebEndpoints
     }
 
     /// <summary>"Name (organization)", HTML-encoded: the organization is what tells a buyer's own agent from another's.</summary>
-    private static async Task<string> DescribeAsync(ConsoleAccess console, ConsoleCaller caller, CancellationToken cancellationToken)
+    private static async Task<string> DescribeAsync(AdapterDbContext db, ConsoleCaller caller, CancellationToken cancellationToken)
     {
-        var organization = await console.OrganizationAsync(caller.Subscription, cancellationToken);
+        var organization = await ConsoleAccess.OrganizationAsync(db, caller.Subscription, cancellationToken);
         return WebUtility.HtmlEncode(organization is null ? caller.Subscription.Name : $"{caller.Subscription.Name} ({organization})");
     }
 

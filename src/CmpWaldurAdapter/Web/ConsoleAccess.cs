@@ -114,9 +114,8 @@ public sealed class ConsoleAccess(
     /// The name of the subscription's organization (the Waldur customer), or null while the adapter has none recorded:
     /// what tells a buyer's own console from another organization's, shown in the console header and the switch question.
     /// </summary>
-    public async Task<string?> OrganizationAsync(Subscription subscription, CancellationToken cancellationToken)
+    public static async Task<string?> OrganizationAsync(AdapterDbContext db, Subscription subscription, CancellationToken cancellationToken)
     {
-        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
         var name = await db.Customers.AsNoTracking().Where(c => c.Id == subscription.CustomerId).Select(c => c.Name).SingleOrDefaultAsync(cancellationToken);
         return name is { Length: > 0 } ? name : null;
     }

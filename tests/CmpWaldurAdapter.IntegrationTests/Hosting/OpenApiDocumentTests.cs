@@ -19,9 +19,7 @@ public sealed class OpenApiDocumentTests : IAsyncLifetime
     [Fact]
     public async Task The_committed_api_description_matches_the_endpoints()
     {
-        var server = await _bed.StartServerAsync();
-        using var client = server.CreateClient();
-        var served = JsonNode.Parse(await client.GetStringAsync("/openapi/v1.json"))!;
+        var served = await ServedDocumentAsync();
         var path = UpstreamSpecs.PathOf("openapi/cmp-adapter.json");
         var rendered = served.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }) + "\n";
 
@@ -39,9 +37,7 @@ public sealed class OpenApiDocumentTests : IAsyncLifetime
     [Fact]
     public async Task A_completion_is_described_both_as_json_and_as_a_stream_of_chunks()
     {
-        var server = await _bed.StartServerAsync();
-        using var client = server.CreateClient();
-        var served = JsonNode.Parse(await client.GetStringAsync("/openapi/v1.json"))!;
+        var served = await ServedDocumentAsync();
 
         // SDK generators read the answer's type from here: a streamed body must not replace the plain one.
         var answer = served["paths"]!["/v1/chat/completions"]!["post"]!["responses"]!["200"]!["content"]!;
@@ -55,9 +51,7 @@ public sealed class OpenApiDocumentTests : IAsyncLifetime
     [Fact]
     public async Task Numbers_are_described_as_numbers_for_client_generators()
     {
-        var server = await _bed.StartServerAsync();
-        using var client = server.CreateClient();
-        var served = JsonNode.Parse(await client.GetStringAsync("/openapi/v1.json"))!;
+        var served = await ServedDocumentAsync();
 
         var usage = served["components"]!["schemas"]!["ChatUsage"]!["properties"]!;
         Assert.Equal("integer", usage["prompt_tokens"]!["type"]!.GetValue<string>());
@@ -65,5 +59,13 @@ public sealed class OpenApiDocumentTests : IAsyncLifetime
         var types = served.ToJsonString();
         Assert.DoesNotContain("\"integer\",\"string\"", types, StringComparison.Ordinal);
         Assert.DoesNotContain("\"number\",\"string\"", types, StringComparison.Ordinal);
+    }
+
+    /// <summary>The API document the running adapter serves.</summary>
+    private async Task<JsonNode> ServedDocumentAsync()
+    {
+        var server = await _bed.StartServerAsync();
+        using var client = server.CreateClient();
+        return JsonNode.Parse(await client.GetStringAsync("/openapi/v1.json"))!;
     }
 }

@@ -502,7 +502,7 @@ public sealed class IndexModel(
         await using var db = await dbs.CreateDbContextAsync(cancellationToken);
         Subscription = await db.Subscriptions.AsNoTracking().SingleAsync(s => s.Id == caller.Subscription.Id, cancellationToken);
         Offering = settings.OfferingOf(Subscription) ?? throw new InvalidOperationException("This agent's offering is not served by this adapter right now.");
-        Organization = await access.OrganizationAsync(Subscription, cancellationToken);
+        Organization = await ConsoleAccess.OrganizationAsync(db, Subscription, cancellationToken);
         Configuration = ConsoleSettings.ConfigurationOf(Subscription);
         Settings = ConsoleSettings.SettingsOf(Offering);
         Keys = await keys.ListAsync(Subscription.Id, cancellationToken);

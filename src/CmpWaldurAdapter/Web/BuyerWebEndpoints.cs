@@ -403,7 +403,8 @@ public static partial class BuyerWebEndpoints
         {
             // Before anything is charged or sent upstream: the address's day and minute, whatever tokens it holds, and the buyer's cap.
             var takenAt = clock.GetUtcNow();
-            switch (await limits.TakeMessageAsync(subscriptionId, ClientAddress.Of(http), web.WidgetDailyMessageCap, takenAt, cancellationToken))
+            var address = ClientAddress.Of(http);
+            switch (await limits.TakeMessageAsync(subscriptionId, address, web.WidgetDailyMessageCap, takenAt, cancellationToken))
             {
                 case (WidgetLimit.DailyCap, var untilTomorrow):
                     return ApiErrors.TooManyRequests(untilTomorrow, _ => "This assistant has answered all the messages it can for today. Please come back tomorrow.", "daily_limit_reached");
@@ -419,7 +420,7 @@ public static partial class BuyerWebEndpoints
             {
                 if (answer?.Answered != true)
                 {
-                    await limits.GiveBackDailyAsync(subscriptionId, takenAt); // nothing was charged (or the visitor left first)
+                    await limits.GiveBackDailyAsync(subscriptionId, address, takenAt); // nothing was charged (or the visitor left first)
                 }
             }
         }

@@ -33,7 +33,7 @@ public sealed class WidgetLimits(AllowanceCounters counters, IOptions<WebOptions
         // The address's rules come before the subscription's day, so a message they refuse never takes (even for a
         // moment) one of the day's messages another visitor could have had; a refusal of the day gives theirs back.
         // The address's day comes first: its Retry-After (midnight) is the one worth telling when both are full.
-        var addressDay = new AllowanceRule(AllowanceCounters.Key($"widget-address-day|{subscriptionId:N}|{address}"), options.Value.WidgetMessagesPerAddressPerDay, TimeSpan.FromDays(1), Fixed: true);
+        var addressDay = AddressDayRule(subscriptionId, address);
         var addressMinute = new AllowanceRule(AllowanceCounters.Key($"widget-address|{subscriptionId:N}|{address}"), options.Value.WidgetMessagesPerAddressPerMinute, TimeSpan.FromMinutes(1), Fixed: true);
         var day = DayRule(subscriptionId, dailyCap);
         return await counters.TakeAsync([addressDay, addressMinute, day], now, cancellationToken) is { } refusal
@@ -42,10 +42,12 @@ public sealed class WidgetLimits(AllowanceCounters counters, IOptions<WebOptions
     }
 
     /// <summary>
-    /// A message that was not answered (nothing charged) does not count against the buyer's daily cap, unless the
-    /// day it was counted in has ended; <paramref name="takenAt"/>: the instant it was taken at.
+    /// A message that was not answered (nothing charged) counts against neither the buyer's daily cap nor the
+    /// address's day, unless the day it was counted in has ended; <paramref name="takenAt"/>: the instant it was taken
+    /// at. Its minute stays taken, so retries during an outage still pace themselves.
     /// </summary>
-    public Task GiveBackDailyAsync(Guid subscriptionId, DateTimeOffset takenAt) => counters.GiveBackAsync([DayRule(subscriptionId, null).Key], takenAt);
+    public Task GiveBackDailyAsync(Guid subscriptionId, string address, DateTimeOffset takenAt) =>
+        counters.GiveBackAsync([AddressDayRule(subscriptionId, address).Key, DayRule(subscriptionId, null).Key], takenAt);
 
     /// <summary>Widget messages of the subscription today (UTC), for the console.</summary>
     public async Task<int> MessagesTodayAsync(Guid subscriptionId, CancellationToken cancellationToken)
@@ -56,6 +58,9 @@ public sealed class WidgetLimits(AllowanceCounters counters, IOptions<WebOptions
 
     private AllowanceRule SessionRule(Guid subscriptionId, string address) =>
         new(AllowanceCounters.Key($"widget-session|{subscriptionId:N}|{address}"), options.Value.WidgetSessionsPerAddressPerHour, TimeSpan.FromHours(1), Fixed: true);
+
+    private AllowanceRule AddressDayRule(Guid subscriptionId, string address) =>
+        new(AllowanceCounters.Key($"widget-address-day|{subscriptionId:N}|{address}"), options.Value.WidgetMessagesPerAddressPerDay, TimeSpan.FromDays(1), Fixed: true);
 
     private static AllowanceRule DayRule(Guid subscriptionId, int? cap) => new($"widget-day|{subscriptionId:N}", cap ?? int.MaxValue, TimeSpan.FromDays(1), Fixed: true);
 }

@@ -199,6 +199,41 @@ public sealed partial class WidgetLimitTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Messages_the_agent_did_not_answer_take_nothing_of_the_address_day_or_the_daily_cap()
+    {
+        var (subscription, key) = await WidgetAsync();
+        await _bed.Services.GetRequiredService<BuyerWebStore>().UpdateAsync(subscription, s => s.WidgetDailyMessageCap = 6, CancellationToken.None);
+        using var client = _bed.Server.CreateClient();
+        var token = await TokenAsync(client, key, Here);
+
+        // An outage: two messages unanswered (their minute stays taken, so retries pace themselves).
+        _bed.Agent.RunFails = true;
+        for (var sent = 0; sent < 2; sent++)
+        {
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, (await WidgetRequests.ChatAsync(client, token, Here, $"lost {sent}")).StatusCode);
+        }
+
+        Assert.Equal(0, await _bed.Services.GetRequiredService<WidgetLimits>().MessagesTodayAsync(subscription, CancellationToken.None));
+
+        // Back up: the address still has all six of its day, and the buyer's cap all six.
+        _bed.Agent.RunFails = false;
+        for (var sent = 0; sent < 6; sent++)
+        {
+            if (sent % 2 == 0)
+            {
+                _bed.Clock!.Advance(TimeSpan.FromMinutes(1));
+            }
+
+            Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.ChatAsync(client, token, Here, $"message {sent}")).StatusCode);
+        }
+
+        _bed.Clock!.Advance(TimeSpan.FromMinutes(1));
+        Assert.Equal(HttpStatusCode.TooManyRequests, (await WidgetRequests.ChatAsync(client, token, Here, "seventh")).StatusCode);
+        Assert.Equal(6, await _bed.Services.GetRequiredService<WidgetLimits>().MessagesTodayAsync(subscription, CancellationToken.None));
+        Assert.Equal(6, await Charges(subscription));
+    }
+
+    [Fact]
     public async Task A_cap_set_during_the_day_counts_the_messages_answered_before_it()
     {
         var (subscription, key) = await WidgetAsync();

@@ -112,6 +112,19 @@ public sealed class ConsoleLinkTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_console_whose_organization_has_no_name_recorded_says_so_instead_of_leaving_it_blank()
+    {
+        var unnamed = await NamedAsync(await _bed.AddSubscriptionAsync(), "Gamma desk", string.Empty);
+        using var browser = await ConsoleBrowser.OpenAsync(_bed.Url, await _bed.ConsoleLinkAsync(unnamed.Id));
+
+        var page = await browser.GetStringAsync("/console");
+
+        var organization = Regex.Match(page, "<p [^>]*id=\"console-organization\"[^>]*>(.*?)</p>", RegexOptions.Singleline);
+        Assert.True(organization.Success, "no organization in: " + page);
+        Assert.Equal("Organization: <em>not recorded</em>", Regex.Replace(organization.Groups[1].Value.Trim(), "\\s+", " "));
+    }
+
+    [Fact]
     public async Task A_console_link_followed_from_another_site_is_asked_for_again_from_the_adapters_own_site_before_anything_is_decided()
     {
         var subscription = await _bed.AddSubscriptionAsync();

@@ -112,7 +112,8 @@ public sealed class ParseMonitor(
                     : "The document is no longer in the knowledge base; the connector's next sync adds it again.";
                 await knowledge.ReleaseHoldsAsync([document], "the document left the knowledge base before it was parsed");
             }
-            else if (document.Status == ParseStates.Unstart && document.ParseAttempts == 0 && ParseStates.MayParse(ParseStates.FromRagflow(state.Run)))
+            else if (document.Status == ParseStates.Unstart && ParseStates.MayParse(ParseStates.FromRagflow(state.Run))
+                && (document.ParseAttempts == 0 || AwaitsRestart(document, state)))
             {
                 toStart.Add(document);
             }
@@ -555,7 +556,23 @@ public sealed class ParseMonitor(
             return;
         }
 
-        await knowledge.Ragflow.ParseDocumentsAsync(tenant.DatasetId, request, cancellationToken);
+        try
+        {
+            await knowledge.Ragflow.ParseDocumentsAsync(tenant.DatasetId, request, cancellationToken);
+        }
+        catch (Exception exception) when (exception is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            // Stopped, so RAGFlow now says CANCEL, which the next poll would take for a stop made in RAGFlow and close the
+            // document for good. Left not started instead (see AwaitsRestart), the start path parses it again; and the
+            // failure stays this document's, so the poll goes on to the others and saves their states.
+            document.Status = ParseStates.Unstart;
+            document.Progress = 0;
+            document.Error = null;
+            logger.LogWarning(exception, "Restarting the stuck parse of document {DocumentId} of subscription {SubscriptionId} failed; the next poll starts it again",
+                document.Id, tenant.SubscriptionId);
+            return;
+        }
+
         document.Status = ParseStates.Running;
         document.Progress = 0;
         document.Error = null;
@@ -563,6 +580,14 @@ public sealed class ParseMonitor(
         document.ParseAttempts++;
         logger.LogWarning("Parse of document {DocumentId} of subscription {SubscriptionId} made no progress for {StuckAfter}: stopped and started again", document.Id, tenant.SubscriptionId, stuckAfter);
     }
+
+    /// <summary>
+    /// A stuck parse the watchdog stopped whose restart failed (<see cref="RestartStuckAsync"/>): recorded not started
+    /// after its first attempt while RAGFlow reports the stop's CANCEL. The start path parses it again, which counts
+    /// the restart (attempt 2), so a parse stuck once more is failed, not restarted again.
+    /// </summary>
+    private static bool AwaitsRestart(KnowledgeDocument document, Document state) =>
+        document.ParseAttempts == 1 && ParseStates.FromRagflow(state.Run) == ParseStates.Cancel;
 
     /// <summary>RAGFlow's progress_msg is a log, one line per step; the failure reason is its last line.</summary>
     internal static string FailureReason(string? progressLog)

@@ -141,6 +141,40 @@ public abstract class KnowledgeLifecycleTests(DatabaseProvider provider) : IAsyn
     }
 
     [Fact]
+    public async Task A_stuck_parse_whose_restart_fails_once_is_parsed_again_by_the_next_poll_and_does_not_stop_the_others()
+    {
+        var clock = _bed.Credits.Clock!;
+        await _bed.UploadAsync(("first.pdf", "%PDF-1.4 first"), ("second.pdf", "%PDF-1.4 second"));
+        var ragflowIds = _bed.Ragflow.Documents(_bed.DatasetId).Select(d => d["id"]!.GetValue<string>()).ToList();
+        clock.Advance(TimeSpan.FromMinutes(31));
+        // RAGFlow POSTs are not retried: the first restart's parse request fails after its stop went through.
+        _bed.Ragflow.Fail("POST", $"/api/v1/datasets/{_bed.DatasetId}/chunks", 503, times: 1);
+
+        await _bed.PollAsync();
+
+        // Both were stopped; the one whose restart failed waits to be parsed again, the other restarted in the same poll.
+        Assert.Equal(2, _bed.Ragflow.Count("DELETE", $"/api/v1/datasets/{_bed.DatasetId}/chunks"));
+        var rows = await _bed.RowsAsync();
+        Assert.Equal(
+            [(ParseStates.Running, 2, (string?)null), (ParseStates.Unstart, 1, null)],
+            rows.Select(r => (r.Status, r.ParseAttempts, r.Error)).OrderBy(r => r.Status == ParseStates.Unstart));
+
+        await _bed.PollAsync();
+
+        Assert.All(await _bed.RowsAsync(), r => Assert.Equal((ParseStates.Running, 2, (string?)null), (r.Status, r.ParseAttempts, r.Error)));
+        Assert.All(ragflowIds, id => Assert.Equal(2, _bed.Ragflow.ParseRequests(id)));
+        Assert.All(_bed.Ragflow.Documents(_bed.DatasetId), d => Assert.Equal("RUNNING", d["run"]!.GetValue<string>()));
+
+        _bed.Ragflow.FinishParsing(_bed.DatasetId);
+        await _bed.PollAsync();
+        await _bed.PollAsync();
+
+        Assert.All(await _bed.DocumentsAsync(), d => Assert.Equal(("done", 5L), (d!["status"]!.GetValue<string>(), d["credits_charged"]!.GetValue<long>())));
+        Assert.Equal(2, await _bed.RagChargesAsync());
+        Assert.Equal(90, await _bed.AvailableAsync());
+    }
+
+    [Fact]
     public async Task A_long_parse_that_keeps_making_progress_is_left_to_finish_and_only_a_stalled_one_is_restarted()
     {
         var clock = _bed.Credits.Clock!;

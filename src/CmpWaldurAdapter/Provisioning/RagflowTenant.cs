@@ -11,7 +11,7 @@ namespace CmpWaldurAdapter.Provisioning;
 /// cannot keep buyers apart (one key reaches every dataset), so dataset ids come only from subscription rows
 /// and every lookup is by the name derived from the subscription's own resource.
 /// </summary>
-public sealed class RagflowTenant(IRagflowApi ragflow, AdoptedDocuments adoptedDocuments, ParseMonitor parses, ILogger<RagflowTenant> logger)
+public sealed class RagflowTenant(IRagflowApi ragflow, KnowledgeBase knowledge, AdoptedDocuments adoptedDocuments, ParseMonitor parses, ILogger<RagflowTenant> logger)
 {
     /// <summary>How many "name(n)" twins a lookup probes: RAGFlow numbers them from 1 without gaps.</summary>
     private const int MaxTwins = 10;
@@ -51,6 +51,7 @@ public sealed class RagflowTenant(IRagflowApi ragflow, AdoptedDocuments adoptedD
         var adopted = dataset is not null;
         if (dataset is null)
         {
+            await ForgetDocumentsAsync(subscription.Id, cancellationToken);
             var created = (await ragflow.CreateDatasetAsync(CreateRequest(name, subscription.ResourceUuid), cancellationToken))?.Data
                 ?? throw new TransientProvisioningException("RAGFlow answered the create with no dataset.");
             if (string.Equals(created.Name, name, StringComparison.OrdinalIgnoreCase))
@@ -90,6 +91,24 @@ public sealed class RagflowTenant(IRagflowApi ragflow, AdoptedDocuments adoptedD
 
         subscription.RagflowDatasetId = dataset.Id;
         context.Note("Your private knowledge base is ready for your documents.");
+    }
+
+    /// <summary>
+    /// Before a new, empty dataset is made: no dataset is named for the resource, so the subscription's documents are gone
+    /// with the one it had (deleted by its Terminate, or in RAGFlow itself). Their records would otherwise list them as
+    /// there, count them against the document limit, have chat search an empty dataset, and keep connector pages
+    /// "unchanged" so no sync brought them back. They are forgotten here, not at Terminate: this one point covers a
+    /// Restore and the reconciler rebuilding a dataset lost in RAGFlow, and a terminated subscription keeps the record of
+    /// how each parse ended. Done before the create, so a crash after it adopts the new dataset with nothing stale left.
+    /// Charges stay in the ledger; holds of parses still open are given back first.
+    /// </summary>
+    private async Task ForgetDocumentsAsync(Guid subscriptionId, CancellationToken cancellationToken)
+    {
+        await parses.CloseForRemovalAsync(subscriptionId, null, cancellationToken);
+        if (await knowledge.ForgetAllAsync(subscriptionId, cancellationToken) is > 0 and var forgotten)
+        {
+            logger.LogWarning("Forgot {Count} document record(s) of subscription {SubscriptionId}: its RAGFlow dataset is gone and a new, empty one is made", forgotten, subscriptionId);
+        }
     }
 
     private async Task RecordDocumentsAsync(Guid subscriptionId, string datasetId, CancellationToken cancellationToken)

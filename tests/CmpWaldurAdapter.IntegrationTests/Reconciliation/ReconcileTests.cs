@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json.Nodes;
 using CmpWaldurAdapter.Cli;
 using CmpWaldurAdapter.Core.Catalogue;
+using CmpWaldurAdapter.Core.Credits;
 using CmpWaldurAdapter.Credits;
 using CmpWaldurAdapter.IntegrationTests.Tenants;
 using CmpWaldurAdapter.Knowledge.Documents;
@@ -130,6 +131,43 @@ public sealed class ReconcileTests : IAsyncLifetime
         var again = await ReconcileAsync();
         Assert.Equal(ExitCodes.Success, again.Exit);
         Assert.Empty(again.Report["drifts"]!.AsArray());
+    }
+
+    [Fact]
+    public async Task A_dataset_lost_in_ragflow_is_built_again_empty_its_documents_forgotten_a_parse_in_flight_given_back_and_charges_kept()
+    {
+        var resource = await _bed.SubscribeAsync();
+        var subscription = await _bed.SubscriptionAsync(resource);
+        var ledger = _bed.Services.GetRequiredService<CreditLedger>();
+        await ledger.GrantAsync(subscription.CustomerId, 100, "test funding");
+        await UploadAsync(subscription.Id, "done.txt");
+        _bed.Ragflow.FinishParsing(subscription.RagflowDatasetId!);
+        await _bed.Services.GetRequiredService<ParseMonitor>().PollAsync(CancellationToken.None);
+        await UploadAsync(subscription.Id, "parsing.txt");
+        // Deleted in RAGFlow behind the adapter's back, with both documents and the parse in flight.
+        await _bed.Services.GetRequiredService<IRagflowApi>().DeleteDatasetsAsync(new DeleteByIdsRequest { Ids = [subscription.RagflowDatasetId!] }, CancellationToken.None);
+
+        var run = await ReconcileAsync();
+
+        Assert.Equal("Fixed", Outcome(Assert.Single(Drifts(run.Report, "MissingTenant"))));
+        var rebuilt = (await _bed.SubscriptionAsync(resource)).RagflowDatasetId!;
+        Assert.NotEqual(subscription.RagflowDatasetId, rebuilt);
+        Assert.Empty(_bed.Ragflow.Documents(rebuilt));
+        Assert.Empty(await _bed.QueryAsync(db => db.KnowledgeDocuments.AsNoTracking().Where(d => d.SubscriptionId == subscription.Id).ToListAsync()));
+        // The done parse stays charged; the one in flight is not, and its hold is given back now, not when it would expire.
+        var charge = Assert.Single(await _bed.QueryAsync(db => db.LedgerEntries.AsNoTracking().Where(e => e.SubscriptionId == subscription.Id && e.Kind == LedgerEntryKind.Charge).ToListAsync()));
+        Assert.Equal(5, charge.Credits);
+        var balance = await ledger.BalanceAsync(subscription.CustomerId);
+        Assert.Equal((95L, 0L), (balance.Balance, balance.Reserved));
+    }
+
+    private async Task UploadAsync(Guid subscriptionId, string name)
+    {
+        var knowledge = _bed.Services.GetRequiredService<KnowledgeBase>();
+        var tenant = await knowledge.TenantAsync(subscriptionId, forWrite: true, CancellationToken.None);
+        await using var holds = await knowledge.EnsureRoomAsync(tenant, 1, 0, CancellationToken.None);
+        var file = KnowledgeFile.FromBytes(name, "text/plain", System.Text.Encoding.UTF8.GetBytes($"The text of {name}."));
+        Assert.Single(await knowledge.AddAsync(tenant, [(file, DocumentOrigin.Upload)], holds, CancellationToken.None));
     }
 
     [Fact]

@@ -396,6 +396,23 @@ public sealed class KnowledgeBase(
         await ReleaseHoldsAsync(documents, reason);
     }
 
+    /// <summary>
+    /// Forgets every document record of the subscription, connector pages with their versions (the next sync adds
+    /// them again), when its dataset is gone from RAGFlow with them. Call it only once their parses are closed
+    /// (<see cref="ParseMonitor.CloseForRemovalAsync"/>): no hold is given back here. Returns how many it forgot.
+    /// </summary>
+    internal async Task<int> ForgetAllAsync(Guid subscriptionId, CancellationToken cancellationToken)
+    {
+        int forgotten;
+        await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
+        {
+            forgotten = await db.KnowledgeDocuments.Where(d => d.SubscriptionId == subscriptionId).ExecuteDeleteAsync(CancellationToken.None);
+        }
+
+        presence.Emptied(subscriptionId);
+        return forgotten;
+    }
+
     /// <summary>Gives back the parse holds of documents that will not be charged (failed, deleted, replaced); one that cannot be given back now expires.</summary>
     internal async Task ReleaseHoldsAsync(IEnumerable<KnowledgeDocument> documents, string reason)
     {

@@ -40,4 +40,7 @@ public sealed class KnowledgePresence(IDbContextFactory<AdapterDbContext> dbs, T
 
     /// <summary>A document was recorded for the subscription (added, or found in an adopted dataset): its next message searches.</summary>
     public void Added(Guid subscriptionId) => _known[subscriptionId] = (true, clock.GetUtcNow() + FilledLifetime);
+
+    /// <summary>The subscription's records were all forgotten (its dataset is gone): the next message reads the database again.</summary>
+    public void Emptied(Guid subscriptionId) => _known.TryRemove(subscriptionId, out _);
 }

@@ -1,14 +1,18 @@
+using System.Net;
 using System.Text;
+using CmpWaldurAdapter.ApiKeys;
 using CmpWaldurAdapter.Core.Catalogue;
 using CmpWaldurAdapter.Core.Credits;
 using CmpWaldurAdapter.Credits;
 using CmpWaldurAdapter.IntegrationTests.Tenants;
+using CmpWaldurAdapter.Knowledge.Connectors;
 using CmpWaldurAdapter.Knowledge.Documents;
 using CmpWaldurAdapter.Orders;
 using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Ragflow.Api;
 using CmpWaldurAdapter.Ragflow.Contracts;
 using CmpWaldurAdapter.Testing.Fakes;
+using CmpWaldurAdapter.Testing.Hosting;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
@@ -25,15 +29,33 @@ public sealed class KnowledgeTerminationOnPostgresTests() : KnowledgeTermination
 /// </summary>
 public abstract class KnowledgeTerminationTests(DatabaseProvider provider) : IAsyncLifetime
 {
+    private const string NotionToken = "secret_buyer_0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJ";
+
+    private readonly NotionFake _notion = new();
     private TenantTestBed _bed = null!;
 
     public async Task InitializeAsync()
     {
         _bed = await TenantTestBed.CreateAsync(provider);
+        _bed.Settings["Knowledge:Notion:BaseUrl"] = _notion.Url.ToString();
+        _bed.Settings["Knowledge:Notion:RetryAttempts"] = "1";
+        _bed.Settings["Knowledge:Notion:RetryDelay"] = "00:00:00.010";
+        // A server started by a test polls only when the test says so.
+        _bed.Settings["Knowledge:PollInterval"] = "01:00:00";
         await _bed.StartServicesAsync();
     }
 
-    public async Task DisposeAsync() => await _bed.DisposeAsync();
+    public async Task DisposeAsync()
+    {
+        try
+        {
+            await _bed.DisposeAsync();
+        }
+        finally
+        {
+            _notion.Dispose();
+        }
+    }
 
     [Fact]
     public async Task Terminating_charges_a_parse_done_since_the_last_poll_once_and_reports_it_and_gives_back_a_running_ones_hold_at_once()
@@ -228,6 +250,88 @@ public abstract class KnowledgeTerminationTests(DatabaseProvider provider) : IAs
         Assert.Equal((100L, 0L), (balance.Balance, balance.Reserved));
         Assert.Equal(0, await _bed.Services.GetRequiredService<ParseMonitor>().PollAsync(CancellationToken.None));
     }
+
+    [Fact]
+    public async Task A_restored_subscription_starts_with_an_empty_knowledge_base_its_old_documents_forgotten_and_its_charges_kept()
+    {
+        var resource = await _bed.SubscribeAsync();
+        var subscription = await _bed.SubscriptionAsync(resource);
+        var ledger = _bed.Services.GetRequiredService<CreditLedger>();
+        await ledger.GrantAsync(subscription.CustomerId, 100, "test funding");
+        await UploadAsync(subscription.Id, "handbook.txt");
+        _bed.Ragflow.FinishParsing(subscription.RagflowDatasetId!);
+        await _bed.Services.GetRequiredService<ParseMonitor>().PollAsync(CancellationToken.None);
+        var terminate = _bed.Waldur.PlaceOrder("Terminate", _bed.Offering, resource);
+        Assert.Equal(OrderOutcome.Completed, (await _bed.ProcessUntilSettledAsync(terminate)).Outcome);
+        var entries = await LedgerAsync(subscription.CustomerId);
+        Assert.Single(entries, e => e.Kind == LedgerEntryKind.Charge && e.Component == "rag_credits");
+
+        var restore = _bed.Waldur.PlaceOrder("Restore", _bed.Offering, resource, TenantTestBed.Attributes());
+        Assert.Equal(OrderOutcome.Completed, (await _bed.ProcessUntilSettledAsync(restore)).Outcome);
+
+        var restored = await _bed.SubscriptionAsync(resource);
+        Assert.Equal(restored.RagflowDatasetId, Assert.Single(_bed.Ragflow.Datasets)["id"]!.GetValue<string>());
+        Assert.Empty(_bed.Ragflow.Documents(restored.RagflowDatasetId!));
+        // The charge stays in the ledger: the parse was done and paid for before the termination.
+        Assert.Equal(entries.Select(e => (e.Id, e.Kind, e.Credits)), (await LedgerAsync(subscription.CustomerId)).Select(e => (e.Id, e.Kind, e.Credits)));
+        Assert.Equal(95, (await ledger.BalanceAsync(subscription.CustomerId)).Available);
+        // Chat no longer searches a knowledge base that holds nothing.
+        Assert.False(await _bed.Services.GetRequiredService<KnowledgePresence>().HasDocumentsAsync(subscription.Id, CancellationToken.None));
+
+        // Room for one document only: the forgotten one no longer takes it.
+        _bed.Settings["Knowledge:MaxDocumentsPerSubscription"] = "1";
+        await using var server = await AdapterTestHost.StartServerAsync(_bed.Settings, new CapturedLogs());
+        var key = await KeyAsync(server, subscription.Id);
+        var (listed, documents) = await KnowledgeTestBed.SendAsync(server, HttpMethod.Get, "/v1/knowledge/documents", null, key);
+        Assert.Equal(HttpStatusCode.OK, listed);
+        Assert.Empty(documents["data"]!.AsArray());
+        using var form = new MultipartFormDataContent { { new ByteArrayContent(Encoding.UTF8.GetBytes("The new handbook.")), "file", "handbook.txt" } };
+        var (uploaded, body) = await KnowledgeTestBed.SendAsync(server, HttpMethod.Post, "/v1/knowledge/documents", form, key);
+        Assert.Equal(HttpStatusCode.Created, uploaded);
+        Assert.Equal("handbook.txt", Assert.Single(body["data"]!.AsArray())!["name"]!.GetValue<string>());
+        Assert.Single(_bed.Ragflow.Documents(restored.RagflowDatasetId!));
+    }
+
+    [Fact]
+    public async Task After_a_restore_a_connector_sync_adds_its_pages_again_to_the_new_knowledge_base()
+    {
+        _notion.AddWorkspace(NotionToken);
+        var database = _notion.AddDatabase(NotionToken);
+        _notion.AddPage(NotionToken, "Policy 1", database, NotionFake.Paragraph("Rule 1."));
+        _notion.AddPage(NotionToken, "Policy 2", database, NotionFake.Paragraph("Rule 2."));
+        var resource = await _bed.SubscribeAsync();
+        var subscription = await _bed.SubscriptionAsync(resource);
+        await _bed.Services.GetRequiredService<CreditLedger>().GrantAsync(subscription.CustomerId, 100, "test funding");
+        var tenant = await _bed.Services.GetRequiredService<KnowledgeBase>().TenantAsync(subscription.Id, forWrite: true, CancellationToken.None);
+        var (connector, connected) = await _bed.Services.GetRequiredService<ConnectorService>().ConnectAsync(
+            tenant, ConnectorKind.Notion, new ConnectorSettings(NotionToken: NotionToken, NotionIds: [database]), CancellationToken.None);
+        Assert.Equal(2, connected.Added);
+        _bed.Ragflow.FinishParsing(subscription.RagflowDatasetId!);
+        await _bed.Services.GetRequiredService<ParseMonitor>().PollAsync(CancellationToken.None);
+        var terminate = _bed.Waldur.PlaceOrder("Terminate", _bed.Offering, resource);
+        Assert.Equal(OrderOutcome.Completed, (await _bed.ProcessUntilSettledAsync(terminate)).Outcome);
+        var restore = _bed.Waldur.PlaceOrder("Restore", _bed.Offering, resource, TenantTestBed.Attributes());
+        Assert.Equal(OrderOutcome.Completed, (await _bed.ProcessUntilSettledAsync(restore)).Outcome);
+        var dataset = (await _bed.SubscriptionAsync(resource)).RagflowDatasetId!;
+
+        await using var server = await AdapterTestHost.StartServerAsync(_bed.Settings, new CapturedLogs());
+        var key = await KeyAsync(server, subscription.Id);
+        var (status, synced) = await KnowledgeTestBed.SendAsync(server, HttpMethod.Post, $"/v1/knowledge/connectors/{connector.Id}/sync",
+            new StringContent("{}", Encoding.UTF8, "application/json"), key);
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal((2, 0), (synced["sync"]!["added"]!.GetValue<int>(), synced["sync"]!["unchanged"]!.GetValue<int>()));
+        var pages = _bed.Ragflow.Documents(dataset).Select(d => d["name"]!.GetValue<string>()).Order().ToList();
+        Assert.Collection(pages, p => Assert.StartsWith("policy-1-", p), p => Assert.StartsWith("policy-2-", p));
+        var (_, documents) = await KnowledgeTestBed.SendAsync(server, HttpMethod.Get, "/v1/knowledge/documents", null, key);
+        Assert.Equal(pages, documents["data"]!.AsArray().Select(d => d!["name"]!.GetValue<string>()).Order());
+    }
+
+    private Task<List<LedgerEntry>> LedgerAsync(Guid customerId) =>
+        _bed.QueryAsync(db => db.LedgerEntries.AsNoTracking().Where(e => e.CustomerId == customerId).OrderBy(e => e.Id).ToListAsync());
+
+    private static async Task<string> KeyAsync(RunningAdapter server, Guid subscriptionId) =>
+        (await server.Services.GetRequiredService<ApiKeyService>().CreateAsync(subscriptionId, ApiKeyKind.Secret, "server", CancellationToken.None)).Plaintext;
 
     /// <summary>
     /// A funded subscription with one upload whose hold the sweeper gave back (the parse outlived it), and whose parse

@@ -1,4 +1,6 @@
 using System.Net;
+using System.Security.Cryptography;
+using System.Text;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using CmpWaldurAdapter.Core.Orders;
@@ -34,6 +36,7 @@ public sealed partial class Reconciler(
     ServedOfferings served,
     OrderPoller poller,
     OrderInbox inbox,
+    OrderLeases leases,
     UsageReporter usage,
     IWaldurApi waldur,
     TimeProvider clock,
@@ -253,9 +256,12 @@ public sealed partial class Reconciler(
 
             try
             {
-                drifts.Add(await ReprovisionAsync(upstreams, subscription.Id, cancellationToken)
-                    ? new Drift(DriftKind.MissingTenant, subscription.Id.ToString(), detail + "; provisioned again", DriftOutcome.Fixed)
-                    : new Drift(DriftKind.MissingTenant, subscription.Id.ToString(), detail + "; not provisioned again: the subscription is no longer active", DriftOutcome.Found));
+                drifts.Add(await ReprovisionAsync(upstreams, subscription, cancellationToken) switch
+                {
+                    Rebuild.Done => new Drift(DriftKind.MissingTenant, subscription.Id.ToString(), detail + "; provisioned again", DriftOutcome.Fixed),
+                    Rebuild.Busy => new Drift(DriftKind.MissingTenant, subscription.Id.ToString(), detail + "; not provisioned again: an order of the resource is being worked on, the next run tries again", DriftOutcome.Found),
+                    _ => new Drift(DriftKind.MissingTenant, subscription.Id.ToString(), detail + "; not provisioned again: the subscription is no longer active", DriftOutcome.Found),
+                });
             }
             catch (Exception exception) when (!cancellationToken.IsCancellationRequested && exception is not OperationCanceledException)
             {
@@ -267,18 +273,51 @@ public sealed partial class Reconciler(
         return drifts;
     }
 
+    private enum Rebuild
+    {
+        Done,
+        NoLongerActive,
+        Busy,
+    }
+
     /// <summary>
-    /// Runs the Create steps again: each looks before it creates, so only what is missing is made. False when the
-    /// subscription stopped being active since the inventory was read (a Terminate under way): rebuilding it then would
-    /// leave a tenant, with a live stored key, that nothing ever removes.
+    /// Runs the Create steps again: each looks before it creates, so only what is missing is made. Not done while an
+    /// order of the resource is being worked on (Busy), nor once the subscription stopped being active.
     /// </summary>
-    private async Task<bool> ReprovisionAsync(Upstreams upstreams, Guid subscriptionId, CancellationToken cancellationToken)
+    private async Task<Rebuild> ReprovisionAsync(Upstreams upstreams, Subscription found, CancellationToken cancellationToken)
+    {
+        // Under the resource's order lease, with the state read after taking it: a Terminate running beside the rebuild
+        // would otherwise see its deletions undone, leaving a tenant, with a live stored key, that nothing ever removes.
+        var id = RebuildLease(found.ResourceUuid);
+        await leases.EnsureRecordAsync(id, OrderType.Create, found.ResourceUuid, found.OfferingUuid, cancellationToken);
+        if (!await leases.TryAcquireAsync(id, cancellationToken))
+        {
+            logger.LogInformation("Resource {ResourceUuid} is being worked on by an order or another process; its tenant is rebuilt by a later run", found.ResourceUuid);
+            return Rebuild.Busy;
+        }
+
+        try
+        {
+            await using var keeping = leases.Keep(id);
+            return await ReprovisionLeasedAsync(upstreams, found.Id, cancellationToken);
+        }
+        finally
+        {
+            await leases.ReleaseAsync(id);
+        }
+    }
+
+    /// <summary>The id of the record under which the reconciler leases a resource it rebuilds: the same on every replica, never a Waldur order's.</summary>
+    private static Guid RebuildLease(Guid resourceUuid) =>
+        new(SHA256.HashData(Encoding.UTF8.GetBytes("reconcile-rebuild:" + resourceUuid.ToString("N"))).AsSpan(0, 16));
+
+    private async Task<Rebuild> ReprovisionLeasedAsync(Upstreams upstreams, Guid subscriptionId, CancellationToken cancellationToken)
     {
         await using var db = await dbs.CreateDbContextAsync(cancellationToken);
         var subscription = await db.Subscriptions.SingleAsync(s => s.Id == subscriptionId, cancellationToken);
         if (subscription.State != SubscriptionState.Active)
         {
-            return false;
+            return Rebuild.NoLongerActive;
         }
 
         // A stored key that no longer opens the tenant is replaced by the project step itself (LangflowTenant).
@@ -301,7 +340,7 @@ public sealed partial class Reconciler(
         }
 
         logger.LogWarning("Re-provisioned the missing tenant of subscription {SubscriptionId}", subscriptionId);
-        return true;
+        return Rebuild.Done;
     }
 
     // ---- Orphans ---------------------------------------------------------------------------------------

@@ -198,6 +198,66 @@ public sealed class ReconcileTests : IAsyncLifetime
         Assert.Equal([$"cmp-{first:N}"], _bed.Ragflow.Datasets.Select(d => d["name"]!.GetValue<string>()));
     }
 
+    [Theory]
+    [InlineData("langflow", "GET", "/api/v1/api_key/")] // the project step's key check: a refused key makes the user again
+    [InlineData("ragflow", "POST", "/api/v1/datasets")]
+    public async Task A_terminate_order_of_the_resource_being_rebuilt_leaves_no_dataset_or_langflow_user_behind(string upstream, string method, string path)
+    {
+        var resource = await _bed.SubscribeAsync();
+        var subscription = await _bed.SubscriptionAsync(resource);
+        await _bed.Services.GetRequiredService<IRagflowApi>().DeleteDatasetsAsync(new DeleteByIdsRequest { Ids = [subscription.RagflowDatasetId!] }, CancellationToken.None);
+        var terminate = _bed.Waldur.PlaceOrder("Terminate", _bed.Offering, resource);
+        var hold = (upstream == "langflow" ? _bed.Langflow.Upstream : _bed.Ragflow.Upstream).Hold(method, path);
+
+        // The rebuild waits on its upstream call while the buyer's Terminate order is processed.
+        var reconcile = ReconcileAsync();
+        for (var waited = 0; hold.Arrived == 0 && !reconcile.IsCompleted && waited < 300; waited++)
+        {
+            await Task.Delay(100);
+        }
+
+        Assert.Equal(1, hold.Arrived);
+        await _bed.Processor.ProcessAsync(terminate, CancellationToken.None); // done now, or busy until the rebuild lets go
+        hold.Release();
+        await reconcile;
+        await _bed.ProcessUntilSettledAsync(terminate);
+
+        Assert.Equal("done", _bed.Waldur.OrderState(terminate));
+        Assert.Equal(Core.Subscriptions.SubscriptionState.Terminated, (await _bed.SubscriptionAsync(resource)).State);
+        Assert.Empty(_bed.Ragflow.Datasets);
+        Assert.Empty(_bed.Langflow.Users);
+        Assert.Empty(_bed.Langflow.ApiKeys);
+        Assert.DoesNotContain(_bed.Langflow.Projects, p => p.Name.StartsWith("cmp-", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task A_resource_whose_order_holds_the_lease_is_skipped_and_rebuilt_by_a_later_run()
+    {
+        var resource = await _bed.SubscribeAsync();
+        var subscription = await _bed.SubscriptionAsync(resource);
+        await _bed.Services.GetRequiredService<IRagflowApi>().DeleteDatasetsAsync(new DeleteByIdsRequest { Ids = [subscription.RagflowDatasetId!] }, CancellationToken.None);
+        // Another replica is working on an order of the resource.
+        var leases = _bed.Services.GetRequiredService<OrderLeases>();
+        var order = Guid.NewGuid();
+        await leases.EnsureRecordAsync(order, Core.Orders.OrderType.Update, resource, _bed.Offering, CancellationToken.None);
+        Assert.True(await leases.TryAcquireAsync(order, CancellationToken.None));
+
+        var busy = await ReconcileAsync();
+
+        Assert.Equal(ExitCodes.Unfinished, busy.Exit);
+        var skipped = Assert.Single(Drifts(busy.Report, "MissingTenant"));
+        Assert.Equal("Found", Outcome(skipped));
+        Assert.Contains("an order of the resource is being worked on", skipped["detail"]!.GetValue<string>());
+        Assert.Empty(_bed.Ragflow.Datasets);
+
+        await leases.ReleaseAsync(order);
+        var later = await ReconcileAsync();
+
+        Assert.Equal(ExitCodes.Success, later.Exit);
+        Assert.Equal("Fixed", Outcome(Assert.Single(Drifts(later.Report, "MissingTenant"))));
+        Assert.Equal([$"cmp-{resource:N}"], _bed.Ragflow.Datasets.Select(d => d["name"]!.GetValue<string>()));
+    }
+
     [Fact]
     public async Task A_dataset_the_subscriptions_row_lost_is_adopted_again_with_its_documents_uncharged()
     {

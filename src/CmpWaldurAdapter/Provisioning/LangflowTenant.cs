@@ -180,7 +180,8 @@ public sealed class LangflowTenant(
     /// <summary><c>langflow-flow</c>: the subscription's flow, cloned from the offering's template with the buyer's settings.</summary>
     public async Task EnsureFlowAsync(ProvisioningContext context, CancellationToken cancellationToken)
     {
-        var key = TenantKey(context.Workspace);
+        // As in the project step: a key refused since then is made again rather than erring the order as the operator's fault.
+        var key = await LiveTenantKeyAsync(context, cancellationToken);
         var subscription = context.Subscription;
         var projectId = Guid.Parse(subscription.LangflowProjectId ?? throw new InvalidOperationException("The Langflow project step has not run."));
         var entry = Entry(subscription);

@@ -75,6 +75,28 @@ public sealed partial class TenantIsolationTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_tenant_key_removed_between_the_project_step_and_the_flow_step_is_made_again_and_the_order_completes()
+    {
+        // An administrator deletes the key in Langflow's settings right after the project step used it.
+        _bed.Langflow.Observe = (request, response) =>
+        {
+            if (request.Method == "POST" && request.Path == "/api/v1/projects/" && response.Status is 200 or 201)
+            {
+                _bed.Langflow.Observe = null;
+                _bed.Langflow.DeleteApiKeys(_ => true);
+            }
+        };
+        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, TenantTestBed.Attributes());
+
+        Assert.Equal(OrderOutcome.Completed, (await _bed.ProcessUntilSettledAsync(order)).Outcome);
+
+        var subscription = await _bed.SubscriptionAsync(_bed.Waldur.ResourceOf(order));
+        var key = Assert.Single(_bed.Langflow.ApiKeys);
+        Assert.Equal(key.Id.ToString(), (await _bed.WorkspaceAsync(subscription.WorkspaceId)).LangflowApiKeyId);
+        Assert.Contains(_bed.Langflow.Flows, f => f.Id.ToString() == subscription.LangflowFlowId && f.UserId == key.UserId);
+    }
+
+    [Fact]
     public async Task Every_call_made_for_one_buyer_names_only_that_buyers_tenant()
     {
         var (aCreate, a) = await SubscribeAsync("Ada");

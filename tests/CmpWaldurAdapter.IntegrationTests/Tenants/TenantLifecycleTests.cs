@@ -100,7 +100,8 @@ public abstract class TenantLifecycleTests(DatabaseProvider provider) : IAsyncLi
                 "langflow: GET /api/v1/api_key/",
                 "langflow: GET /api/v1/projects/",
                 "langflow: POST /api/v1/projects/",
-                // langflow-flow: look first, then create, with the tenant's key
+                // langflow-flow: the key checked again, look first, then create, with the tenant's key
+                "langflow: GET /api/v1/api_key/",
                 "langflow: GET /api/v1/flows/?get_all=true&header_flows=true",
                 "langflow: POST /api/v1/flows/",
                 // ragflow-dataset: look up the name (code 102 = none), create, look for renamed twins

@@ -58,14 +58,22 @@ public static class WaldurFundingRules
     }
 
     /// <summary>
-    /// The oldest month whose usage Waldur has not yet taken off the customer credits. Waldur finalizes
-    /// the previous month's invoice at midnight on the 1st (UTC here), or <paramref name="finalizationGrace"/>
-    /// later (its <c>INVOICE_FINALIZATION_GRACE_PERIOD_HOURS</c>); until then that month is still open.
+    /// The oldest month whose usage Waldur has not yet taken off the customer credits. Waldur closes the previous month's
+    /// invoice at midnight on the 1st in its own time zone (<paramref name="waldurZone"/>: its celery beat runs on its
+    /// <c>TIME_ZONE</c>), or <paramref name="finalizationGrace"/> later (its <c>INVOICE_FINALIZATION_GRACE_PERIOD_HOURS</c>);
+    /// until then that month is still open. The months are the ledger's UTC months, which the usage report files under the
+    /// same month in Waldur (<see cref="BillingPeriod.ReportDate"/>).
     /// </summary>
-    public static BillingPeriod FirstUninvoicedPeriod(DateTimeOffset now, TimeSpan finalizationGrace)
+    public static BillingPeriod FirstUninvoicedPeriod(DateTimeOffset now, TimeSpan finalizationGrace, TimeZoneInfo waldurZone)
     {
-        var current = BillingPeriod.Of(now);
-        return now < current.Start + finalizationGrace ? current.Previous : current;
+        // East of UTC the next UTC month may already have begun in Waldur.
+        var period = BillingPeriod.Of(now).Next;
+        while (now < period.StartIn(waldurZone) + finalizationGrace)
+        {
+            period = period.Previous;
+        }
+
+        return period;
     }
 
     public static long Balance(long fundedCredits, long uninvoicedCredits) => Math.Max(0, fundedCredits - uninvoicedCredits);

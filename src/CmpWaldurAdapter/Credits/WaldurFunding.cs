@@ -67,7 +67,9 @@ public sealed class WaldurFunding(
         }
 
         var now = clock.GetUtcNow();
-        var firstUninvoiced = WaldurFundingRules.FirstUninvoicedPeriod(now, settings.InvoiceFinalizationGrace);
+        // Resolved here, not injected, like the Waldur client: ledger-funded deployments never need Waldur's settings.
+        var waldurZone = services.GetRequiredService<IOptionsMonitor<WaldurOptions>>().CurrentValue.FindTimeZone();
+        var firstUninvoiced = WaldurFundingRules.FirstUninvoicedPeriod(now, settings.InvoiceFinalizationGrace, waldurZone);
         var state = _states.GetOrAdd(customerId, _ => new State());
         if (state.Answer(now, firstUninvoiced, settings.FundingCacheLifetime) is { } cached)
         {

@@ -180,6 +180,27 @@ public abstract class WaldurFundingTests(DatabaseProvider provider) : IAsyncLife
     }
 
     [Fact]
+    public async Task East_of_utc_the_previous_month_stops_counting_when_waldur_invoices_it_at_its_local_midnight()
+    {
+        _bed.Settings["Waldur:TimeZone"] = "Europe/Berlin";
+        await StartAsync();
+        var customer = _subscription.CustomerId;
+        var credit = _bed.Waldur.AddCustomerCredit(customer, 1.00m);
+        await ChargeAsync("march", 30);
+
+        // 23:30 on 31 March in Berlin: March is still open there.
+        _bed.Clock!.SetUtcNow(new DateTimeOffset(2026, 3, 31, 21, 30, 0, TimeSpan.Zero));
+        var beforeMidnightThere = await Ledger.BalanceAsync(customer);
+        // 01:30 on 1 April in Berlin, still March in UTC: Waldur has invoiced March and taken its 30 credits off the credit.
+        _bed.Clock.SetUtcNow(new DateTimeOffset(2026, 3, 31, 23, 30, 0, TimeSpan.Zero));
+        _bed.Waldur.SetCustomerCreditValue(credit, 0.70m);
+        var afterMidnightThere = await Ledger.BalanceAsync(customer);
+
+        Assert.Equal(70, beforeMidnightThere.Balance);
+        Assert.Equal(70, afterMidnightThere.Balance);
+    }
+
+    [Fact]
     public async Task Many_concurrent_first_charges_read_waldur_once_and_stay_exact()
     {
         await StartAsync();

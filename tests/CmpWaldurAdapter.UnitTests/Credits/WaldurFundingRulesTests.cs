@@ -67,7 +67,29 @@ public sealed class WaldurFundingRulesTests
     [InlineData("2027-01-01T10:00:00Z", 24, "2026-12")]
     public void The_previous_month_stays_uninvoiced_until_waldur_finalizes_it(string now, int graceHours, string firstUninvoiced)
     {
-        var period = WaldurFundingRules.FirstUninvoicedPeriod(DateTimeOffset.Parse(now, System.Globalization.CultureInfo.InvariantCulture), TimeSpan.FromHours(graceHours));
+        var period = WaldurFundingRules.FirstUninvoicedPeriod(DateTimeOffset.Parse(now, System.Globalization.CultureInfo.InvariantCulture), TimeSpan.FromHours(graceHours), TimeZoneInfo.Utc);
+
+        Assert.Equal(firstUninvoiced, period.ToString());
+    }
+
+    [Theory]
+    // East of UTC: Waldur closes January at midnight in Berlin, 23:00 UTC on 31 January (22:00 in summer time).
+    [InlineData("Europe/Berlin", "2026-01-31T22:59:59Z", 0, "2026-01")]
+    [InlineData("Europe/Berlin", "2026-01-31T23:30:00Z", 0, "2026-02")]
+    [InlineData("Europe/Berlin", "2026-07-31T22:00:00Z", 0, "2026-08")]
+    [InlineData("Europe/Berlin", "2026-01-31T23:30:00Z", 2, "2026-01")]
+    [InlineData("Europe/Berlin", "2026-02-01T01:00:00Z", 2, "2026-02")]
+    // West of UTC: midnight UTC is still January's last evening in New York; Waldur closes it at 05:00 UTC.
+    [InlineData("America/New_York", "2026-02-01T03:00:00Z", 0, "2026-01")]
+    [InlineData("America/New_York", "2026-02-01T05:00:00Z", 0, "2026-02")]
+    [InlineData("America/New_York", "2026-02-01T06:00:00Z", 2, "2026-01")]
+    [InlineData("America/New_York", "2026-02-01T07:00:00Z", 2, "2026-02")]
+    [InlineData("UTC", "2026-01-31T23:30:00Z", 0, "2026-01")]
+    [InlineData("UTC", "2026-02-01T00:00:00Z", 0, "2026-02")]
+    public void The_previous_month_is_invoiced_from_midnight_on_the_first_in_waldurs_time_zone_plus_the_grace(string zone, string now, int graceHours, string firstUninvoiced)
+    {
+        var period = WaldurFundingRules.FirstUninvoicedPeriod(
+            DateTimeOffset.Parse(now, System.Globalization.CultureInfo.InvariantCulture), TimeSpan.FromHours(graceHours), TimeZoneInfo.FindSystemTimeZoneById(zone));
 
         Assert.Equal(firstUninvoiced, period.ToString());
     }

@@ -545,7 +545,8 @@ public sealed partial class ChatService(
     /// keepalive comment when it is slow, see <see cref="ChatOptions.StreamKeepAliveInterval"/>), so a
     /// failure up to then is a plain 502/503 answer. Charging rule: a completed answer is charged; an agent
     /// failure at any point releases the hold (an error event, then <c>[DONE]</c>: nothing charged); a client
-    /// that leaves cancels the run and is charged only if some of the answer had already reached it.
+    /// that leaves cancels the run and is charged only if some of the answer had already reached it. Only a stream
+    /// that reached its <c>[DONE]</c> is stored for its Idempotency-Key; a charged one cut short is retried at no charge.
     /// </summary>
     private sealed class StreamingAnswer(ChatService service, ChatRun run, AgentRequest agent, ChatHold hold) : IResult
     {
@@ -561,6 +562,7 @@ public sealed partial class ChatService(
             var delivered = false;
             var started = false;
             var released = false;
+            var ended = false;
             using var timeout = RunDeadline.Start(service.Settings.RunTimeout, aborted);
             try
             {
@@ -606,6 +608,7 @@ public sealed partial class ChatService(
                 notice = await service.Handoff.AfterAnswerAsync(run.Subscription, run.Conversation, run.Input, answer.ToString(), run.NothingRetrieved);
                 await WriteEndAsync(response, Chunk(created, new ChunkDelta(), "stop") with { Handoff = notice },
                     run.Request.StreamOptions?.IncludeUsage == true ? Usage(run, answer.ToString(), charged) : null, aborted);
+                ended = true;
             }
             catch (Exception exception) when (aborted.IsCancellationRequested && exception is OperationCanceledException or IOException or AgentUnavailableException)
             {
@@ -641,10 +644,16 @@ public sealed partial class ChatService(
 
                 if (run.Idempotency is { } entry)
                 {
-                    if (settled)
+                    if (ended)
                     {
                         var replay = JsonSerializer.Serialize(service.Completion(run, answer.ToString(), charged) with { Handoff = notice }, ApiJson.Options);
                         await service.Idempotency.CompleteAsync(entry, StatusCodes.Status200OK, "application/json", replay, CancellationToken.None);
+                    }
+                    else if (settled)
+                    {
+                        // Charged for a part: stored, it would be replayed as the whole answer. The retry runs again
+                        // under the same ledger id, which finds this charge, so it costs nothing more.
+                        await service.Idempotency.CutShortAsync(entry);
                     }
                     else
                     {

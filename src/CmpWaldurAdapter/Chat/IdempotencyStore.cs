@@ -69,6 +69,10 @@ public enum IdempotencyDecision
 /// takes it over: it deletes exactly that row (by id, still unfinished) and inserts its own, so of two retries
 /// racing for it the unique index lets one in and the other sees a fresh entry (409).
 /// <para>
+/// A request that was charged but could not give its whole answer (a client that left a stream midway) leaves its entry
+/// unfinished and marked <see cref="CutShortStatus"/>; the next retry takes that over at once, in the same way.
+/// </para>
+/// <para>
 /// Charging stays exactly-once because every attempt uses the entry's <see cref="IdempotentRequest.LedgerRequestId"/>,
 /// which a takeover inherits. A takeover finds what the dead attempt left under that id: nothing (it holds and charges once), its
 /// open hold (AlreadyHeld: the retry settles that hold; one the sweeper already released is taken anew), or its
@@ -102,6 +106,12 @@ public sealed class IdempotencyStore(IDbContextFactory<AdapterDbContext> dbs, Ti
     /// it would leave the other's answer free; a dead one's key waits minutes, not the 24 hours of before.
     /// </summary>
     public static readonly TimeSpan AbandonMargin = TimeSpan.FromMinutes(5);
+
+    /// <summary>
+    /// The status of an unfinished entry whose request was charged but whose answer never reached its end (a client
+    /// that left a stream midway), as nginx logs a client that closed its request: the next retry takes it over at once.
+    /// </summary>
+    public const int CutShortStatus = 499;
 
     /// <param name="scope">The endpoint the key was sent to (<see cref="ChatScope"/>, <see cref="RunsScope"/>, <see cref="WidgetScope"/>).</param>
     /// <param name="key">The Idempotency-Key as sent: 1 to <see cref="MaxKeyLength"/> characters, checked by the caller.</param>
@@ -155,9 +165,10 @@ public sealed class IdempotencyStore(IDbContextFactory<AdapterDbContext> dbs, Ti
                 return (IdempotencyDecision.Mismatch, existing);
             }
 
-            if (!existing.Completed && existing.CreatedAt + longestRun + AbandonMargin < now)
+            if (!existing.Completed && (existing.StatusCode == CutShortStatus || existing.CreatedAt + longestRun + AbandonMargin < now))
             {
                 // Only while still unfinished: an owner that completes meanwhile keeps its answer for replay.
+                // A cut-short entry's owner has finished: its charge passes to the retry with the ledger id.
                 await db.IdempotentRequests.Where(r => r.Id == existing.Id && !r.Completed).ExecuteDeleteAsync(cancellationToken);
                 inherited = existing.LedgerRequestId;
                 continue;
@@ -175,6 +186,17 @@ public sealed class IdempotencyStore(IDbContextFactory<AdapterDbContext> dbs, Ti
             .SetProperty(r => r.StatusCode, statusCode)
             .SetProperty(r => r.ContentType, contentType)
             .SetProperty(r => r.ResponseBody, body), cancellationToken);
+    }
+
+    /// <summary>
+    /// Gives up a request that was charged but whose answer was cut short (<see cref="CutShortStatus"/>): nothing is
+    /// stored to replay, and the next retry takes the entry over at once, keeping its ledger request id, so the agent
+    /// runs again for the whole answer and the retry's hold finds the charge (nothing more is charged).
+    /// </summary>
+    public async Task CutShortAsync(IdempotentRequest entry)
+    {
+        await using var db = await dbs.CreateDbContextAsync();
+        await db.IdempotentRequests.Where(r => r.Id == entry.Id && !r.Completed).ExecuteUpdateAsync(set => set.SetProperty(r => r.StatusCode, CutShortStatus));
     }
 
     /// <summary>Forgets a request that produced no lasting outcome (a transient failure), so a retry runs it again.</summary>

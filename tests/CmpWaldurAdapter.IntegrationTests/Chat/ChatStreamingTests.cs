@@ -1,9 +1,12 @@
 using System.Net;
 using System.Text.Json.Nodes;
+using CmpWaldurAdapter.Core.Credits;
 using CmpWaldurAdapter.Emulators;
+using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Testing.Chat;
 using CmpWaldurAdapter.Testing.Fakes;
 using CmpWaldurAdapter.Testing.Hosting;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace CmpWaldurAdapter.IntegrationTests.Chat;
@@ -182,6 +185,77 @@ public sealed class ChatDisconnectTests : IAsyncLifetime
         // Langflow's run was counted once, when its stream ended: cut by the client who left, not a success.
         var langflow = (await http.GetStringAsync("/metrics")).Split('\n').Where(l => l.StartsWith("cmp_upstream_requests_total{upstream=\"langflow\"", StringComparison.Ordinal)).ToList();
         Assert.Equal(["cmp_upstream_requests_total{upstream=\"langflow\",outcome=\"canceled\"} 1"], langflow);
+    }
+
+    [Fact]
+    public async Task A_stream_left_midway_is_not_replayed_its_retry_streams_the_whole_answer_for_nothing_more_and_that_is_replayed()
+    {
+        var (subscription, key) = await _bed.SubscribeAsync(credits: 10);
+        _bed.Upstream.TokenDelay = TimeSpan.FromMilliseconds(300);
+        using var http = _bed.Server.CreateClient();
+        HttpRequestMessage Request()
+        {
+            var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = ChatTestBed.Json("""{"stream":true,"stream_options":{"include_usage":true},"message":"Hello"}""") };
+            request.Headers.Authorization = new("Bearer", key);
+            request.Headers.Add("Idempotency-Key", "cut-1");
+            return request;
+        }
+
+        using (var request = Request())
+        using (var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead))
+        {
+            using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+            var deltas = 0;
+            while (deltas < 2 && await reader.ReadLineAsync() is { } line)
+            {
+                deltas += line.Contains("\"content\":\"echo", StringComparison.Ordinal) || line.Contains("\"content\":\" Hello", StringComparison.Ordinal) ? 1 : 0;
+            }
+
+            Assert.Equal(2, deltas);
+        } // the client leaves here
+
+        await Eventually.TrueAsync(() => _bed.Upstream.Aborted == 1, TimeSpan.FromSeconds(5), "the adapter cancels Langflow's run");
+        await Eventually.TrueAsync(async () => (await ReservedAsync(subscription.CustomerId)) == 0, TimeSpan.FromSeconds(5));
+        _bed.Upstream.TokenDelay = TimeSpan.Zero;
+
+        // The retry: a 409 only while the left request is still putting its entry down.
+        async Task<(HttpResponseMessage Response, string Text, string Body)> StreamAsync()
+        {
+            for (var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(5); ; await Task.Delay(100))
+            {
+                using var request = Request();
+                var response = await http.SendAsync(request);
+                var body = await response.Content.ReadAsStringAsync();
+                if (response.StatusCode == HttpStatusCode.Conflict && DateTime.UtcNow < deadline)
+                {
+                    response.Dispose();
+                    continue;
+                }
+
+                Assert.True(response.StatusCode == HttpStatusCode.OK, body);
+                var text = string.Concat(body.Split("\n\n", StringSplitOptions.RemoveEmptyEntries).Select(e => e["data: ".Length..]).Where(e => e != "[DONE]")
+                    .Select(e => JsonNode.Parse(e)!["choices"]!.AsArray().FirstOrDefault()?["delta"]?["content"]?.GetValue<string>()));
+                return (response, text, body);
+            }
+        }
+
+        var (retried, whole, retriedBody) = await StreamAsync();
+        var (replayed, again, _) = await StreamAsync();
+
+        Assert.False(retried.Headers.Contains("Idempotent-Replayed"));
+        Assert.Equal("echo: Hello more more more more more more", whole);
+        Assert.EndsWith("data: [DONE]\n\n", retriedBody, StringComparison.Ordinal);
+        Assert.Contains("\"credits_charged\":0", retriedBody, StringComparison.Ordinal);
+        Assert.Equal(2, _bed.Upstream.Runs);
+        Assert.Equal("true", replayed.Headers.GetValues("Idempotent-Replayed").Single());
+        Assert.Equal(whole, again);
+        // The part that reached the client was charged; the retry, under the same ledger request id, costs nothing more.
+        var balance = await _bed.Server.Services.GetRequiredService<CmpWaldurAdapter.Credits.CreditLedger>().BalanceAsync(subscription.CustomerId);
+        Assert.Equal((8L, 0L), (balance.Balance, balance.Reserved));
+        await using var db = await _bed.Server.Services.GetRequiredService<IDbContextFactory<AdapterDbContext>>().CreateDbContextAsync();
+        Assert.Equal(1, await db.LedgerEntries.CountAsync(e => e.CustomerId == subscription.CustomerId && e.Kind == LedgerEntryKind.Charge));
+        retried.Dispose();
+        replayed.Dispose();
     }
 
     [Fact]

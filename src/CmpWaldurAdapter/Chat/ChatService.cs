@@ -217,9 +217,21 @@ public sealed partial class ChatService(
         if (attempt.Refusal is Core.Credits.CreditRefusal.KeyRevoked or Core.Credits.CreditRefusal.SubscriptionNotServable
             || (attempt.Hold is not null && attempt.SubscriptionVersion != run.Subscription.Version))
         {
-            await early.DiscardAsync();
-            keys.Forget(run.Subscription.Id);
-            var (fresh, refusal) = await ApiCaller.AuthenticateSecretAsync(run.Http, keys, cancellationToken);
+            AuthenticatedKey? fresh;
+            IResult? refusal;
+            try
+            {
+                await early.DiscardAsync();
+                keys.Forget(run.Subscription.Id);
+                (fresh, refusal) = await ApiCaller.AuthenticateSecretAsync(run.Http, keys, cancellationToken);
+            }
+            catch when (attempt.Hold is { } taken)
+            {
+                // Taken before the region below that releases it: left, it would stay held until the sweeper's timeout.
+                await credits.ReleaseAsync(taken, CancellationToken.None);
+                throw;
+            }
+
             if (refusal is not null || fresh!.Subscription.Id != run.Subscription.Id)
             {
                 if (attempt.Hold is { } stale)

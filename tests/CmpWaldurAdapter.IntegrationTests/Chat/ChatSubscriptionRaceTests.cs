@@ -4,6 +4,7 @@ using CmpWaldurAdapter.Chat;
 using CmpWaldurAdapter.Credits;
 using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Tenants;
+using CmpWaldurAdapter.Testing.Hosting;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -92,5 +93,60 @@ public sealed class ChatSubscriptionRaceTests : IAsyncLifetime
                 .SetProperty(s => s.Paused, paused)
                 .SetProperty(s => s.Version, s => s.Version + 1));
         }
+    }
+}
+
+/// <summary>
+/// A hold that sees a newer subscription row sends the message back to the database to authenticate again; when that
+/// fails (here: the client leaves just then) the hold is given back at once, not left for the sweeper.
+/// </summary>
+public sealed class ChatStaleHoldTests : IAsyncLifetime
+{
+    private ChatTestBed _bed = null!;
+
+    public async Task InitializeAsync() => _bed = await ChatTestBed.StartAsync(
+        (_, _) => { },
+        services => services.AddSingleton<IChatCredits>(provider => new StaleCredits(ActivatorUtilities.CreateInstance<LedgerChatCredits>(provider))));
+
+    public async Task DisposeAsync() => await _bed.DisposeAsync();
+
+    [Fact]
+    public async Task A_client_leaving_while_a_stale_hold_authenticates_again_gets_its_credits_back_at_once()
+    {
+        var me = await _bed.SubscribeAsync(credits: 10);
+        var stale = (StaleCredits)_bed.Services.GetRequiredService<IChatCredits>();
+        using var http = _bed.Http(me.Key);
+        using var leave = new CancellationTokenSource();
+
+        var post = http.PostAsync("/v1/chat/completions", ChatTestBed.Json("""{"message":"Hello"}"""), leave.Token);
+        await stale.Held.Task.WaitAsync(TimeSpan.FromSeconds(20));
+        await leave.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => post);
+
+        Assert.True(await stale.SawLeave.Task.WaitAsync(TimeSpan.FromSeconds(10)), "the server saw the client leave");
+        await Eventually.TrueAsync(async () => (await _bed.LedgerAsync(me.Customer)).Reserved == 0, TimeSpan.FromSeconds(5), "the hold is released");
+        Assert.Equal(new LedgerState(10, 0, 0, 0), await _bed.LedgerAsync(me.Customer));
+        Assert.Empty(_bed.Tenants.Langflow.Runs);
+    }
+
+    /// <summary>The real credits, whose hold reports a newer subscription row and returns only once the client has left.</summary>
+    private sealed class StaleCredits(IChatCredits inner) : IChatCredits
+    {
+        public TaskCompletionSource Held { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public TaskCompletionSource<bool> SawLeave { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public async Task<ChatHoldAttempt> HoldAsync(Subscription subscription, string requestId, ApiKeyProof? key, CancellationToken cancellationToken)
+        {
+            var attempt = await inner.HoldAsync(subscription, requestId, key, CancellationToken.None);
+            Held.TrySetResult();
+            await Task.Delay(TimeSpan.FromSeconds(10), cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            SawLeave.TrySetResult(cancellationToken.IsCancellationRequested);
+            return attempt with { SubscriptionVersion = attempt.SubscriptionVersion + 1 };
+        }
+
+        public Task<long> SettleAsync(ChatHold hold, CancellationToken cancellationToken) => inner.SettleAsync(hold, cancellationToken);
+
+        public Task ReleaseAsync(ChatHold hold, CancellationToken cancellationToken) => inner.ReleaseAsync(hold, cancellationToken);
     }
 }

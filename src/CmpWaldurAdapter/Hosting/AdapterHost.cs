@@ -156,6 +156,11 @@ public static class AdapterHost
         services.AddSingleton<DemoFlowPublisher>();
         services.AddOptions<WebOptions>().Bind(configuration.GetSection(WebOptions.SectionName)).ValidateDataAnnotations().ValidateOnStart();
 
+        // The host's own default (30 s) would cut an agent run half-way when a pod is stopped; Hosting:ShutdownTimeout
+        // replaces it (and wins over the host's root key shutdownTimeoutSeconds, which the host itself reads).
+        services.AddOptions<HostingOptions>().Bind(configuration.GetSection(HostingOptions.SectionName)).ValidateDataAnnotations().ValidateOnStart();
+        services.AddOptions<HostOptions>().Configure<IOptions<HostingOptions>>((host, hosting) => host.ShutdownTimeout = hosting.Value.ShutdownTimeout);
+
         services.AddOptions<OrdersOptions>().Bind(configuration.GetSection(OrdersOptions.SectionName)).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<OrderInbox>();
         services.AddSingleton<OrderLeases>();

@@ -185,6 +185,32 @@ Refuses settings that cannot work, before anything reaches the cluster.
 {{- if not (or .Values.existingSecret .Values.secrets.Waldur.Token) }}
 {{- fail "secrets.Waldur.Token is required (or existingSecret with a Waldur__Token key)." }}
 {{- end }}
+{{- if not .Values.config.Web.PublicBaseUrl }}
+{{- fail "config.Web.PublicBaseUrl is required: the adapter's public address as buyers reach it (e.g. https://cmp-adapter.example.org/), used in the console links of Waldur's reports, one-time key links and try-page links; empty, they would point to http://localhost:5000/." }}
+{{- end }}
+{{- if not (regexMatch "^https?://" (toString .Values.config.Web.PublicBaseUrl)) }}
+{{- fail (printf "config.Web.PublicBaseUrl must be an absolute http(s) address such as https://cmp-adapter.example.org/, not %q." (toString .Values.config.Web.PublicBaseUrl)) }}
+{{- end }}
+{{- $shutdown := include "cmp-waldur-adapter.shutdownTimeoutSeconds" . | int }}
+{{- $preStop := int (default 0 .Values.preStopSleepSeconds) }}
+{{- if le (int .Values.terminationGracePeriodSeconds) (add $shutdown $preStop) }}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must be longer than config.Hosting.ShutdownTimeout (%d s) plus preStopSleepSeconds (%d s): Kubernetes would kill the adapter while it still finishes in-flight requests." (int .Values.terminationGracePeriodSeconds) $shutdown $preStop) }}
+{{- end }}
+{{- end }}
+
+{{/*
+How long the adapter waits for in-flight requests when stopped, in seconds: config.Hosting.ShutdownTimeout (hh:mm:ss),
+or the adapter's own default of Hosting:ShutdownTimeout when it is empty (ChartTests checks the two agree).
+*/}}
+{{- define "cmp-waldur-adapter.shutdownTimeoutSeconds" -}}
+{{- $value := toString (default "" (dig "Hosting" "ShutdownTimeout" "" .Values.config)) }}
+{{- if not $value }}135
+{{- else if regexMatch "^[0-9]{1,2}:[0-5][0-9]:[0-5][0-9]$" $value }}
+{{- $parts := splitList ":" $value }}
+{{- add (mul (atoi (index $parts 0)) 3600) (mul (atoi (index $parts 1)) 60) (atoi (index $parts 2)) }}
+{{- else }}
+{{- fail (printf "config.Hosting.ShutdownTimeout must be hh:mm:ss (e.g. 00:02:15), not %q." $value) }}
+{{- end }}
 {{- end }}
 
 {{/*

@@ -53,6 +53,12 @@ public sealed class EventsOptions : IValidatableObject
 
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
+        // Without an address the listener could only give up, and orders would wait for the fallback poll (minutes).
+        if (Enabled && WebSocketUrl is null)
+        {
+            yield return new ValidationResult("Events:WebSocketUrl must be set when Events:Enabled is true (or set Events:Enabled to false to find orders by polling only).", [nameof(WebSocketUrl), nameof(Enabled)]);
+        }
+
         // The backoff is capped at the maximum: one below the initial delay would silently replace it.
         if (MaxReconnectDelay < InitialReconnectDelay)
         {

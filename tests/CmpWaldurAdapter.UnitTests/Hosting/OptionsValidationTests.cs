@@ -117,6 +117,20 @@ public sealed class OptionsValidationTests
         ValidateAtStart(ValidWith("Waldur:TimeZone=America/New_York"));
     }
 
+    /// <summary>Events on with no address would listen to nothing: orders would wait minutes for the fallback poll.</summary>
+    [Theory]
+    [InlineData("Events:Enabled=true")]
+    [InlineData("Events:Enabled=true; Events:WebSocketUrl=")]
+    public void Events_on_without_a_websocket_address_stops_the_adapter_at_start_naming_both_settings(string settings)
+    {
+        var refusal = RefusalAtStart(ValidWith(settings), settings);
+
+        Assert.Contains("Events:WebSocketUrl", refusal, StringComparison.Ordinal);
+        Assert.Contains("Events:Enabled", refusal, StringComparison.Ordinal);
+        ValidateAtStart(ValidWith("Events:Enabled=true; Events:WebSocketUrl=wss://waldur.example.org/rmqws-stomp"));
+        ValidateAtStart(ValidWith("Events:Enabled=false; Events:WebSocketUrl="));
+    }
+
     /// <summary>Pairs of options that only work one way round: a backoff's start and cap, a renewal and what it renews.</summary>
     public static TheoryData<string, string, string> PairsTheWrongWayRound() => new()
     {

@@ -16,6 +16,7 @@ public static class ServeCommand
             var args = parse.GetValue(urls) is { } value ? new[] { "--urls", value } : [];
             await using var app = AdapterHost.BuildServer(args, parse.GetValue(CommandContext.ConfigOption), context.ConfigureServer);
             await app.Services.MigrateEmbeddedDatabaseAsync(cancellationToken);
+            await app.Services.LogStartupNoticesAsync(cancellationToken);
             // A background worker that failed stops the host: RunAsync then returns normally, or during the start throws
             // a cancellation nobody asked for; exit 0 would read as "completed" to an orchestrator restarting it.
             try

@@ -9,10 +9,11 @@ namespace CmpWaldurAdapter.Web;
 
 /// <summary>
 /// <c>/healthz</c>: the process is alive (no dependencies, so a slow upstream never gets it restarted).
-/// <c>/readyz</c>: this replica can serve: its database answers. Upstreams are shared by every replica, so one being
+/// <c>/readyz</c>: this replica can serve: its database answers and holds every migration this build knows. Upstreams are shared by every replica, so one being
 /// down must not take them all out of the Service at once (keys, console, usage and widget need none of them, and chat
 /// answers its own 503 with Retry-After). <c>/status</c>: the database and every upstream, for monitoring.
-/// Each names its checks, never their error details.
+/// Each names its checks, never their error details; a check with a reason for operators (a schema behind the build)
+/// gives it under <c>reasons</c>.
 /// </summary>
 public static class HealthEndpoints
 {
@@ -20,10 +21,15 @@ public static class HealthEndpoints
 
     public const string UpstreamTag = "upstream";
 
+    /// <summary>The data key of a check's reason that is safe to show: fixed text, never an exception's.</summary>
+    private const string ReasonKey = "reason";
+
     public static IServiceCollection AddAdapterHealthChecks(this IServiceCollection services)
     {
+        services.AddSingleton<SchemaStatus>(); // one per process: it remembers a schema found up to date
         services.AddHealthChecks()
             .AddCheck<DatabaseHealthCheck>("database", tags: [ReadyTag], timeout: TimeSpan.FromSeconds(5))
+            .AddCheck<SchemaHealthCheck>("schema", tags: [ReadyTag], timeout: TimeSpan.FromSeconds(5))
             .AddCheck<WaldurHealthCheck>("waldur", tags: [UpstreamTag], timeout: TimeSpan.FromSeconds(5));
         return services;
     }
@@ -38,11 +44,18 @@ public static class HealthEndpoints
     private static Task WriteAsync(HttpContext context, HealthReport report)
     {
         context.Response.ContentType = "application/json";
-        var body = new
+        var body = new Dictionary<string, object>
         {
-            status = report.Status.ToString().ToLowerInvariant(),
-            checks = report.Entries.ToDictionary(e => e.Key, e => e.Value.Status.ToString().ToLowerInvariant()),
+            ["status"] = report.Status.ToString().ToLowerInvariant(),
+            ["checks"] = report.Entries.ToDictionary(e => e.Key, e => e.Value.Status.ToString().ToLowerInvariant()),
         };
+        var reasons = report.Entries.Where(e => e.Value.Data.TryGetValue(ReasonKey, out var reason) && reason is string)
+            .ToDictionary(e => e.Key, e => (string)e.Value.Data[ReasonKey]);
+        if (reasons.Count > 0)
+        {
+            body["reasons"] = reasons;
+        }
+
         return context.Response.WriteAsync(JsonSerializer.Serialize(body));
     }
 
@@ -52,6 +65,22 @@ public static class HealthEndpoints
         {
             await using var db = await dbs.CreateDbContextAsync(cancellationToken);
             return await db.Database.CanConnectAsync(cancellationToken) ? HealthCheckResult.Healthy() : HealthCheckResult.Unhealthy();
+        }
+    }
+
+    /// <summary>A replica of a build whose migrations have not run (<c>db migrate</c>) stays out of the Service.</summary>
+    private sealed class SchemaHealthCheck(SchemaStatus schema) : IHealthCheck
+    {
+        public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+        {
+            var pending = await schema.PendingAsync(cancellationToken);
+            if (pending.Count == 0)
+            {
+                return HealthCheckResult.Healthy();
+            }
+
+            var reason = $"The database schema is behind this build: {pending.Count} migration(s) not applied ({pending[^1]} the newest); run 'cmp-adapter db migrate'.";
+            return HealthCheckResult.Unhealthy(reason, data: new Dictionary<string, object> { [ReasonKey] = reason });
         }
     }
 

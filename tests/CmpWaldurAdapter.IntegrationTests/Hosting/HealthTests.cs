@@ -40,7 +40,7 @@ public sealed class HealthTests : IAsyncLifetime
         var status = await client.GetAsync("/status");
         var body = JsonNode.Parse(await status.Content.ReadAsStringAsync())!;
         Assert.Equal(HttpStatusCode.OK, ready.StatusCode);
-        Assert.Equal(["database"], JsonNode.Parse(await ready.Content.ReadAsStringAsync())!["checks"]!.AsObject().Select(c => c.Key));
+        Assert.Equal(["database", "schema"], JsonNode.Parse(await ready.Content.ReadAsStringAsync())!["checks"]!.AsObject().Select(c => c.Key));
         Assert.Equal(HttpStatusCode.OK, status.StatusCode);
         Assert.Equal("healthy", body["checks"]!["database"]!.GetValue<string>());
         Assert.Equal("healthy", body["checks"]!["waldur"]!.GetValue<string>());

@@ -164,17 +164,7 @@ public sealed class ChatDisconnectTests : IAsyncLifetime
         using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = ChatTestBed.Json("""{"stream":true,"message":"Hello"}""") };
         request.Headers.Authorization = new("Bearer", key);
 
-        using (var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead))
-        {
-            using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
-            var deltas = 0;
-            while (deltas < 2 && await reader.ReadLineAsync() is { } line)
-            {
-                deltas += line.Contains("\"content\":\"echo", StringComparison.Ordinal) || line.Contains("\"content\":\" Hello", StringComparison.Ordinal) ? 1 : 0;
-            }
-
-            Assert.Equal(2, deltas);
-        } // the client leaves here
+        await LeaveAfterTwoDeltasAsync(http, request);
 
         await Eventually.TrueAsync(() => _bed.Upstream.Aborted == 1, TimeSpan.FromSeconds(5), "the adapter cancels Langflow's run");
         Assert.Equal(0, _bed.Upstream.Completed);
@@ -202,17 +192,9 @@ public sealed class ChatDisconnectTests : IAsyncLifetime
         }
 
         using (var request = Request())
-        using (var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead))
         {
-            using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
-            var deltas = 0;
-            while (deltas < 2 && await reader.ReadLineAsync() is { } line)
-            {
-                deltas += line.Contains("\"content\":\"echo", StringComparison.Ordinal) || line.Contains("\"content\":\" Hello", StringComparison.Ordinal) ? 1 : 0;
-            }
-
-            Assert.Equal(2, deltas);
-        } // the client leaves here
+            await LeaveAfterTwoDeltasAsync(http, request);
+        }
 
         await Eventually.TrueAsync(() => _bed.Upstream.Aborted == 1, TimeSpan.FromSeconds(5), "the adapter cancels Langflow's run");
         await Eventually.TrueAsync(async () => (await ReservedAsync(subscription.CustomerId)) == 0, TimeSpan.FromSeconds(5));
@@ -344,6 +326,20 @@ public sealed class ChatDisconnectTests : IAsyncLifetime
         Assert.Equal("agent_unavailable", error["code"]!.GetValue<string>());
         var balance = await _bed.Server.Services.GetRequiredService<CmpWaldurAdapter.Credits.CreditLedger>().BalanceAsync(subscription.CustomerId);
         Assert.Equal((10L, 0L), (balance.Balance, balance.Reserved));
+    }
+
+    /// <summary>Reads the stream until two of the answer's deltas arrived, then leaves (closes the response).</summary>
+    private static async Task LeaveAfterTwoDeltasAsync(HttpClient http, HttpRequestMessage request)
+    {
+        using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+        var deltas = 0;
+        while (deltas < 2 && await reader.ReadLineAsync() is { } line)
+        {
+            deltas += line.Contains("\"content\":\"echo", StringComparison.Ordinal) || line.Contains("\"content\":\" Hello", StringComparison.Ordinal) ? 1 : 0;
+        }
+
+        Assert.Equal(2, deltas);
     }
 
     private async Task<long> ReservedAsync(Guid customer) =>

@@ -24,14 +24,8 @@ public sealed class ServeStartTests
         await using var bed = await OrderTestBed.CreateAsync(DatabaseProvider.Postgres);
         var previous = await MigrateToPreviousAsync(bed);
         var context = Context(bed);
-        var port = LoopbackPorts.Free();
-        using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}/") };
-        using var stop = new CancellationTokenSource();
-        var serve = AdapterCli.RunAsync(["serve", "--urls", $"http://127.0.0.1:{port}"], context, stop.Token);
-        try
+        await ServingAsync(context, async client =>
         {
-            await AnswersAsync(client, serve);
-
             var notReady = await client.GetAsync("/readyz");
             var body = JsonNode.Parse(await notReady.Content.ReadAsStringAsync())!;
             Assert.Equal(HttpStatusCode.ServiceUnavailable, notReady.StatusCode);
@@ -50,12 +44,7 @@ public sealed class ServeStartTests
             var ready = await client.GetAsync("/readyz");
             Assert.Equal(HttpStatusCode.OK, ready.StatusCode);
             Assert.Null(JsonNode.Parse(await ready.Content.ReadAsStringAsync())!["reasons"]);
-        }
-        finally
-        {
-            await stop.CancelAsync();
-            await serve;
-        }
+        });
 
         TestSecrets.AssertNotLogged(bed.Logs);
     }
@@ -72,47 +61,26 @@ public sealed class ServeStartTests
             var history = db.GetService<IHistoryRepository>();
             await db.Database.ExecuteSqlRawAsync(history.GetInsertScript(new HistoryRow(Newer, ProductInfo.GetVersion())));
         });
-        var port = LoopbackPorts.Free();
-        using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}/") };
-        using var stop = new CancellationTokenSource();
-        var serve = AdapterCli.RunAsync(["serve", "--urls", $"http://127.0.0.1:{port}"], Context(bed), stop.Token);
-        try
+        await ServingAsync(Context(bed), async client =>
         {
-            await AnswersAsync(client, serve);
-
             Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/readyz")).StatusCode);
             Assert.Contains(bed.Logs.Events, e => e.Level == LogEventLevel.Warning && e.RenderMessage().Contains(Newer, StringComparison.Ordinal));
             Assert.DoesNotContain(bed.Logs.Events, e => e.Level >= LogEventLevel.Error);
-        }
-        finally
-        {
-            await stop.CancelAsync();
-            await serve;
-        }
+        });
     }
 
     [Fact]
     public async Task Serve_without_langflow_warns_once_at_start_that_orders_are_only_recorded_naming_the_setting()
     {
         await using var bed = await OrderTestBed.CreateAsync();
-        var port = LoopbackPorts.Free();
-        using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}/") };
-        using var stop = new CancellationTokenSource();
-        var serve = AdapterCli.RunAsync(["serve", "--urls", $"http://127.0.0.1:{port}"], Context(bed), stop.Token);
-        try
+        await ServingAsync(Context(bed), _ =>
         {
-            await AnswersAsync(client, serve);
-
             var warning = Assert.Single(bed.Logs.Events, e => e.Level == LogEventLevel.Warning && FromStartupNotices(e));
             Assert.Contains("Langflow:BaseUrl", warning.RenderMessage(), StringComparison.Ordinal);
             Assert.Contains("recorded only", warning.RenderMessage(), StringComparison.Ordinal);
             Assert.Contains("no agents", warning.RenderMessage(), StringComparison.Ordinal);
-        }
-        finally
-        {
-            await stop.CancelAsync();
-            await serve;
-        }
+            return Task.CompletedTask;
+        });
     }
 
     private static bool FromStartupNotices(LogEvent e) =>
@@ -154,6 +122,25 @@ public sealed class ServeStartTests
         });
         await using var db = await host.Services.GetRequiredService<IDbContextFactory<AdapterDbContext>>().CreateDbContextAsync();
         await use(db);
+    }
+
+    /// <summary>Runs <c>serve</c> on a free loopback port until <paramref name="use"/> is done with it, once it answers.</summary>
+    private static async Task ServingAsync(CommandContext context, Func<HttpClient, Task> use)
+    {
+        var port = LoopbackPorts.Free();
+        using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}/") };
+        using var stop = new CancellationTokenSource();
+        var serve = AdapterCli.RunAsync(["serve", "--urls", $"http://127.0.0.1:{port}"], context, stop.Token);
+        try
+        {
+            await AnswersAsync(client, serve);
+            await use(client);
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await serve;
+        }
     }
 
     private static Task AnswersAsync(HttpClient client, Task serve) => Eventually.TrueAsync(async () =>

@@ -104,6 +104,12 @@ public sealed class RagflowTenant(IRagflowApi ragflow, KnowledgeBase knowledge, 
     /// </summary>
     private async Task ForgetDocumentsAsync(Guid subscriptionId, CancellationToken cancellationToken)
     {
+        // A new subscription has none: its Create must not wait for the parse monitor's pass over every tenant.
+        if (!await knowledge.HasRecordsAsync(subscriptionId, cancellationToken))
+        {
+            return;
+        }
+
         await parses.CloseForRemovalAsync(subscriptionId, null, cancellationToken);
         if (await knowledge.ForgetAllAsync(subscriptionId, cancellationToken) is > 0 and var forgotten)
         {

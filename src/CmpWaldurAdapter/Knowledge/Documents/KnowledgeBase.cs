@@ -396,6 +396,13 @@ public sealed class KnowledgeBase(
         await ReleaseHoldsAsync(documents, reason);
     }
 
+    /// <summary>Whether the subscription has any document record, in whatever state.</summary>
+    internal async Task<bool> HasRecordsAsync(Guid subscriptionId, CancellationToken cancellationToken)
+    {
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        return await db.KnowledgeDocuments.AnyAsync(d => d.SubscriptionId == subscriptionId, cancellationToken);
+    }
+
     /// <summary>
     /// Forgets every document record of the subscription, connector pages with their versions (the next sync adds
     /// them again), when its dataset is gone from RAGFlow with them. Call it only once their parses are closed

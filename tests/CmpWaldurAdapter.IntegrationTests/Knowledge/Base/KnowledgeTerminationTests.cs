@@ -292,6 +292,34 @@ public abstract class KnowledgeTerminationTests(DatabaseProvider provider) : IAs
         Assert.Single(_bed.Ragflow.Documents(restored.RagflowDatasetId!));
     }
 
+    /// <summary>A new subscription has no document records to forget, so its Create does not wait for the parse monitor.</summary>
+    [Fact]
+    public async Task A_new_subscription_is_provisioned_while_the_parse_monitor_waits_on_ragflow_for_another()
+    {
+        var resource = await _bed.SubscribeAsync();
+        var subscription = await _bed.SubscriptionAsync(resource);
+        await _bed.Services.GetRequiredService<CreditLedger>().GrantAsync(subscription.CustomerId, 100, "test funding");
+        await UploadAsync(subscription.Id, "handbook.txt");
+        var hold = _bed.Ragflow.Upstream.Hold("GET", $"/api/v1/datasets/{subscription.RagflowDatasetId}/documents");
+        var poll = _bed.Services.GetRequiredService<ParseMonitor>().PollAsync(CancellationToken.None);
+        try
+        {
+            await Eventually.TrueAsync(() => hold.Arrived == 1, TimeSpan.FromSeconds(10), "the poll waits on RAGFlow");
+
+            var create = _bed.Waldur.PlaceCreateOrder(_bed.Offering, TenantTestBed.Attributes());
+            var settled = await _bed.ProcessUntilSettledAsync(create).WaitAsync(TimeSpan.FromSeconds(30));
+
+            Assert.Equal(OrderOutcome.Completed, settled.Outcome);
+            Assert.False(poll.IsCompleted);
+        }
+        finally
+        {
+            hold.Release();
+        }
+
+        await poll;
+    }
+
     [Fact]
     public async Task After_a_restore_a_connector_sync_adds_its_pages_again_to_the_new_knowledge_base()
     {

@@ -150,10 +150,18 @@ public sealed class BuyerWebTestBed : IAsyncDisposable
     public Task AllowDomainsAsync(Guid subscriptionId, params string[] domains) =>
         Services.GetRequiredService<BuyerWebStore>().UpdateAsync(subscriptionId, s => s.AllowedDomains = string.Join('\n', domains), CancellationToken.None);
 
-    /// <summary>Reads the database once every API answer already sent is settled (answers go out before their charge is written).</summary>
+    /// <summary>
+    /// Reads the database once every answer already sent, by this adapter or a replica, is settled (answers go out
+    /// before their charge is written).
+    /// </summary>
     public async Task<T> QueryAsync<T>(Func<AdapterDbContext, Task<T>> query)
     {
         await Services.GetRequiredService<AnswerSettlements>().WhenSettledAsync();
+        foreach (var replica in _replicas)
+        {
+            await replica.Services.GetRequiredService<AnswerSettlements>().WhenSettledAsync();
+        }
+
         await using var db = await Services.GetRequiredService<IDbContextFactory<AdapterDbContext>>().CreateDbContextAsync();
         return await query(db);
     }

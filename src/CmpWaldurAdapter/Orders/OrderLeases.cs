@@ -1,4 +1,6 @@
 using System.Collections.Concurrent;
+using System.Security.Cryptography;
+using System.Text;
 using CmpWaldurAdapter.Core.Orders;
 using CmpWaldurAdapter.Hosting;
 using CmpWaldurAdapter.Persistence;
@@ -166,6 +168,32 @@ public sealed class OrderLeases(IDbContextFactory<AdapterDbContext> dbs, Adapter
         }
     }
 
+    /// <summary>
+    /// Runs <paramref name="work"/> on a resource under the lease of the record <paramref name="kind"/> derives from it,
+    /// like an order of the resource (so it never runs beside one, nor beside the same work on another replica), and
+    /// keeps the lease renewed while it runs. Returns the work's result, or that the lease is held elsewhere and
+    /// nothing ran.
+    /// </summary>
+    public async Task<LeasedWork<T>> RunOnResourceAsync<T>(ResourceWork kind, Guid resourceUuid, Guid offeringUuid, Func<Task<T>> work, CancellationToken cancellationToken)
+    {
+        var id = kind.RecordId(resourceUuid);
+        await EnsureRecordAsync(id, kind.Type, resourceUuid, offeringUuid, cancellationToken);
+        if (!await TryAcquireAsync(id, cancellationToken))
+        {
+            return new LeasedWork<T>(Busy: true, default!);
+        }
+
+        try
+        {
+            await using var keeping = Keep(id);
+            return new LeasedWork<T>(Busy: false, await work());
+        }
+        finally
+        {
+            await ReleaseAsync(id);
+        }
+    }
+
     public async Task ReleaseAsync(Guid orderUuid)
     {
         try
@@ -201,3 +229,21 @@ public sealed class OrderLeases(IDbContextFactory<AdapterDbContext> dbs, Adapter
             .ExecuteUpdateAsync(set => set.SetProperty(o => o.LeaseOwner, (string?)null).SetProperty(o => o.LeaseExpiresAt, (DateTimeOffset?)null), cancellationToken);
     }
 }
+
+/// <summary>
+/// Work on a resource that is no Waldur order, run under a lease like an order's (<see cref="OrderLeases.RunOnResourceAsync{T}"/>)
+/// on a record of its own in the orders table.
+/// </summary>
+/// <param name="Purpose">Names the work; with the resource it makes the record's id, the same on every replica and never a Waldur order's.</param>
+/// <param name="Type">The order type the record is kept under.</param>
+public sealed record ResourceWork(string Purpose, OrderType Type)
+{
+    public Guid RecordId(Guid resourceUuid) =>
+        new(SHA256.HashData(Encoding.UTF8.GetBytes(Purpose + ":" + resourceUuid.ToString("N"))).AsSpan(0, 16));
+}
+
+/// <summary>
+/// What <see cref="OrderLeases.RunOnResourceAsync{T}"/> did: ran the work (<paramref name="Result"/>), or found its lease held
+/// elsewhere (<paramref name="Busy"/>, with no result).
+/// </summary>
+public readonly record struct LeasedWork<T>(bool Busy, T Result);

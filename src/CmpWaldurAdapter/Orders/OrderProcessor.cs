@@ -1,5 +1,3 @@
-using System.Security.Cryptography;
-using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using CmpWaldurAdapter.Core.Forms;
@@ -166,16 +164,8 @@ public sealed class OrderProcessor(
             offering = known;
         }
 
-        await leases.EnsureRecordAsync(id, OrderType.Terminate, resourceUuid, offering, cancellationToken);
-        if (!await leases.TryAcquireAsync(id, cancellationToken))
+        var run = await leases.RunOnResourceAsync(TearDown, resourceUuid, offering, async () =>
         {
-            logger.LogInformation("Resource {ResourceUuid} is being worked on by an order or another process; its teardown waits for the next sweep", resourceUuid);
-            return false;
-        }
-
-        try
-        {
-            await using var keeping = leases.Keep(id);
             var outcome = await TearDownLeasedAsync(id, resourceUuid, cancellationToken);
             if (outcome is not null)
             {
@@ -183,11 +173,14 @@ public sealed class OrderProcessor(
             }
 
             return outcome == nameof(OrderOutcome.Completed);
-        }
-        finally
+        }, cancellationToken);
+        if (run.Busy)
         {
-            await leases.ReleaseAsync(id);
+            logger.LogInformation("Resource {ResourceUuid} is being worked on by an order or another process; its teardown waits for the next sweep", resourceUuid);
+            return false;
         }
+
+        return run.Result;
     }
 
     /// <summary>
@@ -262,12 +255,11 @@ public sealed class OrderProcessor(
         }
     }
 
-    /// <summary>
-    /// The id of the record under which the teardown of a resource Waldur terminated without a Terminate order keeps its
-    /// lease and progress: derived from the resource, so every replica takes the same one, and never a Waldur order's.
-    /// </summary>
-    internal static Guid TerminationWithoutOrder(Guid resourceUuid) =>
-        new(SHA256.HashData(Encoding.UTF8.GetBytes("terminated-in-waldur:" + resourceUuid.ToString("N"))).AsSpan(0, 16));
+    /// <summary>The teardown of a resource Waldur terminated without a Terminate order, leased like the Terminate order it stands for.</summary>
+    private static readonly ResourceWork TearDown = new("terminated-in-waldur", OrderType.Terminate);
+
+    /// <summary>The id of the record under which the teardown of a resource Waldur terminated without a Terminate order keeps its lease and progress.</summary>
+    internal static Guid TerminationWithoutOrder(Guid resourceUuid) => TearDown.RecordId(resourceUuid);
 
     private async Task<OrderOutcome> ProcessLeasedAsync(OrderDetails order, OrderType type, string state, Guid resourceUuid, CancellationToken cancellationToken)
     {

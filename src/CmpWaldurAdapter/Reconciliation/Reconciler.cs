@@ -1,6 +1,4 @@
 using System.Net;
-using System.Security.Cryptography;
-using System.Text;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using CmpWaldurAdapter.Core.Orders;
@@ -288,28 +286,19 @@ public sealed partial class Reconciler(
     {
         // Under the resource's order lease, with the state read after taking it: a Terminate running beside the rebuild
         // would otherwise see its deletions undone, leaving a tenant, with a live stored key, that nothing ever removes.
-        var id = RebuildLease(found.ResourceUuid);
-        await leases.EnsureRecordAsync(id, OrderType.Create, found.ResourceUuid, found.OfferingUuid, cancellationToken);
-        if (!await leases.TryAcquireAsync(id, cancellationToken))
+        var run = await leases.RunOnResourceAsync(RebuildWork, found.ResourceUuid, found.OfferingUuid,
+            () => ReprovisionLeasedAsync(upstreams, found.Id, cancellationToken), cancellationToken);
+        if (run.Busy)
         {
             logger.LogInformation("Resource {ResourceUuid} is being worked on by an order or another process; its tenant is rebuilt by a later run", found.ResourceUuid);
             return Rebuild.Busy;
         }
 
-        try
-        {
-            await using var keeping = leases.Keep(id);
-            return await ReprovisionLeasedAsync(upstreams, found.Id, cancellationToken);
-        }
-        finally
-        {
-            await leases.ReleaseAsync(id);
-        }
+        return run.Result;
     }
 
-    /// <summary>The id of the record under which the reconciler leases a resource it rebuilds: the same on every replica, never a Waldur order's.</summary>
-    private static Guid RebuildLease(Guid resourceUuid) =>
-        new(SHA256.HashData(Encoding.UTF8.GetBytes("reconcile-rebuild:" + resourceUuid.ToString("N"))).AsSpan(0, 16));
+    /// <summary>The rebuild of a missing tenant, leased like the Create order whose steps it runs again.</summary>
+    private static readonly ResourceWork RebuildWork = new("reconcile-rebuild", OrderType.Create);
 
     private async Task<Rebuild> ReprovisionLeasedAsync(Upstreams upstreams, Guid subscriptionId, CancellationToken cancellationToken)
     {

@@ -172,7 +172,7 @@ public sealed class OrderLeases(IDbContextFactory<AdapterDbContext> dbs, Adapter
     /// Runs <paramref name="work"/> on a resource under the lease of the record <paramref name="kind"/> derives from it,
     /// like an order of the resource (so it never runs beside one, nor beside the same work on another replica), and
     /// keeps the lease renewed while it runs. Returns the work's result, or that the lease is held elsewhere and
-    /// nothing ran.
+    /// nothing ran. A record that carries only the lease is removed once nobody holds it.
     /// </summary>
     public async Task<LeasedWork<T>> RunOnResourceAsync<T>(ResourceWork kind, Guid resourceUuid, Guid offeringUuid, Func<Task<T>> work, CancellationToken cancellationToken)
     {
@@ -180,6 +180,11 @@ public sealed class OrderLeases(IDbContextFactory<AdapterDbContext> dbs, Adapter
         await EnsureRecordAsync(id, kind.Type, resourceUuid, offeringUuid, cancellationToken);
         if (!await TryAcquireAsync(id, cancellationToken))
         {
+            if (!kind.KeepsRecord)
+            {
+                await RemoveUnheldAsync(id);
+            }
+
             return new LeasedWork<T>(Busy: true, default!);
         }
 
@@ -190,19 +195,28 @@ public sealed class OrderLeases(IDbContextFactory<AdapterDbContext> dbs, Adapter
         }
         finally
         {
-            await ReleaseAsync(id);
+            await ReleaseAsync(id, removeRecord: !kind.KeepsRecord);
         }
     }
 
-    public async Task ReleaseAsync(Guid orderUuid)
+    public Task ReleaseAsync(Guid orderUuid) => ReleaseAsync(orderUuid, removeRecord: false);
+
+    private async Task ReleaseAsync(Guid orderUuid, bool removeRecord)
     {
         try
         {
             var owner = Owner;
             await using var db = await dbs.CreateDbContextAsync();
-            await db.Orders
-                .Where(o => o.OrderUuid == orderUuid && o.LeaseOwner == owner)
-                .ExecuteUpdateAsync(set => set.SetProperty(o => o.LeaseOwner, (string?)null).SetProperty(o => o.LeaseExpiresAt, (DateTimeOffset?)null));
+            var held = db.Orders.Where(o => o.OrderUuid == orderUuid && o.LeaseOwner == owner);
+            if (removeRecord)
+            {
+                // Released and removed in one statement: a lease another process took over (this one's ran out) stays its.
+                await held.ExecuteDeleteAsync();
+            }
+            else
+            {
+                await held.ExecuteUpdateAsync(set => set.SetProperty(o => o.LeaseOwner, (string?)null).SetProperty(o => o.LeaseExpiresAt, (DateTimeOffset?)null));
+            }
         }
         finally
         {
@@ -210,6 +224,17 @@ public sealed class OrderLeases(IDbContextFactory<AdapterDbContext> dbs, Adapter
             // so its lease is an orphan that the next acquire or sweep takes back.
             _working.TryRemove(orderUuid, out _);
         }
+    }
+
+    /// <summary>
+    /// Removes a lease-only record nobody holds, left by an acquire that found the resource busy. One held (by another
+    /// process, or by another worker of this one) is its holder's to remove; a process about to acquire one removed
+    /// here finds it gone and is busy this once, as if it had come a moment earlier.
+    /// </summary>
+    private async Task RemoveUnheldAsync(Guid recordId)
+    {
+        await using var db = await dbs.CreateDbContextAsync();
+        await db.Orders.Where(o => o.OrderUuid == recordId && o.LeaseOwner == null).ExecuteDeleteAsync();
     }
 
     /// <summary>
@@ -236,7 +261,11 @@ public sealed class OrderLeases(IDbContextFactory<AdapterDbContext> dbs, Adapter
 /// </summary>
 /// <param name="Purpose">Names the work; with the resource it makes the record's id, the same on every replica and never a Waldur order's.</param>
 /// <param name="Type">The order type the record is kept under.</param>
-public sealed record ResourceWork(string Purpose, OrderType Type)
+/// <param name="KeepsRecord">
+/// Whether the record is the work's progress too, and stays; otherwise it only carries the lease and is removed once
+/// nobody holds it, so the orders table keeps no row that looks like an order and never was one.
+/// </param>
+public sealed record ResourceWork(string Purpose, OrderType Type, bool KeepsRecord)
 {
     public Guid RecordId(Guid resourceUuid) =>
         new(SHA256.HashData(Encoding.UTF8.GetBytes(Purpose + ":" + resourceUuid.ToString("N"))).AsSpan(0, 16));

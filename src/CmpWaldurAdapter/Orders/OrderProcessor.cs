@@ -255,8 +255,13 @@ public sealed class OrderProcessor(
         }
     }
 
-    /// <summary>The teardown of a resource Waldur terminated without a Terminate order, leased like the Terminate order it stands for.</summary>
-    private static readonly ResourceWork TearDown = new("terminated-in-waldur", OrderType.Terminate);
+    /// <summary>
+    /// The teardown of a resource Waldur terminated without a Terminate order, leased like the Terminate order it stands for.
+    /// Its record stays: it is the teardown's progress (attempts, last error, notes), written before the subscription stops
+    /// being served, so a teardown lost with its process is still known as begun once Waldur has erased the resource
+    /// (<see cref="TearDownBegunAsync"/>). No Waldur order has its id, so nothing reads it as one.
+    /// </summary>
+    private static readonly ResourceWork TearDown = new("terminated-in-waldur", OrderType.Terminate, KeepsRecord: true);
 
     /// <summary>The id of the record under which the teardown of a resource Waldur terminated without a Terminate order keeps its lease and progress.</summary>
     internal static Guid TerminationWithoutOrder(Guid resourceUuid) => TearDown.RecordId(resourceUuid);

@@ -297,8 +297,11 @@ public sealed partial class Reconciler(
         return run.Result;
     }
 
-    /// <summary>The rebuild of a missing tenant, leased like the Create order whose steps it runs again.</summary>
-    private static readonly ResourceWork RebuildWork = new("reconcile-rebuild", OrderType.Create);
+    /// <summary>
+    /// The rebuild of a missing tenant, leased like the Create order whose steps it runs again. Its record carries only the
+    /// lease (the steps' progress is not kept: each looks before it creates), so it is removed once released.
+    /// </summary>
+    private static readonly ResourceWork RebuildWork = new("reconcile-rebuild", OrderType.Create, KeepsRecord: false);
 
     private async Task<Rebuild> ReprovisionLeasedAsync(Upstreams upstreams, Guid subscriptionId, CancellationToken cancellationToken)
     {

@@ -231,7 +231,7 @@ public sealed class ReconcileTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task A_resource_whose_order_holds_the_lease_is_skipped_and_rebuilt_by_a_later_run()
+    public async Task A_resource_whose_order_holds_the_lease_is_skipped_and_rebuilt_by_a_later_run_and_neither_run_leaves_a_record_among_the_orders()
     {
         var resource = await _bed.SubscribeAsync();
         var subscription = await _bed.SubscriptionAsync(resource);
@@ -241,6 +241,7 @@ public sealed class ReconcileTests : IAsyncLifetime
         var order = Guid.NewGuid();
         await leases.EnsureRecordAsync(order, Core.Orders.OrderType.Update, resource, _bed.Offering, CancellationToken.None);
         Assert.True(await leases.TryAcquireAsync(order, CancellationToken.None));
+        var orders = await OrderRecordsAsync();
 
         var busy = await ReconcileAsync();
 
@@ -249,6 +250,7 @@ public sealed class ReconcileTests : IAsyncLifetime
         Assert.Equal("Found", Outcome(skipped));
         Assert.Contains("an order of the resource is being worked on", skipped["detail"]!.GetValue<string>());
         Assert.Empty(_bed.Ragflow.Datasets);
+        Assert.Equal(orders, await OrderRecordsAsync());
 
         await leases.ReleaseAsync(order);
         var later = await ReconcileAsync();
@@ -256,7 +258,11 @@ public sealed class ReconcileTests : IAsyncLifetime
         Assert.Equal(ExitCodes.Success, later.Exit);
         Assert.Equal("Fixed", Outcome(Assert.Single(Drifts(later.Report, "MissingTenant"))));
         Assert.Equal([$"cmp-{resource:N}"], _bed.Ragflow.Datasets.Select(d => d["name"]!.GetValue<string>()));
+        // The rebuild's lease record is no order: the orders table holds the Create and the order at work, as before.
+        Assert.Equal(orders, await OrderRecordsAsync());
     }
+
+    private Task<List<Guid>> OrderRecordsAsync() => _bed.QueryAsync(db => db.Orders.Select(o => o.OrderUuid).OrderBy(o => o).ToListAsync());
 
     [Fact]
     public async Task A_dataset_the_subscriptions_row_lost_is_adopted_again_with_its_documents_uncharged()

@@ -10,6 +10,7 @@ using Microsoft.EntityFrameworkCore.Infrastructure;
 using Microsoft.EntityFrameworkCore.Migrations;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using Serilog.Core;
 using Serilog.Events;
 
@@ -86,19 +87,18 @@ public sealed class ServeStartTests
     private static bool FromStartupNotices(LogEvent e) =>
         e.Properties.TryGetValue("SourceContext", out var source) && source.ToString() == $"\"{typeof(StartupNotices).FullName}\"";
 
-    private static CommandContext Context(OrderTestBed bed) => new(
-        new StringWriter(),
-        new StringWriter(),
-        builder =>
-        {
-            builder.Configuration.AddInMemoryCollection(bed.Settings);
-            builder.Services.AddSingleton<ILogEventSink>(bed.Logs);
-        },
-        builder =>
-        {
-            builder.Configuration.AddInMemoryCollection(bed.Settings);
-            builder.Services.AddSingleton<ILogEventSink>(bed.Logs);
-        });
+    /// <summary>The bed's settings and logs for both hosts a command may build: the command host and serve's web server.</summary>
+    private static CommandContext Context(OrderTestBed bed)
+    {
+        var configure = Configure(bed, bed.Logs);
+        return new(new StringWriter(), new StringWriter(), configure, configure);
+    }
+
+    private static Action<IHostApplicationBuilder> Configure(OrderTestBed bed, ILogEventSink logs) => builder =>
+    {
+        builder.Configuration.AddInMemoryCollection(bed.Settings);
+        builder.Services.AddSingleton(logs);
+    };
 
     /// <summary>Applies every migration but the newest, as the previous release's <c>db migrate</c> left it; returns the one before.</summary>
     private static async Task<string> MigrateToPreviousAsync(OrderTestBed bed)
@@ -115,11 +115,7 @@ public sealed class ServeStartTests
 
     private static async Task WithContextAsync(OrderTestBed bed, Func<AdapterDbContext, Task> use)
     {
-        using var host = AdapterHost.BuildCommandHost(null, builder =>
-        {
-            builder.Configuration.AddInMemoryCollection(bed.Settings);
-            builder.Services.AddSingleton<ILogEventSink>(new CapturedLogs());
-        });
+        using var host = AdapterHost.BuildCommandHost(null, Configure(bed, new CapturedLogs()));
         await using var db = await host.Services.GetRequiredService<IDbContextFactory<AdapterDbContext>>().CreateDbContextAsync();
         await use(db);
     }

@@ -1,3 +1,5 @@
+using System.Globalization;
+using System.Text;
 using CmpWaldurAdapter.Persistence;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
@@ -46,7 +48,7 @@ public sealed record AllowanceRule(string Key, int Limit, TimeSpan Window, bool 
 public sealed record AllowanceRefusal(AllowanceRule Rule, TimeSpan RetryAfter);
 
 /// <summary>
-/// The database's allowance counters (try page, widget). Uses are taken with conditional UPDATEs, never
+/// The database's allowance counters (try page, widget). Uses are taken with conditional upserts, never
 /// read-then-write, so replicas racing for the last use cannot both get it.
 /// </summary>
 public sealed class AllowanceCounters(IDbContextFactory<AdapterDbContext> dbs, IOptions<WebOptions> options, TimeProvider clock)
@@ -62,10 +64,11 @@ public sealed class AllowanceCounters(IDbContextFactory<AdapterDbContext> dbs, I
 
     /// <summary>
     /// Takes one use of every rule, counted at <paramref name="now"/>, or none: when one has nothing left the ones
-    /// taken before it are given back and the refusal names it. Null when all were taken. To give a use back, pass
+    /// taken with it are given back and the refusal names it. Null when all were taken. To give a use back, pass
     /// the same instant to <see cref="GiveBackAsync"/>. A rule already out of uses is refused before anything is
-    /// written, so a flood of refused requests (each naming a new visitor, say) adds no counters; put the rules
-    /// whose keys a client can vary at will last, so a refusal that only shows in a race adds none either.
+    /// written, so a flood of refused requests (each naming a new visitor, say) adds no counters; when several are
+    /// full the refusal names the first in <paramref name="rules"/>. All uses are taken in one round trip, however
+    /// many rules there are.
     /// </summary>
     public async Task<AllowanceRefusal?> TakeAsync(IReadOnlyList<AllowanceRule> rules, DateTimeOffset now, CancellationToken cancellationToken)
     {
@@ -81,23 +84,25 @@ public sealed class AllowanceCounters(IDbContextFactory<AdapterDbContext> dbs, I
             return full;
         }
 
-        for (var i = 0; i < rules.Count; i++)
+        var taken = await TakeEachAsync(db, rules, now, cancellationToken);
+        var refused = Array.IndexOf(taken, false);
+        if (refused < 0)
         {
-            if (await TakeOneAsync(db, rules[i], now, cancellationToken) is not { } fullSince)
-            {
-                continue;
-            }
-
-            for (var taken = 0; taken < i; taken++)
-            {
-                await GiveBackOneAsync(db, rules[taken].Key, now);
-            }
-
-            var retryAfter = fullSince + rules[i].Window - now;
-            return new AllowanceRefusal(rules[i], retryAfter > TimeSpan.Zero ? retryAfter : TimeSpan.Zero);
+            return null;
         }
 
-        return null;
+        // Another request took a rule's last use between the read and the take: give back what this one took. For
+        // that moment it held uses of the other rules too, so a request wanting the last of one may be refused.
+        for (var i = 0; i < rules.Count; i++)
+        {
+            if (taken[i])
+            {
+                await GiveBackOneAsync(db, rules[i].Key, now);
+            }
+        }
+
+        var rule = rules[refused];
+        return await FullAsync(db, [rule], now, cancellationToken) ?? new AllowanceRefusal(rule, rule.Start(now) + rule.Window - now);
     }
 
     /// <summary>
@@ -153,61 +158,54 @@ public sealed class AllowanceCounters(IDbContextFactory<AdapterDbContext> dbs, I
     public static string Key(string key) => key.Length <= 300 ? key : key[..300];
 
     /// <summary>
-    /// Counts one use against the rule's key if it has room: an UPDATE that only matches a counter under the limit
-    /// in its current window, or one whose window ended (it starts again), or an INSERT of a first counter. Two
-    /// replicas racing for the last use both run the UPDATE; the database lets one of them match. Null when counted;
-    /// else the start of the full window (for Retry-After).
+    /// Counts one use against each rule's key where it has room, sent as one command (one round trip): per rule an
+    /// INSERT of a first counter that, when the counter exists, UPDATEs it only if its window ended (it starts again)
+    /// or it is under the limit. The database runs each atomically, so two replicas racing for the last use cannot
+    /// both get it, and two racing for a first use both count. Whether each rule's use was taken, by rule.
     /// </summary>
-    private static async Task<DateTimeOffset?> TakeOneAsync(AdapterDbContext db, AllowanceRule rule, DateTimeOffset now, CancellationToken cancellationToken)
+    private static async Task<bool[]> TakeEachAsync(AdapterDbContext db, IReadOnlyList<AllowanceRule> rules, DateTimeOffset now, CancellationToken cancellationToken)
     {
-        var (key, limit, ended, start) = (rule.Key, rule.Limit, rule.Ended(now), rule.Start(now));
-        if (limit <= 0)
+        // Parameters as the model stores them (SQLite keeps instants as UTC ticks).
+        var allowance = db.Model.FindEntityType(typeof(Allowance))!;
+        var key = allowance.FindProperty(nameof(Allowance.Key))!.GetRelationalTypeMapping();
+        var instant = allowance.FindProperty(nameof(Allowance.WindowStart))!.GetRelationalTypeMapping();
+        var count = allowance.FindProperty(nameof(Allowance.Used))!.GetRelationalTypeMapping();
+
+        await db.Database.OpenConnectionAsync(cancellationToken);
+        await using var command = db.Database.GetDbConnection().CreateCommand();
+        var sql = new StringBuilder();
+        // In key order: on PostgreSQL the statements of one command hold their row locks until its end, and two
+        // requests sharing counters then lock them in the same order, never waiting for each other in a circle.
+        var order = Enumerable.Range(0, rules.Count).OrderBy(i => rules[i].Key, StringComparer.Ordinal).ToArray();
+        for (var n = 0; n < order.Length; n++)
         {
-            return start;
+            var rule = rules[order[n]];
+            sql.Append(CultureInfo.InvariantCulture, $"""
+                INSERT INTO try_allowances AS a ("key", window_start, used) VALUES (@key{n}, @start{n}, 1)
+                ON CONFLICT ("key") DO UPDATE SET
+                    used = CASE WHEN a.window_start <= @ended{n} THEN 1 ELSE a.used + 1 END,
+                    window_start = CASE WHEN a.window_start <= @ended{n} THEN @start{n} ELSE a.window_start END
+                WHERE a.window_start <= @ended{n} OR a.used < @limit{n}
+                RETURNING "key";
+
+                """);
+            command.Parameters.Add(key.CreateParameter(command, $"key{n}", rule.Key));
+            command.Parameters.Add(instant.CreateParameter(command, $"start{n}", rule.Start(now)));
+            command.Parameters.Add(instant.CreateParameter(command, $"ended{n}", rule.Ended(now)));
+            command.Parameters.Add(count.CreateParameter(command, $"limit{n}", rule.Limit));
         }
 
-        for (var attempt = 0; attempt < 3; attempt++)
+        command.CommandText = sql.ToString();
+        var taken = new bool[rules.Count];
+        await using var results = await command.ExecuteReaderAsync(cancellationToken);
+        foreach (var i in order)
         {
-            if (await db.Allowances.Where(a => a.Key == key && a.WindowStart > ended && a.Used < limit)
-                    .ExecuteUpdateAsync(set => set.SetProperty(a => a.Used, a => a.Used + 1), cancellationToken) == 1)
-            {
-                return null;
-            }
-
-            if (await db.Allowances.Where(a => a.Key == key && a.WindowStart <= ended)
-                    .ExecuteUpdateAsync(set => set.SetProperty(a => a.Used, 1).SetProperty(a => a.WindowStart, start), cancellationToken) == 1)
-            {
-                return null;
-            }
-
-            var counter = await db.Allowances.AsNoTracking().Where(a => a.Key == key)
-                .Select(a => new { a.WindowStart, a.Used }).SingleOrDefaultAsync(cancellationToken);
-            if (counter is not null)
-            {
-                if (counter.WindowStart > ended && counter.Used >= limit)
-                {
-                    return counter.WindowStart; // a current window with no room left
-                }
-
-                // It changed between the UPDATEs and this look (another request counted this key's first use,
-                // started its window again, or gave a use back): try the UPDATEs again.
-                continue;
-            }
-
-            db.Allowances.Add(new Allowance { Key = key, WindowStart = start, Used = 1 });
-            try
-            {
-                await db.SaveChangesAsync(cancellationToken);
-                return null;
-            }
-            catch (DbUpdateException exception) when (DbErrors.IsUniqueViolation(exception))
-            {
-                // Another replica counted this key's first use a moment ago: count against its row.
-                db.ChangeTracker.Clear();
-            }
+            // A statement returns its row only when it counted the use.
+            taken[i] = await results.ReadAsync(cancellationToken);
+            await results.NextResultAsync(cancellationToken);
         }
 
-        return start; // three rounds of changes under it: refuse rather than spin
+        return taken;
     }
 
     /// <summary>

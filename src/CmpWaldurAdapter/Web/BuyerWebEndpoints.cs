@@ -325,7 +325,7 @@ public static partial class BuyerWebEndpoints
             ? visitor
             : null;
 
-    private static async Task<IResult> WidgetChatAsync(HttpContext http, SignedTokens tokens, IDbContextFactory<AdapterDbContext> dbs, BuyerWebStore store, VisitorRateLimiter limiter, WidgetLimits limits, IPageChat chat, IdempotencyStore idempotency, IOptions<WebOptions> options, IOptions<ChatOptions> chatOptions, TimeProvider clock, CancellationToken cancellationToken)
+    private static async Task<IResult> WidgetChatAsync(HttpContext http, SignedTokens tokens, IDbContextFactory<AdapterDbContext> dbs, BuyerWebStore store, WidgetLimits limits, IPageChat chat, IdempotencyStore idempotency, IOptions<WebOptions> options, IOptions<ChatOptions> chatOptions, TimeProvider clock, CancellationToken cancellationToken)
     {
         var origin = http.Request.Headers.Origin.ToString();
         if (OriginRules.TryParseOrigin(origin, out _, out _))
@@ -370,11 +370,6 @@ public static partial class BuyerWebEndpoints
             return ApiErrors.InvalidRequest("The message id must be 32 to 64 lowercase hexadecimal characters.", "id", "invalid_message_id");
         }
 
-        if (!limiter.TryAcquire(visitor, out var retryAfter))
-        {
-            return ApiErrors.TooManyRequests(retryAfter, seconds => $"Too many messages; wait {seconds} s.");
-        }
-
         // A message sent again with its id (the widget's Retry, when the answer was lost on its way) is answered from
         // what its first send stored: not run, charged or counted again. Keyed by the visitor, from the signed token.
         IdempotentRequest? remembered = null;
@@ -401,13 +396,16 @@ public static partial class BuyerWebEndpoints
         PageAnswer? answer = null;
         try
         {
-            // Before anything is charged or sent upstream: the address's day and minute, whatever tokens it holds, and the buyer's cap.
+            // Before anything is charged or sent upstream: the address's day and minute, whatever tokens it holds, the
+            // visitor's minute and the buyer's cap.
             var takenAt = clock.GetUtcNow();
             var address = ClientAddress.Of(http);
-            switch (await limits.TakeMessageAsync(subscriptionId, address, web.WidgetDailyMessageCap, takenAt, cancellationToken))
+            switch (await limits.TakeMessageAsync(subscriptionId, address, visitor, web.WidgetDailyMessageCap, takenAt, cancellationToken))
             {
                 case (WidgetLimit.DailyCap, var untilTomorrow):
                     return ApiErrors.TooManyRequests(untilTomorrow, _ => "This assistant has answered all the messages it can for today. Please come back tomorrow.", "daily_limit_reached");
+                case (WidgetLimit.MessagesPerVisitor, var untilNextMinute):
+                    return ApiErrors.TooManyRequests(untilNextMinute, seconds => $"Too many messages; wait {seconds} s.");
                 case (_, var wait):
                     return ApiErrors.TooManyRequests(wait, seconds => $"Too many messages from your network; wait {Wait(seconds)}.");
             }

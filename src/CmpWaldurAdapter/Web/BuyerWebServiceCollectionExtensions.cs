@@ -37,7 +37,6 @@ public static class BuyerWebServiceCollectionExtensions
         services.AddSingleton<AllowanceCounters>();
         services.AddSingleton<TryLimiter>();
         services.AddSingleton<WidgetLimits>();
-        services.AddSingleton<VisitorRateLimiter>();
         services.AddOptions<ChatOptions>();
 
         // The agent runtime, retriever, tweaks and demo agent are optional constructor parameters: the chat and

@@ -82,7 +82,7 @@ public sealed class WebOptions : IValidatableObject
     [Range(typeof(TimeSpan), "00:00:00.001", "365.00:00:00")]
     public TimeSpan WidgetConversationResumeWindow { get; set; } = TimeSpan.FromHours(2);
 
-    /// <summary>Widget messages per visitor per minute, counted per replica (a burst limit, see <see cref="VisitorRateLimiter"/>).</summary>
+    /// <summary>Widget messages per visitor per clock minute (a burst limit), counted in the database across replicas.</summary>
     [Range(1, int.MaxValue)]
     public int WidgetMessagesPerMinute { get; set; } = 10;
 
@@ -114,8 +114,8 @@ public sealed class WebOptions : IValidatableObject
     /// Widget messages one client address may send per subscription per day (UTC), counted like
     /// <see cref="WidgetMessagesPerAddressPerMinute"/>: without it one address sending at that rate uses up the buyer's
     /// daily cap in under an hour (or, with no cap, spends the organization's credits all day). Like the other
-    /// per-address limits it cannot be turned off; a large value loosens it. A message counts
-    /// when taken, as for the minute: one that is then not answered (no credits, say) is not given back.
+    /// per-address limits it cannot be turned off; a large value loosens it. A message that is then not answered (no
+    /// credits, say) is given back, unlike the minute's.
     /// </summary>
     [Range(1, int.MaxValue)]
     public int WidgetMessagesPerAddressPerDay { get; set; } = 200;

@@ -5,6 +5,9 @@ namespace CmpWaldurAdapter.Web;
 /// <summary>Which widget limit refused a message.</summary>
 public enum WidgetLimit
 {
+    /// <summary><see cref="WebOptions.WidgetMessagesPerMinute"/>: one visitor's burst.</summary>
+    MessagesPerVisitor,
+
     /// <summary><see cref="WebOptions.WidgetMessagesPerAddressPerMinute"/> or <see cref="WebOptions.WidgetMessagesPerAddressPerDay"/>.</summary>
     MessagesPerAddress,
 
@@ -16,7 +19,7 @@ public enum WidgetLimit
 /// The widget's limits that a publishable key cannot escape by minting visitor tokens: sessions and messages per
 /// subscription per client address (messages per minute and per day, so one address cannot use up the day), and the buyer's daily message cap per subscription. They guard the
 /// organization's shared credits, so they are database <see cref="AllowanceCounters"/> (fixed clock windows) and
-/// hold across replicas; the per-visitor burst limit (<see cref="VisitorRateLimiter"/>) comes on top.
+/// hold across replicas. The per-visitor burst limit comes on top, counted with them so that it holds across replicas too.
 /// </summary>
 public sealed class WidgetLimits(AllowanceCounters counters, IOptions<WebOptions> options)
 {
@@ -25,26 +28,27 @@ public sealed class WidgetLimits(AllowanceCounters counters, IOptions<WebOptions
         (await counters.TakeAsync([SessionRule(subscriptionId, address)], cancellationToken))?.RetryAfter;
 
     /// <summary>
-    /// Takes one message of the address's day and minute and one of the subscription's day, all or none, counted at
-    /// <paramref name="now"/>. The day is counted without a cap too, so a cap set at noon counts the morning's messages.
+    /// Takes one message of the address's day and minute, one of the visitor's minute and one of the subscription's
+    /// day, all or none, counted at <paramref name="now"/> (one round trip). The day is counted without a cap too, so a
+    /// cap set at noon counts the morning's messages.
     /// </summary>
-    public async Task<(WidgetLimit Limit, TimeSpan RetryAfter)?> TakeMessageAsync(Guid subscriptionId, string address, int? dailyCap, DateTimeOffset now, CancellationToken cancellationToken)
+    public async Task<(WidgetLimit Limit, TimeSpan RetryAfter)?> TakeMessageAsync(Guid subscriptionId, string address, string visitor, int? dailyCap, DateTimeOffset now, CancellationToken cancellationToken)
     {
-        // The address's rules come before the subscription's day, so a message they refuse never takes (even for a
-        // moment) one of the day's messages another visitor could have had; a refusal of the day gives theirs back.
-        // The address's day comes first: its Retry-After (midnight) is the one worth telling when both are full.
+        // When several are full the first is told. The address's day comes first: its Retry-After (midnight) is the one
+        // worth telling. Then the visitor's minute, the sender's own burst, before the minute it shares with its network.
         var addressDay = AddressDayRule(subscriptionId, address);
+        var visitorMinute = new AllowanceRule(AllowanceCounters.Key($"widget-visitor|{subscriptionId:N}|{visitor}"), options.Value.WidgetMessagesPerMinute, TimeSpan.FromMinutes(1), Fixed: true);
         var addressMinute = new AllowanceRule(AllowanceCounters.Key($"widget-address|{subscriptionId:N}|{address}"), options.Value.WidgetMessagesPerAddressPerMinute, TimeSpan.FromMinutes(1), Fixed: true);
         var day = DayRule(subscriptionId, dailyCap);
-        return await counters.TakeAsync([addressDay, addressMinute, day], now, cancellationToken) is { } refusal
-            ? (refusal.Rule == day ? WidgetLimit.DailyCap : WidgetLimit.MessagesPerAddress, refusal.RetryAfter)
+        return await counters.TakeAsync([addressDay, visitorMinute, addressMinute, day], now, cancellationToken) is { } refusal
+            ? (refusal.Rule == day ? WidgetLimit.DailyCap : refusal.Rule == visitorMinute ? WidgetLimit.MessagesPerVisitor : WidgetLimit.MessagesPerAddress, refusal.RetryAfter)
             : null;
     }
 
     /// <summary>
     /// A message that was not answered (nothing charged) counts against neither the buyer's daily cap nor the
     /// address's day, unless the day it was counted in has ended; <paramref name="takenAt"/>: the instant it was taken
-    /// at. Its minute stays taken, so retries during an outage still pace themselves.
+    /// at. Its minutes (the address's and the visitor's) stay taken, so retries during an outage still pace themselves.
     /// </summary>
     public Task GiveBackDailyAsync(Guid subscriptionId, string address, DateTimeOffset takenAt) =>
         counters.GiveBackAsync([AddressDayRule(subscriptionId, address).Key, DayRule(subscriptionId, null).Key], takenAt);

@@ -206,12 +206,17 @@ public sealed partial class WidgetLimitTests : IAsyncLifetime
         using var client = _bed.Server.CreateClient();
         var token = await TokenAsync(client, key, Here);
 
-        // An outage: two messages unanswered (their minute stays taken, so retries pace themselves).
+        // An outage: two messages unanswered. Their minute stays taken, so retries pace themselves: the visitor's two
+        // are used (the address has two left).
         _bed.Agent.RunFails = true;
         for (var sent = 0; sent < 2; sent++)
         {
             Assert.Equal(HttpStatusCode.ServiceUnavailable, (await WidgetRequests.ChatAsync(client, token, Here, $"lost {sent}")).StatusCode);
         }
+
+        var paced = await WidgetRequests.ChatAsync(client, token, Here, "retry at once");
+        Assert.Equal(HttpStatusCode.TooManyRequests, paced.StatusCode);
+        Assert.Equal("Too many messages; wait 60 s.", JsonNode.Parse(await paced.Content.ReadAsStringAsync())!["error"]!["message"]!.GetValue<string>());
 
         Assert.Equal(0, await _bed.Services.GetRequiredService<WidgetLimits>().MessagesTodayAsync(subscription, CancellationToken.None));
 

@@ -9,6 +9,7 @@ using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Provisioning;
 using CmpWaldurAdapter.Reports;
 using CmpWaldurAdapter.Tenants;
+using CmpWaldurAdapter.Waldur;
 using CmpWaldurAdapter.Waldur.Api;
 using CmpWaldurAdapter.Waldur.Contracts;
 using Microsoft.EntityFrameworkCore;
@@ -57,6 +58,7 @@ public sealed class OrderProcessor(
     AdapterMetrics metrics,
     TimeProvider clock,
     IOptionsMonitor<OrdersOptions> options,
+    IOptionsMonitor<WaldurOptions> waldurOptions,
     ILogger<OrderProcessor> logger)
 {
     internal const string RecordSubscriptionStep = "record-subscription";
@@ -89,7 +91,7 @@ public sealed class OrderProcessor(
             logger.LogWarning("Order {OrderUuid} does not exist in Waldur (or is not visible to the adapter); skipping", orderUuid);
             return OrderOutcome.Ignored;
         }
-        catch (Exception exception) when (IsTransient(exception, cancellationToken))
+        catch (Exception exception) when (IsTransient(exception, cancellationToken) || IsWaldurCredentialRefusal(exception))
         {
             // Deferred before its type is known: counted all the same, or a Waldur outage would show no deferrals at all.
             throw Deferred(UnknownType, "Waldur could not be read: " + UpstreamFailures.Describe(exception), exception);
@@ -280,7 +282,7 @@ public sealed class OrderProcessor(
             {
                 order = await waldur.GetOrderAsync(orderUuid, cancellationToken);
             }
-            catch (Exception exception) when (IsTransient(exception, cancellationToken))
+            catch (Exception exception) when (IsTransient(exception, cancellationToken) || IsWaldurCredentialRefusal(exception))
             {
                 throw new OrderDeferredException("Waldur could not be read: " + UpstreamFailures.Describe(exception), exception);
             }
@@ -386,15 +388,26 @@ public sealed class OrderProcessor(
         }
         // Not approved yet, even a permanent failure is retried: Waldur takes "erred" only from executing, so an order
         // failed here would stay pending for ever with nobody told (the site agent keeps such orders pending too).
-        catch (Exception exception) when (IsTransient(exception, cancellationToken)
+        // Waldur refusing the adapter's own credentials (a token expired or lost its role) is the operator's to fix, not the
+        // buyer's fault: the order waits for the fix rather than being erred.
+        catch (Exception exception) when (IsTransient(exception, cancellationToken) || IsWaldurCredentialRefusal(exception)
             || (exception is not OrderDeferredException && !cancellationToken.IsCancellationRequested && record.Phase == OrderPhase.Received && state == WaldurOrderStates.PendingProvider))
         {
             DiscardUnsaved(db);
             record.Attempts++;
             record.LastError = ColumnText.Clip(UpstreamFailures.Describe(exception), OrderRecord.MaxErrorLength);
             await SaveAsync(db, record, record.Phase, CancellationToken.None);
-            logger.Log(IsTransient(exception, cancellationToken) ? LogLevel.Warning : LogLevel.Error, exception,
-                "Order {OrderUuid} failed and stays to be retried: {Reason}", orderUuid, record.LastError);
+            if (IsWaldurCredentialRefusal(exception))
+            {
+                logger.LogError(exception, "Waldur refused the adapter's credentials: order {OrderUuid} stays as it is in Waldur and is retried until Waldur:Token is renewed or its account has the offering's role again: {Reason}",
+                    orderUuid, record.LastError);
+            }
+            else
+            {
+                logger.Log(IsTransient(exception, cancellationToken) ? LogLevel.Warning : LogLevel.Error, exception,
+                    "Order {OrderUuid} failed and stays to be retried: {Reason}", orderUuid, record.LastError);
+            }
+
             throw new OrderDeferredException(record.LastError, exception);
         }
         catch (Exception exception) when (exception is not OrderDeferredException && !cancellationToken.IsCancellationRequested)
@@ -403,12 +416,32 @@ public sealed class OrderProcessor(
             logger.LogError(exception, "Order {OrderUuid} failed permanently: {Reason}", orderUuid, UpstreamFailures.Describe(exception));
             DiscardUnsaved(db);
             record.LastError = ColumnText.Clip(message, OrderRecord.MaxErrorLength);
-            await db.Subscriptions.Where(s => s.ResourceUuid == resourceUuid && s.State == SubscriptionState.Provisioning)
-                .ExecuteUpdateAsync(set => set.SetProperty(s => s.State, SubscriptionState.Erred), CancellationToken.None);
-            await SaveAsync(db, record, OrderPhase.Erred, CancellationToken.None);
+            // Not served from here on, and only then erred in Waldur: never an erred order with its agent still served.
+            await SaveErredAsync(db, record, resourceUuid);
             await MarkErredInWaldurAsync(orderUuid, message, cancellationToken);
             return OrderOutcome.Erred;
         }
+    }
+
+    /// <summary>
+    /// Saves the order as erred together with what that means for its subscription: one a Create or Restore made live is
+    /// erred (not served), as is one still provisioning, whatever the order. One transaction, so an order recorded as
+    /// failed (and then erred in Waldur) never leaves its agent served.
+    /// </summary>
+    private async Task SaveErredAsync(AdapterDbContext db, OrderRecord record, Guid resourceUuid)
+    {
+        var wentLive = record.Type is OrderType.Create or OrderType.Restore && record.HasCompleted(ActivateStep);
+        var now = clock.GetUtcNow();
+        await using var transaction = await db.Database.BeginTransactionAsync(CancellationToken.None);
+        // The version moves on, so a save of the row from an older read (the resource sync's) is retried and sees it erred.
+        await db.Subscriptions
+            .Where(s => s.ResourceUuid == resourceUuid && (s.State == SubscriptionState.Provisioning || (wentLive && s.State == SubscriptionState.Active)))
+            .ExecuteUpdateAsync(set => set
+                .SetProperty(s => s.State, SubscriptionState.Erred)
+                .SetProperty(s => s.Version, s => s.Version + 1)
+                .SetProperty(s => s.UpdatedAt, now), CancellationToken.None);
+        await SaveAsync(db, record, OrderPhase.Erred, CancellationToken.None);
+        await transaction.CommitAsync(CancellationToken.None);
     }
 
     /// <summary>Keeps the adapter's record in step when Waldur finished an order without us (or after a crash).</summary>
@@ -747,7 +780,7 @@ public sealed class OrderProcessor(
                 await TransitionAsync(orderUuid, WaldurOrderStates.Erred, () => waldur.SetStateErredAsync(orderUuid, new OrderErrorDetailsRequest { Error_message = message }, cancellationToken), cancellationToken);
             }
         }
-        catch (Exception exception) when (IsTransient(exception, cancellationToken))
+        catch (Exception exception) when (IsTransient(exception, cancellationToken) || IsWaldurCredentialRefusal(exception))
         {
             throw new OrderDeferredException("Waldur could not be told the order failed: " + UpstreamFailures.Describe(exception), exception);
         }
@@ -794,6 +827,16 @@ public sealed class OrderProcessor(
     private static bool IsTransient(Exception exception, CancellationToken cancellationToken) =>
         !cancellationToken.IsCancellationRequested
         && (exception is TransientProvisioningException || (exception is not PermanentProvisioningException && UpstreamFailures.IsTransient(exception)));
+
+    /// <summary>
+    /// Waldur answered 401 or 403: it refuses the adapter's token (expired, revoked, or its account lost the offering's role),
+    /// not the order. Only answers from Waldur's address count: Langflow's and RAGFlow's are the provisioning steps' to classify.
+    /// </summary>
+    private bool IsWaldurCredentialRefusal(Exception exception) =>
+        exception is ApiException { StatusCode: System.Net.HttpStatusCode.Unauthorized or System.Net.HttpStatusCode.Forbidden } refusal
+        && refusal.RequestMessage?.RequestUri is { IsAbsoluteUri: true } requested
+        && waldurOptions.CurrentValue.BaseUrl is { } waldurBase
+        && waldurBase.IsBaseOf(requested);
 
     internal static string? Wire(OrderState? state) => WaldurEnums.ToWire(state);
 

@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using CmpWaldurAdapter.Api;
 using CmpWaldurAdapter.Core.Subscriptions;
 using CmpWaldurAdapter.Credits;
 using CmpWaldurAdapter.Orders;
@@ -339,16 +340,57 @@ public abstract class OrderLifecycleTests(DatabaseProvider provider) : IAsyncLif
         Assert.DoesNotContain(_bed.Logs.Lines, line => line.Contains("failed permanently", StringComparison.Ordinal));
     }
 
-    [Fact]
-    public async Task A_refused_set_state_done_of_an_order_still_executing_errs_it()
+    [Theory]
+    [InlineData("/api/marketplace-provider-resources/.*/submit_report/")]
+    [InlineData("/api/marketplace-orders/.*/set_state_done/")]
+    public async Task A_create_whose_report_or_done_waldur_refuses_after_its_agent_went_live_is_erred_and_not_served(string refused)
     {
         var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
-        _bed.Waldur.Fail("POST", $"/api/marketplace-orders/{order}/set_state_done/", 400);
+        _bed.Waldur.Fail("POST", refused, 400);
 
         Assert.Equal(OrderOutcome.Erred, await _bed.Processor.ProcessAsync(order, CancellationToken.None));
 
+        // Erred in Waldur, so not served: the buyer is not charged for an agent Waldur shows as failed.
         Assert.Equal("erred", _bed.Waldur.OrderState(order));
         Assert.Equal(OrderPhase.Erred, (await _bed.QueryAsync(db => db.Orders.SingleAsync())).Phase);
+        var subscription = await _bed.QueryAsync(db => db.Subscriptions.AsNoTracking().SingleAsync());
+        Assert.Equal(SubscriptionState.Erred, subscription.State);
+        Assert.NotNull(ApiCaller.Refusal(subscription));
+        Assert.All(ScriptedProvisioner.CreateSteps, step => Assert.Equal(1, _bed.Provisioner.Runs(step)));
+    }
+
+    [Theory]
+    [InlineData("/api/marketplace-provider-resources/.*/submit_report/", 401)]
+    [InlineData("/api/marketplace-provider-resources/.*/submit_report/", 403)]
+    [InlineData("/api/marketplace-orders/.*/set_state_done/", 401)]
+    public async Task A_create_whose_last_waldur_calls_refuse_the_adapters_token_waits_for_a_working_token_and_is_done(string refused, int status)
+    {
+        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
+        // The token expires (or loses its role) after the agent went live, and stays so for two attempts.
+        _bed.Waldur.Fail("POST", refused, status, times: 2);
+
+        for (var attempt = 0; attempt < 2; attempt++)
+        {
+            await Assert.ThrowsAsync<OrderDeferredException>(() => _bed.Processor.ProcessAsync(order, CancellationToken.None));
+
+            // The operator's problem, not the buyer's: the order is not erred, and nothing is undone.
+            Assert.Equal("executing", _bed.Waldur.OrderState(order));
+            Assert.Equal(0, _bed.Waldur.Count("POST", ".*/set_state_erred/"));
+            var record = await _bed.QueryAsync(db => db.Orders.AsNoTracking().SingleAsync());
+            Assert.NotEqual(OrderPhase.Erred, record.Phase);
+            Assert.Contains($"HTTP {status}", record.LastError);
+        }
+
+        Assert.Contains(_bed.Logs.Lines, line => line.Contains("Waldur refused the adapter's credentials", StringComparison.Ordinal));
+
+        // The token works again: the next attempt finishes the order.
+        Assert.Equal(OrderOutcome.Completed, await _bed.Processor.ProcessAsync(order, CancellationToken.None));
+        Assert.Equal("done", _bed.Waldur.OrderState(order));
+        Assert.Equal(0, _bed.Waldur.Count("POST", ".*/set_state_erred/"));
+        var subscription = await _bed.QueryAsync(db => db.Subscriptions.AsNoTracking().SingleAsync());
+        Assert.Equal(SubscriptionState.Active, subscription.State);
+        Assert.Null(ApiCaller.Refusal(subscription));
+        Assert.All(ScriptedProvisioner.CreateSteps, step => Assert.Equal(1, _bed.Provisioner.Runs(step)));
     }
 
     [Fact]

@@ -27,7 +27,7 @@ public enum OrderOutcome
     /// <summary>Rejected for invalid input, with a comment for the buyer.</summary>
     Rejected,
 
-    /// <summary>Failed permanently after approval and marked erred with a message.</summary>
+    /// <summary>Failed permanently after approval and marked erred with a message, or stopped in Waldur (cancelled, rejected, erred) before it was done.</summary>
     Erred,
 
     /// <summary>Not the provider's turn (pending consumer, project or start date).</summary>
@@ -104,7 +104,9 @@ public sealed class OrderProcessor(
         }
 
         var state = Wire(order.State);
-        if (!WaldurOrderStates.IsActionable(state))
+        // An order the adapter began and Waldur finished or stopped since (staff, or the provider's own people, between two
+        // attempts) is still the adapter's to settle: under the lease, below.
+        if (!WaldurOrderStates.IsActionable(state) && !(WaldurOrderStates.IsFinal(state) && await IsUnsettledHereAsync(orderUuid, cancellationToken)))
         {
             logger.LogDebug("Order {OrderUuid} is {OrderState}: nothing for the provider to do", orderUuid, state);
             await RecordSettledAsync(orderUuid, state, cancellationToken);
@@ -290,7 +292,20 @@ public sealed class OrderProcessor(
             state = Wire(order.State)!;
             if (!WaldurOrderStates.IsActionable(state))
             {
-                return WaldurOrderStates.IsFinal(state) ? OrderOutcome.Ignored : OrderOutcome.Waiting;
+                if (!WaldurOrderStates.IsFinal(state) || !IsUnsettled(record))
+                {
+                    return WaldurOrderStates.IsFinal(state) ? OrderOutcome.Ignored : OrderOutcome.Waiting;
+                }
+
+                if (state != WaldurOrderStates.Done)
+                {
+                    return await RecordStoppedAsync(db, record, state, resourceUuid);
+                }
+
+                // Set done in Waldur while a step was being retried: Waldur shows the buyer the order as carried out, so the
+                // adapter carries it out. The rest runs as usual; the order is past every transition the adapter would send.
+                logger.LogWarning("Order {OrderUuid} ({OrderType}) was set done in Waldur before the adapter finished it; its remaining steps run now",
+                    orderUuid, type);
             }
         }
 
@@ -354,22 +369,16 @@ public sealed class OrderProcessor(
 
             // Waldur only accepts done from executing. Someone may have finished the order meanwhile, or staff stopped it
             // (cancelled, rejected, erred), even between this read and the call, which Waldur then refuses.
-            var builds = type is OrderType.Create or OrderType.Restore;
             var latest = Wire((await waldur.GetOrderAsync(orderUuid, cancellationToken)).State);
             if (latest == WaldurOrderStates.Executing)
             {
                 latest = await TransitionAsync(orderUuid, WaldurOrderStates.Done, () => waldur.SetStateDoneAsync(orderUuid, cancellationToken), cancellationToken,
-                    accepted: builds ? IsStopped : null);
+                    accepted: IsStopped);
             }
 
-            if (builds && IsStopped(latest) && subscription is not null)
+            if (latest != WaldurOrderStates.Done)
             {
-                // Stopped after the agent went live: as when stopped before, it is not served, and what was built stays for
-                // the resource's Terminate (or the resource sync, if Waldur terminates the resource itself).
-                subscription.State = SubscriptionState.Erred;
-                subscription.UpdatedAt = clock.GetUtcNow();
-                await SaveAsync(db, record, record.Phase, cancellationToken);
-                throw new PermanentProvisioningException($"The order became {latest} in Waldur before it was done.");
+                return await RecordStoppedAsync(db, record, latest, resourceUuid);
             }
 
             record.CompletedAt = clock.GetUtcNow();
@@ -421,6 +430,39 @@ public sealed class OrderProcessor(
             await MarkErredInWaldurAsync(orderUuid, message, cancellationToken);
             return OrderOutcome.Erred;
         }
+    }
+
+    /// <summary>Whether the adapter approved the order (or found it approved) and has not settled it.</summary>
+    private static bool IsUnsettled(OrderRecord record) => record.Phase is OrderPhase.Approved or OrderPhase.Provisioned or OrderPhase.Reported;
+
+    private async Task<bool> IsUnsettledHereAsync(Guid orderUuid, CancellationToken cancellationToken)
+    {
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        return await db.Orders.AnyAsync(o => o.OrderUuid == orderUuid
+            && (o.Phase == OrderPhase.Approved || o.Phase == OrderPhase.Provisioned || o.Phase == OrderPhase.Reported), cancellationToken);
+    }
+
+    /// <summary>
+    /// Waldur staff (or another party) stopped the order (cancelled, rejected or erred it) before the adapter finished it:
+    /// Waldur's decision stands, the order is neither done nor erred again, and nothing is removed. A Create or Restore is
+    /// not served; what it built stays for the resource's Terminate.
+    /// </summary>
+    private async Task<OrderOutcome> RecordStoppedAsync(AdapterDbContext db, OrderRecord record, string? state, Guid resourceUuid)
+    {
+        var consequence = record.Type switch
+        {
+            OrderType.Create or OrderType.Restore => "It is not served; what was built stays until the resource's Terminate removes it.",
+            OrderType.Update => "The settings it applied so far stay; its remaining steps do not run.",
+            _ => "What it removed so far stays removed; it removes nothing more.",
+        };
+        record.LastError = $"The order became {state} in Waldur before it was done. {consequence}";
+        record.CompletedAt = clock.GetUtcNow();
+        await SaveErredAsync(db, record, resourceUuid);
+        var subscription = await db.Subscriptions.AsNoTracking().Where(s => s.ResourceUuid == resourceUuid)
+            .Select(s => (SubscriptionState?)s.State).SingleOrDefaultAsync(CancellationToken.None);
+        logger.LogWarning("Order {OrderUuid} ({OrderType}) became {OrderState} in Waldur before the adapter finished it (steps done: {Steps}). {Consequence} Its subscription is {SubscriptionState}",
+            record.OrderUuid, record.Type, state, record.CompletedSteps, consequence, subscription);
+        return OrderOutcome.Erred;
     }
 
     /// <summary>

@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using CmpWaldurAdapter.Api;
 using CmpWaldurAdapter.Core.Subscriptions;
 using CmpWaldurAdapter.Orders;
@@ -53,12 +54,7 @@ public abstract class OrderEdgeCaseTests(DatabaseProvider provider) : IAsyncLife
         Assert.All(ScriptedProvisioner.CreateSteps, step => Assert.Equal(1, _bed.Provisioner.Runs(step)));
 
         // What was built is exactly what the resource's Terminate removes.
-        _bed.Waldur.SetResourceState(resource, "Erred");
-        var terminate = _bed.Waldur.PlaceOrder("Terminate", _bed.Offering, resource);
-        Assert.Equal(OrderOutcome.Completed, await _bed.ProcessUntilSettledAsync(terminate));
-        Assert.Equal("done", _bed.Waldur.OrderState(terminate));
-        Assert.Equal(SubscriptionState.Terminated, (await Subscription(resource)).State);
-        Assert.All(ScriptedProvisioner.TerminateSteps, step => Assert.Equal(1, _bed.Provisioner.Runs(step)));
+        await TerminateErredResourceAsync(resource);
     }
 
     [Theory]
@@ -107,6 +103,140 @@ public abstract class OrderEdgeCaseTests(DatabaseProvider provider) : IAsyncLife
         var terminate = _bed.Waldur.PlaceOrder("Terminate", _bed.Offering, resource);
         Assert.Equal(OrderOutcome.Completed, await _bed.ProcessUntilSettledAsync(terminate));
         await AssertBuiltAndRemovedOnceAsync(resource);
+    }
+
+    [Fact]
+    public async Task A_create_that_waldur_sets_done_while_a_step_is_retried_is_finished_and_served()
+    {
+        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
+        var resource = _bed.Waldur.ResourceOf(order);
+        _bed.Provisioner.FailTransiently(ScriptedProvisioner.CreateSteps[1], 1);
+        await Assert.ThrowsAsync<OrderDeferredException>(() => _bed.Processor.ProcessAsync(order, CancellationToken.None));
+
+        // Staff (or the provider's own people) set it done in Waldur before the retry.
+        _bed.Waldur.SetOrderState(order, "done");
+
+        Assert.Equal(OrderOutcome.Completed, await _bed.ProcessUntilSettledAsync(order));
+
+        // The buyer gets the agent Waldur shows as ready, built once, and the order is left as Waldur has it.
+        var subscription = await Subscription(resource);
+        Assert.Equal(SubscriptionState.Active, subscription.State);
+        Assert.Null(ApiCaller.Refusal(subscription));
+        Assert.Equal(1, _bed.Provisioner.Runs(ScriptedProvisioner.CreateSteps[0]));
+        Assert.Equal(2, _bed.Provisioner.Runs(ScriptedProvisioner.CreateSteps[1])); // failed once, then ran again
+        Assert.Equal(1, _bed.Provisioner.Runs(ScriptedProvisioner.CreateSteps[2]));
+        Assert.Equal("Your agent is ready", _bed.Waldur.Resource(resource)["report"]![0]!["header"]!.GetValue<string>());
+        Assert.Equal("done", _bed.Waldur.OrderState(order));
+        Assert.Equal(0, _bed.Waldur.Count("POST", ".*/set_state_(done|erred)/"));
+        Assert.Equal(OrderPhase.Completed, (await Record(order)).Phase);
+
+        // A later look changes nothing.
+        Assert.Equal(OrderOutcome.Ignored, await _bed.Processor.ProcessAsync(order, CancellationToken.None));
+        Assert.Equal(1, _bed.Provisioner.Runs(ScriptedProvisioner.CreateSteps[2]));
+    }
+
+    [Theory]
+    [InlineData("erred", false)]
+    [InlineData("canceled", false)]
+    [InlineData("rejected", false)]
+    [InlineData("canceled", true)]
+    public async Task A_create_that_waldur_staff_stop_while_a_step_is_retried_is_not_served_and_nothing_is_torn_down(string stoppedAs, bool afterLive)
+    {
+        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
+        var resource = _bed.Waldur.ResourceOf(order);
+        if (afterLive)
+        {
+            // The agent is live; Waldur cannot take the report for now.
+            _bed.Waldur.Break("POST", "/api/marketplace-provider-resources/.*/submit_report/", 503);
+        }
+        else
+        {
+            _bed.Provisioner.FailTransiently(ScriptedProvisioner.CreateSteps[1], 1);
+        }
+
+        await Assert.ThrowsAsync<OrderDeferredException>(() => _bed.Processor.ProcessAsync(order, CancellationToken.None));
+        Assert.Equal(afterLive ? SubscriptionState.Active : SubscriptionState.Provisioning, (await Subscription(resource)).State);
+        _bed.Waldur.Heal();
+        _bed.Waldur.SetOrderState(order, stoppedAs);
+
+        Assert.Equal(OrderOutcome.Erred, await _bed.ProcessUntilSettledAsync(order));
+
+        // Waldur's decision stands, the agent is not served, and nothing more is built or removed.
+        Assert.Equal(stoppedAs, _bed.Waldur.OrderState(order));
+        Assert.Equal(0, _bed.Waldur.Count("POST", ".*/set_state_(done|erred)/"));
+        var subscription = await Subscription(resource);
+        Assert.Equal(SubscriptionState.Erred, subscription.State);
+        Assert.NotNull(ApiCaller.Refusal(subscription));
+        Assert.Equal(afterLive ? 1 : 0, _bed.Provisioner.Runs(ScriptedProvisioner.CreateSteps[2]));
+        Assert.Equal(0, _bed.Provisioner.Runs(ScriptedProvisioner.TerminateSteps[0]));
+        var record = await Record(order);
+        Assert.Equal(OrderPhase.Erred, record.Phase);
+        Assert.StartsWith($"The order became {stoppedAs} in Waldur before it was done. It is not served", record.LastError);
+        Assert.Contains(_bed.Logs.Lines, line => line.Contains($"Order {order} (Create) became", StringComparison.Ordinal)
+            && line.Contains("in Waldur before the adapter finished it", StringComparison.Ordinal) && line.Contains("is not served", StringComparison.Ordinal));
+
+        // A later look changes nothing; what was built is exactly what the resource's Terminate removes.
+        Assert.Equal(OrderOutcome.Ignored, await _bed.Processor.ProcessAsync(order, CancellationToken.None));
+        await TerminateErredResourceAsync(resource);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task An_update_that_waldur_staff_stop_before_it_is_done_is_recorded_as_stopped_not_done(bool betweenAttempts)
+    {
+        var create = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
+        var resource = _bed.Waldur.ResourceOf(create);
+        Assert.Equal(OrderOutcome.Completed, await _bed.ProcessUntilSettledAsync(create));
+        var update = _bed.Waldur.PlaceOrder("Update", _bed.Offering, resource, new JsonObject { ["tone"] = "formal" });
+        if (betweenAttempts)
+        {
+            _bed.Provisioner.FailTransiently(ScriptedProvisioner.UpdateSteps[0], 1);
+            await Assert.ThrowsAsync<OrderDeferredException>(() => _bed.Processor.ProcessAsync(update, CancellationToken.None));
+            _bed.Waldur.SetOrderState(update, "erred");
+        }
+        else
+        {
+            // While the report is submitted, before the adapter's last read of the order.
+            _bed.Waldur.Observe = (request, _) =>
+            {
+                if (request.Method == "POST" && request.Path.EndsWith("/submit_report/", StringComparison.Ordinal) && _bed.Waldur.OrderState(update) == "executing")
+                {
+                    _bed.Waldur.SetOrderState(update, "erred");
+                }
+            };
+        }
+
+        Assert.Equal(OrderOutcome.Erred, await _bed.ProcessUntilSettledAsync(update));
+
+        Assert.Equal("erred", _bed.Waldur.OrderState(update));
+        Assert.Equal(1, _bed.Waldur.Count("POST", ".*/set_state_done/")); // the Create's
+        Assert.Equal(0, _bed.Waldur.Count("POST", ".*/set_state_erred/"));
+        var record = await Record(update);
+        Assert.Equal(OrderPhase.Erred, record.Phase);
+        Assert.StartsWith("The order became erred in Waldur before it was done. The settings it applied so far stay", record.LastError);
+        Assert.DoesNotContain(_bed.Logs.Lines, line => line.Contains($"Order {update} (Update) is done", StringComparison.Ordinal));
+        // An Update never stops the agent being served.
+        Assert.Equal(SubscriptionState.Active, (await Subscription(resource)).State);
+    }
+
+    [Fact]
+    public async Task An_update_that_waldur_sets_done_while_its_step_is_retried_is_applied()
+    {
+        var create = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
+        var resource = _bed.Waldur.ResourceOf(create);
+        Assert.Equal(OrderOutcome.Completed, await _bed.ProcessUntilSettledAsync(create));
+        var update = _bed.Waldur.PlaceOrder("Update", _bed.Offering, resource, new JsonObject { ["tone"] = "formal" });
+        _bed.Provisioner.FailTransiently(ScriptedProvisioner.UpdateSteps[0], 1);
+        await Assert.ThrowsAsync<OrderDeferredException>(() => _bed.Processor.ProcessAsync(update, CancellationToken.None));
+        _bed.Waldur.SetOrderState(update, "done");
+
+        Assert.Equal(OrderOutcome.Completed, await _bed.ProcessUntilSettledAsync(update));
+
+        Assert.Equal(2, _bed.Provisioner.Runs(ScriptedProvisioner.UpdateSteps[0])); // failed once, then ran again
+        Assert.Equal("Settings updated", _bed.Waldur.Resource(resource)["report"]![0]!["header"]!.GetValue<string>());
+        Assert.Equal(1, _bed.Waldur.Count("POST", ".*/set_state_done/")); // the Create's
+        Assert.Equal(OrderPhase.Completed, (await Record(update)).Phase);
     }
 
     [Fact]
@@ -195,6 +325,17 @@ public abstract class OrderEdgeCaseTests(DatabaseProvider provider) : IAsyncLife
         Assert.Equal(("done", "Terminated"), (_bed.Waldur.OrderState(create), _bed.Waldur.Resource(resource)["state"]!.GetValue<string>()));
     }
 
+    /// <summary>Waldur has the resource erred (its Create was stopped); its Terminate is done and removes what was built, each step once.</summary>
+    private async Task TerminateErredResourceAsync(Guid resource)
+    {
+        _bed.Waldur.SetResourceState(resource, "Erred");
+        var terminate = _bed.Waldur.PlaceOrder("Terminate", _bed.Offering, resource);
+        Assert.Equal(OrderOutcome.Completed, await _bed.ProcessUntilSettledAsync(terminate));
+        Assert.Equal("done", _bed.Waldur.OrderState(terminate));
+        Assert.Equal(SubscriptionState.Terminated, (await Subscription(resource)).State);
+        Assert.All(ScriptedProvisioner.TerminateSteps, step => Assert.Equal(1, _bed.Provisioner.Runs(step)));
+    }
+
     /// <summary>The resource's subscription ended terminated, each Create step ran once and each Terminate step once.</summary>
     private async Task AssertBuiltAndRemovedOnceAsync(Guid resource)
     {
@@ -202,6 +343,9 @@ public abstract class OrderEdgeCaseTests(DatabaseProvider provider) : IAsyncLife
         Assert.All(ScriptedProvisioner.CreateSteps, step => Assert.Equal(1, _bed.Provisioner.Runs(step)));
         Assert.All(ScriptedProvisioner.TerminateSteps, step => Assert.Equal(1, _bed.Provisioner.Runs(step)));
     }
+
+    private Task<OrderRecord> Record(Guid order) =>
+        _bed.QueryAsync(db => db.Orders.AsNoTracking().SingleAsync(o => o.OrderUuid == order));
 
     private Task<CmpWaldurAdapter.Tenants.Subscription> Subscription(Guid resource) =>
         _bed.QueryAsync(db => db.Subscriptions.AsNoTracking().SingleAsync(s => s.ResourceUuid == resource));

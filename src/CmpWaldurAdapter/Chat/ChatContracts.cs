@@ -1,3 +1,5 @@
+using System.Globalization;
+using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 
@@ -77,6 +79,49 @@ public sealed class ChatMessage
         JsonValueKind.Array => string.Concat(Content.EnumerateArray().Select(TextOf)),
         _ => null,
     };
+
+    /// <summary>
+    /// False when a string anywhere in the content is not Unicode text: a lone surrogate escape such as <c>"\ud83d"</c>,
+    /// which JavaScript's and Python's JSON encoders write for text cut in the middle of an emoji. That is valid JSON
+    /// in valid UTF-8, but <see cref="Text"/> would throw on it.
+    /// </summary>
+    [JsonIgnore]
+    public bool ContentIsUnicode => Content.ValueKind == JsonValueKind.Undefined || EscapesAreUnicode(JsonMarshal.GetRawUtf8Value(Content));
+
+    /// <summary>
+    /// Whether every <c>\u</c> escape of <paramref name="json"/> (valid JSON, as parsed) makes Unicode text: a high
+    /// surrogate escape directly followed by a low one, never either alone. Unescaped text needs no check: the body
+    /// was refused unless it was valid UTF-8, which cannot encode a surrogate.
+    /// </summary>
+    internal static bool EscapesAreUnicode(ReadOnlySpan<byte> json)
+    {
+        var expectingLow = false;
+        for (var at = json.IndexOf((byte)'\\'); at >= 0; at = json.IndexOf((byte)'\\'))
+        {
+            var isUnicodeEscape = json[at + 1] == (byte)'u';
+            if (expectingLow && (at > 0 || !isUnicodeEscape))
+            {
+                return false; // a high surrogate followed by anything but an escaped unit
+            }
+
+            if (!isUnicodeEscape)
+            {
+                json = json[(at + 2)..]; // \n, \", \\ and the like
+                continue;
+            }
+
+            var unit = (char)ushort.Parse(json.Slice(at + 2, 4), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture);
+            if (expectingLow ? !char.IsLowSurrogate(unit) : char.IsLowSurrogate(unit))
+            {
+                return false;
+            }
+
+            expectingLow = char.IsHighSurrogate(unit);
+            json = json[(at + 6)..];
+        }
+
+        return !expectingLow;
+    }
 
     private static string? TextOf(JsonElement part) =>
         part.ValueKind == JsonValueKind.Object

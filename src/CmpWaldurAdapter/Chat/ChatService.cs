@@ -188,7 +188,10 @@ public sealed partial class ChatService(
         }
 
         var requestId = remembered?.LedgerRequestId ?? Guid.NewGuid().ToString("N");
-        var run = new ChatRun(http, caller, subscription, offering, request!, conversation, requestId, remembered);
+        var run = new ChatRun(http, caller, subscription, offering, request!, conversation, requestId, remembered)
+        {
+            PromptTokens = EstimateTokens(PromptCharacters(request!)),
+        };
         try
         {
             return await RunAsync(run, cancellationToken);
@@ -359,6 +362,13 @@ public sealed partial class ChatService(
             return ApiErrors.InvalidRequest($"messages[{missing}] is not a message object.", $"messages[{missing}]", "invalid_message");
         }
 
+        // Every message, read here or not: text that cannot be read would otherwise fail the request later, after its charge.
+        if (request.Messages?.FindIndex(m => !m.ContentIsUnicode) is >= 0 and var garbled)
+        {
+            return ApiErrors.InvalidRequest($"messages[{garbled}].content is not valid Unicode text: it has a lone surrogate escape (such as \\ud83d, from text cut in the middle of an emoji).",
+                $"messages[{garbled}].content", "invalid_json");
+        }
+
         if (request.Temperature is { } temperature && (double.IsNaN(temperature) || temperature is < 0 or > 2))
         {
             return ApiErrors.InvalidRequest("temperature must be between 0 and 2.", "temperature", "invalid_temperature");
@@ -494,10 +504,13 @@ public sealed partial class ChatService(
 
     internal static ChatUsage Usage(ChatRun run, string answer, long charged)
     {
-        var prompt = EstimateTokens(run.Request.Messages?.Sum(m => m.Text?.Length ?? 0) ?? run.Input.Length);
         var completion = EstimateTokens(answer.Length);
-        return new ChatUsage(prompt, completion, prompt + completion, charged);
+        return new ChatUsage(run.PromptTokens, completion, run.PromptTokens + completion, charged);
     }
+
+    /// <summary>What the prompt tokens are estimated from: every message's text, or the simple message.</summary>
+    private static int PromptCharacters(ChatCompletionRequest request) =>
+        request.Messages?.Sum(m => m.Text?.Length ?? 0) ?? InputOf(request)!.Length;
 
     /// <summary>About four characters per token: the agent runtime reports no token counts.</summary>
     private static int EstimateTokens(int characters) => characters == 0 ? 0 : Math.Max(1, (characters + 3) / 4);
@@ -550,6 +563,9 @@ public sealed partial class ChatService(
 
         /// <summary>The knowledge base was searched and returned no passage (counts as unanswered for handoff).</summary>
         public bool NothingRetrieved { get; set; }
+
+        /// <summary>Estimated once, before the hold: after the charge nothing reads the messages' text again.</summary>
+        public required int PromptTokens { get; init; }
     }
 
     /// <summary>

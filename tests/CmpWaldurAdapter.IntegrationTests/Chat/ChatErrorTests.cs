@@ -63,11 +63,52 @@ public sealed class ChatErrorTests : IAsyncLifetime
     [InlineData("{\"messages\": [null]}", "invalid_message")]
     [InlineData("{\"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"text\", \"text\": {\"value\": \"Hi\"}}]}]}", "empty_message")]
     [InlineData("{\"messages\": [{\"role\": \"user\", \"content\": [{\"type\": 7, \"text\": \"Hi\"}]}]}", "empty_message")]
+    [InlineData("{\"message\": \"Hi \\ud83d\"}", "invalid_json")]
     public async Task Bad_bodies_are_400_and_charge_nothing(string body, string code)
     {
         using var http = _bed.Http(_me.Key);
 
         await RefusedAsync(await http.PostAsync("/v1/chat/completions", ChatTestBed.Json(body)), HttpStatusCode.BadRequest, "invalid_request_error", code);
+    }
+
+    // Text cut in the middle of an emoji, as JavaScript and Python write it: valid JSON in valid UTF-8, yet not text.
+    [Theory]
+    [InlineData("""{"messages":[{"role":"user","content":"Where is order 4711?"},{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"track","arguments":"{}"}}]},{"role":"tool","tool_call_id":"call_1","content":"In transit \ud83d"},{"role":"user","content":"When will it arrive?"}]}""", "messages[2].content", null)]
+    [InlineData("""{"messages":[{"role":"user","content":"My parcel \ud83d"},{"role":"assistant","content":"Noted."},{"role":"user","content":"Where is it?"}]}""", "messages[0].content", "ticket-9")]
+    [InlineData("""{"messages":[{"role":"user","content":"Where is my parcel \ud83d"}]}""", "messages[0].content", null)]
+    [InlineData("""{"messages":[{"role":"user","content":[{"type":"text","text":"Where is "},{"type":"text","text":"\udce6 my parcel?"}]}]}""", "messages[0].content", null)]
+    [InlineData("""{"stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"assistant","content":"Hello \ud83d"},{"role":"user","content":"Where is my parcel?"}]}""", "messages[0].content", "ticket-9")]
+    public async Task A_lone_surrogate_in_any_message_is_400_invalid_json_and_retries_with_its_idempotency_key_charge_nothing(string body, string param, string? conversation)
+    {
+        using var http = _bed.Http(_me.Key);
+
+        for (var attempt = 0; attempt < 2; attempt++)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = ChatTestBed.Json(body) };
+            request.Headers.Add("Idempotency-Key", "cut-emoji");
+            if (conversation is not null)
+            {
+                request.Headers.Add("X-Conversation-Id", conversation);
+            }
+
+            var error = await RefusedAsync(await http.SendAsync(request), HttpStatusCode.BadRequest, "invalid_request_error", "invalid_json");
+            Assert.Equal(param, error["param"]!.GetValue<string>());
+        }
+    }
+
+    [Fact]
+    public async Task An_emoji_escaped_as_a_surrogate_pair_is_answered_and_charged_once()
+    {
+        using var http = _bed.Http(_me.Key);
+
+        using var response = await http.PostAsync("/v1/chat/completions", ChatTestBed.Json("""{"messages":[{"role":"assistant","content":"Hello \uD83D\uDC4B"},{"role":"user","content":"Where is my \ud83d\udce6?"}]}"""));
+
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.OK, body);
+        Assert.Equal("Where is my \U0001F4E6?", _bed.Tenants.Langflow.Runs.Single().Input);
+        // "Hello 👋" and "Where is my 📦?": 23 UTF-16 characters, about four a token.
+        Assert.Equal(6, JsonNode.Parse(body)!["usage"]!["prompt_tokens"]!.GetValue<int>());
+        Assert.Equal(new LedgerState(8, 0, 1, 2), await _bed.LedgerAsync(_me.Customer));
     }
 
     [Fact]

@@ -297,6 +297,11 @@ public sealed partial class ChatService(
             var completion = Completion(run, answer, hold.Credits) with { Handoff = notice };
             return await FinishAsync(run, completion);
         }
+        catch (Exception exception) when (settled)
+        {
+            // Only a plain answer fails here (a stream is returned as soon as it is handed over), and it was charged.
+            return await ChargedButNotSentAsync(run, exception);
+        }
         catch (AgentUnavailableException unavailable)
         {
             logger.LogWarning("Agent run failed for subscription {SubscriptionId}: {Reason}", run.Subscription.Id, unavailable.Message);
@@ -343,6 +348,34 @@ public sealed partial class ChatService(
         run.Sources = turn.Sources;
         run.NothingRetrieved = turn.NothingRetrieved;
         return turn.Request;
+    }
+
+    /// <summary>
+    /// A plain answer charged but not sent (storing it for its Idempotency-Key failed, say). Its entry is marked as a
+    /// stream's cut short is, not forgotten: the retry takes it over under the same ledger id, so the agent answers
+    /// again and nothing more is charged. Forgotten, the retry would be a new request and charged again.
+    /// </summary>
+    private async Task<IResult> ChargedButNotSentAsync(ChatRun run, Exception exception)
+    {
+        logger.LogError(exception, "An answer of subscription {SubscriptionId} was charged but could not be sent", run.Subscription.Id);
+        var retry = string.Empty;
+        if (run.Idempotency is { } entry)
+        {
+            try
+            {
+                await idempotency.CutShortAsync(entry);
+            }
+            catch (Exception marking)
+            {
+                // Left unfinished, the key is taken over once the request's longest run has passed, under the same ledger id.
+                logger.LogError(marking, "Could not free the Idempotency-Key of a charged answer of subscription {SubscriptionId} for its retry", run.Subscription.Id);
+            }
+
+            retry = " Retry with the same Idempotency-Key: the agent answers again and nothing more is charged.";
+        }
+
+        return ApiErrors.Problem(StatusCodes.Status500InternalServerError,
+            $"The server failed to send the answer after the message was charged.{retry} Request id: {run.Http.TraceIdentifier}", "server_error", "internal_error");
     }
 
     private IResult? Validate(ChatCompletionRequest request, CatalogueEntry offering)

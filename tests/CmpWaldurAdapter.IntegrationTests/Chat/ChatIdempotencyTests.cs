@@ -4,6 +4,8 @@ using CmpWaldurAdapter.Chat;
 using CmpWaldurAdapter.Core.Catalogue;
 using CmpWaldurAdapter.Core.Credits;
 using CmpWaldurAdapter.Credits;
+using CmpWaldurAdapter.Persistence;
+using CmpWaldurAdapter.Testing.Hosting;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -21,12 +23,13 @@ public sealed class ChatIdempotencyTests : IAsyncLifetime
     // The default Chat:RunTimeout (2 minutes) plus the margin: past this an unfinished entry is abandoned.
     private static readonly TimeSpan TakeoverAge = TimeSpan.FromMinutes(2) + IdempotencyStore.AbandonMargin;
 
+    private readonly FailingStatement _statements = new();
     private ChatTestBed _bed = null!;
     private Subscriber _me = null!;
 
     public async Task InitializeAsync()
     {
-        _bed = await ChatTestBed.StartAsync();
+        _bed = await ChatTestBed.StartAsync((_, _) => { }, services => services.AddDatabaseInterceptor(DatabaseProvider.Sqlite, _statements));
         _me = await _bed.SubscribeAsync(credits: 10);
     }
 
@@ -178,6 +181,33 @@ public sealed class ChatIdempotencyTests : IAsyncLifetime
         {
             answer.Dispose();
         }
+    }
+
+    [Fact]
+    public async Task A_charged_answer_that_could_not_be_stored_is_a_500_that_says_so_and_its_retry_gets_the_answer_without_a_second_charge()
+    {
+        using var http = _bed.Http(_me.Key);
+        _statements.FailNext(ChatTestBed.StoringAnAnswer);
+
+        using var failed = await SendAsync(http, "store-fails");
+        using var retried = await SendAsync(http, "store-fails");
+        using var replayed = await SendAsync(http, "store-fails");
+        await _bed.Services.GetRequiredService<AnswerSettlements>().WhenSettledAsync();
+
+        Assert.True(_statements.Failed);
+        var error = await failed.Content.ReadAsStringAsync();
+        Assert.True(failed.StatusCode == HttpStatusCode.InternalServerError, error);
+        Assert.Equal("internal_error", JsonNode.Parse(error)!["error"]!["code"]!.GetValue<string>());
+        Assert.DoesNotContain("nothing was charged", error, StringComparison.OrdinalIgnoreCase);
+        // The retry runs the agent again for the answer that was never stored, under the charged ledger id.
+        var answer = await retried.Content.ReadAsStringAsync();
+        Assert.True(retried.StatusCode == HttpStatusCode.OK, answer);
+        Assert.False(retried.Headers.Contains("Idempotent-Replayed"));
+        Assert.Equal("echo: Hi", JsonNode.Parse(answer)!["choices"]![0]!["message"]!["content"]!.GetValue<string>());
+        Assert.Equal("true", replayed.Headers.GetValues("Idempotent-Replayed").Single());
+        Assert.Equal(answer, await replayed.Content.ReadAsStringAsync());
+        Assert.Equal(2, _bed.Tenants.Langflow.Runs.Count);
+        Assert.Equal(new LedgerState(8, 0, 1, 2), await _bed.LedgerAsync(_me.Customer));
     }
 
     [Theory]

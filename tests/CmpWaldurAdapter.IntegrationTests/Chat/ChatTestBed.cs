@@ -2,6 +2,7 @@ using System.ClientModel;
 using System.ClientModel.Primitives;
 using System.Net.Http.Headers;
 using System.Text;
+using System.Text.RegularExpressions;
 using CmpWaldurAdapter.ApiKeys;
 using CmpWaldurAdapter.Core.Credits;
 using CmpWaldurAdapter.Credits;
@@ -34,6 +35,9 @@ public sealed record LedgerState(long Balance, long Reserved, int Charges, long 
 public sealed class ChatTestBed : IAsyncDisposable
 {
     public const string Model = TenantTestBed.Slug;
+
+    /// <summary>The statement that stores a request's answer for its Idempotency-Key (<c>IdempotencyStore.CompleteAsync</c>), for a <see cref="FailingStatement"/>.</summary>
+    public static readonly Regex StoringAnAnswer = new("""UPDATE "idempotent_requests".*SET "completed" =""", RegexOptions.Singleline);
 
     private ChatTestBed(TenantTestBed tenants) => Tenants = tenants;
 
@@ -96,16 +100,16 @@ public sealed class ChatTestBed : IAsyncDisposable
         return client;
     }
 
-    /// <summary>The official OpenAI SDK pointed at the adapter, without the SDK's own retries (tests see each answer).</summary>
-    public ChatClient OpenAi(string key, string model = Model) => new(model, new ApiKeyCredential(key), OpenAiOptions());
+    /// <summary>The official OpenAI SDK pointed at the adapter, without the SDK's own retries unless asked for (tests see each answer).</summary>
+    public ChatClient OpenAi(string key, string model = Model, int retries = 0) => new(model, new ApiKeyCredential(key), OpenAiOptions(retries));
 
     /// <summary>The SDK's model client, as <see cref="OpenAi"/>.</summary>
     public OpenAI.Models.OpenAIModelClient OpenAiModels(string key) => new(new ApiKeyCredential(key), OpenAiOptions());
 
-    private OpenAIClientOptions OpenAiOptions() => new()
+    private OpenAIClientOptions OpenAiOptions(int retries = 0) => new()
     {
         Endpoint = new Uri(Server.Url, "v1"),
-        RetryPolicy = new ClientRetryPolicy(maxRetries: 0),
+        RetryPolicy = new ClientRetryPolicy(maxRetries: retries),
         NetworkTimeout = TimeSpan.FromSeconds(30),
     };
 

@@ -1,6 +1,10 @@
 using System.ClientModel;
+using System.ClientModel.Primitives;
 using System.Net;
 using System.Text.Json.Nodes;
+using CmpWaldurAdapter.Persistence;
+using CmpWaldurAdapter.Testing.Hosting;
+using Microsoft.Extensions.DependencyInjection;
 using OpenAI.Chat;
 
 namespace CmpWaldurAdapter.IntegrationTests.Chat;
@@ -8,9 +12,12 @@ namespace CmpWaldurAdapter.IntegrationTests.Chat;
 /// <summary>The official OpenAI .NET SDK against the running adapter: answers, streams and errors as the SDK's own.</summary>
 public sealed class OpenAiSdkTests : IAsyncLifetime
 {
+    private readonly FailingStatement _statements = new();
     private ChatTestBed _bed = null!;
 
-    public async Task InitializeAsync() => _bed = await ChatTestBed.StartAsync(settings => settings["Chat:RequestsPerMinute"] = "3");
+    public async Task InitializeAsync() => _bed = await ChatTestBed.StartAsync(
+        (_, settings) => settings["Chat:RequestsPerMinute"] = "3",
+        services => services.AddDatabaseInterceptor(DatabaseProvider.Sqlite, _statements));
 
     public async Task DisposeAsync() => await _bed.DisposeAsync();
 
@@ -92,6 +99,26 @@ public sealed class OpenAiSdkTests : IAsyncLifetime
         Assert.True(usage.OutputTokenCount > 0);
         Assert.Equal(new LedgerState(8, 0, 1, 2), await _bed.LedgerAsync(me.Customer));
         Assert.True(Assert.Single(_bed.Tenants.Langflow.Runs).Streamed);
+    }
+
+    [Fact]
+    public async Task The_sdks_own_retry_of_a_charged_answer_that_could_not_be_stored_gets_the_answer_and_is_not_charged_again()
+    {
+        var me = await _bed.SubscribeAsync(credits: 10);
+        // Storing the answer for its Idempotency-Key fails once, after the message was charged: the SDK retries the 500 itself, with the same key.
+        _statements.FailNext(ChatTestBed.StoringAnAnswer);
+        var options = new RequestOptions();
+        options.AddHeader("Idempotency-Key", "sdk-retry");
+
+        var result = await _bed.OpenAi(me.Key, retries: 1).CompleteChatAsync(
+            BinaryContent.Create(BinaryData.FromString($$"""{"model":"{{ChatTestBed.Model}}","messages":[{"role":"user","content":"Where is my parcel?"}]}""")), options);
+        await _bed.Services.GetRequiredService<CmpWaldurAdapter.Chat.AnswerSettlements>().WhenSettledAsync();
+
+        Assert.True(_statements.Failed);
+        var completion = JsonNode.Parse(result.GetRawResponse().Content.ToString())!;
+        Assert.Equal("echo: Where is my parcel?", completion["choices"]![0]!["message"]!["content"]!.GetValue<string>());
+        Assert.Equal(2, _bed.Tenants.Langflow.Runs.Count);
+        Assert.Equal(new LedgerState(8, 0, 1, 2), await _bed.LedgerAsync(me.Customer));
     }
 
     [Fact]

@@ -1,3 +1,5 @@
+using System.Data.Common;
+using System.Text.RegularExpressions;
 using CmpWaldurAdapter.Persistence;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.ChangeTracking;
@@ -45,4 +47,31 @@ public sealed class OnceBeforeSaving : SaveChangesInterceptor
     }
 
     private sealed record Staged(Func<ChangeTracker, bool> Matches, Func<Task> Meanwhile);
+}
+
+/// <summary>
+/// Fails the next statement (an <c>ExecuteUpdate</c> or <c>ExecuteDelete</c>) whose SQL matches, once, as a database
+/// that refuses a write would. Armed by <see cref="FailNext"/>; every other statement runs.
+/// </summary>
+public sealed class FailingStatement : DbCommandInterceptor
+{
+    private Regex? _armed;
+
+    /// <summary>Whether the armed statement has failed.</summary>
+    public bool Failed { get; private set; }
+
+    public void FailNext(Regex statement) => Volatile.Write(ref _armed, statement);
+
+    public override ValueTask<InterceptionResult<int>> NonQueryExecutingAsync(DbCommand command, CommandEventData eventData, InterceptionResult<int> result, CancellationToken cancellationToken = default)
+    {
+        if (Volatile.Read(ref _armed) is { } armed && armed.IsMatch(command.CommandText) && Interlocked.CompareExchange(ref _armed, null, armed) == armed)
+        {
+            Failed = true;
+            throw new StagedFault($"Staged: the database refused {command.CommandText.Split('\n')[0]}");
+        }
+
+        return ValueTask.FromResult(result);
+    }
+
+    private sealed class StagedFault(string message) : DbException(message);
 }

@@ -18,7 +18,9 @@ public static class ServeCommand
             await app.Services.MigrateEmbeddedDatabaseAsync(cancellationToken);
             await app.Services.LogStartupNoticesAsync(cancellationToken);
             // A background worker that failed stops the host: RunAsync then returns normally, or during the start throws
-            // a cancellation nobody asked for; exit 0 would read as "completed" to an orchestrator restarting it.
+            // a cancellation nobody asked for; exit 0 would read as "completed" to an orchestrator restarting it. The
+            // workers are looked up now: RunAsync disposes the host, which then answers nothing.
+            var workers = app.Services.GetServices<IHostedService>().OfType<BackgroundService>().ToList();
             try
             {
                 await app.RunAsync(cancellationToken);
@@ -28,7 +30,7 @@ public static class ServeCommand
                 return ExitCodes.Error;
             }
 
-            return app.Services.GetServices<IHostedService>().OfType<BackgroundService>().Any(s => s.ExecuteTask?.IsFaulted == true)
+            return workers.Any(s => s.ExecuteTask?.IsFaulted == true)
                 ? ExitCodes.Error
                 : ExitCodes.Success;
         });

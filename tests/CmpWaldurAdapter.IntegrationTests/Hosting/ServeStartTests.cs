@@ -84,6 +84,15 @@ public sealed class ServeStartTests
         });
     }
 
+    /// <summary>Stopping is how the server ends: an orchestrator must not read it as a failure.</summary>
+    [Fact]
+    public async Task Serve_stopped_exits_with_0()
+    {
+        await using var bed = await OrderTestBed.CreateAsync();
+
+        Assert.Equal(ExitCodes.Success, await ServingAsync(Context(bed), _ => Task.CompletedTask));
+    }
+
     private static bool FromStartupNotices(LogEvent e) =>
         e.Properties.TryGetValue("SourceContext", out var source) && source.ToString() == $"\"{typeof(StartupNotices).FullName}\"";
 
@@ -120,8 +129,8 @@ public sealed class ServeStartTests
         await use(db);
     }
 
-    /// <summary>Runs <c>serve</c> on a free loopback port until <paramref name="use"/> is done with it, once it answers.</summary>
-    private static async Task ServingAsync(CommandContext context, Func<HttpClient, Task> use)
+    /// <summary>Runs <c>serve</c> on a free loopback port until <paramref name="use"/> is done with it, once it answers; returns its exit code.</summary>
+    private static async Task<int> ServingAsync(CommandContext context, Func<HttpClient, Task> use)
     {
         var port = LoopbackPorts.Free();
         using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}/") };
@@ -135,8 +144,9 @@ public sealed class ServeStartTests
         finally
         {
             await stop.CancelAsync();
-            await serve;
         }
+
+        return await serve;
     }
 
     private static Task AnswersAsync(HttpClient client, Task serve) => Eventually.TrueAsync(async () =>

@@ -196,9 +196,11 @@ public static class AdapterHost
 
     public static IServiceCollection AddAdapterWorkers(this IServiceCollection services, IConfiguration configuration)
     {
-        services.AddHostedService<OrderInboxWorker>();
-        services.AddHostedService<StartupOrderPoll>();
-        services.AddHostedService<WaldurEventListener>();
+        // Workers that read and write the database run only once it holds this build's migrations (SchemaGate). The
+        // teardown worker and the answer settlements are not gated: only these workers and answered requests give them work.
+        AddGatedWorker<OrderInboxWorker>(services);
+        AddGatedWorker<StartupOrderPoll>(services);
+        AddGatedWorker<WaldurEventListener>(services);
 
         var orders = configuration.GetSection(OrdersOptions.SectionName).Get<OrdersOptions>() ?? new OrdersOptions();
         var events = configuration.GetSection(EventsOptions.SectionName).Get<EventsOptions>() ?? new EventsOptions();
@@ -252,8 +254,23 @@ public static class AdapterHost
         // Every start declares the triggers again; on the shared store the declared one keeps the stored one's firing
         // history, so a rolling deploy or a crash-looping pod does not push an hourly usage report back by an hour each time.
         services.Configure<QuartzOptions>(quartz => quartz.Scheduling.ScheduleTriggerRelativeToReplacedTrigger = true);
-        services.AddQuartzHostedService(quartz => quartz.WaitForJobsToComplete = true);
+        // The scheduler is created and stopped with the host, but started by the schema gate.
+        services.AddQuartzHostedService(quartz =>
+        {
+            quartz.WaitForJobsToComplete = true;
+            quartz.AutoStart = false;
+        });
+        // Registered after the scheduler's service, so stopped before it: a stopping host never starts a scheduler it shuts down.
+        services.AddSingleton<SchemaGate>();
+        services.AddHostedService(sp => sp.GetRequiredService<SchemaGate>());
         return services;
+    }
+
+    private static void AddGatedWorker<TWorker>(IServiceCollection services)
+        where TWorker : BackgroundService
+    {
+        services.AddSingleton<TWorker>();
+        services.AddHostedService<SchemaGatedWorker<TWorker>>();
     }
 
     private static void Every<TJob>(IQuartzBuilder quartz, JobKey key, TimeSpan interval)

@@ -1,3 +1,5 @@
+using System.Collections.Concurrent;
+using System.Data.Common;
 using System.Net;
 using System.Text.Json.Nodes;
 using CmpWaldurAdapter.Cli;
@@ -6,11 +8,13 @@ using CmpWaldurAdapter.IntegrationTests.Orders;
 using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Testing.Hosting;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Diagnostics;
 using Microsoft.EntityFrameworkCore.Infrastructure;
 using Microsoft.EntityFrameworkCore.Migrations;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using Quartz;
 using Serilog.Core;
 using Serilog.Events;
 
@@ -34,8 +38,7 @@ public sealed class ServeStartTests
             Assert.Equal("unhealthy", body["checks"]!["schema"]!.GetValue<string>());
             Assert.Contains("db migrate", body["reasons"]!["schema"]!.GetValue<string>(), StringComparison.Ordinal);
             Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/healthz")).StatusCode);
-            // One line at start; the framework's line for each failed probe and the workers' SQL failures on the old
-            // schema come from elsewhere.
+            // One line at start; the framework's line for each failed probe comes from elsewhere.
             var error = Assert.Single(bed.Logs.Events, e => e.Level >= LogEventLevel.Error && FromStartupNotices(e));
             Assert.Contains("db migrate", error.RenderMessage(), StringComparison.Ordinal);
             Assert.DoesNotContain(previous, error.RenderMessage(), StringComparison.Ordinal); // only what is missing
@@ -50,9 +53,68 @@ public sealed class ServeStartTests
         TestSecrets.AssertNotLogged(bed.Logs);
     }
 
+    /// <summary>
+    /// On the old schema the workers and jobs would fail with SQL errors, over and over, until <c>db migrate</c> ran:
+    /// they wait for it instead, saying so once, and start by themselves once it has.
+    /// </summary>
+    [Fact]
+    public async Task On_postgres_one_migration_behind_the_background_workers_and_jobs_wait_for_db_migrate_and_start_once_it_has_run()
+    {
+        await using var bed = await OrderTestBed.CreateAsync(DatabaseProvider.Postgres);
+        await MigrateToPreviousAsync(bed);
+        var order = bed.Waldur.PlaceCreateOrder(bed.Offering, bed.ValidAttributes());
+        var statements = new RecordedStatements();
+        var probe = new ProbeJobRuns();
+        var context = Context(bed, services => services
+            .AddDatabaseInterceptor(DatabaseProvider.Postgres, statements)
+            .AddSingleton(probe)
+            .AddQuartz(quartz => ProbeJob.EverySecond(quartz)));
+        await ServingAsync(context, async client =>
+        {
+            await Eventually.TrueAsync(() => bed.Logs.Events.Any(FromSchemaGate), because: "the workers say they wait");
+            // Without the gate the inbox worker and the start-up poll would have run at once, and the probe job every
+            // second since; the gate reads the schema again meanwhile.
+            await Task.Delay(SchemaGate.RecheckInterval * 2);
+
+            Assert.Equal("pending-provider", bed.Waldur.OrderState(order));
+            Assert.Equal(0, bed.Waldur.Count("GET", "/api/marketplace-orders/"));
+            Assert.Equal(0, probe.Runs);
+            // Nothing but the schema's reads and the key ring the framework loads at start reached the database.
+            Assert.DoesNotContain(statements.Texts, text => !IsSchemaOrKeyRing(text));
+            Assert.DoesNotContain(bed.Logs.Events, e => e.Level >= LogEventLevel.Error && !FromStartupNotices(e));
+            var waiting = Assert.Single(bed.Logs.Events, FromSchemaGate); // once, however often the schema is read again
+            Assert.Equal(LogEventLevel.Warning, waiting.Level);
+            Assert.Contains("db migrate", waiting.RenderMessage(), StringComparison.Ordinal);
+
+            Assert.Equal(ExitCodes.Success, await AdapterCli.RunAsync(["db", "migrate"], context));
+
+            await Eventually.TrueAsync(() => bed.Waldur.OrderState(order) == "done", TimeSpan.FromSeconds(30), "the start-up poll finds the order and the inbox worker completes it");
+            await Eventually.TrueAsync(() => probe.Runs > 0, TimeSpan.FromSeconds(30), "the scheduler runs the jobs");
+            Assert.Contains(statements.Texts, text => !IsSchemaOrKeyRing(text));
+            Assert.Equal([LogEventLevel.Warning, LogEventLevel.Information], bed.Logs.Events.Where(FromSchemaGate).Select(e => e.Level));
+        });
+
+        TestSecrets.AssertNotLogged(bed.Logs);
+    }
+
+    [Fact]
+    public async Task On_postgres_one_migration_behind_serve_stops_at_once_while_its_workers_wait_for_db_migrate()
+    {
+        await using var bed = await OrderTestBed.CreateAsync(DatabaseProvider.Postgres);
+        await MigrateToPreviousAsync(bed);
+        // A wait that did not end with the stop would hold it this long, past the bound below.
+        bed.Settings["Hosting:ShutdownTimeout"] = "00:10:00";
+
+        var exitCode = await ServingAsync(Context(bed), async _ =>
+            await Eventually.TrueAsync(() => bed.Logs.Events.Any(FromSchemaGate), because: "the workers wait")).WaitAsync(TimeSpan.FromMinutes(2));
+
+        Assert.Equal(ExitCodes.Success, exitCode);
+        Assert.DoesNotContain(bed.Logs.Events, e => e.Level >= LogEventLevel.Error && !FromStartupNotices(e));
+    }
+
     /// <summary>A build rolled back keeps serving: the migrations a newer build applied do not take it out of the Service.</summary>
     [Fact]
-    public async Task On_postgres_a_database_migrated_by_a_newer_build_leaves_serve_ready_with_a_warning()
+    public async Task On_postgres_a_database_migrated_by_a_newer_build_leaves_serve_ready_with_a_warning_and_its_workers_running()
     {
         await using var bed = await OrderTestBed.CreateAsync(DatabaseProvider.Postgres);
         const string Newer = "99990101000000_FromANewerBuild";
@@ -62,11 +124,14 @@ public sealed class ServeStartTests
             var history = db.GetService<IHistoryRepository>();
             await db.Database.ExecuteSqlRawAsync(history.GetInsertScript(new HistoryRow(Newer, ProductInfo.GetVersion())));
         });
+        var order = bed.Waldur.PlaceCreateOrder(bed.Offering, bed.ValidAttributes());
         await ServingAsync(Context(bed), async client =>
         {
             Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/readyz")).StatusCode);
+            await Eventually.TrueAsync(() => bed.Waldur.OrderState(order) == "done", TimeSpan.FromSeconds(30), "the workers run");
             Assert.Contains(bed.Logs.Events, e => e.Level == LogEventLevel.Warning && e.RenderMessage().Contains(Newer, StringComparison.Ordinal));
             Assert.DoesNotContain(bed.Logs.Events, e => e.Level >= LogEventLevel.Error);
+            Assert.DoesNotContain(bed.Logs.Events, FromSchemaGate);
         });
     }
 
@@ -93,14 +158,23 @@ public sealed class ServeStartTests
         Assert.Equal(ExitCodes.Success, await ServingAsync(Context(bed), _ => Task.CompletedTask));
     }
 
-    private static bool FromStartupNotices(LogEvent e) =>
-        e.Properties.TryGetValue("SourceContext", out var source) && source.ToString() == $"\"{typeof(StartupNotices).FullName}\"";
+    private static bool FromStartupNotices(LogEvent e) => From(typeof(StartupNotices), e);
+
+    private static bool FromSchemaGate(LogEvent e) => From(typeof(SchemaGate), e);
+
+    private static bool From(Type source, LogEvent e) =>
+        e.Properties.TryGetValue("SourceContext", out var context) && context.ToString() == $"\"{source.FullName}\"";
 
     /// <summary>The bed's settings and logs for both hosts a command may build: the command host and serve's web server.</summary>
-    private static CommandContext Context(OrderTestBed bed)
+    /// <param name="server">Services added to <c>serve</c> only, not to the other commands (<c>db migrate</c>).</param>
+    private static CommandContext Context(OrderTestBed bed, Action<IServiceCollection>? server = null)
     {
         var configure = Configure(bed, bed.Logs);
-        return new(new StringWriter(), new StringWriter(), configure, configure);
+        return new(new StringWriter(), new StringWriter(), configure, builder =>
+        {
+            configure(builder);
+            server?.Invoke(builder.Services);
+        });
     }
 
     private static Action<IHostApplicationBuilder> Configure(OrderTestBed bed, ILogEventSink logs) => builder =>
@@ -147,6 +221,59 @@ public sealed class ServeStartTests
         }
 
         return await serve;
+    }
+
+    private static bool IsSchemaOrKeyRing(string statement) =>
+        statement.Contains("__ef_migrations_history", StringComparison.Ordinal) || statement.Contains("data_protection_keys", StringComparison.Ordinal);
+
+    /// <summary>Every statement the adapter's database contexts send.</summary>
+    private sealed class RecordedStatements : DbCommandInterceptor
+    {
+        private readonly ConcurrentQueue<string> _texts = new();
+
+        public IReadOnlyList<string> Texts => [.. _texts];
+
+        public override ValueTask<InterceptionResult<DbDataReader>> ReaderExecutingAsync(DbCommand command, CommandEventData eventData, InterceptionResult<DbDataReader> result, CancellationToken cancellationToken = default) =>
+            Record(command, result);
+
+        public override ValueTask<InterceptionResult<object>> ScalarExecutingAsync(DbCommand command, CommandEventData eventData, InterceptionResult<object> result, CancellationToken cancellationToken = default) =>
+            Record(command, result);
+
+        public override ValueTask<InterceptionResult<int>> NonQueryExecutingAsync(DbCommand command, CommandEventData eventData, InterceptionResult<int> result, CancellationToken cancellationToken = default) =>
+            Record(command, result);
+
+        private ValueTask<T> Record<T>(DbCommand command, T result)
+        {
+            _texts.Enqueue(command.CommandText);
+            return ValueTask.FromResult(result);
+        }
+    }
+
+    public sealed class ProbeJobRuns
+    {
+        private int _runs;
+
+        public int Runs => Volatile.Read(ref _runs);
+
+        public void Ran() => Interlocked.Increment(ref _runs);
+    }
+
+    /// <summary>A scheduled job like the adapter's own, run every second: it runs only while the scheduler does.</summary>
+    public sealed class ProbeJob(ProbeJobRuns runs) : IJob
+    {
+        private static readonly JobKey Key = new("probe", "tests");
+
+        public static void EverySecond(IQuartzBuilder quartz)
+        {
+            quartz.AddJob<ProbeJob>(job => job.WithIdentity(Key).StoreDurably());
+            quartz.AddTrigger(trigger => trigger.ForJob(Key).StartNow().WithSimpleSchedule(schedule => schedule.WithInterval(TimeSpan.FromSeconds(1)).RepeatForever()));
+        }
+
+        public ValueTask Execute(IJobExecutionContext context, CancellationToken cancellationToken)
+        {
+            runs.Ran();
+            return ValueTask.CompletedTask;
+        }
     }
 
     private static Task AnswersAsync(HttpClient client, Task serve) => Eventually.TrueAsync(async () =>

@@ -539,6 +539,15 @@ public sealed class ParseMonitor(
             logger.LogInformation(exception, "Stopping the stuck parse of document {DocumentId} was refused", document.Id);
             return;
         }
+        catch (Exception exception) when (exception is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            // RAGFlow failing for now (5xx, a timeout, an error code it answers with HTTP 200): the parse is left as it is,
+            // still stuck, so the next poll stops it again; and the failure stays this document's, so the poll goes on to
+            // the others and saves their states.
+            logger.LogWarning(exception, "Stopping the stuck parse of document {DocumentId} of subscription {SubscriptionId} failed; the next poll tries again",
+                document.Id, tenant.SubscriptionId);
+            return;
+        }
 
         if (document.ParseAttempts >= 2)
         {

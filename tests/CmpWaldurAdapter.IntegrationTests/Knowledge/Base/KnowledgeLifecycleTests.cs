@@ -174,6 +174,41 @@ public abstract class KnowledgeLifecycleTests(DatabaseProvider provider) : IAsyn
         Assert.Equal(90, await _bed.AvailableAsync());
     }
 
+    [Theory]
+    [InlineData(503, null)]
+    [InlineData(200, """{"code": 100, "message": "ConnectionError: Elasticsearch is unavailable"}""")]
+    public async Task A_stuck_parse_whose_stop_fails_for_now_is_left_to_the_next_poll_and_does_not_stop_the_others(int status, string? body)
+    {
+        var clock = _bed.Credits.Clock!;
+        await _bed.UploadAsync(("first.pdf", "%PDF-1.4 first"), ("second.pdf", "%PDF-1.4 second"));
+        var ragflowIds = _bed.Ragflow.Documents(_bed.DatasetId).Select(d => d["id"]!.GetValue<string>()).ToList();
+        clock.Advance(TimeSpan.FromMinutes(31));
+        // The first stop fails on both attempts (Ragflow:RetryAttempts is 1); the second goes through.
+        _bed.Ragflow.Fail("DELETE", $"/api/v1/datasets/{_bed.DatasetId}/chunks", status, times: 2, body: body);
+
+        await _bed.PollAsync();
+
+        // The one whose stop failed is left as it was (still running, not restarted); the other restarted in the same poll.
+        var rows = await _bed.RowsAsync();
+        Assert.Equal(
+            [(ParseStates.Running, 1, (string?)null), (ParseStates.Running, 2, null)],
+            rows.Select(r => (r.Status, r.ParseAttempts, r.Error)).OrderBy(r => r.ParseAttempts));
+        Assert.Equal([1, 2], ragflowIds.Select(_bed.Ragflow.ParseRequests).Order());
+
+        await _bed.PollAsync();
+
+        // Still stuck, so stopped again, this time with success, and restarted once.
+        Assert.All(await _bed.RowsAsync(), r => Assert.Equal((ParseStates.Running, 2, (string?)null), (r.Status, r.ParseAttempts, r.Error)));
+        Assert.All(ragflowIds, id => Assert.Equal(2, _bed.Ragflow.ParseRequests(id)));
+
+        _bed.Ragflow.FinishParsing(_bed.DatasetId);
+        await _bed.PollAsync();
+
+        Assert.All(await _bed.DocumentsAsync(), d => Assert.Equal(("done", 5L), (d!["status"]!.GetValue<string>(), d["credits_charged"]!.GetValue<long>())));
+        Assert.Equal(2, await _bed.RagChargesAsync());
+        Assert.Equal(90, await _bed.AvailableAsync());
+    }
+
     [Fact]
     public async Task A_long_parse_that_keeps_making_progress_is_left_to_finish_and_only_a_stalled_one_is_restarted()
     {

@@ -545,7 +545,8 @@ public sealed class WidgetRenewalTests : IAsyncLifetime
         var logo = page.Locator("[data-cmp-widget] .head img");
         await Expect(page.Locator("[data-cmp-widget] .title")).ToHaveTextAsync("Ada");
         await Expect(logo).ToHaveCountAsync(1);
-        await Expect(logo).ToHaveAttributeAsync("src", new Uri(_bed.Url, $"web/logo/{subscription.Id}").ToString());
+        var versioned = (await _bed.Services.GetRequiredService<BuyerWebStore>().GetAsync(subscription.Id, CancellationToken.None)).LogoPath()!;
+        await Expect(logo).ToHaveAttributeAsync("src", new Uri(_bed.Url, versioned).ToString());
 
         // Each message after the 15-minute token ran out renews it first (on both clocks); the logo stays one.
         for (var renewal = 1; renewal <= 2; renewal++)

@@ -27,7 +27,8 @@ public static class ApiKeyEndpoints
         // Mail and chat link scanners fetch links before the buyer does: the GET only offers the key, the page's
         // own form (POST with its anti-forgery token) shows it and uses the link up.
         endpoints.MapGet("/keys/reveal/{token}", RevealPageAsync).ExcludeFromDescription();
-        endpoints.MapPost("/keys/reveal/{token}", RevealAsync).ExcludeFromDescription();
+        // Opened from HomePort (without the Strict console cookie) and posted from itself (with it): not a console form.
+        endpoints.MapPost("/keys/reveal/{token}", RevealAsync).ExcludeFromDescription().WithMetadata(new Web.AntiforgeryWithoutConsoleSession());
     }
 
     private static async Task<IResult> ListAsync(HttpContext http, ApiKeyService keys, CancellationToken cancellationToken)

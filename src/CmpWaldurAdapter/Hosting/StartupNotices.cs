@@ -1,5 +1,7 @@
 using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Provisioning;
+using CmpWaldurAdapter.Web;
+using Microsoft.Extensions.Options;
 
 namespace CmpWaldurAdapter.Hosting;
 
@@ -18,6 +20,13 @@ public static class StartupNotices
         {
             logger.LogWarning(
                 "Langflow:BaseUrl is not set: orders are recorded only (they go done in Waldur) and no agents are built; chat answers 503 agent_unavailable. Set Langflow:BaseUrl (and Ragflow) to provision tenants");
+        }
+
+        var web = services.GetRequiredService<IOptions<WebOptions>>().Value;
+        if (web.PublicBaseUrl.Scheme == Uri.UriSchemeHttps && !web.TrustForwardedHeaders)
+        {
+            logger.LogWarning(
+                "Web:PublicBaseUrl is https but Web:TrustForwardedHeaders is off: every request is taken as HTTPS for its cookies and HSTS, but behind a reverse proxy or ingress the try page's and widget's per-address limits count the proxy's address for every visitor. Set Web:TrustForwardedHeaders when TLS ends at a proxy that alone reaches the adapter");
         }
 
         // A database that cannot be read now is reported by /readyz; the start does not wait on it.

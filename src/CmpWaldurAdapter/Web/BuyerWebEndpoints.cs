@@ -12,6 +12,7 @@ using CmpWaldurAdapter.Chat;
 using CmpWaldurAdapter.Core.Catalogue;
 using CmpWaldurAdapter.Core.Credits;
 using CmpWaldurAdapter.Credits;
+using CmpWaldurAdapter.Offerings;
 using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Usage;
 using Microsoft.AspNetCore.Antiforgery;
@@ -67,7 +68,7 @@ public static partial class BuyerWebEndpoints
     private static async Task<IResult> OpenConsoleAsync(HttpContext http, [Microsoft.AspNetCore.Mvc.FromQuery(Name = "t")] string? token, ConsoleAccess console, IAntiforgery antiforgery, IDbContextFactory<AdapterDbContext> dbs, CancellationToken cancellationToken)
     {
         http.Response.Headers.CacheControl = "no-store";
-        var hidden = ConsoleAccess.MayHideSession(http.Request);
+        var hidden = ConsoleAccess.MayHideSession(http);
         if (hidden && !http.Request.Query.ContainsKey("again"))
         {
             // Whether this browser is in a console already shows only in the Strict cookie, sent on a same-site
@@ -163,47 +164,69 @@ public static partial class BuyerWebEndpoints
         return Results.Json(new { answer = answer.Text, handoff = answer.Handoff, charged = answer.Charged, credits_used = used.Values.Sum(), balance = available }, ApiJson.Options);
     }
 
-    private static async Task<IResult> LogoAsync(Guid subscriptionId, HttpContext http, BuyerWebStore store, CancellationToken cancellationToken)
+    private static async Task<IResult> LogoAsync(Guid subscriptionId, [Microsoft.AspNetCore.Mvc.FromQuery(Name = "v")] string? version, HttpContext http, BuyerWebStore store, CancellationToken cancellationToken)
     {
         // Shown by the widget on buyers' sites, as widget.js is: one that requires it (COEP require-corp) must be told.
         http.Response.Headers["Cross-Origin-Resource-Policy"] = "cross-origin";
         var settings = await store.GetAsync(subscriptionId, cancellationToken);
-        return settings.Logo is { } bytes && settings.LogoContentType is { } type
-            ? Results.File(bytes, type, lastModified: settings.UpdatedAt)
-            : Results.NotFound();
+        if (settings.Logo is not { } bytes || settings.LogoContentType is not { } type)
+        {
+            return Results.NotFound();
+        }
+
+        // The address the console and the widget use names the image's own version, so it never changes and is kept
+        // for good; any other (no version, an old one) is checked again each time, or a new logo would not show.
+        var current = settings.LogoVersion()!;
+        http.Response.Headers.CacheControl = version == current ? "public, max-age=31536000, immutable" : "no-cache";
+        return Results.File(bytes, type, lastModified: settings.UpdatedAt, entityTag: new Microsoft.Net.Http.Headers.EntityTagHeaderValue($"\"{current}\""));
     }
 
     // ---- Try -------------------------------------------------------------------------------------------
 
-    /// <summary>The try visitor id from the signed cookie, issuing a new one when it is missing or not ours.</summary>
+    /// <summary>
+    /// The try visitor id from the signed cookie, issuing a new one when it is missing, not ours, or sent twice (another
+    /// site's planted beside it: the id names the demo conversation, which must not be shared with whoever planted it).
+    /// </summary>
     public static string TryVisitor(HttpContext http, SignedTokens tokens)
     {
-        if (tokens.Read(TryVisitorPurpose, http.Request.Cookies[TryVisitorCookie], 1) is [var visitor])
+        var name = SecureRequests.CookieName(http, TryVisitorCookie);
+        if (tokens.Read(TryVisitorPurpose, SecureRequests.SingleCookie(http.Request, name), 1) is [var visitor])
         {
             return visitor;
         }
 
         visitor = Guid.NewGuid().ToString("N");
-        http.Response.Cookies.Append(TryVisitorCookie, tokens.Create(TryVisitorPurpose, TimeSpan.FromDays(30), visitor), new CookieOptions
+        var secure = SecureRequests.IsSecure(http);
+        http.Response.Cookies.Append(name, tokens.Create(TryVisitorPurpose, TimeSpan.FromDays(30), visitor), new CookieOptions
         {
             HttpOnly = true,
-            Secure = http.Request.IsHttps,
+            Secure = secure,
             // Lax: HomePort links here from another site, and a Strict cookie missing on that navigation would be
             // replaced by a new visitor's (with five new messages). It is only an id; no other site's POST carries it.
             SameSite = SameSiteMode.Lax,
-            Path = "/try",
+            // A __Host- cookie must have Path=/; over plain HTTP it keeps to the try pages.
+            Path = secure ? "/" : "/try",
             MaxAge = TimeSpan.FromDays(30),
             IsEssential = true,
         });
         return visitor;
     }
 
-    private static async Task<IResult> TryMessageAsync(string offering, HttpContext http, OfferingCatalogue catalogue, SignedTokens tokens, TryLimiter limiter, IPageChat chat, IOptions<WebOptions> options, TimeProvider clock, CancellationToken cancellationToken)
+    /// <summary>
+    /// The offering a try page or its messages are for: in the catalogue and served by this adapter (its Waldur
+    /// offering, for the Subscribe link); null for any other, so a demo flow runs only where the page is shown.
+    /// </summary>
+    public static (CatalogueEntry Entry, OfferingBinding Binding)? TryOffering(string slug, OfferingCatalogue catalogue, ServedOfferings served) =>
+        served.Offerings.FirstOrDefault(o => o.Slug == slug) is { } binding && catalogue.Find(slug) is { } entry ? (entry, binding) : null;
+
+    private static async Task<IResult> TryMessageAsync(string offering, HttpContext http, OfferingCatalogue catalogue, ServedOfferings served, SignedTokens tokens, TryLimiter limiter, IPageChat chat, IOptions<WebOptions> options, TimeProvider clock, CancellationToken cancellationToken)
     {
-        if (catalogue.Find(offering) is not { } entry)
+        if (TryOffering(offering, catalogue, served) is not { } found)
         {
             return ApiErrors.NotFound("There is no such offering.", "offering_not_found");
         }
+
+        var entry = found.Entry;
 
         var (request, error) = await ReadMessageAsync(http, options.Value);
         if (error is not null)
@@ -306,7 +329,7 @@ public static partial class BuyerWebEndpoints
             name = Text(configuration, "agent_name") ?? offering.Name,
             welcome = Text(configuration, "welcome_message") ?? $"Hi! I am {Text(configuration, "agent_name") ?? offering.Name}. How can I help?",
             colour = Text(configuration, "brand_colour") ?? "#2563eb",
-            logo = web.Logo is null ? null : options.Value.Public($"web/logo/{caller.Subscription.Id}").ToString(),
+            logo = web.LogoPath() is { } logo ? options.Value.Public(logo).ToString() : null,
         }, ApiJson.Options);
     }
 

@@ -1,7 +1,9 @@
 using CmpWaldurAdapter.Chat;
 using CmpWaldurAdapter.Reports;
+using Microsoft.AspNetCore.Antiforgery;
 using Microsoft.AspNetCore.HttpOverrides;
 using Microsoft.AspNetCore.StaticFiles;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.FileProviders;
 
 namespace CmpWaldurAdapter.Web;
@@ -19,14 +21,11 @@ public static class BuyerWebServiceCollectionExtensions
         services.AddSingleton<SignedTokens>();
         services.AddSingleton<BuyerWebStore>();
         // Console sessions check anti-forgery tokens; the command host builds the report contributor too.
-        services.AddAntiforgery(options =>
-        {
-            options.HeaderName = "RequestVerificationToken";
-            options.Cookie.Name = "cmp_af";
-            options.Cookie.SameSite = SameSiteMode.Strict;
-            // Its default is never Secure: over HTTPS (the ingress's too) it must not travel over plain HTTP.
-            options.Cookie.SecurePolicy = CookieSecurePolicy.SameAsRequest;
-        });
+        services.AddHttpContextAccessor();
+        services.AddAntiforgery(options => options.HeaderName = "RequestVerificationToken");
+        // Named and made Secure per request (__Host-cmp_af on secure ones), and each token tied to the console session.
+        services.AddOptions<AntiforgeryOptions>().Configure<IHttpContextAccessor>((options, requests) => options.Cookie = new AntiforgeryCookieBuilder(requests));
+        services.Replace(ServiceDescriptor.Singleton<IAntiforgeryAdditionalDataProvider, SessionBoundAntiforgery>());
         services.AddSingleton<ConsoleAccess>();
         services.AddSingleton<IConsoleSession>(sp => sp.GetRequiredService<ConsoleAccess>());
         services.AddSingleton<Knowledge.IKnowledgeCallerResolver, ConsoleKnowledgeCallerResolver>();
@@ -83,8 +82,9 @@ public static class BuyerWebServiceCollectionExtensions
                 var headers = http.Response.Headers;
                 headers.XContentTypeOptions = "nosniff";
                 // A browser that reached the adapter over HTTPS once never tries plain HTTP for it again, where a network
-                // attacker could answer. Sent only over HTTPS, as the standard requires, so plain-HTTP setups are unaffected.
-                if (http.Request.IsHttps)
+                // attacker could answer. Sent only to secure requests (HTTPS, or an https public address: TLS ended at a
+                // proxy), so plain-HTTP setups are unaffected.
+                if (SecureRequests.IsSecure(http))
                 {
                     headers.StrictTransportSecurity = "max-age=31536000";
                 }

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Security.Cryptography;
 using CmpWaldurAdapter.Core.Credits;
 using Microsoft.EntityFrameworkCore;
 
@@ -44,6 +45,15 @@ public sealed class BuyerWebSettings
     public byte[]? Logo { get; set; }
 
     public DateTimeOffset UpdatedAt { get; set; }
+
+    /// <summary>The logo's version: a hash of the image itself, so a new logo always has a new one; null without a logo.</summary>
+    public string? LogoVersion() => Logo is null ? null : Convert.ToHexStringLower(SHA256.HashData(Logo))[..16];
+
+    /// <summary>
+    /// The logo's address under the adapter's (<c>web/logo/{subscription}?v={version}</c>), the one the console and the
+    /// widget show: the version makes it name one image for good, so browsers keep it; null without a logo.
+    /// </summary>
+    public string? LogoPath() => LogoVersion() is { } version ? $"web/logo/{SubscriptionId}?v={version}" : null;
 
     public IReadOnlyList<string> AllowedDomainList =>
         AllowedDomains.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);

@@ -19,7 +19,7 @@ public sealed class BuyerWebStore(IDbContextFactory<AdapterDbContext> dbs, IOpti
     /// (a console save beside an order's report) both insert; the loser applies its change to the winner's row.
     /// </summary>
     /// <param name="buyerChange">False for the adapter's own bookkeeping (link issue times), which leaves
-    /// <see cref="BuyerWebSettings.UpdatedAt"/> to what the buyer changed (the logo's cache key, the spend alert's month).</param>
+    /// <see cref="BuyerWebSettings.UpdatedAt"/> to what the buyer changed (the logo's Last-Modified, the spend alert's month).</param>
     public async Task<BuyerWebSettings> UpdateAsync(Guid subscriptionId, Action<BuyerWebSettings> change, CancellationToken cancellationToken, bool buyerChange = true)
     {
         try

@@ -13,8 +13,9 @@ public sealed record ConsoleCaller(Subscription Subscription, int LinkVersion);
 
 /// <summary>
 /// Resolves the buyer console session of a request: exactly one subscription, or null. Unsafe methods must
-/// also carry the anti-forgery token (form field or <c>RequestVerificationToken</c> header), so other sites
-/// cannot ride the session cookie. Endpoints outside the console (the knowledge API) can accept it as an
+/// also carry the anti-forgery token (form field or <c>RequestVerificationToken</c> header) of a page of this very
+/// session (<see cref="SessionBoundAntiforgery"/>), so other sites cannot ride the session cookie, not even with a
+/// token pair of their own planted beside it. Endpoints outside the console (the knowledge API) can accept it as an
 /// alternative to a secret key.
 /// </summary>
 public interface IConsoleSession
@@ -35,9 +36,13 @@ public sealed class ConsoleAccess(
     IAntiforgery antiforgery,
     IOptions<WebOptions> options) : IConsoleSession
 {
+    /// <summary>The session cookie's name over plain HTTP; secure requests name it <c>__Host-cmp_console</c> (<see cref="SecureRequests"/>).</summary>
     public const string CookieName = "cmp_console";
 
-    /// <summary>Says only that a session cookie was set (no secret); SameSite=Lax, so cross-site navigations carry it.</summary>
+    /// <summary>
+    /// Says only that a session cookie was set (no secret); SameSite=Lax, so cross-site navigations carry it. Prefixed
+    /// like the session's on secure requests, so one left from before the prefix does not ask every buyer to switch.
+    /// </summary>
     public const string MarkerCookieName = "cmp_console_seen";
     private const string LinkPurpose = "ConsoleLink";
     private const string SessionPurpose = "ConsoleSession";
@@ -103,8 +108,21 @@ public sealed class ConsoleAccess(
     /// from another site, told by <c>Sec-Fetch-Site</c> or, where browsers do not send it, by the Lax marker cookie
     /// that goes with every session (a marker without its session).
     /// </summary>
-    public static bool MayHideSession(HttpRequest request) =>
-        IsCrossSiteNavigation(request) || (request.Cookies.ContainsKey(MarkerCookieName) && !request.Cookies.ContainsKey(CookieName));
+    public static bool MayHideSession(HttpContext http) =>
+        IsCrossSiteNavigation(http.Request)
+        || SessionPresence(http) switch
+        {
+            CookiePresence.Absent => http.Request.Cookies.ContainsKey(SecureRequests.CookieName(http, MarkerCookieName)),
+            // A second session cookie (another site's, planted) hides which one is this browser's own.
+            CookiePresence.Ambiguous => true,
+            _ => false,
+        };
+
+    /// <summary>Whether the request carries the session cookie once, not at all, or more than once (then it has no session).</summary>
+    public static CookiePresence SessionPresence(HttpContext http) => SecureRequests.Presence(http.Request, SecureRequests.CookieName(http, CookieName));
+
+    /// <summary>The session cookie's value when the request carries it exactly once; null otherwise.</summary>
+    public static string? SessionCookie(HttpContext http) => SecureRequests.SingleCookie(http.Request, SecureRequests.CookieName(http, CookieName));
 
     /// <summary>Whether the request is a navigation begun on another site (so without the console's Strict cookie).</summary>
     public static bool IsCrossSiteNavigation(HttpRequest request) =>
@@ -125,16 +143,20 @@ public sealed class ConsoleAccess(
     {
         var lifetime = options.Value.ConsoleSessionLifetime;
         var token = tokens.Create(SessionPurpose, lifetime, caller.Subscription.Id.ToString("N"), Text(caller.LinkVersion));
-        http.Response.Cookies.Append(CookieName, token, Cookie(SameSiteMode.Strict, "/"));
-        http.Response.Cookies.Append(MarkerCookieName, "1", Cookie(SameSiteMode.Lax, "/console"));
+        var secure = SecureRequests.IsSecure(http);
+        http.Response.Cookies.Append(SecureRequests.CookieName(http, CookieName), token, Cookie(SameSiteMode.Strict, "/"));
+        // A __Host- cookie must have Path=/; over plain HTTP the marker keeps to the console's pages.
+        http.Response.Cookies.Append(SecureRequests.CookieName(http, MarkerCookieName), "1", Cookie(SameSiteMode.Lax, secure ? "/" : "/console"));
+        // Pages this response renders carry forms for the new session, not the one the request came with.
+        SessionBoundAntiforgery.SessionStarted(http, token);
 
         CookieOptions Cookie(SameSiteMode sameSite, string path) =>
-            new() { HttpOnly = true, Secure = http.Request.IsHttps, SameSite = sameSite, Path = path, MaxAge = lifetime, IsEssential = true };
+            new() { HttpOnly = true, Secure = secure, SameSite = sameSite, Path = path, MaxAge = lifetime, IsEssential = true };
     }
 
     public async Task<ConsoleCaller?> ResolveAsync(HttpContext http, CancellationToken cancellationToken)
     {
-        if (tokens.Read(SessionPurpose, http.Request.Cookies[CookieName], 2) is not { } fields)
+        if (tokens.Read(SessionPurpose, SessionCookie(http), 2) is not { } fields)
         {
             return null;
         }

@@ -149,6 +149,34 @@ public sealed class ServeStartTests
         });
     }
 
+    /// <summary>
+    /// An https public address is what makes cookies Secure and HSTS sent behind a proxy that ends TLS; without trusted
+    /// forwarded headers the per-address limits count that proxy, which the operator is told once.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Serve_with_an_https_public_address_warns_once_at_start_unless_forwarded_headers_are_trusted(bool trustForwardedHeaders)
+    {
+        await using var bed = await OrderTestBed.CreateAsync();
+        bed.Settings["Web:PublicBaseUrl"] = "https://adapter.example.org/";
+        bed.Settings["Web:TrustForwardedHeaders"] = trustForwardedHeaders ? "true" : "false";
+        await ServingAsync(Context(bed), _ =>
+        {
+            var warnings = bed.Logs.Events.Where(e => e.Level == LogEventLevel.Warning && FromStartupNotices(e) && e.RenderMessage().Contains("Web:TrustForwardedHeaders", StringComparison.Ordinal)).ToList();
+            if (trustForwardedHeaders)
+            {
+                Assert.Empty(warnings);
+            }
+            else
+            {
+                Assert.Contains("Web:PublicBaseUrl is https", Assert.Single(warnings).RenderMessage(), StringComparison.Ordinal);
+            }
+
+            return Task.CompletedTask;
+        });
+    }
+
     /// <summary>Stopping is how the server ends: an orchestrator must not read it as a failure.</summary>
     [Fact]
     public async Task Serve_stopped_exits_with_0()

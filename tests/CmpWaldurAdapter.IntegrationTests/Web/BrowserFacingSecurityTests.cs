@@ -26,9 +26,13 @@ public sealed class BrowserFacingSecurityTests : IAsyncDisposable
         }
     }
 
-    private async Task<BuyerWebTestBed> StartAsync(params (string Key, string Value)[] settings)
+    private Task<BuyerWebTestBed> StartAsync(params (string Key, string Value)[] settings) => StartAsync(null, settings);
+
+    /// <param name="publicBaseUrl">The adapter's public address, when not the one it listens on (an https one: TLS ends at a proxy).</param>
+    private async Task<BuyerWebTestBed> StartAsync(Uri? publicBaseUrl, params (string Key, string Value)[] settings)
     {
         _bed = await BuyerWebTestBed.CreateAsync();
+        _bed.PublicBaseUrl = publicBaseUrl;
         _bed.Settings["Web:TrustForwardedHeaders"] = "true"; // TLS ends at the ingress, which says so in X-Forwarded-Proto
         foreach (var (key, value) in settings)
         {
@@ -112,38 +116,69 @@ public sealed class BrowserFacingSecurityTests : IAsyncDisposable
         Assert.False(overHttp.Headers.Contains("Strict-Transport-Security"));
     }
 
+    /// <summary>
+    /// Over HTTPS every cookie is Secure and named <c>__Host-</c>: a browser takes such a cookie only from this host
+    /// (Secure, Path=/, no Domain), so a site on a sibling subdomain cannot plant one for the whole domain.
+    /// </summary>
     [Fact]
-    public async Task Console_cookies_are_http_only_strict_and_secure_when_the_ingress_says_https()
+    public async Task Over_https_the_pages_cookies_are_http_only_strict_secure_and_host_prefixed()
     {
         var bed = await StartAsync();
-        var subscription = await bed.AddSubscriptionAsync();
-        using var browser = Browser(bed);
-        using var open = new HttpRequestMessage(HttpMethod.Get, (await bed.ConsoleLinkAsync(subscription.Id)).PathAndQuery);
-        open.Headers.Add("X-Forwarded-Proto", "https");
 
-        var opened = await browser.SendAsync(open);
-        // The anti-forgery cookie of the console's forms and the key reveal's button.
-        using var reveal = new HttpRequestMessage(HttpMethod.Get, (await RevealLinkAsync(bed, subscription.Id)).Path);
-        reveal.Headers.Add("X-Forwarded-Proto", "https");
-        var revealPage = await browser.SendAsync(reveal);
+        var cookies = await PageCookiesAsync(bed, request => request.Headers.Add("X-Forwarded-Proto", "https"));
 
-        Assert.Equal(HttpStatusCode.Redirect, opened.StatusCode);
-        Assert.Equal(HttpStatusCode.OK, revealPage.StatusCode);
-        var session = Cookie(opened, ConsoleAccess.CookieName);
+        var session = cookies["__Host-cmp_console"];
         Assert.Contains("httponly", session);
         Assert.Contains("secure", session);
         Assert.Contains("samesite=strict", session);
-        Assert.Contains("path=/", session);
         Assert.Contains($"max-age={(int)TimeSpan.FromHours(8).TotalSeconds}", session);
         // The marker tells only that a session exists (no secret), for browsers that do not send Sec-Fetch-Site.
-        var marker = Cookie(opened, ConsoleAccess.MarkerCookieName);
+        var marker = cookies["__Host-cmp_console_seen"];
         Assert.Contains("httponly", marker);
-        Assert.Contains("secure", marker);
         Assert.Contains("samesite=lax", marker);
-        var antiforgery = Cookie(revealPage, "cmp_af");
+        // The anti-forgery cookie of the console's forms and the key reveal's button.
+        var antiforgery = cookies["__Host-cmp_af"];
         Assert.Contains("httponly", antiforgery);
-        Assert.Contains("secure", antiforgery);
         Assert.Contains("samesite=strict", antiforgery);
+        foreach (var (name, cookie) in cookies)
+        {
+            Assert.StartsWith("__Host-", name);
+            Assert.Contains("secure", cookie);
+            Assert.Contains("path=/;", cookie + ";");
+            Assert.DoesNotContain("domain=", cookie);
+        }
+    }
+
+    /// <summary>
+    /// Behind a proxy that ends TLS without the adapter trusting its X-Forwarded-Proto, requests come over plain HTTP;
+    /// the https public address still says the browser talks HTTPS, so cookies are as over HTTPS and HSTS is sent.
+    /// </summary>
+    [Fact]
+    public async Task With_an_https_public_address_cookies_are_secure_and_hsts_is_sent_without_trusted_forwarded_headers()
+    {
+        var bed = await StartAsync(new Uri("https://adapter.example.org/"), ("Web:TrustForwardedHeaders", "false"));
+
+        var cookies = await PageCookiesAsync(bed, _ => { });
+        using var browser = Browser(bed);
+        var health = await browser.GetAsync("/healthz");
+
+        Assert.Equal(["__Host-cmp_af", "__Host-cmp_console", "__Host-cmp_console_seen", "__Host-cmp_try"], cookies.Keys.Order(StringComparer.Ordinal));
+        Assert.All(cookies.Values, cookie => Assert.Contains("secure", cookie));
+        Assert.Equal("max-age=31536000", health.Headers.GetValues("Strict-Transport-Security").Single());
+    }
+
+    /// <summary>Plain-HTTP development keeps the unprefixed names: browsers refuse a __Host- cookie without Secure.</summary>
+    [Fact]
+    public async Task Over_plain_http_the_pages_cookies_keep_their_unprefixed_names_without_secure()
+    {
+        var bed = await StartAsync();
+
+        var cookies = await PageCookiesAsync(bed, _ => { });
+
+        Assert.Equal(["cmp_af", "cmp_console", "cmp_console_seen", "cmp_try"], cookies.Keys.Order(StringComparer.Ordinal));
+        Assert.All(cookies.Values, cookie => Assert.DoesNotContain("secure", cookie));
+        Assert.Contains("path=/console", cookies["cmp_console_seen"]);
+        Assert.Contains("path=/try", cookies["cmp_try"]);
     }
 
     [Fact]
@@ -157,10 +192,10 @@ public sealed class BrowserFacingSecurityTests : IAsyncDisposable
         var page = await browser.SendAsync(open);
 
         Assert.Equal(HttpStatusCode.OK, page.StatusCode);
-        var visitor = Cookie(page, BuyerWebEndpoints.TryVisitorCookie);
+        var visitor = Cookie(page, "__Host-" + BuyerWebEndpoints.TryVisitorCookie);
         Assert.Contains("httponly", visitor);
         Assert.Contains("secure", visitor);
-        Assert.Contains("path=/try", visitor);
+        Assert.Contains("path=/", visitor);
         // HomePort links here from another site. A browser sends no Strict cookie on such a navigation, so the page
         // would set a new visitor cookie in place of the old one, and every visit from HomePort would give five more
         // demo messages. The cookie is only an id (no authority): Lax is sent on a link, never on another site's POST.
@@ -232,6 +267,35 @@ public sealed class BrowserFacingSecurityTests : IAsyncDisposable
         {
             Assert.DoesNotContain(lines, l => l.Contains(secret, StringComparison.Ordinal));
         }
+    }
+
+    /// <summary>
+    /// The cookies the pages set (a console session, the key reveal's anti-forgery cookie, the try visitor), by name,
+    /// their Set-Cookie lines in lower case; <paramref name="prepare"/> readies each request (says it came over HTTPS).
+    /// </summary>
+    private static async Task<Dictionary<string, string>> PageCookiesAsync(BuyerWebTestBed bed, Action<HttpRequestMessage> prepare)
+    {
+        var subscription = await bed.AddSubscriptionAsync();
+        var cookies = new Dictionary<string, string>(StringComparer.Ordinal);
+        using var browser = Browser(bed);
+        foreach (var (path, status) in new[]
+        {
+            ((await bed.ConsoleLinkAsync(subscription.Id)).PathAndQuery, HttpStatusCode.Redirect),
+            ((await RevealLinkAsync(bed, subscription.Id)).Path, HttpStatusCode.OK),
+            ("/try/research-agent", HttpStatusCode.OK),
+        })
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, path);
+            prepare(request);
+            var response = await browser.SendAsync(request);
+            Assert.Equal(status, response.StatusCode);
+            foreach (var line in response.Headers.GetValues("Set-Cookie"))
+            {
+                cookies[line[..line.IndexOf('=', StringComparison.Ordinal)]] = line.ToLowerInvariant();
+            }
+        }
+
+        return cookies;
     }
 
     /// <summary>The Set-Cookie line of <paramref name="name"/>, lower case.</summary>

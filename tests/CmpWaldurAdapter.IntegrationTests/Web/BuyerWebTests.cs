@@ -464,6 +464,45 @@ public sealed partial class BuyerWebTests : IAsyncLifetime
         Assert.DoesNotContain(secret, again);
     }
 
+    /// <summary>
+    /// The widget shows the agent's logo at the address the console does, naming the image's version: browsers and the
+    /// buyer's CDN keep it for a year without asking. An address without the current version (none, or an old logo's)
+    /// is checked again each time, so a new logo shows at once.
+    /// </summary>
+    [Fact]
+    public async Task The_logo_is_kept_for_good_under_its_versioned_address_and_a_new_logo_gets_a_new_one()
+    {
+        var subscription = await _bed.AddSubscriptionAsync(credits: 10);
+        var key = await _bed.PublishableKeyAsync(subscription.Id);
+        await _bed.AllowDomainsAsync(subscription.Id, "shop.example.com");
+        var store = _bed.Services.GetRequiredService<BuyerWebStore>();
+        byte[] first = [0x89, 0x50, 0x4E, 0x47, 1], second = [0x89, 0x50, 0x4E, 0x47, 2];
+        await store.UpdateAsync(subscription.Id, s => (s.Logo, s.LogoContentType) = (first, "image/png"), CancellationToken.None);
+        using var client = _bed.Server.CreateClient();
+        using var console = await ConsoleAsync(subscription.Id);
+        async Task<string> WidgetLogoAsync() =>
+            new Uri(JsonNode.Parse(await (await Session(client, key, "https://shop.example.com")).Content.ReadAsStringAsync())!["logo"]!.GetValue<string>()).PathAndQuery;
+        static string CacheControl(HttpResponseMessage response) => response.Headers.NonValidated["Cache-Control"].ToString();
+
+        var logo = await WidgetLogoAsync();
+        var versioned = await client.GetAsync(logo);
+
+        Assert.StartsWith($"/web/logo/{subscription.Id}?v=", logo);
+        Assert.Contains($"src=\"{logo}\"", await console.GetStringAsync("/console"));
+        Assert.Equal(HttpStatusCode.OK, versioned.StatusCode);
+        Assert.Equal(first, await versioned.Content.ReadAsByteArrayAsync());
+        Assert.Equal("public, max-age=31536000, immutable", CacheControl(versioned));
+        Assert.Equal("no-cache", CacheControl(await client.GetAsync($"/web/logo/{subscription.Id}")));
+
+        await store.UpdateAsync(subscription.Id, s => s.Logo = second, CancellationToken.None);
+        var renewed = await WidgetLogoAsync();
+        var old = await client.GetAsync(logo);
+
+        Assert.NotEqual(logo, renewed);
+        Assert.Equal(second, await (await client.GetAsync(renewed)).Content.ReadAsByteArrayAsync());
+        Assert.Equal("no-cache", CacheControl(old)); // the old address now shows the new image: not to be kept under it
+    }
+
     private static async Task<HttpResponseMessage> Session(HttpClient client, string key, string? origin)
     {
         using var request = new HttpRequestMessage(HttpMethod.Post, "/widget/v1/session") { Content = JsonContent.Create(new { key }) };

@@ -57,6 +57,12 @@ public sealed class BuyerWebTestBed : IAsyncDisposable
 
     public Dictionary<string, string?> Settings { get; }
 
+    /// <summary>
+    /// The adapter's public address (<c>Web:PublicBaseUrl</c>) when it is not the one it listens on: an https one, as
+    /// behind a TLS-ending proxy. Links it hands out then name it, so tests follow their path on <see cref="Url"/>.
+    /// </summary>
+    public Uri? PublicBaseUrl { get; set; }
+
     public EchoAgent Agent { get; } = new();
 
     public RunningAdapter Server { get; private set; } = null!;
@@ -99,7 +105,7 @@ public sealed class BuyerWebTestBed : IAsyncDisposable
             services.AddSingleton<IKnowledgeRetriever>(Agent);
             services.AddSingleton<IDemoAgent>(Agent);
             // Links the adapter hands out name the address it actually listens on.
-            services.PostConfigure<WebOptions>(o => o.PublicBaseUrl = _publicUrl.Value!);
+            services.PostConfigure<WebOptions>(o => o.PublicBaseUrl = PublicBaseUrl ?? _publicUrl.Value!);
         });
 
     /// <summary>An active subscription of the offering, in a new organization holding <paramref name="credits"/>.</summary>

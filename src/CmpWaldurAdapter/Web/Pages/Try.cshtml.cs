@@ -20,11 +20,12 @@ public sealed class TryModel(OfferingCatalogue catalogue, ServedOfferings offeri
 
     public async Task<IActionResult> OnGetAsync(string offering, CancellationToken cancellationToken)
     {
-        var binding = offerings.Offerings.FirstOrDefault(o => o.Slug == offering);
-        if (binding is null || catalogue.Find(offering) is not { } entry)
+        if (BuyerWebEndpoints.TryOffering(offering, catalogue, offerings) is not { } found)
         {
             return NotFound();
         }
+
+        var (entry, binding) = found;
 
         Offering = entry;
         CreditsPerMessage = entry.Pricing.Offers(ActionClass.ChatMessage) ? entry.Pricing.PriceOf(ActionClass.ChatMessage) : 0;

@@ -152,7 +152,7 @@ public sealed class IndexModel(
 
     public string Colour => Text("brand_colour") ?? "#2563eb";
 
-    public string? LogoUrl => Web.Logo is null ? null : $"/web/logo/{Subscription.Id}?v={Web.UpdatedAt.ToUnixTimeSeconds()}";
+    public string? LogoUrl => Web.LogoPath() is { } logo ? "/" + logo : null;
 
     public string ValueOf(ConsoleSetting setting) =>
         Submitted.TryGetValue(setting.Field.Key, out var submitted) ? submitted : ConsoleSettings.ValueOf(Configuration, setting.Field);

@@ -1,0 +1,205 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text.Json.Nodes;
+using CmpWaldurAdapter.ApiKeys;
+using CmpWaldurAdapter.Testing.Api;
+using CmpWaldurAdapter.Testing.Web;
+using CmpWaldurAdapter.Web;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace CmpWaldurAdapter.IntegrationTests.Web;
+
+/// <summary>
+/// A site on a sibling subdomain (shop.example.org beside adapter.example.org) can set cookies for the whole domain,
+/// and the framework keeps the last of two cookies of one name. Such a site must not put the buyer in its own console
+/// unasked (a session cookie of its own planted beside the buyer's) nor post the buyer's console forms (a token pair of
+/// its own planted as the anti-forgery cookie).
+/// </summary>
+public sealed class CookieTossingTests : IAsyncLifetime
+{
+    private BuyerWebTestBed _bed = null!;
+
+    public async Task InitializeAsync()
+    {
+        _bed = await BuyerWebTestBed.CreateAsync();
+        _bed.Settings["Web:TrustForwardedHeaders"] = "true"; // TLS ends at the ingress, which says so in X-Forwarded-Proto
+        await _bed.StartAsync();
+    }
+
+    public async Task DisposeAsync() => await _bed.DisposeAsync();
+
+    [Fact]
+    public async Task Over_https_a_session_cookie_another_site_planted_for_the_domain_does_not_replace_the_buyers()
+    {
+        var (mine, theirs) = await TwoAgentsAsync();
+        var theirSession = await SessionOfAsync(theirs, https: true);
+        using var buyer = await TossedCookieBrowser.OpenConsoleAsync(_bed.Url, await _bed.ConsoleLinkAsync(mine.Id), https: true);
+
+        // A browser lets a sibling set only unprefixed names for the domain (a __Host- cookie with a Domain is refused).
+        buyer.Planted.Add($"{ConsoleAccess.CookieName}={theirSession}");
+        var page = await buyer.Client.GetStringAsync("/console");
+
+        Assert.Contains("Ada", page);
+        Assert.DoesNotContain("Mallory", page);
+        Assert.Contains("__Host-" + ConsoleAccess.CookieName, buyer.CookieNames);
+    }
+
+    /// <summary>
+    /// Where the prefix cannot hold (an old browser that takes <c>__HOST-</c> for another name, a name hidden after a
+    /// comma in another cookie's value, which the framework splits on, or a plain-HTTP setup) the name seen twice is no
+    /// session at all: never the planted one.
+    /// </summary>
+    [Theory]
+    [InlineData(true, "__HOST-cmp_console={0}")]
+    [InlineData(true, "theme=dark,__Host-cmp_console={0}")]
+    [InlineData(true, "theme=dark __Host-cmp_console={0}")]
+    [InlineData(false, "cmp_console={0}")]
+    [InlineData(false, "theme=dark,cmp_console={0}")]
+    public async Task A_session_cookie_sent_twice_is_no_session_and_never_the_planted_one(bool https, string planted)
+    {
+        var (mine, theirs) = await TwoAgentsAsync();
+        var theirSession = await SessionOfAsync(theirs, https);
+        using var buyer = await TossedCookieBrowser.OpenConsoleAsync(_bed.Url, await _bed.ConsoleLinkAsync(mine.Id), https);
+        Assert.Equal(HttpStatusCode.OK, (await buyer.Client.GetAsync("/console")).StatusCode);
+
+        buyer.Planted.Add(string.Format(System.Globalization.CultureInfo.InvariantCulture, planted, theirSession));
+        var console = await buyer.Client.GetAsync("/console");
+
+        Assert.Equal(HttpStatusCode.Unauthorized, console.StatusCode);
+        Assert.DoesNotContain("Mallory", await console.Content.ReadAsStringAsync());
+    }
+
+    [Fact]
+    public async Task A_link_opened_while_the_session_cookie_is_doubled_asks_before_switching_and_cannot_be_switched_from_there()
+    {
+        var (mine, theirs) = await TwoAgentsAsync();
+        var theirSession = await SessionOfAsync(theirs, https: false);
+        using var buyer = await TossedCookieBrowser.OpenConsoleAsync(_bed.Url, await _bed.ConsoleLinkAsync(mine.Id), https: false);
+        buyer.Planted.Add($"{ConsoleAccess.CookieName}={theirSession}");
+        var theirLink = (await _bed.ConsoleLinkAsync(theirs.Id)).PathAndQuery;
+
+        // Their link with the planted session read as the browser's own would sign straight in: the same subscription.
+        var asked = await buyer.Client.GetAsync(theirLink + "&again=1");
+        var question = await asked.Content.ReadAsStringAsync();
+
+        Assert.Equal(HttpStatusCode.OK, asked.StatusCode);
+        Assert.Contains("Switch to another agent's console?", question);
+        Assert.DoesNotContain(SetCookies(asked), c => c.StartsWith(ConsoleAccess.CookieName + "=", StringComparison.Ordinal));
+        var switched = await buyer.Client.PostAsync("/console/open", ConsoleBrowser.Form(question, ("t", Token(theirLink))));
+        Assert.Equal(HttpStatusCode.BadRequest, switched.StatusCode);
+    }
+
+    /// <summary>
+    /// The anti-forgery cookie and its form token are a pair any browser can get from the adapter's pages. Planted as the
+    /// buyer's anti-forgery cookie (over plain HTTP nothing stops that), a pair got in another browser, in a console of
+    /// its own or on a page without one, must not pass the buyer's console forms, knowledge upload or Run chat.
+    /// </summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task An_anti_forgery_pair_got_in_another_browser_does_not_pass_the_buyers_console(bool pairFromAConsole)
+    {
+        var (mine, theirs) = await TwoAgentsAsync();
+        var (cookie, token) = pairFromAConsole ? await ConsolePairAsync(theirs) : await SessionlessPairAsync(theirs);
+        using var buyer = await TossedCookieBrowser.OpenConsoleAsync(_bed.Url, await _bed.ConsoleLinkAsync(mine.Id), https: false);
+        buyer.Planted.Add($"{AntiforgeryCookieBuilder.PlainName}={cookie}");
+        var before = await StateAsync(mine.Id);
+
+        foreach (var (handler, field, value) in new[]
+        {
+            ("AddDomain", "domain", "shop.example.org"),
+            ("Webhook", "url", "https://93.184.215.14/alerts"),
+            ("RotateLink", "unused", ""),
+            ("CreateKey", "name", "theirs"),
+        })
+        {
+            var posted = await buyer.Client.PostAsync($"/console?handler={handler}",
+                new FormUrlEncodedContent([new("__RequestVerificationToken", token), new(field, value)]));
+            Assert.True(posted.StatusCode is HttpStatusCode.BadRequest or HttpStatusCode.Unauthorized, $"{handler}: {posted.StatusCode}");
+        }
+
+        using var upload = new HttpRequestMessage(HttpMethod.Post, "/v1/knowledge/documents") { Content = TextFile() };
+        upload.Headers.Add("RequestVerificationToken", token);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await buyer.Client.SendAsync(upload)).StatusCode);
+        using var chat = new HttpRequestMessage(HttpMethod.Post, "/console/api/chat") { Content = JsonContent.Create(new { message = "hello" }) };
+        chat.Headers.Add("RequestVerificationToken", token);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await buyer.Client.SendAsync(chat)).StatusCode);
+
+        Assert.Equal(before, await StateAsync(mine.Id));
+        Assert.Empty(_bed.Agent.Runs);
+        Assert.DoesNotContain(_bed.Waldur.Upstream.Requests, r => r.Path.EndsWith("/submit_report/", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task The_buyers_own_forms_pass_and_so_do_those_of_the_page_that_replaced_the_session()
+    {
+        var (mine, _) = await TwoAgentsAsync();
+        using var buyer = await TossedCookieBrowser.OpenConsoleAsync(_bed.Url, await _bed.ConsoleLinkAsync(mine.Id), https: true);
+        var page = await buyer.Client.GetStringAsync("/console?tab=widget");
+
+        Assert.Equal(HttpStatusCode.OK, (await buyer.Client.PostAsync("/console?handler=AddDomain", ConsoleBrowser.Form(page, ("domain", "shop.example.org")))).StatusCode);
+        var replaced = await buyer.Client.PostAsync("/console?handler=RotateLink", ConsoleBrowser.Form(page));
+        Assert.Equal(HttpStatusCode.OK, replaced.StatusCode);
+
+        // The page that answered the replacement was made for the new session, which its response set.
+        var added = await buyer.Client.PostAsync("/console?handler=AddDomain", ConsoleBrowser.Form(await replaced.Content.ReadAsStringAsync(), ("domain", "blog.example.org")));
+        Assert.Equal(HttpStatusCode.OK, added.StatusCode);
+        var web = await _bed.Services.GetRequiredService<BuyerWebStore>().GetAsync(mine.Id, CancellationToken.None);
+        Assert.Contains("shop.example.org", web.AllowedDomainList);
+        Assert.Contains("blog.example.org", web.AllowedDomainList);
+        Assert.Equal(2, web.ConsoleLinkVersion);
+    }
+
+    private async Task<(CmpWaldurAdapter.Tenants.Subscription Mine, CmpWaldurAdapter.Tenants.Subscription Theirs)> TwoAgentsAsync() =>
+        (await _bed.AddSubscriptionAsync(), await _bed.AddSubscriptionAsync(configuration: new JsonObject { ["agent_name"] = "Mallory" }));
+
+    /// <summary>The session cookie another browser got from its own console link.</summary>
+    private async Task<string> SessionOfAsync(CmpWaldurAdapter.Tenants.Subscription subscription, bool https)
+    {
+        using var other = await TossedCookieBrowser.OpenConsoleAsync(_bed.Url, await _bed.ConsoleLinkAsync(subscription.Id), https);
+        return other.CookieValue(ConsoleAccess.CookieName);
+    }
+
+    /// <summary>The anti-forgery cookie and form token another browser got in its own console.</summary>
+    private async Task<(string Cookie, string Token)> ConsolePairAsync(CmpWaldurAdapter.Tenants.Subscription subscription)
+    {
+        using var other = await TossedCookieBrowser.OpenConsoleAsync(_bed.Url, await _bed.ConsoleLinkAsync(subscription.Id), https: false);
+        var token = ConsoleBrowser.Antiforgery(await other.Client.GetStringAsync("/console"));
+        return (other.CookieValue(AntiforgeryCookieBuilder.PlainName), token);
+    }
+
+    /// <summary>The anti-forgery cookie and form token another browser got on a page without a console session (a key's one-time link).</summary>
+    private async Task<(string Cookie, string Token)> SessionlessPairAsync(CmpWaldurAdapter.Tenants.Subscription subscription)
+    {
+        var keys = _bed.Services.GetRequiredService<ApiKeyService>();
+        var created = await keys.CreateAsync(subscription.Id, ApiKeyKind.Secret, "First key", CancellationToken.None);
+        using var other = TossedCookieBrowser.Create(_bed.Url, https: false);
+        var page = await other.Client.GetStringAsync("/keys/reveal/" + await keys.CreateRevealAsync(created, TimeSpan.FromDays(7), CancellationToken.None));
+        return (other.CookieValue(AntiforgeryCookieBuilder.PlainName), KeyRevealLinks.FormFieldOf(page).Value);
+    }
+
+    /// <summary>What the console's forms, upload and chat can change for a subscription.</summary>
+    private async Task<string> StateAsync(Guid subscriptionId)
+    {
+        var web = await _bed.Services.GetRequiredService<BuyerWebStore>().GetAsync(subscriptionId, CancellationToken.None);
+        return $"{web.UpdatedAt:O} {web.ConsoleLinkVersion} {web.AllowedDomains}; "
+            + await _bed.QueryAsync(db => db.ApiKeys.CountAsync(k => k.SubscriptionId == subscriptionId)) + "; "
+            + await _bed.QueryAsync(db => db.HandoffWebhooks.CountAsync(w => w.SubscriptionId == subscriptionId)) + "; "
+            + await _bed.QueryAsync(db => db.KnowledgeDocuments.CountAsync(d => d.SubscriptionId == subscriptionId)) + "; "
+            + await _bed.QueryAsync(db => db.LedgerEntries.CountAsync(e => e.SubscriptionId == subscriptionId));
+    }
+
+    private static MultipartFormDataContent TextFile()
+    {
+        var file = new ByteArrayContent("Opening hours: 9 to 5."u8.ToArray());
+        file.Headers.ContentType = new MediaTypeHeaderValue("text/plain");
+        return new MultipartFormDataContent { { file, "file", "hours.txt" } };
+    }
+
+    private static string Token(string link) => Uri.UnescapeDataString(link[(link.IndexOf("t=", StringComparison.Ordinal) + 2)..]);
+
+    private static IEnumerable<string> SetCookies(HttpResponseMessage response) =>
+        response.Headers.TryGetValues("Set-Cookie", out var values) ? values : [];
+}

@@ -20,6 +20,7 @@ namespace CmpWaldurAdapter.IntegrationTests.Web;
 public sealed class CookieTossingTests : IAsyncLifetime
 {
     private BuyerWebTestBed _bed = null!;
+    private readonly List<TossedCookieBrowser> _buyers = [];
 
     public async Task InitializeAsync()
     {
@@ -28,14 +29,16 @@ public sealed class CookieTossingTests : IAsyncLifetime
         await _bed.StartAsync();
     }
 
-    public async Task DisposeAsync() => await _bed.DisposeAsync();
+    public async Task DisposeAsync()
+    {
+        _buyers.ForEach(b => b.Dispose());
+        await _bed.DisposeAsync();
+    }
 
     [Fact]
     public async Task Over_https_a_session_cookie_another_site_planted_for_the_domain_does_not_replace_the_buyers()
     {
-        var (mine, theirs) = await TwoAgentsAsync();
-        var theirSession = await SessionOfAsync(theirs, https: true);
-        using var buyer = await TossedCookieBrowser.OpenConsoleAsync(_bed.Url, await _bed.ConsoleLinkAsync(mine.Id), https: true);
+        var (buyer, theirSession, _) = await BuyerAndTheirSessionAsync(https: true);
 
         // A browser lets a sibling set only unprefixed names for the domain (a __Host- cookie with a Domain is refused).
         buyer.Planted.Add($"{ConsoleAccess.CookieName}={theirSession}");
@@ -59,9 +62,7 @@ public sealed class CookieTossingTests : IAsyncLifetime
     [InlineData(false, "theme=dark,cmp_console={0}")]
     public async Task A_session_cookie_sent_twice_is_no_session_and_never_the_planted_one(bool https, string planted)
     {
-        var (mine, theirs) = await TwoAgentsAsync();
-        var theirSession = await SessionOfAsync(theirs, https);
-        using var buyer = await TossedCookieBrowser.OpenConsoleAsync(_bed.Url, await _bed.ConsoleLinkAsync(mine.Id), https);
+        var (buyer, theirSession, _) = await BuyerAndTheirSessionAsync(https);
         Assert.Equal(HttpStatusCode.OK, (await buyer.Client.GetAsync("/console")).StatusCode);
 
         buyer.Planted.Add(string.Format(System.Globalization.CultureInfo.InvariantCulture, planted, theirSession));
@@ -74,9 +75,7 @@ public sealed class CookieTossingTests : IAsyncLifetime
     [Fact]
     public async Task A_link_opened_while_the_session_cookie_is_doubled_asks_before_switching_and_cannot_be_switched_from_there()
     {
-        var (mine, theirs) = await TwoAgentsAsync();
-        var theirSession = await SessionOfAsync(theirs, https: false);
-        using var buyer = await TossedCookieBrowser.OpenConsoleAsync(_bed.Url, await _bed.ConsoleLinkAsync(mine.Id), https: false);
+        var (buyer, theirSession, theirs) = await BuyerAndTheirSessionAsync(https: false);
         buyer.Planted.Add($"{ConsoleAccess.CookieName}={theirSession}");
         var theirLink = (await _bed.ConsoleLinkAsync(theirs.Id)).PathAndQuery;
 
@@ -152,14 +151,40 @@ public sealed class CookieTossingTests : IAsyncLifetime
         Assert.Equal(2, web.ConsoleLinkVersion);
     }
 
+    /// <summary>
+    /// The one-time key page is opened from HomePort, another site, so without the Strict session cookie, and its button
+    /// posts from the adapter's own page, with it: its token is not tied to a console session, or the button would fail
+    /// for every buyer who is in a console.
+    /// </summary>
+    [Fact]
+    public async Task The_one_time_key_page_opened_without_the_session_cookie_shows_the_key_when_posted_with_it()
+    {
+        var (mine, _) = await TwoAgentsAsync();
+        var keys = _bed.Services.GetRequiredService<ApiKeyService>();
+        var created = await keys.CreateAsync(mine.Id, ApiKeyKind.Secret, "First key", CancellationToken.None);
+        var reveal = "/keys/reveal/" + await keys.CreateRevealAsync(created, TimeSpan.FromDays(7), CancellationToken.None);
+        using var session = await TossedCookieBrowser.OpenConsoleAsync(_bed.Url, await _bed.ConsoleLinkAsync(mine.Id), https: false);
+        using var buyer = TossedCookieBrowser.Create(_bed.Url, https: false);
+
+        var page = await buyer.Client.GetStringAsync(reveal);
+        buyer.Planted.Add($"{ConsoleAccess.CookieName}={session.CookieValue(ConsoleAccess.CookieName)}"); // sent on the same-site POST only
+        var shown = await buyer.Client.PostAsync(reveal, new FormUrlEncodedContent([KeyRevealLinks.FormFieldOf(page)]));
+
+        Assert.Equal(HttpStatusCode.OK, shown.StatusCode);
+        Assert.Contains(created.Plaintext, await shown.Content.ReadAsStringAsync());
+    }
+
     private async Task<(CmpWaldurAdapter.Tenants.Subscription Mine, CmpWaldurAdapter.Tenants.Subscription Theirs)> TwoAgentsAsync() =>
         (await _bed.AddSubscriptionAsync(), await _bed.AddSubscriptionAsync(configuration: new JsonObject { ["agent_name"] = "Mallory" }));
 
-    /// <summary>The session cookie another browser got from its own console link.</summary>
-    private async Task<string> SessionOfAsync(CmpWaldurAdapter.Tenants.Subscription subscription, bool https)
+    /// <summary>The buyer's browser in the console of Ada, and the session cookie another browser got from the link of Mallory's.</summary>
+    private async Task<(TossedCookieBrowser Buyer, string TheirSession, CmpWaldurAdapter.Tenants.Subscription Theirs)> BuyerAndTheirSessionAsync(bool https)
     {
-        using var other = await TossedCookieBrowser.OpenConsoleAsync(_bed.Url, await _bed.ConsoleLinkAsync(subscription.Id), https);
-        return other.CookieValue(ConsoleAccess.CookieName);
+        var (mine, theirs) = await TwoAgentsAsync();
+        using var other = await TossedCookieBrowser.OpenConsoleAsync(_bed.Url, await _bed.ConsoleLinkAsync(theirs.Id), https);
+        var buyer = await TossedCookieBrowser.OpenConsoleAsync(_bed.Url, await _bed.ConsoleLinkAsync(mine.Id), https);
+        _buyers.Add(buyer);
+        return (buyer, other.CookieValue(ConsoleAccess.CookieName), theirs);
     }
 
     /// <summary>The anti-forgery cookie and form token another browser got in its own console.</summary>

@@ -859,14 +859,68 @@ public class WaldurEmulator : Emulator
         return EmulatorResponse.Json(new JsonObject { ["status"] = "OK" });
     });
 
-    private static EmulatorResponse Page(RouteRequest request, IReadOnlyList<JsonObject> items)
+    /// <summary>
+    /// One page of a list as Waldur's DRF pagination serves it: <c>page_size</c> defaults to 10 and is cut to 300, a page
+    /// number that is not one, or past the last page (an empty list still has page 1), is 404 "Invalid page.", and the
+    /// answer carries <c>X-Result-Count</c> and a <c>Link</c> header with first, prev, next and last.
+    /// </summary>
+    private EmulatorResponse Page(RouteRequest request, IReadOnlyList<JsonObject> items)
     {
-        var page = int.TryParse(request.Query("page"), out var p) ? Math.Max(p, 1) : 1;
-        var size = int.TryParse(request.Query("page_size"), out var s) ? Math.Max(s, 1) : 10;
+        const int DefaultPageSize = 10;
+        const int MaxPageSize = 300;
+        var size = int.TryParse(request.Query("page_size"), NumberStyles.None, CultureInfo.InvariantCulture, out var asked) && asked > 0
+            ? Math.Min(asked, MaxPageSize)
+            : DefaultPageSize;
+        var pages = Math.Max(1, (items.Count + size - 1) / size);
+        var page = request.Query("page") switch
+        {
+            null => 1,
+            "last" => pages,
+            var text => int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var number) ? number : 0,
+        };
+        if (page < 1 || page > pages)
+        {
+            return EmulatorResponse.Error(404, "Invalid page.");
+        }
+
         var slice = items.Skip((page - 1) * size).Take(size).Select(i => (JsonNode)i.DeepClone()).ToArray();
+        var links = new List<string> { $"<{PageLink(request, 1)}>; rel=\"first\"" };
+        if (page > 1)
+        {
+            links.Add($"<{PageLink(request, page - 1)}>; rel=\"prev\"");
+        }
+
+        if (page < pages)
+        {
+            links.Add($"<{PageLink(request, page + 1)}>; rel=\"next\"");
+        }
+
+        links.Add($"<{PageLink(request, pages)}>; rel=\"last\"");
         return EmulatorResponse.Json(new JsonArray(slice)) with
         {
-            Headers = new Dictionary<string, string> { ["X-Result-Count"] = items.Count.ToString(CultureInfo.InvariantCulture) },
+            Headers = new Dictionary<string, string>
+            {
+                ["X-Result-Count"] = items.Count.ToString(CultureInfo.InvariantCulture),
+                ["Link"] = string.Join(", ", links),
+            },
         };
+    }
+
+    /// <summary>The request's own address asking for another page; page 1 is the address without <c>page</c>, as DRF writes it.</summary>
+    private string PageLink(RouteRequest request, int page)
+    {
+        var pathAndQuery = request.Message.PathAndQuery;
+        var queryStart = pathAndQuery.IndexOf('?', StringComparison.Ordinal);
+        var path = queryStart < 0 ? pathAndQuery : pathAndQuery[..queryStart];
+        var parameters = (queryStart < 0 ? string.Empty : pathAndQuery[(queryStart + 1)..])
+            .Split('&', StringSplitOptions.RemoveEmptyEntries)
+            .Where(p => !p.StartsWith("page=", StringComparison.Ordinal) && p != "page")
+            .ToList();
+        if (page > 1)
+        {
+            parameters.Add("page=" + page.ToString(CultureInfo.InvariantCulture));
+        }
+
+        return new Uri(Url, path).ToString() + (parameters.Count == 0 ? string.Empty : "?" + string.Join('&', parameters));
     }
 }

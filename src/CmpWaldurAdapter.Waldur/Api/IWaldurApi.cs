@@ -5,15 +5,17 @@ namespace CmpWaldurAdapter.Waldur.Api;
 
 /// <summary>
 /// The Waldur operations the adapter calls, over the DTOs NSwag generates from <c>openapi/waldur.yaml</c>.
-/// Paths keep Waldur's trailing slashes exactly.
+/// Paths keep Waldur's trailing slashes exactly. Paged lists answer the whole response (its headers say whether more
+/// pages follow): read them with <see cref="WaldurPages.ReadAllAsync{T}"/>.
 /// </summary>
 [Headers("Accept: application/json")]
 public interface IWaldurApi
 {
     // Orders
 
-    [Get("/api/marketplace-orders/")]
-    Task<List<OrderDetails>> ListOrdersAsync(
+    /// <summary>One page of the offering's orders in the states, oldest first so pages hold still while new orders arrive.</summary>
+    [Get("/api/marketplace-orders/?o=created")]
+    Task<IApiResponse<List<OrderDetails>>> ListOrdersAsync(
         [AliasAs("offering_uuid")] Guid offeringUuid,
         [AliasAs("state")][Query(CollectionFormat.Multi)] IEnumerable<string> states,
         [AliasAs("page")] int page,
@@ -38,7 +40,7 @@ public interface IWaldurApi
     // Provider resources
 
     [Get("/api/marketplace-provider-resources/")]
-    Task<List<Resource>> ListProviderResourcesAsync(
+    Task<IApiResponse<List<Resource>>> ListProviderResourcesAsync(
         [AliasAs("offering_uuid")] Guid offeringUuid,
         [AliasAs("state")][Query(CollectionFormat.Multi)] IEnumerable<string> states,
         [AliasAs("page")] int page,
@@ -63,7 +65,7 @@ public interface IWaldurApi
     // Usage
 
     [Get("/api/marketplace-component-usages/")]
-    Task<List<ComponentUsageRecord>> ListComponentUsagesAsync(
+    Task<IApiResponse<List<ComponentUsageRecord>>> ListComponentUsagesAsync(
         [AliasAs("resource_uuid")] Guid resourceUuid,
         [AliasAs("billing_period")] string billingPeriod,
         [AliasAs("page")] int page,
@@ -72,7 +74,7 @@ public interface IWaldurApi
 
     /// <summary>Every resource's usages of one offering in one billing period: one page per call instead of one call per resource.</summary>
     [Get("/api/marketplace-component-usages/")]
-    Task<List<ComponentUsageRecord>> ListOfferingComponentUsagesAsync(
+    Task<IApiResponse<List<ComponentUsageRecord>>> ListOfferingComponentUsagesAsync(
         [AliasAs("offering_uuid")] Guid offeringUuid,
         [AliasAs("billing_period")] string billingPeriod,
         [AliasAs("page")] int page,
@@ -85,7 +87,7 @@ public interface IWaldurApi
     // Organization credits (money), for the Waldur-funded balance
 
     [Get("/api/customer-credits/")]
-    Task<List<CustomerCredit>> ListCustomerCreditsAsync(
+    Task<IApiResponse<List<CustomerCredit>>> ListCustomerCreditsAsync(
         [AliasAs("customer_uuid")] Guid customerUuid,
         [AliasAs("page")] int page,
         [AliasAs("page_size")] int pageSize,
@@ -103,7 +105,7 @@ public interface IWaldurApi
     Task<ProviderOfferingDetails> GetProviderOfferingAsync(Guid uuid, CancellationToken cancellationToken);
 
     [Get("/api/marketplace-provider-offerings/")]
-    Task<List<ProviderOfferingDetails>> ListProviderOfferingsAsync(
+    Task<IApiResponse<List<ProviderOfferingDetails>>> ListProviderOfferingsAsync(
         [AliasAs("customer_uuid")] Guid customerUuid,
         [AliasAs("page")] int page,
         [AliasAs("page_size")] int pageSize,

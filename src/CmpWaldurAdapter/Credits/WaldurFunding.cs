@@ -130,21 +130,14 @@ public sealed class WaldurFunding(
         // Resolved here, not injected: ledger-funded deployments and commands never need a Waldur client.
         var waldur = services.GetRequiredService<IWaldurApi>();
         var pageSize = services.GetRequiredService<IOptions<WaldurOptions>>().Value.PageSize;
-        var credits = new List<FundingCredit>();
-        for (var page = 1; ; page++)
-        {
-            var batch = await waldur.ListCustomerCreditsAsync(customerId, page, pageSize, cancellationToken);
-            credits.AddRange(batch
-                .Where(c => c.Customer_uuid == customerId)
-                .Select(c => new FundingCredit(
-                    decimal.TryParse(c.Value, NumberStyles.Number, CultureInfo.InvariantCulture, out var value) ? value : 0m,
-                    (c.Offerings ?? []).Select(o => o.Uuid).ToList(),
-                    c.End_date)));
-            if (batch.Count < pageSize)
-            {
-                break;
-            }
-        }
+        var credits = await WaldurPages.ReadAllAsync(
+                (page, size, token) => waldur.ListCustomerCreditsAsync(customerId, page, size, token), pageSize, cancellationToken)
+            .Where(c => c.Customer_uuid == customerId)
+            .Select(c => new FundingCredit(
+                decimal.TryParse(c.Value, NumberStyles.Number, CultureInfo.InvariantCulture, out var value) ? value : 0m,
+                (c.Offerings ?? []).Select(o => o.Uuid).ToList(),
+                c.End_date))
+            .ToListAsync(cancellationToken);
 
         var served = offerings.Offerings.Select(o => o.Uuid).ToList();
         var today = DateOnly.FromDateTime(now.UtcDateTime);

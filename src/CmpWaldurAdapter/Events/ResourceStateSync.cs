@@ -71,19 +71,12 @@ public sealed class ResourceStateSync(
         foreach (var offering in catalog.Offerings)
         {
             var listed = new HashSet<Guid>();
-            for (var page = 1; ; page++)
+            var resources = WaldurPages.ReadAllAsync(
+                (page, size, token) => waldur.ListProviderResourcesAsync(offering.Uuid, ["OK", "Erred", "Updating"], page, size, token), pageSize, cancellationToken);
+            await foreach (var resource in resources)
             {
-                var batch = await waldur.ListProviderResourcesAsync(offering.Uuid, ["OK", "Erred", "Updating"], page, pageSize, cancellationToken);
-                foreach (var resource in batch)
-                {
-                    listed.Add(resource.Uuid ?? Guid.Empty);
-                    changed += await ApplyAsync(resource, nameless, queue: false, cancellationToken) ? 1 : 0;
-                }
-
-                if (batch.Count < pageSize)
-                {
-                    break;
-                }
+                listed.Add(resource.Uuid ?? Guid.Empty);
+                changed += await ApplyAsync(resource, nameless, queue: false, cancellationToken) ? 1 : 0;
             }
 
             changed += await SyncUnlistedAsync(offering.Uuid, listed, nameless, cancellationToken);

@@ -96,20 +96,10 @@ public sealed class OfferingRegistrar(IWaldurApi waldur, IOptions<RegistrationOp
         return results;
     }
 
-    private async Task<List<ProviderOfferingDetails>> ListOfferingsAsync(Guid provider, CancellationToken cancellationToken)
-    {
-        var pageSize = waldurOptions.Value.PageSize;
-        var all = new List<ProviderOfferingDetails>();
-        for (var page = 1; ; page++)
-        {
-            var batch = await waldur.ListProviderOfferingsAsync(provider, page, pageSize, cancellationToken);
-            all.AddRange(batch);
-            if (batch.Count < pageSize)
-            {
-                return all;
-            }
-        }
-    }
+    private async Task<List<ProviderOfferingDetails>> ListOfferingsAsync(Guid provider, CancellationToken cancellationToken) =>
+        await WaldurPages.ReadAllAsync(
+                (page, size, token) => waldur.ListProviderOfferingsAsync(provider, page, size, token), waldurOptions.Value.PageSize, cancellationToken)
+            .ToListAsync(cancellationToken);
 
     private async Task<MarketplaceCategory?> EnsureCategoryAsync(OfferingCategory category, bool dryRun, List<string> changes, CancellationToken cancellationToken)
     {

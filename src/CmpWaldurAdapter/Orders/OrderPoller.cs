@@ -22,15 +22,9 @@ public sealed class OrderPoller(IWaldurApi waldur, ServedOfferings catalog, Orde
         var orders = new List<OrderDetails>();
         foreach (var offering in catalog.Offerings.Where(o => offeringUuid is null || o.Uuid == offeringUuid))
         {
-            for (var page = 1; ; page++)
-            {
-                var batch = await waldur.ListOrdersAsync(offering.Uuid, ActionableStates, page, pageSize, cancellationToken);
-                orders.AddRange(batch);
-                if (batch.Count < pageSize)
-                {
-                    break;
-                }
-            }
+            orders.AddRange(await WaldurPages.ReadAllAsync(
+                (page, size, token) => waldur.ListOrdersAsync(offering.Uuid, ActionableStates, page, size, token), pageSize, cancellationToken)
+                .ToListAsync(cancellationToken));
         }
 
         return orders;

@@ -7,6 +7,7 @@ using CmpWaldurAdapter.Waldur.Api;
 using CmpWaldurAdapter.Waldur.Contracts;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
+using Refit;
 
 namespace CmpWaldurAdapter.Usage;
 
@@ -321,21 +322,11 @@ public sealed class UsageReporter(
     }
 
     private async Task<List<ComponentUsageRecord>> ReadPagesAsync(
-        Func<int, int, CancellationToken, Task<List<ComponentUsageRecord>>> read, BillingPeriod period, CancellationToken cancellationToken)
-    {
-        var pageSize = waldurOptions.CurrentValue.PageSize;
-        var records = new List<ComponentUsageRecord>();
-        for (var page = 1; ; page++)
-        {
-            var batch = await read(page, pageSize, cancellationToken);
+        Func<int, int, CancellationToken, Task<IApiResponse<List<ComponentUsageRecord>>>> readPage, BillingPeriod period, CancellationToken cancellationToken) =>
+        await WaldurPages.ReadAllAsync(readPage, waldurOptions.CurrentValue.PageSize, cancellationToken)
             // Waldur filters by billing period; the check guards against a server that ignores the filter.
-            records.AddRange(batch.Where(r => r.BillingPeriod is null || r.BillingPeriod == period.FirstDay));
-            if (batch.Count < pageSize)
-            {
-                return records;
-            }
-        }
-    }
+            .Where(r => r.BillingPeriod is null || r.BillingPeriod == period.FirstDay)
+            .ToListAsync(cancellationToken);
 
     /// <summary>What Waldur holds for one resource and month, or why it could not be read.</summary>
     private sealed record HeldUsages(IReadOnlyList<ComponentUsageRecord> Records, Exception? Failure);

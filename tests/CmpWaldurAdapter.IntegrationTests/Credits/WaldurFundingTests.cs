@@ -88,6 +88,23 @@ public abstract class WaldurFundingTests(DatabaseProvider provider) : IAsyncLife
     }
 
     [Fact]
+    public async Task Credits_that_fill_the_last_page_exactly_are_all_counted()
+    {
+        // Waldur answers a page past the last with 404: the read must stop on the full last page, not ask for the next.
+        _bed.Settings["Waldur:PageSize"] = "2";
+        await StartAsync();
+        var customer = _subscription.CustomerId;
+        _bed.Waldur.AddCustomerCredit(customer, 10.00m);
+        _bed.Waldur.AddCustomerCredit(customer, 5.00m);
+
+        var balance = await Ledger.BalanceAsync(customer);
+
+        Assert.Equal(CreditFunding.WaldurCustomerCredits, balance.Funding);
+        Assert.Equal(1500, balance.Balance);
+        Assert.Equal(1, _bed.Waldur.Count("GET", CreditsPath));
+    }
+
+    [Fact]
     public async Task A_credit_limited_to_one_served_offering_pays_only_for_that_offerings_subscriptions()
     {
         await StartAsync();

@@ -102,6 +102,22 @@ public sealed class RegistrationTests : IAsyncLifetime
         Assert.Equal(writesAfterFirst, Writes);
     }
 
+    [Fact]
+    public async Task Offerings_that_fill_the_last_page_exactly_are_all_found_again()
+    {
+        var first = await RunAsync("offerings", "register", "--all");
+        // Waldur answers a page past the last with 404: listing the offerings must stop on the full last page.
+        _settings["Waldur:PageSize"] = _waldur.RegisteredOfferings.Count.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var writesAfterFirst = Writes;
+
+        var second = await RunAsync("offerings", "register", "--all");
+
+        Assert.Equal(ExitCodes.Success, first.Exit);
+        Assert.Equal(ExitCodes.Success, second.Exit);
+        Assert.Contains("Nothing to change: Waldur already matches the catalogue.", second.Output);
+        Assert.Equal(writesAfterFirst, Writes);
+    }
+
     [Theory]
     [InlineData("/api/marketplace-categories/")]
     [InlineData("/api/marketplace-provider-offerings/")]

@@ -52,6 +52,24 @@ public sealed class OrderWorkerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Polling_only_mode_finds_orders_that_fill_the_last_page_exactly()
+    {
+        // Waldur answers a page past the last with 404: the poll must stop on the full last page, not ask for the next.
+        _bed.Settings["Waldur:PageSize"] = "2";
+        _bed.Settings["Orders:PollInterval"] = "00:00:00.300";
+        var server = await _bed.StartServerAsync();
+
+        var first = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes("One"));
+        var second = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes("Two"));
+
+        await Eventually.TrueAsync(() => _bed.Waldur.OrderState(first) == "done" && _bed.Waldur.OrderState(second) == "done", TimeSpan.FromSeconds(15),
+            "the poll job picks both orders up");
+        // Oldest first, so orders placed meanwhile join the last page instead of moving the others between pages.
+        Assert.All(_bed.Waldur.Requests.Where(r => r.Method == "GET" && r.Path == "/api/marketplace-orders/"),
+            r => Assert.Equal("created", r.Query!["o"].Single()));
+    }
+
+    [Fact]
     public async Task Transient_failures_are_retried_with_backoff_by_the_worker_and_never_err()
     {
         var server = await _bed.StartServerAsync();

@@ -308,8 +308,8 @@ public static partial class BuyerWebEndpoints
             return suspended;
         }
 
-        // Each token carries its own burst allowance, so minting them is limited per address, across replicas.
-        if (await limits.TakeSessionAsync(caller.Subscription.Id, ClientAddress.Of(http), cancellationToken) is { } untilNextSession)
+        // Each token carries its own burst allowance, so minting them is limited per address and IPv6 /48, across replicas.
+        if (await limits.TakeSessionAsync(caller.Subscription.Id, ClientAddress.Of(http), ClientAddress.SiteOf(http), cancellationToken) is { } untilNextSession)
         {
             return ApiErrors.TooManyRequests(untilNextSession, seconds => $"Too many chat sessions were started from your network; try again in {Wait(seconds)}.");
         }
@@ -419,11 +419,11 @@ public static partial class BuyerWebEndpoints
         PageAnswer? answer = null;
         try
         {
-            // Before anything is charged or sent upstream: the address's day and minute, whatever tokens it holds, the
-            // visitor's minute and the buyer's cap.
+            // Before anything is charged or sent upstream: the address's day and minute (and its IPv6 /48's), whatever
+            // tokens it holds, the visitor's minute and the buyer's cap.
             var takenAt = clock.GetUtcNow();
-            var address = ClientAddress.Of(http);
-            switch (await limits.TakeMessageAsync(subscriptionId, address, visitor, web.WidgetDailyMessageCap, takenAt, cancellationToken))
+            var (address, site) = (ClientAddress.Of(http), ClientAddress.SiteOf(http));
+            switch (await limits.TakeMessageAsync(subscriptionId, address, site, visitor, web.WidgetDailyMessageCap, takenAt, cancellationToken))
             {
                 case (WidgetLimit.DailyCap, var untilTomorrow):
                     return ApiErrors.TooManyRequests(untilTomorrow, _ => "This assistant has answered all the messages it can for today. Please come back tomorrow.", "daily_limit_reached");
@@ -441,7 +441,7 @@ public static partial class BuyerWebEndpoints
             {
                 if (answer?.Answered != true)
                 {
-                    await limits.GiveBackDailyAsync(subscriptionId, address, takenAt); // nothing was charged (or the visitor left first)
+                    await limits.GiveBackDailyAsync(subscriptionId, address, site, takenAt); // nothing was charged (or the visitor left first)
                 }
             }
         }

@@ -54,8 +54,12 @@ public sealed class WebOptions : IValidatableObject
     public TimeSpan TryWindow { get; set; } = TimeSpan.FromHours(24);
 
     /// <summary>
-    /// Demo messages per IPv6 /48 network and offering within <see cref="TryWindow"/>, as a multiple of
-    /// <see cref="TryMessagesPerAddress"/>: an IPv6 client counts as its /64, and a site routed a /48 holds 65,536 of them.
+    /// What an IPv6 /48 network may use, as a multiple of one client address's limit: an IPv6 client counts as its /64,
+    /// and a site routed a /48 holds 65,536 of them. It multiplies <see cref="TryMessagesPerAddress"/> (demo messages per
+    /// offering within <see cref="TryWindow"/>) and, despite its name (kept so configurations keep working), the widget's
+    /// per-address limits too (<see cref="WidgetSessionsPerAddressPerHour"/>, <see cref="WidgetMessagesPerAddressPerMinute"/>
+    /// and <see cref="WidgetMessagesPerAddressPerDay"/>, per subscription): one figure for how many subscriber lines a
+    /// /48 is taken to hold.
     /// </summary>
     [Range(1, 100_000)]
     public int TryIpv6SiteMultiple { get; set; } = 10;
@@ -68,7 +72,18 @@ public sealed class WebOptions : IValidatableObject
     public int TryMessagesPerOfferingPerDay { get; set; } = 2000;
 
     /// <summary>Demo messages one IPv6 /48 may send per offering within <see cref="TryWindow"/>.</summary>
-    internal int TryMessagesPerIpv6Site => (int)Math.Min(int.MaxValue, (long)TryMessagesPerAddress * TryIpv6SiteMultiple);
+    internal int TryMessagesPerIpv6Site => PerIpv6Site(TryMessagesPerAddress);
+
+    /// <summary>Widget sessions one IPv6 /48 may start per subscription per clock hour.</summary>
+    internal int WidgetSessionsPerIpv6SitePerHour => PerIpv6Site(WidgetSessionsPerAddressPerHour);
+
+    /// <summary>Widget messages one IPv6 /48 may send per subscription per clock minute.</summary>
+    internal int WidgetMessagesPerIpv6SitePerMinute => PerIpv6Site(WidgetMessagesPerAddressPerMinute);
+
+    /// <summary>Widget messages one IPv6 /48 may send per subscription per day (UTC).</summary>
+    internal int WidgetMessagesPerIpv6SitePerDay => PerIpv6Site(WidgetMessagesPerAddressPerDay);
+
+    private int PerIpv6Site(int perAddress) => (int)Math.Min(int.MaxValue, (long)perAddress * TryIpv6SiteMultiple);
 
     /// <summary>Lifetime of a widget visitor token (bound to one origin).</summary>
     [Range(typeof(TimeSpan), "00:00:00.001", "365.00:00:00")]

@@ -14,7 +14,8 @@ namespace CmpWaldurAdapter.IntegrationTests.Web;
 
 /// <summary>
 /// The widget's limits that a publishable key cannot escape by minting visitor tokens: sessions and messages per
-/// subscription and client address (IPv6 counted per /64), the buyer's daily cap, and the per-visitor burst limit.
+/// subscription and client address (IPv6 counted per /64, and a multiple of that per /48 site), the buyer's daily cap,
+/// and the per-visitor burst limit.
 /// A refused message is answered 429 with Retry-After, charges nothing and never reaches the agent.
 /// </summary>
 public sealed partial class WidgetLimitTests : IAsyncLifetime
@@ -35,6 +36,8 @@ public sealed partial class WidgetLimitTests : IAsyncLifetime
         _bed.Settings["Web:WidgetMessagesPerAddressPerDay"] = "6";
         _bed.Settings["Web:WidgetMessagesPerMinute"] = "2";
         _bed.Settings["Web:TryMessagesPerAddress"] = "7";
+        // An IPv6 /48 gets twice each per-address limit: 6 sessions an hour, 8 messages a minute and 12 a day.
+        _bed.Settings["Web:TryIpv6SiteMultiple"] = "2";
         await _bed.StartAsync();
     }
 
@@ -322,7 +325,7 @@ public sealed partial class WidgetLimitTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task IPv6_addresses_of_one_64_network_share_the_try_and_widget_allowances_and_other_networks_do_not()
+    public async Task IPv6_addresses_of_one_64_network_share_the_try_and_widget_allowances_per_address()
     {
         // Try page: seven demo messages per address (Web:TryMessagesPerAddress), a fresh visitor cookie each time.
         for (var sent = 0; sent < 7; sent++)
@@ -331,7 +334,7 @@ public sealed partial class WidgetLimitTests : IAsyncLifetime
         }
 
         Assert.Equal(HttpStatusCode.TooManyRequests, await TryAsync("2001:db8:1:2:ffff:abcd:1234:9"));
-        Assert.Equal(HttpStatusCode.OK, await TryAsync("2001:db8:1:3::1"));
+        Assert.Equal(HttpStatusCode.OK, await TryAsync("2001:db8:2:2::1"));
 
         // Widget sessions: three per address, the whole /64 being one address.
         var (_, key) = await WidgetAsync();
@@ -340,7 +343,7 @@ public sealed partial class WidgetLimitTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.SessionAsync(client, key, "2001:db8:1:2::b")).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.SessionAsync(client, key, "2001:db8:1:2:8000::c")).StatusCode);
         Assert.Equal(HttpStatusCode.TooManyRequests, (await WidgetRequests.SessionAsync(client, key, "2001:db8:1:2::d")).StatusCode);
-        Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.SessionAsync(client, key, "2001:db8:1:3::a")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.SessionAsync(client, key, "2001:db8:2:2::a")).StatusCode);
 
         // An IPv4 client seen through a dual-stack socket is the IPv4 address.
         Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.SessionAsync(client, key, Here)).StatusCode);
@@ -356,8 +359,123 @@ public sealed partial class WidgetLimitTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.ChatAsync(client, tokens[1], "2001:db8:5:6::2", "c")).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.ChatAsync(client, tokens[1], "2001:db8:5:6:ffff::2", "d")).StatusCode);
         Assert.Equal(HttpStatusCode.TooManyRequests, (await WidgetRequests.ChatAsync(client, tokens[2], "2001:db8:5:6::3", "e")).StatusCode);
-        Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.ChatAsync(client, tokens[2], "2001:db8:5:7::3", "f")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.ChatAsync(client, tokens[2], "2001:db8:6:6::3", "f")).StatusCode);
         Assert.Equal(5, await Charges(subscription));
+    }
+
+    [Fact]
+    public async Task Sessions_from_new_64_networks_of_one_48_are_refused_once_its_allowance_is_used_while_other_sites_and_IPv4_addresses_still_start()
+    {
+        var (_, key) = await WidgetAsync();
+        var (_, otherKey) = await WidgetAsync();
+        using var client = _bed.Server.CreateClient();
+
+        // One session from each new /64: each has its own three, the /48 six in all.
+        for (var network = 1; network <= 6; network++)
+        {
+            Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.SessionAsync(client, key, $"2001:db8:1:{network:x}::1")).StatusCode);
+        }
+
+        var refused = await WidgetRequests.SessionAsync(client, key, "2001:db8:1:7::1");
+        Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
+        Assert.Equal(TimeSpan.FromHours(1), refused.Headers.RetryAfter!.Delta);
+        var error = JsonNode.Parse(await refused.Content.ReadAsStringAsync())!["error"]!;
+        Assert.Equal("rate_limit_exceeded", error["code"]!.GetValue<string>());
+        Assert.Equal("Too many chat sessions were started from your network; try again in 60 minutes.", error["message"]!.GetValue<string>());
+        Assert.Equal(HttpStatusCode.TooManyRequests, (await WidgetRequests.SessionAsync(client, key, "2001:db8:1:1::2")).StatusCode); // its /64 has two left
+
+        // Another /48, or another subscription's widget from this /48, is counted apart.
+        Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.SessionAsync(client, key, "2001:db8:2:1::1")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.SessionAsync(client, otherKey, "2001:db8:1:8::1")).StatusCode);
+
+        // IPv4 has no site: seven addresses, some IPv4-mapped (as IPv6 they would all lie in ::/48), each start one.
+        for (var host = 1; host <= 7; host++)
+        {
+            var address = host % 2 == 0 ? $"192.0.2.{host}" : $"::ffff:192.0.2.{host}";
+            Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.SessionAsync(client, key, address)).StatusCode);
+        }
+
+        _bed.Clock!.Advance(TimeSpan.FromHours(1));
+        Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.SessionAsync(client, key, "2001:db8:1:9::1")).StatusCode);
+    }
+
+    [Fact]
+    public async Task Messages_from_new_64_networks_of_one_48_are_refused_once_its_minute_is_used_while_other_sites_still_chat()
+    {
+        var (subscription, key) = await WidgetAsync();
+        using var client = _bed.Server.CreateClient();
+        var tokens = new List<string>();
+        for (var visitor = 1; visitor <= 5; visitor++)
+        {
+            tokens.Add(await TokenAsync(client, key, $"192.0.2.{visitor}"));
+        }
+
+        // Each message from a new /64 (four a minute each), two per visitor token (their burst): the /48 has eight.
+        for (var sent = 0; sent < 8; sent++)
+        {
+            Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.ChatAsync(client, tokens[sent / 2], $"2001:db8:1:{sent + 1:x}::1", $"message {sent}")).StatusCode);
+        }
+
+        var refused = await WidgetRequests.ChatAsync(client, tokens[4], "2001:db8:1:9::1", "ninth");
+        Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
+        Assert.Equal(TimeSpan.FromMinutes(1), refused.Headers.RetryAfter!.Delta);
+        var error = JsonNode.Parse(await refused.Content.ReadAsStringAsync())!["error"]!;
+        Assert.Equal("rate_limit_exceeded", error["code"]!.GetValue<string>());
+        Assert.Equal("Too many messages from your network; wait 60 s.", error["message"]!.GetValue<string>());
+        Assert.Equal(8, _bed.Agent.Runs.Count);
+        Assert.Equal(8, await Charges(subscription));
+
+        // Another /48 still chats; the next minute this one has its eight again.
+        Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.ChatAsync(client, tokens[4], "2001:db8:2:1::1", "from another site")).StatusCode);
+        _bed.Clock!.Advance(TimeSpan.FromMinutes(1));
+        Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.ChatAsync(client, tokens[0], "2001:db8:1:a::1", "a minute later")).StatusCode);
+        Assert.Equal(10, await Charges(subscription));
+    }
+
+    [Fact]
+    public async Task Messages_from_new_64_networks_of_one_48_are_refused_once_its_day_is_used_and_unanswered_ones_take_none_of_it()
+    {
+        var (subscription, key) = await WidgetAsync();
+        using var client = _bed.Server.CreateClient();
+        var tokens = new List<string>();
+        for (var visitor = 1; visitor <= 6; visitor++)
+        {
+            tokens.Add(await TokenAsync(client, key, $"192.0.2.{visitor}"));
+        }
+
+        // An outage: two messages unanswered, which give back the /48's day (not its minute).
+        _bed.Agent.RunFails = true;
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, (await WidgetRequests.ChatAsync(client, tokens[0], "2001:db8:1:1::1", "lost")).StatusCode);
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, (await WidgetRequests.ChatAsync(client, tokens[0], "2001:db8:1:2::1", "lost too")).StatusCode);
+        _bed.Agent.RunFails = false;
+
+        // Back up: the /48 still has all twelve of its day. Six a minute (within its eight), one per token and new /64.
+        for (var sent = 0; sent < 12; sent++)
+        {
+            if (sent % 6 == 0)
+            {
+                _bed.Clock!.Advance(TimeSpan.FromMinutes(1));
+            }
+
+            Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.ChatAsync(client, tokens[sent % 6], $"2001:db8:1:{sent + 3:x}::1", $"message {sent}")).StatusCode);
+        }
+
+        // A new minute, but the /48's day is used up: refused like an address's day, until midnight UTC.
+        _bed.Clock!.Advance(TimeSpan.FromMinutes(1));
+        var refused = await WidgetRequests.ChatAsync(client, tokens[0], "2001:db8:1:f::1", "thirteenth");
+        Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
+        Assert.Equal(TimeSpan.FromHours(12) - TimeSpan.FromMinutes(3), refused.Headers.RetryAfter!.Delta);
+        var error = JsonNode.Parse(await refused.Content.ReadAsStringAsync())!["error"]!;
+        Assert.Equal("rate_limit_exceeded", error["code"]!.GetValue<string>());
+        Assert.Equal("Too many messages from your network; wait 12 hours.", error["message"]!.GetValue<string>());
+        Assert.Equal(12, await _bed.Services.GetRequiredService<WidgetLimits>().MessagesTodayAsync(subscription, CancellationToken.None));
+        Assert.Equal(12, await Charges(subscription));
+
+        // Another /48 and an IPv4 address still chat; the next day (UTC) the /48 has its twelve again.
+        Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.ChatAsync(client, tokens[1], "2001:db8:2:1::1", "from another site")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.ChatAsync(client, tokens[2], Here, "from IPv4")).StatusCode);
+        _bed.Clock.Advance(TimeSpan.FromHours(12) - TimeSpan.FromMinutes(3));
+        Assert.Equal(HttpStatusCode.OK, (await WidgetRequests.ChatAsync(client, await TokenAsync(client, key, "2001:db8:1:10::1"), "2001:db8:1:10::1", "tomorrow")).StatusCode);
     }
 
     [Fact]

@@ -404,11 +404,7 @@ public sealed partial class WidgetLimitTests : IAsyncLifetime
     {
         var (subscription, key) = await WidgetAsync();
         using var client = _bed.Server.CreateClient();
-        var tokens = new List<string>();
-        for (var visitor = 1; visitor <= 5; visitor++)
-        {
-            tokens.Add(await TokenAsync(client, key, $"192.0.2.{visitor}"));
-        }
+        var tokens = await VisitorTokensAsync(client, key, 5);
 
         // Each message from a new /64 (four a minute each), two per visitor token (their burst): the /48 has eight.
         for (var sent = 0; sent < 8; sent++)
@@ -437,11 +433,7 @@ public sealed partial class WidgetLimitTests : IAsyncLifetime
     {
         var (subscription, key) = await WidgetAsync();
         using var client = _bed.Server.CreateClient();
-        var tokens = new List<string>();
-        for (var visitor = 1; visitor <= 6; visitor++)
-        {
-            tokens.Add(await TokenAsync(client, key, $"192.0.2.{visitor}"));
-        }
+        var tokens = await VisitorTokensAsync(client, key, 6);
 
         // An outage: two messages unanswered, which give back the /48's day (not its minute).
         _bed.Agent.RunFails = true;
@@ -553,6 +545,21 @@ public sealed partial class WidgetLimitTests : IAsyncLifetime
         var response = await WidgetRequests.SessionAsync(client, key, address);
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         return JsonNode.Parse(await response.Content.ReadAsStringAsync())!["token"]!.GetValue<string>();
+    }
+
+    /// <summary>
+    /// Tokens of <paramref name="count"/> visitors, each started from its own IPv4 address, so starting them takes
+    /// nothing of an IPv6 /48's sessions.
+    /// </summary>
+    private static async Task<List<string>> VisitorTokensAsync(HttpClient client, string key, int count)
+    {
+        var tokens = new List<string>();
+        for (var visitor = 1; visitor <= count; visitor++)
+        {
+            tokens.Add(await TokenAsync(client, key, $"192.0.2.{visitor}"));
+        }
+
+        return tokens;
     }
 
     [GeneratedRegex("name=\"__RequestVerificationToken\" type=\"hidden\" value=\"([^\"]+)\"")]

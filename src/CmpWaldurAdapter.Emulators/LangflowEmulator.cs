@@ -335,7 +335,9 @@ public partial class LangflowEmulator : Emulator
                 return EmulatorResponse.Error(404, "Flow not found");
             }
 
-            _flows.Remove(Guid.Parse(flow["id"]!.GetValue<string>()));
+            var flowId = Guid.Parse(flow["id"]!.GetValue<string>());
+            _flows.Remove(flowId);
+            ForgetMessagesOf(flowId);
             return EmulatorResponse.Json(new JsonObject { ["message"] = "Flow deleted successfully" });
         }));
 
@@ -357,10 +359,19 @@ public partial class LangflowEmulator : Emulator
             var body = request.JsonObject;
             var session = body["session_id"]?.GetValue<string>() ?? id.ToString();
             var input = body["input_value"]?.GetValue<string>() ?? string.Empty;
-            var text = RunAnswer(flow, body["tweaks"] as JsonObject, input);
-            return string.Equals(request.Query("stream"), "true", StringComparison.OrdinalIgnoreCase)
-                ? StreamedRun(id, session, input, StreamOf(text))
-                : EmulatorResponse.Json(RunResult(session, input, text, id));
+            var tweaks = body["tweaks"] as JsonObject;
+            var text = RunAnswer(flow, tweaks, input);
+            RecordRun(id, flow, tweaks, session, input);
+            if (string.Equals(request.Query("stream"), "true", StringComparison.OrdinalIgnoreCase))
+            {
+                // Chat Output stores the answer only when the run ends.
+                var script = StreamOf(text);
+                StoreMessages(id, flow, tweaks, session, input, script.Ending == LangflowStreamEnding.End ? string.Concat(script.Tokens) : null);
+                return StreamedRun(id, session, input, script);
+            }
+
+            StoreMessages(id, flow, tweaks, session, input, text);
+            return EmulatorResponse.Json(RunResult(session, input, text, id));
         }));
     }
 

@@ -26,10 +26,19 @@ public sealed class FlowTemplates(OfferingCatalogue catalogue)
     public const string ModelComponentId = "OpenAIModel-cmp01";
     public const string ChatOutputComponentId = "ChatOutput-cmp01";
 
-    public static readonly IReadOnlyList<string> ComponentIds = [ChatInputComponentId, PromptComponentId, ModelComponentId, ChatOutputComponentId];
+    /// <summary>Langflow's Message History: reads the run's session back, so a named conversation is remembered.</summary>
+    public const string MemoryComponentId = "Memory-cmp01";
 
-    /// <summary>Prompt variables filled per message at run time, never from settings.</summary>
-    public static readonly IReadOnlyList<string> RuntimeVariables = ["context"];
+    /// <summary>The prompt variable the memory component's text fills through its edge.</summary>
+    public const string HistoryVariable = "history";
+
+    public static readonly IReadOnlyList<string> ComponentIds = [ChatInputComponentId, PromptComponentId, ModelComponentId, ChatOutputComponentId, MemoryComponentId];
+
+    /// <summary>
+    /// Prompt variables filled per message at run time, never from settings: <c>context</c> by the adapter's tweak,
+    /// <c>history</c> by Langflow from the memory component's edge (a tweak or setting must not overwrite it).
+    /// </summary>
+    public static readonly IReadOnlyList<string> RuntimeVariables = ["context", HistoryVariable];
 
     private readonly ConcurrentDictionary<string, FlowTemplate> _cache = new(StringComparer.Ordinal);
 
@@ -104,11 +113,24 @@ public sealed class FlowTemplates(OfferingCatalogue catalogue)
             yield break;
         }
 
-        foreach (var variable in Variables(text.GetValue<string>()).Where(v => template[v] is not JsonObject))
+        var variables = Variables(text.GetValue<string>());
+        foreach (var variable in variables.Where(v => template[v] is not JsonObject))
         {
             yield return $"prompt variable '{{{variable}}}' has no field in '{PromptComponentId}'";
         }
+
+        // Without this edge the model sees only the instructions and the last message: the conversation is forgotten.
+        if (!variables.Contains(HistoryVariable) || !edges.OfType<JsonObject>().Any(IsMemoryEdge))
+        {
+            yield return $"'{MemoryComponentId}' must feed its 'messages_text' into the prompt's '{{{HistoryVariable}}}' variable";
+        }
     }
+
+    private static bool IsMemoryEdge(JsonObject edge) =>
+        edge["source"]?.GetValue<string>() == MemoryComponentId
+        && edge["target"]?.GetValue<string>() == PromptComponentId
+        && edge["data"]?["sourceHandle"]?["name"]?.GetValue<string>() == "messages_text"
+        && edge["data"]?["targetHandle"]?["fieldName"]?.GetValue<string>() == HistoryVariable;
 
     /// <summary>The variables (<c>{name}</c>) of a prompt text.</summary>
     public static IReadOnlyList<string> Variables(string prompt)

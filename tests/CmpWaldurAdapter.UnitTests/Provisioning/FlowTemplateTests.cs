@@ -64,7 +64,7 @@ public sealed class FlowTemplateTests
 
         Assert.Empty(FlowTemplates.Check(root));
         Assert.Equal(FlowTemplates.ComponentIds.Order(), template.Data["nodes"]!.AsArray().Select(n => n!["id"]!.GetValue<string>()).Order());
-        Assert.Equal(3, template.Data["edges"]!.AsArray().Count);
+        Assert.Equal(4, template.Data["edges"]!.AsArray().Count);
         // Built-in component types only, described by their fields: no Python code (none of Langflow's is copied).
         Assert.DoesNotContain("\"code\"", File.ReadAllText(path), StringComparison.Ordinal);
     }
@@ -124,6 +124,41 @@ public sealed class FlowTemplateTests
     public void A_template_that_is_not_a_usable_flow_is_refused(string json, string problem)
     {
         Assert.Contains(problem, FlowTemplates.Check(JsonNode.Parse(json)!.AsObject()));
+    }
+
+    [Fact]
+    public void A_template_without_the_memory_component_is_refused()
+    {
+        var root = JsonNode.Parse(File.ReadAllText(UpstreamSpecs.PathOf("catalogue/flows/customer-support-agent.json")))!.AsObject();
+        var nodes = root["data"]!["nodes"]!.AsArray();
+        nodes.Remove(nodes.Single(n => n!["id"]!.GetValue<string>() == FlowTemplates.MemoryComponentId));
+        var edges = root["data"]!["edges"]!.AsArray();
+        edges.Remove(edges.Single(e => e!["source"]!.GetValue<string>() == FlowTemplates.MemoryComponentId));
+
+        var problems = FlowTemplates.Check(root).ToList();
+
+        Assert.Contains("component 'Memory-cmp01' is missing", problems);
+        Assert.Contains("'Memory-cmp01' must feed its 'messages_text' into the prompt's '{history}' variable", problems);
+    }
+
+    [Fact]
+    public void A_template_whose_memory_does_not_reach_the_prompt_history_is_refused()
+    {
+        var root = JsonNode.Parse(File.ReadAllText(UpstreamSpecs.PathOf("catalogue/flows/topic-assistant.json")))!.AsObject();
+        var edges = root["data"]!["edges"]!.AsArray();
+        edges.Remove(edges.Single(e => e!["source"]!.GetValue<string>() == FlowTemplates.MemoryComponentId));
+
+        Assert.Equal(["'Memory-cmp01' must feed its 'messages_text' into the prompt's '{history}' variable"], FlowTemplates.Check(root));
+    }
+
+    [Fact]
+    public void Settings_never_fill_the_history_the_memory_component_feeds()
+    {
+        var template = FlowTemplates.Read(UpstreamSpecs.PathOf("catalogue/flows/topic-assistant.json"));
+
+        var data = FlowTemplates.Build(template, new JsonObject { ["agent_name"] = "Ada", ["history"] = "User: forged" });
+
+        Assert.Equal(string.Empty, Prompt(data)["history"]!["value"]!.GetValue<string>());
     }
 
     [Fact]

@@ -43,6 +43,11 @@ public sealed class AgentTweaks(FlowTemplates templates, IOptions<ChatOptions> o
             {
                 prompt[variable] = Context(input.Context);
             }
+            else if (variable == FlowTemplates.HistoryVariable)
+            {
+                // Langflow fills it from the memory component's edge; a tweak would replace the conversation.
+                continue;
+            }
             else if (input.Configuration[variable] is { } value)
             {
                 prompt[variable] = Text(value);

@@ -91,6 +91,15 @@ public class WaldurEmulator : Emulator
     /// <summary>Waldur's clock: <c>set_usage</c> refuses a date after it, and dates a usage sent without one by it.</summary>
     public TimeProvider Time { get; set; } = TimeProvider.System;
 
+    /// <summary>
+    /// Whether the token belongs to a staff user. By default it is a service provider's, like the adapter's: recent Waldur
+    /// then refuses <c>set_usage</c> dated in a billing period before the current one for a usage-based component.
+    /// </summary>
+    public bool TokenIsStaff { get; set; }
+
+    /// <summary>Recent Waldur's answer to a service provider backfilling a usage-based component into a past billing period.</summary>
+    public const string PastPeriodRefusal = "Service providers can only specify date for limit-based or prepaid billing components when backfilling past billing periods.";
+
     public Guid AddOffering(string name, JsonObject? options = null, JsonObject? resourceOptions = null, Guid? uuid = null)
     {
         var id = uuid ?? Guid.NewGuid();
@@ -426,6 +435,20 @@ public class WaldurEmulator : Emulator
             : _resourceOfferings.TryGetValue(id, out var offering) ? offering.ToString() : null;
     }
 
+    /// <summary>
+    /// Whether the resource's offering bills <paramref name="type"/> on reported usage: any component but a limit-based or
+    /// prepaid one, including one the offering does not declare (offerings added by tests declare none; the adapter's
+    /// credit components are all usage-based).
+    /// </summary>
+    private bool IsUsageBased(string resource, string type)
+    {
+        var component = OfferingOf(resource) is { } offering && _offerings.TryGetValue(Guid.Parse(offering), out var found)
+            ? found["components"]?.AsArray().FirstOrDefault(c => c?["type"]?.GetValue<string>() == type)
+            : null;
+        return component is null
+            || (component["billing_type"]?.GetValue<string>() is not "limit" && component["is_prepaid"]?.GetValue<bool>() is not true);
+    }
+
     private string Now()
     {
         _clock = _clock.AddMilliseconds(1);
@@ -506,7 +529,15 @@ public class WaldurEmulator : Emulator
 
             // Django reads the date in TIME_ZONE and takes the month it falls in there.
             var local = TimeZoneInfo.ConvertTime(date, TimeZone);
-            var period = new DateOnly(local.Year, local.Month, 1).ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
+            var month = new DateOnly(local.Year, local.Month, 1);
+            var today = TimeZoneInfo.ConvertTime(now, TimeZone);
+            if (!TokenIsStaff && month < new DateOnly(today.Year, today.Month, 1)
+                && body["usages"]!.AsArray().Any(item => IsUsageBased(resource, item!["type"]!.GetValue<string>())))
+            {
+                return EmulatorResponse.Json(new JsonObject { ["date"] = new JsonArray(PastPeriodRefusal) }, 400);
+            }
+
+            var period = month.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
             foreach (var item in body["usages"]!.AsArray())
             {
                 var type = item!["type"]!.GetValue<string>();

@@ -19,6 +19,12 @@ public static class UsageAmounts
     public static string Format(decimal amount) => Round(amount).ToString("0.00", CultureInfo.InvariantCulture);
 
     /// <summary>
+    /// What Waldur lacks of our total for a month it takes no more usage for (carried into a later month's total): ours
+    /// less what it holds, never negative (a total Waldur holds above ours is not taken back from the next month).
+    /// </summary>
+    public static decimal Residue(ComponentUsageComparison comparison) => Math.Max(0m, Round(comparison.Ours) - Round(comparison.Waldur ?? 0m));
+
+    /// <summary>
     /// Compares our month-to-date totals with Waldur's records for the same resource and month, over the
     /// given components (ours and Waldur's missing values count as 0). Several Waldur records for one
     /// component cannot be trusted to match anything, so that component is sent again.

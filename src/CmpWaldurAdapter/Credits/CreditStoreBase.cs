@@ -84,7 +84,17 @@ internal abstract class CreditStoreBase(IDbContextFactory<AdapterDbContext> dbs)
                 charges = charges.Where(e => db.Subscriptions.Any(s => s.Id == e.SubscriptionId && covered.Contains(s.OfferingUuid)));
             }
 
-            var uninvoiced = await charges.SumAsync(e => (long?)e.Credits, cancellationToken) ?? 0;
+            // Usage of an invoiced month that Waldur had closed before taking all of it was carried into a later month's
+            // total (Usage/UsageCarryover): Waldur bills it with that month, so it stays uninvoiced until then.
+            var carried = db.UsageCarryovers.Where(c => c.CustomerId == customerId && c.FromPeriod < from && c.IntoPeriod >= from);
+            if (covered is not null)
+            {
+                carried = carried.Where(c => db.Subscriptions.Any(s => s.Id == c.SubscriptionId && covered.Contains(s.OfferingUuid)));
+            }
+
+            // Summed here: SQLite stores decimals as text and cannot sum them.
+            var carriedCredits = (await carried.Select(c => c.Credits).ToListAsync(cancellationToken)).Sum();
+            var uninvoiced = (await charges.SumAsync(e => (long?)e.Credits, cancellationToken) ?? 0) + (long)decimal.Ceiling(carriedCredits);
             var balance = WaldurFundingRules.Balance(fundedCredits, uninvoiced);
             await db.CreditAccounts.Where(a => a.CustomerId == customerId).ExecuteUpdateAsync(set => set
                 .SetProperty(a => a.Balance, balance)

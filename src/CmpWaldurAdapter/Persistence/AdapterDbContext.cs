@@ -64,6 +64,8 @@ public abstract class AdapterDbContext(DbContextOptions options) : DbContext(opt
 
     public DbSet<Credits.SpendAlerts.SpendAlert> SpendAlerts => Set<Credits.SpendAlerts.SpendAlert>();
 
+    public DbSet<Usage.UsageCarryover> UsageCarryovers => Set<Usage.UsageCarryover>();
+
     public override int SaveChanges(bool acceptAllChangesOnSuccess)
     {
         BumpVersions();
@@ -200,6 +202,7 @@ public abstract class AdapterDbContext(DbContextOptions options) : DbContext(opt
         DatabaseLease.Configure(modelBuilder);
         Web.Allowance.Configure(modelBuilder);
         Credits.SpendAlerts.SpendAlert.Configure(modelBuilder);
+        Usage.UsageCarryover.Configure(modelBuilder);
     }
 
     /// <summary>Optimistic concurrency for entities two workers could touch: every update bumps Version.</summary>

@@ -512,9 +512,13 @@ public sealed partial class Reconciler(
                 }
 
                 var result = sent.FirstOrDefault(s => s.Period == row.Period && s.Component == row.Component);
-                drifts.Add(result?.Action is UsageAction.Posted or UsageAction.Unchanged
-                    ? new Drift(DriftKind.UsageDrift, subject, detail + "; reported again", DriftOutcome.Fixed)
-                    : new Drift(DriftKind.UsageDrift, subject, detail, DriftOutcome.Failed, result?.Detail ?? "not sent; the next usage report retries"));
+                drifts.Add(result?.Action switch
+                {
+                    UsageAction.Posted or UsageAction.Unchanged => new Drift(DriftKind.UsageDrift, subject, detail + "; reported again", DriftOutcome.Fixed),
+                    // A month Waldur has closed: what it lacks is in the current month's total.
+                    UsageAction.ClosedPeriod => new Drift(DriftKind.UsageDrift, subject, detail + "; " + result.Detail, DriftOutcome.Fixed),
+                    _ => new Drift(DriftKind.UsageDrift, subject, detail, DriftOutcome.Failed, result?.Detail ?? "not sent; the next usage report retries"),
+                });
             }
         }
 

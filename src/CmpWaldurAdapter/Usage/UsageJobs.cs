@@ -20,9 +20,10 @@ public sealed class ReportUsageJob(UsageReporter reporter) : IJob
 /// <summary>
 /// Adds the final usage report to every Terminate order, after the tenant is removed (its steps run
 /// after the runtime provisioner's) and before the order is set done. A failure (Waldur unreachable, or
-/// the month rolled over) defers the order, so the report is retried with it. A total Waldur refuses
-/// does not hold the buyer's termination back for ever: the order completes, its report names what was
-/// not taken, and the operator is told in an error log line.
+/// the month rolled over) defers the order, so the report is retried with it. A previous month Waldur has
+/// closed does not defer it: what Waldur lacks of it is carried into the current month's final total. A
+/// total Waldur refuses otherwise does not hold the buyer's termination back for ever: the order completes,
+/// its report names what was not taken, and the operator is told in an error log line.
 /// </summary>
 public sealed class FinalUsageReportProvisioner(UsageReporter reporter, IDbContextFactory<AdapterDbContext> dbs, TimeProvider clock, ILogger<FinalUsageReportProvisioner> logger) : ITenantProvisioner
 {
@@ -50,6 +51,8 @@ public sealed class FinalUsageReportProvisioner(UsageReporter reporter, IDbConte
         }
 
         var rows = await reporter.ReportResourceAsync(context.Subscription.ResourceUuid, cancellationToken);
+        // Skipped includes a current month Waldur has closed (east of UTC, the ledger's month's last hours): carried only
+        // once the ledger's month ends, so the order waits for that, as it waits west of UTC for Waldur's month to begin.
         if (rows.FirstOrDefault(r => r.Action is UsageAction.Failed or UsageAction.Skipped) is { } unfinished)
         {
             throw new TransientProvisioningException($"The final usage report did not reach Waldur ({unfinished.Detail}).");
@@ -59,6 +62,12 @@ public sealed class FinalUsageReportProvisioner(UsageReporter reporter, IDbConte
         if (sent.Count > 0)
         {
             context.Note("Final usage reported: " + string.Join(", ", sent) + ".");
+        }
+
+        var carried = rows.Where(r => r.Action == UsageAction.ClosedPeriod).ToList();
+        if (carried.Count > 0)
+        {
+            context.Note("Usage of months Waldur has closed: " + string.Join(", ", carried.Select(r => $"{r.Component} ({r.Period}): {r.Detail}")) + ".");
         }
 
         var refused = rows.Where(r => r.Action == UsageAction.Refused).ToList();

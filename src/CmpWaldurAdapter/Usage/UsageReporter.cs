@@ -25,7 +25,9 @@ public enum UsageAction
 
     /// <summary>
     /// Not sent: the month rolled over during the run, or, with Waldur west of UTC, the new month has begun in UTC but
-    /// not yet in Waldur's time zone (<see cref="BillingPeriod.ReportDate"/>); sent by the first run after that.
+    /// not yet in Waldur's time zone (<see cref="BillingPeriod.ReportDate"/>); sent by the first run after that. East of
+    /// UTC, Waldur's month may end hours before the ledger's: Waldur refuses it as closed while the ledger's total may still
+    /// grow, so it is carried (<see cref="ClosedPeriod"/>) by the first run after the ledger's month ends.
     /// </summary>
     Skipped,
 
@@ -34,10 +36,17 @@ public enum UsageAction
 
     /// <summary>
     /// Waldur refused the total (a 4xx other than 401, 403, 408 and 429: say, a component it does not know, or a
-    /// past month it takes no more usage for). Tried again next run, but retrying the same request will not change
-    /// the answer: an operator has to look.
+    /// month it refuses for another reason than a closed period). Tried again next run, but retrying the same request will
+    /// not change the answer: an operator has to look.
     /// </summary>
     Refused,
+
+    /// <summary>
+    /// Not sent: Waldur takes no more usage for this month (a past billing period in its time zone: recent Waldur refuses a
+    /// service provider's <c>set_usage</c> dated there for a usage-based component). What it does not hold of our total is
+    /// carried into the current month's total (<see cref="UsageCarryover"/>) once, and the month is not sent again.
+    /// </summary>
+    ClosedPeriod,
 }
 
 public sealed record UsageReportRow(Guid ResourceUuid, Guid? SubscriptionId, string Period, string Component, decimal Ours, decimal? Waldur, UsageAction Action, string? Detail = null);
@@ -56,6 +65,8 @@ public sealed record UsageReport(IReadOnlyList<UsageReportRow> Rows, bool DryRun
 /// billing period; <c>set_usage</c> is called only with the components that differ, dated the first
 /// instant of the month in UTC and in Waldur's time zone (<see cref="BillingPeriod.ReportDate"/>), amounts with two decimals. Like the
 /// site agent, a resource is skipped when the month rolls over during the run. Terminated subscriptions are reported for every month they have usage in.
+/// A month Waldur no longer takes usage for is carried into the current month (<see cref="UsageAction.ClosedPeriod"/>): a
+/// month's total is its ledger total plus what was carried into it.
 /// </summary>
 public sealed class UsageReporter(
     IWaldurApi waldur,
@@ -76,22 +87,29 @@ public sealed class UsageReporter(
     {
         var periods = Periods(period);
         var monthAtStart = BillingPeriod.Of(clock.GetUtcNow());
+        var ledger = new Dictionary<BillingPeriod, IReadOnlyDictionary<Guid, IReadOnlyDictionary<string, decimal>>>();
         var ours = new Dictionary<BillingPeriod, IReadOnlyDictionary<Guid, IReadOnlyDictionary<string, decimal>>>();
         Dictionary<Guid, (Guid Id, Guid OfferingUuid)> subscriptions;
+        Dictionary<Guid, Guid> customers;
+        ILookup<Guid, UsageCarryover> carried;
         await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
         {
+            carried = await UsageCarryovers.ForPeriodsAsync(db, periods, cancellationToken);
             foreach (var month in periods)
             {
-                ours[month] = await UsageTotals.ForPeriodAsync(db, month, cancellationToken);
+                ledger[month] = await UsageTotals.ForPeriodAsync(db, month, cancellationToken);
+                ours[month] = WithCarried(ledger[month], carried, month);
             }
 
             var charged = ours.Values.SelectMany(t => t.Keys).Distinct().ToList();
-            subscriptions = (await db.Subscriptions.AsNoTracking()
+            var found = (await db.Subscriptions.AsNoTracking()
                     .Where(s => charged.Contains(s.ResourceUuid))
-                    .Select(s => new { s.ResourceUuid, s.Id, s.OfferingUuid })
+                    .Select(s => new { s.ResourceUuid, s.Id, s.OfferingUuid, s.CustomerId })
                     .ToListAsync(cancellationToken))
                 .GroupBy(s => s.ResourceUuid)
-                .ToDictionary(g => g.Key, g => (g.First().Id, g.First().OfferingUuid));
+                .ToDictionary(g => g.Key, g => g.First());
+            subscriptions = found.ToDictionary(p => p.Key, p => (p.Value.Id, p.Value.OfferingUuid));
+            customers = found.ToDictionary(p => p.Key, p => p.Value.CustomerId);
         }
 
         var resources = ours.Values.SelectMany(t => t.Keys).Distinct().Order().ToList();
@@ -109,9 +127,11 @@ public sealed class UsageReporter(
                 perResource[index] = await ReportResourceAsync(
                     resource,
                     subscription?.Id,
+                    customers.TryGetValue(resource, out var customer) ? customer : null,
                     subscription is { } known ? components[known.OfferingUuid] : [],
                     periods,
-                    (month, _) => Task.FromResult(ours[month].TryGetValue(resource, out var totals) ? totals : EmptyTotals),
+                    (month, _) => Task.FromResult(ledger[month].TryGetValue(resource, out var totals) ? totals : EmptyTotals),
+                    carried[resource].ToList(),
                     (month, innerToken) => subscription is { } known && held.TryGetValue((known.OfferingUuid, month), out var offering)
                         ? Task.FromResult(offering.For(resource))
                         : ResourceUsagesAsync(resource, month, innerToken),
@@ -127,9 +147,10 @@ public sealed class UsageReporter(
         var rows = perResource.SelectMany(r => r).ToList();
 
         var report = new UsageReport(rows, dryRun);
-        logger.LogInformation("Usage report{DryRun}: {Resources} resource(s), {Posted} component total(s) sent, {Unchanged} unchanged, {Failed} failed, {Refused} refused, {Skipped} skipped",
+        logger.LogInformation("Usage report{DryRun}: {Resources} resource(s), {Posted} component total(s) sent, {Unchanged} unchanged, {Failed} failed, {Refused} refused, {Skipped} skipped, {Closed} in months Waldur has closed",
             dryRun ? " (dry run)" : string.Empty, resources.Count, report.Posted,
-            rows.Count(r => r.Action == UsageAction.Unchanged), rows.Count(r => r.Action == UsageAction.Failed), rows.Count(r => r.Action == UsageAction.Refused), rows.Count(r => r.Action == UsageAction.Skipped));
+            rows.Count(r => r.Action == UsageAction.Unchanged), rows.Count(r => r.Action == UsageAction.Failed), rows.Count(r => r.Action == UsageAction.Refused), rows.Count(r => r.Action == UsageAction.Skipped),
+            rows.Count(r => r.Action == UsageAction.ClosedPeriod));
         return report;
     }
 
@@ -139,14 +160,17 @@ public sealed class UsageReporter(
         await using var db = await dbs.CreateDbContextAsync(cancellationToken);
         var subscription = await db.Subscriptions.AsNoTracking()
             .Where(s => s.ResourceUuid == resourceUuid)
-            .Select(s => new { s.Id, s.OfferingUuid })
+            .Select(s => new { s.Id, s.OfferingUuid, s.CustomerId })
             .FirstOrDefaultAsync(cancellationToken);
+        var periods = Periods(null);
         return await ReportResourceAsync(
             resourceUuid,
             subscription?.Id,
+            subscription?.CustomerId,
             subscription is null ? [] : Components(subscription.OfferingUuid),
-            Periods(null),
+            periods,
             async (month, token) => await UsageTotals.ForResourceAsync(db, resourceUuid, month, token),
+            await UsageCarryovers.ForResourceAsync(db, resourceUuid, periods, cancellationToken),
             (month, token) => ResourceUsagesAsync(resourceUuid, month, token),
             dryRun: false,
             BillingPeriod.Of(clock.GetUtcNow()),
@@ -155,25 +179,46 @@ public sealed class UsageReporter(
 
     private static readonly IReadOnlyDictionary<string, decimal> EmptyTotals = new Dictionary<string, decimal>(StringComparer.Ordinal);
 
+    /// <summary>Every resource's totals for <paramref name="month"/>: the ledger's plus what was carried into it.</summary>
+    private static Dictionary<Guid, IReadOnlyDictionary<string, decimal>> WithCarried(
+        IReadOnlyDictionary<Guid, IReadOnlyDictionary<string, decimal>> ledger, ILookup<Guid, UsageCarryover> carried, BillingPeriod month)
+    {
+        var totals = ledger.ToDictionary(p => p.Key, p => p.Value);
+        foreach (var resource in carried)
+        {
+            var plus = UsageCarryovers.Plus(totals.GetValueOrDefault(resource.Key) ?? EmptyTotals, resource, month);
+            if (plus.Count > 0)
+            {
+                totals[resource.Key] = plus;
+            }
+        }
+
+        return totals;
+    }
+
     private IReadOnlyList<BillingPeriod> Periods(BillingPeriod? period) =>
         period is { } only ? [only] : BillingPeriod.Reporting(clock.GetUtcNow(), options.CurrentValue.ReportingPeriods);
 
     private async Task<IReadOnlyList<UsageReportRow>> ReportResourceAsync(
         Guid resourceUuid,
         Guid? subscriptionId,
+        Guid? customerId,
         IReadOnlyList<string> offered,
         IReadOnlyList<BillingPeriod> periods,
-        Func<BillingPeriod, CancellationToken, Task<IReadOnlyDictionary<string, decimal>>> oursIn,
+        Func<BillingPeriod, CancellationToken, Task<IReadOnlyDictionary<string, decimal>>> ledgerIn,
+        IReadOnlyList<UsageCarryover> carriedAtStart,
         Func<BillingPeriod, CancellationToken, Task<HeldUsages>> heldIn,
         bool dryRun,
         BillingPeriod monthAtStart,
         CancellationToken cancellationToken,
-        Func<BillingPeriod, CancellationToken, Task<IReadOnlyDictionary<string, decimal>>>? freshOursIn = null)
+        Func<BillingPeriod, CancellationToken, Task<IReadOnlyDictionary<string, decimal>>>? freshLedgerIn = null)
     {
         var rows = new List<UsageReportRow>();
+        // The resource's carries, kept up to date as this run records some (an older month's lands in a later one).
+        var carried = carriedAtStart.ToList();
         foreach (var period in periods)
         {
-            var ours = await oursIn(period, cancellationToken);
+            var ours = UsageCarryovers.Plus(await ledgerIn(period, cancellationToken), carried, period);
             if (ours.Count == 0)
             {
                 // Never charged in this month: nothing was ever sent, so there is nothing to correct.
@@ -194,12 +239,34 @@ public sealed class UsageReporter(
             }
 
             var comparisons = UsageAmounts.Compare(components, ours, held.Records.Where(h => h.Type is not null).Select(h => (h.Type!, h.Usage)));
-            if (freshOursIn is not null && !dryRun && comparisons.Any(c => c.Differs))
+            var closed = carried.Where(c => c.FromPeriod == period.FirstDay).ToList();
+            if (closed.Count > 0)
+            {
+                // Waldur refused this month before and takes nothing more for it: what it lacked was carried, so nothing is
+                // sent. A component with no carry yet (charged after the carry was recorded) is carried now.
+                var uncarried = comparisons.Where(c => c.Differs && !closed.Any(x => x.Component == c.Component)).ToList();
+                if (uncarried.Count > 0 && !dryRun)
+                {
+                    closed.AddRange(await CarryAsync(resourceUuid, subscriptionId, customerId, period, monthAtStart, uncarried, carried, cancellationToken));
+                }
+
+                rows.AddRange(comparisons.Select(c => !c.Differs
+                    ? Compared(resourceUuid, subscriptionId, period, c, UsageAction.Unchanged)
+                    : Compared(resourceUuid, subscriptionId, period, c, UsageAction.ClosedPeriod, ClosedDetail(closed.FirstOrDefault(x => x.Component == c.Component)))));
+                continue;
+            }
+
+            if (freshLedgerIn is not null && !dryRun && comparisons.Any(c => c.Differs))
             {
                 // The run's snapshots are minutes old by now, and someone may have reported a newer total since (a
                 // Terminate order's final report): set_usage replaces the month's value, so what is sent is the ledger
-                // as it is now, never an older total over a newer one.
-                ours = await freshOursIn(period, cancellationToken);
+                // (and what was carried into the month) as it is now, never an older total over a newer one.
+                await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
+                {
+                    carried = [.. await UsageCarryovers.ForResourceAsync(db, resourceUuid, periods, cancellationToken)];
+                }
+
+                ours = UsageCarryovers.Plus(await freshLedgerIn(period, cancellationToken), carried, period);
                 comparisons = UsageAmounts.Compare(components, ours, held.Records.Where(h => h.Type is not null).Select(h => (h.Type!, h.Usage)));
             }
 
@@ -224,7 +291,8 @@ public sealed class UsageReporter(
                 break;
             }
 
-            var date = period.ReportDate(waldurOptions.CurrentValue.FindTimeZone());
+            var waldurZone = waldurOptions.CurrentValue.FindTimeZone();
+            var date = period.ReportDate(waldurZone);
             if (clock.GetUtcNow() < date)
             {
                 // Waldur west of UTC: its month has not begun, any earlier date would replace the previous month's total,
@@ -251,6 +319,22 @@ public sealed class UsageReporter(
                 metrics.UsageReportsSent.Inc();
                 rows.AddRange(changed.Select(c => Compared(resourceUuid, subscriptionId, period, c, UsageAction.Posted)));
             }
+            catch (Exception exception) when (IsWaldurFailure(exception, cancellationToken) && IsClosedPeriod(exception, period, waldurZone))
+            {
+                if (period < monthAtStart)
+                {
+                    var carries = await CarryAsync(resourceUuid, subscriptionId, customerId, period, monthAtStart, changed, carried, cancellationToken);
+                    rows.AddRange(changed.Select(c => Compared(resourceUuid, subscriptionId, period, c, UsageAction.ClosedPeriod, ClosedDetail(carries.FirstOrDefault(x => x.Component == c.Component)))));
+                }
+                else
+                {
+                    // East of UTC Waldur's month ends hours before the ledger's: the total is not final yet, so it is
+                    // carried by the first run after the ledger's month ends (the month is then the previous one).
+                    rows.AddRange(changed.Select(c => Compared(resourceUuid, subscriptionId, period, c, UsageAction.Skipped,
+                        $"Waldur's billing period {period} has ended in its time zone; what it lacks is carried into {period.Next} once the month ends in UTC")));
+                    logger.LogDebug("Waldur takes no more usage of resource {ResourceUuid} for {Period}; carried into {Next} once the month ends in UTC", resourceUuid, period, period.Next);
+                }
+            }
             catch (Exception exception) when (IsWaldurFailure(exception, cancellationToken))
             {
                 var refused = IsRefusal(exception);
@@ -262,6 +346,43 @@ public sealed class UsageReporter(
 
         return rows;
     }
+
+    /// <summary>
+    /// Carries what Waldur lacks of <paramref name="differing"/> (the closed <paramref name="period"/>'s totals) into
+    /// <paramref name="into"/>, the current month, once: the rows as stored (a racing replica's or run's amounts win) are
+    /// added to <paramref name="carried"/>, so this run's later months include them, and returned. Logged once per
+    /// resource and month, by whoever recorded it.
+    /// </summary>
+    private async Task<IReadOnlyList<UsageCarryover>> CarryAsync(
+        Guid resourceUuid, Guid? subscriptionId, Guid? customerId, BillingPeriod period, BillingPeriod into,
+        IReadOnlyList<ComponentUsageComparison> differing, List<UsageCarryover> carried, CancellationToken cancellationToken)
+    {
+        var now = clock.GetUtcNow();
+        var (stored, written) = await UsageCarryovers.RecordAsync(dbs, resourceUuid, period, differing.Select(c => new UsageCarryover
+        {
+            ResourceUuid = resourceUuid,
+            Component = c.Component,
+            FromPeriod = period.FirstDay,
+            IntoPeriod = into.FirstDay,
+            Credits = UsageAmounts.Residue(c),
+            SubscriptionId = subscriptionId,
+            CustomerId = customerId,
+            CarriedAt = now,
+        }).ToList(), cancellationToken);
+        carried.RemoveAll(c => c.FromPeriod == period.FirstDay && stored.Any(s => s.Component == c.Component));
+        carried.AddRange(stored);
+        if (written.Count > 0)
+        {
+            logger.LogInformation("Waldur takes no more usage of resource {ResourceUuid} for {Period} (a past billing period); carried into {Into}: {Carried}",
+                resourceUuid, period, into, string.Join(", ", written.Select(c => $"{c.Component} {UsageAmounts.Format(c.Credits)}")));
+        }
+
+        return stored;
+    }
+
+    private static string ClosedDetail(UsageCarryover? carry) => carry is null
+        ? "Waldur takes no more usage for this month"
+        : $"Waldur takes no more usage for this month; {UsageAmounts.Format(carry.Credits)} carried into {BillingPeriod.FromFirstDay(carry.IntoPeriod)}";
 
     /// <summary>
     /// Waldur's usages of every offering and month that has charged resources, read in pages (several
@@ -348,6 +469,24 @@ public sealed class UsageReporter(
             logger.LogWarning("The catalogue cannot be read ({Reason}); reporting the components found in the ledger", exception.Message);
             return [];
         }
+    }
+
+    /// <summary>
+    /// Waldur refused a month it takes no more usage for: a billing period before its current one in its time zone, which
+    /// recent Waldur refuses a service provider for a usage-based component ("Service providers can only specify date for
+    /// limit-based or prepaid billing components when backfilling past billing periods"; older builds: "… for limit-based
+    /// billing components"). The same words about the current month are another refusal.
+    /// </summary>
+    private bool IsClosedPeriod(Exception exception, BillingPeriod period, TimeZoneInfo waldurZone)
+    {
+        if (exception is not Refit.ApiException { StatusCode: System.Net.HttpStatusCode.BadRequest } api
+            || api.Content?.Contains("only specify date for limit-based", StringComparison.OrdinalIgnoreCase) != true)
+        {
+            return false;
+        }
+
+        var waldurNow = TimeZoneInfo.ConvertTime(clock.GetUtcNow(), waldurZone);
+        return period < BillingPeriod.Of(waldurNow.Year, waldurNow.Month);
     }
 
     /// <summary>Waldur answered and refused this request itself (not its own outage, not the adapter's credentials).</summary>

@@ -5,6 +5,7 @@ using CmpWaldurAdapter.Credits;
 using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Tenants;
 using CmpWaldurAdapter.Testing.Credits;
+using CmpWaldurAdapter.Usage;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace CmpWaldurAdapter.IntegrationTests.Credits;
@@ -215,6 +216,35 @@ public abstract class WaldurFundingTests(DatabaseProvider provider) : IAsyncLife
 
         Assert.Equal(70, beforeMidnightThere.Balance);
         Assert.Equal(70, afterMidnightThere.Balance);
+    }
+
+    [Fact]
+    public async Task Usage_carried_out_of_a_month_waldur_closed_counts_as_uninvoiced_until_the_month_it_was_carried_into_is_invoiced()
+    {
+        await StartAsync();
+        var customer = _subscription.CustomerId;
+        var credit = _bed.Waldur.AddCustomerCredit(customer, 1.00m);
+        var reporter = _bed.Services.GetRequiredService<UsageReporter>();
+        _bed.Clock!.SetUtcNow(new DateTimeOffset(2026, 3, 31, 23, 40, 0, TimeSpan.Zero));
+        await ChargeAsync("reported", 10);
+        await reporter.ReportAsync();
+        _bed.Clock.SetUtcNow(new DateTimeOffset(2026, 3, 31, 23, 55, 0, TimeSpan.Zero));
+        await ChargeAsync("after-the-last-report", 20);
+
+        // Waldur invoices March as it holds it (10 credits) at midnight; the next report carries the other 20 into April.
+        _bed.Clock.SetUtcNow(new DateTimeOffset(2026, 4, 1, 0, 10, 0, TimeSpan.Zero));
+        _bed.Waldur.SetCustomerCreditValue(credit, 0.90m);
+        await reporter.ReportAsync();
+        _bed.Clock.Advance(TimeSpan.FromMinutes(2));
+        var april = await Ledger.BalanceAsync(customer);
+        // April's invoice takes them off the credit: from then on they no longer count.
+        _bed.Clock.SetUtcNow(new DateTimeOffset(2026, 5, 1, 0, 10, 0, TimeSpan.Zero));
+        _bed.Waldur.SetCustomerCreditValue(credit, 0.70m);
+        var may = await Ledger.BalanceAsync(customer);
+
+        Assert.Equal("20.00", _bed.Waldur.Usages.Single(u => u["billing_period"]!.GetValue<string>() == "2026-04-01")["usage"]!.GetValue<string>());
+        Assert.Equal(70, april.Balance);
+        Assert.Equal(70, may.Balance);
     }
 
     [Fact]

@@ -71,9 +71,22 @@ public sealed class OrderTestBed : IAsyncDisposable
         return new OrderTestBed(waldur, await TestDatabase.CreateAsync(provider), offering, new ScriptedProvisioner());
     }
 
-    public async Task<IHost> StartServicesAsync()
+    /// <summary>Starts the adapter's services; with <paramref name="clock"/>, they and Waldur read the time from it.</summary>
+    public async Task<IHost> StartServicesAsync(TimeProvider? clock = null)
     {
-        Host = await AdapterTestHost.StartServicesAsync(Settings, Logs, UseProvisioner);
+        if (clock is not null)
+        {
+            Waldur.Time = clock;
+        }
+
+        Host = await AdapterTestHost.StartServicesAsync(Settings, Logs, services =>
+        {
+            UseProvisioner(services);
+            if (clock is not null)
+            {
+                services.AddSingleton(clock);
+            }
+        });
         return Host;
     }
 

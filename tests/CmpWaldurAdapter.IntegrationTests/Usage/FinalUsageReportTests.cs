@@ -2,6 +2,7 @@ using CmpWaldurAdapter.Core.Catalogue;
 using CmpWaldurAdapter.Credits;
 using CmpWaldurAdapter.IntegrationTests.Orders;
 using CmpWaldurAdapter.Orders;
+using CmpWaldurAdapter.Testing.Hosting;
 using CmpWaldurAdapter.Usage;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
@@ -89,6 +90,46 @@ public sealed class FinalUsageReportTests : IAsyncLifetime
         await ledger.SettleAsync(hold.ReservationId!.Value);
         Assert.Equal(OrderOutcome.Completed, await _bed.ProcessUntilSettledAsync(terminate));
         Assert.Equal("8.00", Assert.Single(_bed.Waldur.Usages)["usage"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task A_terminate_right_after_a_month_waldur_has_closed_completes_and_its_final_report_carries_that_months_rest()
+    {
+        await _bed.DisposeAsync();
+        var clock = new TestClock(new DateTimeOffset(2026, 3, 31, 23, 0, 0, TimeSpan.Zero));
+        _bed = await OrderTestBed.CreateAsync();
+        await _bed.StartServicesAsync(clock);
+        var resource = await SubscribeAndChargeAsync();
+        var reporter = _bed.Services.GetRequiredService<UsageReporter>();
+        await reporter.ReportAsync(); // March's last report Waldur takes: 6 credits
+        clock.SetUtcNow(new DateTimeOffset(2026, 3, 31, 23, 59, 0, TimeSpan.Zero));
+        await ChargeAsync(resource, "last-minute");
+        clock.SetUtcNow(new DateTimeOffset(2026, 4, 1, 0, 2, 0, TimeSpan.Zero));
+        await ChargeAsync(resource, "april");
+        clock.SetUtcNow(new DateTimeOffset(2026, 4, 1, 0, 5, 0, TimeSpan.Zero));
+
+        var terminate = _bed.Waldur.PlaceOrder("Terminate", _bed.Offering, resource);
+        var outcome = await _bed.ProcessUntilSettledAsync(terminate);
+        clock.SetUtcNow(new DateTimeOffset(2026, 4, 1, 0, 30, 0, TimeSpan.Zero));
+        var next = await reporter.ReportAsync();
+
+        Assert.Equal(OrderOutcome.Completed, outcome);
+        Assert.Equal("done", _bed.Waldur.OrderState(terminate));
+        // March's last-minute 2 credits, which Waldur no longer takes for March, are in April's final total with April's own 2.
+        Assert.Equal([("2026-03-01", "6.00"), ("2026-04-01", "4.00")], _bed.Waldur.Usages
+            .Select(u => (u["billing_period"]!.GetValue<string>(), u["usage"]!.GetValue<string>())).Order());
+        var report = _bed.Waldur.Resource(resource)["report"]!.ToJsonString();
+        Assert.Contains("Final usage reported: chat_credits 4 (2026-04)", report);
+        Assert.Contains("chat_credits (2026-03): Waldur takes no more usage for this month; 2.00 carried into 2026-04", report);
+        Assert.Equal(0, next.Posted);
+        Assert.DoesNotContain(_bed.Logs.Events, e => e.Level >= Serilog.Events.LogEventLevel.Error);
+    }
+
+    private async Task ChargeAsync(Guid resource, string request)
+    {
+        var subscription = await _bed.QueryAsync(db => db.Subscriptions.SingleAsync(s => s.ResourceUuid == resource));
+        var charge = await _bed.Services.GetRequiredService<CreditLedger>().ChargeAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ChatMessage, 2, 1, request);
+        Assert.True(charge.IsCharged);
     }
 
     private async Task<Guid> SubscribeAndChargeAsync()

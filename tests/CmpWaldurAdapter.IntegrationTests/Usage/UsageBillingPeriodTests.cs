@@ -10,7 +10,9 @@ using CmpWaldurAdapter.Tenants;
 using CmpWaldurAdapter.Testing.Credits;
 using CmpWaldurAdapter.Testing.Hosting;
 using CmpWaldurAdapter.Usage;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
+using Serilog.Events;
 
 namespace CmpWaldurAdapter.IntegrationTests.Usage;
 
@@ -20,8 +22,8 @@ public sealed class UsageBillingPeriodOnPostgresTests() : UsageBillingPeriodTest
 
 /// <summary>
 /// Waldur's set_usage overwrites the month-to-date total of a resource, component and billing period, and its date
-/// picks the period: month boundaries, terminations, failures of one resource and totals Waldur lost must neither
-/// lose a charge nor count one twice.
+/// picks the period: month boundaries, months Waldur has closed, terminations, failures of one resource and totals
+/// Waldur lost must neither lose a charge nor count one twice.
 /// </summary>
 public abstract class UsageBillingPeriodTests(DatabaseProvider provider) : IAsyncLifetime
 {
@@ -41,11 +43,16 @@ public abstract class UsageBillingPeriodTests(DatabaseProvider provider) : IAsyn
     public Task InitializeAsync() => StartAsync("UTC");
 
     /// <summary>A fresh bed whose Waldur runs in <paramref name="waldurTimeZone"/>, and the adapter told so.</summary>
-    private async Task StartAsync(string waldurTimeZone)
+    private async Task StartAsync(string waldurTimeZone, string? attemptTimeout = null)
     {
         _bed = await CreditTestBed.CreateAsync(provider, new DateTimeOffset(2026, 3, 20, 10, 0, 0, TimeSpan.Zero));
         _bed.Waldur.TimeZone = TimeZoneInfo.FindSystemTimeZoneById(waldurTimeZone);
         _bed.Settings["Waldur:TimeZone"] = waldurTimeZone;
+        if (attemptTimeout is not null)
+        {
+            _bed.Settings["Waldur:AttemptTimeout"] = attemptTimeout;
+        }
+
         // One resource at a time, in order, so a fault injected for the next set_usage hits exactly one resource.
         _bed.Settings["Usage:Concurrency"] = "1";
         await _bed.StartAsync();
@@ -53,10 +60,10 @@ public abstract class UsageBillingPeriodTests(DatabaseProvider provider) : IAsyn
         await Ledger.GrantAsync(_customer, 10_000, "test funding");
     }
 
-    private async Task RestartWithWaldurInAsync(string waldurTimeZone)
+    private async Task RestartWithWaldurInAsync(string waldurTimeZone, string? attemptTimeout = null)
     {
         await _bed.DisposeAsync();
-        await StartAsync(waldurTimeZone);
+        await StartAsync(waldurTimeZone, attemptTimeout);
     }
 
     public async Task DisposeAsync() => await _bed.DisposeAsync();
@@ -64,6 +71,8 @@ public abstract class UsageBillingPeriodTests(DatabaseProvider provider) : IAsyn
     [Fact]
     public async Task A_charge_of_the_previous_month_committed_after_its_last_report_corrects_that_month_and_not_the_new_one()
     {
+        // Waldur takes a past month's total from a staff token (a service provider's is carried instead: UsageCarryoverTests).
+        _bed.Waldur.TokenIsStaff = true;
         var agent = await _bed.AddSubscriptionAsync(_customer);
         Clock.SetUtcNow(new DateTimeOffset(2026, 3, 31, 23, 40, 0, TimeSpan.Zero));
         await ChargeAsync(agent, ActionClass.ChatMessage, 2);
@@ -82,11 +91,14 @@ public abstract class UsageBillingPeriodTests(DatabaseProvider provider) : IAsyn
         Assert.Equal(["2026-03-01 chat_credits=4.00", "2026-04-01 voice_credits=2.00"], SetUsageBodies().Skip(before).Select(Sent));
         Assert.Equal([("chat_credits", March, "4.00"), ("voice_credits", April, "2.00")], WaldurHolds(agent));
         Assert.Equal(await LedgerHoldsAsync(agent, March, April), WaldurHolds(agent));
+        Assert.Empty(await _bed.QueryAsync(db => db.UsageCarryovers.AsNoTracking().ToListAsync())); // Waldur took March: nothing carried
     }
 
     [Fact]
     public async Task The_first_run_of_a_month_sends_the_final_total_of_the_previous_month_for_every_resource_then_the_new_months()
     {
+        // Waldur takes a past month's total from a staff token (a service provider's is carried instead: UsageCarryoverTests).
+        _bed.Waldur.TokenIsStaff = true;
         var busy = await _bed.AddSubscriptionAsync(_customer);
         var lateStarter = await _bed.AddSubscriptionAsync(_customer);
         var quiet = await _bed.AddSubscriptionAsync(_customer);
@@ -146,6 +158,8 @@ public abstract class UsageBillingPeriodTests(DatabaseProvider provider) : IAsyn
     [Fact]
     public async Task A_termination_charge_after_the_final_report_is_sent_by_the_next_run_as_the_months_whole_total()
     {
+        // Waldur takes a past month's total from a staff token (a service provider's is carried instead: UsageCarryoverTests).
+        _bed.Waldur.TokenIsStaff = true;
         var agent = await _bed.AddSubscriptionAsync(_customer);
         Clock.SetUtcNow(new DateTimeOffset(2026, 3, 31, 23, 50, 0, TimeSpan.Zero));
         await ChargeAsync(agent, ActionClass.RagDocument, 5);
@@ -239,6 +253,8 @@ public abstract class UsageBillingPeriodTests(DatabaseProvider provider) : IAsyn
     [Fact]
     public async Task A_total_waldur_lost_or_changed_is_sent_again_and_only_that_one()
     {
+        // Waldur takes a past month's total from a staff token (a service provider's is carried instead: UsageCarryoverTests).
+        _bed.Waldur.TokenIsStaff = true;
         var agent = await _bed.AddSubscriptionAsync(_customer);
         await ChargeAsync(agent, ActionClass.ChatMessage, 2);
         await ChargeAsync(agent, ActionClass.RagDocument, 5);
@@ -339,6 +355,103 @@ public abstract class UsageBillingPeriodTests(DatabaseProvider provider) : IAsyn
         Assert.Equal([("chat_credits", March, "2.00"), ("chat_credits", April, "2.00")], WaldurHolds(agent));
     }
 
+    [Fact]
+    public async Task Charges_of_a_months_last_minutes_reported_after_waldur_closed_it_are_billed_once_in_the_next_months_total()
+    {
+        var agent = await _bed.AddSubscriptionAsync(_customer);
+        var overReported = await _bed.AddSubscriptionAsync(_customer);
+        Clock.SetUtcNow(new DateTimeOffset(2026, 3, 31, 23, 40, 0, TimeSpan.Zero));
+        await ChargeAsync(agent, ActionClass.ChatMessage, 2);
+        await ChargeAsync(overReported, ActionClass.ChatMessage, 2);
+        await Reporter.ReportAsync(); // March's last report Waldur takes
+        // An operator set more than the ledger's total for the second: nothing of it is missing, so nothing is carried.
+        _bed.Waldur.ReplaceStoredUsage(overReported.ResourceUuid, "chat_credits", March, "9.00");
+        Clock.SetUtcNow(new DateTimeOffset(2026, 3, 31, 23, 58, 0, TimeSpan.Zero));
+        await ChargeAsync(agent, ActionClass.ChatMessage, 2);
+        await ChargeAsync(agent, ActionClass.RagDocument, 5);
+        await ChargeAsync(overReported, ActionClass.ChatMessage, 2);
+        Clock.SetUtcNow(new DateTimeOffset(2026, 4, 1, 0, 5, 0, TimeSpan.Zero));
+        await ChargeAsync(agent, ActionClass.ChatMessage, 2);
+        var before = SetUsageBodies().Count;
+
+        // Waldur (a service provider's token, as the adapter's is) now refuses usage dated in March.
+        Clock.SetUtcNow(new DateTimeOffset(2026, 4, 1, 0, 10, 0, TimeSpan.Zero));
+        var first = await Reporter.ReportAsync();
+        Clock.SetUtcNow(new DateTimeOffset(2026, 4, 1, 0, 40, 0, TimeSpan.Zero));
+        var second = await Reporter.ReportAsync();
+        Clock.SetUtcNow(new DateTimeOffset(2026, 4, 1, 1, 10, 0, TimeSpan.Zero));
+        var third = await Reporter.ReportAsync();
+
+        // March's missing 2 chat and 5 rag credits are in April's totals, next to April's own 2.
+        Assert.Equal(["2026-04-01 chat_credits=4.00 rag_credits=5.00"], SetUsageBodies().Skip(before).Select(Sent));
+        Assert.Equal([("chat_credits", March, "2.00"), ("chat_credits", April, "4.00"), ("rag_credits", April, "5.00")], WaldurHolds(agent));
+        Assert.Equal([("chat_credits", March, "9.00")], WaldurHolds(overReported));
+        // Waldur refused March once per resource; later runs know it is closed and do not send it again.
+        Assert.Equal(2, RefusedAsPastPeriod());
+        Assert.Equal(
+            [("chat_credits", "2.00 carried into 2026-04"), ("rag_credits", "5.00 carried into 2026-04")],
+            first.Rows.Where(r => r.ResourceUuid == agent.ResourceUuid && r.Action == UsageAction.ClosedPeriod).Select(r => (r.Component, Carried(r))));
+        Assert.Equal(("chat_credits", "0.00 carried into 2026-04"), first.Rows.Where(r => r.ResourceUuid == overReported.ResourceUuid && r.Action == UsageAction.ClosedPeriod).Select(r => (r.Component, Carried(r))).Single());
+        foreach (var report in new[] { first, second, third })
+        {
+            Assert.False(report.Unfinished);
+            Assert.DoesNotContain(report.Rows, r => r.Action is UsageAction.Refused or UsageAction.Failed);
+            Assert.Equal(3, report.Rows.Count(r => r.Period == "2026-03" && r.Action == UsageAction.ClosedPeriod));
+        }
+
+        Assert.Equal(0, second.Posted + third.Posted);
+        Assert.DoesNotContain(_bed.Logs.Events, e => e.Level >= LogEventLevel.Error);
+        Assert.Single(ClosedMonthLogLines(agent));
+        Assert.Single(ClosedMonthLogLines(overReported));
+
+        // April's report keeps the carried credits as it grows, and when April closes in turn nothing is missing from it.
+        Clock.SetUtcNow(new DateTimeOffset(2026, 4, 30, 12, 0, 0, TimeSpan.Zero));
+        await ChargeAsync(agent, ActionClass.ChatMessage, 2);
+        await Reporter.ReportAsync();
+        Clock.SetUtcNow(new DateTimeOffset(2026, 5, 1, 0, 10, 0, TimeSpan.Zero));
+        var may = await Reporter.ReportAsync();
+
+        Assert.Equal(0, may.Posted);
+        Assert.Equal(2, RefusedAsPastPeriod());
+        Assert.Equal([("chat_credits", March, "2.00"), ("chat_credits", April, "6.00"), ("rag_credits", April, "5.00")], WaldurHolds(agent));
+        Assert.All(may.Rows, r => Assert.Equal(UsageAction.Unchanged, r.Action));
+    }
+
+    [Fact]
+    public async Task Two_reporters_racing_over_a_month_waldur_closed_carry_it_once()
+    {
+        // The racing reporters wait for each other at Waldur: longer than the test host's 2-second attempts.
+        await RestartWithWaldurInAsync("UTC", attemptTimeout: "00:00:30");
+        var agent = await _bed.AddSubscriptionAsync(_customer);
+        Clock.SetUtcNow(new DateTimeOffset(2026, 3, 31, 23, 40, 0, TimeSpan.Zero));
+        await ChargeAsync(agent, ActionClass.ChatMessage, 2);
+        await Reporter.ReportAsync();
+        Clock.SetUtcNow(new DateTimeOffset(2026, 3, 31, 23, 59, 0, TimeSpan.Zero));
+        await ChargeAsync(agent, ActionClass.ChatMessage, 2);
+        Clock.SetUtcNow(new DateTimeOffset(2026, 4, 1, 0, 10, 0, TimeSpan.Zero));
+        // Another replica's reporter (or a `usage report` run) over the same database and Waldur.
+        var other = ActivatorUtilities.CreateInstance<UsageReporter>(_bed.Services);
+        var hold = _bed.Waldur.Hold("POST", SetUsagePath);
+
+        var racing = new[] { Task.Run(() => Reporter.ReportAsync()), Task.Run(() => other.ReportAsync()) };
+        // Both have sent March's total: Waldur refuses both at once.
+        await Eventually.TrueAsync(() => hold.Arrived >= 2, because: "both reporters sent March's total");
+        _bed.Waldur.Heal();
+        hold.Release();
+        var reports = await Task.WhenAll(racing);
+        var again = await Reporter.ReportAsync();
+
+        Assert.Equal([("chat_credits", March, "2.00"), ("chat_credits", April, "2.00")], WaldurHolds(agent));
+        Assert.All(SetUsageBodies().Where(b => Date(b) >= new DateTimeOffset(April.ToDateTime(TimeOnly.MinValue), TimeSpan.Zero)),
+            b => Assert.Equal("2026-04-01 chat_credits=2.00", Sent(b)));
+        var carried = Assert.Single(await _bed.QueryAsync(db => db.UsageCarryovers.AsNoTracking().ToListAsync()));
+        Assert.Equal((agent.ResourceUuid, "chat_credits", March, April, 2.00m), (carried.ResourceUuid, carried.Component, carried.FromPeriod, carried.IntoPeriod, carried.Credits));
+        Assert.All(reports, r => Assert.Contains(r.Rows, row => row is { Period: "2026-03", Action: UsageAction.ClosedPeriod }));
+        Assert.Equal(0, again.Posted);
+        Assert.Single(ClosedMonthLogLines(agent));
+        Assert.DoesNotContain(_bed.Logs.Events, e => e.Level >= LogEventLevel.Error);
+    }
+
     private async Task ChargeAsync(Subscription agent, ActionClass action, long credits, bool whileTerminating = false)
     {
         var result = await Ledger.ChargeAsync(_customer, agent.Id, agent.OfferingUuid, action, credits, 3, Guid.NewGuid().ToString(), whileTerminating);
@@ -380,6 +493,26 @@ public abstract class UsageBillingPeriodTests(DatabaseProvider provider) : IAsyn
             .OrderBy(e => e.RequestMessage.DateTime)
             .Select(e => JsonNode.Parse(e.RequestMessage.Body!)!.AsObject())
             .ToList();
+
+    /// <summary>How many set_usage calls Waldur refused as dated in a past billing period.</summary>
+    private int RefusedAsPastPeriod() =>
+        _bed.Waldur.Server.LogEntries.Count(e => e.RequestMessage.Method == "POST" && e.RequestMessage.Path == SetUsagePath && e.ResponseMessage.StatusCode is 400
+            && e.ResponseMessage.BodyData?.BodyAsString?.Contains("backfilling past billing periods", StringComparison.Ordinal) == true);
+
+    /// <summary>The log lines saying a month Waldur closed was carried for the resource.</summary>
+    private IEnumerable<string> ClosedMonthLogLines(Subscription agent) =>
+        _bed.Logs.Events
+            .Where(e => e.Level == LogEventLevel.Information && e.MessageTemplate.Text.StartsWith("Waldur takes no more usage", StringComparison.Ordinal))
+            .Select(e => e.RenderMessage())
+            .Where(line => line.Contains(agent.ResourceUuid.ToString(), StringComparison.Ordinal));
+
+    /// <summary>"2.00 carried into 2026-04", from a closed month's row.</summary>
+    private static string Carried(UsageReportRow row)
+    {
+        Assert.Equal(UsageAction.ClosedPeriod, row.Action);
+        var detail = row.Detail!;
+        return detail[(detail.LastIndexOf("; ", StringComparison.Ordinal) + 2)..];
+    }
 
     private static bool IsInjected(WireMock.Logging.ILogEntry entry) =>
         entry.ResponseMessage.BodyData?.BodyAsString?.Contains("injected failure", StringComparison.Ordinal) == true;

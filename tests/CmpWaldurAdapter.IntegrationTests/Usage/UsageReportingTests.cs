@@ -128,6 +128,8 @@ public sealed class UsageReportingTests : IAsyncLifetime
     [Fact]
     public async Task Each_month_is_reported_under_its_own_first_day_and_old_months_drop_out()
     {
+        // Waldur takes a past month's total from a staff token (a service provider's is carried instead: UsageCarryoverTests).
+        _bed.Waldur.TokenIsStaff = true;
         _bed.Clock!.SetUtcNow(new DateTimeOffset(2026, 3, 31, 23, 50, 0, TimeSpan.Zero));
         await ChargeAsync(ActionClass.ChatMessage, 2);
         var hold = await Ledger.ReserveAsync(_subscription.CustomerId, _subscription.Id, _subscription.OfferingUuid, ActionClass.VoiceInteraction, 2, 3, "call");
@@ -154,6 +156,8 @@ public sealed class UsageReportingTests : IAsyncLifetime
     [Fact]
     public async Task A_month_that_rolls_over_during_the_run_skips_the_resource_until_the_next_run()
     {
+        // Waldur takes a past month's total from a staff token (a service provider's is carried instead: UsageCarryoverTests).
+        _bed.Waldur.TokenIsStaff = true;
         _bed.Clock!.SetUtcNow(new DateTimeOffset(2026, 3, 31, 23, 59, 0, TimeSpan.Zero));
         await ChargeAsync(ActionClass.ChatMessage, 2);
         _bed.Waldur.Observe = (request, _) =>
@@ -205,6 +209,8 @@ public sealed class UsageReportingTests : IAsyncLifetime
     [Fact]
     public async Task A_dry_run_or_a_single_period_sends_only_what_it_says()
     {
+        // Waldur takes a past month's total from a staff token (a service provider's is carried instead: UsageCarryoverTests).
+        _bed.Waldur.TokenIsStaff = true;
         _bed.Clock!.SetUtcNow(new DateTimeOffset(2026, 2, 10, 0, 0, 0, TimeSpan.Zero));
         await ChargeAsync(ActionClass.ChatMessage, 2);
         _bed.Clock.SetUtcNow(March20);

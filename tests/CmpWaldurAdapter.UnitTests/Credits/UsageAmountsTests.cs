@@ -1,3 +1,4 @@
+using System.Globalization;
 using CmpWaldurAdapter.Core.Credits;
 
 namespace CmpWaldurAdapter.UnitTests.Credits;
@@ -59,6 +60,20 @@ public sealed class UsageAmountsTests
 
         Assert.True(result.Single(c => c.Component == "chat_credits").Differs);
         Assert.DoesNotContain(result, c => c.Component == "gpu_hours");
+    }
+
+    [Theory]
+    [InlineData("8", "6.00", "2.00")] // the charges a closed month's last report missed
+    [InlineData("5", null, "5.00")] // a component Waldur never got for that month
+    [InlineData("4", "9.00", "0.00")] // Waldur holds more: nothing is taken back from the next month
+    [InlineData("4", "4.00", "0.00")]
+    [InlineData("6.5", "2.25", "4.25")] // an earlier carry in our total, a 2-decimal total in Waldur's
+    public void The_residue_of_a_closed_month_is_what_waldur_lacks_of_ours_never_negative(string ours, string? waldur, string residue)
+    {
+        var comparison = new ComponentUsageComparison("chat_credits", decimal.Parse(ours, CultureInfo.InvariantCulture),
+            waldur is null ? null : decimal.Parse(waldur, CultureInfo.InvariantCulture));
+
+        Assert.Equal(residue, UsageAmounts.Format(UsageAmounts.Residue(comparison)));
     }
 
     private static Dictionary<string, decimal> Ours(params (string Component, decimal Credits)[] totals) =>

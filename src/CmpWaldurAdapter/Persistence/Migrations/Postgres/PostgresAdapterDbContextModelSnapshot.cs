@@ -1268,6 +1268,57 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Postgres
                     b.ToTable("workspaces", (string)null);
                 });
 
+            modelBuilder.Entity("CmpWaldurAdapter.Usage.UsageCarryover", b =>
+                {
+                    b.Property<Guid>("ResourceUuid")
+                        .HasColumnType("uuid")
+                        .HasColumnName("resource_uuid");
+
+                    b.Property<string>("Component")
+                        .HasMaxLength(64)
+                        .HasColumnType("character varying(64)")
+                        .HasColumnName("component");
+
+                    b.Property<DateOnly>("FromPeriod")
+                        .HasColumnType("date")
+                        .HasColumnName("from_period");
+
+                    b.Property<DateTimeOffset>("CarriedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("carried_at");
+
+                    b.Property<decimal>("Credits")
+                        .HasPrecision(20, 2)
+                        .HasColumnType("numeric(20,2)")
+                        .HasColumnName("credits");
+
+                    b.Property<Guid?>("CustomerId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("customer_id");
+
+                    b.Property<DateOnly>("IntoPeriod")
+                        .HasColumnType("date")
+                        .HasColumnName("into_period");
+
+                    b.Property<Guid?>("SubscriptionId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("subscription_id");
+
+                    b.HasKey("ResourceUuid", "Component", "FromPeriod")
+                        .HasName("pk_usage_carryovers");
+
+                    b.HasIndex("IntoPeriod")
+                        .HasDatabaseName("ix_usage_carryovers_into_period");
+
+                    b.HasIndex("CustomerId", "IntoPeriod")
+                        .HasDatabaseName("ix_usage_carryovers_customer_id_into_period");
+
+                    b.ToTable("usage_carryovers", null, t =>
+                        {
+                            t.HasCheckConstraint("ck_usage_carryovers_credits", "credits >= 0");
+                        });
+                });
+
             modelBuilder.Entity("CmpWaldurAdapter.Web.Allowance", b =>
                 {
                     b.Property<string>("Key")

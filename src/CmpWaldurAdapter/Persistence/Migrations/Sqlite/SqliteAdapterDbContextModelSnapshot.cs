@@ -1260,6 +1260,57 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Sqlite
                     b.ToTable("workspaces", (string)null);
                 });
 
+            modelBuilder.Entity("CmpWaldurAdapter.Usage.UsageCarryover", b =>
+                {
+                    b.Property<Guid>("ResourceUuid")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("resource_uuid");
+
+                    b.Property<string>("Component")
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("component");
+
+                    b.Property<DateOnly>("FromPeriod")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("from_period");
+
+                    b.Property<long>("CarriedAt")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("carried_at");
+
+                    b.Property<decimal>("Credits")
+                        .HasPrecision(20, 2)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("credits");
+
+                    b.Property<Guid?>("CustomerId")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("customer_id");
+
+                    b.Property<DateOnly>("IntoPeriod")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("into_period");
+
+                    b.Property<Guid?>("SubscriptionId")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("subscription_id");
+
+                    b.HasKey("ResourceUuid", "Component", "FromPeriod")
+                        .HasName("pk_usage_carryovers");
+
+                    b.HasIndex("IntoPeriod")
+                        .HasDatabaseName("ix_usage_carryovers_into_period");
+
+                    b.HasIndex("CustomerId", "IntoPeriod")
+                        .HasDatabaseName("ix_usage_carryovers_customer_id_into_period");
+
+                    b.ToTable("usage_carryovers", null, t =>
+                        {
+                            t.HasCheckConstraint("ck_usage_carryovers_credits", "credits >= 0");
+                        });
+                });
+
             modelBuilder.Entity("CmpWaldurAdapter.Web.Allowance", b =>
                 {
                     b.Property<string>("Key")

@@ -417,6 +417,34 @@ public abstract class UsageBillingPeriodTests(DatabaseProvider provider) : IAsyn
         Assert.All(may.Rows, r => Assert.Equal(UsageAction.Unchanged, r.Action));
     }
 
+    /// <summary>
+    /// East of UTC Waldur's month ends before the ledger's (at 10:00 UTC in Kiritimati, UTC+14): the ledger's month is
+    /// still open when Waldur refuses it, so its rest is carried only once it ends in UTC.
+    /// </summary>
+    [Fact]
+    public async Task East_of_utc_a_month_waldur_closed_before_the_ledgers_is_carried_once_it_ends_in_utc()
+    {
+        await RestartWithWaldurInAsync("Pacific/Kiritimati");
+        var agent = await _bed.AddSubscriptionAsync(_customer);
+        Clock.SetUtcNow(new DateTimeOffset(2026, 3, 31, 9, 0, 0, TimeSpan.Zero));
+        await ChargeAsync(agent, ActionClass.ChatMessage, 2);
+        await Reporter.ReportAsync();
+        Clock.SetUtcNow(new DateTimeOffset(2026, 3, 31, 12, 0, 0, TimeSpan.Zero));
+        await ChargeAsync(agent, ActionClass.ChatMessage, 2);
+
+        var closedThere = await Reporter.ReportAsync();
+        Clock.SetUtcNow(new DateTimeOffset(2026, 4, 1, 0, 10, 0, TimeSpan.Zero));
+        var next = await Reporter.ReportAsync();
+
+        var waiting = Assert.Single(closedThere.Rows, r => r.Action == UsageAction.Skipped);
+        Assert.Equal(("2026-03", "chat_credits"), (waiting.Period, waiting.Component));
+        Assert.Contains("carried into 2026-04 once the month ends in UTC", waiting.Detail, StringComparison.Ordinal);
+        Assert.Equal("2.00 carried into 2026-04", Carried(Assert.Single(next.Rows, r => r.Action == UsageAction.ClosedPeriod)));
+        Assert.Equal(["2026-03-01 chat_credits=2.00", "2026-04-01 chat_credits=2.00"], SetUsageBodies().Select(Sent));
+        Assert.Equal([("chat_credits", March, "2.00"), ("chat_credits", April, "2.00")], WaldurHolds(agent));
+        Assert.DoesNotContain(_bed.Logs.Events, e => e.Level >= LogEventLevel.Error);
+    }
+
     [Fact]
     public async Task Two_reporters_racing_over_a_month_waldur_closed_carry_it_once()
     {

@@ -116,6 +116,15 @@ public partial class LangflowEmulator : Emulator
 
     public JsonObject Flow(Guid id) => Snapshot(() => (JsonObject)_flows[id].DeepClone());
 
+    /// <summary>Replaces a stored flow's graph, as an older build of the adapter may have left it (tests of upgrades).</summary>
+    public void ReplaceFlowData(Guid id, JsonObject data)
+    {
+        lock (Sync)
+        {
+            _flows[id]["data"] = data.DeepClone();
+        }
+    }
+
     /// <summary>The user a login token belongs to, if it exists.</summary>
     public Guid? TokenOwner(string token) => Snapshot(() => _tokens.TryGetValue(token, out var user) ? user : (Guid?)null);
 

@@ -191,6 +191,43 @@ public abstract class TenantLifecycleTests(DatabaseProvider provider) : IAsyncLi
     }
 
     [Fact]
+    public async Task An_update_order_gives_a_flow_built_before_conversation_memory_the_templates_memory()
+    {
+        var create = _bed.Waldur.PlaceCreateOrder(_bed.Offering, TenantTestBed.Attributes("Ada", "friendly"));
+        var resource = _bed.Waldur.ResourceOf(create);
+        Assert.Equal(OrderOutcome.Completed, await _bed.Processor.ProcessAsync(create, CancellationToken.None));
+        var flow = Guid.Parse((await _bed.SubscriptionAsync(resource)).LangflowFlowId!);
+        _bed.Langflow.ReplaceFlowData(flow, WithoutMemory(_bed.Langflow.Flow(flow)["data"]!.AsObject()));
+        Assert.DoesNotContain("{history}", PromptValue(_bed.Langflow.Flow(flow), "template"), StringComparison.Ordinal);
+
+        // A setting the prompt does not name: only the missing {history} makes the flow differ from the template.
+        var update = _bed.Waldur.PlaceOrder("Update", _bed.Offering, resource, new JsonObject { ["brand_colour"] = "#123456" });
+        Assert.Equal(OrderOutcome.Completed, await _bed.Processor.ProcessAsync(update, CancellationToken.None));
+
+        var data = _bed.Langflow.Flow(flow)["data"]!.AsObject();
+        Assert.Contains(data["nodes"]!.AsArray(), n => n!["id"]!.GetValue<string>() == "Memory-cmp01");
+        Assert.Contains(data["edges"]!.AsArray(), e => e!["source"]!.GetValue<string>() == "Memory-cmp01" && e["target"]!.GetValue<string>() == FlowTemplates.PromptComponentId);
+        Assert.Contains("{history}", PromptValue(_bed.Langflow.Flow(flow), "template"), StringComparison.Ordinal);
+        Assert.Equal("Ada", PromptValue(_bed.Langflow.Flow(flow), "agent_name"));
+        Assert.Contains("Your agent was updated with your new settings.", _bed.Waldur.Resource(resource)["report"]![0]!["body"]!.GetValue<string>());
+    }
+
+    /// <summary>The flow as builds before conversation memory made it: no Message History node, edge or {history}.</summary>
+    private static JsonObject WithoutMemory(JsonObject data)
+    {
+        var old = data.DeepClone().AsObject();
+        var nodes = old["nodes"]!.AsArray();
+        nodes.Remove(nodes.Single(n => n!["id"]!.GetValue<string>() == "Memory-cmp01"));
+        var edges = old["edges"]!.AsArray();
+        edges.Remove(edges.Single(e => e!["source"]!.GetValue<string>() == "Memory-cmp01"));
+        var prompt = nodes.Single(n => n!["id"]!.GetValue<string>() == FlowTemplates.PromptComponentId)!["data"]!["node"]!["template"]!.AsObject();
+        prompt.Remove("history");
+        var text = prompt["template"]!["value"]!.GetValue<string>();
+        prompt["template"]!["value"] = text[..text.IndexOf("\n\nConversation so far", StringComparison.Ordinal)];
+        return old;
+    }
+
+    [Fact]
     public async Task A_second_subscription_of_the_project_reuses_its_user_which_goes_with_the_last_one()
     {
         var project = Guid.NewGuid();

@@ -5,6 +5,7 @@ using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using CmpWaldurAdapter.Core.Credits;
 using CmpWaldurAdapter.Credits;
+using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Testing.Web;
 using CmpWaldurAdapter.Web;
 using Microsoft.EntityFrameworkCore;
@@ -12,13 +13,36 @@ using Microsoft.Extensions.DependencyInjection;
 
 namespace CmpWaldurAdapter.IntegrationTests.Web;
 
+public sealed class WidgetLimitOnSqliteTests() : WidgetLimitTests(DatabaseProvider.Sqlite)
+{
+    // Start-up validation, the same on either database: run once.
+    [Theory]
+    [InlineData("WidgetMessagesPerAddressPerMinute", "0")]
+    [InlineData("WidgetMessagesPerAddressPerDay", "0")]
+    [InlineData("WidgetSessionsPerAddressPerHour", "0")]
+    [InlineData("ForwardedProxies", "0")]
+    [InlineData("ForwardedProxies", "11")]
+    public async Task An_address_setting_out_of_range_stops_the_adapter_at_start(string setting, string value)
+    {
+        await using var bed = await BuyerWebTestBed.CreateAsync();
+        bed.Settings[$"Web:{setting}"] = value;
+
+        var failure = await Assert.ThrowsAsync<Microsoft.Extensions.Options.OptionsValidationException>(() => bed.StartAsync());
+
+        Assert.Contains(setting, failure.Message);
+    }
+}
+
+/// <summary>The counters are conditional upserts whose SQL differs per database: the same limits on PostgreSQL.</summary>
+public sealed class WidgetLimitOnPostgresTests() : WidgetLimitTests(DatabaseProvider.Postgres);
+
 /// <summary>
 /// The widget's limits that a publishable key cannot escape by minting visitor tokens: sessions and messages per
 /// subscription and client address (IPv6 counted per /64, and a multiple of that per /48 site), the buyer's daily cap,
 /// and the per-visitor burst limit.
 /// A refused message is answered 429 with Retry-After, charges nothing and never reaches the agent.
 /// </summary>
-public sealed partial class WidgetLimitTests : IAsyncLifetime
+public abstract partial class WidgetLimitTests(DatabaseProvider provider) : IAsyncLifetime
 {
     /// <summary>Noon UTC: fixed windows (minute, hour, day) start at whole minutes, hours and midnight.</summary>
     private static readonly DateTimeOffset Start = new(2026, 3, 10, 12, 0, 0, TimeSpan.Zero);
@@ -29,7 +53,7 @@ public sealed partial class WidgetLimitTests : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        _bed = await BuyerWebTestBed.CreateAsync(now: Start);
+        _bed = await BuyerWebTestBed.CreateAsync(provider, now: Start);
         _bed.Settings["Web:TrustForwardedHeaders"] = "true";
         _bed.Settings["Web:WidgetSessionsPerAddressPerHour"] = "3";
         _bed.Settings["Web:WidgetMessagesPerAddressPerMinute"] = "4";
@@ -488,22 +512,6 @@ public sealed partial class WidgetLimitTests : IAsyncLifetime
         // Given back within its own window, a use is freed.
         await counters.GiveBackAsync([day.Key], _bed.Clock.GetUtcNow());
         Assert.Equal(0, (await counters.UsedAsync([day], CancellationToken.None))[day.Key]);
-    }
-
-    [Theory]
-    [InlineData("WidgetMessagesPerAddressPerMinute", "0")]
-    [InlineData("WidgetMessagesPerAddressPerDay", "0")]
-    [InlineData("WidgetSessionsPerAddressPerHour", "0")]
-    [InlineData("ForwardedProxies", "0")]
-    [InlineData("ForwardedProxies", "11")]
-    public async Task An_address_setting_out_of_range_stops_the_adapter_at_start(string setting, string value)
-    {
-        await using var bed = await BuyerWebTestBed.CreateAsync();
-        bed.Settings[$"Web:{setting}"] = value;
-
-        var failure = await Assert.ThrowsAsync<Microsoft.Extensions.Options.OptionsValidationException>(() => bed.StartAsync());
-
-        Assert.Contains(setting, failure.Message);
     }
 
     private async Task<HttpStatusCode> TryAsync(string address)

@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Http.Json;
 using System.Text.Json.Nodes;
 using CmpWaldurAdapter.Emulators;
 using CmpWaldurAdapter.Testing.Web;
@@ -99,6 +100,30 @@ public sealed class ConversationMemoryTests : IAsyncLifetime
         await WidgetChatAsync(client, visitor, "My parcel number is 4711.");
         await WidgetChatAsync(client, visitor, "and where is it now?");
         await WidgetChatAsync(client, another, "and where is it now?");
+
+        var runs = _bed.Tenants.Langflow.RunHistories;
+        Assert.Equal(["", "User: My parcel number is 4711.\nAI: echo: My parcel number is 4711.", ""], runs.Select(r => r.History));
+        Assert.Equal(runs[0].SessionId, runs[1].SessionId);
+        Assert.NotEqual(runs[1].SessionId, runs[2].SessionId);
+    }
+
+    [Fact]
+    public async Task The_consoles_run_tab_remembers_its_conversation_and_a_new_one_starts_empty()
+    {
+        var a = await _bed.SubscribeAsync(credits: 50);
+        var link = await _bed.Services.GetRequiredService<CmpWaldurAdapter.Web.ConsoleAccess>().CreateLinkAsync(a.Subscription.Id, CancellationToken.None);
+        using var browser = await ConsoleBrowser.OpenAsync(_bed.Server.Url, link);
+        await ConsoleBrowser.UseRunTabAsync(browser);
+
+        async Task RunAsync(string conversation, string message)
+        {
+            using var response = await browser.PostAsJsonAsync("/console/api/chat", new { message, conversation });
+            Assert.True(response.StatusCode == HttpStatusCode.OK, await response.Content.ReadAsStringAsync());
+        }
+
+        await RunAsync("run-1", "My parcel number is 4711.");
+        await RunAsync("run-1", "and where is it now?");
+        await RunAsync("run-2", "and where is it now?");
 
         var runs = _bed.Tenants.Langflow.RunHistories;
         Assert.Equal(["", "User: My parcel number is 4711.\nAI: echo: My parcel number is 4711.", ""], runs.Select(r => r.History));

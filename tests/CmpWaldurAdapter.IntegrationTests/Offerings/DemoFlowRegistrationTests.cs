@@ -188,6 +188,22 @@ public sealed class DemoFlowRegistrationTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Try_mode_remembers_a_visitors_earlier_turns_and_only_that_visitors()
+    {
+        await RunAsync("offerings", "register", "--all");
+        using var host = AdapterHost();
+        var offering = host.Services.GetRequiredService<CmpWaldurAdapter.Catalogue.OfferingCatalogue>().Find("customer-support-agent")!;
+        var demoAgent = host.Services.GetRequiredService<CmpWaldurAdapter.Web.IDemoAgent>();
+
+        await demoAgent.AnswerAsync(offering, "demo:customer-support-agent:visitor-1", "My parcel number is 4711.", CancellationToken.None);
+        await demoAgent.AnswerAsync(offering, "demo:customer-support-agent:visitor-1", "and where is it now?", CancellationToken.None);
+        await demoAgent.AnswerAsync(offering, "demo:customer-support-agent:visitor-2", "and where is it now?", CancellationToken.None);
+
+        // The published demo flow has the template's Message History: the session's stored turns reach the prompt.
+        Assert.Equal(["", "User: My parcel number is 4711.\nAI: echo: My parcel number is 4711.", ""], _langflow.RunHistories.Select(r => r.History));
+    }
+
+    [Fact]
     public async Task Try_mode_without_published_demo_flows_is_unavailable_not_broken()
     {
         Assert.Equal(ExitCodes.Success, (await RunAsync("db", "migrate")).Exit);

@@ -174,13 +174,23 @@ public sealed class OrderLeases(IDbContextFactory<AdapterDbContext> dbs, Adapter
     /// keeps the lease renewed while it runs. Returns the work's result, or that the lease is held elsewhere and
     /// nothing ran. A record that carries only the lease is removed once nobody holds it.
     /// </summary>
-    public async Task<LeasedWork<T>> RunOnResourceAsync<T>(ResourceWork kind, Guid resourceUuid, Guid offeringUuid, Func<Task<T>> work, CancellationToken cancellationToken)
+    public Task<LeasedWork<T>> RunOnResourceAsync<T>(ResourceWork kind, Guid resourceUuid, Guid offeringUuid, Func<Task<T>> work, CancellationToken cancellationToken) =>
+        RunLeasedAsync(kind.RecordId(resourceUuid), kind.Type, resourceUuid, offeringUuid, kind.KeepsRecord, work, cancellationToken);
+
+    /// <summary>
+    /// Runs <paramref name="work"/> on a Waldur order under its lease, as <see cref="RunOnResourceAsync{T}"/> runs work on a
+    /// resource: the order's record is created if this is the first time the adapter sees the order, and it stays.
+    /// </summary>
+    public Task<LeasedWork<T>> RunOnOrderAsync<T>(Guid orderUuid, OrderType type, Guid resourceUuid, Guid offeringUuid, Func<Task<T>> work, CancellationToken cancellationToken) =>
+        RunLeasedAsync(orderUuid, type, resourceUuid, offeringUuid, keepsRecord: true, work, cancellationToken);
+
+    /// <summary>Ensures the record, acquires its lease (or reports busy), keeps it renewed while <paramref name="work"/> runs, and releases it.</summary>
+    private async Task<LeasedWork<T>> RunLeasedAsync<T>(Guid id, OrderType type, Guid resourceUuid, Guid offeringUuid, bool keepsRecord, Func<Task<T>> work, CancellationToken cancellationToken)
     {
-        var id = kind.RecordId(resourceUuid);
-        await EnsureRecordAsync(id, kind.Type, resourceUuid, offeringUuid, cancellationToken);
+        await EnsureRecordAsync(id, type, resourceUuid, offeringUuid, cancellationToken);
         if (!await TryAcquireAsync(id, cancellationToken))
         {
-            if (!kind.KeepsRecord)
+            if (!keepsRecord)
             {
                 await RemoveUnheldAsync(id);
             }
@@ -195,7 +205,7 @@ public sealed class OrderLeases(IDbContextFactory<AdapterDbContext> dbs, Adapter
         }
         finally
         {
-            await ReleaseAsync(id, removeRecord: !kind.KeepsRecord);
+            await ReleaseAsync(id, removeRecord: !keepsRecord);
         }
     }
 

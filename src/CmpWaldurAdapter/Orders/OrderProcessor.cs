@@ -116,29 +116,27 @@ public sealed class OrderProcessor(
         var type = MapType(order.Type) ?? throw Deferred(UnknownType, $"Unknown order type '{order.Type}'.");
         var resourceUuid = order.Marketplace_resource_uuid ?? order.Resource_uuid
             ?? throw Deferred(type.ToString(), $"Order {orderUuid} names no resource yet.");
-        await leases.EnsureRecordAsync(orderUuid, type, resourceUuid, order.Offering_uuid!.Value, cancellationToken);
-        if (!await leases.TryAcquireAsync(orderUuid, cancellationToken))
+        var run = await leases.RunOnOrderAsync(orderUuid, type, resourceUuid, order.Offering_uuid!.Value, async () =>
+        {
+            try
+            {
+                var outcome = await ProcessLeasedAsync(order, type, state!, resourceUuid, cancellationToken);
+                metrics.OrdersProcessed.WithLabels(type.ToString(), outcome.ToString()).Inc();
+                return outcome;
+            }
+            catch (OrderDeferredException)
+            {
+                metrics.OrdersProcessed.WithLabels(type.ToString(), DeferredOutcome).Inc();
+                throw;
+            }
+        }, cancellationToken);
+        if (run.Busy)
         {
             logger.LogInformation("Order {OrderUuid} is being processed by another process", orderUuid);
             return OrderOutcome.Busy;
         }
 
-        try
-        {
-            await using var keeping = leases.Keep(orderUuid);
-            var outcome = await ProcessLeasedAsync(order, type, state!, resourceUuid, cancellationToken);
-            metrics.OrdersProcessed.WithLabels(type.ToString(), outcome.ToString()).Inc();
-            return outcome;
-        }
-        catch (OrderDeferredException)
-        {
-            metrics.OrdersProcessed.WithLabels(type.ToString(), DeferredOutcome).Inc();
-            throw;
-        }
-        finally
-        {
-            await leases.ReleaseAsync(orderUuid);
-        }
+        return run.Result;
     }
 
     /// <summary>

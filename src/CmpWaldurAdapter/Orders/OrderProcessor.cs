@@ -104,13 +104,22 @@ public sealed class OrderProcessor(
         }
 
         var state = Wire(order.State);
-        // An order the adapter began and Waldur finished or stopped since (staff, or the provider's own people, between two
-        // attempts) is still the adapter's to settle: under the lease, below.
-        if (!WaldurOrderStates.IsActionable(state) && !(WaldurOrderStates.IsFinal(state) && await IsUnsettledHereAsync(orderUuid, cancellationToken)))
+        if (!WaldurOrderStates.IsActionable(state))
         {
-            logger.LogDebug("Order {OrderUuid} is {OrderState}: nothing for the provider to do", orderUuid, state);
-            await RecordSettledAsync(orderUuid, state, cancellationToken);
-            return WaldurOrderStates.IsFinal(state) ? OrderOutcome.Ignored : OrderOutcome.Waiting;
+            // An order the adapter began and Waldur finished or stopped since (staff, or the provider's own people, between two
+            // attempts) is still the adapter's to settle: under the lease, below. The one read of its record also tells
+            // whether there is anything to stamp as settled (only a record not yet approved).
+            var phase = WaldurOrderStates.IsFinal(state) ? await PhaseHereAsync(orderUuid, cancellationToken) : null;
+            if (!IsUnsettled(phase))
+            {
+                logger.LogDebug("Order {OrderUuid} is {OrderState}: nothing for the provider to do", orderUuid, state);
+                if (phase == OrderPhase.Received)
+                {
+                    await RecordSettledAsync(orderUuid, state, cancellationToken);
+                }
+
+                return WaldurOrderStates.IsFinal(state) ? OrderOutcome.Ignored : OrderOutcome.Waiting;
+            }
         }
 
         var type = MapType(order.Type) ?? throw Deferred(UnknownType, $"Unknown order type '{order.Type}'.");
@@ -290,7 +299,7 @@ public sealed class OrderProcessor(
             state = Wire(order.State)!;
             if (!WaldurOrderStates.IsActionable(state))
             {
-                if (!WaldurOrderStates.IsFinal(state) || !IsUnsettled(record))
+                if (!WaldurOrderStates.IsFinal(state) || !IsUnsettled(record.Phase))
                 {
                     return WaldurOrderStates.IsFinal(state) ? OrderOutcome.Ignored : OrderOutcome.Waiting;
                 }
@@ -430,14 +439,14 @@ public sealed class OrderProcessor(
         }
     }
 
-    /// <summary>Whether the adapter approved the order (or found it approved) and has not settled it.</summary>
-    private static bool IsUnsettled(OrderRecord record) => record.Phase is OrderPhase.Approved or OrderPhase.Provisioned or OrderPhase.Reported;
+    /// <summary>Whether the adapter approved the order (or found it approved) and has not settled it; no record (null) is not.</summary>
+    private static bool IsUnsettled(OrderPhase? phase) => phase is OrderPhase.Approved or OrderPhase.Provisioned or OrderPhase.Reported;
 
-    private async Task<bool> IsUnsettledHereAsync(Guid orderUuid, CancellationToken cancellationToken)
+    /// <summary>The phase of the adapter's record of the order, or null when it has none.</summary>
+    private async Task<OrderPhase?> PhaseHereAsync(Guid orderUuid, CancellationToken cancellationToken)
     {
         await using var db = await dbs.CreateDbContextAsync(cancellationToken);
-        return await db.Orders.AnyAsync(o => o.OrderUuid == orderUuid
-            && (o.Phase == OrderPhase.Approved || o.Phase == OrderPhase.Provisioned || o.Phase == OrderPhase.Reported), cancellationToken);
+        return await db.Orders.AsNoTracking().Where(o => o.OrderUuid == orderUuid).Select(o => (OrderPhase?)o.Phase).SingleOrDefaultAsync(cancellationToken);
     }
 
     /// <summary>
@@ -484,7 +493,10 @@ public sealed class OrderProcessor(
         await transaction.CommitAsync(CancellationToken.None);
     }
 
-    /// <summary>Keeps the adapter's record in step when Waldur finished an order without us (or after a crash).</summary>
+    /// <summary>
+    /// Keeps the adapter's record in step when Waldur finished an order without us (or after a crash). Called for a record read
+    /// as not yet approved; one that another process settled since is left as it is.
+    /// </summary>
     private async Task RecordSettledAsync(Guid orderUuid, string? state, CancellationToken cancellationToken)
     {
         OrderPhase? phase = state switch

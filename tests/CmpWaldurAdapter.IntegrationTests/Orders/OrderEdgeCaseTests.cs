@@ -325,6 +325,31 @@ public abstract class OrderEdgeCaseTests(DatabaseProvider provider) : IAsyncLife
         Assert.Equal(("done", "Terminated"), (_bed.Waldur.OrderState(create), _bed.Waldur.Resource(resource)["state"]!.GetValue<string>()));
     }
 
+    [Fact]
+    public async Task An_order_cancelled_before_the_adapter_could_approve_it_is_recorded_as_skipped_and_then_left_alone()
+    {
+        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
+        _bed.Waldur.Fail("POST", ".*/approve_by_provider/", 503, times: 10);
+        await Assert.ThrowsAsync<OrderDeferredException>(() => _bed.Processor.ProcessAsync(order, CancellationToken.None));
+        Assert.Equal(OrderPhase.Received, (await Record(order)).Phase);
+
+        // The buyer cancels it before the retry: nothing is the provider's to do, and the record says so.
+        _bed.Waldur.SetOrderState(order, "canceled");
+        Assert.Equal(OrderOutcome.Ignored, await _bed.Processor.ProcessAsync(order, CancellationToken.None));
+        var settled = await Record(order);
+        Assert.Equal(OrderPhase.Skipped, settled.Phase);
+        Assert.NotNull(settled.CompletedAt);
+
+        // Looked at again (a replayed announcement), the settled record is not touched and nothing runs.
+        Assert.Equal(OrderOutcome.Ignored, await _bed.Processor.ProcessAsync(order, CancellationToken.None));
+        var again = await Record(order);
+        Assert.Equal((OrderPhase.Skipped, settled.UpdatedAt, settled.CompletedAt), (again.Phase, again.UpdatedAt, again.CompletedAt));
+        Assert.Null(again.LeaseOwner);
+        Assert.All(ScriptedProvisioner.CreateSteps, step => Assert.Equal(0, _bed.Provisioner.Runs(step)));
+        Assert.Equal(0, await _bed.QueryAsync(db => db.Subscriptions.CountAsync()));
+        Assert.Equal("canceled", _bed.Waldur.OrderState(order));
+    }
+
     /// <summary>Waldur has the resource erred (its Create was stopped); its Terminate is done and removes what was built, each step once.</summary>
     private async Task TerminateErredResourceAsync(Guid resource)
     {

@@ -27,6 +27,8 @@ internal static class BeyondChatModel
             conversation.HasOne<Subscription>().WithMany().HasForeignKey(c => c.SubscriptionId).OnDelete(DeleteBehavior.Cascade);
             conversation.HasIndex(c => new { c.SubscriptionId, c.Conversation }).IsUnique();
             conversation.HasIndex(c => new { c.SubscriptionId, c.EscalatedAt });
+            // The purge finds the idle conversations without reading them all.
+            conversation.HasIndex(c => c.UpdatedAt);
         });
 
         modelBuilder.Entity<HandoffDelivery>(delivery =>

@@ -288,7 +288,8 @@ public sealed partial class ChatService(
             _ = settlements.Settle(hold);
             settled = true;
             metrics.AgentRuns.WithLabels(run.Offering.Slug, "api").Inc(); // the marketplace's run count
-            var notice = await handoff.AfterAnswerAsync(run.Subscription, run.Conversation, run.Input, answer, run.NothingRetrieved);
+            var (handoffConversation, earlier) = HandoffConversationOf(run);
+            var notice = await handoff.AfterAnswerAsync(run.Subscription, handoffConversation, run.Input, answer, run.NothingRetrieved, earlier);
             if (notice is not null)
             {
                 run.Http.Response.Headers[CmpWaldurAdapter.Capabilities.Handoff.HandoffService.HandoffHeader] = notice.Status;
@@ -514,6 +515,43 @@ public sealed partial class ChatService(
         return lines.Count == 0 ? null : "The conversation so far, oldest first:\n" + string.Join("\n", lines);
     }
 
+    /// <summary>
+    /// The conversation an answer counts against for handoff, and the turns the client sent before the question. A client
+    /// that keeps the history itself and names no conversation (OpenAI's SDKs) would be a new conversation with every
+    /// request, never reaching N unanswered questions. Its conversation is known instead by what every request of it
+    /// repeats: the subscription, <c>user</c>, the first system message and the first user message. Only the count uses
+    /// this name; the run keeps its session of its own (see PrepareAsync), so the agent's memory is not shared by it.
+    /// </summary>
+    internal static (string Conversation, IReadOnlyList<(string Role, string Content)> Earlier) HandoffConversationOf(ChatRun run)
+    {
+        var earlier = EarlierTurns(run.Request);
+        if (run.Http.Request.Headers.ContainsKey(ConversationHeader) || earlier.Count == 0)
+        {
+            return (run.Conversation, []);
+        }
+
+        var messages = run.Request.Messages!;
+        var opening = new JsonArray(
+            run.Subscription.Id.ToString(),
+            run.Request.User ?? string.Empty,
+            messages.FirstOrDefault(m => m.Role is "system" or "developer")?.Text ?? string.Empty,
+            messages.First(m => m.Role == "user").Text);
+        return ("m-" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(opening.ToJsonString())))[..32], earlier);
+    }
+
+    /// <summary>The non-blank user and assistant turns before the last user message, oldest first.</summary>
+    private static List<(string Role, string Content)> EarlierTurns(ChatCompletionRequest request)
+    {
+        if (request.Message is not null || request.Messages is not { Count: > 1 } messages)
+        {
+            return [];
+        }
+
+        return messages.Take(messages.FindLastIndex(m => m.Role == "user"))
+            .Where(m => m.Role is "user" or "assistant" && !string.IsNullOrWhiteSpace(m.Text))
+            .Select(m => (m.Role!, m.Text!.Trim())).ToList();
+    }
+
     /// <summary>The request's own non-blank system and developer messages, in order.</summary>
     private static List<string> Instructions(ChatCompletionRequest request) =>
         request.Messages?.Where(m => m.Role is "system" or "developer").Select(m => m.Text).Where(t => !string.IsNullOrWhiteSpace(t)).Select(t => t!).ToList() ?? [];
@@ -666,7 +704,8 @@ public sealed partial class ChatService(
                 }
 
                 // Headers are gone by now: a handoff is flagged on the final chunk instead.
-                notice = await service.Handoff.AfterAnswerAsync(run.Subscription, run.Conversation, run.Input, answer.ToString(), run.NothingRetrieved);
+                var (handoffConversation, earlier) = HandoffConversationOf(run);
+                notice = await service.Handoff.AfterAnswerAsync(run.Subscription, handoffConversation, run.Input, answer.ToString(), run.NothingRetrieved, earlier);
                 await WriteEndAsync(response, Chunk(created, new ChunkDelta(), "stop") with { Handoff = notice },
                     run.Request.StreamOptions?.IncludeUsage == true ? Usage(run, answer.ToString(), charged) : null, aborted);
                 ended = true;

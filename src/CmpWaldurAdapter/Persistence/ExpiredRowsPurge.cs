@@ -1,3 +1,4 @@
+using CmpWaldurAdapter.Capabilities.Handoff;
 using CmpWaldurAdapter.Chat;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
@@ -7,14 +8,16 @@ namespace CmpWaldurAdapter.Persistence;
 
 /// <summary>
 /// Deletes rows that nothing reads once they have expired, which would otherwise pile up for good: Idempotency-Key
-/// entries (one per request that sends a key, with its stored answer) and one-time key links.
+/// entries (one per request that sends a key, with its stored answer), one-time key links, and handoff records of
+/// conversations idle past <see cref="HandoffOptions.ConversationRetention"/> (one per conversation of a subscription
+/// with a handoff rule, with its transcript and delivered webhook event).
 /// </summary>
 /// <remarks>
 /// In batches of <see cref="BatchSize"/> rows, each its own statement, so a large backlog never holds its locks for
 /// long; at most <see cref="MaxBatchesPerRun"/> per table and run, the next run carries on. History (the ledger,
 /// holds, orders, the order inbox) is not touched: it is what makes work happen exactly once, and the audit trail.
 /// </remarks>
-public sealed class ExpiredRowsPurge(IDbContextFactory<AdapterDbContext> dbs, TimeProvider clock, IOptions<ChatOptions> chat)
+public sealed class ExpiredRowsPurge(IDbContextFactory<AdapterDbContext> dbs, TimeProvider clock, IOptions<ChatOptions> chat, IOptions<HandoffOptions> handoff)
 {
     public const int BatchSize = 2_000;
 
@@ -32,6 +35,12 @@ public sealed class ExpiredRowsPurge(IDbContextFactory<AdapterDbContext> dbs, Ti
 
         // A link used, emptied (its subscription's keys revoked) or expired shows nothing, exactly as an unknown one.
         purged += await PurgeAsync(db => db.KeyReveals.Where(r => r.KeyCipher == null || r.ExpiresAt < now), cancellationToken);
+
+        // A conversation idle past its retention is over; its escalation event goes with it (the database cascades),
+        // unless that event is still to be delivered: the outbox drops nothing.
+        var idleSince = now - handoff.Value.ConversationRetention;
+        purged += await PurgeAsync(db => db.HandoffConversations.Where(c => c.UpdatedAt < idleSince
+            && !db.HandoffDeliveries.Any(d => d.ConversationId == c.Id && d.DeliveredAt == null)), cancellationToken);
         return purged;
     }
 

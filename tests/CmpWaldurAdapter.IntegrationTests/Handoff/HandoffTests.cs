@@ -342,6 +342,107 @@ public sealed class HandoffTests : IAsyncLifetime
         Assert.All(deliveries, d => Assert.True(claimLeft[d.Id] > timeout, $"Delivery {deliveries.IndexOf(d) + 1} arrived with its claim good for {claimLeft[d.Id]} only."));
     }
 
+    [Fact]
+    public async Task A_client_sending_its_own_growing_history_is_one_conversation_and_its_third_unanswered_question_escalates()
+    {
+        var me = await _bed.SubscribeAsync(credits: 100); // escalate_after = 3
+        using var http = _bed.Http(me.Key);
+        await AddDocumentAsync(me); // every question retrieves a passage: only the agent's words decide
+        _bed.Tenants.Langflow.ScriptNextAnswers(CannotAnswer, "Your parcel left the warehouse today.", CannotAnswer, CannotAnswer);
+
+        // As OpenAI's SDKs do: no X-Conversation-Id, the whole history with every request, the last one streamed.
+        var chat = new SdkConversation(http, "You are the shop's assistant.");
+        var handoffs = new List<JsonNode?>();
+        foreach (var question in new[] { "Do you ship to Mars?", "Where is my parcel?", "Can I pay in gold?" })
+        {
+            handoffs.Add(await chat.AskAsync(question));
+        }
+
+        handoffs.Add(await chat.AskAsync("Is there a discount for cats?", stream: true));
+
+        // Answers 1, 3 and 4 were unanswered: the fourth message reached N = 3.
+        Assert.All(handoffs.Take(3), Assert.Null);
+        Assert.Equal("unanswered_questions", handoffs[3]!["reason"]!.GetValue<string>());
+        var listed = JsonNode.Parse(await http.GetStringAsync("/v1/handoff/escalations"))!["data"]!.AsArray();
+        var escalation = Assert.Single(listed)!;
+        Assert.StartsWith("m-", escalation["conversation"]!.GetValue<string>());
+        Assert.Equal(3, escalation["unanswered"]!.GetValue<int>());
+        // The person taking over reads the whole conversation, the turns the client sent back included.
+        var transcript = escalation["transcript"]!.AsArray().Select(t => t!["content"]!.GetValue<string>()).ToList();
+        Assert.Equal(8, transcript.Count);
+        Assert.Equal("Do you ship to Mars?", transcript[0]);
+        Assert.Equal("Is there a discount for cats?", transcript[6]);
+        // Memory is as before: each run in a session of its own.
+        Assert.Equal(4, _bed.Tenants.Langflow.RunHistories.Select(r => r.SessionId).Distinct().Count());
+    }
+
+    [Fact]
+    public async Task Conversations_of_one_key_sending_their_own_history_are_counted_apart_even_with_the_same_first_question()
+    {
+        var me = await _bed.SubscribeAsync(credits: 100); // escalate_after = 3
+        using var http = _bed.Http(me.Key);
+        await AddDocumentAsync(me);
+        _bed.Tenants.Langflow.ScriptNextAnswers(Enumerable.Repeat(CannotAnswer, 9).ToArray());
+        var mars = new SdkConversation(http, null);
+        var gold = new SdkConversation(http, null);
+        var marsOfCarol = new SdkConversation(http, null, user: "carol@example.com");
+
+        var handoffs = new List<JsonNode?>();
+        foreach (var (mine, carol, other) in new[] { ("Do you ship to Mars?", "Do you ship to Mars?", "Can I pay in gold?"), ("Really?", "Why not?", "Silver?"), ("Moon?", "Venus?", "Bronze?") })
+        {
+            handoffs.Add(await mars.AskAsync(mine));
+            handoffs.Add(await marsOfCarol.AskAsync(carol));
+            handoffs.Add(await gold.AskAsync(other));
+        }
+
+        // Merged, any two would have reached 3 unanswered in the second round.
+        Assert.All(handoffs.Take(6), Assert.Null);
+        Assert.All(handoffs.Skip(6), h => Assert.Equal("unanswered_questions", h!["reason"]!.GetValue<string>()));
+        var listed = JsonNode.Parse(await http.GetStringAsync("/v1/handoff/escalations"))!["data"]!.AsArray();
+        Assert.Equal(3, listed.Select(e => e!["conversation"]!.GetValue<string>()).Distinct().Count());
+        Assert.All(listed, e => Assert.Equal(3, e!["unanswered"]!.GetValue<int>()));
+        Assert.Equal(["Do you ship to Mars?", "Do you ship to Mars?", "Can I pay in gold?"],
+            listed.Select(e => e!["transcript"]![0]!["content"]!.GetValue<string>()).Order(StringComparer.Ordinal).Reverse().ToList());
+    }
+
+    /// <summary>An OpenAI SDK-style client: it keeps the history and sends all of it with every question, and no X-Conversation-Id.</summary>
+    private sealed class SdkConversation(HttpClient http, string? system, string? user = null)
+    {
+        private readonly JsonArray _messages = system is null ? [] : [new JsonObject { ["role"] = "system", ["content"] = system }];
+
+        /// <summary>Asks and keeps the answer in the history; returns the completion's handoff field (the final chunk's when streamed).</summary>
+        public async Task<JsonNode?> AskAsync(string question, bool stream = false)
+        {
+            _messages.Add(new JsonObject { ["role"] = "user", ["content"] = question });
+            var body = new JsonObject { ["messages"] = _messages.DeepClone(), ["stream"] = stream };
+            if (user is not null)
+            {
+                body["user"] = user;
+            }
+
+            using var response = await http.PostAsync("/v1/chat/completions", ChatTestBed.Json(body.ToJsonString()));
+            var text = await response.Content.ReadAsStringAsync();
+            Assert.True(response.StatusCode == HttpStatusCode.OK, text);
+            string answer;
+            JsonNode? handoff;
+            if (stream)
+            {
+                var chunks = text.Split('\n').Where(l => l.StartsWith("data: {", StringComparison.Ordinal)).Select(l => JsonNode.Parse(l["data: ".Length..])!).ToList();
+                answer = string.Concat(chunks.Select(c => c["choices"]![0]!["delta"]!["content"]?.GetValue<string>()));
+                handoff = chunks[^1]["handoff"];
+            }
+            else
+            {
+                var completion = JsonNode.Parse(text)!;
+                answer = completion["choices"]![0]!["message"]!["content"]!.GetValue<string>();
+                handoff = completion["handoff"];
+            }
+
+            _messages.Add(new JsonObject { ["role"] = "assistant", ["content"] = answer });
+            return handoff?.DeepClone();
+        }
+    }
+
     private HandoffWebhookSender Sender() => _bed.Services.GetRequiredService<HandoffWebhookSender>();
 
     [Fact]

@@ -1,4 +1,5 @@
 using CmpWaldurAdapter.ApiKeys;
+using CmpWaldurAdapter.Capabilities;
 using CmpWaldurAdapter.Chat;
 using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Testing.Credits;
@@ -12,7 +13,8 @@ namespace CmpWaldurAdapter.IntegrationTests.Persistence;
 /// <summary>
 /// The purge job on the test clock: expired Idempotency-Key entries and dead one-time key links are deleted, batch
 /// after batch to the end; entries still in their window, and unfinished ones whose request may still be running,
-/// are kept and answer as before.
+/// are kept and answer as before; handoff records of conversations idle past Handoff:ConversationRetention are deleted,
+/// unless their escalation is still to be delivered.
 /// </summary>
 public abstract class ExpiredRowsPurgeTests(DatabaseProvider provider) : IAsyncLifetime
 {
@@ -145,6 +147,42 @@ public abstract class ExpiredRowsPurgeTests(DatabaseProvider provider) : IAsyncL
         Assert.Equal([liveKey.Key.Id], left);
         Assert.Null(await keys.RevealAsync(expiring, CancellationToken.None));
         Assert.Equal(liveKey.Plaintext, await keys.RevealAsync(live, CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task Handoff_records_idle_past_their_retention_are_deleted_with_their_delivered_event_and_recent_or_undelivered_ones_kept()
+    {
+        var retention = TimeSpan.FromDays(90); // Handoff:ConversationRetention's default
+        var subscription = await _bed.AddSubscriptionAsync();
+        HandoffConversation Conversation(string name, TimeSpan idle) => new()
+        {
+            Id = Guid.NewGuid(), SubscriptionId = subscription.Id, Conversation = name, CreatedAt = Start - idle, UpdatedAt = Start - idle,
+        };
+        HandoffDelivery Delivery(HandoffConversation escalated, bool delivered) => new()
+        {
+            Id = Guid.NewGuid(), SubscriptionId = subscription.Id, ConversationId = escalated.Id, Payload = "{}", NextAttemptAt = escalated.UpdatedAt,
+            CreatedAt = escalated.UpdatedAt, DeliveredAt = delivered ? escalated.UpdatedAt : null,
+        };
+        var old = Conversation("old", retention + TimeSpan.FromSeconds(1));
+        var oldDelivered = Conversation("old-delivered", retention + TimeSpan.FromDays(1));
+        var oldUndelivered = Conversation("old-undelivered", retention + TimeSpan.FromDays(1));
+        var recent = Conversation("recent", retention - TimeSpan.FromHours(1));
+        await _bed.QueryAsync(db =>
+        {
+            db.HandoffConversations.AddRange(old, oldDelivered, oldUndelivered, recent);
+            db.HandoffDeliveries.AddRange(Delivery(oldDelivered, delivered: true), Delivery(oldUndelivered, delivered: false));
+            return db.SaveChangesAsync();
+        });
+
+        await PurgeAsync();
+
+        Assert.Equal(["old-undelivered", "recent"], await _bed.QueryAsync(db => db.HandoffConversations.OrderBy(c => c.Conversation).Select(c => c.Conversation).ToListAsync()));
+        Assert.Equal([oldUndelivered.Id], await _bed.QueryAsync(db => db.HandoffDeliveries.Select(d => d.ConversationId).ToListAsync()));
+
+        // Idle past its retention in turn, the recent one goes too.
+        _bed.Clock!.Advance(TimeSpan.FromHours(2));
+        await PurgeAsync();
+        Assert.Equal(["old-undelivered"], await _bed.QueryAsync(db => db.HandoffConversations.Select(c => c.Conversation).ToListAsync()));
     }
 }
 

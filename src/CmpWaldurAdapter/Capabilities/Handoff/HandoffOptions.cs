@@ -32,6 +32,14 @@ public sealed class HandoffOptions : IValidatableObject
     [Range(2, 1000)]
     public int TranscriptTurns { get; set; } = 50;
 
+    /// <summary>
+    /// How long a conversation's handoff record (its count, transcript and escalation, with its webhook event) is kept after
+    /// its last message; then the purge job deletes it. A record whose event is still to be delivered is kept until it is.
+    /// At least a day, so a conversation paused overnight keeps its count.
+    /// </summary>
+    [Range(typeof(TimeSpan), "1.00:00:00", "3650.00:00:00")]
+    public TimeSpan ConversationRetention { get; set; } = TimeSpan.FromDays(90);
+
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
         // The backoff is capped at the maximum: one below the first delay would silently replace it.

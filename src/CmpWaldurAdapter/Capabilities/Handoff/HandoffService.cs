@@ -37,9 +37,11 @@ public sealed class HandoffService(
     /// The chat pipeline's hook after an answer (API, console, widget): records it and returns the handoff notice once
     /// the conversation is escalated, else null. The answer was charged already, so a failure here is logged and
     /// never fails it. <paramref name="nothingRetrieved"/>: the subscription's knowledge base was searched for the
-    /// question and returned no passage.
+    /// question and returned no passage. <paramref name="earlier"/>: the turns before the question that the client sent
+    /// itself (a client keeping its own history), taken in when this is the first the record hears of the conversation.
     /// </summary>
-    public async Task<HandoffNotice?> AfterAnswerAsync(Subscription subscription, string conversation, string question, string answer, bool nothingRetrieved)
+    public async Task<HandoffNotice?> AfterAnswerAsync(Subscription subscription, string conversation, string question, string answer, bool nothingRetrieved,
+        IReadOnlyList<(string Role, string Content)>? earlier = null)
     {
         try
         {
@@ -52,7 +54,7 @@ public sealed class HandoffService(
             {
                 try
                 {
-                    return await RecordAsync(subscription, conversation, question, answer, nothingRetrieved, threshold, CancellationToken.None);
+                    return await RecordAsync(subscription, conversation, question, answer, nothingRetrieved, earlier ?? [], threshold, CancellationToken.None);
                 }
                 catch (DbUpdateException exception) when (attempt < 3 && (exception is DbUpdateConcurrencyException || DbErrors.IsUniqueViolation(exception)))
                 {
@@ -67,18 +69,27 @@ public sealed class HandoffService(
         }
     }
 
-    private async Task<HandoffNotice?> RecordAsync(Subscription subscription, string conversation, string question, string answer, bool nothingRetrieved, int threshold, CancellationToken cancellationToken)
+    private async Task<HandoffNotice?> RecordAsync(Subscription subscription, string conversation, string question, string answer, bool nothingRetrieved,
+        IReadOnlyList<(string Role, string Content)> earlier, int threshold, CancellationToken cancellationToken)
     {
         var now = clock.GetUtcNow();
         await using var db = await dbs.CreateDbContextAsync(cancellationToken);
         var row = await db.HandoffConversations.SingleOrDefaultAsync(c => c.SubscriptionId == subscription.Id && c.Conversation == conversation, cancellationToken);
+        var transcript = new List<TranscriptTurn>();
         if (row is null)
         {
             row = new HandoffConversation { Id = Guid.CreateVersion7(now), SubscriptionId = subscription.Id, Conversation = conversation, CreatedAt = now };
             db.HandoffConversations.Add(row);
+            // Known from its second message on (its first came without any earlier turn to know it by), or again after
+            // the purge: the earlier answers the client sent back count as well, and the person taking over reads them.
+            transcript.AddRange(earlier.Select(t => new TranscriptTurn(t.Role, t.Content, now)));
+            row.Unanswered = earlier.Count(t => t.Role == "assistant" && HandoffRules.IsUnanswered(t.Content));
+        }
+        else
+        {
+            transcript = JsonSerializer.Deserialize<List<TranscriptTurn>>(row.Transcript, ApiJson.Options) ?? [];
         }
 
-        var transcript = JsonSerializer.Deserialize<List<TranscriptTurn>>(row.Transcript, ApiJson.Options) ?? [];
         transcript.Add(new TranscriptTurn("user", question, now));
         transcript.Add(new TranscriptTurn("assistant", answer, now));
         if (transcript.Count > options.Value.TranscriptTurns)

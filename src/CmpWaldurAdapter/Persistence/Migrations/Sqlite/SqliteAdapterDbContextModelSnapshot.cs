@@ -240,6 +240,9 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Sqlite
                     b.HasKey("Id")
                         .HasName("pk_handoff_conversations");
 
+                    b.HasIndex("UpdatedAt")
+                        .HasDatabaseName("ix_handoff_conversations_updated_at");
+
                     b.HasIndex("SubscriptionId", "Conversation")
                         .IsUnique()
                         .HasDatabaseName("ix_handoff_conversations_subscription_id_conversation");

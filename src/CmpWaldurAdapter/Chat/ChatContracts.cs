@@ -38,6 +38,10 @@ public sealed class ChatCompletionRequest
     [JsonPropertyName("temperature")]
     public double? Temperature { get; set; }
 
+    /// <summary>OpenAI's stop sequences: a string or an array of up to four (read by <see cref="ChatService.StopSequences"/>).</summary>
+    [JsonPropertyName("stop")]
+    public JsonElement? Stop { get; set; }
+
     // OpenAI fields the agent cannot honour: ignoring them would hand the client something else than it asked for
     // (prose where it parses JSON, one choice where it reads two), so they are refused unless they ask for nothing.
     [JsonPropertyName("n")]
@@ -86,7 +90,11 @@ public sealed class ChatMessage
     /// in valid UTF-8, but <see cref="Text"/> would throw on it.
     /// </summary>
     [JsonIgnore]
-    public bool ContentIsUnicode => Content.ValueKind == JsonValueKind.Undefined || EscapesAreUnicode(JsonMarshal.GetRawUtf8Value(Content));
+    public bool ContentIsUnicode => IsUnicode(Content);
+
+    /// <summary>Whether every string in <paramref name="value"/> is Unicode text (see <see cref="ContentIsUnicode"/>); an absent value is.</summary>
+    internal static bool IsUnicode(JsonElement? value) =>
+        value is not { ValueKind: not JsonValueKind.Undefined } element || EscapesAreUnicode(JsonMarshal.GetRawUtf8Value(element));
 
     /// <summary>
     /// Whether every <c>\u</c> escape of <paramref name="json"/> (valid JSON, as parsed) makes Unicode text: a high

@@ -13,10 +13,11 @@ public static class ChatEndpoints
         chat.MapPost("/chat/completions", (HttpContext http, ChatService chat, CancellationToken cancellationToken) => chat.CompleteAsync(http, cancellationToken))
             .WithName("CreateChatCompletion")
             .WithSummary("Ask the key's agent; OpenAI request and response shapes, optionally streamed as server-sent events.")
-            .WithDescription("Body: OpenAI's chat completion request (model, messages, stream, stream_options.include_usage, user, max_tokens or max_completion_tokens, temperature; other fields are ignored, except that n above 1, logprobs, a response_format other than text and a tool_choice other than none or auto are refused with 400, as the agent cannot honour them) or {\"message\": \"…\"}. "
+            .WithDescription("Body: OpenAI's chat completion request (model, messages, stream, stream_options.include_usage, user, max_tokens or max_completion_tokens, temperature, stop; other fields are ignored, except that n above 1, logprobs, a response_format other than text and a tool_choice other than none or auto are refused with 400, as the agent cannot honour them) or {\"message\": \"…\"}. "
+                + "The answer ends before the first stop sequence (finish_reason stop) or at max_tokens, counted as four characters a token (finish_reason length). "
                 + "Headers: X-Conversation-Id (the conversation; also taken from user, else a new id, returned in the same header) and Idempotency-Key (a replay within 24 hours returns the stored answer and charges nothing; "
                 + "after a 500 that says the message was charged, a retry with the key gets the answer and costs nothing more). "
-                + "With stream=true the answer is text/event-stream: chat.completion.chunk events, an optional usage chunk, then data: [DONE]; an agent failure mid-stream sends an error event and [DONE] and charges nothing.")
+                + "With stream=true the answer is text/event-stream: chat.completion.chunk events, an optional usage chunk, then data: [DONE]; an agent failure mid-stream sends an error event, then aborts the connection without [DONE], and charges nothing.")
             .DocumentsBody<ChatCompletionRequest>()
             .Produces<ChatCompletion>(contentType: "application/json")
             .AlsoProduces<ChatCompletionChunk>(StatusCodes.Status200OK, "text/event-stream")

@@ -191,6 +191,7 @@ public sealed partial class ChatService(
         var run = new ChatRun(http, caller, subscription, offering, request!, conversation, requestId, remembered)
         {
             PromptTokens = EstimateTokens(PromptCharacters(request!)),
+            StopSequences = StopSequences(request!.Stop)!,
         };
         try
         {
@@ -283,7 +284,8 @@ public sealed partial class ChatService(
             }
 
             using var timeout = RunDeadline.Start(options.Value.RunTimeout, cancellationToken);
-            var answer = await runtime.RunAsync(agent, timeout.Token);
+            var limit = run.AnswerLimit();
+            var answer = limit.Cut(await runtime.RunAsync(agent, timeout.Token));
             // Charged from here on: the settle runs while the answer is written (AnswerSettlements says why).
             _ = settlements.Settle(hold);
             settled = true;
@@ -295,7 +297,7 @@ public sealed partial class ChatService(
                 run.Http.Response.Headers[CmpWaldurAdapter.Capabilities.Handoff.HandoffService.HandoffHeader] = notice.Status;
             }
 
-            var completion = Completion(run, answer, hold.Credits) with { Handoff = notice };
+            var completion = Completion(run, answer, limit.FinishReason!, hold.Credits) with { Handoff = notice };
             return await FinishAsync(run, completion);
         }
         catch (Exception exception) when (settled)
@@ -403,6 +405,17 @@ public sealed partial class ChatService(
                 $"messages[{garbled}].content", "invalid_json");
         }
 
+        // The fields kept as JSON are read as text later (some after the hold): a lone surrogate there would fail the request with a 500.
+        if (new[] { ("response_format", request.ResponseFormat), ("tool_choice", request.ToolChoice), ("stop", request.Stop) }.FirstOrDefault(f => !ChatMessage.IsUnicode(f.Item2)) is (string param, _))
+        {
+            return ApiErrors.InvalidRequest($"{param} is not valid Unicode text: it has a lone surrogate escape (such as \\ud83d, from text cut in the middle of an emoji).", param, "invalid_json");
+        }
+
+        if (StopSequences(request.Stop) is null)
+        {
+            return ApiErrors.InvalidRequest($"stop must be a string or an array of at most {MaxStopSequences} strings.", "stop", "invalid_stop");
+        }
+
         if (request.Temperature is { } temperature && (double.IsNaN(temperature) || temperature is < 0 or > 2))
         {
             return ApiErrors.InvalidRequest("temperature must be between 0 and 2.", "temperature", "invalid_temperature");
@@ -479,6 +492,30 @@ public sealed partial class ChatService(
         }
 
         return null;
+    }
+
+    /// <summary>
+    /// The request's stop sequences, as OpenAI takes them: a string or an array of up to <see cref="MaxStopSequences"/>
+    /// strings, empty ones ignored; none when absent or null; null when malformed (another type, too many).
+    /// </summary>
+    internal static IReadOnlyList<string>? StopSequences(JsonElement? stop)
+    {
+        if (stop is not { ValueKind: not JsonValueKind.Null } value)
+        {
+            return [];
+        }
+
+        if (value.ValueKind == JsonValueKind.String)
+        {
+            return value.GetString() is { Length: > 0 } one ? [one] : [];
+        }
+
+        if (value.ValueKind != JsonValueKind.Array || value.GetArrayLength() > MaxStopSequences || value.EnumerateArray().Any(s => s.ValueKind != JsonValueKind.String))
+        {
+            return null;
+        }
+
+        return [.. value.EnumerateArray().Select(s => s.GetString()!).Where(s => s.Length > 0)];
     }
 
     /// <summary>
@@ -559,12 +596,12 @@ public sealed partial class ChatService(
     internal static string? InputOf(ChatCompletionRequest request) =>
         request.Message ?? request.Messages?.LastOrDefault(m => m.Role == "user")?.Text;
 
-    private ChatCompletion Completion(ChatRun run, string answer, long charged) => new(
+    private ChatCompletion Completion(ChatRun run, string answer, string finishReason, long charged) => new(
         run.CompletionId,
         "chat.completion",
         clock.GetUtcNow().ToUnixTimeSeconds(),
         run.Offering.Slug,
-        [new ChatChoice(0, new AssistantMessage("assistant", answer + SourcesFooter(run)), "stop")],
+        [new ChatChoice(0, new AssistantMessage("assistant", answer + SourcesFooter(run)), finishReason)],
         Usage(run, answer, charged),
         Citations: run.Sources.Count > 0 ? run.Sources : null);
 
@@ -584,7 +621,12 @@ public sealed partial class ChatService(
         request.Messages?.Sum(m => m.Text?.Length ?? 0) ?? InputOf(request)!.Length;
 
     /// <summary>About four characters per token: the agent runtime reports no token counts.</summary>
-    private static int EstimateTokens(int characters) => characters == 0 ? 0 : Math.Max(1, (characters + 3) / 4);
+    internal const int CharsPerToken = 4;
+
+    /// <summary>OpenAI's limit on a request's stop sequences.</summary>
+    private const int MaxStopSequences = 4;
+
+    private static int EstimateTokens(int characters) => characters == 0 ? 0 : Math.Max(1, (characters + CharsPerToken - 1) / CharsPerToken);
 
     private static IResult Unavailable(AgentUnavailableException exception) => exception.Transient
         ? ApiErrors.Problem(StatusCodes.Status503ServiceUnavailable, (exception.PublicReason ?? "The agent is temporarily unavailable.") + " Nothing was charged; retry shortly.", "server_error", "agent_unavailable",
@@ -637,18 +679,27 @@ public sealed partial class ChatService(
 
         /// <summary>Estimated once, before the hold: after the charge nothing reads the messages' text again.</summary>
         public required int PromptTokens { get; init; }
+
+        /// <summary>The request's non-empty stop sequences (validated before the hold).</summary>
+        public required IReadOnlyList<string> StopSequences { get; init; }
+
+        /// <summary>Where this run's answer ends: its stop sequences and max_tokens.</summary>
+        public AnswerLimit AnswerLimit() => new(StopSequences, Request.MaxCompletionTokens ?? Request.MaxTokens);
     }
 
     /// <summary>
     /// Streams the answer as OpenAI chunks. Until the agent's first piece arrives nothing is written (but a
     /// keepalive comment when it is slow, see <see cref="ChatOptions.StreamKeepAliveInterval"/>), so a
     /// failure up to then is a plain 502/503 answer. Charging rule: a completed answer is charged; an agent
-    /// failure at any point releases the hold (an error event, then <c>[DONE]</c>: nothing charged); a client
-    /// that leaves cancels the run and is charged only if some of the answer had already reached it. Only a stream
+    /// failure at any point releases the hold (an error event, then the connection is aborted, no <c>[DONE]</c>:
+    /// nothing charged); a client that leaves cancels the run and is charged only if some of the answer had already reached it. Only a stream
     /// that reached its <c>[DONE]</c> is stored for its Idempotency-Key; a charged one cut short is retried at no charge.
     /// </summary>
     private sealed class StreamingAnswer(ChatService service, ChatRun run, AgentRequest agent, ChatHold hold) : IResult
     {
+        /// <summary>How long a failed stream's error event is given to leave before the connection is aborted.</summary>
+        private static readonly TimeSpan AbortGrace = TimeSpan.FromMilliseconds(200);
+
         public async Task ExecuteAsync(HttpContext httpContext)
         {
             var response = httpContext.Response;
@@ -662,31 +713,42 @@ public sealed partial class ChatService(
             var started = false;
             var released = false;
             var ended = false;
+            var failedMidway = false;
+            var limit = run.AnswerLimit();
             using var timeout = RunDeadline.Start(service.Settings.RunTimeout, aborted);
-            try
+
+            async Task SendAsync(string text)
             {
-                await using var pieces = service.Runtime.StreamAsync(agent, timeout.Token).GetAsyncEnumerator(timeout.Token);
-                var keepAlive = new KeepAlive(response, service.Settings.StreamKeepAliveInterval, timeout);
-                while (await keepAlive.WhileWaitingAsync(pieces.MoveNextAsync(), aborted))
+                if (text.Length == 0)
                 {
-                    var piece = pieces.Current;
-                    if (piece.Length == 0)
-                    {
-                        continue;
-                    }
-
-                    if (!started)
-                    {
-                        started = true;
-                        Start(response);
-                        await WriteAsync(response, Chunk(created, new ChunkDelta(Role: "assistant", Content: string.Empty), null), aborted);
-                    }
-
-                    await WriteAsync(response, Chunk(created, new ChunkDelta(Content: piece), null), aborted);
-                    delivered = true;
-                    answer.Append(piece);
+                    return;
                 }
 
+                if (!started)
+                {
+                    started = true;
+                    Start(response);
+                    await WriteAsync(response, Chunk(created, new ChunkDelta(Role: "assistant", Content: string.Empty), null), aborted);
+                }
+
+                await WriteAsync(response, Chunk(created, new ChunkDelta(Content: text), null), aborted);
+                delivered = true;
+                answer.Append(text);
+            }
+
+            try
+            {
+                await using (var pieces = service.Runtime.StreamAsync(agent, timeout.Token).GetAsyncEnumerator(timeout.Token))
+                {
+                    var keepAlive = new KeepAlive(response, service.Settings.StreamKeepAliveInterval, timeout);
+                    while (limit.FinishReason is null && await keepAlive.WhileWaitingAsync(pieces.MoveNextAsync(), aborted))
+                    {
+                        await SendAsync(limit.Push(pieces.Current));
+                    }
+                }
+
+                // Cut at a stop sequence or max_tokens, the rest of the run is not waited for: leaving the block above closed its stream.
+                await SendAsync(limit.End());
                 charged = await service.Credits.SettleAsync(hold, CancellationToken.None);
                 settled = true;
                 service.Metrics.AgentRuns.WithLabels(run.Offering.Slug, "api").Inc();
@@ -706,7 +768,7 @@ public sealed partial class ChatService(
                 // Headers are gone by now: a handoff is flagged on the final chunk instead.
                 var (handoffConversation, earlier) = HandoffConversationOf(run);
                 notice = await service.Handoff.AfterAnswerAsync(run.Subscription, handoffConversation, run.Input, answer.ToString(), run.NothingRetrieved, earlier);
-                await WriteEndAsync(response, Chunk(created, new ChunkDelta(), "stop") with { Handoff = notice },
+                await WriteEndAsync(response, Chunk(created, new ChunkDelta(), limit.FinishReason) with { Handoff = notice },
                     run.Request.StreamOptions?.IncludeUsage == true ? Usage(run, answer.ToString(), charged) : null, aborted);
                 ended = true;
             }
@@ -732,7 +794,9 @@ public sealed partial class ChatService(
                 else
                 {
                     var error = new ApiErrorBody(new ApiError("The agent failed while answering; nothing was charged.", "server_error", unavailable.Transient ? "agent_unavailable" : "agent_failed", null));
-                    await response.WriteAsync($"data: {JsonSerializer.Serialize(error, ApiJson.Options)}\n\ndata: [DONE]\n\n", CancellationToken.None);
+                    await response.WriteAsync($"data: {JsonSerializer.Serialize(error, ApiJson.Options)}\n\n", CancellationToken.None);
+                    await response.Body.FlushAsync(CancellationToken.None);
+                    failedMidway = true;
                 }
             }
             finally
@@ -746,7 +810,7 @@ public sealed partial class ChatService(
                 {
                     if (ended)
                     {
-                        var replay = JsonSerializer.Serialize(service.Completion(run, answer.ToString(), charged) with { Handoff = notice }, ApiJson.Options);
+                        var replay = JsonSerializer.Serialize(service.Completion(run, answer.ToString(), limit.FinishReason!, charged) with { Handoff = notice }, ApiJson.Options);
                         await service.Idempotency.CompleteAsync(entry, StatusCodes.Status200OK, "application/json", replay, CancellationToken.None);
                     }
                     else if (settled)
@@ -760,6 +824,16 @@ public sealed partial class ChatService(
                         await service.Idempotency.AbandonAsync(entry);
                     }
                 }
+            }
+
+            if (failedMidway)
+            {
+                // No [DONE]: a client that ignores the error event (OpenAI's .NET SDK does) would take the part for the
+                // whole answer. Aborted, the connection ends without HTTP's end of the body, which every client reports;
+                // only now, so that a client seeing it finds the hold released and its Idempotency-Key free. The grace
+                // lets the transport send the error event first: an abort drops what it has not sent yet.
+                await Task.Delay(AbortGrace, CancellationToken.None);
+                httpContext.Abort();
             }
         }
 

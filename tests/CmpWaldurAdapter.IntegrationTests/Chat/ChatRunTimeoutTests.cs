@@ -82,11 +82,12 @@ public sealed class ChatRunTimeoutTests : IAsyncLifetime
         _bed.Upstream.StreamTokens = 100;
         using var http = Client(key);
 
-        using var response = await http.PostAsync("/v1/chat/completions", ChatTestBed.Json("""{"stream":true,"message":"Hello"}"""));
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = ChatTestBed.Json("""{"stream":true,"message":"Hello"}""") };
+        var (status, lines, broken) = await ChatTestBed.ReadStreamAsync(http, request);
 
-        var body = await response.Content.ReadAsStringAsync();
-        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        Assert.Contains("nothing was charged", body, StringComparison.Ordinal); // the error event: the run was cut mid-stream
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Contains("nothing was charged", lines[^1], StringComparison.Ordinal); // the error event: the run was cut mid-stream
+        Assert.True(broken, "the connection is aborted after the error event");
         await Eventually.TrueAsync(() => _bed.Upstream.Aborted == 1, TimeSpan.FromSeconds(5), "the adapter cancels Langflow's run");
         await Eventually.TrueAsync(async () => (await BalanceAsync(subscription.CustomerId)) == (10L, 0L), TimeSpan.FromSeconds(5), "the hold is released");
         // Counted when the stream ended, once: Langflow's 200 was no answer.

@@ -12,7 +12,7 @@ using Microsoft.Extensions.DependencyInjection;
 namespace CmpWaldurAdapter.IntegrationTests.Chat;
 
 /// <summary>
-/// Streams: Langflow's events translated into OpenAI chunks, failures ending the stream cleanly, and the
+/// Streams: Langflow's events translated into OpenAI chunks, failures told by an error event on a broken stream, and the
 /// charging rule: a completed answer is charged; an agent failure releases the hold; a client that leaves
 /// cancels the run and is charged only if part of the answer had reached it.
 /// </summary>
@@ -64,26 +64,28 @@ public sealed class ChatStreamingTests : IAsyncLifetime
     [Theory]
     [InlineData(LangflowStreamEnding.Error)]
     [InlineData(LangflowStreamEnding.Close)]
-    public async Task A_run_failing_mid_stream_ends_with_an_error_event_and_done_and_charges_nothing(LangflowStreamEnding ending)
+    public async Task A_run_failing_mid_stream_ends_with_an_error_event_and_a_broken_connection_without_done_and_charges_nothing(LangflowStreamEnding ending)
     {
         var me = await _bed.SubscribeAsync(credits: 10);
         _bed.Tenants.Langflow.ScriptNextStream(["Partial", " answer"], ending);
         using var http = _bed.Http(me.Key);
         var before = await LangflowCountsAsync(http);
 
-        using var response = await http.PostAsync("/v1/chat/completions", ChatTestBed.Json("""{"stream":true,"message":"Hello"}"""));
-        var events = await EventsAsync(response);
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = ChatTestBed.Json("""{"stream":true,"message":"Hello"}""") };
+        var (status, lines, broken) = await ChatTestBed.ReadStreamAsync(http, request);
 
-        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        Assert.Equal("[DONE]", events[^1]);
+        Assert.Equal(HttpStatusCode.OK, status);
+        // No [DONE] and no end of the body: clients that ignore the error event (OpenAI's .NET SDK) still see a failure.
+        Assert.True(broken, "the connection is aborted after the error event");
+        Assert.DoesNotContain("data: [DONE]", lines);
         // Langflow answered 200, yet the run failed: its call counts as Langflow's error, as a 5xx, never as a success.
         var after = await LangflowCountsAsync(http);
         Assert.Equal(["server_error +1"], after.Where(c => c.Value != before.GetValueOrDefault(c.Key)).Select(c => $"{c.Key} +{c.Value - before.GetValueOrDefault(c.Key)}"));
-        var error = JsonNode.Parse(events[^2])!["error"]!;
+        var error = JsonNode.Parse(lines[^1]["data: ".Length..])!["error"]!;
         Assert.Equal("server_error", error["type"]!.GetValue<string>());
         Assert.Contains("nothing was charged", error["message"]!.GetValue<string>());
-        Assert.DoesNotContain("model provider", string.Join("\n", events)); // Langflow's own text is never passed through
-        Assert.Contains(events, e => e.Contains("Partial", StringComparison.Ordinal));
+        Assert.DoesNotContain("model provider", string.Join("\n", lines)); // Langflow's own text is never passed through
+        Assert.Contains(lines, e => e.Contains("Partial", StringComparison.Ordinal));
         Assert.Equal(new LedgerState(10, 0, 0, 0), await _bed.LedgerAsync(me.Customer));
     }
 
@@ -304,7 +306,7 @@ public sealed class ChatDisconnectTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task A_slow_agent_that_then_fails_ends_its_kept_alive_stream_with_an_error_event_and_charges_nothing()
+    public async Task A_slow_agent_that_then_fails_ends_its_kept_alive_stream_with_an_error_event_and_a_broken_connection_and_charges_nothing()
     {
         await _bed.DisposeAsync();
         _bed = await ChatGatewayBed.StartAsync(configure: settings => settings["Chat:StreamKeepAliveInterval"] = "00:00:00.200");
@@ -315,14 +317,13 @@ public sealed class ChatDisconnectTests : IAsyncLifetime
         using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = ChatTestBed.Json("""{"stream":true,"message":"Hello"}""") };
         request.Headers.Authorization = new("Bearer", key);
 
-        using var response = await http.SendAsync(request);
-        var lines = (await response.Content.ReadAsStringAsync()).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        var (status, lines, broken) = await ChatTestBed.ReadStreamAsync(http, request);
 
-        // The 200 went out with the first keepalive, so the failure is told in the stream.
-        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        // The 200 went out with the first keepalive, so the failure is told in the stream, which then breaks off.
+        Assert.Equal(HttpStatusCode.OK, status);
         Assert.Equal(": keepalive", lines[0]);
-        Assert.Equal("data: [DONE]", lines[^1]);
-        var error = JsonNode.Parse(lines[^2]["data: ".Length..])!["error"]!;
+        Assert.True(broken, "the connection is aborted after the error event");
+        var error = JsonNode.Parse(lines[^1]["data: ".Length..])!["error"]!;
         Assert.Equal("agent_unavailable", error["code"]!.GetValue<string>());
         var balance = await _bed.Server.Services.GetRequiredService<CmpWaldurAdapter.Credits.CreditLedger>().BalanceAsync(subscription.CustomerId);
         Assert.Equal((10L, 0L), (balance.Balance, balance.Reserved));

@@ -115,6 +115,33 @@ public sealed class ChatTestBed : IAsyncDisposable
 
     public static StringContent Json(string body) => new(body, Encoding.UTF8, "application/json");
 
+    /// <summary>
+    /// A streamed answer read as far as it goes: its non-empty lines, and whether the connection broke before the
+    /// body's end (a stream that fails midway is aborted after its error event, so that no client takes it for whole).
+    /// </summary>
+    public static async Task<(System.Net.HttpStatusCode Status, List<string> Lines, bool Broken)> ReadStreamAsync(HttpClient http, HttpRequestMessage request)
+    {
+        using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+        var lines = new List<string>();
+        try
+        {
+            while (await reader.ReadLineAsync() is { } line)
+            {
+                if (line.Length > 0)
+                {
+                    lines.Add(line);
+                }
+            }
+        }
+        catch (IOException)
+        {
+            return (response.StatusCode, lines, true);
+        }
+
+        return (response.StatusCode, lines, false);
+    }
+
     public async Task<LedgerState> LedgerAsync(Guid customer) => await Tenants.QueryAsync(async db =>
     {
         var account = await db.CreditAccounts.AsNoTracking().SingleOrDefaultAsync(a => a.CustomerId == customer);

@@ -102,6 +102,26 @@ public sealed class OpenAiSdkTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_stream_failing_midway_throws_in_the_sdk_instead_of_ending_as_a_whole_answer_and_charges_nothing()
+    {
+        var me = await _bed.SubscribeAsync(credits: 10);
+        _bed.Tenants.Langflow.ScriptNextStream(["Your ", "parcel "], CmpWaldurAdapter.Emulators.LangflowStreamEnding.Error);
+
+        // The .NET SDK skips an error event; only the broken connection tells it the answer is not whole.
+        var pieces = new List<string>();
+        await Assert.ThrowsAnyAsync<IOException>(async () =>
+        {
+            await foreach (var update in _bed.OpenAi(me.Key).CompleteChatStreamingAsync([new UserChatMessage("Where is my parcel?")]))
+            {
+                pieces.AddRange(update.ContentUpdate.Select(p => p.Text).Where(t => t.Length > 0));
+            }
+        });
+
+        Assert.Equal(["Your ", "parcel "], pieces);
+        Assert.Equal(new LedgerState(10, 0, 0, 0), await _bed.LedgerAsync(me.Customer));
+    }
+
+    [Fact]
     public async Task The_sdks_own_retry_of_a_charged_answer_that_could_not_be_stored_gets_the_answer_and_is_not_charged_again()
     {
         var me = await _bed.SubscribeAsync(credits: 10);

@@ -626,6 +626,7 @@ public sealed partial class ChatService(
     /// <summary>OpenAI's limit on a request's stop sequences.</summary>
     private const int MaxStopSequences = 4;
 
+    /// <summary>The tokens usage reports for a text of <paramref name="characters"/>, <see cref="CharsPerToken"/> each.</summary>
     private static int EstimateTokens(int characters) => characters == 0 ? 0 : Math.Max(1, (characters + CharsPerToken - 1) / CharsPerToken);
 
     private static IResult Unavailable(AgentUnavailableException exception) => exception.Transient
@@ -692,8 +693,9 @@ public sealed partial class ChatService(
     /// keepalive comment when it is slow, see <see cref="ChatOptions.StreamKeepAliveInterval"/>), so a
     /// failure up to then is a plain 502/503 answer. Charging rule: a completed answer is charged; an agent
     /// failure at any point releases the hold (an error event, then the connection is aborted, no <c>[DONE]</c>:
-    /// nothing charged); a client that leaves cancels the run and is charged only if some of the answer had already reached it. Only a stream
-    /// that reached its <c>[DONE]</c> is stored for its Idempotency-Key; a charged one cut short is retried at no charge.
+    /// nothing charged); a client that leaves cancels the run and is charged only if some of the answer had already
+    /// reached it. Only a stream that reached its <c>[DONE]</c> is stored for its Idempotency-Key; a charged one cut
+    /// short is retried at no charge. An answer cut at a stop sequence or max_tokens (<see cref="AnswerLimit"/>) is whole.
     /// </summary>
     private sealed class StreamingAnswer(ChatService service, ChatRun run, AgentRequest agent, ChatHold hold) : IResult
     {

@@ -66,6 +66,8 @@ public abstract class AdapterDbContext(DbContextOptions options) : DbContext(opt
 
     public DbSet<Usage.UsageCarryover> UsageCarryovers => Set<Usage.UsageCarryover>();
 
+    public DbSet<Web.ConsoleSignOut> ConsoleSignOuts => Set<Web.ConsoleSignOut>();
+
     public override int SaveChanges(bool acceptAllChangesOnSuccess)
     {
         BumpVersions();
@@ -203,6 +205,7 @@ public abstract class AdapterDbContext(DbContextOptions options) : DbContext(opt
         Web.Allowance.Configure(modelBuilder);
         Credits.SpendAlerts.SpendAlert.Configure(modelBuilder);
         Usage.UsageCarryover.Configure(modelBuilder);
+        Web.ConsoleSignOut.Configure(modelBuilder);
     }
 
     /// <summary>Optimistic concurrency for entities two workers could touch: every update bumps Version.</summary>

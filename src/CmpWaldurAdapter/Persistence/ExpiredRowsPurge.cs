@@ -8,7 +8,7 @@ namespace CmpWaldurAdapter.Persistence;
 
 /// <summary>
 /// Deletes rows that nothing reads once they have expired, which would otherwise pile up for good: Idempotency-Key
-/// entries (one per request that sends a key, with its stored answer), one-time key links, and handoff records of
+/// entries (one per request that sends a key, with its stored answer), one-time key links, console sign-outs past their cookie's expiry, and handoff records of
 /// conversations idle past <see cref="HandoffOptions.ConversationRetention"/> (one per conversation of a subscription
 /// with a handoff rule, with its transcript and delivered webhook event).
 /// </summary>
@@ -41,6 +41,9 @@ public sealed class ExpiredRowsPurge(IDbContextFactory<AdapterDbContext> dbs, Ti
         var idleSince = now - handoff.Value.ConversationRetention;
         purged += await PurgeAsync(db => db.HandoffConversations.Where(c => c.UpdatedAt < idleSince
             && !db.HandoffDeliveries.Any(d => d.ConversationId == c.Id && d.DeliveredAt == null)), cancellationToken);
+
+        // Past its cookie's expiry a signed-out session's token is refused by itself.
+        purged += await PurgeAsync(db => db.ConsoleSignOuts.Where(s => s.ExpiresAt < now), cancellationToken);
         return purged;
     }
 

@@ -28,6 +28,9 @@ namespace CmpWaldurAdapter.Web;
 public static partial class BuyerWebEndpoints
 {
     public const string TryVisitorCookie = "cmp_try";
+
+    /// <summary>Where the console's Sign out button posts.</summary>
+    public const string SignOutPath = "/console/signout";
     private const string TryVisitorPurpose = "TryVisitor";
     private const string WidgetVisitorPurpose = "WidgetVisitor";
 
@@ -35,6 +38,7 @@ public static partial class BuyerWebEndpoints
     {
         endpoints.MapGet("/console/open", OpenConsoleAsync).ExcludeFromDescription();
         endpoints.MapPost("/console/open", SwitchConsoleAsync).ExcludeFromDescription();
+        endpoints.MapPost(SignOutPath, SignOutAsync).ExcludeFromDescription();
         endpoints.MapPost("/console/api/chat", ConsoleChatAsync).ExcludeFromDescription();
         endpoints.MapGet("/web/logo/{subscriptionId:guid}", LogoAsync).ExcludeFromDescription();
         endpoints.MapPost("/try/{offering}/messages", TryMessageAsync).ExcludeFromDescription();
@@ -120,8 +124,34 @@ public static partial class BuyerWebEndpoints
             return Page(StatusCodes.Status403Forbidden, "Link not valid", "This console link is not valid", "It has expired or was replaced. Open the agent's resource in HomePort for the current link.");
         }
 
+        // A session cookie sent twice (one planted beside the buyer's) would hide the new session as it hid the old one.
+        if (ConsoleAccess.SessionPresence(http) == CookiePresence.Ambiguous)
+        {
+            ConsoleAccess.ExpireDoubledSessionCookies(http);
+        }
+
         console.StartSession(http, opening);
         return Results.Redirect("/console");
+    }
+
+    /// <summary>
+    /// The console's Sign out button: only from a console page of this session (its anti-forgery token), so another site
+    /// cannot sign the buyer out. Ends the session for good (a copy of its cookie opens nothing) and expires its cookies.
+    /// </summary>
+    private static async Task<IResult> SignOutAsync(HttpContext http, ConsoleAccess console, IAntiforgery antiforgery, TimeProvider clock, CancellationToken cancellationToken)
+    {
+        http.Response.Headers.CacheControl = "no-store";
+        if (!http.Request.HasFormContentType || !await antiforgery.IsRequestValidAsync(http))
+        {
+            // Also a second Sign out, its session's cookie gone: nothing to end, nothing changed.
+            return Page(StatusCodes.Status400BadRequest, "Not signed out", "Nothing was signed out",
+                "This request did not come from a console page of this browser's session, or that session has already ended. If the console is still open, use its Sign out button.");
+        }
+
+        await console.SignOutAsync(http, clock, cancellationToken);
+        return Results.Content(ConsoleAccess.PlainPage("Signed out",
+            "<h1 id=\"signed-out\">You are signed out</h1><p>Your console session has ended in this browser. To open the console again, follow the buyer console link in your agent's resource in HomePort.</p>"),
+            "text/html; charset=utf-8");
     }
 
     /// <summary>"Name (organization)", HTML-encoded: the organization is what tells a buyer's own agent from another's.</summary>

@@ -26,8 +26,9 @@ public interface IConsoleSession
 /// <summary>
 /// Console links (in the Waldur resource report) and console sessions. A link is a signed token naming the
 /// subscription and its console link version, valid for <see cref="WebOptions.ConsoleLinkLifetime"/>; opening it
-/// sets a session cookie bound to the same version. Rotating bumps the version: every older link and session
-/// stops working at once.
+/// sets a session cookie bound to the same version and naming a session id of its own. Rotating bumps the version:
+/// every older link and session stops working at once. Signing out ends one session: its id is recorded
+/// (<see cref="ConsoleSignOut"/>), so a copy of its cookie opens nothing either.
 /// </summary>
 public sealed class ConsoleAccess(
     SignedTokens tokens,
@@ -46,6 +47,9 @@ public sealed class ConsoleAccess(
     public const string MarkerCookieName = "cmp_console_seen";
     private const string LinkPurpose = "ConsoleLink";
     private const string SessionPurpose = "ConsoleSession";
+
+    /// <summary>A session token names the subscription, its link version and the session's own id.</summary>
+    private const int SessionFieldCount = 3;
 
     public async Task<Uri> CreateLinkAsync(Guid subscriptionId, CancellationToken cancellationToken) =>
         LinkAt(subscriptionId, (await store.GetAsync(subscriptionId, cancellationToken)).ConsoleLinkVersion);
@@ -138,11 +142,11 @@ public sealed class ConsoleAccess(
         return name is { Length: > 0 } ? name : null;
     }
 
-    /// <summary>Issues the session cookie for the caller's subscription at its current link version.</summary>
+    /// <summary>Issues the session cookie for the caller's subscription at its current link version, with a new session id.</summary>
     public void StartSession(HttpContext http, ConsoleCaller caller)
     {
         var lifetime = options.Value.ConsoleSessionLifetime;
-        var token = tokens.Create(SessionPurpose, lifetime, caller.Subscription.Id.ToString("N"), Text(caller.LinkVersion));
+        var token = tokens.Create(SessionPurpose, lifetime, caller.Subscription.Id.ToString("N"), Text(caller.LinkVersion), Guid.NewGuid().ToString("N"));
         var secure = SecureRequests.IsSecure(http);
         http.Response.Cookies.Append(SecureRequests.CookieName(http, CookieName), token, Cookie(SameSiteMode.Strict, "/"));
         // A __Host- cookie must have Path=/; over plain HTTP the marker keeps to the console's pages.
@@ -154,9 +158,109 @@ public sealed class ConsoleAccess(
             new() { HttpOnly = true, Secure = secure, SameSite = sameSite, Path = path, MaxAge = lifetime, IsEssential = true };
     }
 
+    /// <summary>
+    /// Ends the request's session (the anti-forgery token was checked by the caller): its id is recorded as signed out
+    /// until its cookie expires, and the session and marker cookies are expired. Signing out twice changes nothing more.
+    /// </summary>
+    public async Task SignOutAsync(HttpContext http, TimeProvider clock, CancellationToken cancellationToken)
+    {
+        if (tokens.ReadExpiring(SessionPurpose, SessionCookie(http), SessionFieldCount) is ([_, _, var id], var expires)
+            && Guid.TryParseExact(id, "N", out var sessionId))
+        {
+            await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+            if (!await db.ConsoleSignOuts.AnyAsync(s => s.SessionId == sessionId, cancellationToken))
+            {
+                db.ConsoleSignOuts.Add(new ConsoleSignOut { SessionId = sessionId, ExpiresAt = expires, SignedOutAt = clock.GetUtcNow() });
+                try
+                {
+                    await db.SaveChangesAsync(cancellationToken);
+                }
+                catch (DbUpdateException exception) when (DbErrors.IsUniqueViolation(exception))
+                {
+                    // The same session signed out by two requests at once (a double click): recorded once, as wanted.
+                }
+            }
+        }
+
+        // Both names, as SecureRequests gives them: one set before the adapter knew it was behind HTTPS may be left. A
+        // browser takes a __Host- expiry only when Secure (over plain HTTP there is no such cookie to expire).
+        var secure = SecureRequests.IsSecure(http);
+        foreach (var name in new[] { CookieName, MarkerCookieName })
+        {
+            http.Response.Cookies.Delete(SecureRequests.HostPrefix + name, new CookieOptions { Secure = true, Path = "/" });
+            http.Response.Cookies.Delete(name, new CookieOptions { Secure = secure, Path = "/" });
+        }
+
+        // Over plain HTTP the marker keeps to the console's pages.
+        http.Response.Cookies.Delete(MarkerCookieName, new CookieOptions { Secure = secure, Path = "/console" });
+    }
+
+    /// <summary>
+    /// Expires, on a request whose session cookie is doubled, the cookies of that name it can: a browser sends each
+    /// under the name it was set with, so each name seen (in its case) is expired for this host and for each parent
+    /// domain below the public suffix (where a sibling subdomain's <c>Domain=</c> cookie lives), at the paths that reach
+    /// the console (<c>/</c>, <c>/console</c>). Not reached: a cookie planted at another path or for a domain the host
+    /// is not under, and one hidden in another cookie's value (its real name is not ours to guess); those leave the
+    /// session doubled until they expire, and the link asks again. The session cookie the response sets is never expired.
+    /// </summary>
+    public static void ExpireDoubledSessionCookies(HttpContext http)
+    {
+        var own = SecureRequests.CookieName(http, CookieName);
+        var secure = SecureRequests.IsSecure(http);
+        var names = SecureRequests.Sightings(http.Request, own).Where(s => s.Proper).Select(s => s.Name).Distinct(StringComparer.Ordinal).ToList();
+        foreach (var name in names)
+        {
+            // A browser keeps a __Host- cookie only at Path=/ and without a Domain: under the session's own name, that
+            // is the cookie set next, and nothing is left to expire.
+            if (name.StartsWith(SecureRequests.HostPrefix, StringComparison.Ordinal))
+            {
+                if (name != own)
+                {
+                    http.Response.Cookies.Delete(name, new CookieOptions { Secure = true, Path = "/" });
+                }
+
+                continue;
+            }
+
+            foreach (var path in new[] { "/", "/console" })
+            {
+                if (name != own || path != "/")
+                {
+                    http.Response.Cookies.Delete(name, new CookieOptions { Secure = secure, Path = path });
+                }
+
+                foreach (var domain in ParentDomains(http.Request.Host.Host))
+                {
+                    http.Response.Cookies.Delete(name, new CookieOptions { Secure = secure, Path = path, Domain = domain });
+                }
+            }
+        }
+    }
+
+    /// <summary>The domains a sibling subdomain of <paramref name="host"/> could set cookies for: its parents below the public suffix.</summary>
+    private static IEnumerable<string> ParentDomains(string host)
+    {
+        if (System.Net.IPAddress.TryParse(host, out _))
+        {
+            yield break;
+        }
+
+        for (var dot = host.IndexOf('.', StringComparison.Ordinal); dot > 0; dot = host.IndexOf('.', dot + 1))
+        {
+            var parent = host[(dot + 1)..].ToLowerInvariant();
+            if (!parent.Contains('.', StringComparison.Ordinal) || PublicSuffixes.IsPublicSuffix(parent))
+            {
+                yield break;
+            }
+
+            yield return parent;
+        }
+    }
+
     public async Task<ConsoleCaller?> ResolveAsync(HttpContext http, CancellationToken cancellationToken)
     {
-        if (tokens.Read(SessionPurpose, SessionCookie(http), 2) is not { } fields)
+        // A cookie of before sessions had ids (two fields) is no session: it could not be signed out of.
+        if (tokens.Read(SessionPurpose, SessionCookie(http), SessionFieldCount) is not [var subscription, var version, var session])
         {
             return null;
         }
@@ -166,10 +270,10 @@ public sealed class ConsoleAccess(
             return null;
         }
 
-        return await CurrentAsync(fields, cancellationToken);
+        return Guid.TryParseExact(session, "N", out var sessionId) ? await CurrentAsync([subscription, version], cancellationToken, sessionId) : null;
     }
 
-    private async Task<ConsoleCaller?> CurrentAsync(string[] fields, CancellationToken cancellationToken)
+    private async Task<ConsoleCaller?> CurrentAsync(string[] fields, CancellationToken cancellationToken, Guid? sessionId = null)
     {
         if (!Guid.TryParseExact(fields[0], "N", out var subscriptionId) || !int.TryParse(fields[1], NumberStyles.None, CultureInfo.InvariantCulture, out var version))
         {
@@ -177,6 +281,11 @@ public sealed class ConsoleAccess(
         }
 
         await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        if (sessionId is { } id && await db.ConsoleSignOuts.AnyAsync(s => s.SessionId == id, cancellationToken))
+        {
+            return null;
+        }
+
         var subscription = await db.Subscriptions.AsNoTracking().SingleOrDefaultAsync(s => s.Id == subscriptionId, cancellationToken);
         if (subscription is null || subscription.State is SubscriptionState.Terminated or SubscriptionState.Terminating)
         {

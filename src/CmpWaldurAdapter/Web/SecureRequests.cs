@@ -40,8 +40,30 @@ public static class SecureRequests
     /// </summary>
     public static CookiePresence Presence(HttpRequest request, string name)
     {
-        var pair = name + "=";
         var (seen, proper) = (0, true);
+        foreach (var sight in Sightings(request, name))
+        {
+            seen++;
+            proper &= sight.Proper;
+        }
+
+        return seen switch
+        {
+            0 => CookiePresence.Absent,
+            1 when proper => CookiePresence.Single,
+            _ => CookiePresence.Ambiguous,
+        };
+    }
+
+    /// <summary>
+    /// Every sight of <paramref name="name"/> in the request's Cookie header that the framework could read as that
+    /// cookie (see <see cref="Presence"/>): the name as written (any case), the text after it up to the next ';', and
+    /// whether it starts a cookie as a browser sends one (at the start of the header or after "; "; else it hides in
+    /// another cookie's value, after a ',' or a space).
+    /// </summary>
+    public static IEnumerable<(string Name, string Value, bool Proper)> Sightings(HttpRequest request, string name)
+    {
+        var pair = name + "=";
         foreach (var header in request.Headers.Cookie)
         {
             if (string.IsNullOrEmpty(header))
@@ -57,19 +79,12 @@ public static class SecureRequests
                     continue;
                 }
 
-                seen++;
-                // A browser starts each cookie at the start of the header or after "; ".
-                var before = header.AsSpan(0, at).TrimEnd(" \t");
-                proper &= before.IsEmpty || before[^1] == ';';
+                var before = header[..at].TrimEnd(' ', '\t');
+                var valueAt = at + pair.Length;
+                var end = header.IndexOf(';', valueAt);
+                yield return (header.Substring(at, name.Length), header[valueAt..(end < 0 ? header.Length : end)].Trim(), before.Length == 0 || before[^1] == ';');
             }
         }
-
-        return seen switch
-        {
-            0 => CookiePresence.Absent,
-            1 when proper => CookiePresence.Single,
-            _ => CookiePresence.Ambiguous,
-        };
     }
 
     /// <summary>The value of cookie <paramref name="name"/> when the request holds it exactly once (<see cref="Presence"/>), otherwise null.</summary>

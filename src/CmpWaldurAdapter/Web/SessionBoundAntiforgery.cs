@@ -9,8 +9,11 @@ namespace CmpWaldurAdapter.Web;
 /// the session cookie it was issued beside (none: empty), and is valid only with that same cookie. A pair of tokens a
 /// site on a sibling subdomain got for itself (from its own session, or from none) and planted as this browser's
 /// anti-forgery cookie therefore fails: the request carries the buyer's session, not the one the pair was made for. A
-/// request carrying the session or anti-forgery cookie more than once (<see cref="CookiePresence.Ambiguous"/>) is
-/// refused outright. Endpoints marked <see cref="AntiforgeryWithoutConsoleSession"/> skip only the session check.
+/// request carrying the anti-forgery cookie more than once (<see cref="CookiePresence.Ambiguous"/>) is refused outright.
+/// One carrying the session cookie more than once has no session, and its tokens are tied to all the values it carries:
+/// the "switch console?" form rendered then still posts (the buyer can open their link and leave the doubled state),
+/// while a sessionless pair got elsewhere does not, as it does not know the buyer's own cookie. Endpoints marked
+/// <see cref="AntiforgeryWithoutConsoleSession"/> skip only the session check.
 /// </summary>
 public sealed class SessionBoundAntiforgery : IAntiforgeryAdditionalDataProvider
 {
@@ -22,7 +25,7 @@ public sealed class SessionBoundAntiforgery : IAntiforgeryAdditionalDataProvider
     public string GetAdditionalData(HttpContext context) =>
         context.Items.TryGetValue(StartedSessionKey, out var started) && started is string binding
             ? binding
-            : RequestBinding(context) ?? string.Empty;
+            : RequestBinding(context);
 
     public bool ValidateAdditionalData(HttpContext context, string additionalData)
     {
@@ -36,16 +39,17 @@ public sealed class SessionBoundAntiforgery : IAntiforgeryAdditionalDataProvider
             return true;
         }
 
-        return RequestBinding(context) is { } current
-            && CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(additionalData ?? string.Empty), Encoding.UTF8.GetBytes(current));
+        return CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(additionalData ?? string.Empty), Encoding.UTF8.GetBytes(RequestBinding(context)));
     }
 
-    /// <summary>The session the request carries: its hash, empty for none, null when it cannot be told (the cookie twice).</summary>
-    private static string? RequestBinding(HttpContext http) => ConsoleAccess.SessionPresence(http) switch
+    /// <summary>The session the request carries: its hash, empty for none, and for the cookie sent twice the hash of every value sent.</summary>
+    private static string RequestBinding(HttpContext http) => ConsoleAccess.SessionPresence(http) switch
     {
         CookiePresence.Single => Binding(ConsoleAccess.SessionCookie(http)!),
         CookiePresence.Absent => string.Empty,
-        _ => null,
+        // Never equal to one cookie's binding: "doubled:" is not base64. Sorted: the browser's order is not the adapter's to rely on.
+        _ => "doubled:" + Binding(string.Join(";", SecureRequests.Sightings(http.Request, SecureRequests.CookieName(http, ConsoleAccess.CookieName))
+            .Select(s => s.Value).Order(StringComparer.Ordinal))),
     };
 
     private static string Binding(string sessionCookie) => Convert.ToBase64String(SHA256.HashData(Encoding.UTF8.GetBytes(sessionCookie)));

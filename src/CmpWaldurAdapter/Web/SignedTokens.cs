@@ -26,7 +26,14 @@ public sealed class SignedTokens(IDataProtectionProvider protection, TimeProvide
     /// The fields of a valid token of this purpose that expired at most <paramref name="expiredFor"/> ago: a token
     /// that grants nothing any more but still proves what it was issued for (a widget conversation to carry on).
     /// </summary>
-    public string[]? Read(string purpose, string? token, int fieldCount, TimeSpan expiredFor)
+    public string[]? Read(string purpose, string? token, int fieldCount, TimeSpan expiredFor) =>
+        ReadExpiring(purpose, token, fieldCount, expiredFor)?.Fields;
+
+    /// <summary>As <see cref="Read(string, string?, int)"/>, with when the token expires.</summary>
+    public (string[] Fields, DateTimeOffset Expires)? ReadExpiring(string purpose, string? token, int fieldCount) =>
+        ReadExpiring(purpose, token, fieldCount, TimeSpan.Zero);
+
+    private (string[] Fields, DateTimeOffset Expires)? ReadExpiring(string purpose, string? token, int fieldCount, TimeSpan expiredFor)
     {
         if (string.IsNullOrEmpty(token) || token.Length > 4096)
         {
@@ -51,6 +58,6 @@ public sealed class SignedTokens(IDataProtectionProvider protection, TimeProvide
             return null;
         }
 
-        return parts[..^1];
+        return (parts[..^1], DateTimeOffset.FromUnixTimeSeconds(expires));
     }
 }

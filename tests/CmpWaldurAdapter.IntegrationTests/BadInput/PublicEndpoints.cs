@@ -87,7 +87,8 @@ public static class PublicEndpoints
     {
         ["* /console"] = "ConsoleFormBadInputTests, SpendAlertConsoleTests (forms: bad values, missing anti-forgery token)",
         ["GET /console/open"] = "ConsoleLinkTests (forged, expired and replaced links)",
-        ["POST /console/open"] = "BuyerWebTests (the switch question's form without its token)",
+        ["POST /console/open"] = "BuyerWebTests, CookieTossingTests (the switch question's form without its token, with another browser's)",
+        ["POST /console/signout"] = "ConsoleSignOutTests (no form, another session's token, a JSON body)",
         ["POST /console/api/chat"] = "BuyerWebTests, ConsoleFundingTests",
         ["POST /widget/v1/session"] = "BuyerWebTests, BuyerWebOnPostgresTests (origins, keys, bodies)",
         ["POST /widget/v1/chat"] = "BuyerWebTests (tokens of other origins, forged and expired tokens)",

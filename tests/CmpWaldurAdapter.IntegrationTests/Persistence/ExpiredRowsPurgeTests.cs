@@ -184,6 +184,25 @@ public abstract class ExpiredRowsPurgeTests(DatabaseProvider provider) : IAsyncL
         await PurgeAsync();
         Assert.Equal(["old-undelivered"], await _bed.QueryAsync(db => db.HandoffConversations.Select(c => c.Conversation).ToListAsync()));
     }
+
+    /// <summary>A signed-out session is refused by its cookie's own expiry once that has passed: its row goes then, not before.</summary>
+    [Fact]
+    public async Task Console_sign_outs_are_deleted_once_their_cookie_has_expired()
+    {
+        var (expired, live) = (Guid.NewGuid(), Guid.NewGuid());
+        await _bed.QueryAsync(db =>
+        {
+            db.ConsoleSignOuts.AddRange(
+                new CmpWaldurAdapter.Web.ConsoleSignOut { SessionId = expired, SignedOutAt = Start, ExpiresAt = Start + TimeSpan.FromHours(1) },
+                new CmpWaldurAdapter.Web.ConsoleSignOut { SessionId = live, SignedOutAt = Start, ExpiresAt = Start + TimeSpan.FromHours(3) });
+            return db.SaveChangesAsync();
+        });
+
+        _bed.Clock!.Advance(TimeSpan.FromHours(2));
+        await PurgeAsync();
+
+        Assert.Equal([live], await _bed.QueryAsync(db => db.ConsoleSignOuts.Select(s => s.SessionId).ToListAsync()));
+    }
 }
 
 public sealed class ExpiredRowsPurgeOnSqliteTests() : ExpiredRowsPurgeTests(DatabaseProvider.Sqlite);

@@ -72,11 +72,19 @@ public sealed class CookieTossingTests : IAsyncLifetime
         Assert.DoesNotContain("Mallory", await console.Content.ReadAsStringAsync());
     }
 
-    [Fact]
-    public async Task A_link_opened_while_the_session_cookie_is_doubled_asks_before_switching_and_cannot_be_switched_from_there()
+    /// <summary>
+    /// A link opened while the session cookie is doubled asks first (which session is the browser's own cannot be told)
+    /// and its question's form switches: the buyer is not locked out of the console until the planted cookie expires.
+    /// The switch also expires the doubled name where a sibling could have planted it (the parent domain of the host
+    /// the browser asked for), so the new session is not hidden again.
+    /// </summary>
+    [Theory]
+    [InlineData(false, "cmp_console")]
+    [InlineData(true, "__HOST-cmp_console")] // a browser that takes the prefix's case for another name
+    public async Task A_link_opened_while_the_session_cookie_is_doubled_asks_and_switches_from_there(bool https, string plantedName)
     {
-        var (buyer, theirSession, theirs) = await BuyerAndTheirSessionAsync(https: false);
-        buyer.Planted.Add($"{ConsoleAccess.CookieName}={theirSession}");
+        var (buyer, theirSession, theirs) = await BuyerAndTheirSessionAsync(https);
+        buyer.Planted.Add($"{plantedName}={theirSession}");
         var theirLink = (await _bed.ConsoleLinkAsync(theirs.Id)).PathAndQuery;
 
         // Their link with the planted session read as the browser's own would sign straight in: the same subscription.
@@ -85,9 +93,42 @@ public sealed class CookieTossingTests : IAsyncLifetime
 
         Assert.Equal(HttpStatusCode.OK, asked.StatusCode);
         Assert.Contains("Switch to another agent's console?", question);
-        Assert.DoesNotContain(SetCookies(asked), c => c.StartsWith(ConsoleAccess.CookieName + "=", StringComparison.Ordinal));
-        var switched = await buyer.Client.PostAsync("/console/open", ConsoleBrowser.Form(question, ("t", Token(theirLink))));
+        Assert.DoesNotContain(SetCookies(asked), c => c.Contains(ConsoleAccess.CookieName + "=", StringComparison.OrdinalIgnoreCase));
+        using var post = new HttpRequestMessage(HttpMethod.Post, "/console/open") { Content = ConsoleBrowser.Form(question, ("t", Token(theirLink))) };
+        post.Headers.Host = $"adapter.example.org:{_bed.Url.Port}";
+        var switched = await buyer.Client.SendAsync(post);
+
+        Assert.Equal(HttpStatusCode.Redirect, switched.StatusCode);
+        Assert.Contains(SetCookies(switched), c => c.StartsWith(plantedName + "=;", StringComparison.Ordinal) && Has(c, "domain=example.org") && Has(c, "path=/"));
+        // The session the switch set is not among them.
+        var own = (https ? "__Host-" : string.Empty) + ConsoleAccess.CookieName;
+        Assert.Single(SetCookies(switched), c => c.StartsWith(own + "=", StringComparison.Ordinal) && !c.StartsWith(own + "=;", StringComparison.Ordinal));
+        Assert.DoesNotContain(SetCookies(switched), c => c.StartsWith(own + "=;", StringComparison.Ordinal) && Has(c, "path=/") && !c.Contains("domain=", StringComparison.OrdinalIgnoreCase));
+
+        // The browser dropped the planted cookie as told: the console it switched to opens.
+        buyer.Planted.Clear();
+        var page = await buyer.Client.GetAsync("/console");
+        Assert.Equal(HttpStatusCode.OK, page.StatusCode);
+        Assert.Contains("Mallory", await page.Content.ReadAsStringAsync());
+    }
+
+    /// <summary>
+    /// The question's form is tied to the doubled session it was shown under, the buyer's own cookie included: a
+    /// sessionless token pair another browser got, planted with a doubled session cookie, does not switch the buyer.
+    /// </summary>
+    [Fact]
+    public async Task A_sessionless_anti_forgery_pair_does_not_switch_a_browser_whose_session_cookie_is_doubled()
+    {
+        var (buyer, theirSession, theirs) = await BuyerAndTheirSessionAsync(https: false);
+        var (cookie, token) = await SessionlessPairAsync(theirs);
+        buyer.Planted.Add($"{ConsoleAccess.CookieName}={theirSession}");
+        buyer.Planted.Add($"{AntiforgeryCookieBuilder.PlainName}={cookie}");
+
+        var switched = await buyer.Client.PostAsync("/console/open",
+            new FormUrlEncodedContent([new("__RequestVerificationToken", token), new("t", Token((await _bed.ConsoleLinkAsync(theirs.Id)).PathAndQuery))]));
+
         Assert.Equal(HttpStatusCode.BadRequest, switched.StatusCode);
+        Assert.DoesNotContain(SetCookies(switched), c => c.Contains(ConsoleAccess.CookieName, StringComparison.Ordinal));
     }
 
     /// <summary>
@@ -224,6 +265,10 @@ public sealed class CookieTossingTests : IAsyncLifetime
     }
 
     private static string Token(string link) => Uri.UnescapeDataString(link[(link.IndexOf("t=", StringComparison.Ordinal) + 2)..]);
+
+    /// <summary>Whether a Set-Cookie value has <paramref name="attribute"/> (as written, any case).</summary>
+    private static bool Has(string setCookie, string attribute) =>
+        setCookie.Split(';').Any(a => a.Trim().Equals(attribute, StringComparison.OrdinalIgnoreCase));
 
     private static IEnumerable<string> SetCookies(HttpResponseMessage response) =>
         response.Headers.TryGetValues("Set-Cookie", out var values) ? values : [];

@@ -63,7 +63,14 @@ public sealed class TossedCookieBrowser : DelegatingHandler
         var response = await base.SendAsync(request, cancellationToken);
         foreach (var setCookie in response.Headers.TryGetValues("Set-Cookie", out var values) ? values : [])
         {
-            _cookies.SetCookies(address, setCookie);
+            try
+            {
+                _cookies.SetCookies(address, setCookie);
+            }
+            catch (CookieException)
+            {
+                // For a domain the loopback address is not under (a parent domain of the Host sent): a browser ignores it too.
+            }
         }
 
         return response;

@@ -1401,6 +1401,29 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Postgres
                     b.ToTable("buyer_web_settings", (string)null);
                 });
 
+            modelBuilder.Entity("CmpWaldurAdapter.Web.ConsoleSignOut", b =>
+                {
+                    b.Property<Guid>("SessionId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("session_id");
+
+                    b.Property<DateTimeOffset>("ExpiresAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("expires_at");
+
+                    b.Property<DateTimeOffset>("SignedOutAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("signed_out_at");
+
+                    b.HasKey("SessionId")
+                        .HasName("pk_console_sign_outs");
+
+                    b.HasIndex("ExpiresAt")
+                        .HasDatabaseName("ix_console_sign_outs_expires_at");
+
+                    b.ToTable("console_sign_outs", (string)null);
+                });
+
             modelBuilder.Entity("Microsoft.AspNetCore.DataProtection.EntityFrameworkCore.DataProtectionKey", b =>
                 {
                     b.Property<int>("Id")

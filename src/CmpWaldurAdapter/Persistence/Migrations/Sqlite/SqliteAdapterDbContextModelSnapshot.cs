@@ -1393,6 +1393,29 @@ namespace CmpWaldurAdapter.Persistence.Migrations.Sqlite
                     b.ToTable("buyer_web_settings", (string)null);
                 });
 
+            modelBuilder.Entity("CmpWaldurAdapter.Web.ConsoleSignOut", b =>
+                {
+                    b.Property<Guid>("SessionId")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("session_id");
+
+                    b.Property<long>("ExpiresAt")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("expires_at");
+
+                    b.Property<long>("SignedOutAt")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("signed_out_at");
+
+                    b.HasKey("SessionId")
+                        .HasName("pk_console_sign_outs");
+
+                    b.HasIndex("ExpiresAt")
+                        .HasDatabaseName("ix_console_sign_outs_expires_at");
+
+                    b.ToTable("console_sign_outs", (string)null);
+                });
+
             modelBuilder.Entity("Microsoft.AspNetCore.DataProtection.EntityFrameworkCore.DataProtectionKey", b =>
                 {
                     b.Property<int>("Id")

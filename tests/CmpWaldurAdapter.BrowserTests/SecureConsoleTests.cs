@@ -74,4 +74,29 @@ public sealed class SecureConsoleTests : IAsyncLifetime
         await Expect(page.Locator("#setting_agent_name")).ToHaveValueAsync("Bob");
         await BrowserSession.ScreenshotAsync(page, "console-behind-tls-proxy");
     }
+
+    /// <summary>
+    /// Sign out, clicked: the signed-out page, no console cookie left, and the session's cookie put back (a copy kept
+    /// elsewhere) opens nothing: the session ended on the server.
+    /// </summary>
+    [Fact]
+    public async Task Sign_out_ends_the_session_and_its_cookie_put_back_opens_nothing()
+    {
+        var mine = await _bed.AddSubscriptionAsync(credits: 10);
+        var page = await _browser.NewPageAsync();
+        await page.GotoAsync(await ConsoleLinkAsync(mine.Id));
+        await Expect(page.Locator("#setting_agent_name")).ToHaveValueAsync("Ada");
+        var session = (await page.Context.CookiesAsync()).Single(c => c.Name == "__Host-cmp_console");
+
+        await page.GetByRole(AriaRole.Button, new() { Name = "Sign out" }).ClickAsync();
+
+        await Expect(page.Locator("#signed-out")).ToHaveTextAsync("You are signed out");
+        Assert.DoesNotContain(await page.Context.CookiesAsync(), c => c.Name.Contains("cmp_console", StringComparison.Ordinal));
+        await BrowserSession.ScreenshotAsync(page, "console-signed-out");
+
+        await page.Context.AddCookiesAsync([new Cookie { Name = session.Name, Value = session.Value, Domain = session.Domain, Path = "/", Secure = true, HttpOnly = true, SameSite = SameSiteAttribute.Strict }]);
+        var again = await page.GotoAsync(new Uri(_bed.Url, "console").ToString());
+        Assert.Equal(401, again!.Status);
+        await Expect(page.Locator("h1")).ToHaveTextAsync("Open the console from HomePort");
+    }
 }

@@ -29,6 +29,12 @@ public static class StartupNotices
                 "Web:PublicBaseUrl is https but Web:TrustForwardedHeaders is off: every request is taken as HTTPS for its cookies and HSTS, but behind a reverse proxy or ingress the try page's and widget's per-address limits count the proxy's address for every visitor. Set Web:TrustForwardedHeaders when TLS ends at a proxy that alone reaches the adapter");
         }
 
+        if (web.TrustForwardedHeaders && web.ForwardedProxyNetworks.Count == 0)
+        {
+            logger.LogWarning(
+                "Web:TrustForwardedHeaders is on and Web:ForwardedProxyNetworks is empty: X-Forwarded-For is believed from every connection, so a client that reaches the adapter without passing the proxy picks the address the try page's and widget's per-address limits count (and the logs show). List the proxy's networks in Web:ForwardedProxyNetworks (CIDR, e.g. the ingress controller's pods)");
+        }
+
         // A database that cannot be read now is reported by /readyz; the start does not wait on it.
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(SchemaReadTimeout);

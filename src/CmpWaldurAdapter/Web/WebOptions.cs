@@ -185,5 +185,16 @@ public sealed class WebOptions : IValidatableObject
                 "Web:ConsoleLinkRenewalInterval must be shorter than Web:ConsoleLinkRenewBefore and than half of Web:ConsoleLinkLifetime.",
                 [nameof(ConsoleLinkRenewalInterval), nameof(ConsoleLinkRenewBefore), nameof(ConsoleLinkLifetime)]);
         }
+
+        // Checked whether or not the headers are trusted yet, so a typo shows before someone turns them on.
+        foreach (var network in ForwardedProxyNetworks)
+        {
+            if (!System.Net.IPNetwork.TryParse(network.Trim(), out _))
+            {
+                yield return new ValidationResult(
+                    $"Web:ForwardedProxyNetworks holds '{network}', which is not a network in CIDR notation (10.244.0.0/16; one address is 10.244.1.17/32).",
+                    [nameof(ForwardedProxyNetworks)]);
+            }
+        }
     }
 }

@@ -151,26 +151,34 @@ public sealed class ServeStartTests
 
     /// <summary>
     /// An https public address is what makes cookies Secure and HSTS sent behind a proxy that ends TLS; without trusted
-    /// forwarded headers the per-address limits count that proxy, which the operator is told once.
+    /// forwarded headers the per-address limits count that proxy, which the operator is told once. Trusted from every
+    /// connection (no proxy networks), a client bypassing the proxy picks its own address, which is said too.
     /// </summary>
     [Theory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public async Task Serve_with_an_https_public_address_warns_once_at_start_unless_forwarded_headers_are_trusted(bool trustForwardedHeaders)
+    [InlineData(false, null, "Web:PublicBaseUrl is https")]
+    [InlineData(true, "10.244.0.0/16", null)]
+    [InlineData(true, null, "Web:ForwardedProxyNetworks is empty")]
+    public async Task Serve_with_an_https_public_address_warns_once_at_start_unless_forwarded_headers_are_trusted_from_proxy_networks(
+        bool trustForwardedHeaders, string? proxyNetwork, string? warning)
     {
         await using var bed = await OrderTestBed.CreateAsync();
         bed.Settings["Web:PublicBaseUrl"] = "https://adapter.example.org/";
         bed.Settings["Web:TrustForwardedHeaders"] = trustForwardedHeaders ? "true" : "false";
+        if (proxyNetwork is not null)
+        {
+            bed.Settings["Web:ForwardedProxyNetworks:0"] = proxyNetwork;
+        }
+
         await ServingAsync(Context(bed), _ =>
         {
             var warnings = bed.Logs.Events.Where(e => e.Level == LogEventLevel.Warning && FromStartupNotices(e) && e.RenderMessage().Contains("Web:TrustForwardedHeaders", StringComparison.Ordinal)).ToList();
-            if (trustForwardedHeaders)
+            if (warning is null)
             {
                 Assert.Empty(warnings);
             }
             else
             {
-                Assert.Contains("Web:PublicBaseUrl is https", Assert.Single(warnings).RenderMessage(), StringComparison.Ordinal);
+                Assert.Contains(warning, Assert.Single(warnings).RenderMessage(), StringComparison.Ordinal);
             }
 
             return Task.CompletedTask;

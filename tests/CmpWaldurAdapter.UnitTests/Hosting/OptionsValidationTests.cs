@@ -105,6 +105,23 @@ public sealed class OptionsValidationTests
         ValidateAtStart(ValidWith("Usage:ReportingPeriods=2"));
     }
 
+    /// <summary>
+    /// A proxy network that is no CIDR network stops the start whether or not forwarded headers are trusted yet: the
+    /// chart passes the list through, and a typo would otherwise show only when the headers are turned on.
+    /// </summary>
+    [Theory]
+    [InlineData("10.244.0.1")]
+    [InlineData("10.244.0.0/33")]
+    [InlineData("ingress-nginx")]
+    public void A_forwarded_proxy_network_that_is_no_cidr_network_stops_the_adapter_at_start(string network)
+    {
+        var refusal = RefusalAtStart(ValidWith($"Web:ForwardedProxyNetworks:0=10.244.0.0/16; Web:ForwardedProxyNetworks:1={network}"), $"Web:ForwardedProxyNetworks = {network}");
+
+        Assert.Contains("Web:ForwardedProxyNetworks", refusal, StringComparison.Ordinal);
+        Assert.Contains($"'{network}'", refusal, StringComparison.Ordinal);
+        ValidateAtStart(ValidWith("Web:ForwardedProxyNetworks:0=10.244.0.0/16; Web:ForwardedProxyNetworks:1=10.244.1.17/32; Web:ForwardedProxyNetworks:2=fd00::/8"));
+    }
+
     /// <summary>An unknown Waldur time zone would date every usage wrongly; the refusal names the option.</summary>
     [Theory]
     [InlineData("Mars/Olympus_Mons")]

@@ -162,6 +162,19 @@ migration Job's copy and the pods' checksum annotation.
 {{- end }}
 
 {{/*
+"true" when the adapter takes the client address from X-Forwarded-For: config.Web.TrustForwardedHeaders when set
+(true or false, as a boolean or a string), else the chart's default, on behind its own Ingress.
+*/}}
+{{- define "cmp-waldur-adapter.trustForwardedHeaders" -}}
+{{- $setting := .Values.config.Web.TrustForwardedHeaders }}
+{{- if or (kindIs "invalid" $setting) (eq (toString $setting) "") }}
+{{- ternary "true" "false" (eq (toString .Values.ingress.enabled) "true") }}
+{{- else }}
+{{- ternary "true" "false" (eq (lower (toString $setting)) "true") }}
+{{- end }}
+{{- end }}
+
+{{/*
 Refuses settings that cannot work, before anything reaches the cluster.
 */}}
 {{- define "cmp-waldur-adapter.validate" -}}
@@ -190,6 +203,17 @@ Refuses settings that cannot work, before anything reaches the cluster.
 {{- end }}
 {{- if not (regexMatch "^https?://" (toString .Values.config.Web.PublicBaseUrl)) }}
 {{- fail (printf "config.Web.PublicBaseUrl must be an absolute http(s) address such as https://cmp-adapter.example.org/, not %q." (toString .Values.config.Web.PublicBaseUrl)) }}
+{{- end }}
+{{- /* X-Forwarded-For believed from any peer lets every pod that reaches the Service pick its own client address. */}}
+{{- if eq (include "cmp-waldur-adapter.trustForwardedHeaders" .) "true" }}
+{{- if not .Values.config.Web.ForwardedProxyNetworks }}
+{{- fail "config.Web.ForwardedProxyNetworks is required when the adapter trusts X-Forwarded-For (ingress.enabled, or config.Web.TrustForwardedHeaders=true): list the ingress controller's pod network or addresses in CIDR, e.g. [10.244.0.0/16] or [10.244.1.17/32]. Without it any pod that reaches the Service could name its own client address and escape the try page's and widget's per-address limits. Set config.Web.TrustForwardedHeaders=false to trust no proxy." }}
+{{- end }}
+{{- range .Values.config.Web.ForwardedProxyNetworks }}
+{{- if not (regexMatch "^[0-9A-Fa-f:.]+/[0-9]{1,3}$" (toString .)) }}
+{{- fail (printf "config.Web.ForwardedProxyNetworks holds %q, which is not a network in CIDR notation (10.244.0.0/16; a single address is 10.244.1.17/32)." (toString .)) }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- $shutdown := include "cmp-waldur-adapter.shutdownTimeoutSeconds" . | int }}
 {{- $preStop := int (default 0 .Values.preStopSleepSeconds) }}

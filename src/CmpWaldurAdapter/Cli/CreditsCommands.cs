@@ -30,9 +30,18 @@ public static class CreditsCommands
             },
         };
         var reason = new Option<string>("--reason") { Description = "Why (kept in the ledger).", Required = true };
-        var requestId = new Option<string?>("--request-id") { Description = "Idempotency key: running the same grant again with it adds nothing more." };
+        var requestId = new Option<string?>("--request-id")
+        {
+            Description = "Idempotency key: running the same grant again with it adds nothing more. Without it the key is derived from "
+                + "--customer, --amount and --reason (the reason trimmed), so rerunning the same command adds nothing more; "
+                + "to grant the same amount for the same reason a second time on purpose, give a new --request-id.",
+        };
 
-        var grant = new Command("grant", "Add credits to an organization's balance (ledger funding). Prints the new balance.") { customer, amount, reason, requestId };
+        var grant = new Command("grant", "Add credits to an organization's balance (ledger funding). Prints the new balance. "
+            + "Safe to rerun: the same command (same customer, amount and reason, or the same --request-id) grants once and says it was a replay.")
+        {
+            customer, amount, reason, requestId,
+        };
         grant.SetAction((parse, cancellationToken) => GrantAsync(context, parse, parse.GetValue(customer), parse.GetValue(amount), parse.GetValue(reason)!, parse.GetValue(requestId), cancellationToken));
 
         var balanceCustomer = new Option<Guid>("--customer") { Description = "The organization (Waldur customer UUID).", Required = true };
@@ -50,12 +59,14 @@ public static class CreditsCommands
             return ExitCodes.Error;
         }
 
+        // Without --request-id the grant is named by what it is, so running the same command again adds nothing more.
+        var id = requestId ?? DerivedRequestId(customer, amount, reason);
         using var host = context.BuildHost(parse);
         await host.Services.MigrateEmbeddedDatabaseAsync(cancellationToken);
         GrantResult result;
         try
         {
-            result = await host.Services.GetRequiredService<CreditLedger>().GrantAsync(customer, amount, reason, requestId, cancellationToken);
+            result = await host.Services.GetRequiredService<CreditLedger>().GrantAsync(customer, amount, reason, id, cancellationToken);
         }
         catch (Exception exception) when (exception is CreditFundingException or CreditRequestConflictException or ArgumentException)
         {
@@ -69,6 +80,8 @@ public static class CreditsCommands
             {
                 customer,
                 granted = result.Granted,
+                replayed = !result.Granted,
+                requestId = id,
                 credits = result.Credits,
                 entry = result.EntryId,
                 balance = result.Balance,
@@ -79,10 +92,23 @@ public static class CreditsCommands
         {
             await context.Output.WriteLineAsync(result.Granted
                 ? $"Granted {result.Credits} credits to {customer}. Balance {result.Balance}, available {result.Available}."
-                : $"This grant was made before (request id {requestId}): nothing added. Balance {result.Balance}, available {result.Available}.");
+                : $"Replay: this grant was made before (request id {id}): nothing added. Balance {result.Balance}, available {result.Available}.");
         }
 
         return ExitCodes.Success;
+    }
+
+    /// <summary>
+    /// The request id of a grant given without <c>--request-id</c>: <c>grant:</c> and the SHA-256 (hex) of what names the
+    /// grant (the customer, the amount, the reason trimmed but otherwise as typed), so the same command run again (a lost
+    /// SSH session, a retry wrapper) replays instead of granting twice. The amount is part of the hash, so a derived id
+    /// can never meet another amount (no conflict error for a corrected amount: that is another grant).
+    /// </summary>
+    internal static string DerivedRequestId(Guid customer, long amount, string reason)
+    {
+        // Customer and amount have fixed forms without a newline, and the reason comes last: the text is unambiguous.
+        var named = string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{customer:D}\n{amount}\n{reason.Trim()}");
+        return "grant:" + Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(named)));
     }
 
     private static async Task<int> BalanceAsync(CommandContext context, ParseResult parse, Guid customer, CancellationToken cancellationToken)

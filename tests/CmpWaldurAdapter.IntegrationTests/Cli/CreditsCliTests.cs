@@ -86,6 +86,96 @@ public sealed class CreditsCliTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task The_same_grant_run_again_without_a_request_id_adds_once_and_says_it_was_a_replay()
+    {
+        var customer = Guid.NewGuid().ToString();
+
+        var granted = await RunAsync("credits", "grant", "--customer", customer, "--amount", "10000", "--reason", "PO 123");
+        // The SSH session dropped before the output arrived, so the operator runs the command again (and a retry wrapper too).
+        var rerun = await RunAsync("credits", "grant", "--customer", customer, "--amount", "10000", "--reason", "PO 123");
+        var retried = await RunAsync("credits", "grant", "--customer", customer, "--amount", "10000", "--reason", "  PO 123 ", "--output", "json");
+        var json = await RunAsync("credits", "balance", "--customer", customer, "--output", "json");
+
+        Assert.Equal(ExitCodes.Success, granted.Exit);
+        Assert.Contains("Granted 10000 credits", granted.Output);
+        Assert.Equal(ExitCodes.Success, rerun.Exit);
+        Assert.Contains("Replay", rerun.Output);
+        Assert.Contains("nothing added. Balance 10000, available 10000", rerun.Output);
+        Assert.Equal(ExitCodes.Success, retried.Exit);
+        var replay = JsonNode.Parse(retried.Output)!;
+        Assert.Equal((false, true, 10000L), (replay["granted"]!.GetValue<bool>(), replay["replayed"]!.GetValue<bool>(), replay["balance"]!.GetValue<long>()));
+        Assert.StartsWith("grant:", replay["requestId"]!.GetValue<string>());
+        Assert.Equal(10000L, JsonNode.Parse(json.Output)!["balance"]!.GetValue<long>());
+    }
+
+    [Fact]
+    public async Task Without_a_request_id_another_amount_or_reason_is_another_grant_and_each_grants_once()
+    {
+        var customer = Guid.NewGuid().ToString();
+        string[][] grants =
+        [
+            ["--amount", "10000", "--reason", "PO 123"],
+            ["--amount", "10001", "--reason", "PO 123"],
+            ["--amount", "10000", "--reason", "PO 124"],
+            // Only trimmed: a reason in other letter case is another grant.
+            ["--amount", "10000", "--reason", "po 123"],
+        ];
+
+        var first = new List<(int Exit, string Output, string Error)>();
+        foreach (var grant in grants)
+        {
+            first.Add(await RunAsync(["credits", "grant", "--customer", customer, .. grant]));
+        }
+
+        var again = new List<(int Exit, string Output, string Error)>();
+        foreach (var grant in grants)
+        {
+            again.Add(await RunAsync(["credits", "grant", "--customer", customer, .. grant]));
+        }
+
+        var json = await RunAsync("credits", "balance", "--customer", customer, "--output", "json");
+
+        Assert.All(first, run => Assert.Equal((ExitCodes.Success, true), (run.Exit, run.Output.StartsWith("Granted", StringComparison.Ordinal))));
+        Assert.All(again, run => Assert.Equal((ExitCodes.Success, true), (run.Exit, run.Output.StartsWith("Replay", StringComparison.Ordinal))));
+        Assert.Equal(40001L, JsonNode.Parse(json.Output)!["balance"]!.GetValue<long>());
+    }
+
+    [Fact]
+    public async Task A_second_identical_grant_on_purpose_takes_its_own_request_id()
+    {
+        var customer = Guid.NewGuid().ToString();
+
+        var derived = await RunAsync("credits", "grant", "--customer", customer, "--amount", "10000", "--reason", "PO 123");
+        var second = await RunAsync("credits", "grant", "--customer", customer, "--amount", "10000", "--reason", "PO 123", "--request-id", "po-123-second", "--output", "json");
+        var secondAgain = await RunAsync("credits", "grant", "--customer", customer, "--amount", "10000", "--reason", "PO 123", "--request-id", "po-123-second");
+        var derivedAgain = await RunAsync("credits", "grant", "--customer", customer, "--amount", "10000", "--reason", "PO 123");
+        var json = await RunAsync("credits", "balance", "--customer", customer, "--output", "json");
+
+        Assert.Contains("Granted 10000 credits", derived.Output);
+        var secondJson = JsonNode.Parse(second.Output)!;
+        Assert.Equal((true, "po-123-second", 20000L), (secondJson["granted"]!.GetValue<bool>(), secondJson["requestId"]!.GetValue<string>(), secondJson["balance"]!.GetValue<long>()));
+        Assert.Contains("Replay: this grant was made before (request id po-123-second): nothing added. Balance 20000", secondAgain.Output);
+        Assert.Contains("Replay", derivedAgain.Output);
+        Assert.Equal(20000L, JsonNode.Parse(json.Output)!["balance"]!.GetValue<long>());
+    }
+
+    [Fact]
+    public void The_derived_request_id_names_customer_amount_and_trimmed_reason()
+    {
+        var customer = Guid.NewGuid();
+        var id = CreditsCommands.DerivedRequestId(customer, 10000, "PO 123");
+
+        Assert.Equal(id, CreditsCommands.DerivedRequestId(customer, 10000, " PO 123\t"));
+        Assert.StartsWith("grant:", id);
+        Assert.InRange(id.Length, 1, CmpWaldurAdapter.Core.Credits.CreditRules.MaxRequestIdLength);
+        // The amount is in the hash: a derived id never meets another amount, so it can never be a request id conflict.
+        Assert.NotEqual(id, CreditsCommands.DerivedRequestId(customer, 10001, "PO 123"));
+        Assert.NotEqual(id, CreditsCommands.DerivedRequestId(customer, 10000, "po 123"));
+        Assert.NotEqual(id, CreditsCommands.DerivedRequestId(customer, 10000, "PO 1234"));
+        Assert.NotEqual(id, CreditsCommands.DerivedRequestId(Guid.NewGuid(), 10000, "PO 123"));
+    }
+
+    [Fact]
     public async Task Balance_of_an_organization_never_funded_is_zero_not_an_error()
     {
         var (exit, output, _) = await RunAsync("credits", "balance", "--customer", Guid.NewGuid().ToString());

@@ -79,6 +79,13 @@ public sealed class CreditLedger(ICreditStore store, WaldurFunding funding, IDbC
     }
 
     /// <summary>
+    /// Keeps an open hold alive until <paramref name="expiresAt"/> (never earlier than it already was), for an action
+    /// still running past the lifetime it was reserved with. False when the hold is no longer open or already lives longer.
+    /// </summary>
+    public Task<bool> ExtendHoldAsync(Guid reservationId, DateTimeOffset expiresAt, CancellationToken cancellationToken = default) =>
+        _store.ExtendHoldAsync(reservationId, expiresAt, cancellationToken);
+
+    /// <summary>
     /// Reserve and settle in one: charges <paramref name="credits"/> now if the organization has them. The
     /// database does both in one atomic step (no hold row), so a fast action costs one round trip.
     /// </summary>

@@ -114,6 +114,13 @@ internal abstract class CreditStoreBase(IDbContextFactory<AdapterDbContext> dbs)
             return true;
         }, cancellationToken);
 
+    // One UPDATE, run as a write like the others (so SQLite's single writer queues it); a settled or released hold
+    // has no row left, and an earlier expiry never shortens a hold.
+    public Task<bool> ExtendHoldAsync(Guid reservationId, DateTimeOffset expiresAt, CancellationToken cancellationToken) =>
+        WriteAsync(async db => await db.CreditReservations
+            .Where(r => r.Id == reservationId && r.ExpiresAt < expiresAt)
+            .ExecuteUpdateAsync(set => set.SetProperty(r => r.ExpiresAt, expiresAt), cancellationToken) > 0, cancellationToken);
+
     public async Task<IReadOnlyList<Guid>> ExpiredReservationsAsync(DateTimeOffset now, int limit, CancellationToken cancellationToken)
     {
         await using var db = await Dbs.CreateDbContextAsync(cancellationToken);

@@ -29,5 +29,8 @@ public interface ICreditStore
     /// <summary>Creates the organization's empty account if it has none.</summary>
     Task OpenAccountAsync(Guid customerId, DateTimeOffset now, CancellationToken cancellationToken);
 
+    /// <summary>Moves an open hold's expiry to <paramref name="expiresAt"/> if that is later; false when no open hold was moved.</summary>
+    Task<bool> ExtendHoldAsync(Guid reservationId, DateTimeOffset expiresAt, CancellationToken cancellationToken);
+
     Task<IReadOnlyList<Guid>> ExpiredReservationsAsync(DateTimeOffset now, int limit, CancellationToken cancellationToken);
 }

@@ -39,7 +39,8 @@ public sealed class KnowledgeOptions : IValidatableObject
     /// <summary>
     /// How long a parse's credit hold lives: a parse and its one restart (each up to <see cref="StuckAfter"/>), the
     /// polls that start it, notice it stuck and see it done, and half an hour for the adapter being restarted or
-    /// briefly down meanwhile. The ledger's default expiry (minutes, sized for chat) would end it mid-parse.
+    /// briefly down meanwhile. The ledger's default expiry (minutes, sized for chat) would end it mid-parse. A parse
+    /// that keeps running (a long scan, making progress) has its hold moved on to now + this by the parse monitor.
     /// </summary>
     internal TimeSpan ParseHoldLifetime => (2 * StuckAfter) + (3 * PollInterval) + TimeSpan.FromMinutes(30);
 

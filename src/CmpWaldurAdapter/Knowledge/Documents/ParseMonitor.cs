@@ -15,7 +15,8 @@ namespace CmpWaldurAdapter.Knowledge.Documents;
 /// Follows parses in RAGFlow: copies run state, progress and failure messages onto the records, charges a
 /// document once when it first reaches DONE (ledger request id <c>doc:{RAGFlow id}</c>, so a repeated poll or
 /// a restart between charging and recording replays instead of charging again), starts parses an upload
-/// could not start, and restarts a parse stuck longer than <see cref="KnowledgeOptions.StuckAfter"/> once.
+/// could not start, keeps the credit hold of a parse still running from expiring, and restarts a parse stuck longer
+/// than <see cref="KnowledgeOptions.StuckAfter"/> once.
 /// </summary>
 public sealed class ParseMonitor(
     IDbContextFactory<AdapterDbContext> dbs,
@@ -27,12 +28,22 @@ public sealed class ParseMonitor(
 {
     private readonly SemaphoreSlim _oneAtATime = new(1, 1);
 
+    /// <summary>The expiry this replica last gave each running parse's hold (see <see cref="KeepHoldAsync"/>); used under <see cref="_oneAtATime"/>.</summary>
+    private readonly Dictionary<Guid, DateTimeOffset> _holdsKeptUntil = [];
+
     /// <summary>One pass over every subscription with documents not yet settled. Returns how many documents changed.</summary>
     public async Task<int> PollAsync(CancellationToken cancellationToken)
     {
         await _oneAtATime.WaitAsync(cancellationToken);
         try
         {
+            // A hold past the expiry kept for it is settled, released or swept by now: its entry is of no more use.
+            var polledAt = clock.GetUtcNow();
+            foreach (var hold in _holdsKeptUntil.Where(kept => kept.Value < polledAt).Select(kept => kept.Key).ToList())
+            {
+                _holdsKeptUntil.Remove(hold);
+            }
+
             List<Guid> subscriptions;
             await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
             {
@@ -193,6 +204,11 @@ public sealed class ParseMonitor(
                     await RestartStuckAsync(tenant, document, now, stuckAfter, cancellationToken);
                 }
 
+                if (document.Status == ParseStates.Running)
+                {
+                    await KeepHoldAsync(tenant, document, now, cancellationToken);
+                }
+
                 break;
 
             default:
@@ -204,6 +220,39 @@ public sealed class ParseMonitor(
                 }
 
                 break;
+        }
+    }
+
+    /// <summary>
+    /// A parse RAGFlow still runs keeps its hold: a healthy parse may run longer than the hold's lifetime (a 500-page
+    /// scan takes hours), and a hold the sweeper gave back would leave the parse to a direct charge the organization may
+    /// no longer be able to pay. The watchdog bounds a parse that stopped moving, so this never keeps a hold forever.
+    /// To stay cheap the hold is moved only once less than half of <see cref="KnowledgeOptions.ParseHoldLifetime"/> is left.
+    /// </summary>
+    private async Task KeepHoldAsync(KnowledgeTenant tenant, KnowledgeDocument document, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        if (document.CreditReservationId is not { } hold)
+        {
+            return;
+        }
+
+        var lifetime = options.CurrentValue.ParseHoldLifetime;
+        if (_holdsKeptUntil.TryGetValue(hold, out var keptUntil) && keptUntil - now > lifetime / 2)
+        {
+            return;
+        }
+
+        try
+        {
+            // False when the hold is gone (settled, released) or lives longer already: either way nothing is left to do.
+            await ledger.ExtendHoldAsync(hold, now + lifetime, cancellationToken);
+            _holdsKeptUntil[hold] = now + lifetime;
+        }
+        catch (Exception exception) when (exception is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            // Left as it is: the hold lives on until its current expiry, and the next poll tries again.
+            logger.LogWarning(exception, "Keeping the credit hold of the running parse of document {DocumentId} of subscription {SubscriptionId} failed; the next poll tries again",
+                document.Id, tenant.SubscriptionId);
         }
     }
 

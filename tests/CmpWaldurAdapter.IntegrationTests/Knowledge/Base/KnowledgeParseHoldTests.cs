@@ -83,6 +83,66 @@ public abstract class KnowledgeParseHoldTests(DatabaseProvider provider) : IAsyn
     }
 
     [Fact]
+    public async Task A_parse_progressing_for_longer_than_its_hold_lifetime_keeps_its_hold_and_is_charged_from_it_though_the_other_credits_were_spent()
+    {
+        Assert.Equal(HttpStatusCode.Created, (await _bed.UploadAsync(("scan.pdf", "%PDF-1.4 a 500-page scan"))).Status);
+        var hold = Assert.Single(await _bed.RowsAsync()).CreditReservationId!.Value;
+        await _bed.GrantAsync(5);
+
+        // Progress every 40 minutes (inside StuckAfter), well past the lifetime the hold was reserved with.
+        var elapsed = TimeSpan.Zero;
+        for (var step = 1; elapsed <= ParseHoldLifetime + TimeSpan.FromHours(1); step++)
+        {
+            Clock.Advance(TimeSpan.FromMinutes(40));
+            elapsed += TimeSpan.FromMinutes(40);
+            _bed.Ragflow.AdvanceParsing(_bed.DatasetId, Math.Min(0.95, step * 0.05));
+            await _bed.PollAsync();
+            Assert.Equal(0, await Ledger.ReleaseExpiredAsync());
+        }
+
+        Assert.Equal(ParseStates.Running, Assert.Single(await _bed.RowsAsync()).Status);
+        // Only the credits not set aside can be spent: the chat takes them, and cannot take the held ones.
+        var spent = await Ledger.ChargeAsync(_bed.Subscription.CustomerId, _bed.Subscription.Id, _bed.Subscription.OfferingUuid, ActionClass.ChatMessage, 5, TestCatalogue.PriceBookVersion, "meanwhile");
+        Assert.True(spent.IsCharged);
+        var more = await Ledger.ChargeAsync(_bed.Subscription.CustomerId, _bed.Subscription.Id, _bed.Subscription.OfferingUuid, ActionClass.ChatMessage, 5, TestCatalogue.PriceBookVersion, "meanwhile-again");
+        Assert.False(more.IsCharged);
+
+        _bed.Ragflow.FinishParsing(_bed.DatasetId);
+        await _bed.PollAsync();
+
+        var document = Assert.Single(await _bed.RowsAsync());
+        Assert.Equal((ParseStates.Done, 5L), (document.Status, document.CreditsCharged));
+        Assert.Single(_bed.Ragflow.Documents(_bed.DatasetId));
+        var charge = Assert.Single(await EntriesAsync(), e => e.Component == "rag_credits");
+        Assert.Equal((LedgerEntryKind.Charge, 5L, hold), (charge.Kind, charge.Credits, charge.ReservationId!.Value));
+        Assert.DoesNotContain(await EntriesAsync(), e => e.Kind == LedgerEntryKind.Release);
+        Assert.Equal((0L, 0L), await BalanceAsync());
+    }
+
+    [Fact]
+    public async Task A_stuck_parse_is_still_restarted_once_then_failed_and_its_hold_given_back()
+    {
+        await _bed.UploadAsync(("stuck.pdf", "%PDF-1.4 stuck"));
+        var ragflowId = Assert.Single(_bed.Ragflow.Documents(_bed.DatasetId))["id"]!.GetValue<string>();
+        _bed.Ragflow.AdvanceParsing(_bed.DatasetId, 0.1);
+        await _bed.PollAsync();
+
+        for (var i = 0; i < 4; i++)
+        {
+            Clock.Advance(TimeSpan.FromMinutes(61));
+            await _bed.PollAsync();
+        }
+
+        Assert.Equal(2, _bed.Ragflow.ParseRequests(ragflowId));
+        var document = Assert.Single(await _bed.RowsAsync());
+        Assert.Equal((ParseStates.Fail, (DateTimeOffset?)null, 0L), (document.Status, document.ChargedAt, document.CreditsCharged));
+        Assert.Contains("made no progress", document.Error);
+        Assert.Equal(0, await _bed.Credits.QueryAsync(db => db.CreditReservations.CountAsync()));
+        Assert.Equal((5L, 0L), await BalanceAsync());
+        Assert.Equal(0, await _bed.RagChargesAsync());
+    }
+
+    [Fact]
     public async Task A_parse_done_after_its_hold_expired_is_charged_directly_once_when_the_credits_are_there()
     {
         await _bed.UploadAsync(("late.txt", "late"));

@@ -306,6 +306,12 @@ public partial class RagflowEmulator : Emulator
                 return Code(101, "No file part!");
             }
 
+            // document_api.py::_upload_local_documents: FILE_NAME_LEN_LIMIT, checked before any file is stored.
+            if (files.Any(file => Encoding.UTF8.GetByteCount(file.Name) > 255))
+            {
+                return Code(101, "File name must be 255 bytes or less.");
+            }
+
             var created = new JsonArray();
             foreach (var (name, text, size) in files)
             {
@@ -684,11 +690,13 @@ public partial class RagflowEmulator : Emulator
         var reader = new Microsoft.AspNetCore.WebUtilities.MultipartReader(boundary.Trim('"'), new MemoryStream(body));
         while (reader.ReadNextSectionAsync().GetAwaiter().GetResult() is { } section)
         {
-            if (section.ContentDisposition is { } disposition && FileName().Match(disposition) is { Success: true } name)
+            // The name as a form parser reads it: filename* (RFC 5987) when sent, as .NET sends it for a non-ASCII name.
+            if (Microsoft.Net.Http.Headers.ContentDispositionHeaderValue.TryParse(section.ContentDisposition, out var disposition)
+                && (disposition.FileNameStar.HasValue ? disposition.FileNameStar : disposition.FileName) is { HasValue: true } name)
             {
                 using var text = new StreamReader(section.Body, Encoding.UTF8);
                 long? sent = section.Headers?.TryGetValue(SentLengthHeader, out var length) == true ? long.Parse(length.ToString(), CultureInfo.InvariantCulture) : null;
-                files.Add((name.Groups[1].Value, text.ReadToEnd(), sent));
+                files.Add((Microsoft.Net.Http.Headers.HeaderUtilities.RemoveQuotes(name).ToString(), text.ReadToEnd(), sent));
             }
         }
 
@@ -732,7 +740,4 @@ public partial class RagflowEmulator : Emulator
     /// <summary>The share of the question's words the chunk contains (0 to 1).</summary>
     private static double Overlap(HashSet<string> question, HashSet<string> chunk) =>
         question.Count == 0 ? 0 : (double)question.Count(chunk.Contains) / question.Count;
-
-    [GeneratedRegex("filename=\"?([^\";\\r\\n]+)\"?")]
-    private static partial Regex FileName();
 }

@@ -1,3 +1,4 @@
+using System.Text;
 using System.Text.Json.Serialization;
 using CmpWaldurAdapter.Api;
 using CmpWaldurAdapter.Knowledge.Connectors;
@@ -333,15 +334,39 @@ public static class KnowledgeEndpoints
     private static KnowledgeException TooLarge(KnowledgeOptions limits) =>
         new(StatusCodes.Status413PayloadTooLarge, "request_too_large", $"The request is too large: at most {limits.MaxFilesPerUpload} files of {limits.MaxFileBytes / 1024 / 1024} MB each.", "file");
 
-    /// <summary>The file's own name without any path, control characters or quotes (it travels in a multipart header to RAGFlow).</summary>
+    /// <summary>
+    /// RAGFlow refuses a file name over 255 UTF-8 bytes (code 101), and renames a duplicate to <c>name(1).ext</c>:
+    /// names are kept to this many bytes, leaving room for that suffix.
+    /// </summary>
+    internal const int MaxFileNameBytes = 240;
+
+    /// <summary>
+    /// The file's own name without any path, control characters or quotes (it travels in a multipart header to RAGFlow),
+    /// its base name shortened to at most <see cref="MaxFileNameBytes"/> UTF-8 bytes with the extension kept.
+    /// </summary>
     internal static string CleanFileName(string raw)
     {
         var name = Path.GetFileName(raw.Replace('\\', '/'));
         var clean = new string(name.Where(c => !char.IsControl(c) && c is not ('"' or '/' or ':' or '*' or '?' or '<' or '>' or '|')).ToArray()).Trim();
-        if (clean.Length > 200)
+        if (Encoding.UTF8.GetByteCount(clean) > MaxFileNameBytes)
         {
             var extension = Path.GetExtension(clean);
-            clean = clean[..(200 - extension.Length)] + extension;
+            var stem = clean[..^extension.Length];
+            var room = MaxFileNameBytes - Encoding.UTF8.GetByteCount(extension);
+            // Whole characters only (a CJK character is 3 bytes, an emoji a surrogate pair of 4): never half of one.
+            var (bytes, chars) = (0, 0);
+            foreach (var rune in stem.EnumerateRunes())
+            {
+                if (bytes + rune.Utf8SequenceLength > room)
+                {
+                    break;
+                }
+
+                bytes += rune.Utf8SequenceLength;
+                chars += rune.Utf16SequenceLength;
+            }
+
+            clean = stem[..chars].TrimEnd() + extension;
         }
 
         return clean.Length == 0 || Path.GetFileNameWithoutExtension(clean).Length == 0 ? "document" + Path.GetExtension(clean) : clean;

@@ -87,7 +87,21 @@ public sealed class KnowledgeRulesTests
     {
         var name = KnowledgeEndpoints.CleanFileName(new string('a', 300) + ".xlsx");
 
-        Assert.Equal(200, name.Length);
+        Assert.Equal(KnowledgeEndpoints.MaxFileNameBytes, name.Length);
         Assert.EndsWith(".xlsx", name, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("报", 100)] // 3 UTF-8 bytes each: 300 bytes, over RAGFlow's 255
+    [InlineData("😀", 70)] // a surrogate pair, 4 UTF-8 bytes each
+    [InlineData("é", 200)] // 2 UTF-8 bytes each: 200 characters, 400 bytes
+    public void A_file_name_too_long_in_utf8_bytes_is_shortened_by_whole_characters_and_keeps_its_extension(string character, int count)
+    {
+        var name = KnowledgeEndpoints.CleanFileName(string.Concat(Enumerable.Repeat(character, count)) + ".pdf");
+
+        var bytes = System.Text.Encoding.UTF8.GetByteCount(name);
+        Assert.InRange(bytes, KnowledgeEndpoints.MaxFileNameBytes - 4, KnowledgeEndpoints.MaxFileNameBytes);
+        Assert.EndsWith(".pdf", name, StringComparison.Ordinal);
+        Assert.Equal(string.Concat(Enumerable.Repeat(character, (name.Length - 4) / character.Length)), name[..^4]);
     }
 }

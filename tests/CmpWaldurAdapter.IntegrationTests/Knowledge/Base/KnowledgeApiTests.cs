@@ -46,6 +46,20 @@ public sealed class KnowledgeApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_file_name_over_ragflows_255_utf8_bytes_uploads_with_its_name_shortened()
+    {
+        // 100 CJK characters are 300 UTF-8 bytes: RAGFlow refuses the name (code 101 under HTTP 200), so it is shortened first.
+        var name = new string('报', 100) + ".pdf";
+
+        var (status, body) = await _bed.UploadAsync((name, "%PDF-1.4 report"));
+
+        Assert.Equal(HttpStatusCode.Created, status);
+        var uploaded = Assert.Single(body["data"]!.AsArray())!["name"]!.GetValue<string>();
+        Assert.Equal(new string('报', 78) + ".pdf", uploaded); // 78 × 3 + 4 = 238 bytes, at most 240
+        Assert.Equal(uploaded, Assert.Single(_bed.Ragflow.Documents(_bed.DatasetId))["name"]!.GetValue<string>());
+    }
+
+    [Fact]
     public async Task Every_accepted_type_uploads()
     {
         _bed.Settings["Knowledge:MaxDocumentsPerSubscription"] = "20";

@@ -188,10 +188,13 @@ public sealed partial class ChatService(
         }
 
         var requestId = remembered?.LedgerRequestId ?? Guid.NewGuid().ToString("N");
+        var earlier = EarlierTurns(request!);
         var run = new ChatRun(http, caller, subscription, offering, request!, conversation, requestId, remembered)
         {
             PromptTokens = EstimateTokens(PromptCharacters(request!)),
             StopSequences = StopSequences(request!.Stop)!,
+            EarlierTurns = earlier,
+            HandoffConversation = HandoffConversationOf(http, subscription, request!, conversation, earlier.Count > 0),
         };
         try
         {
@@ -290,8 +293,7 @@ public sealed partial class ChatService(
             _ = settlements.Settle(hold);
             settled = true;
             metrics.AgentRuns.WithLabels(run.Offering.Slug, "api").Inc(); // the marketplace's run count
-            var (handoffConversation, earlier) = HandoffConversationOf(run);
-            var notice = await handoff.AfterAnswerAsync(run.Subscription, handoffConversation, run.Input, answer, run.NothingRetrieved, earlier);
+            var notice = await handoff.AfterAnswerAsync(run.Subscription, run.HandoffConversation, run.Input, answer, run.NothingRetrieved, HandoffTurns(run));
             if (notice is not null)
             {
                 run.Http.Response.Headers[CmpWaldurAdapter.Capabilities.Handoff.HandoffService.HandoffHeader] = notice.Status;
@@ -337,7 +339,7 @@ public sealed partial class ChatService(
         // A conversation the client names lives in the agent's memory; otherwise the client keeps the history and sends
         // it. Then the run has a session of its own: one named by `user` would hold the same turns twice.
         var session = $"{run.Subscription.ResourceUuid:N}:{run.Conversation}";
-        if (!run.Http.Request.Headers.ContainsKey(ConversationHeader) && History(run.Request, options.Value.MaxHistoryChars) is { } history)
+        if (!run.Http.Request.Headers.ContainsKey(ConversationHeader) && History(run.EarlierTurns, options.Value.MaxHistoryChars) is { } history)
         {
             instructions.Add(history);
             session += ":" + run.CompletionId;
@@ -522,23 +524,15 @@ public sealed partial class ChatService(
     /// The user and assistant turns before the message being answered, oldest first, at most <paramref name="limit"/>
     /// characters of them (the newest kept); null when there are none.
     /// </summary>
-    internal static string? History(ChatCompletionRequest request, int limit)
-    {
-        if (request.Message is not null || request.Messages is not { Count: > 1 } messages || limit <= 0)
-        {
-            return null;
-        }
+    internal static string? History(ChatCompletionRequest request, int limit) => History(EarlierTurns(request), limit);
 
+    private static string? History(IReadOnlyList<(string Role, string Content)> turns, int limit)
+    {
         var lines = new List<string>();
         var length = 0;
-        for (var i = messages.FindLastIndex(m => m.Role == "user") - 1; i >= 0; i--)
+        for (var i = turns.Count - 1; i >= 0 && limit > 0; i--)
         {
-            if (messages[i].Role is not ("user" or "assistant") || string.IsNullOrWhiteSpace(messages[i].Text))
-            {
-                continue;
-            }
-
-            var line = $"{messages[i].Role}: {messages[i].Text!.Trim()}";
+            var line = $"{turns[i].Role}: {turns[i].Content}";
             if (length + line.Length > limit)
             {
                 break;
@@ -553,28 +547,31 @@ public sealed partial class ChatService(
     }
 
     /// <summary>
-    /// The conversation an answer counts against for handoff, and the turns the client sent before the question. A client
+    /// The conversation an answer counts against for handoff (computed before the hold, with the earlier turns). A client
     /// that keeps the history itself and names no conversation (OpenAI's SDKs) would be a new conversation with every
     /// request, never reaching N unanswered questions. Its conversation is known instead by what every request of it
     /// repeats: the subscription, <c>user</c>, the first system message and the first user message. Only the count uses
     /// this name; the run keeps its session of its own (see PrepareAsync), so the agent's memory is not shared by it.
     /// </summary>
-    internal static (string Conversation, IReadOnlyList<(string Role, string Content)> Earlier) HandoffConversationOf(ChatRun run)
+    private static string HandoffConversationOf(HttpContext http, Subscription subscription, ChatCompletionRequest request, string conversation, bool carriesHistory)
     {
-        var earlier = EarlierTurns(run.Request);
-        if (run.Http.Request.Headers.ContainsKey(ConversationHeader) || earlier.Count == 0)
+        if (http.Request.Headers.ContainsKey(ConversationHeader) || !carriesHistory)
         {
-            return (run.Conversation, []);
+            return conversation;
         }
 
-        var messages = run.Request.Messages!;
+        var messages = request.Messages!;
         var opening = new JsonArray(
-            run.Subscription.Id.ToString(),
-            run.Request.User ?? string.Empty,
+            subscription.Id.ToString(),
+            request.User ?? string.Empty,
             messages.FirstOrDefault(m => m.Role is "system" or "developer")?.Text ?? string.Empty,
             messages.First(m => m.Role == "user").Text);
-        return ("m-" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(opening.ToJsonString())))[..32], earlier);
+        return "m-" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(opening.ToJsonString())))[..32];
     }
+
+    /// <summary>The earlier turns the handoff record takes in: only those of a conversation named by them (else none).</summary>
+    private static IReadOnlyList<(string Role, string Content)> HandoffTurns(ChatRun run) =>
+        run.HandoffConversation == run.Conversation ? [] : run.EarlierTurns;
 
     /// <summary>The non-blank user and assistant turns before the last user message, oldest first.</summary>
     private static List<(string Role, string Content)> EarlierTurns(ChatCompletionRequest request)
@@ -681,6 +678,12 @@ public sealed partial class ChatService(
         /// <summary>Estimated once, before the hold: after the charge nothing reads the messages' text again.</summary>
         public required int PromptTokens { get; init; }
 
+        /// <summary>The turns the client sent before the question (read once, before the hold, as <see cref="PromptTokens"/>).</summary>
+        public required IReadOnlyList<(string Role, string Content)> EarlierTurns { get; init; }
+
+        /// <summary>The conversation the answer counts against for handoff (see <see cref="HandoffConversationOf"/>).</summary>
+        public required string HandoffConversation { get; init; }
+
         /// <summary>The request's non-empty stop sequences (validated before the hold).</summary>
         public required IReadOnlyList<string> StopSequences { get; init; }
 
@@ -768,8 +771,7 @@ public sealed partial class ChatService(
                 }
 
                 // Headers are gone by now: a handoff is flagged on the final chunk instead.
-                var (handoffConversation, earlier) = HandoffConversationOf(run);
-                notice = await service.Handoff.AfterAnswerAsync(run.Subscription, handoffConversation, run.Input, answer.ToString(), run.NothingRetrieved, earlier);
+                notice = await service.Handoff.AfterAnswerAsync(run.Subscription, run.HandoffConversation, run.Input, answer.ToString(), run.NothingRetrieved, HandoffTurns(run));
                 await WriteEndAsync(response, Chunk(created, new ChunkDelta(), limit.FinishReason) with { Handoff = notice },
                     run.Request.StreamOptions?.IncludeUsage == true ? Usage(run, answer.ToString(), charged) : null, aborted);
                 ended = true;

@@ -101,7 +101,7 @@ public sealed class KnowledgeBase(
     /// Refuses before anything is uploaded when the knowledge base would hold too many documents (409) or the
     /// organization cannot pay for parsing them (402). The parses are paid for by holds taken now, one per
     /// document, each an atomic reserve in the ledger: two requests racing for the last credits cannot both
-    /// pass. The holds go to the documents as they are recorded (<see cref="AddAsync"/>) and are settled when
+    /// pass, nor two racing for the last places (the holds of uploads under way count as places). The holds go to the documents as they are recorded (<see cref="AddAsync"/>) and are settled when
     /// the parse is done; disposing the returned holds gives back those no document took.
     /// </summary>
     public async Task<ParseHolds> EnsureRoomAsync(KnowledgeTenant tenant, int adding, int removing, CancellationToken cancellationToken)
@@ -111,19 +111,7 @@ public sealed class KnowledgeBase(
             return new ParseHolds(ledger, logger, []);
         }
 
-        var limit = options.CurrentValue.MaxDocumentsPerSubscription;
-        await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
-        {
-            var count = await db.KnowledgeDocuments.CountAsync(d => d.SubscriptionId == tenant.SubscriptionId, cancellationToken);
-            if (count - removing + adding > limit)
-            {
-                throw new KnowledgeException(
-                    StatusCodes.Status409Conflict,
-                    "document_limit_reached",
-                    $"The knowledge base holds {count} of at most {limit} documents; adding {adding} would exceed the limit. Delete documents first.");
-            }
-        }
-
+        await EnsureUnderLimitAsync(tenant, adding, removing, holding: 0, cancellationToken);
         var price = Price(tenant);
         var holds = new ParseHolds(ledger, logger, []);
         try
@@ -150,6 +138,10 @@ public sealed class KnowledgeBase(
 
                 holds.Add(held.ReservationId!.Value);
             }
+
+            // Counted again with this request's holds in: of two requests racing for the last places, the one that counts
+            // second sees all of the other's holds (taken before the other counted) and is refused; both can never pass.
+            await EnsureUnderLimitAsync(tenant, adding, removing, holding: adding, cancellationToken);
         }
         catch
         {
@@ -158,6 +150,45 @@ public sealed class KnowledgeBase(
         }
 
         return holds;
+    }
+
+    /// <summary>
+    /// 409 when the documents recorded, the uploads under way (<paramref name="holding"/> of them this request's own)
+    /// and the <paramref name="adding"/> less <paramref name="removing"/> would pass the subscription's limit.
+    /// </summary>
+    private async Task EnsureUnderLimitAsync(KnowledgeTenant tenant, int adding, int removing, int holding, CancellationToken cancellationToken)
+    {
+        var limit = options.CurrentValue.MaxDocumentsPerSubscription;
+        var (recorded, underway) = await CountPlacesAsync(tenant.SubscriptionId, cancellationToken);
+        var others = Math.Max(0, underway - holding);
+        if (recorded + others - removing + adding > limit)
+        {
+            var elsewhere = others > 0 ? $" and {others} more are being added" : string.Empty;
+            throw new KnowledgeException(
+                StatusCodes.Status409Conflict,
+                "document_limit_reached",
+                $"The knowledge base holds {recorded} of at most {limit} documents{elsewhere}; adding {adding} would exceed the limit. Delete documents first.");
+        }
+    }
+
+    /// <summary>
+    /// Documents recorded, and places held by uploads under way: the open parse holds no document has taken yet (a hold
+    /// goes to its document in the insert that records it). One statement, so a document recorded meanwhile counts once.
+    /// </summary>
+    private async Task<(int Recorded, int Underway)> CountPlacesAsync(Guid subscriptionId, CancellationToken cancellationToken)
+    {
+        var now = clock.GetUtcNow();
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        var counts = await db.Subscriptions.AsNoTracking()
+            .Where(s => s.Id == subscriptionId)
+            .Select(s => new
+            {
+                Recorded = db.KnowledgeDocuments.Count(d => d.SubscriptionId == subscriptionId),
+                Underway = db.CreditReservations.Count(r => r.SubscriptionId == subscriptionId && r.ActionClass == ActionClass.RagDocument && r.ExpiresAt > now
+                    && !db.KnowledgeDocuments.Any(d => d.SubscriptionId == subscriptionId && d.CreditReservationId == r.Id)),
+            })
+            .FirstOrDefaultAsync(cancellationToken);
+        return counts is null ? (0, 0) : (counts.Recorded, counts.Underway);
     }
 
     internal ActionPrice Price(KnowledgeTenant tenant)

@@ -5,7 +5,10 @@ using CmpWaldurAdapter.Tenants;
 namespace CmpWaldurAdapter.Chat;
 
 /// <summary>The price of one message, held before the agent runs.</summary>
-public sealed record ChatHold(Guid Reservation, long Credits);
+/// <param name="PaidBefore">
+/// Nothing is held because an earlier attempt of the same request (an Idempotency-Key's retry) was charged already.
+/// </param>
+public sealed record ChatHold(Guid Reservation, long Credits, bool PaidBefore = false);
 
 /// <summary>A hold, or why there is none; with the subscription's row version as the hold saw it.</summary>
 public sealed record ChatHoldAttempt(ChatHold? Hold, CreditRefusal? Refusal, long? SubscriptionVersion);

@@ -820,8 +820,8 @@ public sealed partial class ChatService(
                     else if (settled)
                     {
                         // Charged for a part: stored, it would be replayed as the whole answer. The retry runs again
-                        // under the same ledger id, which finds this charge, so it costs nothing more.
-                        await service.Idempotency.CutShortAsync(entry);
+                        // under the same ledger id, which finds this charge, so it costs nothing more; once only.
+                        await service.Idempotency.CutShortAsync(entry, chargeNextRetry: hold.PaidBefore);
                     }
                     else
                     {

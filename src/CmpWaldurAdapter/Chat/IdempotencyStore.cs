@@ -76,7 +76,9 @@ public enum IdempotencyDecision
 /// Charging stays exactly-once because every attempt uses the entry's <see cref="IdempotentRequest.LedgerRequestId"/>,
 /// which a takeover inherits. A takeover finds what the dead attempt left under that id: nothing (it holds and charges once), its
 /// open hold (AlreadyHeld: the retry settles that hold; one the sweeper already released is taken anew), or its
-/// charge (AlreadyCharged: the agent runs again for the answer that was never stored, and nothing more is charged).
+/// charge (AlreadyCharged: the agent runs again for the answer that was never stored, and nothing more is charged; once:
+/// that free run cut short again after a part leaves the next retry a new charge). A takeover that fails is not forgotten,
+/// so the charge it inherited passes on to the next retry.
 /// An attempt that was only slow, not dead, finishes on its own row id, which the takeover deleted: its answer
 /// is not stored over the retry's, and both settle the same hold, so the message is still charged at most once.
 /// </para>
@@ -133,7 +135,7 @@ public sealed class IdempotencyStore(IDbContextFactory<AdapterDbContext> dbs, Ti
                 RequestHash = requestHash,
                 CreatedAt = now,
                 ExpiresAt = now + options.Value.IdempotencyWindow,
-                LedgerRequestId = inherited ?? $"idem:{id:N}",
+                LedgerRequestId = inherited ?? OwnLedgerRequestId(id),
             };
             db.IdempotentRequests.Add(entry);
             try
@@ -193,16 +195,37 @@ public sealed class IdempotencyStore(IDbContextFactory<AdapterDbContext> dbs, Ti
     /// stored to replay, and the next retry takes the entry over at once, keeping its ledger request id, so the agent
     /// runs again for the whole answer and the retry's hold finds the charge (nothing more is charged).
     /// </summary>
-    public async Task CutShortAsync(IdempotentRequest entry)
+    /// <param name="chargeNextRetry">
+    /// This attempt was itself that free run, and it too was cut short after delivering a part: the charge has bought
+    /// its one free run, and the entry takes a ledger id of its own, so the next retry is held and charged anew.
+    /// Without it, a client leaving each retry midway would have the agent run again and again for one charge.
+    /// </param>
+    public async Task CutShortAsync(IdempotentRequest entry, bool chargeNextRetry = false)
     {
+        var ledgerRequestId = chargeNextRetry ? OwnLedgerRequestId(entry.Id) : entry.LedgerRequestId;
         await using var db = await dbs.CreateDbContextAsync();
-        await db.IdempotentRequests.Where(r => r.Id == entry.Id && !r.Completed).ExecuteUpdateAsync(set => set.SetProperty(r => r.StatusCode, CutShortStatus));
+        await db.IdempotentRequests.Where(r => r.Id == entry.Id && !r.Completed).ExecuteUpdateAsync(set => set
+            .SetProperty(r => r.StatusCode, CutShortStatus)
+            .SetProperty(r => r.LedgerRequestId, ledgerRequestId));
     }
 
-    /// <summary>Forgets a request that produced no lasting outcome (a transient failure), so a retry runs it again.</summary>
+    /// <summary>
+    /// Forgets a request that produced no lasting outcome (a transient failure), so a retry runs it again. An entry that
+    /// took over an earlier attempt's ledger id is not forgotten but left for the next retry to take over (as a cut-short
+    /// one is): that id may carry the earlier attempt's charge, and a retry under a new id would be charged again.
+    /// </summary>
     public async Task AbandonAsync(IdempotentRequest entry)
     {
         await using var db = await dbs.CreateDbContextAsync();
+        if (entry.LedgerRequestId != OwnLedgerRequestId(entry.Id))
+        {
+            await db.IdempotentRequests.Where(r => r.Id == entry.Id && !r.Completed).ExecuteUpdateAsync(set => set.SetProperty(r => r.StatusCode, CutShortStatus));
+            return;
+        }
+
         await db.IdempotentRequests.Where(r => r.Id == entry.Id && !r.Completed).ExecuteDeleteAsync();
     }
+
+    /// <summary>The ledger request id an entry holds and charges under unless it took over an earlier attempt's.</summary>
+    private static string OwnLedgerRequestId(Guid entryId) => $"idem:{entryId:N}";
 }

@@ -19,7 +19,7 @@ public sealed class LedgerChatCredits(CreditLedger ledger, PriceBooks priceBooks
         {
             ReservationStatus.Held or ReservationStatus.AlreadyHeld => new ChatHold(hold.ReservationId!.Value, hold.Credits),
             // Charged before under this request id: settling the empty hold charges nothing more.
-            ReservationStatus.AlreadyCharged => new ChatHold(Guid.Empty, 0),
+            ReservationStatus.AlreadyCharged => new ChatHold(Guid.Empty, 0, PaidBefore: true),
             _ => null,
         };
         return new ChatHoldAttempt(held, held is null ? hold.Refusal ?? CreditRefusal.InsufficientCredits : null, hold.SubscriptionVersion);

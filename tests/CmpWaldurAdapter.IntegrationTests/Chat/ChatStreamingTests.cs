@@ -243,6 +243,44 @@ public sealed class ChatDisconnectTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_free_retry_that_fails_before_sending_anything_keeps_the_charge_for_the_next_retry()
+    {
+        var (subscription, key) = await _bed.SubscribeAsync(credits: 10);
+        using var http = _bed.Server.CreateClient();
+        await CutShortAsync(http, subscription.CustomerId, key, "cut-fail", expectedRuns: 1);
+
+        // The free retry: Langflow's stream dies before its first event, so nothing is sent and the retry fails.
+        _bed.Upstream.StreamsDie = true;
+        var (failed, _) = await SendUntilNotInUseAsync(http, key, "cut-fail");
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, failed);
+        _bed.Upstream.StreamsDie = false;
+
+        var (status, body) = await SendUntilNotInUseAsync(http, key, "cut-fail");
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Contains("\"credits_charged\":0", body, StringComparison.Ordinal);
+        Assert.Equal(3, _bed.Upstream.Runs);
+        Assert.Equal((8L, 1), await ChargesAsync(subscription.CustomerId));
+    }
+
+    [Fact]
+    public async Task One_charge_buys_one_free_run_a_free_retry_left_midway_again_leaves_the_next_retry_charged()
+    {
+        var (subscription, key) = await _bed.SubscribeAsync(credits: 10);
+        using var http = _bed.Server.CreateClient();
+        await CutShortAsync(http, subscription.CustomerId, key, "cut-loop", expectedRuns: 1);
+        await CutShortAsync(http, subscription.CustomerId, key, "cut-loop", expectedRuns: 2);
+        Assert.Equal((8L, 1), await ChargesAsync(subscription.CustomerId)); // the free run sent a part and was charged nothing
+
+        var (status, body) = await SendUntilNotInUseAsync(http, key, "cut-loop");
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Contains("\"credits_charged\":2", body, StringComparison.Ordinal);
+        Assert.Equal(3, _bed.Upstream.Runs);
+        Assert.Equal((6L, 2), await ChargesAsync(subscription.CustomerId));
+    }
+
+    [Fact]
     public async Task A_client_leaving_a_plain_run_cancels_it_charges_nothing_and_counts_the_call_as_canceled_not_timed_out()
     {
         var (subscription, key) = await _bed.SubscribeAsync(credits: 10);
@@ -327,6 +365,55 @@ public sealed class ChatDisconnectTests : IAsyncLifetime
         Assert.Equal("agent_unavailable", error["code"]!.GetValue<string>());
         var balance = await _bed.Server.Services.GetRequiredService<CmpWaldurAdapter.Credits.CreditLedger>().BalanceAsync(subscription.CustomerId);
         Assert.Equal((10L, 0L), (balance.Balance, balance.Reserved));
+    }
+
+    private static HttpRequestMessage StreamRequest(string key, string idempotencyKey)
+    {
+        var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = ChatTestBed.Json("""{"stream":true,"stream_options":{"include_usage":true},"message":"Hello"}""") };
+        request.Headers.Authorization = new("Bearer", key);
+        request.Headers.Add("Idempotency-Key", idempotencyKey);
+        return request;
+    }
+
+    /// <summary>Sends the request with its Idempotency-Key, leaves after two deltas, and waits until its entry is marked cut short.</summary>
+    private async Task CutShortAsync(HttpClient http, Guid customer, string key, string idempotencyKey, int expectedRuns)
+    {
+        _bed.Upstream.TokenDelay = TimeSpan.FromMilliseconds(300);
+        using (var request = StreamRequest(key, idempotencyKey))
+        {
+            await LeaveAfterTwoDeltasAsync(http, request);
+        }
+
+        await Eventually.TrueAsync(() => _bed.Upstream.Aborted == expectedRuns, TimeSpan.FromSeconds(5), "the adapter cancels Langflow's run");
+        await Eventually.TrueAsync(async () => await ReservedAsync(customer) == 0, TimeSpan.FromSeconds(5));
+        await Eventually.TrueAsync(async () =>
+        {
+            await using var db = await _bed.Server.Services.GetRequiredService<IDbContextFactory<AdapterDbContext>>().CreateDbContextAsync();
+            return await db.IdempotentRequests.AnyAsync(r => r.Key == idempotencyKey && r.StatusCode == CmpWaldurAdapter.Chat.IdempotencyStore.CutShortStatus);
+        }, TimeSpan.FromSeconds(5), "the entry is marked cut short");
+        _bed.Upstream.TokenDelay = TimeSpan.Zero;
+    }
+
+    /// <summary>The whole answer to the request, after any 409 of an attempt still putting its entry down.</summary>
+    private static async Task<(HttpStatusCode Status, string Body)> SendUntilNotInUseAsync(HttpClient http, string key, string idempotencyKey)
+    {
+        for (var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(5); ; await Task.Delay(100))
+        {
+            using var request = StreamRequest(key, idempotencyKey);
+            using var response = await http.SendAsync(request);
+            var body = await response.Content.ReadAsStringAsync();
+            if (response.StatusCode != HttpStatusCode.Conflict || DateTime.UtcNow >= deadline)
+            {
+                return (response.StatusCode, body);
+            }
+        }
+    }
+
+    private async Task<(long Balance, int Charges)> ChargesAsync(Guid customer)
+    {
+        var balance = await _bed.Server.Services.GetRequiredService<CmpWaldurAdapter.Credits.CreditLedger>().BalanceAsync(customer);
+        await using var db = await _bed.Server.Services.GetRequiredService<IDbContextFactory<AdapterDbContext>>().CreateDbContextAsync();
+        return (balance.Balance, await db.LedgerEntries.CountAsync(e => e.CustomerId == customer && e.Kind == LedgerEntryKind.Charge));
     }
 
     /// <summary>Reads the stream until two of the answer's deltas arrived, then leaves (closes the response).</summary>

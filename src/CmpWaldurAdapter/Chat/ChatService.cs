@@ -64,6 +64,8 @@ public sealed partial class ChatService(
 
     private IChatCredits Credits => credits;
 
+    private AnswerSettlements Settlements => settlements;
+
     private IdempotencyStore Idempotency => idempotency;
 
     private CmpWaldurAdapter.Capabilities.Handoff.HandoffService Handoff => handoff;
@@ -754,7 +756,7 @@ public sealed partial class ChatService(
 
                 // Cut at a stop sequence or max_tokens, the rest of the run is not waited for: leaving the block above closed its stream.
                 await SendAsync(limit.End());
-                charged = await service.Credits.SettleAsync(hold, CancellationToken.None);
+                charged = await service.Settlements.SettleNowAsync(hold);
                 settled = true;
                 service.Metrics.AgentRuns.WithLabels(run.Offering.Slug, "api").Inc();
                 if (!started)
@@ -781,7 +783,7 @@ public sealed partial class ChatService(
                 service.Logger.LogInformation("The client left a stream of subscription {SubscriptionId}; the run was cancelled", run.Subscription.Id);
                 if (!settled && delivered)
                 {
-                    charged = await service.Credits.SettleAsync(hold, CancellationToken.None);
+                    charged = await service.Settlements.SettleNowAsync(hold);
                     settled = true;
                 }
             }

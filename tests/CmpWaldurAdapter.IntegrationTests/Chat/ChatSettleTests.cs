@@ -115,6 +115,40 @@ public sealed class ChatSettleTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_settle_the_database_refuses_for_the_moment_is_tried_again_and_charged_once()
+    {
+        var me = await _bed.SubscribeAsync(credits: 10);
+        using var http = _bed.Http(me.Key);
+        _gate.Open();
+        _gate.Fail(new Npgsql.NpgsqlException("Exception while reading from stream", new IOException("Connection reset by peer")), times: 2);
+
+        using var response = await http.PostAsync("/v1/chat/completions", ChatTestBed.Json("""{"message":"Where is my parcel?"}"""));
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        await Settlements.WhenSettledAsync().WaitAsync(TimeSpan.FromSeconds(20));
+        Assert.Equal(2, _bed.Server.Logs.Lines.Count(line => line.Contains("failed for the moment", StringComparison.Ordinal)));
+        Assert.Equal(new LedgerState(8, 0, 1, 2), await _bed.LedgerAsync(me.Customer));
+    }
+
+    [Fact]
+    public async Task A_stream_whose_settle_the_database_refuses_for_the_moment_ends_whole_and_is_charged_once_the_database_answers()
+    {
+        var me = await _bed.SubscribeAsync(credits: 10);
+        using var http = _bed.Http(me.Key);
+        _gate.Open();
+        _gate.Fail(new TimeoutException("Timeout during reading attempt"), times: 1);
+
+        using var response = await http.PostAsync("/v1/chat/completions", ChatTestBed.Json("""{"stream":true,"stream_options":{"include_usage":true},"message":"Where is my parcel?"}"""));
+        var body = await response.Content.ReadAsStringAsync();
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.EndsWith("data: [DONE]\n\n", body, StringComparison.Ordinal);
+        Assert.Contains("\"credits_charged\":2", body, StringComparison.Ordinal);
+        await Settlements.WhenSettledAsync().WaitAsync(TimeSpan.FromSeconds(20));
+        Assert.Equal(new LedgerState(8, 0, 1, 2), await _bed.LedgerAsync(me.Customer));
+    }
+
+    [Fact]
     public async Task A_failed_run_releases_its_hold_before_the_error_is_sent()
     {
         var me = await _bed.SubscribeAsync(credits: 10);

@@ -9,6 +9,7 @@ public sealed class SettleGate
 {
     private readonly TaskCompletionSource _open = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Exception? _failure;
+    private int _failures;
 
     public TaskCompletionSource ReachedSource { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
@@ -16,12 +17,13 @@ public sealed class SettleGate
 
     public void Open() => _open.TrySetResult();
 
-    public void Fail(Exception failure) => _failure = failure;
+    /// <summary>The next <paramref name="times"/> settles fail with <paramref name="failure"/> (every one by default).</summary>
+    public void Fail(Exception failure, int times = int.MaxValue) => (_failure, _failures) = (failure, times);
 
     public async Task PassAsync()
     {
         ReachedSource.TrySetResult();
-        if (_failure is { } failure)
+        if (_failure is { } failure && Interlocked.Decrement(ref _failures) >= 0)
         {
             throw failure;
         }

@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Text.Json.Nodes;
 using CmpWaldurAdapter.IntegrationTests.Chat;
+using CmpWaldurAdapter.Testing.Hosting;
 using CmpWaldurAdapter.Testing.Media;
 using OpenAI.Audio;
 using OpenAI.Images;
@@ -117,6 +118,35 @@ public sealed class MediaTests : IAsyncLifetime
         Assert.Equal(new LedgerState(98, 0, 1, 2), await _bed.LedgerAsync(me.Customer));
         Assert.Equal(["voice_credits"], await _bed.ChargedComponentsAsync(me.Customer));
         Assert.Equal("Your parcel is on its way.", Assert.Single(_bed.Tenants.Langflow.Runs).Input);
+    }
+
+    [Theory]
+    [InlineData("speech")]
+    [InlineData("transcriptions")]
+    public async Task A_client_leaving_before_the_flow_answers_cancels_the_run_and_is_charged_nothing(string endpoint)
+    {
+        var me = await _bed.SubscribeAsync(credits: 100);
+        _bed.Tenants.Langflow.ScriptNextAnswers(endpoint == "speech" ? Mp3 : "Where is my parcel?");
+        // A slow flow: the client gives up first (an SDK timeout, then a retry).
+        var slow = _bed.Tenants.Langflow.Hold("POST", "/api/v1/run/.*");
+        using var http = _bed.Http(me.Key);
+        using var leave = new CancellationTokenSource();
+        using HttpContent body = endpoint == "speech"
+            ? ChatTestBed.Json("""{"input": "Your parcel is on its way.", "voice": "alloy"}""")
+            : new MultipartFormDataContent { { new ByteArrayContent(MediaTestBed.Wav(seconds: 0.01)), "file", "question.wav" } };
+
+        var post = http.PostAsync($"/v1/audio/{endpoint}", body, leave.Token);
+        await Eventually.TrueAsync(() => slow.Arrived == 1, TimeSpan.FromSeconds(8), "the run reaches Langflow");
+        await leave.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => post);
+
+        // Released while Langflow still holds the run: it was cancelled, not waited for.
+        await Eventually.TrueAsync(async () => (await _bed.LedgerAsync(me.Customer)).Reserved == 0, TimeSpan.FromSeconds(5), "the hold is released once the client left");
+        // Langflow answers now; nobody is waiting for it any more, so nothing settles.
+        slow.Release();
+        await Task.Delay(500);
+
+        Assert.Equal(new LedgerState(100, 0, 0, 0), await _bed.LedgerAsync(me.Customer));
     }
 
     [Fact]

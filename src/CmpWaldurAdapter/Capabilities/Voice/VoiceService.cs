@@ -10,7 +10,7 @@ namespace CmpWaldurAdapter.Capabilities.Voice;
 /// Speech to text (<c>POST /v1/audio/transcriptions</c>, multipart audio) and text to speech
 /// (<c>POST /v1/audio/speech</c>) in OpenAI's shapes, through the subscription's flow: audio travels to and
 /// from the flow as a base64 data URI. Each interaction is charged the offering's <c>voice_interaction</c>
-/// price once it succeeded; a refused or failed one costs nothing.
+/// price once it succeeded; a refused or failed one costs nothing, nor one whose client left before the answer.
 /// </summary>
 public sealed class VoiceService(CapabilityPipeline pipeline, IOptions<VoiceOptions> options, ILogger<VoiceService> logger)
 {
@@ -112,7 +112,7 @@ public sealed class VoiceService(CapabilityPipeline pipeline, IOptions<VoiceOpti
             return ApiErrors.Problem(StatusCodes.Status400BadRequest, $"The audio is {(duration == TimeSpan.MaxValue ? "far too" : $"{duration.TotalSeconds:0} s")} long; the limit is {options.Value.MaxAudioDuration.TotalSeconds:0} s.", "invalid_request_error", "audio_too_long", "file");
         }
 
-        var answer = await RunAsync(caller!, $"data:{mediaType};base64,{Convert.ToBase64String(audio)}", "transcription");
+        var answer = await RunAsync(caller!, $"data:{mediaType};base64,{Convert.ToBase64String(audio)}", "transcription", cancellationToken: cancellationToken);
         if (answer.Failure is not null)
         {
             return answer.Failure;
@@ -163,7 +163,7 @@ public sealed class VoiceService(CapabilityPipeline pipeline, IOptions<VoiceOpti
             return ApiErrors.InvalidRequest("speed must be between 0.25 and 4.", "speed", "invalid_speed");
         }
 
-        var answer = await RunAsync(caller!, request.Input, "speech", text => FlowMedia.Bytes(text) is { Length: > 0 });
+        var answer = await RunAsync(caller!, request.Input, "speech", text => FlowMedia.Bytes(text) is { Length: > 0 }, cancellationToken);
         if (answer.Failure is not null)
         {
             return answer.Failure;
@@ -173,10 +173,13 @@ public sealed class VoiceService(CapabilityPipeline pipeline, IOptions<VoiceOpti
         return Results.Bytes(FlowMedia.Bytes(answer.Text!)!, contentType);
     }
 
-    /// <summary>Holds the price, runs the flow, checks its answer and settles; any failure releases the hold.</summary>
-    private async Task<(string? Text, long Charged, IResult? Failure)> RunAsync(CapabilityCaller caller, string input, string kind, Func<string, bool>? valid = null)
+    /// <summary>
+    /// Holds the price, runs the flow, checks its answer and settles; any failure releases the hold. The request's token
+    /// cancels the run: a client that left (an SDK timeout, then a retry) never got the answer, so it is not charged.
+    /// </summary>
+    private async Task<(string? Text, long Charged, IResult? Failure)> RunAsync(CapabilityCaller caller, string input, string kind, Func<string, bool>? valid = null, CancellationToken cancellationToken = default)
     {
-        var (hold, noCredits) = await pipeline.HoldAsync(caller, ActionClass.VoiceInteraction, 1, Guid.NewGuid().ToString("N"), CancellationToken.None);
+        var (hold, noCredits) = await pipeline.HoldAsync(caller, ActionClass.VoiceInteraction, 1, Guid.NewGuid().ToString("N"), cancellationToken);
         if (noCredits is not null)
         {
             return (null, 0, noCredits);
@@ -185,7 +188,7 @@ public sealed class VoiceService(CapabilityPipeline pipeline, IOptions<VoiceOpti
         var settled = false;
         try
         {
-            var answer = await pipeline.RunFlowAsync(caller, input, $"{kind}:{Guid.NewGuid():N}", CancellationToken.None);
+            var answer = await pipeline.RunFlowAsync(caller, input, $"{kind}:{Guid.NewGuid():N}", cancellationToken);
             if (valid is not null && !valid(answer))
             {
                 throw new AgentUnavailableException($"The {kind} flow answered without audio.", transient: false);
@@ -204,7 +207,7 @@ public sealed class VoiceService(CapabilityPipeline pipeline, IOptions<VoiceOpti
         {
             if (!settled)
             {
-                await pipeline.ReleaseAsync(hold!, $"the {kind} failed");
+                await pipeline.ReleaseAsync(hold!, cancellationToken.IsCancellationRequested ? $"the client left before the {kind} was done" : $"the {kind} failed");
             }
         }
     }

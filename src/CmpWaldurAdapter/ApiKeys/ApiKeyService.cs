@@ -42,10 +42,10 @@ public sealed class ApiKeyService(IDbContextFactory<AdapterDbContext> dbs, IData
     public async Task<CreatedKey> CreateAsync(Guid subscriptionId, ApiKeyKind kind, string name, CancellationToken cancellationToken)
     {
         await using var db = await dbs.CreateDbContextAsync(cancellationToken);
-        var live = await db.ApiKeys.CountAsync(k => k.SubscriptionId == subscriptionId && k.RevokedAt == null, cancellationToken);
-        if (live >= MaxKeysPerSubscription)
+        // Refused at once when already full; the count after the insert below is the one that holds in a race.
+        if (await CountLiveAsync(db, subscriptionId, cancellationToken) >= MaxKeysPerSubscription)
         {
-            throw new InvalidOperationException($"A subscription can have at most {MaxKeysPerSubscription} keys; delete one first.");
+            throw TooManyKeys();
         }
 
         var plaintext = ApiKeyFormat.Generate(kind);
@@ -61,9 +61,27 @@ public sealed class ApiKeyService(IDbContextFactory<AdapterDbContext> dbs, IData
             CreatedAt = clock.GetUtcNow(),
         };
         db.ApiKeys.Add(key);
-        await db.SaveChangesAsync(cancellationToken);
+
+        // Not cancellable from here: a key inserted is either kept or taken back, never left over the limit.
+        await db.SaveChangesAsync(CancellationToken.None);
+
+        // Counted again with this key in, on every replica and both databases without a lock: each racing request inserts
+        // before it counts, so the n-th to count sees at least n new keys and no more requests pass than places were free
+        // (two racing near the limit may both be refused, which is safe). Over the limit, this key is taken back.
+        if (await CountLiveAsync(db, subscriptionId, CancellationToken.None) > MaxKeysPerSubscription)
+        {
+            await db.ApiKeys.Where(k => k.Id == key.Id).ExecuteDeleteAsync(CancellationToken.None);
+            throw TooManyKeys();
+        }
+
         return new CreatedKey(key, plaintext);
     }
+
+    private static Task<int> CountLiveAsync(AdapterDbContext db, Guid subscriptionId, CancellationToken cancellationToken) =>
+        db.ApiKeys.CountAsync(k => k.SubscriptionId == subscriptionId && k.RevokedAt == null, cancellationToken);
+
+    private static InvalidOperationException TooManyKeys() =>
+        new($"A subscription can have at most {MaxKeysPerSubscription} keys; delete one first.");
 
     /// <summary>Gives the key a new value; the old value stops working with this call.</summary>
     public async Task<CreatedKey?> RegenerateAsync(Guid subscriptionId, Guid keyId, CancellationToken cancellationToken)

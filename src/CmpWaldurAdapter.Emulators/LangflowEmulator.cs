@@ -8,7 +8,7 @@ namespace CmpWaldurAdapter.Emulators;
 /// A stateful Langflow 1.4.2 for the sandbox and end-to-end tests, with the traps the real one sets: users are created inactive until a
 /// superuser PATCHes them; API keys are minted for the caller only; flow and project names clash into
 /// "Name (1)" (and endpoint names into "name-1") without an error; a path with the wrong trailing slash gets a
-/// 307; every user gets a default project. Ownership is enforced on every tenant call (the behaviour of the
+/// 307; every user gets a default project; deleting a user leaves its flows behind; deleting a missing API key is a 400. Ownership is enforced on every tenant call (the behaviour of the
 /// releases with the ownership fixes). Runs answer deterministically from the retrieved passages (a test host may
 /// script the answers and how streams end instead).
 /// </summary>
@@ -77,7 +77,10 @@ public partial class LangflowEmulator : Emulator
         }
     }
 
-    /// <summary>Deletes a user with its keys, projects and flows, as an administrator can in Langflow's admin page.</summary>
+    /// <summary>
+    /// Deletes a user, as an administrator can in Langflow's admin page. As in Langflow 1.x, the user's ORM cascade
+    /// takes its keys and projects but not its flows: those stay, with their messages, owned by a user that is gone.
+    /// </summary>
     public void DeleteUser(Guid id)
     {
         lock (Sync)
@@ -89,7 +92,6 @@ public partial class LangflowEmulator : Emulator
             }
 
             RemoveOwned(_projects, id);
-            RemoveOwned(_flows, id);
         }
     }
 
@@ -234,7 +236,7 @@ public partial class LangflowEmulator : Emulator
                 return EmulatorResponse.Error(404, "User not found");
             }
 
-            // Deleting a user takes its keys, projects and flows with it.
+            // Deleting a user takes its keys and projects with it, not its flows.
             DeleteUser(id);
             return EmulatorResponse.Json(new JsonObject { ["detail"] = "User deleted" });
         }));
@@ -258,7 +260,8 @@ public partial class LangflowEmulator : Emulator
             var id = request.Id("api_key_id");
             if (!_keys.TryGetValue(id, out var key) || key.UserId != user.Id)
             {
-                return EmulatorResponse.Error(404, "API Key not found");
+                // 1.4.2 turns every exception of this delete into a 400 with its text (no 404).
+                return EmulatorResponse.Error(400, "API Key not found");
             }
 
             _keys.Remove(id);

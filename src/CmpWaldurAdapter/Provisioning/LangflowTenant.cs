@@ -319,9 +319,10 @@ public sealed class LangflowTenant(
 
     /// <summary>
     /// <c>langflow-user-delete-if-last</c>: when no other subscription of the Waldur project still needs it, its
-    /// Langflow user (and with it the user's API key) is deleted and forgotten. A subscription being terminated whose
-    /// flow and project are already gone needs it no more: two last subscriptions terminated at once would otherwise
-    /// each wait for the other, and the user and its key would stay on the shared server for good.
+    /// Langflow user is deleted and forgotten, every flow it still holds first (see <see cref="DeleteUserAsync"/>): a
+    /// subscription Waldur erased earlier was marked terminated with its flow left behind. A subscription being
+    /// terminated whose flow and project are already gone needs it no more: two last subscriptions terminated at once
+    /// would otherwise each wait for the other, and the user and its key would stay on the shared server for good.
     /// </summary>
     public async Task DeleteUserIfLastAsync(ProvisioningContext context, CancellationToken cancellationToken)
     {
@@ -339,7 +340,7 @@ public sealed class LangflowTenant(
         var userId = Guid.TryParse(workspace.LangflowUserId, out var recorded) ? recorded : (await FindUserAsync(username, cancellationToken))?.Id;
         if (userId is { } id)
         {
-            await superuser.CallAsync(su => IgnoreMissingAsync(() => langflow.DeleteUserAsync(id, su, cancellationToken)), cancellationToken);
+            await DeleteUserAsync(workspace, id, username, cancellationToken);
             logger.LogInformation("Deleted Langflow user {LangflowUsername} ({LangflowUserId}): project {ProjectUuid} has no subscription left", username, id, workspace.Id);
             context.Note("Your project's private agent runtime (no other agent of the project uses it).");
         }
@@ -350,6 +351,84 @@ public sealed class LangflowTenant(
         workspace.LangflowApiKeyId = null;
         workspace.LangflowApiKeyCipher = null;
     }
+
+    /// <summary>
+    /// Deletes a tenant user with everything it owns. Langflow's user delete takes the user's keys, variables and
+    /// projects, but not its flows: those (the agent's prompt and settings) and their chat messages would stay on the
+    /// shared server, owned by no one, and once the user and its key are gone nothing can find them any more. So the
+    /// tenant deletes its own flows first (a flow's delete takes its messages) and its projects; the user goes only
+    /// once that worked (a failure throws, and the caller tries again later). The tenant is reached with the stored
+    /// key or login when <paramref name="workspace"/> records this user, otherwise with a password the superuser
+    /// sets. A user already gone is left at that.
+    /// </summary>
+    public async Task DeleteUserAsync(Workspace? workspace, Guid userId, string username, CancellationToken cancellationToken)
+    {
+        var emptied = workspace is not null && workspace.LangflowUserId == userId.ToString()
+            && await AsTenantAsync(workspace, credential => DeleteContentsAsync(credential, username, cancellationToken), cancellationToken);
+        if (!emptied)
+        {
+            if (await LoginWithFreshPasswordAsync(userId, username, cancellationToken) is not { } login)
+            {
+                logger.LogInformation("Langflow user {LangflowUsername} ({LangflowUserId}) is gone already", username, userId);
+                return;
+            }
+
+            await DeleteContentsAsync(login, username, cancellationToken);
+        }
+
+        await superuser.CallAsync(su => IgnoreMissingAsync(() => langflow.DeleteUserAsync(userId, su, cancellationToken)), cancellationToken);
+    }
+
+    /// <summary>Every flow of the caller, then its projects (the user's delete would take those too, so one refused is left to it).</summary>
+    private async Task DeleteContentsAsync(LangflowCredential credential, string username, CancellationToken cancellationToken)
+    {
+        foreach (var flow in Answered(await langflow.ListFlowHeadersAsync(credential, cancellationToken)))
+        {
+            await IgnoreMissingAsync(() => langflow.DeleteFlowAsync(flow.Id, credential, cancellationToken));
+            logger.LogInformation("Deleted Langflow flow {LangflowFlowId} ({Name}) of user {LangflowUsername}, with its conversation history", flow.Id, flow.Name, username);
+        }
+
+        foreach (var project in Answered(await langflow.ListProjectsAsync(credential, cancellationToken)))
+        {
+            try
+            {
+                await IgnoreMissingAsync(() => langflow.DeleteProjectAsync(project.Id, credential, cancellationToken));
+            }
+            catch (ApiException exception) when (exception.StatusCode == HttpStatusCode.BadRequest)
+            {
+                logger.LogWarning("Langflow refused to delete project {LangflowProjectId} ({Name}) of user {LangflowUsername}; the user's delete takes it", project.Id, project.Name, username);
+            }
+        }
+    }
+
+    /// <summary>
+    /// A login as a user the adapter holds no working credentials for (its records were cleared, or lost): the
+    /// superuser sets a fresh password first. Null when the user is gone.
+    /// </summary>
+    private async Task<LangflowCredential?> LoginWithFreshPasswordAsync(Guid userId, string username, CancellationToken cancellationToken)
+    {
+        var password = UpstreamCredentials.NewPassword();
+        try
+        {
+            await superuser.CallAsync(su => langflow.UpdateUserAsync(userId, new UserUpdate { Password = password, Is_active = true }, su, cancellationToken), cancellationToken);
+        }
+        catch (ApiException exception) when (exception.StatusCode == HttpStatusCode.NotFound)
+        {
+            return null;
+        }
+
+        try
+        {
+            var token = Answered(await langflow.LoginAsync(LangflowSuperuser.LoginForm(username, password), cancellationToken));
+            return LangflowCredential.FromToken(token.Access_token);
+        }
+        catch (ApiException exception) when (exception.StatusCode is HttpStatusCode.Unauthorized or HttpStatusCode.BadRequest)
+        {
+            // Someone set another password in between: its flows are still there, so the user is not deleted yet.
+            throw new TransientProvisioningException($"Could not log in as Langflow user {username} to delete its flows.", exception);
+        }
+    }
+
 
     // ---- Helpers ---------------------------------------------------------------------------------------
 
@@ -391,7 +470,13 @@ public sealed class LangflowTenant(
         var keys = Answered(await langflow.ListApiKeysAsync(key, cancellationToken));
         foreach (var other in keys.Api_keys.Where(k => k.Id.ToString() != stored))
         {
-            await IgnoreMissingAsync(() => langflow.DeleteApiKeyAsync(other.Id, key, cancellationToken));
+            if (!await DeleteKeyUnlessGoneAsync(other.Id, key, cancellationToken))
+            {
+                // Another order of the project (or a reconcile) deleted it between our list and our delete.
+                logger.LogInformation("API key {LangflowApiKeyId} of Langflow user {LangflowUsername} was deleted meanwhile", other.Id, workspace.LangflowUsername);
+                continue;
+            }
+
             if (other.Name == TenantNames.ApiKeyName)
             {
                 logger.LogWarning("Deleted API key {LangflowApiKeyId} of Langflow user {LangflowUsername}: its secret was never stored", other.Id, workspace.LangflowUsername);
@@ -400,6 +485,35 @@ public sealed class LangflowTenant(
             {
                 logger.LogWarning("Deleted API key {LangflowApiKeyId} ({LangflowApiKeyName}) of Langflow user {LangflowUsername}: the adapter did not make it, and only the adapter may use the tenant", other.Id, other.Name, workspace.LangflowUsername);
             }
+        }
+    }
+
+    /// <summary>
+    /// Deletes one of the caller's keys; false when it was gone already. Langflow 1.4.2 answers every failure of this
+    /// delete with a 400 carrying the exception's text, "API Key not found" included (not the 404 other deletes give):
+    /// read as a refusal, a key another order deleted first would err this order for good. A 400 with other words
+    /// counts as gone too when the key is no longer listed.
+    /// </summary>
+    private async Task<bool> DeleteKeyUnlessGoneAsync(Guid keyId, LangflowCredential key, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await langflow.DeleteApiKeyAsync(keyId, key, cancellationToken);
+            return true;
+        }
+        catch (ApiException exception) when (exception.StatusCode == HttpStatusCode.NotFound
+            || (exception.StatusCode == HttpStatusCode.BadRequest && exception.Content?.Contains("not found", StringComparison.OrdinalIgnoreCase) == true))
+        {
+            return false;
+        }
+        catch (ApiException exception) when (exception.StatusCode == HttpStatusCode.BadRequest)
+        {
+            if (Answered(await langflow.ListApiKeysAsync(key, cancellationToken)).Api_keys.Any(k => k.Id == keyId))
+            {
+                throw;
+            }
+
+            return false;
         }
     }
 
@@ -461,9 +575,10 @@ public sealed class LangflowTenant(
     /// <summary>
     /// Teardown as the tenant: with its key, or with its login when it has none or Langflow refuses the key (deleted
     /// in Langflow's own UI, say; a teardown that insisted on it would fail for good). Nothing is done when the project
-    /// has no Langflow user, or the user is gone from Langflow, taking its projects and flows with it.
+    /// has no Langflow user, or the user is gone from Langflow (its flows, if any are left, are no longer reachable):
+    /// false then.
     /// </summary>
-    private async Task AsTenantAsync(Workspace workspace, Func<LangflowCredential, Task> teardown, CancellationToken cancellationToken)
+    private async Task<bool> AsTenantAsync(Workspace workspace, Func<LangflowCredential, Task> teardown, CancellationToken cancellationToken)
     {
         var canLogIn = workspace.LangflowPasswordCipher is not null && workspace.LangflowUserId is not null;
         if (workspace.LangflowApiKeyCipher is not null)
@@ -471,7 +586,7 @@ public sealed class LangflowTenant(
             try
             {
                 await teardown(TenantKey(workspace));
-                return;
+                return true;
             }
             catch (ApiException exception) when (canLogIn && exception.StatusCode is HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden)
             {
@@ -481,7 +596,7 @@ public sealed class LangflowTenant(
 
         if (!canLogIn)
         {
-            return;
+            return false;
         }
 
         LangflowCredential login;
@@ -491,11 +606,12 @@ public sealed class LangflowTenant(
         }
         catch (ApiException exception) when (exception.StatusCode == HttpStatusCode.NotFound)
         {
-            logger.LogInformation("Langflow user {LangflowUsername} is gone, and its projects and flows with it", workspace.LangflowUsername);
-            return;
+            logger.LogInformation("Langflow user {LangflowUsername} is gone", workspace.LangflowUsername);
+            return false;
         }
 
         await teardown(login);
+        return true;
     }
 
     /// <summary>An empty 2xx body (a proxy's doing) deserializes to null: treat it as a failed call, worth retrying.</summary>

@@ -367,9 +367,12 @@ public sealed partial class Reconciler(
                 continue;
             }
 
+            var workspace = workspaces.FirstOrDefault(w => w.LangflowUserId == userId.ToString())
+                ?? workspaces.FirstOrDefault(w => string.Equals(w.Id.ToString("N"), match.Groups[1].Value, StringComparison.OrdinalIgnoreCase));
             drifts.Add(await PruneAsync(request, DriftKind.OrphanLangflowUser, user.Username, $"Langflow user {userId} of a project with no live subscription", knownProjects.Contains(match.Groups[1].Value), async () =>
             {
-                await IgnoreMissingAsync(() => upstreams.Superuser.CallAsync(su => upstreams.Langflow.DeleteUserAsync(userId, su, cancellationToken), cancellationToken));
+                // Its flows and their chat messages first: the user's delete leaves them on the server, unreachable.
+                await upstreams.Tenant.DeleteUserAsync(workspace, userId, user.Username, cancellationToken);
                 await using var db = await dbs.CreateDbContextAsync(cancellationToken);
                 await db.Workspaces.Where(w => w.LangflowUserId == userId.ToString()).ExecuteUpdateAsync(set => set
                     .SetProperty(w => w.LangflowUserId, (string?)null)
@@ -615,7 +618,7 @@ public sealed partial class Reconciler(
     private static partial Regex DatasetName();
 
     /// <summary>The Langflow and RAGFlow services, present only when <c>Langflow:BaseUrl</c> is configured.</summary>
-    private sealed record Upstreams(ILangflowApi Langflow, LangflowSuperuser Superuser, IRagflowApi Ragflow, UpstreamCredentials Credentials, LangflowRagflowProvisioner Provisioner)
+    private sealed record Upstreams(ILangflowApi Langflow, LangflowSuperuser Superuser, IRagflowApi Ragflow, UpstreamCredentials Credentials, LangflowRagflowProvisioner Provisioner, LangflowTenant Tenant)
     {
         public static Upstreams? From(IServiceProvider services) =>
             services.GetServices<ITenantProvisioner>().OfType<LangflowRagflowProvisioner>().FirstOrDefault() is { } provisioner
@@ -624,7 +627,8 @@ public sealed partial class Reconciler(
                     services.GetRequiredService<LangflowSuperuser>(),
                     services.GetRequiredService<IRagflowApi>(),
                     services.GetRequiredService<UpstreamCredentials>(),
-                    provisioner)
+                    provisioner,
+                    services.GetRequiredService<LangflowTenant>())
                 : null;
     }
 }

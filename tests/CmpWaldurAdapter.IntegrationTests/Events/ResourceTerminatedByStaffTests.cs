@@ -3,6 +3,7 @@ using CmpWaldurAdapter.Core.Subscriptions;
 using CmpWaldurAdapter.Events;
 using CmpWaldurAdapter.IntegrationTests.Tenants;
 using CmpWaldurAdapter.Reconciliation;
+using CmpWaldurAdapter.Orders;
 using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Testing.Fakes;
 using CmpWaldurAdapter.Testing.Hosting;
@@ -255,6 +256,29 @@ public abstract class ResourceTerminatedByStaffTests(DatabaseProvider provider) 
         await Reconciler.RunAsync(new ReconcileRequest(Prune: true));
         Assert.Empty(_bed.Ragflow.Datasets);
         Assert.Empty(_bed.Langflow.Users);
+        Assert.Empty(_bed.Langflow.Flows);
+    }
+
+    [Fact]
+    public async Task Terminating_the_last_subscription_of_a_project_removes_the_flow_an_erased_one_left_with_the_user()
+    {
+        var project = Guid.NewGuid();
+        var erased = await _bed.SubscribeAsync(TenantTestBed.Attributes("Ada"), project: project);
+        var last = await _bed.SubscribeAsync(TenantTestBed.Attributes("Bob"), project: project);
+        var user = Assert.Single(_bed.Langflow.Users);
+        // Waldur erases the first: it is no longer served, its flow is left (a 404 is no proof).
+        _bed.Waldur.EraseResource(erased);
+        await Sync.SyncAsync(erased, CancellationToken.None);
+        Assert.Equal(SubscriptionState.Terminated, (await _bed.SubscriptionAsync(erased)).State);
+        Assert.Equal(2, _bed.Langflow.Flows.Count);
+
+        var terminate = _bed.Waldur.PlaceOrder("Terminate", _bed.Offering, last);
+
+        Assert.Equal(OrderOutcome.Completed, (await _bed.ProcessUntilSettledAsync(terminate)).Outcome);
+        Assert.Empty(_bed.Langflow.Users);
+        // The user's delete leaves its flows behind on the shared Langflow: the erased subscription's went before it.
+        Assert.DoesNotContain(_bed.Langflow.Flows, f => f.UserId == user.Id);
+        Assert.DoesNotContain(_bed.Langflow.Projects, p => p.UserId == user.Id);
     }
 
     [Fact]

@@ -451,6 +451,55 @@ public sealed class ReconcileTests : IAsyncLifetime
         Assert.Empty(_bed.Langflow.Users);
         Assert.Empty(_bed.Ragflow.Datasets);
         Assert.Null((await _bed.WorkspaceAsync(subscription.WorkspaceId)).LangflowApiKeyCipher);
+        // Langflow's user delete leaves the user's flows (the agent's prompt, its chats) behind: they went first.
+        Assert.Empty(_bed.Langflow.Flows);
+    }
+
+    [Fact]
+    public async Task An_orphan_user_the_adapter_holds_no_credentials_for_is_pruned_with_its_flows()
+    {
+        var resource = await _bed.SubscribeAsync();
+        var subscription = await _bed.SubscriptionAsync(resource);
+        var user = Assert.Single(_bed.Langflow.Users);
+        // Terminated, with the upstream objects left behind and the project's Langflow records lost.
+        await _bed.QueryAsync(db => db.Subscriptions.Where(s => s.Id == subscription.Id)
+            .ExecuteUpdateAsync(set => set.SetProperty(s => s.State, Core.Subscriptions.SubscriptionState.Terminated)));
+        await _bed.QueryAsync(db => db.Workspaces.Where(w => w.Id == subscription.WorkspaceId).ExecuteUpdateAsync(set => set
+            .SetProperty(w => w.LangflowUserId, (string?)null)
+            .SetProperty(w => w.LangflowUsername, (string?)null)
+            .SetProperty(w => w.LangflowPasswordCipher, (string?)null)
+            .SetProperty(w => w.LangflowApiKeyId, (string?)null)
+            .SetProperty(w => w.LangflowApiKeyCipher, (string?)null)));
+
+        var pruned = await ReconcileAsync("--prune");
+
+        Assert.Equal(ExitCodes.Success, pruned.Exit);
+        Assert.Equal("Removed", Outcome(Assert.Single(Drifts(pruned.Report, "OrphanLangflowUser"))));
+        Assert.Empty(_bed.Langflow.Users);
+        Assert.DoesNotContain(_bed.Langflow.Flows, f => f.UserId == user.Id);
+    }
+
+    [Fact]
+    public async Task An_orphan_user_whose_flows_cannot_be_deleted_is_kept_for_the_next_run()
+    {
+        var resource = await _bed.SubscribeAsync();
+        var subscription = await _bed.SubscriptionAsync(resource);
+        await _bed.QueryAsync(db => db.Subscriptions.Where(s => s.Id == subscription.Id)
+            .ExecuteUpdateAsync(set => set.SetProperty(s => s.State, Core.Subscriptions.SubscriptionState.Terminated)));
+        _bed.Langflow.Fail("DELETE", "/api/v1/flows/[^/]+", 400);
+
+        var failed = await ReconcileAsync("--prune");
+
+        Assert.Equal("Failed", Outcome(Assert.Single(Drifts(failed.Report, "OrphanLangflowUser"))));
+        Assert.Single(_bed.Langflow.Users);
+        Assert.Single(_bed.Langflow.Flows);
+        Assert.NotNull((await _bed.WorkspaceAsync(subscription.WorkspaceId)).LangflowApiKeyCipher);
+
+        var pruned = await ReconcileAsync("--prune");
+
+        Assert.Equal("Removed", Outcome(Assert.Single(Drifts(pruned.Report, "OrphanLangflowUser"))));
+        Assert.Empty(_bed.Langflow.Users);
+        Assert.Empty(_bed.Langflow.Flows);
     }
 
     /// <summary>A Langflow user made by someone else with the superuser, as another deployment's adapter makes its tenants.</summary>

@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
+using CmpWaldurAdapter.Emulators;
 using CmpWaldurAdapter.Orders;
 using CmpWaldurAdapter.Testing.Contracts;
 using CmpWaldurAdapter.Testing.Fakes;
@@ -41,6 +42,33 @@ public sealed partial class TenantIsolationTests : IAsyncLifetime
         Assert.Equal((await _bed.WorkspaceAsync(project)).LangflowApiKeyId, kept.Id.ToString());
         Assert.Contains(_bed.Logs.Lines, l => l.Contains("someone-elses", StringComparison.Ordinal) && l.Contains("did not make it", StringComparison.Ordinal));
         Assert.DoesNotContain(_bed.Logs.Lines, l => l.Contains(foreign, StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task A_stray_key_deleted_by_someone_else_between_the_list_and_the_delete_does_not_fail_the_order()
+    {
+        var project = Guid.NewGuid();
+        await _bed.SubscribeAsync(project: project);
+        var user = Assert.Single(_bed.Langflow.Users);
+        // Minted by an order of the project that lost the race to store its key.
+        var stray = _bed.Langflow.AddApiKey(user.Id, CmpWaldurAdapter.Provisioning.TenantNames.ApiKeyName);
+        // Another order of the project (or a reconcile) deletes it right after this order listed the user's keys:
+        // Langflow 1.4.2 answers this order's delete with 400 "API Key not found".
+        _bed.Langflow.Observe = (request, response) =>
+        {
+            if (request.Method == "GET" && request.Path == "/api/v1/api_key/" && response.Status == 200)
+            {
+                _bed.Langflow.Observe = null;
+                _bed.Langflow.DeleteApiKeys(k => k.Secret == stray);
+            }
+        };
+        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, TenantTestBed.Attributes(), project: project);
+
+        Assert.Equal(OrderOutcome.Completed, (await _bed.ProcessUntilSettledAsync(order)).Outcome);
+        Assert.Equal("done", _bed.Waldur.OrderState(order));
+        Assert.Equal(1, _bed.Langflow.Count("DELETE", "/api/v1/api_key/[^/]+"));
+        Assert.Null(_bed.Langflow.KeyOwner(stray));
+        Assert.Equal((await _bed.WorkspaceAsync(project)).LangflowApiKeyId, Assert.Single(_bed.Langflow.ApiKeys).Id.ToString());
     }
 
     [Fact]
@@ -136,7 +164,8 @@ public sealed partial class TenantIsolationTests : IAsyncLifetime
             _bed.Credentials.Unprotect(workspace.LangflowApiKeyCipher!),
             Guid.Parse(subscription.LangflowProjectId!),
             Guid.Parse(subscription.LangflowFlowId!),
-            subscription.RagflowDatasetId!);
+            subscription.RagflowDatasetId!,
+            _bed.Langflow.Projects.Single(p => p.UserId.ToString() == workspace.LangflowUserId && p.Name == LangflowEmulator.DefaultProjectName).Id);
         return (window, tenant);
     }
 
@@ -195,7 +224,7 @@ public sealed partial class TenantIsolationTests : IAsyncLifetime
                 Assert.Null(bearer);
                 foreach (var id in Guids().Matches(Content(request)).Select(m => Guid.Parse(m.Value)))
                 {
-                    Assert.True(id == own.Flow || id == own.Project || id == own.Resource, $"{where} names {id}, not the buyer's own flow or project");
+                    Assert.True(id == own.Flow || id == own.Project || id == own.DefaultProject || id == own.Resource, $"{where} names {id}, not the buyer's own flow or project");
                 }
             }
         }
@@ -213,9 +242,10 @@ public sealed partial class TenantIsolationTests : IAsyncLifetime
 
     private sealed record Window(DateTime Start, DateTime End);
 
-    private sealed record Tenant(Guid Resource, Guid User, string Username, string Key, Guid Project, Guid Flow, string Dataset)
+    /// <summary>A buyer's tenant; <paramref name="DefaultProject"/> is the project Langflow gives every user (removed with the user).</summary>
+    private sealed record Tenant(Guid Resource, Guid User, string Username, string Key, Guid Project, Guid Flow, string Dataset, Guid DefaultProject)
     {
         public IEnumerable<string> Identifiers =>
-            [User.ToString(), User.ToString("N"), Username, Key, Project.ToString(), Project.ToString("N"), Flow.ToString(), Flow.ToString("N"), Dataset, Resource.ToString("N"), Resource.ToString()];
+            [User.ToString(), User.ToString("N"), Username, Key, Project.ToString(), Project.ToString("N"), Flow.ToString(), Flow.ToString("N"), Dataset, Resource.ToString("N"), Resource.ToString(), DefaultProject.ToString()];
     }
 }

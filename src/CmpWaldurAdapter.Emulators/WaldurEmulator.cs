@@ -119,6 +119,61 @@ public class WaldurEmulator : Emulator
         return id;
     }
 
+    /// <summary>Adds a category as a Waldur operator would, after the ones already there.</summary>
+    public Guid AddCategory(string title)
+    {
+        var id = Guid.NewGuid();
+        lock (Sync)
+        {
+            _categories[id] = new JsonObject
+            {
+                ["uuid"] = id.ToString(),
+                ["url"] = $"{Url}api/marketplace-categories/{id}/",
+                ["title"] = title,
+                ["description"] = string.Empty,
+            };
+        }
+
+        return id;
+    }
+
+    /// <summary>
+    /// Gives the offering <paramref name="count"/> retired plans (an operator's old ones) listed before its current plans,
+    /// so those are on a later page of its plans.
+    /// </summary>
+    public void AddRetiredPlansBefore(Guid offering, int count)
+    {
+        lock (Sync)
+        {
+            var offeringUuid = offering.ToString();
+            var current = _plans.Where(p => p.Value["offering_uuid"]!.GetValue<string>() == offeringUuid).ToList();
+            var others = _plans.Where(p => p.Value["offering_uuid"]!.GetValue<string>() != offeringUuid).ToList();
+            var template = current[0].Value;
+            // Rebuilt so the listing (in insertion order) has the retired plans first.
+            _plans.Clear();
+            foreach (var (id, plan) in others)
+            {
+                _plans[id] = plan;
+            }
+
+            for (var i = 1; i <= count; i++)
+            {
+                var id = Guid.NewGuid();
+                var retired = (JsonObject)template.DeepClone();
+                retired["uuid"] = id.ToString();
+                retired["url"] = $"{Url}api/marketplace-plans/{id}/";
+                retired["name"] = string.Create(CultureInfo.InvariantCulture, $"Retired plan {i}");
+                retired["is_active"] = false;
+                _plans[id] = retired;
+            }
+
+            foreach (var (id, plan) in current)
+            {
+                _plans[id] = plan;
+            }
+        }
+    }
+
     /// <summary>Places a Create order (and its resource, as Waldur does) in pending-provider.</summary>
     public Guid PlaceCreateOrder(Guid offering, JsonObject? attributes = null, Guid? customer = null, Guid? project = null, string state = "pending-provider")
     {
@@ -673,10 +728,11 @@ public class WaldurEmulator : Emulator
                 ? new JsonArray(new JsonObject { ["uuid"] = Guid.NewGuid().ToString(), ["customer_uuid"] = ProviderCustomerUuid.ToString() })
                 : new JsonArray())));
 
+        // Waldur 8.0.5 filters categories by a title they contain, case-insensitively (not an exact match), in pages.
         Route("GET", "/api/marketplace-categories/", request => Authorized(request, () =>
         {
             var title = request.Query("title");
-            return EmulatorResponse.Json(new JsonArray(_categories.Values.Where(c => title is null || c["title"]!.GetValue<string>() == title).Select(c => (JsonNode)c.DeepClone()).ToArray()));
+            return Page(request, _categories.Values.Where(c => title is null || c["title"]!.GetValue<string>().Contains(title, StringComparison.OrdinalIgnoreCase)).ToList());
         }));
         Route("POST", "/api/marketplace-categories/", request => Authorized(request, () =>
         {
@@ -769,7 +825,7 @@ public class WaldurEmulator : Emulator
         Route("GET", "/api/marketplace-plans/", request => Authorized(request, () =>
         {
             var offering = request.Query("offering_uuid");
-            return EmulatorResponse.Json(new JsonArray(_plans.Values.Where(p => offering is null || p["offering_uuid"]!.GetValue<string>() == offering).Select(p => (JsonNode)p.DeepClone()).ToArray()));
+            return Page(request, _plans.Values.Where(p => offering is null || p["offering_uuid"]!.GetValue<string>() == offering).ToList());
         }));
         Route("POST", "/api/marketplace-plans/", request => Authorized(request, () =>
         {

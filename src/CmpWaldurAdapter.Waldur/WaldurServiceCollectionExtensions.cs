@@ -40,17 +40,19 @@ public static class WaldurServiceCollectionExtensions
     }
 
     /// <summary>
-    /// The POST routes that set a value (a month-to-date usage total, a report, an id, a form, prices), so sending
-    /// one twice changes nothing. Creates are not among them: repeated after a lost answer, each makes a twin (an
+    /// The POST routes that set a value (a report, an id, a form, prices), so sending one twice changes nothing. Creates
+    /// are not among them: repeated after a lost answer, each makes a twin (an
     /// offering with the same backend_id, a plan without prices, a second identity); registration looks first and
     /// is run again instead. Nor are order and offering transitions (approve, reject, done, erred, activate): Waldur
     /// refuses a repeated one with a 4xx that would hide that the first went through; the order processor reads the
-    /// order again and tries again itself. Whole routes, not action names: the same action under another resource
+    /// order again and tries again itself. Nor is set_usage: it sets a month-to-date total that other report paths (the
+    /// periodic run, a Terminate order's final report, <c>usage report</c>) move on, so a copy sent again after a lost
+    /// answer, its Retry-After waited out, can overwrite a newer total; the usage reporter reads the ledger and Waldur
+    /// again before it sends anew (next run, or the order's next attempt). Whole routes, not action names: the same action under another resource
     /// need not be safe to repeat. A unit test holds this list against <see cref="IWaldurApi"/>'s POST routes.
     /// </summary>
     internal static readonly IReadOnlyList<string> RepeatableRoutes =
     [
-        "/api/marketplace-component-usages/set_usage/",
         "/api/marketplace-provider-resources/{uuid}/submit_report/",
         "/api/marketplace-provider-resources/{uuid}/set_backend_id/",
         "/api/marketplace-provider-resources/{uuid}/set_backend_metadata/",

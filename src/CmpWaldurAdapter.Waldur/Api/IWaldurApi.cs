@@ -138,14 +138,24 @@ public interface IWaldurApi
     [Post("/api/marketplace-provider-offerings/{uuid}/update_offering_component/")]
     Task UpdateOfferingComponentAsync(Guid uuid, [Body] UpdateOfferingComponentRequest request, CancellationToken cancellationToken);
 
+    /// <summary>One page of the categories whose title contains <paramref name="title"/> (Waldur's filter is not exact).</summary>
     [Get("/api/marketplace-categories/")]
-    Task<List<MarketplaceCategory>> ListCategoriesAsync([AliasAs("title")] string title, CancellationToken cancellationToken);
+    Task<IApiResponse<List<MarketplaceCategory>>> ListCategoriesAsync(
+        [AliasAs("title")] string title,
+        [AliasAs("page")] int page,
+        [AliasAs("page_size")] int pageSize,
+        CancellationToken cancellationToken);
 
     [Post("/api/marketplace-categories/")]
     Task<MarketplaceCategory> CreateCategoryAsync([Body] MarketplaceCategoryRequest request, CancellationToken cancellationToken);
 
+    /// <summary>One page of the offering's plans.</summary>
     [Get("/api/marketplace-plans/")]
-    Task<List<ProviderPlanDetails>> ListPlansAsync([AliasAs("offering_uuid")] Guid offeringUuid, CancellationToken cancellationToken);
+    Task<IApiResponse<List<ProviderPlanDetails>>> ListPlansAsync(
+        [AliasAs("offering_uuid")] Guid offeringUuid,
+        [AliasAs("page")] int page,
+        [AliasAs("page_size")] int pageSize,
+        CancellationToken cancellationToken);
 
     [Post("/api/marketplace-plans/")]
     Task<ProviderPlanDetails> CreatePlanAsync([Body] ProviderPlanDetailsRequest request, CancellationToken cancellationToken);

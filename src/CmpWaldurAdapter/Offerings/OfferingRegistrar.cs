@@ -104,7 +104,11 @@ public sealed class OfferingRegistrar(IWaldurApi waldur, IOptions<RegistrationOp
     private async Task<MarketplaceCategory?> EnsureCategoryAsync(OfferingCategory category, bool dryRun, List<string> changes, CancellationToken cancellationToken)
     {
         var title = category.ToString();
-        var found = (await waldur.ListCategoriesAsync(title, cancellationToken)).FirstOrDefault(c => c.Title == title);
+        // Waldur's title filter matches titles containing it ("Agents" finds "Voice Agents" too), and the exact one may be
+        // on any page: every page is read, or a title on a later page would be created again.
+        var found = await WaldurPages.ReadAllAsync(
+                (page, size, token) => waldur.ListCategoriesAsync(title, page, size, token), waldurOptions.Value.PageSize, cancellationToken)
+            .FirstOrDefaultAsync(c => c.Title == title, cancellationToken);
         if (found is not null)
         {
             return found;
@@ -201,8 +205,10 @@ public sealed class OfferingRegistrar(IWaldurApi waldur, IOptions<RegistrationOp
 
     private async Task EnsurePlanAsync(CatalogueEntry entry, ProviderOfferingDetails offering, bool dryRun, List<string> changes, CancellationToken cancellationToken)
     {
-        var plans = await waldur.ListPlansAsync(offering.Uuid!.Value, cancellationToken);
-        var plan = plans.FirstOrDefault(p => p.Name == entry.Plan.Name);
+        // Every page: a plan past the first would otherwise be created again.
+        var plan = await WaldurPages.ReadAllAsync(
+                (page, size, token) => waldur.ListPlansAsync(offering.Uuid!.Value, page, size, token), waldurOptions.Value.PageSize, cancellationToken)
+            .FirstOrDefaultAsync(p => p.Name == entry.Plan.Name, cancellationToken);
         if (plan is null)
         {
             changes.Add($"create plan {entry.Plan.Name}");

@@ -118,6 +118,50 @@ public sealed class RegistrationTests : IAsyncLifetime
         Assert.Equal(writesAfterFirst, Writes);
     }
 
+    [Fact]
+    public async Task A_category_past_the_first_page_of_titles_containing_its_own_is_reused()
+    {
+        // Waldur's title filter matches every title containing "Agents", in pages: the operator's ten "… Agents" categories
+        // and one more fill more than the first (Waldur's default page of 10, and two of the adapter's pages of 5).
+        _settings["Waldur:PageSize"] = "5";
+        for (var i = 1; i <= 11; i++)
+        {
+            _waldur.AddCategory($"Research Agents {i}");
+        }
+
+        var agents = _waldur.AddCategory("Agents");
+        _waldur.AddCategory("Assistants");
+        _waldur.AddCategory("Automations");
+
+        var run = await RunAsync("offerings", "register", "--all");
+
+        Assert.Equal(ExitCodes.Success, run.Exit);
+        Assert.Equal(0, _waldur.Count("POST", "/api/marketplace-categories/"));
+        Assert.Equal(14, _waldur.Categories.Count);
+        Assert.Contains(_waldur.RegisteredOfferings, o => o["category_uuid"]!.GetValue<string>() == agents.ToString());
+        Assert.All(_waldur.RegisteredOfferings.Where(o => o["category_title"]!.GetValue<string>() == "Agents"),
+            o => Assert.Equal(agents.ToString(), o["category_uuid"]!.GetValue<string>()));
+    }
+
+    [Fact]
+    public async Task A_plan_past_the_first_page_of_the_offerings_plans_is_found_again()
+    {
+        var first = await RunAsync("offerings", "register", "--all");
+        // Retired plans listed before the current one fill more than the first page (Waldur's default of 10, and two of
+        // the adapter's pages of 5).
+        var support = _waldur.RegisteredOfferings.Single(o => o["backend_id"]!.GetValue<string>() == "customer-support-agent");
+        _waldur.AddRetiredPlansBefore(Guid.Parse(support["uuid"]!.GetValue<string>()), 11);
+        _settings["Waldur:PageSize"] = "5";
+        var writesAfterFirst = Writes;
+
+        var second = await RunAsync("offerings", "register", "--all");
+
+        Assert.Equal(ExitCodes.Success, first.Exit);
+        Assert.Equal(ExitCodes.Success, second.Exit);
+        Assert.Contains("Nothing to change: Waldur already matches the catalogue.", second.Output);
+        Assert.Equal(writesAfterFirst, Writes);
+    }
+
     [Theory]
     [InlineData("/api/marketplace-categories/")]
     [InlineData("/api/marketplace-provider-offerings/")]

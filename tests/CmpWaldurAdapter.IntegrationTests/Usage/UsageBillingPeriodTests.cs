@@ -183,13 +183,13 @@ public abstract class UsageBillingPeriodTests(DatabaseProvider provider) : IAsyn
     [Fact]
     public async Task When_waldur_fails_for_one_resource_the_others_are_still_sent_and_it_gets_its_whole_total_next_run()
     {
-        await OneResourceFailingAsync(() => _bed.Waldur.Fail("POST", SetUsagePath, 503, times: 3), "503");
+        await OneResourceFailingAsync(() => _bed.Waldur.Fail("POST", SetUsagePath, 503), "503");
     }
 
     [Fact]
     public async Task When_waldur_hangs_for_one_resource_the_others_are_still_sent_and_it_gets_its_whole_total_next_run()
     {
-        await OneResourceFailingAsync(() => _bed.Waldur.Fail("POST", SetUsagePath, 201, times: 3, delay: TimeSpan.FromSeconds(5)), null);
+        await OneResourceFailingAsync(() => _bed.Waldur.Fail("POST", SetUsagePath, 201, delay: TimeSpan.FromSeconds(5)), null);
     }
 
     private async Task OneResourceFailingAsync(Action failTheNextResource, string? detail)
@@ -200,8 +200,8 @@ public abstract class UsageBillingPeriodTests(DatabaseProvider provider) : IAsyn
             await ChargeAsync(agent, ActionClass.ChatMessage, 2);
         }
 
-        // Every attempt (the first and the test host's two retries) of the first resource's set_usage fails; a hanging
-        // one outlasts the test host's 2-second attempt timeout.
+        // The first resource's set_usage fails (the client never sends it again); a hanging one outlasts the test host's
+        // 2-second attempt timeout.
         failTheNextResource();
         var failed = await Reporter.ReportAsync();
         _bed.Waldur.Heal();
@@ -228,6 +228,35 @@ public abstract class UsageBillingPeriodTests(DatabaseProvider provider) : IAsyn
 
         // The one that failed is sent its whole month-to-date total, never what was charged since.
         Assert.Equal("2026-03-01 chat_credits=4.00", Sent(SetUsageBodies().Single(b => b["resource"]!.GetValue<string>() == failure.ResourceUuid.ToString())));
+    }
+
+    [Fact]
+    public async Task A_total_whose_answer_was_lost_is_not_sent_again_over_the_newer_total_a_final_report_sent_meanwhile()
+    {
+        // The periodic run's answer waits while the final report runs: longer than the test host's 2-second attempts.
+        await RestartWithWaldurInAsync("UTC", attemptTimeout: "00:00:30");
+        var agent = await _bed.AddSubscriptionAsync(_customer);
+        await ChargeAsync(agent, ActionClass.ChatMessage, 2);
+        // Waldur takes the periodic run's total, but its answer is lost: a 503 asking to come back in a second. While the
+        // run waits for it, more is charged and the Terminate order's final report sends the newer total.
+        IReadOnlyList<UsageReportRow> final = [];
+        _bed.Waldur.LoseAnswer("POST", SetUsagePath, 503, retryAfter: TimeSpan.FromSeconds(1), meanwhile: async () =>
+        {
+            await ChargeAsync(agent, ActionClass.ChatMessage, 3);
+            final = await Reporter.ReportResourceAsync(agent.ResourceUuid, CancellationToken.None);
+        });
+
+        var periodic = await Reporter.ReportAsync();
+        var heldAfterPeriodic = WaldurHolds(agent);
+        var next = await Reporter.ReportAsync();
+
+        Assert.Equal(5m, Assert.Single(final, r => r.Action == UsageAction.Posted).Ours);
+        Assert.Contains("503", Assert.Single(periodic.Rows, r => r.Action == UsageAction.Failed).Detail, StringComparison.Ordinal);
+        // The older total was not sent again over the newer one.
+        Assert.Equal([("chat_credits", March, "5.00")], heldAfterPeriodic);
+        Assert.Equal(["2026-03-01 chat_credits=5.00"], SetUsageBodies().Select(Sent));
+        Assert.Equal(0, next.Posted);
+        Assert.False(next.Unfinished);
     }
 
     [Fact]

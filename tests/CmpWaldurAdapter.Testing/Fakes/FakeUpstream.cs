@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Globalization;
 using System.Text;
 using System.Text.RegularExpressions;
 using CmpWaldurAdapter.Emulators;
@@ -62,13 +63,20 @@ public sealed class FakeUpstream : IDisposable
 
     /// <summary>
     /// The next <paramref name="times"/> matching requests are carried out, but their answers are lost: the client gets
-    /// <paramref name="status"/> instead (a proxy's 502 or 504 after the upstream acted).
+    /// <paramref name="status"/> instead (a proxy's 502 or 504 after the upstream acted), with a Retry-After of
+    /// <paramref name="retryAfter"/> if given. <paramref name="meanwhile"/> runs after the upstream acted and before the
+    /// failure is answered: what other clients do while this one waits for its answer.
     /// </summary>
-    public void LoseAnswer(string method, string pathPattern, int status = 502, int times = 1)
+    public void LoseAnswer(string method, string pathPattern, int status = 502, int times = 1, TimeSpan? retryAfter = null, Func<Task>? meanwhile = null)
     {
         lock (_faultLock)
         {
-            _faults.Enqueue(new Fault(method, new Regex("^" + pathPattern + "$"), status, times, null, null) { AfterHandling = true });
+            _faults.Enqueue(new Fault(method, new Regex("^" + pathPattern + "$"), status, times, null, null)
+            {
+                AfterHandling = true,
+                RetryAfter = retryAfter,
+                Meanwhile = meanwhile,
+            });
         }
     }
 
@@ -111,7 +119,15 @@ public sealed class FakeUpstream : IDisposable
         if (fault is { AfterHandling: true })
         {
             await _emulator.HandleAsync(ToEmulatorMessage(request));
-            return ToMessage(new EmulatorResponse(fault.Status, "{\"detail\":\"injected failure after the request was carried out\"}"), null);
+            if (fault.Meanwhile is { } meanwhile)
+            {
+                await meanwhile();
+            }
+
+            var headers = fault.RetryAfter is { } retryAfter
+                ? new Dictionary<string, string> { ["Retry-After"] = ((int)Math.Ceiling(retryAfter.TotalSeconds)).ToString(CultureInfo.InvariantCulture) }
+                : null;
+            return ToMessage(new EmulatorResponse(fault.Status, "{\"detail\":\"injected failure after the request was carried out\"}", Headers: headers), null);
         }
 
         if (fault is not null)
@@ -217,6 +233,12 @@ public sealed class FakeUpstream : IDisposable
         public bool AfterHandling { get; init; }
 
         public UpstreamHold? Hold { get; init; }
+
+        /// <summary>Seconds sent in the failure's Retry-After header.</summary>
+        public TimeSpan? RetryAfter { get; init; }
+
+        /// <summary>Run after the request was carried out, before its failure is answered.</summary>
+        public Func<Task>? Meanwhile { get; init; }
     }
 }
 
@@ -242,7 +264,8 @@ public static class FakeUpstreamMembers
 
         public void Break(string method, string pathPattern, int status, TimeSpan? delay = null) => fake.Upstream.Break(method, pathPattern, status, delay);
 
-        public void LoseAnswer(string method, string pathPattern, int status = 502, int times = 1) => fake.Upstream.LoseAnswer(method, pathPattern, status, times);
+        public void LoseAnswer(string method, string pathPattern, int status = 502, int times = 1, TimeSpan? retryAfter = null, Func<Task>? meanwhile = null) =>
+            fake.Upstream.LoseAnswer(method, pathPattern, status, times, retryAfter, meanwhile);
 
         public UpstreamHold Hold(string method, string pathPattern) => fake.Upstream.Hold(method, pathPattern);
 

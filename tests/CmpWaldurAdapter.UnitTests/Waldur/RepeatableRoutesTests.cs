@@ -20,8 +20,9 @@ namespace CmpWaldurAdapter.UnitTests.Waldur;
 public sealed class RepeatableRoutesTests
 {
     /// <summary>
-    /// The POST routes that must be sent once: creates (repeated after a lost answer, each makes a twin) and
-    /// transitions (a repeated one is refused with a 4xx that hides that the first went through).
+    /// The POST routes that must be sent once: creates (repeated after a lost answer, each makes a twin), transitions
+    /// (a repeated one is refused with a 4xx that hides that the first went through) and usage totals (a late repeat
+    /// overwrites a newer total).
     /// </summary>
     private static readonly HashSet<string> SentOnceRoutes = new(StringComparer.Ordinal)
     {
@@ -33,6 +34,9 @@ public sealed class RepeatableRoutesTests
 
         // Offering transition.
         "/api/marketplace-provider-offerings/{uuid}/activate/",
+
+        // A month-to-date total other report paths move on: sent again late, it overwrites a newer one.
+        "/api/marketplace-component-usages/set_usage/",
 
         // Creates.
         "/api/marketplace-provider-offerings/",

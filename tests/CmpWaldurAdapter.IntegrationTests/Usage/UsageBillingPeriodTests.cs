@@ -250,11 +250,11 @@ public abstract class UsageBillingPeriodTests(DatabaseProvider provider) : IAsyn
         var heldAfterPeriodic = WaldurHolds(agent);
         var next = await Reporter.ReportAsync();
 
-        Assert.Equal(5m, Assert.Single(final, r => r.Action == UsageAction.Posted).Ours);
-        Assert.Contains("503", Assert.Single(periodic.Rows, r => r.Action == UsageAction.Failed).Detail, StringComparison.Ordinal);
         // The older total was not sent again over the newer one.
         Assert.Equal([("chat_credits", March, "5.00")], heldAfterPeriodic);
         Assert.Equal(["2026-03-01 chat_credits=5.00"], SetUsageBodies().Select(Sent));
+        Assert.Equal(5m, Assert.Single(final, r => r.Action == UsageAction.Posted).Ours);
+        Assert.Contains("503", Assert.Single(periodic.Rows, r => r.Action == UsageAction.Failed).Detail, StringComparison.Ordinal);
         Assert.Equal(0, next.Posted);
         Assert.False(next.Unfinished);
     }

@@ -45,12 +45,19 @@ public static class ApiCaller
     /// <summary>Why a subscription may not be served right now, or null when it may.</summary>
     public static IResult? Refusal(Subscription subscription) => subscription switch
     {
-        { State: SubscriptionState.Terminated or SubscriptionState.Terminating } => ApiErrors.InvalidKey(),
+        _ when HasEnded(subscription) => ApiErrors.InvalidKey(),
         { Paused: true } => ApiErrors.SubscriptionSuspended("This subscription is paused in Waldur (for example by a budget policy); ask the organization's owner to resume it."),
         { Downscaled: true } => ApiErrors.SubscriptionSuspended("This subscription is downscaled in Waldur; ask the organization's owner to restore it."),
         { State: SubscriptionState.Active } => null,
         _ => ApiErrors.SubscriptionSuspended("This subscription is not ready yet."),
     };
+
+    /// <summary>
+    /// Terminated or terminating: its keys open nothing any more, as if revoked (<see cref="Refusal"/> answers 401
+    /// <c>invalid_api_key</c>). A paused or downscaled subscription has not ended: it may still read what it has.
+    /// </summary>
+    public static bool HasEnded(Subscription subscription) =>
+        subscription.State is SubscriptionState.Terminated or SubscriptionState.Terminating;
 
     private static string? Presented(HttpRequest request)
     {

@@ -1,3 +1,4 @@
+using CmpWaldurAdapter.Api;
 using CmpWaldurAdapter.ApiKeys;
 
 namespace CmpWaldurAdapter.Usage;
@@ -8,13 +9,19 @@ namespace CmpWaldurAdapter.Usage;
 /// </summary>
 public interface ISubscriptionAuthenticator
 {
-    /// <summary>The subscription id the token belongs to, or null when the token is unknown, revoked or not a secret key.</summary>
+    /// <summary>The subscription id the token belongs to, or null when the token is unknown, revoked, not a secret key, or its subscription ended.</summary>
     ValueTask<Guid?> AuthenticateAsync(string token, CancellationToken cancellationToken);
 }
 
-/// <summary>Subscription secret keys (<c>sk_live_…</c>, hashed at rest); publishable widget keys do not open the usage API.</summary>
+/// <summary>
+/// Subscription secret keys (<c>sk_live_…</c>, hashed at rest); publishable widget keys do not open the usage API. The key of
+/// an ended subscription (<see cref="ApiCaller.HasEnded"/>) is refused as the chat API refuses it, even before its
+/// teardown revokes it (or when Waldur erased the resource and nothing ever will); a paused or downscaled one still reads.
+/// </summary>
 public sealed class ApiKeySubscriptionAuthenticator(ApiKeyService keys) : ISubscriptionAuthenticator
 {
     public async ValueTask<Guid?> AuthenticateAsync(string token, CancellationToken cancellationToken) =>
-        await keys.AuthenticateAsync(token, cancellationToken) is { Key.Kind: ApiKeyKind.Secret } caller ? caller.Subscription.Id : null;
+        await keys.AuthenticateAsync(token, cancellationToken) is { Key.Kind: ApiKeyKind.Secret } caller && !ApiCaller.HasEnded(caller.Subscription)
+            ? caller.Subscription.Id
+            : null;
 }

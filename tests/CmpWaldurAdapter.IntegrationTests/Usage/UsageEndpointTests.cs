@@ -3,6 +3,7 @@ using System.Net.Http.Headers;
 using System.Text.Json.Nodes;
 using CmpWaldurAdapter.ApiKeys;
 using CmpWaldurAdapter.Core.Catalogue;
+using CmpWaldurAdapter.Core.Subscriptions;
 using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Tenants;
 using CmpWaldurAdapter.Testing.Credits;
@@ -85,6 +86,24 @@ public sealed class UsageEndpointTests : IAsyncLifetime
         var (status, _) = await GetAsync("/v1/usage", _key);
 
         Assert.Equal(HttpStatusCode.OK, status);
+    }
+
+    [Theory]
+    [InlineData(SubscriptionState.Terminated)]
+    [InlineData(SubscriptionState.Terminating)]
+    public async Task The_key_of_an_ended_subscription_is_401_as_on_the_chat_api(SubscriptionState state)
+    {
+        // Waldur erased the resource (terminated, its keys never revoked) or a Terminate runs: the key still exists.
+        await _bed.QueryAsync(async db =>
+        {
+            (await db.Subscriptions.FindAsync(_subscription.Id))!.State = state;
+            return await db.SaveChangesAsync();
+        });
+
+        var (status, body) = await GetAsync("/v1/usage", _key);
+
+        Assert.Equal(HttpStatusCode.Unauthorized, status);
+        AssertError(body, "invalid_request_error", "invalid_api_key", null);
     }
 
     [Theory]

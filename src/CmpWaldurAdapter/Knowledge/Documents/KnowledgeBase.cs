@@ -228,7 +228,7 @@ public sealed class KnowledgeBase(
                 logger.LogWarning(exception, "Uploading a document of subscription {SubscriptionId} to RAGFlow failed", tenant.SubscriptionId);
                 // The files before this one are recorded: they are parsed as if the request had ended here.
                 await StartParsingAsync(tenant, added, cancellationToken);
-                throw exception as KnowledgeException ?? Upstream($"Uploading '{Shorten(file.FileName)}' failed", exception, added.Count);
+                throw exception as KnowledgeException ?? Upstream($"Uploading '{Shorten(file.FileName)}' failed", exception, added.Count, fileReasons: true);
             }
 
             var now = clock.GetUtcNow();
@@ -483,15 +483,20 @@ public sealed class KnowledgeBase(
             }
             catch (Exception exception) when (exception is not OperationCanceledException)
             {
+                logger.LogWarning(exception, "Deleting RAGFlow document {RagflowDocumentId} of subscription {SubscriptionId} failed", id, tenant.SubscriptionId);
                 throw Upstream("Deleting the document from the knowledge base failed", exception, 0);
             }
         }
     }
 
-    private static KnowledgeException Upstream(string what, Exception exception, int alreadyAdded)
+    /// <summary>
+    /// The buyer's 502: a fixed message, plus only the reasons RAGFlow gives for an uploaded file itself (<see cref="UpstreamFileReason"/>).
+    /// RAGFlow's full answer (ids, exception text) is for the log, which the callers write.
+    /// </summary>
+    private static KnowledgeException Upstream(string what, Exception exception, int alreadyAdded, bool fileReasons = false)
     {
-        var ragflow = RagflowException.Find(exception);
-        var detail = ragflow is { Code: not RagflowErrors.Unauthorized } ? $": {Shorten(ragflow.UpstreamMessage, 300)}" : ".";
+        var reason = fileReasons ? UpstreamFileReason.Of(RagflowException.Find(exception)) : null;
+        var detail = reason is null ? "." : $": {reason}";
         var done = alreadyAdded > 0 ? $" {alreadyAdded} earlier file(s) of this request were added." : string.Empty;
         return new KnowledgeException(StatusCodes.Status502BadGateway, "knowledge_upstream_error", $"{what}{detail} Try again later.{done}", innerException: exception);
     }

@@ -1,8 +1,13 @@
 using System.Net;
 using System.Text;
 using System.Text.Json.Nodes;
+using CmpWaldurAdapter.Core.Subscriptions;
 using CmpWaldurAdapter.IntegrationTests.Knowledge.Sources;
 using CmpWaldurAdapter.Persistence;
+using CmpWaldurAdapter.Ragflow.Api;
+using CmpWaldurAdapter.Ragflow.Contracts;
+using CmpWaldurAdapter.Tenants;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace CmpWaldurAdapter.IntegrationTests.Knowledge.Base;
 
@@ -130,6 +135,59 @@ public sealed class KnowledgeApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_dataset_gone_from_ragflow_is_a_502_that_does_not_name_it_and_the_log_does()
+    {
+        await _bed.Server.Services.GetRequiredService<IRagflowApi>().DeleteDatasetsAsync(new DeleteByIdsRequest { Ids = [_bed.DatasetId] }, CancellationToken.None);
+
+        var (status, body) = await _bed.UploadAsync(("a.txt", "a"));
+
+        Assert.Equal(HttpStatusCode.BadGateway, status);
+        KnowledgeTestBed.AssertError(body, "knowledge_upstream_error");
+        var message = body["error"]!["message"]!.GetValue<string>();
+        Assert.Contains("a.txt", message, StringComparison.Ordinal);
+        Assert.DoesNotContain(_bed.DatasetId, message, StringComparison.OrdinalIgnoreCase);
+        Assert.DoesNotContain("own", message, StringComparison.Ordinal);
+        Assert.Contains(_bed.Credits.Logs.Lines, line => line.Contains($"You don't own the dataset {_bed.DatasetId}", StringComparison.Ordinal));
+    }
+
+    [Theory]
+    // An unhandled exception: code 100 with repr(e).
+    [InlineData(100, "ConnectionError(\"Elasticsearch unreachable for index ragflow_{0}\")")]
+    // Files refused, one line each: a storage exception naming the dataset's bucket.
+    [InlineData(500, "a.txt: S3Error(code=NoSuchBucket, resource=/{0}/a.txt)")]
+    [InlineData(500, "Traceback (most recent call last):\n  File \"/ragflow/api/db/services/file_service.py\", line 412, in upload_document\nKeyError: 'kb {0}'")]
+    public async Task Ragflows_exception_text_and_ids_never_reach_the_buyer(int code, string upstream)
+    {
+        var text = string.Format(System.Globalization.CultureInfo.InvariantCulture, upstream, _bed.DatasetId);
+        _bed.Ragflow.Fail("POST", $"/api/v1/datasets/{_bed.DatasetId}/documents", 200, body: new JsonObject { ["code"] = code, ["message"] = text }.ToJsonString());
+
+        var (status, body) = await _bed.UploadAsync(("a.txt", "a"));
+
+        Assert.Equal(HttpStatusCode.BadGateway, status);
+        KnowledgeTestBed.AssertError(body, "knowledge_upstream_error");
+        var message = body["error"]!["message"]!.GetValue<string>();
+        Assert.DoesNotContain(_bed.DatasetId, message, StringComparison.OrdinalIgnoreCase);
+        Assert.DoesNotContain("Error", message, StringComparison.Ordinal);
+        Assert.DoesNotContain("Traceback", message, StringComparison.Ordinal);
+        Assert.Empty(await _bed.DocumentsAsync());
+    }
+
+    [Fact]
+    public async Task A_file_reason_naming_an_id_reaches_the_buyer_without_it()
+    {
+        _bed.Ragflow.Fail("POST", $"/api/v1/datasets/{_bed.DatasetId}/documents", 200,
+            body: $$"""{"code": 500, "message": "a.txt: Can't find this dataset {{_bed.DatasetId}}!\nb.txt: This type of file has not been supported yet!"}""");
+
+        var (status, body) = await _bed.UploadAsync(("a.txt", "a"));
+
+        Assert.Equal(HttpStatusCode.BadGateway, status);
+        var message = body["error"]!["message"]!.GetValue<string>();
+        Assert.Contains("a.txt: Can't find this dataset …!", message, StringComparison.Ordinal);
+        Assert.Contains("b.txt: This type of file has not been supported yet!", message, StringComparison.Ordinal);
+        Assert.DoesNotContain(_bed.DatasetId, message, StringComparison.OrdinalIgnoreCase);
+    }
+
+    [Fact]
     public async Task An_upload_whose_answer_is_lost_is_not_sent_again_so_ragflow_holds_no_twin()
     {
         _bed.Ragflow.LoseAnswer("POST", $"/api/v1/datasets/{_bed.DatasetId}/documents");
@@ -203,6 +261,49 @@ public sealed class KnowledgeApiTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.Forbidden, status);
         KnowledgeTestBed.AssertError(body, "subscription_suspended");
     }
+
+    [Theory]
+    [InlineData(SubscriptionState.Terminated)]
+    [InlineData(SubscriptionState.Terminating)]
+    public async Task The_key_of_an_ended_subscription_is_401_as_on_the_chat_api_and_deletes_nothing(SubscriptionState state)
+    {
+        var (_, body) = await _bed.UploadAsync(("kept.txt", "kept"));
+        var document = body["data"]![0]!["id"]!.GetValue<string>();
+        // Waldur erased the resource (terminated, its keys never revoked) or a Terminate runs: the key still exists.
+        await SetAsync(s => s.State = state);
+
+        var results = new List<(HttpStatusCode, JsonObject)>
+        {
+            await _bed.GetAsync("/v1/knowledge/documents"),
+            await _bed.DeleteAsync($"/v1/knowledge/documents/{document}"),
+            await _bed.GetAsync("/v1/knowledge/connectors"),
+        };
+
+        Assert.All(results, r => Assert.Equal(HttpStatusCode.Unauthorized, r.Item1));
+        Assert.All(results, r => KnowledgeTestBed.AssertError(r.Item2, "invalid_api_key"));
+        Assert.Equal(["kept.txt"], _bed.Ragflow.Documents(_bed.DatasetId).Select(d => d["name"]!.GetValue<string>()));
+        Assert.Single(await _bed.RowsAsync());
+    }
+
+    [Theory]
+    [InlineData(true, false)]
+    [InlineData(false, true)]
+    public async Task A_paused_or_downscaled_subscription_still_lists_its_documents(bool paused, bool downscaled)
+    {
+        await _bed.UploadAsync(("kept.txt", "kept"));
+        await SetAsync(s => (s.Paused, s.Downscaled) = (paused, downscaled));
+
+        var (status, body) = await _bed.GetAsync("/v1/knowledge/documents");
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal(["kept.txt"], body["data"]!.AsArray().Select(d => d!["name"]!.GetValue<string>()));
+    }
+
+    private Task SetAsync(Action<Subscription> change) => _bed.Credits.QueryAsync(async db =>
+    {
+        change((await db.Subscriptions.FindAsync(_bed.Subscription.Id))!);
+        return await db.SaveChangesAsync();
+    });
 
     [Fact]
     public async Task A_body_that_is_not_multipart_is_415()

@@ -70,12 +70,16 @@ public sealed class OrderInbox(IDbContextFactory<AdapterDbContext> dbs, TimeProv
     }
 
     /// <summary>Orders with an announcement that is due now, oldest first.</summary>
-    public async Task<IReadOnlyList<Guid>> DueAsync(int max, CancellationToken cancellationToken)
+    public Task<IReadOnlyList<Guid>> DueAsync(int max, CancellationToken cancellationToken) => DueAsync(max, [], cancellationToken);
+
+    /// <summary>Orders with an announcement that is due now, oldest first, leaving out <paramref name="skip"/> (orders already at work here).</summary>
+    public async Task<IReadOnlyList<Guid>> DueAsync(int max, IReadOnlyCollection<Guid> skip, CancellationToken cancellationToken)
     {
         var now = clock.GetUtcNow();
+        var skipped = skip.ToList();
         await using var db = await dbs.CreateDbContextAsync(cancellationToken);
         var due = await db.OrderInbox.AsNoTracking()
-            .Where(e => e.Status == InboxStatus.Pending && e.NextAttemptAt <= now)
+            .Where(e => e.Status == InboxStatus.Pending && e.NextAttemptAt <= now && !skipped.Contains(e.OrderUuid))
             .OrderBy(e => e.NextAttemptAt)
             .Select(e => e.OrderUuid)
             .Take(max * 4)
@@ -139,5 +143,6 @@ public sealed class OrderInbox(IDbContextFactory<AdapterDbContext> dbs, TimeProv
         }
     }
 
-    private void Wake() => _wake.Writer.TryWrite(true);
+    /// <summary>Wakes the inbox worker now: something was enqueued, or one of its slots came free.</summary>
+    public void Wake() => _wake.Writer.TryWrite(true);
 }

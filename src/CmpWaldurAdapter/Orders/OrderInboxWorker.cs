@@ -1,11 +1,14 @@
+using System.Collections.Concurrent;
 using CmpWaldurAdapter.Observability;
 using Microsoft.Extensions.Options;
 
 namespace CmpWaldurAdapter.Orders;
 
 /// <summary>
-/// Drains the order inbox: wakes when an event arrives in this process, or every few seconds for
-/// work written by other replicas and for retries that came due.
+/// Pumps the order inbox: up to <see cref="OrdersOptions.Concurrency"/> orders at work at once, and each slot
+/// that comes free takes the next due order at once, so one slow order (an upstream call timing out and
+/// being retried) holds up only its own slot. Wakes when an event arrives in this process or a slot comes
+/// free, or every few seconds for work written by other replicas and for retries that came due.
 /// </summary>
 public sealed class OrderInboxWorker(OrderInbox inbox, OrderProcessor processor, OrderLeases leases, AdapterMetrics metrics, TimeProvider clock, IOptionsMonitor<OrdersOptions> options, ILogger<OrderInboxWorker> logger)
     : BackgroundService
@@ -16,14 +19,30 @@ public sealed class OrderInboxWorker(OrderInbox inbox, OrderProcessor processor,
     /// <summary>How often leases this process holds without working on them are looked for.</summary>
     private static readonly TimeSpan OrphanSweepInterval = TimeSpan.FromSeconds(30);
 
+    // Orders at work in this process: never taken a second time while at work (that attempt would only find
+    // the lease taken and put the order off as busy), and their count is the slots in use.
+    private readonly ConcurrentDictionary<Guid, byte> _inFlight = new();
+
+    // Set by a slot whose order's outcome could not be written (the database is away): the pump pauses as
+    // when the inbox cannot be read, instead of taking the still-due order again at once.
+    private int _slotFailed;
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var failing = false;
         var nextSweep = clock.GetUtcNow() + OrphanSweepInterval;
+        var running = new List<Task>();
         while (!stoppingToken.IsCancellationRequested)
         {
             try
             {
+                if (Interlocked.Exchange(ref _slotFailed, 0) == 1)
+                {
+                    failing = true;
+                    await Task.Delay(options.CurrentValue.InboxCheckInterval, clock, stoppingToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                    continue;
+                }
+
                 if (failing || clock.GetUtcNow() >= nextSweep)
                 {
                     // The database answers again (or it is time): a release lost while it was away must not
@@ -38,11 +57,11 @@ public sealed class OrderInboxWorker(OrderInbox inbox, OrderProcessor processor,
                     nextSweep = clock.GetUtcNow() + OrphanSweepInterval;
                 }
 
-                var processed = await DrainOnceAsync(stoppingToken);
-                if (processed == 0)
-                {
-                    await inbox.WaitForWorkAsync(options.CurrentValue.InboxCheckInterval, stoppingToken);
-                }
+                running.RemoveAll(slot => slot.IsCompleted);
+                running.AddRange(await StartDueAsync(stoppingToken));
+
+                // A slot that comes free wakes this wait too, so the next due order is taken at once.
+                await inbox.WaitForWorkAsync(options.CurrentValue.InboxCheckInterval, stoppingToken);
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {
@@ -56,21 +75,54 @@ public sealed class OrderInboxWorker(OrderInbox inbox, OrderProcessor processor,
                 await Task.Delay(options.CurrentValue.InboxCheckInterval, clock, stoppingToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             }
         }
+
+        // Graceful shutdown: the orders at work see the stopping token and end (left in the inbox) before the worker does.
+        await Task.WhenAll(running);
     }
 
-    /// <summary>Processes every order that is due now; returns how many were looked at.</summary>
-    public async Task<int> DrainOnceAsync(CancellationToken cancellationToken)
+    /// <summary>Starts due orders not at work here yet in the slots that are free; returns the started slots.</summary>
+    private async Task<IReadOnlyList<Task>> StartDueAsync(CancellationToken stoppingToken)
     {
-        var settings = options.CurrentValue;
-        var due = await inbox.DueAsync(settings.Concurrency * 8, cancellationToken);
-        if (due.Count == 0)
+        var free = options.CurrentValue.Concurrency - _inFlight.Count;
+        if (free <= 0)
         {
-            return 0;
+            return [];
         }
 
-        await Parallel.ForEachAsync(due, new ParallelOptions { MaxDegreeOfParallelism = settings.Concurrency, CancellationToken = cancellationToken },
-            async (orderUuid, ct) => await HandleAsync(orderUuid, ct));
-        return due.Count;
+        var due = await inbox.DueAsync(free, _inFlight.Keys.ToList(), stoppingToken);
+        var started = new List<Task>(due.Count);
+        foreach (var orderUuid in due)
+        {
+            if (_inFlight.TryAdd(orderUuid, 0))
+            {
+                started.Add(Task.Run(() => RunSlotAsync(orderUuid, stoppingToken), CancellationToken.None));
+            }
+        }
+
+        return started;
+    }
+
+    private async Task RunSlotAsync(Guid orderUuid, CancellationToken stoppingToken)
+    {
+        try
+        {
+            await HandleAsync(orderUuid, stoppingToken);
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            // Shutting down: the order stays in the inbox for the next start or another replica.
+        }
+        catch (Exception exception)
+        {
+            logger.LogError(exception, "The outcome of order {OrderUuid} could not be written; it stays in the inbox", orderUuid);
+            Interlocked.Exchange(ref _slotFailed, 1);
+        }
+        finally
+        {
+            // Only after the outcome is written: taken again earlier, the order would run twice for one announcement.
+            _inFlight.TryRemove(orderUuid, out _);
+            inbox.Wake();
+        }
     }
 
     private async Task HandleAsync(Guid orderUuid, CancellationToken cancellationToken)

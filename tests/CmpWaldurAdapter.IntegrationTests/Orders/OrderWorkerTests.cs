@@ -1,5 +1,6 @@
 using System.Net;
 using CmpWaldurAdapter.Orders;
+using CmpWaldurAdapter.Testing.Fakes;
 using CmpWaldurAdapter.Testing.Hosting;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -25,6 +26,34 @@ public sealed class OrderWorkerTests : IAsyncLifetime
 
         await Eventually.TrueAsync(() => _bed.Waldur.OrderState(order) == "done", TimeSpan.FromSeconds(10), "the order reaches done");
         Assert.True(DateTime.UtcNow - started < TimeSpan.FromSeconds(5), "announcement to done takes seconds, not a poll interval");
+    }
+
+    [Fact]
+    public async Task An_order_announced_while_another_hangs_is_done_without_waiting_for_it()
+    {
+        var server = await _bed.StartServerAsync();
+        var inbox = server.Services.GetRequiredService<OrderInbox>();
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _bed.Provisioner.HoldOnceUntil(ScriptedProvisioner.CreateSteps[0], release.Task); // an upstream call that hangs
+        var slow = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes("Slow"));
+        await inbox.EnqueueAsync(slow, "pending-provider", "event", false, CancellationToken.None);
+        await Eventually.TrueAsync(() => _bed.Provisioner.Runs(ScriptedProvisioner.CreateSteps[0]) == 1, TimeSpan.FromSeconds(10), "the slow order hangs in its first step");
+
+        var next = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes("Next"));
+        await inbox.EnqueueAsync(next, "pending-provider", "event", false, CancellationToken.None);
+
+        try
+        {
+            // A free slot takes it: it does not wait for the hanging order to end (released only after this).
+            await Eventually.TrueAsync(() => _bed.Waldur.OrderState(next) == "done", TimeSpan.FromSeconds(30), "the next order is done while the slow one hangs");
+            Assert.NotEqual("done", _bed.Waldur.OrderState(slow));
+        }
+        finally
+        {
+            release.SetResult();
+        }
+
+        await Eventually.TrueAsync(() => _bed.Waldur.OrderState(slow) == "done", TimeSpan.FromSeconds(10), "the slow order finishes once its call returns");
     }
 
     [Fact]

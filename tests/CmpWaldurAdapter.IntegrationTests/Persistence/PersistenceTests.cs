@@ -240,6 +240,7 @@ public abstract class PersistenceTests(DatabaseProvider provider) : IAsyncLifeti
         await inbox.EnqueueAsync(later, "pending-provider", "poll", false, CancellationToken.None);
 
         Assert.Equal([early, later], await inbox.DueAsync(10, CancellationToken.None));
+        Assert.Equal([later], await inbox.DueAsync(10, [early], CancellationToken.None)); // the worker leaves out orders already at work
 
         await inbox.DeferAsync(early, "Waldur answered 503", TimeSpan.FromMinutes(5), CancellationToken.None);
         Assert.Equal([later], await inbox.DueAsync(10, CancellationToken.None));

@@ -13,6 +13,7 @@ public sealed class ScriptedProvisioner : ITenantProvisioner
     private readonly ConcurrentDictionary<string, int> _runs = new();
     private readonly ConcurrentDictionary<string, Func<ProvisioningContext, Exception?>> _failures = new();
     private readonly ConcurrentDictionary<string, Task> _holds = new();
+    private readonly ConcurrentDictionary<string, Task> _holdsOnce = new();
     private readonly ConcurrentDictionary<string, Action<ProvisioningContext>> _changes = new();
 
     public static readonly string[] CreateSteps = ["create-runtime", "create-knowledge-base", "configure-agent"];
@@ -34,6 +35,9 @@ public sealed class ScriptedProvisioner : ITenantProvisioner
 
     /// <summary>The step does its work, then waits until <paramref name="until"/> completes (keeps orders in flight, e.g. across an outage).</summary>
     public void HoldUntil(string step, Task until) => _holds[step] = until;
+
+    /// <summary>The step's next run does its work, then waits until <paramref name="until"/> completes; later runs do not wait (one slow order among others).</summary>
+    public void HoldOnceUntil(string step, Task until) => _holdsOnce[step] = until;
 
     public void FailPermanently(string step, string message) =>
         _failures[step] = _ => new PermanentProvisioningException(message);
@@ -75,6 +79,11 @@ public sealed class ScriptedProvisioner : ITenantProvisioner
         if (_holds.TryGetValue(name, out var hold))
         {
             await hold;
+        }
+
+        if (_holdsOnce.TryRemove(name, out var holdOnce))
+        {
+            await holdOnce;
         }
 
         if (_failures.TryGetValue(name, out var fail) && fail(context) is { } exception)

@@ -13,11 +13,15 @@ namespace CmpWaldurAdapter.Orders;
 /// One process works on an order at a time, enforced by the database: a lease is taken with a single
 /// conditional UPDATE, so two replicas (or a replica and the CLI) can never both win.
 /// </summary>
-public sealed class OrderLeases(IDbContextFactory<AdapterDbContext> dbs, AdapterInstance instance, TimeProvider clock, IOptionsMonitor<OrdersOptions> options)
+public sealed class OrderLeases(IDbContextFactory<AdapterDbContext> dbs, AdapterInstance instance, TimeProvider clock, IOptionsMonitor<OrdersOptions> options,
+    ILogger<OrderLeases>? logger = null)
 {
     // Orders this process is working on right now. The database lease keeps other processes out; this set
     // keeps a second worker of this process out, and tells a lost release apart from work in flight.
     private readonly ConcurrentDictionary<Guid, byte> _working = new();
+
+    // The keepers of the leases in use here, so a save that finds its lease gone stops the work like a lost renewal does.
+    private readonly ConcurrentDictionary<Guid, Keeper> _keepers = new();
 
     public string Owner => instance.Id;
 
@@ -113,39 +117,96 @@ public sealed class OrderLeases(IDbContextFactory<AdapterDbContext> dbs, Adapter
     /// retries can outlast one lease; another replica would then take the order and run the same steps at once.
     /// The lease still runs out when this process dies, as it should.
     /// </summary>
-    public IAsyncDisposable Keep(Guid orderUuid) => new Keeper(this, orderUuid);
+    public IAsyncDisposable Keep(Guid orderUuid) => new Keeper(this, orderUuid, CancellationToken.None);
+
+    /// <summary>
+    /// The fence of a save made under the lease on <paramref name="orderUuid"/>: run in the save's transaction before it,
+    /// it lets the save through only while this process still holds the lease, and locks the record until the save commits,
+    /// so a takeover waits for it. A lease another process took over (this one's ran out: a renewal lost to a database
+    /// outage or a long pause, or a clock behind the taker's) stops the work under it: the save is refused, the work's token
+    /// is cancelled, and the work tells nobody upstream anything more; its new holder does the work.
+    /// </summary>
+    public async Task FenceAsync(AdapterDbContext db, Guid orderUuid, CancellationToken cancellationToken)
+    {
+        var owner = Owner;
+        // Sets what is there: an update, so PostgreSQL locks the row until the save's transaction ends.
+        var held = await db.Orders.Where(o => o.OrderUuid == orderUuid && o.LeaseOwner == owner)
+            .ExecuteUpdateAsync(set => set.SetProperty(o => o.LeaseOwner, owner), cancellationToken);
+        if (held == 1)
+        {
+            return;
+        }
+
+        var stopped = _keepers.TryGetValue(orderUuid, out var keeper) ? keeper.Lose("a save under it") : new CancellationToken(canceled: true);
+        throw new OperationCanceledException($"The lease on {orderUuid} was taken over by another process; this one saves nothing more of its work.", stopped);
+    }
 
     // The keeper's view of the primary constructor's parameters.
     private TimeSpan RenewEvery => options.CurrentValue.LeaseDuration / 3;
 
     private TimeProvider Clock => clock;
 
-    private async Task ExtendAsync(Guid orderUuid, CancellationToken cancellationToken)
+    /// <summary>Returns whether the lease was still this process's (and is now extended).</summary>
+    private async Task<bool> ExtendAsync(Guid orderUuid, CancellationToken cancellationToken)
     {
         var until = clock.GetUtcNow() + options.CurrentValue.LeaseDuration;
         var owner = Owner;
         await using var db = await dbs.CreateDbContextAsync(cancellationToken);
         // Only a lease this process still holds: one already taken over stays the other's.
-        await db.Orders.Where(o => o.OrderUuid == orderUuid && o.LeaseOwner == owner)
-            .ExecuteUpdateAsync(set => set.SetProperty(o => o.LeaseExpiresAt, until), cancellationToken);
+        return await db.Orders.Where(o => o.OrderUuid == orderUuid && o.LeaseOwner == owner)
+            .ExecuteUpdateAsync(set => set.SetProperty(o => o.LeaseExpiresAt, until), cancellationToken) == 1;
     }
+
+    private void LogLost(Guid orderUuid, string noticedBy) =>
+        logger?.LogWarning("The lease on {OrderUuid} was taken over by another process (noticed by {NoticedBy}); the work on it here stops and saves nothing more", orderUuid, noticedBy);
 
     private sealed class Keeper : IAsyncDisposable
     {
+        private readonly OrderLeases _leases;
+        private readonly Guid _orderUuid;
         private readonly CancellationTokenSource _stop = new();
+        private readonly CancellationTokenSource _held;
         private readonly Task _renewing;
+        private int _lost;
 
-        public Keeper(OrderLeases leases, Guid orderUuid) => _renewing = RenewAsync(leases, orderUuid, _stop.Token);
+        public Keeper(OrderLeases leases, Guid orderUuid, CancellationToken cancellationToken)
+        {
+            _leases = leases;
+            _orderUuid = orderUuid;
+            _held = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            leases._keepers[orderUuid] = this;
+            _renewing = RenewAsync(this, _stop.Token);
+        }
+
+        /// <summary>Cancelled once the lease is lost (or the caller's token is): the work under the lease runs under it.</summary>
+        public CancellationToken Held => _held.Token;
+
+        public bool Lost => Volatile.Read(ref _lost) == 1;
+
+        /// <summary>The lease is another's now: logs it once and cancels the work under it. Returns the cancelled token.</summary>
+        public CancellationToken Lose(string noticedBy)
+        {
+            if (Interlocked.Exchange(ref _lost, 1) == 0)
+            {
+                _leases.LogLost(_orderUuid, noticedBy);
+                _held.Cancel();
+            }
+
+            return _held.Token;
+        }
 
         public async ValueTask DisposeAsync()
         {
+            _leases._keepers.TryRemove(new KeyValuePair<Guid, Keeper>(_orderUuid, this));
             await _stop.CancelAsync();
             await _renewing;
             _stop.Dispose();
+            _held.Dispose();
         }
 
-        private static async Task RenewAsync(OrderLeases leases, Guid orderUuid, CancellationToken stop)
+        private static async Task RenewAsync(Keeper keeper, CancellationToken stop)
         {
+            var leases = keeper._leases;
             using var timer = new PeriodicTimer(leases.RenewEvery, leases.Clock);
             try
             {
@@ -153,7 +214,12 @@ public sealed class OrderLeases(IDbContextFactory<AdapterDbContext> dbs, Adapter
                 {
                     try
                     {
-                        await leases.ExtendAsync(orderUuid, stop);
+                        if (!await leases.ExtendAsync(keeper._orderUuid, stop))
+                        {
+                            // Taken over (this lease ran out, or a clock ahead judged it so): the other process works on it now.
+                            keeper.Lose("the lease renewal");
+                            return;
+                        }
                     }
                     catch (Exception exception) when (exception is not OperationCanceledException)
                     {
@@ -174,18 +240,22 @@ public sealed class OrderLeases(IDbContextFactory<AdapterDbContext> dbs, Adapter
     /// keeps the lease renewed while it runs. Returns the work's result, or that the lease is held elsewhere and
     /// nothing ran. A record that carries only the lease is removed once nobody holds it.
     /// </summary>
-    public Task<LeasedWork<T>> RunOnResourceAsync<T>(ResourceWork kind, Guid resourceUuid, Guid offeringUuid, Func<Task<T>> work, CancellationToken cancellationToken) =>
+    public Task<LeasedWork<T>> RunOnResourceAsync<T>(ResourceWork kind, Guid resourceUuid, Guid offeringUuid, Func<CancellationToken, Task<T>> work, CancellationToken cancellationToken) =>
         RunLeasedAsync(kind.RecordId(resourceUuid), kind.Type, resourceUuid, offeringUuid, kind.KeepsRecord, work, cancellationToken);
 
     /// <summary>
     /// Runs <paramref name="work"/> on a Waldur order under its lease, as <see cref="RunOnResourceAsync{T}"/> runs work on a
     /// resource: the order's record is created if this is the first time the adapter sees the order, and it stays.
     /// </summary>
-    public Task<LeasedWork<T>> RunOnOrderAsync<T>(Guid orderUuid, OrderType type, Guid resourceUuid, Guid offeringUuid, Func<Task<T>> work, CancellationToken cancellationToken) =>
+    public Task<LeasedWork<T>> RunOnOrderAsync<T>(Guid orderUuid, OrderType type, Guid resourceUuid, Guid offeringUuid, Func<CancellationToken, Task<T>> work, CancellationToken cancellationToken) =>
         RunLeasedAsync(orderUuid, type, resourceUuid, offeringUuid, keepsRecord: true, work, cancellationToken);
 
-    /// <summary>Ensures the record, acquires its lease (or reports busy), keeps it renewed while <paramref name="work"/> runs, and releases it.</summary>
-    private async Task<LeasedWork<T>> RunLeasedAsync<T>(Guid id, OrderType type, Guid resourceUuid, Guid offeringUuid, bool keepsRecord, Func<Task<T>> work, CancellationToken cancellationToken)
+    /// <summary>
+    /// Ensures the record, acquires its lease (or reports busy), keeps it renewed while <paramref name="work"/> runs, and releases it.
+    /// The work runs under a token that is cancelled once the lease is found taken over (by a renewal or a <see cref="FenceAsync"/>d
+    /// save): then it was cut short and the lease is held elsewhere, which is reported as busy.
+    /// </summary>
+    private async Task<LeasedWork<T>> RunLeasedAsync<T>(Guid id, OrderType type, Guid resourceUuid, Guid offeringUuid, bool keepsRecord, Func<CancellationToken, Task<T>> work, CancellationToken cancellationToken)
     {
         await EnsureRecordAsync(id, type, resourceUuid, offeringUuid, cancellationToken);
         if (!await TryAcquireAsync(id, cancellationToken))
@@ -200,8 +270,15 @@ public sealed class OrderLeases(IDbContextFactory<AdapterDbContext> dbs, Adapter
 
         try
         {
-            await using var keeping = Keep(id);
-            return new LeasedWork<T>(Busy: false, await work());
+            await using var keeping = new Keeper(this, id, cancellationToken);
+            try
+            {
+                return new LeasedWork<T>(Busy: false, await work(keeping.Held));
+            }
+            catch (OperationCanceledException) when (keeping.Lost && !cancellationToken.IsCancellationRequested)
+            {
+                return new LeasedWork<T>(Busy: true, default!);
+            }
         }
         finally
         {

@@ -125,11 +125,12 @@ public sealed class OrderProcessor(
         var type = MapType(order.Type) ?? throw Deferred(UnknownType, $"Unknown order type '{order.Type}'.");
         var resourceUuid = order.Marketplace_resource_uuid ?? order.Resource_uuid
             ?? throw Deferred(type.ToString(), $"Order {orderUuid} names no resource yet.");
-        var run = await leases.RunOnOrderAsync(orderUuid, type, resourceUuid, order.Offering_uuid!.Value, async () =>
+        // The leased work runs under the lease's token: it stops once another process took the order over.
+        var run = await leases.RunOnOrderAsync(orderUuid, type, resourceUuid, order.Offering_uuid!.Value, async held =>
         {
             try
             {
-                var outcome = await ProcessLeasedAsync(order, type, state!, resourceUuid, cancellationToken);
+                var outcome = await ProcessLeasedAsync(order, type, state!, resourceUuid, held);
                 metrics.OrdersProcessed.WithLabels(type.ToString(), outcome.ToString()).Inc();
                 return outcome;
             }
@@ -175,9 +176,9 @@ public sealed class OrderProcessor(
             offering = known;
         }
 
-        var run = await leases.RunOnResourceAsync(TearDown, resourceUuid, offering, async () =>
+        var run = await leases.RunOnResourceAsync(TearDown, resourceUuid, offering, async held =>
         {
-            var outcome = await TearDownLeasedAsync(id, resourceUuid, cancellationToken);
+            var outcome = await TearDownLeasedAsync(id, resourceUuid, held);
             if (outcome is not null)
             {
                 metrics.OrdersProcessed.WithLabels(TerminatedInWaldurType, outcome).Inc();
@@ -869,11 +870,23 @@ public sealed class OrderProcessor(
         }
     }
 
+    /// <summary>
+    /// Saves the order's progress (and what its steps added to <paramref name="db"/>), fenced by its lease: only while this
+    /// process still holds it, or nothing is saved and the work stops (<see cref="OrderLeases.FenceAsync"/>). A worker whose
+    /// lease was taken over mid-step thus never records that step, nor goes on to tell Waldur what its successor redoes.
+    /// </summary>
     private async Task SaveAsync(AdapterDbContext db, OrderRecord record, OrderPhase phase, CancellationToken cancellationToken)
     {
         record.Phase = phase;
         record.UpdatedAt = clock.GetUtcNow();
+        // Within the caller's transaction if it has one (SaveErredAsync), else in one of its own.
+        await using var transaction = db.Database.CurrentTransaction is null ? await db.Database.BeginTransactionAsync(cancellationToken) : null;
+        await leases.FenceAsync(db, record.OrderUuid, cancellationToken);
         await db.SaveChangesAsync(cancellationToken);
+        if (transaction is not null)
+        {
+            await transaction.CommitAsync(cancellationToken);
+        }
     }
 
     private static bool IsTransient(Exception exception, CancellationToken cancellationToken) =>

@@ -287,7 +287,7 @@ public sealed partial class Reconciler(
         // Under the resource's order lease, with the state read after taking it: a Terminate running beside the rebuild
         // would otherwise see its deletions undone, leaving a tenant, with a live stored key, that nothing ever removes.
         var run = await leases.RunOnResourceAsync(RebuildWork, found.ResourceUuid, found.OfferingUuid,
-            () => ReprovisionLeasedAsync(upstreams, found.Id, cancellationToken), cancellationToken);
+            held => ReprovisionLeasedAsync(upstreams, found.Id, held), cancellationToken);
         if (run.Busy)
         {
             logger.LogInformation("Resource {ResourceUuid} is being worked on by an order or another process; its tenant is rebuilt by a later run", found.ResourceUuid);

@@ -12,7 +12,7 @@ public sealed class ScriptedProvisioner : ITenantProvisioner
 {
     private readonly ConcurrentDictionary<string, int> _runs = new();
     private readonly ConcurrentDictionary<string, Func<ProvisioningContext, Exception?>> _failures = new();
-    private readonly ConcurrentDictionary<string, Task> _holds = new();
+    private readonly ConcurrentDictionary<string, Func<Task>> _holds = new();
     private readonly ConcurrentDictionary<string, Task> _holdsOnce = new();
     private readonly ConcurrentDictionary<string, Action<ProvisioningContext>> _changes = new();
 
@@ -33,8 +33,18 @@ public sealed class ScriptedProvisioner : ITenantProvisioner
         _failures[step] = _ => Interlocked.Decrement(ref left) >= 0 ? new TransientProvisioningException($"{step}: upstream unavailable") : null;
     }
 
-    /// <summary>The step does its work, then waits until <paramref name="until"/> completes (keeps orders in flight, e.g. across an outage).</summary>
-    public void HoldUntil(string step, Task until) => _holds[step] = until;
+    /// <summary>
+    /// The step does its work, then waits until <paramref name="until"/> completes (keeps orders in flight, e.g. across an outage),
+    /// or until its token is cancelled, as a step waiting on upstream calls stops.
+    /// </summary>
+    public void HoldUntil(string step, Task until) => _holds[step] = () => until;
+
+    /// <summary>As <see cref="HoldUntil"/>, each run of the step until its own task: the first run until the first, and so on; later runs are not held.</summary>
+    public void HoldRunsUntil(string step, params Task[] untilEach)
+    {
+        var next = new ConcurrentQueue<Task>(untilEach);
+        _holds[step] = () => next.TryDequeue(out var until) ? until : Task.CompletedTask;
+    }
 
     /// <summary>The step's next run does its work, then waits until <paramref name="until"/> completes; later runs do not wait (one slow order among others).</summary>
     public void HoldOnceUntil(string step, Task until) => _holdsOnce[step] = until;
@@ -67,7 +77,7 @@ public sealed class ScriptedProvisioner : ITenantProvisioner
         OrderType.Update => UpdateSteps,
         OrderType.Terminate => TerminateSteps,
         _ => [],
-    }).Select(name => new ProvisioningStep(name, async (context, _) =>
+    }).Select(name => new ProvisioningStep(name, async (context, cancellationToken) =>
     {
         _runs.AddOrUpdate(name, 1, (_, n) => n + 1);
         context.Note($"{name} done");
@@ -78,12 +88,12 @@ public sealed class ScriptedProvisioner : ITenantProvisioner
 
         if (_holds.TryGetValue(name, out var hold))
         {
-            await hold;
+            await hold().WaitAsync(cancellationToken);
         }
 
         if (_holdsOnce.TryRemove(name, out var holdOnce))
         {
-            await holdOnce;
+            await holdOnce.WaitAsync(cancellationToken);
         }
 
         if (_failures.TryGetValue(name, out var fail) && fail(context) is { } exception)

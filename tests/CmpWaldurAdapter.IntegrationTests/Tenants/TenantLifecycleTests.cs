@@ -78,6 +78,7 @@ public abstract class TenantLifecycleTests(DatabaseProvider provider) : IAsyncLi
             [user.Id.ToString()] = "{user}",
             [key.Id.ToString()] = "{key}",
             [langflowProject.Id.ToString()] = "{project}",
+            [Assert.Single(_bed.Langflow.Projects, p => p.UserId == user.Id && p.Name == LangflowFake.DefaultProjectName).Id.ToString()] = "{default project}",
             [flow.Id.ToString()] = "{flow}",
             [dataset["id"]!.GetValue<string>()] = "{dataset}",
             [resource.ToString("N")] = "{resource}",
@@ -159,7 +160,11 @@ public abstract class TenantLifecycleTests(DatabaseProvider provider) : IAsyncLi
                 "langflow: DELETE /api/v1/flows/{flow}",
                 "langflow: GET /api/v1/projects/",
                 "langflow: DELETE /api/v1/projects/{project}",
-                // langflow-user-delete-if-last: the project's last subscription is gone
+                // langflow-user-delete-if-last: the project's last subscription is gone; as the tenant, every flow left
+                // (Langflow's user delete would leave them) and the projects go first, then the user
+                "langflow: GET /api/v1/flows/?get_all=true&header_flows=true",
+                "langflow: GET /api/v1/projects/",
+                "langflow: DELETE /api/v1/projects/{default project}",
                 "langflow: DELETE /api/v1/users/{user}",
                 "waldur: POST /api/marketplace-provider-resources/{resource}/submit_report/",
                 "waldur: POST /api/marketplace-orders/{terminate}/set_state_done/",

@@ -68,6 +68,21 @@ public sealed class KnowledgeRulesTests
         Assert.Equal(1000, ParseMonitor.FailureReason(new string('x', 5000)).Length);
     }
 
+    [Theory]
+    [InlineData("10:00:09 Page(1~12): [ERROR]KeyError('kb_7f3c9a0e1b2d4c5e8f9a0b1c2d3e4f50')")]
+    [InlineData("10:00:09 [ERROR]Internal server error while chunking: <minio.error.S3Error object at 0x7f1e2c3d4b50>")]
+    [InlineData("10:00:09 [ERROR]elasticsearch.exceptions.ConnectionError: Connection refused")]
+    public void A_failure_reason_that_reads_like_an_exception_is_not_shown_to_buyers(string line)
+    {
+        Assert.Equal("Parsing failed in the knowledge base; the operator's log has the reason.", ParseMonitor.FailureReason("10:00:01 Task has been received.\n" + line));
+    }
+
+    [Fact]
+    public void A_failure_reason_names_no_ragflow_id()
+    {
+        Assert.Equal("10:00:09 [ERROR]Document … has no chunks", ParseMonitor.FailureReason("10:00:09 [ERROR]Document 7f3c9a0e1b2d4c5e8f9a0b1c2d3e4f50 has no chunks"));
+    }
+
     [Fact]
     public void The_charge_of_a_document_is_keyed_by_its_ragflow_id() =>
         Assert.Equal("doc:97a5f1c2759811efaa500242ac120004", ParseMonitor.ChargeRequestId("97a5f1c2759811efaa500242ac120004"));

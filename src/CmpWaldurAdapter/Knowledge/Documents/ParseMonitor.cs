@@ -177,7 +177,7 @@ public sealed class ParseMonitor(
                 document.Progress = 0;
                 document.Error = FailureReason(state.Progress_msg);
                 await knowledge.ReleaseHoldsAsync([document], "parsing failed");
-                logger.LogInformation("Parsing document {DocumentId} of subscription {SubscriptionId} failed: {Reason}", document.Id, tenant.SubscriptionId, document.Error);
+                logger.LogInformation("Parsing document {DocumentId} of subscription {SubscriptionId} failed: {Reason}", document.Id, tenant.SubscriptionId, state.Progress_msg);
                 break;
 
             case ParseStates.Cancel:
@@ -648,10 +648,19 @@ public sealed class ParseMonitor(
         document.ParseAttempts == 1 && ParseStates.FromRagflow(state.Run) == ParseStates.Cancel;
 
     /// <summary>RAGFlow's progress_msg is a log, one line per step; the failure reason is its last line.</summary>
+    /// <summary>
+    /// The last line of RAGFlow's progress log, as buyers may read it (<see cref="UpstreamFileReason.Shown"/>: no ids, no
+    /// exception text); the whole log goes to this adapter's log when the parse fails.
+    /// </summary>
     internal static string FailureReason(string? progressLog)
     {
         var line = (progressLog ?? string.Empty).Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).LastOrDefault();
-        return string.IsNullOrEmpty(line) ? "Parsing failed in the knowledge base without a reason." : KnowledgeBase.Shorten(line, 1000);
+        if (string.IsNullOrEmpty(line))
+        {
+            return "Parsing failed in the knowledge base without a reason.";
+        }
+
+        return UpstreamFileReason.Shown(line, 1000) ?? "Parsing failed in the knowledge base; the operator's log has the reason.";
     }
 
     private static string Describe(TimeSpan span) => span.TotalMinutes >= 1 ? $"{span.TotalMinutes:0.#} minutes" : $"{span.TotalSeconds:0.#} seconds";

@@ -24,17 +24,22 @@ internal static partial class UpstreamFileReason
             return null;
         }
 
-        // One sign of an exception and nothing is shown: not every line of a traceback can be recognised.
-        if (ExceptionLike().IsMatch(ragflow.UpstreamMessage))
+        var lines = ragflow.UpstreamMessage.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        return Shown(string.Join("; ", lines), max);
+    }
+
+    /// <summary>
+    /// RAGFlow's words about a file (a refused upload's reasons, a failed parse's last progress line) as a buyer may read
+    /// them: ids taken out, or null when any of it reads like an exception (not every line of a traceback can be recognised).
+    /// </summary>
+    public static string? Shown(string text, int max)
+    {
+        if (string.IsNullOrWhiteSpace(text) || ExceptionLike().IsMatch(text))
         {
             return null;
         }
 
-        var lines = ragflow.UpstreamMessage
-            .Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-            .Select(line => HexId().Replace(line, "…"))
-            .ToList();
-        return lines.Count == 0 ? null : KnowledgeBase.Shorten(string.Join("; ", lines), max);
+        return KnowledgeBase.Shorten(HexId().Replace(text, "…"), max);
     }
 
     // RAGFlow's ids are uuid1().hex; a dataset's name carries the resource's uuid as hex too.

@@ -111,13 +111,6 @@ public sealed class OrderLeases(IDbContextFactory<AdapterDbContext> dbs, Adapter
             && o.LeaseOwner != null && o.LeaseExpiresAt >= now && (o.LeaseOwner != owner || working.Contains(o.OrderUuid)), cancellationToken);
     }
 
-    /// <summary>
-    /// Keeps this process's lease on <paramref name="orderUuid"/> from running out while it works on the order (every
-    /// third of <see cref="OrdersOptions.LeaseDuration"/>), until disposed. A step of slow upstream calls with their
-    /// retries can outlast one lease; another replica would then take the order and run the same steps at once.
-    /// The lease still runs out when this process dies, as it should.
-    /// </summary>
-    public IAsyncDisposable Keep(Guid orderUuid) => new Keeper(this, orderUuid, CancellationToken.None);
 
     /// <summary>
     /// The fence of a save made under the lease on <paramref name="orderUuid"/>: run in the save's transaction before it,
@@ -160,6 +153,12 @@ public sealed class OrderLeases(IDbContextFactory<AdapterDbContext> dbs, Adapter
     private void LogLost(Guid orderUuid, string noticedBy) =>
         logger?.LogWarning("The lease on {OrderUuid} was taken over by another process (noticed by {NoticedBy}); the work on it here stops and saves nothing more", orderUuid, noticedBy);
 
+    /// <summary>
+    /// Keeps this process's lease on an order from running out while it works on it (every third of
+    /// <see cref="OrdersOptions.LeaseDuration"/>), until disposed. A step of slow upstream calls with their retries can
+    /// outlast one lease; another replica would then take the order and run the same steps at once. The lease still
+    /// runs out when this process dies, as it should.
+    /// </summary>
     private sealed class Keeper : IAsyncDisposable
     {
         private readonly OrderLeases _leases;

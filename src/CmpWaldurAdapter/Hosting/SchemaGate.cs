@@ -10,7 +10,7 @@ namespace CmpWaldurAdapter.Hosting;
 /// the hosted workers (<see cref="SchemaGatedWorker{TWorker}"/>). Only this build's own migrations count, as for
 /// readiness (<see cref="SchemaStatus"/>): a database a newer build migrated (a rollout, a rollback) holds nothing back.
 /// </summary>
-public sealed class SchemaGate(SchemaStatus schema, ISchedulerFactory schedulers, TimeProvider clock, ILogger<SchemaGate> logger) : BackgroundService
+public sealed class SchemaGate(SchemaStatus schema, ISchedulerFactory schedulers, IHostApplicationLifetime lifetime, TimeProvider clock, ILogger<SchemaGate> logger) : BackgroundService
 {
     /// <summary>How soon a schema found behind, or a database that did not answer, is read again.</summary>
     internal static readonly TimeSpan RecheckInterval = TimeSpan.FromSeconds(3);
@@ -23,7 +23,12 @@ public sealed class SchemaGate(SchemaStatus schema, ISchedulerFactory schedulers
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         await WaitForCurrentSchemaAsync(stoppingToken);
-        await (await schedulers.GetScheduler(stoppingToken)).Start(stoppingToken);
+        var scheduler = await schedulers.GetScheduler(stoppingToken);
+        await scheduler.Start(stoppingToken);
+        // Once the host begins to stop, no job fires any more: the web server drains first (for up to the shutdown
+        // timeout), and a usage run started meanwhile would be cut off when the pod is killed. Running jobs go on until
+        // the scheduler's own stop asks them to end.
+        lifetime.ApplicationStopping.Register(() => _ = scheduler.Standby().AsTask());
         _open.TrySetResult();
     }
 

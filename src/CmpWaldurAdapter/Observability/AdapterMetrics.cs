@@ -8,7 +8,9 @@ public static class MetricsPort
     /// <summary>
     /// With <c>Metrics:Port</c> set, <c>/metrics</c> answers only on connections to that port of the server (list it in
     /// <c>--urls</c> too), so a public ingress in front of the main port cannot serve it: its counters name offerings
-    /// and show traffic, credits and upstream failures. The local port decides, never the Host header a client sends.
+    /// and show traffic, credits and upstream failures. And that port answers nothing else: it is opened to scrapers
+    /// (a network policy's <c>metricsFrom</c>), which must not reach the chat, try and widget endpoints past the ingress,
+    /// nor set X-Forwarded-For from inside a trusted proxy network. The local port decides, never the Host header.
     /// </summary>
     public static WebApplication UseMetricsPort(this WebApplication app)
     {
@@ -19,7 +21,8 @@ public static class MetricsPort
 
         app.Use((http, next) =>
         {
-            if (http.Request.Path.StartsWithSegments("/metrics", StringComparison.OrdinalIgnoreCase) && http.Connection.LocalPort != port)
+            var metrics = http.Request.Path.StartsWithSegments("/metrics", StringComparison.OrdinalIgnoreCase);
+            if (metrics != (http.Connection.LocalPort == port))
             {
                 http.Response.StatusCode = StatusCodes.Status404NotFound;
                 return Task.CompletedTask;

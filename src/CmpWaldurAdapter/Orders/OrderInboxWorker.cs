@@ -8,9 +8,13 @@ namespace CmpWaldurAdapter.Orders;
 /// Pumps the order inbox: up to <see cref="OrdersOptions.Concurrency"/> orders at work at once, and each slot
 /// that comes free takes the next due order at once, so one slow order (an upstream call timing out and
 /// being retried) holds up only its own slot. Wakes when an event arrives in this process or a slot comes
-/// free, or every few seconds for work written by other replicas and for retries that came due.
+/// free, or every few seconds for work written by other replicas and for retries that came due. Once the host
+/// begins to stop (SIGTERM), it takes nothing new: the web server drains first, for up to the shutdown timeout, and
+/// an order started then would only be cut off when the pod is killed; the orders at work go on until this worker's
+/// own stop.
 /// </summary>
-public sealed class OrderInboxWorker(OrderInbox inbox, OrderProcessor processor, OrderLeases leases, AdapterMetrics metrics, TimeProvider clock, IOptionsMonitor<OrdersOptions> options, ILogger<OrderInboxWorker> logger)
+public sealed class OrderInboxWorker(OrderInbox inbox, OrderProcessor processor, OrderLeases leases, AdapterMetrics metrics, TimeProvider clock, IOptionsMonitor<OrdersOptions> options,
+    IHostApplicationLifetime lifetime, ILogger<OrderInboxWorker> logger)
     : BackgroundService
 {
     /// <summary>How soon an order held by another process is looked at again.</summary>
@@ -32,14 +36,15 @@ public sealed class OrderInboxWorker(OrderInbox inbox, OrderProcessor processor,
         var failing = false;
         var nextSweep = clock.GetUtcNow() + OrphanSweepInterval;
         var running = new List<Task>();
-        while (!stoppingToken.IsCancellationRequested)
+        using var taking = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken, lifetime.ApplicationStopping);
+        while (!taking.IsCancellationRequested)
         {
             try
             {
                 if (Interlocked.Exchange(ref _slotFailed, 0) == 1)
                 {
                     failing = true;
-                    await Task.Delay(options.CurrentValue.InboxCheckInterval, clock, stoppingToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                    await Task.Delay(options.CurrentValue.InboxCheckInterval, clock, taking.Token).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
                     continue;
                 }
 
@@ -58,12 +63,12 @@ public sealed class OrderInboxWorker(OrderInbox inbox, OrderProcessor processor,
                 }
 
                 running.RemoveAll(slot => slot.IsCompleted);
-                running.AddRange(await StartDueAsync(stoppingToken));
+                running.AddRange(await StartDueAsync(taking.Token, stoppingToken));
 
                 // A slot that comes free wakes this wait too, so the next due order is taken at once.
-                await inbox.WaitForWorkAsync(options.CurrentValue.InboxCheckInterval, stoppingToken);
+                await inbox.WaitForWorkAsync(options.CurrentValue.InboxCheckInterval, taking.Token);
             }
-            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            catch (OperationCanceledException) when (taking.IsCancellationRequested)
             {
                 break;
             }
@@ -72,7 +77,7 @@ public sealed class OrderInboxWorker(OrderInbox inbox, OrderProcessor processor,
                 // The database itself is unavailable: keep the loop alive and try again shortly.
                 failing = true;
                 logger.LogError(exception, "The order inbox could not be read; retrying");
-                await Task.Delay(options.CurrentValue.InboxCheckInterval, clock, stoppingToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                await Task.Delay(options.CurrentValue.InboxCheckInterval, clock, taking.Token).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             }
         }
 
@@ -80,8 +85,11 @@ public sealed class OrderInboxWorker(OrderInbox inbox, OrderProcessor processor,
         await Task.WhenAll(running);
     }
 
-    /// <summary>Starts due orders not at work here yet in the slots that are free; returns the started slots.</summary>
-    private async Task<IReadOnlyList<Task>> StartDueAsync(CancellationToken stoppingToken)
+    /// <summary>
+    /// Starts due orders not at work here yet in the slots that are free, unless <paramref name="taking"/> ended (the host
+    /// stops); returns the started slots, which run until <paramref name="stoppingToken"/>.
+    /// </summary>
+    private async Task<IReadOnlyList<Task>> StartDueAsync(CancellationToken taking, CancellationToken stoppingToken)
     {
         var free = options.CurrentValue.Concurrency - _inFlight.Count;
         if (free <= 0)
@@ -89,7 +97,8 @@ public sealed class OrderInboxWorker(OrderInbox inbox, OrderProcessor processor,
             return [];
         }
 
-        var due = await inbox.DueAsync(free, _inFlight.Keys.ToList(), stoppingToken);
+        var due = await inbox.DueAsync(free, _inFlight.Keys.ToList(), taking);
+        taking.ThrowIfCancellationRequested();
         var started = new List<Task>(due.Count);
         foreach (var orderUuid in due)
         {

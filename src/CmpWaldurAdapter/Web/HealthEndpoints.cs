@@ -1,9 +1,12 @@
 using System.Text.Json;
+using CmpWaldurAdapter.Events;
+using CmpWaldurAdapter.Offerings;
 using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Waldur.Api;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Options;
 
 namespace CmpWaldurAdapter.Web;
 
@@ -11,7 +14,7 @@ namespace CmpWaldurAdapter.Web;
 /// <c>/healthz</c>: the process is alive (no dependencies, so a slow upstream never gets it restarted).
 /// <c>/readyz</c>: this replica can serve: its database answers and holds every migration this build knows. Upstreams are shared by every replica, so one being
 /// down must not take them all out of the Service at once (keys, console, usage and widget need none of them, and chat
-/// answers its own 503 with Retry-After). <c>/status</c>: the database and every upstream, for monitoring.
+/// answers its own 503 with Retry-After). <c>/status</c>: the database, every upstream and the Waldur event queues, for monitoring.
 /// Each names its checks, never their error details; a check with a reason for operators (a schema behind the build)
 /// gives it under <c>reasons</c>.
 /// </summary>
@@ -30,7 +33,8 @@ public static class HealthEndpoints
         services.AddHealthChecks()
             .AddCheck<DatabaseHealthCheck>("database", tags: [ReadyTag], timeout: TimeSpan.FromSeconds(5))
             .AddCheck<SchemaHealthCheck>("schema", tags: [ReadyTag], timeout: TimeSpan.FromSeconds(5))
-            .AddCheck<WaldurHealthCheck>("waldur", tags: [UpstreamTag], timeout: TimeSpan.FromSeconds(5));
+            .AddCheck<WaldurHealthCheck>("waldur", tags: [UpstreamTag], timeout: TimeSpan.FromSeconds(5))
+            .AddCheck<EventsHealthCheck>("events", tags: [UpstreamTag]);
         return services;
     }
 
@@ -81,6 +85,33 @@ public static class HealthEndpoints
 
             var reason = $"The database schema is behind this build: {pending.Count} migration(s) not applied ({pending[^1]} the newest); run 'cmp-adapter db migrate'.";
             return HealthCheckResult.Unhealthy(reason, data: new Dictionary<string, object> { [ReasonKey] = reason });
+        }
+    }
+
+    /// <summary>
+    /// With events on, every queue (each served offering's order and resource queue) should be listened to; otherwise
+    /// orders wait for the fallback poll (minutes, not seconds) while everything else looks fine. A replica's own
+    /// connections: the same on every replica when the broker or the URL is wrong, so it stays out of readiness.
+    /// </summary>
+    private sealed class EventsHealthCheck(IOptionsMonitor<EventsOptions> events, ServedOfferings offerings, EventChannelStatus channel) : IHealthCheck
+    {
+        public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+        {
+            if (!events.CurrentValue.Enabled)
+            {
+                return Task.FromResult(HealthCheckResult.Healthy());
+            }
+
+            var expected = offerings.Offerings.Count * EventChannelRegistrar.ObjectTypes.Count;
+            var connected = channel.ConnectedQueues;
+            if (connected >= expected)
+            {
+                return Task.FromResult(HealthCheckResult.Healthy());
+            }
+
+            var reason = $"{connected} of {expected} Waldur event queue(s) listened to; orders of the others are found only by the fallback poll.";
+            var data = new Dictionary<string, object> { [ReasonKey] = reason };
+            return Task.FromResult(connected == 0 ? HealthCheckResult.Unhealthy(reason, data: data) : HealthCheckResult.Degraded(reason, data: data));
         }
     }
 

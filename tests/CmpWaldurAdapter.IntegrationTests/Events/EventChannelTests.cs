@@ -48,6 +48,10 @@ public sealed class EventChannelTests : IAsyncLifetime
         // The management API refreshes its statistics every few seconds.
         await Eventually.TrueAsync(async () => await _broker.ConsumerCountAsync(Vhost, _queues["order"]) == 1
             && await _broker.ConsumerCountAsync(Vhost, _queues["resource"]) == 1, TimeSpan.FromSeconds(15), "one consumer per queue");
+
+        using var client = _server.CreateClient();
+        var status = System.Text.Json.Nodes.JsonNode.Parse(await client.GetStringAsync("/status"))!;
+        Assert.Equal("healthy", status["checks"]!["events"]!.GetValue<string>());
     }
 
     [Fact]

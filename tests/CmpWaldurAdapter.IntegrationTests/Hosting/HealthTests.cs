@@ -44,6 +44,7 @@ public sealed class HealthTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.OK, status.StatusCode);
         Assert.Equal("healthy", body["checks"]!["database"]!.GetValue<string>());
         Assert.Equal("healthy", body["checks"]!["waldur"]!.GetValue<string>());
+        Assert.Equal("healthy", body["checks"]!["events"]!.GetValue<string>()); // events off: orders are polled for
         Assert.Contains(_bed.Waldur.Requests, r => r.Path == "/api/users/me/" && r.Query!["field"].Contains("uuid"));
 
         // Waldur is every replica's: its outage leaves them all in the Service, and monitoring sees it.
@@ -55,5 +56,25 @@ public sealed class HealthTests : IAsyncLifetime
         Assert.Equal("unhealthy", failing["checks"]!["waldur"]!.GetValue<string>());
         Assert.Equal("healthy", failing["checks"]!["database"]!.GetValue<string>());
         Assert.DoesNotContain(WaldurFake.Token, failing.ToJsonString());
+    }
+
+    [Fact]
+    public async Task Status_shows_event_queues_that_cannot_be_listened_to_while_readiness_stays()
+    {
+        await using var bed = await OrderTestBed.CreateAsync();
+        // Events on, but the broker's address is wrong: orders would come only with the fallback poll.
+        bed.Settings["Events:Enabled"] = "true";
+        bed.Settings["Events:WebSocketUrl"] = $"ws://127.0.0.1:{LoopbackPorts.Free()}/ws";
+        var server = await bed.StartServerAsync();
+        using var client = server.CreateClient();
+
+        var status = await client.GetAsync("/status");
+        var body = JsonNode.Parse(await status.Content.ReadAsStringAsync())!;
+
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, status.StatusCode);
+        Assert.Equal("unhealthy", body["checks"]!["events"]!.GetValue<string>());
+        Assert.Equal("healthy", body["checks"]!["waldur"]!.GetValue<string>());
+        Assert.Equal("0 of 2 Waldur event queue(s) listened to; orders of the others are found only by the fallback poll.", body["reasons"]!["events"]!.GetValue<string>());
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/readyz")).StatusCode);
     }
 }

@@ -195,7 +195,7 @@ public sealed class MetricsTests : IAsyncLifetime
             : 0;
 
     [Fact]
-    public async Task With_a_metrics_port_metrics_are_served_there_only_whatever_host_a_client_names()
+    public async Task With_a_metrics_port_metrics_are_served_there_only_whatever_host_a_client_names_and_nothing_else_is()
     {
         var port = LoopbackPorts.Free();
 
@@ -213,6 +213,16 @@ public sealed class MetricsTests : IAsyncLifetime
         var scraped = await client.GetAsync($"http://127.0.0.1:{port}/metrics");
         Assert.Equal(HttpStatusCode.OK, scraped.StatusCode);
         Assert.Contains("# TYPE cmp_orders_processed_total counter", await scraped.Content.ReadAsStringAsync());
+
+        // The metrics port is opened to scrapers only: nothing else answers there, so none of them reaches the chat,
+        // try or widget endpoints past the ingress (nor the probes, which use the main port).
+        foreach (var path in new[] { "/healthz", "/v1/models", "/openapi/v1.json", "/widget.js" })
+        {
+            Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync($"http://127.0.0.1:{port}{path}")).StatusCode);
+        }
+
+        using var chat = await client.PostAsync($"http://127.0.0.1:{port}/v1/chat/completions", new StringContent("{}", System.Text.Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.NotFound, chat.StatusCode);
         await app.StopAsync();
     }
 }

@@ -3,6 +3,7 @@ using CmpWaldurAdapter.Orders;
 using CmpWaldurAdapter.Testing.Fakes;
 using CmpWaldurAdapter.Testing.Hosting;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 
 namespace CmpWaldurAdapter.IntegrationTests.Orders;
 
@@ -54,6 +55,33 @@ public sealed class OrderWorkerTests : IAsyncLifetime
         }
 
         await Eventually.TrueAsync(() => _bed.Waldur.OrderState(slow) == "done", TimeSpan.FromSeconds(10), "the slow order finishes once its call returns");
+    }
+
+    [Fact]
+    public async Task Once_the_host_begins_to_stop_no_new_order_or_job_starts_and_the_order_at_work_finishes()
+    {
+        var server = await _bed.StartServerAsync();
+        var inbox = server.Services.GetRequiredService<OrderInbox>();
+        var worker = server.Services.GetRequiredService<OrderInboxWorker>();
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _bed.Provisioner.HoldOnceUntil(ScriptedProvisioner.CreateSteps[0], release.Task);
+        var atWork = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes("At work"));
+        await inbox.EnqueueAsync(atWork, "pending-provider", "event", false, CancellationToken.None);
+        await Eventually.TrueAsync(() => _bed.Provisioner.Runs(ScriptedProvisioner.CreateSteps[0]) == 1, TimeSpan.FromSeconds(10), "the order is at work");
+
+        // SIGTERM: the web server drains first, for up to the shutdown timeout, before the workers are stopped.
+        server.Services.GetRequiredService<IHostApplicationLifetime>().StopApplication();
+        var late = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes("Late"));
+        await inbox.EnqueueAsync(late, "pending-provider", "event", false, CancellationToken.None);
+        release.SetResult();
+
+        await Eventually.TrueAsync(() => _bed.Waldur.OrderState(atWork) == "done", TimeSpan.FromSeconds(10), "the order at work finishes");
+        await worker.ExecuteTask!.WaitAsync(TimeSpan.FromSeconds(10)); // the pump ended once its slots were free
+        Assert.NotEqual("done", _bed.Waldur.OrderState(late));
+        Assert.Equal(1, _bed.Provisioner.Runs(ScriptedProvisioner.CreateSteps[0]));
+        Assert.True(await inbox.DueAsync(10, CancellationToken.None) is [var due] && due == late, "the late order stays in the inbox for another replica");
+        var scheduler = await server.Services.GetRequiredService<Quartz.ISchedulerFactory>().GetScheduler();
+        await Eventually.TrueAsync(() => scheduler.Status == Quartz.SchedulerStatus.Standby, TimeSpan.FromSeconds(10), "no scheduled job fires any more");
     }
 
     [Fact]

@@ -1,7 +1,14 @@
+using System.Net;
+using CmpWaldurAdapter.Catalogue;
+using CmpWaldurAdapter.Core.Credits;
+using CmpWaldurAdapter.Credits;
+using CmpWaldurAdapter.Offerings;
 using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Provisioning;
 using CmpWaldurAdapter.Web;
+using CmpWaldurAdapter.Waldur.Api;
 using Microsoft.Extensions.Options;
+using Refit;
 
 namespace CmpWaldurAdapter.Hosting;
 
@@ -13,6 +20,8 @@ public static class StartupNotices
 {
     private static readonly TimeSpan SchemaReadTimeout = TimeSpan.FromSeconds(10);
 
+    private static readonly TimeSpan WaldurReadTimeout = TimeSpan.FromSeconds(5);
+
     public static async Task LogStartupNoticesAsync(this IServiceProvider services, CancellationToken cancellationToken)
     {
         var logger = services.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(StartupNotices));
@@ -22,7 +31,17 @@ public static class StartupNotices
                 "Langflow:BaseUrl is not set: orders are recorded only (they go done in Waldur) and no agents are built; chat answers 503 agent_unavailable. Set Langflow:BaseUrl (and Ragflow) to provision tenants");
         }
 
+        await LogOfferingNoticesAsync(services, logger, cancellationToken);
+
         var web = services.GetRequiredService<IOptions<WebOptions>>().Value;
+        if (services.GetRequiredService<IConfiguration>()["Web:PublicBaseUrl"] is null)
+        {
+            logger.LogWarning(
+                "Web:PublicBaseUrl is not set: the console links in Waldur's resource reports, the one-time key links and the offerings' try links all point at {PublicBaseUrl}, which buyers cannot open. Set it to the adapter's public address",
+                web.PublicBaseUrl);
+        }
+
+
         if (web.PublicBaseUrl.Scheme == Uri.UriSchemeHttps && !web.TrustForwardedHeaders)
         {
             logger.LogWarning(
@@ -62,6 +81,77 @@ public static class StartupNotices
         catch (Exception exception) when (!cancellationToken.IsCancellationRequested)
         {
             logger.LogWarning("Could not read the database's applied migrations at start ({Error}); /readyz reports the database until it can", exception.GetType().Name);
+        }
+    }
+
+    /// <summary>
+    /// Offerings that would look served but are not: none at all, a slug the catalogue has no agent for (each Create order
+    /// approved, then erred), a UUID Waldur does not show this token (its orders are never found), or a credit price that
+    /// is not the plan's (every organization's Waldur credit turned into the wrong number of credits).
+    /// </summary>
+    private static async Task LogOfferingNoticesAsync(IServiceProvider services, ILogger logger, CancellationToken cancellationToken)
+    {
+        var served = services.GetRequiredService<ServedOfferings>().Offerings;
+        if (served.Count == 0)
+        {
+            logger.LogWarning("Offerings is empty: no offering is served, so no order is looked for. List each offering's uuid and slug (what 'cmp-adapter offerings register' prints)");
+            return;
+        }
+
+        var building = !services.GetServices<ITenantProvisioner>().OfType<RecordOnlyProvisioner>().Any();
+        var credits = services.GetRequiredService<IOptions<CreditsOptions>>().Value;
+        OfferingCatalogue? catalogue = null;
+        try
+        {
+            // Read only where it is used: recording orders without Langflow needs no catalogue folder.
+            catalogue = building || credits.Funding == CreditFunding.WaldurCustomerCredits ? services.GetRequiredService<OfferingCatalogue>() : null;
+        }
+        catch (CatalogueException)
+        {
+            // A catalogue that cannot be read says so itself, by file and line, where it is used.
+        }
+
+        foreach (var offering in catalogue is null ? [] : served)
+        {
+            var entry = catalogue!.Find(offering.Slug);
+            if (entry is null)
+            {
+                if (building)
+                {
+                    logger.LogError(
+                        "Offering {OfferingUuid} is served as {Slug}, which the catalogue ({CatalogueDirectory}) has no agent for: each of its Create orders is approved and then erred. Correct the slug under Offerings",
+                        offering.Uuid, offering.Slug, catalogue.Directory);
+                }
+            }
+            else if (credits.Funding == CreditFunding.WaldurCustomerCredits
+                && entry.Plan.Prices.Where(p => p.Value != credits.CreditPrice).Select(p => p.Key).ToList() is [_, ..] mispriced)
+            {
+                logger.LogError(
+                    "Credits:CreditPrice is {CreditPrice}, but offering {Slug} prices {Components} otherwise in its plan: organizations' Waldur credit is turned into credits at the wrong rate. Set Credits:CreditPrice to the plans' unit price",
+                    credits.CreditPrice, offering.Slug, string.Join(", ", mispriced.Select(c => $"{c} at {entry.Plan.Prices[c]}")));
+            }
+        }
+
+        // Waldur being away now is /status's to report; only an answer that the offering is not there is said here.
+        var waldur = services.GetRequiredService<IWaldurApi>();
+        foreach (var offering in served)
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(WaldurReadTimeout);
+            try
+            {
+                await waldur.GetProviderOfferingAsync(offering.Uuid, timeout.Token);
+            }
+            catch (ApiException exception) when (exception.StatusCode == HttpStatusCode.NotFound)
+            {
+                logger.LogError(
+                    "Waldur has no offering {OfferingUuid} ({Slug}) that this token manages: its orders are never found. Correct the uuid under Offerings, or give the token's user the offering's service provider",
+                    offering.Uuid, offering.Slug);
+            }
+            catch (Exception exception) when (!cancellationToken.IsCancellationRequested)
+            {
+                logger.LogDebug("Could not read offering {OfferingUuid} from Waldur at start ({Error})", offering.Uuid, exception.GetType().Name);
+            }
         }
     }
 }

@@ -141,7 +141,7 @@ public sealed class ServeStartTests
         await using var bed = await OrderTestBed.CreateAsync();
         await ServingAsync(Context(bed), _ =>
         {
-            var warning = Assert.Single(bed.Logs.Events, e => e.Level == LogEventLevel.Warning && FromStartupNotices(e));
+            var warning = Assert.Single(bed.Logs.Events, e => e.Level == LogEventLevel.Warning && FromStartupNotices(e) && e.RenderMessage().Contains("Langflow", StringComparison.Ordinal));
             Assert.Contains("Langflow:BaseUrl", warning.RenderMessage(), StringComparison.Ordinal);
             Assert.Contains("recorded only", warning.RenderMessage(), StringComparison.Ordinal);
             Assert.Contains("no agents", warning.RenderMessage(), StringComparison.Ordinal);
@@ -181,6 +181,82 @@ public sealed class ServeStartTests
                 Assert.Contains(warning, Assert.Single(warnings).RenderMessage(), StringComparison.Ordinal);
             }
 
+            return Task.CompletedTask;
+        });
+    }
+
+    /// <summary>Every link buyers get (console, one-time key, try page) is built on the public address: unset, it is this machine's.</summary>
+    [Theory]
+    [InlineData(null, true)]
+    [InlineData("https://adapter.example.org/", false)]
+    public async Task Serve_warns_at_start_when_the_public_address_is_not_set(string? publicBaseUrl, bool warned)
+    {
+        await using var bed = await OrderTestBed.CreateAsync();
+        if (publicBaseUrl is not null)
+        {
+            bed.Settings["Web:PublicBaseUrl"] = publicBaseUrl;
+        }
+
+        bed.Settings["Web:TrustForwardedHeaders"] = "true";
+        bed.Settings["Web:ForwardedProxyNetworks:0"] = "10.244.0.0/16";
+
+        await ServingAsync(Context(bed), _ =>
+        {
+            var warnings = bed.Logs.Events.Where(e => e.Level == LogEventLevel.Warning && FromStartupNotices(e) && e.RenderMessage().Contains("Web:PublicBaseUrl is not set", StringComparison.Ordinal)).ToList();
+            Assert.Equal(warned ? 1 : 0, warnings.Count);
+            return Task.CompletedTask;
+        });
+    }
+
+    /// <summary>
+    /// Offerings that look served but are not are named at start: an offering Waldur does not know (its orders would never
+    /// be found), and a credit price other than the plans' (Waldur credit turned into credits at the wrong rate).
+    /// </summary>
+    [Fact]
+    public async Task Serve_names_at_start_an_offering_waldur_does_not_know_and_a_credit_price_other_than_the_plans()
+    {
+        await using var bed = await OrderTestBed.CreateAsync();
+        var unknown = Guid.NewGuid();
+        bed.Settings["Offerings:0:Slug"] = "customer-support-agent"; // its plan prices each credit at 0.01
+        bed.Settings["Offerings:1:Uuid"] = unknown.ToString();
+        bed.Settings["Offerings:1:Slug"] = "research-agent";
+        bed.Settings["Credits:Funding"] = "WaldurCustomerCredits";
+        bed.Settings["Credits:CreditPrice"] = "0.1";
+
+        await ServingAsync(Context(bed), _ =>
+        {
+            var errors = bed.Logs.Events.Where(e => e.Level == LogEventLevel.Error && FromStartupNotices(e)).Select(e => e.RenderMessage()).ToList();
+            Assert.Equal(3, errors.Count);
+            Assert.Single(errors, m => m.Contains(unknown.ToString(), StringComparison.Ordinal) && m.Contains("never found", StringComparison.Ordinal));
+            Assert.Single(errors, m => m.Contains("customer-support-agent", StringComparison.Ordinal) && m.Contains("chat_credits at 0.01", StringComparison.Ordinal) && m.Contains("Credits:CreditPrice", StringComparison.Ordinal));
+            Assert.Single(errors, m => m.Contains("research-agent", StringComparison.Ordinal) && m.Contains("Credits:CreditPrice", StringComparison.Ordinal));
+            return Task.CompletedTask;
+        });
+    }
+
+    [Fact]
+    public async Task Serve_names_at_start_a_matching_configuration_without_offering_errors_and_an_empty_one_with_a_warning()
+    {
+        await using var bed = await OrderTestBed.CreateAsync();
+        bed.Settings["Offerings:0:Slug"] = "customer-support-agent";
+        bed.Settings["Credits:Funding"] = "WaldurCustomerCredits";
+        bed.Settings["Credits:CreditPrice"] = "0.01";
+
+        await ServingAsync(Context(bed), _ =>
+        {
+            Assert.DoesNotContain(bed.Logs.Events, e => e.Level >= LogEventLevel.Error && FromStartupNotices(e));
+            return Task.CompletedTask;
+        });
+
+        await using var empty = await OrderTestBed.CreateAsync();
+        foreach (var key in empty.Settings.Keys.Where(k => k.StartsWith("Offerings:", StringComparison.Ordinal)).ToList())
+        {
+            empty.Settings.Remove(key);
+        }
+
+        await ServingAsync(Context(empty), _ =>
+        {
+            Assert.Single(empty.Logs.Events, e => e.Level == LogEventLevel.Warning && FromStartupNotices(e) && e.RenderMessage().StartsWith("Offerings is empty", StringComparison.Ordinal));
             return Task.CompletedTask;
         });
     }

@@ -541,6 +541,10 @@ public class WaldurEmulator : Emulator
         }));
         Route("POST", "/api/marketplace-orders/{uuid}/set_state_erred/", request => Transition(request, null, "erred",
             order => order["error_message"] = request.JsonObject["error_message"]?.DeepClone()));
+        // Staff (or the provider) moving an order on by hand, an erred one back included: Waldur's view takes it from
+        // pending-consumer, pending-provider or erred, for Marketplace.Slurm offerings only (405 for others), saves the
+        // state alone (an erred order keeps its error_message) and answers 200 with no body.
+        Route("POST", "/api/marketplace-orders/{uuid}/set_state_executing/", request => SetStateExecuting(request));
 
         Route("GET", "/api/marketplace-provider-resources/", request => Authorized(request, () =>
         {
@@ -933,6 +937,30 @@ public class WaldurEmulator : Emulator
         order["modified"] = Now();
         also?.Invoke(order);
         return to == "executing" ? EmulatorResponse.Json(new JsonObject { ["detail"] = "Order has been approved." }) : EmulatorResponse.Empty(200);
+    });
+
+    private EmulatorResponse SetStateExecuting(RouteRequest request) => Authorized(request, () =>
+    {
+        if (!_orders.TryGetValue(request.Id(), out var order))
+        {
+            return EmulatorResponse.Error(404, "Not found.");
+        }
+
+        var offering = _offerings.TryGetValue(Guid.Parse(order["offering_uuid"]!.GetValue<string>()), out var found) ? found : null;
+        if (offering?["type"]?.GetValue<string>() != "Marketplace.Slurm")
+        {
+            return EmulatorResponse.Error(405, "The order's offering type does not support this action.");
+        }
+
+        var state = order["state"]!.GetValue<string>();
+        if (state is not ("pending-consumer" or "pending-provider" or "erred"))
+        {
+            return EmulatorResponse.Error(409, "Valid states for operation: pending-consumer, pending-provider, erred.");
+        }
+
+        order["state"] = "executing";
+        order["modified"] = Now();
+        return EmulatorResponse.Empty(200);
     });
 
     private EmulatorResponse OnResource(RouteRequest request, Action<JsonObject> change) => Authorized(request, () =>

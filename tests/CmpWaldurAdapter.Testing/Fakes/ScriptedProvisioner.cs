@@ -52,6 +52,9 @@ public sealed class ScriptedProvisioner : ITenantProvisioner
     public void FailPermanently(string step, string message) =>
         _failures[step] = _ => new PermanentProvisioningException(message);
 
+    /// <summary>The step fails no more (what made it fail was fixed upstream).</summary>
+    public void Recover(string step) => _failures.TryRemove(step, out _);
+
     /// <summary>The step's next run also makes <paramref name="change"/> to what it is given (e.g. one the database refuses).</summary>
     public void ChangeOnce(string step, Action<ProvisioningContext> change) => _changes[step] = change;
 

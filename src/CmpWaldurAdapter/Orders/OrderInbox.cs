@@ -50,12 +50,40 @@ public sealed class OrderInbox(IDbContextFactory<AdapterDbContext> dbs, TimeProv
 
         if (!refeed)
         {
-            return false;
+            return state == WaldurOrderStates.Executing && await DueAgainIfMovedBackAsync(orderUuid, state, source, now, cancellationToken);
         }
 
         await using var again = await dbs.CreateDbContextAsync(cancellationToken);
         var changed = await again.OrderInbox
             .Where(e => e.OrderUuid == orderUuid && e.OrderState == state && (e.Status == InboxStatus.Done || e.NextAttemptAt > now))
+            .ExecuteUpdateAsync(set => set
+                .SetProperty(e => e.Status, InboxStatus.Pending)
+                .SetProperty(e => e.NextAttemptAt, now)
+                .SetProperty(e => e.ReceivedAt, now)
+                .SetProperty(e => e.Source, source), cancellationToken);
+        if (changed > 0)
+        {
+            Wake();
+        }
+
+        return changed > 0;
+    }
+
+    /// <summary>
+    /// An order announced executing that the adapter has as erred was moved back by Waldur staff (Waldur takes an order from
+    /// erred to executing): a second visit to a state already seen, which the (order, state) key would swallow, so its handled
+    /// announcement is made due again. Once: the look settles the record (worked again, or erred in Waldur once more).
+    /// </summary>
+    private async Task<bool> DueAgainIfMovedBackAsync(Guid orderUuid, string state, string source, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        if (!await db.Orders.AnyAsync(o => o.OrderUuid == orderUuid && o.Phase == OrderPhase.Erred, cancellationToken))
+        {
+            return false;
+        }
+
+        var changed = await db.OrderInbox
+            .Where(e => e.OrderUuid == orderUuid && e.OrderState == state && e.Status == InboxStatus.Done)
             .ExecuteUpdateAsync(set => set
                 .SetProperty(e => e.Status, InboxStatus.Pending)
                 .SetProperty(e => e.NextAttemptAt, now)

@@ -319,9 +319,22 @@ public sealed class OrderProcessor(
 
         if (record.Phase == OrderPhase.Erred)
         {
-            // The failure was decided earlier but Waldur was not told (it was unreachable then).
-            await MarkErredInWaldurAsync(orderUuid, record.LastError ?? "Provisioning failed.", cancellationToken);
-            return OrderOutcome.Erred;
+            if (!WaldurHadItStopped(record, order))
+            {
+                // The failure was decided earlier but Waldur was not told (it was unreachable then).
+                await MarkErredInWaldurAsync(orderUuid, record.LastError ?? "Provisioning failed.", cancellationToken);
+                await RecordToldAsync(db, record);
+                return OrderOutcome.Erred;
+            }
+
+            if (state != WaldurOrderStates.Executing)
+            {
+                return OrderOutcome.Erred;
+            }
+
+            // Waldur had the order erred (or stopped) and shows it executing again: staff moved it back (set_state_executing
+            // takes an order from erred). The buyer's order stands again, so the adapter works it again.
+            await ReopenAsync(db, record, resourceUuid, cancellationToken);
         }
 
         try
@@ -436,8 +449,55 @@ public sealed class OrderProcessor(
             // Not served from here on, and only then erred in Waldur: never an erred order with its agent still served.
             await SaveErredAsync(db, record, resourceUuid);
             await MarkErredInWaldurAsync(orderUuid, message, cancellationToken);
+            await RecordToldAsync(db, record);
             return OrderOutcome.Erred;
         }
+    }
+
+    /// <summary>
+    /// Whether Waldur had the order of this erred record as erred or stopped: the adapter told it (its record is then settled,
+    /// <see cref="OrderRecord.CompletedAt"/>), or Waldur stopped it itself (<see cref="RecordStoppedAsync"/>,
+    /// <see cref="RecordSettledAsync"/>). A record erred before settling was recorded shows it by Waldur still carrying the
+    /// adapter's message: set_state_executing changes the order's state alone. Otherwise Waldur was not told yet.
+    /// </summary>
+    private static bool WaldurHadItStopped(OrderRecord record, OrderDetails order) =>
+        record.CompletedAt is not null
+        || (!string.IsNullOrEmpty(record.LastError) && string.Equals(order.Error_message, record.LastError, StringComparison.Ordinal));
+
+    /// <summary>Records that Waldur now has the erred order as erred (or in whatever final state it was found in): the record is settled.</summary>
+    private async Task RecordToldAsync(AdapterDbContext db, OrderRecord record)
+    {
+        record.CompletedAt = clock.GetUtcNow();
+        await SaveAsync(db, record, OrderPhase.Erred, CancellationToken.None);
+    }
+
+    /// <summary>
+    /// Takes up again an order Waldur staff moved back to executing after it was erred. It goes on from where it stood: the
+    /// steps done stay done (each is idempotent, and the ones not done run), its attempts and failure are forgotten. A Create
+    /// or Restore whose subscription its failure erred provisions it again, and activates it anew only once Waldur still has
+    /// the order executing after the steps; one terminated since stays so (<see cref="CreateAsync"/> refuses to build it again).
+    /// </summary>
+    private async Task ReopenAsync(AdapterDbContext db, OrderRecord record, Guid resourceUuid, CancellationToken cancellationToken)
+    {
+        var failure = record.LastError;
+        if (record.Type is OrderType.Create or OrderType.Restore)
+        {
+            var subscription = await db.Subscriptions.SingleOrDefaultAsync(s => s.ResourceUuid == resourceUuid, cancellationToken);
+            if (subscription?.State == SubscriptionState.Erred)
+            {
+                subscription.State = SubscriptionState.Provisioning;
+                subscription.UpdatedAt = clock.GetUtcNow();
+            }
+
+            record.CompletedSteps = string.Join(',', record.Steps.Where(step => step != ActivateStep));
+        }
+
+        record.Attempts = 0;
+        record.LastError = null;
+        record.CompletedAt = null;
+        await SaveAsync(db, record, OrderPhase.Approved, cancellationToken);
+        logger.LogWarning("Order {OrderUuid} ({OrderType}) was erred, and Waldur shows it executing again: staff moved it back. It is worked again from where it stood (steps done: {Steps}); it had failed with: {Reason}",
+            record.OrderUuid, record.Type, record.CompletedSteps, failure);
     }
 
     /// <summary>Whether the adapter approved the order (or found it approved) and has not settled it; no record (null) is not.</summary>

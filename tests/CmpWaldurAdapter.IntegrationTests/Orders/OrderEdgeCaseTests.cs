@@ -350,6 +350,100 @@ public abstract class OrderEdgeCaseTests(DatabaseProvider provider) : IAsyncLife
         Assert.Equal("canceled", _bed.Waldur.OrderState(order));
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_create_erred_that_waldur_staff_move_back_to_executing_is_worked_again_from_where_it_stood_and_done(bool erredByStaff)
+    {
+        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
+        var resource = _bed.Waldur.ResourceOf(order);
+        if (erredByStaff)
+        {
+            // Staff err it in Waldur while a step is retried.
+            _bed.Provisioner.FailTransiently(ScriptedProvisioner.CreateSteps[1], 1);
+            await Assert.ThrowsAsync<OrderDeferredException>(() => _bed.Processor.ProcessAsync(order, CancellationToken.None));
+            _bed.Waldur.SetOrderState(order, "erred");
+        }
+        else
+        {
+            // The adapter errs it: an upstream refused a step for good.
+            _bed.Provisioner.FailPermanently(ScriptedProvisioner.CreateSteps[1], "The knowledge base could not be created: the template is invalid.");
+        }
+
+        Assert.Equal(OrderOutcome.Erred, await _bed.ProcessUntilSettledAsync(order));
+        Assert.Equal("erred", _bed.Waldur.OrderState(order));
+        Assert.Equal(SubscriptionState.Erred, (await Subscription(resource)).State);
+
+        // The cause is fixed; staff move the order back to executing, as Waldur allows from erred.
+        _bed.Provisioner.Recover(ScriptedProvisioner.CreateSteps[1]);
+        await _bed.Waldur.StaffSetsOrderExecutingAsync(order);
+
+        Assert.Equal(OrderOutcome.Completed, await _bed.ProcessUntilSettledAsync(order));
+
+        // Worked again from where it stood: the failed step ran again, the others once, and the buyer gets the agent.
+        Assert.Equal("done", _bed.Waldur.OrderState(order));
+        Assert.Equal(1, _bed.Waldur.Count("POST", ".*/set_state_done/"));
+        Assert.Equal(erredByStaff ? 0 : 1, _bed.Waldur.Count("POST", ".*/set_state_erred/"));
+        Assert.Equal(1, _bed.Provisioner.Runs(ScriptedProvisioner.CreateSteps[0]));
+        Assert.Equal(2, _bed.Provisioner.Runs(ScriptedProvisioner.CreateSteps[1]));
+        Assert.Equal(1, _bed.Provisioner.Runs(ScriptedProvisioner.CreateSteps[2]));
+        var subscription = await Subscription(resource);
+        Assert.Equal(SubscriptionState.Active, subscription.State);
+        Assert.Null(ApiCaller.Refusal(subscription));
+        Assert.Equal("Your agent is ready", _bed.Waldur.Resource(resource)["report"]![0]!["header"]!.GetValue<string>());
+        var record = await Record(order);
+        Assert.Equal((OrderPhase.Completed, 0, null), (record.Phase, record.Attempts, record.LastError));
+        Assert.Contains(_bed.Logs.Lines, line => line.Contains($"Order {order} (Create) was erred, and Waldur shows it executing again: staff moved it back", StringComparison.Ordinal));
+
+        // A later look changes nothing.
+        Assert.Equal(OrderOutcome.Ignored, await _bed.Processor.ProcessAsync(order, CancellationToken.None));
+        Assert.Equal(1, _bed.Provisioner.Runs(ScriptedProvisioner.CreateSteps[2]));
+    }
+
+    [Fact]
+    public async Task A_create_erred_while_waldur_could_not_be_told_is_erred_in_waldur_later_and_not_worked_again()
+    {
+        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
+        _bed.Provisioner.FailPermanently(ScriptedProvisioner.CreateSteps[1], "The knowledge base could not be created: the template is invalid.");
+        _bed.Waldur.Break("POST", "/api/marketplace-orders/.*/set_state_erred/", 503);
+        await Assert.ThrowsAsync<OrderDeferredException>(() => _bed.Processor.ProcessAsync(order, CancellationToken.None));
+        Assert.Equal("executing", _bed.Waldur.OrderState(order));
+
+        // Executing in Waldur only because Waldur was not told: that is no staff retry.
+        _bed.Provisioner.Recover(ScriptedProvisioner.CreateSteps[1]);
+        _bed.Waldur.Heal();
+        Assert.Equal(OrderOutcome.Erred, await _bed.ProcessUntilSettledAsync(order));
+
+        Assert.Equal("erred", _bed.Waldur.OrderState(order));
+        Assert.Contains("the template is invalid", _bed.Waldur.Order(order)["error_message"]!.GetValue<string>());
+        Assert.Equal(1, _bed.Provisioner.Runs(ScriptedProvisioner.CreateSteps[1]));
+        Assert.Equal(0, _bed.Provisioner.Runs(ScriptedProvisioner.CreateSteps[2]));
+        Assert.Equal(0, _bed.Waldur.Count("POST", ".*/set_state_done/"));
+        Assert.Equal(SubscriptionState.Erred, (await Subscription(_bed.Waldur.ResourceOf(order))).State);
+        Assert.Equal(OrderOutcome.Ignored, await _bed.Processor.ProcessAsync(order, CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task A_create_that_staff_move_back_after_its_resource_was_terminated_errs_again_and_brings_nothing_back()
+    {
+        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes());
+        var resource = _bed.Waldur.ResourceOf(order);
+        _bed.Provisioner.FailPermanently(ScriptedProvisioner.CreateSteps[1], "The knowledge base could not be created: the template is invalid.");
+        Assert.Equal(OrderOutcome.Erred, await _bed.ProcessUntilSettledAsync(order));
+        _bed.Provisioner.Recover(ScriptedProvisioner.CreateSteps[1]);
+        await TerminateErredResourceAsync(resource);
+        var createRuns = ScriptedProvisioner.CreateSteps.Sum(_bed.Provisioner.Runs);
+
+        await _bed.Waldur.StaffSetsOrderExecutingAsync(order);
+
+        Assert.Equal(OrderOutcome.Erred, await _bed.ProcessUntilSettledAsync(order));
+        Assert.Equal("erred", _bed.Waldur.OrderState(order));
+        Assert.StartsWith("This subscription was terminated while it was being created.", _bed.Waldur.Order(order)["error_message"]!.GetValue<string>());
+        Assert.Equal(createRuns, ScriptedProvisioner.CreateSteps.Sum(_bed.Provisioner.Runs));
+        Assert.Equal(SubscriptionState.Terminated, (await Subscription(resource)).State);
+        Assert.Equal(0, _bed.Waldur.Count("POST", ".*/marketplace-orders/" + order + "/set_state_done/"));
+    }
+
     /// <summary>Waldur has the resource erred (its Create was stopped); its Terminate is done and removes what was built, each step once.</summary>
     private async Task TerminateErredResourceAsync(Guid resource)
     {

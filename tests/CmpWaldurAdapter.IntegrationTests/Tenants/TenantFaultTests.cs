@@ -2,6 +2,7 @@ using CmpWaldurAdapter.Core.Subscriptions;
 using CmpWaldurAdapter.Orders;
 using CmpWaldurAdapter.Testing.Fakes;
 using CmpWaldurAdapter.Testing.Hosting;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace CmpWaldurAdapter.IntegrationTests.Tenants;
@@ -139,6 +140,40 @@ public sealed class TenantFaultTests : IAsyncLifetime
         var terminated = await _bed.SubscriptionAsync(resource);
         Assert.Equal(SubscriptionState.Terminated, terminated.State);
         Assert.NotNull(CmpWaldurAdapter.Api.ApiCaller.Refusal(terminated));
+    }
+
+    [Fact]
+    public async Task A_create_erred_by_a_ragflow_refusal_that_staff_move_back_is_picked_up_by_the_poll_and_done_with_one_tenant()
+    {
+        _bed.Settings["Orders:PollInterval"] = "00:00:00.300";
+        var server = await _bed.StartServerAsync();
+        var inbox = server.Services.GetRequiredService<OrderInbox>();
+        _bed.Ragflow.Fail("POST", "/api/v1/datasets", 200, times: 1,
+            body: """{"code":101,"message":"Field: <embedding_model> - Message: <Unsupported model: bge@BAAI>"}""");
+        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, TenantTestBed.Attributes());
+        var resource = _bed.Waldur.ResourceOf(order);
+
+        await Eventually.TrueAsync(() => _bed.Waldur.OrderState(order) == "erred", TimeSpan.FromSeconds(15), "the poll finds the order and RAGFlow's refusal errs it");
+        // Its executing state was announced too (recent Waldur sends an event for every transition) and handled.
+        await inbox.EnqueueAsync(order, "executing", "event", refeed: false, CancellationToken.None);
+        await Eventually.TrueAsync(async () => await _bed.QueryAsync(db => db.OrderInbox.Where(e => e.OrderUuid == order).AllAsync(e => e.Status == InboxStatus.Done)),
+            TimeSpan.FromSeconds(15), "every announcement of the order is handled");
+
+        // RAGFlow takes the dataset now; staff move the order back to executing, as Waldur allows from erred.
+        await _bed.Waldur.StaffSetsOrderExecutingAsync(order);
+
+        await Eventually.TrueAsync(() => _bed.Waldur.OrderState(order) == "done", TimeSpan.FromSeconds(15), "the poll finds the order moved back and it is worked again");
+        Assert.Equal(1, _bed.Waldur.Count("POST", ".*/set_state_erred/"));
+        Assert.Equal(1, _bed.Waldur.Count("POST", ".*/set_state_done/"));
+        // The tenant exists once: what was built before the refusal was kept, not built twice.
+        Assert.Single(_bed.Langflow.Users);
+        Assert.Single(_bed.Langflow.Projects, p => p.Name == $"cmp-{resource:N}");
+        Assert.Single(_bed.Ragflow.Datasets);
+        Assert.Equal(1, _bed.Langflow.Count("POST", "/api/v1/users/"));
+        var subscription = await _bed.SubscriptionAsync(resource);
+        Assert.Equal(SubscriptionState.Active, subscription.State);
+        Assert.Null(CmpWaldurAdapter.Api.ApiCaller.Refusal(subscription));
+        Assert.Contains(_bed.Logs.Lines, line => line.Contains($"Order {order} (Create) was erred, and Waldur shows it executing again: staff moved it back", StringComparison.Ordinal));
     }
 
     [Fact]

@@ -2,10 +2,12 @@ using System.Net;
 using CmpWaldurAdapter.Catalogue;
 using CmpWaldurAdapter.Core.Credits;
 using CmpWaldurAdapter.Credits;
+using CmpWaldurAdapter.Events;
 using CmpWaldurAdapter.Offerings;
 using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Provisioning;
 using CmpWaldurAdapter.Web;
+using CmpWaldurAdapter.Waldur;
 using CmpWaldurAdapter.Waldur.Api;
 using Microsoft.Extensions.Options;
 using Refit;
@@ -32,6 +34,13 @@ public static class StartupNotices
         }
 
         await LogOfferingNoticesAsync(services, logger, cancellationToken);
+
+        foreach (var (setting, url) in SendingTheTokenInClear(services.GetRequiredService<IOptions<WaldurOptions>>().Value, services.GetRequiredService<IOptions<EventsOptions>>().Value))
+        {
+            logger.LogWarning(
+                "{Setting} is {Scheme}:// to {Host}: the Waldur service-provider token crosses the network unencrypted with every call (and as the STOMP passcode). Use https:// and wss:// unless the path never leaves a trusted network",
+                setting, url.Scheme, url.Host);
+        }
 
         var web = services.GetRequiredService<IOptions<WebOptions>>().Value;
         if (services.GetRequiredService<IConfiguration>()["Web:PublicBaseUrl"] is null)
@@ -81,6 +90,21 @@ public static class StartupNotices
         catch (Exception exception) when (!cancellationToken.IsCancellationRequested)
         {
             logger.LogWarning("Could not read the database's applied migrations at start ({Error}); /readyz reports the database until it can", exception.GetType().Name);
+        }
+    }
+
+    /// <summary>
+    /// The settings that send the service-provider token (with every Waldur call, and as the STOMP passcode) unencrypted to
+    /// another machine: anyone on the path has it.
+    /// </summary>
+    internal static IEnumerable<(string Setting, Uri Url)> SendingTheTokenInClear(WaldurOptions waldur, EventsOptions events)
+    {
+        foreach (var (setting, url) in new[] { ("Waldur:BaseUrl", waldur.BaseUrl), ("Events:WebSocketUrl", events.Enabled ? events.WebSocketUrl : null) })
+        {
+            if (url is { IsLoopback: false } && (url.Scheme == Uri.UriSchemeHttp || url.Scheme == Uri.UriSchemeWs))
+            {
+                yield return (setting, url);
+            }
         }
     }
 

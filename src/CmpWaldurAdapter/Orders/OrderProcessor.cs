@@ -642,7 +642,7 @@ public sealed class OrderProcessor(
         var subscription = existing;
         if (!record.HasCompleted(RecordSubscriptionStep) || subscription is null)
         {
-            subscription = await RecordSubscriptionAsync(db, order, existing, configuration, cancellationToken);
+            subscription = await RecordSubscriptionAsync(db, record, order, existing, configuration, cancellationToken);
             record.SubscriptionId = subscription.Id;
             record.MarkCompleted(RecordSubscriptionStep);
             await SaveAsync(db, record, record.Phase, cancellationToken);
@@ -764,7 +764,7 @@ public sealed class OrderProcessor(
         }
     }
 
-    private async Task<Subscription> RecordSubscriptionAsync(AdapterDbContext db, OrderDetails order, Subscription? existing, JsonObject configuration, CancellationToken cancellationToken)
+    private async Task<Subscription> RecordSubscriptionAsync(AdapterDbContext db, OrderRecord record, OrderDetails order, Subscription? existing, JsonObject configuration, CancellationToken cancellationToken)
     {
         var now = clock.GetUtcNow();
         var customerId = order.Customer_uuid ?? throw new PermanentProvisioningException("The order names no organization.");
@@ -786,7 +786,7 @@ public sealed class OrderProcessor(
             existing.TerminatedAt = null;
             existing.Configuration = configuration.ToJsonString();
             existing.UpdatedAt = now;
-            await db.SaveChangesAsync(cancellationToken);
+            await SaveFencedAsync(db, record.OrderUuid, cancellationToken);
             return existing;
         }
 
@@ -808,21 +808,23 @@ public sealed class OrderProcessor(
         db.Subscriptions.Add(subscription);
         try
         {
-            await db.SaveChangesAsync(cancellationToken);
+            // Fenced like the order's progress: a worker whose lease was taken over records no subscription beside the new holder's.
+            await SaveFencedAsync(db, record.OrderUuid, cancellationToken);
             return subscription;
         }
         catch (DbUpdateException exception) when (DbErrors.IsUniqueViolation(exception))
         {
             // The resource, or its organization or project, was recorded concurrently (another order of the
             // same project): drop this attempt's inserts (keeping the order's own record tracked) and use
-            // what is there now, recording the subscription again if it was not the one inserted.
+            // what is there now, recording the subscription again if it was not the one inserted. The failed save's
+            // transaction is rolled back by now (PostgreSQL would refuse any further statement in it).
             foreach (var entry in db.ChangeTracker.Entries().Where(e => e.State == EntityState.Added).ToList())
             {
                 entry.State = EntityState.Detached;
             }
 
             return await db.Subscriptions.SingleOrDefaultAsync(s => s.ResourceUuid == subscription.ResourceUuid, cancellationToken)
-                ?? await RecordSubscriptionAsync(db, order, existing, configuration, cancellationToken);
+                ?? await RecordSubscriptionAsync(db, record, order, existing, configuration, cancellationToken);
         }
     }
 
@@ -939,9 +941,18 @@ public sealed class OrderProcessor(
     {
         record.Phase = phase;
         record.UpdatedAt = clock.GetUtcNow();
-        // Within the caller's transaction if it has one (SaveErredAsync), else in one of its own.
+        await SaveFencedAsync(db, record.OrderUuid, cancellationToken);
+    }
+
+    /// <summary>
+    /// Saves what <paramref name="db"/> tracks only while this process still holds the lease on <paramref name="orderUuid"/>
+    /// (<see cref="OrderLeases.FenceAsync"/>): within the caller's transaction if it has one (SaveErredAsync), else in one of
+    /// its own, rolled back (and so closed) by the time a failed save's exception reaches the caller.
+    /// </summary>
+    private async Task SaveFencedAsync(AdapterDbContext db, Guid orderUuid, CancellationToken cancellationToken)
+    {
         await using var transaction = db.Database.CurrentTransaction is null ? await db.Database.BeginTransactionAsync(cancellationToken) : null;
-        await leases.FenceAsync(db, record.OrderUuid, cancellationToken);
+        await leases.FenceAsync(db, orderUuid, cancellationToken);
         await db.SaveChangesAsync(cancellationToken);
         if (transaction is not null)
         {

@@ -90,6 +90,51 @@ public abstract class OrderLeaseTakeoverTests(DatabaseProvider provider) : IAsyn
         Assert.Contains(_bed.Logs.Lines, m => m.Contains("was taken over by another process", StringComparison.Ordinal));
     }
 
+    [Fact]
+    public async Task A_worker_whose_lease_was_taken_over_before_it_recorded_the_subscription_records_none()
+    {
+        await _bed.StartServicesAsync();
+        // A Create approved by an earlier attempt: resumed, it re-reads the order from Waldur, then records the subscription.
+        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes(), state: "executing");
+        var now = DateTimeOffset.UtcNow;
+        await _bed.QueryAsync(db =>
+        {
+            db.Orders.Add(new OrderRecord
+            {
+                OrderUuid = order,
+                Type = OrderType.Create,
+                ResourceUuid = _bed.Waldur.ResourceOf(order),
+                OfferingUuid = _bed.Offering,
+                Phase = OrderPhase.Approved,
+                CreatedAt = now,
+                UpdatedAt = now,
+            });
+            return db.SaveChangesAsync();
+        });
+
+        // The re-read under the lease is answered only once another replica has taken the order over.
+        var reads = 0;
+        _bed.Waldur.Observe = (request, _) =>
+        {
+            if (request.Method == "GET" && request.Path == $"/api/marketplace-orders/{order}/" && Interlocked.Increment(ref reads) == 2)
+            {
+                _bed.QueryAsync(db => db.Orders.Where(o => o.OrderUuid == order).ExecuteUpdateAsync(set => set
+                    .SetProperty(o => o.LeaseOwner, "another-replica")
+                    .SetProperty(o => o.LeaseExpiresAt, DateTimeOffset.UtcNow.AddMinutes(5)))).GetAwaiter().GetResult();
+            }
+        };
+
+        Assert.Equal(OrderOutcome.Busy, await _bed.Processor.ProcessAsync(order, CancellationToken.None));
+        Assert.Equal(2, reads);
+        Assert.Equal(0, await _bed.QueryAsync(db => db.Subscriptions.CountAsync()));
+        Assert.Equal(0, await _bed.QueryAsync(db => db.Workspaces.CountAsync()));
+        var record = await Record(order);
+        Assert.DoesNotContain(OrderProcessor.RecordSubscriptionStep, record.Steps);
+        Assert.Null(record.SubscriptionId);
+        Assert.Equal("another-replica", record.LeaseOwner);
+        Assert.Equal(0, _bed.Waldur.Count("POST", ".*/set_backend_id/"));
+    }
+
     private Task<OrderRecord> Record(Guid order) =>
         _bed.QueryAsync(db => db.Orders.AsNoTracking().SingleAsync(o => o.OrderUuid == order));
 }

@@ -301,7 +301,7 @@ public sealed partial class Reconciler(
     /// The rebuild of a missing tenant, leased like the Create order whose steps it runs again. Its record carries only the
     /// lease (the steps' progress is not kept: each looks before it creates), so it is removed once released.
     /// </summary>
-    private static readonly ResourceWork RebuildWork = new("reconcile-rebuild", OrderType.Create, KeepsRecord: false);
+    internal static readonly ResourceWork RebuildWork = new("reconcile-rebuild", OrderType.Create, KeepsRecord: false);
 
     private async Task<Rebuild> ReprovisionLeasedAsync(Upstreams upstreams, Guid subscriptionId, CancellationToken cancellationToken)
     {
@@ -324,11 +324,17 @@ public sealed partial class Reconciler(
             Configuration = JsonNode.Parse(subscription.Configuration) as JsonObject ?? [],
             Notes = [],
         };
+        var lease = RebuildWork.RecordId(subscription.ResourceUuid);
         foreach (var step in upstreams.Provisioner.StepsFor(OrderType.Create))
         {
             await step.ExecuteAsync(context, cancellationToken);
             subscription.UpdatedAt = clock.GetUtcNow();
+            // Fenced by the rebuild's lease, as an order's saves are by its own: a rebuild whose lease another process took over
+            // (its renewals lost for a whole lease) saves nothing of its step over the new holder's, and stops.
+            await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
+            await leases.FenceAsync(db, lease, cancellationToken);
             await db.SaveChangesAsync(cancellationToken);
+            await transaction.CommitAsync(cancellationToken);
         }
 
         logger.LogWarning("Re-provisioned the missing tenant of subscription {SubscriptionId}", subscriptionId);

@@ -231,6 +231,35 @@ public sealed class ReconcileTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_rebuild_whose_lease_was_taken_over_mid_step_saves_nothing_of_the_step()
+    {
+        var resource = await _bed.SubscribeAsync();
+        var subscription = await _bed.SubscriptionAsync(resource);
+        await _bed.Services.GetRequiredService<IRagflowApi>().DeleteDatasetsAsync(new DeleteByIdsRequest { Ids = [subscription.RagflowDatasetId!] }, CancellationToken.None);
+        var lease = CmpWaldurAdapter.Reconciliation.Reconciler.RebuildWork.RecordId(resource);
+        var takenOver = 0;
+        _bed.Ragflow.Observe = (message, _) =>
+        {
+            // While the rebuild makes the dataset, its lease ran out as far as another replica can tell, and that one took it.
+            if (message.Method == "POST" && message.Path == "/api/v1/datasets" && Interlocked.Exchange(ref takenOver, 1) == 0)
+            {
+                _bed.QueryAsync(db => db.Orders.Where(o => o.OrderUuid == lease).ExecuteUpdateAsync(set => set
+                    .SetProperty(o => o.LeaseOwner, "another-replica")
+                    .SetProperty(o => o.LeaseExpiresAt, DateTimeOffset.UtcNow.AddMinutes(5)))).GetAwaiter().GetResult();
+            }
+        };
+
+        var run = await ReconcileAsync();
+
+        Assert.Equal(1, takenOver);
+        Assert.Equal("Found", Outcome(Assert.Single(Drifts(run.Report, "MissingTenant"))));
+        // The dataset it made is not recorded by it: the new holder's rebuild looks before it creates and records its own.
+        var after = await _bed.SubscriptionAsync(resource);
+        Assert.Equal(subscription.RagflowDatasetId, after.RagflowDatasetId);
+        Assert.Equal("another-replica", await _bed.QueryAsync(db => db.Orders.Where(o => o.OrderUuid == lease).Select(o => o.LeaseOwner).SingleAsync()));
+    }
+
+    [Fact]
     public async Task A_resource_whose_order_holds_the_lease_is_skipped_and_rebuilt_by_a_later_run_and_neither_run_leaves_a_record_among_the_orders()
     {
         var resource = await _bed.SubscribeAsync();

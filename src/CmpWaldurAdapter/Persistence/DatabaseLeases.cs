@@ -89,6 +89,41 @@ public sealed class DatabaseLeases(IDbContextFactory<AdapterDbContext> dbs, Adap
         }
     }
 
+    /// <summary>
+    /// Takes the lease for one holding of long work, renewed while it lasts (every third of <paramref name="duration"/>), so work
+    /// that outlasts one lease keeps it; the lease still runs out when this process dies or loses its database for that long.
+    /// Null while another holds it. The work runs under <see cref="DatabaseLeaseHolding.Held"/> and fences its saves with
+    /// <see cref="DatabaseLeaseHolding.FenceAsync"/>; disposing the holding releases the lease.
+    /// </summary>
+    public async Task<DatabaseLeaseHolding?> TryHoldAsync(string name, TimeSpan duration, CancellationToken cancellationToken)
+    {
+        // Its own owner token: a holding that outlived its lease never passes for its successor, even in the same process.
+        var owner = $"{instance.Id}:{Guid.NewGuid():N}";
+        return await TryTakeAsync(name, owner, duration, cancellationToken)
+            ? new DatabaseLeaseHolding(this, name, owner, duration, clock, cancellationToken)
+            : null;
+    }
+
+    /// <summary>
+    /// The fence of a save made under the holding <paramref name="owner"/> names: run in the save's transaction before it, it lets
+    /// the save through only while that holding still holds the lease (extending it by <paramref name="duration"/>), and locks the
+    /// lease row until the save commits, so a takeover waits for it. Returns false, changing nothing, when the lease is another's now
+    /// (this holding's ran out and was taken over) or gone.
+    /// </summary>
+    public async Task<bool> FenceAsync(AdapterDbContext db, string name, string owner, TimeSpan duration, CancellationToken cancellationToken)
+    {
+        var until = clock.GetUtcNow() + duration;
+        return await db.Leases.Where(l => l.Name == name && l.Owner == owner)
+            .ExecuteUpdateAsync(set => set.SetProperty(l => l.ExpiresAt, until), cancellationToken) == 1;
+    }
+
+    /// <summary>Extends the holding's lease on its own; false when it is another's now.</summary>
+    internal async Task<bool> ExtendAsync(string name, string owner, TimeSpan duration, CancellationToken cancellationToken)
+    {
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        return await FenceAsync(db, name, owner, duration, cancellationToken);
+    }
+
     /// <summary>Gives the lease up if this process still holds it (one that expired and was taken over stays with its new owner).</summary>
     public Task ReleaseAsync(string name) => ReleaseAsync(name, instance.Id);
 
@@ -99,3 +134,100 @@ public sealed class DatabaseLeases(IDbContextFactory<AdapterDbContext> dbs, Adap
         await db.Leases.Where(l => l.Name == name && l.Owner == owner).ExecuteDeleteAsync();
     }
 }
+
+/// <summary>
+/// One holding of a <see cref="DatabaseLeases"/> lease (<see cref="DatabaseLeases.TryHoldAsync"/>): renewed until disposed, then released.
+/// Once the lease is found another's (by a renewal, or a fenced save), the work under it stops: <see cref="Held"/> is cancelled and
+/// every fenced save is refused, so a holder whose lease ran out never saves its work beside its successor's.
+/// </summary>
+public sealed class DatabaseLeaseHolding : IAsyncDisposable
+{
+    private readonly DatabaseLeases _leases;
+    private readonly TimeSpan _duration;
+    private readonly CancellationTokenSource _held;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Task _renewing;
+    private int _lost;
+
+    internal DatabaseLeaseHolding(DatabaseLeases leases, string name, string owner, TimeSpan duration, TimeProvider clock, CancellationToken cancellationToken)
+    {
+        (_leases, Name, Owner, _duration) = (leases, name, owner, duration);
+        _held = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        _renewing = RenewAsync(clock, _stop.Token);
+    }
+
+    public string Name { get; }
+
+    public string Owner { get; }
+
+    /// <summary>Cancelled once the lease is found another's (or the caller's token is): the work under the lease runs under it.</summary>
+    public CancellationToken Held => _held.Token;
+
+    /// <summary>Whether the lease was found taken over by another holder.</summary>
+    public bool Lost => Volatile.Read(ref _lost) == 1;
+
+    /// <summary>
+    /// Run in a save's transaction before it (see <see cref="DatabaseLeases.FenceAsync"/>): lets the save through while the lease is
+    /// still this holding's, extending it; otherwise stops the work and throws <see cref="DatabaseLeaseLostException"/>.
+    /// </summary>
+    public async Task FenceAsync(AdapterDbContext db, CancellationToken cancellationToken)
+    {
+        if (Lost || !await _leases.FenceAsync(db, Name, Owner, _duration, cancellationToken))
+        {
+            Lose();
+            throw new DatabaseLeaseLostException(Name);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync();
+        await _renewing;
+        _stop.Dispose();
+        _held.Dispose();
+        if (!Lost)
+        {
+            await _leases.ReleaseAsync(Name, Owner);
+        }
+    }
+
+    private void Lose()
+    {
+        if (Interlocked.Exchange(ref _lost, 1) == 0)
+        {
+            _held.Cancel();
+        }
+    }
+
+    private async Task RenewAsync(TimeProvider clock, CancellationToken stop)
+    {
+        using var timer = new PeriodicTimer(_duration / 3, clock);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stop))
+            {
+                try
+                {
+                    if (!await _leases.ExtendAsync(Name, Owner, _duration, stop))
+                    {
+                        // Taken over: this holding's lease ran out (renewals lost for its whole length) and another holds it now.
+                        Lose();
+                        return;
+                    }
+                }
+                catch (Exception exception) when (exception is not OperationCanceledException)
+                {
+                    // The database is away for a moment: the next tick tries again, well before the lease runs out.
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // Disposed: the work is done, and the holding releases its lease.
+        }
+    }
+}
+
+/// <summary>A fenced save found its lease another's: the work under it stops, and saved nothing of that save.</summary>
+public sealed class DatabaseLeaseLostException(string name)
+    : OperationCanceledException($"The lease {name} was taken over by another holder; this one saves nothing more of its work.");

@@ -59,23 +59,24 @@ public sealed class ConnectorService(
             };
 
             // Its own lease before it is listed: a sync, change or delete waits until its first pages are in.
-            return await UnderSyncLeaseAsync(connector.Id, async () =>
+            return await UnderSyncLeaseAsync(connector.Id, async sync =>
             {
                 await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
                 {
                     db.KnowledgeConnectors.Add(connector);
-                    await db.SaveChangesAsync(CancellationToken.None);
+                    await SaveFencedAsync(db, sync);
                 }
 
                 logger.LogInformation("Connected {Kind} connector {ConnectorId} to the knowledge base of subscription {SubscriptionId}", kind, connector.Id, tenant.SubscriptionId);
                 try
                 {
-                    var outcome = await ApplyAsync(tenant, connector, listed, cancellationToken);
+                    var outcome = await ApplyAsync(tenant, connector, listed, sync);
                     return (connector, outcome);
                 }
-                catch
+                catch when (!sync.Lost)
                 {
-                    // Nothing was added: the buyer connects again rather than finding a half-made connector.
+                    // Nothing was added: the buyer connects again rather than finding a half-made connector. (One whose lease
+                    // another process took over is that one's to sync now.)
                     await ForgetIfEmptyAsync(connector.Id);
                     throw;
                 }
@@ -83,22 +84,22 @@ public sealed class ConnectorService(
         }, cancellationToken);
 
     public Task<(KnowledgeConnector Connector, SyncOutcome Outcome)> SyncAsync(KnowledgeTenant tenant, Guid connectorId, CancellationToken cancellationToken) =>
-        UnderSyncLeaseAsync(connectorId, async () =>
+        UnderSyncLeaseAsync(connectorId, async sync =>
         {
-            var connector = await FindAsync(tenant.SubscriptionId, connectorId, cancellationToken);
+            var connector = await FindAsync(tenant.SubscriptionId, connectorId, sync.Held);
             var settings = SettingsOf(connector);
             IReadOnlyList<SourceDocument> listed;
             try
             {
-                listed = await ListAsync(connector.Kind, settings, cancellationToken);
+                listed = await ListAsync(connector.Kind, settings, sync.Held);
             }
             catch (KnowledgeException exception)
             {
-                await RecordAsync(connector.Id, exception.Message);
+                await RecordAsync(connector.Id, exception.Message, sync);
                 throw;
             }
 
-            var outcome = await ApplyAsync(tenant, connector, listed, cancellationToken);
+            var outcome = await ApplyAsync(tenant, connector, listed, sync);
             return (await FindAsync(tenant.SubscriptionId, connectorId, cancellationToken), outcome);
         }, cancellationToken);
 
@@ -108,26 +109,26 @@ public sealed class ConnectorService(
     /// the old ones kept.
     /// </summary>
     public Task<(KnowledgeConnector Connector, SyncOutcome Outcome)> UpdateAsync(KnowledgeTenant tenant, Guid connectorId, ConnectorSettings changes, CancellationToken cancellationToken) =>
-        UnderSetupLeaseAsync(tenant.SubscriptionId, () => UnderSyncLeaseAsync(connectorId, async () =>
+        UnderSetupLeaseAsync(tenant.SubscriptionId, () => UnderSyncLeaseAsync(connectorId, async sync =>
         {
-            var connector = await FindAsync(tenant.SubscriptionId, connectorId, cancellationToken);
+            var connector = await FindAsync(tenant.SubscriptionId, connectorId, sync.Held);
             var settings = Merge(connector.Kind, SettingsOf(connector), changes);
-            await RefuseSecondConnectorAsync(tenant.SubscriptionId, connector.Kind, settings, cancellationToken, except: connector.Id);
-            var listed = await ListAsync(connector.Kind, settings, cancellationToken);
+            await RefuseSecondConnectorAsync(tenant.SubscriptionId, connector.Kind, settings, sync.Held, except: connector.Id);
+            var listed = await ListAsync(connector.Kind, settings, sync.Held);
 
-            await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
+            await using (var db = await dbs.CreateDbContextAsync(sync.Held))
             {
                 var row = await db.KnowledgeConnectors.FirstAsync(c => c.Id == connector.Id, CancellationToken.None);
                 row.ProtectedSettings = credentials.Protect(JsonSerializer.Serialize(settings, Json));
                 row.Description = Describe(connector.Kind, settings);
                 row.LastError = null;
                 row.UpdatedAt = clock.GetUtcNow();
-                await db.SaveChangesAsync(CancellationToken.None);
+                await SaveFencedAsync(db, sync);
                 connector = row;
             }
 
             logger.LogInformation("Updated the settings of connector {ConnectorId} of subscription {SubscriptionId}", connector.Id, tenant.SubscriptionId);
-            var outcome = await ApplyAsync(tenant, connector, listed, cancellationToken);
+            var outcome = await ApplyAsync(tenant, connector, listed, sync);
             return (await FindAsync(tenant.SubscriptionId, connectorId, cancellationToken), outcome);
         }, cancellationToken), cancellationToken);
 
@@ -137,24 +138,24 @@ public sealed class ConnectorService(
     /// pages not yet removed, so deleting it again finishes the job.
     /// </summary>
     public Task<int> DeleteAsync(KnowledgeTenant tenant, Guid connectorId, bool keepDocuments, CancellationToken cancellationToken) =>
-        UnderSyncLeaseAsync(connectorId, async () =>
+        UnderSyncLeaseAsync(connectorId, async sync =>
         {
-            var connector = await FindAsync(tenant.SubscriptionId, connectorId, cancellationToken);
+            var connector = await FindAsync(tenant.SubscriptionId, connectorId, sync.Held);
             var removed = 0;
-            await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
+            await using (var db = await dbs.CreateDbContextAsync(sync.Held))
             {
                 if (keepDocuments)
                 {
-                    await db.KnowledgeDocuments.Where(d => d.ConnectorId == connector.Id).ExecuteUpdateAsync(d => d.SetProperty(x => x.ConnectorId, (Guid?)null), CancellationToken.None);
+                    await FencedAsync(db, sync, () => db.KnowledgeDocuments.Where(d => d.ConnectorId == connector.Id).ExecuteUpdateAsync(d => d.SetProperty(x => x.ConnectorId, (Guid?)null), CancellationToken.None));
                 }
                 else
                 {
-                    var pages = await db.KnowledgeDocuments.AsNoTracking().Where(d => d.ConnectorId == connector.Id).ToListAsync(cancellationToken);
-                    await knowledge.RemoveAsync(tenant, pages, "the connector was deleted before the page was parsed", cancellationToken);
+                    var pages = await db.KnowledgeDocuments.AsNoTracking().Where(d => d.ConnectorId == connector.Id).ToListAsync(sync.Held);
+                    await knowledge.RemoveAsync(tenant, pages, "the connector was deleted before the page was parsed", sync.Held, sync.FenceAsync);
                     removed = pages.Count;
                 }
 
-                await db.KnowledgeConnectors.Where(c => c.Id == connector.Id).ExecuteDeleteAsync(CancellationToken.None);
+                await FencedAsync(db, sync, () => db.KnowledgeConnectors.Where(c => c.Id == connector.Id).ExecuteDeleteAsync(CancellationToken.None));
             }
 
             logger.LogInformation("Deleted connector {ConnectorId} of subscription {SubscriptionId} ({Removed} page(s) removed, documents kept: {Kept})", connector.Id, tenant.SubscriptionId, removed, keepDocuments);
@@ -162,28 +163,45 @@ public sealed class ConnectorService(
         }, cancellationToken);
 
     /// <summary>One sync, update or delete per connector at a time across all replicas: two would upload the same changed page twice.</summary>
-    private Task<T> UnderSyncLeaseAsync<T>(Guid connectorId, Func<Task<T>> action, CancellationToken cancellationToken) =>
+    /// <remarks>
+    /// The lease is renewed while the work runs (a sync of a large source can outlast one <see cref="KnowledgeOptions.SyncLeaseDuration"/>),
+    /// and every save under it is fenced: a holder whose lease ran out and was taken over (its renewals lost for a whole lease)
+    /// stops, saves nothing more, and takes out of RAGFlow the page it was adding; its caller is told the connector is being synced.
+    /// </remarks>
+    private Task<T> UnderSyncLeaseAsync<T>(Guid connectorId, Func<DatabaseLeaseHolding, Task<T>> action, CancellationToken cancellationToken) =>
         UnderLeaseAsync(SyncLeaseName(connectorId), "sync_in_progress", "This connector is being synced right now; try again when it has finished.", action, cancellationToken);
 
     /// <summary>One connect or settings change per subscription at a time: two would both pass the check for a source already connected.</summary>
     private Task<T> UnderSetupLeaseAsync<T>(Guid subscriptionId, Func<Task<T>> action, CancellationToken cancellationToken) =>
-        UnderLeaseAsync($"knowledge-connector-setup:{subscriptionId:N}", "connector_setup_in_progress", "Another connector of this knowledge base is being connected or changed right now; try again when it has finished.", action, cancellationToken);
+        UnderLeaseAsync($"knowledge-connector-setup:{subscriptionId:N}", "connector_setup_in_progress", "Another connector of this knowledge base is being connected or changed right now; try again when it has finished.", _ => action(), cancellationToken);
 
-    private async Task<T> UnderLeaseAsync<T>(string lease, string code, string message, Func<Task<T>> action, CancellationToken cancellationToken)
+    private async Task<T> UnderLeaseAsync<T>(string lease, string code, string message, Func<DatabaseLeaseHolding, Task<T>> action, CancellationToken cancellationToken)
     {
-        if (!await leases.TryAcquireAsync(lease, options.CurrentValue.SyncLeaseDuration, cancellationToken))
-        {
-            throw new KnowledgeException(StatusCodes.Status409Conflict, code, message);
-        }
-
+        await using var holding = await leases.TryHoldAsync(lease, options.CurrentValue.SyncLeaseDuration, cancellationToken)
+            ?? throw new KnowledgeException(StatusCodes.Status409Conflict, code, message);
         try
         {
-            return await action();
+            return await action(holding);
         }
-        finally
+        catch (Exception exception) when (holding.Lost && !cancellationToken.IsCancellationRequested)
         {
-            await leases.ReleaseAsync(lease);
+            // Whatever stopped the work, its lease is another process's now: that one does the work.
+            logger.LogWarning("The lease {Lease} was taken over by another process; the work under it here stopped and saved nothing more", lease);
+            throw new KnowledgeException(StatusCodes.Status409Conflict, code, message, innerException: exception);
         }
+    }
+
+    /// <summary>Saves what <paramref name="db"/> tracks only while <paramref name="lease"/> is still held (<see cref="DatabaseLeaseHolding.FenceAsync"/>).</summary>
+    private static Task SaveFencedAsync(AdapterDbContext db, DatabaseLeaseHolding lease) =>
+        FencedAsync(db, lease, () => db.SaveChangesAsync(CancellationToken.None));
+
+    /// <summary>Runs <paramref name="write"/> in one transaction after the lease's fence, on no caller's token (a save once begun is finished).</summary>
+    private static async Task FencedAsync(AdapterDbContext db, DatabaseLeaseHolding lease, Func<Task> write)
+    {
+        await using var transaction = await db.Database.BeginTransactionAsync(CancellationToken.None);
+        await lease.FenceAsync(db, CancellationToken.None);
+        await write();
+        await transaction.CommitAsync(CancellationToken.None);
     }
 
     /// <summary>The lease a re-sync of the connector holds.</summary>
@@ -286,8 +304,9 @@ public sealed class ConnectorService(
         }
     }
 
-    private async Task<SyncOutcome> ApplyAsync(KnowledgeTenant tenant, KnowledgeConnector connector, IReadOnlyList<SourceDocument> listed, CancellationToken cancellationToken)
+    private async Task<SyncOutcome> ApplyAsync(KnowledgeTenant tenant, KnowledgeConnector connector, IReadOnlyList<SourceDocument> listed, DatabaseLeaseHolding sync)
     {
+        var cancellationToken = sync.Held;
         var (fitting, skipped) = Fitting(listed);
         List<KnowledgeDocument> stored;
         await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
@@ -308,13 +327,14 @@ public sealed class ConnectorService(
         var source = connector.Kind == ConnectorKind.Notion ? DocumentSource.Notion : DocumentSource.Confluence;
         // Old versions go first: uploading a page while its old version is there makes RAGFlow rename the new
         // one "x(1).md". A failed upload after that leaves the page missing, and the next sync adds it.
-        await knowledge.RemoveAsync(tenant, outgoing, "the page was replaced or removed before it was parsed", cancellationToken);
+        await knowledge.RemoveAsync(tenant, outgoing, "the page was replaced or removed before it was parsed", cancellationToken, sync.FenceAsync);
 
         await knowledge.AddAsync(
             tenant,
             uploads.Select(d => (KnowledgeFile.FromBytes(d.FileName, d.ContentType, d.Content), new DocumentOrigin(source, connector.Id, d.ExternalId, d.Version, d.SourceUrl?.ToString()))).ToList(),
             holds,
-            cancellationToken);
+            cancellationToken,
+            sync.FenceAsync);
 
         await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
         {
@@ -322,7 +342,7 @@ public sealed class ConnectorService(
             row.LastSyncedAt = clock.GetUtcNow();
             row.LastError = skipped > 0 ? $"{skipped} page(s) are larger than the file size limit and were left out." : null;
             row.UpdatedAt = row.LastSyncedAt.Value;
-            await db.SaveChangesAsync(CancellationToken.None);
+            await SaveFencedAsync(db, sync);
         }
 
         var outcome = new SyncOutcome(plan.Add.Count, plan.Replace.Count, plan.Delete.Count, plan.Unchanged.Count, skipped);
@@ -351,7 +371,7 @@ public sealed class ConnectorService(
         return (fitting, skipped);
     }
 
-    private async Task RecordAsync(Guid connectorId, string error)
+    private async Task RecordAsync(Guid connectorId, string error, DatabaseLeaseHolding sync)
     {
         await using var db = await dbs.CreateDbContextAsync();
         var row = await db.KnowledgeConnectors.FirstOrDefaultAsync(c => c.Id == connectorId);
@@ -359,7 +379,7 @@ public sealed class ConnectorService(
         {
             row.LastError = KnowledgeBase.Shorten(error, 2000);
             row.UpdatedAt = clock.GetUtcNow();
-            await db.SaveChangesAsync();
+            await SaveFencedAsync(db, sync);
         }
     }
 

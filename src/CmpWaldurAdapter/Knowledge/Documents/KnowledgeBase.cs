@@ -207,7 +207,9 @@ public sealed class KnowledgeBase(
     /// Uploads the files one by one (a failure leaves the earlier ones recorded), records each document, then
     /// starts parsing the new ones. A parse that cannot be started now is started by the next poll.
     /// </summary>
-    public async Task<IReadOnlyList<KnowledgeDocument>> AddAsync(KnowledgeTenant tenant, IReadOnlyList<(KnowledgeFile File, DocumentOrigin Origin)> files, ParseHolds holds, CancellationToken cancellationToken)
+    /// <param name="fence">Run in each record's save transaction before it, by work under a lease (<see cref="DatabaseLeaseHolding.FenceAsync"/>): a save it refuses is undone like a failed one.</param>
+    public async Task<IReadOnlyList<KnowledgeDocument>> AddAsync(KnowledgeTenant tenant, IReadOnlyList<(KnowledgeFile File, DocumentOrigin Origin)> files, ParseHolds holds, CancellationToken cancellationToken,
+        Func<AdapterDbContext, CancellationToken, Task>? fence = null)
     {
         var added = new List<KnowledgeDocument>();
         foreach (var (file, origin) in files)
@@ -256,7 +258,14 @@ public sealed class KnowledgeBase(
                 // Uploaded, it is recorded even if the caller leaves now: an unrecorded copy is served, but never charged.
                 await using var db = await dbs.CreateDbContextAsync(CancellationToken.None);
                 db.KnowledgeDocuments.Add(document);
-                await db.SaveChangesAsync(CancellationToken.None);
+                await SaveAsync(db, fence);
+            }
+            catch (DatabaseLeaseLostException)
+            {
+                // The work's lease is another's now: its successor adds the page, so this copy must not stay beside it.
+                logger.LogWarning("Document {RagflowDocumentId} of subscription {SubscriptionId} was not recorded: the lease of the work adding it was taken over; it is taken out of RAGFlow again", uploaded.Id, tenant.SubscriptionId);
+                await ForgetUnrecordedAsync(tenant, uploaded.Id, hold, holds);
+                throw;
             }
             catch (Exception exception)
             {
@@ -275,6 +284,21 @@ public sealed class KnowledgeBase(
 
         await StartParsingAsync(tenant, added, cancellationToken);
         return added;
+    }
+
+    /// <summary>Saves what <paramref name="db"/> tracks, on no caller's token; with a fence, in one transaction after it.</summary>
+    private static async Task SaveAsync(AdapterDbContext db, Func<AdapterDbContext, CancellationToken, Task>? fence)
+    {
+        if (fence is null)
+        {
+            await db.SaveChangesAsync(CancellationToken.None);
+            return;
+        }
+
+        await using var transaction = await db.Database.BeginTransactionAsync(CancellationToken.None);
+        await fence(db, CancellationToken.None);
+        await db.SaveChangesAsync(CancellationToken.None);
+        await transaction.CommitAsync(CancellationToken.None);
     }
 
     /// <summary>
@@ -413,13 +437,25 @@ public sealed class KnowledgeBase(
     /// (<paramref name="reason"/> goes on the release). A failure part-way leaves the records of the rest, so doing it
     /// again finishes the job: documents already gone from RAGFlow are simply forgotten.
     /// </summary>
-    internal async Task RemoveAsync(KnowledgeTenant tenant, IReadOnlyList<KnowledgeDocument> documents, string reason, CancellationToken cancellationToken)
+    /// <param name="fence">As for <see cref="AddAsync"/>: run in the transaction that deletes the records, before it.</param>
+    internal async Task RemoveAsync(KnowledgeTenant tenant, IReadOnlyList<KnowledgeDocument> documents, string reason, CancellationToken cancellationToken,
+        Func<AdapterDbContext, CancellationToken, Task>? fence = null)
     {
         await DeleteFromRagflowAsync(tenant, documents.Select(d => d.RagflowDocumentId).ToList(), cancellationToken);
         await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
         {
             var ids = documents.Select(d => d.Id).ToList();
+            await using var transaction = fence is null ? null : await db.Database.BeginTransactionAsync(CancellationToken.None);
+            if (fence is not null)
+            {
+                await fence(db, CancellationToken.None);
+            }
+
             await db.KnowledgeDocuments.Where(d => ids.Contains(d.Id)).ExecuteDeleteAsync(CancellationToken.None);
+            if (transaction is not null)
+            {
+                await transaction.CommitAsync(CancellationToken.None);
+            }
         }
 
         // Only after the records are gone: a poll that finds a hold given back and its record gone knows the removal

@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json.Nodes;
+using CmpWaldurAdapter.Knowledge.Connectors;
 using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Testing.Fakes;
 using Microsoft.EntityFrameworkCore;
@@ -92,6 +93,44 @@ public abstract class KnowledgeConnectorTests(DatabaseProvider provider) : IAsyn
 
         Assert.Equal(3, (await _bed.DocumentsAsync()).Count);
     }
+
+    [Fact]
+    public async Task A_sync_whose_lease_was_taken_over_mid_sync_records_nothing_more_and_takes_its_upload_out_of_ragflow()
+    {
+        var (database, pages) = NotionDatabase(1);
+        var (_, body) = await ConnectNotionAsync(database);
+        var connector = Guid.Parse(body["connector"]!["id"]!.GetValue<string>());
+        var before = await ConnectorRowAsync(connector);
+        _bed.Notion.EditPage(pages[0], "Policy 1", Paragraph("Rule 1, revised."));
+        var lease = ConnectorService.SyncLeaseName(connector);
+        var uploads = 0;
+        _bed.Ragflow.Observe = (message, _) =>
+        {
+            // While the changed page is uploaded, the sync's lease ran out as far as another replica can tell, and that one took it.
+            if (message.Method == "POST" && message.Path == $"/api/v1/datasets/{_bed.DatasetId}/documents" && Interlocked.Increment(ref uploads) == 1)
+            {
+                _bed.Credits.QueryAsync(db => db.Leases.Where(l => l.Name == lease).ExecuteUpdateAsync(set => set
+                    .SetProperty(l => l.Owner, "another-replica")
+                    .SetProperty(l => l.ExpiresAt, DateTimeOffset.UtcNow.AddMinutes(5)))).GetAwaiter().GetResult();
+            }
+        };
+
+        var (status, error) = await _bed.PostJsonAsync($"/v1/knowledge/connectors/{connector}/sync", []);
+
+        Assert.Equal(1, uploads);
+        Assert.Equal(HttpStatusCode.Conflict, status);
+        KnowledgeTestBed.AssertError(error, "sync_in_progress");
+        // The old version left while the lease was still its own; the new one, uploaded as it was taken over, is not recorded
+        // and not left in RAGFlow: the new holder's sync adds it.
+        Assert.Empty(await _bed.RowsAsync());
+        Assert.Empty(_bed.Ragflow.Documents(_bed.DatasetId));
+        var after = await ConnectorRowAsync(connector);
+        Assert.Equal((before.LastSyncedAt, before.UpdatedAt), (after.LastSyncedAt, after.UpdatedAt));
+        Assert.Equal("another-replica", await _bed.Credits.QueryAsync(db => db.Leases.Where(l => l.Name == lease).Select(l => l.Owner).SingleAsync()));
+    }
+
+    private Task<KnowledgeConnector> ConnectorRowAsync(Guid connector) =>
+        _bed.Credits.QueryAsync(db => db.KnowledgeConnectors.AsNoTracking().SingleAsync(c => c.Id == connector));
 
     [Fact]
     public async Task Connector_credentials_are_stored_encrypted_and_never_shown()

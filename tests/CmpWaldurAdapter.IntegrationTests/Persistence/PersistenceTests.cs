@@ -14,6 +14,7 @@ using Microsoft.EntityFrameworkCore.Migrations;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
+using Microsoft.Extensions.Time.Testing;
 
 namespace CmpWaldurAdapter.IntegrationTests.Persistence;
 
@@ -333,6 +334,53 @@ public abstract class PersistenceTests(DatabaseProvider provider) : IAsyncLifeti
 
         var takenOver = await Task.WhenAll(replicas.Select(r => Task.Run(() => r.TryAcquireAsync("sync:a", TimeSpan.FromMinutes(5), CancellationToken.None))));
         Assert.Equal(1, takenOver.Count(w => w));
+    }
+
+    [Fact]
+    public async Task A_held_named_lease_is_renewed_while_held_and_a_holding_whose_lease_was_taken_over_stops_and_fences_out_its_saves()
+    {
+        var clock = new FakeTimeProvider(new DateTimeOffset(2026, 11, 29, 12, 0, 0, TimeSpan.Zero)); // whole seconds: PostgreSQL keeps microseconds
+        var leases = new DatabaseLeases(Dbs, new AdapterInstance(), clock);
+        var duration = TimeSpan.FromMinutes(3);
+        await using var holding = await leases.TryHoldAsync("sync:held", duration, CancellationToken.None);
+        Assert.NotNull(holding);
+
+        // A third of the lease on, the holding renews it: work longer than one lease keeps it.
+        clock.Advance(TimeSpan.FromMinutes(1));
+        var renewed = clock.GetUtcNow() + duration;
+        await Eventually.TrueAsync(async () => await ExpiresAtAsync("sync:held") == renewed, TimeSpan.FromSeconds(10), "the lease is renewed");
+
+        // Another process took it over (this one's renewals were lost for a whole lease): the next renewal stops the work.
+        await TakeOverAsync("sync:held");
+        clock.Advance(TimeSpan.FromMinutes(1));
+        await Eventually.TrueAsync(() => holding.Held.IsCancellationRequested, TimeSpan.FromSeconds(10), "the work under the lease is stopped");
+        Assert.True(holding.Lost);
+
+        // A save under a lease taken over before any renewal noticed is refused by its fence, and saves nothing.
+        await using var other = await leases.TryHoldAsync("sync:other", duration, CancellationToken.None);
+        Assert.NotNull(other);
+        await TakeOverAsync("sync:other");
+        await using (var db = await Dbs.CreateDbContextAsync())
+        {
+            await using var transaction = await db.Database.BeginTransactionAsync();
+            await Assert.ThrowsAsync<DatabaseLeaseLostException>(() => other.FenceAsync(db, CancellationToken.None));
+        }
+
+        Assert.True(other.Held.IsCancellationRequested);
+        await using var check = await Dbs.CreateDbContextAsync();
+        Assert.Equal("another-replica", await check.Leases.Where(l => l.Name == "sync:other").Select(l => l.Owner).SingleAsync());
+    }
+
+    private async Task<DateTimeOffset> ExpiresAtAsync(string name)
+    {
+        await using var db = await Dbs.CreateDbContextAsync();
+        return await db.Leases.Where(l => l.Name == name).Select(l => l.ExpiresAt).SingleAsync();
+    }
+
+    private async Task TakeOverAsync(string name)
+    {
+        await using var db = await Dbs.CreateDbContextAsync();
+        await db.Leases.Where(l => l.Name == name).ExecuteUpdateAsync(set => set.SetProperty(l => l.Owner, "another-replica"));
     }
 
     [Fact]

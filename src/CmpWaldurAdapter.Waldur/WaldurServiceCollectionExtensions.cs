@@ -47,8 +47,8 @@ public static class WaldurServiceCollectionExtensions
     /// refuses a repeated one with a 4xx that would hide that the first went through; the order processor reads the
     /// order again and tries again itself. Nor is set_usage: it sets a month-to-date total that other report paths (the
     /// periodic run, a Terminate order's final report, <c>usage report</c>) move on, so a copy sent again after a lost
-    /// answer, its Retry-After waited out, can overwrite a newer total; the usage reporter reads the ledger and Waldur
-    /// again before it sends anew (next run, or the order's next attempt). Whole routes, not action names: the same action under another resource
+    /// answer, its Retry-After waited out, can overwrite a newer total; the usage reporter retries it itself, holding the
+    /// resource's usage lease, and reads the ledger and Waldur again before it sends anew. Whole routes, not action names: the same action under another resource
     /// need not be safe to repeat. A unit test holds this list against <see cref="IWaldurApi"/>'s POST routes.
     /// </summary>
     internal static readonly IReadOnlyList<string> RepeatableRoutes =

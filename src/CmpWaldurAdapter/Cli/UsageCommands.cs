@@ -49,6 +49,12 @@ public static class UsageCommands
                 ? "No usage to report."
                 : $"{(dryRun ? "Dry run: " : string.Empty)}{report.Rows.Count(r => r.Action is UsageAction.Posted or UsageAction.WouldPost)} total(s) {(dryRun ? "would be" : "were")} sent, {report.Rows.Count(r => r.Action == UsageAction.Unchanged)} unchanged.";
             await context.Output.WriteLineAsync(lead);
+            var busy = report.Rows.Count(r => r.Action == UsageAction.Busy);
+            if (busy > 0)
+            {
+                await context.Output.WriteLineAsync($"{busy} total(s) not sent: another report of the same resource was under way (another replica's run or a Terminate order's final report); run again.");
+            }
+
             await Table.WriteAsync(context.Output, ["RESOURCE", "PERIOD", "COMPONENT", "LEDGER", "WALDUR", "ACTION", "DETAIL"],
                 report.Rows.Select(r => new[]
                 {

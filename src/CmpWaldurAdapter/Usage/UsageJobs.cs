@@ -19,8 +19,8 @@ public sealed class ReportUsageJob(UsageReporter reporter) : IJob
 
 /// <summary>
 /// Adds the final usage report to every Terminate order, after the tenant is removed (its steps run
-/// after the runtime provisioner's) and before the order is set done. A failure (Waldur unreachable, or
-/// the month rolled over) defers the order, so the report is retried with it. A previous month Waldur has
+/// after the runtime provisioner's) and before the order is set done. A failure (Waldur unreachable after the
+/// report's own retries, the month rolled over, or another report of the resource holding its lease) defers the order, so the report is retried with it. A previous month Waldur has
 /// closed does not defer it: what Waldur lacks of it is carried into the current month's final total. A
 /// total Waldur refuses otherwise does not hold the buyer's termination back for ever: the order completes,
 /// its report names what was not taken, and the operator is told in an error log line.
@@ -53,7 +53,8 @@ public sealed class FinalUsageReportProvisioner(UsageReporter reporter, IDbConte
         var rows = await reporter.ReportResourceAsync(context.Subscription.ResourceUuid, cancellationToken);
         // Skipped includes a current month Waldur has closed (east of UTC, the ledger's month's last hours): carried only
         // once the ledger's month ends, so the order waits for that, as it waits west of UTC for Waldur's month to begin.
-        if (rows.FirstOrDefault(r => r.Action is UsageAction.Failed or UsageAction.Skipped) is { } unfinished)
+        // Busy: another report of the resource kept its lease; the order's next attempt reports after it.
+        if (rows.FirstOrDefault(r => r.Action is UsageAction.Failed or UsageAction.Skipped or UsageAction.Busy) is { } unfinished)
         {
             throw new TransientProvisioningException($"The final usage report did not reach Waldur ({unfinished.Detail}).");
         }

@@ -31,8 +31,18 @@ public enum UsageAction
     /// </summary>
     Skipped,
 
-    /// <summary>Waldur failed; retried next run (the total is recomputed from the ledger, so nothing is lost).</summary>
+    /// <summary>
+    /// Waldur failed (after the run's own retries of a failure for the moment); retried next run (the total is recomputed
+    /// from the ledger, so nothing is lost).
+    /// </summary>
     Failed,
+
+    /// <summary>
+    /// Not sent: another report of the same resource (a run of another replica, a Terminate order's final report,
+    /// <c>usage report</c>) held its <see cref="UsageReportLease"/> for longer than <see cref="UsageReportLease.Wait"/>;
+    /// retried next run.
+    /// </summary>
+    Busy,
 
     /// <summary>
     /// Waldur refused the total (a 4xx other than 401, 403, 408 and 429: say, a component it does not know, or a
@@ -55,8 +65,8 @@ public sealed record UsageReport(IReadOnlyList<UsageReportRow> Rows, bool DryRun
 {
     public int Posted => Rows.Count(r => r.Action == UsageAction.Posted);
 
-    /// <summary>True when something could not be sent (failed, refused or skipped) and waits for the next run.</summary>
-    public bool Unfinished => Rows.Any(r => r.Action is UsageAction.Failed or UsageAction.Refused or UsageAction.Skipped);
+    /// <summary>True when something could not be sent (failed, refused, skipped or busy) and waits for the next run.</summary>
+    public bool Unfinished => Rows.Any(r => r.Action is UsageAction.Failed or UsageAction.Refused or UsageAction.Skipped or UsageAction.Busy);
 }
 
 /// <summary>
@@ -66,7 +76,9 @@ public sealed record UsageReport(IReadOnlyList<UsageReportRow> Rows, bool DryRun
 /// instant of the month in UTC and in Waldur's time zone (<see cref="BillingPeriod.ReportDate"/>), amounts with two decimals. Like the
 /// site agent, a resource is skipped when the month rolls over during the run. Terminated subscriptions are reported for every month they have usage in.
 /// A month Waldur no longer takes usage for is carried into the current month (<see cref="UsageAction.ClosedPeriod"/>): a
-/// month's total is its ledger total plus what was carried into it.
+/// month's total is its ledger total plus what was carried into it. What is sent is read holding the resource's
+/// <see cref="UsageReportLease"/> (every report path takes it), and a failure for the moment is retried within the run,
+/// both sides read again first (<see cref="UsageSendRetries"/>).
 /// </summary>
 public sealed class UsageReporter(
     IWaldurApi waldur,
@@ -76,7 +88,9 @@ public sealed class UsageReporter(
     IOptionsMonitor<UsageOptions> options,
     IOptionsMonitor<WaldurOptions> waldurOptions,
     ILogger<UsageReporter> logger,
-    Observability.AdapterMetrics metrics)
+    Observability.AdapterMetrics metrics,
+    UsageReportLease leases,
+    UsageSendRetries retries)
 {
     /// <summary>
     /// Reports every resource with usage in the periods (the current and previous month, or <paramref name="period"/>).
@@ -137,20 +151,15 @@ public sealed class UsageReporter(
                         : ResourceUsagesAsync(resource, month, innerToken),
                     dryRun,
                     monthAtStart,
-                    token,
-                    async (month, innerToken) =>
-                    {
-                        await using var fresh = await dbs.CreateDbContextAsync(innerToken);
-                        return await UsageTotals.ForResourceAsync(fresh, resource, month, innerToken);
-                    });
+                    token);
             });
         var rows = perResource.SelectMany(r => r).ToList();
 
         var report = new UsageReport(rows, dryRun);
-        logger.LogInformation("Usage report{DryRun}: {Resources} resource(s), {Posted} component total(s) sent, {Unchanged} unchanged, {Failed} failed, {Refused} refused, {Skipped} skipped, {Closed} in months Waldur has closed",
+        logger.LogInformation("Usage report{DryRun}: {Resources} resource(s), {Posted} component total(s) sent, {Unchanged} unchanged, {Failed} failed, {Refused} refused, {Skipped} skipped, {Busy} left to the next run while another report of their resource ran, {Closed} in months Waldur has closed",
             dryRun ? " (dry run)" : string.Empty, resources.Count, report.Posted,
             rows.Count(r => r.Action == UsageAction.Unchanged), rows.Count(r => r.Action == UsageAction.Failed), rows.Count(r => r.Action == UsageAction.Refused), rows.Count(r => r.Action == UsageAction.Skipped),
-            rows.Count(r => r.Action == UsageAction.ClosedPeriod));
+            rows.Count(r => r.Action == UsageAction.Busy), rows.Count(r => r.Action == UsageAction.ClosedPeriod));
         return report;
     }
 
@@ -210,10 +219,11 @@ public sealed class UsageReporter(
         Func<BillingPeriod, CancellationToken, Task<HeldUsages>> heldIn,
         bool dryRun,
         BillingPeriod monthAtStart,
-        CancellationToken cancellationToken,
-        Func<BillingPeriod, CancellationToken, Task<IReadOnlyDictionary<string, decimal>>>? freshLedgerIn = null)
+        CancellationToken cancellationToken)
     {
         var rows = new List<UsageReportRow>();
+        // Taken when something differs: what was read until then only tells whether there is anything to send.
+        await using var lease = leases.For(resourceUuid);
         // The resource's carries, kept up to date as this run records some (an older month's lands in a later one).
         var carried = carriedAtStart.ToList();
         foreach (var period in periods)
@@ -256,31 +266,79 @@ public sealed class UsageReporter(
                 continue;
             }
 
-            if (freshLedgerIn is not null && !dryRun && comparisons.Any(c => c.Differs))
-            {
-                // The run's snapshots are minutes old by now, and someone may have reported a newer total since (a
-                // Terminate order's final report): set_usage replaces the month's value, so what is sent is the ledger
-                // (and what was carried into the month) as it is now, never an older total over a newer one.
-                await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
-                {
-                    carried = [.. await UsageCarryovers.ForResourceAsync(db, resourceUuid, periods, cancellationToken)];
-                }
-
-                ours = UsageCarryovers.Plus(await freshLedgerIn(period, cancellationToken), carried, period);
-                comparisons = UsageAmounts.Compare(components, ours, held.Records.Where(h => h.Type is not null).Select(h => (h.Type!, h.Usage)));
-            }
-
             var changed = comparisons.Where(c => c.Differs).ToList();
-            rows.AddRange(comparisons.Where(c => !c.Differs).Select(c => new UsageReportRow(resourceUuid, subscriptionId, period.ToString(), c.Component, c.Ours, c.Waldur, UsageAction.Unchanged)));
             if (changed.Count == 0)
             {
+                rows.AddRange(comparisons.Select(c => Compared(resourceUuid, subscriptionId, period, c, UsageAction.Unchanged)));
                 continue;
             }
 
             if (dryRun)
             {
+                rows.AddRange(comparisons.Where(c => !c.Differs).Select(c => Compared(resourceUuid, subscriptionId, period, c, UsageAction.Unchanged)));
                 rows.AddRange(changed.Select(c => Compared(resourceUuid, subscriptionId, period, c, UsageAction.WouldPost)));
                 continue;
+            }
+
+            if (!await lease.TakeAsync(cancellationToken))
+            {
+                rows.AddRange(comparisons.Select(c => c.Differs
+                    ? Compared(resourceUuid, subscriptionId, period, c, UsageAction.Busy, $"another report of this resource held its lease for over {UsageReportLease.Wait.TotalSeconds:0} s; retried next run")
+                    : Compared(resourceUuid, subscriptionId, period, c, UsageAction.Unchanged)));
+                logger.LogWarning("Usage of resource {ResourceUuid} for {Period} was not sent: another report of the resource kept its lease; retried next run", resourceUuid, period);
+                continue;
+            }
+
+            var (sent, rolledOver) = await SendAsync(resourceUuid, subscriptionId, customerId, components, periods, period, monthAtStart, carried, cancellationToken);
+            rows.AddRange(sent);
+            if (rolledOver)
+            {
+                break;
+            }
+        }
+
+        return rows;
+    }
+
+    /// <summary>
+    /// Sends one month of a resource, holding its <see cref="UsageReportLease"/>: the ledger's total (and what was carried
+    /// into the month) and what Waldur holds are read now, after the lease was taken, so no older total can reach Waldur
+    /// after a newer one (<c>set_usage</c> replaces the month's value). A failure for the moment is retried in this run
+    /// (<see cref="UsageSendRetries"/>), both sides read again first: a charge settled in between is in the next attempt's
+    /// total, and a total the failed attempt did store after all is not sent again. True with the rows when the month rolled over.
+    /// </summary>
+    private async Task<(List<UsageReportRow> Rows, bool MonthRolledOver)> SendAsync(
+        Guid resourceUuid, Guid? subscriptionId, Guid? customerId, IReadOnlyList<string> components, IReadOnlyList<BillingPeriod> periods,
+        BillingPeriod period, BillingPeriod monthAtStart, List<UsageCarryover> carried, CancellationToken cancellationToken)
+    {
+        // What a failed attempt sent: Waldur may have stored it all the same (an answer lost on the way back).
+        var attempted = new Dictionary<string, decimal>(StringComparer.Ordinal);
+        for (var attempt = 1; ; attempt++)
+        {
+            IReadOnlyDictionary<string, decimal> ledger;
+            await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
+            {
+                var carriedNow = await UsageCarryovers.ForResourceAsync(db, resourceUuid, periods, cancellationToken);
+                carried.Clear();
+                carried.AddRange(carriedNow);
+                ledger = await UsageTotals.ForResourceAsync(db, resourceUuid, period, cancellationToken);
+            }
+
+            var ours = UsageCarryovers.Plus(ledger, carried, period);
+            var held = await ResourceUsagesAsync(resourceUuid, period, cancellationToken);
+            if (held.Failure is { } unreadable)
+            {
+                return (components.Select(c => Row(resourceUuid, subscriptionId, period, c, ours, null, UsageAction.Failed, UpstreamFailures.Describe(unreadable))).ToList(), false);
+            }
+
+            var comparisons = UsageAmounts.Compare(components, ours, held.Records.Where(h => h.Type is not null).Select(h => (h.Type!, h.Usage)));
+            var rows = comparisons.Where(c => !c.Differs)
+                .Select(c => Compared(resourceUuid, subscriptionId, period, c, attempted.TryGetValue(c.Component, out var sent) && sent == c.Ours ? UsageAction.Posted : UsageAction.Unchanged))
+                .ToList();
+            var changed = comparisons.Where(c => c.Differs).ToList();
+            if (changed.Count == 0)
+            {
+                return (rows, false);
             }
 
             if (BillingPeriod.Of(clock.GetUtcNow()) != monthAtStart)
@@ -288,7 +346,7 @@ public sealed class UsageReporter(
                 // The site agent's month-boundary guard: the next run reports with the new month's periods.
                 rows.AddRange(changed.Select(c => Compared(resourceUuid, subscriptionId, period, c, UsageAction.Skipped, "the month rolled over during the run")));
                 logger.LogInformation("Month rolled over while reporting resource {ResourceUuid}; it is reported next run", resourceUuid);
-                break;
+                return (rows, true);
             }
 
             var waldurZone = waldurOptions.CurrentValue.FindTimeZone();
@@ -299,7 +357,7 @@ public sealed class UsageReporter(
                 // and Waldur takes no usage dated in the future. The new month waits for its local midnight.
                 var reason = string.Create(CultureInfo.InvariantCulture, $"the month begins in Waldur's time zone at {date:yyyy-MM-dd HH:mm} UTC");
                 rows.AddRange(changed.Select(c => Compared(resourceUuid, subscriptionId, period, c, UsageAction.Skipped, reason)));
-                continue;
+                return (rows, false);
             }
 
             foreach (var decrease in changed.Where(c => c.Waldur is { } w && c.Ours < w))
@@ -318,6 +376,7 @@ public sealed class UsageReporter(
                 }, cancellationToken);
                 metrics.UsageReportsSent.Inc();
                 rows.AddRange(changed.Select(c => Compared(resourceUuid, subscriptionId, period, c, UsageAction.Posted)));
+                return (rows, false);
             }
             catch (Exception exception) when (IsWaldurFailure(exception, cancellationToken) && IsClosedPeriod(exception, period, waldurZone))
             {
@@ -334,6 +393,20 @@ public sealed class UsageReporter(
                         $"Waldur's billing period {period} has ended in its time zone; what it lacks is carried into {period.Next} once the month ends in UTC")));
                     logger.LogDebug("Waldur takes no more usage of resource {ResourceUuid} for {Period}; carried into {Next} once the month ends in UTC", resourceUuid, period, period.Next);
                 }
+
+                return (rows, false);
+            }
+            catch (Exception exception) when (IsWaldurFailure(exception, cancellationToken) && UpstreamFailures.IsTransient(exception)
+                                              && retries.DelayAfter(attempt, exception) is { } wait)
+            {
+                foreach (var component in changed)
+                {
+                    attempted[component.Component] = component.Ours;
+                }
+
+                logger.LogWarning("Waldur did not take the usage of resource {ResourceUuid} for {Period} for the moment: {Reason}; attempt {Attempt} of {Attempts} in {Wait}, with the ledger and Waldur read again",
+                    resourceUuid, period, UpstreamFailures.Describe(exception), attempt + 1, UsageSendRetries.Attempts, wait);
+                await retries.WaitAsync(wait, cancellationToken);
             }
             catch (Exception exception) when (IsWaldurFailure(exception, cancellationToken))
             {
@@ -341,10 +414,9 @@ public sealed class UsageReporter(
                 rows.AddRange(changed.Select(c => Compared(resourceUuid, subscriptionId, period, c, refused ? UsageAction.Refused : UsageAction.Failed, UpstreamFailures.Describe(exception))));
                 logger.Log(refused ? LogLevel.Error : LogLevel.Warning, "Waldur did not take the usage of resource {ResourceUuid} for {Period}: {Reason}; retried next run",
                     resourceUuid, period, UpstreamFailures.Describe(exception));
+                return (rows, false);
             }
         }
-
-        return rows;
     }
 
     /// <summary>

@@ -81,16 +81,16 @@ public sealed class FakeUpstream : IDisposable
     }
 
     /// <summary>
-    /// Matching requests wait unanswered until the hold is released (an upstream that hangs), then are served as usual;
-    /// <see cref="Heal"/> lifts the hold for later requests only.
+    /// Matching requests (the next <paramref name="times"/> of them) wait unanswered until the hold is released (an
+    /// upstream that hangs), then are served as usual; <see cref="Heal"/> lifts the hold for later requests only.
     /// </summary>
-    public UpstreamHold Hold(string method, string pathPattern)
+    public UpstreamHold Hold(string method, string pathPattern, int times = int.MaxValue)
     {
         var hold = new UpstreamHold();
         _holds.Add(hold);
         lock (_faultLock)
         {
-            _faults.Enqueue(new Fault(method, new Regex("^" + pathPattern + "$"), 0, int.MaxValue, null, null) { Hold = hold });
+            _faults.Enqueue(new Fault(method, new Regex("^" + pathPattern + "$"), 0, times, null, null) { Hold = hold });
         }
 
         return hold;
@@ -267,7 +267,7 @@ public static class FakeUpstreamMembers
         public void LoseAnswer(string method, string pathPattern, int status = 502, int times = 1, TimeSpan? retryAfter = null, Func<Task>? meanwhile = null) =>
             fake.Upstream.LoseAnswer(method, pathPattern, status, times, retryAfter, meanwhile);
 
-        public UpstreamHold Hold(string method, string pathPattern) => fake.Upstream.Hold(method, pathPattern);
+        public UpstreamHold Hold(string method, string pathPattern, int times = int.MaxValue) => fake.Upstream.Hold(method, pathPattern, times);
 
         public void Heal() => fake.Upstream.Heal();
     }

@@ -4,6 +4,7 @@ using CmpWaldurAdapter.Core.Catalogue;
 using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Testing.Credits;
 using CmpWaldurAdapter.Testing.Hosting;
+using CmpWaldurAdapter.Usage;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
@@ -341,6 +342,30 @@ public sealed class CreditsCliTests : IAsyncLifetime
         Assert.Equal(("chat_credits", 2m, period), (posted["component"]!.GetValue<string>(), posted["ours"]!.GetValue<decimal>(), posted["period"]!.GetValue<string>()));
         Assert.Equal(ExitCodes.Success, again.Exit);
         Assert.Contains("0 total(s) were sent", again.Output);
+        Assert.Equal("2.00", Assert.Single(_bed.Waldur.Usages)["usage"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task Usage_report_says_when_another_report_of_a_resource_kept_its_lease_and_exits_1()
+    {
+        await _bed.StartAsync();
+        var subscription = await _bed.AddSubscriptionAsync();
+        await _bed.Ledger.GrantAsync(subscription.CustomerId, 100, "test funding");
+        await _bed.Ledger.ChargeAsync(subscription.CustomerId, subscription.Id, subscription.OfferingUuid, ActionClass.ChatMessage, 2, 3, "m1");
+        // The adapter's periodic run (another process) is reporting the resource.
+        var leases = _bed.Services.GetRequiredService<DatabaseLeases>();
+        var name = UsageReportLease.Name(subscription.ResourceUuid);
+        var holding = await leases.TryAcquireWaitingAsync(name, TimeSpan.FromMinutes(5), TimeSpan.Zero, CancellationToken.None);
+        Assert.NotNull(holding);
+
+        var busy = await RunAsync("usage", "report");
+        await leases.ReleaseAsync(name, holding);
+        var sent = await RunAsync("usage", "report");
+
+        Assert.Equal(ExitCodes.Unfinished, busy.Exit);
+        Assert.Contains("1 total(s) not sent: another report of the same resource was under way", busy.Output);
+        Assert.Contains("Busy", busy.Output);
+        Assert.Equal(ExitCodes.Success, sent.Exit);
         Assert.Equal("2.00", Assert.Single(_bed.Waldur.Usages)["usage"]!.GetValue<string>());
     }
 

@@ -2,6 +2,7 @@ using CmpWaldurAdapter.Core.Catalogue;
 using CmpWaldurAdapter.Credits;
 using CmpWaldurAdapter.IntegrationTests.Orders;
 using CmpWaldurAdapter.Orders;
+using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Testing.Hosting;
 using CmpWaldurAdapter.Usage;
 using Microsoft.EntityFrameworkCore;
@@ -54,6 +55,26 @@ public sealed class FinalUsageReportTests : IAsyncLifetime
         Assert.Equal(OrderOutcome.Completed, await _bed.ProcessUntilSettledAsync(terminate));
         Assert.Equal("6.00", Assert.Single(_bed.Waldur.Usages)["usage"]!.GetValue<string>());
         Assert.Equal(1, _bed.Provisioner.Runs("remove-runtime"));
+    }
+
+    [Fact]
+    public async Task While_another_report_of_the_resource_holds_its_usage_lease_the_termination_waits()
+    {
+        var resource = await SubscribeAndChargeAsync();
+        var terminate = _bed.Waldur.PlaceOrder("Terminate", _bed.Offering, resource);
+        // Another replica's usage report of the resource holds its lease.
+        var leases = _bed.Services.GetRequiredService<DatabaseLeases>();
+        var name = UsageReportLease.Name(resource);
+        var holding = await leases.TryAcquireWaitingAsync(name, TimeSpan.FromMinutes(5), TimeSpan.Zero, CancellationToken.None);
+        Assert.NotNull(holding);
+
+        await Assert.ThrowsAsync<OrderDeferredException>(() => _bed.Processor.ProcessAsync(terminate, CancellationToken.None));
+        Assert.Equal("executing", _bed.Waldur.OrderState(terminate));
+        Assert.Empty(_bed.Waldur.Usages);
+
+        await leases.ReleaseAsync(name, holding);
+        Assert.Equal(OrderOutcome.Completed, await _bed.ProcessUntilSettledAsync(terminate));
+        Assert.Equal("6.00", Assert.Single(_bed.Waldur.Usages)["usage"]!.GetValue<string>());
     }
 
     [Fact]

@@ -189,8 +189,19 @@ Refuses settings that cannot work, before anything reaches the cluster.
 {{- if .Values.autoscaling.enabled }}
 {{- fail "autoscaling.enabled needs config.Database.Provider=Postgres: SQLite is single-replica only." }}
 {{- end }}
-{{- else if not (or .Values.existingSecret .Values.secrets.Database.ConnectionString) }}
+{{- else }}
+{{- if not (or .Values.existingSecret .Values.secrets.Database.ConnectionString) }}
 {{- fail "config.Database.Provider=Postgres needs secrets.Database.ConnectionString (or existingSecret with a Database__ConnectionString key)." }}
+{{- end }}
+{{- /* The key ring lives in the shared database: without a key-encryption key a copy of it decrypts every tenant's credentials. */}}
+{{- if not (or .Values.existingSecret .Values.secrets.DataProtection.KeyEncryptionKey (eq (lower (toString .Values.config.DataProtection.AllowUnencryptedKeyRing)) "true")) }}
+{{- fail "config.Database.Provider=Postgres needs secrets.DataProtection.KeyEncryptionKey (or existingSecret with a DataProtection__KeyEncryptionKey key): the key that encrypts the Data Protection key ring stored in the database. Generate one with: openssl rand -base64 32. Set config.DataProtection.AllowUnencryptedKeyRing=true to store the key ring unencrypted." }}
+{{- end }}
+{{- end }}
+{{- with .Values.secrets.DataProtection.KeyEncryptionKey }}
+{{- if ne (len (b64dec (toString .))) 32 }}
+{{- fail "secrets.DataProtection.KeyEncryptionKey must be base64 of exactly 32 bytes (openssl rand -base64 32)." }}
+{{- end }}
 {{- end }}
 {{- if not .Values.config.Waldur.BaseUrl }}
 {{- fail "config.Waldur.BaseUrl is required (Waldur's address without /api, e.g. https://waldur.example.org/)." }}

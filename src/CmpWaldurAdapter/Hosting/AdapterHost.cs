@@ -1,7 +1,6 @@
 using CmpWaldurAdapter.Api;
 using CmpWaldurAdapter.ApiKeys;
 using CmpWaldurAdapter.Chat;
-using Microsoft.AspNetCore.DataProtection;
 using CmpWaldurAdapter.Capabilities;
 using CmpWaldurAdapter.Catalogue;
 using CmpWaldurAdapter.Credits;
@@ -168,9 +167,7 @@ public static class AdapterHost
         services.AddSingleton<OrderPoller>();
         services.AddSingleton<SubscriptionReporter>();
         services.AddSingleton<ReportLease>();
-        services.AddDataProtection()
-            .SetApplicationName("CmpWaldurAdapter")
-            .PersistKeysToDbContext<AdapterDbContext>();
+        services.AddAdapterKeyRing(configuration);
         services.AddTenantProvisioning(configuration);
         services.AddSingleton<ApiKeyService>();
         services.AddSingleton<ITenantProvisioner, ApiKeyProvisioner>();

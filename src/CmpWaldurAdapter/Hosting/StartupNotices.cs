@@ -3,6 +3,7 @@ using CmpWaldurAdapter.Catalogue;
 using CmpWaldurAdapter.Core.Credits;
 using CmpWaldurAdapter.Credits;
 using CmpWaldurAdapter.Events;
+using CmpWaldurAdapter.KeyRing;
 using CmpWaldurAdapter.Offerings;
 using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Provisioning;
@@ -40,6 +41,13 @@ public static class StartupNotices
             logger.LogWarning(
                 "{Setting} is {Scheme}:// to {Host}: the Waldur service-provider token crosses the network unencrypted with every call (and as the STOMP passcode). Use https:// and wss:// unless the path never leaves a trusted network",
                 setting, url.Scheme, url.Host);
+        }
+
+        // On PostgreSQL only with the explicit opt-out (the start is refused otherwise); on SQLite allowed, but said.
+        if (string.IsNullOrWhiteSpace(services.GetRequiredService<IOptions<KeyRingOptions>>().Value.KeyEncryptionKey))
+        {
+            logger.LogWarning(
+                "DataProtection:KeyEncryptionKey is not set: the Data Protection key ring, which encrypts the tenants' Langflow credentials and signs console links, is stored unencrypted in the database, so whoever can read the database (or a copy of it) can decrypt them. Generate a key with `openssl rand -base64 32` and set DataProtection__KeyEncryptionKey");
         }
 
         var web = services.GetRequiredService<IOptions<WebOptions>>().Value;

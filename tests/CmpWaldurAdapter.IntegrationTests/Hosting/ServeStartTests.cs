@@ -141,7 +141,7 @@ public sealed class ServeStartTests
         await using var bed = await OrderTestBed.CreateAsync();
         await ServingAsync(Context(bed), _ =>
         {
-            var warning = Assert.Single(bed.Logs.Events, e => e.Level == LogEventLevel.Warning && FromStartupNotices(e) && e.RenderMessage().Contains("Langflow", StringComparison.Ordinal));
+            var warning = Assert.Single(bed.Logs.Events, e => e.Level == LogEventLevel.Warning && FromStartupNotices(e) && e.RenderMessage().StartsWith("Langflow:BaseUrl", StringComparison.Ordinal));
             Assert.Contains("Langflow:BaseUrl", warning.RenderMessage(), StringComparison.Ordinal);
             Assert.Contains("recorded only", warning.RenderMessage(), StringComparison.Ordinal);
             Assert.Contains("no agents", warning.RenderMessage(), StringComparison.Ordinal);

@@ -11,6 +11,12 @@ public sealed class TestDatabase : IAsyncDisposable
 {
     public const string PostgresVariable = "CMP_TEST_POSTGRES";
 
+    /// <summary>
+    /// The key-encryption key every test host's key ring is stored under (32 bytes, base64), as production's PostgreSQL
+    /// requires; tests of the key ring itself replace or remove it.
+    /// </summary>
+    public const string KeyEncryptionKey = "dGVzdC1rZXktZW5jcnlwdGlvbi1rZXktMzItYnl0ZXM=";
+
     private readonly string? _sqliteFile;
     private readonly string? _postgresName;
 
@@ -57,6 +63,7 @@ public sealed class TestDatabase : IAsyncDisposable
     {
         ["Database:Provider"] = Provider.ToString(),
         ["Database:ConnectionString"] = ConnectionString,
+        ["DataProtection:KeyEncryptionKey"] = KeyEncryptionKey,
     };
 
     public async ValueTask DisposeAsync()

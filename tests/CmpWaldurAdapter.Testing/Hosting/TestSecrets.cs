@@ -19,6 +19,7 @@ public static class TestSecrets
         Register(Fakes.WaldurFake.Token, "Waldur token");
         Register(Fakes.LangflowFake.SuperuserPassword, "Langflow superuser password");
         Register(Fakes.RagflowFake.ApiKey, "RAGFlow API key");
+        Register(TestDatabase.KeyEncryptionKey, "Data Protection key-encryption key");
     }
 
     public static IReadOnlyCollection<string> All => (IReadOnlyCollection<string>)Secrets.Keys;

@@ -31,7 +31,7 @@ public sealed partial class ChartTests
     private static readonly string[] FreeFormSections = ["Serilog"];
 
     /// <summary>The credentials the issue puts in the Secret.</summary>
-    private static readonly string[] SecretVariables = ["Waldur__Token", "Database__ConnectionString", "Langflow__SuperuserUsername", "Langflow__SuperuserPassword", "Ragflow__ApiKey"];
+    private static readonly string[] SecretVariables = ["Waldur__Token", "Database__ConnectionString", "DataProtection__KeyEncryptionKey", "Langflow__SuperuserUsername", "Langflow__SuperuserPassword", "Ragflow__ApiKey"];
 
     // ---------------------------------------------------------------- (a) references exist
 

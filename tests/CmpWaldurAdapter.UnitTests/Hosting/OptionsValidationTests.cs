@@ -134,6 +134,51 @@ public sealed class OptionsValidationTests
         ValidateAtStart(ValidWith("Waldur:TimeZone=America/New_York"));
     }
 
+    /// <summary>
+    /// The key ring's key-encryption key must be 32 bytes; the refusal names the option and says what is wrong, never
+    /// the value (it is a secret, and this message is printed and logged).
+    /// </summary>
+    [Theory]
+    [InlineData("DataProtection:KeyEncryptionKey", "c2l4dGVlbi1ieXRlLWtleQ==", "16 bytes")] // 16 bytes: AES-128's length, not ours
+    [InlineData("DataProtection:KeyEncryptionKey", "dGhpcnR5LXRocmVlLWJ5dGVzLW9mLWtleS1tYXRlcmlh", "33 bytes")]
+    [InlineData("DataProtection:KeyEncryptionKey", "not base64 at all!", "not base64")]
+    [InlineData("DataProtection:PreviousKeyEncryptionKeys:0", "c2l4dGVlbi1ieXRlLWtleQ==", "16 bytes")]
+    public void A_key_encryption_key_that_is_not_32_bytes_stops_the_adapter_at_start_without_showing_it(string key, string value, string why)
+    {
+        var settings = ValidWith($"DataProtection:KeyEncryptionKey={ValidKeyEncryptionKey}");
+        settings[key] = value;
+
+        var refusal = RefusalAtStart(settings, $"{key} = {value}");
+
+        Assert.Contains(key, refusal, StringComparison.Ordinal);
+        Assert.Contains(why, refusal, StringComparison.Ordinal);
+        Assert.DoesNotContain(value, refusal, StringComparison.Ordinal);
+        ValidateAtStart(ValidWith($"DataProtection:KeyEncryptionKey={ValidKeyEncryptionKey}; DataProtection:PreviousKeyEncryptionKeys:0={ValidKeyEncryptionKey}"));
+    }
+
+    /// <summary>
+    /// On PostgreSQL the key ring is shared and backed up with everything else: without a key-encryption key a copy of
+    /// the database decrypts every tenant's credentials, so the start is refused unless the operator opts out. SQLite
+    /// (embedded, single replica) may run without one.
+    /// </summary>
+    [Fact]
+    public void Postgres_without_a_key_encryption_key_stops_the_adapter_at_start_unless_explicitly_allowed()
+    {
+        var refusal = RefusalAtStart(ValidWith("Database:Provider=Postgres; Database:ConnectionString=Host=db;Database=cmp"), "Postgres without a key-encryption key");
+
+        Assert.Contains("DataProtection:KeyEncryptionKey is required with Database:Provider=Postgres", refusal, StringComparison.Ordinal);
+        Assert.Contains("openssl rand -base64 32", refusal, StringComparison.Ordinal);
+        Assert.Contains("DataProtection:AllowUnencryptedKeyRing=true", refusal, StringComparison.Ordinal);
+        ValidateAtStart(ValidWith("Database:Provider=Postgres; Database:ConnectionString=Host=db;Database=cmp; DataProtection:AllowUnencryptedKeyRing=true"));
+        ValidateAtStart(ValidWith($"Database:Provider=Postgres; Database:ConnectionString=Host=db;Database=cmp; DataProtection:KeyEncryptionKey={ValidKeyEncryptionKey}"));
+        ValidateAtStart(Valid); // SQLite
+
+        // Previous keys only decrypt: without a current one nothing new would be encrypted.
+        Assert.Contains("DataProtection:KeyEncryptionKey", RefusalAtStart(ValidWith($"DataProtection:PreviousKeyEncryptionKeys:0={ValidKeyEncryptionKey}"), "previous keys only"), StringComparison.Ordinal);
+    }
+
+    private const string ValidKeyEncryptionKey = "dGVzdC1rZXktZW5jcnlwdGlvbi1rZXktMzItYnl0ZXM=";
+
     /// <summary>Events on with no address would listen to nothing: orders would wait minutes for the fallback poll.</summary>
     [Theory]
     [InlineData("Events:Enabled=true")]

@@ -65,6 +65,7 @@ internal sealed class LedgerBench : IAsyncDisposable
             // Ledger funding never calls Waldur; the client only needs to be configurable.
             ["Waldur:BaseUrl"] = "http://127.0.0.1:9/",
             ["Waldur:Token"] = "benchmark",
+            ["DataProtection:KeyEncryptionKey"] = CmpWaldurAdapter.Testing.Hosting.TestDatabase.KeyEncryptionKey,
             ["Serilog:MinimumLevel:Default"] = "Warning",
             // EF logs its probe of the not-yet-created migrations table as an error; it is not one.
             ["Serilog:MinimumLevel:Override:Microsoft.EntityFrameworkCore"] = "Fatal",

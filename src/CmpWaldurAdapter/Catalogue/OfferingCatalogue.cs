@@ -57,14 +57,7 @@ public sealed class OfferingCatalogue
             try
             {
                 var entry = CatalogueReader.Parse(File.ReadAllText(file), file);
-                foreach (var template in new[] { ("flow_template", entry.FlowTemplate), ("demo_flow", entry.DemoFlow) })
-                {
-                    if (!File.Exists(Path.Combine(directory, template.Item2)))
-                    {
-                        problems.Add($"{file}: {template.Item1}: '{template.Item2}' does not exist in the catalogue.");
-                    }
-                }
-
+                problems.AddRange(MissingTemplates(directory, entry, file));
                 entries.Add(entry);
             }
             catch (CatalogueException exception)
@@ -80,6 +73,12 @@ public sealed class OfferingCatalogue
 
         return entries;
     }
+
+    /// <summary>The entry's flow template and demo flow that do not exist in the catalogue folder, one problem each.</summary>
+    public static IEnumerable<string> MissingTemplates(string directory, CatalogueEntry entry, string file) =>
+        new[] { ("flow_template", entry.FlowTemplate), ("demo_flow", entry.DemoFlow) }
+            .Where(template => !File.Exists(Path.Combine(directory, template.Item2)))
+            .Select(template => $"{file}: {template.Item1}: '{template.Item2}' ({Path.Combine(directory, template.Item2)}) does not exist in the catalogue.");
 
     private static string Resolve(string directory)
     {

@@ -115,7 +115,8 @@ public static class CreditsCommands
     {
         using var host = context.BuildHost(parse);
         await host.Services.MigrateEmbeddedDatabaseAsync(cancellationToken);
-        var balance = await host.Services.GetRequiredService<CreditLedger>().BalanceAsync(customer, cancellationToken);
+        // Read Waldur now, past the cache: an operator must not take a stale (or never read) funding for today's.
+        var (balance, fundingFailure) = await host.Services.GetRequiredService<CreditLedger>().FreshBalanceAsync(customer, cancellationToken);
         var covered = balance.CoveredOfferings is { } limited ? CoveredOfferings(host.Services, limited) : null;
 
         if (parse.GetValue(CommandContext.OutputOption) == OutputFormat.Json)
@@ -130,8 +131,23 @@ public static class CreditsCommands
                 fundedAt = balance.FundedAt,
                 exists = balance.Exists,
                 coveredOfferings = covered,
+                stale = fundingFailure is not null,
+                fundingError = fundingFailure,
             }, CliJson.Options));
+            if (fundingFailure is not null)
+            {
+                await context.Error.WriteLineAsync(StaleFunding(customer, balance, fundingFailure));
+                return ExitCodes.Error;
+            }
+
             return ExitCodes.Success;
+        }
+
+        if (fundingFailure is not null)
+        {
+            // No table: a script reading it would take the last known value for today's.
+            await context.Error.WriteLineAsync(StaleFunding(customer, balance, fundingFailure));
+            return ExitCodes.Error;
         }
 
         if (!balance.Exists)
@@ -152,6 +168,15 @@ public static class CreditsCommands
         }
 
         return ExitCodes.Success;
+    }
+
+    /// <summary>The one line saying Waldur's funding could not be read, with the last known balance labelled stale.</summary>
+    private static string StaleFunding(Guid customer, CreditBalance balance, string failure)
+    {
+        var lastKnown = balance.FundedAt is { } at
+            ? $"Last known (STALE, read from Waldur at {at.UtcDateTime.ToString("u", System.Globalization.CultureInfo.InvariantCulture)}): balance {Number(balance.Balance)}, reserved {Number(balance.Reserved)}, available {Number(balance.Available)}."
+            : "No funding was ever read from Waldur for this organization: there is no last known balance.";
+        return $"balance: the Waldur funding of organization {customer} could not be read ({failure}). {lastKnown}";
     }
 
     /// <summary>The covered offerings, named where this adapter serves them from its catalogue.</summary>

@@ -4,6 +4,7 @@ using CmpWaldurAdapter.Catalogue;
 using CmpWaldurAdapter.Core.Catalogue;
 using CmpWaldurAdapter.Offerings;
 using CmpWaldurAdapter.Persistence;
+using CmpWaldurAdapter.Provisioning;
 
 namespace CmpWaldurAdapter.Cli;
 
@@ -36,11 +37,16 @@ public static class OfferingsCommands
     {
         using var host = context.BuildHost(parse);
         IReadOnlyList<CatalogueEntry> entries;
+        OfferingRegistrar registrar;
         try
         {
+            var catalogue = host.Services.GetRequiredService<OfferingCatalogue>();
             entries = file is null
-                ? [.. host.Services.GetRequiredService<OfferingCatalogue>().Entries.OrderBy(e => e.Slug, StringComparer.Ordinal)]
-                : [CatalogueReader.Parse(await File.ReadAllTextAsync(file.FullName, cancellationToken), file.FullName)];
+                ? [.. catalogue.Entries.OrderBy(e => e.Slug, StringComparer.Ordinal)]
+                : [await ReadFileAsync(catalogue, file, cancellationToken)];
+            registrar = host.Services.GetRequiredService<OfferingRegistrar>();
+            // Every local file is read before Waldur is asked anything: nothing is created or activated without its demo flow.
+            registrar.CheckLocalFiles(entries);
         }
         catch (CatalogueException exception)
         {
@@ -49,17 +55,29 @@ public static class OfferingsCommands
                 await context.Error.WriteLineAsync(problem);
             }
 
+            await context.Error.WriteLineAsync("Nothing was changed in Waldur.");
             return ExitCodes.Error;
         }
-        catch (IOException exception)
+        catch (Exception exception) when (exception is IOException or UnauthorizedAccessException or FlowTemplateException)
         {
-            await context.Error.WriteLineAsync(exception.Message);
+            await context.Error.WriteLineAsync($"register: {exception.Message} Nothing was changed in Waldur.");
             return ExitCodes.Error;
         }
 
         // Demo flow ids are stored in the adapter's database (the embedded one is migrated here, as by every command).
         await host.Services.MigrateEmbeddedDatabaseAsync(cancellationToken);
-        var results = await host.Services.GetRequiredService<OfferingRegistrar>().RegisterAsync(entries, dryRun, cancellationToken);
+        IReadOnlyList<RegisteredOffering> results;
+        try
+        {
+            results = await registrar.RegisterAsync(entries, dryRun, cancellationToken);
+        }
+        catch (FlowTemplateException exception)
+        {
+            // Read once already above, so only a file changed meanwhile gets here: say Waldur may hold part of the run.
+            await context.Error.WriteLineAsync($"register: {exception.Message} Waldur may already hold part of this registration; "
+                + "fix the file and run the command again (it changes only what still differs).");
+            return ExitCodes.Error;
+        }
 
         if (parse.GetValue(CommandContext.OutputOption) == OutputFormat.Json)
         {
@@ -79,5 +97,23 @@ public static class OfferingsCommands
         }
 
         return ExitCodes.Success;
+    }
+
+    /// <summary>
+    /// The entry of a catalogue file, which must be in the catalogue folder: <c>serve</c> knows only the offerings there,
+    /// and the demo flow and flow template are read from there (at registration and at every order).
+    /// </summary>
+    private static async Task<CatalogueEntry> ReadFileAsync(OfferingCatalogue catalogue, FileInfo file, CancellationToken cancellationToken)
+    {
+        var folder = Path.TrimEndingDirectorySeparator(Path.GetFullPath(catalogue.Directory));
+        if (!string.Equals(Path.TrimEndingDirectorySeparator(file.DirectoryName ?? string.Empty), folder, StringComparison.Ordinal))
+        {
+            throw new CatalogueException([$"{file.FullName}: not in the catalogue folder {folder} (Catalogue:Directory). "
+                + "Copy it there, with its flow template and demo flow, and register it from there: serve reads offerings and their flows only from that folder."]);
+        }
+
+        var entry = CatalogueReader.Parse(await File.ReadAllTextAsync(file.FullName, cancellationToken), file.FullName);
+        var missing = OfferingCatalogue.MissingTemplates(catalogue.Directory, entry, file.FullName).ToList();
+        return missing.Count == 0 ? entry : throw new CatalogueException(missing);
     }
 }

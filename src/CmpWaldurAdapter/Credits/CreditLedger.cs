@@ -154,6 +154,22 @@ public sealed class CreditLedger(ICreditStore store, WaldurFunding funding, IDbC
     public async Task<CreditBalance> BalanceAsync(Guid customerId, CancellationToken cancellationToken = default)
     {
         await _funding.EnsureFundedAsync(customerId, cancellationToken);
+        return await StoredBalanceAsync(customerId, cancellationToken);
+    }
+
+    /// <summary>
+    /// The balance after reading Waldur's funding now, past the cache (the CLI's <c>credits balance</c>); with why Waldur's
+    /// funding could not be read, when it could not (the balance is then the last known one, as of its <c>FundedAt</c>).
+    /// Ledger mode reads nothing and never fails.
+    /// </summary>
+    public async Task<(CreditBalance Balance, string? FundingFailure)> FreshBalanceAsync(Guid customerId, CancellationToken cancellationToken = default)
+    {
+        var failure = await _funding.ReadNowAsync(customerId, cancellationToken);
+        return (await StoredBalanceAsync(customerId, cancellationToken), failure);
+    }
+
+    private async Task<CreditBalance> StoredBalanceAsync(Guid customerId, CancellationToken cancellationToken)
+    {
         await using var db = await _dbs.CreateDbContextAsync(cancellationToken);
         var account = await db.CreditAccounts.AsNoTracking().SingleOrDefaultAsync(a => a.CustomerId == customerId, cancellationToken);
         var funding = _options.CurrentValue.Funding;

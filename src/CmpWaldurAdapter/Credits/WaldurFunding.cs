@@ -96,6 +96,17 @@ public sealed class WaldurFunding(
     /// <summary>Forgets cached reads (tests and the CLI use it to force a fresh read).</summary>
     public void Invalidate(Guid customerId) => _states.TryRemove(customerId, out _);
 
+    /// <summary>
+    /// Reads the organization's funding from Waldur now, past the cache (the CLI's balance, where an operator must not
+    /// take the last known value for today's). Null when Waldur answered (or in ledger mode), else why it did not.
+    /// </summary>
+    public async Task<string?> ReadNowAsync(Guid customerId, CancellationToken cancellationToken)
+    {
+        Invalidate(customerId);
+        await FundAsync(customerId, cancellationToken);
+        return _states.TryGetValue(customerId, out var state) ? state.LastFailure : null;
+    }
+
     private async Task<bool> RefreshAsync(Guid customerId, State state, DateTimeOffset now, BillingPeriod firstUninvoiced, CreditsOptions settings, CancellationToken cancellationToken)
     {
         (long Credits, IReadOnlySet<Guid>? Coverage) funded;
@@ -110,7 +121,7 @@ public sealed class WaldurFunding(
             // Another replica's last read (kept with the account), coverage included, serves until Waldur answers.
             var applied = state.Known ? null : await LastFundingAsync(customerId, cancellationToken);
             var known = state.Known || applied is not null;
-            state.Failed(now + (known ? RetryAfterFailure : RetryAfterFirstFailure), known, applied);
+            state.Failed(now + (known ? RetryAfterFailure : RetryAfterFirstFailure), known, applied, UpstreamFailures.Describe(exception));
             logger.LogWarning("Could not read the customer credits of organization {CustomerId} from Waldur ({Reason}); {Consequence}",
                 customerId, UpstreamFailures.Describe(exception),
                 known ? "charging continues against the last funding read" : "its charges are refused until Waldur answers");
@@ -167,6 +178,9 @@ public sealed class WaldurFunding(
 
         public bool Known { get; private set; }
 
+        /// <summary>Why the last read of Waldur failed; null once a read succeeded.</summary>
+        public string? LastFailure { get; private set; }
+
         /// <summary>The offerings the funding covers (null: all); meaningful once <see cref="Known"/>.</summary>
         public IReadOnlySet<Guid>? Coverage { get; private set; }
 
@@ -192,16 +206,18 @@ public sealed class WaldurFunding(
                 _firstUninvoiced = firstUninvoiced;
                 _retryAt = DateTimeOffset.MinValue;
                 Coverage = coverage;
+                LastFailure = null;
                 Known = true;
             }
         }
 
         /// <param name="applied">The account's last funding when this replica had none of its own.</param>
-        public void Failed(DateTimeOffset retryAt, bool known, CreditAccount? applied)
+        public void Failed(DateTimeOffset retryAt, bool known, CreditAccount? applied, string failure)
         {
             lock (Gate)
             {
                 _retryAt = retryAt;
+                LastFailure = failure;
                 if (applied is not null)
                 {
                     Coverage = WaldurFunding.Coverage(applied);

@@ -31,6 +31,19 @@ public sealed class DemoFlowPublisher(IServiceProvider services, IDbContextFacto
     /// <summary>The Langflow name of an offering's demo flow.</summary>
     public static string FlowName(string slug) => $"{DemoUsername} {slug}";
 
+    /// <summary>
+    /// Reads and checks the entry's demo flow (with Langflow configured) without publishing it: registration does this
+    /// before Waldur is asked anything, so a missing or broken file never leaves a live offering without its demo.
+    /// </summary>
+    /// <exception cref="FlowTemplateException">The demo flow cannot be read or is not a valid flow template.</exception>
+    public void Check(CatalogueEntry entry)
+    {
+        if (Enabled)
+        {
+            FlowTemplates.Read(catalogue.PathOf(entry.DemoFlow));
+        }
+    }
+
     /// <summary>Makes Langflow hold the entry's demo flow; returns what changed (or would) and the flow id.</summary>
     public async Task<(IReadOnlyList<string> Changes, string? FlowId)> PublishAsync(CatalogueEntry entry, bool dryRun, CancellationToken cancellationToken)
     {

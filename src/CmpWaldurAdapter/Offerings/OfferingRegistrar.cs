@@ -40,8 +40,23 @@ public sealed class OfferingRegistrar(IWaldurApi waldur, IOptions<RegistrationOp
 {
     public const string OfferingType = "Marketplace.Slurm";
 
+    /// <summary>
+    /// Reads every local file registration needs (the demo flows) before Waldur is asked anything; throws
+    /// <see cref="Provisioning.FlowTemplateException"/> naming the file that cannot be read.
+    /// </summary>
+    public void CheckLocalFiles(IEnumerable<CatalogueEntry> entries)
+    {
+        foreach (var entry in entries)
+        {
+            demoFlows.Check(entry);
+        }
+    }
+
     public async Task<IReadOnlyList<RegisteredOffering>> RegisterAsync(IEnumerable<CatalogueEntry> entries, bool dryRun, CancellationToken cancellationToken)
     {
+        // A demo flow that cannot be read must stop registration before an offering is created or activated without it.
+        entries = entries.ToList();
+        CheckLocalFiles(entries);
         var provider = options.Value.ServiceProviderCustomerUuid
             ?? throw new InvalidOperationException("Registration:ServiceProviderCustomerUuid is not set: name the Waldur organization that provides the offerings.");
         if ((await waldur.ListServiceProvidersAsync(provider, cancellationToken)).Count == 0)

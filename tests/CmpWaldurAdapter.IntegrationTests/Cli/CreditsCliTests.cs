@@ -296,6 +296,39 @@ public sealed class CreditsCliTests : IAsyncLifetime
         Assert.Null(balance["coveredOfferings"]);
     }
 
+    [Theory]
+    [InlineData(503)]
+    [InlineData(401)]
+    public async Task Balance_when_waldur_funding_cannot_be_read_exits_2_and_labels_the_last_known_value_stale(int status)
+    {
+        WaldurFunded();
+        var customer = Guid.NewGuid();
+        _bed.Waldur.AddCustomerCredit(customer, 1.00m);
+        var first = await RunAsync("credits", "balance", "--customer", customer.ToString());
+        _bed.Waldur.Break("GET", "/api/customer-credits/", status);
+
+        var table = await RunAsync("credits", "balance", "--customer", customer.ToString());
+        var json = await RunAsync("credits", "balance", "--customer", customer.ToString(), "--output", "json");
+        var never = await RunAsync("credits", "balance", "--customer", Guid.NewGuid().ToString());
+
+        Assert.Equal(ExitCodes.Success, first.Exit);
+        Assert.Equal(ExitCodes.Error, table.Exit);
+        Assert.Contains($"the Waldur funding of organization {customer} could not be read", table.Error);
+        Assert.Contains("Last known (STALE, read from Waldur at ", table.Error);
+        Assert.Contains("balance 100, reserved 0, available 100", table.Error);
+        // No table a script could take for today's balance.
+        Assert.DoesNotContain(customer.ToString(), table.Output);
+        Assert.Equal(ExitCodes.Error, json.Exit);
+        var stale = JsonNode.Parse(json.Output)!.AsObject();
+        Assert.True(stale["stale"]!.GetValue<bool>());
+        Assert.False(string.IsNullOrEmpty(stale["fundingError"]!.GetValue<string>()));
+        Assert.Equal(100, stale["balance"]!.GetValue<long>());
+        Assert.NotNull(stale["fundedAt"]);
+        Assert.Contains("could not be read", json.Error);
+        Assert.Equal(ExitCodes.Error, never.Exit);
+        Assert.Contains("no last known balance", never.Error);
+    }
+
     /// <summary>Waldur funds the balance (a credit is worth 0.01); with <paramref name="secondSlug"/>, a second served offering (returned).</summary>
     private Guid WaldurFunded(string? secondSlug = null)
     {

@@ -216,4 +216,63 @@ public sealed class DemoFlowRegistrationTests : IAsyncLifetime
         Assert.True(refusal.Transient);
         Assert.Empty(_langflow.Runs);
     }
+
+    private int WaldurWrites => _waldur.Requests.Count(r => r.Method != "GET");
+
+    [Fact]
+    public async Task A_file_whose_demo_flow_is_missing_is_refused_before_waldur_is_asked_anything()
+    {
+        File.Delete(Path.Combine(_catalogue, "flows", "code-assistant.demo.json"));
+
+        var (exit, _, error) = await RunAsync("offerings", "register", "--file", Path.Combine(_catalogue, "code-assistant.yaml"));
+
+        Assert.Equal(ExitCodes.Error, exit);
+        Assert.Contains("demo_flow: 'flows/code-assistant.demo.json'", error);
+        Assert.Contains("Nothing was changed in Waldur.", error);
+        Assert.Equal(0, WaldurWrites);
+        Assert.Empty(_waldur.RegisteredOfferings);
+    }
+
+    [Fact]
+    public async Task A_file_outside_the_catalogue_folder_is_refused_before_waldur_is_asked_anything()
+    {
+        // Its flows sit beside it, not in the catalogue folder, where serve and the demo flow publisher read them.
+        var elsewhere = Path.Combine(Path.GetTempPath(), "cmp-elsewhere-" + Guid.NewGuid().ToString("N"));
+        CopyDirectory(UpstreamSpecs.PathOf("catalogue"), elsewhere);
+        var file = Path.Combine(elsewhere, "new-agent.yaml");
+        await File.WriteAllTextAsync(file, (await File.ReadAllTextAsync(Path.Combine(elsewhere, "code-assistant.yaml")))
+            .Replace("code-assistant", "new-agent", StringComparison.Ordinal));
+        File.Move(Path.Combine(elsewhere, "flows", "code-assistant.json"), Path.Combine(elsewhere, "flows", "new-agent.json"));
+        File.Move(Path.Combine(elsewhere, "flows", "code-assistant.demo.json"), Path.Combine(elsewhere, "flows", "new-agent.demo.json"));
+        try
+        {
+            var (exit, _, error) = await RunAsync("offerings", "register", "--file", file);
+
+            Assert.Equal(ExitCodes.Error, exit);
+            Assert.Contains($"{file}: not in the catalogue folder", error);
+            Assert.Equal(0, WaldurWrites);
+            Assert.Empty(_waldur.RegisteredOfferings);
+        }
+        finally
+        {
+            Directory.Delete(elsewhere, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task A_demo_flow_that_cannot_be_read_stops_registration_before_any_offering_is_created_or_activated()
+    {
+        var broken = Path.Combine(_catalogue, "flows", "topic-assistant.demo.json");
+        await File.WriteAllTextAsync(broken, "not json");
+
+        var (exit, _, error) = await RunAsync("offerings", "register", "--all");
+
+        Assert.Equal(ExitCodes.Error, exit);
+        Assert.Contains(broken, error);
+        Assert.Contains("Nothing was changed in Waldur.", error);
+        Assert.Single(error.Trim().Split('\n'));
+        Assert.Equal(0, WaldurWrites);
+        Assert.Equal(0, LangflowWrites);
+        Assert.Empty(_waldur.RegisteredOfferings);
+    }
 }

@@ -54,19 +54,8 @@ public sealed class OrderInbox(IDbContextFactory<AdapterDbContext> dbs, TimeProv
         }
 
         await using var again = await dbs.CreateDbContextAsync(cancellationToken);
-        var changed = await again.OrderInbox
-            .Where(e => e.OrderUuid == orderUuid && e.OrderState == state && (e.Status == InboxStatus.Done || e.NextAttemptAt > now))
-            .ExecuteUpdateAsync(set => set
-                .SetProperty(e => e.Status, InboxStatus.Pending)
-                .SetProperty(e => e.NextAttemptAt, now)
-                .SetProperty(e => e.ReceivedAt, now)
-                .SetProperty(e => e.Source, source), cancellationToken);
-        if (changed > 0)
-        {
-            Wake();
-        }
-
-        return changed > 0;
+        return await MakeDueAsync(again.OrderInbox.Where(e => e.OrderUuid == orderUuid && e.OrderState == state && (e.Status == InboxStatus.Done || e.NextAttemptAt > now)),
+            source, now, cancellationToken);
     }
 
     /// <summary>
@@ -82,13 +71,17 @@ public sealed class OrderInbox(IDbContextFactory<AdapterDbContext> dbs, TimeProv
             return false;
         }
 
-        var changed = await db.OrderInbox
-            .Where(e => e.OrderUuid == orderUuid && e.OrderState == state && e.Status == InboxStatus.Done)
-            .ExecuteUpdateAsync(set => set
-                .SetProperty(e => e.Status, InboxStatus.Pending)
-                .SetProperty(e => e.NextAttemptAt, now)
-                .SetProperty(e => e.ReceivedAt, now)
-                .SetProperty(e => e.Source, source), cancellationToken);
+        return await MakeDueAsync(db.OrderInbox.Where(e => e.OrderUuid == orderUuid && e.OrderState == state && e.Status == InboxStatus.Done), source, now, cancellationToken);
+    }
+
+    /// <summary>Makes <paramref name="entries"/> due now, as if just announced by <paramref name="source"/>; returns whether any was.</summary>
+    private async Task<bool> MakeDueAsync(IQueryable<OrderInboxEntry> entries, string source, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        var changed = await entries.ExecuteUpdateAsync(set => set
+            .SetProperty(e => e.Status, InboxStatus.Pending)
+            .SetProperty(e => e.NextAttemptAt, now)
+            .SetProperty(e => e.ReceivedAt, now)
+            .SetProperty(e => e.Source, source), cancellationToken);
         if (changed > 0)
         {
             Wake();

@@ -21,15 +21,11 @@ public sealed class ReportLease(DatabaseLeases leases, IOptions<WaldurOptions> w
     /// at most, each cut off after its attempts and backoff (as the client's resilience does), plus a minute. Frees a
     /// crashed writer's lease.
     /// </summary>
-    public TimeSpan Duration
-    {
-        get
-        {
-            var options = waldur.Value;
-            var call = (options.AttemptTimeout * (options.RetryAttempts + 1)) + (options.RetryDelay * 60);
-            return (call * 2) + TimeSpan.FromMinutes(1);
-        }
-    }
+    public TimeSpan Duration => (LongestCall(waldur.Value) * 2) + TimeSpan.FromMinutes(1);
+
+    /// <summary>The longest one Waldur call can take: every attempt cut off at its timeout, with the client's backoff between them.</summary>
+    internal static TimeSpan LongestCall(WaldurOptions options) =>
+        (options.AttemptTimeout * (options.RetryAttempts + 1)) + (options.RetryDelay * 60);
 
     /// <summary>Takes the lease, waiting up to <paramref name="wait"/>; the holding's token, or null when another kept it.</summary>
     public Task<string?> TryTakeAsync(Guid resourceUuid, TimeSpan wait, CancellationToken cancellationToken) =>

@@ -30,8 +30,7 @@ public sealed class UsageReportLease(DatabaseLeases leases, IOptionsMonitor<Wald
     {
         get
         {
-            var options = waldur.CurrentValue;
-            var call = (options.AttemptTimeout * (options.RetryAttempts + 1)) + (options.RetryDelay * 60);
+            var call = Reports.ReportLease.LongestCall(waldur.CurrentValue);
             var month = (call * (1 + UsageSendRetries.Attempts)) + (UsageSendRetries.LongestRetryAfter * (UsageSendRetries.Attempts - 1));
             return (month * usage.CurrentValue.ReportingPeriods) + TimeSpan.FromMinutes(1);
         }

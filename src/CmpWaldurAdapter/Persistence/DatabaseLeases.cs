@@ -127,12 +127,20 @@ public sealed class DatabaseLeases(IDbContextFactory<AdapterDbContext> dbs, Adap
     /// <summary>Gives the lease up if this process still holds it (one that expired and was taken over stays with its new owner).</summary>
     public Task ReleaseAsync(string name) => ReleaseAsync(name, instance.Id);
 
-    /// <summary>Gives up the holding <paramref name="owner"/> names (from <see cref="TryAcquireWaitingAsync"/>), if it still holds it.</summary>
+    /// <summary>
+    /// Gives up the holding <paramref name="owner"/> names (from <see cref="TryAcquireWaitingAsync"/>), if it still holds it.
+    /// The row stays, run out: the next taker takes it with the conditional UPDATE, so racing takers never meet at an INSERT
+    /// (the loser's unique violation would be logged as a database error).
+    /// </summary>
     public async Task ReleaseAsync(string name, string owner)
     {
         await using var db = await dbs.CreateDbContextAsync();
-        await db.Leases.Where(l => l.Name == name && l.Owner == owner).ExecuteDeleteAsync();
+        await db.Leases.Where(l => l.Name == name && l.Owner == owner)
+            .ExecuteUpdateAsync(set => set.SetProperty(l => l.Owner, string.Empty).SetProperty(l => l.ExpiresAt, Released));
     }
+
+    /// <summary>The expiry of a released lease: long past, so any taker finds it free.</summary>
+    public static readonly DateTimeOffset Released = DateTimeOffset.UnixEpoch;
 }
 
 /// <summary>

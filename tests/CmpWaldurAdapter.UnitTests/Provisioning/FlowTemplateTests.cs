@@ -45,8 +45,10 @@ public sealed class FlowTemplateTests
 
             var error = Assert.Throws<CatalogueException>(() => new OfferingCatalogue(directory.FullName));
 
-            Assert.Contains(error.Problems, p => p.Contains("flow_template: 'flows/topic-assistant.json' does not exist", StringComparison.Ordinal));
-            Assert.Contains(error.Problems, p => p.Contains("demo_flow: 'flows/topic-assistant.demo.json' does not exist", StringComparison.Ordinal));
+            // Each names the file as written and where it was looked for.
+            var flows = Path.Combine(directory.FullName, "flows");
+            Assert.Contains(error.Problems, p => p.Contains($"flow_template: 'flows/topic-assistant.json' ({Path.Combine(flows, "topic-assistant.json")}) does not exist", StringComparison.Ordinal));
+            Assert.Contains(error.Problems, p => p.Contains($"demo_flow: 'flows/topic-assistant.demo.json' ({Path.Combine(flows, "topic-assistant.demo.json")}) does not exist", StringComparison.Ordinal));
         }
         finally
         {

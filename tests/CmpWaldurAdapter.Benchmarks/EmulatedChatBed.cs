@@ -89,7 +89,7 @@ internal sealed class EmulatedChatBed : IAsyncDisposable
             }
             """)!.AsObject();
         var offering = waldur.AddOffering("Customer Support Agent", form, (JsonObject)form.DeepClone());
-        var database = await TestDatabase.CreateAsync(provider);
+        var database = await TestDatabase.CreateMigratedAsync(provider);
         var settings = new Dictionary<string, string?>
         {
             ["Waldur:BaseUrl"] = waldur.Url.ToString(),

@@ -99,7 +99,7 @@ internal static class PipelineBench
         };
         var form = JsonNode.Parse("""{"order": ["agent_name"], "options": {"agent_name": {"type": "string", "label": "Agent name", "required": true}}}""")!.AsObject();
         var offering = waldur.AddOffering("Benchmark Agent", form, (JsonObject)form.DeepClone());
-        await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Postgres);
+        await using var database = await TestDatabase.CreateMigratedAsync(DatabaseProvider.Postgres);
         var settings = AdapterTestHost.Settings(waldur, database, offering);
         settings["Events:Enabled"] = "true";
         settings["Events:WebSocketUrl"] = broker.WebSocketUrl.ToString();
@@ -156,7 +156,7 @@ internal static class PipelineBench
         await using var waldur = new WaldurEmulator();
         await waldur.StartAsync();
         using var catalogue = new TestCatalogue();
-        await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Postgres);
+        await using var database = await TestDatabase.CreateMigratedAsync(DatabaseProvider.Postgres);
         var offering = waldur.AddOffering("Studio Agent");
         var settings = AdapterTestHost.Settings(waldur, database, offering);
         settings["Offerings:0:Slug"] = TestCatalogue.Slug;

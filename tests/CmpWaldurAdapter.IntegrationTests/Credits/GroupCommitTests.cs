@@ -22,7 +22,7 @@ public sealed class GroupCommitTests : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        _database = await TestDatabase.CreateAsync(DatabaseProvider.Postgres);
+        _database = await TestDatabase.CreateMigratedAsync(DatabaseProvider.Postgres);
         _dataSource = NpgsqlDataSource.Create(_database.ConnectionString);
         await using var create = _dataSource.CreateCommand("CREATE TABLE group_probe (name text PRIMARY KEY, tx bigint NOT NULL)");
         await create.ExecuteNonQueryAsync();

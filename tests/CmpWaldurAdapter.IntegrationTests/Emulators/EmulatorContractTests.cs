@@ -38,7 +38,7 @@ public sealed class EmulatorContractTests : IAsyncLifetime
         await _waldur.StartAsync();
         await _langflow.StartAsync();
         await _ragflow.StartAsync();
-        _database = await TestDatabase.CreateAsync(DatabaseProvider.Sqlite);
+        _database = await TestDatabase.CreateMigratedAsync(DatabaseProvider.Sqlite);
         _settings = new Dictionary<string, string?>
         {
             ["Waldur:BaseUrl"] = _waldur.Url.ToString(),

@@ -26,7 +26,7 @@ public sealed class ServeStartTests
     [Fact]
     public async Task On_postgres_one_migration_behind_serve_is_alive_but_not_ready_and_says_to_run_db_migrate_until_it_has_run()
     {
-        await using var bed = await OrderTestBed.CreateAsync(DatabaseProvider.Postgres);
+        await using var bed = await OrderTestBed.CreateAsync(DatabaseProvider.Postgres, emptyDatabase: true);
         var previous = await MigrateToPreviousAsync(bed);
         var context = Context(bed);
         await ServingAsync(context, async client =>
@@ -60,7 +60,7 @@ public sealed class ServeStartTests
     [Fact]
     public async Task On_postgres_one_migration_behind_the_background_workers_and_jobs_wait_for_db_migrate_and_start_once_it_has_run()
     {
-        await using var bed = await OrderTestBed.CreateAsync(DatabaseProvider.Postgres);
+        await using var bed = await OrderTestBed.CreateAsync(DatabaseProvider.Postgres, emptyDatabase: true);
         await MigrateToPreviousAsync(bed);
         var order = bed.Waldur.PlaceCreateOrder(bed.Offering, bed.ValidAttributes());
         var statements = new RecordedStatements();
@@ -100,7 +100,7 @@ public sealed class ServeStartTests
     [Fact]
     public async Task On_postgres_one_migration_behind_serve_stops_at_once_while_its_workers_wait_for_db_migrate()
     {
-        await using var bed = await OrderTestBed.CreateAsync(DatabaseProvider.Postgres);
+        await using var bed = await OrderTestBed.CreateAsync(DatabaseProvider.Postgres, emptyDatabase: true);
         await MigrateToPreviousAsync(bed);
         // A wait that did not end with the stop would hold it this long, past the bound below.
         bed.Settings["Hosting:ShutdownTimeout"] = "00:10:00";
@@ -116,7 +116,7 @@ public sealed class ServeStartTests
     [Fact]
     public async Task On_postgres_a_database_migrated_by_a_newer_build_leaves_serve_ready_with_a_warning_and_its_workers_running()
     {
-        await using var bed = await OrderTestBed.CreateAsync(DatabaseProvider.Postgres);
+        await using var bed = await OrderTestBed.CreateAsync(DatabaseProvider.Postgres, emptyDatabase: true);
         const string Newer = "99990101000000_FromANewerBuild";
         await WithContextAsync(bed, async db =>
         {

@@ -29,7 +29,7 @@ public sealed class DemoFlowRegistrationTests : IAsyncLifetime
     public async Task InitializeAsync()
     {
         CopyDirectory(UpstreamSpecs.PathOf("catalogue"), _catalogue);
-        _database = await TestDatabase.CreateAsync(DatabaseProvider.Sqlite);
+        _database = await TestDatabase.CreateMigratedAsync(DatabaseProvider.Sqlite);
         _settings = AdapterTestHost.Settings(_waldur, _database).WithUpstreams(_langflow, _ragflow);
         _settings["Catalogue:Directory"] = _catalogue;
         _settings["Registration:ServiceProviderCustomerUuid"] = _waldur.ProviderCustomerUuid.ToString();

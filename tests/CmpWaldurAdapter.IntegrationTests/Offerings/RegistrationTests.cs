@@ -30,7 +30,7 @@ public sealed class RegistrationTests : IAsyncLifetime
             await File.WriteAllTextAsync(Path.Combine(_catalogue, "flows", slug + ".demo.json"), "{}");
         }
 
-        _database = await TestDatabase.CreateAsync(DatabaseProvider.Sqlite);
+        _database = await TestDatabase.CreateMigratedAsync(DatabaseProvider.Sqlite);
         _settings = AdapterTestHost.Settings(_waldur, _database);
         _settings["Catalogue:Directory"] = _catalogue;
         _settings["Registration:ServiceProviderCustomerUuid"] = _waldur.ProviderCustomerUuid.ToString();

@@ -64,11 +64,13 @@ public sealed class OrderTestBed : IAsyncDisposable
 
     public OrderProcessor Processor => Services.GetRequiredService<OrderProcessor>();
 
-    public static async Task<OrderTestBed> CreateAsync(DatabaseProvider provider = DatabaseProvider.Sqlite)
+    /// <param name="emptyDatabase">No migration applied yet, for tests of migrating; otherwise as <c>db migrate</c> leaves it.</param>
+    public static async Task<OrderTestBed> CreateAsync(DatabaseProvider provider = DatabaseProvider.Sqlite, bool emptyDatabase = false)
     {
         var waldur = new WaldurFake();
         var offering = waldur.AddOffering("Customer Support Agent", Form, ResourceOptions);
-        return new OrderTestBed(waldur, await TestDatabase.CreateAsync(provider), offering, new ScriptedProvisioner());
+        var database = emptyDatabase ? await TestDatabase.CreateAsync(provider) : await TestDatabase.CreateMigratedAsync(provider);
+        return new OrderTestBed(waldur, database, offering, new ScriptedProvisioner());
     }
 
     /// <summary>Starts the adapter's services; with <paramref name="clock"/>, they and Waldur read the time from it.</summary>

@@ -76,7 +76,7 @@ public sealed class TenantTestBed : IAsyncDisposable
     {
         var waldur = new WaldurFake();
         var offering = waldur.AddOffering(OfferingName, Form, Form);
-        return new TenantTestBed(waldur, new LangflowFake(), new RagflowFake(), await TestDatabase.CreateAsync(provider), offering);
+        return new TenantTestBed(waldur, new LangflowFake(), new RagflowFake(), await TestDatabase.CreateMigratedAsync(provider), offering);
     }
 
     public async Task<IHost> StartServicesAsync()

@@ -45,7 +45,7 @@ public sealed class ChatGatewayBed : IAsyncDisposable
         var upstream = await LangflowRunFake.StartAsync();
         var waldur = new WaldurFake();
         var offering = waldur.AddOffering("Customer Support Agent");
-        var database = await TestDatabase.CreateAsync(provider);
+        var database = await TestDatabase.CreateMigratedAsync(provider);
         var settings = AdapterTestHost.Settings(waldur, database, offering);
         settings["Offerings:0:Slug"] = Slug;
         settings["Langflow:BaseUrl"] = upstream.Url.ToString();

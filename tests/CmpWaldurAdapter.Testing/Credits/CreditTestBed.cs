@@ -59,7 +59,7 @@ public sealed class CreditTestBed : IAsyncDisposable
     public bool CheckContractOnDispose { get; set; } = true;
 
     public static async Task<CreditTestBed> CreateAsync(DatabaseProvider provider, DateTimeOffset? now = null) =>
-        new(provider, await TestDatabase.CreateAsync(provider), now is { } start ? new TestClock(start) : null);
+        new(provider, await TestDatabase.CreateMigratedAsync(provider), now is { } start ? new TestClock(start) : null);
 
     public async Task<IHost> StartAsync(Action<IServiceCollection>? services = null)
     {

@@ -72,7 +72,7 @@ public sealed class BuyerWebTestBed : IAsyncDisposable
     public IServiceProvider Services => Server.Services;
 
     public static async Task<BuyerWebTestBed> CreateAsync(DatabaseProvider provider = DatabaseProvider.Sqlite, DateTimeOffset? now = null) =>
-        new(await TestDatabase.CreateAsync(provider), now is { } start ? new TestClock(start) : null);
+        new(await TestDatabase.CreateMigratedAsync(provider), now is { } start ? new TestClock(start) : null);
 
     public async Task<RunningAdapter> StartAsync(Action<IServiceCollection>? configure = null)
     {

@@ -90,9 +90,6 @@ public sealed class OrderInbox(IDbContextFactory<AdapterDbContext> dbs, TimeProv
         return changed > 0;
     }
 
-    /// <summary>Orders with an announcement that is due now, oldest first.</summary>
-    public Task<IReadOnlyList<Guid>> DueAsync(int max, CancellationToken cancellationToken) => DueAsync(max, [], cancellationToken);
-
     /// <summary>Orders with an announcement that is due now, oldest first, leaving out <paramref name="skip"/> (orders already at work here).</summary>
     public async Task<IReadOnlyList<Guid>> DueAsync(int max, IReadOnlyCollection<Guid> skip, CancellationToken cancellationToken)
     {

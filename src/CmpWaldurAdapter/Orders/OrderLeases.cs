@@ -14,7 +14,7 @@ namespace CmpWaldurAdapter.Orders;
 /// conditional UPDATE, so two replicas (or a replica and the CLI) can never both win.
 /// </summary>
 public sealed class OrderLeases(IDbContextFactory<AdapterDbContext> dbs, AdapterInstance instance, TimeProvider clock, IOptionsMonitor<OrdersOptions> options,
-    ILogger<OrderLeases>? logger = null)
+    ILogger<OrderLeases> logger)
 {
     // Orders this process is working on right now. The database lease keeps other processes out; this set
     // keeps a second worker of this process out, and tells a lost release apart from work in flight.
@@ -151,7 +151,7 @@ public sealed class OrderLeases(IDbContextFactory<AdapterDbContext> dbs, Adapter
     }
 
     private void LogLost(Guid orderUuid, string noticedBy) =>
-        logger?.LogWarning("The lease on {OrderUuid} was taken over by another process (noticed by {NoticedBy}); the work on it here stops and saves nothing more", orderUuid, noticedBy);
+        logger.LogWarning("The lease on {OrderUuid} was taken over by another process (noticed by {NoticedBy}); the work on it here stops and saves nothing more", orderUuid, noticedBy);
 
     /// <summary>
     /// Keeps this process's lease on an order from running out while it works on it (every third of

@@ -31,10 +31,6 @@ public sealed class DatabaseLease
 /// </summary>
 public sealed class DatabaseLeases(IDbContextFactory<AdapterDbContext> dbs, AdapterInstance instance, TimeProvider clock)
 {
-    /// <summary>Takes the lease for <paramref name="duration"/>; false while another process (or another caller here) holds it.</summary>
-    public Task<bool> TryAcquireAsync(string name, TimeSpan duration, CancellationToken cancellationToken) =>
-        TryTakeAsync(name, instance.Id, duration, cancellationToken);
-
     /// <summary>
     /// Takes the lease for this one holding, trying again every 100 ms for up to <paramref name="wait"/> while another
     /// holds it: for short work that should queue behind a short holder rather than fail. Returns the holding's own
@@ -123,9 +119,6 @@ public sealed class DatabaseLeases(IDbContextFactory<AdapterDbContext> dbs, Adap
         await using var db = await dbs.CreateDbContextAsync(cancellationToken);
         return await FenceAsync(db, name, owner, duration, cancellationToken);
     }
-
-    /// <summary>Gives the lease up if this process still holds it (one that expired and was taken over stays with its new owner).</summary>
-    public Task ReleaseAsync(string name) => ReleaseAsync(name, instance.Id);
 
     /// <summary>
     /// Gives up the holding <paramref name="owner"/> names (from <see cref="TryAcquireWaitingAsync"/>), if it still holds it.

@@ -14,7 +14,7 @@ public sealed class CliTests : IAsyncLifetime
 {
     private OrderTestBed _bed = null!;
 
-    public async Task InitializeAsync() => _bed = await OrderTestBed.CreateAsync();
+    public async Task InitializeAsync() => _bed = await OrderTestBed.CreateAsync(emptyDatabase: true); // as an operator finds it before db migrate
 
     public async Task DisposeAsync() => await _bed.DisposeAsync();
 

@@ -29,6 +29,7 @@ public sealed class CreditsCliTests : IAsyncLifetime
         {
             builder.Configuration.AddInMemoryCollection(_bed.Settings);
             builder.Services.AddSingleton<ILogEventSink>(_bed.Logs);
+            builder.Services.WithoutUsageRetryWaits();
         });
         var exit = await AdapterCli.RunAsync(args, context);
         return (exit, output.ToString(), error.ToString());

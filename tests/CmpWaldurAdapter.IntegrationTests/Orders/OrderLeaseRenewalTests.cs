@@ -5,6 +5,7 @@ using CmpWaldurAdapter.Testing.Fakes;
 using CmpWaldurAdapter.Testing.Hosting;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 
 namespace CmpWaldurAdapter.IntegrationTests.Orders;
@@ -34,7 +35,7 @@ public sealed class OrderLeaseRenewalTests : IAsyncLifetime
         await Eventually.TrueAsync(() => _bed.Provisioner.Runs(ScriptedProvisioner.CreateSteps[0]) == 1, TimeSpan.FromSeconds(10));
 
         var otherReplica = new OrderLeases(_bed.Services.GetRequiredService<IDbContextFactory<AdapterDbContext>>(), new AdapterInstance(), TimeProvider.System,
-            _bed.Services.GetRequiredService<IOptionsMonitor<OrdersOptions>>());
+            _bed.Services.GetRequiredService<IOptionsMonitor<OrdersOptions>>(), NullLogger<OrderLeases>.Instance);
         var takenOver = false;
         for (var i = 0; i < 16 && !takenOver; i++) // about two and a half leases
         {

@@ -79,7 +79,7 @@ public sealed class OrderWorkerTests : IAsyncLifetime
         await worker.ExecuteTask!.WaitAsync(TimeSpan.FromSeconds(10)); // the pump ended once its slots were free
         Assert.NotEqual("done", _bed.Waldur.OrderState(late));
         Assert.Equal(1, _bed.Provisioner.Runs(ScriptedProvisioner.CreateSteps[0]));
-        Assert.True(await inbox.DueAsync(10, CancellationToken.None) is [var due] && due == late, "the late order stays in the inbox for another replica");
+        Assert.True(await inbox.DueAsync(10, [], CancellationToken.None) is [var due] && due == late, "the late order stays in the inbox for another replica");
         var scheduler = await server.Services.GetRequiredService<Quartz.ISchedulerFactory>().GetScheduler();
         await Eventually.TrueAsync(() => scheduler.Status == Quartz.SchedulerStatus.Standby, TimeSpan.FromSeconds(10), "no scheduled job fires any more");
     }

@@ -1,18 +1,19 @@
 using CmpWaldurAdapter.Core.Orders;
 using CmpWaldurAdapter.Core.Subscriptions;
 using CmpWaldurAdapter.Hosting;
+using CmpWaldurAdapter.Knowledge.Documents;
 using CmpWaldurAdapter.Orders;
 using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Tenants;
 using CmpWaldurAdapter.Testing.Fakes;
 using CmpWaldurAdapter.Testing.Hosting;
-using CmpWaldurAdapter.Knowledge.Documents;
 using CmpWaldurAdapter.Testing.Knowledge;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Infrastructure;
 using Microsoft.EntityFrameworkCore.Migrations;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Time.Testing;
 
@@ -240,19 +241,19 @@ public abstract class PersistenceTests(DatabaseProvider provider) : IAsyncLifeti
         await inbox.EnqueueAsync(early, "pending-provider", "event", false, CancellationToken.None);
         await inbox.EnqueueAsync(later, "pending-provider", "poll", false, CancellationToken.None);
 
-        Assert.Equal([early, later], await inbox.DueAsync(10, CancellationToken.None));
+        Assert.Equal([early, later], await inbox.DueAsync(10, [], CancellationToken.None));
         Assert.Equal([later], await inbox.DueAsync(10, [early], CancellationToken.None)); // the worker leaves out orders already at work
 
         await inbox.DeferAsync(early, "Waldur answered 503", TimeSpan.FromMinutes(5), CancellationToken.None);
-        Assert.Equal([later], await inbox.DueAsync(10, CancellationToken.None));
+        Assert.Equal([later], await inbox.DueAsync(10, [], CancellationToken.None));
 
         await inbox.CompleteAsync(later, DateTimeOffset.UtcNow, CancellationToken.None);
-        Assert.Empty(await inbox.DueAsync(10, CancellationToken.None));
+        Assert.Empty(await inbox.DueAsync(10, [], CancellationToken.None));
         Assert.False(await inbox.EnqueueAsync(later, "pending-provider", "poll", refeed: false, CancellationToken.None));
 
         Assert.True(await inbox.EnqueueAsync(early, "pending-provider", "refeed", refeed: true, CancellationToken.None));
         Assert.True(await inbox.EnqueueAsync(later, "pending-provider", "refeed", refeed: true, CancellationToken.None));
-        Assert.Equal(2, (await inbox.DueAsync(10, CancellationToken.None)).Count);
+        Assert.Equal(2, (await inbox.DueAsync(10, [], CancellationToken.None)).Count);
 
         await using var db = await Dbs.CreateDbContextAsync();
         var deferred = await db.OrderInbox.SingleAsync(e => e.OrderUuid == early);
@@ -289,7 +290,7 @@ public abstract class PersistenceTests(DatabaseProvider provider) : IAsyncLifeti
         var order = Guid.NewGuid();
         var clock = Services.GetRequiredService<TimeProvider>();
         var options = Services.GetRequiredService<IOptionsMonitor<OrdersOptions>>();
-        var replicas = Enumerable.Range(0, 16).Select(_ => new OrderLeases(Dbs, new AdapterInstance(), clock, options)).ToList();
+        var replicas = Enumerable.Range(0, 16).Select(_ => new OrderLeases(Dbs, new AdapterInstance(), clock, options, NullLogger<OrderLeases>.Instance)).ToList();
         await replicas[0].EnsureRecordAsync(order, OrderType.Create, Guid.NewGuid(), Guid.NewGuid(), CancellationToken.None);
 
         var won = await Task.WhenAll(replicas.Select(r => Task.Run(() => r.TryAcquireAsync(order, CancellationToken.None))));
@@ -313,18 +314,18 @@ public abstract class PersistenceTests(DatabaseProvider provider) : IAsyncLifeti
         var replicas = Enumerable.Range(0, 16).Select(_ => new DatabaseLeases(Dbs, new AdapterInstance(), clock)).ToList();
 
         // The first claim of a name is an INSERT: the primary key lets one of the racing processes in.
-        var won = await Task.WhenAll(replicas.Select(r => Task.Run(() => r.TryAcquireAsync("sync:a", TimeSpan.FromMinutes(5), CancellationToken.None))));
+        var won = await Task.WhenAll(replicas.Select(r => Task.Run(() => TakeAsync(r, "sync:a"))));
 
-        Assert.Equal(1, won.Count(w => w));
-        var winner = Array.IndexOf(won, true);
+        var holding = Assert.Single(won, w => w is not null)!;
+        var winner = Array.IndexOf(won, holding);
         var other = replicas[(winner + 1) % replicas.Count];
-        Assert.False(await replicas[winner].TryAcquireAsync("sync:a", TimeSpan.FromMinutes(5), CancellationToken.None), "a lease is not re-entrant");
-        Assert.True(await other.TryAcquireAsync("sync:b", TimeSpan.FromMinutes(5), CancellationToken.None), "names are independent");
+        Assert.Null(await TakeAsync(replicas[winner], "sync:a")); // a lease is not re-entrant
+        Assert.NotNull(await TakeAsync(other, "sync:b")); // names are independent
 
-        await other.ReleaseAsync("sync:a"); // not its lease: nothing happens
-        Assert.False(await other.TryAcquireAsync("sync:a", TimeSpan.FromMinutes(5), CancellationToken.None));
-        await replicas[winner].ReleaseAsync("sync:a");
-        Assert.True(await other.TryAcquireAsync("sync:a", TimeSpan.FromMinutes(5), CancellationToken.None));
+        await other.ReleaseAsync("sync:a", "another-holding"); // not its holding: nothing happens
+        Assert.Null(await TakeAsync(other, "sync:a"));
+        await replicas[winner].ReleaseAsync("sync:a", holding);
+        Assert.NotNull(await TakeAsync(other, "sync:a"));
 
         // A holder that died: its expired lease is taken over by exactly one process, with one conditional UPDATE.
         await using (var db = await Dbs.CreateDbContextAsync())
@@ -332,8 +333,11 @@ public abstract class PersistenceTests(DatabaseProvider provider) : IAsyncLifeti
             await db.Leases.Where(l => l.Name == "sync:a").ExecuteUpdateAsync(set => set.SetProperty(l => l.ExpiresAt, DateTimeOffset.UtcNow.AddMinutes(-1)));
         }
 
-        var takenOver = await Task.WhenAll(replicas.Select(r => Task.Run(() => r.TryAcquireAsync("sync:a", TimeSpan.FromMinutes(5), CancellationToken.None))));
-        Assert.Equal(1, takenOver.Count(w => w));
+        var takenOver = await Task.WhenAll(replicas.Select(r => Task.Run(() => TakeAsync(r, "sync:a"))));
+        Assert.Single(takenOver, w => w is not null);
+
+        static Task<string?> TakeAsync(DatabaseLeases leases, string name) =>
+            leases.TryAcquireWaitingAsync(name, TimeSpan.FromMinutes(5), TimeSpan.Zero, CancellationToken.None);
     }
 
     [Fact]

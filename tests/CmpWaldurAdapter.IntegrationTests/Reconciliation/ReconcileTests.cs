@@ -94,7 +94,7 @@ public sealed class ReconcileTests : IAsyncLifetime
         var entry = await _bed.QueryAsync(db => db.OrderInbox.AsNoTracking().SingleAsync());
         Assert.Equal((order, "reconcile"), (entry.OrderUuid, entry.Source));
         Assert.NotEqual(fresh, entry.OrderUuid);
-        Assert.Contains(order, await _bed.Services.GetRequiredService<OrderInbox>().DueAsync(10, CancellationToken.None));
+        Assert.Contains(order, await _bed.Services.GetRequiredService<OrderInbox>().DueAsync(10, [], CancellationToken.None));
     }
 
     [Fact]

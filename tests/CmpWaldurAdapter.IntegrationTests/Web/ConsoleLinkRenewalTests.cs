@@ -108,7 +108,8 @@ public abstract class ConsoleLinkRenewalTests(DatabaseProvider provider) : IAsyn
         _bed.Clock!.Advance(Due + TimeSpan.FromMinutes(1));
         var leases = _bed.Services.GetRequiredService<DatabaseLeases>();
         var lease = ReportLease.Name(subscription.ResourceUuid);
-        Assert.True(await leases.TryAcquireAsync(lease, TimeSpan.FromMinutes(1), CancellationToken.None));
+        var holding = await leases.TryAcquireWaitingAsync(lease, TimeSpan.FromMinutes(1), TimeSpan.Zero, CancellationToken.None);
+        Assert.NotNull(holding);
 
         Assert.Equal(0, await Renewal.RenewDueAsync(CancellationToken.None));
         await Assert.ThrowsAsync<TransientProvisioningException>(() => ReportOrderAsync(subscription)); // retried by the order pipeline
@@ -121,16 +122,17 @@ public abstract class ConsoleLinkRenewalTests(DatabaseProvider provider) : IAsyn
 
         Assert.Equal(1, Submits(subscription));
 
-        await leases.ReleaseAsync(lease);
+        await leases.ReleaseAsync(lease, holding);
         Assert.Equal(1, await Renewal.RenewDueAsync(CancellationToken.None));
         Assert.Equal(2, Submits(subscription));
 
         // An order that finds the report being written waits for it, then sends its own.
-        Assert.True(await leases.TryAcquireAsync(lease, TimeSpan.FromMinutes(1), CancellationToken.None));
+        holding = await leases.TryAcquireWaitingAsync(lease, TimeSpan.FromMinutes(1), TimeSpan.Zero, CancellationToken.None);
+        Assert.NotNull(holding);
         var order = ReportOrderAsync(subscription);
         await Task.Delay(TimeSpan.FromMilliseconds(500));
         Assert.False(order.IsCompleted);
-        await leases.ReleaseAsync(lease);
+        await leases.ReleaseAsync(lease, holding);
         await order;
         Assert.Equal(3, Submits(subscription));
     }

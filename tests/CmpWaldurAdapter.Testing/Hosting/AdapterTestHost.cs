@@ -1,6 +1,7 @@
 using CmpWaldurAdapter.Emulators;
 using CmpWaldurAdapter.Hosting;
 using CmpWaldurAdapter.Persistence;
+using CmpWaldurAdapter.Usage;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
@@ -75,6 +76,13 @@ public static class AdapterTestHost
         return settings;
     }
 
+    /// <summary>
+    /// A failed <c>set_usage</c> is tried again at once, not after the product's 1 s and 4 s: no test sits those out. Tests
+    /// of the waits register their own <see cref="UsageSendRetries"/> after this one.
+    /// </summary>
+    public static IServiceCollection WithoutUsageRetryWaits(this IServiceCollection services) =>
+        services.AddSingleton(provider => new UsageSendRetries(provider.GetRequiredService<TimeProvider>()) { WaitAsync = (_, _) => Task.CompletedTask });
+
     /// <summary>The services only (what CLI commands get): no workers, nothing runs by itself.</summary>
     public static async Task<IHost> StartServicesAsync(IDictionary<string, string?> settings, CapturedLogs? logs = null, Action<IServiceCollection>? services = null)
     {
@@ -82,6 +90,7 @@ public static class AdapterTestHost
         {
             builder.Configuration.AddInMemoryCollection(settings);
             builder.Services.AddSingleton<ILogEventSink>(logs ?? new CapturedLogs());
+            builder.Services.WithoutUsageRetryWaits();
             services?.Invoke(builder.Services);
         });
         await host.Services.MigrateAsync(CancellationToken.None);
@@ -97,6 +106,7 @@ public static class AdapterTestHost
         {
             builder.Configuration.AddInMemoryCollection(settings);
             builder.Services.AddSingleton<ILogEventSink>(captured);
+            builder.Services.WithoutUsageRetryWaits();
             services?.Invoke(builder.Services);
         });
         await app.Services.MigrateAsync(CancellationToken.None);

@@ -384,7 +384,7 @@ public abstract class KnowledgeConnectorTests(DatabaseProvider provider) : IAsyn
         var (database, _) = NotionDatabase(1);
         var leases = _bed.Server.Services.GetRequiredService<DatabaseLeases>();
         // A connect of this subscription in progress on another replica (a client retrying one that seemed slow).
-        Assert.True(await leases.TryAcquireAsync($"knowledge-connector-setup:{_bed.Subscription.Id:N}", TimeSpan.FromMinutes(5), CancellationToken.None));
+        Assert.NotNull(await leases.TryAcquireWaitingAsync($"knowledge-connector-setup:{_bed.Subscription.Id:N}", TimeSpan.FromMinutes(5), TimeSpan.Zero, CancellationToken.None));
 
         var (status, error) = await ConnectNotionAsync(database);
 
@@ -409,7 +409,7 @@ public abstract class KnowledgeConnectorTests(DatabaseProvider provider) : IAsyn
         Assert.Equal(HttpStatusCode.Conflict, status);
         KnowledgeTestBed.AssertError(error, "connector_exists");
         var leases = _bed.Server.Services.GetRequiredService<DatabaseLeases>();
-        Assert.True(await leases.TryAcquireAsync($"knowledge-connector-setup:{_bed.Subscription.Id:N}", TimeSpan.FromMinutes(5), CancellationToken.None));
+        Assert.NotNull(await leases.TryAcquireWaitingAsync($"knowledge-connector-setup:{_bed.Subscription.Id:N}", TimeSpan.FromMinutes(5), TimeSpan.Zero, CancellationToken.None));
         var (busyStatus, busy) = await PatchAsync(connector, new JsonObject { ["integration_token"] = NotionToken });
         Assert.Equal(HttpStatusCode.Conflict, busyStatus);
         KnowledgeTestBed.AssertError(busy, "connector_setup_in_progress");

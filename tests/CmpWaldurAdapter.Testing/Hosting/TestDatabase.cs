@@ -93,9 +93,10 @@ public sealed class TestDatabase : IAsyncDisposable
                 var part = template + ".part-" + Guid.NewGuid().ToString("N");
                 File.Copy(scratch._sqliteFile!, part);
                 File.Move(part, template, overwrite: true);
-                foreach (var older in Directory.GetFiles(SqliteDirectory, "template-*.sqlite").Where(f => f != template))
+                // Earlier builds' templates, once no test run can still be copying them (another build's may be running now).
+                foreach (var older in Directory.GetFiles(SqliteDirectory, "template-*.sqlite").Where(f => File.GetLastWriteTimeUtc(f) < DateTime.UtcNow.AddDays(-1)))
                 {
-                    File.Delete(older); // an earlier build's
+                    File.Delete(older);
                 }
             }
 

@@ -19,6 +19,8 @@ public sealed class BrowserSession : IAsyncDisposable
 
     public static async Task<BrowserSession> LaunchAsync()
     {
+        // As the actions' own limit below: expectations met within a second on an idle machine took over five beside builds.
+        Assertions.SetDefaultExpectTimeout(15_000);
         var playwright = await Microsoft.Playwright.Playwright.CreateAsync();
         var browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
         {

@@ -164,12 +164,14 @@ public static class StartupNotices
             }
         }
 
-        // Waldur being away now is /status's to report; only an answer that the offering is not there is said here.
+        // Waldur being away now is /status's to report; only an answer that the offering is not there is said here. The
+        // offerings are read together under one time limit: a Waldur that hangs delays the start by that much, not that
+        // much per offering (past the orchestrator's start-up probe).
         var waldur = services.GetRequiredService<IWaldurApi>();
-        foreach (var offering in served)
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(WaldurReadTimeout);
+        await Task.WhenAll(served.Select(async offering =>
         {
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            timeout.CancelAfter(WaldurReadTimeout);
             try
             {
                 await waldur.GetProviderOfferingAsync(offering.Uuid, timeout.Token);
@@ -184,6 +186,6 @@ public static class StartupNotices
             {
                 logger.LogDebug("Could not read offering {OfferingUuid} from Waldur at start ({Error})", offering.Uuid, exception.GetType().Name);
             }
-        }
+        }));
     }
 }

@@ -234,6 +234,28 @@ public sealed class ServeStartTests
         });
     }
 
+    /// <summary>
+    /// A Waldur that hangs delays the start by the one time limit of the offering reads, not by that limit per offering:
+    /// with many offerings, serial reads would keep serve from listening past an orchestrator's start-up probe.
+    /// </summary>
+    [Fact]
+    public async Task Serve_reads_its_offerings_from_waldur_at_start_together_not_one_after_another()
+    {
+        await using var bed = await OrderTestBed.CreateAsync();
+        var second = Guid.NewGuid();
+        bed.Settings["Offerings:1:Uuid"] = second.ToString();
+        bed.Settings["Offerings:1:Slug"] = "research-agent";
+        var hanging = new[] { bed.Offering, second }.Select(o => bed.Waldur.Upstream.Hold("GET", $"/api/marketplace-provider-offerings/{o}/")).ToList();
+
+        var serving = ServingAsync(Context(bed), _ => Task.CompletedTask);
+        await Eventually.TrueAsync(() => hanging.Any(h => h.Arrived > 0), TimeSpan.FromSeconds(30), "serve reads an offering at start");
+        // One after another, the second offering's read would wait for the first's 5-second limit.
+        await Eventually.TrueAsync(() => hanging.All(h => h.Arrived > 0), TimeSpan.FromSeconds(3), "both offerings are read at once");
+        hanging.ForEach(h => h.Release());
+
+        Assert.Equal(ExitCodes.Success, await serving);
+    }
+
     [Fact]
     public async Task Serve_names_at_start_a_matching_configuration_without_offering_errors_and_an_empty_one_with_a_warning()
     {

@@ -196,4 +196,25 @@ public sealed class EventChannelPartialTests : IAsyncLifetime
         await Eventually.TrueAsync(() => _bed.Waldur.OrderState(order) == "done", TimeSpan.FromSeconds(10), "its order event is handled");
         Assert.Contains(_bed.Logs.Lines, line => line.Contains("gone-from-waldur", StringComparison.Ordinal) && line.Contains("retrying", StringComparison.Ordinal));
     }
+
+    /// <summary>
+    /// Some queues listened to, not all: monitoring sees the event channel degraded, with how many, but it is no outage
+    /// (the other offering's orders still come, by the fallback poll), so <c>/status</c> answers 200.
+    /// </summary>
+    [Fact]
+    public async Task Status_shows_the_events_check_degraded_with_how_many_queues_are_listened_to()
+    {
+        var server = await _bed.StartServerAsync();
+        var status = server.Services.GetRequiredService<EventChannelStatus>();
+        await Eventually.TrueAsync(() => status.ConnectedQueues == 2, TimeSpan.FromSeconds(20), "the known offering's two queues are listened to");
+        using var client = server.CreateClient();
+
+        var response = await client.GetAsync("/status");
+        var body = JsonNode.Parse(await response.Content.ReadAsStringAsync())!;
+
+        Assert.Equal(System.Net.HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("degraded", body["status"]!.GetValue<string>());
+        Assert.Equal("degraded", body["checks"]!["events"]!.GetValue<string>());
+        Assert.Equal("2 of 4 Waldur event queue(s) listened to; orders of the others are found only by the fallback poll.", body["reasons"]!["events"]!.GetValue<string>());
+    }
 }

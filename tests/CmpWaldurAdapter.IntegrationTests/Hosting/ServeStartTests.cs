@@ -6,6 +6,7 @@ using CmpWaldurAdapter.Cli;
 using CmpWaldurAdapter.Hosting;
 using CmpWaldurAdapter.IntegrationTests.Orders;
 using CmpWaldurAdapter.Persistence;
+using CmpWaldurAdapter.Testing.Fakes;
 using CmpWaldurAdapter.Testing.Hosting;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Diagnostics;
@@ -183,6 +184,34 @@ public sealed class ServeStartTests
 
             return Task.CompletedTask;
         });
+    }
+
+    /// <summary>
+    /// The Waldur token goes to the broker as the STOMP passcode: a ws:// broker on another machine is said once at start,
+    /// naming the setting. No offering is served, so no queue is listened to and the broker is never contacted.
+    /// </summary>
+    [Fact]
+    public async Task Serve_warns_once_at_start_when_the_event_broker_would_get_the_token_in_clear_naming_the_setting()
+    {
+        await using var bed = await OrderTestBed.CreateAsync();
+        foreach (var key in bed.Settings.Keys.Where(k => k.StartsWith("Offerings:", StringComparison.Ordinal)).ToList())
+        {
+            bed.Settings.Remove(key);
+        }
+
+        bed.Settings["Events:Enabled"] = "true";
+        bed.Settings["Events:WebSocketUrl"] = "ws://rabbitmq.example.org:15674/ws";
+
+        await ServingAsync(Context(bed), _ =>
+        {
+            var warning = Assert.Single(bed.Logs.Events, e => e.Level == LogEventLevel.Warning && FromStartupNotices(e) && e.RenderMessage().Contains("unencrypted", StringComparison.Ordinal));
+            Assert.Contains("Events:WebSocketUrl", warning.RenderMessage(), StringComparison.Ordinal);
+            Assert.Contains("rabbitmq.example.org", warning.RenderMessage(), StringComparison.Ordinal);
+            Assert.DoesNotContain(WaldurFake.Token, warning.RenderMessage(), StringComparison.Ordinal);
+            return Task.CompletedTask;
+        });
+
+        TestSecrets.AssertNotLogged(bed.Logs);
     }
 
     /// <summary>Every link buyers get (console, one-time key, try page) is built on the public address: unset, it is this machine's.</summary>

@@ -330,6 +330,34 @@ public sealed class CreditsCliTests : IAsyncLifetime
         Assert.Contains("no last known balance", never.Error);
     }
 
+    /// <summary>
+    /// Waldur slower than <c>Credits:FundingTimeout</c> is a read that failed: the command waits no longer than that and
+    /// labels the last known value stale. Waldur holds the read (it answers only once the test ends), so the timeout, not
+    /// an error answer, is what ends it.
+    /// </summary>
+    [Fact]
+    public async Task Balance_when_waldur_answers_slower_than_the_funding_timeout_exits_2_and_labels_the_last_known_value_stale()
+    {
+        WaldurFunded();
+        var customer = Guid.NewGuid();
+        _bed.Waldur.AddCustomerCredit(customer, 1.00m);
+        var first = await RunAsync("credits", "balance", "--customer", customer.ToString());
+        _bed.Waldur.Hold("GET", "/api/customer-credits/");
+        _bed.Settings["Credits:FundingTimeout"] = "00:00:00.5";
+        // Waldur calls' own timeout (with its retries) far past the bound below: only the funding timeout ends the read.
+        _bed.Settings["Waldur:AttemptTimeout"] = "00:05:00";
+
+        // Bounded only so that a command that waits for Waldur regardless fails the test instead of hanging it.
+        var table = await RunAsync("credits", "balance", "--customer", customer.ToString()).WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.Equal(ExitCodes.Success, first.Exit);
+        Assert.Equal(ExitCodes.Error, table.Exit);
+        Assert.Contains($"the Waldur funding of organization {customer} could not be read", table.Error);
+        Assert.Contains("Last known (STALE, read from Waldur at ", table.Error);
+        Assert.Contains("balance 100, reserved 0, available 100", table.Error);
+        Assert.Equal("", table.Output);
+    }
+
     /// <summary>Waldur funds the balance (a credit is worth 0.01); with <paramref name="secondSlug"/>, a second served offering (returned).</summary>
     private Guid WaldurFunded(string? secondSlug = null)
     {

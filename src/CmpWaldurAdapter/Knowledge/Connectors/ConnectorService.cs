@@ -40,12 +40,12 @@ public sealed class ConnectorService(
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull };
 
     public Task<(KnowledgeConnector Connector, SyncOutcome Outcome)> ConnectAsync(KnowledgeTenant tenant, ConnectorKind kind, ConnectorSettings settings, CancellationToken cancellationToken) =>
-        UnderSetupLeaseAsync(tenant.SubscriptionId, async () =>
+        UnderSetupLeaseAsync(tenant.SubscriptionId, async setup =>
         {
-            await RefuseSecondConnectorAsync(tenant.SubscriptionId, kind, settings, cancellationToken);
+            await RefuseSecondConnectorAsync(tenant.SubscriptionId, kind, settings, setup.Held);
 
             // Read before storing anything: credentials that do not work are refused, not kept.
-            var listed = await ListAsync(kind, settings, cancellationToken);
+            var listed = await ListAsync(kind, settings, setup.Held);
             var now = clock.GetUtcNow();
             var connector = new KnowledgeConnector
             {
@@ -64,7 +64,8 @@ public sealed class ConnectorService(
                 await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
                 {
                     db.KnowledgeConnectors.Add(connector);
-                    await SaveFencedAsync(db, sync);
+                    // Fenced by the setup lease too: one taken over while the source was read may have let another connect of the same source past the check.
+                    await SaveFencedAsync(db, setup, sync);
                 }
 
                 logger.LogInformation("Connected {Kind} connector {ConnectorId} to the knowledge base of subscription {SubscriptionId}", kind, connector.Id, tenant.SubscriptionId);
@@ -109,7 +110,7 @@ public sealed class ConnectorService(
     /// the old ones kept.
     /// </summary>
     public Task<(KnowledgeConnector Connector, SyncOutcome Outcome)> UpdateAsync(KnowledgeTenant tenant, Guid connectorId, ConnectorSettings changes, CancellationToken cancellationToken) =>
-        UnderSetupLeaseAsync(tenant.SubscriptionId, () => UnderSyncLeaseAsync(connectorId, async sync =>
+        UnderSetupLeaseAsync(tenant.SubscriptionId, setup => UnderSyncLeaseAsync(connectorId, async sync =>
         {
             var connector = await FindAsync(tenant.SubscriptionId, connectorId, sync.Held);
             var settings = Merge(connector.Kind, SettingsOf(connector), changes);
@@ -123,7 +124,8 @@ public sealed class ConnectorService(
                 row.Description = Describe(connector.Kind, settings);
                 row.LastError = null;
                 row.UpdatedAt = clock.GetUtcNow();
-                await SaveFencedAsync(db, sync);
+                // Fenced by the setup lease too: one taken over while the source was read may have let another change onto the same source past the check.
+                await SaveFencedAsync(db, setup, sync);
                 connector = row;
             }
 
@@ -146,7 +148,7 @@ public sealed class ConnectorService(
             {
                 if (keepDocuments)
                 {
-                    await FencedAsync(db, sync, () => db.KnowledgeDocuments.Where(d => d.ConnectorId == connector.Id).ExecuteUpdateAsync(d => d.SetProperty(x => x.ConnectorId, (Guid?)null), CancellationToken.None));
+                    await FencedAsync(db, () => db.KnowledgeDocuments.Where(d => d.ConnectorId == connector.Id).ExecuteUpdateAsync(d => d.SetProperty(x => x.ConnectorId, (Guid?)null), CancellationToken.None), sync);
                 }
                 else
                 {
@@ -155,7 +157,7 @@ public sealed class ConnectorService(
                     removed = pages.Count;
                 }
 
-                await FencedAsync(db, sync, () => db.KnowledgeConnectors.Where(c => c.Id == connector.Id).ExecuteDeleteAsync(CancellationToken.None));
+                await FencedAsync(db, () => db.KnowledgeConnectors.Where(c => c.Id == connector.Id).ExecuteDeleteAsync(CancellationToken.None), sync);
             }
 
             logger.LogInformation("Deleted connector {ConnectorId} of subscription {SubscriptionId} ({Removed} page(s) removed, documents kept: {Kept})", connector.Id, tenant.SubscriptionId, removed, keepDocuments);
@@ -171,9 +173,13 @@ public sealed class ConnectorService(
     private Task<T> UnderSyncLeaseAsync<T>(Guid connectorId, Func<DatabaseLeaseHolding, Task<T>> action, CancellationToken cancellationToken) =>
         UnderLeaseAsync(SyncLeaseName(connectorId), "sync_in_progress", "This connector is being synced right now; try again when it has finished.", action, cancellationToken);
 
-    /// <summary>One connect or settings change per subscription at a time: two would both pass the check for a source already connected.</summary>
-    private Task<T> UnderSetupLeaseAsync<T>(Guid subscriptionId, Func<Task<T>> action, CancellationToken cancellationToken) =>
-        UnderLeaseAsync($"knowledge-connector-setup:{subscriptionId:N}", "connector_setup_in_progress", "Another connector of this knowledge base is being connected or changed right now; try again when it has finished.", _ => action(), cancellationToken);
+    /// <summary>
+    /// One connect or settings change per subscription at a time: two would both pass the check for a source already connected.
+    /// The save of the checked settings is fenced by it, so a holder whose lease was taken over (its successor checked without
+    /// seeing this one's settings) saves nothing.
+    /// </summary>
+    private Task<T> UnderSetupLeaseAsync<T>(Guid subscriptionId, Func<DatabaseLeaseHolding, Task<T>> action, CancellationToken cancellationToken) =>
+        UnderLeaseAsync($"knowledge-connector-setup:{subscriptionId:N}", "connector_setup_in_progress", "Another connector of this knowledge base is being connected or changed right now; try again when it has finished.", action, cancellationToken);
 
     private async Task<T> UnderLeaseAsync<T>(string lease, string code, string message, Func<DatabaseLeaseHolding, Task<T>> action, CancellationToken cancellationToken)
     {
@@ -191,15 +197,19 @@ public sealed class ConnectorService(
         }
     }
 
-    /// <summary>Saves what <paramref name="db"/> tracks only while <paramref name="lease"/> is still held (<see cref="DatabaseLeaseHolding.FenceAsync"/>).</summary>
-    private static Task SaveFencedAsync(AdapterDbContext db, DatabaseLeaseHolding lease) =>
-        FencedAsync(db, lease, () => db.SaveChangesAsync(CancellationToken.None));
+    /// <summary>Saves what <paramref name="db"/> tracks only while every one of <paramref name="leases"/> is still held (<see cref="DatabaseLeaseHolding.FenceAsync"/>).</summary>
+    private static Task SaveFencedAsync(AdapterDbContext db, params DatabaseLeaseHolding[] leases) =>
+        FencedAsync(db, () => db.SaveChangesAsync(CancellationToken.None), leases);
 
-    /// <summary>Runs <paramref name="write"/> in one transaction after the lease's fence, on no caller's token (a save once begun is finished).</summary>
-    private static async Task FencedAsync(AdapterDbContext db, DatabaseLeaseHolding lease, Func<Task> write)
+    /// <summary>Runs <paramref name="write"/> in one transaction after the leases' fences, on no caller's token (a save once begun is finished).</summary>
+    private static async Task FencedAsync(AdapterDbContext db, Func<Task> write, params DatabaseLeaseHolding[] leases)
     {
         await using var transaction = await db.Database.BeginTransactionAsync(CancellationToken.None);
-        await lease.FenceAsync(db, CancellationToken.None);
+        foreach (var lease in leases)
+        {
+            await lease.FenceAsync(db, CancellationToken.None);
+        }
+
         await write();
         await transaction.CommitAsync(CancellationToken.None);
     }

@@ -132,6 +132,136 @@ public abstract class KnowledgeConnectorTests(DatabaseProvider provider) : IAsyn
     private Task<KnowledgeConnector> ConnectorRowAsync(Guid connector) =>
         _bed.Credits.QueryAsync(db => db.KnowledgeConnectors.AsNoTracking().SingleAsync(c => c.Id == connector));
 
+    private string SetupLease => $"knowledge-connector-setup:{_bed.Subscription.Id:N}";
+
+    /// <summary>Another replica takes the lease, as it does once this process's holding ran out (its renewals lost for a whole lease).</summary>
+    private void TakeOver(string lease) =>
+        _bed.Credits.QueryAsync(db => db.Leases.Where(l => l.Name == lease).ExecuteUpdateAsync(set => set
+            .SetProperty(l => l.Owner, "another-replica")
+            .SetProperty(l => l.ExpiresAt, DateTimeOffset.UtcNow.AddMinutes(5)))).GetAwaiter().GetResult();
+
+    private Task<string> LeaseOwnerAsync(string lease) =>
+        _bed.Credits.QueryAsync(db => db.Leases.Where(l => l.Name == lease).Select(l => l.Owner).SingleAsync());
+
+    private Task<List<KnowledgeConnector>> ConnectorRowsAsync() =>
+        _bed.Credits.QueryAsync(db => db.KnowledgeConnectors.AsNoTracking().ToListAsync());
+
+    [Fact]
+    public async Task A_connect_whose_setup_lease_was_taken_over_while_the_source_was_read_stores_no_connector_and_adds_no_page()
+    {
+        var (database, _) = NotionDatabase(1);
+        var reads = 0;
+        _bed.Notion.Observe = (message, _) =>
+        {
+            // The other replica now connecting may have checked for this source without seeing it: this connect must not store it too.
+            if (message.Method == "POST" && message.Path == $"/v1/databases/{database}/query" && Interlocked.Increment(ref reads) == 1)
+            {
+                TakeOver(SetupLease);
+            }
+        };
+
+        var (status, error) = await ConnectNotionAsync(database);
+
+        Assert.Equal(1, reads);
+        Assert.Equal(HttpStatusCode.Conflict, status);
+        KnowledgeTestBed.AssertError(error, "connector_setup_in_progress");
+        Assert.Empty(await ConnectorRowsAsync());
+        Assert.Empty(await _bed.RowsAsync());
+        Assert.Empty(_bed.Ragflow.Documents(_bed.DatasetId));
+        Assert.Equal("another-replica", await LeaseOwnerAsync(SetupLease));
+    }
+
+    [Fact]
+    public async Task A_connect_whose_new_connectors_lease_was_taken_over_while_its_page_was_uploaded_records_no_page_and_takes_it_out_of_ragflow()
+    {
+        var (database, _) = NotionDatabase(1);
+        string? lease = null;
+        _bed.Ragflow.Observe = (message, _) =>
+        {
+            if (message.Method == "POST" && message.Path == $"/api/v1/datasets/{_bed.DatasetId}/documents" && lease is null)
+            {
+                // The connector was stored under its own lease before its first page went up: another replica syncing it took that lease.
+                lease = _bed.Credits.QueryAsync(db => db.Leases.Where(l => l.Name.StartsWith("knowledge-connector-sync:") && l.Owner != string.Empty).Select(l => l.Name).SingleAsync()).GetAwaiter().GetResult();
+                TakeOver(lease);
+            }
+        };
+
+        var (status, error) = await ConnectNotionAsync(database);
+
+        Assert.NotNull(lease);
+        Assert.Equal(HttpStatusCode.Conflict, status);
+        KnowledgeTestBed.AssertError(error, "sync_in_progress");
+        // The connector stays, never synced: it is the new holder's to sync, and that one adds the page.
+        var connector = Assert.Single(await ConnectorRowsAsync());
+        Assert.Equal(ConnectorService.SyncLeaseName(connector.Id), lease);
+        Assert.Null(connector.LastSyncedAt);
+        Assert.Empty(await _bed.RowsAsync());
+        Assert.Empty(_bed.Ragflow.Documents(_bed.DatasetId));
+        Assert.Equal("another-replica", await LeaseOwnerAsync(lease));
+    }
+
+    [Theory]
+    [InlineData("setup")]
+    [InlineData("sync")]
+    public async Task A_connector_update_whose_lease_was_taken_over_while_the_new_settings_read_the_source_keeps_the_old_settings_and_pages(string taken)
+    {
+        var (database, _) = NotionDatabase(1);
+        var (other, _) = NotionDatabase(1);
+        var (_, body) = await ConnectNotionAsync(database);
+        var connector = Guid.Parse(body["connector"]!["id"]!.GetValue<string>());
+        var before = await ConnectorRowAsync(connector);
+        var pages = RagflowIdsByName();
+        var lease = taken == "setup" ? SetupLease : ConnectorService.SyncLeaseName(connector);
+        var reads = 0;
+        _bed.Notion.Observe = (message, _) =>
+        {
+            if (message.Method == "POST" && message.Path == $"/v1/databases/{other}/query" && Interlocked.Increment(ref reads) == 1)
+            {
+                TakeOver(lease);
+            }
+        };
+
+        var (status, error) = await PatchAsync(connector.ToString(), new JsonObject { ["ids"] = new JsonArray(database, other) });
+
+        Assert.Equal(1, reads);
+        Assert.Equal(HttpStatusCode.Conflict, status);
+        KnowledgeTestBed.AssertError(error, taken == "setup" ? "connector_setup_in_progress" : "sync_in_progress");
+        var after = await ConnectorRowAsync(connector);
+        Assert.Equal((before.ProtectedSettings, before.Description, before.UpdatedAt, before.LastSyncedAt), (after.ProtectedSettings, after.Description, after.UpdatedAt, after.LastSyncedAt));
+        Assert.Equal(pages, RagflowIdsByName());
+        Assert.Single(await _bed.RowsAsync());
+        Assert.Equal("another-replica", await LeaseOwnerAsync(lease));
+    }
+
+    [Fact]
+    public async Task A_connector_delete_whose_lease_was_taken_over_while_its_pages_left_ragflow_keeps_the_connector_and_the_page_records()
+    {
+        var (database, _) = NotionDatabase(2);
+        var (_, body) = await ConnectNotionAsync(database);
+        var connector = Guid.Parse(body["connector"]!["id"]!.GetValue<string>());
+        var lease = ConnectorService.SyncLeaseName(connector);
+        var deletes = 0;
+        _bed.Ragflow.Observe = (message, _) =>
+        {
+            if (message.Method == "DELETE" && message.Path == $"/api/v1/datasets/{_bed.DatasetId}/documents" && Interlocked.Increment(ref deletes) == 1)
+            {
+                TakeOver(lease);
+            }
+        };
+
+        var (status, error) = await _bed.DeleteAsync($"/v1/knowledge/connectors/{connector}");
+
+        // Each page leaves RAGFlow on its own call; the takeover after the first is found at the fenced save that follows.
+        Assert.Equal(2, deletes);
+        Assert.Equal(HttpStatusCode.Conflict, status);
+        KnowledgeTestBed.AssertError(error, "sync_in_progress");
+        // Nothing recorded changed: the new holder finds the connector and its pages as they were (pages gone from RAGFlow
+        // are failed by the parse monitor and forgotten by a delete), and a delete once it is done finishes the job.
+        Assert.Single(await ConnectorRowsAsync());
+        Assert.Equal(2, (await _bed.RowsAsync()).Count(d => d.ConnectorId == connector));
+        Assert.Equal("another-replica", await LeaseOwnerAsync(lease));
+    }
+
     [Fact]
     public async Task Connector_credentials_are_stored_encrypted_and_never_shown()
     {

@@ -28,6 +28,7 @@ public sealed class DatabaseLease
 /// Work that only one process of all replicas may do at a time, decided by the database: a lease is taken
 /// by one conditional UPDATE (a lease that ran out) or one INSERT (no lease yet), so two replicas can never
 /// both win, on PostgreSQL and SQLite alike. A holder that crashes or loses its release frees it on expiry.
+/// Rows given up, or run out a day ago, are deleted by <see cref="ExpiredRowsPurge"/> (a lease per resource would otherwise stay for good).
 /// </summary>
 public sealed class DatabaseLeases(IDbContextFactory<AdapterDbContext> dbs, AdapterInstance instance, TimeProvider clock)
 {
@@ -67,22 +68,13 @@ public sealed class DatabaseLeases(IDbContextFactory<AdapterDbContext> dbs, Adap
             return true;
         }
 
-        // Held (the usual answer while someone works): said without a failing INSERT, which would log an error each try.
-        if (await db.Leases.AnyAsync(l => l.Name == name, cancellationToken))
-        {
-            return false;
-        }
-
-        db.Leases.Add(new DatabaseLease { Name = name, Owner = owner, ExpiresAt = until });
-        try
-        {
-            await db.SaveChangesAsync(cancellationToken);
-            return true;
-        }
-        catch (DbUpdateException exception) when (DbErrors.IsUniqueViolation(exception))
-        {
-            return false;
-        }
+        // No row yet (a new name, or one purged), or held: one INSERT that does nothing when the row
+        // exists, so a taker that lost the race for a new name, or finds it held, learns so without the unique violation
+        // EF Core would log as an error.
+        FormattableString insert = db.Database.IsSqlite()
+            ? (FormattableString)$"INSERT INTO leases (name, owner, expires_at) VALUES ({name}, {owner}, {until.UtcTicks}) ON CONFLICT DO NOTHING" // instants as UTC ticks there
+            : $"INSERT INTO leases (name, owner, expires_at) VALUES ({name}, {owner}, {until}) ON CONFLICT DO NOTHING";
+        return await db.Database.ExecuteSqlAsync(insert, cancellationToken) == 1;
     }
 
     /// <summary>
@@ -122,8 +114,7 @@ public sealed class DatabaseLeases(IDbContextFactory<AdapterDbContext> dbs, Adap
 
     /// <summary>
     /// Gives up the holding <paramref name="owner"/> names (from <see cref="TryAcquireWaitingAsync"/>), if it still holds it.
-    /// The row stays, run out: the next taker takes it with the conditional UPDATE, so racing takers never meet at an INSERT
-    /// (the loser's unique violation would be logged as a database error).
+    /// The row stays, run out, for the next taker's conditional UPDATE, until the purge deletes it.
     /// </summary>
     public async Task ReleaseAsync(string name, string owner)
     {

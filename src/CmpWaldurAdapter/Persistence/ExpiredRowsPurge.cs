@@ -10,7 +10,7 @@ namespace CmpWaldurAdapter.Persistence;
 /// Deletes rows that nothing reads once they have expired, which would otherwise pile up for good: Idempotency-Key
 /// entries (one per request that sends a key, with its stored answer), one-time key links, console sign-outs past their cookie's expiry, and handoff records of
 /// conversations idle past <see cref="HandoffOptions.ConversationRetention"/> (one per conversation of a subscription
-/// with a handoff rule, with its transcript and delivered webhook event).
+/// with a handoff rule, with its transcript and delivered webhook event), and named leases given up, or run out a day ago.
 /// </summary>
 /// <remarks>
 /// In batches of <see cref="BatchSize"/> rows, each its own statement, so a large backlog never holds its locks for
@@ -22,6 +22,9 @@ public sealed class ExpiredRowsPurge(IDbContextFactory<AdapterDbContext> dbs, Ti
     public const int BatchSize = 2_000;
 
     public const int MaxBatchesPerRun = 100;
+
+    /// <summary>How long a named lease's row stays once it was released or ran out.</summary>
+    public static readonly TimeSpan LeaseRetention = TimeSpan.FromDays(1);
 
     /// <summary>Returns how many rows were deleted.</summary>
     public async Task<int> PurgeAsync(CancellationToken cancellationToken)
@@ -44,6 +47,12 @@ public sealed class ExpiredRowsPurge(IDbContextFactory<AdapterDbContext> dbs, Ti
 
         // Past its cookie's expiry a signed-out session's token is refused by itself.
         purged += await PurgeAsync(db => db.ConsoleSignOuts.Where(s => s.ExpiresAt < now), cancellationToken);
+
+        // A lease given up (its expiry set to DatabaseLeases.Released), or run out a day ago, guards nothing: one per resource
+        // and kind of work would stay for good. Its next taker inserts it anew. The day keeps a holder that is only late
+        // renewing (a paused process, a skewed clock) from losing its row under it.
+        var unusedSince = now - LeaseRetention;
+        purged += await PurgeAsync(db => db.Leases.Where(l => l.ExpiresAt < unusedSince), cancellationToken);
         return purged;
     }
 

@@ -203,6 +203,33 @@ public abstract class ExpiredRowsPurgeTests(DatabaseProvider provider) : IAsyncL
 
         Assert.Equal([live], await _bed.QueryAsync(db => db.ConsoleSignOuts.Select(s => s.SessionId).ToListAsync()));
     }
+
+    /// <summary>
+    /// A named lease given up, or run out a day ago (its holder died), is deleted: one per resource and kind of work would
+    /// stay for good. A held one and one run out within the day stay, and a deleted name is taken again by exactly one of
+    /// racing takers, with no error logged.
+    /// </summary>
+    [Fact]
+    public async Task Named_leases_given_up_or_run_out_a_day_ago_are_deleted_and_their_names_taken_anew_by_one_taker()
+    {
+        var leases = _bed.Services.GetRequiredService<DatabaseLeases>();
+        var released = await leases.TryAcquireWaitingAsync("report:released", TimeSpan.FromMinutes(5), TimeSpan.Zero, CancellationToken.None);
+        await leases.ReleaseAsync("report:released", released!);
+        Assert.NotNull(await leases.TryAcquireWaitingAsync("report:crashed", TimeSpan.FromMinutes(5), TimeSpan.Zero, CancellationToken.None));
+        _bed.Clock!.Advance(ExpiredRowsPurge.LeaseRetention + TimeSpan.FromHours(1));
+        Assert.NotNull(await leases.TryAcquireWaitingAsync("report:ran-out", TimeSpan.FromMinutes(5), TimeSpan.Zero, CancellationToken.None));
+        await using var held = await leases.TryHoldAsync("report:held", TimeSpan.FromDays(2), CancellationToken.None);
+        Assert.NotNull(held);
+        _bed.Clock.Advance(TimeSpan.FromHours(1));
+
+        await PurgeAsync();
+
+        Assert.Equal(["report:held", "report:ran-out"], await _bed.QueryAsync(db => db.Leases.OrderBy(l => l.Name).Select(l => l.Name).ToListAsync()));
+        var takers = Enumerable.Range(0, 8).Select(_ => new DatabaseLeases(_bed.Services.GetRequiredService<IDbContextFactory<AdapterDbContext>>(), new(), _bed.Clock));
+        var won = await Task.WhenAll(takers.Select(t => Task.Run(() => t.TryAcquireWaitingAsync("report:released", TimeSpan.FromMinutes(5), TimeSpan.Zero, CancellationToken.None))));
+        Assert.Single(won, w => w is not null);
+        Assert.DoesNotContain(_bed.Logs.Events, e => e.Level >= Serilog.Events.LogEventLevel.Error);
+    }
 }
 
 public sealed class ExpiredRowsPurgeOnSqliteTests() : ExpiredRowsPurgeTests(DatabaseProvider.Sqlite);

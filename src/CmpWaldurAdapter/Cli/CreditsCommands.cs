@@ -1,9 +1,12 @@
 using System.CommandLine;
 using System.Text.Json;
 using CmpWaldurAdapter.Catalogue;
+using CmpWaldurAdapter.Core.Credits;
 using CmpWaldurAdapter.Credits;
 using CmpWaldurAdapter.Offerings;
 using CmpWaldurAdapter.Persistence;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
 
 namespace CmpWaldurAdapter.Cli;
 
@@ -36,13 +39,18 @@ public static class CreditsCommands
                 + "--customer, --amount and --reason (the reason trimmed), so rerunning the same command adds nothing more; "
                 + "to grant the same amount for the same reason a second time on purpose, give a new --request-id.",
         };
+        var newCustomer = new Option<bool>("--new-customer")
+        {
+            Description = "Fund an organization that has not ordered here yet (credits in advance of its first order). Without it, "
+                + "a grant to a customer UUID the adapter does not know is refused: a typo or a project UUID would fund nobody.",
+        };
 
         var grant = new Command("grant", "Add credits to an organization's balance (ledger funding). Prints the new balance. "
             + "Safe to rerun: the same command (same customer, amount and reason, or the same --request-id) grants once and says it was a replay.")
         {
-            customer, amount, reason, requestId,
+            customer, amount, reason, requestId, newCustomer,
         };
-        grant.SetAction((parse, cancellationToken) => GrantAsync(context, parse, parse.GetValue(customer), parse.GetValue(amount), parse.GetValue(reason)!, parse.GetValue(requestId), cancellationToken));
+        grant.SetAction((parse, cancellationToken) => GrantAsync(context, parse, parse.GetValue(customer), parse.GetValue(amount), parse.GetValue(reason)!, parse.GetValue(requestId), parse.GetValue(newCustomer), cancellationToken));
 
         var balanceCustomer = new Option<Guid>("--customer") { Description = "The organization (Waldur customer UUID).", Required = true };
         var balance = new Command("balance", "Show an organization's credits: balance, held by requests in progress, and available.") { balanceCustomer };
@@ -51,7 +59,7 @@ public static class CreditsCommands
         return new Command("credits", "Organization credit balances.") { grant, balance };
     }
 
-    private static async Task<int> GrantAsync(CommandContext context, ParseResult parse, Guid customer, long amount, string reason, string? requestId, CancellationToken cancellationToken)
+    private static async Task<int> GrantAsync(CommandContext context, ParseResult parse, Guid customer, long amount, string reason, string? requestId, bool newCustomer, CancellationToken cancellationToken)
     {
         if (string.IsNullOrWhiteSpace(reason))
         {
@@ -63,6 +71,17 @@ public static class CreditsCommands
         var id = requestId ?? DerivedRequestId(customer, amount, reason);
         using var host = context.BuildHost(parse);
         await host.Services.MigrateEmbeddedDatabaseAsync(cancellationToken);
+        var organization = await RecordedOrganizationAsync(host.Services, customer, id, cancellationToken);
+        // A typo, or a project UUID pasted for the organization's, would fund nobody and leave the real organization
+        // unfunded. Waldur-funded mode refuses every grant with its own reason, so it is not asked about the customer.
+        if (!organization.Known && !newCustomer
+            && host.Services.GetRequiredService<IOptionsMonitor<CreditsOptions>>().CurrentValue.Funding == CreditFunding.Ledger)
+        {
+            await context.Error.WriteLineAsync($"grant: no organization with UUID {customer} has ordered here: check that it is the Waldur customer "
+                + "(organization) UUID, not a project's. Nothing granted. To fund an organization in advance of its first order, add --new-customer.");
+            return ExitCodes.Error;
+        }
+
         GrantResult result;
         try
         {
@@ -79,6 +98,7 @@ public static class CreditsCommands
             await context.Output.WriteLineAsync(JsonSerializer.Serialize(new
             {
                 customer,
+                organization = organization.Name,
                 granted = result.Granted,
                 replayed = !result.Granted,
                 requestId = id,
@@ -91,12 +111,34 @@ public static class CreditsCommands
         else
         {
             await context.Output.WriteLineAsync(result.Granted
-                ? $"Granted {result.Credits} credits to {customer}. Balance {result.Balance}, available {result.Available}."
+                ? $"Granted {result.Credits} credits to {Named(customer, organization)}. Balance {result.Balance}, available {result.Available}."
                 : $"Replay: this grant was made before (request id {id}): nothing added. Balance {result.Balance}, available {result.Available}.");
         }
 
         return ExitCodes.Success;
     }
+
+    /// <summary>
+    /// What the adapter knows of the organization a grant is for: its recorded name (null while it has none), and whether
+    /// it is known. Known is named (an order, or Waldur through the resource sync or reconcile, named it) or owning a
+    /// subscription (rows older than names are nameless); a grant itself records a nameless row, so that alone is not
+    /// known. A grant already made with this request id is known too, so that rerunning it replays as before.
+    /// </summary>
+    private static async Task<RecordedOrganization> RecordedOrganizationAsync(IServiceProvider services, Guid customer, string requestId, CancellationToken cancellationToken)
+    {
+        await using var db = await services.GetRequiredService<IDbContextFactory<AdapterDbContext>>().CreateDbContextAsync(cancellationToken);
+        var name = await db.Customers.AsNoTracking().Where(c => c.Id == customer).Select(c => c.Name).SingleOrDefaultAsync(cancellationToken);
+        var known = !string.IsNullOrEmpty(name)
+            || await db.Subscriptions.AnyAsync(s => s.CustomerId == customer, cancellationToken)
+            || await db.LedgerEntries.AnyAsync(e => e.ScopeId == customer && e.RequestId == requestId && e.Kind == LedgerEntryKind.Grant, cancellationToken);
+        return new RecordedOrganization(known, string.IsNullOrEmpty(name) ? null : name);
+    }
+
+    private sealed record RecordedOrganization(bool Known, string? Name);
+
+    /// <summary>The organization as the grant's output names it: its recorded name beside the UUID, or the UUID alone.</summary>
+    private static string Named(Guid customer, RecordedOrganization organization) =>
+        organization.Name is { } name ? $"{name} ({customer})" : customer.ToString();
 
     /// <summary>
     /// The request id of a grant given without <c>--request-id</c>: <c>grant:</c> and the SHA-256 (hex) of what names the

@@ -3,6 +3,7 @@ using CmpWaldurAdapter.Cli;
 using CmpWaldurAdapter.Core.Catalogue;
 using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Testing.Credits;
+using CmpWaldurAdapter.Tenants;
 using CmpWaldurAdapter.Testing.Hosting;
 using CmpWaldurAdapter.Usage;
 using Microsoft.EntityFrameworkCore;
@@ -50,10 +51,25 @@ public sealed class CreditsCliTests : IAsyncLifetime
         Assert.Contains(string.Join(' ', command), output);
     }
 
+    /// <summary>An organization that has ordered here (recorded with its Waldur name, owning a subscription), as a grant's target.</summary>
+    private async Task<Guid> OrderedAsync(string name = "Buyer")
+    {
+        await _bed.StartAsync();
+        var customer = Guid.NewGuid();
+        var now = DateTimeOffset.UtcNow;
+        await _bed.QueryAsync(db =>
+        {
+            db.Customers.Add(new Customer { Id = customer, Name = name, CreatedAt = now, UpdatedAt = now });
+            return db.SaveChangesAsync();
+        });
+        await _bed.AddSubscriptionAsync(customer);
+        return customer;
+    }
+
     [Fact]
     public async Task Grant_adds_credits_once_per_request_id_and_balance_shows_them()
     {
-        var customer = Guid.NewGuid().ToString();
+        var customer = (await OrderedAsync()).ToString();
 
         var granted = await RunAsync("credits", "grant", "--customer", customer, "--amount", "500", "--reason", "pilot", "--request-id", "pilot-1");
         var replay = await RunAsync("credits", "grant", "--customer", customer, "--amount", "500", "--reason", "pilot", "--request-id", "pilot-1", "--output", "json");
@@ -75,7 +91,7 @@ public sealed class CreditsCliTests : IAsyncLifetime
     [Fact]
     public async Task A_request_id_reused_for_another_amount_is_an_error_and_adds_nothing()
     {
-        var customer = Guid.NewGuid().ToString();
+        var customer = (await OrderedAsync()).ToString();
         await RunAsync("credits", "grant", "--customer", customer, "--amount", "100", "--reason", "invoice 7", "--request-id", "inv-7");
 
         var corrected = await RunAsync("credits", "grant", "--customer", customer, "--amount", "1000", "--reason", "invoice 7", "--request-id", "inv-7", "--output", "json");
@@ -92,7 +108,8 @@ public sealed class CreditsCliTests : IAsyncLifetime
     {
         var customer = Guid.NewGuid().ToString();
 
-        var granted = await RunAsync("credits", "grant", "--customer", customer, "--amount", "10000", "--reason", "PO 123");
+        // Funded in advance of its first order; the reruns without --new-customer still replay.
+        var granted = await RunAsync("credits", "grant", "--customer", customer, "--amount", "10000", "--reason", "PO 123", "--new-customer");
         // The SSH session dropped before the output arrived, so the operator runs the command again (and a retry wrapper too).
         var rerun = await RunAsync("credits", "grant", "--customer", customer, "--amount", "10000", "--reason", "PO 123");
         var retried = await RunAsync("credits", "grant", "--customer", customer, "--amount", "10000", "--reason", "  PO 123 ", "--output", "json");
@@ -113,7 +130,7 @@ public sealed class CreditsCliTests : IAsyncLifetime
     [Fact]
     public async Task Without_a_request_id_another_amount_or_reason_is_another_grant_and_each_grants_once()
     {
-        var customer = Guid.NewGuid().ToString();
+        var customer = (await OrderedAsync()).ToString();
         string[][] grants =
         [
             ["--amount", "10000", "--reason", "PO 123"],
@@ -145,7 +162,7 @@ public sealed class CreditsCliTests : IAsyncLifetime
     [Fact]
     public async Task A_second_identical_grant_on_purpose_takes_its_own_request_id()
     {
-        var customer = Guid.NewGuid().ToString();
+        var customer = (await OrderedAsync()).ToString();
 
         var derived = await RunAsync("credits", "grant", "--customer", customer, "--amount", "10000", "--reason", "PO 123");
         var second = await RunAsync("credits", "grant", "--customer", customer, "--amount", "10000", "--reason", "PO 123", "--request-id", "po-123-second", "--output", "json");
@@ -159,6 +176,60 @@ public sealed class CreditsCliTests : IAsyncLifetime
         Assert.Contains("Replay: this grant was made before (request id po-123-second): nothing added. Balance 20000", secondAgain.Output);
         Assert.Contains("Replay", derivedAgain.Output);
         Assert.Equal(20000L, JsonNode.Parse(json.Output)!["balance"]!.GetValue<long>());
+    }
+
+    [Fact]
+    public async Task A_grant_names_the_organization_it_funds()
+    {
+        var customer = await OrderedAsync("Acme Corp");
+
+        var table = await RunAsync("credits", "grant", "--customer", customer.ToString(), "--amount", "500", "--reason", "pilot");
+        var json = await RunAsync("credits", "grant", "--customer", customer.ToString(), "--amount", "25", "--reason", "goodwill", "--output", "json");
+
+        Assert.Equal(ExitCodes.Success, table.Exit);
+        Assert.Contains($"Granted 500 credits to Acme Corp ({customer}). Balance 500, available 500.", table.Output);
+        Assert.Equal(ExitCodes.Success, json.Exit);
+        Assert.Equal("Acme Corp", JsonNode.Parse(json.Output)!["organization"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task A_grant_to_a_customer_that_never_ordered_here_is_refused_and_grants_nothing()
+    {
+        // A typo, or a project UUID pasted for the organization's.
+        var customer = Guid.NewGuid();
+
+        var (exit, output, error) = await RunAsync("credits", "grant", "--customer", customer.ToString(), "--amount", "500", "--reason", "pilot");
+
+        Assert.Equal(ExitCodes.Error, exit);
+        Assert.Equal(string.Empty, output);
+        var line = Assert.Single(error.Trim().Split('\n'));
+        Assert.Contains($"no organization with UUID {customer} has ordered here", line);
+        Assert.Contains("Waldur customer (organization) UUID", line);
+        Assert.Contains("--new-customer", line);
+        await _bed.StartAsync();
+        Assert.False(await _bed.QueryAsync(db => db.LedgerEntries.AnyAsync(e => e.CustomerId == customer)));
+        Assert.False(await _bed.QueryAsync(db => db.CreditAccounts.AnyAsync(a => a.CustomerId == customer)));
+    }
+
+    [Fact]
+    public async Task New_customer_funds_an_organization_before_its_first_order_and_is_harmless_for_one_that_ordered()
+    {
+        var ahead = Guid.NewGuid();
+        var ordered = await OrderedAsync("Acme Corp");
+
+        var funded = await RunAsync("credits", "grant", "--customer", ahead.ToString(), "--amount", "300", "--reason", "welcome", "--new-customer");
+        // The row that grant recorded (nameless) is no order: another grant without --new-customer is still refused.
+        var topUp = await RunAsync("credits", "grant", "--customer", ahead.ToString(), "--amount", "50", "--reason", "top-up");
+        var known = await RunAsync("credits", "grant", "--customer", ordered.ToString(), "--amount", "40", "--reason", "pilot", "--new-customer");
+        var balance = await RunAsync("credits", "balance", "--customer", ahead.ToString(), "--output", "json");
+
+        Assert.Equal(ExitCodes.Success, funded.Exit);
+        Assert.Contains($"Granted 300 credits to {ahead}. Balance 300", funded.Output);
+        Assert.Equal(ExitCodes.Error, topUp.Exit);
+        Assert.Contains("--new-customer", topUp.Error);
+        Assert.Equal(300L, JsonNode.Parse(balance.Output)!["balance"]!.GetValue<long>());
+        Assert.Equal(ExitCodes.Success, known.Exit);
+        Assert.Contains($"Granted 40 credits to Acme Corp ({ordered}). Balance 40", known.Output);
     }
 
     [Fact]
@@ -273,7 +344,7 @@ public sealed class CreditsCliTests : IAsyncLifetime
         var customer = Guid.NewGuid();
         if (funding == "Ledger")
         {
-            await RunAsync("credits", "grant", "--customer", customer.ToString(), "--amount", "100", "--reason", "pilot");
+            await RunAsync("credits", "grant", "--customer", customer.ToString(), "--amount", "100", "--reason", "pilot", "--new-customer");
             // The coverage an earlier Waldur-funded run left on the account: the ledger pays for every offering.
             await _bed.StartAsync();
             await _bed.QueryAsync(db => db.CreditAccounts.Where(a => a.CustomerId == customer)

@@ -27,24 +27,16 @@ public sealed class OrderInbox(IDbContextFactory<AdapterDbContext> dbs, TimeProv
         var state = string.IsNullOrWhiteSpace(orderState) ? UnknownState : orderState;
         await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
         {
-            db.OrderInbox.Add(new OrderInboxEntry
+            // Already known (a duplicate message, another replica, a poll finding an order an event announced) is the usual
+            // answer: the insert then does nothing, rather than fail with a unique violation EF Core would log as an error.
+            if (await db.Database.ExecuteSqlAsync($"""
+                INSERT INTO order_inbox (order_uuid, order_state, source, status, attempts, received_at, next_attempt_at)
+                VALUES ({StoredValues.Uuid(db, orderUuid)}, {state}, {source}, {nameof(InboxStatus.Pending)}, 0, {StoredValues.Instant(db, now)}, {StoredValues.Instant(db, now)})
+                ON CONFLICT DO NOTHING
+                """, cancellationToken) == 1)
             {
-                OrderUuid = orderUuid,
-                OrderState = state,
-                Source = source,
-                Status = InboxStatus.Pending,
-                ReceivedAt = now,
-                NextAttemptAt = now,
-            });
-            try
-            {
-                await db.SaveChangesAsync(cancellationToken);
                 Wake();
                 return true;
-            }
-            catch (DbUpdateException exception) when (DbErrors.IsUniqueViolation(exception))
-            {
-                // Already known: a duplicate message, another replica, or a poll racing an event.
             }
         }
 

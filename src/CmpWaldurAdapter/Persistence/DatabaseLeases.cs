@@ -71,10 +71,8 @@ public sealed class DatabaseLeases(IDbContextFactory<AdapterDbContext> dbs, Adap
         // No row yet (a new name, or one purged), or held: one INSERT that does nothing when the row
         // exists, so a taker that lost the race for a new name, or finds it held, learns so without the unique violation
         // EF Core would log as an error.
-        FormattableString insert = db.Database.IsSqlite()
-            ? (FormattableString)$"INSERT INTO leases (name, owner, expires_at) VALUES ({name}, {owner}, {until.UtcTicks}) ON CONFLICT DO NOTHING" // instants as UTC ticks there
-            : $"INSERT INTO leases (name, owner, expires_at) VALUES ({name}, {owner}, {until}) ON CONFLICT DO NOTHING";
-        return await db.Database.ExecuteSqlAsync(insert, cancellationToken) == 1;
+        return await db.Database.ExecuteSqlAsync(
+            $"INSERT INTO leases (name, owner, expires_at) VALUES ({name}, {owner}, {StoredValues.Instant(db, until)}) ON CONFLICT DO NOTHING", cancellationToken) == 1;
     }
 
     /// <summary>

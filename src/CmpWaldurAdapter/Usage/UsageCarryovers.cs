@@ -74,28 +74,15 @@ public static class UsageCarryovers
     /// Inserts the row unless one with its key exists (ON CONFLICT DO NOTHING, in PostgreSQL and SQLite alike): a race is
     /// lost quietly, without the unique violation EF Core would log as an error.
     /// </summary>
-    private static FormattableString Insert(AdapterDbContext db, UsageCarryover row)
-    {
-        if (db.Database.IsSqlite())
-        {
-            // As the model stores them there: GUIDs as upper-case text, dates and decimals as text, instants as UTC ticks.
-            return $"""
-                INSERT INTO usage_carryovers (resource_uuid, component, from_period, into_period, credits, subscription_id, customer_id, carried_at)
-                VALUES ({Text(row.ResourceUuid)}, {row.Component}, {Text(row.FromPeriod)}, {Text(row.IntoPeriod)}, {row.Credits.ToString(CultureInfo.InvariantCulture)},
-                        {Text(row.SubscriptionId)}, {Text(row.CustomerId)}, {row.CarriedAt.UtcTicks})
-                ON CONFLICT DO NOTHING
-                """;
-        }
+    private static FormattableString Insert(AdapterDbContext db, UsageCarryover row) => $"""
+        INSERT INTO usage_carryovers (resource_uuid, component, from_period, into_period, credits, subscription_id, customer_id, carried_at)
+        VALUES ({StoredValues.Uuid(db, row.ResourceUuid)}, {row.Component}, {Day(db, row.FromPeriod)}, {Day(db, row.IntoPeriod)}, {Amount(db, row.Credits)},
+                {StoredValues.Uuid(db, row.SubscriptionId)}, {StoredValues.Uuid(db, row.CustomerId)}, {StoredValues.Instant(db, row.CarriedAt)})
+        ON CONFLICT DO NOTHING
+        """;
 
-        return $"""
-            INSERT INTO usage_carryovers (resource_uuid, component, from_period, into_period, credits, subscription_id, customer_id, carried_at)
-            VALUES ({row.ResourceUuid}, {row.Component}, {row.FromPeriod}, {row.IntoPeriod}, {row.Credits},
-                    CAST({row.SubscriptionId} AS uuid), CAST({row.CustomerId} AS uuid), {row.CarriedAt})
-            ON CONFLICT DO NOTHING
-            """;
-    }
+    // SQLite keeps dates and decimals as text.
+    private static object Day(AdapterDbContext db, DateOnly day) => db.Database.IsSqlite() ? day.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture) : day;
 
-    private static string? Text(Guid? id) => id?.ToString("D").ToUpperInvariant();
-
-    private static string Text(DateOnly day) => day.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
+    private static object Amount(AdapterDbContext db, decimal credits) => db.Database.IsSqlite() ? credits.ToString(CultureInfo.InvariantCulture) : credits;
 }

@@ -218,8 +218,9 @@ public abstract class PersistenceTests(DatabaseProvider provider) : IAsyncLifeti
         Assert.True(DbErrors.IsUniqueViolation(refused));
     }
 
+    /// <summary>A duplicate announcement is the usual case (a poll finding what an event announced), not an error to log.</summary>
     [Fact]
-    public async Task Concurrent_announcements_of_the_same_order_and_state_make_one_inbox_row()
+    public async Task Concurrent_announcements_of_the_same_order_and_state_make_one_inbox_row_and_log_nothing()
     {
         var inbox = Services.GetRequiredService<OrderInbox>();
         var order = Guid.NewGuid();
@@ -230,6 +231,9 @@ public abstract class PersistenceTests(DatabaseProvider provider) : IAsyncLifeti
         Assert.Equal(2, results.Count(inserted => inserted));
         await using var db = await Dbs.CreateDbContextAsync();
         Assert.Equal(2, await db.OrderInbox.CountAsync(e => e.OrderUuid == order));
+        var entry = await db.OrderInbox.SingleAsync(e => e.OrderUuid == order && e.OrderState == "executing");
+        Assert.Equal((InboxStatus.Pending, "event", 0), (entry.Status, entry.Source, entry.Attempts));
+        Assert.DoesNotContain(_logs.Events, e => e.Level >= Serilog.Events.LogEventLevel.Error);
     }
 
     [Fact]

@@ -137,15 +137,21 @@ public sealed class IdempotencyStore(IDbContextFactory<AdapterDbContext> dbs, Ti
                 ExpiresAt = now + options.Value.IdempotencyWindow,
                 LedgerRequestId = inherited ?? OwnLedgerRequestId(id),
             };
-            db.IdempotentRequests.Add(entry);
-            try
+            // A key already stored (a client's retry, the usual reason to send one) leaves the insert doing nothing, rather
+            // than failing with a unique violation that EF Core would log as an error for every replay.
+            if (await db.Database.ExecuteSqlAsync($"""
+                INSERT INTO idempotent_requests (id, api_key_id, scope, "key", request_hash, completed, status_code, created_at, expires_at, ledger_request_id)
+                VALUES ({StoredValues.Uuid(db, id)}, {StoredValues.Uuid(db, apiKeyId)}, {scope}, {key}, {requestHash}, {false}, {0},
+                        {StoredValues.Instant(db, entry.CreatedAt)}, {StoredValues.Instant(db, entry.ExpiresAt)}, {entry.LedgerRequestId})
+                ON CONFLICT DO NOTHING
+                """, cancellationToken) == 1)
             {
-                await db.SaveChangesAsync(cancellationToken);
                 return (IdempotencyDecision.Proceed, entry);
             }
-            catch (DbUpdateException exception) when (DbErrors.IsUniqueViolation(exception) && attempt < 3)
+
+            if (attempt == 3)
             {
-                db.ChangeTracker.Clear();
+                throw new InvalidOperationException($"The Idempotency-Key entry of API key {apiKeyId} kept changing under this request ({scope}); gave up after {attempt + 1} attempts.");
             }
 
             var existing = await db.IdempotentRequests.AsNoTracking().SingleOrDefaultAsync(r => r.ApiKeyId == apiKeyId && r.Scope == scope && r.Key == key, cancellationToken);

@@ -37,6 +37,7 @@ public sealed class CliTests : IAsyncLifetime
     [InlineData("serve")]
     [InlineData("db")]
     [InlineData("db", "migrate")]
+    [InlineData("db", "rewrap-key-ring")]
     [InlineData("orders")]
     [InlineData("orders", "list")]
     [InlineData("orders", "process")]

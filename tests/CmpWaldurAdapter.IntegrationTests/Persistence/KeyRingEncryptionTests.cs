@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using System.Text.Json.Nodes;
 using System.Xml.Linq;
 using CmpWaldurAdapter.Cli;
 using CmpWaldurAdapter.Hosting;
@@ -136,6 +137,164 @@ public sealed class KeyRingEncryptionTests : IAsyncLifetime
         }
 
         Assert.Contains("masterKey", (await StoredKeysAsync()).Single().ToString(), StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// Keys the ring made before a key-encryption key was set hold their master key in plaintext; <c>db rewrap-key-ring</c>
+    /// encrypts them in place, so the values they protected stay readable with the key-encryption key alone.
+    /// </summary>
+    [Fact]
+    public async Task Rewrap_encrypts_plaintext_keys_of_a_ring_made_without_a_key_encryption_key_and_what_they_protected_still_reads()
+    {
+        const string password = "langflow-password-from-before-the-key-encryption-key";
+        string before;
+        using (var unencrypted = await StartUnencryptedAsync())
+        {
+            before = Credentials(unencrypted).Protect(password);
+        }
+
+        var masterKey = (string)Assert.Single((await StoredKeysAsync()).Single().Descendants(), e => e.Name.LocalName == "masterKey").Element(Value)!;
+
+        var (exit, output, error, logs) = await RewrapAsync(Settings(TestDatabase.KeyEncryptionKey));
+
+        Assert.True(exit == ExitCodes.Success, error);
+        Assert.Contains("re-wrapped 1 from plaintext, 0 from a previous key-encryption key; 0 already current", output, StringComparison.Ordinal);
+        var stored = Assert.Single(await StoredRowsAsync()).Value;
+        Assert.DoesNotContain("masterKey", stored, StringComparison.Ordinal);
+        Assert.DoesNotContain(masterKey, stored, StringComparison.Ordinal);
+        Assert.Equal([KeyEncryptionKey.Parse(TestDatabase.KeyEncryptionKey)!.Id], KekIds(XElement.Parse(stored)));
+        Assert.All((string[])[output, error, .. logs], line => Assert.DoesNotContain(masterKey, line, StringComparison.Ordinal));
+        Assert.Empty(TestSecrets.FoundIn([output, error, .. logs]));
+
+        using (var encrypted = await StartAsync(TestDatabase.KeyEncryptionKey))
+        {
+            Assert.Equal(password, Credentials(encrypted).Unprotect(before));
+        }
+
+        Assert.Single(await StoredRowsAsync()); // the re-wrapped key still serves: the ring made no new one
+    }
+
+    /// <summary>After <c>db rewrap-key-ring</c> under the new key-encryption key, the old one can be removed.</summary>
+    [Fact]
+    public async Task After_rotation_rewrap_moves_every_key_to_the_new_key_encryption_key_and_the_old_one_is_no_longer_needed()
+    {
+        const string password = "langflow-password-before-rotation";
+        string before;
+        using (var old = await StartAsync(TestDatabase.KeyEncryptionKey))
+        {
+            before = Credentials(old).Protect(password);
+        }
+
+        var (exit, output, error, _) = await RewrapAsync(Settings(OtherKeyEncryptionKey, previous: TestDatabase.KeyEncryptionKey));
+
+        Assert.True(exit == ExitCodes.Success, error);
+        Assert.Contains("re-wrapped 0 from plaintext, 1 from a previous key-encryption key; 0 already current", output, StringComparison.Ordinal);
+        var newId = KeyEncryptionKey.Parse(OtherKeyEncryptionKey)!.Id;
+        Assert.All(await StoredKeysAsync(), key => Assert.Equal([newId], KekIds(key)));
+
+        using (var only = await StartAsync(OtherKeyEncryptionKey))
+        {
+            Assert.Equal(password, Credentials(only).Unprotect(before));
+        }
+    }
+
+    /// <summary>A second run finds every key current and writes nothing: the rows stay byte for byte as the first run left them.</summary>
+    [Fact]
+    public async Task Rewrap_run_twice_changes_nothing_the_second_time()
+    {
+        using (var unencrypted = await StartUnencryptedAsync())
+        {
+            Credentials(unencrypted).Protect("anything");
+        }
+
+        using (var old = await StartAsync(TestDatabase.KeyEncryptionKey))
+        {
+            var now = DateTimeOffset.UtcNow;
+            old.Services.GetRequiredService<IKeyManager>().CreateNewKey(now, now.AddDays(90));
+        }
+
+        var settings = Settings(OtherKeyEncryptionKey, previous: TestDatabase.KeyEncryptionKey);
+        var first = await RewrapAsync(settings);
+        Assert.True(first.Exit == ExitCodes.Success, first.Error);
+        Assert.Contains("re-wrapped 1 from plaintext, 1 from a previous key-encryption key; 0 already current", first.Output, StringComparison.Ordinal);
+        var afterFirst = await StoredRowsAsync();
+
+        var second = await RewrapAsync(settings, "--output", "json");
+
+        Assert.True(second.Exit == ExitCodes.Success, second.Error);
+        var json = JsonNode.Parse(second.Output)!;
+        Assert.Equal(0, (int)json["fromPlaintext"]!);
+        Assert.Equal(0, (int)json["fromPreviousKeyEncryptionKey"]!);
+        Assert.Equal(2, (int)json["alreadyCurrent"]!);
+        Assert.Empty(json["failed"]!.AsArray());
+        Assert.Equal(afterFirst, await StoredRowsAsync());
+    }
+
+    /// <summary>A key under a key-encryption key no longer configured is named and left as it was; the rest are re-wrapped.</summary>
+    [Fact]
+    public async Task Rewrap_of_a_key_under_an_unknown_key_encryption_key_exits_2_naming_the_key_and_leaves_its_row_unchanged()
+    {
+        using (var unknown = await StartAsync(OtherKeyEncryptionKey))
+        {
+            Credentials(unknown).Protect("anything");
+        }
+
+        var (row, xml) = Assert.Single(await StoredRowsAsync());
+        var keyId = (string)XElement.Parse(xml).Attribute("id")!;
+
+        var (exit, output, error, logs) = await RewrapAsync(Settings(TestDatabase.KeyEncryptionKey));
+
+        Assert.Equal(ExitCodes.Error, exit);
+        Assert.Contains($"key {keyId} was left unchanged", error, StringComparison.Ordinal);
+        Assert.Contains(KeyEncryptionKey.Parse(OtherKeyEncryptionKey)!.Id, error, StringComparison.Ordinal);
+        Assert.Contains("0 already current", output, StringComparison.Ordinal);
+        Assert.Equal(xml, (await StoredRowsAsync())[row]);
+        Assert.Empty(TestSecrets.FoundIn([output, error, .. logs]));
+    }
+
+    [Fact]
+    public async Task Rewrap_without_a_key_encryption_key_exits_2_with_one_line_naming_the_option()
+    {
+        var (exit, output, error, _) = await RewrapAsync(Settings(key: null));
+
+        Assert.Equal(ExitCodes.Error, exit);
+        Assert.Empty(output);
+        var line = Assert.Single(error.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.StartsWith("rewrap-key-ring: DataProtection:KeyEncryptionKey is not set", line, StringComparison.Ordinal);
+    }
+
+    private static readonly XName Value = "value";
+
+    private static List<string?> KekIds(XElement key) =>
+        key.Descendants().Where(e => e.Name.LocalName == "kekEncryptedKey").Select(e => (string?)e.Attribute("kekId")).ToList();
+
+    private async Task<(int Exit, string Output, string Error, List<string> Logs)> RewrapAsync(Dictionary<string, string?> settings, params string[] options)
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        var logs = new CapturedLogs();
+        var context = new CommandContext(output, error, builder =>
+        {
+            builder.Configuration.AddInMemoryCollection(settings);
+            builder.Services.AddSingleton<ILogEventSink>(logs);
+        });
+        var exit = await AdapterCli.RunAsync(["db", "rewrap-key-ring", .. options], context);
+        return (exit, output.ToString(), error.ToString(), logs.Lines.ToList());
+    }
+
+    private Task<IHost> StartUnencryptedAsync()
+    {
+        var settings = Settings(key: null);
+        settings["DataProtection:AllowUnencryptedKeyRing"] = "true";
+        return AdapterTestHost.StartServicesAsync(settings);
+    }
+
+    /// <summary>Each row's XML exactly as stored, by row id.</summary>
+    private async Task<Dictionary<int, string>> StoredRowsAsync()
+    {
+        using var host = AdapterHost.BuildCommandHost(null, builder => builder.Configuration.AddInMemoryCollection(Settings(TestDatabase.KeyEncryptionKey)));
+        await using var db = await host.Services.GetRequiredService<IDbContextFactory<AdapterDbContext>>().CreateDbContextAsync();
+        return await db.DataProtectionKeys.AsNoTracking().ToDictionaryAsync(k => k.Id, k => k.Xml!);
     }
 
     private Dictionary<string, string?> Settings(string? key, string? previous = null)

@@ -13,7 +13,7 @@ public static class KeyRingServiceCollectionExtensions
     /// <summary>
     /// Data Protection with its key ring in the adapter's database (every replica reads what another wrote), each key
     /// encrypted with the configured key-encryption key. Keys stored before one was configured stay readable (the
-    /// framework reads unencrypted keys) until they expire; new keys are encrypted.
+    /// framework reads unencrypted keys) and in plaintext until <c>db rewrap-key-ring</c> encrypts them (<see cref="KeyRingRewrap"/>).
     /// </summary>
     public static IServiceCollection AddAdapterKeyRing(this IServiceCollection services, IConfiguration configuration)
     {

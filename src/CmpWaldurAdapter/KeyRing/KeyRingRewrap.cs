@@ -79,10 +79,7 @@ internal sealed class KeyRingRewrap(IDbContextFactory<AdapterDbContext> contexts
                 return result;
             }
 
-            // Compare-and-swap: a replica or another run that changed the row in between wins, and we read it again.
-            var updated = await db.DataProtectionKeys.Where(k => k.Id == row && k.Xml == stored)
-                .ExecuteUpdateAsync(set => set.SetProperty(k => k.Xml, rewrapped), cancellationToken);
-            if (updated == 1)
+            if (await TryReplaceAsync(db, row, stored, rewrapped, cancellationToken))
             {
                 return result;
             }
@@ -93,6 +90,14 @@ internal sealed class KeyRingRewrap(IDbContextFactory<AdapterDbContext> contexts
             }
         }
     }
+
+    /// <summary>
+    /// Compare-and-swap: writes <paramref name="rewrapped"/> only while the row still holds <paramref name="stored"/>;
+    /// false when another run changed it in between (it wins, and the caller reads the row again).
+    /// </summary>
+    internal static async Task<bool> TryReplaceAsync(AdapterDbContext db, int row, string stored, string rewrapped, CancellationToken cancellationToken) =>
+        await db.DataProtectionKeys.Where(k => k.Id == row && k.Xml == stored)
+            .ExecuteUpdateAsync(set => set.SetProperty(k => k.Xml, rewrapped), cancellationToken) == 1;
 
     /// <summary>The key's outcome and its XML re-wrapped, or null XML when nothing is to be written.</summary>
     internal (RewrappedKey Result, string? Xml) Rewrap(string stored)

@@ -14,6 +14,7 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
 using Serilog.Core;
 
 namespace CmpWaldurAdapter.IntegrationTests.Persistence;
@@ -174,6 +175,37 @@ public sealed class KeyRingEncryptionTests : IAsyncLifetime
         Assert.Single(await StoredRowsAsync()); // the re-wrapped key still serves: the ring made no new one
     }
 
+    /// <summary>The same on SQLite, the embedded default, where a key-encryption key is optional.</summary>
+    [Fact]
+    public async Task Rewrap_encrypts_plaintext_keys_on_sqlite_too()
+    {
+        const string password = "langflow-password-on-sqlite";
+        await using var sqlite = await TestDatabase.CreateAsync(DatabaseProvider.Sqlite);
+        var settings = AdapterTestHost.Settings(_waldur, sqlite);
+        settings["DataProtection:KeyEncryptionKey"] = null;
+        string before;
+        using (var unencrypted = await AdapterTestHost.StartServicesAsync(settings))
+        {
+            before = Credentials(unencrypted).Protect(password);
+        }
+
+        settings["DataProtection:KeyEncryptionKey"] = TestDatabase.KeyEncryptionKey;
+        var first = await RewrapAsync(settings);
+        var second = await RewrapAsync(settings);
+
+        Assert.True(first.Exit == ExitCodes.Success, first.Error);
+        Assert.Contains("re-wrapped 1 from plaintext", first.Output, StringComparison.Ordinal);
+        Assert.True(second.Exit == ExitCodes.Success, second.Error);
+        Assert.Contains("re-wrapped 0 from plaintext, 0 from a previous key-encryption key; 1 already current", second.Output, StringComparison.Ordinal);
+        using var encrypted = await AdapterTestHost.StartServicesAsync(settings);
+        await using (var db = await encrypted.Services.GetRequiredService<IDbContextFactory<AdapterDbContext>>().CreateDbContextAsync())
+        {
+            Assert.DoesNotContain("masterKey", Assert.Single(await db.DataProtectionKeys.AsNoTracking().ToListAsync()).Xml, StringComparison.Ordinal);
+        }
+
+        Assert.Equal(password, Credentials(encrypted).Unprotect(before));
+    }
+
     /// <summary>After <c>db rewrap-key-ring</c> under the new key-encryption key, the old one can be removed.</summary>
     [Fact]
     public async Task After_rotation_rewrap_moves_every_key_to_the_new_key_encryption_key_and_the_old_one_is_no_longer_needed()
@@ -250,6 +282,37 @@ public sealed class KeyRingEncryptionTests : IAsyncLifetime
         Assert.Contains("0 already current", output, StringComparison.Ordinal);
         Assert.Equal(xml, (await StoredRowsAsync())[row]);
         Assert.Empty(TestSecrets.FoundIn([output, error, .. logs]));
+    }
+
+    /// <summary>
+    /// A run writes a row only while it still holds what that run read: a run that read the plaintext key, then lost the
+    /// race to another run, leaves the other's re-wrapped row as it is (and reads it again, finding it current).
+    /// </summary>
+    [Fact]
+    public async Task Rewrap_writes_a_row_only_if_it_still_holds_what_was_read()
+    {
+        using (var unencrypted = await StartUnencryptedAsync())
+        {
+            Credentials(unencrypted).Protect("anything");
+        }
+
+        var (row, plaintext) = Assert.Single(await StoredRowsAsync());
+        using var host = AdapterHost.BuildCommandHost(null, builder => builder.Configuration.AddInMemoryCollection(Settings(TestDatabase.KeyEncryptionKey)));
+        var keys = KeyEncryptionKeys.From(host.Services.GetRequiredService<IOptions<KeyRingOptions>>().Value)!;
+        var contexts = host.Services.GetRequiredService<IDbContextFactory<AdapterDbContext>>();
+        var (read, stale) = new KeyRingRewrap(contexts, keys, host.Services).Rewrap(plaintext);
+        Assert.Equal(RewrapOutcome.FromPlaintext, read.Outcome);
+
+        var other = await RewrapAsync(Settings(TestDatabase.KeyEncryptionKey)); // the run that wins the race
+        Assert.True(other.Exit == ExitCodes.Success, other.Error);
+        var winner = (await StoredRowsAsync())[row];
+
+        await using (var db = await contexts.CreateDbContextAsync())
+        {
+            Assert.False(await KeyRingRewrap.TryReplaceAsync(db, row, plaintext, stale!, CancellationToken.None));
+        }
+
+        Assert.Equal(winner, (await StoredRowsAsync())[row]);
     }
 
     [Fact]

@@ -29,30 +29,16 @@ public sealed class OrderLeases(IDbContextFactory<AdapterDbContext> dbs, Adapter
     public async Task EnsureRecordAsync(Guid orderUuid, OrderType type, Guid resourceUuid, Guid offeringUuid, CancellationToken cancellationToken)
     {
         await using var db = await dbs.CreateDbContextAsync(cancellationToken);
-        if (await db.Orders.AnyAsync(o => o.OrderUuid == orderUuid, cancellationToken))
-        {
-            return;
-        }
-
-        var now = clock.GetUtcNow();
-        db.Orders.Add(new OrderRecord
-        {
-            OrderUuid = orderUuid,
-            Type = type,
-            ResourceUuid = resourceUuid,
-            OfferingUuid = offeringUuid,
-            Phase = OrderPhase.Received,
-            CreatedAt = now,
-            UpdatedAt = now,
-        });
-        try
-        {
-            await db.SaveChangesAsync(cancellationToken);
-        }
-        catch (DbUpdateException exception) when (DbErrors.IsUniqueViolation(exception))
-        {
-            // Another process created it a moment ago: that is fine, the lease decides who works on it.
-        }
+        var now = StoredValues.Instant(db, clock.GetUtcNow());
+        // A record that exists (seen before, or created a moment ago by another replica taking the order from the shared
+        // inbox) leaves the insert doing nothing, rather than failing with a unique violation EF Core would log as an
+        // error; the lease decides who works on it.
+        await db.Database.ExecuteSqlAsync($"""
+            INSERT INTO orders (order_uuid, type, resource_uuid, offering_uuid, phase, completed_steps, attempts, notes, created_at, updated_at)
+            VALUES ({StoredValues.Uuid(db, orderUuid)}, {type.ToString()}, {StoredValues.Uuid(db, resourceUuid)}, {StoredValues.Uuid(db, offeringUuid)},
+                    {nameof(OrderPhase.Received)}, {string.Empty}, {0}, {string.Empty}, {now}, {now})
+            ON CONFLICT DO NOTHING
+            """, cancellationToken);
     }
 
     /// <summary>

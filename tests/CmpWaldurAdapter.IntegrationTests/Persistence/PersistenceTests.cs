@@ -289,13 +289,22 @@ public abstract class PersistenceTests(DatabaseProvider provider) : IAsyncLifeti
     }
 
     [Fact]
-    public async Task Only_one_of_many_processes_gets_an_order_lease_until_it_expires()
+    public async Task Many_processes_record_an_order_once_and_only_one_gets_its_lease_until_it_expires()
     {
         var order = Guid.NewGuid();
         var clock = Services.GetRequiredService<TimeProvider>();
         var options = Services.GetRequiredService<IOptionsMonitor<OrdersOptions>>();
         var replicas = Enumerable.Range(0, 16).Select(_ => new OrderLeases(Dbs, new AdapterInstance(), clock, options, NullLogger<OrderLeases>.Instance)).ToList();
-        await replicas[0].EnsureRecordAsync(order, OrderType.Create, Guid.NewGuid(), Guid.NewGuid(), CancellationToken.None);
+        var (resource, offering) = (Guid.NewGuid(), Guid.NewGuid());
+        // Replicas that took the order from the shared inbox at once all record it: one record, and no database error logged.
+        await Task.WhenAll(replicas.Select(r => Task.Run(() => r.EnsureRecordAsync(order, OrderType.Create, resource, offering, CancellationToken.None))));
+        await using (var recorded = await Dbs.CreateDbContextAsync())
+        {
+            var record = await recorded.Orders.SingleAsync(o => o.OrderUuid == order);
+            Assert.Equal((OrderType.Create, resource, offering, OrderPhase.Received, 0, ""), (record.Type, record.ResourceUuid, record.OfferingUuid, record.Phase, record.Attempts, record.CompletedSteps));
+        }
+
+        Assert.DoesNotContain(_logs.Events, e => e.Level >= Serilog.Events.LogEventLevel.Error);
 
         var won = await Task.WhenAll(replicas.Select(r => Task.Run(() => r.TryAcquireAsync(order, CancellationToken.None))));
 

@@ -25,28 +25,25 @@ public sealed class OrderInbox(IDbContextFactory<AdapterDbContext> dbs, TimeProv
     {
         var now = clock.GetUtcNow();
         var state = string.IsNullOrWhiteSpace(orderState) ? UnknownState : orderState;
-        await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
+        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
+        // Already known (a duplicate message, another replica, a poll finding an order an event announced) is the usual
+        // answer: the insert then does nothing, rather than fail with a unique violation EF Core would log as an error.
+        if (await db.Database.ExecuteSqlAsync($"""
+            INSERT INTO order_inbox (order_uuid, order_state, source, status, attempts, received_at, next_attempt_at)
+            VALUES ({StoredValues.Uuid(db, orderUuid)}, {state}, {source}, {nameof(InboxStatus.Pending)}, 0, {StoredValues.Instant(db, now)}, {StoredValues.Instant(db, now)})
+            ON CONFLICT DO NOTHING
+            """, cancellationToken) == 1)
         {
-            // Already known (a duplicate message, another replica, a poll finding an order an event announced) is the usual
-            // answer: the insert then does nothing, rather than fail with a unique violation EF Core would log as an error.
-            if (await db.Database.ExecuteSqlAsync($"""
-                INSERT INTO order_inbox (order_uuid, order_state, source, status, attempts, received_at, next_attempt_at)
-                VALUES ({StoredValues.Uuid(db, orderUuid)}, {state}, {source}, {nameof(InboxStatus.Pending)}, 0, {StoredValues.Instant(db, now)}, {StoredValues.Instant(db, now)})
-                ON CONFLICT DO NOTHING
-                """, cancellationToken) == 1)
-            {
-                Wake();
-                return true;
-            }
+            Wake();
+            return true;
         }
 
         if (!refeed)
         {
-            return state == WaldurOrderStates.Executing && await DueAgainIfMovedBackAsync(orderUuid, state, source, now, cancellationToken);
+            return state == WaldurOrderStates.Executing && await DueAgainIfMovedBackAsync(db, orderUuid, state, source, now, cancellationToken);
         }
 
-        await using var again = await dbs.CreateDbContextAsync(cancellationToken);
-        return await MakeDueAsync(again.OrderInbox.Where(e => e.OrderUuid == orderUuid && e.OrderState == state && (e.Status == InboxStatus.Done || e.NextAttemptAt > now)),
+        return await MakeDueAsync(db.OrderInbox.Where(e => e.OrderUuid == orderUuid && e.OrderState == state && (e.Status == InboxStatus.Done || e.NextAttemptAt > now)),
             source, now, cancellationToken);
     }
 
@@ -55,9 +52,8 @@ public sealed class OrderInbox(IDbContextFactory<AdapterDbContext> dbs, TimeProv
     /// erred to executing): a second visit to a state already seen, which the (order, state) key would swallow, so its handled
     /// announcement is made due again. Once: the look settles the record (worked again, or erred in Waldur once more).
     /// </summary>
-    private async Task<bool> DueAgainIfMovedBackAsync(Guid orderUuid, string state, string source, DateTimeOffset now, CancellationToken cancellationToken)
+    private async Task<bool> DueAgainIfMovedBackAsync(AdapterDbContext db, Guid orderUuid, string state, string source, DateTimeOffset now, CancellationToken cancellationToken)
     {
-        await using var db = await dbs.CreateDbContextAsync(cancellationToken);
         if (!await db.Orders.AnyAsync(o => o.OrderUuid == orderUuid && o.Phase == OrderPhase.Erred, cancellationToken))
         {
             return false;

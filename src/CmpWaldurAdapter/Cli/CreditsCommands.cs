@@ -41,8 +41,8 @@ public static class CreditsCommands
         };
         var newCustomer = new Option<bool>("--new-customer")
         {
-            Description = "Fund an organization that has not ordered here yet (credits in advance of its first order). Without it, "
-                + "a grant to a customer UUID the adapter does not know is refused: a typo or a project UUID would fund nobody.",
+            Description = "Fund an organization that has not ordered here yet (credits in advance of its first order; later grants to it "
+                + "need no flag). Without it, a grant to a customer UUID the adapter does not know is refused: a typo or a project UUID would fund nobody.",
         };
 
         var grant = new Command("grant", "Add credits to an organization's balance (ledger funding). Prints the new balance. "
@@ -71,7 +71,7 @@ public static class CreditsCommands
         var id = requestId ?? DerivedRequestId(customer, amount, reason);
         using var host = context.BuildHost(parse);
         await host.Services.MigrateEmbeddedDatabaseAsync(cancellationToken);
-        var organization = await RecordedOrganizationAsync(host.Services, customer, id, cancellationToken);
+        var organization = await RecordedOrganizationAsync(host.Services, customer, cancellationToken);
         // A typo, or a project UUID pasted for the organization's, would fund nobody and leave the real organization
         // unfunded. Waldur-funded mode refuses every grant with its own reason, so it is not asked about the customer.
         if (!organization.Known && !newCustomer
@@ -120,17 +120,18 @@ public static class CreditsCommands
 
     /// <summary>
     /// What the adapter knows of the organization a grant is for: its recorded name (null while it has none), and whether
-    /// it is known. Known is named (an order, or Waldur through the resource sync or reconcile, named it) or owning a
-    /// subscription (rows older than names are nameless); a grant itself records a nameless row, so that alone is not
-    /// known. A grant already made with this request id is known too, so that rerunning it replays as before.
+    /// it is known. Known is named (an order, or Waldur through the resource sync or reconcile, named it), owning a
+    /// subscription (rows older than names are nameless), or granted credits before: a first grant to an organization
+    /// that never ordered needs --new-customer, so the operator has vouched for the UUID once, and its top-ups (and reruns)
+    /// need no flag until it orders.
     /// </summary>
-    private static async Task<RecordedOrganization> RecordedOrganizationAsync(IServiceProvider services, Guid customer, string requestId, CancellationToken cancellationToken)
+    private static async Task<RecordedOrganization> RecordedOrganizationAsync(IServiceProvider services, Guid customer, CancellationToken cancellationToken)
     {
         await using var db = await services.GetRequiredService<IDbContextFactory<AdapterDbContext>>().CreateDbContextAsync(cancellationToken);
         var name = await db.Customers.AsNoTracking().Where(c => c.Id == customer).Select(c => c.Name).SingleOrDefaultAsync(cancellationToken);
         var known = !string.IsNullOrEmpty(name)
             || await db.Subscriptions.AnyAsync(s => s.CustomerId == customer, cancellationToken)
-            || await db.LedgerEntries.AnyAsync(e => e.ScopeId == customer && e.RequestId == requestId && e.Kind == LedgerEntryKind.Grant, cancellationToken);
+            || await db.LedgerEntries.AnyAsync(e => e.ScopeId == customer && e.Kind == LedgerEntryKind.Grant, cancellationToken);
         return new RecordedOrganization(known, string.IsNullOrEmpty(name) ? null : name);
     }
 

@@ -215,19 +215,24 @@ public sealed class CreditsCliTests : IAsyncLifetime
     public async Task New_customer_funds_an_organization_before_its_first_order_and_is_harmless_for_one_that_ordered()
     {
         var ahead = Guid.NewGuid();
+        var other = Guid.NewGuid();
         var ordered = await OrderedAsync("Acme Corp");
 
         var funded = await RunAsync("credits", "grant", "--customer", ahead.ToString(), "--amount", "300", "--reason", "welcome", "--new-customer");
-        // The row that grant recorded (nameless) is no order: another grant without --new-customer is still refused.
+        // The operator vouched for this UUID with its first grant: its top-ups need no flag until it orders.
         var topUp = await RunAsync("credits", "grant", "--customer", ahead.ToString(), "--amount", "50", "--reason", "top-up");
+        // That vouches for no other organization.
+        var stranger = await RunAsync("credits", "grant", "--customer", other.ToString(), "--amount", "50", "--reason", "top-up");
         var known = await RunAsync("credits", "grant", "--customer", ordered.ToString(), "--amount", "40", "--reason", "pilot", "--new-customer");
         var balance = await RunAsync("credits", "balance", "--customer", ahead.ToString(), "--output", "json");
 
         Assert.Equal(ExitCodes.Success, funded.Exit);
         Assert.Contains($"Granted 300 credits to {ahead}. Balance 300", funded.Output);
-        Assert.Equal(ExitCodes.Error, topUp.Exit);
-        Assert.Contains("--new-customer", topUp.Error);
-        Assert.Equal(300L, JsonNode.Parse(balance.Output)!["balance"]!.GetValue<long>());
+        Assert.Equal(ExitCodes.Success, topUp.Exit);
+        Assert.Contains($"Granted 50 credits to {ahead}. Balance 350", topUp.Output);
+        Assert.Equal(ExitCodes.Error, stranger.Exit);
+        Assert.Contains("--new-customer", stranger.Error);
+        Assert.Equal(350L, JsonNode.Parse(balance.Output)!["balance"]!.GetValue<long>());
         Assert.Equal(ExitCodes.Success, known.Exit);
         Assert.Contains($"Granted 40 credits to Acme Corp ({ordered}). Balance 40", known.Output);
     }

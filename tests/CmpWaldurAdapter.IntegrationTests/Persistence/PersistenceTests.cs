@@ -1,3 +1,4 @@
+using System.Text.RegularExpressions;
 using CmpWaldurAdapter.Core.Orders;
 using CmpWaldurAdapter.Core.Subscriptions;
 using CmpWaldurAdapter.Hosting;
@@ -50,6 +51,7 @@ public abstract class PersistenceTests(DatabaseProvider provider) : IAsyncLifeti
 {
     private readonly WaldurFake _waldur = new();
     private readonly CapturedLogs _logs = new();
+    private readonly OnceBeforeStatement _statements = new();
     private TestDatabase _database = null!;
     private IHost _host = null!;
 
@@ -61,7 +63,7 @@ public abstract class PersistenceTests(DatabaseProvider provider) : IAsyncLifeti
     {
         _database = await TestDatabase.CreateAsync(provider);
         // The host migrates the fresh database as it starts, as `db migrate` (and, on SQLite, `serve`) does.
-        _host = await AdapterTestHost.StartServicesAsync(AdapterTestHost.Settings(_waldur, _database), _logs);
+        _host = await AdapterTestHost.StartServicesAsync(AdapterTestHost.Settings(_waldur, _database), _logs, services => services.AddDatabaseInterceptor(provider, _statements));
     }
 
     public async Task DisposeAsync()
@@ -351,6 +353,30 @@ public abstract class PersistenceTests(DatabaseProvider provider) : IAsyncLifeti
 
         static Task<string?> TakeAsync(DatabaseLeases leases, string name) =>
             leases.TryAcquireWaitingAsync(name, TimeSpan.FromMinutes(5), TimeSpan.Zero, CancellationToken.None);
+    }
+
+    /// <summary>
+    /// A taker that finds no row for a name, and loses it to another replica's insert just before its own, is told the
+    /// lease is held: no unique violation, which EF Core would log as a database error on every such race.
+    /// </summary>
+    [Fact]
+    public async Task A_taker_that_loses_a_new_name_to_another_replica_at_the_insert_is_refused_with_no_error_logged()
+    {
+        var leases = Services.GetRequiredService<DatabaseLeases>();
+        _statements.Stage(new Regex("""^\s*INSERT INTO "?leases"?""", RegexOptions.IgnoreCase), async () =>
+        {
+            await using var db = await Dbs.CreateDbContextAsync();
+            db.Leases.Add(new DatabaseLease { Name = "sync:new", Owner = "other-replica:holding", ExpiresAt = DateTimeOffset.UtcNow.AddMinutes(5) });
+            await db.SaveChangesAsync();
+        });
+
+        var taken = await leases.TryAcquireWaitingAsync("sync:new", TimeSpan.FromMinutes(5), TimeSpan.Zero, CancellationToken.None);
+
+        Assert.True(_statements.Ran);
+        Assert.Null(taken);
+        await using var check = await Dbs.CreateDbContextAsync();
+        Assert.Equal("other-replica:holding", await check.Leases.Where(l => l.Name == "sync:new").Select(l => l.Owner).SingleAsync());
+        Assert.DoesNotContain(_logs.Events, e => e.Level >= Serilog.Events.LogEventLevel.Error);
     }
 
     [Fact]

@@ -75,3 +75,46 @@ public sealed class FailingStatement : DbCommandInterceptor
 
     private sealed class StagedFault(string message) : DbException(message);
 }
+
+/// <summary>
+/// Runs something else once, just before the first statement whose SQL matches (a race staged at the database, between
+/// a process's earlier statements and this one, whatever it read before). Armed by <see cref="Stage"/>; the staged
+/// action's own statements pass through.
+/// </summary>
+public sealed class OnceBeforeStatement : DbCommandInterceptor
+{
+    private Staged? _staged;
+
+    /// <summary>Whether the staged action has run.</summary>
+    public bool Ran { get; private set; }
+
+    public OnceBeforeStatement Stage(Regex statement, Func<Task> meanwhile)
+    {
+        Volatile.Write(ref _staged, new Staged(statement, meanwhile));
+        return this;
+    }
+
+    public override async ValueTask<InterceptionResult<int>> NonQueryExecutingAsync(DbCommand command, CommandEventData eventData, InterceptionResult<int> result, CancellationToken cancellationToken = default)
+    {
+        await RunIfMatchingAsync(command);
+        return result;
+    }
+
+    public override async ValueTask<InterceptionResult<DbDataReader>> ReaderExecutingAsync(DbCommand command, CommandEventData eventData, InterceptionResult<DbDataReader> result, CancellationToken cancellationToken = default)
+    {
+        await RunIfMatchingAsync(command);
+        return result;
+    }
+
+    private async Task RunIfMatchingAsync(DbCommand command)
+    {
+        if (Volatile.Read(ref _staged) is { } staged && staged.Statement.IsMatch(command.CommandText)
+            && Interlocked.CompareExchange(ref _staged, null, staged) == staged)
+        {
+            await staged.Meanwhile();
+            Ran = true;
+        }
+    }
+
+    private sealed record Staged(Regex Statement, Func<Task> Meanwhile);
+}

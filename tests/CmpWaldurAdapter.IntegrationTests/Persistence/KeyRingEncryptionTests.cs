@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
 using System.Xml.Linq;
 using CmpWaldurAdapter.Cli;
 using CmpWaldurAdapter.Hosting;
@@ -315,6 +316,50 @@ public sealed class KeyRingEncryptionTests : IAsyncLifetime
         Assert.Equal(winner, (await StoredRowsAsync())[row]);
     }
 
+    /// <summary>
+    /// A row that another writer changes before every one of a run's writes (it reads the row again each time, three times)
+    /// is left as that writer left it: the key is named as changing under every attempt, the other keys are re-wrapped,
+    /// and the command exits 2 asking for another run, which then re-wraps it.
+    /// </summary>
+    [Fact]
+    public async Task Rewrap_of_a_row_that_changes_under_every_attempt_leaves_it_to_the_next_run_and_exits_2_naming_the_key()
+    {
+        using (var unencrypted = await StartUnencryptedAsync())
+        {
+            Credentials(unencrypted).Protect("anything");
+        }
+
+        var (row, plaintext) = Assert.Single(await StoredRowsAsync());
+        var keyId = (string)XElement.Parse(plaintext).Attribute("id")!;
+        var otherWrites = 0;
+        // Another writer's change: the same key, still in plaintext, with a note that makes each version differ.
+        var otherWriter = new BeforeStatement().Stage(new Regex("""^\s*UPDATE "?data_protection_keys"?""", RegexOptions.IgnoreCase), async () =>
+        {
+            var changed = XElement.Parse(plaintext);
+            changed.Add(new XComment($"another writer, change {++otherWrites}"));
+            using var other = AdapterHost.BuildCommandHost(null, builder => builder.Configuration.AddInMemoryCollection(Settings(TestDatabase.KeyEncryptionKey)));
+            await using var db = await other.Services.GetRequiredService<IDbContextFactory<AdapterDbContext>>().CreateDbContextAsync();
+            await db.DataProtectionKeys.Where(k => k.Id == row).ExecuteUpdateAsync(set => set.SetProperty(k => k.Xml, changed.ToString(SaveOptions.DisableFormatting)));
+        }, times: 3);
+
+        var (exit, output, error, _) = await RewrapAsync(Settings(TestDatabase.KeyEncryptionKey), services => services.AddDatabaseInterceptor(DatabaseProvider.Postgres, otherWriter));
+
+        Assert.Equal(3, otherWriter.Ran);
+        Assert.Equal(ExitCodes.Error, exit);
+        Assert.Contains("re-wrapped 0 from plaintext", output, StringComparison.Ordinal);
+        var line = Assert.Single(error.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Equal($"rewrap-key-ring: key {keyId} was left unchanged: the row changed under every one of 3 attempts to re-wrap it; run the command again", line);
+        var left = Assert.Single(await StoredRowsAsync()).Value;
+        Assert.Contains("another writer, change 3", left, StringComparison.Ordinal);
+        Assert.Contains("masterKey", left, StringComparison.Ordinal);
+
+        var again = await RewrapAsync(Settings(TestDatabase.KeyEncryptionKey));
+
+        Assert.True(again.Exit == ExitCodes.Success, again.Error);
+        Assert.Contains("re-wrapped 1 from plaintext", again.Output, StringComparison.Ordinal);
+        Assert.DoesNotContain("masterKey", Assert.Single(await StoredRowsAsync()).Value, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task Rewrap_without_a_key_encryption_key_exits_2_with_one_line_naming_the_option()
     {
@@ -331,7 +376,10 @@ public sealed class KeyRingEncryptionTests : IAsyncLifetime
     private static List<string?> KekIds(XElement key) =>
         key.Descendants().Where(e => e.Name.LocalName == "kekEncryptedKey").Select(e => (string?)e.Attribute("kekId")).ToList();
 
-    private async Task<(int Exit, string Output, string Error, List<string> Logs)> RewrapAsync(Dictionary<string, string?> settings, params string[] options)
+    private Task<(int Exit, string Output, string Error, List<string> Logs)> RewrapAsync(Dictionary<string, string?> settings, params string[] options) =>
+        RewrapAsync(settings, _ => { }, options);
+
+    private async Task<(int Exit, string Output, string Error, List<string> Logs)> RewrapAsync(Dictionary<string, string?> settings, Action<IServiceCollection> services, params string[] options)
     {
         var output = new StringWriter();
         var error = new StringWriter();
@@ -340,6 +388,7 @@ public sealed class KeyRingEncryptionTests : IAsyncLifetime
         {
             builder.Configuration.AddInMemoryCollection(settings);
             builder.Services.AddSingleton<ILogEventSink>(logs);
+            services(builder.Services);
         });
         var exit = await AdapterCli.RunAsync(["db", "rewrap-key-ring", .. options], context);
         return (exit, output.ToString(), error.ToString(), logs.Lines.ToList());

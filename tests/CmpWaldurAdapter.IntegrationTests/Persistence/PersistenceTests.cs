@@ -51,7 +51,7 @@ public abstract class PersistenceTests(DatabaseProvider provider) : IAsyncLifeti
 {
     private readonly WaldurFake _waldur = new();
     private readonly CapturedLogs _logs = new();
-    private readonly OnceBeforeStatement _statements = new();
+    private readonly BeforeStatement _statements = new();
     private TestDatabase _database = null!;
     private IHost _host = null!;
 
@@ -372,7 +372,7 @@ public abstract class PersistenceTests(DatabaseProvider provider) : IAsyncLifeti
 
         var taken = await leases.TryAcquireWaitingAsync("sync:new", TimeSpan.FromMinutes(5), TimeSpan.Zero, CancellationToken.None);
 
-        Assert.True(_statements.Ran);
+        Assert.Equal(1, _statements.Ran);
         Assert.Null(taken);
         await using var check = await Dbs.CreateDbContextAsync();
         Assert.Equal("other-replica:holding", await check.Leases.Where(l => l.Name == "sync:new").Select(l => l.Owner).SingleAsync());

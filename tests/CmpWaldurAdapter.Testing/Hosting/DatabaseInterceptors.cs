@@ -77,20 +77,22 @@ public sealed class FailingStatement : DbCommandInterceptor
 }
 
 /// <summary>
-/// Runs something else once, just before the first statement whose SQL matches (a race staged at the database, between
-/// a process's earlier statements and this one, whatever it read before). Armed by <see cref="Stage"/>; the staged
-/// action's own statements pass through.
+/// Runs something else just before the first statement whose SQL matches, or before each of the first
+/// <c>times</c> such statements (a race staged at the database, between a process's earlier statements and this one,
+/// whatever it read before). Armed by <see cref="Stage"/>. The last staged run's own statements pass through; an action
+/// staged more than once writes through contexts without this interceptor (another host's), or its statements would count.
 /// </summary>
-public sealed class OnceBeforeStatement : DbCommandInterceptor
+public sealed class BeforeStatement : DbCommandInterceptor
 {
     private Staged? _staged;
+    private int _ran;
 
-    /// <summary>Whether the staged action has run.</summary>
-    public bool Ran { get; private set; }
+    /// <summary>How many times the staged action has run.</summary>
+    public int Ran => Volatile.Read(ref _ran);
 
-    public OnceBeforeStatement Stage(Regex statement, Func<Task> meanwhile)
+    public BeforeStatement Stage(Regex statement, Func<Task> meanwhile, int times = 1)
     {
-        Volatile.Write(ref _staged, new Staged(statement, meanwhile));
+        Volatile.Write(ref _staged, new Staged(statement, meanwhile, times));
         return this;
     }
 
@@ -108,13 +110,24 @@ public sealed class OnceBeforeStatement : DbCommandInterceptor
 
     private async Task RunIfMatchingAsync(DbCommand command)
     {
-        if (Volatile.Read(ref _staged) is { } staged && staged.Statement.IsMatch(command.CommandText)
-            && Interlocked.CompareExchange(ref _staged, null, staged) == staged)
+        if (Volatile.Read(ref _staged) is { } staged && staged.Statement.IsMatch(command.CommandText) && Interlocked.Decrement(ref staged.Left) >= 0)
         {
+            if (staged.Left == 0)
+            {
+                Interlocked.CompareExchange(ref _staged, null, staged);
+            }
+
             await staged.Meanwhile();
-            Ran = true;
+            Interlocked.Increment(ref _ran);
         }
     }
 
-    private sealed record Staged(Regex Statement, Func<Task> Meanwhile);
+    private sealed class Staged(Regex statement, Func<Task> meanwhile, int times)
+    {
+        public int Left = times;
+
+        public Regex Statement { get; } = statement;
+
+        public Func<Task> Meanwhile { get; } = meanwhile;
+    }
 }

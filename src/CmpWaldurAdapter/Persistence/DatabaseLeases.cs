@@ -41,18 +41,23 @@ public sealed class DatabaseLeases(IDbContextFactory<AdapterDbContext> dbs, Adap
     public async Task<string?> TryAcquireWaitingAsync(string name, TimeSpan duration, TimeSpan wait, CancellationToken cancellationToken)
     {
         var owner = $"{instance.Id}:{Guid.NewGuid():N}";
+        return await TryTakeWaitingAsync(name, owner, duration, wait, cancellationToken) ? owner : null;
+    }
+
+    private async Task<bool> TryTakeWaitingAsync(string name, string owner, TimeSpan duration, TimeSpan wait, CancellationToken cancellationToken)
+    {
         var waited = System.Diagnostics.Stopwatch.StartNew(); // real time: the lease's own clock may stand still in tests
         while (!await TryTakeAsync(name, owner, duration, cancellationToken))
         {
             if (waited.Elapsed >= wait)
             {
-                return null;
+                return false;
             }
 
             await Task.Delay(TimeSpan.FromMilliseconds(100), cancellationToken);
         }
 
-        return owner;
+        return true;
     }
 
     private async Task<bool> TryTakeAsync(string name, string owner, TimeSpan duration, CancellationToken cancellationToken)
@@ -81,11 +86,18 @@ public sealed class DatabaseLeases(IDbContextFactory<AdapterDbContext> dbs, Adap
     /// Null while another holds it. The work runs under <see cref="DatabaseLeaseHolding.Held"/> and fences its saves with
     /// <see cref="DatabaseLeaseHolding.FenceAsync"/>; disposing the holding releases the lease.
     /// </summary>
-    public async Task<DatabaseLeaseHolding?> TryHoldAsync(string name, TimeSpan duration, CancellationToken cancellationToken)
+    public Task<DatabaseLeaseHolding?> TryHoldAsync(string name, TimeSpan duration, CancellationToken cancellationToken) =>
+        TryHoldAsync(name, duration, TimeSpan.Zero, cancellationToken);
+
+    /// <summary>
+    /// <see cref="TryHoldAsync(string, TimeSpan, CancellationToken)"/>, trying again every 100 ms for up to <paramref name="wait"/>
+    /// while another holds it, as <see cref="TryAcquireWaitingAsync"/> does.
+    /// </summary>
+    public async Task<DatabaseLeaseHolding?> TryHoldAsync(string name, TimeSpan duration, TimeSpan wait, CancellationToken cancellationToken)
     {
         // Its own owner token: a holding that outlived its lease never passes for its successor, even in the same process.
         var owner = $"{instance.Id}:{Guid.NewGuid():N}";
-        return await TryTakeAsync(name, owner, duration, cancellationToken)
+        return await TryTakeWaitingAsync(name, owner, duration, wait, cancellationToken)
             ? new DatabaseLeaseHolding(this, name, owner, duration, clock, cancellationToken)
             : null;
     }
@@ -167,6 +179,21 @@ public sealed class DatabaseLeaseHolding : IAsyncDisposable
             Lose();
             throw new DatabaseLeaseLostException(Name);
         }
+    }
+
+    /// <summary>
+    /// Extends the lease now, before work no fence can guard (a call to another system that only the holder may make): true
+    /// while the lease is still this holding's, which then has a whole lease ahead; false, and the work stops, once it is another's.
+    /// </summary>
+    public async Task<bool> ExtendAsync(CancellationToken cancellationToken)
+    {
+        if (!Lost && await _leases.ExtendAsync(Name, Owner, _duration, cancellationToken))
+        {
+            return true;
+        }
+
+        Lose();
+        return false;
     }
 
     public async ValueTask DisposeAsync()

@@ -11,7 +11,7 @@ namespace CmpWaldurAdapter.Usage;
 /// value). Its own lease, not <see cref="Reports.ReportLease"/>: that one guards the resource's report page, whose
 /// writers never report usage, and a holder of this one takes no other lease, so no holder ever waits on itself.
 /// </summary>
-public sealed class UsageReportLease(DatabaseLeases leases, IOptionsMonitor<WaldurOptions> waldur, IOptionsMonitor<UsageOptions> usage, ILogger<UsageReportLease> logger)
+public sealed class UsageReportLease(DatabaseLeases leases, IOptionsMonitor<WaldurOptions> waldur, ILogger<UsageReportLease> logger)
 {
     /// <summary>
     /// How long a report waits for another report of the same resource (held for moments) before it leaves the resource to
@@ -19,44 +19,37 @@ public sealed class UsageReportLease(DatabaseLeases leases, IOptionsMonitor<Wald
     /// </summary>
     public static readonly TimeSpan Wait = TimeSpan.FromSeconds(3);
 
-    public static string Name(Guid resourceUuid) => $"usage-report:{resourceUuid:N}";
-
     /// <summary>
-    /// Longer than a holder can take, so the lease never runs out under a live one: per reported month one read of Waldur
-    /// and every attempt of <c>set_usage</c>, each cut off after its attempts and backoff (as the client's resilience does),
-    /// the waits between the attempts, plus a minute. Frees a crashed holder's lease.
+    /// The lease's length, renewed every third of it while a report holds it and before each <c>set_usage</c>: a live holder
+    /// keeps it however long its report takes, and a crashed one's frees after a minute. At least twice the one attempt of
+    /// <c>set_usage</c> (cut off after <see cref="WaldurOptions.AttemptTimeout"/>, 30 s by default), so a send ends before the
+    /// lease it was sent under can run out, even with no renewal during it.
     /// </summary>
-    public TimeSpan Duration
-    {
-        get
-        {
-            var call = Reports.ReportLease.LongestCall(waldur.CurrentValue);
-            var month = (call * (1 + UsageSendRetries.Attempts)) + (UsageSendRetries.LongestRetryAfter * (UsageSendRetries.Attempts - 1));
-            return (month * usage.CurrentValue.ReportingPeriods) + TimeSpan.FromMinutes(1);
-        }
-    }
+    public TimeSpan Duration => TimeSpan.FromMinutes(1) > waldur.CurrentValue.AttemptTimeout * 2
+        ? TimeSpan.FromMinutes(1)
+        : waldur.CurrentValue.AttemptTimeout * 2;
+
+    public static string Name(Guid resourceUuid) => $"usage-report:{resourceUuid:N}";
 
     /// <summary>A holding of one resource's lease, taken when the report first has something to send and given up on dispose.</summary>
     public Holding For(Guid resourceUuid) => new(this, resourceUuid);
 
-    private async Task<string?> TryTakeAsync(Guid resourceUuid, CancellationToken cancellationToken)
+    private async Task<DatabaseLeaseHolding?> TryTakeAsync(Guid resourceUuid, CancellationToken cancellationToken)
     {
         var name = Name(resourceUuid);
-        if (await leases.TryAcquireWaitingAsync(name, Duration, TimeSpan.Zero, cancellationToken) is { } holding)
+        if (await leases.TryHoldAsync(name, Duration, cancellationToken) is { } holding)
         {
             return holding;
         }
 
         logger.LogInformation("Usage of resource {ResourceUuid} is being reported by another task (a run of another replica, a Terminate order's final report or usage report); waiting up to {Wait}",
             resourceUuid, Wait);
-        return await leases.TryAcquireWaitingAsync(name, Duration, Wait, cancellationToken);
+        return await leases.TryHoldAsync(name, Duration, Wait, cancellationToken);
     }
-
-    private Task ReleaseAsync(Guid resourceUuid, string holding) => leases.ReleaseAsync(Name(resourceUuid), holding);
 
     public sealed class Holding(UsageReportLease lease, Guid resourceUuid) : IAsyncDisposable
     {
-        private string? _token;
+        private DatabaseLeaseHolding? _holding;
         private bool _tried;
 
         /// <summary>Takes the lease once (later calls answer the first one's outcome); false when another report kept it.</summary>
@@ -64,19 +57,26 @@ public sealed class UsageReportLease(DatabaseLeases leases, IOptionsMonitor<Wald
         {
             if (!_tried)
             {
-                _token = await lease.TryTakeAsync(resourceUuid, cancellationToken);
+                _holding = await lease.TryTakeAsync(resourceUuid, cancellationToken);
                 _tried = true;
             }
 
-            return _token is not null;
+            return _holding is not null;
         }
+
+        /// <summary>
+        /// Checked before each <c>set_usage</c>: true while the taken lease is still this report's (renewing it); false once
+        /// another report took it over (this one's renewals failed for a whole lease), which may be sending a newer total.
+        /// </summary>
+        public async Task<bool> StillHeldAsync(CancellationToken cancellationToken) =>
+            _holding is { } holding && await holding.ExtendAsync(cancellationToken);
 
         public async ValueTask DisposeAsync()
         {
-            if (_token is { } token)
+            if (_holding is { } holding)
             {
-                _token = null;
-                await lease.ReleaseAsync(resourceUuid, token);
+                _holding = null;
+                await holding.DisposeAsync();
             }
         }
     }

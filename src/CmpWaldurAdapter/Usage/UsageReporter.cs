@@ -39,8 +39,8 @@ public enum UsageAction
 
     /// <summary>
     /// Not sent: another report of the same resource (a run of another replica, a Terminate order's final report,
-    /// <c>usage report</c>) held its <see cref="UsageReportLease"/> for longer than <see cref="UsageReportLease.Wait"/>;
-    /// retried next run.
+    /// <c>usage report</c>) held its <see cref="UsageReportLease"/> for longer than <see cref="UsageReportLease.Wait"/>, or
+    /// took it over from this report (whose renewals failed for a whole lease); retried next run.
     /// </summary>
     Busy,
 
@@ -289,7 +289,7 @@ public sealed class UsageReporter(
                 continue;
             }
 
-            var (sent, rolledOver) = await SendAsync(resourceUuid, subscriptionId, customerId, components, periods, period, monthAtStart, carried, cancellationToken);
+            var (sent, rolledOver) = await SendAsync(resourceUuid, subscriptionId, customerId, components, periods, period, monthAtStart, carried, lease, cancellationToken);
             rows.AddRange(sent);
             if (rolledOver)
             {
@@ -305,11 +305,12 @@ public sealed class UsageReporter(
     /// into the month) and what Waldur holds are read now, after the lease was taken, so no older total can reach Waldur
     /// after a newer one (<c>set_usage</c> replaces the month's value). A failure for the moment is retried in this run
     /// (<see cref="UsageSendRetries"/>), both sides read again first: a charge settled in between is in the next attempt's
-    /// total, and a total the failed attempt did store after all is not sent again. True with the rows when the month rolled over.
+    /// total, and a total the failed attempt did store after all is not sent again. Nothing is sent once the lease was taken over
+    /// by another report (<see cref="UsageAction.Busy"/>). True with the rows when the month rolled over.
     /// </summary>
     private async Task<(List<UsageReportRow> Rows, bool MonthRolledOver)> SendAsync(
         Guid resourceUuid, Guid? subscriptionId, Guid? customerId, IReadOnlyList<string> components, IReadOnlyList<BillingPeriod> periods,
-        BillingPeriod period, BillingPeriod monthAtStart, List<UsageCarryover> carried, CancellationToken cancellationToken)
+        BillingPeriod period, BillingPeriod monthAtStart, List<UsageCarryover> carried, UsageReportLease.Holding lease, CancellationToken cancellationToken)
     {
         // What a failed attempt sent: Waldur may have stored it all the same (an answer lost on the way back).
         var attempted = new Dictionary<string, decimal>(StringComparer.Ordinal);
@@ -364,6 +365,15 @@ public sealed class UsageReporter(
             {
                 logger.LogWarning("Waldur holds {Waldur} {Component} for resource {ResourceUuid} in {Period}, more than the ledger's {Ours}; sending the ledger's total",
                     decrease.Waldur, decrease.Component, resourceUuid, period, decrease.Ours);
+            }
+
+            if (!await lease.StillHeldAsync(cancellationToken))
+            {
+                // This report's renewals failed for a whole lease and another report took it over: that one may be sending a
+                // newer total, which this older one must not replace.
+                rows.AddRange(changed.Select(c => Compared(resourceUuid, subscriptionId, period, c, UsageAction.Busy, "another report of this resource took over its lease; retried next run")));
+                logger.LogWarning("Usage of resource {ResourceUuid} for {Period} was not sent: another report of the resource took over its lease; retried next run", resourceUuid, period);
+                return (rows, false);
             }
 
             try

@@ -14,7 +14,7 @@ public static class UsageServiceCollectionExtensions
     {
         services.AddOptions<UsageOptions>().Bind(configuration.GetSection(UsageOptions.SectionName)).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<UsageReporter>();
-        services.AddSingleton<UsageReportLease>();
+        services.TryAddSingleton<UsageReportLease>(); // tests put theirs first, to run the lease on a clock they move
         services.TryAddSingleton<UsageSendRetries>(); // tests put theirs first, to record the waits instead of sleeping
         services.AddSingleton<ITenantProvisioner, FinalUsageReportProvisioner>();
         services.TryAddSingleton<ISubscriptionAuthenticator, ApiKeySubscriptionAuthenticator>();

@@ -2,12 +2,15 @@ using System.Text.Json.Nodes;
 using CmpWaldurAdapter.Core.Catalogue;
 using CmpWaldurAdapter.Core.Credits;
 using CmpWaldurAdapter.Credits;
+using CmpWaldurAdapter.Hosting;
 using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Tenants;
 using CmpWaldurAdapter.Testing.Credits;
 using CmpWaldurAdapter.Testing.Hosting;
 using CmpWaldurAdapter.Usage;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
 
 namespace CmpWaldurAdapter.IntegrationTests.Usage;
 
@@ -25,6 +28,10 @@ public abstract class UsageReportSerializationTests(DatabaseProvider provider) :
     private static readonly DateTimeOffset March20 = new(2026, 3, 20, 10, 0, 0, TimeSpan.Zero);
 
     private readonly List<TimeSpan> _waits = [];
+
+    /// <summary>The usage lease's own clock: its expiry and its renewals move only when a test advances it.</summary>
+    private readonly FakeTimeProvider _leaseClock = new(March20);
+
     private CreditTestBed _bed = null!;
     private Subscription _subscription = null!;
 
@@ -33,25 +40,31 @@ public abstract class UsageReportSerializationTests(DatabaseProvider provider) :
 
     private UsageReporter Reporter => _bed.Services.GetRequiredService<UsageReporter>();
 
+    private UsageReportLease Lease => _bed.Services.GetRequiredService<UsageReportLease>();
+
     public async Task InitializeAsync()
     {
         _bed = await CreditTestBed.CreateAsync(provider, March20);
         // The waits between attempts are recorded, not slept.
-        await _bed.StartAsync(services => services.AddSingleton(new UsageSendRetries(TimeProvider.System)
+        await _bed.StartAsync(services =>
         {
-            WaitAsync = async (delay, _) =>
+            services.AddSingleton(new UsageSendRetries(TimeProvider.System)
             {
-                lock (_waits)
+                WaitAsync = async (delay, _) =>
                 {
-                    _waits.Add(delay);
-                }
+                    lock (_waits)
+                    {
+                        _waits.Add(delay);
+                    }
 
-                if (_betweenAttempts is { } meanwhile)
-                {
-                    await meanwhile();
-                }
-            },
-        }));
+                    if (_betweenAttempts is { } meanwhile)
+                    {
+                        await meanwhile();
+                    }
+                },
+            });
+            services.AddSingleton(sp => ActivatorUtilities.CreateInstance<UsageReportLease>(sp, LeasesOn(sp, _leaseClock)));
+        });
         _subscription = await _bed.AddSubscriptionAsync();
         await _bed.Ledger.GrantAsync(_subscription.CustomerId, 10_000, "test funding");
     }
@@ -148,6 +161,82 @@ public abstract class UsageReportSerializationTests(DatabaseProvider provider) :
         Assert.Equal(["4.00"], SetUsageBodies().Select(Amount));
         Assert.Equal([("chat_credits", "4.00")], WaldurHolds());
     }
+
+    [Fact]
+    public async Task A_lease_left_by_a_crashed_report_frees_after_a_minute_and_the_next_report_sends()
+    {
+        await ChargeAsync(2);
+        // A report of another replica took the resource's lease and died: its renewals, on its own clock, never come.
+        var crashed = ActivatorUtilities.CreateInstance<UsageReportLease>(_bed.Services, LeasesOn(_bed.Services, new FakeTimeProvider(March20), new AdapterInstance()));
+        await using var abandoned = crashed.For(_subscription.ResourceUuid); // disposed after the test, when the lease is another's
+        Assert.True(await abandoned.TakeAsync(CancellationToken.None));
+
+        // The lease lasts a minute (with Waldur's default attempt timeout of 30 s).
+        _leaseClock.Advance(TimeSpan.FromMinutes(1) - TimeSpan.FromSeconds(1));
+        var blocked = await Reporter.ReportAsync();
+        _leaseClock.Advance(TimeSpan.FromSeconds(2));
+        var next = await Reporter.ReportAsync();
+
+        Assert.Contains(blocked.Rows, r => r is { Component: "chat_credits", Ours: 2m, Action: UsageAction.Busy });
+        Assert.Equal(1, next.Posted);
+        Assert.False(next.Unfinished);
+        Assert.Equal(["2.00"], SetUsageBodies().Select(Amount));
+        Assert.Equal([("chat_credits", "2.00")], WaldurHolds());
+    }
+
+    [Fact]
+    public async Task A_report_outlasting_its_lease_keeps_it_renewed_and_another_report_meanwhile_leaves_the_resource()
+    {
+        await ChargeAsync(2);
+        _bed.Waldur.Fail("POST", SetUsagePath, 503, times: 1);
+        IReadOnlyList<UsageReportRow>? meanwhile = null;
+        _betweenAttempts = async () =>
+        {
+            // The report takes longer than its lease between two attempts; its holding renews it every third of a lease.
+            for (var third = 1; third <= 4; third++)
+            {
+                _leaseClock.Advance(Lease.Duration / 3);
+                var renewed = _leaseClock.GetUtcNow() + Lease.Duration;
+                await Eventually.TrueAsync(async () => (await LeaseAsync()).ExpiresAt == renewed, TimeSpan.FromSeconds(10), "the lease is renewed");
+            }
+
+            // A Terminate order's final report of the resource, past the lease's first expiry, finds it still held.
+            meanwhile = await Reporter.ReportResourceAsync(_subscription.ResourceUuid, CancellationToken.None);
+        };
+
+        var report = await Reporter.ReportAsync();
+
+        Assert.Contains(meanwhile!, r => r is { Component: "chat_credits", Ours: 2m, Action: UsageAction.Busy });
+        Assert.Contains(report.Rows, r => r is { Component: "chat_credits", Ours: 2m, Action: UsageAction.Posted });
+        Assert.Equal(["2.00", "2.00"], SetUsageBodies().Select(Amount)); // the failed attempt and the report's retry
+        Assert.Equal([("chat_credits", "2.00")], WaldurHolds());
+    }
+
+    [Fact]
+    public async Task A_report_whose_lease_another_report_took_over_sends_no_more_set_usage()
+    {
+        await ChargeAsync(2);
+        _bed.Waldur.Fail("POST", SetUsagePath, 503, times: 1);
+        // Between the attempts the report's renewals are lost for a whole lease, and another replica's report takes it over.
+        _betweenAttempts = () => _bed.QueryAsync(db => db.Leases.Where(l => l.Name == UsageReportLease.Name(_subscription.ResourceUuid))
+            .ExecuteUpdateAsync(set => set.SetProperty(l => l.Owner, "another-replica")));
+
+        var report = await Reporter.ReportAsync();
+
+        Assert.Equal(["2.00"], SetUsageBodies().Select(Amount)); // the failed attempt only
+        Assert.Contains(report.Rows, r => r is { Component: "chat_credits", Ours: 2m, Action: UsageAction.Busy });
+        Assert.True(report.Unfinished);
+        Assert.Empty(WaldurHolds());
+        Assert.Contains(_bed.Logs.Lines, l => l.Contains("another report of the resource took over its lease", StringComparison.Ordinal));
+        Assert.Equal("another-replica", (await LeaseAsync()).Owner); // not released under its new holder
+    }
+
+    /// <summary>The adapter's leases on <paramref name="clock"/>, of this process or of another replica's <paramref name="instance"/>.</summary>
+    private static DatabaseLeases LeasesOn(IServiceProvider services, TimeProvider clock, AdapterInstance? instance = null) =>
+        new(services.GetRequiredService<IDbContextFactory<AdapterDbContext>>(), instance ?? services.GetRequiredService<AdapterInstance>(), clock);
+
+    private Task<DatabaseLease> LeaseAsync() =>
+        _bed.QueryAsync(db => db.Leases.AsNoTracking().SingleAsync(l => l.Name == UsageReportLease.Name(_subscription.ResourceUuid)));
 
     private async Task ChargeAsync(long credits)
     {

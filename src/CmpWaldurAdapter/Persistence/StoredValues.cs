@@ -13,4 +13,7 @@ public static class StoredValues
     public static object? Uuid(AdapterDbContext db, Guid? value) => value is { } id ? Uuid(db, id) : null;
 
     public static object Instant(AdapterDbContext db, DateTimeOffset value) => db.Database.IsSqlite() ? value.UtcTicks : value;
+
+    /// <summary>SQLite keeps dates as text.</summary>
+    public static object Day(AdapterDbContext db, DateOnly value) => db.Database.IsSqlite() ? value.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture) : value;
 }

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Net.Http.Headers;
+using System.Text.RegularExpressions;
 using System.Text.Json.Nodes;
 using CmpWaldurAdapter.Capabilities.Handoff;
 using CmpWaldurAdapter.Core.Catalogue;
@@ -43,11 +44,12 @@ public sealed class SpendAlertOnSqliteTests() : SpendAlertTests(DatabaseProvider
 /// subscription's charges cross it, through the escalation webhook's signed, retried outbox when one is set. The
 /// tests run the check themselves on a clock they set; the scheduled job stays out of the way.
 /// </summary>
-public abstract class SpendAlertTests(DatabaseProvider provider) : IAsyncLifetime
+public abstract partial class SpendAlertTests(DatabaseProvider provider) : IAsyncLifetime
 {
     /// <summary>Mid-March 2026, noon UTC.</summary>
     private static readonly DateTimeOffset Start = new(2026, 3, 14, 12, 0, 0, TimeSpan.Zero);
 
+    private readonly OnceBeforeStatement _meanwhile = new();
     private BuyerWebTestBed _bed = null!;
     private WireMockServer _receiver = null!;
     private int _requests;
@@ -63,7 +65,7 @@ public abstract class SpendAlertTests(DatabaseProvider provider) : IAsyncLifetim
         _bed.Settings["Credits:SpendAlertCheckInterval"] = "01:00:00";
         _bed.Settings["Handoff:DeliveryInterval"] = "01:00:00";
         _bed.Settings["Handoff:FirstRetryDelay"] = "00:00:30";
-        await _bed.StartAsync();
+        await _bed.StartAsync(services => services.AddDatabaseInterceptor(provider, _meanwhile));
     }
 
     public async Task DisposeAsync()
@@ -299,6 +301,37 @@ public abstract class SpendAlertTests(DatabaseProvider provider) : IAsyncLifetim
         Assert.Equal([50, 80, 100], (await AlertsAsync(subscription, new DateOnly(2026, 3, 1))).Select(a => a.ThresholdPercent));
         Assert.Equal(3, await _bed.QueryAsync(db => db.HandoffDeliveries.CountAsync())); // one delivery per recorded alert
     }
+
+    [Fact]
+    public async Task A_threshold_another_replica_records_between_the_checks_look_and_its_insert_is_left_to_it_with_no_database_error()
+    {
+        var subscription = await _bed.AddSubscriptionAsync(credits: 1000);
+        await _bed.Services.GetRequiredService<HandoffService>().SetWebhookAsync(subscription.Id, new Uri(_receiver.Url + "/hooks/race"), CancellationToken.None);
+        await AlertAtAsync(subscription, 100);
+        await ChargeAsync(subscription, 50);
+        var theirs = Guid.NewGuid();
+        // This check has found the 50 % threshold not yet recorded; before it records it, another replica's check does.
+        _meanwhile.Stage(WebhookLookup(), () => _bed.QueryAsync(db =>
+        {
+            db.SpendAlerts.Add(new SpendAlert
+            {
+                Id = theirs, SubscriptionId = subscription.Id, Period = new DateOnly(2026, 3, 1), ThresholdPercent = 50, AlertCredits = 100, SpentCredits = 50, DetectedAt = Start,
+            });
+            return db.SaveChangesAsync();
+        }));
+
+        Assert.Equal(0, await Monitor.CheckAsync(CancellationToken.None));
+
+        Assert.True(_meanwhile.Ran);
+        Assert.Equal(theirs, Assert.Single(await AlertsAsync(subscription, new DateOnly(2026, 3, 1))).Id);
+        Assert.Equal(0, await _bed.QueryAsync(db => db.HandoffDeliveries.CountAsync())); // the delivery is the other replica's to queue
+        Assert.Empty(_bed.Server.Logs.DatabaseErrors());
+        Assert.DoesNotContain(_bed.Server.Logs.Events, e => e.Level >= Serilog.Events.LogEventLevel.Warning && e.MessageTemplate.Text.Contains("spend alert", StringComparison.Ordinal));
+    }
+
+    /// <summary>The look for the subscription's webhook, made just before a threshold is recorded.</summary>
+    [GeneratedRegex("""EXISTS[\s\S]*FROM "?handoff_webhooks"?""")]
+    private static partial Regex WebhookLookup();
 
     private Task AlertAtAsync(Subscription subscription, long credits) =>
         _bed.Services.GetRequiredService<BuyerWebStore>().UpdateAsync(subscription.Id, s => s.MonthlySpendAlertCredits = credits, CancellationToken.None);

@@ -143,29 +143,26 @@ public sealed class SpendAlertMonitor(
     {
         await using var db = await dbs.CreateDbContextAsync(cancellationToken);
         var id = Guid.CreateVersion7(now);
-        db.SpendAlerts.Add(new SpendAlert
-        {
-            Id = id,
-            SubscriptionId = subscription.SubscriptionId,
-            Period = period.FirstDay,
-            ThresholdPercent = percent,
-            AlertCredits = subscription.AlertCredits,
-            SpentCredits = spent,
-            DetectedAt = now,
-        });
         var webhook = await HandoffOutbox.EnqueueAsync(db, subscription.SubscriptionId, id, null,
             () => new SpendThresholdEvent(id, SpendThresholdEvent.EventType, subscription.ResourceUuid, period.ToString(), percent, subscription.AlertCredits, spent, now,
                 web.Value.ConsoleLink("usage", subscription.ResourceUuid)),
             now, cancellationToken);
 
-        try
-        {
-            await db.SaveChangesAsync(cancellationToken);
-        }
-        catch (DbUpdateException exception) when (DbErrors.IsUniqueViolation(exception))
+        await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
+        // Recorded already by another replica's check leaves the insert doing nothing, rather than failing with a unique
+        // violation EF Core would log as an error; the delivery is then not saved either.
+        if (await db.Database.ExecuteSqlAsync($"""
+            INSERT INTO spend_alerts (id, subscription_id, period, threshold_percent, alert_credits, spent_credits, detected_at)
+            VALUES ({StoredValues.Uuid(db, id)}, {StoredValues.Uuid(db, subscription.SubscriptionId)}, {StoredValues.Day(db, period.FirstDay)}, {percent},
+                    {subscription.AlertCredits}, {spent}, {StoredValues.Instant(db, now)})
+            ON CONFLICT DO NOTHING
+            """, cancellationToken) == 0)
         {
             return false; // another replica's check recorded this threshold (and its delivery)
         }
+
+        await db.SaveChangesAsync(cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
 
         logger.LogInformation("Subscription {SubscriptionId} reached {ThresholdPercent} % of its monthly spend alert of {AlertCredits} credits in {Period}: {SpentCredits} credits spent (webhook: {Webhook})",
             subscription.SubscriptionId, percent, subscription.AlertCredits, period.ToString(), spent, webhook ? "queued" : "none set");

@@ -1,15 +1,19 @@
 using System.Net;
 using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
+using CmpWaldurAdapter.Capabilities;
 using CmpWaldurAdapter.Capabilities.Automations;
 using CmpWaldurAdapter.IntegrationTests.Chat;
+using CmpWaldurAdapter.Persistence;
 using CmpWaldurAdapter.Testing.Api;
+using CmpWaldurAdapter.Testing.Hosting;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace CmpWaldurAdapter.IntegrationTests.Automations;
 
 /// <summary>The ticket triage automation: runs by API and by schedule, each charged its price once.</summary>
-public sealed class AutomationTests : IAsyncLifetime
+public sealed partial class AutomationTests : IAsyncLifetime
 {
     private const string Triage = """{"category": "billing", "priority": "high", "reply": "We are on it."}""";
 
@@ -25,6 +29,7 @@ public sealed class AutomationTests : IAsyncLifetime
         }
         """)!.AsObject();
 
+    private readonly OnceBeforeStatement _meanwhile = new();
     private ChatTestBed _bed = null!;
     private Guid _offering;
 
@@ -35,7 +40,7 @@ public sealed class AutomationTests : IAsyncLifetime
         settings["Offerings:1:Slug"] = "ticket-triage-automation";
         settings["Automations:ScheduleCheckInterval"] = "01:00:00"; // the tests run the scheduler themselves
         settings["Automations:MissedFiringGrace"] = "02:00:00"; // longer than the check interval
-    });
+    }, services => services.AddDatabaseInterceptor(DatabaseProvider.Sqlite, _meanwhile));
 
     public async Task DisposeAsync() => await _bed.DisposeAsync();
 
@@ -155,6 +160,32 @@ public sealed class AutomationTests : IAsyncLifetime
         Assert.Equal(morning, runs[1]!["scheduled_for"]!.GetValue<DateTimeOffset>());
         Assert.All(_bed.Tenants.Langflow.Runs, r => Assert.Equal("daily", JsonNode.Parse(r.Input!)!["subject"]!.GetValue<string>()));
         Assert.Equal(new LedgerState(94, 0, 2, 6), await _bed.LedgerAsync(me.Customer));
+    }
+
+    [Fact]
+    public async Task A_firing_another_replica_runs_between_the_schedulers_look_and_its_insert_is_left_to_it_with_no_database_error()
+    {
+        var me = await SubscribeAsync(schedule: "0 0 8 * * ?");
+        var scheduler = _bed.Services.GetRequiredService<AutomationScheduler>();
+        var morning = new DateTimeOffset(2026, 3, 2, 8, 0, 0, TimeSpan.Zero);
+        var theirs = Guid.NewGuid();
+        // The scheduler has found the firing not run yet; just before it records its run, another replica's scheduler does.
+        _meanwhile.Stage(RunInsert(), () => _bed.Tenants.QueryAsync(db =>
+        {
+            db.AutomationRuns.Add(new AutomationRun
+            {
+                Id = theirs, SubscriptionId = me.Subscription.Id, Trigger = "schedule", Status = AutomationService.Running, Input = "{}", ScheduledFor = morning, CreatedAt = morning,
+            });
+            return db.SaveChangesAsync();
+        }));
+
+        Assert.Equal(0, await scheduler.RunDueAsync(morning.AddSeconds(30), CancellationToken.None));
+
+        Assert.True(_meanwhile.Ran);
+        Assert.Equal(theirs, await _bed.Tenants.QueryAsync(db => db.AutomationRuns.Where(r => r.SubscriptionId == me.Subscription.Id).Select(r => r.Id).SingleAsync()));
+        Assert.Empty(_bed.Tenants.Langflow.Runs);
+        Assert.Equal(new LedgerState(100, 0, 0, 0), await _bed.LedgerAsync(me.Customer)); // the run and its price are the other replica's
+        Assert.Empty(_bed.Tenants.Logs.DatabaseErrors());
     }
 
     [Fact]
@@ -433,4 +464,8 @@ public sealed class AutomationTests : IAsyncLifetime
 
     private Task<string> ComponentOfChargeAsync(Guid customer) => _bed.Tenants.QueryAsync(async db =>
         CmpWaldurAdapter.Core.Catalogue.ActionClasses.Component((await db.LedgerEntries.AsNoTracking().SingleAsync(e => e.CustomerId == customer && e.Kind == CmpWaldurAdapter.Core.Credits.LedgerEntryKind.Charge)).ActionClass!.Value));
+
+    /// <summary>The insert of a run (after the scheduler's look for one of the firing, with nothing else in between).</summary>
+    [GeneratedRegex("""INSERT INTO "?automation_runs"?""")]
+    private static partial Regex RunInsert();
 }

@@ -114,12 +114,19 @@ public sealed class AutomationService(
         };
         await using (var db = await dbs.CreateDbContextAsync(cancellationToken))
         {
-            db.AutomationRuns.Add(run);
-            try
+            if (scheduledFor is not { } firing)
             {
+                db.AutomationRuns.Add(run);
                 await db.SaveChangesAsync(cancellationToken);
             }
-            catch (DbUpdateException exception) when (scheduledFor is not null && DbErrors.IsUniqueViolation(exception))
+            // A firing run already (another replica checking the schedule at the same time) leaves the insert doing
+            // nothing, rather than failing with a unique violation EF Core would log as an error.
+            else if (await db.Database.ExecuteSqlAsync($"""
+                INSERT INTO automation_runs (id, subscription_id, "trigger", status, input, credits_charged, scheduled_for, created_at)
+                VALUES ({StoredValues.Uuid(db, run.Id)}, {StoredValues.Uuid(db, run.SubscriptionId)}, {trigger}, {Running}, {input}, {0L},
+                        {StoredValues.Instant(db, firing)}, {StoredValues.Instant(db, now)})
+                ON CONFLICT DO NOTHING
+                """, cancellationToken) == 0)
             {
                 return (StatusCodes.Status409Conflict, null, null); // this firing already ran (another replica)
             }

@@ -168,18 +168,13 @@ public sealed class ConsoleAccess(
             && Guid.TryParseExact(id, "N", out var sessionId))
         {
             await using var db = await dbs.CreateDbContextAsync(cancellationToken);
-            if (!await db.ConsoleSignOuts.AnyAsync(s => s.SessionId == sessionId, cancellationToken))
-            {
-                db.ConsoleSignOuts.Add(new ConsoleSignOut { SessionId = sessionId, ExpiresAt = expires, SignedOutAt = clock.GetUtcNow() });
-                try
-                {
-                    await db.SaveChangesAsync(cancellationToken);
-                }
-                catch (DbUpdateException exception) when (DbErrors.IsUniqueViolation(exception))
-                {
-                    // The same session signed out by two requests at once (a double click): recorded once, as wanted.
-                }
-            }
+            // A session signed out already (a double click, two requests at once, perhaps on two replicas) leaves the
+            // insert doing nothing: recorded once, as wanted, without a unique violation EF Core would log as an error.
+            await db.Database.ExecuteSqlAsync($"""
+                INSERT INTO console_sign_outs (session_id, expires_at, signed_out_at)
+                VALUES ({StoredValues.Uuid(db, sessionId)}, {StoredValues.Instant(db, expires)}, {StoredValues.Instant(db, clock.GetUtcNow())})
+                ON CONFLICT DO NOTHING
+                """, cancellationToken);
         }
 
         // Both names, as SecureRequests gives them: one set before the adapter knew it was behind HTTPS may be left. A

@@ -770,27 +770,7 @@ public sealed class OrderProcessor(
         var customerId = order.Customer_uuid ?? throw new PermanentProvisioningException("The order names no organization.");
         var projectId = order.Project_uuid ?? throw new PermanentProvisioningException("The order names no project.");
 
-        // Saved with the subscription below (a concurrent insert of the row is handled there); a row made nameless by a
-        // credit grant before this first order gets Waldur's name.
-        await CustomerRecords.EnsureAsync(db, customerId, order.Customer_name, now, cancellationToken);
-
-        if (await db.Workspaces.FindAsync([projectId], cancellationToken) is null)
-        {
-            db.Workspaces.Add(new Workspace { Id = projectId, CustomerId = customerId, Name = ColumnText.Clip(order.Project_name, Workspace.MaxNameLength), CreatedAt = now, UpdatedAt = now });
-        }
-
-        if (existing is not null)
-        {
-            // Restore of a terminated subscription, or a resumed Create: provision it again under the same id.
-            existing.State = SubscriptionState.Provisioning;
-            existing.TerminatedAt = null;
-            existing.Configuration = configuration.ToJsonString();
-            existing.UpdatedAt = now;
-            await SaveFencedAsync(db, record.OrderUuid, cancellationToken);
-            return existing;
-        }
-
-        var subscription = new Subscription
+        var subscription = existing ?? new Subscription
         {
             Id = Guid.NewGuid(),
             ResourceUuid = order.Marketplace_resource_uuid ?? order.Resource_uuid!.Value,
@@ -805,19 +785,46 @@ public sealed class OrderProcessor(
             CreatedAt = now,
             UpdatedAt = now,
         };
-        db.Subscriptions.Add(subscription);
         try
         {
-            // Fenced like the order's progress: a worker whose lease was taken over records no subscription beside the new holder's.
+            // Fenced like the order's progress, in one transaction: a worker whose lease was taken over records no
+            // organization, project or subscription beside the new holder's.
+            await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
+            await leases.FenceAsync(db, record.OrderUuid, cancellationToken);
+
+            // The organization and project may be recorded by now (another order of them, perhaps on another replica): the
+            // inserts then do nothing, rather than fail with a unique violation EF Core would log as an error. A row made
+            // nameless by a credit grant before this first order gets Waldur's name.
+            await CustomerRecords.InsertOrNameAsync(db, customerId, order.Customer_name, now, cancellationToken);
+            await db.Database.ExecuteSqlAsync($"""
+                INSERT INTO workspaces (id, customer_id, name, created_at, updated_at, version)
+                VALUES ({StoredValues.Uuid(db, projectId)}, {StoredValues.Uuid(db, customerId)}, {ColumnText.Clip(order.Project_name, Workspace.MaxNameLength)},
+                        {StoredValues.Instant(db, now)}, {StoredValues.Instant(db, now)}, {0L})
+                ON CONFLICT DO NOTHING
+                """, cancellationToken);
+
+            if (existing is not null)
+            {
+                // Restore of a terminated subscription, or a resumed Create: provision it again under the same id.
+                existing.State = SubscriptionState.Provisioning;
+                existing.TerminatedAt = null;
+                existing.Configuration = configuration.ToJsonString();
+                existing.UpdatedAt = now;
+            }
+            else
+            {
+                db.Subscriptions.Add(subscription);
+            }
+
             await SaveFencedAsync(db, record.OrderUuid, cancellationToken);
+            await transaction.CommitAsync(cancellationToken);
             return subscription;
         }
-        catch (DbUpdateException exception) when (DbErrors.IsUniqueViolation(exception))
+        catch (DbUpdateException exception) when (existing is null && DbErrors.IsUniqueViolation(exception))
         {
-            // The resource, or its organization or project, was recorded concurrently (another order of the
-            // same project): drop this attempt's inserts (keeping the order's own record tracked) and use
-            // what is there now, recording the subscription again if it was not the one inserted. The failed save's
-            // transaction is rolled back by now (PostgreSQL would refuse any further statement in it).
+            // The resource was recorded concurrently (by a worker whose lease on its order was taken over): drop this
+            // attempt's subscription (keeping the order's own record tracked) and use what is there now, recording the
+            // subscription again if it was not the one inserted. The transaction was rolled back on leaving it.
             foreach (var entry in db.ChangeTracker.Entries().Where(e => e.State == EntityState.Added).ToList())
             {
                 entry.State = EntityState.Detached;

@@ -27,6 +27,24 @@ public static class CustomerRecords
         }
     }
 
+    /// <summary>
+    /// As <see cref="EnsureAsync"/>, written at once (in the caller's transaction): a row inserted meanwhile by another
+    /// process (another order of the organization, perhaps on another replica) leaves the insert doing nothing, rather
+    /// than failing with a unique violation EF Core would log as an error, and is named if it has no name.
+    /// </summary>
+    public static async Task InsertOrNameAsync(AdapterDbContext db, Guid customerId, string? waldurName, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        var name = ColumnText.Clip(waldurName, Customer.MaxNameLength);
+        if (await db.Database.ExecuteSqlAsync($"""
+            INSERT INTO customers (id, name, created_at, updated_at)
+            VALUES ({StoredValues.Uuid(db, customerId)}, {name}, {StoredValues.Instant(db, now)}, {StoredValues.Instant(db, now)})
+            ON CONFLICT DO NOTHING
+            """, cancellationToken) == 0)
+        {
+            await NameIfNamelessAsync(db, customerId, waldurName, now, cancellationToken);
+        }
+    }
+
     /// <summary>The organizations recorded without a name (a credit grant before their first order, or older rows).</summary>
     public static async Task<HashSet<Guid>> NamelessAsync(AdapterDbContext db, CancellationToken cancellationToken) =>
         [.. await db.Customers.AsNoTracking().Where(c => c.Name == string.Empty).Select(c => c.Id).ToListAsync(cancellationToken)];

@@ -1,11 +1,14 @@
+using System.Data.Common;
 using System.Text.Json.Nodes;
 using CmpWaldurAdapter.Api;
 using CmpWaldurAdapter.Core.Subscriptions;
 using CmpWaldurAdapter.Orders;
 using CmpWaldurAdapter.Persistence;
+using CmpWaldurAdapter.Tenants;
 using CmpWaldurAdapter.Testing.Fakes;
 using CmpWaldurAdapter.Testing.Hosting;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Diagnostics;
 
 namespace CmpWaldurAdapter.IntegrationTests.Orders;
 
@@ -19,12 +22,13 @@ public sealed class OrderEdgeCasesOnPostgresTests() : OrderEdgeCaseTests(Databas
 /// </summary>
 public abstract class OrderEdgeCaseTests(DatabaseProvider provider) : IAsyncLifetime
 {
+    private readonly BeforeNextTransaction _beforeNextTransaction = new();
     private OrderTestBed _bed = null!;
 
     public async Task InitializeAsync()
     {
         _bed = await OrderTestBed.CreateAsync(provider);
-        await _bed.StartServicesAsync();
+        await _bed.StartServicesAsync(configure: services => services.AddDatabaseInterceptor(provider, _beforeNextTransaction));
     }
 
     public async Task DisposeAsync() => await _bed.DisposeAsync();
@@ -468,4 +472,68 @@ public abstract class OrderEdgeCaseTests(DatabaseProvider provider) : IAsyncLife
 
     private Task<CmpWaldurAdapter.Tenants.Subscription> Subscription(Guid resource) =>
         _bed.QueryAsync(db => db.Subscriptions.AsNoTracking().SingleAsync(s => s.ResourceUuid == resource));
+
+    /// <summary>
+    /// Two Create orders of one organization and project at once, perhaps on two replicas: the one that records its
+    /// subscription second finds the organization and project recorded after it looked for them, and records its
+    /// subscription beside them, with nothing logged as a database error.
+    /// </summary>
+    [Fact]
+    public async Task A_create_whose_organization_and_project_are_recorded_meanwhile_records_its_subscription_under_them_and_logs_no_error()
+    {
+        var (customer, project) = (Guid.NewGuid(), Guid.NewGuid());
+        // Approved by an earlier attempt: resumed, the first transaction it begins is the one that records the subscription.
+        var order = _bed.Waldur.PlaceCreateOrder(_bed.Offering, _bed.ValidAttributes(), customer, project, state: "executing");
+        var resource = _bed.Waldur.ResourceOf(order);
+        var now = DateTimeOffset.UtcNow;
+        await _bed.QueryAsync(db =>
+        {
+            db.Orders.Add(new OrderRecord
+            {
+                OrderUuid = order,
+                Type = CmpWaldurAdapter.Core.Orders.OrderType.Create,
+                ResourceUuid = resource,
+                OfferingUuid = _bed.Offering,
+                Phase = OrderPhase.Approved,
+                CreatedAt = now,
+                UpdatedAt = now,
+            });
+            return db.SaveChangesAsync();
+        });
+        _beforeNextTransaction.Stage(() => _bed.QueryAsync(db =>
+        {
+            db.Customers.Add(new Customer { Id = customer, Name = "Org", CreatedAt = now, UpdatedAt = now });
+            db.Workspaces.Add(new Workspace { Id = project, CustomerId = customer, Name = "Project", CreatedAt = now, UpdatedAt = now });
+            return db.SaveChangesAsync();
+        }));
+
+        Assert.Equal(OrderOutcome.Completed, await _bed.Processor.ProcessAsync(order, CancellationToken.None));
+
+        Assert.True(_beforeNextTransaction.Ran);
+        var subscription = await _bed.QueryAsync(db => db.Subscriptions.AsNoTracking().SingleAsync(s => s.ResourceUuid == resource));
+        Assert.Equal((customer, project, SubscriptionState.Active), (subscription.CustomerId, subscription.WorkspaceId, subscription.State));
+        Assert.Equal((1, 1), (await _bed.QueryAsync(db => db.Customers.CountAsync(c => c.Id == customer)), await _bed.QueryAsync(db => db.Workspaces.CountAsync(w => w.Id == project))));
+        Assert.DoesNotContain(_bed.Logs.Events, e => e.Level >= Serilog.Events.LogEventLevel.Error);
+    }
+
+    /// <summary>Runs something else once, just before the next database transaction begins (after the looks that precede it); its own pass through.</summary>
+    private sealed class BeforeNextTransaction : DbTransactionInterceptor
+    {
+        private Func<Task>? _meanwhile;
+
+        public bool Ran { get; private set; }
+
+        public void Stage(Func<Task> meanwhile) => Volatile.Write(ref _meanwhile, meanwhile);
+
+        public override async ValueTask<InterceptionResult<DbTransaction>> TransactionStartingAsync(DbConnection connection, TransactionStartingEventData eventData, InterceptionResult<DbTransaction> result, CancellationToken cancellationToken = default)
+        {
+            if (Interlocked.Exchange(ref _meanwhile, null) is { } meanwhile)
+            {
+                await meanwhile();
+                Ran = true;
+            }
+
+            return result;
+        }
+    }
 }

@@ -73,8 +73,11 @@ public sealed class OrderTestBed : IAsyncDisposable
         return new OrderTestBed(waldur, database, offering, new ScriptedProvisioner());
     }
 
-    /// <summary>Starts the adapter's services; with <paramref name="clock"/>, they and Waldur read the time from it.</summary>
-    public async Task<IHost> StartServicesAsync(TimeProvider? clock = null)
+    /// <summary>
+    /// Starts the adapter's services; with <paramref name="clock"/>, they and Waldur read the time from it;
+    /// <paramref name="configure"/> changes them further.
+    /// </summary>
+    public async Task<IHost> StartServicesAsync(TimeProvider? clock = null, Action<IServiceCollection>? configure = null)
     {
         if (clock is not null)
         {
@@ -88,6 +91,8 @@ public sealed class OrderTestBed : IAsyncDisposable
             {
                 services.AddSingleton(clock);
             }
+
+            configure?.Invoke(services);
         });
         return Host;
     }

@@ -16,7 +16,7 @@ namespace CmpWaldurAdapter.IntegrationTests.Web;
 /// </summary>
 public sealed class ConsoleSignOutTests : IAsyncLifetime
 {
-    private readonly OnceBeforeStatement _meanwhile = new();
+    private readonly BeforeStatement _meanwhile = new();
     private BuyerWebTestBed _bed = null!;
 
     public async Task InitializeAsync()
@@ -114,7 +114,7 @@ public sealed class ConsoleSignOutTests : IAsyncLifetime
         _meanwhile.Stage(new Regex("INSERT INTO \"?console_sign_outs\\b"),
             async () => doubleClicked = (await doubleClick.Client.PostAsync(BuyerWebEndpoints.SignOutPath, ConsoleBrowser.Form(page))).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await buyer.Client.PostAsync(BuyerWebEndpoints.SignOutPath, ConsoleBrowser.Form(page))).StatusCode);
-        Assert.True(_meanwhile.Ran);
+        Assert.Equal(1, _meanwhile.Ran);
         Assert.Equal(HttpStatusCode.OK, doubleClicked);
         Assert.DoesNotContain(_bed.Server.Logs.Events, e => e.Level >= Serilog.Events.LogEventLevel.Error);
         var again = await buyer.Client.PostAsync(BuyerWebEndpoints.SignOutPath, ConsoleBrowser.Form(page));

@@ -285,7 +285,9 @@ public sealed class ResourceStateSync(
         }
 
         var now = clock.GetUtcNow();
-        await EnsureCustomerAsync(db, customerId, resource.Customer_name, now, cancellationToken);
+        // Recorded meanwhile (another of its resources, an order, or a credit grant, which leaves it nameless): the insert
+        // does nothing, and the row gets the name if it has none.
+        await CustomerRecords.InsertOrNameAsync(db, customerId, resource.Customer_name, now, cancellationToken);
         await using (var transaction = await db.Database.BeginTransactionAsync(cancellationToken))
         {
             // Versions move on, so orders saving these rows meanwhile retry, and cached authentications elsewhere are stale.
@@ -310,29 +312,6 @@ public sealed class ResourceStateSync(
         logger.LogInformation("Resource {ResourceUuid} moved from organization {FromCustomerId} to organization {CustomerId}: its charges now go to the new organization's credits",
             resourceUuid, subscription.CustomerId, customerId);
         return true;
-    }
-
-    private static async Task EnsureCustomerAsync(AdapterDbContext db, Guid customerId, string? name, DateTimeOffset now, CancellationToken cancellationToken)
-    {
-        // Twice at most: a row inserted meanwhile (another of its resources, an order, or a credit grant, which leaves
-        // it nameless) is found the second time, and gets the name if it has none.
-        for (var attempt = 1; ; attempt++)
-        {
-            await CustomerRecords.EnsureAsync(db, customerId, name, now, cancellationToken);
-            try
-            {
-                await db.SaveChangesAsync(cancellationToken);
-                return;
-            }
-            catch (DbUpdateException exception) when (attempt == 1 && DbErrors.IsUniqueViolation(exception))
-            {
-                // Recorded meanwhile: look again.
-            }
-            finally
-            {
-                db.ChangeTracker.Clear();
-            }
-        }
     }
 }
 

@@ -41,23 +41,28 @@ public sealed class DatabaseLeases(IDbContextFactory<AdapterDbContext> dbs, Adap
     public async Task<string?> TryAcquireWaitingAsync(string name, TimeSpan duration, TimeSpan wait, CancellationToken cancellationToken)
     {
         var owner = $"{instance.Id}:{Guid.NewGuid():N}";
-        return await TryTakeWaitingAsync(name, owner, duration, wait, cancellationToken) ? owner : null;
+        return await TryTakeWaitingAsync(name, owner, duration, wait, cancellationToken) is not null ? owner : null;
     }
 
-    private async Task<bool> TryTakeWaitingAsync(string name, string owner, TimeSpan duration, TimeSpan wait, CancellationToken cancellationToken)
+    /// <summary>When the lease was taken (it runs from then), or null when it stayed another's for <paramref name="wait"/>.</summary>
+    private async Task<DateTimeOffset?> TryTakeWaitingAsync(string name, string owner, TimeSpan duration, TimeSpan wait, CancellationToken cancellationToken)
     {
         var waited = System.Diagnostics.Stopwatch.StartNew(); // real time: the lease's own clock may stand still in tests
-        while (!await TryTakeAsync(name, owner, duration, cancellationToken))
+        while (true)
         {
+            var asked = clock.GetUtcNow();
+            if (await TryTakeAsync(name, owner, duration, cancellationToken))
+            {
+                return asked;
+            }
+
             if (waited.Elapsed >= wait)
             {
-                return false;
+                return null;
             }
 
             await Task.Delay(TimeSpan.FromMilliseconds(100), cancellationToken);
         }
-
-        return true;
     }
 
     private async Task<bool> TryTakeAsync(string name, string owner, TimeSpan duration, CancellationToken cancellationToken)
@@ -97,8 +102,8 @@ public sealed class DatabaseLeases(IDbContextFactory<AdapterDbContext> dbs, Adap
     {
         // Its own owner token: a holding that outlived its lease never passes for its successor, even in the same process.
         var owner = $"{instance.Id}:{Guid.NewGuid():N}";
-        return await TryTakeWaitingAsync(name, owner, duration, wait, cancellationToken)
-            ? new DatabaseLeaseHolding(this, name, owner, duration, clock, cancellationToken)
+        return await TryTakeWaitingAsync(name, owner, duration, wait, cancellationToken) is { } taken
+            ? new DatabaseLeaseHolding(this, name, owner, duration, taken, clock, cancellationToken)
             : null;
     }
 
@@ -149,12 +154,16 @@ public sealed class DatabaseLeaseHolding : IAsyncDisposable
     private readonly CancellationTokenSource _held;
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _renewing;
+    private readonly TimeProvider _clock;
+    private long _confirmedTicks; // when the lease was last known this holding's: taken, renewed or fenced (UTC ticks)
     private int _lost;
 
-    internal DatabaseLeaseHolding(DatabaseLeases leases, string name, string owner, TimeSpan duration, TimeProvider clock, CancellationToken cancellationToken)
+    internal DatabaseLeaseHolding(DatabaseLeases leases, string name, string owner, TimeSpan duration, DateTimeOffset taken, TimeProvider clock, CancellationToken cancellationToken)
     {
         (_leases, Name, Owner, _duration) = (leases, name, owner, duration);
         _held = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        _clock = clock;
+        _confirmedTicks = taken.UtcTicks;
         _renewing = RenewAsync(clock, _stop.Token);
     }
 
@@ -174,27 +183,46 @@ public sealed class DatabaseLeaseHolding : IAsyncDisposable
     /// </summary>
     public async Task FenceAsync(AdapterDbContext db, CancellationToken cancellationToken)
     {
+        var asked = _clock.GetUtcNow();
         if (Lost || !await _leases.FenceAsync(db, Name, Owner, _duration, cancellationToken))
         {
             Lose();
             throw new DatabaseLeaseLostException(Name);
         }
+
+        Confirmed(asked);
     }
 
     /// <summary>
-    /// Extends the lease now, before work no fence can guard (a call to another system that only the holder may make): true
-    /// while the lease is still this holding's, which then has a whole lease ahead; false, and the work stops, once it is another's.
+    /// Before work no fence can guard (a call to another system that only the holder may make): true while the lease is
+    /// still this holding's with at least two thirds of its length ahead. Taken, renewed or fenced within the last third, it
+    /// is, with no statement: no other process takes a lease before it runs out. Otherwise it is extended now; false, and
+    /// the work stops, once it is another's.
     /// </summary>
-    public async Task<bool> ExtendAsync(CancellationToken cancellationToken)
+    public async Task<bool> EnsureAheadAsync(CancellationToken cancellationToken)
     {
-        if (!Lost && await _leases.ExtendAsync(Name, Owner, _duration, cancellationToken))
+        if (Lost)
         {
+            return false;
+        }
+
+        if (_clock.GetUtcNow().UtcTicks - Interlocked.Read(ref _confirmedTicks) < (_duration / 3).Ticks)
+        {
+            return true;
+        }
+
+        var asked = _clock.GetUtcNow(); // the extension runs from no earlier than this
+        if (await _leases.ExtendAsync(Name, Owner, _duration, cancellationToken))
+        {
+            Confirmed(asked);
             return true;
         }
 
         Lose();
         return false;
     }
+
+    private void Confirmed(DateTimeOffset asked) => Interlocked.Exchange(ref _confirmedTicks, asked.UtcTicks);
 
     public async ValueTask DisposeAsync()
     {
@@ -225,12 +253,15 @@ public sealed class DatabaseLeaseHolding : IAsyncDisposable
             {
                 try
                 {
+                    var asked = clock.GetUtcNow();
                     if (!await _leases.ExtendAsync(Name, Owner, _duration, stop))
                     {
                         // Taken over: this holding's lease ran out (renewals lost for its whole length) and another holds it now.
                         Lose();
                         return;
                     }
+
+                    Confirmed(asked);
                 }
                 catch (Exception exception) when (exception is not OperationCanceledException)
                 {

@@ -20,10 +20,11 @@ public sealed class UsageReportLease(DatabaseLeases leases, IOptionsMonitor<Wald
     public static readonly TimeSpan Wait = TimeSpan.FromSeconds(3);
 
     /// <summary>
-    /// The lease's length, renewed every third of it while a report holds it and before each <c>set_usage</c>: a live holder
-    /// keeps it however long its report takes, and a crashed one's frees after a minute. At least twice the one attempt of
-    /// <c>set_usage</c> (cut off after <see cref="WaldurOptions.AttemptTimeout"/>, 30 s by default), so a send ends before the
-    /// lease it was sent under can run out, even with no renewal during it.
+    /// The lease's length, renewed every third of it while a report holds it: a live holder keeps it however long its report
+    /// takes, and a crashed one's frees after a minute. Each <c>set_usage</c> starts with at least two thirds of it ahead
+    /// (<see cref="Holding.StillHeldAsync"/>), and the length is at least twice the one attempt of <c>set_usage</c> (cut off
+    /// after <see cref="WaldurOptions.AttemptTimeout"/>, 30 s by default), so a send ends before the lease it was sent under
+    /// can run out, even with no renewal during it.
     /// </summary>
     public TimeSpan Duration => TimeSpan.FromMinutes(1) > waldur.CurrentValue.AttemptTimeout * 2
         ? TimeSpan.FromMinutes(1)
@@ -65,11 +66,13 @@ public sealed class UsageReportLease(DatabaseLeases leases, IOptionsMonitor<Wald
         }
 
         /// <summary>
-        /// Checked before each <c>set_usage</c>: true while the taken lease is still this report's (renewing it); false once
-        /// another report took it over (this one's renewals failed for a whole lease), which may be sending a newer total.
+        /// Checked before each <c>set_usage</c>: true while the taken lease is still this report's, with at least two thirds of
+        /// it ahead (renewed first unless taken or renewed within the last third: a send right after the take costs no
+        /// statement); false once another report took it over (this one's renewals failed for a whole lease), which may be
+        /// sending a newer total.
         /// </summary>
         public async Task<bool> StillHeldAsync(CancellationToken cancellationToken) =>
-            _holding is { } holding && await holding.ExtendAsync(cancellationToken);
+            _holding is { } holding && await holding.EnsureAheadAsync(cancellationToken);
 
         public async ValueTask DisposeAsync()
         {

@@ -218,8 +218,12 @@ public abstract class UsageReportSerializationTests(DatabaseProvider provider) :
         await ChargeAsync(2);
         _bed.Waldur.Fail("POST", SetUsagePath, 503, times: 1);
         // Between the attempts the report's renewals are lost for a whole lease, and another replica's report takes it over.
-        _betweenAttempts = () => _bed.QueryAsync(db => db.Leases.Where(l => l.Name == UsageReportLease.Name(_subscription.ResourceUuid))
-            .ExecuteUpdateAsync(set => set.SetProperty(l => l.Owner, "another-replica")));
+        _betweenAttempts = async () =>
+        {
+            await _bed.QueryAsync(db => db.Leases.Where(l => l.Name == UsageReportLease.Name(_subscription.ResourceUuid))
+                .ExecuteUpdateAsync(set => set.SetProperty(l => l.Owner, "another-replica")));
+            _leaseClock.Advance(Lease.Duration); // a takeover comes only once the lease ran out
+        };
 
         var report = await Reporter.ReportAsync();
 

@@ -816,7 +816,7 @@ public sealed class OrderProcessor(
                 db.Subscriptions.Add(subscription);
             }
 
-            await SaveFencedAsync(db, record.OrderUuid, cancellationToken);
+            await db.SaveChangesAsync(cancellationToken); // fenced above: the lease row stays locked until the commit
             await transaction.CommitAsync(cancellationToken);
             return subscription;
         }
